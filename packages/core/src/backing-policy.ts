@@ -1,0 +1,97 @@
+import { BlockError } from './errors.js';
+import type { BackingReference } from './driver.js';
+import type { Vfs } from './storage.js';
+import { normalizePosix } from './posix-path.js';
+
+/** Default and documented limit on backing-chain depth (the top image is depth 0). */
+export const DEFAULT_MAX_CHAIN_DEPTH = 16;
+
+/**
+ * What to do with backing files named inside images. A backing path read from
+ * an image is data from a possibly untrusted file, not an instruction: this
+ * policy decides whether and where it may be followed.
+ */
+export interface BackingPolicy {
+  /**
+   * `open` (default): open the backing chain.
+   * `forbid`: refuse to open an image that names a backing file.
+   * `ignore`: do not open backing files; ranges the image does not hold read as zeros.
+   */
+  mode?: 'open' | 'forbid' | 'ignore';
+  /**
+   * Format of backing files. Default: the format the image records for its
+   * backing file, else `raw`. `'probe'` guesses from content, which lets a
+   * raw image's contents decide how the host reads files: only for trusted
+   * images. A function chooses per level (depth 1 = the top image's backing).
+   */
+  format?: string | ((ref: BackingReference, depth: number) => string);
+  /** Deepest chain accepted (number of backing levels below the top image). Default 16. */
+  maxDepth?: number;
+  /**
+   * Confine backing files to these directories: the resolved path and its
+   * real path (every symlink followed) must both lie inside one of them, so a
+   * symlink inside an allowed directory cannot lead out of it.
+   */
+  allowedDirs?: string[];
+  /**
+   * What to do when the backing file's size or mtime differs from what the
+   * overlay recorded (UML refuses; this is the default, `refuse`). `accept`
+   * opens anyway; `update` rewrites the overlay's header with the new values
+   * (needs a writable top image).
+   */
+  onMismatch?: 'refuse' | 'accept' | 'update';
+  /** Use this file as the top image's backing file instead of the stored path (uml_moo -b). */
+  overridePath?: string;
+}
+
+/**
+ * Resolves a stored backing path: absolute paths stay; relative ones are
+ * resolved against the directory of the image that names them, never the
+ * process's working directory.
+ */
+export function resolveBackingPath(vfs: Vfs, imagePath: string, stored: string): string {
+  if (stored.length === 0) {
+    throw new BlockError('invalid-header', 'backing file path is empty', { path: imagePath, field: 'backing_file' });
+  }
+  if (stored.includes('\0')) {
+    throw new BlockError('invalid-header', 'backing file path contains a NUL byte', { path: imagePath, field: 'backing_file' });
+  }
+  return vfs.resolve(vfs.dirname(imagePath), stored);
+}
+
+/** Throws `backing-forbidden` unless `path` (and its real path) lies inside an allowed directory. */
+export async function checkConfinement(vfs: Vfs, policy: BackingPolicy, imagePath: string, path: string): Promise<void> {
+  const dirs = policy.allowedDirs;
+  if (!dirs) return;
+  const allowed = await Promise.all(dirs.map(async (dir) => {
+    const abs = vfs.resolve(vfs.cwd(), dir);
+    let real = abs;
+    try {
+      real = await vfs.realpath(abs);
+    } catch {
+      // A missing allowed directory allows nothing extra; keep its literal form.
+    }
+    return [abs, real];
+  }));
+  const inside = (candidate: string) => allowed.some(([abs, real]) => within(abs!, candidate) || within(real!, candidate));
+  if (!inside(path)) {
+    throw new BlockError('backing-forbidden',
+      `backing file ${path} lies outside the allowed directories (${dirs.join(', ')})`, { path: imagePath });
+  }
+  let real: string;
+  try {
+    real = await vfs.realpath(path);
+  } catch {
+    return; // Missing: reported as backing-missing by the caller.
+  }
+  if (!inside(real)) {
+    throw new BlockError('backing-forbidden',
+      `backing file ${path} is a symlink leading out of the allowed directories (to ${real})`, { path: imagePath });
+  }
+}
+
+function within(dir: string, path: string): boolean {
+  const d = normalizePosix(dir);
+  const p = normalizePosix(path);
+  return d === '/' || p === d || p.startsWith(`${d}/`);
+}

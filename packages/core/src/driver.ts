@@ -1,0 +1,137 @@
+import type { Storage } from './storage.js';
+
+/**
+ * The block-driver contract: the seven operations of QEMU's 2004 driver table
+ * (probe, open, read, write, close, create, is_allocated) plus flush.
+ *
+ * Units: drivers are sector-based. Every offset and length the core hands to
+ * `DriverImage.read`, `write` and `blockStatus` is a byte count that is a
+ * multiple of the image's `sectorSize`, and lies inside
+ * [0, alignUp(size, sectorSize)). The core does all byte-granular work
+ * (read-modify-write, bounds, read-only checks, request serialisation), so a
+ * driver never has to.
+ */
+export interface BlockDriver {
+  /** Format name, as used by `format: 'name'` and shown by `info`. */
+  readonly name: string;
+  /** One line for `--help` listings. */
+  readonly description?: string;
+  /** How many leading bytes `probe` wants to see (the core reads max over drivers, capped at 64 KiB). */
+  readonly probeBytes: number;
+  /**
+   * Scores how likely `head` (the first bytes of a file, fewer if the file is
+   * shorter) is an image of this format: 0 = no, 100 = certain. A pure
+   * function: no I/O, no exceptions.
+   */
+  probe(head: Uint8Array, hint: ProbeHint): number;
+  /** Opens an image over `storage`; throws a typed BlockError on a bad header. */
+  open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage>;
+  /** Writes a new, empty image into `storage` (which is empty and writable). */
+  create?(storage: Storage, options: DriverCreateOptions): Promise<void>;
+}
+
+export interface ProbeHint {
+  /** The file's name, for drivers that also look at extensions (score ties only). */
+  fileName?: string;
+  /** The file's length in bytes. */
+  size: number;
+}
+
+export interface DriverOpenOptions {
+  readOnly: boolean;
+  /** Format-specific options (for example `{ variant: 'v2-qemu-lp64' }` for cow). */
+  driverOptions?: Record<string, unknown>;
+  /** Write-back policy; drivers without metadata may ignore it. See `CacheMode`. */
+  cache: CacheMode;
+}
+
+/**
+ * How metadata writes are ordered against data writes and against `flush()`.
+ * - `writeback` (default): data is written at once; metadata that makes new
+ *   data visible (bitmap bits) is held in memory and written by `flush()`
+ *   after the data is durable. A crash before `flush()` shows old contents
+ *   for sectors first written since the last flush; never garbage.
+ * - `writethrough`: every write is durable, data and metadata, when it resolves.
+ * - `unsafe`: as writeback, but `flush()` does not ask the storage to sync.
+ */
+export type CacheMode = 'writeback' | 'writethrough' | 'unsafe';
+
+export interface BackingSpec {
+  /** Absolute path to store in the new image. */
+  path: string;
+  /** Virtual size of the backing image in bytes. */
+  size: number;
+  /** Whole seconds of the backing file's mtime. */
+  mtimeSec: number;
+  /** Format of the backing file, where the format can record it. */
+  format?: string;
+}
+
+export interface DriverCreateOptions {
+  /** Virtual size in bytes. */
+  size: number;
+  backing?: BackingSpec;
+  driverOptions?: Record<string, unknown>;
+}
+
+/** What an image says about its backing file. */
+export interface BackingReference {
+  /** The path exactly as stored in the image (may be relative). */
+  path: string;
+  /** Format recorded in the image, if the format records one. */
+  format?: string;
+  /**
+   * Values the backing file must still have, checked at open as UML does.
+   * Omitted for formats (or variants) that do not check.
+   */
+  expect?: { size?: number; mtimeSec?: number };
+}
+
+/**
+ * Allocation state of a run that starts at the queried offset. `length` is a
+ * multiple of the sector size (or reaches the end of the image), is at least
+ * one sector and at most the queried length.
+ */
+export interface BlockStatus {
+  /** True when this layer holds the data; false when reads fall through to the layer below. */
+  allocated: boolean;
+  length: number;
+  /** True when the run is known to read as zeros. */
+  zero?: boolean;
+  /** Where the run's data lies in this layer's storage, when it lies there contiguously. */
+  hostOffset?: number;
+}
+
+/** Reads bytes from the layer below (backing chain, or zeros when there is none). */
+export type ReadBelow = (offset: number, into: Uint8Array) => Promise<void>;
+
+/** An opened image as the driver sees it (QEMU's BlockDriverState). */
+export interface DriverImage {
+  readonly driver: BlockDriver;
+  /** Bytes per sector; every request is aligned to it. 1 for byte-granular formats. */
+  readonly sectorSize: number;
+  /** Virtual size in bytes (need not be a multiple of sectorSize). */
+  readonly size: number;
+  readonly backing?: BackingReference;
+  /**
+   * Fills `into` with the image's contents at `offset`. Runs this layer does
+   * not hold are read through `below`, one call per contiguous run.
+   */
+  read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void>;
+  write?(offset: number, data: Uint8Array): Promise<void>;
+  blockStatus(offset: number, length: number): Promise<BlockStatus>;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+  /**
+   * Points the image at another backing file (rebase, or accepting a changed
+   * backing file). Only for formats that store a backing reference.
+   */
+  setBacking?(backing: BackingSpec | undefined): Promise<void>;
+  /**
+   * Marks the given range as not allocated in this layer, so reads fall
+   * through again (used by commit to empty an overlay).
+   */
+  discard?(offset: number, length: number): Promise<void>;
+  /** Format-specific facts for `info` (version, variant, sector size, ...). */
+  info(): Record<string, unknown>;
+}

@@ -1,0 +1,97 @@
+/**
+ * One error class for the whole framework, classified by a stable `kind`.
+ *
+ * Callers branch on `kind` (a string union that only ever grows), never on
+ * message text. `path` names the file the problem is in, `field` the header
+ * field when a header is at fault, and `offset` the byte offset when a range is.
+ */
+export type BlockErrorKind =
+  /** The file is not of the format that was asked for (magic mismatch). */
+  | 'bad-magic'
+  /** The format is right but this version or variant is not supported. */
+  | 'unsupported-version'
+  /** The file ends inside its header or metadata. */
+  | 'truncated'
+  /** A header field holds a value that cannot be right (checked before use). */
+  | 'invalid-header'
+  /** No registered driver recognises the file, or a named format is unknown. */
+  | 'unknown-format'
+  /** The backing file named by an image does not exist. */
+  | 'backing-missing'
+  /** The backing file's size or mtime differs from what the overlay recorded. */
+  | 'backing-mismatch'
+  /** The backing path was refused by the caller's backing-file policy. */
+  | 'backing-forbidden'
+  /** A backing chain refers back to an image already in it. */
+  | 'backing-loop'
+  /** A backing chain is deeper than the allowed maximum. */
+  | 'chain-too-deep'
+  /** A request reaches past the end of the image or has a bad offset/length. */
+  | 'out-of-range'
+  /** A write, truncate or create was attempted on a read-only image or storage. */
+  | 'read-only'
+  /** A write would make a probed raw image probe as another format. */
+  | 'probe-guard'
+  /** The operation is valid but this driver or variant cannot do it. */
+  | 'not-supported'
+  /** A caller-supplied argument is invalid. */
+  | 'invalid-argument'
+  /** The image or storage was used after close(). */
+  | 'closed'
+  /** Another process holds a conflicting lock on the file. */
+  | 'locked'
+  /** The file to create exists already. */
+  | 'exists'
+  /** The underlying storage failed (EIO, ENOSPC, short write, ...). */
+  | 'io';
+
+export interface BlockErrorContext {
+  /** The file the problem is in. */
+  path?: string;
+  /** The header field at fault. */
+  field?: string;
+  /** The byte offset at fault. */
+  offset?: number;
+  /** The driver that raised it. */
+  driver?: string;
+  /** The original error (I/O errors keep the system error here). */
+  cause?: unknown;
+  /** errno-style code of an I/O error (EIO, ENOSPC, ENOENT, ...). */
+  code?: string;
+}
+
+export class BlockError extends Error {
+  readonly kind: BlockErrorKind;
+  readonly path: string | undefined;
+  readonly field: string | undefined;
+  readonly offset: number | undefined;
+  readonly driver: string | undefined;
+  readonly code: string | undefined;
+
+  constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}) {
+    // The path leads the message so that a CLI can print it as one clear line.
+    super(context.path !== undefined ? `${context.path}: ${message}` : message,
+      context.cause !== undefined ? { cause: context.cause } : undefined);
+    this.name = 'BlockError';
+    this.kind = kind;
+    this.path = context.path;
+    this.field = context.field;
+    this.offset = context.offset;
+    this.driver = context.driver;
+    this.code = context.code;
+  }
+}
+
+export function isBlockError(err: unknown, kind?: BlockErrorKind): err is BlockError {
+  return err instanceof BlockError && (kind === undefined || err.kind === kind);
+}
+
+/** Wraps a system error from a storage backend as a typed `io` error naming the file. */
+export function ioError(path: string, op: string, cause: unknown, offset?: number): BlockError {
+  if (cause instanceof BlockError) return cause;
+  const code = typeof cause === 'object' && cause !== null && 'code' in cause
+    ? String((cause as { code: unknown }).code) : undefined;
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new BlockError('io', `${op} failed${offset !== undefined ? ` at offset ${offset}` : ''}: ${detail}`,
+    { path, cause, offset, code });
+}

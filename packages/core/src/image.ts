@@ -1,0 +1,364 @@
+import { BlockError } from './errors.js';
+import { alignDown, alignUp, checkRange } from './checks.js';
+import { RequestTracker } from './request-tracker.js';
+import type { BackingSpec, BlockStatus, DriverImage } from './driver.js';
+import type { DriverRegistry } from './registry.js';
+
+/** Where a run of the image's contents comes from, across the whole chain. */
+export interface ChainStatus {
+  /** Bytes from the queried offset that share this status (> 0 unless at the end). */
+  length: number;
+  /**
+   * Which layer holds the data: 0 = this image, 1 = its backing file, ...;
+   * undefined when no layer holds it and it reads as zeros.
+   */
+  depth: number | undefined;
+  /** True when the run is known to read as zeros. */
+  zero: boolean;
+  /** Offset of the data in the storage of the layer at `depth`, when known. */
+  hostOffset?: number;
+  /** The file of the layer at `depth`. */
+  path?: string;
+}
+
+export interface ImageInfo {
+  path: string;
+  format: string;
+  size: number;
+  sectorSize: number;
+  readOnly: boolean;
+  /** Backing file as stored in the image and as resolved, when there is one. */
+  backing?: { stored: string; resolved?: string; format?: string; opened: boolean };
+  /** Format-specific facts from the driver. */
+  formatSpecific: Record<string, unknown>;
+}
+
+/** Guards a probed image against writes that would change what it probes as (see `openImage`). */
+export interface ProbeGuard {
+  registry: DriverRegistry;
+  window: number;
+}
+
+export interface ImageParts {
+  path: string;
+  driverImage: DriverImage;
+  readOnly: boolean;
+  backing?: Image;
+  /** Backing path as resolved (absolute) when a backing reference exists. */
+  backingPath?: string;
+  probeGuard?: ProbeGuard;
+}
+
+/**
+ * An opened image: byte-granular reads and writes over a sector-based driver,
+ * with backing-chain fall-through, read-only policy and request
+ * serialisation. Obtain one with `openImage`.
+ */
+export class Image {
+  readonly path: string;
+  readonly format: string;
+  readonly size: number;
+  readonly sectorSize: number;
+  readonly readOnly: boolean;
+  /** The opened backing image, when the chain was opened. */
+  readonly backing: Image | undefined;
+  private readonly driverImage: DriverImage;
+  private readonly backingPath: string | undefined;
+  private readonly tracker = new RequestTracker();
+  private readonly probeGuard: ProbeGuard | undefined;
+  private readonly readBelow: (offset: number, into: Uint8Array) => Promise<void>;
+  private closed = false;
+
+  constructor(parts: ImageParts) {
+    this.path = parts.path;
+    this.driverImage = parts.driverImage;
+    this.format = parts.driverImage.driver.name;
+    this.size = parts.driverImage.size;
+    this.sectorSize = parts.driverImage.sectorSize;
+    this.readOnly = parts.readOnly;
+    this.backing = parts.backing;
+    this.backingPath = parts.backingPath;
+    this.probeGuard = parts.probeGuard;
+    if (!Number.isSafeInteger(this.sectorSize) || this.sectorSize < 1) {
+      throw new BlockError('invalid-argument', `driver ${this.format} reported sector size ${this.sectorSize}`,
+        { path: this.path, driver: this.format });
+    }
+    // Bound once: the driver calls this for every run that falls through.
+    const backing = this.backing;
+    this.readBelow = backing
+      ? (offset, into) => backing.readPadded(offset, into)
+      : async (_offset, into) => { into.fill(0); };
+  }
+
+  /** Reads `length` bytes at `offset`. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    await this.readInto(offset, out);
+    return out;
+  }
+
+  /** Fills `into` from `offset` (no allocation when the request is sector-aligned). */
+  async readInto(offset: number, into: Uint8Array): Promise<void> {
+    this.checkOpen();
+    checkRange(offset, into.length, this.size, this.path);
+    if (into.length === 0) return;
+    const start = alignDown(offset, this.sectorSize);
+    const end = alignUp(offset + into.length, this.sectorSize);
+    await this.tracker.run(start, end, false, () => this.readUnaligned(offset, into));
+  }
+
+  /** Writes `data` at `offset`; unaligned edges are read-modify-written through the chain. */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.checkOpen();
+    this.checkWritable();
+    checkRange(offset, data.length, this.size, this.path);
+    if (data.length === 0) return;
+    const ss = this.sectorSize;
+    const guarded = this.probeGuard !== undefined && offset < this.probeGuard.window;
+    const start = guarded ? 0 : alignDown(offset, ss);
+    const end = alignUp(offset + data.length, ss);
+    await this.tracker.run(start, end, true, async () => {
+      if (guarded) await this.checkProbeGuard(offset, data);
+      await this.writeUnaligned(offset, data);
+    });
+  }
+
+  /** Allocation of this layer alone, for the run starting at `offset` (byte-granular). */
+  async isAllocated(offset: number, length: number): Promise<{ allocated: boolean; length: number }> {
+    const status = await this.status(offset, length);
+    return { allocated: status.allocated, length: status.length };
+  }
+
+  /** This layer's block status for the run starting at `offset`. */
+  async status(offset: number, length: number): Promise<BlockStatus> {
+    this.checkOpen();
+    checkRange(offset, length, this.size, this.path);
+    if (length === 0) return { allocated: false, length: 0 };
+    const start = alignDown(offset, this.sectorSize);
+    const end = Math.min(alignUp(offset + length, this.sectorSize), alignUp(this.size, this.sectorSize));
+    const st = await this.driverImage.blockStatus(start, end - start);
+    if (!(st.length > 0) || start + st.length > end) {
+      throw new BlockError('io', `driver ${this.format} returned a block status of ${st.length} bytes`,
+        { path: this.path, driver: this.format, offset: start });
+    }
+    const runEnd = Math.min(start + st.length, offset + length);
+    const result: BlockStatus = { allocated: st.allocated, length: runEnd - offset };
+    if (st.zero !== undefined) result.zero = st.zero;
+    if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset + (offset - start);
+    return result;
+  }
+
+  /** Status across the whole chain for the run starting at `offset`: which layer answers. */
+  async chainStatus(offset: number, length: number): Promise<ChainStatus> {
+    const st = await this.status(offset, length);
+    if (st.allocated) {
+      const result: ChainStatus = { length: st.length, depth: 0, zero: st.zero ?? false, path: this.path };
+      if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset;
+      return result;
+    }
+    const below = this.backing;
+    if (!below || offset >= below.size) return { length: st.length, depth: undefined, zero: true };
+    const sub = await below.chainStatus(offset, Math.min(st.length, below.size - offset));
+    return { ...sub, depth: sub.depth === undefined ? undefined : sub.depth + 1 };
+  }
+
+  /**
+   * Walks [offset, offset+length) as maximal runs of equal chain status
+   * (adjacent runs with contiguous host offsets in the same layer merge).
+   */
+  async *map(offset = 0, length = this.size - offset): AsyncGenerator<ChainStatus & { start: number }> {
+    const end = offset + length;
+    let pending: (ChainStatus & { start: number }) | undefined;
+    let pos = offset;
+    while (pos < end) {
+      const st = await this.chainStatus(pos, end - pos);
+      if (st.length <= 0) break;
+      if (pending && sameRun(pending, st)) {
+        pending.length += st.length;
+      } else {
+        if (pending) yield pending;
+        pending = { start: pos, ...st };
+      }
+      pos += st.length;
+    }
+    if (pending) yield pending;
+  }
+
+  /** Makes every write that completed before this call durable. */
+  async flush(): Promise<void> {
+    this.checkOpen();
+    await this.tracker.drain();
+    if (!this.readOnly) await this.driverImage.flush();
+  }
+
+  /** Drops this layer's copy of [offset, offset+length) (sector-aligned) so reads fall through. */
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkOpen();
+    this.checkWritable();
+    checkRange(offset, length, this.size, this.path);
+    const ss = this.sectorSize;
+    if (offset % ss !== 0 || (length % ss !== 0 && offset + length !== this.size)) {
+      throw new BlockError('invalid-argument', `discard range must be aligned to ${ss} bytes`, { path: this.path, offset });
+    }
+    if (!this.driverImage.discard) {
+      throw new BlockError('not-supported', `format ${this.format} cannot discard`, { path: this.path });
+    }
+    const end = alignUp(offset + length, ss);
+    const discard = this.driverImage.discard.bind(this.driverImage);
+    await this.tracker.run(offset, end, true, () => discard(offset, end - offset));
+  }
+
+  /** Rewrites the backing reference stored in the image (takes effect at the next open). */
+  async setBackingReference(backing: BackingSpec | undefined): Promise<void> {
+    this.checkOpen();
+    this.checkWritable();
+    if (!this.driverImage.setBacking) {
+      throw new BlockError('not-supported', `format ${this.format} has no backing file reference`, { path: this.path });
+    }
+    await this.tracker.drain();
+    await this.driverImage.setBacking(backing);
+  }
+
+  /** The images of the chain from this one down. */
+  chain(): Image[] {
+    const out: Image[] = [];
+    for (let image: Image | undefined = this; image; image = image.backing) out.push(image);
+    return out;
+  }
+
+  info(): ImageInfo {
+    const info: ImageInfo = {
+      path: this.path,
+      format: this.format,
+      size: this.size,
+      sectorSize: this.sectorSize,
+      readOnly: this.readOnly,
+      formatSpecific: this.driverImage.info(),
+    };
+    const ref = this.driverImage.backing;
+    if (ref) {
+      info.backing = { stored: ref.path, opened: this.backing !== undefined };
+      if (this.backingPath !== undefined) info.backing.resolved = this.backingPath;
+      const format = this.backing?.format ?? ref.format;
+      if (format !== undefined) info.backing.format = format;
+    }
+    return info;
+  }
+
+  /** Closes this image and its backing chain; pending writes are flushed first. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.tracker.drain();
+    this.closed = true;
+    let failure: unknown;
+    try {
+      if (!this.readOnly) await this.driverImage.flush();
+    } catch (err) {
+      failure = err;
+    }
+    try {
+      await this.driverImage.close();
+    } catch (err) {
+      failure ??= err;
+    }
+    try {
+      await this.backing?.close();
+    } catch (err) {
+      failure ??= err;
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** The backing reference stored in the image (unresolved). */
+  get backingReference(): DriverImage['backing'] {
+    return this.driverImage.backing;
+  }
+
+  /**
+   * Reads for a layer above: the part inside this image is read, the part past
+   * its end reads as zeros (a shorter backing file).
+   */
+  private async readPadded(offset: number, into: Uint8Array): Promise<void> {
+    const inside = Math.max(0, Math.min(into.length, this.size - offset));
+    if (inside < into.length) into.fill(0, inside);
+    if (inside > 0) await this.readInto(offset, inside === into.length ? into : into.subarray(0, inside));
+  }
+
+  private async readUnaligned(offset: number, into: Uint8Array): Promise<void> {
+    const ss = this.sectorSize;
+    const end = offset + into.length;
+    const headEnd = Math.min(alignUp(offset, ss), end);
+    const tailStart = Math.max(alignDown(end, ss), headEnd);
+    // Head: the part before the first sector boundary.
+    if (headEnd > offset) await this.readBounced(offset, into.subarray(0, headEnd - offset));
+    // Middle: whole sectors straight into the caller's buffer.
+    if (tailStart > headEnd) {
+      await this.driverImage.read(headEnd, into.subarray(headEnd - offset, tailStart - offset), this.readBelow);
+    }
+    // Tail: a partial last sector.
+    if (end > tailStart) await this.readBounced(tailStart, into.subarray(tailStart - offset));
+  }
+
+  /** Reads a range inside one sector through a sector-sized bounce buffer. */
+  private async readBounced(offset: number, into: Uint8Array): Promise<void> {
+    const ss = this.sectorSize;
+    const sectorStart = alignDown(offset, ss);
+    const bounce = new Uint8Array(ss);
+    await this.driverImage.read(sectorStart, bounce, this.readBelow);
+    into.set(bounce.subarray(offset - sectorStart, offset - sectorStart + into.length));
+  }
+
+  private async writeUnaligned(offset: number, data: Uint8Array): Promise<void> {
+    const write = this.driverImage.write;
+    if (!write) throw new BlockError('not-supported', `format ${this.format} is read-only in blk`, { path: this.path });
+    const ss = this.sectorSize;
+    const start = alignDown(offset, ss);
+    const end = alignUp(offset + data.length, ss);
+    if (start === offset && end === offset + data.length) {
+      await write.call(this.driverImage, offset, data);
+      return;
+    }
+    // Read-modify-write of the partial first and last sectors, through the chain.
+    const bounce = new Uint8Array(end - start);
+    if (offset > start) await this.driverImage.read(start, bounce.subarray(0, ss), this.readBelow);
+    const lastSector = end - ss;
+    if (offset + data.length < end && (lastSector > start || offset === start)) {
+      await this.driverImage.read(lastSector, bounce.subarray(lastSector - start), this.readBelow);
+    }
+    bounce.set(data, offset - start);
+    await write.call(this.driverImage, start, bounce);
+  }
+
+  private async checkProbeGuard(offset: number, data: Uint8Array): Promise<void> {
+    const guard = this.probeGuard!;
+    const window = Math.min(guard.window, this.size);
+    const head = new Uint8Array(window);
+    await this.readUnaligned(0, head);
+    head.set(data.subarray(0, Math.max(0, window - offset)), offset);
+    const result = guard.registry.probeHead(head, { fileName: this.path, size: this.size });
+    if (result && result.driver.name !== this.format) {
+      throw new BlockError('probe-guard',
+        `refusing a write at offset ${offset}: the image was probed as ${this.format}, and this write would make it `
+        + `probe as ${result.driver.name}; open it with format '${this.format}' to allow such writes`,
+        { path: this.path, offset });
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BlockError('closed', 'image used after close', { path: this.path });
+  }
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new BlockError('read-only', 'image is open read-only', { path: this.path });
+  }
+}
+
+function sameRun(a: ChainStatus & { start: number }, b: ChainStatus): boolean {
+  if (a.depth !== b.depth || a.zero !== b.zero || a.path !== b.path) return false;
+  if (a.hostOffset === undefined && b.hostOffset === undefined) return true;
+  return a.hostOffset !== undefined && b.hostOffset !== undefined && a.hostOffset + a.length === b.hostOffset;
+}

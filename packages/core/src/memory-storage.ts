@@ -1,0 +1,137 @@
+import { BlockError } from './errors.js';
+import { checkOffset } from './checks.js';
+import type { Storage } from './storage.js';
+
+/** Chunk size of the sparse in-memory store: large enough for fast copies, small enough for huge sparse files. */
+const CHUNK = 64 * 1024;
+
+/**
+ * A file's bytes in memory, stored sparsely in 64 KiB chunks so that a
+ * "1 TiB" image whose bitmap and data are mostly holes costs only what was
+ * written. Shared by every `MemoryStorage` opened on the same `MemoryFile`.
+ */
+export class MemoryFile {
+  private readonly chunks = new Map<number, Uint8Array>();
+  length = 0;
+  /** Whole seconds; bumped on every change so that mtime checks behave as on a real file. */
+  mtimeSec: number;
+
+  constructor(content?: Uint8Array, mtimeSec = 1_600_000_000) {
+    this.mtimeSec = mtimeSec;
+    if (content) this.writeAt(0, content);
+  }
+
+  readAt(offset: number, into: Uint8Array): number {
+    const end = Math.min(offset + into.length, this.length);
+    let pos = offset;
+    while (pos < end) {
+      const index = Math.floor(pos / CHUNK);
+      const within = pos - index * CHUNK;
+      const n = Math.min(CHUNK - within, end - pos);
+      const chunk = this.chunks.get(index);
+      if (chunk) into.set(chunk.subarray(within, within + n), pos - offset);
+      else into.fill(0, pos - offset, pos - offset + n);
+      pos += n;
+    }
+    return Math.max(0, end - offset);
+  }
+
+  writeAt(offset: number, data: Uint8Array): void {
+    let pos = 0;
+    while (pos < data.length) {
+      const abs = offset + pos;
+      const index = Math.floor(abs / CHUNK);
+      const within = abs - index * CHUNK;
+      const n = Math.min(CHUNK - within, data.length - pos);
+      let chunk = this.chunks.get(index);
+      if (!chunk) {
+        chunk = new Uint8Array(CHUNK);
+        this.chunks.set(index, chunk);
+      }
+      chunk.set(data.subarray(pos, pos + n), within);
+      pos += n;
+    }
+    this.length = Math.max(this.length, offset + data.length);
+    this.touch();
+  }
+
+  truncate(size: number): void {
+    if (size < this.length) {
+      const firstDropped = Math.ceil(size / CHUNK);
+      for (const index of [...this.chunks.keys()]) {
+        if (index >= firstDropped) this.chunks.delete(index);
+      }
+      const partial = this.chunks.get(Math.floor(size / CHUNK));
+      if (partial) partial.fill(0, size % CHUNK);
+    }
+    this.length = size;
+    this.touch();
+  }
+
+  /** Bytes of memory really held (for tests of sparse behaviour). */
+  get allocatedBytes(): number {
+    return this.chunks.size * CHUNK;
+  }
+
+  /** A flat copy of the whole content (for tests; avoid on huge files). */
+  snapshot(): Uint8Array {
+    const out = new Uint8Array(this.length);
+    this.readAt(0, out);
+    return out;
+  }
+
+  private touch(): void {
+    this.mtimeSec += 1;
+  }
+}
+
+/** A `Storage` over a `MemoryFile`. */
+export class MemoryStorage implements Storage {
+  private closed = false;
+
+  constructor(
+    readonly file: MemoryFile = new MemoryFile(),
+    readonly path: string = 'memory',
+    readonly readOnly = false,
+  ) {}
+
+  async read(offset: number, into: Uint8Array): Promise<number> {
+    this.checkOpen();
+    checkOffset(offset, 'offset', this.path);
+    return this.file.readAt(offset, into);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.checkWritable();
+    checkOffset(offset + data.length, 'end offset', this.path);
+    this.file.writeAt(offset, data);
+  }
+
+  async size(): Promise<number> {
+    this.checkOpen();
+    return this.file.length;
+  }
+
+  async truncate(size: number): Promise<void> {
+    this.checkWritable();
+    checkOffset(size, 'size', this.path);
+    this.file.truncate(size);
+  }
+
+  async flush(): Promise<void> {
+    this.checkOpen();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BlockError('closed', 'storage used after close', { path: this.path });
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (this.readOnly) throw new BlockError('read-only', 'storage is open read-only', { path: this.path });
+  }
+}

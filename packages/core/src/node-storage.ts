@@ -1,0 +1,142 @@
+import * as fs from 'node:fs';
+import { BlockError, ioError } from './errors.js';
+import { checkOffset } from './checks.js';
+import type { Storage } from './storage.js';
+
+/**
+ * How a NodeFileStorage talks to the kernel.
+ * - `sync`: positional `readSync`/`writeSync` behind the Promise API. On a
+ *   file in the page cache a 4 KiB read costs about 2 µs this way, against
+ *   about 50 µs for an awaited `FileHandle.read` (libuv thread-pool round
+ *   trip). The price: while the call runs, the event loop waits, which is
+ *   what you want for local disks and not for slow network file systems.
+ * - `async`: `FileHandle` calls on libuv's thread pool; the event loop stays
+ *   free during every call.
+ */
+export type NodeIoMode = 'sync' | 'async';
+
+export interface NodeFileStorageOptions {
+  readOnly?: boolean;
+  io?: NodeIoMode;
+}
+
+/** A local file through Node's fs module. */
+export class NodeFileStorage implements Storage {
+  private fd: number;
+  private handle: fs.promises.FileHandle | undefined;
+  private closed = false;
+  readonly io: NodeIoMode;
+
+  private constructor(readonly path: string, fd: number, readonly readOnly: boolean, io: NodeIoMode,
+    handle?: fs.promises.FileHandle) {
+    this.fd = fd;
+    this.io = io;
+    this.handle = handle;
+  }
+
+  static async open(path: string, options: NodeFileStorageOptions & { flags?: string } = {}): Promise<NodeFileStorage> {
+    const readOnly = options.readOnly ?? false;
+    const flags = options.flags ?? (readOnly ? 'r' : 'r+');
+    const io = options.io ?? 'sync';
+    try {
+      if (io === 'async') {
+        const handle = await fs.promises.open(path, flags);
+        return new NodeFileStorage(path, handle.fd, readOnly, io, handle);
+      }
+      return new NodeFileStorage(path, fs.openSync(path, flags), readOnly, io);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw new BlockError('exists', 'file exists', { path, code, cause: err });
+      if (code === 'ENOENT') throw new BlockError('io', 'no such file or directory', { path, code, cause: err });
+      throw ioError(path, 'open', err);
+    }
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<number> {
+    this.checkOpen();
+    checkOffset(offset, 'offset', this.path);
+    let done = 0;
+    try {
+      while (done < into.length) {
+        const view = done === 0 ? into : into.subarray(done);
+        const n = this.handle
+          ? (await this.handle.read(view, 0, view.length, offset + done)).bytesRead
+          : fs.readSync(this.fd, view, 0, view.length, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (err) {
+      throw ioError(this.path, 'read', err, offset + done);
+    }
+    return done;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.checkWritable();
+    checkOffset(offset + data.length, 'end offset', this.path);
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const view = done === 0 ? data : data.subarray(done);
+        const n = this.handle
+          ? (await this.handle.write(view, 0, view.length, offset + done)).bytesWritten
+          : fs.writeSync(this.fd, view, 0, view.length, offset + done);
+        if (n <= 0) throw new Error('short write: the kernel accepted no bytes');
+        done += n;
+      }
+    } catch (err) {
+      throw ioError(this.path, 'write', err, offset + done);
+    }
+  }
+
+  async size(): Promise<number> {
+    this.checkOpen();
+    try {
+      return this.handle ? (await this.handle.stat()).size : fs.fstatSync(this.fd).size;
+    } catch (err) {
+      throw ioError(this.path, 'stat', err);
+    }
+  }
+
+  async truncate(size: number): Promise<void> {
+    this.checkWritable();
+    checkOffset(size, 'size', this.path);
+    try {
+      if (this.handle) await this.handle.truncate(size);
+      else fs.ftruncateSync(this.fd, size);
+    } catch (err) {
+      throw ioError(this.path, 'truncate', err);
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.checkOpen();
+    if (this.readOnly) return;
+    try {
+      if (this.handle) await this.handle.datasync();
+      else fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      throw ioError(this.path, 'flush', err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.handle) await this.handle.close();
+      else fs.closeSync(this.fd);
+    } catch (err) {
+      throw ioError(this.path, 'close', err);
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BlockError('closed', 'storage used after close', { path: this.path });
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (this.readOnly) throw new BlockError('read-only', 'file is open read-only', { path: this.path });
+  }
+}

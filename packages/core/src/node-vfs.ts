@@ -1,0 +1,100 @@
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { BlockError, ioError } from './errors.js';
+import { NodeFileStorage, type NodeIoMode } from './node-storage.js';
+import type { FileStat, Storage, Vfs, VfsOpenOptions } from './storage.js';
+
+/** The host's file system. */
+export class NodeVfs implements Vfs {
+  constructor(private readonly options: { io?: NodeIoMode } = {}) {}
+
+  async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
+    let flags = options.readOnly ? 'r' : 'r+';
+    if (options.create) flags = options.exclusive ? 'wx+' : options.truncate ? 'w+' : 'a+';
+    if (flags === 'a+') {
+      // 'a+' would force every write to the end; create the file first, then open it positionally.
+      try {
+        fs.closeSync(fs.openSync(path, 'a'));
+      } catch (err) {
+        throw ioError(path, 'create', err);
+      }
+      flags = 'r+';
+    }
+    return NodeFileStorage.open(path, { readOnly: options.readOnly ?? false, flags, io: this.options.io });
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    return toStat(path, () => fs.promises.stat(path, { bigint: true }));
+  }
+
+  async lstat(path: string): Promise<FileStat> {
+    return toStat(path, () => fs.promises.lstat(path, { bigint: true }));
+  }
+
+  async realpath(path: string): Promise<string> {
+    try {
+      return await fs.promises.realpath(path);
+    } catch (err) {
+      throw missingOrIo(path, 'realpath', err);
+    }
+  }
+
+  resolve(base: string, path: string): string {
+    return nodePath.resolve(base, path);
+  }
+
+  dirname(path: string): string {
+    return nodePath.dirname(path);
+  }
+
+  cwd(): string {
+    return process.cwd();
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      await fs.promises.stat(path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async remove(path: string): Promise<void> {
+    try {
+      await fs.promises.unlink(path);
+    } catch (err) {
+      throw missingOrIo(path, 'remove', err);
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    try {
+      await fs.promises.rename(from, to);
+    } catch (err) {
+      throw missingOrIo(from, 'rename', err);
+    }
+  }
+}
+
+async function toStat(path: string, get: () => Promise<fs.BigIntStats>): Promise<FileStat> {
+  try {
+    const st = await get();
+    return {
+      size: Number(st.size),
+      // Whole seconds, floored from nanoseconds: mtimeMs is a float and can round up.
+      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
+      isFile: st.isFile(),
+      isDirectory: st.isDirectory(),
+      isSymbolicLink: st.isSymbolicLink(),
+    };
+  } catch (err) {
+    throw missingOrIo(path, 'stat', err);
+  }
+}
+
+function missingOrIo(path: string, op: string, err: unknown): BlockError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new BlockError('io', 'no such file or directory', { path, code, cause: err });
+  return ioError(path, op, err);
+}

@@ -1,0 +1,228 @@
+import { BlockError, isBlockError } from './errors.js';
+import { checkOffset } from './checks.js';
+import { Image } from './image.js';
+import {
+  DEFAULT_MAX_CHAIN_DEPTH, checkConfinement, resolveBackingPath, type BackingPolicy,
+} from './backing-policy.js';
+import type { BackingReference, BackingSpec, CacheMode, DriverImage } from './driver.js';
+import type { DriverRegistry } from './registry.js';
+import type { Storage, Vfs } from './storage.js';
+
+export interface OpenImageOptions {
+  /** The formats to probe among; `@blk/images` passes one with every built-in format. */
+  registry: DriverRegistry;
+  /** Name the format instead of probing (nothing is probed, no probe guard is set). */
+  format?: string;
+  readOnly?: boolean;
+  /** Where files live; defaults to the host file system (NodeVfs). */
+  vfs?: Vfs;
+  cache?: CacheMode;
+  /** Options for the top image's driver (e.g. `{ variant: 'v2-qemu-lp64' }`). */
+  driverOptions?: Record<string, unknown>;
+  backing?: BackingPolicy;
+}
+
+export interface CreateImageOptions {
+  registry: DriverRegistry;
+  format: string;
+  /** Virtual size in bytes; defaults to the backing image's size. */
+  size?: number;
+  /** Backing file: its path (made absolute) and, optionally, its format (default raw). */
+  backing?: string | { path: string; format?: string };
+  driverOptions?: Record<string, unknown>;
+  vfs?: Vfs;
+  /** Replace an existing file (default: refuse with `exists`). */
+  overwrite?: boolean;
+}
+
+let nodeVfs: Promise<Vfs> | undefined;
+
+/** The host file system, loaded on first use so that the portable core never imports node:fs. */
+export function defaultVfs(): Promise<Vfs> {
+  nodeVfs ??= import('./node-vfs.js').then((m) => new m.NodeVfs());
+  return nodeVfs;
+}
+
+/**
+ * Opens an image: probes its format (or takes the named one), then opens its
+ * backing chain under the backing policy, each backing file read-only.
+ */
+export async function openImage(path: string, options: OpenImageOptions): Promise<Image> {
+  const vfs = options.vfs ?? await defaultVfs();
+  const absolute = vfs.resolve(vfs.cwd(), path);
+  return openLayer(vfs, path, absolute, options, {
+    depth: 0,
+    readOnly: options.readOnly ?? false,
+    format: options.format,
+    seen: new Set<string>(),
+  });
+}
+
+interface LayerContext {
+  depth: number;
+  readOnly: boolean;
+  format: string | undefined;
+  seen: Set<string>;
+}
+
+async function openLayer(vfs: Vfs, displayPath: string, absolute: string, options: OpenImageOptions,
+  ctx: LayerContext): Promise<Image> {
+  const policy = options.backing ?? {};
+  const real = await vfs.realpath(absolute).catch(() => absolute);
+  if (ctx.seen.has(real)) {
+    throw new BlockError('backing-loop', `backing chain loops back to ${absolute}`, { path: displayPath });
+  }
+  ctx.seen.add(real);
+  const storage = await vfs.open(absolute, { readOnly: ctx.readOnly }).catch((err: unknown) => {
+    throw retitle(err, displayPath);
+  });
+  let driverImage: DriverImage | undefined;
+  let backing: Image | undefined;
+  try {
+    const registry = options.registry;
+    let probed = false;
+    let driverName = ctx.format;
+    if (driverName === undefined) {
+      driverName = (await registry.probe(storage, displayPath)).driver.name;
+      probed = true;
+    }
+    const driver = registry.require(driverName, displayPath);
+    driverImage = await driver.open(storage, {
+      readOnly: ctx.readOnly,
+      cache: options.cache ?? 'writeback',
+      driverOptions: ctx.depth === 0 ? options.driverOptions : undefined,
+    });
+    const ref = driverImage.backing;
+    let backingPath: string | undefined;
+    if (ref) {
+      const mode = policy.mode ?? 'open';
+      if (mode === 'forbid') {
+        throw new BlockError('backing-forbidden',
+          `image names backing file '${ref.path}' and backing files are forbidden`, { path: displayPath });
+      }
+      backingPath = ctx.depth === 0 && policy.overridePath !== undefined
+        ? vfs.resolve(vfs.cwd(), policy.overridePath)
+        : resolveBackingPath(vfs, absolute, ref.path);
+      if (mode === 'open') {
+        backing = await openBacking(vfs, displayPath, backingPath, ref, options, ctx);
+        await checkBackingMatch(vfs, displayPath, backingPath, ref, backing, driverImage, policy, ctx.readOnly);
+      }
+    }
+    const guard = probed && !ctx.readOnly
+      ? { registry, window: registry.probeWindow() } : undefined;
+    return new Image({
+      path: displayPath, driverImage, readOnly: ctx.readOnly, backing, backingPath, probeGuard: guard,
+    });
+  } catch (err) {
+    await backing?.close().catch(() => undefined);
+    if (driverImage) await driverImage.close().catch(() => undefined);
+    else await storage.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, ref: BackingReference,
+  options: OpenImageOptions, ctx: LayerContext): Promise<Image> {
+  const policy = options.backing ?? {};
+  const depth = ctx.depth + 1;
+  const maxDepth = policy.maxDepth ?? DEFAULT_MAX_CHAIN_DEPTH;
+  if (depth > maxDepth) {
+    throw new BlockError('chain-too-deep',
+      `backing chain is deeper than the limit of ${maxDepth} levels`, { path: overlayPath });
+  }
+  await checkConfinement(vfs, policy, overlayPath, backingPath);
+  if (!(await vfs.exists(backingPath))) {
+    throw new BlockError('backing-missing', `backing file ${backingPath} not found`, { path: overlayPath });
+  }
+  const chosen = typeof policy.format === 'function' ? policy.format(ref, depth) : policy.format;
+  const format = chosen === 'probe' ? undefined : chosen ?? ref.format ?? 'raw';
+  return openLayer(vfs, backingPath, backingPath, options, { ...ctx, depth, readOnly: true, format });
+}
+
+/** UML's open-time check: the backing file must still have the size and mtime the overlay recorded. */
+async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: string, ref: BackingReference,
+  backing: Image, top: DriverImage, policy: BackingPolicy, readOnly: boolean): Promise<void> {
+  const expect = ref.expect;
+  if (!expect) return;
+  const st = await vfs.stat(backingPath);
+  const problems: string[] = [];
+  if (expect.size !== undefined && expect.size !== backing.size) {
+    problems.push(`size ${backing.size} differs from ${expect.size} recorded in the overlay`);
+  }
+  // Headers hold 32 bits of mtime; compare the way UML does, modulo 2^32.
+  if (expect.mtimeSec !== undefined && expect.mtimeSec !== st.mtimeSec % 2 ** 32) {
+    problems.push(`mtime ${st.mtimeSec} differs from ${expect.mtimeSec} recorded in the overlay`);
+  }
+  if (problems.length === 0) return;
+  const mode = policy.onMismatch ?? 'refuse';
+  if (mode === 'accept') return;
+  if (mode === 'update') {
+    if (readOnly || !top.setBacking) {
+      throw new BlockError('backing-mismatch',
+        `backing file ${backingPath}: ${problems.join('; ')}; cannot update a read-only overlay`, { path: overlayPath });
+    }
+    const spec: BackingSpec = { path: ref.path, size: backing.size, mtimeSec: st.mtimeSec };
+    if (ref.format !== undefined) spec.format = ref.format;
+    await top.setBacking(spec);
+    return;
+  }
+  throw new BlockError('backing-mismatch',
+    `backing file ${backingPath}: ${problems.join('; ')} (open with backing.onMismatch 'accept' or 'update' to proceed)`,
+    { path: overlayPath });
+}
+
+/**
+ * Creates an image through its driver. The file must not exist (unless
+ * `overwrite`); on failure nothing is left behind.
+ */
+export async function createImage(path: string, options: CreateImageOptions): Promise<void> {
+  const vfs = options.vfs ?? await defaultVfs();
+  const driver = options.registry.require(options.format, path);
+  if (!driver.create) {
+    throw new BlockError('not-supported', `format ${driver.name} cannot create images`, { path });
+  }
+  let backing: BackingSpec | undefined;
+  if (options.backing !== undefined) {
+    const spec = typeof options.backing === 'string' ? { path: options.backing } : options.backing;
+    const absolute = vfs.resolve(vfs.cwd(), spec.path);
+    if (!(await vfs.exists(absolute))) {
+      throw new BlockError('backing-missing', `backing file ${absolute} not found`, { path });
+    }
+    const format = spec.format ?? 'raw';
+    const image = await openImage(absolute, { registry: options.registry, vfs, format, readOnly: true });
+    const size = image.size;
+    await image.close();
+    const st = await vfs.stat(absolute);
+    backing = { path: absolute, size, mtimeSec: st.mtimeSec };
+    if (spec.format !== undefined) backing.format = spec.format;
+  }
+  const size = options.size ?? backing?.size;
+  if (size === undefined) {
+    throw new BlockError('invalid-argument', 'a size is needed when there is no backing file', { path });
+  }
+  checkOffset(size, 'size', path);
+  const existed = await vfs.exists(path);
+  if (existed && !options.overwrite) throw new BlockError('exists', 'file exists', { path, code: 'EEXIST' });
+  let storage: Storage | undefined;
+  try {
+    storage = await vfs.open(path, { create: true, exclusive: !options.overwrite, truncate: true });
+    const createOptions: Parameters<NonNullable<typeof driver.create>>[1] = { size };
+    if (backing) createOptions.backing = backing;
+    if (options.driverOptions) createOptions.driverOptions = options.driverOptions;
+    await driver.create(storage, createOptions);
+    await storage.flush();
+    await storage.close();
+  } catch (err) {
+    await storage?.close().catch(() => undefined);
+    if (!existed || options.overwrite) await vfs.remove(path).catch(() => undefined);
+    throw retitle(err, path);
+  }
+}
+
+/** Gives storage errors that lack one the user's name for the file. */
+function retitle(err: unknown, path: string): unknown {
+  if (isBlockError(err) && err.path === undefined) {
+    return new BlockError(err.kind, err.message, { path, cause: err, code: err.code });
+  }
+  return err;
+}

@@ -1,0 +1,75 @@
+/**
+ * The storage layer under every format driver (QEMU's "protocol" layer,
+ * SQLite's VFS file). Drivers see only this: byte-addressed, positional,
+ * stateless I/O on Uint8Array. The same driver then runs on a local file, in
+ * memory, over HTTP or under a fault-injecting wrapper in tests.
+ */
+export interface Storage {
+  /** A name for messages: the file path for files, a label otherwise. */
+  readonly path: string;
+  readonly readOnly: boolean;
+  /**
+   * Fills `into` from `offset`. Returns the number of bytes read, which is
+   * less than `into.length` only when the end of the storage was reached;
+   * the bytes past that are left untouched.
+   */
+  read(offset: number, into: Uint8Array): Promise<number>;
+  /** Writes all of `data` at `offset`, growing the storage if needed. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /** Current length in bytes. */
+  size(): Promise<number>;
+  /** Sets the length; growing leaves a hole that reads as zeros. */
+  truncate(size: number): Promise<void>;
+  /** Makes every completed write durable. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What the framework needs to know about a file that is not its content. */
+export interface FileStat {
+  size: number;
+  /** Whole seconds of the modification time (floor), as UML and QEMU store it. */
+  mtimeSec: number;
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymbolicLink: boolean;
+}
+
+export interface VfsOpenOptions {
+  readOnly?: boolean;
+  /** Create the file; with `exclusive`, fail with `exists` if it is there already. */
+  create?: boolean;
+  exclusive?: boolean;
+  /** Truncate to zero length on open (only with `create`). */
+  truncate?: boolean;
+}
+
+/**
+ * A name space of files: opens storages and answers questions about paths.
+ * Paths are POSIX-style strings; `NodeVfs` maps them to the host, `MemoryVfs`
+ * keeps everything in memory.
+ */
+export interface Vfs {
+  open(path: string, options?: VfsOpenOptions): Promise<Storage>;
+  /** Follows symlinks. Throws BlockError `backing-missing`-neutral `io` with code ENOENT when absent. */
+  stat(path: string): Promise<FileStat>;
+  /** Does not follow a final symlink. */
+  lstat(path: string): Promise<FileStat>;
+  /** Canonical absolute path with every symlink resolved. */
+  realpath(path: string): Promise<string>;
+  /** Absolute form of `path`, resolved against `base` (a directory) when relative. */
+  resolve(base: string, path: string): string;
+  dirname(path: string): string;
+  /** Current directory, for paths given by the user (never for paths read from images). */
+  cwd(): string;
+  exists(path: string): Promise<boolean>;
+  remove(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+}
+
+/** Reads exactly `into.length` bytes or zero-fills what lies past the end. Returns bytes really read. */
+export async function readZeroFilled(storage: Storage, offset: number, into: Uint8Array): Promise<number> {
+  const n = await storage.read(offset, into);
+  if (n < into.length) into.fill(0, n);
+  return n;
+}

@@ -1,0 +1,64 @@
+import {
+  BlockError, readZeroFilled,
+  type BlockDriver, type BlockStatus, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
+  type ReadBelow, type Storage,
+} from '@blk/core';
+
+/**
+ * Raw images: the file is the disk, byte for byte. Byte-granular (sector size
+ * 1), any length, no backing file.
+ *
+ * Allocation: Node has no SEEK_DATA/SEEK_HOLE, so a raw image reports every
+ * byte as allocated data (as QEMU does on file systems without hole support).
+ * Readers that want holes back (convert, map) find all-zero runs by content.
+ */
+export const rawDriver: BlockDriver = {
+  name: 'raw',
+  description: 'raw disk image (the file is the disk)',
+  probeBytes: 0,
+  // 1: anything is a raw image, and every real format must outrank it.
+  probe: () => 1,
+  async open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
+    return new RawImage(storage, await storage.size(), options.readOnly);
+  },
+  async create(storage: Storage, options: DriverCreateOptions): Promise<void> {
+    if (options.backing) {
+      throw new BlockError('not-supported', 'raw images cannot have a backing file', { path: storage.path, driver: 'raw' });
+    }
+    await storage.truncate(options.size);
+  },
+};
+
+class RawImage implements DriverImage {
+  readonly driver = rawDriver;
+  readonly sectorSize = 1;
+
+  constructor(private readonly storage: Storage, readonly size: number, private readonly readOnly: boolean) {}
+
+  async read(offset: number, into: Uint8Array, _below: ReadBelow): Promise<void> {
+    // The file may have shrunk under us: what is missing reads as zeros.
+    await readZeroFilled(this.storage, offset, into);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    await this.storage.write(offset, data);
+  }
+
+  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    return { allocated: true, length, hostOffset: offset };
+  }
+
+  async flush(): Promise<void> {
+    if (!this.readOnly) await this.storage.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.storage.close();
+  }
+
+  info(): Record<string, unknown> {
+    return {};
+  }
+}
+
+export default rawDriver;
