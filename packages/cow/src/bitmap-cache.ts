@@ -1,0 +1,379 @@
+/**
+ * The allocation bitmap, cached in chunks that are loaded on demand.
+ *
+ * UML and QEMU read the whole bitmap into memory at open: 256 MiB for a 1 TiB
+ * disk. Here the bitmap is cut into chunks (4 KiB of bitmap = 16 MiB of
+ * disk each) that are read when first needed and dropped least-recently-used
+ * first, so opening any image costs one header read and memory stays under
+ * `maxBytes` (give or take a chunk per concurrent request).
+ *
+ * Bit order (spec §2.1): sector n is byte n >> 3, mask 1 << (n & 7).
+ *
+ * Write-back of changed bits follows the image's cache mode:
+ * - `writeback` / `unsafe`: changed chunks stay dirty in memory until
+ *   `writeBack()`, which (1) snapshots the dirty bytes, (2) flushes the
+ *   storage so the data behind those bits is durable, (3) writes the
+ *   snapshots, (4) flushes again (`unsafe` skips both flushes). The snapshot
+ *   is taken *before* (2) on purpose: a bit set while (2) runs belongs to data
+ *   that (2) may not have covered, so it must wait for the next write-back.
+ *   Write-backs are serialised.
+ * - `writethrough`: the caller makes the data durable before setting bits,
+ *   so every bit in memory may go to disk at once: `writeChunks()` writes
+ *   the latest state of each changed chunk.
+ *
+ * Two writes of the same bitmap bytes that are in flight together can land
+ * in either order, so all writes of one chunk go through that chunk's queue;
+ * and a chunk is marked clean only if no bit changed since the bytes written
+ * were copied (a per-chunk generation counter), so no bit is ever lost.
+ */
+import { readZeroFilled, type CacheMode, type Storage } from '@blk/core';
+
+export const DEFAULT_BITMAP_CACHE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_CHUNK_BYTES = 4096;
+
+export interface BitmapCacheOptions {
+  storage: Storage;
+  /** File offset of bitmap byte 0. */
+  bitmapOffset: number;
+  /** Bytes of bitmap on disk; nothing outside [bitmapOffset, bitmapOffset + bitmapLength) is ever written. */
+  bitmapLength: number;
+  /** Bits that carry meaning (sectors with a bit inside the bitmap); bits past it read as clear. */
+  trackedBits: number;
+  mode: CacheMode;
+  /** Upper bound on cached bitmap bytes (default 8 MiB; at least one chunk is always kept). */
+  maxBytes?: number;
+  /** Bytes per chunk (default 4096, a multiple of 4 for word scans). */
+  chunkBytes?: number;
+}
+
+/** A run of equal bits starting at the queried bit. */
+export interface BitRun {
+  set: boolean;
+  count: number;
+}
+
+/** One cached piece of the bitmap (opaque outside this module). */
+export class BitmapChunk {
+  readonly bytes: Uint8Array;
+  /** Same memory as `bytes`, for skipping 32 bits at a time (byte order is irrelevant for all-0/all-1 tests). */
+  readonly words: Uint32Array;
+  /** Byte range [dirtyStart, dirtyEnd) inside the chunk that differs (or may differ) from disk. */
+  dirtyStart = Number.POSITIVE_INFINITY;
+  dirtyEnd = 0;
+  /** Bumped on every change, so a write-back can tell whether it wrote the latest state. */
+  generation = 0;
+  /** Queue of this chunk's storage writes. */
+  queue: Promise<void> = Promise.resolve();
+
+  /** `bitmapStart`: offset of byte 0 of the chunk inside the bitmap. */
+  constructor(readonly index: number, readonly bitmapStart: number, length: number) {
+    this.bytes = new Uint8Array(length);
+    this.words = new Uint32Array(this.bytes.buffer, 0, length >>> 2);
+  }
+
+  get dirty(): boolean {
+    return this.dirtyEnd > this.dirtyStart;
+  }
+
+  markDirty(start: number, end: number): void {
+    this.dirtyStart = Math.min(this.dirtyStart, start);
+    this.dirtyEnd = Math.max(this.dirtyEnd, end);
+    this.generation++;
+  }
+
+  markClean(): void {
+    this.dirtyStart = Number.POSITIVE_INFINITY;
+    this.dirtyEnd = 0;
+  }
+}
+
+interface Snapshot {
+  chunk: BitmapChunk;
+  generation: number;
+  start: number;
+  bytes: Uint8Array;
+}
+
+export class BitmapCache {
+  private readonly storage: Storage;
+  private readonly bitmapOffset: number;
+  private readonly bitmapLength: number;
+  private readonly trackedBits: number;
+  private readonly mode: CacheMode;
+  private readonly maxBytes: number;
+  private readonly chunkBytes: number;
+  private readonly chunkBits: number;
+  /** Cached chunks in least-recently-used-first order (Map keeps insertion order). */
+  private readonly chunks = new Map<number, BitmapChunk>();
+  private readonly loading = new Map<number, Promise<void>>();
+  private cached = 0;
+  private writeBackQueue: Promise<void> = Promise.resolve();
+  /** Chunks read from storage so far (for tests and diagnostics). */
+  loads = 0;
+
+  constructor(options: BitmapCacheOptions) {
+    this.storage = options.storage;
+    this.bitmapOffset = options.bitmapOffset;
+    this.bitmapLength = options.bitmapLength;
+    this.trackedBits = Math.min(options.trackedBits, options.bitmapLength * 8);
+    this.mode = options.mode;
+    this.chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    if (this.chunkBytes % 4 !== 0 || this.chunkBytes <= 0) throw new RangeError('chunkBytes must be a positive multiple of 4');
+    this.chunkBits = this.chunkBytes * 8;
+    this.maxBytes = Math.max(options.maxBytes ?? DEFAULT_BITMAP_CACHE_BYTES, this.chunkBytes);
+  }
+
+  /** Bitmap bytes held in memory now. */
+  get cachedBytes(): number {
+    return this.cached;
+  }
+
+  /** Chunks whose changes are not on disk yet. */
+  get dirtyChunks(): number {
+    let n = 0;
+    for (const chunk of this.chunks.values()) if (chunk.dirty) n++;
+    return n;
+  }
+
+  /**
+   * The run of equal bits that starts at `first`, at most `count` long.
+   * Bits at or past `trackedBits` read as clear.
+   */
+  async findRun(first: number, count: number): Promise<BitRun> {
+    const end = first + count;
+    if (first >= this.trackedBits) return { set: false, count };
+    let want: boolean | undefined;
+    let pos = first;
+    while (pos < end) {
+      if (pos >= this.trackedBits) {
+        // Untracked tail (v1/v2 rounding bug): reads as clear.
+        if (want) break;
+        pos = end;
+        break;
+      }
+      const index = Math.floor(pos / this.chunkBits);
+      const base = index * this.chunkBits;
+      const stop = Math.min(end, this.trackedBits, base + this.chunkBits);
+      const reached = await this.withChunk(index, (chunk) => {
+        want ??= bitAt(chunk.bytes, pos - base);
+        return base + scan(chunk, pos - base, stop - base, want);
+      });
+      pos = reached;
+      if (reached < stop) break;
+    }
+    return { set: want ?? false, count: pos - first };
+  }
+
+  /**
+   * Sets (or clears) the bits [first, first + count) in memory and marks the
+   * changed chunks dirty. Bits past `trackedBits` are not touched. Returns
+   * the chunks that changed, for `writeChunks`.
+   */
+  async setRange(first: number, count: number, value: boolean): Promise<BitmapChunk[]> {
+    const end = Math.min(first + count, this.trackedBits);
+    const changed: BitmapChunk[] = [];
+    for (let pos = first; pos < end;) {
+      const index = Math.floor(pos / this.chunkBits);
+      const base = index * this.chunkBits;
+      const stop = Math.min(end, base + this.chunkBits);
+      const from = pos - base;
+      // Synchronous inside withChunk: no await between finding the chunk and changing it.
+      const chunk = await this.withChunk(index, (c) => (setBits(c, from, stop - base, value) ? c : undefined));
+      if (chunk) changed.push(chunk);
+      pos = stop;
+    }
+    return changed;
+  }
+
+  /**
+   * Writes the current in-memory state of the given chunks (from `setRange`)
+   * without any storage flush. Only for `writethrough`, where every bit in
+   * memory already has its data on disk.
+   */
+  async writeChunks(chunks: readonly BitmapChunk[]): Promise<void> {
+    await settleAll(chunks.map((chunk) => this.writeLatest(chunk)));
+  }
+
+  /**
+   * Puts every dirty bit on disk, in the cache mode's order (see the file
+   * comment), and flushes the storage even when no bit is dirty (except in
+   * `unsafe` mode), so it also serves as the image's flush. Serialised.
+   */
+  writeBack(): Promise<void> {
+    const run = this.writeBackQueue.then(() => this.writeBackOnce());
+    this.writeBackQueue = run.then(noop, noop);
+    return run;
+  }
+
+  private async writeBackOnce(): Promise<void> {
+    const sync = this.mode !== 'unsafe';
+    if (this.mode === 'writethrough') {
+      // Bits in memory are set only after their data was flushed: the latest state may go out.
+      await this.writeChunks([...this.chunks.values()].filter((c) => c.dirty));
+      await this.storage.flush();
+      return;
+    }
+    const snapshots: Snapshot[] = [];
+    for (const chunk of this.chunks.values()) {
+      if (!chunk.dirty) continue;
+      snapshots.push({
+        chunk,
+        generation: chunk.generation,
+        start: chunk.dirtyStart,
+        bytes: chunk.bytes.slice(chunk.dirtyStart, chunk.dirtyEnd),
+      });
+    }
+    // Data first: every bit in the snapshots belongs to a data write that has completed; make it durable.
+    if (sync) await this.storage.flush();
+    if (snapshots.length === 0) return;
+    await settleAll(snapshots.map((s) => this.enqueue(s.chunk, async () => {
+      await this.storage.write(this.bitmapOffset + s.chunk.bitmapStart + s.start, s.bytes);
+    })));
+    if (sync) await this.storage.flush();
+    for (const s of snapshots) {
+      // A bit that changed after the snapshot is not on disk yet: keep the chunk dirty.
+      if (s.chunk.generation === s.generation) s.chunk.markClean();
+    }
+  }
+
+  /** Writes a chunk's latest dirty bytes through its queue (the state is read when the write starts). */
+  private writeLatest(chunk: BitmapChunk): Promise<void> {
+    return this.enqueue(chunk, async () => {
+      if (!chunk.dirty) return; // an earlier queued write carried our bits already
+      const generation = chunk.generation;
+      const start = chunk.dirtyStart;
+      const bytes = chunk.bytes.slice(start, chunk.dirtyEnd);
+      await this.storage.write(this.bitmapOffset + chunk.bitmapStart + start, bytes);
+      if (chunk.generation === generation) chunk.markClean();
+    });
+  }
+
+  private enqueue(chunk: BitmapChunk, task: () => Promise<void>): Promise<void> {
+    const run = chunk.queue.then(task);
+    chunk.queue = run.then(noop, noop);
+    return run;
+  }
+
+  /**
+   * Runs `fn` on the cached chunk `index`, loading it first if needed. `fn`
+   * runs synchronously right after the chunk is confirmed to be in the cache,
+   * so it never changes a chunk that was evicted meanwhile.
+   */
+  private async withChunk<T>(index: number, fn: (chunk: BitmapChunk) => T): Promise<T> {
+    for (;;) {
+      const chunk = this.chunks.get(index);
+      if (chunk) {
+        // Most recently used goes last.
+        this.chunks.delete(index);
+        this.chunks.set(index, chunk);
+        return fn(chunk);
+      }
+      let pending = this.loading.get(index);
+      if (!pending) {
+        pending = this.load(index).finally(() => this.loading.delete(index));
+        this.loading.set(index, pending);
+      }
+      await pending;
+    }
+  }
+
+  private async load(index: number): Promise<void> {
+    const start = index * this.chunkBytes;
+    const length = Math.min(this.chunkBytes, this.bitmapLength - start);
+    await this.makeRoom(length);
+    const chunk = new BitmapChunk(index, start, length);
+    // A bitmap that ends early (past EOF) reads as clear bits.
+    await readZeroFilled(this.storage, this.bitmapOffset + start, chunk.bytes);
+    this.loads++;
+    if (this.chunks.has(index)) return;
+    this.chunks.set(index, chunk);
+    this.cached += length;
+    this.evictClean(index);
+  }
+
+  /** Evicts clean chunks (writing dirty ones back first if that is all there is) until `length` more bytes fit. */
+  private async makeRoom(length: number): Promise<void> {
+    while (this.cached + length > this.maxBytes && this.chunks.size > 0) {
+      if (this.evictOneClean()) continue;
+      // Every cached chunk is dirty: write them back (the same ordered sequence as a flush), then evict.
+      await this.writeBack();
+      if (!this.evictOneClean()) return; // re-dirtied meanwhile: go over the bound a little rather than spin
+    }
+  }
+
+  private evictClean(keep: number): void {
+    while (this.cached > this.maxBytes) {
+      if (!this.evictOneClean(keep)) return;
+    }
+  }
+
+  private evictOneClean(keep?: number): boolean {
+    for (const chunk of this.chunks.values()) {
+      if (chunk.dirty || chunk.index === keep) continue;
+      this.chunks.delete(chunk.index);
+      this.cached -= chunk.bytes.length;
+      return true;
+    }
+    return false;
+  }
+}
+
+function noop(): void {}
+
+/** Waits for every promise, then throws the first failure (so no write is left running when it throws). */
+async function settleAll(promises: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
+function bitAt(bytes: Uint8Array, bit: number): boolean {
+  return (bytes[bit >>> 3]! & (1 << (bit & 7))) !== 0;
+}
+
+/**
+ * First bit in [from, to) of the chunk that is not `want`, or `to`. Skips
+ * whole bytes and aligned 32-bit words of 0x00 / 0xFF instead of testing bit
+ * by bit.
+ */
+function scan(chunk: BitmapChunk, from: number, to: number, want: boolean): number {
+  const { bytes, words } = chunk;
+  const skipByte = want ? 0xff : 0x00;
+  const skipWord = want ? 0xffff_ffff : 0;
+  let i = from;
+  while (i < to && (i & 7) !== 0) {
+    if (bitAt(bytes, i) !== want) return i;
+    i++;
+  }
+  while (i + 8 <= to && (i & 31) !== 0 && bytes[i >>> 3] === skipByte) i += 8;
+  if ((i & 31) === 0) {
+    while (i + 32 <= to && words[i >>> 5] === skipWord) i += 32;
+  }
+  while (i + 8 <= to && bytes[i >>> 3] === skipByte) i += 8;
+  // At most one byte of bit tests from here to the first differing bit (or `to`).
+  while (i < to) {
+    if (bitAt(bytes, i) !== want) return i;
+    i++;
+  }
+  return to;
+}
+
+/** Sets or clears bits [from, to) of a chunk; marks the touched bytes dirty if any bit changed. */
+function setBits(chunk: BitmapChunk, from: number, to: number, value: boolean): boolean {
+  const { bytes } = chunk;
+  const firstByte = from >>> 3;
+  const lastByte = (to - 1) >>> 3;
+  let changed = false;
+  for (let b = firstByte; b <= lastByte; b++) {
+    const lo = b === firstByte ? from & 7 : 0;
+    const hi = b === lastByte ? ((to - 1) & 7) + 1 : 8;
+    const mask = ((0xff << lo) & (0xff >>> (8 - hi))) & 0xff;
+    const old = bytes[b]!;
+    const next = value ? old | mask : old & ~mask & 0xff;
+    if (next !== old) {
+      bytes[b] = next;
+      changed = true;
+    }
+  }
+  if (changed) chunk.markDirty(firstByte, lastByte + 1);
+  return changed;
+}

@@ -1,0 +1,230 @@
+/**
+ * An opened COW image: routes sector runs between the data area and the
+ * layer below, and keeps data writes ahead of the bitmap bits that publish
+ * them.
+ */
+import {
+  BlockError, readZeroFilled,
+  type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus, type CacheMode, type DriverImage,
+  type ReadBelow, type Storage,
+} from '@blk/core';
+import { BitmapCache } from './bitmap-cache.js';
+import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
+import type { CowLayout } from './layout.js';
+import { COW_SECTOR_SIZE, VARIANTS } from './variants.js';
+
+const SS = COW_SECTOR_SIZE;
+
+export interface CowImageParts {
+  driver: BlockDriver;
+  storage: Storage;
+  header: CowHeader;
+  /** The header bytes as read, so that rewriting fields keeps every other byte. */
+  headerBytes: Uint8Array;
+  layout: CowLayout;
+  readOnly: boolean;
+  cache: CacheMode;
+  bitmapCacheBytes?: number;
+}
+
+/** Stored mtime: the whole seconds modulo 2^32, as UML's htobe32 truncation does. */
+export function mtime32(seconds: number): number {
+  const m = Math.floor(seconds) % 2 ** 32;
+  return m < 0 ? m + 2 ** 32 : m;
+}
+
+export class CowImage implements DriverImage {
+  readonly driver: BlockDriver;
+  readonly sectorSize = SS;
+  readonly size: number;
+  readonly layout: CowLayout;
+  private header: CowHeader;
+  private headerBytes: Uint8Array;
+  private readonly storage: Storage;
+  private readonly readOnly: boolean;
+  private readonly cache: CacheMode;
+  /** The bitmap, loaded piecewise; exposed for tests and diagnostics. */
+  readonly bitmap: BitmapCache;
+  private closed = false;
+
+  constructor(parts: CowImageParts) {
+    this.driver = parts.driver;
+    this.storage = parts.storage;
+    this.header = parts.header;
+    this.headerBytes = parts.headerBytes;
+    this.layout = parts.layout;
+    this.readOnly = parts.readOnly;
+    this.cache = parts.cache;
+    // Sizes are validated to be whole sectors, so QEMU's floor and UML's round-up agree.
+    this.size = parts.layout.sectors * SS;
+    this.bitmap = new BitmapCache({
+      storage: parts.storage,
+      bitmapOffset: parts.layout.bitmapOffset,
+      bitmapLength: parts.layout.bitmapLength,
+      trackedBits: parts.layout.trackedSectors,
+      mode: parts.cache,
+      maxBytes: parts.bitmapCacheBytes,
+    });
+  }
+
+  get variant(): CowHeader['variant'] {
+    return this.header.variant;
+  }
+
+  /** UML variants record the backing file's size and mtime and UML refuses to open on a mismatch; QEMU checks neither. */
+  get backing(): BackingReference | undefined {
+    const { backingFile, size, mtime, variant } = this.header;
+    if (backingFile === '') return undefined;
+    if (VARIANTS[variant].family === 'qemu') return { path: backingFile };
+    return { path: backingFile, expect: { size, mtimeSec: mtime } };
+  }
+
+  async read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void> {
+    this.checkOpen();
+    let sector = offset / SS;
+    const end = sector + into.length / SS;
+    let at = 0;
+    while (sector < end) {
+      // One storage read per allocated run, one `below` call per unallocated run.
+      const run = await this.bitmap.findRun(sector, end - sector);
+      const part = into.subarray(at, at + run.count * SS);
+      // A QEMU-created file ends after its bitmap: data past EOF reads as zeros.
+      if (run.set) await readZeroFilled(this.storage, this.layout.dataOffset + sector * SS, part);
+      else await below(sector * SS, part);
+      sector += run.count;
+      at += run.count * SS;
+    }
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.checkWritable();
+    const first = offset / SS;
+    const count = data.length / SS;
+    if (count === 0) return;
+    this.checkTracked(first, count, 'write');
+    // The data area is linear: the whole request is one write, before any bit.
+    await this.storage.write(this.layout.dataOffset + offset, data);
+    if (this.cache === 'writethrough') {
+      await this.storage.flush();
+      const changed = await this.bitmap.setRange(first, count, true);
+      if (changed.length > 0) {
+        await this.bitmap.writeChunks(changed);
+        await this.storage.flush();
+      }
+      return;
+    }
+    // writeback / unsafe: the bits go to disk at the next flush, after the data is durable.
+    await this.bitmap.setRange(first, count, true);
+  }
+
+  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    this.checkOpen();
+    const run = await this.bitmap.findRun(offset / SS, Math.ceil(length / SS));
+    const bytes = Math.min(run.count * SS, length);
+    return run.set
+      ? { allocated: true, length: bytes, hostOffset: this.layout.dataOffset + offset }
+      : { allocated: false, length: bytes };
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    const first = offset / SS;
+    // Sectors without a bit (v1/v2 rounding bug) are unallocated already.
+    const count = Math.min(Math.ceil(length / SS), this.layout.trackedSectors - first);
+    if (count <= 0) return;
+    // Clearing a bit needs no data ordering: the sector just reads from below again.
+    const changed = await this.bitmap.setRange(first, count, false);
+    if (this.cache === 'writethrough' && changed.length > 0) {
+      await this.bitmap.writeChunks(changed);
+      await this.storage.flush();
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.checkOpen();
+    if (this.readOnly) return;
+    await this.bitmap.writeBack();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (!this.readOnly) await this.bitmap.writeBack();
+    } finally {
+      await this.storage.close();
+    }
+  }
+
+  /**
+   * Rewrites the backing path and mtime in place, in the image's own layout
+   * (UML rewrites a v3 header even over v1/v2 files, corrupting them; we do
+   * not). Every other header byte is kept. The size stays: it fixes the
+   * layout, so a UML image cannot be pointed at a backing file of another size.
+   */
+  async setBacking(spec: BackingSpec | undefined): Promise<void> {
+    this.checkWritable();
+    const { variant, size } = this.header;
+    const uml = VARIANTS[variant].family === 'uml';
+    const where = { path: this.storage.path, driver: 'cow', field: 'backing_file' };
+    if (spec === undefined || spec.path === '') {
+      if (uml) {
+        throw new BlockError('not-supported',
+          `a ${variant} image must name a backing file (UML has no overlay without one); convert the image to drop it`, where);
+      }
+    } else if (uml && spec.size !== size) {
+      throw new BlockError('not-supported',
+        `${variant} header size ${size} is also the layout of the bitmap and data; it cannot be changed to `
+        + `the new backing file's ${spec.size} bytes in place (UML would refuse the pair anyway)`, { ...where, field: 'size' });
+    }
+    const backingFile = spec?.path ?? '';
+    encodeBackingPath(variant, backingFile, this.storage.path);
+    const next: CowHeader = { ...this.header, backingFile, mtime: spec && backingFile !== '' ? mtime32(spec.mtimeSec) : 0 };
+    const bytes = encodeHeader(next, this.headerBytes.slice());
+    await this.storage.write(0, bytes);
+    if (this.cache !== 'unsafe') await this.storage.flush();
+    this.header = next;
+    this.headerBytes = bytes;
+  }
+
+  info(): Record<string, unknown> {
+    const { header, layout } = this;
+    const info: Record<string, unknown> = {
+      variant: header.variant,
+      version: header.version,
+      sectorSize: SS,
+      bitmapOffset: layout.bitmapOffset,
+      bitmapLength: layout.bitmapLength,
+      dataOffset: layout.dataOffset,
+      backingFile: header.backingFile,
+      backingMtime: header.mtime,
+      backingSize: header.size,
+      cache: this.cache,
+    };
+    if (header.alignment !== undefined) info.alignment = header.alignment;
+    if (header.cowFormat !== undefined) info.cowFormat = header.cowFormat;
+    if (header.variant === 'v1') info.byteOrder = header.magicOrder;
+    if (layout.trackedSectors < layout.sectors) info.untrackedSectors = layout.sectors - layout.trackedSectors;
+    return info;
+  }
+
+  /** v1/v2-uml sectors past the bitmap's last whole byte have no bit: UML loses writes there, we refuse them. */
+  private checkTracked(first: number, count: number, op: string): void {
+    const tracked = this.layout.trackedSectors;
+    if (first + count <= tracked) return;
+    throw new BlockError('not-supported',
+      `cannot ${op} sectors ${Math.max(first, tracked)}..${first + count - 1}: this ${this.header.variant} image's bitmap `
+      + `(${this.layout.bitmapLength} bytes, rounded down by the v1/v2 rounding bug) has no bit for its last `
+      + `${this.layout.sectors - tracked} sectors; convert it to v3 to write there`,
+      { path: this.storage.path, driver: 'cow', offset: Math.max(first, tracked) * SS });
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BlockError('closed', 'image used after close', { path: this.storage.path, driver: 'cow' });
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (this.readOnly) throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'cow' });
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Creating COW files, byte-compatible with the writer of each variant:
+ * uml_mkcow / UML for v3 (the default), QEMU's cow_create for v2-qemu-*,
+ * and the old UML layouts for test fixtures.
+ */
+import { BlockError, type DriverCreateOptions, type Storage } from '@blk/core';
+import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
+import { mtime32 } from './cow-image.js';
+import { computeLayout } from './layout.js';
+import { parseCreateOptions } from './options.js';
+import { COW_SECTOR_SIZE, VARIANTS } from './variants.js';
+
+/** UML's page size, which it stores as the v3 alignment. */
+export const DEFAULT_V3_ALIGNMENT = 4096;
+
+/**
+ * Writes a new, empty COW image into `storage`.
+ *
+ * - v3 (default): the header as uml_mkcow writes it, then the file is
+ *   extended (sparsely) to data offset + size, as UML does.
+ * - v2-qemu-*: QEMU's header; the file ends right after the bitmap.
+ * - v1, v2-uml: for test fixtures only, sizes a multiple of 4096 (so the
+ *   v1/v2 rounding bug cannot bite).
+ *
+ * UML variants need a backing file whose size is the image's size: UML
+ * checks both at every open and refuses the pair otherwise.
+ */
+export async function createCow(storage: Storage, options: DriverCreateOptions): Promise<void> {
+  const path = storage.path;
+  const { variant, alignment } = parseCreateOptions(options.driverOptions, path);
+  const spec = VARIANTS[variant];
+  const size = options.size;
+  const bad = (message: string, field: string): BlockError =>
+    new BlockError('invalid-argument', message, { path, field, driver: 'cow' });
+  if (!Number.isSafeInteger(size) || size <= 0 || size % COW_SECTOR_SIZE !== 0) {
+    throw bad(`size ${size} must be a positive multiple of 512 bytes`, 'size');
+  }
+  if ((variant === 'v1' || variant === 'v2-uml') && size % 4096 !== 0) {
+    throw bad(`${variant} images are created only with sizes that are a multiple of 4096 (the rounding bug), not ${size}`, 'size');
+  }
+  const backing = options.backing;
+  if (spec.family === 'uml') {
+    if (!backing || backing.path === '') {
+      // An empty v3 path would make the file read back as v3-broken (bytes 32..35 all zero).
+      throw bad(`a ${variant} image needs a backing file (UML overlays always name one)`, 'backing_file');
+    }
+    if (backing.size !== size) {
+      throw bad(`a ${variant} image must have its backing file's size (${backing.size} bytes), not ${size}: `
+        + 'UML refuses to open the pair otherwise; use v2-qemu-lp64 for an overlay of another size', 'size');
+    }
+  }
+  const backingFile = backing?.path ?? '';
+  encodeBackingPath(variant, backingFile, path);
+  const header: CowHeader = {
+    variant,
+    magicOrder: spec.defaultMagicOrder,
+    version: spec.version,
+    backingFile,
+    // QEMU writes 0 when there is no backing file.
+    mtime: backing && backingFile !== '' ? mtime32(backing.mtimeSec) : 0,
+    size,
+    sectorSize: COW_SECTOR_SIZE,
+  };
+  if (variant === 'v3') {
+    header.alignment = alignment ?? DEFAULT_V3_ALIGNMENT;
+    header.cowFormat = 0;
+  }
+  const layout = computeLayout(header);
+  if (!Number.isSafeInteger(layout.dataOffset + size)) {
+    throw bad(`size ${size} puts the end of the data area beyond 2^53 - 1 bytes`, 'size');
+  }
+  const bytes = encodeHeader(header);
+  // The bitmap must start all clear: drop anything the storage held.
+  await storage.truncate(0);
+  await storage.write(0, bytes);
+  // Holes, not written zeros: the bitmap and data area are sparse until used.
+  await storage.truncate(spec.family === 'qemu' ? layout.bitmapOffset + layout.bitmapLength : layout.dataOffset + size);
+}

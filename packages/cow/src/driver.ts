@@ -1,0 +1,78 @@
+/** The `cow` BlockDriver: probe, open, create. */
+import { BlockError, type BlockDriver, type DriverOpenOptions, type ProbeHint, type Storage } from '@blk/core';
+import { parseHeader } from './codec.js';
+import { CowImage } from './cow-image.js';
+import { createCow } from './create.js';
+import { detectVariant } from './detect.js';
+import { parseOpenOptions } from './options.js';
+import { validateHeader } from './validate.js';
+import { MAX_HEADER_SIZE, VARIANTS, type CowVariant } from './variants.js';
+
+export const cowDriver: BlockDriver = {
+  name: 'cow',
+  description: 'User-Mode-Linux copy-on-write overlay (v1, v2, v3; QEMU cow)',
+  probeBytes: MAX_HEADER_SIZE,
+  probe(head: Uint8Array, hint: ProbeHint): number {
+    try {
+      return detectVariant(head, hint.size).ok ? 100 : 0;
+    } catch {
+      return 0;
+    }
+  },
+  async open(storage: Storage, options: DriverOpenOptions): Promise<CowImage> {
+    const path = storage.path;
+    const opts = parseOpenOptions(options.driverOptions, path);
+    const fileSize = await storage.size();
+    const head = new Uint8Array(Math.min(fileSize, MAX_HEADER_SIZE));
+    const got = await storage.read(0, head);
+    const bytes = head.subarray(0, got);
+    const variant = chooseVariant(bytes, fileSize, path, opts.variant);
+    const header = parseHeader(bytes, variant, { path });
+    const layout = validateHeader(header, fileSize, path);
+    return new CowImage({
+      driver: cowDriver,
+      storage,
+      header,
+      headerBytes: bytes.slice(0, VARIANTS[variant].headerSize),
+      layout,
+      readOnly: options.readOnly,
+      cache: options.cache,
+      bitmapCacheBytes: opts.bitmapCacheBytes,
+    });
+  },
+  create: createCow,
+};
+
+/** The variant to read `bytes` as: the caller's, if it names one that fits the version; else detected (§3). */
+function chooseVariant(bytes: Uint8Array, fileSize: number, path: string, named: CowVariant | undefined): CowVariant {
+  const found = detectVariant(bytes, fileSize);
+  const where = { path, driver: 'cow' };
+  if (!found.ok) {
+    switch (found.reason) {
+      case 'not-cow':
+        throw new BlockError('bad-magic', `not a COW file: ${found.message}`, { ...where, field: 'magic' });
+      case 'unsupported-version':
+        throw new BlockError('unsupported-version', found.message, { ...where, field: 'version' });
+      case 'truncated':
+        if (named === undefined || found.version === undefined) {
+          throw new BlockError('truncated', `file is shorter than its header: ${found.message}`, { ...where, field: 'header' });
+        }
+        break;
+      case 'unknown-layout':
+        if (named === undefined) {
+          throw new BlockError('invalid-header',
+            `${found.message}; if you know the layout, name it with driverOptions.variant`, { ...where, field: 'sectorsize' });
+        }
+        break;
+    }
+  }
+  if (named === undefined) return (found as { variant: CowVariant }).variant;
+  const version = found.version!;
+  if (VARIANTS[named].version !== version) {
+    throw new BlockError('invalid-argument',
+      `variant ${named} is a version-${VARIANTS[named].version} layout, but the file is version ${version}`,
+      { ...where, field: 'variant' });
+  }
+  // parseHeader reports a file too short for the named layout as `truncated`.
+  return named;
+}
