@@ -22,6 +22,11 @@ export type BlockErrorKind =
   | 'backing-mismatch'
   /** The backing path was refused by the caller's backing-file policy. */
   | 'backing-forbidden'
+  /**
+   * A backing file whose format nobody named carries another format's header;
+   * it is not read as raw without being told (see BackingPolicy.format).
+   */
+  | 'backing-format'
   /** A backing chain refers back to an image already in it. */
   | 'backing-loop'
   /** A backing chain is deeper than the allowed maximum. */

@@ -68,6 +68,7 @@ export class Image {
   private readonly probeGuard: ProbeGuard | undefined;
   private readonly readBelow: (offset: number, into: Uint8Array) => Promise<void>;
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   constructor(parts: ImageParts) {
     this.path = parts.path;
@@ -92,6 +93,10 @@ export class Image {
 
   /** Reads `length` bytes at `offset`. */
   async read(offset: number, length: number): Promise<Uint8Array> {
+    // Validate before allocating: new Uint8Array() truncates 1.5 to 1, turns NaN into 0,
+    // throws an untyped RangeError for -1 and would allocate a huge length before the range check.
+    this.checkOpen();
+    checkRange(offset, length, this.size, this.path);
     const out = new Uint8Array(length);
     await this.readInto(offset, out);
     return out;
@@ -137,7 +142,10 @@ export class Image {
     const start = alignDown(offset, this.sectorSize);
     const end = Math.min(alignUp(offset + length, this.sectorSize), alignUp(this.size, this.sectorSize));
     const st = await this.driverImage.blockStatus(start, end - start);
-    if (!(st.length > 0) || start + st.length > end) {
+    // Whole sectors, or up to the image's (unaligned) end: anything else would give a
+    // run that ends before `offset` (a negative length) and cut map() short.
+    const whole = st.length % this.sectorSize === 0 || start + st.length === this.size;
+    if (!(st.length > 0) || !whole || start + st.length > end) {
       throw new BlockError('io', `driver ${this.format} returned a block status of ${st.length} bytes`,
         { path: this.path, driver: this.format, offset: start });
     }
@@ -245,11 +253,20 @@ export class Image {
     return info;
   }
 
-  /** Closes this image and its backing chain; pending writes are flushed first. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    await this.tracker.drain();
+  /**
+   * Closes this image and its backing chain; pending writes are flushed first.
+   * Requests issued once close() has begun are refused with `closed` (one
+   * accepted then could complete after the final flush and be lost); a second
+   * call waits for the first.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closed = true;
+    await this.tracker.drain();
     let failure: unknown;
     try {
       if (!this.readOnly) await this.driverImage.flush();

@@ -37,6 +37,8 @@ export class MemoryFile {
   }
 
   writeAt(offset: number, data: Uint8Array): void {
+    // Like pwrite(2) of 0 bytes: no growth, no change.
+    if (data.length === 0) return;
     let pos = 0;
     while (pos < data.length) {
       const abs = offset + pos;
@@ -103,6 +105,7 @@ export class MemoryStorage implements Storage {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
+    checkOffset(offset, 'offset', this.path);
     checkOffset(offset + data.length, 'end offset', this.path);
     this.file.writeAt(offset, data);
   }

@@ -73,6 +73,8 @@ export class NodeFileStorage implements Storage {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
+    // Both ends: Node takes position -1 as "the current file position" and would write there.
+    checkOffset(offset, 'offset', this.path);
     checkOffset(offset + data.length, 'end offset', this.path);
     let done = 0;
     try {

@@ -63,6 +63,8 @@ interface LayerContext {
   readOnly: boolean;
   format: string | undefined;
   seen: Set<string>;
+  /** The format is raw only because nobody named one (a backing file under the default policy). */
+  rawByDefault?: boolean;
 }
 
 async function openLayer(vfs: Vfs, displayPath: string, absolute: string, options: OpenImageOptions,
@@ -87,6 +89,7 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
       probed = true;
     }
     const driver = registry.require(driverName, displayPath);
+    if (ctx.rawByDefault) await refuseDisguisedBacking(storage, registry, displayPath);
     driverImage = await driver.open(storage, {
       readOnly: ctx.readOnly,
       cache: options.cache ?? 'writeback',
@@ -108,7 +111,9 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
         await checkBackingMatch(vfs, displayPath, backingPath, ref, backing, driverImage, policy, ctx.readOnly);
       }
     }
-    const guard = probed && !ctx.readOnly
+    // Only a guessed raw image exposes its file head to the guest: for any other
+    // format, guest bytes at offset 0 do not decide how the file probes.
+    const guard = probed && !ctx.readOnly && driver.name === 'raw'
       ? { registry, window: registry.probeWindow() } : undefined;
     return new Image({
       path: displayPath, driverImage, readOnly: ctx.readOnly, backing, backingPath, probeGuard: guard,
@@ -136,7 +141,26 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
   }
   const chosen = typeof policy.format === 'function' ? policy.format(ref, depth) : policy.format;
   const format = chosen === 'probe' ? undefined : chosen ?? ref.format ?? 'raw';
-  return openLayer(vfs, backingPath, backingPath, options, { ...ctx, depth, readOnly: true, format });
+  const rawByDefault = chosen === undefined && ref.format === undefined;
+  return openLayer(vfs, backingPath, backingPath, options, { ...ctx, depth, readOnly: true, format, rawByDefault });
+}
+
+/**
+ * A backing file opens as raw unless someone names its format, so that an
+ * image's content never decides how the host reads files. The other side of
+ * that rule: when such a file carries another format's header (a COW file
+ * under a COW file, say), reading it as raw would show the header and bitmap
+ * as disk contents, and a commit would write guest data over them. Refuse and
+ * say how to name the format instead of guessing either way.
+ */
+async function refuseDisguisedBacking(storage: Storage, registry: DriverRegistry, path: string): Promise<void> {
+  const result = await registry.probe(storage, path).catch(() => undefined);
+  if (result && result.driver.name !== 'raw') {
+    throw new BlockError('backing-format',
+      `backing file looks like a ${result.driver.name} image, but backing files open as raw unless their format `
+      + `is named: name it (backing.format '${result.driver.name}', blk -F ${result.driver.name}), or name 'raw' `
+      + `to read it as raw`, { path });
+  }
 }
 
 /** UML's open-time check: the backing file must still have the size and mtime the overlay recorded. */
@@ -189,7 +213,12 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
       throw new BlockError('backing-missing', `backing file ${absolute} not found`, { path });
     }
     const format = spec.format ?? 'raw';
-    const image = await openImage(absolute, { registry: options.registry, vfs, format, readOnly: true });
+    // Only its size is needed: do not open its own chain (as QEMU's bdrv_img_create opens
+    // the backing file with BDRV_O_NO_BACKING). Under the default policy that chain would
+    // open as raw below a non-raw backing file and fail as a size mismatch.
+    const image = await openImage(absolute, {
+      registry: options.registry, vfs, format, readOnly: true, backing: { mode: 'ignore' },
+    });
     const size = image.size;
     await image.close();
     const st = await vfs.stat(absolute);
@@ -214,7 +243,9 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
     await storage.close();
   } catch (err) {
     await storage?.close().catch(() => undefined);
-    if (!existed || options.overwrite) await vfs.remove(path).catch(() => undefined);
+    // Remove only a file this call created or truncated: when the open itself failed
+    // (another writer created the file since the check above), the file is not ours.
+    if (storage) await vfs.remove(path).catch(() => undefined);
     throw retitle(err, path);
   }
 }
