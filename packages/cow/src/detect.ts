@@ -4,6 +4,7 @@
  * and `open` can turn its verdict into a typed error.
  */
 import { magicOrderOf } from './codec.js';
+import { computeLayout } from './layout.js';
 import { COW_SECTOR_SIZE, VARIANTS, type ByteOrder, type CowVariant } from './variants.js';
 
 export type Detection =
@@ -57,11 +58,17 @@ export function detectVariant(head: Uint8Array, fileSize: number): Detection {
     case 1:
       return available >= VARIANTS.v1.headerSize ? found('v1') : short(VARIANTS.v1.headerSize, 'v1 header');
     case 2: {
-      // The header cannot say which v2 it is; these checks look where each layout keeps its sector size.
-      if (available >= 4120 && u32be(head, 4116) === COW_SECTOR_SIZE && !allZero(head, 4108, 4116)) return found('v2-uml');
+      // The header cannot say which v2 it is; these checks look where each layout keeps its sector size
+      // (§3 step 4). That alone misleads: an ilp32 file whose bitmap starts 00 00 02 00 "has" a sector
+      // size of 512 where lp64 keeps it. So a candidate must also be plausible as a whole (a whole-sector
+      // size whose bitmap fits in the file); the first plausible one wins, else the first that matched.
+      const matched: CowVariant[] = [];
+      if (available >= 4120 && u32be(head, 4116) === COW_SECTOR_SIZE && !allZero(head, 4108, 4116)) matched.push('v2-uml');
       if (available >= 1056 && u32be(head, 1048) === COW_SECTOR_SIZE
-        && allZero(head, 1036, 1040) && allZero(head, 1052, 1056)) return found('v2-qemu-lp64');
-      if (available >= 1048 && u32be(head, 1044) === COW_SECTOR_SIZE) return found('v2-qemu-ilp32');
+        && allZero(head, 1036, 1040) && allZero(head, 1052, 1056)) matched.push('v2-qemu-lp64');
+      if (available >= 1048 && u32be(head, 1044) === COW_SECTOR_SIZE) matched.push('v2-qemu-ilp32');
+      const plausible = matched.find((variant) => plausibleV2(head, variant, fileSize));
+      if (plausible ?? matched[0]) return found((plausible ?? matched[0])!);
       if (available < 1048) return short(1048, 'the smallest v2 header (v2-qemu-ilp32)');
       return {
         ok: false, reason: 'unknown-layout', version, magicOrder,
@@ -78,5 +85,22 @@ export function detectVariant(head: Uint8Array, fileSize: number): Detection {
     }
     default:
       return { ok: false, reason: 'unsupported-version', version, magicOrder, message: `COW version ${version} is not supported (only 1, 2 and 3 exist)` };
+  }
+}
+
+/** Where each v2 layout keeps its 64-bit size field. */
+const V2_SIZE_OFFSET: Partial<Record<CowVariant, number>> = { 'v2-uml': 4108, 'v2-qemu-lp64': 1040, 'v2-qemu-ilp32': 1036 };
+
+/** True when `head` read as `variant` gives a whole-sector size whose bitmap ends inside the file. */
+function plausibleV2(head: Uint8Array, variant: CowVariant, fileSize: number): boolean {
+  const at = V2_SIZE_OFFSET[variant]!;
+  const size = u32be(head, at) * 2 ** 32 + u32be(head, at + 4);
+  if (size === 0 || size % COW_SECTOR_SIZE !== 0 || !Number.isSafeInteger(size)) return false;
+  if (!Number.isFinite(fileSize) || fileSize < 0) return true;
+  try {
+    const layout = computeLayout({ variant, size, sectorSize: COW_SECTOR_SIZE });
+    return layout.bitmapOffset + layout.bitmapLength <= fileSize;
+  } catch {
+    return false;
   }
 }

@@ -1,0 +1,120 @@
+import type { FileStat, Storage, Vfs, VfsOpenOptions } from '@blk/core/portable';
+import type { Scheduler } from 'fast-check';
+
+export interface ScheduledStorageOptions {
+  /**
+   * Also hold back each operation's completion after it took effect, so a
+   * caller can learn of its write after a later operation already saw it
+   * (default true). Each operation then costs two scheduler steps.
+   */
+  delayCompletion?: boolean;
+}
+
+/**
+ * A storage whose every operation waits for a fast-check scheduler before it
+ * takes effect (and, by default, again before its caller hears back), so that
+ * operations issued together land in whatever order the scheduler picks: a
+ * disk with a deep queue. This is what makes races in a driver real under
+ * `fc.scheduler()`: with an in-memory storage alone, every operation would
+ * finish in issue order.
+ *
+ * Written data is copied when the write is issued: a driver that reuses or
+ * changes its buffer after `write()` returned a promise does not change what
+ * lands (the strictest storage a driver can meet; a driver must not rely on
+ * the opposite).
+ */
+export class ScheduledStorage implements Storage {
+  private readonly delayCompletion: boolean;
+
+  constructor(readonly inner: Storage, private readonly scheduler: Scheduler,
+    options: ScheduledStorageOptions = {}) {
+    this.delayCompletion = options.delayCompletion ?? true;
+  }
+
+  get path(): string {
+    return this.inner.path;
+  }
+
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+
+  read(offset: number, into: Uint8Array): Promise<number> {
+    return this.op(`read ${offset}+${into.length}`, () => this.inner.read(offset, into));
+  }
+
+  write(offset: number, data: Uint8Array): Promise<void> {
+    const copy = data.slice();
+    return this.op(`write ${offset}+${data.length}`, () => this.inner.write(offset, copy));
+  }
+
+  size(): Promise<number> {
+    return this.op('size', () => this.inner.size());
+  }
+
+  truncate(size: number): Promise<void> {
+    return this.op(`truncate ${size}`, () => this.inner.truncate(size));
+  }
+
+  flush(): Promise<void> {
+    return this.op('flush', () => this.inner.flush());
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  private async op<T>(what: string, run: () => Promise<T>): Promise<T> {
+    const label = `${this.inner.path}: ${what}`;
+    await this.scheduler.schedule(Promise.resolve(), label);
+    const result = await run();
+    if (this.delayCompletion) await this.scheduler.schedule(Promise.resolve(), `${label} (completion)`);
+    return result;
+  }
+}
+
+/** A `Vfs` whose storages are `ScheduledStorage`s over the wrapped one's; names and metadata pass straight through. */
+export class ScheduledVfs implements Vfs {
+  constructor(readonly inner: Vfs, private readonly scheduler: Scheduler,
+    private readonly options: ScheduledStorageOptions = {}) {}
+
+  async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+    return new ScheduledStorage(await this.inner.open(path, options), this.scheduler, this.options);
+  }
+
+  stat(path: string): Promise<FileStat> {
+    return this.inner.stat(path);
+  }
+
+  lstat(path: string): Promise<FileStat> {
+    return this.inner.lstat(path);
+  }
+
+  realpath(path: string): Promise<string> {
+    return this.inner.realpath(path);
+  }
+
+  resolve(base: string, path: string): string {
+    return this.inner.resolve(base, path);
+  }
+
+  dirname(path: string): string {
+    return this.inner.dirname(path);
+  }
+
+  cwd(): string {
+    return this.inner.cwd();
+  }
+
+  exists(path: string): Promise<boolean> {
+    return this.inner.exists(path);
+  }
+
+  remove(path: string): Promise<void> {
+    return this.inner.remove(path);
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.inner.rename(from, to);
+  }
+}
