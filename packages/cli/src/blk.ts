@@ -1,0 +1,207 @@
+#!/usr/bin/env node
+/**
+ * blk: qemu-img and qemu-io for every format registered in @blk/images.
+ *
+ * Startup loads commander only; each command's module (and the image
+ * formats) is imported when that command runs.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ExitError, reportError } from './errors.js';
+
+/** Exit code of a usage error or a failure, per command (qemu-img's conventions). */
+const FAILURE_CODE: Record<string, number> = { compare: 2 };
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+const outputOption = () => new Option('--output <format>', 'output format').choices(['human', 'json']).default('human');
+const formatOption = () => new Option('-f, --format <fmt>', 'image format (probed from the content when omitted)');
+const forceShareOption = () => new Option('-U, --force-share', 'accepted for qemu-img compatibility (blk takes no locks)');
+const backingProbeOption = () => new Option('--backing-probe',
+  'guess backing files\' formats from their content (trusted images only; default: the format the image records, else raw)');
+
+/** Wraps a lazily imported command so that its result becomes the exit code. */
+function run<A extends unknown[]>(load: () => Promise<(...args: A) => Promise<number>>) {
+  return async (...args: A) => {
+    const fn = await load();
+    process.exitCode = await fn(...args);
+  };
+}
+
+let current = '';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('blk')
+    .usage('[-V] [-h] COMMAND [options]')
+    .description('Create, inspect, convert and modify disk images of every registered format\n'
+      + '(qemu-img\'s commands and options; `blk io` is qemu-io).')
+    .version(`blk version ${packageVersion()}`, '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'print this help and exit')
+    .exitOverride()
+    .configureOutput({
+      outputError: (str, write) => write(`blk: ${str.replace(/^error: /, '')}`),
+    })
+    .showSuggestionAfterError(true)
+    .hook('preSubcommand', (_cmd, sub) => { current = sub.name(); })
+    .addHelpText('after', `
+Sizes and offsets take qemu's suffixes: 512, 64k, 10M, 1.5G, 2T, 1P, 1E
+(k/K = KiB, powers of 1024; plain numbers are bytes).
+
+Set BLK_DEBUG=1 to see stack traces. Run 'blk COMMAND --help' for a command's options.`);
+
+  program.command('create')
+    .description('create a new image (an empty disk, or an overlay on a backing file)')
+    .usage('[-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] [-o OPTIONS] FILE [SIZE]')
+    .addOption(new Option('-f, --format <fmt>', 'format of the new image').default('raw'))
+    .option('-b, --backing <file>', 'backing file (relative names are relative to FILE\'s directory)')
+    .option('-F, --backing-format <fmt>', 'format of the backing file (default raw)')
+    .option('-o, --options <list>', 'format options, comma-separated key=value (repeatable): '
+      + 'version=3|2|1 or variant=NAME for cow; -o help lists them', collect, [])
+    .option('-q, --quiet', 'print nothing on success')
+    .argument('<file>', 'image to create (an existing file is replaced, as qemu-img does)')
+    .argument('[size]', 'virtual size (default: the backing file\'s size)')
+    .action(run(async () => (await import('./commands/create.js')).create));
+
+  program.command('info')
+    .description('show an image\'s format, sizes, backing file and format-specific facts')
+    .usage('[-f FMT] [--output=human|json] [--backing-chain] FILE')
+    .addOption(formatOption())
+    .addOption(outputOption())
+    .option('--backing-chain', 'show every image of the backing chain')
+    .addOption(backingProbeOption())
+    .addOption(forceShareOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/info.js')).info));
+
+  program.command('map')
+    .description('show where the image\'s data lives, across the backing chain')
+    .usage('[-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] FILE')
+    .addOption(formatOption())
+    .addOption(outputOption())
+    .option('-s, --start-offset <offset>', 'first byte to map')
+    .option('-l, --max-length <length>', 'number of bytes to map')
+    .addOption(backingProbeOption())
+    .addOption(forceShareOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/map.js')).map));
+
+  program.command('convert')
+    .description('copy an image into a new one of any format; all-zero runs stay holes')
+    .usage('[-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-p] [-q] [-S SIZE] SRC DST')
+    .addOption(formatOption())
+    .addOption(new Option('-O, --output-format <fmt>', 'format of the output image').default('raw'))
+    .option('-o, --options <list>', 'options for the output format (as for create)', collect, [])
+    .option('-B, --backing <file>', 'make the output an overlay on this file; only data that differs from it is written')
+    .option('-F, --backing-format <fmt>', 'format of the -B backing file (default raw)')
+    .option('-S, --sparse-size <size>', 'runs of zeros at least this long (aligned) become holes; 0 = write everything', '4k')
+    .option('-p, --progress', 'show progress (on a terminal)')
+    .option('-q, --quiet', 'print nothing on success')
+    .addOption(backingProbeOption())
+    .addOption(forceShareOption())
+    .argument('<src>')
+    .argument('<dst>', 'written under a temporary name and renamed into place when complete')
+    .action(run(async () => (await import('./commands/convert.js')).convert));
+
+  program.command('commit')
+    .description('write an overlay\'s data into its backing file, then empty the overlay')
+    .usage('[-f FMT] [-d] [-p] [-q] FILE')
+    .addOption(formatOption())
+    .option('-d, --keep', 'keep the overlay\'s data (do not empty it)')
+    .option('--force', 'commit even if the backing file was modified after the overlay was made')
+    .option('-p, --progress', 'show progress (on a terminal)')
+    .option('-q, --quiet', 'print nothing on success')
+    .addOption(backingProbeOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/commit.js')).commit));
+
+  program.command('rebase')
+    .description('change the backing file of an image')
+    .usage('[-f FMT] [-F BACKING_FMT] [-u] [-p] [-q] -b NEW FILE')
+    .addOption(formatOption())
+    .requiredOption('-b, --backing <file>', 'the new backing file (relative names are relative to FILE\'s directory)')
+    .option('-F, --backing-format <fmt>', 'format of the new backing file (default raw)')
+    .option('-u, --unsafe', 'only rewrite the reference in the header; copy no data')
+    .option('-p, --progress', 'show progress (on a terminal)')
+    .option('-q, --quiet', 'print nothing on success')
+    .addOption(backingProbeOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/rebase.js')).rebase));
+
+  program.command('compare')
+    .description('compare the guest-visible contents of two images (exit 0 same, 1 different, 2 error)')
+    .usage('[-f FMT] [-F FMT] [-s] [-p] [-q] A B')
+    .addOption(new Option('-f, --format <fmt>', 'format of A (probed when omitted)'))
+    .addOption(new Option('-F, --second-format <fmt>', 'format of B (probed when omitted)'))
+    .option('-s, --strict', 'also fail when sizes or allocation differ')
+    .option('-p, --progress', 'show progress (on a terminal)')
+    .option('-q, --quiet', 'print nothing; the exit code tells')
+    .addOption(backingProbeOption())
+    .addOption(forceShareOption())
+    .argument('<a>')
+    .argument('<b>')
+    .action(run(async () => (await import('./commands/compare.js')).compare));
+
+  program.command('check')
+    .description('check an image for consistency (exit 0 ok, 1 not completed, 2 corrupt, 3 leaks, 63 unsupported)')
+    .usage('[-f FMT] [--output=human|json] [-q] FILE')
+    .addOption(formatOption())
+    .addOption(outputOption())
+    .option('-p, --progress', 'show progress (on a terminal)')
+    .option('-q, --quiet', 'print nothing; the exit code tells')
+    .addOption(backingProbeOption())
+    .addOption(forceShareOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/check.js')).check));
+
+  program.command('io')
+    .description('qemu-io: run read/write/alloc/map/... commands on an image (from -c, else from stdin)')
+    .usage('[-f FMT] [-r] [-c CMD]... FILE')
+    .addOption(formatOption())
+    .option('-r, --read-only', 'open the image read-only')
+    .option('-c, --cmd <command>', 'command to run (repeatable; `-c help` lists them)', collect, [])
+    .addOption(backingProbeOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/io.js')).io));
+
+  return program;
+}
+
+async function main(): Promise<void> {
+  // `blk ... | head`: a closed pipe ends the output quietly, as for any Unix tool.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has printed the message (or the help) already.
+      process.exitCode = err.exitCode === 0 ? 0 : FAILURE_CODE[current] ?? err.exitCode;
+      return;
+    }
+    if (err instanceof ExitError) {
+      if (err.message) reportError(err);
+      process.exitCode = err.exitCode;
+      return;
+    }
+    reportError(err);
+    process.exitCode = FAILURE_CODE[current] ?? 1;
+  }
+}
+
+void main();

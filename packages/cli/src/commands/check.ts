@@ -1,0 +1,212 @@
+/**
+ * blk check: qemu-img check. Validates what the public API can see:
+ * - the header (the driver's open validates it; a header it rejects as
+ *   invalid or truncated is a corruption);
+ * - every allocated run against the file's length (data said to be present
+ *   must lie inside the file);
+ * - the backing chain: each backing file exists, opens, and still has the
+ *   size and mtime its overlay recorded; no loops.
+ * Exit codes as qemu-img check: 0 no errors, 1 check not completed
+ * (internal/I/O errors), 2 corruptions, 3 leaks, 63 format cannot be checked.
+ */
+import * as fs from 'node:fs';
+import { isBlockError, type Image } from '@blk/core';
+import { backingPolicy, mtimeSec, openCli, yieldToEventLoop } from '../common.js';
+import { cFixed } from '../format.js';
+import { openImage } from '../images.js';
+import { createProgress } from '../progress.js';
+import { toQemuJson, type QValue } from '../qjson.js';
+
+export interface CheckOpts {
+  format?: string;
+  output: 'human' | 'json';
+  progress?: boolean;
+  quiet?: boolean;
+  backingProbe?: boolean;
+}
+
+interface Result {
+  corruptions: number;
+  leaks: number;
+  checkErrors: number;
+  totalClusters: number;
+  allocatedClusters: number;
+  problems: string[];
+}
+
+const HEADER_KINDS = new Set(['invalid-header', 'truncated']);
+const MAX_DEPTH = 16;
+
+export async function check(file: string, opts: CheckOpts): Promise<number> {
+  const r: Result = { corruptions: 0, leaks: 0, checkErrors: 0, totalClusters: 0, allocatedClusters: 0, problems: [] };
+  let format = opts.format ?? 'unknown';
+  let image: Image | undefined;
+  try {
+    image = await openCli(file, { format: opts.format, readOnly: true, backingMode: 'ignore' });
+  } catch (err) {
+    if (!isBlockError(err) || !HEADER_KINDS.has(err.kind)) throw err;
+    format = err.driver ?? format;
+    r.corruptions += 1;
+    r.problems.push(`ERROR header: ${err.message}`);
+  }
+  if (image && image.format === 'raw') {
+    // Nothing to check in a raw image; qemu-img says so with exit code 63.
+    await image.close().catch(() => undefined);
+    process.stderr.write(`blk: ${file}: This image format does not support checks\n`);
+    return 63;
+  }
+  if (image) {
+    try {
+      format = image.format;
+      await checkAllocation(image, r, Boolean(opts.progress) && !opts.quiet && opts.output === 'human');
+      await checkChain(image, r, opts);
+    } catch (err) {
+      if (!isBlockError(err)) throw err;
+      r.checkErrors += 1;
+      r.problems.push(`ERROR while checking: ${err.message}`);
+    } finally {
+      await image.close().catch(() => undefined);
+    }
+  }
+
+  if (!opts.quiet) {
+    for (const p of r.problems) process.stderr.write(`${p}\n`);
+    if (opts.output === 'json') {
+      const obj: { [k: string]: QValue | undefined } = {
+        filename: file,
+        format,
+        'check-errors': r.checkErrors,
+      };
+      if (r.corruptions) obj.corruptions = r.corruptions;
+      if (r.leaks) obj.leaks = r.leaks;
+      if (r.totalClusters) obj['total-clusters'] = r.totalClusters;
+      if (r.allocatedClusters) obj['allocated-clusters'] = r.allocatedClusters;
+      process.stdout.write(`${toQemuJson(obj)}\n`);
+    } else {
+      process.stdout.write(humanReport(r));
+    }
+  }
+  if (r.checkErrors) return 1;
+  if (r.corruptions) return 2;
+  if (r.leaks) return 3;
+  return 0;
+}
+
+function humanReport(r: Result): string {
+  let out = '';
+  if (!r.corruptions && !r.leaks && !r.checkErrors) out += 'No errors were found on the image.\n';
+  if (r.corruptions) {
+    out += `\n${r.corruptions} errors were found on the image.\n`
+      + 'Data may be corrupted, or further writes to the image may corrupt it.\n';
+  }
+  if (r.leaks) {
+    out += `\n${r.leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n`;
+  }
+  if (r.checkErrors) out += `\n${r.checkErrors} internal errors have occurred during the check.\n`;
+  if (r.totalClusters && r.allocatedClusters) {
+    out += `${r.allocatedClusters}/${r.totalClusters} = ${cFixed((r.allocatedClusters / r.totalClusters) * 100, 2)}% allocated, `
+      + '0.00% fragmented, 0.00% compressed clusters\n';
+  }
+  return out;
+}
+
+/** Allocated runs must have their data inside the file. Units: the image's sectors. */
+async function checkAllocation(image: Image, r: Result, showProgress: boolean): Promise<void> {
+  const ss = image.sectorSize;
+  const fileSize = fs.statSync(image.path).size;
+  r.totalClusters = Math.ceil(image.size / ss);
+  const progress = createProgress(showProgress, image.size);
+  let runs = 0;
+  for await (const run of image.map()) {
+    if (run.depth === 0) {
+      const sectors = Math.ceil(run.length / ss);
+      r.allocatedClusters += sectors;
+      const h = run.hostOffset;
+      if (h !== undefined && h + run.length > fileSize) {
+        // Sector i holds host bytes [h + i*ss, h + min((i+1)*ss, length)).
+        let first = Math.max(0, Math.floor((fileSize - h) / ss));
+        if (h + Math.min((first + 1) * ss, run.length) <= fileSize) first += 1;
+        const bad = sectors - first;
+        if (bad > 0) {
+          r.corruptions += bad;
+          const s0 = run.start / ss + first;
+          r.problems.push(`ERROR ${bad === 1 ? `sector ${s0}` : `sectors ${s0}-${s0 + bad - 1}`} (offset ${run.start + first * ss}): `
+            + `marked allocated, but the data lies past the end of the file (${fileSize} bytes)`);
+        }
+      }
+    }
+    progress.update(run.start + run.length);
+    if (++runs % 1024 === 0) await yieldToEventLoop();
+  }
+  progress.done();
+}
+
+/** Each backing file must exist, open, and match what its overlay recorded. */
+async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void> {
+  const seen = new Set<string>([realpath(top.path)]);
+  let layer: Image = top;
+  let owned: Image | undefined;
+  try {
+    for (let depth = 1; ; depth++) {
+      const ref = layer.backingReference;
+      const resolved = layer.info().backing?.resolved;
+      if (!ref || resolved === undefined) return;
+      const where = `backing file ${resolved} (of ${layer.path})`;
+      if (depth > MAX_DEPTH) {
+        r.corruptions += 1;
+        r.problems.push(`ERROR backing chain: deeper than ${MAX_DEPTH} levels`);
+        return;
+      }
+      if (!fs.existsSync(resolved)) {
+        r.corruptions += 1;
+        r.problems.push(`ERROR ${where}: not found`);
+        return;
+      }
+      const real = realpath(resolved);
+      if (seen.has(real)) {
+        r.corruptions += 1;
+        r.problems.push(`ERROR ${where}: the backing chain loops back to it`);
+        return;
+      }
+      seen.add(real);
+      let next: Image;
+      try {
+        const o: Parameters<typeof openImage>[1] = { readOnly: true, backing: { ...backingPolicy({ backingProbe: opts.backingProbe }), mode: 'ignore' } };
+        const fmt = ref.format ?? (opts.backingProbe ? undefined : 'raw');
+        if (fmt !== undefined) o.format = fmt;
+        next = await openImage(resolved, o);
+      } catch (err) {
+        if (!isBlockError(err)) throw err;
+        r.corruptions += 1;
+        r.problems.push(`ERROR ${where}: cannot be opened: ${err.message}`);
+        return;
+      }
+      await owned?.close().catch(() => undefined);
+      owned = next;
+      const expect = ref.expect;
+      if (expect?.size !== undefined && expect.size !== next.size) {
+        r.corruptions += 1;
+        r.problems.push(`ERROR ${where}: size ${next.size} differs from ${expect.size} recorded in the image`);
+      }
+      const now = mtimeSec(resolved);
+      if (expect?.mtimeSec !== undefined && now !== undefined && expect.mtimeSec !== now % 2 ** 32) {
+        r.corruptions += 1;
+        r.problems.push(expect.mtimeSec === 0 && depth === 1
+          ? `ERROR ${where}: a commit into it was interrupted; run 'blk commit' again to finish it`
+          : `ERROR ${where}: mtime ${now} differs from ${expect.mtimeSec} recorded in the image `
+            + '(the backing file was modified after the overlay was made)');
+      }
+      layer = next;
+    }
+  } finally {
+    await owned?.close().catch(() => undefined);
+  }
+}
+
+function realpath(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
+  }
+}

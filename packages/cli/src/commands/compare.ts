@@ -1,0 +1,124 @@
+/**
+ * blk compare: qemu-img compare. Exit 0 when the guest-visible contents are
+ * equal, 1 when they differ (the first differing offset is printed), 2 on
+ * error. Images of different sizes are equal when the larger one's tail
+ * reads as zeros, unless -s (strict), which also compares allocation.
+ * Offsets are reported as qemu-img does: the start of the first differing
+ * 512-byte sector (counted from where the compared chunk starts).
+ */
+import type { ChainStatus, Image } from '@blk/core';
+import { CHUNK, firstDifference, firstNonZero, openCli, yieldToEventLoop } from '../common.js';
+import { createProgress } from '../progress.js';
+
+export interface CompareOpts {
+  format?: string;
+  secondFormat?: string;
+  strict?: boolean;
+  progress?: boolean;
+  quiet?: boolean;
+  backingProbe?: boolean;
+}
+
+interface Status {
+  allocated: boolean;
+  zero: boolean;
+  length: number;
+}
+
+async function statusAt(image: Image, offset: number, length: number): Promise<Status> {
+  const st: ChainStatus = await image.chainStatus(offset, length);
+  const allocated = st.depth !== undefined;
+  return { allocated, zero: !allocated || st.zero, length: st.length };
+}
+
+export async function compare(a: string, b: string, opts: CompareOpts): Promise<number> {
+  const say = (line: string) => {
+    if (!opts.quiet) process.stdout.write(`${line}\n`);
+  };
+  const first = await openCli(a, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe });
+  let second: Image | undefined;
+  try {
+    second = await openCli(b, { format: opts.secondFormat, readOnly: true, backingProbe: opts.backingProbe });
+    if (opts.strict && first.size !== second.size) {
+      say('Strict mode: Image size mismatch!');
+      return 1;
+    }
+    const common = Math.min(first.size, second.size);
+    const total = Math.max(first.size, second.size);
+    const progress = createProgress(Boolean(opts.progress) && !opts.quiet, total);
+    const buf1 = new Uint8Array(CHUNK);
+    const buf2 = new Uint8Array(CHUNK);
+    let offset = 0;
+    while (offset < common) {
+      const s1 = await statusAt(first, offset, common - offset);
+      const s2 = await statusAt(second, offset, common - offset);
+      let chunk = Math.min(s1.length, s2.length);
+      if (opts.strict && (s1.allocated !== s2.allocated || s1.zero !== s2.zero)) {
+        progress.done();
+        say(`Strict mode: Offset ${offset} block status mismatch!`);
+        return 1;
+      }
+      if (!(s1.zero && s2.zero)) {
+        chunk = Math.min(chunk, CHUNK - (offset % CHUNK));
+        let mismatch: number | undefined;
+        if (s2.zero || s1.zero) {
+          const image = s1.zero ? second : first;
+          const data = buf1.subarray(0, chunk);
+          await image.readInto(offset, data);
+          const at = firstNonZero(data);
+          if (at >= 0) mismatch = offset + at - (at % 512);
+        } else {
+          const d1 = buf1.subarray(0, chunk);
+          const d2 = buf2.subarray(0, chunk);
+          await first.readInto(offset, d1);
+          await second.readInto(offset, d2);
+          const at = firstDifference(d1, d2);
+          if (at >= 0) mismatch = offset + at - (at % 512);
+        }
+        if (mismatch !== undefined) {
+          progress.done();
+          say(`Content mismatch at offset ${mismatch}!`);
+          return 1;
+        }
+      }
+      offset += chunk;
+      progress.update(offset);
+      await yieldToEventLoop();
+    }
+    if (first.size !== second.size) {
+      progress.done();
+      say('Warning: Image size mismatch!');
+      const over = first.size > second.size ? first : second;
+      const found = await firstNonZeroAfter(over, common, buf1);
+      if (found !== undefined) {
+        say(`Content mismatch at offset ${found}!`);
+        return 1;
+      }
+    }
+    progress.done();
+    say('Images are identical.');
+    return 0;
+  } finally {
+    await second?.close().catch(() => undefined);
+    await first.close().catch(() => undefined);
+  }
+}
+
+/** The first offset from `start` on that does not read as zero, or undefined. */
+async function firstNonZeroAfter(image: Image, start: number, buf: Uint8Array): Promise<number | undefined> {
+  let offset = start;
+  while (offset < image.size) {
+    const st = await statusAt(image, offset, image.size - offset);
+    let chunk = st.length;
+    if (!st.zero) {
+      chunk = Math.min(chunk, CHUNK - (offset % CHUNK));
+      const data = buf.subarray(0, chunk);
+      await image.readInto(offset, data);
+      const at = firstNonZero(data);
+      if (at >= 0) return offset + at - (at % 512);
+    }
+    offset += chunk;
+    await yieldToEventLoop();
+  }
+  return undefined;
+}

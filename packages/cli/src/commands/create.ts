@@ -1,0 +1,73 @@
+/** blk create: qemu-img create. */
+import * as fs from 'node:fs';
+import { UsageError } from '../errors.js';
+import { createImage, openImage, registry } from '../images.js';
+import { formatOptionHelp, parseCreateOptions } from '../options.js';
+import { parseSize } from '../size.js';
+import { resolveBackingArg } from '../common.js';
+
+export interface CreateOpts {
+  format: string;
+  backing?: string;
+  backingFormat?: string;
+  options: string[];
+  quiet?: boolean;
+}
+
+export async function create(file: string, sizeArg: string | undefined, opts: CreateOpts): Promise<number> {
+  const format = opts.format;
+  const driver = registry.require(format, file);
+  if (!driver.create) throw new Error(`${file}: format ${format} cannot create images`);
+  const o = parseCreateOptions(format, opts.options);
+  if (o.help) {
+    process.stdout.write(formatOptionHelp(format));
+    return 0;
+  }
+  let size = o.size;
+  if (sizeArg !== undefined) {
+    if (size !== undefined) throw new UsageError('the size is given both with -o size= and as an argument');
+    size = parseSize(sizeArg, 'image size');
+  }
+  const backingArg = opts.backing ?? o.backingFile;
+  if (opts.backing !== undefined && o.backingFile !== undefined) {
+    throw new UsageError('the backing file is given both with -b and -o backing_file=');
+  }
+  const backingFormat = opts.backingFormat ?? o.backingFormat;
+  if (backingFormat !== undefined && backingArg === undefined) {
+    throw new UsageError('-F (backing format) needs -b (backing file)');
+  }
+
+  let backingPath: string | undefined;
+  if (backingArg !== undefined) {
+    if (backingArg === '') throw new UsageError('the backing file name is empty');
+    backingPath = resolveBackingArg(file, backingArg);
+    if (!fs.existsSync(backingPath)) {
+      throw new Error(`${file}: backing file ${backingPath} not found`);
+    }
+    if (fs.existsSync(file) && fs.realpathSync(file) === fs.realpathSync(backingPath)) {
+      throw new UsageError(`${file}: an image cannot be its own backing file`);
+    }
+    if (size === undefined) {
+      const base = await openImage(backingPath, { format: backingFormat ?? 'raw', readOnly: true, backing: { mode: 'ignore' } });
+      size = base.size;
+      await base.close();
+    }
+  }
+  if (size === undefined) throw new UsageError(`${file}: image creation needs a size parameter`);
+
+  if (!opts.quiet) {
+    let line = `Formatting '${file}', fmt=${format} size=${size}`;
+    if (backingArg !== undefined) line += ` backing_file=${backingArg}`;
+    if (backingFormat !== undefined) line += ` backing_fmt=${backingFormat}`;
+    for (const [k, v] of o.given) line += ` ${k}=${v}`;
+    process.stdout.write(`${line}\n`);
+  }
+
+  const createOptions: Parameters<typeof createImage>[1] = { format, size, overwrite: true };
+  if (backingPath !== undefined) {
+    createOptions.backing = backingFormat !== undefined ? { path: backingPath, format: backingFormat } : backingPath;
+  }
+  if (Object.keys(o.driverOptions).length > 0) createOptions.driverOptions = o.driverOptions;
+  await createImage(file, createOptions);
+  return 0;
+}

@@ -1,0 +1,134 @@
+/** Helpers shared by the commands: opening images with CLI options, files, signals. */
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import type { BackingPolicy, Image } from '@blk/core';
+import { openImage } from './images.js';
+
+export interface CliOpenOptions {
+  /** -f: the top image's format (probed when absent). */
+  format?: string | undefined;
+  readOnly: boolean;
+  /** Format for the top image's direct backing file (rebase/compare -F style). */
+  backingFormat?: string | undefined;
+  /** --backing-probe: guess every backing file's format from its content. */
+  backingProbe?: boolean | undefined;
+  /** What to do when a backing file's size/mtime differ from the overlay's record. */
+  onMismatch?: BackingPolicy['onMismatch'];
+  /** Open the backing chain (default), or ignore it. */
+  backingMode?: BackingPolicy['mode'];
+}
+
+export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): BackingPolicy {
+  const policy: BackingPolicy = {};
+  if (o.backingMode) policy.mode = o.backingMode;
+  if (o.onMismatch) policy.onMismatch = o.onMismatch;
+  const first = o.backingFormat;
+  if (o.backingProbe) {
+    policy.format = first ? (ref, depth) => (depth === 1 ? first : 'probe') : 'probe';
+  } else if (first) {
+    policy.format = (ref, depth) => (depth === 1 ? first : ref.format ?? 'raw');
+  }
+  return policy;
+}
+
+/** Opens an image as the CLI's options say. */
+export async function openCli(path: string, o: CliOpenOptions): Promise<Image> {
+  const options: Parameters<typeof openImage>[1] = { readOnly: o.readOnly, backing: backingPolicy(o) };
+  if (o.format !== undefined) options.format = o.format;
+  return openImage(path, options);
+}
+
+/** Bytes the file occupies on disk (st_blocks * 512), as qemu-img's actual-size. */
+export function allocatedBytes(path: string): number | undefined {
+  try {
+    const st = fs.statSync(path, { bigint: true });
+    return Number(st.blocks * 512n);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whole seconds of a file's mtime (floored from nanoseconds), or undefined when it is absent. */
+export function mtimeSec(path: string): number | undefined {
+  try {
+    return Number(fs.statSync(path, { bigint: true }).mtimeNs / 1_000_000_000n);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A backing file named on the command line, as qemu-img resolves it: a
+ * relative name is relative to the directory of the image that will refer
+ * to it, not to the current directory.
+ */
+export function resolveBackingArg(imagePath: string, backing: string): string {
+  if (nodePath.isAbsolute(backing)) return backing;
+  return nodePath.resolve(nodePath.dirname(nodePath.resolve(imagePath)), backing);
+}
+
+let lastYield = 0;
+
+/**
+ * Lets signals, timers and output run during long loops of synchronous I/O
+ * (file I/O is synchronous under the Promise API, so a loop of awaits never
+ * returns to the event loop by itself). Yields at most every 10 ms.
+ */
+export async function yieldToEventLoop(): Promise<void> {
+  const now = performance.now();
+  if (now - lastYield < 10) return;
+  lastYield = now;
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Runs `cleanup` (synchronously) if the process is interrupted by SIGINT,
+ * SIGTERM or SIGHUP, then exits with 128 + the signal number. Returns a
+ * function that removes the handlers.
+ */
+export function onInterrupt(cleanup: () => void): () => void {
+  const signals: Array<[NodeJS.Signals, number]> = [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]];
+  const handlers = signals.map(([sig, num]) => {
+    const handler = () => {
+      try {
+        cleanup();
+      } finally {
+        process.stderr.write(`blk: interrupted by ${sig}\n`);
+        process.exit(128 + num);
+      }
+    };
+    process.on(sig, handler);
+    return [sig, handler] as const;
+  });
+  return () => {
+    for (const [sig, handler] of handlers) process.off(sig, handler);
+  };
+}
+
+let zeros = Buffer.alloc(1024 * 1024);
+
+/** True when every byte of `buf` is zero (memcmp against a zero buffer). */
+export function isZero(buf: Uint8Array): boolean {
+  if (buf.length > zeros.length) zeros = Buffer.alloc(buf.length);
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.length).equals(zeros.subarray(0, buf.length));
+}
+
+/** Index of the first byte where a and b differ (same length), or -1. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  if (Buffer.from(a.buffer, a.byteOffset, n).equals(Buffer.from(b.buffer, b.byteOffset, n))) {
+    return a.length === b.length ? -1 : n;
+  }
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
+}
+
+/** Index of the first non-zero byte, or -1. */
+export function firstNonZero(buf: Uint8Array): number {
+  if (isZero(buf)) return -1;
+  for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return i;
+  return -1;
+}
+
+/** Large I/O unit for copy loops. */
+export const CHUNK = 1024 * 1024;

@@ -1,0 +1,139 @@
+/** What `blk info` says about an image: qemu-img's ImageInfo fields. */
+import * as fs from 'node:fs';
+import type { Image } from '@blk/core';
+import { allocatedBytes, mtimeSec } from './common.js';
+import { sizeToStr } from './format.js';
+import { qdictOrder, type QValue } from './qjson.js';
+
+export type QDict = { [key: string]: QValue | undefined };
+
+/** camelCase / snake_case keys to QAPI's kebab-case. */
+export function kebab(key: string): string {
+  return key.replace(/_/g, '-').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+}
+
+/** Driver facts as JSON values with QAPI-style keys (functions, buffers and undefined dropped). */
+export function toQValue(value: unknown): QValue | undefined {
+  if (value === null) return null;
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      return Number.isFinite(value) ? value : undefined;
+    case 'bigint':
+      return Number(value);
+    case 'object': {
+      if (ArrayBuffer.isView(value)) return undefined;
+      if (Array.isArray(value)) return value.map((v) => toQValue(v) ?? null);
+      const out: QDict = {};
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        const q = toQValue(v);
+        if (q !== undefined) out[kebab(k)] = q;
+      }
+      return out;
+    }
+    default:
+      return undefined;
+  }
+}
+
+export interface DescribeOptions {
+  /** The name to show for the image (the user's spelling for the top image). */
+  filename: string;
+  /** --backing-probe was given: an unopened backing file's format is unknown. */
+  backingProbe?: boolean;
+}
+
+/** qemu-img info's fields for one opened image. */
+export function describeImage(image: Image, o: DescribeOptions): QDict {
+  const info = image.info();
+  const e: QDict = {};
+  e.filename = o.filename;
+  e.format = info.format;
+  e['virtual-size'] = info.size;
+  const actual = allocatedBytes(image.path);
+  if (actual !== undefined) e['actual-size'] = actual;
+  e['dirty-flag'] = false;
+  const ref = image.backingReference;
+  if (info.backing) {
+    e['backing-filename'] = info.backing.stored;
+    e['full-backing-filename'] = info.backing.resolved ?? info.backing.stored;
+    const fmt = info.backing.format ?? (o.backingProbe ? undefined : 'raw');
+    if (fmt !== undefined) e['backing-filename-format'] = fmt;
+  }
+  const data = (toQValue(info.formatSpecific) ?? {}) as QDict;
+  const resolved = info.backing?.resolved;
+  if (ref?.expect && resolved !== undefined && fs.existsSync(resolved)) {
+    if (ref.expect.mtimeSec !== undefined) {
+      const now = mtimeSec(resolved);
+      if (now !== undefined) data['backing-mtime-matches'] = ref.expect.mtimeSec === now % 2 ** 32;
+    }
+    if (ref.expect.size !== undefined) {
+      const backingSize = image.backing?.size
+        ?? (info.backing?.format === undefined || info.backing.format === 'raw' ? fs.statSync(resolved).size : undefined);
+      if (backingSize !== undefined) data['backing-size-matches'] = ref.expect.size === backingSize;
+    }
+  }
+  if (Object.keys(data).length > 0) e['format-specific'] = { type: info.format, data };
+  return e;
+}
+
+function dumpQValue(value: QValue, indent: number, out: string[]): void {
+  const pad = '    '.repeat(indent);
+  if (value !== null && typeof value === 'object') {
+    if (Array.isArray(value)) {
+      value.forEach((item, i) => {
+        if (item !== null && typeof item === 'object') {
+          out.push(`${pad}[${i}]:`);
+          dumpQValue(item, indent + 1, out);
+        } else {
+          out.push(`${pad}[${i}]: ${scalar(item)}`);
+        }
+      });
+      return;
+    }
+    for (const key of qdictOrder(value)) {
+      const v = value[key]!;
+      const name = key.replace(/-/g, ' ');
+      if (v !== null && typeof v === 'object') {
+        out.push(`${pad}${name}:`);
+        dumpQValue(v, indent + 1, out);
+      } else {
+        out.push(`${pad}${name}: ${scalar(v)}`);
+      }
+    }
+  }
+}
+
+function scalar(v: QValue): string {
+  if (v === null) return 'null';
+  return String(v);
+}
+
+/** qemu-img info's human output for one image (lines, no trailing newline). */
+export function humanInfo(e: QDict): string {
+  const lines: string[] = [];
+  lines.push(`image: ${String(e.filename)}`);
+  lines.push(`file format: ${String(e.format)}`);
+  const vsize = e['virtual-size'] as number;
+  lines.push(`virtual size: ${sizeToStr(vsize)} (${vsize} bytes)`);
+  const actual = e['actual-size'];
+  lines.push(`disk size: ${typeof actual === 'number' ? sizeToStr(actual) : 'unavailable'}`);
+  if (e['dirty-flag'] === true) lines.push('cleanly shut down: no');
+  const bf = e['backing-filename'];
+  if (typeof bf === 'string') {
+    const full = e['full-backing-filename'];
+    let line = `backing file: ${bf}`;
+    if (typeof full !== 'string') line += ' (cannot determine actual path)';
+    else if (full !== bf) line += ` (actual path: ${full})`;
+    lines.push(line);
+  }
+  if (typeof e['backing-filename-format'] === 'string') lines.push(`backing file format: ${e['backing-filename-format']}`);
+  const fs_ = e['format-specific'] as QDict | undefined;
+  if (fs_ && typeof fs_.data === 'object' && fs_.data !== null) {
+    lines.push('Format specific information:');
+    dumpQValue(fs_.data, 1, lines);
+  }
+  return lines.join('\n');
+}

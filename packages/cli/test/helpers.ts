@@ -1,0 +1,209 @@
+/**
+ * Test helpers: every CLI test runs the built executable as a user would
+ * (`node packages/cli/dist/blk.js ...` in a child process).
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const CLI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO = path.resolve(CLI_DIR, '../..');
+export const BLK = path.join(CLI_DIR, 'dist', 'blk.js');
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+function stale(): 'none' | 'cli' | 'all' {
+  const images = path.join(REPO, 'packages', 'images', 'dist', 'index.js');
+  if (!fs.existsSync(images)) return 'all';
+  if (!fs.existsSync(BLK)) return 'cli';
+  return fs.statSync(BLK).mtimeMs < newestMtime(path.join(CLI_DIR, 'src')) ? 'cli' : 'none';
+}
+
+/**
+ * Builds the CLI when dist/ is missing or older than src/ (and the packages
+ * it depends on when @blk/images has no dist yet). Test files run in
+ * parallel: a lock directory makes one of them build while the others wait.
+ */
+export function ensureBuilt(): void {
+  if (stale() === 'none') return;
+  const lock = path.join(CLI_DIR, '.build-lock');
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      break;
+    } catch {
+      // A lock left by a killed run is stale after two minutes.
+      try {
+        if (Date.now() - fs.statSync(lock).mtimeMs > 120_000) fs.rmdirSync(lock);
+      } catch {
+        // Gone meanwhile.
+      }
+      if (Date.now() > deadline) throw new Error('timed out waiting for another test file to build the CLI');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+    }
+  }
+  try {
+    const what = stale();
+    if (what === 'all') {
+      execFileSync('pnpm', ['--filter', '@blk/cli...', 'run', 'build'], { cwd: REPO, stdio: 'pipe' });
+    } else if (what === 'cli') {
+      execFileSync('pnpm', ['run', 'build'], { cwd: CLI_DIR, stdio: 'pipe' });
+    }
+  } finally {
+    fs.rmdirSync(lock);
+  }
+}
+
+export interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  input?: string;
+  env?: Record<string, string | undefined>;
+  timeout?: number;
+}
+
+/** Runs `blk ARGS...` and waits for it. */
+export function blk(args: string[], o: RunOptions = {}): Result {
+  const env = { ...process.env, ...o.env };
+  delete env.BLK_DEBUG;
+  if (o.env?.BLK_DEBUG !== undefined) env.BLK_DEBUG = o.env.BLK_DEBUG;
+  const r = spawnSync(process.execPath, [BLK, ...args], {
+    cwd: o.cwd,
+    input: o.input ?? '',
+    encoding: 'utf8',
+    env,
+    timeout: o.timeout ?? 60_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.error) throw r.error;
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts `blk ARGS...` without waiting (for interruption tests). */
+export function blkSpawn(args: string[], o: RunOptions = {}): ChildProcess {
+  return spawn(process.execPath, [BLK, ...args], { cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** A fresh directory under the system's temporary directory. */
+export function tempDir(label: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `blk-cli-${label}-`));
+}
+
+/** qemu-iotests' _filter_qemu_io: hides the timing of the report lines and qemu-io's prompt. */
+export function filterQemuIo(text: string): string {
+  return text.replace(/qemu-io> /g, '').replace(
+    /[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*\/sec and [0-9/.inf]* ops\/sec\)/g,
+    'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)',
+  );
+}
+
+/** Writes a raw file of `size` bytes, filling the given [offset, length, byte] ranges; the rest is a hole. */
+export function rawFile(file: string, size: number, fills: Array<[number, number, number]> = []): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.ftruncateSync(fd, size);
+    for (const [offset, length, byte] of fills) {
+      const chunk = Buffer.alloc(Math.min(length, 1 << 20), byte);
+      for (let done = 0; done < length; done += chunk.length) {
+        fs.writeSync(fd, chunk, 0, Math.min(chunk.length, length - done), offset + done);
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Bytes the file occupies on disk. */
+export function diskUsage(file: string): number {
+  return fs.statSync(file).blocks * 512;
+}
+
+export function hasCommand(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).status === 0;
+}
+
+/** Runs a shell command line under a pseudo-terminal (util-linux `script`), returning what it printed. */
+export function underPty(commandLine: string, cwd: string): Result {
+  const r = spawnSync('script', ['-qfec', commandLine, '/dev/null'], { cwd, encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw r.error;
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Waits until `cond()` holds (polling), or throws after `ms`. */
+export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/** Resolves with the exit code/signal of a spawned child. */
+export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve({ code: child.exitCode, signal: child.signalCode });
+      return;
+    }
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+}
+
+/**
+ * A cow overlay over a raw base (`size` bytes, filled with `baseByte`) in
+ * which every other 512-byte sector is allocated and holds `topByte`:
+ * many short runs, so that copying it takes a while (interruption tests).
+ */
+export function alternatingOverlay(dir: string, name: string, size: number, baseByte = 0x11, topByte = 0x22): { base: string; overlay: string } {
+  const base = path.join(dir, `${name}.base.img`);
+  const overlay = path.join(dir, `${name}.cow`);
+  rawFile(base, size, [[0, size, baseByte]]);
+  const created = blk(['create', '-q', '-f', 'cow', '-b', base, overlay]);
+  if (created.code !== 0) throw new Error(created.stderr);
+  const info = JSON.parse(blk(['info', '--output=json', overlay]).stdout) as {
+    'format-specific': { data: Record<string, number> };
+  };
+  const d = info['format-specific'].data;
+  const fd = fs.openSync(overlay, 'r+');
+  try {
+    fs.writeSync(fd, Buffer.alloc(d['bitmap-length']!, 0x55), 0, d['bitmap-length']!, d['bitmap-offset']!);
+    rawWrite(fd, d['data-offset']!, size, topByte);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { base, overlay };
+}
+
+function rawWrite(fd: number, offset: number, length: number, byte: number): void {
+  const chunk = Buffer.alloc(1 << 20, byte);
+  for (let done = 0; done < length; done += chunk.length) {
+    fs.writeSync(fd, chunk, 0, Math.min(chunk.length, length - done), offset + done);
+  }
+}
+
+/** What the alternating overlay reads as: sector n is topByte for even n, baseByte for odd n. */
+export function alternatingExpected(file: string, size: number, baseByte = 0x11, topByte = 0x22): void {
+  const buf = Buffer.alloc(size);
+  for (let s = 0; s < size / 512; s++) buf.fill(s % 2 === 0 ? topByte : baseByte, s * 512, s * 512 + 512);
+  fs.writeFileSync(file, buf);
+}
