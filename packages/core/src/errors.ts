@@ -72,12 +72,15 @@ export class BlockError extends Error {
   readonly offset: number | undefined;
   readonly driver: string | undefined;
   readonly code: string | undefined;
+  /** The message without the leading path, for re-titling an error with another name for the file. */
+  readonly detail: string;
 
   constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}) {
     // The path leads the message so that a CLI can print it as one clear line.
     super(context.path !== undefined ? `${context.path}: ${message}` : message,
       context.cause !== undefined ? { cause: context.cause } : undefined);
     this.name = 'BlockError';
+    this.detail = message;
     this.kind = kind;
     this.path = context.path;
     this.field = context.field;

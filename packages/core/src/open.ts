@@ -250,10 +250,13 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
   }
 }
 
-/** Gives storage errors that lack one the user's name for the file. */
+/**
+ * Gives a storage error the user's name for the file: the storage saw the
+ * absolute path, but a message should name the file as the user spelled it.
+ */
 function retitle(err: unknown, path: string): unknown {
-  if (isBlockError(err) && err.path === undefined) {
-    return new BlockError(err.kind, err.message, { path, cause: err, code: err.code });
+  if (isBlockError(err) && err.path !== path) {
+    return new BlockError(err.kind, err.detail, { path, cause: err, code: err.code, offset: err.offset, field: err.field });
   }
   return err;
 }

@@ -199,7 +199,6 @@ export class CowImage implements DriverImage {
       backingFile: header.backingFile,
       backingMtime: header.mtime,
       backingSize: header.size,
-      cache: this.cache,
     };
     if (header.alignment !== undefined) info.alignment = header.alignment;
     if (header.cowFormat !== undefined) info.cowFormat = header.cowFormat;
