@@ -13,6 +13,8 @@ export default defineConfig({
       { find: /^@blk\/cow$/, replacement: src('cow') },
       { find: /^@blk\/testkit$/, replacement: src('testkit') },
       { find: /^@blk\/images$/, replacement: src('images') },
+      { find: /^@blk\/faults$/, replacement: src('faults') },
+      { find: /^@blk\/lock$/, replacement: src('lock') },
     ],
   },
   test: {

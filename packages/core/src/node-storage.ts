@@ -22,7 +22,8 @@ export interface NodeFileStorageOptions {
 
 /** A local file through Node's fs module. */
 export class NodeFileStorage implements Storage {
-  private fd: number;
+  /** The file descriptor (for OS advisory locks taken by @blk/lock). */
+  readonly fd: number;
   private handle: fs.promises.FileHandle | undefined;
   private closed = false;
   readonly io: NodeIoMode;

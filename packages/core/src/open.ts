@@ -136,8 +136,16 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
       `backing chain is deeper than the limit of ${maxDepth} levels`, { path: overlayPath });
   }
   await checkConfinement(vfs, policy, overlayPath, backingPath);
-  if (!(await vfs.exists(backingPath))) {
+  const st = await vfs.stat(backingPath).catch((err: unknown) => {
+    // Only "no such file" means missing; any other failure (EIO, EACCES) stays an I/O error.
+    if (isBlockError(err) && err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (!st) {
     throw new BlockError('backing-missing', `backing file ${backingPath} not found`, { path: overlayPath });
+  }
+  if (st.isDirectory) {
+    throw new BlockError('backing-missing', `backing file ${backingPath} is a directory`, { path: overlayPath });
   }
   const chosen = typeof policy.format === 'function' ? policy.format(ref, depth) : policy.format;
   const format = chosen === 'probe' ? undefined : chosen ?? ref.format ?? 'raw';

@@ -1,6 +1,6 @@
 import { BlockError } from './errors.js';
 import type { BlockDriver, ProbeHint } from './driver.js';
-import type { Storage } from './storage.js';
+import { checkShortRead, type Storage } from './storage.js';
 
 /** Upper bound on how many bytes probing reads, whatever drivers ask for. */
 export const MAX_PROBE_BYTES = 64 * 1024;
@@ -96,6 +96,7 @@ export class DriverRegistry {
     const size = await storage.size();
     const head = new Uint8Array(Math.min(size, this.probeWindow()));
     const n = await storage.read(0, head);
+    await checkShortRead(storage, 0, n, head.length);
     const result = this.probeHead(head.subarray(0, n), { fileName, size });
     if (!result) {
       throw new BlockError('unknown-format',

@@ -1,3 +1,5 @@
+import { BlockError } from './errors.js';
+
 /**
  * The storage layer under every format driver (QEMU's "protocol" layer,
  * SQLite's VFS file). Drivers see only this: byte-addressed, positional,
@@ -67,9 +69,26 @@ export interface Vfs {
   rename(from: string, to: string): Promise<void>;
 }
 
-/** Reads exactly `into.length` bytes or zero-fills what lies past the end. Returns bytes really read. */
+/**
+ * Reads exactly `into.length` bytes or zero-fills what lies past the end. Returns bytes really read.
+ * A short read that stops before the end of the file is an I/O error, not a hole: zero-filling
+ * it would show (and a read-modify-write would store) zeros nobody wrote.
+ */
 export async function readZeroFilled(storage: Storage, offset: number, into: Uint8Array): Promise<number> {
   const n = await storage.read(offset, into);
-  if (n < into.length) into.fill(0, n);
+  if (n < into.length) {
+    await checkShortRead(storage, offset, n, into.length);
+    into.fill(0, n);
+  }
   return n;
+}
+
+/** Throws `io` (EIO) when a read of `wanted` bytes at `offset` returned `got` < wanted before the end of the file. */
+export async function checkShortRead(storage: Storage, offset: number, got: number, wanted: number): Promise<void> {
+  if (got >= wanted) return;
+  const size = await storage.size();
+  if (offset + got < size) {
+    throw new BlockError('io', `short read: ${got} of ${wanted} bytes at offset ${offset}, inside a file of ${size} bytes`,
+      { path: storage.path, offset: offset + got, code: 'EIO' });
+  }
 }

@@ -1,5 +1,7 @@
 import {
   DriverRegistry,
+  NodeVfs,
+  type Vfs,
   createImage as coreCreateImage,
   openImage as coreOpenImage,
   type CreateImageOptions,
@@ -7,6 +9,7 @@ import {
   type OpenImageOptions,
 } from '@blk/core';
 import { cowDriver } from '@blk/cow';
+import { LockingVfs } from '@blk/lock';
 import { rawDriver } from '@blk/raw';
 
 export * from '@blk/core';
@@ -24,15 +27,27 @@ export function builtinRegistry(): DriverRegistry {
  */
 export const registry: DriverRegistry = builtinRegistry();
 
+let hostVfs_: Vfs | undefined;
+
+/**
+ * The host file system with OS advisory locks: writable opens lock the file
+ * exclusively, read-only opens shared, so two processes (blk, UML, QEMU) never
+ * write one image at once (see @blk/lock for the fallback when the addon is missing).
+ */
+export function hostVfs(): Vfs {
+  hostVfs_ ??= new LockingVfs(new NodeVfs());
+  return hostVfs_;
+}
+
 export type OpenOptions = Omit<OpenImageOptions, 'registry'> & { registry?: DriverRegistry };
 export type CreateOptions = Omit<CreateImageOptions, 'registry'> & { registry?: DriverRegistry };
 
 /** Opens an image of any registered format (probed unless `format` is given). */
 export function openImage(path: string, options: OpenOptions = {}): Promise<Image> {
-  return coreOpenImage(path, { ...options, registry: options.registry ?? registry });
+  return coreOpenImage(path, { ...options, registry: options.registry ?? registry, vfs: options.vfs ?? hostVfs() });
 }
 
 /** Creates an image of the given format. */
 export function createImage(path: string, options: CreateOptions): Promise<void> {
-  return coreCreateImage(path, { ...options, registry: options.registry ?? registry });
+  return coreCreateImage(path, { ...options, registry: options.registry ?? registry, vfs: options.vfs ?? hostVfs() });
 }

@@ -1,0 +1,49 @@
+/** Thrown by `withTimeout` when a promise does not settle in time (a hang). */
+export class HangError extends Error {
+  constructor(label: string, ms: number) {
+    super(`${label}: did not settle within ${ms} ms`);
+    this.name = 'HangError';
+  }
+}
+
+/**
+ * Settles like `promise`, or rejects with `HangError` after `ms`. The timer is
+ * always cleared, so a test that uses it leaves nothing pending.
+ */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, label = 'operation'): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HangError(label, ms)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs `fn` and returns its error (undefined when it succeeded). */
+export async function caught(fn: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await fn();
+    return undefined;
+  } catch (err) {
+    return err;
+  }
+}
+
+/**
+ * Returns a function that yields to the event loop (setImmediate) when more
+ * than `ms` have passed since it last did. Loops over in-memory storages only
+ * ever wait on microtasks; without this, a minute-long loop starves timers
+ * and I/O (vitest's worker RPC times out: "Timeout calling onTaskUpdate").
+ */
+export function yielder(ms = 50): () => Promise<void> {
+  let last = Date.now();
+  return async () => {
+    const now = Date.now();
+    if (now - last < ms) return;
+    last = now;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  };
+}

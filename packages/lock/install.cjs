@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/*
+ * Builds the blk_lock addon at install time (the package's `install` script).
+ * Tries node-gyp (from PATH, as pnpm and npm provide it to lifecycle
+ * scripts, or the copy bundled with npm), then a direct C compiler call
+ * (a Node-API addon needs only Node's headers). Never fails the install:
+ * without the addon, @blk/lock warns once at run time and images are opened
+ * without OS locks.
+ */
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const here = __dirname;
+const out = path.join(here, 'build', 'Release', 'blk_lock.node');
+if (process.platform === 'win32') {
+  console.warn('@blk/lock: no OS lock addon on Windows; images are opened without locks');
+  process.exit(0);
+}
+
+function headersDir() {
+  const configured = process.env.npm_config_nodedir;
+  if (configured && fs.existsSync(path.join(configured, 'include', 'node', 'node_api.h'))) return configured;
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  for (const dir of [prefix, '/usr', '/usr/local']) {
+    if (fs.existsSync(path.join(dir, 'include', 'node', 'node_api.h'))) return dir;
+  }
+  return undefined;
+}
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { cwd: here, stdio: 'inherit', env: process.env });
+  return r.status === 0;
+}
+
+const nodedir = headersDir();
+const gypArgs = ['rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
+const candidates = [
+  ['node-gyp', gypArgs],
+  [process.execPath, [path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'), ...gypArgs]],
+];
+for (const [cmd, args] of candidates) {
+  if (cmd !== 'node-gyp' && !fs.existsSync(args[0])) continue;
+  if (run(cmd, args) && fs.existsSync(out)) {
+    console.log(`@blk/lock: built ${path.relative(here, out)} with node-gyp`);
+    process.exit(0);
+  }
+}
+// No node-gyp: compile directly (Node-API symbols are resolved when Node loads the addon).
+if (nodedir) {
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const cc = process.env.CC || 'cc';
+  const flags = ['-O2', '-Wall', '-fPIC', '-shared', `-I${path.join(nodedir, 'include', 'node')}`,
+    path.join(here, 'native', 'blk_lock.c'), '-o', out];
+  if (process.platform === 'darwin') flags.push('-undefined', 'dynamic_lookup');
+  if (run(cc, flags) && fs.existsSync(out)) {
+    console.log(`@blk/lock: built ${path.relative(here, out)} with ${cc}`);
+    process.exit(0);
+  }
+}
+console.warn('@blk/lock: WARNING: could not build the file-lock addon (node-gyp and a C compiler with Node headers are needed); '
+  + 'images will be opened without OS advisory locks, so two processes could write one image at once.');
+process.exit(0);

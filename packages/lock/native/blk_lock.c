@@ -1,0 +1,131 @@
+/*
+ * blk_lock: whole-file advisory locks for @blk/lock, in plain C over Node-API
+ * (no node-addon-api, no other dependency).
+ *
+ * Linux: open file description locks (F_OFD_SETLK). They conflict with the
+ * classic POSIX record locks UML takes (fcntl F_SETLK) and with QEMU's OFD
+ * byte locks, are tied to the descriptor (so closing another descriptor of
+ * the same file in this process does not drop them) and conflict between two
+ * descriptors of one process too. Where OFD locks are missing (EINVAL, or
+ * a platform without F_OFD_SETLK) the classic F_SETLK is used, and the
+ * caller is told so (it is weaker: process-wide, dropped by any close).
+ *
+ * Exclusive (writers) = F_WRLCK on the whole file. Shared (readers) = F_RDLCK
+ * on bytes 100 and 201 only: QEMU's own reader protocol ("I use consistent
+ * read" and "I do not share write"), so QEMU readers may share the image
+ * with a blk reader while every writer (blk, UML, QEMU) is refused. A shared
+ * lock on the whole file would also cover QEMU's other "unshare" bytes and
+ * make QEMU refuse to read.
+ *
+ *   lock(fd, mode)  mode: 0 = unlock, 1 = shared, 2 = exclusive
+ *                   -> [errno (0 = ok), kind (1 = OFD, 2 = POSIX)]
+ *   query(fd, mode) -> [type of a conflicting lock (0 none, 1 read, 2 write), pid (-1 for OFD holders)]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <node_api.h>
+
+#define CHECK(call) do { if ((call) != napi_ok) return NULL; } while (0)
+
+static short lock_type(int mode) {
+  return mode == 2 ? F_WRLCK : mode == 1 ? F_RDLCK : F_UNLCK;
+}
+
+static void whole_file(struct flock *fl, short type) {
+  memset(fl, 0, sizeof *fl);
+  fl->l_type = type;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = 0;
+  fl->l_len = 0; /* to the end of the file, however large it grows */
+}
+
+/* QEMU's lock bytes (block/file-posix.c): 100 + permission, 200 + permission not shared. */
+#define QEMU_PERM_CONSISTENT_READ 100
+#define QEMU_UNSHARE_WRITE 201
+
+static int set_range(int fd, int cmd, short type, off_t start, off_t len) {
+  struct flock fl;
+  whole_file(&fl, type);
+  fl.l_start = start;
+  fl.l_len = len;
+  return fcntl(fd, cmd, &fl) == 0 ? 0 : errno;
+}
+
+/* Applies a lock of `mode` with `cmd` (F_OFD_SETLK or F_SETLK); returns errno or 0. */
+static int apply(int fd, int cmd, int mode) {
+  if (mode != 1) return set_range(fd, cmd, lock_type(mode), 0, 0);
+  int err = set_range(fd, cmd, F_RDLCK, QEMU_PERM_CONSISTENT_READ, 1);
+  if (err) return err;
+  err = set_range(fd, cmd, F_RDLCK, QEMU_UNSHARE_WRITE, 1);
+  if (err) set_range(fd, cmd, F_UNLCK, QEMU_PERM_CONSISTENT_READ, 1);
+  return err;
+}
+
+static int args(napi_env env, napi_callback_info info, int32_t *fd, int32_t *mode) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return 0;
+  if (napi_get_value_int32(env, argv[0], fd) != napi_ok) return 0;
+  if (napi_get_value_int32(env, argv[1], mode) != napi_ok) return 0;
+  return 1;
+}
+
+static napi_value pair(napi_env env, int32_t a, int32_t b) {
+  napi_value out, va, vb;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_int32(env, a, &va));
+  CHECK(napi_create_int32(env, b, &vb));
+  CHECK(napi_set_element(env, out, 0, va));
+  CHECK(napi_set_element(env, out, 1, vb));
+  return out;
+}
+
+static napi_value js_lock(napi_env env, napi_callback_info info) {
+  int32_t fd, mode;
+  if (!args(env, info, &fd, &mode)) {
+    napi_throw_type_error(env, NULL, "lock(fd, mode) needs two integers");
+    return NULL;
+  }
+  if (mode == 1 || mode == 2) {
+    /* Drop what this descriptor held, so that a mode change does not keep stale ranges. */
+#ifdef F_OFD_SETLK
+    set_range(fd, F_OFD_SETLK, F_UNLCK, 0, 0);
+#endif
+  }
+#ifdef F_OFD_SETLK
+  int err = apply(fd, F_OFD_SETLK, mode);
+  if (err != EINVAL) return pair(env, err, 1);
+#endif
+  return pair(env, apply(fd, F_SETLK, mode), 2);
+}
+
+static napi_value js_query(napi_env env, napi_callback_info info) {
+  int32_t fd, mode;
+  if (!args(env, info, &fd, &mode)) {
+    napi_throw_type_error(env, NULL, "query(fd, mode) needs two integers");
+    return NULL;
+  }
+  struct flock fl;
+  whole_file(&fl, lock_type(mode == 0 ? 2 : mode));
+  int rc = -1;
+#ifdef F_OFD_GETLK
+  rc = fcntl(fd, F_OFD_GETLK, &fl);
+  if (rc != 0 && errno == EINVAL) whole_file(&fl, lock_type(mode == 0 ? 2 : mode));
+#endif
+  if (rc != 0) rc = fcntl(fd, F_GETLK, &fl);
+  if (rc != 0) return pair(env, -errno, 0);
+  int type = fl.l_type == F_UNLCK ? 0 : fl.l_type == F_RDLCK ? 1 : 2;
+  return pair(env, type, type == 0 ? 0 : (int32_t) fl.l_pid);
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  if (napi_create_function(env, "lock", NAPI_AUTO_LENGTH, js_lock, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "lock", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "query", NAPI_AUTO_LENGTH, js_query, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "query", fn) != napi_ok) return NULL;
+  return exports;
+}

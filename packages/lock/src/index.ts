@@ -1,0 +1,189 @@
+/**
+ * @blk/lock: OS advisory locks on image files, so that two processes never
+ * write one image at once, and so that UML and QEMU see blk's locks and blk
+ * sees theirs.
+ *
+ * - Writable opens take an exclusive lock, read-only opens a shared lock,
+ *   on the whole file.
+ * - On Linux the lock is an open-file-description lock (fcntl F_OFD_SETLK):
+ *   it conflicts with UML's fcntl(F_SETLK) locks and with QEMU's OFD byte
+ *   locks, and between two descriptors of one process. Elsewhere the classic
+ *   POSIX F_SETLK is used (process-wide; dropped when any descriptor of the
+ *   file is closed by the process).
+ * - The lock is never waited for: a conflict is a BlockError `locked` at once.
+ * - Without the native addon (no C toolchain at install, Windows), locking is
+ *   skipped with one clear warning (`process.emitWarning`), and
+ *   `lockingAvailable()` says so; `BLK_LOCK=off` turns locking off on purpose,
+ *   `BLK_LOCK=require` makes a missing addon an error.
+ */
+import { createRequire } from 'node:module';
+import * as fs from 'node:fs';
+import { BlockError, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
+
+export type LockMode = 'exclusive' | 'shared';
+
+interface Addon {
+  lock(fd: number, mode: number): [number, number];
+  query(fd: number, mode: number): [number, number];
+}
+
+let addon: Addon | undefined;
+let loadError: string | undefined;
+let warned = false;
+
+function load(): Addon | undefined {
+  if (addon || loadError) return addon;
+  if (process.platform === 'win32') {
+    loadError = 'no lock addon on Windows';
+    return undefined;
+  }
+  try {
+    // The CJS build has __filename and no import.meta.url; the ESM build the reverse.
+    const require = createRequire(typeof __filename === 'string' ? __filename : import.meta.url);
+    // src/ and dist/ both sit one level below the package root, beside build/.
+    // BLK_LOCK_ADDON names another build (tests use it to simulate a missing addon).
+    addon = require(process.env.BLK_LOCK_ADDON || '../build/Release/blk_lock.node') as Addon;
+  } catch (err) {
+    loadError = err instanceof Error ? err.message : String(err);
+  }
+  return addon;
+}
+
+function policy(): 'on' | 'off' | 'require' {
+  const v = (process.env.BLK_LOCK ?? 'on').toLowerCase();
+  return v === 'off' || v === '0' || v === 'false' ? 'off' : v === 'require' ? 'require' : 'on';
+}
+
+/** Whether OS locks can be taken here, and if not, why. */
+export function lockingAvailable(): { available: boolean; reason?: string } {
+  if (policy() === 'off') return { available: false, reason: 'disabled by BLK_LOCK=off' };
+  return load() ? { available: true } : { available: false, reason: loadError ?? 'addon not loaded' };
+}
+
+function unavailable(path: string): void {
+  const why = loadError ?? 'addon not loaded';
+  if (policy() === 'require') {
+    throw new BlockError('not-supported', `cannot lock ${path}: the @blk/lock addon is not available (${why})`, { path });
+  }
+  if (!warned) {
+    warned = true;
+    process.emitWarning(`blk: image files are opened WITHOUT OS advisory locks (the @blk/lock addon did not load: ${why}). `
+      + 'Two processes could write one image at once. Rebuild it with `pnpm rebuild @blk/lock` (needs a C compiler), '
+      + 'or set BLK_LOCK=off to silence this warning.', { code: 'BLK_NO_LOCK' });
+  }
+}
+
+/** What a lock attempt did: 'ofd' or 'posix' lock taken, or 'none' (locking unavailable or off). */
+export type LockKind = 'ofd' | 'posix' | 'none';
+
+/**
+ * Takes a whole-file lock on `fd` (exclusive for writers, shared for
+ * readers), without waiting. Throws BlockError `locked` when another holder
+ * conflicts (naming its pid when it holds a classic POSIX lock, as UML does).
+ */
+export function lockFd(fd: number, mode: LockMode, path: string): LockKind {
+  if (policy() === 'off') return 'none';
+  const native = load();
+  if (!native) {
+    unavailable(path);
+    return 'none';
+  }
+  const [errno, kind] = native.lock(fd, mode === 'exclusive' ? 2 : 1);
+  if (errno === 0) return kind === 1 ? 'ofd' : 'posix';
+  // EAGAIN / EACCES: someone holds a conflicting lock.
+  if (errno === 11 || errno === 13 || errno === 35) {
+    const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
+    const holder = type === 0 ? 'another process' : pid > 0 ? `process ${pid}` : 'another open file (an OFD lock, as QEMU or blk take)';
+    const what = mode === 'exclusive' ? 'open it for writing' : 'open it';
+    throw new BlockError('locked',
+      `${holder} holds a ${type === 1 ? 'shared' : 'write'} lock on this image, so blk will not ${what} `
+      + `(is a VM or another blk process using it?)`, { path, code: errno === 13 ? 'EACCES' : 'EAGAIN' });
+  }
+  throw new BlockError('io', `locking failed (errno ${errno})`, { path, code: `E${errno}` });
+}
+
+/** Drops the lock on `fd` (closing the descriptor drops it too). */
+export function unlockFd(fd: number): void {
+  const native = load();
+  if (native && policy() !== 'off') native.lock(fd, 0);
+}
+
+/** Who would conflict with a lock of `mode` on `fd`: undefined if nobody. */
+export function lockHolder(fd: number, mode: LockMode = 'exclusive'): { type: 'read' | 'write'; pid: number } | undefined {
+  const native = load();
+  if (!native) return undefined;
+  const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
+  if (type < 0) throw new BlockError('io', `lock query failed (errno ${-type})`);
+  return type === 0 ? undefined : { type: type === 1 ? 'read' : 'write', pid };
+}
+
+/**
+ * Locks a storage opened from the host file system: uses its descriptor
+ * when it exposes one as `fd` (NodeFileStorage), else opens a descriptor of
+ * its own that lives until the storage is closed. Returns the storage, whose
+ * `close()` also releases the lock. Read-only storages get a shared lock.
+ */
+export function lockStorage(storage: Storage, options: { mode?: LockMode } = {}): Storage {
+  const mode = options.mode ?? (storage.readOnly ? 'shared' : 'exclusive');
+  const own = (storage as unknown as { fd?: unknown }).fd;
+  if (typeof own === 'number') {
+    lockFd(own, mode, storage.path);
+    return storage;
+  }
+  // A separate descriptor (an OFD lock is tied to it, not to the process).
+  const fd = fs.openSync(storage.path, mode === 'exclusive' ? 'r+' : 'r');
+  try {
+    lockFd(fd, mode, storage.path);
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+  return new LockedStorage(storage, fd);
+}
+
+class LockedStorage implements Storage {
+  constructor(private readonly inner: Storage, private readonly lockFd: number) {}
+  get path(): string { return this.inner.path; }
+  get readOnly(): boolean { return this.inner.readOnly; }
+  read(offset: number, into: Uint8Array): Promise<number> { return this.inner.read(offset, into); }
+  write(offset: number, data: Uint8Array): Promise<void> { return this.inner.write(offset, data); }
+  size(): Promise<number> { return this.inner.size(); }
+  truncate(size: number): Promise<void> { return this.inner.truncate(size); }
+  flush(): Promise<void> { return this.inner.flush(); }
+  async close(): Promise<void> {
+    try {
+      await this.inner.close();
+    } finally {
+      fs.closeSync(this.lockFd);
+    }
+  }
+}
+
+/**
+ * A Vfs that locks every file it opens (exclusive for writable opens,
+ * shared for read-only ones) before handing the storage out. Wrap NodeVfs
+ * with it, or let NodeVfs call `lockStorage` itself.
+ */
+export class LockingVfs implements Vfs {
+  constructor(readonly inner: Vfs) {}
+
+  async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+    const storage = await this.inner.open(path, options);
+    try {
+      return lockStorage(storage);
+    } catch (err) {
+      await storage.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  stat(path: string): Promise<FileStat> { return this.inner.stat(path); }
+  lstat(path: string): Promise<FileStat> { return this.inner.lstat(path); }
+  realpath(path: string): Promise<string> { return this.inner.realpath(path); }
+  resolve(base: string, path: string): string { return this.inner.resolve(base, path); }
+  dirname(path: string): string { return this.inner.dirname(path); }
+  cwd(): string { return this.inner.cwd(); }
+  exists(path: string): Promise<boolean> { return this.inner.exists(path); }
+  remove(path: string): Promise<void> { return this.inner.remove(path); }
+  rename(from: string, to: string): Promise<void> { return this.inner.rename(from, to); }
+}
