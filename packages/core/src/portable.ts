@@ -13,4 +13,5 @@ export * from './backing-policy.js';
 export * from './open.js';
 export { MemoryFile, MemoryStorage } from './memory-storage.js';
 export { MemoryVfs } from './memory-vfs.js';
+export { ForwardingVfs } from './forwarding-vfs.js';
 export { normalizePosix, resolvePosix, dirnamePosix } from './posix-path.js';

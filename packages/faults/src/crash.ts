@@ -1,5 +1,5 @@
 import {
-  MemoryFile, MemoryVfs,
+  ForwardingVfs, MemoryFile, MemoryVfs,
   type FileStat, type MemoryStorage, type Storage, type Vfs, type VfsOpenOptions,
 } from '@blk/core';
 import { SparseBytes } from './sparse.js';
@@ -306,8 +306,8 @@ export function* crashStates(model: CrashModel, rng: Rng, count: number, cwd = '
  * written) would leave them. Every change is logged, so that a test can replay
  * the log and crash after each write point (`CrashReplay`).
  */
-export class CrashSimVfs implements Vfs {
-  readonly inner: MemoryVfs;
+export class CrashSimVfs extends ForwardingVfs {
+  declare readonly inner: MemoryVfs;
   readonly model = new CrashModel();
   readonly log: CrashEvent[] = [];
   /** Called after every logged event (awaited inside the storage call that caused it). */
@@ -316,7 +316,7 @@ export class CrashSimVfs implements Vfs {
   private nextInode = 1;
 
   constructor(options: { cwd?: string } = {}) {
-    this.inner = new MemoryVfs(options.cwd ?? '/');
+    super(new MemoryVfs(options.cwd ?? '/'));
   }
 
   /** Puts a file in place, durable at once (test set-up). */
@@ -347,7 +347,7 @@ export class CrashSimVfs implements Vfs {
     return this.log.filter(isWritePoint).length;
   }
 
-  async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
+  override async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
     const storage = await this.inner.open(path, options) as MemoryStorage;
     const abs = this.abs(path);
     const known = this.inodes.has(storage.file);
@@ -358,20 +358,13 @@ export class CrashSimVfs implements Vfs {
     return new CrashStorage(this, storage, inode);
   }
 
-  stat(path: string): Promise<FileStat> { return this.inner.stat(path); }
-  lstat(path: string): Promise<FileStat> { return this.inner.lstat(path); }
-  realpath(path: string): Promise<string> { return this.inner.realpath(path); }
-  resolve(base: string, path: string): string { return this.inner.resolve(base, path); }
-  dirname(path: string): string { return this.inner.dirname(path); }
-  cwd(): string { return this.inner.cwd(); }
-  exists(path: string): Promise<boolean> { return this.inner.exists(path); }
 
-  async remove(path: string): Promise<void> {
+  override async remove(path: string): Promise<void> {
     await this.inner.remove(path);
     this.emit({ type: 'remove', path: this.abs(path) });
   }
 
-  async rename(from: string, to: string): Promise<void> {
+  override async rename(from: string, to: string): Promise<void> {
     await this.inner.rename(from, to);
     this.emit({ type: 'rename', from: this.abs(from), to: this.abs(to) });
   }

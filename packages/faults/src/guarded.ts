@@ -1,4 +1,4 @@
-import type { FileStat, Storage, Vfs, VfsOpenOptions } from '@blk/core';
+import { ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
 
 /** Thrown (and recorded) when a driver breaks a `GuardedStorage` rule. Deliberately not a BlockError. */
 export class GuardViolation extends Error {
@@ -76,21 +76,14 @@ export class GuardedStorage implements Storage {
 }
 
 /** A Vfs whose storages are all `GuardedStorage`s sharing one stats record. */
-export class GuardedVfs implements Vfs {
+export class GuardedVfs extends ForwardingVfs {
   readonly stats: GuardStats = { reads: 0, bytesRead: 0, largestRead: 0, violations: [] };
-  constructor(readonly inner: Vfs, private readonly options: GuardOptions = {}) {}
+  constructor(inner: Vfs, private readonly options: GuardOptions = {}) {
+    super(inner);
+  }
 
-  async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+  override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     return new GuardedStorage(await this.inner.open(path, options), this.options, this.stats);
   }
 
-  stat(path: string): Promise<FileStat> { return this.inner.stat(path); }
-  lstat(path: string): Promise<FileStat> { return this.inner.lstat(path); }
-  realpath(path: string): Promise<string> { return this.inner.realpath(path); }
-  resolve(base: string, path: string): string { return this.inner.resolve(base, path); }
-  dirname(path: string): string { return this.inner.dirname(path); }
-  cwd(): string { return this.inner.cwd(); }
-  exists(path: string): Promise<boolean> { return this.inner.exists(path); }
-  remove(path: string): Promise<void> { return this.inner.remove(path); }
-  rename(from: string, to: string): Promise<void> { return this.inner.rename(from, to); }
 }

@@ -1,4 +1,4 @@
-import type { FileStat, Storage, Vfs, VfsOpenOptions } from '@blk/core';
+import { ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
 
 export type StorageCall = 'read' | 'write' | 'flush' | 'truncate' | 'size' | 'close';
 
@@ -14,24 +14,17 @@ export interface StorageHooks {
  * scheduler interleave I/O, to hold a call until another one starts, or to
  * trace the order in which a driver touches its file.
  */
-export class HookedVfs implements Vfs {
+export class HookedVfs extends ForwardingVfs {
   /** When false, hooks are skipped (e.g. while opening). */
   enabled = true;
-  constructor(readonly inner: Vfs, readonly hooks: StorageHooks) {}
+  constructor(inner: Vfs, readonly hooks: StorageHooks) {
+    super(inner);
+  }
 
-  async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+  override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     return new HookedStorage(this, await this.inner.open(path, options));
   }
 
-  stat(path: string): Promise<FileStat> { return this.inner.stat(path); }
-  lstat(path: string): Promise<FileStat> { return this.inner.lstat(path); }
-  realpath(path: string): Promise<string> { return this.inner.realpath(path); }
-  resolve(base: string, path: string): string { return this.inner.resolve(base, path); }
-  dirname(path: string): string { return this.inner.dirname(path); }
-  cwd(): string { return this.inner.cwd(); }
-  exists(path: string): Promise<boolean> { return this.inner.exists(path); }
-  remove(path: string): Promise<void> { return this.inner.remove(path); }
-  rename(from: string, to: string): Promise<void> { return this.inner.rename(from, to); }
 }
 
 class HookedStorage implements Storage {

@@ -18,7 +18,7 @@
  */
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
-import { BlockError, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
+import { BlockError, ForwardingVfs, type Storage, type VfsOpenOptions } from '@blk/core';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -164,10 +164,8 @@ class LockedStorage implements Storage {
  * shared for read-only ones) before handing the storage out. Wrap NodeVfs
  * with it, or let NodeVfs call `lockStorage` itself.
  */
-export class LockingVfs implements Vfs {
-  constructor(readonly inner: Vfs) {}
-
-  async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+export class LockingVfs extends ForwardingVfs {
+  override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const storage = await this.inner.open(path, options);
     try {
       return lockStorage(storage);
@@ -177,13 +175,4 @@ export class LockingVfs implements Vfs {
     }
   }
 
-  stat(path: string): Promise<FileStat> { return this.inner.stat(path); }
-  lstat(path: string): Promise<FileStat> { return this.inner.lstat(path); }
-  realpath(path: string): Promise<string> { return this.inner.realpath(path); }
-  resolve(base: string, path: string): string { return this.inner.resolve(base, path); }
-  dirname(path: string): string { return this.inner.dirname(path); }
-  cwd(): string { return this.inner.cwd(); }
-  exists(path: string): Promise<boolean> { return this.inner.exists(path); }
-  remove(path: string): Promise<void> { return this.inner.remove(path); }
-  rename(from: string, to: string): Promise<void> { return this.inner.rename(from, to); }
 }

@@ -1,4 +1,4 @@
-import type { FileStat, Storage, Vfs, VfsOpenOptions } from '@blk/core/portable';
+import { ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
 import type { Scheduler } from 'fast-check';
 
 export interface ScheduledStorageOptions {
@@ -74,47 +74,22 @@ export class ScheduledStorage implements Storage {
 }
 
 /** A `Vfs` whose storages are `ScheduledStorage`s over the wrapped one's; names and metadata pass straight through. */
-export class ScheduledVfs implements Vfs {
-  constructor(readonly inner: Vfs, private readonly scheduler: Scheduler,
-    private readonly options: ScheduledStorageOptions = {}) {}
+export class ScheduledVfs extends ForwardingVfs {
+  constructor(inner: Vfs, private readonly scheduler: Scheduler,
+    private readonly options: ScheduledStorageOptions = {}) {
+    super(inner);
+  }
 
-  async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+  override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     return new ScheduledStorage(await this.inner.open(path, options), this.scheduler, this.options);
   }
 
-  stat(path: string): Promise<FileStat> {
-    return this.inner.stat(path);
-  }
 
-  lstat(path: string): Promise<FileStat> {
-    return this.inner.lstat(path);
-  }
 
-  realpath(path: string): Promise<string> {
-    return this.inner.realpath(path);
-  }
 
-  resolve(base: string, path: string): string {
-    return this.inner.resolve(base, path);
-  }
 
-  dirname(path: string): string {
-    return this.inner.dirname(path);
-  }
 
-  cwd(): string {
-    return this.inner.cwd();
-  }
 
-  exists(path: string): Promise<boolean> {
-    return this.inner.exists(path);
-  }
 
-  remove(path: string): Promise<void> {
-    return this.inner.remove(path);
-  }
 
-  rename(from: string, to: string): Promise<void> {
-    return this.inner.rename(from, to);
-  }
 }
