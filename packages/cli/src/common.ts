@@ -1,35 +1,11 @@
 /** Helpers shared by the commands: opening images with CLI options, files, signals. */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import type { BackingPolicy, Image } from '@blk/core';
+import type { Image } from '@blk/core';
+import { backingPolicy, isZero, type CliOpenOptions } from './jobs/common.js';
 import { openImage } from './images.js';
 
-export interface CliOpenOptions {
-  /** -f: the top image's format (probed when absent). */
-  format?: string | undefined;
-  readOnly: boolean;
-  /** Format for the top image's direct backing file (rebase/compare -F style). */
-  backingFormat?: string | undefined;
-  /** --backing-probe: guess every backing file's format from its content. */
-  backingProbe?: boolean | undefined;
-  /** What to do when a backing file's size/mtime differ from the overlay's record. */
-  onMismatch?: BackingPolicy['onMismatch'];
-  /** Open the backing chain (default), or ignore it. */
-  backingMode?: BackingPolicy['mode'];
-}
-
-export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): BackingPolicy {
-  const policy: BackingPolicy = {};
-  if (o.backingMode) policy.mode = o.backingMode;
-  if (o.onMismatch) policy.onMismatch = o.onMismatch;
-  const first = o.backingFormat;
-  if (o.backingProbe) {
-    policy.format = first ? (ref, depth) => (depth === 1 ? first : 'probe') : 'probe';
-  } else if (first) {
-    policy.format = (ref, depth) => (depth === 1 ? first : ref.format ?? 'raw');
-  }
-  return policy;
-}
+export { CHUNK, backingPolicy, isZero, yieldToEventLoop, type CliOpenOptions } from './jobs/common.js';
 
 /** Opens an image as the CLI's options say. */
 export async function openCli(path: string, o: CliOpenOptions): Promise<Image> {
@@ -67,20 +43,6 @@ export function resolveBackingArg(imagePath: string, backing: string): string {
   return nodePath.resolve(nodePath.dirname(nodePath.resolve(imagePath)), backing);
 }
 
-let lastYield = 0;
-
-/**
- * Lets signals, timers and output run during long loops of synchronous I/O
- * (file I/O is synchronous under the Promise API, so a loop of awaits never
- * returns to the event loop by itself). Yields at most every 10 ms.
- */
-export async function yieldToEventLoop(): Promise<void> {
-  const now = performance.now();
-  if (now - lastYield < 10) return;
-  lastYield = now;
-  await new Promise((resolve) => setImmediate(resolve));
-}
-
 /**
  * Runs `cleanup` (synchronously) if the process is interrupted by SIGINT,
  * SIGTERM or SIGHUP, then exits with 128 + the signal number. Returns a
@@ -105,14 +67,6 @@ export function onInterrupt(cleanup: () => void): () => void {
   };
 }
 
-let zeros = Buffer.alloc(1024 * 1024);
-
-/** True when every byte of `buf` is zero (memcmp against a zero buffer). */
-export function isZero(buf: Uint8Array): boolean {
-  if (buf.length > zeros.length) zeros = Buffer.alloc(buf.length);
-  return Buffer.from(buf.buffer, buf.byteOffset, buf.length).equals(zeros.subarray(0, buf.length));
-}
-
 /** Index of the first byte where a and b differ (same length), or -1. */
 export function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
@@ -129,6 +83,3 @@ export function firstNonZero(buf: Uint8Array): number {
   for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return i;
   return -1;
 }
-
-/** Large I/O unit for copy loops. */
-export const CHUNK = 1024 * 1024;

@@ -3,4 +3,4 @@
  * raw, plus any a program registers there). The CLI uses only this module
  * and @blk/core's public API to reach images.
  */
-export { createImage, openImage, registry } from '@blk/images';
+export { createImage, hostVfs, openImage, registry } from '@blk/images';

@@ -4,6 +4,7 @@
  * in pipes and files a long job stays quiet.
  */
 import { cFixed } from './format.js';
+import type { ProgressEvent } from './jobs/common.js';
 
 export interface Progress {
   /** Reports `done` out of `total` units. */
@@ -40,5 +41,18 @@ export function createProgress(enabled: boolean, total: number,
       draw(100, true);
       stream.write('\n');
     },
+  };
+}
+
+/**
+ * A job's `onProgress` callback that draws the line: the bar is created when
+ * the copy starts (drawing 0%), updated as it goes and finished at the end.
+ */
+export function progressListener(enabled: boolean): (event: ProgressEvent) => void {
+  let bar: Progress | undefined;
+  return (event) => {
+    if (event.phase === 'start') bar = createProgress(enabled, event.total);
+    else if (event.phase === 'update') bar?.update(event.done);
+    else bar?.done();
   };
 }

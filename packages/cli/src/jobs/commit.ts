@@ -1,0 +1,162 @@
+/**
+ * The commit job (blk commit, qemu-img commit, uml_moo -d): copies every
+ * sector the overlay holds into its backing file, then empties the overlay
+ * (unless `keep`).
+ *
+ * Crash safety. The order is:
+ *  1. mark the overlay "commit in progress" by recording backing mtime 0
+ *     (formats that record the backing file's mtime; the overlay then
+ *     refuses to open normally, which is right: its backing file is about
+ *     to change under it);
+ *  2. copy the overlay's allocated runs into the backing file (chunk by
+ *     chunk), flush it;
+ *  3. record the backing file's new size and mtime in the overlay, flush;
+ *  4. discard the overlay's data (unless `keep`), flush.
+ * Killed anywhere, a re-run redoes the copy (the same bytes land in the
+ * same places), so it is idempotent: re-running is the recovery. A backing
+ * file whose mtime differs from a real recorded one (it was modified after
+ * the overlay was made) is refused unless `force`.
+ *
+ * Every file-system action goes through the job's Vfs.
+ */
+import { isBlockError, type BackingSpec, type Image } from '@blk/core';
+import {
+  jobChunk, jobVfs, mtimeOf, openOn, progressOf, yieldToEventLoop, backingPolicy, type JobOptions,
+} from './common.js';
+import { openImage } from '../images.js';
+
+export interface CommitOptions extends JobOptions {
+  /** The overlay's format (probed when absent). */
+  format?: string;
+  /** Keep the overlay's data (-d): do not empty it. */
+  keep?: boolean;
+  /** Commit even if the backing file was modified after the overlay was made. */
+  force?: boolean;
+  /** Called with each warning (also returned in the result); the blk command prints them. */
+  onWarning?: (message: string) => void;
+}
+
+export interface CommitResult {
+  /** The backing file committed into, as resolved. */
+  backingPath: string;
+  /** Bytes copied into the backing file. */
+  copied: number;
+  /** True when the overlay's data was discarded (false with `keep`, with nothing to copy, or when its format cannot discard). */
+  emptied: boolean;
+  warnings: string[];
+}
+
+/** The mtime recorded while a commit is under way. */
+export const COMMIT_IN_PROGRESS_MTIME = 0;
+
+/** Commits the overlay `file` into its backing file. Re-running it after an interruption finishes the job. */
+export async function commitImage(file: string, options: CommitOptions = {}): Promise<CommitResult> {
+  const vfs = jobVfs(options);
+  const chunk = jobChunk(options);
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    options.onWarning?.(message);
+  };
+  // The overlay alone: commit reads only the sectors it holds.
+  const top = await openOn(vfs, file, { format: options.format, readOnly: false, backingMode: 'ignore' });
+  let base: Image | undefined;
+  try {
+    const ref = top.backingReference;
+    const backingPath = top.info().backing?.resolved;
+    if (!ref || backingPath === undefined) {
+      throw new Error(`${file}: the image has no backing file to commit into`);
+    }
+    if (!(await vfs.exists(backingPath))) throw new Error(`${file}: backing file ${backingPath} not found`);
+
+    const expect = ref.expect;
+    const recorded = expect?.mtimeSec;
+    const now = await mtimeOf(vfs, backingPath);
+    const resuming = recorded === COMMIT_IN_PROGRESS_MTIME;
+    if (recorded !== undefined && !resuming && now !== undefined && recorded !== now % 2 ** 32) {
+      const msg = `${file}: backing file ${backingPath} was modified after the overlay was made `
+        + `(mtime ${now}, recorded ${recorded}); committing would mix old and new data`;
+      if (!options.force) throw new Error(`${msg} (use --force to commit anyway)`);
+      warn(`${msg}; committing anyway (--force)`);
+    }
+
+    const baseFormat = ref.format ?? (options.backingProbe ? undefined : 'raw');
+    const baseOptions: Parameters<typeof openImage>[1] = {
+      vfs,
+      readOnly: false,
+      backing: backingPolicy({ backingProbe: options.backingProbe }),
+    };
+    if (baseFormat !== undefined) baseOptions.format = baseFormat;
+    base = await openImage(backingPath, baseOptions);
+
+    // Survey what to copy; refuse before writing anything if it cannot all fit.
+    const runs: Array<{ start: number; length: number }> = [];
+    let total = 0;
+    for await (const run of top.map()) {
+      if (run.depth !== 0) continue;
+      if (run.start + run.length > base.size) {
+        throw new Error(`${file}: the image holds data up to offset ${run.start + run.length}, past the end of `
+          + `its backing file ${backingPath} (${base.size} bytes); blk cannot grow the backing file`);
+      }
+      runs.push({ start: run.start, length: run.length });
+      total += run.length;
+    }
+
+    const baseSize = base.size;
+    const spec = (mtime: number): BackingSpec => {
+      const s: BackingSpec = { path: ref.path, size: baseSize, mtimeSec: mtime };
+      if (ref.format !== undefined) s.format = ref.format;
+      return s;
+    };
+    if (recorded !== undefined && !resuming && runs.length > 0) {
+      await top.setBackingReference(spec(COMMIT_IN_PROGRESS_MTIME));
+      await top.flush();
+    }
+
+    const progress = progressOf(options, total);
+    const buf = new Uint8Array(chunk);
+    let done = 0;
+    for (const run of runs) {
+      const end = run.start + run.length;
+      for (let pos = run.start; pos < end;) {
+        const n = Math.min(chunk - (pos % chunk), end - pos);
+        const data = buf.subarray(0, n);
+        await top.readInto(pos, data);
+        await base.write(pos, data);
+        pos += n;
+        done += n;
+        progress.update(done);
+        await yieldToEventLoop();
+      }
+    }
+    await base.flush();
+    await base.close();
+    base = undefined;
+
+    // The backing file changed: record its new mtime so that the overlay still opens.
+    if (recorded !== undefined) {
+      const after = await mtimeOf(vfs, backingPath);
+      if (after !== undefined && (resuming || runs.length > 0)) {
+        await top.setBackingReference(spec(after));
+        await top.flush();
+      }
+    }
+
+    let emptied = false;
+    if (!options.keep && runs.length > 0) {
+      try {
+        await top.discard(0, top.size);
+        await top.flush();
+        emptied = true;
+      } catch (err) {
+        if (!isBlockError(err, 'not-supported')) throw err;
+        warn(`${file}: committed, but format ${top.format} cannot be emptied; its data stays (identical to the backing file)`);
+      }
+    }
+    progress.end();
+    return { backingPath, copied: done, emptied, warnings };
+  } finally {
+    await base?.close().catch(() => undefined);
+    await top.close();
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * The convert job (blk convert, qemu-img convert with one source): copies an
+ * image into a new one of any format, sparse, written under a temporary name
+ * (`DST.tmp-XXXXXXXX`) and renamed over DST only once everything is written
+ * and flushed. Interrupted at any point, DST is untouched; a failure removes
+ * the temporary file (a killed process can leave it behind).
+ *
+ * Every file-system action goes through the job's Vfs (syncing DST's
+ * directory after the rename is the host's business: the blk command does it).
+ */
+import type { Image } from '@blk/core';
+import {
+  isZero, jobChunk, jobVfs, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
+} from './common.js';
+import { createImage, openImage } from '../images.js';
+
+export interface ConvertOptions extends JobOptions {
+  /** The source's format (probed when absent). */
+  format?: string;
+  /** The output's format (default raw). */
+  outputFormat?: string;
+  /** Options for the output format's driver (e.g. `{ variant: 'v2-qemu-lp64' }`). */
+  driverOptions?: Record<string, unknown>;
+  /**
+   * Make the output an overlay on this file (a relative name is relative to
+   * DST's directory); only data that differs from it is written.
+   */
+  backing?: string;
+  /** Format of `backing` (default raw); recorded in the output when given. */
+  backingFormat?: string;
+  /**
+   * Aligned all-zero runs at least this long become holes (bytes, a multiple
+   * of 512 up to 16 MiB; default 4096); 0 writes every byte.
+   */
+  sparseSize?: number;
+  /**
+   * For a host that removes the temporary file when the process is
+   * interrupted (the blk command's signal handlers): called with its name
+   * right before the job creates it, and with undefined once it has been
+   * renamed into place or removed.
+   */
+  onTempFile?: (path: string | undefined) => void;
+}
+
+export interface ConvertResult {
+  /** Virtual size of the output (the source's). */
+  size: number;
+  /** The temporary name the output was written under before the rename. */
+  tempPath: string;
+}
+
+const DEFAULT_SPARSE = 4096;
+
+/** A fresh temporary name beside `dst`: `${dst}.tmp-` and 8 random hex digits. */
+export function tempNameFor(dst: string): string {
+  const bytes = new Uint8Array(4);
+  globalThis.crypto.getRandomValues(bytes);
+  return `${dst}.tmp-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+/** Converts `src` into a new image `dst` (replacing it atomically when it exists). */
+export async function convertImage(src: string, dst: string, options: ConvertOptions = {}): Promise<ConvertResult> {
+  const vfs = jobVfs(options);
+  const chunk = jobChunk(options);
+  const outFormat = options.outputFormat ?? 'raw';
+  const sparse = options.sparseSize ?? DEFAULT_SPARSE;
+  if (!Number.isSafeInteger(sparse) || sparse < 0 || sparse % 512 !== 0 || sparse > 16 * 1024 * 1024) {
+    throw new RangeError(`invalid sparse size ${sparse}: use a multiple of 512 up to 16M (0 writes every byte)`);
+  }
+  const backingArg = options.backing;
+  const backingFormat = options.backingFormat;
+  if (backingFormat !== undefined && backingArg === undefined) {
+    throw new Error('a backing format needs a backing file');
+  }
+
+  const source = await openOn(vfs, src, { format: options.format, readOnly: true, backingProbe: options.backingProbe });
+  let backing: Image | undefined;
+  let out: Image | undefined;
+  const tmp = tempNameFor(dst);
+  let created = false;
+  const removeTmp = async () => {
+    if (!created) return;
+    created = false;
+    await vfs.remove(tmp).catch(() => undefined); // Already gone.
+    options.onTempFile?.(undefined);
+  };
+  try {
+    let backingPath: string | undefined;
+    if (backingArg !== undefined) {
+      backingPath = resolveBackingArg(vfs, dst, backingArg);
+      backing = await openOn(vfs, backingPath, {
+        format: backingFormat ?? 'raw', readOnly: true, backingProbe: options.backingProbe,
+      });
+    }
+    const createOptions: Parameters<typeof createImage>[1] = { vfs, format: outFormat, size: source.size };
+    if (backingPath !== undefined) {
+      createOptions.backing = backingFormat !== undefined ? { path: backingPath, format: backingFormat } : backingPath;
+    }
+    if (options.driverOptions && Object.keys(options.driverOptions).length > 0) {
+      createOptions.driverOptions = options.driverOptions;
+    }
+    created = true;
+    options.onTempFile?.(tmp);
+    await createImage(tmp, createOptions);
+    out = await openImage(tmp, {
+      vfs,
+      format: outFormat,
+      backing: backingFormat !== undefined ? { format: backingFormat } : {},
+    });
+
+    const granule = sparse > 0 ? sparse : 512;
+    const writeAll = sparse === 0 && backing === undefined;
+    const progress = progressOf(options, source.size);
+    const buf = new Uint8Array(chunk);
+    const bbuf = backing ? new Uint8Array(chunk) : undefined;
+    let done = 0;
+    for await (const run of source.map()) {
+      const runEnd = run.start + run.length;
+      const zeroRun = run.depth === undefined || run.zero;
+      if (zeroRun && !backing && !writeAll) {
+        // Reads as zeros in the new image already: leave a hole.
+        done += run.length;
+        progress.update(done);
+        continue;
+      }
+      for (let pos = run.start; pos < runEnd;) {
+        const n = Math.min(chunk - (pos % chunk), runEnd - pos);
+        const data = buf.subarray(0, n);
+        if (zeroRun) data.fill(0);
+        else await source.readInto(pos, data);
+        let base: Uint8Array | undefined;
+        if (backing && bbuf) {
+          base = bbuf.subarray(0, n);
+          const inside = Math.max(0, Math.min(n, backing.size - pos));
+          if (inside < n) base.fill(0, inside);
+          if (inside > 0) await backing.readInto(pos, base.subarray(0, inside));
+        }
+        await writeChanged(out, pos, data, base, granule, writeAll);
+        pos += n;
+        done += n;
+        progress.update(done);
+        await yieldToEventLoop();
+      }
+    }
+    await out.flush();
+    await out.close();
+    out = undefined;
+    await vfs.rename(tmp, dst);
+    created = false;
+    options.onTempFile?.(undefined);
+    progress.end();
+    return { size: source.size, tempPath: tmp };
+  } catch (err) {
+    await out?.close().catch(() => undefined);
+    await removeTmp();
+    throw err;
+  } finally {
+    await backing?.close().catch(() => undefined);
+    await source.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Writes the granules of `data` (at image offset `pos`) that are not zero
+ * (or, over a backing file, that differ from `base`), coalescing neighbours
+ * into one write. Granules are aligned to absolute multiples of `granule`.
+ */
+async function writeChanged(out: Image, pos: number, data: Uint8Array, base: Uint8Array | undefined,
+  granule: number, writeAll: boolean): Promise<void> {
+  if (writeAll) {
+    await out.write(pos, data);
+    return;
+  }
+  const end = pos + data.length;
+  let pending = -1;
+  for (let g = pos; g < end;) {
+    const gEnd = Math.min(g - (g % granule) + granule, end);
+    const slice = data.subarray(g - pos, gEnd - pos);
+    const skip = base ? sameBytes(slice, base.subarray(g - pos, gEnd - pos)) : isZero(slice);
+    if (!skip) {
+      if (pending < 0) pending = g;
+    } else if (pending >= 0) {
+      await out.write(pending, data.subarray(pending - pos, g - pos));
+      pending = -1;
+    }
+    g = gEnd;
+  }
+  if (pending >= 0) await out.write(pending, data.subarray(pending - pos));
+}

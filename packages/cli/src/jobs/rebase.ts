@@ -1,0 +1,132 @@
+/**
+ * The rebase job (blk rebase, qemu-img rebase). Safe mode copies into the
+ * overlay every run it does not hold whose contents differ between the old
+ * backing chain and the new backing file, flushes, then rewrites the
+ * reference; `unsafe` (-u) only rewrites it.
+ *
+ * Interrupted, safe mode leaves an overlay that still reads the same over its
+ * old backing file (it only gained copies of old data): re-run it. A header
+ * rewrite is atomic only while the backing paths end inside the header's
+ * first sector; with longer paths a power loss can tear the new path from the
+ * old one, and the overlay is then refused (never misread) until an unsafe
+ * rebase onto the new file (`blk rebase -u -b NEW`) repairs the reference.
+ *
+ * Every file-system action goes through the job's Vfs.
+ */
+import type { BackingSpec, Image } from '@blk/core';
+import {
+  jobChunk, jobVfs, mtimeOf, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
+} from './common.js';
+
+export interface RebaseOptions extends JobOptions {
+  /** The overlay's format (probed when absent). */
+  format?: string;
+  /**
+   * The new backing file (a relative name is relative to the overlay's
+   * directory, as qemu-img resolves it); '' removes the backing reference.
+   */
+  backing: string;
+  /** The new backing file's format (default raw); recorded in the overlay when given. */
+  backingFormat?: string;
+  /** Only rewrite the reference (-u); copy no data. */
+  unsafe?: boolean;
+}
+
+export interface RebaseResult {
+  /** The new backing file as recorded (undefined when the reference was removed). */
+  backingPath: string | undefined;
+  /** Bytes copied into the overlay (0 with `unsafe`). */
+  copied: number;
+}
+
+/** Points the overlay `file` at a new backing file, keeping its contents unless `unsafe`. */
+export async function rebaseImage(file: string, options: RebaseOptions): Promise<RebaseResult> {
+  const vfs = jobVfs(options);
+  const chunk = jobChunk(options);
+  const newPath = options.backing === '' ? undefined : resolveBackingArg(vfs, file, options.backing);
+  if (newPath !== undefined && !(await vfs.exists(newPath))) {
+    throw new Error(`${file}: new backing file ${newPath} not found`);
+  }
+  const top = await openOn(vfs, file, {
+    format: options.format,
+    readOnly: false,
+    backingProbe: options.backingProbe,
+    backingMode: options.unsafe ? 'ignore' : 'open',
+  });
+  let fresh: Image | undefined;
+  let copied = 0;
+  try {
+    if (newPath !== undefined) {
+      fresh = await openOn(vfs, newPath, {
+        format: options.backingFormat ?? 'raw', readOnly: true, backingProbe: options.backingProbe,
+      });
+    }
+    if (!options.unsafe) copied = await copyDifferences(top, fresh, chunk, options);
+    let spec: BackingSpec | undefined;
+    if (newPath !== undefined && fresh) {
+      spec = { path: newPath, size: fresh.size, mtimeSec: (await mtimeOf(vfs, newPath)) ?? 0 };
+      if (options.backingFormat !== undefined) spec.format = options.backingFormat;
+    }
+    await top.flush();
+    await top.setBackingReference(spec);
+    await top.flush();
+  } finally {
+    await fresh?.close().catch(() => undefined);
+    await top.close();
+  }
+  return { backingPath: newPath, copied };
+}
+
+/**
+ * Copies old-chain data into `top` wherever it does not hold the data and
+ * `fresh` reads differently. Returns the bytes written.
+ */
+async function copyDifferences(top: Image, fresh: Image | undefined, chunk: number, options: RebaseOptions): Promise<number> {
+  const granule = Math.max(512, top.sectorSize);
+  const progress = progressOf(options, top.size);
+  const oldBuf = new Uint8Array(chunk);
+  const newBuf = new Uint8Array(chunk);
+  let done = 0;
+  let copied = 0;
+  for await (const run of top.map()) {
+    const end = run.start + run.length;
+    if (run.depth === 0) {
+      done += run.length;
+      progress.update(done);
+      continue;
+    }
+    for (let pos = run.start; pos < end;) {
+      const n = Math.min(chunk - (pos % chunk), end - pos);
+      const oldData = oldBuf.subarray(0, n);
+      if (run.depth === undefined) oldData.fill(0);
+      else await top.readInto(pos, oldData);
+      const newData = newBuf.subarray(0, n);
+      const inside = fresh ? Math.max(0, Math.min(n, fresh.size - pos)) : 0;
+      if (inside < n) newData.fill(0, inside);
+      if (fresh && inside > 0) await fresh.readInto(pos, newData.subarray(0, inside));
+      let pending = -1;
+      for (let g = pos; g < pos + n;) {
+        const gEnd = Math.min(g - (g % granule) + granule, pos + n);
+        const same = sameBytes(oldData.subarray(g - pos, gEnd - pos), newData.subarray(g - pos, gEnd - pos));
+        if (!same) {
+          if (pending < 0) pending = g;
+        } else if (pending >= 0) {
+          await top.write(pending, oldData.subarray(pending - pos, g - pos));
+          copied += g - pending;
+          pending = -1;
+        }
+        g = gEnd;
+      }
+      if (pending >= 0) {
+        await top.write(pending, oldData.subarray(pending - pos));
+        copied += pos + n - pending;
+      }
+      pos += n;
+      done += n;
+      progress.update(done);
+      await yieldToEventLoop();
+    }
+  }
+  progress.end();
+  return copied;
+}
