@@ -20,7 +20,7 @@ import {
 
 const SIZE = 128 * 1024;
 
-/** Appends a figure for GUARANTEES.md to .tmp/figures.jsonl (git-ignored). */
+/** Appends a figure for the README's Guarantees section to .tmp/figures.jsonl (git-ignored). */
 function recordFigure(name: string, value: unknown): void {
   try {
     mkdirSync('.tmp', { recursive: true });
