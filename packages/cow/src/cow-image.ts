@@ -11,7 +11,7 @@ import {
 import { BitmapCache } from './bitmap-cache.js';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import type { CowLayout } from './layout.js';
-import { COW_SECTOR_SIZE, VARIANTS } from './variants.js';
+import { COW_SECTOR_SIZE, VARIANTS, fieldOf } from './variants.js';
 
 const SS = COW_SECTOR_SIZE;
 
@@ -181,10 +181,30 @@ export class CowImage implements DriverImage {
     encodeBackingPath(variant, backingFile, this.storage.path);
     const next: CowHeader = { ...this.header, backingFile, mtime: spec && backingFile !== '' ? mtime32(spec.mtimeSec) : 0 };
     const bytes = encodeHeader(next, this.headerBytes.slice());
-    await this.storage.write(0, bytes);
-    if (this.cache !== 'unsafe') await this.storage.flush();
+    await this.writeHeaderInTwoSteps(bytes);
     this.header = next;
     this.headerBytes = bytes;
+  }
+
+  /**
+   * A header of several sectors cannot be rewritten atomically, and UML checks
+   * the path and the mtime together. So the sector that holds the mtime and
+   * size (sector 0 in v1/v3, 2 in QEMU's v2, 8 in UML's v2) goes first and is
+   * flushed before the rest: every torn state then carries the new backing
+   * file's mtime and size, which is how a re-run of rebase recognises an
+   * interrupted rewrite and finishes it (see @blk/cli's rebase job).
+   */
+  private async writeHeaderInTwoSteps(bytes: Uint8Array): Promise<void> {
+    const sync = this.cache !== 'unsafe';
+    const first = Math.floor(fieldOf(this.header.variant, 'mtime')!.offset / SS) * SS;
+    const firstEnd = Math.min(first + SS, bytes.length);
+    await this.storage.write(first, bytes.subarray(first, firstEnd));
+    if (first > 0 || firstEnd < bytes.length) {
+      if (sync) await this.storage.flush();
+      if (first > 0) await this.storage.write(0, bytes.subarray(0, first));
+      if (firstEnd < bytes.length) await this.storage.write(firstEnd, bytes.subarray(firstEnd));
+    }
+    if (sync) await this.storage.flush();
   }
 
   info(): Record<string, unknown> {

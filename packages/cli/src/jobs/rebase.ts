@@ -8,12 +8,13 @@
  * old backing file (it only gained copies of old data): re-run it. A header
  * rewrite is atomic only while the backing paths end inside the header's
  * first sector; with longer paths a power loss can tear the new path from the
- * old one, and the overlay is then refused (never misread) until an unsafe
- * rebase onto the new file (`blk rebase -u -b NEW`) repairs the reference.
+ * old one. The overlay is then refused (never misread), and a re-run of the
+ * same rebase recognises the torn rewrite by the new file's mtime and size
+ * and finishes it.
  *
  * Every file-system action goes through the job's Vfs.
  */
-import type { BackingSpec, Image } from '@blk/core';
+import { isBlockError, type BackingSpec, type Image, type Vfs } from '@blk/core';
 import {
   jobChunk, jobVfs, mtimeOf, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
 } from './common.js';
@@ -47,12 +48,16 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   if (newPath !== undefined && !(await vfs.exists(newPath))) {
     throw new Error(`${file}: new backing file ${newPath} not found`);
   }
-  const top = await openOn(vfs, file, {
-    format: options.format,
-    readOnly: false,
-    backingProbe: options.backingProbe,
-    backingMode: options.unsafe ? 'ignore' : 'open',
+  const open = (backingMode: 'open' | 'ignore') => openOn(vfs, file, {
+    format: options.format, readOnly: false, backingProbe: options.backingProbe, backingMode,
   });
+  let top: Image;
+  try {
+    top = await open(options.unsafe ? 'ignore' : 'open');
+  } catch (err) {
+    if (newPath === undefined || !isBlockError(err) || !(err.kind === 'backing-mismatch' || err.kind === 'backing-missing')) throw err;
+    return finishInterruptedRebase(vfs, file, newPath, options, () => open('ignore'), err);
+  }
   let fresh: Image | undefined;
   let copied = 0;
   try {
@@ -75,6 +80,34 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
     await top.close();
   }
   return { backingPath: newPath, copied };
+}
+
+/**
+ * The overlay no longer opens over its recorded backing file. If it records
+ * the new backing file's size and mtime, a rebase onto that file was under
+ * way: its copy was complete and flushed before the header rewrite began, and
+ * the header's sector with the mtime is written first (cow's setBacking), so
+ * the rewrite was torn. Finish it; otherwise the mismatch is someone else's
+ * doing and the original error stands.
+ */
+async function finishInterruptedRebase(vfs: Vfs, file: string, newPath: string, options: RebaseOptions,
+  openIgnoringBacking: () => Promise<Image>, original: unknown): Promise<RebaseResult> {
+  const top = await openIgnoringBacking();
+  try {
+    const expect = top.backingReference?.expect;
+    const fresh = await openOn(vfs, newPath, { format: options.backingFormat ?? 'raw', readOnly: true });
+    const size = fresh.size;
+    await fresh.close();
+    const mtimeSec = (await mtimeOf(vfs, newPath)) ?? 0;
+    if (expect?.size !== size || expect.mtimeSec !== mtimeSec % 2 ** 32) throw original;
+    const spec: BackingSpec = { path: newPath, size, mtimeSec };
+    if (options.backingFormat !== undefined) spec.format = options.backingFormat;
+    await top.setBackingReference(spec);
+    await top.flush();
+  } finally {
+    await top.close();
+  }
+  return { backingPath: newPath, copied: 0 };
 }
 
 /**
