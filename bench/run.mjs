@@ -1,0 +1,685 @@
+#!/usr/bin/env node
+// blk benchmark suite: blk against its peers, side by side in one run.
+//
+//   pnpm bench                      # build, then the full suite (~3-5 min)
+//   node bench/run.mjs --quick      # smoke run, small sizes (< 30 s)
+//   node bench/run.mjs --only rand-read,map
+//   node bench/run.mjs --cold       # drop the page cache before every timed run (needs root)
+//   node bench/run.mjs --profile    # also write V8 CPU profiles of every blk run
+//
+// Every in-process workload runs in a fresh node process (bench/lib/child.mjs);
+// CLI rows run the built CLI (packages/cli/dist/blk.js) and the C tools. Each
+// variant of a group runs `reps` times, interleaved with its baseline, and the
+// best run of each counts. See bench/README.md.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { CLI, ROOT, available } from './lib/blk.mjs';
+import { dropCaches, residentBytes, warm } from './lib/cache.mjs';
+import { writeCow, cowLayout } from './lib/cowfile.mjs';
+import { hasGnuTime, runCommand, runWorkload } from './lib/proc.mjs';
+import {
+  GiB, KiB, MiB, TiB, TAG_BASE, TAG_OVERLAY, commitRuns, fillPattern, fmtBytes, fmtRate, halfRuns, median,
+  scatteredRuns,
+} from './lib/util.mjs';
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    cold: { type: 'boolean', default: false },
+    only: { type: 'string', multiple: true },
+    reps: { type: 'string' },
+    dir: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    experiment: { type: 'string', multiple: true },
+    'write-results': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (opts.help) {
+  console.log(`usage: node bench/run.mjs [--quick] [--cold] [--only ROW[,ROW...]] [--reps N] [--dir TMPDIR] [--keep] [--profile] [--write-results]
+rows: seq-read rand-read seq-write rand-write commit convert map open info (prefixes of row ids work too)
+--experiment NAME loads bench/experiments/NAME.mjs into every in-process blk run (a prototype, not blk code)`);
+  process.exit(0);
+}
+
+const QUICK = opts.quick;
+const S = QUICK
+  ? { size: 64 * MiB, mapSize: 64 * GiB, mapRuns: 1000, randOps: 200_000, randSeconds: 0.3, infoSeconds: 0.15,
+    randWrites: 8192, reps: 1, cliReps: 1, infoRuns: 3, openProcs: 2, seqPasses: 2 }
+  : { size: 1 * GiB, mapSize: 1 * TiB, mapRuns: 1000, randOps: 1_500_000, randSeconds: 1.0, infoSeconds: 0.4,
+    randWrites: 65536, reps: 3, cliReps: 2, infoRuns: 10, openProcs: 5, seqPasses: 3 };
+if (opts.reps) S.reps = S.cliReps = Math.max(1, Number(opts.reps));
+const REQ = 1 * MiB;
+
+const only = (opts.only ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+const selected = (group, rowIds = []) => only.length === 0
+  || only.some((o) => group.startsWith(o) || o.startsWith(group) || rowIds.some((r) => r.startsWith(o)));
+
+const have = available();
+if (!have.core || !have.raw) {
+  console.error('bench: packages/core and packages/raw must be built first (pnpm run build)');
+  process.exit(2);
+}
+
+const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, 'Z');
+const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
+fs.mkdirSync(resultsDir, { recursive: true });
+const profileDir = `${resultsDir}profiles-${stamp}`;
+if (opts.profile) fs.mkdirSync(profileDir, { recursive: true });
+const experiments = (opts.experiment ?? []).map((name) => {
+  const file = fileURLToPath(new URL(`./experiments/${name}.mjs`, import.meta.url));
+  if (!fs.existsSync(file)) { console.error(`bench: no experiment ${name} (${file})`); process.exit(2); }
+  return file;
+});
+let profSeq = 0;
+const profArgs = (name) => [
+  ...experiments.flatMap((f) => ['--import', f]),
+  ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${++profSeq}.cpuprofile`] : []),
+];
+
+const tmpRoot = opts.dir ?? os.tmpdir();
+const dir = fs.mkdtempSync(`${tmpRoot.replace(/\/$/, '')}/blk-bench-`);
+// Files with many scattered extents (random-write outputs) take seconds to
+// delete on a file system mounted with online discard; they go to a trash
+// directory that is removed in the background after the run.
+const trash = `${dir}/trash`;
+fs.mkdirSync(trash);
+const discardLater = (path) => { if (fs.existsSync(path)) fs.renameSync(path, `${trash}/${Date.now()}-${Math.random().toString(36).slice(2)}`); };
+const cleanup = () => {
+  if (opts.keep) return;
+  const later = `${tmpRoot.replace(/\/$/, '')}/blk-bench-trash-${process.pid}`;
+  fs.renameSync(trash, later);
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (fs.readdirSync(later).length === 0) fs.rmdirSync(later);
+  else spawn('rm', ['-rf', later], { detached: true, stdio: 'ignore' }).unref();
+};
+process.on('SIGINT', () => { cleanup(); process.exit(130); });
+
+// ---------------------------------------------------------------- environment
+const toolVersion = (cmd, args) => {
+  try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim(); } catch { return undefined; }
+};
+const env = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpu: os.cpus()[0]?.model,
+  cores: os.cpus().length,
+  memGiB: +(os.totalmem() / GiB).toFixed(1),
+  loadavgStart: os.loadavg().map((x) => +x.toFixed(2)),
+  mode: QUICK ? 'quick' : 'full',
+  tmpDir: dir,
+  fsType: toolVersion('findmnt', ['-n', '-o', 'FSTYPE', '-T', dir]),
+  qemuImg: toolVersion('qemu-img', ['--version']),
+  umlMoo: fs.existsSync('/usr/bin/uml_moo') ? 'uml_moo (uml-utilities)' : undefined,
+  packages: have,
+  sizes: { image: S.size, mapImage: S.mapSize, mapRuns: S.mapRuns, request: REQ, randomBlock: 4 * KiB,
+    randomWrites: S.randWrites, reps: S.reps, cliReps: S.cliReps },
+};
+
+// ---------------------------------------------------------------- cache state
+let cacheNote;
+const residency = [];
+/** Puts inputs in the page cache (default) or drops every cache (--cold) right before a timed run. */
+function prepare(files) {
+  if (opts.cold) {
+    const r = dropCaches();
+    if (!r.ok) {
+      cacheNote ??= `--cold requested but dropping caches is not permitted here (${r.reason}); runs are warm`;
+    } else {
+      cacheNote ??= 'cold: sync + echo 3 > /proc/sys/vm/drop_caches before every timed run';
+      return;
+    }
+  }
+  for (const f of files) {
+    const [path, ranges] = Array.isArray(f) ? f : [f, undefined];
+    const bytes = warm(path, ranges);
+    const res = ranges ? undefined : residentBytes(path);
+    if (res !== undefined && bytes > 0) residency.push(res / bytes);
+  }
+}
+
+// ---------------------------------------------------------------- fixtures
+const fixtures = {};
+const fixturePath = (name) => `${dir}/${name}`;
+function fixture(name, make) {
+  if (!fixtures[name]) {
+    const t0 = performance.now();
+    fixtures[name] = make(fixturePath(name));
+    log(`  fixture ${name} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  return fixtures[name];
+}
+
+function writeRaw(path, size, tag) {
+  const fd = fs.openSync(path, 'w');
+  const buf = new Uint8Array(REQ);
+  for (let off = 0; off < size; off += REQ) {
+    fillPattern(buf, off, tag);
+    fs.writeSync(fd, buf, 0, Math.min(REQ, size - off), off);
+  }
+  fs.fdatasyncSync(fd);
+  fs.closeSync(fd);
+  return path;
+}
+
+const base = () => fixture('base.raw', (p) => writeRaw(p, S.size, TAG_BASE));
+const overlayFill = (b, off) => fillPattern(b, off, TAG_OVERLAY);
+const cowFull = () => fixture('full.cow', (p) => {
+  writeCow(p, { size: S.size, backingPath: base(), allAllocated: true, fill: overlayFill });
+  return p;
+});
+const cowHalf = () => fixture('half.cow', (p) => {
+  writeCow(p, { size: S.size, backingPath: base(), runs: halfRuns(S.size), fill: overlayFill });
+  return p;
+});
+/** Ranges of a cow file worth warming: header, bitmap, and the data of allocated runs. */
+const cowWarmRanges = (size, runs) => {
+  const l = cowLayout(size);
+  return [[0, l.dataOffset], ...runs.map(([s, n]) => [l.dataOffset + s, n])];
+};
+function makeCommitPair(sub) {
+  const d = `${dir}/${sub}`;
+  fs.rmSync(d, { recursive: true, force: true });
+  fs.mkdirSync(d);
+  fs.copyFileSync(base(), `${d}/base.raw`);
+  // Clean pages only: a dirty copy would make the commit's own flush write the whole file.
+  const fd = fs.openSync(`${d}/base.raw`, 'r+');
+  fs.fdatasyncSync(fd);
+  fs.closeSync(fd);
+  const runs = commitRuns(S.size);
+  writeCow(`${d}/overlay.cow`, { size: S.size, backingPath: `${d}/base.raw`, runs, fill: overlayFill });
+  return { dir: d, base: `${d}/base.raw`, overlay: `${d}/overlay.cow`, runs };
+}
+const convertCow = () => fixture('convert.cow', (p) => {
+  writeCow(p, { size: S.size, backingPath: base(), runs: commitRuns(S.size), fill: overlayFill });
+  return p;
+});
+const mapFixture = () => fixture('map', (d) => {
+  fs.mkdirSync(d);
+  const backing = `${d}/backing.raw`;
+  fs.closeSync(fs.openSync(backing, 'w'));
+  fs.truncateSync(backing, S.mapSize);
+  const runs = scatteredRuns(S.mapSize, S.mapRuns);
+  const cow = `${d}/big.cow`;
+  writeCow(cow, { size: S.mapSize, backingPath: backing, runs, fill: overlayFill });
+  // The same runs in a qcow2 (no backing file), for qemu-img map as a reference.
+  let qcow2;
+  try {
+    qcow2 = `${d}/big.qcow2`;
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, String(S.mapSize)]);
+    const cmds = runs.flatMap(([s, n]) => ['-c', `write -q -P 0x5a ${s} ${n}`]);
+    execFileSync('qemu-io', ['-f', 'qcow2', ...cmds, qcow2], { stdio: 'ignore' });
+  } catch {
+    qcow2 = undefined;
+  }
+  return { dir: d, backing, cow, qcow2, runs };
+});
+
+// ---------------------------------------------------------------- measurement
+const rows = [];
+const t0All = performance.now();
+const log = (...a) => console.error(...a);
+
+/** Runs every variant `reps` times, interleaved (rotating the start); returns { key: [results] }. */
+function interleave(reps, variants) {
+  const out = Object.fromEntries(variants.map((v) => [v.key, []]));
+  const errors = {};
+  for (let r = 0; r < reps; r++) {
+    for (let i = 0; i < variants.length; i++) {
+      const v = variants[(i + r) % variants.length];
+      if (errors[v.key]) continue;
+      try {
+        v.before?.();
+        const res = v.run(r);
+        out[v.key].push(res);
+        log(`    ${v.key.padEnd(22)} rep ${r + 1}: ${fmtRate(res.value, res.unit)}${res.maxRssKiB ? `  rss ${(res.maxRssKiB / 1024).toFixed(0)} MiB` : ''}`);
+      } catch (err) {
+        errors[v.key] = String(err?.message ?? err).split('\n').slice(0, 6).join(' | ');
+        log(`    ${v.key}: ERROR ${errors[v.key]}`);
+      } finally {
+        v.after?.();
+      }
+    }
+  }
+  return { out, errors };
+}
+
+const best = (list, higherIsBetter) => {
+  if (!list || list.length === 0) return undefined;
+  return list.reduce((a, b) => ((higherIsBetter ? b.value > a.value : b.value < a.value) ? b : a));
+};
+
+/**
+ * Adds a table row. kind 'throughput': ratio = blk / baseline, goal is a minimum.
+ * kind 'time': ratio = blk / baseline, goal is a maximum. kind 'abs': goal on blk's value.
+ */
+function addRow(row) {
+  const { blk, baseline } = row;
+  if (blk !== undefined && baseline !== undefined && baseline > 0) row.ratio = blk / baseline;
+  if (row.goal && blk !== undefined) {
+    const g = row.goal;
+    const v = g.on === 'value' ? blk : row.ratio;
+    let met = v !== undefined && (g.min !== undefined ? v >= g.min : v <= g.max);
+    if (met && g.maxRssKiB !== undefined) met = row.rssKiB !== undefined && row.rssKiB <= g.maxRssKiB;
+    row.met = met;
+  }
+  rows.push(row);
+}
+
+const fmtRatio = (r) => (r === undefined ? '—' : `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}×`);
+const pending = (what) => `pending: ${what} not built yet`;
+
+// ---------------------------------------------------------------- groups
+const groups = [];
+
+groups.push({
+  id: 'seq-read', rows: ['seq-read', 'seq-read-raw'],
+  run() {
+    const b = base();
+    const cow = have.cow ? cowFull() : undefined;
+    const common = { task: 'readSeq', size: S.size, req: REQ, passes: S.seqPasses };
+    const files = [b, ...(cow ? [cow] : [])];
+    const variants = [
+      { key: 'node readSync', run: () => runWorkload({ ...common, target: 'node-sync', path: b }) },
+      { key: 'node FileHandle.read', run: () => runWorkload({ ...common, target: 'node-fh', path: b }) },
+      { key: 'blk raw', run: () => runWorkload({ ...common, target: 'blk', path: b, layout: 'base', verify: true }, { nodeArgs: profArgs('seq-read-raw') }) },
+    ];
+    if (cow) variants.push({ key: 'blk cow', run: () => runWorkload({ ...common, target: 'blk', path: cow, layout: 'full', verify: true }, { nodeArgs: profArgs('seq-read-cow') }) });
+    for (const v of variants) v.before = () => prepare(files);
+    const { out, errors } = interleave(S.reps, variants);
+    const bs = best(out['node readSync'], true), bf = best(out['node FileHandle.read'], true);
+    const bl = [bs, bf].filter(Boolean).reduce((a, x) => (!a || x.value > a.value ? x : a), undefined);
+    const blName = bl === bs ? 'readSync' : 'FileHandle.read';
+    const baseNote = `baseline ${blName} (readSync ${fmtRate(bs?.value, 'MB/s')}, FileHandle.read ${fmtRate(bf?.value, 'MB/s')})`;
+    const c = best(out['blk cow'], true), r = best(out['blk raw'], true);
+    addRow({ id: 'seq-read', title: `seq read ${fmtBytes(S.size)} fully allocated COW, 1 MiB \`Image.readInto\``, unit: 'MB/s',
+      blk: c?.value, baseline: bl?.value, baselineName: `raw file, Node ${blName}`, goal: { min: 0.9 }, rssKiB: c?.maxRssKiB,
+      note: cow ? (errors['blk cow'] ?? baseNote) : pending('@blk/cow'), samples: out });
+    addRow({ id: 'seq-read-raw', info: true, title: `  (info) same through a raw image`, unit: 'MB/s', blk: r?.value, baseline: bl?.value,
+      baselineName: `raw file, Node ${blName}`, rssKiB: r?.maxRssKiB, note: errors['blk raw'] });
+  },
+});
+
+groups.push({
+  id: 'rand-read', rows: ['rand-read-qd1', 'rand-read-qd32', 'rand-read-raw', 'rand-read-async', 'rand-read-fh'],
+  run() {
+    const b = base();
+    const cow = have.cow ? cowHalf() : undefined;
+    const files = [b, ...(cow ? [[cow, cowWarmRanges(S.size, halfRuns(S.size))]] : [])];
+    const common = { task: 'readRand', size: S.size, ops: S.randOps, maxSeconds: S.randSeconds, seed: 1 };
+    const infoCommon = { ...common, maxSeconds: S.infoSeconds };
+    const variants = [
+      { key: 'node readSync', run: () => runWorkload({ ...common, target: 'node-sync', path: b }) },
+      { key: 'node fh.read qd1', run: () => runWorkload({ ...infoCommon, target: 'node-fh', path: b, depth: 1 }) },
+      { key: 'node fh.read qd32', run: () => runWorkload({ ...infoCommon, target: 'node-fh', path: b, depth: 32 }) },
+      { key: 'blk raw qd1', run: () => runWorkload({ ...infoCommon, target: 'blk', path: b, layout: 'base', depth: 1, verify: true }, { nodeArgs: profArgs('rand-read-raw-qd1') }) },
+      { key: 'blk raw qd32', run: () => runWorkload({ ...infoCommon, target: 'blk', path: b, layout: 'base', depth: 32, verify: true }, { nodeArgs: profArgs('rand-read-raw-qd32') }) },
+    ];
+    if (cow) {
+      variants.push(
+        { key: 'blk cow qd1', run: () => runWorkload({ ...common, target: 'blk', path: cow, layout: 'half', depth: 1, verify: true }, { nodeArgs: profArgs('rand-read-qd1') }) },
+        { key: 'blk cow qd32', run: () => runWorkload({ ...common, target: 'blk', path: cow, layout: 'half', depth: 32, verify: true }, { nodeArgs: profArgs('rand-read-qd32') }) },
+        { key: 'blk cow async qd32', run: () => runWorkload({ ...infoCommon, target: 'blk', path: cow, layout: 'half', depth: 32, io: 'async', verify: true }, { nodeArgs: profArgs('rand-read-async-qd32') }) },
+      );
+    }
+    for (const v of variants) v.before = () => prepare(files);
+    const { out, errors } = interleave(S.reps, variants);
+    const bl = best(out['node readSync'], true);
+    const g = (k) => best(out[k], true);
+    const blName = 'raw file, Node readSync 4 KiB';
+    addRow({ id: 'rand-read-qd1', title: `random 4 KiB read, COW half in overlay, 1 in flight`, unit: 'IOPS', blk: g('blk cow qd1')?.value,
+      baseline: bl?.value, baselineName: blName, goal: { min: 0.7 }, rssKiB: g('blk cow qd1')?.maxRssKiB,
+      note: cow ? errors['blk cow qd1'] : pending('@blk/cow'), samples: out });
+    addRow({ id: 'rand-read-qd32', title: `random 4 KiB read, COW half in overlay, 32 in flight`, unit: 'IOPS', blk: g('blk cow qd32')?.value,
+      baseline: bl?.value, baselineName: blName, goal: { min: 0.7 }, rssKiB: g('blk cow qd32')?.maxRssKiB,
+      note: cow ? errors['blk cow qd32'] : pending('@blk/cow') });
+    addRow({ id: 'rand-read-raw-qd1', info: true, title: '  (info) raw image, 1 in flight', unit: 'IOPS', blk: g('blk raw qd1')?.value,
+      baseline: bl?.value, baselineName: blName, rssKiB: g('blk raw qd1')?.maxRssKiB, note: errors['blk raw qd1'] });
+    addRow({ id: 'rand-read-raw-qd32', info: true, title: '  (info) raw image, 32 in flight', unit: 'IOPS', blk: g('blk raw qd32')?.value,
+      baseline: bl?.value, baselineName: blName, rssKiB: g('blk raw qd32')?.maxRssKiB, note: errors['blk raw qd32'] });
+    addRow({ id: 'rand-read-async-qd32', info: true, title: "  (info) COW with io: 'async', 32 in flight", unit: 'IOPS',
+      blk: g('blk cow async qd32')?.value, baseline: bl?.value, baselineName: blName, rssKiB: g('blk cow async qd32')?.maxRssKiB,
+      note: cow ? errors['blk cow async qd32'] : pending('@blk/cow') });
+    addRow({ id: 'rand-read-fh', info: true, title: '  (info) plain Node awaited FileHandle.read, 1 / 32 in flight', unit: 'IOPS',
+      blk: g('node fh.read qd1')?.value, baseline: bl?.value, baselineName: blName,
+      note: `32 in flight: ${fmtRate(g('node fh.read qd32')?.value, 'IOPS')} (libuv thread pool, UV_THREADPOOL_SIZE default 4)` });
+  },
+});
+
+groups.push({
+  id: 'seq-write', rows: ['seq-write'],
+  run() {
+    const b = base();
+    const out = (name) => `${dir}/w-${name}`;
+    const rm = (name) => () => fs.rmSync(out(name), { force: true });
+    const common = { task: 'writeSeq', size: S.size, req: REQ };
+    const variants = [
+      { key: 'node writeSync', run: () => runWorkload({ ...common, target: 'node-sync', path: out('sync.raw') }), after: rm('sync.raw') },
+      { key: 'node FileHandle.write', run: () => runWorkload({ ...common, target: 'node-fh', path: out('fh.raw') }), after: rm('fh.raw') },
+    ];
+    if (have.cow) variants.push({ key: 'blk cow', run: () => runWorkload({ ...common, target: 'blk', path: out('seq.cow'), backing: b }, { nodeArgs: profArgs('seq-write') }), after: rm('seq.cow') });
+    for (const v of variants) v.before = () => prepare([b]);
+    const { out: res, errors } = interleave(S.reps, variants);
+    const bs = best(res['node writeSync'], true), bf = best(res['node FileHandle.write'], true);
+    const bl = [bs, bf].filter(Boolean).reduce((a, x) => (!a || x.value > a.value ? x : a), undefined);
+    const blName = bl === bs ? 'writeSync' : 'FileHandle.write';
+    const c = best(res['blk cow'], true);
+    addRow({ id: 'seq-write', title: `seq write ${fmtBytes(S.size)} into a fresh COW, 1 MiB, then flush()`, unit: 'MB/s', blk: c?.value,
+      baseline: bl?.value, baselineName: `fresh raw file, Node ${blName} + fdatasync`, goal: { min: 0.8 }, rssKiB: c?.maxRssKiB,
+      note: have.cow ? (errors['blk cow'] ?? `writeSync ${fmtRate(bs?.value, 'MB/s')}, FileHandle.write ${fmtRate(bf?.value, 'MB/s')}; blk flush ${c ? (c.extra.flushSeconds * 1000).toFixed(0) : '?'} ms of ${c ? (c.seconds * 1000).toFixed(0) : '?'} ms`) : pending('@blk/cow'),
+      samples: res });
+  },
+});
+
+groups.push({
+  id: 'rand-write', rows: ['rand-write'],
+  run() {
+    const b = base();
+    const out = (name) => `${dir}/rw-${name}`;
+    const rm = (name) => () => discardLater(out(name));
+    const common = { task: 'writeRand', size: S.size, count: S.randWrites, seed: 2 };
+    const variants = [
+      { key: 'node writeSync', run: () => runWorkload({ ...common, target: 'node-sync', path: out('sync.raw') }), after: rm('sync.raw') },
+    ];
+    if (have.cow) variants.push({ key: 'blk cow', run: () => runWorkload({ ...common, target: 'blk', path: out('rand.cow'), backing: b }, { nodeArgs: profArgs('rand-write') }), after: rm('rand.cow') });
+    for (const v of variants) v.before = () => prepare([b]);
+    const { out: res, errors } = interleave(S.reps, variants);
+    const bl = best(res['node writeSync'], true), c = best(res['blk cow'], true);
+    addRow({ id: 'rand-write', title: `random 4 KiB writes (${S.randWrites}) into a fresh COW, then flush()`, unit: 'IOPS', blk: c?.value,
+      baseline: bl?.value, baselineName: `fresh ${fmtBytes(S.size)} raw file, Node writeSync + fdatasync`, goal: { min: 0.5 }, rssKiB: c?.maxRssKiB,
+      note: have.cow ? (errors['blk cow'] ?? (c ? `blk flush ${(c.extra.flushSeconds * 1000).toFixed(0)} ms of ${(c.seconds * 1000).toFixed(0)} ms; baseline fdatasync ${(bl.extra.flushSeconds * 1000).toFixed(0)} ms` : undefined)) : pending('@blk/cow'),
+      samples: res });
+  },
+});
+
+const node = process.execPath;
+const blkCli = (...args) => [node, ...(opts.profile ? profArgs(`cli-${args[0]}`) : []), CLI, ...args];
+
+/** Compares two files chunk by chunk; returns undefined when equal, else a message. */
+function compareFiles(a, b) {
+  const sa = fs.statSync(a).size, sb = fs.statSync(b).size;
+  if (sa !== sb) return `sizes differ: ${sa} vs ${sb}`;
+  const fa = fs.openSync(a, 'r'), fb = fs.openSync(b, 'r');
+  const ba = Buffer.allocUnsafe(4 * MiB), bb = Buffer.allocUnsafe(4 * MiB);
+  try {
+    for (let off = 0; off < sa; off += ba.length) {
+      const na = fs.readSync(fa, ba, 0, ba.length, off), nb = fs.readSync(fb, bb, 0, bb.length, off);
+      if (na !== nb || ba.compare(bb, 0, nb, 0, na) !== 0) return `contents differ in the 4 MiB block at ${off}`;
+    }
+  } finally {
+    fs.closeSync(fa); fs.closeSync(fb);
+  }
+  return undefined;
+}
+const allocated = (p) => fs.statSync(p).blocks * 512;
+
+groups.push({
+  id: 'commit', rows: ['commit'],
+  run() {
+    base();
+    let uml, mine;
+    const checks = [];
+    const variants = [
+      {
+        key: 'uml_moo -d',
+        before: () => { uml = makeCommitPair('commit-uml'); prepare([uml.base, [uml.overlay, cowWarmRanges(S.size, uml.runs)]]); },
+        run: () => {
+          const r = runCommand(['uml_moo', '-d', uml.overlay]);
+          // uml_moo never syncs; blk commit flushes. For the note: what making uml_moo's result durable costs.
+          const sync = runCommand(['sync', '-d', uml.base], { rss: false });
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB, syncSeconds: sync.seconds };
+        },
+      },
+    ];
+    if (have.cli) {
+      variants.push({
+        key: 'blk commit',
+        before: () => { mine = makeCommitPair('commit-blk'); prepare([mine.base, [mine.overlay, cowWarmRanges(S.size, mine.runs)]]); },
+        run: () => { const r = runCommand(blkCli('commit', mine.overlay)); return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB }; },
+      });
+    }
+    // Compare the two merged bases once both commits have run.
+    const ready = new Set();
+    const { out, errors } = interleave(S.cliReps, variants.map((v) => ({
+      ...v,
+      before: () => { ready.delete(v.key); v.before(); },
+      run: (r) => { const res = v.run(r); ready.add(v.key); return res; },
+      after: () => { if (ready.size === 2 && checks.length === 0) checks.push(compareFiles(uml.base, mine.base) ?? 'ok'); },
+    })));
+    fs.rmSync(`${dir}/commit-uml`, { recursive: true, force: true });
+    fs.rmSync(`${dir}/commit-blk`, { recursive: true, force: true });
+    const bl = best(out['uml_moo -d'], false), c = best(out['blk commit'], false);
+    const check = checks[0];
+    addRow({ id: 'commit', title: `\`blk commit\`, ${fmtBytes(S.size)} COW, 25% in scattered 1 MiB runs`, unit: 's', blk: c?.value,
+      baseline: bl?.value, baselineName: '`uml_moo -d` on an identical copy', goal: { max: 0.4 }, rssKiB: c?.maxRssKiB,
+      note: !have.cli ? pending('@blk/cli') : errors['blk commit'] ?? (check && check !== 'ok' ? `WRONG RESULT: merged base differs from uml_moo's: ${check}`
+        : `merged base identical to uml_moo's; uml_moo does not sync (blk commit flushes): uml_moo -d + \`sync -d base\` = ${fmtRate(bl ? bl.value + bl.syncSeconds : undefined, 's')}, ratio ${bl && c ? fmtRatio(c.value / (bl.value + bl.syncSeconds)) : '—'}`),
+      wrong: check !== undefined && check !== 'ok', samples: out });
+  },
+});
+
+groups.push({
+  id: 'convert', rows: ['convert-uml', 'convert-qemu'],
+  run() {
+    const cow = convertCow();
+    const runs = commitRuns(S.size);
+    const merged = `${dir}/merged.raw`;
+    const inputs = () => [base(), [cow, cowWarmRanges(S.size, runs)]];
+    // The merged image for qemu-img: uml_moo's output, made once (untimed).
+    if (!fs.existsSync(merged)) {
+      runCommand(['uml_moo', cow, merged], { rss: false });
+      runCommand(['sync', '-d', merged], { rss: false });
+    }
+    const outs = { uml: `${dir}/conv-uml.raw`, qemu: `${dir}/conv-qemu.raw`, blk: `${dir}/conv-blk.raw` };
+    const rm = (k) => () => fs.rmSync(outs[k], { force: true });
+    let check, blkAlloc, qemuAlloc;
+    const variants = [
+      { key: 'uml_moo (copy)', before: () => prepare(inputs()), after: rm('uml'),
+        run: () => {
+          const r = runCommand(['uml_moo', cow, outs.uml]);
+          const sync = runCommand(['sync', '-d', outs.uml], { rss: false });
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB, syncSeconds: sync.seconds };
+        } },
+      { key: 'qemu-img convert', before: () => prepare([merged]),
+        after: () => { qemuAlloc ??= allocated(outs.qemu); rm('qemu')(); },
+        run: () => {
+          // qemu-img convert writes with cache=unsafe by default (no flush); blk convert flushes.
+          const r = runCommand(['qemu-img', 'convert', '-f', 'raw', '-O', 'raw', merged, outs.qemu]);
+          const sync = runCommand(['sync', '-d', outs.qemu], { rss: false });
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB, syncSeconds: sync.seconds };
+        } },
+    ];
+    if (have.cli) {
+      variants.push({ key: 'blk convert', before: () => prepare(inputs()),
+        after: () => {
+          if (fs.existsSync(outs.blk)) { check ??= compareFiles(merged, outs.blk) ?? 'ok'; blkAlloc ??= allocated(outs.blk); }
+          rm('blk')();
+        },
+        run: () => { const r = runCommand(blkCli('convert', '-O', 'raw', cow, outs.blk)); return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB }; } });
+    }
+    const { out, errors } = interleave(S.cliReps, variants);
+    const u = best(out['uml_moo (copy)'], false), q = best(out['qemu-img convert'], false), c = best(out['blk convert'], false);
+    const wrong = check !== undefined && check !== 'ok';
+    const note = !have.cli ? pending('@blk/cli') : errors['blk convert']
+      ?? (wrong ? `WRONG RESULT: output differs from the merged image: ${check}` : `output identical to the merged image; allocated on disk: blk ${fmtBytes(blkAlloc ?? 0)}, qemu-img ${fmtBytes(qemuAlloc ?? 0)}`
+        + `; neither C tool syncs (blk convert flushes): with \`sync -d out\` afterwards uml_moo ${fmtRate(u ? u.value + u.syncSeconds : undefined, 's')} (${u && c ? fmtRatio(c.value / (u.value + u.syncSeconds)) : '—'}), `
+        + `qemu-img ${fmtRate(q ? q.value + q.syncSeconds : undefined, 's')} (${q && c ? fmtRatio(c.value / (q.value + q.syncSeconds)) : '—'})`);
+    addRow({ id: 'convert-uml', title: `\`blk convert -O raw\` of that chain vs uml_moo`, unit: 's', blk: c?.value, baseline: u?.value,
+      baselineName: '`uml_moo` (copying form)', goal: { max: 0.2 }, rssKiB: c?.maxRssKiB, note, wrong, samples: out });
+    addRow({ id: 'convert-qemu', title: `\`blk convert -O raw\` of that chain vs qemu-img`, unit: 's', blk: c?.value, baseline: q?.value,
+      baselineName: '`qemu-img convert -f raw -O raw` of the merged image', goal: { max: 1.2 }, rssKiB: c?.maxRssKiB, note: errors['qemu-img convert'], wrong });
+    fs.rmSync(merged, { force: true });
+  },
+});
+
+/** Checks `blk map --output=json` against the runs written: extents at depth 0 must be exactly those runs. */
+function checkMap(stdout, runs) {
+  let list;
+  try { list = JSON.parse(stdout); } catch (err) { return `output is not JSON: ${err.message}`; }
+  if (!Array.isArray(list)) return 'output is not a JSON array';
+  const top = list.filter((e) => e.depth === 0);
+  if (list.length > 0 && list[0].depth === undefined) return 'no depth field; not checked';
+  if (top.length !== runs.length) return `${top.length} extents at depth 0, want ${runs.length}`;
+  for (let i = 0; i < runs.length; i++) {
+    if (top[i].start !== runs[i][0] || top[i].length !== runs[i][1]) return `extent ${i} is ${top[i].start}+${top[i].length}, want ${runs[i][0]}+${runs[i][1]}`;
+  }
+  return 'ok';
+}
+
+groups.push({
+  id: 'map', rows: ['map'],
+  run() {
+    const m = mapFixture();
+    const l = cowLayout(S.mapSize);
+    const inputs = () => [[m.cow, [[0, l.dataOffset]]]];
+    let check, extents;
+    const variants = [];
+    if (m.qcow2) {
+      variants.push({ key: 'qemu-img map (qcow2)', before: () => prepare([m.qcow2]),
+        run: () => { const r = runCommand(['qemu-img', 'map', '--output=json', m.qcow2], { capture: true }); return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB }; } });
+    }
+    if (have.cli) {
+      variants.push({ key: 'blk map', before: () => prepare(inputs()),
+        run: () => {
+          const r = runCommand(blkCli('map', '--output=json', m.cow), { capture: true });
+          if (check === undefined) { check = checkMap(r.stdout, m.runs); try { extents = JSON.parse(r.stdout).length; } catch { /* above */ } }
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+        } });
+    }
+    const { out, errors } = interleave(S.cliReps + 1, variants);
+    const q = best(out['qemu-img map (qcow2)'], false), c = best(out['blk map'], false);
+    const wrong = check !== undefined && check !== 'ok' && !check.includes('not checked');
+    addRow({ id: 'map', title: `\`blk map --output=json\`, ${fmtBytes(S.mapSize)} COW, ${S.mapRuns} scattered runs`, unit: 's', blk: c?.value,
+      baseline: q?.value, baselineName: `(reference) \`qemu-img map\` of a qcow2 with the same runs`, goal: { on: 'value', max: 1, maxRssKiB: 64 * 1024 },
+      rssKiB: c?.maxRssKiB, wrong,
+      note: !have.cli ? pending('@blk/cli') : errors['blk map'] ?? `goal: < 1 s and peak RSS < 64 MiB; ${extents ?? '?'} extents; check: ${check}; bitmap ${fmtBytes(l.bitmapLen)}`,
+      samples: out });
+  },
+});
+
+groups.push({
+  id: 'open', rows: ['open'],
+  run() {
+    const m = mapFixture();
+    if (!have.cow) {
+      addRow({ id: 'open', title: `\`openImage\` of a ${fmtBytes(S.mapSize)} COW, in-process`, unit: 'ms', note: pending('@blk/cow'), goal: { on: 'value', max: 10 } });
+      return;
+    }
+    const l = cowLayout(S.mapSize);
+    const res = [];
+    let error;
+    for (let i = 0; i < S.openProcs; i++) {
+      prepare([[m.cow, [[0, l.dataOffset]]]]);
+      try { res.push(runWorkload({ task: 'openInfo', path: m.cow, n: 20 }, { nodeArgs: profArgs('open') })); } catch (err) { error = String(err.message); break; }
+    }
+    const first = res.length ? median(res.map((r) => r.firstMs)) : undefined;
+    const warmMs = res.length ? median(res.map((r) => r.warmMedianMs)) : undefined;
+    addRow({ id: 'open', title: `\`openImage\` of a ${fmtBytes(S.mapSize)} COW (first open in a process)`, unit: 'ms', blk: first,
+      goal: { on: 'value', max: 10 }, rssKiB: res.length ? Math.max(...res.map((r) => r.maxRssKiB)) : undefined,
+      note: error ?? `median over ${res.length} processes; warm re-open ${warmMs?.toFixed(2)} ms; import of @blk/images ${res.length ? median(res.map((r) => r.importMs)).toFixed(1) : '?'} ms`,
+      samples: { open: res } });
+  },
+});
+
+groups.push({
+  id: 'info', rows: ['info'],
+  run() {
+    const m = mapFixture();
+    const l = cowLayout(S.mapSize);
+    const nodeRuns = [], blkRuns = [];
+    let error;
+    prepare([[m.cow, [[0, l.dataOffset]]]]);
+    runCommand([node, '-e', '0'], { rss: false }); // warm the node binary
+    for (let i = 0; i < S.infoRuns; i++) {
+      nodeRuns.push(runCommand([node, '-e', '0'], { rss: false }).seconds);
+      if (have.cli && !error) {
+        try { blkRuns.push(runCommand(blkCli('info', m.cow), { rss: false }).seconds); } catch (err) { error = String(err.message); }
+      }
+    }
+    const nodeRss = runCommand([node, '-e', '0']).maxRssKiB;
+    let blkRss;
+    if (have.cli && !error) blkRss = runCommand(blkCli('info', m.cow)).maxRssKiB;
+    const nb = median(nodeRuns), bb = blkRuns.length ? median(blkRuns) : undefined;
+    addRow({ id: 'info', title: `whole \`blk info\` of a ${fmtBytes(S.mapSize)} COW (process wall time)`, unit: 's', blk: bb, baseline: nb,
+      baselineName: '`node -e 0` process', goal: { max: 2 }, rssKiB: blkRss,
+      note: !have.cli ? pending('@blk/cli') : error ?? `median of ${S.infoRuns} interleaved runs; node -e 0 peak RSS ${(nodeRss / 1024).toFixed(0)} MiB`,
+      samples: { node: nodeRuns, blk: blkRuns } });
+  },
+});
+
+// ---------------------------------------------------------------- run
+log(`blk bench: ${env.mode} mode, ${env.cores} cores, load ${env.loadavgStart.join(' ')}, temp dir ${dir} (${env.fsType})`);
+log(`packages built: ${Object.entries(have).map(([k, v]) => `${k}${v ? '' : ' (missing)'}`).join(', ')}`);
+try {
+  for (const g of groups) {
+    if (!selected(g.id, g.rows)) continue;
+    log(`[${g.id}]`);
+    const t = performance.now();
+    try {
+      g.run();
+    } catch (err) {
+      log(`  group ${g.id} failed: ${err.stack ?? err}`);
+      addRow({ id: g.id, title: g.id, note: `harness error: ${String(err.message ?? err).slice(0, 300)}` });
+    }
+    log(`  (${((performance.now() - t) / 1000).toFixed(1)} s)`);
+  }
+} finally {
+  cleanup();
+}
+
+env.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
+env.uptime = toolVersion('uptime', []);
+env.seconds = +((performance.now() - t0All) / 1000).toFixed(1);
+env.experiments = opts.experiment ?? [];
+env.cache = cacheNote ?? `warm: every input is read into the page cache right before each timed run${residency.length ? ` (fincore residency of whole files: median ${(median(residency) * 100).toFixed(0)}%, min ${(Math.min(...residency) * 100).toFixed(0)}%)` : ''}; write rows include fdatasync to disk`;
+
+// ---------------------------------------------------------------- report
+const fmtGoal = (row) => {
+  const g = row.goal;
+  if (!g) return 'info';
+  let s;
+  if (g.on === 'value') s = `${g.min !== undefined ? '≥' : '≤'} ${g.min ?? g.max} ${row.unit}`;
+  else s = g.min !== undefined ? `≥ ${g.min}×` : `≤ ${g.max}×`;
+  if (g.maxRssKiB) s += `, RSS < ${g.maxRssKiB / 1024} MiB`;
+  return s;
+};
+const metCell = (row) => (row.wrong ? '❌ wrong' : row.met === undefined ? (row.goal ? '—' : '') : row.met ? '✅' : '❌');
+const lines = [];
+lines.push('| workload | blk | baseline | ratio | goal | met? | peak RSS |');
+lines.push('|---|---:|---:|---:|---|:---:|---:|');
+for (const row of rows) {
+  const value = fmtRate(row.blk, row.unit);
+  const baseline = row.baseline !== undefined ? `${fmtRate(row.baseline, row.unit)} (${row.baselineName})` : (row.baselineName ? `— (${row.baselineName})` : '—');
+  const ratio = row.goal?.on === 'value' ? (row.ratio !== undefined ? `(${fmtRatio(row.ratio)})` : '—') : fmtRatio(row.ratio);
+  const rss = row.rssKiB ? `${(row.rssKiB / 1024).toFixed(0)} MiB` : '—';
+  lines.push(`| ${row.title} | ${value} | ${baseline} | ${ratio} | ${fmtGoal(row)} | ${metCell(row)} | ${rss} |`);
+}
+const notes = rows.filter((r) => r.note).map((r) => `- **${r.id}**: ${r.note}`);
+const header = [
+  `blk bench, ${env.date}, \`${['node bench/run.mjs', ...process.argv.slice(2)].join(' ')}\``,
+  `node ${env.node}, ${env.cpu} × ${env.cores}, ${env.memGiB} GiB RAM, ${env.fsType} at ${tmpRoot}; load average ${env.loadavgStart.join(' ')} at start, ${env.loadavgEnd.join(' ')} at end; ${env.seconds} s`,
+  `data: ${fmtBytes(S.size)} images (base raw fully written; COW overlays as described), ${fmtBytes(S.mapSize)} COW for map/open/info; ${env.cache}`,
+  `each variant runs ${S.reps}× (CLI rows ${S.cliReps}×) interleaved with its baseline; best run counts. Ratios: throughput rows blk ÷ baseline (higher is better), time rows blk ÷ baseline (lower is better).`,
+];
+if (QUICK) header.push('**--quick: a smoke run with small sizes; the goals are defined for the full sizes (fixed costs such as process start-up dominate here), so ✅/❌ mean little.**');
+if (experiments.length) header.unshift(`**EXPERIMENT run: in-process blk rows ran with ${opts.experiment.join(', ')} (bench/experiments/) monkeypatched onto the built packages; these are not blk's numbers.**`);
+const md = [...header.map((h) => `${h}  `), '', ...lines, '', ...notes, ''].join('\n');
+console.log(`\n${md}`);
+const json = { env, rows: rows.map(({ samples, ...r }) => ({ ...r, samples })), markdown: md };
+const jsonPath = `${resultsDir}${stamp}.json`;
+fs.writeFileSync(jsonPath, `${JSON.stringify(json, null, 2)}\n`);
+fs.writeFileSync(`${resultsDir}latest.md`, md);
+if (opts['write-results']) {
+  // The table for the README's Performance section (bench/RESULTS.md is committed; results/ is not).
+  fs.writeFileSync(fileURLToPath(new URL('./RESULTS.md', import.meta.url)),
+    `# blk benchmark results\n\nMade by \`${['node bench/run.mjs', ...process.argv.slice(2)].join(' ')}\` (after \`pnpm run build\`; \`pnpm bench\` runs the same).\n`
+    + `Raw JSON: \`bench/results/${stamp}.json\` (not committed).\n\n${md}`);
+}
+log(`wrote ${jsonPath} and ${resultsDir}latest.md${opts.profile ? `; CPU profiles in ${profileDir}` : ''}`);
+const failed = rows.some((r) => r.wrong);
+process.exitCode = failed ? 1 : 0;
