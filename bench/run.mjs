@@ -419,52 +419,77 @@ function compareFiles(a, b) {
 const allocated = (p) => fs.statSync(p).blocks * 512;
 
 groups.push({
-  id: 'commit', rows: ['commit'],
+  id: 'commit', rows: ['commit', 'commit-durable'],
   run() {
     base();
-    let uml, mine;
-    const checks = [];
+    let uml;
+    const pairs = {};
+    const checks = {};
+    // Neither uml_moo nor `blk commit -t unsafe` syncs: the goal row compares those. After each timed run an
+    // untimed `sync -d base` writes the dirty pages back (its time is the note's "durable" figure) so that they
+    // do not slow the next run. `blk commit` (default -t writeback) flushes: the info row.
     const variants = [
       {
         key: 'uml_moo -d',
         before: () => { uml = makeCommitPair('commit-uml'); prepare([uml.base, [uml.overlay, cowWarmRanges(S.size, uml.runs)]]); },
         run: () => {
           const r = runCommand(['uml_moo', '-d', uml.overlay]);
-          // uml_moo never syncs; blk commit flushes. For the note: what making uml_moo's result durable costs.
           const sync = runCommand(['sync', '-d', uml.base], { rss: false });
           return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB, syncSeconds: sync.seconds };
         },
       },
     ];
+    const blkVariants = [['blk commit -t unsafe', 'commit-blk-unsafe', ['-t', 'unsafe']], ['blk commit', 'commit-blk', []]];
     if (have.cli) {
-      variants.push({
-        key: 'blk commit',
-        before: () => { mine = makeCommitPair('commit-blk'); prepare([mine.base, [mine.overlay, cowWarmRanges(S.size, mine.runs)]]); },
-        run: () => { const r = runCommand(blkCli('commit', mine.overlay)); return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB }; },
-      });
+      for (const [key, sub, extra] of blkVariants) {
+        variants.push({
+          key,
+          before: () => { const p = makeCommitPair(sub); pairs[key] = p; prepare([p.base, [p.overlay, cowWarmRanges(S.size, p.runs)]]); },
+          run: () => {
+            const p = pairs[key];
+            const r = runCommand(blkCli('commit', ...extra, p.overlay));
+            const sync = runCommand(['sync', '-d', p.base], { rss: false });
+            return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB, syncSeconds: sync.seconds };
+          },
+        });
+      }
     }
-    // Compare the two merged bases once both commits have run.
+    // Compare each merged base with uml_moo's once both commits have run.
     const ready = new Set();
     const { out, errors } = interleave(S.cliReps, variants.map((v) => ({
       ...v,
       before: () => { ready.delete(v.key); v.before(); },
       run: (r) => { const res = v.run(r); ready.add(v.key); return res; },
-      after: () => { if (ready.size === 2 && checks.length === 0) checks.push(compareFiles(uml.base, mine.base) ?? 'ok'); },
+      after: () => {
+        if (!ready.has('uml_moo -d')) return;
+        for (const [key] of blkVariants) {
+          if (ready.has(key) && checks[key] === undefined) checks[key] = compareFiles(uml.base, pairs[key].base) ?? 'ok';
+        }
+      },
     })));
-    fs.rmSync(`${dir}/commit-uml`, { recursive: true, force: true });
-    fs.rmSync(`${dir}/commit-blk`, { recursive: true, force: true });
-    const bl = best(out['uml_moo -d'], false), c = best(out['blk commit'], false);
-    const check = checks[0];
-    addRow({ id: 'commit', title: `\`blk commit\`, ${fmtBytes(S.size)} COW, 25% in scattered 1 MiB runs`, unit: 's', blk: c?.value,
-      baseline: bl?.value, baselineName: '`uml_moo -d` on an identical copy', goal: { max: 0.4 }, rssKiB: c?.maxRssKiB,
-      note: !have.cli ? pending('@blk/cli') : errors['blk commit'] ?? (check && check !== 'ok' ? `WRONG RESULT: merged base differs from uml_moo's: ${check}`
-        : `merged base identical to uml_moo's; uml_moo does not sync (blk commit flushes): uml_moo -d + \`sync -d base\` = ${fmtRate(bl ? bl.value + bl.syncSeconds : undefined, 's')}, ratio ${bl && c ? fmtRatio(c.value / (bl.value + bl.syncSeconds)) : '—'}`),
-      wrong: check !== undefined && check !== 'ok', samples: out });
+    for (const sub of ['commit-uml', ...blkVariants.map((v) => v[1])]) fs.rmSync(`${dir}/${sub}`, { recursive: true, force: true });
+    const bl = best(out['uml_moo -d'], false), c = best(out['blk commit -t unsafe'], false), d = best(out['blk commit'], false);
+    const durable = bl ? bl.value + bl.syncSeconds : undefined;
+    const checkNote = (key) => {
+      const check = checks[key];
+      return check && check !== 'ok' ? `WRONG RESULT: merged base differs from uml_moo's: ${check}` : undefined;
+    };
+    const wrongOf = (key) => checks[key] !== undefined && checks[key] !== 'ok';
+    addRow({ id: 'commit', title: `\`blk commit -t unsafe\`, ${fmtBytes(S.size)} COW, 25% in scattered 1 MiB runs`, unit: 's', blk: c?.value,
+      baseline: bl?.value, baselineName: '`uml_moo -d` on an identical copy (neither syncs)', goal: { max: 0.4 }, rssKiB: c?.maxRssKiB,
+      note: !have.cli ? pending('@blk/cli') : errors['blk commit -t unsafe'] ?? checkNote('blk commit -t unsafe')
+        ?? `merged bases identical to uml_moo's; like with like: uml_moo and \`-t unsafe\` never sync; with \`sync -d base\` afterwards: uml_moo ${fmtRate(durable, 's')}, blk -t unsafe ${fmtRate(c ? c.value + c.syncSeconds : undefined, 's')}`,
+      wrong: wrongOf('blk commit -t unsafe'), samples: out });
+    addRow({ id: 'commit-durable', info: true, title: '  (info) `blk commit` (default -t writeback: flushed, durable) vs uml_moo -d + `sync -d base`', unit: 's',
+      blk: d?.value, baseline: durable, baselineName: '`uml_moo -d` + `sync -d base`', rssKiB: d?.maxRssKiB,
+      note: !have.cli ? pending('@blk/cli') : errors['blk commit'] ?? checkNote('blk commit')
+        ?? `blk commit (durable) ${fmtRate(d?.value, 's')} = ${bl && d ? fmtRatio(d.value / bl.value) : '—'} of uml_moo -d without sync`,
+      wrong: wrongOf('blk commit') });
   },
 });
 
 groups.push({
-  id: 'convert', rows: ['convert-uml', 'convert-qemu'],
+  id: 'convert', rows: ['convert-uml', 'convert-qemu', 'convert-durable'],
   run() {
     const cow = convertCow();
     const runs = commitRuns(S.size);
@@ -475,9 +500,14 @@ groups.push({
       runCommand(['uml_moo', cow, merged], { rss: false });
       runCommand(['sync', '-d', merged], { rss: false });
     }
-    const outs = { uml: `${dir}/conv-uml.raw`, qemu: `${dir}/conv-qemu.raw`, blk: `${dir}/conv-blk.raw` };
+    const outs = { uml: `${dir}/conv-uml.raw`, qemu: `${dir}/conv-qemu.raw`, blk: `${dir}/conv-blk.raw`, blkUnsafe: `${dir}/conv-blk-unsafe.raw` };
     const rm = (k) => () => fs.rmSync(outs[k], { force: true });
-    let check, blkAlloc, qemuAlloc;
+    const checks = {};
+    let blkAlloc, qemuAlloc;
+    // Neither C tool syncs (qemu-img convert's default target cache mode is unsafe; checked with strace), and
+    // neither does `blk convert -t unsafe`: the goal rows compare those. After each timed run of a tool that does
+    // not sync, an untimed `sync -d out` writes the dirty pages back (the durable figures of the notes) so that
+    // they do not slow the next run. `blk convert` (default -t writeback) flushes: the info row.
     const variants = [
       { key: 'uml_moo (copy)', before: () => prepare(inputs()), after: rm('uml'),
         run: () => {
@@ -488,31 +518,49 @@ groups.push({
       { key: 'qemu-img convert', before: () => prepare([merged]),
         after: () => { qemuAlloc ??= allocated(outs.qemu); rm('qemu')(); },
         run: () => {
-          // qemu-img convert writes with cache=unsafe by default (no flush); blk convert flushes.
           const r = runCommand(['qemu-img', 'convert', '-f', 'raw', '-O', 'raw', merged, outs.qemu]);
           const sync = runCommand(['sync', '-d', outs.qemu], { rss: false });
           return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB, syncSeconds: sync.seconds };
         } },
     ];
     if (have.cli) {
+      variants.push({ key: 'blk convert -t unsafe', before: () => prepare(inputs()),
+        after: () => {
+          if (fs.existsSync(outs.blkUnsafe)) { checks.unsafe ??= compareFiles(merged, outs.blkUnsafe) ?? 'ok'; blkAlloc ??= allocated(outs.blkUnsafe); }
+          rm('blkUnsafe')();
+        },
+        run: () => {
+          const r = runCommand(blkCli('convert', '-t', 'unsafe', '-O', 'raw', cow, outs.blkUnsafe));
+          const sync = runCommand(['sync', '-d', outs.blkUnsafe], { rss: false });
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB, syncSeconds: sync.seconds };
+        } });
       variants.push({ key: 'blk convert', before: () => prepare(inputs()),
         after: () => {
-          if (fs.existsSync(outs.blk)) { check ??= compareFiles(merged, outs.blk) ?? 'ok'; blkAlloc ??= allocated(outs.blk); }
+          if (fs.existsSync(outs.blk)) checks.durable ??= compareFiles(merged, outs.blk) ?? 'ok';
           rm('blk')();
         },
         run: () => { const r = runCommand(blkCli('convert', '-O', 'raw', cow, outs.blk)); return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB }; } });
     }
     const { out, errors } = interleave(S.cliReps, variants);
-    const u = best(out['uml_moo (copy)'], false), q = best(out['qemu-img convert'], false), c = best(out['blk convert'], false);
-    const wrong = check !== undefined && check !== 'ok';
-    const note = !have.cli ? pending('@blk/cli') : errors['blk convert']
-      ?? (wrong ? `WRONG RESULT: output differs from the merged image: ${check}` : `output identical to the merged image; allocated on disk: blk ${fmtBytes(blkAlloc ?? 0)}, qemu-img ${fmtBytes(qemuAlloc ?? 0)}`
-        + `; neither C tool syncs (blk convert flushes): with \`sync -d out\` afterwards uml_moo ${fmtRate(u ? u.value + u.syncSeconds : undefined, 's')} (${u && c ? fmtRatio(c.value / (u.value + u.syncSeconds)) : '—'}), `
-        + `qemu-img ${fmtRate(q ? q.value + q.syncSeconds : undefined, 's')} (${q && c ? fmtRatio(c.value / (q.value + q.syncSeconds)) : '—'})`);
-    addRow({ id: 'convert-uml', title: `\`blk convert -O raw\` of that chain vs uml_moo`, unit: 's', blk: c?.value, baseline: u?.value,
-      baselineName: '`uml_moo` (copying form)', goal: { max: 0.2 }, rssKiB: c?.maxRssKiB, note, wrong, samples: out });
-    addRow({ id: 'convert-qemu', title: `\`blk convert -O raw\` of that chain vs qemu-img`, unit: 's', blk: c?.value, baseline: q?.value,
-      baselineName: '`qemu-img convert -f raw -O raw` of the merged image', goal: { max: 1.2 }, rssKiB: c?.maxRssKiB, note: errors['qemu-img convert'], wrong });
+    const u = best(out['uml_moo (copy)'], false), q = best(out['qemu-img convert'], false);
+    const c = best(out['blk convert -t unsafe'], false), d = best(out['blk convert'], false);
+    const wrongU = checks.unsafe !== undefined && checks.unsafe !== 'ok';
+    const wrongD = checks.durable !== undefined && checks.durable !== 'ok';
+    const uDur = u ? u.value + u.syncSeconds : undefined, qDur = q ? q.value + q.syncSeconds : undefined;
+    const note = !have.cli ? pending('@blk/cli') : errors['blk convert -t unsafe']
+      ?? (wrongU ? `WRONG RESULT: output differs from the merged image: ${checks.unsafe}` : `output identical to the merged image; allocated on disk: blk ${fmtBytes(blkAlloc ?? 0)}, qemu-img ${fmtBytes(qemuAlloc ?? 0)}`
+        + `; like with like: neither C tool nor \`blk convert -t unsafe\` syncs; with \`sync -d out\` afterwards uml_moo ${fmtRate(uDur, 's')}, qemu-img ${fmtRate(qDur, 's')}, `
+        + `blk -t unsafe ${fmtRate(c ? c.value + c.syncSeconds : undefined, 's')}`);
+    addRow({ id: 'convert-uml', title: `\`blk convert -t unsafe -O raw\` of that chain vs uml_moo`, unit: 's', blk: c?.value, baseline: u?.value,
+      baselineName: '`uml_moo` (copying form; no sync)', goal: { max: 0.2 }, rssKiB: c?.maxRssKiB, note, wrong: wrongU, samples: out });
+    addRow({ id: 'convert-qemu', title: `\`blk convert -t unsafe -O raw\` of that chain vs qemu-img`, unit: 's', blk: c?.value, baseline: q?.value,
+      baselineName: '`qemu-img convert -f raw -O raw` of the merged image (default -t unsafe)', goal: { max: 1.2 }, rssKiB: c?.maxRssKiB, note: errors['qemu-img convert'], wrong: wrongU });
+    addRow({ id: 'convert-durable', info: true, title: '  (info) `blk convert -O raw` (default -t writeback: flushed, durable) vs qemu-img + `sync -d out`', unit: 's',
+      blk: d?.value, baseline: qDur, baselineName: '`qemu-img convert` + `sync -d out`', rssKiB: d?.maxRssKiB,
+      note: !have.cli ? pending('@blk/cli') : errors['blk convert']
+        ?? (wrongD ? `WRONG RESULT: output differs from the merged image: ${checks.durable}`
+          : `blk convert (durable) ${fmtRate(d?.value, 's')}: ${u && d ? fmtRatio(d.value / uDur) : '—'} of uml_moo + sync, ${u && d ? fmtRatio(d.value / u.value) : '—'} of uml_moo without sync`),
+      wrong: wrongD });
     fs.rmSync(merged, { force: true });
   },
 });

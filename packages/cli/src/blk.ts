@@ -21,6 +21,9 @@ function packageVersion(): string {
   }
 }
 
+const CACHE_HELP = 'cache mode of the written image: writeback (default: flush at the end), unsafe (never flush); '
+  + 'none, writethrough and directsync act as writeback';
+
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 const outputOption = () => new Option('--output <format>', 'output format').choices(['human', 'json']).default('human');
@@ -98,13 +101,14 @@ Set BLK_DEBUG=1 to see stack traces. Run 'blk COMMAND --help' for a command's op
 
   program.command('convert')
     .description('copy an image into a new one of any format; all-zero runs stay holes')
-    .usage('[-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-p] [-q] [-S SIZE] SRC DST')
+    .usage('[-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] SRC DST')
     .addOption(formatOption())
     .addOption(new Option('-O, --output-format <fmt>', 'format of the output image').default('raw'))
     .option('-o, --options <list>', 'options for the output format (as for create)', collect, [])
     .option('-B, --backing <file>', 'make the output an overlay on this file; only data that differs from it is written')
     .option('-F, --backing-format <fmt>', 'format of the -B backing file (default raw)')
     .option('-S, --sparse-size <size>', 'runs of zeros at least this long (aligned) become holes; 0 = write everything', '4k')
+    .option('-t, --cache <mode>', CACHE_HELP)
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
@@ -115,9 +119,10 @@ Set BLK_DEBUG=1 to see stack traces. Run 'blk COMMAND --help' for a command's op
 
   program.command('commit')
     .description('write an overlay\'s data into its backing file, then empty the overlay')
-    .usage('[-f FMT] [-d] [-p] [-q] FILE')
+    .usage('[-f FMT] [-d] [-t CACHE] [-p] [-q] FILE')
     .addOption(formatOption())
     .option('-d, --keep', 'keep the overlay\'s data (do not empty it)')
+    .option('-t, --cache <mode>', CACHE_HELP)
     .option('--force', 'commit even if the backing file was modified after the overlay was made')
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')

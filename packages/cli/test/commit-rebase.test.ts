@@ -53,6 +53,25 @@ describe('blk commit', () => {
     expect(blk(['check', ovl]).code).toBe(0);
   });
 
+  it('-t unsafe commits the same data (several chunks in flight); a bad -t is an error', () => {
+    rawFile(p('ct.img'), 24 * MiB, [[0, 24 * MiB, 0x11]]);
+    const ovl = overlayOn('ct', p('ct.img'));
+    expect(blk(['io', '-c', 'write -P 0x22 512 1k', '-c', 'write -P 0x33 1M 9M', '-c', 'write -P 0x44 13M 300k',
+      '-c', 'write -P 0x55 17000k 5M', ovl]).code).toBe(0);
+    expect(blk(['convert', ovl, p('ct.expected')]).code).toBe(0);
+    const bad = blk(['commit', '-t', 'bogus', ovl]);
+    expect(bad).toMatchObject({ code: 1, stdout: '' });
+    expect(bad.stderr).toBe("blk: invalid cache mode 'bogus': use one of writeback, unsafe, none, writethrough, directsync\n");
+    same(ovl, p('ct.expected'));
+    expect(layer0(ovl)).toBeGreaterThan(0);
+    const r = blk(['commit', '-t', 'unsafe', ovl]);
+    expect(r).toMatchObject({ code: 0, stdout: 'Image committed.\n', stderr: '' });
+    same(p('ct.img'), p('ct.expected'));
+    same(ovl, p('ct.expected'));
+    expect(layer0(ovl)).toBe(0);
+    expect(blk(['check', ovl]).code).toBe(0);
+  });
+
   it('-d keeps the overlay\'s data; -q prints nothing', () => {
     rawFile(p('c2.img'), MiB);
     const ovl = overlayOn('c2', p('c2.img'));

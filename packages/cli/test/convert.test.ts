@@ -1,5 +1,6 @@
 /** blk convert: any format to any, sparse output, progress only on a terminal, atomic output. */
 import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -72,6 +73,48 @@ describe('blk convert', () => {
     const bad = blk(['convert', '-S', '1000', p('speckled.img'), p('bad.img')]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^blk: invalid sparse size 1000: use a multiple of 512/);
+  });
+
+  it('-t CACHE: unsafe writes the same output without a flush; writeback (the default) flushes; a bad mode is an error', () => {
+    // Several 4 MiB chunks, data and holes, so that the copy pipeline has more than one chunk in flight.
+    const fills: Array<[number, number, number]> = [];
+    for (let i = 0; i < 24; i++) fills.push([i * MiB + i * 4096, 300 * 1024 + i * 512, 0x30 + i]);
+    rawFile(p('tb.img'), 24 * MiB, [[0, 24 * MiB, 0x11]]);
+    rawFile(p('tsrc.img'), 24 * MiB, fills);
+    expect(blk(['create', '-q', '-f', 'cow', '-b', p('tb.img'), p('tchain.cow')]).code).toBe(0);
+    expect(blk(['io', '-c', 'write -P 0x77 3M 5M', '-c', 'write -z 12M 2M', '-c', 'write -P 0x78 20000k 1536', p('tchain.cow')]).code).toBe(0);
+    for (const mode of ['unsafe', 'writeback', 'none', 'writethrough', 'directsync']) {
+      const r = blk(['convert', '-t', mode, p('tchain.cow'), p(`t-${mode}.img`)]);
+      expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
+      same(p('tchain.cow'), p(`t-${mode}.img`));
+    }
+    expect(blk(['convert', '--cache', 'unsafe', '-O', 'cow', p('tsrc.img'), p('t-unsafe.cow'), '-o', 'version=2']).code).toBe(0);
+    same(p('tsrc.img'), p('t-unsafe.cow'));
+    // Over a backing file (-B), pipelined: only what differs is written.
+    expect(blk(['convert', '-t', 'unsafe', '-O', 'cow', '-B', p('tb.img'), p('tchain.cow'), p('t-delta.cow')]).code).toBe(0);
+    same(p('tchain.cow'), p('t-delta.cow'));
+    expect(tmpLeftovers()).toEqual([]);
+
+    const bad = blk(['convert', '-t', 'fast', p('tsrc.img'), p('t-bad.img')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toBe("blk: invalid cache mode 'fast': use one of writeback, unsafe, none, writethrough, directsync\n");
+    expect(fs.existsSync(p('t-bad.img'))).toBe(false);
+    expect(tmpLeftovers()).toEqual([]);
+
+    if (!hasCommand('strace')) {
+      console.warn('SKIP -t flush check: strace is not installed');
+      return;
+    }
+    const syncs = (mode: string) => {
+      const log = p(`strace-${mode}.log`);
+      const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=fsync,fdatasync', '-o', log, process.execPath, BLK,
+        'convert', '-t', mode, p('tsrc.img'), p(`ts-${mode}.img`)], { encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      return fs.readFileSync(log, 'utf8').split('\n').filter((l) => /fsync|fdatasync/.test(l)).length;
+    };
+    expect(syncs('unsafe')).toBe(0);
+    expect(syncs('writeback')).toBeGreaterThan(0);
   });
 
   it('-B writes only what differs from the new backing file', () => {

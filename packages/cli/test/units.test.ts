@@ -5,6 +5,7 @@ import { cFixed, cvtstr, sizeToStr, timestr } from '../src/format.js';
 import { qdictOrder, toQemuJson } from '../src/qjson.js';
 import { getopt } from '../src/io/getopt.js';
 import { parseCreateOptions, splitOptionList } from '../src/options.js';
+import { CopyPipeline, parseCacheMode } from '../src/jobs/common.js';
 import { dumpBuffer, printReport } from '../src/io/report.js';
 
 describe('size suffixes (qemu_strtosz)', () => {
@@ -117,5 +118,49 @@ describe('-o creation options', () => {
     expect(() => parseCreateOptions('cow', ['version=4'])).toThrow(/invalid cow version/);
     expect(() => parseCreateOptions('raw', ['version=2'])).toThrow(/format raw does not support option 'version'/);
     expect(parseCreateOptions('raw', ['size=1M']).size).toBe(1048576);
+  });
+});
+
+describe('copy jobs: cache modes and the pipeline', () => {
+  it('parseCacheMode takes qemu-img\'s modes, defaults to writeback, refuses others', () => {
+    expect(parseCacheMode(undefined)).toBe('writeback');
+    for (const m of ['writeback', 'unsafe', 'none', 'writethrough', 'directsync']) expect(parseCacheMode(m)).toBe(m);
+    expect(() => parseCacheMode('fast')).toThrow("invalid cache mode 'fast': use one of writeback, unsafe, none, writethrough, directsync");
+  });
+
+  it('CopyPipeline keeps at most depth tasks in flight, each on its own slot; drain() waits for all', async () => {
+    let next = 0;
+    const pipeline = new CopyPipeline(3, () => ({ id: next++ }));
+    let inflight = 0, most = 0;
+    const busy = new Set<number>();
+    const done: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      await pipeline.start(async (slot) => {
+        expect(busy.has(slot.id)).toBe(false);
+        busy.add(slot.id);
+        most = Math.max(most, ++inflight);
+        await new Promise((r) => setTimeout(r, (i * 7) % 5));
+        inflight--;
+        busy.delete(slot.id);
+        done.push(i);
+      });
+    }
+    await pipeline.drain();
+    expect(most).toBe(3);
+    expect(next).toBe(3);
+    expect(done.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('CopyPipeline: the first failure stops new tasks and is thrown; settle() waits without throwing', async () => {
+    const pipeline = new CopyPipeline(2, () => undefined);
+    let finished = 0;
+    await pipeline.start(async () => { await new Promise((r) => setTimeout(r, 5)); finished++; });
+    await pipeline.start(async () => { throw new Error('boom'); });
+    await expect((async () => {
+      for (let i = 0; i < 5; i++) await pipeline.start(async () => { finished++; });
+    })()).rejects.toThrow('boom');
+    await pipeline.settle();
+    await expect(pipeline.drain()).rejects.toThrow('boom');
+    expect(finished).toBeGreaterThanOrEqual(1);
   });
 });

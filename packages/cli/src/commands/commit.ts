@@ -3,7 +3,9 @@
  * protocol) is in ../jobs/commit.ts; this module maps the options and prints.
  */
 import { warn } from '../errors.js';
+import { hostJobVfs } from '../host-io.js';
 import { commitImage } from '../jobs/commit.js';
+import { cacheArg } from './convert.js';
 import { progressListener } from '../progress.js';
 
 export interface CommitOpts {
@@ -13,10 +15,15 @@ export interface CommitOpts {
   quiet?: boolean;
   force?: boolean;
   backingProbe?: boolean;
+  /** -t: cache mode of the images written (writeback, the default, flushes; unsafe never does). */
+  cache?: string;
 }
 
 export async function commit(file: string, opts: CommitOpts): Promise<number> {
+  const cache = cacheArg(opts.cache);
   await commitImage(file, {
+    vfs: hostJobVfs(),
+    cache,
     format: opts.format,
     keep: opts.keep,
     force: opts.force,

@@ -9,6 +9,8 @@ import * as nodePath from 'node:path';
 import { onInterrupt } from '../common.js';
 import { UsageError } from '../errors.js';
 import { registry } from '../images.js';
+import { hostJobVfs } from '../host-io.js';
+import { parseCacheMode } from '../jobs/common.js';
 import { convertImage } from '../jobs/convert.js';
 import { formatOptionHelp, parseCreateOptions } from '../options.js';
 import { progressListener } from '../progress.js';
@@ -24,6 +26,8 @@ export interface ConvertOpts {
   progress?: boolean;
   quiet?: boolean;
   backingProbe?: boolean;
+  /** -t: cache mode of DST (writeback, the default, flushes; unsafe never does). */
+  cache?: string;
 }
 
 export async function convert(src: string, dst: string, opts: ConvertOpts): Promise<number> {
@@ -34,6 +38,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
     process.stdout.write(formatOptionHelp(outFormat));
     return 0;
   }
+  const cache = cacheArg(opts.cache);
   const sparse = parseSize(opts.sparseSize, 'sparse size');
   if (sparse % 512 !== 0 || sparse > 16 * 1024 * 1024) {
     throw new UsageError(`invalid sparse size ${opts.sparseSize}: use a multiple of 512 up to 16M (0 writes every byte)`);
@@ -55,6 +60,8 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
   });
   try {
     await convertImage(src, dst, {
+      vfs: hostJobVfs(),
+      cache,
       format: opts.format,
       outputFormat: outFormat,
       driverOptions: o.driverOptions,
@@ -65,11 +72,20 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       onTempFile: (path) => { tmp = path; },
       onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
     });
-    syncDirectory(nodePath.dirname(nodePath.resolve(dst)));
+    if (cache !== 'unsafe') syncDirectory(nodePath.dirname(nodePath.resolve(dst)));
   } finally {
     offInterrupt();
   }
   return 0;
+}
+
+/** -t CACHE, checked (a usage error names the modes). */
+export function cacheArg(value: string | undefined): ReturnType<typeof parseCacheMode> {
+  try {
+    return parseCacheMode(value);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function syncDirectory(dir: string): void {

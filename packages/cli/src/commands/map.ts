@@ -72,14 +72,38 @@ export function jsonEntry(e: MapEntry): string {
   return `${s}}`;
 }
 
+/** Up to this many characters of output are kept before one stdout write. */
+const OUTPUT_PIECE = 256 * 1024;
+
+/** Collects output and writes it to stdout in pieces of about OUTPUT_PIECE characters; end() writes the rest. */
+function bufferedStdout(): { write(text: string): void; end(): void } {
+  let parts: string[] = [];
+  let size = 0;
+  const emit = () => {
+    if (parts.length === 0) return;
+    process.stdout.write(parts.join(''));
+    parts = [];
+    size = 0;
+  };
+  return {
+    write(text) {
+      parts.push(text);
+      size += text.length;
+      if (size >= OUTPUT_PIECE) emit();
+    },
+    end: emit,
+  };
+}
+
 export async function map(file: string, opts: MapOpts): Promise<number> {
   const image = await openCli(file, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, onMismatch: 'accept' });
+  // Output is gathered into large pieces: one stdout write per extent costs more than making the extent.
+  const out = bufferedStdout();
   try {
     const start = opts.startOffset !== undefined ? parseSize(opts.startOffset, 'start offset') : 0;
     if (start > image.size) throw new UsageError(`start offset ${start} is past the end of the image (${image.size} bytes)`);
     let length = image.size - start;
     if (opts.maxLength !== undefined) length = Math.min(length, parseSize(opts.maxLength, 'length'));
-    const out = process.stdout;
     if (opts.output === 'json') {
       let prev: MapEntry | undefined;
       out.write('[');
@@ -116,6 +140,7 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
       flush();
     }
   } finally {
+    out.end(); // Also what was made before an error, as when every line was written at once.
     await image.close();
   }
   return 0;

@@ -21,7 +21,8 @@
  */
 import { isBlockError, type BackingSpec, type Image } from '@blk/core';
 import {
-  jobChunk, jobVfs, mtimeOf, openOn, progressOf, yieldToEventLoop, backingPolicy, type JobOptions,
+  cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf, yieldToEventLoop,
+  backingPolicy, type JobOptions,
 } from './common.js';
 import { openImage } from '../images.js';
 
@@ -51,8 +52,8 @@ export const COMMIT_IN_PROGRESS_MTIME = 0;
 
 /** Commits the overlay `file` into its backing file. Re-running it after an interruption finishes the job. */
 export async function commitImage(file: string, options: CommitOptions = {}): Promise<CommitResult> {
-  const vfs = jobVfs(options);
-  const chunk = jobChunk(options);
+  const vfs = cacheVfs(jobVfs(options), options);
+  const chunk = jobChunk(options, COPY_CHUNK);
   const warnings: string[] = [];
   const warn = (message: string) => {
     warnings.push(message);
@@ -61,6 +62,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
   // The overlay alone: commit reads only the sectors it holds.
   const top = await openOn(vfs, file, { format: options.format, readOnly: false, backingMode: 'ignore' });
   let base: Image | undefined;
+  let pipeline: CopyPipeline<Uint8Array> | undefined;
   try {
     const ref = top.backingReference;
     const backingPath = top.info().backing?.resolved;
@@ -114,21 +116,27 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     }
 
     const progress = progressOf(options, total);
-    const buf = new Uint8Array(chunk);
+    const target = base;
+    // Several chunks in flight: reading one overlaps writing another (asynchronous storage).
+    pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(chunk));
     let done = 0;
     for (const run of runs) {
       const end = run.start + run.length;
       for (let pos = run.start; pos < end;) {
         const n = Math.min(chunk - (pos % chunk), end - pos);
-        const data = buf.subarray(0, n);
-        await top.readInto(pos, data);
-        await base.write(pos, data);
+        const at = pos;
+        await pipeline.start(async (buf) => {
+          const data = buf.subarray(0, n);
+          await top.readInto(at, data);
+          await target.write(at, data);
+          done += n;
+          progress.update(done);
+        });
         pos += n;
-        done += n;
-        progress.update(done);
         await yieldToEventLoop();
       }
     }
+    await pipeline.drain();
     await base.flush();
     await base.close();
     base = undefined;
@@ -156,6 +164,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     progress.end();
     return { backingPath, copied: done, emptied, warnings };
   } finally {
+    await pipeline?.settle();
     await base?.close().catch(() => undefined);
     await top.close();
   }

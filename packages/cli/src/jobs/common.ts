@@ -3,11 +3,39 @@
  * Vfs with the CLI's backing policy, and the copy loop's helpers. Nothing here
  * touches node:fs or node:path: every file-system action goes through a Vfs.
  */
-import type { BackingPolicy, Image, Vfs } from '@blk/core';
+import type { BackingPolicy, Image, Storage, Vfs } from '@blk/core';
 import { hostVfs, openImage } from '../images.js';
 
 /** Large I/O unit for copy loops. */
 export const CHUNK = 1024 * 1024;
+
+/** I/O unit of the convert and commit copy loops (larger requests, fewer round trips). */
+export const COPY_CHUNK = 4 * 1024 * 1024;
+
+/** Chunks the convert and commit copy loops keep in flight (read one while writing another). */
+export const COPY_DEPTH = 4;
+
+/**
+ * qemu-img's `-t CACHE` for the image a job writes:
+ * - `writeback` (the default): flush (fsync) when the job is done, and at
+ *   each step of its crash-safety protocol; the result is durable when the
+ *   job returns.
+ * - `unsafe`: never flush (qemu-img convert's own default, and what uml_moo
+ *   does): faster, and safe against the process being killed (the page cache
+ *   survives it), but a power loss or OS crash can lose or tear the result.
+ * - `none`, `writethrough`, `directsync`: accepted for qemu-img compatibility
+ *   and treated as `writeback` (blk has no O_DIRECT or O_DSYNC I/O).
+ */
+export type CacheMode = 'writeback' | 'unsafe' | 'none' | 'writethrough' | 'directsync';
+
+export const CACHE_MODES: readonly CacheMode[] = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
+
+/** Checks a `-t` value. */
+export function parseCacheMode(value: string | undefined): CacheMode {
+  if (value === undefined) return 'writeback';
+  if ((CACHE_MODES as readonly string[]).includes(value)) return value as CacheMode;
+  throw new RangeError(`invalid cache mode '${value}': use one of ${CACHE_MODES.join(', ')}`);
+}
 
 /** A job's progress: `done` of `total` bytes gone through. */
 export interface ProgressEvent {
@@ -30,6 +58,8 @@ export interface JobOptions {
   chunkSize?: number;
   /** Guess every backing file's format from its content (--backing-probe; trusted images only). */
   backingProbe?: boolean;
+  /** Cache mode of the written images (convert, commit): see CacheMode. Default writeback. */
+  cache?: CacheMode;
 }
 
 export interface CliOpenOptions {
@@ -71,9 +101,85 @@ export function jobVfs(options: JobOptions): Vfs {
   return options.vfs ?? hostVfs();
 }
 
+/**
+ * The job's Vfs as its cache mode wants it: with `unsafe`, every storage it
+ * opens ignores flush() (nothing is ever fsync'ed); otherwise `vfs` itself.
+ */
+export function cacheVfs(vfs: Vfs, options: JobOptions): Vfs {
+  const mode = parseCacheMode(options.cache);
+  if (mode !== 'unsafe') return vfs;
+  const wrapped: Vfs = {
+    open: async (path, o) => unflushed(await vfs.open(path, o)),
+    stat: (path) => vfs.stat(path),
+    lstat: (path) => vfs.lstat(path),
+    realpath: (path) => vfs.realpath(path),
+    resolve: (base, path) => vfs.resolve(base, path),
+    dirname: (path) => vfs.dirname(path),
+    cwd: () => vfs.cwd(),
+    exists: (path) => vfs.exists(path),
+    remove: (path) => vfs.remove(path),
+    rename: (from, to) => vfs.rename(from, to),
+  };
+  return wrapped;
+}
+
+function unflushed(storage: Storage): Storage {
+  return {
+    get path() { return storage.path; },
+    get readOnly() { return storage.readOnly; },
+    read: (offset, into) => storage.read(offset, into),
+    write: (offset, data) => storage.write(offset, data),
+    size: () => storage.size(),
+    truncate: (size) => storage.truncate(size),
+    flush: async () => { /* -t unsafe: never flush. */ },
+    close: () => storage.close(),
+  } satisfies Storage;
+}
+
+/**
+ * A copy loop's pipeline: up to `depth` tasks in flight, each with a slot of
+ * buffers of its own, so that reading one chunk overlaps writing another
+ * when the storage's I/O is asynchronous (and costs nothing when it is not).
+ * The first failure stops new tasks and is thrown by start() or drain().
+ */
+export class CopyPipeline<S> {
+  private readonly free: S[];
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
+
+  constructor(depth: number, slot: () => S) {
+    this.free = Array.from({ length: Math.max(1, depth) }, slot);
+  }
+
+  /** Waits for a free slot, then starts `task` on it without waiting for it to finish. */
+  async start(task: (slot: S) => Promise<void>): Promise<void> {
+    while (this.free.length === 0 && !this.failure) await Promise.race(this.inflight);
+    if (this.failure) throw this.failure.err;
+    const slot = this.free.pop() as S;
+    const p: Promise<void> = task(slot)
+      .then(() => undefined, (err: unknown) => { this.failure ??= { err }; })
+      .finally(() => {
+        this.free.push(slot);
+        this.inflight.delete(p);
+      });
+    this.inflight.add(p);
+  }
+
+  /** Waits for every task; throws the first failure. */
+  async drain(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.race(this.inflight);
+    if (this.failure) throw this.failure.err;
+  }
+
+  /** Waits for every task, ignoring failures (before cleaning up after an error). */
+  async settle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.race(this.inflight);
+  }
+}
+
 /** The copy loop's I/O unit, checked. */
-export function jobChunk(options: JobOptions): number {
-  const chunk = options.chunkSize ?? CHUNK;
+export function jobChunk(options: JobOptions, fallback = CHUNK): number {
+  const chunk = options.chunkSize ?? fallback;
   if (!Number.isSafeInteger(chunk) || chunk <= 0 || chunk % 512 !== 0) {
     throw new RangeError(`chunk size ${chunk} is not a positive multiple of 512`);
   }

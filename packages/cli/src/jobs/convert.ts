@@ -10,7 +10,8 @@
  */
 import type { Image } from '@blk/core';
 import {
-  isZero, jobChunk, jobVfs, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
+  cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, isZero, jobChunk, jobVfs, openOn, progressOf, resolveBackingArg,
+  sameBytes, yieldToEventLoop, type JobOptions,
 } from './common.js';
 import { createImage, openImage } from '../images.js';
 
@@ -60,8 +61,8 @@ export function tempNameFor(dst: string): string {
 
 /** Converts `src` into a new image `dst` (replacing it atomically when it exists). */
 export async function convertImage(src: string, dst: string, options: ConvertOptions = {}): Promise<ConvertResult> {
-  const vfs = jobVfs(options);
-  const chunk = jobChunk(options);
+  const vfs = cacheVfs(jobVfs(options), options);
+  const chunk = jobChunk(options, COPY_CHUNK);
   const outFormat = options.outputFormat ?? 'raw';
   const sparse = options.sparseSize ?? DEFAULT_SPARSE;
   if (!Number.isSafeInteger(sparse) || sparse < 0 || sparse % 512 !== 0 || sparse > 16 * 1024 * 1024) {
@@ -78,6 +79,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
   let out: Image | undefined;
   const tmp = tempNameFor(dst);
   let created = false;
+  let pipeline: CopyPipeline<{ buf: Uint8Array; bbuf: Uint8Array | undefined }> | undefined;
   const removeTmp = async () => {
     if (!created) return;
     created = false;
@@ -111,8 +113,12 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     const granule = sparse > 0 ? sparse : 512;
     const writeAll = sparse === 0 && backing === undefined;
     const progress = progressOf(options, source.size);
-    const buf = new Uint8Array(chunk);
-    const bbuf = backing ? new Uint8Array(chunk) : undefined;
+    const output = out;
+    const withBacking = backing;
+    // Several chunks in flight: each task reads its chunk (and the backing file's) and writes what differs.
+    pipeline = new CopyPipeline(COPY_DEPTH, () => ({
+      buf: new Uint8Array(chunk), bbuf: withBacking ? new Uint8Array(chunk) : undefined,
+    }));
     let done = 0;
     for await (const run of source.map()) {
       const runEnd = run.start + run.length;
@@ -125,23 +131,27 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
       }
       for (let pos = run.start; pos < runEnd;) {
         const n = Math.min(chunk - (pos % chunk), runEnd - pos);
-        const data = buf.subarray(0, n);
-        if (zeroRun) data.fill(0);
-        else await source.readInto(pos, data);
-        let base: Uint8Array | undefined;
-        if (backing && bbuf) {
-          base = bbuf.subarray(0, n);
-          const inside = Math.max(0, Math.min(n, backing.size - pos));
-          if (inside < n) base.fill(0, inside);
-          if (inside > 0) await backing.readInto(pos, base.subarray(0, inside));
-        }
-        await writeChanged(out, pos, data, base, granule, writeAll);
+        const at = pos;
+        await pipeline.start(async ({ buf, bbuf }) => {
+          const data = buf.subarray(0, n);
+          if (zeroRun) data.fill(0);
+          else await source.readInto(at, data);
+          let base: Uint8Array | undefined;
+          if (withBacking && bbuf) {
+            base = bbuf.subarray(0, n);
+            const inside = Math.max(0, Math.min(n, withBacking.size - at));
+            if (inside < n) base.fill(0, inside);
+            if (inside > 0) await withBacking.readInto(at, base.subarray(0, inside));
+          }
+          await writeChanged(output, at, data, base, granule, writeAll);
+          done += n;
+          progress.update(done);
+        });
         pos += n;
-        done += n;
-        progress.update(done);
         await yieldToEventLoop();
       }
     }
+    await pipeline.drain();
     await out.flush();
     await out.close();
     out = undefined;
@@ -151,6 +161,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     progress.end();
     return { size: source.size, tempPath: tmp };
   } catch (err) {
+    await pipeline?.settle();
     await out?.close().catch(() => undefined);
     await removeTmp();
     throw err;
@@ -175,8 +186,11 @@ async function writeChanged(out: Image, pos: number, data: Uint8Array, base: Uin
   let pending = -1;
   for (let g = pos; g < end;) {
     const gEnd = Math.min(g - (g % granule) + granule, end);
-    const slice = data.subarray(g - pos, gEnd - pos);
-    const skip = base ? sameBytes(slice, base.subarray(g - pos, gEnd - pos)) : isZero(slice);
+    const from = g - pos, to = gEnd - pos;
+    // Without a backing file, a non-zero first or last byte settles it without a compare (the usual case for data).
+    const skip = base
+      ? sameBytes(data.subarray(from, to), base.subarray(from, to))
+      : data[from] === 0 && data[to - 1] === 0 && isZero(data.subarray(from, to));
     if (!skip) {
       if (pending < 0) pending = g;
     } else if (pending >= 0) {
