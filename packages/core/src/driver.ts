@@ -105,6 +105,13 @@ export interface BlockStatus {
 /** Reads bytes from the layer below (backing chain, or zeros when there is none). */
 export type ReadBelow = (offset: number, into: Uint8Array) => Promise<void>;
 
+/**
+ * Synchronous `ReadBelow` for `DriverImage.readSync`: fills `into` and returns
+ * true, or returns false when the layer below cannot complete the read
+ * synchronously right now (`into` may then hold partial data).
+ */
+export type ReadBelowSync = (offset: number, into: Uint8Array) => boolean;
+
 /** An opened image as the driver sees it (QEMU's BlockDriverState). */
 export interface DriverImage {
   readonly driver: BlockDriver;
@@ -118,6 +125,18 @@ export interface DriverImage {
    * not hold are read through `below`, one call per contiguous run.
    */
   read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void>;
+  /**
+   * Optional synchronous `read` (same arguments and units), the core's fast
+   * path for requests that can complete without waiting: it either fills
+   * all of `into` and returns true, or returns false and changes no state of
+   * the image (it may have written into `into`, which the core then fills
+   * again through `read`). Return false whenever any part would need to wait
+   * (metadata not in memory, a storage without `readSync`, `below` returning
+   * false) or would need `read`'s slower handling (a short read at the end
+   * of the file). Throws only what `read` would throw for the same request.
+   * The core calls it only when no other request is in flight on the image.
+   */
+  readSync?(offset: number, into: Uint8Array, below: ReadBelowSync): boolean;
   write?(offset: number, data: Uint8Array): Promise<void>;
   blockStatus(offset: number, length: number): Promise<BlockStatus>;
   flush(): Promise<void>;

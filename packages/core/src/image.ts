@@ -1,7 +1,7 @@
 import { BlockError } from './errors.js';
 import { alignDown, alignUp, checkRange } from './checks.js';
 import { RequestTracker } from './request-tracker.js';
-import type { BackingSpec, BlockStatus, DriverImage } from './driver.js';
+import type { BackingSpec, BlockStatus, DriverImage, ReadBelowSync } from './driver.js';
 import type { DriverRegistry } from './registry.js';
 
 /** Where a run of the image's contents comes from, across the whole chain. */
@@ -67,6 +67,8 @@ export class Image {
   private readonly tracker = new RequestTracker();
   private readonly probeGuard: ProbeGuard | undefined;
   private readonly readBelow: (offset: number, into: Uint8Array) => Promise<void>;
+  /** The synchronous counterpart of `readBelow`, for the driver's `readSync`. */
+  private readonly readBelowSync: ReadBelowSync;
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -89,6 +91,9 @@ export class Image {
     this.readBelow = backing
       ? (offset, into) => backing.readPadded(offset, into)
       : async (_offset, into) => { into.fill(0); };
+    this.readBelowSync = backing
+      ? (offset, into) => backing.readPaddedSync(offset, into)
+      : (_offset, into) => { into.fill(0); return true; };
   }
 
   /** Reads `length` bytes at `offset`. */
@@ -102,14 +107,33 @@ export class Image {
     return out;
   }
 
-  /** Fills `into` from `offset` (no allocation when the request is sector-aligned). */
-  async readInto(offset: number, into: Uint8Array): Promise<void> {
-    this.checkOpen();
-    checkRange(offset, into.length, this.size, this.path);
-    if (into.length === 0) return;
+  /**
+   * Fills `into` from `offset` (no allocation when the request is sector-aligned).
+   *
+   * Fast path: a sector-aligned request issued while no other request is in
+   * flight on this image is done synchronously when the driver (and, for
+   * runs that fall through, every backing image involved) can complete it
+   * without waiting (`DriverImage.readSync`); the returned promise is then
+   * already resolved. Such a request cannot interleave with any other, so it
+   * needs no entry in the request tracker. Anything else takes the tracked
+   * asynchronous path, as does every request with `{ sync: false }`.
+   */
+  readInto(offset: number, into: Uint8Array, options?: { sync?: boolean }): Promise<void> {
+    try {
+      this.checkOpen();
+      checkRange(offset, into.length, this.size, this.path);
+      if (into.length === 0) return RESOLVED;
+      if (this.tracker.size === 0 && this.driverImage.readSync !== undefined && options?.sync !== false
+        && offset % this.sectorSize === 0 && into.length % this.sectorSize === 0
+        && this.driverImage.readSync(offset, into, this.readBelowSync)) {
+        return RESOLVED;
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const start = alignDown(offset, this.sectorSize);
     const end = alignUp(offset + into.length, this.sectorSize);
-    await this.tracker.run(start, end, false, () => this.readUnaligned(offset, into));
+    return this.tracker.run(start, end, false, () => this.readUnaligned(offset, into));
   }
 
   /** Writes `data` at `offset`; unaligned edges are read-modify-written through the chain. */
@@ -305,6 +329,26 @@ export class Image {
     if (inside > 0) await this.readInto(offset, inside === into.length ? into : into.subarray(0, inside));
   }
 
+  /**
+   * `readPadded` done synchronously for a layer above's `readSync`, or false
+   * (with `into` possibly partly written) when this image cannot do it now:
+   * closed, a request in flight here, or a driver that cannot.
+   */
+  private readPaddedSync(offset: number, into: Uint8Array): boolean {
+    const driver = this.driverImage;
+    if (this.closed || this.tracker.size !== 0 || driver.readSync === undefined) return false;
+    const inside = Math.max(0, Math.min(into.length, this.size - offset));
+    if (inside === 0) {
+      into.fill(0);
+      return true;
+    }
+    const ss = this.sectorSize;
+    if (offset % ss !== 0 || inside % ss !== 0) return false;
+    if (inside === into.length) return driver.readSync(offset, into, this.readBelowSync);
+    into.fill(0, inside);
+    return driver.readSync(offset, into.subarray(0, inside), this.readBelowSync);
+  }
+
   private async readUnaligned(offset: number, into: Uint8Array): Promise<void> {
     const ss = this.sectorSize;
     const end = offset + into.length;
@@ -373,6 +417,8 @@ export class Image {
     if (this.readOnly) throw new BlockError('read-only', 'image is open read-only', { path: this.path });
   }
 }
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 function sameRun(a: ChainStatus & { start: number }, b: ChainStatus): boolean {
   if (a.depth !== b.depth || a.zero !== b.zero || a.path !== b.path) return false;

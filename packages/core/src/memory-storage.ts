@@ -103,6 +103,12 @@ export class MemoryStorage implements Storage {
     return this.file.readAt(offset, into);
   }
 
+  readSync(offset: number, into: Uint8Array): number {
+    this.checkOpen();
+    checkOffset(offset, 'offset', this.path);
+    return this.file.readAt(offset, into);
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
     checkOffset(offset, 'offset', this.path);

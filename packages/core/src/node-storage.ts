@@ -27,12 +27,18 @@ export class NodeFileStorage implements Storage {
   private handle: fs.promises.FileHandle | undefined;
   private closed = false;
   readonly io: NodeIoMode;
+  /**
+   * Synchronous read (see `Storage.readSync`): present in `io: 'sync'` mode
+   * only, undefined in `io: 'async'` mode so that nothing blocks the event loop there.
+   */
+  readonly readSync: ((offset: number, into: Uint8Array) => number) | undefined;
 
   private constructor(readonly path: string, fd: number, readonly readOnly: boolean, io: NodeIoMode,
     handle?: fs.promises.FileHandle) {
     this.fd = fd;
     this.io = io;
     this.handle = handle;
+    this.readSync = io === 'sync' ? NodeFileStorage.prototype.readNow : undefined;
   }
 
   static async open(path: string, options: NodeFileStorageOptions & { flags?: string } = {}): Promise<NodeFileStorage> {
@@ -63,6 +69,23 @@ export class NodeFileStorage implements Storage {
         const n = this.handle
           ? (await this.handle.read(view, 0, view.length, offset + done)).bytesRead
           : fs.readSync(this.fd, view, 0, view.length, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (err) {
+      throw ioError(this.path, 'read', err, offset + done);
+    }
+    return done;
+  }
+
+  /** `readSync` of `io: 'sync'` mode (called as a method of this storage). */
+  private readNow(offset: number, into: Uint8Array): number {
+    this.checkOpen();
+    checkOffset(offset, 'offset', this.path);
+    let done = 0;
+    try {
+      while (done < into.length) {
+        const n = fs.readSync(this.fd, into, done, into.length - done, offset + done);
         if (n === 0) break;
         done += n;
       }

@@ -16,6 +16,16 @@ export interface Storage {
    * the bytes past that are left untouched.
    */
   read(offset: number, into: Uint8Array): Promise<number>;
+  /**
+   * Optional synchronous `read`, with the same contract (returns the bytes
+   * read, fewer only at the end of the storage; throws as `read` would).
+   * Present only on storages whose reads really are synchronous (a
+   * `NodeFileStorage` in `io: 'sync'` mode, `MemoryStorage`); the core's
+   * synchronous read path (`DriverImage.readSync`) is taken only over such
+   * storages. Wrappers that add behaviour to `read` must not forward it
+   * unless they add the same behaviour here.
+   */
+  readSync?(offset: number, into: Uint8Array): number;
   /** Writes all of `data` at `offset`, growing the storage if needed. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Current length in bytes. */

@@ -64,11 +64,15 @@ export class BitmapChunk {
   generation = 0;
   /** Queue of this chunk's storage writes. */
   queue: Promise<void> = Promise.resolve();
+  /** Used since the eviction clock last passed it (second-chance replacement instead of LRU reordering). */
+  referenced = false;
 
   /** `bitmapStart`: offset of byte 0 of the chunk inside the bitmap. */
   constructor(readonly index: number, readonly bitmapStart: number, length: number) {
-    this.bytes = new Uint8Array(length);
-    this.words = new Uint32Array(this.bytes.buffer, 0, length >>> 2);
+    // The words cover a last partial word too (its padding bytes stay zero and lie past every tracked bit).
+    const buffer = new ArrayBuffer((length + 3) & ~3);
+    this.bytes = new Uint8Array(buffer, 0, length);
+    this.words = new Uint32Array(buffer);
   }
 
   get dirty(): boolean {
@@ -94,6 +98,21 @@ interface Snapshot {
   bytes: Uint8Array;
 }
 
+/** A findRun spanning at least this many chunks streams the bitmap instead of caching it chunk by chunk. */
+const STREAM_MIN_CHUNKS = 32;
+/** Bytes of bitmap per read of a streaming scan (rounded down to whole chunks). */
+const WINDOW_BYTES = 1 << 20;
+
+/** The reusable read buffer of streaming scans: bitmap bytes [start, start + length) as on disk. */
+interface ScanWindow {
+  bytes: Uint8Array;
+  words: Uint32Array;
+  start: number;
+  length: number;
+  /** `BitmapCache.version` when the read started; -1 while a read is under way. */
+  version: number;
+}
+
 export class BitmapCache {
   private readonly storage: Storage;
   private readonly bitmapOffset: number;
@@ -103,8 +122,14 @@ export class BitmapCache {
   private readonly maxBytes: number;
   private readonly chunkBytes: number;
   private readonly chunkBits: number;
-  /** Cached chunks in least-recently-used-first order (Map keeps insertion order). */
+  /** Cached chunks in load order, revisited by the eviction clock (Map keeps insertion order). */
   private readonly chunks = new Map<number, BitmapChunk>();
+  /**
+   * Bumped whenever a bit changes in memory or a chunk leaves the cache: a
+   * scan window read before that may no longer show what the bitmap is.
+   */
+  private version = 0;
+  private window: ScanWindow | undefined;
   private readonly loading = new Map<number, Promise<void>>();
   private cached = 0;
   private writeBackQueue: Promise<void> = Promise.resolve();
@@ -142,6 +167,10 @@ export class BitmapCache {
   async findRun(first: number, count: number): Promise<BitRun> {
     const end = first + count;
     if (first >= this.trackedBits) return { set: false, count };
+    const lastTracked = Math.min(end, this.trackedBits) - 1;
+    if (Math.floor(lastTracked / this.chunkBits) - Math.floor(first / this.chunkBits) >= STREAM_MIN_CHUNKS) {
+      return this.streamRun(first, count);
+    }
     let want: boolean | undefined;
     let pos = first;
     while (pos < end) {
@@ -156,12 +185,134 @@ export class BitmapCache {
       const stop = Math.min(end, this.trackedBits, base + this.chunkBits);
       const reached = await this.withChunk(index, (chunk) => {
         want ??= bitAt(chunk.bytes, pos - base);
-        return base + scan(chunk, pos - base, stop - base, want);
+        return base + scan(chunk.bytes, chunk.words, pos - base, stop - base, want);
       });
       pos = reached;
       if (reached < stop) break;
     }
     return { set: want ?? false, count: pos - first };
+  }
+
+  /**
+   * `findRun` done synchronously over cached chunks only, without
+   * allocating: returns the run's length, positive when its bits are set,
+   * negative when they are clear, or 0 when a chunk it needs is not cached
+   * (nothing is loaded then; use `findRun`).
+   */
+  findRunSync(first: number, count: number): number {
+    const end = first + count;
+    const tracked = this.trackedBits;
+    if (first >= tracked) return -count;
+    const chunkBits = this.chunkBits;
+    let want = false;
+    let pos = first;
+    while (pos < end) {
+      if (pos >= tracked) {
+        if (want) break;
+        pos = end;
+        break;
+      }
+      const index = Math.floor(pos / chunkBits);
+      const chunk = this.chunks.get(index);
+      if (chunk === undefined) return 0;
+      chunk.referenced = true;
+      const base = index * chunkBits;
+      const stop = Math.min(end, tracked, base + chunkBits);
+      if (pos === first) want = bitAt(chunk.bytes, pos - base);
+      const reached = base + scan(chunk.bytes, chunk.words, pos - base, stop - base, want);
+      pos = reached;
+      if (reached < stop) break;
+    }
+    return want ? pos - first : first - pos;
+  }
+
+  /**
+   * `findRun` over many chunks: streams the bitmap through one reused window
+   * instead of loading (and caching) every chunk. Cached chunks win over the
+   * window, since they may hold bits not yet written (dirty).
+   */
+  private async streamRun(first: number, count: number): Promise<BitRun> {
+    const end = first + count;
+    const tracked = this.trackedBits;
+    const chunkBits = this.chunkBits;
+    const chunkBytes = this.chunkBytes;
+    let want: boolean | undefined;
+    let pos = first;
+    while (pos < end) {
+      if (pos >= tracked) {
+        if (want) break;
+        pos = end;
+        break;
+      }
+      const index = Math.floor(pos / chunkBits);
+      const base = index * chunkBits;
+      const stop = Math.min(end, tracked, base + chunkBits);
+      const from = pos - base;
+      const to = stop - base;
+      let reached: number;
+      const chunk = this.chunks.get(index);
+      if (chunk !== undefined) {
+        want ??= bitAt(chunk.bytes, from);
+        reached = scan(chunk.bytes, chunk.words, from, to, want);
+      } else {
+        if (!this.windowHolds(index)) {
+          await this.loadWindow(index);
+          // While the read ran, the chunk may have been loaded, or a bit changed.
+          if (this.chunks.has(index)) continue;
+        }
+        const w = this.window;
+        if (w !== undefined && this.windowHolds(index)) {
+          const bitOffset = (index * chunkBytes - w.start) * 8;
+          want ??= bitAt(w.bytes, bitOffset + from);
+          reached = scan(w.bytes, w.words, bitOffset + from, bitOffset + to, want) - bitOffset;
+        } else {
+          // The window is busy (another scan) or was invalidated: read this chunk the usual way.
+          const at = pos;
+          reached = await this.withChunk(index, (c) => {
+            want ??= bitAt(c.bytes, at - base);
+            return scan(c.bytes, c.words, at - base, to, want);
+          });
+        }
+      }
+      pos = base + reached;
+      if (reached < to) break;
+    }
+    return { set: want ?? false, count: pos - first };
+  }
+
+  private windowHolds(index: number): boolean {
+    const w = this.window;
+    if (w === undefined || w.version !== this.version) return false;
+    const start = index * this.chunkBytes;
+    return start >= w.start && start < w.start + w.length;
+  }
+
+  /** Reads the window's worth of bitmap from chunk `index` on; leaves it invalid if anything changed meanwhile. */
+  private async loadWindow(index: number): Promise<void> {
+    let w = this.window;
+    if (w !== undefined && w.version === -1) return; // another scan is reading into it
+    if (w === undefined) {
+      const wholeChunks = Math.max(1, Math.floor(WINDOW_BYTES / this.chunkBytes));
+      const capacity = Math.min(wholeChunks, Math.ceil(this.bitmapLength / this.chunkBytes)) * this.chunkBytes;
+      const buffer = new ArrayBuffer(capacity);
+      w = { bytes: new Uint8Array(buffer), words: new Uint32Array(buffer), start: 0, length: 0, version: -1 };
+      this.window = w;
+    }
+    const start = index * this.chunkBytes;
+    const length = Math.min(w.bytes.length, this.bitmapLength - start);
+    const version = this.version;
+    w.version = -1;
+    try {
+      // A bitmap that ends early (past EOF) reads as clear bits.
+      await readZeroFilled(this.storage, this.bitmapOffset + start, w.bytes.subarray(0, length));
+      w.bytes.fill(0, length); // the padding of a last partial word
+      w.start = start;
+      w.length = length;
+      w.version = version === this.version ? version : -2;
+    } catch (err) {
+      w.version = -2;
+      throw err;
+    }
   }
 
   /**
@@ -178,7 +329,11 @@ export class BitmapCache {
       const stop = Math.min(end, base + this.chunkBits);
       const from = pos - base;
       // Synchronous inside withChunk: no await between finding the chunk and changing it.
-      const chunk = await this.withChunk(index, (c) => (setBits(c, from, stop - base, value) ? c : undefined));
+      const chunk = await this.withChunk(index, (c) => {
+        if (!setBits(c, from, stop - base, value)) return undefined;
+        this.version++;
+        return c;
+      });
       if (chunk) changed.push(chunk);
       pos = stop;
     }
@@ -263,9 +418,7 @@ export class BitmapCache {
     for (;;) {
       const chunk = this.chunks.get(index);
       if (chunk) {
-        // Most recently used goes last.
-        this.chunks.delete(index);
-        this.chunks.set(index, chunk);
+        chunk.referenced = true;
         return fn(chunk);
       }
       let pending = this.loading.get(index);
@@ -307,11 +460,24 @@ export class BitmapCache {
     }
   }
 
+  /**
+   * Clock (second chance): in load order, a clean chunk used since the clock
+   * last passed it is moved to the back unmarked, the first unused clean one
+   * is evicted. Lookups then only set a flag instead of reordering the Map.
+   */
   private evictOneClean(keep?: number): boolean {
+    // Entries moved to the back during the loop are visited again, unmarked.
     for (const chunk of this.chunks.values()) {
       if (chunk.dirty || chunk.index === keep) continue;
+      if (chunk.referenced) {
+        chunk.referenced = false;
+        this.chunks.delete(chunk.index);
+        this.chunks.set(chunk.index, chunk);
+        continue;
+      }
       this.chunks.delete(chunk.index);
       this.cached -= chunk.bytes.length;
+      this.version++;
       return true;
     }
     return false;
@@ -330,26 +496,49 @@ function bitAt(bytes: Uint8Array, bit: number): boolean {
   return (bytes[bit >>> 3]! & (1 << (bit & 7))) !== 0;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /**
- * First bit in [from, to) of the chunk that is not `want`, or `to`. Skips
- * whole bytes and aligned 32-bit words of 0x00 / 0xFF instead of testing bit
- * by bit.
+ * First bit in [from, to) that is not `want`, or `to` (bit n is byte n >> 3,
+ * mask 1 << (n & 7); `words` views the same memory as `bytes`, from byte 0).
  */
-function scan(chunk: BitmapChunk, from: number, to: number, want: boolean): number {
-  const { bytes, words } = chunk;
+function scan(bytes: Uint8Array, words: Uint32Array, from: number, to: number, want: boolean): number {
+  return LITTLE_ENDIAN ? scanWords(words, from, to, want) : scanBytes(bytes, from, to, want);
+}
+
+/**
+ * Word-wise: on a little-endian host bit n is bit n & 31 of word n >> 5, so
+ * the first differing bit of a word is its lowest set bit after XOR with the
+ * wanted value. Long runs go four words per step.
+ */
+function scanWords(words: Uint32Array, from: number, to: number, want: boolean): number {
+  if (from >= to) return to;
+  const flip = want ? -1 : 0;
+  const lastWord = (to - 1) >>> 5;
+  let w = from >>> 5;
+  let x = (words[w]! ^ flip) & (-1 << (from & 31));
+  while (x === 0) {
+    if (w === lastWord) return to;
+    w++;
+    while (w + 4 <= lastWord
+      && ((words[w]! ^ flip) | (words[w + 1]! ^ flip) | (words[w + 2]! ^ flip) | (words[w + 3]! ^ flip)) === 0) {
+      w += 4;
+    }
+    x = words[w]! ^ flip;
+  }
+  const at = w * 32 + 31 - Math.clz32(x & -x);
+  return at < to ? at : to;
+}
+
+/** Byte-wise fallback for big-endian hosts: skips bytes of 0x00 / 0xFF, tests bits only at the edges. */
+function scanBytes(bytes: Uint8Array, from: number, to: number, want: boolean): number {
   const skipByte = want ? 0xff : 0x00;
-  const skipWord = want ? 0xffff_ffff : 0;
   let i = from;
   while (i < to && (i & 7) !== 0) {
     if (bitAt(bytes, i) !== want) return i;
     i++;
   }
-  while (i + 8 <= to && (i & 31) !== 0 && bytes[i >>> 3] === skipByte) i += 8;
-  if ((i & 31) === 0) {
-    while (i + 32 <= to && words[i >>> 5] === skipWord) i += 32;
-  }
   while (i + 8 <= to && bytes[i >>> 3] === skipByte) i += 8;
-  // At most one byte of bit tests from here to the first differing bit (or `to`).
   while (i < to) {
     if (bitAt(bytes, i) !== want) return i;
     i++;

@@ -6,7 +6,7 @@
 import {
   BlockError, readZeroFilled,
   type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus, type CacheMode, type DriverImage,
-  type ReadBelow, type Storage,
+  type ReadBelow, type ReadBelowSync, type Storage,
 } from '@blk/core';
 import { BitmapCache } from './bitmap-cache.js';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
@@ -94,6 +94,38 @@ export class CowImage implements DriverImage {
       sector += run.count;
       at += run.count * SS;
     }
+  }
+
+  /**
+   * `read` done synchronously, or false having changed nothing but `into`
+   * (see `DriverImage.readSync`): when every bitmap chunk the request needs
+   * is cached and the storage reads synchronously. Allocates nothing for a
+   * request that is one run.
+   */
+  readSync(offset: number, into: Uint8Array, below: ReadBelowSync): boolean {
+    const storage = this.storage;
+    if (this.closed || storage.readSync === undefined) return false;
+    const bitmap = this.bitmap;
+    let sector = offset / SS;
+    const end = sector + into.length / SS;
+    const dataOffset = this.layout.dataOffset;
+    let at = 0;
+    while (sector < end) {
+      const run = bitmap.findRunSync(sector, end - sector);
+      if (run === 0) return false; // a bitmap chunk to load first: `read` does that
+      const count = run > 0 ? run : -run;
+      const bytes = count * SS;
+      const part = at === 0 && bytes === into.length ? into : into.subarray(at, at + bytes);
+      if (run > 0) {
+        // Past EOF (a QEMU-created file ends after its bitmap): `read` zero-fills or reports it.
+        if (storage.readSync(dataOffset + sector * SS, part) !== bytes) return false;
+      } else if (!below(sector * SS, part)) {
+        return false;
+      }
+      sector += count;
+      at += bytes;
+    }
+    return true;
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {

@@ -134,3 +134,59 @@ describe('memory bound', () => {
     expect(cache.loads).toBe(1);
   });
 });
+
+describe('streaming scans (findRun over many chunks)', () => {
+  it('see dirty bits not yet written, stay right over uncached regions, and do not fill the cache', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.record({ a: fc.nat(), n: fc.integer({ min: 1, max: 3000 }), value: fc.boolean() }), { maxLength: 10 }),
+      fc.array(fc.tuple(fc.nat(), fc.nat()), { minLength: 1, maxLength: 10 }),
+      fc.constantFrom<CacheMode>('writeback', 'writethrough'),
+      async (ops, queries, mode) => {
+        // 256 chunks of 16 bytes (128 bits): scans of 32+ chunks stream.
+        const bitmap = new Uint8Array(4096);
+        for (let i = 0; i < bitmap.length; i += 97) bitmap[i] = (i * 31) & 0xff; // some bits on disk already
+        const bits = bitmap.length * 8;
+        const tracked = bits - 3;
+        // The model holds every bit set, flushed or not: scans must agree with it, dirty bits included.
+        const { cache } = cacheOver(bitmap, { tracked, chunkBytes: 16, maxBytes: 64, mode });
+        const model = bitmap.slice();
+        for (const op of ops) {
+          const first = op.a % tracked;
+          await cache.setRange(first, op.n, op.value);
+          for (let i = first; i < Math.min(first + op.n, tracked); i++) {
+            if (op.value) model[i >> 3]! |= 1 << (i & 7);
+            else model[i >> 3]! &= ~(1 << (i & 7));
+          }
+        }
+        const loads = cache.loads;
+        for (const [a, b] of queries) {
+          const first = a % bits;
+          const count = 1 + (b % (bits - first + 8));
+          expect(await cache.findRun(first, count)).toEqual(naiveRun(model, tracked, first, count));
+        }
+        // Long scans load no chunk into the cache (short ones, under 32 chunks, may).
+        const longOnly = queries.every(([a, b]) => {
+          const first = a % bits;
+          const count = 1 + (b % (bits - first + 8));
+          const last = Math.min(first + count, tracked) - 1;
+          return first >= tracked || Math.floor(last / 128) - Math.floor(first / 128) >= 32;
+        });
+        if (longOnly) expect(cache.loads).toBe(loads);
+      },
+    ), { numRuns: 200 });
+  });
+
+  it('a scan of a 1 MiB bitmap with dirty bits in writeback mode finds them before any flush', async () => {
+    const { cache, storage } = cacheOver(new Uint8Array(1 << 20), { tracked: 8 << 20, chunkBytes: 4096 });
+    await cache.setRange(5_000_000, 3, true); // chunk 152, dirty, not written
+    expect(storage.count('write')).toBe(0);
+    expect(await cache.findRun(0, 8 << 20)).toEqual({ set: false, count: 5_000_000 });
+    expect(await cache.findRun(5_000_000, (8 << 20) - 5_000_000)).toEqual({ set: true, count: 3 });
+    expect(await cache.findRun(5_000_003, (8 << 20) - 5_000_003)).toEqual({ set: false, count: (8 << 20) - 5_000_003 });
+    expect(cache.loads).toBe(1); // only the chunk setRange needed; the scans streamed
+    expect(cache.cachedBytes).toBe(4096);
+    // Cleared again in memory (dirty): the scan sees that too.
+    await cache.setRange(5_000_000, 3, false);
+    expect(await cache.findRun(0, 8 << 20)).toEqual({ set: false, count: 8 << 20 });
+  });
+});

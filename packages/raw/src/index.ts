@@ -1,7 +1,7 @@
 import {
   BlockError, readZeroFilled,
   type BlockDriver, type BlockStatus, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
-  type ReadBelow, type Storage,
+  type ReadBelow, type ReadBelowSync, type Storage,
 } from '@blk/core';
 
 /**
@@ -38,6 +38,13 @@ class RawImage implements DriverImage {
   async read(offset: number, into: Uint8Array, _below: ReadBelow): Promise<void> {
     // The file may have shrunk under us: what is missing reads as zeros.
     await readZeroFilled(this.storage, offset, into);
+  }
+
+  readSync(offset: number, into: Uint8Array, _below: ReadBelowSync): boolean {
+    const storage = this.storage;
+    if (storage.readSync === undefined) return false;
+    // A short read (the file shrank): `read` zero-fills or reports it.
+    return storage.readSync(offset, into) === into.length;
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
