@@ -280,11 +280,9 @@ const readv: CmdInfo = {
     if (!o) return false;
     const pattern = patternFlag(ctx, o.flags);
     if (pattern === null) return false;
-    if (o.operands.length < 2) return ctx.usage(this);
-    const offset = ctx.num(o.operands[0]!);
-    if (offset === undefined) return false;
-    const count = iovecLengths(ctx, o.operands.slice(1));
-    if (count === undefined) return false;
+    const range = vectorRange(ctx, this, o.operands);
+    if (!range) return false;
+    const { offset, count } = range;
     const buf = new Uint8Array(count).fill(0xab);
     const t1 = process.hrtime.bigint();
     try {
@@ -292,18 +290,36 @@ const readv: CmdInfo = {
     } catch (err) {
       return ctx.failed('readv', err);
     }
-    const secs = elapsed(t1);
-    let ok = true;
-    if (pattern !== undefined && patternFails(buf, pattern)) {
-      ctx.out(`Pattern verification failed at offset ${offset}, ${count} bytes\n`);
-      ok = false;
-    }
-    if (o.flags.has('q')) return ok;
-    if (o.flags.has('v')) ctx.out(dumpBuffer(buf, offset));
-    ctx.out(printReport('read', secs, offset, count, count, 1, o.flags.has('C')));
-    return ok;
+    return reportVectorRead(ctx, o.flags, buf, offset, pattern, elapsed(t1));
   },
 };
+
+/**
+ * The `off len [len..]` operands of readv/writev/aio_read/aio_write: the
+ * offset and the total length, or false once a message was printed.
+ */
+function vectorRange(ctx: IoSession, ct: CmdInfo, operands: string[], exactly?: number): { offset: number; count: number } | false {
+  if (operands.length < 2 || (exactly !== undefined && operands.length !== exactly)) return ctx.usage(ct);
+  const offset = ctx.num(operands[0]!);
+  if (offset === undefined) return false;
+  const count = iovecLengths(ctx, operands.slice(1));
+  if (count === undefined) return false;
+  return { offset, count };
+}
+
+/** What readv and aio_read print once their data is in: the -P check, the -v dump, the report line. */
+function reportVectorRead(ctx: IoSession, flags: Map<string, string | true>, buf: Uint8Array, offset: number,
+  pattern: number | undefined, secs: number): boolean {
+  let ok = true;
+  if (pattern !== undefined && patternFails(buf, pattern)) {
+    ctx.out(`Pattern verification failed at offset ${offset}, ${buf.length} bytes\n`);
+    ok = false;
+  }
+  if (flags.has('q')) return ok;
+  if (flags.has('v')) ctx.out(dumpBuffer(buf, offset));
+  ctx.out(printReport('read', secs, offset, buf.length, buf.length, 1, flags.has('C')));
+  return ok;
+}
 
 /** -P: undefined when absent, null when invalid (message printed). */
 function patternFlag(ctx: IoSession, flags: Map<string, string | true>): number | undefined | null {
@@ -386,11 +402,9 @@ const writev: CmdInfo = {
     if (!o) return false;
     const pattern = patternFlag(ctx, o.flags);
     if (pattern === null) return false;
-    if (o.operands.length < 2) return ctx.usage(this);
-    const offset = ctx.num(o.operands[0]!);
-    if (offset === undefined) return false;
-    const count = iovecLengths(ctx, o.operands.slice(1));
-    if (count === undefined) return false;
+    const range = vectorRange(ctx, this, o.operands);
+    if (!range) return false;
+    const { offset, count } = range;
     const buf = new Uint8Array(count).fill(pattern ?? 0xcd);
     const t1 = process.hrtime.bigint();
     try {
@@ -415,21 +429,13 @@ const aioRead: CmdInfo = {
     if (!o) return false;
     const pattern = patternFlag(ctx, o.flags);
     if (pattern === null) return false;
-    if (o.operands.length < 2) return ctx.usage(this);
-    const offset = ctx.num(o.operands[0]!);
-    if (offset === undefined) return false;
-    const count = iovecLengths(ctx, o.operands.slice(1));
-    if (count === undefined) return false;
+    const range = vectorRange(ctx, this, o.operands);
+    if (!range) return false;
+    const { offset, count } = range;
     const buf = new Uint8Array(count).fill(0xab);
     const t1 = process.hrtime.bigint();
     ctx.track(ctx.image.readInto(offset, buf).then(() => {
-      const secs = elapsed(t1);
-      if (pattern !== undefined && patternFails(buf, pattern)) {
-        ctx.out(`Pattern verification failed at offset ${offset}, ${count} bytes\n`);
-      }
-      if (o.flags.has('q')) return;
-      if (o.flags.has('v')) ctx.out(dumpBuffer(buf, offset));
-      ctx.out(printReport('read', secs, offset, count, count, 1, o.flags.has('C')));
+      reportVectorRead(ctx, o.flags, buf, offset, pattern, elapsed(t1));
     }, (err: unknown) => {
       ctx.failed('readv', err);
     }));
@@ -455,11 +461,9 @@ const aioWrite: CmdInfo = {
       ctx.out('-u requires -z to be specified\n');
       return false;
     }
-    if (o.operands.length < 2 || (z && o.operands.length !== 2)) return ctx.usage(this);
-    const offset = ctx.num(o.operands[0]!);
-    if (offset === undefined) return false;
-    const count = iovecLengths(ctx, o.operands.slice(1));
-    if (count === undefined) return false;
+    const range = vectorRange(ctx, this, o.operands, z ? 2 : undefined);
+    if (!range) return false;
+    const { offset, count } = range;
     const buf = new Uint8Array(count).fill(z ? 0 : pattern ?? 0xcd);
     const t1 = process.hrtime.bigint();
     const fua = o.flags.has('f');
