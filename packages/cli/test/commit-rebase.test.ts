@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  alternatingExpected, alternatingOverlay, blk, blkSpawn, ensureBuilt, exited, rawFile, tempDir, waitFor,
+  alternatingExpected, alternatingOverlay, expectSameImages, blk, blkSpawn, ensureBuilt, exited, rawFile, tempDir, waitFor,
 } from './helpers.js';
 
 let dir: string;
@@ -17,11 +17,7 @@ afterAll(() => {
 const p = (name: string) => path.join(dir, name);
 const MiB = 1 << 20;
 
-function same(a: string, b: string): void {
-  const r = blk(['compare', a, b]);
-  expect(r.stdout).toBe('Images are identical.\n');
-  expect(r.code).toBe(0);
-}
+const same = expectSameImages;
 
 function layer0(image: string): number {
   const entries = JSON.parse(blk(['map', '--output=json', image]).stdout) as Array<{ depth: number; length: number }>;

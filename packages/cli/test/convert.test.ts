@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BLK, alternatingExpected, alternatingOverlay, blk, blkSpawn, diskUsage, ensureBuilt, exited, hasCommand,
+  BLK, alternatingExpected, alternatingOverlay, expectSameImages, blk, blkSpawn, diskUsage, ensureBuilt, exited, hasCommand,
   rawFile, shellQuote, tempDir, underPty, waitFor,
 } from './helpers.js';
 
@@ -19,12 +19,7 @@ afterAll(() => {
 const p = (name: string) => path.join(dir, name);
 const MiB = 1 << 20;
 
-function same(a: string, b: string): void {
-  const r = blk(['compare', a, b]);
-  expect(r.stderr).toBe('');
-  expect(r.stdout).toBe('Images are identical.\n');
-  expect(r.code).toBe(0);
-}
+const same = expectSameImages;
 
 const tmpLeftovers = () => fs.readdirSync(dir).filter((f) => f.includes('.tmp-'));
 

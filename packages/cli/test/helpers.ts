@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 export const CLI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = path.resolve(CLI_DIR, '../..');
@@ -206,4 +207,12 @@ export function alternatingExpected(file: string, size: number, baseByte = 0x11,
   const buf = Buffer.alloc(size);
   for (let s = 0; s < size / 512; s++) buf.fill(s % 2 === 0 ? topByte : baseByte, s * 512, s * 512 + 512);
   fs.writeFileSync(file, buf);
+}
+
+/** `blk compare A B` says the guest-visible contents are identical (exit 0, nothing on stderr). */
+export function expectSameImages(a: string, b: string): void {
+  const r = blk(['compare', a, b]);
+  expect(r.stderr).toBe('');
+  expect(r.stdout).toBe('Images are identical.\n');
+  expect(r.code).toBe(0);
 }
