@@ -16,6 +16,12 @@ export interface BlockDriver {
   readonly name: string;
   /** One line for `--help` listings. */
   readonly description?: string;
+  /**
+   * True when the guest's bytes start at file offset 0 (raw): a guest write
+   * there can make the file probe as another format, so an image of this
+   * format opened by probing refuses writes that would (as QEMU does for raw).
+   */
+  readonly guestDataAtFileStart?: boolean;
   /** How many leading bytes `probe` wants to see (the core reads max over drivers, capped at 64 KiB). */
   readonly probeBytes: number;
   /**

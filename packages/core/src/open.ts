@@ -111,9 +111,9 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
         await checkBackingMatch(vfs, displayPath, backingPath, ref, backing, driverImage, policy, ctx.readOnly);
       }
     }
-    // Only a guessed raw image exposes its file head to the guest: for any other
-    // format, guest bytes at offset 0 do not decide how the file probes.
-    const guard = probed && !ctx.readOnly && driver.name === 'raw'
+    // Only a format whose guest data starts at file offset 0 (raw) lets guest writes
+    // decide how the file probes; only a guessed format needs guarding against that.
+    const guard = probed && !ctx.readOnly && driver.guestDataAtFileStart === true
       ? { registry, window: registry.probeWindow() } : undefined;
     return new Image({
       path: displayPath, driverImage, readOnly: ctx.readOnly, backing, backingPath, probeGuard: guard,

@@ -16,6 +16,7 @@ export const rawDriver: BlockDriver = {
   name: 'raw',
   description: 'raw disk image (the file is the disk)',
   probeBytes: 0,
+  guestDataAtFileStart: true,
   // 1: anything is a raw image, and every real format must outrank it.
   probe: () => 1,
   async open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {

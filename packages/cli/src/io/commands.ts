@@ -276,13 +276,9 @@ const readv: CmdInfo = {
   args: '[-Cqv] [-P pattern] off len [len..]',
   oneline: 'reads a number of bytes at a specified offset',
   async run(ctx, argv) {
-    const o = getoptOrUsage(ctx, this, argv, 'CP:qv');
-    if (!o) return false;
-    const pattern = patternFlag(ctx, o.flags);
-    if (pattern === null) return false;
-    const range = vectorRange(ctx, this, o.operands);
-    if (!range) return false;
-    const { offset, count } = range;
+    const req = vectorRequest(ctx, this, argv, 'CP:qv');
+    if (!req) return false;
+    const { o, pattern, offset, count } = req;
     const buf = new Uint8Array(count).fill(0xab);
     const t1 = process.hrtime.bigint();
     try {
@@ -305,6 +301,17 @@ function vectorRange(ctx: IoSession, ct: CmdInfo, operands: string[], exactly?: 
   const count = iovecLengths(ctx, operands.slice(1));
   if (count === undefined) return false;
   return { offset, count };
+}
+
+/** Options, -P pattern and `off len [len..]` of readv/writev/aio_read; false once a message was printed. */
+function vectorRequest(ctx: IoSession, ct: CmdInfo, argv: string[], optstring: string) {
+  const o = getoptOrUsage(ctx, ct, argv, optstring);
+  if (!o) return false;
+  const pattern = patternFlag(ctx, o.flags);
+  if (pattern === null) return false;
+  const range = vectorRange(ctx, ct, o.operands);
+  if (!range) return false;
+  return { o, pattern, ...range };
 }
 
 /** What readv and aio_read print once their data is in: the -P check, the -v dump, the report line. */
@@ -398,13 +405,9 @@ const writev: CmdInfo = {
   args: '[-Cfq] [-P pattern] off len [len..]',
   oneline: 'writes a number of bytes at a specified offset',
   async run(ctx, argv) {
-    const o = getoptOrUsage(ctx, this, argv, 'CfqP:');
-    if (!o) return false;
-    const pattern = patternFlag(ctx, o.flags);
-    if (pattern === null) return false;
-    const range = vectorRange(ctx, this, o.operands);
-    if (!range) return false;
-    const { offset, count } = range;
+    const req = vectorRequest(ctx, this, argv, 'CfqP:');
+    if (!req) return false;
+    const { o, pattern, offset, count } = req;
     const buf = new Uint8Array(count).fill(pattern ?? 0xcd);
     const t1 = process.hrtime.bigint();
     try {
@@ -425,13 +428,9 @@ const aioRead: CmdInfo = {
   args: '[-Ciqv] [-P pattern] off len [len..]',
   oneline: 'asynchronously reads a number of bytes',
   async run(ctx, argv) {
-    const o = getoptOrUsage(ctx, this, argv, 'CP:i:qv');
-    if (!o) return false;
-    const pattern = patternFlag(ctx, o.flags);
-    if (pattern === null) return false;
-    const range = vectorRange(ctx, this, o.operands);
-    if (!range) return false;
-    const { offset, count } = range;
+    const req = vectorRequest(ctx, this, argv, 'CP:i:qv');
+    if (!req) return false;
+    const { o, pattern, offset, count } = req;
     const buf = new Uint8Array(count).fill(0xab);
     const t1 = process.hrtime.bigint();
     ctx.track(ctx.image.readInto(offset, buf).then(() => {
