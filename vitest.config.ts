@@ -14,7 +14,7 @@ export default defineConfig({
       { find: /^@blk\/testkit$/, replacement: src('testkit') },
       { find: /^@blk\/images$/, replacement: src('images') },
       { find: /^@blk\/faults$/, replacement: src('faults') },
-      { find: /^@blk\/lock$/, replacement: src('lock') },
+      { find: /^@blk\/native$/, replacement: src('native') },
     ],
   },
   test: {

@@ -306,7 +306,7 @@ groups.push({
 });
 
 groups.push({
-  id: 'rand-read', rows: ['rand-read-qd1', 'rand-read-qd32', 'rand-read-raw', 'rand-read-async', 'rand-read-fh'],
+  id: 'rand-read', rows: ['rand-read-qd1', 'rand-read-qd32', 'rand-read-raw', 'rand-read-fs', 'rand-read-async', 'rand-read-fh'],
   run() {
     const b = base();
     const cow = have.cow ? cowHalf() : undefined;
@@ -324,6 +324,7 @@ groups.push({
       variants.push(
         { key: 'blk cow qd1', run: () => runWorkload({ ...common, target: 'blk', path: cow, layout: 'half', depth: 1, verify: true }, { nodeArgs: profArgs('rand-read-qd1') }) },
         { key: 'blk cow qd32', run: () => runWorkload({ ...common, target: 'blk', path: cow, layout: 'half', depth: 32, verify: true }, { nodeArgs: profArgs('rand-read-qd32') }) },
+        { key: 'blk cow fs qd1', run: () => runWorkload({ ...infoCommon, target: 'blk', path: cow, layout: 'half', depth: 1, verify: true }, { nodeArgs: profArgs('rand-read-fs-qd1'), env: { BLK_NATIVE_IO: 'off' } }) },
         { key: 'blk cow async qd32', run: () => runWorkload({ ...infoCommon, target: 'blk', path: cow, layout: 'half', depth: 32, io: 'async', verify: true }, { nodeArgs: profArgs('rand-read-async-qd32') }) },
       );
     }
@@ -342,6 +343,9 @@ groups.push({
       baseline: bl?.value, baselineName: blName, rssKiB: g('blk raw qd1')?.maxRssKiB, note: errors['blk raw qd1'] });
     addRow({ id: 'rand-read-raw-qd32', info: true, title: '  (info) raw image, 32 in flight', unit: 'IOPS', blk: g('blk raw qd32')?.value,
       baseline: bl?.value, baselineName: blName, rssKiB: g('blk raw qd32')?.maxRssKiB, note: errors['blk raw qd32'] });
+    addRow({ id: 'rand-read-fs-qd1', info: true, title: "  (info) COW through Node's fs.readSync (BLK_NATIVE_IO=off), 1 in flight", unit: 'IOPS',
+      blk: g('blk cow fs qd1')?.value, baseline: bl?.value, baselineName: blName, rssKiB: g('blk cow fs qd1')?.maxRssKiB,
+      note: cow ? errors['blk cow fs qd1'] : pending('@blk/cow') });
     addRow({ id: 'rand-read-async-qd32', info: true, title: "  (info) COW with io: 'async', 32 in flight", unit: 'IOPS',
       blk: g('blk cow async qd32')?.value, baseline: bl?.value, baselineName: blName, rssKiB: g('blk cow async qd32')?.maxRssKiB,
       note: cow ? errors['blk cow async qd32'] : pending('@blk/cow') });

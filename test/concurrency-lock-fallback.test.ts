@@ -1,5 +1,5 @@
 /**
- * Without the native lock addon (no C toolchain at install time, an
+ * Without the native addon (no C toolchain at install time, an
  * unsupported platform), images still open, without OS locks, after one
  * clear warning; BLK_LOCK=require turns that into an error instead.
  */
@@ -11,8 +11,8 @@ import { BlockError, NodeVfs, openImage } from '@blk/images';
 
 describe('OS locks: fallback without the addon', () => {
   it('opens images without locks after a single BLK_NO_LOCK warning; BLK_LOCK=require refuses', async () => {
-    process.env.BLK_LOCK_ADDON = path.join(os.tmpdir(), 'no-such-dir', 'blk_lock.node');
-    const lock = await import('../packages/lock/src/index.js');
+    process.env.BLK_NATIVE_ADDON = path.join(os.tmpdir(), 'no-such-dir', 'blk_native.node');
+    const lock = await import('../packages/native/src/index.js');
     const warnings: string[] = [];
     const onWarning = (w: Error & { code?: string }) => { if (w.code === 'BLK_NO_LOCK') warnings.push(w.message); };
     process.on('warning', onWarning);
@@ -21,8 +21,11 @@ describe('OS locks: fallback without the addon', () => {
       const file = path.join(dir, 'disk.raw');
       fs.writeFileSync(file, new Uint8Array(4096));
       expect(lock.lockingAvailable().available).toBe(false);
+      // Nor the addon's pread/pwrite: storages use Node's fs calls, and the image still reads.
+      expect(lock.nativeSyscalls()).toBeUndefined();
       const vfs = new lock.LockingVfs(new NodeVfs());
       const a = await openImage(file, { vfs, format: 'raw' });
+      expect(await a.read(0, 16)).toEqual(new Uint8Array(16));
       const b = await openImage(file, { vfs, format: 'raw' }); // not locked: both open
       await a.close();
       await b.close();
@@ -35,7 +38,7 @@ describe('OS locks: fallback without the addon', () => {
       expect((err as BlockError).kind).toBe('not-supported');
     } finally {
       delete process.env.BLK_LOCK;
-      delete process.env.BLK_LOCK_ADDON;
+      delete process.env.BLK_NATIVE_ADDON;
       process.off('warning', onWarning);
       fs.rmSync(dir, { recursive: true, force: true });
     }

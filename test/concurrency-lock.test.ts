@@ -1,5 +1,5 @@
 /**
- * Two processes must not write one image at once. @blk/lock takes OS
+ * Two processes must not write one image at once. @blk/native takes OS
  * advisory locks that UML and QEMU also see: an exclusive whole-file lock for
  * writable opens, a shared lock (QEMU's reader bytes) for read-only ones.
  * Checked here against a second process, against a classic POSIX
@@ -12,9 +12,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockError, NodeVfs, openImage } from '@blk/images';
-import { LockingVfs, lockFd, lockingAvailable } from '../packages/lock/src/index.js';
+import { LockingVfs, lockFd, lockingAvailable } from '../packages/native/src/index.js';
 
-const addonPath = path.resolve('packages/lock/build/Release/blk_lock.node');
+const addonPath = path.resolve('packages/native/build/Release/blk_native.node');
 const available = lockingAvailable().available;
 const hasPython = spawnSync('python3', ['-c', 'import fcntl'], { stdio: 'ignore' }).status === 0;
 const hasQemu = spawnSync('qemu-io', ['--version'], { stdio: 'ignore' }).status === 0;

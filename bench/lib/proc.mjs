@@ -29,9 +29,9 @@ export function runWorkload(params, options = {}) {
   return retrying(() => runWorkloadOnce(params, options));
 }
 
-function runWorkloadOnce(params, { nodeArgs = [] } = {}) {
+function runWorkloadOnce(params, { nodeArgs = [], env } = {}) {
   const r = spawnSync(process.execPath, [...nodeArgs, CHILD, JSON.stringify(params)], {
-    encoding: 'utf8', maxBuffer: 64 << 20,
+    encoding: 'utf8', maxBuffer: 64 << 20, env: env ? { ...process.env, ...env } : process.env,
   });
   const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
   let parsed;

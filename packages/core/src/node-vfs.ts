@@ -1,12 +1,19 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { BlockError, ioError } from './errors.js';
-import { NodeFileStorage, type NodeIoMode } from './node-storage.js';
+import { NodeFileStorage, type NodeIoMode, type PositionalSyscalls } from './node-storage.js';
 import type { FileStat, Storage, Vfs, VfsOpenOptions } from './storage.js';
+
+export interface NodeVfsOptions {
+  /** How files talk to the kernel (see NodeIoMode); default 'sync'. */
+  io?: NodeIoMode;
+  /** `io: 'sync'` only: positional system calls to use instead of Node's (see PositionalSyscalls). */
+  syscalls?: PositionalSyscalls;
+}
 
 /** The host's file system. */
 export class NodeVfs implements Vfs {
-  constructor(private readonly options: { io?: NodeIoMode } = {}) {}
+  constructor(private readonly options: NodeVfsOptions = {}) {}
 
   async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
     let flags = options.readOnly ? 'r' : 'r+';
@@ -20,7 +27,8 @@ export class NodeVfs implements Vfs {
       }
       flags = 'r+';
     }
-    return NodeFileStorage.open(path, { readOnly: options.readOnly ?? false, flags, io: this.options.io });
+    return NodeFileStorage.open(path, { readOnly: options.readOnly ?? false, flags, io: this.options.io,
+      syscalls: this.options.syscalls });
   }
 
   async stat(path: string): Promise<FileStat> {

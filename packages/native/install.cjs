@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /*
- * Builds the blk_lock addon at install time (the package's `install` script).
+ * Builds the blk_native addon (OS locks, positional I/O) at install time (the package's `install` script).
  * Tries node-gyp (from PATH, as pnpm and npm provide it to lifecycle
  * scripts, or the copy bundled with npm), then a direct C compiler call
  * (a Node-API addon needs only Node's headers). Never fails the install:
- * without the addon, @blk/lock warns once at run time and images are opened
- * without OS locks.
+ * without the addon, @blk/native warns once at run time and images are opened
+ * without OS locks (and read through Node's slower fs calls).
  */
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -13,9 +13,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const here = __dirname;
-const out = path.join(here, 'build', 'Release', 'blk_lock.node');
+const out = path.join(here, 'build', 'Release', 'blk_native.node');
 if (process.platform === 'win32') {
-  console.warn('@blk/lock: no OS lock addon on Windows; images are opened without locks');
+  console.warn('@blk/native: no native addon on Windows; images are opened without locks');
   process.exit(0);
 }
 
@@ -43,7 +43,7 @@ const candidates = [
 for (const [cmd, args] of candidates) {
   if (cmd !== 'node-gyp' && !fs.existsSync(args[0])) continue;
   if (run(cmd, args) && fs.existsSync(out)) {
-    console.log(`@blk/lock: built ${path.relative(here, out)} with node-gyp`);
+    console.log(`@blk/native: built ${path.relative(here, out)} with node-gyp`);
     process.exit(0);
   }
 }
@@ -52,13 +52,13 @@ if (nodedir) {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const cc = process.env.CC || 'cc';
   const flags = ['-O2', '-Wall', '-fPIC', '-shared', `-I${path.join(nodedir, 'include', 'node')}`,
-    path.join(here, 'native', 'blk_lock.c'), '-o', out];
+    ...['addon.c', 'lock.c', 'io.c'].map((f) => path.join(here, 'native', f)), '-o', out, '-lm'];
   if (process.platform === 'darwin') flags.push('-undefined', 'dynamic_lookup');
   if (run(cc, flags) && fs.existsSync(out)) {
-    console.log(`@blk/lock: built ${path.relative(here, out)} with ${cc}`);
+    console.log(`@blk/native: built ${path.relative(here, out)} with ${cc}`);
     process.exit(0);
   }
 }
-console.warn('@blk/lock: WARNING: could not build the file-lock addon (node-gyp and a C compiler with Node headers are needed); '
-  + 'images will be opened without OS advisory locks, so two processes could write one image at once.');
+console.warn('@blk/native: WARNING: could not build the native addon (node-gyp and a C compiler with Node headers are needed); '
+  + 'images will be opened without OS advisory locks, so two processes could write one image at once, and read through Node\'s slower fs calls.');
 process.exit(0);

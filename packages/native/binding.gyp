@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "blk_lock",
-      "sources": ["native/blk_lock.c"],
+      "target_name": "blk_native",
+      "sources": ["native/addon.c", "native/lock.c", "native/io.c"],
       "cflags": ["-O2", "-Wall"],
       "conditions": [["OS=='win'", { "type": "none" }]]
     }

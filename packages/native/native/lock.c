@@ -1,6 +1,6 @@
 /*
- * blk_lock: whole-file advisory locks for @blk/lock, in plain C over Node-API
- * (no node-addon-api, no other dependency).
+ * Whole-file advisory locks for @blk/native (its lock module), in plain C
+ * over Node-API (no node-addon-api, no other dependency).
  *
  * Linux: open file description locks (F_OFD_SETLK). They conflict with the
  * classic POSIX record locks UML takes (fcntl F_SETLK) and with QEMU's OFD
@@ -26,9 +26,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-#include <node_api.h>
-
-#define CHECK(call) do { if ((call) != napi_ok) return NULL; } while (0)
+#include "addon.h"
 
 static short lock_type(int mode) {
   return mode == 2 ? F_WRLCK : mode == 1 ? F_RDLCK : F_UNLCK;
@@ -121,11 +119,7 @@ static napi_value js_query(napi_env env, napi_callback_info info) {
   return pair(env, type, type == 0 ? 0 : (int32_t) fl.l_pid);
 }
 
-NAPI_MODULE_INIT() {
-  napi_value fn;
-  if (napi_create_function(env, "lock", NAPI_AUTO_LENGTH, js_lock, NULL, &fn) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "lock", fn) != napi_ok) return NULL;
-  if (napi_create_function(env, "query", NAPI_AUTO_LENGTH, js_query, NULL, &fn) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "query", fn) != napi_ok) return NULL;
-  return exports;
+napi_status register_lock(napi_env env, napi_value exports) {
+  napi_status st = define(env, exports, "lock", js_lock);
+  return st != napi_ok ? st : define(env, exports, "query", js_query);
 }

@@ -1,5 +1,5 @@
 /**
- * @blk/lock: OS advisory locks on image files, so that two processes never
+ * The lock module of @blk/native: OS advisory locks on image files, so that two processes never
  * write one image at once, and so that UML and QEMU see blk's locks and blk
  * sees theirs.
  *
@@ -16,38 +16,13 @@
  *   `lockingAvailable()` says so; `BLK_LOCK=off` turns locking off on purpose,
  *   `BLK_LOCK=require` makes a missing addon an error.
  */
-import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import { BlockError, ForwardingVfs, type Storage, type VfsOpenOptions } from '@blk/core';
+import { addonLoadError, loadAddon } from './addon.js';
 
 export type LockMode = 'exclusive' | 'shared';
 
-interface Addon {
-  lock(fd: number, mode: number): [number, number];
-  query(fd: number, mode: number): [number, number];
-}
-
-let addon: Addon | undefined;
-let loadError: string | undefined;
 let warned = false;
-
-function load(): Addon | undefined {
-  if (addon || loadError) return addon;
-  if (process.platform === 'win32') {
-    loadError = 'no lock addon on Windows';
-    return undefined;
-  }
-  try {
-    // The CJS build has __filename and no import.meta.url; the ESM build the reverse.
-    const require = createRequire(typeof __filename === 'string' ? __filename : import.meta.url);
-    // src/ and dist/ both sit one level below the package root, beside build/.
-    // BLK_LOCK_ADDON names another build (tests use it to simulate a missing addon).
-    addon = require(process.env.BLK_LOCK_ADDON || '../build/Release/blk_lock.node') as Addon;
-  } catch (err) {
-    loadError = err instanceof Error ? err.message : String(err);
-  }
-  return addon;
-}
 
 function policy(): 'on' | 'off' | 'require' {
   const v = (process.env.BLK_LOCK ?? 'on').toLowerCase();
@@ -57,18 +32,18 @@ function policy(): 'on' | 'off' | 'require' {
 /** Whether OS locks can be taken here, and if not, why. */
 export function lockingAvailable(): { available: boolean; reason?: string } {
   if (policy() === 'off') return { available: false, reason: 'disabled by BLK_LOCK=off' };
-  return load() ? { available: true } : { available: false, reason: loadError ?? 'addon not loaded' };
+  return loadAddon() ? { available: true } : { available: false, reason: addonLoadError() ?? 'addon not loaded' };
 }
 
 function unavailable(path: string): void {
-  const why = loadError ?? 'addon not loaded';
+  const why = addonLoadError() ?? 'addon not loaded';
   if (policy() === 'require') {
-    throw new BlockError('not-supported', `cannot lock ${path}: the @blk/lock addon is not available (${why})`, { path });
+    throw new BlockError('not-supported', `cannot lock ${path}: the @blk/native addon is not available (${why})`, { path });
   }
   if (!warned) {
     warned = true;
-    process.emitWarning(`blk: image files are opened WITHOUT OS advisory locks (the @blk/lock addon did not load: ${why}). `
-      + 'Two processes could write one image at once. Rebuild it with `pnpm rebuild @blk/lock` (needs a C compiler), '
+    process.emitWarning(`blk: image files are opened WITHOUT OS advisory locks (the @blk/native addon did not load: ${why}). `
+      + 'Two processes could write one image at once. Rebuild it with `npm rebuild @blk/native` (in the blk repository: `pnpm --filter @blk/native run install`; needs a C compiler), '
       + 'or set BLK_LOCK=off to silence this warning.', { code: 'BLK_NO_LOCK' });
   }
 }
@@ -83,7 +58,7 @@ export type LockKind = 'ofd' | 'posix' | 'none';
  */
 export function lockFd(fd: number, mode: LockMode, path: string): LockKind {
   if (policy() === 'off') return 'none';
-  const native = load();
+  const native = loadAddon();
   if (!native) {
     unavailable(path);
     return 'none';
@@ -104,13 +79,13 @@ export function lockFd(fd: number, mode: LockMode, path: string): LockKind {
 
 /** Drops the lock on `fd` (closing the descriptor drops it too). */
 export function unlockFd(fd: number): void {
-  const native = load();
+  const native = loadAddon();
   if (native && policy() !== 'off') native.lock(fd, 0);
 }
 
 /** Who would conflict with a lock of `mode` on `fd`: undefined if nobody. */
 export function lockHolder(fd: number, mode: LockMode = 'exclusive'): { type: 'read' | 'write'; pid: number } | undefined {
-  const native = load();
+  const native = loadAddon();
   if (!native) return undefined;
   const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
   if (type < 0) throw new BlockError('io', `lock query failed (errno ${-type})`);
@@ -142,9 +117,13 @@ export function lockStorage(storage: Storage, options: { mode?: LockMode } = {})
 }
 
 class LockedStorage implements Storage {
-  constructor(private readonly inner: Storage, private readonly lockFd: number) {}
+  constructor(private readonly inner: Storage, private readonly lockFd: number) {
+    this.readSync = inner.readSync?.bind(inner);
+  }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
+  /** The inner storage's synchronous read, when it has one (the fast read path needs it). */
+  readonly readSync: Storage['readSync'];
   read(offset: number, into: Uint8Array): Promise<number> { return this.inner.read(offset, into); }
   write(offset: number, data: Uint8Array): Promise<void> { return this.inner.write(offset, data); }
   size(): Promise<number> { return this.inner.size(); }

@@ -1,0 +1,221 @@
+/**
+ * The addon's pread/pwrite (native/io.c) and NodeFileStorage running on them:
+ * the bytes land where fs would put them, end of file and errors come back
+ * the way fs reports them, and garbage arguments never reach the kernel.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlockError, NodeFileStorage, NodeVfs, type PositionalSyscalls } from '@blk/core';
+import { hostVfs } from '@blk/images';
+import { addonLoadError, nativeSyscalls } from '../src/index.js';
+
+const sys = nativeSyscalls();
+// CI builds the addon at install: there, a missing addon is a failure, not a skip.
+const mustHave = process.env.CI === 'true';
+if (!sys && !mustHave) console.warn(`skipping native io tests: the addon did not load (${addonLoadError()})`);
+const run = sys || mustHave ? describe : describe.skip;
+
+let dir: string;
+beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-native-io-')); });
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function fileWith(name: string, bytes: Uint8Array): string {
+  const p = path.join(dir, name);
+  fs.writeFileSync(p, bytes);
+  return p;
+}
+
+const pattern = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7 + (i >> 8)) & 0xff);
+
+run('native pread/pwrite', () => {
+  const s = () => {
+    if (!sys) throw new Error(`the @blk/native addon did not load: ${addonLoadError()}`);
+    return sys;
+  };
+  const EINVAL = -os.constants.errno.EINVAL;
+
+  it('pread fills the buffer from the position, short at the end of the file, 0 past it', () => {
+    const data = pattern(10000);
+    const fd = fs.openSync(fileWith('r.bin', data), 'r');
+    try {
+      const into = new Uint8Array(4096);
+      expect(s().pread(fd, into, 1234)).toBe(4096);
+      expect(into).toEqual(data.subarray(1234, 1234 + 4096));
+      expect(s().pread(fd, into, 8000)).toBe(2000);
+      expect(into.subarray(0, 2000)).toEqual(data.subarray(8000));
+      expect(s().pread(fd, into, 10000)).toBe(0);
+      expect(s().pread(fd, into, 2 ** 40)).toBe(0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('honours a view\'s byteOffset and counts bytes, not elements, of wider typed arrays', () => {
+    const data = pattern(4096, 3);
+    const fd = fs.openSync(fileWith('v.bin', data), 'r');
+    try {
+      const backing = new Uint8Array(300).fill(0xee);
+      const view = backing.subarray(100, 200);
+      expect(s().pread(fd, view, 50)).toBe(100);
+      expect(backing.subarray(0, 100).every((b) => b === 0xee)).toBe(true);
+      expect(backing.subarray(100, 200)).toEqual(data.subarray(50, 150));
+      expect(backing.subarray(200).every((b) => b === 0xee)).toBe(true);
+      const words = new Uint32Array(8);
+      expect(s().pread(fd, words, 0)).toBe(32);
+      expect(new Uint8Array(words.buffer)).toEqual(data.subarray(0, 32));
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('pwrite writes at the position and grows the file', () => {
+    const p = fileWith('w.bin', new Uint8Array(100));
+    const fd = fs.openSync(p, 'r+');
+    try {
+      const data = pattern(500, 5);
+      expect(s().pwrite(fd, data.subarray(10, 60), 20)).toBe(50);
+      expect(s().pwrite(fd, data, 1000)).toBe(500);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const got = fs.readFileSync(p);
+    expect(got.length).toBe(1500);
+    expect(got.subarray(20, 70)).toEqual(Buffer.from(pattern(500, 5).subarray(10, 60)));
+    expect(got.subarray(100, 1000).every((b) => b === 0)).toBe(true);
+    expect(got.subarray(1000)).toEqual(Buffer.from(pattern(500, 5)));
+  });
+
+  it('returns -errno from the kernel: EISDIR for a directory, EBADF for a closed descriptor or a read-only one written', () => {
+    const dfd = fs.openSync(dir, 'r');
+    try {
+      expect(s().pread(dfd, new Uint8Array(16), 0)).toBe(-os.constants.errno.EISDIR);
+    } finally {
+      fs.closeSync(dfd);
+    }
+    const p = fileWith('e.bin', new Uint8Array(64));
+    const fd = fs.openSync(p, 'r');
+    expect(s().pwrite(fd, new Uint8Array(8), 0)).toBe(-os.constants.errno.EBADF);
+    fs.closeSync(fd);
+    expect(s().pread(fd, new Uint8Array(8), 0)).toBe(-os.constants.errno.EBADF);
+    expect(fs.readFileSync(p).every((b) => b === 0)).toBe(true);
+  });
+
+  it('refuses positions that are negative, fractional, NaN or past 2^53 with -EINVAL, before any I/O', () => {
+    const p = fileWith('p.bin', pattern(64));
+    const fd = fs.openSync(p, 'r+');
+    try {
+      const into = new Uint8Array(8).fill(0xaa);
+      for (const bad of [-1, -0.5, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
+        expect(s().pread(fd, into, bad)).toBe(EINVAL);
+        expect(s().pwrite(fd, new Uint8Array(8), bad)).toBe(EINVAL);
+      }
+      // The end of a write must stay below 2^53 too.
+      expect(s().pwrite(fd, new Uint8Array(8), 2 ** 53 - 4)).toBe(EINVAL);
+      expect(into.every((b) => b === 0xaa)).toBe(true);
+      expect(fs.readFileSync(p)).toEqual(Buffer.from(pattern(64)));
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('throws a TypeError for arguments that are not (integer, TypedArray, number)', () => {
+    const f = s() as unknown as Record<'pread' | 'pwrite', (...a: unknown[]) => number>;
+    expect(() => f.pread(0, [1, 2, 3], 0)).toThrow(TypeError);
+    expect(() => f.pread(0, new ArrayBuffer(8), 0)).toThrow(TypeError);
+    expect(() => f.pwrite('x', new Uint8Array(1), 0)).toThrow(TypeError);
+    expect(() => f.pread(0, new Uint8Array(1))).toThrow(TypeError);
+    expect(() => f.pwrite(0, new Uint8Array(1), '0')).toThrow(TypeError);
+  });
+
+  it('NodeFileStorage on the native calls: every read and write goes through them, errors become BlockError io with the fs code', async () => {
+    const calls = { pread: 0, pwrite: 0 };
+    const counting: PositionalSyscalls = {
+      pread: (fd, into, pos) => { calls.pread++; return s().pread(fd, into, pos); },
+      pwrite: (fd, data, pos) => { calls.pwrite++; return s().pwrite(fd, data, pos); },
+    };
+    const p = fileWith('st.bin', new Uint8Array(0));
+    const st = await NodeFileStorage.open(p, { syscalls: counting });
+    expect(st.syscalls).toBe(counting);
+    await st.write(4096, pattern(8192, 9));
+    const into = new Uint8Array(8192);
+    expect(await st.read(4096, into)).toBe(8192);
+    expect(into).toEqual(pattern(8192, 9));
+    expect(st.readSync!(8192, into)).toBe(4096); // short: 4096 bytes left before the end
+    expect(calls).toEqual({ pread: 3, pwrite: 1 });
+    await st.close();
+
+    // io: 'async' never blocks the event loop, so it ignores synchronous syscalls.
+    const asyncSt = await NodeFileStorage.open(p, { io: 'async', syscalls: counting });
+    expect(asyncSt.syscalls).toBeUndefined();
+    await asyncSt.read(0, new Uint8Array(16));
+    expect(calls.pread).toBe(3);
+    await asyncSt.close();
+
+    const failing: PositionalSyscalls = { pread: () => -os.constants.errno.EIO, pwrite: () => -os.constants.errno.ENOSPC };
+    const bad = await NodeFileStorage.open(p, { syscalls: failing });
+    const readErr = await bad.read(512, new Uint8Array(16)).catch((e: unknown) => e);
+    expect(readErr).toBeInstanceOf(BlockError);
+    expect(readErr).toMatchObject({ kind: 'io', code: 'EIO', path: p, offset: 512 });
+    expect(() => bad.readSync!(0, new Uint8Array(16))).toThrow(/read failed at offset 0: EIO/);
+    const writeErr = await bad.write(0, new Uint8Array(16)).catch((e: unknown) => e);
+    expect(writeErr).toMatchObject({ kind: 'io', code: 'ENOSPC', path: p });
+    await bad.close();
+  });
+
+  it('NodeFileStorage reads and writes the same bytes on the native calls as on fs (random operations)', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.record({
+        write: fc.boolean(),
+        offset: fc.integer({ min: 0, max: 256 * 1024 }),
+        length: fc.integer({ min: 0, max: 64 * 1024 }),
+        seed: fc.integer({ min: 0, max: 255 }),
+      }), { minLength: 1, maxLength: 30 }),
+      async (ops) => {
+        const a = await NodeFileStorage.open(fileWith('pa.bin', new Uint8Array(0)), { syscalls: s() });
+        const b = await NodeFileStorage.open(fileWith('pb.bin', new Uint8Array(0)));
+        try {
+          for (const op of ops) {
+            if (op.write) {
+              const data = pattern(op.length, op.seed);
+              await a.write(op.offset, data);
+              await b.write(op.offset, data);
+            } else {
+              const ia = new Uint8Array(op.length).fill(1);
+              const ib = new Uint8Array(op.length).fill(1);
+              expect(a.readSync!(op.offset, ia)).toBe(await b.read(op.offset, ib));
+              // Buffer.equals: toEqual walks 64 KiB arrays element by element, slowly.
+              expect(Buffer.from(ia.buffer).equals(ib)).toBe(true);
+            }
+          }
+          expect(await a.size()).toBe(await b.size());
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      },
+    ), { numRuns: 60 });
+  });
+
+  it('the host file system of @blk/images uses the native calls; BLK_NATIVE_IO=off turns them off', async () => {
+    const p = fileWith('h.bin', new Uint8Array(4096));
+    const st = await hostVfs().open(p, { readOnly: true });
+    try {
+      expect((st as NodeFileStorage).syscalls).toBeDefined();
+    } finally {
+      await st.close();
+    }
+    process.env.BLK_NATIVE_IO = 'off';
+    try {
+      expect(nativeSyscalls()).toBeUndefined();
+      const plain = await new NodeVfs({ syscalls: nativeSyscalls() }).open(p, { readOnly: true });
+      expect((plain as NodeFileStorage).syscalls).toBeUndefined();
+      await plain.close();
+    } finally {
+      delete process.env.BLK_NATIVE_IO;
+    }
+    expect(nativeSyscalls()).toBeDefined();
+  });
+});
