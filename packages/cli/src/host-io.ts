@@ -28,7 +28,11 @@ function writeAt(fd: number, data: Uint8Array, offset: number): Promise<number> 
 }
 
 class ThreadedStorage implements Storage {
-  constructor(private readonly inner: Storage, private readonly fd: number) {}
+  /** Where the file's data and holes are: the inner storage's answer (convert skips holes with it). */
+  readonly extentAt: Storage['extentAt'];
+  constructor(private readonly inner: Storage, private readonly fd: number) {
+    this.extentAt = inner.extentAt?.bind(inner);
+  }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
 

@@ -54,8 +54,8 @@ describe('blk convert', () => {
   });
 
   it('-S sets the zero-detection granule; -S 0 writes every byte', () => {
-    // 1 MiB with one non-zero byte every 16 KiB.
-    const fills: Array<[number, number, number]> = [];
+    // 1 MiB of written data (no holes: zeros stored on disk) with one non-zero byte every 16 KiB.
+    const fills: Array<[number, number, number]> = [[0, MiB, 0]];
     for (let o = 0; o < MiB; o += 16384) fills.push([o, 1, 0x5a]);
     rawFile(p('speckled.img'), MiB, fills);
     expect(blk(['convert', p('speckled.img'), p('s4k.img')]).code).toBe(0);
@@ -65,6 +65,15 @@ describe('blk convert', () => {
     expect(diskUsage(p('s4k.img'))).toBeLessThanOrEqual(MiB / 4 + 8192);
     expect(diskUsage(p('s64k.img'))).toBeGreaterThanOrEqual(MiB);
     expect(diskUsage(p('s0.img'))).toBeGreaterThanOrEqual(MiB);
+    // The source's own holes stay holes whatever the granule (they are zero runs, not data), as with
+    // qemu-img convert; only -S 0 writes them out.
+    rawFile(p('sparse-speckled.img'), MiB, fills.slice(1));
+    expect(diskUsage(p('sparse-speckled.img'))).toBeLessThanOrEqual(MiB / 4 + 8192);
+    expect(blk(['convert', '-S', '64k', p('sparse-speckled.img'), p('ss64k.img')]).code).toBe(0);
+    expect(blk(['convert', '-S', '0', p('sparse-speckled.img'), p('ss0.img')]).code).toBe(0);
+    for (const f of ['ss64k.img', 'ss0.img']) same(p('sparse-speckled.img'), p(f));
+    expect(diskUsage(p('ss64k.img'))).toBeLessThanOrEqual(MiB / 4 + 8192);
+    expect(diskUsage(p('ss0.img'))).toBeGreaterThanOrEqual(MiB);
     const bad = blk(['convert', '-S', '1000', p('speckled.img'), p('bad.img')]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^blk: invalid sparse size 1000: use a multiple of 512/);

@@ -1,6 +1,6 @@
 import { BlockError } from './errors.js';
 import { checkOffset } from './checks.js';
-import type { Storage } from './storage.js';
+import type { Storage, StorageExtent } from './storage.js';
 
 /** Chunk size of the sparse in-memory store: large enough for fast copies, small enough for huge sparse files. */
 const CHUNK = 64 * 1024;
@@ -70,6 +70,26 @@ export class MemoryFile {
     this.touch();
   }
 
+  /**
+   * The run at `offset` (at most `length` bytes) that is held in memory
+   * (data) or not (a hole: reads as zeros), in whole chunks: the in-memory
+   * counterpart of SEEK_DATA/SEEK_HOLE. Past the end everything is a hole.
+   */
+  extentAt(offset: number, length: number): StorageExtent {
+    const end = offset + length;
+    if (offset >= this.length) return { data: false, length };
+    const first = Math.floor(offset / CHUNK);
+    if (this.chunks.has(first)) {
+      let index = first + 1;
+      while (index * CHUNK < end && this.chunks.has(index)) index++;
+      return { data: true, length: Math.min(end, index * CHUNK, this.length) - offset };
+    }
+    // A hole up to the next held chunk (a scan of the keys: holes can span terabytes of chunks).
+    let next = Infinity;
+    for (const index of this.chunks.keys()) if (index > first && index < next) next = index;
+    return { data: false, length: Math.min(end, next * CHUNK) - offset };
+  }
+
   /** Bytes of memory really held (for tests of sparse behaviour). */
   get allocatedBytes(): number {
     return this.chunks.size * CHUNK;
@@ -114,6 +134,14 @@ export class MemoryStorage implements Storage {
     checkOffset(offset, 'offset', this.path);
     checkOffset(offset + data.length, 'end offset', this.path);
     this.file.writeAt(offset, data);
+  }
+
+  async extentAt(offset: number, length: number): Promise<StorageExtent> {
+    this.checkOpen();
+    checkOffset(offset, 'offset', this.path);
+    checkOffset(length, 'length', this.path);
+    if (length === 0) throw new BlockError('invalid-argument', 'extentAt of 0 bytes', { path: this.path, offset });
+    return this.file.extentAt(offset, length);
   }
 
   async size(): Promise<number> {

@@ -1,8 +1,9 @@
 import * as fs from 'node:fs';
 import * as util from 'node:util';
+import { constants as osConstants } from 'node:os';
 import { BlockError, ioError } from './errors.js';
 import { checkOffset } from './checks.js';
-import type { Storage } from './storage.js';
+import type { Storage, StorageExtent } from './storage.js';
 
 /**
  * How a NodeFileStorage talks to the kernel.
@@ -30,6 +31,14 @@ export interface PositionalSyscalls {
   pread(fd: number, into: Uint8Array, position: number): number;
   /** pwrite(2) of all of `data`: bytes written, or -errno. */
   pwrite(fd: number, data: Uint8Array, position: number): number;
+  /**
+   * lseek(2) with SEEK_DATA: the first data byte at or after `position`, or
+   * -errno (-ENXIO when only a hole follows up to the end of the file).
+   * With `seekHole`, lets the storage report holes (`Storage.extentAt`).
+   */
+  seekData?(fd: number, position: number): number;
+  /** lseek(2) with SEEK_HOLE: the first hole at or after `position` (the end of the file counts as one), or -errno. */
+  seekHole?(fd: number, position: number): number;
 }
 
 export interface NodeFileStorageOptions {
@@ -64,6 +73,11 @@ export class NodeFileStorage implements Storage {
    * only, undefined in `io: 'async'` mode so that nothing blocks the event loop there.
    */
   readonly readSync: ((offset: number, into: Uint8Array) => number) | undefined;
+  /**
+   * Where data and holes are (see `Storage.extentAt`): present when the
+   * `syscalls` given can seek for data and holes, else undefined.
+   */
+  readonly extentAt: ((offset: number, length: number) => Promise<StorageExtent | undefined>) | undefined;
 
   /** The system calls in use instead of Node's fs ones (`io: 'sync'` with `syscalls` given), else undefined. */
   readonly syscalls: PositionalSyscalls | undefined;
@@ -74,6 +88,7 @@ export class NodeFileStorage implements Storage {
     this.io = io;
     this.handle = handle;
     this.syscalls = io === 'sync' ? syscalls : undefined;
+    this.extentAt = this.syscalls?.seekData && this.syscalls.seekHole ? NodeFileStorage.prototype.findExtent : undefined;
     this.readSync = io === 'sync' ? NodeFileStorage.prototype.readNow : undefined;
   }
 
@@ -146,6 +161,34 @@ export class NodeFileStorage implements Storage {
     const n = sys.pwrite(this.fd, data, position);
     if (n < 0) throw syscallError(n, 'write');
     return n;
+  }
+
+  /** `extentAt` over lseek SEEK_DATA/SEEK_HOLE (as QEMU's file-posix find_allocation). */
+  private async findExtent(offset: number, length: number): Promise<StorageExtent | undefined> {
+    this.checkOpen();
+    checkOffset(offset, 'offset', this.path);
+    checkOffset(length, 'length', this.path);
+    if (length === 0) throw new BlockError('invalid-argument', 'extentAt of 0 bytes', { path: this.path, offset });
+    const sys = this.syscalls!;
+    const data = this.seekResult(sys.seekData!(this.fd, offset), offset);
+    if (data === undefined) return undefined;
+    // No data from here to the end of the file, or a hole up to the next data.
+    if (data === 'none') return { data: false, length };
+    if (data > offset) return { data: false, length: Math.min(length, data - offset) };
+    const hole = this.seekResult(sys.seekHole!(this.fd, offset), offset);
+    // The file changed between the two calls (truncated under us): say nothing rather than guess.
+    if (hole === undefined || hole === 'none' || hole <= offset) return undefined;
+    return { data: true, length: Math.min(length, hole - offset) };
+  }
+
+  /** A seek's position; 'none' for ENXIO; undefined where the file system cannot tell. */
+  private seekResult(result: number, offset: number): number | 'none' | undefined {
+    if (result >= 0) return result;
+    const errno = -result;
+    if (errno === osConstants.errno.ENXIO) return 'none';
+    if (errno === osConstants.errno.EINVAL || errno === osConstants.errno.EOPNOTSUPP
+      || errno === osConstants.errno.ENOTSUP) return undefined;
+    throw ioError(this.path, 'seek', syscallError(result, 'lseek'), offset);
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {

@@ -1,5 +1,11 @@
 import { BlockError } from './errors.js';
 
+/** A run of a storage that is stored data or a hole (`Storage.extentAt`). */
+export interface StorageExtent {
+  data: boolean;
+  length: number;
+}
+
 /**
  * The storage layer under every format driver (QEMU's "protocol" layer,
  * SQLite's VFS file). Drivers see only this: byte-addressed, positional,
@@ -26,6 +32,17 @@ export interface Storage {
    * unless they add the same behaviour here.
    */
   readSync?(offset: number, into: Uint8Array): number;
+  /**
+   * Optional: what the storage knows of where its data is (on files,
+   * lseek SEEK_DATA/SEEK_HOLE; QEMU's protocol-level block status). Returns
+   * the extent starting at `offset`, cut at `length`: `data: false` is a hole
+   * that reads as zeros, `data: true` bytes that are stored (which may be
+   * zeros too). `length` is at least 1. Past the end of the storage
+   * everything is a hole. Undefined (or no method) when the storage cannot
+   * tell: then every byte counts as data. Like `readSync`, wrappers that
+   * change what reads return must not forward it.
+   */
+  extentAt?(offset: number, length: number): Promise<StorageExtent | undefined>;
   /** Writes all of `data` at `offset`, growing the storage if needed. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Current length in bytes. */

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryFile, MemoryStorage, MemoryVfs } from '@blk/core';
 import { bytes } from './fixtures/helpers.js';
@@ -135,5 +136,72 @@ describe('MemoryVfs', () => {
     expect((await vfs.stat('/home/me/img')).isDirectory).toBe(true);
     expect(await vfs.exists('/home')).toBe(true);
     expect(vfs.resolve('/x/y', '../z')).toBe('/x/z');
+  });
+});
+
+describe('MemoryFile.extentAt: where data and holes are (the in-memory SEEK_DATA/SEEK_HOLE)', () => {
+  it('reports held chunks as data and the rest as holes, in whole chunks, cut at the request and the file end', async () => {
+    const file = new MemoryFile();
+    file.truncate(2 ** 40);
+    file.writeAt(CHUNK + 10, bytes(10)); // chunk 1
+    file.writeAt(3 * CHUNK - 1, bytes(2)); // chunks 2 and 3
+    file.writeAt(2 ** 39, bytes(1));
+    expect(file.extentAt(0, 2 ** 40)).toEqual({ data: false, length: CHUNK });
+    expect(file.extentAt(5, 2 ** 40)).toEqual({ data: false, length: CHUNK - 5 });
+    expect(file.extentAt(CHUNK, 2 ** 40)).toEqual({ data: true, length: 3 * CHUNK });
+    expect(file.extentAt(CHUNK + 7, 100)).toEqual({ data: true, length: 100 });
+    expect(file.extentAt(4 * CHUNK, 2 ** 40)).toEqual({ data: false, length: 2 ** 39 - 4 * CHUNK });
+    expect(file.extentAt(2 ** 39, 2 ** 39)).toEqual({ data: true, length: CHUNK });
+    expect(file.extentAt(2 ** 39 + CHUNK, 2 ** 39 - CHUNK)).toEqual({ data: false, length: 2 ** 39 - CHUNK });
+    // Past the end: a hole; data stops at the end of the file.
+    expect(file.extentAt(2 ** 40, 4096)).toEqual({ data: false, length: 4096 });
+    const small = new MemoryFile(bytes(100));
+    expect(small.extentAt(0, 4096)).toEqual({ data: true, length: 100 });
+    expect(small.extentAt(100, 4096)).toEqual({ data: false, length: 4096 });
+    const storage = new MemoryStorage(file);
+    expect(await storage.extentAt(CHUNK, 10)).toEqual({ data: true, length: 10 });
+    await expect(storage.extentAt(0, 0)).rejects.toMatchObject({ kind: 'invalid-argument' });
+    await expect(storage.extentAt(-1, 10)).rejects.toMatchObject({ kind: 'out-of-range' });
+  });
+
+  it('a truncation drops the chunks past the new end: they become holes', () => {
+    const file = new MemoryFile(bytes(4 * CHUNK));
+    file.truncate(CHUNK + 1);
+    file.truncate(4 * CHUNK);
+    expect(file.extentAt(0, 4 * CHUNK)).toEqual({ data: true, length: 2 * CHUNK });
+    expect(file.extentAt(2 * CHUNK, 2 * CHUNK)).toEqual({ data: false, length: 2 * CHUNK });
+  });
+
+  it('extents tile any range, holes read as zeros and every written byte lies in data (random writes)', () => {
+    fc.assert(fc.property(
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 40 * CHUNK }), fc.integer({ min: 1, max: 3 * CHUNK })), { maxLength: 12 }),
+      fc.integer({ min: 0, max: 48 * CHUNK }), fc.integer({ min: 1, max: 48 * CHUNK }),
+      (writes, start, length) => {
+        const file = new MemoryFile();
+        const written = new Set<number>();
+        for (const [offset, n] of writes) {
+          file.writeAt(offset, new Uint8Array(n).fill(7));
+          for (let c = Math.floor(offset / CHUNK); c <= Math.floor((offset + n - 1) / CHUNK); c++) written.add(c);
+        }
+        let pos = start;
+        while (pos < start + length) {
+          const e = file.extentAt(pos, start + length - pos);
+          expect(e.length).toBeGreaterThan(0);
+          expect(pos + e.length).toBeLessThanOrEqual(start + length);
+          const content = new Uint8Array(e.length);
+          file.readAt(pos, content);
+          if (!e.data) expect(content.every((b) => b === 0)).toBe(true);
+          // A byte is data when its chunk was written and it lies before the end of the file:
+          // check the first and last byte of the extent's piece of each chunk.
+          const end = pos + e.length;
+          for (let c = Math.floor(pos / CHUNK); c <= Math.floor((end - 1) / CHUNK); c++) {
+            for (const b of [Math.max(pos, c * CHUNK), Math.min(end, (c + 1) * CHUNK) - 1]) {
+              expect(written.has(c) && b < file.length, `byte ${b} in ${pos}+${e.length}`).toBe(e.data);
+            }
+          }
+          pos += e.length;
+        }
+      },
+    ), { numRuns: 200 });
   });
 });

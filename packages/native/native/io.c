@@ -9,6 +9,11 @@
  *
  *   pread(fd, into, position)   -> bytes read (0 at end of file), or -errno
  *   pwrite(fd, data, position)  -> bytes written, or -errno
+ *   seek(fd, position, what)    -> lseek(2) with SEEK_DATA (what 0) or SEEK_HOLE
+ *                                  (what 1): the next data / hole at or after
+ *                                  position, or -errno (-ENXIO: none before
+ *                                  the end of the file; -EINVAL where the
+ *                                  platform has no SEEK_DATA)
  *
  * `into`/`data` is any TypedArray (its whole byte range is used); `position`
  * a Number, a non-negative integer below 2^53 (else -EINVAL: the caller
@@ -58,7 +63,7 @@ static int valid_position(double position) {
   return position >= 0 && position <= MAX_POSITION && floor(position) == position;
 }
 
-static napi_value result(napi_env env, ssize_t n) {
+static napi_value result(napi_env env, int64_t n) {
   napi_value out;
   CHECK(napi_create_double(env, n < 0 ? -(double) errno : (double) n, &out));
   return out;
@@ -87,7 +92,35 @@ static napi_value transfer(napi_env env, napi_callback_info info, int write) {
 static napi_value js_pread(napi_env env, napi_callback_info info) { return transfer(env, info, 0); }
 static napi_value js_pwrite(napi_env env, napi_callback_info info) { return transfer(env, info, 1); }
 
+/* Where data or holes are: what QEMU's file-posix find_allocation() asks. Moves the
+   descriptor's file position, which blk never uses (all its I/O is positional). */
+static napi_value js_seek(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd, what;
+  double position;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3
+      || napi_get_value_int32(env, argv[0], &fd) != napi_ok
+      || napi_get_value_double(env, argv[1], &position) != napi_ok
+      || napi_get_value_int32(env, argv[2], &what) != napi_ok) {
+    napi_throw_type_error(env, NULL, "seek(fd, position, what) needs an integer, a number and 0 or 1");
+    return NULL;
+  }
+#if defined(SEEK_DATA) && defined(SEEK_HOLE)
+  if (!valid_position(position) || (what != 0 && what != 1)) {
+    errno = EINVAL;
+    return result(env, -1);
+  }
+  off_t at = lseek(fd, (off_t) position, what == 0 ? SEEK_DATA : SEEK_HOLE);
+  return result(env, at < 0 ? -1 : (int64_t) at);
+#else
+  errno = EINVAL;
+  return result(env, -1);
+#endif
+}
+
 napi_status register_io(napi_env env, napi_value exports) {
   napi_status st = define(env, exports, "pread", js_pread);
-  return st != napi_ok ? st : define(env, exports, "pwrite", js_pwrite);
+  if (st == napi_ok) st = define(env, exports, "pwrite", js_pwrite);
+  return st != napi_ok ? st : define(env, exports, "seek", js_seek);
 }

@@ -10,6 +10,8 @@ export interface NativeAddon {
   query(fd: number, mode: number): [number, number];
   pread(fd: number, into: Uint8Array, position: number): number;
   pwrite(fd: number, data: Uint8Array, position: number): number;
+  /** lseek(2): what 0 = SEEK_DATA, 1 = SEEK_HOLE; the position found, or -errno. */
+  seek(fd: number, position: number, what: number): number;
 }
 
 let addon: NativeAddon | undefined;

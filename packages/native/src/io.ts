@@ -1,6 +1,6 @@
 /**
- * The io module of @blk/native: positional reads and writes through the
- * addon, for NodeFileStorage in `io: 'sync'` mode (see PositionalSyscalls in
+ * The io module of @blk/native: positional reads and writes, and where a
+ * file's data and holes are (lseek SEEK_DATA/SEEK_HOLE), through the addon, for NodeFileStorage in `io: 'sync'` mode (see PositionalSyscalls in
  * @blk/core for why). Without the addon, or with BLK_NATIVE_IO=off, there is
  * nothing to offer and storages use Node's fs calls, which do the same work
  * more slowly.
@@ -20,5 +20,12 @@ function disabled(): boolean {
 export function nativeSyscalls(): PositionalSyscalls | undefined {
   if (disabled()) return undefined;
   const addon = loadAddon();
-  return addon ? { pread: addon.pread, pwrite: addon.pwrite } : undefined;
+  if (!addon) return undefined;
+  const seek = addon.seek;
+  return {
+    pread: addon.pread,
+    pwrite: addon.pwrite,
+    seekData: (fd, position) => seek(fd, position, 0),
+    seekHole: (fd, position) => seek(fd, position, 1),
+  };
 }

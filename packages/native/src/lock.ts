@@ -119,11 +119,13 @@ export function lockStorage(storage: Storage, options: { mode?: LockMode } = {})
 class LockedStorage implements Storage {
   constructor(private readonly inner: Storage, private readonly lockFd: number) {
     this.readSync = inner.readSync?.bind(inner);
+    this.extentAt = inner.extentAt?.bind(inner);
   }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
-  /** The inner storage's synchronous read, when it has one (the fast read path needs it). */
+  /** The inner storage's synchronous read and extent query, when it has them. */
   readonly readSync: Storage['readSync'];
+  readonly extentAt: Storage['extentAt'];
   read(offset: number, into: Uint8Array): Promise<number> { return this.inner.read(offset, into); }
   write(offset: number, data: Uint8Array): Promise<void> { return this.inner.write(offset, data); }
   size(): Promise<number> { return this.inner.size(); }

@@ -11,6 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockError, NodeFileStorage, NodeVfs, type PositionalSyscalls } from '@blk/core';
 import { hostVfs } from '@blk/images';
 import { addonLoadError, nativeSyscalls } from '../src/index.js';
+import { loadAddon } from '../src/addon.js';
+
+function loadAddonForTest() {
+  const addon = loadAddon();
+  if (!addon) throw new Error(`the @blk/native addon did not load: ${addonLoadError()}`);
+  return addon;
+}
 
 const sys = nativeSyscalls();
 // CI builds the addon at install: there, a missing addon is a failure, not a skip.
@@ -165,6 +172,79 @@ run('native pread/pwrite', () => {
     await bad.close();
   });
 
+  it('seekData/seekHole find the data and holes of a sparse file; -ENXIO past the last data; -EINVAL for garbage', () => {
+    const p = fileWith('sparse.bin', new Uint8Array(0));
+    fs.truncateSync(p, 8 * 1024 * 1024);
+    const fd = fs.openSync(p, 'r+');
+    try {
+      fs.writeSync(fd, pattern(4096), 0, 4096, 1024 * 1024);
+      const { seekData, seekHole } = s();
+      expect(seekData!(fd, 0)).toBe(1024 * 1024);
+      expect(seekHole!(fd, 1024 * 1024)).toBe(1024 * 1024 + 4096);
+      expect(seekHole!(fd, 0)).toBe(0);
+      expect(seekData!(fd, 1024 * 1024 + 4096)).toBe(-os.constants.errno.ENXIO);
+      expect(seekHole!(fd, 8 * 1024 * 1024 - 1)).toBe(8 * 1024 * 1024 - 1);
+      expect(seekData!(fd, 2 ** 40)).toBe(-os.constants.errno.ENXIO);
+      expect(seekData!(fd, -1)).toBe(EINVAL);
+      expect(seekHole!(fd, 0.5)).toBe(EINVAL);
+      const raw = loadAddonForTest();
+      expect(raw.seek(fd, 0, 2)).toBe(EINVAL);
+      expect(() => (raw.seek as (...a: unknown[]) => number)(fd, 'x', 0)).toThrow(TypeError);
+    } finally {
+      fs.closeSync(fd);
+    }
+    expect(s().seekData!(fd, 0)).toBe(-os.constants.errno.EBADF);
+  });
+
+  it('NodeFileStorage.extentAt: holes, data and the end of the file as the file system reports them', async () => {
+    const p = fileWith('ext.bin', new Uint8Array(0));
+    fs.truncateSync(p, 4 * 1024 * 1024);
+    const st = await NodeFileStorage.open(p, { syscalls: s() });
+    try {
+      await st.write(1024 * 1024, pattern(8192));
+      expect(await st.extentAt!(0, 4 * 1024 * 1024)).toEqual({ data: false, length: 1024 * 1024 });
+      expect(await st.extentAt!(1000, 100)).toEqual({ data: false, length: 100 });
+      expect(await st.extentAt!(1024 * 1024, 4 * 1024 * 1024)).toEqual({ data: true, length: 8192 });
+      expect(await st.extentAt!(1024 * 1024 + 10, 20)).toEqual({ data: true, length: 20 });
+      expect(await st.extentAt!(1024 * 1024 + 8192, 4 * 1024 * 1024)).toEqual({ data: false, length: 4 * 1024 * 1024 });
+      expect(await st.extentAt!(2 ** 40, 512)).toEqual({ data: false, length: 512 });
+      await expect(st.extentAt!(0, 0)).rejects.toMatchObject({ kind: 'invalid-argument' });
+    } finally {
+      await st.close();
+    }
+    // No seek calls, or io: 'async': no extentAt (every byte counts as data).
+    const noSeek = await NodeFileStorage.open(p, { syscalls: { pread: s().pread, pwrite: s().pwrite } });
+    expect(noSeek.extentAt).toBeUndefined();
+    await noSeek.close();
+    const asyncSt = await NodeFileStorage.open(p, { io: 'async', syscalls: s() });
+    expect(asyncSt.extentAt).toBeUndefined();
+    await asyncSt.close();
+  });
+
+  it('NodeFileStorage.extentAt: unsupported -> undefined, a file that changed between the seeks -> undefined, EIO -> BlockError', async () => {
+    const p = fileWith('ext2.bin', new Uint8Array(4096));
+    const fake = (seekData: number, seekHole: number): PositionalSyscalls => ({
+      pread: s().pread, pwrite: s().pwrite, seekData: () => seekData, seekHole: () => seekHole,
+    });
+    const ask = async (sys: PositionalSyscalls, offset = 100) => {
+      const st = await NodeFileStorage.open(p, { syscalls: sys });
+      try {
+        return await st.extentAt!(offset, 1000);
+      } finally {
+        await st.close();
+      }
+    };
+    expect(await ask(fake(-os.constants.errno.EINVAL, 0))).toBeUndefined();
+    expect(await ask(fake(-os.constants.errno.EOPNOTSUPP, 0))).toBeUndefined();
+    expect(await ask(fake(100, 100))).toBeUndefined(); // data at 100, but the hole is at 100 too
+    expect(await ask(fake(100, -os.constants.errno.ENXIO))).toBeUndefined();
+    expect(await ask(fake(100, 150))).toEqual({ data: true, length: 50 });
+    expect(await ask(fake(5000, 0))).toEqual({ data: false, length: 1000 });
+    const err = await ask(fake(-os.constants.errno.EIO, 0)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BlockError);
+    expect(err).toMatchObject({ kind: 'io', code: 'EIO', path: p, offset: 100 });
+  });
+
   it('NodeFileStorage reads and writes the same bytes on the native calls as on fs (random operations)', async () => {
     await fc.assert(fc.asyncProperty(
       fc.array(fc.record({
@@ -204,6 +284,7 @@ run('native pread/pwrite', () => {
     const st = await hostVfs().open(p, { readOnly: true });
     try {
       expect((st as NodeFileStorage).syscalls).toBeDefined();
+      expect(st.extentAt).toBeDefined(); // raw images over it report holes
     } finally {
       await st.close();
     }

@@ -8,9 +8,11 @@ import {
  * Raw images: the file is the disk, byte for byte. Byte-granular (sector size
  * 1), any length, no backing file.
  *
- * Allocation: Node has no SEEK_DATA/SEEK_HOLE, so a raw image reports every
- * byte as allocated data (as QEMU does on file systems without hole support).
- * Readers that want holes back (convert, map) find all-zero runs by content.
+ * Allocation: every byte is present (depth 0). Holes of the file are reported
+ * as zero runs, when the storage can tell where they are (`Storage.extentAt`:
+ * lseek SEEK_DATA/SEEK_HOLE through @blk/native on host files, chunks in
+ * memory), as qemu-img does; otherwise every byte is data, and readers that
+ * want holes back (convert) find all-zero runs by content.
  */
 export const rawDriver: BlockDriver = {
   name: 'raw',
@@ -53,7 +55,12 @@ class RawImage implements DriverImage {
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
-    return { allocated: true, length, hostOffset: offset };
+    const extent = this.storage.extentAt ? await this.storage.extentAt(offset, length) : undefined;
+    // A storage answer outside (0, length] says nothing we could use: count the run as data.
+    if (extent === undefined || !(extent.length > 0 && extent.length <= length)) {
+      return { allocated: true, length, hostOffset: offset };
+    }
+    return { allocated: true, length: extent.length, zero: !extent.data, hostOffset: offset };
   }
 
   async flush(): Promise<void> {
