@@ -1,6 +1,6 @@
 /**
  * Finding and running the real peer programs (uml-utilities, user-mode-linux,
- * qemu-utils) for the interop suite.
+ * qemu-utils, nbdkit, libnbd-bin) for the interop suite.
  *
  * A missing peer makes a test SKIP with a message naming the Debian package
  * (never a silent pass). Set BLK_INTEROP_REQUIRE=1 (CI does, once .ci/run has
@@ -23,6 +23,9 @@ export const PEERS = {
   linuxUml: { bin: 'linux.uml', pkg: 'user-mode-linux' },
   qemuImg: { bin: 'qemu-img', pkg: 'qemu-utils' },
   qemuIo: { bin: 'qemu-io', pkg: 'qemu-utils' },
+  nbdkit: { bin: 'nbdkit', pkg: 'nbdkit' },
+  nbdinfo: { bin: 'nbdinfo', pkg: 'libnbd-bin' },
+  nbdcopy: { bin: 'nbdcopy', pkg: 'libnbd-bin' },
   /** Used by the UML tests to bound every run. */
   timeout: { bin: 'timeout', pkg: 'coreutils' },
   cp: { bin: 'cp', pkg: 'coreutils' },
