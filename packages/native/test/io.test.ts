@@ -221,6 +221,43 @@ run('native pread/pwrite', () => {
     await asyncSt.close();
   });
 
+  it('NodeFileStorage.extentAt on real sparse files: extents tile the range, holes read zeros, written bytes are data (random writes)', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 1, max: 4 * 1024 * 1024 }),
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 200 * 1024 })), { maxLength: 8 }),
+      async (size, writes) => {
+        const p = fileWith('prop.bin', new Uint8Array(0));
+        fs.truncateSync(p, size);
+        const st = await NodeFileStorage.open(p, { syscalls: s() });
+        try {
+          const written = new Uint8Array(size);
+          for (const [at, n0] of writes) {
+            const offset = at % size;
+            const n = Math.min(n0, size - offset);
+            await st.write(offset, new Uint8Array(n).fill(0x42));
+            written.fill(1, offset, offset + n);
+          }
+          let pos = 0;
+          while (pos < size) {
+            const e = await st.extentAt!(pos, size - pos);
+            expect(e, 'ext4/tmpfs/xfs report holes').toBeDefined();
+            expect(e!.length).toBeGreaterThan(0);
+            expect(pos + e!.length).toBeLessThanOrEqual(size);
+            if (!e!.data) {
+              expect(written.subarray(pos, pos + e!.length).every((w) => w === 0)).toBe(true);
+              const bytes = new Uint8Array(e!.length);
+              st.readSync!(pos, bytes);
+              expect(bytes.every((b) => b === 0)).toBe(true);
+            }
+            pos += e!.length;
+          }
+        } finally {
+          await st.close();
+        }
+      },
+    ), { numRuns: 40 });
+  });
+
   it('NodeFileStorage.extentAt: unsupported -> undefined, a file that changed between the seeks -> undefined, EIO -> BlockError', async () => {
     const p = fileWith('ext2.bin', new Uint8Array(4096));
     const fake = (seekData: number, seekHole: number): PositionalSyscalls => ({
