@@ -61,7 +61,13 @@ export function buildProgram(): Command {
 Sizes and offsets take qemu's suffixes: 512, 64k, 10M, 1.5G, 2T, 1P, 1E
 (k/K = KiB, powers of 1024; plain numbers are bytes).
 
-Set BLK_DEBUG=1 to see stack traces. Run 'blk COMMAND --help' for a command's options.`);
+Environment:
+  BLK_DEBUG=1         show stack traces with errors
+  BLK_LOCK=off        open images without OS advisory locks (=require: fail without the addon)
+  BLK_NATIVE_IO=off   use Node's fs calls instead of the @blk/native addon's pread/pwrite
+                      (slower; raw images then report no holes)
+
+Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('create')
     .description('create a new image (an empty disk, or an overlay on a backing file)')

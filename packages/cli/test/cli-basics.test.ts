@@ -36,6 +36,7 @@ describe('blk executable', () => {
     for (const cmd of ['create', 'info', 'map', 'convert', 'commit', 'rebase', 'compare', 'check', 'io']) {
       expect(r.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'));
     }
+    for (const v of ['BLK_DEBUG', 'BLK_LOCK', 'BLK_NATIVE_IO']) expect(r.stdout).toMatch(new RegExp(`^  ${v}=`, 'm'));
   });
 
   it.each([
