@@ -74,6 +74,10 @@ describe('blk convert', () => {
     for (const f of ['ss64k.img', 'ss0.img']) same(p('sparse-speckled.img'), p(f));
     expect(diskUsage(p('ss64k.img'))).toBeLessThanOrEqual(MiB / 4 + 8192);
     expect(diskUsage(p('ss0.img'))).toBeGreaterThanOrEqual(MiB);
+    // The cache mode of the output does not change what the source reports (-t unsafe wraps every storage).
+    expect(blk(['convert', '-t', 'unsafe', '-S', '64k', p('sparse-speckled.img'), p('ssu.img')]).code).toBe(0);
+    same(p('sparse-speckled.img'), p('ssu.img'));
+    expect(diskUsage(p('ssu.img'))).toBeLessThanOrEqual(MiB / 4 + 8192);
     const bad = blk(['convert', '-S', '1000', p('speckled.img'), p('bad.img')]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^blk: invalid sparse size 1000: use a multiple of 512/);

@@ -12,6 +12,8 @@ const CHUNK = 64 * 1024;
  */
 export class MemoryFile {
   private readonly chunks = new Map<number, Uint8Array>();
+  /** The chunk indexes in ascending order, for extentAt; rebuilt after chunks come or go. */
+  private sortedIndexes: number[] | undefined;
   length = 0;
   /** Whole seconds; bumped on every change so that mtime checks behave as on a real file. */
   mtimeSec: number;
@@ -49,6 +51,7 @@ export class MemoryFile {
       if (!chunk) {
         chunk = new Uint8Array(CHUNK);
         this.chunks.set(index, chunk);
+        this.sortedIndexes = undefined;
       }
       chunk.set(data.subarray(pos, pos + n), within);
       pos += n;
@@ -63,6 +66,7 @@ export class MemoryFile {
       for (const index of [...this.chunks.keys()]) {
         if (index >= firstDropped) this.chunks.delete(index);
       }
+      this.sortedIndexes = undefined;
       const partial = this.chunks.get(Math.floor(size / CHUNK));
       if (partial) partial.fill(0, size % CHUNK);
     }
@@ -84,10 +88,21 @@ export class MemoryFile {
       while (index * CHUNK < end && this.chunks.has(index)) index++;
       return { data: true, length: Math.min(end, index * CHUNK, this.length) - offset };
     }
-    // A hole up to the next held chunk (a scan of the keys: holes can span terabytes of chunks).
-    let next = Infinity;
-    for (const index of this.chunks.keys()) if (index > first && index < next) next = index;
-    return { data: false, length: Math.min(end, next * CHUNK) - offset };
+    // A hole up to the next held chunk (found by binary search: holes can span terabytes of chunks).
+    return { data: false, length: Math.min(end, this.nextChunkAfter(first) * CHUNK) - offset };
+  }
+
+  /** The smallest held chunk index above `index`, or Infinity. */
+  private nextChunkAfter(index: number): number {
+    const sorted = this.sortedIndexes ??= [...this.chunks.keys()].sort((a, b) => a - b);
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]! <= index) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < sorted.length ? sorted[lo]! : Infinity;
   }
 
   /** Bytes of memory really held (for tests of sparse behaviour). */

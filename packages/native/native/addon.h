@@ -3,6 +3,8 @@
 #define BLK_NATIVE_ADDON_H
 
 #define NAPI_VERSION 8
+#include <math.h>
+#include <stdint.h>
 #include <node_api.h>
 
 #define CHECK(call) do { if ((call) != napi_ok) return NULL; } while (0)
@@ -12,6 +14,20 @@ static inline napi_status define(napi_env env, napi_value exports, const char *n
   napi_value fn;
   napi_status st = napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
   return st != napi_ok ? st : napi_set_named_property(env, exports, name, fn);
+}
+
+/*
+ * Reads a Number that must be an integer in [0, INT32_MAX] (a descriptor, a
+ * mode): 1 when it is, 0 when it is a Number outside that (NaN, fractions,
+ * negatives, 2^32 + 3: napi_get_value_int32 would quietly turn those into
+ * some other descriptor), -1 when it is not a Number at all.
+ */
+static inline int small_int(napi_env env, napi_value value, int32_t *out) {
+  double d;
+  if (napi_get_value_double(env, value, &d) != napi_ok) return -1;
+  if (!(d >= 0 && d <= 2147483647.0) || floor(d) != d) return 0;
+  *out = (int32_t) d;
+  return 1;
 }
 
 napi_status register_lock(napi_env env, napi_value exports); /* lock.c: lock, query */

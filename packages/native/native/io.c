@@ -23,8 +23,6 @@
 #define _GNU_SOURCE
 #define _FILE_OFFSET_BITS 64
 #include <errno.h>
-#include <math.h>
-#include <stdint.h>
 #include <unistd.h>
 #include "addon.h"
 
@@ -39,7 +37,11 @@ static size_t element_size(napi_typedarray_type type) {
   }
 }
 
-/* Unpacks (fd, typed array, position); throws a TypeError and returns 0 when they are not that. */
+/*
+ * Unpacks (fd, typed array, position); throws a TypeError and returns 0 when
+ * they are not that. A Number that is no valid descriptor leaves *fd at -1
+ * (the caller answers -EBADF without a system call).
+ */
 static int io_args(napi_env env, napi_callback_info info, const char *usage,
                    int32_t *fd, void **data, size_t *bytes, double *position) {
   size_t argc = 3;
@@ -47,14 +49,16 @@ static int io_args(napi_env env, napi_callback_info info, const char *usage,
   bool is_typed = false;
   napi_typedarray_type type;
   size_t length;
+  int fd_ok = -1;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3
-      || napi_get_value_int32(env, argv[0], fd) != napi_ok
+      || (fd_ok = small_int(env, argv[0], fd)) < 0
       || napi_is_typedarray(env, argv[1], &is_typed) != napi_ok || !is_typed
       || napi_get_typedarray_info(env, argv[1], &type, &length, data, NULL, NULL) != napi_ok
       || napi_get_value_double(env, argv[2], position) != napi_ok) {
     napi_throw_type_error(env, NULL, usage);
     return 0;
   }
+  if (fd_ok == 0) *fd = -1;
   *bytes = length * element_size(type);
   return 1;
 }
@@ -71,13 +75,17 @@ static napi_value result(napi_env env, int64_t n) {
 
 /* pread (write = 0) or pwrite (write = 1) of the whole typed array at the position. */
 static napi_value transfer(napi_env env, napi_callback_info info, int write) {
-  int32_t fd;
+  int32_t fd = -1;
   void *data;
   size_t bytes;
   double position;
   if (!io_args(env, info, write ? "pwrite(fd, data, position) needs an integer, a TypedArray and a number"
                                  : "pread(fd, into, position) needs an integer, a TypedArray and a number",
                &fd, &data, &bytes, &position)) return NULL;
+  if (fd < 0) {
+    errno = EBADF;
+    return result(env, -1);
+  }
   /* A write must also end below 2^53, where blk's offsets stop being exact. */
   if (!valid_position(position) || (write && position + (double) bytes > MAX_POSITION)) {
     errno = EINVAL;
@@ -97,17 +105,22 @@ static napi_value js_pwrite(napi_env env, napi_callback_info info) { return tran
 static napi_value js_seek(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  int32_t fd, what;
+  int32_t fd = -1, what = -1;
   double position;
+  int fd_ok = -1, what_ok = -1;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3
-      || napi_get_value_int32(env, argv[0], &fd) != napi_ok
+      || (fd_ok = small_int(env, argv[0], &fd)) < 0
       || napi_get_value_double(env, argv[1], &position) != napi_ok
-      || napi_get_value_int32(env, argv[2], &what) != napi_ok) {
+      || (what_ok = small_int(env, argv[2], &what)) < 0) {
     napi_throw_type_error(env, NULL, "seek(fd, position, what) needs an integer, a number and 0 or 1");
     return NULL;
   }
+  if (fd_ok == 0) {
+    errno = EBADF;
+    return result(env, -1);
+  }
 #if defined(SEEK_DATA) && defined(SEEK_HOLE)
-  if (!valid_position(position) || (what != 0 && what != 1)) {
+  if (!valid_position(position) || what_ok == 0 || (what != 0 && what != 1)) {
     errno = EINVAL;
     return result(env, -1);
   }

@@ -66,9 +66,7 @@ static int args(napi_env env, napi_callback_info info, int32_t *fd, int32_t *mod
   size_t argc = 2;
   napi_value argv[2];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return 0;
-  if (napi_get_value_int32(env, argv[0], fd) != napi_ok) return 0;
-  if (napi_get_value_int32(env, argv[1], mode) != napi_ok) return 0;
-  return 1;
+  return small_int(env, argv[0], fd) == 1 && small_int(env, argv[1], mode) == 1;
 }
 
 static napi_value pair(napi_env env, int32_t a, int32_t b) {

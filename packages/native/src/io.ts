@@ -6,7 +6,7 @@
  * more slowly.
  */
 import type { PositionalSyscalls } from '@blk/core';
-import { loadAddon } from './addon.js';
+import { loadAddon, type NativeAddon } from './addon.js';
 
 function disabled(): boolean {
   const v = (process.env.BLK_NATIVE_IO ?? 'on').toLowerCase();
@@ -20,12 +20,21 @@ function disabled(): boolean {
 export function nativeSyscalls(): PositionalSyscalls | undefined {
   if (disabled()) return undefined;
   const addon = loadAddon();
-  if (!addon) return undefined;
-  const seek = addon.seek;
-  return {
-    pread: addon.pread,
-    pwrite: addon.pwrite,
-    seekData: (fd, position) => seek(fd, position, 0),
-    seekHole: (fd, position) => seek(fd, position, 1),
-  };
+  return addon ? syscallsOf(addon) : undefined;
+}
+
+/**
+ * What an addon offers, as PositionalSyscalls: an addon built from an older
+ * checkout (install scripts not re-run) may lack calls, so only the ones it
+ * has are offered, and without pread/pwrite nothing.
+ */
+export function syscallsOf(addon: Partial<NativeAddon>): PositionalSyscalls | undefined {
+  const { pread, pwrite, seek } = addon;
+  if (typeof pread !== 'function' || typeof pwrite !== 'function') return undefined;
+  const syscalls: PositionalSyscalls = { pread, pwrite };
+  if (typeof seek === 'function') {
+    syscalls.seekData = (fd, position) => seek(fd, position, 0);
+    syscalls.seekHole = (fd, position) => seek(fd, position, 1);
+  }
+  return syscalls;
 }

@@ -8,10 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlockError, NodeFileStorage, NodeVfs, type PositionalSyscalls } from '@blk/core';
+import { BlockError, MemoryFile, MemoryStorage, NodeFileStorage, NodeVfs, type PositionalSyscalls } from '@blk/core';
 import { hostVfs } from '@blk/images';
-import { addonLoadError, nativeSyscalls } from '../src/index.js';
+import { addonLoadError, lockStorage, nativeSyscalls } from '../src/index.js';
 import { loadAddon } from '../src/addon.js';
+import { syscallsOf } from '../src/io.js';
 
 function loadAddonForTest() {
   const addon = loadAddon();
@@ -104,10 +105,37 @@ run('native pread/pwrite', () => {
     }
     const p = fileWith('e.bin', new Uint8Array(64));
     const fd = fs.openSync(p, 'r');
-    expect(s().pwrite(fd, new Uint8Array(8), 0)).toBe(-os.constants.errno.EBADF);
-    fs.closeSync(fd);
-    expect(s().pread(fd, new Uint8Array(8), 0)).toBe(-os.constants.errno.EBADF);
+    try {
+      expect(s().pwrite(fd, new Uint8Array(8), 0)).toBe(-os.constants.errno.EBADF);
+    } finally {
+      fs.closeSync(fd);
+    }
+    // A descriptor number no process has open (a closed one could be reused at once).
+    expect(s().pread(2 ** 30, new Uint8Array(8), 0)).toBe(-os.constants.errno.EBADF);
     expect(fs.readFileSync(p).every((b) => b === 0)).toBe(true);
+  });
+
+  it('refuses descriptor numbers that are not integers in [0, 2^31) with -EBADF instead of reading some other descriptor', () => {
+    const p = fileWith('fd.bin', pattern(64));
+    const fd = fs.openSync(p, 'r+');
+    try {
+      const EBADF = -os.constants.errno.EBADF;
+      for (const bad of [Number.NaN, -1, 0.5, fd + 0.5, fd + 2 ** 32, 2 ** 31, Number.POSITIVE_INFINITY]) {
+        const into = new Uint8Array(8).fill(0xaa);
+        expect(s().pread(bad, into, 0), `pread(${bad})`).toBe(EBADF);
+        expect(into.every((b) => b === 0xaa)).toBe(true);
+        expect(s().pwrite(bad, new Uint8Array(8).fill(0x58), 0), `pwrite(${bad})`).toBe(EBADF);
+        expect(s().seekData!(bad, 0), `seek(${bad})`).toBe(EBADF);
+      }
+      expect(fs.readFileSync(p)).toEqual(Buffer.from(pattern(64)));
+      const raw = loadAddonForTest();
+      for (const what of [1.9, -1, 2, Number.NaN]) expect(raw.seek(fd, 0, what), `seek what ${what}`).toBe(EINVAL);
+      // The lock calls take the same care: a garbage descriptor is a TypeError, not a lock on fd 0.
+      expect(() => raw.lock(Number.NaN, 2)).toThrow(TypeError);
+      expect(() => raw.lock(fd + 2 ** 32, 2)).toThrow(TypeError);
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 
   it('refuses positions that are negative, fractional, NaN or past 2^53 with -EINVAL, before any I/O', () => {
@@ -170,6 +198,10 @@ run('native pread/pwrite', () => {
     const writeErr = await bad.write(0, new Uint8Array(16)).catch((e: unknown) => e);
     expect(writeErr).toMatchObject({ kind: 'io', code: 'ENOSPC', path: p });
     await bad.close();
+    // An errno Node has no name for still gets an E-code, not "Unknown system error".
+    const odd = await NodeFileStorage.open(p, { syscalls: { pread: () => -9999, pwrite: () => -9999 } });
+    await expect(odd.read(0, new Uint8Array(4))).rejects.toMatchObject({ kind: 'io', code: 'E9999' });
+    await odd.close();
   });
 
   it('seekData/seekHole find the data and holes of a sparse file; -ENXIO past the last data; -EINVAL for garbage', () => {
@@ -185,6 +217,7 @@ run('native pread/pwrite', () => {
       expect(seekData!(fd, 1024 * 1024 + 4096)).toBe(-os.constants.errno.ENXIO);
       expect(seekHole!(fd, 8 * 1024 * 1024 - 1)).toBe(8 * 1024 * 1024 - 1);
       expect(seekData!(fd, 2 ** 40)).toBe(-os.constants.errno.ENXIO);
+      expect(seekData!(2 ** 30, 0)).toBe(-os.constants.errno.EBADF);
       expect(seekData!(fd, -1)).toBe(EINVAL);
       expect(seekHole!(fd, 0.5)).toBe(EINVAL);
       const raw = loadAddonForTest();
@@ -193,7 +226,6 @@ run('native pread/pwrite', () => {
     } finally {
       fs.closeSync(fd);
     }
-    expect(s().seekData!(fd, 0)).toBe(-os.constants.errno.EBADF);
   });
 
   it('NodeFileStorage.extentAt: holes, data and the end of the file as the file system reports them', async () => {
@@ -280,6 +312,37 @@ run('native pread/pwrite', () => {
     const err = await ask(fake(-os.constants.errno.EIO, 0)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BlockError);
     expect(err).toMatchObject({ kind: 'io', code: 'EIO', path: p, offset: 100 });
+  });
+
+  it('an addon from an older build offers only the calls it has: no seek, no extentAt; no pread, nothing', async () => {
+    const full = loadAddonForTest();
+    const old = syscallsOf({ lock: full.lock, query: full.query, pread: full.pread, pwrite: full.pwrite });
+    expect(old).toBeDefined();
+    expect(old!.seekData).toBeUndefined();
+    const st = await NodeFileStorage.open(fileWith('old.bin', pattern(10)), { syscalls: old });
+    expect(st.extentAt).toBeUndefined(); // raw images then count every byte as data
+    expect(await st.read(0, new Uint8Array(10))).toBe(10);
+    await st.close();
+    expect(syscallsOf({ lock: full.lock, query: full.query })).toBeUndefined();
+    expect(Object.keys(syscallsOf(full)!).sort()).toEqual(['pread', 'pwrite', 'seekData', 'seekHole']);
+  });
+
+  it('storage wrappers that do not change reads keep readSync and extentAt (LockedStorage)', async () => {
+    const p = fileWith('locked.bin', new Uint8Array(0));
+    const file = new MemoryFile();
+    file.truncate(4 * 65536);
+    file.writeAt(65536, pattern(100));
+    // A storage without a descriptor of its own: lockStorage locks through a descriptor it opens, and wraps it.
+    const locked = lockStorage(new MemoryStorage(file, p));
+    try {
+      expect(locked).not.toBeInstanceOf(MemoryStorage);
+      const into = new Uint8Array(100);
+      expect(locked.readSync!(65536, into)).toBe(100);
+      expect(into).toEqual(pattern(100));
+      expect(await locked.extentAt!(0, 4 * 65536)).toEqual({ data: false, length: 65536 });
+    } finally {
+      await locked.close();
+    }
   });
 
   it('NodeFileStorage reads and writes the same bytes on the native calls as on fs (random operations)', async () => {

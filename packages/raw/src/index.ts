@@ -12,7 +12,8 @@ import {
  * as zero runs, when the storage can tell where they are (`Storage.extentAt`:
  * lseek SEEK_DATA/SEEK_HOLE through @blk/native on host files, chunks in
  * memory), as qemu-img does; otherwise every byte is data, and readers that
- * want holes back (convert) find all-zero runs by content.
+ * want holes back (convert) find all-zero runs by content. Holes are the
+ * file system's word (convert then skips them unread), as with qemu-img.
  */
 export const rawDriver: BlockDriver = {
   name: 'raw',
@@ -57,7 +58,7 @@ class RawImage implements DriverImage {
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const extent = this.storage.extentAt ? await this.storage.extentAt(offset, length) : undefined;
     // A storage answer outside (0, length] says nothing we could use: count the run as data.
-    if (extent === undefined || !(extent.length > 0 && extent.length <= length)) {
+    if (extent === undefined || !(Number.isSafeInteger(extent.length) && extent.length > 0 && extent.length <= length)) {
       return { allocated: true, length, hostOffset: offset };
     }
     return { allocated: true, length: extent.length, zero: !extent.data, hostOffset: offset };

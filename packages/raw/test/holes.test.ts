@@ -56,7 +56,8 @@ describe('raw images: holes as zero runs', () => {
     const mem = new MemoryVfs();
     await createImage('/d.raw', { vfs: mem, format: 'raw', size: 8 * CHUNK });
     for (const answer of [undefined, () => undefined, () => ({ data: false, length: 0 }),
-      (_o: number, n: number) => ({ data: false, length: n + 1 }), () => ({ data: false, length: Number.NaN })]) {
+      (_o: number, n: number) => ({ data: false, length: n + 1 }), () => ({ data: false, length: Number.NaN }),
+      () => ({ data: false, length: 1.5 })]) {
       const image = await openImage('/d.raw', { vfs: new ExtentVfs(mem, answer), readOnly: true, format: 'raw' });
       expect(await image.status(CHUNK, 4 * CHUNK)).toEqual({ allocated: true, length: 4 * CHUNK, hostOffset: CHUNK });
       await image.close();
