@@ -97,6 +97,38 @@ describe('blk commit', () => {
     expect(r.stderr).toMatch(/^blk: warning: /);
   });
 
+  it('a raw backing file smaller than the overlay grows to the overlay\'s size first, as with qemu-img commit', () => {
+    for (const [name, writes] of [['g1', ['write -P 0x33 1536k 4k', 'write -P 0x44 0 4k']], ['g2', ['write -P 0x55 4k 4k']]] as const) {
+      rawFile(p(`${name}.img`), MiB, [[0, MiB, 0x11]]);
+      // Only QEMU's v2 layout lets an overlay be larger than its backing file.
+      expect(blk(['create', '-q', '-f', 'cow', '-o', 'variant=v2-qemu-lp64', '-b', p(`${name}.img`), p(`${name}.cow`), '2M']).code).toBe(0);
+      expect(blk(['io', ...writes.flatMap((w) => ['-c', w]), p(`${name}.cow`)]).code).toBe(0);
+      expect(blk(['convert', p(`${name}.cow`), p(`${name}.expected`)]).code).toBe(0);
+      const r = blk(['commit', p(`${name}.cow`)]);
+      expect(r).toMatchObject({ code: 0, stdout: 'Image committed.\n' });
+      expect(fs.statSync(p(`${name}.img`)).size).toBe(2 * MiB);
+      same(p(`${name}.img`), p(`${name}.expected`));
+      same(p(`${name}.cow`), p(`${name}.expected`));
+      expect(blk(['check', p(`${name}.cow`)]).code).toBe(0);
+    }
+  });
+
+  it('a backing file of a format that cannot grow is refused before anything is written', () => {
+    rawFile(p('ng.img'), MiB, [[0, MiB, 0x11]]);
+    expect(blk(['create', '-q', '-f', 'cow', '-b', p('ng.img'), p('ng-mid.cow')]).code).toBe(0);
+    expect(blk(['io', '-c', 'write -P 0x22 0 4k', p('ng-mid.cow')]).code).toBe(0);
+    expect(blk(['create', '-q', '-f', 'cow', '-o', 'variant=v2-qemu-lp64', '-b', p('ng-mid.cow'), '-F', 'cow', p('ng.cow'), '2M']).code).toBe(0);
+    // QEMU's v2 header records no backing format: --backing-probe opens ng-mid.cow as the cow it is.
+    expect(blk(['io', '--backing-probe', '-c', 'write -P 0x33 1536k 4k', '-c', 'write -P 0x44 8k 4k', p('ng.cow')]).code).toBe(0);
+    const before = fs.readFileSync(p('ng-mid.cow'));
+    const topBefore = fs.readFileSync(p('ng.cow'));
+    const r = blk(['commit', '--backing-probe', p('ng.cow')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/holds data up to offset 1576960, past the end of its backing file .*ng-mid\.cow \(1048576 bytes\), which is cow and cannot grow/);
+    expect(fs.readFileSync(p('ng-mid.cow')).equals(before)).toBe(true);
+    expect(fs.readFileSync(p('ng.cow')).equals(topBefore)).toBe(true); // not even marked "commit in progress"
+  });
+
   it('progress on a pipe stays quiet', () => {
     rawFile(p('c4.img'), MiB);
     const ovl = overlayOn('c4', p('c4.img'));

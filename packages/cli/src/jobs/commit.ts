@@ -17,6 +17,10 @@
  * file whose mtime differs from a real recorded one (it was modified after
  * the overlay was made) is refused unless `force`.
  *
+ * A raw backing file smaller than the overlay is first grown to the
+ * overlay's size (as qemu-img commit does), after step 1; a re-run finds it
+ * grown already.
+ *
  * Every file-system action goes through the job's Vfs.
  */
 import { isBlockError, type BackingSpec, type Image } from '@blk/core';
@@ -94,29 +98,48 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     // Survey what to copy; refuse before writing anything if it cannot all fit.
     const runs: Array<{ start: number; length: number }> = [];
     let total = 0;
+    let dataEnd = 0;
     for await (const run of top.map()) {
       if (run.depth !== 0) continue;
-      if (run.start + run.length > base.size) {
-        throw new Error(`${file}: the image holds data up to offset ${run.start + run.length}, past the end of `
-          + `its backing file ${backingPath} (${base.size} bytes); blk cannot grow the backing file`);
-      }
       runs.push({ start: run.start, length: run.length });
       total += run.length;
+      dataEnd = run.start + run.length;
+    }
+    // A smaller backing file grows to the overlay's size first, as qemu-img commit does. Only a raw
+    // file can (its size is its length); other formats fix their size in their headers.
+    const grow = base.size < top.size && base.format === 'raw';
+    if (dataEnd > base.size && !grow) {
+      throw new Error(`${file}: the image holds data up to offset ${dataEnd}, past the end of its backing file `
+        + `${backingPath} (${base.size} bytes), which is ${base.format} and cannot grow`);
     }
 
-    const baseSize = base.size;
+    let baseSize = grow ? top.size : base.size;
     const spec = (mtime: number): BackingSpec => {
       const s: BackingSpec = { path: ref.path, size: baseSize, mtimeSec: mtime };
       if (ref.format !== undefined) s.format = ref.format;
       return s;
     };
-    if (recorded !== undefined && !resuming && runs.length > 0) {
+    const changesBase = runs.length > 0 || grow;
+    if (recorded !== undefined && !resuming && changesBase) {
       await top.setBackingReference(spec(COMMIT_IN_PROGRESS_MTIME));
       await top.flush();
     }
+    if (grow) {
+      await base.close();
+      base = undefined;
+      const storage = await vfs.open(backingPath, { readOnly: false });
+      try {
+        await storage.truncate(baseSize);
+        await storage.flush();
+      } finally {
+        await storage.close();
+      }
+      base = await openImage(backingPath, baseOptions);
+      baseSize = base.size;
+    }
 
     const progress = progressOf(options, total);
-    const target = base;
+    const target: Image = base;
     // Several chunks in flight: reading one overlaps writing another (asynchronous storage).
     pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(chunk));
     let done = 0;
@@ -144,7 +167,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     // The backing file changed: record its new mtime so that the overlay still opens.
     if (recorded !== undefined) {
       const after = await mtimeOf(vfs, backingPath);
-      if (after !== undefined && (resuming || runs.length > 0)) {
+      if (after !== undefined && (resuming || changesBase)) {
         await top.setBackingReference(spec(after));
         await top.flush();
       }
