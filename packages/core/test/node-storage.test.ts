@@ -44,6 +44,20 @@ describe.each<NodeIoMode>(['sync', 'async'])('NodeFileStorage (io: %s)', (io) =>
     await storage.close();
   });
 
+  it('reports a failing read or write as BlockError io with the fs code and the offset', async () => {
+    // A directory opens read-only on Linux; reading it fails with EISDIR.
+    const d = fs.mkdtempSync(path.join(dir, 'd-'));
+    const storage = await NodeFileStorage.open(d, { io, readOnly: true });
+    await expect(storage.read(4096, new Uint8Array(16))).rejects.toMatchObject({ kind: 'io', code: 'EISDIR', path: d, offset: 4096 });
+    await storage.close();
+    // A write through a descriptor opened read-only at the OS level: EBADF.
+    const file = tempFile(bytes(64));
+    const ro = await NodeFileStorage.open(file, { io, flags: 'r' });
+    await expect(ro.write(8, bytes(8))).rejects.toMatchObject({ kind: 'io', code: 'EBADF', path: file, offset: 8 });
+    await ro.close();
+    expect(new Uint8Array(fs.readFileSync(file))).toEqual(bytes(64));
+  });
+
   it('grows the file on a write past the end, the gap reading as zeros', async () => {
     const file = tempFile(bytes(10));
     const storage = await NodeFileStorage.open(file, { io });
