@@ -85,14 +85,23 @@ export class CowImage implements DriverImage {
     const end = sector + into.length / SS;
     let at = 0;
     while (sector < end) {
-      // One storage read per allocated run, one `below` call per unallocated run.
-      const run = await this.bitmap.findRun(sector, end - sector);
-      const part = into.subarray(at, at + run.count * SS);
+      // One storage read per allocated run, one `below` call per unallocated run. The bitmap
+      // lookup is synchronous when its chunks are cached (three promises fewer per request).
+      const quick = this.bitmap.findRunSync(sector, end - sector);
+      let set: boolean;
+      let count: number;
+      if (quick !== 0) {
+        set = quick > 0;
+        count = set ? quick : -quick;
+      } else {
+        ({ set, count } = await this.bitmap.findRun(sector, end - sector));
+      }
+      const part = into.subarray(at, at + count * SS);
       // A QEMU-created file ends after its bitmap: data past EOF reads as zeros.
-      if (run.set) await readZeroFilled(this.storage, this.layout.dataOffset + sector * SS, part);
+      if (set) await readZeroFilled(this.storage, this.layout.dataOffset + sector * SS, part);
       else await below(sector * SS, part);
-      sector += run.count;
-      at += run.count * SS;
+      sector += count;
+      at += count * SS;
     }
   }
 
