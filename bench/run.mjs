@@ -317,6 +317,7 @@ groups.push({
       { key: 'node readSync', run: () => runWorkload({ ...common, target: 'node-sync', path: b }) },
       { key: 'node fh.read qd1', run: () => runWorkload({ ...infoCommon, target: 'node-fh', path: b, depth: 1 }) },
       { key: 'node fh.read qd32', run: () => runWorkload({ ...infoCommon, target: 'node-fh', path: b, depth: 32 }) },
+      { key: 'node fs.read cb qd32', run: () => runWorkload({ ...infoCommon, target: 'node-cb', path: b, depth: 32 }) },
       { key: 'blk raw qd1', run: () => runWorkload({ ...infoCommon, target: 'blk', path: b, layout: 'base', depth: 1, verify: true }, { nodeArgs: profArgs('rand-read-raw-qd1') }) },
       { key: 'blk raw qd32', run: () => runWorkload({ ...infoCommon, target: 'blk', path: b, layout: 'base', depth: 32, verify: true }, { nodeArgs: profArgs('rand-read-raw-qd32') }) },
     ];
@@ -351,7 +352,8 @@ groups.push({
       note: cow ? errors['blk cow async qd32'] : pending('@blk/cow') });
     addRow({ id: 'rand-read-fh', info: true, title: '  (info) plain Node awaited FileHandle.read, 1 / 32 in flight', unit: 'IOPS',
       blk: g('node fh.read qd1')?.value, baseline: bl?.value, baselineName: blName,
-      note: `32 in flight: ${fmtRate(g('node fh.read qd32')?.value, 'IOPS')} (libuv thread pool, UV_THREADPOOL_SIZE default 4)` });
+      note: `32 in flight: ${fmtRate(g('node fh.read qd32')?.value, 'IOPS')} (libuv thread pool, UV_THREADPOOL_SIZE default 4); `
+        + `fs.read with a callback, 32 in flight: ${fmtRate(g('node fs.read cb qd32')?.value, 'IOPS')} (the ceiling of io: 'async')` });
   },
 });
 

@@ -36,6 +36,14 @@ async function reader(p) {
     const fh = await fs.promises.open(p.path, 'r');
     return { read: (off, buf) => fh.read(buf, 0, buf.length, off), close: () => fh.close() };
   }
+  if (p.target === 'node-cb') {
+    // fs.read with a callback, wrapped in a promise: what blk's io: 'async' storages do per call.
+    const fd = fs.openSync(p.path, 'r');
+    const read = (off, buf) => new Promise((resolve, reject) => {
+      fs.read(fd, buf, 0, buf.length, off, (err, n) => (err ? reject(err) : resolve(n)));
+    });
+    return { read, close: async () => fs.closeSync(fd) };
+  }
   if (p.target === 'blk') {
     const image = await openBlk(p.path, { io: p.io });
     if (image.size !== p.size) throw new Error(`image size ${image.size} != ${p.size}`);
