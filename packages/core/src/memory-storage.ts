@@ -51,7 +51,10 @@ export class MemoryFile {
       if (!chunk) {
         chunk = new Uint8Array(CHUNK);
         this.chunks.set(index, chunk);
-        this.sortedIndexes = undefined;
+        if (this.sortedIndexes !== undefined) {
+          // Keep the cache: insert in order (a rebuild per new chunk made writes between lookups quadratic).
+          this.sortedIndexes.splice(lowerBound(this.sortedIndexes, index), 0, index);
+        }
       }
       chunk.set(data.subarray(pos, pos + n), within);
       pos += n;
@@ -95,14 +98,8 @@ export class MemoryFile {
   /** The smallest held chunk index above `index`, or Infinity. */
   private nextChunkAfter(index: number): number {
     const sorted = this.sortedIndexes ??= [...this.chunks.keys()].sort((a, b) => a - b);
-    let lo = 0;
-    let hi = sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (sorted[mid]! <= index) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo < sorted.length ? sorted[lo]! : Infinity;
+    const at = lowerBound(sorted, index + 1);
+    return at < sorted.length ? sorted[at]! : Infinity;
   }
 
   /** Bytes of memory really held (for tests of sparse behaviour). */
@@ -120,6 +117,18 @@ export class MemoryFile {
   private touch(): void {
     this.mtimeSec += 1;
   }
+}
+
+/** The first position in ascending `sorted` whose value is >= `value`. */
+function lowerBound(sorted: number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** A `Storage` over a `MemoryFile`. */

@@ -82,6 +82,14 @@ export class NodeFileStorage implements Storage {
   readonly fd: number;
   /** io: 'async': every call goes to libuv's thread pool (fs callbacks on the descriptor). */
   private readonly async: boolean;
+  /**
+   * io: 'async': calls on the descriptor not finished yet. close() waits for
+   * them before closing it: a call still running on a closed descriptor
+   * number could read or write whatever file is opened next under that
+   * number. (FileHandle, which this mode used before, did the same.)
+   */
+  private inFlight = 0;
+  private onIdle: (() => void) | undefined;
   private closed = false;
   readonly io: NodeIoMode;
   /**
@@ -237,18 +245,26 @@ export class NodeFileStorage implements Storage {
    * of the file), as one promise of the bytes done.
    */
   private transfer(write: boolean, offset: number, buf: Uint8Array): Promise<number> {
+    this.inFlight++;
     return new Promise<number>((resolve, reject) => {
       let done = 0;
-      const fail = (err: unknown) => reject(ioError(this.path, write ? 'write' : 'read', err, offset + done));
+      const fail = (err: unknown) => {
+        this.settled();
+        reject(ioError(this.path, write ? 'write' : 'read', err, offset + done));
+      };
+      const finish = () => {
+        this.settled();
+        resolve(done);
+      };
       const next = (err: NodeJS.ErrnoException | null, n: number): void => {
         if (err) return fail(err);
         if (write && n <= 0) return fail(new Error('short write: the kernel accepted no bytes'));
-        if (n === 0) return resolve(done);
+        if (n === 0) return finish();
         done += n;
         step();
       };
       const step = (): void => {
-        if (done >= buf.length) return resolve(done);
+        if (done >= buf.length) return finish();
         try {
           if (write) fs.write(this.fd, buf, done, buf.length - done, offset + done, next);
           else fs.read(this.fd, buf, done, buf.length - done, offset + done, next);
@@ -260,10 +276,35 @@ export class NodeFileStorage implements Storage {
     });
   }
 
+  /** One fs callback call on the descriptor (io: 'async'), counted in `inFlight` until it settles. */
+  private call<T>(run: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
+    this.inFlight++;
+    return new Promise<T>((resolve, reject) => {
+      try {
+        run((err, value) => {
+          this.settled();
+          if (err) reject(err);
+          else resolve(value);
+        });
+      } catch (err) {
+        this.settled();
+        reject(err);
+      }
+    });
+  }
+
+  private settled(): void {
+    if (--this.inFlight === 0 && this.onIdle !== undefined) {
+      const wake = this.onIdle;
+      this.onIdle = undefined;
+      wake();
+    }
+  }
+
   async size(): Promise<number> {
     this.checkOpen();
     try {
-      return this.async ? (await callback<fs.Stats>((cb) => fs.fstat(this.fd, cb))).size : fs.fstatSync(this.fd).size;
+      return this.async ? (await this.call<fs.Stats>((cb) => fs.fstat(this.fd, cb))).size : fs.fstatSync(this.fd).size;
     } catch (err) {
       throw ioError(this.path, 'stat', err);
     }
@@ -273,7 +314,7 @@ export class NodeFileStorage implements Storage {
     this.checkWritable();
     checkOffset(size, 'size', this.path);
     try {
-      if (this.async) await callback<void>((cb) => fs.ftruncate(this.fd, size, cb));
+      if (this.async) await this.call<void>((cb) => fs.ftruncate(this.fd, size, cb));
       else fs.ftruncateSync(this.fd, size);
     } catch (err) {
       throw ioError(this.path, 'truncate', err);
@@ -284,7 +325,7 @@ export class NodeFileStorage implements Storage {
     this.checkOpen();
     if (this.readOnly) return;
     try {
-      if (this.async) await callback<void>((cb) => fs.fdatasync(this.fd, cb));
+      if (this.async) await this.call<void>((cb) => fs.fdatasync(this.fd, cb));
       else fs.fdatasyncSync(this.fd);
     } catch (err) {
       throw ioError(this.path, 'flush', err);
@@ -295,8 +336,12 @@ export class NodeFileStorage implements Storage {
     if (this.closed) return;
     this.closed = true;
     try {
-      if (this.async) await callback<void>((cb) => fs.close(this.fd, cb));
-      else fs.closeSync(this.fd);
+      if (this.async) {
+        if (this.inFlight > 0) await new Promise<void>((resolve) => { this.onIdle = resolve; });
+        await callback<void>((cb) => fs.close(this.fd, cb));
+      } else {
+        fs.closeSync(this.fd);
+      }
     } catch (err) {
       throw ioError(this.path, 'close', err);
     }

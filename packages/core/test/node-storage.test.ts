@@ -19,6 +19,39 @@ function tempFile(content: Uint8Array = new Uint8Array(0)): string {
   return file;
 }
 
+describe("NodeFileStorage (io: 'async'): close() and calls in flight", () => {
+  it('close() waits for reads and writes in flight, so their descriptor number is never reused under them', async () => {
+    const size = 32 * 1024 * 1024;
+    for (let round = 0; round < 3; round++) {
+      const a = tempFile(new Uint8Array(size).fill(0xaa));
+      const storage = await NodeFileStorage.open(a, { io: 'async' });
+      // Reads past the end take two calls (the second finds the end of the file): the second must
+      // still go to this file, not to whatever takes its descriptor number after close().
+      const reads = Array.from({ length: 3 }, () => {
+        const into = new Uint8Array(2 * size);
+        return storage.read(0, into).then((n) => ({ n, into }));
+      });
+      const write = storage.write(size, new Uint8Array(1024).fill(0x77));
+      await storage.close();
+      const b = tempFile(new Uint8Array(3 * size).fill(0xbb));
+      const fdB = fs.openSync(b, 'r+');
+      try {
+        for (const { n, into } of await Promise.all(reads)) {
+          expect(n === size || n === size + 1024).toBe(true); // before or after the write landed
+          expect(into.subarray(0, size).every((x) => x === 0xaa)).toBe(true);
+          expect(into.subarray(n).every((x) => x === 0)).toBe(true);
+        }
+        await write;
+      } finally {
+        fs.closeSync(fdB);
+      }
+      expect(fs.statSync(a).size).toBe(size + 1024);
+      expect(fs.readFileSync(b).every((x) => x === 0xbb)).toBe(true);
+      await expect(storage.read(0, new Uint8Array(1))).rejects.toMatchObject({ kind: 'closed' });
+    }
+  });
+});
+
 describe.each<NodeIoMode>(['sync', 'async'])('NodeFileStorage (io: %s)', (io) => {
   it('writes and reads at explicit positions, with no seek state between calls', async () => {
     const file = tempFile(new Uint8Array(300));
