@@ -36,8 +36,22 @@ class ThreadedStorage implements Storage {
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
 
+  /** Thread-pool calls not finished yet: close() waits for them (the descriptor number must not be reused under them). */
+  private inFlight = new Set<Promise<unknown>>();
+
+  private track<T>(call: Promise<T>): Promise<T> {
+    this.inFlight.add(call);
+    const forget = () => { this.inFlight.delete(call); };
+    call.then(forget, forget);
+    return call;
+  }
+
   async read(offset: number, into: Uint8Array): Promise<number> {
     if (into.length < THREADED_MIN || !Number.isSafeInteger(offset) || offset < 0) return this.inner.read(offset, into);
+    return this.track(this.threadedRead(offset, into));
+  }
+
+  private async threadedRead(offset: number, into: Uint8Array): Promise<number> {
     let done = 0;
     while (done < into.length) {
       let n: number;
@@ -58,6 +72,10 @@ class ThreadedStorage implements Storage {
       || !Number.isSafeInteger(offset + data.length)) {
       return this.inner.write(offset, data);
     }
+    return this.track(this.threadedWrite(offset, data));
+  }
+
+  private async threadedWrite(offset: number, data: Uint8Array): Promise<void> {
     let done = 0;
     while (done < data.length) {
       let n: number;
@@ -74,7 +92,10 @@ class ThreadedStorage implements Storage {
   size(): Promise<number> { return this.inner.size(); }
   truncate(size: number): Promise<void> { return this.inner.truncate(size); }
   flush(): Promise<void> { return this.inner.flush(); }
-  close(): Promise<void> { return this.inner.close(); }
+  async close(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    return this.inner.close();
+  }
 }
 
 /** A Vfs whose storages send large reads and writes to the thread pool (when they expose a descriptor). */

@@ -164,3 +164,38 @@ describe('copy jobs: cache modes and the pipeline', () => {
     expect(finished).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('ThreadedIoVfs (the copy jobs\' host Vfs)', () => {
+  it('close() waits for thread-pool reads in flight, so their descriptor number is never reused under them', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { NodeVfs } = await import('@blk/core');
+    const { ThreadedIoVfs } = await import('../src/host-io.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-threaded-'));
+    try {
+      const size = 32 * 1024 * 1024;
+      for (let round = 0; round < 3; round++) {
+        const a = path.join(dir, `a${round}`);
+        fs.writeFileSync(a, new Uint8Array(size).fill(0xaa));
+        const storage = await new ThreadedIoVfs(new NodeVfs()).open(a, { readOnly: true });
+        // Past the end: a second call finds the end of the file; it must still read this file.
+        const into = new Uint8Array(2 * size);
+        const read = storage.read(0, into);
+        await storage.close();
+        const b = path.join(dir, `b${round}`);
+        fs.writeFileSync(b, new Uint8Array(3 * size).fill(0xbb));
+        const fdB = fs.openSync(b, 'r');
+        try {
+          expect(await read).toBe(size);
+          expect(into.subarray(0, size).every((x) => x === 0xaa)).toBe(true);
+          expect(into.subarray(size).every((x) => x === 0)).toBe(true);
+        } finally {
+          fs.closeSync(fdB);
+        }
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
