@@ -32,11 +32,13 @@ console.log(`  format ${overlay.format} (${overlay.info().formatSpecific.variant
 console.log(`  backing ${overlay.info().backing?.resolved} (${overlay.backing?.format})`);
 console.log(`  file length ${statSync(overlayPath).size} bytes, ${statSync(overlayPath).blocks * 512} bytes on disk (sparse)`);
 
-// 4. What each range reads from: depth 0 = overlay, 1 = base, none = zeros.
+// 4. What each range reads from: depth 0 = overlay, 1 = base, none = zeros. A hole in the base
+//    file (never written: the rest of its 16 MiB) is a zero run of the base.
 console.log('\nallocation across the chain:');
 console.log('  start       length      where');
 for await (const run of overlay.map()) {
-  const where = run.depth === undefined ? 'zeros' : run.depth === 0 ? 'overlay' : `backing (depth ${run.depth})`;
+  const layer = run.depth === 0 ? 'overlay' : `backing (depth ${run.depth})`;
+  const where = run.depth === undefined ? 'zeros' : run.zero ? `${layer}, a hole: zeros` : layer;
   console.log(`  ${String(run.start).padEnd(11)} ${String(run.length).padEnd(11)} ${where}`);
 }
 
