@@ -137,6 +137,17 @@ export class IoSession {
     return false;
   }
 
+  /** Runs one request and returns how long it took in seconds, or false after printing `what failed: ...`. */
+  async timed(what: string, op: () => Promise<unknown>): Promise<number | false> {
+    const t1 = process.hrtime.bigint();
+    try {
+      await op();
+    } catch (err) {
+      return this.failed(what, err);
+    }
+    return elapsed(t1);
+  }
+
   usage(ct: CmdInfo): false {
     this.io.out(`${ct.name} ${ct.args ?? ''} -- ${ct.oneline}\n`);
     return false;
@@ -252,13 +263,8 @@ const read: CmdInfo = {
       return false;
     }
     const buf = new Uint8Array(count).fill(0xab);
-    const t1 = process.hrtime.bigint();
-    try {
-      await ctx.image.readInto(offset, buf);
-    } catch (err) {
-      return ctx.failed('read', err);
-    }
-    const secs = elapsed(t1);
+    const secs = await ctx.timed('read', () => ctx.image.readInto(offset, buf));
+    if (secs === false) return false;
     let ok = true;
     if (pattern !== undefined && patternFails(buf.subarray(patternOffset, patternOffset + patternCount), pattern)) {
       ctx.out(`Pattern verification failed at offset ${offset + patternOffset}, ${patternCount} bytes\n`);
@@ -280,13 +286,8 @@ const readv: CmdInfo = {
     if (!req) return false;
     const { o, pattern, offset, count } = req;
     const buf = new Uint8Array(count).fill(0xab);
-    const t1 = process.hrtime.bigint();
-    try {
-      await ctx.image.readInto(offset, buf);
-    } catch (err) {
-      return ctx.failed('readv', err);
-    }
-    return reportVectorRead(ctx, o.flags, buf, offset, pattern, elapsed(t1));
+    const secs = await ctx.timed('readv', () => ctx.image.readInto(offset, buf));
+    return secs !== false && reportVectorRead(ctx, o.flags, buf, offset, pattern, secs);
   },
 };
 
@@ -386,19 +387,21 @@ const write: CmdInfo = {
     }
     const buf = new Uint8Array(count).fill(z ? 0 : pattern ?? 0xcd);
     if (typeof source === 'string' && !fillFromFile(ctx, buf, source)) return false;
-    const t1 = process.hrtime.bigint();
-    try {
-      await ctx.image.write(offset, buf);
-      if (o.flags.has('f')) await ctx.image.flush();
-    } catch (err) {
-      return ctx.failed('write', err);
-    }
-    const secs = elapsed(t1);
-    if (o.flags.has('q')) return true;
-    ctx.out(printReport('wrote', secs, offset, count, count, 1, o.flags.has('C')));
-    return true;
+    return writeAndReport(ctx, 'write', o.flags, offset, buf);
   },
 };
+
+/** write/writev: writes `buf` at `offset` (then flushes with -f) and prints qemu-io's `wrote` report unless -q. */
+async function writeAndReport(ctx: IoSession, what: string, flags: Map<string, string | true>, offset: number,
+  buf: Uint8Array): Promise<boolean> {
+  const secs = await ctx.timed(what, async () => {
+    await ctx.image.write(offset, buf);
+    if (flags.has('f')) await ctx.image.flush();
+  });
+  if (secs === false) return false;
+  if (!flags.has('q')) ctx.out(printReport('wrote', secs, offset, buf.length, buf.length, 1, flags.has('C')));
+  return true;
+}
 
 const writev: CmdInfo = {
   name: 'writev', argmin: 2, argmax: -1, write: true,
@@ -409,17 +412,7 @@ const writev: CmdInfo = {
     if (!req) return false;
     const { o, pattern, offset, count } = req;
     const buf = new Uint8Array(count).fill(pattern ?? 0xcd);
-    const t1 = process.hrtime.bigint();
-    try {
-      await ctx.image.write(offset, buf);
-      if (o.flags.has('f')) await ctx.image.flush();
-    } catch (err) {
-      return ctx.failed('writev', err);
-    }
-    const secs = elapsed(t1);
-    if (o.flags.has('q')) return true;
-    ctx.out(printReport('wrote', secs, offset, count, count, 1, o.flags.has('C')));
-    return true;
+    return writeAndReport(ctx, 'writev', o.flags, offset, buf);
   },
 };
 
@@ -516,13 +509,8 @@ const discard: CmdInfo = {
       ctx.out(`length cannot exceed ${MAX_REQUEST}, given ${o.operands[1]}\n`);
       return false;
     }
-    const t1 = process.hrtime.bigint();
-    try {
-      await ctx.image.discard(offset, count);
-    } catch (err) {
-      return ctx.failed('discard', err);
-    }
-    const secs = elapsed(t1);
+    const secs = await ctx.timed('discard', () => ctx.image.discard(offset, count));
+    if (secs === false) return false;
     if (!o.flags.has('q')) ctx.out(printReport('discard', secs, offset, count, count, 1, o.flags.has('C')));
     return true;
   },
