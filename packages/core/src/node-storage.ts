@@ -83,7 +83,8 @@ export class NodeFileStorage implements Storage {
   /** io: 'async': every call goes to libuv's thread pool (fs callbacks on the descriptor). */
   private readonly async: boolean;
   /**
-   * io: 'async': calls on the descriptor not finished yet. close() waits for
+   * Thread-pool calls on the descriptor not finished yet (every call in
+   * io: 'async', readOnPool/writeOnPool in either mode). close() waits for
    * them before closing it: a call still running on a closed descriptor
    * number could read or write whatever file is opened next under that
    * number. (FileHandle, which this mode used before, did the same.)
@@ -137,8 +138,21 @@ export class NodeFileStorage implements Storage {
   // read and write are plain functions returning promises, not async ones: in io: 'async' mode
   // one promise per request instead of a chain of them is a third of the main thread's work.
   read(offset: number, into: Uint8Array): Promise<number> {
+    if (this.async) return this.readOnPool(offset, into);
     try {
-      if (!this.async) return Promise.resolve(this.readNow(offset, into));
+      return Promise.resolve(this.readNow(offset, into));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * A read on libuv's thread pool whatever the io mode: what io: 'async'
+   * does for every read, and what a copy job asks for its large reads, so
+   * that reading one piece overlaps writing another. close() waits for it.
+   */
+  readOnPool(offset: number, into: Uint8Array): Promise<number> {
+    try {
       this.checkOpen();
       checkOffset(offset, 'offset', this.path);
     } catch (err) {
@@ -210,19 +224,31 @@ export class NodeFileStorage implements Storage {
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.async) return this.writeOnPool(offset, data);
     try {
-      this.checkWritable();
-      // Both ends: Node takes position -1 as "the current file position" and would write there.
-      checkOffset(offset, 'offset', this.path);
-      checkOffset(offset + data.length, 'end offset', this.path);
-      if (!this.async) {
-        this.writeNow(offset, data);
-        return RESOLVED;
-      }
+      this.checkWriteRange(offset, data);
+      this.writeNow(offset, data);
+      return RESOLVED;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** `readOnPool`'s counterpart for writes. */
+  writeOnPool(offset: number, data: Uint8Array): Promise<void> {
+    try {
+      this.checkWriteRange(offset, data);
     } catch (err) {
       return Promise.reject(err);
     }
     return this.transfer(true, offset, data).then(ignore);
+  }
+
+  private checkWriteRange(offset: number, data: Uint8Array): void {
+    this.checkWritable();
+    // Both ends: Node takes position -1 as "the current file position" and would write there.
+    checkOffset(offset, 'offset', this.path);
+    checkOffset(offset + data.length, 'end offset', this.path);
   }
 
   /** Writes all of `data` synchronously (io: 'sync'). */
@@ -240,7 +266,7 @@ export class NodeFileStorage implements Storage {
   }
 
   /**
-   * io: 'async': fs.read / fs.write calls on the thread pool until `buf` is
+   * fs.read / fs.write calls on the thread pool until `buf` is
    * done (a short count continues where it stopped; a read stops at the end
    * of the file), as one promise of the bytes done.
    */
@@ -279,18 +305,10 @@ export class NodeFileStorage implements Storage {
   /** One fs callback call on the descriptor (io: 'async'), counted in `inFlight` until it settles. */
   private call<T>(run: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
     this.inFlight++;
-    return new Promise<T>((resolve, reject) => {
-      try {
-        run((err, value) => {
-          this.settled();
-          if (err) reject(err);
-          else resolve(value);
-        });
-      } catch (err) {
-        this.settled();
-        reject(err);
-      }
-    });
+    const settled = () => this.settled();
+    const done = callback(run);
+    done.then(settled, settled);
+    return done;
   }
 
   private settled(): void {
@@ -336,12 +354,9 @@ export class NodeFileStorage implements Storage {
     if (this.closed) return;
     this.closed = true;
     try {
-      if (this.async) {
-        if (this.inFlight > 0) await new Promise<void>((resolve) => { this.onIdle = resolve; });
-        await callback<void>((cb) => fs.close(this.fd, cb));
-      } else {
-        fs.closeSync(this.fd);
-      }
+      if (this.inFlight > 0) await new Promise<void>((resolve) => { this.onIdle = resolve; });
+      if (this.async) await callback<void>((cb) => fs.close(this.fd, cb));
+      else fs.closeSync(this.fd);
     } catch (err) {
       throw ioError(this.path, 'close', err);
     }
