@@ -23,8 +23,8 @@ export type NodeIoMode = 'sync' | 'async';
 /**
  * Positional system calls that can stand in for `fs.readSync`/`fs.writeSync`
  * in `io: 'sync'` mode. Node's calls validate their arguments in JavaScript
- * and wrap each call in a request object: about 0.3 µs of a 1.4 µs 4 KiB
- * read from the page cache. A native binding (`nativeSyscalls()` of
+ * and wrap each call in a request object: about 0.25 µs of a 1.5 µs 4 KiB
+ * read from the page cache (bench/experiments/pread-cost.mjs). A native binding (`nativeSyscalls()` of
  * @blk/native, which @blk/images' host file system uses) skips that.
  * Arguments arrive validated (an open descriptor, an integer position with
  * position + length below 2^53).

@@ -1,11 +1,10 @@
 /*
  * Positional reads and writes for @blk/native's io module.
  *
- * Why: fs.readSync of 4 KiB from the page cache costs about 1.4 µs here, of
- * which the pread(2) itself is about 1.1 µs; the rest is Node's argument
- * validation, its request wrapper and error context. A Node-API call costs
- * well under 0.1 µs, so random small reads through blk get about 15% faster
- * (bench/README.md). Nothing else is done here: no buffering, no caching.
+ * Why: a random 4 KiB read from the page cache costs about 1.48 µs through
+ * fs.readSync here and 1.23 µs through this (bench/experiments/pread-cost.mjs):
+ * the difference is Node's argument validation, request wrapper and error
+ * context. Nothing else is done here: no buffering, no caching.
  *
  *   pread(fd, into, position)   -> bytes read (0 at end of file), or -errno
  *   pwrite(fd, data, position)  -> bytes written, or -errno
