@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ExitError, reportError } from './errors.js';
+import { unknownCommandMessage } from './unknown-command.js';
 
 /** Exit code of a usage error or a failure, per command (qemu-img's conventions). */
 const FAILURE_CODE: Record<string, number> = { compare: 2 };
@@ -57,6 +58,13 @@ export function buildProgram(): Command {
     })
     .showSuggestionAfterError(true)
     .hook('preSubcommand', (_cmd, sub) => { current = sub.name(); })
+    .on('command:*', (operands: string[]) => {
+      // qemu-img's "Command not found" (exit 1), naming the nearest thing blk has.
+      const name = operands[0] ?? '';
+      process.stderr.write(`blk: ${unknownCommandMessage(name, program.commands.map((c) => c.name()))}\n`
+        + 'Try \'blk --help\' for more information\n');
+      throw new ExitError(1);
+    })
     .addHelpText('after', `
 Sizes and offsets take qemu's suffixes: 512, 64k, 10M, 1.5G, 2T, 1P, 1E
 (k/K = KiB, powers of 1024; plain numbers are bytes).
@@ -76,7 +84,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-b, --backing <file>', 'backing file (relative names are relative to FILE\'s directory)')
     .option('-F, --backing-format <fmt>', 'format of the backing file (default raw)')
     .option('-o, --options <list>', 'format options, comma-separated key=value (repeatable): '
-      + 'version=3|2|1 or variant=NAME for cow; -o help lists them', collect, [])
+      + 'version=3|2|1 or variant=NAME for cow, preallocation=off|metadata|falloc|full; -o help lists them', collect, [])
     .option('-q, --quiet', 'print nothing on success')
     .argument('<file>', 'image to create (an existing file is replaced, as qemu-img does)')
     .argument('[size]', 'virtual size (default: the backing file\'s size)')
@@ -165,15 +173,60 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('check')
     .description('check an image for consistency (exit 0 ok, 1 not completed, 2 corrupt, 3 leaks, 63 unsupported)')
-    .usage('[-f FMT] [--output=human|json] [-q] FILE')
+    .usage('[-f FMT] [--output=human|json] [-r leaks|all] [-q] FILE')
     .addOption(formatOption())
     .addOption(outputOption())
+    .option('-r, --repair <what>', 'repair what the check finds: leaks (wasted space only) or all (also corruptions); '
+      + 'the image is then checked again')
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing; the exit code tells')
     .addOption(backingProbeOption())
     .addOption(forceShareOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/check.js')).check));
+
+  program.command('resize')
+    .description('change the virtual size of an image (shrinking needs --shrink)')
+    .usage('[-f FMT] [--shrink] [--preallocation=MODE] [-q] FILE [+|-]SIZE')
+    .addOption(formatOption())
+    .option('--shrink', 'allow the image to shrink (the data past the new end is deleted)')
+    .option('--preallocation <mode>', 'reserve the new space: off (default), metadata, falloc, full (what the format supports)')
+    .option('-q, --quiet', 'print nothing on success')
+    .addOption(backingProbeOption())
+    .argument('<file>')
+    .argument('<size>', 'new size, or +SIZE / -SIZE to grow or shrink by that much (a leading - needs no --)')
+    .addHelpText('after', `
+raw: the file is truncated or extended. cow: in place while the bitmap still fits
+before the data area (the error names the sizes possible); v1/v2-uml/v3 overlays
+record their backing file's size, so the backing file must have the new size first.`)
+    .action(run(async () => (await import('./commands/resize.js')).resize));
+
+  program.command('measure')
+    .description('how much host space a new image of a format needs, empty or as a copy of FILE')
+    .usage('[--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] FILE)')
+    .addOption(formatOption())
+    .addOption(new Option('-O, --output-format <fmt>', 'format of the image to measure').default('raw'))
+    .option('-o, --options <list>', 'options of that format (as for create)', collect, [])
+    .option('--size <size>', 'virtual size of an empty image to measure')
+    .addOption(outputOption())
+    .addOption(backingProbeOption())
+    .addOption(forceShareOption())
+    .argument('[file]', 'image whose copy to measure (its data, across its backing chain)')
+    .action(run(async () => (await import('./commands/measure.js')).measure));
+
+  program.command('amend')
+    .description('change format options of an existing image in place')
+    .usage('[-f FMT] [-q] -o OPTIONS FILE')
+    .addOption(formatOption())
+    .option('-o, --options <list>', 'options to change, comma-separated key=value (repeatable); -o help lists them', collect, [])
+    .option('-q, --quiet', 'print nothing on success')
+    .addOption(backingProbeOption())
+    .argument('<file>')
+    .addHelpText('after', `
+cow: size= grows the image (as resize); the backing file (use rebase) and the
+version, variant and alignment (use convert) cannot change in place.
+raw: nothing to amend.`)
+    .action(run(async () => (await import('./commands/amend.js')).amend));
 
   program.command('io')
     .description('qemu-io: run read/write/alloc/map/... commands on an image (from -c, else from stdin)')
@@ -188,6 +241,18 @@ Run 'blk COMMAND --help' for a command's options.`);
   return program;
 }
 
+/**
+ * `blk resize FILE -1G` as qemu-img takes it: a size that starts with `-` is
+ * not an option. It is moved behind `--` at the end (it is the last operand),
+ * so that options written after it still count.
+ */
+function withNegativeResizeSize(argv: string[]): string[] {
+  if (argv[2] !== 'resize' || argv.includes('--')) return argv;
+  const at = argv.findIndex((arg, i) => i > 2 && /^-\d/.test(arg));
+  if (at < 0) return argv;
+  return [...argv.slice(0, at), ...argv.slice(at + 1), '--', argv[at]!];
+}
+
 async function main(): Promise<void> {
   // `blk ... | head`: a closed pipe ends the output quietly, as for any Unix tool.
   for (const stream of [process.stdout, process.stderr]) {
@@ -198,7 +263,7 @@ async function main(): Promise<void> {
   }
   const program = buildProgram();
   try {
-    await program.parseAsync(process.argv);
+    await program.parseAsync(withNegativeResizeSize(process.argv));
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander has printed the message (or the help) already.

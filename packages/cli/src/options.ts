@@ -2,6 +2,7 @@
  * qemu-img's `-o key=value,key=value` creation options, mapped to blk's
  * createImage options. `,,` stands for a literal comma, as in QEMU.
  */
+import { isPreallocationMode, type PreallocationMode } from '@blk/core';
 import { UsageError } from './errors.js';
 import { parseSize } from './size.js';
 
@@ -9,6 +10,7 @@ export interface CreateOptionSet {
   size?: number;
   backingFile?: string;
   backingFormat?: string;
+  preallocation?: PreallocationMode;
   driverOptions: Record<string, unknown>;
   /** key=value pairs as given, for the `Formatting ...` line. */
   given: Array<[string, string]>;
@@ -53,9 +55,10 @@ const COMMON_HELP: FormatOptionHelp[] = [
 ];
 
 const FORMAT_HELP: Record<string, FormatOptionHelp[]> = {
-  raw: COMMON_HELP,
+  raw: [...COMMON_HELP, { name: 'preallocation=<str>', help: 'Preallocation mode (allowed values: off, falloc, full)' }],
   cow: [
     ...COMMON_HELP,
+    { name: 'preallocation=<str>', help: 'Preallocation mode (allowed values: off, metadata, falloc, full); bits stay clear' },
     { name: 'backing_file=<file>', help: 'File name of a base image' },
     { name: 'backing_fmt=<fmt>', help: 'Image format of the base image' },
     { name: 'version=<3|2|1>', help: 'COW header version: 3 = UML (default), 2 = QEMU\'s cow (v2-qemu-lp64), 1 = old UML' },
@@ -96,6 +99,10 @@ export function parseCreateOptions(format: string, lists: string[]): CreateOptio
         case 'backing_fmt':
           out.backingFormat = value;
           break;
+        case 'preallocation':
+          out.preallocation = parsePreallocation(value);
+          out.given.push([key, value]);
+          break;
         default:
           if (format === 'raw') throw new UsageError(`format raw does not support option '${key}'`);
           if (key === 'version' && format === 'cow') {
@@ -110,4 +117,12 @@ export function parseCreateOptions(format: string, lists: string[]): CreateOptio
     }
   }
   return out;
+}
+
+/** A preallocation mode named on the command line (-o preallocation=, --preallocation=). */
+export function parsePreallocation(value: string): PreallocationMode {
+  if (!isPreallocationMode(value)) {
+    throw new UsageError(`Invalid preallocation mode '${value}' (expected off, metadata, falloc or full)`);
+  }
+  return value;
 }

@@ -103,3 +103,14 @@ export function ioError(path: string, op: string, cause: unknown, offset?: numbe
   return new BlockError('io', `${op} failed${offset !== undefined ? ` at offset ${offset}` : ''}: ${detail}`,
     { path, cause, offset, code });
 }
+
+/**
+ * Gives a storage error the user's name for the file: the storage saw the
+ * absolute path, but a message should name the file as the user spelled it.
+ */
+export function retitle(err: unknown, path: string): unknown {
+  if (isBlockError(err) && err.path !== path) {
+    return new BlockError(err.kind, err.detail, { path, cause: err, code: err.code, offset: err.offset, field: err.field });
+  }
+  return err;
+}

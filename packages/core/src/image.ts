@@ -1,7 +1,9 @@
-import { BlockError } from './errors.js';
+import { BlockError, retitle } from './errors.js';
 import { alignDown, alignUp, checkRange } from './checks.js';
 import { RequestTracker } from './request-tracker.js';
-import type { BackingSpec, BlockStatus, DriverImage, ReadBelowSync } from './driver.js';
+import type {
+  BackingSpec, BlockStatus, DriverCheckResult, DriverImage, PreallocationMode, ReadBelowSync, RepairRequest, ResizeOptions,
+} from './driver.js';
 import type { DriverRegistry } from './registry.js';
 
 /** Where a run of the image's contents comes from, across the whole chain. */
@@ -57,7 +59,6 @@ export interface ImageParts {
 export class Image {
   readonly path: string;
   readonly format: string;
-  readonly size: number;
   readonly sectorSize: number;
   readonly readOnly: boolean;
   /** The opened backing image, when the chain was opened. */
@@ -76,7 +77,6 @@ export class Image {
     this.path = parts.path;
     this.driverImage = parts.driverImage;
     this.format = parts.driverImage.driver.name;
-    this.size = parts.driverImage.size;
     this.sectorSize = parts.driverImage.sectorSize;
     this.readOnly = parts.readOnly;
     this.backing = parts.backing;
@@ -94,6 +94,11 @@ export class Image {
     this.readBelowSync = backing
       ? (offset, into) => backing.readPaddedSync(offset, into)
       : (_offset, into) => { into.fill(0); return true; };
+  }
+
+  /** Virtual size in bytes (the driver's; changes only through `resize` or `amend`). */
+  get size(): number {
+    return this.driverImage.size;
   }
 
   /** Reads `length` bytes at `offset`. */
@@ -254,6 +259,75 @@ export class Image {
     }
     await this.tracker.drain();
     await this.driverImage.setBacking(backing);
+  }
+
+  /**
+   * Changes the virtual size in place (qemu-img resize). Shrinking drops the
+   * data past the new end and must be asked for with `shrink` (qemu-img's
+   * --shrink). Waits for requests in flight first.
+   */
+  async resize(size: number, options: { shrink?: boolean; preallocation?: PreallocationMode } = {}): Promise<void> {
+    this.checkOpen();
+    this.checkWritable();
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new BlockError('invalid-argument', `new size ${size} must be a positive integer below 2^53`, { path: this.path });
+    }
+    if (size < this.size && !options.shrink) {
+      throw new BlockError('invalid-argument',
+        `shrinking from ${this.size} to ${size} bytes deletes the data past the new end; ask for it with shrink`,
+        { path: this.path, field: 'size' });
+    }
+    const resize = this.driverImage.resize;
+    if (!resize) throw new BlockError('not-supported', `format ${this.format} does not support resize`, { path: this.path });
+    await this.tracker.drain();
+    await resize.call(this.driverImage, size, this.resizeContext(options.preallocation)).catch(this.retitled);
+  }
+
+  /**
+   * Changes format options in place (qemu-img amend); `options` as
+   * `key=value` pairs. Waits for requests in flight first.
+   */
+  async amend(options: ReadonlyMap<string, string>): Promise<void> {
+    this.checkOpen();
+    this.checkWritable();
+    const amend = this.driverImage.amend;
+    if (!amend) {
+      // qemu-img's words, which name no file.
+      throw new BlockError('not-supported', `Format driver '${this.format}' does not support option amendment`);
+    }
+    await this.tracker.drain();
+    await amend.call(this.driverImage, options, this.resizeContext()).catch(this.retitled);
+  }
+
+  /** True when the driver can check its own metadata (`check`). */
+  get checkable(): boolean {
+    return this.driverImage.check !== undefined;
+  }
+
+  /**
+   * The driver's consistency check of its metadata against its file
+   * (qemu-img check), repairing what `repair` asks (the image must then be
+   * writable). Undefined when the format has nothing of its own to check.
+   */
+  async check(repair: RepairRequest = { leaks: false, corruptions: false }): Promise<DriverCheckResult | undefined> {
+    this.checkOpen();
+    if (repair.leaks || repair.corruptions) this.checkWritable();
+    const check = this.driverImage.check;
+    if (!check) return undefined;
+    await this.tracker.drain();
+    return check.call(this.driverImage, repair).catch(this.retitled);
+  }
+
+  /** Rethrows a driver's error under the name the user gave the image. */
+  private readonly retitled = (err: unknown): never => {
+    throw retitle(err, this.path);
+  };
+
+  private resizeContext(preallocation?: PreallocationMode): ResizeOptions {
+    const context: ResizeOptions = {};
+    if (preallocation !== undefined) context.preallocation = preallocation;
+    if (this.backing) context.backingSize = this.backing.size;
+    return context;
   }
 
   /** The images of the chain from this one down. */

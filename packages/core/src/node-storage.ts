@@ -42,6 +42,11 @@ export interface PositionalSyscalls {
   seekData?(fd: number, position: number): number;
   /** lseek(2) with SEEK_HOLE: the first hole at or after `position` (the end of the file counts as one), or -errno. */
   seekHole?(fd: number, position: number): number;
+  /**
+   * posix_fallocate(3) of [offset, offset+length): 0, or -errno (-EOPNOTSUPP
+   * where the file system cannot). Lets the storage offer `Storage.allocate`.
+   */
+  allocate?(fd: number, offset: number, length: number): number;
 }
 
 export interface NodeFileStorageOptions {
@@ -104,6 +109,9 @@ export class NodeFileStorage implements Storage {
    */
   readonly extentAt: ((offset: number, length: number) => Promise<StorageExtent | undefined>) | undefined;
 
+  /** Space reservation (see `Storage.allocate`): present when the `syscalls` given can fallocate. */
+  readonly allocate: ((offset: number, length: number) => Promise<void>) | undefined;
+
   /** The system calls in use instead of Node's fs ones (`io: 'sync'` with `syscalls` given), else undefined. */
   readonly syscalls: PositionalSyscalls | undefined;
 
@@ -115,6 +123,7 @@ export class NodeFileStorage implements Storage {
     this.syscalls = io === 'sync' ? syscalls : undefined;
     this.extentAt = this.syscalls?.seekData && this.syscalls.seekHole ? NodeFileStorage.prototype.findExtent : undefined;
     this.readSync = io === 'sync' ? NodeFileStorage.prototype.readNow : undefined;
+    this.allocate = this.syscalls?.allocate ? NodeFileStorage.prototype.fallocate : undefined;
   }
 
   static async open(path: string, options: NodeFileStorageOptions & { flags?: string } = {}): Promise<NodeFileStorage> {
@@ -211,6 +220,24 @@ export class NodeFileStorage implements Storage {
     // The file changed between the two calls (truncated under us): say nothing rather than guess.
     if (hole === undefined || hole === 'none' || hole <= offset) return undefined;
     return { data: true, length: Math.min(length, hole - offset) };
+  }
+
+  /** `allocate` through the syscalls' posix_fallocate. */
+  private async fallocate(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    checkOffset(offset, 'offset', this.path);
+    checkOffset(length, 'length', this.path);
+    if (!Number.isSafeInteger(offset + length)) {
+      throw new BlockError('out-of-range', `allocation end ${offset + length} is beyond 2^53 - 1`, { path: this.path, offset });
+    }
+    if (length === 0) return;
+    const result = this.syscalls!.allocate!(this.fd, offset, length);
+    if (result === 0) return;
+    const errno = -result;
+    if (errno === osConstants.errno.EOPNOTSUPP || errno === osConstants.errno.ENOTSUP || errno === osConstants.errno.ENOSYS) {
+      throw new BlockError('not-supported', 'the file system cannot preallocate (fallocate)', { path: this.path, offset });
+    }
+    throw ioError(this.path, 'fallocate', syscallError(result, 'posix_fallocate'), offset);
   }
 
   /** A seek's position; 'none' for ENXIO; undefined where the file system cannot tell. */

@@ -1,10 +1,10 @@
-import { BlockError, isBlockError } from './errors.js';
+import { BlockError, isBlockError, retitle } from './errors.js';
 import { checkOffset } from './checks.js';
 import { Image } from './image.js';
 import {
   DEFAULT_MAX_CHAIN_DEPTH, checkConfinement, resolveBackingPath, type BackingPolicy,
 } from './backing-policy.js';
-import type { BackingReference, BackingSpec, CacheMode, DriverImage } from './driver.js';
+import type { BackingReference, BackingSpec, CacheMode, DriverImage, PreallocationMode } from './driver.js';
 import type { DriverRegistry } from './registry.js';
 import type { Storage, Vfs } from './storage.js';
 
@@ -30,6 +30,8 @@ export interface CreateImageOptions {
   /** Backing file: its path (made absolute) and, optionally, its format (default raw). */
   backing?: string | { path: string; format?: string };
   driverOptions?: Record<string, unknown>;
+  /** How much space to reserve (default `off`: a sparse file); see `PreallocationMode`. */
+  preallocation?: PreallocationMode;
   vfs?: Vfs;
   /** Replace an existing file (default: refuse with `exists`). */
   overwrite?: boolean;
@@ -246,6 +248,7 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
     const createOptions: Parameters<NonNullable<typeof driver.create>>[1] = { size };
     if (backing) createOptions.backing = backing;
     if (options.driverOptions) createOptions.driverOptions = options.driverOptions;
+    if (options.preallocation !== undefined) createOptions.preallocation = options.preallocation;
     await driver.create(storage, createOptions);
     await storage.flush();
     await storage.close();
@@ -256,15 +259,4 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
     if (storage) await vfs.remove(path).catch(() => undefined);
     throw retitle(err, path);
   }
-}
-
-/**
- * Gives a storage error the user's name for the file: the storage saw the
- * absolute path, but a message should name the file as the user spelled it.
- */
-function retitle(err: unknown, path: string): unknown {
-  if (isBlockError(err) && err.path !== path) {
-    return new BlockError(err.kind, err.detail, { path, cause: err, code: err.code, offset: err.offset, field: err.field });
-  }
-  return err;
 }

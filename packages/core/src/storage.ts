@@ -43,6 +43,13 @@ export interface Storage {
    * change what reads return must not forward it.
    */
   extentAt?(offset: number, length: number): Promise<StorageExtent | undefined>;
+  /**
+   * Optional: reserves space for [offset, offset+length) without changing
+   * what it reads (posix_fallocate), growing the storage if the range
+   * reaches past its end. Throws `not-supported` where the file system
+   * cannot; `preallocate` then writes zeros instead.
+   */
+  allocate?(offset: number, length: number): Promise<void>;
   /** Writes all of `data` at `offset`, growing the storage if needed. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Current length in bytes. */
@@ -94,6 +101,32 @@ export interface Vfs {
   exists(path: string): Promise<boolean>;
   remove(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+}
+
+const ZERO_CHUNK = 1024 * 1024;
+
+/**
+ * Reserves [offset, offset+length) of `storage` as preallocation `mode` asks:
+ * `falloc` through `Storage.allocate` where the storage and its file system
+ * can (else zeros are written, as glibc's posix_fallocate does), `full` by
+ * writing zeros. Only for ranges that read as zeros already (new space): the
+ * fallback overwrites.
+ */
+export async function preallocate(storage: Storage, offset: number, length: number, mode: 'falloc' | 'full'): Promise<void> {
+  if (length <= 0) return;
+  if (mode === 'falloc' && storage.allocate) {
+    try {
+      await storage.allocate(offset, length);
+      return;
+    } catch (err) {
+      if (!(err instanceof BlockError && err.kind === 'not-supported')) throw err;
+    }
+  }
+  const zeros = new Uint8Array(Math.min(ZERO_CHUNK, length));
+  for (let at = offset; at < offset + length; at += zeros.length) {
+    const n = Math.min(zeros.length, offset + length - at);
+    await storage.write(at, n === zeros.length ? zeros : zeros.subarray(0, n));
+  }
 }
 
 /**

@@ -4,13 +4,17 @@
  * them.
  */
 import {
-  BlockError, readZeroFilled,
-  type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus, type CacheMode, type DriverImage,
-  type ReadBelow, type ReadBelowSync, type Storage,
+  BlockError, preallocate, readZeroFilled, supportedPreallocation,
+  type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus, type CacheMode, type DriverCheckResult,
+  type DriverImage, type ReadBelow, type ReadBelowSync, type RepairRequest, type ResizeOptions, type Storage,
 } from '@blk/core';
+import { planAmend } from './amend.js';
 import { BitmapCache } from './bitmap-cache.js';
+import { checkCow } from './check.js';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import type { CowLayout } from './layout.js';
+import { COW_PREALLOCATION } from './options.js';
+import { planResize, setBitsOnDisk } from './resize.js';
 import { COW_SECTOR_SIZE, VARIANTS, fieldOf } from './variants.js';
 
 const SS = COW_SECTOR_SIZE;
@@ -36,15 +40,17 @@ export function mtime32(seconds: number): number {
 export class CowImage implements DriverImage {
   readonly driver: BlockDriver;
   readonly sectorSize = SS;
-  readonly size: number;
-  readonly layout: CowLayout;
+  /** Virtual size; changes only through `resize`. */
+  size: number;
+  layout: CowLayout;
   private header: CowHeader;
   private headerBytes: Uint8Array;
   private readonly storage: Storage;
   private readonly readOnly: boolean;
   private readonly cache: CacheMode;
-  /** The bitmap, loaded piecewise; exposed for tests and diagnostics. */
-  readonly bitmap: BitmapCache;
+  private readonly bitmapCacheBytes: number | undefined;
+  /** The bitmap, loaded piecewise; exposed for tests and diagnostics (replaced when the layout changes). */
+  bitmap: BitmapCache;
   private closed = false;
 
   constructor(parts: CowImageParts) {
@@ -55,15 +61,21 @@ export class CowImage implements DriverImage {
     this.layout = parts.layout;
     this.readOnly = parts.readOnly;
     this.cache = parts.cache;
+    this.bitmapCacheBytes = parts.bitmapCacheBytes;
     // Sizes are validated to be whole sectors, so QEMU's floor and UML's round-up agree.
     this.size = parts.layout.sectors * SS;
-    this.bitmap = new BitmapCache({
-      storage: parts.storage,
-      bitmapOffset: parts.layout.bitmapOffset,
-      bitmapLength: parts.layout.bitmapLength,
-      trackedBits: parts.layout.trackedSectors,
-      mode: parts.cache,
-      maxBytes: parts.bitmapCacheBytes,
+    this.bitmap = this.newBitmapCache();
+  }
+
+  /** A cache over the bitmap of the current layout (empty: chunks load on demand). */
+  private newBitmapCache(): BitmapCache {
+    return new BitmapCache({
+      storage: this.storage,
+      bitmapOffset: this.layout.bitmapOffset,
+      bitmapLength: this.layout.bitmapLength,
+      trackedBits: this.layout.trackedSectors,
+      mode: this.cache,
+      maxBytes: this.bitmapCacheBytes,
     });
   }
 
@@ -195,6 +207,70 @@ export class CowImage implements DriverImage {
     } finally {
       await this.storage.close();
     }
+  }
+
+  /**
+   * Changes the size in place, within what the layout allows (see
+   * resize.ts). Order: the bitmap cache is written back; the bits that must
+   * read clear at the new size (a grow's new sectors, a shrink's dropped
+   * ones) are cleared, the file is extended to hold the new bitmap, and that
+   * is made durable; then the header's size; then the file's length. A crash between steps leaves the old size with only
+   * meaningless bits cleared, or the new size with a file of the old length
+   * (both read correctly: data past EOF reads as zeros).
+   */
+  async resize(size: number, options: ResizeOptions): Promise<void> {
+    this.checkWritable();
+    const path = this.storage.path;
+    const plan = planResize(this.header, this.layout, size, options.backingSize, path);
+    const mode = supportedPreallocation(options.preallocation, COW_PREALLOCATION, { path, driver: 'cow' });
+    const old = this.layout;
+    const next = plan.layout;
+    const sync = this.cache !== 'unsafe';
+    await this.bitmap.writeBack();
+    const fromBit = Math.min(old.trackedSectors, next.trackedSectors);
+    await setBitsOnDisk(this.storage, old.bitmapOffset, fromBit, Math.max(old.bitmapLength, next.bitmapLength) * 8, true);
+    const oldEnd = old.dataOffset + this.size;
+    const newEnd = next.dataOffset + size;
+    if (size > this.size && mode !== 'off') {
+      // New bitmap bytes (all clear now) and, for falloc/full, the new part of the data area.
+      const bitmapEnd = old.bitmapOffset + old.bitmapLength;
+      const grownBitmapEnd = next.bitmapOffset + next.bitmapLength;
+      if (grownBitmapEnd > bitmapEnd) await preallocate(this.storage, bitmapEnd, grownBitmapEnd - bitmapEnd, 'full');
+      if (mode === 'falloc' || mode === 'full') await preallocate(this.storage, oldEnd, newEnd - oldEnd, mode);
+    }
+    // The header must never name a bitmap longer than the file (QEMU's files end right after it).
+    const newBitmapEnd = next.bitmapOffset + next.bitmapLength;
+    if (await this.storage.size() < newBitmapEnd) await this.storage.truncate(newBitmapEnd);
+    if (sync) await this.storage.flush();
+    const bytes = encodeHeader(plan.header, this.headerBytes.slice());
+    await this.writeHeaderInTwoSteps(bytes);
+    const fileSize = await this.storage.size();
+    // UML's files span the whole data area (as created); QEMU's end after the last written sector.
+    if (fileSize > newEnd || (VARIANTS[this.header.variant].family === 'uml' && fileSize < newEnd)) {
+      await this.storage.truncate(newEnd);
+    }
+    if (sync) await this.storage.flush();
+    this.header = plan.header;
+    this.headerBytes = bytes;
+    this.layout = next;
+    this.size = size;
+    this.bitmap = this.newBitmapCache();
+  }
+
+  async check(repair: RepairRequest): Promise<DriverCheckResult> {
+    this.checkOpen();
+    if (repair.leaks || repair.corruptions) this.checkWritable();
+    // Bits still in memory are part of the image: put them on disk before comparing the two.
+    if (!this.readOnly) await this.bitmap.writeBack();
+    const { bitmapChanged, ...result } = await checkCow({ storage: this.storage, layout: this.layout, bitmap: this.bitmap }, repair);
+    if (bitmapChanged) this.bitmap = this.newBitmapCache();
+    return result;
+  }
+
+  async amend(options: ReadonlyMap<string, string>, context: ResizeOptions): Promise<void> {
+    this.checkWritable();
+    const size = planAmend(this.header, this.size, options, this.storage.path);
+    if (size !== undefined) await this.resize(size, context);
   }
 
   /**

@@ -3,15 +3,55 @@
  * uml_mkcow / UML for v3 (the default), QEMU's cow_create for v2-qemu-*,
  * and the old UML layouts for test fixtures.
  */
-import { BlockError, type DriverCreateOptions, type Storage } from '@blk/core';
+import {
+  BlockError, alignUp, preallocate, supportedPreallocation,
+  type DriverCreateOptions, type MeasureInput, type MeasureResult, type PreallocationMode, type Storage,
+} from '@blk/core';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import { mtime32 } from './cow-image.js';
 import { computeLayout } from './layout.js';
-import { parseCreateOptions } from './options.js';
+import { COW_PREALLOCATION, parseCreateOptions } from './options.js';
 import { COW_SECTOR_SIZE, VARIANTS } from './variants.js';
 
 /** UML's page size, which it stores as the v3 alignment. */
 export const DEFAULT_V3_ALIGNMENT = 4096;
+
+
+/** The header a new image of `size` would get from these options (no backing file). */
+function headerFor(variant: CowHeader['variant'], size: number, alignment: number | undefined): CowHeader {
+  const header: CowHeader = {
+    variant, magicOrder: VARIANTS[variant].defaultMagicOrder, version: VARIANTS[variant].version,
+    backingFile: '', mtime: 0, size, sectorSize: COW_SECTOR_SIZE,
+  };
+  if (variant === 'v3') {
+    header.alignment = alignment ?? DEFAULT_V3_ALIGNMENT;
+    header.cowFormat = 0;
+  }
+  return header;
+}
+
+/**
+ * qemu-img measure for cow: the header and bitmap up to the data offset,
+ * plus the data of the source (each sector's data has its fixed place in
+ * the data area; a sparse file stores only what was written). Sizes round
+ * up to whole sectors, as QEMU's do.
+ */
+export async function measureCow(input: MeasureInput): Promise<MeasureResult> {
+  const { variant, alignment } = parseCreateOptions(input.driverOptions, undefined);
+  const mode = supportedPreallocation(input.preallocation, COW_PREALLOCATION, { driver: 'cow' });
+  const size = alignUp(input.size, COW_SECTOR_SIZE);
+  if (!Number.isSafeInteger(size) || size <= 0) {
+    throw new BlockError('invalid-argument', `size ${input.size} must be a positive integer below 2^53`, { driver: 'cow', field: 'size' });
+  }
+  const layout = computeLayout(headerFor(variant, size, alignment));
+  const fullyAllocated = layout.dataOffset + size;
+  if (!Number.isSafeInteger(fullyAllocated)) {
+    throw new BlockError('invalid-argument', `size ${size} puts the end of the data area beyond 2^53 - 1 bytes`, { driver: 'cow', field: 'size' });
+  }
+  if (mode === 'falloc' || mode === 'full') return { required: fullyAllocated, fullyAllocated };
+  const data = input.dataBytes ? Math.min(await input.dataBytes(COW_SECTOR_SIZE), size) : 0;
+  return { required: layout.dataOffset + data, fullyAllocated };
+}
 
 /**
  * Writes a new, empty COW image into `storage`.
@@ -28,6 +68,7 @@ export const DEFAULT_V3_ALIGNMENT = 4096;
 export async function createCow(storage: Storage, options: DriverCreateOptions): Promise<void> {
   const path = storage.path;
   const { variant, alignment } = parseCreateOptions(options.driverOptions, path);
+  const preallocation = supportedPreallocation(options.preallocation, COW_PREALLOCATION, { path, driver: 'cow' });
   const spec = VARIANTS[variant];
   const size = options.size;
   const bad = (message: string, field: string): BlockError =>
@@ -73,6 +114,11 @@ export async function createCow(storage: Storage, options: DriverCreateOptions):
   // The bitmap must start all clear: drop anything the storage held.
   await storage.truncate(0);
   await storage.write(0, bytes);
-  // Holes, not written zeros: the bitmap and data area are sparse until used.
+  // Holes, not written zeros: the bitmap and data area are sparse until used (unless preallocated).
   await storage.truncate(spec.family === 'qemu' ? layout.bitmapOffset + layout.bitmapLength : layout.dataOffset + size);
+  if (preallocation === 'metadata') await preallocate(storage, bytes.length, layout.dataOffset - bytes.length, 'full');
+  if (preallocation === 'falloc' || preallocation === 'full') {
+    await preallocate(storage, bytes.length, layout.dataOffset + size - bytes.length, preallocation);
+    await storage.truncate(layout.dataOffset + size);
+  }
 }

@@ -3,7 +3,7 @@
  * (from a CLI flag, a config file), so a typo must fail loudly instead of
  * silently opening the image some other way.
  */
-import { BlockError, isPowerOfTwo } from '@blk/core';
+import { BlockError, isPowerOfTwo, type PreallocationMode } from '@blk/core';
 import { COW_VARIANTS, isCowVariant, type CowVariant } from './variants.js';
 
 /** `driverOptions` accepted by `cowDriver.open`. */
@@ -31,11 +31,11 @@ export interface CowCreateOptions {
 
 export const CREATE_VARIANTS: readonly CowCreateVariant[] = ['v3', 'v2-qemu-lp64', 'v2-qemu-ilp32', 'v2-uml', 'v1'];
 
-function invalid(message: string, path: string, field?: string): BlockError {
+function invalid(message: string, path: string | undefined, field?: string): BlockError {
   return new BlockError('invalid-argument', message, { path, field, driver: 'cow' });
 }
 
-function checkKeys(raw: Record<string, unknown>, known: readonly string[], path: string): void {
+function checkKeys(raw: Record<string, unknown>, known: readonly string[], path: string | undefined): void {
   for (const key of Object.keys(raw)) {
     if (!known.includes(key)) {
       throw invalid(`unknown cow option '${key}' (known: ${known.join(', ')})`, path, key);
@@ -63,7 +63,7 @@ export function parseOpenOptions(raw: Record<string, unknown> | undefined, path:
   return out;
 }
 
-export function parseCreateOptions(raw: Record<string, unknown> | undefined, path: string): Required<Pick<CowCreateOptions, 'variant'>> & CowCreateOptions {
+export function parseCreateOptions(raw: Record<string, unknown> | undefined, path: string | undefined): Required<Pick<CowCreateOptions, 'variant'>> & CowCreateOptions {
   const variant = raw?.variant ?? 'v3';
   if (raw) checkKeys(raw, ['variant', 'alignment'], path);
   if (!(CREATE_VARIANTS as readonly unknown[]).includes(variant)) {
@@ -81,3 +81,12 @@ export function parseCreateOptions(raw: Record<string, unknown> | undefined, pat
   }
   return out;
 }
+
+/**
+ * Preallocation of a COW file. Bits stay clear in every mode (a set bit
+ * would hide the backing file): what is reserved is host space.
+ * - `metadata`: the bitmap (and the padding before the data) written as zeros;
+ * - `falloc`: the bitmap and the whole data area reserved (posix_fallocate);
+ * - `full`: the same written as zeros.
+ */
+export const COW_PREALLOCATION: readonly PreallocationMode[] = ['off', 'metadata', 'falloc', 'full'];

@@ -13,6 +13,9 @@
  *                                  position, or -errno (-ENXIO: none before
  *                                  the end of the file; -EINVAL where the
  *                                  platform has no SEEK_DATA)
+ *   fallocate(fd, offset, length) -> posix_fallocate(3): 0, or -errno
+ *                                  (-EOPNOTSUPP where the file system
+ *                                  cannot; the caller writes zeros instead)
  *
  * `into`/`data` is any TypedArray (its whole byte range is used); `position`
  * a Number, a non-negative integer below 2^53 (else -EINVAL: the caller
@@ -22,6 +25,7 @@
 #define _GNU_SOURCE
 #define _FILE_OFFSET_BITS 64
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include "addon.h"
 
@@ -131,8 +135,39 @@ static napi_value js_seek(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/* Reserves blocks for qemu's preallocation=falloc: Node has no fallocate. posix_fallocate
+   returns the error number instead of setting errno. */
+static napi_value js_fallocate(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd = -1;
+  double offset, length;
+  int fd_ok = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3
+      || (fd_ok = small_int(env, argv[0], &fd)) < 0
+      || napi_get_value_double(env, argv[1], &offset) != napi_ok
+      || napi_get_value_double(env, argv[2], &length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "fallocate(fd, offset, length) needs an integer and two numbers");
+    return NULL;
+  }
+  if (fd_ok == 0) {
+    errno = EBADF;
+    return result(env, -1);
+  }
+  if (!valid_position(offset) || !valid_position(length) || length == 0 || offset + length > MAX_POSITION) {
+    errno = EINVAL;
+    return result(env, -1);
+  }
+  int err;
+  do err = posix_fallocate(fd, (off_t) offset, (off_t) length);
+  while (err == EINTR);
+  errno = err;
+  return result(env, err == 0 ? 0 : -1);
+}
+
 napi_status register_io(napi_env env, napi_value exports) {
   napi_status st = define(env, exports, "pread", js_pread);
   if (st == napi_ok) st = define(env, exports, "pwrite", js_pwrite);
+  if (st == napi_ok) st = define(env, exports, "fallocate", js_fallocate);
   return st != napi_ok ? st : define(env, exports, "seek", js_seek);
 }

@@ -12,6 +12,8 @@ export interface NativeAddon {
   pwrite(fd: number, data: Uint8Array, position: number): number;
   /** lseek(2): what 0 = SEEK_DATA, 1 = SEEK_HOLE; the position found, or -errno. */
   seek(fd: number, position: number, what: number): number;
+  /** posix_fallocate(3): 0, or -errno. */
+  fallocate(fd: number, offset: number, length: number): number;
 }
 
 let addon: NativeAddon | undefined;

@@ -29,12 +29,13 @@ export function nativeSyscalls(): PositionalSyscalls | undefined {
  * has are offered, and without pread/pwrite nothing.
  */
 export function syscallsOf(addon: Partial<NativeAddon>): PositionalSyscalls | undefined {
-  const { pread, pwrite, seek } = addon;
+  const { pread, pwrite, seek, fallocate } = addon;
   if (typeof pread !== 'function' || typeof pwrite !== 'function') return undefined;
   const syscalls: PositionalSyscalls = { pread, pwrite };
   if (typeof seek === 'function') {
     syscalls.seekData = (fd, position) => seek(fd, position, 0);
     syscalls.seekHole = (fd, position) => seek(fd, position, 1);
   }
+  if (typeof fallocate === 'function') syscalls.allocate = fallocate;
   return syscalls;
 }

@@ -120,12 +120,14 @@ class LockedStorage implements Storage {
   constructor(private readonly inner: Storage, private readonly lockFd: number) {
     this.readSync = inner.readSync?.bind(inner);
     this.extentAt = inner.extentAt?.bind(inner);
+    this.allocate = inner.allocate?.bind(inner);
   }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
   /** The inner storage's synchronous read and extent query, when it has them. */
   readonly readSync: Storage['readSync'];
   readonly extentAt: Storage['extentAt'];
+  readonly allocate: Storage['allocate'];
   read(offset: number, into: Uint8Array): Promise<number> { return this.inner.read(offset, into); }
   write(offset: number, data: Uint8Array): Promise<void> { return this.inner.write(offset, data); }
   size(): Promise<number> { return this.inner.size(); }

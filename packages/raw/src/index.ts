@@ -1,8 +1,19 @@
 import {
-  BlockError, readZeroFilled,
+  BlockError, alignUp, preallocate, readZeroFilled, supportedPreallocation,
   type BlockDriver, type BlockStatus, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
-  type ReadBelow, type ReadBelowSync, type Storage,
+  type MeasureInput, type MeasureResult, type PreallocationMode, type ReadBelow, type ReadBelowSync, type ResizeOptions,
+  type Storage,
 } from '@blk/core';
+
+/** What preallocation means for raw: the file is all data, so there is no metadata to preallocate (as QEMU). */
+const RAW_PREALLOCATION: readonly PreallocationMode[] = ['off', 'falloc', 'full'];
+
+/** Grows `storage` from `from` to `to` bytes, reserving the new part as `mode` asks. */
+async function growFile(storage: Storage, from: number, to: number, mode: PreallocationMode): Promise<void> {
+  if (mode === 'falloc' || mode === 'full') await preallocate(storage, from, to - from, mode);
+  // After preallocation too: a file system that reserved rounded-up blocks must still end at `to`.
+  await storage.truncate(to);
+}
 
 /**
  * Raw images: the file is the disk, byte for byte. Byte-granular (sector size
@@ -29,7 +40,18 @@ export const rawDriver: BlockDriver = {
     if (options.backing) {
       throw new BlockError('not-supported', 'raw images cannot have a backing file', { path: storage.path, driver: 'raw' });
     }
-    await storage.truncate(options.size);
+    const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, { path: storage.path, driver: 'raw' });
+    await growFile(storage, 0, options.size, mode);
+  },
+  /** As QEMU's raw_measure: the file is the disk, every sector of it counts, allocated or not. */
+  async measure(input: MeasureInput): Promise<MeasureResult> {
+    if (input.driverOptions && Object.keys(input.driverOptions).length > 0) {
+      const key = Object.keys(input.driverOptions)[0]!;
+      throw new BlockError('invalid-argument', `format raw does not support option '${key}'`, { driver: 'raw', field: key });
+    }
+    supportedPreallocation(input.preallocation, RAW_PREALLOCATION, { driver: 'raw' });
+    const required = alignUp(input.size, 512);
+    return { required, fullyAllocated: required };
   },
 };
 
@@ -37,7 +59,18 @@ class RawImage implements DriverImage {
   readonly driver = rawDriver;
   readonly sectorSize = 1;
 
-  constructor(private readonly storage: Storage, readonly size: number, private readonly readOnly: boolean) {}
+  constructor(private readonly storage: Storage, public size: number, private readonly readOnly: boolean) {}
+
+  /** The file is the disk: truncate it (QEMU's raw resize), reserving the new part as asked. */
+  async resize(size: number, options: ResizeOptions): Promise<void> {
+    if (this.readOnly) throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'raw' });
+    const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, { path: this.storage.path, driver: 'raw' });
+    const from = await this.storage.size();
+    if (size > from) await growFile(this.storage, from, size, mode);
+    else await this.storage.truncate(size);
+    await this.storage.flush();
+    this.size = size;
+  }
 
   async read(offset: number, into: Uint8Array, _below: ReadBelow): Promise<void> {
     // The file may have shrunk under us: what is missing reads as zeros.

@@ -6,12 +6,17 @@
  *   must lie inside the file);
  * - the backing chain: each backing file exists, opens, and still has the
  *   size and mtime its overlay recorded; no loops.
+ * - the format's own metadata, where its driver can check it
+ *   (`DriverImage.check`; cow: data past EOF, bytes past the data area,
+ *   stray bitmap bits), repaired with -r as the driver knows how.
  * Exit codes as qemu-img check: 0 no errors, 1 check not completed
  * (internal/I/O errors), 2 corruptions, 3 leaks, 63 format cannot be checked.
+ * With -r, the codes are those of the second check run after the repair.
  */
 import * as fs from 'node:fs';
-import { isBlockError, type Image } from '@blk/core';
+import { isBlockError, type Image, type RepairRequest } from '@blk/core';
 import { backingPolicy, mtimeSec, openCli, yieldToEventLoop } from '../common.js';
+import { UsageError } from '../errors.js';
 import { cFixed } from '../format.js';
 import { openImage } from '../images.js';
 import { createProgress } from '../progress.js';
@@ -23,62 +28,70 @@ export interface CheckOpts {
   progress?: boolean;
   quiet?: boolean;
   backingProbe?: boolean;
+  /** -r: leaks, or all (leaks and corruptions). */
+  repair?: string;
 }
 
 interface Result {
+  format: string;
   corruptions: number;
   leaks: number;
+  corruptionsFixed: number;
+  leaksFixed: number;
   checkErrors: number;
   totalClusters: number;
   allocatedClusters: number;
   problems: string[];
 }
 
+const CHAIN_NOT_REPAIRED = ' (not repaired: the backing file is not part of this image; restore it, or point the image '
+  + 'at the right one with blk rebase -u)';
 const HEADER_KINDS = new Set(['invalid-header', 'truncated']);
 const MAX_DEPTH = 16;
 
+const NO_REPAIR: RepairRequest = { leaks: false, corruptions: false };
+
+/** qemu-img's -r values. */
+function parseRepair(value: string | undefined): RepairRequest {
+  if (value === undefined) return NO_REPAIR;
+  if (value === 'leaks') return { leaks: true, corruptions: false };
+  if (value === 'all') return { leaks: true, corruptions: true };
+  throw new UsageError(`Unknown option value for -r (expecting 'leaks' or 'all'): ${value}`);
+}
+
 export async function check(file: string, opts: CheckOpts): Promise<number> {
-  const r: Result = { corruptions: 0, leaks: 0, checkErrors: 0, totalClusters: 0, allocatedClusters: 0, problems: [] };
-  let format = opts.format ?? 'unknown';
-  let image: Image | undefined;
-  try {
-    image = await openCli(file, { format: opts.format, readOnly: true, backingMode: 'ignore' });
-  } catch (err) {
-    if (!isBlockError(err) || !HEADER_KINDS.has(err.kind)) throw err;
-    format = err.driver ?? format;
-    r.corruptions += 1;
-    r.problems.push(`ERROR header: ${err.message}`);
-  }
-  if (image && image.format === 'raw') {
+  const repair = parseRepair(opts.repair);
+  let r = await runCheck(file, opts, repair);
+  if (r === 'unsupported') {
     // Nothing to check in a raw image; qemu-img says so with exit code 63.
-    await image.close().catch(() => undefined);
     process.stderr.write(`blk: ${file}: This image format does not support checks\n`);
     return 63;
   }
-  if (image) {
-    try {
-      format = image.format;
-      await checkAllocation(image, r, Boolean(opts.progress) && !opts.quiet && opts.output === 'human');
-      await checkChain(image, r, opts);
-    } catch (err) {
-      if (!isBlockError(err)) throw err;
-      r.checkErrors += 1;
-      r.problems.push(`ERROR while checking: ${err.message}`);
-    } finally {
-      await image.close().catch(() => undefined);
+  if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${p}\n`);
+  if (r.corruptionsFixed || r.leaksFixed) {
+    if (!opts.quiet && opts.output === 'human') {
+      process.stdout.write('The following inconsistencies were found and repaired:\n\n'
+        + `    ${r.leaksFixed} leaked clusters\n    ${r.corruptionsFixed} corruptions\n\n`
+        + 'Double checking the fixed image now...\n');
     }
+    const fixed = { corruptionsFixed: r.corruptionsFixed, leaksFixed: r.leaksFixed };
+    const again = await runCheck(file, opts, NO_REPAIR);
+    if (again === 'unsupported') throw new Error(`${file}: the format stopped supporting checks between two runs`);
+    r = { ...again, ...fixed };
+    if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${p}\n`);
   }
 
   if (!opts.quiet) {
-    for (const p of r.problems) process.stderr.write(`${p}\n`);
     if (opts.output === 'json') {
       const obj: { [k: string]: QValue | undefined } = {
         filename: file,
-        format,
+        format: r.format,
         'check-errors': r.checkErrors,
       };
       if (r.corruptions) obj.corruptions = r.corruptions;
       if (r.leaks) obj.leaks = r.leaks;
+      if (r.corruptionsFixed) obj['corruptions-fixed'] = r.corruptionsFixed;
+      if (r.leaksFixed) obj['leaks-fixed'] = r.leaksFixed;
       if (r.totalClusters) obj['total-clusters'] = r.totalClusters;
       if (r.allocatedClusters) obj['allocated-clusters'] = r.allocatedClusters;
       process.stdout.write(`${toQemuJson(obj)}\n`);
@@ -90,6 +103,56 @@ export async function check(file: string, opts: CheckOpts): Promise<number> {
   if (r.corruptions) return 2;
   if (r.leaks) return 3;
   return 0;
+}
+
+/** One pass of the check (repairing what `repair` asks); 'unsupported' for formats with nothing to check. */
+async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): Promise<Result | 'unsupported'> {
+  const r: Result = {
+    format: opts.format ?? 'unknown',
+    corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0, checkErrors: 0, totalClusters: 0, allocatedClusters: 0, problems: [],
+  };
+  const writable = repair.leaks || repair.corruptions;
+  let image: Image | undefined;
+  try {
+    image = await openCli(file, { format: opts.format, readOnly: !writable, backingMode: 'ignore' });
+  } catch (err) {
+    if (!isBlockError(err) || !HEADER_KINDS.has(err.kind)) throw err;
+    r.format = err.driver ?? r.format;
+    r.corruptions += 1;
+    r.problems.push(`ERROR header: ${err.message}${writable ? ' (not repairable: the header says where everything is)' : ''}`);
+  }
+  if (image && image.format === 'raw') {
+    await image.close().catch(() => undefined);
+    return 'unsupported';
+  }
+  if (image) {
+    try {
+      r.format = image.format;
+      // The driver checks its own allocation against the file (and repairs it) where it can.
+      await checkAllocation(image, r, Boolean(opts.progress) && !opts.quiet && opts.output === 'human', !image.checkable);
+      const own = await image.check(repair);
+      if (own) {
+        r.corruptions += own.corruptions;
+        r.leaks += own.leaks;
+        r.corruptionsFixed += own.corruptionsFixed;
+        r.leaksFixed += own.leaksFixed;
+        r.problems.push(...own.messages);
+      }
+      const before = r.problems.length;
+      await checkChain(image, r, opts);
+      if (writable) {
+        // What check -r cannot repair: the backing chain is outside this image.
+        for (let i = before; i < r.problems.length; i++) r.problems[i] += CHAIN_NOT_REPAIRED;
+      }
+    } catch (err) {
+      if (!isBlockError(err)) throw err;
+      r.checkErrors += 1;
+      r.problems.push(`ERROR while checking: ${err.message}`);
+    } finally {
+      await image.close().catch(() => undefined);
+    }
+  }
+  return r;
 }
 
 function humanReport(r: Result): string {
@@ -110,8 +173,12 @@ function humanReport(r: Result): string {
   return out;
 }
 
-/** Allocated runs must have their data inside the file. Units: the image's sectors. */
-async function checkAllocation(image: Image, r: Result, showProgress: boolean): Promise<void> {
+/**
+ * Counts allocated sectors and, with `checkPastEof` (for formats whose driver
+ * has no check of its own), finds allocated runs whose data lies past the end
+ * of the file. Units: the image's sectors.
+ */
+async function checkAllocation(image: Image, r: Result, showProgress: boolean, checkPastEof: boolean): Promise<void> {
   const ss = image.sectorSize;
   const fileSize = fs.statSync(image.path).size;
   r.totalClusters = Math.ceil(image.size / ss);
@@ -122,7 +189,7 @@ async function checkAllocation(image: Image, r: Result, showProgress: boolean): 
       const sectors = Math.ceil(run.length / ss);
       r.allocatedClusters += sectors;
       const h = run.hostOffset;
-      if (h !== undefined && h + run.length > fileSize) {
+      if (checkPastEof && h !== undefined && h + run.length > fileSize) {
         // Sector i holds host bytes [h + i*ss, h + min((i+1)*ss, length)).
         let first = Math.max(0, Math.floor((fileSize - h) / ss));
         if (h + Math.min((first + 1) * ss, run.length) <= fileSize) first += 1;

@@ -68,6 +68,7 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
     createOptions.backing = backingFormat !== undefined ? { path: backingPath, format: backingFormat } : backingPath;
   }
   if (Object.keys(o.driverOptions).length > 0) createOptions.driverOptions = o.driverOptions;
+  if (o.preallocation !== undefined) createOptions.preallocation = o.preallocation;
   await createImage(file, createOptions);
   return 0;
 }
