@@ -14,7 +14,7 @@ import { checkCow } from './check.js';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import type { CowLayout } from './layout.js';
 import { COW_PREALLOCATION } from './options.js';
-import { planResize, setBitsOnDisk } from './resize.js';
+import { inPlaceRange, planResize, setBitsOnDisk } from './resize.js';
 import { COW_SECTOR_SIZE, VARIANTS, fieldOf } from './variants.js';
 
 const SS = COW_SECTOR_SIZE;
@@ -255,6 +255,11 @@ export class CowImage implements DriverImage {
     this.layout = next;
     this.size = size;
     this.bitmap = this.newBitmapCache();
+  }
+
+  /** The sizes (bytes) `resize` can give this image without moving its data area. */
+  inPlaceSizes(): { min: number; max: number } {
+    return inPlaceRange(this.header, this.layout);
   }
 
   async check(repair: RepairRequest): Promise<DriverCheckResult> {

@@ -22,8 +22,11 @@ export {
   BitmapCache, BitmapChunk, DEFAULT_BITMAP_CACHE_BYTES, DEFAULT_CHUNK_BYTES, type BitRun, type BitmapCacheOptions,
 } from './bitmap-cache.js';
 export { CowImage, mtime32, type CowImageParts } from './cow-image.js';
-export { DEFAULT_V3_ALIGNMENT, createCow } from './create.js';
+export { DEFAULT_V3_ALIGNMENT, createCow, measureCow } from './create.js';
+export { inPlaceRange, planResize, type ResizePlan } from './resize.js';
+export { AMEND_OPTIONS, planAmend } from './amend.js';
+export { checkCow, type CowCheckOutcome, type CowCheckTarget } from './check.js';
 export {
-  CREATE_VARIANTS, parseCreateOptions, parseOpenOptions,
+  COW_PREALLOCATION, CREATE_VARIANTS, parseCreateOptions, parseOpenOptions,
   type CowCreateOptions, type CowCreateVariant, type CowOpenOptions,
 } from './options.js';

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlockError, MemoryFile, MemoryStorage, NodeFileStorage, NodeVfs, type PositionalSyscalls } from '@blk/core';
+import { BlockError, MemoryFile, MemoryStorage, NodeFileStorage, NodeVfs, preallocate, type PositionalSyscalls } from '@blk/core';
 import { hostVfs } from '@blk/images';
 import { addonLoadError, lockStorage, nativeSyscalls } from '../src/index.js';
 import { loadAddon } from '../src/addon.js';
@@ -324,7 +324,59 @@ run('native pread/pwrite', () => {
     expect(await st.read(0, new Uint8Array(10))).toBe(10);
     await st.close();
     expect(syscallsOf({ lock: full.lock, query: full.query })).toBeUndefined();
-    expect(Object.keys(syscallsOf(full)!).sort()).toEqual(['pread', 'pwrite', 'seekData', 'seekHole']);
+    expect(Object.keys(syscallsOf(full)!).sort()).toEqual(['allocate', 'pread', 'pwrite', 'seekData', 'seekHole']);
+  });
+
+  it('fallocate reserves blocks without changing the bytes, grows the file; garbage arguments get -EINVAL/-EBADF', () => {
+    const addon = loadAddonForTest();
+    const p = fileWith('falloc.bin', pattern(5000));
+    const fd = fs.openSync(p, 'r+');
+    try {
+      expect(addon.fallocate(fd, 0, 1 << 20)).toBe(0);
+      const st = fs.fstatSync(fd);
+      expect(st.size).toBe(1 << 20);
+      expect(st.blocks * 512).toBeGreaterThanOrEqual(1 << 20);
+      const back = fs.readFileSync(p);
+      expect(new Uint8Array(back.subarray(0, 5000))).toEqual(pattern(5000));
+      expect(back.subarray(5000).every((b) => b === 0)).toBe(true);
+      const EINVAL = -os.constants.errno.EINVAL;
+      for (const [offset, length] of [[-1, 10], [0, 0], [0.5, 10], [0, Number.NaN], [2 ** 53, 1], [2 ** 52, 2 ** 52]]) {
+        expect(addon.fallocate(fd, offset!, length!), `${offset}, ${length}`).toBe(EINVAL);
+      }
+      expect(addon.fallocate(-1, 0, 10)).toBe(-os.constants.errno.EBADF);
+      expect(() => addon.fallocate(fd, 'x' as unknown as number, 10)).toThrow(TypeError);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('Storage.allocate on the native call (kept by LockedStorage); preallocate() writes zeros where the file system cannot', async () => {
+    const p = fileWith('alloc.bin', new Uint8Array(0));
+    const locked = lockStorage(await NodeFileStorage.open(p, { syscalls: s() }));
+    try {
+      expect(locked.allocate).toBeDefined();
+      await preallocate(locked, 0, 256 * 1024, 'falloc');
+      expect(await locked.size()).toBe(256 * 1024);
+      expect(fs.statSync(p).blocks * 512).toBeGreaterThanOrEqual(256 * 1024);
+    } finally {
+      await locked.close();
+    }
+    // A file system without fallocate: not-supported, and preallocate falls back to writing zeros.
+    const q = fileWith('noalloc.bin', new Uint8Array(0));
+    const unsupported: PositionalSyscalls = { pread: s().pread, pwrite: s().pwrite, allocate: () => -os.constants.errno.EOPNOTSUPP };
+    const st = await NodeFileStorage.open(q, { syscalls: unsupported });
+    try {
+      await expect(st.allocate!(0, 4096)).rejects.toMatchObject({ kind: 'not-supported', path: q });
+      await preallocate(st, 4096, 8192, 'falloc');
+      expect(await st.size()).toBe(12288);
+      expect(fs.statSync(q).blocks * 512).toBeGreaterThanOrEqual(8192);
+      const failing: PositionalSyscalls = { ...unsupported, allocate: () => -os.constants.errno.ENOSPC };
+      const full = await NodeFileStorage.open(q, { syscalls: failing });
+      await expect(preallocate(full, 0, 4096, 'falloc')).rejects.toMatchObject({ kind: 'io', code: 'ENOSPC' });
+      await full.close();
+    } finally {
+      await st.close();
+    }
   });
 
   it('storage wrappers that do not change reads keep readSync and extentAt (LockedStorage)', async () => {
