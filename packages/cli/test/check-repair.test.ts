@@ -116,7 +116,7 @@ describe('blk check -r', () => {
     fs.writeFileSync(p('h.cow'), head);
     r = blk(['check', '-r', 'all', '-f', 'cow', p('h.cow')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^ERROR header: .*\(not repairable: the header says where everything is\)\n$/);
+    expect(r.stderr).toMatch(/^ERROR header: .*\(not repairable: the file ends inside its header or bitmap, and what the missing bytes said cannot be known\)\n$/);
   });
 
   it('usage: qemu-img\'s words for a bad -r; raw has nothing to check (63)', () => {

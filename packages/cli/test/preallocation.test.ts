@@ -70,6 +70,15 @@ describe('blk create -o preallocation=', () => {
     expect(used(p('c3-metadata.cow'))).toBeGreaterThan(used(p('c3-off.cow')));
   });
 
+  it('convert -o preallocation= reserves the output as create does; the contents are the source\'s', () => {
+    rawFile(p('src.img'), 4 * MiB, [[MiB, 4096, 0x33]]);
+    expect(blk(['convert', '-O', 'raw', '-o', 'preallocation=full', p('src.img'), p('dst.img')]).code).toBe(0);
+    expect(used(p('dst.img'))).toBeGreaterThanOrEqual(4 * MiB);
+    expect(blk(['compare', p('src.img'), p('dst.img')]).code).toBe(0);
+    expect(blk(['convert', '-O', 'raw', p('src.img'), p('sparse.img')]).code).toBe(0);
+    expect(used(p('sparse.img'))).toBeLessThan(MiB);
+  });
+
   it.skipIf(!hasCommand('uml_moo'))('a preallocated v3 overlay is still what uml_moo reads (uml-utilities installed)', () => {
     expect(blk(['create', '-q', '-f', 'cow', '-o', 'preallocation=full', '-b', p('base.img'), p('moo.cow')]).code).toBe(0);
     expect(blk(['io', '-c', 'write -P 0x77 2M 4k', p('moo.cow')]).code).toBe(0);

@@ -46,6 +46,11 @@ interface Result {
 
 const CHAIN_NOT_REPAIRED = ' (not repaired: the backing file is not part of this image; restore it, or point the image '
   + 'at the right one with blk rebase -u)';
+/** Why check -r leaves a header it cannot open as it is. */
+const NOT_REPAIRABLE: Record<string, string> = {
+  'invalid-header': ' (not repairable: the header says where everything is, and a wrong value cannot be guessed right)',
+  truncated: ' (not repairable: the file ends inside its header or bitmap, and what the missing bytes said cannot be known)',
+};
 const HEADER_KINDS = new Set(['invalid-header', 'truncated']);
 const MAX_DEPTH = 16;
 
@@ -119,7 +124,7 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
     if (!isBlockError(err) || !HEADER_KINDS.has(err.kind)) throw err;
     r.format = err.driver ?? r.format;
     r.corruptions += 1;
-    r.problems.push(`ERROR header: ${err.message}${writable ? ' (not repairable: the header says where everything is)' : ''}`);
+    r.problems.push(`ERROR header: ${err.message}${writable ? NOT_REPAIRABLE[err.kind] ?? '' : ''}`);
   }
   if (image && image.format === 'raw') {
     await image.close().catch(() => undefined);

@@ -65,6 +65,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       format: opts.format,
       outputFormat: outFormat,
       driverOptions: o.driverOptions,
+      ...(o.preallocation !== undefined ? { preallocation: o.preallocation } : {}),
       backing: backingArg,
       backingFormat,
       sparseSize: sparse,

@@ -8,7 +8,7 @@
  * Every file-system action goes through the job's Vfs (syncing DST's
  * directory after the rename is the host's business: the blk command does it).
  */
-import type { Image } from '@blk/core';
+import type { Image, PreallocationMode } from '@blk/core';
 import {
   cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, isZero, jobChunk, jobVfs, openOn, progressOf, resolveBackingArg,
   sameBytes, yieldToEventLoop, type JobOptions,
@@ -22,6 +22,8 @@ export interface ConvertOptions extends JobOptions {
   outputFormat?: string;
   /** Options for the output format's driver (e.g. `{ variant: 'v2-qemu-lp64' }`). */
   driverOptions?: Record<string, unknown>;
+  /** Space to reserve in the output (qemu-img convert -o preallocation=). */
+  preallocation?: PreallocationMode;
   /**
    * Make the output an overlay on this file (a relative name is relative to
    * DST's directory); only data that differs from it is written.
@@ -101,6 +103,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     if (options.driverOptions && Object.keys(options.driverOptions).length > 0) {
       createOptions.driverOptions = options.driverOptions;
     }
+    if (options.preallocation !== undefined) createOptions.preallocation = options.preallocation;
     created = true;
     options.onTempFile?.(tmp);
     await createImage(tmp, createOptions);
