@@ -216,3 +216,9 @@ export function expectSameImages(a: string, b: string): void {
   expect(r.stdout).toBe('Images are identical.\n');
   expect(r.code).toBe(0);
 }
+
+/** Runs qemu-img with its program name in messages swapped for blk's, so that both outputs compare. */
+export function qemuImgAsBlk(args: string[]): Result {
+  const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.replaceAll('qemu-img:', 'blk:') };
+}

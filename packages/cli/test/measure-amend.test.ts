@@ -1,9 +1,8 @@
 /** blk measure and blk amend: qemu-img's commands, side by side with qemu-img where it knows the format. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, rawFile, tempDir } from './helpers.js';
+import { blk, ensureBuilt, hasCommand, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
 
 const HAVE_QEMU = hasCommand('qemu-img');
 if (!HAVE_QEMU) console.warn('measure-amend.test.ts: qemu-img is not installed; the side-by-side comparisons are skipped');
@@ -20,10 +19,6 @@ const p = (name: string) => path.join(dir, name);
 const KiB = 1024;
 const MiB = 1 << 20;
 
-function qemuImg(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.replaceAll('qemu-img:', 'blk:') };
-}
 
 /** `required size: N` of a human measure output. */
 function required(stdout: string): number {
@@ -45,7 +40,7 @@ describe('blk measure', () => {
     ];
     for (const args of cases) {
       const ours = blk(['measure', ...args]);
-      const theirs = qemuImg(['measure', ...args]);
+      const theirs = qemuImgAsBlk(['measure', ...args]);
       const label = `measure ${args.join(' ')}`;
       expect(ours, label).toMatchObject({ code: theirs.code, stdout: theirs.stdout, stderr: theirs.stderr });
     }
@@ -94,7 +89,7 @@ describe('blk amend', () => {
     rawFile(p('a.img'), MiB);
     for (const args of [['-f', 'raw', '-o', 'size=2M'], ['-f', 'raw'], ['-f', 'raw', '-o', 'help'], ['-f', 'raw', '-o', 'foo=bar']]) {
       const ours = blk(['amend', ...args, p('a.img')]);
-      const theirs = qemuImg(['amend', ...args, p('a.img')]);
+      const theirs = qemuImgAsBlk(['amend', ...args, p('a.img')]);
       expect(ours.code, args.join(' ')).toBe(theirs.code);
       // qemu-img adds "Try 'qemu-img --help'" after usage errors; the first line is the message.
       expect(ours.stderr.split('\n')[0], args.join(' ')).toBe(theirs.stderr.split('\n')[0]);

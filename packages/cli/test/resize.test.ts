@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, rawFile, tempDir } from './helpers.js';
+import { blk, ensureBuilt, hasCommand, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
 
 const HAVE_QEMU = hasCommand('qemu-img');
 if (!HAVE_QEMU) console.warn('resize.test.ts: qemu-img is not installed; the side-by-side comparisons are skipped');
@@ -21,11 +21,6 @@ const size = (file: string) => fs.statSync(file).size;
 const KiB = 1024;
 const MiB = 1 << 20;
 
-/** qemu-img's output with its program name swapped for blk's, so both can be compared. */
-function qemuImg(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.replaceAll('qemu-img:', 'blk:') };
-}
 
 describe('blk resize on raw images, side by side with qemu-img', () => {
   // Each step runs on a blk copy and a qemu-img copy of the same file; outputs, exit codes and sizes must agree.
@@ -53,7 +48,7 @@ describe('blk resize on raw images, side by side with qemu-img', () => {
     rawFile(p('q.img'), MiB);
     for (const { args, stderrToo } of steps) {
       const ours = blk(['resize', '-f', 'raw', ...args.slice(0, -1), p('b.img'), args.at(-1)!]);
-      const theirs = qemuImg(['resize', '-f', 'raw', ...args.slice(0, -1), p('q.img'), args.at(-1)!]);
+      const theirs = qemuImgAsBlk(['resize', '-f', 'raw', ...args.slice(0, -1), p('q.img'), args.at(-1)!]);
       const label = `resize ${args.join(' ')}`;
       expect(ours.code, label).toBe(theirs.code);
       expect(ours.stdout, label).toBe(theirs.stdout);
