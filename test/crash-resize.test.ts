@@ -102,6 +102,8 @@ describe('crash consistency of cow resize', () => {
           return undefined;
         },
       });
+      console.log(`FIGURE crash-resize ${variant} ${cache}${written ? '' : ' never written'}: ${result.points} write points, `
+        + `${result.states} crash states`);
       expect(result.violations.map((v) => `${v.point} ${v.label}: ${v.message}`)).toEqual([]);
       expect(result.states).toBeGreaterThan(40);
     });
