@@ -233,10 +233,17 @@ export class CowImage implements DriverImage {
     const newEnd = next.dataOffset + size;
     if (size > this.size && mode !== 'off') {
       // New bitmap bytes (all clear now) and, for falloc/full, the new part of the data area.
-      const bitmapEnd = old.bitmapOffset + old.bitmapLength;
-      const grownBitmapEnd = next.bitmapOffset + next.bitmapLength;
-      if (grownBitmapEnd > bitmapEnd) await preallocate(this.storage, bitmapEnd, grownBitmapEnd - bitmapEnd, 'full');
-      if (mode === 'falloc' || mode === 'full') await preallocate(this.storage, oldEnd, newEnd - oldEnd, mode);
+      // If that fails (ENOSPC), the header still has the old size: give back what was added.
+      const lengthBefore = await this.storage.size();
+      try {
+        const bitmapEnd = old.bitmapOffset + old.bitmapLength;
+        const grownBitmapEnd = next.bitmapOffset + next.bitmapLength;
+        if (grownBitmapEnd > bitmapEnd) await preallocate(this.storage, bitmapEnd, grownBitmapEnd - bitmapEnd, 'full');
+        if (mode === 'falloc' || mode === 'full') await preallocate(this.storage, oldEnd, newEnd - oldEnd, mode);
+      } catch (err) {
+        if (await this.storage.size().catch(() => lengthBefore) > lengthBefore) await this.storage.truncate(lengthBefore).catch(() => undefined);
+        throw err;
+      }
     }
     // The header must never name a bitmap longer than the file (QEMU's files end right after it).
     const newBitmapEnd = next.bitmapOffset + next.bitmapLength;

@@ -8,9 +8,20 @@ import {
 /** What preallocation means for raw: the file is all data, so there is no metadata to preallocate (as QEMU). */
 const RAW_PREALLOCATION: readonly PreallocationMode[] = ['off', 'falloc', 'full'];
 
-/** Grows `storage` from `from` to `to` bytes, reserving the new part as `mode` asks. */
+/**
+ * Grows `storage` from `from` to `to` bytes, reserving the new part as `mode`
+ * asks. A preallocation that fails (ENOSPC) leaves the file at `from`: for
+ * raw, its length is the disk's size.
+ */
 async function growFile(storage: Storage, from: number, to: number, mode: PreallocationMode): Promise<void> {
-  if (mode === 'falloc' || mode === 'full') await preallocate(storage, from, to - from, mode);
+  if (mode === 'falloc' || mode === 'full') {
+    try {
+      await preallocate(storage, from, to - from, mode);
+    } catch (err) {
+      await storage.truncate(from).catch(() => undefined);
+      throw err;
+    }
+  }
   // After preallocation too: a file system that reserved rounded-up blocks must still end at `to`.
   await storage.truncate(to);
 }
