@@ -42,6 +42,15 @@ export interface BlockDriver {
    * format does not take, `not-supported` for a preallocation mode it lacks.
    */
   measure?(input: MeasureInput): Promise<MeasureResult>;
+  /** What `DriverImage.amend` takes, for `-o help` listings. */
+  readonly amendOptions?: readonly OptionHelp[];
+}
+
+/** One `key=value` option a driver takes, as `-o help` lists it. */
+export interface OptionHelp {
+  /** `key=<value>` as typed. */
+  name: string;
+  help: string;
 }
 
 /**

@@ -2,6 +2,7 @@
 import { BlockError, type BlockDriver, type DriverOpenOptions, type ProbeHint, type Storage } from '@blk/core';
 import { parseHeader } from './codec.js';
 import { CowImage } from './cow-image.js';
+import { AMEND_HELP } from './amend.js';
 import { createCow, measureCow } from './create.js';
 import { detectVariant } from './detect.js';
 import { parseOpenOptions } from './options.js';
@@ -42,6 +43,7 @@ export const cowDriver: BlockDriver = {
   },
   create: createCow,
   measure: measureCow,
+  amendOptions: AMEND_HELP,
 };
 
 /** The variant to read `bytes` as: the caller's, if it names one that fits the version; else detected (§3). */

@@ -24,7 +24,7 @@ export {
 export { CowImage, mtime32, type CowImageParts } from './cow-image.js';
 export { DEFAULT_V3_ALIGNMENT, createCow, measureCow } from './create.js';
 export { inPlaceRange, planResize, type ResizePlan } from './resize.js';
-export { AMEND_OPTIONS, planAmend } from './amend.js';
+export { AMEND_HELP, AMEND_OPTIONS, planAmend } from './amend.js';
 export { checkCow, type CowCheckOutcome, type CowCheckTarget } from './check.js';
 export {
   COW_PREALLOCATION, CREATE_VARIANTS, parseCreateOptions, parseOpenOptions,

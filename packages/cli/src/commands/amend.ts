@@ -4,6 +4,7 @@
  */
 import { openCli } from '../common.js';
 import { UsageError } from '../errors.js';
+import { registry } from '../images.js';
 import { splitOptionList } from '../options.js';
 import { parseSize } from '../size.js';
 
@@ -33,7 +34,9 @@ export async function amend(file: string, opts: AmendOpts): Promise<number> {
     if (options.has('help')) {
       // The driver says whether it amends anything at all before any help is shown.
       await image.amend(new Map());
-      process.stdout.write(AMEND_HELP[image.format] ?? 'Every option this format takes at creation (blk create -o help)\n');
+      const list = registry.get(image.format)?.amendOptions ?? [];
+      const width = Math.max(0, ...list.map((o) => o.name.length)) + 2;
+      process.stdout.write(`Amend options for '${image.format}':\n${list.map((o) => `  ${o.name.padEnd(width)}${o.help}\n`).join('')}`);
       return 0;
     }
     await image.amend(options);
@@ -43,9 +46,3 @@ export async function amend(file: string, opts: AmendOpts): Promise<number> {
   return 0;
 }
 
-const AMEND_HELP: Record<string, string> = {
-  cow: 'Amend options for \'cow\':\n'
-    + '  size=<size>            Virtual disk size: grows the image in place while its bitmap fits before the data\n'
-    + '  backing_file=<file>    only the current value (blk rebase changes it)\n'
-    + '  version=<3|2|1>, variant=<name>, alignment=<n>  only the current values (blk convert changes them)\n',
-};
