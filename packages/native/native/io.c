@@ -159,8 +159,14 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
     return result(env, -1);
   }
   int err;
+#if defined(__APPLE__)
+  /* macOS has no posix_fallocate: the caller writes zeros instead. */
+  (void) offset;
+  err = EOPNOTSUPP;
+#else
   do err = posix_fallocate(fd, (off_t) offset, (off_t) length);
   while (err == EINTR);
+#endif
   errno = err;
   return result(env, err == 0 ? 0 : -1);
 }
