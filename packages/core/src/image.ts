@@ -264,7 +264,7 @@ export class Image {
   /**
    * Changes the virtual size in place (qemu-img resize). Shrinking drops the
    * data past the new end and must be asked for with `shrink` (qemu-img's
-   * --shrink). Waits for requests in flight first.
+   * --shrink). Runs after the requests in flight, alone.
    */
   async resize(size: number, options: { shrink?: boolean; preallocation?: PreallocationMode } = {}): Promise<void> {
     this.checkOpen();
@@ -279,13 +279,13 @@ export class Image {
     }
     const resize = this.driverImage.resize;
     if (!resize) throw new BlockError('not-supported', `format ${this.format} does not support resize`, { path: this.path });
-    await this.tracker.drain();
-    await resize.call(this.driverImage, size, this.resizeContext(options.preallocation)).catch(this.retitled);
+    const context = this.resizeContext(options.preallocation);
+    await this.exclusively(() => resize.call(this.driverImage, size, context)).catch(this.retitled);
   }
 
   /**
    * Changes format options in place (qemu-img amend); `options` as
-   * `key=value` pairs. Waits for requests in flight first.
+   * `key=value` pairs. Runs after the requests in flight, alone.
    */
   async amend(options: ReadonlyMap<string, string>): Promise<void> {
     this.checkOpen();
@@ -295,8 +295,8 @@ export class Image {
       // qemu-img's words, which name no file.
       throw new BlockError('not-supported', `Format driver '${this.format}' does not support option amendment`);
     }
-    await this.tracker.drain();
-    await amend.call(this.driverImage, options, this.resizeContext()).catch(this.retitled);
+    const context = this.resizeContext();
+    await this.exclusively(() => amend.call(this.driverImage, options, context)).catch(this.retitled);
   }
 
   /** True when the driver can check its own metadata (`check`). */
@@ -314,8 +314,16 @@ export class Image {
     if (repair.leaks || repair.corruptions) this.checkWritable();
     const check = this.driverImage.check;
     if (!check) return undefined;
-    await this.tracker.drain();
-    return check.call(this.driverImage, repair).catch(this.retitled);
+    return this.exclusively(() => check.call(this.driverImage, repair)).catch(this.retitled);
+  }
+
+  /**
+   * Runs `work` as a write over the whole image: after every request issued
+   * before it, and before any issued while it runs (a resize must not meet a
+   * read of the old size halfway).
+   */
+  private exclusively<T>(work: () => Promise<T>): Promise<T> {
+    return this.tracker.run(0, Number.MAX_SAFE_INTEGER, true, work);
   }
 
   /** Rethrows a driver's error under the name the user gave the image. */
