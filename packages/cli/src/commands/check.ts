@@ -134,7 +134,9 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
     try {
       r.format = image.format;
       // The driver checks its own allocation against the file (and repairs it) where it can.
+      const before = r.problems.length;
       await checkAllocation(image, r, Boolean(opts.progress) && !opts.quiet && opts.output === 'human', !image.checkable);
+      if (writable) explainSince(r, before, ` (not repaired: format ${image.format} has no repair)`);
       const own = await image.check(repair);
       if (own) {
         r.corruptions += own.corruptions;
@@ -143,12 +145,10 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
         r.leaksFixed += own.leaksFixed;
         r.problems.push(...own.messages);
       }
-      const before = r.problems.length;
+      const chainBefore = r.problems.length;
       await checkChain(image, r, opts);
-      if (writable) {
-        // What check -r cannot repair: the backing chain is outside this image.
-        for (let i = before; i < r.problems.length; i++) r.problems[i] += CHAIN_NOT_REPAIRED;
-      }
+      // What check -r cannot repair: the backing chain is outside this image.
+      if (writable) explainSince(r, chainBefore, CHAIN_NOT_REPAIRED);
     } catch (err) {
       if (!isBlockError(err)) throw err;
       r.checkErrors += 1;
@@ -158,6 +158,11 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
     }
   }
   return r;
+}
+
+/** Adds why check -r left them to the problems found since index `from`. */
+function explainSince(r: Result, from: number, why: string): void {
+  for (let i = from; i < r.problems.length; i++) r.problems[i] += why;
 }
 
 function humanReport(r: Result): string {
