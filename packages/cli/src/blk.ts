@@ -117,7 +117,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .description('copy an image into a new one of any format; all-zero runs stay holes')
     .usage('[-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] SRC DST')
     .addOption(formatOption())
-    .addOption(new Option('-O, --output-format <fmt>', 'format of the output image').default('raw'))
+    .addOption(new Option('-O, --output-format <fmt>', 'format of the output image (default: raw)'))
     .option('-o, --options <list>', 'options for the output format (as for create)', collect, [])
     .option('-B, --backing <file>', 'make the output an overlay on this file; only data that differs from it is written')
     .option('-F, --backing-format <fmt>', 'format of the -B backing file (default raw)')

@@ -142,6 +142,11 @@ export interface ProbeHint {
   fileName?: string;
   /** The file's length in bytes. */
   size: number;
+  /**
+   * The file's last bytes (up to 512; the whole file when it is shorter),
+   * for formats whose signature is a footer (a fixed VHD, a DMG).
+   */
+  tail?: Uint8Array;
 }
 
 export interface DriverOpenOptions {

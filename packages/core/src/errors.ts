@@ -16,6 +16,12 @@ export type BlockErrorKind =
   | 'invalid-header'
   /** No registered driver recognises the file, or a named format is unknown. */
   | 'unknown-format'
+  /**
+   * The file carries the signature of a known format that no registered
+   * driver reads (qcow2, vmdk, ...); `format` names it. It is not guessed
+   * to be raw: name the format raw to read its bytes as a disk.
+   */
+  | 'unsupported-format'
   /** The backing file named by an image does not exist. */
   | 'backing-missing'
   /** The backing file's size or mtime differs from what the overlay recorded. */
@@ -59,6 +65,8 @@ export interface BlockErrorContext {
   offset?: number;
   /** The driver that raised it. */
   driver?: string;
+  /** The format the file was recognised as (`unsupported-format`, `backing-format`). */
+  format?: string;
   /** The original error (I/O errors keep the system error here). */
   cause?: unknown;
   /** errno-style code of an I/O error (EIO, ENOSPC, ENOENT, ...). */
@@ -71,6 +79,7 @@ export class BlockError extends Error {
   readonly field: string | undefined;
   readonly offset: number | undefined;
   readonly driver: string | undefined;
+  readonly format: string | undefined;
   readonly code: string | undefined;
   /** The message without the leading path, for re-titling an error with another name for the file. */
   readonly detail: string;
@@ -86,6 +95,7 @@ export class BlockError extends Error {
     this.field = context.field;
     this.offset = context.offset;
     this.driver = context.driver;
+    this.format = context.format;
     this.code = context.code;
   }
 }
@@ -110,7 +120,9 @@ export function ioError(path: string, op: string, cause: unknown, offset?: numbe
  */
 export function retitle(err: unknown, path: string): unknown {
   if (isBlockError(err) && err.path !== path) {
-    return new BlockError(err.kind, err.detail, { path, cause: err, code: err.code, offset: err.offset, field: err.field });
+    return new BlockError(err.kind, err.detail, {
+      path, cause: err, code: err.code, offset: err.offset, field: err.field, driver: err.driver, format: err.format,
+    });
   }
   return err;
 }

@@ -38,7 +38,10 @@ export interface ImageInfo {
 /** Guards a probed image against writes that would change what it probes as (see `openImage`). */
 export interface ProbeGuard {
   registry: DriverRegistry;
+  /** Leading bytes that decide how the file probes. */
   window: number;
+  /** Trailing bytes that decide it too (footers and trailers: a fixed VHD, a DMG). */
+  tail: number;
 }
 
 export interface ImageParts {
@@ -153,11 +156,14 @@ export class Image {
     checkRange(offset, data.length, this.size, this.path);
     if (data.length === 0) return;
     const ss = this.sectorSize;
-    const guarded = this.probeGuard !== undefined && offset < this.probeGuard.window;
+    const guard = this.probeGuard;
+    const guarded = guard !== undefined
+      && (offset < guard.window || offset + data.length > this.size - guard.tail);
+    // A guarded write judges the head and tail as they will be: nothing may change them meanwhile.
     const start = guarded ? 0 : alignDown(offset, ss);
-    const end = alignUp(offset + data.length, ss);
+    const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
     await this.tracker.run(start, end, true, async () => {
-      if (guarded) await this.checkProbeGuard(offset, data);
+      if (guarded) await this.checkProbeGuard([{ offset, data }]);
       await this.writeUnaligned(offset, data);
     });
   }
@@ -481,18 +487,55 @@ export class Image {
     await write.call(this.driverImage, start, bounce);
   }
 
-  private async checkProbeGuard(offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * The ranges whose bytes decide how this image's file probes, when writes
+   * to it are guarded (its format was probed or assumed, and its guest data
+   * starts at file offset 0: raw); none otherwise. A job about to copy guest
+   * data into the image checks those ranges first with `checkWrites`.
+   */
+  probeGuardRanges(): Array<{ start: number; length: number }> {
+    const guard = this.probeGuard;
+    if (!guard) return [];
+    const head = Math.min(guard.window, this.size);
+    const tailStart = Math.max(head, this.size - guard.tail);
+    const ranges = [{ start: 0, length: head }];
+    if (tailStart < this.size) ranges.push({ start: tailStart, length: this.size - tailStart });
+    return ranges;
+  }
+
+  /**
+   * Throws `probe-guard` when `writes`, applied together, would make a
+   * guarded image probe as another format (see `probeGuardRanges`); does
+   * nothing for an unguarded image. Writes nothing.
+   */
+  async checkWrites(writes: ReadonlyArray<{ offset: number; data: Uint8Array }>): Promise<void> {
+    this.checkOpen();
+    if (!this.probeGuard || writes.length === 0) return;
+    await this.checkProbeGuard(writes);
+  }
+
+  private async checkProbeGuard(writes: ReadonlyArray<{ offset: number; data: Uint8Array }>): Promise<void> {
     const guard = this.probeGuard!;
+    // The bytes that decide the probe, as they will be after these writes.
     const window = Math.min(guard.window, this.size);
     const head = new Uint8Array(window);
     await this.readUnaligned(0, head);
-    head.set(data.subarray(0, Math.max(0, window - offset)), offset);
-    const result = guard.registry.probeHead(head, { fileName: this.path, size: this.size });
-    if (result && result.driver.name !== this.format) {
+    const tailLength = Math.min(guard.tail, this.size);
+    const tailStart = this.size - tailLength;
+    const tail = new Uint8Array(tailLength);
+    await this.readUnaligned(tailStart, tail);
+    for (const { offset, data } of writes) {
+      overlay(head, 0, offset, data);
+      overlay(tail, tailStart, offset, data);
+    }
+    const result = guard.registry.recognise(head, tail, { fileName: this.path, size: this.size });
+    const becomes = result?.foreign?.format ?? result?.driver?.name;
+    if (becomes !== undefined && becomes !== this.format) {
+      const offset = writes[0]!.offset;
       throw new BlockError('probe-guard',
-        `refusing a write at offset ${offset}: the image was probed as ${this.format}, and this write would make it `
-        + `probe as ${result.driver.name}; open it with format '${this.format}' to allow such writes`,
-        { path: this.path, offset });
+        `refusing a write at offset ${offset}: the image's format ${this.format} was probed or assumed, and this write `
+        + `would make it probe as ${becomes}; open it with format '${this.format}' to allow such writes`,
+        { path: this.path, offset, format: becomes });
     }
   }
 
@@ -511,4 +554,11 @@ function sameRun(a: ChainStatus & { start: number }, b: ChainStatus): boolean {
   if (a.depth !== b.depth || a.zero !== b.zero || a.path !== b.path) return false;
   if (a.hostOffset === undefined && b.hostOffset === undefined) return true;
   return a.hostOffset !== undefined && b.hostOffset !== undefined && a.hostOffset + a.length === b.hostOffset;
+}
+
+/** Copies the part of `data` (written at file offset `at`) that falls inside `buf` (which holds file offset `bufStart` on). */
+function overlay(buf: Uint8Array, bufStart: number, at: number, data: Uint8Array): void {
+  const from = Math.max(at, bufStart);
+  const to = Math.min(at + data.length, bufStart + buf.length);
+  if (from < to) buf.set(data.subarray(from - at, to - at), from - bufStart);
 }

@@ -13,6 +13,14 @@ export interface OpenImageOptions {
   registry: DriverRegistry;
   /** Name the format instead of probing (nothing is probed, no probe guard is set). */
   format?: string;
+  /**
+   * `format` is a default nobody chose (a job's "raw unless told", as for
+   * backing files), not the user's word: the file is refused when it carries
+   * another format's header or signature (`backing-format`), and a writable
+   * image of a format whose guest data starts at offset 0 gets the probe
+   * guard, as if its format had been probed.
+   */
+  formatAssumed?: boolean;
   readOnly?: boolean;
   /** Where files live; defaults to the host file system (NodeVfs). */
   vfs?: Vfs;
@@ -57,6 +65,7 @@ export async function openImage(path: string, options: OpenImageOptions): Promis
     readOnly: options.readOnly ?? false,
     format: options.format,
     seen: new Set<string>(),
+    rawByDefault: options.format !== undefined && options.formatAssumed === true,
   });
 }
 
@@ -65,7 +74,10 @@ interface LayerContext {
   readOnly: boolean;
   format: string | undefined;
   seen: Set<string>;
-  /** The format is raw only because nobody named one (a backing file under the default policy). */
+  /**
+   * The format is only a default nobody named (raw for a backing file under
+   * the default policy, or `formatAssumed`): refuse a disguised file, guard writes.
+   */
   rawByDefault?: boolean;
 }
 
@@ -87,7 +99,9 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
     let probed = false;
     let driverName = ctx.format;
     if (driverName === undefined) {
-      driverName = (await registry.probe(storage, displayPath)).driver.name;
+      driverName = (await registry.probe(storage, displayPath).catch((err: unknown) => {
+        throw retitle(err, displayPath);
+      })).driver.name;
       probed = true;
     }
     const driver = registry.require(driverName, displayPath);
@@ -115,8 +129,9 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
     }
     // Only a format whose guest data starts at file offset 0 (raw) lets guest writes
     // decide how the file probes; only a guessed format needs guarding against that.
-    const guard = probed && !ctx.readOnly && driver.guestDataAtFileStart === true
-      ? { registry, window: registry.probeWindow() } : undefined;
+    // A format nobody named (rawByDefault) is as much a guess as a probed one.
+    const guard = (probed || ctx.rawByDefault === true) && !ctx.readOnly && driver.guestDataAtFileStart === true
+      ? { registry, window: registry.probeWindow(), tail: registry.probeTail() } : undefined;
     return new Image({
       path: displayPath, driverImage, readOnly: ctx.readOnly, backing, backingPath, probeGuard: guard,
     });
@@ -164,12 +179,19 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
  * say how to name the format instead of guessing either way.
  */
 async function refuseDisguisedBacking(storage: Storage, registry: DriverRegistry, path: string): Promise<void> {
-  const result = await registry.probe(storage, path).catch(() => undefined);
+  const result = await registry.inspect(storage, path).catch(() => undefined);
+  if (result?.foreign) {
+    const found = result.foreign;
+    throw new BlockError('backing-format',
+      `backing file is a ${found.format} image (${found.description}: ${found.evidence}), a format no registered driver `
+      + `reads; it is not read as raw unless named: name 'raw' (backing.format 'raw', blk -F raw) to read its bytes as a disk`,
+      { path, format: found.format });
+  }
   if (result && result.driver.name !== 'raw') {
     throw new BlockError('backing-format',
       `backing file looks like a ${result.driver.name} image, but backing files open as raw unless their format `
       + `is named: name it (backing.format '${result.driver.name}', blk -F ${result.driver.name}), or name 'raw' `
-      + `to read it as raw`, { path });
+      + `to read it as raw`, { path, format: result.driver.name });
   }
 }
 

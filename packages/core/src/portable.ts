@@ -7,6 +7,7 @@ export * from './checks.js';
 export * from './storage.js';
 export * from './driver.js';
 export * from './registry.js';
+export * from './signatures.js';
 export * from './request-tracker.js';
 export * from './image.js';
 export * from './backing-policy.js';

@@ -72,19 +72,25 @@ describe('DriverRegistry probing', () => {
     expect((err as Error).message).toContain('alpha, beta');
   });
 
-  it('reads the head once, as many bytes as the hungriest driver wants, whatever the number of drivers', async () => {
+  it('reads the head once, as many bytes as the hungriest driver wants, and the last 512 bytes once', async () => {
     const storage = new CountingStorage(new MemoryStorage(new MemoryFile(new Uint8Array(10_000).fill(1))));
     const registry = new DriverRegistry([scorer('a', 1, 100), scorer('b', 2, 4096), scorer('c', 3, 512)]);
     await registry.probe(storage);
-    expect(storage.reads).toBe(1);
-    expect(storage.ops).toEqual(['read 0+4096']);
+    expect(storage.reads).toBe(2);
+    expect(storage.ops).toEqual(['read 0+4096', 'read 9488+512']);
+  });
+
+  it('reads at least the 2048 bytes the foreign-format signatures need, and no tail when the head reaches the end', async () => {
+    const storage = new CountingStorage(new MemoryStorage(new MemoryFile(new Uint8Array(2000).fill(1))));
+    await new DriverRegistry([scorer('a', 1, 16)]).probe(storage);
+    expect(storage.ops).toEqual(['read 0+2000']);
   });
 
   it('caps the probe read at 64 KiB even when a driver asks for more', async () => {
     const storage = new CountingStorage(new MemoryStorage(new MemoryFile(new Uint8Array(200_000))));
     const seen: Array<{ head: Uint8Array; hint: ProbeHint }> = [];
     await new DriverRegistry([scorer('greedy', 5, 1 << 20, seen)]).probe(storage);
-    expect(storage.ops).toEqual([`read 0+${MAX_PROBE_BYTES}`]);
+    expect(storage.ops).toEqual([`read 0+${MAX_PROBE_BYTES}`, `read ${200_000 - 512}+512`]);
     expect(seen[0]!.head.length).toBe(MAX_PROBE_BYTES);
   });
 
@@ -95,7 +101,9 @@ describe('DriverRegistry probing', () => {
     await registry.probe(new MemoryStorage(new MemoryFile(new Uint8Array(100).fill(3)), '/short.img'), 'short.img');
     expect(a[0]!.head.length).toBe(8);
     expect(b[0]!.head.length).toBe(100);
-    expect(b[0]!.hint).toEqual({ fileName: 'short.img', size: 100 });
+    expect(b[0]!.hint).toMatchObject({ fileName: 'short.img', size: 100 });
+    // The whole (short) file is its own tail.
+    expect(b[0]!.hint.tail).toEqual(new Uint8Array(100).fill(3));
   });
 });
 
@@ -143,12 +151,13 @@ describe('openImage with a named format', () => {
   it('reads the probe window once when openImage probes, before the driver reads its header', async () => {
     const vfs = new CountingVfs();
     vfs.put('/top.ovl', makeOverlayFile({ size: 4096 }));
-    const registry = new DriverRegistry([overlayDriver, rawDriver, scorer('wide', 0, 512)]);
+    const registry = new DriverRegistry([overlayDriver, rawDriver, scorer('wide', 0, 4096)]);
     const image = await openImage('/top.ovl', { registry, vfs, readOnly: true });
     expect(image.format).toBe('ovl');
     const ops = vfs.storages.get('/top.ovl')!.ops;
-    expect(ops[0]).toBe('read 0+512');
-    expect(ops.filter((op) => op === 'read 0+512')).toHaveLength(1);
+    const window = registry.probeWindow();
+    expect(ops[0]).toBe(`read 0+${window}`);
+    expect(ops.filter((op) => op === `read 0+${window}`)).toHaveLength(1);
     await image.close();
   });
 

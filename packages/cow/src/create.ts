@@ -9,9 +9,10 @@ import {
 } from '@blk/core';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import { mtime32 } from './cow-image.js';
+import { detectVariant } from './detect.js';
 import { computeLayout } from './layout.js';
 import { COW_PREALLOCATION, parseCreateOptions } from './options.js';
-import { COW_SECTOR_SIZE, VARIANTS } from './variants.js';
+import { COW_SECTOR_SIZE, MAX_HEADER_SIZE, VARIANTS } from './variants.js';
 
 /** UML's page size, which it stores as the v3 alignment. */
 export const DEFAULT_V3_ALIGNMENT = 4096;
@@ -111,11 +112,23 @@ export async function createCow(storage: Storage, options: DriverCreateOptions):
     throw bad(`size ${size} puts the end of the data area beyond 2^53 - 1 bytes`, 'size');
   }
   const bytes = encodeHeader(header);
+  const length = spec.family === 'qemu' ? layout.bitmapOffset + layout.bitmapLength : layout.dataOffset + size;
+  // blk must read back what it writes: a header that would be detected as another layout is never written.
+  // (Judged at the file's final length: preallocation may extend it up to the end of the data area.)
+  const finalLength = preallocation === 'falloc' || preallocation === 'full' ? layout.dataOffset + size
+    : preallocation === 'metadata' ? Math.max(length, layout.dataOffset) : length;
+  const head = new Uint8Array(Math.min(finalLength, MAX_HEADER_SIZE));
+  head.set(bytes.subarray(0, Math.min(bytes.length, head.length)));
+  const detected = detectVariant(head, finalLength);
+  if (!detected.ok || detected.variant !== variant) {
+    throw bad(`a ${variant} header for these values would read back as `
+      + `${detected.ok ? detected.variant : 'no valid layout'}; not writing it`, 'variant');
+  }
   // The bitmap must start all clear: drop anything the storage held.
   await storage.truncate(0);
   await storage.write(0, bytes);
   // Holes, not written zeros: the bitmap and data area are sparse until used (unless preallocated).
-  await storage.truncate(spec.family === 'qemu' ? layout.bitmapOffset + layout.bitmapLength : layout.dataOffset + size);
+  await storage.truncate(length);
   if (preallocation === 'metadata') await preallocate(storage, bytes.length, layout.dataOffset - bytes.length, 'full');
   if (preallocation === 'falloc' || preallocation === 'full') {
     await preallocate(storage, bytes.length, layout.dataOffset + size - bytes.length, preallocation);

@@ -58,17 +58,24 @@ export function detectVariant(head: Uint8Array, fileSize: number): Detection {
     case 1:
       return available >= VARIANTS.v1.headerSize ? found('v1') : short(VARIANTS.v1.headerSize, 'v1 header');
     case 2: {
-      // The header cannot say which v2 it is; these checks look where each layout keeps its sector size
-      // (§3 step 4). That alone misleads: an ilp32 file whose bitmap starts 00 00 02 00 "has" a sector
-      // size of 512 where lp64 keeps it. So a candidate must also be plausible as a whole (a whole-sector
-      // size whose bitmap fits in the file); the first plausible one wins, else the first that matched.
+      // The header cannot say which v2 it is (§3 step 4); each layout keeps its sector size elsewhere.
+      // Where one layout keeps its header fields, another may keep guest data: v2-uml's size and
+      // sector size (4108..4120) lie in the bitmap or data area of both QEMU layouts, so a guest of a
+      // QEMU overlay could write a "v2-uml header" there. The QEMU layouts' fields (1036..1056) lie in
+      // v2-uml's backing path, where a NUL-terminated, zero-padded path can never hold 00 00 02 00. So
+      // the QEMU layouts are tried first, v2-uml last: no guest write can flip a file's layout.
+      // lp64's check also reads 1048..1056, an ilp32 file's first bitmap bytes (guest-controlled): read
+      // as lp64, such a file claims a size of at least 2 TiB whose bitmap cannot fit in it, so a
+      // candidate must also be plausible as a whole, and one consistent with the file's length is best.
       const matched: CowVariant[] = [];
-      if (available >= 4120 && u32be(head, 4116) === COW_SECTOR_SIZE && !allZero(head, 4108, 4116)) matched.push('v2-uml');
       if (available >= 1056 && u32be(head, 1048) === COW_SECTOR_SIZE
         && allZero(head, 1036, 1040) && allZero(head, 1052, 1056)) matched.push('v2-qemu-lp64');
       if (available >= 1048 && u32be(head, 1044) === COW_SECTOR_SIZE) matched.push('v2-qemu-ilp32');
-      const plausible = matched.find((variant) => plausibleV2(head, variant, fileSize));
-      if (plausible ?? matched[0]) return found((plausible ?? matched[0])!);
+      if (available >= 4120 && u32be(head, 4116) === COW_SECTOR_SIZE && !allZero(head, 4108, 4116)) matched.push('v2-uml');
+      const chosen = matched.find((variant) => fitsV2(head, variant, fileSize) === 'length')
+        ?? matched.find((variant) => fitsV2(head, variant, fileSize) !== 'no')
+        ?? matched[0];
+      if (chosen) return found(chosen);
       if (available < 1048) return short(1048, 'the smallest v2 header (v2-qemu-ilp32)');
       return {
         ok: false, reason: 'unknown-layout', version, magicOrder,
@@ -91,16 +98,23 @@ export function detectVariant(head: Uint8Array, fileSize: number): Detection {
 /** Where each v2 layout keeps its 64-bit size field. */
 const V2_SIZE_OFFSET: Partial<Record<CowVariant, number>> = { 'v2-uml': 4108, 'v2-qemu-lp64': 1040, 'v2-qemu-ilp32': 1036 };
 
-/** True when `head` read as `variant` gives a whole-sector size whose bitmap ends inside the file. */
-function plausibleV2(head: Uint8Array, variant: CowVariant, fileSize: number): boolean {
+/**
+ * How well `head` read as `variant` fits the file: `no` (not a whole-sector
+ * size, or a bitmap that ends past the file), `plausible` (the bitmap fits),
+ * or `length` (the file's length lies where this layout's files end: from
+ * the end of the bitmap to the end of the data area, as every writer leaves them).
+ */
+function fitsV2(head: Uint8Array, variant: CowVariant, fileSize: number): 'no' | 'plausible' | 'length' {
   const at = V2_SIZE_OFFSET[variant]!;
   const size = u32be(head, at) * 2 ** 32 + u32be(head, at + 4);
-  if (size === 0 || size % COW_SECTOR_SIZE !== 0 || !Number.isSafeInteger(size)) return false;
-  if (!Number.isFinite(fileSize) || fileSize < 0) return true;
+  if (size === 0 || size % COW_SECTOR_SIZE !== 0 || !Number.isSafeInteger(size)) return 'no';
+  if (!Number.isFinite(fileSize) || fileSize < 0) return 'plausible';
   try {
     const layout = computeLayout({ variant, size, sectorSize: COW_SECTOR_SIZE });
-    return layout.bitmapOffset + layout.bitmapLength <= fileSize;
+    const bitmapEnd = layout.bitmapOffset + layout.bitmapLength;
+    if (bitmapEnd > fileSize) return 'no';
+    return fileSize <= layout.dataOffset + size ? 'length' : 'plausible';
   } catch {
-    return false;
+    return 'no';
   }
 }

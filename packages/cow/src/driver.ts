@@ -13,9 +13,13 @@ export const cowDriver: BlockDriver = {
   name: 'cow',
   description: 'User-Mode-Linux copy-on-write overlay (v1, v2, v3; QEMU cow)',
   probeBytes: MAX_HEADER_SIZE,
+  // The magic decides: a file with the COW magic is a COW file even when this driver cannot read it
+  // (version 9, a truncated or inconsistent header). Opening it then reports the driver's typed error;
+  // guessing raw instead would show the header as disk contents and let writes land on it.
   probe(head: Uint8Array, hint: ProbeHint): number {
     try {
-      return detectVariant(head, hint.size).ok ? 100 : 0;
+      const found = detectVariant(head, hint.size);
+      return found.ok || found.reason !== 'not-cow' ? 100 : 0;
     } catch {
       return 0;
     }

@@ -193,10 +193,10 @@ describe('§14.11 detection vectors', () => {
   it('version 3 with zero bytes 32..35 is v3-broken', () => {
     expect(detectVariant(head([...BE, 0, 0, 0, 3], (_dv, b) => b.set([0x2f], 36)), 4136)).toMatchObject({ ok: true, variant: 'v3-broken' });
   });
-  it('version 4 is unsupported, and probe scores it 0', () => {
+  it('version 4 is unsupported, but probe claims it (100) so that open reports the version, never a raw guess', () => {
     const b = head([...BE, 0, 0, 0, 4]);
     expect(detectVariant(b, 4136)).toMatchObject({ ok: false, reason: 'unsupported-version', version: 4 });
-    expect(cowDriver.probe(b, { size: 4136 })).toBe(0);
+    expect(cowDriver.probe(b, { size: 4136 })).toBe(100);
   });
   it('anything else is not a COW file, and probe scores it 0', () => {
     const b = head([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]);
@@ -213,11 +213,11 @@ describe('§14.11 detection vectors', () => {
     }
   });
 
-  it('probe never throws, even on an empty or odd-sized head', () => {
+  it('probe never throws, even on an empty or odd-sized head; a magic claims the file (open then says truncated)', () => {
     for (const len of [0, 1, 3, 7, 8, 35, 279]) {
       const b = new Uint8Array(len);
       b.set([0x4f, 0x4f, 0x4f, 0x4d, 0, 0, 0, 3].slice(0, len));
-      expect(cowDriver.probe(b, { size: len })).toBe(0);
+      expect(cowDriver.probe(b, { size: len })).toBe(len >= 4 ? 100 : 0);
     }
   });
 

@@ -18,7 +18,8 @@ import { parseSize } from '../size.js';
 
 export interface ConvertOpts {
   format?: string;
-  outputFormat: string;
+  /** -O; raw when absent (then the output is guarded as a probed raw image would be). */
+  outputFormat?: string;
   options: string[];
   backing?: string;
   backingFormat?: string;
@@ -31,7 +32,7 @@ export interface ConvertOpts {
 }
 
 export async function convert(src: string, dst: string, opts: ConvertOpts): Promise<number> {
-  const outFormat = opts.outputFormat;
+  const outFormat = opts.outputFormat ?? 'raw';
   if (!registry.require(outFormat, dst).create) throw new Error(`${dst}: format ${outFormat} cannot create images`);
   const o = parseCreateOptions(outFormat, opts.options);
   if (o.help) {
@@ -63,7 +64,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       vfs: hostJobVfs(),
       cache,
       format: opts.format,
-      outputFormat: outFormat,
+      outputFormat: opts.outputFormat,
       driverOptions: o.driverOptions,
       ...(o.preallocation !== undefined ? { preallocation: o.preallocation } : {}),
       backing: backingArg,

@@ -25,8 +25,8 @@
  */
 import { isBlockError, type BackingSpec, type Image } from '@blk/core';
 import {
-  cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf, yieldToEventLoop,
-  backingPolicy, type JobOptions,
+  cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
+  yieldToEventLoop, backingPolicy, type JobOptions,
 } from './common.js';
 import { openImage } from '../images.js';
 
@@ -93,6 +93,9 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       backing: backingPolicy({ backingProbe: options.backingProbe }),
     };
     if (baseFormat !== undefined) baseOptions.format = baseFormat;
+    // Raw only because nobody named the format: guarded like a probed raw image (a guest's sector 0
+    // holding a COW header must not become the base's header), and refused if it is another format.
+    if (ref.format === undefined && baseFormat !== undefined) baseOptions.formatAssumed = true;
     base = await openImage(backingPath, baseOptions);
 
     // Survey what to copy; refuse before writing anything if it cannot all fit.
@@ -119,6 +122,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       if (ref.format !== undefined) s.format = ref.format;
       return s;
     };
+    // Checked before the overlay is marked: a refused commit leaves both files as they were.
+    await checkCopyKeepsFormat(base, top, runs);
     const changesBase = runs.length > 0 || grow;
     if (recorded !== undefined && !resuming && changesBase) {
       await top.setBackingReference(spec(COMMIT_IN_PROGRESS_MTIME));

@@ -3,7 +3,7 @@
  * Vfs with the CLI's backing policy, and the copy loop's helpers. Nothing here
  * touches node:fs or node:path: every file-system action goes through a Vfs.
  */
-import type { BackingPolicy, Image, Storage, Vfs } from '@blk/core';
+import { BlockError, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
 import { hostVfs, openImage } from '../images.js';
 
 /** Large I/O unit for copy loops. */
@@ -65,6 +65,12 @@ export interface JobOptions {
 export interface CliOpenOptions {
   /** -f: the top image's format (probed when absent). */
   format?: string | undefined;
+  /**
+   * `format` is only a default nobody named (raw for a backing file, a
+   * job's output): a file disguised as raw is refused, and writes that would
+   * make it probe as another format are (see OpenImageOptions.formatAssumed).
+   */
+  formatAssumed?: boolean | undefined;
   readOnly: boolean;
   /** Format for the top image's direct backing file (rebase/compare -F style). */
   backingFormat?: string | undefined;
@@ -93,7 +99,37 @@ export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): B
 export async function openOn(vfs: Vfs, path: string, o: CliOpenOptions): Promise<Image> {
   const options: Parameters<typeof openImage>[1] = { vfs, readOnly: o.readOnly, backing: backingPolicy(o) };
   if (o.format !== undefined) options.format = o.format;
+  if (o.formatAssumed) options.formatAssumed = true;
   return openImage(path, options);
+}
+
+/**
+ * Refuses, before anything is written, a copy of `runs` of `source` into
+ * `target` that would make `target` probe as another format: the guest data
+ * landing in the bytes that decide how a raw file probes (its first and last
+ * bytes) must not turn it into, say, an overlay naming a host file. Only
+ * images whose writes are guarded (format probed or assumed) are checked; the
+ * guard also checks every write as it happens.
+ */
+export async function checkCopyKeepsFormat(target: Image, source: Image,
+  runs: ReadonlyArray<{ start: number; length: number }>): Promise<void> {
+  const writes: Array<{ offset: number; data: Uint8Array }> = [];
+  for (const range of target.probeGuardRanges()) {
+    for (const run of runs) {
+      const from = Math.max(run.start, range.start);
+      const to = Math.min(run.start + run.length, range.start + range.length, source.size);
+      if (from >= to) continue;
+      const data = new Uint8Array(to - from);
+      await source.readInto(from, data);
+      writes.push({ offset: from, data });
+    }
+  }
+  await target.checkWrites(writes).catch((err: unknown) => {
+    if (!isBlockError(err, 'probe-guard')) throw err;
+    throw new BlockError('probe-guard', `refusing to copy guest data that would make this file probe as `
+      + `${err.format ?? 'another format'} (at offset ${err.offset ?? 0}): it is read as raw only because no format `
+      + 'was named, and would then no longer be; nothing was written', { path: target.path, offset: err.offset, format: err.format });
+  });
 }
 
 /** The job's Vfs: the one given, else the host's (with locks). */

@@ -8,7 +8,7 @@
  * Every file-system action goes through the job's Vfs (syncing DST's
  * directory after the rename is the host's business: the blk command does it).
  */
-import type { Image, PreallocationMode } from '@blk/core';
+import { BlockError, isBlockError, type Image, type PreallocationMode } from '@blk/core';
 import {
   cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, isZero, jobChunk, jobVfs, openOn, progressOf, resolveBackingArg,
   sameBytes, yieldToEventLoop, type JobOptions,
@@ -93,7 +93,8 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     if (backingArg !== undefined) {
       backingPath = resolveBackingArg(vfs, dst, backingArg);
       backing = await openOn(vfs, backingPath, {
-        format: backingFormat ?? 'raw', readOnly: true, backingProbe: options.backingProbe,
+        format: backingFormat ?? 'raw', formatAssumed: backingFormat === undefined,
+        readOnly: true, backingProbe: options.backingProbe,
       });
     }
     const createOptions: Parameters<typeof createImage>[1] = { vfs, format: outFormat, size: source.size };
@@ -110,6 +111,9 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     out = await openImage(tmp, {
       vfs,
       format: outFormat,
+      // Without -O the output is raw by default: guarded, so the guest's first and last bytes cannot
+      // make the new file probe as another format (an overlay naming a host file, say).
+      formatAssumed: options.outputFormat === undefined,
       backing: backingFormat !== undefined ? { format: backingFormat } : {},
     });
 
@@ -167,6 +171,11 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     await pipeline?.settle();
     await out?.close().catch(() => undefined);
     await removeTmp();
+    if (isBlockError(err, 'probe-guard')) {
+      throw new BlockError('probe-guard', `the converted disk would probe as ${err.format ?? 'another format'} `
+        + `(guest data at offset ${err.offset ?? 0}), not as the raw image it is; nothing was written: `
+        + 'name the output format (-O raw) to write it anyway', { path: dst, offset: err.offset, format: err.format });
+    }
     throw err;
   } finally {
     await backing?.close().catch(() => undefined);

@@ -63,7 +63,8 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   try {
     if (newPath !== undefined) {
       fresh = await openOn(vfs, newPath, {
-        format: options.backingFormat ?? 'raw', readOnly: true, backingProbe: options.backingProbe,
+        format: options.backingFormat ?? 'raw', formatAssumed: options.backingFormat === undefined,
+        readOnly: true, backingProbe: options.backingProbe,
       });
     }
     if (!options.unsafe) copied = await copyDifferences(top, fresh, chunk, options);
