@@ -2,7 +2,10 @@
  * Hostile input: fuzz the probe and open paths of every driver (raw, and cow
  * in all six layouts) with mutated valid headers (bit flips, boundary
  * integers in every header field, odd backing paths), random bytes and
- * truncations, then read from whatever opened. Outcome required for every
+ * truncations, then read from whatever opened. Heads of formats without a
+ * driver (qcow2, vmdk, VHD, ... see test/fixtures/foreign-samples.ts) are
+ * mutated too: a file that still carries such a signature must never be
+ * probed as raw. Outcome required for every
  * input: only BlockErrors of the documented kinds, no hang (a time bound per
  * input), no allocation beyond a small bound (a header that claims an
  * exabyte must not allocate), no read outside the file during probe and
@@ -14,8 +17,10 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
-  BlockError, MemoryStorage, MemoryVfs, cowDriver, openImage, registry, type BlockErrorKind,
+  BlockError, MemoryStorage, MemoryVfs, cowDriver, findForeignFormat, openImage, registry, signatureTail,
+  type BlockErrorKind,
 } from '@blk/images';
+import { FOREIGN_SAMPLES } from './fixtures/foreign-samples.js';
 import { VARIANTS, encodeHeader, type CowHeader, type CowVariant } from '@blk/cow';
 import {
   GuardViolation, GuardedVfs, HangError, Rng, envInt, mutate, withTimeout, yielder, type FieldSpec, type GuardOptions,
@@ -32,13 +37,15 @@ const MEMORY_BOUND = 64 * 2 ** 20;
 
 /** Kinds a hostile file may legitimately produce (documented in errors.ts). */
 const ALLOWED: ReadonlySet<BlockErrorKind> = new Set<BlockErrorKind>([
-  'bad-magic', 'unsupported-version', 'truncated', 'invalid-header', 'unknown-format',
-  'backing-missing', 'backing-mismatch', 'backing-forbidden', 'backing-loop', 'chain-too-deep',
+  'bad-magic', 'unsupported-version', 'truncated', 'invalid-header', 'unknown-format', 'unsupported-format',
+  'backing-format', 'backing-missing', 'backing-mismatch', 'backing-forbidden', 'backing-loop', 'chain-too-deep',
   'not-supported', 'invalid-argument', 'out-of-range',
 ]);
 
 interface Seed {
   name: string;
+  /** A file of a format without a driver (picked for a fifth of the mutated and truncated inputs). */
+  foreign?: boolean;
   bytes: Uint8Array;
   fields: FieldSpec[];
   pathField?: { offset: number; length: number };
@@ -75,6 +82,13 @@ async function seeds(): Promise<Seed[]> {
   const broken = new Uint8Array(8192 + 4096);
   broken.set(encodeHeader(header));
   out.push({ name: 'v3-broken', bytes: broken, ...fieldsOf('v3-broken') });
+  // Formats without a driver: their version fields get boundary values too.
+  FOREIGN_SAMPLES.forEach((sample, i) => {
+    out.push({
+      name: `foreign ${sample.format} #${i}`, bytes: sample.bytes, foreign: true,
+      fields: [{ name: 'version', offset: 4, size: 4, endian: 'be' }, { name: 'le-version', offset: 16, size: 4, endian: 'le' }],
+    });
+  });
   return out;
 }
 
@@ -104,12 +118,13 @@ export interface FuzzStats {
 function generate(seedList: Seed[], index: number): { input: Uint8Array; origin: string } {
   const rng = new Rng(SEED * 1_000_003 + index);
   const r = rng.float();
+  const pickSeed = () => rng.pick(seedList.filter((s) => Boolean(s.foreign) === rng.bool(0.2)));
   if (r < 0.75) {
-    const seed = rng.pick(seedList);
+    const seed = pickSeed();
     return { input: mutate(rng, seed.bytes, { fields: seed.fields, pathField: seed.pathField, maxLength: 40 * 1024 }), origin: `mutated ${seed.name}` };
   }
   if (r < 0.85) {
-    const seed = rng.pick(seedList);
+    const seed = pickSeed();
     return { input: seed.bytes.slice(0, rng.int(Math.min(seed.bytes.length, 4200))), origin: `truncated ${seed.name}` };
   }
   // Random bytes, half of them behind a COW magic and version (so they get past the first check).
@@ -145,6 +160,10 @@ async function fuzzOne(input: Uint8Array, rng: Rng, stats: FuzzStats): Promise<s
   try {
     const result = await withTimeout(registry.probe(storage, '/f/img'), PER_INPUT_MS, 'probe');
     stats.probedAs[result.driver.name] = (stats.probedAs[result.driver.name] ?? 0) + 1;
+    const foreign = findForeignFormat(input.subarray(0, 2048), signatureTail(input, undefined, input.length));
+    if (result.driver.name === 'raw' && foreign) {
+      return `probe: guessed raw for a file with a ${foreign.format} signature (${foreign.evidence})`;
+    }
   } catch (err) {
     const bad = classify(err, 'probe');
     if (bad) return bad;

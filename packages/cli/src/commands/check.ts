@@ -251,6 +251,8 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
         const o: Parameters<typeof openImage>[1] = { readOnly: true, backing: { ...backingPolicy({ backingProbe: opts.backingProbe }), mode: 'ignore' } };
         const fmt = ref.format ?? (opts.backingProbe ? undefined : 'raw');
         if (fmt !== undefined) o.format = fmt;
+        // Raw only by default, as the chain opens it: a file disguised as raw (another format's header) is a finding.
+        if (ref.format === undefined && fmt !== undefined) o.formatAssumed = true;
         next = await openImage(resolved, o);
       } catch (err) {
         if (!isBlockError(err)) throw err;
