@@ -250,6 +250,8 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
     // open as raw below a non-raw backing file and fail as a size mismatch.
     const image = await openImage(absolute, {
       registry: options.registry, vfs, format, readOnly: true, backing: { mode: 'ignore' },
+      // Raw only by default: a backing file carrying another format's header is refused, not sized as raw.
+      formatAssumed: spec.format === undefined,
     });
     const size = image.size;
     await image.close();

@@ -12,6 +12,7 @@ import {
 import { rawDriver } from '@blk/raw';
 import { FOREIGN_SAMPLES, sampleFile as file } from '../../../test/fixtures/foreign-samples.js';
 import { CountingStorage, ascii } from './fixtures/helpers.js';
+import { overlayDriver } from './fixtures/overlay-driver.js';
 
 const enc = new TextEncoder();
 const be32 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
@@ -147,6 +148,17 @@ describe('probe guard and foreign signatures', () => {
     await expect(image.write(0, Uint8Array.from([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3])))
       .rejects.toMatchObject({ kind: 'probe-guard', format: 'qcow2' });
     await image.close();
+  });
+
+  it('createImage refuses a backing file of a foreign format named without a format, and takes it as raw when told', async () => {
+    const { createImage } = await import('@blk/core');
+    const vfs = new MemoryVfs();
+    vfs.put('/base.qcow2', FOREIGN_SAMPLES[0]!.bytes);
+    const reg = new DriverRegistry([overlayDriver, rawDriver]);
+    await expect(createImage('/top.ovl', { registry: reg, vfs, format: 'ovl', backing: '/base.qcow2' }))
+      .rejects.toMatchObject({ kind: 'backing-format', format: 'qcow2' });
+    expect(vfs.files.has('/top.ovl')).toBe(false);
+    await createImage('/top.ovl', { registry: reg, vfs, format: 'ovl', backing: { path: '/base.qcow2', format: 'raw' } });
   });
 
   it('refuses to open a file whose assumed format is contradicted by a signature (backing-format)', async () => {
