@@ -23,7 +23,11 @@ export interface BlockDriver {
    * format opened by probing refuses writes that would (as QEMU does for raw).
    */
   readonly guestDataAtFileStart?: boolean;
-  /** How many leading bytes `probe` wants to see (the core reads max over drivers, capped at 64 KiB). */
+  /**
+   * How many leading bytes `probe` wants to see (the core reads the max over drivers and the
+   * 2048 bytes the foreign-format signatures need, capped at 64 KiB; plus the file's last 512
+   * bytes, in `ProbeHint.tail`).
+   */
   readonly probeBytes: number;
   /**
    * Scores how likely `head` (the first bytes of a file, fewer if the file is
