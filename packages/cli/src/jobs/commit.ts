@@ -141,6 +141,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       }
       base = await openImage(backingPath, baseOptions);
       baseSize = base.size;
+      // The grown file has a new tail: check it too before copying (the overlay is marked by now).
+      await checkCopyKeepsFormat(base, top, runs);
     }
 
     const progress = progressOf(options, total);
