@@ -121,6 +121,14 @@ describe('backing files read as raw only by default', () => {
     ok(['rebase', '-F', 'raw', '-b', 'r.qcow2', 'r.cow']);
   });
 
+  it('create -b with a qcow2 file as the backing file is refused and creates nothing; -F raw sizes it as raw', () => {
+    const r = blk(['create', '-q', '-f', 'cow', '-o', 'version=2', '-b', 'r.qcow2', 'n.cow'], { cwd: dir });
+    expect(r.code).toBe(1);
+    expectOneLine(r.stderr, 'r.qcow2', 'qcow2');
+    expect(fs.existsSync(p('n.cow'))).toBe(false);
+    ok(['create', '-q', '-f', 'cow', '-o', 'version=2', '-F', 'raw', '-b', 'r.qcow2', 'n.cow']);
+  });
+
   it('convert -B with a qcow2 file as the backing file is refused and creates nothing', () => {
     rawFile(p('b.img'), 4096, [[0, 4096, 0x33]]);
     const r = blk(['convert', '-O', 'cow', '-B', 'r.qcow2', 'b.img', 'b.cow'], { cwd: dir });

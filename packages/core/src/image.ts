@@ -286,7 +286,11 @@ export class Image {
     const resize = this.driverImage.resize;
     if (!resize) throw new BlockError('not-supported', `format ${this.format} does not support resize`, { path: this.path });
     const context = this.resizeContext(options.preallocation);
-    await this.exclusively(() => resize.call(this.driverImage, size, context)).catch(this.retitled);
+    await this.exclusively(async () => {
+      // A shrink makes other bytes the file's last: they must not be a footer of another format.
+      if (this.probeGuard && size < this.size) await this.checkProbeGuard([], size);
+      await resize.call(this.driverImage, size, context);
+    }).catch(this.retitled);
   }
 
   /**
@@ -514,27 +518,31 @@ export class Image {
     await this.checkProbeGuard(writes);
   }
 
-  private async checkProbeGuard(writes: ReadonlyArray<{ offset: number; data: Uint8Array }>): Promise<void> {
+  /**
+   * Refuses `writes` (or a shrink to `size`, which makes other bytes the
+   * file's last) that would make a guarded image probe as another format.
+   */
+  private async checkProbeGuard(writes: ReadonlyArray<{ offset: number; data: Uint8Array }>, size = this.size): Promise<void> {
     const guard = this.probeGuard!;
-    // The bytes that decide the probe, as they will be after these writes.
-    const window = Math.min(guard.window, this.size);
-    const head = new Uint8Array(window);
+    // The bytes that decide the probe, as they will be after these writes (size <= this.size).
+    const head = new Uint8Array(Math.min(guard.window, size));
     await this.readUnaligned(0, head);
-    const tailLength = Math.min(guard.tail, this.size);
-    const tailStart = this.size - tailLength;
+    const tailLength = Math.min(guard.tail, size);
+    const tailStart = size - tailLength;
     const tail = new Uint8Array(tailLength);
     await this.readUnaligned(tailStart, tail);
     for (const { offset, data } of writes) {
       overlay(head, 0, offset, data);
       overlay(tail, tailStart, offset, data);
     }
-    const result = guard.registry.recognise(head, tail, { fileName: this.path, size: this.size });
+    const result = guard.registry.recognise(head, tail, { fileName: this.path, size });
     const becomes = result?.foreign?.format ?? result?.driver?.name;
     if (becomes !== undefined && becomes !== this.format) {
-      const offset = writes[0]!.offset;
+      const offset = writes[0]?.offset ?? tailStart;
+      const what = writes.length > 0 ? `a write at offset ${offset}` : `shrinking the image to ${size} bytes`;
       throw new BlockError('probe-guard',
-        `refusing a write at offset ${offset}: the image's format ${this.format} was probed or assumed, and this write `
-        + `would make it probe as ${becomes}; open it with format '${this.format}' to allow such writes`,
+        `refusing ${what}: the image's format ${this.format} was probed or assumed, and this `
+        + `would make it probe as ${becomes}; open it with format '${this.format}' to allow it`,
         { path: this.path, offset, format: becomes });
     }
   }

@@ -132,6 +132,21 @@ describe('probe guard and foreign signatures', () => {
     await image.close();
   });
 
+  it('refuses to shrink a probed raw image so that a VHD footer inside it becomes its last sector', async () => {
+    const vfs = new MemoryVfs();
+    vfs.put('/guest.img', new Uint8Array(16384));
+    const footer = FOREIGN_SAMPLES.find((s) => s.format === 'vpc' && s.bytes.length > 4096)!.bytes.subarray(-512);
+    const image = await openImage('/guest.img', { registry: registry(), vfs });
+    await image.write(8192 - 512, footer); // not the last sector yet: allowed
+    await expect(image.resize(8192, { shrink: true })).rejects.toMatchObject({ kind: 'probe-guard', format: 'vpc' });
+    expect(image.size).toBe(16384);
+    await image.resize(12288, { shrink: true }); // a shrink that keeps it raw is fine
+    await image.close();
+    const named = await openImage('/guest.img', { registry: registry(), vfs, format: 'raw' });
+    await named.resize(8192, { shrink: true });
+    await named.close();
+  });
+
   it('allows the same writes when the format was named raw', async () => {
     const vfs = new MemoryVfs();
     vfs.put('/guest.img', new Uint8Array(16384));

@@ -48,7 +48,10 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
       throw new UsageError(`${file}: an image cannot be its own backing file`);
     }
     if (size === undefined) {
-      const base = await openImage(backingPath, { format: backingFormat ?? 'raw', readOnly: true, backing: { mode: 'ignore' } });
+      // Raw only by default: a backing file carrying another format's header is refused, not sized as raw.
+      const base = await openImage(backingPath, {
+        format: backingFormat ?? 'raw', formatAssumed: backingFormat === undefined, readOnly: true, backing: { mode: 'ignore' },
+      });
       size = base.size;
       await base.close();
     }

@@ -96,7 +96,9 @@ async function finishInterruptedRebase(vfs: Vfs, file: string, newPath: string, 
   const top = await openIgnoringBacking();
   try {
     const expect = top.backingReference?.expect;
-    const fresh = await openOn(vfs, newPath, { format: options.backingFormat ?? 'raw', readOnly: true });
+    const fresh = await openOn(vfs, newPath, {
+      format: options.backingFormat ?? 'raw', formatAssumed: options.backingFormat === undefined, readOnly: true,
+    });
     const size = fresh.size;
     await fresh.close();
     const mtimeSec = (await mtimeOf(vfs, newPath)) ?? 0;
