@@ -230,12 +230,25 @@ raw: nothing to amend.`)
 
   program.command('io')
     .description('qemu-io: run read/write/alloc/map/... commands on an image (from -c, else from stdin)')
-    .usage('[-f FMT] [-r] [-c CMD]... FILE')
+    .usage('[-f FMT] [-r] [-s] [-t CACHE] [-i AIO] [-d DISCARD] [-U] [-c CMD]... [FILE]')
     .addOption(formatOption())
     .option('-r, --read-only', 'open the image read-only')
     .option('-c, --cmd <command>', 'command to run (repeatable; `-c help` lists them)', collect, [])
+    .option('-s, --snapshot', 'writes go to a temporary overlay, deleted on exit; FILE is not changed')
+    .option('-t, --cache <mode>', 'writethrough|directsync: flush after every write; writeback|none (default): '
+      + 'flush on close; unsafe: never flush')
+    .option('-n, --nocache', 'same as -t none')
+    .option('-i, --aio <mode>', 'threads|native|io_uring: accepted, blk\'s I/O is the same for all')
+    .option('-k, --native-aio', 'same as -i native')
+    .option('-d, --discard <mode>', 'unmap (default): discard and write -z -u deallocate; ignore: they do not')
+    .option('-m, --misalign', 'accepted: blk has no O_DIRECT alignment to defeat')
+    .addOption(new Option('-U, --force-share', 'open without taking the image\'s lock'))
+    .option('-C, --copy-on-read', 'not supported (refused)')
+    .option('-T, --trace <options>', 'not supported (refused)')
+    .option('--object <definition>', 'not supported (refused)', collect, [])
+    .option('--image-opts', 'not supported (refused)')
     .addOption(backingProbeOption())
-    .argument('<file>')
+    .argument('[file]', 'image to open (none: open one with the open command)')
     .action(run(async () => (await import('./commands/io.js')).io));
 
   return program;

@@ -79,8 +79,17 @@ function driverValue(value: string): unknown {
   return value;
 }
 
-/** Interprets every `-o` argument for a new image of `format`. */
-export function parseCreateOptions(format: string, lists: string[]): CreateOptionSet {
+/** Interprets every `-o` argument for a new image of `format`; errors name `file`, the image being made (as qemu-img's). */
+export function parseCreateOptions(format: string, lists: string[], file?: string): CreateOptionSet {
+  try {
+    return parseOptionLists(format, lists);
+  } catch (err) {
+    if (file !== undefined && err instanceof UsageError) throw new UsageError(`${file}: ${err.message}`);
+    throw err;
+  }
+}
+
+function parseOptionLists(format: string, lists: string[]): CreateOptionSet {
   const out: CreateOptionSet = { driverOptions: {}, given: [], help: false };
   for (const list of lists) {
     for (const [key, value] of splitOptionList(list)) {

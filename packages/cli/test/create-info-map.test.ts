@@ -98,7 +98,7 @@ describe('blk create', () => {
     expect(fs.existsSync(p('unused.cow'))).toBe(false);
     const bad = blk(['create', '-f', 'cow', '-o', 'version=7', '-b', p('b2.img'), p('v7.cow')]);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toBe("blk: invalid cow version '7' (expected 3, 2 or 1)\n");
+    expect(bad.stderr).toBe(`blk: ${p('v7.cow')}: invalid cow version '7' (expected 3, 2 or 1)\n`);
   });
 
   it('a relative -b is relative to the new image\'s directory (as qemu-img)', () => {

@@ -222,3 +222,10 @@ export function qemuImgAsBlk(args: string[]): Result {
   const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.replaceAll('qemu-img:', 'blk:') };
 }
+
+/** Runs the real `qemu-io ARGS...` (tests skip themselves where it is not installed). */
+export function qemuIo(args: string[], o: { cwd?: string; input?: string } = {}): Result {
+  const r = spawnSync('qemu-io', args, { cwd: o.cwd, input: o.input ?? '', encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw r.error;
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}

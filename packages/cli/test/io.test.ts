@@ -117,7 +117,7 @@ describe('blk io', () => {
     rawFile(p('ro.img'), MiB, [[0, 4096, 9]]);
     const r = blk(['io', '-r', '-f', 'raw', '-c', 'write 0 512', '-c', 'read -P 9 0 4k', p('ro.img')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('blk: Block node is read-only\n');
+    expect(r.stderr).toBe(`blk: ${p('ro.img')}: Block node is read-only\n`);
     expect(filterQemuIo(r.stdout)).toBe(`read 4096/4096 bytes at offset 0\n4 KiB, ${REPORT}\n`);
   });
 

@@ -256,6 +256,15 @@ export interface DriverImage {
    */
   readSync?(offset: number, into: Uint8Array, below: ReadBelowSync): boolean;
   write?(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Optional: makes the range read as zeros without a data buffer, where the
+   * format can (QEMU's bdrv_co_pwrite_zeroes). `mayUnmap`: the range may be
+   * left deallocated, as long as it reads as zeros (this layer has no backing
+   * file below, or the caller checked that the layer below reads zeros).
+   * Resolves false, having changed nothing, when the format cannot do it
+   * here: the core then writes a buffer of zeros.
+   */
+  writeZeroes?(offset: number, length: number, mayUnmap: boolean): Promise<boolean>;
   blockStatus(offset: number, length: number): Promise<BlockStatus>;
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -168,6 +168,75 @@ export class Image {
     });
   }
 
+  /**
+   * Makes [offset, offset + length) read as zeros (qemu-io's `write -z`,
+   * QEMU's bdrv_pwrite_zeroes) without a caller's buffer. The format is asked
+   * first (`DriverImage.writeZeroes`: raw files get fallocate(2)); failing
+   * that, with `mayUnmap` and a format that can discard, the range is
+   * deallocated where the layers below read as zeros anyway; anything else
+   * is written as zeros, a bounded buffer at a time. Partial sectors at the
+   * edges, and bytes inside a probe-guarded head, are ordinary writes.
+   */
+  async writeZeroes(offset: number, length: number, options: { mayUnmap?: boolean } = {}): Promise<void> {
+    this.checkOpen();
+    this.checkWritable();
+    checkRange(offset, length, this.size, this.path);
+    if (length === 0) return;
+    const ss = this.sectorSize;
+    const end = offset + length;
+    let start = alignUp(offset, ss);
+    let stop = end === this.size ? alignUp(end, ss) : alignDown(end, ss);
+    // The probe guard must see what lands in the head, as for any write.
+    if (this.probeGuard !== undefined) start = Math.max(start, alignUp(Math.min(this.probeGuard.window, end), ss));
+    if (stop <= start) {
+      await this.writeZeroBuffer(offset, length);
+      return;
+    }
+    if (start > offset) await this.writeZeroBuffer(offset, start - offset);
+    const zeroEnd = Math.min(stop, end);
+    await this.zeroAligned(start, stop, options.mayUnmap ?? false);
+    if (end > zeroEnd) await this.writeZeroBuffer(zeroEnd, end - zeroEnd);
+  }
+
+  /** The sector-aligned part of `writeZeroes`; `stop` may pass the (unaligned) end of the image by less than a sector. */
+  private async zeroAligned(start: number, stop: number, mayUnmap: boolean): Promise<void> {
+    const driver = this.driverImage;
+    const below = this.backing;
+    if (driver.writeZeroes) {
+      const unmap = mayUnmap && below === undefined;
+      const done = await this.tracker.run(start, stop, true, () => driver.writeZeroes!(start, stop - start, unmap));
+      if (done) return;
+    }
+    const end = Math.min(stop, this.size);
+    if (mayUnmap && driver.discard && await this.belowReadsZeros(start, end)) {
+      await this.discard(start, end - start);
+      return;
+    }
+    await this.writeZeroBuffer(start, end - start);
+  }
+
+  /** True when the layers below this one read as zeros over [start, end) (no backing file, or zero runs). */
+  private async belowReadsZeros(start: number, end: number): Promise<boolean> {
+    const below = this.backing;
+    if (!below) return true;
+    let pos = start;
+    while (pos < Math.min(end, below.size)) {
+      const st = await below.chainStatus(pos, Math.min(end, below.size) - pos);
+      if (!st.zero || st.length <= 0) return false;
+      pos += st.length;
+    }
+    return true;
+  }
+
+  /** Writes zeros over the range through `write`, at most ZERO_CHUNK bytes at a time. */
+  private async writeZeroBuffer(offset: number, length: number): Promise<void> {
+    const zeros = new Uint8Array(Math.min(length, ZERO_CHUNK));
+    for (let done = 0; done < length; done += zeros.length) {
+      const n = Math.min(zeros.length, length - done);
+      await this.write(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n));
+    }
+  }
+
   /** Allocation of this layer alone, for the run starting at `offset` (byte-granular). */
   async isAllocated(offset: number, length: number): Promise<{ allocated: boolean; length: number }> {
     const status = await this.status(offset, length);
@@ -557,6 +626,9 @@ export class Image {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** Largest buffer of zeros `writeZeroes` writes at once (a 2 GiB zero write must not allocate 2 GiB). */
+const ZERO_CHUNK = 1024 * 1024;
 
 function sameRun(a: ChainStatus & { start: number }, b: ChainStatus): boolean {
   if (a.depth !== b.depth || a.zero !== b.zero || a.path !== b.path) return false;

@@ -47,6 +47,12 @@ export interface PositionalSyscalls {
    * where the file system cannot). Lets the storage offer `Storage.allocate`.
    */
   allocate?(fd: number, offset: number, length: number): number;
+  /**
+   * fallocate(2) keeping the size: punch true deallocates [position,
+   * position + length) (PUNCH_HOLE), false zeroes it (ZERO_RANGE); 0 or
+   * -errno. Lets the storage offer `Storage.zeroRange`.
+   */
+  zeroRange?(fd: number, position: number, length: number, punch: boolean): number;
 }
 
 export interface NodeFileStorageOptions {
@@ -108,6 +114,8 @@ export class NodeFileStorage implements Storage {
    * `syscalls` given can seek for data and holes, else undefined.
    */
   readonly extentAt: ((offset: number, length: number) => Promise<StorageExtent | undefined>) | undefined;
+  /** Zeroing without a buffer (see `Storage.zeroRange`): present when the `syscalls` given can zero ranges. */
+  readonly zeroRange: ((offset: number, length: number, punch: boolean) => Promise<boolean>) | undefined;
 
   /** Space reservation (see `Storage.allocate`): present when the `syscalls` given can fallocate. */
   readonly allocate: ((offset: number, length: number) => Promise<void>) | undefined;
@@ -124,6 +132,7 @@ export class NodeFileStorage implements Storage {
     this.extentAt = this.syscalls?.seekData && this.syscalls.seekHole ? NodeFileStorage.prototype.findExtent : undefined;
     this.readSync = io === 'sync' ? NodeFileStorage.prototype.readNow : undefined;
     this.allocate = this.syscalls?.allocate ? NodeFileStorage.prototype.fallocate : undefined;
+    this.zeroRange = this.syscalls?.zeroRange ? NodeFileStorage.prototype.zeroRangeNow : undefined;
   }
 
   static async open(path: string, options: NodeFileStorageOptions & { flags?: string } = {}): Promise<NodeFileStorage> {
@@ -238,6 +247,20 @@ export class NodeFileStorage implements Storage {
       throw new BlockError('not-supported', 'the file system cannot preallocate (fallocate)', { path: this.path, offset });
     }
     throw ioError(this.path, 'fallocate', syscallError(result, 'posix_fallocate'), offset);
+  }
+
+  /** `zeroRange` over fallocate(2); false where the file system cannot (the caller writes zeros). */
+  private async zeroRangeNow(offset: number, length: number, punch: boolean): Promise<boolean> {
+    this.checkWritable();
+    checkOffset(offset, 'offset', this.path);
+    checkOffset(offset + length, 'end offset', this.path);
+    if (length === 0) return true;
+    const result = this.syscalls!.zeroRange!(this.fd, offset, length, punch);
+    if (result >= 0) return true;
+    const errno = -result;
+    if (errno === osConstants.errno.EOPNOTSUPP || errno === osConstants.errno.ENOTSUP
+      || errno === osConstants.errno.ENOSYS || errno === osConstants.errno.EINVAL) return false;
+    throw ioError(this.path, 'write', syscallError(result, 'fallocate'), offset);
   }
 
   /** A seek's position; 'none' for ENXIO; undefined where the file system cannot tell. */

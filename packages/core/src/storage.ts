@@ -50,6 +50,15 @@ export interface Storage {
    * cannot; `preallocate` then writes zeros instead.
    */
   allocate?(offset: number, length: number): Promise<void>;
+  /**
+   * Optional: makes [offset, offset + length) read as zeros without writing a
+   * buffer (on files, fallocate(2)): `punch` true deallocates the range (a
+   * hole, QEMU's write_zeroes with MAY_UNMAP), false zeroes it in place. The
+   * storage's length never changes. Resolves false, having changed nothing,
+   * when this storage cannot do it here (the file system lacks it): the
+   * caller then writes zeros.
+   */
+  zeroRange?(offset: number, length: number, punch: boolean): Promise<boolean>;
   /** Writes all of `data` at `offset`, growing the storage if needed. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Current length in bytes. */

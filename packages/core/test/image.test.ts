@@ -433,11 +433,14 @@ describe('Image flush, discard and close', () => {
     expect(await image.chainStatus(512, 1024)).toMatchObject({ depth: 1 });
   });
 
-  it("refuses an unaligned discard with 'invalid-argument' and one on raw with 'not-supported'", async () => {
+  it("refuses an unaligned discard with 'invalid-argument'; a discard on raw leaves zeros (a hole where it can)", async () => {
     const { image } = await overlayOnRaw(4096);
     await expect(image.discard(100, 512)).rejects.toMatchObject({ kind: 'invalid-argument' });
-    const raw = (await rawImage(new Uint8Array(4096))).image;
-    await expect(raw.discard(0, 512)).rejects.toMatchObject({ kind: 'not-supported' });
+    const raw = (await rawImage(new Uint8Array(4096).fill(7))).image;
+    await raw.discard(100, 512);
+    const got = await raw.read(0, 4096);
+    expect(got.subarray(100, 612).every((b) => b === 0)).toBe(true);
+    expect(got.subarray(0, 100).every((b) => b === 7) && got.subarray(612).every((b) => b === 7)).toBe(true);
     await expect(raw.setBackingReference(undefined)).rejects.toMatchObject({ kind: 'not-supported' });
   });
 
@@ -470,5 +473,53 @@ describe('MemoryStorage under an Image', () => {
     const image = new Image({ path: '/m', driverImage, readOnly: false });
     file.truncate(500);
     expect(await image.read(490, 20)).toEqual(new Uint8Array([...bytes(1000).subarray(490, 500), ...new Uint8Array(10)]));
+  });
+});
+
+describe('Image.writeZeroes', () => {
+  it('zeroes an unaligned range of an overlay over a non-zero backing file, allocated there even with mayUnmap', async () => {
+    const { base, image } = await overlayOnRaw(8192);
+    await image.writeZeroes(100, 5000, { mayUnmap: true });
+    const got = await image.read(0, 8192);
+    expect(got.subarray(100, 5100).every((b) => b === 0)).toBe(true);
+    expect(got.subarray(0, 100)).toEqual(base.subarray(0, 100));
+    expect(got.subarray(5100)).toEqual(base.subarray(5100));
+    // The backing file reads non-zero there: deallocating would show its bytes.
+    expect(await image.chainStatus(512, 4096)).toMatchObject({ depth: 0 });
+  });
+
+  it('with mayUnmap, deallocates an overlay\'s range where the backing file reads zeros; without, allocates zeros', async () => {
+    const vfs = new MemoryVfs();
+    // A hole: the base reads as zeros and says so (a base of stored zeros does not, and keeps the data allocated).
+    await createImage('/img/base.raw', { registry, vfs, format: 'raw', size: 8192 });
+    await createImage('/img/top.ovl', { registry, vfs, format: 'ovl', backing: '/img/base.raw' });
+    const image = await openImage('/img/top.ovl', { registry, vfs, format: 'ovl' });
+    await image.write(0, new Uint8Array(8192).fill(5));
+    await image.writeZeroes(0, 4096, { mayUnmap: true });
+    await image.writeZeroes(4096, 4096);
+    expect((await image.read(0, 8192)).every((b) => b === 0)).toBe(true);
+    expect((await image.status(0, 4096)).allocated).toBe(false);
+    expect(await image.status(4096, 4096)).toMatchObject({ allocated: true, length: 4096 });
+  });
+
+  it('writes a large range a bounded buffer at a time when the format has no zeroing of its own', async () => {
+    const { image, seen } = await flat4k(new Uint8Array(8 * 1024 * 1024).fill(1));
+    seen.length = 0;
+    await image.writeZeroes(4096, 6 * 1024 * 1024);
+    const writes = seen.filter((r) => r.op === 'write');
+    expect(writes.length).toBeGreaterThan(1);
+    expect(Math.max(...writes.map((w) => w.length))).toBeLessThanOrEqual(1024 * 1024);
+    expect((await image.read(4096, 6 * 1024 * 1024)).every((b) => b === 0)).toBe(true);
+    expect((await image.read(0, 4096)).every((b) => b === 1)).toBe(true);
+  });
+
+  it('checks like write: read-only, out of range, closed', async () => {
+    const ro = (await rawImage(new Uint8Array(1000), { readOnly: true })).image;
+    await expect(ro.writeZeroes(0, 10)).rejects.toMatchObject({ kind: 'read-only' });
+    const { image, vfs } = await rawImage(new Uint8Array(1000).fill(4));
+    await expect(image.writeZeroes(990, 11)).rejects.toMatchObject({ kind: 'out-of-range' });
+    expect(vfs.file('/disk.img').snapshot().every((b) => b === 4)).toBe(true);
+    await image.close();
+    await expect(image.writeZeroes(0, 1)).rejects.toMatchObject({ kind: 'closed' });
   });
 });

@@ -16,6 +16,14 @@
  *   fallocate(fd, offset, length) -> posix_fallocate(3): 0, or -errno
  *                                  (-EOPNOTSUPP where the file system
  *                                  cannot; the caller writes zeros instead)
+ *   zeroRange(fd, position, length, punch)
+ *                               -> fallocate(2): 0 once [position, position +
+ *                                  length) reads as zeros without data written:
+ *                                  punch 1 makes it a hole (PUNCH_HOLE), punch
+ *                                  0 zeroes it in place (ZERO_RANGE), both
+ *                                  keeping the file's size; or -errno
+ *                                  (-EOPNOTSUPP where the file system or the
+ *                                  platform cannot: the caller writes zeros)
  *
  * `into`/`data` is any TypedArray (its whole byte range is used); `position`
  * a Number, a non-negative integer below 2^53 (else -EINVAL: the caller
@@ -27,6 +35,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/falloc.h>
+#endif
 #include "addon.h"
 
 static const double MAX_POSITION = 9007199254740991.0; /* 2^53 - 1 */
@@ -171,9 +182,46 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   return result(env, err == 0 ? 0 : -1);
 }
 
+/* What QEMU's file-posix does for write_zeroes (punch with BDRV_REQ_MAY_UNMAP, else zero range). */
+static napi_value js_zero_range(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd = -1, punch = -1;
+  double position, length;
+  int fd_ok = -1, punch_ok = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4
+      || (fd_ok = small_int(env, argv[0], &fd)) < 0
+      || napi_get_value_double(env, argv[1], &position) != napi_ok
+      || napi_get_value_double(env, argv[2], &length) != napi_ok
+      || (punch_ok = small_int(env, argv[3], &punch)) < 0) {
+    napi_throw_type_error(env, NULL, "zeroRange(fd, position, length, punch) needs an integer, two numbers and 0 or 1");
+    return NULL;
+  }
+  if (fd_ok == 0) {
+    errno = EBADF;
+    return result(env, -1);
+  }
+  if (!valid_position(position) || !valid_position(length) || length == 0 || position + length > MAX_POSITION
+      || punch_ok == 0 || (punch != 0 && punch != 1)) {
+    errno = EINVAL;
+    return result(env, -1);
+  }
+#if defined(__linux__) && defined(FALLOC_FL_PUNCH_HOLE) && defined(FALLOC_FL_ZERO_RANGE)
+  int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+  int rc;
+  do rc = fallocate(fd, mode, (off_t) position, (off_t) length);
+  while (rc < 0 && errno == EINTR);
+  return result(env, rc);
+#else
+  errno = EOPNOTSUPP;
+  return result(env, -1);
+#endif
+}
+
 napi_status register_io(napi_env env, napi_value exports) {
   napi_status st = define(env, exports, "pread", js_pread);
   if (st == napi_ok) st = define(env, exports, "pwrite", js_pwrite);
   if (st == napi_ok) st = define(env, exports, "fallocate", js_fallocate);
+  if (st == napi_ok) st = define(env, exports, "zeroRange", js_zero_range);
   return st != napi_ok ? st : define(env, exports, "seek", js_seek);
 }

@@ -14,6 +14,8 @@ export interface NativeAddon {
   seek(fd: number, position: number, what: number): number;
   /** posix_fallocate(3): 0, or -errno. */
   fallocate(fd: number, offset: number, length: number): number;
+  /** fallocate(2) keeping the size: punch 1 = PUNCH_HOLE, 0 = ZERO_RANGE; 0 or -errno. */
+  zeroRange(fd: number, position: number, length: number, punch: number): number;
 }
 
 let addon: NativeAddon | undefined;

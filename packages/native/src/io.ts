@@ -29,7 +29,7 @@ export function nativeSyscalls(): PositionalSyscalls | undefined {
  * has are offered, and without pread/pwrite nothing.
  */
 export function syscallsOf(addon: Partial<NativeAddon>): PositionalSyscalls | undefined {
-  const { pread, pwrite, seek, fallocate } = addon;
+  const { pread, pwrite, seek, fallocate, zeroRange } = addon;
   if (typeof pread !== 'function' || typeof pwrite !== 'function') return undefined;
   const syscalls: PositionalSyscalls = { pread, pwrite };
   if (typeof seek === 'function') {
@@ -37,5 +37,8 @@ export function syscallsOf(addon: Partial<NativeAddon>): PositionalSyscalls | un
     syscalls.seekHole = (fd, position) => seek(fd, position, 1);
   }
   if (typeof fallocate === 'function') syscalls.allocate = fallocate;
+  if (typeof zeroRange === 'function') {
+    syscalls.zeroRange = (fd, position, length, punch) => zeroRange(fd, position, length, punch ? 1 : 0);
+  }
   return syscalls;
 }

@@ -121,6 +121,7 @@ class LockedStorage implements Storage {
     this.readSync = inner.readSync?.bind(inner);
     this.extentAt = inner.extentAt?.bind(inner);
     this.allocate = inner.allocate?.bind(inner);
+    this.zeroRange = inner.zeroRange?.bind(inner);
   }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
@@ -128,6 +129,7 @@ class LockedStorage implements Storage {
   readonly readSync: Storage['readSync'];
   readonly extentAt: Storage['extentAt'];
   readonly allocate: Storage['allocate'];
+  readonly zeroRange: Storage['zeroRange'];
   read(offset: number, into: Uint8Array): Promise<number> { return this.inner.read(offset, into); }
   write(offset: number, data: Uint8Array): Promise<void> { return this.inner.write(offset, data); }
   size(): Promise<number> { return this.inner.size(); }

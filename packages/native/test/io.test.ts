@@ -228,6 +228,52 @@ run('native pread/pwrite', () => {
     }
   });
 
+  it('zeroRange punches a hole (punch) or zeroes in place (zero range), keeping the size; -EINVAL for garbage', () => {
+    const p = fileWith('falloc.bin', pattern(256 * 1024));
+    const fd = fs.openSync(p, 'r+');
+    try {
+      const { zeroRange, seekData } = s();
+      const blocksBefore = fs.fstatSync(fd).blocks;
+      expect(zeroRange!(fd, 64 * 1024, 64 * 1024, true)).toBe(0);
+      expect(zeroRange!(fd, 160 * 1024, 8 * 1024, false)).toBe(0);
+      expect(fs.fstatSync(fd).size).toBe(256 * 1024);
+      expect(fs.fstatSync(fd).blocks).toBeLessThan(blocksBefore);
+      expect(seekData!(fd, 64 * 1024)).toBeGreaterThanOrEqual(128 * 1024);
+      const back = fs.readFileSync(p);
+      const want = Buffer.from(pattern(256 * 1024));
+      want.fill(0, 64 * 1024, 128 * 1024);
+      want.fill(0, 160 * 1024, 168 * 1024);
+      expect(back.equals(want)).toBe(true);
+      expect(zeroRange!(fd, -1, 10, true)).toBe(EINVAL);
+      expect(zeroRange!(fd, 0, 0, true)).toBe(EINVAL);
+      expect(zeroRange!(fd, 0.5, 10, false)).toBe(EINVAL);
+      expect(zeroRange!(2 ** 30, 0, 10, true)).toBe(-os.constants.errno.EBADF);
+      const raw = loadAddonForTest();
+      expect(raw.zeroRange(fd, 0, 10, 2)).toBe(EINVAL);
+      expect(() => (raw.zeroRange as (...a: unknown[]) => number)(fd, 'x', 1, 0)).toThrow(TypeError);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('NodeFileStorage.zeroRange over fallocate: reads zeros after, keeps the length, refuses a read-only file', async () => {
+    const p = fileWith('zr.bin', pattern(64 * 1024));
+    const st = await NodeFileStorage.open(p, { syscalls: s() });
+    expect(await st.zeroRange!(4096, 8192, true)).toBe(true);
+    expect(await st.zeroRange!(20000, 100, false)).toBe(true);
+    expect(await st.size()).toBe(64 * 1024);
+    const back = new Uint8Array(64 * 1024);
+    await st.read(0, back);
+    const want = pattern(64 * 1024);
+    want.fill(0, 4096, 12288);
+    want.fill(0, 20000, 20100);
+    expect(back).toEqual(want);
+    await st.close();
+    const ro = await NodeFileStorage.open(p, { syscalls: s(), readOnly: true });
+    await expect(ro.zeroRange!(0, 10, true)).rejects.toMatchObject({ kind: 'read-only' });
+    await ro.close();
+  });
+
   it('NodeFileStorage.extentAt: holes, data and the end of the file as the file system reports them', async () => {
     const p = fileWith('ext.bin', new Uint8Array(0));
     fs.truncateSync(p, 4 * 1024 * 1024);
@@ -324,7 +370,11 @@ run('native pread/pwrite', () => {
     expect(await st.read(0, new Uint8Array(10))).toBe(10);
     await st.close();
     expect(syscallsOf({ lock: full.lock, query: full.query })).toBeUndefined();
-    expect(Object.keys(syscallsOf(full)!).sort()).toEqual(['allocate', 'pread', 'pwrite', 'seekData', 'seekHole']);
+    expect(Object.keys(syscallsOf(full)!).sort()).toEqual(['allocate', 'pread', 'pwrite', 'seekData', 'seekHole', 'zeroRange']);
+    const noZeroRange = syscallsOf({ ...full, zeroRange: undefined } as unknown as Partial<typeof full>);
+    const st2 = await NodeFileStorage.open(fileWith('old2.bin', pattern(10)), { syscalls: noZeroRange });
+    expect(st2.zeroRange).toBeUndefined(); // raw write -z then writes zeros
+    await st2.close();
   });
 
   it('fallocate reserves blocks without changing the bytes, grows the file; garbage arguments get -EINVAL/-EBADF', () => {

@@ -66,6 +66,9 @@ export const rawDriver: BlockDriver = {
   },
 };
 
+/** Largest buffer of zeros a discard writes at once where holes cannot be punched. */
+const DISCARD_CHUNK = 1024 * 1024;
+
 class RawImage implements DriverImage {
   readonly driver = rawDriver;
   readonly sectorSize = 1;
@@ -97,6 +100,26 @@ class RawImage implements DriverImage {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     await this.storage.write(offset, data);
+  }
+
+  /** fallocate(2) where the storage offers it: a hole with mayUnmap, zeroed blocks otherwise (as QEMU's file-posix). */
+  async writeZeroes(offset: number, length: number, mayUnmap: boolean): Promise<boolean> {
+    if (!this.storage.zeroRange) return false;
+    return this.storage.zeroRange(offset, length, mayUnmap);
+  }
+
+  /**
+   * Discard on a raw file (qemu-io's `discard`, QEMU's raw-posix): a hole,
+   * which reads as zeros, like the "fall through" of a layer without a
+   * backing file. Where the file system cannot punch holes, zeros are written.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    if (this.storage.zeroRange && await this.storage.zeroRange(offset, length, true)) return;
+    const zeros = new Uint8Array(Math.min(length, DISCARD_CHUNK));
+    for (let done = 0; done < length; done += zeros.length) {
+      const n = Math.min(zeros.length, length - done);
+      await this.storage.write(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n));
+    }
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {

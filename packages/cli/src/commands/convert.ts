@@ -34,7 +34,7 @@ export interface ConvertOpts {
 export async function convert(src: string, dst: string, opts: ConvertOpts): Promise<number> {
   const outFormat = opts.outputFormat ?? 'raw';
   if (!registry.require(outFormat, dst).create) throw new Error(`${dst}: format ${outFormat} cannot create images`);
-  const o = parseCreateOptions(outFormat, opts.options);
+  const o = parseCreateOptions(outFormat, opts.options, dst);
   if (o.help) {
     process.stdout.write(formatOptionHelp(outFormat));
     return 0;

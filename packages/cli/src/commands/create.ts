@@ -18,7 +18,7 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
   const format = opts.format;
   const driver = registry.require(format, file);
   if (!driver.create) throw new Error(`${file}: format ${format} cannot create images`);
-  const o = parseCreateOptions(format, opts.options);
+  const o = parseCreateOptions(format, opts.options, file);
   if (o.help) {
     process.stdout.write(formatOptionHelp(format));
     return 0;

@@ -101,7 +101,7 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
   const out = bufferedStdout();
   try {
     const start = opts.startOffset !== undefined ? parseSize(opts.startOffset, 'start offset') : 0;
-    if (start > image.size) throw new UsageError(`start offset ${start} is past the end of the image (${image.size} bytes)`);
+    if (start > image.size) throw new UsageError(`${file}: start offset ${start} is past the end of the image (${image.size} bytes)`);
     let length = image.size - start;
     if (opts.maxLength !== undefined) length = Math.min(length, parseSize(opts.maxLength, 'length'));
     if (opts.output === 'json') {

@@ -159,13 +159,14 @@ export function cacheVfs(vfs: Vfs, options: JobOptions): Vfs {
   return wrapped;
 }
 
-/** `storage` whose flush() does nothing; reads, readSync and extentAt are the storage's own. */
+/** `storage` whose flush() does nothing; reads, readSync, extentAt and zeroRange are the storage's own. */
 function unflushed(storage: Storage): Storage {
   return {
     get path() { return storage.path; },
     get readOnly() { return storage.readOnly; },
     readSync: storage.readSync?.bind(storage),
     extentAt: storage.extentAt?.bind(storage),
+    zeroRange: storage.zeroRange?.bind(storage),
     read: (offset, into) => storage.read(offset, into),
     write: (offset, data) => storage.write(offset, data),
     size: () => storage.size(),

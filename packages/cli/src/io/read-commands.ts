@@ -1,0 +1,117 @@
+/** qemu-io's read, readv and aio_read. */
+import {
+  MAX_REQUEST, getoptOrUsage, parsePattern, patternFails, vectorRequest, type CmdInfo, type Flags,
+} from './command.js';
+import type { IoSession } from './session.js';
+import { dumpBuffer, elapsed, printReport } from './report.js';
+
+export const read: CmdInfo = {
+  name: 'read', altname: 'r', argmin: 2, argmax: -1,
+  args: '[-abCqv] [-P pattern [-s off] [-l len]] off len',
+  oneline: 'reads a number of bytes at a specified offset',
+  async run(ctx, argv) {
+    const o = getoptOrUsage(ctx, this, argv, 'bCl:pP:qs:v');
+    if (!o) return false;
+    let pattern: number | undefined;
+    let patternOffset = 0;
+    let patternCount = 0;
+    const P = o.flags.get('P');
+    if (typeof P === 'string') {
+      pattern = parsePattern(P);
+      if (pattern === undefined) {
+        ctx.out(`${P} is not a valid pattern byte\n`);
+        return false;
+      }
+    }
+    const l = o.flags.get('l');
+    if (typeof l === 'string') {
+      const v = ctx.num(l);
+      if (v === undefined) return false;
+      patternCount = v;
+    }
+    const s = o.flags.get('s');
+    if (typeof s === 'string') {
+      const v = ctx.num(s);
+      if (v === undefined) return false;
+      patternOffset = v;
+    }
+    if (o.operands.length !== 2) return ctx.usage(this);
+    const offset = ctx.num(o.operands[0]!);
+    if (offset === undefined) return false;
+    const count = ctx.num(o.operands[1]!);
+    if (count === undefined) return false;
+    if (count > MAX_REQUEST) {
+      ctx.out(`length cannot exceed ${MAX_REQUEST}, given ${o.operands[1]}\n`);
+      return false;
+    }
+    if (pattern === undefined && (o.flags.has('l') || o.flags.has('s'))) return ctx.usage(this);
+    if (!o.flags.has('l')) patternCount = count - patternOffset;
+    if (patternCount < 0 || patternCount + patternOffset > count) {
+      ctx.out('pattern verification range exceeds end of read data\n');
+      return false;
+    }
+    if (o.flags.has('b')) {
+      ctx.out('read failed: Operation not supported\n');
+      return false;
+    }
+    const buf = new Uint8Array(count).fill(0xab);
+    const secs = await ctx.timed('read', () => ctx.image.readInto(offset, buf));
+    if (secs === false) return false;
+    let ok = true;
+    if (pattern !== undefined && patternFails(buf.subarray(patternOffset, patternOffset + patternCount), pattern)) {
+      ctx.out(`Pattern verification failed at offset ${offset + patternOffset}, ${patternCount} bytes\n`);
+      ok = false;
+    }
+    if (o.flags.has('q')) return ok;
+    if (o.flags.has('v')) ctx.out(dumpBuffer(buf, offset));
+    ctx.out(printReport('read', secs, offset, count, count, 1, o.flags.has('C')));
+    return ok;
+  },
+};
+
+export const readv: CmdInfo = {
+  name: 'readv', argmin: 2, argmax: -1,
+  args: '[-Cqv] [-P pattern] off len [len..]',
+  oneline: 'reads a number of bytes at a specified offset',
+  async run(ctx, argv) {
+    const req = vectorRequest(ctx, this, argv, 'CP:qv');
+    if (!req) return false;
+    const { o, pattern, offset, count } = req;
+    const buf = new Uint8Array(count).fill(0xab);
+    const secs = await ctx.timed('readv', () => ctx.image.readInto(offset, buf));
+    return secs !== false && reportVectorRead(ctx, o.flags, buf, offset, pattern, secs);
+  },
+};
+
+/** What readv and aio_read print once their data is in: the -P check, the -v dump, the report line. */
+function reportVectorRead(ctx: IoSession, flags: Flags, buf: Uint8Array, offset: number,
+  pattern: number | undefined, secs: number): boolean {
+  let ok = true;
+  if (pattern !== undefined && patternFails(buf, pattern)) {
+    ctx.out(`Pattern verification failed at offset ${offset}, ${buf.length} bytes\n`);
+    ok = false;
+  }
+  if (flags.has('q')) return ok;
+  if (flags.has('v')) ctx.out(dumpBuffer(buf, offset));
+  ctx.out(printReport('read', secs, offset, buf.length, buf.length, 1, flags.has('C')));
+  return ok;
+}
+
+export const aioRead: CmdInfo = {
+  name: 'aio_read', argmin: 2, argmax: -1,
+  args: '[-Ciqv] [-P pattern] off len [len..]',
+  oneline: 'asynchronously reads a number of bytes',
+  async run(ctx, argv) {
+    const req = vectorRequest(ctx, this, argv, 'CP:i:qv');
+    if (!req) return false;
+    const { o, pattern, offset, count } = req;
+    const buf = new Uint8Array(count).fill(0xab);
+    const t1 = process.hrtime.bigint();
+    ctx.track(ctx.image.readInto(offset, buf).then(() => {
+      reportVectorRead(ctx, o.flags, buf, offset, pattern, elapsed(t1));
+    }, (err: unknown) => {
+      ctx.failed('readv', err);
+    }));
+    return true;
+  },
+};

@@ -1,0 +1,144 @@
+/**
+ * One qemu-io session: the file open (if any), the aio requests in flight,
+ * and how commands print. qemu-io's own report lines go to `out`; blk's
+ * error lines (`blk: FILE: ...`) go to `err` and name the file.
+ */
+import type { Image } from '@blk/core';
+import { debugEnabled, describeError } from '../errors.js';
+import { parseSizeResult } from '../size.js';
+import type { CmdInfo } from './command.js';
+import { strerror } from './errno.js';
+import { openIoFile, type IoOpenOptions, type OpenedFile } from './open-options.js';
+import { cvtnumError, elapsed } from './report.js';
+
+export interface Output {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export class IoSession {
+  private readonly inflight = new Set<Promise<void>>();
+  private file: OpenedFile | undefined;
+  quit = false;
+
+  /** `backingProbe`: --backing-probe of the command line, for every file this session opens. */
+  constructor(readonly io: Output, readonly backingProbe = false) {}
+
+  get isOpen(): boolean {
+    return this.file !== undefined;
+  }
+
+  /** The open image (commands run only while one is open, unless they are `noFile`). */
+  get image(): Image {
+    if (!this.file) throw new Error('no file open');
+    return this.file.image;
+  }
+
+  /** The file's name as the user gave it. */
+  get fileName(): string {
+    return this.file?.name ?? '';
+  }
+
+  /** -d ignore: discards and `write -z -u` leave allocation alone. */
+  get unmap(): boolean {
+    return this.file?.options.unmap ?? true;
+  }
+
+  /** Opens `name`; false after printing why not (`blk: NAME: ...`). */
+  async open(name: string, options: IoOpenOptions): Promise<boolean> {
+    if (this.file) {
+      this.error('file open already, try \'help close\'');
+      return false;
+    }
+    try {
+      this.file = await openIoFile(name, { ...options, backingProbe: options.backingProbe ?? this.backingProbe });
+      return true;
+    } catch (err) {
+      this.report(err, name);
+      return false;
+    }
+  }
+
+  /** Completes the aio requests in flight, then closes the file (flushing it); false after printing a failure. */
+  async close(): Promise<boolean> {
+    const file = this.file;
+    if (!file) return true;
+    await this.drain();
+    this.file = undefined;
+    try {
+      await file.close();
+      return true;
+    } catch (err) {
+      this.report(err, file.name);
+      return false;
+    }
+  }
+
+  /** After a completed write request: with a writethrough cache mode, make it durable now. */
+  async afterWrite(): Promise<void> {
+    if (this.file?.options.cache.writethrough) await this.image.flush();
+  }
+
+  /** Waits for every aio request in flight. */
+  async drain(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+  }
+
+  track(p: Promise<void>): void {
+    const wrapped = p.finally(() => this.inflight.delete(wrapped));
+    this.inflight.add(wrapped);
+  }
+
+  out(text: string): void {
+    this.io.out(text);
+  }
+
+  /** `blk: FILE: message` on stderr, naming the open file. */
+  error(message: string): void {
+    this.io.err(`blk: ${this.fileName}: ${message}\n`);
+  }
+
+  /** An error thrown by the library, as one line naming `name` (BlockErrors lead with their file already). */
+  report(err: unknown, name = this.fileName): void {
+    const line = describeError(err);
+    const path = (err as { path?: unknown } | null)?.path;
+    const named = typeof path === 'string' && line.startsWith(`${path}:`);
+    this.io.err(named ? `blk: ${line}\n` : `blk: ${name}: ${line}\n`);
+    this.debug(err);
+  }
+
+  /** qemu-io's `what failed: strerror` line for a failed request. */
+  failed(what: string, err: unknown): false {
+    this.io.out(`${what} failed: ${strerror(err)}\n`);
+    this.debug(err);
+    return false;
+  }
+
+  private debug(err: unknown): void {
+    if (debugEnabled()) this.io.err(`blk: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  }
+
+  /** Runs one request and returns how long it took in seconds, or false after printing `what failed: ...`. */
+  async timed(what: string, op: () => Promise<unknown>): Promise<number | false> {
+    const t1 = process.hrtime.bigint();
+    try {
+      await op();
+    } catch (err) {
+      return this.failed(what, err);
+    }
+    return elapsed(t1);
+  }
+
+  usage(ct: CmdInfo): false {
+    this.io.out(`${ct.name} ${ct.args ?? ''} -- ${ct.oneline}\n`);
+    return false;
+  }
+
+  /** cvtnum(): a size/offset with qemu's suffixes, or undefined after printing the error. */
+  num(arg: string): number | undefined {
+    const r = parseSizeResult(arg);
+    if (r.ok) return r.value;
+    this.io.out(cvtnumError(r.error, arg));
+    return undefined;
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * qemu-io's write, writev, aio_write and discard. `-z` asks the image for
+ * zeroes (`Image.writeZeroes`: no buffer; with `-u` the range may be left
+ * deallocated where it then reads as zeros), as qemu-io does.
+ */
+import * as fs from 'node:fs';
+import {
+  MAX_REQUEST, getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, type Flags,
+} from './command.js';
+import { strerror } from './errno.js';
+import type { IoSession } from './session.js';
+import { elapsed, printReport } from './report.js';
+
+/** write -s: the buffer repeats the file's contents (qemu_io_alloc_from_file). */
+function fillFromFile(ctx: IoSession, buf: Uint8Array, file: string): boolean {
+  let data: Uint8Array;
+  try {
+    data = fs.readFileSync(file);
+  } catch (err) {
+    ctx.io.err(`blk: Failed to open file ${file}: ${strerror(err)}\n`);
+    return false;
+  }
+  if (data.length === 0) {
+    ctx.io.err(`blk: Failed to read pattern file ${file}: it is empty\n`);
+    return false;
+  }
+  for (let i = 0; i < buf.length; i += data.length) buf.set(data.subarray(0, Math.min(data.length, buf.length - i)), i);
+  return true;
+}
+
+/** What a write request puts there: a buffer, or zeroes (`-z`, `-u` allowing deallocation). */
+type Payload = { data: Uint8Array } | { zeroes: number; unmap: boolean };
+
+function payloadLength(p: Payload): number {
+  return 'data' in p ? p.data.length : p.zeroes;
+}
+
+/** Performs one write request (then the flush -f or the cache mode asks for). */
+async function performWrite(ctx: IoSession, offset: number, p: Payload, fua: boolean): Promise<void> {
+  const image = ctx.image;
+  if ('data' in p) await image.write(offset, p.data);
+  else await image.writeZeroes(offset, p.zeroes, { mayUnmap: p.unmap && ctx.unmap });
+  if (fua) await image.flush();
+  else await ctx.afterWrite();
+}
+
+/** write/writev: performs the write and prints qemu-io's `wrote` report unless -q. */
+async function writeAndReport(ctx: IoSession, what: string, flags: Flags, offset: number, p: Payload): Promise<boolean> {
+  const secs = await ctx.timed(what, () => performWrite(ctx, offset, p, flags.has('f')));
+  if (secs === false) return false;
+  const n = payloadLength(p);
+  if (!flags.has('q')) ctx.out(printReport('wrote', secs, offset, n, n, 1, flags.has('C')));
+  return true;
+}
+
+export const write: CmdInfo = {
+  name: 'write', altname: 'w', argmin: 2, argmax: -1, write: true,
+  args: '[-bcCfnquz] [-P pattern | -s source_file] off len',
+  oneline: 'writes a number of bytes at a specified offset',
+  async run(ctx, argv) {
+    const o = getoptOrUsage(ctx, this, argv, 'bcCfnpP:qs:uz');
+    if (!o) return false;
+    const pattern = patternFlag(ctx, o.flags);
+    if (pattern === null) return false;
+    if (o.operands.length !== 2) return ctx.usage(this);
+    const z = o.flags.has('z');
+    const source = o.flags.get('s');
+    if (o.flags.has('b') && z) {
+      ctx.out('-b and -z cannot be specified at the same time\n');
+      return false;
+    }
+    if (o.flags.has('f') && (o.flags.has('b') || o.flags.has('c'))) {
+      ctx.out('-f and -b or -c cannot be specified at the same time\n');
+      return false;
+    }
+    if (o.flags.has('n') && !z) {
+      ctx.out('-n requires -z to be specified\n');
+      return false;
+    }
+    if (o.flags.has('u') && !z) {
+      ctx.out('-u requires -z to be specified\n');
+      return false;
+    }
+    if (Number(z) + Number(pattern !== undefined) + Number(source !== undefined) > 1) {
+      ctx.out('Only one of -z, -P, and -s can be specified at the same time\n');
+      return false;
+    }
+    const offset = ctx.num(o.operands[0]!);
+    if (offset === undefined) return false;
+    const count = ctx.num(o.operands[1]!);
+    if (count === undefined) return false;
+    if (count > MAX_REQUEST && !o.flags.has('n')) {
+      ctx.out(`length cannot exceed ${MAX_REQUEST}, given ${o.operands[1]}\n`);
+      return false;
+    }
+    if (o.flags.has('b') || o.flags.has('c')) {
+      ctx.out('write failed: Operation not supported\n');
+      return false;
+    }
+    if (z) return writeAndReport(ctx, 'write', o.flags, offset, { zeroes: count, unmap: o.flags.has('u') });
+    const buf = new Uint8Array(count).fill(pattern ?? 0xcd);
+    if (typeof source === 'string' && !fillFromFile(ctx, buf, source)) return false;
+    return writeAndReport(ctx, 'write', o.flags, offset, { data: buf });
+  },
+};
+
+export const writev: CmdInfo = {
+  name: 'writev', argmin: 2, argmax: -1, write: true,
+  args: '[-Cfq] [-P pattern] off len [len..]',
+  oneline: 'writes a number of bytes at a specified offset',
+  async run(ctx, argv) {
+    const req = vectorRequest(ctx, this, argv, 'CfqP:');
+    if (!req) return false;
+    const { o, pattern, offset, count } = req;
+    return writeAndReport(ctx, 'writev', o.flags, offset, { data: new Uint8Array(count).fill(pattern ?? 0xcd) });
+  },
+};
+
+export const aioWrite: CmdInfo = {
+  name: 'aio_write', argmin: 2, argmax: -1, write: true,
+  args: '[-Cfiquz] [-P pattern] off len [len..]',
+  oneline: 'asynchronously writes a number of bytes',
+  async run(ctx, argv) {
+    const o = getoptOrUsage(ctx, this, argv, 'CfiqP:uz');
+    if (!o) return false;
+    const pattern = patternFlag(ctx, o.flags);
+    if (pattern === null) return false;
+    const z = o.flags.has('z');
+    if (z && pattern !== undefined) {
+      ctx.out('-z and -P cannot be specified at the same time\n');
+      return false;
+    }
+    if (o.flags.has('u') && !z) {
+      ctx.out('-u requires -z to be specified\n');
+      return false;
+    }
+    const range = vectorRange(ctx, this, o.operands, z ? 2 : undefined);
+    if (!range) return false;
+    const { offset, count } = range;
+    const payload: Payload = z ? { zeroes: count, unmap: o.flags.has('u') } : { data: new Uint8Array(count).fill(pattern ?? 0xcd) };
+    const t1 = process.hrtime.bigint();
+    ctx.track(performWrite(ctx, offset, payload, o.flags.has('f')).then(() => {
+      const secs = elapsed(t1);
+      if (o.flags.has('q')) return;
+      ctx.out(printReport('wrote', secs, offset, count, count, 1, o.flags.has('C')));
+    }, (err: unknown) => {
+      ctx.failed('aio_write', err);
+    }));
+    return true;
+  },
+};
+
+export const discard: CmdInfo = {
+  name: 'discard', altname: 'd', argmin: 2, argmax: -1, write: true,
+  args: '[-Cq] off len',
+  oneline: 'discards a number of bytes at a specified offset',
+  async run(ctx, argv) {
+    const o = getoptOrUsage(ctx, this, argv, 'Cq');
+    if (!o) return false;
+    if (o.operands.length !== 2) return ctx.usage(this);
+    const offset = ctx.num(o.operands[0]!);
+    if (offset === undefined) return false;
+    const count = ctx.num(o.operands[1]!);
+    if (count === undefined) return false;
+    if (count > MAX_REQUEST) {
+      ctx.out(`length cannot exceed ${MAX_REQUEST}, given ${o.operands[1]}\n`);
+      return false;
+    }
+    // -d ignore: QEMU accepts the request and does nothing (BDRV_O_UNMAP unset).
+    const secs = await ctx.timed('discard', async () => {
+      if (!ctx.unmap) return;
+      await ctx.image.discard(offset, count);
+      await ctx.afterWrite();
+    });
+    if (secs === false) return false;
+    if (!o.flags.has('q')) ctx.out(printReport('discard', secs, offset, count, count, 1, o.flags.has('C')));
+    return true;
+  },
+};
