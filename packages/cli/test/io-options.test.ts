@@ -134,6 +134,15 @@ describe('blk io: qemu-io\'s command-line options', () => {
     expect(ro).toMatchObject({ code: 1, stderr: `blk: ${p('snap.img')}: Block node is read-only\n` });
   });
 
+  it('-s on an image of a size in no whole sectors is refused with one line naming it; nothing is written', () => {
+    rawFile(p('odd.img'), 1000, [[0, 1000, 9]]);
+    const r = blk(['io', '-s', '-f', 'raw', '-c', 'write 0 10', p('odd.img')]);
+    expect(r).toMatchObject({ code: 1, stdout: '' });
+    expect(r.stderr).toBe(`blk: ${p('odd.img')}: -s needs a size that is a multiple of 512 bytes `
+      + '(the temporary overlay is a cow image); this image has 1000\n');
+    expect(fs.readFileSync(p('odd.img')).every((b) => b === 9)).toBe(true);
+  });
+
   it('-s on a cow overlay: the chain reads through, the overlay is unchanged', () => {
     rawFile(p('sbase.img'), 256 * KiB, [[0, 256 * KiB, 0x33]]);
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('sbase.img'), p('s.cow')]).code).toBe(0);

@@ -21,7 +21,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import type { CacheMode as CoreCacheMode, Image } from '@blk/core';
+import { BlockError, isBlockError, type CacheMode as CoreCacheMode, type Image } from '@blk/core';
 import { backingPolicy, cacheVfs } from '../jobs/common.js';
 import { createImage, hostVfs, openImage } from '../images.js';
 
@@ -124,6 +124,9 @@ export interface OpenedFile {
   close(): Promise<void>;
 }
 
+/** The temporary overlay's sector: cow images are whole 512-byte sectors. */
+const SNAPSHOT_SECTOR = 512;
+
 export async function openIoFile(name: string, o: IoOpenOptions): Promise<OpenedFile> {
   const conflict = openConflict(o);
   if (conflict !== undefined) throw new Error(conflict);
@@ -141,7 +144,12 @@ export async function openIoFile(name: string, o: IoOpenOptions): Promise<Opened
   // -s: the file opens read-only under a throw-away overlay.
   const below = await openImage(name, { ...base, readOnly: true, ...(o.format !== undefined ? { format: o.format } : {}) });
   const format = below.format;
+  const size = below.size;
   await below.close();
+  if (size % SNAPSHOT_SECTOR !== 0) {
+    throw new BlockError('not-supported', `-s needs a size that is a multiple of ${SNAPSHOT_SECTOR} bytes (the temporary `
+      + `overlay is a cow image); this image has ${size}`, { path: name });
+  }
   const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'blk-io-snapshot-'));
   try {
     const overlay = nodePath.join(dir, 'snapshot.cow');
@@ -150,6 +158,10 @@ export async function openIoFile(name: string, o: IoOpenOptions): Promise<Opened
       ...base, format: 'cow', readOnly: o.readOnly, backing: backingPolicy({ backingFormat: format, backingProbe: o.backingProbe }),
     });
     return { name, image, options: o, close: () => image.close() };
+  } catch (err) {
+    // The overlay is ours, not the user's: say which file the snapshot was for.
+    const detail = isBlockError(err) ? err.detail : err instanceof Error ? err.message : String(err);
+    throw new BlockError(isBlockError(err) ? err.kind : 'io', `cannot make the -s overlay: ${detail}`, { path: name, cause: err });
   } finally {
     // The open descriptor keeps the overlay alive until close; nothing is left behind, even after kill -9.
     fs.rmSync(dir, { recursive: true, force: true });
