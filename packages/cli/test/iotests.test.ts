@@ -66,7 +66,9 @@ class Batch {
   }
 
   run(): void {
-    const r = blk(['io', ...this.img.opts, this.img.path], { input: `${this.cmds.join('\n')}\n` });
+    // As qemu-iotests' $QEMU_IO: qemu-io --cache $CACHEMODE --aio $AIOMODE (writeback and threads by default).
+    const r = blk(['io', '--cache', 'writeback', '--aio', 'threads', ...this.img.opts, this.img.path],
+      { input: `${this.cmds.join('\n')}\n` });
     expect(r.stderr).toBe('');
     expect(filterQemuIo(r.stdout)).toBe(`${this.expected.join('\n')}\n`);
     expect(r.code).toBe(0);
