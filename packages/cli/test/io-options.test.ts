@@ -6,7 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { BLK, blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
 
 let dir: string;
 beforeAll(() => {
@@ -50,6 +51,25 @@ describe('blk io: qemu-io\'s command-line options', () => {
       expect(ours.code).toBe(theirs.code);
       expect(fs.readFileSync(p('ours.img')).equals(fs.readFileSync(p('theirs.img')))).toBe(true);
     }
+  });
+
+  it.skipIf(!hasCommand('strace'))('-t: writethrough/directsync sync after every write request, writeback/none on close, unsafe never', () => {
+    // Five write requests (write, write, aio_write, write -z, discard), then the close.
+    const script = ['write 0 4k', 'write 4k 4k', 'aio_write 8k 4k', 'aio_flush', 'write -z 12k 4k', 'discard 16k 4k']
+      .flatMap((c) => ['-c', c]);
+    const syncs = (mode: string) => {
+      rawFile(p('sync.img'), 64 * KiB);
+      const log = p(`strace-${mode}.log`);
+      const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=fdatasync,fsync', '-o', log,
+        process.execPath, BLK, 'io', '-f', 'raw', '-t', mode, ...script, p('sync.img')], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return fs.readFileSync(log, 'utf8').split('\n').filter((l) => /\b(fdatasync|fsync)\(/.test(l)).length;
+    };
+    expect(syncs('writethrough')).toBe(6);
+    expect(syncs('directsync')).toBe(6);
+    expect(syncs('writeback')).toBe(1);
+    expect(syncs('none')).toBe(1);
+    expect(syncs('unsafe')).toBe(0);
   });
 
   it.each([
