@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   BlockError, DriverRegistry, Image, MemoryFile, MemoryStorage, MemoryVfs, createImage, openImage,
@@ -511,6 +512,42 @@ describe('Image.writeZeroes', () => {
     expect(Math.max(...writes.map((w) => w.length))).toBeLessThanOrEqual(1024 * 1024);
     expect((await image.read(4096, 6 * 1024 * 1024)).every((b) => b === 0)).toBe(true);
     expect((await image.read(0, 4096)).every((b) => b === 1)).toBe(true);
+  });
+
+  it('property: after any mix of writes and zero writes (with or without mayUnmap) the overlay reads as a byte model', async () => {
+    const size = 16384;
+    const op = fc.record({
+      zero: fc.boolean(), mayUnmap: fc.boolean(), value: fc.integer({ min: 1, max: 255 }),
+      offset: fc.integer({ min: 0, max: size - 1 }), length: fc.integer({ min: 1, max: 5000 }),
+    });
+    await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 31 }),
+      async (ops, dataSectors) => {
+        const vfs = new MemoryVfs();
+        // A base that is a hole except for its first `dataSectors` sectors.
+        await createImage('/img/base.raw', { registry, vfs, format: 'raw', size });
+        const base = await openImage('/img/base.raw', { registry, vfs, format: 'raw' });
+        const model = new Uint8Array(size);
+        if (dataSectors > 0) {
+          const data = bytes(dataSectors * 512, 7);
+          await base.write(0, data);
+          model.set(data);
+        }
+        await base.close();
+        await createImage('/img/top.ovl', { registry, vfs, format: 'ovl', backing: '/img/base.raw' });
+        const image = await openImage('/img/top.ovl', { registry, vfs, format: 'ovl' });
+        for (const o of ops) {
+          const length = Math.min(o.length, size - o.offset);
+          if (o.zero) {
+            await image.writeZeroes(o.offset, length, { mayUnmap: o.mayUnmap });
+            model.fill(0, o.offset, o.offset + length);
+          } else {
+            await image.write(o.offset, new Uint8Array(length).fill(o.value));
+            model.fill(o.value, o.offset, o.offset + length);
+          }
+          expect(await image.read(0, size)).toEqual(model);
+        }
+        await image.close();
+      }), { numRuns: 60 });
   });
 
   it('checks like write: read-only, out of range, closed', async () => {
