@@ -6,8 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import {
-  BLK, blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, rawFile, shellQuote, tempDir, underPty,
+  BLK, blk, ensureBuilt, exited, filterQemuIo, hasCommand, qemuIo, rawFile, shellQuote, tempDir, waitFor,
 } from './helpers.js';
 
 let dir: string;
@@ -107,17 +108,26 @@ describe('blk io: open and close', () => {
 });
 
 describe('blk io: interactive use', () => {
-  it.skipIf(!hasCommand('script'))('on a terminal: the qemu-io> prompt, typed commands echoed, their output', () => {
+  it.skipIf(!hasCommand('script'))('on a terminal: the qemu-io> prompt, typed commands echoed, their output', async () => {
     rawFile(p('tty.img'), 64 * KiB, [[0, 64 * KiB, 0x5a]]);
-    const cmd = `(sleep 1; printf 'read -P 0x5a 0 512\\r'; sleep 1; printf 'length\\r'; sleep 1; printf 'quit\\r'; sleep 1) | `
-      + `script -qfec ${shellQuote(`${shellQuote(process.execPath)} ${shellQuote(BLK)} io -f raw ${shellQuote(p('tty.img'))}`)} /dev/null`;
-    const r = underPty(`sh -c ${shellQuote(cmd)}`, dir);
+    // util-linux script runs blk on a pseudo-terminal; each command is typed once the prompt is there.
+    const child = spawn('script', ['-qfec', `${shellQuote(process.execPath)} ${shellQuote(BLK)} io -f raw ${shellQuote(p('tty.img'))}`,
+      '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let screen = '';
+    child.stdout.on('data', (d: Buffer) => { screen += d.toString('utf8'); });
+    const prompts = () => (screen.match(/qemu-io> /g) ?? []).length;
+    for (const [i, cmd] of ['read -P 0x5a 0 512', 'length', 'quit'].entries()) {
+      await waitFor(() => prompts() > i, 30_000, `prompt ${i + 1}`);
+      child.stdin.write(`${cmd}\r`);
+    }
+    const end = await exited(child);
+    expect(end.code).toBe(0);
     // Strip the terminal's cursor movements; what remains is what a user sees.
-    const screen = r.stdout.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '');
-    expect(screen).toContain('qemu-io> read -P 0x5a 0 512\nread 512/512 bytes at offset 0\n');
-    expect(screen).toContain('qemu-io> length\n64 KiB\n');
-    expect(screen).toContain('qemu-io> quit\n');
-    expect(screen).not.toContain('Pattern verification failed');
+    const seen = screen.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '');
+    expect(seen).toContain('qemu-io> read -P 0x5a 0 512\nread 512/512 bytes at offset 0\n');
+    expect(seen).toContain('qemu-io> length\n64 KiB\n');
+    expect(seen).toContain('qemu-io> quit\n');
+    expect(seen).not.toContain('Pattern verification failed');
   });
 
   it('from a pipe: no prompt, no echo, only the commands\' output (as before)', () => {
