@@ -116,9 +116,14 @@ describe('blk io: interactive use', () => {
     let screen = '';
     child.stdout.on('data', (d: Buffer) => { screen += d.toString('utf8'); });
     const prompts = () => (screen.match(/qemu-io> /g) ?? []).length;
-    for (const [i, cmd] of ['read -P 0x5a 0 512', 'length', 'quit'].entries()) {
-      await waitFor(() => prompts() > i, 30_000, `prompt ${i + 1}`);
-      child.stdin.write(`${cmd}\r`);
+    try {
+      for (const [i, cmd] of ['read -P 0x5a 0 512', 'length', 'quit'].entries()) {
+        await waitFor(() => prompts() > i, 30_000, `prompt ${i + 1}`);
+        child.stdin.write(`${cmd}\r`);
+      }
+    } catch (err) {
+      child.kill();
+      throw err;
     }
     const end = await exited(child);
     expect(end.code).toBe(0);
