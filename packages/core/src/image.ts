@@ -175,7 +175,7 @@ export class Image {
    * that, with `mayUnmap` and a format that can discard, the range is
    * deallocated where the layers below read as zeros anyway; anything else
    * is written as zeros, a bounded buffer at a time. Partial sectors at the
-   * edges, and bytes inside a probe-guarded head, are ordinary writes.
+   * edges, and bytes inside a probe-guarded head or tail, are ordinary writes.
    */
   async writeZeroes(offset: number, length: number, options: { mayUnmap?: boolean } = {}): Promise<void> {
     this.checkOpen();
@@ -186,8 +186,12 @@ export class Image {
     const end = offset + length;
     let start = alignUp(offset, ss);
     let stop = end === this.size ? alignUp(end, ss) : alignDown(end, ss);
-    // The probe guard must see what lands in the head, as for any write.
-    if (this.probeGuard !== undefined) start = Math.max(start, alignUp(Math.min(this.probeGuard.window, end), ss));
+    // The probe guard must see what lands in the head and the tail, as for any write.
+    const guard = this.probeGuard;
+    if (guard !== undefined) {
+      start = Math.max(start, alignUp(Math.min(guard.window, end), ss));
+      stop = Math.min(stop, alignDown(Math.max(this.size - guard.tail, 0), ss));
+    }
     if (stop <= start) {
       await this.writeZeroBuffer(offset, length);
       return;
@@ -322,7 +326,25 @@ export class Image {
     }
     const end = alignUp(offset + length, ss);
     const discard = this.driverImage.discard.bind(this.driverImage);
-    await this.tracker.run(offset, end, true, () => discard(offset, end - offset));
+    // On a guarded image (raw) a discard leaves zeros: judged as a write of zeros, as `write` judges its data.
+    const guard = this.probeGuard;
+    const guarded = guard !== undefined && length > 0
+      && (offset < guard.window || offset + length > this.size - guard.tail);
+    await this.tracker.run(guarded ? 0 : offset, guarded ? alignUp(this.size, ss) : end, true, async () => {
+      if (guarded) await this.checkProbeGuard(this.guardedZeros(offset, offset + length));
+      await discard(offset, end - offset);
+    });
+  }
+
+  /** The parts of [start, end) inside the probe guard's head and tail, as writes of zeros (for `checkProbeGuard`). */
+  private guardedZeros(start: number, end: number): Array<{ offset: number; data: Uint8Array }> {
+    const guard = this.probeGuard!;
+    const out: Array<{ offset: number; data: Uint8Array }> = [];
+    const headEnd = Math.min(end, guard.window);
+    if (start < headEnd) out.push({ offset: start, data: new Uint8Array(headEnd - start) });
+    const tailStart = Math.max(start, headEnd, this.size - guard.tail);
+    if (tailStart < end) out.push({ offset: tailStart, data: new Uint8Array(end - tailStart) });
+    return out;
   }
 
   /** Rewrites the backing reference stored in the image (takes effect at the next open). */

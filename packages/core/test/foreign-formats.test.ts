@@ -147,6 +147,28 @@ describe('probe guard and foreign signatures', () => {
     await named.close();
   });
 
+  it.each([
+    ['a QED magic at offset 0', 0, [...enc.encode('QEDx')], 3, 1, 'qed'],
+    ['a VHD footer in the last sector', 16384 - 512, [...enc.encode('conectix'), 0, 0, 0, 2, 0, 1, 0xff, 0], 14, 1, 'vpc'],
+  ] as const)('refuses zero writes and discards that would complete %s in a probed raw image', async (_what, at, bytes, zeroAt, zeroLength, format) => {
+    const vfs = new MemoryVfs();
+    vfs.put('/guest.img', new Uint8Array(16384));
+    const named = await openImage('/guest.img', { registry: registry(), vfs, format: 'raw' });
+    await named.write(at, Uint8Array.from(bytes));
+    await named.close();
+    const before = vfs.file('/guest.img').snapshot();
+    const image = await openImage('/guest.img', { registry: registry(), vfs });
+    expect(image.format).toBe('raw');
+    for (const mayUnmap of [false, true]) {
+      await expect(image.writeZeroes(at + zeroAt, zeroLength, { mayUnmap })).rejects.toMatchObject({ kind: 'probe-guard', format });
+    }
+    await expect(image.discard(at + zeroAt, zeroLength)).rejects.toMatchObject({ kind: 'probe-guard', format });
+    // A zero write over both the guarded head and tail and the middle, that keeps the image raw, goes through.
+    await image.writeZeroes(at + zeroAt + zeroLength, 16384 - (at + zeroAt + zeroLength));
+    expect(vfs.file('/guest.img').snapshot().subarray(0, at + zeroAt + zeroLength)).toEqual(before.subarray(0, at + zeroAt + zeroLength));
+    await image.close();
+  });
+
   it('allows the same writes when the format was named raw', async () => {
     const vfs = new MemoryVfs();
     vfs.put('/guest.img', new Uint8Array(16384));
