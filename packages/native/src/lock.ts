@@ -18,7 +18,7 @@
  */
 import * as fs from 'node:fs';
 import { BlockError, ForwardingVfs, type Storage, type VfsOpenOptions } from '@blk/core';
-import { addonLoadError, loadAddon } from './addon.js';
+import { addonLoadError, addonRebuildMayHelp, loadAddon } from './addon.js';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -42,8 +42,11 @@ function unavailable(path: string): void {
   }
   if (!warned) {
     warned = true;
+    const remedy = addonRebuildMayHelp()
+      ? 'Rebuild it with `npm rebuild @blk/native` (in the blk repository: `pnpm --filter @blk/native run install`; needs a C compiler), '
+      : 'Rebuilding will not help (the built addon was not the problem): please report this as a bug of @blk/native; ';
     process.emitWarning(`blk: image files are opened WITHOUT OS advisory locks (the @blk/native addon did not load: ${why}). `
-      + 'Two processes could write one image at once. Rebuild it with `npm rebuild @blk/native` (in the blk repository: `pnpm --filter @blk/native run install`; needs a C compiler), '
+      + `Two processes could write one image at once. ${remedy}`
       + 'or set BLK_LOCK=off to silence this warning.', { code: 'BLK_NO_LOCK' });
   }
 }
