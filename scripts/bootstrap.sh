@@ -3,6 +3,7 @@
 #   bash scripts/bootstrap.sh           pnpm and the project's npm dependencies
 #   bash scripts/bootstrap.sh --peers   also the real peers the interop tests use,
 #                                       from Debian's packages (needs root + apt)
+# It prints a few lines; what pnpm and the compilers print is in .tmp/bootstrap.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,4 +31,14 @@ if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$P
   echo "bootstrap: installing pnpm $PNPM_VERSION"
   npm install -g --no-fund --no-audit "pnpm@$PNPM_VERSION" >/dev/null
 fi
-pnpm install --frozen-lockfile
+# pnpm's and the native build's output go to a log: the terminal gets one line (and the log's tail on failure).
+mkdir -p .tmp
+log=.tmp/bootstrap.log
+if pnpm install --frozen-lockfile >"$log" 2>&1; then
+  native=$(grep -o '@blk/native: [^(]*' "$log" | tail -1 || true)
+  echo "bootstrap: dependencies installed${native:+; ${native% }} (log: $log)"
+else
+  tail -n 30 "$log" >&2
+  echo "bootstrap: pnpm install FAILED (full log: $log)" >&2
+  exit 1
+fi

@@ -29,11 +29,53 @@ function headersDir() {
   return undefined;
 }
 
+// The compilers' output (node-gyp alone prints a hundred lines) goes to a log
+// file; the install prints one line, and the log's tail only when it fails.
+// Not under build/: `node-gyp rebuild` starts by deleting that directory.
+const logFile = path.join(here, 'install.log');
+
 function run(cmd, args) {
-  const r = spawnSync(cmd, args, { cwd: here, stdio: 'inherit', env: process.env });
-  return r.status === 0;
+  fs.appendFileSync(logFile, `\n$ ${cmd} ${args.join(' ')}\n`);
+  const fd = fs.openSync(logFile, 'a');
+  try {
+    const r = spawnSync(cmd, args, { cwd: here, stdio: ['ignore', fd, fd], env: process.env });
+    if (r.error) fs.appendFileSync(logFile, `${r.error.message}\n`);
+    return r.status === 0;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
+function logTail(lines) {
+  return fs.readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/**
+ * Whether the addon built last time can stay: it is newer than everything it
+ * is built from and loads in this Node (Node-API addons keep working across
+ * Node versions; a different platform or a broken file fails to load).
+ * pnpm runs this script at every `pnpm install` of the repository.
+ */
+function upToDate() {
+  if (process.env.BLK_NATIVE_FORCE_BUILD || !fs.existsSync(out)) return false;
+  const inputs = [path.join(here, 'binding.gyp'), __filename,
+    ...fs.readdirSync(path.join(here, 'native')).map((f) => path.join(here, 'native', f))];
+  const built = fs.statSync(out).mtimeMs;
+  if (inputs.some((f) => fs.statSync(f).mtimeMs > built)) return false;
+  try {
+    require(out);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+if (upToDate()) {
+  console.log(`@blk/native: ${path.relative(here, out)} is up to date`);
+  process.exit(0);
+}
+
+fs.writeFileSync(logFile, ''); // (an up-to-date run keeps the last build's log)
 const nodedir = headersDir();
 const gypArgs = ['rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
 const candidates = [
@@ -43,7 +85,7 @@ const candidates = [
 for (const [cmd, args] of candidates) {
   if (cmd !== 'node-gyp' && !fs.existsSync(args[0])) continue;
   if (run(cmd, args) && fs.existsSync(out)) {
-    console.log(`@blk/native: built ${path.relative(here, out)} with node-gyp`);
+    console.log(`@blk/native: built ${path.relative(here, out)} with node-gyp (log: ${logFile})`);
     process.exit(0);
   }
 }
@@ -55,10 +97,12 @@ if (nodedir) {
     ...['addon.c', 'lock.c', 'io.c'].map((f) => path.join(here, 'native', f)), '-o', out, '-lm'];
   if (process.platform === 'darwin') flags.push('-undefined', 'dynamic_lookup');
   if (run(cc, flags) && fs.existsSync(out)) {
-    console.log(`@blk/native: built ${path.relative(here, out)} with ${cc}`);
+    console.log(`@blk/native: built ${path.relative(here, out)} with ${cc} (log: ${logFile})`);
     process.exit(0);
   }
 }
-console.warn('@blk/native: WARNING: could not build the native addon (node-gyp and a C compiler with Node headers are needed); '
-  + 'images will be opened without OS advisory locks, so two processes could write one image at once, and read through Node\'s slower fs calls.');
+console.warn(`${logTail(20)}\n`
+  + '@blk/native: WARNING: could not build the native addon (node-gyp and a C compiler with Node headers are needed); '
+  + 'images will be opened without OS advisory locks, so two processes could write one image at once, and read through Node\'s slower fs calls. '
+  + `Full log: ${logFile}`);
 process.exit(0);
