@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { testTimeScale } from '@blk/faults';
 
 export const CLI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = path.resolve(CLI_DIR, '../..');
@@ -89,7 +90,7 @@ export function blk(args: string[], o: RunOptions = {}): Result {
     input: o.input ?? '',
     encoding: 'utf8',
     env,
-    timeout: o.timeout ?? 60_000,
+    timeout: Math.round((o.timeout ?? 60_000) * testTimeScale()), // a busy machine stretches every run
     maxBuffer: 64 * 1024 * 1024,
   });
   if (r.error) throw r.error;
@@ -141,7 +142,7 @@ export function hasCommand(cmd: string): boolean {
 
 /** Runs a shell command line under a pseudo-terminal (util-linux `script`), returning what it printed. */
 export function underPty(commandLine: string, cwd: string): Result {
-  const r = spawnSync('script', ['-qfec', commandLine, '/dev/null'], { cwd, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('script', ['-qfec', commandLine, '/dev/null'], { cwd, encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
   if (r.error) throw r.error;
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
@@ -152,7 +153,7 @@ export function shellQuote(s: string): string {
 
 /** Waits until `cond()` holds (polling), or throws after `ms`. */
 export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
+  const end = Date.now() + ms * testTimeScale();
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 1));

@@ -1,26 +1,41 @@
-/** A 1 TiB overlay (256 MiB bitmap): opens in milliseconds with little memory, and works at both ends. */
+/** A 1 TiB overlay (256 MiB bitmap): opens reading a few KiB with little memory, and works at both ends. */
 import { describe, expect, it } from 'vitest';
-import { DriverRegistry, MemoryVfs, createImage, openImage } from '@blk/core';
+import { DriverRegistry, ForwardingVfs, MemoryVfs, createImage, openImage, type Storage, type VfsOpenOptions } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { cowDriver } from '../src/index.js';
 import { SS, pattern, sameBytes } from './helpers.js';
 
 const TiB = 2 ** 40;
 
+/** Counts the bytes read through it: the measure of work an open does (wall-clock time is not, on a busy machine). */
+class ReadCountingVfs extends ForwardingVfs {
+  bytesRead = 0;
+  override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+    const s = await this.inner.open(path, options);
+    const read = async (offset: number, into: Uint8Array) => {
+      const n = await s.read(offset, into);
+      this.bytesRead += n;
+      return n;
+    };
+    // No readSync or extentAt: every read goes through the counted path.
+    return { path: s.path, readOnly: s.readOnly, read, write: (o, d) => s.write(o, d), size: () => s.size(),
+      truncate: (n) => s.truncate(n), flush: () => s.flush(), close: () => s.close() };
+  }
+}
+
 describe('1 TiB image', () => {
-  it('opens in under 100 ms without loading the 256 MiB bitmap, and reads and writes at 512 GiB and the last sector', async () => {
+  it('opens reading a few KiB, without loading the 256 MiB bitmap, and reads and writes at 512 GiB and the last sector', async () => {
     const vfs = new MemoryVfs();
     vfs.put('/base.raw').truncate(TiB);
     const registry = new DriverRegistry([cowDriver, rawDriver]);
     await createImage('/ovl.cow', { registry, format: 'cow', backing: '/base.raw', vfs });
     expect(vfs.file('/ovl.cow').length).toBe(268_443_648 + TiB);
 
+    const counting = new ReadCountingVfs(vfs);
     const before = process.memoryUsage();
-    const t0 = performance.now();
-    const image = await openImage('/ovl.cow', { registry, vfs });
-    const openMs = performance.now() - t0;
+    const image = await openImage('/ovl.cow', { registry, vfs: counting });
     const after = process.memoryUsage();
-    expect(openMs).toBeLessThan(100);
+    expect(counting.bytesRead).toBeLessThanOrEqual(16 * 1024); // the header and the probe window, not the bitmap
     expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(8 * 2 ** 20);
     expect(after.heapUsed - before.heapUsed).toBeLessThan(32 * 2 ** 20);
     expect(image.size).toBe(TiB);

@@ -25,4 +25,4 @@ export { SectorOracle, hashSector, taggedData, type OracleDurability } from './o
 export { mutate, writeField, type FieldSpec, type MutateOptions } from './mutate.js';
 export { exploreCrashes, type ExploreOptions, type ExploreResult, type CrashViolation } from './explore.js';
 export { HookedVfs, type StorageHooks, type StorageCall } from './hooked.js';
-export { withTimeout, caught, HangError, yielder } from './util.js';
+export { withTimeout, testTimeScale, caught, HangError, yielder } from './util.js';

@@ -7,10 +7,24 @@ export class HangError extends Error {
 }
 
 /**
- * Settles like `promise`, or rejects with `HangError` after `ms`. The timer is
- * always cleared, so a test that uses it leaves nothing pending.
+ * How many times longer than on an idle machine a test's time limits are:
+ * BLK_TEST_TIME_SCALE, which vitest.config.ts sets from the load average per
+ * CPU at the start of the run (1 to 8), else 1. A hang detector must not fire
+ * because other processes took the CPU.
  */
-export async function withTimeout<T>(promise: Promise<T>, ms: number, label = 'operation'): Promise<T> {
+export function testTimeScale(): number {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const scale = Number(env?.BLK_TEST_TIME_SCALE);
+  return Number.isFinite(scale) && scale >= 1 ? scale : 1;
+}
+
+/**
+ * Settles like `promise`, or rejects with `HangError` after `ms` (times
+ * `testTimeScale()`). The timer is always cleared, so a test that uses it
+ * leaves nothing pending.
+ */
+export async function withTimeout<T>(promise: Promise<T>, idleMs: number, label = 'operation'): Promise<T> {
+  const ms = Math.round(idleMs * testTimeScale());
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new HangError(label, ms)), ms);
