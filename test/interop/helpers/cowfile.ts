@@ -1,6 +1,6 @@
 /**
  * An independent (test-side) reading of the UML COW layout, from
- * /work/shared/docs/cow-format.md §4-§5. Used only to find WHERE a given
+ * packages/cow/FORMAT.md §4-§5. Used only to find WHERE a given
  * sector's data, bitmap bit or header field lives, so a test can corrupt a
  * blk-made file on purpose, and to cross-check blk's headers. The real
  * judges of blk's bytes are uml_moo and the UML kernel.
