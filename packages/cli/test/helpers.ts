@@ -226,7 +226,7 @@ export function qemuImgAsBlk(args: string[]): Result {
 
 /** Runs the real `qemu-io ARGS...` (tests skip themselves where it is not installed). */
 export function qemuIo(args: string[], o: { cwd?: string; input?: string } = {}): Result {
-  const r = spawnSync('qemu-io', args, { cwd: o.cwd, input: o.input ?? '', encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('qemu-io', args, { cwd: o.cwd, input: o.input ?? '', encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
   if (r.error) throw r.error;
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
