@@ -22,9 +22,10 @@ export interface BackingPolicy {
    * Format of backing files. Default: the format the image records for its
    * backing file, else `raw`. `'probe'` guesses from content, which lets a
    * raw image's contents decide how the host reads files: only for trusted
-   * images. A function chooses per level (depth 1 = the top image's backing).
+   * images. A function chooses per level (depth 1 = the top image's backing);
+   * returning undefined there means the default for that level.
    */
-  format?: string | ((ref: BackingReference, depth: number) => string);
+  format?: string | ((ref: BackingReference, depth: number) => string | undefined);
   /** Deepest chain accepted (number of backing levels below the top image). Default 16. */
   maxDepth?: number;
   /**

@@ -1,6 +1,7 @@
 import { BlockError, retitle } from './errors.js';
 import { alignDown, alignUp, checkRange } from './checks.js';
 import { RequestTracker } from './request-tracker.js';
+import { checkBackingSpec, checkBoolean, checkBytes, checkNumberArg, checkRecord } from './arguments.js';
 import type {
   BackingSpec, BlockStatus, DriverCheckResult, DriverImage, PreallocationMode, ReadBelowSync, RepairRequest, ResizeOptions,
 } from './driver.js';
@@ -52,6 +53,12 @@ export interface ImageParts {
   /** Backing path as resolved (absolute) when a backing reference exists. */
   backingPath?: string;
   probeGuard?: ProbeGuard;
+  /**
+   * The image names a backing file that was not opened (backing.mode
+   * 'ignore'): reads of what it does not hold return zeros, and writes that
+   * would have to read it (read-modify-write of a partial sector) are refused.
+   */
+  backingIgnored?: boolean;
 }
 
 /**
@@ -71,6 +78,8 @@ export class Image {
   private readonly tracker = new RequestTracker();
   private readonly probeGuard: ProbeGuard | undefined;
   private readonly readBelow: (offset: number, into: Uint8Array) => Promise<void>;
+  /** What read-modify-write reads below this layer: `readBelow`, or a refusal when the chain is ignored. */
+  private readonly readBelowForWrite: (offset: number, into: Uint8Array) => Promise<void>;
   /** The synchronous counterpart of `readBelow`, for the driver's `readSync`. */
   private readonly readBelowSync: ReadBelowSync;
   private closed = false;
@@ -94,6 +103,14 @@ export class Image {
     this.readBelow = backing
       ? (offset, into) => backing.readPadded(offset, into)
       : async (_offset, into) => { into.fill(0); };
+    this.readBelowForWrite = parts.backingIgnored
+      ? async (offset) => {
+        throw new BlockError('not-supported',
+          `refusing a write that does not cover whole ${this.sectorSize}-byte sectors at offset ${offset}: completing the `
+          + 'sector needs the backing file, which was not opened (backing.mode \'ignore\'); writing zeros there would '
+          + 'destroy its data: open the backing chain, or write whole sectors', { path: this.path, offset });
+      }
+      : this.readBelow;
     this.readBelowSync = backing
       ? (offset, into) => backing.readPaddedSync(offset, into)
       : (_offset, into) => { into.fill(0); return true; };
@@ -109,6 +126,7 @@ export class Image {
     // Validate before allocating: new Uint8Array() truncates 1.5 to 1, turns NaN into 0,
     // throws an untyped RangeError for -1 and would allocate a huge length before the range check.
     this.checkOpen();
+    this.checkNumbers(offset, length);
     checkRange(offset, length, this.size, this.path);
     const out = new Uint8Array(length);
     await this.readInto(offset, out);
@@ -129,6 +147,12 @@ export class Image {
   readInto(offset: number, into: Uint8Array, options?: { sync?: boolean }): Promise<void> {
     try {
       this.checkOpen();
+      checkNumberArg(offset, 'offset', this.path);
+      checkBytes(into, 'into', this.path);
+      if (options !== undefined) {
+        checkRecord(options, 'options', this.path);
+        checkBoolean(options.sync, 'options.sync', this.path);
+      }
       checkRange(offset, into.length, this.size, this.path);
       if (into.length === 0) return RESOLVED;
       if (this.tracker.size === 0 && this.driverImage.readSync !== undefined && options?.sync !== false
@@ -152,6 +176,8 @@ export class Image {
   /** Writes `data` at `offset`; unaligned edges are read-modify-written through the chain. */
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.checkOpen();
+    checkNumberArg(offset, 'offset', this.path);
+    checkBytes(data, 'data', this.path);
     this.checkWritable();
     checkRange(offset, data.length, this.size, this.path);
     if (data.length === 0) return;
@@ -250,6 +276,7 @@ export class Image {
   /** This layer's block status for the run starting at `offset`. */
   async status(offset: number, length: number): Promise<BlockStatus> {
     this.checkOpen();
+    this.checkNumbers(offset, length);
     checkRange(offset, length, this.size, this.path);
     if (length === 0) return { allocated: false, length: 0 };
     const start = alignDown(offset, this.sectorSize);
@@ -288,6 +315,8 @@ export class Image {
    * (adjacent runs with contiguous host offsets in the same layer merge).
    */
   async *map(offset = 0, length = this.size - offset): AsyncGenerator<ChainStatus & { start: number }> {
+    this.checkNumbers(offset, length);
+    checkRange(offset, length, this.size, this.path);
     const end = offset + length;
     let pending: (ChainStatus & { start: number }) | undefined;
     let pos = offset;
@@ -315,6 +344,7 @@ export class Image {
   /** Drops this layer's copy of [offset, offset+length) (sector-aligned) so reads fall through. */
   async discard(offset: number, length: number): Promise<void> {
     this.checkOpen();
+    this.checkNumbers(offset, length);
     this.checkWritable();
     checkRange(offset, length, this.size, this.path);
     const ss = this.sectorSize;
@@ -350,6 +380,7 @@ export class Image {
   /** Rewrites the backing reference stored in the image (takes effect at the next open). */
   async setBackingReference(backing: BackingSpec | undefined): Promise<void> {
     this.checkOpen();
+    checkBackingSpec(backing, this.path);
     this.checkWritable();
     if (!this.driverImage.setBacking) {
       throw new BlockError('not-supported', `format ${this.format} has no backing file reference`, { path: this.path });
@@ -573,10 +604,10 @@ export class Image {
     }
     // Read-modify-write of the partial first and last sectors, through the chain.
     const bounce = new Uint8Array(end - start);
-    if (offset > start) await this.driverImage.read(start, bounce.subarray(0, ss), this.readBelow);
+    if (offset > start) await this.driverImage.read(start, bounce.subarray(0, ss), this.readBelowForWrite);
     const lastSector = end - ss;
     if (offset + data.length < end && (lastSector > start || offset === start)) {
-      await this.driverImage.read(lastSector, bounce.subarray(lastSector - start), this.readBelow);
+      await this.driverImage.read(lastSector, bounce.subarray(lastSector - start), this.readBelowForWrite);
     }
     bounce.set(data, offset - start);
     await write.call(this.driverImage, start, bounce);
@@ -636,6 +667,12 @@ export class Image {
         + `would make it probe as ${becomes}; open it with format '${this.format}' to allow it`,
         { path: this.path, offset, format: becomes });
     }
+  }
+
+  /** Offsets and lengths must be numbers: a string or bigint is a caller's mistake, not a range. */
+  private checkNumbers(offset: unknown, length: unknown): void {
+    checkNumberArg(offset, 'offset', this.path);
+    checkNumberArg(length, 'length', this.path);
   }
 
   private checkOpen(): void {

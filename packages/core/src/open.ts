@@ -1,5 +1,6 @@
 import { BlockError, isBlockError, retitle } from './errors.js';
 import { checkOffset } from './checks.js';
+import { checkCreateOptions, checkOpenOptions } from './arguments.js';
 import { Image } from './image.js';
 import {
   DEFAULT_MAX_CHAIN_DEPTH, checkConfinement, resolveBackingPath, type BackingPolicy,
@@ -58,6 +59,7 @@ export function defaultVfs(): Promise<Vfs> {
  * backing chain under the backing policy, each backing file read-only.
  */
 export async function openImage(path: string, options: OpenImageOptions): Promise<Image> {
+  checkOpenOptions(options, path);
   const vfs = options.vfs ?? await defaultVfs();
   const absolute = vfs.resolve(vfs.cwd(), path);
   return openLayer(vfs, path, absolute, options, {
@@ -134,6 +136,7 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
       ? { registry, window: registry.probeWindow(), tail: registry.probeTail() } : undefined;
     return new Image({
       path: displayPath, driverImage, readOnly: ctx.readOnly, backing, backingPath, probeGuard: guard,
+      backingIgnored: ref !== undefined && backing === undefined,
     });
   } catch (err) {
     await backing?.close().catch(() => undefined);
@@ -165,6 +168,11 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
     throw new BlockError('backing-missing', `backing file ${backingPath} is a directory`, { path: overlayPath });
   }
   const chosen = typeof policy.format === 'function' ? policy.format(ref, depth) : policy.format;
+  if (chosen !== undefined && (typeof chosen !== 'string' || chosen === '')) {
+    throw new BlockError('invalid-argument',
+      `backing.format returned ${typeof chosen === 'string' ? 'an empty string' : `a ${typeof chosen}`} for depth ${depth}; `
+      + 'return a format name, \'probe\', or undefined for the default', { path: overlayPath, field: 'backing.format' });
+  }
   const format = chosen === 'probe' ? undefined : chosen ?? ref.format ?? 'raw';
   const rawByDefault = chosen === undefined && ref.format === undefined;
   return openLayer(vfs, backingPath, backingPath, options, { ...ctx, depth, readOnly: true, format, rawByDefault });
@@ -232,6 +240,7 @@ async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: str
  * `overwrite`); on failure nothing is left behind.
  */
 export async function createImage(path: string, options: CreateImageOptions): Promise<void> {
+  checkCreateOptions(options, path);
   const vfs = options.vfs ?? await defaultVfs();
   const driver = options.registry.require(options.format, path);
   if (!driver.create) {

@@ -16,3 +16,4 @@ export { MemoryFile, MemoryStorage } from './memory-storage.js';
 export { MemoryVfs } from './memory-vfs.js';
 export { ForwardingVfs } from './forwarding-vfs.js';
 export { normalizePosix, resolvePosix, dirnamePosix } from './posix-path.js';
+export { invalidArgument } from './arguments.js';

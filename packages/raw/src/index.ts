@@ -1,5 +1,5 @@
 import {
-  BlockError, alignUp, preallocate, readZeroFilled, supportedPreallocation,
+  BlockError, alignUp, invalidArgument, preallocate, readZeroFilled, supportedPreallocation,
   type BlockDriver, type BlockStatus, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
   type MeasureInput, type MeasureResult, type PreallocationMode, type ReadBelow, type ReadBelowSync, type ResizeOptions,
   type Storage,
@@ -45,9 +45,11 @@ export const rawDriver: BlockDriver = {
   // 1: anything is a raw image, and every real format must outrank it.
   probe: () => 1,
   async open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
+    refuseDriverOptions(options.driverOptions, storage.path);
     return new RawImage(storage, await storage.size(), options.readOnly);
   },
   async create(storage: Storage, options: DriverCreateOptions): Promise<void> {
+    refuseDriverOptions(options.driverOptions, storage.path);
     if (options.backing) {
       throw new BlockError('not-supported', 'raw images cannot have a backing file', { path: storage.path, driver: 'raw' });
     }
@@ -65,6 +67,12 @@ export const rawDriver: BlockDriver = {
     return { required, fullyAllocated: required };
   },
 };
+
+/** Raw has no options: a key given for it is a typo or meant for another format, never silently ignored. */
+function refuseDriverOptions(options: Record<string, unknown> | undefined, path: string): void {
+  const key = options ? Object.keys(options)[0] : undefined;
+  if (key !== undefined) throw invalidArgument(`driverOptions.${key}`, 'is not an option of format raw (it has none)', path);
+}
 
 /** Largest buffer of zeros a discard writes at once where holes cannot be punched. */
 const DISCARD_CHUNK = 1024 * 1024;
