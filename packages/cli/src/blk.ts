@@ -33,6 +33,12 @@ const forceShareOption = () => new Option('-U, --force-share', 'accepted for qem
 const backingProbeOption = () => new Option('--backing-probe',
   'guess backing files\' formats from their content (trusted images only; default: the format the image records, else raw)');
 
+// What the user allows of backing files named inside images (see "Images from strangers" in the README).
+const backingDirOption = () => new Option('--backing-dir <dir>', 'open backing files named inside images only if they '
+  + 'lie in DIR, also after following symlinks (repeatable; for images you did not make)')
+  .argParser(collect).default([] as string[], 'anywhere');
+const forbidBackingOption = () => new Option('--forbid-backing', 'refuse images that name a backing file');
+
 /** Wraps a lazily imported command so that its result becomes the exit code. */
 function run<A extends unknown[]>(load: () => Promise<(...args: A) => Promise<number>>) {
   return async (...args: A) => {
@@ -98,6 +104,8 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('--backing-chain', 'show every image of the backing chain')
     .addOption(backingProbeOption())
     .addOption(forceShareOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/info.js')).info));
 
@@ -110,6 +118,8 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-l, --max-length <length>', 'number of bytes to map')
     .addOption(backingProbeOption())
     .addOption(forceShareOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/map.js')).map));
 
@@ -127,6 +137,8 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
     .addOption(forceShareOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<src>')
     .argument('<dst>', 'written under a temporary name and renamed into place when complete')
     .action(run(async () => (await import('./commands/convert.js')).convert));
@@ -141,6 +153,8 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/commit.js')).commit));
 
@@ -154,6 +168,8 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/rebase.js')).rebase));
 
@@ -167,6 +183,8 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-q, --quiet', 'print nothing; the exit code tells')
     .addOption(backingProbeOption())
     .addOption(forceShareOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<a>')
     .argument('<b>')
     .action(run(async () => (await import('./commands/compare.js')).compare));
@@ -182,6 +200,8 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-q, --quiet', 'print nothing; the exit code tells')
     .addOption(backingProbeOption())
     .addOption(forceShareOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/check.js')).check));
 
@@ -248,6 +268,8 @@ raw: nothing to amend.`)
     .option('--object <definition>', 'not supported (refused)', collect, [])
     .option('--image-opts', 'not supported (refused)')
     .addOption(backingProbeOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('[file]', 'image to open (none: open one with the open command)')
     .action(run(async () => (await import('./commands/io.js')).io));
 

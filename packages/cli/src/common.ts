@@ -2,10 +2,21 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Image } from '@blk/core';
-import { backingPolicy, isZero, type CliOpenOptions } from './jobs/common.js';
+import { backingPolicy, isZero, type BackingRules, type CliOpenOptions } from './jobs/common.js';
 import { openImage } from './images.js';
 
 export { CHUNK, backingPolicy, isZero, yieldToEventLoop, type CliOpenOptions } from './jobs/common.js';
+
+/** The backing-rule flags as commander hands them over (--backing-dir DIR..., --forbid-backing). */
+export interface BackingRuleFlags {
+  backingDir?: string[];
+  forbidBacking?: boolean;
+}
+
+/** The flags as the jobs' BackingRules. */
+export function rulesOf(opts: BackingRuleFlags): BackingRules {
+  return { backingDirs: opts.backingDir, forbidBacking: opts.forbidBacking };
+}
 
 /** Opens an image as the CLI's options say. */
 export async function openCli(path: string, o: CliOpenOptions): Promise<Image> {

@@ -4,6 +4,8 @@ import type { Image } from '@blk/core';
 import { allocatedBytes, mtimeSec } from './common.js';
 import { sizeToStr } from './format.js';
 import { qdictOrder, type QValue } from './qjson.js';
+import { printable, printableBytes } from './printable.js';
+import type { BackingVerdict } from './jobs/common.js';
 
 export type QDict = { [key: string]: QValue | undefined };
 
@@ -43,6 +45,8 @@ export interface DescribeOptions {
   filename: string;
   /** --backing-probe was given: an unopened backing file's format is unknown. */
   backingProbe?: boolean;
+  /** What the user's backing rules (--backing-dir, --forbid-backing) say of the backing file, when given. */
+  verdict?: BackingVerdict;
 }
 
 /** qemu-img info's fields for one opened image. */
@@ -58,9 +62,14 @@ export function describeImage(image: Image, o: DescribeOptions): QDict {
   const ref = image.backingReference;
   if (info.backing) {
     e['backing-filename'] = info.backing.stored;
-    e['full-backing-filename'] = info.backing.resolved ?? info.backing.stored;
+    // No resolved path (stored bytes that are not UTF-8): none is shown rather than a wrong one.
+    if (info.backing.resolved !== undefined) e['full-backing-filename'] = info.backing.resolved;
     const fmt = info.backing.format ?? (o.backingProbe ? undefined : 'raw');
     if (fmt !== undefined) e['backing-filename-format'] = fmt;
+    if (o.verdict) {
+      e['backing-allowed'] = o.verdict.allowed;
+      if (o.verdict.reason !== undefined) e['backing-refusal'] = o.verdict.reason;
+    }
   }
   const data = (toQValue(info.formatSpecific) ?? {}) as QDict;
   const resolved = info.backing?.resolved;
@@ -70,8 +79,9 @@ export function describeImage(image: Image, o: DescribeOptions): QDict {
       if (now !== undefined) data['backing-mtime-matches'] = ref.expect.mtimeSec === now % 2 ** 32;
     }
     if (ref.expect.size !== undefined) {
-      const backingSize = image.backing?.size
-        ?? (info.backing?.format === undefined || info.backing.format === 'raw' ? fs.statSync(resolved).size : undefined);
+      // Without opening it: a raw backing file's size is its length.
+      const rawBacking = info.backing?.format === 'raw' || (info.backing?.format === undefined && !o.backingProbe);
+      const backingSize = image.backing?.size ?? (rawBacking ? fs.statSync(resolved).size : undefined);
       if (backingSize !== undefined) data['backing-size-matches'] = ref.expect.size === backingSize;
     }
   }
@@ -108,13 +118,19 @@ function dumpQValue(value: QValue, indent: number, out: string[]): void {
 
 function scalar(v: QValue): string {
   if (v === null) return 'null';
-  return String(v);
+  return printable(String(v));
 }
 
-/** qemu-img info's human output for one image (lines, no trailing newline). */
-export function humanInfo(e: QDict): string {
+/** What the human output shows differently from the JSON fields. */
+export interface HumanExtras {
+  /** The stored backing path bytes when they are not UTF-8 (shown with \xHH escapes). */
+  storedBackingBytes?: Uint8Array | undefined;
+}
+
+/** qemu-img info's human output for one image (lines, no trailing newline; names from images escaped). */
+export function humanInfo(e: QDict, extras: HumanExtras = {}): string {
   const lines: string[] = [];
-  lines.push(`image: ${String(e.filename)}`);
+  lines.push(`image: ${printable(String(e.filename))}`);
   lines.push(`file format: ${String(e.format)}`);
   const vsize = e['virtual-size'] as number;
   lines.push(`virtual size: ${sizeToStr(vsize)} (${vsize} bytes)`);
@@ -124,12 +140,17 @@ export function humanInfo(e: QDict): string {
   const bf = e['backing-filename'];
   if (typeof bf === 'string') {
     const full = e['full-backing-filename'];
-    let line = `backing file: ${bf}`;
-    if (typeof full !== 'string') line += ' (cannot determine actual path)';
-    else if (full !== bf) line += ` (actual path: ${full})`;
+    const stored = extras.storedBackingBytes;
+    let line = `backing file: ${stored ? printableBytes(stored) : printable(bf)}`;
+    if (stored) line += ' (not valid UTF-8: blk will not open it)';
+    else if (typeof full !== 'string') line += ' (cannot determine actual path)';
+    else if (full !== bf) line += ` (actual path: ${printable(full)})`;
     lines.push(line);
   }
-  if (typeof e['backing-filename-format'] === 'string') lines.push(`backing file format: ${e['backing-filename-format']}`);
+  if (typeof e['backing-filename-format'] === 'string') lines.push(`backing file format: ${printable(e['backing-filename-format'])}`);
+  if (typeof e['backing-allowed'] === 'boolean') {
+    lines.push(`backing file allowed: ${e['backing-allowed'] ? 'yes' : `no (${printable(String(e['backing-refusal'] ?? 'refused'))})`}`);
+  }
   const fs_ = e['format-specific'] as QDict | undefined;
   if (fs_ && typeof fs_.data === 'object' && fs_.data !== null) {
     lines.push('Format specific information:');

@@ -1,7 +1,11 @@
 /**
  * How the CLI reports failure: one line on stderr, `blk: <what went wrong>`,
- * and an exit code. A stack trace only when BLK_DEBUG is set.
+ * and an exit code. A stack trace only when BLK_DEBUG is set. Messages
+ * embed paths and header strings from images: every control character in
+ * them is escaped here (see printable.ts), the one place all errors and
+ * warnings pass through.
  */
+import { printable } from './printable.js';
 
 /** A bad command line or argument: printed as one line. */
 export class UsageError extends Error {
@@ -24,11 +28,16 @@ export function debugEnabled(): boolean {
   return v !== undefined && v !== '' && v !== '0';
 }
 
-/** The one-line description of an error, without the `blk: ` prefix. */
+/** The one-line description of an error (control characters escaped), without the `blk: ` prefix. */
 export function describeError(err: unknown): string {
+  return printable(describeRaw(err));
+}
+
+function describeRaw(err: unknown): string {
   if (err instanceof Error) {
-    // BlockError messages already lead with the file name.
-    let line = err.message.split('\n')[0] ?? '';
+    // BlockError messages already lead with the file name. A newline inside a message comes from a
+    // path or header string (it is escaped, not cut: the rest of the message matters).
+    let line = err.message;
     if ((err as { kind?: unknown }).kind === 'backing-mismatch') {
       // The library's hint names its API; say what to do on the command line instead.
       line = line.replace(/ \(open with backing\.onMismatch[^)]*\)$/, '');
@@ -47,16 +56,21 @@ export function describeError(err: unknown): string {
 export function reportError(err: unknown): void {
   process.stderr.write(`blk: ${describeError(err)}\n`);
   if (debugEnabled() && err instanceof Error && err.stack) {
-    process.stderr.write(`${err.stack}\n`);
+    process.stderr.write(`${printableLines(err.stack)}\n`);
     let cause = (err as { cause?: unknown }).cause;
     while (cause instanceof Error) {
-      process.stderr.write(`caused by: ${cause.stack ?? cause.message}\n`);
+      process.stderr.write(`caused by: ${printableLines(cause.stack ?? cause.message)}\n`);
       cause = (cause as { cause?: unknown }).cause;
     }
   }
 }
 
-/** A warning line on stderr. */
+/** A warning line on stderr (control characters escaped). */
 export function warn(message: string): void {
-  process.stderr.write(`blk: warning: ${message}\n`);
+  process.stderr.write(`blk: warning: ${printable(message)}\n`);
+}
+
+/** A stack trace: its own lines kept, control characters inside each escaped. */
+function printableLines(text: string): string {
+  return text.split('\n').map(printable).join('\n');
 }

@@ -99,7 +99,8 @@ const CACHE_MODES: readonly CacheMode[] = ['writeback', 'writethrough', 'unsafe'
 const BACKING_MODES: readonly NonNullable<BackingPolicy['mode']>[] = ['open', 'forbid', 'ignore'];
 const MISMATCH_MODES: readonly NonNullable<BackingPolicy['onMismatch']>[] = ['refuse', 'accept', 'update'];
 const POLICY_KEYS: readonly (keyof BackingPolicy)[] = ['mode', 'format', 'maxDepth', 'allowedDirs', 'onMismatch', 'overridePath'];
-const OPEN_KEYS = ['registry', 'format', 'formatAssumed', 'readOnly', 'vfs', 'cache', 'driverOptions', 'backing'];
+// forceShare: blk io -U's shared-lock request, passed through for the Vfs's lock layer.
+const OPEN_KEYS = ['registry', 'format', 'formatAssumed', 'readOnly', 'vfs', 'cache', 'driverOptions', 'backing', 'forceShare'];
 const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'vfs', 'overwrite'];
 
 /** A backing policy as the caller gave it (see BackingPolicy). */
@@ -128,6 +129,7 @@ export function checkOpenOptions(options: unknown, path: unknown): void {
   checkString(options.format, 'format', path);
   checkBoolean(options.formatAssumed, 'formatAssumed', path);
   checkBoolean(options.readOnly, 'readOnly', path);
+  checkBoolean(options.forceShare, 'forceShare', path);
   checkOneOf(options.cache, CACHE_MODES, 'cache', path);
   checkRecord(options.driverOptions, 'driverOptions', path);
   checkRecord(options.vfs, 'vfs', path);

@@ -46,6 +46,23 @@ export interface BackingPolicy {
 }
 
 /**
+ * The stored path of `ref` when it is exactly what the image holds; throws
+ * `not-supported` when the stored bytes are not valid UTF-8 (see
+ * BackingReference.rawPath): opening or rewriting the decoded string would
+ * name a different file than the one UML opens.
+ */
+export function exactBackingPath(ref: BackingReference, imagePath: string): string {
+  if (ref.rawPath !== undefined) {
+    const shown = Array.from(ref.rawPath, (b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+    throw new BlockError('not-supported',
+      `backing file path "${shown}" is not valid UTF-8; blk keeps paths as text and would name a different file, `
+      + 'so it neither opens nor rewrites it (use backing.overridePath, uml_moo -b, or rebase -u onto a UTF-8 name)',
+      { path: imagePath, field: 'backing_file' });
+  }
+  return ref.path;
+}
+
+/**
  * Resolves a stored backing path: absolute paths stay; relative ones are
  * resolved against the directory of the image that names them, never the
  * process's working directory.

@@ -196,6 +196,14 @@ export interface DriverCreateOptions {
 export interface BackingReference {
   /** The path exactly as stored in the image (may be relative). */
   path: string;
+  /**
+   * The stored bytes, present only when they are not valid UTF-8. `path` is
+   * then a rendering for display (U+FFFD for the bad bytes) that names some
+   * other file, so the core refuses to resolve, open or rewrite such a
+   * reference (`not-supported`, field `backing_file`): UML would open the
+   * bytes, and blk must never open or commit into a different file.
+   */
+  rawPath?: Uint8Array;
   /** Format recorded in the image, if the format records one. */
   format?: string;
   /**

@@ -3,7 +3,7 @@ import { checkOffset } from './checks.js';
 import { checkCreateOptions, checkOpenOptions } from './arguments.js';
 import { Image } from './image.js';
 import {
-  DEFAULT_MAX_CHAIN_DEPTH, checkConfinement, resolveBackingPath, type BackingPolicy,
+  DEFAULT_MAX_CHAIN_DEPTH, checkConfinement, exactBackingPath, resolveBackingPath, type BackingPolicy,
 } from './backing-policy.js';
 import type { BackingReference, BackingSpec, CacheMode, DriverImage, PreallocationMode } from './driver.js';
 import type { DriverRegistry } from './registry.js';
@@ -121,10 +121,13 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
         throw new BlockError('backing-forbidden',
           `image names backing file '${ref.path}' and backing files are forbidden`, { path: displayPath });
       }
-      backingPath = ctx.depth === 0 && policy.overridePath !== undefined
-        ? vfs.resolve(vfs.cwd(), policy.overridePath)
-        : resolveBackingPath(vfs, absolute, ref.path);
-      if (mode === 'open') {
+      if (ctx.depth === 0 && policy.overridePath !== undefined) {
+        backingPath = vfs.resolve(vfs.cwd(), policy.overridePath);
+      } else if (ref.rawPath === undefined || mode === 'open') {
+        // A path that is not valid UTF-8 has no resolved form: refused when it would be opened.
+        backingPath = resolveBackingPath(vfs, absolute, exactBackingPath(ref, displayPath));
+      }
+      if (mode === 'open' && backingPath !== undefined) {
         backing = await openBacking(vfs, displayPath, backingPath, ref, options, ctx);
         await checkBackingMatch(vfs, displayPath, backingPath, ref, backing, driverImage, policy, ctx.readOnly);
       }
@@ -221,6 +224,7 @@ async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: str
   const mode = policy.onMismatch ?? 'refuse';
   if (mode === 'accept') return;
   if (mode === 'update') {
+    if (ref.rawPath !== undefined) exactBackingPath(ref, overlayPath); // would rewrite the path with other bytes
     if (readOnly || !top.setBacking) {
       throw new BlockError('backing-mismatch',
         `backing file ${backingPath}: ${problems.join('; ')}; cannot update a read-only overlay`, { path: overlayPath });

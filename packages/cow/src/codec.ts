@@ -26,6 +26,12 @@ export interface CowHeader {
   version: number;
   /** Backing file path as stored: bytes up to the first NUL, decoded as UTF-8. Empty = none. */
   backingFile: string;
+  /**
+   * The stored path bytes, only when they are not valid UTF-8 (`backingFile`
+   * is then a lossy rendering that names another file; see
+   * BackingReference.rawPath).
+   */
+  backingFileBytes?: Uint8Array;
   /** Backing file's mtime in whole seconds, as the unsigned 32-bit value stored. */
   mtime: number;
   /** Size in bytes: the backing file's size (UML) or the virtual disk size (QEMU); equal in practice. */
@@ -100,21 +106,33 @@ export function parseHeader(bytes: Uint8Array, variant: CowVariant, options: Par
       `backing file path field (${pathSpec.size} bytes at offset ${pathSpec.offset}) has no NUL terminator`,
       { ...where, field: 'backing_file' });
   }
+  // Bytes after the NUL are unspecified (UML leaves heap garbage there): ignore them.
+  const pathBytes = field.subarray(0, nul);
+  const exact = decodeExactly(pathBytes);
   const header: CowHeader = {
     variant,
     magicOrder,
     version: readU32(dv, variant, 'version', magicOrder)!,
-    // Bytes after the NUL are unspecified (UML leaves heap garbage there): ignore them.
-    backingFile: new TextDecoder().decode(field.subarray(0, nul)),
+    backingFile: exact ?? new TextDecoder().decode(pathBytes),
     mtime: readU32(dv, variant, 'mtime', magicOrder)!,
     size: Number(size64),
     sectorSize: readU32(dv, variant, 'sectorsize', magicOrder)!,
   };
+  if (exact === undefined) header.backingFileBytes = pathBytes.slice();
   const alignment = readU32(dv, variant, 'alignment', magicOrder);
   if (alignment !== undefined) header.alignment = alignment;
   const cowFormat = readU32(dv, variant, 'cow_format', magicOrder);
   if (cowFormat !== undefined) header.cowFormat = cowFormat;
   return header;
+}
+
+/** `bytes` as text when they are valid UTF-8 (what a path string can name exactly), else undefined. */
+function decodeExactly(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
 }
 
 /** UTF-8 bytes of a backing path, checked against the variant's field. Throws `invalid-argument`. */

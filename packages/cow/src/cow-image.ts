@@ -85,10 +85,12 @@ export class CowImage implements DriverImage {
 
   /** UML variants record the backing file's size and mtime and UML refuses to open on a mismatch; QEMU checks neither. */
   get backing(): BackingReference | undefined {
-    const { backingFile, size, mtime, variant } = this.header;
+    const { backingFile, backingFileBytes, size, mtime, variant } = this.header;
     if (backingFile === '') return undefined;
-    if (VARIANTS[variant].family === 'qemu') return { path: backingFile };
-    return { path: backingFile, expect: { size, mtimeSec: mtime } };
+    const ref: BackingReference = { path: backingFile };
+    if (backingFileBytes !== undefined) ref.rawPath = backingFileBytes.slice();
+    if (VARIANTS[variant].family === 'uml') ref.expect = { size, mtimeSec: mtime };
+    return ref;
   }
 
   async read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void> {
@@ -307,8 +309,15 @@ export class CowImage implements DriverImage {
         + `the new backing file's ${spec.size} bytes in place (UML would refuse the pair anyway)`, { ...where, field: 'size' });
     }
     const backingFile = spec?.path ?? '';
+    if (this.header.backingFileBytes !== undefined && backingFile === this.header.backingFile) {
+      // The stored bytes are not UTF-8: writing the decoded string back would point the overlay elsewhere.
+      throw new BlockError('not-supported',
+        'the stored backing file path is not valid UTF-8; rewriting the header would replace it with a different path',
+        where);
+    }
     encodeBackingPath(variant, backingFile, this.storage.path);
-    const next: CowHeader = { ...this.header, backingFile, mtime: spec && backingFile !== '' ? mtime32(spec.mtimeSec) : 0 };
+    const { backingFileBytes: _old, ...kept } = this.header;
+    const next: CowHeader = { ...kept, backingFile, mtime: spec && backingFile !== '' ? mtime32(spec.mtimeSec) : 0 };
     const bytes = encodeHeader(next, this.headerBytes.slice());
     await this.writeHeaderInTwoSteps(bytes);
     this.header = next;

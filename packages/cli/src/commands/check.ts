@@ -14,15 +14,17 @@
  * With -r, the codes are those of the second check run after the repair.
  */
 import * as fs from 'node:fs';
-import { isBlockError, type Image, type RepairRequest } from '@blk/core';
-import { backingPolicy, mtimeSec, openCli, yieldToEventLoop } from '../common.js';
+import { BlockError, exactBackingPath, isBlockError, type BackingReference, type Image, type RepairRequest } from '@blk/core';
+import { mtimeSec, openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
+import { openBackingOf } from '../jobs/common.js';
+import { hostVfs } from '../images.js';
 import { cFixed } from '../format.js';
-import { openImage } from '../images.js';
+import { printable } from '../printable.js';
 import { createProgress } from '../progress.js';
 import { toQemuJson, type QValue } from '../qjson.js';
 
-export interface CheckOpts {
+export interface CheckOpts extends BackingRuleFlags {
   format?: string;
   output: 'human' | 'json';
   progress?: boolean;
@@ -69,10 +71,11 @@ export async function check(file: string, opts: CheckOpts): Promise<number> {
   let r = await runCheck(file, opts, repair);
   if (r === 'unsupported') {
     // Nothing to check in a raw image; qemu-img says so with exit code 63.
-    process.stderr.write(`blk: ${file}: This image format does not support checks\n`);
+    process.stderr.write(`blk: ${printable(file)}: This image format does not support checks\n`);
     return 63;
   }
-  if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${p}\n`);
+  // Problems name backing files and quote errors: paths from images, escaped.
+  if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${printable(p)}\n`);
   if (r.corruptionsFixed || r.leaksFixed) {
     if (!opts.quiet && opts.output === 'human') {
       process.stdout.write('The following inconsistencies were found and repaired:\n\n'
@@ -83,7 +86,7 @@ export async function check(file: string, opts: CheckOpts): Promise<number> {
     const again = await runCheck(file, opts, NO_REPAIR);
     if (again === 'unsupported') throw new Error(`${file}: the format stopped supporting checks between two runs`);
     r = { ...again, ...fixed };
-    if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${p}\n`);
+    if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${printable(p)}\n`);
   }
 
   if (!opts.quiet) {
@@ -226,8 +229,14 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
   try {
     for (let depth = 1; ; depth++) {
       const ref = layer.backingReference;
+      if (!ref) return;
       const resolved = layer.info().backing?.resolved;
-      if (!ref || resolved === undefined) return;
+      if (resolved === undefined) {
+        // The stored path has no exact text form (not UTF-8): it cannot be followed, and is reported.
+        r.corruptions += 1;
+        r.problems.push(`ERROR backing file of ${layer.path}: ${unresolvable(ref, layer.path)}`);
+        return;
+      }
       const where = `backing file ${resolved} (of ${layer.path})`;
       if (depth > MAX_DEPTH) {
         r.corruptions += 1;
@@ -248,12 +257,10 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
       seen.add(real);
       let next: Image;
       try {
-        const o: Parameters<typeof openImage>[1] = { readOnly: true, backing: { ...backingPolicy({ backingProbe: opts.backingProbe }), mode: 'ignore' } };
-        const fmt = ref.format ?? (opts.backingProbe ? undefined : 'raw');
-        if (fmt !== undefined) o.format = fmt;
-        // Raw only by default, as the chain opens it: a file disguised as raw (another format's header) is a finding.
-        if (ref.format === undefined && fmt !== undefined) o.formatAssumed = true;
-        next = await openImage(resolved, o);
+        // As a chain opens it: under the user's rules, and not as raw if it carries another format's header.
+        next = await openBackingOf(hostVfs(), layer, {
+          readOnly: true, backingProbe: opts.backingProbe, backingMode: 'ignore', ...rulesOf(opts),
+        });
       } catch (err) {
         if (!isBlockError(err)) throw err;
         r.corruptions += 1;
@@ -279,6 +286,16 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
     }
   } finally {
     await owned?.close().catch(() => undefined);
+  }
+}
+
+/** Why a backing reference has no resolved path (the core's refusal of a path that is not UTF-8). */
+function unresolvable(ref: BackingReference, path: string): string {
+  try {
+    exactBackingPath(ref, path);
+    return 'cannot be resolved';
+  } catch (err) {
+    return err instanceof BlockError ? err.detail : String(err);
   }
 }
 

@@ -2,13 +2,14 @@
  * blk commit: qemu-img commit / uml_moo -d. The job (and its crash-safety
  * protocol) is in ../jobs/commit.ts; this module maps the options and prints.
  */
+import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { warn } from '../errors.js';
 import { hostJobVfs } from '../host-io.js';
 import { commitImage } from '../jobs/commit.js';
 import { cacheArg } from './convert.js';
 import { progressListener } from '../progress.js';
 
-export interface CommitOpts {
+export interface CommitOpts extends BackingRuleFlags {
   format?: string;
   keep?: boolean;
   progress?: boolean;
@@ -28,6 +29,7 @@ export async function commit(file: string, opts: CommitOpts): Promise<number> {
     keep: opts.keep,
     force: opts.force,
     backingProbe: opts.backingProbe,
+    ...rulesOf(opts),
     onWarning: warn,
     onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
   });

@@ -7,10 +7,10 @@
  * 512-byte sector (counted from where the compared chunk starts).
  */
 import type { ChainStatus, Image } from '@blk/core';
-import { CHUNK, firstDifference, firstNonZero, openCli, yieldToEventLoop } from '../common.js';
+import { CHUNK, firstDifference, firstNonZero, openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
 import { createProgress } from '../progress.js';
 
-export interface CompareOpts {
+export interface CompareOpts extends BackingRuleFlags {
   format?: string;
   secondFormat?: string;
   strict?: boolean;
@@ -35,10 +35,10 @@ export async function compare(a: string, b: string, opts: CompareOpts): Promise<
   const say = (line: string) => {
     if (!opts.quiet) process.stdout.write(`${line}\n`);
   };
-  const first = await openCli(a, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe });
+  const first = await openCli(a, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, ...rulesOf(opts) });
   let second: Image | undefined;
   try {
-    second = await openCli(b, { format: opts.secondFormat, readOnly: true, backingProbe: opts.backingProbe });
+    second = await openCli(b, { format: opts.secondFormat, readOnly: true, backingProbe: opts.backingProbe, ...rulesOf(opts) });
     if (opts.strict && first.size !== second.size) {
       say('Strict mode: Image size mismatch!');
       return 1;

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { onInterrupt } from '../common.js';
+import { onInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { registry } from '../images.js';
 import { hostJobVfs } from '../host-io.js';
@@ -16,7 +16,7 @@ import { formatOptionHelp, parseCreateOptions } from '../options.js';
 import { progressListener } from '../progress.js';
 import { parseSize } from '../size.js';
 
-export interface ConvertOpts {
+export interface ConvertOpts extends BackingRuleFlags {
   format?: string;
   /** -O; raw when absent (then the output is guarded as a probed raw image would be). */
   outputFormat?: string;
@@ -71,6 +71,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       backingFormat,
       sparseSize: sparse,
       backingProbe: opts.backingProbe,
+      ...rulesOf(opts),
       onTempFile: (path) => { tmp = path; },
       onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
     });

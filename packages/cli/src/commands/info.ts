@@ -1,10 +1,18 @@
-/** blk info: qemu-img info. */
+/**
+ * blk info: qemu-img info. Without --backing-chain the backing file is never
+ * opened (as qemu-img opens images for info with BDRV_O_NO_BACKING): info
+ * says what an image would make blk open (the stored path, the resolved
+ * one, and, under --backing-dir / --forbid-backing, whether that is allowed)
+ * before anything opens it.
+ */
 import type { Image } from '@blk/core';
-import { openCli } from '../common.js';
+import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { describeImage, humanInfo, type QDict } from '../describe.js';
+import { hostVfs } from '../images.js';
+import { judgeBacking, type BackingVerdict } from '../jobs/common.js';
 import { toQemuJson, type QValue } from '../qjson.js';
 
-export interface InfoOpts {
+export interface InfoOpts extends BackingRuleFlags {
   format?: string;
   output: 'human' | 'json';
   backingChain?: boolean;
@@ -12,30 +20,31 @@ export interface InfoOpts {
 }
 
 export async function info(file: string, opts: InfoOpts): Promise<number> {
-  const base = { format: opts.format, readOnly: true, backingProbe: opts.backingProbe };
-  let image: Image;
-  if (opts.backingChain) {
-    // The whole chain must open; a changed backing file is reported, not refused.
-    image = await openCli(file, { ...base, onMismatch: 'accept' });
-  } else {
-    try {
-      image = await openCli(file, { ...base, onMismatch: 'accept' });
-    } catch {
-      // Describe the image even when its backing file is missing or unreadable.
-      image = await openCli(file, { ...base, backingMode: 'ignore' });
-    }
-  }
+  const rules = rulesOf(opts);
+  const base = { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, ...rules };
+  // --backing-chain: the whole chain must open (under the rules); a changed backing file is reported, not refused.
+  const image: Image = opts.backingChain
+    ? await openCli(file, { ...base, onMismatch: 'accept' })
+    : await openCli(file, { ...base, backingMode: 'ignore' });
+  const judged = (rules.forbidBacking || (rules.backingDirs?.length ?? 0) > 0);
   try {
     const layers = opts.backingChain ? image.chain() : [image];
-    const entries: QDict[] = layers.map((layer, i) => describeImage(layer, {
-      filename: i === 0 ? file : layer.path,
-      backingProbe: opts.backingProbe,
-    }));
+    const entries: QDict[] = [];
+    for (const [i, layer] of layers.entries()) {
+      let verdict: BackingVerdict | undefined;
+      if (judged) verdict = await judgeBacking(hostVfs(), layer, rules);
+      entries.push(describeImage(layer, {
+        filename: i === 0 ? file : layer.path,
+        backingProbe: opts.backingProbe,
+        ...(verdict ? { verdict } : {}),
+      }));
+    }
     if (opts.output === 'json') {
       const value: QValue = opts.backingChain ? entries : entries[0]!;
       process.stdout.write(`${toQemuJson(value)}\n`);
     } else {
-      process.stdout.write(`${entries.map(humanInfo).join('\n\n')}\n`);
+      const text = entries.map((e, i) => humanInfo(e, { storedBackingBytes: layers[i]!.backingReference?.rawPath }));
+      process.stdout.write(`${text.join('\n\n')}\n`);
     }
   } finally {
     await image.close();

@@ -10,8 +10,9 @@ import * as readline from 'node:readline';
 import { UsageError } from '../errors.js';
 import { IoSession, runCommand } from '../io/commands.js';
 import { NOCACHE, parseCache, parseDiscard, validAio, type IoOpenOptions } from '../io/open-options.js';
+import { rulesOf, type BackingRuleFlags } from '../common.js';
 
-export interface IoOpts {
+export interface IoOpts extends BackingRuleFlags {
   format?: string;
   readOnly?: boolean;
   cmd: string[];
@@ -42,6 +43,7 @@ export function ioOpenOptions(opts: IoOpts): IoOpenOptions {
     forceShare: Boolean(opts.forceShare),
     nativeAio: Boolean(opts.nativeAio) || opts.aio === 'native',
     backingProbe: opts.backingProbe,
+    rules: rulesOf(opts),
   };
   if (opts.discard !== undefined) {
     const unmap = parseDiscard(opts.discard);

@@ -1,10 +1,11 @@
 /** blk map: qemu-img map. */
 import type { Image } from '@blk/core';
-import { openCli } from '../common.js';
+import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { parseSize } from '../size.js';
+import { printable } from '../printable.js';
 
-export interface MapOpts {
+export interface MapOpts extends BackingRuleFlags {
   format?: string;
   output: 'human' | 'json';
   startOffset?: string;
@@ -96,7 +97,7 @@ function bufferedStdout(): { write(text: string): void; end(): void } {
 }
 
 export async function map(file: string, opts: MapOpts): Promise<number> {
-  const image = await openCli(file, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, onMismatch: 'accept' });
+  const image = await openCli(file, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, onMismatch: 'accept', ...rulesOf(opts) });
   // Output is gathered into large pieces: one stdout write per extent costs more than making the extent.
   const out = bufferedStdout();
   try {
@@ -118,7 +119,7 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
       let cur: MapEntry | undefined;
       const flush = () => {
         if (cur && cur.data && !cur.zero) {
-          out.write(`${hex16(cur.start)}${hex16(cur.length)}${hex16(cur.offset ?? 0)}${cur.filename ?? ''}\n`);
+          out.write(`${hex16(cur.start)}${hex16(cur.length)}${hex16(cur.offset ?? 0)}${printable(cur.filename ?? '')}\n`);
         }
       };
       for await (const e0 of mapEntries(image, start, length)) {

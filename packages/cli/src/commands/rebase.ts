@@ -2,10 +2,11 @@
  * blk rebase: qemu-img rebase. The job (safe mode's copy, -u's header-only
  * rewrite, and what an interruption leaves) is in ../jobs/rebase.ts.
  */
+import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { rebaseImage } from '../jobs/rebase.js';
 import { progressListener } from '../progress.js';
 
-export interface RebaseOpts {
+export interface RebaseOpts extends BackingRuleFlags {
   format?: string;
   backing: string;
   backingFormat?: string;
@@ -22,6 +23,7 @@ export async function rebase(file: string, opts: RebaseOpts): Promise<number> {
     backingFormat: opts.backingFormat,
     unsafe: opts.unsafe,
     backingProbe: opts.backingProbe,
+    ...rulesOf(opts),
     onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
   });
   return 0;

@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { BlockError, isBlockError, type CacheMode as CoreCacheMode, type Image } from '@blk/core';
-import { backingPolicy, cacheVfs } from '../jobs/common.js';
+import { backingPolicy, cacheVfs, type BackingRules } from '../jobs/common.js';
 import { createImage, hostVfs, openImage } from '../images.js';
 
 export interface IoOpenOptions {
@@ -36,6 +36,8 @@ export interface IoOpenOptions {
   /** -k / -i native: QEMU then insists on cache.direct (-t none or directsync), and so does blk. */
   nativeAio: boolean;
   backingProbe?: boolean | undefined;
+  /** --backing-dir, --forbid-backing and the default rule, for the backing files the image names. */
+  rules?: BackingRules | undefined;
 }
 
 export interface IoCache {
@@ -134,7 +136,7 @@ export async function openIoFile(name: string, o: IoOpenOptions): Promise<Opened
   const cache: CoreCacheMode = o.cache.noFlush ? 'unsafe' : o.cache.writethrough ? 'writethrough' : 'writeback';
   // forceShare: the -U open option of @blk/images (shared-lock semantics are its business).
   const base: Parameters<typeof openImage>[1] & { forceShare?: boolean } = {
-    vfs, cache, backing: backingPolicy({ backingProbe: o.backingProbe }),
+    vfs, cache, backing: backingPolicy({ backingProbe: o.backingProbe, ...o.rules }),
   };
   if (o.forceShare) base.forceShare = true;
   if (!o.snapshot) {

@@ -5,6 +5,7 @@
  */
 import type { Image } from '@blk/core';
 import { debugEnabled, describeError } from '../errors.js';
+import { printable } from '../printable.js';
 import { parseSizeResult } from '../size.js';
 import type { CmdInfo } from './command.js';
 import { strerror } from './errno.js';
@@ -95,15 +96,15 @@ export class IoSession {
 
   /** `blk: FILE: message` on stderr, naming the open file. */
   error(message: string): void {
-    this.io.err(`blk: ${this.fileName}: ${message}\n`);
+    this.io.err(`blk: ${printable(this.fileName)}: ${printable(message)}\n`);
   }
 
   /** An error thrown by the library, as one line naming `name` (BlockErrors lead with their file already). */
   report(err: unknown, name = this.fileName): void {
     const line = describeError(err);
     const path = (err as { path?: unknown } | null)?.path;
-    const named = typeof path === 'string' && line.startsWith(`${path}:`);
-    this.io.err(named ? `blk: ${line}\n` : `blk: ${name}: ${line}\n`);
+    const named = typeof path === 'string' && line.startsWith(`${printable(path)}:`);
+    this.io.err(named ? `blk: ${line}\n` : `blk: ${printable(name)}: ${line}\n`);
     this.debug(err);
   }
 

@@ -1,5 +1,6 @@
 /** qemu-io's alloc, map, length and info: what the open image holds and says about itself. */
 import { cvtstr } from '../format.js';
+import { printable } from '../printable.js';
 import { qdictOrder, type QValue } from '../qjson.js';
 import { toQValue } from '../describe.js';
 import type { CmdInfo } from './command.js';
@@ -101,7 +102,8 @@ function dumpDict(d: { [k: string]: QValue | undefined }, indent: number): strin
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       out += `${'    '.repeat(indent)}${name}:\n${dumpDict(v, indent + 1)}`;
     } else {
-      out += `${'    '.repeat(indent)}${name}: ${Array.isArray(v) ? JSON.stringify(v) : String(v)}\n`;
+      // Values include the backing path as stored in the image: escaped.
+      out += `${'    '.repeat(indent)}${name}: ${printable(Array.isArray(v) ? JSON.stringify(v) : String(v))}\n`;
     }
   }
   return out;

@@ -10,6 +10,7 @@ import {
 import { strerror } from './errno.js';
 import type { IoSession } from './session.js';
 import { elapsed, printReport } from './report.js';
+import { printable } from '../printable.js';
 
 /** write -s: the buffer repeats the file's contents (qemu_io_alloc_from_file). */
 function fillFromFile(ctx: IoSession, buf: Uint8Array, file: string): boolean {
@@ -17,7 +18,7 @@ function fillFromFile(ctx: IoSession, buf: Uint8Array, file: string): boolean {
   try {
     data = fs.readFileSync(file);
   } catch (err) {
-    ctx.io.err(`blk: Failed to open file ${file}: ${strerror(err)}\n`);
+    ctx.io.err(`blk: Failed to open file ${printable(file)}: ${strerror(err)}\n`);
     return false;
   }
   if (data.length === 0) {

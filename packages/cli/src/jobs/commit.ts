@@ -23,12 +23,11 @@
  *
  * Every file-system action goes through the job's Vfs.
  */
-import { isBlockError, type BackingSpec, type Image } from '@blk/core';
+import { exactBackingPath, isBlockError, type BackingSpec, type Image } from '@blk/core';
 import {
-  cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
-  yieldToEventLoop, backingPolicy, type JobOptions,
+  cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openBackingOf, openOn,
+  progressOf, yieldToEventLoop, type JobOptions,
 } from './common.js';
-import { openImage } from '../images.js';
 
 export interface CommitOptions extends JobOptions {
   /** The overlay's format (probed when absent). */
@@ -69,10 +68,11 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
   let pipeline: CopyPipeline<Uint8Array> | undefined;
   try {
     const ref = top.backingReference;
+    if (!ref) throw new Error(`${file}: the image has no backing file to commit into`);
+    // Never commit into (or rewrite the header with) a path other than the stored bytes.
+    exactBackingPath(ref, file);
     const backingPath = top.info().backing?.resolved;
-    if (!ref || backingPath === undefined) {
-      throw new Error(`${file}: the image has no backing file to commit into`);
-    }
+    if (backingPath === undefined) throw new Error(`${file}: the image has no backing file to commit into`);
     if (!(await vfs.exists(backingPath))) throw new Error(`${file}: backing file ${backingPath} not found`);
 
     const expect = ref.expect;
@@ -86,17 +86,9 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       warn(`${msg}; committing anyway (--force)`);
     }
 
-    const baseFormat = ref.format ?? (options.backingProbe ? undefined : 'raw');
-    const baseOptions: Parameters<typeof openImage>[1] = {
-      vfs,
-      readOnly: false,
-      backing: backingPolicy({ backingProbe: options.backingProbe }),
-    };
-    if (baseFormat !== undefined) baseOptions.format = baseFormat;
-    // Raw only because nobody named the format: guarded like a probed raw image (a guest's sector 0
-    // holding a COW header must not become the base's header), and refused if it is another format.
-    if (ref.format === undefined && baseFormat !== undefined) baseOptions.formatAssumed = true;
-    base = await openImage(backingPath, baseOptions);
+    // Under the user's backing rules, and refused when it is not what it would be written as.
+    const openBase = () => openBackingOf(vfs, top, { ...options, readOnly: false });
+    base = await openBase();
 
     // Survey what to copy; refuse before writing anything if it cannot all fit.
     const runs: Array<{ start: number; length: number }> = [];
@@ -139,7 +131,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       } finally {
         await storage.close();
       }
-      base = await openImage(backingPath, baseOptions);
+      base = await openBase();
       baseSize = base.size;
       // The grown file has a new tail: check it too before copying (the overlay is marked by now).
       await checkCopyKeepsFormat(base, top, runs);

@@ -3,7 +3,7 @@
  * Vfs with the CLI's backing policy, and the copy loop's helpers. Nothing here
  * touches node:fs or node:path: every file-system action goes through a Vfs.
  */
-import { BlockError, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
+import { BlockError, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
 import { hostVfs, openImage } from '../images.js';
 
 /** Large I/O unit for copy loops. */
@@ -45,8 +45,19 @@ export interface ProgressEvent {
   total: number;
 }
 
+/**
+ * What the user allows of backing files named inside images (a path in an
+ * image is data from whoever made the image, not an instruction).
+ */
+export interface BackingRules {
+  /** --backing-dir: backing files must lie in these directories, also after following symlinks (backing.allowedDirs). */
+  backingDirs?: string[] | undefined;
+  /** --forbid-backing: refuse images that name a backing file (backing.mode 'forbid'). */
+  forbidBacking?: boolean | undefined;
+}
+
 /** Options every job takes. */
-export interface JobOptions {
+export interface JobOptions extends BackingRules {
   /**
    * Where the files live. Default: the host file system with OS advisory
    * locks (`hostVfs()` of @blk/images), as the blk command uses.
@@ -62,7 +73,7 @@ export interface JobOptions {
   cache?: CacheMode;
 }
 
-export interface CliOpenOptions {
+export interface CliOpenOptions extends BackingRules {
   /** -f: the top image's format (probed when absent). */
   format?: string | undefined;
   /**
@@ -84,15 +95,108 @@ export interface CliOpenOptions {
 
 export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): BackingPolicy {
   const policy: BackingPolicy = {};
-  if (o.backingMode) policy.mode = o.backingMode;
+  // 'ignore' (describe the image alone) stays possible under --forbid-backing: nothing is opened.
+  const mode = o.backingMode ?? (o.forbidBacking ? 'forbid' : undefined);
+  if (mode) policy.mode = mode;
+  if (o.backingDirs && o.backingDirs.length > 0) policy.allowedDirs = [...o.backingDirs];
   if (o.onMismatch) policy.onMismatch = o.onMismatch;
   const first = o.backingFormat;
   if (o.backingProbe) {
     policy.format = first ? (ref, depth) => (depth === 1 ? first : 'probe') : 'probe';
   } else if (first) {
-    policy.format = (ref, depth) => (depth === 1 ? first : ref.format ?? 'raw');
+    // Below the first level, undefined keeps the default (recorded format, else raw unless it looks like another format).
+    policy.format = (ref, depth) => (depth === 1 ? first : undefined);
   }
   return policy;
+}
+
+/** What the backing rules say of the backing file an image names, decided without opening it. */
+export interface BackingVerdict {
+  /** The path as stored in the image. */
+  stored: string;
+  /** The absolute path it resolves to (undefined when it cannot be resolved safely). */
+  resolved: string | undefined;
+  /** Whether the rules let blk open it. */
+  allowed: boolean;
+  /** Why not, when not allowed. */
+  reason?: string;
+}
+
+/** Decides whether `image`'s backing file may be opened under `rules`, without opening it. */
+export async function judgeBacking(vfs: Vfs, image: Image, rules: BackingRules): Promise<BackingVerdict | undefined> {
+  const ref = image.backingReference;
+  if (!ref) return undefined;
+  const resolved = image.info().backing?.resolved;
+  const verdict: BackingVerdict = { stored: ref.path, resolved, allowed: true };
+  try {
+    await checkBackingAllowed(vfs, image, rules);
+  } catch (err) {
+    if (!isBlockError(err)) throw err;
+    verdict.allowed = false;
+    verdict.reason = err.detail;
+  }
+  return verdict;
+}
+
+/** Throws `backing-forbidden` unless the rules let blk open the backing file `image` names. */
+async function checkBackingAllowed(vfs: Vfs, image: Image, rules: BackingRules): Promise<string> {
+  const ref = image.backingReference;
+  if (!ref) throw new BlockError('backing-missing', 'the image has no backing file', { path: image.path });
+  exactBackingPath(ref, image.path); // a path that is not UTF-8 has no resolved form
+  const resolved = image.info().backing?.resolved;
+  if (resolved === undefined) throw new BlockError('backing-missing', 'the image has no backing file', { path: image.path });
+  if (rules.forbidBacking) {
+    throw new BlockError('backing-forbidden',
+      `image names backing file '${ref.path}' and backing files are forbidden (--forbid-backing)`, { path: image.path });
+  }
+  await checkConfinement(vfs, backingPolicy(rules), image.path, resolved);
+  return resolved;
+}
+
+export interface BackingOpenOptions extends BackingRules {
+  readOnly: boolean;
+  /** --backing-probe: guess the format from the content. */
+  backingProbe?: boolean | undefined;
+  /** Open the backing file's own chain (default), or ignore it. */
+  backingMode?: 'open' | 'ignore';
+}
+
+/**
+ * Opens the backing file `top` names, for a job that works on it directly
+ * (commit writes into it; check walks the chain a level at a time), under
+ * the rules openImage applies inside a chain: the user's backing rules, and
+ * a format that is the recorded one, else raw only if the file does not
+ * carry another format's header (a cow file under a QEMU cow file must not
+ * be written over as raw).
+ */
+export async function openBackingOf(vfs: Vfs, top: Image, o: BackingOpenOptions): Promise<Image> {
+  const resolved = await checkBackingAllowed(vfs, top, o);
+  const ref = top.backingReference!;
+  const options: Parameters<typeof openImage>[1] = {
+    vfs,
+    readOnly: o.readOnly,
+    backing: backingPolicy({ ...o, backingMode: o.backingMode }),
+  };
+  if (!o.backingProbe) {
+    options.format = ref.format ?? 'raw';
+    options.formatAssumed = ref.format === undefined;
+  }
+  return openImage(resolved, options);
+}
+
+/**
+ * Opens a backing file the user named (rebase -b, convert -B) to read it:
+ * raw unless a format is given, and then refused if it carries another
+ * format's header; its own chain opens under the user's rules.
+ */
+export async function openNamedBacking(vfs: Vfs, path: string, format: string | undefined, rules: BackingRules & { backingProbe?: boolean | undefined }): Promise<Image> {
+  return openImage(path, {
+    vfs,
+    readOnly: true,
+    format: format ?? 'raw',
+    formatAssumed: format === undefined,
+    backing: backingPolicy(rules),
+  });
 }
 
 /** Opens an image on `vfs` as the CLI's options say. */

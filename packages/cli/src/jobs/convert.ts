@@ -10,7 +10,7 @@
  */
 import { BlockError, isBlockError, type Image, type PreallocationMode } from '@blk/core';
 import {
-  cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, isZero, jobChunk, jobVfs, openOn, progressOf, resolveBackingArg,
+  cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, isZero, jobChunk, jobVfs, openNamedBacking, openOn, progressOf, resolveBackingArg,
   sameBytes, yieldToEventLoop, type JobOptions,
 } from './common.js';
 import { createImage, openImage } from '../images.js';
@@ -76,7 +76,10 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     throw new Error('a backing format needs a backing file');
   }
 
-  const source = await openOn(vfs, src, { format: options.format, readOnly: true, backingProbe: options.backingProbe });
+  const source = await openOn(vfs, src, {
+    format: options.format, readOnly: true, backingProbe: options.backingProbe,
+    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking,
+  });
   let backing: Image | undefined;
   let out: Image | undefined;
   const tmp = tempNameFor(dst);
@@ -92,10 +95,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     let backingPath: string | undefined;
     if (backingArg !== undefined) {
       backingPath = resolveBackingArg(vfs, dst, backingArg);
-      backing = await openOn(vfs, backingPath, {
-        format: backingFormat ?? 'raw', formatAssumed: backingFormat === undefined,
-        readOnly: true, backingProbe: options.backingProbe,
-      });
+      backing = await openNamedBacking(vfs, backingPath, backingFormat, options);
     }
     const createOptions: Parameters<typeof createImage>[1] = { vfs, format: outFormat, size: source.size };
     if (backingPath !== undefined) {

@@ -16,7 +16,7 @@
  */
 import { isBlockError, type BackingSpec, type Image, type Vfs } from '@blk/core';
 import {
-  jobChunk, jobVfs, mtimeOf, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
+  jobChunk, jobVfs, mtimeOf, openNamedBacking, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
 } from './common.js';
 
 export interface RebaseOptions extends JobOptions {
@@ -50,6 +50,7 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   }
   const open = (backingMode: 'open' | 'ignore') => openOn(vfs, file, {
     format: options.format, readOnly: false, backingProbe: options.backingProbe, backingMode,
+    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking,
   });
   let top: Image;
   try {
@@ -62,10 +63,7 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   let copied = 0;
   try {
     if (newPath !== undefined) {
-      fresh = await openOn(vfs, newPath, {
-        format: options.backingFormat ?? 'raw', formatAssumed: options.backingFormat === undefined,
-        readOnly: true, backingProbe: options.backingProbe,
-      });
+      fresh = await openNamedBacking(vfs, newPath, options.backingFormat, options);
     }
     if (!options.unsafe) copied = await copyDifferences(top, fresh, chunk, options);
     let spec: BackingSpec | undefined;
@@ -96,9 +94,7 @@ async function finishInterruptedRebase(vfs: Vfs, file: string, newPath: string, 
   const top = await openIgnoringBacking();
   try {
     const expect = top.backingReference?.expect;
-    const fresh = await openOn(vfs, newPath, {
-      format: options.backingFormat ?? 'raw', formatAssumed: options.backingFormat === undefined, readOnly: true,
-    });
+    const fresh = await openNamedBacking(vfs, newPath, options.backingFormat, options);
     const size = fresh.size;
     await fresh.close();
     const mtimeSec = (await mtimeOf(vfs, newPath)) ?? 0;
