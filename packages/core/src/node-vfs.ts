@@ -95,6 +95,7 @@ async function toStat(path: string, get: () => Promise<fs.BigIntStats>): Promise
       isFile: st.isFile(),
       isDirectory: st.isDirectory(),
       isSymbolicLink: st.isSymbolicLink(),
+      id: `${st.dev}:${st.ino}`,
     };
   } catch (err) {
     throw missingOrIo(path, 'stat', err);

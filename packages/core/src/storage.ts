@@ -78,6 +78,11 @@ export interface FileStat {
   isFile: boolean;
   isDirectory: boolean;
   isSymbolicLink: boolean;
+  /**
+   * Identity of the file (on hosts, device and inode): two paths with the same
+   * `id` are one file, whatever links lead to them. Undefined when unknown.
+   */
+  id?: string;
 }
 
 export interface VfsOpenOptions {

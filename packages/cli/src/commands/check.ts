@@ -18,6 +18,7 @@ import { BlockError, exactBackingPath, isBlockError, type BackingReference, type
 import { mtimeSec, openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { openBackingOf } from '../jobs/common.js';
+import { commitFiles, journalMatches, readJournal } from '../jobs/commit-journal.js';
 import { hostVfs } from '../images.js';
 import { cFixed } from '../format.js';
 import { printable } from '../printable.js';
@@ -277,10 +278,15 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
       const now = mtimeSec(resolved);
       if (expect?.mtimeSec !== undefined && now !== undefined && expect.mtimeSec !== now % 2 ** 32) {
         r.corruptions += 1;
-        r.problems.push(expect.mtimeSec === 0 && depth === 1
+        // The mark (mtime 0) is an interrupted commit only if blk's own journal says so: anyone can write 0 into a header.
+        const files = expect.mtimeSec === 0 && depth === 1 ? await commitFiles(hostVfs(), layer.path, resolved, ref.path) : undefined;
+        const interrupted = files !== undefined && journalMatches(await readJournal(hostVfs(), files), files);
+        r.problems.push(interrupted
           ? `ERROR ${where}: a commit into it was interrupted; run 'blk commit' again to finish it`
           : `ERROR ${where}: mtime ${now} differs from ${expect.mtimeSec} recorded in the image `
-            + '(the backing file was modified after the overlay was made)');
+            + (expect.mtimeSec === 0
+              ? '(the mark of an interrupted commit, but no commit journal of blk\'s names these files: not a commit of blk\'s)'
+              : '(the backing file was modified after the overlay was made)'));
       }
       layer = next;
     }

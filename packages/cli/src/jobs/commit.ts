@@ -4,18 +4,23 @@
  * (unless `keep`).
  *
  * Crash safety. The order is:
- *  1. mark the overlay "commit in progress" by recording backing mtime 0
+ *  1. write the commit journal beside the overlay (commit-journal.ts), then
+ *     mark the overlay "commit in progress" by recording backing mtime 0
  *     (formats that record the backing file's mtime; the overlay then
  *     refuses to open normally, which is right: its backing file is about
  *     to change under it);
  *  2. copy the overlay's allocated runs into the backing file (chunk by
  *     chunk), flush it;
- *  3. record the backing file's new size and mtime in the overlay, flush;
+ *  3. record the backing file's new size and mtime in the overlay, flush,
+ *     remove the journal;
  *  4. discard the overlay's data (unless `keep`), flush.
  * Killed anywhere, a re-run redoes the copy (the same bytes land in the
  * same places), so it is idempotent: re-running is the recovery. A backing
- * file whose mtime differs from a real recorded one (it was modified after
- * the overlay was made) is refused unless `force`.
+ * file whose mtime differs from the recorded one (it was modified after the
+ * overlay was made) is refused unless `force`; the mark (mtime 0) counts as
+ * an interrupted commit only with a journal that names both files, since
+ * anyone can write 0 into a header. A backing file whose size differs from
+ * the recorded one is always refused.
  *
  * A raw backing file smaller than the overlay is first grown to the
  * overlay's size (as qemu-img commit does), after step 1; a re-run finds it
@@ -28,6 +33,7 @@ import {
   cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openBackingOf, openOn,
   progressOf, yieldToEventLoop, type JobOptions,
 } from './common.js';
+import { commitFiles, journalMatches, journalPath, readJournal, removeJournal, writeJournal } from './commit-journal.js';
 
 export interface CommitOptions extends JobOptions {
   /** The overlay's format (probed when absent). */
@@ -75,20 +81,33 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     if (backingPath === undefined) throw new Error(`${file}: the image has no backing file to commit into`);
     if (!(await vfs.exists(backingPath))) throw new Error(`${file}: backing file ${backingPath} not found`);
 
-    const expect = ref.expect;
-    const recorded = expect?.mtimeSec;
-    const now = await mtimeOf(vfs, backingPath);
-    const resuming = recorded === COMMIT_IN_PROGRESS_MTIME;
-    if (recorded !== undefined && !resuming && now !== undefined && recorded !== now % 2 ** 32) {
-      const msg = `${file}: backing file ${backingPath} was modified after the overlay was made `
-        + `(mtime ${now}, recorded ${recorded}); committing would mix old and new data`;
-      if (!options.force) throw new Error(`${msg} (use --force to commit anyway)`);
-      warn(`${msg}; committing anyway (--force)`);
-    }
-
     // Under the user's backing rules, and refused when it is not what it would be written as.
     const openBase = () => openBackingOf(vfs, top, { ...options, readOnly: false });
     base = await openBase();
+
+    const expect = ref.expect;
+    // The size the overlay recorded is that of the file it was made over (UML refuses any other):
+    // checked always, whatever the header's mtime says and whatever --force allows.
+    if (expect?.size !== undefined && expect.size !== base.size) {
+      throw new Error(`${file}: backing file ${backingPath} is ${base.size} bytes, but the overlay records ${expect.size}: `
+        + 'it is not the file the overlay was made over; committing into it would corrupt it');
+    }
+    const recorded = expect?.mtimeSec;
+    const now = await mtimeOf(vfs, backingPath);
+    const files = recorded !== undefined ? await commitFiles(vfs, file, backingPath, ref.path) : undefined;
+    // Only blk's own journal, naming these very files, shows the mark (mtime 0) to be an interrupted commit of ours.
+    const resuming = files !== undefined && recorded === COMMIT_IN_PROGRESS_MTIME
+      && journalMatches(await readJournal(vfs, files), files);
+    if (recorded !== undefined && !resuming && now !== undefined && recorded !== now % 2 ** 32) {
+      const msg = recorded === COMMIT_IN_PROGRESS_MTIME
+        ? `${file}: the overlay records backing mtime 0, the mark of an interrupted commit, but no commit journal `
+          + `of blk's (${journalPath(files!)}) names it and backing file ${backingPath}: the header alone proves nothing `
+          + `(mtime ${now} now); committing could write into a file the overlay was never made over`
+        : `${file}: backing file ${backingPath} was modified after the overlay was made `
+          + `(mtime ${now}, recorded ${recorded}); committing would mix old and new data`;
+      if (!options.force) throw new Error(`${msg} (use --force to commit anyway)`);
+      warn(`${msg}; committing anyway (--force)`);
+    }
 
     // Survey what to copy; refuse before writing anything if it cannot all fit.
     const runs: Array<{ start: number; length: number }> = [];
@@ -117,7 +136,9 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     // Checked before the overlay is marked: a refused commit leaves both files as they were.
     await checkCopyKeepsFormat(base, top, runs);
     const changesBase = runs.length > 0 || grow;
-    if (recorded !== undefined && !resuming && changesBase) {
+    if (files !== undefined && !resuming && changesBase) {
+      // The journal first (flushed), then the mark: every state with the mark has the journal.
+      await writeJournal(vfs, files, { size: base.size, mtimeSec: now ?? 0 });
       await top.setBackingReference(spec(COMMIT_IN_PROGRESS_MTIME));
       await top.flush();
     }
@@ -170,6 +191,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
         await top.setBackingReference(spec(after));
         await top.flush();
       }
+      // Recorded: the journal has done its job (a crash before this leaves a stale one, which proves nothing).
+      if (files !== undefined) await removeJournal(vfs, files);
     }
 
     let emptied = false;

@@ -1,0 +1,121 @@
+/**
+ * The commit journal: blk's own record, kept beside the overlay while a
+ * commit is under way, that it began committing this overlay into this
+ * backing file.
+ *
+ * Why a file of our own. A commit marks the overlay by recording backing
+ * mtime 0 (so that nothing opens it while its backing file changes), and a
+ * re-run after an interruption must then skip the "backing file was modified"
+ * check: the modification is the commit's own. But a header is data from
+ * whoever made the image: anyone can write mtime 0 into one. If the mark
+ * alone let commit skip its check, a stranger's overlay could make `blk
+ * commit` write into any file it names. The journal is written by blk before
+ * the mark and names both files by their real paths and inode numbers, which
+ * an image made elsewhere cannot know; only a journal that matches both files
+ * lets a re-run resume. (Inodes, not device numbers: those can change across
+ * the reboot that follows a crash.)
+ *
+ * Everything goes through the job's Vfs, so the crash tests cover it too.
+ */
+import type { Vfs } from '@blk/core';
+
+/** Appended to the overlay's real path: `disk.cow.blk-commit`. */
+export const JOURNAL_SUFFIX = '.blk-commit';
+
+/** Journals are a few hundred bytes; a larger file is not one of ours. */
+const MAX_JOURNAL_BYTES = 64 * 1024;
+
+/** A file as the journal names it. */
+export interface JournalFile {
+  /** Canonical absolute path (every symlink resolved). */
+  path: string;
+  /** Inode number, when the Vfs knows file identities (hosts do). */
+  ino?: string;
+}
+
+export interface CommitJournal {
+  blkCommitJournal: 1;
+  overlay: JournalFile;
+  backing: JournalFile;
+  /** The backing path as stored in the overlay. */
+  stored: string;
+  /** The backing file's size and mtime when the commit began (for diagnostics). */
+  size: number;
+  mtimeSec: number;
+}
+
+/** The overlay and backing file of a commit, as a journal names them. */
+export interface CommitFiles {
+  overlay: JournalFile;
+  backing: JournalFile;
+  stored: string;
+}
+
+async function describeFile(vfs: Vfs, path: string): Promise<JournalFile> {
+  const real = await vfs.realpath(path).catch(() => vfs.resolve(vfs.cwd(), path));
+  const st = await vfs.stat(real).catch(() => undefined);
+  const file: JournalFile = { path: real };
+  const ino = st?.id?.slice(st.id.lastIndexOf(':') + 1);
+  if (ino !== undefined && ino !== '') file.ino = ino;
+  return file;
+}
+
+/** The two files of a commit, named as a journal names them. */
+export async function commitFiles(vfs: Vfs, overlay: string, backing: string, stored: string): Promise<CommitFiles> {
+  return { overlay: await describeFile(vfs, overlay), backing: await describeFile(vfs, backing), stored };
+}
+
+/** Where the journal of `files.overlay` lives. */
+export function journalPath(files: CommitFiles): string {
+  return `${files.overlay.path}${JOURNAL_SUFFIX}`;
+}
+
+function sameFile(a: JournalFile, b: JournalFile): boolean {
+  return a.path === b.path && a.ino === b.ino;
+}
+
+/** True when `journal` was written for exactly these files. */
+export function journalMatches(journal: CommitJournal | undefined, files: CommitFiles): boolean {
+  return journal !== undefined && journal.stored === files.stored
+    && sameFile(journal.overlay, files.overlay) && sameFile(journal.backing, files.backing);
+}
+
+/** Reads the journal beside the overlay; undefined when there is none or it is not one of blk's. */
+export async function readJournal(vfs: Vfs, files: CommitFiles): Promise<CommitJournal | undefined> {
+  let storage;
+  try {
+    storage = await vfs.open(journalPath(files), { readOnly: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    const size = await storage.size();
+    if (size > MAX_JOURNAL_BYTES) return undefined;
+    const bytes = new Uint8Array(size);
+    await storage.read(0, bytes);
+    const parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as Partial<CommitJournal>;
+    return parsed.blkCommitJournal === 1 ? parsed as CommitJournal : undefined;
+  } catch {
+    return undefined; // torn, empty or not ours: proves nothing
+  } finally {
+    await storage.close().catch(() => undefined);
+  }
+}
+
+/** Writes (replacing any) and flushes the journal: it must be durable before the overlay is marked. */
+export async function writeJournal(vfs: Vfs, files: CommitFiles, backing: { size: number; mtimeSec: number }): Promise<void> {
+  const journal: CommitJournal = { blkCommitJournal: 1, ...files, size: backing.size, mtimeSec: backing.mtimeSec };
+  const bytes = new TextEncoder().encode(`${JSON.stringify(journal)}\n`);
+  const storage = await vfs.open(journalPath(files), { create: true, truncate: true });
+  try {
+    await storage.write(0, bytes);
+    await storage.flush();
+  } finally {
+    await storage.close();
+  }
+}
+
+/** Removes the journal once the commit is recorded in the overlay (absent already: fine). */
+export async function removeJournal(vfs: Vfs, files: CommitFiles): Promise<void> {
+  await vfs.remove(journalPath(files)).catch(() => undefined);
+}
