@@ -97,6 +97,26 @@ describe('point 11: an image cannot switch off commit\'s safety checks', () => {
     unchanged(before, base, overlay);
   });
 
+  it('what an image\'s maker puts at the journal\'s name is neither followed (symlink) nor waited on (FIFO)', () => {
+    const { base, overlay } = overlayWithData('journal-traps');
+    const victim = p('journal-victim.txt');
+    fs.writeFileSync(victim, 'precious\n');
+    fs.symlinkSync(victim, journalOf(overlay));
+    expect(blk(['commit', overlay])).toMatchObject({ code: 0, stdout: 'Image committed.\n' });
+    expect(fs.readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(fs.existsSync(journalOf(overlay))).toBe(false);
+    // With the mark: a FIFO at the journal's name would block a reader forever.
+    expect(blk(['io', '-c', 'write -P 0x78 0 4k', overlay]).code).toBe(0);
+    patch(overlay, V3.mtime, u32(0));
+    expect(spawnSync('mkfifo', [journalOf(overlay)]).status).toBe(0);
+    const before = snapshot(base, overlay);
+    const r = blk(['commit', overlay], { timeout: 20_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('no commit journal');
+    unchanged(before, base, overlay);
+    expect(blk(['check', overlay], { timeout: 20_000 }).code).toBe(2);
+  });
+
   it('a backing file of another size than the overlay records is refused, also with --force and the mark', () => {
     const { base, overlay } = overlayWithData('resized');
     const st = fs.statSync(base);

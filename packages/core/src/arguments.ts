@@ -120,12 +120,20 @@ export function checkBackingPolicy(policy: unknown, path?: string): void {
   checkString(policy.overridePath, 'backing.overridePath', path);
 }
 
+function checkRegistry(registry: unknown, path: string): void {
+  const r = registry as { probe?: unknown; require?: unknown } | undefined;
+  if (typeof r !== 'object' || r === null || typeof r.probe !== 'function' || typeof r.require !== 'function') {
+    throw invalidArgument('registry', `must be a DriverRegistry, not ${describeValue(registry)}`, path);
+  }
+}
+
 /** openImage's options (the registry and vfs are objects the caller built; only their presence is checked). */
 export function checkOpenOptions(options: unknown, path: unknown): void {
   if (typeof path !== 'string' || path === '') throw invalidArgument('path', `must be a non-empty string, not ${describeValue(path)}`);
   checkRecord(options, 'options', path);
   if (options === undefined) throw invalidArgument('options', 'are required (at least a registry)', path);
   checkKnownKeys(options, OPEN_KEYS, 'options', path);
+  checkRegistry(options.registry, path);
   checkString(options.format, 'format', path);
   checkBoolean(options.formatAssumed, 'formatAssumed', path);
   checkBoolean(options.readOnly, 'readOnly', path);
@@ -142,7 +150,9 @@ export function checkCreateOptions(options: unknown, path: unknown): void {
   checkRecord(options, 'options', path);
   if (options === undefined) throw invalidArgument('options', 'are required (at least a registry and a format)', path);
   checkKnownKeys(options, CREATE_KEYS, 'options', path);
+  checkRegistry(options.registry, path);
   checkString(options.format, 'format', path);
+  if (options.format === undefined) throw invalidArgument('format', 'is required', path);
   // A number out of range stays the `out-of-range` createImage reports for it.
   if (options.size !== undefined) checkNumberArg(options.size, 'size', path);
   const backing = options.backing;

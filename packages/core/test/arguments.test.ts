@@ -50,6 +50,7 @@ describe('openImage and createImage options', () => {
       [{ backing: { allowDirs: ['/d'] } }, 'backing.allowDirs'],
       [{ backing: { overridePath: '' } }, 'backing.overridePath'],
       [{ backing: 'open' }, 'backing'],
+      [{ registry: {} }, 'registry'],
     ];
     for (const [extra, field] of cases) {
       const err = await rejection(openImage('/d/top.ovl', { registry, vfs, ...extra } as never));

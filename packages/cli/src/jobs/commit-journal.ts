@@ -80,11 +80,19 @@ export function journalMatches(journal: CommitJournal | undefined, files: Commit
     && sameFile(journal.overlay, files.overlay) && sameFile(journal.backing, files.backing);
 }
 
-/** Reads the journal beside the overlay; undefined when there is none or it is not one of blk's. */
+/**
+ * Reads the journal beside the overlay; undefined when there is none or it is
+ * not one of blk's. It sits where an image's maker can put files too: only a
+ * regular file is read (a FIFO there would block the open forever; a
+ * symlink would read someone else's file).
+ */
 export async function readJournal(vfs: Vfs, files: CommitFiles): Promise<CommitJournal | undefined> {
+  const where = journalPath(files);
+  const st = await vfs.lstat(where).catch(() => undefined);
+  if (!st?.isFile) return undefined;
   let storage;
   try {
-    storage = await vfs.open(journalPath(files), { readOnly: true });
+    storage = await vfs.open(where, { readOnly: true });
   } catch {
     return undefined;
   }
@@ -93,8 +101,8 @@ export async function readJournal(vfs: Vfs, files: CommitFiles): Promise<CommitJ
     if (size > MAX_JOURNAL_BYTES) return undefined;
     const bytes = new Uint8Array(size);
     await storage.read(0, bytes);
-    const parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as Partial<CommitJournal>;
-    return parsed.blkCommitJournal === 1 ? parsed as CommitJournal : undefined;
+    const parsed: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    return isJournal(parsed) ? parsed : undefined;
   } catch {
     return undefined; // torn, empty or not ours: proves nothing
   } finally {
@@ -102,11 +110,28 @@ export async function readJournal(vfs: Vfs, files: CommitFiles): Promise<CommitJ
   }
 }
 
-/** Writes (replacing any) and flushes the journal: it must be durable before the overlay is marked. */
+function isFileRef(value: unknown): value is JournalFile {
+  const v = value as Partial<JournalFile> | null;
+  return typeof v === 'object' && v !== null && typeof v.path === 'string' && (v.ino === undefined || typeof v.ino === 'string');
+}
+
+function isJournal(value: unknown): value is CommitJournal {
+  const v = value as Partial<CommitJournal> | null;
+  return typeof v === 'object' && v !== null && v.blkCommitJournal === 1 && isFileRef(v.overlay) && isFileRef(v.backing)
+    && typeof v.stored === 'string';
+}
+
+/**
+ * Writes and flushes a new journal: it must be durable before the overlay is
+ * marked. Whatever is at its name goes first (a stale journal, or a symlink
+ * an image's maker put there to have blk truncate another file), and the
+ * journal is created exclusively, so nothing is followed.
+ */
 export async function writeJournal(vfs: Vfs, files: CommitFiles, backing: { size: number; mtimeSec: number }): Promise<void> {
   const journal: CommitJournal = { blkCommitJournal: 1, ...files, size: backing.size, mtimeSec: backing.mtimeSec };
   const bytes = new TextEncoder().encode(`${JSON.stringify(journal)}\n`);
-  const storage = await vfs.open(journalPath(files), { create: true, truncate: true });
+  await removeJournal(vfs, files);
+  const storage = await vfs.open(journalPath(files), { create: true, exclusive: true });
   try {
     await storage.write(0, bytes);
     await storage.flush();
