@@ -213,6 +213,8 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('--preallocation <mode>', 'reserve the new space: off (default), metadata, falloc, full (what the format supports)')
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<file>')
     .argument('<size>', 'new size, or +SIZE / -SIZE to grow or shrink by that much (a leading - needs no --)')
     .addHelpText('after', `
@@ -231,6 +233,8 @@ record their backing file's size, so the backing file must have the new size fir
     .addOption(outputOption())
     .addOption(backingProbeOption())
     .addOption(forceShareOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('[file]', 'image whose copy to measure (its data, across its backing chain)')
     .action(run(async () => (await import('./commands/measure.js')).measure));
 
@@ -241,6 +245,8 @@ record their backing file's size, so the backing file must have the new size fir
     .option('-o, --options <list>', 'options to change, comma-separated key=value (repeatable); -o help lists them', collect, [])
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
     .argument('<file>')
     .addHelpText('after', `
 cow: size= grows the image (as resize); the backing file (use rebase) and the

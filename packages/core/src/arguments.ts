@@ -8,7 +8,7 @@
  */
 import { BlockError } from './errors.js';
 import type { BackingPolicy } from './backing-policy.js';
-import type { CacheMode } from './driver.js';
+import { PREALLOCATION_MODES, type CacheMode } from './driver.js';
 
 /** The error every check throws: `invalid-argument`, with the option's name as `field`. */
 export function invalidArgument(option: string, problem: string, path?: string): BlockError {
@@ -101,7 +101,7 @@ const MISMATCH_MODES: readonly NonNullable<BackingPolicy['onMismatch']>[] = ['re
 const POLICY_KEYS: readonly (keyof BackingPolicy)[] = ['mode', 'format', 'maxDepth', 'allowedDirs', 'onMismatch', 'overridePath'];
 // forceShare: blk io -U's shared-lock request, passed through for the Vfs's lock layer.
 const OPEN_KEYS = ['registry', 'format', 'formatAssumed', 'readOnly', 'vfs', 'cache', 'driverOptions', 'backing', 'forceShare'];
-const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'vfs', 'overwrite'];
+const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'preallocation', 'vfs', 'overwrite'];
 
 /** A backing policy as the caller gave it (see BackingPolicy). */
 export function checkBackingPolicy(policy: unknown, path?: string): void {
@@ -166,6 +166,7 @@ export function checkCreateOptions(options: unknown, path: unknown): void {
     checkString(backing, 'backing', path);
   }
   checkRecord(options.driverOptions, 'driverOptions', path);
+  checkOneOf(options.preallocation, PREALLOCATION_MODES, 'preallocation', path);
   checkRecord(options.vfs, 'vfs', path);
   checkBoolean(options.overwrite, 'overwrite', path);
 }

@@ -2,13 +2,13 @@
  * blk amend: qemu-img amend. Which options a format can change in place is
  * its driver's `amend`; this module parses `-o` and opens the image.
  */
-import { openCli } from '../common.js';
+import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { registry } from '../images.js';
 import { splitOptionList } from '../options.js';
 import { parseSize } from '../size.js';
 
-export interface AmendOpts {
+export interface AmendOpts extends BackingRuleFlags {
   format?: string;
   options: string[];
   quiet?: boolean;
@@ -29,7 +29,7 @@ export async function amend(file: string, opts: AmendOpts): Promise<number> {
       options.set(key, key === 'size' ? String(parseSize(value, 'size')) : value);
     }
   }
-  const image = await openCli(file, { format: opts.format, readOnly: false, backingProbe: opts.backingProbe, onMismatch: 'accept' });
+  const image = await openCli(file, { format: opts.format, readOnly: false, backingProbe: opts.backingProbe, onMismatch: 'accept', ...rulesOf(opts) });
   try {
     if (options.has('help')) {
       // The driver says whether it amends anything at all before any help is shown.

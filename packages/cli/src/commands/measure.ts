@@ -4,14 +4,14 @@
  * counts its data for the driver at the driver's granularity.
  */
 import { alignDown, alignUp, type Image } from '@blk/core';
-import { openCli } from '../common.js';
+import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { registry } from '../images.js';
 import { parseCreateOptions } from '../options.js';
 import { toQemuJson } from '../qjson.js';
 import { parseSize } from '../size.js';
 
-export interface MeasureOpts {
+export interface MeasureOpts extends BackingRuleFlags {
   format?: string;
   outputFormat: string;
   options: string[];
@@ -51,7 +51,7 @@ export async function measure(file: string | undefined, opts: MeasureOpts): Prom
   let image: Image | undefined;
   try {
     if (file !== undefined) {
-      image = await openCli(file, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe });
+      image = await openCli(file, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, ...rulesOf(opts) });
       const source = image;
       input.size = source.size;
       input.dataBytes = (granularity) => dataBytes(source, granularity);

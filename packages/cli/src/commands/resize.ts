@@ -4,12 +4,12 @@
  * module parses `[+|-]SIZE`, enforces --shrink and prints qemu-img's lines.
  */
 import { alignUp } from '@blk/core';
-import { openCli } from '../common.js';
+import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { ExitError, UsageError } from '../errors.js';
 import { parsePreallocation } from '../options.js';
 import { parseSize } from '../size.js';
 
-export interface ResizeOpts {
+export interface ResizeOpts extends BackingRuleFlags {
   format?: string;
   shrink?: boolean;
   preallocation?: string;
@@ -30,7 +30,7 @@ export async function resize(file: string, sizeArg: string, opts: ResizeOpts): P
   // The backing chain is opened (as qemu-img does): formats that record their backing
   // file's size check the new size against it. A backing file changed since the overlay
   // was made (grown first, for instance) is no reason to refuse here.
-  const image = await openCli(file, { format: opts.format, readOnly: false, backingProbe: opts.backingProbe, onMismatch: 'accept' });
+  const image = await openCli(file, { format: opts.format, readOnly: false, backingProbe: opts.backingProbe, onMismatch: 'accept', ...rulesOf(opts) });
   try {
     // As qemu-img: a relative size counts from the length in whole sectors.
     const current = alignUp(image.size, 512);
