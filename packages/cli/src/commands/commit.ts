@@ -6,7 +6,7 @@ import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { warn } from '../errors.js';
 import { hostJobVfs } from '../host-io.js';
 import { commitImage } from '../jobs/commit.js';
-import { cacheArg } from './convert.js';
+import { cacheArg, syncDirectory } from './convert.js';
 import { progressListener } from '../progress.js';
 
 export interface CommitOpts extends BackingRuleFlags {
@@ -31,6 +31,8 @@ export async function commit(file: string, opts: CommitOpts): Promise<number> {
     backingProbe: opts.backingProbe,
     ...rulesOf(opts),
     onWarning: warn,
+    // The journal's name must survive a power loss as its content does (the job flushes the content).
+    syncDirectory: cache === 'unsafe' ? undefined : syncDirectory,
     onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
   });
   if (!opts.quiet) process.stdout.write('Image committed.\n');

@@ -91,7 +91,8 @@ export function cacheArg(value: string | undefined): ReturnType<typeof parseCach
   }
 }
 
-function syncDirectory(dir: string): void {
+/** fsync of a directory, so that names created or renamed in it survive a power loss (best effort). */
+export function syncDirectory(dir: string): void {
   try {
     const fd = fs.openSync(dir, 'r');
     try {

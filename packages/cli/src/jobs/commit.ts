@@ -44,6 +44,12 @@ export interface CommitOptions extends JobOptions {
   force?: boolean;
   /** Called with each warning (also returned in the result); the blk command prints them. */
   onWarning?: (message: string) => void;
+  /**
+   * Makes the names in a directory durable (fsync of the directory; the blk
+   * command passes one). Called after the commit journal is created, so that
+   * after a power loss the journal is there wherever the mark is.
+   */
+  syncDirectory?: ((dir: string) => void | Promise<void>) | undefined;
 }
 
 export interface CommitResult {
@@ -139,6 +145,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     if (files !== undefined && !resuming && changesBase) {
       // The journal first (flushed), then the mark: every state with the mark has the journal.
       await writeJournal(vfs, files, { size: base.size, mtimeSec: now ?? 0 });
+      await options.syncDirectory?.(vfs.dirname(journalPath(files)));
       await top.setBackingReference(spec(COMMIT_IN_PROGRESS_MTIME));
       await top.flush();
     }
