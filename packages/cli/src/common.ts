@@ -4,6 +4,7 @@ import * as nodePath from 'node:path';
 import type { Image } from '@blk/core';
 import { backingPolicy, isZero, type BackingRules, type CliOpenOptions } from './jobs/common.js';
 import { openImage } from './images.js';
+import { ownerMayRead } from './owner-rule.js';
 
 export { CHUNK, backingPolicy, isZero, yieldToEventLoop, type CliOpenOptions } from './jobs/common.js';
 
@@ -13,9 +14,14 @@ export interface BackingRuleFlags {
   forbidBacking?: boolean;
 }
 
-/** The flags as the jobs' BackingRules. */
+/**
+ * The flags as the jobs' BackingRules. Without --backing-dir or
+ * --forbid-backing, the default rule applies: an image may name only files
+ * its owner can read (owner-rule.ts).
+ */
 export function rulesOf(opts: BackingRuleFlags): BackingRules {
-  return { backingDirs: opts.backingDir, forbidBacking: opts.forbidBacking };
+  const explicit = opts.forbidBacking === true || (opts.backingDir?.length ?? 0) > 0;
+  return { backingDirs: opts.backingDir, forbidBacking: opts.forbidBacking, approve: explicit ? undefined : ownerMayRead };
 }
 
 /** Opens an image as the CLI's options say. */

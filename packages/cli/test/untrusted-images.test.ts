@@ -312,6 +312,37 @@ describe('point 10: the user confines or forbids backing files; info says what w
   });
 });
 
+describe('point 10: the default rule, without flags: an image names only files its owner can read', () => {
+  it.skipIf(process.getuid?.() !== 0)('an image of another user naming a file that user cannot read is refused; --backing-dir allows it', () => {
+    const home = p('owner-home');
+    const vault = p('owner-vault');
+    fs.mkdirSync(home);
+    fs.mkdirSync(vault);
+    const secret = path.join(vault, 'secret.raw');
+    rawFile(secret, MiB, [[0, MiB, 0x5e]]);
+    fs.chmodSync(secret, 0o600); // root's alone
+    const open = path.join(vault, 'open.raw');
+    rawFile(open, MiB, [[0, MiB, 0x22]]);
+    fs.chmodSync(open, 0o644);
+    const overlay = path.join(home, 'upload.cow');
+    const fine = path.join(home, 'fine.cow');
+    expect(blk(['create', '-q', '-f', 'cow', '-b', secret, overlay]).code).toBe(0);
+    expect(blk(['create', '-q', '-f', 'cow', '-b', open, fine]).code).toBe(0);
+    fs.chownSync(overlay, 65534, 65534);
+    fs.chownSync(fine, 65534, 65534);
+    const out = path.join(home, 'out.raw');
+    const r = blk(['convert', overlay, out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('the image belongs to uid 65534, who cannot read this file (owner 0, mode 600)');
+    expect(fs.existsSync(out)).toBe(false);
+    expect(blk(['info', overlay]).stdout).toMatch(/backing file allowed: no \(backing file .*secret\.raw: the image belongs to uid 65534/);
+    // A file the owner can read (world-readable) is fine; so is one the user allows explicitly.
+    expect(blk(['convert', fine, out]).code).toBe(0);
+    expect(blk(['convert', '--backing-dir', vault, overlay, out]).code).toBe(0);
+    expect(fs.readFileSync(out)[0]).toBe(0x5e);
+  });
+});
+
 describe('point 13: hostile bytes in paths are escaped in errors and info', () => {
   it('a backing path with a newline and ESC sequences prints as one escaped line', () => {
     const sub = p('esc');

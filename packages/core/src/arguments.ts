@@ -98,7 +98,7 @@ export function checkBytes(value: unknown, option: string, path?: string): asser
 const CACHE_MODES: readonly CacheMode[] = ['writeback', 'writethrough', 'unsafe'];
 const BACKING_MODES: readonly NonNullable<BackingPolicy['mode']>[] = ['open', 'forbid', 'ignore'];
 const MISMATCH_MODES: readonly NonNullable<BackingPolicy['onMismatch']>[] = ['refuse', 'accept', 'update'];
-const POLICY_KEYS: readonly (keyof BackingPolicy)[] = ['mode', 'format', 'maxDepth', 'allowedDirs', 'onMismatch', 'overridePath'];
+const POLICY_KEYS: readonly (keyof BackingPolicy)[] = ['mode', 'format', 'maxDepth', 'allowedDirs', 'onMismatch', 'overridePath', 'approve'];
 // forceShare: blk io -U's shared-lock request, passed through for the Vfs's lock layer.
 const OPEN_KEYS = ['registry', 'format', 'formatAssumed', 'readOnly', 'vfs', 'cache', 'driverOptions', 'backing', 'forceShare'];
 const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'preallocation', 'vfs', 'overwrite'];
@@ -118,6 +118,9 @@ export function checkBackingPolicy(policy: unknown, path?: string): void {
   }
   checkOneOf(policy.onMismatch, MISMATCH_MODES, 'backing.onMismatch', path);
   checkString(policy.overridePath, 'backing.overridePath', path);
+  if (policy.approve !== undefined && typeof policy.approve !== 'function') {
+    throw invalidArgument('backing.approve', `must be a function, not ${describeValue(policy.approve)}`, path);
+  }
 }
 
 function checkRegistry(registry: unknown, path: string): void {

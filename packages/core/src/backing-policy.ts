@@ -43,6 +43,21 @@ export interface BackingPolicy {
   onMismatch?: 'refuse' | 'accept' | 'update';
   /** Use this file as the top image's backing file instead of the stored path (uml_moo -b). */
   overridePath?: string;
+  /**
+   * The caller's own rule, asked before each backing file is opened (after
+   * `allowedDirs`): given the image naming it and the resolved backing path,
+   * return undefined to allow it or a reason to refuse (`backing-forbidden`).
+   * The blk command uses it for its default: an image may name only files
+   * its owner can read.
+   */
+  approve?: (overlay: string, backing: string) => string | undefined | Promise<string | undefined>;
+}
+
+/** Throws `backing-forbidden` when the policy's `approve` rule refuses `backing` for `overlay`. */
+export async function checkApproval(policy: BackingPolicy, overlay: string, backing: string): Promise<void> {
+  if (!policy.approve) return;
+  const reason = await policy.approve(overlay, backing);
+  if (reason !== undefined) throw new BlockError('backing-forbidden', `backing file ${backing}: ${reason}`, { path: overlay });
 }
 
 /**

@@ -3,7 +3,7 @@ import { checkOffset } from './checks.js';
 import { checkCreateOptions, checkOpenOptions } from './arguments.js';
 import { Image } from './image.js';
 import {
-  DEFAULT_MAX_CHAIN_DEPTH, checkConfinement, exactBackingPath, resolveBackingPath, type BackingPolicy,
+  DEFAULT_MAX_CHAIN_DEPTH, checkApproval, checkConfinement, exactBackingPath, resolveBackingPath, type BackingPolicy,
 } from './backing-policy.js';
 import type { BackingReference, BackingSpec, CacheMode, DriverImage, PreallocationMode } from './driver.js';
 import type { DriverRegistry } from './registry.js';
@@ -159,6 +159,7 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
       `backing chain is deeper than the limit of ${maxDepth} levels`, { path: overlayPath });
   }
   await checkConfinement(vfs, policy, overlayPath, backingPath);
+  await checkApproval(policy, overlayPath, backingPath);
   const st = await vfs.stat(backingPath).catch((err: unknown) => {
     // Only "no such file" means missing; any other failure (EIO, EACCES) stays an I/O error.
     if (isBlockError(err) && err.code === 'ENOENT') return undefined;

@@ -26,13 +26,14 @@ export async function info(file: string, opts: InfoOpts): Promise<number> {
   const image: Image = opts.backingChain
     ? await openCli(file, { ...base, onMismatch: 'accept' })
     : await openCli(file, { ...base, backingMode: 'ignore' });
-  const judged = (rules.forbidBacking || (rules.backingDirs?.length ?? 0) > 0);
+  // The verdict is shown under explicit rules, and whenever the default rule (owner-rule.ts) refuses.
+  const explicit = rules.forbidBacking === true || (rules.backingDirs?.length ?? 0) > 0;
   try {
     const layers = opts.backingChain ? image.chain() : [image];
     const entries: QDict[] = [];
     for (const [i, layer] of layers.entries()) {
-      let verdict: BackingVerdict | undefined;
-      if (judged) verdict = await judgeBacking(hostVfs(), layer, rules);
+      let verdict: BackingVerdict | undefined = await judgeBacking(hostVfs(), layer, rules);
+      if (verdict?.allowed && !explicit) verdict = undefined;
       entries.push(describeImage(layer, {
         filename: i === 0 ? file : layer.path,
         backingProbe: opts.backingProbe,

@@ -3,7 +3,7 @@
  * Vfs with the CLI's backing policy, and the copy loop's helpers. Nothing here
  * touches node:fs or node:path: every file-system action goes through a Vfs.
  */
-import { BlockError, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
+import { BlockError, checkApproval, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
 import { hostVfs, openImage } from '../images.js';
 
 /** Large I/O unit for copy loops. */
@@ -54,6 +54,8 @@ export interface BackingRules {
   backingDirs?: string[] | undefined;
   /** --forbid-backing: refuse images that name a backing file (backing.mode 'forbid'). */
   forbidBacking?: boolean | undefined;
+  /** A rule of the caller's for each backing file (BackingPolicy.approve; the blk command's owner rule). */
+  approve?: BackingPolicy['approve'] | undefined;
 }
 
 /** Options every job takes. */
@@ -99,6 +101,7 @@ export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): B
   const mode = o.backingMode ?? (o.forbidBacking ? 'forbid' : undefined);
   if (mode) policy.mode = mode;
   if (o.backingDirs && o.backingDirs.length > 0) policy.allowedDirs = [...o.backingDirs];
+  if (o.approve) policy.approve = o.approve;
   if (o.onMismatch) policy.onMismatch = o.onMismatch;
   const first = o.backingFormat;
   if (o.backingProbe) {
@@ -149,7 +152,9 @@ async function checkBackingAllowed(vfs: Vfs, image: Image, rules: BackingRules):
     throw new BlockError('backing-forbidden',
       `image names backing file '${ref.path}' and backing files are forbidden (--forbid-backing)`, { path: image.path });
   }
-  await checkConfinement(vfs, backingPolicy(rules), image.path, resolved);
+  const policy = backingPolicy(rules);
+  await checkConfinement(vfs, policy, image.path, resolved);
+  await checkApproval(policy, image.path, resolved);
   return resolved;
 }
 

@@ -78,7 +78,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
 
   const source = await openOn(vfs, src, {
     format: options.format, readOnly: true, backingProbe: options.backingProbe,
-    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking,
+    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve,
   });
   let backing: Image | undefined;
   let out: Image | undefined;

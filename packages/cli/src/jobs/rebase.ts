@@ -50,7 +50,7 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   }
   const open = (backingMode: 'open' | 'ignore') => openOn(vfs, file, {
     format: options.format, readOnly: false, backingProbe: options.backingProbe, backingMode,
-    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking,
+    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve,
   });
   let top: Image;
   try {
