@@ -8,7 +8,7 @@
  */
 import { BlockError } from './errors.js';
 import type { BackingPolicy } from './backing-policy.js';
-import { PREALLOCATION_MODES, type CacheMode } from './driver.js';
+import type { CacheMode } from './driver.js';
 
 /** The error every check throws: `invalid-argument`, with the option's name as `field`. */
 export function invalidArgument(option: string, problem: string, path?: string): BlockError {
@@ -169,7 +169,7 @@ export function checkCreateOptions(options: unknown, path: unknown): void {
     checkString(backing, 'backing', path);
   }
   checkRecord(options.driverOptions, 'driverOptions', path);
-  checkOneOf(options.preallocation, PREALLOCATION_MODES, 'preallocation', path);
+  // preallocation: checked by the driver, which knows which modes it supports (supportedPreallocation).
   checkRecord(options.vfs, 'vfs', path);
   checkBoolean(options.overwrite, 'overwrite', path);
 }

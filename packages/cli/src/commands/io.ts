@@ -71,7 +71,7 @@ export async function io(file: string | undefined, opts: IoOpts): Promise<number
   const session = new IoSession({
     out: (text) => { process.stdout.write(text); },
     err: (text) => { process.stderr.write(text); },
-  }, Boolean(opts.backingProbe));
+  }, Boolean(opts.backingProbe), rulesOf(opts));
   if (file !== undefined && !(await session.open(file, options))) return 1;
   let failed = false;
   try {

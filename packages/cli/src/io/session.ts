@@ -10,6 +10,7 @@ import { parseSizeResult } from '../size.js';
 import type { CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 import { openIoFile, type IoOpenOptions, type OpenedFile } from './open-options.js';
+import type { BackingRules } from '../jobs/common.js';
 import { cvtnumError, elapsed } from './report.js';
 
 export interface Output {
@@ -22,8 +23,11 @@ export class IoSession {
   private file: OpenedFile | undefined;
   quit = false;
 
-  /** `backingProbe`: --backing-probe of the command line, for every file this session opens. */
-  constructor(readonly io: Output, readonly backingProbe = false) {}
+  /**
+   * `backingProbe`: --backing-probe of the command line, and `rules` its backing rules
+   * (--backing-dir, --forbid-backing, the default rule), for every file this session opens.
+   */
+  constructor(readonly io: Output, readonly backingProbe = false, readonly rules?: BackingRules) {}
 
   get isOpen(): boolean {
     return this.file !== undefined;
@@ -52,7 +56,9 @@ export class IoSession {
       return false;
     }
     try {
-      this.file = await openIoFile(name, { ...options, backingProbe: options.backingProbe ?? this.backingProbe });
+      this.file = await openIoFile(name, {
+        ...options, backingProbe: options.backingProbe ?? this.backingProbe, rules: options.rules ?? this.rules,
+      });
       return true;
     } catch (err) {
       this.report(err, name);
