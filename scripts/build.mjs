@@ -13,7 +13,10 @@
  * its dist/ (tsup --clean rewrites all of dist/, so that is when it was last
  * built). A change in a dependency alone does not rebuild its dependents:
  * tsup leaves workspace imports external, so their output would not change
- * (`pnpm typecheck` checks the packages against each other).
+ * (`pnpm typecheck` checks the packages against each other). The exception
+ * is a package with a tsup config that bundles workspace packages
+ * (`noExternal`: @blk/cli's self-contained bin): it is also out of date when
+ * the dist/ of a workspace package it depends on (directly or not) is newer.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -34,7 +37,10 @@ function workspacePackages() {
       const manifest = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8'));
       const deps = Object.entries({ ...manifest.dependencies, ...manifest.devDependencies })
         .filter(([, spec]) => String(spec).startsWith('workspace:')).map(([name]) => name);
-      return { name: manifest.name, dir: pkgDir, deps, buildable: Boolean(manifest.scripts?.build) };
+      const configs = fs.readdirSync(pkgDir).filter((f) => /^tsup(\..+)?\.config\.[cm]?[jt]s$/.test(f))
+        .map((f) => path.join(pkgDir, f));
+      const bundles = configs.some((f) => /\bnoExternal\b/.test(fs.readFileSync(f, 'utf8')));
+      return { name: manifest.name, dir: pkgDir, deps, configs, bundles, buildable: Boolean(manifest.scripts?.build) };
     })
     .filter((p) => p.buildable);
 }
@@ -61,7 +67,18 @@ function mtimeOf(file) {
   return fs.existsSync(file) ? fs.statSync(file).mtimeMs : 0;
 }
 
-function outOfDate(pkg) {
+/** The workspace packages `pkg` depends on, directly or through others. */
+function workspaceDepsOf(pkg, byName, seen = new Set()) {
+  for (const name of pkg.deps) {
+    const dep = byName.get(name);
+    if (!dep || seen.has(dep)) continue;
+    seen.add(dep);
+    workspaceDepsOf(dep, byName, seen);
+  }
+  return seen;
+}
+
+function outOfDate(pkg, byName) {
   if (force) return true;
   const built = mtimes(path.join(pkg.dir, 'dist')).oldest;
   if (built === undefined) return true;
@@ -70,6 +87,8 @@ function outOfDate(pkg) {
     mtimeOf(path.join(pkg.dir, 'package.json')),
     mtimeOf(path.join(pkg.dir, 'tsconfig.json')),
     mtimeOf(path.join(root, 'tsconfig.json')),
+    ...pkg.configs.map(mtimeOf),
+    ...(pkg.bundles ? [...workspaceDepsOf(pkg, byName)].map((d) => mtimes(path.join(d.dir, 'dist')).newest ?? 0) : []),
   ];
   return Math.max(...inputs) > built;
 }
@@ -107,7 +126,7 @@ async function main() {
   while (done.size < pkgs.length) {
     const ready = pkgs.filter((p) => !done.has(p.name) && p.deps.every((d) => done.has(d) || !byName.has(d)));
     if (ready.length === 0) throw new Error('build: the workspace packages depend on each other in a cycle');
-    const stale = ready.filter((p) => outOfDate(p));
+    const stale = ready.filter((p) => outOfDate(p, byName));
     // Two at a time: tsup's type declarations are CPU-heavy, and this machine may be shared.
     for (let i = 0; i < stale.length; i += 2) {
       const batch = stale.slice(i, i + 2);

@@ -10,9 +10,14 @@
  *       fast-check, ...) from this checkout's node_modules, so that
  *       `npm install --offline DIR/*.tgz` needs no registry at all
  *
- * Then: npm install DIR/*.tgz (a project), npm install -g DIR/*.tgz (the blk
- * command). All tarballs go in one npm command: the @blk packages are not in
- * the npm registry, and npm finds each one's @blk dependencies among them.
+ * Then: npm install DIR/*.tgz (a project: all tarballs in one npm command,
+ * since the @blk packages are not in the npm registry and npm finds each
+ * one's @blk dependencies among them), or npm install -g DIR/blk-cli-*.tgz
+ * alone (the blk command): the bin is self-contained (packages/cli/
+ * tsup.bin.config.ts bundles @blk/* and commander into it), its library
+ * entry's @blk packages are optional peer dependencies, and the CLI tarball
+ * carries @blk/native's C sources and install script (added here, after
+ * `pnpm pack`) to build the addon in its own build/Release at install.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -54,6 +59,31 @@ function packageDir(name, dir) {
   }
 }
 
+/**
+ * Adds @blk/native's addon sources and install script (the files its manifest
+ * ships, but dist/ and README.md) to the @blk/cli tarball, with an install
+ * script to build them: the bundled bin loads the addon from the CLI
+ * package's own build/Release. Rewrites the tarball in place.
+ */
+function vendorAddon(cliTarball, nativeDir) {
+  const nativeManifest = JSON.parse(fs.readFileSync(path.join(nativeDir, 'package.json'), 'utf8'));
+  const files = nativeManifest.files.filter((f) => f !== 'dist' && f !== 'README.md');
+  const stage = fs.mkdtempSync(path.join(out, '.stage-'));
+  try {
+    run('tar', ['-xzf', cliTarball, '-C', stage], out);
+    const pkg = path.join(stage, 'package');
+    for (const f of files) fs.cpSync(path.join(nativeDir, f), path.join(pkg, f), { recursive: true });
+    const manifest = JSON.parse(fs.readFileSync(path.join(pkg, 'package.json'), 'utf8'));
+    if (manifest.scripts?.install) throw new Error('pack: @blk/cli has an install script of its own: vendorAddon would replace it');
+    manifest.files = [...manifest.files, ...files];
+    manifest.scripts = { ...manifest.scripts, install: nativeManifest.scripts.install };
+    fs.writeFileSync(path.join(pkg, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    run('tar', ['-czf', cliTarball, '-C', stage, 'package'], out);
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+}
+
 fs.mkdirSync(out, { recursive: true });
 const packed = [];
 const workspace = new Set();
@@ -67,6 +97,7 @@ for (const entry of fs.readdirSync(path.join(root, 'packages')).sort()) {
   const tarball = tarballFrom(run('pnpm', ['pack', '--pack-destination', out], dir));
   const text = JSON.stringify(manifestOf(tarball));
   if (text.includes('workspace:')) throw new Error(`pack: ${path.basename(tarball)} still names a workspace: dependency`);
+  if (manifest.name === '@blk/cli') vendorAddon(tarball, path.join(root, 'packages', 'native'));
   packed.push({ tarball, dir, manifest });
 }
 

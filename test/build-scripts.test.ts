@@ -77,6 +77,34 @@ describe('scripts/build.mjs', () => {
     expect(builds()).toEqual(['a', 'b', 'b']);
   });
 
+  it('a package whose tsup config bundles workspace packages (noExternal) is rebuilt when a dependency\'s dist is newer, even an indirect one', () => {
+    const root = scratchWorkspace();
+    const dir = path.join(root, 'packages', 'c');
+    fs.cpSync(path.join(root, 'packages', 'b'), dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'c', version: '1.0.0', devDependencies: { b: 'workspace:*' }, scripts: { build: 'node build.cjs' } }));
+    fs.writeFileSync(path.join(dir, 'tsup.bin.config.ts'), "export default { noExternal: [/^a$|^b$/] };\n");
+    const build = path.join(root, 'scripts', 'build.mjs');
+    const built = (r: ReturnType<typeof run>) => r.stdout.split('\n').filter((l) => /^build: \w \(/.test(l)).map((l) => l.split(' ')[1]);
+    expect(built(run(process.execPath, [build], root))).toEqual(['a', 'b', 'c']);
+
+    // Everything as if built a minute ago from older inputs; then a's source changes.
+    const ago = (s: number) => new Date(Date.now() - s * 1000);
+    const age = (p: string, t: Date): void => {
+      if (fs.statSync(p).isDirectory()) for (const e of fs.readdirSync(p)) age(path.join(p, e), t);
+      else fs.utimesSync(p, t, t);
+    };
+    for (const pkg of ['a', 'b', 'c']) {
+      const d = path.join(root, 'packages', pkg);
+      for (const e of fs.readdirSync(d)) age(path.join(d, e), e === 'dist' ? ago(60) : ago(120));
+    }
+    age(path.join(root, 'tsconfig.json'), ago(120));
+    fs.utimesSync(path.join(root, 'packages', 'a', 'src', 'index.ts'), ago(30), ago(30));
+    // a is rebuilt; b only imports a (left external): up to date; c carries a copy of a: rebuilt.
+    expect(built(run(process.execPath, [build], root))).toEqual(['a', 'c']);
+    expect(run(process.execPath, [build], root).stdout).toBe('build: everything up to date\n');
+
+  });
+
   it('a failing build: its output\'s tail, the log\'s name, exit status 1', () => {
     const root = scratchWorkspace();
     fs.writeFileSync(path.join(root, 'packages', 'a', 'build.cjs'), "console.log('the compiler says: bad thing');process.exit(3)");

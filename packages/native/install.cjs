@@ -6,6 +6,10 @@
  * (a Node-API addon needs only Node's headers). Never fails the install:
  * without the addon, @blk/native warns once at run time and images are opened
  * without OS locks (and read through Node's slower fs calls).
+ *
+ * scripts/pack.mjs also ships this script, binding.gyp and native/ in the
+ * @blk/cli tarball, whose self-contained `blk` loads the addon from its own
+ * build/Release: there it runs as @blk/cli's install script.
  */
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -13,9 +17,10 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const here = __dirname;
+const name = JSON.parse(fs.readFileSync(path.join(here, 'package.json'), 'utf8')).name;
 const out = path.join(here, 'build', 'Release', 'blk_native.node');
 if (process.platform === 'win32') {
-  console.warn('@blk/native: no native addon on Windows; images are opened without locks');
+  console.warn(`${name}: no native addon on Windows; images are opened without locks`);
   process.exit(0);
 }
 
@@ -71,7 +76,7 @@ function upToDate() {
 }
 
 if (upToDate()) {
-  console.log(`@blk/native: ${path.relative(here, out)} is up to date`);
+  console.log(`${name}: ${path.relative(here, out)} is up to date`);
   process.exit(0);
 }
 
@@ -85,7 +90,7 @@ const candidates = [
 for (const [cmd, args] of candidates) {
   if (cmd !== 'node-gyp' && !fs.existsSync(args[0])) continue;
   if (run(cmd, args) && fs.existsSync(out)) {
-    console.log(`@blk/native: built ${path.relative(here, out)} with node-gyp (log: ${logFile})`);
+    console.log(`${name}: built ${path.relative(here, out)} with node-gyp (log: ${logFile})`);
     process.exit(0);
   }
 }
@@ -97,12 +102,12 @@ if (nodedir) {
     ...['addon.c', 'lock.c', 'io.c'].map((f) => path.join(here, 'native', f)), '-o', out, '-lm'];
   if (process.platform === 'darwin') flags.push('-undefined', 'dynamic_lookup');
   if (run(cc, flags) && fs.existsSync(out)) {
-    console.log(`@blk/native: built ${path.relative(here, out)} with ${cc} (log: ${logFile})`);
+    console.log(`${name}: built ${path.relative(here, out)} with ${cc} (log: ${logFile})`);
     process.exit(0);
   }
 }
 console.warn(`${logTail(20)}\n`
-  + '@blk/native: WARNING: could not build the native addon (node-gyp and a C compiler with Node headers are needed); '
+  + `${name}: WARNING: could not build the native addon (node-gyp and a C compiler with Node headers are needed); `
   + 'images will be opened without OS advisory locks, so two processes could write one image at once, and read through Node\'s slower fs calls. '
   + `Full log: ${logFile}`);
 process.exit(0);

@@ -27,12 +27,16 @@ function stale(): 'none' | 'cli' | 'all' {
   const images = path.join(REPO, 'packages', 'images', 'dist', 'index.js');
   if (!fs.existsSync(images)) return 'all';
   if (!fs.existsSync(BLK)) return 'cli';
-  return fs.statSync(BLK).mtimeMs < newestMtime(path.join(CLI_DIR, 'src')) ? 'cli' : 'none';
+  // The bin carries copies of the @blk packages (tsup.bin.config.ts): a rebuilt one makes it stale too.
+  const inputs = [path.join(CLI_DIR, 'src'), ...['core', 'raw', 'cow', 'native', 'images'].map((p) => path.join(REPO, 'packages', p, 'dist'))];
+  const newest = Math.max(...inputs.filter((d) => fs.existsSync(d)).map(newestMtime));
+  return fs.statSync(BLK).mtimeMs < newest ? 'cli' : 'none';
 }
 
 /**
- * Builds the CLI when dist/ is missing or older than src/ (and the packages
- * it depends on when @blk/images has no dist yet). Test files run in
+ * Builds the CLI when dist/ is missing or older than src/ or the bundled
+ * packages' dist/ (and the packages it depends on when @blk/images has no
+ * dist yet). Test files run in
  * parallel: a lock directory makes one of them build while the others wait.
  */
 export function ensureBuilt(): void {

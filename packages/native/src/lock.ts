@@ -43,7 +43,8 @@ function unavailable(path: string): void {
   if (!warned) {
     warned = true;
     const remedy = addonRebuildMayHelp()
-      ? 'Rebuild it with `npm rebuild @blk/native` (in the blk repository: `pnpm --filter @blk/native run install`; needs a C compiler), '
+      ? 'Rebuild it with `npm rebuild @blk/native` (a blk installed from the @blk/cli tarball alone: `npm rebuild -g @blk/cli`; '
+        + 'in the blk repository: `pnpm --filter @blk/native run install`; needs a C compiler), '
       : 'Rebuilding will not help (the built addon was not the problem): please report this as a bug of @blk/native; ';
     process.emitWarning(`blk: image files are opened WITHOUT OS advisory locks (the @blk/native addon did not load: ${why}). `
       + `Two processes could write one image at once. ${remedy}`
