@@ -67,11 +67,11 @@ function ok(cmd: string, args: string[], cwd: string, options: SpawnSyncOptions 
   return r.stdout;
 }
 
-/** npm with no registry; its output. `npmCli`: run npm's own script with node (PATH may lack npm). */
+/** npm with no registry; its output (install scripts' too). Run as npm's own script with node: `env` may give a PATH without npm. */
 function npm(args: string[], cwd: string, env?: NodeJS.ProcessEnv): Promise<string> {
   // The cache is private to the test: nothing comes from an earlier download.
   const npmArgs = [...args, '--offline', '--no-audit', '--no-fund', '--foreground-scripts', `--cache=${path.join(work, 'npm-cache')}`];
-  const npmCli = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+  const npmCli = fs.realpathSync(ok('sh', ['-c', 'command -v npm'], work).trim()); // .../npm/bin/npm-cli.js
   return okAsync(process.execPath, [npmCli, ...npmArgs], cwd, env);
 }
 
