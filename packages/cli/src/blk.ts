@@ -125,14 +125,19 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('convert')
     .description('copy an image into a new one of any format; all-zero runs stay holes')
-    .usage('[-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] SRC DST')
+    .usage('[-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] '
+      + '[-n [--target-is-zero]] [-m N] [-W] SRC DST')
     .addOption(formatOption())
-    .addOption(new Option('-O, --output-format <fmt>', 'format of the output image (default: raw)'))
+    .addOption(new Option('-O, --output-format <fmt>', 'format of the output image (default raw; with -n: probed)'))
     .option('-o, --options <list>', 'options for the output format (as for create)', collect, [])
     .option('-B, --backing <file>', 'make the output an overlay on this file; only data that differs from it is written')
     .option('-F, --backing-format <fmt>', 'format of the -B backing file (default raw)')
     .option('-S, --sparse-size <size>', 'runs of zeros at least this long (aligned) become holes; 0 = write everything', '4k')
     .option('-t, --cache <mode>', CACHE_HELP)
+    .option('-n, --no-create', 'DST exists: write into it in place (it must be at least as large as SRC)')
+    .option('--target-is-zero', 'with -n: DST reads as zeros already, so zeros are not written')
+    .option('-m, --parallel <n>', 'chunks in flight, 1 to 16 (default 4)')
+    .option('-W, --out-of-order', 'let chunks be written out of order (default: front to back)')
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
@@ -145,8 +150,9 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('commit')
     .description('write an overlay\'s data into its backing file, then empty the overlay')
-    .usage('[-f FMT] [-d] [-t CACHE] [-p] [-q] FILE')
+    .usage('[-f FMT] [-b BASE] [-d] [-t CACHE] [-p] [-q] FILE')
     .addOption(formatOption())
+    .option('-b, --base <file>', 'commit every layer above BASE, a file further down the chain, into it (implies -d)')
     .option('-d, --keep', 'keep the overlay\'s data (do not empty it)')
     .option('-t, --cache <mode>', CACHE_HELP)
     .option('--force', 'commit even if the backing file was modified after the overlay was made')
@@ -253,6 +259,44 @@ cow: size= grows the image (as resize); the backing file (use rebase) and the
 version, variant and alignment (use convert) cannot change in place.
 raw: nothing to amend.`)
     .action(run(async () => (await import('./commands/amend.js')).amend));
+
+  program.command('bench')
+    .description('time COUNT read (or -w write) requests, DEPTH of them in flight (qemu-img bench)')
+    .usage('[-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N [--no-drain]] [-i threads] [-o OFFSET] '
+      + '[--pattern=N] [-q] [-s BUFFER_SIZE] [-S STEP_SIZE] [-t CACHE] [-w] [-U] FILE')
+    .option('-c, --count <n>', 'number of requests (default 75000)')
+    .option('-d, --depth <n>', 'requests in flight at once (default 64)')
+    .addOption(formatOption())
+    .option('--flush-interval <n>', 'write tests: flush whenever the number of requests left is a multiple of N')
+    .option('--no-drain', 'flush without waiting for the requests in flight first')
+    .option('-n, --native', 'native AIO (not supported: blk\'s requests run on the thread pool)')
+    .option('-i, --aio <mode>', 'threads (what blk does); native and io_uring are not supported')
+    .option('-o, --offset <offset>', 'offset of the first request (default 0)')
+    .option('--pattern <byte>', 'byte that write requests write (default 0)')
+    .option('-q, --quiet', 'accepted (qemu-img 7.2 prints its lines anyway; so does blk)')
+    .option('-s, --buffer-size <size>', 'bytes per request (default 4k)')
+    .option('-S, --step-size <size>', 'distance between the offsets of consecutive requests (default: the buffer size); '
+      + 'offsets wrap at the end of the image')
+    .option('-t, --cache <mode>', CACHE_HELP)
+    .option('-w, --write', 'write requests instead of reads')
+    .addOption(backingProbeOption())
+    .addOption(forceShareOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/bench.js')).bench));
+
+  program.command('dd')
+    .description('copy a range of an image into a new image (qemu-img dd)')
+    .usage('[-f FMT] [-O OUTPUT_FMT] [bs=BLOCK_SIZE] [count=BLOCKS] [skip=BLOCKS] if=INPUT of=OUTPUT')
+    .addOption(formatOption())
+    .addOption(new Option('-O, --output-format <fmt>', 'format of the output image').default('raw'))
+    .addOption(backingProbeOption())
+    .addOption(forceShareOption())
+    .argument('[operands...]', 'bs= (default 512), count=, skip= (in blocks of bs), if=, of=')
+    .addHelpText('after', `
+As qemu-img: count= counts from the input's start and skip= is taken from that
+range, so the output is min(input size, count*bs) - skip*bs bytes. The output is
+written under a temporary name and renamed into place when complete.`)
+    .action(run(async () => (await import('./commands/dd.js')).dd));
 
   program.command('io')
     .description('qemu-io: run read/write/alloc/map/... commands on an image (from -c, else from stdin)')

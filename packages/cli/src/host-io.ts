@@ -29,16 +29,16 @@ function hasPoolIo(storage: Storage): storage is Storage & PoolIo {
 class ThreadedStorage implements Storage {
   /** Where the file's data and holes are: the inner storage's answer (convert skips holes with it). */
   readonly extentAt: Storage['extentAt'];
-  constructor(private readonly inner: Storage & PoolIo) {
+  constructor(private readonly inner: Storage & PoolIo, private readonly min: number) {
     this.extentAt = inner.extentAt?.bind(inner);
   }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
   read(offset: number, into: Uint8Array): Promise<number> {
-    return into.length >= THREADED_MIN ? this.inner.readOnPool(offset, into) : this.inner.read(offset, into);
+    return into.length >= this.min ? this.inner.readOnPool(offset, into) : this.inner.read(offset, into);
   }
   write(offset: number, data: Uint8Array): Promise<void> {
-    return data.length >= THREADED_MIN ? this.inner.writeOnPool(offset, data) : this.inner.write(offset, data);
+    return data.length >= this.min ? this.inner.writeOnPool(offset, data) : this.inner.write(offset, data);
   }
   size(): Promise<number> { return this.inner.size(); }
   truncate(size: number): Promise<void> { return this.inner.truncate(size); }
@@ -48,10 +48,11 @@ class ThreadedStorage implements Storage {
 
 /** A Vfs whose storages send large reads and writes to the thread pool (when they can: NodeFileStorage). */
 export class ThreadedIoVfs implements Vfs {
-  constructor(private readonly inner: Vfs) {}
+  /** `min`: requests at least this long go to the thread pool (0: every read and write). */
+  constructor(private readonly inner: Vfs, private readonly min = THREADED_MIN) {}
   async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const storage = await this.inner.open(path, options);
-    return hasPoolIo(storage) ? new ThreadedStorage(storage) : storage;
+    return hasPoolIo(storage) ? new ThreadedStorage(storage, this.min) : storage;
   }
   stat(path: string) { return this.inner.stat(path); }
   lstat(path: string) { return this.inner.lstat(path); }
@@ -70,4 +71,16 @@ let jobVfs_: Vfs | undefined;
 export function hostJobVfs(): Vfs {
   jobVfs_ ??= new ThreadedIoVfs(hostVfs());
   return jobVfs_;
+}
+
+let poolVfs_: Vfs | undefined;
+
+/**
+ * hostVfs() with every read and write on the thread pool, small ones too:
+ * what blk bench runs on, so that its requests are in flight together as
+ * qemu-img's aio=threads requests are (not run one by one on the main thread).
+ */
+export function hostPoolVfs(): Vfs {
+  poolVfs_ ??= new ThreadedIoVfs(hostVfs(), 0);
+  return poolVfs_;
 }

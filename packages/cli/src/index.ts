@@ -9,3 +9,6 @@ export { commitImage, COMMIT_IN_PROGRESS_MTIME, type CommitOptions, type CommitR
 export { rebaseImage, type RebaseOptions, type RebaseResult } from './jobs/rebase.js';
 export { convertImage, tempNameFor, type ConvertOptions, type ConvertResult } from './jobs/convert.js';
 export { CHUNK, type JobOptions, type ProgressEvent } from './jobs/common.js';
+export { commitIntoBase } from './jobs/commit-base.js';
+export { benchImage, type BenchOptions, type BenchPlan, type BenchResult } from './jobs/bench.js';
+export { ddImage, type DdOptions, type DdResult } from './jobs/dd.js';

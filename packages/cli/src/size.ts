@@ -66,3 +66,11 @@ export function parseSize(text: string, what = 'size'): number {
   throw new UsageError(`invalid ${what} '${text}': use a number of bytes, optionally with a suffix `
     + 'k, M, G, T, P or E (powers of 1024), e.g. 64k, 10M, 1.5G');
 }
+
+/** QEMU's qemu_strtoul (base 0: decimal, 0x hex, 0 octal), up to `max`; undefined when invalid. */
+export function parseUnsigned(text: string, max: number): number | undefined {
+  const m = /^[ \t\n\r\f\v]*\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9]\d*))$/.exec(text);
+  if (!m) return undefined;
+  const value = m[1] !== undefined ? parseInt(m[1], 16) : m[2] !== undefined ? parseInt(m[2], 8) : Number(m[3]);
+  return Number.isSafeInteger(value) && value <= max ? value : undefined;
+}

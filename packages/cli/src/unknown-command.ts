@@ -11,8 +11,6 @@ const QEMU_ONLY: Record<string, string> = {
     + 'blk create -f cow -b IMAGE OVERLAY (and blk commit / blk rebase to fold or move it)',
   bitmap: 'cow and raw images have no persistent dirty bitmaps; the nearest is blk map, which shows what an overlay '
     + 'holds (what changed since its base)',
-  bench: 'the nearest is blk io, whose read/write/aio commands time their requests',
-  dd: 'the nearest is blk convert, which copies a whole image (blk io -c "read -v OFFSET LENGTH" prints a range)',
 };
 
 /** Edit distance (insertions, deletions, substitutions). */

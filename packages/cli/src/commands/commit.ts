@@ -6,12 +6,15 @@ import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { warn } from '../errors.js';
 import { hostJobVfs } from '../host-io.js';
 import { commitImage } from '../jobs/commit.js';
+import { commitIntoBase } from '../jobs/commit-base.js';
 import { cacheArg, syncDirectory } from './convert.js';
 import { progressListener } from '../progress.js';
 
 export interface CommitOpts extends BackingRuleFlags {
   format?: string;
   keep?: boolean;
+  /** -b: the image further down the chain to commit into (implies keep, as qemu-img's -b implies -d). */
+  base?: string;
   progress?: boolean;
   quiet?: boolean;
   force?: boolean;
@@ -22,7 +25,10 @@ export interface CommitOpts extends BackingRuleFlags {
 
 export async function commit(file: string, opts: CommitOpts): Promise<number> {
   const cache = cacheArg(opts.cache);
-  await commitImage(file, {
+  const job = opts.base !== undefined
+    ? (f: string, o: Parameters<typeof commitImage>[1]) => commitIntoBase(f, opts.base!, o)
+    : commitImage;
+  await job(file, {
     vfs: hostJobVfs(),
     cache,
     format: opts.format,

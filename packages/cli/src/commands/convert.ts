@@ -14,12 +14,19 @@ import { parseCacheMode } from '../jobs/common.js';
 import { convertImage } from '../jobs/convert.js';
 import { formatOptionHelp, parseCreateOptions } from '../options.js';
 import { progressListener } from '../progress.js';
-import { parseSize } from '../size.js';
+import { parseSize, parseUnsigned } from '../size.js';
 
 export interface ConvertOpts extends BackingRuleFlags {
   format?: string;
-  /** -O; raw when absent (then the output is guarded as a probed raw image would be). */
+  /** -O; raw when absent (then the output is guarded as a probed raw image would be; with -n: DST's format is probed). */
   outputFormat?: string;
+  /** false with -n (commander's --no-create). */
+  create: boolean;
+  targetIsZero?: boolean;
+  /** -m */
+  parallel?: string;
+  /** -W */
+  outOfOrder?: boolean;
   options: string[];
   backing?: string;
   backingFormat?: string;
@@ -32,8 +39,16 @@ export interface ConvertOpts extends BackingRuleFlags {
 }
 
 export async function convert(src: string, dst: string, opts: ConvertOpts): Promise<number> {
+  const inPlace = !opts.create;
   const outFormat = opts.outputFormat ?? 'raw';
-  if (!registry.require(outFormat, dst).create) throw new Error(`${dst}: format ${outFormat} cannot create images`);
+  if (opts.targetIsZero && !inPlace) throw new UsageError('--target-is-zero requires use of -n flag');
+  if (inPlace && opts.options.length > 0) throw new UsageError('-o has no effect when skipping image creation');
+  if (inPlace && opts.outputFormat !== undefined) registry.require(outFormat, dst);
+  if (!inPlace && !registry.require(outFormat, dst).create) throw new Error(`${dst}: format ${outFormat} cannot create images`);
+  const parallel = opts.parallel === undefined ? undefined : parseUnsigned(opts.parallel, 16);
+  if (parallel === 0 || (opts.parallel !== undefined && parallel === undefined)) {
+    throw new UsageError('Invalid number of coroutines. Allowed number of coroutines is between 1 and 16');
+  }
   const o = parseCreateOptions(outFormat, opts.options, dst);
   if (o.help) {
     process.stdout.write(formatOptionHelp(outFormat));
@@ -65,6 +80,10 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       cache,
       format: opts.format,
       outputFormat: opts.outputFormat,
+      existingTarget: inPlace,
+      targetIsZero: opts.targetIsZero,
+      parallel,
+      outOfOrder: opts.outOfOrder,
       driverOptions: o.driverOptions,
       ...(o.preallocation !== undefined ? { preallocation: o.preallocation } : {}),
       backing: backingArg,
@@ -75,7 +94,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       onTempFile: (path) => { tmp = path; },
       onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
     });
-    if (cache !== 'unsafe') syncDirectory(nodePath.dirname(nodePath.resolve(dst)));
+    if (cache !== 'unsafe' && !inPlace) syncDirectory(nodePath.dirname(nodePath.resolve(dst)));
   } finally {
     offInterrupt();
   }

@@ -10,9 +10,11 @@
  */
 import { BlockError, isBlockError, type Image, type PreallocationMode } from '@blk/core';
 import {
-  cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, isZero, jobChunk, jobVfs, openNamedBacking, openOn, progressOf, resolveBackingArg,
-  sameBytes, yieldToEventLoop, type JobOptions,
+  cacheVfs, COPY_CHUNK, COPY_DEPTH, jobChunk, jobVfs, openNamedBacking, openOn, progressOf, resolveBackingArg,
+  type JobOptions,
 } from './common.js';
+import { copyImageData } from './copy-loop.js';
+import { convertIntoExisting } from './convert-existing.js';
 import { createImage, openImage } from '../images.js';
 
 export interface ConvertOptions extends JobOptions {
@@ -43,16 +45,46 @@ export interface ConvertOptions extends JobOptions {
    * renamed into place or removed.
    */
   onTempFile?: (path: string | undefined) => void;
+  /**
+   * -n: DST exists already; write into it in place (no creation, no
+   * temporary file). It must be at least as large as the source; its format
+   * is `outputFormat` when given, else probed. See convert-existing.ts.
+   */
+  existingTarget?: boolean;
+  /** --target-is-zero (with existingTarget): DST reads as zeros already, so runs of zeros are not written. */
+  targetIsZero?: boolean;
+  /** -m: chunks in flight, 1 to 16 (default 4). */
+  parallel?: number;
+  /** -W: let chunks be written out of order (default: each chunk writes after the previous one). */
+  outOfOrder?: boolean;
 }
 
 export interface ConvertResult {
   /** Virtual size of the output (the source's). */
   size: number;
-  /** The temporary name the output was written under before the rename. */
-  tempPath: string;
+  /** The temporary name the output was written under before the rename (undefined when written in place: -n). */
+  tempPath: string | undefined;
 }
 
 const DEFAULT_SPARSE = 4096;
+
+/** -m: the chunks in flight, checked (qemu-img's range and message). */
+export function copyDepth(options: Pick<ConvertOptions, 'parallel'>): number {
+  const m = options.parallel ?? COPY_DEPTH;
+  if (!Number.isSafeInteger(m) || m < 1 || m > 16) {
+    throw new RangeError('Invalid number of coroutines. Allowed number of coroutines is between 1 and 16');
+  }
+  return m;
+}
+
+/** -S: checked. */
+export function sparseSizeOf(options: Pick<ConvertOptions, 'sparseSize'>): number {
+  const sparse = options.sparseSize ?? DEFAULT_SPARSE;
+  if (!Number.isSafeInteger(sparse) || sparse < 0 || sparse % 512 !== 0 || sparse > 16 * 1024 * 1024) {
+    throw new RangeError(`invalid sparse size ${sparse}: use a multiple of 512 up to 16M (0 writes every byte)`);
+  }
+  return sparse;
+}
 
 /** A fresh temporary name beside `dst`: `${dst}.tmp-` and 8 random hex digits. */
 export function tempNameFor(dst: string): string {
@@ -63,13 +95,13 @@ export function tempNameFor(dst: string): string {
 
 /** Converts `src` into a new image `dst` (replacing it atomically when it exists). */
 export async function convertImage(src: string, dst: string, options: ConvertOptions = {}): Promise<ConvertResult> {
+  if (options.existingTarget) return convertIntoExisting(src, dst, options);
+  if (options.targetIsZero) throw new RangeError('--target-is-zero requires use of -n flag');
   const vfs = cacheVfs(jobVfs(options), options);
   const chunk = jobChunk(options, COPY_CHUNK);
   const outFormat = options.outputFormat ?? 'raw';
-  const sparse = options.sparseSize ?? DEFAULT_SPARSE;
-  if (!Number.isSafeInteger(sparse) || sparse < 0 || sparse % 512 !== 0 || sparse > 16 * 1024 * 1024) {
-    throw new RangeError(`invalid sparse size ${sparse}: use a multiple of 512 up to 16M (0 writes every byte)`);
-  }
+  const sparse = sparseSizeOf(options);
+  const depth = copyDepth(options);
   const backingArg = options.backing;
   const backingFormat = options.backingFormat;
   if (backingFormat !== undefined && backingArg === undefined) {
@@ -84,7 +116,6 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
   let out: Image | undefined;
   const tmp = tempNameFor(dst);
   let created = false;
-  let pipeline: CopyPipeline<{ buf: Uint8Array; bbuf: Uint8Array | undefined }> | undefined;
   const removeTmp = async () => {
     if (!created) return;
     created = false;
@@ -117,48 +148,16 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
       backing: backingFormat !== undefined ? { format: backingFormat } : {},
     });
 
-    const granule = sparse > 0 ? sparse : 512;
-    const writeAll = sparse === 0 && backing === undefined;
     const progress = progressOf(options, source.size);
-    const output = out;
-    const withBacking = backing;
-    // Several chunks in flight: each task reads its chunk (and the backing file's) and writes what differs.
-    pipeline = new CopyPipeline(COPY_DEPTH, () => ({
-      buf: new Uint8Array(chunk), bbuf: withBacking ? new Uint8Array(chunk) : undefined,
-    }));
-    let done = 0;
-    for await (const run of source.map()) {
-      const runEnd = run.start + run.length;
-      const zeroRun = run.depth === undefined || run.zero;
-      if (zeroRun && !backing && !writeAll) {
-        // Reads as zeros in the new image already: leave a hole.
-        done += run.length;
-        progress.update(done);
-        continue;
-      }
-      for (let pos = run.start; pos < runEnd;) {
-        const n = Math.min(chunk - (pos % chunk), runEnd - pos);
-        const at = pos;
-        await pipeline.start(async ({ buf, bbuf }) => {
-          const data = buf.subarray(0, n);
-          if (zeroRun) data.fill(0);
-          else await source.readInto(at, data);
-          let base: Uint8Array | undefined;
-          if (withBacking && bbuf) {
-            base = bbuf.subarray(0, n);
-            const inside = Math.max(0, Math.min(n, withBacking.size - at));
-            if (inside < n) base.fill(0, inside);
-            if (inside > 0) await withBacking.readInto(at, base.subarray(0, inside));
-          }
-          await writeChanged(output, at, data, base, granule, writeAll);
-          done += n;
-          progress.update(done);
-        });
-        pos += n;
-        await yieldToEventLoop();
-      }
-    }
-    await pipeline.drain();
+    await copyImageData(source, out, {
+      chunk,
+      depth,
+      sparseSize: sparse,
+      against: backing,
+      writeAll: sparse === 0 && backing === undefined,
+      outOfOrder: options.outOfOrder,
+      onProgress: (done) => progress.update(done),
+    });
     await out.flush();
     await out.close();
     out = undefined;
@@ -168,7 +167,6 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     progress.end();
     return { size: source.size, tempPath: tmp };
   } catch (err) {
-    await pipeline?.settle();
     await out?.close().catch(() => undefined);
     await removeTmp();
     if (isBlockError(err, 'probe-guard')) {
@@ -181,35 +179,4 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     await backing?.close().catch(() => undefined);
     await source.close().catch(() => undefined);
   }
-}
-
-/**
- * Writes the granules of `data` (at image offset `pos`) that are not zero
- * (or, over a backing file, that differ from `base`), coalescing neighbours
- * into one write. Granules are aligned to absolute multiples of `granule`.
- */
-async function writeChanged(out: Image, pos: number, data: Uint8Array, base: Uint8Array | undefined,
-  granule: number, writeAll: boolean): Promise<void> {
-  if (writeAll) {
-    await out.write(pos, data);
-    return;
-  }
-  const end = pos + data.length;
-  let pending = -1;
-  for (let g = pos; g < end;) {
-    const gEnd = Math.min(g - (g % granule) + granule, end);
-    const from = g - pos, to = gEnd - pos;
-    // Without a backing file, a non-zero first or last byte settles it without a compare (the usual case for data).
-    const skip = base
-      ? sameBytes(data.subarray(from, to), base.subarray(from, to))
-      : data[from] === 0 && data[to - 1] === 0 && isZero(data.subarray(from, to));
-    if (!skip) {
-      if (pending < 0) pending = g;
-    } else if (pending >= 0) {
-      await out.write(pending, data.subarray(pending - pos, g - pos));
-      pending = -1;
-    }
-    g = gEnd;
-  }
-  if (pending >= 0) await out.write(pending, data.subarray(pending - pos));
 }

@@ -1,0 +1,228 @@
+/**
+ * commit -b BASE (qemu-img commit -b): commits every layer of the chain
+ * above BASE, from the top image down to the one whose backing file BASE is,
+ * into BASE. As with qemu-img, `-b` implies `-d`: the top image keeps its
+ * data, so that it still reads the same through the chain; the layers between
+ * it and BASE keep theirs too (qemu-img calls them invalid afterwards: read
+ * on their own, over the new BASE, they may show the top's data).
+ *
+ * BASE as the top's direct backing file is plain commit with `keep`
+ * (commit.ts, its checks and protocol). A deeper BASE:
+ *  1. every link of the chain is checked as plain commit checks its one link
+ *     (a backing file modified after the overlay above it was made is
+ *     refused unless `force`), and the data that must land in BASE is
+ *     checked to fit before anything is written;
+ *  2. the top image is marked "commit in progress" (backing mtime 0, for
+ *     formats that record it): the chain refuses to open normally while
+ *     BASE changes under it;
+ *  3. each layer's own runs are written into BASE, the lowest layer first and
+ *     the top last (the upper layers' data wins where they overlap, as reads
+ *     through the chain see it), BASE is flushed;
+ *  4. from the layer right above BASE up to the top, each layer records its
+ *     backing file's new size and mtime (a header rewrite changes the layer's
+ *     own mtime, which the layer above records): the top's record, last,
+ *     clears the mark.
+ * Killed anywhere, a re-run of the same command finds the mark, skips the
+ * link checks (the mismatches are its own) and redoes steps 3 and 4: the
+ * copy lands the same bytes in the same places.
+ */
+import type { BackingSpec, Image } from '@blk/core';
+import {
+  backingPolicy, cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
+  yieldToEventLoop,
+} from './common.js';
+import { COMMIT_IN_PROGRESS_MTIME, commitImage, type CommitOptions, type CommitResult } from './commit.js';
+import { openImage } from '../images.js';
+import type { Vfs } from '@blk/core';
+
+interface Layer {
+  path: string;
+  /** The format it opened with. */
+  format: string;
+}
+
+/** The real path of `path`, or undefined when it cannot be resolved (a missing file). */
+async function realOf(vfs: Vfs, path: string): Promise<string | undefined> {
+  try {
+    return await vfs.realpath(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The chain from `file` down to BASE: [top, ..., the layer whose backing
+ * file BASE is, BASE]. BASE may be named relative to the current directory
+ * or, as a backing file is, to the top image's directory.
+ */
+export async function chainDownTo(vfs: Vfs, file: string, base: string, options: CommitOptions): Promise<Layer[]> {
+  const wanted = new Set<string>();
+  for (const candidate of [vfs.resolve(vfs.cwd(), base), vfs.resolve(vfs.dirname(vfs.resolve(vfs.cwd(), file)), base)]) {
+    const real = await realOf(vfs, candidate);
+    if (real !== undefined) wanted.add(real);
+  }
+  const notFound = () => new Error(`Did not find '${base}' in the backing chain of '${file}'`);
+  if (wanted.size === 0) throw notFound();
+  // The chain as every command opens it (formats, disguised files and depth limits are core's rules);
+  // recorded mtimes are not checked here (an interrupted commit -b leaves them changed): the job checks them.
+  const image = await openOn(vfs, file, {
+    format: options.format, readOnly: true, backingProbe: options.backingProbe, onMismatch: 'accept',
+  });
+  const layers: Layer[] = [];
+  try {
+    for (const layer of image.chain()) {
+      layers.push({ path: layer.path, format: layer.format });
+      if (layers.length === 1) continue;
+      const real = await realOf(vfs, layer.path);
+      if (real !== undefined && wanted.has(real)) return layers;
+    }
+  } finally {
+    await image.close();
+  }
+  throw notFound();
+}
+
+/** Commits the chain above `base` into it (see the module comment). */
+export async function commitIntoBase(file: string, base: string, options: CommitOptions = {}): Promise<CommitResult> {
+  const vfs = cacheVfs(jobVfs(options), options);
+  const chain = await chainDownTo(vfs, file, base, options);
+  if (chain.length === 2) return commitImage(file, { ...options, keep: true });
+
+  const chunk = jobChunk(options, COPY_CHUNK);
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    options.onWarning?.(message);
+  };
+  const above = chain.slice(0, -1);
+  const basePath = chain[chain.length - 1]!.path;
+  const layers: Image[] = [];
+  let target: Image | undefined;
+  let pipeline: CopyPipeline<Uint8Array> | undefined;
+  try {
+    for (const layer of above) {
+      layers.push(await openOn(vfs, layer.path, { format: layer.format, readOnly: false, backingMode: 'ignore' }));
+    }
+    const top = layers[0]!;
+    const topRef = top.backingReference!;
+    const resuming = topRef.expect?.mtimeSec === COMMIT_IN_PROGRESS_MTIME;
+    if (!resuming) {
+      for (let i = 0; i < layers.length; i++) {
+        const expect = layers[i]!.backingReference?.expect;
+        const below = chain[i + 1]!.path;
+        const now = await mtimeOf(vfs, below);
+        if (expect?.mtimeSec === undefined || now === undefined || expect.mtimeSec === now % 2 ** 32) continue;
+        const msg = `${chain[i]!.path}: backing file ${below} was modified after the overlay was made `
+          + `(mtime ${now}, recorded ${expect.mtimeSec}); committing would mix old and new data`;
+        if (!options.force) throw new Error(`${msg} (use --force to commit anyway)`);
+        warn(`${msg}; committing anyway (--force)`);
+      }
+    }
+
+    const baseFormat = chain[chain.length - 1]!.format;
+    const baseOptions: Parameters<typeof openImage>[1] = {
+      vfs, readOnly: false, backing: backingPolicy({ backingProbe: options.backingProbe }),
+    };
+    if (baseFormat !== undefined) baseOptions.format = baseFormat;
+    target = await openImage(basePath, baseOptions);
+
+    // Survey every layer's own runs; refuse before writing anything if they cannot all fit.
+    const runsOf: Array<Array<{ start: number; length: number }>> = [];
+    let total = 0;
+    let dataEnd = 0;
+    for (const layer of layers) {
+      const runs: Array<{ start: number; length: number }> = [];
+      for await (const run of layer.map()) {
+        if (run.depth !== 0) continue;
+        runs.push({ start: run.start, length: run.length });
+        total += run.length;
+        dataEnd = Math.max(dataEnd, run.start + run.length);
+      }
+      runsOf.push(runs);
+    }
+    const grow = target.size < top.size && target.format === 'raw';
+    if (dataEnd > target.size && !grow) {
+      throw new Error(`${file}: the chain holds data up to offset ${dataEnd}, past the end of ${basePath} `
+        + `(${target.size} bytes), which is ${target.format} and cannot grow`);
+    }
+    const changesBase = total > 0 || grow;
+    if (!changesBase && !resuming) {
+      return { backingPath: basePath, copied: 0, emptied: false, warnings };
+    }
+
+    // 2. The mark: the chain refuses to open normally until step 4 has finished.
+    const marks = topRef.expect?.mtimeSec !== undefined;
+    if (marks && !resuming) {
+      await top.setBackingReference(specOf(topRef, topRef.expect?.size ?? 0, COMMIT_IN_PROGRESS_MTIME));
+      await top.flush();
+    }
+    if (grow) {
+      await target.close();
+      target = undefined;
+      const storage = await vfs.open(basePath, { readOnly: false });
+      try {
+        await storage.truncate(top.size);
+        await storage.flush();
+      } finally {
+        await storage.close();
+      }
+      target = await openImage(basePath, baseOptions);
+    }
+
+    // 3. Lowest layer first, each drained before the next: where layers overlap, the upper one's write lands last.
+    const progress = progressOf(options, total);
+    const into: Image = target;
+    let done = 0;
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const layer = layers[i]!;
+      pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(chunk));
+      for (const run of runsOf[i]!) {
+        const end = run.start + run.length;
+        for (let pos = run.start; pos < end;) {
+          const n = Math.min(chunk - (pos % chunk), end - pos);
+          const at = pos;
+          await pipeline.start(async (buf) => {
+            const data = buf.subarray(0, n);
+            await layer.readInto(at, data);
+            await into.write(at, data);
+            done += n;
+            progress.update(done);
+          });
+          pos += n;
+          await yieldToEventLoop();
+        }
+      }
+      await pipeline.drain();
+    }
+    await target.flush();
+    const baseSize = target.size;
+    await target.close();
+    target = undefined;
+
+    // 4. Each layer records what lies below it now, from BASE's upper neighbour up to the top (the mark, last).
+    for (let i = layers.length - 1; i >= 0; i--) {
+      const layer = layers[i]!;
+      const ref = layer.backingReference!;
+      if (ref.expect?.mtimeSec === undefined) continue;
+      const below = chain[i + 1]!.path;
+      const mtime = await mtimeOf(vfs, below);
+      if (mtime === undefined) throw new Error(`${chain[i]!.path}: backing file ${below} vanished during the commit`);
+      const size = i === layers.length - 1 ? baseSize : layers[i + 1]!.size;
+      if (ref.expect.mtimeSec === mtime % 2 ** 32 && ref.expect.size === size) continue;
+      await layer.setBackingReference(specOf(ref, size, mtime));
+      await layer.flush();
+    }
+    progress.end();
+    return { backingPath: basePath, copied: done, emptied: false, warnings };
+  } finally {
+    await pipeline?.settle();
+    await target?.close().catch(() => undefined);
+    for (const layer of layers) await layer.close().catch(() => undefined);
+  }
+}
+
+function specOf(ref: NonNullable<Image['backingReference']>, size: number, mtimeSec: number): BackingSpec {
+  const spec: BackingSpec = { path: ref.path, size, mtimeSec };
+  if (ref.format !== undefined) spec.format = ref.format;
+  return spec;
+}

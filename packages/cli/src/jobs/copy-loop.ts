@@ -1,0 +1,154 @@
+/**
+ * The copy loop of convert (new target and `-n`, an existing one): reads the
+ * source chunk by chunk, several chunks in flight, and writes what the target
+ * must hold. Runs that read as zeros are skipped when the target reads zeros
+ * there already; with something to compare against (a -B backing file, or
+ * the existing target itself under `-n`), only granules that differ from it
+ * are written.
+ *
+ * Write order (qemu-img convert's -W): by default each chunk's writes start
+ * only once the previous chunk's writes have completed, so that the target
+ * fills from front to back (reads still run ahead); `outOfOrder` lets every
+ * chunk write as soon as it has read.
+ */
+import type { Image } from '@blk/core';
+import { CopyPipeline, isZero, sameBytes, yieldToEventLoop } from './common.js';
+
+export interface CopyLoopOptions {
+  /** I/O unit (bytes). */
+  chunk: number;
+  /** Chunks in flight (qemu-img's -m, coroutines). */
+  depth: number;
+  /** Aligned zero granules at least this long are not written (0: write every byte). */
+  sparseSize: number;
+  /**
+   * What the target reads already where the loop writes nothing: a backing
+   * file (-B) or the target itself (-n). Granules equal to it are skipped.
+   * Undefined: the target reads zeros everywhere (a new image, or -n with
+   * --target-is-zero).
+   */
+  against?: Image;
+  /** Write every byte of every run (no hole, no compare): -S 0 without `against`, or a device. */
+  writeAll?: boolean;
+  /** -W: chunks write as soon as they are read, in any order. */
+  outOfOrder?: boolean;
+  /** Called with the bytes gone through so far. */
+  onProgress?: (done: number) => void;
+}
+
+interface Slot {
+  buf: Uint8Array;
+  bbuf: Uint8Array | undefined;
+}
+
+/** Copies `source` (its whole virtual size) into `target` at the same offsets. */
+export async function copyImageData(source: Image, target: Image, o: CopyLoopOptions): Promise<void> {
+  const granule = o.sparseSize > 0 ? o.sparseSize : 512;
+  const against = o.against;
+  const writeAll = o.writeAll ?? false;
+  const pipeline = new CopyPipeline<Slot>(o.depth, () => ({
+    buf: new Uint8Array(o.chunk), bbuf: against ? new Uint8Array(o.chunk) : undefined,
+  }));
+  const order = o.outOfOrder ? undefined : new WriteOrder();
+  let done = 0;
+  const advance = (n: number) => {
+    done += n;
+    o.onProgress?.(done);
+  };
+
+  const copyRange = async (start: number, end: number, zeroRun: boolean) => {
+    for (let pos = start; pos < end;) {
+      const n = Math.min(o.chunk - (pos % o.chunk), end - pos);
+      const at = pos;
+      const turn = order?.next();
+      await pipeline.start(async ({ buf, bbuf }) => {
+        try {
+          const data = buf.subarray(0, n);
+          if (zeroRun) data.fill(0);
+          else await source.readInto(at, data);
+          let base: Uint8Array | undefined;
+          if (against && bbuf) {
+            base = bbuf.subarray(0, n);
+            const inside = Math.max(0, Math.min(n, against.size - at));
+            if (inside < n) base.fill(0, inside);
+            if (inside > 0) await against.readInto(at, base.subarray(0, inside));
+          }
+          await turn?.ready;
+          await writeChanged(target, at, data, base, granule, writeAll);
+          advance(n);
+        } finally {
+          turn?.done();
+        }
+      });
+      pos += n;
+      await yieldToEventLoop();
+    }
+  };
+
+  try {
+    for await (const run of source.map()) {
+      const runEnd = run.start + run.length;
+      const zeroRun = run.depth === undefined || run.zero;
+      if (!zeroRun || writeAll) {
+        await copyRange(run.start, runEnd, zeroRun);
+      } else if (!against) {
+        // Reads as zeros in the target already: leave a hole.
+        advance(run.length);
+      } else {
+        // Zeros over something else: only where that something does not read as zeros already.
+        for await (const sub of against.map(run.start, Math.min(run.length, Math.max(0, against.size - run.start)))) {
+          if (sub.depth === undefined || sub.zero) advance(sub.length);
+          else await copyRange(sub.start, sub.start + sub.length, true);
+        }
+        const beyond = Math.max(0, runEnd - Math.max(run.start, against.size));
+        advance(beyond);
+      }
+    }
+    await pipeline.drain();
+  } finally {
+    await pipeline.settle();
+  }
+}
+
+/** Hands out turns: each turn is ready once the previous one is done (done() always runs, on failure too). */
+class WriteOrder {
+  private last: Promise<void> = Promise.resolve();
+
+  next(): { ready: Promise<void>; done(): void } {
+    const ready = this.last;
+    let done!: () => void;
+    this.last = new Promise<void>((resolve) => { done = resolve; });
+    return { ready, done };
+  }
+}
+
+/**
+ * Writes the granules of `data` (at image offset `pos`) that are not zero
+ * (or, with `base`, that differ from it), coalescing neighbours into one
+ * write. Granules are aligned to absolute multiples of `granule`.
+ */
+async function writeChanged(out: Image, pos: number, data: Uint8Array, base: Uint8Array | undefined,
+  granule: number, writeAll: boolean): Promise<void> {
+  if (writeAll) {
+    await out.write(pos, data);
+    return;
+  }
+  const end = pos + data.length;
+  let pending = -1;
+  for (let g = pos; g < end;) {
+    const gEnd = Math.min(g - (g % granule) + granule, end);
+    const from = g - pos, to = gEnd - pos;
+    // Without a base, a non-zero first or last byte settles it without a compare (the usual case for data).
+    const skip = base
+      ? sameBytes(data.subarray(from, to), base.subarray(from, to))
+      : data[from] === 0 && data[to - 1] === 0 && isZero(data.subarray(from, to));
+    if (!skip) {
+      if (pending < 0) pending = g;
+    } else if (pending >= 0) {
+      await out.write(pending, data.subarray(pending - pos, g - pos));
+      pending = -1;
+    }
+    g = gEnd;
+  }
+  if (pending >= 0) await out.write(pending, data.subarray(pending - pos));
+}

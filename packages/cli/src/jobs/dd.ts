@@ -1,0 +1,120 @@
+/**
+ * The dd job (blk dd, qemu-img dd): copies a range of an image into a new
+ * image of any format. The range is qemu-img's: the input is cut to
+ * `count * blockSize` bytes from its START, then `skip * blockSize` bytes are
+ * dropped from the front, so the output's size is
+ * `min(size, count * bs) - skip * bs` (`skip` past that end gives an empty
+ * output, with qemu-img's warning). `blockSize` only sets those units: the
+ * copy itself goes in large chunks, and all-zero chunks stay holes (the new
+ * image reads zeros there already).
+ *
+ * As `blk convert`, the output is written under a temporary name and renamed
+ * over OUTPUT once complete and flushed: interrupted, OUTPUT is untouched.
+ */
+import { cacheVfs, COPY_CHUNK, CopyPipeline, COPY_DEPTH, isZero, jobVfs, openOn, progressOf, yieldToEventLoop,
+  type JobOptions } from './common.js';
+import { tempNameFor } from './convert.js';
+import { createImage, openImage } from '../images.js';
+
+export interface DdOptions extends JobOptions {
+  /** The input's format (probed when absent). */
+  format?: string;
+  /** The output's format (default raw). */
+  outputFormat?: string;
+  /** bs=: the unit of count and skip (default 512). */
+  blockSize?: number;
+  /** count=: copy at most this many blocks, counted from the input's start (qemu-img's rule). */
+  count?: number;
+  /** skip=: leave out this many blocks at the input's start. */
+  skip?: number;
+  /** See ConvertOptions.onTempFile. */
+  onTempFile?: (path: string | undefined) => void;
+  /** Called with qemu-img's warning when skip goes past the end (the output is then empty). */
+  onWarning?: (message: string) => void;
+}
+
+export interface DdResult {
+  /** Bytes copied: the output's size. */
+  size: number;
+}
+
+/** The input range qemu-img dd copies: [start, end). */
+export function ddRange(inputSize: number, o: Pick<DdOptions, 'blockSize' | 'count' | 'skip'>): {
+  start: number; end: number; skipPastEnd: boolean;
+} {
+  const bs = o.blockSize ?? 512;
+  let end = inputSize;
+  if (o.count !== undefined && o.count * bs < end) end = o.count * bs;
+  const start = o.skip !== undefined ? o.skip * bs : 0;
+  if (start > end) return { start: end, end, skipPastEnd: true };
+  return { start, end, skipPastEnd: false };
+}
+
+/** Copies the range of `input` that bs/count/skip select into a new image `output`. */
+export async function ddImage(input: string, output: string, options: DdOptions = {}): Promise<DdResult> {
+  const bs = options.blockSize ?? 512;
+  for (const [name, v] of [['bs', bs], ['count', options.count], ['skip', options.skip]] as const) {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new RangeError(`invalid ${name} ${v}`);
+  }
+  if (bs < 1) throw new RangeError('Invalid bs specified. Must be between 1 and 2147483647.');
+  const vfs = cacheVfs(jobVfs(options), options);
+  const outFormat = options.outputFormat ?? 'raw';
+  const source = await openOn(vfs, input, { format: options.format, readOnly: true, backingProbe: options.backingProbe });
+  const tmp = tempNameFor(output);
+  let created = false;
+  let out: Awaited<ReturnType<typeof openImage>> | undefined;
+  let pipeline: CopyPipeline<Uint8Array> | undefined;
+  try {
+    const { start, end, skipPastEnd } = ddRange(source.size, options);
+    if (skipPastEnd) options.onWarning?.(`${input}: cannot skip to specified offset`);
+    const size = end - start;
+    created = true;
+    options.onTempFile?.(tmp);
+    await createImage(tmp, { vfs, format: outFormat, size });
+    out = await openImage(tmp, { vfs, format: outFormat });
+    const target = out;
+    const progress = progressOf(options, size);
+    pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(COPY_CHUNK));
+    let done = 0;
+    for await (const run of source.map(start, size)) {
+      const runEnd = run.start + run.length;
+      if (run.depth === undefined || run.zero) {
+        done += run.length;
+        progress.update(done);
+        continue;
+      }
+      for (let pos = run.start; pos < runEnd;) {
+        const n = Math.min(COPY_CHUNK, runEnd - pos);
+        const at = pos;
+        await pipeline.start(async (buf) => {
+          const data = buf.subarray(0, n);
+          await source.readInto(at, data);
+          if (!isZero(data)) await target.write(at - start, data);
+          done += n;
+          progress.update(done);
+        });
+        pos += n;
+        await yieldToEventLoop();
+      }
+    }
+    await pipeline.drain();
+    await out.flush();
+    await out.close();
+    out = undefined;
+    await vfs.rename(tmp, output);
+    created = false;
+    options.onTempFile?.(undefined);
+    progress.end();
+    return { size };
+  } catch (err) {
+    await pipeline?.settle();
+    await out?.close().catch(() => undefined);
+    if (created) {
+      await vfs.remove(tmp).catch(() => undefined);
+      options.onTempFile?.(undefined);
+    }
+    throw err;
+  } finally {
+    await source.close().catch(() => undefined);
+  }
+}
