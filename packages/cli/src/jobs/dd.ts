@@ -6,11 +6,13 @@
  * `min(size, count * bs) - skip * bs` (`skip` past that end gives an empty
  * output, with qemu-img's warning). `blockSize` only sets those units: the
  * copy itself goes in large chunks, and all-zero chunks stay holes (the new
- * image reads zeros there already).
+ * image reads zeros there already). The output is created in whole sectors
+ * (qemu-img rounds its size up to 512 bytes; the tail reads as zeros).
  *
  * As `blk convert`, the output is written under a temporary name and renamed
  * over OUTPUT once complete and flushed: interrupted, OUTPUT is untouched.
  */
+import { alignUp } from '@blk/core';
 import { cacheVfs, COPY_CHUNK, CopyPipeline, COPY_DEPTH, isZero, jobVfs, openOn, progressOf, yieldToEventLoop,
   type JobOptions } from './common.js';
 import { tempNameFor } from './convert.js';
@@ -34,7 +36,7 @@ export interface DdOptions extends JobOptions {
 }
 
 export interface DdResult {
-  /** Bytes copied: the output's size. */
+  /** Bytes copied (the output's size, before rounding up to whole sectors). */
   size: number;
 }
 
@@ -70,7 +72,8 @@ export async function ddImage(input: string, output: string, options: DdOptions 
     const size = end - start;
     created = true;
     options.onTempFile?.(tmp);
-    await createImage(tmp, { vfs, format: outFormat, size });
+    // qemu-img creates every image in whole sectors: the tail past the copy reads as zeros.
+    await createImage(tmp, { vfs, format: outFormat, size: alignUp(size, 512) });
     out = await openImage(tmp, { vfs, format: outFormat });
     const target = out;
     const progress = progressOf(options, size);
