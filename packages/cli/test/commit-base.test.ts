@@ -106,4 +106,20 @@ describe('blk commit -b', () => {
     expect(f.code).toBe(0);
     expect(f.stderr).toMatch(/warning: .*committing anyway \(--force\)/);
   });
+
+  it('guest data that would make a default-raw BASE probe as cow is refused before anything is written', () => {
+    const b = chain('guest-header', 'blk');
+    const decoy = path.join(dir, 'guest-header', 'decoy.cow');
+    expect(blk(['create', '-q', '-f', 'cow', '-o', 'version=2', decoy, '1M']).code).toBe(0);
+    const sector = path.join(dir, 'guest-header', 'sector.bin');
+    fs.writeFileSync(sector, fs.readFileSync(decoy).subarray(0, 512));
+    expect(blk(['io', P, '-c', `write -s ${sector} 0 512`, b.top]).code).toBe(0);
+    const baseBytes = fs.readFileSync(b.base);
+    const topBytes = fs.readFileSync(b.top);
+    const r = blk(['commit', P, '-b', b.base, b.top]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/probe as cow/);
+    expect(fs.readFileSync(b.base).equals(baseBytes)).toBe(true);
+    expect(fs.readFileSync(b.top).equals(topBytes)).toBe(true); // not even marked
+  });
 });

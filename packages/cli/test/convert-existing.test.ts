@@ -71,8 +71,9 @@ describe('blk convert -n', () => {
     expect(blk(['convert', '-n', src, b]).code).toBe(0);
     const past = new Date(Date.now() - 3_600_000);
     fs.utimesSync(b, past, past);
+    const stamp = fs.statSync(b).mtimeMs;
     expect(blk(['convert', '-n', '-t', 'unsafe', src, b]).code).toBe(0);
-    expect(fs.statSync(b).mtimeMs).toBe(past.getTime());
+    expect(fs.statSync(b).mtimeMs).toBe(stamp);
   });
 
   it('refuses what qemu-img refuses, with its messages: a smaller or missing target, -o, --target-is-zero without -n', () => {
@@ -98,6 +99,24 @@ describe('blk convert -n', () => {
       expect({ args, code: b.code, err: b.stderr }).toEqual({ args, code: q.code, err: q.stderr });
       expect(fs.readFileSync(dst).every((x) => x === 0xaa)).toBe(true);
     }
+  });
+
+  it('a target probed as raw is not turned into another format: refused before anything is written', () => {
+    const decoy = path.join(dir, 'decoy.cow');
+    expect(blk(['create', '-q', '-f', 'cow', '-o', 'version=2', decoy, '1M']).code).toBe(0);
+    const src = path.join(dir, 'src-h.raw');
+    rawFile(src, MiB);
+    const fd = fs.openSync(src, 'r+');
+    fs.writeSync(fd, fs.readFileSync(decoy).subarray(0, 512), 0, 512, 0);
+    fs.closeSync(fd);
+    const b = filled('bh.raw', MiB, 0x55);
+    const r = blk(['convert', '-n', '-f', 'raw', src, b]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/probe as cow/);
+    expect(fs.readFileSync(b).every((x) => x === 0x55)).toBe(true);
+    // Naming the format writes it as asked.
+    expect(blk(['convert', '-n', '-f', 'raw', '-O', 'raw', src, b]).code).toBe(0);
+    expect(fs.readFileSync(b).equals(fs.readFileSync(src))).toBe(true);
   });
 });
 

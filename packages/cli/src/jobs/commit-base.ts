@@ -28,7 +28,7 @@
  */
 import type { BackingSpec, Image } from '@blk/core';
 import {
-  backingPolicy, cacheVfs, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
+  backingPolicy, cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
   yieldToEventLoop,
 } from './common.js';
 import { COMMIT_IN_PROGRESS_MTIME, commitImage, type CommitOptions, type CommitResult } from './commit.js';
@@ -124,6 +124,11 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       vfs, readOnly: false, backing: backingPolicy({ backingProbe: options.backingProbe }),
     };
     if (baseFormat !== undefined) baseOptions.format = baseFormat;
+    // A format nobody named (raw by default, or guessed with --backing-probe): guarded as plain commit
+    // guards its base (a guest's sector 0 holding a COW header must not become BASE's header).
+    if (layers[layers.length - 1]!.backingReference?.format === undefined) {
+      baseOptions.formatAssumed = true;
+    }
     target = await openImage(basePath, baseOptions);
 
     // Survey every layer's own runs; refuse before writing anything if they cannot all fit.
@@ -145,6 +150,10 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       throw new Error(`${file}: the chain holds data up to offset ${dataEnd}, past the end of ${basePath} `
         + `(${target.size} bytes), which is ${target.format} and cannot grow`);
     }
+    // Checked before the top is marked: a refused commit leaves every file as it was. The copies in the
+    // order they land (the lowest layer first), so the check sees BASE's bytes as they will end up.
+    const copies = layers.map((source, i) => ({ source, runs: runsOf[i]! })).reverse();
+    await checkCopiesKeepFormat(target, copies);
     const changesBase = total > 0 || grow;
     if (!changesBase && !resuming) {
       return { backingPath: basePath, copied: 0, emptied: false, warnings };
@@ -167,6 +176,8 @@ export async function commitIntoBase(file: string, base: string, options: Commit
         await storage.close();
       }
       target = await openImage(basePath, baseOptions);
+      // The grown file has a new tail: check it too before copying (the top is marked by now).
+      await checkCopiesKeepFormat(target, copies);
     }
 
     // 3. Lowest layer first, each drained before the next: where layers overlap, the upper one's write lands last.

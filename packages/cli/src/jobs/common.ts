@@ -222,15 +222,23 @@ export async function openOn(vfs: Vfs, path: string, o: CliOpenOptions): Promise
  */
 export async function checkCopyKeepsFormat(target: Image, source: Image,
   runs: ReadonlyArray<{ start: number; length: number }>): Promise<void> {
+  await checkCopiesKeepFormat(target, [{ source, runs }]);
+}
+
+/** checkCopyKeepsFormat for several copies applied in order (commit -b: the lowest layer first, the top last). */
+export async function checkCopiesKeepFormat(target: Image,
+  copies: ReadonlyArray<{ source: Image; runs: ReadonlyArray<{ start: number; length: number }> }>): Promise<void> {
   const writes: Array<{ offset: number; data: Uint8Array }> = [];
-  for (const range of target.probeGuardRanges()) {
-    for (const run of runs) {
-      const from = Math.max(run.start, range.start);
-      const to = Math.min(run.start + run.length, range.start + range.length, source.size);
-      if (from >= to) continue;
-      const data = new Uint8Array(to - from);
-      await source.readInto(from, data);
-      writes.push({ offset: from, data });
+  for (const { source, runs } of copies) {
+    for (const range of target.probeGuardRanges()) {
+      for (const run of runs) {
+        const from = Math.max(run.start, range.start);
+        const to = Math.min(run.start + run.length, range.start + range.length, source.size);
+        if (from >= to) continue;
+        const data = new Uint8Array(to - from);
+        await source.readInto(from, data);
+        writes.push({ offset: from, data });
+      }
     }
   }
   await target.checkWrites(writes).catch((err: unknown) => {

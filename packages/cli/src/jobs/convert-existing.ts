@@ -20,7 +20,7 @@
  * the default, a front part); running it again finishes it.
  */
 import type { Image } from '@blk/core';
-import { cacheVfs, COPY_CHUNK, jobChunk, jobVfs, openOn, progressOf } from './common.js';
+import { cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, openOn, progressOf } from './common.js';
 import { copyImageData } from './copy-loop.js';
 import { copyDepth, sparseSizeOf, type ConvertOptions, type ConvertResult } from './convert.js';
 import { openImage } from '../images.js';
@@ -46,6 +46,9 @@ export async function convertIntoExisting(src: string, dst: string, options: Con
     if (out.size < source.size) {
       throw new Error(`${dst}: output file is smaller than input file (${out.size} < ${source.size} bytes)`);
     }
+    // A target probed as raw is guarded: refuse, before anything is written, a copy whose first or last
+    // bytes would make it probe as another format (the guard would otherwise stop the copy half-way).
+    await checkCopyKeepsFormat(out, source, [{ start: 0, length: source.size }]);
     const progress = progressOf(options, source.size);
     await copyImageData(source, out, {
       chunk,
