@@ -19,6 +19,15 @@ describe('unknown commands', () => {
     expect(r.stderr.split('\n')[0]).toMatch(/^blk: 'bitmap' is not a blk command; .*the nearest is blk map/);
   });
 
+  it('bench and dd are blk commands now (qemu-img bench / dd), and the nearest to their misspellings', () => {
+    for (const name of ['bench', 'dd']) {
+      const r = blk([name, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^Usage: blk ${name} `));
+    }
+    expect(blk(['bnch']).stderr.split('\n')[0]).toBe("blk: 'bnch' is not a blk command; the nearest is 'blk bench'");
+  });
+
   it('a misspelt command gets the closest spelling; anything else the list', () => {
     expect(blk(['chek', 'x.img'])).toMatchObject({ code: 1, stderr: "blk: 'chek' is not a blk command; the nearest is 'blk check'\nTry 'blk --help' for more information\n" });
     expect(blk(['resiz']).stderr.split('\n')[0]).toBe("blk: 'resiz' is not a blk command; the nearest is 'blk resize'");
