@@ -29,8 +29,11 @@ function hasPoolIo(storage: Storage): storage is Storage & PoolIo {
 class ThreadedStorage implements Storage {
   /** Where the file's data and holes are: the inner storage's answer (convert skips holes with it). */
   readonly extentAt: Storage['extentAt'];
+  /** Zeroing and hole punching (fallocate): the inner storage's, so that write-zeroes stays cheap. */
+  readonly zeroRange: Storage['zeroRange'];
   constructor(private readonly inner: Storage & PoolIo, private readonly min: number) {
     this.extentAt = inner.extentAt?.bind(inner);
+    this.zeroRange = inner.zeroRange?.bind(inner);
   }
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }

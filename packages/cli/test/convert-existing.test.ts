@@ -1,4 +1,5 @@
 /** blk convert -n (existing target), --target-is-zero, -m and -W, side by side with qemu-img convert. */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,6 +35,9 @@ describe('blk convert -n', () => {
       expect({ extra, code: rb.code, out: rb.stdout, err: rb.stderr }).toEqual({ extra, code: rq.code, out: rq.stdout, err: rq.stderr });
       expect(rb.code).toBe(0);
       expect(fs.readFileSync(b).equals(fs.readFileSync(q))).toBe(true);
+      // Where the source reads zeros, holes (write-zeroes with unmap), as qemu-img leaves them.
+      const map = (f: string) => spawnSync('qemu-img', ['map', '--output=json', '-f', 'raw', f], { encoding: 'utf8' }).stdout;
+      expect({ extra, map: map(b) }).toEqual({ extra, map: map(q) });
       expect(fs.statSync(b).ino).toBe(ino); // in place: no temporary file renamed over it
       expect(fs.readFileSync(b)[65536]).toBe(0);
       expect(fs.readFileSync(b)[MiB]).toBe(0xaa);

@@ -2,9 +2,10 @@
  * The copy loop of convert (new target and `-n`, an existing one): reads the
  * source chunk by chunk, several chunks in flight, and writes what the target
  * must hold. Runs that read as zeros are skipped when the target reads zeros
- * there already; with something to compare against (a -B backing file, or
- * the existing target itself under `-n`), only granules that differ from it
- * are written.
+ * there already, and made zeros with Image.writeZeroes (unmap allowed, as
+ * qemu-img) where it does not; with something to compare against (a -B
+ * backing file, or the existing target itself under `-n`), only granules of
+ * data that differ from it are written.
  *
  * Write order (qemu-img convert's -W): by default each chunk's writes start
  * only once the previous chunk's writes have completed, so that the target
@@ -85,6 +86,28 @@ export async function copyImageData(source: Image, target: Image, o: CopyLoopOpt
     }
   };
 
+  const zeroRange = async (start: number, end: number) => {
+    for (let pos = start; pos < end;) {
+      const n = Math.min(o.chunk - (pos % o.chunk), end - pos);
+      const at = pos;
+      const turn = order?.next();
+      await pipeline.start(async ({ bbuf }) => {
+        try {
+          // Data that is all zeros already (a probe-guarded head or tail written as zeros, say) needs nothing.
+          const current = bbuf!.subarray(0, n);
+          await against!.readInto(at, current);
+          await turn?.ready;
+          if (!isZero(current)) await target.writeZeroes(at, n, { mayUnmap: true });
+          advance(n);
+        } finally {
+          turn?.done();
+        }
+      });
+      pos += n;
+      await yieldToEventLoop();
+    }
+  };
+
   try {
     for await (const run of source.map()) {
       const runEnd = run.start + run.length;
@@ -95,10 +118,11 @@ export async function copyImageData(source: Image, target: Image, o: CopyLoopOpt
         // Reads as zeros in the target already: leave a hole.
         advance(run.length);
       } else {
-        // Zeros over something else: only where that something does not read as zeros already.
+        // Zeros over something else: only where that something does not read as zeros already, and
+        // as QEMU's write-zeroes with unmap (a raw file gets a hole, a cow overlay drops or writes zeros).
         for await (const sub of against.map(run.start, Math.min(run.length, Math.max(0, against.size - run.start)))) {
           if (sub.depth === undefined || sub.zero) advance(sub.length);
-          else await copyRange(sub.start, sub.start + sub.length, true);
+          else await zeroRange(sub.start, sub.start + sub.length);
         }
         const beyond = Math.max(0, runEnd - Math.max(run.start, against.size));
         advance(beyond);
