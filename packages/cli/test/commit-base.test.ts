@@ -3,6 +3,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryVfs, createImage, openImage, type Storage, type Vfs } from '@blk/images';
+import { commitImage } from '../src/jobs/commit.js';
+import { commitIntoBase } from '../src/jobs/commit-base.js';
 import { blk, ensureBuilt, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
 
 let dir: string;
@@ -121,5 +124,76 @@ describe('blk commit -b', () => {
     expect(r.stderr).toMatch(/probe as cow/);
     expect(fs.readFileSync(b.base).equals(baseBytes)).toBe(true);
     expect(fs.readFileSync(b.top).equals(topBytes)).toBe(true); // not even marked
+  });
+
+  it('an interrupted commit -b is finished by the same command only: its journal names the top and BASE', async () => {
+    const mem = new MemoryVfs();
+    await createImage('/d/base.raw', { vfs: mem, format: 'raw', size: SIZE });
+    const probe = { format: 'probe' as const };
+    const fill = async (file: string, byte: number, at: number) => {
+      const image = await openImage(file, { vfs: mem, format: 'cow', backing: probe });
+      await image.write(at, new Uint8Array(192 * KiB).fill(byte));
+      await image.close();
+    };
+    await createImage('/d/mid.cow', { vfs: mem, format: 'cow', backing: '/d/base.raw' });
+    await fill('/d/mid.cow', 2, 0);
+    await createImage('/d/top.cow', { vfs: mem, format: 'cow', backing: { path: '/d/mid.cow', format: 'cow' } });
+    await fill('/d/top.cow', 3, 128 * KiB);
+    const view = async (v: Vfs) => {
+      const image = await openImage('/d/top.cow', { vfs: v, format: 'cow', readOnly: true, backing: probe });
+      try {
+        return await image.read(0, SIZE);
+      } finally {
+        await image.close();
+      }
+    };
+    const before = await view(mem);
+    // The process dies at BASE's second data write: the top is marked, the journal is there.
+    let writes = 0;
+    const dying: Vfs = Object.create(mem, {
+      open: {
+        value: async (p: string, o: Parameters<Vfs['open']>[1]) => {
+          const st = await mem.open(p, o);
+          if (p !== '/d/base.raw') return st;
+          return Object.create(st, {
+            write: { value: async (off: number, data: Uint8Array) => {
+              if (++writes === 2) throw new Error('killed');
+              return st.write(off, data);
+            } },
+          }) as Storage;
+        },
+      },
+    }) as Vfs;
+    const opts = { backingProbe: true, chunkSize: 64 * KiB };
+    await expect(commitIntoBase('/d/top.cow', '/d/base.raw', { ...opts, vfs: dying })).rejects.toThrow('killed');
+    await expect(view(mem)).rejects.toThrow(/mtime/); // marked: refused until finished
+    expect(await mem.exists('/d/top.cow.blk-commit')).toBe(true);
+    // A plain commit of the top would commit into mid.cow: it does not take the mark for its own (the journal
+    // names BASE, and mid.cow's own link to the changed BASE is refused); mid.cow stays as it was.
+    const midBytes = async () => {
+      const st = await mem.open('/d/mid.cow', { readOnly: true });
+      const bytes = new Uint8Array(await st.size());
+      await st.read(0, bytes);
+      await st.close();
+      return Buffer.from(bytes);
+    };
+    const mid = await midBytes();
+    await expect(commitImage('/d/top.cow', { ...opts, vfs: mem })).rejects.toThrow();
+    expect((await midBytes()).equals(mid)).toBe(true);
+    // The same commit -b finishes it.
+    await commitIntoBase('/d/top.cow', '/d/base.raw', { ...opts, vfs: mem });
+    expect(Buffer.from(await view(mem)).equals(Buffer.from(before))).toBe(true);
+    expect(await mem.exists('/d/top.cow.blk-commit')).toBe(false);
+    const base = await openImage('/d/base.raw', { vfs: mem, format: 'raw', readOnly: true });
+    expect(Buffer.from(await base.read(0, SIZE)).equals(Buffer.from(before))).toBe(true);
+    await base.close();
+
+    // The mark without a journal (a stranger's header, or a journal gone) proves nothing: refused.
+    const image = await openImage('/d/top.cow', { vfs: mem, format: 'cow', backing: { mode: 'ignore' } });
+    const ref = image.backingReference!;
+    await image.setBackingReference({ path: ref.path, size: ref.expect!.size!, mtimeSec: 0 });
+    await image.close();
+    await expect(commitIntoBase('/d/top.cow', '/d/base.raw', { ...opts, vfs: mem }))
+      .rejects.toThrow(/mark of an interrupted commit, but no commit journal/);
   });
 });

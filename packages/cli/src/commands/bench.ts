@@ -5,13 +5,14 @@
  *   Run completed in 0.012 seconds.
  * (qemu-img 7.2 prints them even with -q; so does blk.)
  */
+import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { hostPoolVfs } from '../host-io.js';
 import { benchImage, benchPlanErrors } from '../jobs/bench.js';
 import { parseSizeResult, parseUnsigned } from '../size.js';
 import { cacheArg } from './convert.js';
 
-export interface BenchOpts {
+export interface BenchOpts extends BackingRuleFlags {
   count?: string;
   depth?: string;
   format?: string;
@@ -83,6 +84,7 @@ export async function bench(file: string, opts: BenchOpts): Promise<number> {
     flushInterval,
     drainOnFlush: opts.drain,
     backingProbe: opts.backingProbe,
+    ...rulesOf(opts),
     onStart: (p: { write: boolean; count: number; bufferSize: number; depth: number; offset: number; step: number }) => {
       process.stdout.write(`Sending ${p.count} ${p.write ? 'write' : 'read'} requests, ${p.bufferSize} bytes each, `
         + `${p.depth} in parallel (starting at offset ${p.offset}, step size ${p.step})\n`);

@@ -4,14 +4,14 @@
  * removed if a signal interrupts it). Prints nothing on success, as qemu-img.
  */
 import * as fs from 'node:fs';
-import { onInterrupt } from '../common.js';
+import { onInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError, warn } from '../errors.js';
 import { hostJobVfs } from '../host-io.js';
 import { registry } from '../images.js';
 import { ddImage } from '../jobs/dd.js';
 import { parseSizeResult } from '../size.js';
 
-export interface DdOpts {
+export interface DdOpts extends BackingRuleFlags {
   format?: string;
   outputFormat: string;
   backingProbe?: boolean;
@@ -73,6 +73,7 @@ export async function dd(operands: string[], opts: DdOpts): Promise<number> {
       count,
       skip,
       backingProbe: opts.backingProbe,
+      ...rulesOf(opts),
       onTempFile: (path) => { tmp = path; },
       // qemu-img prints this as an error, yet copies nothing and exits 0; blk says it is a warning.
       onWarning: warn,

@@ -13,7 +13,7 @@
  * that DEPTH requests really are in flight together.
  */
 import type { Image } from '@blk/core';
-import { cacheVfs, jobVfs, openOn, type JobOptions } from './common.js';
+import { cacheVfs, jobVfs, openOn, rulesIn, type JobOptions } from './common.js';
 
 export interface BenchOptions extends JobOptions {
   /** The image's format (probed when absent). */
@@ -74,7 +74,9 @@ export async function benchImage(file: string, options: BenchOptions = {}): Prom
   const bufferSize = options.bufferSize ?? 4096;
   const write = options.write ?? false;
   const vfs = cacheVfs(jobVfs(options), options);
-  const image = await openOn(vfs, file, { format: options.format, readOnly: !write, backingProbe: options.backingProbe });
+  const image = await openOn(vfs, file, {
+    format: options.format, readOnly: !write, backingProbe: options.backingProbe, ...rulesIn(options),
+  });
   try {
     const plan: BenchPlan = {
       write,

@@ -12,9 +12,10 @@
  *     (a backing file modified after the overlay above it was made is
  *     refused unless `force`), and the data that must land in BASE is
  *     checked to fit before anything is written;
- *  2. the top image is marked "commit in progress" (backing mtime 0, for
- *     formats that record it): the chain refuses to open normally while
- *     BASE changes under it;
+ *  2. a commit journal naming the top and BASE is written beside the top
+ *     (commit-journal.ts), then the top is marked "commit in progress"
+ *     (backing mtime 0, for formats that record it): the chain refuses to
+ *     open normally while BASE changes under it;
  *  3. each layer's own runs are written into BASE, the lowest layer first and
  *     the top last (the upper layers' data wins where they overlap, as reads
  *     through the chain see it), BASE is flushed;
@@ -22,17 +23,21 @@
  *     backing file's new size and mtime (a header rewrite changes the layer's
  *     own mtime, which the layer above records): the top's record, last,
  *     clears the mark.
- * Killed anywhere, a re-run of the same command finds the mark, skips the
- * link checks (the mismatches are its own) and redoes steps 3 and 4: the
- * copy lands the same bytes in the same places.
+ *  5. the journal is removed.
+ * Killed anywhere, a re-run of the same command finds the mark with a
+ * journal naming these files, skips the link checks (the mismatches are its
+ * own) and redoes steps 3 and 4: the copy lands the same bytes in the same
+ * places. The mark without such a journal proves nothing (anyone can write 0
+ * into a header), and a plain `blk commit` of the top does not take a
+ * commit -b journal for its own (it names another backing file).
  */
-import type { BackingSpec, Image } from '@blk/core';
+import { exactBackingPath, type BackingSpec, type Image } from '@blk/core';
 import {
-  backingPolicy, cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
+  cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, openBackingOf, rulesIn, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
   yieldToEventLoop,
 } from './common.js';
 import { COMMIT_IN_PROGRESS_MTIME, commitImage, type CommitOptions, type CommitResult } from './commit.js';
-import { openImage } from '../images.js';
+import { commitFiles, journalMatches, journalPath, readJournal, removeJournal, writeJournal } from './commit-journal.js';
 import type { Vfs } from '@blk/core';
 
 interface Layer {
@@ -66,7 +71,7 @@ export async function chainDownTo(vfs: Vfs, file: string, base: string, options:
   // The chain as every command opens it (formats, disguised files and depth limits are core's rules);
   // recorded mtimes are not checked here (an interrupted commit -b leaves them changed): the job checks them.
   const image = await openOn(vfs, file, {
-    format: options.format, readOnly: true, backingProbe: options.backingProbe, onMismatch: 'accept',
+    format: options.format, readOnly: true, backingProbe: options.backingProbe, onMismatch: 'accept', ...rulesIn(options),
   });
   const layers: Layer[] = [];
   try {
@@ -101,35 +106,39 @@ export async function commitIntoBase(file: string, base: string, options: Commit
   let pipeline: CopyPipeline<Uint8Array> | undefined;
   try {
     for (const layer of above) {
-      layers.push(await openOn(vfs, layer.path, { format: layer.format, readOnly: false, backingMode: 'ignore' }));
+      const image = await openOn(vfs, layer.path, { format: layer.format, readOnly: false, backingMode: 'ignore' });
+      layers.push(image);
+      // Never rewrite a header with a path other than the bytes it stores.
+      exactBackingPath(image.backingReference!, layer.path);
     }
     const top = layers[0]!;
     const topRef = top.backingReference!;
-    const resuming = topRef.expect?.mtimeSec === COMMIT_IN_PROGRESS_MTIME;
+    const child = layers[layers.length - 1]!;
+    // BASE under the user's backing rules, opened as the chain opens it (raw by default: guarded).
+    const openBase = () => openBackingOf(vfs, child, { ...options, readOnly: false });
+    target = await openBase();
+
+    // The mark (mtime 0 in the top) counts as an interrupted commit -b only with a journal of blk's that
+    // names the top and BASE (a plain commit's journal names the top's own backing file instead).
+    const files = topRef.expect?.mtimeSec !== undefined
+      ? await commitFiles(vfs, file, basePath, child.backingReference!.path) : undefined;
+    const resuming = files !== undefined && topRef.expect?.mtimeSec === COMMIT_IN_PROGRESS_MTIME
+      && journalMatches(await readJournal(vfs, files), files);
     if (!resuming) {
       for (let i = 0; i < layers.length; i++) {
         const expect = layers[i]!.backingReference?.expect;
         const below = chain[i + 1]!.path;
         const now = await mtimeOf(vfs, below);
         if (expect?.mtimeSec === undefined || now === undefined || expect.mtimeSec === now % 2 ** 32) continue;
-        const msg = `${chain[i]!.path}: backing file ${below} was modified after the overlay was made `
-          + `(mtime ${now}, recorded ${expect.mtimeSec}); committing would mix old and new data`;
+        const msg = expect.mtimeSec === COMMIT_IN_PROGRESS_MTIME
+          ? `${chain[i]!.path}: the overlay records backing mtime 0, the mark of an interrupted commit, but no commit `
+            + `journal of blk's names it and ${basePath}: the header alone proves nothing (mtime ${now} now)`
+          : `${chain[i]!.path}: backing file ${below} was modified after the overlay was made `
+            + `(mtime ${now}, recorded ${expect.mtimeSec}); committing would mix old and new data`;
         if (!options.force) throw new Error(`${msg} (use --force to commit anyway)`);
         warn(`${msg}; committing anyway (--force)`);
       }
     }
-
-    const baseFormat = chain[chain.length - 1]!.format;
-    const baseOptions: Parameters<typeof openImage>[1] = {
-      vfs, readOnly: false, backing: backingPolicy({ backingProbe: options.backingProbe }),
-    };
-    if (baseFormat !== undefined) baseOptions.format = baseFormat;
-    // A format nobody named (raw by default, or guessed with --backing-probe): guarded as plain commit
-    // guards its base (a guest's sector 0 holding a COW header must not become BASE's header).
-    if (layers[layers.length - 1]!.backingReference?.format === undefined) {
-      baseOptions.formatAssumed = true;
-    }
-    target = await openImage(basePath, baseOptions);
 
     // Survey every layer's own runs; refuse before writing anything if they cannot all fit.
     const runsOf: Array<Array<{ start: number; length: number }>> = [];
@@ -159,9 +168,11 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       return { backingPath: basePath, copied: 0, emptied: false, warnings };
     }
 
-    // 2. The mark: the chain refuses to open normally until step 4 has finished.
-    const marks = topRef.expect?.mtimeSec !== undefined;
-    if (marks && !resuming) {
+    // 2. The journal (flushed, its name synced), then the mark: the chain refuses to open normally until
+    // step 4 has finished, and every state with the mark has the journal.
+    if (files !== undefined && !resuming) {
+      await writeJournal(vfs, files, { size: target.size, mtimeSec: (await mtimeOf(vfs, basePath)) ?? 0 });
+      await options.syncDirectory?.(vfs.dirname(journalPath(files)));
       await top.setBackingReference(specOf(topRef, topRef.expect?.size ?? 0, COMMIT_IN_PROGRESS_MTIME));
       await top.flush();
     }
@@ -175,7 +186,7 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       } finally {
         await storage.close();
       }
-      target = await openImage(basePath, baseOptions);
+      target = await openBase();
       // The grown file has a new tail: check it too before copying (the top is marked by now).
       await checkCopiesKeepFormat(target, copies);
     }
@@ -223,6 +234,8 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       await layer.setBackingReference(specOf(ref, size, mtime));
       await layer.flush();
     }
+    // Recorded everywhere: the journal has done its job (a crash before this leaves a stale one, which proves nothing).
+    if (files !== undefined) await removeJournal(vfs, files);
     progress.end();
     return { backingPath: basePath, copied: done, emptied: false, warnings };
   } finally {

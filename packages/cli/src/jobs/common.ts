@@ -58,6 +58,11 @@ export interface BackingRules {
   approve?: BackingPolicy['approve'] | undefined;
 }
 
+/** Just the backing rules of `o` (to hand a job's rules on to the images it opens). */
+export function rulesIn(o: BackingRules): BackingRules {
+  return { backingDirs: o.backingDirs, forbidBacking: o.forbidBacking, approve: o.approve };
+}
+
 /** Options every job takes. */
 export interface JobOptions extends BackingRules {
   /**

@@ -20,7 +20,7 @@
  * the default, a front part); running it again finishes it.
  */
 import type { Image } from '@blk/core';
-import { cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, openOn, progressOf } from './common.js';
+import { backingPolicy, cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, openOn, progressOf, rulesIn } from './common.js';
 import { copyImageData } from './copy-loop.js';
 import { copyDepth, sparseSizeOf, type ConvertOptions, type ConvertResult } from './convert.js';
 import { openImage } from '../images.js';
@@ -36,12 +36,16 @@ export async function convertIntoExisting(src: string, dst: string, options: Con
   const chunk = jobChunk(options, COPY_CHUNK);
   const sparse = sparseSizeOf(options);
   const depth = copyDepth(options);
-  const source = await openOn(vfs, src, { format: options.format, readOnly: true, backingProbe: options.backingProbe });
+  const source = await openOn(vfs, src, {
+    format: options.format, readOnly: true, backingProbe: options.backingProbe, ...rulesIn(options),
+  });
   let out: Image | undefined;
   try {
-    const openOptions: Parameters<typeof openImage>[1] = { vfs, readOnly: false };
+    // DST's own chain (it may be an overlay) opens under the user's backing rules, as SRC's does.
+    const openOptions: Parameters<typeof openImage>[1] = {
+      vfs, readOnly: false, backing: backingPolicy({ backingProbe: options.backingProbe, ...rulesIn(options) }),
+    };
     if (options.outputFormat !== undefined) openOptions.format = options.outputFormat;
-    if (options.backingProbe) openOptions.backing = { format: 'probe' };
     out = await openImage(dst, openOptions);
     if (out.size < source.size) {
       throw new Error(`${dst}: output file is smaller than input file (${out.size} < ${source.size} bytes)`);

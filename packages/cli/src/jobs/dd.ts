@@ -13,7 +13,7 @@
  * over OUTPUT once complete and flushed: interrupted, OUTPUT is untouched.
  */
 import { alignUp } from '@blk/core';
-import { cacheVfs, COPY_CHUNK, CopyPipeline, COPY_DEPTH, isZero, jobVfs, openOn, progressOf, yieldToEventLoop,
+import { cacheVfs, COPY_CHUNK, CopyPipeline, COPY_DEPTH, isZero, jobVfs, openOn, progressOf, rulesIn, yieldToEventLoop,
   type JobOptions } from './common.js';
 import { tempNameFor } from './convert.js';
 import { createImage, openImage } from '../images.js';
@@ -61,7 +61,9 @@ export async function ddImage(input: string, output: string, options: DdOptions 
   if (bs < 1) throw new RangeError('Invalid bs specified. Must be between 1 and 2147483647.');
   const vfs = cacheVfs(jobVfs(options), options);
   const outFormat = options.outputFormat ?? 'raw';
-  const source = await openOn(vfs, input, { format: options.format, readOnly: true, backingProbe: options.backingProbe });
+  const source = await openOn(vfs, input, {
+    format: options.format, readOnly: true, backingProbe: options.backingProbe, ...rulesIn(options),
+  });
   const tmp = tempNameFor(output);
   let created = false;
   let out: Awaited<ReturnType<typeof openImage>> | undefined;
