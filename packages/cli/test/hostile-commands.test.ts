@@ -1,6 +1,7 @@
 /**
  * Hostile images through every command, as spawned processes: each of info,
- * map, check, compare, convert, commit, rebase and io must fail on each
+ * map, check, compare, convert (and -n), commit (and -b), rebase, io, bench
+ * and dd must fail on each
  * hostile image with one line on stderr (`blk: ...`, a typed error's
  * message, no stack trace), within a time bound, and without changing a
  * byte of any file or leaving a new one behind.
@@ -96,6 +97,11 @@ const COMMANDS: Array<[string, (image: string) => string[]]> = [
   ['commit', (f) => ['commit', f]],
   ['rebase', (f) => ['rebase', '-b', 'other.img', f]],
   ['io', (f) => ['io', '-c', 'write -P 0x66 0 512', '-c', 'read 0 512', f]],
+  ['bench', (f) => ['bench', '-c', '16', '-d', '4', f]],
+  ['bench -w', (f) => ['bench', '-w', '-c', '16', '-d', '4', f]],
+  ['dd', (f) => ['dd', 'bs=4k', 'count=4', `if=${f}`, 'of=dd-out.img']],
+  ['convert -n', (f) => ['convert', '-n', f, 'good.img']],
+  ['commit -b', (f) => ['commit', '-b', 'other.img', f]],
 ];
 
 describe('hostile images through every command', () => {
