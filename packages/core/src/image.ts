@@ -409,8 +409,9 @@ export class Image {
     if (!resize) throw new BlockError('not-supported', `format ${this.format} does not support resize`, { path: this.path });
     const context = this.resizeContext(options.preallocation);
     await this.exclusively(async () => {
-      // A shrink makes other bytes the file's last: they must not be a footer of another format.
-      if (this.probeGuard && size < this.size) await this.checkProbeGuard([], size);
+      // Any size change makes other bytes the file's last (a grow: old bytes followed by zeros;
+      // a shrink: bytes from inside the disk), and a grow can complete a short head: judge them.
+      if (this.probeGuard && size !== this.size) await this.checkProbeGuard([], size);
       await resize.call(this.driverImage, size, context);
     }).catch(this.retitled);
   }
@@ -641,18 +642,19 @@ export class Image {
   }
 
   /**
-   * Refuses `writes` (or a shrink to `size`, which makes other bytes the
+   * Refuses `writes` (or a resize to `size`, which makes other bytes the
    * file's last) that would make a guarded image probe as another format.
    */
   private async checkProbeGuard(writes: ReadonlyArray<{ offset: number; data: Uint8Array }>, size = this.size): Promise<void> {
     const guard = this.probeGuard!;
-    // The bytes that decide the probe, as they will be after these writes (size <= this.size).
+    // The bytes that decide the probe, as they will be after these writes and this resize
+    // (what a grow adds reads as zeros).
     const head = new Uint8Array(Math.min(guard.window, size));
-    await this.readUnaligned(0, head);
+    await this.readUnaligned(0, head.subarray(0, Math.min(head.length, this.size)));
     const tailLength = Math.min(guard.tail, size);
     const tailStart = size - tailLength;
     const tail = new Uint8Array(tailLength);
-    await this.readUnaligned(tailStart, tail);
+    if (tailStart < this.size) await this.readUnaligned(tailStart, tail.subarray(0, Math.min(tailLength, this.size - tailStart)));
     for (const { offset, data } of writes) {
       overlay(head, 0, offset, data);
       overlay(tail, tailStart, offset, data);
@@ -661,7 +663,8 @@ export class Image {
     const becomes = result?.foreign?.format ?? result?.driver?.name;
     if (becomes !== undefined && becomes !== this.format) {
       const offset = writes[0]?.offset ?? tailStart;
-      const what = writes.length > 0 ? `a write at offset ${offset}` : `shrinking the image to ${size} bytes`;
+      const what = writes.length > 0 ? `a write at offset ${offset}`
+        : `${size < this.size ? 'shrinking' : 'growing'} the image to ${size} bytes`;
       throw new BlockError('probe-guard',
         `refusing ${what}: the image's format ${this.format} was probed or assumed, and this `
         + `would make it probe as ${becomes}; open it with format '${this.format}' to allow it`,

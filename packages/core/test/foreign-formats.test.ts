@@ -147,6 +147,33 @@ describe('probe guard and foreign signatures', () => {
     await named.close();
   });
 
+  it('refuses to grow a probed raw image so that its new last sector is a VHD footer, and leaves it as it was', async () => {
+    const vfs = new MemoryVfs();
+    vfs.put('/guest.img', new Uint8Array(16384));
+    const footer = FOREIGN_SAMPLES.find((s) => s.format === 'vpc' && s.bytes.length > 4096)!.bytes.subarray(-512);
+    const image = await openImage('/guest.img', { registry: registry(), vfs });
+    // 100 bytes into the last sector: no footer yet, so the write is allowed; the footer ends in zeros.
+    const cut = footer.subarray(0, 412);
+    expect(footer.subarray(412).every((b) => b === 0)).toBe(true);
+    await image.write(16384 - 412, cut);
+    const before = vfs.file('/guest.img').snapshot();
+    await expect(image.resize(16384 + 100)).rejects.toMatchObject({ kind: 'probe-guard', format: 'vpc' });
+    expect(image.size).toBe(16384);
+    expect(vfs.file('/guest.img').snapshot()).toEqual(before);
+    await image.resize(16384 + 512); // a grow that keeps it raw is fine
+    await image.close();
+  });
+
+  it('refuses to grow a probed raw image whose short head the new zeros complete (a Bochs magic wants its NUL)', async () => {
+    const vfs = new MemoryVfs();
+    vfs.put('/guest.img', enc.encode('Bochs Virtual HD Image'));
+    const image = await openImage('/guest.img', { registry: registry(), vfs });
+    expect(image.format).toBe('raw');
+    await expect(image.resize(512)).rejects.toMatchObject({ kind: 'probe-guard', format: 'bochs' });
+    expect(vfs.file('/guest.img').snapshot()).toEqual(enc.encode('Bochs Virtual HD Image'));
+    await image.close();
+  });
+
   it.each([
     ['a QED magic at offset 0', 0, [...enc.encode('QEDx')], 3, 1, 'qed'],
     ['a VHD footer in the last sector', 16384 - 512, [...enc.encode('conectix'), 0, 0, 0, 2, 0, 1, 0xff, 0], 14, 1, 'vpc'],
