@@ -84,6 +84,15 @@ export class Image {
   private readonly readBelowSync: ReadBelowSync;
   private closed = false;
   private closing: Promise<void> | undefined;
+  /**
+   * Set while a resize, amend or check is pending: settles when every
+   * operation issued so far is in the request tracker and the last such
+   * exclusive operation is over. A request issued meanwhile waits for it
+   * (`admission`) before its range is checked and planned: checked against
+   * the old size, a write would land past a shrunk image's end (a raw file
+   * grown back, a cow bit past its last sector).
+   */
+  private queue: Promise<void> | undefined;
 
   constructor(parts: ImageParts) {
     this.path = parts.path;
@@ -127,9 +136,17 @@ export class Image {
     // throws an untyped RangeError for -1 and would allocate a huge length before the range check.
     this.checkOpen();
     this.checkNumbers(offset, length);
-    checkRange(offset, length, this.size, this.path);
-    const out = new Uint8Array(length);
-    await this.readInto(offset, out);
+    const admitted = this.queue === undefined ? undefined : await this.admission();
+    let out: Uint8Array;
+    let done: Promise<void>;
+    try {
+      checkRange(offset, length, this.size, this.path);
+      out = new Uint8Array(length);
+      done = this.readIntoAdmitted(offset, out);
+    } finally {
+      admitted?.();
+    }
+    await done;
     return out;
   }
 
@@ -145,6 +162,20 @@ export class Image {
    * asynchronous path, as does every request with `{ sync: false }`.
    */
   readInto(offset: number, into: Uint8Array, options?: { sync?: boolean }): Promise<void> {
+    if (this.queue !== undefined) {
+      return this.admission().then((admitted) => {
+        try {
+          return this.readIntoAdmitted(offset, into, options);
+        } finally {
+          admitted();
+        }
+      });
+    }
+    return this.readIntoAdmitted(offset, into, options);
+  }
+
+  /** `readInto` once it is its turn: checked, and done or in the tracker before this returns. */
+  private readIntoAdmitted(offset: number, into: Uint8Array, options?: { sync?: boolean }): Promise<void> {
     try {
       this.checkOpen();
       checkNumberArg(offset, 'offset', this.path);
@@ -179,8 +210,20 @@ export class Image {
     checkNumberArg(offset, 'offset', this.path);
     checkBytes(data, 'data', this.path);
     this.checkWritable();
+    const admitted = this.queue === undefined ? undefined : await this.admission();
+    let done: Promise<void>;
+    try {
+      done = this.writeAdmitted(offset, data);
+    } finally {
+      admitted?.();
+    }
+    await done;
+  }
+
+  /** `write` once it is its turn: the range is checked and the request enters the tracker before this returns. */
+  private writeAdmitted(offset: number, data: Uint8Array): Promise<void> {
     checkRange(offset, data.length, this.size, this.path);
-    if (data.length === 0) return;
+    if (data.length === 0) return RESOLVED;
     const ss = this.sectorSize;
     const guard = this.probeGuard;
     const guarded = guard !== undefined
@@ -188,7 +231,7 @@ export class Image {
     // A guarded write judges the head and tail as they will be: nothing may change them meanwhile.
     const start = guarded ? 0 : alignDown(offset, ss);
     const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
-    await this.tracker.run(start, end, true, async () => {
+    return this.tracker.run(start, end, true, async () => {
       if (guarded) await this.checkProbeGuard([{ offset, data }]);
       await this.writeUnaligned(offset, data);
     });
@@ -206,8 +249,24 @@ export class Image {
   async writeZeroes(offset: number, length: number, options: { mayUnmap?: boolean } = {}): Promise<void> {
     this.checkOpen();
     this.checkWritable();
+    const admitted = this.queue === undefined ? undefined : await this.admission();
+    let pieces: Array<Promise<void>>;
+    try {
+      pieces = this.zeroPieces(offset, length, options.mayUnmap ?? false);
+    } finally {
+      admitted?.();
+    }
+    await Promise.all(pieces);
+  }
+
+  /**
+   * Issues the pieces of `writeZeroes` at once, each in the request tracker
+   * before this returns, so that the request keeps its place in issue order
+   * as a whole (a resize issued after it cannot come between its pieces).
+   */
+  private zeroPieces(offset: number, length: number, mayUnmap: boolean): Array<Promise<void>> {
     checkRange(offset, length, this.size, this.path);
-    if (length === 0) return;
+    if (length === 0) return [];
     const ss = this.sectorSize;
     const end = offset + length;
     let start = alignUp(offset, ss);
@@ -218,31 +277,34 @@ export class Image {
       start = Math.max(start, alignUp(Math.min(guard.window, end), ss));
       stop = Math.min(stop, alignDown(Math.max(this.size - guard.tail, 0), ss));
     }
-    if (stop <= start) {
-      await this.writeZeroBuffer(offset, length);
-      return;
-    }
-    if (start > offset) await this.writeZeroBuffer(offset, start - offset);
+    if (stop <= start) return this.zeroBufferPieces(offset, length);
     const zeroEnd = Math.min(stop, end);
-    await this.zeroAligned(start, stop, options.mayUnmap ?? false);
-    if (end > zeroEnd) await this.writeZeroBuffer(zeroEnd, end - zeroEnd);
+    return [
+      ...(start > offset ? this.zeroBufferPieces(offset, start - offset) : []),
+      this.tracker.run(start, stop, true, () => this.zeroAligned(start, stop, mayUnmap)),
+      ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd) : []),
+    ];
   }
 
-  /** The sector-aligned part of `writeZeroes`; `stop` may pass the (unaligned) end of the image by less than a sector. */
+  /**
+   * The sector-aligned part of `writeZeroes`, run in its own tracker slot;
+   * `stop` may pass the (unaligned) end of the image by less than a sector.
+   * Outside any probe-guarded range, so it goes to the driver directly.
+   */
   private async zeroAligned(start: number, stop: number, mayUnmap: boolean): Promise<void> {
     const driver = this.driverImage;
     const below = this.backing;
-    if (driver.writeZeroes) {
-      const unmap = mayUnmap && below === undefined;
-      const done = await this.tracker.run(start, stop, true, () => driver.writeZeroes!(start, stop - start, unmap));
-      if (done) return;
-    }
+    if (driver.writeZeroes && await driver.writeZeroes(start, stop - start, mayUnmap && below === undefined)) return;
     const end = Math.min(stop, this.size);
     if (mayUnmap && driver.discard && await this.belowReadsZeros(start, end)) {
-      await this.discard(start, end - start);
+      await driver.discard(start, alignUp(end, this.sectorSize) - start);
       return;
     }
-    await this.writeZeroBuffer(start, end - start);
+    const zeros = new Uint8Array(Math.min(end - start, ZERO_CHUNK));
+    for (let done = start; done < end; done += zeros.length) {
+      const n = Math.min(zeros.length, end - done);
+      await this.writeUnaligned(done, n === zeros.length ? zeros : zeros.subarray(0, n));
+    }
   }
 
   /** True when the layers below this one read as zeros over [start, end) (no backing file, or zero runs). */
@@ -258,13 +320,15 @@ export class Image {
     return true;
   }
 
-  /** Writes zeros over the range through `write`, at most ZERO_CHUNK bytes at a time. */
-  private async writeZeroBuffer(offset: number, length: number): Promise<void> {
+  /** Writes zeros over the range as `write`s of at most ZERO_CHUNK bytes, all issued at once (one shared buffer). */
+  private zeroBufferPieces(offset: number, length: number): Array<Promise<void>> {
     const zeros = new Uint8Array(Math.min(length, ZERO_CHUNK));
+    const pieces: Array<Promise<void>> = [];
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
-      await this.write(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n));
+      pieces.push(this.writeAdmitted(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n)));
     }
+    return pieces;
   }
 
   /** Allocation of this layer alone, for the run starting at `offset` (byte-granular). */
@@ -277,6 +341,8 @@ export class Image {
   async status(offset: number, length: number): Promise<BlockStatus> {
     this.checkOpen();
     this.checkNumbers(offset, length);
+    // Untracked (a status is a hint), but never across a pending resize.
+    if (this.queue !== undefined) (await this.admission())();
     checkRange(offset, length, this.size, this.path);
     if (length === 0) return { allocated: false, length: 0 };
     const start = alignDown(offset, this.sectorSize);
@@ -346,6 +412,18 @@ export class Image {
     this.checkOpen();
     this.checkNumbers(offset, length);
     this.checkWritable();
+    const admitted = this.queue === undefined ? undefined : await this.admission();
+    let done: Promise<void>;
+    try {
+      done = this.discardAdmitted(offset, length);
+    } finally {
+      admitted?.();
+    }
+    await done;
+  }
+
+  /** `discard` once it is its turn: checked, and in the tracker before this returns. */
+  private discardAdmitted(offset: number, length: number): Promise<void> {
     checkRange(offset, length, this.size, this.path);
     const ss = this.sectorSize;
     if (offset % ss !== 0 || (length % ss !== 0 && offset + length !== this.size)) {
@@ -360,7 +438,7 @@ export class Image {
     const guard = this.probeGuard;
     const guarded = guard !== undefined && length > 0
       && (offset < guard.window || offset + length > this.size - guard.tail);
-    await this.tracker.run(guarded ? 0 : offset, guarded ? alignUp(this.size, ss) : end, true, async () => {
+    return this.tracker.run(guarded ? 0 : offset, guarded ? alignUp(this.size, ss) : end, true, async () => {
       if (guarded) await this.checkProbeGuard(this.guardedZeros(offset, offset + length));
       await discard(offset, end - offset);
     });
@@ -456,7 +534,32 @@ export class Image {
    * read of the old size halfway).
    */
   private exclusively<T>(work: () => Promise<T>): Promise<T> {
-    return this.tracker.run(0, Number.MAX_SAFE_INTEGER, true, work);
+    const before = this.queue;
+    const exclusive = () => this.tracker.run(0, Number.MAX_SAFE_INTEGER, true, work);
+    const run = before === undefined ? exclusive() : before.then(exclusive);
+    // Whatever is issued from now on waits until this is over (see `queue`).
+    this.enqueue(run.then(() => undefined, () => undefined));
+    return run;
+  }
+
+  /**
+   * Waits for this request's turn while a resize, amend or check is pending;
+   * resolves to the function to call once the request is in the tracker
+   * (or has failed its checks), which lets the next one in.
+   */
+  private async admission(): Promise<() => void> {
+    const before = this.queue!;
+    let admitted!: () => void;
+    this.enqueue(new Promise<void>((resolve) => { admitted = resolve; }));
+    await before;
+    return admitted;
+  }
+
+  private enqueue(next: Promise<void>): void {
+    this.queue = next;
+    void next.then(() => {
+      if (this.queue === next) this.queue = undefined;
+    });
   }
 
   /** Rethrows a driver's error under the name the user gave the image. */
