@@ -158,3 +158,23 @@ describe('blk resize on cow images', () => {
     expect(merged.subarray(300 * KiB).every((b) => b === 0)).toBe(true);
   });
 });
+
+describe('blk resize of an overlay over a longer backing file', () => {
+  it.skipIf(!HAVE_QEMU)('the grown part reads as zeros, not the backing file\'s data, as qemu-img resize of a qcow2 overlay does', () => {
+    rawFile(p('long.img'), MiB, [[0, MiB, 0x5e]]);
+    expect(blk(['create', '-q', '-f', 'cow', '-o', 'variant=v2-qemu-lp64', '-b', p('long.img'), '-F', 'raw', p('short.cow'), '512K']).code).toBe(0);
+    expect(blk(['io', '-c', 'write -P 0x33 0 512k', p('short.cow')]).code).toBe(0);
+    // A shrink, then a grow: neither the backing file's data nor the data cut off may show again.
+    expect(blk(['resize', '--shrink', p('short.cow'), '256K']).code).toBe(0);
+    expect(blk(['resize', p('short.cow'), '1M']).code).toBe(0);
+    const r = blk(['io', '-c', 'read -P 0x33 0 256k', '-c', 'read -P 0 256k 768k', p('short.cow')]);
+    expect(r.stdout).not.toMatch(/verification failed/);
+    expect(r.code).toBe(0);
+    expect(blk(['check', p('short.cow')]).code).toBe(0);
+    // qemu-img on qcow2 does the same.
+    const q = p('short.qcow2');
+    expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', p('long.img'), '-F', 'raw', q, '512K']).status).toBe(0);
+    expect(spawnSync('qemu-img', ['resize', q, '1M']).status).toBe(0);
+    expect(spawnSync('qemu-io', ['-c', 'read -P 0 512k 512k', q], { encoding: 'utf8' }).stdout).not.toMatch(/verification failed/);
+  });
+});

@@ -14,7 +14,7 @@ import { checkCow } from './check.js';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import type { CowLayout } from './layout.js';
 import { COW_PREALLOCATION } from './options.js';
-import { inPlaceRange, planResize, setBitsOnDisk } from './resize.js';
+import { inPlaceRange, planResize, setBitRangeOnDisk, setBitsOnDisk } from './resize.js';
 import { COW_SECTOR_SIZE, VARIANTS, fieldOf } from './variants.js';
 
 const SS = COW_SECTOR_SIZE;
@@ -250,6 +250,7 @@ export class CowImage implements DriverImage {
     // The header must never name a bitmap longer than the file (QEMU's files end right after it).
     const newBitmapEnd = next.bitmapOffset + next.bitmapLength;
     if (await this.storage.size() < newBitmapEnd) await this.storage.truncate(newBitmapEnd);
+    if (size > this.size) await this.zeroGrownArea(old, next, size, options.backingSize);
     if (sync) await this.storage.flush();
     const bytes = encodeHeader(plan.header, this.headerBytes.slice());
     await this.writeHeaderInTwoSteps(bytes);
@@ -264,6 +265,28 @@ export class CowImage implements DriverImage {
     this.layout = next;
     this.size = size;
     this.bitmap = this.newBitmapCache();
+  }
+
+  /**
+   * A grow adds zeros, as in QEMU (which zero-writes the new area of an
+   * overlay whose backing file is longer): left unallocated, the new sectors
+   * would fall through to whatever the backing file holds there, data this
+   * disk never had (after a shrink, its own old data coming back). They are
+   * allocated before the header names them, over a data area that reads as
+   * zeros: anything past the old data area (bytes nothing read) is dropped,
+   * and the file extended sparsely. Only where a backing file may hold
+   * data: up to its size when it is known, the whole new area otherwise.
+   */
+  private async zeroGrownArea(old: CowLayout, next: CowLayout, size: number, backingSize: number | undefined): Promise<void> {
+    if (this.header.backingFile === '') return;
+    const zeroEnd = Math.min(size, Math.ceil((backingSize ?? size) / SS) * SS);
+    if (zeroEnd <= this.size) return;
+    const oldEnd = old.dataOffset + this.size;
+    if (await this.storage.size() > oldEnd) await this.storage.truncate(oldEnd);
+    const dataEnd = next.dataOffset + zeroEnd;
+    if (await this.storage.size() < dataEnd) await this.storage.truncate(dataEnd);
+    const fromBit = this.size / SS;
+    await setBitRangeOnDisk(this.storage, next.bitmapOffset, fromBit, Math.min(next.trackedSectors, zeroEnd / SS));
   }
 
   /** The sizes (bytes) `resize` can give this image without moving its data area. */

@@ -128,3 +128,21 @@ export async function setBitsOnDisk(storage: Storage, bitmapOffset: number, from
   }
   return count;
 }
+
+/** Sets every bit among [fromBit, toBit) of the bitmap at `bitmapOffset` on storage (straight to storage, as `setBitsOnDisk`). */
+export async function setBitRangeOnDisk(storage: Storage, bitmapOffset: number, fromBit: number, toBit: number): Promise<void> {
+  const lastByte = Math.ceil(toBit / 8);
+  for (let byte = Math.floor(fromBit / 8); byte < lastByte; byte += SCAN_CHUNK) {
+    const buf = new Uint8Array(Math.min(SCAN_CHUNK, lastByte - byte));
+    buf.fill(0, await storage.read(bitmapOffset + byte, buf));
+    for (let i = 0; i < buf.length; i++) {
+      const first = (byte + i) * 8;
+      if (first >= fromBit && first + 8 <= toBit) {
+        buf[i] = 0xff;
+        continue;
+      }
+      for (let bit = 0; bit < 8; bit++) if (first + bit >= fromBit && first + bit < toBit) buf[i]! |= 1 << bit;
+    }
+    await storage.write(bitmapOffset + byte, buf);
+  }
+}

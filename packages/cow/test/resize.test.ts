@@ -7,6 +7,8 @@ import { SS, createFile, openFile, pattern } from './helpers.js';
 
 const BELOW = 0xee;
 const below = async (_offset: number, into: Uint8Array) => { into.fill(BELOW); };
+/** Model tag of a sector a grow added over a backing file: zeros, whatever the backing file holds. */
+const ZEROS = -1;
 
 /** Reads every sector and compares with the model (sector -> the tag written there). */
 async function expectModel(image: CowImage, model: Map<number, number>): Promise<void> {
@@ -17,6 +19,7 @@ async function expectModel(image: CowImage, model: Map<number, number>): Promise
     const tag = model.get(s);
     const got = bytes.subarray(s * SS, (s + 1) * SS);
     if (tag === undefined) expect(got.every((b) => b === BELOW), `sector ${s} reads from below`).toBe(true);
+    else if (tag === ZEROS) expect(got.every((b) => b === 0), `sector ${s} reads as zeros (added by a grow)`).toBe(true);
     else expect(got, `sector ${s} holds write ${tag}`).toEqual(pattern(s, 1, tag));
   }
 }
@@ -51,8 +54,10 @@ describe('CowImage.resize', () => {
             }
             const { min, max } = image.inPlaceSizes();
             const to = Math.max(min, Math.min(max, SS * (1 + (o.to % 800))));
+            const from = image.size / SS;
             await image.resize(to, { backingSize: to });
             for (const s of [...model.keys()]) if (s >= to / SS) model.delete(s);
+            if (uml) for (let s = from; s < to / SS; s++) model.set(s, ZEROS);
             await image.close();
             image = await openFile(file);
             expect(image.size).toBe(to);
@@ -68,6 +73,31 @@ describe('CowImage.resize', () => {
       ), { numRuns: Number(process.env.BLK_PROPERTY_RUNS ?? 40) });
     });
   }
+
+  it('a grow over a longer backing file adds zeros, not the backing file\'s data (nor data dropped by an earlier shrink), as QEMU', async () => {
+    for (const backingSize of [1 << 20, undefined]) {
+      const file = await createFile({ variant: 'v2-qemu-lp64', size: 256 * SS, backing: { path: '/b.img', size: 1 << 20, mtimeSec: 1 } });
+      const image = await openFile(file);
+      await image.write(0, pattern(0, 256, 7));
+      await image.resize(64 * SS, { backingSize });
+      await image.resize(300 * SS, { backingSize });
+      const got = new Uint8Array(300 * SS);
+      await image.read(0, got, below);
+      expect(got.subarray(0, 64 * SS)).toEqual(pattern(0, 64, 7));
+      expect(got.subarray(64 * SS).every((b) => b === 0), 'the grown sectors read as zeros').toBe(true);
+      expect(await image.check({ leaks: false, corruptions: false })).toMatchObject({ corruptions: 0, leaks: 0 });
+      await image.close();
+    }
+    // Past the end of a known, shorter backing file nothing needs allocating: those sectors read as zeros anyway.
+    const file = await createFile({ variant: 'v2-qemu-lp64', size: 16 * SS, backing: { path: '/b.img', size: 32 * SS, mtimeSec: 1 } });
+    const image = await openFile(file);
+    await image.resize(64 * SS, { backingSize: 32 * SS });
+    const runs = await image.blockStatus(0, 64 * SS);
+    expect(runs).toMatchObject({ allocated: false, length: 16 * SS });
+    expect(await image.blockStatus(16 * SS, 48 * SS)).toMatchObject({ allocated: true, length: 16 * SS });
+    expect(await image.blockStatus(32 * SS, 32 * SS)).toMatchObject({ allocated: false, length: 32 * SS });
+    await image.close();
+  });
 
   it('refuses a size that moves the data area, one that is not whole sectors, and a UML size its backing file lacks', async () => {
     const file = await createFile({ variant: 'v2-qemu-lp64', size: 1 << 20, backing: undefined });
