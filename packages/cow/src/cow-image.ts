@@ -233,6 +233,10 @@ export class CowImage implements DriverImage {
     await setBitsOnDisk(this.storage, old.bitmapOffset, fromBit, Math.max(old.bitmapLength, next.bitmapLength) * 8, true);
     const oldEnd = old.dataOffset + this.size;
     const newEnd = next.dataOffset + size;
+    if (size > this.size && this.header.backingFile !== '' && await this.storage.size() > oldEnd) {
+      // Bytes past the data area (nothing reads them) would show in the sectors a grow adds (see zeroGrownArea).
+      await this.storage.truncate(oldEnd);
+    }
     if (size > this.size && mode !== 'off') {
       // New bitmap bytes (all clear now) and, for falloc/full, the new part of the data area.
       // If that fails (ENOSPC), the header still has the old size: give back what was added.
@@ -273,16 +277,14 @@ export class CowImage implements DriverImage {
    * would fall through to whatever the backing file holds there, data this
    * disk never had (after a shrink, its own old data coming back). They are
    * allocated before the header names them, over a data area that reads as
-   * zeros: anything past the old data area (bytes nothing read) is dropped,
-   * and the file extended sparsely. Only where a backing file may hold
+   * zeros: preallocated, or extended sparsely (`resize` dropped the bytes
+   * past the old data area first). Only where a backing file may hold
    * data: up to its size when it is known, the whole new area otherwise.
    */
   private async zeroGrownArea(old: CowLayout, next: CowLayout, size: number, backingSize: number | undefined): Promise<void> {
     if (this.header.backingFile === '') return;
     const zeroEnd = Math.min(size, Math.ceil((backingSize ?? size) / SS) * SS);
     if (zeroEnd <= this.size) return;
-    const oldEnd = old.dataOffset + this.size;
-    if (await this.storage.size() > oldEnd) await this.storage.truncate(oldEnd);
     const dataEnd = next.dataOffset + zeroEnd;
     if (await this.storage.size() < dataEnd) await this.storage.truncate(dataEnd);
     const fromBit = this.size / SS;

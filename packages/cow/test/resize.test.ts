@@ -88,6 +88,15 @@ describe('CowImage.resize', () => {
       expect(await image.check({ leaks: false, corruptions: false })).toMatchObject({ corruptions: 0, leaks: 0 });
       await image.close();
     }
+    // With preallocation, the grown part is allocated on disk and still reads as zeros.
+    const pre = await createFile({ variant: 'v2-qemu-lp64', size: 16 * SS, backing: { path: '/b.img', size: 1 << 20, mtimeSec: 1 } });
+    const preImage = await openFile(pre);
+    await preImage.resize(1024 * SS, { backingSize: 1 << 20, preallocation: 'full' });
+    expect(pre.allocatedBytes).toBeGreaterThanOrEqual(1008 * SS);
+    const grown = new Uint8Array(1008 * SS);
+    await preImage.read(16 * SS, grown, below);
+    expect(grown.every((b) => b === 0)).toBe(true);
+    await preImage.close();
     // Past the end of a known, shorter backing file nothing needs allocating: those sectors read as zeros anyway.
     const file = await createFile({ variant: 'v2-qemu-lp64', size: 16 * SS, backing: { path: '/b.img', size: 32 * SS, mtimeSec: 1 } });
     const image = await openFile(file);
