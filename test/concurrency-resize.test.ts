@@ -54,7 +54,7 @@ function issue(image: Image, op: Op): Promise<Uint8Array | undefined> {
 describe('concurrency: resizes among in-flight requests', () => {
   for (const format of ['raw', 'cow'] as const) {
     it(`${format}: requests issued after a resize see its size, whatever the interleaving`, async () => {
-      await fc.assert(fc.asyncProperty(fc.scheduler(), fc.array(opArb, { minLength: 2, maxLength: 12 }), async (s, rawOps) => {
+      await fc.assert(fc.asyncProperty(fc.scheduler(), fc.array(opArb, { minLength: 2, maxLength: 12 }), fc.boolean(), async (s, rawOps, closeFirst) => {
         await breathe();
         const ops = rawOps.map((op, i) => (op.kind === 'write' ? { ...op, id: i + 1 } : op));
         const { vfs, path } = await setup(format);
@@ -84,12 +84,15 @@ describe('concurrency: resizes among in-flight requests', () => {
           if (isBlockError(e) && e.kind === 'out-of-range') return 'out-of-range' as const;
           throw e;
         }));
-        await withTimeout(s.waitFor(Promise.allSettled(pending)), 10_000, 'scheduled run');
+        // Closed right after issuing: close waits for every request issued before it, queued behind a resize or not.
+        const closing = closeFirst ? image.close() : Promise.resolve();
+        await withTimeout(s.waitFor(Promise.allSettled([...pending, closing])), 10_000, 'scheduled run');
+        await closing;
         const results = await Promise.all(pending);
         results.forEach((got, i) => expect(got, `op ${i} ${JSON.stringify(ops[i])}`).toEqual(expected[i]));
         expect(image.size).toBe(model.length);
         hooked.enabled = false;
-        await image.close();
+        if (!closeFirst) await image.close();
         if (format === 'raw') expect(vfs.file(path).length).toBe(model.length);
         const again = await openImage(path, { vfs, format, driverOptions: format === 'cow' ? { variant: 'v2-qemu-lp64' } : undefined });
         expect(again.size).toBe(model.length);

@@ -162,6 +162,11 @@ export class Image {
    * asynchronous path, as does every request with `{ sync: false }`.
    */
   readInto(offset: number, into: Uint8Array, options?: { sync?: boolean }): Promise<void> {
+    try {
+      this.checkOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.queue !== undefined) {
       return this.admission().then((admitted) => {
         try {
@@ -177,7 +182,6 @@ export class Image {
   /** `readInto` once it is its turn: checked, and done or in the tracker before this returns. */
   private readIntoAdmitted(offset: number, into: Uint8Array, options?: { sync?: boolean }): Promise<void> {
     try {
-      this.checkOpen();
       checkNumberArg(offset, 'offset', this.path);
       checkBytes(into, 'into', this.path);
       if (options !== undefined) {
@@ -613,6 +617,8 @@ export class Image {
 
   private async closeOnce(): Promise<void> {
     this.closed = true;
+    // Requests issued before close that wait behind a resize enter the tracker first, then all drain.
+    while (this.queue !== undefined) await this.queue;
     await this.tracker.drain();
     let failure: unknown;
     try {
