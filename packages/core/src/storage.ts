@@ -124,14 +124,16 @@ const ZERO_CHUNK = 1024 * 1024;
  * `falloc` through `Storage.allocate` where the storage and its file system
  * can (else zeros are written, as glibc's posix_fallocate does), `full` by
  * writing zeros. Only for ranges that read as zeros already (new space): the
- * fallback overwrites.
+ * fallback overwrites. `full` reserves the range first where it can, so that
+ * a size the file system cannot hold fails at once with ENOSPC instead of
+ * after filling the disk with zeros (every other process on it too).
  */
 export async function preallocate(storage: Storage, offset: number, length: number, mode: 'falloc' | 'full'): Promise<void> {
   if (length <= 0) return;
-  if (mode === 'falloc' && storage.allocate) {
+  if (storage.allocate) {
     try {
       await storage.allocate(offset, length);
-      return;
+      if (mode === 'falloc') return;
     } catch (err) {
       if (!(err instanceof BlockError && err.kind === 'not-supported')) throw err;
     }
