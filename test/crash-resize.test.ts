@@ -5,9 +5,10 @@
  * or after the resize in progress (never a header naming a bitmap the file
  * lacks), read the written data below the smallest size so far, read zeros
  * wherever no write reaches, and never bring data dropped by a shrink back
- * after a grow. Bits of a shrink's dropped sectors may be cleared before the
- * header says the new size (the user asked for that data to go), so they may
- * read as zeros early; nothing may read as garbage.
+ * after a grow. Over a longer backing file, the backing file's bytes must
+ * never show: neither in a grown part (allocated as zeros before the header
+ * names it) nor in a shrink's dropped part while the header still has the old
+ * size (its bits are cleared only after). Nothing may read as garbage.
  *
  * BLK_CRASH_STATES scales the number of crash states (default 30000; a tenth here).
  */
@@ -30,9 +31,19 @@ interface Phase {
 /** Sizes in order: grow within the bitmap's slack, shrink, grow again over the dropped part. */
 const SIZES = [512 * KiB, 896 * KiB, 256 * KiB, 768 * KiB];
 
-async function record(variant: string, cache: CacheMode, written: boolean): Promise<{ vfs: CrashSimVfs; from: number }> {
+/** A backing file longer than every size, holding a byte no write and no zero uses: it must never show. */
+const BACKING = '/d/b.raw';
+const BACKING_BYTE = 0xbb;
+
+async function record(variant: string, cache: CacheMode, written: boolean, backed = false): Promise<{ vfs: CrashSimVfs; from: number }> {
   const vfs = new CrashSimVfs();
-  await createImage(FILE, { vfs, format: 'cow', size: SIZES[0]!, driverOptions: { variant } });
+  if (backed) {
+    await createImage(BACKING, { vfs, format: 'raw', size: 1024 * KiB });
+    const base = await openImage(BACKING, { vfs, format: 'raw' });
+    await base.write(0, new Uint8Array(1024 * KiB).fill(BACKING_BYTE));
+    await base.close();
+  }
+  await createImage(FILE, { vfs, format: 'cow', size: SIZES[0]!, driverOptions: { variant }, ...(backed ? { backing: BACKING } : {}) });
   let image = await openImage(FILE, { vfs, format: 'cow', cache });
   if (written) {
     const data = new Uint8Array(SIZES[0]!);
@@ -57,10 +68,13 @@ describe('crash consistency of cow resize', () => {
   // have each new size first; packages/cow/test/resize.test.ts covers their arithmetic against a model.
   // An image never written ends right after its bitmap (as QEMU leaves it): growing its bitmap must
   // extend the file before the header says so.
-  const cases = [['v2-qemu-lp64', 'writeback', true], ['v2-qemu-ilp32', 'writethrough', true], ['v2-qemu-lp64', 'writeback', false]] as const;
-  for (const [variant, cache, written] of cases) {
-    it(`${variant} ${cache}${written ? '' : ', never written'}: every crash state opens at the old or new size and reads only written data or zeros`, async () => {
-      const { vfs, from } = await record(variant, cache, written);
+  // Over a longer backing file (written first), a grow must allocate its new sectors as zeros before
+  // the header names them: the backing file's bytes must never show in a grown part.
+  const cases = [['v2-qemu-lp64', 'writeback', true, false], ['v2-qemu-ilp32', 'writethrough', true, false],
+    ['v2-qemu-lp64', 'writeback', false, false], ['v2-qemu-lp64', 'writethrough', true, true]] as const;
+  for (const [variant, cache, written, backed] of cases) {
+    it(`${variant} ${cache}${written ? '' : ', never written'}${backed ? ', over a longer backing file' : ''}: every crash state opens at the old or new size and reads only written data or zeros`, async () => {
+      const { vfs, from } = await record(variant, cache, written, backed);
       let phase: Phase | undefined;
       let done = false;
       // The smallest size a completed resize has left: data below it survives, data past it is gone.
@@ -91,7 +105,7 @@ describe('crash consistency of cow resize', () => {
               if (!sector.every((b) => b === value)) return `sector ${s} is torn`;
               const at = s * 512;
               if (at < mustKeep && value !== fill(s)) return `sector ${s} lost its data (reads ${value})`;
-              if (at >= mustKeep && at < smallest && value !== fill(s) && value !== 0) return `sector ${s} reads ${value}`;
+              if (at >= mustKeep && at < smallest && value !== fill(s) && value !== 0) return `sector ${s} reads ${value} (resize ${phase?.from} -> ${phase?.to}${done ? ', done' : ', in progress'}, opened at ${image.size})`;
               if (at >= smallest && value !== 0) return `sector ${s} reads ${value} where no surviving write reaches`;
             }
             const check = await image.check();
@@ -102,7 +116,7 @@ describe('crash consistency of cow resize', () => {
           return undefined;
         },
       });
-      console.log(`FIGURE crash-resize ${variant} ${cache}${written ? '' : ' never written'}: ${result.points} write points, `
+      console.log(`FIGURE crash-resize ${variant} ${cache}${written ? '' : ' never written'}${backed ? ' backed' : ''}: ${result.points} write points, `
         + `${result.states} crash states`);
       expect(result.violations.map((v) => `${v.point} ${v.label}: ${v.message}`)).toEqual([]);
       expect(result.states).toBeGreaterThan(40);

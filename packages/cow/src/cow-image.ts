@@ -229,8 +229,12 @@ export class CowImage implements DriverImage {
     const next = plan.layout;
     const sync = this.cache !== 'unsafe';
     await this.bitmap.writeBack();
+    // Bits past the last sector that stays: a grow clears them before anything (stray bits must not
+    // allocate its new sectors); a shrink only once the header names the new size, since before it the
+    // sectors they cover are still the disk's and, cleared, would read from the backing file after a crash.
     const fromBit = Math.min(old.trackedSectors, next.trackedSectors);
-    await setBitsOnDisk(this.storage, old.bitmapOffset, fromBit, Math.max(old.bitmapLength, next.bitmapLength) * 8, true);
+    const clearPastEnd = () => setBitsOnDisk(this.storage, old.bitmapOffset, fromBit, Math.max(old.bitmapLength, next.bitmapLength) * 8, true);
+    if (size >= this.size) await clearPastEnd();
     const oldEnd = old.dataOffset + this.size;
     const newEnd = next.dataOffset + size;
     if (size > this.size && this.header.backingFile !== '' && await this.storage.size() > oldEnd) {
@@ -258,6 +262,7 @@ export class CowImage implements DriverImage {
     if (sync) await this.storage.flush();
     const bytes = encodeHeader(plan.header, this.headerBytes.slice());
     await this.writeHeaderInTwoSteps(bytes);
+    if (size < this.size) await clearPastEnd();
     const fileSize = await this.storage.size();
     // UML's files span the whole data area (as created); QEMU's end after the last written sector.
     if (fileSize > newEnd || (VARIANTS[this.header.variant].family === 'uml' && fileSize < newEnd)) {
