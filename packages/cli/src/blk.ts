@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ExitError, reportError } from './errors.js';
 import { unknownCommandMessage } from './unknown-command.js';
+import { printable } from './printable.js';
 
 /** Exit code of a usage error or a failure, per command (qemu-img's conventions). */
 const FAILURE_CODE: Record<string, number> = { compare: 2 };
@@ -60,7 +61,9 @@ export function buildProgram(): Command {
     .helpOption('-h, --help', 'print this help and exit')
     .exitOverride()
     .configureOutput({
-      outputError: (str, write) => write(`blk: ${str.replace(/^error: /, '')}`),
+      // Commander quotes what the user typed (an option, a command name): escape
+      // control bytes in every line, keeping commander's own line breaks.
+      outputError: (str, write) => write(`blk: ${str.replace(/^error: /, '').split('\n').map(printable).join('\n')}`),
     })
     .showSuggestionAfterError(true)
     .hook('preSubcommand', (_cmd, sub) => { current = sub.name(); })

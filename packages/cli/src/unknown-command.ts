@@ -4,6 +4,7 @@
  * commands that blk lacks get the reason and the nearest command; other
  * names get the closest spelling.
  */
+import { printable } from './printable.js';
 
 /** qemu-img (and qemu-io) commands blk does not have: why, and the nearest thing blk does. */
 const QEMU_ONLY: Record<string, string> = {
@@ -28,7 +29,7 @@ function distance(a: string, b: string): number {
 
 /** The message for `name`, which is none of `commands`. */
 export function unknownCommandMessage(name: string, commands: readonly string[]): string {
-  const head = `'${name}' is not a blk command`;
+  const head = `'${printable(name)}' is not a blk command`;
   const known = QEMU_ONLY[name];
   if (known !== undefined) return `${head}; ${known}`;
   let best: string | undefined;

@@ -36,4 +36,16 @@ describe('unknown commands', () => {
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n')[0]).toMatch(/^blk: 'frobnicate' is not a blk command; the commands are create, info, .*resize, measure, amend/);
   });
+
+  it('escapes control bytes in a command name or option it echoes (no ESC sequence or forged line reaches the terminal)', () => {
+    const r = blk(['chek\x1b[2J\nImage committed.']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).not.toContain('\x1b');
+    expect(r.stderr.split('\n')[0]).toBe("blk: 'chek\\x1b[2J\\nImage committed.' is not a blk command; the commands are "
+      + r.stderr.split('\n')[0]!.split('the commands are ')[1]);
+    const o = blk(['info', '--bogus\x1b]0;owned\x07', 'x.img']);
+    expect(o.code).toBe(1);
+    expect(o.stderr).not.toMatch(/[\x1b\x07]/);
+    expect(o.stderr).toContain('--bogus\\x1b]0;owned\\x07');
+  });
 });
