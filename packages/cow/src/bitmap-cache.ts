@@ -5,7 +5,8 @@
  * disk. Here the bitmap is cut into chunks (4 KiB of bitmap = 16 MiB of
  * disk each) that are read when first needed and dropped least-recently-used
  * first, so opening any image costs one header read and memory stays under
- * `maxBytes` (give or take a chunk per concurrent request).
+ * `maxBytes`, give or take a chunk per concurrent request: a chunk loaded for
+ * a request stays until that request used it (see `withChunk`).
  *
  * Bit order (spec §2.1): sector n is byte n >> 3, mask 1 << (n & 7).
  *
@@ -131,6 +132,8 @@ export class BitmapCache {
   private version = 0;
   private window: ScanWindow | undefined;
   private readonly loading = new Map<number, Promise<void>>();
+  /** Requests waiting for each chunk (see `withChunk`): a pinned chunk is never evicted. */
+  private readonly pinned = new Map<number, number>();
   private cached = 0;
   private writeBackQueue: Promise<void> = Promise.resolve();
   /** Chunks read from storage so far (for tests and diagnostics). */
@@ -413,6 +416,12 @@ export class BitmapCache {
    * Runs `fn` on the cached chunk `index`, loading it first if needed. `fn`
    * runs synchronously right after the chunk is confirmed to be in the cache,
    * so it never changes a chunk that was evicted meanwhile.
+   *
+   * While a request waits for a load, the chunk is pinned: it is not evicted
+   * before the request used it. Without that, more concurrent requests than
+   * the cache has room for would evict each other's chunks between a load
+   * completing and its waiter running, and reload them forever (a livelock
+   * made only of microtasks, so no timer or signal could even run).
    */
   private async withChunk<T>(index: number, fn: (chunk: BitmapChunk) => T): Promise<T> {
     for (;;) {
@@ -426,7 +435,15 @@ export class BitmapCache {
         pending = this.load(index).finally(() => this.loading.delete(index));
         this.loading.set(index, pending);
       }
-      await pending;
+      this.pinned.set(index, (this.pinned.get(index) ?? 0) + 1);
+      try {
+        await pending;
+      } finally {
+        // Synchronous with the lookup above: nothing can evict the chunk in between.
+        const left = this.pinned.get(index)! - 1;
+        if (left === 0) this.pinned.delete(index);
+        else this.pinned.set(index, left);
+      }
     }
   }
 
@@ -448,10 +465,17 @@ export class BitmapCache {
   private async makeRoom(length: number): Promise<void> {
     while (this.cached + length > this.maxBytes && this.chunks.size > 0) {
       if (this.evictOneClean()) continue;
-      // Every cached chunk is dirty: write them back (the same ordered sequence as a flush), then evict.
+      // Every chunk left is pinned by a waiting request: go over the bound by that much rather than wait.
+      if (!this.anyEvictableDirty()) return;
+      // Every unpinned chunk is dirty: write them back (the same ordered sequence as a flush), then evict.
       await this.writeBack();
       if (!this.evictOneClean()) return; // re-dirtied meanwhile: go over the bound a little rather than spin
     }
+  }
+
+  private anyEvictableDirty(): boolean {
+    for (const chunk of this.chunks.values()) if (chunk.dirty && !this.pinned.has(chunk.index)) return true;
+    return false;
   }
 
   private evictClean(keep: number): void {
@@ -468,7 +492,7 @@ export class BitmapCache {
   private evictOneClean(keep?: number): boolean {
     // Entries moved to the back during the loop are visited again, unmarked.
     for (const chunk of this.chunks.values()) {
-      if (chunk.dirty || chunk.index === keep) continue;
+      if (chunk.dirty || chunk.index === keep || this.pinned.has(chunk.index)) continue;
       if (chunk.referenced) {
         chunk.referenced = false;
         this.chunks.delete(chunk.index);
