@@ -259,7 +259,20 @@ export class BitmapCache {
         reached = scan(chunk.bytes, chunk.words, from, to, want);
       } else {
         if (!this.windowHolds(index)) {
-          await this.loadWindow(index);
+          const version = this.version;
+          const posByte = Math.floor(pos / 8);
+          const extent = await this.extentFrom(posByte, Math.min(end, tracked));
+          // While the lookup ran, a chunk may have been evicted after a write-back into the hole: look again.
+          if (version !== this.version || this.chunks.has(index)) continue;
+          if (!extent.data) {
+            // Bits in a hole are clear, except in chunks cached (maybe dirty) since: those are scanned as such.
+            if (want === true) break;
+            want = false;
+            pos = Math.min(end, tracked, extent.end * 8, this.firstCachedChunk(index, extent.end) * chunkBits);
+            continue;
+          }
+          // Read only what is stored: the window stops at the next hole.
+          await this.loadWindow(index, extent.end);
           // While the read ran, the chunk may have been loaded, or a bit changed.
           if (this.chunks.has(index)) continue;
         }
@@ -283,6 +296,32 @@ export class BitmapCache {
     return { set: want ?? false, count: pos - first };
   }
 
+  /**
+   * Whether bitmap byte `start` is stored (data) or in a hole of the file
+   * (sparse, or past its end), and where that extent ends (a bitmap byte
+   * offset, looking no further than bit `endBit`). A bitmap in a hole reads
+   * as clear, so a scan skips it whole: one lookup per hole, not a read per
+   * byte (a 64 TiB overlay has a 16 GiB bitmap that is mostly never written).
+   */
+  private async extentFrom(start: number, endBit: number): Promise<{ data: boolean; end: number }> {
+    const stop = Math.min(this.bitmapLength, Math.ceil(endBit / 8));
+    if (stop <= start) return { data: true, end: start + 1 };
+    const at = this.bitmapOffset + start;
+    const extent = this.storage.extentAt ? await this.storage.extentAt(at, stop - start) : undefined;
+    if (extent !== undefined) return { data: extent.data, end: Math.min(stop, start + extent.length) };
+    // No extent information: only the part past the end of the storage is known to be a hole.
+    const size = await this.storage.size();
+    return at >= size ? { data: false, end: stop } : { data: true, end: Math.min(stop, size - this.bitmapOffset) };
+  }
+
+  /** The first cached chunk whose bytes lie in [chunk `index`, bitmap byte `endByte`), or the chunk at `endByte`. */
+  private firstCachedChunk(index: number, endByte: number): number {
+    const stop = Math.ceil(endByte / this.chunkBytes);
+    let first = stop;
+    for (const i of this.chunks.keys()) if (i >= index && i < first) first = i;
+    return first;
+  }
+
   private windowHolds(index: number): boolean {
     const w = this.window;
     if (w === undefined || w.version !== this.version) return false;
@@ -290,8 +329,11 @@ export class BitmapCache {
     return start >= w.start && start < w.start + w.length;
   }
 
-  /** Reads the window's worth of bitmap from chunk `index` on; leaves it invalid if anything changed meanwhile. */
-  private async loadWindow(index: number): Promise<void> {
+  /**
+   * Reads the window's worth of bitmap from chunk `index` on, up to the chunk
+   * holding bitmap byte `endByte - 1`; leaves it invalid if anything changed meanwhile.
+   */
+  private async loadWindow(index: number, endByte: number): Promise<void> {
     let w = this.window;
     if (w !== undefined && w.version === -1) return; // another scan is reading into it
     if (w === undefined) {
@@ -302,7 +344,8 @@ export class BitmapCache {
       this.window = w;
     }
     const start = index * this.chunkBytes;
-    const length = Math.min(w.bytes.length, this.bitmapLength - start);
+    const wanted = Math.ceil(endByte / this.chunkBytes) * this.chunkBytes - start;
+    const length = Math.min(w.bytes.length, this.bitmapLength - start, Math.max(wanted, this.chunkBytes));
     const version = this.version;
     w.version = -1;
     try {
