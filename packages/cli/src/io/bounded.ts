@@ -29,7 +29,7 @@ export function rangeError(image: Image, offset: number, count: number): unknown
 const fills = new Map<number, Uint8Array>();
 
 /**
- * Writes `count` bytes of value `byte` at `offset` (write -z, -P, the default
+ * Writes `count` bytes of value `byte` at `offset` (write -P, the default
  * 0xcd), from one shared buffer of at most PIECE bytes. Every piece is issued
  * at once (`Image.write` takes its place among the requests in flight when
  * called), so the request keeps its place in issue order against later
