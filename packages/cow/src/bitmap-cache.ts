@@ -314,9 +314,17 @@ export class BitmapCache {
     return at >= size ? { data: false, end: stop } : { data: true, end: Math.min(stop, size - this.bitmapOffset) };
   }
 
-  /** The first cached chunk whose bytes lie in [chunk `index`, bitmap byte `endByte`), or the chunk at `endByte`. */
+  /**
+   * The first cached chunk whose bytes lie in [chunk `index`, bitmap byte
+   * `endByte`), or the chunk at `endByte`: by looking up each chunk of the
+   * range or by going through the cache, whichever is fewer steps.
+   */
   private firstCachedChunk(index: number, endByte: number): number {
     const stop = Math.ceil(endByte / this.chunkBytes);
+    if (stop - index <= this.chunks.size) {
+      for (let i = index; i < stop; i++) if (this.chunks.has(i)) return i;
+      return stop;
+    }
     let first = stop;
     for (const i of this.chunks.keys()) if (i >= index && i < first) first = i;
     return first;
