@@ -122,6 +122,21 @@ async function main() {
     },
     end: (cb) => (logStream ? logStream.end(cb) : cb()),
   };
+  // The native addon first: its C sources change with the TypeScript that calls them, and
+  // `pnpm install` is the only other thing that compiles it (install.cjs does nothing when
+  // the addon is newer than its sources and loads).
+  const nativeInstall = path.join(root, 'packages', 'native', 'install.cjs');
+  if (fs.existsSync(nativeInstall)) {
+    const r = await new Promise((resolve) => {
+      const child = spawn(process.execPath, [nativeInstall], { cwd: path.dirname(nativeInstall), stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c) => { out += c; });
+      child.stderr.on('data', (c) => { out += c; });
+      child.on('close', (code) => resolve({ code, out }));
+    });
+    log.write(`=== @blk/native: install.cjs\n${r.out}`);
+    if (/\bbuilt\b/.test(r.out) || r.code !== 0) process.stdout.write(r.out.split('\n').filter(Boolean).map((l) => `build: ${l}`).join('\n') + '\n');
+  }
   // Level by level: a package builds once every workspace package it depends on is done.
   while (done.size < pkgs.length) {
     const ready = pkgs.filter((p) => !done.has(p.name) && p.deps.every((d) => done.has(d) || !byName.has(d)));

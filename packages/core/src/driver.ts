@@ -282,6 +282,11 @@ export interface DriverImage {
    */
   setBacking?(backing: BackingSpec | undefined): Promise<void>;
   /**
+   * Optional: throws what `setBacking(backing)` would refuse with, writing
+   * nothing, so that a rebase is refused before it copies any data.
+   */
+  checkBacking?(backing: BackingSpec | undefined): void;
+  /**
    * Marks the given range as not allocated in this layer, so reads fall
    * through again (used by commit to empty an overlay).
    */

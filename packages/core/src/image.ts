@@ -2,6 +2,7 @@ import { BlockError, retitle } from './errors.js';
 import { alignDown, alignUp, checkRange } from './checks.js';
 import { RequestTracker } from './request-tracker.js';
 import { checkBackingSpec, checkBoolean, checkBytes, checkNumberArg, checkRecord } from './arguments.js';
+import { ChainCursor } from './chain-cursor.js';
 import type {
   BackingSpec, BlockStatus, DriverCheckResult, DriverImage, PreallocationMode, ReadBelowSync, RepairRequest, ResizeOptions,
 } from './driver.js';
@@ -93,6 +94,7 @@ export class Image {
    * grown back, a cow bit past its last sector).
    */
   private queue: Promise<void> | undefined;
+  private changes = 0;
 
   constructor(parts: ImageParts) {
     this.path = parts.path;
@@ -235,7 +237,7 @@ export class Image {
     // A guarded write judges the head and tail as they will be: nothing may change them meanwhile.
     const start = guarded ? 0 : alignDown(offset, ss);
     const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
-    return this.tracker.run(start, end, true, async () => {
+    return this.runWrite(start, end, async () => {
       if (guarded) await this.checkProbeGuard([{ offset, data }]);
       await this.writeUnaligned(offset, data);
     });
@@ -285,7 +287,7 @@ export class Image {
     const zeroEnd = Math.min(stop, end);
     return [
       ...(start > offset ? this.zeroBufferPieces(offset, start - offset) : []),
-      this.tracker.run(start, stop, true, () => this.zeroAligned(start, stop, mayUnmap)),
+      this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap)),
       ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd) : []),
     ];
   }
@@ -315,9 +317,11 @@ export class Image {
   private async belowReadsZeros(start: number, end: number): Promise<boolean> {
     const below = this.backing;
     if (!below) return true;
+    // One cursor for the walk: each layer below is asked about each of its runs once.
+    const cursor = new ChainCursor(below);
     let pos = start;
     while (pos < Math.min(end, below.size)) {
-      const st = await below.chainStatus(pos, Math.min(end, below.size) - pos);
+      const st = await cursor.at(pos, Math.min(end, below.size) - pos);
       if (!st.zero || st.length <= 0) return false;
       pos += st.length;
     }
@@ -367,31 +371,24 @@ export class Image {
   }
 
   /** Status across the whole chain for the run starting at `offset`: which layer answers. */
-  async chainStatus(offset: number, length: number): Promise<ChainStatus> {
-    const st = await this.status(offset, length);
-    if (st.allocated) {
-      const result: ChainStatus = { length: st.length, depth: 0, zero: st.zero ?? false, path: this.path };
-      if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset;
-      return result;
-    }
-    const below = this.backing;
-    if (!below || offset >= below.size) return { length: st.length, depth: undefined, zero: true };
-    const sub = await below.chainStatus(offset, Math.min(st.length, below.size - offset));
-    return { ...sub, depth: sub.depth === undefined ? undefined : sub.depth + 1 };
+  chainStatus(offset: number, length: number): Promise<ChainStatus> {
+    return new ChainCursor(this).at(offset, length);
   }
 
   /**
    * Walks [offset, offset+length) as maximal runs of equal chain status
    * (adjacent runs with contiguous host offsets in the same layer merge).
+   * Each layer is asked about each of its runs once (see `ChainCursor`).
    */
   async *map(offset = 0, length = this.size - offset): AsyncGenerator<ChainStatus & { start: number }> {
     this.checkNumbers(offset, length);
     checkRange(offset, length, this.size, this.path);
     const end = offset + length;
+    const cursor = new ChainCursor(this);
     let pending: (ChainStatus & { start: number }) | undefined;
     let pos = offset;
     while (pos < end) {
-      const st = await this.chainStatus(pos, end - pos);
+      const st = await cursor.at(pos, end - pos);
       if (st.length <= 0) break;
       if (pending && sameRun(pending, st)) {
         pending.length += st.length;
@@ -402,6 +399,14 @@ export class Image {
       pos += st.length;
     }
     if (pending) yield pending;
+  }
+
+  /**
+   * Changes whenever a write, discard, resize, amend or repair starts or ends on this layer, so that
+   * a status remembered before (`ChainCursor`) can tell it may be stale.
+   */
+  get changeCount(): number {
+    return this.changes;
   }
 
   /** Makes every write that completed before this call durable. */
@@ -442,7 +447,7 @@ export class Image {
     const guard = this.probeGuard;
     const guarded = guard !== undefined && length > 0
       && (offset < guard.window || offset + length > this.size - guard.tail);
-    return this.tracker.run(guarded ? 0 : offset, guarded ? alignUp(this.size, ss) : end, true, async () => {
+    return this.runWrite(guarded ? 0 : offset, guarded ? alignUp(this.size, ss) : end, async () => {
       if (guarded) await this.checkProbeGuard(this.guardedZeros(offset, offset + length));
       await discard(offset, end - offset);
     });
@@ -469,6 +474,19 @@ export class Image {
     }
     await this.tracker.drain();
     await this.driverImage.setBacking(backing);
+  }
+
+  /**
+   * Throws what `setBackingReference(backing)` would refuse with, changing
+   * nothing (as far as the driver can tell beforehand).
+   */
+  checkBackingReference(backing: BackingSpec | undefined): void {
+    this.checkOpen();
+    this.checkWritable();
+    if (!this.driverImage.setBacking) {
+      throw new BlockError('not-supported', `format ${this.format} has no backing file reference`, { path: this.path });
+    }
+    this.driverImage.checkBacking?.(backing);
   }
 
   /**
@@ -533,13 +551,27 @@ export class Image {
   }
 
   /**
+   * Runs `work` as a tracked write of [start, end). Every change to this
+   * layer (write, zeroing, discard, resize, amend, repair) goes through here,
+   * so `changeCount` moves before and after it (see `ChainCursor`).
+   */
+  private async runWrite<T>(start: number, end: number, work: () => Promise<T>): Promise<T> {
+    this.changes++;
+    try {
+      return await this.tracker.run(start, end, true, work);
+    } finally {
+      this.changes++;
+    }
+  }
+
+  /**
    * Runs `work` as a write over the whole image: after every request issued
    * before it, and before any issued while it runs (a resize must not meet a
    * read of the old size halfway).
    */
   private exclusively<T>(work: () => Promise<T>): Promise<T> {
     const before = this.queue;
-    const exclusive = () => this.tracker.run(0, Number.MAX_SAFE_INTEGER, true, work);
+    const exclusive = () => this.runWrite(0, Number.MAX_SAFE_INTEGER, work);
     const run = before === undefined ? exclusive() : before.then(exclusive);
     // Whatever is issued from now on waits until this is over (see `queue`).
     this.enqueue(run.then(() => undefined, () => undefined));
@@ -565,6 +597,7 @@ export class Image {
       if (this.queue === next) this.queue = undefined;
     });
   }
+
 
   /** Rethrows a driver's error under the name the user gave the image. */
   private readonly retitled = (err: unknown): never => {

@@ -10,6 +10,7 @@ export * from './registry.js';
 export * from './signatures.js';
 export * from './request-tracker.js';
 export * from './image.js';
+export { ChainCursor } from './chain-cursor.js';
 export * from './backing-policy.js';
 export * from './open.js';
 export { MemoryFile, MemoryStorage } from './memory-storage.js';

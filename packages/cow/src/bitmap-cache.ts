@@ -5,7 +5,8 @@
  * disk. Here the bitmap is cut into chunks (4 KiB of bitmap = 16 MiB of
  * disk each) that are read when first needed and dropped least-recently-used
  * first, so opening any image costs one header read and memory stays under
- * `maxBytes` (give or take a chunk per concurrent request).
+ * `maxBytes`, give or take a chunk per concurrent request: a chunk loaded for
+ * a request stays until that request used it (see `withChunk`).
  *
  * Bit order (spec §2.1): sector n is byte n >> 3, mask 1 << (n & 7).
  *
@@ -131,6 +132,8 @@ export class BitmapCache {
   private version = 0;
   private window: ScanWindow | undefined;
   private readonly loading = new Map<number, Promise<void>>();
+  /** Requests waiting for each chunk (see `withChunk`): a pinned chunk is never evicted. */
+  private readonly pinned = new Map<number, number>();
   private cached = 0;
   private writeBackQueue: Promise<void> = Promise.resolve();
   /** Chunks read from storage so far (for tests and diagnostics). */
@@ -256,7 +259,20 @@ export class BitmapCache {
         reached = scan(chunk.bytes, chunk.words, from, to, want);
       } else {
         if (!this.windowHolds(index)) {
-          await this.loadWindow(index);
+          const version = this.version;
+          const posByte = Math.floor(pos / 8);
+          const extent = await this.extentFrom(posByte, Math.min(end, tracked));
+          // While the lookup ran, a chunk may have been evicted after a write-back into the hole: look again.
+          if (version !== this.version || this.chunks.has(index)) continue;
+          if (!extent.data) {
+            // Bits in a hole are clear, except in chunks cached (maybe dirty) since: those are scanned as such.
+            if (want === true) break;
+            want = false;
+            pos = Math.min(end, tracked, extent.end * 8, this.firstCachedChunk(index, extent.end) * chunkBits);
+            continue;
+          }
+          // Read only what is stored: the window stops at the next hole.
+          await this.loadWindow(index, extent.end);
           // While the read ran, the chunk may have been loaded, or a bit changed.
           if (this.chunks.has(index)) continue;
         }
@@ -280,6 +296,40 @@ export class BitmapCache {
     return { set: want ?? false, count: pos - first };
   }
 
+  /**
+   * Whether bitmap byte `start` is stored (data) or in a hole of the file
+   * (sparse, or past its end), and where that extent ends (a bitmap byte
+   * offset, looking no further than bit `endBit`). A bitmap in a hole reads
+   * as clear, so a scan skips it whole: one lookup per hole, not a read per
+   * byte (a 64 TiB overlay has a 16 GiB bitmap that is mostly never written).
+   */
+  private async extentFrom(start: number, endBit: number): Promise<{ data: boolean; end: number }> {
+    const stop = Math.min(this.bitmapLength, Math.ceil(endBit / 8));
+    if (stop <= start) return { data: true, end: start + 1 };
+    const at = this.bitmapOffset + start;
+    const extent = this.storage.extentAt ? await this.storage.extentAt(at, stop - start) : undefined;
+    if (extent !== undefined) return { data: extent.data, end: Math.min(stop, start + extent.length) };
+    // No extent information: only the part past the end of the storage is known to be a hole.
+    const size = await this.storage.size();
+    return at >= size ? { data: false, end: stop } : { data: true, end: Math.min(stop, size - this.bitmapOffset) };
+  }
+
+  /**
+   * The first cached chunk whose bytes lie in [chunk `index`, bitmap byte
+   * `endByte`), or the chunk at `endByte`: by looking up each chunk of the
+   * range or by going through the cache, whichever is fewer steps.
+   */
+  private firstCachedChunk(index: number, endByte: number): number {
+    const stop = Math.ceil(endByte / this.chunkBytes);
+    if (stop - index <= this.chunks.size) {
+      for (let i = index; i < stop; i++) if (this.chunks.has(i)) return i;
+      return stop;
+    }
+    let first = stop;
+    for (const i of this.chunks.keys()) if (i >= index && i < first) first = i;
+    return first;
+  }
+
   private windowHolds(index: number): boolean {
     const w = this.window;
     if (w === undefined || w.version !== this.version) return false;
@@ -287,8 +337,11 @@ export class BitmapCache {
     return start >= w.start && start < w.start + w.length;
   }
 
-  /** Reads the window's worth of bitmap from chunk `index` on; leaves it invalid if anything changed meanwhile. */
-  private async loadWindow(index: number): Promise<void> {
+  /**
+   * Reads the window's worth of bitmap from chunk `index` on, up to the chunk
+   * holding bitmap byte `endByte - 1`; leaves it invalid if anything changed meanwhile.
+   */
+  private async loadWindow(index: number, endByte: number): Promise<void> {
     let w = this.window;
     if (w !== undefined && w.version === -1) return; // another scan is reading into it
     if (w === undefined) {
@@ -299,7 +352,8 @@ export class BitmapCache {
       this.window = w;
     }
     const start = index * this.chunkBytes;
-    const length = Math.min(w.bytes.length, this.bitmapLength - start);
+    const wanted = Math.ceil(endByte / this.chunkBytes) * this.chunkBytes - start;
+    const length = Math.min(w.bytes.length, this.bitmapLength - start, Math.max(wanted, this.chunkBytes));
     const version = this.version;
     w.version = -1;
     try {
@@ -413,6 +467,12 @@ export class BitmapCache {
    * Runs `fn` on the cached chunk `index`, loading it first if needed. `fn`
    * runs synchronously right after the chunk is confirmed to be in the cache,
    * so it never changes a chunk that was evicted meanwhile.
+   *
+   * While a request waits for a load, the chunk is pinned: it is not evicted
+   * before the request used it. Without that, more concurrent requests than
+   * the cache has room for would evict each other's chunks between a load
+   * completing and its waiter running, and reload them forever (a livelock
+   * made only of microtasks, so no timer or signal could even run).
    */
   private async withChunk<T>(index: number, fn: (chunk: BitmapChunk) => T): Promise<T> {
     for (;;) {
@@ -426,7 +486,15 @@ export class BitmapCache {
         pending = this.load(index).finally(() => this.loading.delete(index));
         this.loading.set(index, pending);
       }
-      await pending;
+      this.pinned.set(index, (this.pinned.get(index) ?? 0) + 1);
+      try {
+        await pending;
+      } finally {
+        // Synchronous with the lookup above: nothing can evict the chunk in between.
+        const left = this.pinned.get(index)! - 1;
+        if (left === 0) this.pinned.delete(index);
+        else this.pinned.set(index, left);
+      }
     }
   }
 
@@ -448,10 +516,17 @@ export class BitmapCache {
   private async makeRoom(length: number): Promise<void> {
     while (this.cached + length > this.maxBytes && this.chunks.size > 0) {
       if (this.evictOneClean()) continue;
-      // Every cached chunk is dirty: write them back (the same ordered sequence as a flush), then evict.
+      // Every chunk left is pinned by a waiting request: go over the bound by that much rather than wait.
+      if (!this.anyEvictableDirty()) return;
+      // Every unpinned chunk is dirty: write them back (the same ordered sequence as a flush), then evict.
       await this.writeBack();
       if (!this.evictOneClean()) return; // re-dirtied meanwhile: go over the bound a little rather than spin
     }
+  }
+
+  private anyEvictableDirty(): boolean {
+    for (const chunk of this.chunks.values()) if (chunk.dirty && !this.pinned.has(chunk.index)) return true;
+    return false;
   }
 
   private evictClean(keep: number): void {
@@ -468,7 +543,7 @@ export class BitmapCache {
   private evictOneClean(keep?: number): boolean {
     // Entries moved to the back during the loop are visited again, unmarked.
     for (const chunk of this.chunks.values()) {
-      if (chunk.dirty || chunk.index === keep) continue;
+      if (chunk.dirty || chunk.index === keep || this.pinned.has(chunk.index)) continue;
       if (chunk.referenced) {
         chunk.referenced = false;
         this.chunks.delete(chunk.index);

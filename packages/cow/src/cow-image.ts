@@ -324,6 +324,18 @@ export class CowImage implements DriverImage {
    * layout, so a UML image cannot be pointed at a backing file of another size.
    */
   async setBacking(spec: BackingSpec | undefined): Promise<void> {
+    this.checkBacking(spec);
+    const backingFile = spec?.path ?? '';
+    const { backingFileBytes: _old, ...kept } = this.header;
+    const next: CowHeader = { ...kept, backingFile, mtime: spec && backingFile !== '' ? mtime32(spec.mtimeSec) : 0 };
+    const bytes = encodeHeader(next, this.headerBytes.slice());
+    await this.writeHeaderInTwoSteps(bytes);
+    this.header = next;
+    this.headerBytes = bytes;
+  }
+
+  /** Throws what `setBacking(spec)` would refuse with, writing nothing. */
+  checkBacking(spec: BackingSpec | undefined): void {
     this.checkWritable();
     const { variant, size } = this.header;
     const uml = VARIANTS[variant].family === 'uml';
@@ -346,12 +358,6 @@ export class CowImage implements DriverImage {
         where);
     }
     encodeBackingPath(variant, backingFile, this.storage.path);
-    const { backingFileBytes: _old, ...kept } = this.header;
-    const next: CowHeader = { ...kept, backingFile, mtime: spec && backingFile !== '' ? mtime32(spec.mtimeSec) : 0 };
-    const bytes = encodeHeader(next, this.headerBytes.slice());
-    await this.writeHeaderInTwoSteps(bytes);
-    this.header = next;
-    this.headerBytes = bytes;
   }
 
   /**

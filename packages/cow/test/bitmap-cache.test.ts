@@ -1,7 +1,7 @@
 /** BitmapCache on its own: scans and updates against a naive model, the memory bound, and where it writes. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
-import { MemoryFile, MemoryStorage, type CacheMode } from '@blk/core';
+import { MemoryFile, MemoryStorage, type CacheMode, type Storage, type StorageExtent } from '@blk/core';
 import { BitmapCache } from '../src/index.js';
 import { RecordingStorage } from './helpers.js';
 
@@ -188,5 +188,85 @@ describe('streaming scans (findRun over many chunks)', () => {
     // Cleared again in memory (dirty): the scan sees that too.
     await cache.setRange(5_000_000, 3, false);
     expect(await cache.findRun(0, 8 << 20)).toEqual({ set: false, count: 8 << 20 });
+  });
+});
+
+/**
+ * A storage that reports every all-zero 8-byte block as a hole (as a sparse
+ * file would, at a finer grain), from its current contents: a write into a
+ * hole turns it into data at once.
+ */
+function holeyStorage(file: MemoryFile): Storage & { extentReads: number } {
+  const inner = new MemoryStorage(file);
+  const zeroBlock = (block: number): boolean => {
+    const b = new Uint8Array(8);
+    file.readAt(block * 8, b);
+    return b.every((x) => x === 0);
+  };
+  const storage = Object.assign(Object.create(inner) as Storage, {
+    extentReads: 0,
+    extentAt(offset: number, length: number): Promise<StorageExtent> {
+      storage.extentReads++;
+      const hole = zeroBlock(Math.floor(offset / 8));
+      let end = (Math.floor(offset / 8) + 1) * 8;
+      while (end < offset + length && zeroBlock(end / 8) === hole) end += 8;
+      return Promise.resolve({ data: !hole, length: Math.min(end, offset + length) - offset });
+    },
+  });
+  return storage;
+}
+
+describe('streaming scans over a sparse bitmap file', () => {
+  it('skip holes yet see every bit set on disk or only in memory, whatever writes, write-backs and evictions came between', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.oneof(
+        fc.record({ kind: fc.constant('set' as const), a: fc.nat(), n: fc.integer({ min: 1, max: 2000 }), value: fc.boolean() }),
+        fc.record({ kind: fc.constant('writeBack' as const) }),
+        fc.record({ kind: fc.constant('query' as const), a: fc.nat(), b: fc.nat() }),
+      ), { maxLength: 20 }),
+      fc.array(fc.nat({ max: 4095 }), { maxLength: 6 }),
+      fc.constantFrom<CacheMode>('writeback', 'writethrough'),
+      async (ops, onDisk, mode) => {
+        // 256 chunks of 16 bytes: scans of 32+ chunks stream; a few bits on disk, the rest holes.
+        const bitmap = new Uint8Array(4096);
+        for (const i of onDisk) bitmap[i] = 0x11;
+        const file = new MemoryFile();
+        file.writeAt(OFFSET, bitmap);
+        const storage = holeyStorage(file);
+        const bits = bitmap.length * 8;
+        const tracked = bits - 3;
+        const cache = new BitmapCache({ storage, bitmapOffset: OFFSET, bitmapLength: bitmap.length, trackedBits: tracked,
+          mode, chunkBytes: 16, maxBytes: 64 });
+        const model = bitmap.slice();
+        for (const op of ops) {
+          if (op.kind === 'set') {
+            const first = op.a % tracked;
+            await cache.setRange(first, op.n, op.value);
+            for (let i = first; i < Math.min(first + op.n, tracked); i++) {
+              if (op.value) model[i >> 3]! |= 1 << (i & 7);
+              else model[i >> 3]! &= ~(1 << (i & 7));
+            }
+          } else if (op.kind === 'writeBack') {
+            await cache.writeBack();
+          } else {
+            const first = op.a % bits;
+            const count = 1 + (op.b % (bits - first + 8));
+            expect(await cache.findRun(first, count)).toEqual(naiveRun(model, tracked, first, count));
+          }
+        }
+        expect(await cache.findRun(0, bits)).toEqual(naiveRun(model, tracked, 0, bits));
+      },
+    ), { numRuns: 300 });
+  });
+
+  it('a scan over a bitmap that is one hole costs one extent lookup and no read', async () => {
+    const file = new MemoryFile();
+    file.truncate(OFFSET + (1 << 20));
+    const storage = holeyStorage(file);
+    const reads = vi.spyOn(storage, 'read');
+    const cache = new BitmapCache({ storage, bitmapOffset: OFFSET, bitmapLength: 1 << 20, trackedBits: 8 << 20, mode: 'writeback' });
+    expect(await cache.findRun(0, 8 << 20)).toEqual({ set: false, count: 8 << 20 });
+    expect(reads).not.toHaveBeenCalled();
+    expect(storage.extentReads).toBe(1);
   });
 });

@@ -6,7 +6,7 @@
  * Offsets are reported as qemu-img does: the start of the first differing
  * 512-byte sector (counted from where the compared chunk starts).
  */
-import type { ChainStatus, Image } from '@blk/core';
+import { ChainCursor, type Image } from '@blk/core';
 import { CHUNK, firstDifference, firstNonZero, openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
 import { createProgress } from '../progress.js';
 
@@ -25,8 +25,9 @@ interface Status {
   length: number;
 }
 
-async function statusAt(image: Image, offset: number, length: number): Promise<Status> {
-  const st: ChainStatus = await image.chainStatus(offset, length);
+/** `cursor` walks one image forward, asking each layer about each of its runs once. */
+async function statusAt(cursor: ChainCursor, offset: number, length: number): Promise<Status> {
+  const st = await cursor.at(offset, length);
   const allocated = st.depth !== undefined;
   return { allocated, zero: !allocated || st.zero, length: st.length };
 }
@@ -48,10 +49,12 @@ export async function compare(a: string, b: string, opts: CompareOpts): Promise<
     const progress = createProgress(Boolean(opts.progress) && !opts.quiet, total);
     const buf1 = new Uint8Array(CHUNK);
     const buf2 = new Uint8Array(CHUNK);
+    const cursor1 = new ChainCursor(first);
+    const cursor2 = new ChainCursor(second);
     let offset = 0;
     while (offset < common) {
-      const s1 = await statusAt(first, offset, common - offset);
-      const s2 = await statusAt(second, offset, common - offset);
+      const s1 = await statusAt(cursor1, offset, common - offset);
+      const s2 = await statusAt(cursor2, offset, common - offset);
       let chunk = Math.min(s1.length, s2.length);
       if (opts.strict && (s1.allocated !== s2.allocated || s1.zero !== s2.zero)) {
         progress.done();
@@ -106,9 +109,10 @@ export async function compare(a: string, b: string, opts: CompareOpts): Promise<
 
 /** The first offset from `start` on that does not read as zero, or undefined. */
 async function firstNonZeroAfter(image: Image, start: number, buf: Uint8Array): Promise<number | undefined> {
+  const cursor = new ChainCursor(image);
   let offset = start;
   while (offset < image.size) {
-    const st = await statusAt(image, offset, image.size - offset);
+    const st = await statusAt(cursor, offset, image.size - offset);
     let chunk = st.length;
     if (!st.zero) {
       chunk = Math.min(chunk, CHUNK - (offset % CHUNK));

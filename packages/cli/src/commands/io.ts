@@ -11,6 +11,7 @@ import { UsageError } from '../errors.js';
 import { IoSession, runCommand } from '../io/commands.js';
 import { NOCACHE, parseCache, parseDiscard, validAio, type IoOpenOptions } from '../io/open-options.js';
 import { rulesOf, type BackingRuleFlags } from '../common.js';
+import { drained } from '../output.js';
 
 export interface IoOpts extends BackingRuleFlags {
   format?: string;
@@ -71,6 +72,7 @@ export async function io(file: string | undefined, opts: IoOpts): Promise<number
   const session = new IoSession({
     out: (text) => { process.stdout.write(text); },
     err: (text) => { process.stderr.write(text); },
+    drain: () => drained(process.stdout),
   }, Boolean(opts.backingProbe), rulesOf(opts));
   if (file !== undefined && !(await session.open(file, options))) return 1;
   let failed = false;

@@ -4,6 +4,7 @@ import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { parseSize } from '../size.js';
 import { printable } from '../printable.js';
+import { PieceWriter } from '../output.js';
 
 export interface MapOpts extends BackingRuleFlags {
   format?: string;
@@ -73,33 +74,10 @@ export function jsonEntry(e: MapEntry): string {
   return `${s}}`;
 }
 
-/** Up to this many characters of output are kept before one stdout write. */
-const OUTPUT_PIECE = 256 * 1024;
-
-/** Collects output and writes it to stdout in pieces of about OUTPUT_PIECE characters; end() writes the rest. */
-function bufferedStdout(): { write(text: string): void; end(): void } {
-  let parts: string[] = [];
-  let size = 0;
-  const emit = () => {
-    if (parts.length === 0) return;
-    process.stdout.write(parts.join(''));
-    parts = [];
-    size = 0;
-  };
-  return {
-    write(text) {
-      parts.push(text);
-      size += text.length;
-      if (size >= OUTPUT_PIECE) emit();
-    },
-    end: emit,
-  };
-}
-
 export async function map(file: string, opts: MapOpts): Promise<number> {
   const image = await openCli(file, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, onMismatch: 'accept', ...rulesOf(opts) });
-  // Output is gathered into large pieces: one stdout write per extent costs more than making the extent.
-  const out = bufferedStdout();
+  // Output is gathered into large pieces, and waits for a slow reader (memory stays bounded).
+  const out = new PieceWriter(process.stdout);
   try {
     const start = opts.startOffset !== undefined ? parseSize(opts.startOffset, 'start offset') : 0;
     if (start > image.size) throw new UsageError(`${file}: start offset ${start} is past the end of the image (${image.size} bytes)`);
@@ -107,20 +85,21 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
     if (opts.maxLength !== undefined) length = Math.min(length, parseSize(opts.maxLength, 'length'));
     if (opts.output === 'json') {
       let prev: MapEntry | undefined;
-      out.write('[');
+      await out.write('[');
       for await (const e of mapEntries(image, start, length)) {
-        if (prev) out.write(`${jsonEntry(prev)},\n`);
+        if (prev) await out.write(`${jsonEntry(prev)},\n`);
         prev = e;
       }
-      out.write(prev ? `${jsonEntry(prev)}]\n` : ']\n');
+      await out.write(prev ? `${jsonEntry(prev)}]\n` : ']\n');
     } else {
-      out.write(`${'Offset'.padEnd(16)}${'Length'.padEnd(16)}${'Mapped to'.padEnd(16)}File\n`);
+      await out.write(`${'Offset'.padEnd(16)}${'Length'.padEnd(16)}${'Mapped to'.padEnd(16)}File\n`);
       // qemu-img's human format lists data runs only and does not tell zero kinds apart.
       let cur: MapEntry | undefined;
       const flush = () => {
         if (cur && cur.data && !cur.zero) {
-          out.write(`${hex16(cur.start)}${hex16(cur.length)}${hex16(cur.offset ?? 0)}${printable(cur.filename ?? '')}\n`);
+          return out.write(`${hex16(cur.start)}${hex16(cur.length)}${hex16(cur.offset ?? 0)}${printable(cur.filename ?? '')}\n`);
         }
+        return undefined;
       };
       for await (const e0 of mapEntries(image, start, length)) {
         const e = { ...e0 };
@@ -135,13 +114,13 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
           cur.length += e.length;
           continue;
         }
-        flush();
+        await flush();
         cur = e;
       }
-      flush();
+      await flush();
     }
   } finally {
-    out.end(); // Also what was made before an error, as when every line was written at once.
+    await out.flush(); // Also what was made before an error, as when every line was written at once.
     await image.close();
   }
   return 0;

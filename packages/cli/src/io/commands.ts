@@ -73,5 +73,8 @@ export async function runCommand(session: IoSession, line: string): Promise<bool
     session.error('Block node is read-only');
     return false;
   }
-  return ct.run(session, argv);
+  const ok = await ct.run(session, argv);
+  // Output waits for its reader: a session of many commands never queues unbounded output.
+  await session.outputDrained();
+  return ok;
 }

@@ -3,7 +3,8 @@ import {
   MAX_REQUEST, getoptOrUsage, parsePattern, patternFails, vectorRequest, type CmdInfo, type Flags,
 } from './command.js';
 import type { IoSession } from './session.js';
-import { dumpBuffer, elapsed, printReport } from './report.js';
+import { elapsed, printReport } from './report.js';
+import { readInPieces } from './bounded.js';
 
 export const read: CmdInfo = {
   name: 'read', altname: 'r', argmin: 2, argmax: -1,
@@ -54,16 +55,29 @@ export const read: CmdInfo = {
       ctx.out('read failed: Operation not supported\n');
       return false;
     }
-    const buf = new Uint8Array(count).fill(0xab);
-    const secs = await ctx.timed('read', () => ctx.image.readInto(offset, buf));
+    if (!ctx.fits('read', offset, count)) return false;
+    // Kept whole only to be dumped (-v); otherwise checked a piece at a time.
+    const buf = o.flags.has('v') && !o.flags.has('q') ? new Uint8Array(count).fill(0xab) : undefined;
+    let mismatch = false;
+    const check = (piece: Uint8Array, at: number) => {
+      if (pattern === undefined) return;
+      const from = Math.max(at, patternOffset);
+      const to = Math.min(at + piece.length, patternOffset + patternCount);
+      if (from < to && patternFails(piece.subarray(from - at, to - at), pattern)) mismatch = true;
+    };
+    const secs = await ctx.timed('read', async () => {
+      if (buf === undefined) return readInPieces(ctx.image, offset, count, check);
+      await ctx.image.readInto(offset, buf);
+      check(buf, 0);
+    });
     if (secs === false) return false;
     let ok = true;
-    if (pattern !== undefined && patternFails(buf.subarray(patternOffset, patternOffset + patternCount), pattern)) {
+    if (mismatch) {
       ctx.out(`Pattern verification failed at offset ${offset + patternOffset}, ${patternCount} bytes\n`);
       ok = false;
     }
     if (o.flags.has('q')) return ok;
-    if (o.flags.has('v')) ctx.out(dumpBuffer(buf, offset));
+    if (buf !== undefined) await ctx.dump(buf, offset);
     ctx.out(printReport('read', secs, offset, count, count, 1, o.flags.has('C')));
     return ok;
   },
@@ -77,24 +91,30 @@ export const readv: CmdInfo = {
     const req = vectorRequest(ctx, this, argv, 'CP:qv');
     if (!req) return false;
     const { o, pattern, offset, count } = req;
-    const buf = new Uint8Array(count).fill(0xab);
-    const secs = await ctx.timed('readv', () => ctx.image.readInto(offset, buf));
-    return secs !== false && reportVectorRead(ctx, o.flags, buf, offset, pattern, secs);
+    if (!ctx.fits('readv', offset, count)) return false;
+    // Kept whole only to be dumped (-v); otherwise checked a piece at a time.
+    const buf = o.flags.has('v') && !o.flags.has('q') ? new Uint8Array(count).fill(0xab) : undefined;
+    let mismatch = false;
+    const check = (piece: Uint8Array) => {
+      if (pattern !== undefined && patternFails(piece, pattern)) mismatch = true;
+    };
+    const secs = await ctx.timed('readv', async () => {
+      if (buf === undefined) return readInPieces(ctx.image, offset, count, check);
+      await ctx.image.readInto(offset, buf);
+      check(buf);
+    });
+    return secs !== false && await reportVectorRead(ctx, o.flags, offset, count, mismatch, secs, buf);
   },
 };
 
-/** What readv and aio_read print once their data is in: the -P check, the -v dump, the report line. */
-function reportVectorRead(ctx: IoSession, flags: Flags, buf: Uint8Array, offset: number,
-  pattern: number | undefined, secs: number): boolean {
-  let ok = true;
-  if (pattern !== undefined && patternFails(buf, pattern)) {
-    ctx.out(`Pattern verification failed at offset ${offset}, ${buf.length} bytes\n`);
-    ok = false;
-  }
-  if (flags.has('q')) return ok;
-  if (flags.has('v')) ctx.out(dumpBuffer(buf, offset));
-  ctx.out(printReport('read', secs, offset, buf.length, buf.length, 1, flags.has('C')));
-  return ok;
+/** What readv and aio_read print once their data is in: the -P verdict, the -v dump (when kept), the report line. */
+async function reportVectorRead(ctx: IoSession, flags: Flags, offset: number, count: number,
+  mismatch: boolean, secs: number, buf: Uint8Array | undefined): Promise<boolean> {
+  if (mismatch) ctx.out(`Pattern verification failed at offset ${offset}, ${count} bytes\n`);
+  if (flags.has('q')) return !mismatch;
+  if (flags.has('v') && buf !== undefined) await ctx.dump(buf, offset);
+  ctx.out(printReport('read', secs, offset, count, count, 1, flags.has('C')));
+  return !mismatch;
 }
 
 export const aioRead: CmdInfo = {
@@ -105,10 +125,13 @@ export const aioRead: CmdInfo = {
     const req = vectorRequest(ctx, this, argv, 'CP:i:qv');
     if (!req) return false;
     const { o, pattern, offset, count } = req;
+    // Failed as the request would, without allocating for it.
+    if (!ctx.fits('readv', offset, count)) return true;
     const buf = new Uint8Array(count).fill(0xab);
     const t1 = process.hrtime.bigint();
-    ctx.track(ctx.image.readInto(offset, buf).then(() => {
-      reportVectorRead(ctx, o.flags, buf, offset, pattern, elapsed(t1));
+    ctx.track(ctx.image.readInto(offset, buf).then(async () => {
+      const mismatch = pattern !== undefined && patternFails(buf, pattern);
+      await reportVectorRead(ctx, o.flags, offset, count, mismatch, elapsed(t1), buf);
     }, (err: unknown) => {
       ctx.failed('readv', err);
     }));

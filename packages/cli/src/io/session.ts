@@ -11,11 +11,14 @@ import type { CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 import { openIoFile, type IoOpenOptions, type OpenedFile } from './open-options.js';
 import type { BackingRules } from '../jobs/common.js';
-import { cvtnumError, elapsed } from './report.js';
+import { cvtnumError, dumpBuffer, elapsed } from './report.js';
+import { dumpInPieces, rangeError } from './bounded.js';
 
 export interface Output {
   out(text: string): void;
   err(text: string): void;
+  /** Resolves once `out` has room again (a slow reader of a pipe); absent when output never waits. */
+  drain?(): Promise<void>;
 }
 
 export class IoSession {
@@ -98,6 +101,22 @@ export class IoSession {
 
   out(text: string): void {
     this.io.out(text);
+  }
+
+  /** Waits while the output's reader is behind (see `Output.drain`). */
+  async outputDrained(): Promise<void> {
+    await this.io.drain?.();
+  }
+
+  /** Fails the request `what` before its buffer is allocated when it does not fit the image. */
+  fits(what: string, offset: number, count: number): boolean {
+    const err = rangeError(this.image, offset, count);
+    return err === undefined || this.failed(what, err);
+  }
+
+  /** The -v dump of `buf`, a piece at a time, waiting for a slow reader between pieces. */
+  dump(buf: Uint8Array, offset: number): Promise<void> {
+    return dumpInPieces(buf, offset, (text) => this.io.out(text), () => this.outputDrained(), dumpBuffer);
   }
 
   /** `blk: FILE: message` on stderr, naming the open file. */

@@ -58,6 +58,7 @@ export const mapCmd: CmdInfo = {
         }
         const what = first.allocated ? '    allocated' : 'not allocated';
         ctx.out(`${cvtstr(num)} (0x${num.toString(16)}) bytes ${what} at offset ${cvtstr(offset)} (0x${offset.toString(16)})\n`);
+        await ctx.outputDrained(); // a line per run: wait for a slow reader
         offset += num;
       }
     } catch (err) {

@@ -3,7 +3,6 @@
  * zeroes (`Image.writeZeroes`: no buffer; with `-u` the range may be left
  * deallocated where it then reads as zeros), as qemu-io does.
  */
-import * as fs from 'node:fs';
 import {
   MAX_REQUEST, getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, type Flags,
 } from './command.js';
@@ -11,35 +10,41 @@ import { strerror } from './errno.js';
 import type { IoSession } from './session.js';
 import { elapsed, printReport } from './report.js';
 import { printable } from '../printable.js';
+import { readPatternInto, writeFilled } from './bounded.js';
 
-/** write -s: the buffer repeats the file's contents (qemu_io_alloc_from_file). */
+/** write -s: the buffer repeats the file's contents (qemu_io_alloc_from_file), read no further than it needs. */
 function fillFromFile(ctx: IoSession, buf: Uint8Array, file: string): boolean {
-  let data: Uint8Array;
+  let length: number;
   try {
-    data = fs.readFileSync(file);
+    length = readPatternInto(file, buf);
   } catch (err) {
     ctx.io.err(`blk: Failed to open file ${printable(file)}: ${strerror(err)}\n`);
     return false;
   }
-  if (data.length === 0) {
+  if (length === 0) {
     ctx.io.err(`blk: Failed to read pattern file ${file}: it is empty\n`);
     return false;
   }
-  for (let i = 0; i < buf.length; i += data.length) buf.set(data.subarray(0, Math.min(data.length, buf.length - i)), i);
+  for (let i = length; i < buf.length; i += length) buf.copyWithin(i, 0, Math.min(length, buf.length - i));
   return true;
 }
 
-/** What a write request puts there: a buffer, or zeroes (`-z`, `-u` allowing deallocation). */
-type Payload = { data: Uint8Array } | { zeroes: number; unmap: boolean };
+/**
+ * What a write request puts there: a buffer (`-s`), one byte value (`-P`, the
+ * default 0xcd: written from a bounded buffer, see `writeFilled`), or zeroes
+ * (`-z`, `-u` allowing deallocation).
+ */
+type Payload = { data: Uint8Array } | { fill: number; length: number } | { zeroes: number; unmap: boolean };
 
 function payloadLength(p: Payload): number {
-  return 'data' in p ? p.data.length : p.zeroes;
+  return 'data' in p ? p.data.length : 'fill' in p ? p.length : p.zeroes;
 }
 
 /** Performs one write request (then the flush -f or the cache mode asks for). */
 async function performWrite(ctx: IoSession, offset: number, p: Payload, fua: boolean): Promise<void> {
   const image = ctx.image;
   if ('data' in p) await image.write(offset, p.data);
+  else if ('fill' in p) await writeFilled(image, offset, p.length, p.fill);
   else await image.writeZeroes(offset, p.zeroes, { mayUnmap: p.unmap && ctx.unmap });
   if (fua) await image.flush();
   else await ctx.afterWrite();
@@ -99,8 +104,10 @@ export const write: CmdInfo = {
       return false;
     }
     if (z) return writeAndReport(ctx, 'write', o.flags, offset, { zeroes: count, unmap: o.flags.has('u') });
-    const buf = new Uint8Array(count).fill(pattern ?? 0xcd);
-    if (typeof source === 'string' && !fillFromFile(ctx, buf, source)) return false;
+    if (!ctx.fits('write', offset, count)) return false;
+    if (typeof source !== 'string') return writeAndReport(ctx, 'write', o.flags, offset, { fill: pattern ?? 0xcd, length: count });
+    const buf = new Uint8Array(count);
+    if (!fillFromFile(ctx, buf, source)) return false;
     return writeAndReport(ctx, 'write', o.flags, offset, { data: buf });
   },
 };
@@ -113,7 +120,8 @@ export const writev: CmdInfo = {
     const req = vectorRequest(ctx, this, argv, 'CfqP:');
     if (!req) return false;
     const { o, pattern, offset, count } = req;
-    return writeAndReport(ctx, 'writev', o.flags, offset, { data: new Uint8Array(count).fill(pattern ?? 0xcd) });
+    if (!ctx.fits('writev', offset, count)) return false;
+    return writeAndReport(ctx, 'writev', o.flags, offset, { fill: pattern ?? 0xcd, length: count });
   },
 };
 
@@ -138,7 +146,9 @@ export const aioWrite: CmdInfo = {
     const range = vectorRange(ctx, this, o.operands, z ? 2 : undefined);
     if (!range) return false;
     const { offset, count } = range;
-    const payload: Payload = z ? { zeroes: count, unmap: o.flags.has('u') } : { data: new Uint8Array(count).fill(pattern ?? 0xcd) };
+    // Failed as the request would, without allocating for it.
+    if (!z && !ctx.fits('aio_write', offset, count)) return true;
+    const payload: Payload = z ? { zeroes: count, unmap: o.flags.has('u') } : { fill: pattern ?? 0xcd, length: count };
     const t1 = process.hrtime.bigint();
     ctx.track(performWrite(ctx, offset, payload, o.flags.has('f')).then(() => {
       const secs = elapsed(t1);

@@ -115,15 +115,20 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       warn(`${msg}; committing anyway (--force)`);
     }
 
-    // Survey what to copy; refuse before writing anything if it cannot all fit.
-    const runs: Array<{ start: number; length: number }> = [];
+    // Survey what to copy; refuse before writing anything if it cannot all fit. Only totals are
+    // kept (the copy walks the map again): a list of runs grows with fragmentation, without bound.
+    // The exception, a bounded few: the runs that reach the bytes deciding how the backing file probes.
     let total = 0;
     let dataEnd = 0;
+    let anyRun = false;
+    const guardRanges = base.probeGuardRanges();
+    const guardedRuns: Range[] = [];
     for await (const run of top.map()) {
       if (run.depth !== 0) continue;
-      runs.push({ start: run.start, length: run.length });
+      anyRun = true;
       total += run.length;
       dataEnd = run.start + run.length;
+      if (touches(run, guardRanges)) guardedRuns.push({ start: run.start, length: run.length });
     }
     // A smaller backing file grows to the overlay's size first, as qemu-img commit does. Only a raw
     // file can (its size is its length); other formats fix their size in their headers.
@@ -140,8 +145,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       return s;
     };
     // Checked before the overlay is marked: a refused commit leaves both files as they were.
-    await checkCopyKeepsFormat(base, top, runs);
-    const changesBase = runs.length > 0 || grow;
+    await checkCopyKeepsFormat(base, top, guardedRuns);
+    const changesBase = anyRun || grow;
     if (files !== undefined && !resuming && changesBase) {
       // The journal first (flushed), then the mark: every state with the mark has the journal.
       await writeJournal(vfs, files, { size: base.size, mtimeSec: now ?? 0 });
@@ -162,7 +167,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       base = await openBase();
       baseSize = base.size;
       // The grown file has a new tail: check it too before copying (the overlay is marked by now).
-      await checkCopyKeepsFormat(base, top, runs);
+      await checkCopyKeepsFormat(base, top, await runsTouching(top, base.probeGuardRanges()));
     }
 
     const progress = progressOf(options, total);
@@ -170,7 +175,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     // Several chunks in flight: reading one overlaps writing another (asynchronous storage).
     pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(chunk));
     let done = 0;
-    for (const run of runs) {
+    for await (const run of top.map()) {
+      if (run.depth !== 0) continue;
       const end = run.start + run.length;
       for (let pos = run.start; pos < end;) {
         const n = Math.min(chunk - (pos % chunk), end - pos);
@@ -203,7 +209,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     }
 
     let emptied = false;
-    if (!options.keep && runs.length > 0) {
+    if (!options.keep && anyRun) {
       try {
         await top.discard(0, top.size);
         await top.flush();
@@ -220,4 +226,19 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     await base?.close().catch(() => undefined);
     await top.close();
   }
+}
+
+type Range = { start: number; length: number };
+
+function touches(run: Range, ranges: readonly Range[]): boolean {
+  return ranges.some((r) => run.start < r.start + r.length && r.start < run.start + run.length);
+}
+
+/** The overlay's own runs that reach `ranges` (a probe guard's few bytes: a bounded list). */
+async function runsTouching(top: Image, ranges: readonly Range[]): Promise<Range[]> {
+  const out: Range[] = [];
+  for await (const run of top.map()) {
+    if (run.depth === 0 && touches(run, ranges)) out.push({ start: run.start, length: run.length });
+  }
+  return out;
 }

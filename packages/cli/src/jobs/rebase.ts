@@ -65,12 +65,14 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
     if (newPath !== undefined) {
       fresh = await openNamedBacking(vfs, newPath, options.backingFormat, options);
     }
-    if (!options.unsafe) copied = await copyDifferences(top, fresh, chunk, options);
     let spec: BackingSpec | undefined;
     if (newPath !== undefined && fresh) {
       spec = { path: newPath, size: fresh.size, mtimeSec: (await mtimeOf(vfs, newPath)) ?? 0 };
       if (options.backingFormat !== undefined) spec.format = options.backingFormat;
     }
+    // A reference the overlay cannot record is refused now, before copying what could be the whole old chain.
+    top.checkBackingReference(spec);
+    if (!options.unsafe) copied = await copyDifferences(top, fresh, chunk, options);
     await top.flush();
     await top.setBackingReference(spec);
     await top.flush();
