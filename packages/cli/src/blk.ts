@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ExitError, reportError } from './errors.js';
 import { unknownCommandMessage } from './unknown-command.js';
+import { allowBackingDevices } from './backing-devices.js';
 
 /** Exit code of a usage error or a failure, per command (qemu-img's conventions). */
 const FAILURE_CODE: Record<string, number> = { compare: 2 };
@@ -32,6 +33,8 @@ const formatOption = () => new Option('-f, --format <fmt>', 'image format (probe
 const forceShareOption = () => new Option('-U, --force-share', 'accepted for qemu-img compatibility (blk takes no locks)');
 const backingProbeOption = () => new Option('--backing-probe',
   'guess backing files\' formats from their content (trusted images only; default: the format the image records, else raw)');
+const backingDevicesOption = () => new Option('--backing-devices',
+  'let images name block devices as backing files (your own images only, e.g. a UML COW file over /dev/sdX)');
 
 // What the user allows of backing files named inside images (see "Images from strangers" in the README).
 const backingDirOption = () => new Option('--backing-dir <dir>', 'open backing files named inside images only if they '
@@ -64,6 +67,7 @@ export function buildProgram(): Command {
     })
     .showSuggestionAfterError(true)
     .hook('preSubcommand', (_cmd, sub) => { current = sub.name(); })
+    .hook('preAction', (_cmd, action) => { if (action.opts().backingDevices === true) allowBackingDevices(); })
     .on('command:*', (operands: string[]) => {
       // qemu-img's "Command not found" (exit 1), naming the nearest thing blk has.
       const name = operands[0] ?? '';
@@ -103,6 +107,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(outputOption())
     .option('--backing-chain', 'show every image of the backing chain')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -117,6 +122,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-s, --start-offset <offset>', 'first byte to map')
     .option('-l, --max-length <length>', 'number of bytes to map')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -136,6 +142,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -155,6 +162,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/commit.js')).commit));
 
@@ -170,6 +178,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/rebase.js')).rebase));
 
@@ -182,6 +191,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing; the exit code tells')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -199,6 +209,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing; the exit code tells')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -276,6 +287,7 @@ raw: nothing to amend.`)
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('[file]', 'image to open (none: open one with the open command)')
     .action(run(async () => (await import('./commands/io.js')).io));
 

@@ -155,9 +155,14 @@ class LockedStorage implements Storage {
  */
 export class LockingVfs extends ForwardingVfs {
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
-    const storage = await this.inner.open(path, options);
+    // Truncate only once the lock is held: a file another process has open
+    // for writing must be refused whole, not emptied and then refused.
+    const truncate = options?.truncate === true && options.create === true && options.exclusive !== true;
+    const storage = await this.inner.open(path, truncate ? { ...options, truncate: false } : options);
     try {
-      return lockStorage(storage);
+      const locked = lockStorage(storage);
+      if (truncate) await locked.truncate(0);
+      return locked;
     } catch (err) {
       await storage.close().catch(() => undefined);
       throw err;

@@ -129,7 +129,7 @@ run('native pread/pwrite', () => {
       }
       expect(fs.readFileSync(p)).toEqual(Buffer.from(pattern(64)));
       const raw = loadAddonForTest();
-      for (const what of [1.9, -1, 2, Number.NaN]) expect(raw.seek(fd, 0, what), `seek what ${what}`).toBe(EINVAL);
+      for (const what of [1.9, -1, 3, Number.NaN]) expect(raw.seek(fd, 0, what), `seek what ${what}`).toBe(EINVAL);
       // The lock calls take the same care: a garbage descriptor is a TypeError, not a lock on fd 0.
       expect(() => raw.lock(Number.NaN, 2)).toThrow(TypeError);
       expect(() => raw.lock(fd + 2 ** 32, 2)).toThrow(TypeError);
