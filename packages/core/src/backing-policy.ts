@@ -1,6 +1,6 @@
 import { BlockError } from './errors.js';
 import type { BackingReference } from './driver.js';
-import type { FileStat, Vfs } from './storage.js';
+import { fileTypeName, type FileStat, type Vfs } from './storage.js';
 import { normalizePosix } from './posix-path.js';
 
 /** Default and documented limit on backing-chain depth (the top image is depth 0). */
@@ -140,14 +140,14 @@ function within(dir: string, path: string): boolean {
 
 /**
  * Refuses a backing file by what kind of node it is, before it is opened: a
- * FIFO, socket or character device is no image (and opening a FIFO would
- * block), and a block device is refused unless the policy allows devices.
+ * FIFO, socket, character device or directory is no image (and opening a
+ * FIFO would block), and a block device is refused unless the policy allows devices.
  */
 export function checkBackingNode(policy: BackingPolicy, overlayPath: string, backingPath: string, st: FileStat): void {
   const type = st.type;
-  if (type === 'fifo' || type === 'socket' || type === 'char-device') {
+  if (type === 'fifo' || type === 'socket' || type === 'char-device' || type === 'directory') {
     throw new BlockError('special-file',
-      `backing file ${backingPath} is a ${type === 'fifo' ? 'FIFO' : type.replace('-', ' ')}, not an image file`,
+      `backing file ${backingPath} is ${fileTypeName(type)}, not an image file`,
       { path: overlayPath });
   }
   if (type === 'block-device' && policy.allowDevices !== true) {

@@ -3,7 +3,7 @@ import * as util from 'node:util';
 import { constants as osConstants } from 'node:os';
 import { BlockError, ioError } from './errors.js';
 import { checkOffset } from './checks.js';
-import type { FileType, Storage, StorageExtent } from './storage.js';
+import { fileTypeName, type FileType, type Storage, type StorageExtent } from './storage.js';
 
 /**
  * How a NodeFileStorage talks to the kernel.
@@ -146,16 +146,11 @@ function nodeTypeOf(path: string): FileType | undefined {
   }
 }
 
-const TYPE_NAMES: Record<FileType, string> = {
-  file: 'a regular file', directory: 'a directory', symlink: 'a symbolic link', 'block-device': 'a block device',
-  'char-device': 'a character device', fifo: 'a FIFO (named pipe)', socket: 'a socket',
-};
-
 /** The `special-file` error for a path that is no image file. */
 export function specialFile(path: string, type: FileType | undefined, devicesAllowed: boolean, cause?: unknown): BlockError {
-  const what = type ? TYPE_NAMES[type] : 'not a regular file';
+  const what = fileTypeName(type);
   const wanted = devicesAllowed ? 'a regular file or a block device' : 'a regular file';
-  return new BlockError('special-file', `is ${what}, not ${wanted}`, { path, cause });
+  return new BlockError('special-file', `is ${what.startsWith('not') ? 'something else' : what}, not ${wanted}`, { path, cause });
 }
 
 /** A local file through Node's fs module. */

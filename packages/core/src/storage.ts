@@ -95,6 +95,16 @@ export interface FileStat {
 
 export type FileType = 'file' | 'directory' | 'symlink' | 'block-device' | 'char-device' | 'fifo' | 'socket';
 
+const FILE_TYPE_NAMES: Record<FileType, string> = {
+  file: 'a regular file', directory: 'a directory', symlink: 'a symbolic link', 'block-device': 'a block device',
+  'char-device': 'a character device', fifo: 'a FIFO (named pipe)', socket: 'a socket',
+};
+
+/** `a FIFO (named pipe)`, `a block device`, ...: a node type for messages. */
+export function fileTypeName(type: FileType | undefined): string {
+  return type === undefined ? 'not a regular file' : FILE_TYPE_NAMES[type];
+}
+
 /** Permission bits and owner to give a file (see `Vfs.setAttributes`). */
 export interface FileAttributes {
   mode: number;

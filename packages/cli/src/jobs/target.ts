@@ -13,7 +13,7 @@
  * | block device                     | in place, every byte (the device is not zeroed)  |
  * | FIFO, socket, char device, dir   | refused (`special-file`)                         |
  */
-import { BlockError, isBlockError, type FileAttributes, type FileStat, type Vfs } from '@blk/core';
+import { BlockError, fileTypeName, isBlockError, type FileAttributes, type FileStat, type Vfs } from '@blk/core';
 
 export interface TargetPlan {
   /** The file to write: DST, or where its symlinks lead. */
@@ -52,8 +52,8 @@ export async function planTarget(vfs: Vfs, dst: string): Promise<TargetPlan> {
   const type = st.type ?? (st.isFile ? 'file' : st.isDirectory ? 'directory' : undefined);
   if (type === 'block-device') return { path, exists: true, method: 'in-place', device: true };
   if (type !== 'file') {
-    const what = type === undefined ? 'not a regular file' : `a ${type === 'fifo' ? 'FIFO' : type.replace('-', ' ')}`;
-    throw new BlockError('special-file', `is ${what}: convert writes only regular files and block devices`, { path: dst });
+    throw new BlockError('special-file', `is ${fileTypeName(type)}: convert writes only regular files and block devices`,
+      { path: dst });
   }
   if ((st.nlink ?? 1) > 1) return { path, exists: true, method: 'in-place', device: false };
   const plan: TargetPlan = { path, exists: true, method: 'rename', device: false };
