@@ -227,6 +227,9 @@ describe.skipIf(!isRoot)('a block device named on the command line', () => {
     const dev = nodes['block device']!;
     const info = JSON.parse(run(['info', '--output=json', dev]).stdout) as { 'virtual-size': number };
     expect(info['virtual-size']).toBe(DEV_SIZE);
+    // Without the addon's lseek(SEEK_END): the size from /sys/dev/block.
+    const fallback = JSON.parse(run(['info', '--output=json', dev], { BLK_NATIVE_IO: 'off' }).stdout) as { 'virtual-size': number };
+    expect(fallback['virtual-size']).toBe(DEV_SIZE);
     const out = path.join(dir, 'from-device.img');
     const r = run(['convert', dev, out]);
     expect(r.stderr).toBe('');
