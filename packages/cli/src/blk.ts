@@ -226,6 +226,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('<file>')
     .argument('<size>', 'new size, or +SIZE / -SIZE to grow or shrink by that much (a leading - needs no --)')
     .addHelpText('after', `
@@ -243,6 +244,7 @@ record their backing file's size, so the backing file must have the new size fir
     .option('--size <size>', 'virtual size of an empty image to measure')
     .addOption(outputOption())
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -258,6 +260,7 @@ record their backing file's size, so the backing file must have the new size fir
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('<file>')
     .addHelpText('after', `
 cow: size= grows the image (as resize); the backing file (use rebase) and the

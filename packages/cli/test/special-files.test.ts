@@ -124,6 +124,7 @@ describe.skipIf(!isRoot)('a FIFO, socket, character device or directory named as
       ['info', node], ['map', node], ['check', node], ['io', '-c', 'read 0 512', node], ['io', '-c', 'write 0 512', node],
       ['compare', node, base], ['convert', node, out], ['commit', node], ['rebase', '-u', '-b', base, node],
       ['rebase', '-b', base, node], ['create', '-q', '-f', 'raw', node, '1M'], ['create', '-q', '-f', 'cow', '-b', base, node],
+      ['resize', node, '2M'], ['measure', node], ['measure', '-O', 'raw', node], ['amend', '-o', 'version=2', node],
     ];
     for (const args of commands) {
       const r = run(args);
@@ -179,6 +180,7 @@ describe.skipIf(!isRoot)('a special file named as a backing file inside an image
       ['info', '--backing-chain', overlay], ['map', overlay], ['io', '-c', 'read 0 512', overlay],
       ['io', '-c', 'write 0 512', overlay], ['compare', overlay, other], ['convert', overlay, out], ['commit', overlay],
       ['commit', '--force', overlay], ['rebase', '-b', other, overlay], ['check', overlay],
+      ['resize', overlay, '8M'], ['measure', overlay], ['amend', '-o', 'version=2', overlay],
     ];
     const message = kind === 'symlink to a block device' ? /is a block device; .*--backing-devices/
       : new RegExp(`is a ${kind === 'fifo' ? 'FIFO' : kind === 'char device' ? 'character device' : kind}`);
