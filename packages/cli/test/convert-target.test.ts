@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, rawFile, tempDir } from './helpers.js';
+import { BLK, blk, ensureBuilt, hasCommand, rawFile, tempDir } from './helpers.js';
 
 let dir: string;
 beforeAll(() => {
@@ -65,6 +65,25 @@ describe('convert keeps what qemu-img keeps of an existing target', () => {
     expect(st.mode & 0o7777).toBe(0o600);
     expect([st.uid, st.gid]).toEqual([1234, 4321]);
     expect(firstByte(dst)).toBe(0x42);
+  });
+
+  it.skipIf(!isRoot)('run by a user who may write the file but not give it away, convert writes it in place: the owner stays', () => {
+    const sub = fresh();
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(sub, 0o777);
+    const dst = path.join(sub, 'shared.img');
+    rawFile(dst, 4096, [[0, 4096, 0x01]]);
+    fs.chownSync(dst, 1235, 1236);
+    fs.chmodSync(dst, 0o666);
+    const src = source(sub);
+    const ino = fs.statSync(dst).ino;
+    const r = spawnSync(process.execPath, [BLK, 'convert', src, dst], { uid: 1234, gid: 1234, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const st = fs.statSync(dst);
+    expect([st.uid, st.gid, st.mode & 0o7777, st.ino]).toEqual([1235, 1236, 0o666, ino]);
+    expect(firstByte(dst)).toBe(0x42);
+    expect(fs.readdirSync(sub).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
 
   it('a symlink stays a symlink; the file it names gets the image (the temporary file beside that file)', () => {
