@@ -110,7 +110,9 @@ export function lockStorage(storage: Storage, options: { mode?: LockMode } = {})
     return storage;
   }
   // A separate descriptor (an OFD lock is tied to it, not to the process).
-  const fd = fs.openSync(storage.path, mode === 'exclusive' ? 'r+' : 'r');
+  // O_NONBLOCK: should the path have become a FIFO since the storage was opened, fail rather than wait.
+  const c = fs.constants;
+  const fd = fs.openSync(storage.path, (mode === 'exclusive' ? c.O_RDWR : c.O_RDONLY) | c.O_NONBLOCK | c.O_NOCTTY);
   try {
     lockFd(fd, mode, storage.path);
   } catch (err) {
