@@ -56,8 +56,8 @@ export interface BackingPolicy {
    * from an image (perhaps a stranger's) is refused with `backing-forbidden`
    * before it is opened. Set it for your own images over a device (UML's
    * COW file on /dev/sdX). The top image, named by the caller, may always be
-   * a block device. FIFOs, sockets, character devices and directories are
-   * refused whatever this says.
+   * a block device (an `overridePath` device needs this too). FIFOs, sockets,
+   * character devices and directories are refused whatever this says.
    */
   allowDevices?: boolean;
 }
