@@ -88,16 +88,11 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     const backingPath = top.info().backing?.resolved;
     if (backingPath === undefined) throw new Error(`${file}: the image has no backing file to commit into`);
     if (!(await vfs.exists(backingPath))) throw new Error(`${file}: backing file ${backingPath} not found`);
-    const policy = backingPolicy({ backingProbe: options.backingProbe, backingDevices: options.backingDevices });
-    // The backing path comes from the image: the same checks as when a chain is opened (no FIFO,
-    // no device unless allowed), and never the overlay itself (a chain that loops back to it).
-    const baseStat = await vfs.stat(backingPath);
-    checkBackingNode(policy, file, backingPath, baseStat);
-    await refuseTargetInChain(vfs, backingPath, await chainFiles(vfs, top), 'the overlay being committed');
 
-    // Under the user's backing rules, and refused when it is not what it would be written as.
     // Never the overlay itself (a chain that loops back to it, by any name).
     await refuseTargetInChain(vfs, backingPath, await chainFiles(vfs, top), 'the overlay being committed');
+    // Under the user's backing rules (no FIFO, no device unless allowed), and refused when it is not
+    // what it would be written as.
     const openBase = () => openBackingOf(vfs, top, { ...options, readOnly: false });
     base = await openBase();
 
