@@ -10,6 +10,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ExitError, reportError } from './errors.js';
 import { unknownCommandMessage } from './unknown-command.js';
 import { printable } from './printable.js';
+import { allowBackingDevices } from './backing-devices.js';
 
 /** Exit code of a usage error or a failure, per command (qemu-img's conventions). */
 const FAILURE_CODE: Record<string, number> = { compare: 2 };
@@ -33,6 +34,8 @@ const formatOption = () => new Option('-f, --format <fmt>', 'image format (probe
 const forceShareOption = () => new Option('-U, --force-share', 'accepted for qemu-img compatibility (blk takes no locks)');
 const backingProbeOption = () => new Option('--backing-probe',
   'guess backing files\' formats from their content (trusted images only; default: the format the image records, else raw)');
+const backingDevicesOption = () => new Option('--backing-devices',
+  'let images name block devices as backing files (your own images only, e.g. a UML COW file over /dev/sdX)');
 
 // What the user allows of backing files named inside images (see "Images from strangers" in the README).
 const backingDirOption = () => new Option('--backing-dir <dir>', 'open backing files named inside images only if they '
@@ -67,6 +70,7 @@ export function buildProgram(): Command {
     })
     .showSuggestionAfterError(true)
     .hook('preSubcommand', (_cmd, sub) => { current = sub.name(); })
+    .hook('preAction', (_cmd, action) => { if (action.opts().backingDevices === true) allowBackingDevices(); })
     .on('command:*', (operands: string[]) => {
       // qemu-img's "Command not found" (exit 1), naming the nearest thing blk has.
       const name = operands[0] ?? '';
@@ -106,6 +110,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(outputOption())
     .option('--backing-chain', 'show every image of the backing chain')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -120,6 +125,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-s, --start-offset <offset>', 'first byte to map')
     .option('-l, --max-length <length>', 'number of bytes to map')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -144,6 +150,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -164,6 +171,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/commit.js')).commit));
 
@@ -179,6 +187,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/rebase.js')).rebase));
 
@@ -191,6 +200,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing; the exit code tells')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -208,6 +218,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing; the exit code tells')
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -224,6 +235,7 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('<file>')
     .argument('<size>', 'new size, or +SIZE / -SIZE to grow or shrink by that much (a leading - needs no --)')
     .addHelpText('after', `
@@ -241,6 +253,7 @@ record their backing file's size, so the backing file must have the new size fir
     .option('--size <size>', 'virtual size of an empty image to measure')
     .addOption(outputOption())
     .addOption(backingProbeOption())
+    .addOption(backingDevicesOption())
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
@@ -256,6 +269,7 @@ record their backing file's size, so the backing file must have the new size fir
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('<file>')
     .addHelpText('after', `
 cow: size= grows the image (as resize); the backing file (use rebase) and the
@@ -327,6 +341,7 @@ written under a temporary name and renamed into place when complete.`)
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
+    .addOption(backingDevicesOption())
     .argument('[file]', 'image to open (none: open one with the open command)')
     .action(run(async () => (await import('./commands/io.js')).io));
 

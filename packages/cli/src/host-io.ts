@@ -8,7 +8,7 @@
  * costs tens of µs. Everything else (flush, size, locks, close) is the inner
  * storage's.
  */
-import type { Storage, Vfs, VfsOpenOptions } from '@blk/core';
+import type { FileAttributes, Storage, Vfs, VfsOpenOptions } from '@blk/core';
 import { hostVfs } from './images.js';
 
 /** Requests at least this long use the thread pool. */
@@ -66,6 +66,10 @@ export class ThreadedIoVfs implements Vfs {
   exists(path: string) { return this.inner.exists(path); }
   remove(path: string) { return this.inner.remove(path); }
   rename(from: string, to: string) { return this.inner.rename(from, to); }
+  setAttributes(path: string, attributes: FileAttributes): Promise<void> {
+    if (!this.inner.setAttributes) return Promise.reject(new Error('this file system has no owners or modes'));
+    return this.inner.setAttributes(path, attributes);
+  }
 }
 
 let jobVfs_: Vfs | undefined;

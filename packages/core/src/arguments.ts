@@ -98,9 +98,11 @@ export function checkBytes(value: unknown, option: string, path?: string): asser
 const CACHE_MODES: readonly CacheMode[] = ['writeback', 'writethrough', 'unsafe'];
 const BACKING_MODES: readonly NonNullable<BackingPolicy['mode']>[] = ['open', 'forbid', 'ignore'];
 const MISMATCH_MODES: readonly NonNullable<BackingPolicy['onMismatch']>[] = ['refuse', 'accept', 'update'];
-const POLICY_KEYS: readonly (keyof BackingPolicy)[] = ['mode', 'format', 'maxDepth', 'allowedDirs', 'onMismatch', 'overridePath', 'approve'];
+const POLICY_KEYS: readonly (keyof BackingPolicy)[] = ['mode', 'format', 'maxDepth', 'allowedDirs', 'onMismatch', 'overridePath', 'approve',
+  'allowDevices'];
 // forceShare: blk io -U's shared-lock request, passed through for the Vfs's lock layer.
-const OPEN_KEYS = ['registry', 'format', 'formatAssumed', 'readOnly', 'vfs', 'cache', 'driverOptions', 'backing', 'forceShare'];
+const OPEN_KEYS = ['registry', 'format', 'formatAssumed', 'readOnly', 'vfs', 'cache', 'driverOptions', 'backing', 'forceShare',
+  'blockDevices'];
 const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'preallocation', 'vfs', 'overwrite'];
 
 /** A backing policy as the caller gave it (see BackingPolicy). */
@@ -118,6 +120,7 @@ export function checkBackingPolicy(policy: unknown, path?: string): void {
   }
   checkOneOf(policy.onMismatch, MISMATCH_MODES, 'backing.onMismatch', path);
   checkString(policy.overridePath, 'backing.overridePath', path);
+  checkBoolean(policy.allowDevices, 'backing.allowDevices', path);
   if (policy.approve !== undefined && typeof policy.approve !== 'function') {
     throw invalidArgument('backing.approve', `must be a function, not ${describeValue(policy.approve)}`, path);
   }
@@ -141,6 +144,7 @@ export function checkOpenOptions(options: unknown, path: unknown): void {
   checkBoolean(options.formatAssumed, 'formatAssumed', path);
   checkBoolean(options.readOnly, 'readOnly', path);
   checkBoolean(options.forceShare, 'forceShare', path);
+  checkBoolean(options.blockDevices, 'blockDevices', path);
   checkOneOf(options.cache, CACHE_MODES, 'cache', path);
   checkRecord(options.driverOptions, 'driverOptions', path);
   checkRecord(options.vfs, 'vfs', path);

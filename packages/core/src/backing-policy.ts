@@ -1,6 +1,6 @@
 import { BlockError } from './errors.js';
 import type { BackingReference } from './driver.js';
-import type { Vfs } from './storage.js';
+import { fileTypeName, type FileStat, type Vfs } from './storage.js';
 import { normalizePosix } from './posix-path.js';
 
 /** Default and documented limit on backing-chain depth (the top image is depth 0). */
@@ -51,6 +51,15 @@ export interface BackingPolicy {
    * its owner can read.
    */
   approve?: (overlay: string, backing: string) => string | undefined | Promise<string | undefined>;
+  /**
+   * May backing files be block devices? Default false: a device path read
+   * from an image (perhaps a stranger's) is refused with `backing-forbidden`
+   * before it is opened. Set it for your own images over a device (UML's
+   * COW file on /dev/sdX). The top image, named by the caller, may always be
+   * a block device (an `overridePath` device needs this too). FIFOs, sockets,
+   * character devices and directories are refused whatever this says.
+   */
+  allowDevices?: boolean;
 }
 
 /** Throws `backing-forbidden` when the policy's `approve` rule refuses `backing` for `overlay`. */
@@ -127,4 +136,23 @@ function within(dir: string, path: string): boolean {
   const d = normalizePosix(dir);
   const p = normalizePosix(path);
   return d === '/' || p === d || p.startsWith(`${d}/`);
+}
+
+/**
+ * Refuses a backing file by what kind of node it is, before it is opened: a
+ * FIFO, socket, character device or directory is no image (and opening a
+ * FIFO would block), and a block device is refused unless the policy allows devices.
+ */
+export function checkBackingNode(policy: BackingPolicy, overlayPath: string, backingPath: string, st: FileStat): void {
+  const type = st.type;
+  if (type === 'fifo' || type === 'socket' || type === 'char-device' || type === 'directory') {
+    throw new BlockError('special-file',
+      `backing file ${backingPath} is ${fileTypeName(type)}, not an image file`,
+      { path: overlayPath });
+  }
+  if (type === 'block-device' && policy.allowDevices !== true) {
+    throw new BlockError('backing-forbidden',
+      `backing file ${backingPath} is a block device; an image may name one only when devices are allowed `
+      + `(backing.allowDevices; blk --backing-devices), for images you trust`, { path: overlayPath });
+  }
 }

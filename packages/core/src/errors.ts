@@ -53,6 +53,11 @@ export type BlockErrorKind =
   | 'locked'
   /** The file to create exists already. */
   | 'exists'
+  /**
+   * The path names no image file: a FIFO, socket, character device or
+   * directory (or a block device where only regular files are accepted).
+   */
+  | 'special-file'
   /** The underlying storage failed (EIO, ENOSPC, short write, ...). */
   | 'io';
 

@@ -1,4 +1,4 @@
-import type { FileStat, Storage, Vfs, VfsOpenOptions } from './storage.js';
+import type { FileAttributes, FileStat, Storage, Vfs, VfsOpenOptions } from './storage.js';
 
 /**
  * A Vfs that passes every call to another. Wrappers (locking, fault
@@ -18,4 +18,9 @@ export class ForwardingVfs implements Vfs {
   exists(path: string): Promise<boolean> { return this.inner.exists(path); }
   remove(path: string): Promise<void> { return this.inner.remove(path); }
   rename(from: string, to: string): Promise<void> { return this.inner.rename(from, to); }
+  /** Present when the inner Vfs has it (see Vfs.setAttributes). */
+  get setAttributes(): ((path: string, attributes: FileAttributes) => Promise<void>) | undefined {
+    const inner = this.inner;
+    return inner.setAttributes ? (path, attributes) => inner.setAttributes!(path, attributes) : undefined;
+  }
 }

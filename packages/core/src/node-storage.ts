@@ -3,7 +3,7 @@ import * as util from 'node:util';
 import { constants as osConstants } from 'node:os';
 import { BlockError, ioError } from './errors.js';
 import { checkOffset } from './checks.js';
-import type { Storage, StorageExtent } from './storage.js';
+import { fileTypeName, type FileType, type Storage, type StorageExtent } from './storage.js';
 
 /**
  * How a NodeFileStorage talks to the kernel.
@@ -53,10 +53,17 @@ export interface PositionalSyscalls {
    * -errno. Lets the storage offer `Storage.zeroRange`.
    */
   zeroRange?(fd: number, position: number, length: number, punch: boolean): number;
+  /**
+   * lseek(2) with SEEK_END, offset 0: the size of a block device (fstat says
+   * 0 for them), or -errno. Without it, storages ask /sys/dev/block (Linux).
+   */
+  seekEnd?(fd: number): number;
 }
 
 export interface NodeFileStorageOptions {
   readOnly?: boolean;
+  /** Accept a block device (default: regular files only; see VfsOpenOptions.blockDevices). */
+  blockDevices?: boolean;
   io?: NodeIoMode;
   /** `io: 'sync'` only: system calls to use instead of Node's fs ones. */
   syscalls?: PositionalSyscalls;
@@ -85,6 +92,65 @@ function syscallError(result: number, syscall: string): NodeJS.ErrnoException {
   const code = name.startsWith('E') ? name : `E${errno}`;
   const message = util.getSystemErrorMap().get(result)?.[1] ?? 'system error';
   return Object.assign(new Error(`${code}: ${message}, ${syscall}`), { errno: result, code, syscall });
+}
+
+/**
+ * The numeric open(2) flags for an fs flag string, with O_NONBLOCK: opening
+ * a FIFO (or a device that waits for a carrier) must never block. On regular
+ * files and block devices O_NONBLOCK changes nothing. No O_TRUNC: a caller
+ * that wants the file emptied truncates it once it knows what it opened.
+ */
+function openFlags(flags: string): number {
+  const c = fs.constants;
+  // 'w+' truncates after the open (see NodeFileStorage.open); 'rc+' creates a missing file and keeps an existing one.
+  const base: Record<string, number> = {
+    r: c.O_RDONLY, 'r+': c.O_RDWR, 'rc+': c.O_RDWR | c.O_CREAT, 'w+': c.O_RDWR | c.O_CREAT,
+    'wx+': c.O_RDWR | c.O_CREAT | c.O_EXCL,
+  };
+  const value = base[flags];
+  if (value === undefined) throw new BlockError('invalid-argument', `unsupported open flags '${flags}'`);
+  return value | c.O_NONBLOCK | c.O_NOCTTY;
+}
+
+/**
+ * A block device's size from /sys/dev/block/MAJOR:MINOR/size (Linux; in
+ * 512-byte sectors whatever the device's sector size), without opening it.
+ */
+export function sysfsDeviceSize(rdev: bigint): number {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  const file = `/sys/dev/block/${major}:${minor}/size`;
+  const text = fs.readFileSync(file, 'utf8').trim();
+  if (!/^[0-9]+$/.test(text)) throw new Error(`unexpected size '${text}' in ${file}`);
+  const size = Number(text) * 512;
+  if (!Number.isSafeInteger(size)) throw new Error(`device size of ${text} sectors is out of range`);
+  return size;
+}
+
+/** A node's type from fs.Stats. */
+export function typeOfStats(st: fs.Stats | fs.BigIntStats): FileType {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'directory';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isBlockDevice()) return 'block-device';
+  if (st.isCharacterDevice()) return 'char-device';
+  if (st.isFIFO()) return 'fifo';
+  return 'socket';
+}
+
+function nodeTypeOf(path: string): FileType | undefined {
+  try {
+    return typeOfStats(fs.statSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The `special-file` error for a path that is no image file. */
+export function specialFile(path: string, type: FileType | undefined, devicesAllowed: boolean, cause?: unknown): BlockError {
+  const what = fileTypeName(type);
+  const wanted = devicesAllowed ? 'a regular file or a block device' : 'a regular file';
+  return new BlockError('special-file', `is ${what.startsWith('not') ? 'something else' : what}, not ${wanted}`, { path, cause });
 }
 
 /** A local file through Node's fs module. */
@@ -123,9 +189,16 @@ export class NodeFileStorage implements Storage {
   /** The system calls in use instead of Node's fs ones (`io: 'sync'` with `syscalls` given), else undefined. */
   readonly syscalls: PositionalSyscalls | undefined;
 
+  /** The storage is a block device: its size comes from the device, and it cannot grow or shrink. */
+  readonly blockDevice: boolean;
+  /** A block device's rdev (for the /sys/dev/block fallback of its size). */
+  private readonly rdev: bigint;
+
   private constructor(readonly path: string, fd: number, readonly readOnly: boolean, io: NodeIoMode,
-    syscalls?: PositionalSyscalls) {
+    syscalls?: PositionalSyscalls, device?: { rdev: bigint }) {
     this.fd = fd;
+    this.blockDevice = device !== undefined;
+    this.rdev = device?.rdev ?? 0n;
     this.io = io;
     this.async = io === 'async';
     this.syscalls = io === 'sync' ? syscalls : undefined;
@@ -135,22 +208,44 @@ export class NodeFileStorage implements Storage {
     this.zeroRange = this.syscalls?.zeroRange ? NodeFileStorage.prototype.zeroRangeNow : undefined;
   }
 
+  /**
+   * Opens a regular file (or, with `blockDevices`, a block device); anything
+   * else is refused with `special-file`, and the open never blocks. `flags`:
+   * 'r', 'r+', 'wx+' (create, fail if it exists), 'rc+' (create if missing),
+   * 'w+' (create or truncate: the truncation happens once the file is known
+   * to be a regular file; a block device is left as it is).
+   */
   static async open(path: string, options: NodeFileStorageOptions & { flags?: string } = {}): Promise<NodeFileStorage> {
     const readOnly = options.readOnly ?? false;
-    const flags = options.flags ?? (readOnly ? 'r' : 'r+');
+    const flagName = options.flags ?? (readOnly ? 'r' : 'r+');
+    const flags = openFlags(flagName);
     const io = options.io ?? 'sync';
+    let fd: number;
     try {
-      if (io === 'async') {
-        const fd = await callback<number>((cb) => fs.open(path, flags, cb));
-        return new NodeFileStorage(path, fd, readOnly, io);
-      }
-      return new NodeFileStorage(path, fs.openSync(path, flags), readOnly, io, options.syscalls);
+      fd = io === 'async' ? await callback<number>((cb) => fs.open(path, flags, cb)) : fs.openSync(path, flags);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') throw new BlockError('exists', 'file exists', { path, code, cause: err });
       if (code === 'ENOENT') throw new BlockError('io', 'no such file or directory', { path, code, cause: err });
+      // EISDIR (a directory opened for writing), ENXIO (a socket; a FIFO without a reader), ENODEV.
+      if (code === 'EISDIR' || code === 'ENXIO' || code === 'ENODEV') {
+        throw specialFile(path, nodeTypeOf(path), options.blockDevices === true, err);
+      }
       throw ioError(path, 'open', err);
     }
+    // What was opened, not what a stat before the open saw: the path may have been swapped meanwhile.
+    let device: { rdev: bigint } | undefined;
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      if (st.isBlockDevice() && options.blockDevices) device = { rdev: st.rdev };
+      else if (!st.isFile()) throw specialFile(path, typeOfStats(st), options.blockDevices === true);
+      else if (flagName === 'w+') fs.ftruncateSync(fd, 0);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err instanceof BlockError ? err : ioError(path, 'stat', err);
+    }
+    return io === 'async' ? new NodeFileStorage(path, fd, readOnly, io, undefined, device)
+      : new NodeFileStorage(path, fd, readOnly, io, options.syscalls, device);
   }
 
   // read and write are plain functions returning promises, not async ones: in io: 'async' mode
@@ -372,15 +467,43 @@ export class NodeFileStorage implements Storage {
   async size(): Promise<number> {
     this.checkOpen();
     try {
+      if (this.blockDevice) return this.deviceSize();
       return this.async ? (await this.call<fs.Stats>((cb) => fs.fstat(this.fd, cb))).size : fs.fstatSync(this.fd).size;
     } catch (err) {
       throw ioError(this.path, 'stat', err);
     }
   }
 
+  /**
+   * A block device's size, as QEMU and UML find it (fstat says 0): lseek
+   * SEEK_END through the addon, else /sys/dev/block/MAJOR:MINOR/size (in
+   * 512-byte sectors whatever the device's sector size).
+   */
+  private deviceSize(): number {
+    const end = this.syscalls?.seekEnd?.(this.fd);
+    if (end !== undefined) {
+      if (end < 0) throw syscallError(end, 'lseek');
+      return end;
+    }
+    return sysfsDeviceSize(this.rdev);
+  }
+
+  /**
+   * Sets the length. A block device cannot change its size: shrinking is a
+   * no-op (the tail keeps what it holds) and growing fails, as with QEMU's
+   * host_device ("Cannot grow device files").
+   */
   async truncate(size: number): Promise<void> {
     this.checkWritable();
     checkOffset(size, 'size', this.path);
+    if (this.blockDevice) {
+      const have = await this.size();
+      if (size > have) {
+        throw new BlockError('not-supported', `cannot grow a block device of ${have} bytes to ${size} bytes`,
+          { path: this.path });
+      }
+      return;
+    }
     try {
       if (this.async) await this.call<void>((cb) => fs.ftruncate(this.fd, size, cb));
       else fs.ftruncateSync(this.fd, size);

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { BlockError, ioError } from './errors.js';
-import { NodeFileStorage, type NodeIoMode, type PositionalSyscalls } from './node-storage.js';
-import type { FileStat, Storage, Vfs, VfsOpenOptions } from './storage.js';
+import { NodeFileStorage, sysfsDeviceSize, typeOfStats, type NodeIoMode, type PositionalSyscalls } from './node-storage.js';
+import type { FileAttributes, FileStat, Storage, Vfs, VfsOpenOptions } from './storage.js';
 
 export interface NodeVfsOptions {
   /** How files talk to the kernel (see NodeIoMode); default 'sync'. */
@@ -17,18 +17,9 @@ export class NodeVfs implements Vfs {
 
   async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
     let flags = options.readOnly ? 'r' : 'r+';
-    if (options.create) flags = options.exclusive ? 'wx+' : options.truncate ? 'w+' : 'a+';
-    if (flags === 'a+') {
-      // 'a+' would force every write to the end; create the file first, then open it positionally.
-      try {
-        fs.closeSync(fs.openSync(path, 'a'));
-      } catch (err) {
-        throw ioError(path, 'create', err);
-      }
-      flags = 'r+';
-    }
+    if (options.create) flags = options.exclusive ? 'wx+' : options.truncate ? 'w+' : 'rc+';
     return NodeFileStorage.open(path, { readOnly: options.readOnly ?? false, flags, io: this.options.io,
-      syscalls: this.options.syscalls });
+      syscalls: this.options.syscalls, blockDevices: options.blockDevices ?? false });
   }
 
   async stat(path: string): Promise<FileStat> {
@@ -83,22 +74,46 @@ export class NodeVfs implements Vfs {
       throw missingOrIo(from, 'rename', err);
     }
   }
+
+  async setAttributes(path: string, attributes: FileAttributes): Promise<void> {
+    try {
+      // Owner first: chown clears the set-user/group-ID bits, which chmod then restores.
+      await fs.promises.chown(path, attributes.uid, attributes.gid);
+      await fs.promises.chmod(path, attributes.mode);
+    } catch (err) {
+      throw missingOrIo(path, 'chmod', err);
+    }
+  }
 }
 
 async function toStat(path: string, get: () => Promise<fs.BigIntStats>): Promise<FileStat> {
   try {
     const st = await get();
     return {
-      size: Number(st.size),
+      // A block device's own size (stat says 0), as the storage opened on it reports.
+      size: st.isBlockDevice() ? deviceSizeOr0(st.rdev) : Number(st.size),
       // Whole seconds, floored from nanoseconds: mtimeMs is a float and can round up.
       mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
       isFile: st.isFile(),
       isDirectory: st.isDirectory(),
       isSymbolicLink: st.isSymbolicLink(),
+      type: typeOfStats(st),
       id: `${st.dev}:${st.ino}`,
+      nlink: Number(st.nlink),
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
     };
   } catch (err) {
     throw missingOrIo(path, 'stat', err);
+  }
+}
+
+function deviceSizeOr0(rdev: bigint): number {
+  try {
+    return sysfsDeviceSize(rdev);
+  } catch {
+    return 0; // No sysfs (not Linux): what stat says.
   }
 }
 

@@ -3,7 +3,8 @@ import { checkOffset } from './checks.js';
 import { checkCreateOptions, checkOpenOptions } from './arguments.js';
 import { Image } from './image.js';
 import {
-  DEFAULT_MAX_CHAIN_DEPTH, checkApproval, checkConfinement, exactBackingPath, resolveBackingPath, type BackingPolicy,
+  DEFAULT_MAX_CHAIN_DEPTH, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, resolveBackingPath,
+  type BackingPolicy,
 } from './backing-policy.js';
 import type { BackingReference, BackingSpec, CacheMode, DriverImage, PreallocationMode } from './driver.js';
 import type { DriverRegistry } from './registry.js';
@@ -29,6 +30,12 @@ export interface OpenImageOptions {
   /** Options for the top image's driver (e.g. `{ variant: 'v2-qemu-lp64' }`). */
   driverOptions?: Record<string, unknown>;
   backing?: BackingPolicy;
+  /**
+   * May the image itself be a block device? Default true (the caller named
+   * it). Pass false when the path came from an image (a job that opens a
+   * backing file directly, such as commit, passes `backing.allowDevices`).
+   */
+  blockDevices?: boolean;
 }
 
 export interface CreateImageOptions {
@@ -87,11 +94,16 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
   ctx: LayerContext): Promise<Image> {
   const policy = options.backing ?? {};
   const real = await vfs.realpath(absolute).catch(() => absolute);
-  if (ctx.seen.has(real)) {
+  // By path and by identity: a hard link (or a bind mount) is the same file under another real path.
+  const id = (await vfs.stat(absolute).catch(() => undefined))?.id;
+  const keys = id !== undefined ? [real, `id:${id}`] : [real];
+  if (keys.some((key) => ctx.seen.has(key))) {
     throw new BlockError('backing-loop', `backing chain loops back to ${absolute}`, { path: displayPath });
   }
-  ctx.seen.add(real);
-  const storage = await vfs.open(absolute, { readOnly: ctx.readOnly }).catch((err: unknown) => {
+  for (const key of keys) ctx.seen.add(key);
+  // The caller named the top image and may mean a device; a backing path comes from an image.
+  const blockDevices = ctx.depth === 0 ? options.blockDevices !== false : policy.allowDevices === true;
+  const storage = await vfs.open(absolute, { readOnly: ctx.readOnly, blockDevices }).catch((err: unknown) => {
     throw retitle(err, displayPath);
   });
   let driverImage: DriverImage | undefined;
@@ -171,6 +183,8 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
   if (st.isDirectory) {
     throw new BlockError('backing-missing', `backing file ${backingPath} is a directory`, { path: overlayPath });
   }
+  // Refused before any open (a FIFO would block it); the open checks the node again (it may be swapped meanwhile).
+  checkBackingNode(policy, overlayPath, backingPath, st);
   const chosen = typeof policy.format === 'function' ? policy.format(ref, depth) : policy.format;
   if (chosen !== undefined && (typeof chosen !== 'string' || chosen === '')) {
     throw new BlockError('invalid-argument',
@@ -280,9 +294,18 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
   checkOffset(size, 'size', path);
   const existed = await vfs.exists(path);
   if (existed && !options.overwrite) throw new BlockError('exists', 'file exists', { path, code: 'EEXIST' });
+  // A block device is written in place, as qemu-img does (never replaced by a file, never removed,
+  // never grown). Only a format whose unwritten parts need not read as zeros can live on one: raw.
+  const device = existed && (await vfs.stat(path).catch(() => undefined))?.type === 'block-device';
+  if (device && driver.guestDataAtFileStart !== true) {
+    throw new BlockError('not-supported',
+      `a ${driver.name} image cannot be created on a block device (it needs a file that starts zero-filled); use raw`,
+      { path });
+  }
   let storage: Storage | undefined;
   try {
-    storage = await vfs.open(path, { create: true, exclusive: !options.overwrite, truncate: true });
+    // The Vfs truncates only after its checks (and lock): a refused open leaves the file as it was.
+    storage = await vfs.open(path, { create: true, exclusive: !options.overwrite, truncate: true, blockDevices: true });
     const createOptions: Parameters<NonNullable<typeof driver.create>>[1] = { size };
     if (backing) createOptions.backing = backing;
     if (options.driverOptions) createOptions.driverOptions = options.driverOptions;
@@ -294,7 +317,7 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
     await storage?.close().catch(() => undefined);
     // Remove only a file this call created or truncated: when the open itself failed
     // (another writer created the file since the check above), the file is not ours.
-    if (storage) await vfs.remove(path).catch(() => undefined);
+    if (storage && !device) await vfs.remove(path).catch(() => undefined);
     throw retitle(err, path);
   }
 }

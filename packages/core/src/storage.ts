@@ -78,11 +78,38 @@ export interface FileStat {
   isFile: boolean;
   isDirectory: boolean;
   isSymbolicLink: boolean;
+  /** What kind of node this is, when the Vfs can tell (devices, FIFOs and sockets are never images' files). */
+  type?: FileType;
   /**
    * Identity of the file (on hosts, device and inode): two paths with the same
    * `id` are one file, whatever links lead to them. Undefined when unknown.
    */
   id?: string;
+  /** Number of hard links (a file with several cannot be replaced by a rename without splitting them). */
+  nlink?: number;
+  /** Permission bits (mode & 0o7777), owner and group, when the Vfs has them. */
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+export type FileType = 'file' | 'directory' | 'symlink' | 'block-device' | 'char-device' | 'fifo' | 'socket';
+
+const FILE_TYPE_NAMES: Record<FileType, string> = {
+  file: 'a regular file', directory: 'a directory', symlink: 'a symbolic link', 'block-device': 'a block device',
+  'char-device': 'a character device', fifo: 'a FIFO (named pipe)', socket: 'a socket',
+};
+
+/** `a FIFO (named pipe)`, `a block device`, ...: a node type for messages. */
+export function fileTypeName(type: FileType | undefined): string {
+  return type === undefined ? 'not a regular file' : FILE_TYPE_NAMES[type];
+}
+
+/** Permission bits and owner to give a file (see `Vfs.setAttributes`). */
+export interface FileAttributes {
+  mode: number;
+  uid: number;
+  gid: number;
 }
 
 export interface VfsOpenOptions {
@@ -90,8 +117,19 @@ export interface VfsOpenOptions {
   /** Create the file; with `exclusive`, fail with `exists` if it is there already. */
   create?: boolean;
   exclusive?: boolean;
-  /** Truncate to zero length on open (only with `create`). */
+  /**
+   * Truncate to zero length on open (only with `create`). Done only once the
+   * file is known to be a regular file (and, on a locking Vfs, locked): a
+   * refused open changes nothing.
+   */
   truncate?: boolean;
+  /**
+   * May the path be a block device (default false: only regular files)? A
+   * device opens in place, with its size; `truncate` leaves it as it is.
+   * FIFOs, sockets, character devices and directories are always refused
+   * (BlockError `special-file`), and opening never blocks on them.
+   */
+  blockDevices?: boolean;
 }
 
 /**
@@ -115,6 +153,11 @@ export interface Vfs {
   exists(path: string): Promise<boolean>;
   remove(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  /**
+   * Optional: gives `path` these permission bits and owner (convert copies
+   * them from the file it replaces). Vfses without owners leave it out.
+   */
+  setAttributes?(path: string, attributes: FileAttributes): Promise<void>;
 }
 
 const ZERO_CHUNK = 1024 * 1024;

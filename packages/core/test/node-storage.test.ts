@@ -84,10 +84,10 @@ describe.each<NodeIoMode>(['sync', 'async'])('NodeFileStorage (io: %s)', (io) =>
   });
 
   it('reports a failing read or write as BlockError io with the fs code and the offset', async () => {
-    // A directory opens read-only on Linux; reading it fails with EISDIR.
-    const d = fs.mkdtempSync(path.join(dir, 'd-'));
-    const storage = await NodeFileStorage.open(d, { io, readOnly: true });
-    await expect(storage.read(4096, new Uint8Array(16))).rejects.toMatchObject({ kind: 'io', code: 'EISDIR', path: d, offset: 4096 });
+    // /proc/self/mem is a regular file whose unmapped addresses (page 1) fail to read with EIO.
+    const mem = '/proc/self/mem';
+    const storage = await NodeFileStorage.open(mem, { io, readOnly: true });
+    await expect(storage.read(4096, new Uint8Array(16))).rejects.toMatchObject({ kind: 'io', code: 'EIO', path: mem, offset: 4096 });
     await storage.close();
     // A write through a descriptor opened read-only at the OS level: EBADF.
     const file = tempFile(bytes(64));

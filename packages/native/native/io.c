@@ -12,7 +12,9 @@
  *                                  (what 1): the next data / hole at or after
  *                                  position, or -errno (-ENXIO: none before
  *                                  the end of the file; -EINVAL where the
- *                                  platform has no SEEK_DATA)
+ *                                  platform has no SEEK_DATA), or SEEK_END
+ *                                  (what 2, position 0): the size of a block
+ *                                  device, which fstat reports as 0
  *   fallocate(fd, offset, length) -> posix_fallocate(3): 0, or -errno
  *                                  (-EOPNOTSUPP where the file system
  *                                  cannot; the caller writes zeros instead)
@@ -126,12 +128,21 @@ static napi_value js_seek(napi_env env, napi_callback_info info) {
       || (fd_ok = small_int(env, argv[0], &fd)) < 0
       || napi_get_value_double(env, argv[1], &position) != napi_ok
       || (what_ok = small_int(env, argv[2], &what)) < 0) {
-    napi_throw_type_error(env, NULL, "seek(fd, position, what) needs an integer, a number and 0 or 1");
+    napi_throw_type_error(env, NULL, "seek(fd, position, what) needs an integer, a number and 0, 1 or 2");
     return NULL;
   }
   if (fd_ok == 0) {
     errno = EBADF;
     return result(env, -1);
+  }
+  if (what_ok != 0 && what == 2) {
+    /* A block device's size, as QEMU's raw_getlength and UML find it. */
+    if (position != 0) {
+      errno = EINVAL;
+      return result(env, -1);
+    }
+    off_t end = lseek(fd, 0, SEEK_END);
+    return result(env, end < 0 ? -1 : (int64_t) end);
   }
 #if defined(SEEK_DATA) && defined(SEEK_HOLE)
   if (!valid_position(position) || what_ok == 0 || (what != 0 && what != 1)) {

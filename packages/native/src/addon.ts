@@ -10,7 +10,7 @@ export interface NativeAddon {
   query(fd: number, mode: number): [number, number];
   pread(fd: number, into: Uint8Array, position: number): number;
   pwrite(fd: number, data: Uint8Array, position: number): number;
-  /** lseek(2): what 0 = SEEK_DATA, 1 = SEEK_HOLE; the position found, or -errno. */
+  /** lseek(2): what 0 = SEEK_DATA, 1 = SEEK_HOLE, 2 = SEEK_END (position 0); the position found, or -errno. */
   seek(fd: number, position: number, what: number): number;
   /** posix_fallocate(3): 0, or -errno. */
   fallocate(fd: number, offset: number, length: number): number;

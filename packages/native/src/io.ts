@@ -35,6 +35,8 @@ export function syscallsOf(addon: Partial<NativeAddon>): PositionalSyscalls | un
   if (typeof seek === 'function') {
     syscalls.seekData = (fd, position) => seek(fd, position, 0);
     syscalls.seekHole = (fd, position) => seek(fd, position, 1);
+    // An addon built before SEEK_END was added answers -EINVAL: then the storage asks sysfs.
+    syscalls.seekEnd = (fd) => seek(fd, 0, 2);
   }
   if (typeof fallocate === 'function') syscalls.allocate = fallocate;
   if (typeof zeroRange === 'function') {

@@ -110,7 +110,9 @@ export function lockStorage(storage: Storage, options: { mode?: LockMode } = {})
     return storage;
   }
   // A separate descriptor (an OFD lock is tied to it, not to the process).
-  const fd = fs.openSync(storage.path, mode === 'exclusive' ? 'r+' : 'r');
+  // O_NONBLOCK: should the path have become a FIFO since the storage was opened, fail rather than wait.
+  const c = fs.constants;
+  const fd = fs.openSync(storage.path, (mode === 'exclusive' ? c.O_RDWR : c.O_RDONLY) | c.O_NONBLOCK | c.O_NOCTTY);
   try {
     lockFd(fd, mode, storage.path);
   } catch (err) {
@@ -155,9 +157,14 @@ class LockedStorage implements Storage {
  */
 export class LockingVfs extends ForwardingVfs {
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
-    const storage = await this.inner.open(path, options);
+    // Truncate only once the lock is held: a file another process has open
+    // for writing must be refused whole, not emptied and then refused.
+    const truncate = options?.truncate === true && options.create === true && options.exclusive !== true;
+    const storage = await this.inner.open(path, truncate ? { ...options, truncate: false } : options);
     try {
-      return lockStorage(storage);
+      const locked = lockStorage(storage);
+      if (truncate) await locked.truncate(0);
+      return locked;
     } catch (err) {
       await storage.close().catch(() => undefined);
       throw err;

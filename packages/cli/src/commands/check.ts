@@ -225,6 +225,8 @@ async function checkAllocation(image: Image, r: Result, showProgress: boolean, c
 /** Each backing file must exist, open, and match what its overlay recorded. */
 async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void> {
   const seen = new Set<string>([realpath(top.path)]);
+  const topId = fileId(top.path);
+  if (topId !== undefined) seen.add(topId);
   let layer: Image = top;
   let owned: Image | undefined;
   try {
@@ -250,12 +252,15 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
         return;
       }
       const real = realpath(resolved);
-      if (seen.has(real)) {
+      // By path and by device and inode (a hard link is the same file under another path).
+      const id = fileId(resolved);
+      if (seen.has(real) || (id !== undefined && seen.has(id))) {
         r.corruptions += 1;
         r.problems.push(`ERROR ${where}: the backing chain loops back to it`);
         return;
       }
       seen.add(real);
+      if (id !== undefined) seen.add(id);
       let next: Image;
       try {
         // As a chain opens it: under the user's rules, and not as raw if it carries another format's header.
@@ -312,3 +317,13 @@ function realpath(p: string): string {
     return p;
   }
 }
+
+function fileId(p: string): string | undefined {
+  try {
+    const st = fs.statSync(p, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+

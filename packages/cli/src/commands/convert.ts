@@ -75,7 +75,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
     }
   });
   try {
-    await convertImage(src, dst, {
+    const result = await convertImage(src, dst, {
       vfs: hostJobVfs(),
       cache,
       format: opts.format,
@@ -94,7 +94,8 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       onTempFile: (path) => { tmp = path; },
       onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
     });
-    if (cache !== 'unsafe' && !inPlace) syncDirectory(nodePath.dirname(nodePath.resolve(dst)));
+    // The rename changed the target's directory (DST's, or its symlink's target's).
+    if (cache !== 'unsafe' && result.method === 'rename') syncDirectory(nodePath.dirname(nodePath.resolve(result.target)));
   } finally {
     offInterrupt();
   }

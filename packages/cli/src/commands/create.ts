@@ -44,8 +44,10 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
     if (!fs.existsSync(backingPath)) {
       throw new Error(`${file}: backing file ${backingPath} not found`);
     }
-    if (fs.existsSync(file) && fs.realpathSync(file) === fs.realpathSync(backingPath)) {
-      throw new UsageError(`${file}: an image cannot be its own backing file`);
+    // FILE is about to be emptied: it must be none of the files the new image will read through
+    // (the backing file or, as far as it opens, its chain), compared by device and inode.
+    if (fs.existsSync(file) && (await backingChainIds(backingPath, backingFormat)).has(fileId(file))) {
+      throw new UsageError(`${file}: an image cannot be its own backing file, directly or further down the chain`);
     }
     if (size === undefined) {
       // Raw only by default: a backing file carrying another format's header is refused, not sized as raw.
@@ -74,4 +76,27 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
   if (o.preallocation !== undefined) createOptions.preallocation = o.preallocation;
   await createImage(file, createOptions);
   return 0;
+}
+
+function fileId(path: string): string {
+  const st = fs.statSync(path, { bigint: true });
+  return `${st.dev}:${st.ino}`;
+}
+
+/** The identities of the backing file and, as far as it opens (best effort), of its own chain. */
+async function backingChainIds(backingPath: string, backingFormat: string | undefined): Promise<Set<string>> {
+  const ids = new Set([fileId(backingPath)]);
+  const chain = await openImage(backingPath, { format: backingFormat ?? 'raw', readOnly: true }).catch(() => undefined);
+  try {
+    for (let layer = chain?.backing; layer; layer = layer.backing) {
+      try {
+        ids.add(fileId(layer.path));
+      } catch {
+        // Gone meanwhile: it cannot be FILE then.
+      }
+    }
+  } finally {
+    await chain?.close();
+  }
+  return ids;
 }

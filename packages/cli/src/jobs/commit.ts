@@ -30,8 +30,8 @@
  */
 import { exactBackingPath, isBlockError, type BackingSpec, type Image } from '@blk/core';
 import {
-  cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openBackingOf, openOn,
-  progressOf, yieldToEventLoop, type JobOptions,
+  cacheVfs, chainFiles, checkCopyKeepsFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openBackingOf, openOn,
+  progressOf, refuseTargetInChain, yieldToEventLoop, type JobOptions,
 } from './common.js';
 import { commitFiles, journalMatches, journalPath, readJournal, removeJournal, writeJournal } from './commit-journal.js';
 
@@ -75,7 +75,9 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     options.onWarning?.(message);
   };
   // The overlay alone: commit reads only the sectors it holds.
-  const top = await openOn(vfs, file, { format: options.format, readOnly: false, backingMode: 'ignore' });
+  const top = await openOn(vfs, file, {
+    format: options.format, readOnly: false, backingMode: 'ignore', backingDevices: options.backingDevices,
+  });
   let base: Image | undefined;
   let pipeline: CopyPipeline<Uint8Array> | undefined;
   try {
@@ -87,7 +89,10 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     if (backingPath === undefined) throw new Error(`${file}: the image has no backing file to commit into`);
     if (!(await vfs.exists(backingPath))) throw new Error(`${file}: backing file ${backingPath} not found`);
 
-    // Under the user's backing rules, and refused when it is not what it would be written as.
+    // Never the overlay itself (a chain that loops back to it, by any name).
+    await refuseTargetInChain(vfs, backingPath, await chainFiles(vfs, top), 'the overlay being committed');
+    // Under the user's backing rules (no FIFO, no device unless allowed), and refused when it is not
+    // what it would be written as.
     const openBase = () => openBackingOf(vfs, top, { ...options, readOnly: false });
     base = await openBase();
 

@@ -3,8 +3,9 @@
  * Vfs with the CLI's backing policy, and the copy loop's helpers. Nothing here
  * touches node:fs or node:path: every file-system action goes through a Vfs.
  */
-import { BlockError, checkApproval, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
+import { BlockError, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
 import { hostVfs, openImage } from '../images.js';
+import { backingDevicesAllowed } from '../backing-devices.js';
 
 /** Large I/O unit for copy loops. */
 export const CHUNK = 1024 * 1024;
@@ -56,6 +57,11 @@ export interface BackingRules {
   forbidBacking?: boolean | undefined;
   /** A rule of the caller's for each backing file (BackingPolicy.approve; the blk command's owner rule). */
   approve?: BackingPolicy['approve'] | undefined;
+  /**
+   * --backing-devices: images may name block devices as backing files
+   * (BackingPolicy.allowDevices). Default: what the blk command was told, else no.
+   */
+  backingDevices?: boolean | undefined;
 }
 
 /** Just the backing rules of `o` (to hand a job's rules on to the images it opens). */
@@ -102,6 +108,7 @@ export interface CliOpenOptions extends BackingRules {
 
 export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): BackingPolicy {
   const policy: BackingPolicy = {};
+  if (o.backingDevices ?? backingDevicesAllowed()) policy.allowDevices = true;
   // 'ignore' (describe the image alone) stays possible under --forbid-backing: nothing is opened.
   const mode = o.backingMode ?? (o.forbidBacking ? 'forbid' : undefined);
   if (mode) policy.mode = mode;
@@ -160,6 +167,9 @@ async function checkBackingAllowed(vfs: Vfs, image: Image, rules: BackingRules):
   const policy = backingPolicy(rules);
   await checkConfinement(vfs, policy, image.path, resolved);
   await checkApproval(policy, image.path, resolved);
+  // No FIFO (its open would block), socket, character device or directory; no device unless allowed.
+  const st = await vfs.stat(resolved).catch(() => undefined); // Missing: the open says so.
+  if (st) checkBackingNode(policy, image.path, resolved, st);
   return resolved;
 }
 
@@ -182,10 +192,13 @@ export interface BackingOpenOptions extends BackingRules {
 export async function openBackingOf(vfs: Vfs, top: Image, o: BackingOpenOptions): Promise<Image> {
   const resolved = await checkBackingAllowed(vfs, top, o);
   const ref = top.backingReference!;
+  const policy = backingPolicy({ ...o, backingMode: o.backingMode });
   const options: Parameters<typeof openImage>[1] = {
     vfs,
     readOnly: o.readOnly,
-    backing: backingPolicy({ ...o, backingMode: o.backingMode }),
+    backing: policy,
+    // A path from the image: a device only when allowed (checked again on the node actually opened).
+    blockDevices: policy.allowDevices === true,
   };
   if (!o.backingProbe) {
     options.format = ref.format ?? 'raw';
@@ -278,6 +291,7 @@ export function cacheVfs(vfs: Vfs, options: JobOptions): Vfs {
     remove: (path) => vfs.remove(path),
     rename: (from, to) => vfs.rename(from, to),
   };
+  if (vfs.setAttributes) wrapped.setAttributes = (path, attributes) => vfs.setAttributes!(path, attributes);
   return wrapped;
 }
 
@@ -357,6 +371,35 @@ export function jobChunk(options: JobOptions, fallback = CHUNK): number {
 export function resolveBackingArg(vfs: Vfs, imagePath: string, backing: string): string {
   if (backing.startsWith('/')) return backing;
   return vfs.resolve(vfs.dirname(vfs.resolve(vfs.cwd(), imagePath)), backing);
+}
+
+/** A file's identity (device and inode), following symlinks; undefined when it cannot be stat'ed or the Vfs has none. */
+export async function fileId(vfs: Vfs, path: string): Promise<string | undefined> {
+  return (await vfs.stat(path).catch(() => undefined))?.id;
+}
+
+/** The identities of every file of an opened image's chain (top first), with the path each was opened by. */
+export async function chainFiles(vfs: Vfs, image: Image | undefined): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for (let layer = image; layer; layer = layer.backing) {
+    const id = await fileId(vfs, layer.path);
+    if (id !== undefined) files.set(id, layer.path);
+  }
+  return files;
+}
+
+/**
+ * Refuses `target` (a file the job is about to write or replace) when it is
+ * one of the files of `chain` (compared by device and inode, so that neither
+ * a symlink nor a hard link hides it): writing it would destroy data the job
+ * still reads, or make an image its own backing file.
+ */
+export async function refuseTargetInChain(vfs: Vfs, target: string, chain: Map<string, string>, what: string): Promise<void> {
+  const id = await fileId(vfs, target);
+  const same = id === undefined ? undefined : chain.get(id);
+  if (same !== undefined) {
+    throw new BlockError('backing-loop', `is also ${what} (${same}): the same file cannot be both`, { path: target });
+  }
 }
 
 /** Whole seconds of a file's mtime (floored), or undefined when it cannot be stat'ed. */

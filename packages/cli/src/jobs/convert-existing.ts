@@ -20,7 +20,10 @@
  * the default, a front part); running it again finishes it.
  */
 import type { Image } from '@blk/core';
-import { backingPolicy, cacheVfs, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, openOn, progressOf, rulesIn } from './common.js';
+import {
+  backingPolicy, cacheVfs, chainFiles, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, openOn, progressOf,
+  refuseTargetInChain, rulesIn,
+} from './common.js';
 import { copyImageData } from './copy-loop.js';
 import { copyDepth, sparseSizeOf, type ConvertOptions, type ConvertResult } from './convert.js';
 import { openImage } from '../images.js';
@@ -46,6 +49,8 @@ export async function convertIntoExisting(src: string, dst: string, options: Con
       vfs, readOnly: false, backing: backingPolicy({ backingProbe: options.backingProbe, ...rulesIn(options) }),
     };
     if (options.outputFormat !== undefined) openOptions.format = options.outputFormat;
+    // DST must be none of the files read (by device and inode: no symlink or hard link hides it).
+    await refuseTargetInChain(vfs, dst, await chainFiles(vfs, source), 'a source of this convert');
     out = await openImage(dst, openOptions);
     if (out.size < source.size) {
       throw new Error(`${dst}: output file is smaller than input file (${out.size} < ${source.size} bytes)`);
@@ -67,7 +72,7 @@ export async function convertIntoExisting(src: string, dst: string, options: Con
     await out.close();
     out = undefined;
     progress.end();
-    return { size: source.size, tempPath: undefined };
+    return { size: source.size, tempPath: undefined, target: dst, method: 'in-place' };
   } finally {
     await out?.close().catch(() => undefined);
     await source.close().catch(() => undefined);

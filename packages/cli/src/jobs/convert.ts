@@ -5,14 +5,25 @@
  * and flushed. Interrupted at any point, DST is untouched; a failure removes
  * the temporary file (a killed process can leave it behind).
  *
+ * What DST is decides how it is written (see target.ts): a symlink is
+ * followed (the temporary file goes beside its target); a replaced file keeps
+ * its mode and owner; a file with several hard links and a block device are
+ * written in place, as qemu-img writes every target, because a rename would
+ * split the links or replace the device node. Other node types are refused.
+ * A DST that is one of the files the job reads (the source's chain, the -B
+ * chain) is refused, and an existing DST is locked before anything is written.
+ *
  * Every file-system action goes through the job's Vfs (syncing DST's
  * directory after the rename is the host's business: the blk command does it).
  */
-import { BlockError, isBlockError, type Image, type PreallocationMode } from '@blk/core';
 import {
-  cacheVfs, COPY_CHUNK, COPY_DEPTH, jobChunk, jobVfs, openNamedBacking, openOn, progressOf, resolveBackingArg,
-  type JobOptions,
+  BlockError, isBlockError, type FileAttributes, type Image, type PreallocationMode, type Storage, type Vfs,
+} from '@blk/core';
+import {
+  cacheVfs, chainFiles, COPY_CHUNK, COPY_DEPTH, jobChunk, jobVfs, openNamedBacking, openOn, progressOf,
+  refuseTargetInChain, resolveBackingArg, type JobOptions,
 } from './common.js';
+import { planTarget } from './target.js';
 import { copyImageData } from './copy-loop.js';
 import { convertIntoExisting } from './convert-existing.js';
 import { createImage, openImage } from '../images.js';
@@ -62,8 +73,12 @@ export interface ConvertOptions extends JobOptions {
 export interface ConvertResult {
   /** Virtual size of the output (the source's). */
   size: number;
-  /** The temporary name the output was written under before the rename (undefined when written in place: -n). */
+  /** The temporary name the output was written under before the rename (undefined when written in place). */
   tempPath: string | undefined;
+  /** The file written: DST, or the file DST's symlinks lead to. */
+  target: string;
+  /** How: under a temporary name then renamed over `target`, or in place (-n, hard links, block devices). */
+  method: 'rename' | 'in-place';
 }
 
 const DEFAULT_SPARSE = 4096;
@@ -108,18 +123,22 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     throw new Error('a backing format needs a backing file');
   }
 
+  let plan = await planTarget(vfs, dst);
   const source = await openOn(vfs, src, {
     format: options.format, readOnly: true, backingProbe: options.backingProbe,
     backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve,
+    backingDevices: options.backingDevices,
   });
   let backing: Image | undefined;
   let out: Image | undefined;
-  const tmp = tempNameFor(dst);
-  let created = false;
+  /** The existing DST, held open (and locked) until the rename replaces it. */
+  let guard: Storage | undefined;
+  let tmp: string | undefined;
   const removeTmp = async () => {
-    if (!created) return;
-    created = false;
-    await vfs.remove(tmp).catch(() => undefined); // Already gone.
+    if (tmp === undefined) return;
+    const name = tmp;
+    tmp = undefined;
+    await vfs.remove(name).catch(() => undefined); // Already gone.
     options.onTempFile?.(undefined);
   };
   try {
@@ -128,6 +147,13 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
       backingPath = resolveBackingArg(vfs, dst, backingArg);
       backing = await openNamedBacking(vfs, backingPath, backingFormat, options);
     }
+    // DST must be none of the files read: writing it would destroy the data being copied,
+    // or (-B DST) make DST an overlay of itself.
+    const read = new Map([...await chainFiles(vfs, source), ...await chainFiles(vfs, backing)]);
+    if (plan.exists) await refuseTargetInChain(vfs, plan.path, read, 'a source or backing file of this convert');
+    // Refuse a DST another process has open for writing before anything is created or truncated
+    // (in place, the create below takes the lock before truncating).
+    if (plan.method === 'rename' && plan.exists) guard = await vfs.open(plan.path, { readOnly: false });
     const createOptions: Parameters<typeof createImage>[1] = { vfs, format: outFormat, size: source.size };
     if (backingPath !== undefined) {
       createOptions.backing = backingFormat !== undefined ? { path: backingPath, format: backingFormat } : backingPath;
@@ -136,10 +162,27 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
       createOptions.driverOptions = options.driverOptions;
     }
     if (options.preallocation !== undefined) createOptions.preallocation = options.preallocation;
-    created = true;
-    options.onTempFile?.(tmp);
-    await createImage(tmp, createOptions);
-    out = await openImage(tmp, {
+    let written: string;
+    if (plan.method === 'rename') {
+      tmp = tempNameFor(plan.path);
+      options.onTempFile?.(tmp);
+      await createImage(tmp, createOptions);
+      // DST's mode and owner before any data lands in the file. Where they cannot be given (chown
+      // to another user needs root), write DST in place instead, as qemu-img always does.
+      if (plan.attributes && !(await giveAttributes(vfs, tmp, plan.attributes))) {
+        await removeTmp();
+        await guard?.close();
+        guard = undefined;
+        plan = { ...plan, method: 'in-place' };
+      }
+    }
+    if (plan.method === 'in-place') {
+      await createImage(plan.path, { ...createOptions, overwrite: true });
+      written = plan.path;
+    } else {
+      written = tmp!;
+    }
+    out = await openImage(written, {
       vfs,
       format: outFormat,
       // Without -O the output is raw by default: guarded, so the guest's first and last bytes cannot
@@ -154,18 +197,22 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
       depth,
       sparseSize: sparse,
       against: backing,
-      writeAll: sparse === 0 && backing === undefined,
+      // A device keeps what it held: every byte must be written, zeros too.
+      writeAll: (sparse === 0 && backing === undefined) || plan.device,
       outOfOrder: options.outOfOrder,
       onProgress: (done) => progress.update(done),
     });
     await out.flush();
     await out.close();
     out = undefined;
-    await vfs.rename(tmp, dst);
-    created = false;
-    options.onTempFile?.(undefined);
+    const tempPath = tmp;
+    if (tmp !== undefined) {
+      await vfs.rename(tmp, plan.path);
+      tmp = undefined;
+      options.onTempFile?.(undefined);
+    }
     progress.end();
-    return { size: source.size, tempPath: tmp };
+    return { size: source.size, tempPath, target: plan.path, method: plan.method };
   } catch (err) {
     await out?.close().catch(() => undefined);
     await removeTmp();
@@ -176,7 +223,19 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     }
     throw err;
   } finally {
+    await guard?.close().catch(() => undefined);
     await backing?.close().catch(() => undefined);
     await source.close().catch(() => undefined);
+  }
+}
+
+/** Gives the temporary file the replaced file's mode and owner; false when the Vfs cannot (or may not). */
+async function giveAttributes(vfs: Vfs, path: string, attributes: FileAttributes): Promise<boolean> {
+  if (!vfs.setAttributes) return true; // No owners or modes on this Vfs: nothing to keep.
+  try {
+    await vfs.setAttributes(path, attributes);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -14,9 +14,9 @@
  *
  * Every file-system action goes through the job's Vfs.
  */
-import { isBlockError, type BackingSpec, type Image, type Vfs } from '@blk/core';
+import { BlockError, isBlockError, type BackingSpec, type Image, type Vfs } from '@blk/core';
 import {
-  jobChunk, jobVfs, mtimeOf, openNamedBacking, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
+  fileId, jobChunk, jobVfs, mtimeOf, openNamedBacking, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
 } from './common.js';
 
 export interface RebaseOptions extends JobOptions {
@@ -48,9 +48,16 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   if (newPath !== undefined && !(await vfs.exists(newPath))) {
     throw new Error(`${file}: new backing file ${newPath} not found`);
   }
+  // An image cannot be its own backing file (compared by device and inode: links do not hide it).
+  if (newPath !== undefined) {
+    const self = await fileId(vfs, file);
+    if (self !== undefined && self === await fileId(vfs, newPath)) {
+      throw new BlockError('backing-loop', `cannot be its own backing file (${newPath})`, { path: file });
+    }
+  }
   const open = (backingMode: 'open' | 'ignore') => openOn(vfs, file, {
     format: options.format, readOnly: false, backingProbe: options.backingProbe, backingMode,
-    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve,
+    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve, backingDevices: options.backingDevices,
   });
   let top: Image;
   try {
