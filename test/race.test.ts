@@ -11,7 +11,7 @@ import { chainSubject, checkConcurrentWrites } from '@blk/testkit';
 
 describe('concurrent requests', () => {
   it('raw', async () => {
-    await checkConcurrentWrites(chainSubject({ registry, layers: [{ format: 'raw', size: 64 * 1024 + 7 }] }), { numRuns: 200 });
+    await checkConcurrentWrites(chainSubject({ registry, layers: [{ format: 'raw', size: 64 * 1024 + 512 }] }), { numRuns: 200 });
   });
 
   it('cow v3 over raw (bitmap bytes shared by neighbouring sectors)', async () => {

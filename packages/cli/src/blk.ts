@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { ExitError, reportError } from './errors.js';
+import { ExitError, reportError, setCommandContext } from './errors.js';
 import { unknownCommandMessage } from './unknown-command.js';
 import { printable } from './printable.js';
 import { allowBackingDevices } from './backing-devices.js';
@@ -31,7 +31,11 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 const outputOption = () => new Option('--output <format>', 'output format').choices(['human', 'json']).default('human');
 const formatOption = () => new Option('-f, --format <fmt>', 'image format (probed from the content when omitted)');
-const forceShareOption = () => new Option('-U, --force-share', 'accepted for qemu-img compatibility (blk takes no locks)');
+const forceShareOption = () => new Option('-U, --force-share',
+  'read the image even while another process writes it (takes no conflicting lock; warns, as what is read may be inconsistent)');
+/** The image's direct backing file's format: cow records none, and a cow under a cow must be named. */
+const imageBackingFormatOption = (flags = '-F, --backing-format <fmt>') => new Option(flags,
+  'format of the image\'s backing file (default: the format the image records, else raw)');
 const backingProbeOption = () => new Option('--backing-probe',
   'guess backing files\' formats from their content (trusted images only; default: the format the image records, else raw)');
 const backingDevicesOption = () => new Option('--backing-devices',
@@ -70,7 +74,10 @@ export function buildProgram(): Command {
     })
     .showSuggestionAfterError(true)
     .hook('preSubcommand', (_cmd, sub) => { current = sub.name(); })
-    .hook('preAction', (_cmd, action) => { if (action.opts().backingDevices === true) allowBackingDevices(); })
+    .hook('preAction', (_cmd, action) => {
+      if (action.opts().backingDevices === true) allowBackingDevices();
+      setCommandContext(action.name(), action.opts(), action.args);
+    })
     .on('command:*', (operands: string[]) => {
       // qemu-img's "Command not found" (exit 1), naming the nearest thing blk has.
       const name = operands[0] ?? '';
@@ -105,8 +112,9 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('info')
     .description('show an image\'s format, sizes, backing file and format-specific facts')
-    .usage('[-f FMT] [--output=human|json] [--backing-chain] FILE')
+    .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [--backing-chain] [-U] FILE')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption())
     .addOption(outputOption())
     .option('--backing-chain', 'show every image of the backing chain')
     .addOption(backingProbeOption())
@@ -119,8 +127,9 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('map')
     .description('show where the image\'s data lives, across the backing chain')
-    .usage('[-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] FILE')
+    .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILE')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption())
     .addOption(outputOption())
     .option('-s, --start-offset <offset>', 'first byte to map')
     .option('-l, --max-length <length>', 'number of bytes to map')
@@ -134,9 +143,10 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('convert')
     .description('copy an image into a new one of any format; all-zero runs stay holes')
-    .usage('[-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] '
-      + '[-n [--target-is-zero]] [-m N] [-W] SRC DST')
+    .usage('[-f FMT] [--source-backing-format FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] '
+      + '[-n [--target-is-zero]] [-m N] [-W] [-U] SRC DST')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption('--source-backing-format <fmt>'))
     .addOption(new Option('-O, --output-format <fmt>', 'format of the output image (default raw; with -n: probed)'))
     .option('-o, --options <list>', 'options for the output format (as for create)', collect, [])
     .option('-B, --backing <file>', 'make the output an overlay on this file; only data that differs from it is written')
@@ -160,8 +170,9 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('commit')
     .description('write an overlay\'s data into its backing file, then empty the overlay')
-    .usage('[-f FMT] [-b BASE] [-d] [-t CACHE] [-p] [-q] FILE')
+    .usage('[-f FMT] [-F BACKING_FMT] [-b BASE] [-d] [-t CACHE] [-p] [-q] FILE')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption())
     .option('-b, --base <file>', 'commit every layer above BASE, a file further down the chain, into it (implies -d)')
     .option('-d, --keep', 'keep the overlay\'s data (do not empty it)')
     .option('-t, --cache <mode>', CACHE_HELP)
@@ -177,10 +188,11 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('rebase')
     .description('change the backing file of an image')
-    .usage('[-f FMT] [-F BACKING_FMT] [-u] [-p] [-q] -b NEW FILE')
+    .usage('[-f FMT] [-F BACKING_FMT] [--old-backing-format FMT] [-u] [-p] [-q] -b NEW FILE')
     .addOption(formatOption())
     .requiredOption('-b, --backing <file>', 'the new backing file (relative names are relative to FILE\'s directory)')
     .option('-F, --backing-format <fmt>', 'format of the new backing file (default raw)')
+    .option('--old-backing-format <fmt>', 'format of the image\'s current backing file (default: the format the image records, else raw)')
     .option('-u, --unsafe', 'only rewrite the reference in the header; copy no data')
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')
@@ -193,9 +205,11 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('compare')
     .description('compare the guest-visible contents of two images (exit 0 same, 1 different, 2 error)')
-    .usage('[-f FMT] [-F FMT] [-s] [-p] [-q] A B')
+    .usage('[-f FMT] [-F FMT] [--backing-format FMT] [--second-backing-format FMT] [-s] [-p] [-q] [-U] A B')
     .addOption(new Option('-f, --format <fmt>', 'format of A (probed when omitted)'))
     .addOption(new Option('-F, --second-format <fmt>', 'format of B (probed when omitted)'))
+    .addOption(new Option('--backing-format <fmt>', 'format of A\'s backing file (default: the format A records, else raw)'))
+    .addOption(new Option('--second-backing-format <fmt>', 'format of B\'s backing file (default: the format B records, else raw)'))
     .option('-s, --strict', 'also fail when sizes or allocation differ')
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing; the exit code tells')
@@ -210,8 +224,9 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('check')
     .description('check an image for consistency (exit 0 ok, 1 not completed, 2 corrupt, 3 leaks, 63 unsupported)')
-    .usage('[-f FMT] [--output=human|json] [-r leaks|all] [-q] FILE')
+    .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [-r leaks|all] [-q] [-U] FILE')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption())
     .addOption(outputOption())
     .option('-r, --repair <what>', 'repair what the check finds: leaks (wasted space only) or all (also corruptions); '
       + 'the image is then checked again')
@@ -227,8 +242,9 @@ Run 'blk COMMAND --help' for a command's options.`);
 
   program.command('resize')
     .description('change the virtual size of an image (shrinking needs --shrink)')
-    .usage('[-f FMT] [--shrink] [--preallocation=MODE] [-q] FILE [+|-]SIZE')
+    .usage('[-f FMT] [-F BACKING_FMT] [--shrink] [--preallocation=MODE] [-q] FILE [+|-]SIZE')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption())
     .option('--shrink', 'allow the image to shrink (the data past the new end is deleted)')
     .option('--preallocation <mode>', 'reserve the new space: off (default), metadata, falloc, full (what the format supports)')
     .option('-q, --quiet', 'print nothing on success')
@@ -246,8 +262,9 @@ record their backing file's size, so the backing file must have the new size fir
 
   program.command('measure')
     .description('how much host space a new image of a format needs, empty or as a copy of FILE')
-    .usage('[--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] FILE)')
+    .usage('[--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-F BACKING_FMT] [-U] FILE)')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption())
     .addOption(new Option('-O, --output-format <fmt>', 'format of the image to measure').default('raw'))
     .option('-o, --options <list>', 'options of that format (as for create)', collect, [])
     .option('--size <size>', 'virtual size of an empty image to measure')
@@ -262,8 +279,9 @@ record their backing file's size, so the backing file must have the new size fir
 
   program.command('amend')
     .description('change format options of an existing image in place')
-    .usage('[-f FMT] [-q] -o OPTIONS FILE')
+    .usage('[-f FMT] [-F BACKING_FMT] [-q] -o OPTIONS FILE')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption())
     .option('-o, --options <list>', 'options to change, comma-separated key=value (repeatable); -o help lists them', collect, [])
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
@@ -321,8 +339,9 @@ written under a temporary name and renamed into place when complete.`)
 
   program.command('io')
     .description('qemu-io: run read/write/alloc/map/... commands on an image (from -c, else from stdin)')
-    .usage('[-f FMT] [-r] [-s] [-t CACHE] [-i AIO] [-d DISCARD] [-U] [-c CMD]... [FILE]')
+    .usage('[-f FMT] [-F BACKING_FMT] [-r] [-s] [-t CACHE] [-i AIO] [-d DISCARD] [-U] [-c CMD]... [FILE]')
     .addOption(formatOption())
+    .addOption(imageBackingFormatOption())
     .option('-r, --read-only', 'open the image read-only')
     .option('-c, --cmd <command>', 'command to run (repeatable; `-c help` lists them)', collect, [])
     .option('-s, --snapshot', 'writes go to a temporary overlay, deleted on exit; FILE is not changed')

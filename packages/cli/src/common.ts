@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Image } from '@blk/core';
-import { backingPolicy, isZero, type BackingRules, type CliOpenOptions } from './jobs/common.js';
+import { backingPolicy, cliOpenOptions, isZero, type BackingRules, type CliOpenOptions } from './jobs/common.js';
+import { warn } from './errors.js';
 import { openImage } from './images.js';
 import { ownerMayRead } from './owner-rule.js';
 
@@ -26,9 +27,7 @@ export function rulesOf(opts: BackingRuleFlags): BackingRules {
 
 /** Opens an image as the CLI's options say. */
 export async function openCli(path: string, o: CliOpenOptions): Promise<Image> {
-  const options: Parameters<typeof openImage>[1] = { readOnly: o.readOnly, backing: backingPolicy(o) };
-  if (o.format !== undefined) options.format = o.format;
-  return openImage(path, options);
+  return openImage(path, cliOpenOptions({ onWarning: warn, ...o }));
 }
 
 /** Bytes the file occupies on disk (st_blocks * 512), as qemu-img's actual-size. */

@@ -47,6 +47,8 @@ export interface DescribeOptions {
   backingProbe?: boolean;
   /** What the user's backing rules (--backing-dir, --forbid-backing) say of the backing file, when given. */
   verdict?: BackingVerdict;
+  /** -F: the format the backing file was named as (what it opens as, even when it is not opened). */
+  backingFormat?: string | undefined;
 }
 
 /** qemu-img info's fields for one opened image. */
@@ -64,7 +66,8 @@ export function describeImage(image: Image, o: DescribeOptions): QDict {
     e['backing-filename'] = info.backing.stored;
     // No resolved path (stored bytes that are not UTF-8): none is shown rather than a wrong one.
     if (info.backing.resolved !== undefined) e['full-backing-filename'] = info.backing.resolved;
-    const fmt = info.backing.format ?? (o.backingProbe ? undefined : 'raw');
+    // The format the backing file was opened as; when it was not opened, the one it would open as.
+    const fmt = image.backing?.format ?? o.backingFormat ?? info.backing.format ?? (o.backingProbe ? undefined : 'raw');
     if (fmt !== undefined) e['backing-filename-format'] = fmt;
     if (o.verdict) {
       e['backing-allowed'] = o.verdict.allowed;
@@ -80,7 +83,8 @@ export function describeImage(image: Image, o: DescribeOptions): QDict {
     }
     if (ref.expect.size !== undefined) {
       // Without opening it: a raw backing file's size is its length.
-      const rawBacking = info.backing?.format === 'raw' || (info.backing?.format === undefined && !o.backingProbe);
+      const assumed = o.backingFormat ?? info.backing?.format;
+      const rawBacking = assumed === 'raw' || (assumed === undefined && !o.backingProbe);
       const backingSize = image.backing?.size ?? (rawBacking ? fs.statSync(resolved).size : undefined);
       if (backingSize !== undefined) data['backing-size-matches'] = ref.expect.size === backingSize;
     }

@@ -74,3 +74,11 @@ export function parseUnsigned(text: string, max: number): number | undefined {
   const value = m[1] !== undefined ? parseInt(m[1], 16) : m[2] !== undefined ? parseInt(m[2], 8) : Number(m[3]);
   return Number.isSafeInteger(value) && value <= max ? value : undefined;
 }
+
+/**
+ * `size` rounded up to whole 512-byte sectors, as qemu-img's drivers round a
+ * new image's size (`create -f raw x 1234` makes a 1536-byte file).
+ */
+export function wholeSectors(size: number): number {
+  return Math.ceil(size / 512) * 512;
+}

@@ -154,8 +154,11 @@ describe('blk commit', () => {
     expect(mid.code).toBe(1);
     const chk = blk(['check', overlay]);
     expect(chk.code).toBe(2);
-    expect(chk.stderr).toContain("a commit into it was interrupted; run 'blk commit' again to finish it");
-    expect(blk(['io', '-c', 'read 0 512', overlay]).code).toBe(1);
+    expect(chk.stderr).toContain(`a commit into it was interrupted; finish it with: blk commit ${overlay}`);
+    // Opening it says the same (and not to accept the backing file with rebase -u, which would hide the half-done commit).
+    const io = blk(['io', '-c', 'read 0 512', overlay]);
+    expect(io.code).toBe(1);
+    expect(io.stderr).toMatch(new RegExp(`a commit into it was interrupted; finish it with: blk commit ${overlay}\n$`));
     // Recovery: run it again.
     const again = blk(['commit', overlay]);
     expect(again).toMatchObject({ code: 0, stdout: 'Image committed.\n', stderr: '' });

@@ -159,7 +159,7 @@ describe('blk convert', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^blk: .*unknown format 'vmdk'/);
     // cow v3 needs a backing file: the driver refuses after the temporary file was started.
-    r = blk(['convert', '-O', 'cow', p('pg.img'), p('never.cow')]);
+    r = blk(['convert', '-O', 'cow', '-o', 'version=3', p('pg.img'), p('never.cow')]);
     expect(r.code).toBe(1);
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(fs.existsSync(p('never.img'))).toBe(false);

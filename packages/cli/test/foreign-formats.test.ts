@@ -112,7 +112,10 @@ describe('images of formats without a driver', () => {
       expect(info.stdout).toContain('file format: raw');
       const conv = blk(['convert', '-f', 'raw', '-O', 'raw', name, 'copy.img'], { cwd: dir });
       expect(conv.code, `${name}: ${conv.stderr}`).toBe(0);
-      expect(sha(p('copy.img'))).toBe(sha(p(name)));
+      // The bytes as they are, padded to whole sectors (a raw disk is whole sectors, as in QEMU).
+      const bytes = fs.readFileSync(p(name));
+      const padded = Buffer.concat([bytes, Buffer.alloc((512 - (bytes.length % 512)) % 512)]);
+      expect(fs.readFileSync(p('copy.img')).equals(padded), name).toBe(true);
       fs.rmSync(p('copy.img'));
     }
     const [name] = fixtures[0]!;

@@ -154,12 +154,14 @@ describe('blk io: qemu-io\'s command-line options', () => {
     expect(ro).toMatchObject({ code: 1, stderr: `blk: ${p('snap.img')}: Block node is read-only\n` });
   });
 
-  it('-s on an image of a size in no whole sectors is refused with one line naming it; nothing is written', () => {
+  it('-s on a raw file whose length is no whole number of sectors: a disk of whole sectors, as qemu-io; nothing is written', () => {
     rawFile(p('odd.img'), 1000, [[0, 1000, 9]]);
-    const r = blk(['io', '-s', '-f', 'raw', '-c', 'write 0 10', p('odd.img')]);
-    expect(r).toMatchObject({ code: 1, stdout: '' });
-    expect(r.stderr).toBe(`blk: ${p('odd.img')}: -s needs a size that is a multiple of 512 bytes `
-      + '(the temporary overlay is a cow image); this image has 1000\n');
+    const r = blk(['io', '-s', '-f', 'raw', '-c', 'write 0 10', '-c', 'read -P 0 1000 24', '-c', 'length', p('odd.img')]);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^wrote 10\/10 bytes at offset 0$/m);
+    expect(r.stdout).toMatch(/^read 24\/24 bytes at offset 1000$/m);
+    expect(r.stdout).toMatch(/^1 KiB$/m);
+    expect(fs.statSync(p('odd.img')).size).toBe(1000);
     expect(fs.readFileSync(p('odd.img')).every((b) => b === 9)).toBe(true);
   });
 

@@ -48,12 +48,14 @@ describe('blk measure', () => {
 
   it('cow: header and bitmap up to the data offset, plus the data the copy would hold', () => {
     // An empty v3 image of 1 GiB: bitmap at 8192, 256 KiB of bitmap, data at 270336.
-    let r = blk(['measure', '-O', 'cow', '--size', '1G']);
+    let r = blk(['measure', '-O', 'cow', '-o', 'version=3', '--size', '1G']);
     expect(r).toMatchObject({ code: 0, stdout: `required size: 270336\nfully allocated size: ${270336 + 1024 * MiB}\n` });
-    // QEMU's layout: bitmap right after the 1056-byte header, data aligned to 512.
-    r = blk(['measure', '-O', 'cow', '-o', 'version=2', '--output=json', '--size', '1G']);
-    expect(JSON.parse(r.stdout)).toEqual({ required: 263680, 'fully-allocated': 263680 + 1024 * MiB });
-    r = blk(['measure', '-O', 'cow', '-o', 'preallocation=full', '--size', '1G']);
+    // QEMU's layout (what convert -O cow writes without -B): bitmap right after the 1056-byte header, data aligned to 512.
+    for (const o of [['-o', 'version=2'], []]) {
+      r = blk(['measure', '-O', 'cow', ...o, '--output=json', '--size', '1G']);
+      expect(JSON.parse(r.stdout)).toEqual({ required: 263680, 'fully-allocated': 263680 + 1024 * MiB });
+    }
+    r = blk(['measure', '-O', 'cow', '-o', 'version=3,preallocation=full', '--size', '1G']);
     expect(required(r.stdout)).toBe(270336 + 1024 * MiB);
 
     // A source with data in two runs (one partial sector) and a backing file under it.
@@ -61,7 +63,7 @@ describe('blk measure', () => {
     expect(blk(['io', '-f', 'raw', '-c', 'write -P 1 0 64k', p('base.img')]).code).toBe(0);
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('base.img'), p('top.cow')]).code).toBe(0);
     expect(blk(['io', '-c', 'write -P 2 2M 1000', p('top.cow')]).code).toBe(0);
-    r = blk(['measure', '-O', 'cow', p('top.cow')]);
+    r = blk(['measure', '-O', 'cow', '-o', 'version=3', p('top.cow')]);
     // 12288 of header and bitmap, 64 KiB from the base, 1024 bytes (two sectors) from the overlay.
     expect(r).toMatchObject({ code: 0, stdout: `required size: ${12288 + 64 * KiB + 1024}\nfully allocated size: ${12288 + 4 * MiB}\n` });
     // A copy to raw takes the whole disk, as QEMU's raw_measure says.

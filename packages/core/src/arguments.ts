@@ -100,9 +100,9 @@ const BACKING_MODES: readonly NonNullable<BackingPolicy['mode']>[] = ['open', 'f
 const MISMATCH_MODES: readonly NonNullable<BackingPolicy['onMismatch']>[] = ['refuse', 'accept', 'update'];
 const POLICY_KEYS: readonly (keyof BackingPolicy)[] = ['mode', 'format', 'maxDepth', 'allowedDirs', 'onMismatch', 'overridePath', 'approve',
   'allowDevices'];
-// forceShare: blk io -U's shared-lock request, passed through for the Vfs's lock layer.
+// forceShare: qemu-img's -U (force-share=on), passed through for the Vfs's lock layer; onWarning hears the Vfs.
 const OPEN_KEYS = ['registry', 'format', 'formatAssumed', 'readOnly', 'vfs', 'cache', 'driverOptions', 'backing', 'forceShare',
-  'blockDevices'];
+  'blockDevices', 'onWarning'];
 const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'preallocation', 'vfs', 'overwrite'];
 
 /** A backing policy as the caller gave it (see BackingPolicy). */
@@ -145,6 +145,9 @@ export function checkOpenOptions(options: unknown, path: unknown): void {
   checkBoolean(options.readOnly, 'readOnly', path);
   checkBoolean(options.forceShare, 'forceShare', path);
   checkBoolean(options.blockDevices, 'blockDevices', path);
+  if (options.onWarning !== undefined && typeof options.onWarning !== 'function') {
+    throw invalidArgument('onWarning', `must be a function, not ${describeValue(options.onWarning)}`, path);
+  }
   checkOneOf(options.cache, CACHE_MODES, 'cache', path);
   checkRecord(options.driverOptions, 'driverOptions', path);
   checkRecord(options.vfs, 'vfs', path);

@@ -175,7 +175,11 @@ export type CacheMode = 'writeback' | 'writethrough' | 'unsafe';
 export interface BackingSpec {
   /** Absolute path to store in the new image. */
   path: string;
-  /** Virtual size of the backing image in bytes. */
+  /**
+   * Size of the backing image in bytes as the overlay records it: its virtual
+   * size, or for a raw regular file its length (what UML compares; a raw disk
+   * is that length rounded up to whole 512-byte sectors).
+   */
   size: number;
   /** Whole seconds of the backing file's mtime. */
   mtimeSec: number;

@@ -76,6 +76,8 @@ export interface BlockErrorContext {
   cause?: unknown;
   /** errno-style code of an I/O error (EIO, ENOSPC, ENOENT, ...). */
   code?: string;
+  /** Backing-chain errors: the level of the file at fault (1 = the opened image's backing file). */
+  depth?: number;
 }
 
 export class BlockError extends Error {
@@ -86,6 +88,8 @@ export class BlockError extends Error {
   readonly driver: string | undefined;
   readonly format: string | undefined;
   readonly code: string | undefined;
+  /** Backing-chain errors: the level of the file at fault (1 = the opened image's backing file). */
+  readonly depth: number | undefined;
   /** The message without the leading path, for re-titling an error with another name for the file. */
   readonly detail: string;
 
@@ -102,6 +106,7 @@ export class BlockError extends Error {
     this.driver = context.driver;
     this.format = context.format;
     this.code = context.code;
+    this.depth = context.depth;
   }
 }
 
@@ -127,6 +132,7 @@ export function retitle(err: unknown, path: string): unknown {
   if (isBlockError(err) && err.path !== path) {
     return new BlockError(err.kind, err.detail, {
       path, cause: err, code: err.code, offset: err.offset, field: err.field, driver: err.driver, format: err.format,
+      depth: err.depth,
     });
   }
   return err;

@@ -511,7 +511,8 @@ export class Image {
     await this.exclusively(async () => {
       // Any size change makes other bytes the file's last (a grow: old bytes followed by zeros;
       // a shrink: bytes from inside the disk), and a grow can complete a short head: judge them.
-      if (this.probeGuard && size !== this.size) await this.checkProbeGuard([], size);
+      // Also at the same size: a raw file shorter than its last sector grows to the size asked.
+      if (this.probeGuard) await this.checkProbeGuard([], size);
       await resize.call(this.driverImage, size, context);
     }).catch(this.retitled);
   }

@@ -1,4 +1,4 @@
-import { BlockError, isBlockError, retitle } from './errors.js';
+import { BlockError, isBlockError, retitle, type BlockErrorContext } from './errors.js';
 import { checkOffset } from './checks.js';
 import { checkCreateOptions, checkOpenOptions } from './arguments.js';
 import { Image } from './image.js';
@@ -8,7 +8,7 @@ import {
 } from './backing-policy.js';
 import type { BackingReference, BackingSpec, CacheMode, DriverImage, PreallocationMode } from './driver.js';
 import type { DriverRegistry } from './registry.js';
-import type { Storage, Vfs } from './storage.js';
+import type { FileStat, Storage, Vfs, VfsOpenOptions } from './storage.js';
 
 export interface OpenImageOptions {
   /** The formats to probe among; `@blk/images` passes one with every built-in format. */
@@ -36,6 +36,15 @@ export interface OpenImageOptions {
    * backing file directly, such as commit, passes `backing.allowDevices`).
    */
   blockDevices?: boolean;
+  /**
+   * qemu-img's `-U` (force-share=on): read an image another process may be
+   * writing. Every file of the chain opens without a lock that would conflict
+   * with a writer's (what is read may then be inconsistent, and the Vfs warns
+   * through `onWarning` when it sees a writer). Only with `readOnly`.
+   */
+  forceShare?: boolean;
+  /** Warnings from the Vfs (see `forceShare`); a locking Vfs emits a process warning without it. */
+  onWarning?: (message: string) => void;
 }
 
 export interface CreateImageOptions {
@@ -69,6 +78,10 @@ export async function openImage(path: string, options: OpenImageOptions): Promis
   checkOpenOptions(options, path);
   const vfs = options.vfs ?? await defaultVfs();
   const absolute = vfs.resolve(vfs.cwd(), path);
+  if (options.forceShare && !options.readOnly) {
+    // qemu's own words for the same mistake.
+    throw new BlockError('invalid-argument', 'force-share=on can only be used with read-only images', { path });
+  }
   return openLayer(vfs, path, absolute, options, {
     depth: 0,
     readOnly: options.readOnly ?? false,
@@ -103,7 +116,7 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
   for (const key of keys) ctx.seen.add(key);
   // The caller named the top image and may mean a device; a backing path comes from an image.
   const blockDevices = ctx.depth === 0 ? options.blockDevices !== false : policy.allowDevices === true;
-  const storage = await vfs.open(absolute, { readOnly: ctx.readOnly, blockDevices }).catch((err: unknown) => {
+  const storage = await vfs.open(absolute, { ...openFlags(ctx.readOnly, options), blockDevices }).catch((err: unknown) => {
     throw retitle(err, displayPath);
   });
   let driverImage: DriverImage | undefined;
@@ -119,7 +132,8 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
       probed = true;
     }
     const driver = registry.require(driverName, displayPath);
-    if (ctx.rawByDefault) await refuseDisguisedBacking(storage, registry, displayPath);
+    // depth 0: a file opened on its own with `formatAssumed` (a backing file named to createImage, say).
+    if (ctx.rawByDefault) await refuseDisguisedBacking(storage, registry, displayPath, ctx.depth > 0 ? ctx.depth : undefined);
     driverImage = await driver.open(storage, {
       readOnly: ctx.readOnly,
       cache: options.cache ?? 'writeback',
@@ -159,6 +173,14 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
     else await storage.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** How a layer's file is opened: read-only or not, and shared with writers when asked (forceShare). */
+function openFlags(readOnly: boolean, options: OpenImageOptions): VfsOpenOptions {
+  const flags: VfsOpenOptions = { readOnly };
+  if (options.forceShare && readOnly) flags.forceShare = true;
+  if (options.onWarning) flags.onWarning = options.onWarning;
+  return flags;
 }
 
 async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, ref: BackingReference,
@@ -202,22 +224,27 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
  * that rule: when such a file carries another format's header (a COW file
  * under a COW file, say), reading it as raw would show the header and bitmap
  * as disk contents, and a commit would write guest data over them. Refuse and
- * say how to name the format instead of guessing either way.
+ * say how to name the format instead of guessing either way. `depth` is the
+ * file's level in the chain being opened (undefined: a backing file named to
+ * createImage without a format). The error's `format` is the format found.
  */
-async function refuseDisguisedBacking(storage: Storage, registry: DriverRegistry, path: string): Promise<void> {
+async function refuseDisguisedBacking(storage: Storage, registry: DriverRegistry, path: string,
+  depth: number | undefined): Promise<void> {
   const result = await registry.inspect(storage, path).catch(() => undefined);
+  const where: BlockErrorContext = { path };
+  if (depth !== undefined) where.depth = depth;
   if (result?.foreign) {
     const found = result.foreign;
     throw new BlockError('backing-format',
       `backing file is a ${found.format} image (${found.description}: ${found.evidence}), a format no registered driver `
-      + `reads; it is not read as raw unless named: name 'raw' (backing.format 'raw', blk -F raw) to read its bytes as a disk`,
-      { path, format: found.format });
+      + `reads; it is not read as raw unless named: name 'raw' (backing.format 'raw') to read its bytes as a disk`,
+      { ...where, format: found.format });
   }
   if (result && result.driver.name !== 'raw') {
+    const found = result.driver.name;
     throw new BlockError('backing-format',
-      `backing file looks like a ${result.driver.name} image, but backing files open as raw unless their format `
-      + `is named: name it (backing.format '${result.driver.name}', blk -F ${result.driver.name}), or name 'raw' `
-      + `to read it as raw`, { path, format: result.driver.name });
+      `backing file looks like a ${found} image, but backing files open as raw unless their format `
+      + `is named: name it (backing.format '${found}'), or name 'raw' to read it as raw`, { ...where, format: found });
   }
 }
 
@@ -228,8 +255,9 @@ async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: str
   if (!expect) return;
   const st = await vfs.stat(backingPath);
   const problems: string[] = [];
-  if (expect.size !== undefined && expect.size !== backing.size) {
-    problems.push(`size ${backing.size} differs from ${expect.size} recorded in the overlay`);
+  const size = recordedBackingSize(backing, st);
+  if (expect.size !== undefined && expect.size !== size) {
+    problems.push(`size ${size} differs from ${expect.size} recorded in the overlay`);
   }
   // Headers hold 32 bits of mtime; compare the way UML does, modulo 2^32.
   if (expect.mtimeSec !== undefined && expect.mtimeSec !== st.mtimeSec % 2 ** 32) {
@@ -244,7 +272,7 @@ async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: str
       throw new BlockError('backing-mismatch',
         `backing file ${backingPath}: ${problems.join('; ')}; cannot update a read-only overlay`, { path: overlayPath });
     }
-    const spec: BackingSpec = { path: ref.path, size: backing.size, mtimeSec: st.mtimeSec };
+    const spec: BackingSpec = { path: ref.path, size: recordedBackingSize(backing, st), mtimeSec: st.mtimeSec };
     if (ref.format !== undefined) spec.format = ref.format;
     await top.setBacking(spec);
     return;
@@ -252,6 +280,16 @@ async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: str
   throw new BlockError('backing-mismatch',
     `backing file ${backingPath}: ${problems.join('; ')} (open with backing.onMismatch 'accept' or 'update' to proceed)`,
     { path: overlayPath });
+}
+
+/**
+ * The backing size an overlay records and checks (UML's): the backing
+ * image's virtual size, except for a raw regular file, whose length in
+ * bytes it is (UML stats the file). The two differ for a raw file whose
+ * length is not a multiple of 512, which is a disk of whole sectors.
+ */
+function recordedBackingSize(backing: Image, st: FileStat): number {
+  return backing.format === 'raw' && st.isFile ? st.size : backing.size;
 }
 
 /**
@@ -266,6 +304,7 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
     throw new BlockError('not-supported', `format ${driver.name} cannot create images`, { path });
   }
   let backing: BackingSpec | undefined;
+  let virtualBackingSize: number | undefined;
   if (options.backing !== undefined) {
     const spec = typeof options.backing === 'string' ? { path: options.backing } : options.backing;
     const absolute = vfs.resolve(vfs.cwd(), spec.path);
@@ -281,13 +320,17 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
       // Raw only by default: a backing file carrying another format's header is refused, not sized as raw.
       formatAssumed: spec.format === undefined,
     });
-    const size = image.size;
-    await image.close();
-    const st = await vfs.stat(absolute);
-    backing = { path: absolute, size, mtimeSec: st.mtimeSec };
+    let st: FileStat;
+    try {
+      st = await vfs.stat(absolute);
+    } finally {
+      await image.close();
+    }
+    virtualBackingSize = image.size;
+    backing = { path: absolute, size: recordedBackingSize(image, st), mtimeSec: st.mtimeSec };
     if (spec.format !== undefined) backing.format = spec.format;
   }
-  const size = options.size ?? backing?.size;
+  const size = options.size ?? virtualBackingSize;
   if (size === undefined) {
     throw new BlockError('invalid-argument', 'a size is needed when there is no backing file', { path });
   }

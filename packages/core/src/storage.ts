@@ -130,6 +130,14 @@ export interface VfsOpenOptions {
    * (BlockError `special-file`), and opening never blocks on them.
    */
   blockDevices?: boolean;
+  /**
+   * Read-only opens only: share the file with a writer (qemu-img's `-U`,
+   * force-share=on). A locking Vfs takes no lock that would conflict with a
+   * writer's, and reports through `onWarning` when a writer holds the file.
+   */
+  forceShare?: boolean;
+  /** Where a Vfs reports what the caller should know but that is no error (e.g. a writer seen by `forceShare`). */
+  onWarning?: (message: string) => void;
 }
 
 /**

@@ -37,28 +37,28 @@ async function overlayOnRaw(baseSize: number, size = baseSize) {
 
 describe('Image bounds', () => {
   it("refuses a read that reaches past the end with 'out-of-range', naming the file and offset", async () => {
-    const { image } = await rawImage(new Uint8Array(1000));
-    const err = await image.read(990, 11).catch((e: unknown) => e);
+    const { image } = await rawImage(new Uint8Array(1024));
+    const err = await image.read(1014, 11).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BlockError);
-    expect(err).toMatchObject({ kind: 'out-of-range', path: '/disk.img', offset: 990 });
+    expect(err).toMatchObject({ kind: 'out-of-range', path: '/disk.img', offset: 1014 });
   });
 
   it("refuses negative, fractional and unsafe offsets and lengths with 'out-of-range'", async () => {
-    const { image } = await rawImage(new Uint8Array(1000));
+    const { image } = await rawImage(new Uint8Array(1024));
     const bad = [[-1, 1], [0.5, 1], [2 ** 53, 1], [Number.NaN, 1], [0, 1.5], [0, -1], [0, Number.NaN], [0, 2 ** 40]] as const;
     for (const [offset, length] of bad) {
       // Lengths included: read() must check before it allocates its buffer.
       await expect(image.read(offset, length), `read(${offset}, ${length})`).rejects.toMatchObject({ kind: 'out-of-range' });
     }
     await expect(image.write(-1, new Uint8Array(1))).rejects.toMatchObject({ kind: 'out-of-range' });
-    await expect(image.isAllocated(0, 1001)).rejects.toMatchObject({ kind: 'out-of-range' });
+    await expect(image.isAllocated(0, 1025)).rejects.toMatchObject({ kind: 'out-of-range' });
   });
 
   it("refuses a write that reaches past the end with 'out-of-range' and leaves the file as it was", async () => {
-    const { vfs, image } = await rawImage(new Uint8Array(1000));
-    await expect(image.write(999, new Uint8Array(2).fill(9))).rejects.toMatchObject({ kind: 'out-of-range' });
-    expect(vfs.file('/disk.img').length).toBe(1000);
-    expect(vfs.file('/disk.img').snapshot()[999]).toBe(0);
+    const { vfs, image } = await rawImage(new Uint8Array(1024));
+    await expect(image.write(1023, new Uint8Array(2).fill(9))).rejects.toMatchObject({ kind: 'out-of-range' });
+    expect(vfs.file('/disk.img').length).toBe(1024);
+    expect(vfs.file('/disk.img').snapshot()[1023]).toBe(0);
   });
 
   it('accepts requests that end exactly at the end, and empty ones at the end', async () => {
@@ -553,8 +553,8 @@ describe('Image.writeZeroes', () => {
   it('checks like write: read-only, out of range, closed', async () => {
     const ro = (await rawImage(new Uint8Array(1000), { readOnly: true })).image;
     await expect(ro.writeZeroes(0, 10)).rejects.toMatchObject({ kind: 'read-only' });
-    const { image, vfs } = await rawImage(new Uint8Array(1000).fill(4));
-    await expect(image.writeZeroes(990, 11)).rejects.toMatchObject({ kind: 'out-of-range' });
+    const { image, vfs } = await rawImage(new Uint8Array(1024).fill(4));
+    await expect(image.writeZeroes(1014, 11)).rejects.toMatchObject({ kind: 'out-of-range' });
     expect(vfs.file('/disk.img').snapshot().every((b) => b === 4)).toBe(true);
     await image.close();
     await expect(image.writeZeroes(0, 1)).rejects.toMatchObject({ kind: 'closed' });

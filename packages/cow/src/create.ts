@@ -38,7 +38,8 @@ function headerFor(variant: CowHeader['variant'], size: number, alignment: numbe
  * up to whole sectors, as QEMU's do.
  */
 export async function measureCow(input: MeasureInput): Promise<MeasureResult> {
-  const { variant, alignment } = parseCreateOptions(input.driverOptions, undefined);
+  // What convert -O cow writes: no backing file, so QEMU's layout unless a variant is named.
+  const { variant, alignment } = parseCreateOptions(input.driverOptions, undefined, false);
   const mode = supportedPreallocation(input.preallocation, COW_PREALLOCATION, { driver: 'cow' });
   const size = alignUp(input.size, COW_SECTOR_SIZE);
   if (!Number.isSafeInteger(size) || size <= 0) {
@@ -57,9 +58,11 @@ export async function measureCow(input: MeasureInput): Promise<MeasureResult> {
 /**
  * Writes a new, empty COW image into `storage`.
  *
- * - v3 (default): the header as uml_mkcow writes it, then the file is
- *   extended (sparsely) to data offset + size, as UML does.
- * - v2-qemu-*: QEMU's header; the file ends right after the bitmap.
+ * - v3 (the default with a backing file): the header as uml_mkcow writes
+ *   it, then the file is extended (sparsely) to data offset + size, as UML does.
+ * - v2-qemu-* (v2-qemu-lp64 is the default without a backing file, as
+ *   QEMU's cow_create wrote it on x86_64: empty path, mtime 0): QEMU's
+ *   header; the file ends right after the bitmap.
  * - v1, v2-uml: for test fixtures only, sizes a multiple of 4096 (so the
  *   v1/v2 rounding bug cannot bite).
  *
@@ -68,7 +71,8 @@ export async function measureCow(input: MeasureInput): Promise<MeasureResult> {
  */
 export async function createCow(storage: Storage, options: DriverCreateOptions): Promise<void> {
   const path = storage.path;
-  const { variant, alignment } = parseCreateOptions(options.driverOptions, path);
+  const hasBacking = options.backing !== undefined && options.backing.path !== '';
+  const { variant, alignment } = parseCreateOptions(options.driverOptions, path, hasBacking);
   const preallocation = supportedPreallocation(options.preallocation, COW_PREALLOCATION, { path, driver: 'cow' });
   const spec = VARIANTS[variant];
   const size = options.size;
@@ -84,7 +88,8 @@ export async function createCow(storage: Storage, options: DriverCreateOptions):
   if (spec.family === 'uml') {
     if (!backing || backing.path === '') {
       // An empty v3 path would make the file read back as v3-broken (bytes 32..35 all zero).
-      throw bad(`a ${variant} image needs a backing file (UML overlays always name one)`, 'backing_file');
+      throw bad(`a ${variant} image needs a backing file (UML overlays always name one, and v3 cannot store an `
+        + 'empty path); without one, use version 2 (v2-qemu-lp64, QEMU\'s layout: the default without a backing file)', 'backing_file');
     }
     if (backing.size !== size) {
       throw bad(`a ${variant} image must have its backing file's size (${backing.size} bytes), not ${size}: `

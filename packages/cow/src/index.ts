@@ -27,6 +27,6 @@ export { inPlaceRange, planResize, type ResizePlan } from './resize.js';
 export { AMEND_HELP, AMEND_OPTIONS, planAmend } from './amend.js';
 export { checkCow, type CowCheckOutcome, type CowCheckTarget } from './check.js';
 export {
-  COW_PREALLOCATION, CREATE_VARIANTS, parseCreateOptions, parseOpenOptions,
+  COW_PREALLOCATION, CREATE_VARIANTS, defaultCreateVariant, parseCreateOptions, parseOpenOptions,
   type CowCreateOptions, type CowCreateVariant, type CowOpenOptions,
 } from './options.js';

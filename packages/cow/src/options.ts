@@ -23,7 +23,11 @@ export type CowCreateVariant = Exclude<CowVariant, 'v3-broken'>;
 
 /** `driverOptions` accepted by `cowDriver.create`. */
 export interface CowCreateOptions {
-  /** Default `v3`. `v2-qemu-*` for QEMU interop; `v1` and `v2-uml` for test fixtures only. */
+  /**
+   * Default `v3` (as uml_mkcow) over a backing file, `v2-qemu-lp64` (as QEMU's
+   * cow_create on x86_64) without one: v3 cannot store an empty backing path.
+   * `v2-qemu-*` for QEMU interop; `v1` and `v2-uml` for test fixtures only.
+   */
   variant?: CowCreateVariant;
   /** v3 only: alignment of the bitmap and data area, a power of two up to 1 GiB (default 4096, UML's page size). */
   alignment?: number;
@@ -63,8 +67,14 @@ export function parseOpenOptions(raw: Record<string, unknown> | undefined, path:
   return out;
 }
 
-export function parseCreateOptions(raw: Record<string, unknown> | undefined, path: string | undefined): Required<Pick<CowCreateOptions, 'variant'>> & CowCreateOptions {
-  const variant = raw?.variant ?? 'v3';
+/** The variant `create` writes when none is named: UML's v3 for an overlay, QEMU's layout for a standalone image. */
+export function defaultCreateVariant(hasBacking: boolean): CowCreateVariant {
+  return hasBacking ? 'v3' : 'v2-qemu-lp64';
+}
+
+export function parseCreateOptions(raw: Record<string, unknown> | undefined, path: string | undefined,
+  hasBacking = true): Required<Pick<CowCreateOptions, 'variant'>> & CowCreateOptions {
+  const variant = raw?.variant ?? defaultCreateVariant(hasBacking);
   if (raw) checkKeys(raw, ['variant', 'alignment'], path);
   if (!(CREATE_VARIANTS as readonly unknown[]).includes(variant)) {
     const why = variant === 'v3-broken' ? ' (a layout no writer may produce)' : '';

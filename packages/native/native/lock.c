@@ -20,6 +20,10 @@
  *   lock(fd, mode)  mode: 0 = unlock, 1 = shared, 2 = exclusive
  *                   -> [errno (0 = ok), kind (1 = OFD, 2 = POSIX)]
  *   query(fd, mode) -> [type of a conflicting lock (0 none, 1 read, 2 write), pid (-1 for OFD holders)]
+ *   queryRange(fd, start, len) -> [type, pid, lock start, lock length (0 = to the end of the file)] of
+ *                   a lock another holder has on bytes [start, start+len): how a reader sees a QEMU
+ *                   writer, which holds only read locks (on byte 101, its "write" permission, maybe
+ *                   merged with its neighbours) and none that a whole-file query would report.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -117,7 +121,44 @@ static napi_value js_query(napi_env env, napi_callback_info info) {
   return pair(env, type, type == 0 ? 0 : (int32_t) fl.l_pid);
 }
 
+static napi_value js_query_range(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd, start, len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3
+      || small_int(env, argv[0], &fd) != 1 || small_int(env, argv[1], &start) != 1
+      || small_int(env, argv[2], &len) != 1 || start < 0 || len < 0) {
+    napi_throw_type_error(env, NULL, "queryRange(fd, start, len) needs three non-negative integers");
+    return NULL;
+  }
+  struct flock fl;
+  whole_file(&fl, F_WRLCK); /* a write lock conflicts with every lock: reports any holder */
+  fl.l_start = start;
+  fl.l_len = len;
+  int rc = -1;
+#ifdef F_OFD_GETLK
+  rc = fcntl(fd, F_OFD_GETLK, &fl);
+  if (rc != 0 && errno == EINVAL) {
+    whole_file(&fl, F_WRLCK);
+    fl.l_start = start;
+    fl.l_len = len;
+  }
+#endif
+  if (rc != 0) rc = fcntl(fd, F_GETLK, &fl);
+  if (rc != 0) return pair(env, -errno, 0);
+  int type = fl.l_type == F_UNLCK ? 0 : fl.l_type == F_RDLCK ? 1 : 2;
+  napi_value out, v;
+  double values[4] = { type, type == 0 ? 0 : fl.l_pid, type == 0 ? 0 : (double) fl.l_start, type == 0 ? 0 : (double) fl.l_len };
+  CHECK(napi_create_array_with_length(env, 4, &out));
+  for (uint32_t i = 0; i < 4; i++) {
+    CHECK(napi_create_double(env, values[i], &v));
+    CHECK(napi_set_element(env, out, i, v));
+  }
+  return out;
+}
+
 napi_status register_lock(napi_env env, napi_value exports) {
   napi_status st = define(env, exports, "lock", js_lock);
-  return st != napi_ok ? st : define(env, exports, "query", js_query);
+  if (st == napi_ok) st = define(env, exports, "query", js_query);
+  return st != napi_ok ? st : define(env, exports, "queryRange", js_query_range);
 }

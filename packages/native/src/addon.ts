@@ -8,6 +8,8 @@ import { createRequire } from 'node:module';
 export interface NativeAddon {
   lock(fd: number, mode: number): [number, number];
   query(fd: number, mode: number): [number, number];
+  /** A lock another holder has on bytes [start, start+len): [type (0 none, 1 read, 2 write), pid, its start, its length (0: to the end)]. */
+  queryRange?(fd: number, start: number, len: number): [number, number, number, number];
   pread(fd: number, into: Uint8Array, position: number): number;
   pwrite(fd: number, data: Uint8Array, position: number): number;
   /** lseek(2): what 0 = SEEK_DATA, 1 = SEEK_HOLE, 2 = SEEK_END (position 0); the position found, or -errno. */

@@ -68,7 +68,18 @@ export function lockFd(fd: number, mode: LockMode, path: string): LockKind {
     return 'none';
   }
   const [errno, kind] = native.lock(fd, mode === 'exclusive' ? 2 : 1);
-  if (errno === 0) return kind === 1 ? 'ofd' : 'posix';
+  if (errno === 0) {
+    // A QEMU writer holds only read locks, none on a reader's bytes: look for its "write" byte
+    // and refuse as qemu-img does ("Failed to get shared 'write' lock").
+    const writer = mode === 'shared' ? qemuWriter(fd) : undefined;
+    if (writer) {
+      native.lock(fd, 0);
+      throw new BlockError('locked',
+        `${describeHolder(writer.pid)} has this image open for writing (it holds QEMU's write permission), so blk `
+        + 'will not open it (reading it anyway needs force-share)', { path, code: 'EAGAIN' });
+    }
+    return kind === 1 ? 'ofd' : 'posix';
+  }
   // EAGAIN / EACCES: someone holds a conflicting lock.
   if (errno === 11 || errno === 13 || errno === 35) {
     const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
@@ -79,6 +90,28 @@ export function lockFd(fd: number, mode: LockMode, path: string): LockKind {
       + `(is a VM or another blk process using it?)`, { path, code: errno === 13 ? 'EACCES' : 'EAGAIN' });
   }
   throw new BlockError('io', `locking failed (errno ${errno})`, { path, code: `E${errno}` });
+}
+
+/** QEMU's lock byte for its "write" permission (block/file-posix.c: 100 + the bit of BLK_PERM_WRITE). */
+const QEMU_PERM_WRITE_BYTE = 101;
+
+/**
+ * Another holder of QEMU's write-permission byte on `fd`'s file (a QEMU
+ * process writing it), or undefined. QEMU locks its permission bytes one by
+ * one (the kernel may merge neighbours: 100-103 for a writer); a lock that
+ * reaches outside QEMU's permission bytes 100-199 is someone else's (UML's
+ * whole-file read lock on a backing file, a blk reader's), not a writer's.
+ */
+export function qemuWriter(fd: number): { pid: number } | undefined {
+  const native = loadAddon();
+  if (!native?.queryRange || policy() === 'off') return undefined;
+  const [type, pid, start, length] = native.queryRange(fd, QEMU_PERM_WRITE_BYTE, 1);
+  const qemuRange = length > 0 && start >= 100 && start + length <= 200;
+  return type > 0 && qemuRange ? { pid } : undefined;
+}
+
+function describeHolder(pid: number): string {
+  return pid > 0 ? `process ${pid}` : 'another process';
 }
 
 /** Drops the lock on `fd` (closing the descriptor drops it too). */
@@ -122,6 +155,33 @@ export function lockStorage(storage: Storage, options: { mode?: LockMode } = {})
   return new LockedStorage(storage, fd);
 }
 
+/**
+ * qemu-img's `-U` (force-share=on) for a read-only storage: no lock is taken
+ * (blk's writers lock the whole file exclusively, so any read lock would
+ * conflict with them), and when a writer holds the file the caller is warned
+ * that what it reads may be inconsistent: the writer can change data and
+ * metadata between two reads.
+ */
+function warnIfWritten(storage: Storage, onWarning: ((message: string) => void) | undefined): void {
+  if (policy() === 'off' || !loadAddon()) return;
+  const own = (storage as unknown as { fd?: unknown }).fd;
+  const fd = typeof own === 'number' ? own : fs.openSync(storage.path, 'r');
+  let holder: { pid: number } | undefined;
+  try {
+    // A blk or UML writer holds a write lock; a QEMU writer only its "write" byte.
+    holder = lockHolder(fd, 'shared') ?? qemuWriter(fd);
+  } finally {
+    // Closing a descriptor that holds no lock drops nothing (OFD locks; where only classic POSIX
+    // locks exist, blk holds none on this file in a force-share open).
+    if (fd !== own) fs.closeSync(fd);
+  }
+  if (!holder) return;
+  const message = `${storage.path}: ${describeHolder(holder.pid)} has this image open for writing; reading it anyway (force-share): `
+    + 'what is read may be inconsistent';
+  if (onWarning) onWarning(message);
+  else process.emitWarning(message, { code: 'BLK_FORCE_SHARE' });
+}
+
 class LockedStorage implements Storage {
   constructor(private readonly inner: Storage, private readonly lockFd: number) {
     this.readSync = inner.readSync?.bind(inner);
@@ -162,6 +222,10 @@ export class LockingVfs extends ForwardingVfs {
     const truncate = options?.truncate === true && options.create === true && options.exclusive !== true;
     const storage = await this.inner.open(path, truncate ? { ...options, truncate: false } : options);
     try {
+      if (options?.forceShare && storage.readOnly) {
+        warnIfWritten(storage, options.onWarning);
+        return storage;
+      }
       const locked = lockStorage(storage);
       if (truncate) await locked.truncate(0);
       return locked;

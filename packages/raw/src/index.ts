@@ -26,9 +26,24 @@ async function growFile(storage: Storage, from: number, to: number, mode: Preall
   await storage.truncate(to);
 }
 
+/** QEMU's BDRV_SECTOR_SIZE: the unit raw images' sizes are counted in. */
+export const RAW_SIZE_UNIT = 512;
+
+/** `length` rounded up to whole 512-byte sectors. */
+function wholeSectors(length: number): number {
+  return Math.ceil(length / RAW_SIZE_UNIT) * RAW_SIZE_UNIT;
+}
+
 /**
- * Raw images: the file is the disk, byte for byte. Byte-granular (sector size
- * 1), any length, no backing file.
+ * Raw images: the file is the disk, byte for byte. Byte-granular I/O (sector
+ * size 1), no backing file.
+ *
+ * Size: whole 512-byte sectors, as QEMU's block layer counts every image
+ * (bdrv_getlength is total_sectors * 512): a 1000-byte file is a 1024-byte
+ * disk whose last 24 bytes read as zeros, `create` of 1234 bytes makes a
+ * 1536-byte file (as qemu-img's file driver rounds up), and a write past the
+ * end of the file inside the last sector grows the file to the write's end
+ * (as qemu-io's pwrite does), never beyond.
  *
  * Allocation: every byte is present (depth 0). Holes of the file are reported
  * as zero runs, when the storage can tell where they are (`Storage.extentAt`:
@@ -46,7 +61,7 @@ export const rawDriver: BlockDriver = {
   probe: () => 1,
   async open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
     refuseDriverOptions(options.driverOptions, storage.path);
-    return new RawImage(storage, await storage.size(), options.readOnly);
+    return new RawImage(storage, wholeSectors(await storage.size()), options.readOnly);
   },
   async create(storage: Storage, options: DriverCreateOptions): Promise<void> {
     refuseDriverOptions(options.driverOptions, storage.path);
@@ -54,7 +69,8 @@ export const rawDriver: BlockDriver = {
       throw new BlockError('not-supported', 'raw images cannot have a backing file', { path: storage.path, driver: 'raw' });
     }
     const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, { path: storage.path, driver: 'raw' });
-    await growFile(storage, 0, options.size, mode);
+    // Whole sectors, as qemu-img's file driver creates them (1234 bytes make 1536).
+    await growFile(storage, 0, wholeSectors(options.size), mode);
   },
   /** As QEMU's raw_measure: the file is the disk, every sector of it counts, allocated or not. */
   async measure(input: MeasureInput): Promise<MeasureResult> {
@@ -91,11 +107,12 @@ class RawImage implements DriverImage {
     if (size > from) await growFile(this.storage, from, size, mode);
     else await this.storage.truncate(size);
     await this.storage.flush();
-    this.size = size;
+    // The file is as long as asked (as qemu-img resize leaves it); the disk is whole sectors.
+    this.size = wholeSectors(size);
   }
 
   async read(offset: number, into: Uint8Array, _below: ReadBelow): Promise<void> {
-    // The file may have shrunk under us: what is missing reads as zeros.
+    // Past the end of the file (a partial last sector, or a file that shrank): zeros.
     await readZeroFilled(this.storage, offset, into);
   }
 
@@ -113,7 +130,11 @@ class RawImage implements DriverImage {
   /** fallocate(2) where the storage offers it: a hole with mayUnmap, zeroed blocks otherwise (as QEMU's file-posix). */
   async writeZeroes(offset: number, length: number, mayUnmap: boolean): Promise<boolean> {
     if (!this.storage.zeroRange) return false;
-    return this.storage.zeroRange(offset, length, mayUnmap);
+    const done = await this.storage.zeroRange(offset, length, mayUnmap);
+    // Zeros written into the partial last sector, past the end of the file, extend it to their end
+    // (as QEMU's fallocate(FALLOC_FL_ZERO_RANGE) does; a discard keeps the size).
+    if (done && !mayUnmap && offset + length > await this.storage.size()) await this.storage.truncate(offset + length);
+    return done;
   }
 
   /**

@@ -72,10 +72,13 @@ describe('raw images: holes as zero runs', () => {
     await fc.assert(fc.asyncProperty(
       fc.integer({ min: 1, max: 40 * CHUNK }),
       fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 3 * CHUNK }), fc.integer({ min: 0, max: 255 })), { maxLength: 10 }),
-      async (size, writes) => {
+      async (requested, writes) => {
         const vfs = new MemoryVfs();
-        await createImage('/r.raw', { vfs, format: 'raw', size });
+        await createImage('/r.raw', { vfs, format: 'raw', size: requested });
         const image = await openImage('/r.raw', { vfs });
+        // Whole 512-byte sectors, as QEMU counts a raw disk.
+        const size = image.size;
+        expect(size).toBe(Math.ceil(requested / 512) * 512);
         const written = new Uint8Array(size);
         for (const [at, n0, byte] of writes) {
           const offset = at % size;
@@ -97,5 +100,28 @@ describe('raw images: holes as zero runs', () => {
         await image.close();
       },
     ), { numRuns: 100 });
+  });
+});
+
+describe('raw sizes are whole 512-byte sectors (as QEMU counts them)', () => {
+  it('a file whose length is not a multiple of 512 is a disk of whole sectors: the tail reads as zeros, is a zero run, and a write there grows the file only to its end', async () => {
+    const vfs = new MemoryVfs();
+    vfs.put('/odd.raw', new Uint8Array(1000).fill(7));
+    const image = await openImage('/odd.raw', { vfs, format: 'raw' });
+    expect(image.size).toBe(1024);
+    expect([...await image.read(996, 28)]).toEqual([7, 7, 7, 7, ...new Array<number>(24).fill(0)]);
+    const runs = [];
+    for await (const r of image.map()) runs.push({ start: r.start, length: r.length, zero: r.zero });
+    expect(runs).toEqual([{ start: 0, length: 1000, zero: false }, { start: 1000, length: 24, zero: true }]);
+    await image.write(1010, new Uint8Array(10).fill(9));
+    expect(vfs.file('/odd.raw').length).toBe(1020);
+    await expect(image.write(1020, new Uint8Array(8))).rejects.toMatchObject({ kind: 'out-of-range' });
+    await image.close();
+  });
+
+  it('create rounds the size up to whole sectors, as qemu-img\'s file driver does', async () => {
+    const vfs = new MemoryVfs();
+    await createImage('/c.raw', { vfs, format: 'raw', size: 1234 });
+    expect(vfs.file('/c.raw').length).toBe(1536);
   });
 });

@@ -47,7 +47,7 @@ describe('checkReadAfterWrite rejects', () => {
     const lossy = mutant(rawDriver, 'lossy', (inner) => ({
       write: async (offset, data) => { if (offset < 8192) await inner.write!(offset, data); },
     }));
-    await expect(checkReadAfterWrite(single(lossy, 20_000), fast)).rejects.toThrow(/differ/);
+    await expect(checkReadAfterWrite(single(lossy, 40 * 512), fast)).rejects.toThrow(/differ/);
   });
 
   it('a driver that reads one sector too far for every offset but 0', async () => {
@@ -77,7 +77,7 @@ describe('checkReadAfterWrite rejects', () => {
     const liar = mutant(rawDriver, 'liar', () => ({
       blockStatus: async (_offset, length) => ({ allocated: false, zero: true, length }),
     }));
-    await expect(checkReadAfterWrite(single(liar, 10_000), fast)).rejects.toThrow(/zeros|depth/);
+    await expect(checkReadAfterWrite(single(liar, 20 * 512), fast)).rejects.toThrow(/zeros|depth/);
   });
 
   it('an overlay that reads zeros instead of falling through to its backing file', async () => {

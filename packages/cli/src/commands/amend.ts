@@ -13,6 +13,8 @@ export interface AmendOpts extends BackingRuleFlags {
   options: string[];
   quiet?: boolean;
   backingProbe?: boolean;
+  /** -F: the backing file's format (cow records none). */
+  backingFormat?: string;
 }
 
 export async function amend(file: string, opts: AmendOpts): Promise<number> {
@@ -29,7 +31,10 @@ export async function amend(file: string, opts: AmendOpts): Promise<number> {
       options.set(key, key === 'size' ? String(parseSize(value, 'size')) : value);
     }
   }
-  const image = await openCli(file, { format: opts.format, readOnly: false, backingProbe: opts.backingProbe, onMismatch: 'accept', ...rulesOf(opts) });
+  const image = await openCli(file, {
+    format: opts.format, readOnly: false, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat, onMismatch: 'accept',
+    ...rulesOf(opts),
+  });
   try {
     if (options.has('help')) {
       // The driver says whether it amends anything at all before any help is shown.

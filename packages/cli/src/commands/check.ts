@@ -16,10 +16,10 @@
 import * as fs from 'node:fs';
 import { BlockError, exactBackingPath, isBlockError, type BackingReference, type Image, type RepairRequest } from '@blk/core';
 import { mtimeSec, openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
-import { UsageError } from '../errors.js';
+import { UsageError, commitCommand, describeError } from '../errors.js';
 import { openBackingOf } from '../jobs/common.js';
 import { commitFiles, journalMatches, readJournal } from '../jobs/commit-journal.js';
-import { hostVfs } from '../images.js';
+import { hostVfs, registry } from '../images.js';
 import { cFixed } from '../format.js';
 import { printable } from '../printable.js';
 import { createProgress } from '../progress.js';
@@ -33,6 +33,10 @@ export interface CheckOpts extends BackingRuleFlags {
   backingProbe?: boolean;
   /** -r: leaks, or all (leaks and corruptions). */
   repair?: string;
+  /** -F: the backing file's format (cow records none). */
+  backingFormat?: string;
+  /** -U: read the image even while another process writes it (not with -r). */
+  forceShare?: boolean;
 }
 
 interface Result {
@@ -123,7 +127,7 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
   const writable = repair.leaks || repair.corruptions;
   let image: Image | undefined;
   try {
-    image = await openCli(file, { format: opts.format, readOnly: !writable, backingMode: 'ignore' });
+    image = await openCli(file, { format: opts.format, readOnly: !writable, backingMode: 'ignore', forceShare: opts.forceShare });
   } catch (err) {
     if (!isBlockError(err) || !HEADER_KINDS.has(err.kind)) throw err;
     r.format = err.driver ?? r.format;
@@ -154,7 +158,8 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
       // What check -r cannot repair: the backing chain is outside this image.
       if (writable) explainSince(r, chainBefore, CHAIN_NOT_REPAIRED);
     } catch (err) {
-      if (!isBlockError(err)) throw err;
+      // Not a problem of the image: the command line must name a backing format (the advice says how).
+      if (!isBlockError(err) || err.kind === 'backing-format') throw err;
       r.checkErrors += 1;
       r.problems.push(`ERROR while checking: ${err.message}`);
     } finally {
@@ -264,13 +269,17 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
       let next: Image;
       try {
         // As a chain opens it: under the user's rules, and not as raw if it carries another format's header.
+        // -F names the top image's backing file; deeper files open as their images record, else raw.
         next = await openBackingOf(hostVfs(), layer, {
-          readOnly: true, backingProbe: opts.backingProbe, backingMode: 'ignore', ...rulesOf(opts),
-        });
+          readOnly: true, backingProbe: opts.backingProbe, backingMode: 'ignore', forceShare: opts.forceShare, ...rulesOf(opts),
+        }, depth === 1 ? opts.backingFormat : undefined);
       } catch (err) {
         if (!isBlockError(err)) throw err;
         r.corruptions += 1;
-        r.problems.push(`ERROR ${where}: cannot be opened: ${err.message}`);
+        // A format blk reads (a cow under a cow) that nobody named: the line says which option of
+        // check names it, at this level of the chain (a guest's disguise reads the same; it stays an error).
+        const named = err.kind === 'backing-format' && err.format !== undefined && registry.get(err.format) !== undefined;
+        r.problems.push(`ERROR ${where}: cannot be opened: ${named ? describeError(Object.assign(err, { depth })) : err.message}`);
         return;
       }
       await owned?.close().catch(() => undefined);
@@ -287,7 +296,7 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
         const files = expect.mtimeSec === 0 && depth === 1 ? await commitFiles(hostVfs(), layer.path, resolved, ref.path) : undefined;
         const interrupted = files !== undefined && journalMatches(await readJournal(hostVfs(), files), files);
         r.problems.push(interrupted
-          ? `ERROR ${where}: a commit into it was interrupted; run 'blk commit' again to finish it`
+          ? `ERROR ${where}: a commit into it was interrupted; finish it with: ${commitCommand(layer.path)}`
           : `ERROR ${where}: mtime ${now} differs from ${expect.mtimeSec} recorded in the image `
             + (expect.mtimeSec === 0
               ? '(the mark of an interrupted commit, but no commit journal of blk\'s names these files: not a commit of blk\'s)'

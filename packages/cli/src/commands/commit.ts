@@ -19,6 +19,8 @@ export interface CommitOpts extends BackingRuleFlags {
   quiet?: boolean;
   force?: boolean;
   backingProbe?: boolean;
+  /** -F: the backing file's format (cow records none). */
+  backingFormat?: string;
   /** -t: cache mode of the images written (writeback, the default, flushes; unsafe never does). */
   cache?: string;
 }
@@ -36,6 +38,7 @@ export async function commit(file: string, opts: CommitOpts): Promise<number> {
     force: opts.force,
     backingProbe: opts.backingProbe,
     ...rulesOf(opts),
+    backingFormat: opts.backingFormat,
     onWarning: warn,
     // The journal's name must survive a power loss as its content does (the job flushes the content).
     syncDirectory: cache === 'unsafe' ? undefined : syncDirectory,

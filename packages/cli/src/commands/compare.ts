@@ -6,7 +6,7 @@
  * Offsets are reported as qemu-img does: the start of the first differing
  * 512-byte sector (counted from where the compared chunk starts).
  */
-import { ChainCursor, type Image } from '@blk/core';
+import { ChainCursor, isBlockError, type Image } from '@blk/core';
 import { CHUNK, firstDifference, firstNonZero, openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
 import { createProgress } from '../progress.js';
 
@@ -17,29 +17,83 @@ export interface CompareOpts extends BackingRuleFlags {
   progress?: boolean;
   quiet?: boolean;
   backingProbe?: boolean;
+  /** --backing-format: the format of A's backing file (cow records none). */
+  backingFormat?: string;
+  /** --second-backing-format: the format of B's backing file. */
+  secondBackingFormat?: string;
+  /** -U: read the images even while another process writes them. */
+  forceShare?: boolean;
 }
 
 interface Status {
   allocated: boolean;
   zero: boolean;
   length: number;
+  /** The run reaches the end of the image (QEMU's BDRV_BLOCK_EOF, part of what -s compares). */
+  eof: boolean;
 }
 
 /** `cursor` walks one image forward, asking each layer about each of its runs once. */
-async function statusAt(cursor: ChainCursor, offset: number, length: number): Promise<Status> {
+async function statusAt(cursor: ChainCursor, size: number, offset: number, length: number): Promise<Status> {
   const st = await cursor.at(offset, length);
   const allocated = st.depth !== undefined;
-  return { allocated, zero: !allocated || st.zero, length: st.length };
+  return { allocated, zero: !allocated || st.zero, length: st.length, eof: offset + st.length === size };
+}
+
+/**
+ * -s compares block status as qemu-img does, flags and all: a run that
+ * reaches the end of one image and not of the other already differs (a
+ * 1000-byte raw file, data then a 24-byte zero tail, against its 1024-byte
+ * copy mismatches at offset 0, as with qemu-img). A driver may report one
+ * run in pieces, so "reaches the end" is decided on the maximal run: the
+ * pieces that follow are walked (once per image: the answer is remembered).
+ */
+class StrictStatus {
+  /** From this offset on, the image is one run of equal status up to its end. */
+  private uniformFrom = Infinity;
+
+  /** A cursor of its own: the look-ahead walks forward, once, apart from the comparison's cursor. */
+  private readonly cursor: ChainCursor;
+
+  constructor(private readonly image: Image) {
+    this.cursor = new ChainCursor(image);
+  }
+
+  async reachesEnd(offset: number, st: Status): Promise<boolean> {
+    if (st.eof || offset >= this.uniformFrom) return true;
+    const size = this.image.size;
+    let pos = offset + st.length;
+    while (pos < size) {
+      const next = await statusAt(this.cursor, size, pos, size - pos);
+      if (next.allocated !== st.allocated || next.zero !== st.zero) return false;
+      pos += next.length;
+      await yieldToEventLoop();
+    }
+    this.uniformFrom = offset;
+    return true;
+  }
+}
+
+async function sameStatus(s1: Status, s2: Status, offset: number, t1: StrictStatus, t2: StrictStatus): Promise<boolean> {
+  if (s1.allocated !== s2.allocated || s1.zero !== s2.zero) return false;
+  if (s1.eof === s2.eof) return true;
+  return (await t1.reachesEnd(offset, s1)) === (await t2.reachesEnd(offset, s2));
 }
 
 export async function compare(a: string, b: string, opts: CompareOpts): Promise<number> {
   const say = (line: string) => {
     if (!opts.quiet) process.stdout.write(`${line}\n`);
   };
-  const first = await openCli(a, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, ...rulesOf(opts) });
+  const shared = { readOnly: true, backingProbe: opts.backingProbe, forceShare: opts.forceShare, ...rulesOf(opts) };
+  const first = await openCli(a, { ...shared, format: opts.format, backingFormat: opts.backingFormat });
   let second: Image | undefined;
   try {
-    second = await openCli(b, { format: opts.secondFormat, readOnly: true, backingProbe: opts.backingProbe, ...rulesOf(opts) });
+    second = await openCli(b, { ...shared, format: opts.secondFormat, backingFormat: opts.secondBackingFormat })
+      .catch((err: unknown) => {
+        // B's backing format has an option of its own: the advice must name that one.
+        if (isBlockError(err, 'backing-format')) Object.assign(err, { option: '--second-backing-format' });
+        throw err;
+      });
     if (opts.strict && first.size !== second.size) {
       say('Strict mode: Image size mismatch!');
       return 1;
@@ -51,12 +105,14 @@ export async function compare(a: string, b: string, opts: CompareOpts): Promise<
     const buf2 = new Uint8Array(CHUNK);
     const cursor1 = new ChainCursor(first);
     const cursor2 = new ChainCursor(second);
+    const strict1 = new StrictStatus(first);
+    const strict2 = new StrictStatus(second);
     let offset = 0;
     while (offset < common) {
-      const s1 = await statusAt(cursor1, offset, common - offset);
-      const s2 = await statusAt(cursor2, offset, common - offset);
+      const s1 = await statusAt(cursor1, first.size, offset, common - offset);
+      const s2 = await statusAt(cursor2, second.size, offset, common - offset);
       let chunk = Math.min(s1.length, s2.length);
-      if (opts.strict && (s1.allocated !== s2.allocated || s1.zero !== s2.zero)) {
+      if (opts.strict && !(await sameStatus(s1, s2, offset, strict1, strict2))) {
         progress.done();
         say(`Strict mode: Offset ${offset} block status mismatch!`);
         return 1;
@@ -112,7 +168,7 @@ async function firstNonZeroAfter(image: Image, start: number, buf: Uint8Array): 
   const cursor = new ChainCursor(image);
   let offset = start;
   while (offset < image.size) {
-    const st = await statusAt(cursor, offset, image.size - offset);
+    const st = await statusAt(cursor, image.size, offset, image.size - offset);
     let chunk = st.length;
     if (!st.zero) {
       chunk = Math.min(chunk, CHUNK - (offset % CHUNK));

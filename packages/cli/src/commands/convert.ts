@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { onInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
-import { UsageError } from '../errors.js';
+import { UsageError, warn } from '../errors.js';
 import { registry } from '../images.js';
 import { hostJobVfs } from '../host-io.js';
 import { parseCacheMode } from '../jobs/common.js';
@@ -36,6 +36,10 @@ export interface ConvertOpts extends BackingRuleFlags {
   backingProbe?: boolean;
   /** -t: cache mode of DST (writeback, the default, flushes; unsafe never does). */
   cache?: string;
+  /** --source-backing-format: the format of SRC's backing file (cow records none). */
+  sourceBackingFormat?: string;
+  /** -U: read SRC even while another process writes it. */
+  forceShare?: boolean;
 }
 
 export async function convert(src: string, dst: string, opts: ConvertOpts): Promise<number> {
@@ -91,6 +95,9 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       sparseSize: sparse,
       backingProbe: opts.backingProbe,
       ...rulesOf(opts),
+      sourceBackingFormat: opts.sourceBackingFormat,
+      forceShare: opts.forceShare,
+      onWarning: warn,
       onTempFile: (path) => { tmp = path; },
       onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
     });

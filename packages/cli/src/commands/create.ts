@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { UsageError } from '../errors.js';
 import { createImage, openImage, registry } from '../images.js';
 import { formatOptionHelp, parseCreateOptions } from '../options.js';
-import { parseSize } from '../size.js';
+import { parseSize, wholeSectors } from '../size.js';
 import { resolveBackingArg } from '../common.js';
 
 export interface CreateOpts {
@@ -68,7 +68,9 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
     process.stdout.write(`${line}\n`);
   }
 
-  const createOptions: Parameters<typeof createImage>[1] = { format, size, overwrite: true };
+  // qemu-img rounds every size up to whole 512-byte sectors (1234 makes a 1536-byte disk); the
+  // Formatting line above keeps the size as given, as qemu-img's does.
+  const createOptions: Parameters<typeof createImage>[1] = { format, size: wholeSectors(size), overwrite: true };
   if (backingPath !== undefined) {
     createOptions.backing = backingFormat !== undefined ? { path: backingPath, format: backingFormat } : backingPath;
   }

@@ -17,11 +17,18 @@ export interface InfoOpts extends BackingRuleFlags {
   output: 'human' | 'json';
   backingChain?: boolean;
   backingProbe?: boolean;
+  /** -F: the backing file's format (cow records none). */
+  backingFormat?: string;
+  /** -U: read the image even while another process writes it. */
+  forceShare?: boolean;
 }
 
 export async function info(file: string, opts: InfoOpts): Promise<number> {
   const rules = rulesOf(opts);
-  const base = { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, ...rules };
+  const base = {
+    format: opts.format, readOnly: true, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat,
+    forceShare: opts.forceShare, ...rules,
+  };
   // --backing-chain: the whole chain must open (under the rules); a changed backing file is reported, not refused.
   const image: Image = opts.backingChain
     ? await openCli(file, { ...base, onMismatch: 'accept' })
@@ -37,6 +44,8 @@ export async function info(file: string, opts: InfoOpts): Promise<number> {
       entries.push(describeImage(layer, {
         filename: i === 0 ? file : layer.path,
         backingProbe: opts.backingProbe,
+        // -F names the top image's backing file only.
+        backingFormat: i === 0 ? opts.backingFormat : undefined,
         ...(verdict ? { verdict } : {}),
       }));
     }

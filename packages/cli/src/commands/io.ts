@@ -30,6 +30,8 @@ export interface IoOpts extends BackingRuleFlags {
   forceShare?: boolean;
   object?: string[];
   imageOpts?: boolean;
+  /** -F: the backing file's format (cow records none). */
+  backingFormat?: string;
 }
 
 /** qemu-io's command line, checked in qemu-io's order with its messages; refuses what blk cannot do. */
@@ -45,6 +47,7 @@ export function ioOpenOptions(opts: IoOpts): IoOpenOptions {
     nativeAio: Boolean(opts.nativeAio) || opts.aio === 'native',
     backingProbe: opts.backingProbe,
     rules: rulesOf(opts),
+    backingFormat: opts.backingFormat,
   };
   if (opts.discard !== undefined) {
     const unmap = parseDiscard(opts.discard);

@@ -12,6 +12,10 @@ export interface MapOpts extends BackingRuleFlags {
   startOffset?: string;
   maxLength?: string;
   backingProbe?: boolean;
+  /** -F: the backing file's format (cow records none). */
+  backingFormat?: string;
+  /** -U: read the image even while another process writes it. */
+  forceShare?: boolean;
 }
 
 /** One run as qemu-img map describes it. */
@@ -75,7 +79,10 @@ export function jsonEntry(e: MapEntry): string {
 }
 
 export async function map(file: string, opts: MapOpts): Promise<number> {
-  const image = await openCli(file, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, onMismatch: 'accept', ...rulesOf(opts) });
+  const image = await openCli(file, {
+    format: opts.format, readOnly: true, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat,
+    forceShare: opts.forceShare, onMismatch: 'accept', ...rulesOf(opts),
+  });
   // Output is gathered into large pieces, and waits for a slow reader (memory stays bounded).
   const out = new PieceWriter(process.stdout);
   try {

@@ -18,6 +18,10 @@ export interface MeasureOpts extends BackingRuleFlags {
   size?: string;
   output: 'human' | 'json';
   backingProbe?: boolean;
+  /** -F: the backing file's format (cow records none). */
+  backingFormat?: string;
+  /** -U: read FILE even while another process writes it. */
+  forceShare?: boolean;
 }
 
 /**
@@ -51,7 +55,10 @@ export async function measure(file: string | undefined, opts: MeasureOpts): Prom
   let image: Image | undefined;
   try {
     if (file !== undefined) {
-      image = await openCli(file, { format: opts.format, readOnly: true, backingProbe: opts.backingProbe, ...rulesOf(opts) });
+      image = await openCli(file, {
+        format: opts.format, readOnly: true, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat,
+        forceShare: opts.forceShare, ...rulesOf(opts),
+      });
       const source = image;
       input.size = source.size;
       input.dataBytes = (granularity) => dataBytes(source, granularity);

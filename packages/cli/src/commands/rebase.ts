@@ -14,10 +14,13 @@ export interface RebaseOpts extends BackingRuleFlags {
   progress?: boolean;
   quiet?: boolean;
   backingProbe?: boolean;
+  /** --old-backing-format: the format of the current backing file (cow records none). */
+  oldBackingFormat?: string;
 }
 
 export async function rebase(file: string, opts: RebaseOpts): Promise<number> {
   await rebaseImage(file, {
+    oldBackingFormat: opts.oldBackingFormat,
     format: opts.format,
     backing: opts.backing,
     backingFormat: opts.backingFormat,
@@ -28,3 +31,4 @@ export async function rebase(file: string, opts: RebaseOpts): Promise<number> {
   });
   return 0;
 }
+

@@ -15,6 +15,8 @@ export interface ResizeOpts extends BackingRuleFlags {
   preallocation?: string;
   quiet?: boolean;
   backingProbe?: boolean;
+  /** -F: the backing file's format (cow records none). */
+  backingFormat?: string;
 }
 
 /** `SIZE`, `+SIZE` or `-SIZE`: an absolute size, or a change of the current one. */
@@ -30,7 +32,10 @@ export async function resize(file: string, sizeArg: string, opts: ResizeOpts): P
   // The backing chain is opened (as qemu-img does): formats that record their backing
   // file's size check the new size against it. A backing file changed since the overlay
   // was made (grown first, for instance) is no reason to refuse here.
-  const image = await openCli(file, { format: opts.format, readOnly: false, backingProbe: opts.backingProbe, onMismatch: 'accept', ...rulesOf(opts) });
+  const image = await openCli(file, {
+    format: opts.format, readOnly: false, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat, onMismatch: 'accept',
+    ...rulesOf(opts),
+  });
   try {
     // As qemu-img: a relative size counts from the length in whole sectors.
     const current = alignUp(image.size, 512);
@@ -44,7 +49,9 @@ export async function resize(file: string, sizeArg: string, opts: ResizeOpts): P
         + 'Before performing such an operation, make sure there is no important data there.\n');
       throw new ExitError(1);
     }
-    if (size !== image.size) {
+    // A raw file may be shorter than its disk (a partial last sector counts whole): qemu-img
+    // truncates it to the size asked even when the disk's size does not change.
+    if (size !== image.size || image.format === 'raw') {
       const o: Parameters<typeof image.resize>[1] = { shrink: true };
       if (preallocation !== undefined) o.preallocation = preallocation;
       await image.resize(size, o);

@@ -21,9 +21,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import { BlockError, isBlockError, type CacheMode as CoreCacheMode, type Image } from '@blk/core';
+import { BlockError, isBlockError, type BackingPolicy, type CacheMode as CoreCacheMode, type Image } from '@blk/core';
 import { backingPolicy, cacheVfs, type BackingRules } from '../jobs/common.js';
 import { createImage, hostVfs, openImage } from '../images.js';
+import { warn } from '../errors.js';
 
 export interface IoOpenOptions {
   format?: string | undefined;
@@ -38,6 +39,8 @@ export interface IoOpenOptions {
   backingProbe?: boolean | undefined;
   /** --backing-dir, --forbid-backing and the default rule, for the backing files the image names. */
   rules?: BackingRules | undefined;
+  /** -F: the format of the image's backing file (cow records none). */
+  backingFormat?: string | undefined;
 }
 
 export interface IoCache {
@@ -126,6 +129,17 @@ export interface OpenedFile {
   close(): Promise<void>;
 }
 
+/** Below the -s overlay: the file as the format it opened as, its backing file as -F names it (or the default). */
+function snapshotPolicy(format: string, o: IoOpenOptions): BackingPolicy {
+  const policy = backingPolicy({ backingProbe: o.backingProbe, backingFormat: o.backingFormat, ...o.rules });
+  const below = policy.format;
+  policy.format = (ref, depth) => {
+    if (depth === 1) return format;
+    return typeof below === 'function' ? below(ref, depth - 1) : below;
+  };
+  return policy;
+}
+
 /** The temporary overlay's sector: cow images are whole 512-byte sectors. */
 const SNAPSHOT_SECTOR = 512;
 
@@ -136,7 +150,8 @@ export async function openIoFile(name: string, o: IoOpenOptions): Promise<Opened
   const cache: CoreCacheMode = o.cache.noFlush ? 'unsafe' : o.cache.writethrough ? 'writethrough' : 'writeback';
   // forceShare: the -U open option of @blk/images (shared-lock semantics are its business).
   const base: Parameters<typeof openImage>[1] & { forceShare?: boolean } = {
-    vfs, cache, backing: backingPolicy({ backingProbe: o.backingProbe, ...o.rules }),
+    vfs, cache, backing: backingPolicy({ backingProbe: o.backingProbe, backingFormat: o.backingFormat, ...o.rules }),
+    onWarning: warn,
   };
   if (o.forceShare) base.forceShare = true;
   if (!o.snapshot) {
@@ -155,9 +170,12 @@ export async function openIoFile(name: string, o: IoOpenOptions): Promise<Opened
   const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'blk-io-snapshot-'));
   try {
     const overlay = nodePath.join(dir, 'snapshot.cow');
-    await createImage(overlay, { format: 'cow', backing: { path: nodePath.resolve(name), format }, vfs });
+    // QEMU's layout: it records no backing size to check (a raw file of 1000 bytes is a 1024-byte disk).
+    await createImage(overlay, {
+      format: 'cow', backing: { path: nodePath.resolve(name), format }, vfs, driverOptions: { variant: 'v2-qemu-lp64' },
+    });
     const image = await openImage(overlay, {
-      ...base, format: 'cow', readOnly: o.readOnly, backing: backingPolicy({ backingFormat: format, backingProbe: o.backingProbe }),
+      ...base, format: 'cow', readOnly: o.readOnly, backing: snapshotPolicy(format, o),
     });
     return { name, image, options: o, close: () => image.close() };
   } catch (err) {

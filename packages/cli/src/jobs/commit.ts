@@ -42,6 +42,8 @@ export interface CommitOptions extends JobOptions {
   keep?: boolean;
   /** Commit even if the backing file was modified after the overlay was made. */
   force?: boolean;
+  /** The backing file's format (cow records none; default: the recorded format, else raw). */
+  backingFormat?: string;
   /** Called with each warning (also returned in the result); the blk command prints them. */
   onWarning?: (message: string) => void;
   /**
@@ -93,7 +95,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     await refuseTargetInChain(vfs, backingPath, await chainFiles(vfs, top), 'the overlay being committed');
     // Under the user's backing rules (no FIFO, no device unless allowed), and refused when it is not
     // what it would be written as.
-    const openBase = () => openBackingOf(vfs, top, { ...options, readOnly: false });
+    // -F names its format (cow records none: a cow under a cow).
+    const openBase = () => openBackingOf(vfs, top, { ...options, readOnly: false }, options.backingFormat);
     base = await openBase();
 
     const expect = ref.expect;

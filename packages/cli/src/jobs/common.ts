@@ -104,6 +104,20 @@ export interface CliOpenOptions extends BackingRules {
   onMismatch?: BackingPolicy['onMismatch'];
   /** Open the backing chain (default), or ignore it. */
   backingMode?: BackingPolicy['mode'];
+  /** -U: read an image another process may be writing (force-share=on; read-only opens only). */
+  forceShare?: boolean | undefined;
+  /** Where the Vfs's warnings go (the blk command prints them as `blk: warning: ...`). */
+  onWarning?: ((message: string) => void) | undefined;
+}
+
+/** openImage's options for the CLI's options (the Vfs aside). */
+export function cliOpenOptions(o: CliOpenOptions): Parameters<typeof openImage>[1] {
+  const options: Parameters<typeof openImage>[1] = { readOnly: o.readOnly, backing: backingPolicy(o) };
+  if (o.format !== undefined) options.format = o.format;
+  if (o.formatAssumed) options.formatAssumed = true;
+  if (o.forceShare) options.forceShare = true;
+  if (o.onWarning) options.onWarning = o.onWarning;
+  return options;
 }
 
 export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): BackingPolicy {
@@ -179,6 +193,8 @@ export interface BackingOpenOptions extends BackingRules {
   backingProbe?: boolean | undefined;
   /** Open the backing file's own chain (default), or ignore it. */
   backingMode?: 'open' | 'ignore';
+  /** -U: read it even while another process writes it (read-only opens only). */
+  forceShare?: boolean | undefined;
 }
 
 /**
@@ -189,10 +205,11 @@ export interface BackingOpenOptions extends BackingRules {
  * carry another format's header (a cow file under a QEMU cow file must not
  * be written over as raw).
  */
-export async function openBackingOf(vfs: Vfs, top: Image, o: BackingOpenOptions): Promise<Image> {
+export async function openBackingOf(vfs: Vfs, top: Image, o: BackingOpenOptions, named?: string): Promise<Image> {
   const resolved = await checkBackingAllowed(vfs, top, o);
   const ref = top.backingReference!;
-  const policy = backingPolicy({ ...o, backingMode: o.backingMode });
+  // `named` (-F) is this file's format, not its own backing file's.
+  const policy = backingPolicy({ ...o, backingFormat: undefined, backingMode: o.backingMode });
   const options: Parameters<typeof openImage>[1] = {
     vfs,
     readOnly: o.readOnly,
@@ -200,7 +217,10 @@ export async function openBackingOf(vfs: Vfs, top: Image, o: BackingOpenOptions)
     // A path from the image: a device only when allowed (checked again on the node actually opened).
     blockDevices: policy.allowDevices === true,
   };
-  if (!o.backingProbe) {
+  if (o.forceShare) options.forceShare = true;
+  if (named !== undefined) {
+    options.format = named;
+  } else if (!o.backingProbe) {
     options.format = ref.format ?? 'raw';
     options.formatAssumed = ref.format === undefined;
   }
@@ -224,10 +244,7 @@ export async function openNamedBacking(vfs: Vfs, path: string, format: string | 
 
 /** Opens an image on `vfs` as the CLI's options say. */
 export async function openOn(vfs: Vfs, path: string, o: CliOpenOptions): Promise<Image> {
-  const options: Parameters<typeof openImage>[1] = { vfs, readOnly: o.readOnly, backing: backingPolicy(o) };
-  if (o.format !== undefined) options.format = o.format;
-  if (o.formatAssumed) options.formatAssumed = true;
-  return openImage(path, options);
+  return openImage(path, { ...cliOpenOptions(o), vfs });
 }
 
 /**

@@ -21,7 +21,7 @@ import {
 } from '@blk/core';
 import {
   cacheVfs, chainFiles, COPY_CHUNK, COPY_DEPTH, jobChunk, jobVfs, openNamedBacking, openOn, progressOf,
-  refuseTargetInChain, resolveBackingArg, type JobOptions,
+  refuseTargetInChain, resolveBackingArg, backingPolicy, type JobOptions,
 } from './common.js';
 import { planTarget } from './target.js';
 import { copyImageData } from './copy-loop.js';
@@ -44,6 +44,12 @@ export interface ConvertOptions extends JobOptions {
   backing?: string;
   /** Format of `backing` (default raw); recorded in the output when given. */
   backingFormat?: string;
+  /** Format of the source's backing file (cow records none; default: recorded, else raw). */
+  sourceBackingFormat?: string;
+  /** Read the source even while another process writes it (-U, force-share; no conflicting lock). */
+  forceShare?: boolean;
+  /** Where warnings go (force-share seeing a writer). */
+  onWarning?: (message: string) => void;
   /**
    * Aligned all-zero runs at least this long become holes (bytes, a multiple
    * of 512 up to 16 MiB; default 4096); 0 writes every byte.
@@ -125,7 +131,8 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
 
   let plan = await planTarget(vfs, dst);
   const source = await openOn(vfs, src, {
-    format: options.format, readOnly: true, backingProbe: options.backingProbe,
+    format: options.format, readOnly: true, backingProbe: options.backingProbe, backingFormat: options.sourceBackingFormat,
+    forceShare: options.forceShare, onWarning: options.onWarning,
     backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve,
     backingDevices: options.backingDevices,
   });
@@ -188,7 +195,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
       // Without -O the output is raw by default: guarded, so the guest's first and last bytes cannot
       // make the new file probe as another format (an overlay naming a host file, say).
       formatAssumed: options.outputFormat === undefined,
-      backing: backingFormat !== undefined ? { format: backingFormat } : {},
+      backing: backingPolicy({ backingFormat }),
     });
 
     const progress = progressOf(options, source.size);

@@ -31,6 +31,8 @@ export interface RebaseOptions extends JobOptions {
   backingFormat?: string;
   /** Only rewrite the reference (-u); copy no data. */
   unsafe?: boolean;
+  /** The format of the overlay's current backing file (cow records none; default: recorded, else raw). */
+  oldBackingFormat?: string;
 }
 
 export interface RebaseResult {
@@ -58,6 +60,7 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   const open = (backingMode: 'open' | 'ignore') => openOn(vfs, file, {
     format: options.format, readOnly: false, backingProbe: options.backingProbe, backingMode,
     backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve, backingDevices: options.backingDevices,
+    backingFormat: options.oldBackingFormat,
   });
   let top: Image;
   try {
