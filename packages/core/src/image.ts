@@ -74,6 +74,8 @@ export class Image {
   readonly readOnly: boolean;
   /** The opened backing image, when the chain was opened. */
   readonly backing: Image | undefined;
+  /** How many images lie below this one in its chain (0 for the last). */
+  private readonly levelsBelow: number;
   private readonly driverImage: DriverImage;
   private readonly backingPath: string | undefined;
   private readonly tracker = new RequestTracker();
@@ -103,6 +105,7 @@ export class Image {
     this.sectorSize = parts.driverImage.sectorSize;
     this.readOnly = parts.readOnly;
     this.backing = parts.backing;
+    this.levelsBelow = parts.backing ? parts.backing.levelsBelow + 1 : 0;
     this.backingPath = parts.backingPath;
     this.probeGuard = parts.probeGuard;
     if (!Number.isSafeInteger(this.sectorSize) || this.sectorSize < 1) {
@@ -689,7 +692,12 @@ export class Image {
   private async readPadded(offset: number, into: Uint8Array): Promise<void> {
     const inside = Math.max(0, Math.min(into.length, this.size - offset));
     if (inside < into.length) into.fill(0, inside);
-    if (inside > 0) await this.readInto(offset, inside === into.length ? into : into.subarray(0, inside));
+    if (inside <= 0) return;
+    // A read falls through the chain synchronously until some layer awaits I/O: about ten stack
+    // frames per layer. Every 64 layers it starts afresh from the microtask queue, so a deep
+    // chain (maxDepth raised to 1000s) cannot overflow the stack; ordinary chains never pay for it.
+    if (this.levelsBelow % 64 === 63) await undefined;
+    await this.readInto(offset, inside === into.length ? into : into.subarray(0, inside));
   }
 
   /**
