@@ -267,6 +267,13 @@ export interface DriverImage {
    * The core calls it only when no other request is in flight on the image.
    */
   readSync?(offset: number, into: Uint8Array, below: ReadBelowSync): boolean;
+  /**
+   * Optional, for formats whose guest data starts at file offset 0
+   * (`guestDataAtFileStart`): the file's length now, when it can be shorter
+   * than `size` (raw counts whole 512-byte sectors). The probe guard judges
+   * the file's real last bytes with it; without it, `size` is the file's end.
+   */
+  fileLength?(): Promise<number>;
   write?(offset: number, data: Uint8Array): Promise<void>;
   /**
    * Optional: makes the range read as zeros without a data buffer, where the

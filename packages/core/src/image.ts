@@ -236,7 +236,7 @@ export class Image {
     const ss = this.sectorSize;
     const guard = this.probeGuard;
     const guarded = guard !== undefined
-      && (offset < guard.window || offset + data.length > this.size - guard.tail);
+      && (offset < guard.window || offset + data.length > this.guardTailZone());
     // A guarded write judges the head and tail as they will be: nothing may change them meanwhile.
     const start = guarded ? 0 : alignDown(offset, ss);
     const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
@@ -284,7 +284,7 @@ export class Image {
     const guard = this.probeGuard;
     if (guard !== undefined) {
       start = Math.max(start, alignUp(Math.min(guard.window, end), ss));
-      stop = Math.min(stop, alignDown(Math.max(this.size - guard.tail, 0), ss));
+      stop = Math.min(stop, alignDown(this.guardTailZone(), ss));
     }
     if (stop <= start) return this.zeroBufferPieces(offset, length);
     const zeroEnd = Math.min(stop, end);
@@ -449,11 +449,22 @@ export class Image {
     // On a guarded image (raw) a discard leaves zeros: judged as a write of zeros, as `write` judges its data.
     const guard = this.probeGuard;
     const guarded = guard !== undefined && length > 0
-      && (offset < guard.window || offset + length > this.size - guard.tail);
+      && (offset < guard.window || offset + length > this.guardTailZone());
     return this.runWrite(guarded ? 0 : offset, guarded ? alignUp(this.size, ss) : end, async () => {
       if (guarded) await this.checkProbeGuard(this.guardedZeros(offset, offset + length));
       await discard(offset, end - offset);
     });
+  }
+
+  /**
+   * Where the probe guard's tail zone starts: the guard's tail, plus one
+   * 512-byte unit, before the image's end. The file's last bytes are what
+   * probing reads, and the file may end before the image does (raw sizes count
+   * whole sectors: a 1000-byte file is a 1024-byte disk), so a write ending
+   * up to 511 bytes before the image's end can still land in them.
+   */
+  private guardTailZone(): number {
+    return Math.max(0, this.size - this.probeGuard!.tail - TAIL_SLACK);
   }
 
   /** The parts of [start, end) inside the probe guard's head and tail, as writes of zeros (for `checkProbeGuard`). */
@@ -462,7 +473,7 @@ export class Image {
     const out: Array<{ offset: number; data: Uint8Array }> = [];
     const headEnd = Math.min(end, guard.window);
     if (start < headEnd) out.push({ offset: start, data: new Uint8Array(headEnd - start) });
-    const tailStart = Math.max(start, headEnd, this.size - guard.tail);
+    const tailStart = Math.max(start, headEnd, this.guardTailZone());
     if (tailStart < end) out.push({ offset: tailStart, data: new Uint8Array(end - tailStart) });
     return out;
   }
@@ -775,7 +786,7 @@ export class Image {
     const guard = this.probeGuard;
     if (!guard) return [];
     const head = Math.min(guard.window, this.size);
-    const tailStart = Math.max(head, this.size - guard.tail);
+    const tailStart = Math.max(head, this.guardTailZone());
     const ranges = [{ start: 0, length: head }];
     if (tailStart < this.size) ranges.push({ start: tailStart, length: this.size - tailStart });
     return ranges;
@@ -802,15 +813,23 @@ export class Image {
     // (what a grow adds reads as zeros).
     const head = new Uint8Array(Math.min(guard.window, size));
     await this.readUnaligned(0, head.subarray(0, Math.min(head.length, this.size)));
-    const tailLength = Math.min(guard.tail, size);
-    const tailStart = size - tailLength;
+    // Probing reads the file's last bytes, and the file may be shorter than the image (see
+    // guardTailZone): judge the tail where the file will end, after a resize to `size` (the
+    // file is then as long as asked) or after these writes (a write past the end grows it).
+    let fileEnd = size;
+    if (size === this.size && this.driverImage.fileLength) {
+      fileEnd = Math.min(size, await this.driverImage.fileLength());
+      for (const { offset, data } of writes) fileEnd = Math.max(fileEnd, Math.min(size, offset + data.length));
+    }
+    const tailLength = Math.min(guard.tail, fileEnd);
+    const tailStart = fileEnd - tailLength;
     const tail = new Uint8Array(tailLength);
     if (tailStart < this.size) await this.readUnaligned(tailStart, tail.subarray(0, Math.min(tailLength, this.size - tailStart)));
     for (const { offset, data } of writes) {
       overlay(head, 0, offset, data);
       overlay(tail, tailStart, offset, data);
     }
-    const result = guard.registry.recognise(head, tail, { fileName: this.path, size });
+    const result = guard.registry.recognise(head, tail, { fileName: this.path, size: fileEnd });
     const becomes = result?.foreign?.format ?? result?.driver?.name;
     if (becomes !== undefined && becomes !== this.format) {
       const offset = writes[0]?.offset ?? tailStart;
@@ -839,6 +858,9 @@ export class Image {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** How much shorter than the image a guarded file may be (see `Image.guardTailZone`). */
+const TAIL_SLACK = 512;
 
 /** Largest buffer of zeros `writeZeroes` writes at once (a 2 GiB zero write must not allocate 2 GiB). */
 const ZERO_CHUNK = 1024 * 1024;

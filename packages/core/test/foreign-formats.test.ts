@@ -132,6 +132,23 @@ describe('probe guard and foreign signatures', () => {
     await image.close();
   });
 
+  it('judges the tail at the file\'s own end when it is shorter than the disk (raw counts whole sectors)', async () => {
+    // A 16384 + 488-byte file is a 16896-byte disk: probing reads the file's last 512 bytes, which
+    // start 24 bytes before the disk's last sector. A footer written there, or written so that it
+    // ends where a write inside the last sector grows the file to, must be refused all the same.
+    const footer = FOREIGN_SAMPLES.find((s) => s.format === 'vpc' && s.bytes.length > 4096)!.bytes.subarray(-512);
+    for (const [at, fileAfter] of [[16384 - 24, 16384 + 488], [16384, 16896]] as const) {
+      const vfs = new MemoryVfs();
+      vfs.put('/guest.img', new Uint8Array(16384 + 488));
+      const image = await openImage('/guest.img', { registry: registry(), vfs });
+      expect(image.size).toBe(16896);
+      expect(Math.max(16384 + 488, at + 512)).toBe(fileAfter);
+      await expect(image.write(at, footer), `footer at ${at}`).rejects.toMatchObject({ kind: 'probe-guard', format: 'vpc' });
+      expect(vfs.file('/guest.img').snapshot()).toEqual(new Uint8Array(16384 + 488));
+      await image.close();
+    }
+  });
+
   it('refuses to shrink a probed raw image so that a VHD footer inside it becomes its last sector', async () => {
     const vfs = new MemoryVfs();
     vfs.put('/guest.img', new Uint8Array(16384));

@@ -99,6 +99,11 @@ class RawImage implements DriverImage {
 
   constructor(private readonly storage: Storage, public size: number, private readonly readOnly: boolean) {}
 
+  /** The file's own length (up to 511 bytes less than `size`): where probing finds its last bytes. */
+  fileLength(): Promise<number> {
+    return this.storage.size();
+  }
+
   /** The file is the disk: truncate it (QEMU's raw resize), reserving the new part as asked. */
   async resize(size: number, options: ResizeOptions): Promise<void> {
     if (this.readOnly) throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'raw' });
