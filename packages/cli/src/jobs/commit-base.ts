@@ -18,7 +18,9 @@
  *     open normally while BASE changes under it;
  *  3. each layer's own runs are written into BASE, the lowest layer first and
  *     the top last (the upper layers' data wins where they overlap, as reads
- *     through the chain see it), BASE is flushed;
+ *     through the chain see it), BASE is flushed. Like plain commit, the
+ *     survey in step 1 keeps totals and the copy walks each layer's map
+ *     again: no list of runs, whose size would grow with fragmentation;
  *  4. from the layer right above BASE up to the top, each layer records its
  *     backing file's new size and mtime (a header rewrite changes the layer's
  *     own mtime, which the layer above records): the top's record, last,
@@ -33,9 +35,9 @@
  */
 import { exactBackingPath, type BackingSpec, type Image } from '@blk/core';
 import {
-  cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, openBackingOf, rulesIn, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
-  yieldToEventLoop,
+  cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, openBackingOf, rulesIn, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
 } from './common.js';
+import { copyOwnRuns, ownRunsTouching, surveyOwnRuns, type Range } from './own-runs.js';
 import { COMMIT_IN_PROGRESS_MTIME, commitImage, type CommitOptions, type CommitResult } from './commit.js';
 import { commitFiles, journalMatches, journalPath, readJournal, removeJournal, writeJournal } from './commit-journal.js';
 import type { Vfs } from '@blk/core';
@@ -103,7 +105,6 @@ export async function commitIntoBase(file: string, base: string, options: Commit
   const basePath = chain[chain.length - 1]!.path;
   const layers: Image[] = [];
   let target: Image | undefined;
-  let pipeline: CopyPipeline<Uint8Array> | undefined;
   try {
     for (const layer of above) {
       const image = await openOn(vfs, layer.path, { format: layer.format, readOnly: false, backingMode: 'ignore' });
@@ -140,19 +141,17 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       }
     }
 
-    // Survey every layer's own runs; refuse before writing anything if they cannot all fit.
-    const runsOf: Array<Array<{ start: number; length: number }>> = [];
+    // Survey every layer's own runs; refuse before writing anything if they cannot all fit. Only totals
+    // are kept (the copy walks each map again), and the bounded few runs that reach the bytes deciding
+    // how BASE probes.
     let total = 0;
     let dataEnd = 0;
+    const guardedOf: Range[][] = [];
     for (const layer of layers) {
-      const runs: Array<{ start: number; length: number }> = [];
-      for await (const run of layer.map()) {
-        if (run.depth !== 0) continue;
-        runs.push({ start: run.start, length: run.length });
-        total += run.length;
-        dataEnd = Math.max(dataEnd, run.start + run.length);
-      }
-      runsOf.push(runs);
+      const survey = await surveyOwnRuns(layer, target.probeGuardRanges());
+      total += survey.total;
+      dataEnd = Math.max(dataEnd, survey.dataEnd);
+      guardedOf.push(survey.guarded);
     }
     const grow = target.size < top.size && target.format === 'raw';
     if (dataEnd > target.size && !grow) {
@@ -161,8 +160,7 @@ export async function commitIntoBase(file: string, base: string, options: Commit
     }
     // Checked before the top is marked: a refused commit leaves every file as it was. The copies in the
     // order they land (the lowest layer first), so the check sees BASE's bytes as they will end up.
-    const copies = layers.map((source, i) => ({ source, runs: runsOf[i]! })).reverse();
-    await checkCopiesKeepFormat(target, copies);
+    await checkCopiesKeepFormat(target, layers.map((source, i) => ({ source, runs: guardedOf[i]! })).reverse());
     const changesBase = total > 0 || grow;
     if (!changesBase && !resuming) {
       return { backingPath: basePath, copied: 0, emptied: false, warnings };
@@ -188,33 +186,17 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       }
       target = await openBase();
       // The grown file has a new tail: check it too before copying (the top is marked by now).
+      const guard = target.probeGuardRanges();
+      const copies: Array<{ source: Image; runs: Range[] }> = [];
+      for (const source of [...layers].reverse()) copies.push({ source, runs: await ownRunsTouching(source, guard) });
       await checkCopiesKeepFormat(target, copies);
     }
 
     // 3. Lowest layer first, each drained before the next: where layers overlap, the upper one's write lands last.
     const progress = progressOf(options, total);
-    const into: Image = target;
     let done = 0;
     for (let i = layers.length - 1; i >= 0; i--) {
-      const layer = layers[i]!;
-      pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(chunk));
-      for (const run of runsOf[i]!) {
-        const end = run.start + run.length;
-        for (let pos = run.start; pos < end;) {
-          const n = Math.min(chunk - (pos % chunk), end - pos);
-          const at = pos;
-          await pipeline.start(async (buf) => {
-            const data = buf.subarray(0, n);
-            await layer.readInto(at, data);
-            await into.write(at, data);
-            done += n;
-            progress.update(done);
-          });
-          pos += n;
-          await yieldToEventLoop();
-        }
-      }
-      await pipeline.drain();
+      await copyOwnRuns(layers[i]!, target, chunk, (n) => progress.update(done += n));
     }
     await target.flush();
     const baseSize = target.size;
@@ -239,7 +221,6 @@ export async function commitIntoBase(file: string, base: string, options: Commit
     progress.end();
     return { backingPath: basePath, copied: done, emptied: false, warnings };
   } finally {
-    await pipeline?.settle();
     await target?.close().catch(() => undefined);
     for (const layer of layers) await layer.close().catch(() => undefined);
   }

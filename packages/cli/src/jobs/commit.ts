@@ -30,9 +30,10 @@
  */
 import { exactBackingPath, isBlockError, type BackingSpec, type Image } from '@blk/core';
 import {
-  cacheVfs, chainFiles, checkCopyKeepsFormat, COPY_CHUNK, COPY_DEPTH, CopyPipeline, jobChunk, jobVfs, mtimeOf, openBackingOf, openOn,
-  progressOf, refuseTargetInChain, yieldToEventLoop, type JobOptions,
+  cacheVfs, chainFiles, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, mtimeOf, openBackingOf, openOn,
+  progressOf, refuseTargetInChain, type JobOptions,
 } from './common.js';
+import { copyOwnRuns, ownRunsTouching, surveyOwnRuns } from './own-runs.js';
 import { commitFiles, journalMatches, journalPath, readJournal, removeJournal, writeJournal } from './commit-journal.js';
 
 export interface CommitOptions extends JobOptions {
@@ -81,7 +82,6 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     format: options.format, readOnly: false, backingMode: 'ignore', backingDevices: options.backingDevices,
   });
   let base: Image | undefined;
-  let pipeline: CopyPipeline<Uint8Array> | undefined;
   try {
     const ref = top.backingReference;
     if (!ref) throw new Error(`${file}: the image has no backing file to commit into`);
@@ -126,18 +126,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     // Survey what to copy; refuse before writing anything if it cannot all fit. Only totals are
     // kept (the copy walks the map again): a list of runs grows with fragmentation, without bound.
     // The exception, a bounded few: the runs that reach the bytes deciding how the backing file probes.
-    let total = 0;
-    let dataEnd = 0;
-    let anyRun = false;
-    const guardRanges = base.probeGuardRanges();
-    const guardedRuns: Range[] = [];
-    for await (const run of top.map()) {
-      if (run.depth !== 0) continue;
-      anyRun = true;
-      total += run.length;
-      dataEnd = run.start + run.length;
-      if (touches(run, guardRanges)) guardedRuns.push({ start: run.start, length: run.length });
-    }
+    const { total, dataEnd, anyRun, guarded } = await surveyOwnRuns(top, base.probeGuardRanges());
     // A smaller backing file grows to the overlay's size first, as qemu-img commit does. Only a raw
     // file can (its size is its length); other formats fix their size in their headers.
     const grow = base.size < top.size && base.format === 'raw';
@@ -153,7 +142,7 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       return s;
     };
     // Checked before the overlay is marked: a refused commit leaves both files as they were.
-    await checkCopyKeepsFormat(base, top, guardedRuns);
+    await checkCopyKeepsFormat(base, top, guarded);
     const changesBase = anyRun || grow;
     if (files !== undefined && !resuming && changesBase) {
       // The journal first (flushed), then the mark: every state with the mark has the journal.
@@ -175,32 +164,12 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       base = await openBase();
       baseSize = base.size;
       // The grown file has a new tail: check it too before copying (the overlay is marked by now).
-      await checkCopyKeepsFormat(base, top, await runsTouching(top, base.probeGuardRanges()));
+      await checkCopyKeepsFormat(base, top, await ownRunsTouching(top, base.probeGuardRanges()));
     }
 
     const progress = progressOf(options, total);
-    const target: Image = base;
-    // Several chunks in flight: reading one overlaps writing another (asynchronous storage).
-    pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(chunk));
     let done = 0;
-    for await (const run of top.map()) {
-      if (run.depth !== 0) continue;
-      const end = run.start + run.length;
-      for (let pos = run.start; pos < end;) {
-        const n = Math.min(chunk - (pos % chunk), end - pos);
-        const at = pos;
-        await pipeline.start(async (buf) => {
-          const data = buf.subarray(0, n);
-          await top.readInto(at, data);
-          await target.write(at, data);
-          done += n;
-          progress.update(done);
-        });
-        pos += n;
-        await yieldToEventLoop();
-      }
-    }
-    await pipeline.drain();
+    await copyOwnRuns(top, base, chunk, (n) => progress.update(done += n));
     await base.flush();
     await base.close();
     base = undefined;
@@ -230,23 +199,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     progress.end();
     return { backingPath, copied: done, emptied, warnings };
   } finally {
-    await pipeline?.settle();
     await base?.close().catch(() => undefined);
     await top.close();
   }
 }
 
-type Range = { start: number; length: number };
-
-function touches(run: Range, ranges: readonly Range[]): boolean {
-  return ranges.some((r) => run.start < r.start + r.length && r.start < run.start + run.length);
-}
-
-/** The overlay's own runs that reach `ranges` (a probe guard's few bytes: a bounded list). */
-async function runsTouching(top: Image, ranges: readonly Range[]): Promise<Range[]> {
-  const out: Range[] = [];
-  for await (const run of top.map()) {
-    if (run.depth === 0 && touches(run, ranges)) out.push({ start: run.start, length: run.length });
-  }
-  return out;
-}
