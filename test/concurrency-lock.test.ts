@@ -53,10 +53,21 @@ time.sleep(30)`;
   return started(spawn('python3', ['-c', code], { stdio: ['ignore', 'pipe', 'inherit'] }));
 }
 
-/** Resolves once the child printed its first line (the lock is held). */
+/**
+ * Resolves once the child printed its first line (the lock is held). A child
+ * that was refused is killed before the promise rejects: it would otherwise
+ * sit in its setInterval for ever, outliving the test run.
+ */
 function started(child: ChildProcess): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    child.stdout!.once('data', (d: Buffer) => (String(d).startsWith('locked') ? resolve(child) : reject(new Error(String(d)))));
+    child.stdout!.once('data', (d: Buffer) => {
+      if (String(d).startsWith('locked')) {
+        resolve(child);
+        return;
+      }
+      child.kill('SIGKILL');
+      reject(new Error(String(d)));
+    });
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`lock holder exited with ${code}`)));
   });
