@@ -28,7 +28,7 @@ export interface ForeignFormat {
   readonly format: string;
   /** What the format is, in words. */
   readonly description: string;
-  /** What was found where, e.g. "magic 'QFI\xfb' at offset 0, version 3". */
+  /** What was found where, e.g. "magic 'QFI' 0xfb at offset 0, version 3". */
   readonly evidence: string;
 }
 
@@ -106,7 +106,7 @@ const SIGNATURES: readonly Signature[] = [
     test: (h) => {
       const version = u32be(h, 4);
       return bytesAt(h, 0, QCOW_MAGIC) && version !== undefined && version >= 2
-        ? `magic 'QFI\\xfb' at offset 0, version ${version}` : undefined;
+        ? `magic 'QFI' 0xfb at offset 0, version ${version}` : undefined;
     },
   },
   {
@@ -115,7 +115,7 @@ const SIGNATURES: readonly Signature[] = [
     test: (h) => {
       const version = u32be(h, 4);
       return bytesAt(h, 0, QCOW_MAGIC) && (version === undefined || version < 2)
-        ? `magic 'QFI\\xfb' at offset 0, version ${version ?? '(missing)'}` : undefined;
+        ? `magic 'QFI' 0xfb at offset 0, version ${version ?? '(missing)'}` : undefined;
     },
   },
   { format: 'qed', description: 'QEMU enhanced disk', test: (h) => (bytesAt(h, 0, 'QED\0') ? "magic 'QED\\0' at offset 0" : undefined) },
@@ -136,7 +136,7 @@ const SIGNATURES: readonly Signature[] = [
   {
     format: 'luks', description: 'LUKS encrypted volume',
     test: (h) => (bytesAt(h, 0, LUKS_MAGIC)
-      ? `magic 'LUKS\\xba\\xbe' at offset 0, version ${u16be(h, 6) ?? '(missing)'}` : undefined),
+      ? `magic 'LUKS' 0xba 0xbe at offset 0, version ${u16be(h, 6) ?? '(missing)'}` : undefined),
   },
   {
     format: 'parallels', description: 'Parallels disk image',
