@@ -314,10 +314,11 @@ describe('point 10: the user confines or forbids backing files; info says what w
 
 describe('point 10: the default rule, without flags: an image names only files its owner can read', () => {
   it.skipIf(process.getuid?.() !== 0)('an image of another user naming a file that user cannot read is refused; --backing-dir allows it', () => {
+    fs.chmodSync(dir, 0o755); // the owner can reach the files that are theirs to read
     const home = p('owner-home');
     const vault = p('owner-vault');
     fs.mkdirSync(home);
-    fs.mkdirSync(vault);
+    fs.mkdirSync(vault, { mode: 0o755 });
     const secret = path.join(vault, 'secret.raw');
     rawFile(secret, MiB, [[0, MiB, 0x5e]]);
     fs.chmodSync(secret, 0o600); // root's alone
@@ -340,6 +341,48 @@ describe('point 10: the default rule, without flags: an image names only files i
     expect(blk(['convert', fine, out]).code).toBe(0);
     expect(blk(['convert', '--backing-dir', vault, overlay, out]).code).toBe(0);
     expect(fs.readFileSync(out)[0]).toBe(0x5e);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('a world-readable file in a directory the owner cannot enter is refused (and one the owner bits deny)', () => {
+    fs.chmodSync(dir, 0o755);
+    const home = p('locked-home');
+    const locked = p('locked-dir');
+    fs.mkdirSync(home);
+    fs.mkdirSync(locked, { mode: 0o700 }); // root's alone: its files are out of other users' reach
+    const notes = path.join(locked, 'notes.raw');
+    rawFile(notes, MiB, [[0, MiB, 0x6b]]);
+    fs.chmodSync(notes, 0o644);
+    const overlay = path.join(home, 'reach.cow');
+    expect(blk(['create', '-q', '-f', 'cow', '-b', notes, overlay]).code).toBe(0);
+    fs.chownSync(overlay, 65534, 65534);
+    const out = path.join(home, 'reach-out.raw');
+    const r = blk(['convert', overlay, out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`the image belongs to uid 65534, who cannot read this file: directory ${fs.realpathSync(locked)} does not let them through (owner 0, mode 700)`);
+    expect(fs.existsSync(out)).toBe(false);
+    // The same file reached through a symlink in an open directory: still refused (the real path counts).
+    const link = path.join(home, 'link.raw');
+    fs.symlinkSync(notes, link);
+    const viaLink = path.join(home, 'via-link.cow');
+    expect(blk(['create', '-q', '-f', 'cow', '-b', link, viaLink]).code).toBe(0);
+    fs.chownSync(viaLink, 65534, 65534);
+    expect(blk(['convert', viaLink, out]).code).toBe(1);
+    expect(fs.existsSync(out)).toBe(false);
+    // Owner bits deny the owner even when the others' bits allow everyone else (mode 004, owned by the image's owner).
+    const mine = path.join(home, 'mine.raw');
+    rawFile(mine, MiB, [[0, MiB, 0x6c]]);
+    fs.chmodSync(mine, 0o004);
+    fs.chownSync(mine, 65534, 65534);
+    const own = path.join(home, 'own.cow');
+    expect(blk(['create', '-q', '-f', 'cow', '-b', mine, own]).code).toBe(0);
+    fs.chownSync(own, 65534, 65534);
+    const r2 = blk(['convert', own, out]);
+    expect(r2.stderr).toContain('who cannot read this file (owner 65534, mode 004)');
+    expect(r2.code).toBe(1);
+    // Opened up, the file is theirs to read.
+    fs.chmodSync(locked, 0o711);
+    expect(blk(['convert', overlay, out]).code).toBe(0);
+    expect(fs.readFileSync(out)[0]).toBe(0x6b);
   });
 });
 
