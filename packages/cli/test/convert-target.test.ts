@@ -230,3 +230,59 @@ describe('commit of a chain that loops back to the overlay', () => {
     }
   });
 });
+
+describe('dd plans its output as convert plans its target', () => {
+  it('a FIFO, a directory and a block device are refused and stay what they were (dd renamed a regular file over them)', () => {
+    const sub = fresh();
+    const src = source(sub);
+    const fifo = path.join(sub, 'pipe');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const r = blk(['dd', `if=${src}`, `of=${fifo}`]);
+    expect(r.stderr).toContain('is a FIFO (named pipe)');
+    expect(r.code).toBe(1);
+    expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
+    const d = path.join(sub, 'adir');
+    fs.mkdirSync(d);
+    expect(blk(['dd', `if=${src}`, `of=${d}`]).code).toBe(1);
+    expect(fs.lstatSync(d).isDirectory()).toBe(true);
+    if (isRoot) {
+      // A block device node (no device behind it is opened: the plan refuses it first).
+      const dev = path.join(sub, 'blockdev');
+      expect(spawnSync('mknod', [dev, 'b', '7', '200']).status).toBe(0);
+      const rd = blk(['dd', `if=${src}`, `of=${dev}`]);
+      expect(rd.stderr).toContain('is a block device: dd writes only regular files');
+      expect(rd.code).toBe(1);
+      expect(fs.lstatSync(dev).isBlockDevice()).toBe(true);
+    }
+    expect(fs.readdirSync(sub).filter((n) => n.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('a symlink is written through, a replaced file keeps its mode, hard links stay one inode, the input itself is refused', () => {
+    const sub = fresh();
+    const src = source(sub);
+    const file = path.join(sub, 'file.img');
+    fs.writeFileSync(file, 'old');
+    fs.chmodSync(file, 0o640);
+    const link = path.join(sub, 'link.img');
+    fs.symlinkSync('file.img', link);
+    ok(['dd', `if=${src}`, `of=${link}`]);
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(firstByte(file)).toBe(0x42);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o640);
+    const second = path.join(sub, 'second.img');
+    fs.linkSync(file, second);
+    const ino = fs.statSync(file).ino;
+    rawFile(src, 2 * 1024 * 1024, [[0, 4096, 0x43]]);
+    ok(['dd', `if=${src}`, `of=${second}`]);
+    expect(fs.statSync(second).ino).toBe(ino);
+    expect(firstByte(file)).toBe(0x43);
+    // The input by another name: refused, the input untouched.
+    const before = fs.readFileSync(src);
+    const alias = path.join(sub, 'alias.img');
+    fs.linkSync(src, alias);
+    const r = blk(['dd', `if=${src}`, `of=${alias}`]);
+    expect(r.stderr).toContain('is also the input or one of its backing files');
+    expect(r.code).toBe(1);
+    expect(fs.readFileSync(src).equals(before)).toBe(true);
+  });
+});

@@ -237,7 +237,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
 }
 
 /** Gives the temporary file the replaced file's mode and owner; false when the Vfs cannot (or may not). */
-async function giveAttributes(vfs: Vfs, path: string, attributes: FileAttributes): Promise<boolean> {
+export async function giveAttributes(vfs: Vfs, path: string, attributes: FileAttributes): Promise<boolean> {
   if (!vfs.setAttributes) return true; // No owners or modes on this Vfs: nothing to keep.
   try {
     await vfs.setAttributes(path, attributes);

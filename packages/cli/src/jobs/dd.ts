@@ -11,11 +11,18 @@
  *
  * As `blk convert`, the output is written under a temporary name and renamed
  * over OUTPUT once complete and flushed: interrupted, OUTPUT is untouched.
+ * OUTPUT is planned as convert plans its target (target.ts): a symlink is
+ * written through, a replaced file keeps its mode and owner, a file with
+ * several hard links is written in place; FIFOs, sockets, character devices
+ * and directories are refused, and so are block devices (a rename would
+ * replace the device node, and dd leaves zeros unwritten: blk convert writes
+ * devices). OUTPUT must not be the input or one of its backing files.
  */
-import { alignUp } from '@blk/core';
-import { cacheVfs, COPY_CHUNK, CopyPipeline, COPY_DEPTH, isZero, jobVfs, openOn, progressOf, rulesIn, yieldToEventLoop,
-  type JobOptions } from './common.js';
-import { tempNameFor } from './convert.js';
+import { alignUp, BlockError, type Storage } from '@blk/core';
+import { cacheVfs, chainFiles, COPY_CHUNK, CopyPipeline, COPY_DEPTH, isZero, jobVfs, openOn, progressOf,
+  refuseTargetInChain, rulesIn, yieldToEventLoop, type JobOptions } from './common.js';
+import { giveAttributes, tempNameFor } from './convert.js';
+import { planTarget } from './target.js';
 import { createImage, openImage } from '../images.js';
 
 export interface DdOptions extends JobOptions {
@@ -61,22 +68,52 @@ export async function ddImage(input: string, output: string, options: DdOptions 
   if (bs < 1) throw new RangeError('Invalid bs specified. Must be between 1 and 2147483647.');
   const vfs = cacheVfs(jobVfs(options), options);
   const outFormat = options.outputFormat ?? 'raw';
+  const plan = await planTarget(vfs, output);
+  if (plan.device) {
+    throw new BlockError('special-file', 'is a block device: dd writes only regular files (blk convert writes devices)',
+      { path: output });
+  }
   const source = await openOn(vfs, input, {
     format: options.format, readOnly: true, backingProbe: options.backingProbe, ...rulesIn(options),
   });
-  const tmp = tempNameFor(output);
+  let inPlace = plan.method === 'in-place';
+  const tmp = tempNameFor(plan.path);
   let created = false;
+  let guard: Storage | undefined;
   let out: Awaited<ReturnType<typeof openImage>> | undefined;
   let pipeline: CopyPipeline<Uint8Array> | undefined;
+  const removeTmp = async () => {
+    if (!created) return;
+    created = false;
+    await vfs.remove(tmp).catch(() => undefined);
+    options.onTempFile?.(undefined);
+  };
   try {
+    if (plan.exists) {
+      await refuseTargetInChain(vfs, plan.path, await chainFiles(vfs, source), 'the input or one of its backing files');
+      // Refuse an OUTPUT another process has open for writing before anything is created.
+      if (!inPlace) guard = await vfs.open(plan.path, { readOnly: false });
+    }
     const { start, end, skipPastEnd } = ddRange(source.size, options);
     if (skipPastEnd) options.onWarning?.(`${input}: cannot skip to specified offset`);
     const size = end - start;
-    created = true;
-    options.onTempFile?.(tmp);
     // qemu-img creates every image in whole sectors: the tail past the copy reads as zeros.
-    await createImage(tmp, { vfs, format: outFormat, size: alignUp(size, 512) });
-    out = await openImage(tmp, { vfs, format: outFormat });
+    const createOptions = { vfs, format: outFormat, size: alignUp(size, 512) };
+    if (!inPlace) {
+      created = true;
+      options.onTempFile?.(tmp);
+      await createImage(tmp, createOptions);
+      // OUTPUT's mode and owner before any data lands; where they cannot be given (chown to another
+      // user needs root), OUTPUT is written in place, as convert does and qemu-img always does.
+      if (plan.attributes && !(await giveAttributes(vfs, tmp, plan.attributes))) {
+        await removeTmp();
+        await guard?.close();
+        guard = undefined;
+        inPlace = true;
+      }
+    }
+    if (inPlace) await createImage(plan.path, { ...createOptions, overwrite: true });
+    out = await openImage(inPlace ? plan.path : tmp, { vfs, format: outFormat });
     const target = out;
     const progress = progressOf(options, size);
     pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(COPY_CHUNK));
@@ -106,20 +143,20 @@ export async function ddImage(input: string, output: string, options: DdOptions 
     await out.flush();
     await out.close();
     out = undefined;
-    await vfs.rename(tmp, output);
-    created = false;
-    options.onTempFile?.(undefined);
+    if (!inPlace) {
+      await vfs.rename(tmp, plan.path);
+      created = false;
+      options.onTempFile?.(undefined);
+    }
     progress.end();
     return { size };
   } catch (err) {
     await pipeline?.settle();
     await out?.close().catch(() => undefined);
-    if (created) {
-      await vfs.remove(tmp).catch(() => undefined);
-      options.onTempFile?.(undefined);
-    }
+    await removeTmp();
     throw err;
   } finally {
+    await guard?.close().catch(() => undefined);
     await source.close().catch(() => undefined);
   }
 }
