@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import { BlockError, exactBackingPath, isBlockError, type BackingReference, type Image, type RepairRequest } from '@blk/core';
 import { mtimeSec, openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
-import { UsageError, commitCommand, describeError } from '../errors.js';
+import { UsageError, commitCommand, describeError, warn } from '../errors.js';
 import { openBackingOf } from '../jobs/common.js';
 import { commitFiles, journalMatches, readJournal } from '../jobs/commit-journal.js';
 import { hostVfs, registry } from '../images.js';
@@ -127,7 +127,9 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
   const writable = repair.leaks || repair.corruptions;
   let image: Image | undefined;
   try {
-    image = await openCli(file, { format: opts.format, readOnly: !writable, backingMode: 'ignore', forceShare: opts.forceShare });
+    image = await openCli(file, {
+      format: opts.format, readOnly: !writable, backingMode: 'ignore', forceShare: opts.forceShare, onWarning: warn,
+    });
   } catch (err) {
     if (!isBlockError(err) || !HEADER_KINDS.has(err.kind)) throw err;
     r.format = err.driver ?? r.format;
@@ -271,7 +273,8 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
         // As a chain opens it: under the user's rules, and not as raw if it carries another format's header.
         // -F names the top image's backing file; deeper files open as their images record, else raw.
         next = await openBackingOf(hostVfs(), layer, {
-          readOnly: true, backingProbe: opts.backingProbe, backingMode: 'ignore', forceShare: opts.forceShare, ...rulesOf(opts),
+          readOnly: true, backingProbe: opts.backingProbe, backingMode: 'ignore', forceShare: opts.forceShare, onWarning: warn,
+          ...rulesOf(opts),
         }, depth === 1 ? opts.backingFormat : undefined);
       } catch (err) {
         if (!isBlockError(err)) throw err;

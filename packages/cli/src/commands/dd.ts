@@ -15,6 +15,8 @@ export interface DdOpts extends BackingRuleFlags {
   format?: string;
   outputFormat: string;
   backingProbe?: boolean;
+  /** -U: read an input another process is writing. */
+  forceShare?: boolean;
 }
 
 const INT_MAX = 2 ** 31 - 1;
@@ -73,6 +75,7 @@ export async function dd(operands: string[], opts: DdOpts): Promise<number> {
       count,
       skip,
       backingProbe: opts.backingProbe,
+      forceShare: opts.forceShare,
       ...rulesOf(opts),
       onTempFile: (path) => { tmp = path; },
       // qemu-img prints this as an error, yet copies nothing and exits 0; blk says it is a warning.

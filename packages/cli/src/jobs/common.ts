@@ -195,6 +195,8 @@ export interface BackingOpenOptions extends BackingRules {
   backingMode?: 'open' | 'ignore';
   /** -U: read it even while another process writes it (read-only opens only). */
   forceShare?: boolean | undefined;
+  /** Where the open's warnings go (force-share's), instead of Node's process warnings. */
+  onWarning?: ((message: string) => void) | undefined;
 }
 
 /**
@@ -218,6 +220,7 @@ export async function openBackingOf(vfs: Vfs, top: Image, o: BackingOpenOptions,
     blockDevices: policy.allowDevices === true,
   };
   if (o.forceShare) options.forceShare = true;
+  if (o.onWarning) options.onWarning = o.onWarning;
   if (named !== undefined) {
     options.format = named;
   } else if (!o.backingProbe) {

@@ -36,6 +36,8 @@ export interface DdOptions extends JobOptions {
   count?: number;
   /** skip=: leave out this many blocks at the input's start. */
   skip?: number;
+  /** -U: read an input another process is writing (force-share; its warning goes to onWarning). */
+  forceShare?: boolean | undefined;
   /** See ConvertOptions.onTempFile. */
   onTempFile?: (path: string | undefined) => void;
   /** Called with qemu-img's warning when skip goes past the end (the output is then empty). */
@@ -75,6 +77,7 @@ export async function ddImage(input: string, output: string, options: DdOptions 
   }
   const source = await openOn(vfs, input, {
     format: options.format, readOnly: true, backingProbe: options.backingProbe, ...rulesIn(options),
+    forceShare: options.forceShare, onWarning: options.onWarning,
   });
   let inPlace = plan.method === 'in-place';
   const tmp = tempNameFor(plan.path);
