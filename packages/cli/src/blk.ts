@@ -5,9 +5,9 @@
  * Startup loads commander only; each command's module (and the image
  * formats) is imported when that command runs.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { ExitError, reportError, setCommandContext } from './errors.js';
+import { describeError, ExitError, reportError, setCommandContext } from './errors.js';
 import { unknownCommandMessage } from './unknown-command.js';
 import { printable } from './printable.js';
 import { allowBackingDevices } from './backing-devices.js';
@@ -384,7 +384,15 @@ async function main(): Promise<void> {
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-      throw err;
+      // Any other failure (a full disk, an I/O error): one line on stderr and exit 1, not a stack trace.
+      if (stream === process.stdout) {
+        try {
+          writeSync(2, `blk: cannot write the output: ${describeError(err)}\n`);
+        } catch {
+          // stderr is gone too: the exit status says it.
+        }
+      }
+      process.exit(FAILURE_CODE[current] ?? 1); // compare: 2 (an error), not 1 (the images differ)
     });
   }
   const program = buildProgram();

@@ -61,7 +61,7 @@ export const BACKING_FORMAT_OPTION: Readonly<Record<string, string>> = {
 };
 
 /** The commands that take -U (read an image another process is writing). */
-const FORCE_SHARE_COMMANDS: ReadonlySet<string> = new Set(['info', 'map', 'compare', 'check', 'convert', 'measure']);
+const FORCE_SHARE_COMMANDS: ReadonlySet<string> = new Set(['info', 'map', 'compare', 'check', 'convert', 'measure', 'dd']);
 
 /** Which option value of the current command holds that backing format (commander's camelCase key). */
 const BACKING_FORMAT_KEY: Readonly<Record<string, string>> = {

@@ -326,6 +326,8 @@ describe('-U (force-share): read an image another process is writing (point 6)',
           expect(refused.code).toBe(1);
           expect(refused.stderr).toMatch(/(holds a write lock|has this image open for writing).*will not open it.*; -U \(--force-share\) reads it anyway/);
         }
+        // dd takes -U too, and its refusal says so.
+        expect(blk(['dd', `if=${img}`, `of=${p('refused-dd.raw')}`]).stderr).toMatch(/will not open it.*; -U \(--force-share\) reads it anyway/);
         fs.writeFileSync(p('shared-copy.raw'), Buffer.alloc(MiB, 0x44));
         for (const a of [['info', img], ['map', img], ['compare', img, p('shared-copy.raw')], ['check', '-f', 'raw', img],
           ['convert', img, p('shared-out.raw')], ['measure', img], ['dd', `if=${img}`, `of=${p('shared-dd.raw')}`],
