@@ -117,6 +117,18 @@ describe('point 11: an image cannot switch off commit\'s safety checks', () => {
     expect(blk(['check', overlay], { timeout: 20_000 }).code).toBe(2);
   });
 
+  it('a directory at the journal\'s name: commit refuses, says what stands there, and writes nothing', () => {
+    const { base, overlay } = overlayWithData('journal-dir');
+    fs.mkdirSync(journalOf(overlay));
+    const before = snapshot(base, overlay);
+    const r = blk(['commit', overlay]);
+    expect(r.stderr).toBe(`blk: ${journalOf(overlay)}: stands where commit writes its journal and is not one blk can replace `
+      + '(a directory?); move it away to commit\n');
+    expect(r.code).toBe(1);
+    unchanged(before, base, overlay);
+    expect(fs.statSync(journalOf(overlay)).isDirectory()).toBe(true);
+  });
+
   it('a backing file of another size than the overlay records is refused, also with --force and the mark', () => {
     const { base, overlay } = overlayWithData('resized');
     const st = fs.statSync(base);

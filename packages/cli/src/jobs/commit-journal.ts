@@ -17,7 +17,7 @@
  *
  * Everything goes through the job's Vfs, so the crash tests cover it too.
  */
-import type { Vfs } from '@blk/core';
+import { BlockError, isBlockError, type Vfs } from '@blk/core';
 
 /** Appended to the overlay's real path: `disk.cow.blk-commit`. */
 export const JOURNAL_SUFFIX = '.blk-commit';
@@ -131,7 +131,16 @@ export async function writeJournal(vfs: Vfs, files: CommitFiles, backing: { size
   const journal: CommitJournal = { blkCommitJournal: 1, ...files, size: backing.size, mtimeSec: backing.mtimeSec };
   const bytes = new TextEncoder().encode(`${JSON.stringify(journal)}\n`);
   await removeJournal(vfs, files);
-  const storage = await vfs.open(journalPath(files), { create: true, exclusive: true });
+  const where = journalPath(files);
+  let storage;
+  try {
+    storage = await vfs.open(where, { create: true, exclusive: true });
+  } catch (err) {
+    // Still there after the removal: a directory (or a file blk may not remove) stands at the journal's name.
+    if (!isBlockError(err) || err.code !== 'EEXIST') throw err;
+    throw new BlockError('invalid-argument', 'stands where commit writes its journal and is not one blk can replace '
+      + '(a directory?); move it away to commit', { path: where });
+  }
   try {
     await storage.write(0, bytes);
     await storage.flush();
