@@ -17,13 +17,13 @@
  * directory after the rename is the host's business: the blk command does it).
  */
 import {
-  BlockError, isBlockError, type FileAttributes, type Image, type PreallocationMode, type Storage, type Vfs,
+  BlockError, isBlockError, type Image, type PreallocationMode,
 } from '@blk/core';
 import {
   cacheVfs, chainFiles, COPY_CHUNK, COPY_DEPTH, jobChunk, jobVfs, openNamedBacking, openOn, progressOf,
   refuseTargetInChain, resolveBackingArg, backingPolicy, type JobOptions,
 } from './common.js';
-import { planTarget } from './target.js';
+import { planTarget, TargetWriter } from './target.js';
 import { copyImageData } from './copy-loop.js';
 import { convertIntoExisting } from './convert-existing.js';
 import { createImage, openImage } from '../images.js';
@@ -107,12 +107,7 @@ export function sparseSizeOf(options: Pick<ConvertOptions, 'sparseSize'>): numbe
   return sparse;
 }
 
-/** A fresh temporary name beside `dst`: `${dst}.tmp-` and 8 random hex digits. */
-export function tempNameFor(dst: string): string {
-  const bytes = new Uint8Array(4);
-  globalThis.crypto.getRandomValues(bytes);
-  return `${dst}.tmp-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
-}
+export { tempNameFor } from './target.js';
 
 /** Converts `src` into a new image `dst` (replacing it atomically when it exists). */
 export async function convertImage(src: string, dst: string, options: ConvertOptions = {}): Promise<ConvertResult> {
@@ -129,7 +124,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     throw new Error('a backing format needs a backing file');
   }
 
-  let plan = await planTarget(vfs, dst);
+  const plan = await planTarget(vfs, dst);
   const source = await openOn(vfs, src, {
     format: options.format, readOnly: true, backingProbe: options.backingProbe, backingFormat: options.sourceBackingFormat,
     forceShare: options.forceShare, onWarning: options.onWarning,
@@ -138,16 +133,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
   });
   let backing: Image | undefined;
   let out: Image | undefined;
-  /** The existing DST, held open (and locked) until the rename replaces it. */
-  let guard: Storage | undefined;
-  let tmp: string | undefined;
-  const removeTmp = async () => {
-    if (tmp === undefined) return;
-    const name = tmp;
-    tmp = undefined;
-    await vfs.remove(name).catch(() => undefined); // Already gone.
-    options.onTempFile?.(undefined);
-  };
+  const target = new TargetWriter(vfs, plan, options.onTempFile);
   try {
     let backingPath: string | undefined;
     if (backingArg !== undefined) {
@@ -160,7 +146,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     if (plan.exists) await refuseTargetInChain(vfs, plan.path, read, 'a source or backing file of this convert');
     // Refuse a DST another process has open for writing before anything is created or truncated
     // (in place, the create below takes the lock before truncating).
-    if (plan.method === 'rename' && plan.exists) guard = await vfs.open(plan.path, { readOnly: false });
+    await target.lock();
     const createOptions: Parameters<typeof createImage>[1] = { vfs, format: outFormat, size: source.size };
     if (backingPath !== undefined) {
       createOptions.backing = backingFormat !== undefined ? { path: backingPath, format: backingFormat } : backingPath;
@@ -169,26 +155,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
       createOptions.driverOptions = options.driverOptions;
     }
     if (options.preallocation !== undefined) createOptions.preallocation = options.preallocation;
-    let written: string;
-    if (plan.method === 'rename') {
-      tmp = tempNameFor(plan.path);
-      options.onTempFile?.(tmp);
-      await createImage(tmp, createOptions);
-      // DST's mode and owner before any data lands in the file. Where they cannot be given (chown
-      // to another user needs root), write DST in place instead, as qemu-img always does.
-      if (plan.attributes && !(await giveAttributes(vfs, tmp, plan.attributes))) {
-        await removeTmp();
-        await guard?.close();
-        guard = undefined;
-        plan = { ...plan, method: 'in-place' };
-      }
-    }
-    if (plan.method === 'in-place') {
-      await createImage(plan.path, { ...createOptions, overwrite: true });
-      written = plan.path;
-    } else {
-      written = tmp!;
-    }
+    const written = await target.create((path, overwrite) => createImage(path, { ...createOptions, overwrite }));
     out = await openImage(written, {
       vfs,
       format: outFormat,
@@ -212,17 +179,12 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     await out.flush();
     await out.close();
     out = undefined;
-    const tempPath = tmp;
-    if (tmp !== undefined) {
-      await vfs.rename(tmp, plan.path);
-      tmp = undefined;
-      options.onTempFile?.(undefined);
-    }
+    const tempPath = await target.finish();
     progress.end();
-    return { size: source.size, tempPath, target: plan.path, method: plan.method };
+    return { size: source.size, tempPath, target: plan.path, method: target.method };
   } catch (err) {
     await out?.close().catch(() => undefined);
-    await removeTmp();
+    await target.abandon();
     if (isBlockError(err, 'probe-guard')) {
       throw new BlockError('probe-guard', `the converted disk would probe as ${err.format ?? 'another format'} `
         + `(guest data at offset ${err.offset ?? 0}), not as the raw image it is; nothing was written: `
@@ -230,19 +192,9 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     }
     throw err;
   } finally {
-    await guard?.close().catch(() => undefined);
+    await target.release();
     await backing?.close().catch(() => undefined);
     await source.close().catch(() => undefined);
   }
 }
 
-/** Gives the temporary file the replaced file's mode and owner; false when the Vfs cannot (or may not). */
-export async function giveAttributes(vfs: Vfs, path: string, attributes: FileAttributes): Promise<boolean> {
-  if (!vfs.setAttributes) return true; // No owners or modes on this Vfs: nothing to keep.
-  try {
-    await vfs.setAttributes(path, attributes);
-    return true;
-  } catch {
-    return false;
-  }
-}

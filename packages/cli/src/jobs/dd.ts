@@ -18,11 +18,10 @@
  * replace the device node, and dd leaves zeros unwritten: blk convert writes
  * devices). OUTPUT must not be the input or one of its backing files.
  */
-import { alignUp, BlockError, type Storage } from '@blk/core';
+import { alignUp, BlockError } from '@blk/core';
 import { cacheVfs, chainFiles, COPY_CHUNK, CopyPipeline, COPY_DEPTH, isZero, jobVfs, openOn, progressOf,
   refuseTargetInChain, rulesIn, yieldToEventLoop, type JobOptions } from './common.js';
-import { giveAttributes, tempNameFor } from './convert.js';
-import { planTarget } from './target.js';
+import { planTarget, TargetWriter } from './target.js';
 import { createImage, openImage } from '../images.js';
 
 export interface DdOptions extends JobOptions {
@@ -79,45 +78,24 @@ export async function ddImage(input: string, output: string, options: DdOptions 
     format: options.format, readOnly: true, backingProbe: options.backingProbe, ...rulesIn(options),
     forceShare: options.forceShare, onWarning: options.onWarning,
   });
-  let inPlace = plan.method === 'in-place';
-  const tmp = tempNameFor(plan.path);
-  let created = false;
-  let guard: Storage | undefined;
+  const target = new TargetWriter(vfs, plan, options.onTempFile);
   let out: Awaited<ReturnType<typeof openImage>> | undefined;
   let pipeline: CopyPipeline<Uint8Array> | undefined;
-  const removeTmp = async () => {
-    if (!created) return;
-    created = false;
-    await vfs.remove(tmp).catch(() => undefined);
-    options.onTempFile?.(undefined);
-  };
   try {
     if (plan.exists) {
       await refuseTargetInChain(vfs, plan.path, await chainFiles(vfs, source), 'the input or one of its backing files');
       // Refuse an OUTPUT another process has open for writing before anything is created.
-      if (!inPlace) guard = await vfs.open(plan.path, { readOnly: false });
+      await target.lock();
     }
     const { start, end, skipPastEnd } = ddRange(source.size, options);
     if (skipPastEnd) options.onWarning?.(`${input}: cannot skip to specified offset`);
     const size = end - start;
     // qemu-img creates every image in whole sectors: the tail past the copy reads as zeros.
     const createOptions = { vfs, format: outFormat, size: alignUp(size, 512) };
-    if (!inPlace) {
-      created = true;
-      options.onTempFile?.(tmp);
-      await createImage(tmp, createOptions);
-      // OUTPUT's mode and owner before any data lands; where they cannot be given (chown to another
-      // user needs root), OUTPUT is written in place, as convert does and qemu-img always does.
-      if (plan.attributes && !(await giveAttributes(vfs, tmp, plan.attributes))) {
-        await removeTmp();
-        await guard?.close();
-        guard = undefined;
-        inPlace = true;
-      }
-    }
-    if (inPlace) await createImage(plan.path, { ...createOptions, overwrite: true });
-    out = await openImage(inPlace ? plan.path : tmp, { vfs, format: outFormat });
-    const target = out;
+    // Under a temporary name with OUTPUT's mode and owner, or in place (see TargetWriter).
+    const written = await target.create((path, overwrite) => createImage(path, { ...createOptions, overwrite }));
+    out = await openImage(written, { vfs, format: outFormat });
+    const image = out;
     const progress = progressOf(options, size);
     pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(COPY_CHUNK));
     let done = 0;
@@ -134,7 +112,7 @@ export async function ddImage(input: string, output: string, options: DdOptions 
         await pipeline.start(async (buf) => {
           const data = buf.subarray(0, n);
           await source.readInto(at, data);
-          if (!isZero(data)) await target.write(at - start, data);
+          if (!isZero(data)) await image.write(at - start, data);
           done += n;
           progress.update(done);
         });
@@ -146,20 +124,16 @@ export async function ddImage(input: string, output: string, options: DdOptions 
     await out.flush();
     await out.close();
     out = undefined;
-    if (!inPlace) {
-      await vfs.rename(tmp, plan.path);
-      created = false;
-      options.onTempFile?.(undefined);
-    }
+    await target.finish();
     progress.end();
     return { size };
   } catch (err) {
     await pipeline?.settle();
     await out?.close().catch(() => undefined);
-    await removeTmp();
+    await target.abandon();
     throw err;
   } finally {
-    await guard?.close().catch(() => undefined);
+    await target.release();
     await source.close().catch(() => undefined);
   }
 }

@@ -13,7 +13,9 @@
  * | block device                     | in place, every byte (the device is not zeroed)  |
  * | FIFO, socket, char device, dir   | refused (`special-file`)                         |
  */
-import { BlockError, fileTypeName, isBlockError, type FileAttributes, type FileStat, type Vfs } from '@blk/core';
+import {
+  BlockError, fileTypeName, isBlockError, type FileAttributes, type FileStat, type Storage, type Vfs,
+} from '@blk/core';
 
 export interface TargetPlan {
   /** The file to write: DST, or where its symlinks lead. */
@@ -61,4 +63,94 @@ export async function planTarget(vfs: Vfs, dst: string): Promise<TargetPlan> {
     plan.attributes = { mode: st.mode, uid: st.uid, gid: st.gid };
   }
   return plan;
+}
+
+/** A fresh temporary name beside `dst`: `${dst}.tmp-` and 8 random hex digits. */
+export function tempNameFor(dst: string): string {
+  const bytes = new Uint8Array(4);
+  globalThis.crypto.getRandomValues(bytes);
+  return `${dst}.tmp-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+/** Gives `path` the replaced file's mode and owner; false when the Vfs cannot (or may not). */
+async function giveAttributes(vfs: Vfs, path: string, attributes: FileAttributes): Promise<boolean> {
+  if (!vfs.setAttributes) return true; // No owners or modes on this Vfs: nothing to keep.
+  try {
+    await vfs.setAttributes(path, attributes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Carries out a `TargetPlan` for a job that writes a new image (convert, dd):
+ * `lock` holds an existing target open (locked) so that a target another
+ * process writes is refused before anything is created; `create` makes the
+ * image under a temporary name with the target's mode and owner (or in place,
+ * where they cannot be given: chown to another user needs root); `finish`
+ * renames it over the target; `abandon` removes the temporary file; `release`
+ * drops the lock. `onTempFile` hears the temporary name (the blk command
+ * removes it when interrupted) and undefined once it is gone.
+ */
+export class TargetWriter {
+  private tmp: string | undefined;
+  private guard: Storage | undefined;
+  private inPlace: boolean;
+
+  constructor(private readonly vfs: Vfs, readonly plan: TargetPlan,
+    private readonly onTempFile?: (path: string | undefined) => void) {
+    this.inPlace = plan.method === 'in-place';
+  }
+
+  get method(): 'rename' | 'in-place' {
+    return this.inPlace ? 'in-place' : 'rename';
+  }
+
+  /** Refuses a target another process has open for writing (in place, `create` locks before truncating). */
+  async lock(): Promise<void> {
+    if (!this.inPlace && this.plan.exists) this.guard = await this.vfs.open(this.plan.path, { readOnly: false });
+  }
+
+  /** Creates the image through `make(path, overwrite)` and returns the path to write it at. */
+  async create(make: (path: string, overwrite: boolean) => Promise<void>): Promise<string> {
+    if (!this.inPlace) {
+      const tmp = tempNameFor(this.plan.path);
+      this.tmp = tmp;
+      this.onTempFile?.(tmp);
+      await make(tmp, false);
+      // The target's mode and owner before any data lands in the file.
+      if (!this.plan.attributes || await giveAttributes(this.vfs, tmp, this.plan.attributes)) return tmp;
+      await this.abandon();
+      await this.release();
+      this.inPlace = true;
+    }
+    await make(this.plan.path, true);
+    return this.plan.path;
+  }
+
+  /** Renames the finished image over the target; returns the temporary name it had (undefined in place). */
+  async finish(): Promise<string | undefined> {
+    const tmp = this.tmp;
+    if (tmp === undefined) return undefined;
+    await this.vfs.rename(tmp, this.plan.path);
+    this.tmp = undefined;
+    this.onTempFile?.(undefined);
+    return tmp;
+  }
+
+  /** Removes the temporary file, if any (a failed job). */
+  async abandon(): Promise<void> {
+    const tmp = this.tmp;
+    if (tmp === undefined) return;
+    this.tmp = undefined;
+    await this.vfs.remove(tmp).catch(() => undefined); // Already gone.
+    this.onTempFile?.(undefined);
+  }
+
+  async release(): Promise<void> {
+    const guard = this.guard;
+    this.guard = undefined;
+    await guard?.close().catch(() => undefined);
+  }
 }
