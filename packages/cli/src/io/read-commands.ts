@@ -1,6 +1,6 @@
 /** qemu-io's read, readv and aio_read. */
 import {
-  MAX_REQUEST, getoptOrUsage, parsePattern, patternFails, vectorRequest, type CmdInfo, type Flags,
+  getoptOrUsage, parsePattern, patternFails, vectorRequest, type CmdInfo, type Flags,
 } from './command.js';
 import type { IoSession } from './session.js';
 import { elapsed, printReport } from './report.js';
@@ -37,14 +37,9 @@ export const read: CmdInfo = {
       patternOffset = v;
     }
     if (o.operands.length !== 2) return ctx.usage(this);
-    const offset = ctx.num(o.operands[0]!);
-    if (offset === undefined) return false;
-    const count = ctx.num(o.operands[1]!);
-    if (count === undefined) return false;
-    if (count > MAX_REQUEST) {
-      ctx.out(`length cannot exceed ${MAX_REQUEST}, given ${o.operands[1]}\n`);
-      return false;
-    }
+    const req = ctx.request(o.operands);
+    if (!req) return false;
+    const { offset, count } = req;
     if (pattern === undefined && (o.flags.has('l') || o.flags.has('s'))) return ctx.usage(this);
     if (!o.flags.has('l')) patternCount = count - patternOffset;
     if (patternCount < 0 || patternCount + patternOffset > count) {

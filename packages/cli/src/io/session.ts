@@ -7,7 +7,7 @@ import type { Image } from '@blk/core';
 import { debugEnabled, describeError } from '../errors.js';
 import { printable } from '../printable.js';
 import { parseSizeResult } from '../size.js';
-import type { CmdInfo } from './command.js';
+import { MAX_REQUEST, type CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 import { openIoFile, type IoOpenOptions, type OpenedFile } from './open-options.js';
 import type { BackingRules } from '../jobs/common.js';
@@ -158,6 +158,23 @@ export class IoSession {
   usage(ct: CmdInfo): false {
     this.io.out(`${ct.name} ${ct.args ?? ''} -- ${ct.oneline}\n`);
     return false;
+  }
+
+  /**
+   * The `off len` operands of read, write and discard (qemu-io's checks and
+   * messages); undefined after printing what is wrong. `unbounded` skips the
+   * length limit (write -n).
+   */
+  request(operands: readonly string[], unbounded = false): { offset: number; count: number } | undefined {
+    const offset = this.num(operands[0]!);
+    if (offset === undefined) return undefined;
+    const count = this.num(operands[1]!);
+    if (count === undefined) return undefined;
+    if (count > MAX_REQUEST && !unbounded) {
+      this.io.out(`length cannot exceed ${MAX_REQUEST}, given ${operands[1]}\n`);
+      return undefined;
+    }
+    return { offset, count };
   }
 
   /** cvtnum(): a size/offset with qemu's suffixes, or undefined after printing the error. */

@@ -4,7 +4,7 @@
  * deallocated where it then reads as zeros), as qemu-io does.
  */
 import {
-  MAX_REQUEST, getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, type Flags,
+  getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, type Flags,
 } from './command.js';
 import { strerror } from './errno.js';
 import type { IoSession } from './session.js';
@@ -91,14 +91,9 @@ export const write: CmdInfo = {
       ctx.out('Only one of -z, -P, and -s can be specified at the same time\n');
       return false;
     }
-    const offset = ctx.num(o.operands[0]!);
-    if (offset === undefined) return false;
-    const count = ctx.num(o.operands[1]!);
-    if (count === undefined) return false;
-    if (count > MAX_REQUEST && !o.flags.has('n')) {
-      ctx.out(`length cannot exceed ${MAX_REQUEST}, given ${o.operands[1]}\n`);
-      return false;
-    }
+    const req = ctx.request(o.operands, o.flags.has('n'));
+    if (!req) return false;
+    const { offset, count } = req;
     if (o.flags.has('b') || o.flags.has('c')) {
       ctx.out('write failed: Operation not supported\n');
       return false;
@@ -169,14 +164,9 @@ export const discard: CmdInfo = {
     const o = getoptOrUsage(ctx, this, argv, 'Cq');
     if (!o) return false;
     if (o.operands.length !== 2) return ctx.usage(this);
-    const offset = ctx.num(o.operands[0]!);
-    if (offset === undefined) return false;
-    const count = ctx.num(o.operands[1]!);
-    if (count === undefined) return false;
-    if (count > MAX_REQUEST) {
-      ctx.out(`length cannot exceed ${MAX_REQUEST}, given ${o.operands[1]}\n`);
-      return false;
-    }
+    const req = ctx.request(o.operands);
+    if (!req) return false;
+    const { offset, count } = req;
     // -d ignore: QEMU accepts the request and does nothing (BDRV_O_UNMAP unset).
     const secs = await ctx.timed('discard', async () => {
       if (!ctx.unmap) return;
