@@ -53,6 +53,21 @@ describe('blk io: qemu-io\'s command-line options', () => {
     }
   });
 
+  it('a length past the request limit: the message qemu-io prints for each command (write names -n)', () => {
+    rawFile(p('limit.img'), 1024 * KiB);
+    const limitCmds = ['read 0 3G', 'discard 0 3G', 'write 0 3G', 'write -P 1 0 512'].flatMap((c) => ['-c', c]);
+    const ours = blk(['io', '-f', 'raw', ...limitCmds, p('limit.img')]);
+    expect(ours.stdout.split('\n').slice(0, 3)).toEqual([
+      'length cannot exceed 2147483136, given 3G',
+      'length cannot exceed 2147483136, given 3G',
+      'length cannot exceed 2147483136 without -n, given 3G',
+    ]);
+    if (hasCommand('qemu-io')) {
+      rawFile(p('limit-q.img'), 1024 * KiB);
+      expect(filterQemuIo(ours.stdout)).toBe(filterQemuIo(qemuIo(['-f', 'raw', ...limitCmds, p('limit-q.img')]).stdout));
+    }
+  });
+
   it.skipIf(!hasCommand('strace'))('-t: writethrough/directsync sync after every write request, writeback/none on close, unsafe never', () => {
     // Five write requests (write, write, aio_write, write -z, discard), then the close.
     const script = ['write 0 4k', 'write 4k 4k', 'aio_write 8k 4k', 'aio_flush', 'write -z 12k 4k', 'discard 16k 4k']

@@ -162,16 +162,16 @@ export class IoSession {
 
   /**
    * The `off len` operands of read, write and discard (qemu-io's checks and
-   * messages); undefined after printing what is wrong. `unbounded` skips the
-   * length limit (write -n).
+   * messages); undefined after printing what is wrong. `nFlag`: the command
+   * has write's -n, which lifts the length limit (and qemu-io's message says so).
    */
-  request(operands: readonly string[], unbounded = false): { offset: number; count: number } | undefined {
+  request(operands: readonly string[], nFlag?: { given: boolean }): { offset: number; count: number } | undefined {
     const offset = this.num(operands[0]!);
     if (offset === undefined) return undefined;
     const count = this.num(operands[1]!);
     if (count === undefined) return undefined;
-    if (count > MAX_REQUEST && !unbounded) {
-      this.io.out(`length cannot exceed ${MAX_REQUEST}, given ${operands[1]}\n`);
+    if (count > MAX_REQUEST && !nFlag?.given) {
+      this.io.out(`length cannot exceed ${MAX_REQUEST}${nFlag ? ' without -n' : ''}, given ${operands[1]}\n`);
       return undefined;
     }
     return { offset, count };

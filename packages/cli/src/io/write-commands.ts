@@ -91,7 +91,7 @@ export const write: CmdInfo = {
       ctx.out('Only one of -z, -P, and -s can be specified at the same time\n');
       return false;
     }
-    const req = ctx.request(o.operands, o.flags.has('n'));
+    const req = ctx.request(o.operands, { given: o.flags.has('n') });
     if (!req) return false;
     const { offset, count } = req;
     if (o.flags.has('b') || o.flags.has('c')) {
