@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Image } from '@blk/core';
-import { backingPolicy, cliOpenOptions, isZero, type BackingRules, type CliOpenOptions } from './jobs/common.js';
+import { cliOpenOptions, isZero, type BackingRules, type CliOpenOptions } from './jobs/common.js';
 import { warn } from './errors.js';
 import { openImage } from './images.js';
 import { ownerMayRead } from './owner-rule.js';
@@ -81,6 +81,24 @@ export function onInterrupt(cleanup: () => void): () => void {
   return () => {
     for (const [sig, handler] of handlers) process.off(sig, handler);
   };
+}
+
+/**
+ * For a job that writes under a temporary name (convert, dd): while it
+ * exists, SIGINT, SIGTERM or SIGHUP remove it before exiting. Pass
+ * `onTempFile` to the job; call `off` when the job has settled.
+ */
+export function removeTempOnInterrupt(): { onTempFile: (path: string | undefined) => void; off: () => void } {
+  let tmp: string | undefined;
+  const off = onInterrupt(() => {
+    if (tmp === undefined) return;
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      // Already gone.
+    }
+  });
+  return { onTempFile: (path) => { tmp = path; }, off };
 }
 
 /** Index of the first byte where a and b differ (same length), or -1. */

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { onInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
+import { removeTempOnInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError, warn } from '../errors.js';
 import { registry } from '../images.js';
 import { hostJobVfs } from '../host-io.js';
@@ -69,15 +69,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
   if (backingFormat !== undefined && backingArg === undefined) throw new UsageError('-F (backing format) needs -B (backing file)');
 
   // SIGINT, SIGTERM or SIGHUP while the temporary file exists: remove it, then exit 128 + signal.
-  let tmp: string | undefined;
-  const offInterrupt = onInterrupt(() => {
-    if (tmp === undefined) return;
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      // Already gone.
-    }
-  });
+  const temp = removeTempOnInterrupt();
   try {
     const result = await convertImage(src, dst, {
       vfs: hostJobVfs(),
@@ -98,13 +90,13 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       sourceBackingFormat: opts.sourceBackingFormat,
       forceShare: opts.forceShare,
       onWarning: warn,
-      onTempFile: (path) => { tmp = path; },
+      onTempFile: temp.onTempFile,
       onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
     });
     // The rename changed the target's directory (DST's, or its symlink's target's).
     if (cache !== 'unsafe' && result.method === 'rename') syncDirectory(nodePath.dirname(nodePath.resolve(result.target)));
   } finally {
-    offInterrupt();
+    temp.off();
   }
   return 0;
 }

@@ -3,8 +3,7 @@
  * messages; the copy is ../jobs/dd.ts (written under a temporary name,
  * removed if a signal interrupts it). Prints nothing on success, as qemu-img.
  */
-import * as fs from 'node:fs';
-import { onInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
+import { removeTempOnInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError, warn } from '../errors.js';
 import { hostJobVfs } from '../host-io.js';
 import { registry } from '../images.js';
@@ -57,15 +56,8 @@ export async function dd(operands: string[], opts: DdOpts): Promise<number> {
   if (!registry.require(opts.outputFormat, output).create) {
     throw new UsageError(`format ${opts.outputFormat} cannot create images`);
   }
-  let tmp: string | undefined;
-  const offInterrupt = onInterrupt(() => {
-    if (tmp === undefined) return;
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      // Already gone.
-    }
-  });
+  // SIGINT, SIGTERM or SIGHUP while the temporary file exists: remove it, then exit 128 + signal.
+  const temp = removeTempOnInterrupt();
   try {
     await ddImage(input, output, {
       vfs: hostJobVfs(),
@@ -77,12 +69,12 @@ export async function dd(operands: string[], opts: DdOpts): Promise<number> {
       backingProbe: opts.backingProbe,
       forceShare: opts.forceShare,
       ...rulesOf(opts),
-      onTempFile: (path) => { tmp = path; },
+      onTempFile: temp.onTempFile,
       // qemu-img prints this as an error, yet copies nothing and exits 0; blk says it is a warning.
       onWarning: warn,
     });
   } finally {
-    offInterrupt();
+    temp.off();
   }
   return 0;
 }
