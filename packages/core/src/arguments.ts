@@ -7,8 +7,8 @@
  * as 'ignore' and store zeros over backing data).
  */
 import { BlockError } from './errors.js';
-import type { BackingPolicy } from './backing-policy.js';
-import type { CacheMode } from './driver.js';
+import type { BackingPolicy } from './image/backing-policy.js';
+import type { CacheMode } from './format/driver.js';
 
 /** The error every check throws: `invalid-argument`, with the option's name as `field`. */
 export function invalidArgument(option: string, problem: string, path?: string): BlockError {

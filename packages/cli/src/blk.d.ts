@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+export declare function buildProgram(): Command;

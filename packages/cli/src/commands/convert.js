@@ -1,0 +1,106 @@
+/**
+ * blk convert: qemu-img convert (one source), sparse, written under a
+ * temporary name. The job is in ../jobs/convert.ts; this module parses the
+ * options, removes the temporary file when interrupted by a signal, and syncs
+ * DST's directory after the rename.
+ */
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { removeTempOnInterrupt, rulesOf } from '../common.js';
+import { UsageError, warn } from '../errors.js';
+import { registry } from '../images.js';
+import { hostJobVfs } from '../host-io.js';
+import { parseCacheMode } from '../jobs/common.js';
+import { convertImage } from '../jobs/convert.js';
+import { formatOptionHelp, parseCreateOptions } from '../options.js';
+import { progressListener } from '../progress.js';
+import { parseSize, parseUnsigned } from '../size.js';
+export async function convert(src, dst, opts) {
+    const inPlace = !opts.create;
+    const outFormat = opts.outputFormat ?? 'raw';
+    if (opts.targetIsZero && !inPlace)
+        throw new UsageError('--target-is-zero requires use of -n flag');
+    if (inPlace && opts.options.length > 0)
+        throw new UsageError('-o has no effect when skipping image creation');
+    if (inPlace && opts.outputFormat !== undefined)
+        registry.require(outFormat, dst);
+    if (!inPlace && !registry.require(outFormat, dst).create)
+        throw new Error(`${dst}: format ${outFormat} cannot create images`);
+    const parallel = opts.parallel === undefined ? undefined : parseUnsigned(opts.parallel, 16);
+    if (parallel === 0 || (opts.parallel !== undefined && parallel === undefined)) {
+        throw new UsageError('Invalid number of coroutines. Allowed number of coroutines is between 1 and 16');
+    }
+    const o = parseCreateOptions(outFormat, opts.options, dst);
+    if (o.help) {
+        process.stdout.write(formatOptionHelp(outFormat));
+        return 0;
+    }
+    const cache = cacheArg(opts.cache);
+    const sparse = parseSize(opts.sparseSize, 'sparse size');
+    if (sparse % 512 !== 0 || sparse > 16 * 1024 * 1024) {
+        throw new UsageError(`invalid sparse size ${opts.sparseSize}: use a multiple of 512 up to 16M (0 writes every byte)`);
+    }
+    if (o.size !== undefined)
+        throw new UsageError('convert takes the size from the source; -o size= is not allowed');
+    const backingArg = opts.backing ?? o.backingFile;
+    const backingFormat = opts.backingFormat ?? o.backingFormat;
+    if (backingFormat !== undefined && backingArg === undefined)
+        throw new UsageError('-F (backing format) needs -B (backing file)');
+    // SIGINT, SIGTERM or SIGHUP while the temporary file exists: remove it, then exit 128 + signal.
+    const temp = removeTempOnInterrupt();
+    try {
+        const result = await convertImage(src, dst, {
+            vfs: hostJobVfs(),
+            cache,
+            format: opts.format,
+            outputFormat: opts.outputFormat,
+            existingTarget: inPlace,
+            targetIsZero: opts.targetIsZero,
+            parallel,
+            outOfOrder: opts.outOfOrder,
+            driverOptions: o.driverOptions,
+            ...(o.preallocation !== undefined ? { preallocation: o.preallocation } : {}),
+            backing: backingArg,
+            backingFormat,
+            sparseSize: sparse,
+            backingProbe: opts.backingProbe,
+            ...rulesOf(opts),
+            sourceBackingFormat: opts.sourceBackingFormat,
+            forceShare: opts.forceShare,
+            onWarning: warn,
+            onTempFile: temp.onTempFile,
+            onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
+        });
+        // The rename changed the target's directory (DST's, or its symlink's target's).
+        if (cache !== 'unsafe' && result.method === 'rename')
+            syncDirectory(nodePath.dirname(nodePath.resolve(result.target)));
+    }
+    finally {
+        temp.off();
+    }
+    return 0;
+}
+/** -t CACHE, checked (a usage error names the modes). */
+export function cacheArg(value) {
+    try {
+        return parseCacheMode(value);
+    }
+    catch (err) {
+        throw new UsageError(err.message);
+    }
+}
+/** fsync of a directory, so that names created or renamed in it survive a power loss (best effort). */
+export function syncDirectory(dir) {
+    try {
+        const fd = fs.openSync(dir, 'r');
+        try {
+            fs.fsyncSync(fd);
+        }
+        finally {
+            fs.closeSync(fd);
+        }
+    }
+    catch {
+        // Not every file system lets a directory be synced; the rename stands.
+    }
+}

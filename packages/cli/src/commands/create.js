@@ -1,0 +1,101 @@
+/** blk create: qemu-img create. */
+import * as fs from 'node:fs';
+import { UsageError } from '../errors.js';
+import { createImage, openImage, registry } from '../images.js';
+import { formatOptionHelp, parseCreateOptions } from '../options.js';
+import { parseSize, wholeSectors } from '../size.js';
+import { resolveBackingArg } from '../common.js';
+export async function create(file, sizeArg, opts) {
+    const format = opts.format;
+    const driver = registry.require(format, file);
+    if (!driver.create)
+        throw new Error(`${file}: format ${format} cannot create images`);
+    const o = parseCreateOptions(format, opts.options, file);
+    if (o.help) {
+        process.stdout.write(formatOptionHelp(format));
+        return 0;
+    }
+    let size = o.size;
+    if (sizeArg !== undefined) {
+        if (size !== undefined)
+            throw new UsageError('the size is given both with -o size= and as an argument');
+        size = parseSize(sizeArg, 'image size');
+    }
+    const backingArg = opts.backing ?? o.backingFile;
+    if (opts.backing !== undefined && o.backingFile !== undefined) {
+        throw new UsageError('the backing file is given both with -b and -o backing_file=');
+    }
+    const backingFormat = opts.backingFormat ?? o.backingFormat;
+    if (backingFormat !== undefined && backingArg === undefined) {
+        throw new UsageError('-F (backing format) needs -b (backing file)');
+    }
+    let backingPath;
+    if (backingArg !== undefined) {
+        if (backingArg === '')
+            throw new UsageError('the backing file name is empty');
+        backingPath = resolveBackingArg(file, backingArg);
+        if (!fs.existsSync(backingPath)) {
+            throw new Error(`${file}: backing file ${backingPath} not found`);
+        }
+        // FILE is about to be emptied: it must be none of the files the new image will read through
+        // (the backing file or, as far as it opens, its chain), compared by device and inode.
+        if (fs.existsSync(file) && (await backingChainIds(backingPath, backingFormat)).has(fileId(file))) {
+            throw new UsageError(`${file}: an image cannot be its own backing file, directly or further down the chain`);
+        }
+        if (size === undefined) {
+            // Raw only by default: a backing file carrying another format's header is refused, not sized as raw.
+            const base = await openImage(backingPath, {
+                format: backingFormat ?? 'raw', formatAssumed: backingFormat === undefined, readOnly: true, backing: { mode: 'ignore' },
+            });
+            size = base.size;
+            await base.close();
+        }
+    }
+    if (size === undefined)
+        throw new UsageError(`${file}: image creation needs a size parameter`);
+    if (!opts.quiet) {
+        let line = `Formatting '${file}', fmt=${format} size=${size}`;
+        if (backingArg !== undefined)
+            line += ` backing_file=${backingArg}`;
+        if (backingFormat !== undefined)
+            line += ` backing_fmt=${backingFormat}`;
+        for (const [k, v] of o.given)
+            line += ` ${k}=${v}`;
+        process.stdout.write(`${line}\n`);
+    }
+    // qemu-img rounds every size up to whole 512-byte sectors (1234 makes a 1536-byte disk); the
+    // Formatting line above keeps the size as given, as qemu-img's does.
+    const createOptions = { format, size: wholeSectors(size), overwrite: true };
+    if (backingPath !== undefined) {
+        createOptions.backing = backingFormat !== undefined ? { path: backingPath, format: backingFormat } : backingPath;
+    }
+    if (Object.keys(o.driverOptions).length > 0)
+        createOptions.driverOptions = o.driverOptions;
+    if (o.preallocation !== undefined)
+        createOptions.preallocation = o.preallocation;
+    await createImage(file, createOptions);
+    return 0;
+}
+function fileId(path) {
+    const st = fs.statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+}
+/** The identities of the backing file and, as far as it opens (best effort), of its own chain. */
+async function backingChainIds(backingPath, backingFormat) {
+    const ids = new Set([fileId(backingPath)]);
+    const chain = await openImage(backingPath, { format: backingFormat ?? 'raw', readOnly: true }).catch(() => undefined);
+    try {
+        for (let layer = chain?.backing; layer; layer = layer.backing) {
+            try {
+                ids.add(fileId(layer.path));
+            }
+            catch {
+                // Gone meanwhile: it cannot be FILE then.
+            }
+        }
+    }
+    finally {
+        await chain?.close();
+    }
+    return ids;
+}

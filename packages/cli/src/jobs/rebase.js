@@ -1,0 +1,161 @@
+/**
+ * The rebase job (blk rebase, qemu-img rebase). Safe mode copies into the
+ * overlay every run it does not hold whose contents differ between the old
+ * backing chain and the new backing file, flushes, then rewrites the
+ * reference; `unsafe` (-u) only rewrites it.
+ *
+ * Interrupted, safe mode leaves an overlay that still reads the same over its
+ * old backing file (it only gained copies of old data): re-run it. A header
+ * rewrite is atomic only while the backing paths end inside the header's
+ * first sector; with longer paths a power loss can tear the new path from the
+ * old one. The overlay is then refused (never misread), and a re-run of the
+ * same rebase recognises the torn rewrite by the new file's mtime and size
+ * and finishes it.
+ *
+ * Every file-system action goes through the job's Vfs.
+ */
+import { BlockError, isBlockError } from '@blk/core';
+import { fileId, jobChunk, jobVfs, mtimeOf, openNamedBacking, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, } from './common.js';
+/** Points the overlay `file` at a new backing file, keeping its contents unless `unsafe`. */
+export async function rebaseImage(file, options) {
+    const vfs = jobVfs(options);
+    const chunk = jobChunk(options);
+    const newPath = options.backing === '' ? undefined : resolveBackingArg(vfs, file, options.backing);
+    if (newPath !== undefined && !(await vfs.exists(newPath))) {
+        throw new Error(`${file}: new backing file ${newPath} not found`);
+    }
+    // An image cannot be its own backing file (compared by device and inode: links do not hide it).
+    if (newPath !== undefined) {
+        const self = await fileId(vfs, file);
+        if (self !== undefined && self === await fileId(vfs, newPath)) {
+            throw new BlockError('backing-loop', `cannot be its own backing file (${newPath})`, { path: file });
+        }
+    }
+    const open = (backingMode) => openOn(vfs, file, {
+        format: options.format, readOnly: false, backingProbe: options.backingProbe, backingMode,
+        backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve, backingDevices: options.backingDevices,
+        backingFormat: options.oldBackingFormat,
+    });
+    let top;
+    try {
+        top = await open(options.unsafe ? 'ignore' : 'open');
+    }
+    catch (err) {
+        if (newPath === undefined || !isBlockError(err) || !(err.kind === 'backing-mismatch' || err.kind === 'backing-missing'))
+            throw err;
+        return finishInterruptedRebase(vfs, file, newPath, options, () => open('ignore'), err);
+    }
+    let fresh;
+    let copied = 0;
+    try {
+        if (newPath !== undefined) {
+            fresh = await openNamedBacking(vfs, newPath, options.backingFormat, options);
+        }
+        let spec;
+        if (newPath !== undefined && fresh) {
+            spec = { path: newPath, size: fresh.size, mtimeSec: (await mtimeOf(vfs, newPath)) ?? 0 };
+            if (options.backingFormat !== undefined)
+                spec.format = options.backingFormat;
+        }
+        // A reference the overlay cannot record is refused now, before copying what could be the whole old chain.
+        top.checkBackingReference(spec);
+        if (!options.unsafe)
+            copied = await copyDifferences(top, fresh, chunk, options);
+        await top.flush();
+        await top.setBackingReference(spec);
+        await top.flush();
+    }
+    finally {
+        await fresh?.close().catch(() => undefined);
+        await top.close();
+    }
+    return { backingPath: newPath, copied };
+}
+/**
+ * The overlay no longer opens over its recorded backing file. If it records
+ * the new backing file's size and mtime, a rebase onto that file was under
+ * way: its copy was complete and flushed before the header rewrite began, and
+ * the header's sector with the mtime is written first (cow's setBacking), so
+ * the rewrite was torn. Finish it; otherwise the mismatch is someone else's
+ * doing and the original error stands.
+ */
+async function finishInterruptedRebase(vfs, file, newPath, options, openIgnoringBacking, original) {
+    const top = await openIgnoringBacking();
+    try {
+        const expect = top.backingReference?.expect;
+        const fresh = await openNamedBacking(vfs, newPath, options.backingFormat, options);
+        const size = fresh.size;
+        await fresh.close();
+        const mtimeSec = (await mtimeOf(vfs, newPath)) ?? 0;
+        if (expect?.size !== size || expect.mtimeSec !== mtimeSec % 2 ** 32)
+            throw original;
+        const spec = { path: newPath, size, mtimeSec };
+        if (options.backingFormat !== undefined)
+            spec.format = options.backingFormat;
+        await top.setBackingReference(spec);
+        await top.flush();
+    }
+    finally {
+        await top.close();
+    }
+    return { backingPath: newPath, copied: 0 };
+}
+/**
+ * Copies old-chain data into `top` wherever it does not hold the data and
+ * `fresh` reads differently. Returns the bytes written.
+ */
+async function copyDifferences(top, fresh, chunk, options) {
+    const granule = Math.max(512, top.sectorSize);
+    const progress = progressOf(options, top.size);
+    const oldBuf = new Uint8Array(chunk);
+    const newBuf = new Uint8Array(chunk);
+    let done = 0;
+    let copied = 0;
+    for await (const run of top.map()) {
+        const end = run.start + run.length;
+        if (run.depth === 0) {
+            done += run.length;
+            progress.update(done);
+            continue;
+        }
+        for (let pos = run.start; pos < end;) {
+            const n = Math.min(chunk - (pos % chunk), end - pos);
+            const oldData = oldBuf.subarray(0, n);
+            if (run.depth === undefined)
+                oldData.fill(0);
+            else
+                await top.readInto(pos, oldData);
+            const newData = newBuf.subarray(0, n);
+            const inside = fresh ? Math.max(0, Math.min(n, fresh.size - pos)) : 0;
+            if (inside < n)
+                newData.fill(0, inside);
+            if (fresh && inside > 0)
+                await fresh.readInto(pos, newData.subarray(0, inside));
+            let pending = -1;
+            for (let g = pos; g < pos + n;) {
+                const gEnd = Math.min(g - (g % granule) + granule, pos + n);
+                const same = sameBytes(oldData.subarray(g - pos, gEnd - pos), newData.subarray(g - pos, gEnd - pos));
+                if (!same) {
+                    if (pending < 0)
+                        pending = g;
+                }
+                else if (pending >= 0) {
+                    await top.write(pending, oldData.subarray(pending - pos, g - pos));
+                    copied += g - pending;
+                    pending = -1;
+                }
+                g = gEnd;
+            }
+            if (pending >= 0) {
+                await top.write(pending, oldData.subarray(pending - pos));
+                copied += pos + n - pending;
+            }
+            pos += n;
+            done += n;
+            progress.update(done);
+            await yieldToEventLoop();
+        }
+    }
+    progress.end();
+    return copied;
+}

@@ -1,0 +1,58 @@
+/**
+ * Output that respects backpressure. A write to a pipe whose reader is slow
+ * (or stopped: `blk map | less`) is queued in memory by Node; without
+ * waiting for 'drain' a long listing grows that queue without bound (over
+ * a gigabyte for a fragmented 1 TiB image, then ENOBUFS). Writers here wait
+ * for the queue to drain whenever the stream says it is full.
+ */
+/** Resolves once `stream` has room again (or is gone: a closed pipe ends the command through its 'error' handler). */
+export function drained(stream) {
+    if (!stream.writableNeedDrain || stream.destroyed)
+        return Promise.resolve();
+    return new Promise((resolve) => {
+        const done = () => {
+            stream.off('drain', done);
+            stream.off('close', done);
+            stream.off('error', done);
+            resolve();
+        };
+        stream.on('drain', done);
+        stream.on('close', done);
+        stream.on('error', done);
+    });
+}
+/** Writes `text` to `stream`, waiting while the stream's buffer is full. */
+export async function writeWithBackpressure(stream, text) {
+    if (!stream.write(text))
+        await drained(stream);
+}
+/** Up to this many characters of output are gathered before one write. */
+const OUTPUT_PIECE = 256 * 1024;
+/**
+ * Gathers small pieces of text into large writes to `stream` (one write per
+ * line costs more than making the line), waiting for the stream to drain
+ * between writes, so at most about two pieces are held at any time.
+ */
+export class PieceWriter {
+    stream;
+    parts = [];
+    size = 0;
+    constructor(stream = process.stdout) {
+        this.stream = stream;
+    }
+    /** Adds `text`; returns a promise only when a piece was written and the stream is full (await it then). */
+    write(text) {
+        this.parts.push(text);
+        this.size += text.length;
+        return this.size >= OUTPUT_PIECE ? this.flush() : undefined;
+    }
+    /** Writes what was gathered and waits until the stream has room. */
+    async flush() {
+        if (this.parts.length === 0)
+            return;
+        const text = this.parts.join('');
+        this.parts = [];
+        this.size = 0;
+        await writeWithBackpressure(this.stream, text);
+    }
+}

@@ -1,0 +1,52 @@
+/**
+ * Every error line names the file it concerns, as qemu-img's
+ * `qemu-img: FILE: ...` does, across the commands (io's request failures
+ * keep qemu-io's own `write failed: ...` text; its other errors name the file).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { blk, ensureBuilt, rawFile, tempDir } from './helpers.js';
+let dir;
+beforeAll(() => {
+    ensureBuilt();
+    dir = tempDir('error-names');
+    rawFile(path.join(dir, 'r.img'), 1024 * 1024);
+    expect(blk(['create', '-q', '-f', 'cow', '-b', path.join(dir, 'r.img'), path.join(dir, 'o.cow')]).code).toBe(0);
+    fs.writeFileSync(path.join(dir, 'junk.cow'), 'not an image');
+});
+afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+});
+const p = (name) => path.join(dir, name);
+describe('error lines name the file', () => {
+    const cases = [
+        ['create -o with an option raw lacks', () => ['create', '-f', 'raw', '-o', 'foo=bar', p('new.img'), '1M'], () => p('new.img')],
+        ['create -o with a bad cow version', () => ['create', '-f', 'cow', '-o', 'version=9', p('new.cow'), '1M'], () => p('new.cow')],
+        ['create with an unknown format', () => ['create', '-f', 'nosuch', p('new.img'), '1M'], () => p('new.img')],
+        ['create over a missing backing file', () => ['create', '-f', 'cow', '-b', p('gone.img'), p('new.cow')], () => p('new.cow')],
+        ['convert -o with an option raw lacks', () => ['convert', '-O', 'raw', '-o', 'foo=bar', p('r.img'), p('out.img')], () => p('out.img')],
+        ['convert from a missing file', () => ['convert', p('gone.img'), p('out.img')], () => p('gone.img')],
+        ['info of a missing file', () => ['info', p('gone.img')], () => p('gone.img')],
+        ['info -f cow of a raw file', () => ['info', '-f', 'cow', p('r.img')], () => p('r.img')],
+        ['map -s past the end', () => ['map', '-f', 'raw', '-s', '5M', p('r.img')], () => p('r.img')],
+        ['commit of a raw file', () => ['commit', '-f', 'raw', p('r.img')], () => p('r.img')],
+        ['rebase onto a missing file', () => ['rebase', '-b', p('gone.img'), p('o.cow')], () => p('o.cow')],
+        ['compare with a missing file', () => ['compare', p('r.img'), p('gone.img')], () => p('gone.img')],
+        ['check of a missing file', () => ['check', p('gone.img')], () => p('gone.img')],
+        ['check of a junk file named cow', () => ['check', '-f', 'cow', p('junk.cow')], () => p('junk.cow')],
+        ['io on a missing file', () => ['io', '-c', 'read 0 1', p('gone.img')], () => p('gone.img')],
+        ['io write on a read-only open', () => ['io', '-r', '-f', 'raw', '-c', 'write 0 1', p('r.img')], () => p('r.img')],
+        ['io discard on a read-only open', () => ['io', '-r', '-c', 'discard 0 512', p('o.cow')], () => p('o.cow')],
+        ['io open of a second file', () => ['io', '-f', 'raw', '-c', `open ${p('o.cow')}`, p('r.img')], () => p('r.img')],
+        ['io open with a bad -o', () => ['io', '-c', `open -o colour=blue ${p('r.img')}`], () => p('r.img')],
+    ];
+    it.each(cases)('%s', (_what, args, file) => {
+        const r = blk(args());
+        expect(r.code).not.toBe(0);
+        const lines = r.stderr.trimEnd().split('\n');
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatch(/^blk: /);
+        expect(lines[0]).toContain(file());
+    });
+});

@@ -1,0 +1,214 @@
+/**
+ * Test helpers: every CLI test runs the built executable as a user would
+ * (`node packages/cli/dist/blk.js ...` in a child process).
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+import { testTimeScale } from '@blk/faults';
+export const CLI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO = path.resolve(CLI_DIR, '../..');
+export const BLK = path.join(CLI_DIR, 'dist', 'blk.js');
+function newestMtime(dir) {
+    let newest = 0;
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, entry.name);
+        newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
+    }
+    return newest;
+}
+function stale() {
+    const images = path.join(REPO, 'packages', 'images', 'dist', 'index.js');
+    if (!fs.existsSync(images))
+        return 'all';
+    if (!fs.existsSync(BLK))
+        return 'cli';
+    // The bin carries copies of the @blk packages (tsup.bin.config.ts): a rebuilt one makes it stale too.
+    const inputs = [path.join(CLI_DIR, 'src'), ...['core', 'raw', 'cow', 'native', 'images'].map((p) => path.join(REPO, 'packages', p, 'dist'))];
+    const newest = Math.max(...inputs.filter((d) => fs.existsSync(d)).map(newestMtime));
+    return fs.statSync(BLK).mtimeMs < newest ? 'cli' : 'none';
+}
+/**
+ * Builds the CLI when dist/ is missing or older than src/ or the bundled
+ * packages' dist/ (and the packages it depends on when @blk/images has no
+ * dist yet). Test files run in
+ * parallel: a lock directory makes one of them build while the others wait.
+ */
+export function ensureBuilt() {
+    if (stale() === 'none')
+        return;
+    const lock = path.join(CLI_DIR, '.build-lock');
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+        try {
+            fs.mkdirSync(lock);
+            break;
+        }
+        catch {
+            // A lock left by a killed run is stale after two minutes.
+            try {
+                if (Date.now() - fs.statSync(lock).mtimeMs > 120_000)
+                    fs.rmdirSync(lock);
+            }
+            catch {
+                // Gone meanwhile.
+            }
+            if (Date.now() > deadline)
+                throw new Error('timed out waiting for another test file to build the CLI');
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+        }
+    }
+    try {
+        const what = stale();
+        if (what === 'all') {
+            execFileSync('pnpm', ['--filter', '@blk/cli...', 'run', 'build'], { cwd: REPO, stdio: 'pipe' });
+        }
+        else if (what === 'cli') {
+            execFileSync('pnpm', ['run', 'build'], { cwd: CLI_DIR, stdio: 'pipe' });
+        }
+    }
+    finally {
+        fs.rmdirSync(lock);
+    }
+}
+/** Runs `blk ARGS...` and waits for it. */
+export function blk(args, o = {}) {
+    const env = { ...process.env, ...o.env };
+    delete env.BLK_DEBUG;
+    if (o.env?.BLK_DEBUG !== undefined)
+        env.BLK_DEBUG = o.env.BLK_DEBUG;
+    const r = spawnSync(process.execPath, [BLK, ...args], {
+        cwd: o.cwd,
+        input: o.input ?? '',
+        encoding: 'utf8',
+        env,
+        timeout: Math.round((o.timeout ?? 60_000) * testTimeScale()), // a busy machine stretches every run
+        maxBuffer: 64 * 1024 * 1024,
+    });
+    if (r.error)
+        throw r.error;
+    return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+/** Starts `blk ARGS...` without waiting (for interruption tests). */
+export function blkSpawn(args, o = {}) {
+    return spawn(process.execPath, [BLK, ...args], { cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+/** A fresh directory under the system's temporary directory. */
+export function tempDir(label) {
+    return fs.mkdtempSync(path.join(os.tmpdir(), `blk-cli-${label}-`));
+}
+/** qemu-iotests' _filter_qemu_io: hides the timing of the report lines and qemu-io's prompt. */
+export function filterQemuIo(text) {
+    return text.replace(/qemu-io> /g, '').replace(/[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*\/sec and [0-9/.inf]* ops\/sec\)/g, 'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)');
+}
+/** Writes a raw file of `size` bytes, filling the given [offset, length, byte] ranges; the rest is a hole. */
+export function rawFile(file, size, fills = []) {
+    const fd = fs.openSync(file, 'w');
+    try {
+        fs.ftruncateSync(fd, size);
+        for (const [offset, length, byte] of fills) {
+            const chunk = Buffer.alloc(Math.min(length, 1 << 20), byte);
+            for (let done = 0; done < length; done += chunk.length) {
+                fs.writeSync(fd, chunk, 0, Math.min(chunk.length, length - done), offset + done);
+            }
+        }
+    }
+    finally {
+        fs.closeSync(fd);
+    }
+}
+/** Bytes the file occupies on disk. */
+export function diskUsage(file) {
+    return fs.statSync(file).blocks * 512;
+}
+export function hasCommand(cmd) {
+    return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).status === 0;
+}
+/** Runs a shell command line under a pseudo-terminal (util-linux `script`), returning what it printed. */
+export function underPty(commandLine, cwd) {
+    const r = spawnSync('script', ['-qfec', commandLine, '/dev/null'], { cwd, encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
+    if (r.error)
+        throw r.error;
+    return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+export function shellQuote(s) {
+    return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+/** Waits until `cond()` holds (polling), or throws after `ms`. */
+export async function waitFor(cond, ms, what) {
+    const end = Date.now() + ms * testTimeScale();
+    while (!cond()) {
+        if (Date.now() > end)
+            throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 1));
+    }
+}
+/** Resolves with the exit code/signal of a spawned child. */
+export function exited(child) {
+    return new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) {
+            resolve({ code: child.exitCode, signal: child.signalCode });
+            return;
+        }
+        child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+}
+/**
+ * A cow overlay over a raw base (`size` bytes, filled with `baseByte`) in
+ * which every other 512-byte sector is allocated and holds `topByte`:
+ * many short runs, so that copying it takes a while (interruption tests).
+ */
+export function alternatingOverlay(dir, name, size, baseByte = 0x11, topByte = 0x22) {
+    const base = path.join(dir, `${name}.base.img`);
+    const overlay = path.join(dir, `${name}.cow`);
+    rawFile(base, size, [[0, size, baseByte]]);
+    const created = blk(['create', '-q', '-f', 'cow', '-b', base, overlay]);
+    if (created.code !== 0)
+        throw new Error(created.stderr);
+    const info = JSON.parse(blk(['info', '--output=json', overlay]).stdout);
+    const d = info['format-specific'].data;
+    const fd = fs.openSync(overlay, 'r+');
+    try {
+        fs.writeSync(fd, Buffer.alloc(d['bitmap-length'], 0x55), 0, d['bitmap-length'], d['bitmap-offset']);
+        rawWrite(fd, d['data-offset'], size, topByte);
+    }
+    finally {
+        fs.closeSync(fd);
+    }
+    return { base, overlay };
+}
+function rawWrite(fd, offset, length, byte) {
+    const chunk = Buffer.alloc(1 << 20, byte);
+    for (let done = 0; done < length; done += chunk.length) {
+        fs.writeSync(fd, chunk, 0, Math.min(chunk.length, length - done), offset + done);
+    }
+}
+/** What the alternating overlay reads as: sector n is topByte for even n, baseByte for odd n. */
+export function alternatingExpected(file, size, baseByte = 0x11, topByte = 0x22) {
+    const buf = Buffer.alloc(size);
+    for (let s = 0; s < size / 512; s++)
+        buf.fill(s % 2 === 0 ? topByte : baseByte, s * 512, s * 512 + 512);
+    fs.writeFileSync(file, buf);
+}
+/** `blk compare A B` says the guest-visible contents are identical (exit 0, nothing on stderr). */
+export function expectSameImages(a, b) {
+    const r = blk(['compare', a, b]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('Images are identical.\n');
+    expect(r.code).toBe(0);
+}
+/** Runs qemu-img with its program name in messages swapped for blk's, so that both outputs compare. */
+export function qemuImgAsBlk(args) {
+    const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
+    return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.replaceAll('qemu-img:', 'blk:') };
+}
+/** Runs the real `qemu-io ARGS...` (tests skip themselves where it is not installed). */
+export function qemuIo(args, o = {}) {
+    const r = spawnSync('qemu-io', args, { cwd: o.cwd, input: o.input ?? '', encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
+    if (r.error)
+        throw r.error;
+    return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}

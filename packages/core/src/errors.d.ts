@@ -1,0 +1,102 @@
+/**
+ * One error class for the whole framework, classified by a stable `kind`.
+ *
+ * Callers branch on `kind` (a string union that only ever grows), never on
+ * message text. `path` names the file the problem is in, `field` the header
+ * field when a header is at fault, and `offset` the byte offset when a range is.
+ */
+export type BlockErrorKind = 
+/** The file is not of the format that was asked for (magic mismatch). */
+'bad-magic'
+/** The format is right but this version or variant is not supported. */
+ | 'unsupported-version'
+/** The file ends inside its header or metadata. */
+ | 'truncated'
+/** A header field holds a value that cannot be right (checked before use). */
+ | 'invalid-header'
+/** No registered driver recognises the file, or a named format is unknown. */
+ | 'unknown-format'
+/**
+ * The file carries the signature of a known format that no registered
+ * driver reads (qcow2, vmdk, ...); `format` names it. It is not guessed
+ * to be raw: name the format raw to read its bytes as a disk.
+ */
+ | 'unsupported-format'
+/** The backing file named by an image does not exist. */
+ | 'backing-missing'
+/** The backing file's size or mtime differs from what the overlay recorded. */
+ | 'backing-mismatch'
+/** The backing path was refused by the caller's backing-file policy. */
+ | 'backing-forbidden'
+/**
+ * A backing file whose format nobody named carries another format's header;
+ * it is not read as raw without being told (see BackingPolicy.format).
+ */
+ | 'backing-format'
+/** A backing chain refers back to an image already in it. */
+ | 'backing-loop'
+/** A backing chain is deeper than the allowed maximum. */
+ | 'chain-too-deep'
+/** A request reaches past the end of the image or has a bad offset/length. */
+ | 'out-of-range'
+/** A write, truncate or create was attempted on a read-only image or storage. */
+ | 'read-only'
+/** A write would make a probed raw image probe as another format. */
+ | 'probe-guard'
+/** The operation is valid but this driver or variant cannot do it. */
+ | 'not-supported'
+/** A caller-supplied argument is invalid. */
+ | 'invalid-argument'
+/** The image or storage was used after close(). */
+ | 'closed'
+/** Another process holds a conflicting lock on the file. */
+ | 'locked'
+/** The file to create exists already. */
+ | 'exists'
+/**
+ * The path names no image file: a FIFO, socket, character device or
+ * directory (or a block device where only regular files are accepted).
+ */
+ | 'special-file'
+/** The underlying storage failed (EIO, ENOSPC, short write, ...). */
+ | 'io';
+export interface BlockErrorContext {
+    /** The file the problem is in. */
+    path?: string;
+    /** The header field at fault. */
+    field?: string;
+    /** The byte offset at fault. */
+    offset?: number;
+    /** The driver that raised it. */
+    driver?: string;
+    /** The format the file was recognised as (`unsupported-format`, `backing-format`). */
+    format?: string;
+    /** The original error (I/O errors keep the system error here). */
+    cause?: unknown;
+    /** errno-style code of an I/O error (EIO, ENOSPC, ENOENT, ...). */
+    code?: string;
+    /** Backing-chain errors: the level of the file at fault (1 = the opened image's backing file). */
+    depth?: number;
+}
+export declare class BlockError extends Error {
+    readonly kind: BlockErrorKind;
+    readonly path: string | undefined;
+    readonly field: string | undefined;
+    readonly offset: number | undefined;
+    readonly driver: string | undefined;
+    readonly format: string | undefined;
+    readonly code: string | undefined;
+    /** Backing-chain errors: the level of the file at fault (1 = the opened image's backing file). */
+    readonly depth: number | undefined;
+    /** The message without the leading path, for re-titling an error with another name for the file. */
+    readonly detail: string;
+    constructor(kind: BlockErrorKind, message: string, context?: BlockErrorContext);
+}
+export declare function isBlockError(err: unknown, kind?: BlockErrorKind): err is BlockError;
+/** Wraps a system error from a storage backend as a typed `io` error naming the file. */
+export declare function ioError(path: string, op: string, cause: unknown, offset?: number): BlockError;
+/**
+ * Gives a storage error the user's name for the file: the storage saw the
+ * absolute path, but a message should name the file as the user spelled it.
+ */
+export declare function retitle(err: unknown, path: string): unknown;

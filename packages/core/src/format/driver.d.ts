@@ -1,0 +1,184 @@
+import type { Storage } from '../storage/storage.js';
+import type { BackingReference, BackingSpec } from './backing.js';
+import type { DriverCheckResult, DriverCreateOptions, MeasureInput, MeasureResult, OptionHelp, RepairRequest, ResizeOptions } from './options.js';
+export * from './backing.js';
+export * from './options.js';
+/**
+ * The block-driver contract: the seven operations of QEMU's 2004 driver table
+ * (probe, open, read, write, close, create, is_allocated) plus flush.
+ *
+ * Units: drivers are sector-based. Every offset and length the core hands to
+ * `DriverImage.read`, `write` and `blockStatus` is a byte count that is a
+ * multiple of the image's `sectorSize`, and lies inside
+ * [0, alignUp(size, sectorSize)). The core does all byte-granular work
+ * (read-modify-write, bounds, read-only checks, request serialisation), so a
+ * driver never has to.
+ */
+export interface BlockDriver {
+    /** Format name, as used by `format: 'name'` and shown by `info`. */
+    readonly name: string;
+    /** One line for `--help` listings. */
+    readonly description?: string;
+    /**
+     * True when the guest's bytes start at file offset 0 (raw): a guest write
+     * there can make the file probe as another format, so an image of this
+     * format opened by probing refuses writes that would (as QEMU does for raw).
+     */
+    readonly guestDataAtFileStart?: boolean;
+    /**
+     * How many leading bytes `probe` wants to see (the core reads the max over drivers and the
+     * 2048 bytes the foreign-format signatures need, capped at 64 KiB; plus the file's last 512
+     * bytes, in `ProbeHint.tail`).
+     */
+    readonly probeBytes: number;
+    /**
+     * Scores how likely `head` (the first bytes of a file, fewer if the file is
+     * shorter) is an image of this format: 0 = no, 100 = certain. A pure
+     * function: no I/O, no exceptions.
+     */
+    probe(head: Uint8Array, hint: ProbeHint): number;
+    /** Opens an image over `storage`; throws a typed BlockError on a bad header. */
+    open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage>;
+    /** Writes a new, empty image into `storage` (which is empty and writable). */
+    create?(storage: Storage, options: DriverCreateOptions): Promise<void>;
+    /**
+     * How much host storage a new image of this format needs (qemu-img
+     * measure): for an empty image of `size`, or for a copy of a source whose
+     * data `input.dataBytes` counts. Throws `invalid-argument` for options the
+     * format does not take, `not-supported` for a preallocation mode it lacks.
+     */
+    measure?(input: MeasureInput): Promise<MeasureResult>;
+    /** What `DriverImage.amend` takes, for `-o help` listings. */
+    readonly amendOptions?: readonly OptionHelp[];
+}
+export interface ProbeHint {
+    /** The file's name, for drivers that also look at extensions (score ties only). */
+    fileName?: string;
+    /** The file's length in bytes. */
+    size: number;
+    /**
+     * The file's last bytes (up to 512; the whole file when it is shorter),
+     * for formats whose signature is a footer (a fixed VHD, a DMG).
+     */
+    tail?: Uint8Array;
+}
+export interface DriverOpenOptions {
+    readOnly: boolean;
+    /** Format-specific options (for example `{ variant: 'v2-qemu-lp64' }` for cow). */
+    driverOptions?: Record<string, unknown>;
+    /** Write-back policy; drivers without metadata may ignore it. See `CacheMode`. */
+    cache: CacheMode;
+}
+/**
+ * How metadata writes are ordered against data writes and against `flush()`.
+ * - `writeback` (default): data is written at once; metadata that makes new
+ *   data visible (bitmap bits) is held in memory and written by `flush()`
+ *   after the data is durable. A crash before `flush()` shows old contents
+ *   for sectors first written since the last flush; never garbage.
+ * - `writethrough`: every write is durable, data and metadata, when it resolves.
+ * - `unsafe`: as writeback, but `flush()` does not ask the storage to sync.
+ */
+export type CacheMode = 'writeback' | 'writethrough' | 'unsafe';
+/**
+ * Allocation state of a run that starts at the queried offset. `length` is a
+ * multiple of the sector size (or reaches the end of the image), is at least
+ * one sector and at most the queried length.
+ */
+export interface BlockStatus {
+    /** True when this layer holds the data; false when reads fall through to the layer below. */
+    allocated: boolean;
+    length: number;
+    /** True when the run is known to read as zeros. */
+    zero?: boolean;
+    /** Where the run's data lies in this layer's storage, when it lies there contiguously. */
+    hostOffset?: number;
+}
+/** Reads bytes from the layer below (backing chain, or zeros when there is none). */
+export type ReadBelow = (offset: number, into: Uint8Array) => Promise<void>;
+/**
+ * Synchronous `ReadBelow` for `DriverImage.readSync`: fills `into` and returns
+ * true, or returns false when the layer below cannot complete the read
+ * synchronously right now (`into` may then hold partial data).
+ */
+export type ReadBelowSync = (offset: number, into: Uint8Array) => boolean;
+/** An opened image as the driver sees it (QEMU's BlockDriverState). */
+export interface DriverImage {
+    readonly driver: BlockDriver;
+    /** Bytes per sector; every request is aligned to it. 1 for byte-granular formats. */
+    readonly sectorSize: number;
+    /** Virtual size in bytes (need not be a multiple of sectorSize). */
+    readonly size: number;
+    readonly backing?: BackingReference;
+    /**
+     * Fills `into` with the image's contents at `offset`. Runs this layer does
+     * not hold are read through `below`, one call per contiguous run.
+     */
+    read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void>;
+    /**
+     * Optional synchronous `read` (same arguments and units), the core's fast
+     * path for requests that can complete without waiting: it either fills
+     * all of `into` and returns true, or returns false and changes no state of
+     * the image (it may have written into `into`, which the core then fills
+     * again through `read`). Return false whenever any part would need to wait
+     * (metadata not in memory, a storage without `readSync`, `below` returning
+     * false) or would need `read`'s slower handling (a short read at the end
+     * of the file). Throws only what `read` would throw for the same request.
+     * The core calls it only when no other request is in flight on the image.
+     */
+    readSync?(offset: number, into: Uint8Array, below: ReadBelowSync): boolean;
+    /**
+     * Optional, for formats whose guest data starts at file offset 0
+     * (`guestDataAtFileStart`): the file's length now, when it can be shorter
+     * than `size` (raw counts whole 512-byte sectors). The probe guard judges
+     * the file's real last bytes with it; without it, `size` is the file's end.
+     */
+    fileLength?(): Promise<number>;
+    write?(offset: number, data: Uint8Array): Promise<void>;
+    /**
+     * Optional: makes the range read as zeros without a data buffer, where the
+     * format can (QEMU's bdrv_co_pwrite_zeroes). `mayUnmap`: the range may be
+     * left deallocated, as long as it reads as zeros (this layer has no backing
+     * file below, or the caller checked that the layer below reads zeros).
+     * Resolves false, having changed nothing, when the format cannot do it
+     * here: the core then writes a buffer of zeros.
+     */
+    writeZeroes?(offset: number, length: number, mayUnmap: boolean): Promise<boolean>;
+    blockStatus(offset: number, length: number): Promise<BlockStatus>;
+    flush(): Promise<void>;
+    close(): Promise<void>;
+    /**
+     * Points the image at another backing file (rebase, or accepting a changed
+     * backing file). Only for formats that store a backing reference.
+     */
+    setBacking?(backing: BackingSpec | undefined): Promise<void>;
+    /**
+     * Optional: throws what `setBacking(backing)` would refuse with, writing
+     * nothing, so that a rebase is refused before it copies any data.
+     */
+    checkBacking?(backing: BackingSpec | undefined): void;
+    /**
+     * Marks the given range as not allocated in this layer, so reads fall
+     * through again (used by commit to empty an overlay).
+     */
+    discard?(offset: number, length: number): Promise<void>;
+    /**
+     * Changes the virtual size in place (qemu-img resize); `size` then reads
+     * the new value. Growing keeps every byte and the new part reads as the
+     * layer below (or zeros); shrinking drops what lies past the new end.
+     * Throws `not-supported` when this image cannot be resized in place.
+     */
+    resize?(size: number, options: ResizeOptions): Promise<void>;
+    /**
+     * Checks the image's own metadata against its file (qemu-img check) and
+     * repairs what `repair` asks for. Requests are drained before the call.
+     */
+    check?(repair: RepairRequest): Promise<DriverCheckResult>;
+    /**
+     * Changes format options of an existing image (qemu-img amend); `options`
+     * as given on the command line (`key` -> `value`). A value equal to the
+     * current one is accepted and changes nothing.
+     */
+    amend?(options: ReadonlyMap<string, string>, context: ResizeOptions): Promise<void>;
+    /** Format-specific facts for `info` (version, variant, sector size, ...). */
+    info(): Record<string, unknown>;
+}

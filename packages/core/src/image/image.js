@@ -1,0 +1,820 @@
+import { BlockError, retitle } from '../errors.js';
+import { alignDown, alignUp, checkRange } from '../checks.js';
+import { RequestTracker } from './request-tracker.js';
+import { checkBackingSpec, checkBoolean, checkBytes, checkNumberArg, checkRecord } from '../arguments.js';
+import { ChainCursor } from './chain-cursor.js';
+/**
+ * An opened image: byte-granular reads and writes over a sector-based driver,
+ * with backing-chain fall-through, read-only policy and request
+ * serialisation. Obtain one with `openImage`.
+ */
+export class Image {
+    path;
+    format;
+    sectorSize;
+    readOnly;
+    /** The opened backing image, when the chain was opened. */
+    backing;
+    /** How many images lie below this one in its chain (0 for the last). */
+    levelsBelow;
+    driverImage;
+    backingPath;
+    tracker = new RequestTracker();
+    probeGuard;
+    readBelow;
+    /** What read-modify-write reads below this layer: `readBelow`, or a refusal when the chain is ignored. */
+    readBelowForWrite;
+    /** The synchronous counterpart of `readBelow`, for the driver's `readSync`. */
+    readBelowSync;
+    closed = false;
+    closing;
+    /**
+     * Set while a resize, amend or check is pending: settles when every
+     * operation issued so far is in the request tracker and the last such
+     * exclusive operation is over. A request issued meanwhile waits for it
+     * (`admission`) before its range is checked and planned: checked against
+     * the old size, a write would land past a shrunk image's end (a raw file
+     * grown back, a cow bit past its last sector).
+     */
+    queue;
+    changes = 0;
+    constructor(parts) {
+        this.path = parts.path;
+        this.driverImage = parts.driverImage;
+        this.format = parts.driverImage.driver.name;
+        this.sectorSize = parts.driverImage.sectorSize;
+        this.readOnly = parts.readOnly;
+        this.backing = parts.backing;
+        this.levelsBelow = parts.backing ? parts.backing.levelsBelow + 1 : 0;
+        this.backingPath = parts.backingPath;
+        this.probeGuard = parts.probeGuard;
+        if (!Number.isSafeInteger(this.sectorSize) || this.sectorSize < 1) {
+            throw new BlockError('invalid-argument', `driver ${this.format} reported sector size ${this.sectorSize}`, { path: this.path, driver: this.format });
+        }
+        // Bound once: the driver calls this for every run that falls through.
+        const backing = this.backing;
+        this.readBelow = backing
+            ? (offset, into) => backing.readPadded(offset, into)
+            : async (_offset, into) => { into.fill(0); };
+        this.readBelowForWrite = parts.backingIgnored
+            ? async (offset) => {
+                throw new BlockError('not-supported', `refusing a write that does not cover whole ${this.sectorSize}-byte sectors at offset ${offset}: completing the `
+                    + 'sector needs the backing file, which was not opened (backing.mode \'ignore\'); writing zeros there would '
+                    + 'destroy its data: open the backing chain, or write whole sectors', { path: this.path, offset });
+            }
+            : this.readBelow;
+        this.readBelowSync = backing
+            ? (offset, into) => backing.readPaddedSync(offset, into)
+            : (_offset, into) => { into.fill(0); return true; };
+    }
+    /** Virtual size in bytes (the driver's; changes only through `resize` or `amend`). */
+    get size() {
+        return this.driverImage.size;
+    }
+    /** Reads `length` bytes at `offset`. */
+    async read(offset, length) {
+        // Validate before allocating: new Uint8Array() truncates 1.5 to 1, turns NaN into 0,
+        // throws an untyped RangeError for -1 and would allocate a huge length before the range check.
+        this.checkOpen();
+        this.checkNumbers(offset, length);
+        const admitted = this.queue === undefined ? undefined : await this.admission();
+        let out;
+        let done;
+        try {
+            checkRange(offset, length, this.size, this.path);
+            out = new Uint8Array(length);
+            done = this.readIntoAdmitted(offset, out);
+        }
+        finally {
+            admitted?.();
+        }
+        await done;
+        return out;
+    }
+    /**
+     * Fills `into` from `offset` (no allocation when the request is sector-aligned).
+     *
+     * Fast path: a sector-aligned request issued while no other request is in
+     * flight on this image is done synchronously when the driver (and, for
+     * runs that fall through, every backing image involved) can complete it
+     * without waiting (`DriverImage.readSync`); the returned promise is then
+     * already resolved. Such a request cannot interleave with any other, so it
+     * needs no entry in the request tracker. Anything else takes the tracked
+     * asynchronous path, as does every request with `{ sync: false }`.
+     */
+    readInto(offset, into, options) {
+        try {
+            this.checkOpen();
+        }
+        catch (err) {
+            return Promise.reject(err);
+        }
+        if (this.queue !== undefined) {
+            return this.admission().then((admitted) => {
+                try {
+                    return this.readIntoAdmitted(offset, into, options);
+                }
+                finally {
+                    admitted();
+                }
+            });
+        }
+        return this.readIntoAdmitted(offset, into, options);
+    }
+    /** `readInto` once it is its turn: checked, and done or in the tracker before this returns. */
+    readIntoAdmitted(offset, into, options) {
+        try {
+            checkNumberArg(offset, 'offset', this.path);
+            checkBytes(into, 'into', this.path);
+            if (options !== undefined) {
+                checkRecord(options, 'options', this.path);
+                checkBoolean(options.sync, 'options.sync', this.path);
+            }
+            checkRange(offset, into.length, this.size, this.path);
+            if (into.length === 0)
+                return RESOLVED;
+            if (this.tracker.size === 0 && this.driverImage.readSync !== undefined && options?.sync !== false
+                && offset % this.sectorSize === 0 && into.length % this.sectorSize === 0
+                && this.driverImage.readSync(offset, into, this.readBelowSync)) {
+                return RESOLVED;
+            }
+        }
+        catch (err) {
+            return Promise.reject(err);
+        }
+        const ss = this.sectorSize;
+        const start = alignDown(offset, ss);
+        const end = alignUp(offset + into.length, ss);
+        // Aligned (the usual case): straight to the driver, one async frame fewer per request.
+        const work = start === offset && end === offset + into.length
+            ? () => this.driverImage.read(offset, into, this.readBelow)
+            : () => this.readUnaligned(offset, into);
+        return this.tracker.run(start, end, false, work);
+    }
+    /** Writes `data` at `offset`; unaligned edges are read-modify-written through the chain. */
+    async write(offset, data) {
+        this.checkOpen();
+        checkNumberArg(offset, 'offset', this.path);
+        checkBytes(data, 'data', this.path);
+        this.checkWritable();
+        const admitted = this.queue === undefined ? undefined : await this.admission();
+        let done;
+        try {
+            done = this.writeAdmitted(offset, data);
+        }
+        finally {
+            admitted?.();
+        }
+        await done;
+    }
+    /** `write` once it is its turn: the range is checked and the request enters the tracker before this returns. */
+    writeAdmitted(offset, data) {
+        checkRange(offset, data.length, this.size, this.path);
+        if (data.length === 0)
+            return RESOLVED;
+        const ss = this.sectorSize;
+        const guard = this.probeGuard;
+        const guarded = guard !== undefined
+            && (offset < guard.window || offset + data.length > this.guardTailZone());
+        // A guarded write judges the head and tail as they will be: nothing may change them meanwhile.
+        const start = guarded ? 0 : alignDown(offset, ss);
+        const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
+        return this.runWrite(start, end, async () => {
+            if (guarded)
+                await this.checkProbeGuard([{ offset, data }]);
+            await this.writeUnaligned(offset, data);
+        });
+    }
+    /**
+     * Makes [offset, offset + length) read as zeros (qemu-io's `write -z`,
+     * QEMU's bdrv_pwrite_zeroes) without a caller's buffer. The format is asked
+     * first (`DriverImage.writeZeroes`: raw files get fallocate(2)); failing
+     * that, with `mayUnmap` and a format that can discard, the range is
+     * deallocated where the layers below read as zeros anyway; anything else
+     * is written as zeros, a bounded buffer at a time. Partial sectors at the
+     * edges, and bytes inside a probe-guarded head or tail, are ordinary writes.
+     */
+    async writeZeroes(offset, length, options = {}) {
+        this.checkOpen();
+        this.checkWritable();
+        const admitted = this.queue === undefined ? undefined : await this.admission();
+        let pieces;
+        try {
+            pieces = this.zeroPieces(offset, length, options.mayUnmap ?? false);
+        }
+        finally {
+            admitted?.();
+        }
+        await Promise.all(pieces);
+    }
+    /**
+     * Issues the pieces of `writeZeroes` at once, each in the request tracker
+     * before this returns, so that the request keeps its place in issue order
+     * as a whole (a resize issued after it cannot come between its pieces).
+     */
+    zeroPieces(offset, length, mayUnmap) {
+        checkRange(offset, length, this.size, this.path);
+        if (length === 0)
+            return [];
+        const ss = this.sectorSize;
+        const end = offset + length;
+        let start = alignUp(offset, ss);
+        let stop = end === this.size ? alignUp(end, ss) : alignDown(end, ss);
+        // The probe guard must see what lands in the head and the tail, as for any write.
+        const guard = this.probeGuard;
+        if (guard !== undefined) {
+            start = Math.max(start, alignUp(Math.min(guard.window, end), ss));
+            stop = Math.min(stop, alignDown(this.guardTailZone(), ss));
+        }
+        if (stop <= start)
+            return this.zeroBufferPieces(offset, length);
+        const zeroEnd = Math.min(stop, end);
+        return [
+            ...(start > offset ? this.zeroBufferPieces(offset, start - offset) : []),
+            this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap)),
+            ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd) : []),
+        ];
+    }
+    /**
+     * The sector-aligned part of `writeZeroes`, run in its own tracker slot;
+     * `stop` may pass the (unaligned) end of the image by less than a sector.
+     * Outside any probe-guarded range, so it goes to the driver directly.
+     */
+    async zeroAligned(start, stop, mayUnmap) {
+        const driver = this.driverImage;
+        const below = this.backing;
+        if (driver.writeZeroes && await driver.writeZeroes(start, stop - start, mayUnmap && below === undefined))
+            return;
+        const end = Math.min(stop, this.size);
+        if (mayUnmap && driver.discard && await this.belowReadsZeros(start, end)) {
+            await driver.discard(start, alignUp(end, this.sectorSize) - start);
+            return;
+        }
+        const zeros = new Uint8Array(Math.min(end - start, ZERO_CHUNK));
+        for (let done = start; done < end; done += zeros.length) {
+            const n = Math.min(zeros.length, end - done);
+            await this.writeUnaligned(done, n === zeros.length ? zeros : zeros.subarray(0, n));
+        }
+    }
+    /** True when the layers below this one read as zeros over [start, end) (no backing file, or zero runs). */
+    async belowReadsZeros(start, end) {
+        const below = this.backing;
+        if (!below)
+            return true;
+        // One cursor for the walk: each layer below is asked about each of its runs once.
+        const cursor = new ChainCursor(below);
+        let pos = start;
+        while (pos < Math.min(end, below.size)) {
+            const st = await cursor.at(pos, Math.min(end, below.size) - pos);
+            if (!st.zero || st.length <= 0)
+                return false;
+            pos += st.length;
+        }
+        return true;
+    }
+    /** Writes zeros over the range as `write`s of at most ZERO_CHUNK bytes, all issued at once (one shared buffer). */
+    zeroBufferPieces(offset, length) {
+        const zeros = new Uint8Array(Math.min(length, ZERO_CHUNK));
+        const pieces = [];
+        for (let done = 0; done < length; done += zeros.length) {
+            const n = Math.min(zeros.length, length - done);
+            pieces.push(this.writeAdmitted(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n)));
+        }
+        return pieces;
+    }
+    /** Allocation of this layer alone, for the run starting at `offset` (byte-granular). */
+    async isAllocated(offset, length) {
+        const status = await this.status(offset, length);
+        return { allocated: status.allocated, length: status.length };
+    }
+    /** This layer's block status for the run starting at `offset`. */
+    async status(offset, length) {
+        this.checkOpen();
+        this.checkNumbers(offset, length);
+        // Untracked (a status is a hint), but never across a pending resize.
+        if (this.queue !== undefined)
+            (await this.admission())();
+        checkRange(offset, length, this.size, this.path);
+        if (length === 0)
+            return { allocated: false, length: 0 };
+        const start = alignDown(offset, this.sectorSize);
+        const end = Math.min(alignUp(offset + length, this.sectorSize), alignUp(this.size, this.sectorSize));
+        const st = await this.driverImage.blockStatus(start, end - start);
+        // Whole sectors, or up to the image's (unaligned) end: anything else would give a
+        // run that ends before `offset` (a negative length) and cut map() short.
+        const whole = st.length % this.sectorSize === 0 || start + st.length === this.size;
+        if (!(st.length > 0) || !whole || start + st.length > end) {
+            throw new BlockError('io', `driver ${this.format} returned a block status of ${st.length} bytes`, { path: this.path, driver: this.format, offset: start });
+        }
+        const runEnd = Math.min(start + st.length, offset + length);
+        const result = { allocated: st.allocated, length: runEnd - offset };
+        if (st.zero !== undefined)
+            result.zero = st.zero;
+        if (st.hostOffset !== undefined)
+            result.hostOffset = st.hostOffset + (offset - start);
+        return result;
+    }
+    /** Status across the whole chain for the run starting at `offset`: which layer answers. */
+    chainStatus(offset, length) {
+        return new ChainCursor(this).at(offset, length);
+    }
+    /**
+     * Walks [offset, offset+length) as maximal runs of equal chain status
+     * (adjacent runs with contiguous host offsets in the same layer merge).
+     * Each layer is asked about each of its runs once (see `ChainCursor`).
+     */
+    async *map(offset = 0, length = this.size - offset) {
+        this.checkNumbers(offset, length);
+        checkRange(offset, length, this.size, this.path);
+        const end = offset + length;
+        const cursor = new ChainCursor(this);
+        let pending;
+        let pos = offset;
+        while (pos < end) {
+            const st = await cursor.at(pos, end - pos);
+            if (st.length <= 0)
+                break;
+            if (pending && sameRun(pending, st)) {
+                pending.length += st.length;
+            }
+            else {
+                if (pending)
+                    yield pending;
+                pending = { start: pos, ...st };
+            }
+            pos += st.length;
+        }
+        if (pending)
+            yield pending;
+    }
+    /**
+     * Changes whenever a write, discard, resize, amend or repair starts or ends on this layer, so that
+     * a status remembered before (`ChainCursor`) can tell it may be stale.
+     */
+    get changeCount() {
+        return this.changes;
+    }
+    /** Makes every write that completed before this call durable. */
+    async flush() {
+        this.checkOpen();
+        await this.tracker.drain();
+        if (!this.readOnly)
+            await this.driverImage.flush();
+    }
+    /** Drops this layer's copy of [offset, offset+length) (sector-aligned) so reads fall through. */
+    async discard(offset, length) {
+        this.checkOpen();
+        this.checkNumbers(offset, length);
+        this.checkWritable();
+        const admitted = this.queue === undefined ? undefined : await this.admission();
+        let done;
+        try {
+            done = this.discardAdmitted(offset, length);
+        }
+        finally {
+            admitted?.();
+        }
+        await done;
+    }
+    /** `discard` once it is its turn: checked, and in the tracker before this returns. */
+    discardAdmitted(offset, length) {
+        checkRange(offset, length, this.size, this.path);
+        const ss = this.sectorSize;
+        if (offset % ss !== 0 || (length % ss !== 0 && offset + length !== this.size)) {
+            throw new BlockError('invalid-argument', `discard range must be aligned to ${ss} bytes`, { path: this.path, offset });
+        }
+        if (!this.driverImage.discard) {
+            throw new BlockError('not-supported', `format ${this.format} cannot discard`, { path: this.path });
+        }
+        const end = alignUp(offset + length, ss);
+        const discard = this.driverImage.discard.bind(this.driverImage);
+        // On a guarded image (raw) a discard leaves zeros: judged as a write of zeros, as `write` judges its data.
+        const guard = this.probeGuard;
+        const guarded = guard !== undefined && length > 0
+            && (offset < guard.window || offset + length > this.guardTailZone());
+        return this.runWrite(guarded ? 0 : offset, guarded ? alignUp(this.size, ss) : end, async () => {
+            if (guarded)
+                await this.checkProbeGuard(this.guardedZeros(offset, offset + length));
+            await discard(offset, end - offset);
+        });
+    }
+    /**
+     * Where the probe guard's tail zone starts: the guard's tail, plus one
+     * 512-byte unit, before the image's end. The file's last bytes are what
+     * probing reads, and the file may end before the image does (raw sizes count
+     * whole sectors: a 1000-byte file is a 1024-byte disk), so a write ending
+     * up to 511 bytes before the image's end can still land in them.
+     */
+    guardTailZone() {
+        return Math.max(0, this.size - this.probeGuard.tail - TAIL_SLACK);
+    }
+    /** The parts of [start, end) inside the probe guard's head and tail, as writes of zeros (for `checkProbeGuard`). */
+    guardedZeros(start, end) {
+        const guard = this.probeGuard;
+        const out = [];
+        const headEnd = Math.min(end, guard.window);
+        if (start < headEnd)
+            out.push({ offset: start, data: new Uint8Array(headEnd - start) });
+        const tailStart = Math.max(start, headEnd, this.guardTailZone());
+        if (tailStart < end)
+            out.push({ offset: tailStart, data: new Uint8Array(end - tailStart) });
+        return out;
+    }
+    /** Rewrites the backing reference stored in the image (takes effect at the next open). */
+    async setBackingReference(backing) {
+        this.checkOpen();
+        checkBackingSpec(backing, this.path);
+        this.checkWritable();
+        if (!this.driverImage.setBacking) {
+            throw new BlockError('not-supported', `format ${this.format} has no backing file reference`, { path: this.path });
+        }
+        await this.tracker.drain();
+        await this.driverImage.setBacking(backing);
+    }
+    /**
+     * Throws what `setBackingReference(backing)` would refuse with, changing
+     * nothing (as far as the driver can tell beforehand).
+     */
+    checkBackingReference(backing) {
+        this.checkOpen();
+        this.checkWritable();
+        if (!this.driverImage.setBacking) {
+            throw new BlockError('not-supported', `format ${this.format} has no backing file reference`, { path: this.path });
+        }
+        this.driverImage.checkBacking?.(backing);
+    }
+    /**
+     * Changes the virtual size in place (qemu-img resize). Shrinking drops the
+     * data past the new end and must be asked for with `shrink` (qemu-img's
+     * --shrink). Runs after the requests in flight, alone.
+     */
+    async resize(size, options = {}) {
+        this.checkOpen();
+        this.checkWritable();
+        if (!Number.isSafeInteger(size) || size <= 0) {
+            throw new BlockError('invalid-argument', `new size ${size} must be a positive integer below 2^53`, { path: this.path });
+        }
+        if (size < this.size && !options.shrink) {
+            throw new BlockError('invalid-argument', `shrinking from ${this.size} to ${size} bytes deletes the data past the new end; ask for it with shrink`, { path: this.path, field: 'size' });
+        }
+        const resize = this.driverImage.resize;
+        if (!resize)
+            throw new BlockError('not-supported', `format ${this.format} does not support resize`, { path: this.path });
+        const context = this.resizeContext(options.preallocation);
+        await this.exclusively(async () => {
+            // Any size change makes other bytes the file's last (a grow: old bytes followed by zeros;
+            // a shrink: bytes from inside the disk), and a grow can complete a short head: judge them.
+            // Also at the same size: a raw file shorter than its last sector grows to the size asked.
+            if (this.probeGuard)
+                await this.checkProbeGuard([], size);
+            await resize.call(this.driverImage, size, context);
+        }).catch(this.retitled);
+    }
+    /**
+     * Changes format options in place (qemu-img amend); `options` as
+     * `key=value` pairs. Runs after the requests in flight, alone.
+     */
+    async amend(options) {
+        this.checkOpen();
+        this.checkWritable();
+        const amend = this.driverImage.amend;
+        if (!amend) {
+            // qemu-img's words, which name no file.
+            throw new BlockError('not-supported', `Format driver '${this.format}' does not support option amendment`);
+        }
+        const context = this.resizeContext();
+        await this.exclusively(() => amend.call(this.driverImage, options, context)).catch(this.retitled);
+    }
+    /** True when the driver can check its own metadata (`check`). */
+    get checkable() {
+        return this.driverImage.check !== undefined;
+    }
+    /**
+     * The driver's consistency check of its metadata against its file
+     * (qemu-img check), repairing what `repair` asks (the image must then be
+     * writable). Undefined when the format has nothing of its own to check.
+     */
+    async check(repair = { leaks: false, corruptions: false }) {
+        this.checkOpen();
+        if (repair.leaks || repair.corruptions)
+            this.checkWritable();
+        const check = this.driverImage.check;
+        if (!check)
+            return undefined;
+        return this.exclusively(() => check.call(this.driverImage, repair)).catch(this.retitled);
+    }
+    /**
+     * Runs `work` as a tracked write of [start, end). Every change to this
+     * layer (write, zeroing, discard, resize, amend, repair) goes through here,
+     * so `changeCount` moves before and after it (see `ChainCursor`).
+     */
+    async runWrite(start, end, work) {
+        this.changes++;
+        try {
+            return await this.tracker.run(start, end, true, work);
+        }
+        finally {
+            this.changes++;
+        }
+    }
+    /**
+     * Runs `work` as a write over the whole image: after every request issued
+     * before it, and before any issued while it runs (a resize must not meet a
+     * read of the old size halfway).
+     */
+    exclusively(work) {
+        const before = this.queue;
+        const exclusive = () => this.runWrite(0, Number.MAX_SAFE_INTEGER, work);
+        const run = before === undefined ? exclusive() : before.then(exclusive);
+        // Whatever is issued from now on waits until this is over (see `queue`).
+        this.enqueue(run.then(() => undefined, () => undefined));
+        return run;
+    }
+    /**
+     * Waits for this request's turn while a resize, amend or check is pending;
+     * resolves to the function to call once the request is in the tracker
+     * (or has failed its checks), which lets the next one in.
+     */
+    async admission() {
+        const before = this.queue;
+        let admitted;
+        this.enqueue(new Promise((resolve) => { admitted = resolve; }));
+        await before;
+        return admitted;
+    }
+    enqueue(next) {
+        this.queue = next;
+        void next.then(() => {
+            if (this.queue === next)
+                this.queue = undefined;
+        });
+    }
+    /** Rethrows a driver's error under the name the user gave the image. */
+    retitled = (err) => {
+        throw retitle(err, this.path);
+    };
+    resizeContext(preallocation) {
+        const context = {};
+        if (preallocation !== undefined)
+            context.preallocation = preallocation;
+        if (this.backing)
+            context.backingSize = this.backing.size;
+        return context;
+    }
+    /** The images of the chain from this one down. */
+    chain() {
+        const out = [];
+        for (let image = this; image; image = image.backing)
+            out.push(image);
+        return out;
+    }
+    info() {
+        const info = {
+            path: this.path,
+            format: this.format,
+            size: this.size,
+            sectorSize: this.sectorSize,
+            readOnly: this.readOnly,
+            formatSpecific: this.driverImage.info(),
+        };
+        const ref = this.driverImage.backing;
+        if (ref) {
+            info.backing = { stored: ref.path, opened: this.backing !== undefined };
+            if (this.backingPath !== undefined)
+                info.backing.resolved = this.backingPath;
+            const format = this.backing?.format ?? ref.format;
+            if (format !== undefined)
+                info.backing.format = format;
+        }
+        return info;
+    }
+    /**
+     * Closes this image and its backing chain; pending writes are flushed first.
+     * Requests issued once close() has begun are refused with `closed` (one
+     * accepted then could complete after the final flush and be lost); a second
+     * call waits for the first.
+     */
+    close() {
+        this.closing ??= this.closeOnce();
+        return this.closing;
+    }
+    async closeOnce() {
+        this.closed = true;
+        // Requests issued before close that wait behind a resize enter the tracker first, then all drain.
+        while (this.queue !== undefined)
+            await this.queue;
+        await this.tracker.drain();
+        let failure;
+        try {
+            if (!this.readOnly)
+                await this.driverImage.flush();
+        }
+        catch (err) {
+            failure = err;
+        }
+        try {
+            await this.driverImage.close();
+        }
+        catch (err) {
+            failure ??= err;
+        }
+        try {
+            await this.backing?.close();
+        }
+        catch (err) {
+            failure ??= err;
+        }
+        if (failure !== undefined)
+            throw failure;
+    }
+    get isClosed() {
+        return this.closed;
+    }
+    /** The backing reference stored in the image (unresolved). */
+    get backingReference() {
+        return this.driverImage.backing;
+    }
+    /**
+     * Reads for a layer above: the part inside this image is read, the part past
+     * its end reads as zeros (a shorter backing file).
+     */
+    async readPadded(offset, into) {
+        const inside = Math.max(0, Math.min(into.length, this.size - offset));
+        if (inside < into.length)
+            into.fill(0, inside);
+        if (inside <= 0)
+            return;
+        // A read falls through the chain synchronously until some layer awaits I/O: about ten stack
+        // frames per layer. Every 64 layers it starts afresh from the microtask queue, so a deep
+        // chain (maxDepth raised to 1000s) cannot overflow the stack; ordinary chains never pay for it.
+        if (this.levelsBelow % 64 === 63)
+            await undefined;
+        await this.readInto(offset, inside === into.length ? into : into.subarray(0, inside));
+    }
+    /**
+     * `readPadded` done synchronously for a layer above's `readSync`, or false
+     * (with `into` possibly partly written) when this image cannot do it now:
+     * closed, a request in flight here, or a driver that cannot.
+     */
+    readPaddedSync(offset, into) {
+        const driver = this.driverImage;
+        if (this.closed || this.tracker.size !== 0 || driver.readSync === undefined)
+            return false;
+        const inside = Math.max(0, Math.min(into.length, this.size - offset));
+        if (inside === 0) {
+            into.fill(0);
+            return true;
+        }
+        const ss = this.sectorSize;
+        if (offset % ss !== 0 || inside % ss !== 0)
+            return false;
+        if (inside === into.length)
+            return driver.readSync(offset, into, this.readBelowSync);
+        into.fill(0, inside);
+        return driver.readSync(offset, into.subarray(0, inside), this.readBelowSync);
+    }
+    async readUnaligned(offset, into) {
+        const ss = this.sectorSize;
+        const end = offset + into.length;
+        const headEnd = Math.min(alignUp(offset, ss), end);
+        const tailStart = Math.max(alignDown(end, ss), headEnd);
+        // Head: the part before the first sector boundary.
+        if (headEnd > offset)
+            await this.readBounced(offset, into.subarray(0, headEnd - offset));
+        // Middle: whole sectors straight into the caller's buffer.
+        if (tailStart > headEnd) {
+            await this.driverImage.read(headEnd, into.subarray(headEnd - offset, tailStart - offset), this.readBelow);
+        }
+        // Tail: a partial last sector.
+        if (end > tailStart)
+            await this.readBounced(tailStart, into.subarray(tailStart - offset));
+    }
+    /** Reads a range inside one sector through a sector-sized bounce buffer. */
+    async readBounced(offset, into) {
+        const ss = this.sectorSize;
+        const sectorStart = alignDown(offset, ss);
+        const bounce = new Uint8Array(ss);
+        await this.driverImage.read(sectorStart, bounce, this.readBelow);
+        into.set(bounce.subarray(offset - sectorStart, offset - sectorStart + into.length));
+    }
+    async writeUnaligned(offset, data) {
+        const write = this.driverImage.write;
+        if (!write)
+            throw new BlockError('not-supported', `format ${this.format} is read-only in blk`, { path: this.path });
+        const ss = this.sectorSize;
+        const start = alignDown(offset, ss);
+        const end = alignUp(offset + data.length, ss);
+        if (start === offset && end === offset + data.length) {
+            await write.call(this.driverImage, offset, data);
+            return;
+        }
+        // Read-modify-write of the partial first and last sectors, through the chain.
+        const bounce = new Uint8Array(end - start);
+        if (offset > start)
+            await this.driverImage.read(start, bounce.subarray(0, ss), this.readBelowForWrite);
+        const lastSector = end - ss;
+        if (offset + data.length < end && (lastSector > start || offset === start)) {
+            await this.driverImage.read(lastSector, bounce.subarray(lastSector - start), this.readBelowForWrite);
+        }
+        bounce.set(data, offset - start);
+        await write.call(this.driverImage, start, bounce);
+    }
+    /**
+     * The ranges whose bytes decide how this image's file probes, when writes
+     * to it are guarded (its format was probed or assumed, and its guest data
+     * starts at file offset 0: raw); none otherwise. A job about to copy guest
+     * data into the image checks those ranges first with `checkWrites`.
+     */
+    probeGuardRanges() {
+        const guard = this.probeGuard;
+        if (!guard)
+            return [];
+        const head = Math.min(guard.window, this.size);
+        const tailStart = Math.max(head, this.guardTailZone());
+        const ranges = [{ start: 0, length: head }];
+        if (tailStart < this.size)
+            ranges.push({ start: tailStart, length: this.size - tailStart });
+        return ranges;
+    }
+    /**
+     * Throws `probe-guard` when `writes`, applied together, would make a
+     * guarded image probe as another format (see `probeGuardRanges`); does
+     * nothing for an unguarded image. Writes nothing.
+     */
+    async checkWrites(writes) {
+        this.checkOpen();
+        if (!this.probeGuard || writes.length === 0)
+            return;
+        await this.checkProbeGuard(writes);
+    }
+    /**
+     * Refuses `writes` (or a resize to `size`, which makes other bytes the
+     * file's last) that would make a guarded image probe as another format.
+     */
+    async checkProbeGuard(writes, size = this.size) {
+        const guard = this.probeGuard;
+        // The bytes that decide the probe, as they will be after these writes and this resize
+        // (what a grow adds reads as zeros).
+        const head = new Uint8Array(Math.min(guard.window, size));
+        await this.readUnaligned(0, head.subarray(0, Math.min(head.length, this.size)));
+        // Probing reads the file's last bytes, and the file may be shorter than the image (see
+        // guardTailZone): judge the tail where the file will end, after a resize to `size` (the
+        // file is then as long as asked) or after these writes (a write past the end grows it).
+        let fileEnd = size;
+        if (size === this.size && this.driverImage.fileLength) {
+            fileEnd = Math.min(size, await this.driverImage.fileLength());
+            for (const { offset, data } of writes)
+                fileEnd = Math.max(fileEnd, Math.min(size, offset + data.length));
+        }
+        const tailLength = Math.min(guard.tail, fileEnd);
+        const tailStart = fileEnd - tailLength;
+        const tail = new Uint8Array(tailLength);
+        if (tailStart < this.size)
+            await this.readUnaligned(tailStart, tail.subarray(0, Math.min(tailLength, this.size - tailStart)));
+        for (const { offset, data } of writes) {
+            overlay(head, 0, offset, data);
+            overlay(tail, tailStart, offset, data);
+        }
+        const result = guard.registry.recognise(head, tail, { fileName: this.path, size: fileEnd });
+        const becomes = result?.foreign?.format ?? result?.driver?.name;
+        if (becomes !== undefined && becomes !== this.format) {
+            const offset = writes[0]?.offset ?? tailStart;
+            const what = writes.length > 0 ? `a write at offset ${offset}`
+                : `${size < this.size ? 'shrinking' : 'growing'} the image to ${size} bytes`;
+            throw new BlockError('probe-guard', `refusing ${what}: the image's format ${this.format} was probed or assumed, and this `
+                + `would make it probe as ${becomes}; open it with format '${this.format}' to allow it`, { path: this.path, offset, format: becomes });
+        }
+    }
+    /** Offsets and lengths must be numbers: a string or bigint is a caller's mistake, not a range. */
+    checkNumbers(offset, length) {
+        checkNumberArg(offset, 'offset', this.path);
+        checkNumberArg(length, 'length', this.path);
+    }
+    checkOpen() {
+        if (this.closed)
+            throw new BlockError('closed', 'image used after close', { path: this.path });
+    }
+    checkWritable() {
+        if (this.readOnly)
+            throw new BlockError('read-only', 'image is open read-only', { path: this.path });
+    }
+}
+const RESOLVED = Promise.resolve();
+/** How much shorter than the image a guarded file may be (see `Image.guardTailZone`). */
+const TAIL_SLACK = 512;
+/** Largest buffer of zeros `writeZeroes` writes at once (a 2 GiB zero write must not allocate 2 GiB). */
+const ZERO_CHUNK = 1024 * 1024;
+function sameRun(a, b) {
+    if (a.depth !== b.depth || a.zero !== b.zero || a.path !== b.path)
+        return false;
+    if (a.hostOffset === undefined && b.hostOffset === undefined)
+        return true;
+    return a.hostOffset !== undefined && b.hostOffset !== undefined && a.hostOffset + a.length === b.hostOffset;
+}
+/** Copies the part of `data` (written at file offset `at`) that falls inside `buf` (which holds file offset `bufStart` on). */
+function overlay(buf, bufStart, at, data) {
+    const from = Math.max(at, bufStart);
+    const to = Math.min(at + data.length, bufStart + buf.length);
+    if (from < to)
+        buf.set(data.subarray(from - at, to - at), from - bufStart);
+}

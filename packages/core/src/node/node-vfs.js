@@ -1,0 +1,113 @@
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { BlockError, ioError } from '../errors.js';
+import { NodeFileStorage, sysfsDeviceSize, typeOfStats } from './node-storage.js';
+/** The host's file system. */
+export class NodeVfs {
+    options;
+    constructor(options = {}) {
+        this.options = options;
+    }
+    async open(path, options = {}) {
+        let flags = options.readOnly ? 'r' : 'r+';
+        if (options.create)
+            flags = options.exclusive ? 'wx+' : options.truncate ? 'w+' : 'rc+';
+        return NodeFileStorage.open(path, { readOnly: options.readOnly ?? false, flags, io: this.options.io,
+            syscalls: this.options.syscalls, blockDevices: options.blockDevices ?? false });
+    }
+    async stat(path) {
+        return toStat(path, () => fs.promises.stat(path, { bigint: true }));
+    }
+    async lstat(path) {
+        return toStat(path, () => fs.promises.lstat(path, { bigint: true }));
+    }
+    async realpath(path) {
+        try {
+            return await fs.promises.realpath(path);
+        }
+        catch (err) {
+            throw missingOrIo(path, 'realpath', err);
+        }
+    }
+    resolve(base, path) {
+        return nodePath.resolve(base, path);
+    }
+    dirname(path) {
+        return nodePath.dirname(path);
+    }
+    cwd() {
+        return process.cwd();
+    }
+    async exists(path) {
+        try {
+            await fs.promises.stat(path);
+            return true;
+        }
+        catch {
+            return false;
+        }
+    }
+    async remove(path) {
+        try {
+            await fs.promises.unlink(path);
+        }
+        catch (err) {
+            throw missingOrIo(path, 'remove', err);
+        }
+    }
+    async rename(from, to) {
+        try {
+            await fs.promises.rename(from, to);
+        }
+        catch (err) {
+            throw missingOrIo(from, 'rename', err);
+        }
+    }
+    async setAttributes(path, attributes) {
+        try {
+            // Owner first: chown clears the set-user/group-ID bits, which chmod then restores.
+            await fs.promises.chown(path, attributes.uid, attributes.gid);
+            await fs.promises.chmod(path, attributes.mode);
+        }
+        catch (err) {
+            throw missingOrIo(path, 'chmod', err);
+        }
+    }
+}
+async function toStat(path, get) {
+    try {
+        const st = await get();
+        return {
+            // A block device's own size (stat says 0), as the storage opened on it reports.
+            size: st.isBlockDevice() ? deviceSizeOr0(st.rdev) : Number(st.size),
+            // Whole seconds, floored from nanoseconds: mtimeMs is a float and can round up.
+            mtimeSec: Number(st.mtimeNs / 1000000000n),
+            isFile: st.isFile(),
+            isDirectory: st.isDirectory(),
+            isSymbolicLink: st.isSymbolicLink(),
+            type: typeOfStats(st),
+            id: `${st.dev}:${st.ino}`,
+            nlink: Number(st.nlink),
+            mode: Number(st.mode & 4095n),
+            uid: Number(st.uid),
+            gid: Number(st.gid),
+        };
+    }
+    catch (err) {
+        throw missingOrIo(path, 'stat', err);
+    }
+}
+function deviceSizeOr0(rdev) {
+    try {
+        return sysfsDeviceSize(rdev);
+    }
+    catch {
+        return 0; // No sysfs (not Linux): what stat says.
+    }
+}
+function missingOrIo(path, op, err) {
+    const code = err.code;
+    if (code === 'ENOENT')
+        return new BlockError('io', 'no such file or directory', { path, code, cause: err });
+    return ioError(path, op, err);
+}

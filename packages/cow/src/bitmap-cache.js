@@ -1,0 +1,626 @@
+/**
+ * The allocation bitmap, cached in chunks that are loaded on demand.
+ *
+ * UML and QEMU read the whole bitmap into memory at open: 256 MiB for a 1 TiB
+ * disk. Here the bitmap is cut into chunks (4 KiB of bitmap = 16 MiB of
+ * disk each) that are read when first needed and dropped least-recently-used
+ * first, so opening any image costs one header read and memory stays under
+ * `maxBytes`, give or take a chunk per concurrent request: a chunk loaded for
+ * a request stays until that request used it (see `withChunk`).
+ *
+ * Bit order (spec §2.1): sector n is byte n >> 3, mask 1 << (n & 7).
+ *
+ * Write-back of changed bits follows the image's cache mode:
+ * - `writeback` / `unsafe`: changed chunks stay dirty in memory until
+ *   `writeBack()`, which (1) snapshots the dirty bytes, (2) flushes the
+ *   storage so the data behind those bits is durable, (3) writes the
+ *   snapshots, (4) flushes again (`unsafe` skips both flushes). The snapshot
+ *   is taken *before* (2) on purpose: a bit set while (2) runs belongs to data
+ *   that (2) may not have covered, so it must wait for the next write-back.
+ *   Write-backs are serialised.
+ * - `writethrough`: the caller makes the data durable before setting bits,
+ *   so every bit in memory may go to disk at once: `writeChunks()` writes
+ *   the latest state of each changed chunk.
+ *
+ * Two writes of the same bitmap bytes that are in flight together can land
+ * in either order, so all writes of one chunk go through that chunk's queue;
+ * and a chunk is marked clean only if no bit changed since the bytes written
+ * were copied (a per-chunk generation counter), so no bit is ever lost.
+ */
+import { readZeroFilled } from '@blk/core';
+export const DEFAULT_BITMAP_CACHE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_CHUNK_BYTES = 4096;
+/** One cached piece of the bitmap (opaque outside this module). */
+export class BitmapChunk {
+    index;
+    bitmapStart;
+    bytes;
+    /** Same memory as `bytes`, for skipping 32 bits at a time (byte order is irrelevant for all-0/all-1 tests). */
+    words;
+    /** Byte range [dirtyStart, dirtyEnd) inside the chunk that differs (or may differ) from disk. */
+    dirtyStart = Number.POSITIVE_INFINITY;
+    dirtyEnd = 0;
+    /** Bumped on every change, so a write-back can tell whether it wrote the latest state. */
+    generation = 0;
+    /** Queue of this chunk's storage writes. */
+    queue = Promise.resolve();
+    /** Used since the eviction clock last passed it (second-chance replacement instead of LRU reordering). */
+    referenced = false;
+    /** `bitmapStart`: offset of byte 0 of the chunk inside the bitmap. */
+    constructor(index, bitmapStart, length) {
+        this.index = index;
+        this.bitmapStart = bitmapStart;
+        // The words cover a last partial word too (its padding bytes stay zero and lie past every tracked bit).
+        const buffer = new ArrayBuffer((length + 3) & ~3);
+        this.bytes = new Uint8Array(buffer, 0, length);
+        this.words = new Uint32Array(buffer);
+    }
+    get dirty() {
+        return this.dirtyEnd > this.dirtyStart;
+    }
+    markDirty(start, end) {
+        this.dirtyStart = Math.min(this.dirtyStart, start);
+        this.dirtyEnd = Math.max(this.dirtyEnd, end);
+        this.generation++;
+    }
+    markClean() {
+        this.dirtyStart = Number.POSITIVE_INFINITY;
+        this.dirtyEnd = 0;
+    }
+}
+/** A findRun spanning at least this many chunks streams the bitmap instead of caching it chunk by chunk. */
+const STREAM_MIN_CHUNKS = 32;
+/** Bytes of bitmap per read of a streaming scan (rounded down to whole chunks). */
+const WINDOW_BYTES = 1 << 20;
+export class BitmapCache {
+    storage;
+    bitmapOffset;
+    bitmapLength;
+    trackedBits;
+    mode;
+    maxBytes;
+    chunkBytes;
+    chunkBits;
+    /** Cached chunks in load order, revisited by the eviction clock (Map keeps insertion order). */
+    chunks = new Map();
+    /**
+     * Bumped whenever a bit changes in memory or a chunk leaves the cache: a
+     * scan window read before that may no longer show what the bitmap is.
+     */
+    version = 0;
+    window;
+    loading = new Map();
+    /** Requests waiting for each chunk (see `withChunk`): a pinned chunk is never evicted. */
+    pinned = new Map();
+    cached = 0;
+    writeBackQueue = Promise.resolve();
+    /** Chunks read from storage so far (for tests and diagnostics). */
+    loads = 0;
+    constructor(options) {
+        this.storage = options.storage;
+        this.bitmapOffset = options.bitmapOffset;
+        this.bitmapLength = options.bitmapLength;
+        this.trackedBits = Math.min(options.trackedBits, options.bitmapLength * 8);
+        this.mode = options.mode;
+        this.chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+        if (this.chunkBytes % 4 !== 0 || this.chunkBytes <= 0)
+            throw new RangeError('chunkBytes must be a positive multiple of 4');
+        this.chunkBits = this.chunkBytes * 8;
+        this.maxBytes = Math.max(options.maxBytes ?? DEFAULT_BITMAP_CACHE_BYTES, this.chunkBytes);
+    }
+    /** Bitmap bytes held in memory now. */
+    get cachedBytes() {
+        return this.cached;
+    }
+    /** Chunks whose changes are not on disk yet. */
+    get dirtyChunks() {
+        let n = 0;
+        for (const chunk of this.chunks.values())
+            if (chunk.dirty)
+                n++;
+        return n;
+    }
+    /**
+     * The run of equal bits that starts at `first`, at most `count` long.
+     * Bits at or past `trackedBits` read as clear.
+     */
+    async findRun(first, count) {
+        const end = first + count;
+        if (first >= this.trackedBits)
+            return { set: false, count };
+        const lastTracked = Math.min(end, this.trackedBits) - 1;
+        if (Math.floor(lastTracked / this.chunkBits) - Math.floor(first / this.chunkBits) >= STREAM_MIN_CHUNKS) {
+            return this.streamRun(first, count);
+        }
+        let want;
+        let pos = first;
+        while (pos < end) {
+            if (pos >= this.trackedBits) {
+                // Untracked tail (v1/v2 rounding bug): reads as clear.
+                if (want)
+                    break;
+                pos = end;
+                break;
+            }
+            const index = Math.floor(pos / this.chunkBits);
+            const base = index * this.chunkBits;
+            const stop = Math.min(end, this.trackedBits, base + this.chunkBits);
+            const reached = await this.withChunk(index, (chunk) => {
+                want ??= bitAt(chunk.bytes, pos - base);
+                return base + scan(chunk.bytes, chunk.words, pos - base, stop - base, want);
+            });
+            pos = reached;
+            if (reached < stop)
+                break;
+        }
+        return { set: want ?? false, count: pos - first };
+    }
+    /**
+     * `findRun` done synchronously over cached chunks only, without
+     * allocating: returns the run's length, positive when its bits are set,
+     * negative when they are clear, or 0 when a chunk it needs is not cached
+     * (nothing is loaded then; use `findRun`).
+     */
+    findRunSync(first, count) {
+        const end = first + count;
+        const tracked = this.trackedBits;
+        if (first >= tracked)
+            return -count;
+        const chunkBits = this.chunkBits;
+        let want = false;
+        let pos = first;
+        while (pos < end) {
+            if (pos >= tracked) {
+                if (want)
+                    break;
+                pos = end;
+                break;
+            }
+            const index = Math.floor(pos / chunkBits);
+            const chunk = this.chunks.get(index);
+            if (chunk === undefined)
+                return 0;
+            chunk.referenced = true;
+            const base = index * chunkBits;
+            const stop = Math.min(end, tracked, base + chunkBits);
+            if (pos === first)
+                want = bitAt(chunk.bytes, pos - base);
+            const reached = base + scan(chunk.bytes, chunk.words, pos - base, stop - base, want);
+            pos = reached;
+            if (reached < stop)
+                break;
+        }
+        return want ? pos - first : first - pos;
+    }
+    /**
+     * `findRun` over many chunks: streams the bitmap through one reused window
+     * instead of loading (and caching) every chunk. Cached chunks win over the
+     * window, since they may hold bits not yet written (dirty).
+     */
+    async streamRun(first, count) {
+        const end = first + count;
+        const tracked = this.trackedBits;
+        const chunkBits = this.chunkBits;
+        const chunkBytes = this.chunkBytes;
+        let want;
+        let pos = first;
+        while (pos < end) {
+            if (pos >= tracked) {
+                if (want)
+                    break;
+                pos = end;
+                break;
+            }
+            const index = Math.floor(pos / chunkBits);
+            const base = index * chunkBits;
+            const stop = Math.min(end, tracked, base + chunkBits);
+            const from = pos - base;
+            const to = stop - base;
+            let reached;
+            const chunk = this.chunks.get(index);
+            if (chunk !== undefined) {
+                want ??= bitAt(chunk.bytes, from);
+                reached = scan(chunk.bytes, chunk.words, from, to, want);
+            }
+            else {
+                if (!this.windowHolds(index)) {
+                    const version = this.version;
+                    const posByte = Math.floor(pos / 8);
+                    const extent = await this.extentFrom(posByte, Math.min(end, tracked));
+                    // While the lookup ran, a chunk may have been evicted after a write-back into the hole: look again.
+                    if (version !== this.version || this.chunks.has(index))
+                        continue;
+                    if (!extent.data) {
+                        // Bits in a hole are clear, except in chunks cached (maybe dirty) since: those are scanned as such.
+                        if (want === true)
+                            break;
+                        want = false;
+                        pos = Math.min(end, tracked, extent.end * 8, this.firstCachedChunk(index, extent.end) * chunkBits);
+                        continue;
+                    }
+                    // Read only what is stored: the window stops at the next hole.
+                    await this.loadWindow(index, extent.end);
+                    // While the read ran, the chunk may have been loaded, or a bit changed.
+                    if (this.chunks.has(index))
+                        continue;
+                }
+                const w = this.window;
+                if (w !== undefined && this.windowHolds(index)) {
+                    const bitOffset = (index * chunkBytes - w.start) * 8;
+                    want ??= bitAt(w.bytes, bitOffset + from);
+                    reached = scan(w.bytes, w.words, bitOffset + from, bitOffset + to, want) - bitOffset;
+                }
+                else {
+                    // The window is busy (another scan) or was invalidated: read this chunk the usual way.
+                    const at = pos;
+                    reached = await this.withChunk(index, (c) => {
+                        want ??= bitAt(c.bytes, at - base);
+                        return scan(c.bytes, c.words, at - base, to, want);
+                    });
+                }
+            }
+            pos = base + reached;
+            if (reached < to)
+                break;
+        }
+        return { set: want ?? false, count: pos - first };
+    }
+    /**
+     * Whether bitmap byte `start` is stored (data) or in a hole of the file
+     * (sparse, or past its end), and where that extent ends (a bitmap byte
+     * offset, looking no further than bit `endBit`). A bitmap in a hole reads
+     * as clear, so a scan skips it whole: one lookup per hole, not a read per
+     * byte (a 64 TiB overlay has a 16 GiB bitmap that is mostly never written).
+     */
+    async extentFrom(start, endBit) {
+        const stop = Math.min(this.bitmapLength, Math.ceil(endBit / 8));
+        if (stop <= start)
+            return { data: true, end: start + 1 };
+        const at = this.bitmapOffset + start;
+        const extent = this.storage.extentAt ? await this.storage.extentAt(at, stop - start) : undefined;
+        if (extent !== undefined)
+            return { data: extent.data, end: Math.min(stop, start + extent.length) };
+        // No extent information: only the part past the end of the storage is known to be a hole.
+        const size = await this.storage.size();
+        return at >= size ? { data: false, end: stop } : { data: true, end: Math.min(stop, size - this.bitmapOffset) };
+    }
+    /**
+     * The first cached chunk whose bytes lie in [chunk `index`, bitmap byte
+     * `endByte`), or the chunk at `endByte`: by looking up each chunk of the
+     * range or by going through the cache, whichever is fewer steps.
+     */
+    firstCachedChunk(index, endByte) {
+        const stop = Math.ceil(endByte / this.chunkBytes);
+        if (stop - index <= this.chunks.size) {
+            for (let i = index; i < stop; i++)
+                if (this.chunks.has(i))
+                    return i;
+            return stop;
+        }
+        let first = stop;
+        for (const i of this.chunks.keys())
+            if (i >= index && i < first)
+                first = i;
+        return first;
+    }
+    windowHolds(index) {
+        const w = this.window;
+        if (w === undefined || w.version !== this.version)
+            return false;
+        const start = index * this.chunkBytes;
+        return start >= w.start && start < w.start + w.length;
+    }
+    /**
+     * Reads the window's worth of bitmap from chunk `index` on, up to the chunk
+     * holding bitmap byte `endByte - 1`; leaves it invalid if anything changed meanwhile.
+     */
+    async loadWindow(index, endByte) {
+        let w = this.window;
+        if (w !== undefined && w.version === -1)
+            return; // another scan is reading into it
+        if (w === undefined) {
+            const wholeChunks = Math.max(1, Math.floor(WINDOW_BYTES / this.chunkBytes));
+            const capacity = Math.min(wholeChunks, Math.ceil(this.bitmapLength / this.chunkBytes)) * this.chunkBytes;
+            const buffer = new ArrayBuffer(capacity);
+            w = { bytes: new Uint8Array(buffer), words: new Uint32Array(buffer), start: 0, length: 0, version: -1 };
+            this.window = w;
+        }
+        const start = index * this.chunkBytes;
+        const wanted = Math.ceil(endByte / this.chunkBytes) * this.chunkBytes - start;
+        const length = Math.min(w.bytes.length, this.bitmapLength - start, Math.max(wanted, this.chunkBytes));
+        const version = this.version;
+        w.version = -1;
+        try {
+            // A bitmap that ends early (past EOF) reads as clear bits.
+            await readZeroFilled(this.storage, this.bitmapOffset + start, w.bytes.subarray(0, length));
+            w.bytes.fill(0, length); // the padding of a last partial word
+            w.start = start;
+            w.length = length;
+            w.version = version === this.version ? version : -2;
+        }
+        catch (err) {
+            w.version = -2;
+            throw err;
+        }
+    }
+    /**
+     * Sets (or clears) the bits [first, first + count) in memory and marks the
+     * changed chunks dirty. Bits past `trackedBits` are not touched. Returns
+     * the chunks that changed, for `writeChunks`.
+     */
+    async setRange(first, count, value) {
+        const end = Math.min(first + count, this.trackedBits);
+        const changed = [];
+        for (let pos = first; pos < end;) {
+            const index = Math.floor(pos / this.chunkBits);
+            const base = index * this.chunkBits;
+            const stop = Math.min(end, base + this.chunkBits);
+            const from = pos - base;
+            // Synchronous inside withChunk: no await between finding the chunk and changing it.
+            const chunk = await this.withChunk(index, (c) => {
+                if (!setBits(c, from, stop - base, value))
+                    return undefined;
+                this.version++;
+                return c;
+            });
+            if (chunk)
+                changed.push(chunk);
+            pos = stop;
+        }
+        return changed;
+    }
+    /**
+     * Writes the current in-memory state of the given chunks (from `setRange`)
+     * without any storage flush. Only for `writethrough`, where every bit in
+     * memory already has its data on disk.
+     */
+    async writeChunks(chunks) {
+        await settleAll(chunks.map((chunk) => this.writeLatest(chunk)));
+    }
+    /**
+     * Puts every dirty bit on disk, in the cache mode's order (see the file
+     * comment), and flushes the storage even when no bit is dirty (except in
+     * `unsafe` mode), so it also serves as the image's flush. Serialised.
+     */
+    writeBack() {
+        const run = this.writeBackQueue.then(() => this.writeBackOnce());
+        this.writeBackQueue = run.then(noop, noop);
+        return run;
+    }
+    async writeBackOnce() {
+        const sync = this.mode !== 'unsafe';
+        if (this.mode === 'writethrough') {
+            // Bits in memory are set only after their data was flushed: the latest state may go out.
+            await this.writeChunks([...this.chunks.values()].filter((c) => c.dirty));
+            await this.storage.flush();
+            return;
+        }
+        const snapshots = [];
+        for (const chunk of this.chunks.values()) {
+            if (!chunk.dirty)
+                continue;
+            snapshots.push({
+                chunk,
+                generation: chunk.generation,
+                start: chunk.dirtyStart,
+                bytes: chunk.bytes.slice(chunk.dirtyStart, chunk.dirtyEnd),
+            });
+        }
+        // Data first: every bit in the snapshots belongs to a data write that has completed; make it durable.
+        if (sync)
+            await this.storage.flush();
+        if (snapshots.length === 0)
+            return;
+        await settleAll(snapshots.map((s) => this.enqueue(s.chunk, async () => {
+            await this.storage.write(this.bitmapOffset + s.chunk.bitmapStart + s.start, s.bytes);
+        })));
+        if (sync)
+            await this.storage.flush();
+        for (const s of snapshots) {
+            // A bit that changed after the snapshot is not on disk yet: keep the chunk dirty.
+            if (s.chunk.generation === s.generation)
+                s.chunk.markClean();
+        }
+    }
+    /** Writes a chunk's latest dirty bytes through its queue (the state is read when the write starts). */
+    writeLatest(chunk) {
+        return this.enqueue(chunk, async () => {
+            if (!chunk.dirty)
+                return; // an earlier queued write carried our bits already
+            const generation = chunk.generation;
+            const start = chunk.dirtyStart;
+            const bytes = chunk.bytes.slice(start, chunk.dirtyEnd);
+            await this.storage.write(this.bitmapOffset + chunk.bitmapStart + start, bytes);
+            if (chunk.generation === generation)
+                chunk.markClean();
+        });
+    }
+    enqueue(chunk, task) {
+        const run = chunk.queue.then(task);
+        chunk.queue = run.then(noop, noop);
+        return run;
+    }
+    /**
+     * Runs `fn` on the cached chunk `index`, loading it first if needed. `fn`
+     * runs synchronously right after the chunk is confirmed to be in the cache,
+     * so it never changes a chunk that was evicted meanwhile.
+     *
+     * While a request waits for a load, the chunk is pinned: it is not evicted
+     * before the request used it. Without that, more concurrent requests than
+     * the cache has room for would evict each other's chunks between a load
+     * completing and its waiter running, and reload them forever (a livelock
+     * made only of microtasks, so no timer or signal could even run).
+     */
+    async withChunk(index, fn) {
+        for (;;) {
+            const chunk = this.chunks.get(index);
+            if (chunk) {
+                chunk.referenced = true;
+                return fn(chunk);
+            }
+            let pending = this.loading.get(index);
+            if (!pending) {
+                pending = this.load(index).finally(() => this.loading.delete(index));
+                this.loading.set(index, pending);
+            }
+            this.pinned.set(index, (this.pinned.get(index) ?? 0) + 1);
+            try {
+                await pending;
+            }
+            finally {
+                // Synchronous with the lookup above: nothing can evict the chunk in between.
+                const left = this.pinned.get(index) - 1;
+                if (left === 0)
+                    this.pinned.delete(index);
+                else
+                    this.pinned.set(index, left);
+            }
+        }
+    }
+    async load(index) {
+        const start = index * this.chunkBytes;
+        const length = Math.min(this.chunkBytes, this.bitmapLength - start);
+        await this.makeRoom(length);
+        const chunk = new BitmapChunk(index, start, length);
+        // A bitmap that ends early (past EOF) reads as clear bits.
+        await readZeroFilled(this.storage, this.bitmapOffset + start, chunk.bytes);
+        this.loads++;
+        if (this.chunks.has(index))
+            return;
+        this.chunks.set(index, chunk);
+        this.cached += length;
+        this.evictClean(index);
+    }
+    /** Evicts clean chunks (writing dirty ones back first if that is all there is) until `length` more bytes fit. */
+    async makeRoom(length) {
+        while (this.cached + length > this.maxBytes && this.chunks.size > 0) {
+            if (this.evictOneClean())
+                continue;
+            // Every chunk left is pinned by a waiting request: go over the bound by that much rather than wait.
+            if (!this.anyEvictableDirty())
+                return;
+            // Every unpinned chunk is dirty: write them back (the same ordered sequence as a flush), then evict.
+            await this.writeBack();
+            if (!this.evictOneClean())
+                return; // re-dirtied meanwhile: go over the bound a little rather than spin
+        }
+    }
+    anyEvictableDirty() {
+        for (const chunk of this.chunks.values())
+            if (chunk.dirty && !this.pinned.has(chunk.index))
+                return true;
+        return false;
+    }
+    evictClean(keep) {
+        while (this.cached > this.maxBytes) {
+            if (!this.evictOneClean(keep))
+                return;
+        }
+    }
+    /**
+     * Clock (second chance): in load order, a clean chunk used since the clock
+     * last passed it is moved to the back unmarked, the first unused clean one
+     * is evicted. Lookups then only set a flag instead of reordering the Map.
+     */
+    evictOneClean(keep) {
+        // Entries moved to the back during the loop are visited again, unmarked.
+        for (const chunk of this.chunks.values()) {
+            if (chunk.dirty || chunk.index === keep || this.pinned.has(chunk.index))
+                continue;
+            if (chunk.referenced) {
+                chunk.referenced = false;
+                this.chunks.delete(chunk.index);
+                this.chunks.set(chunk.index, chunk);
+                continue;
+            }
+            this.chunks.delete(chunk.index);
+            this.cached -= chunk.bytes.length;
+            this.version++;
+            return true;
+        }
+        return false;
+    }
+}
+function noop() { }
+/** Waits for every promise, then throws the first failure (so no write is left running when it throws). */
+async function settleAll(promises) {
+    const results = await Promise.allSettled(promises);
+    for (const r of results)
+        if (r.status === 'rejected')
+            throw r.reason;
+}
+function bitAt(bytes, bit) {
+    return (bytes[bit >>> 3] & (1 << (bit & 7))) !== 0;
+}
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/**
+ * First bit in [from, to) that is not `want`, or `to` (bit n is byte n >> 3,
+ * mask 1 << (n & 7); `words` views the same memory as `bytes`, from byte 0).
+ */
+function scan(bytes, words, from, to, want) {
+    return LITTLE_ENDIAN ? scanWords(words, from, to, want) : scanBytes(bytes, from, to, want);
+}
+/**
+ * Word-wise: on a little-endian host bit n is bit n & 31 of word n >> 5, so
+ * the first differing bit of a word is its lowest set bit after XOR with the
+ * wanted value. Long runs go four words per step.
+ */
+function scanWords(words, from, to, want) {
+    if (from >= to)
+        return to;
+    const flip = want ? -1 : 0;
+    const lastWord = (to - 1) >>> 5;
+    let w = from >>> 5;
+    let x = (words[w] ^ flip) & (-1 << (from & 31));
+    while (x === 0) {
+        if (w === lastWord)
+            return to;
+        w++;
+        while (w + 4 <= lastWord
+            && ((words[w] ^ flip) | (words[w + 1] ^ flip) | (words[w + 2] ^ flip) | (words[w + 3] ^ flip)) === 0) {
+            w += 4;
+        }
+        x = words[w] ^ flip;
+    }
+    const at = w * 32 + 31 - Math.clz32(x & -x);
+    return at < to ? at : to;
+}
+/** Byte-wise fallback for big-endian hosts: skips bytes of 0x00 / 0xFF, tests bits only at the edges. */
+function scanBytes(bytes, from, to, want) {
+    const skipByte = want ? 0xff : 0x00;
+    let i = from;
+    while (i < to && (i & 7) !== 0) {
+        if (bitAt(bytes, i) !== want)
+            return i;
+        i++;
+    }
+    while (i + 8 <= to && bytes[i >>> 3] === skipByte)
+        i += 8;
+    while (i < to) {
+        if (bitAt(bytes, i) !== want)
+            return i;
+        i++;
+    }
+    return to;
+}
+/** Sets or clears bits [from, to) of a chunk; marks the touched bytes dirty if any bit changed. */
+function setBits(chunk, from, to, value) {
+    const { bytes } = chunk;
+    const firstByte = from >>> 3;
+    const lastByte = (to - 1) >>> 3;
+    let changed = false;
+    for (let b = firstByte; b <= lastByte; b++) {
+        const lo = b === firstByte ? from & 7 : 0;
+        const hi = b === lastByte ? ((to - 1) & 7) + 1 : 8;
+        const mask = ((0xff << lo) & (0xff >>> (8 - hi))) & 0xff;
+        const old = bytes[b];
+        const next = value ? old | mask : old & ~mask & 0xff;
+        if (next !== old) {
+            bytes[b] = next;
+            changed = true;
+        }
+    }
+    if (changed)
+        chunk.markDirty(firstByte, lastByte + 1);
+    return changed;
+}

@@ -1,0 +1,419 @@
+/**
+ * An opened COW image: routes sector runs between the data area and the
+ * layer below, and keeps data writes ahead of the bitmap bits that publish
+ * them.
+ */
+import { BlockError, preallocate, readZeroFilled, supportedPreallocation, } from '@blk/core';
+import { planAmend } from './amend.js';
+import { BitmapCache } from './bitmap-cache.js';
+import { checkCow } from './check.js';
+import { encodeBackingPath, encodeHeader } from './codec.js';
+import { COW_PREALLOCATION } from './options.js';
+import { inPlaceRange, planResize, setBitRangeOnDisk, setBitsOnDisk } from './resize.js';
+import { COW_SECTOR_SIZE, VARIANTS, fieldOf } from './variants.js';
+const SS = COW_SECTOR_SIZE;
+/** Stored mtime: the whole seconds modulo 2^32, as UML's htobe32 truncation does. */
+export function mtime32(seconds) {
+    const m = Math.floor(seconds) % 2 ** 32;
+    return m < 0 ? m + 2 ** 32 : m;
+}
+export class CowImage {
+    driver;
+    sectorSize = SS;
+    /** Virtual size; changes only through `resize`. */
+    size;
+    layout;
+    header;
+    headerBytes;
+    storage;
+    readOnly;
+    cache;
+    bitmapCacheBytes;
+    /** The bitmap, loaded piecewise; exposed for tests and diagnostics (replaced when the layout changes). */
+    bitmap;
+    closed = false;
+    constructor(parts) {
+        this.driver = parts.driver;
+        this.storage = parts.storage;
+        this.header = parts.header;
+        this.headerBytes = parts.headerBytes;
+        this.layout = parts.layout;
+        this.readOnly = parts.readOnly;
+        this.cache = parts.cache;
+        this.bitmapCacheBytes = parts.bitmapCacheBytes;
+        // Sizes are validated to be whole sectors, so QEMU's floor and UML's round-up agree.
+        this.size = parts.layout.sectors * SS;
+        this.bitmap = this.newBitmapCache();
+    }
+    /** A cache over the bitmap of the current layout (empty: chunks load on demand). */
+    newBitmapCache() {
+        return new BitmapCache({
+            storage: this.storage,
+            bitmapOffset: this.layout.bitmapOffset,
+            bitmapLength: this.layout.bitmapLength,
+            trackedBits: this.layout.trackedSectors,
+            mode: this.cache,
+            maxBytes: this.bitmapCacheBytes,
+        });
+    }
+    get variant() {
+        return this.header.variant;
+    }
+    /** UML variants record the backing file's size and mtime and UML refuses to open on a mismatch; QEMU checks neither. */
+    get backing() {
+        const { backingFile, backingFileBytes, size, mtime, variant } = this.header;
+        if (backingFile === '')
+            return undefined;
+        const ref = { path: backingFile };
+        if (backingFileBytes !== undefined)
+            ref.rawPath = backingFileBytes.slice();
+        if (VARIANTS[variant].family === 'uml')
+            ref.expect = { size, mtimeSec: mtime };
+        return ref;
+    }
+    async read(offset, into, below) {
+        this.checkOpen();
+        let sector = offset / SS;
+        const end = sector + into.length / SS;
+        let at = 0;
+        while (sector < end) {
+            // One storage read per allocated run, one `below` call per unallocated run. The bitmap
+            // lookup is synchronous when its chunks are cached (three promises fewer per request).
+            const quick = this.bitmap.findRunSync(sector, end - sector);
+            let set;
+            let count;
+            if (quick !== 0) {
+                set = quick > 0;
+                count = set ? quick : -quick;
+            }
+            else {
+                ({ set, count } = await this.bitmap.findRun(sector, end - sector));
+            }
+            const part = into.subarray(at, at + count * SS);
+            // A QEMU-created file ends after its bitmap: data past EOF reads as zeros.
+            if (set)
+                await readZeroFilled(this.storage, this.layout.dataOffset + sector * SS, part);
+            else
+                await below(sector * SS, part);
+            sector += count;
+            at += count * SS;
+        }
+    }
+    /**
+     * `read` done synchronously, or false having changed nothing but `into`
+     * (see `DriverImage.readSync`): when every bitmap chunk the request needs
+     * is cached and the storage reads synchronously. Allocates nothing for a
+     * request that is one run.
+     */
+    readSync(offset, into, below) {
+        const storage = this.storage;
+        if (this.closed || storage.readSync === undefined)
+            return false;
+        const bitmap = this.bitmap;
+        let sector = offset / SS;
+        const end = sector + into.length / SS;
+        const dataOffset = this.layout.dataOffset;
+        let at = 0;
+        while (sector < end) {
+            const run = bitmap.findRunSync(sector, end - sector);
+            if (run === 0)
+                return false; // a bitmap chunk to load first: `read` does that
+            const count = run > 0 ? run : -run;
+            const bytes = count * SS;
+            const part = at === 0 && bytes === into.length ? into : into.subarray(at, at + bytes);
+            if (run > 0) {
+                // Past EOF (a QEMU-created file ends after its bitmap): `read` zero-fills or reports it.
+                if (storage.readSync(dataOffset + sector * SS, part) !== bytes)
+                    return false;
+            }
+            else if (!below(sector * SS, part)) {
+                return false;
+            }
+            sector += count;
+            at += bytes;
+        }
+        return true;
+    }
+    async write(offset, data) {
+        this.checkWritable();
+        const first = offset / SS;
+        const count = data.length / SS;
+        if (count === 0)
+            return;
+        this.checkTracked(first, count, 'write');
+        // The data area is linear: the whole request is one write, before any bit.
+        await this.storage.write(this.layout.dataOffset + offset, data);
+        if (this.cache === 'writethrough') {
+            await this.storage.flush();
+            const changed = await this.bitmap.setRange(first, count, true);
+            if (changed.length > 0) {
+                await this.bitmap.writeChunks(changed);
+                await this.storage.flush();
+            }
+            return;
+        }
+        // writeback / unsafe: the bits go to disk at the next flush, after the data is durable.
+        await this.bitmap.setRange(first, count, true);
+    }
+    async blockStatus(offset, length) {
+        this.checkOpen();
+        const run = await this.bitmap.findRun(offset / SS, Math.ceil(length / SS));
+        const bytes = Math.min(run.count * SS, length);
+        return run.set
+            ? { allocated: true, length: bytes, hostOffset: this.layout.dataOffset + offset }
+            : { allocated: false, length: bytes };
+    }
+    async discard(offset, length) {
+        this.checkWritable();
+        const first = offset / SS;
+        // Sectors without a bit (v1/v2 rounding bug) are unallocated already.
+        const count = Math.min(Math.ceil(length / SS), this.layout.trackedSectors - first);
+        if (count <= 0)
+            return;
+        // Clearing a bit needs no data ordering: the sector just reads from below again.
+        const changed = await this.bitmap.setRange(first, count, false);
+        if (this.cache === 'writethrough' && changed.length > 0) {
+            await this.bitmap.writeChunks(changed);
+            await this.storage.flush();
+        }
+    }
+    async flush() {
+        this.checkOpen();
+        if (this.readOnly)
+            return;
+        await this.bitmap.writeBack();
+    }
+    async close() {
+        if (this.closed)
+            return;
+        this.closed = true;
+        try {
+            if (!this.readOnly)
+                await this.bitmap.writeBack();
+        }
+        finally {
+            await this.storage.close();
+        }
+    }
+    /**
+     * Changes the size in place, within what the layout allows (see
+     * resize.ts). Order: the bitmap cache is written back; the bits that must
+     * read clear at the new size (a grow's new sectors, a shrink's dropped
+     * ones) are cleared, the file is extended to hold the new bitmap, and that
+     * is made durable; then the header's size; then the file's length. A crash between steps leaves the old size with only
+     * meaningless bits cleared, or the new size with a file of the old length
+     * (both read correctly: data past EOF reads as zeros).
+     */
+    async resize(size, options) {
+        this.checkWritable();
+        const path = this.storage.path;
+        const plan = planResize(this.header, this.layout, size, options.backingSize, path);
+        const mode = supportedPreallocation(options.preallocation, COW_PREALLOCATION, { path, driver: 'cow' });
+        const old = this.layout;
+        const next = plan.layout;
+        const sync = this.cache !== 'unsafe';
+        await this.bitmap.writeBack();
+        // Bits past the last sector that stays: a grow clears them before anything (stray bits must not
+        // allocate its new sectors); a shrink only once the header names the new size, since before it the
+        // sectors they cover are still the disk's and, cleared, would read from the backing file after a crash.
+        const fromBit = Math.min(old.trackedSectors, next.trackedSectors);
+        const clearPastEnd = () => setBitsOnDisk(this.storage, old.bitmapOffset, fromBit, Math.max(old.bitmapLength, next.bitmapLength) * 8, true);
+        if (size >= this.size)
+            await clearPastEnd();
+        const oldEnd = old.dataOffset + this.size;
+        const newEnd = next.dataOffset + size;
+        if (size > this.size && this.header.backingFile !== '' && await this.storage.size() > oldEnd) {
+            // Bytes past the data area (nothing reads them) would show in the sectors a grow adds (see zeroGrownArea).
+            await this.storage.truncate(oldEnd);
+        }
+        if (size > this.size && mode !== 'off') {
+            // New bitmap bytes (all clear now) and, for falloc/full, the new part of the data area.
+            // If that fails (ENOSPC), the header still has the old size: give back what was added.
+            const lengthBefore = await this.storage.size();
+            try {
+                const bitmapEnd = old.bitmapOffset + old.bitmapLength;
+                const grownBitmapEnd = next.bitmapOffset + next.bitmapLength;
+                if (grownBitmapEnd > bitmapEnd)
+                    await preallocate(this.storage, bitmapEnd, grownBitmapEnd - bitmapEnd, 'full');
+                if (mode === 'falloc' || mode === 'full')
+                    await preallocate(this.storage, oldEnd, newEnd - oldEnd, mode);
+            }
+            catch (err) {
+                if (await this.storage.size().catch(() => lengthBefore) > lengthBefore)
+                    await this.storage.truncate(lengthBefore).catch(() => undefined);
+                throw err;
+            }
+        }
+        // The header must never name a bitmap longer than the file (QEMU's files end right after it).
+        const newBitmapEnd = next.bitmapOffset + next.bitmapLength;
+        if (await this.storage.size() < newBitmapEnd)
+            await this.storage.truncate(newBitmapEnd);
+        if (size > this.size)
+            await this.zeroGrownArea(old, next, size, options.backingSize);
+        if (sync)
+            await this.storage.flush();
+        const bytes = encodeHeader(plan.header, this.headerBytes.slice());
+        await this.writeHeaderInTwoSteps(bytes);
+        if (size < this.size)
+            await clearPastEnd();
+        const fileSize = await this.storage.size();
+        // UML's files span the whole data area (as created); QEMU's end after the last written sector.
+        if (fileSize > newEnd || (VARIANTS[this.header.variant].family === 'uml' && fileSize < newEnd)) {
+            await this.storage.truncate(newEnd);
+        }
+        if (sync)
+            await this.storage.flush();
+        this.header = plan.header;
+        this.headerBytes = bytes;
+        this.layout = next;
+        this.size = size;
+        this.bitmap = this.newBitmapCache();
+    }
+    /**
+     * A grow adds zeros, as in QEMU (which zero-writes the new area of an
+     * overlay whose backing file is longer): left unallocated, the new sectors
+     * would fall through to whatever the backing file holds there, data this
+     * disk never had (after a shrink, its own old data coming back). They are
+     * allocated before the header names them, over a data area that reads as
+     * zeros: preallocated, or extended sparsely (`resize` dropped the bytes
+     * past the old data area first). Only where a backing file may hold
+     * data: up to its size when it is known, the whole new area otherwise.
+     */
+    async zeroGrownArea(old, next, size, backingSize) {
+        if (this.header.backingFile === '')
+            return;
+        const zeroEnd = Math.min(size, Math.ceil((backingSize ?? size) / SS) * SS);
+        if (zeroEnd <= this.size)
+            return;
+        const dataEnd = next.dataOffset + zeroEnd;
+        if (await this.storage.size() < dataEnd)
+            await this.storage.truncate(dataEnd);
+        const fromBit = this.size / SS;
+        await setBitRangeOnDisk(this.storage, next.bitmapOffset, fromBit, Math.min(next.trackedSectors, zeroEnd / SS));
+    }
+    /** The sizes (bytes) `resize` can give this image without moving its data area. */
+    inPlaceSizes() {
+        return inPlaceRange(this.header, this.layout);
+    }
+    async check(repair) {
+        this.checkOpen();
+        if (repair.leaks || repair.corruptions)
+            this.checkWritable();
+        // Bits still in memory are part of the image: put them on disk before comparing the two.
+        if (!this.readOnly)
+            await this.bitmap.writeBack();
+        const { bitmapChanged, ...result } = await checkCow({ storage: this.storage, layout: this.layout, bitmap: this.bitmap }, repair);
+        if (bitmapChanged)
+            this.bitmap = this.newBitmapCache();
+        return result;
+    }
+    async amend(options, context) {
+        this.checkWritable();
+        const size = planAmend(this.header, this.size, options, this.storage.path);
+        if (size !== undefined)
+            await this.resize(size, context);
+    }
+    /**
+     * Rewrites the backing path and mtime in place, in the image's own layout
+     * (UML rewrites a v3 header even over v1/v2 files, corrupting them; we do
+     * not). Every other header byte is kept. The size stays: it fixes the
+     * layout, so a UML image cannot be pointed at a backing file of another size.
+     */
+    async setBacking(spec) {
+        this.checkBacking(spec);
+        const backingFile = spec?.path ?? '';
+        const { backingFileBytes: _old, ...kept } = this.header;
+        const next = { ...kept, backingFile, mtime: spec && backingFile !== '' ? mtime32(spec.mtimeSec) : 0 };
+        const bytes = encodeHeader(next, this.headerBytes.slice());
+        await this.writeHeaderInTwoSteps(bytes);
+        this.header = next;
+        this.headerBytes = bytes;
+    }
+    /** Throws what `setBacking(spec)` would refuse with, writing nothing. */
+    checkBacking(spec) {
+        this.checkWritable();
+        const { variant, size } = this.header;
+        const uml = VARIANTS[variant].family === 'uml';
+        const where = { path: this.storage.path, driver: 'cow', field: 'backing_file' };
+        if (spec === undefined || spec.path === '') {
+            if (uml) {
+                throw new BlockError('not-supported', `a ${variant} image must name a backing file (UML has no overlay without one); convert the image to drop it`, where);
+            }
+        }
+        else if (uml && spec.size !== size) {
+            throw new BlockError('not-supported', `${variant} header size ${size} is also the layout of the bitmap and data; it cannot be changed to `
+                + `the new backing file's ${spec.size} bytes in place (UML would refuse the pair anyway)`, { ...where, field: 'size' });
+        }
+        const backingFile = spec?.path ?? '';
+        if (this.header.backingFileBytes !== undefined && backingFile === this.header.backingFile) {
+            // The stored bytes are not UTF-8: writing the decoded string back would point the overlay elsewhere.
+            throw new BlockError('not-supported', 'the stored backing file path is not valid UTF-8; rewriting the header would replace it with a different path', where);
+        }
+        encodeBackingPath(variant, backingFile, this.storage.path);
+    }
+    /**
+     * A header of several sectors cannot be rewritten atomically, and UML checks
+     * the path and the mtime together. So the sector that holds the mtime and
+     * size (sector 0 in v1/v3, 2 in QEMU's v2, 8 in UML's v2) goes first and is
+     * flushed before the rest: every torn state then carries the new backing
+     * file's mtime and size, which is how a re-run of rebase recognises an
+     * interrupted rewrite and finishes it (see @blk/cli's rebase job).
+     */
+    async writeHeaderInTwoSteps(bytes) {
+        const sync = this.cache !== 'unsafe';
+        const first = Math.floor(fieldOf(this.header.variant, 'mtime').offset / SS) * SS;
+        const firstEnd = Math.min(first + SS, bytes.length);
+        await this.storage.write(first, bytes.subarray(first, firstEnd));
+        if (first > 0 || firstEnd < bytes.length) {
+            if (sync)
+                await this.storage.flush();
+            if (first > 0)
+                await this.storage.write(0, bytes.subarray(0, first));
+            if (firstEnd < bytes.length)
+                await this.storage.write(firstEnd, bytes.subarray(firstEnd));
+        }
+        if (sync)
+            await this.storage.flush();
+    }
+    info() {
+        const { header, layout } = this;
+        const info = {
+            variant: header.variant,
+            version: header.version,
+            sectorSize: SS,
+            bitmapOffset: layout.bitmapOffset,
+            bitmapLength: layout.bitmapLength,
+            dataOffset: layout.dataOffset,
+            backingFile: header.backingFile,
+            backingMtime: header.mtime,
+            backingSize: header.size,
+        };
+        if (header.alignment !== undefined)
+            info.alignment = header.alignment;
+        if (header.cowFormat !== undefined)
+            info.cowFormat = header.cowFormat;
+        if (header.variant === 'v1')
+            info.byteOrder = header.magicOrder;
+        if (layout.trackedSectors < layout.sectors)
+            info.untrackedSectors = layout.sectors - layout.trackedSectors;
+        return info;
+    }
+    /** v1/v2-uml sectors past the bitmap's last whole byte have no bit: UML loses writes there, we refuse them. */
+    checkTracked(first, count, op) {
+        const tracked = this.layout.trackedSectors;
+        if (first + count <= tracked)
+            return;
+        throw new BlockError('not-supported', `cannot ${op} sectors ${Math.max(first, tracked)}..${first + count - 1}: this ${this.header.variant} image's bitmap `
+            + `(${this.layout.bitmapLength} bytes, rounded down by the v1/v2 rounding bug) has no bit for its last `
+            + `${this.layout.sectors - tracked} sectors; convert it to v3 to write there`, { path: this.storage.path, driver: 'cow', offset: Math.max(first, tracked) * SS });
+    }
+    checkOpen() {
+        if (this.closed)
+            throw new BlockError('closed', 'image used after close', { path: this.storage.path, driver: 'cow' });
+    }
+    checkWritable() {
+        this.checkOpen();
+        if (this.readOnly)
+            throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'cow' });
+    }
+}

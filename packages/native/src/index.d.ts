@@ -1,0 +1,10 @@
+/**
+ * @blk/native: the host system calls blk needs that Node lacks or makes slow,
+ * in one small Node-API addon (native/*.c) built at install time.
+ * - lock: OS advisory locks on image files (LockingVfs, lockStorage, lockFd).
+ * - io: positional reads and writes without Node's per-call overhead (nativeSyscalls).
+ * Without the addon both fall back (no locks, with a warning; Node's fs calls).
+ */
+export * from './lock.js';
+export { nativeSyscalls } from './io.js';
+export { addonLoadError } from './addon.js';

@@ -1,0 +1,236 @@
+/**
+ * The lock module of @blk/native: OS advisory locks on image files, so that two processes never
+ * write one image at once, and so that UML and QEMU see blk's locks and blk
+ * sees theirs.
+ *
+ * - Writable opens take an exclusive lock, read-only opens a shared lock,
+ *   on the whole file.
+ * - On Linux the lock is an open-file-description lock (fcntl F_OFD_SETLK):
+ *   it conflicts with UML's fcntl(F_SETLK) locks and with QEMU's OFD byte
+ *   locks, and between two descriptors of one process. Elsewhere the classic
+ *   POSIX F_SETLK is used (process-wide; dropped when any descriptor of the
+ *   file is closed by the process).
+ * - The lock is never waited for: a conflict is a BlockError `locked` at once.
+ * - Without the native addon (no C toolchain at install, Windows), locking is
+ *   skipped with one clear warning (`process.emitWarning`), and
+ *   `lockingAvailable()` says so; `BLK_LOCK=off` turns locking off on purpose,
+ *   `BLK_LOCK=require` makes a missing addon an error.
+ */
+import * as fs from 'node:fs';
+import { BlockError, ForwardingVfs } from '@blk/core';
+import { addonLoadError, addonRebuildMayHelp, loadAddon } from './addon.js';
+let warned = false;
+function policy() {
+    const v = (process.env.BLK_LOCK ?? 'on').toLowerCase();
+    return v === 'off' || v === '0' || v === 'false' ? 'off' : v === 'require' ? 'require' : 'on';
+}
+/** Whether OS locks can be taken here, and if not, why. */
+export function lockingAvailable() {
+    if (policy() === 'off')
+        return { available: false, reason: 'disabled by BLK_LOCK=off' };
+    return loadAddon() ? { available: true } : { available: false, reason: addonLoadError() ?? 'addon not loaded' };
+}
+function unavailable(path) {
+    const why = addonLoadError() ?? 'addon not loaded';
+    if (policy() === 'require') {
+        throw new BlockError('not-supported', `cannot lock ${path}: the @blk/native addon is not available (${why})`, { path });
+    }
+    if (!warned) {
+        warned = true;
+        const remedy = addonRebuildMayHelp()
+            ? 'Rebuild it with `npm rebuild @blk/native` (a blk installed from the @blk/cli tarball alone: `npm rebuild -g @blk/cli`; '
+                + 'in the blk repository: `pnpm --filter @blk/native run install`; needs a C compiler), '
+            : 'Rebuilding will not help (the built addon was not the problem): please report this as a bug of @blk/native; ';
+        process.emitWarning(`blk: image files are opened WITHOUT OS advisory locks (the @blk/native addon did not load: ${why}). `
+            + `Two processes could write one image at once. ${remedy}`
+            + 'or set BLK_LOCK=off to silence this warning.', { code: 'BLK_NO_LOCK' });
+    }
+}
+/**
+ * Takes a whole-file lock on `fd` (exclusive for writers, shared for
+ * readers), without waiting. Throws BlockError `locked` when another holder
+ * conflicts (naming its pid when it holds a classic POSIX lock, as UML does).
+ */
+export function lockFd(fd, mode, path) {
+    if (policy() === 'off')
+        return 'none';
+    const native = loadAddon();
+    if (!native) {
+        unavailable(path);
+        return 'none';
+    }
+    const [errno, kind] = native.lock(fd, mode === 'exclusive' ? 2 : 1);
+    if (errno === 0) {
+        // A QEMU writer holds only read locks, none on a reader's bytes: look for its "write" byte
+        // and refuse as qemu-img does ("Failed to get shared 'write' lock").
+        const writer = mode === 'shared' ? qemuWriter(fd) : undefined;
+        if (writer) {
+            native.lock(fd, 0);
+            throw new BlockError('locked', `${describeHolder(writer.pid)} has this image open for writing (it holds QEMU's write permission), so blk `
+                + 'will not open it (reading it anyway needs force-share)', { path, code: 'EAGAIN' });
+        }
+        return kind === 1 ? 'ofd' : 'posix';
+    }
+    // EAGAIN / EACCES: someone holds a conflicting lock.
+    if (errno === 11 || errno === 13 || errno === 35) {
+        const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
+        const holder = type === 0 ? 'another process' : pid > 0 ? `process ${pid}` : 'another open file (an OFD lock, as QEMU or blk take)';
+        const what = mode === 'exclusive' ? 'open it for writing' : 'open it';
+        throw new BlockError('locked', `${holder} holds a ${type === 1 ? 'shared' : 'write'} lock on this image, so blk will not ${what} `
+            + `(is a VM or another blk process using it?)`, { path, code: errno === 13 ? 'EACCES' : 'EAGAIN' });
+    }
+    throw new BlockError('io', `locking failed (errno ${errno})`, { path, code: `E${errno}` });
+}
+/** QEMU's lock byte for its "write" permission (block/file-posix.c: 100 + the bit of BLK_PERM_WRITE). */
+const QEMU_PERM_WRITE_BYTE = 101;
+/**
+ * Another holder of QEMU's write-permission byte on `fd`'s file (a QEMU
+ * process writing it), or undefined. QEMU locks its permission bytes one by
+ * one (the kernel may merge neighbours: 100-103 for a writer); a lock that
+ * reaches outside QEMU's permission bytes 100-199 is someone else's (UML's
+ * whole-file read lock on a backing file, a blk reader's), not a writer's.
+ */
+export function qemuWriter(fd) {
+    const native = loadAddon();
+    if (!native?.queryRange || policy() === 'off')
+        return undefined;
+    const [type, pid, start, length] = native.queryRange(fd, QEMU_PERM_WRITE_BYTE, 1);
+    const qemuRange = length > 0 && start >= 100 && start + length <= 200;
+    return type > 0 && qemuRange ? { pid } : undefined;
+}
+function describeHolder(pid) {
+    return pid > 0 ? `process ${pid}` : 'another process';
+}
+/** Drops the lock on `fd` (closing the descriptor drops it too). */
+export function unlockFd(fd) {
+    const native = loadAddon();
+    if (native && policy() !== 'off')
+        native.lock(fd, 0);
+}
+/** Who would conflict with a lock of `mode` on `fd`: undefined if nobody. */
+export function lockHolder(fd, mode = 'exclusive') {
+    const native = loadAddon();
+    if (!native)
+        return undefined;
+    const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
+    if (type < 0)
+        throw new BlockError('io', `lock query failed (errno ${-type})`);
+    return type === 0 ? undefined : { type: type === 1 ? 'read' : 'write', pid };
+}
+/**
+ * Locks a storage opened from the host file system: uses its descriptor
+ * when it exposes one as `fd` (NodeFileStorage), else opens a descriptor of
+ * its own that lives until the storage is closed. Returns the storage, whose
+ * `close()` also releases the lock. Read-only storages get a shared lock.
+ */
+export function lockStorage(storage, options = {}) {
+    const mode = options.mode ?? (storage.readOnly ? 'shared' : 'exclusive');
+    const own = storage.fd;
+    if (typeof own === 'number') {
+        lockFd(own, mode, storage.path);
+        return storage;
+    }
+    // A separate descriptor (an OFD lock is tied to it, not to the process).
+    // O_NONBLOCK: should the path have become a FIFO since the storage was opened, fail rather than wait.
+    const c = fs.constants;
+    const fd = fs.openSync(storage.path, (mode === 'exclusive' ? c.O_RDWR : c.O_RDONLY) | c.O_NONBLOCK | c.O_NOCTTY);
+    try {
+        lockFd(fd, mode, storage.path);
+    }
+    catch (err) {
+        fs.closeSync(fd);
+        throw err;
+    }
+    return new LockedStorage(storage, fd);
+}
+/**
+ * qemu-img's `-U` (force-share=on) for a read-only storage: no lock is taken
+ * (blk's writers lock the whole file exclusively, so any read lock would
+ * conflict with them), and when a writer holds the file the caller is warned
+ * that what it reads may be inconsistent: the writer can change data and
+ * metadata between two reads.
+ */
+function warnIfWritten(storage, onWarning) {
+    if (policy() === 'off' || !loadAddon())
+        return;
+    const own = storage.fd;
+    const fd = typeof own === 'number' ? own : fs.openSync(storage.path, 'r');
+    let holder;
+    try {
+        // A blk or UML writer holds a write lock; a QEMU writer only its "write" byte.
+        holder = lockHolder(fd, 'shared') ?? qemuWriter(fd);
+    }
+    finally {
+        // Closing a descriptor that holds no lock drops nothing (OFD locks; where only classic POSIX
+        // locks exist, blk holds none on this file in a force-share open).
+        if (fd !== own)
+            fs.closeSync(fd);
+    }
+    if (!holder)
+        return;
+    const message = `${storage.path}: ${describeHolder(holder.pid)} has this image open for writing; reading it anyway (force-share): `
+        + 'what is read may be inconsistent';
+    if (onWarning)
+        onWarning(message);
+    else
+        process.emitWarning(message, { code: 'BLK_FORCE_SHARE' });
+}
+class LockedStorage {
+    inner;
+    lockFd;
+    constructor(inner, lockFd) {
+        this.inner = inner;
+        this.lockFd = lockFd;
+        this.readSync = inner.readSync?.bind(inner);
+        this.extentAt = inner.extentAt?.bind(inner);
+        this.allocate = inner.allocate?.bind(inner);
+        this.zeroRange = inner.zeroRange?.bind(inner);
+    }
+    get path() { return this.inner.path; }
+    get readOnly() { return this.inner.readOnly; }
+    /** The inner storage's synchronous read and extent query, when it has them. */
+    readSync;
+    extentAt;
+    allocate;
+    zeroRange;
+    read(offset, into) { return this.inner.read(offset, into); }
+    write(offset, data) { return this.inner.write(offset, data); }
+    size() { return this.inner.size(); }
+    truncate(size) { return this.inner.truncate(size); }
+    flush() { return this.inner.flush(); }
+    async close() {
+        try {
+            await this.inner.close();
+        }
+        finally {
+            fs.closeSync(this.lockFd);
+        }
+    }
+}
+/**
+ * A Vfs that locks every file it opens (exclusive for writable opens,
+ * shared for read-only ones) before handing the storage out. Wrap NodeVfs
+ * with it, or let NodeVfs call `lockStorage` itself.
+ */
+export class LockingVfs extends ForwardingVfs {
+    async open(path, options) {
+        // Truncate only once the lock is held: a file another process has open
+        // for writing must be refused whole, not emptied and then refused.
+        const truncate = options?.truncate === true && options.create === true && options.exclusive !== true;
+        const storage = await this.inner.open(path, truncate ? { ...options, truncate: false } : options);
+        try {
+            if (options?.forceShare && storage.readOnly) {
+                warnIfWritten(storage, options.onWarning);
+                return storage;
+            }
+            const locked = lockStorage(storage);
+            if (truncate)
+                await locked.truncate(0);
+            return locked;
+        }
+        catch (err) {
+            await storage.close().catch(() => undefined);
+            throw err;
+        }
+    }
+}

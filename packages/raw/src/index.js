@@ -1,0 +1,172 @@
+import { BlockError, alignUp, invalidArgument, preallocate, readZeroFilled, supportedPreallocation, } from '@blk/core';
+/** What preallocation means for raw: the file is all data, so there is no metadata to preallocate (as QEMU). */
+const RAW_PREALLOCATION = ['off', 'falloc', 'full'];
+/**
+ * Grows `storage` from `from` to `to` bytes, reserving the new part as `mode`
+ * asks. A preallocation that fails (ENOSPC) leaves the file at `from`: for
+ * raw, its length is the disk's size.
+ */
+async function growFile(storage, from, to, mode) {
+    if (mode === 'falloc' || mode === 'full') {
+        try {
+            await preallocate(storage, from, to - from, mode);
+        }
+        catch (err) {
+            await storage.truncate(from).catch(() => undefined);
+            throw err;
+        }
+    }
+    // After preallocation too: a file system that reserved rounded-up blocks must still end at `to`.
+    await storage.truncate(to);
+}
+/** QEMU's BDRV_SECTOR_SIZE: the unit raw images' sizes are counted in. */
+export const RAW_SIZE_UNIT = 512;
+/** `length` rounded up to whole 512-byte sectors. */
+function wholeSectors(length) {
+    return Math.ceil(length / RAW_SIZE_UNIT) * RAW_SIZE_UNIT;
+}
+/**
+ * Raw images: the file is the disk, byte for byte. Byte-granular I/O (sector
+ * size 1), no backing file.
+ *
+ * Size: whole 512-byte sectors, as QEMU's block layer counts every image
+ * (bdrv_getlength is total_sectors * 512): a 1000-byte file is a 1024-byte
+ * disk whose last 24 bytes read as zeros, `create` of 1234 bytes makes a
+ * 1536-byte file (as qemu-img's file driver rounds up), and a write past the
+ * end of the file inside the last sector grows the file to the write's end
+ * (as qemu-io's pwrite does), never beyond.
+ *
+ * Allocation: every byte is present (depth 0). Holes of the file are reported
+ * as zero runs, when the storage can tell where they are (`Storage.extentAt`:
+ * lseek SEEK_DATA/SEEK_HOLE through @blk/native on host files, chunks in
+ * memory), as qemu-img does; otherwise every byte is data, and readers that
+ * want holes back (convert) find all-zero runs by content. Holes are the
+ * file system's word (convert then skips them unread), as with qemu-img.
+ */
+export const rawDriver = {
+    name: 'raw',
+    description: 'raw disk image (the file is the disk)',
+    probeBytes: 0,
+    guestDataAtFileStart: true,
+    // 1: anything is a raw image, and every real format must outrank it.
+    probe: () => 1,
+    async open(storage, options) {
+        refuseDriverOptions(options.driverOptions, storage.path);
+        return new RawImage(storage, wholeSectors(await storage.size()), options.readOnly);
+    },
+    async create(storage, options) {
+        refuseDriverOptions(options.driverOptions, storage.path);
+        if (options.backing) {
+            throw new BlockError('not-supported', 'raw images cannot have a backing file', { path: storage.path, driver: 'raw' });
+        }
+        const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, { path: storage.path, driver: 'raw' });
+        // Whole sectors, as qemu-img's file driver creates them (1234 bytes make 1536).
+        await growFile(storage, 0, wholeSectors(options.size), mode);
+    },
+    /** As QEMU's raw_measure: the file is the disk, every sector of it counts, allocated or not. */
+    async measure(input) {
+        if (input.driverOptions && Object.keys(input.driverOptions).length > 0) {
+            const key = Object.keys(input.driverOptions)[0];
+            throw new BlockError('invalid-argument', `format raw does not support option '${key}'`, { driver: 'raw', field: key });
+        }
+        supportedPreallocation(input.preallocation, RAW_PREALLOCATION, { driver: 'raw' });
+        const required = alignUp(input.size, 512);
+        return { required, fullyAllocated: required };
+    },
+};
+/** Raw has no options: a key given for it is a typo or meant for another format, never silently ignored. */
+function refuseDriverOptions(options, path) {
+    const key = options ? Object.keys(options)[0] : undefined;
+    if (key !== undefined)
+        throw invalidArgument(`driverOptions.${key}`, 'is not an option of format raw (it has none)', path);
+}
+/** Largest buffer of zeros a discard writes at once where holes cannot be punched. */
+const DISCARD_CHUNK = 1024 * 1024;
+class RawImage {
+    storage;
+    size;
+    readOnly;
+    driver = rawDriver;
+    sectorSize = 1;
+    constructor(storage, size, readOnly) {
+        this.storage = storage;
+        this.size = size;
+        this.readOnly = readOnly;
+    }
+    /** The file's own length (up to 511 bytes less than `size`): where probing finds its last bytes. */
+    fileLength() {
+        return this.storage.size();
+    }
+    /** The file is the disk: truncate it (QEMU's raw resize), reserving the new part as asked. */
+    async resize(size, options) {
+        if (this.readOnly)
+            throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'raw' });
+        const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, { path: this.storage.path, driver: 'raw' });
+        const from = await this.storage.size();
+        if (size > from)
+            await growFile(this.storage, from, size, mode);
+        else
+            await this.storage.truncate(size);
+        await this.storage.flush();
+        // The file is as long as asked (as qemu-img resize leaves it); the disk is whole sectors.
+        this.size = wholeSectors(size);
+    }
+    async read(offset, into, _below) {
+        // Past the end of the file (a partial last sector, or a file that shrank): zeros.
+        await readZeroFilled(this.storage, offset, into);
+    }
+    readSync(offset, into, _below) {
+        const storage = this.storage;
+        if (storage.readSync === undefined)
+            return false;
+        // A short read (the file shrank): `read` zero-fills or reports it.
+        return storage.readSync(offset, into) === into.length;
+    }
+    async write(offset, data) {
+        await this.storage.write(offset, data);
+    }
+    /** fallocate(2) where the storage offers it: a hole with mayUnmap, zeroed blocks otherwise (as QEMU's file-posix). */
+    async writeZeroes(offset, length, mayUnmap) {
+        if (!this.storage.zeroRange)
+            return false;
+        const done = await this.storage.zeroRange(offset, length, mayUnmap);
+        // Zeros written into the partial last sector, past the end of the file, extend it to their end
+        // (as QEMU's fallocate(FALLOC_FL_ZERO_RANGE) does; a discard keeps the size).
+        if (done && !mayUnmap && offset + length > await this.storage.size())
+            await this.storage.truncate(offset + length);
+        return done;
+    }
+    /**
+     * Discard on a raw file (qemu-io's `discard`, QEMU's raw-posix): a hole,
+     * which reads as zeros, like the "fall through" of a layer without a
+     * backing file. Where the file system cannot punch holes, zeros are written.
+     */
+    async discard(offset, length) {
+        if (this.storage.zeroRange && await this.storage.zeroRange(offset, length, true))
+            return;
+        const zeros = new Uint8Array(Math.min(length, DISCARD_CHUNK));
+        for (let done = 0; done < length; done += zeros.length) {
+            const n = Math.min(zeros.length, length - done);
+            await this.storage.write(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n));
+        }
+    }
+    async blockStatus(offset, length) {
+        const extent = this.storage.extentAt ? await this.storage.extentAt(offset, length) : undefined;
+        // A storage answer outside (0, length] says nothing we could use: count the run as data.
+        if (extent === undefined || !(Number.isSafeInteger(extent.length) && extent.length > 0 && extent.length <= length)) {
+            return { allocated: true, length, hostOffset: offset };
+        }
+        return { allocated: true, length: extent.length, zero: !extent.data, hostOffset: offset };
+    }
+    async flush() {
+        if (!this.readOnly)
+            await this.storage.flush();
+    }
+    async close() {
+        await this.storage.close();
+    }
+    info() {
+        return {};
+    }
+}
+export default rawDriver;

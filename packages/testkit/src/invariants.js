@@ -1,0 +1,76 @@
+import { anySet, assertBytesEqual, isAllZero } from './compare.js';
+function fail(image, message) {
+    throw new Error(`${image.path}: ${message}`);
+}
+/**
+ * Checks one run of a chain status against the model:
+ * - `0 < length <= requested` (0 only for an empty request);
+ * - depth is undefined or in [0, chain length);
+ * - a run no layer holds (depth undefined), or one flagged `zero`, reads as zeros;
+ * - a run held below the top contains no byte written since the run started;
+ * - `isAllocated` agrees: allocated in this layer exactly when depth is 0.
+ */
+export async function checkStatusAt(image, model, offset, length, options) {
+    const layers = image.chain().length;
+    const own = await image.isAllocated(offset, length);
+    if (!(own.length > 0 && own.length <= length)) {
+        fail(image, `isAllocated(${offset}, ${length}) returned length ${own.length}`);
+    }
+    const st = await image.chainStatus(offset, length);
+    checkRun(image, model, offset, st, length, layers, options);
+    if ((st.depth === 0) !== own.allocated) {
+        fail(image, `isAllocated(${offset}, ${length}) says allocated=${own.allocated} but chainStatus says depth ${st.depth}`);
+    }
+    if (own.allocated && own.length !== st.length) {
+        fail(image, `isAllocated(${offset}, ${length}) length ${own.length} differs from chainStatus length ${st.length}`);
+    }
+}
+function checkRun(image, model, offset, st, requested, layers, options) {
+    const at = `chainStatus(${offset}, ${requested}) = ${JSON.stringify(st)}`;
+    if (!(Number.isSafeInteger(st.length) && st.length > 0 && st.length <= requested)) {
+        fail(image, `${at}: length must be in (0, ${requested}]`);
+    }
+    if (st.depth !== undefined && !(Number.isInteger(st.depth) && st.depth >= 0 && st.depth < layers)) {
+        fail(image, `${at}: depth must be undefined or in [0, ${layers})`);
+    }
+    const end = offset + st.length;
+    if ((st.depth === undefined || st.zero) && !isAllZero(model.content.subarray(offset, end))) {
+        fail(image, `${at}: the run is reported as reading zeros, but the model holds data in it`);
+    }
+    if (options.writesAllocate && st.depth !== 0 && anySet(model.written, offset, end)) {
+        fail(image, `${at}: the run holds bytes written to the top image, but is reported at depth ${st.depth}`);
+    }
+}
+/**
+ * Walks `image.map()` over the whole image: runs are contiguous, non-empty,
+ * cover [0, size) exactly, adjacent runs differ (the map merges equal ones),
+ * and each run satisfies the `checkStatusAt` rules.
+ */
+export async function checkMap(image, model, options) {
+    const layers = image.chain().length;
+    let pos = 0;
+    let previous;
+    for await (const run of image.map()) {
+        if (run.start !== pos)
+            fail(image, `map(): run ${JSON.stringify(run)} should start at ${pos}`);
+        checkRun(image, model, run.start, run, image.size - run.start, layers, options);
+        if (previous && previous.depth === run.depth && previous.zero === run.zero && previous.path === run.path
+            && (previous.hostOffset === undefined ? run.hostOffset === undefined
+                : run.hostOffset === previous.hostOffset + previous.length)) {
+            fail(image, `map(): runs ${JSON.stringify(previous)} and ${JSON.stringify(run)} should have been merged`);
+        }
+        previous = run;
+        pos += run.length;
+    }
+    if (pos !== image.size)
+        fail(image, `map() covered [0, ${pos}) of ${image.size} bytes`);
+}
+/** Reads the whole image (in 1 MiB pieces) and compares it with the model. */
+export async function checkContent(image, model, what) {
+    const piece = 1 << 20;
+    for (let offset = 0; offset < image.size; offset += piece) {
+        const length = Math.min(piece, image.size - offset);
+        const got = await image.read(offset, length);
+        assertBytesEqual(got, model.content.subarray(offset, offset + length), `${image.path}: ${what}`, offset);
+    }
+}

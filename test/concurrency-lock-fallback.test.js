@@ -1,0 +1,47 @@
+/**
+ * Without the native addon (no C toolchain at install time, an
+ * unsupported platform), images still open, without OS locks, after one
+ * clear warning; BLK_LOCK=require turns that into an error instead.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BlockError, NodeVfs, openImage } from '@blk/images';
+describe('OS locks: fallback without the addon', () => {
+    it('opens images without locks after a single BLK_NO_LOCK warning; BLK_LOCK=require refuses', async () => {
+        process.env.BLK_NATIVE_ADDON = path.join(os.tmpdir(), 'no-such-dir', 'blk_native.node');
+        const lock = await import('../packages/native/src/index.js');
+        const warnings = [];
+        const onWarning = (w) => { if (w.code === 'BLK_NO_LOCK')
+            warnings.push(w.message); };
+        process.on('warning', onWarning);
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-nolock-'));
+        try {
+            const file = path.join(dir, 'disk.raw');
+            fs.writeFileSync(file, new Uint8Array(4096));
+            expect(lock.lockingAvailable().available).toBe(false);
+            // Nor the addon's pread/pwrite: storages use Node's fs calls, and the image still reads.
+            expect(lock.nativeSyscalls()).toBeUndefined();
+            const vfs = new lock.LockingVfs(new NodeVfs());
+            const a = await openImage(file, { vfs, format: 'raw' });
+            expect(await a.read(0, 16)).toEqual(new Uint8Array(16));
+            const b = await openImage(file, { vfs, format: 'raw' }); // not locked: both open
+            await a.close();
+            await b.close();
+            await new Promise((r) => setImmediate(r));
+            expect(warnings.length).toBe(1);
+            expect(warnings[0]).toMatch(/WITHOUT OS advisory locks/);
+            process.env.BLK_LOCK = 'require';
+            const err = await openImage(file, { vfs, format: 'raw' }).catch((e) => e);
+            expect(err).toBeInstanceOf(BlockError);
+            expect(err.kind).toBe('not-supported');
+        }
+        finally {
+            delete process.env.BLK_LOCK;
+            delete process.env.BLK_NATIVE_ADDON;
+            process.off('warning', onWarning);
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
