@@ -1,2 +1,0 @@
-/** The message for `name`, which is none of `commands`. */
-export declare function unknownCommandMessage(name: string, commands: readonly string[]): string;

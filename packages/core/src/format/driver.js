@@ -1,2 +1,0 @@
-export * from './backing.js';
-export * from './options.js';

@@ -1,3 +1,0 @@
-export * from './portable.js';
-export { NodeFileStorage } from './node/node-storage.js';
-export { NodeVfs } from './node/node-vfs.js';
