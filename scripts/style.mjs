@@ -146,6 +146,7 @@ function report(update) {
     if (lists.format !== 'all') lists.format = files.filter((f) => !fmt.has(f));
     if (lists.lint !== 'all') lists.lint = files.filter((f) => !lintFiles.has(f));
     fs.writeFileSync(listFile, `${JSON.stringify(lists, null, 2)}\n`);
+    biome(['format', '--write', listFile]); // in the formatter's own layout, so the file stays clean
     const n = (v) => (v === 'all' ? 'all' : `${v.length} file(s)`);
     console.log(`wrote ${path.relative(root, listFile)}: format ${n(lists.format)}, lint ${n(lists.lint)}`);
   }
