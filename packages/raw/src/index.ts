@@ -159,10 +159,14 @@ class RawImage implements DriverImage {
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const extent = this.storage.extentAt ? await this.storage.extentAt(offset, length) : undefined;
     // A storage answer outside (0, length] says nothing we could use: count the run as data.
+    // As QEMU's file driver: every byte is allocated (a raw image has nothing below it), at
+    // its own offset; a hole is not data and reads as zeros, stored bytes are data.
     if (extent === undefined || !(Number.isSafeInteger(extent.length) && extent.length > 0 && extent.length <= length)) {
-      return { allocated: true, length, hostOffset: offset };
+      return { allocated: true, length, data: true, hostOffset: offset };
     }
-    return { allocated: true, length: extent.length, zero: !extent.data, hostOffset: offset };
+    return extent.data
+      ? { allocated: true, length: extent.length, data: true, zero: false, hostOffset: offset }
+      : { allocated: true, length: extent.length, data: false, zero: true, hostOffset: offset };
   }
 
   async flush(): Promise<void> {

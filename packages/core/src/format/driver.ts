@@ -86,17 +86,47 @@ export interface DriverOpenOptions {
 export type CacheMode = 'writeback' | 'writethrough' | 'unsafe';
 
 /**
- * Allocation state of a run that starts at the queried offset. `length` is a
- * multiple of the sector size (or reaches the end of the image), is at least
- * one sector and at most the queried length.
+ * Block status of one layer for a run that starts at the queried offset: what
+ * QEMU's `bdrv_co_block_status` returns (its BDRV_BLOCK_* flags) and what an
+ * NBD server's `base:allocation` and `qemu:allocation-depth` contexts are
+ * built from.
+ *
+ * `length` is at least one sector and a whole number of sectors (or reaches
+ * the end of the image). It MAY be longer than the queried length: a driver
+ * that knows the run goes on (a raw hole, a long run of clear bitmap bits)
+ * says so, and the core clamps (`Image.status` cuts the run at the query;
+ * `ChainCursor`, behind `Image.map` and `chainStatus`, keeps the whole run and
+ * answers the next query inside it without asking the driver again). It must
+ * not reach past the end of the image (an `io` error). Every field holds for
+ * the whole run, so a caller may cut it anywhere.
  */
 export interface BlockStatus {
-  /** True when this layer holds the data; false when reads fall through to the layer below. */
+  /**
+   * BDRV_BLOCK_ALLOCATED: this layer decides what the run reads (its own data,
+   * or zeros it records); false when reads fall through to the layer below
+   * (or read as zeros when there is none). A format without a backing file
+   * (raw) holds every byte, holes included, as QEMU's protocol layer does.
+   */
   allocated: boolean;
+  /** Bytes from the queried offset that share this status (see above: may exceed the query). */
   length: number;
-  /** True when the run is known to read as zeros. */
+  /**
+   * BDRV_BLOCK_DATA: true when the run is stored data (which may hold zeros);
+   * false for a hole, which reads as zeros when `allocated` (a raw file's
+   * hole, a zero cluster) and falls through when not. Absent: the driver does
+   * not tell, and the core takes `allocated && !zero`.
+   */
+  data?: boolean;
+  /**
+   * BDRV_BLOCK_ZERO: true when the run is known to read as zeros (a hole, a
+   * zero cluster). False or absent: it may hold anything.
+   */
   zero?: boolean;
-  /** Where the run's data lies in this layer's storage, when it lies there contiguously. */
+  /**
+   * BDRV_BLOCK_OFFSET_VALID: where the run lies in this layer's storage, in
+   * one contiguous piece (`hostOffset + k` holds the run's byte `k`). Given
+   * for holes of a raw file too, as QEMU does.
+   */
   hostOffset?: number;
 }
 
@@ -152,6 +182,13 @@ export interface DriverImage {
    * here: the core then writes a buffer of zeros.
    */
   writeZeroes?(offset: number, length: number, mayUnmap: boolean): Promise<boolean>;
+  /**
+   * This layer's status for the run starting at `offset` (see `BlockStatus`):
+   * the answer may cover more than `length`, never less than one sector. The
+   * core asks with the rest of the range it walks; a driver may also cut a
+   * run short where looking further would cost (the core asks again from
+   * where it ends).
+   */
   blockStatus(offset: number, length: number): Promise<BlockStatus>;
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -9,6 +9,13 @@
  * base extent ends the step and the next step asks the overlay again from
  * scratch (quadratic; minutes for a 1 TiB overlay over 1000 extents).
  *
+ * Every layer is asked about the whole rest of the walk's range (not only
+ * the part the layer above leaves to it), and keeps the whole run its driver
+ * reported, also where that is longer than asked (`Image.statusRun`). So a
+ * layer is asked again only once the walk has left its last run: the driver
+ * calls of a walk are at most the runs each layer has in the range (plus one
+ * per layer), linear in runs and never runs x depth.
+ *
  * An answer is reused only while its layer saw no write or discard since it
  * was asked (`Image.changeCount`), so a walk over an image that is being
  * written never reports a stale status.
@@ -24,42 +31,59 @@ interface Known {
 }
 
 export class ChainCursor {
-  /** Per depth, the run that layer last reported. */
+  /** Per depth, the run that layer last reported (whole, as the driver gave it). */
   private readonly known: Array<Known | undefined> = [];
 
-  constructor(private readonly top: Image) {}
+  /**
+   * End of the range the walk covers (`Image.map` passes its end): each layer
+   * is asked up to there, so its answer covers as much as it can. Without it,
+   * each query asks only for its own length (a one-off `chainStatus`, or a
+   * walk in pieces whose end is not known).
+   */
+  private readonly horizon: number | undefined;
 
-  /** Status across the whole chain for the run starting at `offset` (as `Image.chainStatus`). */
+  constructor(private readonly top: Image, options: { end?: number } = {}) {
+    this.horizon = options.end;
+  }
+
+  /**
+   * Status across the whole chain for the run starting at `offset` (as
+   * `Image.chainStatus`): at most `length` bytes, cut where any layer's run
+   * ends above the layer that holds it.
+   */
   async at(offset: number, length: number): Promise<ChainStatus> {
     let image = this.top;
-    let ask = length;
+    let end = offset + length;
     for (let depth = 0; ; depth++) {
-      const st = await this.layerStatus(depth, image, offset, ask);
+      const k = await this.layerRun(depth, image, offset, end - offset);
+      end = Math.min(end, k.end);
+      const st = k.status;
       if (st.allocated) {
-        const result: ChainStatus = { length: st.length, depth, zero: st.zero ?? false, path: image.path };
-        if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset;
+        const zero = st.zero ?? false;
+        const result: ChainStatus = {
+          length: end - offset, depth, allocated: true, data: st.data ?? !zero, zero, path: image.path,
+        };
+        // A status's host offset covers its whole run contiguously (BlockStatus.hostOffset).
+        if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset + (offset - k.start);
         return result;
       }
       const below = image.backing;
-      if (!below || offset >= below.size) return { length: st.length, depth: undefined, zero: true };
-      ask = Math.min(st.length, below.size - offset);
+      if (!below || offset >= below.size) return { length: end - offset, depth: undefined, allocated: false, data: false, zero: true };
+      end = Math.min(end, below.size);
       image = below;
     }
   }
 
-  /** One layer's status at `offset`, from its last answer when that still covers `offset`. */
-  private async layerStatus(depth: number, image: Image, offset: number, length: number): Promise<BlockStatus> {
+  /** The run of the layer at `depth` that holds `offset`: its last answer when that still covers `offset`. */
+  private async layerRun(depth: number, image: Image, offset: number, length: number): Promise<Known> {
     const k = this.known[depth];
-    if (k !== undefined && offset >= k.start && offset < k.end && k.changeCount === image.changeCount) {
-      const st: BlockStatus = { allocated: k.status.allocated, length: Math.min(k.end - offset, length) };
-      if (k.status.zero !== undefined) st.zero = k.status.zero;
-      // A status's host offset covers its whole run contiguously (BlockStatus.hostOffset).
-      if (k.status.hostOffset !== undefined) st.hostOffset = k.status.hostOffset + (offset - k.start);
-      return st;
-    }
+    if (k !== undefined && offset >= k.start && offset < k.end && k.changeCount === image.changeCount) return k;
     const changeCount = image.changeCount;
-    const st = await image.status(offset, length);
-    this.known[depth] = { start: offset, end: offset + st.length, status: st, changeCount };
-    return st;
+    // The rest of the walk's range in this layer, so that the answer covers as much as it can.
+    const rest = this.horizon === undefined ? length : Math.max(length, Math.min(this.horizon, image.size) - offset);
+    const status = await image.statusRun(offset, rest);
+    const known: Known = { start: offset, end: offset + status.length, status, changeCount };
+    this.known[depth] = known;
+    return known;
   }
 }

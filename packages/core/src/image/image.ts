@@ -8,16 +8,29 @@ import type {
 } from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
 
-/** Where a run of the image's contents comes from, across the whole chain. */
+/**
+ * Block status of a run across the whole chain: QEMU's
+ * `bdrv_block_status_above` plus the depth `bdrv_is_allocated_above` finds,
+ * i.e. what an NBD server answers for `base:allocation` (`data`, `zero`) and
+ * `qemu:allocation-depth` (`depth`).
+ */
 export interface ChainStatus {
   /** Bytes from the queried offset that share this status (> 0 unless at the end). */
   length: number;
   /**
    * Which layer holds the data: 0 = this image, 1 = its backing file, ...;
    * undefined when no layer holds it and it reads as zeros.
+   * (qemu:allocation-depth reports `depth + 1`, and 0 for undefined.)
    */
   depth: number | undefined;
-  /** True when the run is known to read as zeros. */
+  /** Allocated in some layer of the chain (`depth !== undefined`). */
+  allocated: boolean;
+  /**
+   * The run is stored data in the layer at `depth` (NBD: not NBD_STATE_HOLE);
+   * false for a hole of that layer and where no layer holds the run.
+   */
+  data: boolean;
+  /** True when the run is known to read as zeros (always where no layer holds it). */
   zero: boolean;
   /** Offset of the data in the storage of the layer at `depth`, when known. */
   hostOffset?: number;
@@ -348,8 +361,24 @@ export class Image {
     return { allocated: status.allocated, length: status.length };
   }
 
-  /** This layer's block status for the run starting at `offset`. */
+  /**
+   * This layer's block status for the run starting at `offset`, cut at
+   * `offset + length` (the driver may know more: see `statusRun`).
+   */
   async status(offset: number, length: number): Promise<BlockStatus> {
+    const st = await this.statusRun(offset, length);
+    if (st.length > length) st.length = length;
+    return st;
+  }
+
+  /**
+   * As `status`, but the run is not cut at `offset + length`: when the driver
+   * answered for more than was asked, the whole run it reported (within the
+   * image) is returned, for callers that walk forward and keep it
+   * (`ChainCursor`). Every field holds for the whole run. `data` is given only
+   * where it is not what `allocated && !zero` implies (see `BlockStatus.data`).
+   */
+  async statusRun(offset: number, length: number): Promise<BlockStatus> {
     this.checkOpen();
     this.checkNumbers(offset, length);
     // Untracked (a status is a hint), but never across a pending resize.
@@ -360,15 +389,17 @@ export class Image {
     const end = Math.min(alignUp(offset + length, this.sectorSize), alignUp(this.size, this.sectorSize));
     const st = await this.driverImage.blockStatus(start, end - start);
     // Whole sectors, or up to the image's (unaligned) end: anything else would give a
-    // run that ends before `offset` (a negative length) and cut map() short.
+    // run that ends before `offset` (a negative length) and cut map() short. Longer
+    // than asked is fine (the caller clamps); past the end of the image is not.
     const whole = st.length % this.sectorSize === 0 || start + st.length === this.size;
-    if (!(st.length > 0) || !whole || start + st.length > end) {
+    if (!(st.length > 0) || !Number.isSafeInteger(st.length) || !whole || start + st.length > alignUp(this.size, this.sectorSize)) {
       throw new BlockError('io', `driver ${this.format} returned a block status of ${st.length} bytes`,
         { path: this.path, driver: this.format, offset: start });
     }
-    const runEnd = Math.min(start + st.length, offset + length);
+    const runEnd = Math.min(start + st.length, this.size);
     const result: BlockStatus = { allocated: st.allocated, length: runEnd - offset };
     if (st.zero !== undefined) result.zero = st.zero;
+    if (st.data !== undefined && st.data !== (st.allocated && st.zero !== true)) result.data = st.data;
     if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset + (offset - start);
     return result;
   }
@@ -381,13 +412,16 @@ export class Image {
   /**
    * Walks [offset, offset+length) as maximal runs of equal chain status
    * (adjacent runs with contiguous host offsets in the same layer merge).
-   * Each layer is asked about each of its runs once (see `ChainCursor`).
+   * The runs tile the range, and each carries the depth of the layer that
+   * holds it (see `ChainStatus`). Each layer is asked about each of its own
+   * runs once, whatever lies above or below it (see `ChainCursor`): the cost
+   * is linear in the runs of the chain, not runs x depth.
    */
   async *map(offset = 0, length = this.size - offset): AsyncGenerator<ChainStatus & { start: number }> {
     this.checkNumbers(offset, length);
     checkRange(offset, length, this.size, this.path);
     const end = offset + length;
-    const cursor = new ChainCursor(this);
+    const cursor = new ChainCursor(this, { end });
     let pending: (ChainStatus & { start: number }) | undefined;
     let pos = offset;
     while (pos < end) {
@@ -866,7 +900,7 @@ const TAIL_SLACK = 512;
 const ZERO_CHUNK = 1024 * 1024;
 
 function sameRun(a: ChainStatus & { start: number }, b: ChainStatus): boolean {
-  if (a.depth !== b.depth || a.zero !== b.zero || a.path !== b.path) return false;
+  if (a.depth !== b.depth || a.zero !== b.zero || a.data !== b.data || a.path !== b.path) return false;
   if (a.hostOffset === undefined && b.hostOffset === undefined) return true;
   return a.hostOffset !== undefined && b.hostOffset !== undefined && a.hostOffset + a.length === b.hostOffset;
 }
