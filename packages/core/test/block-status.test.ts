@@ -73,10 +73,10 @@ describe('a driver may answer for more than was asked: the core clamps', () => {
     return openImage('/l.img', { registry: new DriverRegistry([longRunDriver(size, runs, calls)]), vfs, format: 'longrun' });
   }
 
-  it('status() and chainStatus() cut the run at the query; statusRun() keeps what the driver said', async () => {
+  it('status() and chainStatus() cut the run at the query; status(..., { whole: true }) keeps what the driver said', async () => {
     const image = await open([]);
     expect(await image.status(1000, 512)).toEqual({ allocated: true, length: 512, hostOffset: 5096 });
-    expect(await image.statusRun(1000, 512)).toEqual({ allocated: true, length: 64 * KiB - 1000, hostOffset: 5096 });
+    expect(await image.status(1000, 512, { whole: true })).toEqual({ allocated: true, length: 64 * KiB - 1000, hostOffset: 5096 });
     expect(await image.isAllocated(64 * KiB + 7, 100)).toEqual({ allocated: false, length: 100 });
     expect(await image.chainStatus(1000, 512)).toMatchObject({ length: 512, depth: 0, allocated: true, data: true, zero: false, hostOffset: 5096 });
     expect(await image.chainStatus(size - 512, 512)).toMatchObject({ length: 512, depth: undefined, allocated: false });

@@ -14,6 +14,7 @@ export {
 } from './subject.js';
 export { ScheduledStorage, ScheduledVfs, type ScheduledStorageOptions } from './scheduled-storage.js';
 export { checkStatusAt, checkMap, checkContent, type ImageModel, type InvariantOptions } from './invariants.js';
+export { checkChainMap, checkMapAgainstLayers, type ChainMapOptions, type LayerOp } from './chain-map.js';
 export { envRuns, type ProofOptions } from './options.js';
 export { pattern, fillPattern, prng, type FillKind } from './pattern.js';
 export { assertBytesEqual, firstDifference, isAllZero } from './compare.js';

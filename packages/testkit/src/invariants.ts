@@ -73,7 +73,8 @@ export async function checkMap(image: Image, model: ImageModel, options: Invaria
   for await (const run of image.map()) {
     if (run.start !== pos) fail(image, `map(): run ${JSON.stringify(run)} should start at ${pos}`);
     checkRun(image, model, run.start, run, image.size - run.start, layers, options);
-    if (previous && previous.depth === run.depth && previous.zero === run.zero && previous.path === run.path
+    if (previous && previous.depth === run.depth && previous.zero === run.zero && previous.data === run.data
+      && previous.path === run.path
       && (previous.hostOffset === undefined ? run.hostOffset === undefined
         : run.hostOffset === previous.hostOffset + previous.length)) {
       fail(image, `map(): runs ${JSON.stringify(previous)} and ${JSON.stringify(run)} should have been merged`);

@@ -11,7 +11,7 @@
  *
  * Every layer is asked about the whole rest of the walk's range (not only
  * the part the layer above leaves to it), and keeps the whole run its driver
- * reported, also where that is longer than asked (`Image.statusRun`). So a
+ * reported, also where that is longer than asked (`Image.status` with `whole`). So a
  * layer is asked again only once the walk has left its last run: the driver
  * calls of a walk are at most the runs each layer has in the range (plus one
  * per layer), linear in runs and never runs x depth.
@@ -81,7 +81,7 @@ export class ChainCursor {
     const changeCount = image.changeCount;
     // The rest of the walk's range in this layer, so that the answer covers as much as it can.
     const rest = this.horizon === undefined ? length : Math.max(length, Math.min(this.horizon, image.size) - offset);
-    const status = await image.statusRun(offset, rest);
+    const status = await image.status(offset, rest, { whole: true });
     const known: Known = { start: offset, end: offset + status.length, status, changeCount };
     this.known[depth] = known;
     return known;

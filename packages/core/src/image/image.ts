@@ -363,22 +363,14 @@ export class Image {
 
   /**
    * This layer's block status for the run starting at `offset`, cut at
-   * `offset + length` (the driver may know more: see `statusRun`).
+   * `offset + length`. With `whole`, the run is not cut there: when the driver
+   * answered for more than was asked (see `BlockStatus`), the whole run it
+   * reported (within the image) is returned, for callers that walk forward and
+   * keep it (`ChainCursor`). Every field holds for the whole run. `data` is
+   * given only where it is not what `allocated && !zero` implies (see
+   * `BlockStatus.data`).
    */
-  async status(offset: number, length: number): Promise<BlockStatus> {
-    const st = await this.statusRun(offset, length);
-    if (st.length > length) st.length = length;
-    return st;
-  }
-
-  /**
-   * As `status`, but the run is not cut at `offset + length`: when the driver
-   * answered for more than was asked, the whole run it reported (within the
-   * image) is returned, for callers that walk forward and keep it
-   * (`ChainCursor`). Every field holds for the whole run. `data` is given only
-   * where it is not what `allocated && !zero` implies (see `BlockStatus.data`).
-   */
-  async statusRun(offset: number, length: number): Promise<BlockStatus> {
+  async status(offset: number, length: number, options: { whole?: boolean } = {}): Promise<BlockStatus> {
     this.checkOpen();
     this.checkNumbers(offset, length);
     // Untracked (a status is a hint), but never across a pending resize.
@@ -391,12 +383,12 @@ export class Image {
     // Whole sectors, or up to the image's (unaligned) end: anything else would give a
     // run that ends before `offset` (a negative length) and cut map() short. Longer
     // than asked is fine (the caller clamps); past the end of the image is not.
-    const whole = st.length % this.sectorSize === 0 || start + st.length === this.size;
-    if (!(st.length > 0) || !Number.isSafeInteger(st.length) || !whole || start + st.length > alignUp(this.size, this.sectorSize)) {
+    const wholeSectors = st.length % this.sectorSize === 0 || start + st.length === this.size;
+    if (!(st.length > 0) || !Number.isSafeInteger(st.length) || !wholeSectors || start + st.length > alignUp(this.size, this.sectorSize)) {
       throw new BlockError('io', `driver ${this.format} returned a block status of ${st.length} bytes`,
         { path: this.path, driver: this.format, offset: start });
     }
-    const runEnd = Math.min(start + st.length, this.size);
+    const runEnd = Math.min(start + st.length, options.whole === true ? this.size : offset + length);
     const result: BlockStatus = { allocated: st.allocated, length: runEnd - offset };
     if (st.zero !== undefined) result.zero = st.zero;
     if (st.data !== undefined && st.data !== (st.allocated && st.zero !== true)) result.data = st.data;
