@@ -22,7 +22,7 @@ import { writeCow, cowLayout } from './lib/cowfile.mjs';
 import { hasGnuTime, runCommand, runWorkload } from './lib/proc.mjs';
 import {
   GiB, KiB, MiB, TiB, TAG_BASE, TAG_OVERLAY, commitRuns, fillPattern, fmtBytes, fmtRate, halfRuns, median,
-  scatteredRuns,
+  prng, scatteredRuns,
 } from './lib/util.mjs';
 
 const { values: opts } = parseArgs({
@@ -42,16 +42,16 @@ const { values: opts } = parseArgs({
 
 if (opts.help) {
   console.log(`usage: node bench/run.mjs [--quick] [--cold] [--only ROW[,ROW...]] [--reps N] [--dir TMPDIR] [--keep] [--profile] [--write-results]
-rows: seq-read rand-read seq-write rand-write commit convert map open info (prefixes of row ids work too)
+rows: seq-read rand-read seq-write rand-write commit convert map map-chain open info (prefixes of row ids work too)
 --experiment NAME loads bench/experiments/NAME.mjs into every in-process blk run (a prototype, not blk code)`);
   process.exit(0);
 }
 
 const QUICK = opts.quick;
 const S = QUICK
-  ? { size: 64 * MiB, mapSize: 64 * GiB, mapRuns: 1000, randOps: 200_000, randSeconds: 0.3, infoSeconds: 0.15,
+  ? { size: 64 * MiB, mapSize: 64 * GiB, mapRuns: 1000, mapChainRuns: 10_000, randOps: 200_000, randSeconds: 0.3, infoSeconds: 0.15,
     randWrites: 8192, reps: 1, cliReps: 1, infoRuns: 3, openProcs: 2, seqPasses: 2 }
-  : { size: 1 * GiB, mapSize: 1 * TiB, mapRuns: 1000, randOps: 1_500_000, randSeconds: 1.0, infoSeconds: 0.4,
+  : { size: 1 * GiB, mapSize: 1 * TiB, mapRuns: 1000, mapChainRuns: 10_000, randOps: 1_500_000, randSeconds: 1.0, infoSeconds: 0.4,
     randWrites: 65536, reps: 3, cliReps: 2, infoRuns: 10, openProcs: 5, seqPasses: 3 };
 if (opts.reps) S.reps = S.cliReps = Math.max(1, Number(opts.reps));
 const REQ = 1 * MiB;
@@ -613,6 +613,87 @@ groups.push({
       rssKiB: c?.maxRssKiB, wrong,
       note: !have.cli ? pending('@blk/cli') : errors['blk map'] ?? `goal: < 1 s and peak RSS < 64 MiB; ${extents ?? '?'} extents; check: ${check}; bitmap ${fmtBytes(l.bitmapLen)}`,
       samples: out });
+  },
+});
+
+/**
+ * A raw base of S.mapSize with `count` 4 KiB data runs (one per slot, 64 KiB-aligned, in the slot's first
+ * half) under a COW of the same size holding MAP_CHAIN_TOP 64 KiB runs (in the second half of some slots):
+ * no run of one layer touches a run of the other, so the chain has exactly count + MAP_CHAIN_TOP data runs.
+ */
+const MAP_CHAIN_TOP = 16;
+const mapChainFixture = (count) => fixture(`map-chain-${count}`, (d) => {
+  fs.mkdirSync(d);
+  const backing = `${d}/base.raw`;
+  const grid = Math.max(count, MAP_CHAIN_TOP);
+  const slot = Math.floor(S.mapSize / grid / (64 * KiB)) * 64 * KiB;
+  const rnd = prng(21);
+  const baseRuns = [];
+  const fd = fs.openSync(backing, 'w');
+  const data = new Uint8Array(4 * KiB);
+  for (let i = 0; i < count; i++) {
+    const start = i * slot + (rnd() % (slot / 2 / (64 * KiB))) * 64 * KiB;
+    fillPattern(data, start, TAG_BASE);
+    fs.writeSync(fd, data, 0, data.length, start);
+    baseRuns.push([start, data.length]);
+  }
+  fs.ftruncateSync(fd, S.mapSize);
+  fs.fdatasyncSync(fd);
+  fs.closeSync(fd);
+  const topRuns = [];
+  for (let j = 0; j < MAP_CHAIN_TOP; j++) {
+    const i = Math.floor((j * grid) / MAP_CHAIN_TOP);
+    topRuns.push([i * slot + slot / 2 + (rnd() % Math.max(1, slot / 4 / (64 * KiB))) * 64 * KiB, 64 * KiB]);
+  }
+  const cow = `${d}/top.cow`;
+  writeCow(cow, { size: S.mapSize, backingPath: backing, runs: topRuns, fill: overlayFill });
+  return { dir: d, backing, cow, baseRuns, topRuns };
+});
+
+groups.push({
+  id: 'map-chain', rows: ['map-chain', 'map-chain-linear'],
+  run() {
+    if (!have.cow) {
+      addRow({ id: 'map-chain', title: '`Image.map()` of a COW over a fragmented raw base', unit: 'µs/run', note: pending('@blk/cow') });
+      return;
+    }
+    // 0 runs measures the walk's fixed costs (process, open, JIT, the top's bitmap), which the per-run figures leave out.
+    const counts = [0, S.mapChainRuns / 10, S.mapChainRuns];
+    const fx = Object.fromEntries(counts.map((n) => [n, mapChainFixture(n)]));
+    const l = cowLayout(S.mapSize);
+    const variants = [];
+    for (const n of counts) {
+      const m = fx[n];
+      const baseWarm = [m.backing, m.baseRuns];
+      variants.push({ key: `chain ${n}`, before: () => prepare([[m.cow, [[0, l.dataOffset], ...m.topRuns.map(([s, k]) => [l.dataOffset + s, k])]], baseWarm]),
+        run: () => runWorkload({ task: 'mapWalk', path: m.cow, expectData: n + MAP_CHAIN_TOP }, { nodeArgs: profArgs(`map-chain-${n}`) }) });
+      variants.push({ key: `base ${n}`, before: () => prepare([baseWarm]),
+        run: () => runWorkload({ task: 'mapWalk', path: m.backing, expectData: n }, { nodeArgs: profArgs(`map-base-${n}`) }) });
+    }
+    const { out, errors } = interleave(S.reps, variants);
+    const [, small, large] = counts;
+    const at = (kind, n) => best(out[`${kind} ${n}`], false);
+    /** Time per run above the fixed cost of the same walk over a base without runs. */
+    const perRun = (kind, n) => {
+      const r = at(kind, n), z = at(kind, 0);
+      return r && z && r.runs > z.runs ? ((r.seconds - z.seconds) * 1e6) / (r.runs - z.runs) : undefined;
+    };
+    const c1 = perRun('chain', small), c2 = perRun('chain', large), b1 = perRun('base', small), b2 = perRun('base', large);
+    const err = Object.entries(errors).map(([k, e]) => `${k}: ${e}`).join('; ') || undefined;
+    const walk = (kind, n) => {
+      const r = at(kind, n);
+      return r ? `${fmtRate(r.seconds, 's')} for ${r.runs} runs, status calls per layer ${r.calls.join(' / ')}` : '—';
+    };
+    addRow({ id: 'map-chain', title: `\`Image.map()\` of a ${fmtBytes(S.mapSize)} COW (${MAP_CHAIN_TOP} runs) over a raw base with ${large} runs, time per run`,
+      unit: 'µs/run', blk: c2, baseline: b2, baselineName: '`Image.map()` of the base alone (1 layer), time per run', goal: { max: 2 },
+      rssKiB: at('chain', large)?.maxRssKiB,
+      note: err ?? `goal: ≤ 2× a 1-layer map's time per run (linear in runs, not runs × depth). Per run = (time − time of the same walk over a base without runs) ÷ (runs − its runs). `
+        + `chain: ${walk('chain', large)} (top / base); base alone: ${walk('base', large)}; no runs: chain ${walk('chain', 0)}, base ${walk('base', 0)}`,
+      samples: out });
+    addRow({ id: 'map-chain-linear', title: `  same chain, time per run with ${large} vs ${small} runs in the base`,
+      unit: 'µs/run', blk: c2, baseline: c1, baselineName: `the same walk over a base with ${small} runs`, goal: { max: 1.5 },
+      note: err ?? `goal: ≤ 1.5× (time per run does not grow with the runs; runs × depth or worse would); ${small} runs: chain ${walk('chain', small)}, `
+        + `base alone ${walk('base', small)}; chain ÷ base per run: ${c1 && b1 ? fmtRatio(c1 / b1) : '—'} at ${small}, ${c2 && b2 ? fmtRatio(c2 / b2) : '—'} at ${large}` });
   },
 });
 

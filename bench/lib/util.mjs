@@ -107,6 +107,7 @@ export function fmtRate(value, unit) {
   if (unit === 'IOPS') return value >= 1e6 ? `${(value / 1e6).toFixed(2)}M IOPS` : `${Math.round(value / 1000)}k IOPS`;
   if (unit === 's') return value < 1 ? `${(value * 1000).toFixed(value < 0.01 ? 2 : 1)} ms` : `${value.toFixed(2)} s`;
   if (unit === 'ms') return `${value.toFixed(2)} ms`;
+  if (unit === 'µs/run') return `${value.toFixed(value < 10 ? 2 : 1)} µs/run`;
   return `${value} ${unit}`;
 }
 

@@ -35,15 +35,15 @@ export async function* mapEntries(image: Image, start = 0, length = image.size -
   const bottom = image.chain().length - 1;
   let pending: MapEntry | undefined;
   for await (const run of image.map(start, length)) {
-    let e: MapEntry;
-    if (run.depth === undefined) {
-      e = { start: run.start, length: run.length, depth: bottom, present: false, zero: true, data: false };
-    } else {
-      e = { start: run.start, length: run.length, depth: run.depth, present: true, zero: run.zero, data: !run.zero };
-      if (run.hostOffset !== undefined) {
-        e.offset = run.hostOffset;
-        if (run.path !== undefined) e.filename = run.path;
-      }
+    // As qemu-img's get_block_status: "present" is BDRV_BLOCK_ALLOCATED somewhere in the chain,
+    // "data" and "zero" the flags of the layer that holds the run (a raw hole: zero, not data),
+    // "offset" its host offset there; a run no layer holds is reported at the bottom layer, zero.
+    const e: MapEntry = {
+      start: run.start, length: run.length, depth: run.depth ?? bottom, present: run.allocated, zero: run.zero, data: run.data,
+    };
+    if (run.depth !== undefined && run.hostOffset !== undefined) {
+      e.offset = run.hostOffset;
+      if (run.path !== undefined) e.filename = run.path;
     }
     if (pending && mergeable(pending, e)) {
       pending.length += e.length;
