@@ -80,6 +80,7 @@ describe('a driver may answer for more than was asked: the core clamps', () => {
     expect(await image.isAllocated(64 * KiB + 7, 100)).toEqual({ allocated: false, length: 100 });
     expect(await image.chainStatus(1000, 512)).toMatchObject({ length: 512, depth: 0, allocated: true, data: true, zero: false, hostOffset: 5096 });
     expect(await image.chainStatus(size - 512, 512)).toMatchObject({ length: 512, depth: undefined, allocated: false });
+    await expect(image.status(0, 512, { whole: 1 as never })).rejects.toMatchObject({ kind: 'invalid-argument', field: 'options.whole' });
   });
 
   it('map() asks the driver once per run, and a walk in small steps reuses the longer answer (ChainCursor)', async () => {

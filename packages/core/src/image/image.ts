@@ -373,6 +373,8 @@ export class Image {
   async status(offset: number, length: number, options: { whole?: boolean } = {}): Promise<BlockStatus> {
     this.checkOpen();
     this.checkNumbers(offset, length);
+    checkRecord(options, 'options', this.path);
+    checkBoolean(options.whole, 'options.whole', this.path);
     // Untracked (a status is a hint), but never across a pending resize.
     if (this.queue !== undefined) (await this.admission())();
     checkRange(offset, length, this.size, this.path);

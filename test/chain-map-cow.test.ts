@@ -1,0 +1,19 @@
+/**
+ * checkChainMap on cow chains: map() over raw <- cow (<- cow) after random
+ * write / write-zeroes / discard sequences on every layer tiles the image,
+ * gives each run the depth of the shallowest layer holding it, and each run
+ * reads as that layer holds it.
+ */
+import { describe, it } from 'vitest';
+import { registry } from '@blk/images';
+import { checkChainMap } from '@blk/testkit';
+
+describe('map() over cow chains (testkit checkChainMap)', () => {
+  it('cow over raw', async () => {
+    await checkChainMap({ registry, formats: ['raw', 'cow'], numRuns: 40 });
+  });
+
+  it('cow over cow over raw', async () => {
+    await checkChainMap({ registry, formats: ['raw', 'cow', 'cow'], numRuns: 40 });
+  });
+});
