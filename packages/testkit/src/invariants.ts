@@ -21,7 +21,8 @@ function fail(image: Image, message: string): never {
 /**
  * Checks one run of a chain status against the model:
  * - `0 < length <= requested` (0 only for an empty request);
- * - depth is undefined or in [0, chain length);
+ * - depth is undefined or in [0, chain length); `allocated` says which, and a run
+ *   no layer holds is not `data`;
  * - a run no layer holds (depth undefined), or one flagged `zero`, reads as zeros;
  * - a run held below the top contains no byte written since the run started;
  * - `isAllocated` agrees: allocated in this layer exactly when depth is 0.
@@ -52,6 +53,8 @@ function checkRun(image: Image, model: ImageModel, offset: number, st: ChainStat
   if (st.depth !== undefined && !(Number.isInteger(st.depth) && st.depth >= 0 && st.depth < layers)) {
     fail(image, `${at}: depth must be undefined or in [0, ${layers})`);
   }
+  if (st.allocated !== (st.depth !== undefined)) fail(image, `${at}: allocated must say whether some layer holds the run (depth)`);
+  if (st.depth === undefined && st.data) fail(image, `${at}: a run no layer holds is not data`);
   const end = offset + st.length;
   if ((st.depth === undefined || st.zero) && !isAllZero(model.content.subarray(offset, end))) {
     fail(image, `${at}: the run is reported as reading zeros, but the model holds data in it`);
