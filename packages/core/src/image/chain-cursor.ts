@@ -42,7 +42,10 @@ export class ChainCursor {
    */
   private readonly horizon: number | undefined;
 
-  constructor(private readonly top: Image, options: { end?: number } = {}) {
+  constructor(
+    private readonly top: Image,
+    options: { end?: number } = {},
+  ) {
     this.horizon = options.end;
   }
 
@@ -61,14 +64,20 @@ export class ChainCursor {
       if (st.allocated) {
         const zero = st.zero ?? false;
         const result: ChainStatus = {
-          length: end - offset, depth, allocated: true, data: st.data ?? !zero, zero, path: image.path,
+          length: end - offset,
+          depth,
+          allocated: true,
+          data: st.data ?? !zero,
+          zero,
+          path: image.path,
         };
         // A status's host offset covers its whole run contiguously (BlockStatus.hostOffset).
         if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset + (offset - k.start);
         return result;
       }
       const below = image.backing;
-      if (!below || offset >= below.size) return { length: end - offset, depth: undefined, allocated: false, data: false, zero: true };
+      if (!below || offset >= below.size)
+        return { length: end - offset, depth: undefined, allocated: false, data: false, zero: true };
       end = Math.min(end, below.size);
       image = below;
     }
