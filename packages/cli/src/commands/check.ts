@@ -288,27 +288,32 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
         r.problems.push(`ERROR ${where}: cannot be opened: ${named ? describeError(Object.assign(err, { depth })) : err.message}`);
         return;
       }
-      await owned?.close().catch(() => undefined);
+      // `layer` stays open until its record is compared (the previous `owned`, closed after).
+      const previous = owned;
       owned = next;
-      // The overlay's driver compares what it recorded with the file; check only gathers the facts and words them.
-      const facts = await gatherBackingFacts(hostVfs(), resolved, next);
-      for (const check of layer.checkBackingFacts(facts)) {
-        if (check.matches) continue;
-        r.corruptions += 1;
-        if (check.kind === 'identity') {
-          r.problems.push(`ERROR ${where}: ${backingMismatchText(check, 'the image')}`);
-          continue;
+      try {
+        // The overlay's driver compares what it recorded with the file; check only gathers the facts and words them.
+        const facts = await gatherBackingFacts(hostVfs(), resolved, next);
+        for (const check of layer.checkBackingFacts(facts)) {
+          if (check.matches) continue;
+          r.corruptions += 1;
+          if (check.kind === 'identity') {
+            r.problems.push(`ERROR ${where}: ${backingMismatchText(check, 'the image')}`);
+            continue;
+          }
+          // The mark is an interrupted commit only if blk's own journal says so: anyone can write one into a header.
+          const marked = layer.commitMark?.marked === true;
+          const files = marked && depth === 1 ? await commitFiles(hostVfs(), layer.path, resolved, ref.path) : undefined;
+          const interrupted = files !== undefined && journalMatches(await readJournal(hostVfs(), files), files);
+          r.problems.push(interrupted
+            ? `ERROR ${where}: a commit into it was interrupted; finish it with: ${commitCommand(layer.path)}`
+            : `ERROR ${where}: ${backingMismatchText(check, 'the image')} `
+              + (marked
+                ? '(the mark of an interrupted commit, but no commit journal of blk\'s names these files: not a commit of blk\'s)'
+                : '(the backing file was modified after the overlay was made)'));
         }
-        // The mark is an interrupted commit only if blk's own journal says so: anyone can write one into a header.
-        const marked = layer.commitMark?.marked === true;
-        const files = marked && depth === 1 ? await commitFiles(hostVfs(), layer.path, resolved, ref.path) : undefined;
-        const interrupted = files !== undefined && journalMatches(await readJournal(hostVfs(), files), files);
-        r.problems.push(interrupted
-          ? `ERROR ${where}: a commit into it was interrupted; finish it with: ${commitCommand(layer.path)}`
-          : `ERROR ${where}: ${backingMismatchText(check, 'the image')} `
-            + (marked
-              ? '(the mark of an interrupted commit, but no commit journal of blk\'s names these files: not a commit of blk\'s)'
-              : '(the backing file was modified after the overlay was made)'));
+      } finally {
+        await previous?.close().catch(() => undefined);
       }
       layer = next;
     }
