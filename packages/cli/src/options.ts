@@ -143,7 +143,7 @@ function parseOptionLists(format: string, lists: string[]): CreateOptionSet {
           const spec = declared?.find((o) => o.name === key && !CORE_CREATE_OPTIONS.includes(o.name));
           if (spec) {
             out.driverOptions[spec.driverOption ?? spec.name] = parseOptionValue(spec, value, format);
-          } else if (declared && declared.every((o) => CORE_CREATE_OPTIONS.includes(o.name))) {
+          } else if (declared?.every((o) => CORE_CREATE_OPTIONS.includes(o.name))) {
             // A format that takes no driver options at all refuses in qemu-img's words.
             throw new UsageError(`format ${format} does not support option '${key}'`);
           } else {

@@ -15,7 +15,7 @@
  *
  * Every file-system action goes through the job's Vfs.
  */
-import { BlockError, gatherBackingFacts, isBlockError, type BackingSpec, type Image, type Vfs } from '@blk/core';
+import { BlockError, gatherBackingFacts, isBlockError, type BackingFacts, type BackingSpec, type Image, type Vfs } from '@blk/core';
 import {
   fileId, jobChunk, jobVfs, openNamedBacking, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
 } from './common.js';
@@ -109,7 +109,7 @@ async function finishInterruptedRebase(vfs: Vfs, file: string, newPath: string, 
   const top = await openIgnoringBacking();
   try {
     const fresh = await openNamedBacking(vfs, newPath, options.backingFormat, options);
-    let facts;
+    let facts: BackingFacts;
     try {
       facts = await gatherBackingFacts(vfs, newPath, fresh);
     } finally {
