@@ -157,6 +157,9 @@ describe('backing hooks: the driver decides what it records and how it compares'
   });
 });
 
+/** The data file the last "dat" image opened. */
+let lastDataFile: Storage | undefined;
+
 /**
  * "dat": an image whose data lives in a second file it names (qcow2's
  * external data file), opened through `DriverOpenOptions.openFile`.
@@ -169,6 +172,7 @@ const dataFileDriver: BlockDriver = {
     const fields = await readHeader(storage, 'DAT1');
     if (!options.openFile) throw new BlockError('not-supported', 'no way to open the data file', { path: storage.path });
     const data = await options.openFile(fields.dataFile as string, { role: 'data-file' });
+    lastDataFile = data;
     return new DataFileImage(storage, data, fields.size as number);
   },
 };
@@ -232,6 +236,9 @@ describe('DriverOpenOptions.openFile: a second file under the backing policy', (
     await put(vfs, '/vm/disk.dat', '/vm/disk.data');
     const image = await openImage('/vm/disk.dat', { registry, vfs, readOnly: true });
     expect((image.info().formatSpecific as { dataFile: string }).dataFile).toBe('/vm/disk.data');
+    const data = lastDataFile!;
+    await expect(Promise.resolve().then(() => data.write!(0, new Uint8Array([1])))).rejects.toThrow();
+    expect(vfs.file('/vm/disk.data').snapshot()[0]).toBe(0);
     await image.close();
   });
 
