@@ -59,7 +59,7 @@ async function seeds(): Promise<Seed[]> {
   const make = async (variant: Exclude<CowVariant, 'v3-broken'>, size: number, backing: string) => {
     const storage = new MemoryStorage();
     await cowDriver.create!(storage, {
-      size, backing: backing ? { path: backing, size, mtimeSec: 1_600_000_001 } : undefined, driverOptions: { variant },
+      size, backing: backing ? { path: backing, facts: { size, mtimeSec: 1_600_000_001 } } : undefined, driverOptions: { variant },
     });
     const full = storage.file.length;
     const bytes = new Uint8Array(Math.min(full, 32 * 1024));
@@ -278,7 +278,7 @@ describe('fuzz findings, as targeted tests', () => {
     const mem = new MemoryVfs('/');
     mem.put('/f/base.raw', new Uint8Array(BASE_SIZE));
     const storage = new MemoryStorage();
-    await cowDriver.create!(storage, { size: BASE_SIZE, backing: { path: '.', size: BASE_SIZE, mtimeSec: 0 }, driverOptions: { variant: 'v2-qemu-lp64' } });
+    await cowDriver.create!(storage, { size: BASE_SIZE, backing: { path: '.', facts: { size: BASE_SIZE, mtimeSec: 0 } }, driverOptions: { variant: 'v2-qemu-lp64' } });
     mem.put('/f/img', storage.file.snapshot());
     const err = await openImage('/f/img', { vfs: mem, readOnly: true }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BlockError);

@@ -25,7 +25,7 @@ async function createOverlay(vfs: Vfs, path: string, backing: string, variant = 
   await below.close();
   const st = await vfs.stat(backing);
   const storage = await vfs.open(path, { create: true, exclusive: true, truncate: true });
-  await cowDriver.create!(storage, { size, backing: { path: backing, size, mtimeSec: st.mtimeSec }, driverOptions: { variant } });
+  await cowDriver.create!(storage, { size, backing: { path: backing, facts: { size, mtimeSec: st.mtimeSec } }, driverOptions: { variant } });
   await storage.flush();
   await storage.close();
 }

@@ -1,6 +1,6 @@
 /** What `blk info` says about an image: qemu-img's ImageInfo fields. */
 import * as fs from 'node:fs';
-import type { Image } from '@blk/core';
+import type { BackingFacts, Image } from '@blk/core';
 import { allocatedBytes, mtimeSec } from './common.js';
 import { sizeToStr } from './format.js';
 import { qdictOrder, type QValue } from './qjson.js';
@@ -76,17 +76,13 @@ export function describeImage(image: Image, o: DescribeOptions): QDict {
   }
   const data = (toQValue(info.formatSpecific) ?? {}) as QDict;
   const resolved = info.backing?.resolved;
-  if (ref?.expect && resolved !== undefined && fs.existsSync(resolved)) {
-    if (ref.expect.mtimeSec !== undefined) {
-      const now = mtimeSec(resolved);
-      if (now !== undefined) data['backing-mtime-matches'] = ref.expect.mtimeSec === now % 2 ** 32;
-    }
-    if (ref.expect.size !== undefined) {
-      // Without opening it: a raw backing file's size is its length.
-      const assumed = o.backingFormat ?? info.backing?.format;
-      const rawBacking = assumed === 'raw' || (assumed === undefined && !o.backingProbe);
-      const backingSize = image.backing?.size ?? (rawBacking ? fs.statSync(resolved).size : undefined);
-      if (backingSize !== undefined) data['backing-size-matches'] = ref.expect.size === backingSize;
+  if (ref && resolved !== undefined && fs.existsSync(resolved)) {
+    // The driver compares what the image recorded with the file (`backing-<what>-matches`); info only
+    // gathers the facts. Without opening it: a raw backing file's size is its length.
+    const assumed = o.backingFormat ?? info.backing?.format;
+    const rawBacking = assumed === 'raw' || (assumed === undefined && !o.backingProbe);
+    for (const check of image.checkBackingFacts(backingFactsSync(resolved, image.backing ?? undefined, rawBacking))) {
+      data[`backing-${check.what}-matches`] = check.matches;
     }
   }
   if (Object.keys(data).length > 0) e['format-specific'] = { type: info.format, data };
@@ -161,4 +157,26 @@ export function humanInfo(e: QDict, extras: HumanExtras = {}): string {
     dumpQValue(fs_.data, 1, lines);
   }
   return lines.join('\n');
+}
+
+/** The facts the core would gather about a backing file (see gatherBackingFacts), read synchronously for info. */
+function backingFactsSync(path: string, opened: { size: number; format: string } | undefined, raw: boolean): BackingFacts {
+  const facts: BackingFacts = {};
+  if (opened) {
+    facts.size = opened.size;
+    facts.format = opened.format;
+  } else if (raw) {
+    facts.format = 'raw';
+  }
+  try {
+    const st = fs.statSync(path);
+    facts.fileSize = st.size;
+    facts.isFile = st.isFile();
+    if (!opened && raw) facts.size = st.size;
+  } catch {
+    return facts;
+  }
+  const now = mtimeSec(path);
+  if (now !== undefined) facts.mtimeSec = now;
+  return facts;
 }

@@ -5,7 +5,7 @@
  * exactly the code the blk command runs. The command adds argument parsing,
  * output, progress lines and signal handling around them.
  */
-export { commitImage, COMMIT_IN_PROGRESS_MTIME, type CommitOptions, type CommitResult } from './jobs/commit.js';
+export { commitImage, type CommitOptions, type CommitResult } from './jobs/commit.js';
 export { rebaseImage, type RebaseOptions, type RebaseResult } from './jobs/rebase.js';
 export { convertImage, tempNameFor, type ConvertOptions, type ConvertResult } from './jobs/convert.js';
 export { CHUNK, type JobOptions, type ProgressEvent } from './jobs/common.js';

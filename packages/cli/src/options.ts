@@ -2,8 +2,9 @@
  * qemu-img's `-o key=value,key=value` creation options, mapped to blk's
  * createImage options. `,,` stands for a literal comma, as in QEMU.
  */
-import { isPreallocationMode, type PreallocationMode } from '@blk/core';
+import { isPreallocationMode, optionSynopsis, type OptionSpec, type PreallocationMode } from '@blk/core';
 import { UsageError } from './errors.js';
+import { registry } from './images.js';
 import { parseSize } from './size.js';
 
 export interface CreateOptionSet {
@@ -42,36 +43,61 @@ export function splitOptionList(list: string): Array<[string, string | undefined
   });
 }
 
-/** COW header versions as qemu-img's `-o version=N` names them. */
-const COW_VERSIONS: Record<string, string> = { 3: 'v3', 2: 'v2-qemu-lp64', 1: 'v1' };
+/** The options every create takes, as createImage's own (qemu's BLOCK_OPT_SIZE, _BACKING_FILE, ...), not driver options. */
+const CORE_CREATE_OPTIONS = ['size', 'backing_file', 'backing_fmt', 'preallocation'];
 
-interface FormatOptionHelp {
-  name: string;
-  help: string;
-}
-
-const COMMON_HELP: FormatOptionHelp[] = [
-  { name: 'size=<size>', help: 'Virtual disk size' },
+/** Help for a format that declares no options: it takes any key as a driver option. */
+const UNDECLARED_HELP: OptionSpec[] = [
+  { name: 'size', type: 'size', help: 'Virtual disk size' },
+  { name: '<key>', type: 'string', valueName: 'value', help: 'passed to the driver as a driver option' },
 ];
 
-const FORMAT_HELP: Record<string, FormatOptionHelp[]> = {
-  raw: [...COMMON_HELP, { name: 'preallocation=<str>', help: 'Preallocation mode (allowed values: off, falloc, full)' }],
-  cow: [
-    ...COMMON_HELP,
-    { name: 'preallocation=<str>', help: 'Preallocation mode (allowed values: off, metadata, falloc, full); bits stay clear' },
-    { name: 'backing_file=<file>', help: 'File name of a base image' },
-    { name: 'backing_fmt=<fmt>', help: 'Image format of the base image' },
-    { name: 'version=<3|2|1>', help: 'COW header version: 3 = UML (default), 2 = QEMU\'s cow (v2-qemu-lp64), 1 = old UML' },
-    { name: 'variant=<name>', help: 'Exact layout: v3, v2-qemu-lp64, v2-qemu-ilp32, v2-uml, v1' },
-  ],
-};
-
-export function formatOptionHelp(format: string): string {
-  const list = FORMAT_HELP[format] ?? [...COMMON_HELP, { name: '<key>=<value>', help: 'passed to the driver as a driver option' }];
-  const width = Math.max(...list.map((o) => o.name.length)) + 2;
-  return `Supported options:\n${list.map((o) => `  ${o.name.padEnd(width)}${o.help}`).join('\n')}\n`;
+/** `Supported options:` then one line per option, as qemu-img create -o help prints them. */
+export function renderOptionHelp(title: string, list: readonly OptionSpec[]): string {
+  const names = list.map(optionSynopsis);
+  const width = Math.max(0, ...names.map((n) => n.length)) + 2;
+  return `${title}\n${list.map((o, i) => `  ${names[i]!.padEnd(width)}${o.help}\n`).join('')}`;
 }
 
+/** `-o help` for `create -f format`, rendered from the driver's declared create options. */
+export function formatOptionHelp(format: string): string {
+  return renderOptionHelp('Supported options:', registry.get(format)?.createOptions ?? UNDECLARED_HELP);
+}
+
+/** `a, b or c` */
+function choices(values: readonly string[]): string {
+  return values.length < 2 ? values.join('') : `${values.slice(0, -1).join(', ')} or ${values[values.length - 1]}`;
+}
+
+/**
+ * A value typed for a declared option, as its `type` reads it; errors in
+ * the words of `invalid cow version '7' (expected 3, 2 or 1)`.
+ */
+export function parseOptionValue(spec: OptionSpec, value: string, format: string): unknown {
+  const invalid = (expected: string) => new UsageError(`invalid ${format} ${spec.name} '${value}' (expected ${expected})`);
+  switch (spec.type) {
+    case 'size':
+      return parseSize(value, spec.name);
+    case 'bool':
+      if (value === 'on' || value === 'true') return true;
+      if (value === 'off' || value === 'false') return false;
+      throw invalid('on or off');
+    case 'number': {
+      const n = Number(value);
+      if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n)) throw invalid('an integer');
+      return n;
+    }
+    case 'enum': {
+      const values = spec.values ?? [];
+      if (!values.includes(value)) throw invalid(choices(values));
+      return spec.mapsTo?.[value] ?? value;
+    }
+    default:
+      return value;
+  }
+}
+
+/** A value for a format that declares no options: numbers and on/off guessed, as before drivers declared them. */
 function driverValue(value: string): unknown {
   if (/^\d+$/.test(value) && value.length < 16) return Number(value);
   if (value === 'on' || value === 'true') return true;
@@ -112,16 +138,20 @@ function parseOptionLists(format: string, lists: string[]): CreateOptionSet {
           out.preallocation = parsePreallocation(value);
           out.given.push([key, value]);
           break;
-        default:
-          if (format === 'raw') throw new UsageError(`format raw does not support option '${key}'`);
-          if (key === 'version' && format === 'cow') {
-            const variant = COW_VERSIONS[value];
-            if (!variant) throw new UsageError(`invalid cow version '${value}' (expected 3, 2 or 1)`);
-            out.driverOptions.variant = variant;
+        default: {
+          const declared = registry.get(format)?.createOptions;
+          const spec = declared?.find((o) => o.name === key && !CORE_CREATE_OPTIONS.includes(o.name));
+          if (spec) {
+            out.driverOptions[spec.driverOption ?? spec.name] = parseOptionValue(spec, value, format);
+          } else if (declared?.every((o) => CORE_CREATE_OPTIONS.includes(o.name))) {
+            // A format that takes no driver options at all refuses in qemu-img's words.
+            throw new UsageError(`format ${format} does not support option '${key}'`);
           } else {
-            out.driverOptions[key] = driverValue(value);
+            // Undeclared keys reach the driver, which refuses them in its own words (listing what it knows).
+            out.driverOptions[key] = declared ? value : driverValue(value);
           }
           out.given.push([key, value]);
+        }
       }
     }
   }

@@ -191,7 +191,7 @@ describe('blk commit -b', () => {
     // The mark without a journal (a stranger's header, or a journal gone) proves nothing: refused.
     const image = await openImage('/d/top.cow', { vfs: mem, format: 'cow', backing: { mode: 'ignore' } });
     const ref = image.backingReference!;
-    await image.setBackingReference({ path: ref.path, size: ref.expect!.size!, mtimeSec: 0 });
+    await image.setBackingReference({ path: ref.path, facts: { size: ref.expect!.size!, mtimeSec: 0 } });
     await image.close();
     await expect(commitIntoBase('/d/top.cow', '/d/base.raw', { ...opts, vfs: mem }))
       .rejects.toThrow(/mark of an interrupted commit, but no commit journal/);

@@ -185,11 +185,19 @@ export function checkCreateOptions(options: unknown, path: unknown): void {
 export function checkBackingSpec(spec: unknown, path?: string): void {
   if (spec === undefined) return;
   checkRecord(spec, 'backing', path);
-  checkKnownKeys(spec!, ['path', 'size', 'mtimeSec', 'format'], 'backing', path);
+  checkKnownKeys(spec!, ['path', 'format', 'facts'], 'backing', path);
   const s = spec as Record<string, unknown>;
   checkString(s.path, 'backing.path', path, false);
   if (s.path === undefined) throw invalidArgument('backing.path', 'is required', path);
-  checkInteger(s.size, 'backing.size', 0, path);
-  checkInteger(s.mtimeSec, 'backing.mtimeSec', 0, path);
   checkString(s.format, 'backing.format', path);
+  checkRecord(s.facts, 'backing.facts', path);
+  if (s.facts !== undefined) {
+    const f = s.facts as Record<string, unknown>;
+    checkKnownKeys(f, ['size', 'format', 'fileSize', 'mtimeSec', 'isFile'], 'backing.facts', path);
+    checkInteger(f.size, 'backing.facts.size', 0, path);
+    checkString(f.format, 'backing.facts.format', path);
+    checkInteger(f.fileSize, 'backing.facts.fileSize', 0, path);
+    checkInteger(f.mtimeSec, 'backing.facts.mtimeSec', 0, path);
+    checkBoolean(f.isFile, 'backing.facts.isFile', path);
+  }
 }

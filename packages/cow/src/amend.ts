@@ -11,19 +11,22 @@
  * A value equal to the current one is accepted and changes nothing, as in
  * QEMU. Every option is checked before anything is written.
  */
-import { BlockError, type OptionHelp } from '@blk/core';
+import { BlockError, type OptionSpec } from '@blk/core';
 import type { CowHeader } from './codec.js';
 import { COW_SECTOR_SIZE, VARIANTS, isCowVariant } from './variants.js';
 
 export const AMEND_OPTIONS = ['size', 'backing_file', 'backing_fmt', 'version', 'variant', 'alignment'] as const;
 
-/** `-o help` for amend. */
-export const AMEND_HELP: readonly OptionHelp[] = [
-  { name: 'size=<size>', help: 'Virtual disk size: grows the image in place while its bitmap fits before the data' },
-  { name: 'backing_file=<file>', help: 'Only its current value (blk rebase changes the backing file)' },
-  { name: 'version=<3|2|1>', help: 'Only its current value (blk convert -o version= makes a copy in another layout)' },
-  { name: 'variant=<name>', help: 'Only its current value (as version)' },
-  { name: 'alignment=<n>', help: 'Only its current value (as version)' },
+/** What amend takes, as data: `-o help` for amend is rendered from it, values parsed by type. */
+export const AMEND_HELP: readonly OptionSpec[] = [
+  { name: 'size', type: 'size', help: 'Virtual disk size: grows the image in place while its bitmap fits before the data' },
+  { name: 'backing_file', type: 'string', valueName: 'file', help: 'Only its current value (blk rebase changes the backing file)' },
+  {
+    name: 'version', type: 'enum', values: ['3', '2', '1'],
+    help: 'Only its current value (blk convert -o version= makes a copy in another layout)',
+  },
+  { name: 'variant', type: 'string', valueName: 'name', help: 'Only its current value (as version)' },
+  { name: 'alignment', type: 'number', help: 'Only its current value (as version)' },
 ];
 
 /** The size to resize to (undefined: no change), after checking every option against `header`. */

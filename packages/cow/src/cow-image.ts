@@ -5,10 +5,11 @@
  */
 import {
   BlockError, preallocate, readZeroFilled, supportedPreallocation,
-  type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus, type CacheMode, type DriverCheckResult,
+  type BackingCheck, type BackingFacts, type CommitMarker, type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus, type CacheMode, type DriverCheckResult,
   type DriverImage, type ReadBelow, type ReadBelowSync, type RepairRequest, type ResizeOptions, type Storage,
 } from '@blk/core';
 import { planAmend } from './amend.js';
+import { COMMIT_MARK_MTIME, checksBacking, compareBackingFacts, mtime32, recordedBackingSize, recordedMtime } from './backing.js';
 import { BitmapCache } from './bitmap-cache.js';
 import { checkCow } from './check.js';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
@@ -31,11 +32,7 @@ export interface CowImageParts {
   bitmapCacheBytes?: number;
 }
 
-/** Stored mtime: the whole seconds modulo 2^32, as UML's htobe32 truncation does. */
-export function mtime32(seconds: number): number {
-  const m = Math.floor(seconds) % 2 ** 32;
-  return m < 0 ? m + 2 ** 32 : m;
-}
+export { mtime32 };
 
 export class CowImage implements DriverImage {
   readonly driver: BlockDriver;
@@ -89,8 +86,27 @@ export class CowImage implements DriverImage {
     if (backingFile === '') return undefined;
     const ref: BackingReference = { path: backingFile };
     if (backingFileBytes !== undefined) ref.rawPath = backingFileBytes.slice();
-    if (VARIANTS[variant].family === 'uml') ref.expect = { size, mtimeSec: mtime };
+    if (checksBacking(variant)) ref.expect = { size, mtimeSec: mtime };
     return ref;
+  }
+
+  /** UML's check: the backing file must still have the size and mtime the header records. */
+  checkBackingFacts(facts: BackingFacts): BackingCheck[] {
+    return compareBackingFacts(this.header, facts);
+  }
+
+  /**
+   * UML variants over a backing file: a commit marks the header by recording
+   * mtime 0 (UML then refuses to open the overlay while its backing file
+   * changes); `setBacking` with the file's new facts clears it.
+   */
+  get commitMarker(): CommitMarker | undefined {
+    if (!checksBacking(this.header.variant) || this.header.backingFile === '') return undefined;
+    return {
+      marked: this.header.mtime === COMMIT_MARK_MTIME,
+      description: `backing mtime ${COMMIT_MARK_MTIME}`,
+      begin: () => this.rewriteHeader({ mtime: COMMIT_MARK_MTIME }),
+    };
   }
 
   async read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void> {
@@ -318,7 +334,7 @@ export class CowImage implements DriverImage {
   }
 
   /**
-   * Rewrites the backing path and mtime in place, in the image's own layout
+   * Rewrites the backing path and mtime (from `spec.facts`) in place, in the image's own layout
    * (UML rewrites a v3 header even over v1/v2 files, corrupting them; we do
    * not). Every other header byte is kept. The size stays: it fixes the
    * layout, so a UML image cannot be pointed at a backing file of another size.
@@ -326,8 +342,20 @@ export class CowImage implements DriverImage {
   async setBacking(spec: BackingSpec | undefined): Promise<void> {
     this.checkBacking(spec);
     const backingFile = spec?.path ?? '';
-    const { backingFileBytes: _old, ...kept } = this.header;
-    const next: CowHeader = { ...kept, backingFile, mtime: spec && backingFile !== '' ? mtime32(spec.mtimeSec) : 0 };
+    await this.rewriteHeader({ backingFile, mtime: spec && backingFile !== '' ? recordedMtime(spec.facts) : 0 });
+  }
+
+  /** Rewrites header fields in place (see writeHeaderInTwoSteps); a new path drops the old path's raw bytes. */
+  private async rewriteHeader(change: { backingFile?: string; mtime: number }): Promise<void> {
+    this.checkWritable();
+    const { backingFileBytes, ...kept } = this.header;
+    if (change.backingFile === undefined && backingFileBytes !== undefined) {
+      // The path would be written back as its decoded text: another file.
+      throw new BlockError('not-supported',
+        'the stored backing file path is not valid UTF-8; rewriting the header would replace it with a different path',
+        { path: this.storage.path, driver: 'cow', field: 'backing_file' });
+    }
+    const next: CowHeader = { ...kept, ...change };
     const bytes = encodeHeader(next, this.headerBytes.slice());
     await this.writeHeaderInTwoSteps(bytes);
     this.header = next;
@@ -345,10 +373,11 @@ export class CowImage implements DriverImage {
         throw new BlockError('not-supported',
           `a ${variant} image must name a backing file (UML has no overlay without one); convert the image to drop it`, where);
       }
-    } else if (uml && spec.size !== size) {
+    } else if (uml && recordedBackingSize(spec.facts) !== undefined && recordedBackingSize(spec.facts) !== size) {
       throw new BlockError('not-supported',
         `${variant} header size ${size} is also the layout of the bitmap and data; it cannot be changed to `
-        + `the new backing file's ${spec.size} bytes in place (UML would refuse the pair anyway)`, { ...where, field: 'size' });
+        + `the new backing file's ${recordedBackingSize(spec.facts)} bytes in place (UML would refuse the pair anyway)`,
+        { ...where, field: 'size' });
     }
     const backingFile = spec?.path ?? '';
     if (this.header.backingFileBytes !== undefined && backingFile === this.header.backingFile) {

@@ -8,7 +8,7 @@ import {
   type DriverCreateOptions, type MeasureInput, type MeasureResult, type PreallocationMode, type Storage,
 } from '@blk/core';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
-import { mtime32 } from './cow-image.js';
+import { recordedBackingSize, recordedMtime } from './backing.js';
 import { detectVariant } from './detect.js';
 import { computeLayout } from './layout.js';
 import { COW_PREALLOCATION, parseCreateOptions } from './options.js';
@@ -91,8 +91,9 @@ export async function createCow(storage: Storage, options: DriverCreateOptions):
       throw bad(`a ${variant} image needs a backing file (UML overlays always name one, and v3 cannot store an `
         + 'empty path); without one, use version 2 (v2-qemu-lp64, QEMU\'s layout: the default without a backing file)', 'backing_file');
     }
-    if (backing.size !== size) {
-      throw bad(`a ${variant} image must have its backing file's size (${backing.size} bytes), not ${size}: `
+    const backingSize = recordedBackingSize(backing.facts);
+    if (backingSize !== undefined && backingSize !== size) {
+      throw bad(`a ${variant} image must have its backing file's size (${backingSize} bytes), not ${size}: `
         + 'UML refuses to open the pair otherwise; use v2-qemu-lp64 for an overlay of another size', 'size');
     }
   }
@@ -104,7 +105,7 @@ export async function createCow(storage: Storage, options: DriverCreateOptions):
     version: spec.version,
     backingFile,
     // QEMU writes 0 when there is no backing file.
-    mtime: backing && backingFile !== '' ? mtime32(backing.mtimeSec) : 0,
+    mtime: backing && backingFile !== '' ? recordedMtime(backing.facts) : 0,
     size,
     sectorSize: COW_SECTOR_SIZE,
   };

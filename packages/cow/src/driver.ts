@@ -5,7 +5,7 @@ import { CowImage } from './cow-image.js';
 import { AMEND_HELP } from './amend.js';
 import { createCow, measureCow } from './create.js';
 import { detectVariant } from './detect.js';
-import { parseOpenOptions } from './options.js';
+import { CREATE_OPTIONS, parseOpenOptions } from './options.js';
 import { validateHeader } from './validate.js';
 import { MAX_HEADER_SIZE, VARIANTS, type CowVariant } from './variants.js';
 
@@ -47,6 +47,7 @@ export const cowDriver: BlockDriver = {
   },
   create: createCow,
   measure: measureCow,
+  createOptions: CREATE_OPTIONS,
   amendOptions: AMEND_HELP,
 };
 

@@ -21,12 +21,13 @@ export { validateHeader } from './validate.js';
 export {
   BitmapCache, BitmapChunk, DEFAULT_BITMAP_CACHE_BYTES, DEFAULT_CHUNK_BYTES, type BitRun, type BitmapCacheOptions,
 } from './bitmap-cache.js';
-export { CowImage, mtime32, type CowImageParts } from './cow-image.js';
+export { CowImage, type CowImageParts } from './cow-image.js';
+export { COMMIT_MARK_MTIME, checksBacking, compareBackingFacts, mtime32, recordedBackingSize, recordedMtime } from './backing.js';
 export { DEFAULT_V3_ALIGNMENT, createCow, measureCow } from './create.js';
 export { inPlaceRange, planResize, type ResizePlan } from './resize.js';
 export { AMEND_HELP, AMEND_OPTIONS, planAmend } from './amend.js';
 export { checkCow, type CowCheckOutcome, type CowCheckTarget } from './check.js';
 export {
-  COW_PREALLOCATION, CREATE_VARIANTS, defaultCreateVariant, parseCreateOptions, parseOpenOptions,
+  COW_PREALLOCATION, CREATE_OPTIONS, CREATE_VARIANTS, defaultCreateVariant, parseCreateOptions, parseOpenOptions,
   type CowCreateOptions, type CowCreateVariant, type CowOpenOptions,
 } from './options.js';

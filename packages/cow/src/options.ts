@@ -3,7 +3,7 @@
  * (from a CLI flag, a config file), so a typo must fail loudly instead of
  * silently opening the image some other way.
  */
-import { BlockError, isPowerOfTwo, type PreallocationMode } from '@blk/core';
+import { BlockError, isPowerOfTwo, type OptionSpec, type PreallocationMode } from '@blk/core';
 import { COW_VARIANTS, isCowVariant, type CowVariant } from './variants.js';
 
 /** `driverOptions` accepted by `cowDriver.open`. */
@@ -100,3 +100,25 @@ export function parseCreateOptions(raw: Record<string, unknown> | undefined, pat
  * - `full`: the same written as zeros.
  */
 export const COW_PREALLOCATION: readonly PreallocationMode[] = ['off', 'metadata', 'falloc', 'full'];
+
+/**
+ * `-o` options of `create` (qemu-img create -f cow -o help), as data. Besides
+ * createImage's own options: `version` (qemu-img's name, mapped to the
+ * variant it writes), `variant` and `alignment` (driverOptions).
+ */
+export const CREATE_OPTIONS: readonly OptionSpec[] = [
+  { name: 'size', type: 'size', help: 'Virtual disk size' },
+  {
+    name: 'preallocation', type: 'enum', values: COW_PREALLOCATION, default: 'off', valueName: 'str',
+    help: 'Preallocation mode (allowed values: off, metadata, falloc, full); bits stay clear',
+  },
+  { name: 'backing_file', type: 'string', valueName: 'file', help: 'File name of a base image' },
+  { name: 'backing_fmt', type: 'string', valueName: 'fmt', help: 'Image format of the base image' },
+  {
+    name: 'version', type: 'enum', values: ['3', '2', '1'], driverOption: 'variant',
+    mapsTo: { 3: 'v3', 2: 'v2-qemu-lp64', 1: 'v1' }, default: '3',
+    help: 'COW header version: 3 = UML (default), 2 = QEMU\'s cow (v2-qemu-lp64), 1 = old UML',
+  },
+  { name: 'variant', type: 'string', valueName: 'name', help: 'Exact layout: v3, v2-qemu-lp64, v2-qemu-ilp32, v2-uml, v1' },
+  { name: 'alignment', type: 'number', default: 4096, help: 'v3 only: alignment of the bitmap and data area (a power of two; default 4096)' },
+];

@@ -20,7 +20,7 @@ describe('setBacking', () => {
       await image.write(5 * SS, pattern(5, 3));
       await image.flush();
       const rest = sha256(file.snapshot().subarray(headerSize));
-      await image.setBacking({ path: '/new/base.img', size: 4 * MiB, mtimeSec: 1234 });
+      await image.setBacking({ path: '/new/base.img', facts: { size: 4 * MiB, mtimeSec: 1234 } });
       await image.close();
       expect(sha256(file.snapshot().subarray(headerSize))).toBe(rest);
       const again = await openFile(file);
@@ -42,7 +42,7 @@ describe('setBacking', () => {
     const file = new MemoryFile(header);
     file.truncate(8192 + 256 + 4096 + MiB);
     const image = await openFile(file);
-    await image.setBacking({ path: '/newer', size: MiB, mtimeSec: 2 });
+    await image.setBacking({ path: '/newer', facts: { size: MiB, mtimeSec: 2 } });
     await image.close();
     const bytes = file.snapshot().subarray(0, 4136);
     expect([...bytes.subarray(12, 16)]).toEqual([1, 2, 3, 4]);
@@ -51,7 +51,7 @@ describe('setBacking', () => {
 
   it('a UML image refuses a backing file of another size (the size fixes its layout)', async () => {
     const image = await openFile(await createFile());
-    const err = await image.setBacking({ path: '/x', size: 32 * MiB, mtimeSec: 1 }).catch((e: unknown) => e);
+    const err = await image.setBacking({ path: '/x', facts: { size: 32 * MiB, mtimeSec: 1 } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BlockError);
     expect(err).toMatchObject({ kind: 'not-supported', field: 'size' });
     await image.close();
@@ -78,7 +78,7 @@ describe('setBacking', () => {
     const file = await createFile({ variant: 'v1', size: MiB });
     const before = sha256(file.snapshot().subarray(0, 280));
     const image = await openFile(file);
-    await expect(image.setBacking({ path: `/${'a'.repeat(300)}`, size: MiB, mtimeSec: 1 }))
+    await expect(image.setBacking({ path: `/${'a'.repeat(300)}`, facts: { size: MiB, mtimeSec: 1 } }))
       .rejects.toMatchObject({ kind: 'invalid-argument', field: 'backing_file' });
     await image.close();
     expect(sha256(file.snapshot().subarray(0, 280))).toBe(before);

@@ -1,25 +1,27 @@
 /** create: what each variant writes, and the arguments it refuses. */
 import { describe, expect, it } from 'vitest';
-import { BlockError, MemoryFile, MemoryStorage, type BackingSpec } from '@blk/core';
+import { BlockError, MemoryFile, MemoryStorage } from '@blk/core';
 import { cowDriver, parseHeader } from '../src/index.js';
-import { MiB, VECTOR_BACKING, openFile } from './helpers.js';
+import { MiB, VECTOR_BACKING, openFile, toSpec } from './helpers.js';
 
-async function createError(options: { size: number; backing?: BackingSpec; driverOptions?: Record<string, unknown> }): Promise<BlockError> {
-  const err = await cowDriver.create!(new MemoryStorage(new MemoryFile(), '/new.cow'), options).then(() => undefined, (e: unknown) => e);
+type Backing = { path: string; size: number; mtimeSec: number };
+
+async function createError(options: { size: number; backing?: Backing; driverOptions?: Record<string, unknown> }): Promise<BlockError> {
+  const err = await cowDriver.create!(new MemoryStorage(new MemoryFile(), '/new.cow'), { ...options, backing: toSpec(options.backing) }).then(() => undefined, (e: unknown) => e);
   expect(err).toBeInstanceOf(BlockError);
   expect((err as BlockError).path).toBe('/new.cow');
   return err as BlockError;
 }
 
-async function create(options: { size: number; backing?: BackingSpec; driverOptions?: Record<string, unknown> }): Promise<MemoryFile> {
+async function create(options: { size: number; backing?: Backing; driverOptions?: Record<string, unknown> }): Promise<MemoryFile> {
   const file = new MemoryFile();
-  await cowDriver.create!(new MemoryStorage(file, '/new.cow'), options);
+  await cowDriver.create!(new MemoryStorage(file, '/new.cow'), { ...options, backing: toSpec(options.backing) });
   return file;
 }
 
 describe('create writes', () => {
   it('v3 by default, sparse: only the header chunk holds memory', async () => {
-    const file = await create({ size: 64 * MiB, backing: VECTOR_BACKING });
+    const file = await create({ size: 64 * MiB, backing: toSpec(VECTOR_BACKING) });
     const header = new Uint8Array(4128);
     file.readAt(0, header);
     expect(parseHeader(header, 'v3')).toMatchObject({ alignment: 4096, cowFormat: 0, backingFile: '/tmp/base.img' });
@@ -68,7 +70,7 @@ describe('create writes', () => {
 
   it('replaces whatever the storage held: the new bitmap is all clear', async () => {
     const file = new MemoryFile(new Uint8Array(100_000).fill(0xff));
-    await cowDriver.create!(new MemoryStorage(file), { size: 64 * MiB, backing: VECTOR_BACKING });
+    await cowDriver.create!(new MemoryStorage(file), { size: 64 * MiB, backing: toSpec(VECTOR_BACKING) });
     const image = await openFile(file);
     expect(await image.blockStatus(0, image.size)).toEqual({ allocated: false, length: image.size });
     await image.close();

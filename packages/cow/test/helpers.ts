@@ -1,6 +1,6 @@
 /** Shared fixtures for the cow tests: storages that count, record or reorder I/O, and file builders. */
 import { createHash } from 'node:crypto';
-import { MemoryFile, MemoryStorage, type CacheMode, type Storage } from '@blk/core';
+import { MemoryFile, MemoryStorage, type BackingSpec, type CacheMode, type Storage } from '@blk/core';
 import { cowDriver, type CowImage, type CowVariant } from '../src/index.js';
 
 export const MiB = 1024 * 1024;
@@ -8,6 +8,16 @@ export const SS = 512;
 
 /** The §14 test-vector backing file. */
 export const VECTOR_BACKING = { path: '/tmp/base.img', size: 64 * MiB, mtimeSec: 0x5f000000 };
+
+/**
+ * A backing file as these tests name it (path, size, mtime) as the driver
+ * takes it: the core's facts, for a backing image that is not a raw file.
+ */
+export function toSpec(b: { path: string; size: number; mtimeSec: number }): BackingSpec;
+export function toSpec(b: { path: string; size: number; mtimeSec: number } | undefined): BackingSpec | undefined;
+export function toSpec(b: { path: string; size: number; mtimeSec: number } | undefined): BackingSpec | undefined {
+  return b && { path: b.path, facts: { size: b.size, mtimeSec: b.mtimeSec } };
+}
 
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -26,7 +36,7 @@ export async function createFile(options: {
   const driverOptions: Record<string, unknown> = {};
   if (options.variant) driverOptions.variant = options.variant;
   if (options.alignment !== undefined) driverOptions.alignment = options.alignment;
-  await cowDriver.create!(new MemoryStorage(file, 'new.cow'), { size, backing, driverOptions });
+  await cowDriver.create!(new MemoryStorage(file, 'new.cow'), { size, backing: toSpec(backing), driverOptions });
   return file;
 }
 

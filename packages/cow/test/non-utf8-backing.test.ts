@@ -54,11 +54,11 @@ describe('backing paths that are not UTF-8', () => {
     expect(image.backingReference?.rawPath?.[4]).toBe(0xff);
     expect(image.info().backing?.resolved).toBeUndefined();
     const ref = image.backingReference!;
-    await expect(image.setBackingReference({ path: ref.path, size: SIZE, mtimeSec: 0 })).rejects.toMatchObject({
+    await expect(image.setBackingReference({ path: ref.path, facts: { size: SIZE, mtimeSec: 0 } })).rejects.toMatchObject({
       kind: 'not-supported', field: 'backing_file',
     });
     // A new path of the user's choosing replaces it (rebase -u).
-    await image.setBackingReference({ path: '/d/bXYZse.raw', size: SIZE, mtimeSec: vfs.file('/d/bXYZse.raw').mtimeSec });
+    await image.setBackingReference({ path: '/d/bXYZse.raw', facts: { size: SIZE, mtimeSec: vfs.file('/d/bXYZse.raw').mtimeSec } });
     await image.close();
     expect(vfs.file('/d/top.cow').snapshot()).not.toEqual(before);
     const chain = await openImage('/d/top.cow', { vfs, readOnly: true });

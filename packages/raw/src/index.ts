@@ -57,6 +57,14 @@ export const rawDriver: BlockDriver = {
   description: 'raw disk image (the file is the disk)',
   probeBytes: 0,
   guestDataAtFileStart: true,
+  // createImage's own options only: raw takes no driver options.
+  createOptions: [
+    { name: 'size', type: 'size', help: 'Virtual disk size' },
+    {
+      name: 'preallocation', type: 'enum', values: RAW_PREALLOCATION, default: 'off', valueName: 'str',
+      help: 'Preallocation mode (allowed values: off, falloc, full)',
+    },
+  ],
   // 1: anything is a raw image, and every real format must outrank it.
   probe: () => 1,
   async open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {

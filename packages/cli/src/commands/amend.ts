@@ -5,7 +5,7 @@
 import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { registry } from '../images.js';
-import { splitOptionList } from '../options.js';
+import { parseOptionValue, renderOptionHelp, splitOptionList } from '../options.js';
 import { parseSize } from '../size.js';
 
 export interface AmendOpts extends BackingRuleFlags {
@@ -27,7 +27,7 @@ export async function amend(file: string, opts: AmendOpts): Promise<number> {
         continue;
       }
       if (value === undefined) throw new UsageError(`invalid option '${key}': expected key=value`);
-      // Sizes reach the driver in bytes, whatever suffix was typed.
+      // The virtual size (every format's) is read at once; other options once the driver is known.
       options.set(key, key === 'size' ? String(parseSize(value, 'size')) : value);
     }
   }
@@ -39,10 +39,15 @@ export async function amend(file: string, opts: AmendOpts): Promise<number> {
     if (options.has('help')) {
       // The driver says whether it amends anything at all before any help is shown.
       await image.amend(new Map());
-      const list = registry.get(image.format)?.amendOptions ?? [];
-      const width = Math.max(0, ...list.map((o) => o.name.length)) + 2;
-      process.stdout.write(`Amend options for '${image.format}':\n${list.map((o) => `  ${o.name.padEnd(width)}${o.help}\n`).join('')}`);
+      process.stdout.write(renderOptionHelp(`Amend options for '${image.format}':`, registry.get(image.format)?.amendOptions ?? []));
       return 0;
+    }
+    // Values of the types the driver declares: sizes reach it in bytes, whatever suffix was typed.
+    for (const spec of registry.get(image.format)?.amendOptions ?? []) {
+      const value = options.get(spec.name);
+      if (value !== undefined && spec.name !== 'size' && spec.type === 'size') {
+        options.set(spec.name, String(parseOptionValue(spec, value, image.format)));
+      }
     }
     await image.amend(options);
   } finally {

@@ -4,8 +4,9 @@
  *   invalid or truncated is a corruption);
  * - every allocated run against the file's length (data said to be present
  *   must lie inside the file);
- * - the backing chain: each backing file exists, opens, and still has the
- *   size and mtime its overlay recorded; no loops.
+ * - the backing chain: each backing file exists, opens, and still matches
+ *   what its overlay recorded (as the overlay's driver compares it: cow's
+ *   size and mtime); no loops.
  * - the format's own metadata, where its driver can check it
  *   (`DriverImage.check`; cow: data past EOF, bytes past the data area,
  *   stray bitmap bits), repaired with -r as the driver knows how.
@@ -14,8 +15,10 @@
  * With -r, the codes are those of the second check run after the repair.
  */
 import * as fs from 'node:fs';
-import { BlockError, exactBackingPath, isBlockError, type BackingReference, type Image, type RepairRequest } from '@blk/core';
-import { mtimeSec, openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
+import {
+  BlockError, backingMismatchText, exactBackingPath, gatherBackingFacts, isBlockError, type BackingReference, type Image, type RepairRequest,
+} from '@blk/core';
+import { openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
 import { UsageError, commitCommand, describeError, warn } from '../errors.js';
 import { openBackingOf } from '../jobs/common.js';
 import { commitFiles, journalMatches, readJournal } from '../jobs/commit-journal.js';
@@ -285,25 +288,32 @@ async function checkChain(top: Image, r: Result, opts: CheckOpts): Promise<void>
         r.problems.push(`ERROR ${where}: cannot be opened: ${named ? describeError(Object.assign(err, { depth })) : err.message}`);
         return;
       }
-      await owned?.close().catch(() => undefined);
+      // `layer` stays open until its record is compared (the previous `owned`, closed after).
+      const previous = owned;
       owned = next;
-      const expect = ref.expect;
-      if (expect?.size !== undefined && expect.size !== next.size) {
-        r.corruptions += 1;
-        r.problems.push(`ERROR ${where}: size ${next.size} differs from ${expect.size} recorded in the image`);
-      }
-      const now = mtimeSec(resolved);
-      if (expect?.mtimeSec !== undefined && now !== undefined && expect.mtimeSec !== now % 2 ** 32) {
-        r.corruptions += 1;
-        // The mark (mtime 0) is an interrupted commit only if blk's own journal says so: anyone can write 0 into a header.
-        const files = expect.mtimeSec === 0 && depth === 1 ? await commitFiles(hostVfs(), layer.path, resolved, ref.path) : undefined;
-        const interrupted = files !== undefined && journalMatches(await readJournal(hostVfs(), files), files);
-        r.problems.push(interrupted
-          ? `ERROR ${where}: a commit into it was interrupted; finish it with: ${commitCommand(layer.path)}`
-          : `ERROR ${where}: mtime ${now} differs from ${expect.mtimeSec} recorded in the image `
-            + (expect.mtimeSec === 0
-              ? '(the mark of an interrupted commit, but no commit journal of blk\'s names these files: not a commit of blk\'s)'
-              : '(the backing file was modified after the overlay was made)'));
+      try {
+        // The overlay's driver compares what it recorded with the file; check only gathers the facts and words them.
+        const facts = await gatherBackingFacts(hostVfs(), resolved, next);
+        for (const check of layer.checkBackingFacts(facts)) {
+          if (check.matches) continue;
+          r.corruptions += 1;
+          if (check.kind === 'identity') {
+            r.problems.push(`ERROR ${where}: ${backingMismatchText(check, 'the image')}`);
+            continue;
+          }
+          // The mark is an interrupted commit only if blk's own journal says so: anyone can write one into a header.
+          const marked = layer.commitMark?.marked === true;
+          const files = marked && depth === 1 ? await commitFiles(hostVfs(), layer.path, resolved, ref.path) : undefined;
+          const interrupted = files !== undefined && journalMatches(await readJournal(hostVfs(), files), files);
+          r.problems.push(interrupted
+            ? `ERROR ${where}: a commit into it was interrupted; finish it with: ${commitCommand(layer.path)}`
+            : `ERROR ${where}: ${backingMismatchText(check, 'the image')} `
+              + (marked
+                ? '(the mark of an interrupted commit, but no commit journal of blk\'s names these files: not a commit of blk\'s)'
+                : '(the backing file was modified after the overlay was made)'));
+        }
+      } finally {
+        await previous?.close().catch(() => undefined);
       }
       layer = next;
     }

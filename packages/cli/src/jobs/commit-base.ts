@@ -14,31 +14,31 @@
  *     checked to fit before anything is written;
  *  2. a commit journal naming the top and BASE is written beside the top
  *     (commit-journal.ts), then the top is marked "commit in progress"
- *     (backing mtime 0, for formats that record it): the chain refuses to
- *     open normally while BASE changes under it;
+ *     through its driver's commit marker (cow: backing mtime 0): the chain
+ *     refuses to open normally while BASE changes under it;
  *  3. each layer's own runs are written into BASE, the lowest layer first and
  *     the top last (the upper layers' data wins where they overlap, as reads
  *     through the chain see it), BASE is flushed. Like plain commit, the
  *     survey in step 1 keeps totals and the copy walks each layer's map
  *     again: no list of runs, whose size would grow with fragmentation;
  *  4. from the layer right above BASE up to the top, each layer records its
- *     backing file's new size and mtime (a header rewrite changes the layer's
- *     own mtime, which the layer above records): the top's record, last,
- *     clears the mark.
+ *     backing file's new facts, where its driver reports a mismatch (a header
+ *     rewrite changes the layer's own mtime, which the layer above records):
+ *     the top's record, last, clears the mark.
  *  5. the journal is removed.
  * Killed anywhere, a re-run of the same command finds the mark with a
  * journal naming these files, skips the link checks (the mismatches are its
  * own) and redoes steps 3 and 4: the copy lands the same bytes in the same
- * places. The mark without such a journal proves nothing (anyone can write 0
- * into a header), and a plain `blk commit` of the top does not take a
+ * places. The mark without such a journal proves nothing (anyone can write a
+ * mark into a header), and a plain `blk commit` of the top does not take a
  * commit -b journal for its own (it names another backing file).
  */
-import { exactBackingPath, type BackingSpec, type Image } from '@blk/core';
+import { exactBackingPath, gatherBackingFacts, type BackingFacts, type BackingSpec, type Image } from '@blk/core';
 import {
-  cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, openBackingOf, rulesIn, jobChunk, jobVfs, mtimeOf, openOn, progressOf,
+  cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, openBackingOf, rulesIn, jobChunk, jobVfs, openOn, progressOf,
 } from './common.js';
 import { copyOwnRuns, ownRunsTouching, surveyOwnRuns, type Range } from './own-runs.js';
-import { COMMIT_IN_PROGRESS_MTIME, commitImage, type CommitOptions, type CommitResult } from './commit.js';
+import { commitImage, commitLinkChange, type CommitOptions, type CommitResult } from './commit.js';
 import { commitFiles, journalMatches, journalPath, readJournal, removeJournal, writeJournal } from './commit-journal.js';
 import type { Vfs } from '@blk/core';
 
@@ -113,29 +113,29 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       exactBackingPath(image.backingReference!, layer.path);
     }
     const top = layers[0]!;
-    const topRef = top.backingReference!;
     const child = layers[layers.length - 1]!;
     // BASE under the user's backing rules, opened as the chain opens it (raw by default: guarded).
     const openBase = () => openBackingOf(vfs, child, { ...options, readOnly: false });
     target = await openBase();
 
-    // The mark (mtime 0 in the top) counts as an interrupted commit -b only with a journal of blk's that
-    // names the top and BASE (a plain commit's journal names the top's own backing file instead).
-    const files = topRef.expect?.mtimeSec !== undefined
-      ? await commitFiles(vfs, file, basePath, child.backingReference!.path) : undefined;
-    const resuming = files !== undefined && topRef.expect?.mtimeSec === COMMIT_IN_PROGRESS_MTIME
-      && journalMatches(await readJournal(vfs, files), files);
+    // The mark (the top's driver's commit marker) counts as an interrupted commit -b only with a journal of
+    // blk's that names the top and BASE (a plain commit's journal names the top's own backing file instead).
+    const mark = top.commitMark;
+    const files = mark !== undefined ? await commitFiles(vfs, file, basePath, child.backingReference!.path) : undefined;
+    const resuming = files !== undefined && mark?.marked === true && journalMatches(await readJournal(vfs, files), files);
     if (!resuming) {
+      // Each link as its overlay's driver compares it (the job never reads mtimes itself). The layers opened
+      // without their backing files: the facts of each one below come from the file and the opened layer.
       for (let i = 0; i < layers.length; i++) {
-        const expect = layers[i]!.backingReference?.expect;
         const below = chain[i + 1]!.path;
-        const now = await mtimeOf(vfs, below);
-        if (expect?.mtimeSec === undefined || now === undefined || expect.mtimeSec === now % 2 ** 32) continue;
-        const msg = expect.mtimeSec === COMMIT_IN_PROGRESS_MTIME
-          ? `${chain[i]!.path}: the overlay records backing mtime 0, the mark of an interrupted commit, but no commit `
-            + `journal of blk's names it and ${basePath}: the header alone proves nothing (mtime ${now} now)`
+        const belowImage = i + 1 < layers.length ? layers[i + 1]! : target;
+        const change = commitLinkChange(chain[i]!.path, layers[i]!, below, await gatherBackingFacts(vfs, below, belowImage));
+        if (change === undefined) continue;
+        const msg = change.mark !== undefined
+          ? `${chain[i]!.path}: the overlay records ${change.mark}, the mark of an interrupted commit, but no commit `
+            + `journal of blk's names it and ${basePath}: the header alone proves nothing (${change.now} now)`
           : `${chain[i]!.path}: backing file ${below} was modified after the overlay was made `
-            + `(mtime ${now}, recorded ${expect.mtimeSec}); committing would mix old and new data`;
+            + `(${change.detail}); committing would mix old and new data`;
         if (!options.force) throw new Error(`${msg} (use --force to commit anyway)`);
         warn(`${msg}; committing anyway (--force)`);
       }
@@ -169,9 +169,9 @@ export async function commitIntoBase(file: string, base: string, options: Commit
     // 2. The journal (flushed, its name synced), then the mark: the chain refuses to open normally until
     // step 4 has finished, and every state with the mark has the journal.
     if (files !== undefined && !resuming) {
-      await writeJournal(vfs, files, { size: target.size, mtimeSec: (await mtimeOf(vfs, basePath)) ?? 0 });
+      await writeJournal(vfs, files, await gatherBackingFacts(vfs, basePath, target));
       await options.syncDirectory?.(vfs.dirname(journalPath(files)));
-      await top.setBackingReference(specOf(topRef, topRef.expect?.size ?? 0, COMMIT_IN_PROGRESS_MTIME));
+      await top.markCommitInProgress();
       await top.flush();
     }
     if (grow) {
@@ -199,21 +199,22 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       await copyOwnRuns(layers[i]!, target, chunk, (n) => progress.update(done += n));
     }
     await target.flush();
-    const baseSize = target.size;
+    const baseSized = { size: target.size, format: target.format };
     await target.close();
     target = undefined;
 
-    // 4. Each layer records what lies below it now, from BASE's upper neighbour up to the top (the mark, last).
+    // 4. Each layer records what lies below it now, from BASE's upper neighbour up to the top (the mark, last),
+    // where its driver records anything and finds it changed.
     for (let i = layers.length - 1; i >= 0; i--) {
       const layer = layers[i]!;
       const ref = layer.backingReference!;
-      if (ref.expect?.mtimeSec === undefined) continue;
       const below = chain[i + 1]!.path;
-      const mtime = await mtimeOf(vfs, below);
-      if (mtime === undefined) throw new Error(`${chain[i]!.path}: backing file ${below} vanished during the commit`);
-      const size = i === layers.length - 1 ? baseSize : layers[i + 1]!.size;
-      if (ref.expect.mtimeSec === mtime % 2 ** 32 && ref.expect.size === size) continue;
-      await layer.setBackingReference(specOf(ref, size, mtime));
+      const facts = await gatherBackingFacts(vfs, below, i === layers.length - 1 ? baseSized : layers[i + 1]!);
+      const checks = layer.checkBackingFacts(facts);
+      if (checks.length === 0) continue;
+      if (facts.fileSize === undefined) throw new Error(`${chain[i]!.path}: backing file ${below} vanished during the commit`);
+      if (checks.every((c) => c.matches) && layer.commitMark?.marked !== true) continue;
+      await layer.setBackingReference(specOf(ref, facts));
       await layer.flush();
     }
     // Recorded everywhere: the journal has done its job (a crash before this leaves a stale one, which proves nothing).
@@ -226,8 +227,8 @@ export async function commitIntoBase(file: string, base: string, options: Commit
   }
 }
 
-function specOf(ref: NonNullable<Image['backingReference']>, size: number, mtimeSec: number): BackingSpec {
-  const spec: BackingSpec = { path: ref.path, size, mtimeSec };
+function specOf(ref: NonNullable<Image['backingReference']>, facts: BackingFacts): BackingSpec {
+  const spec: BackingSpec = { path: ref.path, facts };
   if (ref.format !== undefined) spec.format = ref.format;
   return spec;
 }

@@ -3,11 +3,12 @@
  * commit is under way, that it began committing this overlay into this
  * backing file.
  *
- * Why a file of our own. A commit marks the overlay by recording backing
- * mtime 0 (so that nothing opens it while its backing file changes), and a
+ * Why a file of our own. A commit marks the overlay through its driver's
+ * commit marker (cow records backing mtime 0, so that nothing opens it while
+ * its backing file changes), and a
  * re-run after an interruption must then skip the "backing file was modified"
  * check: the modification is the commit's own. But a header is data from
- * whoever made the image: anyone can write mtime 0 into one. If the mark
+ * whoever made the image: anyone can write a mark into one. If the mark
  * alone let commit skip its check, a stranger's overlay could make `blk
  * commit` write into any file it names. The journal is written by blk before
  * the mark and names both files by their real paths and inode numbers, which
@@ -17,7 +18,7 @@
  *
  * Everything goes through the job's Vfs, so the crash tests cover it too.
  */
-import { BlockError, isBlockError, type Vfs } from '@blk/core';
+import { BlockError, isBlockError, type BackingFacts, type Vfs } from '@blk/core';
 
 /** Appended to the overlay's real path: `disk.cow.blk-commit`. */
 export const JOURNAL_SUFFIX = '.blk-commit';
@@ -39,9 +40,8 @@ export interface CommitJournal {
   backing: JournalFile;
   /** The backing path as stored in the overlay. */
   stored: string;
-  /** The backing file's size and mtime when the commit began (for diagnostics). */
-  size: number;
-  mtimeSec: number;
+  /** The backing file as the core saw it when the commit began (for diagnostics; never compared). */
+  facts?: BackingFacts;
 }
 
 /** The overlay and backing file of a commit, as a journal names them. */
@@ -127,8 +127,8 @@ function isJournal(value: unknown): value is CommitJournal {
  * an image's maker put there to have blk truncate another file), and the
  * journal is created exclusively, so nothing is followed.
  */
-export async function writeJournal(vfs: Vfs, files: CommitFiles, backing: { size: number; mtimeSec: number }): Promise<void> {
-  const journal: CommitJournal = { blkCommitJournal: 1, ...files, size: backing.size, mtimeSec: backing.mtimeSec };
+export async function writeJournal(vfs: Vfs, files: CommitFiles, facts: BackingFacts): Promise<void> {
+  const journal: CommitJournal = { blkCommitJournal: 1, ...files, facts };
   const bytes = new TextEncoder().encode(`${JSON.stringify(journal)}\n`);
   await removeJournal(vfs, files);
   const where = journalPath(files);

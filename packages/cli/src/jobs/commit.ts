@@ -5,22 +5,24 @@
  *
  * Crash safety. The order is:
  *  1. write the commit journal beside the overlay (commit-journal.ts), then
- *     mark the overlay "commit in progress" by recording backing mtime 0
- *     (formats that record the backing file's mtime; the overlay then
- *     refuses to open normally, which is right: its backing file is about
- *     to change under it);
+ *     mark the overlay "commit in progress" through its driver's commit
+ *     marker (formats that record facts of the backing file a commit
+ *     changes, as UML's cow records its mtime; the overlay then refuses to
+ *     open normally, which is right: its backing file is about to change
+ *     under it);
  *  2. copy the overlay's allocated runs into the backing file (chunk by
  *     chunk), flush it;
- *  3. record the backing file's new size and mtime in the overlay, flush,
- *     remove the journal;
+ *  3. record the backing file's new facts in the overlay (setBacking, which
+ *     clears the mark), flush, remove the journal;
  *  4. discard the overlay's data (unless `keep`), flush.
  * Killed anywhere, a re-run redoes the copy (the same bytes land in the
- * same places), so it is idempotent: re-running is the recovery. A backing
- * file whose mtime differs from the recorded one (it was modified after the
- * overlay was made) is refused unless `force`; the mark (mtime 0) counts as
- * an interrupted commit only with a journal that names both files, since
- * anyone can write 0 into a header. A backing file whose size differs from
- * the recorded one is always refused.
+ * same places), so it is idempotent: re-running is the recovery. The
+ * driver compares what the overlay recorded with the backing file
+ * (checkBackingFacts): a file modified after the overlay was made (cow: its
+ * mtime) is refused unless `force`; the mark counts as an interrupted commit
+ * only with a journal that names both files, since anyone can write a mark
+ * into a header. A file that is not the one the overlay was made over (cow:
+ * another size) is always refused. The job never reads the facts itself.
  *
  * A raw backing file smaller than the overlay is first grown to the
  * overlay's size (as qemu-img commit does), after step 1; a re-run finds it
@@ -28,9 +30,9 @@
  *
  * Every file-system action goes through the job's Vfs.
  */
-import { exactBackingPath, isBlockError, type BackingSpec, type Image } from '@blk/core';
+import { exactBackingPath, gatherBackingFacts, isBlockError, type BackingFacts, type BackingSpec, type Image } from '@blk/core';
 import {
-  cacheVfs, chainFiles, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, mtimeOf, openBackingOf, openOn,
+  cacheVfs, chainFiles, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, openBackingOf, openOn,
   progressOf, refuseTargetInChain, type JobOptions,
 } from './common.js';
 import { copyOwnRuns, ownRunsTouching, surveyOwnRuns } from './own-runs.js';
@@ -65,8 +67,42 @@ export interface CommitResult {
   warnings: string[];
 }
 
-/** The mtime recorded while a commit is under way. */
-export const COMMIT_IN_PROGRESS_MTIME = 0;
+/** How a backing file changed since the overlay recorded it, in words (see `commitLinkChange`). */
+export interface LinkChange {
+  /** `mtime 1700000000`: the file's values now. */
+  now: string;
+  /** `mtime 1700000000, recorded 1600000000`. */
+  detail: string;
+  /** The overlay carries its driver's commit mark (`backing mtime 0`): its description. */
+  mark?: string;
+}
+
+/**
+ * The driver's comparison of an overlay's record with its backing file as
+ * a commit sees it: a file that is not the one the overlay was made over
+ * throws (whatever `force` says); a file modified since is returned (the
+ * caller refuses it unless forced or resuming). The job never reads the
+ * facts itself.
+ */
+export function commitLinkChange(overlayPath: string, overlay: Image, backingPath: string,
+  facts: BackingFacts): LinkChange | undefined {
+  const checks = overlay.checkBackingFacts(facts);
+  const wrong = checks.find((c) => c.kind === 'identity' && !c.matches);
+  if (wrong) {
+    const found = wrong.unit !== undefined ? `is ${wrong.found} ${wrong.unit}` : `has ${wrong.what} ${wrong.found}`;
+    throw new Error(`${overlayPath}: backing file ${backingPath} ${found}, but the overlay records ${wrong.recorded}: `
+      + 'it is not the file the overlay was made over; committing into it would corrupt it');
+  }
+  const changed = checks.filter((c) => c.kind === 'modified' && !c.matches);
+  if (changed.length === 0) return undefined;
+  const change: LinkChange = {
+    now: changed.map((c) => `${c.what} ${c.found}`).join(', '),
+    detail: changed.map((c) => `${c.what} ${c.found}, recorded ${c.recorded}`).join('; '),
+  };
+  const mark = overlay.commitMark;
+  if (mark?.marked) change.mark = mark.description;
+  return change;
+}
 
 /** Commits the overlay `file` into its backing file. Re-running it after an interruption finishes the job. */
 export async function commitImage(file: string, options: CommitOptions = {}): Promise<CommitResult> {
@@ -99,26 +135,20 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     const openBase = () => openBackingOf(vfs, top, { ...options, readOnly: false }, options.backingFormat);
     base = await openBase();
 
-    const expect = ref.expect;
-    // The size the overlay recorded is that of the file it was made over (UML refuses any other):
-    // checked always, whatever the header's mtime says and whatever --force allows.
-    if (expect?.size !== undefined && expect.size !== base.size) {
-      throw new Error(`${file}: backing file ${backingPath} is ${base.size} bytes, but the overlay records ${expect.size}: `
-        + 'it is not the file the overlay was made over; committing into it would corrupt it');
-    }
-    const recorded = expect?.mtimeSec;
-    const now = await mtimeOf(vfs, backingPath);
-    const files = recorded !== undefined ? await commitFiles(vfs, file, backingPath, ref.path) : undefined;
-    // Only blk's own journal, naming these very files, shows the mark (mtime 0) to be an interrupted commit of ours.
-    const resuming = files !== undefined && recorded === COMMIT_IN_PROGRESS_MTIME
-      && journalMatches(await readJournal(vfs, files), files);
-    if (recorded !== undefined && !resuming && now !== undefined && recorded !== now % 2 ** 32) {
-      const msg = recorded === COMMIT_IN_PROGRESS_MTIME
-        ? `${file}: the overlay records backing mtime 0, the mark of an interrupted commit, but no commit journal `
+    // The driver compares what the overlay recorded with the file (the job never reads mtimes itself).
+    // A file that is not the one the overlay was made over is refused always, whatever --force allows.
+    const change = commitLinkChange(file, top, backingPath, await gatherBackingFacts(vfs, backingPath, base));
+    const mark = top.commitMark;
+    const files = mark !== undefined ? await commitFiles(vfs, file, backingPath, ref.path) : undefined;
+    // Only blk's own journal, naming these very files, shows the mark to be an interrupted commit of ours.
+    const resuming = files !== undefined && mark?.marked === true && journalMatches(await readJournal(vfs, files), files);
+    if (change !== undefined && !resuming) {
+      const msg = change.mark !== undefined
+        ? `${file}: the overlay records ${change.mark}, the mark of an interrupted commit, but no commit journal `
           + `of blk's (${journalPath(files!)}) names it and backing file ${backingPath}: the header alone proves nothing `
-          + `(mtime ${now} now); committing could write into a file the overlay was never made over`
+          + `(${change.now} now); committing could write into a file the overlay was never made over`
         : `${file}: backing file ${backingPath} was modified after the overlay was made `
-          + `(mtime ${now}, recorded ${recorded}); committing would mix old and new data`;
+          + `(${change.detail}); committing would mix old and new data`;
       if (!options.force) throw new Error(`${msg} (use --force to commit anyway)`);
       warn(`${msg}; committing anyway (--force)`);
     }
@@ -135,9 +165,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
         + `${backingPath} (${base.size} bytes), which is ${base.format} and cannot grow`);
     }
 
-    let baseSize = grow ? top.size : base.size;
-    const spec = (mtime: number): BackingSpec => {
-      const s: BackingSpec = { path: ref.path, size: baseSize, mtimeSec: mtime };
+    const spec = (facts: BackingFacts): BackingSpec => {
+      const s: BackingSpec = { path: ref.path, facts };
       if (ref.format !== undefined) s.format = ref.format;
       return s;
     };
@@ -146,9 +175,9 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     const changesBase = anyRun || grow;
     if (files !== undefined && !resuming && changesBase) {
       // The journal first (flushed), then the mark: every state with the mark has the journal.
-      await writeJournal(vfs, files, { size: base.size, mtimeSec: now ?? 0 });
+      await writeJournal(vfs, files, await gatherBackingFacts(vfs, backingPath, base));
       await options.syncDirectory?.(vfs.dirname(journalPath(files)));
-      await top.setBackingReference(spec(COMMIT_IN_PROGRESS_MTIME));
+      await top.markCommitInProgress();
       await top.flush();
     }
     if (grow) {
@@ -156,13 +185,12 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       base = undefined;
       const storage = await vfs.open(backingPath, { readOnly: false });
       try {
-        await storage.truncate(baseSize);
+        await storage.truncate(top.size);
         await storage.flush();
       } finally {
         await storage.close();
       }
       base = await openBase();
-      baseSize = base.size;
       // The grown file has a new tail: check it too before copying (the overlay is marked by now).
       await checkCopyKeepsFormat(base, top, await ownRunsTouching(top, base.probeGuardRanges()));
     }
@@ -171,13 +199,14 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
     let done = 0;
     await copyOwnRuns(top, base, chunk, (n) => progress.update(done += n));
     await base.flush();
+    const sized = { size: base.size, format: base.format };
     await base.close();
     base = undefined;
 
-    // The backing file changed: record its new mtime so that the overlay still opens.
-    if (recorded !== undefined) {
-      const after = await mtimeOf(vfs, backingPath);
-      if (after !== undefined && (resuming || changesBase)) {
+    // The backing file changed: record its new facts (clearing the mark) so that the overlay still opens.
+    if (mark !== undefined) {
+      const after = await gatherBackingFacts(vfs, backingPath, sized);
+      if (after.fileSize !== undefined && (resuming || changesBase)) { // (stat answered: the file is there)
         await top.setBackingReference(spec(after));
         await top.flush();
       }

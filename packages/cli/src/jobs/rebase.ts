@@ -9,14 +9,15 @@
  * rewrite is atomic only while the backing paths end inside the header's
  * first sector; with longer paths a power loss can tear the new path from the
  * old one. The overlay is then refused (never misread), and a re-run of the
- * same rebase recognises the torn rewrite by the new file's mtime and size
- * and finishes it.
+ * same rebase recognises the torn rewrite (its driver's checkBackingFacts
+ * matches the new file: setBacking's ordering guarantee writes the recorded
+ * facts first) and finishes it.
  *
  * Every file-system action goes through the job's Vfs.
  */
-import { BlockError, isBlockError, type BackingSpec, type Image, type Vfs } from '@blk/core';
+import { BlockError, gatherBackingFacts, isBlockError, type BackingFacts, type BackingSpec, type Image, type Vfs } from '@blk/core';
 import {
-  fileId, jobChunk, jobVfs, mtimeOf, openNamedBacking, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
+  fileId, jobChunk, jobVfs, openNamedBacking, openOn, progressOf, resolveBackingArg, sameBytes, yieldToEventLoop, type JobOptions,
 } from './common.js';
 
 export interface RebaseOptions extends JobOptions {
@@ -77,7 +78,8 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
     }
     let spec: BackingSpec | undefined;
     if (newPath !== undefined && fresh) {
-      spec = { path: newPath, size: fresh.size, mtimeSec: (await mtimeOf(vfs, newPath)) ?? 0 };
+      // The driver records what it keeps of these (cow: UML's size and mtime).
+      spec = { path: newPath, facts: await gatherBackingFacts(vfs, newPath, fresh) };
       if (options.backingFormat !== undefined) spec.format = options.backingFormat;
     }
     // A reference the overlay cannot record is refused now, before copying what could be the whole old chain.
@@ -94,24 +96,28 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
 }
 
 /**
- * The overlay no longer opens over its recorded backing file. If it records
- * the new backing file's size and mtime, a rebase onto that file was under
- * way: its copy was complete and flushed before the header rewrite began, and
- * the header's sector with the mtime is written first (cow's setBacking), so
- * the rewrite was torn. Finish it; otherwise the mismatch is someone else's
- * doing and the original error stands.
+ * The overlay no longer opens over its recorded backing file. If what it
+ * records matches the new backing file (its driver's checkBackingFacts, with
+ * at least one fact compared), a rebase onto that file was under way: its
+ * copy was complete and flushed before the header rewrite began, and
+ * setBacking writes the recorded facts before the path (its ordering
+ * guarantee), so the rewrite was torn. Finish it; otherwise the mismatch is
+ * someone else's doing and the original error stands.
  */
 async function finishInterruptedRebase(vfs: Vfs, file: string, newPath: string, options: RebaseOptions,
   openIgnoringBacking: () => Promise<Image>, original: unknown): Promise<RebaseResult> {
   const top = await openIgnoringBacking();
   try {
-    const expect = top.backingReference?.expect;
     const fresh = await openNamedBacking(vfs, newPath, options.backingFormat, options);
-    const size = fresh.size;
-    await fresh.close();
-    const mtimeSec = (await mtimeOf(vfs, newPath)) ?? 0;
-    if (expect?.size !== size || expect.mtimeSec !== mtimeSec % 2 ** 32) throw original;
-    const spec: BackingSpec = { path: newPath, size, mtimeSec };
+    let facts: BackingFacts;
+    try {
+      facts = await gatherBackingFacts(vfs, newPath, fresh);
+    } finally {
+      await fresh.close();
+    }
+    const checks = top.checkBackingFacts(facts);
+    if (checks.length === 0 || !checks.every((c) => c.matches)) throw original;
+    const spec: BackingSpec = { path: newPath, facts };
     if (options.backingFormat !== undefined) spec.format = options.backingFormat;
     await top.setBackingReference(spec);
     await top.flush();

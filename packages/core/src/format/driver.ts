@@ -1,6 +1,6 @@
 import type { Storage } from '../storage/storage.js';
-import type { BackingReference, BackingSpec } from './backing.js';
-import type { DriverCheckResult, DriverCreateOptions, MeasureInput, MeasureResult, OptionHelp, RepairRequest, ResizeOptions } from './options.js';
+import type { BackingCheck, BackingFacts, BackingReference, BackingSpec } from './backing.js';
+import type { DriverCheckResult, DriverCreateOptions, MeasureInput, MeasureResult, OptionSpec, RepairRequest, ResizeOptions } from './options.js';
 
 export * from './backing.js';
 export * from './options.js';
@@ -50,8 +50,14 @@ export interface BlockDriver {
    * format does not take, `not-supported` for a preallocation mode it lacks.
    */
   measure?(input: MeasureInput): Promise<MeasureResult>;
-  /** What `DriverImage.amend` takes, for `-o help` listings. */
-  readonly amendOptions?: readonly OptionHelp[];
+  /**
+   * The `-o` options `create` takes, as data (`-o help` is rendered from
+   * it, values are parsed by type). Without it a front end passes every
+   * unknown key to `driverOptions` as typed.
+   */
+  readonly createOptions?: readonly OptionSpec[];
+  /** What `DriverImage.amend` takes, for `-o help` listings and parsing. */
+  readonly amendOptions?: readonly OptionSpec[];
 }
 
 export interface ProbeHint {
@@ -72,6 +78,31 @@ export interface DriverOpenOptions {
   driverOptions?: Record<string, unknown>;
   /** Write-back policy; drivers without metadata may ignore it. See `CacheMode`. */
   cache: CacheMode;
+  /**
+   * Opens another file the image names (qcow2's external data file), under
+   * the same rules as a backing file: the caller's backing policy
+   * (`forbid` refuses, `allowedDirs` confines, `approve` is asked, block
+   * devices only when allowed, FIFOs and sockets never). A relative `name`
+   * is resolved against the directory of the image being opened. The
+   * storage belongs to the driver, which closes it. Absent when the core
+   * opened the image without a file system (a bare Storage).
+   */
+  openFile?(name: string, options: OpenFileOptions): Promise<Storage>;
+}
+
+/** See `DriverImage.commitMarker`. */
+export interface CommitMarker {
+  readonly marked: boolean;
+  readonly description: string;
+  begin(): Promise<void>;
+}
+
+/** What `DriverOpenOptions.openFile` is asked for. */
+export interface OpenFileOptions {
+  /** What the file is to the image, for messages (`data-file`). */
+  role: string;
+  /** Default: as the image itself is opened. */
+  readOnly?: boolean;
 }
 
 /**
@@ -193,10 +224,42 @@ export interface DriverImage {
   flush(): Promise<void>;
   close(): Promise<void>;
   /**
-   * Points the image at another backing file (rebase, or accepting a changed
-   * backing file). Only for formats that store a backing reference.
+   * Points the image at another backing file (rebase, ending a commit, or
+   * accepting a changed backing file), recording what the format keeps of
+   * `backing.facts`. Only for formats that store a backing reference.
+   *
+   * Ordering guarantee (what rebase relies on to finish a torn rewrite):
+   * when the new reference cannot be written in one atomic write, the part
+   * that `checkBackingFacts` compares is written before the path, so a
+   * rewrite cut short by a power loss leaves an image whose recorded facts
+   * are the new backing file's: it is refused over the old file (never
+   * misread) and `checkBackingFacts` with the new file's facts matches, so
+   * the same rebase run again can recognise and finish it. A driver that
+   * records no facts writes the reference atomically. `backingMarker`
+   * (see below) is cleared by this call.
    */
   setBacking?(backing: BackingSpec | undefined): Promise<void>;
+  /**
+   * Optional: compares what the image recorded about its backing file with
+   * the file as it is now (UML's size and mtime check), one entry per
+   * recorded fact the driver could compare (facts that are absent are
+   * skipped). The core calls it at open with facts it gathered and applies
+   * the backing policy's `onMismatch`; jobs call it before a commit. An
+   * image that records nothing returns [] or lacks the method.
+   */
+  checkBackingFacts?(facts: BackingFacts): BackingCheck[];
+  /**
+   * Optional commit protocol, for formats whose backing reference records
+   * facts that a commit into the backing file changes (UML's mtime): while
+   * a commit runs, the image carries a mark that makes it refuse to open
+   * normally (`checkBackingFacts` reports a mismatch). `begin()` writes the
+   * mark (not flushed); `setBacking` with the backing file's new facts
+   * clears it; `marked` says whether the image carries it now (a mark
+   * proves nothing by itself: anyone can write one into a header), and
+   * `description` names it for messages (`backing mtime 0`).
+   * Undefined when the image records nothing a commit could change.
+   */
+  readonly commitMarker?: CommitMarker;
   /**
    * Optional: throws what `setBacking(backing)` would refuse with, writing
    * nothing, so that a rebase is refused before it copies any data.

@@ -3,11 +3,43 @@ import type { BackingSpec } from './backing.js';
 
 /* What drivers take and report besides I/O: create, measure, resize, check and amend options and results. */
 
-/** One `key=value` option a driver takes, as `-o help` lists it. */
-export interface OptionHelp {
-  /** `key=<value>` as typed. */
+/**
+ * One `-o key=value` option a driver takes for create or amend, declared as
+ * data (`BlockDriver.createOptions`, `amendOptions`): a front end renders
+ * `-o help` from it and parses values by `type`, knowing no format.
+ *
+ * The four options every create takes (`size`, `backing_file`,
+ * `backing_fmt`, `preallocation`) are createImage's own options; a driver
+ * lists those it accepts, with its own help. Every other option reaches the
+ * driver as `driverOptions[driverOption ?? name]`.
+ */
+export interface OptionSpec {
+  /** The key as typed (`version`). */
   name: string;
+  /**
+   * How the value is read: `size` (bytes, with a K/M/G/T suffix), `bool`
+   * (on/off), `enum` (one of `values`), `number` (an integer), `string`.
+   */
+  type: 'size' | 'bool' | 'enum' | 'string' | 'number';
+  /** `enum`: the values as typed, in the order help lists them. */
+  values?: readonly string[];
+  /** `enum`: what each typed value stands for in `driverOptions` (default: the value itself). */
+  mapsTo?: Readonly<Record<string, string | number | boolean>>;
+  /** The key in `driverOptions` (default `name`). */
+  driverOption?: string;
+  /** The value used when the option is not given, as help may show it. */
+  default?: string | number | boolean;
+  /** How `-o help` names the value (`name=<valueName>`); default by type: size, on|off, the values joined by `|`, n, str. */
+  valueName?: string;
+  /** One line for `-o help`. */
   help: string;
+}
+
+/** The key as `-o help` lists it: `version=<3|2|1>`. */
+export function optionSynopsis(spec: OptionSpec): string {
+  const byType = spec.type === 'size' ? 'size' : spec.type === 'bool' ? 'on|off'
+    : spec.type === 'enum' ? (spec.values ?? []).join('|') : spec.type === 'number' ? 'n' : 'str';
+  return `${spec.name}=<${spec.valueName ?? byType}>`;
 }
 
 /**

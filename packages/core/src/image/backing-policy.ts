@@ -1,5 +1,5 @@
 import { BlockError } from '../errors.js';
-import type { BackingReference } from '../format/driver.js';
+import type { BackingCheck, BackingFacts, BackingReference } from '../format/driver.js';
 import { fileTypeName, type FileStat, type Vfs } from '../storage/storage.js';
 import { normalizePosix } from '../posix-path.js';
 
@@ -155,4 +155,31 @@ export function checkBackingNode(policy: BackingPolicy, overlayPath: string, bac
       `backing file ${backingPath} is a block device; an image may name one only when devices are allowed `
       + `(backing.allowDevices; blk --backing-devices), for images you trust`, { path: overlayPath });
   }
+}
+
+/**
+ * What the core knows about the backing file at `path` for a driver to
+ * record or check (see BackingFacts): the opened image's virtual size and
+ * format, and the file's length, mtime and kind from stat. A fact it cannot
+ * learn is left out.
+ */
+export async function gatherBackingFacts(vfs: Vfs, path: string,
+  image?: { readonly size: number; readonly format: string }): Promise<BackingFacts> {
+  const facts: BackingFacts = {};
+  if (image) {
+    facts.size = image.size;
+    facts.format = image.format;
+  }
+  const st = await vfs.stat(path).catch(() => undefined);
+  if (st) {
+    facts.fileSize = st.size;
+    facts.mtimeSec = st.mtimeSec;
+    facts.isFile = st.isFile;
+  }
+  return facts;
+}
+
+/** `size 5000 differs from 4096 recorded in the overlay`: one failed BackingCheck, in words. */
+export function backingMismatchText(check: BackingCheck, recordedIn = 'the overlay'): string {
+  return `${check.what} ${check.found} differs from ${check.recorded} recorded in ${recordedIn}`;
 }

@@ -4,7 +4,7 @@ import { RequestTracker } from './request-tracker.js';
 import { checkBackingSpec, checkBoolean, checkBytes, checkNumberArg, checkRecord } from '../arguments.js';
 import { ChainCursor } from './chain-cursor.js';
 import type {
-  BackingSpec, BlockStatus, DriverCheckResult, DriverImage, PreallocationMode, ReadBelowSync, RepairRequest, ResizeOptions,
+  BackingCheck, BackingFacts, BackingSpec, BlockStatus, DriverCheckResult, DriverImage, PreallocationMode, ReadBelowSync, RepairRequest, ResizeOptions,
 } from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
 
@@ -516,6 +516,41 @@ export class Image {
     }
     await this.tracker.drain();
     await this.driverImage.setBacking(backing);
+  }
+
+  /**
+   * Compares what the image recorded about its backing file with `facts`
+   * (gathered with `gatherBackingFacts`): the driver's checks, [] when the
+   * format records nothing it compares.
+   */
+  checkBackingFacts(facts: BackingFacts): BackingCheck[] {
+    this.checkOpen();
+    return this.driverImage.checkBackingFacts?.(facts) ?? [];
+  }
+
+  /**
+   * The driver's commit mark (see DriverImage.commitMarker): undefined when
+   * the image records nothing a commit into its backing file changes, else
+   * whether the mark is set now and what it is called in messages.
+   */
+  get commitMark(): { marked: boolean; description: string } | undefined {
+    const marker = this.driverImage.commitMarker;
+    return marker ? { marked: marker.marked, description: marker.description } : undefined;
+  }
+
+  /**
+   * Sets the commit mark before a commit changes the backing file (not
+   * flushed); `setBackingReference` with the file's new facts clears it.
+   */
+  async markCommitInProgress(): Promise<void> {
+    this.checkOpen();
+    this.checkWritable();
+    const marker = this.driverImage.commitMarker;
+    if (!marker) {
+      throw new BlockError('not-supported', `format ${this.format} records no commit mark here`, { path: this.path });
+    }
+    await this.tracker.drain();
+    await marker.begin();
   }
 
   /**

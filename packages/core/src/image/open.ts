@@ -3,12 +3,14 @@ import { checkOffset } from '../checks.js';
 import { checkCreateOptions, checkOpenOptions } from '../arguments.js';
 import { Image } from './image.js';
 import {
-  DEFAULT_MAX_CHAIN_DEPTH, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, resolveBackingPath,
-  type BackingPolicy,
+  DEFAULT_MAX_CHAIN_DEPTH, backingMismatchText, checkApproval, checkBackingNode, checkConfinement, exactBackingPath,
+  gatherBackingFacts, resolveBackingPath, type BackingPolicy,
 } from './backing-policy.js';
-import type { BackingReference, BackingSpec, CacheMode, DriverImage, PreallocationMode } from '../format/driver.js';
+import type {
+  BackingFacts, BackingReference, BackingSpec, CacheMode, DriverImage, OpenFileOptions, PreallocationMode,
+} from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
-import type { FileStat, Storage, Vfs, VfsOpenOptions } from '../storage/storage.js';
+import type { Storage, Vfs, VfsOpenOptions } from '../storage/storage.js';
 
 export interface OpenImageOptions {
   /** The formats to probe among; `@blk/images` passes one with every built-in format. */
@@ -138,6 +140,7 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
       readOnly: ctx.readOnly,
       cache: options.cache ?? 'writeback',
       driverOptions: ctx.depth === 0 ? options.driverOptions : undefined,
+      openFile: (name, o) => openNamedFile(vfs, displayPath, absolute, name, o, options, ctx.readOnly),
     });
     const ref = driverImage.backing;
     let backingPath: string | undefined;
@@ -173,6 +176,41 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
     else await storage.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * `DriverOpenOptions.openFile`: a file other than a backing file that an
+ * image names (qcow2's external data file), opened under the backing
+ * policy as a backing file is: refused under `forbid`, confined to
+ * `allowedDirs`, asked of `approve`, no device unless `allowDevices`, never
+ * a FIFO, socket or directory. A relative name is resolved against the
+ * image's directory. Never writable under a read-only image.
+ */
+async function openNamedFile(vfs: Vfs, imagePath: string, imageAbsolute: string, name: string, o: OpenFileOptions,
+  options: OpenImageOptions, imageReadOnly: boolean): Promise<Storage> {
+  const policy = options.backing ?? {};
+  const role = typeof o?.role === 'string' && o.role !== '' ? o.role : 'file';
+  if (typeof name !== 'string') {
+    throw new BlockError('invalid-argument', `${role} name must be a string`, { path: imagePath, field: role });
+  }
+  if (policy.mode === 'forbid') {
+    throw new BlockError('backing-forbidden',
+      `image names ${role} '${name}' and files named by images are forbidden`, { path: imagePath, field: role });
+  }
+  const path = resolveBackingPath(vfs, imageAbsolute, name);
+  await checkConfinement(vfs, policy, imagePath, path);
+  await checkApproval(policy, imagePath, path);
+  const st = await vfs.stat(path).catch((err: unknown) => {
+    if (isBlockError(err) && err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (!st) throw new BlockError('backing-missing', `${role} ${path} not found`, { path: imagePath, field: role });
+  checkBackingNode(policy, imagePath, path, st);
+  const readOnly = imageReadOnly || o?.readOnly === true;
+  return vfs.open(path, { ...openFlags(readOnly, options), blockDevices: policy.allowDevices === true })
+    .catch((err: unknown) => {
+      throw retitle(err, path);
+    });
 }
 
 /** How a layer's file is opened: read-only or not, and shared with writers when asked (forceShare). */
@@ -248,21 +286,16 @@ async function refuseDisguisedBacking(storage: Storage, registry: DriverRegistry
   }
 }
 
-/** UML's open-time check: the backing file must still have the size and mtime the overlay recorded. */
+/**
+ * The open-time check of a backing file against what the overlay recorded
+ * (UML's size and mtime): the driver compares (`checkBackingFacts`), the
+ * core gathers the facts and applies the policy's `onMismatch`.
+ */
 async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: string, ref: BackingReference,
   backing: Image, top: DriverImage, policy: BackingPolicy, readOnly: boolean): Promise<void> {
-  const expect = ref.expect;
-  if (!expect) return;
-  const st = await vfs.stat(backingPath);
-  const problems: string[] = [];
-  const size = recordedBackingSize(backing, st);
-  if (expect.size !== undefined && expect.size !== size) {
-    problems.push(`size ${size} differs from ${expect.size} recorded in the overlay`);
-  }
-  // Headers hold 32 bits of mtime; compare the way UML does, modulo 2^32.
-  if (expect.mtimeSec !== undefined && expect.mtimeSec !== st.mtimeSec % 2 ** 32) {
-    problems.push(`mtime ${st.mtimeSec} differs from ${expect.mtimeSec} recorded in the overlay`);
-  }
+  if (!top.checkBackingFacts) return;
+  const facts = await gatherBackingFacts(vfs, backingPath, backing);
+  const problems = top.checkBackingFacts(facts).filter((c) => !c.matches).map((c) => backingMismatchText(c));
   if (problems.length === 0) return;
   const mode = policy.onMismatch ?? 'refuse';
   if (mode === 'accept') return;
@@ -272,7 +305,7 @@ async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: str
       throw new BlockError('backing-mismatch',
         `backing file ${backingPath}: ${problems.join('; ')}; cannot update a read-only overlay`, { path: overlayPath });
     }
-    const spec: BackingSpec = { path: ref.path, size: recordedBackingSize(backing, st), mtimeSec: st.mtimeSec };
+    const spec: BackingSpec = { path: ref.path, facts };
     if (ref.format !== undefined) spec.format = ref.format;
     await top.setBacking(spec);
     return;
@@ -280,16 +313,6 @@ async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: str
   throw new BlockError('backing-mismatch',
     `backing file ${backingPath}: ${problems.join('; ')} (open with backing.onMismatch 'accept' or 'update' to proceed)`,
     { path: overlayPath });
-}
-
-/**
- * The backing size an overlay records and checks (UML's): the backing
- * image's virtual size, except for a raw regular file, whose length in
- * bytes it is (UML stats the file). The two differ for a raw file whose
- * length is not a multiple of 512, which is a disk of whole sectors.
- */
-function recordedBackingSize(backing: Image, st: FileStat): number {
-  return backing.format === 'raw' && st.isFile ? st.size : backing.size;
 }
 
 /**
@@ -320,14 +343,15 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
       // Raw only by default: a backing file carrying another format's header is refused, not sized as raw.
       formatAssumed: spec.format === undefined,
     });
-    let st: FileStat;
+    let facts: BackingFacts;
     try {
-      st = await vfs.stat(absolute);
+      facts = await gatherBackingFacts(vfs, absolute, image);
     } finally {
       await image.close();
     }
     virtualBackingSize = image.size;
-    backing = { path: absolute, size: recordedBackingSize(image, st), mtimeSec: st.mtimeSec };
+    // What of these facts the new image records is its driver's business (UML's cow: a size and an mtime).
+    backing = { path: absolute, facts };
     if (spec.format !== undefined) backing.format = spec.format;
   }
   const size = options.size ?? virtualBackingSize;
