@@ -73,6 +73,11 @@ describe('checkReadAfterWrite rejects', () => {
     await expect(checkReadAfterWrite(single(forgetful, 6 * 4096, 'none'), fast)).rejects.toThrow(/differ|zeros|depth/);
   });
 
+  it('a driver whose zeroing claims success without zeroing (exercised by writeZeroes commands)', async () => {
+    const idle = mutant(rawDriver, 'idle-zeroes', () => ({ writeZeroes: async () => true }));
+    await expect(checkReadAfterWrite(single(idle, 20 * 512), fast)).rejects.toThrow(/differ/);
+  });
+
   it('a driver whose block status calls written data unallocated zeros', async () => {
     const liar = mutant(rawDriver, 'liar', () => ({
       blockStatus: async (_offset, length) => ({ allocated: false, zero: true, length }),
