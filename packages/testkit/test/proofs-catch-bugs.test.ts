@@ -23,7 +23,7 @@ function mutant(base: BlockDriver, name: string, patch: (inner: DriverImage) => 
       const inner = await base.open(storage, options);
       const wrapped: DriverImage = {
         driver: inner.driver,
-        sectorSize: inner.sectorSize,
+        requestAlignment: inner.requestAlignment ?? inner.sectorSize,
         size: inner.size,
         backing: inner.backing,
         read: (offset, into, below) => inner.read(offset, into, below),
