@@ -304,13 +304,11 @@ export class Image {
     const admitted = this.queue === undefined ? undefined : await this.admission();
     let pieces: Array<Promise<void>>;
     try {
-      pieces = this.zeroPieces(offset, length, mayUnmap, noFallback);
+      pieces = this.zeroPieces(offset, length, { mayUnmap, noFallback, fua });
     } finally {
       admitted?.();
     }
     await Promise.all(pieces);
-    // FUA: the driver's zeroing takes no flag, so durability comes from a flush of what was just done.
-    if (fua && pieces.length > 0) await this.driverImage.flush();
   }
 
   /**
@@ -318,12 +316,13 @@ export class Image {
    * before this returns, so that the request keeps its place in issue order
    * as a whole (a resize issued after it cannot come between its pieces).
    */
-  private zeroPieces(offset: number, length: number, mayUnmap: boolean, noFallback: boolean): Array<Promise<void>> {
+  private zeroPieces(offset: number, length: number, flags: Required<WriteZeroesFlags>): Array<Promise<void>> {
     checkRange(offset, length, this.size, this.path);
+    if (length === 0) return [];
+    const { mayUnmap, noFallback, fua } = flags;
     if (noFallback && this.capabilities.writeZeroes !== 'native') {
       throw this.noFastZero(offset, `format ${this.format} has no zeroing of its own`);
     }
-    if (length === 0) return [];
     const ss = this.capabilities.limits.zeroAlignment;
     const end = offset + length;
     let start = alignUp(offset, ss);
@@ -340,11 +339,11 @@ export class Image {
         ? `[${offset}, ${end}) does not start on a ${ss}-byte zeroing unit (or lies in the probe-guarded head)`
         : `[${offset}, ${end}) does not end on a ${ss}-byte zeroing unit (or lies in the probe-guarded tail)`);
     }
-    if (stop <= start) return this.zeroBufferPieces(offset, length);
+    if (stop <= start) return this.zeroBufferPieces(offset, length, fua);
     return [
-      ...(start > offset ? this.zeroBufferPieces(offset, start - offset) : []),
-      this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap, noFallback)),
-      ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd) : []),
+      ...(start > offset ? this.zeroBufferPieces(offset, start - offset, fua) : []),
+      this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap, noFallback, fua)),
+      ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd, fua) : []),
     ];
   }
 
@@ -359,7 +358,13 @@ export class Image {
    * may pass the (unaligned) end of the image by less than a unit. Outside
    * any probe-guarded range, so it goes to the driver directly.
    */
-  private async zeroAligned(start: number, stop: number, mayUnmap: boolean, noFallback: boolean): Promise<void> {
+  private async zeroAligned(start: number, stop: number, mayUnmap: boolean, noFallback: boolean, fua: boolean): Promise<void> {
+    await this.zeroAlignedOnce(start, stop, mayUnmap, noFallback);
+    // FUA: the driver's zeroing and discard take no flag; a flush, inside this tracked piece, makes them durable.
+    if (fua) await this.driverImage.flush();
+  }
+
+  private async zeroAlignedOnce(start: number, stop: number, mayUnmap: boolean, noFallback: boolean): Promise<void> {
     const driver = this.driverImage;
     const below = this.backing;
     if (driver.writeZeroes && await driver.writeZeroes(start, stop - start, { mayUnmap: mayUnmap && below === undefined })) return;
@@ -398,12 +403,12 @@ export class Image {
   }
 
   /** Writes zeros over the range as `write`s of at most ZERO_CHUNK bytes, all issued at once (one shared buffer). */
-  private zeroBufferPieces(offset: number, length: number): Array<Promise<void>> {
+  private zeroBufferPieces(offset: number, length: number, fua: boolean): Array<Promise<void>> {
     const zeros = new Uint8Array(Math.min(length, ZERO_CHUNK));
     const pieces: Array<Promise<void>> = [];
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
-      pieces.push(this.writeAdmitted(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n)));
+      pieces.push(this.writeAdmitted(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n), fua));
     }
     return pieces;
   }
