@@ -33,18 +33,23 @@ describe('write { fua }', () => {
   });
 
   it('native: the driver gets { fua: true } on every piece of an unaligned write and is not flushed', async () => {
-    const { image, calls } = await openFlags({ requestAlignment: 512, capabilities: { fua: 'native' } });
-    await image.write(100, new Uint8Array(2000).fill(2), { fua: true });
-    expect(ops(calls)).toEqual(['write 0+512', 'write 512+1536', 'write 2048+512']);
+    const { image, calls } = await openFlags({ requestAlignment: 512, capabilities: { fua: 'native' } }, 256 * 1024);
+    await image.write(100, new Uint8Array(128 * 1024).fill(2), { fua: true });
+    expect(ops(calls)).toEqual(['write 0+512', `write 512+${128 * 1024 - 512}`, `write ${128 * 1024}+512`]);
     expect(calls.every((c) => (c.flags as { fua?: boolean } | undefined)?.fua === true)).toBe(true);
   });
 
   it('emulated over an unaligned write: one flush, after every piece', async () => {
-    const { image, calls, bytes: content } = await openFlags({ requestAlignment: 512 });
-    await image.write(100, new Uint8Array(2000).fill(2), { fua: true });
-    expect(ops(calls)).toEqual(['write 0+512', 'write 512+1536', 'write 2048+512', 'flush']);
-    expect(content().subarray(100, 2100).every((b) => b === 2)).toBe(true);
-    expect(content().subarray(0, 100).every((b) => b === 0) && content().subarray(2100).every((b) => b === 0)).toBe(true);
+    const { image, calls, bytes: content } = await openFlags({ requestAlignment: 512 }, 256 * 1024);
+    const n = 128 * 1024;
+    await image.write(100, new Uint8Array(n).fill(2), { fua: true });
+    expect(ops(calls)).toEqual(['write 0+512', `write 512+${n - 512}`, `write ${n}+512`, 'flush']);
+    expect(content().subarray(100, n + 100).every((b) => b === 2)).toBe(true);
+    expect(content().subarray(0, 100).every((b) => b === 0) && content().subarray(n + 100).every((b) => b === 0)).toBe(true);
+    calls.length = 0;
+    // Up to 64 KiB an unaligned write is copied into one bounce buffer: one driver write, then the flush.
+    await image.write(100, new Uint8Array(2000).fill(3), { fua: true });
+    expect(ops(calls)).toEqual(['write 0+2560', 'flush']);
   });
 
   it("refuses flags that are not booleans, and unknown flags, with 'invalid-argument' (nothing written)", async () => {
@@ -76,11 +81,12 @@ describe('unaligned writes do not bounce the whole payload', () => {
     expect(same(await image.read(0, 2 * MiB), expected)).toBe(true);
   });
 
-  it('a write inside one or two units still goes out as one bounced write', async () => {
+  it('a write inside one or two units, or of at most 64 KiB, still goes out as one bounced write', async () => {
     const { image, calls } = await openFlags({ requestAlignment: 512 });
     await image.write(500, new Uint8Array(30).fill(1));
     await image.write(1000, new Uint8Array(10).fill(1));
-    expect(ops(calls.filter((c) => c.op === 'write'))).toEqual(['write 0+1024', 'write 512+512']);
+    await image.write(1, new Uint8Array(4096).fill(1));
+    expect(ops(calls.filter((c) => c.op === 'write'))).toEqual(['write 0+1024', 'write 512+512', 'write 0+4608']);
   });
 });
 

@@ -227,7 +227,8 @@ export class Image {
   /**
    * Writes `data` at `offset`; unaligned edges are read-modify-written
    * through the chain (only the partial first and last units: the aligned
-   * middle goes to the driver as a view of `data`). With `fua` the write is
+   * middle of a write longer than 64 KiB goes to the driver as a view of
+   * `data`, never copied). With `fua` the write is
    * durable when this resolves (the driver's own FUA, or a flush after it:
    * `capabilities.fua`).
    */
@@ -857,8 +858,9 @@ export class Image {
     } else {
       const middleStart = alignUp(offset, ss);
       const middleEnd = alignDown(dataEnd, ss);
-      if (middleEnd <= middleStart) {
-        // One or two units, no whole one between them: one bounce buffer for all.
+      if (middleEnd <= middleStart || data.length <= SPLIT_MIN) {
+        // One or two units with no whole one between them, or a payload small enough that copying it
+        // costs less than two more driver writes (cow in writethrough: a flush pair each): one bounce buffer.
         const bounce = new Uint8Array(end - start);
         if (offset > start) await this.driverImage.read(start, bounce.subarray(0, ss), this.readBelowForWrite);
         const lastSector = end - ss;
@@ -972,6 +974,13 @@ const RESOLVED: Promise<void> = Promise.resolve();
 
 /** How much shorter than the image a guarded file may be (see `Image.guardTailZone`). */
 const TAIL_SLACK = 512;
+
+/**
+ * Unaligned writes longer than this are split (partial head and tail bounced,
+ * the aligned middle passed as a view of the caller's buffer); shorter ones
+ * are copied whole into one bounce buffer and written at once.
+ */
+const SPLIT_MIN = 64 * 1024;
 
 /** Largest buffer of zeros `writeZeroes` writes at once (a 2 GiB zero write must not allocate 2 GiB). */
 const ZERO_CHUNK = 1024 * 1024;
