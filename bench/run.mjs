@@ -42,7 +42,7 @@ const { values: opts } = parseArgs({
 
 if (opts.help) {
   console.log(`usage: node bench/run.mjs [--quick] [--cold] [--only ROW[,ROW...]] [--reps N] [--dir TMPDIR] [--keep] [--profile] [--write-results]
-rows: seq-read rand-read seq-write rand-write commit convert map map-chain open info (prefixes of row ids work too)
+rows: seq-read rand-read seq-write unaligned-write rand-write commit convert map map-chain open info (prefixes of row ids work too)
 --experiment NAME loads bench/experiments/NAME.mjs into every in-process blk run (a prototype, not blk code)`);
   process.exit(0);
 }
@@ -378,6 +378,27 @@ groups.push({
     addRow({ id: 'seq-write', title: `seq write ${fmtBytes(S.size)} into a fresh COW, 1 MiB, then flush()`, unit: 'MB/s', blk: c?.value,
       baseline: bl?.value, baselineName: `fresh raw file, Node ${blName} + fdatasync`, goal: { min: 0.8 }, rssKiB: c?.maxRssKiB,
       note: have.cow ? (errors['blk cow'] ?? `writeSync ${fmtRate(bs?.value, 'MB/s')}, FileHandle.write ${fmtRate(bf?.value, 'MB/s')}; blk flush ${c ? (c.extra.flushSeconds * 1000).toFixed(0) : '?'} ms of ${c ? (c.seconds * 1000).toFixed(0) : '?'} ms`) : pending('@blk/cow'),
+      samples: res });
+  },
+});
+
+groups.push({
+  id: 'unaligned-write', rows: ['unaligned-write'],
+  run() {
+    const b = base();
+    const out = (name) => `${dir}/uw-${name}`;
+    const rm = (name) => () => fs.rmSync(out(name), { force: true });
+    const common = { task: 'writeSeq', size: S.size, req: REQ, target: 'blk', backing: b };
+    const variants = have.cow ? [
+      { key: 'blk cow aligned', run: () => runWorkload({ ...common, path: out('aligned.cow') }, { nodeArgs: profArgs('unaligned-write-aligned') }), after: rm('aligned.cow') },
+      { key: 'blk cow offset 1', run: () => runWorkload({ ...common, path: out('shifted.cow'), shift: 1 }, { nodeArgs: profArgs('unaligned-write') }), after: rm('shifted.cow') },
+    ] : [];
+    for (const v of variants) v.before = () => prepare([b]);
+    const { out: res, errors } = interleave(S.reps, variants);
+    const a = best(res['blk cow aligned'], true), u = best(res['blk cow offset 1'], true);
+    addRow({ id: 'unaligned-write', title: `seq write into a fresh COW, 1 MiB requests at offset 1 (unaligned), then flush()`, unit: 'MB/s',
+      blk: u?.value, baseline: a?.value, baselineName: 'the same, 1 MiB requests at aligned offsets', goal: { min: 0.8 }, rssKiB: u?.maxRssKiB,
+      note: have.cow ? (errors['blk cow offset 1'] ?? errors['blk cow aligned'] ?? 'only the partial first and last sectors of each request are read-modify-written; the middle is written from the caller\'s buffer') : pending('@blk/cow'),
       samples: res });
   },
 });

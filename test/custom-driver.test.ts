@@ -71,6 +71,21 @@ describe('a custom driver (tiny)', () => {
       .toEqual(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
   });
 
+  it('gets capabilities derived from what it declares (4096-byte alignment and cluster, FUA by flush, zeroes by the core, no discard)', async () => {
+    const registry = registryWithTiny();
+    const vfs = new MemoryVfs();
+    await createImage('/disk.tiny', { registry, vfs, format: 'tiny', size: 3 * 4096 });
+    const image = await openImage('/disk.tiny', { registry, vfs, format: 'tiny' });
+    expect(image.capabilities).toMatchObject({ write: true, flush: true, fua: 'emulated', writeZeroes: 'emulated', discard: 'none' });
+    expect(image.capabilities.limits).toMatchObject({ requestAlignment: 4096, clusterSize: 4096, preferredTransfer: 4096 });
+    await image.write(100, new Uint8Array([1, 2, 3]), { fua: true });
+    await image.writeZeroes(4096, 4096, { mayUnmap: true });
+    await expect(image.writeZeroes(0, 4096, { noFallback: true })).rejects.toMatchObject({ kind: 'not-supported', code: 'ENOTSUP' });
+    await expect(image.discard(0, 4096)).rejects.toMatchObject({ kind: 'not-supported' });
+    expect(await image.read(99, 5)).toEqual(new Uint8Array([0, 1, 2, 3, 0]));
+    await image.close();
+  });
+
   it('refuses a file with another version with kind unsupported-version', async () => {
     const vfs = new MemoryVfs();
     vfs.put('/v2.tiny', encodeTinyHeader(4096, 2));

@@ -10,6 +10,7 @@ export * from './format/registry.js';
 export * from './format/signatures.js';
 export * from './image/request-tracker.js';
 export * from './image/image.js';
+export { deriveCapabilities, refuseWritableOpen } from './image/capabilities.js';
 export { ChainCursor } from './image/chain-cursor.js';
 export * from './image/backing-policy.js';
 export * from './image/open.js';

@@ -5,7 +5,8 @@
  */
 import {
   BlockError, preallocate, readZeroFilled, supportedPreallocation,
-  type BackingCheck, type BackingFacts, type CommitMarker, type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus, type CacheMode, type DriverCheckResult,
+  type BackingCheck, type BackingFacts, type CommitMarker, type BackingReference, type BackingSpec, type BlockDriver,
+  type BlockStatus, type CacheMode, type DriverCapabilities, type DriverCheckResult,
   type DriverImage, type ReadBelow, type ReadBelowSync, type RepairRequest, type ResizeOptions, type Storage,
 } from '@blk/core';
 import { planAmend } from './amend.js';
@@ -36,7 +37,18 @@ export { mtime32 };
 
 export class CowImage implements DriverImage {
   readonly driver: BlockDriver;
+  /** Every request is whole 512-byte sectors, the unit of the bitmap. */
+  readonly requestAlignment = SS;
+  /** @deprecated `requestAlignment`. */
   readonly sectorSize = SS;
+  /**
+   * One bit per 512-byte sector (the cluster); no zeroing of its own (the core
+   * writes zeros, or clears bits where the layer below reads zeros); a
+   * discarded sector reads from the backing file again (zeros without one).
+   */
+  get capabilities(): DriverCapabilities {
+    return { discard: this.header.backingFile === '' ? 'zero' : 'backing', limits: { clusterSize: SS } };
+  }
   /** Virtual size; changes only through `resize`. */
   size: number;
   layout: CowLayout;

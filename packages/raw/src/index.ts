@@ -1,6 +1,6 @@
 import {
   BlockError, alignUp, invalidArgument, preallocate, readZeroFilled, supportedPreallocation,
-  type BlockDriver, type BlockStatus, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
+  type BlockDriver, type BlockStatus, type DriverCapabilities, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
   type MeasureInput, type MeasureResult, type PreallocationMode, type ReadBelow, type ReadBelowSync, type ResizeOptions,
   type Storage,
 } from '@blk/core';
@@ -103,9 +103,30 @@ const DISCARD_CHUNK = 1024 * 1024;
 
 class RawImage implements DriverImage {
   readonly driver = rawDriver;
-  readonly sectorSize = 1;
+  /** Byte-granular: the file is the disk. */
+  readonly requestAlignment = 1;
+  /**
+   * Zeroing and discard are fallocate(2) where the storage can zero ranges
+   * (a hole reads zeros: discard 'zero', at any byte, the file system zeroing
+   * partial blocks); elsewhere zeroes come from the core's buffer and discard
+   * writes zeros (it still reads zeros). Allocation is reported only where the
+   * storage knows its holes (`extentAt`).
+   */
+  readonly capabilities: DriverCapabilities;
 
-  constructor(private readonly storage: Storage, public size: number, private readonly readOnly: boolean) {}
+  constructor(private readonly storage: Storage, public size: number, private readonly readOnly: boolean) {
+    this.capabilities = {
+      writeZeroes: storage.zeroRange ? 'native' : 'emulated',
+      discard: 'zero',
+      blockStatus: storage.extentAt !== undefined,
+      limits: { discardAlignment: 1 },
+    };
+  }
+
+  /** @deprecated `requestAlignment`. */
+  get sectorSize(): number {
+    return this.requestAlignment;
+  }
 
   /** The file's own length (up to 511 bytes less than `size`): where probing finds its last bytes. */
   fileLength(): Promise<number> {
@@ -141,7 +162,7 @@ class RawImage implements DriverImage {
   }
 
   /** fallocate(2) where the storage offers it: a hole with mayUnmap, zeroed blocks otherwise (as QEMU's file-posix). */
-  async writeZeroes(offset: number, length: number, mayUnmap: boolean): Promise<boolean> {
+  async writeZeroes(offset: number, length: number, { mayUnmap }: { mayUnmap: boolean }): Promise<boolean> {
     if (!this.storage.zeroRange) return false;
     const done = await this.storage.zeroRange(offset, length, mayUnmap);
     // Zeros written into the partial last sector, past the end of the file, extend it to their end

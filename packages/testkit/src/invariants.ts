@@ -97,3 +97,29 @@ export async function checkContent(image: Image, model: ImageModel, what: string
     assertBytesEqual(got, model.content.subarray(offset, offset + length), `${image.path}: ${what}`, offset);
   }
 }
+
+/**
+ * Checks `image.capabilities` for what any image must satisfy (nbdkit's rules):
+ * frozen; no write zeroes, discard or FUA without write, nor on a read-only
+ * open; emulated FUA needs a flush; multiConn needs a flush; limits are
+ * positive integers, each a multiple of the request alignment.
+ */
+export function checkCapabilities(image: Image): void {
+  const caps = image.capabilities;
+  if (!Object.isFrozen(caps) || !Object.isFrozen(caps.limits)) fail(image, 'capabilities must be frozen');
+  if (image.readOnly && caps.write) fail(image, 'a read-only open reports write: true');
+  if (!caps.write && (caps.fua !== 'none' || caps.writeZeroes !== 'none' || caps.discard !== 'none')) {
+    fail(image, `no write, but fua ${caps.fua}, writeZeroes ${caps.writeZeroes}, discard ${caps.discard}`);
+  }
+  if (caps.fua === 'emulated' && !caps.flush) fail(image, 'FUA emulated without flush');
+  if (caps.multiConn && !caps.flush) fail(image, 'multiConn without flush');
+  const { requestAlignment, ...rest } = caps.limits;
+  if (!(Number.isSafeInteger(requestAlignment) && requestAlignment >= 1)) fail(image, `requestAlignment ${requestAlignment}`);
+  for (const [name, value] of Object.entries(rest)) {
+    if (value === undefined) continue;
+    if (!(Number.isSafeInteger(value) && value >= 1 && value % requestAlignment === 0)) {
+      fail(image, `limits.${name} ${value} is not a positive multiple of the request alignment ${requestAlignment}`);
+    }
+  }
+  if (image.sectorSize !== requestAlignment) fail(image, `sectorSize ${image.sectorSize} differs from requestAlignment ${requestAlignment}`);
+}

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
-import { MemoryVfs, type Image } from '@blk/core/portable';
+import { BlockError, MemoryVfs, type Image } from '@blk/core/portable';
 import { fillKindArb, rangeArb, seedArb, type RangeConstraints } from './arbitraries.js';
 import { assertBytesEqual } from './compare.js';
-import { checkContent, checkMap, checkStatusAt, type ImageModel, type InvariantOptions } from './invariants.js';
+import { checkCapabilities, checkContent, checkMap, checkStatusAt, type ImageModel, type InvariantOptions } from './invariants.js';
 import { assertProperty, fcParameters, type ProofOptions } from './options.js';
 import { pattern, type FillKind } from './pattern.js';
 import type { SubjectInstance, TestSubject } from './subject.js';
@@ -18,18 +18,79 @@ export interface ImageReal {
 type ImageCommand = fc.AsyncCommand<ImageModel, ImageReal>;
 
 class WriteCommand implements ImageCommand {
-  constructor(readonly offset: number, readonly length: number, readonly seed: number, readonly kind: FillKind) {}
+  constructor(readonly offset: number, readonly length: number, readonly seed: number, readonly kind: FillKind,
+    readonly fua = false) {}
   check(): boolean {
     return true;
   }
   async run(m: ImageModel, r: ImageReal): Promise<void> {
     const data = pattern(this.length, this.seed, this.kind);
-    await r.image.write(this.offset, data);
+    // FUA is refused only where the image has no way to honour it (capabilities.fua 'none').
+    if (this.fua && r.image.capabilities.fua === 'none') {
+      await expectNotSupported(r.image.write(this.offset, data, { fua: true }), `${this.toString()} with fua 'none'`);
+      return;
+    }
+    await r.image.write(this.offset, data, this.fua ? { fua: true } : undefined);
     m.content.set(data, this.offset);
     m.written.fill(1, this.offset, this.offset + this.length);
   }
   toString(): string {
-    return `write(${this.offset}, +${this.length}, ${this.kind}#${this.seed})`;
+    return `write(${this.offset}, +${this.length}, ${this.kind}#${this.seed}${this.fua ? ', fua' : ''})`;
+  }
+}
+
+/** Flags of one `writeZeroes` command. */
+export interface ZeroFlags {
+  mayUnmap: boolean;
+  noFallback: boolean;
+  fua: boolean;
+}
+
+/**
+ * `writeZeroes` with random flags. The range reads as zeros afterwards, whatever the
+ * flags (never the backing file's bytes, even with mayUnmap); with `noFallback` the
+ * image may refuse (`not-supported`, ENOTSUP), and must then have changed nothing,
+ * which the following reads check. With `mayUnmap` the range may be left
+ * unallocated: the model forgets that it was written.
+ */
+class ZeroCommand implements ImageCommand {
+  constructor(readonly offset: number, readonly length: number, readonly flags: ZeroFlags) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: ImageModel, r: ImageReal): Promise<void> {
+    const caps = r.image.capabilities;
+    const request = r.image.writeZeroes(this.offset, this.length, this.flags);
+    if ((this.flags.noFallback && caps.writeZeroes !== 'native') || (this.flags.fua && caps.fua === 'none')) {
+      await expectNotSupported(request, this.toString());
+      return;
+    }
+    try {
+      await request;
+    } catch (err) {
+      // A native zeroing may still decline a range (or its edges need a buffer): refused, nothing written.
+      if (this.flags.noFallback && err instanceof BlockError && err.kind === 'not-supported' && err.code === 'ENOTSUP') return;
+      throw err;
+    }
+    m.content.fill(0, this.offset, this.offset + this.length);
+    m.written.fill(this.flags.mayUnmap ? 0 : 1, this.offset, this.offset + this.length);
+  }
+  toString(): string {
+    const flags = (Object.keys(this.flags) as Array<keyof ZeroFlags>).filter((k) => this.flags[k]);
+    return `writeZeroes(${this.offset}, +${this.length}${flags.length > 0 ? `, ${flags.join('+')}` : ''})`;
+  }
+}
+
+/** Awaits `request`, which must fail with `not-supported` and code ENOTSUP. */
+async function expectNotSupported(request: Promise<void>, what: string): Promise<void> {
+  let error: unknown;
+  try {
+    await request;
+  } catch (err) {
+    error = err;
+  }
+  if (!(error instanceof BlockError && error.kind === 'not-supported' && error.code === 'ENOTSUP')) {
+    throw new Error(`${what}: expected a not-supported (ENOTSUP) refusal, got ${error === undefined ? 'success' : String(error)}`);
   }
 }
 
@@ -106,13 +167,23 @@ export interface CommandOptions extends InvariantOptions {
 
 /**
  * The command sequences `checkReadAfterWrite` runs, for authors who want to
- * drive `fc.asyncModelRun` themselves: writes (weight 6), reads (5),
+ * drive `fc.asyncModelRun` themselves: writes (weight 6, one in four with
+ * FUA), reads (5), zero writes with random mayUnmap/noFallback/fua flags (2),
  * status queries (2), flushes (1), close/reopen (1) and full maps (1).
  */
 export function imageCommands(range: RangeConstraints, options: CommandOptions): fc.Arbitrary<Iterable<ImageCommand>> {
   const ranges = rangeArb(range);
   const command = fc.oneof(
-    { arbitrary: fc.tuple(ranges, seedArb(), fillKindArb()).map(([r, seed, kind]): ImageCommand => new WriteCommand(r.offset, r.length, seed, kind)), weight: 6 },
+    {
+      arbitrary: fc.tuple(ranges, seedArb(), fillKindArb(), fc.integer({ min: 0, max: 3 }))
+        .map(([r, seed, kind, fua]): ImageCommand => new WriteCommand(r.offset, r.length, seed, kind, fua === 0)),
+      weight: 6,
+    },
+    {
+      arbitrary: fc.tuple(ranges, fc.record({ mayUnmap: fc.boolean(), noFallback: fc.boolean(), fua: fc.boolean() }))
+        .map(([r, flags]): ImageCommand => new ZeroCommand(r.offset, r.length, flags)),
+      weight: 2,
+    },
     { arbitrary: ranges.map((r): ImageCommand => new ReadCommand(r.offset, r.length)), weight: 5 },
     { arbitrary: ranges.map((r): ImageCommand => new StatusCommand(r.offset, r.length, options)), weight: 2 },
     { arbitrary: fc.constant<ImageCommand>(new FlushCommand()), weight: 1 },
@@ -150,6 +221,7 @@ export async function setUp(subject: TestSubject, seed: number): Promise<{ vfs: 
 }
 
 export function checkOpened(subject: TestSubject, image: Image, readOnly: boolean): Image {
+  checkCapabilities(image);
   if (image.size !== subject.size) {
     throw new Error(`${subject.name}: opened image has size ${image.size}, the subject says ${subject.size}`);
   }

@@ -23,7 +23,7 @@ function mutant(base: BlockDriver, name: string, patch: (inner: DriverImage) => 
       const inner = await base.open(storage, options);
       const wrapped: DriverImage = {
         driver: inner.driver,
-        sectorSize: inner.sectorSize,
+        requestAlignment: inner.requestAlignment ?? inner.sectorSize,
         size: inner.size,
         backing: inner.backing,
         read: (offset, into, below) => inner.read(offset, into, below),
@@ -71,6 +71,11 @@ describe('checkReadAfterWrite rejects', () => {
     };
     // Seen either as wrong bytes or as a status that calls written data unallocated zeros.
     await expect(checkReadAfterWrite(single(forgetful, 6 * 4096, 'none'), fast)).rejects.toThrow(/differ|zeros|depth/);
+  });
+
+  it('a driver whose zeroing claims success without zeroing (exercised by writeZeroes commands)', async () => {
+    const idle = mutant(rawDriver, 'idle-zeroes', () => ({ writeZeroes: async () => true }));
+    await expect(checkReadAfterWrite(single(idle, 20 * 512), fast)).rejects.toThrow(/differ/);
   });
 
   it('a driver whose block status calls written data unallocated zeros', async () => {

@@ -6,7 +6,7 @@
  * dumps go out in pieces that wait for a slow reader.
  */
 import * as fs from 'node:fs';
-import { checkRange, type Image } from '@blk/core';
+import { checkRange, type Image, type WriteFlags } from '@blk/core';
 
 /**
  * Requests longer than this go in pieces through one buffer of this size
@@ -33,13 +33,13 @@ const fills = new Map<number, Uint8Array>();
  * 0xcd), from one shared buffer of at most PIECE bytes. Every piece is issued
  * at once (`Image.write` takes its place among the requests in flight when
  * called), so the request keeps its place in issue order against later
- * overlapping aio requests, as one request would.
+ * overlapping aio requests, as one request would. `flags` (FUA) go with every piece.
  */
-export async function writeFilled(image: Image, offset: number, count: number, byte: number): Promise<void> {
+export async function writeFilled(image: Image, offset: number, count: number, byte: number, flags: WriteFlags = {}): Promise<void> {
   const err = rangeError(image, offset, count);
   if (err !== undefined) throw err;
   if (count <= PIECE) {
-    await image.write(offset, new Uint8Array(count).fill(byte));
+    await image.write(offset, new Uint8Array(count).fill(byte), flags);
     return;
   }
   let piece = fills.get(byte);
@@ -50,7 +50,7 @@ export async function writeFilled(image: Image, offset: number, count: number, b
   }
   const writes: Array<Promise<void>> = [];
   for (let done = 0; done < count; done += PIECE) {
-    writes.push(image.write(offset + done, piece.subarray(0, Math.min(PIECE, count - done))));
+    writes.push(image.write(offset + done, piece.subarray(0, Math.min(PIECE, count - done)), flags));
   }
   // Wait for all before reporting, so that no piece is still running when the first failure is reported.
   const results = await Promise.allSettled(writes);

@@ -1,7 +1,10 @@
 /**
  * qemu-io's write, writev, aio_write and discard. `-z` asks the image for
  * zeroes (`Image.writeZeroes`: no buffer; with `-u` the range may be left
- * deallocated where it then reads as zeros), as qemu-io does.
+ * deallocated where it then reads as zeros; with `-n` it fails with
+ * "Operation not supported" rather than write a buffer of zeros, QEMU's
+ * BDRV_REQ_NO_FALLBACK), and `-f` asks for Force Unit Access (the request's
+ * `fua` flag: the image's own FUA or a flush after the write), as qemu-io does.
  */
 import {
   getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, type Flags,
@@ -34,20 +37,20 @@ function fillFromFile(ctx: IoSession, buf: Uint8Array, file: string): boolean {
  * default 0xcd: written from a bounded buffer, see `writeFilled`), or zeroes
  * (`-z`, `-u` allowing deallocation).
  */
-type Payload = { data: Uint8Array } | { fill: number; length: number } | { zeroes: number; unmap: boolean };
+type Payload = { data: Uint8Array } | { fill: number; length: number } | { zeroes: number; unmap: boolean; noFallback?: boolean };
 
 function payloadLength(p: Payload): number {
   return 'data' in p ? p.data.length : 'fill' in p ? p.length : p.zeroes;
 }
 
-/** Performs one write request (then the flush -f or the cache mode asks for). */
+/** Performs one write request, with FUA for -f (else the flush the cache mode asks for). */
 async function performWrite(ctx: IoSession, offset: number, p: Payload, fua: boolean): Promise<void> {
   const image = ctx.image;
-  if ('data' in p) await image.write(offset, p.data);
-  else if ('fill' in p) await writeFilled(image, offset, p.length, p.fill);
-  else await image.writeZeroes(offset, p.zeroes, { mayUnmap: p.unmap && ctx.unmap });
-  if (fua) await image.flush();
-  else await ctx.afterWrite();
+  const flags = fua ? { fua: true } : {};
+  if ('data' in p) await image.write(offset, p.data, flags);
+  else if ('fill' in p) await writeFilled(image, offset, p.length, p.fill, flags);
+  else await image.writeZeroes(offset, p.zeroes, { ...flags, mayUnmap: p.unmap && ctx.unmap, noFallback: p.noFallback === true });
+  if (!fua) await ctx.afterWrite();
 }
 
 /** write/writev: performs the write and prints qemu-io's `wrote` report unless -q. */
@@ -98,7 +101,7 @@ export const write: CmdInfo = {
       ctx.out('write failed: Operation not supported\n');
       return false;
     }
-    if (z) return writeAndReport(ctx, 'write', o.flags, offset, { zeroes: count, unmap: o.flags.has('u') });
+    if (z) return writeAndReport(ctx, 'write', o.flags, offset, { zeroes: count, unmap: o.flags.has('u'), noFallback: o.flags.has('n') });
     if (!ctx.fits('write', offset, count)) return false;
     if (typeof source !== 'string') return writeAndReport(ctx, 'write', o.flags, offset, { fill: pattern ?? 0xcd, length: count });
     const buf = new Uint8Array(count);

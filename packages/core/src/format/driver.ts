@@ -1,18 +1,20 @@
 import type { Storage } from '../storage/storage.js';
 import type { BackingCheck, BackingFacts, BackingReference, BackingSpec } from './backing.js';
+import type { DriverCapabilities, WriteFlags } from './capabilities.js';
 import type { DriverCheckResult, DriverCreateOptions, MeasureInput, MeasureResult, OptionSpec, RepairRequest, ResizeOptions } from './options.js';
 
 export * from './backing.js';
 export * from './options.js';
+export * from './capabilities.js';
 
 /**
  * The block-driver contract: the seven operations of QEMU's 2004 driver table
  * (probe, open, read, write, close, create, is_allocated) plus flush.
  *
  * Units: drivers are sector-based. Every offset and length the core hands to
- * `DriverImage.read`, `write` and `blockStatus` is a byte count that is a
- * multiple of the image's `sectorSize`, and lies inside
- * [0, alignUp(size, sectorSize)). The core does all byte-granular work
+ * `DriverImage.read`, `write`, `writeZeroes`, `discard` and `blockStatus` is a
+ * byte count that is a multiple of the image's `requestAlignment`, and lies
+ * inside [0, alignUp(size, requestAlignment)). The core does all byte-granular work
  * (read-modify-write, bounds, read-only checks, request serialisation), so a
  * driver never has to.
  */
@@ -174,9 +176,25 @@ export type ReadBelowSync = (offset: number, into: Uint8Array) => boolean;
 /** An opened image as the driver sees it (QEMU's BlockDriverState). */
 export interface DriverImage {
   readonly driver: BlockDriver;
-  /** Bytes per sector; every request is aligned to it. 1 for byte-granular formats. */
-  readonly sectorSize: number;
-  /** Virtual size in bytes (need not be a multiple of sectorSize). */
+  /**
+   * The driver's I/O unit in bytes: every request the core makes is aligned
+   * to it (the core read-modify-writes the rest). 1 for byte-granular formats.
+   * Becomes `Image.capabilities.limits.requestAlignment`.
+   */
+  readonly requestAlignment?: number;
+  /**
+   * @deprecated The old name of `requestAlignment`, read only when that is
+   * absent. It no longer stands for the allocation unit (`capabilities.limits.clusterSize`)
+   * nor for a unit of `info` output.
+   */
+  readonly sectorSize?: number;
+  /**
+   * What this opened image can do, as far as the driver knows (see
+   * `DriverCapabilities`); the core derives the rest and publishes the
+   * result as `Image.capabilities`. Read once, right after `open`.
+   */
+  readonly capabilities?: DriverCapabilities;
+  /** Virtual size in bytes (need not be a multiple of requestAlignment). */
   readonly size: number;
   readonly backing?: BackingReference;
   /**
@@ -203,16 +221,23 @@ export interface DriverImage {
    * the file's real last bytes with it; without it, `size` is the file's end.
    */
   fileLength?(): Promise<number>;
-  write?(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Writes `data` at `offset` (aligned). Absent for formats that cannot
+   * write: a writable open is then refused up front. `flags.fua` is set only
+   * when the driver declares `capabilities.fua: 'native'` (the write must be
+   * durable when it resolves); otherwise the core flushes after the write.
+   */
+  write?(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void>;
   /**
    * Optional: makes the range read as zeros without a data buffer, where the
    * format can (QEMU's bdrv_co_pwrite_zeroes). `mayUnmap`: the range may be
    * left deallocated, as long as it reads as zeros (this layer has no backing
    * file below, or the caller checked that the layer below reads zeros).
    * Resolves false, having changed nothing, when the format cannot do it
-   * here: the core then writes a buffer of zeros.
+   * here: the core then writes a buffer of zeros (or, for a request with
+   * `noFallback`, refuses it with `not-supported`).
    */
-  writeZeroes?(offset: number, length: number, mayUnmap: boolean): Promise<boolean>;
+  writeZeroes?(offset: number, length: number, flags: { mayUnmap: boolean }): Promise<boolean>;
   /**
    * This layer's status for the run starting at `offset` (see `BlockStatus`):
    * the answer may cover more than `length`, never less than one sector. The
@@ -267,7 +292,10 @@ export interface DriverImage {
   checkBacking?(backing: BackingSpec | undefined): void;
   /**
    * Marks the given range as not allocated in this layer, so reads fall
-   * through again (used by commit to empty an overlay).
+   * through again (used by commit to empty an overlay), or otherwise gives
+   * it up as `capabilities.discard` says it reads afterwards. The range is
+   * aligned to `capabilities.limits.discardAlignment` (or reaches the end of
+   * the image); the core clips callers' ranges to it.
    */
   discard?(offset: number, length: number): Promise<void>;
   /**

@@ -1,10 +1,12 @@
 import { BlockError, retitle } from '../errors.js';
 import { alignDown, alignUp, checkRange } from '../checks.js';
 import { RequestTracker } from './request-tracker.js';
-import { checkBackingSpec, checkBoolean, checkBytes, checkNumberArg, checkRecord } from '../arguments.js';
+import { checkBackingSpec, checkBoolean, checkBytes, checkKnownKeys, checkNumberArg, checkRecord } from '../arguments.js';
 import { ChainCursor } from './chain-cursor.js';
+import { deriveCapabilities, refuseWritableOpen } from './capabilities.js';
 import type {
-  BackingCheck, BackingFacts, BackingSpec, BlockStatus, DriverCheckResult, DriverImage, PreallocationMode, ReadBelowSync, RepairRequest, ResizeOptions,
+  BackingCheck, BackingFacts, BackingSpec, BlockStatus, DriverCheckResult, DriverImage, ImageCapabilities, PreallocationMode,
+  ReadBelowSync, RepairRequest, ResizeOptions, WriteFlags, WriteZeroesFlags,
 } from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
 
@@ -42,7 +44,12 @@ export interface ImageInfo {
   path: string;
   format: string;
   size: number;
+  /** @deprecated The same as `requestAlignment` (kept for readers of the old field). */
   sectorSize: number;
+  /** The driver's I/O unit (`capabilities.limits.requestAlignment`): requests not aligned to it are read-modify-written. */
+  requestAlignment: number;
+  /** The format's allocation unit (`capabilities.limits.clusterSize`), where it has one. */
+  clusterSize?: number;
   readOnly: boolean;
   /** Backing file as stored in the image and as resolved, when there is one. */
   backing?: { stored: string; resolved?: string; format?: string; opened: boolean };
@@ -83,6 +90,12 @@ export interface ImageParts {
 export class Image {
   readonly path: string;
   readonly format: string;
+  /**
+   * What this image can do and the sizes its requests should have, computed
+   * once at open from what the driver declares (see `ImageCapabilities`). Frozen.
+   */
+  readonly capabilities: ImageCapabilities;
+  /** @deprecated `capabilities.limits.requestAlignment` under its old name. */
   readonly sectorSize: number;
   readonly readOnly: boolean;
   /** The opened backing image, when the chain was opened. */
@@ -115,16 +128,14 @@ export class Image {
     this.path = parts.path;
     this.driverImage = parts.driverImage;
     this.format = parts.driverImage.driver.name;
-    this.sectorSize = parts.driverImage.sectorSize;
     this.readOnly = parts.readOnly;
+    this.capabilities = deriveCapabilities(parts.driverImage, { path: parts.path, format: this.format, readOnly: parts.readOnly });
+    refuseWritableOpen(parts.driverImage, { path: parts.path, readOnly: parts.readOnly });
+    this.sectorSize = this.capabilities.limits.requestAlignment;
     this.backing = parts.backing;
     this.levelsBelow = parts.backing ? parts.backing.levelsBelow + 1 : 0;
     this.backingPath = parts.backingPath;
     this.probeGuard = parts.probeGuard;
-    if (!Number.isSafeInteger(this.sectorSize) || this.sectorSize < 1) {
-      throw new BlockError('invalid-argument', `driver ${this.format} reported sector size ${this.sectorSize}`,
-        { path: this.path, driver: this.format });
-    }
     // Bound once: the driver calls this for every run that falls through.
     const backing = this.backing;
     this.readBelow = backing
@@ -226,16 +237,25 @@ export class Image {
     return this.tracker.run(start, end, false, work);
   }
 
-  /** Writes `data` at `offset`; unaligned edges are read-modify-written through the chain. */
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * Writes `data` at `offset`; unaligned edges are read-modify-written
+   * through the chain (only the partial first and last units: the aligned
+   * middle of a write longer than 64 KiB goes to the driver as a view of
+   * `data`, never copied). With `fua` the write is
+   * durable when this resolves (the driver's own FUA, or a flush after it:
+   * `capabilities.fua`).
+   */
+  async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
     this.checkOpen();
     checkNumberArg(offset, 'offset', this.path);
     checkBytes(data, 'data', this.path);
+    const fua = this.checkFlags(flags, ['fua']).fua === true;
     this.checkWritable();
+    if (fua) this.checkFua();
     const admitted = this.queue === undefined ? undefined : await this.admission();
     let done: Promise<void>;
     try {
-      done = this.writeAdmitted(offset, data);
+      done = this.writeAdmitted(offset, data, fua);
     } finally {
       admitted?.();
     }
@@ -243,10 +263,10 @@ export class Image {
   }
 
   /** `write` once it is its turn: the range is checked and the request enters the tracker before this returns. */
-  private writeAdmitted(offset: number, data: Uint8Array): Promise<void> {
+  private writeAdmitted(offset: number, data: Uint8Array, fua = false): Promise<void> {
     checkRange(offset, data.length, this.size, this.path);
     if (data.length === 0) return RESOLVED;
-    const ss = this.sectorSize;
+    const ss = this.capabilities.limits.requestAlignment;
     const guard = this.probeGuard;
     const guarded = guard !== undefined
       && (offset < guard.window || offset + data.length > this.guardTailZone());
@@ -255,26 +275,50 @@ export class Image {
     const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
     return this.runWrite(start, end, async () => {
       if (guarded) await this.checkProbeGuard([{ offset, data }]);
-      await this.writeUnaligned(offset, data);
+      await this.writeUnaligned(offset, data, fua);
     });
+  }
+
+  /** Checks a flags record: an object (or undefined) whose known keys hold booleans; unknown keys are refused. */
+  private checkFlags<K extends string>(flags: unknown, known: readonly K[]): Partial<Record<K, boolean>> {
+    if (flags === undefined) return {};
+    checkRecord(flags, 'flags', this.path);
+    const record = flags as Record<string, unknown>;
+    checkKnownKeys(record, known, 'flags', this.path);
+    for (const key of known) checkBoolean(record[key], `flags.${key}`, this.path);
+    return record as Partial<Record<K, boolean>>;
+  }
+
+  /** Refuses FUA where it cannot be honoured (no native FUA and nothing to flush with). */
+  private checkFua(): void {
+    if (this.capabilities.fua === 'none') {
+      throw new BlockError('not-supported', `format ${this.format} cannot make a write durable on its own (no FUA, no flush)`,
+        { path: this.path, code: 'ENOTSUP' });
+    }
   }
 
   /**
    * Makes [offset, offset + length) read as zeros (qemu-io's `write -z`,
-   * QEMU's bdrv_pwrite_zeroes) without a caller's buffer. The format is asked
-   * first (`DriverImage.writeZeroes`: raw files get fallocate(2)); failing
-   * that, with `mayUnmap` and a format that can discard, the range is
-   * deallocated where the layers below read as zeros anyway; anything else
-   * is written as zeros, a bounded buffer at a time. Partial sectors at the
-   * edges, and bytes inside a probe-guarded head or tail, are ordinary writes.
+   * QEMU's bdrv_pwrite_zeroes, NBD's WRITE_ZEROES) without a caller's buffer.
+   * The format is asked first (`DriverImage.writeZeroes`: raw files get
+   * fallocate(2)); failing that, with `mayUnmap` and a format that can
+   * discard, the range is deallocated where the layers below read as zeros
+   * anyway (never where that would show a backing file's data); anything
+   * else is written as zeros, a bounded buffer at a time. Partial units at
+   * the edges, and bytes inside a probe-guarded head or tail, are ordinary
+   * writes. `noFallback` (NBD's FAST_ZERO): refused with `not-supported`
+   * (code ENOTSUP), nothing written, where that would need a buffer of zeros.
+   * `fua`: durable when this resolves.
    */
-  async writeZeroes(offset: number, length: number, options: { mayUnmap?: boolean } = {}): Promise<void> {
+  async writeZeroes(offset: number, length: number, flags?: WriteZeroesFlags): Promise<void> {
     this.checkOpen();
+    const { mayUnmap = false, noFallback = false, fua = false } = this.checkFlags(flags, ['mayUnmap', 'noFallback', 'fua']);
     this.checkWritable();
+    if (fua) this.checkFua();
     const admitted = this.queue === undefined ? undefined : await this.admission();
     let pieces: Array<Promise<void>>;
     try {
-      pieces = this.zeroPieces(offset, length, options.mayUnmap ?? false);
+      pieces = this.zeroPieces(offset, length, { mayUnmap, noFallback, fua });
     } finally {
       admitted?.();
     }
@@ -286,42 +330,70 @@ export class Image {
    * before this returns, so that the request keeps its place in issue order
    * as a whole (a resize issued after it cannot come between its pieces).
    */
-  private zeroPieces(offset: number, length: number, mayUnmap: boolean): Array<Promise<void>> {
+  private zeroPieces(offset: number, length: number, flags: Required<WriteZeroesFlags>): Array<Promise<void>> {
     checkRange(offset, length, this.size, this.path);
     if (length === 0) return [];
-    const ss = this.sectorSize;
+    const { mayUnmap, noFallback, fua } = flags;
+    if (noFallback && this.capabilities.writeZeroes !== 'native') {
+      throw this.noFastZero(offset, `format ${this.format} has no zeroing of its own`);
+    }
+    const ss = this.capabilities.limits.zeroAlignment;
     const end = offset + length;
     let start = alignUp(offset, ss);
-    let stop = end === this.size ? alignUp(end, ss) : alignDown(end, ss);
+    let stop = end === this.size ? alignUp(end, this.capabilities.limits.requestAlignment) : alignDown(end, ss);
     // The probe guard must see what lands in the head and the tail, as for any write.
     const guard = this.probeGuard;
     if (guard !== undefined) {
       start = Math.max(start, alignUp(Math.min(guard.window, end), ss));
       stop = Math.min(stop, alignDown(this.guardTailZone(), ss));
     }
-    if (stop <= start) return this.zeroBufferPieces(offset, length);
     const zeroEnd = Math.min(stop, end);
+    if (noFallback && (stop <= start || start > offset || end > zeroEnd)) {
+      throw this.noFastZero(offset, stop <= start || start > offset
+        ? `[${offset}, ${end}) does not start on a ${ss}-byte zeroing unit (or lies in the probe-guarded head)`
+        : `[${offset}, ${end}) does not end on a ${ss}-byte zeroing unit (or lies in the probe-guarded tail)`);
+    }
+    if (stop <= start) return this.zeroBufferPieces(offset, length, fua);
     return [
-      ...(start > offset ? this.zeroBufferPieces(offset, start - offset) : []),
-      this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap)),
-      ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd) : []),
+      ...(start > offset ? this.zeroBufferPieces(offset, start - offset, fua) : []),
+      this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap, noFallback, fua)),
+      ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd, fua) : []),
     ];
   }
 
+  /** The refusal of a `noFallback` zero write that would need a buffer of zeros. */
+  private noFastZero(offset: number, why: string): BlockError {
+    return new BlockError('not-supported', `cannot write zeroes without a buffer of zeros (noFallback): ${why}`,
+      { path: this.path, offset, code: 'ENOTSUP' });
+  }
+
   /**
-   * The sector-aligned part of `writeZeroes`, run in its own tracker slot;
-   * `stop` may pass the (unaligned) end of the image by less than a sector.
-   * Outside any probe-guarded range, so it goes to the driver directly.
+   * The aligned part of `writeZeroes`, run in its own tracker slot; `stop`
+   * may pass the (unaligned) end of the image by less than a unit. Outside
+   * any probe-guarded range, so it goes to the driver directly.
    */
-  private async zeroAligned(start: number, stop: number, mayUnmap: boolean): Promise<void> {
+  private async zeroAligned(start: number, stop: number, mayUnmap: boolean, noFallback: boolean, fua: boolean): Promise<void> {
+    await this.zeroAlignedOnce(start, stop, mayUnmap, noFallback);
+    // FUA: the driver's zeroing and discard take no flag; a flush, inside this tracked piece, makes them durable.
+    if (fua) await this.driverImage.flush();
+  }
+
+  private async zeroAlignedOnce(start: number, stop: number, mayUnmap: boolean, noFallback: boolean): Promise<void> {
     const driver = this.driverImage;
     const below = this.backing;
-    if (driver.writeZeroes && await driver.writeZeroes(start, stop - start, mayUnmap && below === undefined)) return;
+    if (driver.writeZeroes && await driver.writeZeroes(start, stop - start, { mayUnmap: mayUnmap && below === undefined })) return;
     const end = Math.min(stop, this.size);
-    if (mayUnmap && driver.discard && await this.belowReadsZeros(start, end)) {
-      await driver.discard(start, alignUp(end, this.sectorSize) - start);
+    // Deallocating is zeroing only where what then shows (the layers below) reads as zeros; never with
+    // noFallback (a raw file that cannot punch a hole writes zeros for a discard).
+    const { discard, limits } = this.capabilities;
+    const discardEnd = alignUp(end, limits.requestAlignment);
+    if (mayUnmap && !noFallback && driver.discard && (discard === 'zero' || discard === 'backing')
+      && start % limits.discardAlignment === 0 && (discardEnd % limits.discardAlignment === 0 || end === this.size)
+      && (discard === 'zero' || await this.belowReadsZeros(start, end))) {
+      await driver.discard(start, discardEnd - start);
       return;
     }
+    if (noFallback) throw this.noFastZero(start, `format ${this.format} declined to zero [${start}, ${end}) here`);
     const zeros = new Uint8Array(Math.min(end - start, ZERO_CHUNK));
     for (let done = start; done < end; done += zeros.length) {
       const n = Math.min(zeros.length, end - done);
@@ -345,12 +417,12 @@ export class Image {
   }
 
   /** Writes zeros over the range as `write`s of at most ZERO_CHUNK bytes, all issued at once (one shared buffer). */
-  private zeroBufferPieces(offset: number, length: number): Array<Promise<void>> {
+  private zeroBufferPieces(offset: number, length: number, fua: boolean): Array<Promise<void>> {
     const zeros = new Uint8Array(Math.min(length, ZERO_CHUNK));
     const pieces: Array<Promise<void>> = [];
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
-      pieces.push(this.writeAdmitted(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n)));
+      pieces.push(this.writeAdmitted(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n), fua));
     }
     return pieces;
   }
@@ -447,7 +519,15 @@ export class Image {
     if (!this.readOnly) await this.driverImage.flush();
   }
 
-  /** Drops this layer's copy of [offset, offset+length) (sector-aligned) so reads fall through. */
+  /**
+   * Gives up this layer's copy of [offset, offset+length): afterwards the
+   * range reads as `capabilities.discard` says (an overlay's sectors fall
+   * through to the backing file, a raw file's hole reads zeros). Advisory,
+   * as NBD's TRIM and QEMU's discard: the range is clipped inwards to
+   * `capabilities.limits.discardAlignment` (a misaligned edge is left as it
+   * is, never an error; the end of the image counts as aligned).
+   * `not-supported` when the image cannot discard at all.
+   */
   async discard(offset: number, length: number): Promise<void> {
     this.checkOpen();
     this.checkNumbers(offset, length);
@@ -465,22 +545,21 @@ export class Image {
   /** `discard` once it is its turn: checked, and in the tracker before this returns. */
   private discardAdmitted(offset: number, length: number): Promise<void> {
     checkRange(offset, length, this.size, this.path);
-    const ss = this.sectorSize;
-    if (offset % ss !== 0 || (length % ss !== 0 && offset + length !== this.size)) {
-      throw new BlockError('invalid-argument', `discard range must be aligned to ${ss} bytes`, { path: this.path, offset });
+    const discard = this.driverImage.discard;
+    if (this.capabilities.discard === 'none' || !discard) {
+      throw new BlockError('not-supported', `format ${this.format} cannot discard`, { path: this.path, code: 'ENOTSUP' });
     }
-    if (!this.driverImage.discard) {
-      throw new BlockError('not-supported', `format ${this.format} cannot discard`, { path: this.path });
-    }
-    const end = alignUp(offset + length, ss);
-    const discard = this.driverImage.discard.bind(this.driverImage);
+    const { requestAlignment, discardAlignment } = this.capabilities.limits;
+    const start = alignUp(offset, discardAlignment);
+    const end = offset + length === this.size ? alignUp(this.size, requestAlignment) : alignDown(offset + length, discardAlignment);
+    if (end <= start) return RESOLVED;
     // On a guarded image (raw) a discard leaves zeros: judged as a write of zeros, as `write` judges its data.
     const guard = this.probeGuard;
-    const guarded = guard !== undefined && length > 0
-      && (offset < guard.window || offset + length > this.guardTailZone());
-    return this.runWrite(guarded ? 0 : offset, guarded ? alignUp(this.size, ss) : end, async () => {
-      if (guarded) await this.checkProbeGuard(this.guardedZeros(offset, offset + length));
-      await discard(offset, end - offset);
+    const guarded = guard !== undefined
+      && (start < guard.window || Math.min(end, this.size) > this.guardTailZone());
+    return this.runWrite(guarded ? 0 : start, guarded ? alignUp(this.size, requestAlignment) : end, async () => {
+      if (guarded) await this.checkProbeGuard(this.guardedZeros(start, Math.min(end, this.size)));
+      await discard.call(this.driverImage, start, end - start);
     });
   }
 
@@ -701,10 +780,12 @@ export class Image {
       path: this.path,
       format: this.format,
       size: this.size,
-      sectorSize: this.sectorSize,
+      sectorSize: this.capabilities.limits.requestAlignment,
+      requestAlignment: this.capabilities.limits.requestAlignment,
       readOnly: this.readOnly,
       formatSpecific: this.driverImage.info(),
     };
+    if (this.capabilities.limits.clusterSize !== undefined) info.clusterSize = this.capabilities.limits.clusterSize;
     const ref = this.driverImage.backing;
     if (ref) {
       info.backing = { stored: ref.path, opened: this.backing !== undefined };
@@ -818,25 +899,57 @@ export class Image {
     into.set(bounce.subarray(offset - sectorStart, offset - sectorStart + into.length));
   }
 
-  private async writeUnaligned(offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * Writes `data` at `offset` through the driver: aligned, at once; else the
+   * partial first and last units are read-modify-written through the chain
+   * (in bounce buffers of one unit each) and the aligned middle is written
+   * from a view of `data`, never copied. With `fua`, durable when it resolves.
+   */
+  private async writeUnaligned(offset: number, data: Uint8Array, fua = false): Promise<void> {
     const write = this.driverImage.write;
     if (!write) throw new BlockError('not-supported', `format ${this.format} is read-only in blk`, { path: this.path });
-    const ss = this.sectorSize;
+    const nativeFua = fua && this.capabilities.fua === 'native';
+    const flags = nativeFua ? { fua: true } : undefined;
+    const put = (at: number, bytes: Uint8Array) => (flags
+      ? write.call(this.driverImage, at, bytes, flags) : write.call(this.driverImage, at, bytes));
+    const ss = this.capabilities.limits.requestAlignment;
+    const dataEnd = offset + data.length;
     const start = alignDown(offset, ss);
-    const end = alignUp(offset + data.length, ss);
-    if (start === offset && end === offset + data.length) {
-      await write.call(this.driverImage, offset, data);
-      return;
+    const end = alignUp(dataEnd, ss);
+    if (start === offset && end === dataEnd) {
+      await put(offset, data);
+    } else {
+      const middleStart = alignUp(offset, ss);
+      const middleEnd = alignDown(dataEnd, ss);
+      if (middleEnd <= middleStart || data.length <= SPLIT_MIN) {
+        // One or two units with no whole one between them, or a payload small enough that copying it
+        // costs less than two more driver writes (cow in writethrough: a flush pair each): one bounce buffer.
+        const bounce = new Uint8Array(end - start);
+        if (offset > start) await this.driverImage.read(start, bounce.subarray(0, ss), this.readBelowForWrite);
+        const lastSector = end - ss;
+        if (dataEnd < end && (lastSector > start || offset === start)) {
+          await this.driverImage.read(lastSector, bounce.subarray(lastSector - start), this.readBelowForWrite);
+        }
+        bounce.set(data, offset - start);
+        await put(start, bounce);
+      } else {
+        // Both partial units are read before anything is written (the request is tracked whole).
+        const head = offset > start ? new Uint8Array(ss) : undefined;
+        const tail = dataEnd < end ? new Uint8Array(ss) : undefined;
+        if (head) await this.driverImage.read(start, head, this.readBelowForWrite);
+        if (tail) await this.driverImage.read(middleEnd, tail, this.readBelowForWrite);
+        if (head) {
+          head.set(data.subarray(0, middleStart - offset), offset - start);
+          await put(start, head);
+        }
+        await put(middleStart, data.subarray(middleStart - offset, middleEnd - offset));
+        if (tail) {
+          tail.set(data.subarray(middleEnd - offset));
+          await put(middleEnd, tail);
+        }
+      }
     }
-    // Read-modify-write of the partial first and last sectors, through the chain.
-    const bounce = new Uint8Array(end - start);
-    if (offset > start) await this.driverImage.read(start, bounce.subarray(0, ss), this.readBelowForWrite);
-    const lastSector = end - ss;
-    if (offset + data.length < end && (lastSector > start || offset === start)) {
-      await this.driverImage.read(lastSector, bounce.subarray(lastSector - start), this.readBelowForWrite);
-    }
-    bounce.set(data, offset - start);
-    await write.call(this.driverImage, start, bounce);
+    if (fua && !nativeFua) await this.driverImage.flush();
   }
 
   /**
@@ -924,6 +1037,13 @@ const RESOLVED: Promise<void> = Promise.resolve();
 
 /** How much shorter than the image a guarded file may be (see `Image.guardTailZone`). */
 const TAIL_SLACK = 512;
+
+/**
+ * Unaligned writes longer than this are split (partial head and tail bounced,
+ * the aligned middle passed as a view of the caller's buffer); shorter ones
+ * are copied whole into one bounce buffer and written at once.
+ */
+const SPLIT_MIN = 64 * 1024;
 
 /** Largest buffer of zeros `writeZeroes` writes at once (a 2 GiB zero write must not allocate 2 GiB). */
 const ZERO_CHUNK = 1024 * 1024;

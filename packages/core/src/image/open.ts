@@ -1,3 +1,4 @@
+import { refuseWritableOpen } from './capabilities.js';
 import { BlockError, isBlockError, retitle, type BlockErrorContext } from '../errors.js';
 import { checkOffset } from '../checks.js';
 import { checkCreateOptions, checkOpenOptions } from '../arguments.js';
@@ -142,6 +143,8 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
       driverOptions: ctx.depth === 0 ? options.driverOptions : undefined,
       openFile: (name, o) => openNamedFile(vfs, displayPath, absolute, name, o, options, ctx.readOnly),
     });
+    // A format that cannot write is refused for a writable open here, before its backing chain is opened.
+    refuseWritableOpen(driverImage, { path: displayPath, readOnly: ctx.readOnly });
     const ref = driverImage.backing;
     let backingPath: string | undefined;
     if (ref) {
