@@ -70,7 +70,7 @@ describe('a driver may answer for more than was asked: the core clamps', () => {
   async function open(calls: number[]) {
     const vfs = new MemoryVfs();
     vfs.put('/l.img', new Uint8Array(0));
-    return openImage('/l.img', { registry: new DriverRegistry([longRunDriver(size, runs, calls)]), vfs, format: 'longrun' });
+    return openImage('/l.img', { registry: new DriverRegistry([longRunDriver(size, runs, calls)]), vfs, format: 'longrun', readOnly: true });
   }
 
   it('status() and chainStatus() cut the run at the query; status(..., { whole: true }) keeps what the driver said', async () => {

@@ -76,12 +76,26 @@ class LengthImage implements DriverImage {
     await writeHeader(this.storage, 'LEN1', { size: this.size, backing: this.record });
   }
 
-  async read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void> {
-    await below(offset, into);
+  /** Bytes written since open, kept in memory only: this test format records nothing but its header. */
+  private readonly written = new Map<number, number>();
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    data.forEach((byte, i) => this.written.set(offset + i, byte));
   }
 
-  async blockStatus(_offset: number, length: number): Promise<BlockStatus> {
-    return { allocated: false, length };
+  async read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void> {
+    await below(offset, into);
+    for (let i = 0; i < into.length; i++) {
+      const byte = this.written.get(offset + i);
+      if (byte !== undefined) into[i] = byte;
+    }
+  }
+
+  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    const held = this.written.has(offset);
+    let n = 1;
+    while (n < length && this.written.has(offset + n) === held) n++;
+    return { allocated: held, length: n };
   }
 
   async flush(): Promise<void> {}
