@@ -8,7 +8,7 @@
  * costs tens of µs. Everything else (flush, size, locks, close) is the inner
  * storage's.
  */
-import type { FileAttributes, Storage, Vfs, VfsOpenOptions } from '@blk/core';
+import { FilterStorage, type FileAttributes, type Storage, type StorageCapabilities, type Vfs, type VfsOpenOptions } from '@blk/core';
 import { hostVfs } from './images.js';
 
 /** Requests at least this long use the thread pool. */
@@ -26,27 +26,24 @@ function hasPoolIo(storage: Storage): storage is Storage & PoolIo {
 }
 
 /** Sends large reads and writes of a storage to the thread pool; everything else is the storage's own. */
-class ThreadedStorage implements Storage {
-  /** Where the file's data and holes are: the inner storage's answer (convert skips holes with it). */
-  readonly extentAt: Storage['extentAt'];
-  /** Zeroing and hole punching (fallocate): the inner storage's, so that write-zeroes stays cheap. */
-  readonly zeroRange: Storage['zeroRange'];
+class ThreadedStorage extends FilterStorage {
   constructor(private readonly inner: Storage & PoolIo, private readonly min: number) {
-    this.extentAt = inner.extentAt?.bind(inner);
-    this.zeroRange = inner.zeroRange?.bind(inner);
+    super(inner);
   }
-  get path(): string { return this.inner.path; }
-  get readOnly(): boolean { return this.inner.readOnly; }
-  read(offset: number, into: Uint8Array): Promise<number> {
+  /**
+   * Reads and writes change threads, not content: the inner storage's extents (convert skips
+   * holes with them) and zeroing (fallocate, so that write-zeroes stays cheap) stay usable. No
+   * synchronous read (every read here may go to the pool) and no allocate, as before.
+   */
+  protected override filterCapabilities(below: StorageCapabilities): StorageCapabilities {
+    return { ...super.filterCapabilities(below), extents: below.extents, zeroRange: below.zeroRange };
+  }
+  override read(offset: number, into: Uint8Array): Promise<number> {
     return into.length >= this.min ? this.inner.readOnPool(offset, into) : this.inner.read(offset, into);
   }
-  write(offset: number, data: Uint8Array): Promise<void> {
-    return data.length >= this.min ? this.inner.writeOnPool(offset, data) : this.inner.write(offset, data);
+  override write(offset: number, data: Uint8Array): Promise<void> {
+    return data.length >= this.min ? this.inner.writeOnPool(offset, data) : super.write(offset, data);
   }
-  size(): Promise<number> { return this.inner.size(); }
-  truncate(size: number): Promise<void> { return this.inner.truncate(size); }
-  flush(): Promise<void> { return this.inner.flush(); }
-  close(): Promise<void> { return this.inner.close(); }
 }
 
 /** A Vfs whose storages send large reads and writes to the thread pool (when they can: NodeFileStorage). */

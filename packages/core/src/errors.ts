@@ -137,3 +137,67 @@ export function retitle(err: unknown, path: string): unknown {
   }
   return err;
 }
+
+/** An error as a system call would report it: errno name, Linux errno number and strerror(3) text. */
+export interface Errno {
+  /** `EIO`, `ENOSPC`, ... */
+  code: string;
+  /** The Linux number (NBD's error numbers are these for the codes it defines). */
+  errno: number;
+  /** strerror(3)'s text, as qemu-io prints it after `read failed: `. */
+  message: string;
+}
+
+const ERRNO_TABLE: Readonly<Record<string, readonly [number, string]>> = {
+  EPERM: [1, 'Operation not permitted'],
+  ENOENT: [2, 'No such file or directory'],
+  EIO: [5, 'Input/output error'],
+  ENXIO: [6, 'No such device or address'],
+  EBADF: [9, 'Bad file descriptor'],
+  EAGAIN: [11, 'Resource temporarily unavailable'],
+  ENOMEM: [12, 'Cannot allocate memory'],
+  EACCES: [13, 'Permission denied'],
+  EEXIST: [17, 'File exists'],
+  ENODEV: [19, 'No such device'],
+  ENOTDIR: [20, 'Not a directory'],
+  EISDIR: [21, 'Is a directory'],
+  EINVAL: [22, 'Invalid argument'],
+  EFBIG: [27, 'File too large'],
+  ENOSPC: [28, 'No space left on device'],
+  EROFS: [30, 'Read-only file system'],
+  EOVERFLOW: [75, 'Value too large for defined data type'],
+  ENOTSUP: [95, 'Operation not supported'],
+  ESHUTDOWN: [108, 'Cannot send after transport endpoint shutdown'],
+  EDQUOT: [122, 'Disk quota exceeded'],
+};
+
+/** The errno a BlockError of each kind stands for when its `code` does not say (QEMU's block layer choices). */
+const KIND_ERRNO: Partial<Record<BlockErrorKind, string>> = {
+  'out-of-range': 'EIO',
+  'invalid-argument': 'EINVAL',
+  'not-supported': 'ENOTSUP',
+  // qemu-io on an image opened read-only: "write failed: Permission denied".
+  'read-only': 'EACCES',
+  'probe-guard': 'EPERM',
+  closed: 'EBADF',
+};
+
+function errnoFor(code: string): Errno | undefined {
+  const entry = ERRNO_TABLE[code];
+  return entry === undefined ? undefined : { code, errno: entry[0], message: entry[1] };
+}
+
+/**
+ * The errno an error stands for, in one place for every front end (qemu-io's
+ * `read failed: Input/output error`, an NBD server's reply): a BlockError of a
+ * kind with a fixed meaning maps by kind; otherwise its `code` (or a system
+ * error's, e.g. Node's `code: 'ENOSPC'`) when known; anything else is EIO.
+ */
+export function errnoOf(err: unknown): Errno {
+  if (err instanceof BlockError) {
+    const byKind = KIND_ERRNO[err.kind];
+    if (byKind !== undefined) return errnoFor(byKind)!;
+  }
+  const code = typeof err === 'object' && err !== null && 'code' in err ? (err as { code: unknown }).code : undefined;
+  return (typeof code === 'string' ? errnoFor(code) : undefined) ?? errnoFor('EIO')!;
+}

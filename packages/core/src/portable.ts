@@ -17,5 +17,6 @@ export * from './image/open.js';
 export { MemoryFile, MemoryStorage } from './storage/memory-storage.js';
 export { MemoryVfs } from './storage/memory-vfs.js';
 export { ForwardingVfs } from './storage/forwarding-vfs.js';
+export { FilterStorage } from './storage/filter-storage.js';
 export { normalizePosix, resolvePosix, dirnamePosix } from './posix-path.js';
 export { invalidArgument } from './arguments.js';

@@ -1,6 +1,6 @@
 /** preallocate(): falloc and full on a storage that can reserve space, and one whose file system is too small. */
 import { describe, expect, it } from 'vitest';
-import { BlockError, MemoryFile, MemoryStorage, preallocate } from '@blk/core';
+import { BlockError, MemoryFile, MemoryStorage, preallocate, type StorageCapabilities } from '@blk/core';
 import { CountingStorage } from './fixtures/helpers.js';
 
 /** A storage whose file system holds `capacity` bytes: allocate beyond it fails with ENOSPC, as posix_fallocate does. */
@@ -9,7 +9,12 @@ class SmallDisk extends CountingStorage {
     super(new MemoryStorage(new MemoryFile(), '/disk.img'));
   }
 
-  async allocate(offset: number, length: number): Promise<void> {
+  /** This filter adds allocate (the memory storage below has none): it says so. */
+  protected override filterCapabilities(below: StorageCapabilities): StorageCapabilities {
+    return { ...super.filterCapabilities(below), allocate: true };
+  }
+
+  override async allocate(offset: number, length: number): Promise<void> {
     this.ops.push(`allocate ${offset}+${length}`);
     if (offset + length > this.capacity) {
       throw new BlockError('io', 'fallocate failed: ENOSPC: no space left on device', { path: this.path, code: 'ENOSPC', offset });

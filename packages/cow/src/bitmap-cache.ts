@@ -27,7 +27,7 @@
  * and a chunk is marked clean only if no bit changed since the bytes written
  * were copied (a per-chunk generation counter), so no bit is ever lost.
  */
-import { readZeroFilled, type CacheMode, type Storage } from '@blk/core';
+import { readZeroFilled, type CacheMode, type Storage, flushStorage, writeTo } from '@blk/core';
 
 export const DEFAULT_BITMAP_CACHE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_CHUNK_BYTES = 4096;
@@ -307,7 +307,7 @@ export class BitmapCache {
     const stop = Math.min(this.bitmapLength, Math.ceil(endBit / 8));
     if (stop <= start) return { data: true, end: start + 1 };
     const at = this.bitmapOffset + start;
-    const extent = this.storage.extentAt ? await this.storage.extentAt(at, stop - start) : undefined;
+    const extent = this.storage.capabilities.extents ? await this.storage.extentAt!(at, stop - start) : undefined;
     if (extent !== undefined) return { data: extent.data, end: Math.min(stop, start + extent.length) };
     // No extent information: only the part past the end of the storage is known to be a hole.
     const size = await this.storage.size();
@@ -419,7 +419,7 @@ export class BitmapCache {
     if (this.mode === 'writethrough') {
       // Bits in memory are set only after their data was flushed: the latest state may go out.
       await this.writeChunks([...this.chunks.values()].filter((c) => c.dirty));
-      await this.storage.flush();
+      await flushStorage(this.storage);
       return;
     }
     const snapshots: Snapshot[] = [];
@@ -433,12 +433,12 @@ export class BitmapCache {
       });
     }
     // Data first: every bit in the snapshots belongs to a data write that has completed; make it durable.
-    if (sync) await this.storage.flush();
+    if (sync) await flushStorage(this.storage);
     if (snapshots.length === 0) return;
     await settleAll(snapshots.map((s) => this.enqueue(s.chunk, async () => {
-      await this.storage.write(this.bitmapOffset + s.chunk.bitmapStart + s.start, s.bytes);
+      await writeTo(this.storage, this.bitmapOffset + s.chunk.bitmapStart + s.start, s.bytes);
     })));
-    if (sync) await this.storage.flush();
+    if (sync) await flushStorage(this.storage);
     for (const s of snapshots) {
       // A bit that changed after the snapshot is not on disk yet: keep the chunk dirty.
       if (s.chunk.generation === s.generation) s.chunk.markClean();
@@ -452,7 +452,7 @@ export class BitmapCache {
       const generation = chunk.generation;
       const start = chunk.dirtyStart;
       const bytes = chunk.bytes.slice(start, chunk.dirtyEnd);
-      await this.storage.write(this.bitmapOffset + chunk.bitmapStart + start, bytes);
+      await writeTo(this.storage, this.bitmapOffset + chunk.bitmapStart + start, bytes);
       if (chunk.generation === generation) chunk.markClean();
     });
   }

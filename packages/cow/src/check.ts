@@ -16,6 +16,7 @@
  * The backing chain (missing file, changed size or mtime) is the CLI's
  * check and no repair of the image itself can fix it.
  */
+import { flushStorage, truncateTo } from '@blk/core';
 import type { DriverCheckResult, RepairRequest, Storage } from '@blk/core';
 import type { BitmapCache } from './bitmap-cache.js';
 import type { CowLayout } from './layout.js';
@@ -67,7 +68,7 @@ export async function checkCow(target: CowCheckTarget, repair: RepairRequest): P
   if (outside > 0) {
     if (repair.corruptions) {
       const end = layout.dataOffset + (lastSet + 1) * SS;
-      await storage.truncate(end);
+      await truncateTo(storage, end);
       out.corruptionsFixed += outside;
       out.messages.push(`Repairing: extended the file to ${end} bytes, so that the ${outside} allocated sectors past its end `
         + 'lie inside it (they read as zeros, as before)');
@@ -81,7 +82,7 @@ export async function checkCow(target: CowCheckTarget, repair: RepairRequest): P
     const leaked = Math.ceil((fileSize - dataEnd) / SS);
     const what = `${fileSize - dataEnd} bytes past the end of the data area (offset ${dataEnd}), which nothing reads`;
     if (repair.leaks) {
-      await storage.truncate(dataEnd);
+      await truncateTo(storage, dataEnd);
       out.leaksFixed += leaked;
       out.messages.push(`Repairing: truncated the file to ${dataEnd} bytes, dropping ${what}`);
     } else {
@@ -104,6 +105,6 @@ export async function checkCow(target: CowCheckTarget, repair: RepairRequest): P
       out.messages.push(`Leaked: ${what}`);
     }
   }
-  if (out.corruptionsFixed + out.leaksFixed > 0) await storage.flush();
+  if (out.corruptionsFixed + out.leaksFixed > 0) await flushStorage(storage);
   return out;
 }

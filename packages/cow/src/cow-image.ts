@@ -7,7 +7,7 @@ import {
   BlockError, preallocate, readZeroFilled, supportedPreallocation,
   type BackingCheck, type BackingFacts, type CommitMarker, type BackingReference, type BackingSpec, type BlockDriver,
   type BlockStatus, type CacheMode, type DriverCapabilities, type DriverCheckResult,
-  type DriverImage, type ReadBelow, type ReadBelowSync, type RepairRequest, type ResizeOptions, type Storage,
+  type DriverImage, type ReadBelow, type ReadBelowSync, type RepairRequest, type ResizeOptions, type Storage, flushStorage, truncateTo, writeTo,
 } from '@blk/core';
 import { planAmend } from './amend.js';
 import { COMMIT_MARK_MTIME, checksBacking, compareBackingFacts, mtime32, recordedBackingSize, recordedMtime } from './backing.js';
@@ -155,7 +155,7 @@ export class CowImage implements DriverImage {
    */
   readSync(offset: number, into: Uint8Array, below: ReadBelowSync): boolean {
     const storage = this.storage;
-    if (this.closed || storage.readSync === undefined) return false;
+    if (this.closed || !storage.capabilities.syncRead) return false;
     const bitmap = this.bitmap;
     let sector = offset / SS;
     const end = sector + into.length / SS;
@@ -169,7 +169,7 @@ export class CowImage implements DriverImage {
       const part = at === 0 && bytes === into.length ? into : into.subarray(at, at + bytes);
       if (run > 0) {
         // Past EOF (a QEMU-created file ends after its bitmap): `read` zero-fills or reports it.
-        if (storage.readSync(dataOffset + sector * SS, part) !== bytes) return false;
+        if (storage.readSync!(dataOffset + sector * SS, part) !== bytes) return false;
       } else if (!below(sector * SS, part)) {
         return false;
       }
@@ -186,13 +186,13 @@ export class CowImage implements DriverImage {
     if (count === 0) return;
     this.checkTracked(first, count, 'write');
     // The data area is linear: the whole request is one write, before any bit.
-    await this.storage.write(this.layout.dataOffset + offset, data);
+    await writeTo(this.storage, this.layout.dataOffset + offset, data);
     if (this.cache === 'writethrough') {
-      await this.storage.flush();
+      await flushStorage(this.storage);
       const changed = await this.bitmap.setRange(first, count, true);
       if (changed.length > 0) {
         await this.bitmap.writeChunks(changed);
-        await this.storage.flush();
+        await flushStorage(this.storage);
       }
       return;
     }
@@ -219,7 +219,7 @@ export class CowImage implements DriverImage {
     const changed = await this.bitmap.setRange(first, count, false);
     if (this.cache === 'writethrough' && changed.length > 0) {
       await this.bitmap.writeChunks(changed);
-      await this.storage.flush();
+      await flushStorage(this.storage);
     }
   }
 
@@ -267,7 +267,7 @@ export class CowImage implements DriverImage {
     const newEnd = next.dataOffset + size;
     if (size > this.size && this.header.backingFile !== '' && await this.storage.size() > oldEnd) {
       // Bytes past the data area (nothing reads them) would show in the sectors a grow adds (see zeroGrownArea).
-      await this.storage.truncate(oldEnd);
+      await truncateTo(this.storage, oldEnd);
     }
     if (size > this.size && mode !== 'off') {
       // New bitmap bytes (all clear now) and, for falloc/full, the new part of the data area.
@@ -279,24 +279,24 @@ export class CowImage implements DriverImage {
         if (grownBitmapEnd > bitmapEnd) await preallocate(this.storage, bitmapEnd, grownBitmapEnd - bitmapEnd, 'full');
         if (mode === 'falloc' || mode === 'full') await preallocate(this.storage, oldEnd, newEnd - oldEnd, mode);
       } catch (err) {
-        if (await this.storage.size().catch(() => lengthBefore) > lengthBefore) await this.storage.truncate(lengthBefore).catch(() => undefined);
+        if (await this.storage.size().catch(() => lengthBefore) > lengthBefore) await truncateTo(this.storage, lengthBefore).catch(() => undefined);
         throw err;
       }
     }
     // The header must never name a bitmap longer than the file (QEMU's files end right after it).
     const newBitmapEnd = next.bitmapOffset + next.bitmapLength;
-    if (await this.storage.size() < newBitmapEnd) await this.storage.truncate(newBitmapEnd);
+    if (await this.storage.size() < newBitmapEnd) await truncateTo(this.storage, newBitmapEnd);
     if (size > this.size) await this.zeroGrownArea(old, next, size, options.backingSize);
-    if (sync) await this.storage.flush();
+    if (sync) await flushStorage(this.storage);
     const bytes = encodeHeader(plan.header, this.headerBytes.slice());
     await this.writeHeaderInTwoSteps(bytes);
     if (size < this.size) await clearPastEnd();
     const fileSize = await this.storage.size();
     // UML's files span the whole data area (as created); QEMU's end after the last written sector.
     if (fileSize > newEnd || (VARIANTS[this.header.variant].family === 'uml' && fileSize < newEnd)) {
-      await this.storage.truncate(newEnd);
+      await truncateTo(this.storage, newEnd);
     }
-    if (sync) await this.storage.flush();
+    if (sync) await flushStorage(this.storage);
     this.header = plan.header;
     this.headerBytes = bytes;
     this.layout = next;
@@ -319,7 +319,7 @@ export class CowImage implements DriverImage {
     const zeroEnd = Math.min(size, Math.ceil((backingSize ?? size) / SS) * SS);
     if (zeroEnd <= this.size) return;
     const dataEnd = next.dataOffset + zeroEnd;
-    if (await this.storage.size() < dataEnd) await this.storage.truncate(dataEnd);
+    if (await this.storage.size() < dataEnd) await truncateTo(this.storage, dataEnd);
     const fromBit = this.size / SS;
     await setBitRangeOnDisk(this.storage, next.bitmapOffset, fromBit, Math.min(next.trackedSectors, zeroEnd / SS));
   }
@@ -413,13 +413,13 @@ export class CowImage implements DriverImage {
     const sync = this.cache !== 'unsafe';
     const first = Math.floor(fieldOf(this.header.variant, 'mtime')!.offset / SS) * SS;
     const firstEnd = Math.min(first + SS, bytes.length);
-    await this.storage.write(first, bytes.subarray(first, firstEnd));
+    await writeTo(this.storage, first, bytes.subarray(first, firstEnd));
     if (first > 0 || firstEnd < bytes.length) {
-      if (sync) await this.storage.flush();
-      if (first > 0) await this.storage.write(0, bytes.subarray(0, first));
-      if (firstEnd < bytes.length) await this.storage.write(firstEnd, bytes.subarray(firstEnd));
+      if (sync) await flushStorage(this.storage);
+      if (first > 0) await writeTo(this.storage, 0, bytes.subarray(0, first));
+      if (firstEnd < bytes.length) await writeTo(this.storage, firstEnd, bytes.subarray(firstEnd));
     }
-    if (sync) await this.storage.flush();
+    if (sync) await flushStorage(this.storage);
   }
 
   info(): Record<string, unknown> {

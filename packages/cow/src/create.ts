@@ -5,7 +5,7 @@
  */
 import {
   BlockError, alignUp, preallocate, supportedPreallocation,
-  type DriverCreateOptions, type MeasureInput, type MeasureResult, type PreallocationMode, type Storage,
+  type DriverCreateOptions, type MeasureInput, type MeasureResult, type PreallocationMode, type Storage, truncateTo, writeTo,
 } from '@blk/core';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import { recordedBackingSize, recordedMtime } from './backing.js';
@@ -131,13 +131,13 @@ export async function createCow(storage: Storage, options: DriverCreateOptions):
       + `${detected.ok ? detected.variant : 'no valid layout'}; not writing it`, 'variant');
   }
   // The bitmap must start all clear: drop anything the storage held.
-  await storage.truncate(0);
-  await storage.write(0, bytes);
+  await truncateTo(storage, 0);
+  await writeTo(storage, 0, bytes);
   // Holes, not written zeros: the bitmap and data area are sparse until used (unless preallocated).
-  await storage.truncate(length);
+  await truncateTo(storage, length);
   if (preallocation === 'metadata') await preallocate(storage, bytes.length, layout.dataOffset - bytes.length, 'full');
   if (preallocation === 'falloc' || preallocation === 'full') {
     await preallocate(storage, bytes.length, layout.dataOffset + size - bytes.length, preallocation);
-    await storage.truncate(layout.dataOffset + size);
+    await truncateTo(storage, layout.dataOffset + size);
   }
 }

@@ -6,7 +6,7 @@
  * stays where it is (QEMU's old cow driver could not resize at all; a copy
  * with `convert` handles every other case).
  */
-import { BlockError, type Storage } from '@blk/core';
+import { BlockError, type Storage, writeTo } from '@blk/core';
 import type { CowHeader } from './codec.js';
 import { computeLayout, type CowLayout } from './layout.js';
 import { COW_SECTOR_SIZE, VARIANTS } from './variants.js';
@@ -124,7 +124,7 @@ export async function setBitsOnDisk(storage: Storage, bitmapOffset: number, from
         changed = true;
       }
     }
-    if (changed) await storage.write(bitmapOffset + byte, buf.subarray(0, got));
+    if (changed) await writeTo(storage, bitmapOffset + byte, buf.subarray(0, got));
   }
   return count;
 }
@@ -143,6 +143,6 @@ export async function setBitRangeOnDisk(storage: Storage, bitmapOffset: number, 
       }
       for (let bit = 0; bit < 8; bit++) if (first + bit >= fromBit && first + bit < toBit) buf[i]! |= 1 << bit;
     }
-    await storage.write(bitmapOffset + byte, buf);
+    await writeTo(storage, bitmapOffset + byte, buf);
   }
 }

@@ -1,6 +1,6 @@
 /** Shared fixtures for the cow tests: storages that count, record or reorder I/O, and file builders. */
 import { createHash } from 'node:crypto';
-import { MemoryFile, MemoryStorage, type BackingSpec, type CacheMode, type Storage } from '@blk/core';
+import { FilterStorage, MemoryFile, MemoryStorage, type BackingSpec, type CacheMode, type Storage } from '@blk/core';
 import { cowDriver, type CowImage, type CowVariant } from '../src/index.js';
 
 export const MiB = 1024 * 1024;
@@ -83,29 +83,27 @@ export type IoEvent =
   | { op: 'truncate'; size: number };
 
 /** Passes everything through to `inner` and records each call. */
-export class RecordingStorage implements Storage {
+export class RecordingStorage extends FilterStorage {
   readonly events: IoEvent[] = [];
-  constructor(readonly inner: Storage) {}
-  get path(): string { return this.inner.path; }
-  get readOnly(): boolean { return this.inner.readOnly; }
-  read(offset: number, into: Uint8Array): Promise<number> {
+  constructor(readonly inner: Storage) {
+    super(inner);
+  }
+  override read(offset: number, into: Uint8Array): Promise<number> {
     this.events.push({ op: 'read', offset, length: into.length });
-    return this.inner.read(offset, into);
+    return super.read(offset, into);
   }
-  write(offset: number, data: Uint8Array): Promise<void> {
+  override write(offset: number, data: Uint8Array): Promise<void> {
     this.events.push({ op: 'write', offset, length: data.length });
-    return this.inner.write(offset, data);
+    return super.write(offset, data);
   }
-  size(): Promise<number> { return this.inner.size(); }
-  truncate(size: number): Promise<void> {
+  override truncate(size: number): Promise<void> {
     this.events.push({ op: 'truncate', size });
-    return this.inner.truncate(size);
+    return super.truncate(size);
   }
-  flush(): Promise<void> {
+  override flush(): Promise<void> {
     this.events.push({ op: 'flush' });
-    return this.inner.flush();
+    return super.flush();
   }
-  close(): Promise<void> { return this.inner.close(); }
   count(op: IoEvent['op']): number {
     return this.events.filter((e) => e.op === op).length;
   }
@@ -122,26 +120,21 @@ export class RecordingStorage implements Storage {
  * the unflushed writes that `survives` picks (any subset may reach the platter,
  * in any order).
  */
-export class CrashStorage implements Storage {
-  readonly readOnly = false;
+export class CrashStorage extends FilterStorage {
   private readonly initial: Uint8Array;
   readonly log: Array<{ op: 'write'; offset: number; data: Uint8Array } | { op: 'flush' }> = [];
-  private readonly live: MemoryStorage;
-  constructor(readonly file: MemoryFile, readonly path = 'crash.cow') {
+  constructor(readonly file: MemoryFile, path = 'crash.cow') {
+    super(new MemoryStorage(file, path));
     this.initial = file.snapshot();
-    this.live = new MemoryStorage(file, path);
   }
-  read(offset: number, into: Uint8Array): Promise<number> { return this.live.read(offset, into); }
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    await this.live.write(offset, data);
+  override async write(offset: number, data: Uint8Array): Promise<void> {
+    await super.write(offset, data);
     this.log.push({ op: 'write', offset, data: data.slice() });
   }
-  size(): Promise<number> { return this.live.size(); }
-  truncate(): Promise<void> { throw new Error('CrashStorage does not model truncate'); }
-  async flush(): Promise<void> {
+  override truncate(): Promise<void> { throw new Error('CrashStorage does not model truncate'); }
+  override async flush(): Promise<void> {
     this.log.push({ op: 'flush' });
   }
-  close(): Promise<void> { return this.live.close(); }
   crashImage(at: number, survives: (index: number) => boolean): MemoryFile {
     const out = new MemoryFile(this.initial);
     out.truncate(this.file.length);

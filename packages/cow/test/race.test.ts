@@ -7,27 +7,24 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MemoryFile, MemoryStorage, type CacheMode, type Storage } from '@blk/core';
+import { FilterStorage, MemoryFile, MemoryStorage, type CacheMode, type Storage } from '@blk/core';
 import { MiB, SS, createFile, openFile, pattern, sameBytes } from './helpers.js';
 
 /** Every read, write and flush completes when the scheduler says; writes take effect at completion. */
-class ScheduledStorage implements Storage {
-  readonly readOnly = false;
-  constructor(private readonly inner: MemoryStorage, private readonly s: fc.Scheduler) {}
-  get path(): string { return this.inner.path; }
-  read(offset: number, into: Uint8Array): Promise<number> {
-    return this.s.schedule(Promise.resolve(), `read ${offset}+${into.length}`).then(() => this.inner.read(offset, into));
+class ScheduledStorage extends FilterStorage {
+  constructor(inner: MemoryStorage, private readonly s: fc.Scheduler) {
+    super(inner);
   }
-  write(offset: number, data: Uint8Array): Promise<void> {
+  override read(offset: number, into: Uint8Array): Promise<number> {
+    return this.s.schedule(Promise.resolve(), `read ${offset}+${into.length}`).then(() => super.read(offset, into));
+  }
+  override write(offset: number, data: Uint8Array): Promise<void> {
     const copy = data.slice();
-    return this.s.schedule(Promise.resolve(), `write ${offset}+${data.length}`).then(() => this.inner.write(offset, copy));
+    return this.s.schedule(Promise.resolve(), `write ${offset}+${data.length}`).then(() => super.write(offset, copy));
   }
-  flush(): Promise<void> {
-    return this.s.schedule(Promise.resolve(), 'flush').then(() => this.inner.flush());
+  override flush(): Promise<void> {
+    return this.s.schedule(Promise.resolve(), 'flush').then(() => super.flush());
   }
-  size(): Promise<number> { return this.inner.size(); }
-  truncate(size: number): Promise<void> { return this.inner.truncate(size); }
-  close(): Promise<void> { return this.inner.close(); }
 }
 
 // 48 MiB = 98304 sectors = 12288 bitmap bytes = three 4 KiB chunks (32768 sectors each).

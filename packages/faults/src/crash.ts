@@ -1,5 +1,5 @@
 import {
-  ForwardingVfs, MemoryFile, MemoryVfs,
+  FilterStorage, ForwardingVfs, MemoryFile, MemoryVfs,
   type FileStat, type MemoryStorage, type Storage, type Vfs, type VfsOpenOptions,
 } from '@blk/core';
 import { SparseBytes } from './sparse.js';
@@ -392,17 +392,12 @@ export class CrashSimVfs extends ForwardingVfs {
 }
 
 /** A storage of a `CrashSimVfs`: forwards to memory and logs every change. */
-export class CrashStorage implements Storage {
-  constructor(private readonly vfs: CrashSimVfs, private readonly storage: MemoryStorage, readonly inode: number) {}
-
-  get path(): string { return this.storage.path; }
-  get readOnly(): boolean { return this.storage.readOnly; }
-
-  read(offset: number, into: Uint8Array): Promise<number> {
-    return this.storage.read(offset, into);
+export class CrashStorage extends FilterStorage {
+  constructor(private readonly vfs: CrashSimVfs, private readonly storage: MemoryStorage, readonly inode: number) {
+    super(storage);
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  override async write(offset: number, data: Uint8Array): Promise<void> {
     await this.storage.write(offset, data);
     if (data.length === 0) return;
     const file = this.storage.file;
@@ -419,21 +414,13 @@ export class CrashStorage implements Storage {
     await this.vfs.emit({ type: 'write', inode: this.inode, offset, length: data.length, pieces, mtimeSec: file.mtimeSec });
   }
 
-  size(): Promise<number> {
-    return this.storage.size();
-  }
-
-  async truncate(size: number): Promise<void> {
+  override async truncate(size: number): Promise<void> {
     await this.storage.truncate(size);
     await this.vfs.emit({ type: 'truncate', inode: this.inode, size, mtimeSec: this.storage.file.mtimeSec });
   }
 
-  async flush(): Promise<void> {
+  override async flush(): Promise<void> {
     await this.storage.flush();
     await this.vfs.emit({ type: 'flush', inode: this.inode });
-  }
-
-  close(): Promise<void> {
-    return this.storage.close();
   }
 }

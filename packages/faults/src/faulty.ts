@@ -1,4 +1,4 @@
-import { BlockError, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
+import { BlockError, FilterStorage, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
 import { Rng } from './rng.js';
 
 /** The calls a `FaultyVfs` counts and can fail. */
@@ -145,15 +145,17 @@ export class FaultyVfs implements Vfs {
 }
 
 /** A storage of a `FaultyVfs` (or stand-alone over any storage with `FaultyVfs.wrap`). */
-export class FaultyStorage implements Storage {
+export class FaultyStorage extends FilterStorage {
   private closed = false;
 
-  constructor(private readonly owner: FaultyVfs, readonly inner: Storage) {}
+  constructor(private readonly owner: FaultyVfs, inner: Storage) {
+    super(inner);
+  }
 
-  get path(): string { return this.inner.path; }
-  get readOnly(): boolean { return this.inner.readOnly; }
+  /** The storage faults are injected in front of. */
+  get inner(): Storage { return this.next; }
 
-  async read(offset: number, into: Uint8Array): Promise<number> {
+  override async read(offset: number, into: Uint8Array): Promise<number> {
     const fault = this.owner.tick('read', this.path);
     if (fault === undefined) return this.inner.read(offset, into);
     this.owner.record('read', fault, this.path, offset);
@@ -164,36 +166,36 @@ export class FaultyStorage implements Storage {
     return n;
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  override async write(offset: number, data: Uint8Array): Promise<void> {
     const fault = this.owner.tick('write', this.path);
-    if (fault === undefined) return this.inner.write(offset, data);
+    if (fault === undefined) return super.write(offset, data);
     this.owner.record('write', fault, this.path, offset);
     if (fault === 'short-write' && data.length > 0) {
       // File systems allocate whole blocks: the stored prefix ends on a 512-byte boundary of the file.
       const cut = this.owner.rng.int(data.length);
       const n = Math.max(0, Math.min(data.length, Math.floor((offset + cut) / 512) * 512 - offset));
-      if (n > 0) await this.inner.write(offset, data.subarray(0, n));
+      if (n > 0) await super.write(offset, data.subarray(0, n));
       throw faultError('ENOSPC', 'write', this.path, offset + n, `short write (${n} of ${data.length} bytes)`);
     }
     throw faultError(fault === 'ENOSPC' ? 'ENOSPC' : 'EIO', 'write', this.path, offset);
   }
 
-  async size(): Promise<number> {
+  override async size(): Promise<number> {
     this.simple('size');
-    return this.inner.size();
+    return super.size();
   }
 
-  async truncate(size: number): Promise<void> {
+  override async truncate(size: number): Promise<void> {
     this.simple('truncate');
-    return this.inner.truncate(size);
+    return super.truncate(size);
   }
 
-  async flush(): Promise<void> {
+  override async flush(): Promise<void> {
     this.simple('flush');
-    return this.inner.flush();
+    return super.flush();
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     const fault = this.owner.tick('close', this.path);
     if (!this.closed) {
       this.closed = true;

@@ -1,4 +1,4 @@
-import { ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
+import { FilterStorage, ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
 
 /** Thrown (and recorded) when a driver breaks a `GuardedStorage` rule. Deliberately not a BlockError. */
 export class GuardViolation extends Error {
@@ -31,14 +31,16 @@ export interface GuardStats {
  * A storage wrapper for fuzzing: checks that every access stays inside the
  * file and below a size bound, and counts what was read.
  */
-export class GuardedStorage implements Storage {
-  constructor(readonly inner: Storage, private readonly options: GuardOptions = {},
-    readonly stats: GuardStats = { reads: 0, bytesRead: 0, largestRead: 0, violations: [] }) {}
+export class GuardedStorage extends FilterStorage {
+  constructor(inner: Storage, private readonly options: GuardOptions = {},
+    readonly stats: GuardStats = { reads: 0, bytesRead: 0, largestRead: 0, violations: [] }) {
+    super(inner);
+  }
 
-  get path(): string { return this.inner.path; }
-  get readOnly(): boolean { return this.inner.readOnly; }
+  /** The guarded storage. */
+  get inner(): Storage { return this.next; }
 
-  async read(offset: number, into: Uint8Array): Promise<number> {
+  override async read(offset: number, into: Uint8Array): Promise<number> {
     const max = this.options.maxTransfer ?? 16 * 1024 * 1024;
     if (into.length > max) this.violate(`read of ${into.length} bytes at ${offset} exceeds ${max}`);
     if (!Number.isSafeInteger(offset) || offset < 0) this.violate(`read at bad offset ${offset}`);
@@ -53,20 +55,15 @@ export class GuardedStorage implements Storage {
     return n;
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  override async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.options.forbidWrites ?? true) this.violate(`write of ${data.length} bytes at ${offset}`);
-    return this.inner.write(offset, data);
+    return super.write(offset, data);
   }
 
-  size(): Promise<number> { return this.inner.size(); }
-
-  async truncate(size: number): Promise<void> {
+  override async truncate(size: number): Promise<void> {
     if (this.options.forbidWrites ?? true) this.violate(`truncate to ${size}`);
-    return this.inner.truncate(size);
+    return super.truncate(size);
   }
-
-  flush(): Promise<void> { return this.inner.flush(); }
-  close(): Promise<void> { return this.inner.close(); }
 
   private violate(message: string): never {
     const text = `${this.path}: ${message}`;

@@ -1,4 +1,4 @@
-import { ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
+import { FilterStorage, ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
 
 export type StorageCall = 'read' | 'write' | 'flush' | 'truncate' | 'size' | 'close';
 
@@ -27,11 +27,10 @@ export class HookedVfs extends ForwardingVfs {
 
 }
 
-class HookedStorage implements Storage {
-  constructor(private readonly vfs: HookedVfs, private readonly inner: Storage) {}
-
-  get path(): string { return this.inner.path; }
-  get readOnly(): boolean { return this.inner.readOnly; }
+class HookedStorage extends FilterStorage {
+  constructor(private readonly vfs: HookedVfs, inner: Storage) {
+    super(inner);
+  }
 
   private async around<T>(call: StorageCall, offset: number | undefined, length: number | undefined, fn: () => Promise<T>): Promise<T> {
     if (!this.vfs.enabled) return fn();
@@ -41,16 +40,16 @@ class HookedStorage implements Storage {
     return result;
   }
 
-  read(offset: number, into: Uint8Array): Promise<number> {
-    return this.around('read', offset, into.length, () => this.inner.read(offset, into));
+  override read(offset: number, into: Uint8Array): Promise<number> {
+    return this.around('read', offset, into.length, () => super.read(offset, into));
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
-    return this.around('write', offset, data.length, () => this.inner.write(offset, data));
+  override write(offset: number, data: Uint8Array): Promise<void> {
+    return this.around('write', offset, data.length, () => super.write(offset, data));
   }
 
-  size(): Promise<number> { return this.around('size', undefined, undefined, () => this.inner.size()); }
-  truncate(size: number): Promise<void> { return this.around('truncate', size, undefined, () => this.inner.truncate(size)); }
-  flush(): Promise<void> { return this.around('flush', undefined, undefined, () => this.inner.flush()); }
-  close(): Promise<void> { return this.around('close', undefined, undefined, () => this.inner.close()); }
+  override size(): Promise<number> { return this.around('size', undefined, undefined, () => super.size()); }
+  override truncate(size: number): Promise<void> { return this.around('truncate', size, undefined, () => super.truncate(size)); }
+  override flush(): Promise<void> { return this.around('flush', undefined, undefined, () => super.flush()); }
+  override close(): Promise<void> { return this.around('close', undefined, undefined, () => super.close()); }
 }

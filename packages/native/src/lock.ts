@@ -17,7 +17,7 @@
  *   `BLK_LOCK=require` makes a missing addon an error.
  */
 import * as fs from 'node:fs';
-import { BlockError, ForwardingVfs, type Storage, type VfsOpenOptions } from '@blk/core';
+import { BlockError, FilterStorage, ForwardingVfs, truncateTo, type Storage, type VfsOpenOptions } from '@blk/core';
 import { addonLoadError, addonRebuildMayHelp, loadAddon } from './addon.js';
 
 export type LockMode = 'exclusive' | 'shared';
@@ -182,28 +182,14 @@ function warnIfWritten(storage: Storage, onWarning: ((message: string) => void) 
   else process.emitWarning(message, { code: 'BLK_FORCE_SHARE' });
 }
 
-class LockedStorage implements Storage {
-  constructor(private readonly inner: Storage, private readonly lockFd: number) {
-    this.readSync = inner.readSync?.bind(inner);
-    this.extentAt = inner.extentAt?.bind(inner);
-    this.allocate = inner.allocate?.bind(inner);
-    this.zeroRange = inner.zeroRange?.bind(inner);
+/** A storage with a lock held on a descriptor of its own, released on close; everything else is the storage's. */
+class LockedStorage extends FilterStorage {
+  constructor(inner: Storage, private readonly lockFd: number) {
+    super(inner);
   }
-  get path(): string { return this.inner.path; }
-  get readOnly(): boolean { return this.inner.readOnly; }
-  /** The inner storage's synchronous read and extent query, when it has them. */
-  readonly readSync: Storage['readSync'];
-  readonly extentAt: Storage['extentAt'];
-  readonly allocate: Storage['allocate'];
-  readonly zeroRange: Storage['zeroRange'];
-  read(offset: number, into: Uint8Array): Promise<number> { return this.inner.read(offset, into); }
-  write(offset: number, data: Uint8Array): Promise<void> { return this.inner.write(offset, data); }
-  size(): Promise<number> { return this.inner.size(); }
-  truncate(size: number): Promise<void> { return this.inner.truncate(size); }
-  flush(): Promise<void> { return this.inner.flush(); }
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     try {
-      await this.inner.close();
+      await super.close();
     } finally {
       fs.closeSync(this.lockFd);
     }
@@ -227,7 +213,7 @@ export class LockingVfs extends ForwardingVfs {
         return storage;
       }
       const locked = lockStorage(storage);
-      if (truncate) await locked.truncate(0);
+      if (truncate) await truncateTo(locked, 0);
       return locked;
     } catch (err) {
       await storage.close().catch(() => undefined);

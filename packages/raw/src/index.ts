@@ -2,7 +2,7 @@ import {
   BlockError, alignUp, invalidArgument, preallocate, readZeroFilled, supportedPreallocation,
   type BlockDriver, type BlockStatus, type DriverCapabilities, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
   type MeasureInput, type MeasureResult, type PreallocationMode, type ReadBelow, type ReadBelowSync, type ResizeOptions,
-  type Storage,
+  type Storage, flushStorage, truncateTo, writeTo,
 } from '@blk/core';
 
 /** What preallocation means for raw: the file is all data, so there is no metadata to preallocate (as QEMU). */
@@ -18,12 +18,12 @@ async function growFile(storage: Storage, from: number, to: number, mode: Preall
     try {
       await preallocate(storage, from, to - from, mode);
     } catch (err) {
-      await storage.truncate(from).catch(() => undefined);
+      await truncateTo(storage, from).catch(() => undefined);
       throw err;
     }
   }
   // After preallocation too: a file system that reserved rounded-up blocks must still end at `to`.
-  await storage.truncate(to);
+  await truncateTo(storage, to);
 }
 
 /** QEMU's BDRV_SECTOR_SIZE: the unit raw images' sizes are counted in. */
@@ -110,15 +110,15 @@ class RawImage implements DriverImage {
    * (a hole reads zeros: discard 'zero', at any byte, the file system zeroing
    * partial blocks); elsewhere zeroes come from the core's buffer and discard
    * writes zeros (it still reads zeros). Allocation is reported only where the
-   * storage knows its holes (`extentAt`).
+   * storage knows its holes (`capabilities.extents`).
    */
   readonly capabilities: DriverCapabilities;
 
   constructor(private readonly storage: Storage, public size: number, private readonly readOnly: boolean) {
     this.capabilities = {
-      writeZeroes: storage.zeroRange ? 'native' : 'emulated',
+      writeZeroes: storage.capabilities.zeroRange ? 'native' : 'emulated',
       discard: 'zero',
-      blockStatus: storage.extentAt !== undefined,
+      blockStatus: storage.capabilities.extents,
       limits: { discardAlignment: 1 },
     };
   }
@@ -139,8 +139,8 @@ class RawImage implements DriverImage {
     const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, { path: this.storage.path, driver: 'raw' });
     const from = await this.storage.size();
     if (size > from) await growFile(this.storage, from, size, mode);
-    else await this.storage.truncate(size);
-    await this.storage.flush();
+    else await truncateTo(this.storage, size);
+    await flushStorage(this.storage);
     // The file is as long as asked (as qemu-img resize leaves it); the disk is whole sectors.
     this.size = wholeSectors(size);
   }
@@ -152,22 +152,22 @@ class RawImage implements DriverImage {
 
   readSync(offset: number, into: Uint8Array, _below: ReadBelowSync): boolean {
     const storage = this.storage;
-    if (storage.readSync === undefined) return false;
+    if (!storage.capabilities.syncRead) return false;
     // A short read (the file shrank): `read` zero-fills or reports it.
-    return storage.readSync(offset, into) === into.length;
+    return storage.readSync!(offset, into) === into.length;
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    await this.storage.write(offset, data);
+    await writeTo(this.storage, offset, data);
   }
 
   /** fallocate(2) where the storage offers it: a hole with mayUnmap, zeroed blocks otherwise (as QEMU's file-posix). */
   async writeZeroes(offset: number, length: number, { mayUnmap }: { mayUnmap: boolean }): Promise<boolean> {
-    if (!this.storage.zeroRange) return false;
-    const done = await this.storage.zeroRange(offset, length, mayUnmap);
+    if (!this.storage.capabilities.zeroRange) return false;
+    const done = await this.storage.zeroRange!(offset, length, mayUnmap);
     // Zeros written into the partial last sector, past the end of the file, extend it to their end
     // (as QEMU's fallocate(FALLOC_FL_ZERO_RANGE) does; a discard keeps the size).
-    if (done && !mayUnmap && offset + length > await this.storage.size()) await this.storage.truncate(offset + length);
+    if (done && !mayUnmap && offset + length > await this.storage.size()) await truncateTo(this.storage, offset + length);
     return done;
   }
 
@@ -177,16 +177,16 @@ class RawImage implements DriverImage {
    * backing file. Where the file system cannot punch holes, zeros are written.
    */
   async discard(offset: number, length: number): Promise<void> {
-    if (this.storage.zeroRange && await this.storage.zeroRange(offset, length, true)) return;
+    if (this.storage.capabilities.zeroRange && await this.storage.zeroRange!(offset, length, true)) return;
     const zeros = new Uint8Array(Math.min(length, DISCARD_CHUNK));
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
-      await this.storage.write(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n));
+      await writeTo(this.storage, offset + done, n === zeros.length ? zeros : zeros.subarray(0, n));
     }
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
-    const extent = this.storage.extentAt ? await this.storage.extentAt(offset, length) : undefined;
+    const extent = this.storage.capabilities.extents ? await this.storage.extentAt!(offset, length) : undefined;
     // A storage answer outside (0, length] says nothing we could use: count the run as data.
     // As QEMU's file driver: every byte is allocated (a raw image has nothing below it), at
     // its own offset; a hole is not data and reads as zeros, stored bytes are data.
@@ -199,7 +199,7 @@ class RawImage implements DriverImage {
   }
 
   async flush(): Promise<void> {
-    if (!this.readOnly) await this.storage.flush();
+    if (!this.readOnly) await flushStorage(this.storage);
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-import { ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
+import { FilterStorage, ForwardingVfs, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
 import type { Scheduler } from 'fast-check';
 
 export interface ScheduledStorageOptions {
@@ -23,45 +23,39 @@ export interface ScheduledStorageOptions {
  * lands (the strictest storage a driver can meet; a driver must not rely on
  * the opposite).
  */
-export class ScheduledStorage implements Storage {
+export class ScheduledStorage extends FilterStorage {
   private readonly delayCompletion: boolean;
 
-  constructor(readonly inner: Storage, private readonly scheduler: Scheduler,
+  constructor(inner: Storage, private readonly scheduler: Scheduler,
     options: ScheduledStorageOptions = {}) {
+    super(inner);
     this.delayCompletion = options.delayCompletion ?? true;
   }
 
-  get path(): string {
-    return this.inner.path;
+  /** The storage whose operations are scheduled. */
+  get inner(): Storage {
+    return this.next;
   }
 
-  get readOnly(): boolean {
-    return this.inner.readOnly;
+  override read(offset: number, into: Uint8Array): Promise<number> {
+    return this.op(`read ${offset}+${into.length}`, () => super.read(offset, into));
   }
 
-  read(offset: number, into: Uint8Array): Promise<number> {
-    return this.op(`read ${offset}+${into.length}`, () => this.inner.read(offset, into));
-  }
-
-  write(offset: number, data: Uint8Array): Promise<void> {
+  override write(offset: number, data: Uint8Array): Promise<void> {
     const copy = data.slice();
-    return this.op(`write ${offset}+${data.length}`, () => this.inner.write(offset, copy));
+    return this.op(`write ${offset}+${data.length}`, () => super.write(offset, copy));
   }
 
-  size(): Promise<number> {
-    return this.op('size', () => this.inner.size());
+  override size(): Promise<number> {
+    return this.op('size', () => super.size());
   }
 
-  truncate(size: number): Promise<void> {
-    return this.op(`truncate ${size}`, () => this.inner.truncate(size));
+  override truncate(size: number): Promise<void> {
+    return this.op(`truncate ${size}`, () => super.truncate(size));
   }
 
-  flush(): Promise<void> {
-    return this.op('flush', () => this.inner.flush());
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
+  override flush(): Promise<void> {
+    return this.op('flush', () => super.flush());
   }
 
   private async op<T>(what: string, run: () => Promise<T>): Promise<T> {
@@ -83,13 +77,4 @@ export class ScheduledVfs extends ForwardingVfs {
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     return new ScheduledStorage(await this.inner.open(path, options), this.scheduler, this.options);
   }
-
-
-
-
-
-
-
-
-
 }

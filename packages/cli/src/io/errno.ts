@@ -1,37 +1,7 @@
-/** The errno text qemu-io prints after `read failed: ` and friends, as strerror() would. */
-import { isBlockError } from '@blk/core';
-
-const ERRNO: Record<string, string> = {
-  EIO: 'Input/output error',
-  ENOSPC: 'No space left on device',
-  EACCES: 'Permission denied',
-  EPERM: 'Operation not permitted',
-  EROFS: 'Read-only file system',
-  ENOENT: 'No such file or directory',
-  EINVAL: 'Invalid argument',
-  EFBIG: 'File too large',
-  EDQUOT: 'Disk quota exceeded',
-  EBADF: 'Bad file descriptor',
-  ENOMEM: 'Cannot allocate memory',
-};
-
-function errnoText(code: string | undefined): string {
-  return (code !== undefined && ERRNO[code]) || 'Input/output error';
-}
+/** The errno text qemu-io prints after `read failed: ` and friends, as strerror() would: core's one mapping. */
+import { errnoOf } from '@blk/core';
 
 /** errno text for a failed request: a BlockError's kind, else its (or a Node error's) errno code. */
 export function strerror(err: unknown): string {
-  if (isBlockError(err)) {
-    switch (err.kind) {
-      case 'out-of-range': return 'Input/output error';
-      case 'invalid-argument': return 'Invalid argument';
-      case 'not-supported': return 'Operation not supported';
-      case 'read-only': return 'Permission denied';
-      case 'probe-guard': return 'Operation not permitted';
-      case 'closed': return 'Bad file descriptor';
-      default: return errnoText(err.code);
-    }
-  }
-  const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
-  return errnoText(code);
+  return errnoOf(err).message;
 }

@@ -33,7 +33,7 @@
  * mark into a header), and a plain `blk commit` of the top does not take a
  * commit -b journal for its own (it names another backing file).
  */
-import { exactBackingPath, gatherBackingFacts, type BackingFacts, type BackingSpec, type Image } from '@blk/core';
+import { exactBackingPath, gatherBackingFacts, type BackingFacts, type BackingSpec, type Image, flushStorage, truncateTo } from '@blk/core';
 import {
   cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, openBackingOf, rulesIn, jobChunk, jobVfs, openOn, progressOf,
 } from './common.js';
@@ -179,8 +179,8 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       target = undefined;
       const storage = await vfs.open(basePath, { readOnly: false });
       try {
-        await storage.truncate(top.size);
-        await storage.flush();
+        await truncateTo(storage, top.size);
+        await flushStorage(storage);
       } finally {
         await storage.close();
       }

@@ -18,7 +18,7 @@
  *
  * Everything goes through the job's Vfs, so the crash tests cover it too.
  */
-import { BlockError, isBlockError, type BackingFacts, type Vfs } from '@blk/core';
+import { BlockError, isBlockError, type BackingFacts, type Vfs, flushStorage, writeTo } from '@blk/core';
 
 /** Appended to the overlay's real path: `disk.cow.blk-commit`. */
 export const JOURNAL_SUFFIX = '.blk-commit';
@@ -142,8 +142,8 @@ export async function writeJournal(vfs: Vfs, files: CommitFiles, facts: BackingF
       + '(a directory?); move it away to commit', { path: where });
   }
   try {
-    await storage.write(0, bytes);
-    await storage.flush();
+    await writeTo(storage, 0, bytes);
+    await flushStorage(storage);
   } finally {
     await storage.close();
   }

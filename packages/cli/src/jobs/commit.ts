@@ -30,7 +30,7 @@
  *
  * Every file-system action goes through the job's Vfs.
  */
-import { exactBackingPath, gatherBackingFacts, isBlockError, type BackingFacts, type BackingSpec, type Image } from '@blk/core';
+import { exactBackingPath, gatherBackingFacts, isBlockError, type BackingFacts, type BackingSpec, type Image, flushStorage, truncateTo } from '@blk/core';
 import {
   cacheVfs, chainFiles, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, jobVfs, openBackingOf, openOn,
   progressOf, refuseTargetInChain, type JobOptions,
@@ -185,8 +185,8 @@ export async function commitImage(file: string, options: CommitOptions = {}): Pr
       base = undefined;
       const storage = await vfs.open(backingPath, { readOnly: false });
       try {
-        await storage.truncate(top.size);
-        await storage.flush();
+        await truncateTo(storage, top.size);
+        await flushStorage(storage);
       } finally {
         await storage.close();
       }

@@ -3,7 +3,7 @@
  * Vfs with the CLI's backing policy, and the copy loop's helpers. Nothing here
  * touches node:fs or node:path: every file-system action goes through a Vfs.
  */
-import { BlockError, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
+import { BlockError, FilterStorage, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
 import { hostVfs, openImage } from '../images.js';
 import { backingDevicesAllowed } from '../backing-devices.js';
 
@@ -315,21 +315,14 @@ export function cacheVfs(vfs: Vfs, options: JobOptions): Vfs {
   return wrapped;
 }
 
+/** A storage whose flush() does nothing (-t unsafe); everything else is the storage's own. */
+class UnflushedStorage extends FilterStorage {
+  override async flush(): Promise<void> { /* -t unsafe: never flush. */ }
+}
+
 /** `storage` whose flush() does nothing; reads, readSync, extentAt and zeroRange are the storage's own. */
 function unflushed(storage: Storage): Storage {
-  return {
-    get path() { return storage.path; },
-    get readOnly() { return storage.readOnly; },
-    readSync: storage.readSync?.bind(storage),
-    extentAt: storage.extentAt?.bind(storage),
-    zeroRange: storage.zeroRange?.bind(storage),
-    read: (offset, into) => storage.read(offset, into),
-    write: (offset, data) => storage.write(offset, data),
-    size: () => storage.size(),
-    truncate: (size) => storage.truncate(size),
-    flush: async () => { /* -t unsafe: never flush. */ },
-    close: () => storage.close(),
-  } satisfies Storage;
+  return new UnflushedStorage(storage);
 }
 
 /**

@@ -11,7 +11,7 @@ import type {
   BackingFacts, BackingReference, BackingSpec, CacheMode, DriverImage, OpenFileOptions, PreallocationMode,
 } from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
-import type { Storage, Vfs, VfsOpenOptions } from '../storage/storage.js';
+import { requireWritable, type Storage, type Vfs, type VfsOpenOptions } from '../storage/storage.js';
 
 export interface OpenImageOptions {
   /** The formats to probe among; `@blk/images` passes one with every built-in format. */
@@ -122,6 +122,12 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
   const storage = await vfs.open(absolute, { ...openFlags(ctx.readOnly, options), blockDevices }).catch((err: unknown) => {
     throw retitle(err, displayPath);
   });
+  if (!ctx.readOnly && !storage.capabilities.write) {
+    // Refused up front (not at the first write): a storage that cannot write (HTTP, a read-only medium).
+    await storage.close().catch(() => undefined);
+    throw new BlockError('read-only', 'the storage cannot be written; open the image read-only',
+      { path: displayPath, code: 'EROFS' });
+  }
   let driverImage: DriverImage | undefined;
   let backing: Image | undefined;
   try {
@@ -376,12 +382,13 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
   try {
     // The Vfs truncates only after its checks (and lock): a refused open leaves the file as it was.
     storage = await vfs.open(path, { create: true, exclusive: !options.overwrite, truncate: true, blockDevices: true });
+    const target = requireWritable(storage, 'cannot create an image');
     const createOptions: Parameters<NonNullable<typeof driver.create>>[1] = { size };
     if (backing) createOptions.backing = backing;
     if (options.driverOptions) createOptions.driverOptions = options.driverOptions;
     if (options.preallocation !== undefined) createOptions.preallocation = options.preallocation;
-    await driver.create(storage, createOptions);
-    await storage.flush();
+    await driver.create(target, createOptions);
+    await target.flush();
     await storage.close();
   } catch (err) {
     await storage?.close().catch(() => undefined);

@@ -1,9 +1,16 @@
 import * as fs from 'node:fs';
-import * as util from 'node:util';
-import { constants as osConstants } from 'node:os';
 import { BlockError, ioError } from '../errors.js';
 import { checkOffset } from '../checks.js';
-import { fileTypeName, type FileType, type Storage, type StorageExtent } from '../storage/storage.js';
+import { storageCapabilities, type Storage, type StorageCapabilities, type StorageExtent } from '../storage/storage.js';
+import { openDeviceSize } from './device-size.js';
+import { callback, PoolIo } from './pool-io.js';
+import { nodeTypeOf, specialFile, typeOfStats } from './stat-type.js';
+import { SyncIo } from './sync-io.js';
+import type { PositionalSyscalls } from './syscalls.js';
+
+export { sysfsDeviceSize } from './device-size.js';
+export { specialFile, typeOfStats } from './stat-type.js';
+export type { PositionalSyscalls } from './syscalls.js';
 
 /**
  * How a NodeFileStorage talks to the kernel.
@@ -13,52 +20,12 @@ import { fileTypeName, type FileType, type Storage, type StorageExtent } from '.
  *   against 30-50 µs for an awaited read on libuv's thread pool (a round
  *   trip through it). The price: while the call runs, the event loop waits,
  *   which is what you want for local disks and not for slow network file
- *   systems.
+ *   systems. (sync-io.ts)
  * - `async`: every call goes to libuv's thread pool (`fs.read` and friends
  *   with callbacks on the descriptor); the event loop stays free during
- *   every call, and many requests in flight overlap.
+ *   every call, and many requests in flight overlap. (pool-io.ts)
  */
 export type NodeIoMode = 'sync' | 'async';
-
-/**
- * Positional system calls that can stand in for `fs.readSync`/`fs.writeSync`
- * in `io: 'sync'` mode. Node's calls validate their arguments in JavaScript
- * and wrap each call in a request object: about 0.25 µs of a 1.5 µs 4 KiB
- * read from the page cache (bench/experiments/pread-cost.mjs). A native binding (`nativeSyscalls()` of
- * @blk/native, which @blk/images' host file system uses) skips that.
- * Arguments arrive validated (an open descriptor, an integer position with
- * position + length below 2^53).
- */
-export interface PositionalSyscalls {
-  /** pread(2) of `into.length` bytes: bytes read (0 at end of file), or -errno. */
-  pread(fd: number, into: Uint8Array, position: number): number;
-  /** pwrite(2) of all of `data`: bytes written, or -errno. */
-  pwrite(fd: number, data: Uint8Array, position: number): number;
-  /**
-   * lseek(2) with SEEK_DATA: the first data byte at or after `position`, or
-   * -errno (-ENXIO when only a hole follows up to the end of the file).
-   * With `seekHole`, lets the storage report holes (`Storage.extentAt`).
-   */
-  seekData?(fd: number, position: number): number;
-  /** lseek(2) with SEEK_HOLE: the first hole at or after `position` (the end of the file counts as one), or -errno. */
-  seekHole?(fd: number, position: number): number;
-  /**
-   * posix_fallocate(3) of [offset, offset+length): 0, or -errno (-EOPNOTSUPP
-   * where the file system cannot). Lets the storage offer `Storage.allocate`.
-   */
-  allocate?(fd: number, offset: number, length: number): number;
-  /**
-   * fallocate(2) keeping the size: punch true deallocates [position,
-   * position + length) (PUNCH_HOLE), false zeroes it (ZERO_RANGE); 0 or
-   * -errno. Lets the storage offer `Storage.zeroRange`.
-   */
-  zeroRange?(fd: number, position: number, length: number, punch: boolean): number;
-  /**
-   * lseek(2) with SEEK_END, offset 0: the size of a block device (fstat says
-   * 0 for them), or -errno. Without it, storages ask /sys/dev/block (Linux).
-   */
-  seekEnd?(fd: number): number;
-}
 
 export interface NodeFileStorageOptions {
   readOnly?: boolean;
@@ -69,30 +36,8 @@ export interface NodeFileStorageOptions {
   syscalls?: PositionalSyscalls;
 }
 
-/**
- * Runs an fs callback call as a promise. io: 'async' uses the callback API
- * on the descriptor rather than FileHandle: an awaited FileHandle.read of
- * 4 KiB costs about 2.5 times the CPU of fs.read (its promise request and
- * result object), which at 32 reads in flight halves the throughput.
- */
-function callback<T>(call: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    call((err, value) => (err ? reject(err) : resolve(value)));
-  });
-}
-
 const RESOLVED: Promise<void> = Promise.resolve();
 const ignore = (): void => undefined;
-
-/** The error fs would have thrown for `-errno` from a PositionalSyscalls call. */
-function syscallError(result: number, syscall: string): NodeJS.ErrnoException {
-  const errno = -result;
-  // getSystemErrorName answers "Unknown system error -N" for numbers it does not know.
-  const name = util.getSystemErrorName(result);
-  const code = name.startsWith('E') ? name : `E${errno}`;
-  const message = util.getSystemErrorMap().get(result)?.[1] ?? 'system error';
-  return Object.assign(new Error(`${code}: ${message}, ${syscall}`), { errno: result, code, syscall });
-}
 
 /**
  * The numeric open(2) flags for an fs flag string, with O_NONBLOCK: opening
@@ -112,64 +57,25 @@ function openFlags(flags: string): number {
   return value | c.O_NONBLOCK | c.O_NOCTTY;
 }
 
-/**
- * A block device's size from /sys/dev/block/MAJOR:MINOR/size (Linux; in
- * 512-byte sectors whatever the device's sector size), without opening it.
- */
-export function sysfsDeviceSize(rdev: bigint): number {
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
-  const file = `/sys/dev/block/${major}:${minor}/size`;
-  const text = fs.readFileSync(file, 'utf8').trim();
-  if (!/^[0-9]+$/.test(text)) throw new Error(`unexpected size '${text}' in ${file}`);
-  const size = Number(text) * 512;
-  if (!Number.isSafeInteger(size)) throw new Error(`device size of ${text} sectors is out of range`);
-  return size;
-}
-
-/** A node's type from fs.Stats. */
-export function typeOfStats(st: fs.Stats | fs.BigIntStats): FileType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'directory';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isBlockDevice()) return 'block-device';
-  if (st.isCharacterDevice()) return 'char-device';
-  if (st.isFIFO()) return 'fifo';
-  return 'socket';
-}
-
-function nodeTypeOf(path: string): FileType | undefined {
-  try {
-    return typeOfStats(fs.statSync(path));
-  } catch {
-    return undefined;
-  }
-}
-
-/** The `special-file` error for a path that is no image file. */
-export function specialFile(path: string, type: FileType | undefined, devicesAllowed: boolean, cause?: unknown): BlockError {
-  const what = fileTypeName(type);
-  const wanted = devicesAllowed ? 'a regular file or a block device' : 'a regular file';
-  return new BlockError('special-file', `is ${what.startsWith('not') ? 'something else' : what}, not ${wanted}`, { path, cause });
-}
-
-/** A local file through Node's fs module. */
+/** A local file (or block device) through Node's fs module, in `sync` or `async` I/O mode. */
 export class NodeFileStorage implements Storage {
   /** The file descriptor (for OS advisory locks taken by @blk/native). */
   readonly fd: number;
   /** io: 'async': every call goes to libuv's thread pool (fs callbacks on the descriptor). */
   private readonly async: boolean;
-  /**
-   * Thread-pool calls on the descriptor not finished yet (every call in
-   * io: 'async', readOnPool/writeOnPool in either mode). close() waits for
-   * them before closing it: a call still running on a closed descriptor
-   * number could read or write whatever file is opened next under that
-   * number. (FileHandle, which this mode used before, did the same.)
-   */
-  private inFlight = 0;
-  private onIdle: (() => void) | undefined;
+  /** Thread-pool calls on the descriptor (every call in io: 'async', readOnPool/writeOnPool in either mode). */
+  private readonly pool: PoolIo;
+  /** io: 'sync': the calls on the main thread. */
+  private readonly sync: SyncIo;
   private closed = false;
   readonly io: NodeIoMode;
+  /**
+   * What this storage can do: write and flush unless read-only; synchronous
+   * reads in `io: 'sync'` mode; extents, allocation and zero ranges when the
+   * `syscalls` given offer them (allocation not on block devices, which
+   * cannot grow: posix_fallocate fails on them).
+   */
+  readonly capabilities: StorageCapabilities;
   /**
    * Synchronous read (see `Storage.readSync`): present in `io: 'sync'` mode
    * only, undefined in `io: 'async'` mode so that nothing blocks the event loop there.
@@ -202,10 +108,20 @@ export class NodeFileStorage implements Storage {
     this.io = io;
     this.async = io === 'async';
     this.syscalls = io === 'sync' ? syscalls : undefined;
-    this.extentAt = this.syscalls?.seekData && this.syscalls.seekHole ? NodeFileStorage.prototype.findExtent : undefined;
+    this.pool = new PoolIo(path, fd);
+    this.sync = new SyncIo(path, fd, this.syscalls);
+    this.extentAt = this.sync.hasExtents ? NodeFileStorage.prototype.findExtent : undefined;
     this.readSync = io === 'sync' ? NodeFileStorage.prototype.readNow : undefined;
     this.allocate = this.syscalls?.allocate ? NodeFileStorage.prototype.fallocate : undefined;
     this.zeroRange = this.syscalls?.zeroRange ? NodeFileStorage.prototype.zeroRangeNow : undefined;
+    this.capabilities = storageCapabilities({
+      write: !readOnly,
+      flush: !readOnly,
+      syncRead: this.readSync !== undefined,
+      extents: this.extentAt !== undefined,
+      allocate: this.allocate !== undefined && !this.blockDevice,
+      zeroRange: this.zeroRange !== undefined,
+    });
   }
 
   /**
@@ -271,41 +187,14 @@ export class NodeFileStorage implements Storage {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.transfer(false, offset, into);
+    return this.pool.transfer(false, offset, into);
   }
 
   /** `readSync` of `io: 'sync'` mode (called as a method of this storage). */
   private readNow(offset: number, into: Uint8Array): number {
     this.checkOpen();
     checkOffset(offset, 'offset', this.path);
-    let done = 0;
-    try {
-      while (done < into.length) {
-        const n = this.preadNow(done === 0 ? into : into.subarray(done), offset + done);
-        if (n === 0) break;
-        done += n;
-      }
-    } catch (err) {
-      throw ioError(this.path, 'read', err, offset + done);
-    }
-    return done;
-  }
-
-  /** One positional read in `io: 'sync'` mode (the caller loops over short counts). */
-  private preadNow(into: Uint8Array, position: number): number {
-    const sys = this.syscalls;
-    if (sys === undefined) return fs.readSync(this.fd, into, 0, into.length, position);
-    const n = sys.pread(this.fd, into, position);
-    if (n < 0) throw syscallError(n, 'read');
-    return n;
-  }
-
-  private pwriteNow(data: Uint8Array, position: number): number {
-    const sys = this.syscalls;
-    if (sys === undefined) return fs.writeSync(this.fd, data, 0, data.length, position);
-    const n = sys.pwrite(this.fd, data, position);
-    if (n < 0) throw syscallError(n, 'write');
-    return n;
+    return this.sync.read(offset, into);
   }
 
   /** `extentAt` over lseek SEEK_DATA/SEEK_HOLE (as QEMU's file-posix find_allocation). */
@@ -314,16 +203,7 @@ export class NodeFileStorage implements Storage {
     checkOffset(offset, 'offset', this.path);
     checkOffset(length, 'length', this.path);
     if (length === 0) throw new BlockError('invalid-argument', 'extentAt of 0 bytes', { path: this.path, offset });
-    const sys = this.syscalls!;
-    const data = this.seekResult(sys.seekData!(this.fd, offset), offset);
-    if (data === undefined) return undefined;
-    // No data from here to the end of the file, or a hole up to the next data.
-    if (data === 'none') return { data: false, length };
-    if (data > offset) return { data: false, length: Math.min(length, data - offset) };
-    const hole = this.seekResult(sys.seekHole!(this.fd, offset), offset);
-    // The file changed between the two calls (truncated under us): say nothing rather than guess.
-    if (hole === undefined || hole === 'none' || hole <= offset) return undefined;
-    return { data: true, length: Math.min(length, hole - offset) };
+    return this.sync.extentAt(offset, length);
   }
 
   /** `allocate` through the syscalls' posix_fallocate. */
@@ -335,13 +215,7 @@ export class NodeFileStorage implements Storage {
       throw new BlockError('out-of-range', `allocation end ${offset + length} is beyond 2^53 - 1`, { path: this.path, offset });
     }
     if (length === 0) return;
-    const result = this.syscalls!.allocate!(this.fd, offset, length);
-    if (result === 0) return;
-    const errno = -result;
-    if (errno === osConstants.errno.EOPNOTSUPP || errno === osConstants.errno.ENOTSUP || errno === osConstants.errno.ENOSYS) {
-      throw new BlockError('not-supported', 'the file system cannot preallocate (fallocate)', { path: this.path, offset });
-    }
-    throw ioError(this.path, 'fallocate', syscallError(result, 'posix_fallocate'), offset);
+    this.sync.allocate(offset, length);
   }
 
   /** `zeroRange` over fallocate(2); false where the file system cannot (the caller writes zeros). */
@@ -350,29 +224,14 @@ export class NodeFileStorage implements Storage {
     checkOffset(offset, 'offset', this.path);
     checkOffset(offset + length, 'end offset', this.path);
     if (length === 0) return true;
-    const result = this.syscalls!.zeroRange!(this.fd, offset, length, punch);
-    if (result >= 0) return true;
-    const errno = -result;
-    if (errno === osConstants.errno.EOPNOTSUPP || errno === osConstants.errno.ENOTSUP
-      || errno === osConstants.errno.ENOSYS || errno === osConstants.errno.EINVAL) return false;
-    throw ioError(this.path, 'write', syscallError(result, 'fallocate'), offset);
-  }
-
-  /** A seek's position; 'none' for ENXIO; undefined where the file system cannot tell. */
-  private seekResult(result: number, offset: number): number | 'none' | undefined {
-    if (result >= 0) return result;
-    const errno = -result;
-    if (errno === osConstants.errno.ENXIO) return 'none';
-    if (errno === osConstants.errno.EINVAL || errno === osConstants.errno.EOPNOTSUPP
-      || errno === osConstants.errno.ENOTSUP) return undefined;
-    throw ioError(this.path, 'seek', syscallError(result, 'lseek'), offset);
+    return this.sync.zeroRange(offset, length, punch);
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
     if (this.async) return this.writeOnPool(offset, data);
     try {
       this.checkWriteRange(offset, data);
-      this.writeNow(offset, data);
+      this.sync.write(offset, data);
       return RESOLVED;
     } catch (err) {
       return Promise.reject(err);
@@ -386,7 +245,7 @@ export class NodeFileStorage implements Storage {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.transfer(true, offset, data).then(ignore);
+    return this.pool.transfer(true, offset, data).then(ignore);
   }
 
   private checkWriteRange(offset: number, data: Uint8Array): void {
@@ -396,96 +255,14 @@ export class NodeFileStorage implements Storage {
     checkOffset(offset + data.length, 'end offset', this.path);
   }
 
-  /** Writes all of `data` synchronously (io: 'sync'). */
-  private writeNow(offset: number, data: Uint8Array): void {
-    let done = 0;
-    try {
-      while (done < data.length) {
-        const n = this.pwriteNow(done === 0 ? data : data.subarray(done), offset + done);
-        if (n <= 0) throw new Error('short write: the kernel accepted no bytes');
-        done += n;
-      }
-    } catch (err) {
-      throw ioError(this.path, 'write', err, offset + done);
-    }
-  }
-
-  /**
-   * fs.read / fs.write calls on the thread pool until `buf` is
-   * done (a short count continues where it stopped; a read stops at the end
-   * of the file), as one promise of the bytes done.
-   */
-  private transfer(write: boolean, offset: number, buf: Uint8Array): Promise<number> {
-    this.inFlight++;
-    return new Promise<number>((resolve, reject) => {
-      let done = 0;
-      const fail = (err: unknown) => {
-        this.settled();
-        reject(ioError(this.path, write ? 'write' : 'read', err, offset + done));
-      };
-      const finish = () => {
-        this.settled();
-        resolve(done);
-      };
-      const next = (err: NodeJS.ErrnoException | null, n: number): void => {
-        if (err) return fail(err);
-        if (write && n <= 0) return fail(new Error('short write: the kernel accepted no bytes'));
-        if (n === 0) return finish();
-        done += n;
-        step();
-      };
-      const step = (): void => {
-        if (done >= buf.length) return finish();
-        try {
-          if (write) fs.write(this.fd, buf, done, buf.length - done, offset + done, next);
-          else fs.read(this.fd, buf, done, buf.length - done, offset + done, next);
-        } catch (err) {
-          fail(err);
-        }
-      };
-      step();
-    });
-  }
-
-  /** One fs callback call on the descriptor (io: 'async'), counted in `inFlight` until it settles. */
-  private call<T>(run: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
-    this.inFlight++;
-    const settled = () => this.settled();
-    const done = callback(run);
-    done.then(settled, settled);
-    return done;
-  }
-
-  private settled(): void {
-    if (--this.inFlight === 0 && this.onIdle !== undefined) {
-      const wake = this.onIdle;
-      this.onIdle = undefined;
-      wake();
-    }
-  }
-
   async size(): Promise<number> {
     this.checkOpen();
     try {
-      if (this.blockDevice) return this.deviceSize();
-      return this.async ? (await this.call<fs.Stats>((cb) => fs.fstat(this.fd, cb))).size : fs.fstatSync(this.fd).size;
+      if (this.blockDevice) return openDeviceSize(this.fd, this.rdev, this.syscalls);
+      return this.async ? (await this.pool.call<fs.Stats>((cb) => fs.fstat(this.fd, cb))).size : fs.fstatSync(this.fd).size;
     } catch (err) {
       throw ioError(this.path, 'stat', err);
     }
-  }
-
-  /**
-   * A block device's size, as QEMU and UML find it (fstat says 0): lseek
-   * SEEK_END through the addon, else /sys/dev/block/MAJOR:MINOR/size (in
-   * 512-byte sectors whatever the device's sector size).
-   */
-  private deviceSize(): number {
-    const end = this.syscalls?.seekEnd?.(this.fd);
-    if (end !== undefined) {
-      if (end < 0) throw syscallError(end, 'lseek');
-      return end;
-    }
-    return sysfsDeviceSize(this.rdev);
   }
 
   /**
@@ -505,7 +282,7 @@ export class NodeFileStorage implements Storage {
       return;
     }
     try {
-      if (this.async) await this.call<void>((cb) => fs.ftruncate(this.fd, size, cb));
+      if (this.async) await this.pool.call<void>((cb) => fs.ftruncate(this.fd, size, cb));
       else fs.ftruncateSync(this.fd, size);
     } catch (err) {
       throw ioError(this.path, 'truncate', err);
@@ -516,7 +293,7 @@ export class NodeFileStorage implements Storage {
     this.checkOpen();
     if (this.readOnly) return;
     try {
-      if (this.async) await this.call<void>((cb) => fs.fdatasync(this.fd, cb));
+      if (this.async) await this.pool.call<void>((cb) => fs.fdatasync(this.fd, cb));
       else fs.fdatasyncSync(this.fd);
     } catch (err) {
       throw ioError(this.path, 'flush', err);
@@ -527,7 +304,7 @@ export class NodeFileStorage implements Storage {
     if (this.closed) return;
     this.closed = true;
     try {
-      if (this.inFlight > 0) await new Promise<void>((resolve) => { this.onIdle = resolve; });
+      await this.pool.whenIdle();
       if (this.async) await callback<void>((cb) => fs.close(this.fd, cb));
       else fs.closeSync(this.fd);
     } catch (err) {

@@ -1,7 +1,10 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { BlockError, ioError } from '../errors.js';
-import { NodeFileStorage, sysfsDeviceSize, typeOfStats, type NodeIoMode, type PositionalSyscalls } from './node-storage.js';
+import { NodeFileStorage, type NodeIoMode } from './node-storage.js';
+import { sysfsDeviceSize } from './device-size.js';
+import { typeOfStats } from './stat-type.js';
+import type { PositionalSyscalls } from './syscalls.js';
 import type { FileAttributes, FileStat, Storage, Vfs, VfsOpenOptions } from '../storage/storage.js';
 
 export interface NodeVfsOptions {

@@ -1,6 +1,6 @@
 import { BlockError } from '../errors.js';
 import { checkOffset } from '../checks.js';
-import type { Storage, StorageExtent } from './storage.js';
+import { storageCapabilities, type Storage, type StorageCapabilities, type StorageExtent } from './storage.js';
 
 /** Chunk size of the sparse in-memory store: large enough for fast copies, small enough for huge sparse files. */
 const CHUNK = 64 * 1024;
@@ -131,15 +131,21 @@ function lowerBound(sorted: number[], value: number): number {
   return lo;
 }
 
-/** A `Storage` over a `MemoryFile`. */
+/**
+ * A `Storage` over a `MemoryFile`: synchronous reads and extents always;
+ * write and flush (a barrier with nothing to do) unless read-only.
+ */
 export class MemoryStorage implements Storage {
   private closed = false;
+  readonly capabilities: StorageCapabilities;
 
   constructor(
     readonly file: MemoryFile = new MemoryFile(),
     readonly path: string = 'memory',
     readonly readOnly = false,
-  ) {}
+  ) {
+    this.capabilities = storageCapabilities({ write: !readOnly, flush: !readOnly, syncRead: true, extents: true });
+  }
 
   async read(offset: number, into: Uint8Array): Promise<number> {
     this.checkOpen();

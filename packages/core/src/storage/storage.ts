@@ -6,16 +6,67 @@ export interface StorageExtent {
   length: number;
 }
 
+/** The I/O sizes a storage prefers or accepts (`StorageCapabilities.limits`). */
+export interface StorageLimits {
+  /** Offsets and lengths of reads and writes must be multiples of this (1: byte-granular). */
+  readonly requestAlignment: number;
+  /** The transfer size the storage works best with (a file system's block size, an HTTP range size). */
+  readonly preferredTransfer?: number;
+  /** The largest single read or write the storage takes. */
+  readonly maxTransfer?: number;
+}
+
+/**
+ * What a storage can do, fixed when it is opened (nbdkit's `can_*` answers).
+ * Callers test this record, never whether a method exists: a forwarding
+ * wrapper (`FilterStorage`) has every method, and its record says which ones
+ * work. A capability that is true guarantees the member is present.
+ */
+export interface StorageCapabilities {
+  /** `write()` and `truncate()` work (false: opened read-only, or a storage that cannot write, such as HTTP). */
+  readonly write: boolean;
+  /** `flush()` makes completed writes durable (false: nothing to flush, or not offered). */
+  readonly flush: boolean;
+  /** `readSync()` exists and really is synchronous. */
+  readonly syncRead: boolean;
+  /** `extentAt()` answers (SEEK_DATA/SEEK_HOLE-like). */
+  readonly extents: boolean;
+  /** `allocate()` (posix_fallocate). */
+  readonly allocate: boolean;
+  /** `zeroRange()` (fallocate punch/zero). */
+  readonly zeroRange: boolean;
+  /** Every read is a round trip (HTTP, S3): callers batch and avoid small reads. */
+  readonly remote: boolean;
+  readonly limits: StorageLimits;
+}
+
+/** A capability record: what is given, every other capability false, byte-granular limits. */
+export function storageCapabilities(given: Partial<StorageCapabilities> = {}): StorageCapabilities {
+  const caps: StorageCapabilities = {
+    write: false, flush: false, syncRead: false, extents: false, allocate: false, zeroRange: false, remote: false,
+    ...given,
+    limits: Object.freeze({ requestAlignment: 1, ...given.limits }),
+  };
+  // Derived as nbdkit does: nothing that changes content without write.
+  if (!caps.write) return Object.freeze({ ...caps, allocate: false, zeroRange: false });
+  return Object.freeze(caps);
+}
+
 /**
  * The storage layer under every format driver (QEMU's "protocol" layer,
- * SQLite's VFS file). Drivers see only this: byte-addressed, positional,
- * stateless I/O on Uint8Array. The same driver then runs on a local file, in
- * memory, over HTTP or under a fault-injecting wrapper in tests.
+ * SQLite's VFS file, nbdkit's plugin). Drivers see only this: byte-addressed,
+ * positional, stateless I/O on Uint8Array. The same driver then runs on a
+ * local file, in memory, over HTTP or under a fault-injecting wrapper in tests.
+ * What a storage offers beyond `read`/`size`/`close` is told by
+ * `capabilities`, never by whether a method exists.
  */
 export interface Storage {
   /** A name for messages: the file path for files, a label otherwise. */
   readonly path: string;
+  /** Opened read-only (writes throw `read-only`); a storage that cannot write at all has `capabilities.write` false too. */
   readonly readOnly: boolean;
+  /** What this storage can do, computed once when it is opened. */
+  readonly capabilities: StorageCapabilities;
   /**
    * Fills `into` from `offset`. Returns the number of bytes read, which is
    * less than `into.length` only when the end of the storage was reached;
@@ -23,51 +74,90 @@ export interface Storage {
    */
   read(offset: number, into: Uint8Array): Promise<number>;
   /**
-   * Optional synchronous `read`, with the same contract (returns the bytes
+   * Synchronous `read`, with the same contract (returns the bytes
    * read, fewer only at the end of the storage; throws as `read` would).
-   * Present only on storages whose reads really are synchronous (a
-   * `NodeFileStorage` in `io: 'sync'` mode, `MemoryStorage`); the core's
-   * synchronous read path (`DriverImage.readSync`) is taken only over such
-   * storages. Wrappers that add behaviour to `read` must not forward it
-   * unless they add the same behaviour here.
+   * Usable when `capabilities.syncRead` (a `NodeFileStorage` in `io: 'sync'`
+   * mode, `MemoryStorage`); the core's synchronous read path
+   * (`DriverImage.readSync`) is taken only over such storages. A filter that
+   * changes `read` turns it off unless it does the same here (`FilterStorage`).
    */
   readSync?(offset: number, into: Uint8Array): number;
   /**
-   * Optional: what the storage knows of where its data is (on files,
-   * lseek SEEK_DATA/SEEK_HOLE; QEMU's protocol-level block status). Returns
-   * the extent starting at `offset`, cut at `length`: `data: false` is a hole
-   * that reads as zeros, `data: true` bytes that are stored (which may be
-   * zeros too). `length` is at least 1. Past the end of the storage
-   * everything is a hole. Undefined (or no method) when the storage cannot
-   * tell: then every byte counts as data. Like `readSync`, wrappers that
-   * change what reads return must not forward it.
+   * Usable when `capabilities.extents`: what the storage knows of where its
+   * data is (on files, lseek SEEK_DATA/SEEK_HOLE; QEMU's protocol-level block
+   * status). Returns the extent starting at `offset`, cut at `length`:
+   * `data: false` is a hole that reads as zeros, `data: true` bytes that are
+   * stored (which may be zeros too). `length` is at least 1. Past the end of
+   * the storage everything is a hole. Undefined when the storage cannot tell
+   * here: then every byte counts as data.
    */
   extentAt?(offset: number, length: number): Promise<StorageExtent | undefined>;
   /**
-   * Optional: reserves space for [offset, offset+length) without changing
-   * what it reads (posix_fallocate), growing the storage if the range
-   * reaches past its end. Throws `not-supported` where the file system
-   * cannot; `preallocate` then writes zeros instead.
+   * Usable when `capabilities.allocate`: reserves space for [offset,
+   * offset+length) without changing what it reads (posix_fallocate), growing
+   * the storage if the range reaches past its end. Throws `not-supported`
+   * where the file system cannot; `preallocate` then writes zeros instead.
    */
   allocate?(offset: number, length: number): Promise<void>;
   /**
-   * Optional: makes [offset, offset + length) read as zeros without writing a
-   * buffer (on files, fallocate(2)): `punch` true deallocates the range (a
-   * hole, QEMU's write_zeroes with MAY_UNMAP), false zeroes it in place. The
-   * storage's length never changes. Resolves false, having changed nothing,
-   * when this storage cannot do it here (the file system lacks it): the
-   * caller then writes zeros.
+   * Usable when `capabilities.zeroRange`: makes [offset, offset + length) read
+   * as zeros without writing a buffer (on files, fallocate(2)): `punch` true
+   * deallocates the range (a hole, QEMU's write_zeroes with MAY_UNMAP), false
+   * zeroes it in place. The storage's length never changes. Resolves false,
+   * having changed nothing, when this storage cannot do it here (the file
+   * system lacks it): the caller then writes zeros.
    */
   zeroRange?(offset: number, length: number, punch: boolean): Promise<boolean>;
-  /** Writes all of `data` at `offset`, growing the storage if needed. */
-  write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Writes all of `data` at `offset`, growing the storage if needed. Absent
+   * on storages that cannot write (`capabilities.write` false); call it
+   * through `writeTo` where the storage may lack it.
+   */
+  write?(offset: number, data: Uint8Array): Promise<void>;
   /** Current length in bytes. */
   size(): Promise<number>;
-  /** Sets the length; growing leaves a hole that reads as zeros. */
-  truncate(size: number): Promise<void>;
-  /** Makes every completed write durable. */
-  flush(): Promise<void>;
+  /** Sets the length; growing leaves a hole that reads as zeros. Absent with `write`. */
+  truncate?(size: number): Promise<void>;
+  /** Makes every completed write durable. Absent on storages with nothing to flush. */
+  flush?(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A storage whose write, truncate and flush are present (see `requireWritable`). */
+export type WritableStorage = Storage & Required<Pick<Storage, 'write' | 'truncate' | 'flush'>>;
+
+function readOnlyError(storage: Storage, what: string): BlockError {
+  return new BlockError('read-only', `${what}: the storage cannot be written (it is read-only)`,
+    { path: storage.path, code: 'EROFS' });
+}
+
+/**
+ * `storage` as a `WritableStorage`, or a BlockError `read-only` naming the
+ * file when it cannot write (`capabilities.write` false or no `write`). What
+ * a writable open checks once, up front.
+ */
+export function requireWritable(storage: Storage, what = 'cannot open for writing'): WritableStorage {
+  if (!storage.capabilities.write || storage.write === undefined || storage.truncate === undefined) {
+    throw readOnlyError(storage, what);
+  }
+  return storage as WritableStorage;
+}
+
+/** `storage.write`, or a BlockError `read-only` naming the file when the storage has no write. */
+export function writeTo(storage: Storage, offset: number, data: Uint8Array): Promise<void> {
+  if (storage.write === undefined) return Promise.reject(readOnlyError(storage, `write at offset ${offset}`));
+  return storage.write(offset, data);
+}
+
+/** `storage.truncate`, or a BlockError `read-only` naming the file when the storage has no truncate. */
+export function truncateTo(storage: Storage, size: number): Promise<void> {
+  if (storage.truncate === undefined) return Promise.reject(readOnlyError(storage, `truncate to ${size}`));
+  return storage.truncate(size);
+}
+
+/** `storage.flush`; nothing for a storage without one (nothing it holds can be made more durable). */
+export function flushStorage(storage: Storage): Promise<void> {
+  return storage.flush === undefined ? Promise.resolve() : storage.flush();
 }
 
 /** What the framework needs to know about a file that is not its content. */
@@ -178,12 +268,15 @@ const ZERO_CHUNK = 1024 * 1024;
  * fallback overwrites. `full` reserves the range first where it can, so that
  * a size the file system cannot hold fails at once with ENOSPC instead of
  * after filling the disk with zeros (every other process on it too).
+ * `signal` stops the zero-writing loop between chunks (it throws the signal's reason).
  */
-export async function preallocate(storage: Storage, offset: number, length: number, mode: 'falloc' | 'full'): Promise<void> {
+export async function preallocate(storage: Storage, offset: number, length: number, mode: 'falloc' | 'full',
+  options: { signal?: AbortSignal } = {}): Promise<void> {
   if (length <= 0) return;
-  if (storage.allocate) {
+  options.signal?.throwIfAborted();
+  if (storage.capabilities.allocate) {
     try {
-      await storage.allocate(offset, length);
+      await storage.allocate!(offset, length);
       if (mode === 'falloc') return;
     } catch (err) {
       if (!(err instanceof BlockError && err.kind === 'not-supported')) throw err;
@@ -192,7 +285,8 @@ export async function preallocate(storage: Storage, offset: number, length: numb
   const zeros = new Uint8Array(Math.min(ZERO_CHUNK, length));
   for (let at = offset; at < offset + length; at += zeros.length) {
     const n = Math.min(zeros.length, offset + length - at);
-    await storage.write(at, n === zeros.length ? zeros : zeros.subarray(0, n));
+    options.signal?.throwIfAborted();
+    await writeTo(storage, at, n === zeros.length ? zeros : zeros.subarray(0, n));
   }
 }
 
