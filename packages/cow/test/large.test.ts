@@ -18,8 +18,9 @@ class ReadCountingVfs extends ForwardingVfs {
       return n;
     };
     // No readSync or extentAt: every read goes through the counted path.
-    return { path: s.path, readOnly: s.readOnly, read, write: (o, d) => s.write(o, d), size: () => s.size(),
-      truncate: (n) => s.truncate(n), flush: () => s.flush(), close: () => s.close() };
+    return { path: s.path, readOnly: s.readOnly, capabilities: { ...s.capabilities, syncRead: false, extents: false },
+      read, write: (o, d) => s.write!(o, d), size: () => s.size(),
+      truncate: (n) => s.truncate!(n), flush: () => s.flush!(), close: () => s.close() };
   }
 }
 

@@ -21,9 +21,9 @@ class ExtentVfs extends ForwardingVfs {
     const s = await this.inner.open(path, options);
     const answer = this.answer;
     return {
-      path: s.path, readOnly: s.readOnly,
-      read: (o, into) => s.read(o, into), write: (o, d) => s.write(o, d), size: () => s.size(),
-      truncate: (n) => s.truncate(n), flush: () => s.flush(), close: () => s.close(),
+      path: s.path, readOnly: s.readOnly, capabilities: { ...s.capabilities, syncRead: false, extents: answer !== undefined },
+      read: (o, into) => s.read(o, into), write: (o, d) => s.write!(o, d), size: () => s.size(),
+      truncate: (n) => s.truncate!(n), flush: () => s.flush!(), close: () => s.close(),
       ...(answer ? { extentAt: async (o: number, n: number) => answer(o, n) } : {}),
     };
   }

@@ -3,7 +3,7 @@
  * Vfs with the CLI's backing policy, and the copy loop's helpers. Nothing here
  * touches node:fs or node:path: every file-system action goes through a Vfs.
  */
-import { BlockError, FilterStorage, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type Vfs } from '@blk/core';
+import { BlockError, FilterStorage, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type StorageCapabilities, type Vfs } from '@blk/core';
 import { hostVfs, openImage } from '../images.js';
 import { backingDevicesAllowed } from '../backing-devices.js';
 
@@ -315,8 +315,11 @@ export function cacheVfs(vfs: Vfs, options: JobOptions): Vfs {
   return wrapped;
 }
 
-/** A storage whose flush() does nothing (-t unsafe); everything else is the storage's own. */
+/** A storage whose flush() does nothing (-t unsafe), and says so; everything else is the storage's own. */
 class UnflushedStorage extends FilterStorage {
+  protected override filterCapabilities(below: StorageCapabilities): StorageCapabilities {
+    return { ...super.filterCapabilities(below), flush: false };
+  }
   override async flush(): Promise<void> { /* -t unsafe: never flush. */ }
 }
 

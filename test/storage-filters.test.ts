@@ -1,0 +1,197 @@
+/**
+ * Every storage wrapper extends FilterStorage, so a capability of the storage
+ * below is never silently hidden: over a storage with every optional member,
+ * each wrapper either keeps a capability (and the call reaches the storage
+ * below) or is listed here as one that narrows it, for a reason. A wrapper
+ * written by hand (forwarding only the members it knew of) fails this test.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  FilterStorage, ForwardingVfs, MemoryFile, MemoryStorage, MemoryVfs, storageCapabilities,
+  type Storage, type StorageCapabilities, type StorageExtent, type VfsOpenOptions,
+} from '@blk/core';
+import { CrashSimVfs, FaultyVfs, GuardedStorage, HookedVfs } from '@blk/faults';
+import { lockStorage } from '@blk/native';
+import { ScheduledStorage } from '@blk/testkit';
+import { ThreadedIoVfs } from '../packages/cli/src/host-io.js';
+import { cacheVfs } from '../packages/cli/src/jobs/common.js';
+
+/** A writable memory storage with every optional member, recording which ones were called. */
+class FullStorage extends MemoryStorage {
+  readonly calls: string[] = [];
+  override readonly capabilities: StorageCapabilities;
+  constructor(file: MemoryFile, name: string) {
+    super(file, name);
+    this.capabilities = storageCapabilities({
+      write: true, flush: true, syncRead: true, extents: true, allocate: true, zeroRange: true,
+      limits: { requestAlignment: 1, preferredTransfer: 4096, maxTransfer: 1 << 20 },
+    });
+  }
+  override read(offset: number, into: Uint8Array): Promise<number> { this.calls.push('read'); return super.read(offset, into); }
+  override readSync(offset: number, into: Uint8Array): number { this.calls.push('readSync'); return super.readSync(offset, into); }
+  override extentAt(offset: number, length: number): Promise<StorageExtent> { this.calls.push('extentAt'); return super.extentAt(offset, length); }
+  async allocate(offset: number, length: number): Promise<void> {
+    this.calls.push('allocate');
+    if (this.file.length < offset + length) this.file.truncate(offset + length);
+  }
+  async zeroRange(offset: number, length: number, _punch: boolean): Promise<boolean> {
+    this.calls.push('zeroRange');
+    this.file.writeAt(offset, new Uint8Array(length));
+    return true;
+  }
+  override write(offset: number, data: Uint8Array): Promise<void> { this.calls.push('write'); return super.write(offset, data); }
+  override truncate(size: number): Promise<void> { this.calls.push('truncate'); return super.truncate(size); }
+  override flush(): Promise<void> { this.calls.push('flush'); return super.flush(); }
+  override size(): Promise<number> { this.calls.push('size'); return super.size(); }
+  /** NodeFileStorage's thread-pool calls (what ThreadedIoVfs routes large requests to). */
+  readOnPool(offset: number, into: Uint8Array): Promise<number> { this.calls.push('read'); return super.read(offset, into); }
+  writeOnPool(offset: number, data: Uint8Array): Promise<void> { this.calls.push('write'); return super.write(offset, data); }
+}
+
+/** A Vfs whose every storage is a FullStorage (the last one opened in `last`). */
+class FullVfs extends ForwardingVfs {
+  last: FullStorage | undefined;
+  constructor(readonly files = new MemoryVfs()) { super(files); }
+  override async open(p: string, options?: VfsOpenOptions): Promise<Storage> {
+    const inner = await this.files.open(p, options) as MemoryStorage;
+    this.last = new FullStorage(inner.file, inner.path);
+    return this.last;
+  }
+}
+
+type Capability = Exclude<keyof StorageCapabilities, 'limits'>;
+
+let dir: string;
+beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-filters-')); });
+afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+
+/**
+ * Each wrapper, how to put it over a FullStorage, and the capabilities it
+ * turns off on purpose: a wrapper that intercepts `read` (to count, fail or
+ * reorder it) cannot let the synchronous read or the extent query bypass it,
+ * and one that intercepts `write` cannot let allocate or zeroRange bypass it.
+ */
+const WRAPPERS: Array<{ name: string; narrows: Capability[]; wrap: () => Promise<{ outer: Storage; inner: FullStorage }> }> = [
+  { name: 'FilterStorage (no override)', narrows: [], wrap: async () => {
+    const inner = new FullStorage(new MemoryFile(), 'f');
+    return { outer: new FilterStorage(inner), inner };
+  } },
+  { name: 'native LockedStorage', narrows: [], wrap: async () => {
+    const file = path.join(dir, `lock-${Math.random()}`);
+    fs.writeFileSync(file, '');
+    const inner = new FullStorage(new MemoryFile(), file);
+    return { outer: lockStorage(inner), inner };
+  } },
+  { name: 'cli cache=unsafe storage (flush does nothing)', narrows: ['flush'], wrap: async () => {
+    const vfs = new FullVfs();
+    vfs.files.put('/f', new Uint8Array());
+    const outer = await cacheVfs(vfs, { cache: 'unsafe' }).open('/f');
+    return { outer, inner: vfs.last! };
+  } },
+  { name: 'cli ThreadedStorage', narrows: ['syncRead', 'allocate'], wrap: async () => {
+    const vfs = new FullVfs();
+    vfs.files.put('/f', new Uint8Array());
+    const outer = await new ThreadedIoVfs(vfs, 0).open('/f');
+    return { outer, inner: vfs.last! };
+  } },
+  { name: 'faults FaultyStorage', narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'], wrap: async () => {
+    const vfs = new FullVfs();
+    vfs.files.put('/f', new Uint8Array());
+    const outer = await new FaultyVfs(vfs).open('/f');
+    return { outer, inner: vfs.last! };
+  } },
+  { name: 'faults HookedStorage', narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'], wrap: async () => {
+    const vfs = new FullVfs();
+    vfs.files.put('/f', new Uint8Array());
+    const outer = await new HookedVfs(vfs, {}).open('/f');
+    return { outer, inner: vfs.last! };
+  } },
+  { name: 'faults GuardedStorage', narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'], wrap: async () => {
+    const inner = new FullStorage(new MemoryFile(new Uint8Array(4096)), 'f');
+    return { outer: new GuardedStorage(inner, { forbidWrites: false }), inner };
+  } },
+  { name: 'testkit ScheduledStorage', narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'], wrap: async () => {
+    const inner = new FullStorage(new MemoryFile(), 'f');
+    // A scheduler that lets every task through at once.
+    const scheduler = { schedule: <T>(p: Promise<T>) => p } as unknown as fc.Scheduler;
+    return { outer: new ScheduledStorage(inner, scheduler, { delayCompletion: false }), inner };
+  } },
+];
+
+/** Calls the member a capability stands for; the name the FullStorage records for it. */
+async function exercise(storage: Storage, capability: Capability): Promise<string | undefined> {
+  switch (capability) {
+    case 'write': await storage.write!(0, new Uint8Array([1, 2, 3])); return 'write';
+    case 'flush': await storage.flush!(); return 'flush';
+    case 'syncRead': storage.readSync!(0, new Uint8Array(1)); return 'readSync';
+    case 'extents': await storage.extentAt!(0, 1); return 'extentAt';
+    case 'allocate': await storage.allocate!(0, 4096); return 'allocate';
+    case 'zeroRange': await storage.zeroRange!(0, 1, false); return 'zeroRange';
+    case 'remote': return undefined;
+  }
+}
+
+describe('FilterStorage: wrappers forward every capability they do not narrow on purpose', () => {
+  for (const { name, narrows, wrap } of WRAPPERS) {
+    it(`${name}: each capability of the storage below is kept (and reaches it) or narrowed on purpose`, async () => {
+      const { outer, inner } = await wrap();
+      const below = inner.capabilities;
+      // Every key of the record, limits too: a capability added to StorageCapabilities later is covered.
+      for (const key of Object.keys(below) as Array<keyof StorageCapabilities>) {
+        if (key === 'limits') {
+          expect(outer.capabilities.limits, name).toEqual(below.limits);
+          continue;
+        }
+        const expected = narrows.includes(key) ? false : below[key];
+        expect(outer.capabilities[key], `${name}: capabilities.${key}`).toBe(expected);
+        if (!outer.capabilities[key]) continue;
+        inner.calls.length = 0;
+        const member = await exercise(outer, key);
+        if (member !== undefined) expect(inner.calls, `${name}: ${member} reaches the storage below`).toContain(member);
+      }
+      // The mandatory members reach it too.
+      inner.calls.length = 0;
+      await outer.read(0, new Uint8Array(1));
+      await outer.size();
+      expect(inner.calls).toEqual(expect.arrayContaining(['read', 'size']));
+      expect(outer.path).toBe(inner.path);
+      expect(outer.readOnly).toBe(inner.readOnly);
+      await outer.close();
+    });
+  }
+
+  it('a hand-written wrapper that forwards only what it knew of would hide capabilities (what the base prevents)', () => {
+    const inner = new FullStorage(new MemoryFile(), 'f');
+    // The old way: a wrapper listing the members it forwards; a member it does not list is lost.
+    const handWritten = { path: inner.path, readOnly: inner.readOnly, read: inner.read.bind(inner) };
+    expect('extentAt' in handWritten).toBe(false);
+    const filter = new FilterStorage(inner);
+    for (const member of ['readSync', 'extentAt', 'allocate', 'zeroRange', 'write', 'truncate', 'flush'] as const) {
+      expect(typeof filter[member], member).toBe('function');
+    }
+    expect(filter.capabilities).toEqual(inner.capabilities);
+  });
+
+  it('a filter over a storage that cannot write cannot write either, and says read-only when asked to', async () => {
+    const ro = new MemoryStorage(new MemoryFile(new Uint8Array(8)), 'ro', true);
+    const filter = new FilterStorage(ro);
+    expect(filter.capabilities.write).toBe(false);
+    expect(filter.capabilities.flush).toBe(false);
+    await expect(filter.write(0, new Uint8Array(1))).rejects.toMatchObject({ kind: 'read-only' });
+  });
+
+  it('CrashStorage keeps the memory storage\'s synchronous reads and extents (it changes only what becomes durable)', async () => {
+    const vfs = new CrashSimVfs();
+    vfs.put('/f', new Uint8Array(8));
+    const storage = await vfs.open('/f');
+    expect(storage.capabilities).toMatchObject({ write: true, flush: true, syncRead: true, extents: true });
+    await storage.write!(0, new Uint8Array([7]));
+    const into = new Uint8Array(1);
+    expect(storage.readSync!(0, into)).toBe(1);
+    expect(into[0]).toBe(7);
+  });
+});
