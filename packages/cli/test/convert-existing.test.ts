@@ -134,6 +134,7 @@ describe('blk convert -W and -m', () => {
           return Object.create(s, {
             // No synchronous path around the slow read.
             readSync: { value: undefined },
+            capabilities: { value: { ...s.capabilities, syncRead: false } },
             read: {
               value: async (offset: number, into: Uint8Array) => {
                 if (p === '/src.raw' && offset === 0) await new Promise((r) => setTimeout(r, 30));
