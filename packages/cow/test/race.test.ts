@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { FilterStorage, MemoryFile, MemoryStorage, type CacheMode, type Storage } from '@blk/core';
+import { FilterStorage, MemoryFile, MemoryStorage, type CacheMode } from '@blk/core';
 import { MiB, SS, createFile, openFile, pattern, sameBytes } from './helpers.js';
 
 /** Every read, write and flush completes when the scheduler says; writes take effect at completion. */
