@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import fc from 'fast-check';
+import type fc from 'fast-check';
 import {
   FilterStorage, ForwardingVfs, MemoryFile, MemoryStorage, MemoryVfs, storageCapabilities,
   type Storage, type StorageCapabilities, type StorageExtent, type VfsOpenOptions,
