@@ -1,0 +1,11 @@
+/**
+ * @blk/jobs: the long operations on images (convert; compare, measure and
+ * check to come with their job parts) as portable functions over a registry
+ * and a Vfs: no Node built-in, no Buffer, no environment. The blk command
+ * parses options and prints; these compute.
+ */
+export * from './common.js';
+export { copyImageData, copyOwnRuns, sparseGranule, targetGranule, type CopyOptions } from './copy.js';
+export { planTarget, TargetWriter, tempNameFor, type TargetPlan } from './target.js';
+export { convertImage, copyDepth, sparseSizeOf, type ConvertOptions, type ConvertResult } from './convert.js';
+export { convertIntoExisting } from './convert-existing.js';
