@@ -30,7 +30,12 @@ export interface AllocationCheckResult {
 export async function checkAllocation(image: Image, o: AllocationCheckOptions): Promise<AllocationCheckResult> {
   const ss = image.sectorSize;
   const fileSize = o.fileSize;
-  const r: AllocationCheckResult = { totalClusters: Math.ceil(image.size / ss), allocatedClusters: 0, corruptions: 0, problems: [] };
+  const r: AllocationCheckResult = {
+    totalClusters: Math.ceil(image.size / ss),
+    allocatedClusters: 0,
+    corruptions: 0,
+    problems: [],
+  };
   const yielder = new EventLoopYielder();
   let runs = 0;
   for await (const run of image.map()) {
@@ -47,8 +52,10 @@ export async function checkAllocation(image: Image, o: AllocationCheckOptions): 
         if (bad > 0) {
           r.corruptions += bad;
           const s0 = run.start / ss + first;
-          r.problems.push(`ERROR ${bad === 1 ? `sector ${s0}` : `sectors ${s0}-${s0 + bad - 1}`} (offset ${run.start + first * ss}): `
-            + `marked allocated, but the data lies past the end of the file (${fileSize} bytes)`);
+          r.problems.push(
+            `ERROR ${bad === 1 ? `sector ${s0}` : `sectors ${s0}-${s0 + bad - 1}`} (offset ${run.start + first * ss}): `
+              + `marked allocated, but the data lies past the end of the file (${fileSize} bytes)`,
+          );
         }
       }
     }

@@ -6,9 +6,21 @@
  * registry of built-in formats).
  */
 import {
-  BlockError, checkApproval, checkBackingNode, checkConfinement, createImage as coreCreateImage, exactBackingPath,
-  isBlockError, openImage as coreOpenImage, type BackingPolicy, type CreateImageOptions, type DriverRegistry, type Image,
-  type OpenImageOptions, type Storage, type Vfs,
+  BlockError,
+  checkApproval,
+  checkBackingNode,
+  checkConfinement,
+  createImage as coreCreateImage,
+  exactBackingPath,
+  isBlockError,
+  openImage as coreOpenImage,
+  type BackingPolicy,
+  type CreateImageOptions,
+  type DriverRegistry,
+  type Image,
+  type OpenImageOptions,
+  type Storage,
+  type Vfs,
 } from '@blk/core/portable';
 
 /** Large I/O unit for copy loops. */
@@ -99,7 +111,11 @@ export function checkAborted(signal: AbortSignal | undefined, path?: string): vo
   if (signal?.aborted) {
     const reason: unknown = signal.reason;
     const why = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'aborted';
-    throw new BlockError('aborted', `stopped: ${why}`, path !== undefined ? { path, cause: reason } : { cause: reason });
+    throw new BlockError(
+      'aborted',
+      `stopped: ${why}`,
+      path !== undefined ? { path, cause: reason } : { cause: reason },
+    );
   }
 }
 
@@ -139,10 +155,10 @@ export function backingPolicy(o: Omit<JobOpenOptions, 'readOnly' | 'format'>): B
   if (o.onMismatch) policy.onMismatch = o.onMismatch;
   const first = o.backingFormat;
   if (o.backingProbe) {
-    policy.format = first ? (ref, depth) => (depth === 1 ? first : 'probe') : 'probe';
+    policy.format = first ? (_ref, depth) => (depth === 1 ? first : 'probe') : 'probe';
   } else if (first) {
     // Below the first level, undefined keeps the default (recorded format, else raw unless it looks like another format).
-    policy.format = (ref, depth) => (depth === 1 ? first : undefined);
+    policy.format = (_ref, depth) => (depth === 1 ? first : undefined);
   }
   return policy;
 }
@@ -158,12 +174,20 @@ export function jobOpenOptions(o: JobOpenOptions): Omit<OpenImageOptions, 'regis
 }
 
 /** Opens `path` in the job's context. */
-export function openIn(ctx: JobContext, path: string, options: Omit<OpenImageOptions, 'registry' | 'vfs'>): Promise<Image> {
+export function openIn(
+  ctx: JobContext,
+  path: string,
+  options: Omit<OpenImageOptions, 'registry' | 'vfs'>,
+): Promise<Image> {
   return coreOpenImage(path, { ...options, registry: ctx.registry, vfs: ctx.vfs });
 }
 
 /** Creates `path` in the job's context. */
-export function createIn(ctx: JobContext, path: string, options: Omit<CreateImageOptions, 'registry' | 'vfs'>): Promise<void> {
+export function createIn(
+  ctx: JobContext,
+  path: string,
+  options: Omit<CreateImageOptions, 'registry' | 'vfs'>,
+): Promise<void> {
   return coreCreateImage(path, { ...options, registry: ctx.registry, vfs: ctx.vfs });
 }
 
@@ -190,10 +214,14 @@ export async function checkBackingAllowed(vfs: Vfs, image: Image, rules: Backing
   if (!ref) throw new BlockError('backing-missing', 'the image has no backing file', { path: image.path });
   exactBackingPath(ref, image.path); // a path that is not UTF-8 has no resolved form
   const resolved = image.info().backing?.resolved;
-  if (resolved === undefined) throw new BlockError('backing-missing', 'the image has no backing file', { path: image.path });
+  if (resolved === undefined)
+    throw new BlockError('backing-missing', 'the image has no backing file', { path: image.path });
   if (rules.forbidBacking) {
-    throw new BlockError('backing-forbidden',
-      `image names backing file '${ref.path}' and backing files are forbidden (--forbid-backing)`, { path: image.path });
+    throw new BlockError(
+      'backing-forbidden',
+      `image names backing file '${ref.path}' and backing files are forbidden (--forbid-backing)`,
+      { path: image.path },
+    );
   }
   const policy = backingPolicy(rules);
   await checkConfinement(vfs, policy, image.path, resolved);
@@ -209,8 +237,12 @@ export async function checkBackingAllowed(vfs: Vfs, image: Image, rules: Backing
  * raw unless a format is given, and then refused if it carries another
  * format's header; its own chain opens under the user's rules.
  */
-export function openNamedBacking(ctx: JobContext, path: string, format: string | undefined,
-  rules: BackingRules & { backingProbe?: boolean | undefined }): Promise<Image> {
+export function openNamedBacking(
+  ctx: JobContext,
+  path: string,
+  format: string | undefined,
+  rules: BackingRules & { backingProbe?: boolean | undefined },
+): Promise<Image> {
   return openIn(ctx, path, {
     readOnly: true,
     format: format ?? 'raw',
@@ -227,14 +259,19 @@ export function openNamedBacking(ctx: JobContext, path: string, format: string |
  * images whose writes are guarded (format probed or assumed) are checked; the
  * guard also checks every write as it happens.
  */
-export async function checkCopyKeepsFormat(target: Image, source: Image,
-  runs: ReadonlyArray<{ start: number; length: number }>): Promise<void> {
+export async function checkCopyKeepsFormat(
+  target: Image,
+  source: Image,
+  runs: ReadonlyArray<{ start: number; length: number }>,
+): Promise<void> {
   await checkCopiesKeepFormat(target, [{ source, runs }]);
 }
 
 /** checkCopyKeepsFormat for several copies applied in order (commit -b: the lowest layer first, the top last). */
-export async function checkCopiesKeepFormat(target: Image,
-  copies: ReadonlyArray<{ source: Image; runs: ReadonlyArray<{ start: number; length: number }> }>): Promise<void> {
+export async function checkCopiesKeepFormat(
+  target: Image,
+  copies: ReadonlyArray<{ source: Image; runs: ReadonlyArray<{ start: number; length: number }> }>,
+): Promise<void> {
   const writes: Array<{ offset: number; data: Uint8Array }> = [];
   for (const { source, runs } of copies) {
     for (const range of target.probeGuardRanges()) {
@@ -250,9 +287,13 @@ export async function checkCopiesKeepFormat(target: Image,
   }
   await target.checkWrites(writes).catch((err: unknown) => {
     if (!isBlockError(err, 'probe-guard')) throw err;
-    throw new BlockError('probe-guard', `refusing to copy guest data that would make this file probe as `
-      + `${err.format ?? 'another format'} (at offset ${err.offset ?? 0}): it is read as raw only because no format `
-      + 'was named, and would then no longer be; nothing was written', { path: target.path, offset: err.offset, format: err.format });
+    throw new BlockError(
+      'probe-guard',
+      `refusing to copy guest data that would make this file probe as `
+        + `${err.format ?? 'another format'} (at offset ${err.offset ?? 0}): it is read as raw only because no format `
+        + 'was named, and would then no longer be; nothing was written',
+      { path: target.path, offset: err.offset, format: err.format },
+    );
   });
 }
 
@@ -282,8 +323,12 @@ export function cacheVfs(vfs: Vfs, options: { cache?: CacheMode | undefined }): 
 /** `storage` whose flush() does nothing; reads, readSync, extentAt and zeroRange are the storage's own. */
 function unflushed(storage: Storage): Storage {
   return {
-    get path() { return storage.path; },
-    get readOnly() { return storage.readOnly; },
+    get path() {
+      return storage.path;
+    },
+    get readOnly() {
+      return storage.readOnly;
+    },
     readSync: storage.readSync?.bind(storage),
     extentAt: storage.extentAt?.bind(storage),
     zeroRange: storage.zeroRange?.bind(storage),
@@ -291,7 +336,9 @@ function unflushed(storage: Storage): Storage {
     write: (offset, data) => storage.write(offset, data),
     size: () => storage.size(),
     truncate: (size) => storage.truncate(size),
-    flush: async () => { /* -t unsafe: never flush. */ },
+    flush: async () => {
+      /* -t unsafe: never flush. */
+    },
     close: () => storage.close(),
   } satisfies Storage;
 }
@@ -317,7 +364,12 @@ export class CopyPipeline<S> {
     if (this.failure) throw this.failure.err;
     const slot = this.free.pop() as S;
     const p: Promise<void> = task(slot)
-      .then(() => undefined, (err: unknown) => { this.failure ??= { err }; })
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.failure ??= { err };
+        },
+      )
       .finally(() => {
         this.free.push(slot);
         this.inflight.delete(p);
@@ -378,7 +430,12 @@ export async function chainFiles(vfs: Vfs, image: Image | undefined): Promise<Ma
  * a symlink nor a hard link hides it): writing it would destroy data the job
  * still reads, or make an image its own backing file.
  */
-export async function refuseTargetInChain(vfs: Vfs, target: string, chain: Map<string, string>, what: string): Promise<void> {
+export async function refuseTargetInChain(
+  vfs: Vfs,
+  target: string,
+  chain: Map<string, string>,
+  what: string,
+): Promise<void> {
   const id = await fileId(vfs, target);
   const same = id === undefined ? undefined : chain.get(id);
   if (same !== undefined) {
@@ -387,8 +444,12 @@ export async function refuseTargetInChain(vfs: Vfs, target: string, chain: Map<s
 }
 
 /** Turns the `onProgress` callback into the three calls the copy loops make. */
-export function progressOf(options: { onProgress?: ((event: ProgressEvent) => void) | undefined }, total: number): {
-  update(done: number): void; end(): void;
+export function progressOf(
+  options: { onProgress?: ((event: ProgressEvent) => void) | undefined },
+  total: number,
+): {
+  update(done: number): void;
+  end(): void;
 } {
   const on = options.onProgress;
   if (!on) return { update() {}, end() {} };

@@ -45,7 +45,13 @@ interface Status {
 async function statusAt(cursor: ChainCursor, size: number, offset: number, length: number): Promise<Status> {
   const st = await cursor.at(offset, length);
   const allocated = st.depth !== undefined;
-  return { allocated, zero: !allocated || st.zero, length: st.length, depth: st.depth, eof: offset + st.length === size };
+  return {
+    allocated,
+    zero: !allocated || st.zero,
+    length: st.length,
+    depth: st.depth,
+    eof: offset + st.length === size,
+  };
 }
 
 /**
@@ -63,7 +69,10 @@ class StrictStatus {
   /** A cursor of its own: the look-ahead walks forward, once, apart from the comparison's cursor. */
   private readonly cursor: ChainCursor;
 
-  constructor(private readonly image: Image, private readonly yielder: EventLoopYielder) {
+  constructor(
+    private readonly image: Image,
+    private readonly yielder: EventLoopYielder,
+  ) {
     this.cursor = new ChainCursor(image);
   }
 
@@ -82,7 +91,13 @@ class StrictStatus {
   }
 }
 
-async function sameStatus(s1: Status, s2: Status, offset: number, t1: StrictStatus, t2: StrictStatus): Promise<boolean> {
+async function sameStatus(
+  s1: Status,
+  s2: Status,
+  offset: number,
+  t1: StrictStatus,
+  t2: StrictStatus,
+): Promise<boolean> {
   if (s1.allocated !== s2.allocated || s1.zero !== s2.zero) return false;
   if (s1.eof === s2.eof) return true;
   return (await t1.reachesEnd(offset, s1)) === (await t2.reachesEnd(offset, s2));
@@ -173,8 +188,13 @@ export async function compareImages(first: Image, second: Image, options: Compar
 }
 
 /** The first offset from `start` on that does not read as zero, or undefined. */
-async function firstNonZeroAfter(image: Image, start: number, buf: Uint8Array, yielder: EventLoopYielder,
-  signal: AbortSignal | undefined): Promise<number | undefined> {
+async function firstNonZeroAfter(
+  image: Image,
+  start: number,
+  buf: Uint8Array,
+  yielder: EventLoopYielder,
+  signal: AbortSignal | undefined,
+): Promise<number | undefined> {
   const cursor = new ChainCursor(image);
   const layers = image.chain();
   let offset = start;

@@ -22,15 +22,28 @@
  */
 import type { Image } from '@blk/core/portable';
 import {
-  backingPolicy, cacheVfs, chainFiles, checkAborted, checkCopyKeepsFormat, COPY_CHUNK, jobChunk, openIn, openOn,
-  progressOf, refuseTargetInChain, rulesIn, type JobContext,
+  backingPolicy,
+  cacheVfs,
+  chainFiles,
+  checkAborted,
+  checkCopyKeepsFormat,
+  COPY_CHUNK,
+  jobChunk,
+  openIn,
+  openOn,
+  progressOf,
+  refuseTargetInChain,
+  rulesIn,
+  type JobContext,
 } from './common.js';
 import { copyImageData } from './copy.js';
 import { copyDepth, sparseSizeOf, type ConvertOptions, type ConvertResult } from './convert.js';
 
 export async function convertIntoExisting(src: string, dst: string, options: ConvertOptions): Promise<ConvertResult> {
   if (options.backing !== undefined || options.backingFormat !== undefined) {
-    throw new RangeError('-B cannot be used with -n: the existing target keeps its own backing file (blk rebase changes it)');
+    throw new RangeError(
+      '-B cannot be used with -n: the existing target keeps its own backing file (blk rebase changes it)',
+    );
   }
   if (options.preallocation !== undefined || Object.keys(options.driverOptions ?? {}).length > 0) {
     throw new RangeError('-o has no effect when skipping image creation');
@@ -42,13 +55,17 @@ export async function convertIntoExisting(src: string, dst: string, options: Con
   const depth = copyDepth(options);
   checkAborted(options.signal, src);
   const source = await openOn(ctx, src, {
-    format: options.format, readOnly: true, backingProbe: options.backingProbe, ...rulesIn(options),
+    format: options.format,
+    readOnly: true,
+    backingProbe: options.backingProbe,
+    ...rulesIn(options),
   });
   let out: Image | undefined;
   try {
     // DST's own chain (it may be an overlay) opens under the user's backing rules, as SRC's does.
     const openOptions: Parameters<typeof openIn>[2] = {
-      readOnly: false, backing: backingPolicy({ backingProbe: options.backingProbe, ...rulesIn(options) }),
+      readOnly: false,
+      backing: backingPolicy({ backingProbe: options.backingProbe, ...rulesIn(options) }),
     };
     if (options.outputFormat !== undefined) openOptions.format = options.outputFormat;
     // DST must be none of the files read (by device and inode: no symlink or hard link hides it).

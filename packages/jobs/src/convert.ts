@@ -20,8 +20,22 @@
  */
 import { BlockError, isBlockError, type Image, type PreallocationMode } from '@blk/core/portable';
 import {
-  backingPolicy, cacheVfs, chainFiles, checkAborted, COPY_CHUNK, COPY_DEPTH, createIn, jobChunk, openIn,
-  openNamedBacking, openOn, progressOf, refuseTargetInChain, resolveBackingArg, type JobContext, type JobOptions,
+  backingPolicy,
+  cacheVfs,
+  chainFiles,
+  checkAborted,
+  COPY_CHUNK,
+  COPY_DEPTH,
+  createIn,
+  jobChunk,
+  openIn,
+  openNamedBacking,
+  openOn,
+  progressOf,
+  refuseTargetInChain,
+  resolveBackingArg,
+  type JobContext,
+  type JobOptions,
 } from './common.js';
 import { planTarget, TargetWriter } from './target.js';
 import { copyImageData } from './copy.js';
@@ -127,9 +141,15 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
 
   const plan = await planTarget(vfs, dst);
   const source = await openOn(ctx, src, {
-    format: options.format, readOnly: true, backingProbe: options.backingProbe, backingFormat: options.sourceBackingFormat,
-    forceShare: options.forceShare, onWarning: options.onWarning,
-    backingDirs: options.backingDirs, forbidBacking: options.forbidBacking, approve: options.approve,
+    format: options.format,
+    readOnly: true,
+    backingProbe: options.backingProbe,
+    backingFormat: options.sourceBackingFormat,
+    forceShare: options.forceShare,
+    onWarning: options.onWarning,
+    backingDirs: options.backingDirs,
+    forbidBacking: options.forbidBacking,
+    approve: options.approve,
     backingDevices: options.backingDevices,
   });
   let backing: Image | undefined;
@@ -143,7 +163,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     }
     // DST must be none of the files read: writing it would destroy the data being copied,
     // or (-B DST) make DST an overlay of itself.
-    const read = new Map([...await chainFiles(vfs, source), ...await chainFiles(vfs, backing)]);
+    const read = new Map([...(await chainFiles(vfs, source)), ...(await chainFiles(vfs, backing))]);
     if (plan.exists) await refuseTargetInChain(vfs, plan.path, read, 'a source or backing file of this convert');
     // Refuse a DST another process has open for writing before anything is created or truncated
     // (in place, the create below takes the lock before truncating).
@@ -188,9 +208,13 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     await out?.close().catch(() => undefined);
     await target.abandon();
     if (isBlockError(err, 'probe-guard')) {
-      throw new BlockError('probe-guard', `the converted disk would probe as ${err.format ?? 'another format'} `
-        + `(guest data at offset ${err.offset ?? 0}), not as the raw image it is; nothing was written: `
-        + 'name the output format (-O raw) to write it anyway', { path: dst, offset: err.offset, format: err.format });
+      throw new BlockError(
+        'probe-guard',
+        `the converted disk would probe as ${err.format ?? 'another format'} `
+          + `(guest data at offset ${err.offset ?? 0}), not as the raw image it is; nothing was written: `
+          + 'name the output format (-O raw) to write it anyway',
+        { path: dst, offset: err.offset, format: err.format },
+      );
     }
     throw err;
   } finally {

@@ -106,7 +106,8 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
   const signal = o.signal;
   const layers = source.chain();
   const pipeline = new CopyPipeline<Slot>(Math.max(1, o.depth), () => ({
-    buf: new Uint8Array(chunk), bbuf: against ? new Uint8Array(chunk) : undefined,
+    buf: new Uint8Array(chunk),
+    bbuf: against ? new Uint8Array(chunk) : undefined,
   }));
   const order = o.outOfOrder ? undefined : new WriteOrder();
   const yielder = new EventLoopYielder();
@@ -169,7 +170,7 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
 
   /** Adds [start, end) read from `layer` (undefined: zeros to write) to the windows it falls in. */
   const addData = async (start: number, end: number, layer: Image | undefined) => {
-    for (let pos = start; pos < end;) {
+    for (let pos = start; pos < end; ) {
       const base = pos - (pos % chunk);
       const n = Math.min(base + chunk, end) - pos;
       if (window && window.base !== base) await flushWindow();
@@ -182,7 +183,7 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
   };
 
   const zeroRange = async (start: number, end: number) => {
-    for (let pos = start; pos < end;) {
+    for (let pos = start; pos < end; ) {
       checkAborted(signal, source.path);
       const n = Math.min(chunk - (pos % chunk), end - pos);
       const at = pos;
@@ -247,11 +248,22 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
  * returns; on failure every window in flight has settled before it throws.
  * Nothing is flushed: that is the caller's step.
  */
-export async function copyOwnRuns(from: Image, into: Image, chunk: number, onBytes: (n: number) => void,
-  signal?: AbortSignal): Promise<void> {
+export async function copyOwnRuns(
+  from: Image,
+  into: Image,
+  chunk: number,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   let reported = 0;
   await copyImageData(from, into, {
-    chunk, depth: COPY_DEPTH, sparseSize: 0, writeAll: true, ownRunsOnly: true, outOfOrder: true, signal,
+    chunk,
+    depth: COPY_DEPTH,
+    sparseSize: 0,
+    writeAll: true,
+    ownRunsOnly: true,
+    outOfOrder: true,
+    signal,
     onProgress: (done) => {
       onBytes(done - reported);
       reported = done;
@@ -266,7 +278,9 @@ class WriteOrder {
   next(): { ready: Promise<void>; done(): void } {
     const ready = this.last;
     let done!: () => void;
-    this.last = new Promise<void>((resolve) => { done = resolve; });
+    this.last = new Promise<void>((resolve) => {
+      done = resolve;
+    });
     return { ready, done };
   }
 }
@@ -276,17 +290,24 @@ class WriteOrder {
  * (or, with `base`, that differ from it), coalescing neighbours into one
  * write. Granules are aligned to absolute multiples of `granule`.
  */
-async function writeChanged(out: Image, pos: number, data: Uint8Array, base: Uint8Array | undefined,
-  granule: number, writeAll: boolean): Promise<void> {
+async function writeChanged(
+  out: Image,
+  pos: number,
+  data: Uint8Array,
+  base: Uint8Array | undefined,
+  granule: number,
+  writeAll: boolean,
+): Promise<void> {
   if (writeAll) {
     await out.write(pos, data);
     return;
   }
   const end = pos + data.length;
   let pending = -1;
-  for (let g = pos; g < end;) {
+  for (let g = pos; g < end; ) {
     const gEnd = Math.min(g - (g % granule) + granule, end);
-    const from = g - pos, to = gEnd - pos;
+    const from = g - pos,
+      to = gEnd - pos;
     // Without a base, a non-zero first or last byte settles it without a compare (the usual case for data).
     const skip = base
       ? sameBytes(data.subarray(from, to), base.subarray(from, to))

@@ -4,7 +4,14 @@
  * for the driver at the driver's granularity. The blk command parses the
  * options, opens the source and prints.
  */
-import { alignDown, alignUp, BlockError, type DriverRegistry, type Image, type PreallocationMode } from '@blk/core/portable';
+import {
+  alignDown,
+  alignUp,
+  BlockError,
+  type DriverRegistry,
+  type Image,
+  type PreallocationMode,
+} from '@blk/core/portable';
 import { checkAborted } from './common.js';
 
 /**
@@ -47,10 +54,13 @@ export interface MeasureResult {
 export async function measureImage(registry: DriverRegistry, options: MeasureOptions): Promise<MeasureResult> {
   const driver = registry.require(options.format);
   if (!driver.measure) {
-    throw new BlockError('not-supported', `Format driver '${options.format}' does not support measure`, { driver: options.format });
+    throw new BlockError('not-supported', `Format driver '${options.format}' does not support measure`, {
+      driver: options.format,
+    });
   }
   const input: Parameters<NonNullable<typeof driver.measure>>[0] = { size: 0 };
-  if (options.driverOptions && Object.keys(options.driverOptions).length > 0) input.driverOptions = options.driverOptions;
+  if (options.driverOptions && Object.keys(options.driverOptions).length > 0)
+    input.driverOptions = options.driverOptions;
   if (options.preallocation !== undefined) input.preallocation = options.preallocation;
   const source = options.source;
   if (source) {

@@ -14,7 +14,13 @@
  * | FIFO, socket, char device, dir   | refused (`special-file`)                         |
  */
 import {
-  BlockError, fileTypeName, isBlockError, type FileAttributes, type FileStat, type Storage, type Vfs,
+  BlockError,
+  fileTypeName,
+  isBlockError,
+  type FileAttributes,
+  type FileStat,
+  type Storage,
+  type Vfs,
 } from '@blk/core/portable';
 
 export interface TargetPlan {
@@ -46,7 +52,9 @@ export async function planTarget(vfs: Vfs, dst: string): Promise<TargetPlan> {
   if (link.isSymbolicLink) {
     const followed = await statOrMissing(() => vfs.stat(dst));
     if (!followed) {
-      throw new BlockError('invalid-argument', 'is a symbolic link to a missing file; name the file itself', { path: dst });
+      throw new BlockError('invalid-argument', 'is a symbolic link to a missing file; name the file itself', {
+        path: dst,
+      });
     }
     st = followed;
     path = await vfs.realpath(dst);
@@ -54,8 +62,11 @@ export async function planTarget(vfs: Vfs, dst: string): Promise<TargetPlan> {
   const type = st.type ?? (st.isFile ? 'file' : st.isDirectory ? 'directory' : undefined);
   if (type === 'block-device') return { path, exists: true, method: 'in-place', device: true };
   if (type !== 'file') {
-    throw new BlockError('special-file', `is ${fileTypeName(type)}: convert writes only regular files and block devices`,
-      { path: dst });
+    throw new BlockError(
+      'special-file',
+      `is ${fileTypeName(type)}: convert writes only regular files and block devices`,
+      { path: dst },
+    );
   }
   if ((st.nlink ?? 1) > 1) return { path, exists: true, method: 'in-place', device: false };
   const plan: TargetPlan = { path, exists: true, method: 'rename', device: false };
@@ -98,8 +109,11 @@ export class TargetWriter {
   private guard: Storage | undefined;
   private inPlace: boolean;
 
-  constructor(private readonly vfs: Vfs, readonly plan: TargetPlan,
-    private readonly onTempFile?: (path: string | undefined) => void) {
+  constructor(
+    private readonly vfs: Vfs,
+    readonly plan: TargetPlan,
+    private readonly onTempFile?: (path: string | undefined) => void,
+  ) {
     this.inPlace = plan.method === 'in-place';
   }
 
@@ -120,7 +134,7 @@ export class TargetWriter {
       this.onTempFile?.(tmp);
       await make(tmp, false);
       // The target's mode and owner before any data lands in the file.
-      if (!this.plan.attributes || await giveAttributes(this.vfs, tmp, this.plan.attributes)) return tmp;
+      if (!this.plan.attributes || (await giveAttributes(this.vfs, tmp, this.plan.attributes))) return tmp;
       await this.abandon();
       await this.release();
       this.inPlace = true;

@@ -54,7 +54,9 @@ describe('compareImages', () => {
     });
     expect(await compareImages(a, b)).toEqual({ kind: 'identical', sizesDiffer: false });
     // The base's data is read from the base, the overlay's from the overlay.
-    expect(reads.filter((r) => r.path === '/top.cow').every((r) => r.offset >= 128 * KiB && r.offset < 160 * KiB)).toBe(true);
+    expect(reads.filter((r) => r.path === '/top.cow').every((r) => r.offset >= 128 * KiB && r.offset < 160 * KiB)).toBe(
+      true,
+    );
     expect(reads.some((r) => r.path === '/base.raw')).toBe(true);
     await a.close();
     await b.close();
@@ -71,13 +73,23 @@ describe('compareImages', () => {
     const a = await open(vfs, '/top.cow');
     const c = await open(vfs, '/changed.raw', 'raw');
     const l = await open(vfs, '/longer.raw', 'raw');
-    expect(await compareImages(a, c)).toEqual({ kind: 'content-mismatch', offset: 130 * KiB + 512, inTail: false, sizesDiffer: false });
+    expect(await compareImages(a, c)).toEqual({
+      kind: 'content-mismatch',
+      offset: 130 * KiB + 512,
+      inTail: false,
+      sizesDiffer: false,
+    });
     expect(await compareImages(a, l)).toEqual({ kind: 'identical', sizesDiffer: true });
     expect(await compareImages(a, l, { strict: true })).toEqual({ kind: 'size-mismatch' });
     longer[SIZE + 1000] = 1;
     vfs.put('/longer2.raw', longer);
     const l2 = await open(vfs, '/longer2.raw', 'raw');
-    expect(await compareImages(a, l2)).toEqual({ kind: 'content-mismatch', offset: SIZE + 512, inTail: true, sizesDiffer: true });
+    expect(await compareImages(a, l2)).toEqual({
+      kind: 'content-mismatch',
+      offset: SIZE + 512,
+      inTail: true,
+      sizesDiffer: true,
+    });
     for (const image of [a, c, l, l2]) await image.close();
   });
 
@@ -87,7 +99,9 @@ describe('compareImages', () => {
     const b = await open(vfs, '/flat.raw', 'raw');
     const controller = new AbortController();
     controller.abort();
-    await expect(compareImages(a, b, { signal: controller.signal })).rejects.toSatisfy((e: unknown) => isBlockError(e, 'aborted'));
+    await expect(compareImages(a, b, { signal: controller.signal })).rejects.toSatisfy((e: unknown) =>
+      isBlockError(e, 'aborted'),
+    );
     await a.close();
     await b.close();
   });
@@ -103,8 +117,15 @@ describe('measureImage and dataBytes', () => {
     const direct = await cowDriver.measure!({ size: a.size, dataBytes: (g) => dataBytes(a, g) });
     expect(viaJob).toEqual({ required: direct.required, fullyAllocated: direct.fullyAllocated });
     const bySize = await measureImage(registry, { format: 'cow', size: 1024 * KiB });
-    expect(bySize).toEqual(await cowDriver.measure!({ size: 1024 * KiB }).then((r) => ({ required: r.required, fullyAllocated: r.fullyAllocated })));
-    await expect(measureImage(new DriverRegistry([]), { format: 'cow', size: 1 })).rejects.toSatisfy((e: unknown) => isBlockError(e));
+    expect(bySize).toEqual(
+      await cowDriver.measure!({ size: 1024 * KiB }).then((r) => ({
+        required: r.required,
+        fullyAllocated: r.fullyAllocated,
+      })),
+    );
+    await expect(measureImage(new DriverRegistry([]), { format: 'cow', size: 1 })).rejects.toSatisfy((e: unknown) =>
+      isBlockError(e),
+    );
     await a.close();
   });
 });
@@ -115,7 +136,12 @@ describe('checkAllocation', () => {
     const a = await openImage('/top.cow', { registry, vfs, readOnly: true, backing: { mode: 'ignore' } });
     const fileSize = (await vfs.stat('/top.cow')).size;
     const ok = await checkAllocation(a, { fileSize, checkPastEof: true });
-    expect(ok).toEqual({ totalClusters: SIZE / 512, allocatedClusters: (32 * KiB) / 512, corruptions: 0, problems: [] });
+    expect(ok).toEqual({
+      totalClusters: SIZE / 512,
+      allocatedClusters: (32 * KiB) / 512,
+      corruptions: 0,
+      problems: [],
+    });
     // As if the file ended 1 KiB before the end of the overlay's data: its last two sectors are missing.
     let dataEnd = 0;
     for await (const run of a.map()) if (run.depth === 0) dataEnd = run.hostOffset! + run.length;
@@ -123,7 +149,9 @@ describe('checkAllocation', () => {
     const cut = await checkAllocation(a, { fileSize: dataEnd - 1024, checkPastEof: true });
     expect(cut.corruptions).toBe(2);
     expect(cut.problems).toHaveLength(1);
-    expect(cut.problems[0]).toMatch(/^ERROR sectors \d+-\d+ \(offset \d+\): marked allocated, but the data lies past the end of the file/);
+    expect(cut.problems[0]).toMatch(
+      /^ERROR sectors \d+-\d+ \(offset \d+\): marked allocated, but the data lies past the end of the file/,
+    );
     await a.close();
   });
 });

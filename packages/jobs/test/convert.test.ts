@@ -29,7 +29,14 @@ function pattern(length: number, seed: number): Uint8Array {
 async function chain(): Promise<MemoryVfs> {
   const vfs = new MemoryVfs();
   vfs.put('/base.raw', pattern(SIZE / 2, 1)); // shorter than the overlays: [512K, 1M) is held by no layer
-  await createImage('/mid.cow', { registry, vfs, format: 'cow', backing: '/base.raw', size: SIZE, driverOptions: { variant: 'v2-qemu-lp64' } });
+  await createImage('/mid.cow', {
+    registry,
+    vfs,
+    format: 'cow',
+    backing: '/base.raw',
+    size: SIZE,
+    driverOptions: { variant: 'v2-qemu-lp64' },
+  });
   const mid = await openImage('/mid.cow', { registry, vfs });
   await mid.write(64 * KiB, pattern(32 * KiB, 2));
   await mid.write(700 * KiB, pattern(8 * KiB, 3));
@@ -133,7 +140,13 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
       zeroed.push({ offset, length });
       return original.call(this, offset, length, o);
     });
-    await convertImage('/top.cow', '/existing.raw', { registry, vfs, backingProbe: true, existingTarget: true, outputFormat: 'raw' });
+    await convertImage('/top.cow', '/existing.raw', {
+      registry,
+      vfs,
+      backingProbe: true,
+      existingTarget: true,
+      outputFormat: 'raw',
+    });
     expect(firstDifference(await contents(vfs, '/existing.raw', 'raw'), expected)).toBe(-1);
     expect(zeroed.length).toBeGreaterThan(0);
     expect(zeroed.every((z) => z.offset >= 512 * KiB)).toBe(true);
@@ -146,7 +159,11 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
     let updates = 0;
     const temps: Array<string | undefined> = [];
     const job = convertImage('/top.cow', '/out.raw', {
-      registry, vfs, backingProbe: true, chunkSize: 64 * KiB, signal: controller.signal,
+      registry,
+      vfs,
+      backingProbe: true,
+      chunkSize: 64 * KiB,
+      signal: controller.signal,
       onTempFile: (p) => temps.push(p),
       onProgress: (e) => {
         if (e.phase === 'update' && ++updates === 2) controller.abort();
@@ -166,8 +183,9 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
     const vfs = await chain();
     const controller = new AbortController();
     controller.abort(new Error('user said stop'));
-    await expect(convertImage('/top.cow', '/out.raw', { registry, vfs, backingProbe: true, signal: controller.signal }))
-      .rejects.toSatisfy(isBlockErrorKind('aborted'));
+    await expect(
+      convertImage('/top.cow', '/out.raw', { registry, vfs, backingProbe: true, signal: controller.signal }),
+    ).rejects.toSatisfy(isBlockErrorKind('aborted'));
     expect(await vfs.exists('/out.raw')).toBe(false);
   });
 
@@ -184,8 +202,9 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
       controller.abort();
       return original.call(this, offset, data);
     });
-    await expect(copyImageData(source, target, { chunk: 16 * KiB, depth: 1, sparseSize: 4096, signal: controller.signal }))
-      .rejects.toSatisfy(isBlockErrorKind('aborted'));
+    await expect(
+      copyImageData(source, target, { chunk: 16 * KiB, depth: 1, sparseSize: 4096, signal: controller.signal }),
+    ).rejects.toSatisfy(isBlockErrorKind('aborted'));
     expect(writes).toHaveLength(1);
     await target.close();
     await source.close();
@@ -198,7 +217,9 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
     expect(targetGranule(t)).toBeGreaterThanOrEqual(512);
     expect(sparseGranule(4096, t)).toBe(Math.max(4096, targetGranule(t)));
     expect(sparseGranule(0, t)).toBe(targetGranule(t));
-    const fake = Object.create(t, { capabilities: { value: { limits: { clusterSize: 65536, requestAlignment: 512 } } } }) as Image;
+    const fake = Object.create(t, {
+      capabilities: { value: { limits: { clusterSize: 65536, requestAlignment: 512 } } },
+    }) as Image;
     expect(targetGranule(fake)).toBe(65536);
     expect(sparseGranule(4096, fake)).toBe(65536);
     await t.close();

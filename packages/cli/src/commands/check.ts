@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import {
   BlockError, backingMismatchText, exactBackingPath, gatherBackingFacts, isBlockError, type BackingReference, type Image, type RepairRequest,
 } from '@blk/core';
-import { openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
+import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError, commitCommand, describeError, warn } from '../errors.js';
 import { openBackingOf } from '../jobs/common.js';
 import { checkAllocation as checkAllocationJob } from '@blk/jobs';
