@@ -182,13 +182,28 @@ function warnIfWritten(storage: Storage, onWarning: ((message: string) => void) 
   else process.emitWarning(message, { code: 'BLK_FORCE_SHARE' });
 }
 
+/** NodeFileStorage's thread-pool I/O (see @blk/cli's host-io.ts). */
+interface PoolIo {
+  readOnPool(offset: number, into: Uint8Array): Promise<number>;
+  writeOnPool(offset: number, data: Uint8Array): Promise<void>;
+}
+
 class LockedStorage implements Storage {
   constructor(private readonly inner: Storage, private readonly lockFd: number) {
     this.readSync = inner.readSync?.bind(inner);
     this.extentAt = inner.extentAt?.bind(inner);
     this.allocate = inner.allocate?.bind(inner);
     this.zeroRange = inner.zeroRange?.bind(inner);
+    // Thread-pool I/O (NodeFileStorage's readOnPool/writeOnPool, which the copy jobs' ThreadedIoVfs looks for):
+    // forwarded, or the lock would silently turn every large copy request back into a main-thread one.
+    const pool = inner as Partial<PoolIo>;
+    if (typeof pool.readOnPool === 'function' && typeof pool.writeOnPool === 'function') {
+      this.readOnPool = pool.readOnPool.bind(inner);
+      this.writeOnPool = pool.writeOnPool.bind(inner);
+    }
   }
+  readonly readOnPool?: PoolIo['readOnPool'];
+  readonly writeOnPool?: PoolIo['writeOnPool'];
   get path(): string { return this.inner.path; }
   get readOnly(): boolean { return this.inner.readOnly; }
   /** The inner storage's synchronous read and extent query, when it has them. */
