@@ -70,8 +70,7 @@ export interface CopyOptions {
  * request alignment, else its sector size.
  */
 export function targetGranule(image: Image): number {
-  const limits = (image as { capabilities?: { limits?: { clusterSize?: number; requestAlignment?: number } } })
-    .capabilities?.limits;
+  const limits = image.capabilities?.limits;
   const g = limits?.clusterSize ?? limits?.requestAlignment ?? image.sectorSize;
   return Number.isSafeInteger(g) && g > 0 ? g : 512;
 }
