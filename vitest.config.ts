@@ -25,6 +25,7 @@ export default defineConfig({
       { find: /^@blk\/images$/, replacement: src('images') },
       { find: /^@blk\/faults$/, replacement: src('faults') },
       { find: /^@blk\/native$/, replacement: src('native') },
+      { find: /^@blk\/jobs$/, replacement: src('jobs') },
     ],
   },
   test: {

@@ -42,7 +42,7 @@ const { values: opts } = parseArgs({
 
 if (opts.help) {
   console.log(`usage: node bench/run.mjs [--quick] [--cold] [--only ROW[,ROW...]] [--reps N] [--dir TMPDIR] [--keep] [--profile] [--write-results]
-rows: seq-read rand-read seq-write unaligned-write rand-write commit convert map map-chain open info (prefixes of row ids work too)
+rows: seq-read rand-read seq-write unaligned-write rand-write commit convert durable-convert map map-chain open info (prefixes of row ids work too)
 --experiment NAME loads bench/experiments/NAME.mjs into every in-process blk run (a prototype, not blk code)`);
   process.exit(0);
 }
@@ -588,6 +588,61 @@ groups.push({
         ?? (wrongD ? `WRONG RESULT: output differs from the merged image: ${checks.durable}`
           : `blk convert (durable) ${fmtRate(d?.value, 's')}: ${u && d ? fmtRatio(d.value / uDur) : '—'} of uml_moo + sync, ${u && d ? fmtRatio(d.value / u.value) : '—'} of uml_moo without sync`),
       wrong: wrongD });
+    fs.rmSync(merged, { force: true });
+  },
+});
+
+// The durable convert of issue 12: 512 MiB (quick: S.size), 25% of it in the overlay (1 MiB of every 4 MiB), written
+// with `blk convert -O raw` (default -t writeback: the target is fsync'ed, then its directory) against the disk's own
+// limit for the same bytes, `cp --sparse=always` of the merged raw image followed by `sync` of the copy and its
+// directory. Both read warm inputs; both runs are interleaved in one invocation.
+const DURABLE_SIZE = QUICK ? S.size : 512 * MiB;
+const durableBase = () => fixture('durable-base.raw', (p) => writeRaw(p, DURABLE_SIZE, TAG_BASE));
+const durableCow = () => fixture('durable.cow', (p) => {
+  writeCow(p, { size: DURABLE_SIZE, backingPath: durableBase(), runs: commitRuns(DURABLE_SIZE), fill: overlayFill });
+  return p;
+});
+
+groups.push({
+  id: 'durable-convert', rows: ['durable-convert'],
+  run() {
+    const cow = durableCow();
+    const runs = commitRuns(DURABLE_SIZE);
+    const merged = `${dir}/durable-merged.raw`;
+    if (!fs.existsSync(merged)) {
+      runCommand(['uml_moo', cow, merged], { rss: false });
+      runCommand(['sync', '-d', merged], { rss: false });
+    }
+    const outs = { blk: `${dir}/durable-blk.raw`, cp: `${dir}/durable-cp.raw` };
+    const rm = (k) => () => fs.rmSync(outs[k], { force: true });
+    let check;
+    const variants = [
+      { key: 'cp --sparse + sync', before: () => prepare([merged]), after: rm('cp'),
+        run: () => {
+          const r = runCommand(['cp', '--sparse=always', merged, outs.cp]);
+          const sync = runCommand(['sync', outs.cp, dir], { rss: false });
+          return { value: r.seconds + sync.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+        } },
+    ];
+    if (have.cli) {
+      variants.push({ key: 'blk convert (durable)', before: () => prepare([durableBase(), [cow, cowWarmRanges(DURABLE_SIZE, runs)]]),
+        after: () => {
+          if (fs.existsSync(outs.blk)) check ??= compareFiles(merged, outs.blk) ?? 'ok';
+          rm('blk')();
+        },
+        run: () => {
+          const r = runCommand(blkCli('convert', '-O', 'raw', cow, outs.blk));
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+        } });
+    }
+    const { out, errors } = interleave(S.cliReps, variants);
+    const c = best(out['cp --sparse + sync'], false), b = best(out['blk convert (durable)'], false);
+    const wrong = check !== undefined && check !== 'ok';
+    addRow({ id: 'durable-convert', title: `durable \`blk convert -O raw\` of a ${fmtBytes(DURABLE_SIZE)} cow chain (25% in the overlay) vs cp + sync`,
+      unit: 's', blk: b?.value, baseline: c?.value, baselineName: '`cp --sparse=always` of the merged image + `sync` of it and its directory',
+      goal: { max: 1.3 }, rssKiB: b?.maxRssKiB, wrong, samples: out,
+      note: !have.cli ? pending('@blk/cli') : errors['blk convert (durable)'] ?? errors['cp --sparse + sync']
+        ?? (wrong ? `WRONG RESULT: output differs from the merged image: ${check}` : 'output identical to the merged image') });
     fs.rmSync(merged, { force: true });
   },
 });

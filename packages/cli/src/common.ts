@@ -88,9 +88,13 @@ export function onInterrupt(cleanup: () => void): () => void {
  * exists, SIGINT, SIGTERM or SIGHUP remove it before exiting. Pass
  * `onTempFile` to the job; call `off` when the job has settled.
  */
-export function removeTempOnInterrupt(): { onTempFile: (path: string | undefined) => void; off: () => void } {
+export function removeTempOnInterrupt(controller?: AbortController): {
+  onTempFile: (path: string | undefined) => void; off: () => void; signal: AbortSignal | undefined;
+} {
   let tmp: string | undefined;
   const off = onInterrupt(() => {
+    // The job stops between two of its steps (its `signal`), though the exit below comes first.
+    controller?.abort(new Error('interrupted'));
     if (tmp === undefined) return;
     try {
       fs.unlinkSync(tmp);
@@ -98,7 +102,7 @@ export function removeTempOnInterrupt(): { onTempFile: (path: string | undefined
       // Already gone.
     }
   });
-  return { onTempFile: (path) => { tmp = path; }, off };
+  return { onTempFile: (path) => { tmp = path; }, off, signal: controller?.signal };
 }
 
 /** Index of the first byte where a and b differ (same length), or -1. */

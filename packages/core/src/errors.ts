@@ -59,7 +59,9 @@ export type BlockErrorKind =
    */
   | 'special-file'
   /** The underlying storage failed (EIO, ENOSPC, short write, ...). */
-  | 'io';
+  | 'io'
+  /** The caller's AbortSignal stopped a long operation or job (between two of its steps). */
+  | 'aborted';
 
 export interface BlockErrorContext {
   /** The file the problem is in. */

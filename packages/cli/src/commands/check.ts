@@ -18,9 +18,10 @@ import * as fs from 'node:fs';
 import {
   BlockError, backingMismatchText, exactBackingPath, gatherBackingFacts, isBlockError, type BackingReference, type Image, type RepairRequest,
 } from '@blk/core';
-import { openCli, rulesOf, yieldToEventLoop, type BackingRuleFlags } from '../common.js';
+import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError, commitCommand, describeError, warn } from '../errors.js';
 import { openBackingOf } from '../jobs/common.js';
+import { checkAllocation as checkAllocationJob } from '@blk/jobs';
 import { commitFiles, journalMatches, readJournal } from '../jobs/commit-journal.js';
 import { hostVfs, registry } from '../images.js';
 import { cFixed } from '../format.js';
@@ -203,32 +204,13 @@ function humanReport(r: Result): string {
  * of the file. Units: the image's sectors.
  */
 async function checkAllocation(image: Image, r: Result, showProgress: boolean, checkPastEof: boolean): Promise<void> {
-  const ss = image.sectorSize;
   const fileSize = fs.statSync(image.path).size;
-  r.totalClusters = Math.ceil(image.size / ss);
   const progress = createProgress(showProgress, image.size);
-  let runs = 0;
-  for await (const run of image.map()) {
-    if (run.depth === 0) {
-      const sectors = Math.ceil(run.length / ss);
-      r.allocatedClusters += sectors;
-      const h = run.hostOffset;
-      if (checkPastEof && h !== undefined && h + run.length > fileSize) {
-        // Sector i holds host bytes [h + i*ss, h + min((i+1)*ss, length)).
-        let first = Math.max(0, Math.floor((fileSize - h) / ss));
-        if (h + Math.min((first + 1) * ss, run.length) <= fileSize) first += 1;
-        const bad = sectors - first;
-        if (bad > 0) {
-          r.corruptions += bad;
-          const s0 = run.start / ss + first;
-          r.problems.push(`ERROR ${bad === 1 ? `sector ${s0}` : `sectors ${s0}-${s0 + bad - 1}`} (offset ${run.start + first * ss}): `
-            + `marked allocated, but the data lies past the end of the file (${fileSize} bytes)`);
-        }
-      }
-    }
-    progress.update(run.start + run.length);
-    if (++runs % 1024 === 0) await yieldToEventLoop();
-  }
+  const found = await checkAllocationJob(image, { fileSize, checkPastEof, onProgress: (done) => progress.update(done) });
+  r.totalClusters = found.totalClusters;
+  r.allocatedClusters += found.allocatedClusters;
+  r.corruptions += found.corruptions;
+  r.problems.push(...found.problems);
   progress.done();
 }
 

@@ -69,7 +69,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
   if (backingFormat !== undefined && backingArg === undefined) throw new UsageError('-F (backing format) needs -B (backing file)');
 
   // SIGINT, SIGTERM or SIGHUP while the temporary file exists: remove it, then exit 128 + signal.
-  const temp = removeTempOnInterrupt();
+  const temp = removeTempOnInterrupt(new AbortController());
   try {
     const result = await convertImage(src, dst, {
       vfs: hostJobVfs(),
@@ -91,6 +91,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       forceShare: opts.forceShare,
       onWarning: warn,
       onTempFile: temp.onTempFile,
+      signal: temp.signal,
       onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
     });
     // The rename changed the target's directory (DST's, or its symlink's target's).

@@ -1,9 +1,11 @@
 /**
  * blk measure: qemu-img measure. The numbers come from the output format's
- * driver (`BlockDriver.measure`); this module opens the source, if any, and
- * counts its data for the driver at the driver's granularity.
+ * driver (`BlockDriver.measure`); the job (@blk/jobs' measureImage) counts
+ * the source's data for the driver at the driver's granularity; this module
+ * parses the options, opens the source, if any, and prints.
  */
-import { alignDown, alignUp, type Image } from '@blk/core';
+import type { Image } from '@blk/core';
+import { measureImage } from '@blk/jobs';
 import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
 import { registry } from '../images.js';
@@ -24,23 +26,8 @@ export interface MeasureOpts extends BackingRuleFlags {
   forceShare?: boolean;
 }
 
-/**
- * Bytes of `image` (across its backing chain) that hold data a copy would
- * write: every run that is not known to read as zeros, widened to whole
- * `granularity` blocks, each block counted once.
- */
-export async function dataBytes(image: Image, granularity: number): Promise<number> {
-  let total = 0;
-  let covered = 0;
-  for await (const run of image.map()) {
-    if (run.depth === undefined || run.zero) continue;
-    const start = Math.max(alignDown(run.start, granularity), covered);
-    const end = alignUp(run.start + run.length, granularity);
-    if (end > start) total += end - start;
-    covered = Math.max(covered, end);
-  }
-  return total;
-}
+/** Bytes of `image` a copy would write, at `granularity` (the measure job's count: @blk/jobs' dataBytes). */
+export { dataBytes } from '@blk/jobs';
 
 export async function measure(file: string | undefined, opts: MeasureOpts): Promise<number> {
   if (opts.size === undefined && file === undefined) throw new UsageError('Either --size N or one filename must be specified.');
@@ -49,9 +36,6 @@ export async function measure(file: string | undefined, opts: MeasureOpts): Prom
   const driver = registry.require(format);
   if (!driver.measure) throw new UsageError(`Format driver '${format}' does not support measure`);
   const o = parseCreateOptions(format, opts.options);
-  const input: Parameters<NonNullable<typeof driver.measure>>[0] = { size: 0 };
-  if (Object.keys(o.driverOptions).length > 0) input.driverOptions = o.driverOptions;
-  if (o.preallocation !== undefined) input.preallocation = o.preallocation;
   let image: Image | undefined;
   try {
     if (file !== undefined) {
@@ -59,13 +43,14 @@ export async function measure(file: string | undefined, opts: MeasureOpts): Prom
         format: opts.format, readOnly: true, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat,
         forceShare: opts.forceShare, ...rulesOf(opts),
       });
-      const source = image;
-      input.size = source.size;
-      input.dataBytes = (granularity) => dataBytes(source, granularity);
-    } else {
-      input.size = parseSize(opts.size!, 'size');
     }
-    const result = await driver.measure(input);
+    const result = await measureImage(registry, {
+      format,
+      source: image,
+      size: file === undefined ? parseSize(opts.size!, 'size') : undefined,
+      driverOptions: o.driverOptions,
+      preallocation: o.preallocation,
+    });
     if (opts.output === 'json') {
       process.stdout.write(`${toQemuJson({ required: result.required, 'fully-allocated': result.fullyAllocated })}\n`);
     } else {

@@ -1,70 +1,22 @@
 /**
- * What the jobs (commit, rebase, convert) share: options, opening images on a
- * Vfs with the CLI's backing policy, and the copy loop's helpers. Nothing here
- * touches node:fs or node:path: every file-system action goes through a Vfs.
+ * What the jobs still in the CLI (commit, rebase, dd) share: options, opening
+ * images on a Vfs with the CLI's backing policy (--backing-devices defaults
+ * to what the environment says), and the copy helpers of @blk/jobs. Nothing
+ * here touches node:fs or node:path: every file-system action goes through a
+ * Vfs.
  */
-import { BlockError, FilterStorage, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Storage, type StorageCapabilities, type Vfs } from '@blk/core';
+import { BlockError, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Vfs } from '@blk/core';
+import type { BackingRules, BackingVerdict, CacheMode, ProgressEvent } from '@blk/jobs';
 import { hostVfs, openImage } from '../images.js';
 import { backingDevicesAllowed } from '../backing-devices.js';
 
-/** Large I/O unit for copy loops. */
-export const CHUNK = 1024 * 1024;
+export {
+  CACHE_MODES, CHUNK, COPY_CHUNK, COPY_DEPTH, CopyPipeline, chainFiles, checkCopiesKeepFormat, checkCopyKeepsFormat,
+  fileId, jobChunk, parseCacheMode, progressOf, refuseTargetInChain, resolveBackingArg,
+  type BackingRules, type BackingVerdict, type CacheMode, type ProgressEvent,
+} from '@blk/jobs';
 
-/** I/O unit of the convert and commit copy loops (larger requests, fewer round trips). */
-export const COPY_CHUNK = 4 * 1024 * 1024;
-
-/** Chunks the convert and commit copy loops keep in flight (read one while writing another). */
-export const COPY_DEPTH = 4;
-
-/**
- * qemu-img's `-t CACHE` for the image a job writes:
- * - `writeback` (the default): flush (fsync) when the job is done, and at
- *   each step of its crash-safety protocol; the result is durable when the
- *   job returns.
- * - `unsafe`: never flush (qemu-img convert's own default, and what uml_moo
- *   does): faster, and safe against the process being killed (the page cache
- *   survives it), but a power loss or OS crash can lose or tear the result.
- * - `none`, `writethrough`, `directsync`: accepted for qemu-img compatibility
- *   and treated as `writeback` (blk has no O_DIRECT or O_DSYNC I/O).
- */
-export type CacheMode = 'writeback' | 'unsafe' | 'none' | 'writethrough' | 'directsync';
-
-export const CACHE_MODES: readonly CacheMode[] = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
-
-/** Checks a `-t` value. */
-export function parseCacheMode(value: string | undefined): CacheMode {
-  if (value === undefined) return 'writeback';
-  if ((CACHE_MODES as readonly string[]).includes(value)) return value as CacheMode;
-  throw new RangeError(`invalid cache mode '${value}': use one of ${CACHE_MODES.join(', ')}`);
-}
-
-/** A job's progress: `done` of `total` bytes gone through. */
-export interface ProgressEvent {
-  /** 'start' once the copy begins (done = 0), 'update' as it goes, 'end' when the job has finished it. */
-  phase: 'start' | 'update' | 'end';
-  done: number;
-  total: number;
-}
-
-/**
- * What the user allows of backing files named inside images (a path in an
- * image is data from whoever made the image, not an instruction).
- */
-export interface BackingRules {
-  /** --backing-dir: backing files must lie in these directories, also after following symlinks (backing.allowedDirs). */
-  backingDirs?: string[] | undefined;
-  /** --forbid-backing: refuse images that name a backing file (backing.mode 'forbid'). */
-  forbidBacking?: boolean | undefined;
-  /** A rule of the caller's for each backing file (BackingPolicy.approve; the blk command's owner rule). */
-  approve?: BackingPolicy['approve'] | undefined;
-  /**
-   * --backing-devices: images may name block devices as backing files
-   * (BackingPolicy.allowDevices). Default: what the blk command was told, else no.
-   */
-  backingDevices?: boolean | undefined;
-}
-
-/** Just the backing rules of `o` (to hand a job's rules on to the images it opens). */
+/** Just the backing rules of `o` (to hand a job's rules on to the images it opens; --backing-devices aside). */
 export function rulesIn(o: BackingRules): BackingRules {
   return { backingDirs: o.backingDirs, forbidBacking: o.forbidBacking, approve: o.approve };
 }
@@ -84,6 +36,8 @@ export interface JobOptions extends BackingRules {
   backingProbe?: boolean;
   /** Cache mode of the written images (convert, commit): see CacheMode. Default writeback. */
   cache?: CacheMode;
+  /** Stops the job between two of its steps (BlockError `aborted`). */
+  signal?: AbortSignal | undefined;
 }
 
 export interface CliOpenOptions extends BackingRules {
@@ -137,18 +91,6 @@ export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): B
     policy.format = (ref, depth) => (depth === 1 ? first : undefined);
   }
   return policy;
-}
-
-/** What the backing rules say of the backing file an image names, decided without opening it. */
-export interface BackingVerdict {
-  /** The path as stored in the image. */
-  stored: string;
-  /** The absolute path it resolves to (undefined when it cannot be resolved safely). */
-  resolved: string | undefined;
-  /** Whether the rules let blk open it. */
-  allowed: boolean;
-  /** Why not, when not allowed. */
-  reason?: string;
 }
 
 /** Decides whether `image`'s backing file may be opened under `rules`, without opening it. */
@@ -250,173 +192,12 @@ export async function openOn(vfs: Vfs, path: string, o: CliOpenOptions): Promise
   return openImage(path, { ...cliOpenOptions(o), vfs });
 }
 
-/**
- * Refuses, before anything is written, a copy of `runs` of `source` into
- * `target` that would make `target` probe as another format: the guest data
- * landing in the bytes that decide how a raw file probes (its first and last
- * bytes) must not turn it into, say, an overlay naming a host file. Only
- * images whose writes are guarded (format probed or assumed) are checked; the
- * guard also checks every write as it happens.
- */
-export async function checkCopyKeepsFormat(target: Image, source: Image,
-  runs: ReadonlyArray<{ start: number; length: number }>): Promise<void> {
-  await checkCopiesKeepFormat(target, [{ source, runs }]);
-}
-
-/** checkCopyKeepsFormat for several copies applied in order (commit -b: the lowest layer first, the top last). */
-export async function checkCopiesKeepFormat(target: Image,
-  copies: ReadonlyArray<{ source: Image; runs: ReadonlyArray<{ start: number; length: number }> }>): Promise<void> {
-  const writes: Array<{ offset: number; data: Uint8Array }> = [];
-  for (const { source, runs } of copies) {
-    for (const range of target.probeGuardRanges()) {
-      for (const run of runs) {
-        const from = Math.max(run.start, range.start);
-        const to = Math.min(run.start + run.length, range.start + range.length, source.size);
-        if (from >= to) continue;
-        const data = new Uint8Array(to - from);
-        await source.readInto(from, data);
-        writes.push({ offset: from, data });
-      }
-    }
-  }
-  await target.checkWrites(writes).catch((err: unknown) => {
-    if (!isBlockError(err, 'probe-guard')) throw err;
-    throw new BlockError('probe-guard', `refusing to copy guest data that would make this file probe as `
-      + `${err.format ?? 'another format'} (at offset ${err.offset ?? 0}): it is read as raw only because no format `
-      + 'was named, and would then no longer be; nothing was written', { path: target.path, offset: err.offset, format: err.format });
-  });
-}
-
 /** The job's Vfs: the one given, else the host's (with locks). */
 export function jobVfs(options: JobOptions): Vfs {
   return options.vfs ?? hostVfs();
 }
 
-/**
- * The job's Vfs as its cache mode wants it: with `unsafe`, every storage it
- * opens ignores flush() (nothing is ever fsync'ed); otherwise `vfs` itself.
- */
-export function cacheVfs(vfs: Vfs, options: JobOptions): Vfs {
-  const mode = parseCacheMode(options.cache);
-  if (mode !== 'unsafe') return vfs;
-  const wrapped: Vfs = {
-    open: async (path, o) => unflushed(await vfs.open(path, o)),
-    stat: (path) => vfs.stat(path),
-    lstat: (path) => vfs.lstat(path),
-    realpath: (path) => vfs.realpath(path),
-    resolve: (base, path) => vfs.resolve(base, path),
-    dirname: (path) => vfs.dirname(path),
-    cwd: () => vfs.cwd(),
-    exists: (path) => vfs.exists(path),
-    remove: (path) => vfs.remove(path),
-    rename: (from, to) => vfs.rename(from, to),
-  };
-  if (vfs.setAttributes) wrapped.setAttributes = (path, attributes) => vfs.setAttributes!(path, attributes);
-  return wrapped;
-}
-
-/** A storage whose flush() does nothing (-t unsafe), and says so; everything else is the storage's own. */
-class UnflushedStorage extends FilterStorage {
-  protected override filterCapabilities(below: StorageCapabilities): StorageCapabilities {
-    return { ...super.filterCapabilities(below), flush: false };
-  }
-  override async flush(): Promise<void> { /* -t unsafe: never flush. */ }
-}
-
-/** `storage` whose flush() does nothing; reads, readSync, extentAt and zeroRange are the storage's own. */
-function unflushed(storage: Storage): Storage {
-  return new UnflushedStorage(storage);
-}
-
-/**
- * A copy loop's pipeline: up to `depth` tasks in flight, each with a slot of
- * buffers of its own, so that reading one chunk overlaps writing another
- * when the storage's I/O is asynchronous (and costs nothing when it is not).
- * The first failure stops new tasks and is thrown by start() or drain().
- */
-export class CopyPipeline<S> {
-  private readonly free: S[];
-  private readonly inflight = new Set<Promise<void>>();
-  private failure: { err: unknown } | undefined;
-
-  constructor(depth: number, slot: () => S) {
-    this.free = Array.from({ length: Math.max(1, depth) }, slot);
-  }
-
-  /** Waits for a free slot, then starts `task` on it without waiting for it to finish. */
-  async start(task: (slot: S) => Promise<void>): Promise<void> {
-    while (this.free.length === 0 && !this.failure) await Promise.race(this.inflight);
-    if (this.failure) throw this.failure.err;
-    const slot = this.free.pop() as S;
-    const p: Promise<void> = task(slot)
-      .then(() => undefined, (err: unknown) => { this.failure ??= { err }; })
-      .finally(() => {
-        this.free.push(slot);
-        this.inflight.delete(p);
-      });
-    this.inflight.add(p);
-  }
-
-  /** Waits for every task; throws the first failure. */
-  async drain(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.race(this.inflight);
-    if (this.failure) throw this.failure.err;
-  }
-
-  /** Waits for every task, ignoring failures (before cleaning up after an error). */
-  async settle(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.race(this.inflight);
-  }
-}
-
-/** The copy loop's I/O unit, checked. */
-export function jobChunk(options: JobOptions, fallback = CHUNK): number {
-  const chunk = options.chunkSize ?? fallback;
-  if (!Number.isSafeInteger(chunk) || chunk <= 0 || chunk % 512 !== 0) {
-    throw new RangeError(`chunk size ${chunk} is not a positive multiple of 512`);
-  }
-  return chunk;
-}
-
-/**
- * A backing file named on the command line, as qemu-img resolves it: a
- * relative name is relative to the directory of the image that will refer to
- * it, not to the current directory. An absolute name is kept as given (it is
- * what the image will record). Vfs paths are POSIX-style.
- */
-export function resolveBackingArg(vfs: Vfs, imagePath: string, backing: string): string {
-  if (backing.startsWith('/')) return backing;
-  return vfs.resolve(vfs.dirname(vfs.resolve(vfs.cwd(), imagePath)), backing);
-}
-
-/** A file's identity (device and inode), following symlinks; undefined when it cannot be stat'ed or the Vfs has none. */
-export async function fileId(vfs: Vfs, path: string): Promise<string | undefined> {
-  return (await vfs.stat(path).catch(() => undefined))?.id;
-}
-
-/** The identities of every file of an opened image's chain (top first), with the path each was opened by. */
-export async function chainFiles(vfs: Vfs, image: Image | undefined): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  for (let layer = image; layer; layer = layer.backing) {
-    const id = await fileId(vfs, layer.path);
-    if (id !== undefined) files.set(id, layer.path);
-  }
-  return files;
-}
-
-/**
- * Refuses `target` (a file the job is about to write or replace) when it is
- * one of the files of `chain` (compared by device and inode, so that neither
- * a symlink nor a hard link hides it): writing it would destroy data the job
- * still reads, or make an image its own backing file.
- */
-export async function refuseTargetInChain(vfs: Vfs, target: string, chain: Map<string, string>, what: string): Promise<void> {
-  const id = await fileId(vfs, target);
-  const same = id === undefined ? undefined : chain.get(id);
-  if (same !== undefined) {
-    throw new BlockError('backing-loop', `is also ${what} (${same}): the same file cannot be both`, { path: target });
-  }
-}
+export { cacheVfs } from '@blk/jobs';
 
 /** Whole seconds of a file's mtime (floored), or undefined when it cannot be stat'ed. */
 export async function mtimeOf(vfs: Vfs, path: string): Promise<number | undefined> {
@@ -425,23 +206,6 @@ export async function mtimeOf(vfs: Vfs, path: string): Promise<number | undefine
   } catch {
     return undefined;
   }
-}
-
-/** Turns the `onProgress` callback into the three calls the copy loops make. */
-export function progressOf(options: JobOptions, total: number): { update(done: number): void; end(): void } {
-  const on = options.onProgress;
-  if (!on) return { update() {}, end() {} };
-  on({ phase: 'start', done: 0, total });
-  let last = 0;
-  return {
-    update(done) {
-      last = done;
-      on({ phase: 'update', done, total });
-    },
-    end() {
-      on({ phase: 'end', done: last, total });
-    },
-  };
 }
 
 let lastYield = 0;
@@ -460,7 +224,7 @@ export async function yieldToEventLoop(): Promise<void> {
 
 let zeros = Buffer.alloc(1024 * 1024);
 
-/** True when every byte of `buf` is zero (memcmp against a zero buffer). */
+/** True when every byte of `buf` is zero (memcmp against a zero buffer; @blk/jobs has a portable one). */
 export function isZero(buf: Uint8Array): boolean {
   if (buf.length > zeros.length) zeros = Buffer.alloc(buf.length);
   return Buffer.from(buf.buffer, buf.byteOffset, buf.length).equals(zeros.subarray(0, buf.length));

@@ -3,10 +3,12 @@
  * backing chain), surveyed and copied by walking the map, never by holding a
  * list of its runs: that list grows with fragmentation without bound (653 MB
  * for a fragmented 4 GiB overlay). The commit jobs survey first (totals, to
- * refuse before writing anything) and walk the map again to copy.
+ * refuse before writing anything) and walk the map again to copy; the copy
+ * is @blk/jobs' copy engine (copyOwnRuns).
  */
 import type { Image } from '@blk/core';
-import { COPY_DEPTH, CopyPipeline, yieldToEventLoop } from './common.js';
+
+export { copyOwnRuns } from '@blk/jobs';
 
 export type Range = { start: number; length: number };
 
@@ -37,40 +39,6 @@ export async function surveyOwnRuns(image: Image, guard: readonly Range[]): Prom
 /** `image`'s own runs that reach `ranges` (a probe guard's few bytes: a bounded list). */
 export async function ownRunsTouching(image: Image, ranges: readonly Range[]): Promise<Range[]> {
   return (await surveyOwnRuns(image, ranges)).guarded;
-}
-
-/**
- * Copies `from`'s own runs into the same offsets of `into`, in `chunk`-sized
- * pieces aligned to `chunk`, several in flight (reading one overlaps writing
- * another), calling `onBytes` with each piece's length once it is written.
- * Every write has finished when it returns; on failure every piece in flight
- * has settled before it throws (the caller may close the images at once).
- * Nothing is flushed: that is the caller's step.
- */
-export async function copyOwnRuns(from: Image, into: Image, chunk: number, onBytes: (n: number) => void): Promise<void> {
-  const pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(chunk));
-  try {
-    for await (const run of from.map()) {
-      if (run.depth !== 0) continue;
-      const end = run.start + run.length;
-      for (let pos = run.start; pos < end;) {
-        const n = Math.min(chunk - (pos % chunk), end - pos);
-        const at = pos;
-        await pipeline.start(async (buf) => {
-          const data = buf.subarray(0, n);
-          await from.readInto(at, data);
-          await into.write(at, data);
-          onBytes(n);
-        });
-        pos += n;
-        await yieldToEventLoop();
-      }
-    }
-    await pipeline.drain();
-  } catch (err) {
-    await pipeline.settle();
-    throw err;
-  }
 }
 
 function touches(run: Range, ranges: readonly Range[]): boolean {

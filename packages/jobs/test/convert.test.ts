@@ -1,0 +1,227 @@
+/**
+ * The convert job and its copy engine over MemoryVfs (portable: no host file
+ * system): each run is read once, from the layer that holds it; holes stay
+ * holes; -n writes zeros over an existing target; an AbortSignal stops the
+ * job with `aborted` and leaves DST untouched.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createImage, DriverRegistry, Image, MemoryVfs, openImage } from '@blk/core';
+import { cowDriver } from '@blk/cow';
+import { rawDriver } from '@blk/raw';
+import { isBlockError, type BlockErrorKind } from '@blk/core';
+import { convertImage, copyImageData, sparseGranule, targetGranule } from '@blk/jobs';
+
+const isBlockErrorKind = (kind: BlockErrorKind) => (err: unknown) => isBlockError(err, kind);
+
+const registry = new DriverRegistry([cowDriver, rawDriver]);
+/** cow records no backing format: top.cow's backing file (mid.cow) is named cow. */
+const midIsCow = { format: (_ref: unknown, depth: number) => (depth === 1 ? 'cow' : undefined) };
+const KiB = 1024;
+const SIZE = 1024 * KiB;
+
+function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = ((i * 31 + seed * 7) % 251) + 1; // never zero
+  return out;
+}
+
+/** base.raw (512 KiB) <- mid.cow (1 MiB) <- top.cow, each overlay with scattered runs of its own. */
+async function chain(): Promise<MemoryVfs> {
+  const vfs = new MemoryVfs();
+  vfs.put('/base.raw', pattern(SIZE / 2, 1)); // shorter than the overlays: [512K, 1M) is held by no layer
+  await createImage('/mid.cow', {
+    registry,
+    vfs,
+    format: 'cow',
+    backing: '/base.raw',
+    size: SIZE,
+    driverOptions: { variant: 'v2-qemu-lp64' },
+  });
+  const mid = await openImage('/mid.cow', { registry, vfs });
+  await mid.write(64 * KiB, pattern(32 * KiB, 2));
+  await mid.write(700 * KiB, pattern(8 * KiB, 3));
+  await mid.close();
+  await createImage('/top.cow', { registry, vfs, format: 'cow', backing: { path: '/mid.cow', format: 'cow' } });
+  const top = await openImage('/top.cow', { registry, vfs, backing: midIsCow });
+  await top.write(80 * KiB, pattern(4 * KiB, 4)); // inside mid's run
+  await top.write(300 * KiB, pattern(12 * KiB, 5));
+  await top.write(900 * KiB, new Uint8Array(8 * KiB)); // zeros the top holds: data that is zero
+  await top.close();
+  return vfs;
+}
+
+async function contents(vfs: MemoryVfs, path: string, format?: string): Promise<Uint8Array> {
+  const image = await openImage(path, { registry, vfs, backing: midIsCow, ...(format ? { format } : {}) });
+  try {
+    return await image.read(0, image.size);
+  } finally {
+    await image.close();
+  }
+}
+
+/** Index of the first byte where `a` and `b` differ, -1 when equal (toEqual on 1 MiB arrays is slow). */
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('convert (@blk/jobs over MemoryVfs)', () => {
+  it('reads each run once, from the layer that holds it (never through the top), and copies the chain', async () => {
+    const vfs = await chain();
+    const expected = await contents(vfs, '/top.cow');
+    // Which layer holds what, as the job will see it.
+    const probe = await openImage('/top.cow', { registry, vfs, backing: midIsCow });
+    const held = new Map<string, number>();
+    const runs: Array<{ start: number; end: number; path: string | undefined }> = [];
+    for await (const run of probe.map()) {
+      const path = run.depth === undefined || run.zero ? undefined : probe.chain()[run.depth]!.path;
+      runs.push({ start: run.start, end: run.start + run.length, path });
+      if (path) held.set(path, (held.get(path) ?? 0) + run.length);
+    }
+    await probe.close();
+    expect(held.get('/base.raw')).toBeGreaterThan(0);
+    expect(held.get('/mid.cow')).toBeGreaterThan(0);
+    expect(held.get('/top.cow')).toBeGreaterThan(0);
+
+    const reads: Array<{ path: string; offset: number; length: number }> = [];
+    const original = Image.prototype.readInto;
+    vi.spyOn(Image.prototype, 'readInto').mockImplementation(function (this: Image, offset, into, options) {
+      reads.push({ path: this.path, offset, length: into.length });
+      return original.call(this, offset, into, options);
+    });
+    await convertImage('/top.cow', '/out.raw', { registry, vfs, backingProbe: true, chunkSize: 64 * KiB });
+    vi.restoreAllMocks();
+
+    expect(firstDifference(await contents(vfs, '/out.raw', 'raw'), expected)).toBe(-1);
+    const sourceReads = reads.filter((r) => ['/top.cow', '/mid.cow', '/base.raw'].includes(r.path));
+    // Every read lies inside runs held by the layer it was made on...
+    for (const r of sourceReads) {
+      for (const run of runs) {
+        if (run.end <= r.offset || run.start >= r.offset + r.length) continue;
+        expect({ ...r, heldBy: run.path }).toEqual({ ...r, heldBy: r.path });
+      }
+    }
+    // ...and each layer was read exactly for the bytes it holds: once each.
+    for (const [path, bytes] of held) {
+      const read = sourceReads.filter((r) => r.path === path).reduce((n, r) => n + r.length, 0);
+      expect({ path, read }).toEqual({ path, read: bytes });
+    }
+  });
+
+  it('writes large windows: runs of several layers inside one window go out as one write', async () => {
+    const vfs = await chain();
+    const writes: Array<{ offset: number; length: number }> = [];
+    const original = Image.prototype.write;
+    vi.spyOn(Image.prototype, 'write').mockImplementation(function (this: Image, offset, data) {
+      if (this.path.startsWith('/out.raw')) writes.push({ offset, length: data.length });
+      return original.call(this, offset, data);
+    });
+    await convertImage('/top.cow', '/out.raw', { registry, vfs, backingProbe: true, chunkSize: 1024 * KiB });
+    // One window of 1 MiB: base [0, 512K) with mid and top runs inside it is one contiguous span;
+    // mid's run at 700K is another; the top's zeros at 900K and the unallocated rest are holes.
+    expect(writes).toEqual([
+      { offset: 0, length: 512 * KiB },
+      { offset: 700 * KiB, length: 8 * KiB },
+    ]);
+  });
+
+  it('keeps holes: nothing is written where the chain reads zeros; -n writes zeros over an existing target', async () => {
+    const vfs = await chain();
+    const expected = await contents(vfs, '/top.cow');
+    vfs.put('/existing.raw', new Uint8Array(SIZE).fill(0xff));
+    const zeroed: Array<{ offset: number; length: number }> = [];
+    const original = Image.prototype.writeZeroes;
+    vi.spyOn(Image.prototype, 'writeZeroes').mockImplementation(function (this: Image, offset, length, o) {
+      zeroed.push({ offset, length });
+      return original.call(this, offset, length, o);
+    });
+    await convertImage('/top.cow', '/existing.raw', {
+      registry,
+      vfs,
+      backingProbe: true,
+      existingTarget: true,
+      outputFormat: 'raw',
+    });
+    expect(firstDifference(await contents(vfs, '/existing.raw', 'raw'), expected)).toBe(-1);
+    expect(zeroed.length).toBeGreaterThan(0);
+    expect(zeroed.every((z) => z.offset >= 512 * KiB)).toBe(true);
+  });
+
+  it('stops with `aborted` between windows and leaves DST untouched (the temporary file removed)', async () => {
+    const vfs = await chain();
+    vfs.put('/out.raw', new Uint8Array([1, 2, 3]));
+    const controller = new AbortController();
+    let updates = 0;
+    const temps: Array<string | undefined> = [];
+    const job = convertImage('/top.cow', '/out.raw', {
+      registry,
+      vfs,
+      backingProbe: true,
+      chunkSize: 64 * KiB,
+      signal: controller.signal,
+      onTempFile: (p) => temps.push(p),
+      onProgress: (e) => {
+        if (e.phase === 'update' && ++updates === 2) controller.abort();
+      },
+    });
+    await expect(job).rejects.toSatisfy(isBlockErrorKind('aborted'));
+    expect(updates).toBeLessThan(SIZE / (64 * KiB));
+    const head = new Uint8Array(4);
+    expect(vfs.file('/out.raw').readAt(0, head)).toBe(3);
+    expect(head.subarray(0, 3)).toEqual(new Uint8Array([1, 2, 3]));
+    expect(temps).toHaveLength(2);
+    expect(temps[1]).toBeUndefined();
+    expect(await vfs.exists(temps[0]!)).toBe(false);
+  });
+
+  it('refuses to start when the signal has fired already', async () => {
+    const vfs = await chain();
+    const controller = new AbortController();
+    controller.abort(new Error('user said stop'));
+    await expect(
+      convertImage('/top.cow', '/out.raw', { registry, vfs, backingProbe: true, signal: controller.signal }),
+    ).rejects.toSatisfy(isBlockErrorKind('aborted'));
+    expect(await vfs.exists('/out.raw')).toBe(false);
+  });
+
+  it('the copy engine stops between windows when aborted (copyImageData)', async () => {
+    const vfs = await chain();
+    const source = await openImage('/top.cow', { registry, vfs, readOnly: true, backing: midIsCow });
+    await createImage('/copy.raw', { registry, vfs, format: 'raw', size: source.size });
+    const target = await openImage('/copy.raw', { registry, vfs, format: 'raw' });
+    const controller = new AbortController();
+    const writes: number[] = [];
+    const original = Image.prototype.write;
+    vi.spyOn(Image.prototype, 'write').mockImplementation(function (this: Image, offset, data) {
+      writes.push(offset);
+      controller.abort();
+      return original.call(this, offset, data);
+    });
+    await expect(
+      copyImageData(source, target, { chunk: 16 * KiB, depth: 1, sparseSize: 4096, signal: controller.signal }),
+    ).rejects.toSatisfy(isBlockErrorKind('aborted'));
+    expect(writes).toHaveLength(1);
+    await target.close();
+    await source.close();
+  });
+
+  it('sparse granule: the larger of -S and the target allocation unit', async () => {
+    const vfs = new MemoryVfs();
+    await createImage('/t.cow', { registry, vfs, format: 'cow', size: SIZE });
+    const t = await openImage('/t.cow', { registry, vfs });
+    expect(targetGranule(t)).toBeGreaterThanOrEqual(512);
+    expect(sparseGranule(4096, t)).toBe(Math.max(4096, targetGranule(t)));
+    expect(sparseGranule(0, t)).toBe(targetGranule(t));
+    const fake = Object.create(t, {
+      capabilities: { value: { limits: { clusterSize: 65536, requestAlignment: 512 } } },
+    }) as Image;
+    expect(targetGranule(fake)).toBe(65536);
+    expect(sparseGranule(4096, fake)).toBe(65536);
+    await t.close();
+  });
+});
