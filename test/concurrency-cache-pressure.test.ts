@@ -12,7 +12,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryVfs, createImage, openImage } from '@blk/images';
-import { HookedVfs, envInt, taggedData } from '@blk/faults';
+import { HookedVfs, taggedData } from '@blk/faults';
+import { envInt } from './fixtures/env.js';
 
 const MiB = 1024 * 1024;
 /** Disk bytes one 4 KiB bitmap chunk covers (4096 * 8 sectors of 512 bytes). */

@@ -10,7 +10,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryVfs, createImage, openImage, type Image } from '@blk/images';
-import { HookedVfs, envInt, taggedData, withTimeout, yielder } from '@blk/faults';
+import { HookedVfs, taggedData, withTimeout, yielder } from '@blk/faults';
+import { envInt } from './fixtures/env.js';
 
 const breathe = yielder();
 

@@ -11,7 +11,8 @@ import { BlockError, NodeVfs, openImage } from '@blk/images';
 
 describe('OS locks: fallback without the addon', () => {
   it('opens images without locks after a single BLK_NO_LOCK warning; BLK_LOCK=require refuses', async () => {
-    process.env.BLK_NATIVE_ADDON = path.join(os.tmpdir(), 'no-such-dir', 'blk_native.node');
+    // BLK_NATIVE_ADDON and BLK_LOCK reach the library as options (the blk command reads the variables).
+    const addon = path.join(os.tmpdir(), 'no-such-dir', 'blk_native.node');
     const lock = await import('../packages/native/src/index.js');
     const warnings: string[] = [];
     const onWarning = (w: Error & { code?: string }) => { if (w.code === 'BLK_NO_LOCK') warnings.push(w.message); };
@@ -20,10 +21,10 @@ describe('OS locks: fallback without the addon', () => {
     try {
       const file = path.join(dir, 'disk.raw');
       fs.writeFileSync(file, new Uint8Array(4096));
-      expect(lock.lockingAvailable().available).toBe(false);
+      expect(lock.lockingAvailable({ addon }).available).toBe(false);
       // Nor the addon's pread/pwrite: storages use Node's fs calls, and the image still reads.
-      expect(lock.nativeSyscalls()).toBeUndefined();
-      const vfs = new lock.LockingVfs(new NodeVfs());
+      expect(lock.nativeSyscalls({ addon })).toBeUndefined();
+      const vfs = new lock.LockingVfs(new NodeVfs(), { addon });
       const a = await openImage(file, { vfs, format: 'raw' });
       expect(await a.read(0, 16)).toEqual(new Uint8Array(16));
       const b = await openImage(file, { vfs, format: 'raw' }); // not locked: both open
@@ -32,13 +33,11 @@ describe('OS locks: fallback without the addon', () => {
       await new Promise((r) => setImmediate(r));
       expect(warnings.length).toBe(1);
       expect(warnings[0]).toMatch(/WITHOUT OS advisory locks/);
-      process.env.BLK_LOCK = 'require';
-      const err = await openImage(file, { vfs, format: 'raw' }).catch((e: unknown) => e);
+      const requiring = new lock.LockingVfs(new NodeVfs(), { addon, policy: 'require' });
+      const err = await openImage(file, { vfs: requiring, format: 'raw' }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BlockError);
       expect((err as BlockError).kind).toBe('not-supported');
     } finally {
-      delete process.env.BLK_LOCK;
-      delete process.env.BLK_NATIVE_ADDON;
       process.off('warning', onWarning);
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -18,7 +18,8 @@ import { describe, expect, it } from 'vitest';
 import {
   BlockError, createImage, isBlockError, openImage, type MemoryVfs, type Vfs,
 } from '@blk/images';
-import { CrashSimVfs, Rng, envInt, exploreCrashes, taggedData } from '@blk/faults';
+import { CrashSimVfs, Rng, exploreCrashes, taggedData } from '@blk/faults';
+import { envInt } from './fixtures/env.js';
 import { commitImage, commitIntoBase, convertImage, rebaseImage, type ProgressEvent } from '../packages/cli/src/index.js';
 
 const SIZE = 64 * 1024;

@@ -14,9 +14,8 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createImage, openImage, type BackingReference, type CacheMode, type Image, type MemoryVfs } from '@blk/images';
-import {
-  CrashSimVfs, Rng, SectorOracle, envInt, exploreCrashes, taggedData, type OracleDurability,
-} from '@blk/faults';
+import { CrashSimVfs, Rng, SectorOracle, exploreCrashes, taggedData, type OracleDurability } from '@blk/faults';
+import { envInt } from './fixtures/env.js';
 
 const SIZE = 128 * 1024;
 

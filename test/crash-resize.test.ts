@@ -14,7 +14,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createImage, openImage, type CacheMode } from '@blk/images';
-import { CrashSimVfs, Rng, envInt, exploreCrashes } from '@blk/faults';
+import { CrashSimVfs, Rng, exploreCrashes } from '@blk/faults';
+import { envInt } from './fixtures/env.js';
 
 const KiB = 1024;
 const BUDGET = Math.max(200, Math.floor(envInt('BLK_CRASH_STATES', 30_000) / 10));

@@ -38,22 +38,21 @@ describe('a custom driver (tiny)', () => {
     await image.close();
   });
 
-  it("is registered in @blk/images' registry and then probed among the built-in formats", async () => {
-    images.registry.register(tinyDriver);
-    try {
-      const vfs = new images.MemoryVfs();
-      await images.createImage('/disk.img', { vfs, format: 'tiny', size: 8192 });
-      const image = await images.openImage('/disk.img', { vfs });
-      expect(image.format).toBe('tiny');
-      const storage = await vfs.open('/disk.img', { readOnly: true });
-      expect((await images.registry.probe(storage)).scores).toEqual([
-        { name: 'cow', score: 0 }, { name: 'raw', score: 1 }, { name: 'tiny', score: 100 },
-      ]);
-      await storage.close();
-      await image.close();
-    } finally {
-      images.registry.unregister('tiny');
-    }
+  it("is given to @blk/images' createHost and then probed among the built-in formats", async () => {
+    const vfs = new images.MemoryVfs();
+    const host = images.createHost({ drivers: [...images.builtinDrivers(), tinyDriver], vfs });
+    await host.createImage('/disk.img', { format: 'tiny', size: 8192 });
+    const image = await host.openImage('/disk.img');
+    expect(image.format).toBe('tiny');
+    const storage = await vfs.open('/disk.img', { readOnly: true });
+    expect((await host.registry.probe(storage)).scores).toEqual([
+      { name: 'cow', score: 0 }, { name: 'raw', score: 1 }, { name: 'tiny', score: 100 },
+    ]);
+    await storage.close();
+    await image.close();
+    // The default host (behind images.openImage) is not changed: it does not know tiny.
+    expect(images.defaultHost().registry.get('tiny')).toBeUndefined();
+    await expect(images.openImage('/disk.img', { vfs, format: 'tiny' })).rejects.toMatchObject({ kind: 'unknown-format' });
   });
 
   it('stores an unaligned write at header + offset, read-modify-writing whole 4096-byte sectors', async () => {

@@ -6,7 +6,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryVfs, createImage, openImage, type Image } from '@blk/core';
-import { registry } from '@blk/images';
+import { DriverRegistry, builtinDrivers } from '@blk/images';
+
+/** The built-in formats (cow, raw), as @blk/images' default host has them. */
+const registry = new DriverRegistry(builtinDrivers());
 
 const SS = 512;
 const SIZE = 256 * 1024 + 5 * SS;

@@ -18,9 +18,8 @@ import { describe, expect, it } from 'vitest';
 import {
   BlockError, MemoryVfs, createImage, openImage, type BackingReference, type CacheMode, type Image, type Vfs,
 } from '@blk/images';
-import {
-  FaultyVfs, Rng, SectorOracle, envInt, taggedData, withTimeout, yielder, type FaultKind,
-} from '@blk/faults';
+import { FaultyVfs, Rng, SectorOracle, taggedData, withTimeout, yielder, type FaultKind } from '@blk/faults';
+import { envInt } from './fixtures/env.js';
 
 const SIZE = 64 * 1024;
 const OP_TIMEOUT = 5_000;

@@ -17,14 +17,16 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
-  BlockError, MemoryStorage, MemoryVfs, cowDriver, findForeignFormat, openImage, registry, signatureTail,
+  BlockError, MemoryStorage, MemoryVfs, cowDriver, defaultHost, findForeignFormat, openImage, signatureTail,
   type BlockErrorKind,
 } from '@blk/images';
 import { FOREIGN_SAMPLES } from './fixtures/foreign-samples.js';
 import { VARIANTS, encodeHeader, type CowHeader, type CowVariant } from '@blk/cow';
-import {
-  GuardViolation, GuardedVfs, HangError, Rng, envInt, mutate, withTimeout, yielder, type FieldSpec, type GuardOptions,
-} from '@blk/faults';
+import { GuardViolation, GuardedVfs, HangError, Rng, mutate, withTimeout, yielder, type FieldSpec, type GuardOptions } from '@blk/faults';
+import { envInt } from './fixtures/env.js';
+
+/** The registry openImage probes with here (the default host's). */
+const registry = defaultHost().registry;
 
 const INPUTS = envInt("BLK_FUZZ_INPUTS", 100_000);
 const SEED = envInt('BLK_FUZZ_SEED', 1);

@@ -8,8 +8,11 @@
  * data page are partial.
  */
 import { describe, it } from 'vitest';
-import { registry } from '@blk/images';
+import { DriverRegistry, builtinDrivers } from '@blk/images';
 import { chainSubject, checkReadAfterWrite } from '@blk/testkit';
+
+/** The built-in formats (cow, raw), as @blk/images' default host has them. */
+const registry = new DriverRegistry(builtinDrivers());
 
 const runs = { numRuns: 200 };
 const SIZE = 128 * 1024 + 3 * 512;

@@ -6,8 +6,11 @@
  * their issue, and after close and reopen nothing may be lost.
  */
 import { describe, it } from 'vitest';
-import { registry } from '@blk/images';
+import { DriverRegistry, builtinDrivers } from '@blk/images';
 import { chainSubject, checkConcurrentWrites } from '@blk/testkit';
+
+/** The built-in formats (cow, raw), as @blk/images' default host has them. */
+const registry = new DriverRegistry(builtinDrivers());
 
 describe('concurrent requests', () => {
   it('raw', async () => {

@@ -14,6 +14,7 @@ export { deriveCapabilities, refuseWritableOpen } from './image/capabilities.js'
 export { ChainCursor } from './image/chain-cursor.js';
 export * from './image/backing-policy.js';
 export * from './image/open.js';
+export * from './host/host.js';
 export { MemoryFile, MemoryStorage } from './storage/memory-storage.js';
 export { MemoryVfs } from './storage/memory-vfs.js';
 export { ForwardingVfs } from './storage/forwarding-vfs.js';

@@ -11,7 +11,7 @@
  * A value equal to the current one is accepted and changes nothing, as in
  * QEMU. Every option is checked before anything is written.
  */
-import { BlockError, type OptionSpec } from '@blk/core';
+import { BlockError, type OptionSpec } from '@blk/core/portable';
 import type { CowHeader } from './codec.js';
 import { COW_SECTOR_SIZE, VARIANTS, isCowVariant } from './variants.js';
 

@@ -4,7 +4,7 @@
  * backing file's size and mtime and refuse to open when either differs;
  * QEMU's cow records the mtime (never checked) and no size.
  */
-import type { BackingCheck, BackingFacts } from '@blk/core';
+import type { BackingCheck, BackingFacts } from '@blk/core/portable';
 import type { CowHeader } from './codec.js';
 import { VARIANTS } from './variants.js';
 

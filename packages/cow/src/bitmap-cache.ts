@@ -27,7 +27,7 @@
  * and a chunk is marked clean only if no bit changed since the bytes written
  * were copied (a per-chunk generation counter), so no bit is ever lost.
  */
-import { readZeroFilled, type CacheMode, type Storage, flushStorage, writeTo } from '@blk/core';
+import { readZeroFilled, type CacheMode, type Storage, flushStorage, writeTo } from '@blk/core/portable';
 
 export const DEFAULT_BITMAP_CACHE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_CHUNK_BYTES = 4096;

@@ -16,8 +16,8 @@
  * The backing chain (missing file, changed size or mtime) is the CLI's
  * check and no repair of the image itself can fix it.
  */
-import { flushStorage, truncateTo } from '@blk/core';
-import type { DriverCheckResult, RepairRequest, Storage } from '@blk/core';
+import { flushStorage, truncateTo } from '@blk/core/portable';
+import type { DriverCheckResult, RepairRequest, Storage } from '@blk/core/portable';
 import type { BitmapCache } from './bitmap-cache.js';
 import type { CowLayout } from './layout.js';
 import { setBitsOnDisk } from './resize.js';

@@ -7,7 +7,7 @@
  * that does not fit a JS number: it cannot be represented at all, so the
  * codec refuses it here (the only place bigint is used).
  */
-import { BlockError } from '@blk/core';
+import { BlockError } from '@blk/core/portable';
 import {
   COW_MAGIC, VARIANTS, fieldOf, maxPathBytes,
   type ByteOrder, type CowVariant, type FieldSpec, type HeaderField,

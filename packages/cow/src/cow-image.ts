@@ -8,7 +8,7 @@ import {
   type BackingCheck, type BackingFacts, type CommitMarker, type BackingReference, type BackingSpec, type BlockDriver,
   type BlockStatus, type CacheMode, type DriverCapabilities, type DriverCheckResult,
   type DriverImage, type ReadBelow, type ReadBelowSync, type RepairRequest, type ResizeOptions, type Storage, flushStorage, truncateTo, writeTo,
-} from '@blk/core';
+} from '@blk/core/portable';
 import { planAmend } from './amend.js';
 import { COMMIT_MARK_MTIME, checksBacking, compareBackingFacts, mtime32, recordedBackingSize, recordedMtime } from './backing.js';
 import { BitmapCache } from './bitmap-cache.js';

@@ -6,7 +6,7 @@
 import {
   BlockError, alignUp, preallocate, supportedPreallocation,
   type DriverCreateOptions, type MeasureInput, type MeasureResult, type PreallocationMode, type Storage, truncateTo, writeTo,
-} from '@blk/core';
+} from '@blk/core/portable';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import { recordedBackingSize, recordedMtime } from './backing.js';
 import { detectVariant } from './detect.js';

@@ -1,5 +1,5 @@
 /** The `cow` BlockDriver: probe, open, create. */
-import { BlockError, type BlockDriver, type DriverOpenOptions, type ProbeHint, type Storage } from '@blk/core';
+import { BlockError, type BlockDriver, type DriverOpenOptions, type ProbeHint, type Storage } from '@blk/core/portable';
 import { parseHeader } from './codec.js';
 import { CowImage } from './cow-image.js';
 import { AMEND_HELP } from './amend.js';

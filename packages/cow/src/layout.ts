@@ -5,7 +5,7 @@
  * included (the v1/v2 bitmap length rounds down), because a reader must find
  * the bytes where the writer put them.
  */
-import { BlockError, isPowerOfTwo } from '@blk/core';
+import { BlockError, isPowerOfTwo } from '@blk/core/portable';
 import { VARIANTS, type CowVariant } from './variants.js';
 
 export interface CowLayout {

@@ -3,7 +3,7 @@
  * (from a CLI flag, a config file), so a typo must fail loudly instead of
  * silently opening the image some other way.
  */
-import { BlockError, isPowerOfTwo, type OptionSpec, type PreallocationMode } from '@blk/core';
+import { BlockError, isPowerOfTwo, type OptionSpec, type PreallocationMode } from '@blk/core/portable';
 import { COW_VARIANTS, isCowVariant, type CowVariant } from './variants.js';
 
 /** `driverOptions` accepted by `cowDriver.open`. */

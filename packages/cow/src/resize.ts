@@ -6,7 +6,7 @@
  * stays where it is (QEMU's old cow driver could not resize at all; a copy
  * with `convert` handles every other case).
  */
-import { BlockError, type Storage, writeTo } from '@blk/core';
+import { BlockError, type Storage, writeTo } from '@blk/core/portable';
 import type { CowHeader } from './codec.js';
 import { computeLayout, type CowLayout } from './layout.js';
 import { COW_SECTOR_SIZE, VARIANTS } from './variants.js';

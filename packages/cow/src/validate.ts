@@ -6,7 +6,7 @@
  * input and reject, with the field at fault, every value that would make the
  * layout arithmetic or the I/O meaningless.
  */
-import { BlockError, MAX_OFFSET, isPowerOfTwo } from '@blk/core';
+import { BlockError, MAX_OFFSET, isPowerOfTwo } from '@blk/core/portable';
 import type { CowHeader } from './codec.js';
 import { computeLayout, type CowLayout } from './layout.js';
 import { COW_SECTOR_SIZE, type HeaderField } from './variants.js';

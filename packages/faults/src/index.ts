@@ -10,7 +10,7 @@
  * - `SectorOracle` knows which values each sector may hold after a crash.
  * - `Rng` and `mutate` make every schedule and fuzz input reproducible from a seed.
  */
-export { Rng, hashString, envInt } from './rng.js';
+export { Rng, hashString } from './rng.js';
 export { SparseBytes } from './sparse.js';
 export {
   CRASH_SECTOR, CrashModel, CrashReplay, CrashSimVfs, CrashStorage, crashStates, isWritePoint,

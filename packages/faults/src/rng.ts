@@ -110,11 +110,3 @@ export function hashString(text: string): number {
   }
   return h >>> 0;
 }
-
-/** Reads an integer environment variable (e.g. BLK_CRASH_STATES) with a default. */
-export function envInt(name: string, fallback: number): number {
-  const raw = typeof process !== 'undefined' ? process.env?.[name] : undefined;
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw.replace(/_/g, ''));
-  return Number.isSafeInteger(value) && value >= 0 ? value : fallback;
-}

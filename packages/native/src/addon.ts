@@ -20,31 +20,53 @@ export interface NativeAddon {
   zeroRange(fd: number, position: number, length: number, punch: number): number;
 }
 
-let addon: NativeAddon | undefined;
-let loadError: string | undefined;
-let rebuildMayHelp = false;
+/** What loading one addon file gave: the addon, or why not. */
+interface Loaded {
+  addon?: NativeAddon;
+  error?: string;
+  rebuildMayHelp: boolean;
+}
 
-/** The addon, or undefined when it cannot be loaded (`addonLoadError()` says why). */
-export function loadAddon(): NativeAddon | undefined {
-  if (addon || loadError) return addon;
+/**
+ * Each addon file is loaded once (a native module stays loaded for the
+ * process anyway): this remembers what loading gave, keyed by the file ('' for
+ * the built one). Nothing here is configuration: which file to load is the
+ * caller's argument.
+ */
+const loaded = new Map<string, Loaded>();
+
+/**
+ * The addon, or undefined when it cannot be loaded (`addonLoadError()` says why).
+ * `file` names another build of it (the blk command passes BLK_NATIVE_ADDON;
+ * tests use it to simulate a missing addon); default: the one built beside this package.
+ */
+export function loadAddon(file?: string): NativeAddon | undefined {
+  return load(file).addon;
+}
+
+function load(file: string | undefined): Loaded {
+  const key = file ?? '';
+  let result = loaded.get(key);
+  if (result) return result;
+  result = { rebuildMayHelp: false };
   if (process.platform === 'win32') {
-    loadError = 'no native addon on Windows';
-    return undefined;
+    result.error = 'no native addon on Windows';
+  } else {
+    try {
+      const require = createRequire(thisModule());
+      // src/ and dist/ both sit one level below the package root, beside build/.
+      result.addon = require(file || '../build/Release/blk_native.node') as NativeAddon;
+    } catch (err) {
+      // The first line: Node appends the require stack, which only repeats where we are.
+      result.error = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+      // Only a missing or unloadable .node file is fixed by building it again;
+      // any other failure (a bad path, a bug here) would survive a rebuild.
+      const code = (err as { code?: unknown } | null)?.code;
+      result.rebuildMayHelp = code === 'MODULE_NOT_FOUND' || code === 'ERR_DLOPEN_FAILED';
+    }
   }
-  try {
-    const require = createRequire(thisModule());
-    // src/ and dist/ both sit one level below the package root, beside build/.
-    // BLK_NATIVE_ADDON names another build (tests use it to simulate a missing addon).
-    addon = require(process.env.BLK_NATIVE_ADDON || '../build/Release/blk_native.node') as NativeAddon;
-  } catch (err) {
-    // The first line: Node appends the require stack, which only repeats where we are.
-    loadError = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-    // Only a missing or unloadable .node file is fixed by building it again;
-    // any other failure (a bad path, a bug here) would survive a rebuild.
-    const code = (err as { code?: unknown } | null)?.code;
-    rebuildMayHelp = code === 'MODULE_NOT_FOUND' || code === 'ERR_DLOPEN_FAILED';
-  }
-  return addon;
+  loaded.set(key, result);
+  return result;
 }
 
 /**
@@ -60,12 +82,12 @@ function thisModule(): string {
   return url ?? __filename;
 }
 
-/** Whether building the addon again could fix the failure `addonLoadError()` names. */
-export function addonRebuildMayHelp(): boolean {
-  return rebuildMayHelp;
+/** Whether building the addon again could fix the failure `addonLoadError(file)` names. */
+export function addonRebuildMayHelp(file?: string): boolean {
+  return loaded.get(file ?? '')?.rebuildMayHelp ?? false;
 }
 
-/** Why the addon did not load, once `loadAddon()` has failed. */
-export function addonLoadError(): string | undefined {
-  return loadError;
+/** Why the addon (`file`, as given to `loadAddon`) did not load, once `loadAddon(file)` has failed. */
+export function addonLoadError(file?: string): string | undefined {
+  return loaded.get(file ?? '')?.error;
 }

@@ -6,5 +6,5 @@
  * Without the addon both fall back (no locks, with a warning; Node's fs calls).
  */
 export * from './lock.js';
-export { nativeSyscalls } from './io.js';
+export { nativeSyscalls, type NativeIoOptions } from './io.js';
 export { addonLoadError } from './addon.js';

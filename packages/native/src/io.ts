@@ -1,25 +1,27 @@
 /**
  * The io module of @blk/native: positional reads and writes, and where a
  * file's data and holes are (lseek SEEK_DATA/SEEK_HOLE), through the addon, for NodeFileStorage in `io: 'sync'` mode (see PositionalSyscalls in
- * @blk/core for why). Without the addon, or with BLK_NATIVE_IO=off, there is
- * nothing to offer and storages use Node's fs calls, which do the same work
+ * @blk/core for why). Without the addon, or with `enabled: false` (the blk
+ * command's BLK_NATIVE_IO=off), there is nothing to offer and storages use Node's fs calls, which do the same work
  * more slowly.
  */
 import type { PositionalSyscalls } from '@blk/core';
 import { loadAddon, type NativeAddon } from './addon.js';
 
-function disabled(): boolean {
-  const v = (process.env.BLK_NATIVE_IO ?? 'on').toLowerCase();
-  return v === 'off' || v === '0' || v === 'false';
+export interface NativeIoOptions {
+  /** false: offer nothing (storages use Node's fs calls); the blk command passes BLK_NATIVE_IO=off as false. Default true. */
+  enabled?: boolean;
+  /** Another build of the addon to load (see `loadAddon`). */
+  addon?: string;
 }
 
 /**
- * The addon's pread/pwrite, or undefined (no addon, or BLK_NATIVE_IO=off).
+ * The addon's pread/pwrite, or undefined (no addon, or `enabled: false`).
  * Pass it as `new NodeVfs({ syscalls: nativeSyscalls() })`.
  */
-export function nativeSyscalls(): PositionalSyscalls | undefined {
-  if (disabled()) return undefined;
-  const addon = loadAddon();
+export function nativeSyscalls(options: NativeIoOptions = {}): PositionalSyscalls | undefined {
+  if (options.enabled === false) return undefined;
+  const addon = loadAddon(options.addon);
   return addon ? syscallsOf(addon) : undefined;
 }
 

@@ -13,36 +13,48 @@
  * - The lock is never waited for: a conflict is a BlockError `locked` at once.
  * - Without the native addon (no C toolchain at install, Windows), locking is
  *   skipped with one clear warning (`process.emitWarning`), and
- *   `lockingAvailable()` says so; `BLK_LOCK=off` turns locking off on purpose,
- *   `BLK_LOCK=require` makes a missing addon an error.
+ *   `lockingAvailable()` says so; the `policy` option `off` turns locking off
+ *   on purpose, `require` makes a missing addon an error (the blk command
+ *   passes its BLK_LOCK variable as this option; the library reads no
+ *   environment variable).
  */
 import * as fs from 'node:fs';
-import { BlockError, FilterStorage, ForwardingVfs, truncateTo, type Storage, type VfsOpenOptions } from '@blk/core';
+import { BlockError, FilterStorage, ForwardingVfs, truncateTo, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
 import { addonLoadError, addonRebuildMayHelp, loadAddon } from './addon.js';
 
 export type LockMode = 'exclusive' | 'shared';
 
+/** `on` (default): lock, or warn once and go on without the addon; `off`: never lock; `require`: fail without the addon. */
+export type LockPolicy = 'on' | 'off' | 'require';
+
+export interface LockOptions {
+  /** See LockPolicy (the blk command passes BLK_LOCK here). Default `on`. */
+  policy?: LockPolicy;
+  /** Another build of the addon to load (see `loadAddon`; the blk command passes BLK_NATIVE_ADDON). */
+  addon?: string;
+}
+
 let warned = false;
 
-function policy(): 'on' | 'off' | 'require' {
-  const v = (process.env.BLK_LOCK ?? 'on').toLowerCase();
-  return v === 'off' || v === '0' || v === 'false' ? 'off' : v === 'require' ? 'require' : 'on';
+function policyOf(options: LockOptions): LockPolicy {
+  return options.policy ?? 'on';
 }
 
 /** Whether OS locks can be taken here, and if not, why. */
-export function lockingAvailable(): { available: boolean; reason?: string } {
-  if (policy() === 'off') return { available: false, reason: 'disabled by BLK_LOCK=off' };
-  return loadAddon() ? { available: true } : { available: false, reason: addonLoadError() ?? 'addon not loaded' };
+export function lockingAvailable(options: LockOptions = {}): { available: boolean; reason?: string } {
+  if (policyOf(options) === 'off') return { available: false, reason: 'disabled by BLK_LOCK=off' };
+  return loadAddon(options.addon) ? { available: true }
+    : { available: false, reason: addonLoadError(options.addon) ?? 'addon not loaded' };
 }
 
-function unavailable(path: string): void {
-  const why = addonLoadError() ?? 'addon not loaded';
-  if (policy() === 'require') {
+function unavailable(path: string, options: LockOptions): void {
+  const why = addonLoadError(options.addon) ?? 'addon not loaded';
+  if (policyOf(options) === 'require') {
     throw new BlockError('not-supported', `cannot lock ${path}: the @blk/native addon is not available (${why})`, { path });
   }
   if (!warned) {
     warned = true;
-    const remedy = addonRebuildMayHelp()
+    const remedy = addonRebuildMayHelp(options.addon)
       ? 'Rebuild it with `npm rebuild @blk/native` (a blk installed from the @blk/cli tarball alone: `npm rebuild -g @blk/cli`; '
         + 'in the blk repository: `pnpm --filter @blk/native run install`; needs a C compiler), '
       : 'Rebuilding will not help (the built addon was not the problem): please report this as a bug of @blk/native; ';
@@ -60,18 +72,18 @@ export type LockKind = 'ofd' | 'posix' | 'none';
  * readers), without waiting. Throws BlockError `locked` when another holder
  * conflicts (naming its pid when it holds a classic POSIX lock, as UML does).
  */
-export function lockFd(fd: number, mode: LockMode, path: string): LockKind {
-  if (policy() === 'off') return 'none';
-  const native = loadAddon();
+export function lockFd(fd: number, mode: LockMode, path: string, options: LockOptions = {}): LockKind {
+  if (policyOf(options) === 'off') return 'none';
+  const native = loadAddon(options.addon);
   if (!native) {
-    unavailable(path);
+    unavailable(path, options);
     return 'none';
   }
   const [errno, kind] = native.lock(fd, mode === 'exclusive' ? 2 : 1);
   if (errno === 0) {
     // A QEMU writer holds only read locks, none on a reader's bytes: look for its "write" byte
     // and refuse as qemu-img does ("Failed to get shared 'write' lock").
-    const writer = mode === 'shared' ? qemuWriter(fd) : undefined;
+    const writer = mode === 'shared' ? qemuWriter(fd, options) : undefined;
     if (writer) {
       native.lock(fd, 0);
       throw new BlockError('locked',
@@ -102,9 +114,9 @@ const QEMU_PERM_WRITE_BYTE = 101;
  * reaches outside QEMU's permission bytes 100-199 is someone else's (UML's
  * whole-file read lock on a backing file, a blk reader's), not a writer's.
  */
-export function qemuWriter(fd: number): { pid: number } | undefined {
-  const native = loadAddon();
-  if (!native?.queryRange || policy() === 'off') return undefined;
+export function qemuWriter(fd: number, options: LockOptions = {}): { pid: number } | undefined {
+  const native = loadAddon(options.addon);
+  if (!native?.queryRange || policyOf(options) === 'off') return undefined;
   const [type, pid, start, length] = native.queryRange(fd, QEMU_PERM_WRITE_BYTE, 1);
   const qemuRange = length > 0 && start >= 100 && start + length <= 200;
   return type > 0 && qemuRange ? { pid } : undefined;
@@ -115,14 +127,15 @@ function describeHolder(pid: number): string {
 }
 
 /** Drops the lock on `fd` (closing the descriptor drops it too). */
-export function unlockFd(fd: number): void {
-  const native = loadAddon();
-  if (native && policy() !== 'off') native.lock(fd, 0);
+export function unlockFd(fd: number, options: LockOptions = {}): void {
+  const native = loadAddon(options.addon);
+  if (native && policyOf(options) !== 'off') native.lock(fd, 0);
 }
 
 /** Who would conflict with a lock of `mode` on `fd`: undefined if nobody. */
-export function lockHolder(fd: number, mode: LockMode = 'exclusive'): { type: 'read' | 'write'; pid: number } | undefined {
-  const native = loadAddon();
+export function lockHolder(fd: number, mode: LockMode = 'exclusive', options: LockOptions = {}):
+  { type: 'read' | 'write'; pid: number } | undefined {
+  const native = loadAddon(options.addon);
   if (!native) return undefined;
   const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
   if (type < 0) throw new BlockError('io', `lock query failed (errno ${-type})`);
@@ -135,11 +148,11 @@ export function lockHolder(fd: number, mode: LockMode = 'exclusive'): { type: 'r
  * its own that lives until the storage is closed. Returns the storage, whose
  * `close()` also releases the lock. Read-only storages get a shared lock.
  */
-export function lockStorage(storage: Storage, options: { mode?: LockMode } = {}): Storage {
+export function lockStorage(storage: Storage, options: { mode?: LockMode } & LockOptions = {}): Storage {
   const mode = options.mode ?? (storage.readOnly ? 'shared' : 'exclusive');
   const own = (storage as unknown as { fd?: unknown }).fd;
   if (typeof own === 'number') {
-    lockFd(own, mode, storage.path);
+    lockFd(own, mode, storage.path, options);
     return storage;
   }
   // A separate descriptor (an OFD lock is tied to it, not to the process).
@@ -147,7 +160,7 @@ export function lockStorage(storage: Storage, options: { mode?: LockMode } = {})
   const c = fs.constants;
   const fd = fs.openSync(storage.path, (mode === 'exclusive' ? c.O_RDWR : c.O_RDONLY) | c.O_NONBLOCK | c.O_NOCTTY);
   try {
-    lockFd(fd, mode, storage.path);
+    lockFd(fd, mode, storage.path, options);
   } catch (err) {
     fs.closeSync(fd);
     throw err;
@@ -162,14 +175,14 @@ export function lockStorage(storage: Storage, options: { mode?: LockMode } = {})
  * that what it reads may be inconsistent: the writer can change data and
  * metadata between two reads.
  */
-function warnIfWritten(storage: Storage, onWarning: ((message: string) => void) | undefined): void {
-  if (policy() === 'off' || !loadAddon()) return;
+function warnIfWritten(storage: Storage, onWarning: ((message: string) => void) | undefined, options: LockOptions): void {
+  if (policyOf(options) === 'off' || !loadAddon(options.addon)) return;
   const own = (storage as unknown as { fd?: unknown }).fd;
   const fd = typeof own === 'number' ? own : fs.openSync(storage.path, 'r');
   let holder: { pid: number } | undefined;
   try {
     // A blk or UML writer holds a write lock; a QEMU writer only its "write" byte.
-    holder = lockHolder(fd, 'shared') ?? qemuWriter(fd);
+    holder = lockHolder(fd, 'shared', options) ?? qemuWriter(fd, options);
   } finally {
     // Closing a descriptor that holds no lock drops nothing (OFD locks; where only classic POSIX
     // locks exist, blk holds none on this file in a force-share open).
@@ -218,6 +231,10 @@ class LockedStorage extends FilterStorage {
  * with it, or let NodeVfs call `lockStorage` itself.
  */
 export class LockingVfs extends ForwardingVfs {
+  constructor(inner: Vfs, private readonly lockOptions: LockOptions = {}) {
+    super(inner);
+  }
+
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     // Truncate only once the lock is held: a file another process has open
     // for writing must be refused whole, not emptied and then refused.
@@ -225,10 +242,10 @@ export class LockingVfs extends ForwardingVfs {
     const storage = await this.inner.open(path, truncate ? { ...options, truncate: false } : options);
     try {
       if (options?.forceShare && storage.readOnly) {
-        warnIfWritten(storage, options.onWarning);
+        warnIfWritten(storage, options.onWarning, this.lockOptions);
         return storage;
       }
-      const locked = lockStorage(storage);
+      const locked = lockStorage(storage, this.lockOptions);
       if (truncate) await truncateTo(locked, 0);
       return locked;
     } catch (err) {

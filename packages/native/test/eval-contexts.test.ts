@@ -93,10 +93,12 @@ describe('@blk/native loads outside script files', () => {
 
 describe('the BLK_NO_LOCK warning advises what can help', () => {
   const warningWith = (addon: string) => {
-    const env = { ...process.env, BLK_NATIVE_ADDON: addon };
+    const env = { ...process.env };
+    delete env.BLK_NATIVE_ADDON;
     delete env.BLK_LOCK;
     delete env.NODE_OPTIONS;
-    const script = `import(${JSON.stringify(BUILT)}).then((m) => m.lockFd(0, 'shared', 'stdin'))`;
+    // The addon file is an option of the library (the blk command passes BLK_NATIVE_ADDON as it).
+    const script = `import(${JSON.stringify(BUILT)}).then((m) => m.lockFd(0, 'shared', 'stdin', { addon: ${JSON.stringify(addon)} }))`;
     const r = spawnSync(process.execPath, ['-e', script], { cwd: dir, encoding: 'utf8', env, timeout: 60_000 });
     return r.stderr;
   };

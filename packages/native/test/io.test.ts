@@ -492,14 +492,16 @@ run('native pread/pwrite', () => {
     } finally {
       await st.close();
     }
-    process.env.BLK_NATIVE_IO = 'off';
+    // BLK_NATIVE_IO=off reaches the library as an option (the blk command reads the variable).
+    expect(nativeSyscalls({ enabled: false })).toBeUndefined();
+    const plain = await new NodeVfs({ syscalls: nativeSyscalls({ enabled: false }) }).open(p, { readOnly: true });
+    expect((plain as NodeFileStorage).syscalls).toBeUndefined();
+    await plain.close();
+    const host = await hostVfs({ nativeIo: false }).open(p, { readOnly: true });
     try {
-      expect(nativeSyscalls()).toBeUndefined();
-      const plain = await new NodeVfs({ syscalls: nativeSyscalls() }).open(p, { readOnly: true });
-      expect((plain as NodeFileStorage).syscalls).toBeUndefined();
-      await plain.close();
+      expect((host as NodeFileStorage).syscalls).toBeUndefined();
     } finally {
-      delete process.env.BLK_NATIVE_IO;
+      await host.close();
     }
     expect(nativeSyscalls()).toBeDefined();
   });

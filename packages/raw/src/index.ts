@@ -3,7 +3,7 @@ import {
   type BlockDriver, type BlockStatus, type DriverCapabilities, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
   type MeasureInput, type MeasureResult, type PreallocationMode, type ReadBelow, type ReadBelowSync, type ResizeOptions,
   type Storage, flushStorage, truncateTo, writeTo,
-} from '@blk/core';
+} from '@blk/core/portable';
 
 /** What preallocation means for raw: the file is all data, so there is no metadata to preallocate (as QEMU). */
 const RAW_PREALLOCATION: readonly PreallocationMode[] = ['off', 'falloc', 'full'];

@@ -74,8 +74,26 @@ export interface ProbeHint {
   tail?: Uint8Array;
 }
 
+/**
+ * What probing read of a file: its first bytes (the registry's probe window,
+ * or the whole file when it is shorter), its size, and its last bytes when
+ * the head does not reach them (see `ProbeHint.tail`).
+ */
+export interface ProbedBytes {
+  head: Uint8Array;
+  size: number;
+  tail?: Uint8Array;
+}
+
 export interface DriverOpenOptions {
   readOnly: boolean;
+  /**
+   * The bytes probing read of this storage just before the open (absent when
+   * the format was named and nothing was probed). A driver uses them instead
+   * of reading its header again when `head` covers it (one round trip less
+   * over HTTP); `size` is the storage's size at the time.
+   */
+  probe?: ProbedBytes;
   /** Format-specific options (for example `{ variant: 'v2-qemu-lp64' }` for cow). */
   driverOptions?: Record<string, unknown>;
   /** Write-back policy; drivers without metadata may ignore it. See `CacheMode`. */

@@ -1,5 +1,5 @@
 import { BlockError } from '../errors.js';
-import type { BlockDriver, ProbeHint } from './driver.js';
+import type { BlockDriver, ProbeHint, ProbedBytes } from './driver.js';
 import { checkShortRead, type Storage } from '../storage/storage.js';
 import {
   SIGNATURE_HEAD_BYTES, SIGNATURE_TAIL_BYTES, findForeignFormat, signatureTail, type ForeignFormat,
@@ -46,14 +46,44 @@ export function foreignFormatError(found: ForeignFormat, path: string | undefine
  * registration order is the documented tie-break.
  */
 export class DriverRegistry {
-  private readonly drivers: BlockDriver[] = [];
+  private drivers: BlockDriver[] = [];
+  private frozen_ = false;
 
   constructor(drivers: Iterable<BlockDriver> = []) {
     for (const driver of drivers) this.register(driver);
   }
 
+  /**
+   * Makes this registry read-only: `register` and `unregister` then throw
+   * `invalid-argument`. A host (`createHost`) holds a frozen copy, so that
+   * nobody changes the formats it probes among behind its back.
+   */
+  freeze(): this {
+    this.frozen_ = true;
+    this.drivers = Object.freeze([...this.drivers]) as BlockDriver[];
+    return this;
+  }
+
+  /** Whether `freeze()` was called. */
+  get frozen(): boolean {
+    return this.frozen_;
+  }
+
+  /** A new, mutable registry with the same drivers in the same order. */
+  copy(): DriverRegistry {
+    return new DriverRegistry(this.drivers);
+  }
+
+  private checkMutable(what: string): void {
+    if (this.frozen_) {
+      throw new BlockError('invalid-argument',
+        `cannot ${what}: this driver registry is frozen (a host's); create a host with the drivers you want instead`);
+    }
+  }
+
   /** Adds a driver. A second driver with a taken name is refused unless `replace` is set. */
   register(driver: BlockDriver, options: { replace?: boolean } = {}): this {
+    this.checkMutable(`register driver '${driver.name}'`);
     const at = this.drivers.findIndex((d) => d.name === driver.name);
     if (at >= 0) {
       if (!options.replace) {
@@ -67,6 +97,7 @@ export class DriverRegistry {
   }
 
   unregister(name: string): boolean {
+    this.checkMutable(`unregister driver '${name}'`);
     const at = this.drivers.findIndex((d) => d.name === name);
     if (at >= 0) this.drivers.splice(at, 1);
     return at >= 0;
@@ -142,25 +173,56 @@ export class DriverRegistry {
   }
 
   /**
+   * Reads what probing looks at: the probe window of `storage` (once) and its
+   * last bytes (once, when the window does not reach them), and its size.
+   * `openImage` hands these bytes to the chosen driver's `open`
+   * (`DriverOpenOptions.probe`), so that it need not read them again.
+   */
+  async readProbe(storage: Storage): Promise<ProbedBytes> {
+    const size = await storage.size();
+    const head = new Uint8Array(Math.min(size, this.probeWindow()));
+    const n = await storage.read(0, head);
+    await checkShortRead(storage, 0, n, head.length);
+    const bytes: ProbedBytes = { head: head.subarray(0, n), size };
+    if (size > head.length) {
+      const tail = new Uint8Array(Math.min(size, this.probeTail()));
+      const at = size - tail.length;
+      const got = await storage.read(at, tail);
+      await checkShortRead(storage, at, got, tail.length);
+      bytes.tail = tail;
+    }
+    return bytes;
+  }
+
+  /** What `bytes` (from `readProbe`) say the file is, without throwing for a foreign format. */
+  recogniseBytes(bytes: ProbedBytes, fileName?: string): Recognition | undefined {
+    const hint: ProbeHint = { size: bytes.size };
+    if (fileName !== undefined) hint.fileName = fileName;
+    return this.recognise(bytes.head, bytes.tail, hint);
+  }
+
+  /**
+   * The driver for a file whose probe bytes are `bytes` (see `probe`): an
+   * `unsupported-format` error for a known format no registered driver
+   * reads, `unknown-format` when nothing recognises it.
+   */
+  identify(bytes: ProbedBytes, fileName?: string, path?: string): ProbeResult {
+    const result = this.recogniseBytes(bytes, fileName);
+    if (result?.foreign) throw foreignFormatError(result.foreign, path);
+    if (!result) {
+      throw new BlockError('unknown-format',
+        `no registered format recognises this file (tried: ${this.names().join(', ') || 'none'})`, { path });
+    }
+    return result;
+  }
+
+  /**
    * Reads the probe window of `storage` once (and its last bytes once, when
    * the window does not reach them) and says what the file is, without
    * throwing for a foreign format.
    */
   async inspect(storage: Storage, fileName?: string): Promise<Recognition | undefined> {
-    const size = await storage.size();
-    const head = new Uint8Array(Math.min(size, this.probeWindow()));
-    const n = await storage.read(0, head);
-    await checkShortRead(storage, 0, n, head.length);
-    let tail: Uint8Array | undefined;
-    if (size > head.length) {
-      tail = new Uint8Array(Math.min(size, this.probeTail()));
-      const at = size - tail.length;
-      const got = await storage.read(at, tail);
-      await checkShortRead(storage, at, got, tail.length);
-    }
-    const hint: ProbeHint = { size };
-    if (fileName !== undefined) hint.fileName = fileName;
-    return this.recognise(head.subarray(0, n), tail, hint);
+    return this.recogniseBytes(await this.readProbe(storage), fileName);
   }
 
   /**
@@ -169,13 +231,6 @@ export class DriverRegistry {
    * it, never a raw guess.
    */
   async probe(storage: Storage, fileName?: string): Promise<ProbeResult> {
-    const result = await this.inspect(storage, fileName);
-    if (result?.foreign) throw foreignFormatError(result.foreign, storage.path);
-    if (!result) {
-      throw new BlockError('unknown-format',
-        `no registered format recognises this file (tried: ${this.names().join(', ') || 'none'})`,
-        { path: storage.path });
-    }
-    return result;
+    return this.identify(await this.readProbe(storage), fileName, storage.path);
   }
 }

@@ -8,7 +8,8 @@ import {
   gatherBackingFacts, resolveBackingPath, type BackingPolicy,
 } from './backing-policy.js';
 import type {
-  BackingFacts, BackingReference, BackingSpec, CacheMode, DriverImage, OpenFileOptions, PreallocationMode,
+  BackingFacts, BackingReference, BackingSpec, CacheMode, DriverImage, DriverOpenOptions, OpenFileOptions,
+  PreallocationMode, ProbedBytes,
 } from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
 import { requireWritable, type Storage, type Vfs, type VfsOpenOptions } from '../storage/storage.js';
@@ -27,8 +28,8 @@ export interface OpenImageOptions {
    */
   formatAssumed?: boolean;
   readOnly?: boolean;
-  /** Where files live; defaults to the host file system (NodeVfs). */
-  vfs?: Vfs;
+  /** Where files live (required here; `@blk/core`'s Node entry and a host supply a default). */
+  vfs: Vfs;
   cache?: CacheMode;
   /** Options for the top image's driver (e.g. `{ variant: 'v2-qemu-lp64' }`). */
   driverOptions?: Record<string, unknown>;
@@ -60,17 +61,24 @@ export interface CreateImageOptions {
   driverOptions?: Record<string, unknown>;
   /** How much space to reserve (default `off`: a sparse file); see `PreallocationMode`. */
   preallocation?: PreallocationMode;
-  vfs?: Vfs;
+  /** Where files live (required here; `@blk/core`'s Node entry and a host supply a default). */
+  vfs: Vfs;
   /** Replace an existing file (default: refuse with `exists`). */
   overwrite?: boolean;
 }
 
-let nodeVfs: Promise<Vfs> | undefined;
-
-/** The host file system, loaded on first use so that the portable core never imports node:fs. */
-export function defaultVfs(): Promise<Vfs> {
-  nodeVfs ??= import('../node/node-vfs.js').then((m) => new m.NodeVfs());
-  return nodeVfs;
+/**
+ * The portable core has no default file system: a caller names one (a
+ * MemoryVfs, an HTTP one, NodeVfs), or uses a host (`createHost`) that holds
+ * one. `@blk/core`'s Node entry defaults to NodeVfs.
+ */
+function requireVfs(vfs: Vfs | undefined, path: string): Vfs {
+  if (vfs === undefined) {
+    throw new BlockError('invalid-argument',
+      'vfs is required (the portable core has no default file system: pass one, or use a host from createHost)',
+      { path, field: 'vfs' });
+  }
+  return vfs;
 }
 
 /**
@@ -79,7 +87,7 @@ export function defaultVfs(): Promise<Vfs> {
  */
 export async function openImage(path: string, options: OpenImageOptions): Promise<Image> {
   checkOpenOptions(options, path);
-  const vfs = options.vfs ?? await defaultVfs();
+  const vfs = requireVfs(options.vfs, path);
   const absolute = vfs.resolve(vfs.cwd(), path);
   if (options.forceShare && !options.readOnly) {
     // qemu's own words for the same mistake.
@@ -134,21 +142,31 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
     const registry = options.registry;
     let probed = false;
     let driverName = ctx.format;
+    // What probing (or the disguise check) read: handed to the driver, which need not read it again.
+    let bytes: ProbedBytes | undefined;
     if (driverName === undefined) {
-      driverName = (await registry.probe(storage, displayPath).catch((err: unknown) => {
+      try {
+        bytes = await registry.readProbe(storage);
+        driverName = registry.identify(bytes, displayPath, storage.path).driver.name;
+      } catch (err) {
         throw retitle(err, displayPath);
-      })).driver.name;
+      }
       probed = true;
     }
     const driver = registry.require(driverName, displayPath);
     // depth 0: a file opened on its own with `formatAssumed` (a backing file named to createImage, say).
-    if (ctx.rawByDefault) await refuseDisguisedBacking(storage, registry, displayPath, ctx.depth > 0 ? ctx.depth : undefined);
-    driverImage = await driver.open(storage, {
+    if (ctx.rawByDefault) {
+      bytes = await registry.readProbe(storage).catch(() => undefined);
+      if (bytes) refuseDisguisedBacking(bytes, registry, displayPath, ctx.depth > 0 ? ctx.depth : undefined);
+    }
+    const openOptions: DriverOpenOptions = {
       readOnly: ctx.readOnly,
       cache: options.cache ?? 'writeback',
       driverOptions: ctx.depth === 0 ? options.driverOptions : undefined,
       openFile: (name, o) => openNamedFile(vfs, displayPath, absolute, name, o, options, ctx.readOnly),
-    });
+    };
+    if (bytes) openOptions.probe = bytes;
+    driverImage = await driver.open(storage, openOptions);
     // A format that cannot write is refused for a writable open here, before its backing chain is opened.
     refuseWritableOpen(driverImage, { path: displayPath, readOnly: ctx.readOnly });
     const ref = driverImage.backing;
@@ -275,9 +293,9 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
  * file's level in the chain being opened (undefined: a backing file named to
  * createImage without a format). The error's `format` is the format found.
  */
-async function refuseDisguisedBacking(storage: Storage, registry: DriverRegistry, path: string,
-  depth: number | undefined): Promise<void> {
-  const result = await registry.inspect(storage, path).catch(() => undefined);
+function refuseDisguisedBacking(bytes: ProbedBytes, registry: DriverRegistry, path: string,
+  depth: number | undefined): void {
+  const result = registry.recogniseBytes(bytes, path);
   const where: BlockErrorContext = { path };
   if (depth !== undefined) where.depth = depth;
   if (result?.foreign) {
@@ -330,7 +348,7 @@ async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: str
  */
 export async function createImage(path: string, options: CreateImageOptions): Promise<void> {
   checkCreateOptions(options, path);
-  const vfs = options.vfs ?? await defaultVfs();
+  const vfs = requireVfs(options.vfs, path);
   const driver = options.registry.require(options.format, path);
   if (!driver.create) {
     throw new BlockError('not-supported', `format ${driver.name} cannot create images`, { path });
