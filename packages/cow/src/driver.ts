@@ -27,10 +27,8 @@ export const cowDriver: BlockDriver = {
   async open(storage: Storage, options: DriverOpenOptions): Promise<CowImage> {
     const path = storage.path;
     const opts = parseOpenOptions(options.driverOptions, path);
-    const fileSize = await storage.size();
-    const head = new Uint8Array(Math.min(fileSize, MAX_HEADER_SIZE));
-    const got = await storage.read(0, head);
-    const bytes = head.subarray(0, got);
+    const bytes = await readHead(storage, options);
+    const fileSize = options.probe?.size ?? await storage.size();
     const variant = chooseVariant(bytes, fileSize, path, opts.variant);
     const header = parseHeader(bytes, variant, { path });
     const layout = validateHeader(header, fileSize, path);
@@ -50,6 +48,22 @@ export const cowDriver: BlockDriver = {
   createOptions: CREATE_OPTIONS,
   amendOptions: AMEND_HELP,
 };
+
+/**
+ * The file's first MAX_HEADER_SIZE bytes (fewer in a shorter file): the ones
+ * probing read when they cover that much (no second read of the header, one
+ * round trip less over HTTP), else read now.
+ */
+async function readHead(storage: Storage, options: DriverOpenOptions): Promise<Uint8Array> {
+  const probe = options.probe;
+  if (probe && probe.head.length >= Math.min(probe.size, MAX_HEADER_SIZE)) {
+    return probe.head.subarray(0, Math.min(probe.head.length, MAX_HEADER_SIZE));
+  }
+  const fileSize = probe?.size ?? await storage.size();
+  const head = new Uint8Array(Math.min(fileSize, MAX_HEADER_SIZE));
+  const got = await storage.read(0, head);
+  return head.subarray(0, got);
+}
 
 /** The variant to read `bytes` as: the caller's, if it names one that fits the version; else detected (§3). */
 function chooseVariant(bytes: Uint8Array, fileSize: number, path: string, named: CowVariant | undefined): CowVariant {

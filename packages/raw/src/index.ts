@@ -69,7 +69,9 @@ export const rawDriver: BlockDriver = {
   probe: () => 1,
   async open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
     refuseDriverOptions(options.driverOptions, storage.path);
-    return new RawImage(storage, wholeSectors(await storage.size()), options.readOnly);
+    // The size probing found (read just before this open), else asked for.
+    const size = options.probe?.size ?? await storage.size();
+    return new RawImage(storage, wholeSectors(size), options.readOnly);
   },
   async create(storage: Storage, options: DriverCreateOptions): Promise<void> {
     refuseDriverOptions(options.driverOptions, storage.path);
