@@ -23,7 +23,20 @@ export async function loadBlk() {
   if (loaded) return loaded;
   if (available().cow) {
     const m = await import(pathToFileURL(dist('images')).href);
-    loaded = { openImage: m.openImage, createImage: m.createImage, NodeVfs: m.NodeVfs, hasCow: true };
+    // As the blk command does: the libraries read no environment variable, so the bench (a program)
+    // turns BLK_NATIVE_IO=off (the rand-read-fs-qd1 row) and BLK_LOCK into host options.
+    const off = (v) => v !== undefined && ['off', '0', 'false'].includes(v.toLowerCase());
+    const options = {};
+    if (off(process.env.BLK_NATIVE_IO)) options.nativeIo = false;
+    const lock = process.env.BLK_LOCK;
+    if (lock !== undefined) options.lock = off(lock) ? 'off' : lock.toLowerCase() === 'require' ? 'require' : 'on';
+    const host = m.createHost(options);
+    loaded = {
+      openImage: (p, o) => host.openImage(p, o),
+      createImage: (p, o) => host.createImage(p, o),
+      NodeVfs: m.NodeVfs,
+      hasCow: true,
+    };
   } else {
     const core = await import(pathToFileURL(dist('core')).href);
     const { rawDriver } = await import(pathToFileURL(dist('raw')).href);
