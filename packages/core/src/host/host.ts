@@ -68,7 +68,8 @@ export function createHost(options: HostOptions): Host {
   if (typeof vfs !== 'object' || vfs === null || typeof vfs.open !== 'function') {
     throw new BlockError('invalid-argument', 'createHost: vfs must be a Vfs', { field: 'vfs' });
   }
-  const list = drivers instanceof DriverRegistry ? drivers.list() : drivers;
+  // A registry (duck-typed: one from the other module format of a dual package counts too) or a list.
+  const list = typeof (drivers as Partial<DriverRegistry>).list === 'function' ? (drivers as DriverRegistry).list() : drivers as Iterable<BlockDriver>;
   const registry = new DriverRegistry(list).freeze();
   return new HostImpl(registry, vfs, options);
 }
