@@ -76,17 +76,24 @@ function nodeImports(found) {
 
 async function bundle(name, entry, resolveDir) {
   const found = [];
-  const result = await esbuild.build({
-    stdin: { contents: `export * from ${JSON.stringify(entry)};\n`, resolveDir, sourcefile: `${name} (browser entry)`, loader: 'js' },
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    target: 'es2022',
-    write: false,
-    logLevel: 'silent',
-    conditions: ['browser', 'import'],
-    plugins: [nodeImports(found)],
-  }).catch((err) => ({ failed: err }));
+  const result = await esbuild
+    .build({
+      stdin: {
+        contents: `export * from ${JSON.stringify(entry)};\n`,
+        resolveDir,
+        sourcefile: `${name} (browser entry)`,
+        loader: 'js',
+      },
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      target: 'es2022',
+      write: false,
+      logLevel: 'silent',
+      conditions: ['browser', 'import'],
+      plugins: [nodeImports(found)],
+    })
+    .catch((err) => ({ failed: err }));
   const problems = found.map((f) => `${name}: ${f}`);
   if (result.failed) {
     for (const e of result.failed.errors ?? [{ text: String(result.failed) }]) {
@@ -103,7 +110,9 @@ for (const [spec, dir, src] of PORTABLE) {
   const entry = dist ? spec : path.join(REPO, 'packages', dir, src);
   const r = await bundle(spec, entry, path.join(REPO, 'packages', dir));
   problems.push(...r.problems);
-  console.log(`check-browser: ${spec} ${r.problems.length ? 'FAILED' : `bundles for the browser (${Math.round(r.bytes / 1024)} KiB)`}`);
+  console.log(
+    `check-browser: ${spec} ${r.problems.length ? 'FAILED' : `bundles for the browser (${Math.round(r.bytes / 1024)} KiB)`}`,
+  );
 }
 for (const { name, file } of extra) {
   const r = await bundle(name, file, REPO);
@@ -118,19 +127,31 @@ if (types) {
   const config = path.join(tmp, 'tsconfig.browser.json');
   const paths = Object.fromEntries(Object.entries(SOURCES).map(([k, v]) => [k, [path.join(REPO, 'packages', v)]]));
   const files = PORTABLE.map(([, dir, src]) => path.join(REPO, 'packages', dir, src));
-  const include = PORTABLE.filter(([, dir]) => dir !== 'core').map(([, dir]) => path.join(REPO, 'packages', dir, 'src'));
-  writeFileSync(config, JSON.stringify({
-    extends: path.join(REPO, 'tsconfig.json'),
-    compilerOptions: { noEmit: true, types: [], lib: ['ES2022', 'WebWorker'], paths, declaration: false },
-    files,
-    include,
-  }, null, 2));
+  const include = PORTABLE.filter(([, dir]) => dir !== 'core').map(([, dir]) =>
+    path.join(REPO, 'packages', dir, 'src'),
+  );
+  writeFileSync(
+    config,
+    JSON.stringify(
+      {
+        extends: path.join(REPO, 'tsconfig.json'),
+        compilerOptions: { noEmit: true, types: [], lib: ['ES2022', 'WebWorker'], paths, declaration: false },
+        files,
+        include,
+      },
+      null,
+      2,
+    ),
+  );
   const tsc = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', config], { cwd: REPO, encoding: 'utf8' });
   const lines = `${r.stdout}${r.stderr}`.split('\n').filter((l) => /error TS/.test(l));
   for (const l of lines) problems.push(`types: ${l.trim()}`);
-  if (r.status !== 0 && lines.length === 0) problems.push(`types: tsc exited ${r.status}: ${r.stdout}${r.stderr}`.trim());
-  console.log(`check-browser: type check with types: [] and lib ES2022 + WebWorker ${lines.length || r.status ? 'FAILED' : 'passes'}`);
+  if (r.status !== 0 && lines.length === 0)
+    problems.push(`types: tsc exited ${r.status}: ${r.stdout}${r.stderr}`.trim());
+  console.log(
+    `check-browser: type check with types: [] and lib ES2022 + WebWorker ${lines.length || r.status ? 'FAILED' : 'passes'}`,
+  );
 }
 
 if (problems.length) {

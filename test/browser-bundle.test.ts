@@ -15,8 +15,12 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 function check(args: string[]) {
   const env = { ...process.env };
   delete env.NODE_OPTIONS; // vitest's loader hooks must not reach the child
-  const r = spawnSync(process.execPath, [path.join(REPO, 'scripts', 'check-browser.mjs'), ...args],
-    { cwd: REPO, encoding: 'utf8', env, timeout: 300_000 });
+  const r = spawnSync(process.execPath, [path.join(REPO, 'scripts', 'check-browser.mjs'), ...args], {
+    cwd: REPO,
+    encoding: 'utf8',
+    env,
+    timeout: 300_000,
+  });
   if (r.error) throw r.error;
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }

@@ -5,7 +5,14 @@
  * images only through this module and @blk/core's public API.
  */
 import {
-  DriverRegistry, builtinDrivers, createHost, type CreateOptions, type Host, type Image, type OpenOptions, type Vfs,
+  DriverRegistry,
+  builtinDrivers,
+  createHost,
+  type CreateOptions,
+  type Host,
+  type Image,
+  type OpenOptions,
+  type Vfs,
 } from '@blk/images';
 import { hostOptionsFromEnvironment } from './environment.js';
 

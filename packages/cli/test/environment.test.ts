@@ -26,11 +26,16 @@ describe('hostOptionsFromEnvironment', () => {
   it('maps the variables to hostVfs options (unset: the defaults)', () => {
     expect(hostOptionsFromEnvironment({})).toEqual({});
     for (const off of ['off', 'OFF', '0', 'false']) {
-      expect(hostOptionsFromEnvironment({ BLK_LOCK: off, BLK_NATIVE_IO: off })).toEqual({ lock: 'off', nativeIo: false });
+      expect(hostOptionsFromEnvironment({ BLK_LOCK: off, BLK_NATIVE_IO: off })).toEqual({
+        lock: 'off',
+        nativeIo: false,
+      });
     }
     expect(hostOptionsFromEnvironment({ BLK_LOCK: 'require' })).toEqual({ lock: 'require' });
     expect(hostOptionsFromEnvironment({ BLK_LOCK: 'on', BLK_NATIVE_IO: 'on' })).toEqual({ lock: 'on' });
-    expect(hostOptionsFromEnvironment({ BLK_NATIVE_ADDON: '/x/blk_native.node' })).toEqual({ addon: '/x/blk_native.node' });
+    expect(hostOptionsFromEnvironment({ BLK_NATIVE_ADDON: '/x/blk_native.node' })).toEqual({
+      addon: '/x/blk_native.node',
+    });
     expect(hostOptionsFromEnvironment({ BLK_NATIVE_ADDON: '' })).toEqual({});
   });
 });
@@ -38,7 +43,7 @@ describe('hostOptionsFromEnvironment', () => {
 describe('blk passes its environment down', () => {
   const missing = () => ({ BLK_NATIVE_ADDON: path.join(dir, 'nowhere', 'blk_native.node') });
 
-  it('BLK_NATIVE_IO=off: raw files are read with Node\'s fs calls (no hole reporting in map)', (ctx) => {
+  it("BLK_NATIVE_IO=off: raw files are read with Node's fs calls (no hole reporting in map)", (ctx) => {
     const native = blk(['map', '--output=json', sparse], { env: { BLK_NATIVE_IO: 'on' } });
     expect(native.code).toBe(0);
     const runs = JSON.parse(native.stdout) as Array<{ data: boolean }>;

@@ -17,7 +17,8 @@ function magicDriver(name: string, magic: string): BlockDriver {
     probeBytes: 8,
     probe: (head) => (head.length >= 8 && bytes.every((b, i) => head[i] === b) ? 100 : 0),
     // raw's image, reporting this driver (its format name).
-    open: async (storage, options) => Object.create(await rawDriver.open(storage, options), { driver: { value: driver } }),
+    open: async (storage, options) =>
+      Object.create(await rawDriver.open(storage, options), { driver: { value: driver } }),
   };
   return driver;
 }
@@ -29,7 +30,7 @@ function vfsWith(files: Record<string, string>): MemoryVfs {
 }
 
 describe('createHost', () => {
-  it('two hosts with different drivers do not see each other\'s drivers', async () => {
+  it("two hosts with different drivers do not see each other's drivers", async () => {
     const vfs = vfsWith({ '/a.img': 'AAAA', '/b.img': 'BBBB' });
     const a = createHost({ drivers: [magicDriver('fmt-a', 'AAAA'), rawDriver], vfs });
     const b = createHost({ drivers: [magicDriver('fmt-b', 'BBBB'), rawDriver], vfs });
@@ -41,7 +42,9 @@ describe('createHost', () => {
     const image = await b.openImage('/b.img', { readOnly: true });
     expect(image.format).toBe('fmt-b');
     await image.close();
-    await expect(a.openImage('/b.img', { format: 'fmt-b', readOnly: true })).rejects.toMatchObject({ kind: 'unknown-format' });
+    await expect(a.openImage('/b.img', { format: 'fmt-b', readOnly: true })).rejects.toMatchObject({
+      kind: 'unknown-format',
+    });
   });
 
   it('holds a frozen copy: registering into what it was given, or into its registry, changes nothing', async () => {
@@ -56,7 +59,13 @@ describe('createHost', () => {
       expect(host.registry.names()).toEqual(['raw']);
       expect((await host.probe('/x.img')).driver.name).toBe('raw');
       expect(host.registry.frozen).toBe(true);
-      const err = (() => { try { host.registry.register(magicDriver('fmt-x', 'XXXX')); } catch (e) { return e; } })();
+      const err = (() => {
+        try {
+          host.registry.register(magicDriver('fmt-x', 'XXXX'));
+        } catch (e) {
+          return e;
+        }
+      })();
       expect(err).toBeInstanceOf(BlockError);
       expect((err as BlockError).kind).toBe('invalid-argument');
       expect(() => host.registry.unregister('raw')).toThrow(/frozen/);
@@ -76,8 +85,9 @@ describe('createHost', () => {
     expect(top.backing).toBeUndefined();
     await top.close();
     // A policy given to the call replaces the host's.
-    await expect(host.openImage('/top.ovl', { readOnly: true, backing: { mode: 'open' } }))
-      .rejects.toMatchObject({ kind: 'backing-missing' });
+    await expect(host.openImage('/top.ovl', { readOnly: true, backing: { mode: 'open' } })).rejects.toMatchObject({
+      kind: 'backing-missing',
+    });
     const other = new MemoryVfs();
     await host.createImage('/elsewhere.raw', { format: 'raw', size: 4096, vfs: other });
     expect(await other.exists('/elsewhere.raw')).toBe(true);
@@ -96,8 +106,12 @@ describe('createHost', () => {
   });
 
   it('refuses options without drivers or a vfs', () => {
-    expect(() => createHost({ drivers: [rawDriver] } as never)).toThrow(expect.objectContaining({ kind: 'invalid-argument', field: 'vfs' }));
-    expect(() => createHost({ vfs: new MemoryVfs() } as never)).toThrow(expect.objectContaining({ kind: 'invalid-argument', field: 'drivers' }));
+    expect(() => createHost({ drivers: [rawDriver] } as never)).toThrow(
+      expect.objectContaining({ kind: 'invalid-argument', field: 'vfs' }),
+    );
+    expect(() => createHost({ vfs: new MemoryVfs() } as never)).toThrow(
+      expect.objectContaining({ kind: 'invalid-argument', field: 'drivers' }),
+    );
   });
 });
 
@@ -106,7 +120,9 @@ describe('@blk/images: no shared mutable registry', () => {
     expect((images as Record<string, unknown>).registry).toBeUndefined();
     const host = images.defaultHost();
     expect(host.registry.names()).toEqual(['cow', 'raw']);
-    expect(() => host.registry.register(magicDriver('mine', 'MINE'))).toThrow(expect.objectContaining({ kind: 'invalid-argument' }));
+    expect(() => host.registry.register(magicDriver('mine', 'MINE'))).toThrow(
+      expect.objectContaining({ kind: 'invalid-argument' }),
+    );
     expect(images.defaultHost()).toBe(host);
   });
 
@@ -131,9 +147,12 @@ describe('the portable openImage has no default file system', () => {
   it('openImage and createImage of @blk/core/portable without a vfs: invalid-argument naming vfs', async () => {
     const portable = await import('@blk/core/portable');
     const registry = new DriverRegistry([rawDriver]);
-    await expect(portable.openImage('/x.img', { registry } as never))
-      .rejects.toMatchObject({ kind: 'invalid-argument', field: 'vfs' });
-    await expect(portable.createImage('/x.img', { registry, format: 'raw', size: 512 } as never))
-      .rejects.toMatchObject({ kind: 'invalid-argument', field: 'vfs' });
+    await expect(portable.openImage('/x.img', { registry } as never)).rejects.toMatchObject({
+      kind: 'invalid-argument',
+      field: 'vfs',
+    });
+    await expect(portable.createImage('/x.img', { registry, format: 'raw', size: 512 } as never)).rejects.toMatchObject(
+      { kind: 'invalid-argument', field: 'vfs' },
+    );
   });
 });

@@ -4,11 +4,23 @@
  * which is one round trip less per file over HTTP.
  */
 import { describe, expect, it } from 'vitest';
-import { DriverRegistry, ForwardingVfs, MemoryVfs, createImage, openImage, type Storage, type VfsOpenOptions } from '@blk/core';
+import {
+  DriverRegistry,
+  ForwardingVfs,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type Storage,
+  type VfsOpenOptions,
+} from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { cowDriver } from '../src/index.js';
 
-interface Call { op: 'read' | 'size'; offset?: number; length?: number }
+interface Call {
+  op: 'read' | 'size';
+  offset?: number;
+  length?: number;
+}
 
 /** Records every read and size() of the storages it opens, per path. */
 class CountingVfs extends ForwardingVfs {

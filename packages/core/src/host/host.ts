@@ -11,7 +11,10 @@ import { DriverRegistry, type ProbeResult, type Recognition } from '../format/re
 import type { BackingPolicy } from '../image/backing-policy.js';
 import type { Image } from '../image/image.js';
 import {
-  createImage as coreCreateImage, openImage as coreOpenImage, type CreateImageOptions, type OpenImageOptions,
+  createImage as coreCreateImage,
+  openImage as coreOpenImage,
+  type CreateImageOptions,
+  type OpenImageOptions,
 } from '../image/open.js';
 import type { Storage, Vfs } from '../storage/storage.js';
 
@@ -63,13 +66,18 @@ export function createHost(options: HostOptions): Host {
   }
   const { drivers, vfs } = options;
   if (drivers === undefined || drivers === null || (typeof drivers !== 'object' && typeof drivers !== 'function')) {
-    throw new BlockError('invalid-argument', 'createHost: drivers must be a list of BlockDrivers', { field: 'drivers' });
+    throw new BlockError('invalid-argument', 'createHost: drivers must be a list of BlockDrivers', {
+      field: 'drivers',
+    });
   }
   if (typeof vfs !== 'object' || vfs === null || typeof vfs.open !== 'function') {
     throw new BlockError('invalid-argument', 'createHost: vfs must be a Vfs', { field: 'vfs' });
   }
   // A registry (duck-typed: one from the other module format of a dual package counts too) or a list.
-  const list = typeof (drivers as Partial<DriverRegistry>).list === 'function' ? (drivers as DriverRegistry).list() : drivers as Iterable<BlockDriver>;
+  const list =
+    typeof (drivers as Partial<DriverRegistry>).list === 'function'
+      ? (drivers as DriverRegistry).list()
+      : (drivers as Iterable<BlockDriver>);
   const registry = new DriverRegistry(list).freeze();
   return new HostImpl(registry, vfs, options);
 }
@@ -77,8 +85,11 @@ export function createHost(options: HostOptions): Host {
 class HostImpl implements Host {
   readonly drivers: readonly BlockDriver[];
 
-  constructor(readonly registry: DriverRegistry, readonly vfs: Vfs,
-    private readonly defaults: Pick<HostOptions, 'backing' | 'cache' | 'onWarning'>) {
+  constructor(
+    readonly registry: DriverRegistry,
+    readonly vfs: Vfs,
+    private readonly defaults: Pick<HostOptions, 'backing' | 'cache' | 'onWarning'>,
+  ) {
     this.drivers = registry.list();
   }
 
@@ -105,7 +116,11 @@ class HostImpl implements Host {
     return this.withFile(path, options.vfs, async (storage) => this.registry.inspect(storage, path));
   }
 
-  private async withFile<T>(path: string, vfs: Vfs | undefined, use: (storage: Storage, absolute: string) => Promise<T>): Promise<T> {
+  private async withFile<T>(
+    path: string,
+    vfs: Vfs | undefined,
+    use: (storage: Storage, absolute: string) => Promise<T>,
+  ): Promise<T> {
     const fs = vfs ?? this.vfs;
     const absolute = fs.resolve(fs.cwd(), path);
     const storage = await fs.open(absolute, { readOnly: true }).catch((err: unknown) => {

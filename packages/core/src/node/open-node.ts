@@ -4,8 +4,10 @@
  * default (a browser has no host file system), so that it never imports node:fs.
  */
 import {
-  createImage as portableCreateImage, openImage as portableOpenImage,
-  type CreateImageOptions as PortableCreateImageOptions, type OpenImageOptions as PortableOpenImageOptions,
+  createImage as portableCreateImage,
+  openImage as portableOpenImage,
+  type CreateImageOptions as PortableCreateImageOptions,
+  type OpenImageOptions as PortableOpenImageOptions,
 } from '../image/open.js';
 import type { Image } from '../image/image.js';
 import { NodeVfs } from './node-vfs.js';
@@ -25,8 +27,11 @@ export function createImage(path: string, options: CreateImageOptions): Promise<
   return portableCreateImage(path, withVfs(options));
 }
 
-function withVfs<T extends { vfs?: PortableOpenImageOptions['vfs'] }>(options: T): T & { vfs: PortableOpenImageOptions['vfs'] } {
+function withVfs<T extends { vfs?: PortableOpenImageOptions['vfs'] }>(
+  options: T,
+): T & { vfs: PortableOpenImageOptions['vfs'] } {
   // A non-object is left to the portable checks (invalid-argument naming the option).
-  if (typeof options !== 'object' || options === null || options.vfs !== undefined) return options as T & { vfs: never };
+  if (typeof options !== 'object' || options === null || options.vfs !== undefined)
+    return options as T & { vfs: never };
   return { ...options, vfs: new NodeVfs() };
 }
