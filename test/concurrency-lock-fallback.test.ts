@@ -43,3 +43,12 @@ describe('OS locks: fallback without the addon', () => {
     }
   });
 });
+
+describe('OS locks: the policy is an option', () => {
+  it('an unknown lock policy is refused when the Vfs is made (a typo must not mean "lock" or "do not")', async () => {
+    const lock = await import('../packages/native/src/index.js');
+    expect(() => new lock.LockingVfs(new NodeVfs(), { policy: 'of' as never })).toThrow(
+      expect.objectContaining({ kind: 'invalid-argument', field: 'policy' }),
+    );
+  });
+});

@@ -37,7 +37,13 @@ export interface LockOptions {
 let warned = false;
 
 function policyOf(options: LockOptions): LockPolicy {
-  return options.policy ?? 'on';
+  const policy = options.policy ?? 'on';
+  // A typo must not quietly mean "lock" (or "don't").
+  if (policy !== 'on' && policy !== 'off' && policy !== 'require') {
+    throw new BlockError('invalid-argument', `lock policy must be 'on', 'off' or 'require', not ${JSON.stringify(policy)}`,
+      { field: 'policy' });
+  }
+  return policy;
 }
 
 /** Whether OS locks can be taken here, and if not, why. */
@@ -233,6 +239,7 @@ class LockedStorage extends FilterStorage {
 export class LockingVfs extends ForwardingVfs {
   constructor(inner: Vfs, private readonly lockOptions: LockOptions = {}) {
     super(inner);
+    policyOf(lockOptions); // refused here, not at the first open
   }
 
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {

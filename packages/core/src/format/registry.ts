@@ -69,11 +69,6 @@ export class DriverRegistry {
     return this.frozen_;
   }
 
-  /** A new, mutable registry with the same drivers in the same order. */
-  copy(): DriverRegistry {
-    return new DriverRegistry(this.drivers);
-  }
-
   private checkMutable(what: string): void {
     if (this.frozen_) {
       throw new BlockError('invalid-argument',
