@@ -5,8 +5,11 @@
  * reads as that layer holds it.
  */
 import { describe, it } from 'vitest';
-import { registry } from '@blk/images';
+import { DriverRegistry, builtinDrivers } from '@blk/images';
 import { checkChainMap } from '@blk/testkit';
+
+/** The built-in formats (cow, raw), as @blk/images' default host has them. */
+const registry = new DriverRegistry(builtinDrivers());
 
 describe('map() over cow chains (testkit checkChainMap)', () => {
   it('cow over raw', async () => {

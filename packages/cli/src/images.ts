@@ -8,6 +8,7 @@ import {
   DriverRegistry,
   builtinDrivers,
   createHost,
+  hostVfs as imagesHostVfs,
   type CreateOptions,
   type Host,
   type Image,
@@ -16,20 +17,24 @@ import {
 } from '@blk/images';
 import { hostOptionsFromEnvironment } from './environment.js';
 
-/** The formats blk knows, in probe order (frozen: nothing registers into it). */
-export const registry: DriverRegistry = new DriverRegistry(builtinDrivers()).freeze();
+/**
+ * The formats the blk command knows, in probe order: the application's own
+ * list (the libraries hold none), which a test of the CLI may extend with a
+ * format of its own before it runs a command.
+ */
+export const registry: DriverRegistry = new DriverRegistry(builtinDrivers());
 
-let host_: Host | undefined;
+let vfs_: Vfs | undefined;
 
-/** blk's host: `registry`'s formats on the host file system as the environment asks. Made on first use. */
-export function cliHost(): Host {
-  host_ ??= createHost({ ...hostOptionsFromEnvironment(process.env), drivers: registry });
-  return host_;
+/** The host file system (with OS locks unless BLK_LOCK=off) that blk opens images on. Made on first use. */
+export function hostVfs(): Vfs {
+  vfs_ ??= imagesHostVfs(hostOptionsFromEnvironment(process.env));
+  return vfs_;
 }
 
-/** The host file system (with OS locks unless BLK_LOCK=off) that blk opens images on. */
-export function hostVfs(): Vfs {
-  return cliHost().vfs;
+/** blk's host: `registry`'s formats (as they are now: a host holds a frozen copy) on `hostVfs()`. */
+export function cliHost(): Host {
+  return createHost({ drivers: registry, vfs: hostVfs() });
 }
 
 /** Opens an image on blk's host (probed unless `format` is given). */
