@@ -166,8 +166,8 @@ export function backingPolicy(o: Omit<JobOpenOptions, 'readOnly' | 'format'>): B
 }
 
 /** openImage's options for a job's open options (registry and Vfs aside). */
-export function jobOpenOptions(o: JobOpenOptions): Omit<OpenImageOptions, 'registry'> {
-  const options: Omit<OpenImageOptions, 'registry'> = { readOnly: o.readOnly, backing: backingPolicy(o) };
+export function jobOpenOptions(o: JobOpenOptions): Omit<OpenImageOptions, 'registry' | 'vfs'> {
+  const options: Omit<OpenImageOptions, 'registry' | 'vfs'> = { readOnly: o.readOnly, backing: backingPolicy(o) };
   if (o.format !== undefined) options.format = o.format;
   if (o.formatAssumed) options.formatAssumed = true;
   if (o.forceShare) options.forceShare = true;
