@@ -32,6 +32,7 @@ describe('scripts/check-browser.mjs', () => {
     expect(r.out).toMatch(/@blk\/raw bundles for the browser/);
     expect(r.out).toMatch(/@blk\/cow bundles for the browser/);
     expect(r.out).toMatch(/@blk\/testkit bundles for the browser/);
+    expect(r.out).toMatch(/@blk\/jobs bundles for the browser/);
     expect(r.out).toMatch(/type check with types: \[\] and lib ES2022 \+ WebWorker passes/);
     expect(r.code, r.out).toBe(0);
   });
