@@ -101,7 +101,7 @@ let loneProject: string;
 let loneProjectInstall: string;
 
 beforeAll(async () => {
-  for (const pkg of ['core', 'raw', 'cow', 'native', 'images', 'testkit', 'cli']) {
+  for (const pkg of ['core', 'raw', 'cow', 'native', 'images', 'testkit', 'jobs', 'cli']) {
     if (!fs.existsSync(path.join(REPO, 'packages', pkg, 'dist'))) throw new Error(`packages/${pkg} is not built: run pnpm run build`);
   }
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-packaging-'));
@@ -133,9 +133,9 @@ afterAll(() => {
 describe('packed packages installed with npm outside the repository', () => {
   it('every public package is packed, none names a workspace: dependency, @blk/native ships its sources', () => {
     const names = tarballs.map((t) => path.basename(t));
-    for (const pkg of ['cli', 'core', 'cow', 'images', 'native', 'raw', 'testkit']) expect(names).toContain(`blk-${pkg}-0.1.0.tgz`);
+    for (const pkg of ['cli', 'core', 'cow', 'images', 'jobs', 'native', 'raw', 'testkit']) expect(names).toContain(`blk-${pkg}-0.1.0.tgz`);
     expect(names.some((n) => n.startsWith('blk-faults'))).toBe(false); // private, test-only
-    for (const pkg of ['cli', 'core', 'cow', 'images', 'native', 'raw', 'testkit']) {
+    for (const pkg of ['cli', 'core', 'cow', 'images', 'jobs', 'native', 'raw', 'testkit']) {
       const manifest = fs.readFileSync(path.join(project, 'node_modules', '@blk', pkg, 'package.json'), 'utf8');
       expect(manifest).not.toContain('workspace:');
     }

@@ -160,17 +160,19 @@ export function checkBackingNode(policy: BackingPolicy, overlayPath: string, bac
 /**
  * What the core knows about the backing file at `path` for a driver to
  * record or check (see BackingFacts): the opened image's virtual size and
- * format, and the file's length, mtime and kind from stat. A fact it cannot
- * learn is left out.
+ * format, and the file's length, mtime and kind from stat. A failing stat
+ * throws, unless `lenient` (diagnostics), which leaves those facts out.
  */
 export async function gatherBackingFacts(vfs: Vfs, path: string,
-  image?: { readonly size: number; readonly format: string }): Promise<BackingFacts> {
+  image?: { readonly size: number; readonly format: string }, options: { lenient?: boolean } = {}): Promise<BackingFacts> {
   const facts: BackingFacts = {};
   if (image) {
     facts.size = image.size;
     facts.format = image.format;
   }
-  const st = await vfs.stat(path).catch(() => undefined);
+  // A stat that fails is an error, not a fact left out: a driver would record (or compare) a
+  // missing mtime as 0 and the overlay would later look modified. Only diagnostics (`lenient`) go on without.
+  const st = options.lenient ? await vfs.stat(path).catch(() => undefined) : await vfs.stat(path);
   if (st) {
     facts.fileSize = st.size;
     facts.mtimeSec = st.mtimeSec;
