@@ -204,11 +204,14 @@ export class MetadataCache<V = undefined> {
    * made only of microtasks, so no timer or signal could even run).
    */
   async use<T>(index: number, fn: (chunk: MetadataChunk<V>) => T): Promise<T> {
-    for (;;) {
+    for (let waited = false; ; waited = true) {
       const chunk = this.chunks.get(index);
       if (chunk) {
         chunk.referenced = true;
-        return fn(chunk);
+        const result = fn(chunk);
+        // Chunks loaded while others were pinned may have gone over the bound: give it back now they are free.
+        if (waited && this.bytesCached > this.maxBytes) this.evictClean(index);
+        return result;
       }
       let pending = this.loading.get(index);
       if (!pending) {
@@ -245,6 +248,7 @@ export class MetadataCache<V = undefined> {
    */
   async writeChunks(chunks: readonly MetadataChunk<V>[]): Promise<void> {
     await settleAll(chunks.map((chunk) => this.writeLatest(chunk)));
+    this.trim();
   }
 
   /**
@@ -287,6 +291,12 @@ export class MetadataCache<V = undefined> {
       // A byte that changed after the snapshot is not on disk yet: keep the chunk dirty.
       if (s.chunk.generation === s.generation) markClean(s.chunk);
     }
+    this.trim();
+  }
+
+  /** Chunks loaded while every other was dirty or pinned may have gone over the bound: evict clean ones now. */
+  private trim(): void {
+    if (this.bytesCached > this.maxBytes) this.evictClean();
   }
 
   /** Writes a chunk's latest dirty bytes through its queue (the state is read when the write starts). */
@@ -340,7 +350,7 @@ export class MetadataCache<V = undefined> {
     return false;
   }
 
-  private evictClean(keep: number): void {
+  private evictClean(keep?: number): void {
     while (this.bytesCached > this.maxBytes) {
       if (!this.evictOneClean(keep)) return;
     }
