@@ -75,8 +75,8 @@ export interface MetadataCacheOptions<V = undefined> {
 export class MetadataChunk<V = undefined> {
   /** The chunk's bytes as on disk plus changes not yet written. */
   readonly bytes: Uint8Array;
-  /** What `MetadataCacheOptions.view` built over `bytes`. */
-  view: V;
+  /** What `MetadataCacheOptions.view` built over `bytes` (undefined without one). */
+  readonly view: V;
   /** Byte range [dirtyStart, dirtyEnd) inside the chunk that differs (or may differ) from disk. */
   dirtyStart = Number.POSITIVE_INFINITY;
   dirtyEnd = 0;
@@ -87,10 +87,10 @@ export class MetadataChunk<V = undefined> {
   /** Used since the eviction clock last passed it (second-chance replacement instead of LRU reordering). */
   referenced = false;
 
-  /** `start`: offset of the chunk's byte 0 inside the region. */
-  constructor(readonly index: number, readonly start: number, length: number) {
+  /** `start`: offset of the chunk's byte 0 inside the region; `makeView` builds `view` (set here, so its type never changes). */
+  constructor(readonly index: number, readonly start: number, length: number, makeView?: (bytes: Uint8Array) => V) {
     this.bytes = new Uint8Array(new ArrayBuffer((length + 7) & ~7), 0, length);
-    this.view = undefined as V;
+    this.view = (makeView === undefined ? undefined : makeView(this.bytes)) as V;
   }
 
   get dirty(): boolean {
@@ -322,12 +322,11 @@ export class MetadataCache<V = undefined> {
     const length = Math.min(this.chunkBytes, this.length - start);
     if (!(length > 0)) throw new RangeError(`metadata chunk ${index} lies past the region's ${this.length} bytes`);
     await this.makeRoom(length);
-    const chunk = new MetadataChunk<V>(index, start, length);
+    const chunk = new MetadataChunk<V>(index, start, length, this.makeView);
     // A region that ends early (past EOF) reads as zeros.
     await readZeroFilled(this.storage, this.offset + start, chunk.bytes);
     this.loads++;
     if (this.chunks.has(index)) return;
-    if (this.makeView !== undefined) chunk.view = this.makeView(chunk.bytes);
     this.chunks.set(index, chunk);
     this.bytesCached += length;
     this.evictClean(index);
