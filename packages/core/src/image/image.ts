@@ -215,7 +215,15 @@ export class Image {
         checkRecord(options, 'options', this.path);
         checkBoolean(options.sync, 'options.sync', this.path);
       }
-      return this.readRange(offset, into, options?.sync !== false) ?? RESOLVED;
+      checkRange(offset, into.length, this.size, this.path);
+      if (into.length === 0) return RESOLVED;
+      // `readRange`'s fast path, inline: this is the hottest path of random reads.
+      const ss = this.sectorSize;
+      if (this.tracker.size === 0 && options?.sync !== false && offset % ss === 0 && into.length % ss === 0) {
+        const pending = this.driverImage.read(offset, into, this.readBelow);
+        return pending === undefined ? RESOLVED : this.tracker.track(offset, offset + into.length, false, pending);
+      }
+      return this.readTracked(offset, into);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -229,13 +237,20 @@ export class Image {
     checkRange(offset, into.length, this.size, this.path);
     if (into.length === 0) return undefined;
     const ss = this.sectorSize;
+    // The fast path first, with as little arithmetic as possible (offsets are often doubles: `%` costs).
+    if (sync && this.tracker.size === 0 && offset % ss === 0 && into.length % ss === 0) {
+      const pending = this.driverImage.read(offset, into, this.readBelow);
+      return pending === undefined ? undefined : this.tracker.track(offset, offset + into.length, false, pending);
+    }
+    return this.readTracked(offset, into);
+  }
+
+  /** The tracked path of `readRange`: waits for overlapping writes issued before it. */
+  private readTracked(offset: number, into: Uint8Array): Promise<void> {
+    const ss = this.sectorSize;
     const start = alignDown(offset, ss);
     const end = alignUp(offset + into.length, ss);
     const aligned = start === offset && end === offset + into.length;
-    if (aligned && sync && this.tracker.size === 0) {
-      const pending = this.driverImage.read(offset, into, this.readBelow);
-      return pending === undefined ? undefined : this.tracker.track(start, end, false, pending);
-    }
     // Aligned: straight to the driver, one async frame fewer per request.
     const work = aligned
       ? () => this.driverImage.read(offset, into, this.readBelow)
