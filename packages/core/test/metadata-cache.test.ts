@@ -14,7 +14,10 @@ class TestStorage implements Storage {
   /** Fails the next `failWrites` writes with EIO. */
   failWrites = 0;
 
-  constructor(readonly file: MemoryFile, private readonly scheduler?: fc.Scheduler) {
+  constructor(
+    readonly file: MemoryFile,
+    private readonly scheduler?: fc.Scheduler,
+  ) {
     this.inner = new MemoryStorage(file, '/meta');
   }
 
@@ -80,7 +83,11 @@ function onDisk(file: MemoryFile, length: number): Uint8Array {
   return out;
 }
 
-function cacheOver(storage: Storage, length: number, options: { chunkBytes: number; maxBytes: number; mode?: CacheMode; barrier?: () => Promise<void> }) {
+function cacheOver(
+  storage: Storage,
+  length: number,
+  options: { chunkBytes: number; maxBytes: number; mode?: CacheMode; barrier?: () => Promise<void> },
+) {
   return new MetadataCache({ storage, offset: OFFSET, length, mode: options.mode ?? 'writeback', ...options });
 }
 
@@ -99,15 +106,25 @@ describe('MetadataCache loads', () => {
     const file = new MemoryFile();
     file.writeAt(OFFSET, new Uint8Array(10).fill(9));
     const cache = cacheOver(new TestStorage(file), 100, { chunkBytes: 64, maxBytes: 1024 });
-    expect([...await cache.use(0, (c) => c.bytes.slice(0, 12))]).toEqual([9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0]);
+    expect([...(await cache.use(0, (c) => c.bytes.slice(0, 12)))]).toEqual([9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0]);
     expect(await cache.use(1, (c) => c.bytes.length)).toBe(36);
   });
 
   it('builds a chunk view once, over a buffer padded to whole 8-byte words', async () => {
     const { file } = region(100, () => 0xff);
     let views = 0;
-    const cache = new MetadataCache({ storage: new TestStorage(file), offset: OFFSET, length: 100, chunkBytes: 64, maxBytes: 1024,
-      mode: 'writeback', view: (b) => { views++; return new Uint32Array(b.buffer); } });
+    const cache = new MetadataCache({
+      storage: new TestStorage(file),
+      offset: OFFSET,
+      length: 100,
+      chunkBytes: 64,
+      maxBytes: 1024,
+      mode: 'writeback',
+      view: (b) => {
+        views++;
+        return new Uint32Array(b.buffer);
+      },
+    });
     const words = await cache.use(1, (c) => [...c.view]);
     await cache.use(1, () => undefined);
     expect(views).toBe(1);
@@ -117,54 +134,65 @@ describe('MetadataCache loads', () => {
 
 describe('MetadataCache memory bound under concurrency', () => {
   it('more concurrent requests than the cache holds all complete, each chunk loaded once, every change kept', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.scheduler(),
-      fc.array(fc.record({ chunk: fc.nat(15), at: fc.nat(31), value: fc.option(fc.nat(255), { nil: undefined }) }), { minLength: 1, maxLength: 40 }),
-      fc.integer({ min: 1, max: 4 }),
-      fc.constantFrom<CacheMode>('writeback', 'writethrough', 'unsafe'),
-      async (s, ops, capacity, mode) => {
-        const CHUNK = 32;
-        const LENGTH = 16 * CHUNK;
-        const { file, bytes } = region(LENGTH);
-        const storage = new TestStorage(file, s);
-        const cache = cacheOver(storage, LENGTH, { chunkBytes: CHUNK, maxBytes: capacity * CHUNK, mode });
-        const model = bytes.slice();
-        let peak = 0;
-        // Every op issued at once: reads see the model as of their turn (use's fn runs synchronously).
-        const done = ops.map((op) => cache.use(op.chunk, (c) => {
-          peak = Math.max(peak, cache.cachedBytes);
-          const pos = op.chunk * CHUNK + op.at;
-          expect(c.bytes[op.at]).toBe(model[pos]);
-          if (op.value !== undefined && c.bytes[op.at] !== op.value) {
-            c.bytes[op.at] = op.value;
-            model[pos] = op.value;
-            cache.markDirty(c, op.at, op.at + 1);
-          }
-        }));
-        await s.waitFor(Promise.all(done));
-        await s.waitFor(cache.writeBack());
-        // Over the bound by at most one chunk per concurrent request (pinned while it waits), never more.
-        expect(peak).toBeLessThanOrEqual(Math.max(capacity, new Set(ops.map((o) => o.chunk)).size) * CHUNK);
-        expect(cache.cachedBytes).toBeLessThanOrEqual(capacity * CHUNK);
-        expect([...onDisk(file, LENGTH)]).toEqual([...model]);
-        const after = new Uint8Array(2);
-        file.readAt(OFFSET + LENGTH, after);
-        expect([...after]).toEqual([0xa5, 0xa5]);
-        expect(cache.dirtyChunks).toBe(0);
-      },
-    ), { numRuns: 150 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.scheduler(),
+        fc.array(fc.record({ chunk: fc.nat(15), at: fc.nat(31), value: fc.option(fc.nat(255), { nil: undefined }) }), {
+          minLength: 1,
+          maxLength: 40,
+        }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom<CacheMode>('writeback', 'writethrough', 'unsafe'),
+        async (s, ops, capacity, mode) => {
+          const CHUNK = 32;
+          const LENGTH = 16 * CHUNK;
+          const { file, bytes } = region(LENGTH);
+          const storage = new TestStorage(file, s);
+          const cache = cacheOver(storage, LENGTH, { chunkBytes: CHUNK, maxBytes: capacity * CHUNK, mode });
+          const model = bytes.slice();
+          let peak = 0;
+          // Every op issued at once: reads see the model as of their turn (use's fn runs synchronously).
+          const done = ops.map((op) =>
+            cache.use(op.chunk, (c) => {
+              peak = Math.max(peak, cache.cachedBytes);
+              const pos = op.chunk * CHUNK + op.at;
+              expect(c.bytes[op.at]).toBe(model[pos]);
+              if (op.value !== undefined && c.bytes[op.at] !== op.value) {
+                c.bytes[op.at] = op.value;
+                model[pos] = op.value;
+                cache.markDirty(c, op.at, op.at + 1);
+              }
+            }),
+          );
+          await s.waitFor(Promise.all(done));
+          await s.waitFor(cache.writeBack());
+          // Over the bound by at most one chunk per concurrent request (pinned while it waits), never more.
+          expect(peak).toBeLessThanOrEqual(Math.max(capacity, new Set(ops.map((o) => o.chunk)).size) * CHUNK);
+          expect(cache.cachedBytes).toBeLessThanOrEqual(capacity * CHUNK);
+          expect([...onDisk(file, LENGTH)]).toEqual([...model]);
+          const after = new Uint8Array(2);
+          file.readAt(OFFSET + LENGTH, after);
+          expect([...after]).toEqual([0xa5, 0xa5]);
+          expect(cache.dirtyChunks).toBe(0);
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 
   it('a chunk a request waits for is never evicted before that request used it (no reload livelock)', async () => {
-    await fc.assert(fc.asyncProperty(fc.scheduler(), async (s) => {
-      const CHUNK = 16;
-      const { file } = region(8 * CHUNK);
-      const cache = cacheOver(new TestStorage(file, s), 8 * CHUNK, { chunkBytes: CHUNK, maxBytes: CHUNK });
-      // Eight requests for eight chunks, room for one: each chunk is read exactly once.
-      const done = Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((i) => cache.use(i, (c) => c.index)));
-      expect(await s.waitFor(done)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-      expect(cache.loads).toBe(8);
-    }), { numRuns: 100 });
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), async (s) => {
+        const CHUNK = 16;
+        const { file } = region(8 * CHUNK);
+        const cache = cacheOver(new TestStorage(file, s), 8 * CHUNK, { chunkBytes: CHUNK, maxBytes: CHUNK });
+        // Eight requests for eight chunks, room for one: each chunk is read exactly once.
+        const done = Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((i) => cache.use(i, (c) => c.index)));
+        expect(await s.waitFor(done)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+        expect(cache.loads).toBe(8);
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it('evicts clean chunks first, and writes dirty ones back (barrier first) only when nothing clean is left', async () => {
@@ -172,13 +200,19 @@ describe('MetadataCache memory bound under concurrency', () => {
     const { file } = region(8 * CHUNK);
     const storage = new TestStorage(file);
     const cache = cacheOver(storage, 8 * CHUNK, { chunkBytes: CHUNK, maxBytes: 2 * CHUNK });
-    await cache.use(0, (c) => { c.bytes[0] = 1; cache.markDirty(c, 0, 1); });
+    await cache.use(0, (c) => {
+      c.bytes[0] = 1;
+      cache.markDirty(c, 0, 1);
+    });
     await cache.use(1, () => undefined);
     await cache.use(2, () => undefined); // evicts clean chunk 1, keeps dirty chunk 0
     expect(cache.has(0)).toBe(true);
     expect(cache.has(1)).toBe(false);
     expect(storage.events.some((e) => e.op === 'write')).toBe(false);
-    await cache.use(2, (c) => { c.bytes[0] = 2; cache.markDirty(c, 0, 1); });
+    await cache.use(2, (c) => {
+      c.bytes[0] = 2;
+      cache.markDirty(c, 0, 1);
+    });
     storage.events.length = 0;
     await cache.use(3, () => undefined); // both cached chunks dirty: written back, then one evicted
     const ops = storage.events.map((e) => e.op);
@@ -194,7 +228,12 @@ describe('MetadataCache write-back order', () => {
     const { file } = region(64);
     const storage = new TestStorage(file);
     const cache = cacheOver(storage, 64, { chunkBytes: 16, maxBytes: 64, mode, ...(barrier ? { barrier } : {}) });
-    for (const i of [0, 3]) await cache.use(i, (c) => { c.bytes[5] ^= 0xff; c.bytes[6] ^= 0xff; cache.markDirty(c, 5, 7); });
+    for (const i of [0, 3])
+      await cache.use(i, (c) => {
+        c.bytes[5] ^= 0xff;
+        c.bytes[6] ^= 0xff;
+        cache.markDirty(c, 5, 7);
+      });
     storage.events.length = 0;
     return { storage, cache, file };
   }
@@ -225,9 +264,14 @@ describe('MetadataCache write-back order', () => {
 
   it('a custom barrier runs before any metadata write (a dependency on another cache)', async () => {
     const events: string[] = [];
-    const { storage, cache } = await dirtyTwo('writeback', async () => { events.push('barrier'); });
+    const { storage, cache } = await dirtyTwo('writeback', async () => {
+      events.push('barrier');
+    });
     const write = storage.write.bind(storage);
-    storage.write = async (offset, data) => { events.push('write'); await write(offset, data); };
+    storage.write = async (offset, data) => {
+      events.push('write');
+      await write(offset, data);
+    };
     await cache.writeBack();
     expect(events).toEqual(['barrier', 'write', 'write']);
     expect(storage.events.at(-1)).toEqual({ op: 'flush' });
@@ -239,10 +283,17 @@ describe('MetadataCache write-back order', () => {
     const { file } = region(64);
     const storage = new TestStorage(file);
     cache = cacheOver(storage, 64, {
-      chunkBytes: 16, maxBytes: 64, mode: 'writeback',
-      barrier: async () => { during?.(); },
+      chunkBytes: 16,
+      maxBytes: 64,
+      mode: 'writeback',
+      barrier: async () => {
+        during?.();
+      },
     });
-    await cache.use(1, (c) => { c.bytes[0] = 0x11; cache.markDirty(c, 0, 1); });
+    await cache.use(1, (c) => {
+      c.bytes[0] = 0x11;
+      cache.markDirty(c, 0, 1);
+    });
     during = () => {
       const c = cache.get(1)!;
       c.bytes[1] = 0x22; // its data was not covered by this barrier
@@ -276,7 +327,10 @@ describe('MetadataCache write-back order', () => {
     const { file } = region(4 * CHUNK);
     const storage = new TestStorage(file);
     const cache = cacheOver(storage, 4 * CHUNK, { chunkBytes: CHUNK, maxBytes: CHUNK });
-    await cache.use(0, (c) => { c.bytes[3] = 0x33; cache.markDirty(c, 3, 4); });
+    await cache.use(0, (c) => {
+      c.bytes[3] = 0x33;
+      cache.markDirty(c, 3, 4);
+    });
     storage.failWrites = 1;
     await expect(cache.use(1, () => undefined)).rejects.toThrow(/EIO/);
     expect(cache.has(0)).toBe(true);

@@ -6,8 +6,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  Image, MemoryFile, MemoryStorage,
-  type BlockDriver, type BlockStatus, type DriverImage, type ReadBelow, type Storage,
+  Image,
+  MemoryFile,
+  MemoryStorage,
+  type BlockDriver,
+  type BlockStatus,
+  type DriverImage,
+  type ReadBelow,
+  type Storage,
 } from '@blk/core';
 
 const SS = 512;
@@ -19,7 +25,11 @@ class FlatImage implements DriverImage {
   /** While set, reads wait for it (an asynchronous read, as over a remote storage). */
   gate: Promise<void> | undefined;
 
-  constructor(readonly driver: BlockDriver, private readonly storage: Storage, readonly size: number) {}
+  constructor(
+    readonly driver: BlockDriver,
+    private readonly storage: Storage,
+    readonly size: number,
+  ) {}
 
   read(offset: number, into: Uint8Array, _below: ReadBelow): void | Promise<void> {
     if (this.gate === undefined && this.storage.readSync?.(offset, into) === into.length) {
@@ -72,7 +82,9 @@ describe('one read shape', () => {
     const { image, flat } = flatImage(new Uint8Array(8 * SS).fill(7));
     const into = new Uint8Array(2 * SS);
     let settled = false;
-    const p = image.readInto(2 * SS, into).then(() => { settled = true; });
+    const p = image.readInto(2 * SS, into).then(() => {
+      settled = true;
+    });
     expect(into.every((b) => b === 7)).toBe(true);
     await Promise.resolve(); // one microtask: enough only for a promise that was resolved already
     expect(settled).toBe(true); // no tracker entry, no async frame
@@ -83,7 +95,9 @@ describe('one read shape', () => {
   it('a read that goes asynchronous is tracked from then on: a write to its range issued later waits for it', async () => {
     const { image, flat } = flatImage(new Uint8Array(8 * SS).fill(1));
     let open!: () => void;
-    flat.gate = new Promise<void>((resolve) => { open = resolve; });
+    flat.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
     const into = new Uint8Array(4 * SS);
     const read = image.readInto(0, into);
     const write = image.write(SS, new Uint8Array(SS).fill(2));
@@ -94,12 +108,14 @@ describe('one read shape', () => {
     await Promise.all([read, write]);
     expect(flat.events).toEqual(['read 0 start', 'read 0 end', `write ${SS}`]);
     expect(into.every((b) => b === 1)).toBe(true); // the read saw the data from before the write
-    expect([...await image.read(SS, 2)]).toEqual([2, 2]);
+    expect([...(await image.read(SS, 2))]).toEqual([2, 2]);
   });
 
   it('a driver that throws synchronously rejects the read instead of throwing', async () => {
     const { image, flat } = flatImage(new Uint8Array(4 * SS));
-    flat.read = () => { throw Object.assign(new Error('EIO: broken'), { code: 'EIO' }); };
+    flat.read = () => {
+      throw Object.assign(new Error('EIO: broken'), { code: 'EIO' });
+    };
     let thrown: unknown;
     let p: Promise<void> | undefined;
     try {

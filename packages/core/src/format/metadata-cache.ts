@@ -88,7 +88,12 @@ export class MetadataChunk<V = undefined> {
   referenced = false;
 
   /** `start`: offset of the chunk's byte 0 inside the region; `makeView` builds `view` (set here, so its type never changes). */
-  constructor(readonly index: number, readonly start: number, length: number, makeView?: (bytes: Uint8Array) => V) {
+  constructor(
+    readonly index: number,
+    readonly start: number,
+    length: number,
+    makeView?: (bytes: Uint8Array) => V,
+  ) {
     this.bytes = new Uint8Array(new ArrayBuffer((length + 7) & ~7), 0, length);
     this.view = (makeView === undefined ? undefined : makeView(this.bytes)) as V;
   }
@@ -134,7 +139,8 @@ export class MetadataCache<V = undefined> {
     this.length = options.length;
     this.mode = options.mode;
     this.chunkBytes = options.chunkBytes ?? DEFAULT_METADATA_CHUNK_BYTES;
-    if (!Number.isSafeInteger(this.chunkBytes) || this.chunkBytes <= 0) throw new RangeError('chunkBytes must be a positive integer');
+    if (!Number.isSafeInteger(this.chunkBytes) || this.chunkBytes <= 0)
+      throw new RangeError('chunkBytes must be a positive integer');
     this.maxBytes = Math.max(options.maxBytes, this.chunkBytes);
     const storage = options.storage;
     this.barrier = options.barrier ?? (() => (this.mode === 'unsafe' ? Promise.resolve() : flushStorage(storage)));
@@ -283,9 +289,13 @@ export class MetadataCache<V = undefined> {
     // Data first: everything the snapshots publish was written before they were taken; make it durable.
     await this.barrier();
     if (snapshots.length === 0) return;
-    await settleAll(snapshots.map((s) => this.enqueue(s.chunk, async () => {
-      await writeTo(this.storage, this.offset + s.chunk.start + s.start, s.bytes);
-    })));
+    await settleAll(
+      snapshots.map((s) =>
+        this.enqueue(s.chunk, async () => {
+          await writeTo(this.storage, this.offset + s.chunk.start + s.start, s.bytes);
+        }),
+      ),
+    );
     if (sync) await flushStorage(this.storage);
     for (const s of snapshots) {
       // A byte that changed after the snapshot is not on disk yet: keep the chunk dirty.
