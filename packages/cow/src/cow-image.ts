@@ -179,12 +179,15 @@ export class CowImage implements DriverImage {
     // A QEMU-created file ends after its bitmap: data past EOF reads as zeros.
     if (set) await readZeroFilled(this.storage, this.layout.dataOffset + sector * SS, part);
     else await below(sector * SS, part);
-    await this.readFrom(sector + count, end, into, at + count * SS, below);
+    // Awaited only when it has to wait (an `await undefined` would cost a turn of the microtask queue).
+    const rest = this.readFrom(sector + count, end, into, at + count * SS, below);
+    if (rest !== undefined) await rest;
   }
 
   private async readRestLater(pending: Promise<void>, sector: number, end: number, into: Uint8Array, at: number, below: ReadBelow): Promise<void> {
     await pending;
-    await this.readFrom(sector, end, into, at, below);
+    const rest = this.readFrom(sector, end, into, at, below);
+    if (rest !== undefined) await rest;
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
