@@ -1,5 +1,5 @@
 /**
- * The synchronous read fast path (Image.readInto → DriverImage.readSync →
+ * The synchronous read fast path (Image.readInto → DriverImage.read completing at once →
  * Storage.readSync): same results as the tracked asynchronous path, taken only
  * when nothing is in flight, and the usual errors.
  */

@@ -8,6 +8,7 @@ export * from './storage/storage.js';
 export * from './format/driver.js';
 export * from './format/registry.js';
 export * from './format/signatures.js';
+export * from './format/metadata-cache.js';
 export * from './image/request-tracker.js';
 export * from './image/image.js';
 export { deriveCapabilities, refuseWritableOpen } from './image/capabilities.js';

@@ -1,33 +1,22 @@
 /**
- * The allocation bitmap, cached in chunks that are loaded on demand.
+ * The allocation bitmap: bit operations and layout over a `MetadataCache`
+ * (@blk/core), which does the chunking (chunks loaded on demand), the memory
+ * bound and eviction, dirty tracking and the write-back order of the image's
+ * cache mode (data durable before the bits that publish it). See
+ * metadata-cache.ts in core for those rules; this file knows bits.
  *
  * UML and QEMU read the whole bitmap into memory at open: 256 MiB for a 1 TiB
- * disk. Here the bitmap is cut into chunks (4 KiB of bitmap = 16 MiB of
- * disk each) that are read when first needed and dropped least-recently-used
- * first, so opening any image costs one header read and memory stays under
- * `maxBytes`, give or take a chunk per concurrent request: a chunk loaded for
- * a request stays until that request used it (see `withChunk`).
+ * disk. Here it is cut into chunks (4 KiB of bitmap = 16 MiB of disk each), so
+ * opening any image costs one header read and memory stays under `maxBytes`,
+ * give or take a chunk per concurrent request.
  *
  * Bit order (spec §2.1): sector n is byte n >> 3, mask 1 << (n & 7).
  *
- * Write-back of changed bits follows the image's cache mode:
- * - `writeback` / `unsafe`: changed chunks stay dirty in memory until
- *   `writeBack()`, which (1) snapshots the dirty bytes, (2) flushes the
- *   storage so the data behind those bits is durable, (3) writes the
- *   snapshots, (4) flushes again (`unsafe` skips both flushes). The snapshot
- *   is taken *before* (2) on purpose: a bit set while (2) runs belongs to data
- *   that (2) may not have covered, so it must wait for the next write-back.
- *   Write-backs are serialised.
- * - `writethrough`: the caller makes the data durable before setting bits,
- *   so every bit in memory may go to disk at once: `writeChunks()` writes
- *   the latest state of each changed chunk.
- *
- * Two writes of the same bitmap bytes that are in flight together can land
- * in either order, so all writes of one chunk go through that chunk's queue;
- * and a chunk is marked clean only if no bit changed since the bytes written
- * were copied (a per-chunk generation counter), so no bit is ever lost.
+ * Long scans (`findRun` over many chunks, as `blk map` does) do not go through
+ * the cache: they stream the bitmap through one reused window, skipping holes
+ * of the file, and let cached (possibly dirty) chunks win over what they read.
  */
-import { readZeroFilled, type CacheMode, type Storage, flushStorage, writeTo } from '@blk/core/portable';
+import { MetadataCache, readZeroFilled, type CacheMode, type MetadataChunk, type Storage } from '@blk/core/portable';
 
 export const DEFAULT_BITMAP_CACHE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_CHUNK_BYTES = 4096;
@@ -53,51 +42,12 @@ export interface BitRun {
   count: number;
 }
 
-/** One cached piece of the bitmap (opaque outside this module). */
-export class BitmapChunk {
-  readonly bytes: Uint8Array;
-  /** Same memory as `bytes`, for skipping 32 bits at a time (byte order is irrelevant for all-0/all-1 tests). */
-  readonly words: Uint32Array;
-  /** Byte range [dirtyStart, dirtyEnd) inside the chunk that differs (or may differ) from disk. */
-  dirtyStart = Number.POSITIVE_INFINITY;
-  dirtyEnd = 0;
-  /** Bumped on every change, so a write-back can tell whether it wrote the latest state. */
-  generation = 0;
-  /** Queue of this chunk's storage writes. */
-  queue: Promise<void> = Promise.resolve();
-  /** Used since the eviction clock last passed it (second-chance replacement instead of LRU reordering). */
-  referenced = false;
-
-  /** `bitmapStart`: offset of byte 0 of the chunk inside the bitmap. */
-  constructor(readonly index: number, readonly bitmapStart: number, length: number) {
-    // The words cover a last partial word too (its padding bytes stay zero and lie past every tracked bit).
-    const buffer = new ArrayBuffer((length + 3) & ~3);
-    this.bytes = new Uint8Array(buffer, 0, length);
-    this.words = new Uint32Array(buffer);
-  }
-
-  get dirty(): boolean {
-    return this.dirtyEnd > this.dirtyStart;
-  }
-
-  markDirty(start: number, end: number): void {
-    this.dirtyStart = Math.min(this.dirtyStart, start);
-    this.dirtyEnd = Math.max(this.dirtyEnd, end);
-    this.generation++;
-  }
-
-  markClean(): void {
-    this.dirtyStart = Number.POSITIVE_INFINITY;
-    this.dirtyEnd = 0;
-  }
-}
-
-interface Snapshot {
-  chunk: BitmapChunk;
-  generation: number;
-  start: number;
-  bytes: Uint8Array;
-}
+/**
+ * One cached piece of the bitmap: its bytes, and `view`, the same memory as
+ * 32-bit words for skipping 32 bits at a time (byte order is irrelevant for
+ * all-0/all-1 tests; the padding of a last partial word stays zero).
+ */
+export type BitmapChunk = MetadataChunk<Uint32Array>;
 
 /** A findRun spanning at least this many chunks streams the bitmap instead of caching it chunk by chunk. */
 const STREAM_MIN_CHUNKS = 32;
@@ -119,48 +69,52 @@ export class BitmapCache {
   private readonly bitmapOffset: number;
   private readonly bitmapLength: number;
   private readonly trackedBits: number;
-  private readonly mode: CacheMode;
-  private readonly maxBytes: number;
   private readonly chunkBytes: number;
   private readonly chunkBits: number;
-  /** Cached chunks in load order, revisited by the eviction clock (Map keeps insertion order). */
-  private readonly chunks = new Map<number, BitmapChunk>();
-  /**
-   * Bumped whenever a bit changes in memory or a chunk leaves the cache: a
-   * scan window read before that may no longer show what the bitmap is.
-   */
-  private version = 0;
+  /** The chunks: loading, eviction, dirty tracking and write-back order. */
+  private readonly cache: MetadataCache<Uint32Array>;
   private window: ScanWindow | undefined;
-  private readonly loading = new Map<number, Promise<void>>();
-  /** Requests waiting for each chunk (see `withChunk`): a pinned chunk is never evicted. */
-  private readonly pinned = new Map<number, number>();
-  private cached = 0;
-  private writeBackQueue: Promise<void> = Promise.resolve();
-  /** Chunks read from storage so far (for tests and diagnostics). */
-  loads = 0;
 
   constructor(options: BitmapCacheOptions) {
     this.storage = options.storage;
     this.bitmapOffset = options.bitmapOffset;
     this.bitmapLength = options.bitmapLength;
     this.trackedBits = Math.min(options.trackedBits, options.bitmapLength * 8);
-    this.mode = options.mode;
     this.chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     if (this.chunkBytes % 4 !== 0 || this.chunkBytes <= 0) throw new RangeError('chunkBytes must be a positive multiple of 4');
     this.chunkBits = this.chunkBytes * 8;
-    this.maxBytes = Math.max(options.maxBytes ?? DEFAULT_BITMAP_CACHE_BYTES, this.chunkBytes);
+    this.cache = new MetadataCache({
+      storage: options.storage,
+      offset: options.bitmapOffset,
+      length: options.bitmapLength,
+      chunkBytes: this.chunkBytes,
+      maxBytes: options.maxBytes ?? DEFAULT_BITMAP_CACHE_BYTES,
+      mode: options.mode,
+      view: (bytes) => new Uint32Array(bytes.buffer),
+    });
   }
 
   /** Bitmap bytes held in memory now. */
   get cachedBytes(): number {
-    return this.cached;
+    return this.cache.cachedBytes;
   }
 
   /** Chunks whose changes are not on disk yet. */
   get dirtyChunks(): number {
-    let n = 0;
-    for (const chunk of this.chunks.values()) if (chunk.dirty) n++;
-    return n;
+    return this.cache.dirtyChunks;
+  }
+
+  /** Chunks read from storage so far (for tests and diagnostics). */
+  get loads(): number {
+    return this.cache.loads;
+  }
+
+  /**
+   * Bumped whenever a bit changes in memory or a chunk leaves the cache: a
+   * scan window read before that may no longer show what the bitmap is.
+   */
+  private get version(): number {
+    return this.cache.version;
   }
 
   /**
@@ -186,9 +140,9 @@ export class BitmapCache {
       const index = Math.floor(pos / this.chunkBits);
       const base = index * this.chunkBits;
       const stop = Math.min(end, this.trackedBits, base + this.chunkBits);
-      const reached = await this.withChunk(index, (chunk) => {
+      const reached = await this.cache.use(index, (chunk) => {
         want ??= bitAt(chunk.bytes, pos - base);
-        return base + scan(chunk.bytes, chunk.words, pos - base, stop - base, want);
+        return base + scan(chunk.bytes, chunk.view, pos - base, stop - base, want);
       });
       pos = reached;
       if (reached < stop) break;
@@ -207,6 +161,7 @@ export class BitmapCache {
     const tracked = this.trackedBits;
     if (first >= tracked) return -count;
     const chunkBits = this.chunkBits;
+    const cache = this.cache;
     let want = false;
     let pos = first;
     while (pos < end) {
@@ -216,13 +171,12 @@ export class BitmapCache {
         break;
       }
       const index = Math.floor(pos / chunkBits);
-      const chunk = this.chunks.get(index);
+      const chunk = cache.get(index);
       if (chunk === undefined) return 0;
-      chunk.referenced = true;
       const base = index * chunkBits;
       const stop = Math.min(end, tracked, base + chunkBits);
       if (pos === first) want = bitAt(chunk.bytes, pos - base);
-      const reached = base + scan(chunk.bytes, chunk.words, pos - base, stop - base, want);
+      const reached = base + scan(chunk.bytes, chunk.view, pos - base, stop - base, want);
       pos = reached;
       if (reached < stop) break;
     }
@@ -253,17 +207,17 @@ export class BitmapCache {
       const from = pos - base;
       const to = stop - base;
       let reached: number;
-      const chunk = this.chunks.get(index);
+      const chunk = this.cache.cached(index);
       if (chunk !== undefined) {
         want ??= bitAt(chunk.bytes, from);
-        reached = scan(chunk.bytes, chunk.words, from, to, want);
+        reached = scan(chunk.bytes, chunk.view, from, to, want);
       } else {
         if (!this.windowHolds(index)) {
           const version = this.version;
           const posByte = Math.floor(pos / 8);
           const extent = await this.extentFrom(posByte, Math.min(end, tracked));
           // While the lookup ran, a chunk may have been evicted after a write-back into the hole: look again.
-          if (version !== this.version || this.chunks.has(index)) continue;
+          if (version !== this.version || this.cache.has(index)) continue;
           if (!extent.data) {
             // Bits in a hole are clear, except in chunks cached (maybe dirty) since: those are scanned as such.
             if (want === true) break;
@@ -274,7 +228,7 @@ export class BitmapCache {
           // Read only what is stored: the window stops at the next hole.
           await this.loadWindow(index, extent.end);
           // While the read ran, the chunk may have been loaded, or a bit changed.
-          if (this.chunks.has(index)) continue;
+          if (this.cache.has(index)) continue;
         }
         const w = this.window;
         if (w !== undefined && this.windowHolds(index)) {
@@ -284,9 +238,9 @@ export class BitmapCache {
         } else {
           // The window is busy (another scan) or was invalidated: read this chunk the usual way.
           const at = pos;
-          reached = await this.withChunk(index, (c) => {
+          reached = await this.cache.use(index, (c) => {
             want ??= bitAt(c.bytes, at - base);
-            return scan(c.bytes, c.words, at - base, to, want);
+            return scan(c.bytes, c.view, at - base, to, want);
           });
         }
       }
@@ -314,20 +268,9 @@ export class BitmapCache {
     return at >= size ? { data: false, end: stop } : { data: true, end: Math.min(stop, size - this.bitmapOffset) };
   }
 
-  /**
-   * The first cached chunk whose bytes lie in [chunk `index`, bitmap byte
-   * `endByte`), or the chunk at `endByte`: by looking up each chunk of the
-   * range or by going through the cache, whichever is fewer steps.
-   */
+  /** The first cached chunk whose bytes lie in [chunk `index`, bitmap byte `endByte`), or the chunk at `endByte`. */
   private firstCachedChunk(index: number, endByte: number): number {
-    const stop = Math.ceil(endByte / this.chunkBytes);
-    if (stop - index <= this.chunks.size) {
-      for (let i = index; i < stop; i++) if (this.chunks.has(i)) return i;
-      return stop;
-    }
-    let first = stop;
-    for (const i of this.chunks.keys()) if (i >= index && i < first) first = i;
-    return first;
+    return this.cache.firstCached(index, Math.ceil(endByte / this.chunkBytes));
   }
 
   private windowHolds(index: number): boolean {
@@ -382,12 +325,8 @@ export class BitmapCache {
       const base = index * this.chunkBits;
       const stop = Math.min(end, base + this.chunkBits);
       const from = pos - base;
-      // Synchronous inside withChunk: no await between finding the chunk and changing it.
-      const chunk = await this.withChunk(index, (c) => {
-        if (!setBits(c, from, stop - base, value)) return undefined;
-        this.version++;
-        return c;
-      });
+      // Synchronous inside `use`: no await between finding the chunk and changing it.
+      const chunk = await this.cache.use(index, (c) => (setBits(this.cache, c, from, stop - base, value) ? c : undefined));
       if (chunk) changed.push(chunk);
       pos = stop;
     }
@@ -399,172 +338,18 @@ export class BitmapCache {
    * without any storage flush. Only for `writethrough`, where every bit in
    * memory already has its data on disk.
    */
-  async writeChunks(chunks: readonly BitmapChunk[]): Promise<void> {
-    await settleAll(chunks.map((chunk) => this.writeLatest(chunk)));
+  writeChunks(chunks: readonly BitmapChunk[]): Promise<void> {
+    return this.cache.writeChunks(chunks);
   }
 
   /**
-   * Puts every dirty bit on disk, in the cache mode's order (see the file
-   * comment), and flushes the storage even when no bit is dirty (except in
-   * `unsafe` mode), so it also serves as the image's flush. Serialised.
+   * Puts every dirty bit on disk, data first (see `MetadataCache.writeBack`),
+   * and flushes the storage even when no bit is dirty (except in `unsafe`
+   * mode), so it also serves as the image's flush. Serialised.
    */
   writeBack(): Promise<void> {
-    const run = this.writeBackQueue.then(() => this.writeBackOnce());
-    this.writeBackQueue = run.then(noop, noop);
-    return run;
+    return this.cache.writeBack();
   }
-
-  private async writeBackOnce(): Promise<void> {
-    const sync = this.mode !== 'unsafe';
-    if (this.mode === 'writethrough') {
-      // Bits in memory are set only after their data was flushed: the latest state may go out.
-      await this.writeChunks([...this.chunks.values()].filter((c) => c.dirty));
-      await flushStorage(this.storage);
-      return;
-    }
-    const snapshots: Snapshot[] = [];
-    for (const chunk of this.chunks.values()) {
-      if (!chunk.dirty) continue;
-      snapshots.push({
-        chunk,
-        generation: chunk.generation,
-        start: chunk.dirtyStart,
-        bytes: chunk.bytes.slice(chunk.dirtyStart, chunk.dirtyEnd),
-      });
-    }
-    // Data first: every bit in the snapshots belongs to a data write that has completed; make it durable.
-    if (sync) await flushStorage(this.storage);
-    if (snapshots.length === 0) return;
-    await settleAll(snapshots.map((s) => this.enqueue(s.chunk, async () => {
-      await writeTo(this.storage, this.bitmapOffset + s.chunk.bitmapStart + s.start, s.bytes);
-    })));
-    if (sync) await flushStorage(this.storage);
-    for (const s of snapshots) {
-      // A bit that changed after the snapshot is not on disk yet: keep the chunk dirty.
-      if (s.chunk.generation === s.generation) s.chunk.markClean();
-    }
-  }
-
-  /** Writes a chunk's latest dirty bytes through its queue (the state is read when the write starts). */
-  private writeLatest(chunk: BitmapChunk): Promise<void> {
-    return this.enqueue(chunk, async () => {
-      if (!chunk.dirty) return; // an earlier queued write carried our bits already
-      const generation = chunk.generation;
-      const start = chunk.dirtyStart;
-      const bytes = chunk.bytes.slice(start, chunk.dirtyEnd);
-      await writeTo(this.storage, this.bitmapOffset + chunk.bitmapStart + start, bytes);
-      if (chunk.generation === generation) chunk.markClean();
-    });
-  }
-
-  private enqueue(chunk: BitmapChunk, task: () => Promise<void>): Promise<void> {
-    const run = chunk.queue.then(task);
-    chunk.queue = run.then(noop, noop);
-    return run;
-  }
-
-  /**
-   * Runs `fn` on the cached chunk `index`, loading it first if needed. `fn`
-   * runs synchronously right after the chunk is confirmed to be in the cache,
-   * so it never changes a chunk that was evicted meanwhile.
-   *
-   * While a request waits for a load, the chunk is pinned: it is not evicted
-   * before the request used it. Without that, more concurrent requests than
-   * the cache has room for would evict each other's chunks between a load
-   * completing and its waiter running, and reload them forever (a livelock
-   * made only of microtasks, so no timer or signal could even run).
-   */
-  private async withChunk<T>(index: number, fn: (chunk: BitmapChunk) => T): Promise<T> {
-    for (;;) {
-      const chunk = this.chunks.get(index);
-      if (chunk) {
-        chunk.referenced = true;
-        return fn(chunk);
-      }
-      let pending = this.loading.get(index);
-      if (!pending) {
-        pending = this.load(index).finally(() => this.loading.delete(index));
-        this.loading.set(index, pending);
-      }
-      this.pinned.set(index, (this.pinned.get(index) ?? 0) + 1);
-      try {
-        await pending;
-      } finally {
-        // Synchronous with the lookup above: nothing can evict the chunk in between.
-        const left = this.pinned.get(index)! - 1;
-        if (left === 0) this.pinned.delete(index);
-        else this.pinned.set(index, left);
-      }
-    }
-  }
-
-  private async load(index: number): Promise<void> {
-    const start = index * this.chunkBytes;
-    const length = Math.min(this.chunkBytes, this.bitmapLength - start);
-    await this.makeRoom(length);
-    const chunk = new BitmapChunk(index, start, length);
-    // A bitmap that ends early (past EOF) reads as clear bits.
-    await readZeroFilled(this.storage, this.bitmapOffset + start, chunk.bytes);
-    this.loads++;
-    if (this.chunks.has(index)) return;
-    this.chunks.set(index, chunk);
-    this.cached += length;
-    this.evictClean(index);
-  }
-
-  /** Evicts clean chunks (writing dirty ones back first if that is all there is) until `length` more bytes fit. */
-  private async makeRoom(length: number): Promise<void> {
-    while (this.cached + length > this.maxBytes && this.chunks.size > 0) {
-      if (this.evictOneClean()) continue;
-      // Every chunk left is pinned by a waiting request: go over the bound by that much rather than wait.
-      if (!this.anyEvictableDirty()) return;
-      // Every unpinned chunk is dirty: write them back (the same ordered sequence as a flush), then evict.
-      await this.writeBack();
-      if (!this.evictOneClean()) return; // re-dirtied meanwhile: go over the bound a little rather than spin
-    }
-  }
-
-  private anyEvictableDirty(): boolean {
-    for (const chunk of this.chunks.values()) if (chunk.dirty && !this.pinned.has(chunk.index)) return true;
-    return false;
-  }
-
-  private evictClean(keep: number): void {
-    while (this.cached > this.maxBytes) {
-      if (!this.evictOneClean(keep)) return;
-    }
-  }
-
-  /**
-   * Clock (second chance): in load order, a clean chunk used since the clock
-   * last passed it is moved to the back unmarked, the first unused clean one
-   * is evicted. Lookups then only set a flag instead of reordering the Map.
-   */
-  private evictOneClean(keep?: number): boolean {
-    // Entries moved to the back during the loop are visited again, unmarked.
-    for (const chunk of this.chunks.values()) {
-      if (chunk.dirty || chunk.index === keep || this.pinned.has(chunk.index)) continue;
-      if (chunk.referenced) {
-        chunk.referenced = false;
-        this.chunks.delete(chunk.index);
-        this.chunks.set(chunk.index, chunk);
-        continue;
-      }
-      this.chunks.delete(chunk.index);
-      this.cached -= chunk.bytes.length;
-      this.version++;
-      return true;
-    }
-    return false;
-  }
-}
-
-function noop(): void {}
-
-/** Waits for every promise, then throws the first failure (so no write is left running when it throws). */
-async function settleAll(promises: Promise<void>[]): Promise<void> {
-  const results = await Promise.allSettled(promises);
-  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
 function bitAt(bytes: Uint8Array, bit: number): boolean {
@@ -622,7 +407,7 @@ function scanBytes(bytes: Uint8Array, from: number, to: number, want: boolean): 
 }
 
 /** Sets or clears bits [from, to) of a chunk; marks the touched bytes dirty if any bit changed. */
-function setBits(chunk: BitmapChunk, from: number, to: number, value: boolean): boolean {
+function setBits(cache: MetadataCache<Uint32Array>, chunk: BitmapChunk, from: number, to: number, value: boolean): boolean {
   const { bytes } = chunk;
   const firstByte = from >>> 3;
   const lastByte = (to - 1) >>> 3;
@@ -638,6 +423,6 @@ function setBits(chunk: BitmapChunk, from: number, to: number, value: boolean): 
       changed = true;
     }
   }
-  if (changed) chunk.markDirty(firstByte, lastByte + 1);
+  if (changed) cache.markDirty(chunk, firstByte, lastByte + 1);
   return changed;
 }

@@ -7,7 +7,7 @@ import {
   BlockError, preallocate, readZeroFilled, supportedPreallocation,
   type BackingCheck, type BackingFacts, type CommitMarker, type BackingReference, type BackingSpec, type BlockDriver,
   type BlockStatus, type CacheMode, type DriverCapabilities, type DriverCheckResult,
-  type DriverImage, type ReadBelow, type ReadBelowSync, type RepairRequest, type ResizeOptions, type Storage, flushStorage, truncateTo, writeTo,
+  type DriverImage, type ReadBelow, type RepairRequest, type ResizeOptions, type Storage, flushStorage, truncateTo, writeTo,
 } from '@blk/core/portable';
 import { planAmend } from './amend.js';
 import { COMMIT_MARK_MTIME, checksBacking, compareBackingFacts, mtime32, recordedBackingSize, recordedMtime } from './backing.js';
@@ -121,62 +121,73 @@ export class CowImage implements DriverImage {
     };
   }
 
-  async read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void> {
-    this.checkOpen();
-    let sector = offset / SS;
-    const end = sector + into.length / SS;
-    let at = 0;
-    while (sector < end) {
-      // One storage read per allocated run, one `below` call per unallocated run. The bitmap
-      // lookup is synchronous when its chunks are cached (three promises fewer per request).
-      const quick = this.bitmap.findRunSync(sector, end - sector);
-      let set: boolean;
-      let count: number;
-      if (quick !== 0) {
-        set = quick > 0;
-        count = set ? quick : -quick;
-      } else {
-        ({ set, count } = await this.bitmap.findRun(sector, end - sector));
-      }
-      const part = into.subarray(at, at + count * SS);
-      // A QEMU-created file ends after its bitmap: data past EOF reads as zeros.
-      if (set) await readZeroFilled(this.storage, this.layout.dataOffset + sector * SS, part);
-      else await below(sector * SS, part);
-      sector += count;
-      at += count * SS;
+  /**
+   * One storage read per allocated run, one `below` call per unallocated run.
+   * Synchronous (see `DriverImage.read`) while the bitmap chunks it needs are
+   * cached, the storage reads synchronously and `below` completes at once;
+   * from the first thing it must wait for on, an async continuation. Allocates
+   * nothing for a request that is one run.
+   */
+  read(offset: number, into: Uint8Array, below: ReadBelow): void | Promise<void> {
+    try {
+      this.checkOpen();
+      return this.readFrom(offset / SS, (offset + into.length) / SS, into, 0, below);
+    } catch (err) {
+      return Promise.reject(err);
     }
   }
 
-  /**
-   * `read` done synchronously, or false having changed nothing but `into`
-   * (see `DriverImage.readSync`): when every bitmap chunk the request needs
-   * is cached and the storage reads synchronously. Allocates nothing for a
-   * request that is one run.
-   */
-  readSync(offset: number, into: Uint8Array, below: ReadBelowSync): boolean {
+  /** Reads sectors [sector, end) into `into` from byte `at` on: synchronously as far as it can (see `read`). */
+  private readFrom(sector: number, end: number, into: Uint8Array, at: number, below: ReadBelow): void | Promise<void> {
     const storage = this.storage;
-    if (this.closed || !storage.capabilities.syncRead) return false;
     const bitmap = this.bitmap;
-    let sector = offset / SS;
-    const end = sector + into.length / SS;
     const dataOffset = this.layout.dataOffset;
-    let at = 0;
     while (sector < end) {
       const run = bitmap.findRunSync(sector, end - sector);
-      if (run === 0) return false; // a bitmap chunk to load first: `read` does that
+      // A bitmap chunk to load first.
+      if (run === 0) return this.readRunLater(sector, end, into, at, below, 0);
       const count = run > 0 ? run : -run;
       const bytes = count * SS;
       const part = at === 0 && bytes === into.length ? into : into.subarray(at, at + bytes);
       if (run > 0) {
-        // Past EOF (a QEMU-created file ends after its bitmap): `read` zero-fills or reports it.
-        if (storage.readSync!(dataOffset + sector * SS, part) !== bytes) return false;
-      } else if (!below(sector * SS, part)) {
-        return false;
+        // No synchronous read, or a short one (a QEMU-created file ends after its bitmap: past EOF
+        // reads as zeros, inside the file it is an error): the async path reads this run again.
+        if (!storage.capabilities.syncRead || storage.readSync!(dataOffset + sector * SS, part) !== bytes) {
+          return this.readRunLater(sector, end, into, at, below, run);
+        }
+      } else {
+        const pending = below(sector * SS, part);
+        if (pending !== undefined) return this.readRestLater(pending, sector + count, end, into, at + bytes, below);
       }
       sector += count;
       at += bytes;
     }
-    return true;
+    return undefined;
+  }
+
+  /** Reads the run at `sector` (its length from `findRunSync`, or 0: look it up) asynchronously, then the rest. */
+  private async readRunLater(sector: number, end: number, into: Uint8Array, at: number, below: ReadBelow, run: number): Promise<void> {
+    let set: boolean;
+    let count: number;
+    if (run !== 0) {
+      set = run > 0;
+      count = set ? run : -run;
+    } else {
+      ({ set, count } = await this.bitmap.findRun(sector, end - sector));
+    }
+    const part = into.subarray(at, at + count * SS);
+    // A QEMU-created file ends after its bitmap: data past EOF reads as zeros.
+    if (set) await readZeroFilled(this.storage, this.layout.dataOffset + sector * SS, part);
+    else await below(sector * SS, part);
+    // Awaited only when it has to wait (an `await undefined` would cost a turn of the microtask queue).
+    const rest = this.readFrom(sector + count, end, into, at + count * SS, below);
+    if (rest !== undefined) await rest;
+  }
+
+  private async readRestLater(pending: Promise<void>, sector: number, end: number, into: Uint8Array, at: number, below: ReadBelow): Promise<void> {
+    await pending;
+    const rest = this.readFrom(sector, end, into, at, below);
+    if (rest !== undefined) await rest;
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {

@@ -19,7 +19,7 @@ export { detectVariant, type Detection } from './detect.js';
 export { computeLayout, type CowLayout, type LayoutInput } from './layout.js';
 export { validateHeader } from './validate.js';
 export {
-  BitmapCache, BitmapChunk, DEFAULT_BITMAP_CACHE_BYTES, DEFAULT_CHUNK_BYTES, type BitRun, type BitmapCacheOptions,
+  BitmapCache, type BitmapChunk, DEFAULT_BITMAP_CACHE_BYTES, DEFAULT_CHUNK_BYTES, type BitRun, type BitmapCacheOptions,
 } from './bitmap-cache.js';
 export { CowImage, type CowImageParts } from './cow-image.js';
 export { COMMIT_MARK_MTIME, checksBacking, compareBackingFacts, mtime32, recordedBackingSize, recordedMtime } from './backing.js';

@@ -1,7 +1,7 @@
 import {
   BlockError, alignUp, invalidArgument, preallocate, readZeroFilled, supportedPreallocation,
   type BlockDriver, type BlockStatus, type DriverCapabilities, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
-  type MeasureInput, type MeasureResult, type PreallocationMode, type ReadBelow, type ReadBelowSync, type ResizeOptions,
+  type MeasureInput, type MeasureResult, type PreallocationMode, type ReadBelow, type ResizeOptions,
   type Storage, flushStorage, truncateTo, writeTo,
 } from '@blk/core/portable';
 
@@ -147,16 +147,17 @@ class RawImage implements DriverImage {
     this.size = wholeSectors(size);
   }
 
-  async read(offset: number, into: Uint8Array, _below: ReadBelow): Promise<void> {
-    // Past the end of the file (a partial last sector, or a file that shrank): zeros.
-    await readZeroFilled(this.storage, offset, into);
-  }
-
-  readSync(offset: number, into: Uint8Array, _below: ReadBelowSync): boolean {
+  /** Synchronous (see `DriverImage.read`) when the storage reads synchronously and the file is long enough. */
+  read(offset: number, into: Uint8Array, _below: ReadBelow): void | Promise<void> {
     const storage = this.storage;
-    if (!storage.capabilities.syncRead) return false;
-    // A short read (the file shrank): `read` zero-fills or reports it.
-    return storage.readSync!(offset, into) === into.length;
+    try {
+      if (storage.capabilities.syncRead && storage.readSync!(offset, into) === into.length) return undefined;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // No synchronous read, or a short one: past the end of the file (a partial last sector, or a
+    // file that shrank) reads as zeros, a short read inside it is an error.
+    return readZeroFilled(this.storage, offset, into).then(noop);
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -214,3 +215,5 @@ class RawImage implements DriverImage {
 }
 
 export default rawDriver;
+
+function noop(): void {}

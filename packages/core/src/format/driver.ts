@@ -181,15 +181,14 @@ export interface BlockStatus {
   hostOffset?: number;
 }
 
-/** Reads bytes from the layer below (backing chain, or zeros when there is none). */
-export type ReadBelow = (offset: number, into: Uint8Array) => Promise<void>;
-
 /**
- * Synchronous `ReadBelow` for `DriverImage.readSync`: fills `into` and returns
- * true, or returns false when the layer below cannot complete the read
- * synchronously right now (`into` may then hold partial data).
+ * Reads bytes from the layer below (backing chain, or zeros when there is
+ * none). Returns undefined when `into` was filled synchronously (every layer
+ * below had what it needed in memory and its storage reads synchronously),
+ * else a promise: a driver awaits only when one comes back (or simply
+ * `await`s every call: `await undefined` costs one microtask).
  */
-export type ReadBelowSync = (offset: number, into: Uint8Array) => boolean;
+export type ReadBelow = (offset: number, into: Uint8Array) => void | Promise<void>;
 
 /** An opened image as the driver sees it (QEMU's BlockDriverState). */
 export interface DriverImage {
@@ -218,20 +217,19 @@ export interface DriverImage {
   /**
    * Fills `into` with the image's contents at `offset`. Runs this layer does
    * not hold are read through `below`, one call per contiguous run.
+   *
+   * May complete synchronously: return undefined once `into` is filled, or a
+   * promise when some part has to wait (metadata not in memory, a storage
+   * without `readSync`, `below` returning a promise). This is the core's
+   * fast path for random reads (a request that completes synchronously costs
+   * no promise, closure or tracker entry; bench rows `rand-read-*`), without
+   * a second, synchronous copy of the read path: a driver checks what it
+   * has in memory and `storage.readSync`, and falls into an async
+   * continuation at the first thing it must wait for. A plain
+   * `async read(...)` is a valid implementation too, only slower.
+   * Errors: a rejected promise (the core also accepts a synchronous throw).
    */
-  read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void>;
-  /**
-   * Optional synchronous `read` (same arguments and units), the core's fast
-   * path for requests that can complete without waiting: it either fills
-   * all of `into` and returns true, or returns false and changes no state of
-   * the image (it may have written into `into`, which the core then fills
-   * again through `read`). Return false whenever any part would need to wait
-   * (metadata not in memory, a storage without `readSync`, `below` returning
-   * false) or would need `read`'s slower handling (a short read at the end
-   * of the file). Throws only what `read` would throw for the same request.
-   * The core calls it only when no other request is in flight on the image.
-   */
-  readSync?(offset: number, into: Uint8Array, below: ReadBelowSync): boolean;
+  read(offset: number, into: Uint8Array, below: ReadBelow): void | Promise<void>;
   /**
    * Optional, for formats whose guest data starts at file offset 0
    * (`guestDataAtFileStart`): the file's length now, when it can be shorter

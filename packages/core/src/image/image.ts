@@ -6,7 +6,7 @@ import { ChainCursor } from './chain-cursor.js';
 import { deriveCapabilities, refuseWritableOpen } from './capabilities.js';
 import type {
   BackingCheck, BackingFacts, BackingSpec, BlockStatus, DriverCheckResult, DriverImage, ImageCapabilities, PreallocationMode,
-  ReadBelowSync, RepairRequest, ResizeOptions, WriteFlags, WriteZeroesFlags,
+  ReadBelow, RepairRequest, ResizeOptions, WriteFlags, WriteZeroesFlags,
 } from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
 
@@ -106,11 +106,10 @@ export class Image {
   private readonly backingPath: string | undefined;
   private readonly tracker = new RequestTracker();
   private readonly probeGuard: ProbeGuard | undefined;
-  private readonly readBelow: (offset: number, into: Uint8Array) => Promise<void>;
+  /** What the driver reads below this layer: synchronously when the backing image can (see `readPadded`). */
+  private readonly readBelow: ReadBelow;
   /** What read-modify-write reads below this layer: `readBelow`, or a refusal when the chain is ignored. */
-  private readonly readBelowForWrite: (offset: number, into: Uint8Array) => Promise<void>;
-  /** The synchronous counterpart of `readBelow`, for the driver's `readSync`. */
-  private readonly readBelowSync: ReadBelowSync;
+  private readonly readBelowForWrite: ReadBelow;
   private closed = false;
   private closing: Promise<void> | undefined;
   /**
@@ -140,7 +139,7 @@ export class Image {
     const backing = this.backing;
     this.readBelow = backing
       ? (offset, into) => backing.readPadded(offset, into)
-      : async (_offset, into) => { into.fill(0); };
+      : (_offset, into) => { into.fill(0); };
     this.readBelowForWrite = parts.backingIgnored
       ? async (offset) => {
         throw new BlockError('not-supported',
@@ -149,9 +148,6 @@ export class Image {
           + 'destroy its data: open the backing chain, or write whole sectors', { path: this.path, offset });
       }
       : this.readBelow;
-    this.readBelowSync = backing
-      ? (offset, into) => backing.readPaddedSync(offset, into)
-      : (_offset, into) => { into.fill(0); return true; };
   }
 
   /** Virtual size in bytes (the driver's; changes only through `resize` or `amend`). */
@@ -183,12 +179,14 @@ export class Image {
    * Fills `into` from `offset` (no allocation when the request is sector-aligned).
    *
    * Fast path: a sector-aligned request issued while no other request is in
-   * flight on this image is done synchronously when the driver (and, for
-   * runs that fall through, every backing image involved) can complete it
-   * without waiting (`DriverImage.readSync`); the returned promise is then
-   * already resolved. Such a request cannot interleave with any other, so it
-   * needs no entry in the request tracker. Anything else takes the tracked
-   * asynchronous path, as does every request with `{ sync: false }`.
+   * flight on this image goes straight to the driver, untracked; when the
+   * driver (and, for runs that fall through, every backing image involved)
+   * completes it without waiting (`DriverImage.read` returning undefined),
+   * the returned promise is already resolved. Such a request cannot
+   * interleave with any other, so it needs no entry in the request tracker;
+   * one that has to wait enters the tracker then (nothing ran in between).
+   * Anything else takes the tracked path, as does every request with
+   * `{ sync: false }`.
    */
   readInto(offset: number, into: Uint8Array, options?: { sync?: boolean }): Promise<void> {
     try {
@@ -219,19 +217,42 @@ export class Image {
       }
       checkRange(offset, into.length, this.size, this.path);
       if (into.length === 0) return RESOLVED;
-      if (this.tracker.size === 0 && this.driverImage.readSync !== undefined && options?.sync !== false
-        && offset % this.sectorSize === 0 && into.length % this.sectorSize === 0
-        && this.driverImage.readSync(offset, into, this.readBelowSync)) {
-        return RESOLVED;
+      // `readRange`'s fast path, inline: this is the hottest path of random reads.
+      const ss = this.sectorSize;
+      if (this.tracker.size === 0 && options?.sync !== false && offset % ss === 0 && into.length % ss === 0) {
+        const pending = this.driverImage.read(offset, into, this.readBelow);
+        return pending === undefined ? RESOLVED : this.tracker.track(offset, offset + into.length, false, pending);
       }
+      return this.readTracked(offset, into);
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * Checks the range and reads it: undefined when it completed synchronously
+   * (only with `sync`), else a promise. May throw the range check's error.
+   */
+  private readRange(offset: number, into: Uint8Array, sync: boolean): void | Promise<void> {
+    checkRange(offset, into.length, this.size, this.path);
+    if (into.length === 0) return undefined;
+    const ss = this.sectorSize;
+    // The fast path first, with as little arithmetic as possible (offsets are often doubles: `%` costs).
+    if (sync && this.tracker.size === 0 && offset % ss === 0 && into.length % ss === 0) {
+      const pending = this.driverImage.read(offset, into, this.readBelow);
+      return pending === undefined ? undefined : this.tracker.track(offset, offset + into.length, false, pending);
+    }
+    return this.readTracked(offset, into);
+  }
+
+  /** The tracked path of `readRange`: waits for overlapping writes issued before it. */
+  private readTracked(offset: number, into: Uint8Array): Promise<void> {
     const ss = this.sectorSize;
     const start = alignDown(offset, ss);
     const end = alignUp(offset + into.length, ss);
-    // Aligned (the usual case): straight to the driver, one async frame fewer per request.
-    const work = start === offset && end === offset + into.length
+    const aligned = start === offset && end === offset + into.length;
+    // Aligned: straight to the driver, one async frame fewer per request.
+    const work = aligned
       ? () => this.driverImage.read(offset, into, this.readBelow)
       : () => this.readUnaligned(offset, into);
     return this.tracker.run(start, end, false, work);
@@ -841,38 +862,25 @@ export class Image {
   }
 
   /**
-   * Reads for a layer above: the part inside this image is read, the part past
-   * its end reads as zeros (a shorter backing file).
+   * Reads for a layer above (its `ReadBelow`): the part inside this image is
+   * read, the part past its end reads as zeros (a shorter backing file).
+   * Synchronous (undefined) when this image's read is, as for `readInto`.
    */
-  private async readPadded(offset: number, into: Uint8Array): Promise<void> {
+  private readPadded(offset: number, into: Uint8Array): void | Promise<void> {
     const inside = Math.max(0, Math.min(into.length, this.size - offset));
     if (inside < into.length) into.fill(0, inside);
-    if (inside <= 0) return;
-    // A read falls through the chain synchronously until some layer awaits I/O: about ten stack
+    if (inside <= 0) return undefined;
+    const part = inside === into.length ? into : into.subarray(0, inside);
+    // A read falls through the chain synchronously until some layer awaits I/O: a few stack
     // frames per layer. Every 64 layers it starts afresh from the microtask queue, so a deep
     // chain (maxDepth raised to 1000s) cannot overflow the stack; ordinary chains never pay for it.
-    if (this.levelsBelow % 64 === 63) await undefined;
-    await this.readInto(offset, inside === into.length ? into : into.subarray(0, inside));
+    if (this.levelsBelow % 64 === 63 || this.closed || this.queue !== undefined) return this.readPaddedLater(offset, part);
+    return this.readRange(offset, part, true);
   }
 
-  /**
-   * `readPadded` done synchronously for a layer above's `readSync`, or false
-   * (with `into` possibly partly written) when this image cannot do it now:
-   * closed, a request in flight here, or a driver that cannot.
-   */
-  private readPaddedSync(offset: number, into: Uint8Array): boolean {
-    const driver = this.driverImage;
-    if (this.closed || this.tracker.size !== 0 || driver.readSync === undefined) return false;
-    const inside = Math.max(0, Math.min(into.length, this.size - offset));
-    if (inside === 0) {
-      into.fill(0);
-      return true;
-    }
-    const ss = this.sectorSize;
-    if (offset % ss !== 0 || inside % ss !== 0) return false;
-    if (inside === into.length) return driver.readSync(offset, into, this.readBelowSync);
-    into.fill(0, inside);
-    return driver.readSync(offset, into.subarray(0, inside), this.readBelowSync);
+  private async readPaddedLater(offset: number, into: Uint8Array): Promise<void> {
+    await undefined;
+    await this.readInto(offset, into);
   }
 
   private async readUnaligned(offset: number, into: Uint8Array): Promise<void> {

@@ -28,7 +28,7 @@ export class RequestTracker {
   private readonly inFlight = new Set<Tracked>();
 
   /** Runs `work` once no conflicting earlier request overlaps [start, end). */
-  async run<T>(start: number, end: number, write: boolean, work: () => Promise<T>): Promise<T> {
+  async run<T>(start: number, end: number, write: boolean, work: () => T | Promise<T>): Promise<T> {
     let blockers: Promise<void>[] | undefined;
     for (const other of this.inFlight) {
       if ((write || other.write) && other.start < end && start < other.end) (blockers ??= []).push(doneOf(other));
@@ -42,6 +42,22 @@ export class RequestTracker {
       this.inFlight.delete(entry);
       entry.release?.();
     }
+  }
+
+  /**
+   * Enters a request that is already under way until `pending` settles: one
+   * started synchronously while nothing conflicting was in flight (the
+   * caller checked, and nothing ran in between), that turned out to need to
+   * wait. Later requests that conflict with it wait for it as for any other.
+   */
+  track<T>(start: number, end: number, write: boolean, pending: Promise<T>): Promise<T> {
+    const entry: Tracked = { start, end, write };
+    this.inFlight.add(entry);
+    const settle = () => {
+      this.inFlight.delete(entry);
+      entry.release?.();
+    };
+    return pending.then((value) => { settle(); return value; }, (err: unknown) => { settle(); throw err; });
   }
 
   /** Resolves when every request in flight now has finished. */

@@ -78,7 +78,7 @@ export interface Storage {
    * read, fewer only at the end of the storage; throws as `read` would).
    * Usable when `capabilities.syncRead` (a `NodeFileStorage` in `io: 'sync'`
    * mode, `MemoryStorage`); the core's synchronous read path
-   * (`DriverImage.readSync`) is taken only over such storages. A filter that
+   * (a `DriverImage.read` that completes at once) is taken only over such storages. A filter that
    * changes `read` turns it off unless it does the same here (`FilterStorage`).
    */
   readSync?(offset: number, into: Uint8Array): number;

@@ -1,0 +1,129 @@
+/**
+ * The one-shape read (`DriverImage.read` returns undefined when it completed
+ * synchronously, a promise otherwise): a driver with no second, synchronous
+ * read method gets the fast path, and a read that goes asynchronous after
+ * starting untracked still holds back an overlapping write issued after it.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  Image,
+  MemoryFile,
+  MemoryStorage,
+  type BlockDriver,
+  type BlockStatus,
+  type DriverImage,
+  type ReadBelow,
+  type Storage,
+} from '@blk/core';
+
+const SS = 512;
+
+/** A flat format (guest byte i at file offset i) with one `read` that is synchronous when the storage is. */
+class FlatImage implements DriverImage {
+  readonly sectorSize = SS;
+  readonly events: string[] = [];
+  /** While set, reads wait for it (an asynchronous read, as over a remote storage). */
+  gate: Promise<void> | undefined;
+
+  constructor(
+    readonly driver: BlockDriver,
+    private readonly storage: Storage,
+    readonly size: number,
+  ) {}
+
+  read(offset: number, into: Uint8Array, _below: ReadBelow): void | Promise<void> {
+    if (this.gate === undefined && this.storage.readSync?.(offset, into) === into.length) {
+      this.events.push(`read ${offset} sync`);
+      return undefined;
+    }
+    return this.readLater(offset, into);
+  }
+
+  private async readLater(offset: number, into: Uint8Array): Promise<void> {
+    this.events.push(`read ${offset} start`);
+    await this.gate;
+    await this.storage.read(offset, into);
+    this.events.push(`read ${offset} end`);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.events.push(`write ${offset}`);
+    await this.storage.write(offset, data);
+  }
+
+  async blockStatus(_offset: number, length: number): Promise<BlockStatus> {
+    return { allocated: true, length };
+  }
+
+  async flush(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  info(): Record<string, unknown> {
+    return {};
+  }
+}
+
+const flatDriver: BlockDriver = {
+  name: 'flat',
+  probeBytes: 0,
+  probe: () => 0,
+  open: () => Promise.reject(new Error('not used')),
+};
+
+function flatImage(content: Uint8Array): { image: Image; flat: FlatImage } {
+  const storage = new MemoryStorage(new MemoryFile(content), '/flat');
+  const flat = new FlatImage(flatDriver, storage, content.length);
+  return { image: new Image({ path: '/flat', driverImage: flat, readOnly: false }), flat };
+}
+
+describe('one read shape', () => {
+  it('a driver whose read returns undefined gets the synchronous path: the promise is settled at once', async () => {
+    const { image, flat } = flatImage(new Uint8Array(8 * SS).fill(7));
+    const into = new Uint8Array(2 * SS);
+    let settled = false;
+    const p = image.readInto(2 * SS, into).then(() => {
+      settled = true;
+    });
+    expect(into.every((b) => b === 7)).toBe(true);
+    await Promise.resolve(); // one microtask: enough only for a promise that was resolved already
+    expect(settled).toBe(true); // no tracker entry, no async frame
+    await p;
+    expect(flat.events).toEqual([`read ${2 * SS} sync`]);
+  });
+
+  it('a read that goes asynchronous is tracked from then on: a write to its range issued later waits for it', async () => {
+    const { image, flat } = flatImage(new Uint8Array(8 * SS).fill(1));
+    let open!: () => void;
+    flat.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const into = new Uint8Array(4 * SS);
+    const read = image.readInto(0, into);
+    const write = image.write(SS, new Uint8Array(SS).fill(2));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(flat.events).toEqual(['read 0 start']); // the write waits behind the read
+    flat.gate = undefined;
+    open();
+    await Promise.all([read, write]);
+    expect(flat.events).toEqual(['read 0 start', 'read 0 end', `write ${SS}`]);
+    expect(into.every((b) => b === 1)).toBe(true); // the read saw the data from before the write
+    expect([...(await image.read(SS, 2))]).toEqual([2, 2]);
+  });
+
+  it('a driver that throws synchronously rejects the read instead of throwing', async () => {
+    const { image, flat } = flatImage(new Uint8Array(4 * SS));
+    flat.read = () => {
+      throw Object.assign(new Error('EIO: broken'), { code: 'EIO' });
+    };
+    let thrown: unknown;
+    let p: Promise<void> | undefined;
+    try {
+      p = image.readInto(0, new Uint8Array(SS));
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeUndefined();
+    await expect(p).rejects.toThrow(/EIO/);
+  });
+});
