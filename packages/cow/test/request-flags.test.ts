@@ -101,3 +101,22 @@ describe('cow FUA and unaligned writes', () => {
     expect(got.subarray(MiB + 1).every((b) => b === 0x42)).toBe(true);
   });
 });
+
+describe('write-zeroes with the backing chain not opened', () => {
+  it("an overlay opened with backing.mode 'ignore' zeroes by writing, never by a discard that exposes the base later", async () => {
+    const { vfs, image } = await overlay();
+    await image.close();
+    const ignored = await openImage('/img/top.cow', { registry, vfs, format: 'cow', backing: { mode: 'ignore' } });
+    await ignored.write(0, new Uint8Array(2 * SS).fill(7));
+    await ignored.writeZeroes(0, 2 * SS, { mayUnmap: true });
+    await ignored.writeZeroes(4 * SS, 2 * SS, { mayUnmap: true });
+    expect(await ignored.read(0, 6 * SS)).toEqual(new Uint8Array(6 * SS));
+    await ignored.close();
+    // With the chain opened, the zeroed sectors still read as zeros (not the base's 0x42).
+    const chain = await openImage('/img/top.cow', { registry, vfs, format: 'cow' });
+    expect(await chain.read(0, 2 * SS)).toEqual(new Uint8Array(2 * SS));
+    expect(await chain.read(4 * SS, 2 * SS)).toEqual(new Uint8Array(2 * SS));
+    expect((await chain.read(2 * SS, SS))[0]).toBe(0x42);
+    await chain.close();
+  });
+});

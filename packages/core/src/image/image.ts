@@ -104,6 +104,8 @@ export class Image {
   private readonly levelsBelow: number;
   private readonly driverImage: DriverImage;
   private readonly backingPath: string | undefined;
+  /** The image names a backing file that was not opened (backing.mode 'ignore'): what lies below is unknown. */
+  private readonly backingIgnored: boolean;
   private readonly tracker = new RequestTracker();
   private readonly probeGuard: ProbeGuard | undefined;
   /** What the driver reads below this layer: synchronously when the backing image can (see `readPadded`). */
@@ -134,6 +136,7 @@ export class Image {
     this.backing = parts.backing;
     this.levelsBelow = parts.backing ? parts.backing.levelsBelow + 1 : 0;
     this.backingPath = parts.backingPath;
+    this.backingIgnored = parts.backingIgnored === true;
     this.probeGuard = parts.probeGuard;
     // Bound once: the driver calls this for every run that falls through.
     const backing = this.backing;
@@ -401,8 +404,10 @@ export class Image {
 
   private async zeroAlignedOnce(start: number, stop: number, mayUnmap: boolean, noFallback: boolean): Promise<void> {
     const driver = this.driverImage;
-    const below = this.backing;
-    if (driver.writeZeroes && await driver.writeZeroes(start, stop - start, { mayUnmap: mayUnmap && below === undefined })) return;
+    // Only with nothing below may the driver leave the range unallocated: a backing file that was not
+    // opened (backing.mode 'ignore') is still below, and would show through once the chain is opened.
+    const nothingBelow = this.backing === undefined && !this.backingIgnored;
+    if (driver.writeZeroes && await driver.writeZeroes(start, stop - start, { mayUnmap: mayUnmap && nothingBelow })) return;
     const end = Math.min(stop, this.size);
     // Deallocating is zeroing only where what then shows (the layers below) reads as zeros; never with
     // noFallback (a raw file that cannot punch a hole writes zeros for a discard).
@@ -425,7 +430,7 @@ export class Image {
   /** True when the layers below this one read as zeros over [start, end) (no backing file, or zero runs). */
   private async belowReadsZeros(start: number, end: number): Promise<boolean> {
     const below = this.backing;
-    if (!below) return true;
+    if (!below) return !this.backingIgnored;
     // One cursor for the walk: each layer below is asked about each of its runs once.
     const cursor = new ChainCursor(below);
     let pos = start;
