@@ -7,7 +7,7 @@ import { warn } from './errors.js';
 import { openImage } from './images.js';
 import { ownerMayRead } from './owner-rule.js';
 
-export { CHUNK, backingPolicy, isZero, yieldToEventLoop, type CliOpenOptions } from './jobs/common.js';
+export { CHUNK, backingPolicy, isZero, type CliOpenOptions } from './jobs/common.js';
 
 /** The backing-rule flags as commander hands them over (--backing-dir DIR..., --forbid-backing). */
 export interface BackingRuleFlags {

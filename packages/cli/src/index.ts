@@ -9,6 +9,6 @@ export { commitImage, type CommitOptions, type CommitResult } from './jobs/commi
 export { rebaseImage, type RebaseOptions, type RebaseResult } from './jobs/rebase.js';
 export { convertImage, tempNameFor, type ConvertOptions, type ConvertResult } from './jobs/convert.js';
 export { CHUNK, type JobOptions, type ProgressEvent } from './jobs/common.js';
-export { commitIntoBase } from './jobs/commit-base.js';
+export { commitIntoBase } from './jobs/commit.js';
 export { benchImage, type BenchOptions, type BenchPlan, type BenchResult } from './jobs/bench.js';
 export { ddImage, type DdOptions, type DdResult } from './jobs/dd.js';

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryVfs, createImage, openImage, type Storage, type Vfs } from '@blk/images';
 import { commitImage } from '../src/jobs/commit.js';
-import { commitIntoBase } from '../src/jobs/commit-base.js';
+import { commitIntoBase } from '../src/jobs/commit.js';
 import { blk, ensureBuilt, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
 
 let dir: string;

@@ -234,6 +234,53 @@ export async function checkBackingAllowed(vfs: Vfs, image: Image, rules: Backing
   return resolved;
 }
 
+export interface BackingOpenOptions extends BackingRules {
+  readOnly: boolean;
+  /** --backing-probe: guess the format from the content. */
+  backingProbe?: boolean | undefined;
+  /** Open the backing file's own chain (default), or ignore it. */
+  backingMode?: 'open' | 'ignore';
+  /** -U: read it even while another process writes it (read-only opens only). */
+  forceShare?: boolean | undefined;
+  /** Where the open's warnings go (force-share's). */
+  onWarning?: ((message: string) => void) | undefined;
+}
+
+/**
+ * Opens the backing file `top` names, for a job that works on it directly
+ * (commit writes into it; check walks the chain a level at a time), under
+ * the rules openImage applies inside a chain: the user's backing rules, and
+ * a format that is the recorded one, else raw only if the file does not
+ * carry another format's header (a cow file under a QEMU cow file must not
+ * be written over as raw). `named` (-F) is this file's format.
+ */
+export async function openBackingOf(
+  ctx: JobContext,
+  top: Image,
+  o: BackingOpenOptions,
+  named?: string,
+): Promise<Image> {
+  const resolved = await checkBackingAllowed(ctx.vfs, top, o);
+  const ref = top.backingReference!;
+  // `named` (-F) is this file's format, not its own backing file's.
+  const policy = backingPolicy({ ...o, backingFormat: undefined, backingMode: o.backingMode });
+  const options: Omit<OpenImageOptions, 'registry' | 'vfs'> = {
+    readOnly: o.readOnly,
+    backing: policy,
+    // A path from the image: a device only when allowed (checked again on the node actually opened).
+    blockDevices: policy.allowDevices === true,
+  };
+  if (o.forceShare) options.forceShare = true;
+  if (o.onWarning) options.onWarning = o.onWarning;
+  if (named !== undefined) {
+    options.format = named;
+  } else if (!o.backingProbe) {
+    options.format = ref.format ?? 'raw';
+    options.formatAssumed = ref.format === undefined;
+  }
+  return openIn(ctx, resolved, options);
+}
+
 /**
  * Opens a backing file the user named (rebase -b, convert -B) to read it:
  * raw unless a format is given, and then refused if it carries another

@@ -22,7 +22,7 @@ import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError, commitCommand, describeError, warn } from '../errors.js';
 import { openBackingOf } from '../jobs/common.js';
 import { checkAllocation as checkAllocationJob } from '@blk/jobs';
-import { commitFiles, journalMatches, readJournal } from '../jobs/commit-journal.js';
+import { commitFiles, journalMatches, readJournal } from '@blk/jobs';
 import { hostVfs, registry } from '../images.js';
 import { cFixed } from '../format.js';
 import { printable } from '../printable.js';

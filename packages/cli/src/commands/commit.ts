@@ -1,12 +1,12 @@
 /**
  * blk commit: qemu-img commit / uml_moo -d. The job (and its crash-safety
- * protocol) is in ../jobs/commit.ts; this module maps the options and prints.
+ * protocol) is @blk/jobs' commitImage / commitIntoBase; this module maps the
+ * options and prints.
  */
 import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { warn } from '../errors.js';
 import { hostJobVfs } from '../host-io.js';
-import { commitImage } from '../jobs/commit.js';
-import { commitIntoBase } from '../jobs/commit-base.js';
+import { commitImage, commitIntoBase } from '../jobs/commit.js';
 import { cacheArg, syncDirectory } from './convert.js';
 import { progressListener } from '../progress.js';
 

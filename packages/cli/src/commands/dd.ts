@@ -1,6 +1,6 @@
 /**
  * blk dd: qemu-img dd. Parses dd's `key=value` operands with qemu-img's
- * messages; the copy is ../jobs/dd.ts (written under a temporary name,
+ * messages; the copy is @blk/jobs' ddImage (written under a temporary name,
  * removed if a signal interrupts it). Prints nothing on success, as qemu-img.
  */
 import { removeTempOnInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
@@ -56,8 +56,9 @@ export async function dd(operands: string[], opts: DdOpts): Promise<number> {
   if (!registry.require(opts.outputFormat, output).create) {
     throw new UsageError(`format ${opts.outputFormat} cannot create images`);
   }
-  // SIGINT, SIGTERM or SIGHUP while the temporary file exists: remove it, then exit 128 + signal.
-  const temp = removeTempOnInterrupt();
+  // SIGINT, SIGTERM or SIGHUP: the job is aborted (it stops between chunks) and the temporary file
+  // removed, then blk exits 128 + signal.
+  const temp = removeTempOnInterrupt(new AbortController());
   try {
     await ddImage(input, output, {
       vfs: hostJobVfs(),
@@ -70,6 +71,7 @@ export async function dd(operands: string[], opts: DdOpts): Promise<number> {
       forceShare: opts.forceShare,
       ...rulesOf(opts),
       onTempFile: temp.onTempFile,
+      signal: temp.signal,
       // qemu-img prints this as an error, yet copies nothing and exits 0; blk says it is a warning.
       onWarning: warn,
     });

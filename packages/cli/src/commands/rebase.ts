@@ -1,6 +1,6 @@
 /**
  * blk rebase: qemu-img rebase. The job (safe mode's copy, -u's header-only
- * rewrite, and what an interruption leaves) is in ../jobs/rebase.ts.
+ * rewrite, and what an interruption leaves) is @blk/jobs' rebaseImage.
  */
 import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { rebaseImage } from '../jobs/rebase.js';

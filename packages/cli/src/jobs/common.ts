@@ -1,19 +1,43 @@
 /**
- * What the jobs still in the CLI (commit, rebase, dd) share: options, opening
- * images on a Vfs with the CLI's backing policy (--backing-devices defaults
- * to what the environment says), and the copy helpers of @blk/jobs. Nothing
- * here touches node:fs or node:path: every file-system action goes through a
- * Vfs.
+ * The glue between the blk command and @blk/jobs: the jobs' options without
+ * the registry (the CLI's) and with the Vfs optional (the host's, with OS
+ * advisory locks), --backing-devices defaulting to what the environment says
+ * (read here, never in a job), and opening images with the CLI's backing
+ * policy. The jobs themselves are in @blk/jobs.
  */
-import { BlockError, checkApproval, checkBackingNode, checkConfinement, exactBackingPath, isBlockError, type BackingPolicy, type Image, type Vfs } from '@blk/core';
-import type { BackingRules, BackingVerdict, CacheMode, ProgressEvent } from '@blk/jobs';
-import { hostVfs, openImage } from '../images.js';
+import { isBlockError, type BackingPolicy, type Image, type Vfs } from '@blk/core';
+import {
+  checkBackingAllowed,
+  openBackingOf as openBackingOfJob,
+  type BackingOpenOptions,
+  type BackingRules,
+  type BackingVerdict,
+  type CacheMode,
+  type JobContext,
+  type ProgressEvent,
+} from '@blk/jobs';
+import { hostVfs, openImage, registry } from '../images.js';
 import { backingDevicesAllowed } from '../backing-devices.js';
 
 export {
-  CACHE_MODES, CHUNK, COPY_CHUNK, COPY_DEPTH, CopyPipeline, chainFiles, checkCopiesKeepFormat, checkCopyKeepsFormat,
-  fileId, jobChunk, parseCacheMode, progressOf, refuseTargetInChain, resolveBackingArg,
-  type BackingRules, type BackingVerdict, type CacheMode, type ProgressEvent,
+  CACHE_MODES,
+  CHUNK,
+  COPY_CHUNK,
+  COPY_DEPTH,
+  CopyPipeline,
+  chainFiles,
+  checkCopiesKeepFormat,
+  checkCopyKeepsFormat,
+  fileId,
+  jobChunk,
+  parseCacheMode,
+  progressOf,
+  refuseTargetInChain,
+  resolveBackingArg,
+  type BackingRules,
+  type BackingVerdict,
+  type CacheMode,
+  type ProgressEvent,
 } from '@blk/jobs';
 
 /** Just the backing rules of `o` (to hand a job's rules on to the images it opens; --backing-devices aside). */
@@ -100,7 +124,7 @@ export async function judgeBacking(vfs: Vfs, image: Image, rules: BackingRules):
   const resolved = image.info().backing?.resolved;
   const verdict: BackingVerdict = { stored: ref.path, resolved, allowed: true };
   try {
-    await checkBackingAllowed(vfs, image, rules);
+    await checkBackingAllowed(vfs, image, withDeviceDefault(rules));
   } catch (err) {
     if (!isBlockError(err)) throw err;
     verdict.allowed = false;
@@ -109,82 +133,26 @@ export async function judgeBacking(vfs: Vfs, image: Image, rules: BackingRules):
   return verdict;
 }
 
-/** Throws `backing-forbidden` unless the rules let blk open the backing file `image` names. */
-async function checkBackingAllowed(vfs: Vfs, image: Image, rules: BackingRules): Promise<string> {
-  const ref = image.backingReference;
-  if (!ref) throw new BlockError('backing-missing', 'the image has no backing file', { path: image.path });
-  exactBackingPath(ref, image.path); // a path that is not UTF-8 has no resolved form
-  const resolved = image.info().backing?.resolved;
-  if (resolved === undefined) throw new BlockError('backing-missing', 'the image has no backing file', { path: image.path });
-  if (rules.forbidBacking) {
-    throw new BlockError('backing-forbidden',
-      `image names backing file '${ref.path}' and backing files are forbidden (--forbid-backing)`, { path: image.path });
-  }
-  const policy = backingPolicy(rules);
-  await checkConfinement(vfs, policy, image.path, resolved);
-  await checkApproval(policy, image.path, resolved);
-  // No FIFO (its open would block), socket, character device or directory; no device unless allowed.
-  const st = await vfs.stat(resolved).catch(() => undefined); // Missing: the open says so.
-  if (st) checkBackingNode(policy, image.path, resolved, st);
-  return resolved;
+/**
+ * Opens the backing file `top` names for a job that works on it directly
+ * (check walks the chain a level at a time): @blk/jobs' openBackingOf on the
+ * CLI's registry, --backing-devices defaulting to the environment's answer.
+ */
+export function openBackingOf(vfs: Vfs, top: Image, o: BackingOpenOptions, named?: string): Promise<Image> {
+  return openBackingOfJob({ registry, vfs }, top, withDeviceDefault(o), named);
 }
 
-export interface BackingOpenOptions extends BackingRules {
-  readOnly: boolean;
-  /** --backing-probe: guess the format from the content. */
-  backingProbe?: boolean | undefined;
-  /** Open the backing file's own chain (default), or ignore it. */
-  backingMode?: 'open' | 'ignore';
-  /** -U: read it even while another process writes it (read-only opens only). */
-  forceShare?: boolean | undefined;
-  /** Where the open's warnings go (force-share's), instead of Node's process warnings. */
-  onWarning?: ((message: string) => void) | undefined;
+/** `o` with --backing-devices answered: as given, else as the environment says (the CLI reads it, jobs never). */
+export function withDeviceDefault<T extends BackingRules>(o: T): T {
+  return { ...o, backingDevices: o.backingDevices ?? backingDevicesAllowed() };
 }
 
 /**
- * Opens the backing file `top` names, for a job that works on it directly
- * (commit writes into it; check walks the chain a level at a time), under
- * the rules openImage applies inside a chain: the user's backing rules, and
- * a format that is the recorded one, else raw only if the file does not
- * carry another format's header (a cow file under a QEMU cow file must not
- * be written over as raw).
+ * A job's options on the blk command's host: the CLI's registry, the Vfs
+ * given (else the host's, with locks), --backing-devices answered.
  */
-export async function openBackingOf(vfs: Vfs, top: Image, o: BackingOpenOptions, named?: string): Promise<Image> {
-  const resolved = await checkBackingAllowed(vfs, top, o);
-  const ref = top.backingReference!;
-  // `named` (-F) is this file's format, not its own backing file's.
-  const policy = backingPolicy({ ...o, backingFormat: undefined, backingMode: o.backingMode });
-  const options: Parameters<typeof openImage>[1] = {
-    vfs,
-    readOnly: o.readOnly,
-    backing: policy,
-    // A path from the image: a device only when allowed (checked again on the node actually opened).
-    blockDevices: policy.allowDevices === true,
-  };
-  if (o.forceShare) options.forceShare = true;
-  if (o.onWarning) options.onWarning = o.onWarning;
-  if (named !== undefined) {
-    options.format = named;
-  } else if (!o.backingProbe) {
-    options.format = ref.format ?? 'raw';
-    options.formatAssumed = ref.format === undefined;
-  }
-  return openImage(resolved, options);
-}
-
-/**
- * Opens a backing file the user named (rebase -b, convert -B) to read it:
- * raw unless a format is given, and then refused if it carries another
- * format's header; its own chain opens under the user's rules.
- */
-export async function openNamedBacking(vfs: Vfs, path: string, format: string | undefined, rules: BackingRules & { backingProbe?: boolean | undefined }): Promise<Image> {
-  return openImage(path, {
-    vfs,
-    readOnly: true,
-    format: format ?? 'raw',
-    formatAssumed: format === undefined,
-    backing: backingPolicy(rules),
-  });
+export function onHost<T extends BackingRules & { vfs?: Vfs | undefined }>(o: T): T & JobContext {
+  return { ...withDeviceDefault(o), registry, vfs: jobVfs(o) };
 }
 
 /** Opens an image on `vfs` as the CLI's options say. */
@@ -199,38 +167,10 @@ export function jobVfs(options: JobOptions): Vfs {
 
 export { cacheVfs } from '@blk/jobs';
 
-/** Whole seconds of a file's mtime (floored), or undefined when it cannot be stat'ed. */
-export async function mtimeOf(vfs: Vfs, path: string): Promise<number | undefined> {
-  try {
-    return (await vfs.stat(path)).mtimeSec;
-  } catch {
-    return undefined;
-  }
-}
-
-let lastYield = 0;
-
-/**
- * Lets signals, timers and output run during long loops of synchronous I/O
- * (file I/O is synchronous under the Promise API, so a loop of awaits never
- * returns to the event loop by itself). Yields at most every 10 ms.
- */
-export async function yieldToEventLoop(): Promise<void> {
-  const now = performance.now();
-  if (now - lastYield < 10) return;
-  lastYield = now;
-  await new Promise((resolve) => setImmediate(resolve));
-}
-
 let zeros = Buffer.alloc(1024 * 1024);
 
-/** True when every byte of `buf` is zero (memcmp against a zero buffer; @blk/jobs has a portable one). */
+/** True when every byte of `buf` is zero (memcmp against a zero buffer: the CLI's; @blk/jobs has a portable one). */
 export function isZero(buf: Uint8Array): boolean {
   if (buf.length > zeros.length) zeros = Buffer.alloc(buf.length);
   return Buffer.from(buf.buffer, buf.byteOffset, buf.length).equals(zeros.subarray(0, buf.length));
-}
-
-/** True when `a` and `b` hold the same bytes (memcmp). */
-export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
 }

@@ -1,139 +1,16 @@
 /**
- * The dd job (blk dd, qemu-img dd): copies a range of an image into a new
- * image of any format. The range is qemu-img's: the input is cut to
- * `count * blockSize` bytes from its START, then `skip * blockSize` bytes are
- * dropped from the front, so the output's size is
- * `min(size, count * bs) - skip * bs` (`skip` past that end gives an empty
- * output, with qemu-img's warning). `blockSize` only sets those units: the
- * copy itself goes in large chunks, and all-zero chunks stay holes (the new
- * image reads zeros there already). The output is created in whole sectors
- * (qemu-img rounds its size up to 512 bytes; the tail reads as zeros).
- *
- * As `blk convert`, the output is written under a temporary name and renamed
- * over OUTPUT once complete and flushed: interrupted, OUTPUT is untouched.
- * OUTPUT is planned as convert plans its target (target.ts): a symlink is
- * written through, a replaced file keeps its mode and owner, a file with
- * several hard links is written in place; FIFOs, sockets, character devices
- * and directories are refused, and so are block devices (a rename would
- * replace the device node, and dd leaves zeros unwritten: blk convert writes
- * devices). OUTPUT must not be the input or one of its backing files.
+ * dd on the blk command's host: @blk/jobs' ddImage (the job, portable) with
+ * the CLI's registry, the host's file system unless a Vfs is given, and the
+ * environment's default for --backing-devices.
  */
-import { alignUp, BlockError } from '@blk/core';
-import { cacheVfs, chainFiles, COPY_CHUNK, CopyPipeline, COPY_DEPTH, isZero, jobVfs, openOn, progressOf,
-  refuseTargetInChain, rulesIn, yieldToEventLoop, type JobOptions } from './common.js';
-import { planTarget, TargetWriter } from './target.js';
-import { createImage, openImage } from '../images.js';
+import { ddImage as ddJob, type DdOptions as JobDdOptions, type DdResult } from '@blk/jobs';
+import { onHost, type JobOptions } from './common.js';
 
-export interface DdOptions extends JobOptions {
-  /** The input's format (probed when absent). */
-  format?: string;
-  /** The output's format (default raw). */
-  outputFormat?: string;
-  /** bs=: the unit of count and skip (default 512). */
-  blockSize?: number;
-  /** count=: copy at most this many blocks, counted from the input's start (qemu-img's rule). */
-  count?: number;
-  /** skip=: leave out this many blocks at the input's start. */
-  skip?: number;
-  /** -U: read an input another process is writing (force-share; its warning goes to onWarning). */
-  forceShare?: boolean | undefined;
-  /** See ConvertOptions.onTempFile. */
-  onTempFile?: (path: string | undefined) => void;
-  /** Called with qemu-img's warning when skip goes past the end (the output is then empty). */
-  onWarning?: (message: string) => void;
-}
+export { ddRange, type DdResult } from '@blk/jobs';
 
-export interface DdResult {
-  /** Bytes copied (the output's size, before rounding up to whole sectors). */
-  size: number;
-}
-
-/** The input range qemu-img dd copies: [start, end). */
-export function ddRange(inputSize: number, o: Pick<DdOptions, 'blockSize' | 'count' | 'skip'>): {
-  start: number; end: number; skipPastEnd: boolean;
-} {
-  const bs = o.blockSize ?? 512;
-  let end = inputSize;
-  if (o.count !== undefined && o.count * bs < end) end = o.count * bs;
-  const start = o.skip !== undefined ? o.skip * bs : 0;
-  if (start > end) return { start: end, end, skipPastEnd: true };
-  return { start, end, skipPastEnd: false };
-}
+export type DdOptions = Omit<JobDdOptions, 'registry' | 'vfs'> & JobOptions;
 
 /** Copies the range of `input` that bs/count/skip select into a new image `output`. */
-export async function ddImage(input: string, output: string, options: DdOptions = {}): Promise<DdResult> {
-  const bs = options.blockSize ?? 512;
-  for (const [name, v] of [['bs', bs], ['count', options.count], ['skip', options.skip]] as const) {
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new RangeError(`invalid ${name} ${v}`);
-  }
-  if (bs < 1) throw new RangeError('Invalid bs specified. Must be between 1 and 2147483647.');
-  const vfs = cacheVfs(jobVfs(options), options);
-  const outFormat = options.outputFormat ?? 'raw';
-  const plan = await planTarget(vfs, output);
-  if (plan.device) {
-    throw new BlockError('special-file', 'is a block device: dd writes only regular files (blk convert writes devices)',
-      { path: output });
-  }
-  const source = await openOn(vfs, input, {
-    format: options.format, readOnly: true, backingProbe: options.backingProbe, ...rulesIn(options),
-    forceShare: options.forceShare, onWarning: options.onWarning,
-  });
-  const target = new TargetWriter(vfs, plan, options.onTempFile);
-  let out: Awaited<ReturnType<typeof openImage>> | undefined;
-  let pipeline: CopyPipeline<Uint8Array> | undefined;
-  try {
-    if (plan.exists) {
-      await refuseTargetInChain(vfs, plan.path, await chainFiles(vfs, source), 'the input or one of its backing files');
-      // Refuse an OUTPUT another process has open for writing before anything is created.
-      await target.lock();
-    }
-    const { start, end, skipPastEnd } = ddRange(source.size, options);
-    if (skipPastEnd) options.onWarning?.(`${input}: cannot skip to specified offset`);
-    const size = end - start;
-    // qemu-img creates every image in whole sectors: the tail past the copy reads as zeros.
-    const createOptions = { vfs, format: outFormat, size: alignUp(size, 512) };
-    // Under a temporary name with OUTPUT's mode and owner, or in place (see TargetWriter).
-    const written = await target.create((path, overwrite) => createImage(path, { ...createOptions, overwrite }));
-    out = await openImage(written, { vfs, format: outFormat });
-    const image = out;
-    const progress = progressOf(options, size);
-    pipeline = new CopyPipeline(COPY_DEPTH, () => new Uint8Array(COPY_CHUNK));
-    let done = 0;
-    for await (const run of source.map(start, size)) {
-      const runEnd = run.start + run.length;
-      if (run.depth === undefined || run.zero) {
-        done += run.length;
-        progress.update(done);
-        continue;
-      }
-      for (let pos = run.start; pos < runEnd;) {
-        const n = Math.min(COPY_CHUNK, runEnd - pos);
-        const at = pos;
-        await pipeline.start(async (buf) => {
-          const data = buf.subarray(0, n);
-          await source.readInto(at, data);
-          if (!isZero(data)) await image.write(at - start, data);
-          done += n;
-          progress.update(done);
-        });
-        pos += n;
-        await yieldToEventLoop();
-      }
-    }
-    await pipeline.drain();
-    await out.flush();
-    await out.close();
-    out = undefined;
-    await target.finish();
-    progress.end();
-    return { size };
-  } catch (err) {
-    await pipeline?.settle();
-    await out?.close().catch(() => undefined);
-    await target.abandon();
-    throw err;
-  } finally {
-    await target.release();
-    await source.close().catch(() => undefined);
-  }
+export function ddImage(input: string, output: string, options: DdOptions = {}): Promise<DdResult> {
+  return ddJob(input, output, onHost(options));
 }

@@ -18,7 +18,7 @@
  *
  * Everything goes through the job's Vfs, so the crash tests cover it too.
  */
-import { BlockError, isBlockError, type BackingFacts, type Vfs, flushStorage, writeTo } from '@blk/core';
+import { BlockError, isBlockError, type BackingFacts, type Vfs, flushStorage, writeTo } from '@blk/core/portable';
 
 /** Appended to the overlay's real path: `disk.cow.blk-commit`. */
 export const JOURNAL_SUFFIX = '.blk-commit';
@@ -76,8 +76,12 @@ function sameFile(a: JournalFile, b: JournalFile): boolean {
 
 /** True when `journal` was written for exactly these files. */
 export function journalMatches(journal: CommitJournal | undefined, files: CommitFiles): boolean {
-  return journal !== undefined && journal.stored === files.stored
-    && sameFile(journal.overlay, files.overlay) && sameFile(journal.backing, files.backing);
+  return (
+    journal !== undefined
+    && journal.stored === files.stored
+    && sameFile(journal.overlay, files.overlay)
+    && sameFile(journal.backing, files.backing)
+  );
 }
 
 /**
@@ -112,13 +116,24 @@ export async function readJournal(vfs: Vfs, files: CommitFiles): Promise<CommitJ
 
 function isFileRef(value: unknown): value is JournalFile {
   const v = value as Partial<JournalFile> | null;
-  return typeof v === 'object' && v !== null && typeof v.path === 'string' && (v.ino === undefined || typeof v.ino === 'string');
+  return (
+    typeof v === 'object'
+    && v !== null
+    && typeof v.path === 'string'
+    && (v.ino === undefined || typeof v.ino === 'string')
+  );
 }
 
 function isJournal(value: unknown): value is CommitJournal {
   const v = value as Partial<CommitJournal> | null;
-  return typeof v === 'object' && v !== null && v.blkCommitJournal === 1 && isFileRef(v.overlay) && isFileRef(v.backing)
-    && typeof v.stored === 'string';
+  return (
+    typeof v === 'object'
+    && v !== null
+    && v.blkCommitJournal === 1
+    && isFileRef(v.overlay)
+    && isFileRef(v.backing)
+    && typeof v.stored === 'string'
+  );
 }
 
 /**
@@ -138,8 +153,12 @@ export async function writeJournal(vfs: Vfs, files: CommitFiles, facts: BackingF
   } catch (err) {
     // Still there after the removal: a directory (or a file blk may not remove) stands at the journal's name.
     if (!isBlockError(err) || err.code !== 'EEXIST') throw err;
-    throw new BlockError('invalid-argument', 'stands where commit writes its journal and is not one blk can replace '
-      + '(a directory?); move it away to commit', { path: where });
+    throw new BlockError(
+      'invalid-argument',
+      'stands where commit writes its journal and is not one blk can replace '
+        + '(a directory?); move it away to commit',
+      { path: where },
+    );
   }
   try {
     await writeTo(storage, 0, bytes);

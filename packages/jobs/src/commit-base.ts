@@ -32,15 +32,43 @@
  * places. The mark without such a journal proves nothing (anyone can write a
  * mark into a header), and a plain `blk commit` of the top does not take a
  * commit -b journal for its own (it names another backing file).
+ *
+ * `signal` stops the job between its steps and the copy's windows (BlockError
+ * `aborted`), leaving what a kill there leaves: a re-run finishes it.
  */
-import { exactBackingPath, gatherBackingFacts, type BackingFacts, type BackingSpec, type Image, flushStorage, truncateTo } from '@blk/core';
 import {
-  cacheVfs, checkCopiesKeepFormat, COPY_CHUNK, openBackingOf, rulesIn, jobChunk, jobVfs, openOn, progressOf,
+  exactBackingPath,
+  flushStorage,
+  gatherBackingFacts,
+  truncateTo,
+  type BackingFacts,
+  type BackingSpec,
+  type Image,
+  type Vfs,
+} from '@blk/core/portable';
+import {
+  cacheVfs,
+  checkAborted,
+  checkCopiesKeepFormat,
+  COPY_CHUNK,
+  jobChunk,
+  openBackingOf,
+  openOn,
+  progressOf,
+  rulesIn,
+  type JobContext,
 } from './common.js';
-import { copyOwnRuns, ownRunsTouching, surveyOwnRuns, type Range } from './own-runs.js';
+import { copyOwnRuns } from './copy.js';
+import { ownRunsTouching, surveyOwnRuns, type Range } from './own-runs.js';
 import { commitImage, commitLinkChange, type CommitOptions, type CommitResult } from './commit.js';
-import { commitFiles, journalMatches, journalPath, readJournal, removeJournal, writeJournal } from './commit-journal.js';
-import type { Vfs } from '@blk/core';
+import {
+  commitFiles,
+  journalMatches,
+  journalPath,
+  readJournal,
+  removeJournal,
+  writeJournal,
+} from './commit-journal.js';
 
 interface Layer {
   path: string;
@@ -62,9 +90,18 @@ async function realOf(vfs: Vfs, path: string): Promise<string | undefined> {
  * file BASE is, BASE]. BASE may be named relative to the current directory
  * or, as a backing file is, to the top image's directory.
  */
-export async function chainDownTo(vfs: Vfs, file: string, base: string, options: CommitOptions): Promise<Layer[]> {
+export async function chainDownTo(
+  ctx: JobContext,
+  file: string,
+  base: string,
+  options: CommitOptions,
+): Promise<Layer[]> {
+  const vfs = ctx.vfs;
   const wanted = new Set<string>();
-  for (const candidate of [vfs.resolve(vfs.cwd(), base), vfs.resolve(vfs.dirname(vfs.resolve(vfs.cwd(), file)), base)]) {
+  for (const candidate of [
+    vfs.resolve(vfs.cwd(), base),
+    vfs.resolve(vfs.dirname(vfs.resolve(vfs.cwd(), file)), base),
+  ]) {
     const real = await realOf(vfs, candidate);
     if (real !== undefined) wanted.add(real);
   }
@@ -72,8 +109,12 @@ export async function chainDownTo(vfs: Vfs, file: string, base: string, options:
   if (wanted.size === 0) throw notFound();
   // The chain as every command opens it (formats, disguised files and depth limits are core's rules);
   // recorded mtimes are not checked here (an interrupted commit -b leaves them changed): the job checks them.
-  const image = await openOn(vfs, file, {
-    format: options.format, readOnly: true, backingProbe: options.backingProbe, onMismatch: 'accept', ...rulesIn(options),
+  const image = await openOn(ctx, file, {
+    format: options.format,
+    readOnly: true,
+    backingProbe: options.backingProbe,
+    onMismatch: 'accept',
+    ...rulesIn(options),
   });
   const layers: Layer[] = [];
   try {
@@ -90,9 +131,12 @@ export async function chainDownTo(vfs: Vfs, file: string, base: string, options:
 }
 
 /** Commits the chain above `base` into it (see the module comment). */
-export async function commitIntoBase(file: string, base: string, options: CommitOptions = {}): Promise<CommitResult> {
-  const vfs = cacheVfs(jobVfs(options), options);
-  const chain = await chainDownTo(vfs, file, base, options);
+export async function commitIntoBase(file: string, base: string, options: CommitOptions): Promise<CommitResult> {
+  const vfs = cacheVfs(options.vfs, options);
+  const ctx: JobContext = { registry: options.registry, vfs };
+  const signal = options.signal;
+  checkAborted(signal, file);
+  const chain = await chainDownTo(ctx, file, base, options);
   if (chain.length === 2) return commitImage(file, { ...options, keep: true });
 
   const chunk = jobChunk(options, COPY_CHUNK);
@@ -107,7 +151,7 @@ export async function commitIntoBase(file: string, base: string, options: Commit
   let target: Image | undefined;
   try {
     for (const layer of above) {
-      const image = await openOn(vfs, layer.path, { format: layer.format, readOnly: false, backingMode: 'ignore' });
+      const image = await openOn(ctx, layer.path, { format: layer.format, readOnly: false, backingMode: 'ignore' });
       layers.push(image);
       // Never rewrite a header with a path other than the bytes it stores.
       exactBackingPath(image.backingReference!, layer.path);
@@ -115,27 +159,34 @@ export async function commitIntoBase(file: string, base: string, options: Commit
     const top = layers[0]!;
     const child = layers[layers.length - 1]!;
     // BASE under the user's backing rules, opened as the chain opens it (raw by default: guarded).
-    const openBase = () => openBackingOf(vfs, child, { ...options, readOnly: false });
+    const openBase = () => openBackingOf(ctx, child, { ...options, readOnly: false });
     target = await openBase();
 
     // The mark (the top's driver's commit marker) counts as an interrupted commit -b only with a journal of
     // blk's that names the top and BASE (a plain commit's journal names the top's own backing file instead).
     const mark = top.commitMark;
     const files = mark !== undefined ? await commitFiles(vfs, file, basePath, child.backingReference!.path) : undefined;
-    const resuming = files !== undefined && mark?.marked === true && journalMatches(await readJournal(vfs, files), files);
+    const resuming =
+      files !== undefined && mark?.marked === true && journalMatches(await readJournal(vfs, files), files);
     if (!resuming) {
       // Each link as its overlay's driver compares it (the job never reads mtimes itself). The layers opened
       // without their backing files: the facts of each one below come from the file and the opened layer.
       for (let i = 0; i < layers.length; i++) {
         const below = chain[i + 1]!.path;
         const belowImage = i + 1 < layers.length ? layers[i + 1]! : target;
-        const change = commitLinkChange(chain[i]!.path, layers[i]!, below, await gatherBackingFacts(vfs, below, belowImage));
+        const change = commitLinkChange(
+          chain[i]!.path,
+          layers[i]!,
+          below,
+          await gatherBackingFacts(vfs, below, belowImage),
+        );
         if (change === undefined) continue;
-        const msg = change.mark !== undefined
-          ? `${chain[i]!.path}: the overlay records ${change.mark}, the mark of an interrupted commit, but no commit `
-            + `journal of blk's names it and ${basePath}: the header alone proves nothing (${change.now} now)`
-          : `${chain[i]!.path}: backing file ${below} was modified after the overlay was made `
-            + `(${change.detail}); committing would mix old and new data`;
+        const msg =
+          change.mark !== undefined
+            ? `${chain[i]!.path}: the overlay records ${change.mark}, the mark of an interrupted commit, but no commit `
+              + `journal of blk's names it and ${basePath}: the header alone proves nothing (${change.now} now)`
+            : `${chain[i]!.path}: backing file ${below} was modified after the overlay was made `
+              + `(${change.detail}); committing would mix old and new data`;
         if (!options.force) throw new Error(`${msg} (use --force to commit anyway)`);
         warn(`${msg}; committing anyway (--force)`);
       }
@@ -148,15 +199,17 @@ export async function commitIntoBase(file: string, base: string, options: Commit
     let dataEnd = 0;
     const guardedOf: Range[][] = [];
     for (const layer of layers) {
-      const survey = await surveyOwnRuns(layer, target.probeGuardRanges());
+      const survey = await surveyOwnRuns(layer, target.probeGuardRanges(), signal);
       total += survey.total;
       dataEnd = Math.max(dataEnd, survey.dataEnd);
       guardedOf.push(survey.guarded);
     }
     const grow = target.size < top.size && target.format === 'raw';
     if (dataEnd > target.size && !grow) {
-      throw new Error(`${file}: the chain holds data up to offset ${dataEnd}, past the end of ${basePath} `
-        + `(${target.size} bytes), which is ${target.format} and cannot grow`);
+      throw new Error(
+        `${file}: the chain holds data up to offset ${dataEnd}, past the end of ${basePath} `
+          + `(${target.size} bytes), which is ${target.format} and cannot grow`,
+      );
     }
     // Checked before the top is marked: a refused commit leaves every file as it was. The copies in the
     // order they land (the lowest layer first), so the check sees BASE's bytes as they will end up.
@@ -166,6 +219,8 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       return { backingPath: basePath, copied: 0, emptied: false, warnings };
     }
 
+    // The last point at which a stop leaves every file as it was.
+    checkAborted(signal, file);
     // 2. The journal (flushed, its name synced), then the mark: the chain refuses to open normally until
     // step 4 has finished, and every state with the mark has the journal.
     if (files !== undefined && !resuming) {
@@ -196,7 +251,7 @@ export async function commitIntoBase(file: string, base: string, options: Commit
     const progress = progressOf(options, total);
     let done = 0;
     for (let i = layers.length - 1; i >= 0; i--) {
-      await copyOwnRuns(layers[i]!, target, chunk, (n) => progress.update(done += n));
+      await copyOwnRuns(layers[i]!, target, chunk, (n) => progress.update((done += n)), signal);
     }
     await target.flush();
     const baseSized = { size: target.size, format: target.format };
@@ -212,7 +267,8 @@ export async function commitIntoBase(file: string, base: string, options: Commit
       const facts = await gatherBackingFacts(vfs, below, i === layers.length - 1 ? baseSized : layers[i + 1]!);
       const checks = layer.checkBackingFacts(facts);
       if (checks.length === 0) continue;
-      if (facts.fileSize === undefined) throw new Error(`${chain[i]!.path}: backing file ${below} vanished during the commit`);
+      if (facts.fileSize === undefined)
+        throw new Error(`${chain[i]!.path}: backing file ${below} vanished during the commit`);
       if (checks.every((c) => c.matches) && layer.commitMark?.marked !== true) continue;
       await layer.setBackingReference(specOf(ref, facts));
       await layer.flush();

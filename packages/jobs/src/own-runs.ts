@@ -6,9 +6,8 @@
  * refuse before writing anything) and walk the map again to copy; the copy
  * is @blk/jobs' copy engine (copyOwnRuns).
  */
-import type { Image } from '@blk/core';
-
-export { copyOwnRuns } from '@blk/jobs';
+import type { Image } from '@blk/core/portable';
+import { checkAborted } from './common.js';
 
 export type Range = { start: number; length: number };
 
@@ -24,9 +23,14 @@ export interface OwnRunsSurvey {
 }
 
 /** Totals of `image`'s own runs, and the few that reach `guard` (see OwnRunsSurvey). */
-export async function surveyOwnRuns(image: Image, guard: readonly Range[]): Promise<OwnRunsSurvey> {
+export async function surveyOwnRuns(
+  image: Image,
+  guard: readonly Range[],
+  signal?: AbortSignal,
+): Promise<OwnRunsSurvey> {
   const survey: OwnRunsSurvey = { total: 0, dataEnd: 0, anyRun: false, guarded: [] };
   for await (const run of image.map()) {
+    checkAborted(signal, image.path);
     if (run.depth !== 0) continue;
     survey.anyRun = true;
     survey.total += run.length;
