@@ -18,7 +18,15 @@
  *
  * Everything goes through the job's Vfs, so the crash tests cover it too.
  */
-import { BlockError, isBlockError, type BackingFacts, type Vfs, flushStorage, writeTo } from '@blk/core/portable';
+import {
+  BlockError,
+  isBlockError,
+  type BackingFacts,
+  type Storage,
+  type Vfs,
+  flushStorage,
+  writeTo,
+} from '@blk/core/portable';
 
 /** Appended to the overlay's real path: `disk.cow.blk-commit`. */
 export const JOURNAL_SUFFIX = '.blk-commit';
@@ -94,7 +102,7 @@ export async function readJournal(vfs: Vfs, files: CommitFiles): Promise<CommitJ
   const where = journalPath(files);
   const st = await vfs.lstat(where).catch(() => undefined);
   if (!st?.isFile) return undefined;
-  let storage;
+  let storage: Storage;
   try {
     storage = await vfs.open(where, { readOnly: true });
   } catch {
@@ -147,7 +155,7 @@ export async function writeJournal(vfs: Vfs, files: CommitFiles, facts: BackingF
   const bytes = new TextEncoder().encode(`${JSON.stringify(journal)}\n`);
   await removeJournal(vfs, files);
   const where = journalPath(files);
-  let storage;
+  let storage: Storage;
   try {
     storage = await vfs.open(where, { create: true, exclusive: true });
   } catch (err) {

@@ -151,7 +151,7 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
  */
 async function finishInterruptedRebase(
   ctx: JobContext,
-  file: string,
+  _file: string,
   newPath: string,
   options: RebaseOptions,
   openIgnoringBacking: () => Promise<Image>,

@@ -109,10 +109,10 @@ export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): B
   if (o.onMismatch) policy.onMismatch = o.onMismatch;
   const first = o.backingFormat;
   if (o.backingProbe) {
-    policy.format = first ? (ref, depth) => (depth === 1 ? first : 'probe') : 'probe';
+    policy.format = first ? (_ref, depth) => (depth === 1 ? first : 'probe') : 'probe';
   } else if (first) {
     // Below the first level, undefined keeps the default (recorded format, else raw unless it looks like another format).
-    policy.format = (ref, depth) => (depth === 1 ? first : undefined);
+    policy.format = (_ref, depth) => (depth === 1 ? first : undefined);
   }
   return policy;
 }
