@@ -1,7 +1,7 @@
 /** Helpers shared by the commands: opening images with CLI options, files, signals. */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import type { Image } from '@blk/core';
+import { isBlockError, type Image } from '@blk/core';
 import { cliOpenOptions, isZero, type BackingRules, type CliOpenOptions } from './jobs/common.js';
 import { warn } from './errors.js';
 import { openImage } from './images.js';
@@ -65,8 +65,7 @@ export function resolveBackingArg(imagePath: string, backing: string): string {
  * function that removes the handlers.
  */
 export function onInterrupt(cleanup: () => void): () => void {
-  const signals: Array<[NodeJS.Signals, number]> = [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]];
-  const handlers = signals.map(([sig, num]) => {
+  const handlers = INTERRUPTS.map(([sig, num]) => {
     const handler = () => {
       try {
         cleanup();
@@ -103,6 +102,67 @@ export function removeTempOnInterrupt(controller?: AbortController): {
     }
   });
   return { onTempFile: (path) => { tmp = path; }, off, signal: controller?.signal };
+}
+
+const INTERRUPTS: ReadonlyArray<[NodeJS.Signals, number]> = [
+  ['SIGINT', 2],
+  ['SIGTERM', 15],
+  ['SIGHUP', 1],
+];
+
+/**
+ * For a job that stops cleanly when aborted and leaves what a re-run
+ * finishes (commit, rebase): SIGINT, SIGTERM or SIGHUP abort `controller`,
+ * and the job stops between two of its runs; a second signal exits at once
+ * (128 + its number). `interrupted()` names the first signal (undefined:
+ * none came); `off` removes the handlers.
+ */
+export function abortOnInterrupt(controller: AbortController): {
+  signal: AbortSignal;
+  interrupted: () => { name: NodeJS.Signals; exitCode: number } | undefined;
+  off: () => void;
+} {
+  let first: { name: NodeJS.Signals; exitCode: number } | undefined;
+  const handlers = INTERRUPTS.map(([sig, num]) => {
+    const handler = () => {
+      if (first !== undefined) {
+        process.stderr.write(`blk: interrupted by ${sig}\n`);
+        process.exit(128 + num);
+      }
+      first = { name: sig, exitCode: 128 + num };
+      controller.abort(new Error(`interrupted by ${sig}`));
+    };
+    process.on(sig, handler);
+    return [sig, handler] as const;
+  });
+  return {
+    signal: controller.signal,
+    interrupted: () => first,
+    off: () => {
+      for (const [sig, handler] of handlers) process.off(sig, handler);
+    },
+  };
+}
+
+/**
+ * Runs `job` with SIGINT, SIGTERM and SIGHUP wired to its AbortSignal (see
+ * abortOnInterrupt). Returns undefined when it finished, or the exit code
+ * (128 + the signal's number, after `blk: interrupted by SIG...`) when a
+ * signal stopped it; its other failures are thrown.
+ */
+export async function runInterruptible(job: (signal: AbortSignal) => Promise<unknown>): Promise<number | undefined> {
+  const guard = abortOnInterrupt(new AbortController());
+  try {
+    await job(guard.signal);
+    return undefined;
+  } catch (err) {
+    const sig = guard.interrupted();
+    if (sig === undefined || !isBlockError(err, 'aborted')) throw err;
+    process.stderr.write(`blk: interrupted by ${sig.name}\n`);
+    return sig.exitCode;
+  } finally {
+    guard.off();
+  }
 }
 
 /** Index of the first byte where a and b differ (same length), or -1. */

@@ -3,7 +3,7 @@
  * protocol) is @blk/jobs' commitImage / commitIntoBase; this module maps the
  * options and prints.
  */
-import { rulesOf, type BackingRuleFlags } from '../common.js';
+import { rulesOf, runInterruptible, type BackingRuleFlags } from '../common.js';
 import { warn } from '../errors.js';
 import { hostJobVfs } from '../host-io.js';
 import { commitImage, commitIntoBase } from '../jobs/commit.js';
@@ -27,23 +27,30 @@ export interface CommitOpts extends BackingRuleFlags {
 
 export async function commit(file: string, opts: CommitOpts): Promise<number> {
   const cache = cacheArg(opts.cache);
-  const job = opts.base !== undefined
-    ? (f: string, o: Parameters<typeof commitImage>[1]) => commitIntoBase(f, opts.base!, o)
-    : commitImage;
-  await job(file, {
-    vfs: hostJobVfs(),
-    cache,
-    format: opts.format,
-    keep: opts.keep,
-    force: opts.force,
-    backingProbe: opts.backingProbe,
-    ...rulesOf(opts),
-    backingFormat: opts.backingFormat,
-    onWarning: warn,
-    // The journal's name must survive a power loss as its content does (the job flushes the content).
-    syncDirectory: cache === 'unsafe' ? undefined : syncDirectory,
-    onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
-  });
+  const job =
+    opts.base !== undefined
+      ? (f: string, o: Parameters<typeof commitImage>[1]) => commitIntoBase(f, opts.base!, o)
+      : commitImage;
+  // SIGINT, SIGTERM or SIGHUP stop the copy between two runs: the overlay keeps its mark and the journal, and a
+  // re-run of the same command finishes the commit (blk exits 128 + signal).
+  const interrupted = await runInterruptible((signal) =>
+    job(file, {
+      signal,
+      vfs: hostJobVfs(),
+      cache,
+      format: opts.format,
+      keep: opts.keep,
+      force: opts.force,
+      backingProbe: opts.backingProbe,
+      ...rulesOf(opts),
+      backingFormat: opts.backingFormat,
+      onWarning: warn,
+      // The journal's name must survive a power loss as its content does (the job flushes the content).
+      syncDirectory: cache === 'unsafe' ? undefined : syncDirectory,
+      onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
+    }),
+  );
+  if (interrupted !== undefined) return interrupted;
   if (!opts.quiet) process.stdout.write('Image committed.\n');
   return 0;
 }

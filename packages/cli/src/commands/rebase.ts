@@ -2,7 +2,7 @@
  * blk rebase: qemu-img rebase. The job (safe mode's copy, -u's header-only
  * rewrite, and what an interruption leaves) is @blk/jobs' rebaseImage.
  */
-import { rulesOf, type BackingRuleFlags } from '../common.js';
+import { rulesOf, runInterruptible, type BackingRuleFlags } from '../common.js';
 import { rebaseImage } from '../jobs/rebase.js';
 import { progressListener } from '../progress.js';
 
@@ -19,16 +19,20 @@ export interface RebaseOpts extends BackingRuleFlags {
 }
 
 export async function rebase(file: string, opts: RebaseOpts): Promise<number> {
-  await rebaseImage(file, {
-    oldBackingFormat: opts.oldBackingFormat,
-    format: opts.format,
-    backing: opts.backing,
-    backingFormat: opts.backingFormat,
-    unsafe: opts.unsafe,
-    backingProbe: opts.backingProbe,
-    ...rulesOf(opts),
-    onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
-  });
-  return 0;
+  // SIGINT, SIGTERM or SIGHUP stop the copy between two runs: the overlay still reads the same over its old
+  // backing file, and a re-run finishes (blk exits 128 + signal).
+  const interrupted = await runInterruptible((signal) =>
+    rebaseImage(file, {
+      signal,
+      oldBackingFormat: opts.oldBackingFormat,
+      format: opts.format,
+      backing: opts.backing,
+      backingFormat: opts.backingFormat,
+      unsafe: opts.unsafe,
+      backingProbe: opts.backingProbe,
+      ...rulesOf(opts),
+      onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
+    }),
+  );
+  return interrupted ?? 0;
 }
-
