@@ -63,7 +63,7 @@ describe('StorageCapabilities', () => {
     const plain = await NodeFileStorage.open(file);
     expect(plain.capabilities).toEqual({
       write: true, flush: true, syncRead: true, extents: false, allocate: false, zeroRange: false, remote: false,
-      limits: { requestAlignment: 1 },
+      limits: { requestAlignment: 1, preferredTransfer: fs.statSync(file).blksize },
     });
     await plain.close();
     const pooled = await NodeFileStorage.open(file, { io: 'async', syscalls: fullSyscalls });
@@ -95,6 +95,50 @@ describe('StorageCapabilities', () => {
     } finally {
       await storage.close();
     }
+  });
+});
+
+describe('storage limits', () => {
+  it("NodeFileStorage: byte-granular requests (buffered I/O), the file system's block size as preferred transfer", async () => {
+    const file = tempFile(new Uint8Array(4096));
+    const blksize = fs.statSync(file).blksize;
+    for (const io of ['sync', 'async'] as const) {
+      const storage = await NodeFileStorage.open(file, { io, readOnly: true });
+      expect(storage.capabilities.limits).toEqual({ requestAlignment: 1, preferredTransfer: blksize });
+      await storage.close();
+    }
+  });
+
+  /** A memory storage with the given limits (as an HTTP storage with a range size and a cap would have). */
+  class LimitedStorage extends MemoryStorage {
+    override readonly capabilities: StorageCapabilities;
+    constructor(file: MemoryFile, name: string, limits: StorageCapabilities['limits']) {
+      super(file, name);
+      this.capabilities = storageCapabilities({ write: true, flush: true, syncRead: true, extents: true, zeroRange: true, limits });
+    }
+  }
+  class LimitedVfs extends ForwardingVfs {
+    declare readonly inner: MemoryVfs;
+    constructor(inner: MemoryVfs, private readonly limits: StorageCapabilities['limits']) { super(inner); }
+    override async open(p: string, options?: VfsOpenOptions): Promise<Storage> {
+      const storage = await this.inner.open(p, options) as MemoryStorage;
+      return new LimitedStorage(storage.file, storage.path, this.limits);
+    }
+  }
+
+  it("raw: the image's preferred and maximum transfer are the storage's (at least 4 KiB preferred)", async () => {
+    const inner = new MemoryVfs();
+    await createImage('/disk.raw', { format: 'raw', size: 1 << 20, registry, vfs: inner });
+    const big = await openImage('/disk.raw', {
+      format: 'raw', registry, vfs: new LimitedVfs(inner, { requestAlignment: 1, preferredTransfer: 1 << 20, maxTransfer: 8 << 20 }),
+    });
+    expect(big.capabilities.limits).toMatchObject({ requestAlignment: 1, preferredTransfer: 1 << 20, maxTransfer: 8 << 20 });
+    await big.close();
+    const small = await openImage('/disk.raw', {
+      format: 'raw', registry, vfs: new LimitedVfs(inner, { requestAlignment: 1, preferredTransfer: 512 }),
+    });
+    expect(small.capabilities.limits).toMatchObject({ preferredTransfer: 4096, maxTransfer: 32 * 1024 * 1024 });
+    await small.close();
   });
 });
 

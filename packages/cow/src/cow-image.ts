@@ -45,9 +45,19 @@ export class CowImage implements DriverImage {
    * One bit per 512-byte sector (the cluster); no zeroing of its own (the core
    * writes zeros, or clears bits where the layer below reads zeros); a
    * discarded sector reads from the backing file again (zeros without one).
+   * A run of sectors is one storage request, so the storage's preferred
+   * transfer (at least 4 KiB) and maximum are the image's.
    */
   get capabilities(): DriverCapabilities {
-    return { discard: this.header.backingFile === '' ? 'zero' : 'backing', limits: { clusterSize: SS } };
+    const { preferredTransfer, maxTransfer } = this.storage.capabilities.limits;
+    return {
+      discard: this.header.backingFile === '' ? 'zero' : 'backing',
+      limits: {
+        clusterSize: SS,
+        preferredTransfer: Math.max(4096, preferredTransfer ?? 0),
+        ...(maxTransfer !== undefined ? { maxTransfer } : {}),
+      },
+    };
   }
   /** Virtual size; changes only through `resize`. */
   size: number;

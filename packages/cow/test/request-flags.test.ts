@@ -45,6 +45,26 @@ describe('cow capabilities', () => {
   });
 });
 
+describe('cow transfer limits', () => {
+  it("takes the storage's preferred transfer (at least 4 KiB) and maximum as the image's", async () => {
+    const vfs = new MemoryVfs();
+    vfs.put('/img/base.raw', new Uint8Array(MiB));
+    await createImage('/img/top.cow', { registry, vfs, format: 'cow', backing: '/img/base.raw' });
+    const limited = Object.assign(Object.create(vfs) as MemoryVfs, {
+      open: async (path: string, options?: VfsOpenOptions): Promise<Storage> => {
+        const inner = await vfs.open(path, options);
+        const limits = { requestAlignment: 1, preferredTransfer: 256 * 1024, maxTransfer: 4 * MiB };
+        return Object.assign(Object.create(inner) as Storage, { capabilities: { ...inner.capabilities, limits } });
+      },
+    });
+    const image = await openImage('/img/top.cow', { registry, vfs: limited, format: 'cow' });
+    expect(image.capabilities.limits).toMatchObject({ requestAlignment: SS, clusterSize: SS, preferredTransfer: 256 * 1024, maxTransfer: 4 * MiB });
+    // The backing file's image (raw) takes them too.
+    expect(image.backing!.capabilities.limits).toMatchObject({ preferredTransfer: 256 * 1024, maxTransfer: 4 * MiB });
+    await image.close();
+  });
+});
+
 describe('cow write-zeroes over a non-zero backing file', () => {
   for (const mayUnmap of [false, true]) {
     it(`reads back as zeros (mayUnmap ${mayUnmap}), never the backing file's bytes; the range stays allocated in the overlay`, async () => {

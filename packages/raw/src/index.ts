@@ -100,6 +100,9 @@ function refuseDriverOptions(options: Record<string, unknown> | undefined, path:
   if (key !== undefined) throw invalidArgument(`driverOptions.${key}`, 'is not an option of format raw (it has none)', path);
 }
 
+/** The least preferred transfer raw declares (a page), whatever smaller block size the storage names. */
+const PREFERRED_TRANSFER = 4096;
+
 /** Largest buffer of zeros a discard writes at once where holes cannot be punched. */
 const DISCARD_CHUNK = 1024 * 1024;
 
@@ -112,22 +115,25 @@ class RawImage implements DriverImage {
    * (a hole reads zeros: discard 'zero', at any byte, the file system zeroing
    * partial blocks); elsewhere zeroes come from the core's buffer and discard
    * writes zeros (it still reads zeros). Allocation is reported only where the
-   * storage knows its holes (`capabilities.extents`).
+   * storage knows its holes (`capabilities.extents`). Every request goes to
+   * the storage as it is, so the storage's transfer sizes are the image's:
+   * its preferred transfer (a file system's block size, at least 4 KiB) and
+   * its maximum, when it has one.
    */
   readonly capabilities: DriverCapabilities;
 
   constructor(private readonly storage: Storage, public size: number, private readonly readOnly: boolean) {
+    const { preferredTransfer, maxTransfer } = storage.capabilities.limits;
     this.capabilities = {
       writeZeroes: storage.capabilities.zeroRange ? 'native' : 'emulated',
       discard: 'zero',
       blockStatus: storage.capabilities.extents,
-      limits: { discardAlignment: 1 },
+      limits: {
+        discardAlignment: 1,
+        preferredTransfer: Math.max(PREFERRED_TRANSFER, preferredTransfer ?? 0),
+        ...(maxTransfer !== undefined ? { maxTransfer } : {}),
+      },
     };
-  }
-
-  /** @deprecated `requestAlignment`. */
-  get sectorSize(): number {
-    return this.requestAlignment;
   }
 
   /** The file's own length (up to 511 bytes less than `size`): where probing finds its last bytes. */

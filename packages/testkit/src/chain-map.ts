@@ -91,8 +91,8 @@ async function apply(image: Image, op: LayerOp): Promise<void> {
   if (op.kind === 'write') await image.write(offset, pattern(length, op.seed));
   else if (op.kind === 'zero') await image.writeZeroes(offset, length, { mayUnmap: op.mayUnmap });
   else {
-    // Whole sectors only (discard is advisory: the core may clip unaligned edges, or refuse them).
-    const ss = image.sectorSize;
+    // Whole discard units only (discard is advisory: the core clips unaligned edges).
+    const ss = image.capabilities.limits.discardAlignment;
     const start = Math.ceil(offset / ss) * ss;
     const end = offset + length === image.size ? image.size : Math.floor((offset + length) / ss) * ss;
     if (start < end) await image.discard(start, end - start);

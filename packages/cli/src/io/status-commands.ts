@@ -84,7 +84,8 @@ export const info: CmdInfo = {
   async run(ctx) {
     const image = ctx.image;
     ctx.out(`format name: ${image.format}\n`);
-    ctx.out(`cluster size: ${cvtstr(image.format === 'raw' ? 0 : image.sectorSize)}\n`);
+    // The format's allocation unit, as QEMU's bdrv_get_info gives it (0 where there is none: raw).
+    ctx.out(`cluster size: ${cvtstr(image.capabilities.limits.clusterSize ?? 0)}\n`);
     ctx.out('vm state offset: 0 bytes\n');
     const spec = toQValue(image.info().formatSpecific);
     if (spec && typeof spec === 'object' && !Array.isArray(spec) && Object.keys(spec).length > 0) {

@@ -95,7 +95,11 @@ export class Image {
    * once at open from what the driver declares (see `ImageCapabilities`). Frozen.
    */
   readonly capabilities: ImageCapabilities;
-  /** @deprecated `capabilities.limits.requestAlignment` under its old name. */
+  /**
+   * @deprecated `capabilities.limits.requestAlignment` under its old name,
+   * kept for callers of the 1.x API. It is not the allocation unit (that is
+   * `capabilities.limits.clusterSize`) nor a unit of output; nothing in blk reads it.
+   */
   readonly sectorSize: number;
   readonly readOnly: boolean;
   /** The opened backing image, when the chain was opened. */
@@ -103,6 +107,8 @@ export class Image {
   /** How many images lie below this one in its chain (0 for the last). */
   private readonly levelsBelow: number;
   private readonly driverImage: DriverImage;
+  /** `capabilities.limits.requestAlignment`, in a field of its own: the read paths test it on every request. */
+  private readonly alignment: number;
   private readonly backingPath: string | undefined;
   /** The image names a backing file that was not opened (backing.mode 'ignore'): what lies below is unknown. */
   private readonly backingIgnored: boolean;
@@ -132,7 +138,8 @@ export class Image {
     this.readOnly = parts.readOnly;
     this.capabilities = deriveCapabilities(parts.driverImage, { path: parts.path, format: this.format, readOnly: parts.readOnly });
     refuseWritableOpen(parts.driverImage, { path: parts.path, readOnly: parts.readOnly });
-    this.sectorSize = this.capabilities.limits.requestAlignment;
+    this.alignment = this.capabilities.limits.requestAlignment;
+    this.sectorSize = this.alignment;
     this.backing = parts.backing;
     this.levelsBelow = parts.backing ? parts.backing.levelsBelow + 1 : 0;
     this.backingPath = parts.backingPath;
@@ -146,7 +153,7 @@ export class Image {
     this.readBelowForWrite = parts.backingIgnored
       ? async (offset) => {
         throw new BlockError('not-supported',
-          `refusing a write that does not cover whole ${this.sectorSize}-byte sectors at offset ${offset}: completing the `
+          `refusing a write that does not cover whole ${this.alignment}-byte units at offset ${offset}: completing the `
           + 'sector needs the backing file, which was not opened (backing.mode \'ignore\'); writing zeros there would '
           + 'destroy its data: open the backing chain, or write whole sectors', { path: this.path, offset });
       }
@@ -221,7 +228,7 @@ export class Image {
       checkRange(offset, into.length, this.size, this.path);
       if (into.length === 0) return RESOLVED;
       // `readRange`'s fast path, inline: this is the hottest path of random reads.
-      const ss = this.sectorSize;
+      const ss = this.alignment;
       if (this.tracker.size === 0 && options?.sync !== false && offset % ss === 0 && into.length % ss === 0) {
         const pending = this.driverImage.read(offset, into, this.readBelow);
         return pending === undefined ? RESOLVED : this.tracker.track(offset, offset + into.length, false, pending);
@@ -239,7 +246,7 @@ export class Image {
   private readRange(offset: number, into: Uint8Array, sync: boolean): void | Promise<void> {
     checkRange(offset, into.length, this.size, this.path);
     if (into.length === 0) return undefined;
-    const ss = this.sectorSize;
+    const ss = this.alignment;
     // The fast path first, with as little arithmetic as possible (offsets are often doubles: `%` costs).
     if (sync && this.tracker.size === 0 && offset % ss === 0 && into.length % ss === 0) {
       const pending = this.driverImage.read(offset, into, this.readBelow);
@@ -250,7 +257,7 @@ export class Image {
 
   /** The tracked path of `readRange`: waits for overlapping writes issued before it. */
   private readTracked(offset: number, into: Uint8Array): Promise<void> {
-    const ss = this.sectorSize;
+    const ss = this.alignment;
     const start = alignDown(offset, ss);
     const end = alignUp(offset + into.length, ss);
     const aligned = start === offset && end === offset + into.length;
@@ -477,14 +484,14 @@ export class Image {
     if (this.queue !== undefined) (await this.admission())();
     checkRange(offset, length, this.size, this.path);
     if (length === 0) return { allocated: false, length: 0 };
-    const start = alignDown(offset, this.sectorSize);
-    const end = Math.min(alignUp(offset + length, this.sectorSize), alignUp(this.size, this.sectorSize));
+    const start = alignDown(offset, this.alignment);
+    const end = Math.min(alignUp(offset + length, this.alignment), alignUp(this.size, this.alignment));
     const st = await this.driverImage.blockStatus(start, end - start);
     // Whole sectors, or up to the image's (unaligned) end: anything else would give a
     // run that ends before `offset` (a negative length) and cut map() short. Longer
     // than asked is fine (the caller clamps); past the end of the image is not.
-    const wholeSectors = st.length % this.sectorSize === 0 || start + st.length === this.size;
-    if (!(st.length > 0) || !Number.isSafeInteger(st.length) || !wholeSectors || start + st.length > alignUp(this.size, this.sectorSize)) {
+    const wholeSectors = st.length % this.alignment === 0 || start + st.length === this.size;
+    if (!(st.length > 0) || !Number.isSafeInteger(st.length) || !wholeSectors || start + st.length > alignUp(this.size, this.alignment)) {
       throw new BlockError('io', `driver ${this.format} returned a block status of ${st.length} bytes`,
         { path: this.path, driver: this.format, offset: start });
     }
@@ -806,8 +813,8 @@ export class Image {
       path: this.path,
       format: this.format,
       size: this.size,
-      sectorSize: this.capabilities.limits.requestAlignment,
-      requestAlignment: this.capabilities.limits.requestAlignment,
+      sectorSize: this.alignment,
+      requestAlignment: this.alignment,
       readOnly: this.readOnly,
       formatSpecific: this.driverImage.info(),
     };
@@ -889,7 +896,7 @@ export class Image {
   }
 
   private async readUnaligned(offset: number, into: Uint8Array): Promise<void> {
-    const ss = this.sectorSize;
+    const ss = this.alignment;
     const end = offset + into.length;
     const headEnd = Math.min(alignUp(offset, ss), end);
     const tailStart = Math.max(alignDown(end, ss), headEnd);
@@ -905,7 +912,7 @@ export class Image {
 
   /** Reads a range inside one sector through a sector-sized bounce buffer. */
   private async readBounced(offset: number, into: Uint8Array): Promise<void> {
-    const ss = this.sectorSize;
+    const ss = this.alignment;
     const sectorStart = alignDown(offset, ss);
     const bounce = new Uint8Array(ss);
     await this.driverImage.read(sectorStart, bounce, this.readBelow);

@@ -57,6 +57,18 @@ function openFlags(flags: string): number {
   return value | c.O_NONBLOCK | c.O_NOCTTY;
 }
 
+/**
+ * The storage limits for fstat's `st_blksize`: byte-granular requests (see
+ * `NodeFileStorage.capabilities`), and the block size as the preferred
+ * transfer when it is a sane power of two (some file systems report 0, and
+ * FUSE ones anything).
+ */
+function preferredLimits(blockSize: number | undefined): { requestAlignment: number; preferredTransfer?: number } {
+  const sane = blockSize !== undefined && Number.isSafeInteger(blockSize) && blockSize >= 512
+    && blockSize <= 64 * 1024 * 1024 && (blockSize & (blockSize - 1)) === 0;
+  return sane ? { requestAlignment: 1, preferredTransfer: blockSize } : { requestAlignment: 1 };
+}
+
 /** A local file (or block device) through Node's fs module, in `sync` or `async` I/O mode. */
 export class NodeFileStorage implements Storage {
   /** The file descriptor (for OS advisory locks taken by @blk/native). */
@@ -74,6 +86,14 @@ export class NodeFileStorage implements Storage {
    * reads in `io: 'sync'` mode; extents, allocation and zero ranges when the
    * `syscalls` given offer them (allocation not on block devices, which
    * cannot grow: posix_fallocate fails on them).
+   *
+   * Limits: `preferredTransfer` is fstat's `st_blksize` (the file system's
+   * block size; for a block device, the kernel's block size for it, at least
+   * its logical block size). `requestAlignment` is 1, on block devices too:
+   * the storage does buffered I/O (no O_DIRECT), and the kernel's page cache
+   * read-modify-writes a partial logical block itself, so no request needs
+   * aligning. A storage opened with O_DIRECT would have to declare the
+   * device's logical block size here instead.
    */
   readonly capabilities: StorageCapabilities;
   /**
@@ -101,7 +121,7 @@ export class NodeFileStorage implements Storage {
   private readonly rdev: bigint;
 
   private constructor(readonly path: string, fd: number, readonly readOnly: boolean, io: NodeIoMode,
-    syscalls?: PositionalSyscalls, device?: { rdev: bigint }) {
+    syscalls?: PositionalSyscalls, device?: { rdev: bigint }, blockSize?: number) {
     this.fd = fd;
     this.blockDevice = device !== undefined;
     this.rdev = device?.rdev ?? 0n;
@@ -121,6 +141,7 @@ export class NodeFileStorage implements Storage {
       extents: this.extentAt !== undefined,
       allocate: this.allocate !== undefined && !this.blockDevice,
       zeroRange: this.zeroRange !== undefined,
+      limits: preferredLimits(blockSize),
     });
   }
 
@@ -151,8 +172,10 @@ export class NodeFileStorage implements Storage {
     }
     // What was opened, not what a stat before the open saw: the path may have been swapped meanwhile.
     let device: { rdev: bigint } | undefined;
+    let blockSize: number | undefined;
     try {
       const st = fs.fstatSync(fd, { bigint: true });
+      blockSize = Number(st.blksize);
       if (st.isBlockDevice() && options.blockDevices) device = { rdev: st.rdev };
       else if (!st.isFile()) throw specialFile(path, typeOfStats(st), options.blockDevices === true);
       else if (flagName === 'w+') fs.ftruncateSync(fd, 0);
@@ -160,8 +183,8 @@ export class NodeFileStorage implements Storage {
       fs.closeSync(fd);
       throw err instanceof BlockError ? err : ioError(path, 'stat', err);
     }
-    return io === 'async' ? new NodeFileStorage(path, fd, readOnly, io, undefined, device)
-      : new NodeFileStorage(path, fd, readOnly, io, options.syscalls, device);
+    return io === 'async' ? new NodeFileStorage(path, fd, readOnly, io, undefined, device, blockSize)
+      : new NodeFileStorage(path, fd, readOnly, io, options.syscalls, device, blockSize);
   }
 
   // read and write are plain functions returning promises, not async ones: in io: 'async' mode
