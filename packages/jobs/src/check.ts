@@ -28,8 +28,8 @@ export interface AllocationCheckResult {
 
 /** Walks `image`'s own runs (see AllocationCheckResult). Units: the image's sectors. */
 export async function checkAllocation(image: Image, o: AllocationCheckOptions): Promise<AllocationCheckResult> {
-  // The format's allocation unit (cow: its 512-byte sector); the I/O unit where it declares none.
-  const ss = image.capabilities.limits.clusterSize ?? image.capabilities.limits.requestAlignment;
+  // The image's sectors: its I/O unit (what the deprecated `sectorSize` named; cow: 512 bytes).
+  const ss = image.capabilities.limits.requestAlignment;
   const fileSize = o.fileSize;
   const r: AllocationCheckResult = {
     totalClusters: Math.ceil(image.size / ss),
