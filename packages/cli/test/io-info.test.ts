@@ -22,6 +22,7 @@ function unitDriver(requestAlignment: number, clusterSize: number | undefined): 
         driver, requestAlignment, capabilities, size: 1 << 20,
         read: (_offset, into) => { into.fill(0); },
         blockStatus: async (_offset, length) => ({ allocated: false, length }),
+        flush: async () => undefined,
         info: () => ({}),
         close: () => storage.close(),
       };

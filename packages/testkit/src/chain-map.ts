@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import {
   MemoryVfs, createImage, openImage,
-  type ChainStatus, type DriverRegistry, type Image, type OpenImageOptions,
+  type ChainStatus, type Image, type OpenImageOptions,
 } from '@blk/core/portable';
 import { rangeArb, seedArb, type ByteRange } from './arbitraries.js';
 import { assertBytesEqual, isAllZero } from './compare.js';
-import { assertProperty, fcParameters, type ProofOptions } from './options.js';
+import { assertProperty, fcParameters, registryOf, type FormatSource, type ProofOptions } from './options.js';
 import { pattern } from './pattern.js';
 
 /** One request applied to a layer while the chain is built. */
@@ -14,9 +14,8 @@ export type LayerOp =
   | { kind: 'zero'; range: ByteRange; mayUnmap: boolean }
   | { kind: 'discard'; range: ByteRange };
 
-export interface ChainMapOptions extends ProofOptions {
-  /** Registry holding every format named in `formats`. */
-  registry: DriverRegistry;
+/** `host` (or `registry`): where every format named in `formats` is found (see `FormatSource`). */
+export interface ChainMapOptions extends ProofOptions, FormatSource {
   /** Formats from the base up, 2 or more layers (e.g. `['raw', 'cow', 'cow']`). */
   formats: readonly string[];
   /** Virtual size of every layer (default 64 KiB + 3 sectors). */
@@ -41,6 +40,7 @@ export interface ChainMapOptions extends ProofOptions {
  *   are `zero` and not `data`.
  */
 export async function checkChainMap(options: ChainMapOptions): Promise<void> {
+  const registry = registryOf(options, 'checkChainMap');
   const formats = options.formats;
   if (formats.length < 2) throw new Error('checkChainMap: at least two layers are needed');
   const size = options.size ?? 64 * 1024 + 3 * 512;
@@ -58,7 +58,7 @@ export async function checkChainMap(options: ChainMapOptions): Promise<void> {
     const paths = formats.map((format, i) => `/chain/layer${i}.${format}`);
     const openAt = (top: number, readOnly: boolean): Promise<Image> => {
       const opts: OpenImageOptions = {
-        registry: options.registry, vfs, readOnly, format: formats[top]!,
+        registry, vfs, readOnly, format: formats[top]!,
         backing: { format: (_ref, depth) => formats[top - depth] ?? 'raw' },
       };
       return openImage(paths[top]!, opts);
@@ -66,7 +66,7 @@ export async function checkChainMap(options: ChainMapOptions): Promise<void> {
     for (const [i, format] of formats.entries()) {
       const below = i === 0 ? undefined : formats[i - 1]!;
       await createImage(paths[i]!, {
-        registry: options.registry, vfs, format, size,
+        registry, vfs, format, size,
         ...(below === undefined ? {} : { backing: below === 'raw' ? paths[i - 1]! : { path: paths[i - 1]!, format: below } }),
       });
       const image = await openAt(i, false);
@@ -90,7 +90,8 @@ async function apply(image: Image, op: LayerOp): Promise<void> {
   const { offset, length } = op.range;
   if (op.kind === 'write') await image.write(offset, pattern(length, op.seed));
   else if (op.kind === 'zero') await image.writeZeroes(offset, length, { mayUnmap: op.mayUnmap });
-  else {
+  else if (image.capabilities.discard !== 'none') {
+    // A format that cannot discard is skipped (Image.discard refuses: capabilities.discard 'none').
     // Whole discard units only (discard is advisory: the core clips unaligned edges).
     const ss = image.capabilities.limits.discardAlignment;
     const start = Math.ceil(offset / ss) * ss;

@@ -15,7 +15,7 @@ export {
 export { ScheduledStorage, ScheduledVfs, type ScheduledStorageOptions } from './scheduled-storage.js';
 export { checkCapabilities, checkStatusAt, checkMap, checkContent, type ImageModel, type InvariantOptions } from './invariants.js';
 export { checkChainMap, checkMapAgainstLayers, type ChainMapOptions, type LayerOp } from './chain-map.js';
-export { envRuns, type ProofOptions } from './options.js';
+export { envRuns, type FormatSource, type ProofOptions } from './options.js';
 export { pattern, fillPattern, prng, type FillKind } from './pattern.js';
 export { assertBytesEqual, firstDifference, isAllZero } from './compare.js';
 export { offsetArb, lengthArb, rangeArb, type ByteRange, type RangeConstraints } from './arbitraries.js';

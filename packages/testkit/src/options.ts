@@ -1,4 +1,5 @@
 import { assert, type IAsyncProperty, type Parameters } from 'fast-check';
+import type { DriverRegistry } from '@blk/core/portable';
 
 /** Options shared by every proof. */
 export interface ProofOptions {
@@ -65,4 +66,23 @@ export async function assertProperty(what: string, property: IAsyncProperty<unkn
     const report = err instanceof Error ? err.message : String(err);
     throw new Error(`${what}: ${cause ? cause.message : 'property failed'}\n\n${report}`, { cause: cause ?? err });
   }
+}
+
+/**
+ * Where the proofs find formats: a host (`createHost({ drivers })`: its
+ * registry) or a registry. Exactly one of the two.
+ */
+export interface FormatSource {
+  /** A host whose drivers include every format named (its files are not used: proofs work in memory). */
+  host?: { readonly registry: DriverRegistry } | undefined;
+  /** A registry holding every format named. */
+  registry?: DriverRegistry | undefined;
+}
+
+/** The registry of `source` (see `FormatSource`); throws when it names neither or both. */
+export function registryOf(source: FormatSource, proof: string): DriverRegistry {
+  if ((source.host === undefined) === (source.registry === undefined)) {
+    throw new Error(`${proof}: give either host or registry`);
+  }
+  return source.host?.registry ?? source.registry!;
 }

@@ -1,7 +1,8 @@
 import {
   MemoryVfs, createImage, openImage,
-  type DriverRegistry, type Image, type OpenImageOptions, type Vfs,
+  type Image, type OpenImageOptions, type Vfs,
 } from '@blk/core/portable';
+import { registryOf, type FormatSource } from './options.js';
 import { pattern, prng } from './pattern.js';
 
 /**
@@ -72,11 +73,10 @@ export interface ChainLayer {
   fill?: 'random' | 'none' | number;
 }
 
-export interface ChainSubjectOptions {
+/** `host` (or `registry`): where every format named in `layers` is found (see `FormatSource`). */
+export interface ChainSubjectOptions extends FormatSource {
   /** Default: the formats from the top down, e.g. `cow>cow>raw`. */
   name?: string;
-  /** Registry holding every format named in `layers`. */
-  registry: DriverRegistry;
   /** Layers from the base (index 0) up; the last is the image under test. */
   layers: readonly ChainLayer[];
   /**
@@ -99,9 +99,10 @@ export interface ChainSubjectOptions {
  * fill patterns applied in order, each layer's view cut or zero-extended to
  * its size (reads past a shorter backing file read zeros).
  *
- * A one-layer chain is a single image: `chainSubject({ registry, layers: [{ format: 'raw', size: 65536 }] })`.
+ * A one-layer chain is a single image: `chainSubject({ host, layers: [{ format: 'raw', size: 65536 }] })`.
  */
 export function chainSubject(options: ChainSubjectOptions): TestSubject {
+  const registry = registryOf(options, 'chainSubject');
   const layers = options.layers;
   if (layers.length === 0) throw new Error('chainSubject: at least one layer is needed');
   const sizes: number[] = [];
@@ -119,7 +120,7 @@ export function chainSubject(options: ChainSubjectOptions): TestSubject {
   /** Open options for layer `top` (its backing layers open with their listed formats). */
   const openOptionsFor = (top: number, vfs: Vfs, readOnly: boolean): OpenImageOptions => {
     const opts: OpenImageOptions = {
-      registry: options.registry,
+      registry,
       vfs,
       readOnly,
       format: layers[top]!.format,
@@ -140,13 +141,13 @@ export function chainSubject(options: ChainSubjectOptions): TestSubject {
         const size = sizes[i]!;
         if (i === 0) {
           await createImage(paths[0]!, {
-            registry: options.registry, vfs, format: layer.format, size,
+            registry, vfs, format: layer.format, size,
             ...(layer.driverOptions ? { driverOptions: layer.driverOptions } : {}),
           });
         } else {
           const below = layers[i - 1]!.format;
           await createImage(paths[i]!, {
-            registry: options.registry, vfs, format: layer.format, size,
+            registry, vfs, format: layer.format, size,
             backing: below === 'raw' ? paths[i - 1]! : { path: paths[i - 1]!, format: below },
             ...(layer.driverOptions ? { driverOptions: layer.driverOptions } : {}),
           });

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DriverRegistry, MemoryFile, MemoryStorage, MemoryVfs, openImage } from '@blk/core';
+import { DriverRegistry, MemoryFile, MemoryStorage, MemoryVfs, createHost, openImage } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import {
-  ScheduledStorage, chainSubject, checkReadAfterWrite, drive, envRuns, pattern, type TestSubject,
+  ScheduledStorage, chainSubject, checkChainMap, checkReadAfterWrite, drive, envRuns, pattern, type TestSubject,
 } from '@blk/testkit';
 import { overlayDriver } from '../../core/test/fixtures/overlay-driver.js';
 
@@ -126,5 +126,16 @@ describe('chainSubject', () => {
     const image = await openImage('/images/layer0.raw', { registry, vfs: other, format: 'raw' });
     const viaInstance = await instance.open({ vfs: other, readOnly: true });
     expect(await viaInstance.read(0, 512)).toEqual(await image.read(0, 512));
+  });
+});
+
+describe('where the proofs find formats', () => {
+  it('a host (createHost) or a registry, exactly one of them', async () => {
+    const host = createHost({ drivers: [overlayDriver, rawDriver], vfs: new MemoryVfs() });
+    await checkReadAfterWrite(chainSubject({ host, layers: [{ format: 'raw', size: 8192 }, { format: 'ovl' }] }), { numRuns: 5 });
+    const layers = [{ format: 'raw', size: 8192 }];
+    expect(() => chainSubject({ layers })).toThrow(/either host or registry/);
+    expect(() => chainSubject({ host, registry, layers })).toThrow(/either host or registry/);
+    await expect(checkChainMap({ formats: ['raw', 'ovl'] })).rejects.toThrow(/either host or registry/);
   });
 });
