@@ -115,6 +115,60 @@ describe('CrashSimVfs', () => {
   });
 });
 
+describe('CrashSimVfs onEvent: an async hook is awaited, its rejection reaches a caller', () => {
+  it('remove and rename wait for the hook and reject with its error (never a floating promise)', async () => {
+    const vfs = new CrashSimVfs();
+    vfs.put('/a', bytes(512, 1));
+    const seen: string[] = [];
+    vfs.onEvent = async (event) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      seen.push(event.type);
+      if (event.type === 'rename') throw new Error('hook failed on rename');
+    };
+    await vfs.remove('/a').catch(() => undefined);
+    vfs.put('/b', bytes(512, 2));
+    await vfs.settled();
+    expect(seen).toEqual(['remove', 'create', 'reset']);
+    await expect(vfs.rename('/b', '/c')).rejects.toThrow('hook failed on rename');
+    expect(seen).toEqual(['remove', 'create', 'reset', 'rename']);
+  });
+
+  it("put, mark and syncAll stay synchronous: their hooks' promises are awaited by the next asynchronous call", async () => {
+    const vfs = new CrashSimVfs();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    vfs.onEvent = (event) => (event.type === 'mark' ? gate : undefined);
+    vfs.put('/f', bytes(512, 1));
+    vfs.mark('set-up done');
+    let opened = false;
+    const opening = vfs.open('/f').then((s) => { opened = true; return s; });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(opened).toBe(false);
+    release();
+    await (await opening).close();
+    expect(opened).toBe(true);
+  });
+
+  it('a rejected hook of a synchronous call is reported by the next asynchronous call, not left unhandled', async () => {
+    const vfs = new CrashSimVfs();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => { unhandled.push(reason); };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      vfs.onEvent = async (event) => { if (event.type === 'sync-all') throw new Error('hook failed on sync-all'); };
+      vfs.put('/f', bytes(512, 1));
+      vfs.syncAll();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      await expect(vfs.open('/f')).rejects.toThrow('hook failed on sync-all');
+      // Reported once: the next call goes through.
+      await (await vfs.open('/f')).close();
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+  });
+});
+
 describe('SectorOracle + exploreCrashes on a bare file', () => {
   it('finds a torn "header + data" update that is not crash-safe, and passes a safe one', async () => {
     // Unsafe protocol: data and a commit record in one write pass, no flush between.

@@ -27,8 +27,19 @@ try {
   const cow = path.join(dir, 'half.cow');
   writeCow(cow, { size: SIZE, backingPath: base, runs: halfRuns(SIZE), fill: (buf) => buf.fill(1) });
 
-  const noop = { pread: (_fd, into) => into.length, pwrite: (_fd, data) => data.length };
-  const image = await openImage(cow, { readOnly: true, vfs: new NodeVfs({ syscalls: noop }) });
+  // The header and the bitmap must be read for real (a no-op pread reads zeros: the file would
+  // probe as raw and the chain would never be walked); once every bitmap chunk is cached, the
+  // data reads are no-ops.
+  let live = true;
+  const noop = {
+    pread: (fd, into, position) => (live ? fs.readSync(fd, into, 0, into.length, position) : into.length),
+    pwrite: (_fd, data) => data.length,
+  };
+  const image = await openImage(cow, { readOnly: true, format: 'cow', vfs: new NodeVfs({ syscalls: noop }) });
+  if (image.format !== 'cow' || image.backing === undefined) throw new Error(`opened as ${image.format}, not a cow chain`);
+  const warm = new Uint8Array(MiB);
+  for (let at = 0; at < SIZE; at += MiB) await image.readInto(at, warm);
+  live = false;
   const rnd = prng(1);
   const offsets = new Float64Array(N);
   for (let i = 0; i < N; i++) offsets[i] = (rnd() % (SIZE / BS)) * BS;

@@ -298,6 +298,8 @@ export function* crashStates(model: CrashModel, rng: Rng, count: number, cwd = '
   }
 }
 
+const ignore = (): void => undefined;
+
 /**
  * A `Vfs` that models the operating system's page cache: every write lands in
  * a volatile cache (visible to readers at once), `flush()` of a storage makes
@@ -310,8 +312,17 @@ export class CrashSimVfs extends ForwardingVfs {
   declare readonly inner: MemoryVfs;
   readonly model = new CrashModel();
   readonly log: CrashEvent[] = [];
-  /** Called after every logged event (awaited inside the storage call that caused it). */
+  /**
+   * Called after every logged event. A promise it returns is awaited by the
+   * call that caused the event (a storage's write, truncate or flush, `open`,
+   * `remove`, `rename`), which rejects with its error. The set-up calls
+   * (`put`, `mark`, `syncAll`) are synchronous: their hooks' promises are
+   * awaited by the next asynchronous call instead (and by `settled()`), so a
+   * rejection is never left unhandled.
+   */
   onEvent: ((event: CrashEvent, index: number) => void | Promise<void>) | undefined;
+  /** Hooks of synchronous calls still running (see `onEvent`), awaited by the next asynchronous one. */
+  private deferred: Promise<void> | undefined;
   private readonly inodes = new Map<MemoryFile, number>();
   private nextInode = 1;
 
@@ -324,17 +335,17 @@ export class CrashSimVfs extends ForwardingVfs {
     const abs = this.abs(path);
     const file = this.inner.put(abs, content);
     const inode = this.inodeOf(file, abs);
-    this.emit({ type: 'reset', inode, content: content.slice(), mtimeSec: file.mtimeSec });
+    this.record({ type: 'reset', inode, content: content.slice(), mtimeSec: file.mtimeSec });
   }
 
   /** Logs a note from the test (kept in order with the storage events). */
   mark(label: string, data?: unknown): void {
-    this.emit({ type: 'mark', label, data });
+    this.record({ type: 'mark', label, data });
   }
 
   /** Makes everything durable (as `sync`), e.g. at the end of a test's set-up. */
   syncAll(): void {
-    this.emit({ type: 'sync-all' });
+    this.record({ type: 'sync-all' });
   }
 
   /** The files as a crash now would leave them. */
@@ -353,7 +364,9 @@ export class CrashSimVfs extends ForwardingVfs {
     const known = this.inodes.has(storage.file);
     const inode = this.inodeOf(storage.file, abs);
     if (known && options.create && options.truncate) {
-      this.emit({ type: 'reset', inode, content: new Uint8Array(), mtimeSec: storage.file.mtimeSec });
+      await this.emit({ type: 'reset', inode, content: new Uint8Array(), mtimeSec: storage.file.mtimeSec });
+    } else {
+      await this.settled();
     }
     return new CrashStorage(this, storage, inode);
   }
@@ -361,19 +374,64 @@ export class CrashSimVfs extends ForwardingVfs {
 
   override async remove(path: string): Promise<void> {
     await this.inner.remove(path);
-    this.emit({ type: 'remove', path: this.abs(path) });
+    await this.emit({ type: 'remove', path: this.abs(path) });
   }
 
   override async rename(from: string, to: string): Promise<void> {
     await this.inner.rename(from, to);
-    this.emit({ type: 'rename', from: this.abs(from), to: this.abs(to) });
+    await this.emit({ type: 'rename', from: this.abs(from), to: this.abs(to) });
   }
 
-  /** @internal */
-  emit(event: CrashEvent): void | Promise<void> {
+  /**
+   * Resolves once the `onEvent` hooks of every event logged so far are done;
+   * rejects with the first error of a hook of a synchronous call (`put`,
+   * `mark`, `syncAll`), once.
+   */
+  async settled(): Promise<void> {
+    const deferred = this.deferred;
+    this.deferred = undefined;
+    await deferred;
+  }
+
+  /**
+   * Logs `event` from an asynchronous call (at once, in the order the changes
+   * happened) and returns what that call awaits: the hooks of earlier
+   * synchronous calls, then this event's hook. @internal
+   */
+  emit(event: CrashEvent): Promise<void> {
+    const result = this.hook(event);
+    const deferred = this.deferred;
+    this.deferred = undefined;
+    if (deferred === undefined) return result;
+    result.catch(ignore); // the earlier hook's error is the one reported
+    return deferred.then(() => result);
+  }
+
+  /** Logs `event` from a synchronous call: a promise from its hook is kept for the next asynchronous call. */
+  private record(event: CrashEvent): void {
     this.log.push(event);
     this.model.apply(event);
-    return this.onEvent?.(event, this.log.length - 1);
+    // A synchronous throw leaves the call that caused the event, as it is synchronous too.
+    const returned = this.onEvent?.(event, this.log.length - 1);
+    if (returned === undefined) return;
+    const result = Promise.resolve(returned);
+    const previous = this.deferred;
+    const chained = previous === undefined ? result : previous.then(() => result);
+    // Handled here so that nothing is reported unhandled meanwhile; the call that awaits it still sees the error.
+    result.catch(ignore);
+    chained.catch(ignore);
+    this.deferred = chained;
+  }
+
+  /** Logs and applies `event`, and calls the hook: its outcome as a promise (a synchronous throw too). */
+  private hook(event: CrashEvent): Promise<void> {
+    this.log.push(event);
+    this.model.apply(event);
+    try {
+      return Promise.resolve(this.onEvent?.(event, this.log.length - 1));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   private inodeOf(file: MemoryFile, abs: string): number {
@@ -381,7 +439,7 @@ export class CrashSimVfs extends ForwardingVfs {
     if (inode === undefined) {
       inode = this.nextInode++;
       this.inodes.set(file, inode);
-      this.emit({ type: 'create', path: abs, inode });
+      this.record({ type: 'create', path: abs, inode });
     }
     return inode;
   }

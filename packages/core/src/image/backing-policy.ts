@@ -35,10 +35,12 @@ export interface BackingPolicy {
    */
   allowedDirs?: string[];
   /**
-   * What to do when the backing file's size or mtime differs from what the
-   * overlay recorded (UML refuses; this is the default, `refuse`). `accept`
-   * opens anyway; `update` rewrites the overlay's header with the new values
-   * (needs a writable top image).
+   * What to do when the driver's checks of the backing file fail
+   * (`DriverImage.checkBackingFacts`: what the overlay recorded of it, such
+   * as UML cow's size and mtime, against the file found). `refuse` (the
+   * default, as UML) fails with `backing-mismatch`; `accept` opens anyway;
+   * `update` has the driver record the file's current facts
+   * (`DriverImage.setBacking`; needs a writable top image).
    */
   onMismatch?: 'refuse' | 'accept' | 'update';
   /** Use this file as the top image's backing file instead of the stored path (uml_moo -b). */
