@@ -5,7 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  DriverRegistry, MemoryVfs, openImage, type BlockDriver, type DriverCapabilities, type DriverImage, type Storage,
+  DriverRegistry,
+  MemoryVfs,
+  openImage,
+  type BlockDriver,
+  type DriverCapabilities,
+  type DriverImage,
+  type Storage,
 } from '@blk/core';
 import { info } from '../src/io/status-commands.js';
 import type { IoSession } from '../src/io/session.js';
@@ -19,8 +25,13 @@ function unitDriver(requestAlignment: number, clusterSize: number | undefined): 
     async open(storage: Storage): Promise<DriverImage> {
       const capabilities: DriverCapabilities = { write: false, ...(clusterSize ? { limits: { clusterSize } } : {}) };
       return {
-        driver, requestAlignment, capabilities, size: 1 << 20,
-        read: (_offset, into) => { into.fill(0); },
+        driver,
+        requestAlignment,
+        capabilities,
+        size: 1 << 20,
+        read: (_offset, into) => {
+          into.fill(0);
+        },
         blockStatus: async (_offset, length) => ({ allocated: false, length }),
         flush: async () => undefined,
         info: () => ({}),
@@ -35,10 +46,18 @@ async function infoLines(requestAlignment: number, clusterSize: number | undefin
   const vfs = new MemoryVfs();
   vfs.put('/disk.img', new Uint8Array(0));
   const image = await openImage('/disk.img', {
-    format: 'units', readOnly: true, vfs, registry: new DriverRegistry([unitDriver(requestAlignment, clusterSize)]),
+    format: 'units',
+    readOnly: true,
+    vfs,
+    registry: new DriverRegistry([unitDriver(requestAlignment, clusterSize)]),
   });
   let text = '';
-  const ctx = { image, out: (t: string) => { text += t; } } as unknown as IoSession;
+  const ctx = {
+    image,
+    out: (t: string) => {
+      text += t;
+    },
+  } as unknown as IoSession;
   try {
     expect(await info.run(ctx, ['info'])).toBe(true);
   } finally {
