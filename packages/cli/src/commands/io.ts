@@ -9,7 +9,7 @@
 import * as readline from 'node:readline';
 import { UsageError } from '../errors.js';
 import { IoSession, runCommand } from '../io/commands.js';
-import { NOCACHE, parseCache, parseDiscard, validAio, type IoOpenOptions } from '../io/open-options.js';
+import { NOCACHE, parseCache, parseDiscard, validAio, type IoOpenOptions } from '../io/open-flags.js';
 import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { drained } from '../output.js';
 

@@ -4,7 +4,7 @@
  * they mean on blk io's command line, see open-options.ts), `close` closes it.
  */
 import { getoptOrUsage, type CmdInfo } from './command.js';
-import { NOCACHE, applyOpenOptions, parseCache, parseDiscard, validAio, type IoOpenOptions } from './open-options.js';
+import { NOCACHE, applyOpenOptions, parseCache, parseDiscard, validAio, type IoOpenOptions } from './open-flags.js';
 
 export const open: CmdInfo = {
   name: 'open', altname: 'o', argmin: 1, argmax: -1, noFile: true,
