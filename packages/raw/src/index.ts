@@ -136,6 +136,14 @@ class RawImage implements DriverImage {
     };
   }
 
+  /**
+   * @deprecated `requestAlignment` under its old name (`DriverImage.sectorSize`),
+   * for code that still reads it from a driver image; the core reads `requestAlignment`.
+   */
+  get sectorSize(): number {
+    return this.requestAlignment;
+  }
+
   /** The file's own length (up to 511 bytes less than `size`): where probing finds its last bytes. */
   fileLength(): Promise<number> {
     return this.storage.size();
