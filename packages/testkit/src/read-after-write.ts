@@ -81,6 +81,49 @@ class ZeroCommand implements ImageCommand {
   }
 }
 
+/**
+ * `discard` of the whole discard units inside the range (discard is advisory:
+ * the core clips unaligned edges; a range ending at the image's end counts
+ * whole). What the range reads afterwards follows `capabilities.discard`:
+ * `none`: refused (`not-supported`), nothing changed; `zero`: zeros;
+ * `backing`: what the layer below holds there (read from the backing image
+ * before the discard; zeros without one); `any`: unspecified, so the model
+ * takes what it reads now, and later commands check that it stays so. A
+ * discarded range is no longer "written" (it may be deallocated).
+ */
+class DiscardCommand implements ImageCommand {
+  constructor(readonly offset: number, readonly length: number) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: ImageModel, r: ImageReal): Promise<void> {
+    const image = r.image;
+    const caps = image.capabilities;
+    if (caps.discard === 'none') {
+      await expectNotSupported(image.discard(this.offset, this.length), `${this.toString()} with discard 'none'`);
+      return;
+    }
+    const unit = caps.limits.discardAlignment;
+    const start = Math.ceil(this.offset / unit) * unit;
+    const end = this.offset + this.length === image.size ? image.size : Math.floor((this.offset + this.length) / unit) * unit;
+    if (!(start < end)) return;
+    let expected: Uint8Array | undefined = new Uint8Array(end - start);
+    if (caps.discard === 'backing' && image.backing !== undefined) {
+      // The backing image may be shorter: past its end the overlay reads zeros.
+      const inside = Math.max(0, Math.min(end, image.backing.size) - start);
+      if (inside > 0) expected.set(await image.backing.read(start, inside));
+    } else if (caps.discard === 'any') {
+      expected = undefined;
+    }
+    await image.discard(start, end - start);
+    m.content.set(expected ?? await image.read(start, end - start), start);
+    m.written.fill(0, start, end);
+  }
+  toString(): string {
+    return `discard(${this.offset}, +${this.length})`;
+  }
+}
+
 /** Awaits `request`, which must fail with `not-supported` and code ENOTSUP. */
 async function expectNotSupported(request: Promise<void>, what: string): Promise<void> {
   let error: unknown;
@@ -169,7 +212,8 @@ export interface CommandOptions extends InvariantOptions {
  * The command sequences `checkReadAfterWrite` runs, for authors who want to
  * drive `fc.asyncModelRun` themselves: writes (weight 6, one in four with
  * FUA), reads (5), zero writes with random mayUnmap/noFallback/fua flags (2),
- * status queries (2), flushes (1), close/reopen (1) and full maps (1).
+ * discards checked against `capabilities.discard` (1), status queries (2),
+ * flushes (1), close/reopen (1) and full maps (1).
  */
 export function imageCommands(range: RangeConstraints, options: CommandOptions): fc.Arbitrary<Iterable<ImageCommand>> {
   const ranges = rangeArb(range);
@@ -184,6 +228,7 @@ export function imageCommands(range: RangeConstraints, options: CommandOptions):
         .map(([r, flags]): ImageCommand => new ZeroCommand(r.offset, r.length, flags)),
       weight: 2,
     },
+    { arbitrary: ranges.map((r): ImageCommand => new DiscardCommand(r.offset, r.length)), weight: 1 },
     { arbitrary: ranges.map((r): ImageCommand => new ReadCommand(r.offset, r.length)), weight: 5 },
     { arbitrary: ranges.map((r): ImageCommand => new StatusCommand(r.offset, r.length, options)), weight: 2 },
     { arbitrary: fc.constant<ImageCommand>(new FlushCommand()), weight: 1 },

@@ -78,6 +78,35 @@ describe('checkReadAfterWrite rejects', () => {
     await expect(checkReadAfterWrite(single(idle, 20 * 512), fast)).rejects.toThrow(/differ/);
   });
 
+  it("a driver whose discard leaves the data while it says discarded ranges read as zeros (discard 'zero')", async () => {
+    const sticky = mutant(rawDriver, 'sticky-discard', () => ({ discard: async () => undefined }));
+    await expect(checkReadAfterWrite(single(sticky, 20 * 512), fast)).rejects.toThrow(/differ/);
+  });
+
+  it('an overlay whose discarded sectors read zeros instead of the backing file (discard \'backing\')', async () => {
+    // ovl's discard clears bits (the sectors fall through again); this one also zeroes what they read.
+    const zeroing = mutant(overlayDriver, 'zeroing-discard', (inner) => {
+      const gone: Array<[number, number]> = [];
+      return {
+        discard: async (offset: number, length: number) => { await inner.discard!(offset, length); gone.push([offset, offset + length]); },
+        write: async (offset: number, data: Uint8Array) => {
+          await inner.write!(offset, data);
+          for (const g of gone) if (offset < g[1] && offset + data.length > g[0]) g[1] = g[0];
+        },
+        read: async (offset: number, into: Uint8Array, below) => {
+          await inner.read(offset, into, below);
+          for (const [a, b] of gone) {
+            const from = Math.max(a, offset), to = Math.min(b, offset + into.length);
+            if (from < to) into.fill(0, from - offset, to - offset);
+          }
+        },
+      };
+    });
+    const registry = new DriverRegistry([rawDriver, overlayDriver, zeroing]);
+    const subject = chainSubject({ registry, layers: [{ format: 'raw', size: 16_384 }, { format: 'zeroing-discard' }] });
+    await expect(checkReadAfterWrite(subject, fast)).rejects.toThrow(/differ/);
+  });
+
   it('a driver whose block status calls written data unallocated zeros', async () => {
     const liar = mutant(rawDriver, 'liar', () => ({
       blockStatus: async (_offset, length) => ({ allocated: false, zero: true, length }),
