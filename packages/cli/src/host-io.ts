@@ -5,8 +5,9 @@
  * pipeline really overlaps reading one chunk with writing another (the default
  * synchronous I/O runs every call on the main thread, one after the other).
  * Small requests (driver metadata) stay synchronous: a thread-pool round trip
- * costs tens of µs. Everything else (flush, size, locks, close) is the inner
- * storage's.
+ * costs tens of µs. Flushes (fdatasync) go to the pool too, so that a flush
+ * behind the copy does not stop it. Everything else (size, locks, close) is
+ * the inner storage's.
  */
 import { FilterStorage, type FileAttributes, type Storage, type StorageCapabilities, type Vfs, type VfsOpenOptions } from '@blk/core';
 import { hostVfs } from './images.js';
@@ -18,6 +19,8 @@ const THREADED_MIN = 128 * 1024;
 interface PoolIo {
   readOnPool(offset: number, into: Uint8Array): Promise<number>;
   writeOnPool(offset: number, data: Uint8Array): Promise<void>;
+  /** fdatasync on the pool (absent on older storages: then the storage's own flush). */
+  flushOnPool?(): Promise<void>;
 }
 
 function hasPoolIo(storage: Storage): storage is Storage & PoolIo {
@@ -43,6 +46,13 @@ class ThreadedStorage extends FilterStorage {
   }
   override write(offset: number, data: Uint8Array): Promise<void> {
     return data.length >= this.min ? this.inner.writeOnPool(offset, data) : super.write(offset, data);
+  }
+  /**
+   * fdatasync on the thread pool: the job's pipeline keeps copying while the disk takes what was
+   * written before (the copy engine flushes behind itself as it goes; see @blk/jobs' copy.ts).
+   */
+  override flush(): Promise<void> {
+    return this.inner.flushOnPool ? this.inner.flushOnPool() : super.flush();
   }
 }
 

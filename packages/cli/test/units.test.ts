@@ -166,6 +166,31 @@ describe('copy jobs: cache modes and the pipeline', () => {
 });
 
 describe('ThreadedIoVfs (the copy jobs\' host Vfs)', () => {
+  it('flushes on the thread pool (flushOnPool), so that a flush behind a copy does not stop its event loop', async () => {
+    const { MemoryVfs } = await import('@blk/core');
+    const { ThreadedIoVfs } = await import('../src/host-io.js');
+    const calls: string[] = [];
+    const inner = new MemoryVfs();
+    inner.put('/f', new Uint8Array(1024));
+    // A storage offering the pool calls of NodeFileStorage, recording which flush is used.
+    const pooled = {
+      ...inner,
+      open: async (path: string, o?: Parameters<MemoryVfs['open']>[1]) => {
+        const storage = await inner.open(path, o);
+        return Object.assign(storage, {
+          readOnPool: (offset: number, into: Uint8Array) => storage.read(offset, into),
+          writeOnPool: (offset: number, data: Uint8Array) => storage.write!(offset, data),
+          flushOnPool: async () => { calls.push('flushOnPool'); },
+          flush: async () => { calls.push('flush'); },
+        });
+      },
+    } as unknown as MemoryVfs;
+    const storage = await new ThreadedIoVfs(pooled).open('/f', {});
+    await storage.flush!();
+    expect(calls).toEqual(['flushOnPool']);
+    await storage.close();
+  });
+
   it('close() waits for thread-pool reads in flight, so their descriptor number is never reused under them', async () => {
     const fs = await import('node:fs');
     const os = await import('node:os');

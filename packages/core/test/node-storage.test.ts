@@ -58,6 +58,28 @@ describe("NodeFileStorage (io: 'async'): close() and calls in flight", () => {
   });
 });
 
+describe.each<NodeIoMode>(['sync', 'async'])('NodeFileStorage (io: %s): flushOnPool', (io) => {
+  it('flushes on the thread pool in either mode; close() waits for it (its descriptor is not closed under it)', async () => {
+    for (let round = 0; round < 3; round++) {
+      const file = tempFile();
+      const storage = await NodeFileStorage.open(file, { io });
+      await storage.write(0, new Uint8Array(4 * 1024 * 1024).fill(0x5a));
+      const flushes = [storage.flushOnPool(), storage.flushOnPool()];
+      // Closed at once: the fdatasync calls still queued on the pool must not meet a closed (or reused) descriptor.
+      await storage.close();
+      await expect(Promise.all(flushes)).resolves.toEqual([undefined, undefined]);
+      expect(fs.statSync(file).size).toBe(4 * 1024 * 1024);
+    }
+  });
+
+  it("is a no-op on a read-only open and refuses use after close with 'closed'", async () => {
+    const ro = await NodeFileStorage.open(tempFile(bytes(10)), { io, readOnly: true });
+    await ro.flushOnPool();
+    await ro.close();
+    await expect(ro.flushOnPool()).rejects.toMatchObject({ kind: 'closed' });
+  });
+});
+
 describe.each<NodeIoMode>(['sync', 'async'])('NodeFileStorage (io: %s)', (io) => {
   it('writes and reads at explicit positions, with no seek state between calls', async () => {
     const file = tempFile(new Uint8Array(300));

@@ -6,7 +6,7 @@
  * and prints; these compute.
  */
 export * from './common.js';
-export { copyImageData, copyOwnRuns, sparseGranule, targetGranule, type CopyOptions } from './copy.js';
+export { copyImageData, copyOwnRuns, sparseGranule, targetGranule, WRITE_BEHIND, type CopyOptions } from './copy.js';
 export { planTarget, TargetWriter, tempNameFor, type TargetPlan } from './target.js';
 export { convertImage, copyDepth, sparseSizeOf, type ConvertOptions, type ConvertResult } from './convert.js';
 export { convertIntoExisting } from './convert-existing.js';

@@ -315,9 +315,25 @@ export class NodeFileStorage implements Storage {
   async flush(): Promise<void> {
     this.checkOpen();
     if (this.readOnly) return;
+    if (this.async) return this.flushOnPool();
     try {
-      if (this.async) await this.pool.call<void>((cb) => fs.fdatasync(this.fd, cb));
-      else fs.fdatasyncSync(this.fd);
+      fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      throw ioError(this.path, 'flush', err);
+    }
+  }
+
+  /**
+   * `flush` (fdatasync) on libuv's thread pool whatever the io mode: the
+   * event loop goes on (a copy job keeps reading and writing other pieces
+   * while the disk takes what was written before). Covers every write that
+   * completed before the call, as `flush` does; close() waits for it.
+   */
+  async flushOnPool(): Promise<void> {
+    this.checkOpen();
+    if (this.readOnly) return;
+    try {
+      await this.pool.call<void>((cb) => fs.fdatasync(this.fd, cb));
     } catch (err) {
       throw ioError(this.path, 'flush', err);
     }
