@@ -42,7 +42,7 @@ const { values: opts } = parseArgs({
 
 if (opts.help) {
   console.log(`usage: node bench/run.mjs [--quick] [--cold] [--only ROW[,ROW...]] [--reps N] [--dir TMPDIR] [--keep] [--profile] [--write-results]
-rows: seq-read rand-read seq-write unaligned-write rand-write commit convert durable-convert map map-chain open info (prefixes of row ids work too)
+rows: seq-read rand-read seq-write unaligned-write rand-write commit convert durable-convert durable-commit map map-chain open info (prefixes of row ids work too)
 --experiment NAME loads bench/experiments/NAME.mjs into every in-process blk run (a prototype, not blk code)`);
   process.exit(0);
 }
@@ -182,17 +182,21 @@ const cowWarmRanges = (size, runs) => {
   const l = cowLayout(size);
   return [[0, l.dataOffset], ...runs.map(([s, n]) => [l.dataOffset + s, n])];
 };
-function makeCommitPair(sub) {
+function makeCommitPair(sub, size = S.size, source = base) {
   const d = `${dir}/${sub}`;
   fs.rmSync(d, { recursive: true, force: true });
   fs.mkdirSync(d);
-  fs.copyFileSync(base(), `${d}/base.raw`);
+  fs.copyFileSync(source(), `${d}/base.raw`);
   // Clean pages only: a dirty copy would make the commit's own flush write the whole file.
   const fd = fs.openSync(`${d}/base.raw`, 'r+');
   fs.fdatasyncSync(fd);
   fs.closeSync(fd);
-  const runs = commitRuns(S.size);
-  writeCow(`${d}/overlay.cow`, { size: S.size, backingPath: `${d}/base.raw`, runs, fill: overlayFill });
+  const runs = commitRuns(size);
+  writeCow(`${d}/overlay.cow`, { size, backingPath: `${d}/base.raw`, runs, fill: overlayFill });
+  // The overlay's pages clean too (written back, untimed): the commit's flushes then write only what it writes.
+  const fo = fs.openSync(`${d}/overlay.cow`, 'r+');
+  fs.fdatasyncSync(fo);
+  fs.closeSync(fo);
   return { dir: d, base: `${d}/base.raw`, overlay: `${d}/overlay.cow`, runs };
 }
 const convertCow = () => fixture('convert.cow', (p) => {
@@ -644,6 +648,70 @@ groups.push({
       note: !have.cli ? pending('@blk/cli') : errors['blk convert (durable)'] ?? errors['cp --sparse + sync']
         ?? (wrong ? `WRONG RESULT: output differs from the merged image: ${check}` : 'output identical to the merged image') });
     fs.rmSync(merged, { force: true });
+  },
+});
+
+// The durable commit of issue 12: the same 512 MiB chain (quick: S.size), 25% of it in the overlay, committed with
+// `blk commit` (default -t writeback: the base, the overlay and the journal's directory are flushed at each step of
+// its crash-safety protocol) against `uml_moo -d` (which never syncs) followed by `sync -d base`. Both start from
+// identical copies whose pages are clean (written back before the timed run), with warm page cache.
+groups.push({
+  id: 'durable-commit', rows: ['durable-commit'],
+  run() {
+    const pairs = {};
+    const checks = {};
+    const make = (key, sub) => {
+      const p = makeCommitPair(sub, DURABLE_SIZE, durableBase);
+      pairs[key] = p;
+      prepare([p.base, [p.overlay, cowWarmRanges(DURABLE_SIZE, p.runs)]]);
+    };
+    const variants = [
+      { key: 'uml_moo -d + sync', before: () => make('uml_moo -d + sync', 'durable-commit-uml'),
+        run: () => {
+          const p = pairs['uml_moo -d + sync'];
+          const r = runCommand(['uml_moo', '-d', p.overlay]);
+          const sync = runCommand(['sync', '-d', p.base], { rss: false });
+          return { value: r.seconds + sync.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+        } },
+    ];
+    // What no Node program can beat: starting node, and writing the bytes the commit copies (a quarter of the
+    // image) to the disk with fdatasync. Shown in the note, against the goal.
+    const floorFile = `${dir}/durable-commit-floor.raw`;
+    variants.push({ key: 'floor', after: () => fs.rmSync(floorFile, { force: true }),
+      run: () => {
+        const n = runCommand([node, '-e', '0'], { rss: false });
+        const dd = runCommand(['dd', 'if=/dev/zero', `of=${floorFile}`, 'bs=1M', `count=${DURABLE_SIZE / 4 / MiB}`, 'conv=fdatasync', 'status=none'], { rss: false });
+        return { value: n.seconds + dd.seconds, unit: 's', node: n.seconds, dd: dd.seconds };
+      } });
+    if (have.cli) {
+      variants.push({ key: 'blk commit (durable)', before: () => make('blk commit (durable)', 'durable-commit-blk'),
+        run: () => {
+          const r = runCommand(blkCli('commit', pairs['blk commit (durable)'].overlay));
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+        } });
+    }
+    const ready = new Set();
+    const { out, errors } = interleave(S.cliReps, variants.map((v) => ({
+      ...v,
+      before: () => { ready.delete(v.key); v.before?.(); },
+      run: (r) => { const res = v.run(r); ready.add(v.key); return res; },
+      after: () => {
+        v.after?.();
+        if (ready.has('uml_moo -d + sync') && ready.has('blk commit (durable)') && checks.blk === undefined) {
+          checks.blk = compareFiles(pairs['uml_moo -d + sync'].base, pairs['blk commit (durable)'].base) ?? 'ok';
+        }
+      },
+    })));
+    for (const sub of ['durable-commit-uml', 'durable-commit-blk']) fs.rmSync(`${dir}/${sub}`, { recursive: true, force: true });
+    const u = best(out['uml_moo -d + sync'], false), b = best(out['blk commit (durable)'], false), f = best(out.floor, false);
+    const wrong = checks.blk !== undefined && checks.blk !== 'ok';
+    const floorNote = f ? `; floor (\`node -e 0\` ${fmtRate(f.node, 's')} + \`dd\` of ${fmtBytes(DURABLE_SIZE / 4)} with fdatasync ${fmtRate(f.dd, 's')}): `
+      + `${fmtRate(f.value, 's')} = ${u ? fmtRatio(f.value / u.value) : '—'} of the baseline` : '';
+    addRow({ id: 'durable-commit', title: `durable \`blk commit\` of a ${fmtBytes(DURABLE_SIZE)} cow chain (25% in the overlay) vs uml_moo -d + sync`,
+      unit: 's', blk: b?.value, baseline: u?.value, baselineName: '`uml_moo -d` on an identical copy + `sync -d base`',
+      goal: { max: 0.2 }, rssKiB: b?.maxRssKiB, wrong, samples: out,
+      note: !have.cli ? pending('@blk/cli') : errors['blk commit (durable)'] ?? errors['uml_moo -d + sync']
+        ?? (wrong ? `WRONG RESULT: merged base differs from uml_moo's: ${checks.blk}` : `merged base identical to uml_moo's${floorNote}`) });
   },
 });
 
