@@ -2,15 +2,17 @@ import { defineConfig } from 'vitest/config';
 import { fileURLToPath } from 'node:url';
 import * as os from 'node:os';
 
-const src = (pkg: string, entry = 'index') => fileURLToPath(new URL(`./packages/${pkg}/src/${entry}.ts`, import.meta.url));
+const src = (pkg: string, entry = 'index') =>
+  fileURLToPath(new URL(`./packages/${pkg}/src/${entry}.ts`, import.meta.url));
 
 // Time limits are hang detectors, sized for an idle 2-core machine and stretched by the load at the
 // start of the run (load average per CPU, 1 to 8): under a load of 8-15 on 2 cores every test takes
 // several times as long. BLK_TEST_TIME_SCALE overrides it; test workers inherit it (withTimeout and
 // the CLI helpers in @blk/faults' testTimeScale()).
-const timeScale = Number(process.env.BLK_TEST_TIME_SCALE) >= 1
-  ? Number(process.env.BLK_TEST_TIME_SCALE)
-  : Math.min(8, Math.max(1, Math.round((os.loadavg()[0] / os.availableParallelism()) * 10) / 10));
+const timeScale =
+  Number(process.env.BLK_TEST_TIME_SCALE) >= 1
+    ? Number(process.env.BLK_TEST_TIME_SCALE)
+    : Math.min(8, Math.max(1, Math.round((os.loadavg()[0] / os.availableParallelism()) * 10) / 10));
 process.env.BLK_TEST_TIME_SCALE = String(timeScale);
 
 export default defineConfig({

@@ -28,9 +28,13 @@ await overlay.write(4 * MiB, new Uint8Array(64 * 1024).fill(0xc0));
 await overlay.flush();
 
 console.log(`overlay: ${overlayPath}`);
-console.log(`  format ${overlay.format} (${overlay.info().formatSpecific.variant}), virtual size ${overlay.size} bytes`);
+console.log(
+  `  format ${overlay.format} (${overlay.info().formatSpecific.variant}), virtual size ${overlay.size} bytes`,
+);
 console.log(`  backing ${overlay.info().backing?.resolved} (${overlay.backing?.format})`);
-console.log(`  file length ${statSync(overlayPath).size} bytes, ${statSync(overlayPath).blocks * 512} bytes on disk (sparse)`);
+console.log(
+  `  file length ${statSync(overlayPath).size} bytes, ${statSync(overlayPath).blocks * 512} bytes on disk (sparse)`,
+);
 
 // 4. What each range reads from: depth 0 = overlay, 1 = base, none = zeros. A hole in the base
 //    file (never written: the rest of its 16 MiB) is a zero run of the base.
@@ -45,7 +49,9 @@ for await (const run of overlay.map()) {
 // 5. Reads see the overlay's data where it wrote, the base's elsewhere.
 const text = new TextDecoder().decode(await overlay.read(1000, 14));
 const around = await overlay.read(990, 10);
-console.log(`\nread at 1000: "${text}"; the 10 bytes before it come from the base: ${[...around].map((b) => b.toString(16)).join(' ')}`);
+console.log(
+  `\nread at 1000: "${text}"; the 10 bytes before it come from the base: ${[...around].map((b) => b.toString(16)).join(' ')}`,
+);
 const top = await overlay.isAllocated(0, 16 * MiB);
 console.log(`isAllocated(0): ${top.allocated} for ${top.length} bytes (sector 1 is the first the overlay holds)`);
 await overlay.close();

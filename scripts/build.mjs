@@ -30,14 +30,18 @@ const logFile = path.join(root, '.tmp', 'build.log');
 /** Every workspace package under packages/ with a build script. */
 function workspacePackages() {
   const dir = path.join(root, 'packages');
-  return fs.readdirSync(dir, { withFileTypes: true })
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
     .filter((e) => e.isDirectory() && fs.existsSync(path.join(dir, e.name, 'package.json')))
     .map((e) => {
       const pkgDir = path.join(dir, e.name);
       const manifest = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8'));
       const deps = Object.entries({ ...manifest.dependencies, ...manifest.devDependencies })
-        .filter(([, spec]) => String(spec).startsWith('workspace:')).map(([name]) => name);
-      const configs = fs.readdirSync(pkgDir).filter((f) => /^tsup(\..+)?\.config\.[cm]?[jt]s$/.test(f))
+        .filter(([, spec]) => String(spec).startsWith('workspace:'))
+        .map(([name]) => name);
+      const configs = fs
+        .readdirSync(pkgDir)
+        .filter((f) => /^tsup(\..+)?\.config\.[cm]?[jt]s$/.test(f))
         .map((f) => path.join(pkgDir, f));
       const bundles = configs.some((f) => /\bnoExternal\b/.test(fs.readFileSync(f, 'utf8')));
       return { name: manifest.name, dir: pkgDir, deps, configs, bundles, buildable: Boolean(manifest.scripts?.build) };
@@ -100,7 +104,10 @@ function runBuild(pkg, log) {
     const child = spawn('pnpm', ['run', 'build'], { cwd: pkg.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.on('data', (b) => log.write(b));
     child.stderr.on('data', (b) => log.write(b));
-    child.on('error', (err) => { log.write(`${err.message}\n`); resolve({ ok: false, ms: Date.now() - started }); });
+    child.on('error', (err) => {
+      log.write(`${err.message}\n`);
+      resolve({ ok: false, ms: Date.now() - started });
+    });
     child.on('close', (code) => resolve({ ok: code === 0, ms: Date.now() - started }));
   });
 }
@@ -128,14 +135,28 @@ async function main() {
   const nativeInstall = path.join(root, 'packages', 'native', 'install.cjs');
   if (fs.existsSync(nativeInstall)) {
     const r = await new Promise((resolve) => {
-      const child = spawn(process.execPath, [nativeInstall], { cwd: path.dirname(nativeInstall), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [nativeInstall], {
+        cwd: path.dirname(nativeInstall),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
-      child.stdout.on('data', (c) => { out += c; });
-      child.stderr.on('data', (c) => { out += c; });
+      child.stdout.on('data', (c) => {
+        out += c;
+      });
+      child.stderr.on('data', (c) => {
+        out += c;
+      });
       child.on('close', (code) => resolve({ code, out }));
     });
     log.write(`=== @blk/native: install.cjs\n${r.out}`);
-    if (/\bbuilt\b/.test(r.out) || r.code !== 0) process.stdout.write(r.out.split('\n').filter(Boolean).map((l) => `build: ${l}`).join('\n') + '\n');
+    if (/\bbuilt\b/.test(r.out) || r.code !== 0)
+      process.stdout.write(
+        `${r.out
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => `build: ${l}`)
+          .join('\n')}\n`,
+      );
   }
   // Level by level: a package builds once every workspace package it depends on is done.
   while (done.size < pkgs.length) {
@@ -163,9 +184,11 @@ async function main() {
     for (const p of ready) done.add(p.name);
   }
   await new Promise((res) => log.end(res));
-  console.log(built === 0
-    ? 'build: everything up to date'
-    : `build: ${built} package${built === 1 ? '' : 's'} built (log: ${path.relative(process.cwd(), logFile) || logFile})`);
+  console.log(
+    built === 0
+      ? 'build: everything up to date'
+      : `build: ${built} package${built === 1 ? '' : 's'} built (log: ${path.relative(process.cwd(), logFile) || logFile})`,
+  );
 }
 
 await main();

@@ -38,28 +38,53 @@ const runJob = async (k) => {
   return { code, share };
 };
 
-const runSlice = (k, first, count) => new Promise((resolve) => {
-  const share = count;
-  const child = spawn(join(root, 'node_modules/.bin/vitest'), ['run', 'test/fuzz-probe-open.test.ts', '-t', 'inputs give typed errors only'], {
-    cwd: root,
-    env: { ...process.env, BLK_FUZZ_INPUTS: String(count), BLK_FUZZ_FIRST: String(first), BLK_FUZZ_SEED: String(seed + k) },
-    stdio: ['ignore', 'pipe', 'pipe'],
+const runSlice = (k, first, count) =>
+  new Promise((resolve) => {
+    const share = count;
+    const child = spawn(
+      join(root, 'node_modules/.bin/vitest'),
+      ['run', 'test/fuzz-probe-open.test.ts', '-t', 'inputs give typed errors only'],
+      {
+        cwd: root,
+        env: {
+          ...process.env,
+          BLK_FUZZ_INPUTS: String(count),
+          BLK_FUZZ_FIRST: String(first),
+          BLK_FUZZ_SEED: String(seed + k),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
+    child.on('close', (code) => {
+      const figure = out.split('\n').find((l) => l.startsWith('FIGURE fuzz'));
+      const failures = [
+        ...new Set(
+          out
+            .split('\n')
+            .map((l) => l.match(/BLK_FUZZ_SEED=\d+ input #\d+[^"]*/)?.[0])
+            .filter(Boolean),
+        ),
+      ];
+      console.log(
+        `job ${k} (seed ${seed + k}, inputs #${first}..#${first + share - 1}): exit ${code}\n  ${figure ?? out.slice(-4000)}`
+          + (failures.length ? `\n  failures:\n    ${failures.slice(0, 20).join('\n    ')}` : '')
+          + (code !== 0 && failures.length === 0 ? `\n  output tail:\n${out.slice(-3000)}` : ''),
+      );
+      resolve({ code, share });
+    });
   });
-  let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
-  child.on('close', (code) => {
-    const figure = out.split('\n').find((l) => l.startsWith('FIGURE fuzz'));
-    const failures = [...new Set(out.split('\n').map((l) => l.match(/BLK_FUZZ_SEED=\d+ input #\d+[^"]*/)?.[0]).filter(Boolean))];
-    console.log(`job ${k} (seed ${seed + k}, inputs #${first}..#${first + share - 1}): exit ${code}\n  ${figure ?? out.slice(-4000)}`
-      + (failures.length ? `\n  failures:\n    ${failures.slice(0, 20).join('\n    ')}` : '')
-      + (code !== 0 && failures.length === 0 ? `\n  output tail:\n${out.slice(-3000)}` : ''));
-    resolve({ code, share });
-  });
-});
 
 const results = await Promise.all(Array.from({ length: jobs }, (_, k) => runJob(k)));
 const seconds = (Date.now() - started) / 1000;
 const failed = results.filter((r) => r.code !== 0).length;
-console.log(`FIGURE fuzz-long: ${inputs} inputs in ${seconds.toFixed(0)} s over ${jobs} jobs (seeds ${seed}..${seed + jobs - 1}); ${failed} job(s) failed`);
+console.log(
+  `FIGURE fuzz-long: ${inputs} inputs in ${seconds.toFixed(0)} s over ${jobs} jobs (seeds ${seed}..${seed + jobs - 1}); ${failed} job(s) failed`,
+);
 process.exit(failed === 0 ? 0 : 1);

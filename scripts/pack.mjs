@@ -40,7 +40,11 @@ function run(cmd, cmdArgs, cwd) {
 
 /** The tarball npm/pnpm just wrote: the last line of their output that names a .tgz. */
 function tarballFrom(stdout) {
-  const line = stdout.trim().split('\n').reverse().find((l) => l.trim().endsWith('.tgz'));
+  const line = stdout
+    .trim()
+    .split('\n')
+    .reverse()
+    .find((l) => l.trim().endsWith('.tgz'));
   if (!line) throw new Error(`pack: no tarball named in:\n${stdout}`);
   return path.resolve(out, path.basename(line.trim()));
 }
@@ -74,7 +78,8 @@ function vendorAddon(cliTarball, nativeDir) {
     const pkg = path.join(stage, 'package');
     for (const f of files) fs.cpSync(path.join(nativeDir, f), path.join(pkg, f), { recursive: true });
     const manifest = JSON.parse(fs.readFileSync(path.join(pkg, 'package.json'), 'utf8'));
-    if (manifest.scripts?.install) throw new Error('pack: @blk/cli has an install script of its own: vendorAddon would replace it');
+    if (manifest.scripts?.install)
+      throw new Error('pack: @blk/cli has an install script of its own: vendorAddon would replace it');
     manifest.files = [...manifest.files, ...files];
     manifest.scripts = { ...manifest.scripts, install: nativeManifest.scripts.install };
     fs.writeFileSync(path.join(pkg, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -92,11 +97,13 @@ for (const entry of fs.readdirSync(path.join(root, 'packages')).sort()) {
   if (!fs.existsSync(path.join(dir, 'package.json'))) continue;
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
   if (manifest.private) continue; // test-only packages (@blk/faults) are not shipped
-  if (!fs.existsSync(path.join(dir, 'dist'))) throw new Error(`pack: ${manifest.name} is not built: run pnpm run build first`);
+  if (!fs.existsSync(path.join(dir, 'dist')))
+    throw new Error(`pack: ${manifest.name} is not built: run pnpm run build first`);
   workspace.add(manifest.name);
   const tarball = tarballFrom(run('pnpm', ['pack', '--pack-destination', out], dir));
   const text = JSON.stringify(manifestOf(tarball));
-  if (text.includes('workspace:')) throw new Error(`pack: ${path.basename(tarball)} still names a workspace: dependency`);
+  if (text.includes('workspace:'))
+    throw new Error(`pack: ${path.basename(tarball)} still names a workspace: dependency`);
   if (manifest.name === '@blk/cli') vendorAddon(tarball, path.join(root, 'packages', 'native'));
   packed.push({ tarball, dir, manifest });
 }

@@ -13,9 +13,15 @@ describe('backing files whose format nobody named', () => {
   it('refuses a COW backing file under the default raw policy instead of reading its header as data', async () => {
     const vfs = new MemoryVfs();
     await cowOverCow(vfs);
-    const err = await openImage('/mid.cow', { vfs }).then(() => null, (e: unknown) => e);
+    const err = await openImage('/mid.cow', { vfs }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeNull(); // mid.cow over a raw file: fine
-    const failure = await openImage('/top.cow', { vfs }).then(() => null, (e: unknown) => e);
+    const failure = await openImage('/top.cow', { vfs }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(failure).toMatchObject({ kind: 'backing-format', path: '/mid.cow' });
     expect(String((failure as Error).message)).toMatch(/looks like a cow image/);
   });

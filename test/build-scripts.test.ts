@@ -16,7 +16,9 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NOISE = 250; // lines a package's build prints (tsup and node-gyp print about that many together)
 
 let work: string;
-beforeAll(() => { work = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-build-scripts-')); });
+beforeAll(() => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-build-scripts-'));
+});
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 function run(cmd: string, args: string[], cwd: string) {
@@ -34,15 +36,22 @@ function scratchWorkspace(): string {
   fs.mkdirSync(path.join(root, 'scripts'), { recursive: true });
   fs.copyFileSync(path.join(REPO, 'scripts', 'build.mjs'), path.join(root, 'scripts', 'build.mjs'));
   fs.writeFileSync(path.join(root, 'tsconfig.json'), '{}\n');
-  const builder = `const fs=require('fs');for(let i=0;i<${NOISE};i++)console.log('noise line '+i);`
+  const builder =
+    `const fs=require('fs');for(let i=0;i<${NOISE};i++)console.log('noise line '+i);`
     + `fs.rmSync('dist',{recursive:true,force:true});fs.mkdirSync('dist');fs.writeFileSync('dist/index.js','built');`
     + `fs.appendFileSync('../../builds.txt',require('./package.json').name+'\\n')`;
-  for (const [name, deps] of [['a', {}], ['b', { a: 'workspace:*' }]] as const) {
+  for (const [name, deps] of [
+    ['a', {}],
+    ['b', { a: 'workspace:*' }],
+  ] as const) {
     const dir = path.join(root, 'packages', name);
     fs.mkdirSync(path.join(dir, 'src'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'src', 'index.ts'), 'export {};\n');
     fs.writeFileSync(path.join(dir, 'build.cjs'), builder);
-    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', dependencies: deps, scripts: { build: 'node build.cjs' } }));
+    fs.writeFileSync(
+      path.join(dir, 'package.json'),
+      JSON.stringify({ name, version: '1.0.0', dependencies: deps, scripts: { build: 'node build.cjs' } }),
+    );
   }
   return root;
 }
@@ -50,7 +59,10 @@ function scratchWorkspace(): string {
 describe('scripts/build.mjs', () => {
   it('prints a line per package built (output in .tmp/build.log), dependencies first; a second run builds nothing; a changed source rebuilds its package only', () => {
     const root = scratchWorkspace();
-    const builds = () => fs.existsSync(path.join(root, 'builds.txt')) ? fs.readFileSync(path.join(root, 'builds.txt'), 'utf8').trim().split('\n') : [];
+    const builds = () =>
+      fs.existsSync(path.join(root, 'builds.txt'))
+        ? fs.readFileSync(path.join(root, 'builds.txt'), 'utf8').trim().split('\n')
+        : [];
     const build = path.join(root, 'scripts', 'build.mjs');
 
     const first = run(process.execPath, [build], root);
@@ -77,14 +89,26 @@ describe('scripts/build.mjs', () => {
     expect(builds()).toEqual(['a', 'b', 'b']);
   });
 
-  it('a package whose tsup config bundles workspace packages (noExternal) is rebuilt when a dependency\'s dist is newer, even an indirect one', () => {
+  it("a package whose tsup config bundles workspace packages (noExternal) is rebuilt when a dependency's dist is newer, even an indirect one", () => {
     const root = scratchWorkspace();
     const dir = path.join(root, 'packages', 'c');
     fs.cpSync(path.join(root, 'packages', 'b'), dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'c', version: '1.0.0', devDependencies: { b: 'workspace:*' }, scripts: { build: 'node build.cjs' } }));
-    fs.writeFileSync(path.join(dir, 'tsup.bin.config.ts'), "export default { noExternal: [/^a$|^b$/] };\n");
+    fs.writeFileSync(
+      path.join(dir, 'package.json'),
+      JSON.stringify({
+        name: 'c',
+        version: '1.0.0',
+        devDependencies: { b: 'workspace:*' },
+        scripts: { build: 'node build.cjs' },
+      }),
+    );
+    fs.writeFileSync(path.join(dir, 'tsup.bin.config.ts'), 'export default { noExternal: [/^a$|^b$/] };\n');
     const build = path.join(root, 'scripts', 'build.mjs');
-    const built = (r: ReturnType<typeof run>) => r.stdout.split('\n').filter((l) => /^build: \w \(/.test(l)).map((l) => l.split(' ')[1]);
+    const built = (r: ReturnType<typeof run>) =>
+      r.stdout
+        .split('\n')
+        .filter((l) => /^build: \w \(/.test(l))
+        .map((l) => l.split(' ')[1]);
     expect(built(run(process.execPath, [build], root))).toEqual(['a', 'b', 'c']);
 
     // Everything as if built a minute ago from older inputs; then a's source changes.
@@ -102,12 +126,14 @@ describe('scripts/build.mjs', () => {
     // a is rebuilt; b only imports a (left external): up to date; c carries a copy of a: rebuilt.
     expect(built(run(process.execPath, [build], root))).toEqual(['a', 'c']);
     expect(run(process.execPath, [build], root).stdout).toBe('build: everything up to date\n');
-
   });
 
-  it('a failing build: its output\'s tail, the log\'s name, exit status 1', () => {
+  it("a failing build: its output's tail, the log's name, exit status 1", () => {
     const root = scratchWorkspace();
-    fs.writeFileSync(path.join(root, 'packages', 'a', 'build.cjs'), "console.log('the compiler says: bad thing');process.exit(3)");
+    fs.writeFileSync(
+      path.join(root, 'packages', 'a', 'build.cjs'),
+      "console.log('the compiler says: bad thing');process.exit(3)",
+    );
     const r = run(process.execPath, [path.join(root, 'scripts', 'build.mjs')], root);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('the compiler says: bad thing');
@@ -120,13 +146,16 @@ describe('@blk/native install.cjs', () => {
   it('builds the addon printing one line (compiler output in install.log), and leaves an up-to-date addon alone', () => {
     const pkg = path.join(work, 'native');
     fs.mkdirSync(pkg);
-    for (const f of ['install.cjs', 'binding.gyp', 'package.json']) fs.copyFileSync(path.join(REPO, 'packages', 'native', f), path.join(pkg, f));
+    for (const f of ['install.cjs', 'binding.gyp', 'package.json'])
+      fs.copyFileSync(path.join(REPO, 'packages', 'native', f), path.join(pkg, f));
     fs.cpSync(path.join(REPO, 'packages', 'native', 'native'), path.join(pkg, 'native'), { recursive: true });
     const addon = path.join(pkg, 'build', 'Release', 'blk_native.node');
 
     const first = run(process.execPath, ['install.cjs'], pkg);
     expect(first.code).toBe(0);
-    expect(first.stdout).toMatch(/^@blk\/native: built build\/Release\/blk_native\.node with (node-gyp|cc) \(log: .*install\.log\)\n$/);
+    expect(first.stdout).toMatch(
+      /^@blk\/native: built build\/Release\/blk_native\.node with (node-gyp|cc) \(log: .*install\.log\)\n$/,
+    );
     expect(first.stderr).toBe('');
     expect(fs.readFileSync(path.join(pkg, 'install.log'), 'utf8').length).toBeGreaterThan(0);
     const builtAt = fs.statSync(addon).mtimeMs;

@@ -13,7 +13,15 @@
  */
 import { describe, expect, it, vi } from 'vitest';
 import {
-  ChainCursor, ForwardingVfs, MemoryFile, MemoryVfs, createImage, openImage, type Image, type Storage, type VfsOpenOptions,
+  ChainCursor,
+  ForwardingVfs,
+  MemoryFile,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type Image,
+  type Storage,
+  type VfsOpenOptions,
 } from '@blk/images';
 
 const KiB = 1024;
@@ -24,7 +32,10 @@ const TiB = 1024 * GiB;
 /** Counts the bytes read from each file, and fails reads past a budget (so a quadratic walk stops early). */
 class CountingVfs extends ForwardingVfs {
   readonly bytesRead = new Map<string, number>();
-  constructor(inner: MemoryVfs, readonly budget: number) {
+  constructor(
+    inner: MemoryVfs,
+    readonly budget: number,
+  ) {
     super(inner);
   }
 
@@ -36,7 +47,8 @@ class CountingVfs extends ForwardingVfs {
       read(offset: number, into: Uint8Array): Promise<number> {
         const total = (counts.get(path) ?? 0) + into.length;
         counts.set(path, total);
-        if (total > budget) return Promise.reject(new Error(`${path}: read ${total} bytes, over the budget of ${budget}`));
+        if (total > budget)
+          return Promise.reject(new Error(`${path}: read ${total} bytes, over the budget of ${budget}`));
         return storage.read(offset, into);
       },
     });
@@ -56,7 +68,7 @@ function sparseBase(vfs: MemoryVfs, size: number, extents: number): Array<[numbe
   const at: Array<[number, number]> = [];
   const data = new Uint8Array(4 * KiB).fill(0x5a);
   for (let i = 0; i < extents; i++) {
-    const offset = Math.floor(i * size / extents / (64 * KiB)) * 64 * KiB;
+    const offset = Math.floor((i * size) / extents / (64 * KiB)) * 64 * KiB;
     file.writeAt(offset, data);
     at.push([offset, data.length]);
   }
@@ -64,11 +76,17 @@ function sparseBase(vfs: MemoryVfs, size: number, extents: number): Array<[numbe
   return at;
 }
 
-interface Run { start: number; length: number; depth: number | undefined; zero: boolean }
+interface Run {
+  start: number;
+  length: number;
+  depth: number | undefined;
+  zero: boolean;
+}
 
 async function walk(image: Image): Promise<Run[]> {
   const runs: Run[] = [];
-  for await (const run of image.map()) runs.push({ start: run.start, length: run.length, depth: run.depth, zero: run.zero });
+  for await (const run of image.map())
+    runs.push({ start: run.start, length: run.length, depth: run.depth, zero: run.zero });
   return runs;
 }
 
@@ -126,13 +144,21 @@ describe('chain walks cost what they find', () => {
     const mem = new MemoryVfs('/');
     mem.put('/d/base.raw', new Uint8Array(MiB).fill(1));
     // The file is 16 GiB long (the bitmap) and all of it but the header is a hole.
-    await createImage('/d/top.cow', { vfs: mem, format: 'cow', size: 64 * TiB, backing: '/d/base.raw',
-      driverOptions: { variant: 'v2-qemu-lp64' } });
+    await createImage('/d/top.cow', {
+      vfs: mem,
+      format: 'cow',
+      size: 64 * TiB,
+      backing: '/d/base.raw',
+      driverOptions: { variant: 'v2-qemu-lp64' },
+    });
     const vfs = new CountingVfs(mem, 64 * MiB);
     const image = await openImage('/d/top.cow', { vfs, format: 'cow', readOnly: true });
     try {
       const runs = await walk(image);
-      expect(runs.map((r) => [r.start, r.length, r.depth])).toEqual([[0, MiB, 1], [MiB, 64 * TiB - MiB, undefined]]);
+      expect(runs.map((r) => [r.start, r.length, r.depth])).toEqual([
+        [0, MiB, 1],
+        [MiB, 64 * TiB - MiB, undefined],
+      ]);
       expect(vfs.total()).toBeLessThan(MiB);
     } finally {
       await image.close();

@@ -9,7 +9,15 @@
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { ForwardingVfs, MemoryFile, MemoryVfs, createImage, openImage, type Storage, type VfsOpenOptions } from '@blk/images';
+import {
+  ForwardingVfs,
+  MemoryFile,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type Storage,
+  type VfsOpenOptions,
+} from '@blk/images';
 import { commitImage, commitIntoBase } from '../packages/cli/src/index.js';
 
 const MiB = 1024 * 1024;
@@ -22,7 +30,10 @@ class StopAtFirstWrite extends Error {}
 /** Measures the live heap at the first write to `target`, then fails that write (ending the job). */
 class HeapAtFirstWrite extends ForwardingVfs {
   heapAtFirstWrite: number | undefined;
-  constructor(inner: MemoryVfs, private readonly target: string) {
+  constructor(
+    inner: MemoryVfs,
+    private readonly target: string,
+  ) {
     super(inner);
   }
 
@@ -58,7 +69,10 @@ async function fragment(mem: MemoryVfs, path: string): Promise<void> {
 }
 
 /** How much the live heap has grown when `job` first writes to /d/base.raw (the job is stopped there). */
-async function heapGrowthAtFirstWrite(mem: MemoryVfs, job: (vfs: HeapAtFirstWrite) => Promise<unknown>): Promise<number> {
+async function heapGrowthAtFirstWrite(
+  mem: MemoryVfs,
+  job: (vfs: HeapAtFirstWrite) => Promise<unknown>,
+): Promise<number> {
   const vfs = new HeapAtFirstWrite(mem, '/d/base.raw');
   gc();
   const before = process.memoryUsage().heapUsed;
@@ -88,7 +102,9 @@ describe('commit streams the runs it copies', () => {
     await fragment(mem, '/d/top.cow');
 
     // A cow records no backing format: the middle layer is found by probing (blk commit --backing-probe).
-    const growth = await heapGrowthAtFirstWrite(mem, (vfs) => commitIntoBase('/d/top.cow', '/d/base.raw', { vfs, backingProbe: true }));
+    const growth = await heapGrowthAtFirstWrite(mem, (vfs) =>
+      commitIntoBase('/d/top.cow', '/d/base.raw', { vfs, backingProbe: true }),
+    );
     // Lists of every layer's runs are over 20 MB (27 MB measured); streaming holds a few chunks of bitmap and buffers.
     expect(growth).toBeLessThan(8 * MiB);
   }, 60_000);

@@ -48,8 +48,12 @@ describe('cache pressure: concurrency past every bitmap cache size', () => {
     const { vfs, base } = await overlay();
     const guard = deadline(5_000);
     const hooked = new HookedVfs(vfs, { before: async () => guard() });
-    const image = await openImage('/d/top.cow', { vfs: hooked, format: 'cow', readOnly: true,
-      driverOptions: { bitmapCacheBytes: CHUNK_BYTES } });
+    const image = await openImage('/d/top.cow', {
+      vfs: hooked,
+      format: 'cow',
+      readOnly: true,
+      driverOptions: { bitmapCacheBytes: CHUNK_BYTES },
+    });
     try {
       const [a, b] = await Promise.all([image.read(0, 4096), image.read(CHUNK_SPAN, 4096)]);
       expect(a).toEqual(base.subarray(0, 4096));
@@ -70,53 +74,61 @@ describe('cache pressure: concurrency past every bitmap cache size', () => {
       chunk: fc.integer({ min: 0, max: CHUNKS - 1 }),
       sector: fc.integer({ min: 0, max: 3 }),
     });
-    await fc.assert(fc.asyncProperty(
-      fc.array(opArb, { minLength: 2, maxLength: 12 }), fc.integer({ min: 1, max: CHUNKS - 1 }),
-      fc.constantFrom('writeback', 'writethrough') as fc.Arbitrary<'writeback' | 'writethrough'>,
-      fc.array(fc.integer({ min: 0, max: 12 }), { minLength: 1, maxLength: 16 }),
-      async (ops, cacheChunks, cache, delays) => {
-        const { vfs, base } = await overlay();
-        const guard = deadline(2_000);
-        let calls = 0;
-        const hooked = new HookedVfs(vfs, {
-          before: async () => {
-            guard();
-            for (let t = delays[calls++ % delays.length]!; t > 0; t--) await Promise.resolve();
-          },
-        });
-        hooked.enabled = false;
-        const image = await openImage('/d/top.cow', { vfs: hooked, format: 'cow', cache,
-          driverOptions: { bitmapCacheBytes: cacheChunks * CHUNK_BYTES } });
-        hooked.enabled = true;
-        const model = new Map<number, Uint8Array>();
-        const expected: Array<Uint8Array | undefined> = [];
-        const pending = ops.map((op, i) => {
-          const offset = op.chunk * CHUNK_SPAN + op.sector * 512;
-          if (op.write) {
-            const data = taggedData(i + 1, offset, 512);
-            model.set(offset, data);
-            expected.push(undefined);
-            return image.write(offset, data).then(() => undefined);
-          }
-          expected.push(model.get(offset) ?? base.slice(offset, offset + 512));
-          return image.read(offset, 512);
-        });
-        try {
-          const results = await Promise.all(pending);
-          results.forEach((got, i) => {
-            if (expected[i]) expect(got, `op ${i} ${JSON.stringify(ops[i])}`).toEqual(expected[i]);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(opArb, { minLength: 2, maxLength: 12 }),
+        fc.integer({ min: 1, max: CHUNKS - 1 }),
+        fc.constantFrom('writeback', 'writethrough') as fc.Arbitrary<'writeback' | 'writethrough'>,
+        fc.array(fc.integer({ min: 0, max: 12 }), { minLength: 1, maxLength: 16 }),
+        async (ops, cacheChunks, cache, delays) => {
+          const { vfs, base } = await overlay();
+          const guard = deadline(2_000);
+          let calls = 0;
+          const hooked = new HookedVfs(vfs, {
+            before: async () => {
+              guard();
+              for (let t = delays[calls++ % delays.length]!; t > 0; t--) await Promise.resolve();
+            },
           });
-        } finally {
           hooked.enabled = false;
-          await Promise.allSettled(pending);
-          await image.close();
-        }
-        // No lost bit either: the writes are all there after reopening.
-        const again = await openImage('/d/top.cow', { vfs, format: 'cow', readOnly: true });
-        for (const [offset, data] of model) expect(await again.read(offset, 512)).toEqual(data);
-        await again.close();
-      },
-    ), { numRuns: RUNS, seed: envInt('BLK_SEED', 42), endOnFailure: true });
+          const image = await openImage('/d/top.cow', {
+            vfs: hooked,
+            format: 'cow',
+            cache,
+            driverOptions: { bitmapCacheBytes: cacheChunks * CHUNK_BYTES },
+          });
+          hooked.enabled = true;
+          const model = new Map<number, Uint8Array>();
+          const expected: Array<Uint8Array | undefined> = [];
+          const pending = ops.map((op, i) => {
+            const offset = op.chunk * CHUNK_SPAN + op.sector * 512;
+            if (op.write) {
+              const data = taggedData(i + 1, offset, 512);
+              model.set(offset, data);
+              expected.push(undefined);
+              return image.write(offset, data).then(() => undefined);
+            }
+            expected.push(model.get(offset) ?? base.slice(offset, offset + 512));
+            return image.read(offset, 512);
+          });
+          try {
+            const results = await Promise.all(pending);
+            results.forEach((got, i) => {
+              if (expected[i]) expect(got, `op ${i} ${JSON.stringify(ops[i])}`).toEqual(expected[i]);
+            });
+          } finally {
+            hooked.enabled = false;
+            await Promise.allSettled(pending);
+            await image.close();
+          }
+          // No lost bit either: the writes are all there after reopening.
+          const again = await openImage('/d/top.cow', { vfs, format: 'cow', readOnly: true });
+          for (const [offset, data] of model) expect(await again.read(offset, 512)).toEqual(data);
+          await again.close();
+        },
+      ),
+      { numRuns: RUNS, seed: envInt('BLK_SEED', 42), endOnFailure: true },
+    );
   }, 120_000);
 
   it('as many concurrent writes as the default cache has chunks, and more, complete', async () => {
@@ -125,8 +137,13 @@ describe('cache pressure: concurrency past every bitmap cache size', () => {
     const vfs = new MemoryVfs('/');
     vfs.put('/d/base.raw', new Uint8Array(0));
     // A QEMU-style overlay may be larger than its (here empty) backing file.
-    await createImage('/d/big.cow', { vfs, format: 'cow', size: writes * CHUNK_SPAN, backing: '/d/base.raw',
-      driverOptions: { variant: 'v2-qemu-lp64' } });
+    await createImage('/d/big.cow', {
+      vfs,
+      format: 'cow',
+      size: writes * CHUNK_SPAN,
+      backing: '/d/base.raw',
+      driverOptions: { variant: 'v2-qemu-lp64' },
+    });
     const guard = deadline(20_000);
     const hooked = new HookedVfs(vfs, { before: async () => guard() });
     const image = await openImage('/d/big.cow', { vfs: hooked, format: 'cow' });

@@ -24,17 +24,23 @@ type Op =
   | { kind: 'discard'; offset: number; sectors: number }
   | { kind: 'flush' };
 
-const rangeArb = fc.tuple(fc.integer({ min: 0, max: SIZE - 1 }), fc.integer({ min: 1, max: 2048 }))
+const rangeArb = fc
+  .tuple(fc.integer({ min: 0, max: SIZE - 1 }), fc.integer({ min: 1, max: 2048 }))
   .map(([offset, length]) => ({ offset, length: Math.min(length, SIZE - offset) }));
 // Bias towards a few hot sectors so that requests overlap often.
-const hotArb = fc.tuple(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 511 }), fc.integer({ min: 1, max: 900 }))
+const hotArb = fc
+  .tuple(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 511 }), fc.integer({ min: 1, max: 900 }))
   .map(([s, within, length]) => ({ offset: s * 512 + within, length: Math.min(length, SIZE - s * 512 - within) }));
 
 const opArb: fc.Arbitrary<Omit<Op, 'id'> | Op> = fc.oneof(
   { weight: 4, arbitrary: fc.oneof(rangeArb, hotArb).map((r) => ({ kind: 'write' as const, ...r, id: 0 })) },
   { weight: 3, arbitrary: fc.oneof(rangeArb, hotArb).map((r) => ({ kind: 'read' as const, ...r })) },
-  { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 0, max: SIZE / 512 - 1 }), fc.integer({ min: 1, max: 4 }))
-    .map(([s, n]) => ({ kind: 'discard' as const, offset: s * 512, sectors: Math.min(n, SIZE / 512 - s) })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.integer({ min: 0, max: SIZE / 512 - 1 }), fc.integer({ min: 1, max: 4 }))
+      .map(([s, n]) => ({ kind: 'discard' as const, offset: s * 512, sectors: Math.min(n, SIZE / 512 - s) })),
+  },
   { weight: 1, arbitrary: fc.constant({ kind: 'flush' as const }) },
 );
 
@@ -56,37 +62,43 @@ describe('concurrency: overlapping requests equal their serial order', () => {
   for (const format of ['cow', 'raw'] as const) {
     for (const cache of format === 'cow' ? (['writeback', 'writethrough'] as const) : (['writeback'] as const)) {
       it(`${format} ${cache}: random interleavings of every storage call`, async () => {
-        await fc.assert(fc.asyncProperty(fc.scheduler(), fc.array(opArb, { minLength: 2, maxLength: 14 }), async (s, rawOps) => {
-          runs++;
-          await breathe();
-          const ops: Op[] = rawOps.map((op, i) => (op.kind === 'write' ? { ...op, id: i + 1 } : op)) as Op[];
-          const { vfs, path, base } = await setup(format);
-          const hooked = new HookedVfs(vfs, { before: (call) => s.schedule(Promise.resolve(), call).then(() => undefined) });
-          hooked.enabled = false;
-          const image = await openImage(path, { vfs: hooked, format, cache });
-          hooked.enabled = true;
-          // Serial model in issue order.
-          const model = base.slice();
-          const expected: Array<Uint8Array | undefined> = [];
-          for (const op of ops) {
-            if (op.kind === 'write') model.set(taggedData(op.id, op.offset, op.length), op.offset);
-            else if (op.kind === 'discard' && format === 'cow') model.set(base.subarray(op.offset, op.offset + op.sectors * 512), op.offset);
-            expected.push(op.kind === 'read' ? model.slice(op.offset, op.offset + op.length) : undefined);
-          }
-          // Issue everything at once, in order.
-          const pending = ops.map((op) => issue(image, op, format));
-          await withTimeout(s.waitFor(Promise.allSettled(pending)), 10_000, 'scheduled run');
-          const results = await Promise.all(pending);
-          results.forEach((got, i) => {
-            if (expected[i]) expect(got, `op ${i} ${JSON.stringify(ops[i])}`).toEqual(expected[i]);
-          });
-          hooked.enabled = false;
-          await image.close();
-          const again = await openImage(path, { vfs, format, readOnly: true });
-          const content = await again.read(0, SIZE);
-          await again.close();
-          expect(content).toEqual(model);
-        }), { numRuns: RUNS, seed: envInt('BLK_SEED', 42) });
+        await fc.assert(
+          fc.asyncProperty(fc.scheduler(), fc.array(opArb, { minLength: 2, maxLength: 14 }), async (s, rawOps) => {
+            runs++;
+            await breathe();
+            const ops: Op[] = rawOps.map((op, i) => (op.kind === 'write' ? { ...op, id: i + 1 } : op)) as Op[];
+            const { vfs, path, base } = await setup(format);
+            const hooked = new HookedVfs(vfs, {
+              before: (call) => s.schedule(Promise.resolve(), call).then(() => undefined),
+            });
+            hooked.enabled = false;
+            const image = await openImage(path, { vfs: hooked, format, cache });
+            hooked.enabled = true;
+            // Serial model in issue order.
+            const model = base.slice();
+            const expected: Array<Uint8Array | undefined> = [];
+            for (const op of ops) {
+              if (op.kind === 'write') model.set(taggedData(op.id, op.offset, op.length), op.offset);
+              else if (op.kind === 'discard' && format === 'cow')
+                model.set(base.subarray(op.offset, op.offset + op.sectors * 512), op.offset);
+              expected.push(op.kind === 'read' ? model.slice(op.offset, op.offset + op.length) : undefined);
+            }
+            // Issue everything at once, in order.
+            const pending = ops.map((op) => issue(image, op, format));
+            await withTimeout(s.waitFor(Promise.allSettled(pending)), 10_000, 'scheduled run');
+            const results = await Promise.all(pending);
+            results.forEach((got, i) => {
+              if (expected[i]) expect(got, `op ${i} ${JSON.stringify(ops[i])}`).toEqual(expected[i]);
+            });
+            hooked.enabled = false;
+            await image.close();
+            const again = await openImage(path, { vfs, format, readOnly: true });
+            const content = await again.read(0, SIZE);
+            await again.close();
+            expect(content).toEqual(model);
+          }),
+          { numRuns: RUNS, seed: envInt('BLK_SEED', 42) },
+        );
       }, 300_000);
     }
   }
@@ -103,16 +115,23 @@ function issue(image: Image, op: Op, format: string): Promise<Uint8Array | undef
     case 'read':
       return image.read(op.offset, op.length);
     case 'discard':
-      return format === 'cow' ? image.discard(op.offset, op.sectors * 512).then(() => undefined) : Promise.resolve(undefined);
+      return format === 'cow'
+        ? image.discard(op.offset, op.sectors * 512).then(() => undefined)
+        : Promise.resolve(undefined);
     case 'flush':
       return image.flush().then(() => undefined);
   }
 }
 
-interface Deferred { promise: Promise<void>; resolve: () => void }
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+}
 function deferred(): Deferred {
   let resolve!: () => void;
-  const promise = new Promise<void>((r) => { resolve = r; });
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
   return { promise, resolve };
 }
 
@@ -126,7 +145,8 @@ describe('concurrency: parallel where requests do not overlap', () => {
         before: async (call) => {
           if (call !== 'write') return;
           writes++;
-          if (writes === 1) await secondStarted.promise; // the first write waits for the second
+          if (writes === 1)
+            await secondStarted.promise; // the first write waits for the second
           else secondStarted.resolve();
         },
       });
@@ -151,7 +171,9 @@ describe('concurrency: parallel where requests do not overlap', () => {
             await release.promise;
           }
         },
-        after: (call, _p, offset) => { if (call === 'write') trace.push(`end ${offset}`); },
+        after: (call, _p, offset) => {
+          if (call === 'write') trace.push(`end ${offset}`);
+        },
       });
       const image = await openImage(path, { vfs: hooked, format });
       const a = image.write(0, new Uint8Array(1024).fill(1));
@@ -161,7 +183,9 @@ describe('concurrency: parallel where requests do not overlap', () => {
       release.resolve();
       await Promise.all([a, b]);
       expect(trace.filter((t) => t.startsWith('start')).length).toBeGreaterThanOrEqual(2);
-      expect(trace.indexOf(trace.find((t) => t.startsWith('end'))!)).toBeLessThan(trace.lastIndexOf(trace.filter((t) => t.startsWith('start'))[1]!));
+      expect(trace.indexOf(trace.find((t) => t.startsWith('end'))!)).toBeLessThan(
+        trace.lastIndexOf(trace.filter((t) => t.startsWith('start'))[1]!),
+      );
       const got = await image.read(0, 1536);
       expect(got.subarray(0, 512).every((x) => x === 1)).toBe(true);
       expect(got.subarray(512).every((x) => x === 2)).toBe(true);

@@ -15,7 +15,9 @@ describe('OS locks: fallback without the addon', () => {
     const addon = path.join(os.tmpdir(), 'no-such-dir', 'blk_native.node');
     const lock = await import('../packages/native/src/index.js');
     const warnings: string[] = [];
-    const onWarning = (w: Error & { code?: string }) => { if (w.code === 'BLK_NO_LOCK') warnings.push(w.message); };
+    const onWarning = (w: Error & { code?: string }) => {
+      if (w.code === 'BLK_NO_LOCK') warnings.push(w.message);
+    };
     process.on('warning', onWarning);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-nolock-'));
     try {

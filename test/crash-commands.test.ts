@@ -15,12 +15,16 @@
  * several chunks as a real disk spans several MiB.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  BlockError, createImage, isBlockError, openImage, type MemoryVfs, type Vfs,
-} from '@blk/images';
+import { BlockError, createImage, isBlockError, openImage, type MemoryVfs, type Vfs } from '@blk/images';
 import { CrashSimVfs, Rng, exploreCrashes, taggedData } from '@blk/faults';
 import { envInt } from './fixtures/env.js';
-import { commitImage, commitIntoBase, convertImage, rebaseImage, type ProgressEvent } from '../packages/cli/src/index.js';
+import {
+  commitImage,
+  commitIntoBase,
+  convertImage,
+  rebaseImage,
+  type ProgressEvent,
+} from '../packages/cli/src/index.js';
 
 const SIZE = 64 * 1024;
 const STATES = envInt('BLK_CRASH_COMMAND_STATES', 3000);
@@ -71,12 +75,14 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 function report(name: string, result: { points: number; states: number }): void {
-  console.log(`FIGURE crash-commands ${name}: ${result.points} write points, ${result.states} crash states, each re-run to completion`);
+  console.log(
+    `FIGURE crash-commands ${name}: ${result.points} write points, ${result.states} crash states, each re-run to completion`,
+  );
 }
 
 // ---- Tests -------------------------------------------------------------------------------------
 
-describe('crash safety of blk commit, rebase and convert (the CLI\'s jobs on a simulated disk)', () => {
+describe("crash safety of blk commit, rebase and convert (the CLI's jobs on a simulated disk)", () => {
   it('commit: a crash anywhere, then a re-run, commits everything and loses nothing', async () => {
     const vfs = new CrashSimVfs();
     const before = await chain(vfs);
@@ -91,14 +97,19 @@ describe('crash safety of blk commit, rebase and convert (the CLI\'s jobs on a s
     expect(events.length).toBeGreaterThan(2);
     expect(same(await view(vfs, '/d/top.cow'), before)).toBe(true);
     const result = await exploreCrashes({
-      log: vfs.log, from, rng: new Rng(21), statesPerPoint: Math.ceil(STATES / 40), maxStates: STATES,
+      log: vfs.log,
+      from,
+      rng: new Rng(21),
+      statesPerPoint: Math.ceil(STATES / 40),
+      maxStates: STATES,
       check: async (state: MemoryVfs) => {
         // Readable before the re-run? When it opens normally, it must read the same.
         try {
           const v = await view(state, '/d/top.cow');
           if (!same(v, before)) return 'overlay opened but reads different data before the re-run';
         } catch (err) {
-          if (!(err instanceof BlockError) || err.kind !== 'backing-mismatch') return `overlay unreadable: ${String(err)}`;
+          if (!(err instanceof BlockError) || err.kind !== 'backing-mismatch')
+            return `overlay unreadable: ${String(err)}`;
           // backing-mismatch: the commit-in-progress mark (mtime 0) refuses normal opens until the re-run.
         }
         await commit(state, '/d/top.cow');
@@ -137,26 +148,33 @@ describe('crash safety of blk commit, rebase and convert (the CLI\'s jobs on a s
         await image.close();
       }
     };
-    const commitB = (state: Vfs) => commitIntoBase('/d/top.cow', '/d/base.raw', { vfs: state, chunkSize: CHUNK, backingProbe: true });
+    const commitB = (state: Vfs) =>
+      commitIntoBase('/d/top.cow', '/d/base.raw', { vfs: state, chunkSize: CHUNK, backingProbe: true });
     vfs.syncAll();
     const from = vfs.log.length;
     const done = await commitB(vfs);
     expect(done).toMatchObject({ backingPath: '/d/base.raw', emptied: false, warnings: [] });
     expect(same(await chainView(vfs), before)).toBe(true);
     const result = await exploreCrashes({
-      log: vfs.log, from, rng: new Rng(34), statesPerPoint: Math.ceil(STATES / 40), maxStates: STATES,
+      log: vfs.log,
+      from,
+      rng: new Rng(34),
+      statesPerPoint: Math.ceil(STATES / 40),
+      maxStates: STATES,
       check: async (state: MemoryVfs) => {
         try {
-          if (!same(await chainView(state), before)) return 'the chain opened but reads different data before the re-run';
+          if (!same(await chainView(state), before))
+            return 'the chain opened but reads different data before the re-run';
         } catch (err) {
-          if (!(err instanceof BlockError) || err.kind !== 'backing-mismatch') return `chain unreadable: ${String(err)}`;
+          if (!(err instanceof BlockError) || err.kind !== 'backing-mismatch')
+            return `chain unreadable: ${String(err)}`;
         }
         await commitB(state);
         if (!same(await chainView(state), before)) return 'after the re-run the chain reads different data';
         const base = await openImage('/d/base.raw', { vfs: state, format: 'raw', readOnly: true });
         const b = await base.read(0, SIZE);
         await base.close();
-        if (!same(b, before)) return 'after the re-run the base does not hold the chain\'s data';
+        if (!same(b, before)) return "after the re-run the base does not hold the chain's data";
       },
     });
     report('commit -b', result);
@@ -197,7 +215,11 @@ describe('crash safety of blk commit, rebase and convert (the CLI\'s jobs on a s
       expect(same(await view(vfs, '/d/top.cow'), before)).toBe(true);
       let repaired = 0;
       const result = await exploreCrashes({
-        log: vfs.log, from, rng: new Rng(22), statesPerPoint: Math.ceil(STATES / 30), maxStates: STATES,
+        log: vfs.log,
+        from,
+        rng: new Rng(22),
+        statesPerPoint: Math.ceil(STATES / 30),
+        maxStates: STATES,
         check: async (state: MemoryVfs) => {
           let v: Uint8Array;
           try {
@@ -205,7 +227,10 @@ describe('crash safety of blk commit, rebase and convert (the CLI\'s jobs on a s
           } catch (err) {
             // A torn header rewrite (long paths only): refused, never misread; the re-run of
             // the same safe rebase must finish it.
-            const torn = pathLength > 0 && isBlockError(err) && (err.kind === 'backing-mismatch' || err.kind === 'backing-missing');
+            const torn =
+              pathLength > 0
+              && isBlockError(err)
+              && (err.kind === 'backing-mismatch' || err.kind === 'backing-missing');
             if (!torn) return `overlay unreadable after the crash: ${String(err)}`;
             await rebase(state, '/d/top.cow', `${dir}/new.raw`);
             v = await view(state, '/d/top.cow');
@@ -220,10 +245,26 @@ describe('crash safety of blk commit, rebase and convert (the CLI\'s jobs on a s
         },
       });
       report(`rebase (${label})`, result);
-      for (const v of result.violations.slice(0, 1)) console.log('VIOLATION', JSON.stringify({ ...v, event: v.event && { ...v.event, pieces: undefined } }), vfs.log.slice(from, v.point + 2).map((e) => e.type === 'write' ? `write ${e.inode}@${e.offset}+${e.length}` : e.type === 'flush' ? `flush ${e.inode}` : e.type).join(' | '));
+      for (const v of result.violations.slice(0, 1))
+        console.log(
+          'VIOLATION',
+          JSON.stringify({ ...v, event: v.event && { ...v.event, pieces: undefined } }),
+          vfs.log
+            .slice(from, v.point + 2)
+            .map((e) =>
+              e.type === 'write'
+                ? `write ${e.inode}@${e.offset}+${e.length}`
+                : e.type === 'flush'
+                  ? `flush ${e.inode}`
+                  : e.type,
+            )
+            .join(' | '),
+        );
       expect(result.violations.slice(0, 3)).toEqual([]);
       // The long paths do tear in some crash states, so the finishing path above really ran.
-      console.log(`FIGURE crash-commands rebase (${label}): ${repaired} torn header rewrites finished by re-running the rebase`);
+      console.log(
+        `FIGURE crash-commands rebase (${label}): ${repaired} torn header rewrites finished by re-running the rebase`,
+      );
       if (pathLength > 0) expect(repaired).toBeGreaterThan(0);
     }, 300_000);
   }
@@ -236,16 +277,24 @@ describe('crash safety of blk commit, rebase and convert (the CLI\'s jobs on a s
     const old = await openImage('/d/old.cow', { vfs, format: 'cow' });
     await old.write(0, taggedData(77, 0, SIZE));
     await old.close();
-    const intoOld = (state: Vfs) => convertImage('/d/top.cow', '/d/old.cow', {
-      vfs: state, outputFormat: 'cow', existingTarget: true, chunkSize: CHUNK,
-    });
+    const intoOld = (state: Vfs) =>
+      convertImage('/d/top.cow', '/d/old.cow', {
+        vfs: state,
+        outputFormat: 'cow',
+        existingTarget: true,
+        chunkSize: CHUNK,
+      });
     vfs.syncAll();
     const from = vfs.log.length;
     const done = await intoOld(vfs);
     expect(done.tempPath).toBeUndefined();
     expect(same(await view(vfs, '/d/old.cow'), before)).toBe(true);
     const result = await exploreCrashes({
-      log: vfs.log, from, rng: new Rng(24), statesPerPoint: Math.ceil(STATES / 30), maxStates: STATES,
+      log: vfs.log,
+      from,
+      rng: new Rng(24),
+      statesPerPoint: Math.ceil(STATES / 30),
+      maxStates: STATES,
       check: async (state: MemoryVfs) => {
         try {
           await view(state, '/d/old.cow');
@@ -271,11 +320,16 @@ describe('crash safety of blk commit, rebase and convert (the CLI\'s jobs on a s
     expect(await vfs.exists(done.tempPath)).toBe(false);
     expect(same(await view(vfs, '/d/out.cow'), before)).toBe(true);
     const result = await exploreCrashes({
-      log: vfs.log, from, rng: new Rng(23), statesPerPoint: Math.ceil(STATES / 30), maxStates: STATES,
+      log: vfs.log,
+      from,
+      rng: new Rng(23),
+      statesPerPoint: Math.ceil(STATES / 30),
+      maxStates: STATES,
       check: async (state: MemoryVfs) => {
         if (!same(await view(state, '/d/top.cow'), before)) return 'the source changed';
         if (await state.exists('/d/out.cow')) {
-          if (!same(await view(state, '/d/out.cow'), before)) return 'a target exists under its final name but is incomplete';
+          if (!same(await view(state, '/d/out.cow'), before))
+            return 'a target exists under its final name but is incomplete';
         }
         // A crash can leave the temporary file of the crashed run behind (as a kill -9 does); the re-run
         // writes under a name of its own and leaves none.

@@ -50,11 +50,48 @@ interface Workload {
 const SEEDS = Math.max(1, Math.ceil(BUDGET / 1200));
 
 const WORKLOADS: Workload[] = [
-  { name: 'cow v3 writeback: writes, flushes, discards, new overlays, reopens', format: 'cow', variant: 'v3', cache: 'writeback', ops: 120, seed: 1, snapshots: true, discards: true, weight: 3 },
-  { name: 'cow v3 writethrough: writes, discards, reopens', format: 'cow', variant: 'v3', cache: 'writethrough', ops: 50, seed: 2, discards: true },
-  { name: 'cow v2-qemu-lp64 writeback, new overlays', format: 'cow', variant: 'v2-qemu-lp64', cache: 'writeback', ops: 80, seed: 3, snapshots: true, weight: 1.5 },
+  {
+    name: 'cow v3 writeback: writes, flushes, discards, new overlays, reopens',
+    format: 'cow',
+    variant: 'v3',
+    cache: 'writeback',
+    ops: 120,
+    seed: 1,
+    snapshots: true,
+    discards: true,
+    weight: 3,
+  },
+  {
+    name: 'cow v3 writethrough: writes, discards, reopens',
+    format: 'cow',
+    variant: 'v3',
+    cache: 'writethrough',
+    ops: 50,
+    seed: 2,
+    discards: true,
+  },
+  {
+    name: 'cow v2-qemu-lp64 writeback, new overlays',
+    format: 'cow',
+    variant: 'v2-qemu-lp64',
+    cache: 'writeback',
+    ops: 80,
+    seed: 3,
+    snapshots: true,
+    weight: 1.5,
+  },
   { name: 'cow v1 writeback', format: 'cow', variant: 'v1', cache: 'writeback', ops: 60, seed: 4 },
-  { name: 'cow v3 unsafe (process kill only)', format: 'cow', variant: 'v3', cache: 'unsafe', ops: 40, seed: 5, discards: true, killOnly: true, weight: 0.1 },
+  {
+    name: 'cow v3 unsafe (process kill only)',
+    format: 'cow',
+    variant: 'v3',
+    cache: 'unsafe',
+    ops: 40,
+    seed: 5,
+    discards: true,
+    killOnly: true,
+    weight: 0.1,
+  },
   { name: 'raw writeback', format: 'raw', cache: 'writeback', ops: 60, seed: 6 },
 ];
 
@@ -133,7 +170,12 @@ async function record(w: Workload): Promise<Recorded> {
       const next = `/d/top${layers++}.cow`;
       vfs.mark('create-start', next);
       // Public API, three and more levels deep (regression test for the createImage chain bug).
-      await createImage(next, { vfs, format: 'cow', backing: { path: top, format: 'cow' }, driverOptions: { variant: w.variant } });
+      await createImage(next, {
+        vfs,
+        format: 'cow',
+        backing: { path: top, format: 'cow' },
+        driverOptions: { variant: w.variant },
+      });
       vfs.mark('create-done', next);
       top = next;
       vfs.mark('top', top);
@@ -144,14 +186,21 @@ async function record(w: Workload): Promise<Recorded> {
     }
   }
   await flushed(() => image.close());
-  return { vfs, from, writePoints: vfs.log.slice(from).filter((e) => e.type === 'write' || e.type === 'truncate' || e.type === 'flush').length };
+  return {
+    vfs,
+    from,
+    writePoints: vfs.log.slice(from).filter((e) => e.type === 'write' || e.type === 'truncate' || e.type === 'flush')
+      .length,
+  };
 }
 
 function describeSector(content: Uint8Array, sector: number): string {
   const at = sector * 512;
   const view = new DataView(content.buffer, content.byteOffset + at, 16);
   if (content.subarray(at, at + 512).every((b) => b === 0)) return 'all zeros';
-  return view.getUint32(0) === 0xb1c0ffee ? `data of write #${view.getUint32(4)} for offset ${view.getFloat64(8)}` : 'untagged bytes';
+  return view.getUint32(0) === 0xb1c0ffee
+    ? `data of write #${view.getUint32(4)} for offset ${view.getFloat64(8)}`
+    : 'untagged bytes';
 }
 
 const totals = { points: 0, states: 0, workloads: 0 };
@@ -163,7 +212,11 @@ async function explore(w: Workload, vfs: CrashSimVfs, from: number, writePoints:
   let top = '';
   let creating: string | undefined;
   return exploreCrashes({
-    log: vfs.log, from, rng: new Rng(w.seed * 1000 + 1), statesPerPoint: per, maxStates: w.killOnly ? undefined : budget,
+    log: vfs.log,
+    from,
+    rng: new Rng(w.seed * 1000 + 1),
+    statesPerPoint: per,
+    maxStates: w.killOnly ? undefined : budget,
     onMark: (label, data) => {
       if (label === 'top') top = data as string;
       else if (label === 'write') {
@@ -191,8 +244,10 @@ async function explore(w: Workload, vfs: CrashSimVfs, from: number, writePoints:
       }
       const bad = oracle.check(content);
       if (bad) {
-        return `${top}: sector ${bad.sector} reads ${describeSector(content, bad.sector)}, `
-          + `not the ${bad.expected === 'durable' ? 'flushed' : 'old or new'} value`;
+        return (
+          `${top}: sector ${bad.sector} reads ${describeSector(content, bad.sector)}, `
+          + `not the ${bad.expected === 'durable' ? 'flushed' : 'old or new'} value`
+        );
       }
       if (creating && (await state.exists(creating))) {
         // A crash inside create: the new overlay may be unusable, but only with a typed error.
@@ -230,18 +285,33 @@ describe('crash consistency: every write point, many crash states each', () => {
       totals.points += sum.points;
       totals.states += sum.states;
       totals.workloads += SEEDS;
-      console.log(`FIGURE crash ${kind.name}: ${SEEDS} seeds, ${sum.points} write points, ${sum.states} crash states `
-        + `(${Object.entries(sum.byLabel).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+      console.log(
+        `FIGURE crash ${kind.name}: ${SEEDS} seeds, ${sum.points} write points, ${sum.states} crash states `
+          + `(${Object.entries(sum.byLabel)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')})`,
+      );
     }, 600_000);
   }
 
   it('the checker catches a write-ordering bug (unsafe cache, which skips the flushes, under power loss)', async () => {
-    const w: Workload = { name: 'unsafe under power loss', format: 'cow', variant: 'v3', cache: 'unsafe', ops: 60, seed: 77 };
+    const w: Workload = {
+      name: 'unsafe under power loss',
+      format: 'cow',
+      variant: 'v3',
+      cache: 'unsafe',
+      ops: 60,
+      seed: 77,
+    };
     const { vfs, from } = await record(w);
     // Judge it by the writeback promise: flushed data must be there, and bits must not outrun data.
     const oracle = new SectorOracle(SIZE, taggedData(0, 0, SIZE), 512, 'flush');
     const result = await exploreCrashes({
-      log: vfs.log, from, rng: new Rng(5), statesPerPoint: 24, stopOnFailure: true,
+      log: vfs.log,
+      from,
+      rng: new Rng(5),
+      statesPerPoint: 24,
+      stopOnFailure: true,
       onMark: (label, data) => {
         if (label === 'write') oracle.write((data as { offset: number }).offset, (data as { data: Uint8Array }).data);
         else if (label === 'flush-done') oracle.flushed();
@@ -258,7 +328,9 @@ describe('crash consistency: every write point, many crash states each', () => {
   });
 
   it('totals', () => {
-    console.log(`FIGURE crash total: ${totals.workloads} workloads, ${totals.points} write points, ${totals.states} crash states checked`);
+    console.log(
+      `FIGURE crash total: ${totals.workloads} workloads, ${totals.points} write points, ${totals.states} crash states checked`,
+    );
     recordFigure('crash', totals);
     expect(totals.states).toBeGreaterThan(Math.min(BUDGET * 0.5, 1000));
   });

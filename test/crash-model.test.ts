@@ -3,13 +3,19 @@
  * killed process, at what granularity, and how crash states are enumerated.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  CrashReplay, CrashSimVfs, Rng, SectorOracle, crashStates, exploreCrashes, hashSector,
-} from '@blk/faults';
+import { CrashReplay, CrashSimVfs, Rng, SectorOracle, crashStates, exploreCrashes, hashSector } from '@blk/faults';
 
 const bytes = (n: number, v: number) => new Uint8Array(n).fill(v);
 
-async function readAll(vfs: { open(p: string, o?: { readOnly?: boolean }): Promise<{ size(): Promise<number>; read(o: number, b: Uint8Array): Promise<number>; close(): Promise<void> }> }, path: string) {
+async function readAll(
+  vfs: {
+    open(
+      p: string,
+      o?: { readOnly?: boolean },
+    ): Promise<{ size(): Promise<number>; read(o: number, b: Uint8Array): Promise<number>; close(): Promise<void> }>;
+  },
+  path: string,
+) {
   const s = await vfs.open(path, { readOnly: true });
   const out = new Uint8Array(await s.size());
   await s.read(0, out);
@@ -39,8 +45,10 @@ describe('CrashSimVfs', () => {
     const seen = new Set<string>();
     for (const state of crashStates(vfs.model, new Rng(1), 100)) {
       const content = await readAll(state.vfs, '/f');
-      const sig = [0, 512, 1024, 1536].map((o) => content.subarray(o, o + 512))
-        .map((sec) => (sec.every((b) => b === sec[0]) ? `u${sec[0]}` : `m${sec[0]}-${sec[511]}`)).join(',');
+      const sig = [0, 512, 1024, 1536]
+        .map((o) => content.subarray(o, o + 512))
+        .map((sec) => (sec.every((b) => b === sec[0]) ? `u${sec[0]}` : `m${sec[0]}-${sec[511]}`))
+        .join(',');
       seen.add(sig);
     }
     // 2^3 subsets: every combination of the three sectors, each wholly old or wholly new.
@@ -136,12 +144,17 @@ describe('CrashSimVfs onEvent: an async hook is awaited, its rejection reaches a
   it("put, mark and syncAll stay synchronous: their hooks' promises are awaited by the next asynchronous call", async () => {
     const vfs = new CrashSimVfs();
     let release!: () => void;
-    const gate = new Promise<void>((resolve) => { release = resolve; });
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     vfs.onEvent = (event) => (event.type === 'mark' ? gate : undefined);
     vfs.put('/f', bytes(512, 1));
     vfs.mark('set-up done');
     let opened = false;
-    const opening = vfs.open('/f').then((s) => { opened = true; return s; });
+    const opening = vfs.open('/f').then((s) => {
+      opened = true;
+      return s;
+    });
     await new Promise((resolve) => setTimeout(resolve, 5));
     expect(opened).toBe(false);
     release();
@@ -152,10 +165,14 @@ describe('CrashSimVfs onEvent: an async hook is awaited, its rejection reaches a
   it('a rejected hook of a synchronous call is reported by the next asynchronous call, not left unhandled', async () => {
     const vfs = new CrashSimVfs();
     const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown) => { unhandled.push(reason); };
+    const onUnhandled = (reason: unknown) => {
+      unhandled.push(reason);
+    };
     process.on('unhandledRejection', onUnhandled);
     try {
-      vfs.onEvent = async (event) => { if (event.type === 'sync-all') throw new Error('hook failed on sync-all'); };
+      vfs.onEvent = async (event) => {
+        if (event.type === 'sync-all') throw new Error('hook failed on sync-all');
+      };
       vfs.put('/f', bytes(512, 1));
       vfs.syncAll();
       await new Promise((resolve) => setTimeout(resolve, 10));
@@ -186,7 +203,10 @@ describe('SectorOracle + exploreCrashes on a bare file', () => {
       await s.flush();
       vfs.mark('done');
       const result = await exploreCrashes({
-        log: vfs.log, from, rng: new Rng(3), statesPerPoint: 64,
+        log: vfs.log,
+        from,
+        rng: new Rng(3),
+        statesPerPoint: 64,
         check: async (state) => {
           const c = await readAll(state, '/f');
           if (c[0] === 1 && (c[1024] !== 7 || c[1536] !== 7)) return 'commit record without its data';

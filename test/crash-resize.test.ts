@@ -36,7 +36,12 @@ const SIZES = [512 * KiB, 896 * KiB, 256 * KiB, 768 * KiB];
 const BACKING = '/d/b.raw';
 const BACKING_BYTE = 0xbb;
 
-async function record(variant: string, cache: CacheMode, written: boolean, backed = false): Promise<{ vfs: CrashSimVfs; from: number }> {
+async function record(
+  variant: string,
+  cache: CacheMode,
+  written: boolean,
+  backed = false,
+): Promise<{ vfs: CrashSimVfs; from: number }> {
   const vfs = new CrashSimVfs();
   if (backed) {
     await createImage(BACKING, { vfs, format: 'raw', size: 1024 * KiB });
@@ -44,7 +49,13 @@ async function record(variant: string, cache: CacheMode, written: boolean, backe
     await base.write(0, new Uint8Array(1024 * KiB).fill(BACKING_BYTE));
     await base.close();
   }
-  await createImage(FILE, { vfs, format: 'cow', size: SIZES[0]!, driverOptions: { variant }, ...(backed ? { backing: BACKING } : {}) });
+  await createImage(FILE, {
+    vfs,
+    format: 'cow',
+    size: SIZES[0]!,
+    driverOptions: { variant },
+    ...(backed ? { backing: BACKING } : {}),
+  });
   let image = await openImage(FILE, { vfs, format: 'cow', cache });
   if (written) {
     const data = new Uint8Array(SIZES[0]!);
@@ -71,8 +82,12 @@ describe('crash consistency of cow resize', () => {
   // extend the file before the header says so.
   // Over a longer backing file (written first), a grow must allocate its new sectors as zeros before
   // the header names them: the backing file's bytes must never show in a grown part.
-  const cases = [['v2-qemu-lp64', 'writeback', true, false], ['v2-qemu-ilp32', 'writethrough', true, false],
-    ['v2-qemu-lp64', 'writeback', false, false], ['v2-qemu-lp64', 'writethrough', true, true]] as const;
+  const cases = [
+    ['v2-qemu-lp64', 'writeback', true, false],
+    ['v2-qemu-ilp32', 'writethrough', true, false],
+    ['v2-qemu-lp64', 'writeback', false, false],
+    ['v2-qemu-lp64', 'writethrough', true, true],
+  ] as const;
   for (const [variant, cache, written, backed] of cases) {
     it(`${variant} ${cache}${written ? '' : ', never written'}${backed ? ', over a longer backing file' : ''}: every crash state opens at the old or new size and reads only written data or zeros`, async () => {
       const { vfs, from } = await record(variant, cache, written, backed);
@@ -81,7 +96,11 @@ describe('crash consistency of cow resize', () => {
       // The smallest size a completed resize has left: data below it survives, data past it is gone.
       let smallest = written ? SIZES[0]! : 0;
       const result = await exploreCrashes({
-        log: vfs.log, from, rng: new Rng(7), maxStates: BUDGET, statesPerPoint: 64,
+        log: vfs.log,
+        from,
+        rng: new Rng(7),
+        maxStates: BUDGET,
+        statesPerPoint: 64,
         onMark: (label, data) => {
           if (label === 'phase') {
             phase = data as Phase;
@@ -106,19 +125,23 @@ describe('crash consistency of cow resize', () => {
               if (!sector.every((b) => b === value)) return `sector ${s} is torn`;
               const at = s * 512;
               if (at < mustKeep && value !== fill(s)) return `sector ${s} lost its data (reads ${value})`;
-              if (at >= mustKeep && at < smallest && value !== fill(s) && value !== 0) return `sector ${s} reads ${value} (resize ${phase?.from} -> ${phase?.to}${done ? ', done' : ', in progress'}, opened at ${image.size})`;
+              if (at >= mustKeep && at < smallest && value !== fill(s) && value !== 0)
+                return `sector ${s} reads ${value} (resize ${phase?.from} -> ${phase?.to}${done ? ', done' : ', in progress'}, opened at ${image.size})`;
               if (at >= smallest && value !== 0) return `sector ${s} reads ${value} where no surviving write reaches`;
             }
             const check = await image.check();
-            if (check && check.corruptions > 0) return `check finds ${check.corruptions} corruptions: ${check.messages.join('; ')}`;
+            if (check && check.corruptions > 0)
+              return `check finds ${check.corruptions} corruptions: ${check.messages.join('; ')}`;
           } finally {
             await image.close();
           }
           return undefined;
         },
       });
-      console.log(`FIGURE crash-resize ${variant} ${cache}${written ? '' : ' never written'}${backed ? ' backed' : ''}: ${result.points} write points, `
-        + `${result.states} crash states`);
+      console.log(
+        `FIGURE crash-resize ${variant} ${cache}${written ? '' : ' never written'}${backed ? ' backed' : ''}: ${result.points} write points, `
+          + `${result.states} crash states`,
+      );
       expect(result.violations.map((v) => `${v.point} ${v.label}: ${v.message}`)).toEqual([]);
       expect(result.states).toBeGreaterThan(40);
     });

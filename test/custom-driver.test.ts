@@ -8,7 +8,13 @@ import { describe, expect, it } from 'vitest';
 import { MemoryStorage, MemoryVfs, type Storage, type VfsOpenOptions } from '@blk/core';
 import * as images from '@blk/images';
 import { builtinDrivers, createHost } from '@blk/images';
-import { chainSubject, checkCapabilities, checkChainMap, checkConcurrentWrites, checkReadAfterWrite } from '@blk/testkit';
+import {
+  chainSubject,
+  checkCapabilities,
+  checkChainMap,
+  checkConcurrentWrites,
+  checkReadAfterWrite,
+} from '@blk/testkit';
 import { parseOptionValue, renderOptionHelp } from '../packages/cli/src/options.js';
 import { TINY_HEADER_SIZE, encodeTinyHeader, tinyDriver } from './fixtures/custom-driver.js';
 
@@ -21,7 +27,7 @@ function tinyHost(vfs: MemoryVfs = new MemoryVfs()) {
 class CountingVfs extends MemoryVfs {
   reads = 0;
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
-    const storage = await super.open(path, options) as MemoryStorage;
+    const storage = (await super.open(path, options)) as MemoryStorage;
     const vfs = this;
     return new (class extends MemoryStorage {
       override read(offset: number, into: Uint8Array): Promise<number> {
@@ -46,7 +52,11 @@ describe('a custom driver (tiny)', () => {
     const probed = await host.registry.probe(storage);
     await storage.close();
     expect(probed.driver.name).toBe('tiny');
-    expect(probed.scores).toEqual([{ name: 'cow', score: 0 }, { name: 'raw', score: 1 }, { name: 'tiny', score: 100 }]);
+    expect(probed.scores).toEqual([
+      { name: 'cow', score: 0 },
+      { name: 'raw', score: 1 },
+      { name: 'tiny', score: 100 },
+    ]);
     const image = await host.openImage('/disk.img');
     expect(image.format).toBe('tiny');
     expect(image.size).toBe(10_000);
@@ -80,28 +90,34 @@ describe('a custom driver (tiny)', () => {
     await image.close();
     // The default host (behind images.openImage) is not changed: it does not know tiny.
     expect(images.defaultHost().registry.get('tiny')).toBeUndefined();
-    await expect(images.openImage('/disk.img', { vfs, format: 'tiny' })).rejects.toMatchObject({ kind: 'unknown-format' });
+    await expect(images.openImage('/disk.img', { vfs, format: 'tiny' })).rejects.toMatchObject({
+      kind: 'unknown-format',
+    });
   });
 
   it('declares its create options as data: -o help renders from them, values parse by type, others are refused', async () => {
     const specs = tinyDriver.createOptions!;
-    expect(renderOptionHelp('Supported options:', specs)).toBe([
-      'Supported options:',
-      '  size=<size>          Virtual disk size',
-      '  preallocation=<str>  Preallocation mode (allowed values: off, full)',
-      '  label=<str>          A name for the disk (up to 64 bytes of UTF-8)',
-      '',
-    ].join('\n'));
+    expect(renderOptionHelp('Supported options:', specs)).toBe(
+      [
+        'Supported options:',
+        '  size=<size>          Virtual disk size',
+        '  preallocation=<str>  Preallocation mode (allowed values: off, full)',
+        '  label=<str>          A name for the disk (up to 64 bytes of UTF-8)',
+        '',
+      ].join('\n'),
+    );
     const label = parseOptionValue(specs.find((o) => o.name === 'label')!, 'boot disk', 'tiny');
     const { host } = tinyHost();
     await host.createImage('/l.tiny', { format: 'tiny', size: 8192, driverOptions: { label } });
     const image = await host.openImage('/l.tiny');
     expect(image.info().formatSpecific).toMatchObject({ label: 'boot disk' });
     await image.close();
-    await expect(host.createImage('/x.tiny', { format: 'tiny', size: 8192, driverOptions: { lable: 'typo' } }))
-      .rejects.toMatchObject({ kind: 'invalid-argument', field: 'driverOptions.lable' });
-    await expect(host.createImage('/y.tiny', { format: 'tiny', size: 8192, preallocation: 'falloc' }))
-      .rejects.toMatchObject({ kind: 'not-supported' });
+    await expect(
+      host.createImage('/x.tiny', { format: 'tiny', size: 8192, driverOptions: { lable: 'typo' } }),
+    ).rejects.toMatchObject({ kind: 'invalid-argument', field: 'driverOptions.lable' });
+    await expect(
+      host.createImage('/y.tiny', { format: 'tiny', size: 8192, preallocation: 'falloc' }),
+    ).rejects.toMatchObject({ kind: 'not-supported' });
   });
 
   it('preallocation full allocates every sector; block status tells data from unallocated zeros', async () => {
@@ -110,11 +126,17 @@ describe('a custom driver (tiny)', () => {
     await host.createImage('/sparse.tiny', { format: 'tiny', size: 3 * 4096 + 100 });
     const full = await host.openImage('/full.tiny');
     const sparse = await host.openImage('/sparse.tiny');
-    expect(await full.status(0, full.size)).toMatchObject({ allocated: true, length: full.size, zero: false, hostOffset: TINY_HEADER_SIZE });
+    expect(await full.status(0, full.size)).toMatchObject({
+      allocated: true,
+      length: full.size,
+      zero: false,
+      hostOffset: TINY_HEADER_SIZE,
+    });
     expect(await sparse.status(0, sparse.size)).toMatchObject({ allocated: false, length: sparse.size, zero: true });
     await sparse.write(4096, new Uint8Array([7]));
     const runs = [];
-    for await (const run of sparse.map()) runs.push({ start: run.start, length: run.length, depth: run.depth, data: run.data, zero: run.zero });
+    for await (const run of sparse.map())
+      runs.push({ start: run.start, length: run.length, depth: run.depth, data: run.data, zero: run.zero });
     expect(runs).toEqual([
       { start: 0, length: 8192, depth: 0, data: true, zero: false },
       { start: 8192, length: sparse.size - 8192, depth: undefined, data: false, zero: true },
@@ -126,7 +148,10 @@ describe('a custom driver (tiny)', () => {
   it('refuses to be created on a storage that cannot write, naming the file', async () => {
     const readOnly = new MemoryStorage(new MemoryVfs().put('/ro.tiny', new Uint8Array(0)), '/ro.tiny', true);
     const noWrite = Object.assign(Object.create(readOnly) as Storage, { write: undefined, truncate: undefined });
-    await expect(tinyDriver.create!(noWrite, { size: 4096 })).rejects.toMatchObject({ kind: 'read-only', path: '/ro.tiny' });
+    await expect(tinyDriver.create!(noWrite, { size: 4096 })).rejects.toMatchObject({
+      kind: 'read-only',
+      path: '/ro.tiny',
+    });
   });
 
   it('stores an unaligned write at header + offset, read-modify-writing whole 4096-byte sectors', async () => {
@@ -139,8 +164,9 @@ describe('a custom driver (tiny)', () => {
     const file = vfs.file('/disk.tiny');
     // Sectors 0 and 1 were written whole; sector 2 never was.
     expect(file.length).toBe(TINY_HEADER_SIZE + 2 * 4096);
-    expect(file.snapshot().subarray(TINY_HEADER_SIZE + 4090, TINY_HEADER_SIZE + 4100))
-      .toEqual(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    expect(file.snapshot().subarray(TINY_HEADER_SIZE + 4090, TINY_HEADER_SIZE + 4100)).toEqual(
+      new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+    );
   });
 
   it('gets capabilities derived from what it declares (4096-byte alignment and cluster, FUA by flush, zeroes by the core, no discard)', async () => {
@@ -148,11 +174,25 @@ describe('a custom driver (tiny)', () => {
     await host.createImage('/disk.tiny', { format: 'tiny', size: 3 * 4096 });
     const image = await host.openImage('/disk.tiny', { format: 'tiny' });
     checkCapabilities(image);
-    expect(image.capabilities).toMatchObject({ write: true, flush: true, fua: 'emulated', writeZeroes: 'emulated', discard: 'none', blockStatus: true });
-    expect(image.capabilities.limits).toMatchObject({ requestAlignment: 4096, clusterSize: 4096, preferredTransfer: 4096 });
+    expect(image.capabilities).toMatchObject({
+      write: true,
+      flush: true,
+      fua: 'emulated',
+      writeZeroes: 'emulated',
+      discard: 'none',
+      blockStatus: true,
+    });
+    expect(image.capabilities.limits).toMatchObject({
+      requestAlignment: 4096,
+      clusterSize: 4096,
+      preferredTransfer: 4096,
+    });
     await image.write(100, new Uint8Array([1, 2, 3]), { fua: true });
     await image.writeZeroes(4096, 4096, { mayUnmap: true });
-    await expect(image.writeZeroes(0, 4096, { noFallback: true })).rejects.toMatchObject({ kind: 'not-supported', code: 'ENOTSUP' });
+    await expect(image.writeZeroes(0, 4096, { noFallback: true })).rejects.toMatchObject({
+      kind: 'not-supported',
+      code: 'ENOTSUP',
+    });
     await expect(image.discard(0, 4096)).rejects.toMatchObject({ kind: 'not-supported' });
     expect(await image.read(99, 5)).toEqual(new Uint8Array([0, 1, 2, 3, 0]));
     await image.close();
@@ -169,25 +209,34 @@ describe('a custom driver (tiny)', () => {
   });
 
   it('passes the read-after-write proof', async () => {
-    await checkReadAfterWrite(chainSubject({
-      host: tinyHost().host,
-      // Odd size: the last sector is partial; "random" fills it through the driver first.
-      layers: [{ format: 'tiny', size: 5 * 4096 + 123 }],
-    }), { numRuns: 200 });
+    await checkReadAfterWrite(
+      chainSubject({
+        host: tinyHost().host,
+        // Odd size: the last sector is partial; "random" fills it through the driver first.
+        layers: [{ format: 'tiny', size: 5 * 4096 + 123 }],
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('passes the read-after-write proof starting empty (sparse, unallocated sectors)', async () => {
-    await checkReadAfterWrite(chainSubject({
-      host: tinyHost().host,
-      layers: [{ format: 'tiny', size: 9 * 4096 - 1, fill: 'none' }],
-    }), { numRuns: 200 });
+    await checkReadAfterWrite(
+      chainSubject({
+        host: tinyHost().host,
+        layers: [{ format: 'tiny', size: 9 * 4096 - 1, fill: 'none' }],
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('passes the concurrency proof', async () => {
-    await checkConcurrentWrites(chainSubject({
-      host: tinyHost().host,
-      layers: [{ format: 'tiny', size: 6 * 4096 + 5, fill: 3 }],
-    }), { numRuns: 200, alignments: [4096] });
+    await checkConcurrentWrites(
+      chainSubject({
+        host: tinyHost().host,
+        layers: [{ format: 'tiny', size: 6 * 4096 + 5, fill: 3 }],
+      }),
+      { numRuns: 200, alignments: [4096] },
+    );
   });
 
   it('passes the chain-map proof under a cow overlay', async () => {

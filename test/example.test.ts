@@ -14,11 +14,16 @@ describe('the built-in example (pnpm example)', () => {
     if (!fs.existsSync(path.join(root, 'packages/images/dist/index.js'))) {
       throw new Error('packages are not built: run `pnpm run build` (pnpm test does)');
     }
-    const r = spawnSync(process.execPath, [path.join(root, 'examples/overlay-demo.mjs')], { cwd: root, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [path.join(root, 'examples/overlay-demo.mjs')], {
+      cwd: root,
+      encoding: 'utf8',
+    });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/format cow \(v3\), virtual size 16777216 bytes/);
-    expect(r.stdout).toMatch(/read at 1000: "hello from blk"; the 10 bytes before it come from the base: ba ba ba ba ba ba ba ba ba ba/);
+    expect(r.stdout).toMatch(
+      /read at 1000: "hello from blk"; the 10 bytes before it come from the base: ba ba ba ba ba ba ba ba ba ba/,
+    );
     const rows = r.stdout.split('\n').filter((l) => /^ {2}\d+ +\d+ +\S/.test(l));
     expect(r.stdout).toMatch(/^ {2}512 +512 +overlay$/m);
     expect(r.stdout).toMatch(/^ {2}4194304 +65536 +overlay$/m);

@@ -20,11 +20,22 @@ async function chain(seed: number): Promise<Image> {
   const base = new Uint8Array(SIZE - 3 * SS); // a shorter base: the tail falls through to zeros
   for (let i = 0; i < base.length; i++) base[i] = (i * 7 + (i >> 9)) & 0xff;
   vfs.put('/base.raw', base);
-  await createImage('/mid.cow', { registry, format: 'cow', backing: { path: '/base.raw', format: 'raw' }, size: SIZE, vfs, driverOptions: { variant: 'v2-qemu-lp64' } });
-  const rnd = fc.sample(fc.tuple(fc.nat(SIZE / SS - 1), fc.integer({ min: 1, max: 40 }), fc.boolean()), { numRuns: 30, seed });
+  await createImage('/mid.cow', {
+    registry,
+    format: 'cow',
+    backing: { path: '/base.raw', format: 'raw' },
+    size: SIZE,
+    vfs,
+    driverOptions: { variant: 'v2-qemu-lp64' },
+  });
+  const rnd = fc.sample(fc.tuple(fc.nat(SIZE / SS - 1), fc.integer({ min: 1, max: 40 }), fc.boolean()), {
+    numRuns: 30,
+    seed,
+  });
   // The middle layer is written before the top is created (UML checks the backing file's mtime).
   for (const upper of [false, true]) {
-    if (upper) await createImage('/top.cow', { registry, format: 'cow', backing: { path: '/mid.cow', format: 'cow' }, vfs });
+    if (upper)
+      await createImage('/top.cow', { registry, format: 'cow', backing: { path: '/mid.cow', format: 'cow' }, vfs });
     const image = await openImage(upper ? '/top.cow' : '/mid.cow', { registry, vfs, backing: { format: 'probe' } });
     for (const [sector, count, top] of rnd) {
       if (top !== upper) continue;
@@ -38,28 +49,32 @@ async function chain(seed: number): Promise<Image> {
 
 describe('synchronous read fast path', () => {
   it('gives the same bytes as the asynchronous path for random reads on a cow chain', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.integer(), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 64 }), fc.boolean()), { minLength: 1, maxLength: 40 }),
-      async (seed, reads) => {
-        const image = await chain(seed);
-        for (const [a, n, aligned] of reads) {
-          const length = aligned ? Math.min(n, SIZE / SS) * SS : Math.min(n * 97, SIZE);
-          const offset = aligned ? (a % (SIZE / SS - length / SS + 1)) * SS : a % (SIZE - length + 1);
-          const fast = new Uint8Array(length).fill(0xee);
-          const slow = new Uint8Array(length).fill(0xdd);
-          const p = image.readInto(offset, fast);
-          await p;
-          await image.readInto(offset, slow, { sync: false });
-          expect(Buffer.from(fast).equals(Buffer.from(slow))).toBe(true);
-        }
-        // Once the bitmap chunks are cached, an aligned read completes before its promise is awaited.
-        const again = new Uint8Array(SS).fill(0xee);
-        await image.readInto(0, new Uint8Array(SS));
-        void image.readInto(0, again);
-        expect(again.some((b) => b !== 0xee)).toBe(true);
-        await image.close();
-      },
-    ), { numRuns: 40 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer(),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 64 }), fc.boolean()), { minLength: 1, maxLength: 40 }),
+        async (seed, reads) => {
+          const image = await chain(seed);
+          for (const [a, n, aligned] of reads) {
+            const length = aligned ? Math.min(n, SIZE / SS) * SS : Math.min(n * 97, SIZE);
+            const offset = aligned ? (a % (SIZE / SS - length / SS + 1)) * SS : a % (SIZE - length + 1);
+            const fast = new Uint8Array(length).fill(0xee);
+            const slow = new Uint8Array(length).fill(0xdd);
+            const p = image.readInto(offset, fast);
+            await p;
+            await image.readInto(offset, slow, { sync: false });
+            expect(Buffer.from(fast).equals(Buffer.from(slow))).toBe(true);
+          }
+          // Once the bitmap chunks are cached, an aligned read completes before its promise is awaited.
+          const again = new Uint8Array(SS).fill(0xee);
+          await image.readInto(0, new Uint8Array(SS));
+          void image.readInto(0, again);
+          expect(again.some((b) => b !== 0xee)).toBe(true);
+          await image.close();
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it('is not taken while a write is in flight: a read issued after a write sees it', async () => {

@@ -16,7 +16,14 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
-  BlockError, MemoryVfs, createImage, openImage, type BackingReference, type CacheMode, type Image, type Vfs,
+  BlockError,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type BackingReference,
+  type CacheMode,
+  type Image,
+  type Vfs,
 } from '@blk/images';
 import { FaultyVfs, Rng, SectorOracle, taggedData, withTimeout, yielder, type FaultKind } from '@blk/faults';
 import { envInt } from './fixtures/env.js';
@@ -55,7 +62,15 @@ const SPECS: Spec[] = [
   { name: 'cow v3 writeback', format: 'cow', variant: 'v3', cache: 'writeback', seed: 1, ops: 24, createInRun: true },
   { name: 'cow v3 writethrough', format: 'cow', variant: 'v3', cache: 'writethrough', seed: 2, ops: 16 },
   { name: 'cow v2-qemu-lp64 writeback', format: 'cow', variant: 'v2-qemu-lp64', cache: 'writeback', seed: 3, ops: 16 },
-  { name: 'cow v3 writeback, concurrent requests', format: 'cow', variant: 'v3', cache: 'writeback', seed: 4, ops: 24, concurrent: true },
+  {
+    name: 'cow v3 writeback, concurrent requests',
+    format: 'cow',
+    variant: 'v3',
+    cache: 'writeback',
+    seed: 4,
+    ops: 24,
+    concurrent: true,
+  },
   { name: 'raw', format: 'raw', cache: 'writeback', seed: 5, ops: 16 },
 ];
 
@@ -99,7 +114,12 @@ async function setup(spec: Spec): Promise<MemoryVfs> {
   } else {
     vfs.put('/d/base.raw', taggedData(0, 0, SIZE));
     if (!spec.createInRun) {
-      await createImage('/d/top.cow', { vfs, format: 'cow', backing: '/d/base.raw', driverOptions: { variant: spec.variant } });
+      await createImage('/d/top.cow', {
+        vfs,
+        format: 'cow',
+        backing: '/d/base.raw',
+        driverOptions: { variant: spec.variant },
+      });
     }
   }
   return vfs;
@@ -108,7 +128,13 @@ async function setup(spec: Spec): Promise<MemoryVfs> {
 const topOf = (spec: Spec) => (spec.format === 'raw' ? '/d/disk.raw' : '/d/top.cow');
 
 function open(vfs: Vfs, spec: Spec, readOnly = false): Promise<Image> {
-  return openImage(topOf(spec), { vfs, format: spec.format, cache: spec.cache, readOnly, backing: { format: backingFormat } });
+  return openImage(topOf(spec), {
+    vfs,
+    format: spec.format,
+    cache: spec.cache,
+    readOnly,
+    backing: { format: backingFormat },
+  });
 }
 
 interface RunResult {
@@ -121,7 +147,13 @@ interface RunResult {
 const timed = <T>(p: Promise<T>, label: string) => withTimeout(p, OP_TIMEOUT, label);
 
 /** Runs the workload over `faulty`; checks the error, leaks, and consistency after recovery. */
-async function run(spec: Spec, ops: Op[], inner: MemoryVfs, faulty: FaultyVfs, fault: FaultKind | undefined): Promise<RunResult> {
+async function run(
+  spec: Spec,
+  ops: Op[],
+  inner: MemoryVfs,
+  faulty: FaultyVfs,
+  fault: FaultKind | undefined,
+): Promise<RunResult> {
   const oracle = new SectorOracle(SIZE, taggedData(0, 0, SIZE));
   const result: RunResult = {};
   let image: Image | undefined;
@@ -130,7 +162,8 @@ async function run(spec: Spec, ops: Op[], inner: MemoryVfs, faulty: FaultyVfs, f
   };
   const typedOk = (err: unknown): string | undefined => {
     if (err instanceof WrongData) return err.message;
-    if (!(err instanceof BlockError)) return `untyped error ${String(err)}${(err as Error)?.stack ? `\n${(err as Error).stack}` : ''}`;
+    if (!(err instanceof BlockError))
+      return `untyped error ${String(err)}${(err as Error)?.stack ? `\n${(err as Error).stack}` : ''}`;
     if ((fault === 'EIO' || fault === 'ENOSPC') && !(err.kind === 'io' && err.code === fault)) {
       return `${fault} reached the caller as ${err.kind}/${err.code}: ${err.message}`;
     }
@@ -138,7 +171,15 @@ async function run(spec: Spec, ops: Op[], inner: MemoryVfs, faulty: FaultyVfs, f
   };
   try {
     if (spec.createInRun) {
-      await timed(createImage(topOf(spec), { vfs: faulty, format: 'cow', backing: '/d/base.raw', driverOptions: { variant: spec.variant } }), 'create');
+      await timed(
+        createImage(topOf(spec), {
+          vfs: faulty,
+          format: 'cow',
+          backing: '/d/base.raw',
+          driverOptions: { variant: spec.variant },
+        }),
+        'create',
+      );
     }
     image = await timed(open(faulty, spec), 'open');
     const doOp = async (op: Op): Promise<void> => {
@@ -179,9 +220,7 @@ async function run(spec: Spec, ops: Op[], inner: MemoryVfs, faulty: FaultyVfs, f
         const rest = batch.filter((o) => !(o.kind === 'write' || o.kind === 'discard'));
         void rest;
         const disjoint = noOverlap(writes);
-        const settled = disjoint
-          ? await Promise.allSettled(writes.map(doOp))
-          : await serial(writes, doOp);
+        const settled = disjoint ? await Promise.allSettled(writes.map(doOp)) : await serial(writes, doOp);
         const failed = settled.find((s) => s.status === 'rejected');
         if (failed) throw (failed as PromiseRejectedResult).reason;
         for (const op of rest) await doOp(op);
@@ -224,7 +263,11 @@ async function run(spec: Spec, ops: Op[], inner: MemoryVfs, faulty: FaultyVfs, f
   const content = await again.read(0, SIZE);
   await again.close();
   const bad = oracle.check(content);
-  if (bad) return { ...result, problem: `sector ${bad.sector} is not the ${bad.expected === 'durable' ? 'flushed' : 'old or new'} value` };
+  if (bad)
+    return {
+      ...result,
+      problem: `sector ${bad.sector} is not the ${bad.expected === 'durable' ? 'flushed' : 'old or new'} value`,
+    };
   return result;
 }
 
@@ -237,10 +280,17 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 function noOverlap(ops: Op[]): boolean {
-  const ranges = ops.map((o) => (o.kind === 'write' ? [o.offset, o.offset + o.data.length] : o.kind === 'discard' ? [o.offset, o.offset + o.length] : [0, 0]));
+  const ranges = ops.map((o) =>
+    o.kind === 'write'
+      ? [o.offset, o.offset + o.data.length]
+      : o.kind === 'discard'
+        ? [o.offset, o.offset + o.length]
+        : [0, 0],
+  );
   // Sector-aligned ranges, since the image serialises per sector.
   const al = ranges.map(([a, b]) => [Math.floor(a! / 512), Math.ceil(b! / 512)]);
-  for (let i = 0; i < al.length; i++) for (let j = i + 1; j < al.length; j++) if (al[i]![0]! < al[j]![1]! && al[j]![0]! < al[i]![1]!) return false;
+  for (let i = 0; i < al.length; i++)
+    for (let j = i + 1; j < al.length; j++) if (al[i]![0]! < al[j]![1]! && al[j]![0]! < al[i]![1]!) return false;
   return true;
 }
 
@@ -288,7 +338,9 @@ async function faultOneSeed(spec: Spec, faults: FaultKind[], sticky: boolean): P
     for (const fault of faults) {
       const inner = await setup(spec);
       // Sticky: every call from the nth on fails (a disk that filled up), until the device recovers.
-      const faulty = new FaultyVfs(inner, [{ call: 'any', nth, fault, times: sticky ? Infinity : 1 }], { seed: nth * 31 + fault.length });
+      const faulty = new FaultyVfs(inner, [{ call: 'any', nth, fault, times: sticky ? Infinity : 1 }], {
+        seed: nth * 31 + fault.length,
+      });
       const r = await run(spec, ops, inner, faulty, fault);
       totals.runs++;
       if (faulty.injected.length === 0) continue;
@@ -296,11 +348,16 @@ async function faultOneSeed(spec: Spec, faults: FaultKind[], sticky: boolean): P
       totals.byFault[fault] = (totals.byFault[fault] ?? 0) + 1;
       const inj = faulty.injected[0]!;
       if (r.error !== undefined) totals.errorsSeen++;
-      if (r.problem) problems.push(`call #${nth} (${inj.call} ${inj.path}${inj.offset !== undefined ? ` @${inj.offset}` : ''}) ${fault}: ${r.problem}`);
+      if (r.problem)
+        problems.push(
+          `call #${nth} (${inj.call} ${inj.path}${inj.offset !== undefined ? ` @${inj.offset}` : ''}) ${fault}: ${r.problem}`,
+        );
     }
   }
   totals.injected += injected;
-  console.log(`FIGURE faults ${spec.name}${sticky ? ' (sticky)' : ''} seed ${spec.seed} [${faults.join(', ')}]: ${calls} calls per run, ${injected} faults injected, ${problems.length} problems`);
+  console.log(
+    `FIGURE faults ${spec.name}${sticky ? ' (sticky)' : ''} seed ${spec.seed} [${faults.join(', ')}]: ${calls} calls per run, ${injected} faults injected, ${problems.length} problems`,
+  );
   return problems;
 }
 
@@ -335,7 +392,11 @@ describe('fault injection: fail every call of a workload in turn', () => {
   }
 
   it('totals', () => {
-    console.log(`FIGURE faults total: ${totals.runs} runs, ${totals.injected} faults injected (${Object.entries(totals.byFault).map(([k, v]) => `${k} ${v}`).join(', ')}), ${totals.errorsSeen} surfaced as typed errors`);
+    console.log(
+      `FIGURE faults total: ${totals.runs} runs, ${totals.injected} faults injected (${Object.entries(totals.byFault)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}), ${totals.errorsSeen} surfaced as typed errors`,
+    );
     recordFigure('faults', totals);
     expect(totals.injected).toBeGreaterThan(100);
   });

@@ -7,7 +7,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  BlockError, DEFAULT_MAX_CHAIN_DEPTH, MemoryVfs, cowDriver, createImage, openImage, type Vfs,
+  BlockError,
+  DEFAULT_MAX_CHAIN_DEPTH,
+  MemoryVfs,
+  cowDriver,
+  createImage,
+  openImage,
+  type Vfs,
 } from '@blk/images';
 import { FaultyVfs } from '@blk/faults';
 
@@ -20,12 +26,21 @@ function arrayBuffers(): number {
 
 /** createImage's job for a cow overlay over a cow image, through the driver (see the createImage chain bug). */
 async function createOverlay(vfs: Vfs, path: string, backing: string, variant = 'v3'): Promise<void> {
-  const below = await openImage(backing, { vfs, format: backing.endsWith('.raw') ? 'raw' : 'cow', readOnly: true, backing: { mode: 'ignore' } });
+  const below = await openImage(backing, {
+    vfs,
+    format: backing.endsWith('.raw') ? 'raw' : 'cow',
+    readOnly: true,
+    backing: { mode: 'ignore' },
+  });
   const size = below.size;
   await below.close();
   const st = await vfs.stat(backing);
   const storage = await vfs.open(path, { create: true, exclusive: true, truncate: true });
-  await cowDriver.create!(storage, { size, backing: { path: backing, facts: { size, mtimeSec: st.mtimeSec } }, driverOptions: { variant } });
+  await cowDriver.create!(storage, {
+    size,
+    backing: { path: backing, facts: { size, mtimeSec: st.mtimeSec } },
+    driverOptions: { variant },
+  });
   await storage.flush();
   await storage.close();
 }
@@ -48,7 +63,7 @@ describe('limits: 1 TiB images', () => {
     const vfs = new MemoryVfs('/');
     await createImage('/base.raw', { vfs, format: 'raw', size: TiB });
     await createImage('/top.cow', { vfs, format: 'cow', backing: '/base.raw' });
-    const info = (await openImage('/top.cow', { vfs, format: 'cow', readOnly: true }));
+    const info = await openImage('/top.cow', { vfs, format: 'cow', readOnly: true });
     const fs = info.info().formatSpecific as { bitmapLength: number; dataOffset: number };
     await info.close();
     expect(fs.bitmapLength).toBe(256 * MiB); // what UML would hold in RAM
@@ -61,7 +76,8 @@ describe('limits: 1 TiB images', () => {
     const step = Math.floor(TiB / 600 / 512) * 512;
     for (let i = 0; i < 600; i++) await image.write(i * step, new Uint8Array(512).fill((i % 250) + 1));
     // The cache's own count (CowImage.bitmap.cachedBytes, reached past Image's private field).
-    const cached = (image as unknown as { driverImage: { bitmap: { cachedBytes: number; loads: number } } }).driverImage.bitmap;
+    const cached = (image as unknown as { driverImage: { bitmap: { cachedBytes: number; loads: number } } }).driverImage
+      .bitmap;
     expect(cached.cachedBytes).toBeLessThanOrEqual(bound + 4096);
     // What the driver holds: growth of array buffers minus what the in-memory file itself grew by.
     const during = arrayBuffers() - before - (file.allocatedBytes - fileBefore);
@@ -71,7 +87,9 @@ describe('limits: 1 TiB images', () => {
     const again = await openImage('/top.cow', { vfs, format: 'cow', readOnly: true });
     for (let i = 0; i < 600; i += 53) expect((await again.read(i * step, 512))[7]).toBe((i % 250) + 1);
     await again.close();
-    console.log(`FIGURE limits: 1 TiB cow, 600 scattered writes, bitmap cache bound ${bound} B, bitmap cache holds ${cached.cachedBytes} B after ${cached.loads} chunk loads, array buffers grew ${(during / MiB).toFixed(2)} MiB before GC (UML would hold 256 MiB)`);
+    console.log(
+      `FIGURE limits: 1 TiB cow, 600 scattered writes, bitmap cache bound ${bound} B, bitmap cache holds ${cached.cachedBytes} B after ${cached.loads} chunk loads, array buffers grew ${(during / MiB).toFixed(2)} MiB before GC (UML would hold 256 MiB)`,
+    );
     expect(during).toBeLessThan(16 * MiB);
   });
 
@@ -103,7 +121,9 @@ describe('limits: chain depth and open files', () => {
 
   it(`refuses the ${DEPTH}-level chain under the default limit (${DEFAULT_MAX_CHAIN_DEPTH}) with chain-too-deep, leaking no handle`, async () => {
     const counting = new FaultyVfs(vfs);
-    const err = await openImage(`/c/l${DEPTH}.cow`, { vfs: counting, format: 'cow', backing: policy }).catch((e: unknown) => e);
+    const err = await openImage(`/c/l${DEPTH}.cow`, { vfs: counting, format: 'cow', backing: policy }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(BlockError);
     expect((err as BlockError).kind).toBe('chain-too-deep');
     expect(counting.counts.open).toBe(DEFAULT_MAX_CHAIN_DEPTH + 1); // it stopped at the limit
@@ -112,7 +132,11 @@ describe('limits: chain depth and open files', () => {
 
   it(`opens exactly ${DEFAULT_MAX_CHAIN_DEPTH} levels below the top, one open file per layer`, async () => {
     const counting = new FaultyVfs(vfs);
-    const image = await openImage(`/c/l${DEFAULT_MAX_CHAIN_DEPTH + 1}.cow`, { vfs: counting, format: 'cow', backing: policy }).catch(() => undefined);
+    const image = await openImage(`/c/l${DEFAULT_MAX_CHAIN_DEPTH + 1}.cow`, {
+      vfs: counting,
+      format: 'cow',
+      backing: policy,
+    }).catch(() => undefined);
     // l17 -> l1 is 16 cow levels and then l0.raw: 17 below the top, one too many.
     expect(image).toBeUndefined();
     const ok = await openImage(`/c/l${DEFAULT_MAX_CHAIN_DEPTH}.cow`, { vfs: counting, format: 'cow', backing: policy });
@@ -125,7 +149,11 @@ describe('limits: chain depth and open files', () => {
   it(`handles the ${DEPTH}-level chain when maxDepth is raised: reads fall through every level`, async () => {
     const counting = new FaultyVfs(vfs);
     const t0 = performance.now();
-    const image = await openImage(`/c/l${DEPTH}.cow`, { vfs: counting, format: 'cow', backing: { ...policy, maxDepth: DEPTH } });
+    const image = await openImage(`/c/l${DEPTH}.cow`, {
+      vfs: counting,
+      format: 'cow',
+      backing: { ...policy, maxDepth: DEPTH },
+    });
     const opened = performance.now() - t0;
     expect(image.chain().length).toBe(DEPTH + 1);
     expect(counting.openHandles).toBe(DEPTH + 1);
@@ -137,7 +165,9 @@ describe('limits: chain depth and open files', () => {
     expect((await image.read(512, 512))[0]).toBe(9);
     await image.close();
     expect(counting.openHandles).toBe(0);
-    console.log(`FIGURE limits: ${DEPTH}-level chain opened in ${opened.toFixed(0)} ms with maxDepth ${DEPTH}, a read through all levels took ${readMs.toFixed(1)} ms`);
+    console.log(
+      `FIGURE limits: ${DEPTH}-level chain opened in ${opened.toFixed(0)} ms with maxDepth ${DEPTH}, a read through all levels took ${readMs.toFixed(1)} ms`,
+    );
   }, 120_000);
 
   // Regression (bug found by these tests, fixed in core): createImage opened the backing's

@@ -37,7 +37,14 @@ function childEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 function run(cmd: string, args: string[], cwd: string, options: SpawnSyncOptions = {}) {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: SLOW, maxBuffer: 64 << 20, ...options, env: childEnv(options.env) });
+  const r = spawnSync(cmd, args, {
+    cwd,
+    encoding: 'utf8',
+    timeout: SLOW,
+    maxBuffer: 64 << 20,
+    ...options,
+    env: childEnv(options.env),
+  });
   if (r.error) throw r.error;
   return { code: r.status, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
@@ -51,8 +58,12 @@ function okAsync(cmd: string, args: string[], cwd: string, env?: NodeJS.ProcessE
     const child = spawn(cmd, args, { cwd, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'], timeout: SLOW });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
-    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve(stdout + stderr);
@@ -70,7 +81,14 @@ function ok(cmd: string, args: string[], cwd: string, options: SpawnSyncOptions 
 /** npm with no registry; its output (install scripts' too). Run as npm's own script with node: `env` may give a PATH without npm. */
 function npm(args: string[], cwd: string, env?: NodeJS.ProcessEnv): Promise<string> {
   // The cache is private to the test: nothing comes from an earlier download.
-  const npmArgs = [...args, '--offline', '--no-audit', '--no-fund', '--foreground-scripts', `--cache=${path.join(work, 'npm-cache')}`];
+  const npmArgs = [
+    ...args,
+    '--offline',
+    '--no-audit',
+    '--no-fund',
+    '--foreground-scripts',
+    `--cache=${path.join(work, 'npm-cache')}`,
+  ];
   const npmCli = fs.realpathSync(ok('sh', ['-c', 'command -v npm'], work).trim()); // .../npm/bin/npm-cli.js
   return okAsync(process.execPath, [npmCli, ...npmArgs], cwd, env);
 }
@@ -78,7 +96,10 @@ function npm(args: string[], cwd: string, env?: NodeJS.ProcessEnv): Promise<stri
 /** A directory with a package.json, as `npm init` leaves it. */
 function emptyProject(dir: string): string {
   fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: path.basename(dir), version: '1.0.0', private: true }));
+  fs.writeFileSync(
+    path.join(dir, 'package.json'),
+    JSON.stringify({ name: path.basename(dir), version: '1.0.0', private: true }),
+  );
   return dir;
 }
 
@@ -102,11 +123,14 @@ let loneProjectInstall: string;
 
 beforeAll(async () => {
   for (const pkg of ['core', 'raw', 'cow', 'native', 'images', 'testkit', 'jobs', 'cli']) {
-    if (!fs.existsSync(path.join(REPO, 'packages', pkg, 'dist'))) throw new Error(`packages/${pkg} is not built: run pnpm run build`);
+    if (!fs.existsSync(path.join(REPO, 'packages', pkg, 'dist')))
+      throw new Error(`packages/${pkg} is not built: run pnpm run build`);
   }
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-packaging-'));
   const out = path.join(work, 'tarballs');
-  tarballs = (await okAsync(process.execPath, [path.join(REPO, 'scripts', 'pack.mjs'), '--third-party', out], REPO)).trim().split('\n');
+  tarballs = (await okAsync(process.execPath, [path.join(REPO, 'scripts', 'pack.mjs'), '--third-party', out], REPO))
+    .trim()
+    .split('\n');
   const cliTarball = tarballs.find((t) => path.basename(t).startsWith('blk-cli-'))!;
   project = emptyProject(path.join(work, 'project'));
   prefix = path.join(work, 'global');
@@ -133,30 +157,38 @@ afterAll(() => {
 describe('packed packages installed with npm outside the repository', () => {
   it('every public package is packed, none names a workspace: dependency, @blk/native ships its sources', () => {
     const names = tarballs.map((t) => path.basename(t));
-    for (const pkg of ['cli', 'core', 'cow', 'images', 'jobs', 'native', 'raw', 'testkit']) expect(names).toContain(`blk-${pkg}-0.1.0.tgz`);
+    for (const pkg of ['cli', 'core', 'cow', 'images', 'jobs', 'native', 'raw', 'testkit'])
+      expect(names).toContain(`blk-${pkg}-0.1.0.tgz`);
     expect(names.some((n) => n.startsWith('blk-faults'))).toBe(false); // private, test-only
     for (const pkg of ['cli', 'core', 'cow', 'images', 'jobs', 'native', 'raw', 'testkit']) {
       const manifest = fs.readFileSync(path.join(project, 'node_modules', '@blk', pkg, 'package.json'), 'utf8');
       expect(manifest).not.toContain('workspace:');
     }
     const native = path.join(project, 'node_modules', '@blk', 'native');
-    for (const f of ['binding.gyp', 'install.cjs', 'native/addon.c', 'native/lock.c', 'native/io.c', 'native/addon.h']) {
+    for (const f of [
+      'binding.gyp',
+      'install.cjs',
+      'native/addon.c',
+      'native/lock.c',
+      'native/io.c',
+      'native/addon.h',
+    ]) {
       expect(fs.existsSync(path.join(native, f)), f).toBe(true);
     }
     // ... and the install built the addon there.
     expect(fs.existsSync(path.join(native, 'build', 'Release', 'blk_native.node'))).toBe(true);
   });
 
-  it('the project\'s blk creates, writes, maps (holes: the addon loaded) and reports an image', () => {
+  it("the project's blk creates, writes, maps (holes: the addon loaded) and reports an image", () => {
     const blk = [path.join(project, 'node_modules', '.bin', 'blk')];
     const image = makeImage(blk, project, 'local.img');
     expect(JSON.parse(ok(blk[0]!, ['map', '--output=json', image], project))).toEqual(holeyMap);
     const info = JSON.parse(ok(blk[0]!, ['info', '--output=json', image], project)) as Record<string, unknown>;
-    expect(info['format']).toBe('raw');
+    expect(info.format).toBe('raw');
     expect(info['virtual-size']).toBe(1024 * KIB);
   });
 
-  it('the library from ESM: images open with OS locks (a second writer is refused); @blk/cli throws @blk/images\' BlockError', () => {
+  it("the library from ESM: images open with OS locks (a second writer is refused); @blk/cli throws @blk/images' BlockError", () => {
     const image = path.join(project, 'local.img');
     const script = `
       import { openImage, BlockError } from '@blk/images';
@@ -187,7 +219,9 @@ describe('packed packages installed with npm outside the repository', () => {
   });
 
   it('a CommonJS TypeScript project compiles against the packages (module commonjs and node16) and runs', () => {
-    fs.writeFileSync(path.join(project, 'main.ts'), `
+    fs.writeFileSync(
+      path.join(project, 'main.ts'),
+      `
       import { convertImage } from '@blk/cli';
       import { openImage, BlockError } from '@blk/images';
       async function main(): Promise<void> {
@@ -199,15 +233,40 @@ describe('packed packages installed with npm outside the repository', () => {
         console.log(Array.from(bytes).join(','), missing instanceof BlockError ? 'BlockError' : String(missing));
       }
       void main();
-    `);
-    for (const [module, resolution] of [['commonjs', 'node10'], ['node16', 'node16']] as const) {
+    `,
+    );
+    for (const [module, resolution] of [
+      ['commonjs', 'node10'],
+      ['node16', 'node16'],
+    ] as const) {
       const outDir = path.join(project, `out-${module}`);
-      ok(process.execPath, [TSC, '--module', module, '--moduleResolution', resolution, '--target', 'es2022', '--strict',
-        '--skipLibCheck', '--types', 'node', '--typeRoots', path.join(REPO, 'node_modules', '@types'),
-        '--outDir', outDir, 'main.ts'], project);
+      ok(
+        process.execPath,
+        [
+          TSC,
+          '--module',
+          module,
+          '--moduleResolution',
+          resolution,
+          '--target',
+          'es2022',
+          '--strict',
+          '--skipLibCheck',
+          '--types',
+          'node',
+          '--typeRoots',
+          path.join(REPO, 'node_modules', '@types'),
+          '--outDir',
+          outDir,
+          'main.ts',
+        ],
+        project,
+      );
       expect(fs.readFileSync(path.join(outDir, 'main.js'), 'utf8')).toMatch(/require\("@blk\/cli"\)/);
       fs.rmSync(path.join(project, 'copy.img'), { force: true });
-      expect(ok(process.execPath, ['--no-experimental-require-module', path.join(outDir, 'main.js')], project).trim()).toBe('0,0,171,171 BlockError');
+      expect(
+        ok(process.execPath, ['--no-experimental-require-module', path.join(outDir, 'main.js')], project).trim(),
+      ).toBe('0,0,171,171 BlockError');
     }
   });
 
@@ -216,7 +275,9 @@ describe('packed packages installed with npm outside the repository', () => {
     const env = { PATH: `${path.join(prefix, 'bin')}${path.delimiter}${process.env.PATH}` };
     const image = makeImage(['blk'], scratch, 'global.img', env);
     expect(JSON.parse(ok('blk', ['map', '--output=json', 'global.img'], scratch, { env }))).toEqual(holeyMap);
-    expect(ok('blk', ['info', 'global.img'], scratch, { env })).toMatch(/^image: global\.img\nfile format: raw\nvirtual size: 1 MiB/);
+    expect(ok('blk', ['info', 'global.img'], scratch, { env })).toMatch(
+      /^image: global\.img\nfile format: raw\nvirtual size: 1 MiB/,
+    );
     expect(fs.existsSync(image)).toBe(true);
     // It is the installed copy that ran, not this repository's.
     expect(fs.realpathSync(ok('sh', ['-c', 'command -v blk'], scratch, { env }).trim())).toContain(prefix);
@@ -233,16 +294,21 @@ describe('the @blk/cli tarball installed alone (no other @blk package, no regist
     makeImage(['blk'], scratch, 'lone.img', env);
     // Holes are found with lseek(SEEK_DATA/SEEK_HOLE) by the addon only: without it the whole file maps as data.
     expect(JSON.parse(ok('blk', ['map', '--output=json', 'lone.img'], scratch, { env }))).toEqual(holeyMap);
-    expect(ok('blk', ['info', 'lone.img'], scratch, { env })).toMatch(/^image: lone\.img\nfile format: raw\nvirtual size: 1 MiB/);
+    expect(ok('blk', ['info', 'lone.img'], scratch, { env })).toMatch(
+      /^image: lone\.img\nfile format: raw\nvirtual size: 1 MiB/,
+    );
     // A second writer is refused while a first one holds the image (an OFD lock, taken by the addon).
     // The first has the image open once its write is reported; it is stopped after the second's attempt.
-    const script = 'blk io -c "write 0 512" -c "sleep 30000" lone.img > first.out & first=$!; '
+    const script =
+      'blk io -c "write 0 512" -c "sleep 30000" lone.img > first.out & first=$!; '
       + 'for i in $(seq 300); do grep -q wrote first.out && break; sleep 0.1; done; '
       + 'blk io -c "write 0 512" lone.img; echo "second: $?"; kill $first; wait';
     const second = run('sh', ['-c', script], scratch, { env });
     expect(fs.readFileSync(path.join(scratch, 'first.out'), 'utf8')).toMatch(/^wrote 512\/512 bytes at offset 0\n/);
     expect(second.stdout).toBe('second: 1\n');
-    expect(second.stderr).toMatch(/^blk: lone\.img: another open file \(an OFD lock, as QEMU or blk take\) holds a write lock/);
+    expect(second.stderr).toMatch(
+      /^blk: lone\.img: another open file \(an OFD lock, as QEMU or blk take\) holds a write lock/,
+    );
   });
 
   it('without a C compiler the install still succeeds, says why, and blk runs without locks, warning once', () => {

@@ -11,10 +11,14 @@ const registry = new DriverRegistry([rawDriver]);
 
 describe('raw images through the testkit', () => {
   it('reads back every write (an odd number of sectors, random base content)', async () => {
-    await checkReadAfterWrite(chainSubject({ registry, layers: [{ format: 'raw', size: 197 * 512 }] }), { numRuns: 200 });
+    await checkReadAfterWrite(chainSubject({ registry, layers: [{ format: 'raw', size: 197 * 512 }] }), {
+      numRuns: 200,
+    });
   });
 
   it('reads back every write on an image that starts all zeros', async () => {
-    await checkReadAfterWrite(chainSubject({ registry, layers: [{ format: 'raw', size: 8192, fill: 'none' }] }), { numRuns: 200 });
+    await checkReadAfterWrite(chainSubject({ registry, layers: [{ format: 'raw', size: 8192, fill: 'none' }] }), {
+      numRuns: 200,
+    });
   });
 });

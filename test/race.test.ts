@@ -14,33 +14,49 @@ const registry = new DriverRegistry(builtinDrivers());
 
 describe('concurrent requests', () => {
   it('raw', async () => {
-    await checkConcurrentWrites(chainSubject({ registry, layers: [{ format: 'raw', size: 64 * 1024 + 512 }] }), { numRuns: 200 });
+    await checkConcurrentWrites(chainSubject({ registry, layers: [{ format: 'raw', size: 64 * 1024 + 512 }] }), {
+      numRuns: 200,
+    });
   });
 
   it('cow v3 over raw (bitmap bytes shared by neighbouring sectors)', async () => {
-    await checkConcurrentWrites(chainSubject({ registry, layers: [{ format: 'raw', size: 64 * 1024 }, { format: 'cow' }] }),
-      { numRuns: 200, alignments: [512, 4096] });
+    await checkConcurrentWrites(
+      chainSubject({ registry, layers: [{ format: 'raw', size: 64 * 1024 }, { format: 'cow' }] }),
+      { numRuns: 200, alignments: [512, 4096] },
+    );
   });
 
   it('cow v3 over raw, writethrough cache', async () => {
-    await checkConcurrentWrites(chainSubject({
-      registry,
-      layers: [{ format: 'raw', size: 32 * 1024 }, { format: 'cow' }],
-      openOptions: { cache: 'writethrough' },
-    }), { numRuns: 200, alignments: [512, 4096] });
+    await checkConcurrentWrites(
+      chainSubject({
+        registry,
+        layers: [{ format: 'raw', size: 32 * 1024 }, { format: 'cow' }],
+        openOptions: { cache: 'writethrough' },
+      }),
+      { numRuns: 200, alignments: [512, 4096] },
+    );
   });
 
   it('cow v2-qemu-lp64 over raw (bitmap right after an unaligned header)', async () => {
-    await checkConcurrentWrites(chainSubject({
-      registry,
-      layers: [{ format: 'raw', size: 32 * 1024 }, { format: 'cow', driverOptions: { variant: 'v2-qemu-lp64' } }],
-    }), { numRuns: 200, alignments: [512, 4096] });
+    await checkConcurrentWrites(
+      chainSubject({
+        registry,
+        layers: [
+          { format: 'raw', size: 32 * 1024 },
+          { format: 'cow', driverOptions: { variant: 'v2-qemu-lp64' } },
+        ],
+      }),
+      { numRuns: 200, alignments: [512, 4096] },
+    );
   });
 
   it('cow over cow over raw (reads falling through a layer whose I/O is also reordered)', async () => {
-    await checkConcurrentWrites(chainSubject({
-      registry,
-      layers: [{ format: 'raw', size: 48 * 1024 }, { format: 'cow', fill: 4 }, { format: 'cow' }],
-    }), { numRuns: 200, alignments: [512, 4096] });
+    await checkConcurrentWrites(
+      chainSubject({
+        registry,
+        layers: [{ format: 'raw', size: 48 * 1024 }, { format: 'cow', fill: 4 }, { format: 'cow' }],
+      }),
+      { numRuns: 200, alignments: [512, 4096] },
+    );
   });
 });

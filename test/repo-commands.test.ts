@@ -54,11 +54,27 @@ afterAll(() => {
 
 describe('pnpm -s blk in the repository', () => {
   const cases: Array<[string, () => { args: string[]; cwd: string; name: string }]> = [
-    ['from the repository root', () => ({ args: ['-s', 'blk'], cwd: REPO, name: path.relative(REPO, path.join(inside, 'sub', 'disk.img')) })],
-    ['from a plain subdirectory, with a relative path', () => ({ args: ['-s', 'blk'], cwd: inside, name: 'sub/disk.img' })],
+    [
+      'from the repository root',
+      () => ({ args: ['-s', 'blk'], cwd: REPO, name: path.relative(REPO, path.join(inside, 'sub', 'disk.img')) }),
+    ],
+    [
+      'from a plain subdirectory, with a relative path',
+      () => ({ args: ['-s', 'blk'], cwd: inside, name: 'sub/disk.img' }),
+    ],
     ['from deeper, with ../', () => ({ args: ['-s', 'blk'], cwd: path.join(inside, 'sub'), name: '../sub/disk.img' })],
-    ['from inside a workspace package (-w)', () => ({ args: ['-s', '-w', 'blk'], cwd: path.join(REPO, 'packages', 'core', 'src'), name: path.relative(path.join(REPO, 'packages', 'core', 'src'), path.join(inside, 'sub', 'disk.img')) })],
-    ['from outside the repository (-C)', () => ({ args: ['-s', '-C', REPO, 'blk'], cwd: outside, name: 'sub/disk.img' })],
+    [
+      'from inside a workspace package (-w)',
+      () => ({
+        args: ['-s', '-w', 'blk'],
+        cwd: path.join(REPO, 'packages', 'core', 'src'),
+        name: path.relative(path.join(REPO, 'packages', 'core', 'src'), path.join(inside, 'sub', 'disk.img')),
+      }),
+    ],
+    [
+      'from outside the repository (-C)',
+      () => ({ args: ['-s', '-C', REPO, 'blk'], cwd: outside, name: 'sub/disk.img' }),
+    ],
   ];
   for (const [where, setup] of cases) {
     it(`${where}: stdout is exactly blk's JSON, for the file named relative to there`, () => {
@@ -70,7 +86,7 @@ describe('pnpm -s blk in the repository', () => {
     });
   }
 
-  it('blk\'s exit status and error line come through unchanged, without pnpm\'s', () => {
+  it("blk's exit status and error line come through unchanged, without pnpm's", () => {
     const r = run('pnpm', ['-s', 'blk', 'info', 'sub/missing.img'], inside);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
@@ -79,14 +95,20 @@ describe('pnpm -s blk in the repository', () => {
 });
 
 describe('the READMEs', () => {
-  const readmes = [path.join(REPO, 'README.md'),
-    ...fs.readdirSync(path.join(REPO, 'packages')).map((p) => path.join(REPO, 'packages', p, 'README.md')).filter((f) => fs.existsSync(f))];
+  const readmes = [
+    path.join(REPO, 'README.md'),
+    ...fs
+      .readdirSync(path.join(REPO, 'packages'))
+      .map((p) => path.join(REPO, 'packages', p, 'README.md'))
+      .filter((f) => fs.existsSync(f)),
+  ];
 
   it('run blk and the example through pnpm only with -s (pnpm prints its own lines into stdout otherwise)', () => {
     const unsilenced: string[] = [];
     for (const file of readmes) {
       for (const [i, line] of fs.readFileSync(file, 'utf8').split('\n').entries()) {
-        if (/\bpnpm\s+(?:run\s+)?(?:blk|example)\b/.test(line)) unsilenced.push(`${path.relative(REPO, file)}:${i + 1}: ${line.trim()}`);
+        if (/\bpnpm\s+(?:run\s+)?(?:blk|example)\b/.test(line))
+          unsilenced.push(`${path.relative(REPO, file)}:${i + 1}: ${line.trim()}`);
       }
     }
     expect(unsilenced).toEqual([]);

@@ -11,8 +11,16 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type fc from 'fast-check';
 import {
-  FilterStorage, ForwardingVfs, MemoryFile, MemoryStorage, MemoryVfs, storageCapabilities,
-  type Storage, type StorageCapabilities, type StorageExtent, type VfsOpenOptions,
+  FilterStorage,
+  ForwardingVfs,
+  MemoryFile,
+  MemoryStorage,
+  MemoryVfs,
+  storageCapabilities,
+  type Storage,
+  type StorageCapabilities,
+  type StorageExtent,
+  type VfsOpenOptions,
 } from '@blk/core';
 import { CrashSimVfs, FaultyVfs, GuardedStorage, HookedVfs } from '@blk/faults';
 import { lockStorage } from '@blk/native';
@@ -27,13 +35,27 @@ class FullStorage extends MemoryStorage {
   constructor(file: MemoryFile, name: string) {
     super(file, name);
     this.capabilities = storageCapabilities({
-      write: true, flush: true, syncRead: true, extents: true, allocate: true, zeroRange: true,
+      write: true,
+      flush: true,
+      syncRead: true,
+      extents: true,
+      allocate: true,
+      zeroRange: true,
       limits: { requestAlignment: 1, preferredTransfer: 4096, maxTransfer: 1 << 20 },
     });
   }
-  override read(offset: number, into: Uint8Array): Promise<number> { this.calls.push('read'); return super.read(offset, into); }
-  override readSync(offset: number, into: Uint8Array): number { this.calls.push('readSync'); return super.readSync(offset, into); }
-  override extentAt(offset: number, length: number): Promise<StorageExtent> { this.calls.push('extentAt'); return super.extentAt(offset, length); }
+  override read(offset: number, into: Uint8Array): Promise<number> {
+    this.calls.push('read');
+    return super.read(offset, into);
+  }
+  override readSync(offset: number, into: Uint8Array): number {
+    this.calls.push('readSync');
+    return super.readSync(offset, into);
+  }
+  override extentAt(offset: number, length: number): Promise<StorageExtent> {
+    this.calls.push('extentAt');
+    return super.extentAt(offset, length);
+  }
   async allocate(offset: number, length: number): Promise<void> {
     this.calls.push('allocate');
     if (this.file.length < offset + length) this.file.truncate(offset + length);
@@ -43,21 +65,41 @@ class FullStorage extends MemoryStorage {
     this.file.writeAt(offset, new Uint8Array(length));
     return true;
   }
-  override write(offset: number, data: Uint8Array): Promise<void> { this.calls.push('write'); return super.write(offset, data); }
-  override truncate(size: number): Promise<void> { this.calls.push('truncate'); return super.truncate(size); }
-  override flush(): Promise<void> { this.calls.push('flush'); return super.flush(); }
-  override size(): Promise<number> { this.calls.push('size'); return super.size(); }
+  override write(offset: number, data: Uint8Array): Promise<void> {
+    this.calls.push('write');
+    return super.write(offset, data);
+  }
+  override truncate(size: number): Promise<void> {
+    this.calls.push('truncate');
+    return super.truncate(size);
+  }
+  override flush(): Promise<void> {
+    this.calls.push('flush');
+    return super.flush();
+  }
+  override size(): Promise<number> {
+    this.calls.push('size');
+    return super.size();
+  }
   /** NodeFileStorage's thread-pool calls (what ThreadedIoVfs routes large requests to). */
-  readOnPool(offset: number, into: Uint8Array): Promise<number> { this.calls.push('read'); return super.read(offset, into); }
-  writeOnPool(offset: number, data: Uint8Array): Promise<void> { this.calls.push('write'); return super.write(offset, data); }
+  readOnPool(offset: number, into: Uint8Array): Promise<number> {
+    this.calls.push('read');
+    return super.read(offset, into);
+  }
+  writeOnPool(offset: number, data: Uint8Array): Promise<void> {
+    this.calls.push('write');
+    return super.write(offset, data);
+  }
 }
 
 /** A Vfs whose every storage is a FullStorage (the last one opened in `last`). */
 class FullVfs extends ForwardingVfs {
   last: FullStorage | undefined;
-  constructor(readonly files = new MemoryVfs()) { super(files); }
+  constructor(readonly files = new MemoryVfs()) {
+    super(files);
+  }
   override async open(p: string, options?: VfsOpenOptions): Promise<Storage> {
-    const inner = await this.files.open(p, options) as MemoryStorage;
+    const inner = (await this.files.open(p, options)) as MemoryStorage;
     this.last = new FullStorage(inner.file, inner.path);
     return this.last;
   }
@@ -66,8 +108,12 @@ class FullVfs extends ForwardingVfs {
 type Capability = Exclude<keyof StorageCapabilities, 'limits'>;
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-filters-')); });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-filters-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 /**
  * Each wrapper, how to put it over a FullStorage, and the capabilities it
@@ -75,63 +121,112 @@ afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
  * reorder it) cannot let the synchronous read or the extent query bypass it,
  * and one that intercepts `write` cannot let allocate or zeroRange bypass it.
  */
-const WRAPPERS: Array<{ name: string; narrows: Capability[]; wrap: () => Promise<{ outer: Storage; inner: FullStorage }> }> = [
-  { name: 'FilterStorage (no override)', narrows: [], wrap: async () => {
-    const inner = new FullStorage(new MemoryFile(), 'f');
-    return { outer: new FilterStorage(inner), inner };
-  } },
-  { name: 'native LockedStorage', narrows: [], wrap: async () => {
-    const file = path.join(dir, `lock-${Math.random()}`);
-    fs.writeFileSync(file, '');
-    const inner = new FullStorage(new MemoryFile(), file);
-    return { outer: lockStorage(inner), inner };
-  } },
-  { name: 'cli cache=unsafe storage (flush does nothing)', narrows: ['flush'], wrap: async () => {
-    const vfs = new FullVfs();
-    vfs.files.put('/f', new Uint8Array());
-    const outer = await cacheVfs(vfs, { cache: 'unsafe' }).open('/f');
-    return { outer, inner: vfs.last! };
-  } },
-  { name: 'cli ThreadedStorage', narrows: ['syncRead', 'allocate'], wrap: async () => {
-    const vfs = new FullVfs();
-    vfs.files.put('/f', new Uint8Array());
-    const outer = await new ThreadedIoVfs(vfs, 0).open('/f');
-    return { outer, inner: vfs.last! };
-  } },
-  { name: 'faults FaultyStorage', narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'], wrap: async () => {
-    const vfs = new FullVfs();
-    vfs.files.put('/f', new Uint8Array());
-    const outer = await new FaultyVfs(vfs).open('/f');
-    return { outer, inner: vfs.last! };
-  } },
-  { name: 'faults HookedStorage', narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'], wrap: async () => {
-    const vfs = new FullVfs();
-    vfs.files.put('/f', new Uint8Array());
-    const outer = await new HookedVfs(vfs, {}).open('/f');
-    return { outer, inner: vfs.last! };
-  } },
-  { name: 'faults GuardedStorage', narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'], wrap: async () => {
-    const inner = new FullStorage(new MemoryFile(new Uint8Array(4096)), 'f');
-    return { outer: new GuardedStorage(inner, { forbidWrites: false }), inner };
-  } },
-  { name: 'testkit ScheduledStorage', narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'], wrap: async () => {
-    const inner = new FullStorage(new MemoryFile(), 'f');
-    // A scheduler that lets every task through at once.
-    const scheduler = { schedule: <T>(p: Promise<T>) => p } as unknown as fc.Scheduler;
-    return { outer: new ScheduledStorage(inner, scheduler, { delayCompletion: false }), inner };
-  } },
+const WRAPPERS: Array<{
+  name: string;
+  narrows: Capability[];
+  wrap: () => Promise<{ outer: Storage; inner: FullStorage }>;
+}> = [
+  {
+    name: 'FilterStorage (no override)',
+    narrows: [],
+    wrap: async () => {
+      const inner = new FullStorage(new MemoryFile(), 'f');
+      return { outer: new FilterStorage(inner), inner };
+    },
+  },
+  {
+    name: 'native LockedStorage',
+    narrows: [],
+    wrap: async () => {
+      const file = path.join(dir, `lock-${Math.random()}`);
+      fs.writeFileSync(file, '');
+      const inner = new FullStorage(new MemoryFile(), file);
+      return { outer: lockStorage(inner), inner };
+    },
+  },
+  {
+    name: 'cli cache=unsafe storage (flush does nothing)',
+    narrows: ['flush'],
+    wrap: async () => {
+      const vfs = new FullVfs();
+      vfs.files.put('/f', new Uint8Array());
+      const outer = await cacheVfs(vfs, { cache: 'unsafe' }).open('/f');
+      return { outer, inner: vfs.last! };
+    },
+  },
+  {
+    name: 'cli ThreadedStorage',
+    narrows: ['syncRead', 'allocate'],
+    wrap: async () => {
+      const vfs = new FullVfs();
+      vfs.files.put('/f', new Uint8Array());
+      const outer = await new ThreadedIoVfs(vfs, 0).open('/f');
+      return { outer, inner: vfs.last! };
+    },
+  },
+  {
+    name: 'faults FaultyStorage',
+    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'],
+    wrap: async () => {
+      const vfs = new FullVfs();
+      vfs.files.put('/f', new Uint8Array());
+      const outer = await new FaultyVfs(vfs).open('/f');
+      return { outer, inner: vfs.last! };
+    },
+  },
+  {
+    name: 'faults HookedStorage',
+    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'],
+    wrap: async () => {
+      const vfs = new FullVfs();
+      vfs.files.put('/f', new Uint8Array());
+      const outer = await new HookedVfs(vfs, {}).open('/f');
+      return { outer, inner: vfs.last! };
+    },
+  },
+  {
+    name: 'faults GuardedStorage',
+    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'],
+    wrap: async () => {
+      const inner = new FullStorage(new MemoryFile(new Uint8Array(4096)), 'f');
+      return { outer: new GuardedStorage(inner, { forbidWrites: false }), inner };
+    },
+  },
+  {
+    name: 'testkit ScheduledStorage',
+    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'],
+    wrap: async () => {
+      const inner = new FullStorage(new MemoryFile(), 'f');
+      // A scheduler that lets every task through at once.
+      const scheduler = { schedule: <T>(p: Promise<T>) => p } as unknown as fc.Scheduler;
+      return { outer: new ScheduledStorage(inner, scheduler, { delayCompletion: false }), inner };
+    },
+  },
 ];
 
 /** Calls the member a capability stands for; the name the FullStorage records for it. */
 async function exercise(storage: Storage, capability: Capability): Promise<string | undefined> {
   switch (capability) {
-    case 'write': await storage.write!(0, new Uint8Array([1, 2, 3])); return 'write';
-    case 'flush': await storage.flush!(); return 'flush';
-    case 'syncRead': storage.readSync!(0, new Uint8Array(1)); return 'readSync';
-    case 'extents': await storage.extentAt!(0, 1); return 'extentAt';
-    case 'allocate': await storage.allocate!(0, 4096); return 'allocate';
-    case 'zeroRange': await storage.zeroRange!(0, 1, false); return 'zeroRange';
-    case 'remote': return undefined;
+    case 'write':
+      await storage.write!(0, new Uint8Array([1, 2, 3]));
+      return 'write';
+    case 'flush':
+      await storage.flush!();
+      return 'flush';
+    case 'syncRead':
+      storage.readSync!(0, new Uint8Array(1));
+      return 'readSync';
+    case 'extents':
+      await storage.extentAt!(0, 1);
+      return 'extentAt';
+    case 'allocate':
+      await storage.allocate!(0, 4096);
+      return 'allocate';
+    case 'zeroRange':
+      await storage.zeroRange!(0, 1, false);
+      return 'zeroRange';
+    case 'remote':
+      return undefined;
   }
 }
 
@@ -184,7 +279,7 @@ describe('FilterStorage: wrappers forward every capability they do not narrow on
     await expect(filter.write(0, new Uint8Array(1))).rejects.toMatchObject({ kind: 'read-only' });
   });
 
-  it('CrashStorage keeps the memory storage\'s synchronous reads and extents (it changes only what becomes durable)', async () => {
+  it("CrashStorage keeps the memory storage's synchronous reads and extents (it changes only what becomes durable)", async () => {
     const vfs = new CrashSimVfs();
     vfs.put('/f', new Uint8Array(8));
     const storage = await vfs.open('/f');

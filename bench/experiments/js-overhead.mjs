@@ -36,7 +36,8 @@ try {
     pwrite: (_fd, data) => data.length,
   };
   const image = await openImage(cow, { readOnly: true, format: 'cow', vfs: new NodeVfs({ syscalls: noop }) });
-  if (image.format !== 'cow' || image.backing === undefined) throw new Error(`opened as ${image.format}, not a cow chain`);
+  if (image.format !== 'cow' || image.backing === undefined)
+    throw new Error(`opened as ${image.format}, not a cow chain`);
   const warm = new Uint8Array(MiB);
   for (let at = 0; at < SIZE; at += MiB) await image.readInto(at, warm);
   live = false;
@@ -48,7 +49,10 @@ try {
 
   const loops = {
     'bare loop: one no-op call + one await': async () => {
-      for (let i = 0; i < N; i++) { noop.pread(0, buf, offsets[i]); await resolved; }
+      for (let i = 0; i < N; i++) {
+        noop.pread(0, buf, offsets[i]);
+        await resolved;
+      }
     },
     'blk: await image.readInto (no-op syscalls)': async () => {
       for (let i = 0; i < N; i++) await image.readInto(offsets[i], buf);
@@ -66,7 +70,9 @@ try {
       best[name] = Math.min(best[name] ?? Infinity, us);
     }
   }
-  console.log(`${N} random 4 KiB reads of a ${SIZE / MiB} MiB COW (half in the overlay, half falling through), best of 5:`);
+  console.log(
+    `${N} random 4 KiB reads of a ${SIZE / MiB} MiB COW (half in the overlay, half falling through), best of 5:`,
+  );
   for (const [name, us] of Object.entries(best)) console.log(`  ${name.padEnd(44)} ${us.toFixed(3)} µs per read`);
   await image.close();
 } finally {

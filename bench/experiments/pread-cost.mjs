@@ -37,8 +37,12 @@ try {
   for (let i = 0; i < N; i++) offsets[i] = (rnd() % Math.floor(size / BS)) * BS;
   const buf = new Uint8Array(BS);
   const loops = {
-    'fs.readSync': () => { for (let i = 0; i < N; i++) fs.readSync(fd, buf, 0, BS, offsets[i]); },
-    '@blk/native pread': () => { for (let i = 0; i < N; i++) addon.pread(fd, buf, offsets[i]); },
+    'fs.readSync': () => {
+      for (let i = 0; i < N; i++) fs.readSync(fd, buf, 0, BS, offsets[i]);
+    },
+    '@blk/native pread': () => {
+      for (let i = 0; i < N; i++) addon.pread(fd, buf, offsets[i]);
+    },
   };
   const best = {};
   for (let rep = 0; rep < 5; rep++) {

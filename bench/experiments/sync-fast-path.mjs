@@ -21,18 +21,22 @@ const RESOLVED = Promise.resolve();
 const SS = 512;
 
 // Storage: readSync when the storage is a sync NodeFileStorage.
-const fdOf = (storage) => (storage instanceof core.NodeFileStorage && storage.io === 'sync' && !storage.closed ? storage.fd : -1);
+const fdOf = (storage) =>
+  storage instanceof core.NodeFileStorage && storage.io === 'sync' && !storage.closed ? storage.fd : -1;
 function readSyncAt(fd, into, at, len, pos) {
   let done = 0;
   while (done < len) {
     const n = fs.readSync(fd, into, at + done, len - done, pos + done);
-    if (n === 0) { into.fill(0, at + done, at + len); break; }
+    if (n === 0) {
+      into.fill(0, at + done, at + len);
+      break;
+    }
     done += n;
   }
 }
 
 // Raw driver.
-const rawProto = Object.getPrototypeOf((await rawDriver_open()));
+const rawProto = Object.getPrototypeOf(await rawDriver_open());
 async function rawDriver_open() {
   // get the RawImage prototype by opening a tiny memory storage
   const ms = new core.MemoryStorage(new core.MemoryFile(), 'x');
@@ -63,7 +67,7 @@ cow.CowImage.prototype.tryReadSync = function (offset, into, at, len, below) {
     const base = idx * chunkBits;
     const stop = Math.min(end, base + chunkBits, bm.trackedBits);
     const bytes = chunk.bytes;
-    let b = sector - base;
+    const b = sector - base;
     const want = (bytes[b >>> 3] & (1 << (b & 7))) !== 0;
     let e = b + 1;
     const lim = stop - base;
@@ -82,9 +86,17 @@ cow.CowImage.prototype.tryReadSync = function (offset, into, at, len, below) {
 const origReadInto = core.Image.prototype.readInto;
 core.Image.prototype.readInto = function (offset, into) {
   try {
-    if (!this.closed && this.tracker.size === 0 && this.driverImage.tryReadSync
-      && offset >= 0 && offset + into.length <= this.size && offset % this.sectorSize === 0 && into.length % this.sectorSize === 0) {
-      if (this.driverImage.tryReadSync(offset, into, 0, into.length, this.belowSync ??= makeBelowSync(this))) return RESOLVED;
+    if (
+      !this.closed
+      && this.tracker.size === 0
+      && this.driverImage.tryReadSync
+      && offset >= 0
+      && offset + into.length <= this.size
+      && offset % this.sectorSize === 0
+      && into.length % this.sectorSize === 0
+    ) {
+      if (this.driverImage.tryReadSync(offset, into, 0, into.length, (this.belowSync ??= makeBelowSync(this))))
+        return RESOLVED;
     }
   } catch (err) {
     return Promise.reject(err);
@@ -93,11 +105,15 @@ core.Image.prototype.readInto = function (offset, into) {
 };
 function makeBelowSync(image) {
   const b = image.backing;
-  if (!b) return (off, into, at, len) => { into.fill(0, at, at + len); return true; };
+  if (!b)
+    return (_off, into, at, len) => {
+      into.fill(0, at, at + len);
+      return true;
+    };
   return (off, into, at, len) => {
     if (b.closed || b.tracker.size !== 0 || !b.driverImage.tryReadSync) return false;
     const inside = Math.max(0, Math.min(len, b.size - off));
     if (inside < len) into.fill(0, at + inside, at + len);
-    return inside === 0 || b.driverImage.tryReadSync(off, into, at, inside, b.belowSync ??= makeBelowSync(b));
+    return inside === 0 || b.driverImage.tryReadSync(off, into, at, inside, (b.belowSync ??= makeBelowSync(b)));
   };
 }

@@ -3,6 +3,7 @@ import * as workloads from './workloads.mjs';
 
 const params = JSON.parse(process.argv[2]);
 try {
+  // biome-ignore lint/performance/noDynamicNamespaceImportAccess: the parent names the workload at run time
   const fn = workloads[params.task];
   if (!fn) throw new Error(`unknown task ${params.task}`);
   const result = await fn(params);

@@ -64,8 +64,10 @@ export function writeCow(path, { size, backingPath, runs, fill, allAllocated = f
       let prevByte = -1;
       let prevVal = 0;
       for (const [start, len] of runs) {
-        const s0 = start / SECTOR, s1 = (start + len) / SECTOR;
-        const b0 = s0 >>> 3, b1 = (s1 - 1) >>> 3;
+        const s0 = start / SECTOR,
+          s1 = (start + len) / SECTOR;
+        const b0 = s0 >>> 3,
+          b1 = (s1 - 1) >>> 3;
         const bits = Buffer.alloc(b1 - b0 + 1);
         for (let s = s0; s < s1; s++) bits[(s >>> 3) - b0] |= 1 << (s & 7);
         if (b0 === prevByte) bits[0] |= prevVal;
@@ -97,16 +99,31 @@ async function selfTest() {
     // Header identical to uml_mkcow's.
     execFileSync('uml_mkcow', [`${dir}/ref.cow`, base]);
     writeCow(`${dir}/mine.cow`, { size, backingPath: base, runs: [], fill: () => {} });
-    const ref = readFileSync(`${dir}/ref.cow`), mine = readFileSync(`${dir}/mine.cow`);
-    if (ref.length !== mine.length || !ref.equals(mine)) throw new Error(`header/size differ from uml_mkcow (${ref.length} vs ${mine.length})`);
-    const runs = [[512, 512], [1024, 1024], [4096, 8192], [size - 1024, 1024]];
-    writeCow(`${dir}/ov.cow`, { size, backingPath: base, runs, fill: (b, off) => { for (let i = 0; i < b.length; i++) b[i] = ((off + i) >> 9) & 0xff | 1; } });
+    const ref = readFileSync(`${dir}/ref.cow`),
+      mine = readFileSync(`${dir}/mine.cow`);
+    if (ref.length !== mine.length || !ref.equals(mine))
+      throw new Error(`header/size differ from uml_mkcow (${ref.length} vs ${mine.length})`);
+    const runs = [
+      [512, 512],
+      [1024, 1024],
+      [4096, 8192],
+      [size - 1024, 1024],
+    ];
+    writeCow(`${dir}/ov.cow`, {
+      size,
+      backingPath: base,
+      runs,
+      fill: (b, off) => {
+        for (let i = 0; i < b.length; i++) b[i] = (((off + i) >> 9) & 0xff) | 1;
+      },
+    });
     execFileSync('uml_moo', [`${dir}/ov.cow`, `${dir}/out.raw`]);
     const out = readFileSync(`${dir}/out.raw`);
     for (let s = 0; s < size / 512; s++) {
       const inRun = runs.some(([a, l]) => s * 512 >= a && s * 512 < a + l);
       const want = inRun ? (s & 0xff) | 1 : 0x11;
-      if (out[s * 512] !== want || out[s * 512 + 511] !== want) throw new Error(`sector ${s}: ${out[s * 512]} != ${want}`);
+      if (out[s * 512] !== want || out[s * 512 + 511] !== want)
+        throw new Error(`sector ${s}: ${out[s * 512]} != ${want}`);
     }
     console.log('cowfile self-test: ok (matches uml_mkcow header; uml_moo merges as expected)');
   } finally {
@@ -114,4 +131,5 @@ async function selfTest() {
   }
 }
 
-if (process.argv[1] && import.meta.url === `file://${process.argv[1]}` && process.argv.includes('--self-test')) await selfTest();
+if (process.argv[1] && import.meta.url === `file://${process.argv[1]}` && process.argv.includes('--self-test'))
+  await selfTest();

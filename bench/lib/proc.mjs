@@ -31,12 +31,21 @@ export function runWorkload(params, options = {}) {
 
 function runWorkloadOnce(params, { nodeArgs = [], env } = {}) {
   const r = spawnSync(process.execPath, [...nodeArgs, CHILD, JSON.stringify(params)], {
-    encoding: 'utf8', maxBuffer: 64 << 20, env: env ? { ...process.env, ...env } : process.env,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    env: env ? { ...process.env, ...env } : process.env,
   });
   const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
   let parsed;
-  try { parsed = JSON.parse(line); } catch { /* below */ }
-  if (!parsed) throw new Error(`workload ${params.task}/${params.target} died (status ${r.status}, signal ${r.signal}): ${(r.stderr ?? '').slice(-2000)}`);
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    /* below */
+  }
+  if (!parsed)
+    throw new Error(
+      `workload ${params.task}/${params.target} died (status ${r.status}, signal ${r.signal}): ${(r.stderr ?? '').slice(-2000)}`,
+    );
   if (!parsed.ok) throw new Error(parsed.error);
   return parsed.result;
 }
@@ -60,13 +69,19 @@ function runCommandOnce(argv, { rss = true, capture = false, cwd } = {}) {
   }
   const t0 = performance.now();
   const r = spawnSync(cmd, args, {
-    encoding: capture ? 'utf8' : undefined, maxBuffer: 256 << 20, cwd,
+    encoding: capture ? 'utf8' : undefined,
+    maxBuffer: 256 << 20,
+    cwd,
     stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'],
   });
   const seconds = (performance.now() - t0) / 1000;
   let maxRssKiB;
   if (rssFile) {
-    try { maxRssKiB = Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').pop()); } catch { /* none */ }
+    try {
+      maxRssKiB = Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').pop());
+    } catch {
+      /* none */
+    }
     fs.rmSync(rssFile, { force: true });
   }
   const stderr = String(r.stderr ?? '');

@@ -16,11 +16,15 @@ for (const file of files) {
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map();
   const dts = prof.timeDeltas;
-  for (let i = 0; i < prof.samples.length; i++) self.set(prof.samples[i], (self.get(prof.samples[i]) ?? 0) + (dts[i] ?? 0));
+  for (let i = 0; i < prof.samples.length; i++)
+    self.set(prof.samples[i], (self.get(prof.samples[i]) ?? 0) + (dts[i] ?? 0));
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const key = (n) => {
     const cf = n.callFrame;
-    const url = cf.url.replace(/^file:\/\//, '').replace(/.*\/packages\//, 'packages/').replace(/.*\/bench\//, 'bench/');
+    const url = cf.url
+      .replace(/^file:\/\//, '')
+      .replace(/.*\/packages\//, 'packages/')
+      .replace(/.*\/bench\//, 'bench/');
     return `${cf.functionName || '(anonymous)'} ${url ? `${url}:${cf.lineNumber + 1}` : ''}`.trim();
   };
   const selfBy = new Map();
@@ -42,5 +46,9 @@ for (const file of files) {
   console.log('-- self time');
   for (const [k, t] of [...selfBy].sort((a, b) => b[1] - a[1]).slice(0, TOP)) console.log(`${pct(t)}  ${k}`);
   console.log('-- inclusive time, blk code');
-  for (const [k, t] of [...inclBy].filter(([k]) => k.includes('packages/')).sort((a, b) => b[1] - a[1]).slice(0, TOP)) console.log(`${pct(t)}  ${k}`);
+  for (const [k, t] of [...inclBy]
+    .filter(([k]) => k.includes('packages/'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, TOP))
+    console.log(`${pct(t)}  ${k}`);
 }

@@ -40,7 +40,9 @@ export function checkPattern(buf, offset, tagOf) {
   for (let i = 0, s = first; i < u32.length; i += 128, s++) {
     const want = sectorWord(s, tagOf(s));
     if (u32[i] !== want || u32[i + 127] !== want) {
-      throw new Error(`data check failed at sector ${s} (byte ${s * SECTOR}): got ${u32[i].toString(16)}, want ${want.toString(16)}`);
+      throw new Error(
+        `data check failed at sector ${s} (byte ${s * SECTOR}): got ${u32[i].toString(16)}, want ${want.toString(16)}`,
+      );
     }
   }
 }
@@ -68,7 +70,7 @@ export function commitRuns(size, seed = 11) {
   const rnd = prng(seed);
   const runs = [];
   for (let g = 0; g + 4 * MiB <= size; g += 4 * MiB) {
-    const shift = (rnd() % (3 * MiB / SECTOR + 1)) * SECTOR;
+    const shift = (rnd() % ((3 * MiB) / SECTOR + 1)) * SECTOR;
     runs.push([g + shift, MiB]);
   }
   return runs;
@@ -90,7 +92,8 @@ export function scatteredRuns(size, count, seed = 13) {
 
 /** Looks up whether `byte` lies in one of the sorted runs (binary search). */
 export function inRuns(runs, byte) {
-  let lo = 0, hi = runs.length - 1;
+  let lo = 0,
+    hi = runs.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
     const [s, l] = runs[mid];

@@ -3,7 +3,17 @@
 import * as fs from 'node:fs';
 import { loadBlk } from './blk.mjs';
 import {
-  KiB, MiB, SECTOR, TAG_BASE, TAG_OVERLAY, checkPattern, fillPattern, halfRuns, inRuns, median, prng,
+  KiB,
+  MiB,
+  SECTOR,
+  TAG_BASE,
+  TAG_OVERLAY,
+  checkPattern,
+  fillPattern,
+  halfRuns,
+  inRuns,
+  median,
+  prng,
 } from './util.mjs';
 
 const now = () => performance.now();
@@ -30,7 +40,13 @@ async function openBlk(path, { io, readOnly = true } = {}) {
 async function reader(p) {
   if (p.target === 'node-sync') {
     const fd = fs.openSync(p.path, 'r');
-    return { read: (off, buf) => { fs.readSync(fd, buf, 0, buf.length, off); }, close: async () => fs.closeSync(fd), sync: true };
+    return {
+      read: (off, buf) => {
+        fs.readSync(fd, buf, 0, buf.length, off);
+      },
+      close: async () => fs.closeSync(fd),
+      sync: true,
+    };
   }
   if (p.target === 'node-fh') {
     const fh = await fs.promises.open(p.path, 'r');
@@ -39,9 +55,10 @@ async function reader(p) {
   if (p.target === 'node-cb') {
     // fs.read with a callback, wrapped in a promise: what blk's io: 'async' storages do per call.
     const fd = fs.openSync(p.path, 'r');
-    const read = (off, buf) => new Promise((resolve, reject) => {
-      fs.read(fd, buf, 0, buf.length, off, (err, n) => (err ? reject(err) : resolve(n)));
-    });
+    const read = (off, buf) =>
+      new Promise((resolve, reject) => {
+        fs.read(fd, buf, 0, buf.length, off, (err, n) => (err ? reject(err) : resolve(n)));
+      });
     return { read, close: async () => fs.closeSync(fd) };
   }
   if (p.target === 'blk') {
@@ -147,21 +164,32 @@ async function writer(p) {
     if (p.target === 'node-sync') {
       return {
         sync: true,
-        write: (off, buf) => { fs.writeSync(fd, buf, 0, buf.length, off); },
+        write: (off, buf) => {
+          fs.writeSync(fd, buf, 0, buf.length, off);
+        },
         flush: async () => fs.fdatasyncSync(fd),
         close: async () => fs.closeSync(fd),
       };
     }
     fs.closeSync(fd);
     const fh = await fs.promises.open(p.path, 'r+');
-    return { write: (off, buf) => fh.write(buf, 0, buf.length, off), flush: () => fh.datasync(), close: () => fh.close() };
+    return {
+      write: (off, buf) => fh.write(buf, 0, buf.length, off),
+      flush: () => fh.datasync(),
+      close: () => fh.close(),
+    };
   }
   if (p.target === 'blk') {
     const blk = await loadBlk();
     await blk.createImage(p.path, { format: 'cow', backing: p.backing, overwrite: true });
     const image = await openBlk(p.path, { io: p.io, readOnly: false });
     if (image.format !== 'cow') throw new Error(`created image opened as ${image.format}`);
-    return { write: (off, buf) => image.write(off, buf), flush: () => image.flush(), close: () => image.close(), image };
+    return {
+      write: (off, buf) => image.write(off, buf),
+      flush: () => image.flush(),
+      close: () => image.close(),
+      image,
+    };
   }
   throw new Error(`unknown target ${p.target}`);
 }
@@ -190,8 +218,13 @@ export async function writeSeq(p) {
   const closeMs = now() - tc;
   const seconds = (t2 - t0) / 1000;
   const bytes = count * p.req;
-  return { value: bytes / 1e6 / seconds, unit: 'MB/s', seconds, bytes,
-    extra: { writeSeconds: (t1 - t0) / 1000, flushSeconds: (t2 - t1) / 1000, closeMs } };
+  return {
+    value: bytes / 1e6 / seconds,
+    unit: 'MB/s',
+    seconds,
+    bytes,
+    extra: { writeSeconds: (t1 - t0) / 1000, flushSeconds: (t2 - t1) / 1000, closeMs },
+  };
 }
 
 export async function writeRand(p) {
@@ -216,8 +249,13 @@ export async function writeRand(p) {
   }
   await w.close();
   const seconds = (t2 - t0) / 1000;
-  return { value: p.count / seconds, unit: 'IOPS', seconds, ops: p.count,
-    extra: { writeSeconds: (t1 - t0) / 1000, flushSeconds: (t2 - t1) / 1000 } };
+  return {
+    value: p.count / seconds,
+    unit: 'IOPS',
+    seconds,
+    ops: p.count,
+    extra: { writeSeconds: (t1 - t0) / 1000, flushSeconds: (t2 - t1) / 1000 },
+  };
 }
 
 /** Time of `openImage` (first in a fresh process, then warm), plus info(). */
@@ -235,8 +273,14 @@ export async function openInfo(p) {
     await image.close();
   }
   const warm = times.slice(1);
-  return { value: times[0], unit: 'ms', firstMs: times[0], warmMedianMs: warm.length ? median(warm) : times[0],
-    importMs, info: { format: info.format, size: info.size } };
+  return {
+    value: times[0],
+    unit: 'ms',
+    firstMs: times[0],
+    warmMedianMs: warm.length ? median(warm) : times[0],
+    importMs,
+    info: { format: info.format, size: info.size },
+  };
 }
 
 /** Measures a no-op: the cost of a child process itself (for calibration). */
@@ -258,10 +302,15 @@ export async function mapWalk(p) {
   for (const [depth, layer] of image.chain().entries()) {
     calls.push(0);
     const status = layer.status.bind(layer);
-    layer.status = (...args) => { calls[depth]++; return status(...args); };
+    layer.status = (...args) => {
+      calls[depth]++;
+      return status(...args);
+    };
   }
   const walk = async () => {
-    let runs = 0, dataRuns = 0, pos = 0;
+    let runs = 0,
+      dataRuns = 0,
+      pos = 0;
     for await (const r of image.map()) {
       if (r.start !== pos) throw new Error(`map: run at ${r.start}, expected ${pos}`);
       pos += r.length;
@@ -269,7 +318,8 @@ export async function mapWalk(p) {
       if (r.data) dataRuns++;
     }
     if (pos !== image.size) throw new Error(`map covered ${pos} of ${image.size} bytes`);
-    if (p.expectData !== undefined && dataRuns !== p.expectData) throw new Error(`map found ${dataRuns} data runs, expected ${p.expectData}`);
+    if (p.expectData !== undefined && dataRuns !== p.expectData)
+      throw new Error(`map found ${dataRuns} data runs, expected ${p.expectData}`);
     return runs;
   };
   // Untimed walks (two or more, 100,000 runs in all): every walk is then timed with optimised code.

@@ -32,7 +32,9 @@ export default defineConfig({
   splitting: true, // commands stay lazily loaded chunks
   noExternal: [/^@blk\//, 'commander'],
   // commander is CommonJS: its require() calls of node: modules need a real require in an ES module.
-  banner: { js: "import { createRequire as __blkCreateRequire } from 'node:module'; const require = __blkCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __blkCreateRequire } from 'node:module'; const require = __blkCreateRequire(import.meta.url);",
+  },
   async onSuccess() {
     const link = path.resolve('build');
     const target = path.join('..', 'native', 'build');

@@ -63,8 +63,11 @@ function logTail(lines) {
  */
 function upToDate() {
   if (process.env.BLK_NATIVE_FORCE_BUILD || !fs.existsSync(out)) return false;
-  const inputs = [path.join(here, 'binding.gyp'), __filename,
-    ...fs.readdirSync(path.join(here, 'native')).map((f) => path.join(here, 'native', f))];
+  const inputs = [
+    path.join(here, 'binding.gyp'),
+    __filename,
+    ...fs.readdirSync(path.join(here, 'native')).map((f) => path.join(here, 'native', f)),
+  ];
   const built = fs.statSync(out).mtimeMs;
   if (inputs.some((f) => fs.statSync(f).mtimeMs > built)) return false;
   try {
@@ -85,7 +88,23 @@ const nodedir = headersDir();
 const gypArgs = ['rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
 const candidates = [
   ['node-gyp', gypArgs],
-  [process.execPath, [path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'), ...gypArgs]],
+  [
+    process.execPath,
+    [
+      path.join(
+        path.dirname(process.execPath),
+        '..',
+        'lib',
+        'node_modules',
+        'npm',
+        'node_modules',
+        'node-gyp',
+        'bin',
+        'node-gyp.js',
+      ),
+      ...gypArgs,
+    ],
+  ],
 ];
 for (const [cmd, args] of candidates) {
   if (cmd !== 'node-gyp' && !fs.existsSync(args[0])) continue;
@@ -98,16 +117,27 @@ for (const [cmd, args] of candidates) {
 if (nodedir) {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const cc = process.env.CC || 'cc';
-  const flags = ['-O2', '-Wall', '-fPIC', '-shared', `-I${path.join(nodedir, 'include', 'node')}`,
-    ...['addon.c', 'lock.c', 'io.c'].map((f) => path.join(here, 'native', f)), '-o', out, '-lm'];
+  const flags = [
+    '-O2',
+    '-Wall',
+    '-fPIC',
+    '-shared',
+    `-I${path.join(nodedir, 'include', 'node')}`,
+    ...['addon.c', 'lock.c', 'io.c'].map((f) => path.join(here, 'native', f)),
+    '-o',
+    out,
+    '-lm',
+  ];
   if (process.platform === 'darwin') flags.push('-undefined', 'dynamic_lookup');
   if (run(cc, flags) && fs.existsSync(out)) {
     console.log(`${name}: built ${path.relative(here, out)} with ${cc} (log: ${logFile})`);
     process.exit(0);
   }
 }
-console.warn(`${logTail(20)}\n`
-  + `${name}: WARNING: could not build the native addon (node-gyp and a C compiler with Node headers are needed); `
-  + 'images will be opened without OS advisory locks, so two processes could write one image at once, and read through Node\'s slower fs calls. '
-  + `Full log: ${logFile}`);
+console.warn(
+  `${logTail(20)}\n`
+    + `${name}: WARNING: could not build the native addon (node-gyp and a C compiler with Node headers are needed); `
+    + "images will be opened without OS advisory locks, so two processes could write one image at once, and read through Node's slower fs calls. "
+    + `Full log: ${logFile}`,
+);
 process.exit(0);

@@ -61,7 +61,7 @@ async function blkMap(file: string): Promise<Run[]> {
 }
 
 describe('nbdkit + libnbd: block status and bytes over NBD', () => {
-  it('blk map of a sparse raw file blk wrote: zero runs are the NBD server\'s holes, data runs its data', async (ctx) => {
+  it("blk map of a sparse raw file blk wrote: zero runs are the NBD server's holes, data runs its data", async (ctx) => {
     needPeers(ctx, PEERS.nbdkit, PEERS.nbdinfo);
     const f = p('sparse.raw');
     await blkCliOk(['create', '-q', '-f', 'raw', f, '8M']);
@@ -90,9 +90,22 @@ describe('nbdkit + libnbd: block status and bytes over NBD', () => {
       { offset: 4 * MiB, data: lineImage(128 * 1024, 7) },
     ]);
     await blkCliOk(['convert', '-O', 'raw', p('top.cow'), p('out.raw')]);
-    await runOk('nbdkit', ['-U', '-', '-r', 'file', p('out.raw'), '--run', `nbdcopy "$uri" ${JSON.stringify(p('copy.raw'))}`]);
-    expect(diff(await readBytes(p('copy.raw')), await blkReadAll(p('top.cow'), { readOnly: true }), 'nbdcopy of blk convert vs the chain'))
-      .toBeUndefined();
+    await runOk('nbdkit', [
+      '-U',
+      '-',
+      '-r',
+      'file',
+      p('out.raw'),
+      '--run',
+      `nbdcopy "$uri" ${JSON.stringify(p('copy.raw'))}`,
+    ]);
+    expect(
+      diff(
+        await readBytes(p('copy.raw')),
+        await blkReadAll(p('top.cow'), { readOnly: true }),
+        'nbdcopy of blk convert vs the chain',
+      ),
+    ).toBeUndefined();
     const theirs = await nbdMap(p('out.raw'));
     expect(theirs.filter((r) => r.hole).length).toBeGreaterThanOrEqual(2); // before and after the data
     expect(await blkMap(p('out.raw'))).toEqual(theirs);

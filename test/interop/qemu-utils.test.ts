@@ -16,7 +16,14 @@ import { DriverRegistry, createImage, openImage } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { PEERS, needPeers, run, runOk } from './helpers/peers.js';
 import {
-  SECTOR, applyWrites, diff, lineImage, pokeBytes, readBytes, tempDir, writeBytes,
+  SECTOR,
+  applyWrites,
+  diff,
+  lineImage,
+  pokeBytes,
+  readBytes,
+  tempDir,
+  writeBytes,
   type Write,
 } from './helpers/files.js';
 import { blkCli, blkCliOk, blkReadAll, blkWrite, createOverlay } from './helpers/blk.js';
@@ -37,10 +44,14 @@ afterAll(async () => {
   await cleanup?.();
 });
 
-const fill = (byte: number, offset: number, length: number): Write => ({ offset, data: new Uint8Array(length).fill(byte) });
+const fill = (byte: number, offset: number, length: number): Write => ({
+  offset,
+  data: new Uint8Array(length).fill(byte),
+});
 const hex = (n: number) => `0x${n.toString(16)}`;
 /** qemu-io `read -P` commands that verify fill writes. */
-const verifyCmds = (writes: Write[]) => writes.flatMap((w) => ['-c', `read -P ${hex(w.data[0]!)} ${w.offset} ${w.data.length}`]);
+const verifyCmds = (writes: Write[]) =>
+  writes.flatMap((w) => ['-c', `read -P ${hex(w.data[0]!)} ${w.offset} ${w.data.length}`]);
 
 /** The raw file as qemu reads it (qemu-img convert -f raw -O raw). */
 async function qemuRead(file: string, out: string): Promise<Buffer> {
@@ -86,7 +97,9 @@ describe('qemu-utils: raw images written by one side, read by the other', () => 
     const r = await run('qemu-io', ['-f', 'raw', ...verifyCmds(writes), f]);
     expect(r.stdout + r.stderr).not.toMatch(/Pattern verification failed/);
     expect(r.code).toBe(0);
-    expect(diff(await qemuRead(f, p('blk-lib.out')), applyWrites(start, writes), 'qemu-img read vs model')).toBeUndefined();
+    expect(
+      diff(await qemuRead(f, p('blk-lib.out')), applyWrites(start, writes), 'qemu-img read vs model'),
+    ).toBeUndefined();
   });
 
   it('qemu-io writes, blk (library) reads the same bytes', async (ctx) => {
@@ -116,7 +129,7 @@ describe('qemu-utils: raw images written by one side, read by the other', () => 
     expect((await blkCli(['io', '-c', 'read -P 0x78 200000 5000', f])).code).not.toBe(0);
   });
 
-  it('negative proof: one wrong byte in a blk-written raw file fails qemu-io\'s pattern check', async (ctx) => {
+  it("negative proof: one wrong byte in a blk-written raw file fails qemu-io's pattern check", async (ctx) => {
     needPeers(ctx, PEERS.qemuIo);
     const f = p('neg.raw');
     await createImage(f, { registry, format: 'raw', size: SIZE });
@@ -161,7 +174,7 @@ describe('qemu-utils: blk convert vs qemu-img convert', () => {
     expect(diff(theirs, input, 'qemu-img convert vs input')).toBeUndefined();
   });
 
-  it('the input\'s holes stay holes at any -S granule, as with qemu-img: the outputs map alike', async (ctx) => {
+  it("the input's holes stay holes at any -S granule, as with qemu-img: the outputs map alike", async (ctx) => {
     needPeers(ctx, PEERS.qemuImg);
     // One non-zero byte every 16 KiB of a sparse file: 4 KiB blocks of data between holes.
     const f = p('speckled.raw');
@@ -193,7 +206,7 @@ describe('qemu-utils: blk convert vs qemu-img convert', () => {
     expect(diff(mine, theirs, 'blk convert vs qemu-img convert')).toBeUndefined();
   });
 
-  it('cow input: blk convert equals qemu-img convert of uml_moo\'s merge', async (ctx) => {
+  it("cow input: blk convert equals qemu-img convert of uml_moo's merge", async (ctx) => {
     needPeers(ctx, PEERS.qemuImg, PEERS.umlMoo);
     const size = 8 * MiB;
     const base = lineImage(size, 10);
@@ -226,7 +239,13 @@ function parseMap(json: string): Extent[] {
   if (!Array.isArray(list)) throw new Error(`unexpected map output: ${json.slice(0, 300)}`);
   return list.map((e) => {
     const x = e as Record<string, unknown>;
-    return { start: Number(x.start), length: Number(x.length), data: x.data === true, zero: x.zero === true, depth: x.depth as number };
+    return {
+      start: Number(x.start),
+      length: Number(x.length),
+      data: x.data === true,
+      zero: x.zero === true,
+      depth: x.depth as number,
+    };
   });
 }
 
@@ -260,7 +279,8 @@ describe('qemu-utils: blk map vs qemu-img map on raw files', () => {
       const bytes = content.subarray(e.start, Math.min(e.start + e.length, content.length));
       const allZero = bytes.every((b) => b === 0);
       if (e.zero) expect(allZero, `${who} says [${e.start}, +${e.length}) is zero but it is not`).toBe(true);
-      if (!allZero) expect(e.data && !e.zero, `${who} says [${e.start}, +${e.length}) with data is not data`).toBe(true);
+      if (!allZero)
+        expect(e.data && !e.zero, `${who} says [${e.start}, +${e.length}) with data is not data`).toBe(true);
     }
   }
 
@@ -286,7 +306,11 @@ describe('qemu-utils: blk map vs qemu-img map on raw files', () => {
     await writeBytes(f, Buffer.alloc(0));
     await truncate(f, size);
     const content = Buffer.alloc(size);
-    for (const [off, len] of [[0, 65536], [MiB, 4096], [3 * MiB + 512, 512]] as const) {
+    for (const [off, len] of [
+      [0, 65536],
+      [MiB, 4096],
+      [3 * MiB + 512, 512],
+    ] as const) {
       const d = lineImage(len, 12);
       await pokeBytes(f, off, d);
       content.set(d, off);
@@ -312,10 +336,17 @@ describe('qemu-utils: blk map vs qemu-img map on raw files', () => {
     await writeBytes(holes, Buffer.alloc(0));
     await truncate(holes, MiB);
     await writeBytes(p('cmp-zeros.raw'), Buffer.alloc(MiB));
-    for (const args of [['-s', holes, p('cmp-zeros.raw')], [holes, p('cmp-zeros.raw')], ['-s', holes, holes]]) {
+    for (const args of [
+      ['-s', holes, p('cmp-zeros.raw')],
+      [holes, p('cmp-zeros.raw')],
+      ['-s', holes, holes],
+    ]) {
       const mine = await blkCli(['compare', ...args]);
       const theirs = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', ...args]);
-      expect({ code: mine.code, stdout: mine.stdout }, `blk compare ${args.join(' ')}`).toEqual({ code: theirs.code, stdout: theirs.stdout });
+      expect({ code: mine.code, stdout: mine.stdout }, `blk compare ${args.join(' ')}`).toEqual({
+        code: theirs.code,
+        stdout: theirs.stdout,
+      });
     }
     expect((await blkCli(['compare', '-s', holes, p('cmp-zeros.raw')])).stdout).toMatch(/block status mismatch/);
   });
@@ -336,7 +367,10 @@ describe('qemu-utils: blk info --output=json vs qemu-img info --output=json on r
   // blk's info JSON follows qemu-img's (same keys, same QDict order, same
   // pretty-printing); for a raw file whose size is a sector multiple both
   // describe the same file, so the outputs must be identical.
-  for (const [name, sparse] of [['fully written', false], ['sparse', true]] as const) {
+  for (const [name, sparse] of [
+    ['fully written', false],
+    ['sparse', true],
+  ] as const) {
     it(`${name} raw file: identical output`, async (ctx) => {
       needPeers(ctx, PEERS.qemuImg);
       const f = p(`info-${name.replace(' ', '-')}.raw`);

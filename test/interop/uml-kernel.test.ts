@@ -28,11 +28,32 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { truncate } from 'node:fs/promises';
 import { PEERS, missingPeers, runOk, skipUnless } from './helpers/peers.js';
 import {
-  Prng, SECTOR, applyWrites, cpP, diff, differingOffsets, lineImage, mtimeSec, peekBytes, pokeBytes, readBytes,
-  sectorRuns, tempDir, touchedSectors, writeBytes, type Write,
+  Prng,
+  SECTOR,
+  applyWrites,
+  cpP,
+  diff,
+  differingOffsets,
+  lineImage,
+  mtimeSec,
+  peekBytes,
+  pokeBytes,
+  readBytes,
+  sectorRuns,
+  tempDir,
+  touchedSectors,
+  writeBytes,
+  type Write,
 } from './helpers/files.js';
 import {
-  blkAllocatedSectors, blkCliOk, blkInfo, blkReadAll, blkWrite, createOverlay, openBlk, type CowVariant,
+  blkAllocatedSectors,
+  blkCliOk,
+  blkInfo,
+  blkReadAll,
+  blkWrite,
+  createOverlay,
+  openBlk,
+  type CowVariant,
 } from './helpers/blk.js';
 import { cowGeometry, sectorDataOffset } from './helpers/cowfile.js';
 import { MiB, guestWrites, mooCopy, mooInPlace } from './helpers/scenarios.js';
@@ -42,9 +63,23 @@ const SIZE = 8 * MiB;
 const SECTORS = SIZE / SECTOR;
 
 /** UML's writes: [first sector, count]; overlaps blk's sector 3 and page 8..15 on purpose. */
-const UML_WRITES: Array<[number, number]> = [[1, 1], [3, 1], [9, 2], [100, 3], [1000, 8], [4095, 1], [8000, 16], [SECTORS - 1, 1]];
+const UML_WRITES: Array<[number, number]> = [
+  [1, 1],
+  [3, 1],
+  [9, 2],
+  [100, 3],
+  [1000, 8],
+  [4095, 1],
+  [8000, 16],
+  [SECTORS - 1, 1],
+];
 /** UML's writes in boot 2. */
-const UML_WRITES_2: Array<[number, number]> = [[2, 1], [20, 4], [5000, 8], [SECTORS - 9, 3]];
+const UML_WRITES_2: Array<[number, number]> = [
+  [2, 1],
+  [20, 4],
+  [5000, 8],
+  [SECTORS - 9, 3],
+];
 
 interface Disk {
   name: string;
@@ -70,13 +105,19 @@ let boot1: UmlRun | undefined;
 const BIG = 5 * 1024 * MiB;
 const GiB4 = 2 ** 32;
 /** [offset, length] windows that are read back, 4 KiB aligned: across the 4 GiB boundary, and the end. */
-const BIG_WINDOWS: Array<[number, number]> = [[GiB4 - 65536, 131072], [BIG - 65536, 65536]];
+const BIG_WINDOWS: Array<[number, number]> = [
+  [GiB4 - 65536, 131072],
+  [BIG - 65536, 65536],
+];
 const BIG_BLK_WRITES: Write[] = [
   { offset: GiB4 - 1000, data: new Prng(61).bytes(3000) }, // straddles 2^32, unaligned both ends
   { offset: BIG - 4096, data: new Prng(62).bytes(4096) },
 ];
 /** UML writes [sector, count] on the big disk: just past 2^32 bytes, and the last sector. */
-const BIG_UML_WRITES: Array<[number, number]> = [[GiB4 / SECTOR + 7, 2], [BIG / SECTOR - 1, 1]];
+const BIG_UML_WRITES: Array<[number, number]> = [
+  [GiB4 / SECTOR + 7, 2],
+  [BIG / SECTOR - 1, 1],
+];
 let bigBase: Map<number, Buffer>;
 /** Why the UML tests cannot run here (set in beforeAll). */
 let unavailable: string | undefined;
@@ -94,12 +135,15 @@ function umlWrites(list: Array<[number, number]>, patternStart = 0): Write[] {
 /** Shell lines that write `list` into `dev` with dd, direct I/O, pattern sectors in order. */
 function ddWrites(dev: string, list: Array<[number, number]>, patternStart = 0): string {
   let ps = patternStart;
-  return list.map(([s, n]) => {
-    const line = `dd if=${p('pattern.bin')} of=${dev} bs=512 skip=${ps} seek=${s} count=${n} conv=notrunc oflag=direct 2>/dev/null`
-      + ` || echo "UMLINIT: WRITE-FAILED ${dev} ${s}+${n}"`;
-    ps += n;
-    return line;
-  }).join('\n');
+  return list
+    .map(([s, n]) => {
+      const line =
+        `dd if=${p('pattern.bin')} of=${dev} bs=512 skip=${ps} seek=${s} count=${n} conv=notrunc oflag=direct 2>/dev/null`
+        + ` || echo "UMLINIT: WRITE-FAILED ${dev} ${s}+${n}"`;
+      ps += n;
+      return line;
+    })
+    .join('\n');
 }
 
 /** Shell line that dumps `dev` page by page into $OUT/name. */
@@ -127,8 +171,6 @@ function needUml(ctx: TestContext): UmlRun {
   skipUnless(ctx, unavailable);
   return boot1!;
 }
-
-const sorted = (s: Iterable<number>) => [...s].sort((a, b) => a - b);
 
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('uml'));
@@ -267,7 +309,7 @@ describe('user-mode-linux: one boot over blk-made v3, v2-uml and v1 overlays', (
     for (const d of disks.slice(0, 4)) expect(run.log).not.toContain(`Failed to open '${d.cow}'`);
   });
 
-  it('past 4 GiB (5 GiB v3 overlay): UML reads blk\'s writes across 2^32 and at the end; blk reads UML\'s', async (ctx) => {
+  it("past 4 GiB (5 GiB v3 overlay): UML reads blk's writes across 2^32 and at the end; blk reads UML's", async (ctx) => {
     const run = needUml(ctx);
     expect(run.markers).toContain(`big-size ${BIG / SECTOR}`);
     for (const [i, [off, len]] of BIG_WINDOWS.entries()) {
@@ -297,12 +339,18 @@ describe('user-mode-linux: one boot over blk-made v3, v2-uml and v1 overlays', (
     expect(info.format).toBe('cow');
     expect(info.size).toBe(SIZE);
     expect(info.formatSpecific).toMatchObject({
-      variant: 'v3', version: 3, backingFile: p('umlmade-base.img'),
-      backingMtime: await mtimeSec(p('umlmade-base.img')), backingSize: SIZE, alignment: 4096,
+      variant: 'v3',
+      version: 3,
+      backingFile: p('umlmade-base.img'),
+      backingMtime: await mtimeSec(p('umlmade-base.img')),
+      backingSize: SIZE,
+      alignment: 4096,
     });
     const expected = applyWrites(base, umlWrites(UML_WRITES));
     expect(diff(await blkReadAll(p('umlmade.cow')), expected, 'blk read of the UML-created overlay')).toBeUndefined();
-    expect(sectorRuns(await blkAllocatedSectors(p('umlmade.cow')))).toEqual(sectorRuns(touchedSectors(umlWrites(UML_WRITES))));
+    expect(sectorRuns(await blkAllocatedSectors(p('umlmade.cow')))).toEqual(
+      sectorRuns(touchedSectors(umlWrites(UML_WRITES))),
+    );
     expect(diff(await mooCopy(p('umlmade.cow'), p('umlmade-merged.img')), expected, 'uml_moo merge')).toBeUndefined();
   });
 });
@@ -317,26 +365,35 @@ describe('user-mode-linux: two levels, blk commits what UML wrote', () => {
     const topWrites = guestWrites(SIZE, 9);
     await blkWrite(top, topWrites, { format: 'cow', backingFormat: 'probe' });
     const expected2 = applyWrites(mid.post, topWrites);
-    expect(diff(await blkReadAll(top, { backingFormat: 'probe' }), expected2, 'blk read of the 3-file chain')).toBeUndefined();
+    expect(
+      diff(await blkReadAll(top, { backingFormat: 'probe' }), expected2, 'blk read of the 3-file chain'),
+    ).toBeUndefined();
     // mid's format is not recorded in top.cow (the cow header has no such field): --backing-probe.
     await blkCliOk(['commit', '--backing-probe', top]);
     expect(diff(await blkReadAll(mid.cow), expected2, 'blk read of mid after commit')).toBeUndefined();
-    expect(diff(await mooCopy(mid.cow, p('mid-merged.img')), expected2, 'uml_moo merge of mid after commit')).toBeUndefined();
+    expect(
+      diff(await mooCopy(mid.cow, p('mid-merged.img')), expected2, 'uml_moo merge of mid after commit'),
+    ).toBeUndefined();
 
     // Boot 2: UML reads the committed overlay, then writes more into it.
-    const run = await bootUml(p('boot2'), [{ file: mid.cow, backing: mid.backing }], [
-      ddDump(ubd(0), 'mid-pre.img'),
-      ddWrites(ubd(0), UML_WRITES_2, 100),
-      'sync',
-      ddDump(ubd(0), 'mid-post.img'),
-    ].join('\n'));
+    const run = await bootUml(
+      p('boot2'),
+      [{ file: mid.cow, backing: mid.backing }],
+      [ddDump(ubd(0), 'mid-pre.img'), ddWrites(ubd(0), UML_WRITES_2, 100), 'sync', ddDump(ubd(0), 'mid-post.img')].join(
+        '\n',
+      ),
+    );
     skipUnless(ctx, run.started ? undefined : `UML could not start for boot 2; log tail:\n${logTail(run)}`);
     console.log(`[interop] UML boot 2 took ${run.ms} ms; markers: ${run.markers.join(' | ')}`);
     expect(run.finished, `UML boot 2 did not finish; log tail:\n${logTail(run)}`).toBe(true);
     expect(run.markers.filter((m) => /FAILED/.test(m))).toEqual([]);
-    expect(diff(await readBytes(`${run.outDir}/mid-pre.img`), expected2, 'UML read of blk-committed overlay')).toBeUndefined();
+    expect(
+      diff(await readBytes(`${run.outDir}/mid-pre.img`), expected2, 'UML read of blk-committed overlay'),
+    ).toBeUndefined();
     const expected3 = applyWrites(expected2, umlWrites(UML_WRITES_2, 100));
-    expect(diff(await readBytes(`${run.outDir}/mid-post.img`), expected3, 'UML dump after boot-2 writes')).toBeUndefined();
+    expect(
+      diff(await readBytes(`${run.outDir}/mid-post.img`), expected3, 'UML dump after boot-2 writes'),
+    ).toBeUndefined();
     expect(diff(await blkReadAll(mid.cow), expected3, 'blk read after boot 2')).toBeUndefined();
 
     // Commit what UML wrote into the backing file: blk commit vs uml_moo -d on a cp -p copy.

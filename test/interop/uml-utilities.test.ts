@@ -21,10 +21,30 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stat } from 'node:fs/promises';
 import { PEERS, needPeers, peerVersions, runOk, run } from './helpers/peers.js';
 import {
-  SECTOR, applyWrites, cpP, diff, differingOffsets, lineImage, mtimeSec, peekBytes, pokeBytes,
-  readBytes, tempDir, touchedSectors, writeBytes, type Write,
+  SECTOR,
+  applyWrites,
+  cpP,
+  diff,
+  differingOffsets,
+  lineImage,
+  mtimeSec,
+  peekBytes,
+  pokeBytes,
+  readBytes,
+  tempDir,
+  touchedSectors,
+  writeBytes,
+  type Write,
 } from './helpers/files.js';
-import { blkAllocatedSectors, blkCliOk, blkInfo, blkReadAll, blkWrite, createOverlay, type CowVariant } from './helpers/blk.js';
+import {
+  blkAllocatedSectors,
+  blkCliOk,
+  blkInfo,
+  blkReadAll,
+  blkWrite,
+  createOverlay,
+  type CowVariant,
+} from './helpers/blk.js';
 import { cowGeometry, parseCowHeader, sectorBit, sectorDataOffset, type UmlVariant } from './helpers/cowfile.js';
 import { MiB, guestWrites, mooCopy, mooInPlace } from './helpers/scenarios.js';
 
@@ -53,8 +73,13 @@ afterAll(async () => {
 });
 
 /** blk creates a `variant` overlay over `backing`, writes `writes`, and returns the expected disk. */
-async function blkOverlay(cow: string, backing: string, backingBytes: Buffer, variant: CowVariant,
-  writes: Write[]): Promise<Buffer> {
+async function blkOverlay(
+  cow: string,
+  backing: string,
+  backingBytes: Buffer,
+  variant: CowVariant,
+  writes: Write[],
+): Promise<Buffer> {
   await createOverlay(cow, backing, variant);
   await blkWrite(cow, writes, { format: 'cow' });
   return applyWrites(backingBytes, writes);
@@ -72,13 +97,21 @@ describe('uml-utilities: uml_mkcow overlays in blk', () => {
     expect(info.backing?.opened).toBe(true);
     const fs = info.formatSpecific;
     expect(fs).toMatchObject({
-      variant: 'v3', version: 3, backingFile: p('base.img'), backingMtime: mtime, backingSize: SIZE,
+      variant: 'v3',
+      version: 3,
+      backingFile: p('base.img'),
+      backingMtime: mtime,
+      backingSize: SIZE,
     });
     // Geometry as uml_mkcow lays it out (cow-format.md §3.3, §5).
     const g = cowGeometry('v3', SIZE);
     expect(fs).toMatchObject({
-      sectorSize: SECTOR, alignment: 4096, cowFormat: 0,
-      bitmapOffset: g.bitmapOffset, bitmapLength: g.bitmapLen, dataOffset: g.dataOffset,
+      sectorSize: SECTOR,
+      alignment: 4096,
+      cowFormat: 0,
+      bitmapOffset: g.bitmapOffset,
+      bitmapLength: g.bitmapLen,
+      dataOffset: g.dataOffset,
     });
     // An empty overlay reads as its backing file.
     expect(diff(await blkReadAll(p('mk.cow')), base, 'blk read of empty uml_mkcow overlay')).toBeUndefined();
@@ -136,7 +169,10 @@ describe('uml-utilities: uml_mkcow overlays in blk', () => {
     expect(diff(merged, expected, 'uml_moo merge vs expected')).toBeUndefined();
     const info = await blkInfo(p('broken.cow'));
     expect(info.formatSpecific).toMatchObject({
-      variant: 'v3-broken', backingFile: p('base.img'), backingMtime: await mtimeSec(p('base.img')), backingSize: SIZE,
+      variant: 'v3-broken',
+      backingFile: p('base.img'),
+      backingMtime: await mtimeSec(p('base.img')),
+      backingSize: SIZE,
     });
     expect(diff(await blkReadAll(p('broken.cow')), merged, 'blk read vs uml_moo merge')).toBeUndefined();
   });
@@ -158,27 +194,31 @@ describe('uml-utilities: uml_mkcow overlays in blk', () => {
     // Writing the guest's first sector (a partition table, a boot sector) must work and
     // reach uml_moo like any other write; the guest's bytes never change the file's header.
     await runOk('uml_mkcow', [p('probed.cow'), p('base.img')]);
-    const writes = [{ offset: 0, data: Buffer.alloc(4096, 0x42) }, { offset: 70_000, data: Buffer.alloc(100, 0x43) }];
+    const writes = [
+      { offset: 0, data: Buffer.alloc(4096, 0x42) },
+      { offset: 70_000, data: Buffer.alloc(100, 0x43) },
+    ];
     await blkWrite(p('probed.cow'), writes); // no format: probed
     const expected = applyWrites(base, writes);
     expect(diff(await mooCopy(p('probed.cow'), p('probed-merged.img')), expected, 'uml_moo merge')).toBeUndefined();
   });
 
-  it('blk io -c \'write -P ...\' into a blk-made overlay: uml_moo merges the patterns', async (ctx) => {
+  it("blk io -c 'write -P ...' into a blk-made overlay: uml_moo merges the patterns", async (ctx) => {
     needPeers(ctx, PEERS.umlMoo);
     const cow = p('io.cow');
     await createOverlay(cow, p('base.img'), 'v3');
     await blkCliOk(['io', '-c', 'write -P 0xcd 1000000 3333', cow]);
     await blkCliOk(['io', '-c', 'write -P 0xab 0 64k', cow]);
     const expected = applyWrites(base, [
-      { offset: 1_000_000, data: Buffer.alloc(3333, 0xcd) }, { offset: 0, data: Buffer.alloc(65536, 0xab) },
+      { offset: 1_000_000, data: Buffer.alloc(3333, 0xcd) },
+      { offset: 0, data: Buffer.alloc(65536, 0xab) },
     ]);
     expect(diff(await mooCopy(cow, p('io-merged.img')), expected, 'uml_moo merge of blk io writes')).toBeUndefined();
   });
 });
 
 describe('uml-utilities: blk-made overlays merged by uml_moo', () => {
-  it('creates an empty v3 overlay byte-identical to uml_mkcow\'s', async (ctx) => {
+  it("creates an empty v3 overlay byte-identical to uml_mkcow's", async (ctx) => {
     needPeers(ctx, PEERS.umlMkcow);
     await runOk('uml_mkcow', [p('ref.cow'), p('base.img')]);
     await createOverlay(p('blk-empty.cow'), p('base.img'), 'v3');
@@ -207,15 +247,20 @@ describe('uml-utilities: blk-made overlays merged by uml_moo', () => {
       // The header as the spec lays it out (independent reading).
       const h = parseCowHeader(await peekBytes(cow, 0, 4136), variant);
       expect(h).toMatchObject({
-        magicOk: true, version: Number(variant[1]), backingFile: backing,
-        mtime: await mtimeSec(backing), size: BigInt(size), sectorSize: SECTOR,
+        magicOk: true,
+        version: Number(variant[1]),
+        backingFile: backing,
+        mtime: await mtimeSec(backing),
+        size: BigInt(size),
+        sectorSize: SECTOR,
       });
       if (variant === 'v3') expect(h).toMatchObject({ alignment: 4096, cowFormat: 0 });
 
       const read = await blkReadAll(cow);
       expect(diff(read, expected, 'blk read vs model')).toBeUndefined();
-      expect([...(await blkAllocatedSectors(cow))].sort((a, b) => a - b))
-        .toEqual([...touchedSectors(writes)].sort((a, b) => a - b));
+      expect([...(await blkAllocatedSectors(cow))].sort((a, b) => a - b)).toEqual(
+        [...touchedSectors(writes)].sort((a, b) => a - b),
+      );
 
       const merged = await mooCopy(cow, p(`case${i}-merged.img`));
       expect(diff(merged, read, `uml_moo ${cow} new.img vs blk read`)).toBeUndefined();
@@ -249,7 +294,9 @@ describe('uml-utilities: blk commit vs uml_moo -d', () => {
       // mtime (so blk, uml_moo and UML still accept it), and still reads the same.
       expect((await blkAllocatedSectors(cow)).size).toBe(0);
       expect(diff(await blkReadAll(cow), expected, 'overlay read after commit')).toBeUndefined();
-      expect(diff(await mooCopy(cow, p(`commit-${variant}-after.img`)), expected, 'uml_moo merge of the emptied overlay')).toBeUndefined();
+      expect(
+        diff(await mooCopy(cow, p(`commit-${variant}-after.img`)), expected, 'uml_moo merge of the emptied overlay'),
+      ).toBeUndefined();
     });
   }
 
@@ -267,10 +314,13 @@ describe('uml-utilities: blk commit vs uml_moo -d', () => {
     await blkCliOk(['commit', '-d', cow]);
     expect(diff(await readBytes(baseA), await readBytes(baseB), 'blk commit -d vs uml_moo -d')).toBeUndefined();
     expect(diff(await readBytes(baseA), expected, 'blk commit -d vs model')).toBeUndefined();
-    expect([...(await blkAllocatedSectors(cow))].sort((a, b) => a - b))
-      .toEqual([...touchedSectors(writes)].sort((a, b) => a - b));
+    expect([...(await blkAllocatedSectors(cow))].sort((a, b) => a - b)).toEqual(
+      [...touchedSectors(writes)].sort((a, b) => a - b),
+    );
     // The kept overlay still merges (its header now records the committed backing file's mtime).
-    expect(diff(await mooCopy(cow, p('commitd-after.img')), expected, 'uml_moo merge of the kept overlay')).toBeUndefined();
+    expect(
+      diff(await mooCopy(cow, p('commitd-after.img')), expected, 'uml_moo merge of the kept overlay'),
+    ).toBeUndefined();
   });
 
   it('two levels: blk commit of top.cow into mid.cow gives an overlay uml_moo merges right', async (ctx) => {
@@ -284,18 +334,23 @@ describe('uml-utilities: blk commit vs uml_moo -d', () => {
     await createOverlay(top, mid, 'v3', 'cow');
     await blkWrite(top, w2, { format: 'cow', backingFormat: 'probe' });
     const expected = applyWrites(applyWrites(base, w1), w2);
-    expect(diff(await blkReadAll(top, { backingFormat: 'probe' }), expected, 'blk read of 2-level chain')).toBeUndefined();
+    expect(
+      diff(await blkReadAll(top, { backingFormat: 'probe' }), expected, 'blk read of 2-level chain'),
+    ).toBeUndefined();
     // mid.cow's format is not recorded in top.cow (the cow header has no such field): --backing-probe.
     await blkCliOk(['commit', '--backing-probe', top]);
     expect(diff(await blkReadAll(mid), expected, 'blk read of mid after commit')).toBeUndefined();
-    expect(diff(await mooCopy(mid, p('mid-merged.img')), expected, 'uml_moo merge of mid after commit')).toBeUndefined();
-    expect([...(await blkAllocatedSectors(mid))].sort((a, b) => a - b))
-      .toEqual([...new Set([...touchedSectors(w1), ...touchedSectors(w2)])].sort((a, b) => a - b));
+    expect(
+      diff(await mooCopy(mid, p('mid-merged.img')), expected, 'uml_moo merge of mid after commit'),
+    ).toBeUndefined();
+    expect([...(await blkAllocatedSectors(mid))].sort((a, b) => a - b)).toEqual(
+      [...new Set([...touchedSectors(w1), ...touchedSectors(w2)])].sort((a, b) => a - b),
+    );
   });
 });
 
 describe('uml-utilities: negative proofs (the comparisons catch wrong bytes)', () => {
-  it('a corrupted data byte in a blk-made overlay makes uml_moo\'s merge differ from blk\'s read', async (ctx) => {
+  it("a corrupted data byte in a blk-made overlay makes uml_moo's merge differ from blk's read", async (ctx) => {
     needPeers(ctx, PEERS.umlMoo);
     const cow = p('neg-data.cow');
     const writes: Write[] = [{ offset: 8 * SECTOR, data: Buffer.alloc(4096, 0xab) }];
@@ -311,7 +366,7 @@ describe('uml-utilities: negative proofs (the comparisons catch wrong bytes)', (
     expect(differingOffsets(bad, expected)).toEqual([10 * SECTOR + 7]);
   });
 
-  it('a flipped bitmap bit order in a blk-made overlay makes uml_moo\'s merge differ', async (ctx) => {
+  it("a flipped bitmap bit order in a blk-made overlay makes uml_moo's merge differ", async (ctx) => {
     needPeers(ctx, PEERS.umlMoo);
     const cow = p('neg-bits.cow');
     const writes: Write[] = [{ offset: 3 * SECTOR, data: Buffer.alloc(SECTOR, 0x33) }];

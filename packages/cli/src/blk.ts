@@ -24,27 +24,42 @@ function packageVersion(): string {
   }
 }
 
-const CACHE_HELP = 'cache mode of the written image: writeback (default: flush at the end), unsafe (never flush); '
+const CACHE_HELP =
+  'cache mode of the written image: writeback (default: flush at the end), unsafe (never flush); '
   + 'none, writethrough and directsync act as writeback';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 const outputOption = () => new Option('--output <format>', 'output format').choices(['human', 'json']).default('human');
 const formatOption = () => new Option('-f, --format <fmt>', 'image format (probed from the content when omitted)');
-const forceShareOption = () => new Option('-U, --force-share',
-  'read the image even while another process writes it (takes no conflicting lock; warns, as what is read may be inconsistent)');
+const forceShareOption = () =>
+  new Option(
+    '-U, --force-share',
+    'read the image even while another process writes it (takes no conflicting lock; warns, as what is read may be inconsistent)',
+  );
 /** The image's direct backing file's format: cow records none, and a cow under a cow must be named. */
-const imageBackingFormatOption = (flags = '-F, --backing-format <fmt>') => new Option(flags,
-  'format of the image\'s backing file (default: the format the image records, else raw)');
-const backingProbeOption = () => new Option('--backing-probe',
-  'guess backing files\' formats from their content (trusted images only; default: the format the image records, else raw)');
-const backingDevicesOption = () => new Option('--backing-devices',
-  'let images name block devices as backing files (your own images only, e.g. a UML COW file over /dev/sdX)');
+const imageBackingFormatOption = (flags = '-F, --backing-format <fmt>') =>
+  new Option(flags, "format of the image's backing file (default: the format the image records, else raw)");
+const backingProbeOption = () =>
+  new Option(
+    '--backing-probe',
+    "guess backing files' formats from their content (trusted images only; default: the format the image records, else raw)",
+  );
+const backingDevicesOption = () =>
+  new Option(
+    '--backing-devices',
+    'let images name block devices as backing files (your own images only, e.g. a UML COW file over /dev/sdX)',
+  );
 
 // What the user allows of backing files named inside images (see "Images from strangers" in the README).
-const backingDirOption = () => new Option('--backing-dir <dir>', 'open backing files named inside images only if they '
-  + 'lie in DIR, also after following symlinks (repeatable; for images you did not make)')
-  .argParser(collect).default([] as string[], 'anywhere');
+const backingDirOption = () =>
+  new Option(
+    '--backing-dir <dir>',
+    'open backing files named inside images only if they '
+      + 'lie in DIR, also after following symlinks (repeatable; for images you did not make)',
+  )
+    .argParser(collect)
+    .default([] as string[], 'anywhere');
 const forbidBackingOption = () => new Option('--forbid-backing', 'refuse images that name a backing file');
 
 /** Wraps a lazily imported command so that its result becomes the exit code. */
@@ -62,18 +77,29 @@ export function buildProgram(): Command {
   program
     .name('blk')
     .usage('[-V] [-h] COMMAND [options]')
-    .description('Create, inspect, convert and modify disk images of every registered format\n'
-      + '(qemu-img\'s commands and options; `blk io` is qemu-io).')
+    .description(
+      'Create, inspect, convert and modify disk images of every registered format\n'
+        + "(qemu-img's commands and options; `blk io` is qemu-io).",
+    )
     .version(`blk version ${packageVersion()}`, '-V, --version', 'print the version and exit')
     .helpOption('-h, --help', 'print this help and exit')
     .exitOverride()
     .configureOutput({
       // Commander quotes what the user typed (an option, a command name): escape
       // control bytes in every line, keeping commander's own line breaks.
-      outputError: (str, write) => write(`blk: ${str.replace(/^error: /, '').split('\n').map(printable).join('\n')}`),
+      outputError: (str, write) =>
+        write(
+          `blk: ${str
+            .replace(/^error: /, '')
+            .split('\n')
+            .map(printable)
+            .join('\n')}`,
+        ),
     })
     .showSuggestionAfterError(true)
-    .hook('preSubcommand', (_cmd, sub) => { current = sub.name(); })
+    .hook('preSubcommand', (_cmd, sub) => {
+      current = sub.name();
+    })
     .hook('preAction', (_cmd, action) => {
       if (action.opts().backingDevices === true) allowBackingDevices();
       setCommandContext(action.name(), action.opts(), action.args);
@@ -81,11 +107,17 @@ export function buildProgram(): Command {
     .on('command:*', (operands: string[]) => {
       // qemu-img's "Command not found" (exit 1), naming the nearest thing blk has.
       const name = operands[0] ?? '';
-      process.stderr.write(`blk: ${unknownCommandMessage(name, program.commands.map((c) => c.name()))}\n`
-        + 'Try \'blk --help\' for more information\n');
+      process.stderr.write(
+        `blk: ${unknownCommandMessage(
+          name,
+          program.commands.map((c) => c.name()),
+        )}\nTry 'blk --help' for more information\n`,
+      );
       throw new ExitError(1);
     })
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Sizes and offsets take qemu's suffixes: 512, 64k, 10M, 1.5G, 2T, 1P, 1E
 (k/K = KiB, powers of 1024; plain numbers are bytes).
 
@@ -95,23 +127,31 @@ Environment:
   BLK_NATIVE_IO=off   use Node's fs calls instead of the @blk/native addon's pread/pwrite
                       (slower; raw images then report no holes)
 
-Run 'blk COMMAND --help' for a command's options.`);
+Run 'blk COMMAND --help' for a command's options.`,
+    );
 
-  program.command('create')
+  program
+    .command('create')
     .description('create a new image (an empty disk, or an overlay on a backing file)')
     .usage('[-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] [-o OPTIONS] FILE [SIZE]')
     .addOption(new Option('-f, --format <fmt>', 'format of the new image').default('raw'))
-    .option('-b, --backing <file>', 'backing file (relative names are relative to FILE\'s directory)')
+    .option('-b, --backing <file>', "backing file (relative names are relative to FILE's directory)")
     .option('-F, --backing-format <fmt>', 'format of the backing file (default raw)')
-    .option('-o, --options <list>', 'format options, comma-separated key=value (repeatable): '
-      + 'version=3|2|1 or variant=NAME for cow, preallocation=off|metadata|falloc|full; -o help lists them', collect, [])
+    .option(
+      '-o, --options <list>',
+      'format options, comma-separated key=value (repeatable): '
+        + 'version=3|2|1 or variant=NAME for cow, preallocation=off|metadata|falloc|full; -o help lists them',
+      collect,
+      [],
+    )
     .option('-q, --quiet', 'print nothing on success')
     .argument('<file>', 'image to create (an existing file is replaced, as qemu-img does)')
-    .argument('[size]', 'virtual size (default: the backing file\'s size)')
+    .argument('[size]', "virtual size (default: the backing file's size)")
     .action(run(async () => (await import('./commands/create.js')).create));
 
-  program.command('info')
-    .description('show an image\'s format, sizes, backing file and format-specific facts')
+  program
+    .command('info')
+    .description("show an image's format, sizes, backing file and format-specific facts")
     .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [--backing-chain] [-U] FILE')
     .addOption(formatOption())
     .addOption(imageBackingFormatOption())
@@ -125,8 +165,9 @@ Run 'blk COMMAND --help' for a command's options.`);
     .argument('<file>')
     .action(run(async () => (await import('./commands/info.js')).info));
 
-  program.command('map')
-    .description('show where the image\'s data lives, across the backing chain')
+  program
+    .command('map')
+    .description("show where the image's data lives, across the backing chain")
     .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILE')
     .addOption(formatOption())
     .addOption(imageBackingFormatOption())
@@ -141,17 +182,27 @@ Run 'blk COMMAND --help' for a command's options.`);
     .argument('<file>')
     .action(run(async () => (await import('./commands/map.js')).map));
 
-  program.command('convert')
+  program
+    .command('convert')
     .description('copy an image into a new one of any format; all-zero runs stay holes')
-    .usage('[-f FMT] [--source-backing-format FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] '
-      + '[-n [--target-is-zero]] [-m N] [-W] [-U] SRC DST')
+    .usage(
+      '[-f FMT] [--source-backing-format FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] '
+        + '[-n [--target-is-zero]] [-m N] [-W] [-U] SRC DST',
+    )
     .addOption(formatOption())
     .addOption(imageBackingFormatOption('--source-backing-format <fmt>'))
     .addOption(new Option('-O, --output-format <fmt>', 'format of the output image (default raw; with -n: probed)'))
     .option('-o, --options <list>', 'options for the output format (as for create)', collect, [])
-    .option('-B, --backing <file>', 'make the output an overlay on this file; only data that differs from it is written')
+    .option(
+      '-B, --backing <file>',
+      'make the output an overlay on this file; only data that differs from it is written',
+    )
     .option('-F, --backing-format <fmt>', 'format of the -B backing file (default raw)')
-    .option('-S, --sparse-size <size>', 'runs of zeros at least this long (aligned) become holes; 0 = write everything', '4k')
+    .option(
+      '-S, --sparse-size <size>',
+      'runs of zeros at least this long (aligned) become holes; 0 = write everything',
+      '4k',
+    )
     .option('-t, --cache <mode>', CACHE_HELP)
     .option('-n, --no-create', 'DST exists: write into it in place (it must be at least as large as SRC)')
     .option('--target-is-zero', 'with -n: DST reads as zeros already, so zeros are not written')
@@ -168,13 +219,14 @@ Run 'blk COMMAND --help' for a command's options.`);
     .argument('<dst>', 'written under a temporary name and renamed into place when complete')
     .action(run(async () => (await import('./commands/convert.js')).convert));
 
-  program.command('commit')
-    .description('write an overlay\'s data into its backing file, then empty the overlay')
+  program
+    .command('commit')
+    .description("write an overlay's data into its backing file, then empty the overlay")
     .usage('[-f FMT] [-F BACKING_FMT] [-b BASE] [-d] [-t CACHE] [-p] [-q] FILE')
     .addOption(formatOption())
     .addOption(imageBackingFormatOption())
     .option('-b, --base <file>', 'commit every layer above BASE, a file further down the chain, into it (implies -d)')
-    .option('-d, --keep', 'keep the overlay\'s data (do not empty it)')
+    .option('-d, --keep', "keep the overlay's data (do not empty it)")
     .option('-t, --cache <mode>', CACHE_HELP)
     .option('--force', 'commit even if the backing file was modified after the overlay was made')
     .option('-p, --progress', 'show progress (on a terminal)')
@@ -186,13 +238,17 @@ Run 'blk COMMAND --help' for a command's options.`);
     .argument('<file>')
     .action(run(async () => (await import('./commands/commit.js')).commit));
 
-  program.command('rebase')
+  program
+    .command('rebase')
     .description('change the backing file of an image')
     .usage('[-f FMT] [-F BACKING_FMT] [--old-backing-format FMT] [-u] [-p] [-q] -b NEW FILE')
     .addOption(formatOption())
-    .requiredOption('-b, --backing <file>', 'the new backing file (relative names are relative to FILE\'s directory)')
+    .requiredOption('-b, --backing <file>', "the new backing file (relative names are relative to FILE's directory)")
     .option('-F, --backing-format <fmt>', 'format of the new backing file (default raw)')
-    .option('--old-backing-format <fmt>', 'format of the image\'s current backing file (default: the format the image records, else raw)')
+    .option(
+      '--old-backing-format <fmt>',
+      "format of the image's current backing file (default: the format the image records, else raw)",
+    )
     .option('-u, --unsafe', 'only rewrite the reference in the header; copy no data')
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing on success')
@@ -203,13 +259,21 @@ Run 'blk COMMAND --help' for a command's options.`);
     .argument('<file>')
     .action(run(async () => (await import('./commands/rebase.js')).rebase));
 
-  program.command('compare')
+  program
+    .command('compare')
     .description('compare the guest-visible contents of two images (exit 0 same, 1 different, 2 error)')
     .usage('[-f FMT] [-F FMT] [--backing-format FMT] [--second-backing-format FMT] [-s] [-p] [-q] [-U] A B')
     .addOption(new Option('-f, --format <fmt>', 'format of A (probed when omitted)'))
     .addOption(new Option('-F, --second-format <fmt>', 'format of B (probed when omitted)'))
-    .addOption(new Option('--backing-format <fmt>', 'format of A\'s backing file (default: the format A records, else raw)'))
-    .addOption(new Option('--second-backing-format <fmt>', 'format of B\'s backing file (default: the format B records, else raw)'))
+    .addOption(
+      new Option('--backing-format <fmt>', "format of A's backing file (default: the format A records, else raw)"),
+    )
+    .addOption(
+      new Option(
+        '--second-backing-format <fmt>',
+        "format of B's backing file (default: the format B records, else raw)",
+      ),
+    )
     .option('-s, --strict', 'also fail when sizes or allocation differ')
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing; the exit code tells')
@@ -222,14 +286,18 @@ Run 'blk COMMAND --help' for a command's options.`);
     .argument('<b>')
     .action(run(async () => (await import('./commands/compare.js')).compare));
 
-  program.command('check')
+  program
+    .command('check')
     .description('check an image for consistency (exit 0 ok, 1 not completed, 2 corrupt, 3 leaks, 63 unsupported)')
     .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [-r leaks|all] [-q] [-U] FILE')
     .addOption(formatOption())
     .addOption(imageBackingFormatOption())
     .addOption(outputOption())
-    .option('-r, --repair <what>', 'repair what the check finds: leaks (wasted space only) or all (also corruptions); '
-      + 'the image is then checked again')
+    .option(
+      '-r, --repair <what>',
+      'repair what the check finds: leaks (wasted space only) or all (also corruptions); '
+        + 'the image is then checked again',
+    )
     .option('-p, --progress', 'show progress (on a terminal)')
     .option('-q, --quiet', 'print nothing; the exit code tells')
     .addOption(backingProbeOption())
@@ -240,13 +308,17 @@ Run 'blk COMMAND --help' for a command's options.`);
     .argument('<file>')
     .action(run(async () => (await import('./commands/check.js')).check));
 
-  program.command('resize')
+  program
+    .command('resize')
     .description('change the virtual size of an image (shrinking needs --shrink)')
     .usage('[-f FMT] [-F BACKING_FMT] [--shrink] [--preallocation=MODE] [-q] FILE [+|-]SIZE')
     .addOption(formatOption())
     .addOption(imageBackingFormatOption())
     .option('--shrink', 'allow the image to shrink (the data past the new end is deleted)')
-    .option('--preallocation <mode>', 'reserve the new space: off (default), metadata, falloc, full (what the format supports)')
+    .option(
+      '--preallocation <mode>',
+      'reserve the new space: off (default), metadata, falloc, full (what the format supports)',
+    )
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
@@ -254,13 +326,17 @@ Run 'blk COMMAND --help' for a command's options.`);
     .addOption(backingDevicesOption())
     .argument('<file>')
     .argument('<size>', 'new size, or +SIZE / -SIZE to grow or shrink by that much (a leading - needs no --)')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 raw: the file is truncated or extended. cow: in place while the bitmap still fits
 before the data area (the error names the sizes possible); v1/v2-uml/v3 overlays
-record their backing file's size, so the backing file must have the new size first.`)
+record their backing file's size, so the backing file must have the new size first.`,
+    )
     .action(run(async () => (await import('./commands/resize.js')).resize));
 
-  program.command('measure')
+  program
+    .command('measure')
     .description('how much host space a new image of a format needs, empty or as a copy of FILE')
     .usage('[--output=human|json] [-O FMT] [-o OPTIONS] (--size SIZE | [-f FMT] [-F BACKING_FMT] [-U] FILE)')
     .addOption(formatOption())
@@ -277,41 +353,56 @@ record their backing file's size, so the backing file must have the new size fir
     .argument('[file]', 'image whose copy to measure (its data, across its backing chain)')
     .action(run(async () => (await import('./commands/measure.js')).measure));
 
-  program.command('amend')
+  program
+    .command('amend')
     .description('change format options of an existing image in place')
     .usage('[-f FMT] [-F BACKING_FMT] [-q] -o OPTIONS FILE')
     .addOption(formatOption())
     .addOption(imageBackingFormatOption())
-    .option('-o, --options <list>', 'options to change, comma-separated key=value (repeatable); -o help lists them', collect, [])
+    .option(
+      '-o, --options <list>',
+      'options to change, comma-separated key=value (repeatable); -o help lists them',
+      collect,
+      [],
+    )
     .option('-q, --quiet', 'print nothing on success')
     .addOption(backingProbeOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
     .addOption(backingDevicesOption())
     .argument('<file>')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 cow: size= grows the image (as resize); the backing file (use rebase) and the
 version, variant and alignment (use convert) cannot change in place.
-raw: nothing to amend.`)
+raw: nothing to amend.`,
+    )
     .action(run(async () => (await import('./commands/amend.js')).amend));
 
-  program.command('bench')
+  program
+    .command('bench')
     .description('time COUNT read (or -w write) requests, DEPTH of them in flight (qemu-img bench)')
-    .usage('[-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N [--no-drain]] [-i threads] [-o OFFSET] '
-      + '[--pattern=N] [-q] [-s BUFFER_SIZE] [-S STEP_SIZE] [-t CACHE] [-w] [-U] FILE')
+    .usage(
+      '[-c COUNT] [-d DEPTH] [-f FMT] [--flush-interval=N [--no-drain]] [-i threads] [-o OFFSET] '
+        + '[--pattern=N] [-q] [-s BUFFER_SIZE] [-S STEP_SIZE] [-t CACHE] [-w] [-U] FILE',
+    )
     .option('-c, --count <n>', 'number of requests (default 75000)')
     .option('-d, --depth <n>', 'requests in flight at once (default 64)')
     .addOption(formatOption())
     .option('--flush-interval <n>', 'write tests: flush whenever the number of requests left is a multiple of N')
     .option('--no-drain', 'flush without waiting for the requests in flight first')
-    .option('-n, --native', 'native AIO (not supported: blk\'s requests run on the thread pool)')
+    .option('-n, --native', "native AIO (not supported: blk's requests run on the thread pool)")
     .option('-i, --aio <mode>', 'threads (what blk does); native and io_uring are not supported')
     .option('-o, --offset <offset>', 'offset of the first request (default 0)')
     .option('--pattern <byte>', 'byte that write requests write (default 0)')
     .option('-q, --quiet', 'accepted (qemu-img 7.2 prints its lines anyway; so does blk)')
     .option('-s, --buffer-size <size>', 'bytes per request (default 4k)')
-    .option('-S, --step-size <size>', 'distance between the offsets of consecutive requests (default: the buffer size); '
-      + 'offsets wrap at the end of the image')
+    .option(
+      '-S, --step-size <size>',
+      'distance between the offsets of consecutive requests (default: the buffer size); '
+        + 'offsets wrap at the end of the image',
+    )
     .option('-t, --cache <mode>', CACHE_HELP)
     .option('-w, --write', 'write requests instead of reads')
     .addOption(backingProbeOption())
@@ -321,7 +412,8 @@ raw: nothing to amend.`)
     .argument('<file>')
     .action(run(async () => (await import('./commands/bench.js')).bench));
 
-  program.command('dd')
+  program
+    .command('dd')
     .description('copy a range of an image into a new image (qemu-img dd)')
     .usage('[-f FMT] [-O OUTPUT_FMT] [bs=BLOCK_SIZE] [count=BLOCKS] [skip=BLOCKS] if=INPUT of=OUTPUT')
     .addOption(formatOption())
@@ -331,13 +423,17 @@ raw: nothing to amend.`)
     .addOption(forbidBackingOption())
     .addOption(forceShareOption())
     .argument('[operands...]', 'bs= (default 512), count=, skip= (in blocks of bs), if=, of=')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 As qemu-img: count= counts from the input's start and skip= is taken from that
 range, so the output is min(input size, count*bs) - skip*bs bytes. The output is
-written under a temporary name and renamed into place when complete.`)
+written under a temporary name and renamed into place when complete.`,
+    )
     .action(run(async () => (await import('./commands/dd.js')).dd));
 
-  program.command('io')
+  program
+    .command('io')
     .description('qemu-io: run read/write/alloc/map/... commands on an image (from -c, else from stdin)')
     .usage('[-f FMT] [-F BACKING_FMT] [-r] [-s] [-t CACHE] [-i AIO] [-d DISCARD] [-U] [-c CMD]... [FILE]')
     .addOption(formatOption())
@@ -345,14 +441,22 @@ written under a temporary name and renamed into place when complete.`)
     .option('-r, --read-only', 'open the image read-only')
     .option('-c, --cmd <command>', 'command to run (repeatable; `-c help` lists them)', collect, [])
     .option('-s, --snapshot', 'writes go to a temporary overlay, deleted on exit; FILE is not changed')
-    .option('-t, --cache <mode>', 'writethrough|directsync: flush after every write; writeback|none (default): '
-      + 'flush on close; unsafe: never flush')
+    .option(
+      '-t, --cache <mode>',
+      'writethrough|directsync: flush after every write; writeback|none (default): '
+        + 'flush on close; unsafe: never flush',
+    )
     .option('-n, --nocache', 'same as -t none')
-    .option('-i, --aio <mode>', 'threads|native|io_uring: accepted, blk\'s I/O is the same for all')
+    .option('-i, --aio <mode>', "threads|native|io_uring: accepted, blk's I/O is the same for all")
     .option('-k, --native-aio', 'same as -i native')
     .option('-d, --discard <mode>', 'unmap (default): discard and write -z -u deallocate; ignore: they do not')
     .option('-m, --misalign', 'accepted: blk has no O_DIRECT alignment to defeat')
-    .addOption(new Option('-U, --force-share', 'with -r: share the image with a writer (qemu-io\'s force-share, the forceShare open option)'))
+    .addOption(
+      new Option(
+        '-U, --force-share',
+        "with -r: share the image with a writer (qemu-io's force-share, the forceShare open option)",
+      ),
+    )
     .option('-C, --copy-on-read', 'not supported (refused)')
     .option('-T, --trace <options>', 'not supported (refused)')
     .option('--object <definition>', 'not supported (refused)', collect, [])
@@ -401,7 +505,7 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander has printed the message (or the help) already.
-      process.exitCode = err.exitCode === 0 ? 0 : FAILURE_CODE[current] ?? err.exitCode;
+      process.exitCode = err.exitCode === 0 ? 0 : (FAILURE_CODE[current] ?? err.exitCode);
       return;
     }
     if (err instanceof ExitError) {

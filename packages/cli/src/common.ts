@@ -22,7 +22,11 @@ export interface BackingRuleFlags {
  */
 export function rulesOf(opts: BackingRuleFlags): BackingRules {
   const explicit = opts.forbidBacking === true || (opts.backingDir?.length ?? 0) > 0;
-  return { backingDirs: opts.backingDir, forbidBacking: opts.forbidBacking, approve: explicit ? undefined : ownerMayRead };
+  return {
+    backingDirs: opts.backingDir,
+    forbidBacking: opts.forbidBacking,
+    approve: explicit ? undefined : ownerMayRead,
+  };
 }
 
 /** Opens an image as the CLI's options say. */
@@ -88,7 +92,9 @@ export function onInterrupt(cleanup: () => void): () => void {
  * `onTempFile` to the job; call `off` when the job has settled.
  */
 export function removeTempOnInterrupt(controller?: AbortController): {
-  onTempFile: (path: string | undefined) => void; off: () => void; signal: AbortSignal | undefined;
+  onTempFile: (path: string | undefined) => void;
+  off: () => void;
+  signal: AbortSignal | undefined;
 } {
   let tmp: string | undefined;
   const off = onInterrupt(() => {
@@ -101,7 +107,13 @@ export function removeTempOnInterrupt(controller?: AbortController): {
       // Already gone.
     }
   });
-  return { onTempFile: (path) => { tmp = path; }, off, signal: controller?.signal };
+  return {
+    onTempFile: (path) => {
+      tmp = path;
+    },
+    off,
+    signal: controller?.signal,
+  };
 }
 
 const INTERRUPTS: ReadonlyArray<[NodeJS.Signals, number]> = [

@@ -11,7 +11,10 @@ export type QDict = { [key: string]: QValue | undefined };
 
 /** camelCase / snake_case keys to QAPI's kebab-case. */
 export function kebab(key: string): string {
-  return key.replace(/_/g, '-').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+  return key
+    .replace(/_/g, '-')
+    .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+    .toLowerCase();
 }
 
 /** Driver facts as JSON values with QAPI-style keys (functions, buffers and undefined dropped). */
@@ -147,9 +150,12 @@ export function humanInfo(e: QDict, extras: HumanExtras = {}): string {
     else if (full !== bf) line += ` (actual path: ${printable(full)})`;
     lines.push(line);
   }
-  if (typeof e['backing-filename-format'] === 'string') lines.push(`backing file format: ${printable(e['backing-filename-format'])}`);
+  if (typeof e['backing-filename-format'] === 'string')
+    lines.push(`backing file format: ${printable(e['backing-filename-format'])}`);
   if (typeof e['backing-allowed'] === 'boolean') {
-    lines.push(`backing file allowed: ${e['backing-allowed'] ? 'yes' : `no (${printable(String(e['backing-refusal'] ?? 'refused'))})`}`);
+    lines.push(
+      `backing file allowed: ${e['backing-allowed'] ? 'yes' : `no (${printable(String(e['backing-refusal'] ?? 'refused'))})`}`,
+    );
   }
   const fs_ = e['format-specific'] as QDict | undefined;
   if (fs_ && typeof fs_.data === 'object' && fs_.data !== null) {
@@ -160,7 +166,11 @@ export function humanInfo(e: QDict, extras: HumanExtras = {}): string {
 }
 
 /** The facts the core would gather about a backing file (see gatherBackingFacts), read synchronously for info. */
-function backingFactsSync(path: string, opened: { size: number; format: string } | undefined, raw: boolean): BackingFacts {
+function backingFactsSync(
+  path: string,
+  opened: { size: number; format: string } | undefined,
+  raw: boolean,
+): BackingFacts {
   const facts: BackingFacts = {};
   if (opened) {
     facts.size = opened.size;

@@ -17,7 +17,10 @@ export class UsageError extends Error {
 
 /** A failure the command has already described; carries the exit code to use. */
 export class ExitError extends Error {
-  constructor(readonly exitCode: number, message = '') {
+  constructor(
+    readonly exitCode: number,
+    message = '',
+  ) {
     super(message);
     this.name = 'ExitError';
   }
@@ -39,7 +42,11 @@ interface CommandContext {
 let context: CommandContext = { command: '', options: {}, args: [] };
 
 /** Called once the command line is parsed (blk.ts). */
-export function setCommandContext(command: string, options: Record<string, unknown>, args: readonly string[] = []): void {
+export function setCommandContext(
+  command: string,
+  options: Record<string, unknown>,
+  args: readonly string[] = [],
+): void {
   context = { command, options, args };
 }
 
@@ -56,17 +63,43 @@ function isTopImage(path: string): boolean {
  * file's), a long option does the job.
  */
 export const BACKING_FORMAT_OPTION: Readonly<Record<string, string>> = {
-  info: '-F', map: '-F', check: '-F', commit: '-F', io: '-F', resize: '-F', measure: '-F', amend: '-F',
-  compare: '--backing-format', convert: '--source-backing-format', rebase: '--old-backing-format',
+  info: '-F',
+  map: '-F',
+  check: '-F',
+  commit: '-F',
+  io: '-F',
+  resize: '-F',
+  measure: '-F',
+  amend: '-F',
+  compare: '--backing-format',
+  convert: '--source-backing-format',
+  rebase: '--old-backing-format',
 };
 
 /** The commands that take -U (read an image another process is writing). */
-const FORCE_SHARE_COMMANDS: ReadonlySet<string> = new Set(['info', 'map', 'compare', 'check', 'convert', 'measure', 'dd']);
+const FORCE_SHARE_COMMANDS: ReadonlySet<string> = new Set([
+  'info',
+  'map',
+  'compare',
+  'check',
+  'convert',
+  'measure',
+  'dd',
+]);
 
 /** Which option value of the current command holds that backing format (commander's camelCase key). */
 const BACKING_FORMAT_KEY: Readonly<Record<string, string>> = {
-  info: 'backingFormat', map: 'backingFormat', check: 'backingFormat', commit: 'backingFormat', io: 'backingFormat',
-  resize: 'backingFormat', measure: 'backingFormat', amend: 'backingFormat', compare: 'backingFormat', convert: 'sourceBackingFormat', rebase: 'oldBackingFormat',
+  info: 'backingFormat',
+  map: 'backingFormat',
+  check: 'backingFormat',
+  commit: 'backingFormat',
+  io: 'backingFormat',
+  resize: 'backingFormat',
+  measure: 'backingFormat',
+  amend: 'backingFormat',
+  compare: 'backingFormat',
+  convert: 'sourceBackingFormat',
+  rebase: 'oldBackingFormat',
 };
 
 /** The format options of the current command line worth repeating in advice (`-f cow -F cow`). */
@@ -75,7 +108,8 @@ function formatArgs(image: string): string {
   const key = BACKING_FORMAT_KEY[context.command];
   const parts: string[] = [];
   // -f names the first image's format (compare's B has -F).
-  if (typeof o.format === 'string' && context.command !== 'create' && image === context.args[0]) parts.push(`-f ${o.format}`);
+  if (typeof o.format === 'string' && context.command !== 'create' && image === context.args[0])
+    parts.push(`-f ${o.format}`);
   if (key !== undefined && typeof o[key] === 'string') parts.push(`-F ${String(o[key])}`);
   if (o.backingProbe === true) parts.push('--backing-probe');
   return parts.map((p) => `${p} `).join('');
@@ -86,11 +120,15 @@ function backingFormatAdvice(found: string, depth: number | undefined, named: st
   if (depth === undefined) return `name its format with -F ${found} (or -F raw to use it as raw)`;
   const option = named ?? BACKING_FORMAT_OPTION[context.command];
   if (depth === 1 && option !== undefined) {
-    return `name its format with ${option} ${found} (or ${option} raw to read it as raw), or guess every backing `
-      + 'file\'s format from its content with --backing-probe (trusted images only)';
+    return (
+      `name its format with ${option} ${found} (or ${option} raw to read it as raw), or guess every backing `
+      + "file's format from its content with --backing-probe (trusted images only)"
+    );
   }
-  return 'blk names only the direct backing file\'s format; for a deeper chain of such files, guess every backing '
-    + 'file\'s format from its content with --backing-probe (trusted images only)';
+  return (
+    "blk names only the direct backing file's format; for a deeper chain of such files, guess every backing "
+    + "file's format from its content with --backing-probe (trusted images only)"
+  );
 }
 
 /** The one-line description of an error (control characters escaped), without the `blk: ` prefix. */
@@ -107,17 +145,32 @@ function describeRaw(err: unknown): string {
     if (e.kind === 'backing-format' && /no registered driver reads/.test(line)) {
       // A foreign format (qcow2 under a cow): only raw can be named; say with which option.
       const depth = typeof e.depth === 'number' ? e.depth : undefined;
-      const option = depth === undefined ? '-F' : depth === 1 ? (typeof e.option === 'string' ? e.option : BACKING_FORMAT_OPTION[context.command]) : undefined;
+      const option =
+        depth === undefined
+          ? '-F'
+          : depth === 1
+            ? typeof e.option === 'string'
+              ? e.option
+              : BACKING_FORMAT_OPTION[context.command]
+            : undefined;
       line = line.replace(/ \(backing\.format 'raw'\)/, option !== undefined ? ` (${option} raw)` : '');
     } else if (e.kind === 'backing-format' && typeof e.path === 'string' && typeof e.format === 'string') {
       // A format blk reads that nobody named (a cow under a cow).
       // The library's hint names its API; say which option of this command names the format.
-      line = `${e.path}: backing file looks like a ${e.format} image, but blk reads a backing file as raw unless its `
-        + `format is named: ${backingFormatAdvice(e.format, typeof e.depth === 'number' ? e.depth : undefined,
-          typeof e.option === 'string' ? e.option : undefined)}`;
+      line =
+        `${e.path}: backing file looks like a ${e.format} image, but blk reads a backing file as raw unless its `
+        + `format is named: ${backingFormatAdvice(
+          e.format,
+          typeof e.depth === 'number' ? e.depth : undefined,
+          typeof e.option === 'string' ? e.option : undefined,
+        )}`;
     }
-    if (e.kind === 'locked' && FORCE_SHARE_COMMANDS.has(context.command) && context.options.forceShare !== true
-      && / will not open it\b/.test(line)) {
+    if (
+      e.kind === 'locked'
+      && FORCE_SHARE_COMMANDS.has(context.command)
+      && context.options.forceShare !== true
+      && / will not open it\b/.test(line)
+    ) {
       // A read-only open refused because someone writes the image: qemu-img's -U is the way to read it anyway.
       line = line.replace(/ \(reading it anyway needs force-share\)$/, '');
       line += '; -U (--force-share) reads it anyway, but what is read may be inconsistent';

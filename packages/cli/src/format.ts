@@ -62,7 +62,12 @@ export function cG3(x: number): string {
 /** qemu-io's cvtstr(): `64 KiB`, `1.500 KiB`, `512 bytes`, `500.500000 bytes`. */
 export function cvtstr(value: number): string {
   const units: Array<[number, string]> = [
-    [2 ** 60, ' EiB'], [2 ** 50, ' PiB'], [2 ** 40, ' TiB'], [2 ** 30, ' GiB'], [2 ** 20, ' MiB'], [2 ** 10, ' KiB'],
+    [2 ** 60, ' EiB'],
+    [2 ** 50, ' PiB'],
+    [2 ** 40, ' TiB'],
+    [2 ** 30, ' GiB'],
+    [2 ** 20, ' MiB'],
+    [2 ** 10, ' KiB'],
   ];
   let str = '';
   let suffix = ' bytes';

@@ -9,7 +9,14 @@
  * behind the copy does not stop it. Everything else (size, locks, close) is
  * the inner storage's.
  */
-import { FilterStorage, type FileAttributes, type Storage, type StorageCapabilities, type Vfs, type VfsOpenOptions } from '@blk/core';
+import {
+  FilterStorage,
+  type FileAttributes,
+  type Storage,
+  type StorageCapabilities,
+  type Vfs,
+  type VfsOpenOptions,
+} from '@blk/core';
 import { hostVfs } from './images.js';
 
 /** Requests at least this long use the thread pool. */
@@ -30,7 +37,10 @@ function hasPoolIo(storage: Storage): storage is Storage & PoolIo {
 
 /** Sends large reads and writes of a storage to the thread pool; everything else is the storage's own. */
 class ThreadedStorage extends FilterStorage {
-  constructor(private readonly inner: Storage & PoolIo, private readonly min: number) {
+  constructor(
+    private readonly inner: Storage & PoolIo,
+    private readonly min: number,
+  ) {
     super(inner);
   }
   /**
@@ -59,20 +69,41 @@ class ThreadedStorage extends FilterStorage {
 /** A Vfs whose storages send large reads and writes to the thread pool (when they can: NodeFileStorage). */
 export class ThreadedIoVfs implements Vfs {
   /** `min`: requests at least this long go to the thread pool (0: every read and write). */
-  constructor(private readonly inner: Vfs, private readonly min = THREADED_MIN) {}
+  constructor(
+    private readonly inner: Vfs,
+    private readonly min = THREADED_MIN,
+  ) {}
   async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const storage = await this.inner.open(path, options);
     return hasPoolIo(storage) ? new ThreadedStorage(storage, this.min) : storage;
   }
-  stat(path: string) { return this.inner.stat(path); }
-  lstat(path: string) { return this.inner.lstat(path); }
-  realpath(path: string) { return this.inner.realpath(path); }
-  resolve(base: string, path: string) { return this.inner.resolve(base, path); }
-  dirname(path: string) { return this.inner.dirname(path); }
-  cwd() { return this.inner.cwd(); }
-  exists(path: string) { return this.inner.exists(path); }
-  remove(path: string) { return this.inner.remove(path); }
-  rename(from: string, to: string) { return this.inner.rename(from, to); }
+  stat(path: string) {
+    return this.inner.stat(path);
+  }
+  lstat(path: string) {
+    return this.inner.lstat(path);
+  }
+  realpath(path: string) {
+    return this.inner.realpath(path);
+  }
+  resolve(base: string, path: string) {
+    return this.inner.resolve(base, path);
+  }
+  dirname(path: string) {
+    return this.inner.dirname(path);
+  }
+  cwd() {
+    return this.inner.cwd();
+  }
+  exists(path: string) {
+    return this.inner.exists(path);
+  }
+  remove(path: string) {
+    return this.inner.remove(path);
+  }
+  rename(from: string, to: string) {
+    return this.inner.rename(from, to);
+  }
   setAttributes(path: string, attributes: FileAttributes): Promise<void> {
     if (!this.inner.setAttributes) return Promise.reject(new Error('this file system has no owners or modes'));
     return this.inner.setAttributes(path, attributes);

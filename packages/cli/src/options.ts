@@ -37,10 +37,12 @@ export function splitOptionList(list: string): Array<[string, string | undefined
     }
   }
   items.push(cur);
-  return items.filter((s) => s !== '').map((item) => {
-    const eq = item.indexOf('=');
-    return eq < 0 ? [item, undefined] : [item.slice(0, eq), item.slice(eq + 1)];
-  });
+  return items
+    .filter((s) => s !== '')
+    .map((item) => {
+      const eq = item.indexOf('=');
+      return eq < 0 ? [item, undefined] : [item.slice(0, eq), item.slice(eq + 1)];
+    });
 }
 
 /** The options every create takes, as createImage's own (qemu's BLOCK_OPT_SIZE, _BACKING_FILE, ...), not driver options. */
@@ -74,7 +76,8 @@ function choices(values: readonly string[]): string {
  * the words of `invalid cow version '7' (expected 3, 2 or 1)`.
  */
 export function parseOptionValue(spec: OptionSpec, value: string, format: string): unknown {
-  const invalid = (expected: string) => new UsageError(`invalid ${format} ${spec.name} '${value}' (expected ${expected})`);
+  const invalid = (expected: string) =>
+    new UsageError(`invalid ${format} ${spec.name} '${value}' (expected ${expected})`);
   switch (spec.type) {
     case 'size':
       return parseSize(value, spec.name);

@@ -7,7 +7,9 @@
  */
 
 /** Resolves once `stream` has room again (or is gone: a closed pipe ends the command through its 'error' handler). */
-export function drained(stream: NodeJS.WritableStream & { writableNeedDrain?: boolean; destroyed?: boolean }): Promise<void> {
+export function drained(
+  stream: NodeJS.WritableStream & { writableNeedDrain?: boolean; destroyed?: boolean },
+): Promise<void> {
   if (!stream.writableNeedDrain || stream.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

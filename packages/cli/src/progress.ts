@@ -15,8 +15,7 @@ export interface Progress {
 
 const QUIET: Progress = { update() {}, done() {} };
 
-export function createProgress(enabled: boolean, total: number,
-  stream: NodeJS.WriteStream = process.stdout): Progress {
+export function createProgress(enabled: boolean, total: number, stream: NodeJS.WriteStream = process.stdout): Progress {
   if (!enabled || !stream.isTTY) return QUIET;
   let lastText = '';
   let lastTime = 0;

@@ -13,9 +13,7 @@
  */
 import { UsageError } from './errors.js';
 
-export type SizeParse =
-  | { ok: true; value: number }
-  | { ok: false; error: 'invalid' | 'range' };
+export type SizeParse = { ok: true; value: number } | { ok: false; error: 'invalid' | 'range' };
 
 const SUFFIXES: Record<string, number> = { b: 0, k: 1, m: 2, g: 3, t: 4, p: 5, e: 6 };
 
@@ -63,8 +61,10 @@ export function parseSize(text: string, what = 'size'): number {
   if (r.error === 'range') {
     throw new UsageError(`${what} '${text}' is too large (the limit is ${Number.MAX_SAFE_INTEGER} bytes)`);
   }
-  throw new UsageError(`invalid ${what} '${text}': use a number of bytes, optionally with a suffix `
-    + 'k, M, G, T, P or E (powers of 1024), e.g. 64k, 10M, 1.5G');
+  throw new UsageError(
+    `invalid ${what} '${text}': use a number of bytes, optionally with a suffix `
+      + 'k, M, G, T, P or E (powers of 1024), e.g. 64k, 10M, 1.5G',
+  );
 }
 
 /** QEMU's qemu_strtoul (base 0: decimal, 0x hex, 0 octal), up to `max`; undefined when invalid. */

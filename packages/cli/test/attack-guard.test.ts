@@ -11,7 +11,10 @@ import { blk, ensureBuilt, tempDir } from './helpers.js';
 
 let dir: string;
 const p = (name: string) => path.join(dir, name);
-const sha = (file: string) => createHash('sha256').update(fs.readFileSync(p(file))).digest('hex');
+const sha = (file: string) =>
+  createHash('sha256')
+    .update(fs.readFileSync(p(file)))
+    .digest('hex');
 const MiB = 1 << 20;
 
 beforeAll(() => {
@@ -28,7 +31,7 @@ afterAll(() => {
 });
 
 describe('blk resize on a probed raw image', () => {
-  it('refuses a grow that makes a footer the guest wrote the file\'s last sector, and changes no byte', () => {
+  it("refuses a grow that makes a footer the guest wrote the file's last sector, and changes no byte", () => {
     fs.writeFileSync(p('g.img'), Buffer.alloc(MiB));
     // 100 bytes into the last sector: not a footer yet, so blk io lets the guest write it.
     const at = MiB - 512 + 100;

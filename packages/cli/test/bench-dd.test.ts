@@ -16,7 +16,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const timed = (out: string) => out.replace(/Run completed in \d+\.\d{3} seconds\./, 'Run completed in X seconds.');
 
 describe('blk bench', () => {
-  it('prints qemu-img bench\'s lines for the same options', () => {
+  it("prints qemu-img bench's lines for the same options", () => {
     const img = path.join(dir, 'read.raw');
     rawFile(img, 1 << 20, [[0, 65536, 5]]);
     for (const args of [
@@ -47,12 +47,21 @@ describe('blk bench', () => {
     expect(fs.readFileSync(a)[8192]).toBe(0x41);
   });
 
-  it('bad options and failing requests: qemu-img\'s messages and exit code 1', () => {
+  it("bad options and failing requests: qemu-img's messages and exit code 1", () => {
     const img = path.join(dir, 'err.raw');
     rawFile(img, 1 << 20);
     for (const args of [
-      ['-c', 'x'], ['-d', 'x'], ['-s', 'x'], ['-s', '2G'], ['-S', 'x'], ['-o', 'x'], ['-w', '--flush-interval=x'],
-      ['--pattern=300'], ['--pattern=x'], ['-i', 'foo'], ['-c', '10', '--flush-interval=2'],
+      ['-c', 'x'],
+      ['-d', 'x'],
+      ['-s', 'x'],
+      ['-s', '2G'],
+      ['-S', 'x'],
+      ['-o', 'x'],
+      ['-w', '--flush-interval=x'],
+      ['--pattern=300'],
+      ['--pattern=x'],
+      ['-i', 'foo'],
+      ['-c', '10', '--flush-interval=2'],
       ['-w', '-c', '10', '-d', '4', '--flush-interval=2'],
     ]) {
       const q = qemuImgAsBlk(['bench', '-f', 'raw', ...args, img]);
@@ -62,14 +71,20 @@ describe('blk bench', () => {
       // qemu-img splits the suffix hint over two lines; blk says it on one.
       expect(b.stderr.split('\n')[0]!.replace(/ for .*/, '')).toBe(q.stderr.split('\n')[0]!.replace(/ for$/, ''));
     }
-    expect(blk(['bench', '-t', 'foo', img])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^blk: invalid cache mode 'foo'/) });
+    expect(blk(['bench', '-t', 'foo', img])).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^blk: invalid cache mode 'foo'/),
+    });
     // A request past the end: qemu-img prints the plan, then fails.
     const q = qemuImgAsBlk(['bench', '-f', 'raw', '-c', '10', '-o', '2M', img]);
     const b = blk(['bench', '-f', 'raw', '-c', '10', '-o', '2M', img]);
     expect([b.code, b.stdout]).toEqual([q.code, q.stdout]);
     expect(b.stderr).toMatch(/^blk: Failed request: .*reaches past the end of the image/);
     // qemu-img waits forever with -d 0; blk refuses it.
-    expect(blk(['bench', '-d', '0', img])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^blk: Invalid queue depth specified/) });
+    expect(blk(['bench', '-d', '0', img])).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^blk: Invalid queue depth specified/),
+    });
     expect(blk(['bench', '-n', img]).stderr).toMatch(/native AIO\) is not supported/);
   });
 
@@ -110,19 +125,43 @@ describe('blk bench', () => {
 describe('blk dd', () => {
   it('copies what qemu-img dd copies (bs, count from the start, skip) into a new image', () => {
     const src = path.join(dir, 'dd-src.raw');
-    rawFile(src, 1 << 20, [[0, 65536, 5], [100000, 3000, 9], [700 * 1024, 4096, 1]]);
-    const cases = [[], ['bs=64k', 'count=2', 'skip=1'], ['bs=1000', 'count=3'], ['bs=1M', 'count=3'],
-      ['bs=3000', 'skip=30'], ['bs=1k', 'count=0'], ['bs=64k', 'skip=16']];
+    rawFile(src, 1 << 20, [
+      [0, 65536, 5],
+      [100000, 3000, 9],
+      [700 * 1024, 4096, 1],
+    ]);
+    const cases = [
+      [],
+      ['bs=64k', 'count=2', 'skip=1'],
+      ['bs=1000', 'count=3'],
+      ['bs=1M', 'count=3'],
+      ['bs=3000', 'skip=30'],
+      ['bs=1k', 'count=0'],
+      ['bs=64k', 'skip=16'],
+    ];
     for (const [i, ops] of cases.entries()) {
       const q = path.join(dir, `dd-q${i}.raw`);
       const b = path.join(dir, `dd-b${i}.raw`);
       const rq = qemuImgAsBlk(['dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${src}`, `of=${q}`]);
       const rb = blk(['dd', '-f', 'raw', ...ops, `if=${src}`, `of=${b}`]);
-      expect({ ops, code: rb.code, out: rb.stdout, err: rb.stderr }).toEqual({ ops, code: rq.code, out: rq.stdout, err: rq.stderr });
+      expect({ ops, code: rb.code, out: rb.stdout, err: rb.stderr }).toEqual({
+        ops,
+        code: rq.code,
+        out: rq.stdout,
+        err: rq.stderr,
+      });
       expect(fs.readFileSync(b).equals(fs.readFileSync(q))).toBe(true);
     }
     // Skipping past the end: qemu-img's message (a warning in blk), an empty output, exit 0.
-    const rq = qemuImgAsBlk(['dd', '-f', 'raw', 'bs=64k', 'skip=100', `if=${src}`, `of=${path.join(dir, 'dd-qe.raw')}`]);
+    const rq = qemuImgAsBlk([
+      'dd',
+      '-f',
+      'raw',
+      'bs=64k',
+      'skip=100',
+      `if=${src}`,
+      `of=${path.join(dir, 'dd-qe.raw')}`,
+    ]);
     const rb = blk(['dd', '-f', 'raw', 'bs=64k', 'skip=100', `if=${src}`, `of=${path.join(dir, 'dd-be.raw')}`]);
     expect([rb.code, fs.statSync(path.join(dir, 'dd-be.raw')).size]).toEqual([rq.code, 0]);
     expect(rb.stderr).toBe(`blk: warning: ${src}: cannot skip to specified offset\n`);
@@ -131,18 +170,24 @@ describe('blk dd', () => {
 
   it('writes the output format: a cow copy of a range reads what qemu-img dd copies', () => {
     const src = path.join(dir, 'dd-src2.raw');
-    rawFile(src, 1 << 20, [[0, 1 << 20, 3], [65536, 512, 0]]);
+    rawFile(src, 1 << 20, [
+      [0, 1 << 20, 3],
+      [65536, 512, 0],
+    ]);
     const q = path.join(dir, 'dd-q.raw');
     const b = path.join(dir, 'dd-b.cow');
     expect(qemuImgAsBlk(['dd', '-f', 'raw', 'bs=4k', 'count=64', 'skip=8', `if=${src}`, `of=${q}`]).code).toBe(0);
     // Without a backing file cow is QEMU's layout (v2-qemu-lp64), as QEMU's cow driver made it.
     const r = blk(['dd', '-f', 'raw', '-O', 'cow', 'bs=4k', 'count=64', 'skip=8', `if=${src}`, `of=${b}`]);
     expect(r).toMatchObject({ code: 0, stderr: '' });
-    expect(blk(['compare', '-f', 'raw', '-F', 'cow', q, b])).toMatchObject({ code: 0, stdout: 'Images are identical.\n' });
+    expect(blk(['compare', '-f', 'raw', '-F', 'cow', q, b])).toMatchObject({
+      code: 0,
+      stdout: 'Images are identical.\n',
+    });
     expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 
-  it('operand errors: qemu-img\'s messages, exit 1, no output file', () => {
+  it("operand errors: qemu-img's messages, exit 1, no output file", () => {
     const src = path.join(dir, 'dd-src3.raw');
     rawFile(src, 65536);
     const of = path.join(dir, 'dd-none.raw');
@@ -154,6 +199,9 @@ describe('blk dd', () => {
       expect(b.stderr.split('\n')[0]!.replace(/ for .*/, '')).toBe(q.stderr.split('\n')[0]!.replace(/ for$/, ''));
       expect(fs.existsSync(of)).toBe(false);
     }
-    expect(blk(['dd', `if=${src}`])).toMatchObject({ code: 1, stderr: 'blk: Must specify both input and output files\n' });
+    expect(blk(['dd', `if=${src}`])).toMatchObject({
+      code: 1,
+      stderr: 'blk: Must specify both input and output files\n',
+    });
   });
 });

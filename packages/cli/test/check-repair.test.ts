@@ -43,9 +43,11 @@ function contents(file: string): Buffer {
   return bytes;
 }
 
-const REPORT = (leaks: number, corruptions: number) => 'The following inconsistencies were found and repaired:\n\n'
+const REPORT = (leaks: number, corruptions: number) =>
+  'The following inconsistencies were found and repaired:\n\n'
   + `    ${leaks} leaked clusters\n    ${corruptions} corruptions\n\nDouble checking the fixed image now...\n`;
-const PAST_EOF = 'ERROR sectors 2-7 (offset 1024): marked allocated, but the data lies past the end of the file (3000 bytes)\n';
+const PAST_EOF =
+  'ERROR sectors 2-7 (offset 1024): marked allocated, but the data lies past the end of the file (3000 bytes)\n';
 const STRAY = `7 bits set past the last sector (${SECTORS - 1}) in the bitmap's last byte`;
 
 describe('blk check -r', () => {
@@ -76,9 +78,13 @@ describe('blk check -r', () => {
     const seen = contents(file);
     const r = blk(['check', '-r', 'all', file]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`${REPORT(7, 6)}No errors were found on the image.\n8/${SECTORS} = 0.39% allocated, 0.00% fragmented, 0.00% compressed clusters\n`);
-    expect(r.stderr).toBe(`${PAST_EOF}Repairing: extended the file to ${DATA + 8 * 512} bytes, so that the 6 allocated sectors `
-      + `past its end lie inside it (they read as zeros, as before)\nRepairing: cleared ${STRAY}\n`);
+    expect(r.stdout).toBe(
+      `${REPORT(7, 6)}No errors were found on the image.\n8/${SECTORS} = 0.39% allocated, 0.00% fragmented, 0.00% compressed clusters\n`,
+    );
+    expect(r.stderr).toBe(
+      `${PAST_EOF}Repairing: extended the file to ${DATA + 8 * 512} bytes, so that the 6 allocated sectors `
+        + `past its end lie inside it (they read as zeros, as before)\nRepairing: cleared ${STRAY}\n`,
+    );
     expect(contents(file).equals(seen)).toBe(true);
     expect(blk(['check', file]).code).toBe(0);
     // JSON carries the counts of what was fixed, as qemu-img's.
@@ -88,17 +94,20 @@ describe('blk check -r', () => {
     expect(j.corruptions).toBeUndefined();
   });
 
-  it.skipIf(!hasCommand('qemu-img') || !hasCommand('qemu-io'))('the repair report is qemu-img\'s, word for word (qemu-img on a qcow2 it repairs; installed)', () => {
-    // A qcow2 with lazy refcounts whose writer was killed: a refcount qemu-img check -r all repairs.
-    const q = p('lazy.qcow2');
-    expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', q, '1M']).status).toBe(0);
-    spawnSync('qemu-io', ['-c', 'write 0 64k', '-c', 'sigraise 9', q]);
-    const theirs = qemuImgAsBlk(['check', '-r', 'all', q]);
-    expect(theirs.code).toBe(0);
-    expect(theirs.stdout.startsWith(`${REPORT(0, 1)}No errors were found on the image.\n`)).toBe(true);
-    const ours = blk(['check', '-r', 'all', damaged('qemu-like.cow')]);
-    expect(ours.stdout.startsWith(`${REPORT(7, 6)}No errors were found on the image.\n`)).toBe(true);
-  });
+  it.skipIf(!hasCommand('qemu-img') || !hasCommand('qemu-io'))(
+    "the repair report is qemu-img's, word for word (qemu-img on a qcow2 it repairs; installed)",
+    () => {
+      // A qcow2 with lazy refcounts whose writer was killed: a refcount qemu-img check -r all repairs.
+      const q = p('lazy.qcow2');
+      expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', q, '1M']).status).toBe(0);
+      spawnSync('qemu-io', ['-c', 'write 0 64k', '-c', 'sigraise 9', q]);
+      const theirs = qemuImgAsBlk(['check', '-r', 'all', q]);
+      expect(theirs.code).toBe(0);
+      expect(theirs.stdout.startsWith(`${REPORT(0, 1)}No errors were found on the image.\n`)).toBe(true);
+      const ours = blk(['check', '-r', 'all', damaged('qemu-like.cow')]);
+      expect(ours.stdout.startsWith(`${REPORT(7, 6)}No errors were found on the image.\n`)).toBe(true);
+    },
+  );
 
   it('bytes past the data area are leaked clusters; -r leaks truncates them away', () => {
     rawFile(p('base.img'), 1 << 20);
@@ -121,7 +130,9 @@ describe('blk check -r', () => {
     fs.utimesSync(p('b2.img'), new Date(), new Date(Date.now() + 100_000));
     let r = blk(['check', '-r', 'all', p('u.cow')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/ERROR backing file .*: mtime \d+ differs from \d+ recorded in the image .*\(not repaired: the backing file is not part of this image; restore it, or point the image at the right one with blk rebase -u\)\n$/);
+    expect(r.stderr).toMatch(
+      /ERROR backing file .*: mtime \d+ differs from \d+ recorded in the image .*\(not repaired: the backing file is not part of this image; restore it, or point the image at the right one with blk rebase -u\)\n$/,
+    );
     // A v3 header (big-endian magic) cut after 64 bytes.
     const head = Buffer.alloc(64);
     head.write('OOOM', 0, 'latin1');
@@ -129,14 +140,20 @@ describe('blk check -r', () => {
     fs.writeFileSync(p('h.cow'), head);
     r = blk(['check', '-r', 'all', '-f', 'cow', p('h.cow')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^ERROR header: .*\(not repairable: the file ends inside its header or bitmap, and what the missing bytes said cannot be known\)\n$/);
+    expect(r.stderr).toMatch(
+      /^ERROR header: .*\(not repairable: the file ends inside its header or bitmap, and what the missing bytes said cannot be known\)\n$/,
+    );
   });
 
-  it('usage: qemu-img\'s words for a bad -r; raw has nothing to check (63)', () => {
+  it("usage: qemu-img's words for a bad -r; raw has nothing to check (63)", () => {
     rawFile(p('r.img'), 4096);
-    expect(blk(['check', '-r', 'foo', p('r.img')]))
-      .toMatchObject({ code: 1, stderr: "blk: Unknown option value for -r (expecting 'leaks' or 'all'): foo\n" });
-    expect(blk(['check', '-r', 'all', '-f', 'raw', p('r.img')]))
-      .toMatchObject({ code: 63, stderr: `blk: ${p('r.img')}: This image format does not support checks\n` });
+    expect(blk(['check', '-r', 'foo', p('r.img')])).toMatchObject({
+      code: 1,
+      stderr: "blk: Unknown option value for -r (expecting 'leaks' or 'all'): foo\n",
+    });
+    expect(blk(['check', '-r', 'all', '-f', 'raw', p('r.img')])).toMatchObject({
+      code: 63,
+      stderr: `blk: ${p('r.img')}: This image format does not support checks\n`,
+    });
   });
 });

@@ -17,7 +17,9 @@ describe('blk executable', () => {
   it('is an executable node script', () => {
     expect(fs.readFileSync(BLK, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
     expect(fs.statSync(BLK).mode & 0o111).not.toBe(0);
-    const pkg = JSON.parse(fs.readFileSync(path.join(CLI_DIR, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    const pkg = JSON.parse(fs.readFileSync(path.join(CLI_DIR, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+    };
     expect(pkg.bin.blk).toBe('./dist/blk.js');
   });
 

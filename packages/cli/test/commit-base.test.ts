@@ -47,7 +47,7 @@ function qemuIo(file: string, cmd: string): void {
 }
 
 describe('blk commit -b', () => {
-  it('commits every layer above BASE into it; the top keeps its data and the chain reads the same (qemu-img\'s result)', () => {
+  it("commits every layer above BASE into it; the top keeps its data and the chain reads the same (qemu-img's result)", () => {
     const b = chain('three', 'blk');
     const before = path.join(dir, 'three', 'before.raw');
     expect(blk(['convert', P, b.top, before]).code).toBe(0);
@@ -58,8 +58,15 @@ describe('blk commit -b', () => {
     expect(blk(['compare', P, b.top, before])).toMatchObject({ code: 0, stdout: 'Images are identical.\n' });
     expect(fs.readFileSync(b.base).equals(fs.readFileSync(before))).toBe(true);
     // -b implies -d: the top keeps its data; the layer in between keeps its data (only its header's record changes).
-    expect(blk(['map', P, b.top]).stdout).toMatch(new RegExp(`0x20000 +0x20000 +0x[0-9a-f]+ +${b.top.replace(/[.]/g, '\\.')}`));
-    expect(fs.readFileSync(b.mid).subarray(512 * 9 + 4096).equals(midBytes.subarray(512 * 9 + 4096))).toBe(true);
+    expect(blk(['map', P, b.top]).stdout).toMatch(
+      new RegExp(`0x20000 +0x20000 +0x[0-9a-f]+ +${b.top.replace(/[.]/g, '\\.')}`),
+    );
+    expect(
+      fs
+        .readFileSync(b.mid)
+        .subarray(512 * 9 + 4096)
+        .equals(midBytes.subarray(512 * 9 + 4096)),
+    ).toBe(true);
     expect(blk(['check', P, b.top]).code).toBe(0);
 
     // qemu-img commit -b on the same chain in qcow2 leaves the same bytes in BASE.
@@ -78,7 +85,7 @@ describe('blk commit -b', () => {
     expect(blk(['io', '-c', 'read -P 3 128k 128k', b.mid]).stdout).not.toContain('verification failed');
   });
 
-  it('a BASE outside the chain: qemu-img\'s message, exit 1, nothing written', () => {
+  it("a BASE outside the chain: qemu-img's message, exit 1, nothing written", () => {
     const b = chain('outside', 'blk');
     const q = chain('outside-q', 'qemu');
     const other = path.join(dir, 'other.raw');
@@ -88,7 +95,10 @@ describe('blk commit -b', () => {
       const bArg = name === 'top' ? 'top.cow' : name;
       const qArg = name === 'top' ? 'top.qcow2' : name;
       const rb = blk(['commit', P, '-b', bArg, 'top.cow'], { cwd: path.dirname(b.top) });
-      const rq = spawnSync('qemu-img', ['commit', '-b', qArg, 'top.qcow2'], { cwd: path.dirname(q.top), encoding: 'utf8' });
+      const rq = spawnSync('qemu-img', ['commit', '-b', qArg, 'top.qcow2'], {
+        cwd: path.dirname(q.top),
+        encoding: 'utf8',
+      });
       expect([rb.code, rq.status]).toEqual([1, 1]);
       expect(rb.stderr).toBe(`blk: Did not find '${bArg}' in the backing chain of 'top.cow'\n`);
       expect(rq.stderr).toBe(`qemu-img: Did not find '${qArg}' in the backing chain of 'top.qcow2'\n`);
@@ -103,7 +113,9 @@ describe('blk commit -b', () => {
     fs.utimesSync(b.base, later, later); // base "modified" after mid was made over it
     const r = blk(['commit', P, '-b', b.base, b.top]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/mid\.cow: backing file .*base\.raw was modified after the overlay was made .*use --force/);
+    expect(r.stderr).toMatch(
+      /mid\.cow: backing file .*base\.raw was modified after the overlay was made .*use --force/,
+    );
     expect(fs.readFileSync(b.base).equals(stamp)).toBe(true);
     const f = blk(['commit', P, '--force', '-b', b.base, b.top]);
     expect(f.code).toBe(0);
@@ -156,10 +168,12 @@ describe('blk commit -b', () => {
           const st = await mem.open(p, o);
           if (p !== '/d/base.raw') return st;
           return Object.create(st, {
-            write: { value: async (off: number, data: Uint8Array) => {
-              if (++writes === 2) throw new Error('killed');
-              return st.write(off, data);
-            } },
+            write: {
+              value: async (off: number, data: Uint8Array) => {
+                if (++writes === 2) throw new Error('killed');
+                return st.write(off, data);
+              },
+            },
           }) as Storage;
         },
       },
@@ -193,7 +207,8 @@ describe('blk commit -b', () => {
     const ref = image.backingReference!;
     await image.setBackingReference({ path: ref.path, facts: { size: ref.expect!.size!, mtimeSec: 0 } });
     await image.close();
-    await expect(commitIntoBase('/d/top.cow', '/d/base.raw', { ...opts, vfs: mem }))
-      .rejects.toThrow(/mark of an interrupted commit, but no commit journal/);
+    await expect(commitIntoBase('/d/top.cow', '/d/base.raw', { ...opts, vfs: mem })).rejects.toThrow(
+      /mark of an interrupted commit, but no commit journal/,
+    );
   });
 });

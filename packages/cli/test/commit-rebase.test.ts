@@ -3,7 +3,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  alternatingExpected, alternatingOverlay, expectSameImages, blk, blkSpawn, ensureBuilt, exited, rawFile, tempDir, waitFor,
+  alternatingExpected,
+  alternatingOverlay,
+  expectSameImages,
+  blk,
+  blkSpawn,
+  ensureBuilt,
+  exited,
+  rawFile,
+  tempDir,
+  waitFor,
 } from './helpers.js';
 
 let dir: string;
@@ -44,7 +53,9 @@ describe('blk commit', () => {
     same(ovl, p('c1.expected'));
     expect(layer0(ovl)).toBe(0);
     // The overlay recorded the backing file's new mtime: it opens, and check is clean.
-    const info = JSON.parse(blk(['info', '--output=json', ovl]).stdout) as { 'format-specific': { data: Record<string, unknown> } };
+    const info = JSON.parse(blk(['info', '--output=json', ovl]).stdout) as {
+      'format-specific': { data: Record<string, unknown> };
+    };
     expect(info['format-specific'].data['backing-mtime-matches']).toBe(true);
     expect(blk(['check', ovl]).code).toBe(0);
   });
@@ -52,12 +63,26 @@ describe('blk commit', () => {
   it('-t unsafe commits the same data (several chunks in flight); a bad -t is an error', () => {
     rawFile(p('ct.img'), 24 * MiB, [[0, 24 * MiB, 0x11]]);
     const ovl = overlayOn('ct', p('ct.img'));
-    expect(blk(['io', '-c', 'write -P 0x22 512 1k', '-c', 'write -P 0x33 1M 9M', '-c', 'write -P 0x44 13M 300k',
-      '-c', 'write -P 0x55 17000k 5M', ovl]).code).toBe(0);
+    expect(
+      blk([
+        'io',
+        '-c',
+        'write -P 0x22 512 1k',
+        '-c',
+        'write -P 0x33 1M 9M',
+        '-c',
+        'write -P 0x44 13M 300k',
+        '-c',
+        'write -P 0x55 17000k 5M',
+        ovl,
+      ]).code,
+    ).toBe(0);
     expect(blk(['convert', ovl, p('ct.expected')]).code).toBe(0);
     const bad = blk(['commit', '-t', 'bogus', ovl]);
     expect(bad).toMatchObject({ code: 1, stdout: '' });
-    expect(bad.stderr).toBe("blk: invalid cache mode 'bogus': use one of writeback, unsafe, none, writethrough, directsync\n");
+    expect(bad.stderr).toBe(
+      "blk: invalid cache mode 'bogus': use one of writeback, unsafe, none, writethrough, directsync\n",
+    );
     same(ovl, p('ct.expected'));
     expect(layer0(ovl)).toBeGreaterThan(0);
     const r = blk(['commit', '-t', 'unsafe', ovl]);
@@ -68,7 +93,7 @@ describe('blk commit', () => {
     expect(blk(['check', ovl]).code).toBe(0);
   });
 
-  it('-d keeps the overlay\'s data; -q prints nothing', () => {
+  it("-d keeps the overlay's data; -q prints nothing", () => {
     rawFile(p('c2.img'), MiB);
     const ovl = overlayOn('c2', p('c2.img'));
     expect(blk(['io', '-c', 'write -P 0x44 64k 64k', ovl]).code).toBe(0);
@@ -79,7 +104,7 @@ describe('blk commit', () => {
     expect(blk(['io', '-f', 'raw', '-c', 'read -P 0x44 64k 64k', p('c2.img')]).stdout).not.toContain('failed');
   });
 
-  it('refuses an image without a backing file, and a backing file modified behind the overlay\'s back', () => {
+  it("refuses an image without a backing file, and a backing file modified behind the overlay's back", () => {
     rawFile(p('plain.img'), MiB);
     let r = blk(['commit', p('plain.img')]);
     expect(r.code).toBe(1);
@@ -91,17 +116,25 @@ describe('blk commit', () => {
     fs.utimesSync(p('c3.img'), later, later);
     r = blk(['commit', ovl]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^blk: .*c3\.cow: backing file .*c3\.img was modified after the overlay was made .*--force.*\n$/);
+    expect(r.stderr).toMatch(
+      /^blk: .*c3\.cow: backing file .*c3\.img was modified after the overlay was made .*--force.*\n$/,
+    );
     r = blk(['commit', '--force', ovl]);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/^blk: warning: /);
   });
 
-  it('a raw backing file smaller than the overlay grows to the overlay\'s size first, as with qemu-img commit', () => {
-    for (const [name, writes] of [['g1', ['write -P 0x33 1536k 4k', 'write -P 0x44 0 4k']], ['g2', ['write -P 0x55 4k 4k']]] as const) {
+  it("a raw backing file smaller than the overlay grows to the overlay's size first, as with qemu-img commit", () => {
+    for (const [name, writes] of [
+      ['g1', ['write -P 0x33 1536k 4k', 'write -P 0x44 0 4k']],
+      ['g2', ['write -P 0x55 4k 4k']],
+    ] as const) {
       rawFile(p(`${name}.img`), MiB, [[0, MiB, 0x11]]);
       // Only QEMU's v2 layout lets an overlay be larger than its backing file.
-      expect(blk(['create', '-q', '-f', 'cow', '-o', 'variant=v2-qemu-lp64', '-b', p(`${name}.img`), p(`${name}.cow`), '2M']).code).toBe(0);
+      expect(
+        blk(['create', '-q', '-f', 'cow', '-o', 'variant=v2-qemu-lp64', '-b', p(`${name}.img`), p(`${name}.cow`), '2M'])
+          .code,
+      ).toBe(0);
       expect(blk(['io', ...writes.flatMap((w) => ['-c', w]), p(`${name}.cow`)]).code).toBe(0);
       expect(blk(['convert', p(`${name}.cow`), p(`${name}.expected`)]).code).toBe(0);
       const r = blk(['commit', p(`${name}.cow`)]);
@@ -117,14 +150,33 @@ describe('blk commit', () => {
     rawFile(p('ng.img'), MiB, [[0, MiB, 0x11]]);
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('ng.img'), p('ng-mid.cow')]).code).toBe(0);
     expect(blk(['io', '-c', 'write -P 0x22 0 4k', p('ng-mid.cow')]).code).toBe(0);
-    expect(blk(['create', '-q', '-f', 'cow', '-o', 'variant=v2-qemu-lp64', '-b', p('ng-mid.cow'), '-F', 'cow', p('ng.cow'), '2M']).code).toBe(0);
+    expect(
+      blk([
+        'create',
+        '-q',
+        '-f',
+        'cow',
+        '-o',
+        'variant=v2-qemu-lp64',
+        '-b',
+        p('ng-mid.cow'),
+        '-F',
+        'cow',
+        p('ng.cow'),
+        '2M',
+      ]).code,
+    ).toBe(0);
     // QEMU's v2 header records no backing format: --backing-probe opens ng-mid.cow as the cow it is.
-    expect(blk(['io', '--backing-probe', '-c', 'write -P 0x33 1536k 4k', '-c', 'write -P 0x44 8k 4k', p('ng.cow')]).code).toBe(0);
+    expect(
+      blk(['io', '--backing-probe', '-c', 'write -P 0x33 1536k 4k', '-c', 'write -P 0x44 8k 4k', p('ng.cow')]).code,
+    ).toBe(0);
     const before = fs.readFileSync(p('ng-mid.cow'));
     const topBefore = fs.readFileSync(p('ng.cow'));
     const r = blk(['commit', '--backing-probe', p('ng.cow')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/holds data up to offset 1576960, past the end of its backing file .*ng-mid\.cow \(1048576 bytes\), which is cow and cannot grow/);
+    expect(r.stderr).toMatch(
+      /holds data up to offset 1576960, past the end of its backing file .*ng-mid\.cow \(1048576 bytes\), which is cow and cannot grow/,
+    );
     expect(fs.readFileSync(p('ng-mid.cow')).equals(before)).toBe(true);
     expect(fs.readFileSync(p('ng.cow')).equals(topBefore)).toBe(true); // not even marked "commit in progress"
   });
@@ -174,8 +226,14 @@ describe('blk commit', () => {
 
 describe('blk rebase', () => {
   function setup(name: string) {
-    rawFile(p(`${name}-old.img`), MiB, [[0, 64 * 1024, 1], [128 * 1024, 64 * 1024, 2]]);
-    rawFile(p(`${name}-new.img`), MiB, [[0, 64 * 1024, 1], [256 * 1024, 64 * 1024, 3]]);
+    rawFile(p(`${name}-old.img`), MiB, [
+      [0, 64 * 1024, 1],
+      [128 * 1024, 64 * 1024, 2],
+    ]);
+    rawFile(p(`${name}-new.img`), MiB, [
+      [0, 64 * 1024, 1],
+      [256 * 1024, 64 * 1024, 3],
+    ]);
     const ovl = overlayOn(name, p(`${name}-old.img`));
     expect(blk(['io', '-c', 'write -P 9 0 4k', '-c', 'write -P 8 128k 4k', ovl]).code).toBe(0);
     expect(blk(['convert', ovl, p(`${name}.expected`)]).code).toBe(0);
@@ -195,7 +253,7 @@ describe('blk rebase', () => {
     expect(blk(['check', ovl]).code).toBe(0);
   });
 
-  it('-u only rewrites the reference (the contents change to the new file\'s)', () => {
+  it("-u only rewrites the reference (the contents change to the new file's)", () => {
     const ovl = setup('r2');
     const before = layer0(ovl);
     expect(blk(['rebase', '-u', '-b', 'r2-new.img', ovl], { cwd: dir }).code).toBe(0);

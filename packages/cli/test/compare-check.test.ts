@@ -25,8 +25,11 @@ describe('blk compare', () => {
     expect(blk(['compare', '-f', 'raw', '-F', 'cow', p('a.img'), p('a.cow')]).code).toBe(0);
   });
 
-  it('different contents: exit 1 and the first differing sector\'s offset (as qemu-img)', () => {
-    rawFile(p('b.img'), MiB, [[4096, 4096, 7], [5000, 1, 8]]);
+  it("different contents: exit 1 and the first differing sector's offset (as qemu-img)", () => {
+    rawFile(p('b.img'), MiB, [
+      [4096, 4096, 7],
+      [5000, 1, 8],
+    ]);
     const r = blk(['compare', p('a.img'), p('b.img')]);
     expect(r).toMatchObject({ code: 1, stdout: 'Content mismatch at offset 4608!\n', stderr: '' });
     // Also where one side reads as zeros.
@@ -43,9 +46,15 @@ describe('blk compare', () => {
     expect(r).toMatchObject({ code: 0, stdout: 'Warning: Image size mismatch!\nImages are identical.\n' });
     r = blk(['compare', '-s', p('short.img'), p('long.img')]);
     expect(r).toMatchObject({ code: 1, stdout: 'Strict mode: Image size mismatch!\n' });
-    rawFile(p('long2.img'), 2 * MiB, [[0, 512, 1], [MiB + 1000, 1, 9]]);
+    rawFile(p('long2.img'), 2 * MiB, [
+      [0, 512, 1],
+      [MiB + 1000, 1, 9],
+    ]);
     r = blk(['compare', p('long2.img'), p('short.img')]);
-    expect(r).toMatchObject({ code: 1, stdout: `Warning: Image size mismatch!\nContent mismatch at offset ${MiB + 512}!\n` });
+    expect(r).toMatchObject({
+      code: 1,
+      stdout: `Warning: Image size mismatch!\nContent mismatch at offset ${MiB + 512}!\n`,
+    });
   });
 
   it('-s also compares allocation', () => {
@@ -76,9 +85,17 @@ describe('blk compare', () => {
   });
 
   it.skipIf(!hasCommand('qemu-img'))('agrees with qemu-img compare on raw images (qemu-img installed)', () => {
-    for (const [x, y] of [['a.img', 'b.img'], ['short.img', 'long.img'], ['long2.img', 'short.img'], ['a.img', 'a.img']]) {
+    for (const [x, y] of [
+      ['a.img', 'b.img'],
+      ['short.img', 'long.img'],
+      ['long2.img', 'short.img'],
+      ['a.img', 'a.img'],
+    ]) {
       const ours = blk(['compare', x!, y!], { cwd: dir });
-      const theirs = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', x!, y!], { cwd: dir, encoding: 'utf8' });
+      const theirs = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', x!, y!], {
+        cwd: dir,
+        encoding: 'utf8',
+      });
       expect([ours.code, ours.stdout]).toEqual([theirs.status, theirs.stdout]);
     }
   });
@@ -94,18 +111,21 @@ describe('blk check', () => {
     return { base, ovl };
   }
 
-  it('a sound overlay: exit 0, counts in sectors, JSON in qemu-img\'s shape', () => {
+  it("a sound overlay: exit 0, counts in sectors, JSON in qemu-img's shape", () => {
     const { ovl } = overlay('ok');
     let r = blk(['check', ovl]);
     expect(r).toMatchObject({
       code: 0,
-      stdout: 'No errors were found on the image.\n136/2048 = 6.64% allocated, 0.00% fragmented, 0.00% compressed clusters\n',
+      stdout:
+        'No errors were found on the image.\n136/2048 = 6.64% allocated, 0.00% fragmented, 0.00% compressed clusters\n',
       stderr: '',
     });
     r = blk(['check', '--output=json', ovl]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`{\n    "total-clusters": 2048,\n    "check-errors": 0,\n    "allocated-clusters": 136,\n`
-      + `    "filename": "${ovl}",\n    "format": "cow"\n}\n`);
+    expect(r.stdout).toBe(
+      `{\n    "total-clusters": 2048,\n    "check-errors": 0,\n    "allocated-clusters": 136,\n`
+        + `    "filename": "${ovl}",\n    "format": "cow"\n}\n`,
+    );
   });
 
   it('data past the end of the file: corruptions counted, exit 2', () => {
@@ -114,8 +134,12 @@ describe('blk check', () => {
     fs.truncateSync(ovl, 12288 + 512 * 1024 + 1024);
     const r = blk(['check', ovl]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe('ERROR sectors 1026-1031 (offset 525312): marked allocated, but the data lies past the end of the file (537600 bytes)\n');
-    expect(r.stdout).toContain('\n6 errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n');
+    expect(r.stderr).toBe(
+      'ERROR sectors 1026-1031 (offset 525312): marked allocated, but the data lies past the end of the file (537600 bytes)\n',
+    );
+    expect(r.stdout).toContain(
+      '\n6 errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n',
+    );
     const j = JSON.parse(blk(['check', '--output=json', ovl]).stdout) as Record<string, unknown>;
     expect(j).toMatchObject({ corruptions: 6, 'check-errors': 0 });
   });
@@ -126,7 +150,9 @@ describe('blk check', () => {
     fs.utimesSync(a.base, later, later);
     let r = blk(['check', a.ovl]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^ERROR backing file .*mt\.base \(of .*mt\.cow\): mtime \d+ differs from \d+ recorded in the image/);
+    expect(r.stderr).toMatch(
+      /^ERROR backing file .*mt\.base \(of .*mt\.cow\): mtime \d+ differs from \d+ recorded in the image/,
+    );
     const b = overlay('sz');
     fs.truncateSync(b.base, 2 * MiB);
     r = blk(['check', b.ovl]);
@@ -151,7 +177,11 @@ describe('blk check', () => {
     expect(r.stderr).toMatch(/^ERROR header: /);
     rawFile(p('plain.img'), MiB);
     r = blk(['check', p('plain.img')]);
-    expect(r).toMatchObject({ code: 63, stdout: '', stderr: `blk: ${p('plain.img')}: This image format does not support checks\n` });
+    expect(r).toMatchObject({
+      code: 63,
+      stdout: '',
+      stderr: `blk: ${p('plain.img')}: This image format does not support checks\n`,
+    });
     r = blk(['check', p('nothing.cow')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`blk: ${p('nothing.cow')}: no such file or directory\n`);

@@ -25,18 +25,27 @@ function filled(name: string, size: number, byte: number): string {
 describe('blk convert -n', () => {
   it('writes into the existing target in place, zeros over its old data, the tail past the source untouched (as qemu-img)', () => {
     const src = path.join(dir, 'src.raw');
-    rawFile(src, MiB, [[0, 65536, 5], [300000, 5000, 6]]);
+    rawFile(src, MiB, [
+      [0, 65536, 5],
+      [300000, 5000, 6],
+    ]);
     for (const extra of [[], ['-S', '0'], ['-W', '-m', '16']]) {
       const q = filled('q.raw', 2 * MiB, 0xaa);
       const b = filled('b.raw', 2 * MiB, 0xaa);
       const ino = fs.statSync(b).ino;
       const rq = qemuImgAsBlk(['convert', '-n', '-f', 'raw', '-O', 'raw', ...extra, src, q]);
       const rb = blk(['convert', '-n', '-f', 'raw', '-O', 'raw', ...extra, src, b]);
-      expect({ extra, code: rb.code, out: rb.stdout, err: rb.stderr }).toEqual({ extra, code: rq.code, out: rq.stdout, err: rq.stderr });
+      expect({ extra, code: rb.code, out: rb.stdout, err: rb.stderr }).toEqual({
+        extra,
+        code: rq.code,
+        out: rq.stdout,
+        err: rq.stderr,
+      });
       expect(rb.code).toBe(0);
       expect(fs.readFileSync(b).equals(fs.readFileSync(q))).toBe(true);
       // Where the source reads zeros, holes (write-zeroes with unmap), as qemu-img leaves them.
-      const map = (f: string) => spawnSync('qemu-img', ['map', '--output=json', '-f', 'raw', f], { encoding: 'utf8' }).stdout;
+      const map = (f: string) =>
+        spawnSync('qemu-img', ['map', '--output=json', '-f', 'raw', f], { encoding: 'utf8' }).stdout;
       expect({ extra, map: map(b) }).toEqual({ extra, map: map(q) });
       expect(fs.statSync(b).ino).toBe(ino); // in place: no temporary file renamed over it
       expect(fs.readFileSync(b)[65536]).toBe(0);
@@ -44,7 +53,7 @@ describe('blk convert -n', () => {
     }
   });
 
-  it('--target-is-zero leaves the target\'s bytes where the source reads zeros (as qemu-img)', () => {
+  it("--target-is-zero leaves the target's bytes where the source reads zeros (as qemu-img)", () => {
     const src = path.join(dir, 'src-z.raw');
     rawFile(src, MiB, [[0, 65536, 5]]);
     const q = filled('qz.raw', MiB, 0xaa);
@@ -93,10 +102,19 @@ describe('blk convert -n', () => {
 
     const missing = path.join(dir, 'missing.raw');
     expect(qemuImgAsBlk(['convert', '-n', '-f', 'raw', '-O', 'raw', src, missing]).code).toBe(1);
-    expect(blk(['convert', '-n', '-f', 'raw', '-O', 'raw', src, missing])).toMatchObject({ code: 1, stderr: expect.stringMatching(/no such file/) });
+    expect(blk(['convert', '-n', '-f', 'raw', '-O', 'raw', src, missing])).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/no such file/),
+    });
     expect(fs.existsSync(missing)).toBe(false);
 
-    for (const args of [['-n', '-o', 'preallocation=full'], ['--target-is-zero'], ['-m', '0'], ['-m', '17'], ['-m', 'x']]) {
+    for (const args of [
+      ['-n', '-o', 'preallocation=full'],
+      ['--target-is-zero'],
+      ['-m', '0'],
+      ['-m', '17'],
+      ['-m', 'x'],
+    ]) {
       const dst = filled('e.raw', 2 * MiB, 0xaa);
       q = qemuImgAsBlk(['convert', '-f', 'raw', '-O', 'raw', ...args, src, dst]);
       b = blk(['convert', '-f', 'raw', '-O', 'raw', ...args, src, dst]);
@@ -162,7 +180,12 @@ describe('blk convert -W and -m', () => {
       await s.write(0, new Uint8Array(8 * chunk).fill(9));
       await s.close();
       const written: number[] = [];
-      await convertImage('/src.raw', '/dst.raw', { vfs: slowFirstChunk(mem, written), chunkSize: chunk, parallel: 4, outOfOrder });
+      await convertImage('/src.raw', '/dst.raw', {
+        vfs: slowFirstChunk(mem, written),
+        chunkSize: chunk,
+        parallel: 4,
+        outOfOrder,
+      });
       const sorted = [...written].sort((a, b) => a - b);
       if (outOfOrder) expect(written).not.toEqual(sorted);
       else expect(written).toEqual(sorted);

@@ -67,24 +67,32 @@ describe('convert keeps what qemu-img keeps of an existing target', () => {
     expect(firstByte(dst)).toBe(0x42);
   });
 
-  it.skipIf(!isRoot)('run by a user who may write the file but not give it away, convert writes it in place: the owner stays', () => {
-    const sub = fresh();
-    fs.chmodSync(dir, 0o755);
-    fs.chmodSync(sub, 0o777);
-    const dst = path.join(sub, 'shared.img');
-    rawFile(dst, 4096, [[0, 4096, 0x01]]);
-    fs.chownSync(dst, 1235, 1236);
-    fs.chmodSync(dst, 0o666);
-    const src = source(sub);
-    const ino = fs.statSync(dst).ino;
-    const r = spawnSync(process.execPath, [BLK, 'convert', src, dst], { uid: 1234, gid: 1234, encoding: 'utf8', timeout: 60_000 });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const st = fs.statSync(dst);
-    expect([st.uid, st.gid, st.mode & 0o7777, st.ino]).toEqual([1235, 1236, 0o666, ino]);
-    expect(firstByte(dst)).toBe(0x42);
-    expect(fs.readdirSync(sub).filter((n) => n.includes('.tmp-'))).toEqual([]);
-  });
+  it.skipIf(!isRoot)(
+    'run by a user who may write the file but not give it away, convert writes it in place: the owner stays',
+    () => {
+      const sub = fresh();
+      fs.chmodSync(dir, 0o755);
+      fs.chmodSync(sub, 0o777);
+      const dst = path.join(sub, 'shared.img');
+      rawFile(dst, 4096, [[0, 4096, 0x01]]);
+      fs.chownSync(dst, 1235, 1236);
+      fs.chmodSync(dst, 0o666);
+      const src = source(sub);
+      const ino = fs.statSync(dst).ino;
+      const r = spawnSync(process.execPath, [BLK, 'convert', src, dst], {
+        uid: 1234,
+        gid: 1234,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const st = fs.statSync(dst);
+      expect([st.uid, st.gid, st.mode & 0o7777, st.ino]).toEqual([1235, 1236, 0o666, ino]);
+      expect(firstByte(dst)).toBe(0x42);
+      expect(fs.readdirSync(sub).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    },
+  );
 
   it('a symlink stays a symlink; the file it names gets the image (the temporary file beside that file)', () => {
     const sub = fresh();
@@ -166,7 +174,7 @@ describe('a target that is also read is refused, and nothing changes', () => {
     refused(['convert', '-O', 'cow', '-B', path.join(sub, 'hard.img'), src, dst], [dst, src], /same file/);
   });
 
-  it('convert onto its own source, by a hard link, or onto a file of the source\'s backing chain', () => {
+  it("convert onto its own source, by a hard link, or onto a file of the source's backing chain", () => {
     const sub = fresh();
     const base = path.join(sub, 'base.img');
     rawFile(base, 1024 * 1024, [[0, 4096, 0x33]]);
@@ -194,7 +202,7 @@ describe('a target that is also read is refused, and nothing changes', () => {
     refused(['rebase', '-u', '-F', 'cow', '-b', link, overlay], [overlay], /own backing file/, { BLK_LOCK: 'off' });
   });
 
-  it('create -b X X through a hard link, and create -b Y X where Y\'s chain holds X', () => {
+  it("create -b X X through a hard link, and create -b Y X where Y's chain holds X", () => {
     const sub = fresh();
     const x = path.join(sub, 'x.img');
     rawFile(x, 1024 * 1024, [[0, 4096, 0x44]]);

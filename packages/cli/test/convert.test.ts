@@ -4,8 +4,21 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BLK, alternatingExpected, alternatingOverlay, expectSameImages, blk, blkSpawn, diskUsage, ensureBuilt, exited, hasCommand,
-  rawFile, shellQuote, tempDir, underPty, waitFor,
+  BLK,
+  alternatingExpected,
+  alternatingOverlay,
+  expectSameImages,
+  blk,
+  blkSpawn,
+  diskUsage,
+  ensureBuilt,
+  exited,
+  hasCommand,
+  rawFile,
+  shellQuote,
+  tempDir,
+  underPty,
+  waitFor,
 } from './helpers.js';
 
 let dir: string;
@@ -25,7 +38,11 @@ const tmpLeftovers = () => fs.readdirSync(dir).filter((f) => f.includes('.tmp-')
 
 describe('blk convert', () => {
   it('raw -> cow -> raw round trip keeps the contents and leaves zero runs as holes', () => {
-    rawFile(p('src.img'), 64 * MiB, [[0, 64 * 1024, 0xaa], [10 * MiB, 3 * MiB, 0xbb], [63 * MiB, 4096, 0xcc]]);
+    rawFile(p('src.img'), 64 * MiB, [
+      [0, 64 * 1024, 0xaa],
+      [10 * MiB, 3 * MiB, 0xbb],
+      [63 * MiB, 4096, 0xcc],
+    ]);
     let r = blk(['convert', '-O', 'cow', '-o', 'version=2', p('src.img'), p('mid.cow')]);
     expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
     r = blk(['convert', '-f', 'cow', '-O', 'raw', p('mid.cow'), p('back.img')]);
@@ -45,8 +62,20 @@ describe('blk convert', () => {
     expect(blk(['io', '-c', 'write -P 0x22 1M 64k', '-c', 'write -z 2M 1M', p('chain.cow')]).code).toBe(0);
     expect(blk(['convert', p('chain.cow'), p('flat.img')]).code).toBe(0);
     same(p('chain.cow'), p('flat.img'));
-    const io = blk(['io', '-f', 'raw', '-c', 'read -P 0x11 0 1M', '-c', 'read -P 0x22 1M 64k', '-c', 'read -P 0 2M 1M',
-      '-c', 'read -P 0x11 3M 5M', p('flat.img')]);
+    const io = blk([
+      'io',
+      '-f',
+      'raw',
+      '-c',
+      'read -P 0x11 0 1M',
+      '-c',
+      'read -P 0x22 1M 64k',
+      '-c',
+      'read -P 0 2M 1M',
+      '-c',
+      'read -P 0x11 3M 5M',
+      p('flat.img'),
+    ]);
     expect(io.stdout).not.toContain('Pattern verification failed');
     expect(io.code).toBe(0);
     // The zeroed megabyte is a hole in the output.
@@ -90,23 +119,40 @@ describe('blk convert', () => {
     rawFile(p('tb.img'), 24 * MiB, [[0, 24 * MiB, 0x11]]);
     rawFile(p('tsrc.img'), 24 * MiB, fills);
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('tb.img'), p('tchain.cow')]).code).toBe(0);
-    expect(blk(['io', '-c', 'write -P 0x77 3M 5M', '-c', 'write -z 12M 2M', '-c', 'write -P 0x78 20000k 1536', p('tchain.cow')]).code).toBe(0);
+    expect(
+      blk([
+        'io',
+        '-c',
+        'write -P 0x77 3M 5M',
+        '-c',
+        'write -z 12M 2M',
+        '-c',
+        'write -P 0x78 20000k 1536',
+        p('tchain.cow'),
+      ]).code,
+    ).toBe(0);
     for (const mode of ['unsafe', 'writeback', 'none', 'writethrough', 'directsync']) {
       const r = blk(['convert', '-t', mode, p('tchain.cow'), p(`t-${mode}.img`)]);
       expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
       same(p('tchain.cow'), p(`t-${mode}.img`));
     }
-    expect(blk(['convert', '--cache', 'unsafe', '-O', 'cow', p('tsrc.img'), p('t-unsafe.cow'), '-o', 'version=2']).code).toBe(0);
+    expect(
+      blk(['convert', '--cache', 'unsafe', '-O', 'cow', p('tsrc.img'), p('t-unsafe.cow'), '-o', 'version=2']).code,
+    ).toBe(0);
     same(p('tsrc.img'), p('t-unsafe.cow'));
     // Over a backing file (-B), pipelined: only what differs is written.
-    expect(blk(['convert', '-t', 'unsafe', '-O', 'cow', '-B', p('tb.img'), p('tchain.cow'), p('t-delta.cow')]).code).toBe(0);
+    expect(
+      blk(['convert', '-t', 'unsafe', '-O', 'cow', '-B', p('tb.img'), p('tchain.cow'), p('t-delta.cow')]).code,
+    ).toBe(0);
     same(p('tchain.cow'), p('t-delta.cow'));
     expect(tmpLeftovers()).toEqual([]);
 
     const bad = blk(['convert', '-t', 'fast', p('tsrc.img'), p('t-bad.img')]);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe('');
-    expect(bad.stderr).toBe("blk: invalid cache mode 'fast': use one of writeback, unsafe, none, writethrough, directsync\n");
+    expect(bad.stderr).toBe(
+      "blk: invalid cache mode 'fast': use one of writeback, unsafe, none, writethrough, directsync\n",
+    );
     expect(fs.existsSync(p('t-bad.img'))).toBe(false);
     expect(tmpLeftovers()).toEqual([]);
 
@@ -116,10 +162,30 @@ describe('blk convert', () => {
     }
     const syncs = (mode: string) => {
       const log = p(`strace-${mode}.log`);
-      const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=fsync,fdatasync', '-o', log, process.execPath, BLK,
-        'convert', '-t', mode, p('tsrc.img'), p(`ts-${mode}.img`)], { encoding: 'utf8' });
+      const r = spawnSync(
+        'strace',
+        [
+          '-f',
+          '-qq',
+          '-e',
+          'trace=fsync,fdatasync',
+          '-o',
+          log,
+          process.execPath,
+          BLK,
+          'convert',
+          '-t',
+          mode,
+          p('tsrc.img'),
+          p(`ts-${mode}.img`),
+        ],
+        { encoding: 'utf8' },
+      );
       expect(r.status).toBe(0);
-      return fs.readFileSync(log, 'utf8').split('\n').filter((l) => /fsync|fdatasync/.test(l)).length;
+      return fs
+        .readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => /fsync|fdatasync/.test(l)).length;
     };
     expect(syncs('unsafe')).toBe(0);
     expect(syncs('writeback')).toBeGreaterThan(0);
@@ -127,10 +193,16 @@ describe('blk convert', () => {
 
   it('-B writes only what differs from the new backing file', () => {
     rawFile(p('bb.img'), 4 * MiB, [[0, 4 * MiB, 0x11]]);
-    rawFile(p('bsrc.img'), 4 * MiB, [[0, 4 * MiB, 0x11], [MiB, 4096, 0x99]]);
+    rawFile(p('bsrc.img'), 4 * MiB, [
+      [0, 4 * MiB, 0x11],
+      [MiB, 4096, 0x99],
+    ]);
     expect(blk(['convert', '-O', 'cow', '-B', p('bb.img'), p('bsrc.img'), p('delta.cow')]).code).toBe(0);
     same(p('bsrc.img'), p('delta.cow'));
-    const entries = JSON.parse(blk(['map', '--output=json', p('delta.cow')]).stdout) as Array<{ depth: number; length: number }>;
+    const entries = JSON.parse(blk(['map', '--output=json', p('delta.cow')]).stdout) as Array<{
+      depth: number;
+      length: number;
+    }>;
     expect(entries.filter((e) => e.depth === 0).map((e) => e.length)).toEqual([4096]);
   });
 
@@ -174,10 +246,14 @@ describe('blk convert', () => {
     fs.writeFileSync(p('kill.out'), 'previous contents');
     const child = blkSpawn(['convert', overlay, p('kill.out')]);
     let tmp = '';
-    await waitFor(() => {
-      tmp = tmpLeftovers().find((f) => f.startsWith('kill.out.tmp-')) ?? '';
-      return tmp !== '' && diskUsage(p(tmp)) > 4 * MiB;
-    }, 20_000, 'the conversion to get under way');
+    await waitFor(
+      () => {
+        tmp = tmpLeftovers().find((f) => f.startsWith('kill.out.tmp-')) ?? '';
+        return tmp !== '' && diskUsage(p(tmp)) > 4 * MiB;
+      },
+      20_000,
+      'the conversion to get under way',
+    );
     child.kill('SIGKILL');
     const end = await exited(child);
     expect(end.signal).toBe('SIGKILL');
@@ -196,9 +272,14 @@ describe('blk convert', () => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       const child = blkSpawn(['convert', overlay, p('term.out')]);
       let stderr = '';
-      child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-      await waitFor(() => tmpLeftovers().some((f) => f.startsWith('term.out.tmp-')
-        && diskUsage(p(f)) > 2 * MiB), 20_000, 'the conversion to get under way');
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      await waitFor(
+        () => tmpLeftovers().some((f) => f.startsWith('term.out.tmp-') && diskUsage(p(f)) > 2 * MiB),
+        20_000,
+        'the conversion to get under way',
+      );
       child.kill(sig);
       const end = await exited(child);
       expect(end.code).toBe(sig === 'SIGTERM' ? 143 : 130);

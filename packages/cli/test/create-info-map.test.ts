@@ -25,7 +25,12 @@ const mtimeSec = (file: string) => Number(fs.statSync(file, { bigint: true }).mt
 
 describe('blk create', () => {
   it.each([
-    ['512', 512], ['64k', 65536], ['10M', 10485760], ['2G', 2147483648], ['1T', 2 ** 40], ['1.5G', 1610612736],
+    ['512', 512],
+    ['64k', 65536],
+    ['10M', 10485760],
+    ['2G', 2147483648],
+    ['1T', 2 ** 40],
+    ['1.5G', 1610612736],
   ])('raw image of %s', (size, bytes) => {
     const img = p(`raw-${size}.img`);
     const r = blk(['create', '-f', 'raw', img, size]);
@@ -51,7 +56,7 @@ describe('blk create', () => {
     expect(fs.existsSync(p('nosize.img'))).toBe(false);
   });
 
-  it('cow overlay: size defaults to the backing file\'s, v3 header as UML writes it', () => {
+  it("cow overlay: size defaults to the backing file's, v3 header as UML writes it", () => {
     rawFile(p('base.img'), 4 << 20);
     const r = blk(['create', '-f', 'cow', '-b', p('base.img'), p('ovl.cow')]);
     expect(r.code).toBe(0);
@@ -84,13 +89,15 @@ describe('blk create', () => {
     });
   });
 
-  it('-o version=2 makes QEMU\'s v2 cow; -o help lists the options', () => {
+  it("-o version=2 makes QEMU's v2 cow; -o help lists the options", () => {
     rawFile(p('b2.img'), 1 << 20);
     const r = blk(['create', '-f', 'cow', '-o', 'version=2', '-b', p('b2.img'), p('v2.cow')]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('version=2');
-    expect((json(['info', '--output=json', p('v2.cow')])['format-specific'] as { data: unknown }).data)
-      .toMatchObject({ version: 2, variant: 'v2-qemu-lp64' });
+    expect((json(['info', '--output=json', p('v2.cow')])['format-specific'] as { data: unknown }).data).toMatchObject({
+      version: 2,
+      variant: 'v2-qemu-lp64',
+    });
     const help = blk(['create', '-f', 'cow', '-o', 'help', p('unused.cow')]);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Supported options:\n/);
@@ -101,7 +108,7 @@ describe('blk create', () => {
     expect(bad.stderr).toBe(`blk: ${p('v7.cow')}: invalid cow version '7' (expected 3, 2 or 1)\n`);
   });
 
-  it('a relative -b is relative to the new image\'s directory (as qemu-img)', () => {
+  it("a relative -b is relative to the new image's directory (as qemu-img)", () => {
     fs.mkdirSync(p('sub'));
     rawFile(p('sub/base.img'), 1 << 20);
     const r = blk(['create', '-f', 'cow', '-b', 'base.img', 'sub/rel.cow'], { cwd: dir });
@@ -133,9 +140,17 @@ describe('blk info', () => {
     const r = blk(['info', p('h.cow')]);
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
-    expect(lines.slice(0, 3)).toEqual([`image: ${p('h.cow')}`, 'file format: cow', 'virtual size: 1 MiB (1048576 bytes)']);
+    expect(lines.slice(0, 3)).toEqual([
+      `image: ${p('h.cow')}`,
+      'file format: cow',
+      'virtual size: 1 MiB (1048576 bytes)',
+    ]);
     expect(lines[3]).toMatch(/^disk size: \d+(\.\d+)? (B|KiB)$/);
-    expect(lines.slice(4, 7)).toEqual([`backing file: ${p('hb.img')}`, 'backing file format: raw', 'Format specific information:']);
+    expect(lines.slice(4, 7)).toEqual([
+      `backing file: ${p('hb.img')}`,
+      'backing file format: raw',
+      'Format specific information:',
+    ]);
     expect(r.stdout).toContain('\n    version: 3\n');
     expect(r.stdout).toContain('\n    sector size: 512\n');
     expect(r.stdout).toContain('\n    backing mtime matches: true\n');
@@ -146,10 +161,15 @@ describe('blk info', () => {
     expect(human.code).toBe(0);
     const blocks = human.stdout.split('\n\n');
     expect(blocks).toHaveLength(2);
-    expect(blocks[1]).toMatch(new RegExp(`^image: ${p('hb.img')}\nfile format: raw\nvirtual size: 1 MiB \\(1048576 bytes\\)\n`));
+    expect(blocks[1]).toMatch(
+      new RegExp(`^image: ${p('hb.img')}\nfile format: raw\nvirtual size: 1 MiB \\(1048576 bytes\\)\n`),
+    );
     const r = blk(['info', '--backing-chain', '--output=json', p('h.cow')]);
     const chain = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
-    expect(chain.map((e) => [e.filename, e.format])).toEqual([[p('h.cow'), 'cow'], [p('hb.img'), 'raw']]);
+    expect(chain.map((e) => [e.filename, e.format])).toEqual([
+      [p('h.cow'), 'cow'],
+      [p('hb.img'), 'raw'],
+    ]);
   });
 
   it('reports a changed backing file instead of refusing, and keeps working when it is missing', () => {
@@ -162,7 +182,9 @@ describe('blk info', () => {
     // Using the overlay is refused, with the reason in one line.
     const io = blk(['io', '-c', 'read 0 512', p('m.cow')]);
     expect(io.code).toBe(1);
-    expect(io.stderr).toMatch(/^blk: .*m\.cow: backing file .*mb\.img: mtime \d+ differs from \d+ recorded in the overlay; /);
+    expect(io.stderr).toMatch(
+      /^blk: .*m\.cow: backing file .*mb\.img: mtime \d+ differs from \d+ recorded in the overlay; /,
+    );
     expect(io.stderr).toMatch(/; if the change is harmless, record it with: blk rebase -u -b \S+mb\.img \S+m\.cow\n$/);
     // ... and that advice works.
     const fixed = blk(['rebase', '-u', '-b', p('mb.img'), p('m.cow')]);
@@ -177,11 +199,20 @@ describe('blk info', () => {
     expect(chain.stderr).toBe(`blk: ${p('m.cow')}: backing file ${p('mb.img')} not found\n`);
   });
 
-  it('JSON keys come in qemu-img\'s order', () => {
+  it("JSON keys come in qemu-img's order", () => {
     const r = blk(['info', '--output=json', p('h.cow')]);
     const keys = [...r.stdout.matchAll(/^ {4}"([a-z-]+)":/gm)].map((m) => m[1]);
-    expect(keys).toEqual(['backing-filename-format', 'virtual-size', 'filename', 'format', 'actual-size',
-      'format-specific', 'full-backing-filename', 'backing-filename', 'dirty-flag']);
+    expect(keys).toEqual([
+      'backing-filename-format',
+      'virtual-size',
+      'filename',
+      'format',
+      'actual-size',
+      'format-specific',
+      'full-backing-filename',
+      'backing-filename',
+      'dirty-flag',
+    ]);
   });
 
   it.skipIf(!hasCommand('qemu-img'))('raw output is byte-identical to qemu-img info (qemu-img installed)', () => {
@@ -195,19 +226,31 @@ describe('blk info', () => {
 });
 
 describe('blk map', () => {
-  it('JSON: allocation across the chain in maximal runs, qemu-img map\'s shape', () => {
+  it("JSON: allocation across the chain in maximal runs, qemu-img map's shape", () => {
     rawFile(p('mapb.img'), 1 << 20, [[0, 1 << 20, 0x11]]);
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('mapb.img'), p('map.cow')]).code).toBe(0);
-    expect(blk(['io', '-c', 'write -P 0x22 512 1k', '-c', 'write -P 0x33 64k 64k', '-c', 'write -P 0x44 128k 4k', p('map.cow')]).code).toBe(0);
+    expect(
+      blk([
+        'io',
+        '-c',
+        'write -P 0x22 512 1k',
+        '-c',
+        'write -P 0x33 64k 64k',
+        '-c',
+        'write -P 0x44 128k 4k',
+        p('map.cow'),
+      ]).code,
+    ).toBe(0);
     const r = blk(['map', '--output=json', p('map.cow')]);
     expect(r.code).toBe(0);
     // Data of layer 0 lies at data offset 12288 (v3, 1 MiB) + guest offset.
     expect(r.stdout).toBe(
       '[{ "start": 0, "length": 512, "depth": 1, "present": true, "zero": false, "data": true, "offset": 0},\n'
-      + '{ "start": 512, "length": 1024, "depth": 0, "present": true, "zero": false, "data": true, "offset": 12800},\n'
-      + '{ "start": 1536, "length": 64000, "depth": 1, "present": true, "zero": false, "data": true, "offset": 1536},\n'
-      + '{ "start": 65536, "length": 69632, "depth": 0, "present": true, "zero": false, "data": true, "offset": 77824},\n'
-      + '{ "start": 135168, "length": 913408, "depth": 1, "present": true, "zero": false, "data": true, "offset": 135168}]\n');
+        + '{ "start": 512, "length": 1024, "depth": 0, "present": true, "zero": false, "data": true, "offset": 12800},\n'
+        + '{ "start": 1536, "length": 64000, "depth": 1, "present": true, "zero": false, "data": true, "offset": 1536},\n'
+        + '{ "start": 65536, "length": 69632, "depth": 0, "present": true, "zero": false, "data": true, "offset": 77824},\n'
+        + '{ "start": 135168, "length": 913408, "depth": 1, "present": true, "zero": false, "data": true, "offset": 135168}]\n',
+    );
     const parsed = JSON.parse(r.stdout) as Array<{ start: number; length: number }>;
     expect(parsed.reduce((n, e) => n + e.length, 0)).toBe(1 << 20);
   });
@@ -217,11 +260,12 @@ describe('blk map', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
       'Offset          Length          Mapped to       File\n'
-      + `0               0x200           0               ${p('mapb.img')}\n`
-      + `0x200           0x400           0x3200          ${p('map.cow')}\n`
-      + `0x600           0xfa00          0x600           ${p('mapb.img')}\n`
-      + `0x10000         0x11000         0x13000         ${p('map.cow')}\n`
-      + `0x21000         0xdf000         0x21000         ${p('mapb.img')}\n`);
+        + `0               0x200           0               ${p('mapb.img')}\n`
+        + `0x200           0x400           0x3200          ${p('map.cow')}\n`
+        + `0x600           0xfa00          0x600           ${p('mapb.img')}\n`
+        + `0x10000         0x11000         0x13000         ${p('map.cow')}\n`
+        + `0x21000         0xdf000         0x21000         ${p('mapb.img')}\n`,
+    );
   });
 
   it('unallocated runs without a backing layer read as zeros (depth of the bottom, present false)', () => {
@@ -235,11 +279,19 @@ describe('blk map', () => {
       { start: 8192, length: (1 << 20) - 8192, depth: 0, present: false, zero: true, data: false },
     ]);
     // The human format lists only data.
-    expect(blk(['map', p('z.cow')]).stdout.split('\n').filter(Boolean)).toHaveLength(2);
+    expect(
+      blk(['map', p('z.cow')])
+        .stdout.split('\n')
+        .filter(Boolean),
+    ).toHaveLength(2);
   });
 
   it('--start-offset and --max-length limit the map', () => {
-    const entries = JSON.parse(blk(['map', '--output=json', '-s', '64k', '-l', '8k', p('map.cow')]).stdout) as unknown[];
-    expect(entries).toEqual([{ start: 65536, length: 8192, depth: 0, present: true, zero: false, data: true, offset: 77824 }]);
+    const entries = JSON.parse(
+      blk(['map', '--output=json', '-s', '64k', '-l', '8k', p('map.cow')]).stdout,
+    ) as unknown[];
+    expect(entries).toEqual([
+      { start: 65536, length: 8192, depth: 0, present: true, zero: false, data: true, offset: 77824 },
+    ]);
   });
 });

@@ -35,17 +35,19 @@ registry.register(fake);
 registry.register(plain);
 
 describe('generic -o parsing from driver declarations', () => {
-  it('renders -o help from the driver\'s options', () => {
-    expect(formatOptionHelp('fake-opts')).toBe([
-      'Supported options:',
-      '  size=<size>       Virtual disk size',
-      '  lazy=<on|off>     Defer metadata writes',
-      '  cluster=<size>    Cluster size',
-      '  mode=<fast|safe>  How to write',
-      '  level=<n>         A level',
-      '  label=<text>      A label',
-      '',
-    ].join('\n'));
+  it("renders -o help from the driver's options", () => {
+    expect(formatOptionHelp('fake-opts')).toBe(
+      [
+        'Supported options:',
+        '  size=<size>       Virtual disk size',
+        '  lazy=<on|off>     Defer metadata writes',
+        '  cluster=<size>    Cluster size',
+        '  mode=<fast|safe>  How to write',
+        '  level=<n>         A level',
+        '  label=<text>      A label',
+        '',
+      ].join('\n'),
+    );
   });
 
   it('parses each value by its type into driverOptions, under the declared key', () => {
@@ -55,18 +57,26 @@ describe('generic -o parsing from driver declarations', () => {
   });
 
   it('refuses values of the wrong type, naming the format and the option', () => {
-    expect(() => parseCreateOptions('fake-opts', ['mode=slow'])).toThrow("invalid fake-opts mode 'slow' (expected fast or safe)");
-    expect(() => parseCreateOptions('fake-opts', ['level=x'])).toThrow("invalid fake-opts level 'x' (expected an integer)");
-    expect(() => parseCreateOptions('fake-opts', ['lazy=maybe'])).toThrow("invalid fake-opts lazy 'maybe' (expected on or off)");
+    expect(() => parseCreateOptions('fake-opts', ['mode=slow'])).toThrow(
+      "invalid fake-opts mode 'slow' (expected fast or safe)",
+    );
+    expect(() => parseCreateOptions('fake-opts', ['level=x'])).toThrow(
+      "invalid fake-opts level 'x' (expected an integer)",
+    );
+    expect(() => parseCreateOptions('fake-opts', ['lazy=maybe'])).toThrow(
+      "invalid fake-opts lazy 'maybe' (expected on or off)",
+    );
     expect(parseOptionValue({ name: 'v', type: 'enum', values: ['1'], help: '' }, '1', 'x')).toBe('1');
   });
 
   it('undeclared keys reach a driver with options of its own (it refuses them in its words); a driver with none refuses them here', () => {
     expect(parseCreateOptions('fake-opts', ['other=7']).driverOptions).toEqual({ other: '7' });
-    expect(() => parseCreateOptions('plain-opts', ['other=7'])).toThrow("format plain-opts does not support option 'other'");
+    expect(() => parseCreateOptions('plain-opts', ['other=7'])).toThrow(
+      "format plain-opts does not support option 'other'",
+    );
   });
 
-  it('cow\'s help comes from the cow driver (its alignment option included)', () => {
+  it("cow's help comes from the cow driver (its alignment option included)", () => {
     const help = formatOptionHelp('cow');
     expect(help).toContain('version=<3|2|1>');
     expect(help).toMatch(/\n {2}alignment=<n> +v3 only/);

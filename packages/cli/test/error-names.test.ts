@@ -23,11 +23,27 @@ const p = (name: string) => path.join(dir, name);
 
 describe('error lines name the file', () => {
   const cases: Array<[string, () => string[], () => string]> = [
-    ['create -o with an option raw lacks', () => ['create', '-f', 'raw', '-o', 'foo=bar', p('new.img'), '1M'], () => p('new.img')],
-    ['create -o with a bad cow version', () => ['create', '-f', 'cow', '-o', 'version=9', p('new.cow'), '1M'], () => p('new.cow')],
+    [
+      'create -o with an option raw lacks',
+      () => ['create', '-f', 'raw', '-o', 'foo=bar', p('new.img'), '1M'],
+      () => p('new.img'),
+    ],
+    [
+      'create -o with a bad cow version',
+      () => ['create', '-f', 'cow', '-o', 'version=9', p('new.cow'), '1M'],
+      () => p('new.cow'),
+    ],
     ['create with an unknown format', () => ['create', '-f', 'nosuch', p('new.img'), '1M'], () => p('new.img')],
-    ['create over a missing backing file', () => ['create', '-f', 'cow', '-b', p('gone.img'), p('new.cow')], () => p('new.cow')],
-    ['convert -o with an option raw lacks', () => ['convert', '-O', 'raw', '-o', 'foo=bar', p('r.img'), p('out.img')], () => p('out.img')],
+    [
+      'create over a missing backing file',
+      () => ['create', '-f', 'cow', '-b', p('gone.img'), p('new.cow')],
+      () => p('new.cow'),
+    ],
+    [
+      'convert -o with an option raw lacks',
+      () => ['convert', '-O', 'raw', '-o', 'foo=bar', p('r.img'), p('out.img')],
+      () => p('out.img'),
+    ],
     ['convert from a missing file', () => ['convert', p('gone.img'), p('out.img')], () => p('gone.img')],
     ['info of a missing file', () => ['info', p('gone.img')], () => p('gone.img')],
     ['info -f cow of a raw file', () => ['info', '-f', 'cow', p('r.img')], () => p('r.img')],

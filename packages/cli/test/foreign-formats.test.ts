@@ -15,7 +15,10 @@ import { FOREIGN_SAMPLES } from '../../../test/fixtures/foreign-samples.js';
 import { blk, ensureBuilt, hasCommand, tempDir } from './helpers.js';
 
 const QEMU_IMG = hasCommand('qemu-img');
-if (!QEMU_IMG) console.warn('qemu-img is not installed: the foreign-format tests on real qemu-img files are skipped (apt-get install qemu-utils)');
+if (!QEMU_IMG)
+  console.warn(
+    'qemu-img is not installed: the foreign-format tests on real qemu-img files are skipped (apt-get install qemu-utils)',
+  );
 
 let dir: string;
 const p = (name: string) => path.join(dir, name);
@@ -89,7 +92,9 @@ describe('images of formats without a driver', () => {
     for (const [name, format] of fixtures) {
       const before = sha(p(name));
       const size = fs.statSync(p(name)).size;
-      const r = blk(['io', '-c', 'write -P 0xab 0 512', '-c', `write -P 0xcd ${Math.max(0, size - 512)} 512`, name], { cwd: dir });
+      const r = blk(['io', '-c', 'write -P 0xab 0 512', '-c', `write -P 0xcd ${Math.max(0, size - 512)} 512`, name], {
+        cwd: dir,
+      });
       expect(r.code, name).not.toBe(0);
       expectForeignError(r.stderr, name, format);
       expect(sha(p(name)), name).toBe(before);
@@ -120,7 +125,9 @@ describe('images of formats without a driver', () => {
     }
     const [name] = fixtures[0]!;
     fs.copyFileSync(p(name), p('scratch'));
-    const io = blk(['io', '-f', 'raw', '-c', 'write -P 0xab 0 512', '-c', 'read -P 0xab 0 512', 'scratch'], { cwd: dir });
+    const io = blk(['io', '-f', 'raw', '-c', 'write -P 0xab 0 512', '-c', 'read -P 0xab 0 512', 'scratch'], {
+      cwd: dir,
+    });
     expect(io.stderr).toBe('');
     expect(io.code).toBe(0);
     expect(fs.readFileSync(p('scratch'))[0]).toBe(0xab);
@@ -129,13 +136,33 @@ describe('images of formats without a driver', () => {
   it('a raw image refuses a guest write that would make it probe as a foreign format (the probe guard)', () => {
     fs.writeFileSync(p('guest.img'), new Uint8Array(64 * 1024));
     const before = sha(p('guest.img'));
-    const qcow2 = blk(['io', '-c', 'write -P 0 0 512', '-c', 'write -P 0x51 0 1', '-c', 'write -P 0x46 1 1',
-      '-c', 'write -P 0x49 2 1', '-c', 'write -P 0xfb 3 1', '-c', 'write -P 3 7 1', 'guest.img'], { cwd: dir });
+    const qcow2 = blk(
+      [
+        'io',
+        '-c',
+        'write -P 0 0 512',
+        '-c',
+        'write -P 0x51 0 1',
+        '-c',
+        'write -P 0x46 1 1',
+        '-c',
+        'write -P 0x49 2 1',
+        '-c',
+        'write -P 0xfb 3 1',
+        '-c',
+        'write -P 3 7 1',
+        'guest.img',
+      ],
+      { cwd: dir },
+    );
     expect(qcow2.stdout + qcow2.stderr).toContain('Operation not permitted');
     // The first three writes land (Q, F, I); the one completing the magic is refused.
     expect([...fs.readFileSync(p('guest.img')).subarray(0, 4)]).toEqual([0x51, 0x46, 0x49, 0]);
     fs.writeFileSync(p('guest.img'), new Uint8Array(64 * 1024));
-    fs.writeFileSync(p('footer.bin'), FOREIGN_SAMPLES.find((s) => s.format === 'vpc' && s.bytes.length > 4096)!.bytes.subarray(-512));
+    fs.writeFileSync(
+      p('footer.bin'),
+      FOREIGN_SAMPLES.find((s) => s.format === 'vpc' && s.bytes.length > 4096)!.bytes.subarray(-512),
+    );
     const vhd = blk(['io', '-c', `write -s footer.bin ${64 * 1024 - 512} 512`, 'guest.img'], { cwd: dir });
     expect(vhd.stdout + vhd.stderr).toContain('Operation not permitted');
     expect(sha(p('guest.img'))).toBe(before);
@@ -144,22 +171,37 @@ describe('images of formats without a driver', () => {
 
 describe('files with the cow magic that the cow driver cannot read', () => {
   const cases: Array<[string, Uint8Array, RegExp]> = [
-    ['v9.cow', Uint8Array.from([0x4f, 0x4f, 0x4f, 0x4d, 0, 0, 0, 9, ...new Uint8Array(8192)]), /COW version 9 is not supported/],
-    ['short.cow', Uint8Array.from([0x4f, 0x4f, 0x4f, 0x4d, 0, 0, 0, 3, ...new Uint8Array(100)]), /shorter than its header/],
+    [
+      'v9.cow',
+      Uint8Array.from([0x4f, 0x4f, 0x4f, 0x4d, 0, 0, 0, 9, ...new Uint8Array(8192)]),
+      /COW version 9 is not supported/,
+    ],
+    [
+      'short.cow',
+      Uint8Array.from([0x4f, 0x4f, 0x4f, 0x4d, 0, 0, 0, 3, ...new Uint8Array(100)]),
+      /shorter than its header/,
+    ],
     ['magic-only.cow', Uint8Array.from([0x4d, 0x4f, 0x4f, 0x4f]), /shorter than its header/],
   ];
 
-  it.each(cases)('%s is the cow driver\'s typed error for info, io and convert, never a raw disk', (name, bytes, message) => {
-    fs.writeFileSync(p(name), bytes);
-    const before = sha(p(name));
-    for (const args of [['info', name], ['io', '-c', 'write -P 1 0 512', name], ['convert', name, 'o.raw']]) {
-      const r = blk(args, { cwd: dir });
-      expect(r.code, args.join(' ')).not.toBe(0);
-      expect(r.stdout).not.toContain('file format: raw');
-      expect(r.stderr).toMatch(message);
-      expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
-    }
-    expect(sha(p(name))).toBe(before);
-    expect(fs.existsSync(p('o.raw'))).toBe(false);
-  });
+  it.each(cases)(
+    "%s is the cow driver's typed error for info, io and convert, never a raw disk",
+    (name, bytes, message) => {
+      fs.writeFileSync(p(name), bytes);
+      const before = sha(p(name));
+      for (const args of [
+        ['info', name],
+        ['io', '-c', 'write -P 1 0 512', name],
+        ['convert', name, 'o.raw'],
+      ]) {
+        const r = blk(args, { cwd: dir });
+        expect(r.code, args.join(' ')).not.toBe(0);
+        expect(r.stdout).not.toContain('file format: raw');
+        expect(r.stderr).toMatch(message);
+        expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+      }
+      expect(sha(p(name))).toBe(before);
+      expect(fs.existsSync(p('o.raw'))).toBe(false);
+    },
+  );
 });

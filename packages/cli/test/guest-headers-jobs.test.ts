@@ -16,7 +16,10 @@ import { blk, ensureBuilt, rawFile, tempDir } from './helpers.js';
 
 let dir: string;
 const p = (name: string) => path.join(dir, name);
-const sha = (file: string) => createHash('sha256').update(fs.readFileSync(p(file))).digest('hex');
+const sha = (file: string) =>
+  createHash('sha256')
+    .update(fs.readFileSync(p(file)))
+    .digest('hex');
 const MiB = 1 << 20;
 
 beforeAll(() => {

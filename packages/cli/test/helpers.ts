@@ -28,7 +28,10 @@ function stale(): 'none' | 'cli' | 'all' {
   if (!fs.existsSync(images)) return 'all';
   if (!fs.existsSync(BLK)) return 'cli';
   // The bin carries copies of the @blk packages (tsup.bin.config.ts): a rebuilt one makes it stale too.
-  const inputs = [path.join(CLI_DIR, 'src'), ...['core', 'raw', 'cow', 'native', 'images'].map((p) => path.join(REPO, 'packages', p, 'dist'))];
+  const inputs = [
+    path.join(CLI_DIR, 'src'),
+    ...['core', 'raw', 'cow', 'native', 'images'].map((p) => path.join(REPO, 'packages', p, 'dist')),
+  ];
   const newest = Math.max(...inputs.filter((d) => fs.existsSync(d)).map(newestMtime));
   return fs.statSync(BLK).mtimeMs < newest ? 'cli' : 'none';
 }
@@ -113,10 +116,12 @@ export function tempDir(label: string): string {
 
 /** qemu-iotests' _filter_qemu_io: hides the timing of the report lines and qemu-io's prompt. */
 export function filterQemuIo(text: string): string {
-  return text.replace(/qemu-io> /g, '').replace(
-    /[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*\/sec and [0-9/.inf]* ops\/sec\)/g,
-    'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)',
-  );
+  return text
+    .replace(/qemu-io> /g, '')
+    .replace(
+      /[0-9]* ops; [0-9/:. sec]* \([0-9/.inf]* [EPTGMKiBbytes]*\/sec and [0-9/.inf]* ops\/sec\)/g,
+      'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)',
+    );
 }
 
 /** Writes a raw file of `size` bytes, filling the given [offset, length, byte] ranges; the rest is a hole. */
@@ -146,7 +151,11 @@ export function hasCommand(cmd: string): boolean {
 
 /** Runs a shell command line under a pseudo-terminal (util-linux `script`), returning what it printed. */
 export function underPty(commandLine: string, cwd: string): Result {
-  const r = spawnSync('script', ['-qfec', commandLine, '/dev/null'], { cwd, encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
+  const r = spawnSync('script', ['-qfec', commandLine, '/dev/null'], {
+    cwd,
+    encoding: 'utf8',
+    timeout: Math.round(60_000 * testTimeScale()),
+  });
   if (r.error) throw r.error;
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
@@ -180,7 +189,13 @@ export function exited(child: ChildProcess): Promise<{ code: number | null; sign
  * which every other 512-byte sector is allocated and holds `topByte`:
  * many short runs, so that copying it takes a while (interruption tests).
  */
-export function alternatingOverlay(dir: string, name: string, size: number, baseByte = 0x11, topByte = 0x22): { base: string; overlay: string } {
+export function alternatingOverlay(
+  dir: string,
+  name: string,
+  size: number,
+  baseByte = 0x11,
+  topByte = 0x22,
+): { base: string; overlay: string } {
   const base = path.join(dir, `${name}.base.img`);
   const overlay = path.join(dir, `${name}.cow`);
   rawFile(base, size, [[0, size, baseByte]]);
@@ -230,7 +245,12 @@ export function qemuImgAsBlk(args: string[]): Result {
 
 /** Runs the real `qemu-io ARGS...` (tests skip themselves where it is not installed). */
 export function qemuIo(args: string[], o: { cwd?: string; input?: string } = {}): Result {
-  const r = spawnSync('qemu-io', args, { cwd: o.cwd, input: o.input ?? '', encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
+  const r = spawnSync('qemu-io', args, {
+    cwd: o.cwd,
+    input: o.input ?? '',
+    encoding: 'utf8',
+    timeout: Math.round(60_000 * testTimeScale()),
+  });
   if (r.error) throw r.error;
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }

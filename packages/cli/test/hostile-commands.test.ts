@@ -20,7 +20,9 @@ const p = (name: string) => path.join(dir, name);
 function snapshot(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of fs.readdirSync(dir).sort()) {
-    out[name] = createHash('sha256').update(fs.readFileSync(p(name))).digest('hex');
+    out[name] = createHash('sha256')
+      .update(fs.readFileSync(p(name)))
+      .digest('hex');
   }
   return out;
 }
@@ -105,27 +107,32 @@ const COMMANDS: Array<[string, (image: string) => string[]]> = [
 ];
 
 describe('hostile images through every command', () => {
-  it.each(COMMANDS)('blk %s fails on each hostile image with one typed line, no hang, and no byte changed', (_name, args) => {
-    const before = snapshot();
-    for (const [image, mentions, where] of HOSTILE) {
-      const argv = args(image);
-      const r = blk(argv, { cwd: dir, timeout: 20_000 });
-      const what = `blk ${argv.join(' ')}`;
-      expect(r.signal, what).toBeNull();
-      expect(r.stderr, what).not.toMatch(/^\s+at /m);
-      expect(r.stdout + r.stderr, what).not.toMatch(/TypeError|RangeError|ReferenceError|Cannot read|is not a function|undefined/);
-      expect(snapshot(), what).toEqual(before);
-      if (argv[0] === 'info' && where === 'chain' && r.code === 0) continue;
-      expect(r.code, `${what}: ${r.stdout}${r.stderr}`).not.toBe(0);
-      if (argv[0] === 'check') {
-        // check reports what it cannot open as a finding (ERROR lines, exit 2 as qemu-img check's "corrupt").
-        expect(r.stdout + r.stderr, what).toMatch(mentions);
-        continue;
+  it.each(COMMANDS)(
+    'blk %s fails on each hostile image with one typed line, no hang, and no byte changed',
+    (_name, args) => {
+      const before = snapshot();
+      for (const [image, mentions, where] of HOSTILE) {
+        const argv = args(image);
+        const r = blk(argv, { cwd: dir, timeout: 20_000 });
+        const what = `blk ${argv.join(' ')}`;
+        expect(r.signal, what).toBeNull();
+        expect(r.stderr, what).not.toMatch(/^\s+at /m);
+        expect(r.stdout + r.stderr, what).not.toMatch(
+          /TypeError|RangeError|ReferenceError|Cannot read|is not a function|undefined/,
+        );
+        expect(snapshot(), what).toEqual(before);
+        if (argv[0] === 'info' && where === 'chain' && r.code === 0) continue;
+        expect(r.code, `${what}: ${r.stdout}${r.stderr}`).not.toBe(0);
+        if (argv[0] === 'check') {
+          // check reports what it cannot open as a finding (ERROR lines, exit 2 as qemu-img check's "corrupt").
+          expect(r.stdout + r.stderr, what).toMatch(mentions);
+          continue;
+        }
+        const lines = r.stderr.split('\n').filter(Boolean);
+        expect(lines, what).toHaveLength(1);
+        expect(lines[0], what).toMatch(/^blk: /);
+        expect(lines[0], what).toMatch(mentions);
       }
-      const lines = r.stderr.split('\n').filter(Boolean);
-      expect(lines, what).toHaveLength(1);
-      expect(lines[0], what).toMatch(/^blk: /);
-      expect(lines[0], what).toMatch(mentions);
-    }
-  });
+    },
+  );
 });

@@ -8,7 +8,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as images from '@blk/images';
-import { blk, blkSpawn, ensureBuilt, exited, filterQemuIo, hasCommand, qemuIo, rawFile, tempDir, waitFor } from './helpers.js';
+import {
+  blk,
+  blkSpawn,
+  ensureBuilt,
+  exited,
+  filterQemuIo,
+  hasCommand,
+  qemuIo,
+  rawFile,
+  tempDir,
+  waitFor,
+} from './helpers.js';
 
 let dir: string;
 beforeAll(() => {
@@ -31,8 +42,18 @@ function overlay(name: string): string {
 
 describe('blk io write flags', () => {
   it('raw: -f, -z -n, -z -n -u and -z -f (unaligned too) give what qemu-io gives, byte for byte', () => {
-    const script = ['write -z -n 0 4k', 'write -z -n -u 4k 4k', 'write -z -n 1 4k', 'write -f -P 0x11 8193 4k',
-      'write -f -z 20k 4k', 'write -f -z -u 24k 4k', 'read -P 0 1 4k', 'read -P 0x11 8193 4k', 'read -P 0 20k 8k', 'read -P 0x42 28k 4k'];
+    const script = [
+      'write -z -n 0 4k',
+      'write -z -n -u 4k 4k',
+      'write -z -n 1 4k',
+      'write -f -P 0x11 8193 4k',
+      'write -f -z 20k 4k',
+      'write -f -z -u 24k 4k',
+      'read -P 0 1 4k',
+      'read -P 0x11 8193 4k',
+      'read -P 0 20k 8k',
+      'read -P 0x42 28k 4k',
+    ];
     const args = (file: string) => ['-f', 'raw', ...script.flatMap((c) => ['-c', c]), file];
     rawFile(p('r.img'), MiB, [[0, MiB, 0x42]]);
     const ours = blk(['io', ...args(p('r.img'))]);
@@ -49,7 +70,18 @@ describe('blk io write flags', () => {
 
   it("cow: write -z -n fails with 'Operation not supported' (cow has no zeroing of its own, as QEMU's) and writes nothing; without -n it zeroes", () => {
     const file = overlay('n');
-    const r = blk(['io', '-f', 'cow', '-c', 'write -z -n 0 4k', '-c', 'write -z -n -u 4k 4k', '-c', 'read -P 0x42 0 8k', file]);
+    const r = blk([
+      'io',
+      '-f',
+      'cow',
+      '-c',
+      'write -z -n 0 4k',
+      '-c',
+      'write -z -n -u 4k 4k',
+      '-c',
+      'read -P 0x42 0 8k',
+      file,
+    ]);
     expect(r.stdout).toContain('write failed: Operation not supported\nwrite failed: Operation not supported\n');
     expect(r.stdout).not.toContain('Pattern verification failed');
     const map = blk(['map', '--output=json', file]);
@@ -62,9 +94,22 @@ describe('blk io write flags', () => {
   it('cow, cache writeback: after write -f the data and its bitmap bit are on disk while blk io still runs; after a plain write they are not yet', async () => {
     for (const fua of [true, false]) {
       const file = overlay(fua ? 'fua' : 'plain');
-      const child = blkSpawn(['io', '-t', 'writeback', '-f', 'cow', '-c', `write ${fua ? '-f ' : ''}-P 0x77 512 4k`, '-c', 'sleep 20000', file]);
+      const child = blkSpawn([
+        'io',
+        '-t',
+        'writeback',
+        '-f',
+        'cow',
+        '-c',
+        `write ${fua ? '-f ' : ''}-P 0x77 512 4k`,
+        '-c',
+        'sleep 20000',
+        file,
+      ]);
       let out = '';
-      child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
       try {
         await waitFor(() => out.includes('wrote 4096/4096'), 20_000, 'the write to complete');
         // Another reader sees what is on disk now (forceShare: blk io holds the write lock).

@@ -19,8 +19,18 @@ afterAll(() => {
 });
 const p = (name: string) => path.join(dir, name);
 const KiB = 1024;
-const SCRIPT = ['write -P 0x5a 0 64k', 'read -P 0x5a 0 64k', 'write -z 4k 4k', 'read -P 0 4k 4k', 'discard 0 512',
-  'flush', 'aio_write -P 3 128k 4k', 'aio_flush', 'read -P 3 128k 4k', 'length'];
+const SCRIPT = [
+  'write -P 0x5a 0 64k',
+  'read -P 0x5a 0 64k',
+  'write -z 4k 4k',
+  'read -P 0 4k 4k',
+  'discard 0 512',
+  'flush',
+  'aio_write -P 3 128k 4k',
+  'aio_flush',
+  'read -P 3 128k 4k',
+  'length',
+];
 const cmds = SCRIPT.flatMap((c) => ['-c', c]);
 
 const OPTION_SETS: string[][] = [
@@ -35,7 +45,7 @@ const OPTION_SETS: string[][] = [
   ['--misalign', '--native-aio', '--nocache'],
 ];
 
-describe('blk io: qemu-io\'s command-line options', () => {
+describe("blk io: qemu-io's command-line options", () => {
   it.each(OPTION_SETS)('accepts %s and prints what qemu-io prints', (...opts) => {
     rawFile(p('ours.img'), 1024 * KiB);
     const ours = blk(['io', ...opts, '-f', 'raw', ...cmds, p('ours.img')]);
@@ -64,35 +74,68 @@ describe('blk io: qemu-io\'s command-line options', () => {
     ]);
     if (hasCommand('qemu-io')) {
       rawFile(p('limit-q.img'), 1024 * KiB);
-      expect(filterQemuIo(ours.stdout)).toBe(filterQemuIo(qemuIo(['-f', 'raw', ...limitCmds, p('limit-q.img')]).stdout));
+      expect(filterQemuIo(ours.stdout)).toBe(
+        filterQemuIo(qemuIo(['-f', 'raw', ...limitCmds, p('limit-q.img')]).stdout),
+      );
     }
   });
 
-  it.skipIf(!hasCommand('strace'))('-t: writethrough/directsync sync after every write request, writeback/none on close, unsafe never', () => {
-    // Five write requests (write, write, aio_write, write -z, discard), then the close.
-    const script = ['write 0 4k', 'write 4k 4k', 'aio_write 8k 4k', 'aio_flush', 'write -z 12k 4k', 'discard 16k 4k']
-      .flatMap((c) => ['-c', c]);
-    const syncs = (mode: string) => {
-      rawFile(p('sync.img'), 64 * KiB);
-      const log = p(`strace-${mode}.log`);
-      const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=fdatasync,fsync', '-o', log,
-        process.execPath, BLK, 'io', '-f', 'raw', '-t', mode, ...script, p('sync.img')], { encoding: 'utf8', timeout: 60_000 });
-      expect(r.status, r.stderr).toBe(0);
-      return fs.readFileSync(log, 'utf8').split('\n').filter((l) => /\b(fdatasync|fsync)\(/.test(l)).length;
-    };
-    expect(syncs('writethrough')).toBe(6);
-    expect(syncs('directsync')).toBe(6);
-    expect(syncs('writeback')).toBe(1);
-    expect(syncs('none')).toBe(1);
-    expect(syncs('unsafe')).toBe(0);
-  });
+  it.skipIf(!hasCommand('strace'))(
+    '-t: writethrough/directsync sync after every write request, writeback/none on close, unsafe never',
+    () => {
+      // Five write requests (write, write, aio_write, write -z, discard), then the close.
+      const script = [
+        'write 0 4k',
+        'write 4k 4k',
+        'aio_write 8k 4k',
+        'aio_flush',
+        'write -z 12k 4k',
+        'discard 16k 4k',
+      ].flatMap((c) => ['-c', c]);
+      const syncs = (mode: string) => {
+        rawFile(p('sync.img'), 64 * KiB);
+        const log = p(`strace-${mode}.log`);
+        const r = spawnSync(
+          'strace',
+          [
+            '-f',
+            '-qq',
+            '-e',
+            'trace=fdatasync,fsync',
+            '-o',
+            log,
+            process.execPath,
+            BLK,
+            'io',
+            '-f',
+            'raw',
+            '-t',
+            mode,
+            ...script,
+            p('sync.img'),
+          ],
+          { encoding: 'utf8', timeout: 60_000 },
+        );
+        expect(r.status, r.stderr).toBe(0);
+        return fs
+          .readFileSync(log, 'utf8')
+          .split('\n')
+          .filter((l) => /\b(fdatasync|fsync)\(/.test(l)).length;
+      };
+      expect(syncs('writethrough')).toBe(6);
+      expect(syncs('directsync')).toBe(6);
+      expect(syncs('writeback')).toBe(1);
+      expect(syncs('none')).toBe(1);
+      expect(syncs('unsafe')).toBe(0);
+    },
+  );
 
   it.each([
     [['-t', 'bogus'], 'Invalid cache option: bogus'],
     [['--cache=sometimes'], 'Invalid cache option: sometimes'],
     [['-i', 'bogus'], 'Invalid aio option: bogus'],
     [['-d', 'bogus'], 'Invalid discard option: bogus'],
-  ])('refuses %s with qemu-io\'s message', (opts, message) => {
+  ])("refuses %s with qemu-io's message", (opts, message) => {
     rawFile(p('bad.img'), 64 * KiB, [[0, 64 * KiB, 7]]);
     const ours = blk(['io', ...opts, '-f', 'raw', '-c', 'write 0 4k', p('bad.img')]);
     expect(ours).toMatchObject({ code: 1, stdout: '', stderr: `blk: ${message}\n` });
@@ -104,7 +147,10 @@ describe('blk io: qemu-io\'s command-line options', () => {
   });
 
   it.each([
-    [['-U', '-r'], ['read -P 0x21 0 4k', 'alloc 0 4k', 'length']],
+    [
+      ['-U', '-r'],
+      ['read -P 0x21 0 4k', 'alloc 0 4k', 'length'],
+    ],
     [['--force-share', '--read-only', '-t', 'writethrough'], ['read -P 0x21 0 4k']],
   ])('accepts %s (force-share, read-only) and prints what qemu-io prints', (opts, script) => {
     rawFile(p('shared.img'), 64 * KiB, [[0, 4 * KiB, 0x21]]);
@@ -130,7 +176,11 @@ describe('blk io: qemu-io\'s command-line options', () => {
     expect(blk(['io', ...args])).toMatchObject({ code: 1, stdout: '', stderr: `blk: ${p('combo.img')}: ${message}\n` });
     expect(fs.readFileSync(p('combo.img')).every((b) => b === 7)).toBe(true);
     if (hasCommand('qemu-io')) {
-      expect(qemuIo(args)).toMatchObject({ code: 1, stdout: '', stderr: `qemu-io: can't open device ${p('combo.img')}: ${message}\n` });
+      expect(qemuIo(args)).toMatchObject({
+        code: 1,
+        stdout: '',
+        stderr: `qemu-io: can't open device ${p('combo.img')}: ${message}\n`,
+      });
     }
   });
 
@@ -151,8 +201,14 @@ describe('blk io: qemu-io\'s command-line options', () => {
     fs.mkdirSync(tmp, { recursive: true });
     rawFile(p('snap.img'), 1024 * KiB, [[0, 1024 * KiB, 0x11]]);
     const before = fs.readFileSync(p('snap.img'));
-    const script = ['write -P 0x22 0 64k', 'read -P 0x22 0 64k', 'read -P 0x11 64k 64k', 'write -z -u 128k 64k',
-      'read -P 0 128k 64k', 'length'].flatMap((c) => ['-c', c]);
+    const script = [
+      'write -P 0x22 0 64k',
+      'read -P 0x22 0 64k',
+      'read -P 0x11 64k 64k',
+      'write -z -u 128k 64k',
+      'read -P 0 128k 64k',
+      'length',
+    ].flatMap((c) => ['-c', c]);
     const ours = blk(['io', '-s', '-f', 'raw', ...script, p('snap.img')], { env: { TMPDIR: tmp } });
     expect(ours.stderr).toBe('');
     expect(ours.code).toBe(0);
@@ -171,7 +227,19 @@ describe('blk io: qemu-io\'s command-line options', () => {
 
   it('-s on a raw file whose length is no whole number of sectors: a disk of whole sectors, as qemu-io; nothing is written', () => {
     rawFile(p('odd.img'), 1000, [[0, 1000, 9]]);
-    const r = blk(['io', '-s', '-f', 'raw', '-c', 'write 0 10', '-c', 'read -P 0 1000 24', '-c', 'length', p('odd.img')]);
+    const r = blk([
+      'io',
+      '-s',
+      '-f',
+      'raw',
+      '-c',
+      'write 0 10',
+      '-c',
+      'read -P 0 1000 24',
+      '-c',
+      'length',
+      p('odd.img'),
+    ]);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(r.stdout).toMatch(/^wrote 10\/10 bytes at offset 0$/m);
     expect(r.stdout).toMatch(/^read 24\/24 bytes at offset 1000$/m);
@@ -185,16 +253,30 @@ describe('blk io: qemu-io\'s command-line options', () => {
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('sbase.img'), p('s.cow')]).code).toBe(0);
     expect(blk(['io', '-c', 'write -P 0x44 0 4k', p('s.cow')]).code).toBe(0);
     const overlay = fs.readFileSync(p('s.cow'));
-    const r = blk(['io', '-s', '-c', 'write -P 0x55 4k 4k', '-c', 'read -P 0x44 0 4k', '-c', 'read -P 0x55 4k 4k',
-      '-c', 'read -P 0x33 8k 8k', p('s.cow')]);
+    const r = blk([
+      'io',
+      '-s',
+      '-c',
+      'write -P 0x55 4k 4k',
+      '-c',
+      'read -P 0x44 0 4k',
+      '-c',
+      'read -P 0x55 4k 4k',
+      '-c',
+      'read -P 0x33 8k 8k',
+      p('s.cow'),
+    ]);
     expect(r.stderr).toBe('');
     expect(r.stdout).not.toContain('Pattern verification failed');
     expect(r.code).toBe(0);
     expect(fs.readFileSync(p('s.cow')).equals(overlay)).toBe(true);
   });
 
-  it('-d ignore: discard and write -z -u leave the overlay\'s allocation alone; -d unmap deallocates', () => {
-    for (const [mode, allocated] of [['ignore', '65536/65536'], ['unmap', '0/65536']] as const) {
+  it("-d ignore: discard and write -z -u leave the overlay's allocation alone; -d unmap deallocates", () => {
+    for (const [mode, allocated] of [
+      ['ignore', '65536/65536'],
+      ['unmap', '0/65536'],
+    ] as const) {
       const img = p(`d-${mode}.cow`);
       expect(blk(['create', '-q', '-f', 'cow', '-o', 'version=2', img, '1M']).code).toBe(0);
       expect(blk(['io', '-c', 'write -P 9 0 64k', img]).code).toBe(0);

@@ -42,16 +42,27 @@ function ioOk(args: string[]): string {
 
 describe('blk io write -z', () => {
   it('raw, -u: punches a hole (the file shrinks on disk, map shows a zero run), reads zeros; qemu-io does the same', () => {
-    const script = ['write -z -u 256k 256k', 'aio_write -z -u 768k 64k', 'aio_flush', 'read -P 0 256k 256k',
-      'read -P 0 768k 64k', 'read -P 1 0 256k', 'read -P 1 512k 256k'];
+    const script = [
+      'write -z -u 256k 256k',
+      'aio_write -z -u 768k 64k',
+      'aio_flush',
+      'read -P 0 256k 256k',
+      'read -P 0 768k 64k',
+      'read -P 1 0 256k',
+      'read -P 1 512k 256k',
+    ];
     const args = (file: string) => ['-f', 'raw', ...script.flatMap((c) => ['-c', c]), file];
     rawFile(p('u.img'), MiB, [[0, MiB, 1]]);
     const before = diskUsage(p('u.img'));
     const ours = ioOk(args(p('u.img')));
     expect(before - diskUsage(p('u.img'))).toBeGreaterThanOrEqual(256 * KiB + 64 * KiB);
     const map = rawMap(p('u.img'));
-    expect(map).toContainEqual(expect.objectContaining({ start: 256 * KiB, length: 256 * KiB, zero: true, data: false }));
-    expect(map).toContainEqual(expect.objectContaining({ start: 768 * KiB, length: 64 * KiB, zero: true, data: false }));
+    expect(map).toContainEqual(
+      expect.objectContaining({ start: 256 * KiB, length: 256 * KiB, zero: true, data: false }),
+    );
+    expect(map).toContainEqual(
+      expect.objectContaining({ start: 768 * KiB, length: 64 * KiB, zero: true, data: false }),
+    );
     if (hasCommand('qemu-io')) {
       rawFile(p('u-qemu.img'), MiB, [[0, MiB, 1]]);
       const theirs = qemuIo(args(p('u-qemu.img')));
@@ -64,8 +75,19 @@ describe('blk io write -z', () => {
   it('raw, without -u: zeroes in place (blocks stay allocated), reads zeros, unaligned edges included', () => {
     rawFile(p('z.img'), MiB, [[0, MiB, 1]]);
     const before = diskUsage(p('z.img'));
-    ioOk(['-f', 'raw', '-c', 'write -z 100 300000', '-c', 'read -P 0 100 300000', '-c', 'read -P 1 0 100',
-      '-c', 'read -P 1 300100 100', p('z.img')]);
+    ioOk([
+      '-f',
+      'raw',
+      '-c',
+      'write -z 100 300000',
+      '-c',
+      'read -P 0 100 300000',
+      '-c',
+      'read -P 1 0 100',
+      '-c',
+      'read -P 1 300100 100',
+      p('z.img'),
+    ]);
     expect(diskUsage(p('z.img'))).toBe(before);
     const want = Buffer.alloc(MiB, 1);
     want.fill(0, 100, 300100);
@@ -86,8 +108,23 @@ describe('blk io write -z', () => {
   it('cow without a backing file: -u deallocates (reads zeros), plain -z allocates zeros', () => {
     const img = p('nb.cow');
     expect(blk(['create', '-q', '-f', 'cow', '-o', 'version=2', img, '1M']).code).toBe(0);
-    const out = ioOk(['-c', 'write -P 5 0 64k', '-c', 'write -z -u 0 16k', '-c', 'write -z 16k 16k',
-      '-c', 'alloc 0 16k', '-c', 'alloc 16k 16k', '-c', 'read -P 0 0 32k', '-c', 'read -P 5 32k 32k', img]);
+    const out = ioOk([
+      '-c',
+      'write -P 5 0 64k',
+      '-c',
+      'write -z -u 0 16k',
+      '-c',
+      'write -z 16k 16k',
+      '-c',
+      'alloc 0 16k',
+      '-c',
+      'alloc 16k 16k',
+      '-c',
+      'read -P 0 0 32k',
+      '-c',
+      'read -P 5 32k 32k',
+      img,
+    ]);
     expect(out).toContain('0/16384 bytes allocated at offset 0 bytes\n');
     expect(out).toContain('16384/16384 bytes allocated at offset 16 KiB\n');
   });
@@ -96,9 +133,27 @@ describe('blk io write -z', () => {
     rawFile(p('nz.base'), MiB, [[0, MiB, 0x11]]);
     const img = p('nz.cow');
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('nz.base'), img]).code).toBe(0);
-    const out = ioOk(['-c', 'write -z -u 0 16k', '-c', 'aio_write -z -u 64k 8k', '-c', 'aio_flush',
-      '-c', 'write -z -u 100 1000', '-c', 'alloc 0 16k', '-c', 'alloc 64k 8k',
-      '-c', 'read -P 0 0 16k', '-c', 'read -P 0x11 16k 48k', '-c', 'read -P 0 64k 8k', img]);
+    const out = ioOk([
+      '-c',
+      'write -z -u 0 16k',
+      '-c',
+      'aio_write -z -u 64k 8k',
+      '-c',
+      'aio_flush',
+      '-c',
+      'write -z -u 100 1000',
+      '-c',
+      'alloc 0 16k',
+      '-c',
+      'alloc 64k 8k',
+      '-c',
+      'read -P 0 0 16k',
+      '-c',
+      'read -P 0x11 16k 48k',
+      '-c',
+      'read -P 0 64k 8k',
+      img,
+    ]);
     expect(out).toContain('16384/16384 bytes allocated at offset 0 bytes\n');
     expect(out).toContain('8192/8192 bytes allocated at offset 64 KiB\n');
     // And in a new process, through the file.
@@ -109,8 +164,23 @@ describe('blk io write -z', () => {
     rawFile(p('hole.base'), MiB, [[512 * KiB, 4 * KiB, 0x77]]);
     const img = p('hole.cow');
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('hole.base'), img]).code).toBe(0);
-    const out = ioOk(['-c', 'write -P 3 0 64k', '-c', 'write -z -u 0 64k', '-c', 'write -z -u 508k 8k', '-c', 'alloc 0 64k',
-      '-c', 'alloc 508k 8k', '-c', 'read -P 0 0 64k', '-c', 'read -P 0 508k 8k', img]);
+    const out = ioOk([
+      '-c',
+      'write -P 3 0 64k',
+      '-c',
+      'write -z -u 0 64k',
+      '-c',
+      'write -z -u 508k 8k',
+      '-c',
+      'alloc 0 64k',
+      '-c',
+      'alloc 508k 8k',
+      '-c',
+      'read -P 0 0 64k',
+      '-c',
+      'read -P 0 508k 8k',
+      img,
+    ]);
     expect(out).toContain('0/65536 bytes allocated at offset 0 bytes\n');
     // Over the backing file's data the zeros must be allocated.
     expect(out).toContain('8192/8192 bytes allocated at offset 508 KiB\n');

@@ -75,22 +75,45 @@ function ioScript(file: string, runner: 'blk' | 'qemu-io', viaStdin = false) {
 }
 
 describe('blk io', () => {
-  it('prints qemu-io\'s lines', () => {
+  it("prints qemu-io's lines", () => {
     rawFile(p('a.img'), MiB);
-    const r = blk(['io', '-f', 'raw', '-c', 'write -P 0xcd 0 64k', '-c', 'read -P 0xcd 0 512', '-c', 'read -P 0xce 512 512',
-      '-c', 'read -v 0 20', '-c', 'length', p('a.img')]);
+    const r = blk([
+      'io',
+      '-f',
+      'raw',
+      '-c',
+      'write -P 0xcd 0 64k',
+      '-c',
+      'read -P 0xcd 0 512',
+      '-c',
+      'read -P 0xce 512 512',
+      '-c',
+      'read -v 0 20',
+      '-c',
+      'length',
+      p('a.img'),
+    ]);
     expect(r.code).toBe(1); // one pattern verification failed
-    expect(r.stdout).toMatch(/^wrote 65536\/65536 bytes at offset 0\n64 KiB, 1 ops; \d\d\.\d\d sec \([\d.]+ [KMG]iB\/sec and [\d.]+ ops\/sec\)\n/);
-    expect(filterQemuIo(r.stdout)).toBe([
-      'wrote 65536/65536 bytes at offset 0', `64 KiB, ${REPORT}`,
-      'read 512/512 bytes at offset 0', `512 bytes, ${REPORT}`,
-      'Pattern verification failed at offset 512, 512 bytes',
-      'read 512/512 bytes at offset 512', `512 bytes, ${REPORT}`,
-      '00000000:  cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd  ................',
-      '00000010:  cd cd cd cd  ....',
-      'read 20/20 bytes at offset 0', `20 bytes, ${REPORT}`,
-      '1 MiB', '',
-    ].join('\n'));
+    expect(r.stdout).toMatch(
+      /^wrote 65536\/65536 bytes at offset 0\n64 KiB, 1 ops; \d\d\.\d\d sec \([\d.]+ [KMG]iB\/sec and [\d.]+ ops\/sec\)\n/,
+    );
+    expect(filterQemuIo(r.stdout)).toBe(
+      [
+        'wrote 65536/65536 bytes at offset 0',
+        `64 KiB, ${REPORT}`,
+        'read 512/512 bytes at offset 0',
+        `512 bytes, ${REPORT}`,
+        'Pattern verification failed at offset 512, 512 bytes',
+        'read 512/512 bytes at offset 512',
+        `512 bytes, ${REPORT}`,
+        '00000000:  cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd  ................',
+        '00000010:  cd cd cd cd  ....',
+        'read 20/20 bytes at offset 0',
+        `20 bytes, ${REPORT}`,
+        '1 MiB',
+        '',
+      ].join('\n'),
+    );
   });
 
   it.skipIf(!hasCommand('qemu-io'))('matches real qemu-io line for line on a raw image (qemu-io installed)', () => {
@@ -108,9 +131,13 @@ describe('blk io', () => {
 
   it('commands come from stdin when there is no -c', () => {
     rawFile(p('s.img'), MiB);
-    const r = blk(['io', '-f', 'raw', p('s.img')], { input: 'write -P 5 0 4k\nread -P 5 0 4k\n\nquit\nread -P 6 0 4k\n' });
+    const r = blk(['io', '-f', 'raw', p('s.img')], {
+      input: 'write -P 5 0 4k\nread -P 5 0 4k\n\nquit\nread -P 6 0 4k\n',
+    });
     expect(r.code).toBe(0);
-    expect(filterQemuIo(r.stdout)).toBe(`wrote 4096/4096 bytes at offset 0\n4 KiB, ${REPORT}\nread 4096/4096 bytes at offset 0\n4 KiB, ${REPORT}\n`);
+    expect(filterQemuIo(r.stdout)).toBe(
+      `wrote 4096/4096 bytes at offset 0\n4 KiB, ${REPORT}\nread 4096/4096 bytes at offset 0\n4 KiB, ${REPORT}\n`,
+    );
   });
 
   it('-r opens read-only: writes are refused, reads work', () => {
@@ -132,27 +159,55 @@ describe('blk io', () => {
     const lines = filterQemuIo(r.stdout).trimEnd().split('\n');
     expect(lines).toHaveLength(32);
     expect(lines.filter((l) => l.startsWith('wrote ')).sort()).toEqual(
-      Array.from({ length: 16 }, (_, i) => `wrote 65536/65536 bytes at offset ${i * 65536}`).sort());
+      Array.from({ length: 16 }, (_, i) => `wrote 65536/65536 bytes at offset ${i * 65536}`).sort(),
+    );
     expect(r.stdout).not.toContain('Pattern verification failed');
   });
 
-  it('cow: alloc and map show this layer\'s allocation; reads fall through to the backing file', () => {
+  it("cow: alloc and map show this layer's allocation; reads fall through to the backing file", () => {
     rawFile(p('base.img'), MiB, [[0, MiB, 0x11]]);
     expect(blk(['create', '-q', '-f', 'cow', '-b', p('base.img'), p('o.cow')]).code).toBe(0);
-    const r = blk(['io', '-c', 'write -P 0x22 64k 4k', '-c', 'alloc 0 1M', '-c', 'alloc 64k 4k', '-c', 'map',
-      '-c', 'read -P 0x11 0 64k', '-c', 'read -P 0x22 64k 4k', '-c', 'info', p('o.cow')]);
+    const r = blk([
+      'io',
+      '-c',
+      'write -P 0x22 64k 4k',
+      '-c',
+      'alloc 0 1M',
+      '-c',
+      'alloc 64k 4k',
+      '-c',
+      'map',
+      '-c',
+      'read -P 0x11 0 64k',
+      '-c',
+      'read -P 0x22 64k 4k',
+      '-c',
+      'info',
+      p('o.cow'),
+    ]);
     expect(r.code).toBe(0);
-    expect(filterQemuIo(r.stdout).startsWith([
-      'wrote 4096/4096 bytes at offset 65536', `4 KiB, ${REPORT}`,
-      '4096/1048576 bytes allocated at offset 0 bytes',
-      '4096/4096 bytes allocated at offset 64 KiB',
-      '64 KiB (0x10000) bytes not allocated at offset 0 bytes (0x0)',
-      '4 KiB (0x1000) bytes     allocated at offset 64 KiB (0x10000)',
-      '956 KiB (0xef000) bytes not allocated at offset 68 KiB (0x11000)',
-      'read 65536/65536 bytes at offset 0', `64 KiB, ${REPORT}`,
-      'read 4096/4096 bytes at offset 65536', `4 KiB, ${REPORT}`,
-      'format name: cow', 'cluster size: 512 bytes', 'vm state offset: 0 bytes', 'Format specific information:', '',
-    ].join('\n'))).toBe(true);
+    expect(
+      filterQemuIo(r.stdout).startsWith(
+        [
+          'wrote 4096/4096 bytes at offset 65536',
+          `4 KiB, ${REPORT}`,
+          '4096/1048576 bytes allocated at offset 0 bytes',
+          '4096/4096 bytes allocated at offset 64 KiB',
+          '64 KiB (0x10000) bytes not allocated at offset 0 bytes (0x0)',
+          '4 KiB (0x1000) bytes     allocated at offset 64 KiB (0x10000)',
+          '956 KiB (0xef000) bytes not allocated at offset 68 KiB (0x11000)',
+          'read 65536/65536 bytes at offset 0',
+          `64 KiB, ${REPORT}`,
+          'read 4096/4096 bytes at offset 65536',
+          `4 KiB, ${REPORT}`,
+          'format name: cow',
+          'cluster size: 512 bytes',
+          'vm state offset: 0 bytes',
+          'Format specific information:',
+          '',
+        ].join('\n'),
+      ),
+    ).toBe(true);
     expect(r.stdout).toContain('\n    version: 3\n');
   });
 
@@ -160,12 +215,27 @@ describe('blk io', () => {
     rawFile(p('h.img'), 4096);
     const r = blk(['io', '-f', 'raw', '-c', 'help', p('h.img')]);
     expect(r.code).toBe(0);
-    for (const cmd of ['aio_flush', 'aio_read', 'aio_write', 'alloc', 'flush', 'info', 'length', 'map', 'read', 'readv', 'write', 'writev']) {
+    for (const cmd of [
+      'aio_flush',
+      'aio_read',
+      'aio_write',
+      'alloc',
+      'flush',
+      'info',
+      'length',
+      'map',
+      'read',
+      'readv',
+      'write',
+      'writev',
+    ]) {
       expect(r.stdout).toMatch(new RegExp(`^${cmd} `, 'm'));
     }
     if (hasCommand('qemu-io')) {
       // Our help lines are qemu-io's lines for the same commands.
-      const theirs = spawnSync('qemu-io', ['-f', 'raw', '-c', 'help', p('h.img')], { encoding: 'utf8' }).stdout.split('\n');
+      const theirs = spawnSync('qemu-io', ['-f', 'raw', '-c', 'help', p('h.img')], { encoding: 'utf8' }).stdout.split(
+        '\n',
+      );
       for (const line of r.stdout.split('\n').filter((l) => / -- /.test(l) && !/^(sleep|discard) /.test(l))) {
         expect(theirs).toContain(line);
       }

@@ -51,7 +51,10 @@ class Batch {
     for (let i = 1; i <= count; i++) {
       const off = start + (i - 1) * step;
       this.cmds.push(`${op} -P ${pattern} ${off} ${size}`);
-      this.expected.push(`${op === 'writev' ? 'wrote' : 'read'} ${size}/${size} bytes at offset ${off}`, `${human(size)}, ${REPORT}`);
+      this.expected.push(
+        `${op === 'writev' ? 'wrote' : 'read'} ${size}/${size} bytes at offset ${off}`,
+        `${human(size)}, ${REPORT}`,
+      );
     }
     return this;
   }
@@ -67,8 +70,9 @@ class Batch {
 
   run(): void {
     // As qemu-iotests' $QEMU_IO: qemu-io --cache $CACHEMODE --aio $AIOMODE (writeback and threads by default).
-    const r = blk(['io', '--cache', 'writeback', '--aio', 'threads', ...this.img.opts, this.img.path],
-      { input: `${this.cmds.join('\n')}\n` });
+    const r = blk(['io', '--cache', 'writeback', '--aio', 'threads', ...this.img.opts, this.img.path], {
+      input: `${this.cmds.join('\n')}\n`,
+    });
     expect(r.stderr).toBe('');
     expect(filterQemuIo(r.stdout)).toBe(`${this.expected.join('\n')}\n`);
     expect(r.code).toBe(0);
@@ -78,8 +82,10 @@ class Batch {
 /** _check_test_img with _filter_qemu_img_check. */
 function checkTestImg(img: Img): void {
   const r = blk(['check', ...img.opts, img.path]);
-  const filtered = r.stdout.split('\n')
-    .filter((l) => !/allocated.*fragmented.*compressed clusters/.test(l) && !/^Image end offset/.test(l)).join('\n');
+  const filtered = r.stdout
+    .split('\n')
+    .filter((l) => !/allocated.*fragmented.*compressed clusters/.test(l) && !/^Image end offset/.test(l))
+    .join('\n');
   expect(filtered).toBe('No errors were found on the image.\n');
   expect(r.code).toBe(0);
 }
@@ -134,7 +140,9 @@ const SETUPS: Setup[] = [
     },
     makeOverlay(file, base) {
       const r = blk(['create', '-f', 'cow', '-o', 'version=2', '-b', base.path, '-F', 'cow', file, SIZE]);
-      expect(r.stdout).toBe(`Formatting '${file}', fmt=cow size=6442450944 backing_file=${base.path} backing_fmt=cow version=2\n`);
+      expect(r.stdout).toBe(
+        `Formatting '${file}', fmt=cow size=6442450944 backing_file=${base.path} backing_fmt=cow version=2\n`,
+      );
       expect(r.code).toBe(0);
       // QEMU's cow records no backing format: let blk probe it, as QEMU did.
       return { path: file, opts: ['--backing-probe'] };

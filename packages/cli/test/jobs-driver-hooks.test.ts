@@ -5,9 +5,19 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  BlockError, MemoryVfs, openImage,
-  type BackingCheck, type BackingFacts, type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus,
-  type CommitMarker, type DriverImage, type ReadBelow, type Storage,
+  BlockError,
+  MemoryVfs,
+  openImage,
+  type BackingCheck,
+  type BackingFacts,
+  type BackingReference,
+  type BackingSpec,
+  type BlockDriver,
+  type BlockStatus,
+  type CommitMarker,
+  type DriverImage,
+  type ReadBelow,
+  type Storage,
 } from '@blk/core';
 import { registry } from '../src/images.js';
 import { commitImage } from '../src/jobs/commit.js';
@@ -49,7 +59,8 @@ const lenDriver: BlockDriver = {
   async open(storage) {
     const bytes = new Uint8Array(DATA);
     await storage.read(0, bytes);
-    if (decoder.decode(bytes.subarray(0, 4)) !== 'LENG') throw new BlockError('bad-magic', 'not lenovl', { path: storage.path });
+    if (decoder.decode(bytes.subarray(0, 4)) !== 'LENG')
+      throw new BlockError('bad-magic', 'not lenovl', { path: storage.path });
     const end = bytes.indexOf(0, 4);
     return new LenImage(storage, JSON.parse(decoder.decode(bytes.subarray(4, end))) as LenHeader);
   },
@@ -59,7 +70,10 @@ class LenImage implements DriverImage {
   readonly driver = lenDriver;
   readonly sectorSize = SS;
 
-  constructor(private readonly storage: Storage, private h: LenHeader) {}
+  constructor(
+    private readonly storage: Storage,
+    private h: LenHeader,
+  ) {}
 
   get size(): number {
     return this.h.size;
@@ -72,11 +86,19 @@ class LenImage implements DriverImage {
   checkBackingFacts(facts: BackingFacts): BackingCheck[] {
     const b = this.h.backing;
     if (!b || facts.fileSize === undefined) return [];
-    const checks: BackingCheck[] = [{
-      what: 'length', recorded: b.length, found: facts.fileSize, matches: b.length === facts.fileSize, unit: 'bytes', kind: 'identity',
-    }];
+    const checks: BackingCheck[] = [
+      {
+        what: 'length',
+        recorded: b.length,
+        found: facts.fileSize,
+        matches: b.length === facts.fileSize,
+        unit: 'bytes',
+        kind: 'identity',
+      },
+    ];
     // The mark makes the overlay refuse to open normally while its backing file changes.
-    if (this.h.generation < 0) checks.push({ what: 'generation', recorded: this.h.generation, found: 'any', matches: false, kind: 'modified' });
+    if (this.h.generation < 0)
+      checks.push({ what: 'generation', recorded: this.h.generation, found: 'any', matches: false, kind: 'modified' });
     return checks;
   }
 
@@ -188,21 +210,23 @@ describe('jobs over a driver that records no mtime', () => {
     const vfs = await setup();
     vfs.file('/d/base.raw').truncate(32 * 1024);
     const before = vfs.file('/d/top.len').snapshot();
-    await expect(commitImage('/d/top.len', { vfs, force: true }))
-      .rejects.toThrow(`backing file /d/base.raw is ${32 * 1024} bytes, but the overlay records ${64 * 1024}`);
+    await expect(commitImage('/d/top.len', { vfs, force: true })).rejects.toThrow(
+      `backing file /d/base.raw is ${32 * 1024} bytes, but the overlay records ${64 * 1024}`,
+    );
     expect(vfs.file('/d/top.len').snapshot()).toEqual(before);
   });
 
-  it('a mark without blk\'s journal is refused in the words the driver gives the mark', async () => {
+  it("a mark without blk's journal is refused in the words the driver gives the mark", async () => {
     const vfs = await setup();
     const image = await openImage('/d/top.len', { registry, vfs, backing: { mode: 'ignore' } });
     await image.markCommitInProgress();
     await image.close();
-    await expect(commitImage('/d/top.len', { vfs }))
-      .rejects.toThrow(/records a negative generation, the mark of an interrupted commit, but no commit journal/);
+    await expect(commitImage('/d/top.len', { vfs })).rejects.toThrow(
+      /records a negative generation, the mark of an interrupted commit, but no commit journal/,
+    );
   });
 
-  it('rebase hands the driver the new backing file\'s facts', async () => {
+  it("rebase hands the driver the new backing file's facts", async () => {
     const vfs = await setup();
     vfs.put('/d/new.raw', new Uint8Array(48 * 1024));
     calls.length = 0;

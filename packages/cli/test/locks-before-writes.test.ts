@@ -36,7 +36,10 @@ interface Holder {
 function printed(child: ChildProcess, pattern: RegExp): Promise<void> {
   return new Promise((resolve, reject) => {
     let seen = '';
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern} (got ${JSON.stringify(seen)})`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`timed out waiting for ${pattern} (got ${JSON.stringify(seen)})`)),
+      20_000,
+    );
     const onData = (d: Buffer) => {
       seen += String(d);
       if (pattern.test(seen)) {
@@ -124,40 +127,48 @@ function expectRefused(image: string, before: Buffer, ino: number, attempts: str
 }
 
 describe.each(holders)('while %s holds the image for writing', (_name, available, start) => {
-  it.skipIf(!available)('blk create (raw, and cow over a backing file) is refused and truncates nothing', async () => {
-    const { image, base, holder, before, ino } = await scene(start);
-    try {
-      expectRefused(image, before, ino, [
-        ['create', '-q', '-f', 'raw', image, '2M'],
-        ['create', '-q', '-f', 'cow', '-b', base, image],
-      ]);
-    } finally {
-      await holder.stop();
-    }
-  }, 120_000);
-
-  it.skipIf(!available)('blk convert onto it (and onto a hard link of it) is refused, replaces nothing, and the writer\'s later writes land in the image', async () => {
-    const { sub, image, src, holder, before, ino } = await scene(start);
-    try {
-      // A second name for the image: convert writes such a file in place, after taking the lock.
-      const link = path.join(sub, 'busy-link.img');
-      fs.linkSync(image, link);
-      expectRefused(image, before, ino, [
-        ['convert', src, image],
-        ['convert', '-O', 'cow', src, image],
-        ['convert', src, link],
-      ]);
-      expect(fs.readdirSync(sub).filter((n) => n.includes('.tmp-'))).toEqual([]);
-      if (holder.write) {
-        // The writer goes on: what it writes now is in the image everybody opens.
-        await holder.write(8192, 0x66);
+  it.skipIf(!available)(
+    'blk create (raw, and cow over a backing file) is refused and truncates nothing',
+    async () => {
+      const { image, base, holder, before, ino } = await scene(start);
+      try {
+        expectRefused(image, before, ino, [
+          ['create', '-q', '-f', 'raw', image, '2M'],
+          ['create', '-q', '-f', 'cow', '-b', base, image],
+        ]);
+      } finally {
         await holder.stop();
-        const after = fs.readFileSync(image);
-        expect(after.subarray(8192, 8704).every((b) => b === 0x66)).toBe(true);
-        expect(after.subarray(65536, 65536 + 4096).every((b) => b === 0x5a)).toBe(true);
       }
-    } finally {
-      await holder.stop();
-    }
-  }, 120_000);
+    },
+    120_000,
+  );
+
+  it.skipIf(!available)(
+    "blk convert onto it (and onto a hard link of it) is refused, replaces nothing, and the writer's later writes land in the image",
+    async () => {
+      const { sub, image, src, holder, before, ino } = await scene(start);
+      try {
+        // A second name for the image: convert writes such a file in place, after taking the lock.
+        const link = path.join(sub, 'busy-link.img');
+        fs.linkSync(image, link);
+        expectRefused(image, before, ino, [
+          ['convert', src, image],
+          ['convert', '-O', 'cow', src, image],
+          ['convert', src, link],
+        ]);
+        expect(fs.readdirSync(sub).filter((n) => n.includes('.tmp-'))).toEqual([]);
+        if (holder.write) {
+          // The writer goes on: what it writes now is in the image everybody opens.
+          await holder.write(8192, 0x66);
+          await holder.stop();
+          const after = fs.readFileSync(image);
+          expect(after.subarray(8192, 8704).every((b) => b === 0x66)).toBe(true);
+          expect(after.subarray(65536, 65536 + 4096).every((b) => b === 0x5a)).toBe(true);
+        }
+      } finally {
+        await holder.stop();
+      }
+    },
+    120_000,
+  );
 });

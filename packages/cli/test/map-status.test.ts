@@ -37,7 +37,8 @@ describe('blk map: present, depth, data and zero from the chain status', () => {
     // The human format lists the data runs only.
     expect(blk(['map', p('top.cow')]).stdout).toBe(
       'Offset          Length          Mapped to       File\n'
-      + `0x40000         0x10000         0x40000         ${p('base.raw')}\n`
-      + `0x80000         0x1000          0x83000         ${p('top.cow')}\n`);
+        + `0x40000         0x10000         0x40000         ${p('base.raw')}\n`
+        + `0x80000         0x1000          0x83000         ${p('top.cow')}\n`,
+    );
   });
 });

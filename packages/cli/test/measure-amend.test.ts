@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
 
 const HAVE_QEMU = hasCommand('qemu-img');
-if (!HAVE_QEMU) console.warn('measure-amend.test.ts: qemu-img is not installed; the side-by-side comparisons are skipped');
+if (!HAVE_QEMU)
+  console.warn('measure-amend.test.ts: qemu-img is not installed; the side-by-side comparisons are skipped');
 
 let dir: string;
 beforeAll(() => {
@@ -18,7 +19,6 @@ afterAll(() => {
 const p = (name: string) => path.join(dir, name);
 const KiB = 1024;
 const MiB = 1 << 20;
-
 
 /** `required size: N` of a human measure output. */
 function required(stdout: string): number {
@@ -49,7 +49,10 @@ describe('blk measure', () => {
   it('cow: header and bitmap up to the data offset, plus the data the copy would hold', () => {
     // An empty v3 image of 1 GiB: bitmap at 8192, 256 KiB of bitmap, data at 270336.
     let r = blk(['measure', '-O', 'cow', '-o', 'version=3', '--size', '1G']);
-    expect(r).toMatchObject({ code: 0, stdout: `required size: 270336\nfully allocated size: ${270336 + 1024 * MiB}\n` });
+    expect(r).toMatchObject({
+      code: 0,
+      stdout: `required size: 270336\nfully allocated size: ${270336 + 1024 * MiB}\n`,
+    });
     // QEMU's layout (what convert -O cow writes without -B): bitmap right after the 1056-byte header, data aligned to 512.
     for (const o of [['-o', 'version=2'], []]) {
       r = blk(['measure', '-O', 'cow', ...o, '--output=json', '--size', '1G']);
@@ -65,7 +68,10 @@ describe('blk measure', () => {
     expect(blk(['io', '-c', 'write -P 2 2M 1000', p('top.cow')]).code).toBe(0);
     r = blk(['measure', '-O', 'cow', '-o', 'version=3', p('top.cow')]);
     // 12288 of header and bitmap, 64 KiB from the base, 1024 bytes (two sectors) from the overlay.
-    expect(r).toMatchObject({ code: 0, stdout: `required size: ${12288 + 64 * KiB + 1024}\nfully allocated size: ${12288 + 4 * MiB}\n` });
+    expect(r).toMatchObject({
+      code: 0,
+      stdout: `required size: ${12288 + 64 * KiB + 1024}\nfully allocated size: ${12288 + 4 * MiB}\n`,
+    });
     // A copy to raw takes the whole disk, as QEMU's raw_measure says.
     expect(blk(['measure', p('top.cow')]).stdout).toBe(`required size: ${4 * MiB}\nfully allocated size: ${4 * MiB}\n`);
     // The numbers hold: a real copy fits in what measure said, give or take the file system's
@@ -77,19 +83,28 @@ describe('blk measure', () => {
   });
 
   it('refuses what it cannot measure, in one line', () => {
-    expect(blk(['measure', '--size', '1G', '-o', 'foo=bar']))
-      .toMatchObject({ code: 1, stderr: "blk: format raw does not support option 'foo'\n" });
+    expect(blk(['measure', '--size', '1G', '-o', 'foo=bar'])).toMatchObject({
+      code: 1,
+      stderr: "blk: format raw does not support option 'foo'\n",
+    });
     expect(blk(['measure', '-O', 'cow', '-o', 'foo=bar', '--size', '1G']).stderr).toMatch(/unknown cow option 'foo'/);
-    expect(blk(['measure', '-O', 'raw', '-o', 'preallocation=metadata', '--size', '1G']))
-      .toMatchObject({ code: 1, stderr: 'blk: Unsupported preallocation mode: metadata\n' });
+    expect(blk(['measure', '-O', 'raw', '-o', 'preallocation=metadata', '--size', '1G'])).toMatchObject({
+      code: 1,
+      stderr: 'blk: Unsupported preallocation mode: metadata\n',
+    });
     expect(blk(['measure', '-O', 'qcow2', '--size', '1G']).stderr).toMatch(/unknown format 'qcow2'/);
   });
 });
 
 describe('blk amend', () => {
-  it.skipIf(!HAVE_QEMU)('raw: qemu-img\'s refusals, word for word (qemu-img installed)', () => {
+  it.skipIf(!HAVE_QEMU)("raw: qemu-img's refusals, word for word (qemu-img installed)", () => {
     rawFile(p('a.img'), MiB);
-    for (const args of [['-f', 'raw', '-o', 'size=2M'], ['-f', 'raw'], ['-f', 'raw', '-o', 'help'], ['-f', 'raw', '-o', 'foo=bar']]) {
+    for (const args of [
+      ['-f', 'raw', '-o', 'size=2M'],
+      ['-f', 'raw'],
+      ['-f', 'raw', '-o', 'help'],
+      ['-f', 'raw', '-o', 'foo=bar'],
+    ]) {
       const ours = blk(['amend', ...args, p('a.img')]);
       const theirs = qemuImgAsBlk(['amend', ...args, p('a.img')]);
       expect(ours.code, args.join(' ')).toBe(theirs.code);
@@ -104,7 +119,9 @@ describe('blk amend', () => {
     expect(blk(['io', '-c', 'write -P 5 0 4k', p('q.cow')]).code).toBe(0);
     expect(blk(['amend', '-o', 'size=1.5M', p('q.cow')])).toMatchObject({ code: 0, stdout: '', stderr: '' });
     expect(blk(['info', '--output=json', p('q.cow')]).stdout).toContain('"virtual-size": 1572864');
-    expect(blk(['io', '-c', 'read -P 5 0 4k', '-c', 'read -P 0 1M 512k', p('q.cow')]).stdout).not.toMatch(/verification failed/);
+    expect(blk(['io', '-c', 'read -P 5 0 4k', '-c', 'read -P 0 1M 512k', p('q.cow')]).stdout).not.toMatch(
+      /verification failed/,
+    );
     // The current values are accepted and change nothing (as QEMU).
     const before = fs.readFileSync(p('q.cow'));
     expect(blk(['amend', '-o', 'version=2,variant=v2-qemu-lp64,size=1572864', p('q.cow')]).code).toBe(0);

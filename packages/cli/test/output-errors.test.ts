@@ -19,24 +19,30 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const hasDevFull = fs.existsSync('/dev/full');
 
 describe('an output that cannot be written', () => {
-  it.skipIf(!hasDevFull)('stdout on a full device: one line naming the failure, exit 1 (compare: 2), no stack trace', () => {
-    const img = path.join(dir, 'img.raw');
-    rawFile(img, 1 << 20, [[0, 4096, 0x42]]);
-    const full = fs.openSync('/dev/full', 'w');
-    try {
-      for (const [args, code] of [
-        [['info', img], 1],
-        [['map', '--output=json', img], 1],
-        [['io', '-c', 'read -v 0 4096', img], 1],
-        [['compare', img, img], 2],
-        [['--help'], 1],
-      ] as const) {
-        const r = spawnSync(process.execPath, [BLK, ...args], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
-        expect([args, r.stderr]).toEqual([args, 'blk: cannot write the output: ENOSPC: no space left on device, write\n']);
-        expect([args, r.status]).toEqual([args, code]);
+  it.skipIf(!hasDevFull)(
+    'stdout on a full device: one line naming the failure, exit 1 (compare: 2), no stack trace',
+    () => {
+      const img = path.join(dir, 'img.raw');
+      rawFile(img, 1 << 20, [[0, 4096, 0x42]]);
+      const full = fs.openSync('/dev/full', 'w');
+      try {
+        for (const [args, code] of [
+          [['info', img], 1],
+          [['map', '--output=json', img], 1],
+          [['io', '-c', 'read -v 0 4096', img], 1],
+          [['compare', img, img], 2],
+          [['--help'], 1],
+        ] as const) {
+          const r = spawnSync(process.execPath, [BLK, ...args], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+          expect([args, r.stderr]).toEqual([
+            args,
+            'blk: cannot write the output: ENOSPC: no space left on device, write\n',
+          ]);
+          expect([args, r.status]).toEqual([args, code]);
+        }
+      } finally {
+        fs.closeSync(full);
       }
-    } finally {
-      fs.closeSync(full);
-    }
-  });
+    },
+  );
 });

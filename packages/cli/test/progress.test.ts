@@ -9,7 +9,10 @@ beforeAll(() => {
   ensureBuilt();
   dir = tempDir('progress');
   rawFile(path.join(dir, 'base.img'), 4 << 20, [[0, 1 << 20, 1]]);
-  rawFile(path.join(dir, 'other.img'), 4 << 20, [[0, 1 << 20, 1], [2 << 20, 4096, 2]]);
+  rawFile(path.join(dir, 'other.img'), 4 << 20, [
+    [0, 1 << 20, 1],
+    [2 << 20, 4096, 2],
+  ]);
   const ovl = path.join(dir, 'ovl.cow');
   expect(blk(['create', '-q', '-f', 'cow', '-b', path.join(dir, 'base.img'), ovl]).code).toBe(0);
   expect(blk(['io', '-c', 'write -P 7 0 1M', ovl]).code).toBe(0);
@@ -35,9 +38,11 @@ describe('progress', () => {
     expect(r.stdout).not.toContain('/100%');
   });
 
-  it.skipIf(!hasCommand('script'))('-p draws qemu-img\'s progress line on a terminal (util-linux script)', () => {
+  it.skipIf(!hasCommand('script'))("-p draws qemu-img's progress line on a terminal (util-linux script)", () => {
     for (const [name, args, message] of JOBS) {
-      const line = [process.execPath, BLK, ...args.map((a) => (a === 'out.img' ? 'out2.img' : a))].map(shellQuote).join(' ');
+      const line = [process.execPath, BLK, ...args.map((a) => (a === 'out.img' ? 'out2.img' : a))]
+        .map(shellQuote)
+        .join(' ');
       const r = underPty(line, dir);
       expect(r.code, name).toBe(0);
       expect(r.stdout, name).toContain('    (0.00/100%)\r');

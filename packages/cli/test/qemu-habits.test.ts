@@ -73,23 +73,30 @@ int main(int argc, char **argv) { return cow_create(argv[1], atoll(argv[2]) / 51
 `;
 
 describe('cow images without a backing file (point 3)', () => {
-  it.skipIf(!hasCc)('create -f cow FILE SIZE writes the bytes the seed\'s cow_create wrote (v2-qemu-lp64), and info shows it', () => {
-    fs.writeFileSync(p('seed.c'), SEED_COW_CREATE);
-    const cc = run('cc', ['-O0', '-o', p('seed-create'), p('seed.c')]);
-    expect(cc.code, cc.stderr).toBe(0);
-    for (const size of [MiB, 64 * MiB + 512, 3 * 512]) {
-      expect(run(p('seed-create'), [p('seed.cow'), String(size)]).code).toBe(0);
-      const r = blk(['create', '-f', 'cow', p('mine.cow'), String(size)]);
-      expect(r).toMatchObject({ code: 0, stderr: '', stdout: `Formatting '${p('mine.cow')}', fmt=cow size=${size}\n` });
-      expect(fs.readFileSync(p('mine.cow')).equals(fs.readFileSync(p('seed.cow')))).toBe(true);
-      const info = infoJson([p('mine.cow')]);
-      expect(info).toMatchObject({ format: 'cow', 'virtual-size': size });
-      expect(info['backing-filename']).toBeUndefined();
-      expect(info['format-specific'].data).toMatchObject({ variant: 'v2-qemu-lp64', version: 2 });
-      // Usable as a disk: writes land and read back.
-      ok(blk(['io', '-c', 'write -P 0x5a 512 1024', '-c', 'read -P 0x5a 512 1024', p('mine.cow')]));
-    }
-  });
+  it.skipIf(!hasCc)(
+    "create -f cow FILE SIZE writes the bytes the seed's cow_create wrote (v2-qemu-lp64), and info shows it",
+    () => {
+      fs.writeFileSync(p('seed.c'), SEED_COW_CREATE);
+      const cc = run('cc', ['-O0', '-o', p('seed-create'), p('seed.c')]);
+      expect(cc.code, cc.stderr).toBe(0);
+      for (const size of [MiB, 64 * MiB + 512, 3 * 512]) {
+        expect(run(p('seed-create'), [p('seed.cow'), String(size)]).code).toBe(0);
+        const r = blk(['create', '-f', 'cow', p('mine.cow'), String(size)]);
+        expect(r).toMatchObject({
+          code: 0,
+          stderr: '',
+          stdout: `Formatting '${p('mine.cow')}', fmt=cow size=${size}\n`,
+        });
+        expect(fs.readFileSync(p('mine.cow')).equals(fs.readFileSync(p('seed.cow')))).toBe(true);
+        const info = infoJson([p('mine.cow')]);
+        expect(info).toMatchObject({ format: 'cow', 'virtual-size': size });
+        expect(info['backing-filename']).toBeUndefined();
+        expect(info['format-specific'].data).toMatchObject({ variant: 'v2-qemu-lp64', version: 2 });
+        // Usable as a disk: writes land and read back.
+        ok(blk(['io', '-c', 'write -P 0x5a 512 1024', '-c', 'read -P 0x5a 512 1024', p('mine.cow')]));
+      }
+    },
+  );
 
   it('-o version=3 without a backing file stays an error (v3 cannot store an empty path); nothing is left behind', () => {
     const r = blk(['create', '-f', 'cow', '-o', 'version=3', p('v3.cow'), '1M']);
@@ -134,7 +141,10 @@ describe.skipIf(!hasQemu)('sizes that are not whole sectors, side by side with q
 
   it('info: a 1000-byte raw file is a 1024-byte disk', () => {
     const f = pair('info');
-    const theirs = JSON.parse(run('qemu-img', ['info', '--output=json', '-f', 'raw', f[1]]).stdout) as Record<string, unknown>;
+    const theirs = JSON.parse(run('qemu-img', ['info', '--output=json', '-f', 'raw', f[1]]).stdout) as Record<
+      string,
+      unknown
+    >;
     expect(theirs['virtual-size']).toBe(1024);
     expect(infoJson(['-f', 'raw', f[0]])['virtual-size']).toBe(theirs['virtual-size']);
   });
@@ -150,8 +160,14 @@ describe.skipIf(!hasQemu)('sizes that are not whole sectors, side by side with q
     expect(mine.code).toBe(theirs.code);
   });
 
-  it('io: a write past the end of the file inside the last sector grows the file to the write\'s end, as qemu-io\'s', () => {
-    for (const cmd of ['write -P 0xab 1010 10', 'write -P 0xab 990 20', 'write -z 1000 24', 'write -P 1 1023 1', 'write -P 1 1020 8']) {
+  it("io: a write past the end of the file inside the last sector grows the file to the write's end, as qemu-io's", () => {
+    for (const cmd of [
+      'write -P 0xab 1010 10',
+      'write -P 0xab 990 20',
+      'write -z 1000 24',
+      'write -P 1 1023 1',
+      'write -P 1 1020 8',
+    ]) {
       const f = pair('grow');
       const theirs = run('qemu-io', ['-f', 'raw', '-c', cmd, f[1]]);
       const mine = blk(['io', '-f', 'raw', '-c', cmd, f[0]]);
@@ -199,7 +215,7 @@ describe('cow over cow: the backing format is named wherever an image is opened 
     return { base, mid, top };
   };
 
-  it('create without -F over a cow file is refused with advice that works; with -F the size is the lower image\'s disk size', () => {
+  it("create without -F over a cow file is refused with advice that works; with -F the size is the lower image's disk size", () => {
     const { mid } = chain('create');
     const r = blk(['create', '-f', 'cow', '-b', mid, p('create-x.cow')]);
     expect(r.code).toBe(1);
@@ -216,8 +232,14 @@ describe('cow over cow: the backing format is named wherever an image is opened 
   it('info -F reports the backing format really used, and the recorded size matches through it', () => {
     const { top, mid } = chain('info');
     expect(infoJson(['-F', 'cow', top])).toMatchObject({ 'backing-filename': mid, 'backing-filename-format': 'cow' });
-    const chainInfo = JSON.parse(ok(blk(['info', '--output=json', '--backing-chain', '-F', 'cow', top]))) as Array<Record<string, any>>;
-    expect(chainInfo.map((e) => [e.format, e['backing-filename-format']])).toEqual([['cow', 'cow'], ['cow', 'raw'], ['raw', undefined]]);
+    const chainInfo = JSON.parse(ok(blk(['info', '--output=json', '--backing-chain', '-F', 'cow', top]))) as Array<
+      Record<string, any>
+    >;
+    expect(chainInfo.map((e) => [e.format, e['backing-filename-format']])).toEqual([
+      ['cow', 'cow'],
+      ['cow', 'raw'],
+      ['raw', undefined],
+    ]);
     expect(chainInfo[0]!['format-specific'].data['backing-size-matches']).toBe(true);
   });
 
@@ -264,7 +286,13 @@ describe('cow over cow: the backing format is named wherever an image is opened 
     const r = blk(['info', '--backing-chain', '-F', 'cow', p('deep-4.cow')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--backing-probe/);
-    for (const args of [['info'], ['map'], ['check'], ['io', '-c', 'read -P 0x33 128k 64k'], ['compare', p('deep-4.cow')]]) {
+    for (const args of [
+      ['info'],
+      ['map'],
+      ['check'],
+      ['io', '-c', 'read -P 0x33 128k 64k'],
+      ['compare', p('deep-4.cow')],
+    ]) {
       const fixed = blk([...args, '--backing-probe', p('deep-4.cow')]);
       expect([args, fixed.stderr, fixed.code]).toEqual([args, '', 0]);
     }
@@ -312,38 +340,54 @@ describe('-U (force-share): read an image another process is writing (point 6)',
     ['qemu-io', hasQemu, (f) => ['qemu-io', ['-f', 'raw', f]]],
   ];
   for (const [name, available, command] of holders) {
-    it.skipIf(!available)(`while ${name} writes the image: refused without -U; with -U info, map, compare, check (also of an overlay), convert, measure and dd read it and warn as blk`, async () => {
-      const img = p(`shared-${name.length}.raw`);
-      fs.writeFileSync(img, Buffer.alloc(MiB, 0x44));
-      // An overlay of the image: check opens its backing file a level at a time.
-      const top = p(`shared-top-${name.length}.cow`);
-      expect(blk(['create', '-q', '-f', 'cow', '-b', img, '-F', 'raw', top]).code).toBe(0);
-      const [cmd, args] = command(img);
-      const child = await writer(cmd, args);
-      try {
-        for (const cmd of ['info', 'map', 'check', 'measure']) {
-          const refused = blk([cmd, img]);
-          expect(refused.code).toBe(1);
-          expect(refused.stderr).toMatch(/(holds a write lock|has this image open for writing).*will not open it.*; -U \(--force-share\) reads it anyway/);
+    it.skipIf(!available)(
+      `while ${name} writes the image: refused without -U; with -U info, map, compare, check (also of an overlay), convert, measure and dd read it and warn as blk`,
+      async () => {
+        const img = p(`shared-${name.length}.raw`);
+        fs.writeFileSync(img, Buffer.alloc(MiB, 0x44));
+        // An overlay of the image: check opens its backing file a level at a time.
+        const top = p(`shared-top-${name.length}.cow`);
+        expect(blk(['create', '-q', '-f', 'cow', '-b', img, '-F', 'raw', top]).code).toBe(0);
+        const [cmd, args] = command(img);
+        const child = await writer(cmd, args);
+        try {
+          for (const cmd of ['info', 'map', 'check', 'measure']) {
+            const refused = blk([cmd, img]);
+            expect(refused.code).toBe(1);
+            expect(refused.stderr).toMatch(
+              /(holds a write lock|has this image open for writing).*will not open it.*; -U \(--force-share\) reads it anyway/,
+            );
+          }
+          // dd takes -U too, and its refusal says so.
+          expect(blk(['dd', `if=${img}`, `of=${p('refused-dd.raw')}`]).stderr).toMatch(
+            /will not open it.*; -U \(--force-share\) reads it anyway/,
+          );
+          fs.writeFileSync(p('shared-copy.raw'), Buffer.alloc(MiB, 0x44));
+          for (const a of [
+            ['info', img],
+            ['map', img],
+            ['compare', img, p('shared-copy.raw')],
+            ['check', '-f', 'raw', img],
+            ['convert', img, p('shared-out.raw')],
+            ['measure', img],
+            ['dd', `if=${img}`, `of=${p('shared-dd.raw')}`],
+            ['check', top],
+          ]) {
+            const r = blk([a[0]!, '-U', ...a.slice(1)]);
+            expect([a, r.code === 0 || (a[0] === 'check' && r.code === 63)]).toEqual([a, true]);
+            // As blk's own warning line, not a Node process warning.
+            expect(r.stderr).toMatch(
+              /^blk: warning: .*open for writing; reading it anyway \(force-share\): what is read may be inconsistent$/m,
+            );
+            expect(r.stderr).not.toContain('(node:');
+          }
+          expect(fs.readFileSync(p('shared-out.raw')).equals(fs.readFileSync(img))).toBe(true);
+          expect(fs.readFileSync(p('shared-dd.raw')).equals(fs.readFileSync(img))).toBe(true);
+        } finally {
+          await stop(child);
         }
-        // dd takes -U too, and its refusal says so.
-        expect(blk(['dd', `if=${img}`, `of=${p('refused-dd.raw')}`]).stderr).toMatch(/will not open it.*; -U \(--force-share\) reads it anyway/);
-        fs.writeFileSync(p('shared-copy.raw'), Buffer.alloc(MiB, 0x44));
-        for (const a of [['info', img], ['map', img], ['compare', img, p('shared-copy.raw')], ['check', '-f', 'raw', img],
-          ['convert', img, p('shared-out.raw')], ['measure', img], ['dd', `if=${img}`, `of=${p('shared-dd.raw')}`],
-          ['check', top]]) {
-          const r = blk([a[0]!, '-U', ...a.slice(1)]);
-          expect([a, r.code === 0 || (a[0] === 'check' && r.code === 63)]).toEqual([a, true]);
-          // As blk's own warning line, not a Node process warning.
-          expect(r.stderr).toMatch(/^blk: warning: .*open for writing; reading it anyway \(force-share\): what is read may be inconsistent$/m);
-          expect(r.stderr).not.toContain('(node:');
-        }
-        expect(fs.readFileSync(p('shared-out.raw')).equals(fs.readFileSync(img))).toBe(true);
-        expect(fs.readFileSync(p('shared-dd.raw')).equals(fs.readFileSync(img))).toBe(true);
-      } finally {
-        await stop(child);
-      }
-    });
+      },
+    );
   }
 
   it('-U with nobody writing: no warning; while a force-share reader has the image open, writers still get it', async () => {
@@ -353,7 +397,9 @@ describe('-U (force-share): read an image another process is writing (point 6)',
     const { openImage } = await import('@blk/images');
     const reader = await openImage(img, { format: 'raw', readOnly: true, forceShare: true });
     try {
-      expect(ok(blk(['io', '-f', 'raw', '-c', 'write -P 0x66 0 512', img]))).toMatch(/^wrote 512\/512 bytes at offset 0$/m);
+      expect(ok(blk(['io', '-f', 'raw', '-c', 'write -P 0x66 0 512', img]))).toMatch(
+        /^wrote 512\/512 bytes at offset 0$/m,
+      );
       if (hasQemu) expect(run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x67 512 512', img]).code).toBe(0);
       // A normal (locking) reader would have kept both writers out.
       const locked = await openImage(img, { format: 'raw', readOnly: true });
@@ -375,12 +421,14 @@ describe('-U (force-share): read an image another process is writing (point 6)',
     }
   });
 
-  it('openImage({ forceShare: true }) of a writable image is refused in qemu\'s words', async () => {
+  it("openImage({ forceShare: true }) of a writable image is refused in qemu's words", async () => {
     const { openImage } = await import('@blk/images');
     const img = p('rw.raw');
     fs.writeFileSync(img, Buffer.alloc(4096));
-    await expect(openImage(img, { format: 'raw', forceShare: true })).rejects
-      .toMatchObject({ kind: 'invalid-argument', message: `${img}: force-share=on can only be used with read-only images` });
+    await expect(openImage(img, { format: 'raw', forceShare: true })).rejects.toMatchObject({
+      kind: 'invalid-argument',
+      message: `${img}: force-share=on can only be used with read-only images`,
+    });
     const image = await openImage(img, { format: 'raw', readOnly: true, forceShare: true });
     await image.close();
   });

@@ -21,7 +21,6 @@ const size = (file: string) => fs.statSync(file).size;
 const KiB = 1024;
 const MiB = 1 << 20;
 
-
 describe('blk resize on raw images, side by side with qemu-img', () => {
   // Each step runs on a blk copy and a qemu-img copy of the same file; outputs, exit codes and sizes must agree.
   const steps: Array<{ args: string[]; stderrToo: boolean }> = [
@@ -59,7 +58,10 @@ describe('blk resize on raw images, side by side with qemu-img', () => {
   });
 
   it('grows and shrinks keeping the data before the cut; new space reads as zeros', () => {
-    rawFile(p('d.img'), MiB, [[0, 4096, 0xab], [MiB - 512, 512, 0xcd]]);
+    rawFile(p('d.img'), MiB, [
+      [0, 4096, 0xab],
+      [MiB - 512, 512, 0xcd],
+    ]);
     expect(blk(['resize', '-f', 'raw', p('d.img'), '2M'])).toMatchObject({ code: 0, stdout: 'Image resized.\n' });
     let r = blk(['io', '-f', 'raw', '-c', 'read -P 0xcd 1048064 512', '-c', 'read -P 0 1M 1M', p('d.img')]);
     expect(r.stdout).not.toMatch(/Pattern verification failed/);
@@ -82,10 +84,15 @@ describe('blk resize on raw images, side by side with qemu-img', () => {
 
   it('bad arguments: one line, exit 1, file untouched', () => {
     rawFile(p('u.img'), MiB);
-    expect(blk(['resize', '-f', 'raw', '--preallocation=bogus', p('u.img'), '2M']))
-      .toMatchObject({ code: 1, stderr: "blk: Invalid preallocation mode 'bogus' (expected off, metadata, falloc or full)\n" });
+    expect(blk(['resize', '-f', 'raw', '--preallocation=bogus', p('u.img'), '2M'])).toMatchObject({
+      code: 1,
+      stderr: "blk: Invalid preallocation mode 'bogus' (expected off, metadata, falloc or full)\n",
+    });
     expect(blk(['resize', '-f', 'raw', p('u.img'), 'abc']).code).toBe(1);
-    expect(blk(['resize', '-f', 'raw', p('u.img')])).toMatchObject({ code: 1, stderr: "blk: missing required argument 'size'\n" });
+    expect(blk(['resize', '-f', 'raw', p('u.img')])).toMatchObject({
+      code: 1,
+      stderr: "blk: missing required argument 'size'\n",
+    });
     expect(blk(['resize', p('nope.img'), '1M']).code).toBe(1);
     expect(size(p('u.img'))).toBe(MiB);
   });
@@ -113,9 +120,11 @@ describe('blk resize on cow images', () => {
     const before = fs.readFileSync(p('m.cow'));
     const r = blk(['resize', p('m.cow'), '4M']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`blk: ${p('m.cow')}: format 'cow' cannot resize this v2-qemu-lp64 image to 4194304 bytes in place: `
-      + 'its bitmap would need 1024 bytes and the data area would move from offset 1536 to 2560 (in place it can take 512 to '
-      + `1966080 bytes); resize a copy instead (blk convert -O raw ${p('m.cow')} COPY, then blk resize COPY 4194304)\n`);
+    expect(r.stderr).toBe(
+      `blk: ${p('m.cow')}: format 'cow' cannot resize this v2-qemu-lp64 image to 4194304 bytes in place: `
+        + 'its bitmap would need 1024 bytes and the data area would move from offset 1536 to 2560 (in place it can take 512 to '
+        + `1966080 bytes); resize a copy instead (blk convert -O raw ${p('m.cow')} COPY, then blk resize COPY 4194304)\n`,
+    );
     expect(fs.readFileSync(p('m.cow')).equals(before)).toBe(true);
     // The upper bound it names does work.
     expect(blk(['resize', p('m.cow'), '1966080']).code).toBe(0);
@@ -160,21 +169,43 @@ describe('blk resize on cow images', () => {
 });
 
 describe('blk resize of an overlay over a longer backing file', () => {
-  it.skipIf(!HAVE_QEMU)('the grown part reads as zeros, not the backing file\'s data, as qemu-img resize of a qcow2 overlay does', () => {
-    rawFile(p('long.img'), MiB, [[0, MiB, 0x5e]]);
-    expect(blk(['create', '-q', '-f', 'cow', '-o', 'variant=v2-qemu-lp64', '-b', p('long.img'), '-F', 'raw', p('short.cow'), '512K']).code).toBe(0);
-    expect(blk(['io', '-c', 'write -P 0x33 0 512k', p('short.cow')]).code).toBe(0);
-    // A shrink, then a grow: neither the backing file's data nor the data cut off may show again.
-    expect(blk(['resize', '--shrink', p('short.cow'), '256K']).code).toBe(0);
-    expect(blk(['resize', p('short.cow'), '1M']).code).toBe(0);
-    const r = blk(['io', '-c', 'read -P 0x33 0 256k', '-c', 'read -P 0 256k 768k', p('short.cow')]);
-    expect(r.stdout).not.toMatch(/verification failed/);
-    expect(r.code).toBe(0);
-    expect(blk(['check', p('short.cow')]).code).toBe(0);
-    // qemu-img on qcow2 does the same.
-    const q = p('short.qcow2');
-    expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', p('long.img'), '-F', 'raw', q, '512K']).status).toBe(0);
-    expect(spawnSync('qemu-img', ['resize', q, '1M']).status).toBe(0);
-    expect(spawnSync('qemu-io', ['-c', 'read -P 0 512k 512k', q], { encoding: 'utf8' }).stdout).not.toMatch(/verification failed/);
-  });
+  it.skipIf(!HAVE_QEMU)(
+    "the grown part reads as zeros, not the backing file's data, as qemu-img resize of a qcow2 overlay does",
+    () => {
+      rawFile(p('long.img'), MiB, [[0, MiB, 0x5e]]);
+      expect(
+        blk([
+          'create',
+          '-q',
+          '-f',
+          'cow',
+          '-o',
+          'variant=v2-qemu-lp64',
+          '-b',
+          p('long.img'),
+          '-F',
+          'raw',
+          p('short.cow'),
+          '512K',
+        ]).code,
+      ).toBe(0);
+      expect(blk(['io', '-c', 'write -P 0x33 0 512k', p('short.cow')]).code).toBe(0);
+      // A shrink, then a grow: neither the backing file's data nor the data cut off may show again.
+      expect(blk(['resize', '--shrink', p('short.cow'), '256K']).code).toBe(0);
+      expect(blk(['resize', p('short.cow'), '1M']).code).toBe(0);
+      const r = blk(['io', '-c', 'read -P 0x33 0 256k', '-c', 'read -P 0 256k 768k', p('short.cow')]);
+      expect(r.stdout).not.toMatch(/verification failed/);
+      expect(r.code).toBe(0);
+      expect(blk(['check', p('short.cow')]).code).toBe(0);
+      // qemu-img on qcow2 does the same.
+      const q = p('short.qcow2');
+      expect(
+        spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', p('long.img'), '-F', 'raw', q, '512K']).status,
+      ).toBe(0);
+      expect(spawnSync('qemu-img', ['resize', q, '1M']).status).toBe(0);
+      expect(spawnSync('qemu-io', ['-c', 'read -P 0 512k 512k', q], { encoding: 'utf8' }).stdout).not.toMatch(
+        /verification failed/,
+      );
+    },
+  );
 });

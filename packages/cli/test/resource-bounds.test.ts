@@ -63,8 +63,12 @@ async function measured(args: string[], timeout = 60_000): Promise<Measured> {
   const child = spawn(process.execPath, [BLK, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+  child.stdout.setEncoding('utf8').on('data', (s: string) => {
+    stdout += s;
+  });
+  child.stderr.setEncoding('utf8').on('data', (s: string) => {
+    stderr += s;
+  });
   let peak = 0;
   let overBound = false;
   const sample = setInterval(() => {
@@ -90,9 +94,11 @@ function fragmentedOverlay(name: string, size: number): string {
   fs.closeSync(fs.openSync(base, 'w'));
   fs.truncateSync(base, size);
   expect(blk(['create', '-q', '-f', 'cow', '-b', base, '-F', 'raw', overlay]).code).toBe(0);
-  const data = (JSON.parse(blk(['info', '--output=json', overlay]).stdout) as {
-    'format-specific': { data: Record<string, number> };
-  })['format-specific'].data;
+  const data = (
+    JSON.parse(blk(['info', '--output=json', overlay]).stdout) as {
+      'format-specific': { data: Record<string, number> };
+    }
+  )['format-specific'].data;
   const fd = fs.openSync(overlay, 'r+');
   fs.writeSync(fd, Buffer.alloc(data['bitmap-length']!, 0x55), 0, data['bitmap-length']!, data['bitmap-offset']!);
   fs.closeSync(fd);
@@ -124,7 +130,7 @@ describe('cost linear in the runs found', () => {
     const extent = Buffer.alloc(4096, 0x5a);
     const starts: number[] = [];
     for (let i = 0; i < 1000; i++) {
-      const at = Math.floor(i * TiB / 1000 / 65536) * 65536;
+      const at = Math.floor((i * TiB) / 1000 / 65536) * 65536;
       fs.writeSync(fd, extent, 0, extent.length, at);
       starts.push(at);
     }
@@ -151,7 +157,9 @@ describe('memory bounded whatever the image or the arguments', () => {
   it('blk map --output=json into a stopped reader waits for it (no CPU, bounded memory), and the output is complete once read', async () => {
     // 512 MiB, every other sector allocated: 1 Mi entries, 120 MB of JSON.
     const overlay = fragmentedOverlay('frag', 512 * MiB);
-    const child = spawn(process.execPath, [BLK, 'map', '--output=json', overlay], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BLK, 'map', '--output=json', overlay], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     try {
       child.stdout.pause(); // a reader that does not read
       await new Promise((r) => setTimeout(r, 1500));
@@ -193,11 +201,32 @@ describe('memory bounded whatever the image or the arguments', () => {
   it('blk io requests past the end of the image fail before their buffers are allocated', async () => {
     const image = path.join(dir, 'small2.raw');
     fs.writeFileSync(image, Buffer.alloc(MiB));
-    const r = await measured(['io', '-f', 'raw', '-c', 'write -z -n 0 3G', '-c', 'read 0 2047M', '-c', 'write 1M 2047M',
-      '-c', 'readv 0 1G 512M', '-c', 'aio_write -z 0 2047M', '-c', 'aio_read 0 2047M', '-c', 'aio_flush', image]);
+    const r = await measured([
+      'io',
+      '-f',
+      'raw',
+      '-c',
+      'write -z -n 0 3G',
+      '-c',
+      'read 0 2047M',
+      '-c',
+      'write 1M 2047M',
+      '-c',
+      'readv 0 1G 512M',
+      '-c',
+      'aio_write -z 0 2047M',
+      '-c',
+      'aio_read 0 2047M',
+      '-c',
+      'aio_flush',
+      image,
+    ]);
     expect(r.overBound, `peak ${r.peak}`).toBe(false);
-    expect(r.stdout).toBe(['write', 'read', 'write', 'readv', 'aio_write', 'readv']
-      .map((w) => `${w} failed: Input/output error\n`).join(''));
+    expect(r.stdout).toBe(
+      ['write', 'read', 'write', 'readv', 'aio_write', 'readv']
+        .map((w) => `${w} failed: Input/output error\n`)
+        .join(''),
+    );
     expect(r.code).toBe(1);
   }, 60_000);
 
@@ -209,8 +238,24 @@ describe('memory bounded whatever the image or the arguments', () => {
     expect(r.overBound, `peak ${r.peak}`).toBe(false);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     // However it is carried out, an aio_write -z keeps its place before a later overlapping request.
-    const aio = blk(['io', '-f', 'raw', '-c', 'aio_write -q -z 0 3M', '-c', 'aio_write -q -P 0x55 1M 512', '-c', 'aio_flush',
-      '-c', 'read -q -P 0x55 1M 512', '-c', 'read -q -P 0 0 1M', '-c', 'read -q -P 0 1049088 2096640', image]);
+    const aio = blk([
+      'io',
+      '-f',
+      'raw',
+      '-c',
+      'aio_write -q -z 0 3M',
+      '-c',
+      'aio_write -q -P 0x55 1M 512',
+      '-c',
+      'aio_flush',
+      '-c',
+      'read -q -P 0x55 1M 512',
+      '-c',
+      'read -q -P 0 0 1M',
+      '-c',
+      'read -q -P 0 1049088 2096640',
+      image,
+    ]);
     expect(aio.stdout + aio.stderr).toBe('');
     expect(aio.code).toBe(0);
   }, 60_000);
@@ -219,17 +264,48 @@ describe('memory bounded whatever the image or the arguments', () => {
     const image = path.join(dir, 'big.raw');
     fs.closeSync(fs.openSync(image, 'w'));
     fs.truncateSync(image, 256 * MiB);
-    const r = await measured(['io', '-f', 'raw', '-c', 'write -q -P 0x22 0 250M', '-c', 'writev -q -P 0x33 0 512K 512K',
-      '-c', 'read -q -P 0x22 -s 1M -l 249M 0 250M', '-c', 'readv -q -P 0x22 1M 100M 149M', '-c', 'read -q -P 0x33 0 1M',
-      '-c', 'read -P 0x22 0 250M', image]);
+    const r = await measured([
+      'io',
+      '-f',
+      'raw',
+      '-c',
+      'write -q -P 0x22 0 250M',
+      '-c',
+      'writev -q -P 0x33 0 512K 512K',
+      '-c',
+      'read -q -P 0x22 -s 1M -l 249M 0 250M',
+      '-c',
+      'readv -q -P 0x22 1M 100M 149M',
+      '-c',
+      'read -q -P 0x33 0 1M',
+      '-c',
+      'read -P 0x22 0 250M',
+      image,
+    ]);
     expect(r.overBound, `peak ${r.peak}`).toBe(false);
     // Only the last read fails its check, for the whole range as qemu-io reports it.
     expect(r.stdout.split('\n')[0]).toBe('Pattern verification failed at offset 0, 262144000 bytes');
     expect(r.stdout).toMatch(/^read 262144000\/262144000 bytes at offset 0$/m);
     expect(r.code).toBe(1);
     // Written in pieces, an aio_write still keeps its place before a later overlapping request.
-    const aio = blk(['io', '-f', 'raw', '-c', 'aio_write -q -P 0x11 0 40M', '-c', 'aio_write -q -P 0x55 20M 512', '-c', 'aio_flush',
-      '-c', 'read -q -P 0x55 20M 512', '-c', 'read -q -P 0x11 0 20M', '-c', 'read -q -P 0x11 20972032 20971008', image]);
+    const aio = blk([
+      'io',
+      '-f',
+      'raw',
+      '-c',
+      'aio_write -q -P 0x11 0 40M',
+      '-c',
+      'aio_write -q -P 0x55 20M 512',
+      '-c',
+      'aio_flush',
+      '-c',
+      'read -q -P 0x55 20M 512',
+      '-c',
+      'read -q -P 0x11 0 20M',
+      '-c',
+      'read -q -P 0x11 20972032 20971008',
+      image,
+    ]);
     expect(aio.stdout + aio.stderr).toBe('');
     expect(aio.code).toBe(0);
   }, 60_000);

@@ -47,7 +47,10 @@ beforeAll(() => {
   fs.mkdirSync(nodes.directory);
   if (hasPython) {
     nodes.socket = path.join(dir, 'socket');
-    execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(nodes.socket)})`]);
+    execFileSync('python3', [
+      '-c',
+      `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(nodes.socket)})`,
+    ]);
   }
   // A loop device over a file of 0xd5 bytes, and a node of our own for it.
   loopFile = path.join(dir, 'loop-backing.img');
@@ -79,8 +82,19 @@ function run(args: string[], env?: Record<string, string>): Result {
 /** The kind of node at `file` (not following a final symlink). */
 function kindOf(file: string): string {
   const st = fs.lstatSync(file);
-  return st.isFIFO() ? 'fifo' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isSocket() ? 'socket'
-    : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file';
+  return st.isFIFO()
+    ? 'fifo'
+    : st.isCharacterDevice()
+      ? 'char'
+      : st.isBlockDevice()
+        ? 'block'
+        : st.isSocket()
+          ? 'socket'
+          : st.isDirectory()
+            ? 'dir'
+            : st.isSymbolicLink()
+              ? 'symlink'
+              : 'file';
 }
 
 function devicesReady(): boolean {
@@ -113,30 +127,46 @@ function fillDevice(byte: number): void {
 const refusedKinds = ['fifo', 'char device', 'socket', 'directory'];
 
 describe.skipIf(!isRoot)('a FIFO, socket, character device or directory named as the image', () => {
-  it.each(refusedKinds)('%s: every command refuses it at once with one line naming it, and leaves it as it was', (kind) => {
-    const node = nodes[kind];
-    if (node === undefined) return; // No python3 for the socket.
-    const before = kindOf(node);
-    const out = path.join(dir, `out-${kind.replace(' ', '-')}.img`);
-    const base = path.join(dir, 'plain-base.img');
-    rawFile(base, 1024 * 1024);
-    const commands: string[][] = [
-      ['info', node], ['map', node], ['check', node], ['io', '-c', 'read 0 512', node], ['io', '-c', 'write 0 512', node],
-      ['compare', node, base], ['convert', node, out], ['commit', node], ['rebase', '-u', '-b', base, node],
-      ['rebase', '-b', base, node], ['create', '-q', '-f', 'raw', node, '1M'], ['create', '-q', '-f', 'cow', '-b', base, node],
-      ['resize', node, '2M'], ['measure', node], ['measure', '-O', 'raw', node], ['amend', '-o', 'version=2', node],
-    ];
-    for (const args of commands) {
-      const r = run(args);
-      expect(r.code, `blk ${args.join(' ')}`).not.toBe(0);
-      expect(r.stderr, `blk ${args.join(' ')}`).toContain(node);
-      expect(r.stderr.trim().split('\n'), `blk ${args.join(' ')}`).toHaveLength(1);
-      expect(kindOf(node), `blk ${args.join(' ')} replaced the ${kind}`).toBe(before);
-    }
-    expect(fs.existsSync(out)).toBe(false);
-  }, 120_000);
+  it.each(refusedKinds)(
+    '%s: every command refuses it at once with one line naming it, and leaves it as it was',
+    (kind) => {
+      const node = nodes[kind];
+      if (node === undefined) return; // No python3 for the socket.
+      const before = kindOf(node);
+      const out = path.join(dir, `out-${kind.replace(' ', '-')}.img`);
+      const base = path.join(dir, 'plain-base.img');
+      rawFile(base, 1024 * 1024);
+      const commands: string[][] = [
+        ['info', node],
+        ['map', node],
+        ['check', node],
+        ['io', '-c', 'read 0 512', node],
+        ['io', '-c', 'write 0 512', node],
+        ['compare', node, base],
+        ['convert', node, out],
+        ['commit', node],
+        ['rebase', '-u', '-b', base, node],
+        ['rebase', '-b', base, node],
+        ['create', '-q', '-f', 'raw', node, '1M'],
+        ['create', '-q', '-f', 'cow', '-b', base, node],
+        ['resize', node, '2M'],
+        ['measure', node],
+        ['measure', '-O', 'raw', node],
+        ['amend', '-o', 'version=2', node],
+      ];
+      for (const args of commands) {
+        const r = run(args);
+        expect(r.code, `blk ${args.join(' ')}`).not.toBe(0);
+        expect(r.stderr, `blk ${args.join(' ')}`).toContain(node);
+        expect(r.stderr.trim().split('\n'), `blk ${args.join(' ')}`).toHaveLength(1);
+        expect(kindOf(node), `blk ${args.join(' ')} replaced the ${kind}`).toBe(before);
+      }
+      expect(fs.existsSync(out)).toBe(false);
+    },
+    120_000,
+  );
 
-  it.each(refusedKinds)('%s as convert\'s target: refused, not replaced by a regular file', (kind) => {
+  it.each(refusedKinds)("%s as convert's target: refused, not replaced by a regular file", (kind) => {
     const node = nodes[kind];
     if (node === undefined) return;
     const src = path.join(dir, 'plain-src.img');
@@ -144,7 +174,9 @@ describe.skipIf(!isRoot)('a FIFO, socket, character device or directory named as
     const r = run(['convert', src, node]);
     expect(r.stderr).toMatch(/convert writes only regular files and block devices/);
     expect(r.code).toBe(1);
-    expect(kindOf(node)).toBe(kind === 'fifo' ? 'fifo' : kind === 'char device' ? 'char' : kind === 'socket' ? 'socket' : 'dir');
+    expect(kindOf(node)).toBe(
+      kind === 'fifo' ? 'fifo' : kind === 'char device' ? 'char' : kind === 'socket' ? 'socket' : 'dir',
+    );
     expect(fs.readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
 });
@@ -162,41 +194,60 @@ describe.skipIf(!isRoot)('a special file named as a backing file inside an image
     if (kind === 'fifo') mknod(backingPath, 'p');
     else if (kind === 'char device') mknod(backingPath, 'c', '1', '3');
     else if (kind === 'directory') fs.mkdirSync(backingPath);
-    else if (kind === 'socket') execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(backingPath)})`]);
+    else if (kind === 'socket')
+      execFileSync('python3', [
+        '-c',
+        `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(backingPath)})`,
+      ]);
     else fs.symlinkSync(nodes['block device']!, backingPath);
     return { overlay, backingPath };
   }
 
   const kinds = [...refusedKinds, 'symlink to a block device'];
-  it.each(kinds)('%s: every command that opens the chain refuses it without hanging; nothing is written', (kind) => {
-    if (nodes[kind] === undefined) return; // No python3 for the socket, or no loop device.
-    const { overlay, backingPath } = overlayOver(kind);
-    const before = fs.readFileSync(overlay);
-    const nodeKind = kindOf(backingPath);
-    const out = path.join(path.dirname(overlay), 'out.img');
-    const other = path.join(path.dirname(overlay), 'other.img');
-    rawFile(other, DEV_SIZE / 2);
-    const opening: string[][] = [
-      ['info', '--backing-chain', overlay], ['map', overlay], ['io', '-c', 'read 0 512', overlay],
-      ['io', '-c', 'write 0 512', overlay], ['compare', overlay, other], ['convert', overlay, out], ['commit', overlay],
-      ['commit', '--force', overlay], ['rebase', '-b', other, overlay], ['check', overlay],
-      ['resize', overlay, '8M'], ['measure', overlay], ['amend', '-o', 'version=2', overlay],
-    ];
-    const message = kind === 'symlink to a block device' ? /is a block device; .*--backing-devices/
-      : new RegExp(`is a ${kind === 'fifo' ? 'FIFO' : kind === 'char device' ? 'character device' : kind}`);
-    for (const args of opening) {
-      const r = run(args);
-      expect(r.code, `blk ${args.join(' ')}: ${r.stdout}`).not.toBe(0);
-      expect(r.stderr, `blk ${args.join(' ')}`).toMatch(message);
-      expect(fs.readFileSync(overlay).equals(before), `blk ${args.join(' ')} changed the overlay`).toBe(true);
-      expect(kindOf(backingPath), `blk ${args.join(' ')} replaced the backing node`).toBe(nodeKind);
-    }
-    // info without the chain reads the overlay alone: it answers, and still does not hang.
-    expect(run(['info', overlay]).code).toBe(0);
-    expect(fs.existsSync(out)).toBe(false);
-  }, 180_000);
+  it.each(kinds)(
+    '%s: every command that opens the chain refuses it without hanging; nothing is written',
+    (kind) => {
+      if (nodes[kind] === undefined) return; // No python3 for the socket, or no loop device.
+      const { overlay, backingPath } = overlayOver(kind);
+      const before = fs.readFileSync(overlay);
+      const nodeKind = kindOf(backingPath);
+      const out = path.join(path.dirname(overlay), 'out.img');
+      const other = path.join(path.dirname(overlay), 'other.img');
+      rawFile(other, DEV_SIZE / 2);
+      const opening: string[][] = [
+        ['info', '--backing-chain', overlay],
+        ['map', overlay],
+        ['io', '-c', 'read 0 512', overlay],
+        ['io', '-c', 'write 0 512', overlay],
+        ['compare', overlay, other],
+        ['convert', overlay, out],
+        ['commit', overlay],
+        ['commit', '--force', overlay],
+        ['rebase', '-b', other, overlay],
+        ['check', overlay],
+        ['resize', overlay, '8M'],
+        ['measure', overlay],
+        ['amend', '-o', 'version=2', overlay],
+      ];
+      const message =
+        kind === 'symlink to a block device'
+          ? /is a block device; .*--backing-devices/
+          : new RegExp(`is a ${kind === 'fifo' ? 'FIFO' : kind === 'char device' ? 'character device' : kind}`);
+      for (const args of opening) {
+        const r = run(args);
+        expect(r.code, `blk ${args.join(' ')}: ${r.stdout}`).not.toBe(0);
+        expect(r.stderr, `blk ${args.join(' ')}`).toMatch(message);
+        expect(fs.readFileSync(overlay).equals(before), `blk ${args.join(' ')} changed the overlay`).toBe(true);
+        expect(kindOf(backingPath), `blk ${args.join(' ')} replaced the backing node`).toBe(nodeKind);
+      }
+      // info without the chain reads the overlay alone: it answers, and still does not hang.
+      expect(run(['info', overlay]).code).toBe(0);
+      expect(fs.existsSync(out)).toBe(false);
+    },
+    180_000,
+  );
 
-  it('a block device backing file is read (not zeros) when the user allows devices: UML\'s COW file over /dev/sdX', (ctx) => {
+  it("a block device backing file is read (not zeros) when the user allows devices: UML's COW file over /dev/sdX", (ctx) => {
     if (!devicesReady()) return ctx.skip(); // no free loop device here
     fillDevice(0xd5);
     // Named on the command line, the device is the user's choice: create takes it.
@@ -230,7 +281,9 @@ describe.skipIf(!isRoot)('a block device named on the command line', () => {
     const info = JSON.parse(run(['info', '--output=json', dev]).stdout) as { 'virtual-size': number };
     expect(info['virtual-size']).toBe(DEV_SIZE);
     // Without the addon's lseek(SEEK_END): the size from /sys/dev/block.
-    const fallback = JSON.parse(run(['info', '--output=json', dev], { BLK_NATIVE_IO: 'off' }).stdout) as { 'virtual-size': number };
+    const fallback = JSON.parse(run(['info', '--output=json', dev], { BLK_NATIVE_IO: 'off' }).stdout) as {
+      'virtual-size': number;
+    };
     expect(fallback['virtual-size']).toBe(DEV_SIZE);
     const out = path.join(dir, 'from-device.img');
     const r = run(['convert', dev, out]);
@@ -244,7 +297,10 @@ describe.skipIf(!isRoot)('a block device named on the command line', () => {
   it('convert onto it (or a symlink to it) writes the device in place, zeros included; the node stays', (ctx) => {
     if (!devicesReady()) return ctx.skip(); // no free loop device here
     const src = path.join(dir, 'to-device.img');
-    rawFile(src, 1024 * 1024, [[0, 4096, 0x42], [512 * 1024, 512, 0x43]]);
+    rawFile(src, 1024 * 1024, [
+      [0, 4096, 0x42],
+      [512 * 1024, 512, 0x43],
+    ]);
     for (const target of [nodes['block device']!, nodes['symlink to a block device']!]) {
       fillDevice(0xee);
       const r = run(['convert', src, target]);

@@ -10,13 +10,39 @@ import { dumpBuffer, printReport } from '../src/io/report.js';
 
 describe('size suffixes (qemu_strtosz)', () => {
   const cases: Array<[string, number | 'invalid' | 'range']> = [
-    ['512', 512], ['64k', 65536], ['64K', 65536], ['10M', 10485760], ['2G', 2147483648],
-    ['1T', 1099511627776], ['1P', 2 ** 50], ['1.5G', 1610612736], ['1.k', 1024], ['0x1000', 4096],
-    ['08', 8], ['+5', 5], [' 7', 7], ['1b', 1], ['1B', 1], ['1.0', 1], ['1.', 1],
-    ['1.0005k', 1025], ['1.00048828125k', 1025], ['7.99P', 8995940255672566],
-    ['0x10k', 'invalid'], ['1e3', 'invalid'], ['-1', 'invalid'], ['0.5', 'invalid'], ['1.5', 'invalid'],
-    ['abc', 'invalid'], ['1KB', 'invalid'], ['', 'invalid'], ['0x', 'invalid'], ['1Q', 'invalid'],
-    ['8E', 'range'], ['8P', 'range'], ['1.5e', 'range'],
+    ['512', 512],
+    ['64k', 65536],
+    ['64K', 65536],
+    ['10M', 10485760],
+    ['2G', 2147483648],
+    ['1T', 1099511627776],
+    ['1P', 2 ** 50],
+    ['1.5G', 1610612736],
+    ['1.k', 1024],
+    ['0x1000', 4096],
+    ['08', 8],
+    ['+5', 5],
+    [' 7', 7],
+    ['1b', 1],
+    ['1B', 1],
+    ['1.0', 1],
+    ['1.', 1],
+    ['1.0005k', 1025],
+    ['1.00048828125k', 1025],
+    ['7.99P', 8995940255672566],
+    ['0x10k', 'invalid'],
+    ['1e3', 'invalid'],
+    ['-1', 'invalid'],
+    ['0.5', 'invalid'],
+    ['1.5', 'invalid'],
+    ['abc', 'invalid'],
+    ['1KB', 'invalid'],
+    ['', 'invalid'],
+    ['0x', 'invalid'],
+    ['1Q', 'invalid'],
+    ['8E', 'range'],
+    ['8P', 'range'],
+    ['1.5e', 'range'],
   ];
   it.each(cases)('%j -> %j', (text, want) => {
     const r = parseSizeResult(text);
@@ -65,36 +91,62 @@ describe('qemu number formats', () => {
   });
 
   it('print_report and dump_buffer', () => {
-    expect(printReport('wrote', 0.5, 0, 512, 512, 1, false))
-      .toBe('wrote 512/512 bytes at offset 0\n512 bytes, 1 ops; 00.50 sec (1 KiB/sec and 2.0000 ops/sec)\n');
+    expect(printReport('wrote', 0.5, 0, 512, 512, 1, false)).toBe(
+      'wrote 512/512 bytes at offset 0\n512 bytes, 1 ops; 00.50 sec (1 KiB/sec and 2.0000 ops/sec)\n',
+    );
     expect(printReport('read', 0.5, 0, 1024, 1024, 1, true)).toBe('1024,1,0:00:00.50,2048.000,2.000\n');
     const buf = new Uint8Array(20).fill(0xcd);
     buf.set([0x41, 0x7a, 0x30, 0x20], 16);
     expect(dumpBuffer(buf, 0x10)).toBe(
       '00000010:  cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd  ................\n'
-      + '00000020:  41 7a 30 20  Az0.\n');
+        + '00000020:  41 7a 30 20  Az0.\n',
+    );
   });
 });
 
 describe('qemu JSON', () => {
   it('orders keys as a QDict iterates them', () => {
-    const keys = ['filename', 'format', 'dirty-flag', 'actual-size', 'virtual-size', 'cluster-size',
-      'backing-filename', 'full-backing-filename', 'backing-filename-format', 'format-specific'];
+    const keys = [
+      'filename',
+      'format',
+      'dirty-flag',
+      'actual-size',
+      'virtual-size',
+      'cluster-size',
+      'backing-filename',
+      'full-backing-filename',
+      'backing-filename-format',
+      'format-specific',
+    ];
     expect(qdictOrder(Object.fromEntries(keys.map((k) => [k, 1])))).toEqual([
-      'backing-filename-format', 'virtual-size', 'filename', 'cluster-size', 'format', 'actual-size',
-      'format-specific', 'full-backing-filename', 'backing-filename', 'dirty-flag']);
+      'backing-filename-format',
+      'virtual-size',
+      'filename',
+      'cluster-size',
+      'format',
+      'actual-size',
+      'format-specific',
+      'full-backing-filename',
+      'backing-filename',
+      'dirty-flag',
+    ]);
   });
 
   it('pretty-prints with four spaces and escapes like QEMU', () => {
     expect(toQemuJson({ a: [1, { b: 'x"\u00e9' }], c: true })).toBe(
-      '{\n    "a": [\n        1,\n        {\n            "b": "x\\"\\u00E9"\n        }\n    ],\n    "c": true\n}');
+      '{\n    "a": [\n        1,\n        {\n            "b": "x\\"\\u00E9"\n        }\n    ],\n    "c": true\n}',
+    );
   });
 });
 
 describe('qemu-io getopt', () => {
   it('bundles, attached values and permutation', () => {
     const r = getopt(['-qP', '5', '0', '512', '-v'], 'CP:qv', 'read');
-    expect(r.ok && [...r.flags]).toEqual([['q', true], ['P', '5'], ['v', true]]);
+    expect(r.ok && [...r.flags]).toEqual([
+      ['q', true],
+      ['P', '5'],
+      ['v', true],
+    ]);
     expect(r.ok && r.operands).toEqual(['0', '512']);
     const r2 = getopt(['-P0x1f', '--', '-1'], 'P:', 'read');
     expect(r2.ok && r2.flags.get('P')).toBe('0x1f');
@@ -109,12 +161,19 @@ describe('qemu-io getopt', () => {
 
 describe('-o creation options', () => {
   it('splits with ,, as a literal comma', () => {
-    expect(splitOptionList('a=1,b=x,,y,help')).toEqual([['a', '1'], ['b', 'x,y'], ['help', undefined]]);
+    expect(splitOptionList('a=1,b=x,,y,help')).toEqual([
+      ['a', '1'],
+      ['b', 'x,y'],
+      ['help', undefined],
+    ]);
   });
 
   it('maps version=N to cow variants and refuses options raw lacks', () => {
     expect(parseCreateOptions('cow', ['version=2']).driverOptions).toEqual({ variant: 'v2-qemu-lp64' });
-    expect(parseCreateOptions('cow', ['version=3,alignment=512']).driverOptions).toEqual({ variant: 'v3', alignment: 512 });
+    expect(parseCreateOptions('cow', ['version=3,alignment=512']).driverOptions).toEqual({
+      variant: 'v3',
+      alignment: 512,
+    });
     expect(() => parseCreateOptions('cow', ['version=4'])).toThrow(/invalid cow version/);
     expect(() => parseCreateOptions('raw', ['version=2'])).toThrow(/format raw does not support option 'version'/);
     expect(parseCreateOptions('raw', ['size=1M']).size).toBe(1048576);
@@ -122,16 +181,19 @@ describe('-o creation options', () => {
 });
 
 describe('copy jobs: cache modes and the pipeline', () => {
-  it('parseCacheMode takes qemu-img\'s modes, defaults to writeback, refuses others', () => {
+  it("parseCacheMode takes qemu-img's modes, defaults to writeback, refuses others", () => {
     expect(parseCacheMode(undefined)).toBe('writeback');
     for (const m of ['writeback', 'unsafe', 'none', 'writethrough', 'directsync']) expect(parseCacheMode(m)).toBe(m);
-    expect(() => parseCacheMode('fast')).toThrow("invalid cache mode 'fast': use one of writeback, unsafe, none, writethrough, directsync");
+    expect(() => parseCacheMode('fast')).toThrow(
+      "invalid cache mode 'fast': use one of writeback, unsafe, none, writethrough, directsync",
+    );
   });
 
   it('CopyPipeline keeps at most depth tasks in flight, each on its own slot; drain() waits for all', async () => {
     let next = 0;
     const pipeline = new CopyPipeline(3, () => ({ id: next++ }));
-    let inflight = 0, most = 0;
+    let inflight = 0,
+      most = 0;
     const busy = new Set<number>();
     const done: number[] = [];
     for (let i = 0; i < 10; i++) {
@@ -154,18 +216,28 @@ describe('copy jobs: cache modes and the pipeline', () => {
   it('CopyPipeline: the first failure stops new tasks and is thrown; settle() waits without throwing', async () => {
     const pipeline = new CopyPipeline(2, () => undefined);
     let finished = 0;
-    await pipeline.start(async () => { await new Promise((r) => setTimeout(r, 5)); finished++; });
-    await pipeline.start(async () => { throw new Error('boom'); });
-    await expect((async () => {
-      for (let i = 0; i < 5; i++) await pipeline.start(async () => { finished++; });
-    })()).rejects.toThrow('boom');
+    await pipeline.start(async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      finished++;
+    });
+    await pipeline.start(async () => {
+      throw new Error('boom');
+    });
+    await expect(
+      (async () => {
+        for (let i = 0; i < 5; i++)
+          await pipeline.start(async () => {
+            finished++;
+          });
+      })(),
+    ).rejects.toThrow('boom');
     await pipeline.settle();
     await expect(pipeline.drain()).rejects.toThrow('boom');
     expect(finished).toBeGreaterThanOrEqual(1);
   });
 });
 
-describe('ThreadedIoVfs (the copy jobs\' host Vfs)', () => {
+describe("ThreadedIoVfs (the copy jobs' host Vfs)", () => {
   it('flushes on the thread pool (flushOnPool), so that a flush behind a copy does not stop its event loop', async () => {
     const { MemoryVfs } = await import('@blk/core');
     const { ThreadedIoVfs } = await import('../src/host-io.js');
@@ -180,8 +252,12 @@ describe('ThreadedIoVfs (the copy jobs\' host Vfs)', () => {
         return Object.assign(storage, {
           readOnPool: (offset: number, into: Uint8Array) => storage.read(offset, into),
           writeOnPool: (offset: number, data: Uint8Array) => storage.write!(offset, data),
-          flushOnPool: async () => { calls.push('flushOnPool'); },
-          flush: async () => { calls.push('flush'); },
+          flushOnPool: async () => {
+            calls.push('flushOnPool');
+          },
+          flush: async () => {
+            calls.push('flush');
+          },
         });
       },
     } as unknown as MemoryVfs;
@@ -214,7 +290,8 @@ describe('ThreadedIoVfs (the copy jobs\' host Vfs)', () => {
         try {
           expect(await read).toBe(size);
           // memcmp, not a JS callback per byte (seconds over 64 MiB on a busy machine).
-          const filledWith = (b: Uint8Array, v: number) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.alloc(b.byteLength, v));
+          const filledWith = (b: Uint8Array, v: number) =>
+            Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.alloc(b.byteLength, v));
           expect(filledWith(into.subarray(0, size), 0xaa)).toBe(true);
           expect(filledWith(into.subarray(size), 0)).toBe(true);
         } finally {

@@ -11,9 +11,11 @@ describe('unknown commands', () => {
     let r = blk(['snapshot', '-l', 'x.img']);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe("blk: 'snapshot' is not a blk command; cow and raw images have no internal snapshots; the nearest is "
-      + 'an overlay, which keeps its base unchanged: blk create -f cow -b IMAGE OVERLAY (and blk commit / blk rebase to fold or '
-      + "move it)\nTry 'blk --help' for more information\n");
+    expect(r.stderr).toBe(
+      "blk: 'snapshot' is not a blk command; cow and raw images have no internal snapshots; the nearest is "
+        + 'an overlay, which keeps its base unchanged: blk create -f cow -b IMAGE OVERLAY (and blk commit / blk rebase to fold or '
+        + "move it)\nTry 'blk --help' for more information\n",
+    );
     r = blk(['bitmap', '--add', 'x.img', 'b0']);
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n')[0]).toMatch(/^blk: 'bitmap' is not a blk command; .*the nearest is blk map/);
@@ -29,20 +31,29 @@ describe('unknown commands', () => {
   });
 
   it('a misspelt command gets the closest spelling; anything else the list', () => {
-    expect(blk(['chek', 'x.img'])).toMatchObject({ code: 1, stderr: "blk: 'chek' is not a blk command; the nearest is 'blk check'\nTry 'blk --help' for more information\n" });
+    expect(blk(['chek', 'x.img'])).toMatchObject({
+      code: 1,
+      stderr: "blk: 'chek' is not a blk command; the nearest is 'blk check'\nTry 'blk --help' for more information\n",
+    });
     expect(blk(['resiz']).stderr.split('\n')[0]).toBe("blk: 'resiz' is not a blk command; the nearest is 'blk resize'");
-    expect(blk(['mesure']).stderr.split('\n')[0]).toBe("blk: 'mesure' is not a blk command; the nearest is 'blk measure'");
+    expect(blk(['mesure']).stderr.split('\n')[0]).toBe(
+      "blk: 'mesure' is not a blk command; the nearest is 'blk measure'",
+    );
     const r = blk(['frobnicate']);
     expect(r.code).toBe(1);
-    expect(r.stderr.split('\n')[0]).toMatch(/^blk: 'frobnicate' is not a blk command; the commands are create, info, .*resize, measure, amend/);
+    expect(r.stderr.split('\n')[0]).toMatch(
+      /^blk: 'frobnicate' is not a blk command; the commands are create, info, .*resize, measure, amend/,
+    );
   });
 
   it('escapes control bytes in a command name or option it echoes (no ESC sequence or forged line reaches the terminal)', () => {
     const r = blk(['chek\x1b[2J\nImage committed.']);
     expect(r.code).toBe(1);
     expect(r.stderr).not.toContain('\x1b');
-    expect(r.stderr.split('\n')[0]).toBe("blk: 'chek\\x1b[2J\\nImage committed.' is not a blk command; the commands are "
-      + r.stderr.split('\n')[0]!.split('the commands are ')[1]);
+    expect(r.stderr.split('\n')[0]).toBe(
+      "blk: 'chek\\x1b[2J\\nImage committed.' is not a blk command; the commands are "
+        + r.stderr.split('\n')[0]!.split('the commands are ')[1],
+    );
     const o = blk(['info', '--bogus\x1b]0;owned\x07', 'x.img']);
     expect(o.code).toBe(1);
     expect(o.stderr).not.toMatch(/[\x1b\x07]/);

@@ -21,7 +21,12 @@ afterAll(() => {
 });
 // The tests run blk synchronously: let the worker's event loop answer vitest between them (on a loaded
 // machine, back-to-back synchronous tests starve its RPC into a timeout).
-beforeEach(() => new Promise<void>((resolve) => { setTimeout(resolve, 0); }));
+beforeEach(
+  () =>
+    new Promise<void>((resolve) => {
+      setTimeout(resolve, 0);
+    }),
+);
 const p = (name: string) => path.join(dir, name);
 const MiB = 1 << 20;
 
@@ -59,21 +64,25 @@ function snapshot(...files: string[]): Buffer[] {
 
 /** The files hold exactly the bytes of `before` (Buffer.equals: a deep toEqual of MiBs is slow). */
 function unchanged(before: Buffer[], ...files: string[]): void {
-  files.forEach((f, i) => expect(fs.readFileSync(f).equals(before[i]!), `${f} changed`).toBe(true));
+  files.forEach((f, i) => {
+    expect(fs.readFileSync(f).equals(before[i]!), `${f} changed`).toBe(true);
+  });
 }
 
 function journalOf(overlay: string): string {
   return `${fs.realpathSync(overlay)}.blk-commit`;
 }
 
-describe('point 11: an image cannot switch off commit\'s safety checks', () => {
-  it('a header that claims an interrupted commit (mtime 0) without blk\'s journal makes commit refuse, writing nothing', () => {
+describe("point 11: an image cannot switch off commit's safety checks", () => {
+  it("a header that claims an interrupted commit (mtime 0) without blk's journal makes commit refuse, writing nothing", () => {
     const { base, overlay } = overlayWithData('fake-mark');
     patch(overlay, V3.mtime, u32(0));
     const before = snapshot(base, overlay);
     const r = blk(['commit', overlay]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/records backing mtime 0, the mark of an interrupted commit, but no commit journal of blk's .* names it .*--force/);
+    expect(r.stderr).toMatch(
+      /records backing mtime 0, the mark of an interrupted commit, but no commit journal of blk's .* names it .*--force/,
+    );
     unchanged(before, base, overlay);
     // check does not advise running commit on such a header.
     const chk = blk(['check', overlay]);
@@ -89,7 +98,9 @@ describe('point 11: an image cannot switch off commit\'s safety checks', () => {
       blkCommitJournal: 1,
       overlay: { path: fs.realpathSync(overlay), ino: '1' },
       backing: { path: fs.realpathSync(base), ino: '2' },
-      stored: base, size: MiB, mtimeSec: 0,
+      stored: base,
+      size: MiB,
+      mtimeSec: 0,
     };
     fs.writeFileSync(journalOf(overlay), `${JSON.stringify(forged)}\n`);
     const before = snapshot(base, overlay);
@@ -97,7 +108,7 @@ describe('point 11: an image cannot switch off commit\'s safety checks', () => {
     unchanged(before, base, overlay);
   });
 
-  it('what an image\'s maker puts at the journal\'s name is neither followed (symlink) nor waited on (FIFO)', () => {
+  it("what an image's maker puts at the journal's name is neither followed (symlink) nor waited on (FIFO)", () => {
     const { base, overlay } = overlayWithData('journal-traps');
     const victim = p('journal-victim.txt');
     fs.writeFileSync(victim, 'precious\n');
@@ -117,13 +128,15 @@ describe('point 11: an image cannot switch off commit\'s safety checks', () => {
     expect(blk(['check', overlay], { timeout: 20_000 }).code).toBe(2);
   });
 
-  it('a directory at the journal\'s name: commit refuses, says what stands there, and writes nothing', () => {
+  it("a directory at the journal's name: commit refuses, says what stands there, and writes nothing", () => {
     const { base, overlay } = overlayWithData('journal-dir');
     fs.mkdirSync(journalOf(overlay));
     const before = snapshot(base, overlay);
     const r = blk(['commit', overlay]);
-    expect(r.stderr).toBe(`blk: ${journalOf(overlay)}: stands where commit writes its journal and is not one blk can replace `
-      + '(a directory?); move it away to commit\n');
+    expect(r.stderr).toBe(
+      `blk: ${journalOf(overlay)}: stands where commit writes its journal and is not one blk can replace `
+        + '(a directory?); move it away to commit\n',
+    );
     expect(r.code).toBe(1);
     unchanged(before, base, overlay);
     expect(fs.statSync(journalOf(overlay)).isDirectory()).toBe(true);
@@ -148,7 +161,12 @@ describe('point 11: an image cannot switch off commit\'s safety checks', () => {
     const { base, overlay } = overlayWithData('real');
     expect(blk(['commit', overlay])).toMatchObject({ code: 0, stdout: 'Image committed.\n' });
     expect(fs.existsSync(journalOf(overlay))).toBe(false);
-    expect(fs.readFileSync(base).subarray(0, 65536).every((b) => b === 0x77)).toBe(true);
+    expect(
+      fs
+        .readFileSync(base)
+        .subarray(0, 65536)
+        .every((b) => b === 0x77),
+    ).toBe(true);
   });
 });
 
@@ -195,7 +213,10 @@ describe('point 5: jobs open backing files as openImage does (no cow written ove
   });
 
   it('-F names only the first backing level: deeper levels keep the default rules (not "raw" by name)', () => {
-    const format = backingPolicy({ backingFormat: 'cow' }).format as (ref: { path: string; format?: string }, depth: number) => string | undefined;
+    const format = backingPolicy({ backingFormat: 'cow' }).format as (
+      ref: { path: string; format?: string },
+      depth: number,
+    ) => string | undefined;
     expect(format({ path: 'x' }, 1)).toBe('cow');
     expect(format({ path: 'x' }, 2)).toBeUndefined();
     expect(format({ path: 'x', format: 'raw' }, 2)).toBeUndefined();
@@ -214,14 +235,20 @@ describe('point 9: a backing path that is not UTF-8 is never opened or rewritten
     const overlay = path.join(sub, 'top.cow');
     expect(blk(['create', '-q', '-f', 'cow', '-b', 'base-XYZ.img', overlay]).code).toBe(0);
     // The stored path becomes base-\xff.img: 0xff, then two bytes of the name shift left.
-    patch(overlay, V3.path, Buffer.concat([Buffer.from('base-'), Buffer.from([0xff]), Buffer.from('.img'), Buffer.alloc(2)]));
+    patch(
+      overlay,
+      V3.path,
+      Buffer.concat([Buffer.from('base-'), Buffer.from([0xff]), Buffer.from('.img'), Buffer.alloc(2)]),
+    );
     fs.copyFileSync(placeholder, real as unknown as string);
     rawFile(decoy, MiB, [[0, MiB, 0x22]]);
     const mtime = fs.statSync(placeholder).mtime;
     fs.utimesSync(real, mtime, mtime);
     fs.utimesSync(decoy, mtime, mtime);
     // Let the overlay hold data, written over the stored header by hand: sector 0 allocated with 0x77.
-    const info = JSON.parse(blk(['info', '--output=json', overlay]).stdout) as { 'format-specific': { data: Record<string, number> } };
+    const info = JSON.parse(blk(['info', '--output=json', overlay]).stdout) as {
+      'format-specific': { data: Record<string, number> };
+    };
     const d = info['format-specific'].data;
     patch(overlay, d['bitmap-offset']!, Uint8Array.of(0x01));
     patch(overlay, d['data-offset']!, new Uint8Array(512).fill(0x77));
@@ -269,7 +296,9 @@ describe('point 10: the user confines or forbids backing files; info says what w
     for (const flags of [['--backing-dir', inbox], ['--forbid-backing']]) {
       const r = blk(['convert', ...flags, overlay, out]);
       expect(r.code, flags.join(' ')).toBe(1);
-      expect(r.stderr).toMatch(flags[0] === '--forbid-backing' ? /backing files are forbidden/ : /outside the allowed directories/);
+      expect(r.stderr).toMatch(
+        flags[0] === '--forbid-backing' ? /backing files are forbidden/ : /outside the allowed directories/,
+      );
       expect(fs.existsSync(out)).toBe(false);
     }
     // A symlink inside the allowed directory does not lead out of it.
@@ -300,11 +329,18 @@ describe('point 10: the user confines or forbids backing files; info says what w
     const human = blk(['info', '--backing-dir', inbox, overlay]);
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/backing file: .*secret\.raw/);
-    expect(human.stdout).toMatch(/backing file allowed: no \(backing file .*secret\.raw lies outside the allowed directories/);
-    const json = JSON.parse(blk(['info', '--output=json', '--forbid-backing', overlay]).stdout) as Record<string, unknown>;
+    expect(human.stdout).toMatch(
+      /backing file allowed: no \(backing file .*secret\.raw lies outside the allowed directories/,
+    );
+    const json = JSON.parse(blk(['info', '--output=json', '--forbid-backing', overlay]).stdout) as Record<
+      string,
+      unknown
+    >;
     expect(json['backing-allowed']).toBe(false);
     expect(String(json['backing-refusal'])).toContain('forbidden');
-    const allowed = JSON.parse(blk(['info', '--output=json', '--backing-dir', path.dirname(inbox), overlay]).stdout) as Record<string, unknown>;
+    const allowed = JSON.parse(
+      blk(['info', '--output=json', '--backing-dir', path.dirname(inbox), overlay]).stdout,
+    ) as Record<string, unknown>;
     expect(allowed['backing-allowed']).toBe(true);
   });
 
@@ -325,77 +361,87 @@ describe('point 10: the user confines or forbids backing files; info says what w
 });
 
 describe('point 10: the default rule, without flags: an image names only files its owner can read', () => {
-  it.skipIf(process.getuid?.() !== 0)('an image of another user naming a file that user cannot read is refused; --backing-dir allows it', () => {
-    fs.chmodSync(dir, 0o755); // the owner can reach the files that are theirs to read
-    const home = p('owner-home');
-    const vault = p('owner-vault');
-    fs.mkdirSync(home);
-    fs.mkdirSync(vault, { mode: 0o755 });
-    const secret = path.join(vault, 'secret.raw');
-    rawFile(secret, MiB, [[0, MiB, 0x5e]]);
-    fs.chmodSync(secret, 0o600); // root's alone
-    const open = path.join(vault, 'open.raw');
-    rawFile(open, MiB, [[0, MiB, 0x22]]);
-    fs.chmodSync(open, 0o644);
-    const overlay = path.join(home, 'upload.cow');
-    const fine = path.join(home, 'fine.cow');
-    expect(blk(['create', '-q', '-f', 'cow', '-b', secret, overlay]).code).toBe(0);
-    expect(blk(['create', '-q', '-f', 'cow', '-b', open, fine]).code).toBe(0);
-    fs.chownSync(overlay, 65534, 65534);
-    fs.chownSync(fine, 65534, 65534);
-    const out = path.join(home, 'out.raw');
-    const r = blk(['convert', overlay, out]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('the image belongs to uid 65534, who cannot read this file (owner 0, mode 600)');
-    expect(fs.existsSync(out)).toBe(false);
-    expect(blk(['info', overlay]).stdout).toMatch(/backing file allowed: no \(backing file .*secret\.raw: the image belongs to uid 65534/);
-    // A file the owner can read (world-readable) is fine; so is one the user allows explicitly.
-    expect(blk(['convert', fine, out]).code).toBe(0);
-    expect(blk(['convert', '--backing-dir', vault, overlay, out]).code).toBe(0);
-    expect(fs.readFileSync(out)[0]).toBe(0x5e);
-  });
+  it.skipIf(process.getuid?.() !== 0)(
+    'an image of another user naming a file that user cannot read is refused; --backing-dir allows it',
+    () => {
+      fs.chmodSync(dir, 0o755); // the owner can reach the files that are theirs to read
+      const home = p('owner-home');
+      const vault = p('owner-vault');
+      fs.mkdirSync(home);
+      fs.mkdirSync(vault, { mode: 0o755 });
+      const secret = path.join(vault, 'secret.raw');
+      rawFile(secret, MiB, [[0, MiB, 0x5e]]);
+      fs.chmodSync(secret, 0o600); // root's alone
+      const open = path.join(vault, 'open.raw');
+      rawFile(open, MiB, [[0, MiB, 0x22]]);
+      fs.chmodSync(open, 0o644);
+      const overlay = path.join(home, 'upload.cow');
+      const fine = path.join(home, 'fine.cow');
+      expect(blk(['create', '-q', '-f', 'cow', '-b', secret, overlay]).code).toBe(0);
+      expect(blk(['create', '-q', '-f', 'cow', '-b', open, fine]).code).toBe(0);
+      fs.chownSync(overlay, 65534, 65534);
+      fs.chownSync(fine, 65534, 65534);
+      const out = path.join(home, 'out.raw');
+      const r = blk(['convert', overlay, out]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('the image belongs to uid 65534, who cannot read this file (owner 0, mode 600)');
+      expect(fs.existsSync(out)).toBe(false);
+      expect(blk(['info', overlay]).stdout).toMatch(
+        /backing file allowed: no \(backing file .*secret\.raw: the image belongs to uid 65534/,
+      );
+      // A file the owner can read (world-readable) is fine; so is one the user allows explicitly.
+      expect(blk(['convert', fine, out]).code).toBe(0);
+      expect(blk(['convert', '--backing-dir', vault, overlay, out]).code).toBe(0);
+      expect(fs.readFileSync(out)[0]).toBe(0x5e);
+    },
+  );
 
-  it.skipIf(process.getuid?.() !== 0)('a world-readable file in a directory the owner cannot enter is refused (and one the owner bits deny)', () => {
-    fs.chmodSync(dir, 0o755);
-    const home = p('locked-home');
-    const locked = p('locked-dir');
-    fs.mkdirSync(home);
-    fs.mkdirSync(locked, { mode: 0o700 }); // root's alone: its files are out of other users' reach
-    const notes = path.join(locked, 'notes.raw');
-    rawFile(notes, MiB, [[0, MiB, 0x6b]]);
-    fs.chmodSync(notes, 0o644);
-    const overlay = path.join(home, 'reach.cow');
-    expect(blk(['create', '-q', '-f', 'cow', '-b', notes, overlay]).code).toBe(0);
-    fs.chownSync(overlay, 65534, 65534);
-    const out = path.join(home, 'reach-out.raw');
-    const r = blk(['convert', overlay, out]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`the image belongs to uid 65534, who cannot read this file: directory ${fs.realpathSync(locked)} does not let them through (owner 0, mode 700)`);
-    expect(fs.existsSync(out)).toBe(false);
-    // The same file reached through a symlink in an open directory: still refused (the real path counts).
-    const link = path.join(home, 'link.raw');
-    fs.symlinkSync(notes, link);
-    const viaLink = path.join(home, 'via-link.cow');
-    expect(blk(['create', '-q', '-f', 'cow', '-b', link, viaLink]).code).toBe(0);
-    fs.chownSync(viaLink, 65534, 65534);
-    expect(blk(['convert', viaLink, out]).code).toBe(1);
-    expect(fs.existsSync(out)).toBe(false);
-    // Owner bits deny the owner even when the others' bits allow everyone else (mode 004, owned by the image's owner).
-    const mine = path.join(home, 'mine.raw');
-    rawFile(mine, MiB, [[0, MiB, 0x6c]]);
-    fs.chmodSync(mine, 0o004);
-    fs.chownSync(mine, 65534, 65534);
-    const own = path.join(home, 'own.cow');
-    expect(blk(['create', '-q', '-f', 'cow', '-b', mine, own]).code).toBe(0);
-    fs.chownSync(own, 65534, 65534);
-    const r2 = blk(['convert', own, out]);
-    expect(r2.stderr).toContain('who cannot read this file (owner 65534, mode 004)');
-    expect(r2.code).toBe(1);
-    // Opened up, the file is theirs to read.
-    fs.chmodSync(locked, 0o711);
-    expect(blk(['convert', overlay, out]).code).toBe(0);
-    expect(fs.readFileSync(out)[0]).toBe(0x6b);
-  });
+  it.skipIf(process.getuid?.() !== 0)(
+    'a world-readable file in a directory the owner cannot enter is refused (and one the owner bits deny)',
+    () => {
+      fs.chmodSync(dir, 0o755);
+      const home = p('locked-home');
+      const locked = p('locked-dir');
+      fs.mkdirSync(home);
+      fs.mkdirSync(locked, { mode: 0o700 }); // root's alone: its files are out of other users' reach
+      const notes = path.join(locked, 'notes.raw');
+      rawFile(notes, MiB, [[0, MiB, 0x6b]]);
+      fs.chmodSync(notes, 0o644);
+      const overlay = path.join(home, 'reach.cow');
+      expect(blk(['create', '-q', '-f', 'cow', '-b', notes, overlay]).code).toBe(0);
+      fs.chownSync(overlay, 65534, 65534);
+      const out = path.join(home, 'reach-out.raw');
+      const r = blk(['convert', overlay, out]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        `the image belongs to uid 65534, who cannot read this file: directory ${fs.realpathSync(locked)} does not let them through (owner 0, mode 700)`,
+      );
+      expect(fs.existsSync(out)).toBe(false);
+      // The same file reached through a symlink in an open directory: still refused (the real path counts).
+      const link = path.join(home, 'link.raw');
+      fs.symlinkSync(notes, link);
+      const viaLink = path.join(home, 'via-link.cow');
+      expect(blk(['create', '-q', '-f', 'cow', '-b', link, viaLink]).code).toBe(0);
+      fs.chownSync(viaLink, 65534, 65534);
+      expect(blk(['convert', viaLink, out]).code).toBe(1);
+      expect(fs.existsSync(out)).toBe(false);
+      // Owner bits deny the owner even when the others' bits allow everyone else (mode 004, owned by the image's owner).
+      const mine = path.join(home, 'mine.raw');
+      rawFile(mine, MiB, [[0, MiB, 0x6c]]);
+      fs.chmodSync(mine, 0o004);
+      fs.chownSync(mine, 65534, 65534);
+      const own = path.join(home, 'own.cow');
+      expect(blk(['create', '-q', '-f', 'cow', '-b', mine, own]).code).toBe(0);
+      fs.chownSync(own, 65534, 65534);
+      const r2 = blk(['convert', own, out]);
+      expect(r2.stderr).toContain('who cannot read this file (owner 65534, mode 004)');
+      expect(r2.code).toBe(1);
+      // Opened up, the file is theirs to read.
+      fs.chmodSync(locked, 0o711);
+      expect(blk(['convert', overlay, out]).code).toBe(0);
+      expect(fs.readFileSync(out)[0]).toBe(0x6b);
+    },
+  );
 });
 
 describe('point 13: hostile bytes in paths are escaped in errors and info', () => {

@@ -37,17 +37,30 @@ export function checkKnownKeys(record: object, known: readonly string[], what: s
 }
 
 /** `value` must be a plain object (or undefined when optional). */
-export function checkRecord(value: unknown, option: string, path?: string): asserts value is Record<string, unknown> | undefined {
+export function checkRecord(
+  value: unknown,
+  option: string,
+  path?: string,
+): asserts value is Record<string, unknown> | undefined {
   if (value === undefined) return;
   if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) {
     throw invalidArgument(option, `must be an object, not ${describeValue(value)}`, path);
   }
 }
 
-export function checkOneOf<T extends string>(value: unknown, choices: readonly T[], option: string, path?: string): asserts value is T | undefined {
+export function checkOneOf<T extends string>(
+  value: unknown,
+  choices: readonly T[],
+  option: string,
+  path?: string,
+): asserts value is T | undefined {
   if (value === undefined) return;
   if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
-    throw invalidArgument(option, `must be one of ${choices.map((c) => `'${c}'`).join(', ')}, not ${describeValue(value)}`, path);
+    throw invalidArgument(
+      option,
+      `must be one of ${choices.map((c) => `'${c}'`).join(', ')}, not ${describeValue(value)}`,
+      path,
+    );
   }
 }
 
@@ -69,7 +82,11 @@ export function checkString(value: unknown, option: string, path?: string, nonEm
 export function checkInteger(value: unknown, option: string, min: number, path?: string): void {
   if (value === undefined) return;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw invalidArgument(option, `must be an integer of at least ${min} (below 2^53), not ${describeValue(value)}`, path);
+    throw invalidArgument(
+      option,
+      `must be an integer of at least ${min} (below 2^53), not ${describeValue(value)}`,
+      path,
+    );
   }
 }
 
@@ -88,7 +105,8 @@ export function checkNumberArg(value: unknown, option: string, path?: string): v
  * the wrong amount; a string or an array would be written as zeros.
  */
 export function checkBytes(value: unknown, option: string, path?: string): asserts value is Uint8Array {
-  const bytes = value instanceof Uint8Array
+  const bytes =
+    value instanceof Uint8Array
     || (ArrayBuffer.isView(value) && Object.prototype.toString.call(value) === '[object Uint8Array]');
   if (!bytes) {
     throw invalidArgument(option, `must be a Uint8Array (bytes), not ${describeValue(value)}`, path);
@@ -98,11 +116,30 @@ export function checkBytes(value: unknown, option: string, path?: string): asser
 const CACHE_MODES: readonly CacheMode[] = ['writeback', 'writethrough', 'unsafe'];
 const BACKING_MODES: readonly NonNullable<BackingPolicy['mode']>[] = ['open', 'forbid', 'ignore'];
 const MISMATCH_MODES: readonly NonNullable<BackingPolicy['onMismatch']>[] = ['refuse', 'accept', 'update'];
-const POLICY_KEYS: readonly (keyof BackingPolicy)[] = ['mode', 'format', 'maxDepth', 'allowedDirs', 'onMismatch', 'overridePath', 'approve',
-  'allowDevices'];
+const POLICY_KEYS: readonly (keyof BackingPolicy)[] = [
+  'mode',
+  'format',
+  'maxDepth',
+  'allowedDirs',
+  'onMismatch',
+  'overridePath',
+  'approve',
+  'allowDevices',
+];
 // forceShare: qemu-img's -U (force-share=on), passed through for the Vfs's lock layer; onWarning hears the Vfs.
-const OPEN_KEYS = ['registry', 'format', 'formatAssumed', 'readOnly', 'vfs', 'cache', 'driverOptions', 'backing', 'forceShare',
-  'blockDevices', 'onWarning'];
+const OPEN_KEYS = [
+  'registry',
+  'format',
+  'formatAssumed',
+  'readOnly',
+  'vfs',
+  'cache',
+  'driverOptions',
+  'backing',
+  'forceShare',
+  'blockDevices',
+  'onWarning',
+];
 const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'preallocation', 'vfs', 'overwrite'];
 
 /** A backing policy as the caller gave it (see BackingPolicy). */
@@ -115,8 +152,11 @@ export function checkBackingPolicy(policy: unknown, path?: string): void {
   checkInteger(policy.maxDepth, 'backing.maxDepth', 0, path);
   const dirs = policy.allowedDirs;
   if (dirs !== undefined) {
-    if (!Array.isArray(dirs)) throw invalidArgument('backing.allowedDirs', `must be an array of directories, not ${describeValue(dirs)}`, path);
-    dirs.forEach((dir: unknown, i) => checkString(dir, `backing.allowedDirs[${i}]`, path));
+    if (!Array.isArray(dirs))
+      throw invalidArgument('backing.allowedDirs', `must be an array of directories, not ${describeValue(dirs)}`, path);
+    dirs.forEach((dir: unknown, i) => {
+      checkString(dir, `backing.allowedDirs[${i}]`, path);
+    });
   }
   checkOneOf(policy.onMismatch, MISMATCH_MODES, 'backing.onMismatch', path);
   checkString(policy.overridePath, 'backing.overridePath', path);
@@ -135,7 +175,8 @@ function checkRegistry(registry: unknown, path: string): void {
 
 /** openImage's options (the registry and vfs are objects the caller built; only their presence is checked). */
 export function checkOpenOptions(options: unknown, path: unknown): void {
-  if (typeof path !== 'string' || path === '') throw invalidArgument('path', `must be a non-empty string, not ${describeValue(path)}`);
+  if (typeof path !== 'string' || path === '')
+    throw invalidArgument('path', `must be a non-empty string, not ${describeValue(path)}`);
   checkRecord(options, 'options', path);
   if (options === undefined) throw invalidArgument('options', 'are required (at least a registry)', path);
   checkKnownKeys(options, OPEN_KEYS, 'options', path);
@@ -156,7 +197,8 @@ export function checkOpenOptions(options: unknown, path: unknown): void {
 
 /** createImage's options. */
 export function checkCreateOptions(options: unknown, path: unknown): void {
-  if (typeof path !== 'string' || path === '') throw invalidArgument('path', `must be a non-empty string, not ${describeValue(path)}`);
+  if (typeof path !== 'string' || path === '')
+    throw invalidArgument('path', `must be a non-empty string, not ${describeValue(path)}`);
   checkRecord(options, 'options', path);
   if (options === undefined) throw invalidArgument('options', 'are required (at least a registry and a format)', path);
   checkKnownKeys(options, CREATE_KEYS, 'options', path);

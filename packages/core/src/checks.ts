@@ -15,9 +15,11 @@ export function checkRange(offset: number, length: number, size: number, path?: 
   checkOffset(offset, 'offset', path);
   checkOffset(length, 'length', path);
   if (offset + length > size) {
-    throw new BlockError('out-of-range',
+    throw new BlockError(
+      'out-of-range',
       `request [${offset}, ${offset + length}) reaches past the end of the image (${size} bytes)`,
-      { path, offset });
+      { path, offset },
+    );
   }
 }
 

@@ -97,8 +97,10 @@ export class BlockError extends Error {
 
   constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}) {
     // The path leads the message so that a CLI can print it as one clear line.
-    super(context.path !== undefined ? `${context.path}: ${message}` : message,
-      context.cause !== undefined ? { cause: context.cause } : undefined);
+    super(
+      context.path !== undefined ? `${context.path}: ${message}` : message,
+      context.cause !== undefined ? { cause: context.cause } : undefined,
+    );
     this.name = 'BlockError';
     this.detail = message;
     this.kind = kind;
@@ -119,11 +121,17 @@ export function isBlockError(err: unknown, kind?: BlockErrorKind): err is BlockE
 /** Wraps a system error from a storage backend as a typed `io` error naming the file. */
 export function ioError(path: string, op: string, cause: unknown, offset?: number): BlockError {
   if (cause instanceof BlockError) return cause;
-  const code = typeof cause === 'object' && cause !== null && 'code' in cause
-    ? String((cause as { code: unknown }).code) : undefined;
+  const code =
+    typeof cause === 'object' && cause !== null && 'code' in cause
+      ? String((cause as { code: unknown }).code)
+      : undefined;
   const detail = cause instanceof Error ? cause.message : String(cause);
-  return new BlockError('io', `${op} failed${offset !== undefined ? ` at offset ${offset}` : ''}: ${detail}`,
-    { path, cause, offset, code });
+  return new BlockError('io', `${op} failed${offset !== undefined ? ` at offset ${offset}` : ''}: ${detail}`, {
+    path,
+    cause,
+    offset,
+    code,
+  });
 }
 
 /**
@@ -133,7 +141,13 @@ export function ioError(path: string, op: string, cause: unknown, offset?: numbe
 export function retitle(err: unknown, path: string): unknown {
   if (isBlockError(err) && err.path !== path) {
     return new BlockError(err.kind, err.detail, {
-      path, cause: err, code: err.code, offset: err.offset, field: err.field, driver: err.driver, format: err.format,
+      path,
+      cause: err,
+      code: err.code,
+      offset: err.offset,
+      field: err.field,
+      driver: err.driver,
+      format: err.format,
       depth: err.depth,
     });
   }

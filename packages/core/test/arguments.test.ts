@@ -22,7 +22,10 @@ async function chain(): Promise<{ vfs: MemoryVfs; base: Uint8Array }> {
 }
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(() => 'resolved', (err: unknown) => err);
+  return p.then(
+    () => 'resolved',
+    (err: unknown) => err,
+  );
 }
 
 describe('openImage and createImage options', () => {
@@ -30,7 +33,11 @@ describe('openImage and createImage options', () => {
     const { vfs } = await chain();
     for (const mode of ['opne', 'Open', '', 1, null]) {
       const err = await rejection(openImage('/d/top.ovl', { registry, vfs, backing: { mode: mode as never } }));
-      expect(err, `mode ${String(mode)}`).toMatchObject({ kind: 'invalid-argument', field: 'backing.mode', path: '/d/top.ovl' });
+      expect(err, `mode ${String(mode)}`).toMatchObject({
+        kind: 'invalid-argument',
+        field: 'backing.mode',
+        path: '/d/top.ovl',
+      });
     }
   });
 
@@ -72,9 +79,13 @@ describe('openImage and createImage options', () => {
   it('driver options raw does not have are refused, not ignored', async () => {
     const vfs = new MemoryVfs();
     vfs.put('/d/disk.raw', new Uint8Array(SIZE));
-    const err = await rejection(openImage('/d/disk.raw', { registry, vfs, format: 'raw', driverOptions: { variant: 'v3' } }));
+    const err = await rejection(
+      openImage('/d/disk.raw', { registry, vfs, format: 'raw', driverOptions: { variant: 'v3' } }),
+    );
     expect(err).toMatchObject({ kind: 'invalid-argument', field: 'driverOptions.variant' });
-    const created = await rejection(createImage('/d/new.raw', { registry, vfs, format: 'raw', size: 512, driverOptions: { sise: 1 } }));
+    const created = await rejection(
+      createImage('/d/new.raw', { registry, vfs, format: 'raw', size: 512, driverOptions: { sise: 1 } }),
+    );
     expect(created).toMatchObject({ kind: 'invalid-argument', field: 'driverOptions.sise' });
     expect(await vfs.exists('/d/new.raw')).toBe(false);
   });
@@ -118,10 +129,22 @@ describe('Image method arguments', () => {
     const { image } = await rawImage();
     expect(await rejection(image.read('5' as never, 1))).toMatchObject({ kind: 'invalid-argument', field: 'offset' });
     expect(await rejection(image.read(0, 10n as never))).toMatchObject({ kind: 'invalid-argument', field: 'length' });
-    expect(await rejection(image.readInto(0, new Uint32Array(2) as never))).toMatchObject({ kind: 'invalid-argument', field: 'into' });
-    expect(await rejection(image.readInto(0, new Uint8Array(2), 'sync' as never))).toMatchObject({ kind: 'invalid-argument', field: 'options' });
-    expect(await rejection(image.isAllocated(null as never, 1))).toMatchObject({ kind: 'invalid-argument', field: 'offset' });
-    expect(await rejection(image.discard(0, '512' as never))).toMatchObject({ kind: 'invalid-argument', field: 'length' });
+    expect(await rejection(image.readInto(0, new Uint32Array(2) as never))).toMatchObject({
+      kind: 'invalid-argument',
+      field: 'into',
+    });
+    expect(await rejection(image.readInto(0, new Uint8Array(2), 'sync' as never))).toMatchObject({
+      kind: 'invalid-argument',
+      field: 'options',
+    });
+    expect(await rejection(image.isAllocated(null as never, 1))).toMatchObject({
+      kind: 'invalid-argument',
+      field: 'offset',
+    });
+    expect(await rejection(image.discard(0, '512' as never))).toMatchObject({
+      kind: 'invalid-argument',
+      field: 'length',
+    });
     // Numbers out of range keep their kind.
     expect(await rejection(image.read(Number.NaN, 1))).toMatchObject({ kind: 'out-of-range' });
     // Buffers (a Uint8Array subclass) are bytes.

@@ -6,8 +6,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  DriverRegistry, MemoryFile, MemoryVfs, createImage, openImage,
-  type BlockDriver, type BlockStatus, type DriverImage, type Image,
+  DriverRegistry,
+  MemoryFile,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type BlockDriver,
+  type BlockStatus,
+  type DriverImage,
+  type Image,
 } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { overlayDriver } from './fixtures/overlay-driver.js';
@@ -24,7 +31,10 @@ function counting(inner: BlockDriver, calls: Map<string, number>, long = new Set
       const status = image.blockStatus.bind(image);
       image.blockStatus = (offset: number, length: number): Promise<BlockStatus> => {
         calls.set(storage.path, (calls.get(storage.path) ?? 0) + 1);
-        return status(offset, long.has(storage.path) ? Math.ceil(image.size / image.sectorSize) * image.sectorSize - offset : length);
+        return status(
+          offset,
+          long.has(storage.path) ? Math.ceil(image.size / image.sectorSize) * image.sectorSize - offset : length,
+        );
       };
       return image;
     },
@@ -34,16 +44,26 @@ function counting(inner: BlockDriver, calls: Map<string, number>, long = new Set
 /** A driver without storage whose allocation is `runs` ([start, end) allocated) and who always answers the whole run. */
 function longRunDriver(size: number, runs: Array<[number, number]>, calls: number[]): BlockDriver {
   const driver: BlockDriver = {
-    name: 'longrun', probeBytes: 0, probe: () => 0,
+    name: 'longrun',
+    probeBytes: 0,
+    probe: () => 0,
     async open(storage) {
       const image: DriverImage = {
-        driver, sectorSize: 512, size,
-        read: async (_o, into) => { into.fill(0); },
+        driver,
+        sectorSize: 512,
+        size,
+        read: async (_o, into) => {
+          into.fill(0);
+        },
         async blockStatus(offset): Promise<BlockStatus> {
           calls.push(offset);
           const inside = runs.find(([s, e]) => offset >= s && offset < e);
           if (inside) return { allocated: true, length: inside[1] - offset, hostOffset: 4096 + offset };
-          const next = runs.map(([s]) => s).filter((s) => s > offset).sort((a, b) => a - b)[0] ?? size;
+          const next =
+            runs
+              .map(([s]) => s)
+              .filter((s) => s > offset)
+              .sort((a, b) => a - b)[0] ?? size;
           return { allocated: false, length: next - offset };
         },
         flush: async () => undefined,
@@ -70,24 +90,48 @@ describe('a driver may answer for more than was asked: the core clamps', () => {
   async function open(calls: number[]) {
     const vfs = new MemoryVfs();
     vfs.put('/l.img', new Uint8Array(0));
-    return openImage('/l.img', { registry: new DriverRegistry([longRunDriver(size, runs, calls)]), vfs, format: 'longrun', readOnly: true });
+    return openImage('/l.img', {
+      registry: new DriverRegistry([longRunDriver(size, runs, calls)]),
+      vfs,
+      format: 'longrun',
+      readOnly: true,
+    });
   }
 
   it('status() and chainStatus() cut the run at the query; status(..., { whole: true }) keeps what the driver said', async () => {
     const image = await open([]);
     expect(await image.status(1000, 512)).toEqual({ allocated: true, length: 512, hostOffset: 5096 });
-    expect(await image.status(1000, 512, { whole: true })).toEqual({ allocated: true, length: 64 * KiB - 1000, hostOffset: 5096 });
+    expect(await image.status(1000, 512, { whole: true })).toEqual({
+      allocated: true,
+      length: 64 * KiB - 1000,
+      hostOffset: 5096,
+    });
     expect(await image.isAllocated(64 * KiB + 7, 100)).toEqual({ allocated: false, length: 100 });
-    expect(await image.chainStatus(1000, 512)).toMatchObject({ length: 512, depth: 0, allocated: true, data: true, zero: false, hostOffset: 5096 });
+    expect(await image.chainStatus(1000, 512)).toMatchObject({
+      length: 512,
+      depth: 0,
+      allocated: true,
+      data: true,
+      zero: false,
+      hostOffset: 5096,
+    });
     expect(await image.chainStatus(size - 512, 512)).toMatchObject({ length: 512, depth: undefined, allocated: false });
-    await expect(image.status(0, 512, { whole: 1 as never })).rejects.toMatchObject({ kind: 'invalid-argument', field: 'options.whole' });
+    await expect(image.status(0, 512, { whole: 1 as never })).rejects.toMatchObject({
+      kind: 'invalid-argument',
+      field: 'options.whole',
+    });
   });
 
   it('map() asks the driver once per run, and a walk in small steps reuses the longer answer (ChainCursor)', async () => {
     const calls: number[] = [];
     const image = await open(calls);
     const got = (await collect(image)).map((r) => [r.start, r.length, r.depth]);
-    expect(got).toEqual(runs.flatMap(([s, e]) => [[s, e - s, 0], [e, 64 * KiB, undefined]]));
+    expect(got).toEqual(
+      runs.flatMap(([s, e]) => [
+        [s, e - s, 0],
+        [e, 64 * KiB, undefined],
+      ]),
+    );
     expect(calls.length).toBe(2 * runs.length);
     // The cursor (used by convert, compare) asked in 4 KiB steps: still one driver call per run.
     calls.length = 0;
@@ -112,16 +156,47 @@ describe('chain status records (what an NBD server answers)', () => {
     await createImage('/n/top.ovl', { registry, vfs, format: 'ovl', backing: '/n/base.raw', size: 6 * CHUNK });
     const top = await openImage('/n/top.ovl', { registry, vfs, format: 'ovl', backing: { format: 'raw' } });
     await top.write(3 * CHUNK, new Uint8Array(512).fill(1));
-    const runs = (await collect(top)).map(({ start, length, depth, allocated, data, zero, hostOffset }) =>
-      ({ start, length, depth, allocated, data, zero, hostOffset }));
+    const runs = (await collect(top)).map(({ start, length, depth, allocated, data, zero, hostOffset }) => ({
+      start,
+      length,
+      depth,
+      allocated,
+      data,
+      zero,
+      hostOffset,
+    }));
     const dataOffset = (await top.chainStatus(3 * CHUNK, 512)).hostOffset! - 3 * CHUNK;
     expect(runs).toEqual([
       { start: 0, length: CHUNK, depth: 1, allocated: true, data: false, zero: true, hostOffset: 0 },
       { start: CHUNK, length: CHUNK, depth: 1, allocated: true, data: true, zero: false, hostOffset: CHUNK },
       { start: 2 * CHUNK, length: CHUNK, depth: 1, allocated: true, data: false, zero: true, hostOffset: 2 * CHUNK },
-      { start: 3 * CHUNK, length: 512, depth: 0, allocated: true, data: true, zero: false, hostOffset: dataOffset + 3 * CHUNK },
-      { start: 3 * CHUNK + 512, length: CHUNK - 512, depth: 1, allocated: true, data: false, zero: true, hostOffset: 3 * CHUNK + 512 },
-      { start: 4 * CHUNK, length: 2 * CHUNK, depth: undefined, allocated: false, data: false, zero: true, hostOffset: undefined },
+      {
+        start: 3 * CHUNK,
+        length: 512,
+        depth: 0,
+        allocated: true,
+        data: true,
+        zero: false,
+        hostOffset: dataOffset + 3 * CHUNK,
+      },
+      {
+        start: 3 * CHUNK + 512,
+        length: CHUNK - 512,
+        depth: 1,
+        allocated: true,
+        data: false,
+        zero: true,
+        hostOffset: 3 * CHUNK + 512,
+      },
+      {
+        start: 4 * CHUNK,
+        length: 2 * CHUNK,
+        depth: undefined,
+        allocated: false,
+        data: false,
+        zero: true,
+        hostOffset: undefined,
+      },
     ]);
     // This layer alone: a raw hole is allocated (the layer decides what it reads), not data, zero.
     const base = top.backing!;
@@ -139,7 +214,8 @@ describe('map() over a chain: driver calls are linear in runs, not runs x depth'
     const size = 2 * N * CHUNK;
     const file = new MemoryFile();
     file.truncate(size);
-    if (!options.fragmentedTop) for (let i = 0; i < N; i++) file.writeAt(2 * i * CHUNK, new Uint8Array(CHUNK).fill(1 + (i % 200)));
+    if (!options.fragmentedTop)
+      for (let i = 0; i < N; i++) file.writeAt(2 * i * CHUNK, new Uint8Array(CHUNK).fill(1 + (i % 200)));
     else file.writeAt(0, new Uint8Array(CHUNK).fill(9));
     vfs.put('/m/base.raw', file);
     const calls = new Map<string, number>();
@@ -151,7 +227,13 @@ describe('map() over a chain: driver calls are linear in runs, not runs x depth'
     await mid.write(CHUNK + 512, new Uint8Array(512).fill(2));
     await mid.write(5 * CHUNK, new Uint8Array(1024).fill(2));
     await mid.close();
-    await createImage('/m/top.ovl', { registry: plain, vfs, format: 'ovl', backing: { path: '/m/mid.ovl', format: 'ovl' }, size });
+    await createImage('/m/top.ovl', {
+      registry: plain,
+      vfs,
+      format: 'ovl',
+      backing: { path: '/m/mid.ovl', format: 'ovl' },
+      size,
+    });
     const top = await openImage('/m/top.ovl', { registry, vfs, format: 'ovl', backing: { format: 'probe' } });
     if (options.fragmentedTop) {
       for (let i = 0; i < N; i++) await top.write((2 * i + 1) * CHUNK, new Uint8Array(512).fill(3));
@@ -167,7 +249,10 @@ describe('map() over a chain: driver calls are linear in runs, not runs x depth'
     const runs = await collect(top);
     // Base: N data runs and N holes; mid: 2 runs, top: 1 run (each splitting a run below).
     expect(runs.filter((r) => r.depth === 2).length).toBeGreaterThanOrEqual(2 * N);
-    expect(runs.filter((r) => r.depth === 1).map((r) => [r.start, r.length])).toEqual([[CHUNK + 512, 512], [5 * CHUNK, 1024]]);
+    expect(runs.filter((r) => r.depth === 1).map((r) => [r.start, r.length])).toEqual([
+      [CHUNK + 512, 512],
+      [5 * CHUNK, 1024],
+    ]);
     expect(runs.filter((r) => r.depth === 0).map((r) => [r.start, r.length])).toEqual([[3 * CHUNK, 512]]);
     // runs x depth would ask the top and the mid layer ~2N times each.
     expect(calls.get('/m/top.ovl')).toBeLessThanOrEqual(3);
@@ -182,7 +267,10 @@ describe('map() over a chain: driver calls are linear in runs, not runs x depth'
       const runs = await collect(top);
       expect(runs.filter((r) => r.depth === 0).length).toBe(N);
       let pos = 0;
-      for (const r of runs) { expect(r.start).toBe(pos); pos += r.length; }
+      for (const r of runs) {
+        expect(r.start).toBe(pos);
+        pos += r.length;
+      }
       expect(pos).toBe(size);
       expect(calls.get('/m/top.ovl')).toBeLessThanOrEqual(2 * N + 1);
       // The middle layer has 5 runs (two written pieces); the base 2 (data, hole).

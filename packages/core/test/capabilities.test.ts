@@ -10,7 +10,12 @@ const registry = new DriverRegistry([overlayDriver, rawDriver]);
 async function openFlags(o: FlagDriverOptions, options: { readOnly?: boolean; size?: number } = {}) {
   const vfs = new MemoryVfs();
   vfs.put('/f.img', new Uint8Array(options.size ?? 8192));
-  return openImage('/f.img', { registry: new DriverRegistry([flagDriver(o)]), vfs, format: 'flags', readOnly: options.readOnly ?? false });
+  return openImage('/f.img', {
+    registry: new DriverRegistry([flagDriver(o)]),
+    vfs,
+    format: 'flags',
+    readOnly: options.readOnly ?? false,
+  });
 }
 
 describe('Image.capabilities', () => {
@@ -19,8 +24,20 @@ describe('Image.capabilities', () => {
     vfs.put('/d.raw', new Uint8Array(4096));
     const image = await openImage('/d.raw', { registry, vfs, format: 'raw' });
     expect(image.capabilities).toEqual({
-      write: true, flush: true, fua: 'emulated', writeZeroes: 'emulated', discard: 'zero', blockStatus: true, multiConn: true,
-      limits: { requestAlignment: 1, preferredTransfer: 4096, maxTransfer: 32 * 1024 * 1024, discardAlignment: 1, zeroAlignment: 1 },
+      write: true,
+      flush: true,
+      fua: 'emulated',
+      writeZeroes: 'emulated',
+      discard: 'zero',
+      blockStatus: true,
+      multiConn: true,
+      limits: {
+        requestAlignment: 1,
+        preferredTransfer: 4096,
+        maxTransfer: 32 * 1024 * 1024,
+        discardAlignment: 1,
+        zeroAlignment: 1,
+      },
     });
     expect(image.sectorSize).toBe(1);
   });
@@ -30,7 +47,9 @@ describe('Image.capabilities', () => {
     const caps = image.capabilities;
     expect(Object.isFrozen(caps)).toBe(true);
     expect(Object.isFrozen(caps.limits)).toBe(true);
-    expect(() => { (caps as { write: boolean }).write = false; }).toThrow(TypeError);
+    expect(() => {
+      (caps as { write: boolean }).write = false;
+    }).toThrow(TypeError);
     expect(image.capabilities).toBe(caps);
   });
 
@@ -38,7 +57,13 @@ describe('Image.capabilities', () => {
     const vfs = new MemoryVfs();
     vfs.put('/d.raw', new Uint8Array(4096));
     const image = await openImage('/d.raw', { registry, vfs, format: 'raw', readOnly: true });
-    expect(image.capabilities).toMatchObject({ write: false, fua: 'none', writeZeroes: 'none', discard: 'none', flush: true });
+    expect(image.capabilities).toMatchObject({
+      write: false,
+      fua: 'none',
+      writeZeroes: 'none',
+      discard: 'none',
+      flush: true,
+    });
   });
 
   it("an overlay with a backing file: discard falls through ('backing'), 512-byte alignment and discard unit", async () => {
@@ -47,17 +72,32 @@ describe('Image.capabilities', () => {
     await createImage('/img/top.ovl', { registry, vfs, format: 'ovl', backing: '/img/base.raw' });
     const image = await openImage('/img/top.ovl', { registry, vfs, format: 'ovl' });
     expect(image.capabilities).toMatchObject({ discard: 'backing', writeZeroes: 'emulated', fua: 'emulated' });
-    expect(image.capabilities.limits).toMatchObject({ requestAlignment: 512, discardAlignment: 512, zeroAlignment: 512 });
+    expect(image.capabilities.limits).toMatchObject({
+      requestAlignment: 512,
+      discardAlignment: 512,
+      zeroAlignment: 512,
+    });
   });
 
   it('takes what the driver declares: native FUA and zeroes, cluster size (preferred transfer and discard unit follow it), limits rounded to the alignment', async () => {
     const image = await openFlags({
-      requestAlignment: 512, writeZeroes: true,
+      requestAlignment: 512,
+      writeZeroes: true,
       capabilities: { fua: 'native', blockStatus: false, limits: { clusterSize: 65536, maxTransfer: 1000 * 1000 } },
     });
-    expect(image.capabilities).toMatchObject({ fua: 'native', writeZeroes: 'native', blockStatus: false, discard: 'none' });
+    expect(image.capabilities).toMatchObject({
+      fua: 'native',
+      writeZeroes: 'native',
+      blockStatus: false,
+      discard: 'none',
+    });
     expect(image.capabilities.limits).toEqual({
-      requestAlignment: 512, clusterSize: 65536, preferredTransfer: 65536, maxTransfer: 1000448, discardAlignment: 65536, zeroAlignment: 512,
+      requestAlignment: 512,
+      clusterSize: 65536,
+      preferredTransfer: 65536,
+      maxTransfer: 1000448,
+      discardAlignment: 65536,
+      zeroAlignment: 512,
     });
   });
 
@@ -67,15 +107,23 @@ describe('Image.capabilities', () => {
     expect((await openFlags({ discard: true, capabilities: { discard: 'any' } })).capabilities.discard).toBe('any');
   });
 
-  it("a driver with nothing to flush: no FUA to emulate, no multi-connection guarantee", async () => {
+  it('a driver with nothing to flush: no FUA to emulate, no multi-connection guarantee', async () => {
     const image = await openFlags({ capabilities: { flush: false } });
     expect(image.capabilities).toMatchObject({ write: true, flush: false, fua: 'none', multiConn: false });
-    await expect(image.write(0, new Uint8Array(1), { fua: true })).rejects.toMatchObject({ kind: 'not-supported', code: 'ENOTSUP' });
+    await expect(image.write(0, new Uint8Array(1), { fua: true })).rejects.toMatchObject({
+      kind: 'not-supported',
+      code: 'ENOTSUP',
+    });
   });
 
   it("refuses a declared limit that is not a positive integer with 'invalid-argument'", async () => {
-    await expect(openFlags({ capabilities: { limits: { discardAlignment: 0 } } })).rejects.toMatchObject({ kind: 'invalid-argument', driver: 'flags' });
-    await expect(openFlags({ capabilities: { limits: { preferredTransfer: 1.5 } } })).rejects.toMatchObject({ kind: 'invalid-argument' });
+    await expect(openFlags({ capabilities: { limits: { discardAlignment: 0 } } })).rejects.toMatchObject({
+      kind: 'invalid-argument',
+      driver: 'flags',
+    });
+    await expect(openFlags({ capabilities: { limits: { preferredTransfer: 1.5 } } })).rejects.toMatchObject({
+      kind: 'invalid-argument',
+    });
   });
 
   it('info() shows the request alignment and the cluster size as their own fields (sectorSize stays, as the alignment)', async () => {
@@ -93,8 +141,12 @@ describe('Image.capabilities', () => {
 describe('formats that cannot write', () => {
   it("refuse a writable open up front with 'not-supported' (before the backing file is looked for); a read-only open works", async () => {
     // The image names a backing file that does not exist: refused for the format, not for the missing file.
-    await expect(openFlags({ write: false, backing: '/nowhere.img' }))
-      .rejects.toMatchObject({ kind: 'not-supported', driver: 'flags', path: '/f.img', code: 'ENOTSUP' });
+    await expect(openFlags({ write: false, backing: '/nowhere.img' })).rejects.toMatchObject({
+      kind: 'not-supported',
+      driver: 'flags',
+      path: '/f.img',
+      code: 'ENOTSUP',
+    });
     const ro = await openFlags({ write: false }, { readOnly: true });
     expect(ro.capabilities.write).toBe(false);
     expect(await ro.read(0, 4)).toEqual(new Uint8Array(4));
@@ -106,9 +158,15 @@ describe('formats that cannot write', () => {
 
   it('new Image({ readOnly: false }) over such a driver image throws too', () => {
     const driverImage = {
-      driver: rawDriver, requestAlignment: 1, size: 1, read: async () => undefined, flush: async () => undefined,
+      driver: rawDriver,
+      requestAlignment: 1,
+      size: 1,
+      read: async () => undefined,
+      flush: async () => undefined,
     } as unknown as DriverImage;
-    expect(() => new Image({ path: '/x', driverImage, readOnly: false })).toThrow(expect.objectContaining({ kind: 'not-supported' }));
+    expect(() => new Image({ path: '/x', driverImage, readOnly: false })).toThrow(
+      expect.objectContaining({ kind: 'not-supported' }),
+    );
     expect(new Image({ path: '/x', driverImage, readOnly: true }).capabilities.write).toBe(false);
   });
 });

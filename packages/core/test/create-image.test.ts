@@ -36,13 +36,17 @@ describe('createImage', () => {
 
   it("leaves no file behind when the driver's create fails, and names the file in the error", async () => {
     const vfs = new MemoryVfs();
-    const err = await createImage('/new.img', { registry: new DriverRegistry([failingDriver]), vfs, format: 'failing', size: 4096 })
-      .catch((e: unknown) => e);
+    const err = await createImage('/new.img', {
+      registry: new DriverRegistry([failingDriver]),
+      vfs,
+      format: 'failing',
+      size: 4096,
+    }).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'io', path: '/new.img', code: 'ENOSPC' });
     expect(await vfs.exists('/new.img')).toBe(false);
   });
 
-  it("does not delete a file that another writer created between its existence check and its exclusive open", async () => {
+  it('does not delete a file that another writer created between its existence check and its exclusive open', async () => {
     // The race, made deterministic: exists() says "no", then the file is there at open().
     class RacingVfs extends MemoryVfs {
       override async exists(path: string): Promise<boolean> {
@@ -54,7 +58,9 @@ describe('createImage', () => {
       }
     }
     const vfs = new RacingVfs();
-    await expect(createImage('/race.img', { registry, vfs, format: 'raw', size: 4096 })).rejects.toMatchObject({ kind: 'exists' });
+    await expect(createImage('/race.img', { registry, vfs, format: 'raw', size: 4096 })).rejects.toMatchObject({
+      kind: 'exists',
+    });
     expect(vfs.file('/race.img').snapshot()).toEqual(bytes(64));
   });
 
@@ -67,23 +73,26 @@ describe('createImage', () => {
     }
     const vfs = new DeniedVfs();
     vfs.put('/keep.img', bytes(64));
-    await expect(createImage('/keep.img', { registry, vfs, format: 'raw', size: 4096, overwrite: true }))
-      .rejects.toMatchObject({ kind: 'io', code: 'EACCES' });
+    await expect(
+      createImage('/keep.img', { registry, vfs, format: 'raw', size: 4096, overwrite: true }),
+    ).rejects.toMatchObject({ kind: 'io', code: 'EACCES' });
     expect(vfs.file('/keep.img').snapshot()).toEqual(bytes(64));
   });
 
   it("refuses a missing backing file with 'backing-missing' and creates nothing", async () => {
     const vfs = new MemoryVfs();
-    await expect(createImage('/top.ovl', { registry, vfs, format: 'ovl', backing: '/nope.raw' }))
-      .rejects.toMatchObject({ kind: 'backing-missing', path: '/top.ovl' });
+    await expect(createImage('/top.ovl', { registry, vfs, format: 'ovl', backing: '/nope.raw' })).rejects.toMatchObject(
+      { kind: 'backing-missing', path: '/top.ovl' },
+    );
     expect(await vfs.exists('/top.ovl')).toBe(false);
   });
 
   it("refuses a backing file for raw with 'not-supported' and leaves no file", async () => {
     const vfs = new MemoryVfs();
     vfs.put('/base.raw', bytes(4096));
-    await expect(createImage('/top.raw', { registry, vfs, format: 'raw', backing: '/base.raw' }))
-      .rejects.toMatchObject({ kind: 'not-supported', path: '/top.raw' });
+    await expect(createImage('/top.raw', { registry, vfs, format: 'raw', backing: '/base.raw' })).rejects.toMatchObject(
+      { kind: 'not-supported', path: '/top.raw' },
+    );
     expect(await vfs.exists('/top.raw')).toBe(false);
   });
 
@@ -95,7 +104,10 @@ describe('createImage', () => {
     // A 5000-byte raw file is a disk of whole sectors (5120 bytes, as in QEMU); the overlay
     // records the file's length, which is what UML compares.
     expect(image.size).toBe(5120);
-    expect(image.backingReference).toEqual({ path: '/work/base.raw', expect: { size: 5000, mtimeSec: vfs.file('/work/base.raw').mtimeSec } });
+    expect(image.backingReference).toEqual({
+      path: '/work/base.raw',
+      expect: { size: 5000, mtimeSec: vfs.file('/work/base.raw').mtimeSec },
+    });
     const expected = new Uint8Array(5120);
     expected.set(bytes(5000));
     expect(await image.read(0, 5120)).toEqual(expected);
@@ -117,17 +129,29 @@ describe('createImage', () => {
 
   it("needs a size when there is no backing file: 'invalid-argument', nothing created", async () => {
     const vfs = new MemoryVfs();
-    await expect(createImage('/x.raw', { registry, vfs, format: 'raw' })).rejects.toMatchObject({ kind: 'invalid-argument' });
-    await expect(createImage('/x.raw', { registry, vfs, format: 'raw', size: -1 })).rejects.toMatchObject({ kind: 'out-of-range' });
+    await expect(createImage('/x.raw', { registry, vfs, format: 'raw' })).rejects.toMatchObject({
+      kind: 'invalid-argument',
+    });
+    await expect(createImage('/x.raw', { registry, vfs, format: 'raw', size: -1 })).rejects.toMatchObject({
+      kind: 'out-of-range',
+    });
     expect(await vfs.exists('/x.raw')).toBe(false);
   });
 
   it("refuses an unknown format with 'unknown-format' and a format that cannot create with 'not-supported'", async () => {
     const vfs = new MemoryVfs();
-    await expect(createImage('/x', { registry, vfs, format: 'qcow9', size: 1 })).rejects.toMatchObject({ kind: 'unknown-format' });
-    const noCreate: BlockDriver = { name: 'ro', probeBytes: 0, probe: () => 0, open: () => Promise.reject(new Error('x')) };
-    await expect(createImage('/x', { registry: new DriverRegistry([noCreate]), vfs, format: 'ro', size: 1 }))
-      .rejects.toMatchObject({ kind: 'not-supported' });
+    await expect(createImage('/x', { registry, vfs, format: 'qcow9', size: 1 })).rejects.toMatchObject({
+      kind: 'unknown-format',
+    });
+    const noCreate: BlockDriver = {
+      name: 'ro',
+      probeBytes: 0,
+      probe: () => 0,
+      open: () => Promise.reject(new Error('x')),
+    };
+    await expect(
+      createImage('/x', { registry: new DriverRegistry([noCreate]), vfs, format: 'ro', size: 1 }),
+    ).rejects.toMatchObject({ kind: 'not-supported' });
     expect(await vfs.exists('/x')).toBe(false);
   });
 });

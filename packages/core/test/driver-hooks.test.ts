@@ -7,9 +7,22 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  BlockError, DriverRegistry, MemoryVfs, createImage, gatherBackingFacts, openImage, optionSynopsis,
-  type BackingCheck, type BackingFacts, type BackingReference, type BackingSpec, type BlockDriver, type BlockStatus,
-  type DriverImage, type ReadBelow, type Storage,
+  BlockError,
+  DriverRegistry,
+  MemoryVfs,
+  createImage,
+  gatherBackingFacts,
+  openImage,
+  optionSynopsis,
+  type BackingCheck,
+  type BackingFacts,
+  type BackingReference,
+  type BackingSpec,
+  type BlockDriver,
+  type BlockStatus,
+  type DriverImage,
+  type ReadBelow,
+  type Storage,
 } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 
@@ -20,7 +33,8 @@ const HEADER = 512;
 async function readHeader(storage: Storage, magic: string): Promise<Record<string, unknown>> {
   const bytes = new Uint8Array(HEADER);
   await storage.read(0, bytes);
-  if (decoder.decode(bytes.subarray(0, 4)) !== magic) throw new BlockError('bad-magic', `not ${magic}`, { path: storage.path });
+  if (decoder.decode(bytes.subarray(0, 4)) !== magic)
+    throw new BlockError('bad-magic', `not ${magic}`, { path: storage.path });
   const end = bytes.indexOf(0, 4);
   return JSON.parse(decoder.decode(bytes.subarray(4, end < 0 ? HEADER : end))) as Record<string, unknown>;
 }
@@ -46,7 +60,11 @@ const lengthDriver: BlockDriver = {
   },
   async open(storage) {
     const fields = await readHeader(storage, 'LEN1');
-    return new LengthImage(storage, fields.size as number, fields.backing as { path: string; length: number } | undefined);
+    return new LengthImage(
+      storage,
+      fields.size as number,
+      fields.backing as { path: string; length: number } | undefined,
+    );
   },
 };
 
@@ -56,7 +74,11 @@ class LengthImage implements DriverImage {
   /** Every spec setBacking was given, to show what the core handed over. */
   readonly specs: Array<BackingSpec | undefined> = [];
 
-  constructor(private readonly storage: Storage, readonly size: number, private record: { path: string; length: number } | undefined) {}
+  constructor(
+    private readonly storage: Storage,
+    readonly size: number,
+    private record: { path: string; length: number } | undefined,
+  ) {}
 
   get backing(): BackingReference | undefined {
     return this.record ? { path: this.record.path } : undefined;
@@ -64,10 +86,16 @@ class LengthImage implements DriverImage {
 
   checkBackingFacts(facts: BackingFacts): BackingCheck[] {
     if (!this.record || facts.fileSize === undefined) return [];
-    return [{
-      what: 'length', recorded: this.record.length, found: facts.fileSize, matches: facts.fileSize === this.record.length,
-      unit: 'bytes', kind: 'identity',
-    }];
+    return [
+      {
+        what: 'length',
+        recorded: this.record.length,
+        found: facts.fileSize,
+        matches: facts.fileSize === this.record.length,
+        unit: 'bytes',
+        kind: 'identity',
+      },
+    ];
   }
 
   async setBacking(spec: BackingSpec | undefined): Promise<void> {
@@ -80,7 +108,9 @@ class LengthImage implements DriverImage {
   private readonly written = new Map<number, number>();
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    data.forEach((byte, i) => this.written.set(offset + i, byte));
+    data.forEach((byte, i) => {
+      this.written.set(offset + i, byte);
+    });
   }
 
   async read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void> {
@@ -125,7 +155,11 @@ describe('backing hooks: the driver decides what it records and how it compares'
     expect(image.info().formatSpecific).toMatchObject({ length: 3000 });
     // 3000 bytes of raw read as a disk of whole sectors: the facts carry both sizes.
     expect(await gatherBackingFacts(vfs, '/v/base.raw', image.backing!)).toEqual({
-      size: 3072, format: 'raw', fileSize: 3000, mtimeSec: vfs.file('/v/base.raw').mtimeSec, isFile: true,
+      size: 3072,
+      format: 'raw',
+      fileSize: 3000,
+      mtimeSec: vfs.file('/v/base.raw').mtimeSec,
+      isFile: true,
     });
     await image.close();
   });
@@ -156,15 +190,18 @@ describe('backing hooks: the driver decides what it records and how it compares'
     await (await openImage('/v/top.len', { registry, vfs })).close();
   });
 
-  it('Image.checkBackingFacts answers with the driver\'s checks; setBackingReference takes facts, not UML fields', async () => {
+  it("Image.checkBackingFacts answers with the driver's checks; setBackingReference takes facts, not UML fields", async () => {
     const vfs = await made();
     const image = await openImage('/v/top.len', { registry, vfs, backing: { mode: 'ignore' } });
-    expect(image.checkBackingFacts({ fileSize: 3000 })).toEqual([expect.objectContaining({ what: 'length', matches: true })]);
+    expect(image.checkBackingFacts({ fileSize: 3000 })).toEqual([
+      expect.objectContaining({ what: 'length', matches: true }),
+    ]);
     expect(image.checkBackingFacts({ fileSize: 1 })).toEqual([expect.objectContaining({ matches: false, found: 1 })]);
     expect(image.commitMark).toBeUndefined();
     await expect(image.markCommitInProgress()).rejects.toMatchObject({ kind: 'not-supported' });
-    await expect(image.setBackingReference({ path: '/v/base.raw', size: 1, mtimeSec: 2 } as unknown as BackingSpec))
-      .rejects.toMatchObject({ kind: 'invalid-argument' });
+    await expect(
+      image.setBackingReference({ path: '/v/base.raw', size: 1, mtimeSec: 2 } as unknown as BackingSpec),
+    ).rejects.toMatchObject({ kind: 'invalid-argument' });
     await image.setBackingReference({ path: '/v/base.raw', facts: { fileSize: 5 } });
     expect(image.info().formatSpecific).toMatchObject({ length: 5 });
     await image.close();
@@ -184,7 +221,8 @@ const dataFileDriver: BlockDriver = {
   probe: (head) => (decoder.decode(head.subarray(0, 4)) === 'DAT1' ? 100 : 0),
   async open(storage, options) {
     const fields = await readHeader(storage, 'DAT1');
-    if (!options.openFile) throw new BlockError('not-supported', 'no way to open the data file', { path: storage.path });
+    if (!options.openFile)
+      throw new BlockError('not-supported', 'no way to open the data file', { path: storage.path });
     const data = await options.openFile(fields.dataFile as string, { role: 'data-file' });
     lastDataFile = data;
     return new DataFileImage(storage, data, fields.size as number);
@@ -195,7 +233,11 @@ class DataFileImage implements DriverImage {
   readonly driver = dataFileDriver;
   readonly sectorSize = 1;
 
-  constructor(private readonly storage: Storage, readonly data: Storage, readonly size: number) {}
+  constructor(
+    private readonly storage: Storage,
+    readonly data: Storage,
+    readonly size: number,
+  ) {}
 
   async read(offset: number, into: Uint8Array): Promise<void> {
     into.fill(0);
@@ -231,7 +273,7 @@ describe('DriverOpenOptions.openFile: a second file under the backing policy', (
     vfs.put(image, header);
   }
 
-  it('opens a relative name against the image\'s directory (not the working directory), and reads through it', async () => {
+  it("opens a relative name against the image's directory (not the working directory), and reads through it", async () => {
     const vfs = new MemoryVfs('/elsewhere');
     vfs.put('/vm/disk.data', new Uint8Array(16).fill(9));
     vfs.put('/elsewhere/disk.data', new Uint8Array(16).fill(1));
@@ -260,19 +302,23 @@ describe('DriverOpenOptions.openFile: a second file under the backing policy', (
     const vfs = new MemoryVfs('/');
     vfs.put('/secret/key.data', new Uint8Array(16));
     await put(vfs, '/vm/disk.dat', '../secret/key.data');
-    await expect(openImage('/vm/disk.dat', { registry, vfs, backing: { allowedDirs: ['/vm'] } }))
-      .rejects.toMatchObject({ kind: 'backing-forbidden', path: '/vm/disk.dat' });
+    await expect(openImage('/vm/disk.dat', { registry, vfs, backing: { allowedDirs: ['/vm'] } })).rejects.toMatchObject(
+      { kind: 'backing-forbidden', path: '/vm/disk.dat' },
+    );
   });
 
   it("is refused under mode 'forbid', and by the approve rule", async () => {
     const vfs = new MemoryVfs('/');
     vfs.put('/vm/disk.data', new Uint8Array(16));
     await put(vfs, '/vm/disk.dat', 'disk.data');
-    const err = await openImage('/vm/disk.dat', { registry, vfs, backing: { mode: 'forbid' } }).catch((e: unknown) => e);
+    const err = await openImage('/vm/disk.dat', { registry, vfs, backing: { mode: 'forbid' } }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ kind: 'backing-forbidden', path: '/vm/disk.dat' });
     expect((err as BlockError).message).toContain("data-file 'disk.data'");
-    await expect(openImage('/vm/disk.dat', { registry, vfs, backing: { approve: () => 'not yours' } }))
-      .rejects.toMatchObject({ kind: 'backing-forbidden' });
+    await expect(
+      openImage('/vm/disk.dat', { registry, vfs, backing: { approve: () => 'not yours' } }),
+    ).rejects.toMatchObject({ kind: 'backing-forbidden' });
     // Nothing is left open by a refusal: the image opens normally afterwards.
     await (await openImage('/vm/disk.dat', { registry, vfs })).close();
   });
@@ -287,8 +333,12 @@ describe('DriverOpenOptions.openFile: a second file under the backing policy', (
 describe('OptionSpec', () => {
   it('renders each option as -o help lists it', () => {
     expect(optionSynopsis({ name: 'size', type: 'size', help: '' })).toBe('size=<size>');
-    expect(optionSynopsis({ name: 'version', type: 'enum', values: ['3', '2', '1'], help: '' })).toBe('version=<3|2|1>');
+    expect(optionSynopsis({ name: 'version', type: 'enum', values: ['3', '2', '1'], help: '' })).toBe(
+      'version=<3|2|1>',
+    );
     expect(optionSynopsis({ name: 'lazy', type: 'bool', help: '' })).toBe('lazy=<on|off>');
-    expect(optionSynopsis({ name: 'backing_file', type: 'string', valueName: 'file', help: '' })).toBe('backing_file=<file>');
+    expect(optionSynopsis({ name: 'backing_file', type: 'string', valueName: 'file', help: '' })).toBe(
+      'backing_file=<file>',
+    );
   });
 });

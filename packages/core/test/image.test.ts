@@ -1,8 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  BlockError, DriverRegistry, Image, MemoryFile, MemoryStorage, MemoryVfs, createImage, openImage,
-  type BlockDriver, type BlockStatus, type DriverImage,
+  BlockError,
+  DriverRegistry,
+  Image,
+  MemoryFile,
+  MemoryStorage,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type BlockDriver,
+  type BlockStatus,
+  type DriverImage,
 } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { overlayDriver } from './fixtures/overlay-driver.js';
@@ -21,7 +30,11 @@ async function flat4k(content: Uint8Array) {
   const seen: SeenRequest[] = [];
   const vfs = new MemoryVfs();
   vfs.put('/disk.img', content);
-  const image = await openImage('/disk.img', { registry: new DriverRegistry([flatDriver(4096, seen)]), vfs, format: 'flat4096' });
+  const image = await openImage('/disk.img', {
+    registry: new DriverRegistry([flatDriver(4096, seen)]),
+    vfs,
+    format: 'flat4096',
+  });
   return { vfs, image, seen };
 }
 
@@ -45,10 +58,21 @@ describe('Image bounds', () => {
 
   it("refuses negative, fractional and unsafe offsets and lengths with 'out-of-range'", async () => {
     const { image } = await rawImage(new Uint8Array(1024));
-    const bad = [[-1, 1], [0.5, 1], [2 ** 53, 1], [Number.NaN, 1], [0, 1.5], [0, -1], [0, Number.NaN], [0, 2 ** 40]] as const;
+    const bad = [
+      [-1, 1],
+      [0.5, 1],
+      [2 ** 53, 1],
+      [Number.NaN, 1],
+      [0, 1.5],
+      [0, -1],
+      [0, Number.NaN],
+      [0, 2 ** 40],
+    ] as const;
     for (const [offset, length] of bad) {
       // Lengths included: read() must check before it allocates its buffer.
-      await expect(image.read(offset, length), `read(${offset}, ${length})`).rejects.toMatchObject({ kind: 'out-of-range' });
+      await expect(image.read(offset, length), `read(${offset}, ${length})`).rejects.toMatchObject({
+        kind: 'out-of-range',
+      });
     }
     await expect(image.write(-1, new Uint8Array(1))).rejects.toMatchObject({ kind: 'out-of-range' });
     await expect(image.isAllocated(0, 1025)).rejects.toMatchObject({ kind: 'out-of-range' });
@@ -79,7 +103,12 @@ describe('Image read-only and closed', () => {
   });
 
   it("refuses discard and setBackingReference on a read-only open with 'read-only'", async () => {
-    const ro = await openImage('/img/top.ovl', { registry, vfs: (await overlayOnRaw(4096)).vfs, format: 'ovl', readOnly: true });
+    const ro = await openImage('/img/top.ovl', {
+      registry,
+      vfs: (await overlayOnRaw(4096)).vfs,
+      format: 'ovl',
+      readOnly: true,
+    });
     await expect(ro.discard(0, 512)).rejects.toMatchObject({ kind: 'read-only' });
     await expect(ro.setBackingReference(undefined)).rejects.toMatchObject({ kind: 'read-only' });
     await ro.close();
@@ -100,7 +129,10 @@ describe('Image read-modify-write on a 4096-byte-sector driver', () => {
   it('turns a write inside one sector into one sector read and one whole-sector write', async () => {
     const { vfs, image, seen } = await flat4k(bytes(3 * 4096));
     await image.write(100, new Uint8Array(10).fill(0xee));
-    expect(seen).toEqual([{ op: 'read', offset: 0, length: 4096 }, { op: 'write', offset: 0, length: 4096 }]);
+    expect(seen).toEqual([
+      { op: 'read', offset: 0, length: 4096 },
+      { op: 'write', offset: 0, length: 4096 },
+    ]);
     const expected = bytes(3 * 4096);
     expected.fill(0xee, 100, 110);
     expect(vfs.file('/disk.img').snapshot()).toEqual(expected);
@@ -124,7 +156,10 @@ describe('Image read-modify-write on a 4096-byte-sector driver', () => {
     const file = new MemoryFile(new Uint8Array(8192));
     const slow = new MemoryStorage(file, '/slow.img');
     const read = slow.read.bind(slow);
-    slow.read = async (offset, into) => { await new Promise((r) => setTimeout(r, 5)); return read(offset, into); };
+    slow.read = async (offset, into) => {
+      await new Promise((r) => setTimeout(r, 5));
+      return read(offset, into);
+    };
     const driverImage = await flatDriver(4096).open(slow, { readOnly: false, cache: 'writeback' });
     const image = new Image({ path: '/slow.img', driverImage, readOnly: false });
     await Promise.all([image.write(0, new Uint8Array([1, 1])), image.write(100, new Uint8Array([2, 2]))]);
@@ -193,7 +228,13 @@ describe('Image backing fall-through', () => {
 
   it('reports the range past a shorter backing file as held by no layer and zero', async () => {
     const { image } = await overlayOnRaw(5000, 8192);
-    expect(await image.chainStatus(6000, 100)).toEqual({ length: 100, depth: undefined, allocated: false, data: false, zero: true });
+    expect(await image.chainStatus(6000, 100)).toEqual({
+      length: 100,
+      depth: undefined,
+      allocated: false,
+      data: false,
+      zero: true,
+    });
   });
 
   it('reads zeros where nothing is held when backing files are ignored', async () => {
@@ -223,7 +264,12 @@ describe('Image chainStatus and map', () => {
 
   it('names the layer that holds each run: 0 = top, 1 = its backing, 2 = the one below', async () => {
     const { top } = await threeLayers();
-    expect(await top.chainStatus(0, 3072)).toMatchObject({ depth: 2, length: 1024, path: '/c/base.raw', hostOffset: 0 });
+    expect(await top.chainStatus(0, 3072)).toMatchObject({
+      depth: 2,
+      length: 1024,
+      path: '/c/base.raw',
+      hostOffset: 0,
+    });
     expect(await top.chainStatus(1024, 2048)).toMatchObject({ depth: 1, length: 512, path: '/c/mid.ovl' });
     expect(await top.chainStatus(1536, 1536)).toMatchObject({ depth: 2, length: 512, hostOffset: 1536 });
     expect(await top.chainStatus(2048, 1024)).toMatchObject({ depth: 0, length: 1024, path: '/c/top.ovl' });
@@ -254,12 +300,22 @@ describe('Image chainStatus and map', () => {
   it('does not merge runs of one layer whose host offsets are not contiguous', async () => {
     // A driver that stores its sectors in reverse order: each sector is its own run.
     const driver: BlockDriver = {
-      name: 'reversed', probeBytes: 0, probe: () => 0,
+      name: 'reversed',
+      probeBytes: 0,
+      probe: () => 0,
       async open(storage) {
         const image: DriverImage = {
-          driver, sectorSize: 512, size: 2048,
-          read: async (_o, into) => { into.fill(0); },
-          blockStatus: async (offset): Promise<BlockStatus> => ({ allocated: true, length: 512, hostOffset: 2048 - offset }),
+          driver,
+          sectorSize: 512,
+          size: 2048,
+          read: async (_o, into) => {
+            into.fill(0);
+          },
+          blockStatus: async (offset): Promise<BlockStatus> => ({
+            allocated: true,
+            length: 512,
+            hostOffset: 2048 - offset,
+          }),
           flush: async () => undefined,
           close: () => storage.close(),
           info: () => ({}),
@@ -269,20 +325,36 @@ describe('Image chainStatus and map', () => {
     };
     const vfs = new MemoryVfs();
     vfs.put('/r.img', new Uint8Array(0));
-    const image = await openImage('/r.img', { registry: new DriverRegistry([driver]), vfs, format: 'reversed', readOnly: true });
+    const image = await openImage('/r.img', {
+      registry: new DriverRegistry([driver]),
+      vfs,
+      format: 'reversed',
+      readOnly: true,
+    });
     const starts = [];
     for await (const run of image.map()) starts.push([run.start, run.length, run.hostOffset]);
-    expect(starts).toEqual([[0, 512, 2048], [512, 512, 1536], [1024, 512, 1024], [1536, 512, 512]]);
+    expect(starts).toEqual([
+      [0, 512, 2048],
+      [512, 512, 1536],
+      [1024, 512, 1024],
+      [1536, 512, 512],
+    ]);
   });
 
   it("rejects a driver's block status of 0 bytes or reaching past the image's end as an 'io' error", async () => {
     let answer: BlockStatus = { allocated: true, length: 0 };
     const driver: BlockDriver = {
-      name: 'badstatus', probeBytes: 0, probe: () => 0,
+      name: 'badstatus',
+      probeBytes: 0,
+      probe: () => 0,
       async open(storage) {
         const image: DriverImage = {
-          driver, sectorSize: 512, size: 4096,
-          read: async (_o, into) => { into.fill(0); },
+          driver,
+          sectorSize: 512,
+          size: 4096,
+          read: async (_o, into) => {
+            into.fill(0);
+          },
           blockStatus: async () => answer,
           flush: async () => undefined,
           close: () => storage.close(),
@@ -293,7 +365,12 @@ describe('Image chainStatus and map', () => {
     };
     const vfs = new MemoryVfs();
     vfs.put('/b.img', new Uint8Array(0));
-    const image = await openImage('/b.img', { registry: new DriverRegistry([driver]), vfs, format: 'badstatus', readOnly: true });
+    const image = await openImage('/b.img', {
+      registry: new DriverRegistry([driver]),
+      vfs,
+      format: 'badstatus',
+      readOnly: true,
+    });
     await expect(image.chainStatus(0, 512)).rejects.toMatchObject({ kind: 'io', driver: 'badstatus' });
     // Longer than asked is allowed (contract v2: the core clamps); past the image's end is not.
     answer = { allocated: true, length: 8192 };
@@ -302,11 +379,17 @@ describe('Image chainStatus and map', () => {
 
   it("rejects a driver's block status that is not a whole number of sectors as 'io' (not a negative length, not a short map)", async () => {
     const driver: BlockDriver = {
-      name: 'partial', probeBytes: 0, probe: () => 0,
+      name: 'partial',
+      probeBytes: 0,
+      probe: () => 0,
       async open(storage) {
         const image: DriverImage = {
-          driver, sectorSize: 512, size: 4096,
-          read: async (_o, into) => { into.fill(0); },
+          driver,
+          sectorSize: 512,
+          size: 4096,
+          read: async (_o, into) => {
+            into.fill(0);
+          },
           blockStatus: async () => ({ allocated: true, length: 100 }),
           flush: async () => undefined,
           close: () => storage.close(),
@@ -317,20 +400,35 @@ describe('Image chainStatus and map', () => {
     };
     const vfs = new MemoryVfs();
     vfs.put('/p.img', new Uint8Array(0));
-    const image = await openImage('/p.img', { registry: new DriverRegistry([driver]), vfs, format: 'partial', readOnly: true });
+    const image = await openImage('/p.img', {
+      registry: new DriverRegistry([driver]),
+      vfs,
+      format: 'partial',
+      readOnly: true,
+    });
     // Unchecked, this came out as { length: -388 } and map() stopped after 100 of 4096 bytes.
     await expect(image.chainStatus(1000, 24)).rejects.toMatchObject({ kind: 'io', driver: 'partial' });
-    const walk = async () => { for await (const _run of image.map()) { /* walk */ } };
+    const walk = async () => {
+      for await (const _run of image.map()) {
+        /* walk */
+      }
+    };
     await expect(walk()).rejects.toMatchObject({ kind: 'io' });
   });
 
   it("accepts a driver's block status that ends at the image's unaligned end", async () => {
     const driver: BlockDriver = {
-      name: 'tail', probeBytes: 0, probe: () => 0,
+      name: 'tail',
+      probeBytes: 0,
+      probe: () => 0,
       async open(storage) {
         const image: DriverImage = {
-          driver, sectorSize: 512, size: 1000,
-          read: async (_o, into) => { into.fill(0); },
+          driver,
+          sectorSize: 512,
+          size: 1000,
+          read: async (_o, into) => {
+            into.fill(0);
+          },
           blockStatus: async (offset) => ({ allocated: true, length: 1000 - offset }),
           flush: async () => undefined,
           close: () => storage.close(),
@@ -341,7 +439,12 @@ describe('Image chainStatus and map', () => {
     };
     const vfs = new MemoryVfs();
     vfs.put('/t.img', new Uint8Array(0));
-    const image = await openImage('/t.img', { registry: new DriverRegistry([driver]), vfs, format: 'tail', readOnly: true });
+    const image = await openImage('/t.img', {
+      registry: new DriverRegistry([driver]),
+      vfs,
+      format: 'tail',
+      readOnly: true,
+    });
     expect(await image.chainStatus(600, 400)).toMatchObject({ depth: 0, length: 400 });
     const runs = [];
     for await (const run of image.map()) runs.push([run.start, run.length]);
@@ -356,15 +459,26 @@ describe('Image flush, discard and close', () => {
    */
   function writeBackDriver(gates: Array<Promise<void>>): BlockDriver {
     const driver: BlockDriver = {
-      name: 'wb', probeBytes: 0, probe: () => 0,
+      name: 'wb',
+      probeBytes: 0,
+      probe: () => 0,
       async open(storage) {
         const pending: Array<[number, Uint8Array]> = [];
         const image: DriverImage = {
-          driver, sectorSize: 1, size: 100,
-          read: async (offset, into) => { await storage.read(offset, into); },
-          write: async (offset, data) => { await gates.shift(); pending.push([offset, data.slice()]); },
+          driver,
+          sectorSize: 1,
+          size: 100,
+          read: async (offset, into) => {
+            await storage.read(offset, into);
+          },
+          write: async (offset, data) => {
+            await gates.shift();
+            pending.push([offset, data.slice()]);
+          },
           blockStatus: async (_o, length) => ({ allocated: true, length }),
-          flush: async () => { for (const [o, d] of pending.splice(0)) await storage.write(o, d); },
+          flush: async () => {
+            for (const [o, d] of pending.splice(0)) await storage.write(o, d);
+          },
           close: () => storage.close(),
           info: () => ({}),
         };
@@ -379,10 +493,17 @@ describe('Image flush, discard and close', () => {
     const second = deferred();
     const vfs = new MemoryVfs();
     vfs.put('/wb.img', new Uint8Array(100));
-    const image = await openImage('/wb.img', { registry: new DriverRegistry([writeBackDriver([first.promise, second.promise])]), vfs, format: 'wb' });
+    const image = await openImage('/wb.img', {
+      registry: new DriverRegistry([writeBackDriver([first.promise, second.promise])]),
+      vfs,
+      format: 'wb',
+    });
     const early = image.write(0, new Uint8Array([1]));
     const closing = image.close();
-    const late = image.write(10, new Uint8Array([2])).then(() => 'acknowledged', (e: unknown) => (e as BlockError).kind);
+    const late = image.write(10, new Uint8Array([2])).then(
+      () => 'acknowledged',
+      (e: unknown) => (e as BlockError).kind,
+    );
     first.resolve();
     await Promise.all([early, closing]);
     second.resolve();
@@ -399,14 +520,26 @@ describe('Image flush, discard and close', () => {
     const log: string[] = [];
     const gate = deferred();
     const driver: BlockDriver = {
-      name: 'slow', probeBytes: 0, probe: () => 0,
+      name: 'slow',
+      probeBytes: 0,
+      probe: () => 0,
       async open(storage) {
         const image: DriverImage = {
-          driver, sectorSize: 1, size: 100,
-          read: async (_o, into) => { into.fill(0); },
-          write: async () => { log.push('write start'); await gate.promise; log.push('write end'); },
+          driver,
+          sectorSize: 1,
+          size: 100,
+          read: async (_o, into) => {
+            into.fill(0);
+          },
+          write: async () => {
+            log.push('write start');
+            await gate.promise;
+            log.push('write end');
+          },
           blockStatus: async (_o, length) => ({ allocated: true, length }),
-          flush: async () => { log.push('flush'); },
+          flush: async () => {
+            log.push('flush');
+          },
           close: () => storage.close(),
           info: () => ({}),
         };
@@ -458,13 +591,19 @@ describe('Image flush, discard and close', () => {
 
   it("refuses a driver's sector size of 0 with 'invalid-argument'", () => {
     const driverImage = { driver: rawDriver, sectorSize: 0, size: 1 } as unknown as DriverImage;
-    expect(() => new Image({ path: '/x', driverImage, readOnly: true })).toThrow(expect.objectContaining({ kind: 'invalid-argument' }));
+    expect(() => new Image({ path: '/x', driverImage, readOnly: true })).toThrow(
+      expect.objectContaining({ kind: 'invalid-argument' }),
+    );
   });
 
   it('describes the chain in info(): stored and resolved backing path, its format, whether it is open', async () => {
     const { image } = await overlayOnRaw(4096);
     expect(image.info()).toMatchObject({
-      path: '/img/top.ovl', format: 'ovl', size: 4096, sectorSize: 512, readOnly: false,
+      path: '/img/top.ovl',
+      format: 'ovl',
+      size: 4096,
+      sectorSize: 512,
+      readOnly: false,
       backing: { stored: '/img/base.raw', resolved: '/img/base.raw', format: 'raw', opened: true },
     });
     expect(image.chain().map((i) => i.path)).toEqual(['/img/top.ovl', '/img/base.raw']);
@@ -477,7 +616,9 @@ describe('MemoryStorage under an Image', () => {
     const driverImage = await rawDriver.open(new MemoryStorage(file, '/m'), { readOnly: false, cache: 'writeback' });
     const image = new Image({ path: '/m', driverImage, readOnly: false });
     file.truncate(500);
-    expect(await image.read(490, 20)).toEqual(new Uint8Array([...bytes(1000).subarray(490, 500), ...new Uint8Array(10)]));
+    expect(await image.read(490, 20)).toEqual(
+      new Uint8Array([...bytes(1000).subarray(490, 500), ...new Uint8Array(10)]),
+    );
   });
 });
 
@@ -493,7 +634,7 @@ describe('Image.writeZeroes', () => {
     expect(await image.chainStatus(512, 4096)).toMatchObject({ depth: 0 });
   });
 
-  it('with mayUnmap, deallocates an overlay\'s range where the backing file reads zeros; without, allocates zeros', async () => {
+  it("with mayUnmap, deallocates an overlay's range where the backing file reads zeros; without, allocates zeros", async () => {
     const vfs = new MemoryVfs();
     // A hole: the base reads as zeros and says so (a base of stored zeros does not, and keeps the data allocated).
     await createImage('/img/base.raw', { registry, vfs, format: 'raw', size: 8192 });
@@ -521,37 +662,46 @@ describe('Image.writeZeroes', () => {
   it('property: after any mix of writes and zero writes (with or without mayUnmap) the overlay reads as a byte model', async () => {
     const size = 8192;
     const op = fc.record({
-      zero: fc.boolean(), mayUnmap: fc.boolean(), value: fc.integer({ min: 1, max: 255 }),
-      offset: fc.integer({ min: 0, max: size - 1 }), length: fc.integer({ min: 1, max: 3000 }),
+      zero: fc.boolean(),
+      mayUnmap: fc.boolean(),
+      value: fc.integer({ min: 1, max: 255 }),
+      offset: fc.integer({ min: 0, max: size - 1 }),
+      length: fc.integer({ min: 1, max: 3000 }),
     });
-    await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 15 }),
-      async (ops, dataSectors) => {
-        const vfs = new MemoryVfs();
-        // A base that is a hole except for its first `dataSectors` sectors.
-        await createImage('/img/base.raw', { registry, vfs, format: 'raw', size });
-        const base = await openImage('/img/base.raw', { registry, vfs, format: 'raw' });
-        const model = new Uint8Array(size);
-        if (dataSectors > 0) {
-          const data = bytes(dataSectors * 512, 7);
-          await base.write(0, data);
-          model.set(data);
-        }
-        await base.close();
-        await createImage('/img/top.ovl', { registry, vfs, format: 'ovl', backing: '/img/base.raw' });
-        const image = await openImage('/img/top.ovl', { registry, vfs, format: 'ovl' });
-        for (const o of ops) {
-          const length = Math.min(o.length, size - o.offset);
-          if (o.zero) {
-            await image.writeZeroes(o.offset, length, { mayUnmap: o.mayUnmap });
-            model.fill(0, o.offset, o.offset + length);
-          } else {
-            await image.write(o.offset, new Uint8Array(length).fill(o.value));
-            model.fill(o.value, o.offset, o.offset + length);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(op, { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 0, max: 15 }),
+        async (ops, dataSectors) => {
+          const vfs = new MemoryVfs();
+          // A base that is a hole except for its first `dataSectors` sectors.
+          await createImage('/img/base.raw', { registry, vfs, format: 'raw', size });
+          const base = await openImage('/img/base.raw', { registry, vfs, format: 'raw' });
+          const model = new Uint8Array(size);
+          if (dataSectors > 0) {
+            const data = bytes(dataSectors * 512, 7);
+            await base.write(0, data);
+            model.set(data);
           }
-          expect(await image.read(0, size)).toEqual(model);
-        }
-        await image.close();
-      }), { numRuns: 20 });
+          await base.close();
+          await createImage('/img/top.ovl', { registry, vfs, format: 'ovl', backing: '/img/base.raw' });
+          const image = await openImage('/img/top.ovl', { registry, vfs, format: 'ovl' });
+          for (const o of ops) {
+            const length = Math.min(o.length, size - o.offset);
+            if (o.zero) {
+              await image.writeZeroes(o.offset, length, { mayUnmap: o.mayUnmap });
+              model.fill(0, o.offset, o.offset + length);
+            } else {
+              await image.write(o.offset, new Uint8Array(length).fill(o.value));
+              model.fill(o.value, o.offset, o.offset + length);
+            }
+            expect(await image.read(0, size)).toEqual(model);
+          }
+          await image.close();
+        },
+      ),
+      { numRuns: 20 },
+    );
   });
 
   it('checks like write: read-only, out of range, closed', async () => {
@@ -559,7 +709,12 @@ describe('Image.writeZeroes', () => {
     await expect(ro.writeZeroes(0, 10)).rejects.toMatchObject({ kind: 'read-only' });
     const { image, vfs } = await rawImage(new Uint8Array(1024).fill(4));
     await expect(image.writeZeroes(1014, 11)).rejects.toMatchObject({ kind: 'out-of-range' });
-    expect(vfs.file('/disk.img').snapshot().every((b) => b === 4)).toBe(true);
+    expect(
+      vfs
+        .file('/disk.img')
+        .snapshot()
+        .every((b) => b === 4),
+    ).toBe(true);
     await image.close();
     await expect(image.writeZeroes(0, 1)).rejects.toMatchObject({ kind: 'closed' });
   });

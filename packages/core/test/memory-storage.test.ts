@@ -173,37 +173,43 @@ describe('MemoryFile.extentAt: where data and holes are (the in-memory SEEK_DATA
   });
 
   it('extents tile any range, holes read as zeros and every written byte lies in data (random writes)', () => {
-    fc.assert(fc.property(
-      fc.array(fc.tuple(fc.integer({ min: 0, max: 40 * CHUNK }), fc.integer({ min: 1, max: 3 * CHUNK })), { maxLength: 12 }),
-      fc.integer({ min: 0, max: 48 * CHUNK }), fc.integer({ min: 1, max: 48 * CHUNK }),
-      (writes, start, length) => {
-        const file = new MemoryFile();
-        const written = new Set<number>();
-        for (const [offset, n] of writes) {
-          // A lookup in a hole between writes builds the sorted chunk cache, which later writes must keep right.
-          file.extentAt(41 * CHUNK, CHUNK);
-          file.writeAt(offset, new Uint8Array(n).fill(7));
-          for (let c = Math.floor(offset / CHUNK); c <= Math.floor((offset + n - 1) / CHUNK); c++) written.add(c);
-        }
-        let pos = start;
-        while (pos < start + length) {
-          const e = file.extentAt(pos, start + length - pos);
-          expect(e.length).toBeGreaterThan(0);
-          expect(pos + e.length).toBeLessThanOrEqual(start + length);
-          const content = new Uint8Array(e.length);
-          file.readAt(pos, content);
-          if (!e.data) expect(content.every((b) => b === 0)).toBe(true);
-          // A byte is data when its chunk was written and it lies before the end of the file:
-          // check the first and last byte of the extent's piece of each chunk.
-          const end = pos + e.length;
-          for (let c = Math.floor(pos / CHUNK); c <= Math.floor((end - 1) / CHUNK); c++) {
-            for (const b of [Math.max(pos, c * CHUNK), Math.min(end, (c + 1) * CHUNK) - 1]) {
-              expect(written.has(c) && b < file.length, `byte ${b} in ${pos}+${e.length}`).toBe(e.data);
-            }
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 40 * CHUNK }), fc.integer({ min: 1, max: 3 * CHUNK })), {
+          maxLength: 12,
+        }),
+        fc.integer({ min: 0, max: 48 * CHUNK }),
+        fc.integer({ min: 1, max: 48 * CHUNK }),
+        (writes, start, length) => {
+          const file = new MemoryFile();
+          const written = new Set<number>();
+          for (const [offset, n] of writes) {
+            // A lookup in a hole between writes builds the sorted chunk cache, which later writes must keep right.
+            file.extentAt(41 * CHUNK, CHUNK);
+            file.writeAt(offset, new Uint8Array(n).fill(7));
+            for (let c = Math.floor(offset / CHUNK); c <= Math.floor((offset + n - 1) / CHUNK); c++) written.add(c);
           }
-          pos += e.length;
-        }
-      },
-    ), { numRuns: 200 });
+          let pos = start;
+          while (pos < start + length) {
+            const e = file.extentAt(pos, start + length - pos);
+            expect(e.length).toBeGreaterThan(0);
+            expect(pos + e.length).toBeLessThanOrEqual(start + length);
+            const content = new Uint8Array(e.length);
+            file.readAt(pos, content);
+            if (!e.data) expect(content.every((b) => b === 0)).toBe(true);
+            // A byte is data when its chunk was written and it lies before the end of the file:
+            // check the first and last byte of the extent's piece of each chunk.
+            const end = pos + e.length;
+            for (let c = Math.floor(pos / CHUNK); c <= Math.floor((end - 1) / CHUNK); c++) {
+              for (const b of [Math.max(pos, c * CHUNK), Math.min(end, (c + 1) * CHUNK) - 1]) {
+                expect(written.has(c) && b < file.length, `byte ${b} in ${pos}+${e.length}`).toBe(e.data);
+              }
+            }
+            pos += e.length;
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });

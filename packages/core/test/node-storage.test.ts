@@ -8,8 +8,12 @@ import { makeOverlayFile, overlayDriver } from './fixtures/overlay-driver.js';
 import { bytes } from './fixtures/helpers.js';
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-node-storage-')); });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-node-storage-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 let counter = 0;
 /** A new temp file holding `content`. */
@@ -109,7 +113,12 @@ describe.each<NodeIoMode>(['sync', 'async'])('NodeFileStorage (io: %s)', (io) =>
     // /proc/self/mem is a regular file whose unmapped addresses (page 1) fail to read with EIO.
     const mem = '/proc/self/mem';
     const storage = await NodeFileStorage.open(mem, { io, readOnly: true });
-    await expect(storage.read(4096, new Uint8Array(16))).rejects.toMatchObject({ kind: 'io', code: 'EIO', path: mem, offset: 4096 });
+    await expect(storage.read(4096, new Uint8Array(16))).rejects.toMatchObject({
+      kind: 'io',
+      code: 'EIO',
+      path: mem,
+      offset: 4096,
+    });
     await storage.close();
     // A write through a descriptor opened read-only at the OS level: EBADF.
     const file = tempFile(bytes(64));
@@ -179,7 +188,10 @@ describe.each<NodeIoMode>(['sync', 'async'])('NodeFileStorage (io: %s)', (io) =>
   });
 
   it("reports a missing file as 'io' with code ENOENT", async () => {
-    await expect(NodeFileStorage.open(path.join(dir, 'missing.bin'), { io })).rejects.toMatchObject({ kind: 'io', code: 'ENOENT' });
+    await expect(NodeFileStorage.open(path.join(dir, 'missing.bin'), { io })).rejects.toMatchObject({
+      kind: 'io',
+      code: 'ENOENT',
+    });
   });
 
   it('carries an image through createImage, writes, close and reopen on the host file system', async () => {
@@ -233,7 +245,10 @@ describe('NodeVfs', () => {
     fs.writeFileSync(path.join(sub, 'top.ovl'), makeOverlayFile({ size: 4096, backingPath: 'base.raw' }));
     expect(process.cwd()).not.toBe(sub);
     const image = await openImage(path.join(sub, 'top.ovl'), {
-      registry: new DriverRegistry([overlayDriver, rawDriver]), vfs: new NodeVfs(), format: 'ovl', readOnly: true,
+      registry: new DriverRegistry([overlayDriver, rawDriver]),
+      vfs: new NodeVfs(),
+      format: 'ovl',
+      readOnly: true,
     });
     expect(image.backing?.path).toBe(path.join(sub, 'base.raw'));
     expect(await image.read(0, 4096)).toEqual(bytes(4096, 8));

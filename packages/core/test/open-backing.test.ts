@@ -1,21 +1,41 @@
 import { describe, expect, it } from 'vitest';
-import { BlockError, DEFAULT_MAX_CHAIN_DEPTH, DriverRegistry, MemoryVfs, createImage, openImage, type BackingReference } from '@blk/core';
+import {
+  BlockError,
+  DEFAULT_MAX_CHAIN_DEPTH,
+  DriverRegistry,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type BackingReference,
+} from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { makeOverlayFile, overlayDriver } from './fixtures/overlay-driver.js';
 import { ascii, bytes } from './fixtures/helpers.js';
 
 const registry = new DriverRegistry([overlayDriver, rawDriver]);
 /** Every test opens overlays by name: probing is the probe-guard tests' business. */
-const open = (path: string, vfs: MemoryVfs, extra: Parameters<typeof openImage>[1] extends infer O ? Partial<O> : never = {}) =>
-  openImage(path, { registry, vfs, format: 'ovl', ...extra });
+const open = (
+  path: string,
+  vfs: MemoryVfs,
+  extra: Parameters<typeof openImage>[1] extends infer O ? Partial<O> : never = {},
+) => openImage(path, { registry, vfs, format: 'ovl', ...extra });
 
 /** An overlay file naming `backingPath` exactly as given (no size/mtime check unless `expect`). */
-function putOverlay(vfs: MemoryVfs, path: string, backingPath: string, size = 4096, expect?: { size: number; mtimeSec: number }) {
+function putOverlay(
+  vfs: MemoryVfs,
+  path: string,
+  backingPath: string,
+  size = 4096,
+  expect?: { size: number; mtimeSec: number },
+) {
   vfs.put(path, makeOverlayFile({ size, backingPath, ...(expect ? { expect } : {}) }));
 }
 
 async function catchError(promise: Promise<unknown>): Promise<BlockError> {
-  const err = await promise.then(() => undefined, (e: unknown) => e);
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(BlockError);
   return err as BlockError;
 }
@@ -73,7 +93,9 @@ describe('openImage: broken chains', () => {
     const top = DEFAULT_MAX_CHAIN_DEPTH + 1;
     vfs.put('/d/l0.raw', new Uint8Array(4096));
     for (let i = 1; i <= top; i++) putOverlay(vfs, `/d/l${i}.ovl`, i === 1 ? '/d/l0.raw' : `/d/l${i - 1}.ovl`);
-    const formatAt = (from: number) => ({ format: (_ref: BackingReference, depth: number) => (depth === from ? 'raw' : 'ovl') });
+    const formatAt = (from: number) => ({
+      format: (_ref: BackingReference, depth: number) => (depth === from ? 'raw' : 'ovl'),
+    });
     const deepest = await open(`/d/l${top - 1}.ovl`, vfs, { backing: formatAt(top - 1) });
     expect(deepest.chain()).toHaveLength(DEFAULT_MAX_CHAIN_DEPTH + 1);
     await deepest.close();
@@ -144,9 +166,17 @@ describe('openImage: where backing paths lead', () => {
     putOverlay(vfs, '/v/top.ovl', 'mid.ovl');
     const calls: Array<[string, number]> = [];
     const image = await open('/v/top.ovl', vfs, {
-      backing: { format: (ref, depth) => { calls.push([ref.path, depth]); return depth === 1 ? 'ovl' : 'raw'; } },
+      backing: {
+        format: (ref, depth) => {
+          calls.push([ref.path, depth]);
+          return depth === 1 ? 'ovl' : 'raw';
+        },
+      },
     });
-    expect(calls).toEqual([['mid.ovl', 1], ['base.raw', 2]]);
+    expect(calls).toEqual([
+      ['mid.ovl', 1],
+      ['base.raw', 2],
+    ]);
     expect(image.chain().map((i) => i.format)).toEqual(['ovl', 'ovl', 'raw']);
   });
 
@@ -219,7 +249,9 @@ describe('openImage: backing policy', () => {
     vfs.put('/outside/base.raw', bytes(4096));
     vfs.symlink('/outside', '/safe/dir');
     putOverlay(vfs, '/safe/top.ovl', '/safe/dir/base.raw');
-    expect((await catchError(open('/safe/top.ovl', vfs, { backing: { allowedDirs: ['/safe'] } }))).kind).toBe('backing-forbidden');
+    expect((await catchError(open('/safe/top.ovl', vfs, { backing: { allowedDirs: ['/safe'] } }))).kind).toBe(
+      'backing-forbidden',
+    );
   });
 
   it('accepts a symlink that stays inside allowedDirs, and an allowed directory given through a symlink', async () => {
@@ -237,7 +269,9 @@ describe('openImage: backing policy', () => {
     vfs.put('/outside/base.raw', bytes(4096));
     putOverlay(vfs, '/safe/mid.ovl', '/outside/base.raw');
     putOverlay(vfs, '/safe/top.ovl', '/safe/mid.ovl');
-    const err = await catchError(open('/safe/top.ovl', vfs, { backing: { allowedDirs: ['/safe'], format: (_r, d) => (d === 1 ? 'ovl' : 'raw') } }));
+    const err = await catchError(
+      open('/safe/top.ovl', vfs, { backing: { allowedDirs: ['/safe'], format: (_r, d) => (d === 1 ? 'ovl' : 'raw') } }),
+    );
     expect(err.kind).toBe('backing-forbidden');
     expect(err.path).toBe('/safe/mid.ovl');
   });
@@ -289,7 +323,8 @@ describe('openImage: backing file changed since the overlay was made', () => {
 
   it("cannot update a read-only overlay: 'backing-mismatch'", async () => {
     const vfs = await overlayThenTouchBase('mtime');
-    await expect(open('/v/top.ovl', vfs, { readOnly: true, backing: { onMismatch: 'update' } }))
-      .rejects.toMatchObject({ kind: 'backing-mismatch' });
+    await expect(open('/v/top.ovl', vfs, { readOnly: true, backing: { onMismatch: 'update' } })).rejects.toMatchObject({
+      kind: 'backing-mismatch',
+    });
   });
 });

@@ -17,9 +17,13 @@ class SmallDisk extends CountingStorage {
   override async allocate(offset: number, length: number): Promise<void> {
     this.ops.push(`allocate ${offset}+${length}`);
     if (offset + length > this.capacity) {
-      throw new BlockError('io', 'fallocate failed: ENOSPC: no space left on device', { path: this.path, code: 'ENOSPC', offset });
+      throw new BlockError('io', 'fallocate failed: ENOSPC: no space left on device', {
+        path: this.path,
+        code: 'ENOSPC',
+        offset,
+      });
     }
-    if (await this.size() < offset + length) await this.truncate(offset + length);
+    if ((await this.size()) < offset + length) await this.truncate(offset + length);
   }
 }
 

@@ -1,15 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import {
-  BlockError, DriverRegistry, MAX_PROBE_BYTES, MemoryFile, MemoryStorage, MemoryVfs, openImage,
-  type BlockDriver, type ProbeHint,
+  BlockError,
+  DriverRegistry,
+  MAX_PROBE_BYTES,
+  MemoryFile,
+  MemoryStorage,
+  MemoryVfs,
+  openImage,
+  type BlockDriver,
+  type ProbeHint,
 } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { CountingStorage, CountingVfs, flatDriver } from './fixtures/helpers.js';
 import { makeOverlayFile, overlayDriver } from './fixtures/overlay-driver.js';
 
 /** A driver that only scores (opening it is not needed here); records what probe saw. */
-function scorer(name: string, score: number | (() => number), probeBytes = 16,
-  seen: Array<{ head: Uint8Array; hint: ProbeHint }> = []): BlockDriver {
+function scorer(
+  name: string,
+  score: number | (() => number),
+  probeBytes = 16,
+  seen: Array<{ head: Uint8Array; hint: ProbeHint }> = [],
+): BlockDriver {
   return {
     name,
     probeBytes,
@@ -30,18 +41,28 @@ describe('DriverRegistry probing', () => {
     const result = registry.probeHead(head, hint);
     expect(result?.driver.name).toBe('b');
     expect(result?.score).toBe(50);
-    expect(result?.scores).toEqual([{ name: 'a', score: 10 }, { name: 'b', score: 50 }, { name: 'c', score: 30 }]);
+    expect(result?.scores).toEqual([
+      { name: 'a', score: 10 },
+      { name: 'b', score: 50 },
+      { name: 'c', score: 30 },
+    ]);
   });
 
   it('gives a tie to the driver registered first (documented tie-break, as QEMU keeps the first maximum)', () => {
-    expect(new DriverRegistry([scorer('first', 60), scorer('second', 60)]).probeHead(head, hint)?.driver.name).toBe('first');
-    expect(new DriverRegistry([scorer('second', 60), scorer('first', 60)]).probeHead(head, hint)?.driver.name).toBe('second');
+    expect(new DriverRegistry([scorer('first', 60), scorer('second', 60)]).probeHead(head, hint)?.driver.name).toBe(
+      'first',
+    );
+    expect(new DriverRegistry([scorer('second', 60), scorer('first', 60)]).probeHead(head, hint)?.driver.name).toBe(
+      'second',
+    );
   });
 
   it('counts a probe that throws as 0 and still asks the drivers after it', () => {
     const after: Array<{ head: Uint8Array; hint: ProbeHint }> = [];
     const registry = new DriverRegistry([
-      scorer('thrower', () => { throw new Error('bug in probe'); }),
+      scorer('thrower', () => {
+        throw new Error('bug in probe');
+      }),
       scorer('fallback', 1, 16, after),
     ]);
     const result = registry.probeHead(head, hint);
@@ -51,10 +72,18 @@ describe('DriverRegistry probing', () => {
   });
 
   it('clamps scores to 0..100 and treats NaN as 0', () => {
-    const registry = new DriverRegistry([scorer('nan', Number.NaN), scorer('neg', -5), scorer('huge', 1000), scorer('max', 100)]);
+    const registry = new DriverRegistry([
+      scorer('nan', Number.NaN),
+      scorer('neg', -5),
+      scorer('huge', 1000),
+      scorer('max', 100),
+    ]);
     const result = registry.probeHead(head, hint);
     expect(result?.scores).toEqual([
-      { name: 'nan', score: 0 }, { name: 'neg', score: 0 }, { name: 'huge', score: 100 }, { name: 'max', score: 100 },
+      { name: 'nan', score: 0 },
+      { name: 'neg', score: 0 },
+      { name: 'huge', score: 100 },
+      { name: 'max', score: 100 },
     ]);
     // 1000 was clamped to 100 and registered first, so it wins the tie.
     expect(result?.driver.name).toBe('huge');
@@ -132,7 +161,12 @@ describe('DriverRegistry registration', () => {
   it("answers require() for an unknown name with 'unknown-format' listing the known ones", () => {
     const registry = new DriverRegistry([rawDriver]);
     expect(() => registry.require('qcow9', '/a.img')).toThrow(
-      expect.objectContaining({ kind: 'unknown-format', path: '/a.img', message: expect.stringContaining('known: raw') }));
+      expect.objectContaining({
+        kind: 'unknown-format',
+        path: '/a.img',
+        message: expect.stringContaining('known: raw'),
+      }),
+    );
   });
 });
 

@@ -19,7 +19,8 @@ async function openFlags(o: FlagDriverOptions, size = 8192, content?: Uint8Array
 /** Byte equality without vitest's element-by-element diff (slow on megabytes). */
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-const ops = (calls: FlagCall[]) => calls.map((c) => (c.offset === undefined ? c.op : `${c.op} ${c.offset}+${c.length}`));
+const ops = (calls: FlagCall[]) =>
+  calls.map((c) => (c.offset === undefined ? c.op : `${c.op} ${c.offset}+${c.length}`));
 
 describe('write { fua }', () => {
   it('emulated: the driver gets no flag and is flushed after the write', async () => {
@@ -44,8 +45,19 @@ describe('write { fua }', () => {
     const n = 128 * 1024;
     await image.write(100, new Uint8Array(n).fill(2), { fua: true });
     expect(ops(calls)).toEqual(['write 0+512', `write 512+${n - 512}`, `write ${n}+512`, 'flush']);
-    expect(content().subarray(100, n + 100).every((b) => b === 2)).toBe(true);
-    expect(content().subarray(0, 100).every((b) => b === 0) && content().subarray(n + 100).every((b) => b === 0)).toBe(true);
+    expect(
+      content()
+        .subarray(100, n + 100)
+        .every((b) => b === 2),
+    ).toBe(true);
+    expect(
+      content()
+        .subarray(0, 100)
+        .every((b) => b === 0)
+        && content()
+          .subarray(n + 100)
+          .every((b) => b === 0),
+    ).toBe(true);
     calls.length = 0;
     // Up to 64 KiB an unaligned write is copied into one bounce buffer: one driver write, then the flush.
     await image.write(100, new Uint8Array(2000).fill(3), { fua: true });
@@ -54,15 +66,23 @@ describe('write { fua }', () => {
 
   it("refuses flags that are not booleans, and unknown flags, with 'invalid-argument' (nothing written)", async () => {
     const { image, calls } = await openFlags({});
-    await expect(image.write(0, new Uint8Array(1), { fua: 'yes' } as never)).rejects.toMatchObject({ kind: 'invalid-argument', field: 'flags.fua' });
-    await expect(image.write(0, new Uint8Array(1), { fau: true } as never)).rejects.toMatchObject({ kind: 'invalid-argument', field: 'flags.fau' });
-    await expect(image.writeZeroes(0, 1, { noFallbak: true } as never)).rejects.toMatchObject({ kind: 'invalid-argument' });
+    await expect(image.write(0, new Uint8Array(1), { fua: 'yes' } as never)).rejects.toMatchObject({
+      kind: 'invalid-argument',
+      field: 'flags.fua',
+    });
+    await expect(image.write(0, new Uint8Array(1), { fau: true } as never)).rejects.toMatchObject({
+      kind: 'invalid-argument',
+      field: 'flags.fau',
+    });
+    await expect(image.writeZeroes(0, 1, { noFallbak: true } as never)).rejects.toMatchObject({
+      kind: 'invalid-argument',
+    });
     expect(calls).toEqual([]);
   });
 });
 
 describe('unaligned writes do not bounce the whole payload', () => {
-  it('a 1 MiB write at offset 1 (512-byte units): only the first and last units are bounced; the middle is a view of the caller\'s buffer', async () => {
+  it("a 1 MiB write at offset 1 (512-byte units): only the first and last units are bounced; the middle is a view of the caller's buffer", async () => {
     const MiB = 1024 * 1024;
     const { image, calls, bytes: content } = await openFlags({ requestAlignment: 512 }, 2 * MiB, bytes(2 * MiB, 9));
     const data = bytes(MiB, 3);
@@ -94,7 +114,10 @@ describe('writeZeroes { noFallback, mayUnmap, fua }', () => {
   it("noFallback where zeroes would be a buffer (no writeZeroes in the driver): 'not-supported', ENOTSUP, nothing written", async () => {
     const { image, calls, bytes: content } = await openFlags({}, 4096, new Uint8Array(4096).fill(7));
     expect(image.capabilities.writeZeroes).toBe('emulated');
-    await expect(image.writeZeroes(0, 4096, { noFallback: true })).rejects.toMatchObject({ kind: 'not-supported', code: 'ENOTSUP' });
+    await expect(image.writeZeroes(0, 4096, { noFallback: true })).rejects.toMatchObject({
+      kind: 'not-supported',
+      code: 'ENOTSUP',
+    });
     expect(calls).toEqual([]);
     expect(content().every((b) => b === 7)).toBe(true);
     // Without it, the core writes zeros.
@@ -106,23 +129,38 @@ describe('writeZeroes { noFallback, mayUnmap, fua }', () => {
     const yes = await openFlags({ requestAlignment: 512, writeZeroes: true }, 4096, new Uint8Array(4096).fill(7));
     await yes.image.writeZeroes(512, 1024, { noFallback: true });
     expect(ops(yes.calls)).toEqual(['writeZeroes 512+1024']);
-    expect(yes.bytes().subarray(512, 1536).every((b) => b === 0)).toBe(true);
+    expect(
+      yes
+        .bytes()
+        .subarray(512, 1536)
+        .every((b) => b === 0),
+    ).toBe(true);
     const no = await openFlags({ requestAlignment: 512, writeZeroes: false }, 4096, new Uint8Array(4096).fill(7));
     expect(no.image.capabilities.writeZeroes).toBe('native');
-    await expect(no.image.writeZeroes(512, 1024, { noFallback: true, mayUnmap: true })).rejects.toMatchObject({ kind: 'not-supported', code: 'ENOTSUP' });
+    await expect(no.image.writeZeroes(512, 1024, { noFallback: true, mayUnmap: true })).rejects.toMatchObject({
+      kind: 'not-supported',
+      code: 'ENOTSUP',
+    });
     expect(ops(no.calls)).toEqual(['writeZeroes 512+1024']);
     expect(no.bytes().every((b) => b === 7)).toBe(true);
   });
 
   it('noFallback with unaligned edges (they would be written from a buffer): ENOTSUP before anything is done', async () => {
-    const { image, calls, bytes: content } = await openFlags({ requestAlignment: 512, writeZeroes: true }, 4096, new Uint8Array(4096).fill(7));
-    await expect(image.writeZeroes(100, 1024, { noFallback: true })).rejects.toMatchObject({ kind: 'not-supported', code: 'ENOTSUP' });
+    const {
+      image,
+      calls,
+      bytes: content,
+    } = await openFlags({ requestAlignment: 512, writeZeroes: true }, 4096, new Uint8Array(4096).fill(7));
+    await expect(image.writeZeroes(100, 1024, { noFallback: true })).rejects.toMatchObject({
+      kind: 'not-supported',
+      code: 'ENOTSUP',
+    });
     await expect(image.writeZeroes(512, 1000, { noFallback: true })).rejects.toMatchObject({ kind: 'not-supported' });
     expect(calls).toEqual([]);
     expect(content().every((b) => b === 7)).toBe(true);
   });
 
-  it('passes mayUnmap to the driver as a flag (false over a backing file is the core\'s business, see the cow tests)', async () => {
+  it("passes mayUnmap to the driver as a flag (false over a backing file is the core's business, see the cow tests)", async () => {
     const { image, calls } = await openFlags({ writeZeroes: true });
     await image.writeZeroes(0, 100, { mayUnmap: true });
     await image.writeZeroes(100, 100);
@@ -138,7 +176,10 @@ describe('writeZeroes { noFallback, mayUnmap, fua }', () => {
 
 describe('discard (advisory)', () => {
   it('clips an unaligned range inwards to the discard alignment, never refusing it', async () => {
-    const { image, calls } = await openFlags({ requestAlignment: 512, discard: true, capabilities: { limits: { discardAlignment: 4096 } } }, 16384);
+    const { image, calls } = await openFlags(
+      { requestAlignment: 512, discard: true, capabilities: { limits: { discardAlignment: 4096 } } },
+      16384,
+    );
     await image.discard(100, 10000);
     expect(ops(calls)).toEqual(['discard 4096+4096']);
     calls.length = 0;
@@ -148,7 +189,10 @@ describe('discard (advisory)', () => {
   });
 
   it('a range that reaches the end of the image is discarded to the end, even when the end is not aligned', async () => {
-    const { image, calls } = await openFlags({ requestAlignment: 512, discard: true, capabilities: { limits: { discardAlignment: 4096 } } }, 10000);
+    const { image, calls } = await openFlags(
+      { requestAlignment: 512, discard: true, capabilities: { limits: { discardAlignment: 4096 } } },
+      10000,
+    );
     await image.discard(4000, 6000);
     expect(ops(calls)).toEqual(['discard 4096+6144']);
   });

@@ -33,11 +33,13 @@ describe('RequestTracker', () => {
   it('keeps issue order along a chain of overlapping writes', async () => {
     const tracker = new RequestTracker();
     const order: number[] = [];
-    const requests = [0, 1, 2, 3, 4].map((i) => tracker.run(i * 4, i * 4 + 8, true, async () => {
-      // Later requests would finish sooner if they were allowed to start.
-      await new Promise((r) => setTimeout(r, (5 - i) * 2));
-      order.push(i);
-    }));
+    const requests = [0, 1, 2, 3, 4].map((i) =>
+      tracker.run(i * 4, i * 4 + 8, true, async () => {
+        // Later requests would finish sooner if they were allowed to start.
+        await new Promise((r) => setTimeout(r, (5 - i) * 2));
+        order.push(i);
+      }),
+    );
     await Promise.all(requests);
     expect(order).toEqual([0, 1, 2, 3, 4]);
   });
@@ -105,7 +107,9 @@ describe('RequestTracker', () => {
 
   it('releases the range of a request that fails and passes its error on', async () => {
     const tracker = new RequestTracker();
-    const failed = tracker.run(0, 10, true, async () => { throw new Error('EIO'); });
+    const failed = tracker.run(0, 10, true, async () => {
+      throw new Error('EIO');
+    });
     const next = tracker.run(0, 10, true, async () => 'ran');
     await expect(failed).rejects.toThrow('EIO');
     await expect(next).resolves.toBe('ran');
@@ -117,7 +121,9 @@ describe('RequestTracker', () => {
     const log: string[] = [];
     const w1 = held(tracker, log, 'w1', 0, 10, true);
     let drained = false;
-    const drain = tracker.drain().then(() => { drained = true; });
+    const drain = tracker.drain().then(() => {
+      drained = true;
+    });
     const later = held(tracker, log, 'later', 100, 110, true);
     w1.gate.resolve();
     await drain;

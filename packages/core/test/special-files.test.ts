@@ -36,7 +36,10 @@ afterAll(() => {
 const registry = new DriverRegistry([overlayDriver, rawDriver]);
 
 async function errorOf(promise: Promise<unknown>): Promise<BlockError> {
-  const err = await promise.then(() => undefined, (e: unknown) => e);
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(BlockError);
   return err as BlockError;
 }
@@ -59,8 +62,9 @@ describe('NodeVfs.open', () => {
   it('refuses a directory and a character device with special-file', async () => {
     expect((await errorOf(new NodeVfs().open(dir, { readOnly: true }))).kind).toBe('special-file');
     expect((await errorOf(new NodeVfs().open(dir))).message).toMatch(/is a directory/);
-    expect((await errorOf(new NodeVfs().open('/dev/null', { readOnly: true, blockDevices: true }))).message)
-      .toBe('/dev/null: is a character device, not a regular file or a block device');
+    expect((await errorOf(new NodeVfs().open('/dev/null', { readOnly: true, blockDevices: true }))).message).toBe(
+      '/dev/null: is a character device, not a regular file or a block device',
+    );
   });
 
   it('stat tells the node type and identity: a hard link has the same id', async () => {

@@ -8,17 +8,38 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BlockError, DriverRegistry, ForwardingVfs, MemoryFile, MemoryStorage, MemoryVfs, NodeFileStorage, createImage, errnoOf, flushStorage,
-  openImage, preallocate, requireWritable, storageCapabilities, truncateTo, writeTo,
-  type PositionalSyscalls, type Storage, type StorageCapabilities, type VfsOpenOptions,
+  BlockError,
+  DriverRegistry,
+  ForwardingVfs,
+  MemoryFile,
+  MemoryStorage,
+  MemoryVfs,
+  NodeFileStorage,
+  createImage,
+  errnoOf,
+  flushStorage,
+  openImage,
+  preallocate,
+  requireWritable,
+  storageCapabilities,
+  truncateTo,
+  writeTo,
+  type PositionalSyscalls,
+  type Storage,
+  type StorageCapabilities,
+  type VfsOpenOptions,
 } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 
 const registry = new DriverRegistry([rawDriver]);
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-storage-caps-')); });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-storage-caps-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 let counter = 0;
 function tempFile(content: Uint8Array = new Uint8Array(0)): string {
@@ -40,7 +61,13 @@ const fullSyscalls: PositionalSyscalls = {
 describe('StorageCapabilities', () => {
   it('storageCapabilities: false unless given, byte-granular, and nothing that changes content without write', () => {
     expect(storageCapabilities()).toEqual({
-      write: false, flush: false, syncRead: false, extents: false, allocate: false, zeroRange: false, remote: false,
+      write: false,
+      flush: false,
+      syncRead: false,
+      extents: false,
+      allocate: false,
+      zeroRange: false,
+      remote: false,
       limits: { requestAlignment: 1 },
     });
     const ro = storageCapabilities({ allocate: true, zeroRange: true, extents: true });
@@ -51,7 +78,13 @@ describe('StorageCapabilities', () => {
   it('MemoryStorage: sync reads and extents always; write and flush unless read-only', () => {
     const rw = new MemoryStorage(new MemoryFile(), 'm');
     expect(rw.capabilities).toEqual({
-      write: true, flush: true, syncRead: true, extents: true, allocate: false, zeroRange: false, remote: false,
+      write: true,
+      flush: true,
+      syncRead: true,
+      extents: true,
+      allocate: false,
+      zeroRange: false,
+      remote: false,
       limits: { requestAlignment: 1 },
     });
     const ro = new MemoryStorage(new MemoryFile(), 'm', true);
@@ -62,24 +95,55 @@ describe('StorageCapabilities', () => {
     const file = tempFile(new Uint8Array(4096));
     const plain = await NodeFileStorage.open(file);
     expect(plain.capabilities).toEqual({
-      write: true, flush: true, syncRead: true, extents: false, allocate: false, zeroRange: false, remote: false,
+      write: true,
+      flush: true,
+      syncRead: true,
+      extents: false,
+      allocate: false,
+      zeroRange: false,
+      remote: false,
       limits: { requestAlignment: 1, preferredTransfer: fs.statSync(file).blksize },
     });
     await plain.close();
     const pooled = await NodeFileStorage.open(file, { io: 'async', syscalls: fullSyscalls });
-    expect(pooled.capabilities).toMatchObject({ write: true, flush: true, syncRead: false, extents: false, allocate: false, zeroRange: false });
+    expect(pooled.capabilities).toMatchObject({
+      write: true,
+      flush: true,
+      syncRead: false,
+      extents: false,
+      allocate: false,
+      zeroRange: false,
+    });
     await pooled.close();
     const full = await NodeFileStorage.open(file, { syscalls: fullSyscalls });
-    expect(full.capabilities).toMatchObject({ write: true, flush: true, syncRead: true, extents: true, allocate: true, zeroRange: true });
+    expect(full.capabilities).toMatchObject({
+      write: true,
+      flush: true,
+      syncRead: true,
+      extents: true,
+      allocate: true,
+      zeroRange: true,
+    });
     await full.close();
     const ro = await NodeFileStorage.open(file, { readOnly: true, syscalls: fullSyscalls });
-    expect(ro.capabilities).toMatchObject({ write: false, flush: false, syncRead: true, extents: true, allocate: false, zeroRange: false });
+    expect(ro.capabilities).toMatchObject({
+      write: false,
+      flush: false,
+      syncRead: true,
+      extents: true,
+      allocate: false,
+      zeroRange: false,
+    });
     await ro.close();
   });
 
   it('NodeFileStorage on a block device: no allocate (a device cannot grow; posix_fallocate fails on it), zeroRange kept', async (ctx) => {
     const device = ['/dev/loop0', '/dev/loop1', '/dev/loop2'].find((p) => {
-      try { return fs.statSync(p).isBlockDevice(); } catch { return false; }
+      try {
+        return fs.statSync(p).isBlockDevice();
+      } catch {
+        return false;
+      }
     });
     if (device === undefined) return ctx.skip();
     let storage: NodeFileStorage;
@@ -91,7 +155,13 @@ describe('StorageCapabilities', () => {
     }
     try {
       expect(storage.blockDevice).toBe(true);
-      expect(storage.capabilities).toMatchObject({ write: true, flush: true, syncRead: true, allocate: false, zeroRange: true });
+      expect(storage.capabilities).toMatchObject({
+        write: true,
+        flush: true,
+        syncRead: true,
+        allocate: false,
+        zeroRange: true,
+      });
     } finally {
       await storage.close();
     }
@@ -114,14 +184,26 @@ describe('storage limits', () => {
     override readonly capabilities: StorageCapabilities;
     constructor(file: MemoryFile, name: string, limits: StorageCapabilities['limits']) {
       super(file, name);
-      this.capabilities = storageCapabilities({ write: true, flush: true, syncRead: true, extents: true, zeroRange: true, limits });
+      this.capabilities = storageCapabilities({
+        write: true,
+        flush: true,
+        syncRead: true,
+        extents: true,
+        zeroRange: true,
+        limits,
+      });
     }
   }
   class LimitedVfs extends ForwardingVfs {
     declare readonly inner: MemoryVfs;
-    constructor(inner: MemoryVfs, private readonly limits: StorageCapabilities['limits']) { super(inner); }
+    constructor(
+      inner: MemoryVfs,
+      private readonly limits: StorageCapabilities['limits'],
+    ) {
+      super(inner);
+    }
     override async open(p: string, options?: VfsOpenOptions): Promise<Storage> {
-      const storage = await this.inner.open(p, options) as MemoryStorage;
+      const storage = (await this.inner.open(p, options)) as MemoryStorage;
       return new LimitedStorage(storage.file, storage.path, this.limits);
     }
   }
@@ -130,12 +212,20 @@ describe('storage limits', () => {
     const inner = new MemoryVfs();
     await createImage('/disk.raw', { format: 'raw', size: 1 << 20, registry, vfs: inner });
     const big = await openImage('/disk.raw', {
-      format: 'raw', registry, vfs: new LimitedVfs(inner, { requestAlignment: 1, preferredTransfer: 1 << 20, maxTransfer: 8 << 20 }),
+      format: 'raw',
+      registry,
+      vfs: new LimitedVfs(inner, { requestAlignment: 1, preferredTransfer: 1 << 20, maxTransfer: 8 << 20 }),
     });
-    expect(big.capabilities.limits).toMatchObject({ requestAlignment: 1, preferredTransfer: 1 << 20, maxTransfer: 8 << 20 });
+    expect(big.capabilities.limits).toMatchObject({
+      requestAlignment: 1,
+      preferredTransfer: 1 << 20,
+      maxTransfer: 8 << 20,
+    });
     await big.close();
     const small = await openImage('/disk.raw', {
-      format: 'raw', registry, vfs: new LimitedVfs(inner, { requestAlignment: 1, preferredTransfer: 512 }),
+      format: 'raw',
+      registry,
+      vfs: new LimitedVfs(inner, { requestAlignment: 1, preferredTransfer: 512 }),
     });
     expect(small.capabilities.limits).toMatchObject({ preferredTransfer: 4096, maxTransfer: 32 * 1024 * 1024 });
     await small.close();
@@ -146,10 +236,19 @@ describe('storage limits', () => {
 class ReadOnlyStorage implements Storage {
   readonly readOnly = true;
   readonly capabilities: StorageCapabilities = storageCapabilities({ remote: true });
-  constructor(private readonly file: MemoryFile, readonly path: string) {}
-  async read(offset: number, into: Uint8Array): Promise<number> { return this.file.readAt(offset, into); }
-  async size(): Promise<number> { return this.file.length; }
-  async close(): Promise<void> { /* nothing held */ }
+  constructor(
+    private readonly file: MemoryFile,
+    readonly path: string,
+  ) {}
+  async read(offset: number, into: Uint8Array): Promise<number> {
+    return this.file.readAt(offset, into);
+  }
+  async size(): Promise<number> {
+    return this.file.length;
+  }
+  async close(): Promise<void> {
+    /* nothing held */
+  }
 }
 
 /** A Vfs whose storages are ReadOnlyStorages whatever the open asks (a server that only serves). */
@@ -157,10 +256,12 @@ class ReadOnlyVfs extends ForwardingVfs {
   declare readonly inner: MemoryVfs;
   closed = 0;
   override async open(p: string, options?: VfsOpenOptions): Promise<Storage> {
-    const storage = await this.inner.open(p, { ...options, readOnly: true }) as MemoryStorage;
+    const storage = (await this.inner.open(p, { ...options, readOnly: true })) as MemoryStorage;
     const vfs = this;
     return new (class extends ReadOnlyStorage {
-      override async close(): Promise<void> { vfs.closed++; }
+      override async close(): Promise<void> {
+        vfs.closed++;
+      }
     })(storage.file, storage.path);
   }
 }
@@ -181,7 +282,9 @@ describe('a storage that cannot write', () => {
     expect(refused).toBeInstanceOf(BlockError);
     expect(refused).toMatchObject({ kind: 'read-only', path: '/d.raw', code: 'EROFS' });
     expect(vfs.closed).toBe(2); // the refused open released its storage
-    await expect(createImage('/n.raw', { registry, vfs, format: 'raw', size: 4096 })).rejects.toMatchObject({ kind: 'read-only' });
+    await expect(createImage('/n.raw', { registry, vfs, format: 'raw', size: 4096 })).rejects.toMatchObject({
+      kind: 'read-only',
+    });
   });
 
   it('the helpers: writeTo and truncateTo say read-only naming the file, flushStorage has nothing to do, requireWritable refuses', async () => {
@@ -226,6 +329,7 @@ describe('errnoOf', () => {
       ['a string', 'EIO', 5, 'Input/output error'],
       [undefined, 'EIO', 5, 'Input/output error'],
     ];
-    for (const [err, code, errno, message] of cases) expect(errnoOf(err), String(err)).toEqual({ code, errno, message });
+    for (const [err, code, errno, message] of cases)
+      expect(errnoOf(err), String(err)).toEqual({ code, errno, message });
   });
 });

@@ -19,10 +19,21 @@ export const AMEND_OPTIONS = ['size', 'backing_file', 'backing_fmt', 'version', 
 
 /** What amend takes, as data: `-o help` for amend is rendered from it, values parsed by type. */
 export const AMEND_HELP: readonly OptionSpec[] = [
-  { name: 'size', type: 'size', help: 'Virtual disk size: grows the image in place while its bitmap fits before the data' },
-  { name: 'backing_file', type: 'string', valueName: 'file', help: 'Only its current value (blk rebase changes the backing file)' },
   {
-    name: 'version', type: 'enum', values: ['3', '2', '1'],
+    name: 'size',
+    type: 'size',
+    help: 'Virtual disk size: grows the image in place while its bitmap fits before the data',
+  },
+  {
+    name: 'backing_file',
+    type: 'string',
+    valueName: 'file',
+    help: 'Only its current value (blk rebase changes the backing file)',
+  },
+  {
+    name: 'version',
+    type: 'enum',
+    values: ['3', '2', '1'],
     help: 'Only its current value (blk convert -o version= makes a copy in another layout)',
   },
   { name: 'variant', type: 'string', valueName: 'name', help: 'Only its current value (as version)' },
@@ -30,21 +41,35 @@ export const AMEND_HELP: readonly OptionSpec[] = [
 ];
 
 /** The size to resize to (undefined: no change), after checking every option against `header`. */
-export function planAmend(header: CowHeader, size: number, options: ReadonlyMap<string, string>, path: string): number | undefined {
+export function planAmend(
+  header: CowHeader,
+  size: number,
+  options: ReadonlyMap<string, string>,
+  path: string,
+): number | undefined {
   const fail = (kind: 'invalid-argument' | 'not-supported', message: string, field: string): never => {
     throw new BlockError(kind, message, { path, driver: 'cow', field });
   };
-  const relayout = (what: string): never => fail('not-supported',
-    `cannot change ${what} in place: it decides where the bitmap and the data lie; copy the image instead `
-    + `(blk convert -O cow -o ${what}=... ${path} NEW)`, what);
+  const relayout = (what: string): never =>
+    fail(
+      'not-supported',
+      `cannot change ${what} in place: it decides where the bitmap and the data lie; copy the image instead `
+        + `(blk convert -O cow -o ${what}=... ${path} NEW)`,
+      what,
+    );
   let newSize: number | undefined;
   for (const [key, value] of options) {
     switch (key) {
       case 'size': {
         const n = Number(value);
-        if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) fail('invalid-argument', `invalid size '${value}'`, 'size');
+        if (!/^\d+$/.test(value) || !Number.isSafeInteger(n))
+          fail('invalid-argument', `invalid size '${value}'`, 'size');
         if (n < size) {
-          fail('not-supported', `shrinking from ${size} to ${n} bytes deletes data: use blk resize --shrink ${path} ${n}`, 'size');
+          fail(
+            'not-supported',
+            `shrinking from ${size} to ${n} bytes deletes data: use blk resize --shrink ${path} ${n}`,
+            'size',
+          );
         }
         if (n !== size) newSize = n;
         break;

@@ -45,18 +45,31 @@ export function recordedMtime(facts: BackingFacts | undefined): number {
 }
 
 /** UML's open-time comparison, one check per fact the facts carry; [] for variants that check nothing. */
-export function compareBackingFacts(header: Pick<CowHeader, 'variant' | 'size' | 'mtime' | 'backingFile'>,
-  facts: BackingFacts): BackingCheck[] {
+export function compareBackingFacts(
+  header: Pick<CowHeader, 'variant' | 'size' | 'mtime' | 'backingFile'>,
+  facts: BackingFacts,
+): BackingCheck[] {
   if (!checksBacking(header.variant) || header.backingFile === '') return [];
   const checks: BackingCheck[] = [];
   const size = recordedBackingSize(facts);
   if (size !== undefined) {
-    checks.push({ what: 'size', recorded: header.size, found: size, matches: size === header.size, unit: 'bytes', kind: 'identity' });
+    checks.push({
+      what: 'size',
+      recorded: header.size,
+      found: size,
+      matches: size === header.size,
+      unit: 'bytes',
+      kind: 'identity',
+    });
   }
   if (facts.mtimeSec !== undefined) {
     // Headers hold 32 bits of mtime; compare the way UML does, modulo 2^32.
     checks.push({
-      what: 'mtime', recorded: header.mtime, found: facts.mtimeSec, matches: header.mtime === mtime32(facts.mtimeSec), kind: 'modified',
+      what: 'mtime',
+      recorded: header.mtime,
+      found: facts.mtimeSec,
+      matches: header.mtime === mtime32(facts.mtimeSec),
+      kind: 'modified',
     });
   }
   return checks;

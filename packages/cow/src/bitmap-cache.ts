@@ -81,7 +81,8 @@ export class BitmapCache {
     this.bitmapLength = options.bitmapLength;
     this.trackedBits = Math.min(options.trackedBits, options.bitmapLength * 8);
     this.chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-    if (this.chunkBytes % 4 !== 0 || this.chunkBytes <= 0) throw new RangeError('chunkBytes must be a positive multiple of 4');
+    if (this.chunkBytes % 4 !== 0 || this.chunkBytes <= 0)
+      throw new RangeError('chunkBytes must be a positive multiple of 4');
     this.chunkBits = this.chunkBytes * 8;
     this.cache = new MetadataCache({
       storage: options.storage,
@@ -320,13 +321,15 @@ export class BitmapCache {
   async setRange(first: number, count: number, value: boolean): Promise<BitmapChunk[]> {
     const end = Math.min(first + count, this.trackedBits);
     const changed: BitmapChunk[] = [];
-    for (let pos = first; pos < end;) {
+    for (let pos = first; pos < end; ) {
       const index = Math.floor(pos / this.chunkBits);
       const base = index * this.chunkBits;
       const stop = Math.min(end, base + this.chunkBits);
       const from = pos - base;
       // Synchronous inside `use`: no await between finding the chunk and changing it.
-      const chunk = await this.cache.use(index, (c) => (setBits(this.cache, c, from, stop - base, value) ? c : undefined));
+      const chunk = await this.cache.use(index, (c) =>
+        setBits(this.cache, c, from, stop - base, value) ? c : undefined,
+      );
       if (chunk) changed.push(chunk);
       pos = stop;
     }
@@ -380,14 +383,16 @@ function scanWords(words: Uint32Array, from: number, to: number, want: boolean):
   while (x === 0) {
     if (w === lastWord) return to;
     w++;
-    while (w + 4 <= lastWord
-      && ((words[w]! ^ flip) | (words[w + 1]! ^ flip) | (words[w + 2]! ^ flip) | (words[w + 3]! ^ flip)) === 0) {
+    while (
+      w + 4 <= lastWord
+      && ((words[w]! ^ flip) | (words[w + 1]! ^ flip) | (words[w + 2]! ^ flip) | (words[w + 3]! ^ flip)) === 0
+    ) {
       w += 4;
     }
     x = words[w]! ^ flip;
   }
   const at = w * 32 + 31 - Math.clz32(x & -x);
-  return at < to ? at : to;
+  return Math.min(at, to);
 }
 
 /** Byte-wise fallback for big-endian hosts: skips bytes of 0x00 / 0xFF, tests bits only at the edges. */
@@ -407,7 +412,13 @@ function scanBytes(bytes: Uint8Array, from: number, to: number, want: boolean): 
 }
 
 /** Sets or clears bits [from, to) of a chunk; marks the touched bytes dirty if any bit changed. */
-function setBits(cache: MetadataCache<Uint32Array>, chunk: BitmapChunk, from: number, to: number, value: boolean): boolean {
+function setBits(
+  cache: MetadataCache<Uint32Array>,
+  chunk: BitmapChunk,
+  from: number,
+  to: number,
+  value: boolean,
+): boolean {
   const { bytes } = chunk;
   const firstByte = from >>> 3;
   const lastByte = (to - 1) >>> 3;
@@ -415,7 +426,7 @@ function setBits(cache: MetadataCache<Uint32Array>, chunk: BitmapChunk, from: nu
   for (let b = firstByte; b <= lastByte; b++) {
     const lo = b === firstByte ? from & 7 : 0;
     const hi = b === lastByte ? ((to - 1) & 7) + 1 : 8;
-    const mask = ((0xff << lo) & (0xff >>> (8 - hi))) & 0xff;
+    const mask = (0xff << lo) & (0xff >>> (8 - hi)) & 0xff;
     const old = bytes[b]!;
     const next = value ? old | mask : old & ~mask & 0xff;
     if (next !== old) {

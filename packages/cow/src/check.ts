@@ -43,7 +43,14 @@ const sectorsText = (first: number, count: number): string =>
 
 export async function checkCow(target: CowCheckTarget, repair: RepairRequest): Promise<CowCheckOutcome> {
   const { storage, layout, bitmap } = target;
-  const out: CowCheckOutcome = { corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0, messages: [], bitmapChanged: false };
+  const out: CowCheckOutcome = {
+    corruptions: 0,
+    leaks: 0,
+    corruptionsFixed: 0,
+    leaksFixed: 0,
+    messages: [],
+    bitmapChanged: false,
+  };
   const fileSize = await storage.size();
   const dataEnd = layout.dataOffset + layout.sectors * SS;
 
@@ -52,26 +59,31 @@ export async function checkCow(target: CowCheckTarget, repair: RepairRequest): P
   let outside = 0;
   let lastSet = -1;
   let lines = 0;
-  for (let sector = firstOutside; sector < layout.trackedSectors;) {
+  for (let sector = firstOutside; sector < layout.trackedSectors; ) {
     const run = await bitmap.findRun(sector, layout.trackedSectors - sector);
     if (run.set) {
       outside += run.count;
       lastSet = sector + run.count - 1;
       if (lines++ < MAX_LINES) {
-        out.messages.push(`ERROR ${sectorsText(sector, run.count)} (offset ${sector * SS}): marked allocated, `
-          + `but the data lies past the end of the file (${fileSize} bytes)`);
+        out.messages.push(
+          `ERROR ${sectorsText(sector, run.count)} (offset ${sector * SS}): marked allocated, `
+            + `but the data lies past the end of the file (${fileSize} bytes)`,
+        );
       }
     }
     sector += run.count;
   }
-  if (lines > MAX_LINES) out.messages.push(`ERROR ... and ${lines - MAX_LINES} more runs of allocated sectors past the end of the file`);
+  if (lines > MAX_LINES)
+    out.messages.push(`ERROR ... and ${lines - MAX_LINES} more runs of allocated sectors past the end of the file`);
   if (outside > 0) {
     if (repair.corruptions) {
       const end = layout.dataOffset + (lastSet + 1) * SS;
       await truncateTo(storage, end);
       out.corruptionsFixed += outside;
-      out.messages.push(`Repairing: extended the file to ${end} bytes, so that the ${outside} allocated sectors past its end `
-        + 'lie inside it (they read as zeros, as before)');
+      out.messages.push(
+        `Repairing: extended the file to ${end} bytes, so that the ${outside} allocated sectors past its end `
+          + 'lie inside it (they read as zeros, as before)',
+      );
     } else {
       out.corruptions += outside;
     }
@@ -92,7 +104,13 @@ export async function checkCow(target: CowCheckTarget, repair: RepairRequest): P
   }
 
   // Bits past the last sector, in the bitmap's last byte.
-  const stray = await setBitsOnDisk(storage, layout.bitmapOffset, layout.trackedSectors, layout.bitmapLength * 8, false);
+  const stray = await setBitsOnDisk(
+    storage,
+    layout.bitmapOffset,
+    layout.trackedSectors,
+    layout.bitmapLength * 8,
+    false,
+  );
   if (stray > 0) {
     const what = `${stray} bits set past the last sector (${layout.sectors - 1}) in the bitmap's last byte`;
     if (repair.leaks) {

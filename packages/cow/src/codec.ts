@@ -9,8 +9,14 @@
  */
 import { BlockError } from '@blk/core/portable';
 import {
-  COW_MAGIC, VARIANTS, fieldOf, maxPathBytes,
-  type ByteOrder, type CowVariant, type FieldSpec, type HeaderField,
+  COW_MAGIC,
+  VARIANTS,
+  fieldOf,
+  maxPathBytes,
+  type ByteOrder,
+  type CowVariant,
+  type FieldSpec,
+  type HeaderField,
 } from './variants.js';
 
 /** A decoded COW header. Numbers are plain values; the byte layout is the variant's. */
@@ -85,26 +91,36 @@ export function parseHeader(bytes: Uint8Array, variant: CowVariant, options: Par
   const where = { path: options.path, driver: 'cow' };
   const magicOrder = magicOrderOf(bytes);
   if (magicOrder === undefined) {
-    throw new BlockError('bad-magic', 'not a COW file: no COW magic (OOOM/MOOO) at offset 0', { ...where, field: 'magic' });
+    throw new BlockError('bad-magic', 'not a COW file: no COW magic (OOOM/MOOO) at offset 0', {
+      ...where,
+      field: 'magic',
+    });
   }
   if (bytes.length < spec.headerSize) {
-    throw new BlockError('truncated',
-      `${variant} header needs ${spec.headerSize} bytes, only ${bytes.length} present`, { ...where, field: 'header' });
+    throw new BlockError(
+      'truncated',
+      `${variant} header needs ${spec.headerSize} bytes, only ${bytes.length} present`,
+      { ...where, field: 'header' },
+    );
   }
   const dv = view(bytes);
   const sizeSpec = fieldOf(variant, 'size')!;
   const size64 = dv.getBigUint64(sizeSpec.offset, isLittle(sizeSpec, magicOrder));
   if (size64 > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new BlockError('invalid-header',
-      `size ${size64} is beyond what the file can address (2^53 - 1 bytes)`, { ...where, field: 'size' });
+    throw new BlockError('invalid-header', `size ${size64} is beyond what the file can address (2^53 - 1 bytes)`, {
+      ...where,
+      field: 'size',
+    });
   }
   const pathSpec = fieldOf(variant, 'backing_file')!;
   const field = bytes.subarray(pathSpec.offset, pathSpec.offset + pathSpec.size);
   const nul = field.indexOf(0);
   if (nul < 0) {
-    throw new BlockError('invalid-header',
+    throw new BlockError(
+      'invalid-header',
       `backing file path field (${pathSpec.size} bytes at offset ${pathSpec.offset}) has no NUL terminator`,
-      { ...where, field: 'backing_file' });
+      { ...where, field: 'backing_file' },
+    );
   }
   // Bytes after the NUL are unspecified (UML leaves heap garbage there): ignore them.
   const pathBytes = field.subarray(0, nul);
@@ -139,13 +155,19 @@ function decodeExactly(bytes: Uint8Array): string | undefined {
 export function encodeBackingPath(variant: CowVariant, backingFile: string, path?: string): Uint8Array {
   const bytes = new TextEncoder().encode(backingFile);
   if (bytes.includes(0)) {
-    throw new BlockError('invalid-argument', 'backing file path contains a NUL byte', { path, driver: 'cow', field: 'backing_file' });
+    throw new BlockError('invalid-argument', 'backing file path contains a NUL byte', {
+      path,
+      driver: 'cow',
+      field: 'backing_file',
+    });
   }
   const max = maxPathBytes(variant);
   if (bytes.length > max) {
-    throw new BlockError('invalid-argument',
+    throw new BlockError(
+      'invalid-argument',
       `backing file path is ${bytes.length} bytes of UTF-8; a ${variant} header holds at most ${max}`,
-      { path, driver: 'cow', field: 'backing_file' });
+      { path, driver: 'cow', field: 'backing_file' },
+    );
   }
   return bytes;
 }
@@ -162,7 +184,10 @@ export function encodeHeader(header: CowHeader, into?: Uint8Array): Uint8Array {
   const spec = VARIANTS[header.variant];
   const out = into ?? new Uint8Array(spec.headerSize);
   if (out.length < spec.headerSize) {
-    throw new BlockError('invalid-argument', `buffer of ${out.length} bytes is shorter than a ${header.variant} header`);
+    throw new BlockError(
+      'invalid-argument',
+      `buffer of ${out.length} bytes is shorter than a ${header.variant} header`,
+    );
   }
   const dv = view(out);
   const values: Record<HeaderField, number | undefined> = {
@@ -186,12 +211,16 @@ export function encodeHeader(header: CowHeader, into?: Uint8Array): Uint8Array {
     const value = values[field.field]!;
     if (field.type === 'u32') {
       if (!Number.isInteger(value) || value < 0 || value > MAX_U32) {
-        throw new BlockError('invalid-argument', `${field.field} ${value} does not fit 32 unsigned bits`, { field: field.field });
+        throw new BlockError('invalid-argument', `${field.field} ${value} does not fit 32 unsigned bits`, {
+          field: field.field,
+        });
       }
       dv.setUint32(field.offset, value, little);
     } else {
       if (!Number.isSafeInteger(value) || value < 0) {
-        throw new BlockError('invalid-argument', `${field.field} ${value} is not a non-negative integer below 2^53`, { field: field.field });
+        throw new BlockError('invalid-argument', `${field.field} ${value} is not a non-negative integer below 2^53`, {
+          field: field.field,
+        });
       }
       dv.setBigUint64(field.offset, BigInt(value), little);
     }

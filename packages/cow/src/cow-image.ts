@@ -4,13 +4,38 @@
  * them.
  */
 import {
-  BlockError, preallocate, readZeroFilled, supportedPreallocation,
-  type BackingCheck, type BackingFacts, type CommitMarker, type BackingReference, type BackingSpec, type BlockDriver,
-  type BlockStatus, type CacheMode, type DriverCapabilities, type DriverCheckResult,
-  type DriverImage, type ReadBelow, type RepairRequest, type ResizeOptions, type Storage, flushStorage, truncateTo, writeTo,
+  BlockError,
+  preallocate,
+  readZeroFilled,
+  supportedPreallocation,
+  type BackingCheck,
+  type BackingFacts,
+  type CommitMarker,
+  type BackingReference,
+  type BackingSpec,
+  type BlockDriver,
+  type BlockStatus,
+  type CacheMode,
+  type DriverCapabilities,
+  type DriverCheckResult,
+  type DriverImage,
+  type ReadBelow,
+  type RepairRequest,
+  type ResizeOptions,
+  type Storage,
+  flushStorage,
+  truncateTo,
+  writeTo,
 } from '@blk/core/portable';
 import { planAmend } from './amend.js';
-import { COMMIT_MARK_MTIME, checksBacking, compareBackingFacts, mtime32, recordedBackingSize, recordedMtime } from './backing.js';
+import {
+  COMMIT_MARK_MTIME,
+  checksBacking,
+  compareBackingFacts,
+  mtime32,
+  recordedBackingSize,
+  recordedMtime,
+} from './backing.js';
 import { BitmapCache } from './bitmap-cache.js';
 import { checkCow } from './check.js';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
@@ -176,7 +201,14 @@ export class CowImage implements DriverImage {
   }
 
   /** Reads the run at `sector` (its length from `findRunSync`, or 0: look it up) asynchronously, then the rest. */
-  private async readRunLater(sector: number, end: number, into: Uint8Array, at: number, below: ReadBelow, run: number): Promise<void> {
+  private async readRunLater(
+    sector: number,
+    end: number,
+    into: Uint8Array,
+    at: number,
+    below: ReadBelow,
+    run: number,
+  ): Promise<void> {
     let set: boolean;
     let count: number;
     if (run !== 0) {
@@ -194,7 +226,14 @@ export class CowImage implements DriverImage {
     if (rest !== undefined) await rest;
   }
 
-  private async readRestLater(pending: Promise<void>, sector: number, end: number, into: Uint8Array, at: number, below: ReadBelow): Promise<void> {
+  private async readRestLater(
+    pending: Promise<void>,
+    sector: number,
+    end: number,
+    into: Uint8Array,
+    at: number,
+    below: ReadBelow,
+  ): Promise<void> {
     await pending;
     const rest = this.readFrom(sector, end, into, at, below);
     if (rest !== undefined) await rest;
@@ -282,11 +321,12 @@ export class CowImage implements DriverImage {
     // allocate its new sectors); a shrink only once the header names the new size, since before it the
     // sectors they cover are still the disk's and, cleared, would read from the backing file after a crash.
     const fromBit = Math.min(old.trackedSectors, next.trackedSectors);
-    const clearPastEnd = () => setBitsOnDisk(this.storage, old.bitmapOffset, fromBit, Math.max(old.bitmapLength, next.bitmapLength) * 8, true);
+    const clearPastEnd = () =>
+      setBitsOnDisk(this.storage, old.bitmapOffset, fromBit, Math.max(old.bitmapLength, next.bitmapLength) * 8, true);
     if (size >= this.size) await clearPastEnd();
     const oldEnd = old.dataOffset + this.size;
     const newEnd = next.dataOffset + size;
-    if (size > this.size && this.header.backingFile !== '' && await this.storage.size() > oldEnd) {
+    if (size > this.size && this.header.backingFile !== '' && (await this.storage.size()) > oldEnd) {
       // Bytes past the data area (nothing reads them) would show in the sectors a grow adds (see zeroGrownArea).
       await truncateTo(this.storage, oldEnd);
     }
@@ -300,13 +340,14 @@ export class CowImage implements DriverImage {
         if (grownBitmapEnd > bitmapEnd) await preallocate(this.storage, bitmapEnd, grownBitmapEnd - bitmapEnd, 'full');
         if (mode === 'falloc' || mode === 'full') await preallocate(this.storage, oldEnd, newEnd - oldEnd, mode);
       } catch (err) {
-        if (await this.storage.size().catch(() => lengthBefore) > lengthBefore) await truncateTo(this.storage, lengthBefore).catch(() => undefined);
+        if ((await this.storage.size().catch(() => lengthBefore)) > lengthBefore)
+          await truncateTo(this.storage, lengthBefore).catch(() => undefined);
         throw err;
       }
     }
     // The header must never name a bitmap longer than the file (QEMU's files end right after it).
     const newBitmapEnd = next.bitmapOffset + next.bitmapLength;
-    if (await this.storage.size() < newBitmapEnd) await truncateTo(this.storage, newBitmapEnd);
+    if ((await this.storage.size()) < newBitmapEnd) await truncateTo(this.storage, newBitmapEnd);
     if (size > this.size) await this.zeroGrownArea(old, next, size, options.backingSize);
     if (sync) await flushStorage(this.storage);
     const bytes = encodeHeader(plan.header, this.headerBytes.slice());
@@ -335,12 +376,17 @@ export class CowImage implements DriverImage {
    * past the old data area first). Only where a backing file may hold
    * data: up to its size when it is known, the whole new area otherwise.
    */
-  private async zeroGrownArea(old: CowLayout, next: CowLayout, size: number, backingSize: number | undefined): Promise<void> {
+  private async zeroGrownArea(
+    _old: CowLayout,
+    next: CowLayout,
+    size: number,
+    backingSize: number | undefined,
+  ): Promise<void> {
     if (this.header.backingFile === '') return;
     const zeroEnd = Math.min(size, Math.ceil((backingSize ?? size) / SS) * SS);
     if (zeroEnd <= this.size) return;
     const dataEnd = next.dataOffset + zeroEnd;
-    if (await this.storage.size() < dataEnd) await truncateTo(this.storage, dataEnd);
+    if ((await this.storage.size()) < dataEnd) await truncateTo(this.storage, dataEnd);
     const fromBit = this.size / SS;
     await setBitRangeOnDisk(this.storage, next.bitmapOffset, fromBit, Math.min(next.trackedSectors, zeroEnd / SS));
   }
@@ -355,7 +401,10 @@ export class CowImage implements DriverImage {
     if (repair.leaks || repair.corruptions) this.checkWritable();
     // Bits still in memory are part of the image: put them on disk before comparing the two.
     if (!this.readOnly) await this.bitmap.writeBack();
-    const { bitmapChanged, ...result } = await checkCow({ storage: this.storage, layout: this.layout, bitmap: this.bitmap }, repair);
+    const { bitmapChanged, ...result } = await checkCow(
+      { storage: this.storage, layout: this.layout, bitmap: this.bitmap },
+      repair,
+    );
     if (bitmapChanged) this.bitmap = this.newBitmapCache();
     return result;
   }
@@ -384,9 +433,11 @@ export class CowImage implements DriverImage {
     const { backingFileBytes, ...kept } = this.header;
     if (change.backingFile === undefined && backingFileBytes !== undefined) {
       // The path would be written back as its decoded text: another file.
-      throw new BlockError('not-supported',
+      throw new BlockError(
+        'not-supported',
         'the stored backing file path is not valid UTF-8; rewriting the header would replace it with a different path',
-        { path: this.storage.path, driver: 'cow', field: 'backing_file' });
+        { path: this.storage.path, driver: 'cow', field: 'backing_file' },
+      );
     }
     const next: CowHeader = { ...kept, ...change };
     const bytes = encodeHeader(next, this.headerBytes.slice());
@@ -403,21 +454,28 @@ export class CowImage implements DriverImage {
     const where = { path: this.storage.path, driver: 'cow', field: 'backing_file' };
     if (spec === undefined || spec.path === '') {
       if (uml) {
-        throw new BlockError('not-supported',
-          `a ${variant} image must name a backing file (UML has no overlay without one); convert the image to drop it`, where);
+        throw new BlockError(
+          'not-supported',
+          `a ${variant} image must name a backing file (UML has no overlay without one); convert the image to drop it`,
+          where,
+        );
       }
     } else if (uml && recordedBackingSize(spec.facts) !== undefined && recordedBackingSize(spec.facts) !== size) {
-      throw new BlockError('not-supported',
+      throw new BlockError(
+        'not-supported',
         `${variant} header size ${size} is also the layout of the bitmap and data; it cannot be changed to `
-        + `the new backing file's ${recordedBackingSize(spec.facts)} bytes in place (UML would refuse the pair anyway)`,
-        { ...where, field: 'size' });
+          + `the new backing file's ${recordedBackingSize(spec.facts)} bytes in place (UML would refuse the pair anyway)`,
+        { ...where, field: 'size' },
+      );
     }
     const backingFile = spec?.path ?? '';
     if (this.header.backingFileBytes !== undefined && backingFile === this.header.backingFile) {
       // The stored bytes are not UTF-8: writing the decoded string back would point the overlay elsewhere.
-      throw new BlockError('not-supported',
+      throw new BlockError(
+        'not-supported',
         'the stored backing file path is not valid UTF-8; rewriting the header would replace it with a different path',
-        where);
+        where,
+      );
     }
     encodeBackingPath(variant, backingFile, this.storage.path);
   }
@@ -467,19 +525,23 @@ export class CowImage implements DriverImage {
   private checkTracked(first: number, count: number, op: string): void {
     const tracked = this.layout.trackedSectors;
     if (first + count <= tracked) return;
-    throw new BlockError('not-supported',
+    throw new BlockError(
+      'not-supported',
       `cannot ${op} sectors ${Math.max(first, tracked)}..${first + count - 1}: this ${this.header.variant} image's bitmap `
-      + `(${this.layout.bitmapLength} bytes, rounded down by the v1/v2 rounding bug) has no bit for its last `
-      + `${this.layout.sectors - tracked} sectors; convert it to v3 to write there`,
-      { path: this.storage.path, driver: 'cow', offset: Math.max(first, tracked) * SS });
+        + `(${this.layout.bitmapLength} bytes, rounded down by the v1/v2 rounding bug) has no bit for its last `
+        + `${this.layout.sectors - tracked} sectors; convert it to v3 to write there`,
+      { path: this.storage.path, driver: 'cow', offset: Math.max(first, tracked) * SS },
+    );
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new BlockError('closed', 'image used after close', { path: this.storage.path, driver: 'cow' });
+    if (this.closed)
+      throw new BlockError('closed', 'image used after close', { path: this.storage.path, driver: 'cow' });
   }
 
   private checkWritable(): void {
     this.checkOpen();
-    if (this.readOnly) throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'cow' });
+    if (this.readOnly)
+      throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'cow' });
   }
 }

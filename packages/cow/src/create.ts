@@ -4,8 +4,16 @@
  * and the old UML layouts for test fixtures.
  */
 import {
-  BlockError, alignUp, preallocate, supportedPreallocation,
-  type DriverCreateOptions, type MeasureInput, type MeasureResult, type PreallocationMode, type Storage, truncateTo, writeTo,
+  BlockError,
+  alignUp,
+  preallocate,
+  supportedPreallocation,
+  type DriverCreateOptions,
+  type MeasureInput,
+  type MeasureResult,
+  type Storage,
+  truncateTo,
+  writeTo,
 } from '@blk/core/portable';
 import { encodeBackingPath, encodeHeader, type CowHeader } from './codec.js';
 import { recordedBackingSize, recordedMtime } from './backing.js';
@@ -17,12 +25,16 @@ import { COW_SECTOR_SIZE, MAX_HEADER_SIZE, VARIANTS } from './variants.js';
 /** UML's page size, which it stores as the v3 alignment. */
 export const DEFAULT_V3_ALIGNMENT = 4096;
 
-
 /** The header a new image of `size` would get from these options (no backing file). */
 function headerFor(variant: CowHeader['variant'], size: number, alignment: number | undefined): CowHeader {
   const header: CowHeader = {
-    variant, magicOrder: VARIANTS[variant].defaultMagicOrder, version: VARIANTS[variant].version,
-    backingFile: '', mtime: 0, size, sectorSize: COW_SECTOR_SIZE,
+    variant,
+    magicOrder: VARIANTS[variant].defaultMagicOrder,
+    version: VARIANTS[variant].version,
+    backingFile: '',
+    mtime: 0,
+    size,
+    sectorSize: COW_SECTOR_SIZE,
   };
   if (variant === 'v3') {
     header.alignment = alignment ?? DEFAULT_V3_ALIGNMENT;
@@ -43,12 +55,18 @@ export async function measureCow(input: MeasureInput): Promise<MeasureResult> {
   const mode = supportedPreallocation(input.preallocation, COW_PREALLOCATION, { driver: 'cow' });
   const size = alignUp(input.size, COW_SECTOR_SIZE);
   if (!Number.isSafeInteger(size) || size <= 0) {
-    throw new BlockError('invalid-argument', `size ${input.size} must be a positive integer below 2^53`, { driver: 'cow', field: 'size' });
+    throw new BlockError('invalid-argument', `size ${input.size} must be a positive integer below 2^53`, {
+      driver: 'cow',
+      field: 'size',
+    });
   }
   const layout = computeLayout(headerFor(variant, size, alignment));
   const fullyAllocated = layout.dataOffset + size;
   if (!Number.isSafeInteger(fullyAllocated)) {
-    throw new BlockError('invalid-argument', `size ${size} puts the end of the data area beyond 2^53 - 1 bytes`, { driver: 'cow', field: 'size' });
+    throw new BlockError('invalid-argument', `size ${size} puts the end of the data area beyond 2^53 - 1 bytes`, {
+      driver: 'cow',
+      field: 'size',
+    });
   }
   if (mode === 'falloc' || mode === 'full') return { required: fullyAllocated, fullyAllocated };
   const data = input.dataBytes ? Math.min(await input.dataBytes(COW_SECTOR_SIZE), size) : 0;
@@ -82,19 +100,28 @@ export async function createCow(storage: Storage, options: DriverCreateOptions):
     throw bad(`size ${size} must be a positive multiple of 512 bytes`, 'size');
   }
   if ((variant === 'v1' || variant === 'v2-uml') && size % 4096 !== 0) {
-    throw bad(`${variant} images are created only with sizes that are a multiple of 4096 (the rounding bug), not ${size}`, 'size');
+    throw bad(
+      `${variant} images are created only with sizes that are a multiple of 4096 (the rounding bug), not ${size}`,
+      'size',
+    );
   }
   const backing = options.backing;
   if (spec.family === 'uml') {
     if (!backing || backing.path === '') {
       // An empty v3 path would make the file read back as v3-broken (bytes 32..35 all zero).
-      throw bad(`a ${variant} image needs a backing file (UML overlays always name one, and v3 cannot store an `
-        + 'empty path); without one, use version 2 (v2-qemu-lp64, QEMU\'s layout: the default without a backing file)', 'backing_file');
+      throw bad(
+        `a ${variant} image needs a backing file (UML overlays always name one, and v3 cannot store an `
+          + "empty path); without one, use version 2 (v2-qemu-lp64, QEMU's layout: the default without a backing file)",
+        'backing_file',
+      );
     }
     const backingSize = recordedBackingSize(backing.facts);
     if (backingSize !== undefined && backingSize !== size) {
-      throw bad(`a ${variant} image must have its backing file's size (${backingSize} bytes), not ${size}: `
-        + 'UML refuses to open the pair otherwise; use v2-qemu-lp64 for an overlay of another size', 'size');
+      throw bad(
+        `a ${variant} image must have its backing file's size (${backingSize} bytes), not ${size}: `
+          + 'UML refuses to open the pair otherwise; use v2-qemu-lp64 for an overlay of another size',
+        'size',
+      );
     }
   }
   const backingFile = backing?.path ?? '';
@@ -121,14 +148,21 @@ export async function createCow(storage: Storage, options: DriverCreateOptions):
   const length = spec.family === 'qemu' ? layout.bitmapOffset + layout.bitmapLength : layout.dataOffset + size;
   // blk must read back what it writes: a header that would be detected as another layout is never written.
   // (Judged at the file's final length: preallocation may extend it up to the end of the data area.)
-  const finalLength = preallocation === 'falloc' || preallocation === 'full' ? layout.dataOffset + size
-    : preallocation === 'metadata' ? Math.max(length, layout.dataOffset) : length;
+  const finalLength =
+    preallocation === 'falloc' || preallocation === 'full'
+      ? layout.dataOffset + size
+      : preallocation === 'metadata'
+        ? Math.max(length, layout.dataOffset)
+        : length;
   const head = new Uint8Array(Math.min(finalLength, MAX_HEADER_SIZE));
   head.set(bytes.subarray(0, Math.min(bytes.length, head.length)));
   const detected = detectVariant(head, finalLength);
   if (!detected.ok || detected.variant !== variant) {
-    throw bad(`a ${variant} header for these values would read back as `
-      + `${detected.ok ? detected.variant : 'no valid layout'}; not writing it`, 'variant');
+    throw bad(
+      `a ${variant} header for these values would read back as `
+        + `${detected.ok ? detected.variant : 'no valid layout'}; not writing it`,
+      'variant',
+    );
   }
   // The bitmap must start all clear: drop anything the storage held.
   await truncateTo(storage, 0);

@@ -10,20 +10,20 @@ import { COW_SECTOR_SIZE, VARIANTS, type ByteOrder, type CowVariant } from './va
 export type Detection =
   | { ok: true; variant: CowVariant; version: number; magicOrder: ByteOrder }
   | {
-    ok: false;
-    /**
-     * - `not-cow`: no magic (or fewer than 8 bytes with no magic);
-     * - `unsupported-version`: magic found, version not 1, 2 or 3;
-     * - `truncated`: too few bytes to hold (or tell apart) the header;
-     * - `unknown-layout`: a version-2 header that matches none of the three v2 layouts.
-     */
-    reason: 'not-cow' | 'unsupported-version' | 'truncated' | 'unknown-layout';
-    version?: number;
-    magicOrder?: ByteOrder;
-    /** For `truncated`: how many bytes the decision needs. */
-    needBytes?: number;
-    message: string;
-  };
+      ok: false;
+      /**
+       * - `not-cow`: no magic (or fewer than 8 bytes with no magic);
+       * - `unsupported-version`: magic found, version not 1, 2 or 3;
+       * - `truncated`: too few bytes to hold (or tell apart) the header;
+       * - `unknown-layout`: a version-2 header that matches none of the three v2 layouts.
+       */
+      reason: 'not-cow' | 'unsupported-version' | 'truncated' | 'unknown-layout';
+      version?: number;
+      magicOrder?: ByteOrder;
+      /** For `truncated`: how many bytes the decision needs. */
+      needBytes?: number;
+      message: string;
+    };
 
 function u32be(head: Uint8Array, offset: number): number {
   return ((head[offset]! << 24) >>> 0) + (head[offset + 1]! << 16) + (head[offset + 2]! << 8) + head[offset + 3]!;
@@ -44,15 +44,28 @@ export function detectVariant(head: Uint8Array, fileSize: number): Detection {
   // Bytes really available: `head` may have been read from a longer file, never from a shorter one.
   const available = Math.min(head.length, Number.isFinite(fileSize) && fileSize >= 0 ? fileSize : head.length);
   const magicOrder = magicOrderOf(head.subarray(0, available));
-  if (magicOrder === undefined) return { ok: false, reason: 'not-cow', message: 'no COW magic (OOOM/MOOO) at offset 0' };
+  if (magicOrder === undefined)
+    return { ok: false, reason: 'not-cow', message: 'no COW magic (OOOM/MOOO) at offset 0' };
   if (available < 8) {
-    return { ok: false, reason: 'truncated', magicOrder, needBytes: 8, message: `file ends at ${available} bytes, inside the version field` };
+    return {
+      ok: false,
+      reason: 'truncated',
+      magicOrder,
+      needBytes: 8,
+      message: `file ends at ${available} bytes, inside the version field`,
+    };
   }
   // UML reads the version in the byte order the magic matched in.
   const version = new DataView(head.buffer, head.byteOffset, 8).getUint32(4, magicOrder === 'le');
   const found = (variant: CowVariant): Detection => ({ ok: true, variant, version, magicOrder });
-  const short = (need: number, what: string): Detection =>
-    ({ ok: false, reason: 'truncated', version, magicOrder, needBytes: need, message: `${what} needs ${need} bytes, file has ${available}` });
+  const short = (need: number, what: string): Detection => ({
+    ok: false,
+    reason: 'truncated',
+    version,
+    magicOrder,
+    needBytes: need,
+    message: `${what} needs ${need} bytes, file has ${available}`,
+  });
 
   switch (version) {
     case 1:
@@ -68,18 +81,29 @@ export function detectVariant(head: Uint8Array, fileSize: number): Detection {
       // as lp64, such a file claims a size of at least 2 TiB whose bitmap cannot fit in it, so a
       // candidate must also be plausible as a whole, and one consistent with the file's length is best.
       const matched: CowVariant[] = [];
-      if (available >= 1056 && u32be(head, 1048) === COW_SECTOR_SIZE
-        && allZero(head, 1036, 1040) && allZero(head, 1052, 1056)) matched.push('v2-qemu-lp64');
+      if (
+        available >= 1056
+        && u32be(head, 1048) === COW_SECTOR_SIZE
+        && allZero(head, 1036, 1040)
+        && allZero(head, 1052, 1056)
+      )
+        matched.push('v2-qemu-lp64');
       if (available >= 1048 && u32be(head, 1044) === COW_SECTOR_SIZE) matched.push('v2-qemu-ilp32');
-      if (available >= 4120 && u32be(head, 4116) === COW_SECTOR_SIZE && !allZero(head, 4108, 4116)) matched.push('v2-uml');
-      const chosen = matched.find((variant) => fitsV2(head, variant, fileSize) === 'length')
+      if (available >= 4120 && u32be(head, 4116) === COW_SECTOR_SIZE && !allZero(head, 4108, 4116))
+        matched.push('v2-uml');
+      const chosen =
+        matched.find((variant) => fitsV2(head, variant, fileSize) === 'length')
         ?? matched.find((variant) => fitsV2(head, variant, fileSize) !== 'no')
         ?? matched[0];
       if (chosen) return found(chosen);
       if (available < 1048) return short(1048, 'the smallest v2 header (v2-qemu-ilp32)');
       return {
-        ok: false, reason: 'unknown-layout', version, magicOrder,
-        message: 'version-2 header matches none of the v2-uml, v2-qemu-lp64, v2-qemu-ilp32 layouts '
+        ok: false,
+        reason: 'unknown-layout',
+        version,
+        magicOrder,
+        message:
+          'version-2 header matches none of the v2-uml, v2-qemu-lp64, v2-qemu-ilp32 layouts '
           + '(no sector size of 512 where any of them keeps it)',
       };
     }
@@ -91,12 +115,22 @@ export function detectVariant(head: Uint8Array, fileSize: number): Detection {
       return available >= need ? found(variant) : short(need, `${variant} header`);
     }
     default:
-      return { ok: false, reason: 'unsupported-version', version, magicOrder, message: `COW version ${version} is not supported (only 1, 2 and 3 exist)` };
+      return {
+        ok: false,
+        reason: 'unsupported-version',
+        version,
+        magicOrder,
+        message: `COW version ${version} is not supported (only 1, 2 and 3 exist)`,
+      };
   }
 }
 
 /** Where each v2 layout keeps its 64-bit size field. */
-const V2_SIZE_OFFSET: Partial<Record<CowVariant, number>> = { 'v2-uml': 4108, 'v2-qemu-lp64': 1040, 'v2-qemu-ilp32': 1036 };
+const V2_SIZE_OFFSET: Partial<Record<CowVariant, number>> = {
+  'v2-uml': 4108,
+  'v2-qemu-lp64': 1040,
+  'v2-qemu-ilp32': 1036,
+};
 
 /**
  * How well `head` read as `variant` fits the file: `no` (not a whole-sector

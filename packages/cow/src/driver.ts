@@ -28,7 +28,7 @@ export const cowDriver: BlockDriver = {
     const path = storage.path;
     const opts = parseOpenOptions(options.driverOptions, path);
     const bytes = await readHead(storage, options);
-    const fileSize = options.probe?.size ?? await storage.size();
+    const fileSize = options.probe?.size ?? (await storage.size());
     const variant = chooseVariant(bytes, fileSize, path, opts.variant);
     const header = parseHeader(bytes, variant, { path });
     const layout = validateHeader(header, fileSize, path);
@@ -59,7 +59,7 @@ async function readHead(storage: Storage, options: DriverOpenOptions): Promise<U
   if (probe && probe.head.length >= Math.min(probe.size, MAX_HEADER_SIZE)) {
     return probe.head.subarray(0, Math.min(probe.head.length, MAX_HEADER_SIZE));
   }
-  const fileSize = probe?.size ?? await storage.size();
+  const fileSize = probe?.size ?? (await storage.size());
   const head = new Uint8Array(Math.min(fileSize, MAX_HEADER_SIZE));
   const got = await storage.read(0, head);
   return head.subarray(0, got);
@@ -77,13 +77,19 @@ function chooseVariant(bytes: Uint8Array, fileSize: number, path: string, named:
         throw new BlockError('unsupported-version', found.message, { ...where, field: 'version' });
       case 'truncated':
         if (named === undefined || found.version === undefined) {
-          throw new BlockError('truncated', `file is shorter than its header: ${found.message}`, { ...where, field: 'header' });
+          throw new BlockError('truncated', `file is shorter than its header: ${found.message}`, {
+            ...where,
+            field: 'header',
+          });
         }
         break;
       case 'unknown-layout':
         if (named === undefined) {
-          throw new BlockError('invalid-header',
-            `${found.message}; if you know the layout, name it with driverOptions.variant`, { ...where, field: 'sectorsize' });
+          throw new BlockError(
+            'invalid-header',
+            `${found.message}; if you know the layout, name it with driverOptions.variant`,
+            { ...where, field: 'sectorsize' },
+          );
         }
         break;
     }
@@ -91,9 +97,11 @@ function chooseVariant(bytes: Uint8Array, fileSize: number, path: string, named:
   if (named === undefined) return (found as { variant: CowVariant }).variant;
   const version = found.version!;
   if (VARIANTS[named].version !== version) {
-    throw new BlockError('invalid-argument',
+    throw new BlockError(
+      'invalid-argument',
       `variant ${named} is a version-${VARIANTS[named].version} layout, but the file is version ${version}`,
-      { ...where, field: 'variant' });
+      { ...where, field: 'variant' },
+    );
   }
   // parseHeader reports a file too short for the named layout as `truncated`.
   return named;

@@ -11,23 +11,61 @@ export { cowDriver };
 export default cowDriver;
 
 export {
-  COW_MAGIC, COW_SECTOR_SIZE, COW_VARIANTS, MAX_HEADER_SIZE, VARIANTS, fieldOf, isCowVariant, maxPathBytes,
-  type ByteOrder, type CowVariant, type FieldSpec, type HeaderField, type LayoutFormula, type VariantSpec,
+  COW_MAGIC,
+  COW_SECTOR_SIZE,
+  COW_VARIANTS,
+  MAX_HEADER_SIZE,
+  VARIANTS,
+  fieldOf,
+  isCowVariant,
+  maxPathBytes,
+  type ByteOrder,
+  type CowVariant,
+  type FieldSpec,
+  type HeaderField,
+  type LayoutFormula,
+  type VariantSpec,
 } from './variants.js';
-export { encodeBackingPath, encodeHeader, magicOrderOf, parseHeader, type CowHeader, type ParseOptions } from './codec.js';
+export {
+  encodeBackingPath,
+  encodeHeader,
+  magicOrderOf,
+  parseHeader,
+  type CowHeader,
+  type ParseOptions,
+} from './codec.js';
 export { detectVariant, type Detection } from './detect.js';
 export { computeLayout, type CowLayout, type LayoutInput } from './layout.js';
 export { validateHeader } from './validate.js';
 export {
-  BitmapCache, type BitmapChunk, DEFAULT_BITMAP_CACHE_BYTES, DEFAULT_CHUNK_BYTES, type BitRun, type BitmapCacheOptions,
+  BitmapCache,
+  type BitmapChunk,
+  DEFAULT_BITMAP_CACHE_BYTES,
+  DEFAULT_CHUNK_BYTES,
+  type BitRun,
+  type BitmapCacheOptions,
 } from './bitmap-cache.js';
 export { CowImage, type CowImageParts } from './cow-image.js';
-export { COMMIT_MARK_MTIME, checksBacking, compareBackingFacts, mtime32, recordedBackingSize, recordedMtime } from './backing.js';
+export {
+  COMMIT_MARK_MTIME,
+  checksBacking,
+  compareBackingFacts,
+  mtime32,
+  recordedBackingSize,
+  recordedMtime,
+} from './backing.js';
 export { DEFAULT_V3_ALIGNMENT, createCow, measureCow } from './create.js';
 export { inPlaceRange, planResize, type ResizePlan } from './resize.js';
 export { AMEND_HELP, AMEND_OPTIONS, planAmend } from './amend.js';
 export { checkCow, type CowCheckOutcome, type CowCheckTarget } from './check.js';
 export {
-  COW_PREALLOCATION, CREATE_OPTIONS, CREATE_VARIANTS, defaultCreateVariant, parseCreateOptions, parseOpenOptions,
-  type CowCreateOptions, type CowCreateVariant, type CowOpenOptions,
+  COW_PREALLOCATION,
+  CREATE_OPTIONS,
+  CREATE_VARIANTS,
+  defaultCreateVariant,
+  parseCreateOptions,
+  parseOpenOptions,
+  type CowCreateOptions,
+  type CowCreateVariant,
+  type CowOpenOptions,
 } from './options.js';

@@ -48,9 +48,12 @@ export function computeLayout(input: LayoutInput): CowLayout {
   const spec = VARIANTS[input.variant];
   const { size, sectorSize: ss } = input;
   if (!Number.isSafeInteger(size) || size < 0) {
-    throw new BlockError('invalid-argument', `size ${size} is not a non-negative integer below 2^53`, { field: 'size' });
+    throw new BlockError('invalid-argument', `size ${size} is not a non-negative integer below 2^53`, {
+      field: 'size',
+    });
   }
-  if (!isPowerOfTwo(ss)) throw new BlockError('invalid-argument', `sector size ${ss} is not a power of two`, { field: 'sectorsize' });
+  if (!isPowerOfTwo(ss))
+    throw new BlockError('invalid-argument', `sector size ${ss} is not a power of two`, { field: 'sectorsize' });
   const H = spec.headerSize;
   const sectors = ceilDiv(size, ss);
   let bitmapOffset: number;
@@ -66,7 +69,9 @@ export function computeLayout(input: LayoutInput): CowLayout {
     case 'uml-v3': {
       const al = input.alignment;
       if (al === undefined || !isPowerOfTwo(al)) {
-        throw new BlockError('invalid-argument', `alignment ${al} is not a power of two up to 1 GiB`, { field: 'alignment' });
+        throw new BlockError('invalid-argument', `alignment ${al} is not a power of two up to 1 GiB`, {
+          field: 'alignment',
+        });
       }
       bitmapOffset = roundUp(H, al);
       bitmapLength = ceilDiv(sectors, 8);

@@ -53,7 +53,11 @@ export function parseOpenOptions(raw: Record<string, unknown> | undefined, path:
   checkKeys(raw, ['variant', 'bitmapCacheBytes'], path);
   if (raw.variant !== undefined) {
     if (!isCowVariant(raw.variant)) {
-      throw invalid(`unknown cow variant '${String(raw.variant)}' (known: ${COW_VARIANTS.join(', ')})`, path, 'variant');
+      throw invalid(
+        `unknown cow variant '${String(raw.variant)}' (known: ${COW_VARIANTS.join(', ')})`,
+        path,
+        'variant',
+      );
     }
     out.variant = raw.variant;
   }
@@ -72,13 +76,20 @@ export function defaultCreateVariant(hasBacking: boolean): CowCreateVariant {
   return hasBacking ? 'v3' : 'v2-qemu-lp64';
 }
 
-export function parseCreateOptions(raw: Record<string, unknown> | undefined, path: string | undefined,
-  hasBacking = true): Required<Pick<CowCreateOptions, 'variant'>> & CowCreateOptions {
+export function parseCreateOptions(
+  raw: Record<string, unknown> | undefined,
+  path: string | undefined,
+  hasBacking = true,
+): Required<Pick<CowCreateOptions, 'variant'>> & CowCreateOptions {
   const variant = raw?.variant ?? defaultCreateVariant(hasBacking);
   if (raw) checkKeys(raw, ['variant', 'alignment'], path);
   if (!(CREATE_VARIANTS as readonly unknown[]).includes(variant)) {
     const why = variant === 'v3-broken' ? ' (a layout no writer may produce)' : '';
-    throw invalid(`cannot create cow variant '${String(variant)}'${why}; choose one of ${CREATE_VARIANTS.join(', ')}`, path, 'variant');
+    throw invalid(
+      `cannot create cow variant '${String(variant)}'${why}; choose one of ${CREATE_VARIANTS.join(', ')}`,
+      path,
+      'variant',
+    );
   }
   const out: Required<Pick<CowCreateOptions, 'variant'>> & CowCreateOptions = { variant: variant as CowCreateVariant };
   if (raw?.alignment !== undefined) {
@@ -109,16 +120,34 @@ export const COW_PREALLOCATION: readonly PreallocationMode[] = ['off', 'metadata
 export const CREATE_OPTIONS: readonly OptionSpec[] = [
   { name: 'size', type: 'size', help: 'Virtual disk size' },
   {
-    name: 'preallocation', type: 'enum', values: COW_PREALLOCATION, default: 'off', valueName: 'str',
+    name: 'preallocation',
+    type: 'enum',
+    values: COW_PREALLOCATION,
+    default: 'off',
+    valueName: 'str',
     help: 'Preallocation mode (allowed values: off, metadata, falloc, full); bits stay clear',
   },
   { name: 'backing_file', type: 'string', valueName: 'file', help: 'File name of a base image' },
   { name: 'backing_fmt', type: 'string', valueName: 'fmt', help: 'Image format of the base image' },
   {
-    name: 'version', type: 'enum', values: ['3', '2', '1'], driverOption: 'variant',
-    mapsTo: { 3: 'v3', 2: 'v2-qemu-lp64', 1: 'v1' }, default: '3',
-    help: 'COW header version: 3 = UML (default), 2 = QEMU\'s cow (v2-qemu-lp64), 1 = old UML',
+    name: 'version',
+    type: 'enum',
+    values: ['3', '2', '1'],
+    driverOption: 'variant',
+    mapsTo: { 3: 'v3', 2: 'v2-qemu-lp64', 1: 'v1' },
+    default: '3',
+    help: "COW header version: 3 = UML (default), 2 = QEMU's cow (v2-qemu-lp64), 1 = old UML",
   },
-  { name: 'variant', type: 'string', valueName: 'name', help: 'Exact layout: v3, v2-qemu-lp64, v2-qemu-ilp32, v2-uml, v1' },
-  { name: 'alignment', type: 'number', default: 4096, help: 'v3 only: alignment of the bitmap and data area (a power of two; default 4096)' },
+  {
+    name: 'variant',
+    type: 'string',
+    valueName: 'name',
+    help: 'Exact layout: v3, v2-qemu-lp64, v2-qemu-ilp32, v2-uml, v1',
+  },
+  {
+    name: 'alignment',
+    type: 'number',
+    default: 4096,
+    help: 'v3 only: alignment of the bitmap and data area (a power of two; default 4096)',
+  },
 ];

@@ -53,8 +53,13 @@ export function inPlaceRange(header: CowHeader, layout: CowLayout): { min: numbe
  * Checks that the image can take `size` in place and returns its new header
  * and layout. `backingSize`: the backing file's size, when it is open.
  */
-export function planResize(header: CowHeader, layout: CowLayout, size: number, backingSize: number | undefined,
-  path: string): ResizePlan {
+export function planResize(
+  header: CowHeader,
+  layout: CowLayout,
+  size: number,
+  backingSize: number | undefined,
+  path: string,
+): ResizePlan {
   const where = { path, driver: 'cow', field: 'size' };
   const variant = header.variant;
   if (!Number.isSafeInteger(size) || size <= 0 || size % SS !== 0) {
@@ -62,31 +67,46 @@ export function planResize(header: CowHeader, layout: CowLayout, size: number, b
   }
   if (VARIANTS[variant].formula === 'uml-legacy' && size % 4096 !== 0) {
     // Below a multiple of 4096 the v1/v2 bitmap rounds down and leaves sectors without a bit.
-    throw new BlockError('not-supported',
-      `a ${variant} image can only take sizes that are a multiple of 4096 (the v1/v2 rounding bug), not ${size}`, where);
+    throw new BlockError(
+      'not-supported',
+      `a ${variant} image can only take sizes that are a multiple of 4096 (the v1/v2 rounding bug), not ${size}`,
+      where,
+    );
   }
   const next: CowHeader = { ...header, size };
   const nextLayout = computeLayout(next);
-  if (nextLayout.bitmapOffset !== layout.bitmapOffset || nextLayout.dataOffset !== layout.dataOffset
-    || !Number.isSafeInteger(nextLayout.dataOffset + size)) {
+  if (
+    nextLayout.bitmapOffset !== layout.bitmapOffset
+    || nextLayout.dataOffset !== layout.dataOffset
+    || !Number.isSafeInteger(nextLayout.dataOffset + size)
+  ) {
     const { min, max } = inPlaceRange(header, layout);
-    throw new BlockError('not-supported',
+    throw new BlockError(
+      'not-supported',
       `format 'cow' cannot resize this ${variant} image to ${size} bytes in place: its bitmap would need `
-      + `${nextLayout.bitmapLength} bytes and the data area would move from offset ${layout.dataOffset} to `
-      + `${nextLayout.dataOffset} (in place it can take ${min} to ${max} bytes); resize a copy `
-      + `instead (blk convert -O raw ${path} COPY, then blk resize COPY ${size})`, where);
+        + `${nextLayout.bitmapLength} bytes and the data area would move from offset ${layout.dataOffset} to `
+        + `${nextLayout.dataOffset} (in place it can take ${min} to ${max} bytes); resize a copy `
+        + `instead (blk convert -O raw ${path} COPY, then blk resize COPY ${size})`,
+      where,
+    );
   }
   if (VARIANTS[variant].family === 'uml' && header.backingFile !== '') {
     // UML compares this field with the backing file's size at every open and refuses the pair on a difference.
     if (backingSize === undefined) {
-      throw new BlockError('not-supported',
+      throw new BlockError(
+        'not-supported',
         `a ${variant} image records its backing file's size, which must stay equal to its own: open the backing file `
-        + 'so that its size can be checked', where);
+          + 'so that its size can be checked',
+        where,
+      );
     }
     if (backingSize !== size) {
-      throw new BlockError('not-supported',
+      throw new BlockError(
+        'not-supported',
         `a ${variant} image records its backing file's size (${header.size} bytes) as its own, and UML refuses the pair `
-        + `when they differ: the backing file is ${backingSize} bytes, so resize it to ${size} bytes first`, where);
+          + `when they differ: the backing file is ${backingSize} bytes, so resize it to ${size} bytes first`,
+        where,
+      );
     }
   }
   return { header: next, layout: nextLayout };
@@ -101,8 +121,13 @@ const SCAN_CHUNK = 64 * 1024;
  * Goes straight to storage: callers write the bitmap cache back first and
  * drop it after.
  */
-export async function setBitsOnDisk(storage: Storage, bitmapOffset: number, fromBit: number, toBit: number,
-  clear: boolean): Promise<number> {
+export async function setBitsOnDisk(
+  storage: Storage,
+  bitmapOffset: number,
+  fromBit: number,
+  toBit: number,
+  clear: boolean,
+): Promise<number> {
   if (toBit <= fromBit) return 0;
   let count = 0;
   const lastByte = Math.ceil(toBit / 8);
@@ -130,7 +155,12 @@ export async function setBitsOnDisk(storage: Storage, bitmapOffset: number, from
 }
 
 /** Sets every bit among [fromBit, toBit) of the bitmap at `bitmapOffset` on storage (straight to storage, as `setBitsOnDisk`). */
-export async function setBitRangeOnDisk(storage: Storage, bitmapOffset: number, fromBit: number, toBit: number): Promise<void> {
+export async function setBitRangeOnDisk(
+  storage: Storage,
+  bitmapOffset: number,
+  fromBit: number,
+  toBit: number,
+): Promise<void> {
   const lastByte = Math.ceil(toBit / 8);
   for (let byte = Math.floor(fromBit / 8); byte < lastByte; byte += SCAN_CHUNK) {
     const buf = new Uint8Array(Math.min(SCAN_CHUNK, lastByte - byte));

@@ -24,9 +24,11 @@ export function validateHeader(header: CowHeader, fileSize: number, path: string
     throw new BlockError('invalid-header', message, { path, field, driver: 'cow' });
   };
   if (header.cowFormat !== undefined && header.cowFormat !== 0) {
-    throw new BlockError('unsupported-version',
+    throw new BlockError(
+      'unsupported-version',
       `cow_format ${header.cowFormat} is not supported (0, the bitmap scheme, is the only one defined)`,
-      { path, field: 'cow_format', driver: 'cow' });
+      { path, field: 'cow_format', driver: 'cow' },
+    );
   }
   // UML's I/O path hard-codes 512 while its layout code uses this field: any other value is read inconsistently.
   if (header.sectorSize !== COW_SECTOR_SIZE) fail('sectorsize', `sector size ${header.sectorSize} is not 512`);
@@ -34,7 +36,8 @@ export function validateHeader(header: CowHeader, fileSize: number, path: string
   if (header.size % COW_SECTOR_SIZE !== 0) {
     fail('size', `size ${header.size} is not a multiple of 512 (UML and QEMU disagree on a partial last sector)`);
   }
-  if (header.size > MAX_OFFSET) fail('size', `size ${header.size} is beyond what the file can address (2^53 - 1 bytes)`);
+  if (header.size > MAX_OFFSET)
+    fail('size', `size ${header.size} is beyond what the file can address (2^53 - 1 bytes)`);
   if (header.alignment !== undefined) {
     if (header.alignment === 0) fail('alignment', 'alignment is 0');
     if (header.alignment > GiB) fail('alignment', `alignment ${header.alignment} is above 1 GiB`);
@@ -42,13 +45,18 @@ export function validateHeader(header: CowHeader, fileSize: number, path: string
   }
   const layout = computeLayout(header);
   if (!Number.isSafeInteger(layout.dataOffset + header.size)) {
-    fail('size', `data area ends at ${layout.dataOffset} + ${header.size}, beyond what the file can address (2^53 - 1 bytes)`);
+    fail(
+      'size',
+      `data area ends at ${layout.dataOffset} + ${header.size}, beyond what the file can address (2^53 - 1 bytes)`,
+    );
   }
   const bitmapEnd = layout.bitmapOffset + layout.bitmapLength;
   if (bitmapEnd > fileSize) {
-    throw new BlockError('truncated',
+    throw new BlockError(
+      'truncated',
       `file is ${fileSize} bytes but its bitmap ends at ${bitmapEnd} (offset ${layout.bitmapOffset}, ${layout.bitmapLength} bytes)`,
-      { path, field: 'bitmap', driver: 'cow', offset: fileSize });
+      { path, field: 'bitmap', driver: 'cow', offset: fileSize },
+    );
   }
   return layout;
 }

@@ -17,7 +17,14 @@ export type ByteOrder = 'be' | 'le';
 
 /** Header field names, spelled as in the spec and UML's cow_user.c (used as `BlockError.field`). */
 export type HeaderField =
-  | 'magic' | 'version' | 'backing_file' | 'mtime' | 'size' | 'sectorsize' | 'alignment' | 'cow_format';
+  | 'magic'
+  | 'version'
+  | 'backing_file'
+  | 'mtime'
+  | 'size'
+  | 'sectorsize'
+  | 'alignment'
+  | 'cow_format';
 
 export interface FieldSpec {
   readonly field: HeaderField;
@@ -72,14 +79,30 @@ const magicAndVersion: readonly FieldSpec[] = [
   { field: 'version', offset: 4, size: 4, type: 'u32', order: 'magic' },
 ];
 
-const be = (field: HeaderField, offset: number, type: 'u32' | 'u64'): FieldSpec =>
-  ({ field, offset, size: type === 'u32' ? 4 : 8, type, order: 'be' });
-const path = (offset: number, size: number): FieldSpec => ({ field: 'backing_file', offset, size, type: 'path', order: 'be' });
+const be = (field: HeaderField, offset: number, type: 'u32' | 'u64'): FieldSpec => ({
+  field,
+  offset,
+  size: type === 'u32' ? 4 : 8,
+  type,
+  order: 'be',
+});
+const path = (offset: number, size: number): FieldSpec => ({
+  field: 'backing_file',
+  offset,
+  size,
+  type: 'path',
+  order: 'be',
+});
 
 export const VARIANTS: Readonly<Record<CowVariant, VariantSpec>> = {
   // §4.1: the i386 struct; no padding because i386 aligns 64-bit integers to 4.
   'v1': {
-    variant: 'v1', version: 1, headerSize: 280, family: 'uml', formula: 'uml-legacy', defaultMagicOrder: 'le',
+    variant: 'v1',
+    version: 1,
+    headerSize: 280,
+    family: 'uml',
+    formula: 'uml-legacy',
+    defaultMagicOrder: 'le',
     writtenBy: 'UML until 2001 (obsolete)',
     fields: [
       ...magicAndVersion,
@@ -91,38 +114,91 @@ export const VARIANTS: Readonly<Record<CowVariant, VariantSpec>> = {
   },
   // §4.2: MAXPATHLEN = PATH_MAX = 4096 on Linux/glibc.
   'v2-uml': {
-    variant: 'v2-uml', version: 2, headerSize: 4120, family: 'uml', formula: 'uml-legacy', defaultMagicOrder: 'be',
+    variant: 'v2-uml',
+    version: 2,
+    headerSize: 4120,
+    family: 'uml',
+    formula: 'uml-legacy',
+    defaultMagicOrder: 'be',
     writtenBy: 'UML and uml-utilities 2002 to Sept 2003 (obsolete)',
-    fields: [...magicAndVersion, path(8, 4096), be('mtime', 4104, 'u32'), be('size', 4108, 'u64'), be('sectorsize', 4116, 'u32')],
+    fields: [
+      ...magicAndVersion,
+      path(8, 4096),
+      be('mtime', 4104, 'u32'),
+      be('size', 4108, 'u64'),
+      be('sectorsize', 4116, 'u32'),
+    ],
   },
   // §4.5: QEMU's unpacked struct on x86_64: 4 bytes of padding before `size`, 4 after `sectorsize`.
   'v2-qemu-lp64': {
-    variant: 'v2-qemu-lp64', version: 2, headerSize: 1056, family: 'qemu', formula: 'qemu', defaultMagicOrder: 'be',
+    variant: 'v2-qemu-lp64',
+    version: 2,
+    headerSize: 1056,
+    family: 'qemu',
+    formula: 'qemu',
+    defaultMagicOrder: 'be',
     writtenBy: 'QEMU cow driver on x86_64 and other LP64/8-byte-aligning ABIs (2004-2014)',
-    fields: [...magicAndVersion, path(8, 1024), be('mtime', 1032, 'u32'), be('size', 1040, 'u64'), be('sectorsize', 1048, 'u32')],
+    fields: [
+      ...magicAndVersion,
+      path(8, 1024),
+      be('mtime', 1032, 'u32'),
+      be('size', 1040, 'u64'),
+      be('sectorsize', 1048, 'u32'),
+    ],
   },
   // §4.5: the same struct on i386: no padding.
   'v2-qemu-ilp32': {
-    variant: 'v2-qemu-ilp32', version: 2, headerSize: 1048, family: 'qemu', formula: 'qemu', defaultMagicOrder: 'be',
+    variant: 'v2-qemu-ilp32',
+    version: 2,
+    headerSize: 1048,
+    family: 'qemu',
+    formula: 'qemu',
+    defaultMagicOrder: 'be',
     writtenBy: 'QEMU cow driver on i386 (2004-2014)',
-    fields: [...magicAndVersion, path(8, 1024), be('mtime', 1032, 'u32'), be('size', 1036, 'u64'), be('sectorsize', 1044, 'u32')],
+    fields: [
+      ...magicAndVersion,
+      path(8, 1024),
+      be('mtime', 1032, 'u32'),
+      be('size', 1036, 'u64'),
+      be('sectorsize', 1044, 'u32'),
+    ],
   },
   // §4.3: the packed v3 header, the only format UML creates.
   'v3': {
-    variant: 'v3', version: 3, headerSize: 4128, family: 'uml', formula: 'uml-v3', defaultMagicOrder: 'be',
+    variant: 'v3',
+    version: 3,
+    headerSize: 4128,
+    family: 'uml',
+    formula: 'uml-v3',
+    defaultMagicOrder: 'be',
     writtenBy: 'UML and uml_mkcow since 2003 (current)',
     fields: [
-      ...magicAndVersion, be('mtime', 8, 'u32'), be('size', 12, 'u64'), be('sectorsize', 20, 'u32'),
-      be('alignment', 24, 'u32'), be('cow_format', 28, 'u32'), path(32, 4096),
+      ...magicAndVersion,
+      be('mtime', 8, 'u32'),
+      be('size', 12, 'u64'),
+      be('sectorsize', 20, 'u32'),
+      be('alignment', 24, 'u32'),
+      be('cow_format', 28, 'u32'),
+      path(32, 4096),
     ],
   },
   // §4.4: v3 as 64-bit builds laid it out before Dec 2005 (mtime padded to 8, struct rounded to 8).
   'v3-broken': {
-    variant: 'v3-broken', version: 3, headerSize: 4136, family: 'uml', formula: 'uml-v3', defaultMagicOrder: 'be',
+    variant: 'v3-broken',
+    version: 3,
+    headerSize: 4136,
+    family: 'uml',
+    formula: 'uml-v3',
+    defaultMagicOrder: 'be',
     writtenBy: '64-bit UML and uml-utilities before Dec 2005 (read-write, never created)',
     fields: [
-      ...magicAndVersion, be('mtime', 8, 'u32'), be('size', 16, 'u64'), be('sectorsize', 24, 'u32'),
-      be('alignment', 28, 'u32'), be('cow_format', 32, 'u32'), path(36, 4096),
+      ...magicAndVersion,
+      be('mtime', 8, 'u32'),
+      be('size', 16, 'u64'),
+      be('sectorsize', 24, 'u32'),
+      be('alignment', 28, 'u32'),
+      be('cow_format', 32, 'u32'),
+      path(36, 4096),
     ],
   },
 };

@@ -5,7 +5,7 @@ import { cowDriver, parseHeader, recordedBackingSize } from '../src/index.js';
 import { MiB, createFile, openFile } from './helpers.js';
 
 describe('cow backing hooks', () => {
-  it('records a raw regular file\'s length (UML stats it) and any other backing image\'s virtual size', () => {
+  it("records a raw regular file's length (UML stats it) and any other backing image's virtual size", () => {
     expect(recordedBackingSize({ size: 5120, format: 'raw', fileSize: 5000, isFile: true })).toBe(5000);
     expect(recordedBackingSize({ size: 5120, format: 'raw', fileSize: 0, isFile: false })).toBe(5120);
     expect(recordedBackingSize({ size: MiB, format: 'cow', fileSize: 4096, isFile: true })).toBe(MiB);
@@ -15,7 +15,11 @@ describe('cow backing hooks', () => {
   it('create records the size and mtime from the facts', async () => {
     const made = new MemoryFile();
     await cowDriver.create!(new MemoryStorage(made, '/new.cow'), {
-      size: MiB, backing: { path: '/b.raw', facts: { size: MiB, format: 'raw', fileSize: MiB, mtimeSec: 2 ** 32 + 77, isFile: true } },
+      size: MiB,
+      backing: {
+        path: '/b.raw',
+        facts: { size: MiB, format: 'raw', fileSize: MiB, mtimeSec: 2 ** 32 + 77, isFile: true },
+      },
     });
     const header = new Uint8Array(4128);
     made.readAt(0, header);
@@ -33,8 +37,10 @@ describe('cow backing hooks', () => {
     await image.close();
   });
 
-  it('QEMU\'s variants record no size and check nothing, and have no commit mark', async () => {
-    const image = await openFile(await createFile({ variant: 'v2-qemu-lp64', size: MiB, backing: { path: '/b', size: 2 * MiB, mtimeSec: 5 } }));
+  it("QEMU's variants record no size and check nothing, and have no commit mark", async () => {
+    const image = await openFile(
+      await createFile({ variant: 'v2-qemu-lp64', size: MiB, backing: { path: '/b', size: 2 * MiB, mtimeSec: 5 } }),
+    );
     expect(image.checkBackingFacts({ size: 7, mtimeSec: 8 })).toEqual([]);
     expect(image.commitMarker).toBeUndefined();
     await image.close();
@@ -46,7 +52,9 @@ describe('cow backing hooks', () => {
     expect(image.commitMarker).toMatchObject({ marked: false, description: 'backing mtime 0' });
     await image.commitMarker!.begin();
     expect(image.commitMarker!.marked).toBe(true);
-    expect(image.checkBackingFacts({ size: MiB, mtimeSec: 1234 })).toContainEqual(expect.objectContaining({ what: 'mtime', matches: false }));
+    expect(image.checkBackingFacts({ size: MiB, mtimeSec: 1234 })).toContainEqual(
+      expect.objectContaining({ what: 'mtime', matches: false }),
+    );
     const reopened = await openFile(file);
     expect(reopened.backing).toEqual({ path: '/b', expect: { size: MiB, mtimeSec: 0 } });
     expect(reopened.commitMarker!.marked).toBe(true);
@@ -58,10 +66,20 @@ describe('cow backing hooks', () => {
   });
 
   it('declares its create and amend options as data', () => {
-    expect(cowDriver.createOptions?.map((o) => o.name)).toEqual(
-      ['size', 'preallocation', 'backing_file', 'backing_fmt', 'version', 'variant', 'alignment']);
+    expect(cowDriver.createOptions?.map((o) => o.name)).toEqual([
+      'size',
+      'preallocation',
+      'backing_file',
+      'backing_fmt',
+      'version',
+      'variant',
+      'alignment',
+    ]);
     expect(cowDriver.createOptions?.find((o) => o.name === 'version')).toMatchObject({
-      type: 'enum', values: ['3', '2', '1'], driverOption: 'variant', mapsTo: { 3: 'v3', 2: 'v2-qemu-lp64', 1: 'v1' },
+      type: 'enum',
+      values: ['3', '2', '1'],
+      driverOption: 'variant',
+      mapsTo: { 3: 'v3', 2: 'v2-qemu-lp64', 1: 'v1' },
     });
     expect(cowDriver.amendOptions?.[0]).toMatchObject({ name: 'size', type: 'size' });
   });

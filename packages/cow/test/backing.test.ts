@@ -35,7 +35,15 @@ describe('setBacking', () => {
   it('v3-broken keeps its layout and its padding bytes', async () => {
     const { encodeHeader } = await import('../src/index.js');
     const header = encodeHeader({
-      variant: 'v3-broken', magicOrder: 'be', version: 3, backingFile: '/old', mtime: 1, size: MiB, sectorSize: 512, alignment: 4096, cowFormat: 0,
+      variant: 'v3-broken',
+      magicOrder: 'be',
+      version: 3,
+      backingFile: '/old',
+      mtime: 1,
+      size: MiB,
+      sectorSize: 512,
+      alignment: 4096,
+      cowFormat: 0,
     });
     header.set([1, 2, 3, 4], 12);
     const { MemoryFile } = await import('@blk/core');
@@ -78,8 +86,9 @@ describe('setBacking', () => {
     const file = await createFile({ variant: 'v1', size: MiB });
     const before = sha256(file.snapshot().subarray(0, 280));
     const image = await openFile(file);
-    await expect(image.setBacking({ path: `/${'a'.repeat(300)}`, facts: { size: MiB, mtimeSec: 1 } }))
-      .rejects.toMatchObject({ kind: 'invalid-argument', field: 'backing_file' });
+    await expect(
+      image.setBacking({ path: `/${'a'.repeat(300)}`, facts: { size: MiB, mtimeSec: 1 } }),
+    ).rejects.toMatchObject({ kind: 'invalid-argument', field: 'backing_file' });
     await image.close();
     expect(sha256(file.snapshot().subarray(0, 280))).toBe(before);
   });
@@ -126,7 +135,11 @@ describe('in a backing chain (@blk/core, MemoryVfs)', () => {
     const vfs = new MemoryVfs();
     const base = vfs.put('/img/base.raw', new Uint8Array(MiB).fill(0x42));
     await createImage('/img/top.cow', {
-      registry, vfs, format: 'cow', backing: '/img/base.raw', driverOptions: variant ? { variant } : undefined,
+      registry,
+      vfs,
+      format: 'cow',
+      backing: '/img/base.raw',
+      driverOptions: variant ? { variant } : undefined,
     });
     return { vfs, base };
   }
@@ -143,7 +156,12 @@ describe('in a backing chain (@blk/core, MemoryVfs)', () => {
     expect(await image.isAllocated(0, 3 * SS)).toEqual({ allocated: false, length: SS });
     expect(await image.isAllocated(SS, 3 * SS)).toEqual({ allocated: true, length: SS });
     await image.close();
-    expect(vfs.file('/img/base.raw').snapshot().every((b) => b === 0x42)).toBe(true);
+    expect(
+      vfs
+        .file('/img/base.raw')
+        .snapshot()
+        .every((b) => b === 0x42),
+    ).toBe(true);
   });
 
   it('a changed backing mtime is refused as UML does, and onMismatch update rewrites the header', async () => {
@@ -183,7 +201,11 @@ describe('on real files (NodeVfs)', () => {
     await createImage(top, { registry, vfs, format: 'cow', backing: basePath });
     expect(statSync(top).size).toBe(8192 + 1024 + 3072 + 4 * MiB); // data offset 12288
     const header = parseHeader(new Uint8Array(readFileSync(top).subarray(0, 4128)), 'v3');
-    expect(header).toMatchObject({ backingFile: basePath, size: 4 * MiB, mtime: Number(statSync(basePath, { bigint: true }).mtimeNs / 1_000_000_000n) });
+    expect(header).toMatchObject({
+      backingFile: basePath,
+      size: 4 * MiB,
+      mtime: Number(statSync(basePath, { bigint: true }).mtimeNs / 1_000_000_000n),
+    });
 
     const image = await openImage(top, { registry, vfs, cache: 'writethrough' });
     await image.write(MiB, pattern(2048, 4, 3));
@@ -202,7 +224,10 @@ describe('on real files (NodeVfs)', () => {
     const path = join(dir, 'short.cow');
     const full = (await createFile({ size: MiB })).snapshot().subarray(0, 8192 + 255);
     writeFileSync(path, full);
-    await expect(openImage(path, { registry, vfs: new NodeVfs(), format: 'cow' }))
-      .rejects.toMatchObject({ kind: 'truncated', field: 'bitmap', path });
+    await expect(openImage(path, { registry, vfs: new NodeVfs(), format: 'cow' })).rejects.toMatchObject({
+      kind: 'truncated',
+      field: 'bitmap',
+      path,
+    });
   });
 });

@@ -19,40 +19,58 @@ function naiveRun(bitmap: Uint8Array, tracked: number, first: number, count: num
   return { set: want, count: n };
 }
 
-function cacheOver(bitmap: Uint8Array, options: { tracked: number; chunkBytes: number; maxBytes?: number; mode?: CacheMode }) {
+function cacheOver(
+  bitmap: Uint8Array,
+  options: { tracked: number; chunkBytes: number; maxBytes?: number; mode?: CacheMode },
+) {
   const file = new MemoryFile();
   file.writeAt(OFFSET, bitmap);
   file.writeAt(OFFSET + bitmap.length, new Uint8Array([0xa5, 0xa5])); // bytes after the bitmap that must stay as they are
   const storage = new RecordingStorage(new MemoryStorage(file));
   const cache = new BitmapCache({
-    storage, bitmapOffset: OFFSET, bitmapLength: bitmap.length, trackedBits: options.tracked,
-    mode: options.mode ?? 'writeback', chunkBytes: options.chunkBytes, maxBytes: options.maxBytes,
+    storage,
+    bitmapOffset: OFFSET,
+    bitmapLength: bitmap.length,
+    trackedBits: options.tracked,
+    mode: options.mode ?? 'writeback',
+    chunkBytes: options.chunkBytes,
+    maxBytes: options.maxBytes,
   });
   return { file, storage, cache };
 }
 
 /** Bitmaps with long runs of 0x00 / 0xFF (to exercise the byte and word skips) and random bytes between. */
-const bitmapArb = fc.array(
-  fc.oneof(
-    fc.record({ byte: fc.constantFrom(0x00, 0xff), repeat: fc.integer({ min: 1, max: 40 }) }),
-    fc.record({ byte: fc.integer({ min: 0, max: 255 }), repeat: fc.constant(1) }),
-  ),
-  { minLength: 1, maxLength: 30 },
-).map((parts) => Uint8Array.from(parts.flatMap((p) => Array<number>(p.repeat).fill(p.byte))));
+const bitmapArb = fc
+  .array(
+    fc.oneof(
+      fc.record({ byte: fc.constantFrom(0x00, 0xff), repeat: fc.integer({ min: 1, max: 40 }) }),
+      fc.record({ byte: fc.integer({ min: 0, max: 255 }), repeat: fc.constant(1) }),
+    ),
+    { minLength: 1, maxLength: 30 },
+  )
+  .map((parts) => Uint8Array.from(parts.flatMap((p) => Array<number>(p.repeat).fill(p.byte))));
 
 describe('findRun', () => {
   it('agrees with a bit-by-bit scan for any bitmap, chunk size, start and length', async () => {
-    await fc.assert(fc.asyncProperty(
-      bitmapArb, fc.constantFrom(4, 8, 12, 64), fc.nat(), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 16 }),
-      async (bitmap, chunkBytes, a, b, c, cut) => {
-        const bits = bitmap.length * 8;
-        const tracked = Math.max(1, bits - (cut % bits)); // sometimes fewer bits than the bitmap holds (rounding bug)
-        const first = a % bits;
-        const count = 1 + (b % (bits - first + 8)); // may run past the tracked bits
-        const { cache } = cacheOver(bitmap, { tracked, chunkBytes, maxBytes: (c % 3 + 1) * chunkBytes });
-        expect(await cache.findRun(first, count)).toEqual(naiveRun(bitmap, tracked, first, count));
-      },
-    ), { numRuns: 400 });
+    await fc.assert(
+      fc.asyncProperty(
+        bitmapArb,
+        fc.constantFrom(4, 8, 12, 64),
+        fc.nat(),
+        fc.nat(),
+        fc.nat(),
+        fc.integer({ min: 0, max: 16 }),
+        async (bitmap, chunkBytes, a, b, c, cut) => {
+          const bits = bitmap.length * 8;
+          const tracked = Math.max(1, bits - (cut % bits)); // sometimes fewer bits than the bitmap holds (rounding bug)
+          const first = a % bits;
+          const count = 1 + (b % (bits - first + 8)); // may run past the tracked bits
+          const { cache } = cacheOver(bitmap, { tracked, chunkBytes, maxBytes: ((c % 3) + 1) * chunkBytes });
+          expect(await cache.findRun(first, count)).toEqual(naiveRun(bitmap, tracked, first, count));
+        },
+      ),
+      { numRuns: 400 },
+    );
   });
 
   it('scans a 64 KiB all-clear bitmap with one chunk load per 4 KiB, not per bit', async () => {
@@ -63,34 +81,40 @@ describe('findRun', () => {
 });
 
 describe('setRange', () => {
-  it('matches a naive model, keeps untracked bits and writes only the bitmap\'s own bytes', async () => {
-    await fc.assert(fc.asyncProperty(
-      bitmapArb, fc.constantFrom(4, 8, 64),
-      fc.array(fc.record({ a: fc.nat(), n: fc.integer({ min: 1, max: 100 }), value: fc.boolean() }), { maxLength: 12 }),
-      async (bitmap, chunkBytes, ops) => {
-        const bits = bitmap.length * 8;
-        const tracked = Math.max(1, bits - 5);
-        const { cache, file, storage } = cacheOver(bitmap, { tracked, chunkBytes, maxBytes: chunkBytes });
-        const model = bitmap.slice();
-        for (const op of ops) {
-          const first = op.a % tracked;
-          await cache.setRange(first, op.n, op.value);
-          for (let i = first; i < Math.min(first + op.n, tracked); i++) {
-            if (op.value) model[i >> 3]! |= 1 << (i & 7);
-            else model[i >> 3]! &= ~(1 << (i & 7));
+  it("matches a naive model, keeps untracked bits and writes only the bitmap's own bytes", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        bitmapArb,
+        fc.constantFrom(4, 8, 64),
+        fc.array(fc.record({ a: fc.nat(), n: fc.integer({ min: 1, max: 100 }), value: fc.boolean() }), {
+          maxLength: 12,
+        }),
+        async (bitmap, chunkBytes, ops) => {
+          const bits = bitmap.length * 8;
+          const tracked = Math.max(1, bits - 5);
+          const { cache, file, storage } = cacheOver(bitmap, { tracked, chunkBytes, maxBytes: chunkBytes });
+          const model = bitmap.slice();
+          for (const op of ops) {
+            const first = op.a % tracked;
+            await cache.setRange(first, op.n, op.value);
+            for (let i = first; i < Math.min(first + op.n, tracked); i++) {
+              if (op.value) model[i >> 3]! |= 1 << (i & 7);
+              else model[i >> 3]! &= ~(1 << (i & 7));
+            }
           }
-        }
-        await cache.writeBack();
-        const onDisk = new Uint8Array(bitmap.length + 2);
-        file.readAt(OFFSET, onDisk);
-        expect([...onDisk]).toEqual([...model, 0xa5, 0xa5]);
-        for (const e of storage.events) {
-          if (e.op !== 'write') continue;
-          expect(e.offset).toBeGreaterThanOrEqual(OFFSET);
-          expect(e.offset + e.length).toBeLessThanOrEqual(OFFSET + bitmap.length);
-        }
-      },
-    ), { numRuns: 300 });
+          await cache.writeBack();
+          const onDisk = new Uint8Array(bitmap.length + 2);
+          file.readAt(OFFSET, onDisk);
+          expect([...onDisk]).toEqual([...model, 0xa5, 0xa5]);
+          for (const e of storage.events) {
+            if (e.op !== 'write') continue;
+            expect(e.offset).toBeGreaterThanOrEqual(OFFSET);
+            expect(e.offset + e.length).toBeLessThanOrEqual(OFFSET + bitmap.length);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('returns no chunk and marks nothing dirty when every bit already has the value', async () => {
@@ -113,7 +137,11 @@ describe('memory bound', () => {
   });
 
   it('dirty chunks beyond the bound are written back (data flush first) before being evicted', async () => {
-    const { cache, storage, file } = cacheOver(new Uint8Array(64 * 4096), { tracked: 64 * 4096 * 8, chunkBytes: 4096, maxBytes: 8192 });
+    const { cache, storage, file } = cacheOver(new Uint8Array(64 * 4096), {
+      tracked: 64 * 4096 * 8,
+      chunkBytes: 4096,
+      maxBytes: 8192,
+    });
     for (let chunk = 0; chunk < 64; chunk++) {
       await cache.setRange(chunk * 4096 * 8 + 5, 3, true);
       expect(cache.cachedBytes).toBeLessThanOrEqual(8192);
@@ -137,43 +165,48 @@ describe('memory bound', () => {
 
 describe('streaming scans (findRun over many chunks)', () => {
   it('see dirty bits not yet written, stay right over uncached regions, and do not fill the cache', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.array(fc.record({ a: fc.nat(), n: fc.integer({ min: 1, max: 3000 }), value: fc.boolean() }), { maxLength: 10 }),
-      fc.array(fc.tuple(fc.nat(), fc.nat()), { minLength: 1, maxLength: 10 }),
-      fc.constantFrom<CacheMode>('writeback', 'writethrough'),
-      async (ops, queries, mode) => {
-        // 256 chunks of 16 bytes (128 bits): scans of 32+ chunks stream.
-        const bitmap = new Uint8Array(4096);
-        for (let i = 0; i < bitmap.length; i += 97) bitmap[i] = (i * 31) & 0xff; // some bits on disk already
-        const bits = bitmap.length * 8;
-        const tracked = bits - 3;
-        // The model holds every bit set, flushed or not: scans must agree with it, dirty bits included.
-        const { cache } = cacheOver(bitmap, { tracked, chunkBytes: 16, maxBytes: 64, mode });
-        const model = bitmap.slice();
-        for (const op of ops) {
-          const first = op.a % tracked;
-          await cache.setRange(first, op.n, op.value);
-          for (let i = first; i < Math.min(first + op.n, tracked); i++) {
-            if (op.value) model[i >> 3]! |= 1 << (i & 7);
-            else model[i >> 3]! &= ~(1 << (i & 7));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ a: fc.nat(), n: fc.integer({ min: 1, max: 3000 }), value: fc.boolean() }), {
+          maxLength: 10,
+        }),
+        fc.array(fc.tuple(fc.nat(), fc.nat()), { minLength: 1, maxLength: 10 }),
+        fc.constantFrom<CacheMode>('writeback', 'writethrough'),
+        async (ops, queries, mode) => {
+          // 256 chunks of 16 bytes (128 bits): scans of 32+ chunks stream.
+          const bitmap = new Uint8Array(4096);
+          for (let i = 0; i < bitmap.length; i += 97) bitmap[i] = (i * 31) & 0xff; // some bits on disk already
+          const bits = bitmap.length * 8;
+          const tracked = bits - 3;
+          // The model holds every bit set, flushed or not: scans must agree with it, dirty bits included.
+          const { cache } = cacheOver(bitmap, { tracked, chunkBytes: 16, maxBytes: 64, mode });
+          const model = bitmap.slice();
+          for (const op of ops) {
+            const first = op.a % tracked;
+            await cache.setRange(first, op.n, op.value);
+            for (let i = first; i < Math.min(first + op.n, tracked); i++) {
+              if (op.value) model[i >> 3]! |= 1 << (i & 7);
+              else model[i >> 3]! &= ~(1 << (i & 7));
+            }
           }
-        }
-        const loads = cache.loads;
-        for (const [a, b] of queries) {
-          const first = a % bits;
-          const count = 1 + (b % (bits - first + 8));
-          expect(await cache.findRun(first, count)).toEqual(naiveRun(model, tracked, first, count));
-        }
-        // Long scans load no chunk into the cache (short ones, under 32 chunks, may).
-        const longOnly = queries.every(([a, b]) => {
-          const first = a % bits;
-          const count = 1 + (b % (bits - first + 8));
-          const last = Math.min(first + count, tracked) - 1;
-          return first >= tracked || Math.floor(last / 128) - Math.floor(first / 128) >= 32;
-        });
-        if (longOnly) expect(cache.loads).toBe(loads);
-      },
-    ), { numRuns: 200 });
+          const loads = cache.loads;
+          for (const [a, b] of queries) {
+            const first = a % bits;
+            const count = 1 + (b % (bits - first + 8));
+            expect(await cache.findRun(first, count)).toEqual(naiveRun(model, tracked, first, count));
+          }
+          // Long scans load no chunk into the cache (short ones, under 32 chunks, may).
+          const longOnly = queries.every(([a, b]) => {
+            const first = a % bits;
+            const count = 1 + (b % (bits - first + 8));
+            const last = Math.min(first + count, tracked) - 1;
+            return first >= tracked || Math.floor(last / 128) - Math.floor(first / 128) >= 32;
+          });
+          if (longOnly) expect(cache.loads).toBe(loads);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('a scan of a 1 MiB bitmap with dirty bits in writeback mode finds them before any flush', async () => {
@@ -218,45 +251,63 @@ function holeyStorage(file: MemoryFile): Storage & { extentReads: number } {
 
 describe('streaming scans over a sparse bitmap file', () => {
   it('skip holes yet see every bit set on disk or only in memory, whatever writes, write-backs and evictions came between', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.array(fc.oneof(
-        fc.record({ kind: fc.constant('set' as const), a: fc.nat(), n: fc.integer({ min: 1, max: 2000 }), value: fc.boolean() }),
-        fc.record({ kind: fc.constant('writeBack' as const) }),
-        fc.record({ kind: fc.constant('query' as const), a: fc.nat(), b: fc.nat() }),
-      ), { maxLength: 20 }),
-      fc.array(fc.nat({ max: 4095 }), { maxLength: 6 }),
-      fc.constantFrom<CacheMode>('writeback', 'writethrough'),
-      async (ops, onDisk, mode) => {
-        // 256 chunks of 16 bytes: scans of 32+ chunks stream; a few bits on disk, the rest holes.
-        const bitmap = new Uint8Array(4096);
-        for (const i of onDisk) bitmap[i] = 0x11;
-        const file = new MemoryFile();
-        file.writeAt(OFFSET, bitmap);
-        const storage = holeyStorage(file);
-        const bits = bitmap.length * 8;
-        const tracked = bits - 3;
-        const cache = new BitmapCache({ storage, bitmapOffset: OFFSET, bitmapLength: bitmap.length, trackedBits: tracked,
-          mode, chunkBytes: 16, maxBytes: 64 });
-        const model = bitmap.slice();
-        for (const op of ops) {
-          if (op.kind === 'set') {
-            const first = op.a % tracked;
-            await cache.setRange(first, op.n, op.value);
-            for (let i = first; i < Math.min(first + op.n, tracked); i++) {
-              if (op.value) model[i >> 3]! |= 1 << (i & 7);
-              else model[i >> 3]! &= ~(1 << (i & 7));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            fc.record({
+              kind: fc.constant('set' as const),
+              a: fc.nat(),
+              n: fc.integer({ min: 1, max: 2000 }),
+              value: fc.boolean(),
+            }),
+            fc.record({ kind: fc.constant('writeBack' as const) }),
+            fc.record({ kind: fc.constant('query' as const), a: fc.nat(), b: fc.nat() }),
+          ),
+          { maxLength: 20 },
+        ),
+        fc.array(fc.nat({ max: 4095 }), { maxLength: 6 }),
+        fc.constantFrom<CacheMode>('writeback', 'writethrough'),
+        async (ops, onDisk, mode) => {
+          // 256 chunks of 16 bytes: scans of 32+ chunks stream; a few bits on disk, the rest holes.
+          const bitmap = new Uint8Array(4096);
+          for (const i of onDisk) bitmap[i] = 0x11;
+          const file = new MemoryFile();
+          file.writeAt(OFFSET, bitmap);
+          const storage = holeyStorage(file);
+          const bits = bitmap.length * 8;
+          const tracked = bits - 3;
+          const cache = new BitmapCache({
+            storage,
+            bitmapOffset: OFFSET,
+            bitmapLength: bitmap.length,
+            trackedBits: tracked,
+            mode,
+            chunkBytes: 16,
+            maxBytes: 64,
+          });
+          const model = bitmap.slice();
+          for (const op of ops) {
+            if (op.kind === 'set') {
+              const first = op.a % tracked;
+              await cache.setRange(first, op.n, op.value);
+              for (let i = first; i < Math.min(first + op.n, tracked); i++) {
+                if (op.value) model[i >> 3]! |= 1 << (i & 7);
+                else model[i >> 3]! &= ~(1 << (i & 7));
+              }
+            } else if (op.kind === 'writeBack') {
+              await cache.writeBack();
+            } else {
+              const first = op.a % bits;
+              const count = 1 + (op.b % (bits - first + 8));
+              expect(await cache.findRun(first, count)).toEqual(naiveRun(model, tracked, first, count));
             }
-          } else if (op.kind === 'writeBack') {
-            await cache.writeBack();
-          } else {
-            const first = op.a % bits;
-            const count = 1 + (op.b % (bits - first + 8));
-            expect(await cache.findRun(first, count)).toEqual(naiveRun(model, tracked, first, count));
           }
-        }
-        expect(await cache.findRun(0, bits)).toEqual(naiveRun(model, tracked, 0, bits));
-      },
-    ), { numRuns: 300 });
+          expect(await cache.findRun(0, bits)).toEqual(naiveRun(model, tracked, 0, bits));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('a scan over a bitmap that is one hole costs one extent lookup and no read', async () => {
@@ -264,7 +315,13 @@ describe('streaming scans over a sparse bitmap file', () => {
     file.truncate(OFFSET + (1 << 20));
     const storage = holeyStorage(file);
     const reads = vi.spyOn(storage, 'read');
-    const cache = new BitmapCache({ storage, bitmapOffset: OFFSET, bitmapLength: 1 << 20, trackedBits: 8 << 20, mode: 'writeback' });
+    const cache = new BitmapCache({
+      storage,
+      bitmapOffset: OFFSET,
+      bitmapLength: 1 << 20,
+      trackedBits: 8 << 20,
+      mode: 'writeback',
+    });
     expect(await cache.findRun(0, 8 << 20)).toEqual({ set: false, count: 8 << 20 });
     expect(reads).not.toHaveBeenCalled();
     expect(storage.extentReads).toBe(1);

@@ -6,14 +6,28 @@ import { MiB, VECTOR_BACKING, openFile, toSpec } from './helpers.js';
 
 type Backing = { path: string; size: number; mtimeSec: number };
 
-async function createError(options: { size: number; backing?: Backing; driverOptions?: Record<string, unknown> }): Promise<BlockError> {
-  const err = await cowDriver.create!(new MemoryStorage(new MemoryFile(), '/new.cow'), { ...options, backing: toSpec(options.backing) }).then(() => undefined, (e: unknown) => e);
+async function createError(options: {
+  size: number;
+  backing?: Backing;
+  driverOptions?: Record<string, unknown>;
+}): Promise<BlockError> {
+  const err = await cowDriver.create!(new MemoryStorage(new MemoryFile(), '/new.cow'), {
+    ...options,
+    backing: toSpec(options.backing),
+  }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(BlockError);
   expect((err as BlockError).path).toBe('/new.cow');
   return err as BlockError;
 }
 
-async function create(options: { size: number; backing?: Backing; driverOptions?: Record<string, unknown> }): Promise<MemoryFile> {
+async function create(options: {
+  size: number;
+  backing?: Backing;
+  driverOptions?: Record<string, unknown>;
+}): Promise<MemoryFile> {
   const file = new MemoryFile();
   await cowDriver.create!(new MemoryStorage(file, '/new.cow'), { ...options, backing: toSpec(options.backing) });
   return file;
@@ -46,7 +60,7 @@ describe('create writes', () => {
     await image.close();
   });
 
-  it('without a backing file and no variant named: v2-qemu-lp64, as QEMU\'s cow_create wrote (v3 cannot store an empty path)', async () => {
+  it("without a backing file and no variant named: v2-qemu-lp64, as QEMU's cow_create wrote (v3 cannot store an empty path)", async () => {
     const file = await create({ size: MiB });
     const named = await create({ size: MiB, driverOptions: { variant: 'v2-qemu-lp64' } });
     expect(Buffer.from(file.snapshot()).equals(Buffer.from(named.snapshot()))).toBe(true);
@@ -56,7 +70,13 @@ describe('create writes', () => {
   });
 
   it('v2-qemu-lp64 with a backing file: a reference without size/mtime expectations (QEMU checks neither)', async () => {
-    const image = await openFile(await create({ size: MiB, backing: { path: '/base', size: 5 * MiB, mtimeSec: 9 }, driverOptions: { variant: 'v2-qemu-lp64' } }));
+    const image = await openFile(
+      await create({
+        size: MiB,
+        backing: { path: '/base', size: 5 * MiB, mtimeSec: 9 },
+        driverOptions: { variant: 'v2-qemu-lp64' },
+      }),
+    );
     expect(image.backing).toEqual({ path: '/base' });
     expect(image.size).toBe(MiB);
     await image.close();
@@ -79,20 +99,33 @@ describe('create writes', () => {
 
 describe('create refuses', () => {
   it('v3 without a backing file (an empty path would read back as v3-broken)', async () => {
-    expect(await createError({ size: MiB, driverOptions: { variant: 'v3' } })).toMatchObject({ kind: 'invalid-argument', field: 'backing_file' });
+    expect(await createError({ size: MiB, driverOptions: { variant: 'v3' } })).toMatchObject({
+      kind: 'invalid-argument',
+      field: 'backing_file',
+    });
   });
 
   it('a size that is not a multiple of 512', async () => {
-    expect(await createError({ size: 1000, backing: { ...VECTOR_BACKING, size: 1000 } })).toMatchObject({ kind: 'invalid-argument', field: 'size' });
+    expect(await createError({ size: 1000, backing: { ...VECTOR_BACKING, size: 1000 } })).toMatchObject({
+      kind: 'invalid-argument',
+      field: 'size',
+    });
   });
 
   it('size 0', async () => {
-    expect(await createError({ size: 0, driverOptions: { variant: 'v2-qemu-lp64' } })).toMatchObject({ kind: 'invalid-argument', field: 'size' });
+    expect(await createError({ size: 0, driverOptions: { variant: 'v2-qemu-lp64' } })).toMatchObject({
+      kind: 'invalid-argument',
+      field: 'size',
+    });
   });
 
   it('v1 / v2-uml sizes that are not a multiple of 4096', async () => {
     for (const variant of ['v1', 'v2-uml']) {
-      const err = await createError({ size: 4608, backing: { ...VECTOR_BACKING, size: 4608 }, driverOptions: { variant } });
+      const err = await createError({
+        size: 4608,
+        backing: { ...VECTOR_BACKING, size: 4608 },
+        driverOptions: { variant },
+      });
       expect(err).toMatchObject({ kind: 'invalid-argument', field: 'size' });
       expect(err.message).toMatch(/4096/);
     }
@@ -104,25 +137,43 @@ describe('create refuses', () => {
   });
 
   it('variant v3-broken (no writer may produce it)', async () => {
-    expect(await createError({ size: MiB, backing: { ...VECTOR_BACKING, size: MiB }, driverOptions: { variant: 'v3-broken' } }))
-      .toMatchObject({ kind: 'invalid-argument', field: 'variant' });
+    expect(
+      await createError({
+        size: MiB,
+        backing: { ...VECTOR_BACKING, size: MiB },
+        driverOptions: { variant: 'v3-broken' },
+      }),
+    ).toMatchObject({ kind: 'invalid-argument', field: 'variant' });
   });
 
   it('an alignment that is not a power of two, or one given for a non-v3 variant', async () => {
-    expect(await createError({ size: MiB, backing: { ...VECTOR_BACKING, size: MiB }, driverOptions: { alignment: 1000 } }))
-      .toMatchObject({ kind: 'invalid-argument', field: 'alignment' });
-    expect(await createError({ size: MiB, driverOptions: { variant: 'v2-qemu-lp64', alignment: 512 } }))
-      .toMatchObject({ kind: 'invalid-argument', field: 'alignment' });
+    expect(
+      await createError({ size: MiB, backing: { ...VECTOR_BACKING, size: MiB }, driverOptions: { alignment: 1000 } }),
+    ).toMatchObject({ kind: 'invalid-argument', field: 'alignment' });
+    expect(await createError({ size: MiB, driverOptions: { variant: 'v2-qemu-lp64', alignment: 512 } })).toMatchObject({
+      kind: 'invalid-argument',
+      field: 'alignment',
+    });
   });
 
-  const limits: Array<[string, number]> = [['v1', 255], ['v2-uml', 4095], ['v3', 4095], ['v2-qemu-lp64', 1023], ['v2-qemu-ilp32', 1023]];
+  const limits: Array<[string, number]> = [
+    ['v1', 255],
+    ['v2-uml', 4095],
+    ['v3', 4095],
+    ['v2-qemu-lp64', 1023],
+    ['v2-qemu-ilp32', 1023],
+  ];
   for (const [variant, max] of limits) {
     it(`${variant}: a backing path of ${max} UTF-8 bytes fits, ${max + 1} is invalid-argument`, async () => {
       const fits = `/${'é'.repeat((max - 1) / 2)}${(max - 1) % 2 ? 'x' : ''}`;
       expect(new TextEncoder().encode(fits).length).toBe(max);
       const backing = { path: fits, size: 64 * MiB, mtimeSec: 1 };
       await create({ size: 64 * MiB, backing, driverOptions: { variant } });
-      const err = await createError({ size: 64 * MiB, backing: { ...backing, path: `${fits}x` }, driverOptions: { variant } });
+      const err = await createError({
+        size: 64 * MiB,
+        backing: { ...backing, path: `${fits}x` },
+        driverOptions: { variant },
+      });
       expect(err).toMatchObject({ kind: 'invalid-argument', field: 'backing_file' });
     });
   }

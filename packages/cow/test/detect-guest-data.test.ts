@@ -10,7 +10,13 @@ import fc from 'fast-check';
 import { MemoryVfs, createImage, openImage } from '@blk/images';
 import { computeLayout, detectVariant, type CowVariant } from '../src/index.js';
 
-const CREATED: ReadonlyArray<Exclude<CowVariant, 'v3-broken'>> = ['v3', 'v2-qemu-lp64', 'v2-qemu-ilp32', 'v2-uml', 'v1'];
+const CREATED: ReadonlyArray<Exclude<CowVariant, 'v3-broken'>> = [
+  'v3',
+  'v2-qemu-lp64',
+  'v2-qemu-ilp32',
+  'v2-uml',
+  'v1',
+];
 
 const be64 = (n: number) => {
   const b = new Uint8Array(8);
@@ -37,7 +43,10 @@ const HEADERISH: ReadonlyArray<[number, number[]]> = [
   [32, [0, 0, 0, 0]],
 ];
 
-interface GuestWrite { at: number; bytes: Uint8Array }
+interface GuestWrite {
+  at: number;
+  bytes: Uint8Array;
+}
 
 /**
  * A guest write: header-looking bytes where a header field would be (if
@@ -47,13 +56,18 @@ interface GuestWrite { at: number; bytes: Uint8Array }
  */
 function guestWrite(size: number, dataOffset: number): fc.Arbitrary<GuestWrite> {
   const clamp = (at: number, len: number) => Math.min(size - len, Math.max(0, at));
-  const targeted = fc.constantFrom(...HEADERISH)
+  const targeted = fc
+    .constantFrom(...HEADERISH)
     .map(([file, bytes]) => ({ at: clamp(file - dataOffset, bytes.length), bytes: Uint8Array.from(bytes) }));
-  const anywhere = fc.tuple(fc.constantFrom(...HEADERISH), fc.nat())
+  const anywhere = fc
+    .tuple(fc.constantFrom(...HEADERISH), fc.nat())
     .map(([[, bytes], n]) => ({ at: clamp(n % size, bytes.length), bytes: Uint8Array.from(bytes) }));
-  const random = fc.tuple(fc.nat(), fc.uint8Array({ minLength: 1, maxLength: Math.min(1536, size) }))
+  const random = fc
+    .tuple(fc.nat(), fc.uint8Array({ minLength: 1, maxLength: Math.min(1536, size) }))
     .map(([n, bytes]) => ({ at: clamp(n % size, bytes.length), bytes }));
-  const sector = fc.nat({ max: size / 512 - 1 }).map((s) => ({ at: s * 512, bytes: new Uint8Array(512).fill((s % 251) + 1) }));
+  const sector = fc
+    .nat({ max: size / 512 - 1 })
+    .map((s) => ({ at: s * 512, bytes: new Uint8Array(512).fill((s % 251) + 1) }));
   return fc.oneof({ arbitrary: targeted, weight: 3 }, anywhere, random, { arbitrary: sector, weight: 2 });
 }
 
@@ -79,38 +93,43 @@ describe('COW layout detection ignores what guests write', () => {
     const reopened = await openImage('/o.cow', { vfs });
     expect(reopened.info().formatSpecific.variant).toBe('v2-qemu-lp64');
     expect(reopened.size).toBe(1024 * 1024);
-    expect([...await reopened.read(2572, 12)]).toEqual([...be64(512), ...be32(512)]);
+    expect([...(await reopened.read(2572, 12))]).toEqual([...be64(512), ...be32(512)]);
     await reopened.close();
   });
 
-  it.each(CREATED)('%s: arbitrary guest writes, header-looking bytes included, never change the layout on reopen', async (variant) => {
-    const uml = variant === 'v1' || variant === 'v2-uml';
-    const sizeArb = uml
-      ? fc.integer({ min: 1, max: 512 }).map((n) => n * 4096)
-      : fc.integer({ min: 1, max: 4096 }).map((n) => n * 512);
-    const scenario = sizeArb.chain((size) => {
-      const { dataOffset } = computeLayout({ variant, size, sectorSize: 512, alignment: 4096 });
-      return fc.tuple(fc.constant(size), fc.array(guestWrite(size, dataOffset), { minLength: 1, maxLength: 12 }));
-    });
-    await fc.assert(fc.asyncProperty(scenario, async ([size, writes]) => {
-        const { vfs } = await makeOverlay(variant, size);
-        const model = new Uint8Array(size);
-        const image = await openImage('/o.cow', { vfs });
-        expect(image.info().formatSpecific.variant).toBe(variant);
-        for (const w of writes) {
-          await image.write(w.at, w.bytes);
-          model.set(w.bytes, w.at);
-        }
-        await image.close();
-        const file = vfs.file('/o.cow').snapshot();
-        const found = detectVariant(file.subarray(0, 4136), file.length);
-        expect(found.ok && found.variant).toBe(variant);
-        const reopened = await openImage('/o.cow', { vfs });
-        expect(reopened.info().formatSpecific.variant).toBe(variant);
-        expect(reopened.size).toBe(size);
-        expect(Buffer.from(await reopened.read(0, size)).equals(Buffer.from(model))).toBe(true);
-        await reopened.close();
-      },
-    ), { numRuns: Number(process.env.BLK_PROPERTY_RUNS ?? 60) });
-  });
+  it.each(CREATED)(
+    '%s: arbitrary guest writes, header-looking bytes included, never change the layout on reopen',
+    async (variant) => {
+      const uml = variant === 'v1' || variant === 'v2-uml';
+      const sizeArb = uml
+        ? fc.integer({ min: 1, max: 512 }).map((n) => n * 4096)
+        : fc.integer({ min: 1, max: 4096 }).map((n) => n * 512);
+      const scenario = sizeArb.chain((size) => {
+        const { dataOffset } = computeLayout({ variant, size, sectorSize: 512, alignment: 4096 });
+        return fc.tuple(fc.constant(size), fc.array(guestWrite(size, dataOffset), { minLength: 1, maxLength: 12 }));
+      });
+      await fc.assert(
+        fc.asyncProperty(scenario, async ([size, writes]) => {
+          const { vfs } = await makeOverlay(variant, size);
+          const model = new Uint8Array(size);
+          const image = await openImage('/o.cow', { vfs });
+          expect(image.info().formatSpecific.variant).toBe(variant);
+          for (const w of writes) {
+            await image.write(w.at, w.bytes);
+            model.set(w.bytes, w.at);
+          }
+          await image.close();
+          const file = vfs.file('/o.cow').snapshot();
+          const found = detectVariant(file.subarray(0, 4136), file.length);
+          expect(found.ok && found.variant).toBe(variant);
+          const reopened = await openImage('/o.cow', { vfs });
+          expect(reopened.info().formatSpecific.variant).toBe(variant);
+          expect(reopened.size).toBe(size);
+          expect(Buffer.from(await reopened.read(0, size)).equals(Buffer.from(model))).toBe(true);
+          await reopened.close();
+        }),
+        { numRuns: Number(process.env.BLK_PROPERTY_RUNS ?? 60) },
+      );
+    },
+  );
 });

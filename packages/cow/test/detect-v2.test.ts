@@ -8,7 +8,12 @@ describe('telling the three v2 layouts apart when bitmap bytes look like a secto
   it('keeps an i386 QEMU overlay i386 after a write to sector 17 (found by the property suite)', async () => {
     const vfs = new MemoryVfs();
     await createImage('/base.img', { format: 'raw', size: 64 * 512, vfs });
-    await createImage('/o.cow', { format: 'cow', backing: '/base.img', vfs, driverOptions: { variant: 'v2-qemu-ilp32' } });
+    await createImage('/o.cow', {
+      format: 'cow',
+      backing: '/base.img',
+      vfs,
+      driverOptions: { variant: 'v2-qemu-ilp32' },
+    });
     const image = await openImage('/o.cow', { vfs, format: 'cow', driverOptions: { variant: 'v2-qemu-ilp32' } });
     await image.write(17 * 512, new Uint8Array(512).fill(7));
     await image.close();
@@ -24,7 +29,12 @@ describe('telling the three v2 layouts apart when bitmap bytes look like a secto
   it('still detects an lp64 overlay of one sector, whose size field ends in 00 00 02 00', async () => {
     const vfs = new MemoryVfs();
     await createImage('/base.img', { format: 'raw', size: 512, vfs });
-    await createImage('/o.cow', { format: 'cow', backing: '/base.img', vfs, driverOptions: { variant: 'v2-qemu-lp64' } });
+    await createImage('/o.cow', {
+      format: 'cow',
+      backing: '/base.img',
+      vfs,
+      driverOptions: { variant: 'v2-qemu-lp64' },
+    });
     const head = vfs.file('/o.cow').snapshot();
     expect(detectVariant(head, head.length)).toMatchObject({ ok: true, variant: 'v2-qemu-lp64' });
   });

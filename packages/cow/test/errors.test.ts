@@ -7,8 +7,16 @@ const PATH = '/images/bad.cow';
 
 function v3(overrides: Partial<CowHeader> = {}): CowHeader {
   return {
-    variant: 'v3', magicOrder: 'be', version: 3, backingFile: '/tmp/base.img', mtime: 1, size: 1 << 20,
-    sectorSize: 512, alignment: 4096, cowFormat: 0, ...overrides,
+    variant: 'v3',
+    magicOrder: 'be',
+    version: 3,
+    backingFile: '/tmp/base.img',
+    mtime: 1,
+    size: 1 << 20,
+    sectorSize: 512,
+    alignment: 4096,
+    cowFormat: 0,
+    ...overrides,
   };
 }
 
@@ -21,7 +29,11 @@ function fileOf(header: Uint8Array, length = (1 << 20) + 65536): MemoryFile {
 
 async function openError(file: MemoryFile, driverOptions?: Record<string, unknown>): Promise<BlockError> {
   try {
-    const image = await cowDriver.open(new MemoryStorage(file, PATH), { readOnly: true, cache: 'writeback', driverOptions });
+    const image = await cowDriver.open(new MemoryStorage(file, PATH), {
+      readOnly: true,
+      cache: 'writeback',
+      driverOptions,
+    });
     await image.close();
   } catch (err) {
     if (err instanceof BlockError) return err;
@@ -73,8 +85,20 @@ describe('truncated', () => {
   });
 
   it('a v2-qemu-lp64 file named by the caller but shorter than 1056 bytes', async () => {
-    const bytes = encodeHeader({ variant: 'v2-qemu-lp64', magicOrder: 'be', version: 2, backingFile: '', mtime: 0, size: 4096, sectorSize: 512 });
-    expectError(await openError(fileOf(bytes.subarray(0, 1050), 1050), { variant: 'v2-qemu-lp64' }), 'truncated', 'header');
+    const bytes = encodeHeader({
+      variant: 'v2-qemu-lp64',
+      magicOrder: 'be',
+      version: 2,
+      backingFile: '',
+      mtime: 0,
+      size: 4096,
+      sectorSize: 512,
+    });
+    expectError(
+      await openError(fileOf(bytes.subarray(0, 1050), 1050), { variant: 'v2-qemu-lp64' }),
+      'truncated',
+      'header',
+    );
   });
 
   it('a file that ends before the end of its bitmap', async () => {
@@ -92,7 +116,12 @@ describe('truncated', () => {
 
 describe('invalid-header', () => {
   it('sectorsize 4096', async () => {
-    expectError(await openError(fileOf(encodeHeader(v3({ sectorSize: 4096 })))), 'invalid-header', 'sectorsize', /4096/);
+    expectError(
+      await openError(fileOf(encodeHeader(v3({ sectorSize: 4096 })))),
+      'invalid-header',
+      'sectorsize',
+      /4096/,
+    );
   });
 
   it('size not a multiple of 512', async () => {
@@ -111,19 +140,39 @@ describe('invalid-header', () => {
 
   it('size whose data area ends beyond 2^53 - 1', async () => {
     const size = Math.floor(Number.MAX_SAFE_INTEGER / 512) * 512;
-    expectError(await openError(fileOf(encodeHeader(v3({ size })))), 'invalid-header', 'size', /data area ends at .* beyond/);
+    expectError(
+      await openError(fileOf(encodeHeader(v3({ size })))),
+      'invalid-header',
+      'size',
+      /data area ends at .* beyond/,
+    );
   });
 
   it('alignment 0 (UML divides by zero)', async () => {
-    expectError(await openError(fileOf(encodeHeader(v3({ alignment: 0 })))), 'invalid-header', 'alignment', /alignment is 0/);
+    expectError(
+      await openError(fileOf(encodeHeader(v3({ alignment: 0 })))),
+      'invalid-header',
+      'alignment',
+      /alignment is 0/,
+    );
   });
 
   it('alignment not a power of two', async () => {
-    expectError(await openError(fileOf(encodeHeader(v3({ alignment: 3000 })))), 'invalid-header', 'alignment', /power of two/);
+    expectError(
+      await openError(fileOf(encodeHeader(v3({ alignment: 3000 })))),
+      'invalid-header',
+      'alignment',
+      /power of two/,
+    );
   });
 
   it('alignment above 1 GiB', async () => {
-    expectError(await openError(fileOf(encodeHeader(v3({ alignment: 2 ** 31 })))), 'invalid-header', 'alignment', /1 GiB/);
+    expectError(
+      await openError(fileOf(encodeHeader(v3({ alignment: 2 ** 31 })))),
+      'invalid-header',
+      'alignment',
+      /1 GiB/,
+    );
   });
 
   it('backing path field without a NUL terminator', async () => {
@@ -141,7 +190,12 @@ describe('invalid-header', () => {
 
 describe('driver options', () => {
   it('a variant of another version than the file is invalid-argument', async () => {
-    expectError(await openError(fileOf(encodeHeader(v3())), { variant: 'v2-uml' }), 'invalid-argument', 'variant', /version 3/);
+    expectError(
+      await openError(fileOf(encodeHeader(v3())), { variant: 'v2-uml' }),
+      'invalid-argument',
+      'variant',
+      /version 3/,
+    );
   });
 
   it('an unknown option name is invalid-argument naming it', async () => {
@@ -153,6 +207,10 @@ describe('driver options', () => {
   });
 
   it('a non-positive bitmapCacheBytes is invalid-argument', async () => {
-    expectError(await openError(fileOf(encodeHeader(v3())), { bitmapCacheBytes: 0 }), 'invalid-argument', 'bitmapCacheBytes');
+    expectError(
+      await openError(fileOf(encodeHeader(v3())), { bitmapCacheBytes: 0 }),
+      'invalid-argument',
+      'bitmapCacheBytes',
+    );
   });
 });

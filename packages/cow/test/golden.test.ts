@@ -17,16 +17,51 @@ interface Golden {
 
 // §14.1 - §14.6. File lengths: UML layouts extend to data offset + size; QEMU's end after the bitmap.
 const GOLDEN: Golden[] = [
-  { variant: 'v3', headerSize: 4128, sha: '067683afd0e4210d2418cf2358ed4841088c0ce2d15387e760ff03b7734d5f34',
-    bitmapOffset: 8192, bitmapLength: 16384, dataOffset: 24576, fileLength: 67_133_440 },
-  { variant: 'v2-qemu-lp64', headerSize: 1056, sha: 'a4071d4d0923bf9698359520d173ea656af0e69576ba4159a0303bcb64a0c580',
-    bitmapOffset: 1056, bitmapLength: 16384, dataOffset: 17920, fileLength: 17440 },
-  { variant: 'v2-qemu-ilp32', headerSize: 1048, sha: '2b321ac46a4d96eda0d590fd05040ac059c705a6002ff7535fe2766d4c63312b',
-    bitmapOffset: 1048, bitmapLength: 16384, dataOffset: 17920, fileLength: 17432 },
-  { variant: 'v2-uml', headerSize: 4120, sha: 'd805f38145c29b7b289e160df7e6fd68beb929f9fd8cbf7764981844bac5547f',
-    bitmapOffset: 4120, bitmapLength: 16384, dataOffset: 20992, fileLength: 20992 + 64 * MiB },
-  { variant: 'v1', headerSize: 280, sha: '7d0d493dacff44f30a44e43a524352225efd890a4a1040c4c5166c7c8268f1a2',
-    bitmapOffset: 280, bitmapLength: 16384, dataOffset: 16896, fileLength: 16896 + 64 * MiB },
+  {
+    variant: 'v3',
+    headerSize: 4128,
+    sha: '067683afd0e4210d2418cf2358ed4841088c0ce2d15387e760ff03b7734d5f34',
+    bitmapOffset: 8192,
+    bitmapLength: 16384,
+    dataOffset: 24576,
+    fileLength: 67_133_440,
+  },
+  {
+    variant: 'v2-qemu-lp64',
+    headerSize: 1056,
+    sha: 'a4071d4d0923bf9698359520d173ea656af0e69576ba4159a0303bcb64a0c580',
+    bitmapOffset: 1056,
+    bitmapLength: 16384,
+    dataOffset: 17920,
+    fileLength: 17440,
+  },
+  {
+    variant: 'v2-qemu-ilp32',
+    headerSize: 1048,
+    sha: '2b321ac46a4d96eda0d590fd05040ac059c705a6002ff7535fe2766d4c63312b',
+    bitmapOffset: 1048,
+    bitmapLength: 16384,
+    dataOffset: 17920,
+    fileLength: 17432,
+  },
+  {
+    variant: 'v2-uml',
+    headerSize: 4120,
+    sha: 'd805f38145c29b7b289e160df7e6fd68beb929f9fd8cbf7764981844bac5547f',
+    bitmapOffset: 4120,
+    bitmapLength: 16384,
+    dataOffset: 20992,
+    fileLength: 20992 + 64 * MiB,
+  },
+  {
+    variant: 'v1',
+    headerSize: 280,
+    sha: '7d0d493dacff44f30a44e43a524352225efd890a4a1040c4c5166c7c8268f1a2',
+    bitmapOffset: 280,
+    bitmapLength: 16384,
+    dataOffset: 16896,
+    fileLength: 16896 + 64 * MiB,
+  },
 ];
 
 describe('create writes the §14 golden headers', () => {
@@ -39,7 +74,11 @@ describe('create writes the §14 golden headers', () => {
       expect(file.length).toBe(g.fileLength);
       const image = await openFile(file, { readOnly: true });
       expect(image.variant).toBe(g.variant);
-      expect(image.layout).toMatchObject({ bitmapOffset: g.bitmapOffset, bitmapLength: g.bitmapLength, dataOffset: g.dataOffset });
+      expect(image.layout).toMatchObject({
+        bitmapOffset: g.bitmapOffset,
+        bitmapLength: g.bitmapLength,
+        dataOffset: g.dataOffset,
+      });
       expect(image.size).toBe(64 * MiB);
       await image.close();
     });
@@ -62,11 +101,11 @@ describe('create writes the §14 golden headers', () => {
     const file = await createFile();
     const head = new Uint8Array(48);
     file.readAt(0, head);
-    expect(Buffer.from(head).toString('hex')).toBe([
-      '4f4f4f4d000000035f00000000000000',
-      '04000000000002000000100000000000',
-      '2f746d702f626173652e696d67000000',
-    ].join(''));
+    expect(Buffer.from(head).toString('hex')).toBe(
+      ['4f4f4f4d000000035f00000000000000', '04000000000002000000100000000000', '2f746d702f626173652e696d67000000'].join(
+        '',
+      ),
+    );
   });
 });
 
@@ -96,16 +135,28 @@ describe('v3-broken (§14.4, hand-built)', () => {
     const bytes = handBuiltV3Broken();
     expect(detectVariant(bytes, bytes.length)).toMatchObject({ ok: true, variant: 'v3-broken' });
     expect(parseHeader(bytes, 'v3-broken')).toEqual({
-      variant: 'v3-broken', magicOrder: 'be', version: 3, backingFile: '/tmp/base.img', mtime: 0x5f000000,
-      size: 64 * MiB, sectorSize: 512, alignment: 4096, cowFormat: 0,
+      variant: 'v3-broken',
+      magicOrder: 'be',
+      version: 3,
+      backingFile: '/tmp/base.img',
+      mtime: 0x5f000000,
+      size: 64 * MiB,
+      sectorSize: 512,
+      alignment: 4096,
+      cowFormat: 0,
     });
   });
 
   it('layout: bitmap 8192 / data 24576 with alignment 4096, 4608 / 20992 with 512', () => {
-    expect(computeLayout(parseHeader(handBuiltV3Broken(), 'v3-broken')))
-      .toMatchObject({ bitmapOffset: 8192, bitmapLength: 16384, dataOffset: 24576 });
-    expect(computeLayout(parseHeader(handBuiltV3Broken(512), 'v3-broken')))
-      .toMatchObject({ bitmapOffset: 4608, dataOffset: 20992 });
+    expect(computeLayout(parseHeader(handBuiltV3Broken(), 'v3-broken'))).toMatchObject({
+      bitmapOffset: 8192,
+      bitmapLength: 16384,
+      dataOffset: 24576,
+    });
+    expect(computeLayout(parseHeader(handBuiltV3Broken(512), 'v3-broken'))).toMatchObject({
+      bitmapOffset: 4608,
+      dataOffset: 20992,
+    });
   });
 
   it('opens read-write from a file built around the hand-built header', async () => {
@@ -134,7 +185,12 @@ describe('§14.7 rounding case: 64 MiB + 3 sectors', () => {
     it(`${variant}: bitmap ${bitmapOffset}+${bitmapLength}, data ${dataOffset}, ${trackedSectors} of 131075 sectors tracked`, () => {
       const layout = computeLayout({ variant, size, sectorSize: 512, alignment: 4096 });
       expect(layout).toEqual({
-        headerSize: layout.headerSize, bitmapOffset, bitmapLength, dataOffset, sectors: 131075, trackedSectors,
+        headerSize: layout.headerSize,
+        bitmapOffset,
+        bitmapLength,
+        dataOffset,
+        sectors: 131075,
+        trackedSectors,
       });
     });
   }
@@ -153,14 +209,18 @@ describe('§14.8 bit positions', () => {
     await image.close();
   });
 
-  it.each([[0, 0, 0x01], [9, 1, 0x02], [1000, 125, 0x01], [131071, 16383, 0x80]])(
-    'sector %i sets bitmap byte %i to mask %i', async (sector, byte, mask) => {
-      const file = await createFile();
-      const image = await openFile(file);
-      await image.write(sector * 512, pattern(sector, 1));
-      await image.close();
-      expect(bitmapByte(file, 8192, byte)).toBe(mask);
-    });
+  it.each([
+    [0, 0, 0x01],
+    [9, 1, 0x02],
+    [1000, 125, 0x01],
+    [131071, 16383, 0x80],
+  ])('sector %i sets bitmap byte %i to mask %i', async (sector, byte, mask) => {
+    const file = await createFile();
+    const image = await openFile(file);
+    await image.write(sector * 512, pattern(sector, 1));
+    await image.close();
+    expect(bitmapByte(file, 8192, byte)).toBe(mask);
+  });
 });
 
 describe('§14.11 detection vectors', () => {
@@ -173,25 +233,48 @@ describe('§14.11 detection vectors', () => {
   const BE = [0x4f, 0x4f, 0x4f, 0x4d];
 
   it('4d 4f 4f 4f 01 00 00 00 is v1 with little-endian fields', () => {
-    expect(detectVariant(head([0x4d, 0x4f, 0x4f, 0x4f, 1, 0, 0, 0]), 4136)).toMatchObject({ ok: true, variant: 'v1', magicOrder: 'le' });
+    expect(detectVariant(head([0x4d, 0x4f, 0x4f, 0x4f, 1, 0, 0, 0]), 4136)).toMatchObject({
+      ok: true,
+      variant: 'v1',
+      magicOrder: 'le',
+    });
   });
   it('version 2 with BE u32 512 at 4116 (and a size at 4108) is v2-uml', () => {
-    const b = head([...BE, 0, 0, 0, 2], (dv) => { dv.setBigUint64(4108, 1024n); dv.setUint32(4116, 512); });
+    const b = head([...BE, 0, 0, 0, 2], (dv) => {
+      dv.setBigUint64(4108, 1024n);
+      dv.setUint32(4116, 512);
+    });
     expect(detectVariant(b, 4136)).toMatchObject({ ok: true, variant: 'v2-uml' });
   });
   it('version 2 with BE u32 512 at 1048 and zero padding is v2-qemu-lp64', () => {
-    const b = head([...BE, 0, 0, 0, 2], (dv) => { dv.setBigUint64(1040, 1024n); dv.setUint32(1048, 512); });
+    const b = head([...BE, 0, 0, 0, 2], (dv) => {
+      dv.setBigUint64(1040, 1024n);
+      dv.setUint32(1048, 512);
+    });
     expect(detectVariant(b, 4136)).toMatchObject({ ok: true, variant: 'v2-qemu-lp64' });
   });
   it('version 2 with BE u32 512 at 1044 is v2-qemu-ilp32', () => {
-    const b = head([...BE, 0, 0, 0, 2], (dv) => { dv.setBigUint64(1036, 1024n); dv.setUint32(1044, 512); });
+    const b = head([...BE, 0, 0, 0, 2], (dv) => {
+      dv.setBigUint64(1036, 1024n);
+      dv.setUint32(1044, 512);
+    });
     expect(detectVariant(b, 4136)).toMatchObject({ ok: true, variant: 'v2-qemu-ilp32' });
   });
   it('version 3 with non-zero bytes 32..35 is v3', () => {
-    expect(detectVariant(head([...BE, 0, 0, 0, 3], (_dv, b) => b.set([0x2f], 32)), 4136)).toMatchObject({ ok: true, variant: 'v3' });
+    expect(
+      detectVariant(
+        head([...BE, 0, 0, 0, 3], (_dv, b) => b.set([0x2f], 32)),
+        4136,
+      ),
+    ).toMatchObject({ ok: true, variant: 'v3' });
   });
   it('version 3 with zero bytes 32..35 is v3-broken', () => {
-    expect(detectVariant(head([...BE, 0, 0, 0, 3], (_dv, b) => b.set([0x2f], 36)), 4136)).toMatchObject({ ok: true, variant: 'v3-broken' });
+    expect(
+      detectVariant(
+        head([...BE, 0, 0, 0, 3], (_dv, b) => b.set([0x2f], 36)),
+        4136,
+      ),
+    ).toMatchObject({ ok: true, variant: 'v3-broken' });
   });
   it('version 4 is unsupported, but probe claims it (100) so that open reports the version, never a raw guess', () => {
     const b = head([...BE, 0, 0, 0, 4]);
@@ -222,8 +305,10 @@ describe('§14.11 detection vectors', () => {
   });
 
   it('§14.10: a 1 TiB v3/4096 image has a 256 MiB bitmap and data at 268443648', () => {
-    expect(computeLayout({ variant: 'v3', size: 2 ** 40, sectorSize: 512, alignment: 4096 }))
-      .toMatchObject({ bitmapLength: 268_435_456, dataOffset: 268_443_648 });
+    expect(computeLayout({ variant: 'v3', size: 2 ** 40, sectorSize: 512, alignment: 4096 })).toMatchObject({
+      bitmapLength: 268_435_456,
+      dataOffset: 268_443_648,
+    });
   });
 
   it('the v3 header create writes is byte-identical to §14.3 and independent of the backing mtime mod 2^32', async () => {

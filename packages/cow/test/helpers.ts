@@ -24,12 +24,14 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 /** Creates a COW image of `variant` in a fresh MemoryFile. */
-export async function createFile(options: {
-  variant?: CowVariant;
-  size?: number;
-  backing?: { path: string; size: number; mtimeSec: number } | undefined;
-  alignment?: number;
-} = {}): Promise<MemoryFile> {
+export async function createFile(
+  options: {
+    variant?: CowVariant;
+    size?: number;
+    backing?: { path: string; size: number; mtimeSec: number } | undefined;
+    alignment?: number;
+  } = {},
+): Promise<MemoryFile> {
   const file = new MemoryFile();
   const size = options.size ?? options.backing?.size ?? VECTOR_BACKING.size;
   const backing = 'backing' in options ? options.backing : { ...VECTOR_BACKING, size };
@@ -40,15 +42,22 @@ export async function createFile(options: {
   return file;
 }
 
-export async function openFile(file: MemoryFile | Storage, options: {
-  cache?: CacheMode; readOnly?: boolean; driverOptions?: Record<string, unknown>; path?: string;
-} = {}): Promise<CowImage> {
-  const storage = file instanceof MemoryFile ? new MemoryStorage(file, options.path ?? 'test.cow', options.readOnly ?? false) : file;
-  return await cowDriver.open(storage, {
+export async function openFile(
+  file: MemoryFile | Storage,
+  options: {
+    cache?: CacheMode;
+    readOnly?: boolean;
+    driverOptions?: Record<string, unknown>;
+    path?: string;
+  } = {},
+): Promise<CowImage> {
+  const storage =
+    file instanceof MemoryFile ? new MemoryStorage(file, options.path ?? 'test.cow', options.readOnly ?? false) : file;
+  return (await cowDriver.open(storage, {
     readOnly: options.readOnly ?? false,
     cache: options.cache ?? 'writeback',
     driverOptions: options.driverOptions,
-  }) as CowImage;
+  })) as CowImage;
 }
 
 /** A sector-sized pattern that says which write (tag) put it at which sector. */
@@ -65,7 +74,10 @@ export function pattern(sector: number, count: number, tag = 1): Uint8Array {
 }
 
 /** A `below` that fills with 0xEE and records each call. */
-export function recordingBelow(): { calls: Array<[number, number]>; below: (o: number, into: Uint8Array) => Promise<void> } {
+export function recordingBelow(): {
+  calls: Array<[number, number]>;
+  below: (o: number, into: Uint8Array) => Promise<void>;
+} {
   const calls: Array<[number, number]> = [];
   return {
     calls,
@@ -123,7 +135,10 @@ export class RecordingStorage extends FilterStorage {
 export class CrashStorage extends FilterStorage {
   private readonly initial: Uint8Array;
   readonly log: Array<{ op: 'write'; offset: number; data: Uint8Array } | { op: 'flush' }> = [];
-  constructor(readonly file: MemoryFile, path = 'crash.cow') {
+  constructor(
+    readonly file: MemoryFile,
+    path = 'crash.cow',
+  ) {
     super(new MemoryStorage(file, path));
     this.initial = file.snapshot();
   }
@@ -131,7 +146,9 @@ export class CrashStorage extends FilterStorage {
     await super.write(offset, data);
     this.log.push({ op: 'write', offset, data: data.slice() });
   }
-  override truncate(): Promise<void> { throw new Error('CrashStorage does not model truncate'); }
+  override truncate(): Promise<void> {
+    throw new Error('CrashStorage does not model truncate');
+  }
   override async flush(): Promise<void> {
     this.log.push({ op: 'flush' });
   }
@@ -147,7 +164,9 @@ export class CrashStorage extends FilterStorage {
         pending.push(entry);
       }
     }
-    pending.forEach((w, i) => { if (survives(i)) out.writeAt(w.offset, w.data); });
+    pending.forEach((w, i) => {
+      if (survives(i)) out.writeAt(w.offset, w.data);
+    });
     return out;
   }
 }

@@ -3,7 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { BlockError, MemoryFile, MemoryStorage } from '@blk/core';
 import { encodeHeader, type CowVariant } from '../src/index.js';
 import {
-  MiB, RecordingStorage, SS, bitmapByte, createFile, openFile, pattern, recordingBelow, sameBytes, sha256,
+  MiB,
+  RecordingStorage,
+  SS,
+  bitmapByte,
+  createFile,
+  openFile,
+  pattern,
+  recordingBelow,
+  sameBytes,
+  sha256,
 } from './helpers.js';
 
 const WRITABLE: CowVariant[] = ['v3', 'v2-qemu-lp64', 'v2-qemu-ilp32', 'v2-uml', 'v1'];
@@ -83,7 +92,10 @@ describe('reads', () => {
     const { calls, below } = recordingBelow();
     const out = new Uint8Array(6 * SS);
     await image.read(0, out, below);
-    expect(calls).toEqual([[0, 3 * SS], [4 * SS, 2 * SS]]);
+    expect(calls).toEqual([
+      [0, 3 * SS],
+      [4 * SS, 2 * SS],
+    ]);
     expect(out.subarray(0, 3 * SS).every((b) => b === 0xee)).toBe(true);
     expect(out.subarray(3 * SS, 4 * SS)).toEqual(pattern(3, 1));
     expect(out.subarray(4 * SS).every((b) => b === 0xee)).toBe(true);
@@ -113,7 +125,10 @@ describe('reads', () => {
     storage.clear();
     const { calls, below } = recordingBelow();
     await image.read(0, new Uint8Array(400 * SS), below);
-    expect(calls).toEqual([[100 * SS, 100 * SS], [300 * SS, 100 * SS]]);
+    expect(calls).toEqual([
+      [100 * SS, 100 * SS],
+      [300 * SS, 100 * SS],
+    ]);
     expect(storage.events.filter((e) => e.op === 'read')).toEqual([
       { op: 'read', offset: image.layout.dataOffset, length: 100 * SS },
       { op: 'read', offset: image.layout.dataOffset + 200 * SS, length: 100 * SS },
@@ -151,11 +166,20 @@ describe('blockStatus', () => {
     const image = await openFile(await createFile());
     await image.write(8 * SS, pattern(8, 24));
     expect(await image.blockStatus(0, 64 * SS)).toEqual({ allocated: false, length: 8 * SS });
-    expect(await image.blockStatus(8 * SS, 64 * SS))
-      .toEqual({ allocated: true, length: 24 * SS, hostOffset: image.layout.dataOffset + 8 * SS });
-    expect(await image.blockStatus(10 * SS, 4 * SS))
-      .toEqual({ allocated: true, length: 4 * SS, hostOffset: image.layout.dataOffset + 10 * SS });
-    expect(await image.blockStatus(32 * SS, image.size - 32 * SS)).toEqual({ allocated: false, length: image.size - 32 * SS });
+    expect(await image.blockStatus(8 * SS, 64 * SS)).toEqual({
+      allocated: true,
+      length: 24 * SS,
+      hostOffset: image.layout.dataOffset + 8 * SS,
+    });
+    expect(await image.blockStatus(10 * SS, 4 * SS)).toEqual({
+      allocated: true,
+      length: 4 * SS,
+      hostOffset: image.layout.dataOffset + 10 * SS,
+    });
+    expect(await image.blockStatus(32 * SS, image.size - 32 * SS)).toEqual({
+      allocated: false,
+      length: image.size - 32 * SS,
+    });
     await image.close();
   });
 
@@ -170,7 +194,7 @@ describe('bytes the bitmap does not own', () => {
   // 64 MiB + 3 sectors: 131075 sectors, so the last bitmap byte has 5 bits for sectors that do not exist.
   const size = 64 * MiB + 3 * SS;
 
-  it('v3: garbage in the last byte\'s spare bits and in pad B is ignored and kept', async () => {
+  it("v3: garbage in the last byte's spare bits and in pad B is ignored and kept", async () => {
     const file = await createFile({ size });
     const image0 = await openFile(file, { readOnly: true });
     const { bitmapOffset, bitmapLength } = image0.layout;
@@ -186,7 +210,15 @@ describe('bytes the bitmap does not own', () => {
 
   /** A v2-uml file with the rounding bug (create refuses such sizes), pad B full of 0xFF. */
   function roundingBugFile(): MemoryFile {
-    const header = encodeHeader({ variant: 'v2-uml', magicOrder: 'be', version: 2, backingFile: '/b', mtime: 0, size, sectorSize: 512 });
+    const header = encodeHeader({
+      variant: 'v2-uml',
+      magicOrder: 'be',
+      version: 2,
+      backingFile: '/b',
+      mtime: 0,
+      size,
+      sectorSize: 512,
+    });
     const file = new MemoryFile(header);
     file.truncate(20992 + size);
     file.writeAt(4120 + 16384, new Uint8Array(20992 - 4120 - 16384).fill(0xff));

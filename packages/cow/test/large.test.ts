@@ -1,6 +1,14 @@
 /** A 1 TiB overlay (256 MiB bitmap): opens reading a few KiB with little memory, and works at both ends. */
 import { describe, expect, it } from 'vitest';
-import { DriverRegistry, ForwardingVfs, MemoryVfs, createImage, openImage, type Storage, type VfsOpenOptions } from '@blk/core';
+import {
+  DriverRegistry,
+  ForwardingVfs,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type Storage,
+  type VfsOpenOptions,
+} from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { cowDriver } from '../src/index.js';
 import { SS, pattern, sameBytes } from './helpers.js';
@@ -18,9 +26,17 @@ class ReadCountingVfs extends ForwardingVfs {
       return n;
     };
     // No readSync or extentAt: every read goes through the counted path.
-    return { path: s.path, readOnly: s.readOnly, capabilities: { ...s.capabilities, syncRead: false, extents: false },
-      read, write: (o, d) => s.write!(o, d), size: () => s.size(),
-      truncate: (n) => s.truncate!(n), flush: () => s.flush!(), close: () => s.close() };
+    return {
+      path: s.path,
+      readOnly: s.readOnly,
+      capabilities: { ...s.capabilities, syncRead: false, extents: false },
+      read,
+      write: (o, d) => s.write!(o, d),
+      size: () => s.size(),
+      truncate: (n) => s.truncate!(n),
+      flush: () => s.flush!(),
+      close: () => s.close(),
+    };
   }
 }
 
@@ -60,7 +76,11 @@ describe('1 TiB image', () => {
     expect(await again.isAllocated(last, SS)).toEqual({ allocated: true, length: SS });
     // Unwritten sectors fall through to the (sparse, zero) backing file.
     expect((await again.read(mid - SS, SS)).every((b) => b === 0)).toBe(true);
-    expect(again.info().formatSpecific).toMatchObject({ variant: 'v3', bitmapLength: 268_435_456, dataOffset: 268_443_648 });
+    expect(again.info().formatSpecific).toMatchObject({
+      variant: 'v3',
+      bitmapLength: 268_435_456,
+      dataOffset: 268_443_648,
+    });
     await again.close();
   });
 });

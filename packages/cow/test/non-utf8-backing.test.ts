@@ -16,7 +16,13 @@ async function setUp(): Promise<MemoryVfs> {
   vfs.put('/d/bXYZse.raw', new Uint8Array(SIZE).fill(0x11));
   await createImage('/d/top.cow', { vfs, format: 'cow', backing: '/d/bXYZse.raw' });
   const file = vfs.file('/d/top.cow');
-  const stored = new Uint8Array([...new TextEncoder().encode('/d/b'), 0xff, ...new TextEncoder().encode('se.raw'), 0, 0]);
+  const stored = new Uint8Array([
+    ...new TextEncoder().encode('/d/b'),
+    0xff,
+    ...new TextEncoder().encode('se.raw'),
+    0,
+    0,
+  ]);
   file.writeAt(PATH_OFFSET, stored);
   // Same size and mtime as the real backing file: only the name tells them apart.
   vfs.put('/d/b\ufffdse.raw', new Uint8Array(SIZE).fill(0x22)).mtimeSec = vfs.file('/d/bXYZse.raw').mtimeSec;
@@ -43,7 +49,9 @@ describe('backing paths that are not UTF-8', () => {
   it('opening the chain is refused (not-supported, field backing_file) instead of opening the U+FFFD file', async () => {
     const vfs = await setUp();
     await expect(openImage('/d/top.cow', { vfs, readOnly: true })).rejects.toMatchObject({
-      kind: 'not-supported', field: 'backing_file', path: '/d/top.cow',
+      kind: 'not-supported',
+      field: 'backing_file',
+      path: '/d/top.cow',
     });
   });
 
@@ -54,11 +62,17 @@ describe('backing paths that are not UTF-8', () => {
     expect(image.backingReference?.rawPath?.[4]).toBe(0xff);
     expect(image.info().backing?.resolved).toBeUndefined();
     const ref = image.backingReference!;
-    await expect(image.setBackingReference({ path: ref.path, facts: { size: SIZE, mtimeSec: 0 } })).rejects.toMatchObject({
-      kind: 'not-supported', field: 'backing_file',
+    await expect(
+      image.setBackingReference({ path: ref.path, facts: { size: SIZE, mtimeSec: 0 } }),
+    ).rejects.toMatchObject({
+      kind: 'not-supported',
+      field: 'backing_file',
     });
     // A new path of the user's choosing replaces it (rebase -u).
-    await image.setBackingReference({ path: '/d/bXYZse.raw', facts: { size: SIZE, mtimeSec: vfs.file('/d/bXYZse.raw').mtimeSec } });
+    await image.setBackingReference({
+      path: '/d/bXYZse.raw',
+      facts: { size: SIZE, mtimeSec: vfs.file('/d/bXYZse.raw').mtimeSec },
+    });
     await image.close();
     expect(vfs.file('/d/top.cow').snapshot()).not.toEqual(before);
     const chain = await openImage('/d/top.cow', { vfs, readOnly: true });
@@ -69,11 +83,13 @@ describe('backing paths that are not UTF-8', () => {
   it("backing.onMismatch 'update' does not rewrite such a header", async () => {
     const vfs = await setUp();
     const before = vfs.file('/d/top.cow').snapshot();
-    await expect(openImage('/d/top.cow', { vfs, backing: { onMismatch: 'update', overridePath: '/d/bXYZse.raw' } }))
-      .resolves.toBeDefined();
+    await expect(
+      openImage('/d/top.cow', { vfs, backing: { onMismatch: 'update', overridePath: '/d/bXYZse.raw' } }),
+    ).resolves.toBeDefined();
     vfs.file('/d/bXYZse.raw').mtimeSec += 10;
-    await expect(openImage('/d/top.cow', { vfs, backing: { onMismatch: 'update', overridePath: '/d/bXYZse.raw' } }))
-      .rejects.toMatchObject({ kind: 'not-supported', field: 'backing_file' });
+    await expect(
+      openImage('/d/top.cow', { vfs, backing: { onMismatch: 'update', overridePath: '/d/bXYZse.raw' } }),
+    ).rejects.toMatchObject({ kind: 'not-supported', field: 'backing_file' });
     expect(vfs.file('/d/top.cow').snapshot()).toEqual(before);
   });
 });

@@ -34,7 +34,9 @@ function expectDataFlushedBeforeBits(image: CowImage, events: IoEvent[]): number
 }
 
 async function recordedImage(cache: CacheMode, driverOptions?: Record<string, unknown>) {
-  const storage = new RecordingStorage(new MemoryStorage(await createFile({ size: 256 * MiB, backing: { path: '/b', size: 256 * MiB, mtimeSec: 0 } })));
+  const storage = new RecordingStorage(
+    new MemoryStorage(await createFile({ size: 256 * MiB, backing: { path: '/b', size: 256 * MiB, mtimeSec: 0 } })),
+  );
   const image = await openFile(storage, { cache, driverOptions });
   storage.clear();
   return { storage, image };
@@ -87,7 +89,9 @@ describe('recorded order', () => {
     await image.flush();
     await image.close();
     expect(storage.count('flush')).toBe(0);
-    expect(storage.events.filter((e) => e.op === 'write').map((e) => regionOf(image, e as { offset: number }))).toEqual(['data', 'bitmap']);
+    expect(storage.events.filter((e) => e.op === 'write').map((e) => regionOf(image, e as { offset: number }))).toEqual(
+      ['data', 'bitmap'],
+    );
   });
 });
 
@@ -98,7 +102,14 @@ function check(ok: boolean, message: string): void {
 type Op = { kind: 'write'; sector: number; count: number } | { kind: 'flush' };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('write' as const), sector: fc.integer({ min: 0, max: 200 }), count: fc.integer({ min: 1, max: 20 }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('write' as const),
+      sector: fc.integer({ min: 0, max: 200 }),
+      count: fc.integer({ min: 1, max: 20 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.constant({ kind: 'flush' as const }) },
 );
 
@@ -145,7 +156,7 @@ async function crashCase(mode: CacheMode, ops: Op[], survivors: boolean[], point
     const durable = new Map<number, number>();
     for (const [when, s, t] of promises) if (when <= at) durable.set(s, Math.max(t, durable.get(s) ?? 0));
     const allocated: boolean[] = [];
-    for (let s = 0; s < 230;) {
+    for (let s = 0; s < 230; ) {
       const st = await after.blockStatus(s * SS, (230 - s) * SS);
       for (let i = 0; i < st.length / SS; i++) allocated[s + i] = st.allocated;
       s += st.length / SS;
@@ -170,11 +181,15 @@ async function crashCase(mode: CacheMode, ops: Op[], survivors: boolean[], point
 describe('power cuts', () => {
   for (const mode of ['writeback', 'writethrough'] as const) {
     it(`${mode}: after a crash, every set bit covers data written there, and flushed/acknowledged data survives`, async () => {
-      await fc.assert(fc.asyncProperty(
-        fc.array(opArb, { minLength: 1, maxLength: 25 }), fc.array(fc.boolean(), { minLength: 1, maxLength: 16 }),
-        fc.array(fc.nat(), { minLength: 12, maxLength: 12 }),
-        (ops, survivors, points) => crashCase(mode, ops, survivors, points),
-      ), { numRuns: 200 });
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(opArb, { minLength: 1, maxLength: 25 }),
+          fc.array(fc.boolean(), { minLength: 1, maxLength: 16 }),
+          fc.array(fc.nat(), { minLength: 12, maxLength: 12 }),
+          (ops, survivors, points) => crashCase(mode, ops, survivors, points),
+        ),
+        { numRuns: 200 },
+      );
     });
   }
 

@@ -15,8 +15,14 @@ class RecordingVfs extends MemoryVfs {
     const log: Array<{ op: 'write' | 'flush'; offset?: number; data?: Uint8Array }> = [];
     this.log.set(path, log);
     return Object.assign(Object.create(inner) as Storage, {
-      write: async (offset: number, data: Uint8Array) => { log.push({ op: 'write', offset, data }); await inner.write(offset, data); },
-      flush: async () => { log.push({ op: 'flush' }); await inner.flush(); },
+      write: async (offset: number, data: Uint8Array) => {
+        log.push({ op: 'write', offset, data });
+        await inner.write(offset, data);
+      },
+      flush: async () => {
+        log.push({ op: 'flush' });
+        await inner.flush();
+      },
     });
   }
 }
@@ -30,16 +36,33 @@ async function overlay(size = MiB, vfs: MemoryVfs = new MemoryVfs()) {
 }
 
 describe('cow capabilities', () => {
-  it("declares 512-byte sectors as request alignment and cluster, discard to the backing file, zeroes by the core", async () => {
+  it('declares 512-byte sectors as request alignment and cluster, discard to the backing file, zeroes by the core', async () => {
     const { image } = await overlay();
-    expect(image.capabilities).toMatchObject({ write: true, flush: true, fua: 'emulated', writeZeroes: 'emulated', discard: 'backing' });
-    expect(image.capabilities.limits).toMatchObject({ requestAlignment: SS, clusterSize: SS, discardAlignment: SS, zeroAlignment: SS });
+    expect(image.capabilities).toMatchObject({
+      write: true,
+      flush: true,
+      fua: 'emulated',
+      writeZeroes: 'emulated',
+      discard: 'backing',
+    });
+    expect(image.capabilities.limits).toMatchObject({
+      requestAlignment: SS,
+      clusterSize: SS,
+      discardAlignment: SS,
+      zeroAlignment: SS,
+    });
     expect(image.info()).toMatchObject({ requestAlignment: SS, clusterSize: SS });
   });
 
   it("a cow without a backing file: a discarded sector reads zeros ('zero')", async () => {
     const vfs = new MemoryVfs();
-    await createImage('/img/alone.cow', { registry, vfs, format: 'cow', size: MiB, driverOptions: { variant: 'v2-qemu-lp64' } });
+    await createImage('/img/alone.cow', {
+      registry,
+      vfs,
+      format: 'cow',
+      size: MiB,
+      driverOptions: { variant: 'v2-qemu-lp64' },
+    });
     const image = await openImage('/img/alone.cow', { registry, vfs, format: 'cow' });
     expect(image.capabilities.discard).toBe('zero');
   });
@@ -58,7 +81,12 @@ describe('cow transfer limits', () => {
       },
     });
     const image = await openImage('/img/top.cow', { registry, vfs: limited, format: 'cow' });
-    expect(image.capabilities.limits).toMatchObject({ requestAlignment: SS, clusterSize: SS, preferredTransfer: 256 * 1024, maxTransfer: 4 * MiB });
+    expect(image.capabilities.limits).toMatchObject({
+      requestAlignment: SS,
+      clusterSize: SS,
+      preferredTransfer: 256 * 1024,
+      maxTransfer: 4 * MiB,
+    });
     // The backing file's image (raw) takes them too.
     expect(image.backing!.capabilities.limits).toMatchObject({ preferredTransfer: 256 * 1024, maxTransfer: 4 * MiB });
     await image.close();
@@ -83,7 +111,10 @@ describe('cow write-zeroes over a non-zero backing file', () => {
 
   it('noFallback: cow has no zeroing of its own, so ENOTSUP and nothing changes', async () => {
     const { image } = await overlay();
-    await expect(image.writeZeroes(0, 4 * SS, { noFallback: true, mayUnmap: true })).rejects.toMatchObject({ kind: 'not-supported', code: 'ENOTSUP' });
+    await expect(image.writeZeroes(0, 4 * SS, { noFallback: true, mayUnmap: true })).rejects.toMatchObject({
+      kind: 'not-supported',
+      code: 'ENOTSUP',
+    });
     expect((await image.read(0, 4 * SS)).every((b) => b === 0x42)).toBe(true);
     expect(await image.chainStatus(0, 4 * SS)).toMatchObject({ depth: 1 });
   });
@@ -103,7 +134,7 @@ describe('cow FUA and unaligned writes', () => {
     expect(log.map((e) => e.op)).toEqual(['write']);
   });
 
-  it('a 1 MiB write at offset 1 reaches the file as head sector, the caller\'s own middle bytes, tail sector', async () => {
+  it("a 1 MiB write at offset 1 reaches the file as head sector, the caller's own middle bytes, tail sector", async () => {
     const vfs = new RecordingVfs();
     const { image } = await overlay(2 * MiB, vfs);
     const log = vfs.log.get('/img/top.cow')!;

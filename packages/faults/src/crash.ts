@@ -1,6 +1,11 @@
 import {
-  FilterStorage, ForwardingVfs, MemoryFile, MemoryVfs,
-  type FileStat, type MemoryStorage, type Storage, type Vfs, type VfsOpenOptions,
+  FilterStorage,
+  ForwardingVfs,
+  MemoryFile,
+  MemoryVfs,
+  type MemoryStorage,
+  type Storage,
+  type VfsOpenOptions,
 } from '@blk/core';
 import { SparseBytes } from './sparse.js';
 import type { Rng } from './rng.js';
@@ -49,7 +54,11 @@ export type PendingPiece =
  * Which volatile pieces survive a power loss: none, all, or a choice by
  * index into `pending()` (a set, a boolean array or a predicate).
  */
-export type KeepSpec = 'none' | 'all' | ReadonlySet<number> | readonly boolean[]
+export type KeepSpec =
+  | 'none'
+  | 'all'
+  | ReadonlySet<number>
+  | readonly boolean[]
   | ((index: number, piece: PendingPiece) => boolean);
 
 export type CrashOptions = { mode: 'kill' } | { mode: 'power-loss'; keep?: KeepSpec };
@@ -88,7 +97,13 @@ export class CrashModel {
       case 'write': {
         this.file(event.inode).mtimeSec = event.mtimeSec;
         for (const piece of event.pieces) {
-          this.pendingList.push({ kind: 'write', inode: event.inode, offset: piece.offset, bytes: piece.bytes, event: index });
+          this.pendingList.push({
+            kind: 'write',
+            inode: event.inode,
+            offset: piece.offset,
+            bytes: piece.bytes,
+            event: index,
+          });
         }
         break;
       }
@@ -125,7 +140,7 @@ export class CrashModel {
 
   /** The files as they would be found after a crash. */
   crash(options: CrashOptions, cwd = '/'): MemoryVfs {
-    const keep = options.mode === 'kill' ? 'all' : options.keep ?? 'none';
+    const keep = options.mode === 'kill' ? 'all' : (options.keep ?? 'none');
     const test = keepTest(keep);
     const states = new Map<number, SparseBytes>();
     this.pendingList.forEach((piece, i) => {
@@ -359,7 +374,7 @@ export class CrashSimVfs extends ForwardingVfs {
   }
 
   override async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
-    const storage = await this.inner.open(path, options) as MemoryStorage;
+    const storage = (await this.inner.open(path, options)) as MemoryStorage;
     const abs = this.abs(path);
     const known = this.inodes.has(storage.file);
     const inode = this.inodeOf(storage.file, abs);
@@ -370,7 +385,6 @@ export class CrashSimVfs extends ForwardingVfs {
     }
     return new CrashStorage(this, storage, inode);
   }
-
 
   override async remove(path: string): Promise<void> {
     await this.inner.remove(path);
@@ -451,7 +465,11 @@ export class CrashSimVfs extends ForwardingVfs {
 
 /** A storage of a `CrashSimVfs`: forwards to memory and logs every change. */
 export class CrashStorage extends FilterStorage {
-  constructor(private readonly vfs: CrashSimVfs, private readonly storage: MemoryStorage, readonly inode: number) {
+  constructor(
+    private readonly vfs: CrashSimVfs,
+    private readonly storage: MemoryStorage,
+    readonly inode: number,
+  ) {
     super(storage);
   }
 
@@ -469,7 +487,14 @@ export class CrashStorage extends FilterStorage {
       file.readAt(start, bytes);
       pieces.push({ offset: start, bytes });
     }
-    await this.vfs.emit({ type: 'write', inode: this.inode, offset, length: data.length, pieces, mtimeSec: file.mtimeSec });
+    await this.vfs.emit({
+      type: 'write',
+      inode: this.inode,
+      offset,
+      length: data.length,
+      pieces,
+      mtimeSec: file.mtimeSec,
+    });
   }
 
   override async truncate(size: number): Promise<void> {

@@ -73,8 +73,11 @@ export async function exploreCrashes(options: ExploreOptions): Promise<ExploreRe
       }
       if (message) {
         result.violations.push({
-          point, event: options.log[point], label: state.label,
-          kept: state.kept.map((k) => (k ? '1' : '0')).join(''), message,
+          point,
+          event: options.log[point],
+          label: state.label,
+          kept: state.kept.map((k) => (k ? '1' : '0')).join(''),
+          message,
         });
         if (stop) return false;
       }

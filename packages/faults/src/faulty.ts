@@ -3,12 +3,35 @@ import { Rng } from './rng.js';
 
 /** The calls a `FaultyVfs` counts and can fail. */
 export type CallKind =
-  | 'open' | 'read' | 'write' | 'flush' | 'truncate' | 'size' | 'close'
-  | 'stat' | 'lstat' | 'realpath' | 'exists' | 'remove' | 'rename';
+  | 'open'
+  | 'read'
+  | 'write'
+  | 'flush'
+  | 'truncate'
+  | 'size'
+  | 'close'
+  | 'stat'
+  | 'lstat'
+  | 'realpath'
+  | 'exists'
+  | 'remove'
+  | 'rename';
 
 export const STORAGE_CALLS: readonly CallKind[] = ['read', 'write', 'flush', 'truncate', 'size', 'close'];
 export const ALL_CALLS: readonly CallKind[] = [
-  'open', 'read', 'write', 'flush', 'truncate', 'size', 'close', 'stat', 'lstat', 'realpath', 'exists', 'remove', 'rename',
+  'open',
+  'read',
+  'write',
+  'flush',
+  'truncate',
+  'size',
+  'close',
+  'stat',
+  'lstat',
+  'realpath',
+  'exists',
+  'remove',
+  'rename',
 ];
 
 /**
@@ -59,7 +82,10 @@ interface ArmedRule {
  */
 export class FaultyVfs implements Vfs {
   /** Calls seen, by kind (faulted ones included). */
-  readonly counts: Record<CallKind, number> = Object.fromEntries(ALL_CALLS.map((c) => [c, 0])) as Record<CallKind, number>;
+  readonly counts: Record<CallKind, number> = Object.fromEntries(ALL_CALLS.map((c) => [c, 0])) as Record<
+    CallKind,
+    number
+  >;
   /** Every injected fault, in order. */
   readonly injected: InjectedFault[] = [];
   /** Storages opened through this vfs and not yet closed. */
@@ -68,7 +94,11 @@ export class FaultyVfs implements Vfs {
   private calls = 0;
   readonly rng: Rng;
 
-  constructor(readonly inner: Vfs, rules: readonly FaultRule[] = [], options: { seed?: number } = {}) {
+  constructor(
+    readonly inner: Vfs,
+    rules: readonly FaultRule[] = [],
+    options: { seed?: number } = {},
+  ) {
     this.rng = new Rng(options.seed ?? 1);
     for (const rule of rules) this.addRule(rule);
   }
@@ -133,27 +163,56 @@ export class FaultyVfs implements Vfs {
     return storage;
   }
 
-  async stat(path: string): Promise<FileStat> { this.fail('stat', path); return this.inner.stat(path); }
-  async lstat(path: string): Promise<FileStat> { this.fail('lstat', path); return this.inner.lstat(path); }
-  async realpath(path: string): Promise<string> { this.fail('realpath', path); return this.inner.realpath(path); }
-  async exists(path: string): Promise<boolean> { this.fail('exists', path); return this.inner.exists(path); }
-  async remove(path: string): Promise<void> { this.fail('remove', path); return this.inner.remove(path); }
-  async rename(from: string, to: string): Promise<void> { this.fail('rename', from); return this.inner.rename(from, to); }
-  resolve(base: string, path: string): string { return this.inner.resolve(base, path); }
-  dirname(path: string): string { return this.inner.dirname(path); }
-  cwd(): string { return this.inner.cwd(); }
+  async stat(path: string): Promise<FileStat> {
+    this.fail('stat', path);
+    return this.inner.stat(path);
+  }
+  async lstat(path: string): Promise<FileStat> {
+    this.fail('lstat', path);
+    return this.inner.lstat(path);
+  }
+  async realpath(path: string): Promise<string> {
+    this.fail('realpath', path);
+    return this.inner.realpath(path);
+  }
+  async exists(path: string): Promise<boolean> {
+    this.fail('exists', path);
+    return this.inner.exists(path);
+  }
+  async remove(path: string): Promise<void> {
+    this.fail('remove', path);
+    return this.inner.remove(path);
+  }
+  async rename(from: string, to: string): Promise<void> {
+    this.fail('rename', from);
+    return this.inner.rename(from, to);
+  }
+  resolve(base: string, path: string): string {
+    return this.inner.resolve(base, path);
+  }
+  dirname(path: string): string {
+    return this.inner.dirname(path);
+  }
+  cwd(): string {
+    return this.inner.cwd();
+  }
 }
 
 /** A storage of a `FaultyVfs` (or stand-alone over any storage with `FaultyVfs.wrap`). */
 export class FaultyStorage extends FilterStorage {
   private closed = false;
 
-  constructor(private readonly owner: FaultyVfs, inner: Storage) {
+  constructor(
+    private readonly owner: FaultyVfs,
+    inner: Storage,
+  ) {
     super(inner);
   }
 
   /** The storage faults are injected in front of. */
-  get inner(): Storage { return this.next; }
+  get inner(): Storage {
+    return this.next;
+  }
 
   override async read(offset: number, into: Uint8Array): Promise<number> {
     const fault = this.owner.tick('read', this.path);
@@ -218,11 +277,21 @@ export class FaultyStorage extends FilterStorage {
 }
 
 /** An injected failure, shaped as NodeFileStorage reports a system error. */
-export function faultError(code: 'EIO' | 'ENOSPC', op: string, path: string, offset?: number, detail?: string): BlockError {
+export function faultError(
+  code: 'EIO' | 'ENOSPC',
+  op: string,
+  path: string,
+  offset?: number,
+  detail?: string,
+): BlockError {
   const text = detail ?? (code === 'EIO' ? 'input/output error (injected)' : 'no space left on device (injected)');
   const cause = Object.assign(new Error(`${code}: ${text}`), { code, injected: true });
-  return new BlockError('io', `${op} failed${offset !== undefined ? ` at offset ${offset}` : ''}: ${text}`,
-    { path, code, cause, offset });
+  return new BlockError('io', `${op} failed${offset !== undefined ? ` at offset ${offset}` : ''}: ${text}`, {
+    path,
+    code,
+    cause,
+    offset,
+  });
 }
 
 /** True for errors `faultError` made (directly or as a cause). */

@@ -32,13 +32,18 @@ export interface GuardStats {
  * file and below a size bound, and counts what was read.
  */
 export class GuardedStorage extends FilterStorage {
-  constructor(inner: Storage, private readonly options: GuardOptions = {},
-    readonly stats: GuardStats = { reads: 0, bytesRead: 0, largestRead: 0, violations: [] }) {
+  constructor(
+    inner: Storage,
+    private readonly options: GuardOptions = {},
+    readonly stats: GuardStats = { reads: 0, bytesRead: 0, largestRead: 0, violations: [] },
+  ) {
     super(inner);
   }
 
   /** The guarded storage. */
-  get inner(): Storage { return this.next; }
+  get inner(): Storage {
+    return this.next;
+  }
 
   override async read(offset: number, into: Uint8Array): Promise<number> {
     const max = this.options.maxTransfer ?? 16 * 1024 * 1024;
@@ -46,7 +51,8 @@ export class GuardedStorage extends FilterStorage {
     if (!Number.isSafeInteger(offset) || offset < 0) this.violate(`read at bad offset ${offset}`);
     if ((this.options.forbidReadPastEnd ?? true) && into.length > 0) {
       const size = await this.inner.size();
-      if (offset >= size) this.violate(`read of ${into.length} bytes at ${offset}, at or past the end of the file (${size})`);
+      if (offset >= size)
+        this.violate(`read of ${into.length} bytes at ${offset}, at or past the end of the file (${size})`);
     }
     this.stats.reads++;
     const n = await this.inner.read(offset, into);
@@ -75,12 +81,14 @@ export class GuardedStorage extends FilterStorage {
 /** A Vfs whose storages are all `GuardedStorage`s sharing one stats record. */
 export class GuardedVfs extends ForwardingVfs {
   readonly stats: GuardStats = { reads: 0, bytesRead: 0, largestRead: 0, violations: [] };
-  constructor(inner: Vfs, private readonly options: GuardOptions = {}) {
+  constructor(
+    inner: Vfs,
+    private readonly options: GuardOptions = {},
+  ) {
     super(inner);
   }
 
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     return new GuardedStorage(await this.inner.open(path, options), this.options, this.stats);
   }
-
 }

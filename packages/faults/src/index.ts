@@ -13,12 +13,32 @@
 export { Rng, hashString } from './rng.js';
 export { SparseBytes } from './sparse.js';
 export {
-  CRASH_SECTOR, CrashModel, CrashReplay, CrashSimVfs, CrashStorage, crashStates, isWritePoint,
-  type CrashEvent, type CrashOptions, type CrashState, type KeepSpec, type PendingPiece, type SectorPiece,
+  CRASH_SECTOR,
+  CrashModel,
+  CrashReplay,
+  CrashSimVfs,
+  CrashStorage,
+  crashStates,
+  isWritePoint,
+  type CrashEvent,
+  type CrashOptions,
+  type CrashState,
+  type KeepSpec,
+  type PendingPiece,
+  type SectorPiece,
 } from './crash.js';
 export {
-  FaultyVfs, FaultyStorage, faultError, isInjected, FAULT_KINDS, STORAGE_CALLS, ALL_CALLS,
-  type CallKind, type FaultKind, type FaultRule, type InjectedFault,
+  FaultyVfs,
+  FaultyStorage,
+  faultError,
+  isInjected,
+  FAULT_KINDS,
+  STORAGE_CALLS,
+  ALL_CALLS,
+  type CallKind,
+  type FaultKind,
+  type FaultRule,
+  type InjectedFault,
 } from './faulty.js';
 export { GuardedStorage, GuardedVfs, GuardViolation, type GuardOptions, type GuardStats } from './guarded.js';
 export { SectorOracle, hashSector, taggedData, type OracleDurability } from './oracle.js';

@@ -10,11 +10,37 @@ export interface FieldSpec {
 
 /** Values that break size arithmetic: zero, one, sign and width boundaries, sector and page sizes. */
 const INTERESTING: readonly bigint[] = [
-  0n, 1n, 2n, 7n, 8n, 511n, 512n, 513n, 4095n, 4096n, 4097n, 65536n,
-  0x7fn, 0x80n, 0xffn, 0x7fffn, 0x8000n, 0xffffn,
-  0x7fffffffn, 0x80000000n, 0xffffffffn, 0x100000000n,
-  2n ** 40n, 2n ** 50n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 60n, 2n ** 62n,
-  0x7fffffffffffffffn, 0x8000000000000000n, 0xffffffffffffffffn,
+  0n,
+  1n,
+  2n,
+  7n,
+  8n,
+  511n,
+  512n,
+  513n,
+  4095n,
+  4096n,
+  4097n,
+  65536n,
+  0x7fn,
+  0x80n,
+  0xffn,
+  0x7fffn,
+  0x8000n,
+  0xffffn,
+  0x7fffffffn,
+  0x80000000n,
+  0xffffffffn,
+  0x100000000n,
+  2n ** 40n,
+  2n ** 50n,
+  2n ** 53n - 1n,
+  2n ** 53n,
+  2n ** 60n,
+  2n ** 62n,
+  0x7fffffffffffffffn,
+  0x8000000000000000n,
+  0xffffffffffffffffn,
 ];
 
 /** Odd backing paths: empty, relative, dot-dot, control bytes, invalid UTF-8, very long, no NUL. */
@@ -22,15 +48,24 @@ function oddPath(rng: Rng): Uint8Array {
   const pick = rng.int(9);
   const enc = (s: string) => new TextEncoder().encode(s);
   switch (pick) {
-    case 0: return new Uint8Array(0);
-    case 1: return enc('../../../../etc/passwd');
-    case 2: return enc('relative/base.img');
-    case 3: return Uint8Array.from([0x2f, 0xff, 0xfe, 0xc0, 0x80, 0x2f, 0x01, 0x0a]);
-    case 4: return enc('/' + 'a'.repeat(rng.range(200, 5000)));
-    case 5: return enc('/dev/zero');
-    case 6: return enc('/proc/self/mem');
-    case 7: return enc('/tmp/x\u0000hidden');
-    default: return rng.bytes(rng.range(1, 300));
+    case 0:
+      return new Uint8Array(0);
+    case 1:
+      return enc('../../../../etc/passwd');
+    case 2:
+      return enc('relative/base.img');
+    case 3:
+      return Uint8Array.from([0x2f, 0xff, 0xfe, 0xc0, 0x80, 0x2f, 0x01, 0x0a]);
+    case 4:
+      return enc(`/${'a'.repeat(rng.range(200, 5000))}`);
+    case 5:
+      return enc('/dev/zero');
+    case 6:
+      return enc('/proc/self/mem');
+    case 7:
+      return enc('/tmp/x\u0000hidden');
+    default:
+      return rng.bytes(rng.range(1, 300));
   }
 }
 
@@ -70,9 +105,10 @@ export function mutate(rng: Rng, input: Uint8Array, options: MutateOptions = {})
       writeField(data, field, value);
     } else if (move === 5) {
       // Truncate: often exactly at or around a field boundary.
-      const cut = options.fields && rng.bool(0.5)
-        ? Math.max(0, rng.pick(options.fields).offset + rng.range(-1, 8))
-        : rng.int(data.length + 1);
+      const cut =
+        options.fields && rng.bool(0.5)
+          ? Math.max(0, rng.pick(options.fields).offset + rng.range(-1, 8))
+          : rng.int(data.length + 1);
       data = data.slice(0, Math.min(cut, data.length));
     } else if (move === 6 && data.length < maxLength) {
       const extra = rng.bytes(Math.min(maxLength - data.length, rng.range(1, 4096)));

@@ -21,8 +21,12 @@ export class SectorOracle {
   /** Sectors of failed writes: old or new forever (a flush cannot tell which landed). */
   private readonly sticky = new Map<number, Set<number>>();
 
-  constructor(readonly size: number, initial: Uint8Array | undefined, readonly sectorSize = 512,
-    readonly durability: OracleDurability = 'flush') {
+  constructor(
+    readonly size: number,
+    initial: Uint8Array | undefined,
+    readonly sectorSize = 512,
+    readonly durability: OracleDurability = 'flush',
+  ) {
     this.sectors = Math.ceil(size / sectorSize);
     this.current = new Uint8Array(this.sectors * sectorSize);
     if (initial) this.current.set(initial.subarray(0, size));

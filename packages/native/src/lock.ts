@@ -19,7 +19,15 @@
  *   environment variable).
  */
 import * as fs from 'node:fs';
-import { BlockError, FilterStorage, ForwardingVfs, truncateTo, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core';
+import {
+  BlockError,
+  FilterStorage,
+  ForwardingVfs,
+  truncateTo,
+  type Storage,
+  type Vfs,
+  type VfsOpenOptions,
+} from '@blk/core';
 import { addonLoadError, addonRebuildMayHelp, loadAddon } from './addon.js';
 
 export type LockMode = 'exclusive' | 'shared';
@@ -40,8 +48,11 @@ function policyOf(options: LockOptions): LockPolicy {
   const policy = options.policy ?? 'on';
   // A typo must not quietly mean "lock" (or "don't").
   if (policy !== 'on' && policy !== 'off' && policy !== 'require') {
-    throw new BlockError('invalid-argument', `lock policy must be 'on', 'off' or 'require', not ${JSON.stringify(policy)}`,
-      { field: 'policy' });
+    throw new BlockError(
+      'invalid-argument',
+      `lock policy must be 'on', 'off' or 'require', not ${JSON.stringify(policy)}`,
+      { field: 'policy' },
+    );
   }
   return policy;
 }
@@ -49,14 +60,17 @@ function policyOf(options: LockOptions): LockPolicy {
 /** Whether OS locks can be taken here, and if not, why. */
 export function lockingAvailable(options: LockOptions = {}): { available: boolean; reason?: string } {
   if (policyOf(options) === 'off') return { available: false, reason: 'disabled by BLK_LOCK=off' };
-  return loadAddon(options.addon) ? { available: true }
+  return loadAddon(options.addon)
+    ? { available: true }
     : { available: false, reason: addonLoadError(options.addon) ?? 'addon not loaded' };
 }
 
 function unavailable(path: string, options: LockOptions): void {
   const why = addonLoadError(options.addon) ?? 'addon not loaded';
   if (policyOf(options) === 'require') {
-    throw new BlockError('not-supported', `cannot lock ${path}: the @blk/native addon is not available (${why})`, { path });
+    throw new BlockError('not-supported', `cannot lock ${path}: the @blk/native addon is not available (${why})`, {
+      path,
+    });
   }
   if (!warned) {
     warned = true;
@@ -64,9 +78,12 @@ function unavailable(path: string, options: LockOptions): void {
       ? 'Rebuild it with `npm rebuild @blk/native` (a blk installed from the @blk/cli tarball alone: `npm rebuild -g @blk/cli`; '
         + 'in the blk repository: `pnpm --filter @blk/native run install`; needs a C compiler), '
       : 'Rebuilding will not help (the built addon was not the problem): please report this as a bug of @blk/native; ';
-    process.emitWarning(`blk: image files are opened WITHOUT OS advisory locks (the @blk/native addon did not load: ${why}). `
-      + `Two processes could write one image at once. ${remedy}`
-      + 'or set BLK_LOCK=off to silence this warning.', { code: 'BLK_NO_LOCK' });
+    process.emitWarning(
+      `blk: image files are opened WITHOUT OS advisory locks (the @blk/native addon did not load: ${why}). `
+        + `Two processes could write one image at once. ${remedy}`
+        + 'or set BLK_LOCK=off to silence this warning.',
+      { code: 'BLK_NO_LOCK' },
+    );
   }
 }
 
@@ -92,20 +109,31 @@ export function lockFd(fd: number, mode: LockMode, path: string, options: LockOp
     const writer = mode === 'shared' ? qemuWriter(fd, options) : undefined;
     if (writer) {
       native.lock(fd, 0);
-      throw new BlockError('locked',
+      throw new BlockError(
+        'locked',
         `${describeHolder(writer.pid)} has this image open for writing (it holds QEMU's write permission), so blk `
-        + 'will not open it (reading it anyway needs force-share)', { path, code: 'EAGAIN' });
+          + 'will not open it (reading it anyway needs force-share)',
+        { path, code: 'EAGAIN' },
+      );
     }
     return kind === 1 ? 'ofd' : 'posix';
   }
   // EAGAIN / EACCES: someone holds a conflicting lock.
   if (errno === 11 || errno === 13 || errno === 35) {
     const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
-    const holder = type === 0 ? 'another process' : pid > 0 ? `process ${pid}` : 'another open file (an OFD lock, as QEMU or blk take)';
+    const holder =
+      type === 0
+        ? 'another process'
+        : pid > 0
+          ? `process ${pid}`
+          : 'another open file (an OFD lock, as QEMU or blk take)';
     const what = mode === 'exclusive' ? 'open it for writing' : 'open it';
-    throw new BlockError('locked',
+    throw new BlockError(
+      'locked',
       `${holder} holds a ${type === 1 ? 'shared' : 'write'} lock on this image, so blk will not ${what} `
-      + `(is a VM or another blk process using it?)`, { path, code: errno === 13 ? 'EACCES' : 'EAGAIN' });
+        + `(is a VM or another blk process using it?)`,
+      { path, code: errno === 13 ? 'EACCES' : 'EAGAIN' },
+    );
   }
   throw new BlockError('io', `locking failed (errno ${errno})`, { path, code: `E${errno}` });
 }
@@ -139,8 +167,11 @@ export function unlockFd(fd: number, options: LockOptions = {}): void {
 }
 
 /** Who would conflict with a lock of `mode` on `fd`: undefined if nobody. */
-export function lockHolder(fd: number, mode: LockMode = 'exclusive', options: LockOptions = {}):
-  { type: 'read' | 'write'; pid: number } | undefined {
+export function lockHolder(
+  fd: number,
+  mode: LockMode = 'exclusive',
+  options: LockOptions = {},
+): { type: 'read' | 'write'; pid: number } | undefined {
   const native = loadAddon(options.addon);
   if (!native) return undefined;
   const [type, pid] = native.query(fd, mode === 'exclusive' ? 2 : 1);
@@ -181,7 +212,11 @@ export function lockStorage(storage: Storage, options: { mode?: LockMode } & Loc
  * that what it reads may be inconsistent: the writer can change data and
  * metadata between two reads.
  */
-function warnIfWritten(storage: Storage, onWarning: ((message: string) => void) | undefined, options: LockOptions): void {
+function warnIfWritten(
+  storage: Storage,
+  onWarning: ((message: string) => void) | undefined,
+  options: LockOptions,
+): void {
   if (policyOf(options) === 'off' || !loadAddon(options.addon)) return;
   const own = (storage as unknown as { fd?: unknown }).fd;
   const fd = typeof own === 'number' ? own : fs.openSync(storage.path, 'r');
@@ -195,7 +230,8 @@ function warnIfWritten(storage: Storage, onWarning: ((message: string) => void) 
     if (fd !== own) fs.closeSync(fd);
   }
   if (!holder) return;
-  const message = `${storage.path}: ${describeHolder(holder.pid)} has this image open for writing; reading it anyway (force-share): `
+  const message =
+    `${storage.path}: ${describeHolder(holder.pid)} has this image open for writing; reading it anyway (force-share): `
     + 'what is read may be inconsistent';
   if (onWarning) onWarning(message);
   else process.emitWarning(message, { code: 'BLK_FORCE_SHARE' });
@@ -212,7 +248,10 @@ class LockedStorage extends FilterStorage {
   readonly readOnPool?: PoolIo['readOnPool'];
   readonly writeOnPool?: PoolIo['writeOnPool'];
 
-  constructor(inner: Storage, private readonly lockFd: number) {
+  constructor(
+    inner: Storage,
+    private readonly lockFd: number,
+  ) {
     super(inner);
     // Thread-pool I/O (NodeFileStorage's readOnPool/writeOnPool, which the copy jobs' ThreadedIoVfs looks for):
     // forwarded, or the lock would silently turn every large copy request back into a main-thread one.
@@ -237,7 +276,10 @@ class LockedStorage extends FilterStorage {
  * with it, or let NodeVfs call `lockStorage` itself.
  */
 export class LockingVfs extends ForwardingVfs {
-  constructor(inner: Vfs, private readonly lockOptions: LockOptions = {}) {
+  constructor(
+    inner: Vfs,
+    private readonly lockOptions: LockOptions = {},
+  ) {
     super(inner);
     policyOf(lockOptions); // refused here, not at the first open
   }
@@ -260,5 +302,4 @@ export class LockingVfs extends ForwardingVfs {
       throw err;
     }
   }
-
 }

@@ -24,16 +24,17 @@ const KIB = 1024;
  * The REPL gets it behind a top-level await, as it exits at the end of its
  * input without waiting for pending work.
  */
-const probe = (load: string, image: string) => [
-  `${load}.then(async (blk) => {`,
-  `const a = await blk.openImage(${JSON.stringify(image)}, { format: 'raw' });`,
-  `let second = 'opened';`,
-  `try { const b = await blk.openImage(${JSON.stringify(image)}, { format: 'raw' }); await b.close(); } catch (e) { second = e.kind; }`,
-  `const runs = []; for await (const r of a.map()) runs.push([r.start, r.length, r.zero]);`,
-  `await a.close();`,
-  `console.log('RESULT ' + JSON.stringify({ second, runs }));`,
-  `}).catch((e) => console.log('RESULT ' + JSON.stringify({ error: String(e) })));`,
-].join(' ');
+const probe = (load: string, image: string) =>
+  [
+    `${load}.then(async (blk) => {`,
+    `const a = await blk.openImage(${JSON.stringify(image)}, { format: 'raw' });`,
+    `let second = 'opened';`,
+    `try { const b = await blk.openImage(${JSON.stringify(image)}, { format: 'raw' }); await b.close(); } catch (e) { second = e.kind; }`,
+    `const runs = []; for await (const r of a.map()) runs.push([r.start, r.length, r.zero]);`,
+    `await a.close();`,
+    `console.log('RESULT ' + JSON.stringify({ second, runs }));`,
+    `}).catch((e) => console.log('RESULT ' + JSON.stringify({ error: String(e) })));`,
+  ].join(' ');
 
 const esm = "import('@blk/images')";
 const cjs = "Promise.resolve(require('@blk/images'))";
@@ -65,7 +66,11 @@ function run(args: string[], input = ''): { result: unknown; stderr: string } {
 
 const expected = {
   second: 'locked',
-  runs: [[0, 512 * KIB, true], [512 * KIB, 64 * KIB, false], [576 * KIB, 448 * KIB, true]],
+  runs: [
+    [0, 512 * KIB, true],
+    [512 * KIB, 64 * KIB, false],
+    [576 * KIB, 448 * KIB, true],
+  ],
 };
 
 describe('@blk/native loads outside script files', () => {

@@ -8,7 +8,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlockError, MemoryFile, MemoryStorage, NodeFileStorage, NodeVfs, preallocate, type PositionalSyscalls } from '@blk/core';
+import {
+  BlockError,
+  MemoryFile,
+  MemoryStorage,
+  NodeFileStorage,
+  NodeVfs,
+  preallocate,
+  type PositionalSyscalls,
+} from '@blk/core';
 import { hostVfs } from '@blk/images';
 import { addonLoadError, lockStorage, nativeSyscalls } from '../src/index.js';
 import { loadAddon } from '../src/addon.js';
@@ -27,7 +35,9 @@ if (!sys && !mustHave) console.warn(`skipping native io tests: the addon did not
 const run = sys || mustHave ? describe : describe.skip;
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-native-io-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-native-io-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function fileWith(name: string, bytes: Uint8Array): string {
@@ -36,7 +46,8 @@ function fileWith(name: string, bytes: Uint8Array): string {
   return p;
 }
 
-const pattern = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7 + (i >> 8)) & 0xff);
+const pattern = (n: number, seed = 1) =>
+  Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7 + (i >> 8)) & 0xff);
 
 run('native pread/pwrite', () => {
   const s = () => {
@@ -61,7 +72,7 @@ run('native pread/pwrite', () => {
     }
   });
 
-  it('honours a view\'s byteOffset and counts bytes, not elements, of wider typed arrays', () => {
+  it("honours a view's byteOffset and counts bytes, not elements, of wider typed arrays", () => {
     const data = pattern(4096, 3);
     const fd = fs.openSync(fileWith('v.bin', data), 'r');
     try {
@@ -168,8 +179,14 @@ run('native pread/pwrite', () => {
   it('NodeFileStorage on the native calls: every read and write goes through them, errors become BlockError io with the fs code', async () => {
     const calls = { pread: 0, pwrite: 0 };
     const counting: PositionalSyscalls = {
-      pread: (fd, into, pos) => { calls.pread++; return s().pread(fd, into, pos); },
-      pwrite: (fd, data, pos) => { calls.pwrite++; return s().pwrite(fd, data, pos); },
+      pread: (fd, into, pos) => {
+        calls.pread++;
+        return s().pread(fd, into, pos);
+      },
+      pwrite: (fd, data, pos) => {
+        calls.pwrite++;
+        return s().pwrite(fd, data, pos);
+      },
     };
     const p = fileWith('st.bin', new Uint8Array(0));
     const st = await NodeFileStorage.open(p, { syscalls: counting });
@@ -189,7 +206,10 @@ run('native pread/pwrite', () => {
     expect(calls.pread).toBe(3);
     await asyncSt.close();
 
-    const failing: PositionalSyscalls = { pread: () => -os.constants.errno.EIO, pwrite: () => -os.constants.errno.ENOSPC };
+    const failing: PositionalSyscalls = {
+      pread: () => -os.constants.errno.EIO,
+      pwrite: () => -os.constants.errno.ENOSPC,
+    };
     const bad = await NodeFileStorage.open(p, { syscalls: failing });
     const readErr = await bad.read(512, new Uint8Array(16)).catch((e: unknown) => e);
     expect(readErr).toBeInstanceOf(BlockError);
@@ -302,46 +322,52 @@ run('native pread/pwrite', () => {
   });
 
   it('NodeFileStorage.extentAt on real sparse files: extents tile the range, holes read zeros, written bytes are data (random writes)', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.integer({ min: 1, max: 4 * 1024 * 1024 }),
-      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 200 * 1024 })), { maxLength: 8 }),
-      async (size, writes) => {
-        const p = fileWith('prop.bin', new Uint8Array(0));
-        fs.truncateSync(p, size);
-        const st = await NodeFileStorage.open(p, { syscalls: s() });
-        try {
-          const written = new Uint8Array(size);
-          for (const [at, n0] of writes) {
-            const offset = at % size;
-            const n = Math.min(n0, size - offset);
-            await st.write(offset, new Uint8Array(n).fill(0x42));
-            written.fill(1, offset, offset + n);
-          }
-          let pos = 0;
-          while (pos < size) {
-            const e = await st.extentAt!(pos, size - pos);
-            expect(e, 'ext4/tmpfs/xfs report holes').toBeDefined();
-            expect(e!.length).toBeGreaterThan(0);
-            expect(pos + e!.length).toBeLessThanOrEqual(size);
-            if (!e!.data) {
-              expect(written.subarray(pos, pos + e!.length).every((w) => w === 0)).toBe(true);
-              const bytes = new Uint8Array(e!.length);
-              st.readSync!(pos, bytes);
-              expect(bytes.every((b) => b === 0)).toBe(true);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 * 1024 * 1024 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 200 * 1024 })), { maxLength: 8 }),
+        async (size, writes) => {
+          const p = fileWith('prop.bin', new Uint8Array(0));
+          fs.truncateSync(p, size);
+          const st = await NodeFileStorage.open(p, { syscalls: s() });
+          try {
+            const written = new Uint8Array(size);
+            for (const [at, n0] of writes) {
+              const offset = at % size;
+              const n = Math.min(n0, size - offset);
+              await st.write(offset, new Uint8Array(n).fill(0x42));
+              written.fill(1, offset, offset + n);
             }
-            pos += e!.length;
+            let pos = 0;
+            while (pos < size) {
+              const e = await st.extentAt!(pos, size - pos);
+              expect(e, 'ext4/tmpfs/xfs report holes').toBeDefined();
+              expect(e!.length).toBeGreaterThan(0);
+              expect(pos + e!.length).toBeLessThanOrEqual(size);
+              if (!e!.data) {
+                expect(written.subarray(pos, pos + e!.length).every((w) => w === 0)).toBe(true);
+                const bytes = new Uint8Array(e!.length);
+                st.readSync!(pos, bytes);
+                expect(bytes.every((b) => b === 0)).toBe(true);
+              }
+              pos += e!.length;
+            }
+          } finally {
+            await st.close();
           }
-        } finally {
-          await st.close();
-        }
-      },
-    ), { numRuns: 40 });
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it('NodeFileStorage.extentAt: unsupported -> undefined, a file that changed between the seeks -> undefined, EIO -> BlockError', async () => {
     const p = fileWith('ext2.bin', new Uint8Array(4096));
     const fake = (seekData: number, seekHole: number): PositionalSyscalls => ({
-      pread: s().pread, pwrite: s().pwrite, seekData: () => seekData, seekHole: () => seekHole,
+      pread: s().pread,
+      pwrite: s().pwrite,
+      seekData: () => seekData,
+      seekHole: () => seekHole,
     });
     const ask = async (sys: PositionalSyscalls, offset = 100) => {
       const st = await NodeFileStorage.open(p, { syscalls: sys });
@@ -372,7 +398,15 @@ run('native pread/pwrite', () => {
     expect(await st.read(0, new Uint8Array(10))).toBe(10);
     await st.close();
     expect(syscallsOf({ lock: full.lock, query: full.query })).toBeUndefined();
-    expect(Object.keys(syscallsOf(full)!).sort()).toEqual(['allocate', 'pread', 'pwrite', 'seekData', 'seekEnd', 'seekHole', 'zeroRange']);
+    expect(Object.keys(syscallsOf(full)!).sort()).toEqual([
+      'allocate',
+      'pread',
+      'pwrite',
+      'seekData',
+      'seekEnd',
+      'seekHole',
+      'zeroRange',
+    ]);
     const noZeroRange = syscallsOf({ ...full, zeroRange: undefined } as unknown as Partial<typeof full>);
     const st2 = await NodeFileStorage.open(fileWith('old2.bin', pattern(10)), { syscalls: noZeroRange });
     expect(st2.zeroRange).toBeUndefined(); // raw write -z then writes zeros
@@ -392,7 +426,14 @@ run('native pread/pwrite', () => {
       expect(new Uint8Array(back.subarray(0, 5000))).toEqual(pattern(5000));
       expect(back.subarray(5000).every((b) => b === 0)).toBe(true);
       const EINVAL = -os.constants.errno.EINVAL;
-      for (const [offset, length] of [[-1, 10], [0, 0], [0.5, 10], [0, Number.NaN], [2 ** 53, 1], [2 ** 52, 2 ** 52]]) {
+      for (const [offset, length] of [
+        [-1, 10],
+        [0, 0],
+        [0.5, 10],
+        [0, Number.NaN],
+        [2 ** 53, 1],
+        [2 ** 52, 2 ** 52],
+      ]) {
         expect(addon.fallocate(fd, offset!, length!), `${offset}, ${length}`).toBe(EINVAL);
       }
       expect(addon.fallocate(-1, 0, 10)).toBe(-os.constants.errno.EBADF);
@@ -415,7 +456,11 @@ run('native pread/pwrite', () => {
     }
     // A file system without fallocate: not-supported, and preallocate falls back to writing zeros.
     const q = fileWith('noalloc.bin', new Uint8Array(0));
-    const unsupported: PositionalSyscalls = { pread: s().pread, pwrite: s().pwrite, allocate: () => -os.constants.errno.EOPNOTSUPP };
+    const unsupported: PositionalSyscalls = {
+      pread: s().pread,
+      pwrite: s().pwrite,
+      allocate: () => -os.constants.errno.EOPNOTSUPP,
+    };
     const st = await NodeFileStorage.open(q, { syscalls: unsupported });
     try {
       await expect(st.allocate!(0, 4096)).rejects.toMatchObject({ kind: 'not-supported', path: q });
@@ -450,37 +495,43 @@ run('native pread/pwrite', () => {
   });
 
   it('NodeFileStorage reads and writes the same bytes on the native calls as on fs (random operations)', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.array(fc.record({
-        write: fc.boolean(),
-        offset: fc.integer({ min: 0, max: 256 * 1024 }),
-        length: fc.integer({ min: 0, max: 64 * 1024 }),
-        seed: fc.integer({ min: 0, max: 255 }),
-      }), { minLength: 1, maxLength: 30 }),
-      async (ops) => {
-        const a = await NodeFileStorage.open(fileWith('pa.bin', new Uint8Array(0)), { syscalls: s() });
-        const b = await NodeFileStorage.open(fileWith('pb.bin', new Uint8Array(0)));
-        try {
-          for (const op of ops) {
-            if (op.write) {
-              const data = pattern(op.length, op.seed);
-              await a.write(op.offset, data);
-              await b.write(op.offset, data);
-            } else {
-              const ia = new Uint8Array(op.length).fill(1);
-              const ib = new Uint8Array(op.length).fill(1);
-              expect(a.readSync!(op.offset, ia)).toBe(await b.read(op.offset, ib));
-              // Buffer.equals: toEqual walks 64 KiB arrays element by element, slowly.
-              expect(Buffer.from(ia.buffer).equals(ib)).toBe(true);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            write: fc.boolean(),
+            offset: fc.integer({ min: 0, max: 256 * 1024 }),
+            length: fc.integer({ min: 0, max: 64 * 1024 }),
+            seed: fc.integer({ min: 0, max: 255 }),
+          }),
+          { minLength: 1, maxLength: 30 },
+        ),
+        async (ops) => {
+          const a = await NodeFileStorage.open(fileWith('pa.bin', new Uint8Array(0)), { syscalls: s() });
+          const b = await NodeFileStorage.open(fileWith('pb.bin', new Uint8Array(0)));
+          try {
+            for (const op of ops) {
+              if (op.write) {
+                const data = pattern(op.length, op.seed);
+                await a.write(op.offset, data);
+                await b.write(op.offset, data);
+              } else {
+                const ia = new Uint8Array(op.length).fill(1);
+                const ib = new Uint8Array(op.length).fill(1);
+                expect(a.readSync!(op.offset, ia)).toBe(await b.read(op.offset, ib));
+                // Buffer.equals: toEqual walks 64 KiB arrays element by element, slowly.
+                expect(Buffer.from(ia.buffer).equals(ib)).toBe(true);
+              }
             }
+            expect(await a.size()).toBe(await b.size());
+          } finally {
+            await a.close();
+            await b.close();
           }
-          expect(await a.size()).toBe(await b.size());
-        } finally {
-          await a.close();
-          await b.close();
-        }
-      },
-    ), { numRuns: 60 });
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 
   it('the host file system of @blk/images uses the native calls; BLK_NATIVE_IO=off turns them off', async () => {

@@ -1,8 +1,25 @@
 import {
-  BlockError, alignUp, invalidArgument, preallocate, readZeroFilled, supportedPreallocation,
-  type BlockDriver, type BlockStatus, type DriverCapabilities, type DriverCreateOptions, type DriverImage, type DriverOpenOptions,
-  type MeasureInput, type MeasureResult, type PreallocationMode, type ReadBelow, type ResizeOptions,
-  type Storage, flushStorage, truncateTo, writeTo,
+  BlockError,
+  alignUp,
+  invalidArgument,
+  preallocate,
+  readZeroFilled,
+  supportedPreallocation,
+  type BlockDriver,
+  type BlockStatus,
+  type DriverCapabilities,
+  type DriverCreateOptions,
+  type DriverImage,
+  type DriverOpenOptions,
+  type MeasureInput,
+  type MeasureResult,
+  type PreallocationMode,
+  type ReadBelow,
+  type ResizeOptions,
+  type Storage,
+  flushStorage,
+  truncateTo,
+  writeTo,
 } from '@blk/core/portable';
 
 /** What preallocation means for raw: the file is all data, so there is no metadata to preallocate (as QEMU). */
@@ -61,7 +78,11 @@ export const rawDriver: BlockDriver = {
   createOptions: [
     { name: 'size', type: 'size', help: 'Virtual disk size' },
     {
-      name: 'preallocation', type: 'enum', values: RAW_PREALLOCATION, default: 'off', valueName: 'str',
+      name: 'preallocation',
+      type: 'enum',
+      values: RAW_PREALLOCATION,
+      default: 'off',
+      valueName: 'str',
       help: 'Preallocation mode (allowed values: off, falloc, full)',
     },
   ],
@@ -70,15 +91,21 @@ export const rawDriver: BlockDriver = {
   async open(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
     refuseDriverOptions(options.driverOptions, storage.path);
     // The size probing found (read just before this open), else asked for.
-    const size = options.probe?.size ?? await storage.size();
+    const size = options.probe?.size ?? (await storage.size());
     return new RawImage(storage, wholeSectors(size), options.readOnly);
   },
   async create(storage: Storage, options: DriverCreateOptions): Promise<void> {
     refuseDriverOptions(options.driverOptions, storage.path);
     if (options.backing) {
-      throw new BlockError('not-supported', 'raw images cannot have a backing file', { path: storage.path, driver: 'raw' });
+      throw new BlockError('not-supported', 'raw images cannot have a backing file', {
+        path: storage.path,
+        driver: 'raw',
+      });
     }
-    const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, { path: storage.path, driver: 'raw' });
+    const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, {
+      path: storage.path,
+      driver: 'raw',
+    });
     // Whole sectors, as qemu-img's file driver creates them (1234 bytes make 1536).
     await growFile(storage, 0, wholeSectors(options.size), mode);
   },
@@ -86,7 +113,10 @@ export const rawDriver: BlockDriver = {
   async measure(input: MeasureInput): Promise<MeasureResult> {
     if (input.driverOptions && Object.keys(input.driverOptions).length > 0) {
       const key = Object.keys(input.driverOptions)[0]!;
-      throw new BlockError('invalid-argument', `format raw does not support option '${key}'`, { driver: 'raw', field: key });
+      throw new BlockError('invalid-argument', `format raw does not support option '${key}'`, {
+        driver: 'raw',
+        field: key,
+      });
     }
     supportedPreallocation(input.preallocation, RAW_PREALLOCATION, { driver: 'raw' });
     const required = alignUp(input.size, 512);
@@ -97,7 +127,8 @@ export const rawDriver: BlockDriver = {
 /** Raw has no options: a key given for it is a typo or meant for another format, never silently ignored. */
 function refuseDriverOptions(options: Record<string, unknown> | undefined, path: string): void {
   const key = options ? Object.keys(options)[0] : undefined;
-  if (key !== undefined) throw invalidArgument(`driverOptions.${key}`, 'is not an option of format raw (it has none)', path);
+  if (key !== undefined)
+    throw invalidArgument(`driverOptions.${key}`, 'is not an option of format raw (it has none)', path);
 }
 
 /** The least preferred transfer raw declares (a page), whatever smaller block size the storage names. */
@@ -122,7 +153,11 @@ class RawImage implements DriverImage {
    */
   readonly capabilities: DriverCapabilities;
 
-  constructor(private readonly storage: Storage, public size: number, private readonly readOnly: boolean) {
+  constructor(
+    private readonly storage: Storage,
+    public size: number,
+    private readonly readOnly: boolean,
+  ) {
     const { preferredTransfer, maxTransfer } = storage.capabilities.limits;
     this.capabilities = {
       writeZeroes: storage.capabilities.zeroRange ? 'native' : 'emulated',
@@ -151,8 +186,12 @@ class RawImage implements DriverImage {
 
   /** The file is the disk: truncate it (QEMU's raw resize), reserving the new part as asked. */
   async resize(size: number, options: ResizeOptions): Promise<void> {
-    if (this.readOnly) throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'raw' });
-    const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, { path: this.storage.path, driver: 'raw' });
+    if (this.readOnly)
+      throw new BlockError('read-only', 'image is open read-only', { path: this.storage.path, driver: 'raw' });
+    const mode = supportedPreallocation(options.preallocation, RAW_PREALLOCATION, {
+      path: this.storage.path,
+      driver: 'raw',
+    });
     const from = await this.storage.size();
     if (size > from) await growFile(this.storage, from, size, mode);
     else await truncateTo(this.storage, size);
@@ -184,7 +223,8 @@ class RawImage implements DriverImage {
     const done = await this.storage.zeroRange!(offset, length, mayUnmap);
     // Zeros written into the partial last sector, past the end of the file, extend it to their end
     // (as QEMU's fallocate(FALLOC_FL_ZERO_RANGE) does; a discard keeps the size).
-    if (done && !mayUnmap && offset + length > await this.storage.size()) await truncateTo(this.storage, offset + length);
+    if (done && !mayUnmap && offset + length > (await this.storage.size()))
+      await truncateTo(this.storage, offset + length);
     return done;
   }
 
@@ -194,7 +234,7 @@ class RawImage implements DriverImage {
    * backing file. Where the file system cannot punch holes, zeros are written.
    */
   async discard(offset: number, length: number): Promise<void> {
-    if (this.storage.capabilities.zeroRange && await this.storage.zeroRange!(offset, length, true)) return;
+    if (this.storage.capabilities.zeroRange && (await this.storage.zeroRange!(offset, length, true))) return;
     const zeros = new Uint8Array(Math.min(length, DISCARD_CHUNK));
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
@@ -207,7 +247,10 @@ class RawImage implements DriverImage {
     // A storage answer outside (0, length] says nothing we could use: count the run as data.
     // As QEMU's file driver: every byte is allocated (a raw image has nothing below it), at
     // its own offset; a hole is not data and reads as zeros, stored bytes are data.
-    if (extent === undefined || !(Number.isSafeInteger(extent.length) && extent.length > 0 && extent.length <= length)) {
+    if (
+      extent === undefined
+      || !(Number.isSafeInteger(extent.length) && extent.length > 0 && extent.length <= length)
+    ) {
       return { allocated: true, length, data: true, hostOffset: offset };
     }
     return extent.data

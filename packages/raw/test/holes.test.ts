@@ -6,31 +6,46 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  ForwardingVfs, MemoryFile, MemoryVfs, createImage, openImage,
-  type Storage, type StorageExtent, type VfsOpenOptions,
+  ForwardingVfs,
+  MemoryFile,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type Storage,
+  type StorageExtent,
+  type VfsOpenOptions,
 } from '@blk/images';
 
 const CHUNK = 64 * 1024; // MemoryFile's granule
 
 /** A Vfs whose storages answer extentAt with `answer` (or hide extentAt when answer is undefined). */
 class ExtentVfs extends ForwardingVfs {
-  constructor(inner: MemoryVfs, private readonly answer?: (offset: number, length: number) => StorageExtent | undefined) {
+  constructor(
+    inner: MemoryVfs,
+    private readonly answer?: (offset: number, length: number) => StorageExtent | undefined,
+  ) {
     super(inner);
   }
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const s = await this.inner.open(path, options);
     const answer = this.answer;
     return {
-      path: s.path, readOnly: s.readOnly, capabilities: { ...s.capabilities, syncRead: false, extents: answer !== undefined },
-      read: (o, into) => s.read(o, into), write: (o, d) => s.write!(o, d), size: () => s.size(),
-      truncate: (n) => s.truncate!(n), flush: () => s.flush!(), close: () => s.close(),
+      path: s.path,
+      readOnly: s.readOnly,
+      capabilities: { ...s.capabilities, syncRead: false, extents: answer !== undefined },
+      read: (o, into) => s.read(o, into),
+      write: (o, d) => s.write!(o, d),
+      size: () => s.size(),
+      truncate: (n) => s.truncate!(n),
+      flush: () => s.flush!(),
+      close: () => s.close(),
       ...(answer ? { extentAt: async (o: number, n: number) => answer(o, n) } : {}),
     };
   }
 }
 
 describe('raw images: holes as zero runs', () => {
-  it('map() gives the file\'s holes as zero runs (depth 0, with their offsets) and stored bytes as data', async () => {
+  it("map() gives the file's holes as zero runs (depth 0, with their offsets) and stored bytes as data", async () => {
     const vfs = new MemoryVfs();
     const file = new MemoryFile();
     file.truncate(16 * CHUNK);
@@ -39,7 +54,8 @@ describe('raw images: holes as zero runs', () => {
     vfs.put('/disk.raw', file);
     const image = await openImage('/disk.raw', { vfs, readOnly: true });
     const runs = [];
-    for await (const r of image.map()) runs.push({ start: r.start, length: r.length, depth: r.depth, zero: r.zero, hostOffset: r.hostOffset });
+    for await (const r of image.map())
+      runs.push({ start: r.start, length: r.length, depth: r.depth, zero: r.zero, hostOffset: r.hostOffset });
     expect(runs).toEqual([
       { start: 0, length: 2 * CHUNK, depth: 0, zero: true, hostOffset: 0 },
       { start: 2 * CHUNK, length: CHUNK, depth: 0, zero: false, hostOffset: 2 * CHUNK },
@@ -55,51 +71,65 @@ describe('raw images: holes as zero runs', () => {
   it('without extentAt, or with an answer it cannot use, every byte is data', async () => {
     const mem = new MemoryVfs();
     await createImage('/d.raw', { vfs: mem, format: 'raw', size: 8 * CHUNK });
-    for (const answer of [undefined, () => undefined, () => ({ data: false, length: 0 }),
-      (_o: number, n: number) => ({ data: false, length: n + 1 }), () => ({ data: false, length: Number.NaN }),
-      () => ({ data: false, length: 1.5 })]) {
+    for (const answer of [
+      undefined,
+      () => undefined,
+      () => ({ data: false, length: 0 }),
+      (_o: number, n: number) => ({ data: false, length: n + 1 }),
+      () => ({ data: false, length: Number.NaN }),
+      () => ({ data: false, length: 1.5 }),
+    ]) {
       const image = await openImage('/d.raw', { vfs: new ExtentVfs(mem, answer), readOnly: true, format: 'raw' });
       expect(await image.status(CHUNK, 4 * CHUNK)).toEqual({ allocated: true, length: 4 * CHUNK, hostOffset: CHUNK });
       await image.close();
     }
     // A usable answer is taken as given (here: a hole of 3 bytes).
-    const image = await openImage('/d.raw', { vfs: new ExtentVfs(mem, () => ({ data: false, length: 3 })), readOnly: true, format: 'raw' });
+    const image = await openImage('/d.raw', {
+      vfs: new ExtentVfs(mem, () => ({ data: false, length: 3 })),
+      readOnly: true,
+      format: 'raw',
+    });
     expect(await image.status(10, 100)).toEqual({ allocated: true, length: 3, zero: true, hostOffset: 10 });
     await image.close();
   });
 
   it('after any writes, the zero runs of map() read as zeros and every written byte lies in a data run', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.integer({ min: 1, max: 40 * CHUNK }),
-      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 3 * CHUNK }), fc.integer({ min: 0, max: 255 })), { maxLength: 10 }),
-      async (requested, writes) => {
-        const vfs = new MemoryVfs();
-        await createImage('/r.raw', { vfs, format: 'raw', size: requested });
-        const image = await openImage('/r.raw', { vfs });
-        // Whole 512-byte sectors, as QEMU counts a raw disk.
-        const size = image.size;
-        expect(size).toBe(Math.ceil(requested / 512) * 512);
-        const written = new Uint8Array(size);
-        for (const [at, n0, byte] of writes) {
-          const offset = at % size;
-          const n = Math.min(n0, size - offset);
-          await image.write(offset, new Uint8Array(n).fill(byte));
-          written.fill(1, offset, offset + n);
-        }
-        let pos = 0;
-        for await (const r of image.map()) {
-          expect(r.start).toBe(pos);
-          expect(r.depth).toBe(0);
-          if (r.zero) {
-            expect(written.subarray(r.start, r.start + r.length).every((w) => w === 0)).toBe(true);
-            expect((await image.read(r.start, r.length)).every((b) => b === 0)).toBe(true);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 40 * CHUNK }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 3 * CHUNK }), fc.integer({ min: 0, max: 255 })), {
+          maxLength: 10,
+        }),
+        async (requested, writes) => {
+          const vfs = new MemoryVfs();
+          await createImage('/r.raw', { vfs, format: 'raw', size: requested });
+          const image = await openImage('/r.raw', { vfs });
+          // Whole 512-byte sectors, as QEMU counts a raw disk.
+          const size = image.size;
+          expect(size).toBe(Math.ceil(requested / 512) * 512);
+          const written = new Uint8Array(size);
+          for (const [at, n0, byte] of writes) {
+            const offset = at % size;
+            const n = Math.min(n0, size - offset);
+            await image.write(offset, new Uint8Array(n).fill(byte));
+            written.fill(1, offset, offset + n);
           }
-          pos += r.length;
-        }
-        expect(pos).toBe(size);
-        await image.close();
-      },
-    ), { numRuns: 100 });
+          let pos = 0;
+          for await (const r of image.map()) {
+            expect(r.start).toBe(pos);
+            expect(r.depth).toBe(0);
+            if (r.zero) {
+              expect(written.subarray(r.start, r.start + r.length).every((w) => w === 0)).toBe(true);
+              expect((await image.read(r.start, r.length)).every((b) => b === 0)).toBe(true);
+            }
+            pos += r.length;
+          }
+          expect(pos).toBe(size);
+          await image.close();
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });
 
@@ -109,17 +139,20 @@ describe('raw sizes are whole 512-byte sectors (as QEMU counts them)', () => {
     vfs.put('/odd.raw', new Uint8Array(1000).fill(7));
     const image = await openImage('/odd.raw', { vfs, format: 'raw' });
     expect(image.size).toBe(1024);
-    expect([...await image.read(996, 28)]).toEqual([7, 7, 7, 7, ...new Array<number>(24).fill(0)]);
+    expect([...(await image.read(996, 28))]).toEqual([7, 7, 7, 7, ...new Array<number>(24).fill(0)]);
     const runs = [];
     for await (const r of image.map()) runs.push({ start: r.start, length: r.length, zero: r.zero });
-    expect(runs).toEqual([{ start: 0, length: 1000, zero: false }, { start: 1000, length: 24, zero: true }]);
+    expect(runs).toEqual([
+      { start: 0, length: 1000, zero: false },
+      { start: 1000, length: 24, zero: true },
+    ]);
     await image.write(1010, new Uint8Array(10).fill(9));
     expect(vfs.file('/odd.raw').length).toBe(1020);
     await expect(image.write(1020, new Uint8Array(8))).rejects.toMatchObject({ kind: 'out-of-range' });
     await image.close();
   });
 
-  it('create rounds the size up to whole sectors, as qemu-img\'s file driver does', async () => {
+  it("create rounds the size up to whole sectors, as qemu-img's file driver does", async () => {
     const vfs = new MemoryVfs();
     await createImage('/c.raw', { vfs, format: 'raw', size: 1234 });
     expect(vfs.file('/c.raw').length).toBe(1536);

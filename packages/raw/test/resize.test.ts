@@ -44,9 +44,14 @@ describe('raw resize, preallocation and measure', () => {
     expect((await memory.stat('/b.img')).size).toBe(4 * KiB);
   });
 
-  it('measure: the whole disk in whole sectors, allocated or not (as QEMU\'s raw_measure)', async () => {
+  it("measure: the whole disk in whole sectors, allocated or not (as QEMU's raw_measure)", async () => {
     expect(await rawDriver.measure!({ size: 1000 })).toEqual({ required: 1024, fullyAllocated: 1024 });
-    expect(await rawDriver.measure!({ size: 4096, dataBytes: async () => 0 })).toEqual({ required: 4096, fullyAllocated: 4096 });
-    await expect(rawDriver.measure!({ size: 1, driverOptions: { x: 1 } })).rejects.toMatchObject({ kind: 'invalid-argument' });
+    expect(await rawDriver.measure!({ size: 4096, dataBytes: async () => 0 })).toEqual({
+      required: 4096,
+      fullyAllocated: 4096,
+    });
+    await expect(rawDriver.measure!({ size: 1, driverOptions: { x: 1 } })).rejects.toMatchObject({
+      kind: 'invalid-argument',
+    });
   });
 });

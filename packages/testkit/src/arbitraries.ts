@@ -30,7 +30,8 @@ export function offsetArb({ size, alignments }: RangeConstraints): fc.Arbitrary<
   ];
   if (usable.length > 0) {
     arbs.push({
-      arbitrary: fc.tuple(fc.constantFrom(...usable), fc.nat(), fc.integer({ min: -3, max: 3 }))
+      arbitrary: fc
+        .tuple(fc.constantFrom(...usable), fc.nat(), fc.integer({ min: -3, max: 3 }))
         .map(([a, k, d]) => clamp((k % (Math.floor(size / a) + 1)) * a + d)),
       weight: 4,
     });
@@ -49,7 +50,8 @@ export function lengthArb({ maxLength, alignments }: RangeConstraints): fc.Arbit
   ];
   if (usable.length > 0) {
     arbs.push({
-      arbitrary: fc.tuple(fc.constantFrom(...usable), fc.integer({ min: 1, max: 2 }), fc.integer({ min: -3, max: 3 }))
+      arbitrary: fc
+        .tuple(fc.constantFrom(...usable), fc.integer({ min: 1, max: 2 }), fc.integer({ min: -3, max: 3 }))
         .map(([a, k, d]) => Math.max(1, a * k + d)),
       weight: 3,
     });

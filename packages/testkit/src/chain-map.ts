@@ -1,7 +1,11 @@
 import fc from 'fast-check';
 import {
-  MemoryVfs, createImage, openImage,
-  type ChainStatus, type Image, type OpenImageOptions,
+  MemoryVfs,
+  createImage,
+  openImage,
+  type ChainStatus,
+  type Image,
+  type OpenImageOptions,
 } from '@blk/core/portable';
 import { rangeArb, seedArb, type ByteRange } from './arbitraries.js';
 import { assertBytesEqual, isAllZero } from './compare.js';
@@ -44,10 +48,24 @@ export async function checkChainMap(options: ChainMapOptions): Promise<void> {
   const formats = options.formats;
   if (formats.length < 2) throw new Error('checkChainMap: at least two layers are needed');
   const size = options.size ?? 64 * 1024 + 3 * 512;
-  const constraints = { size, maxLength: Math.min(size, 16 * 1024), alignments: options.alignments ?? [512, 4096, 65536] };
+  const constraints = {
+    size,
+    maxLength: Math.min(size, 16 * 1024),
+    alignments: options.alignments ?? [512, 4096, 65536],
+  };
   const opArb: fc.Arbitrary<LayerOp> = fc.oneof(
-    { arbitrary: fc.record({ kind: fc.constant('write' as const), range: rangeArb(constraints), seed: seedArb() }), weight: 4 },
-    { arbitrary: fc.record({ kind: fc.constant('zero' as const), range: rangeArb(constraints), mayUnmap: fc.boolean() }), weight: 2 },
+    {
+      arbitrary: fc.record({ kind: fc.constant('write' as const), range: rangeArb(constraints), seed: seedArb() }),
+      weight: 4,
+    },
+    {
+      arbitrary: fc.record({
+        kind: fc.constant('zero' as const),
+        range: rangeArb(constraints),
+        mayUnmap: fc.boolean(),
+      }),
+      weight: 2,
+    },
     { arbitrary: fc.record({ kind: fc.constant('discard' as const), range: rangeArb(constraints) }), weight: 2 },
   );
   const layersArb = fc.tuple(...formats.map(() => fc.array(opArb, { maxLength: options.maxOps ?? 12 })));
@@ -58,7 +76,10 @@ export async function checkChainMap(options: ChainMapOptions): Promise<void> {
     const paths = formats.map((format, i) => `/chain/layer${i}.${format}`);
     const openAt = (top: number, readOnly: boolean): Promise<Image> => {
       const opts: OpenImageOptions = {
-        registry, vfs, readOnly, format: formats[top]!,
+        registry,
+        vfs,
+        readOnly,
+        format: formats[top]!,
         backing: { format: (_ref, depth) => formats[top - depth] ?? 'raw' },
       };
       return openImage(paths[top]!, opts);
@@ -66,8 +87,13 @@ export async function checkChainMap(options: ChainMapOptions): Promise<void> {
     for (const [i, format] of formats.entries()) {
       const below = i === 0 ? undefined : formats[i - 1]!;
       await createImage(paths[i]!, {
-        registry, vfs, format, size,
-        ...(below === undefined ? {} : { backing: below === 'raw' ? paths[i - 1]! : { path: paths[i - 1]!, format: below } }),
+        registry,
+        vfs,
+        format,
+        size,
+        ...(below === undefined
+          ? {}
+          : { backing: below === 'raw' ? paths[i - 1]! : { path: paths[i - 1]!, format: below } }),
       });
       const image = await openAt(i, false);
       try {
@@ -114,10 +140,18 @@ export async function checkMapAgainstLayers(top: Image): Promise<void> {
     if (run.start !== pos) fail(top, `${at} should start at ${pos}`);
     if (!(Number.isSafeInteger(run.length) && run.length > 0)) fail(top, `${at}: empty run`);
     if (run.allocated !== (run.depth !== undefined)) fail(top, `${at}: allocated must be depth !== undefined`);
-    if (run.depth === undefined && (!run.zero || run.data)) fail(top, `${at}: a run no layer holds is zero and not data`);
-    if (previous && previous.depth === run.depth && previous.zero === run.zero && previous.data === run.data
+    if (run.depth === undefined && (!run.zero || run.data))
+      fail(top, `${at}: a run no layer holds is zero and not data`);
+    if (
+      previous
+      && previous.depth === run.depth
+      && previous.zero === run.zero
+      && previous.data === run.data
       && previous.path === run.path
-      && (previous.hostOffset === undefined ? run.hostOffset === undefined : run.hostOffset === previous.hostOffset + previous.length)) {
+      && (previous.hostOffset === undefined
+        ? run.hostOffset === undefined
+        : run.hostOffset === previous.hostOffset + previous.length)
+    ) {
       fail(top, `${at} should have been merged with ${JSON.stringify(previous)}`);
     }
     const end = run.start + run.length;
@@ -126,10 +160,13 @@ export async function checkMapAgainstLayers(top: Image): Promise<void> {
     for (let d = 0; d <= Math.min(holder, layers.length - 1); d++) {
       const layer = layers[d]!;
       const stop = Math.min(end, layer.size);
-      for (let p = run.start; p < stop;) {
+      for (let p = run.start; p < stop; ) {
         const st = await layer.status(p, stop - p);
         if (st.allocated !== (d === holder)) {
-          fail(top, `${at}: layer ${d} (${layer.path}) reports [${p}, +${st.length}) ${st.allocated ? 'allocated' : 'unallocated'}`);
+          fail(
+            top,
+            `${at}: layer ${d} (${layer.path}) reports [${p}, +${st.length}) ${st.allocated ? 'allocated' : 'unallocated'}`,
+          );
         }
         p += st.length;
       }

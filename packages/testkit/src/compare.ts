@@ -24,9 +24,11 @@ export function assertBytesEqual(actual: Uint8Array, expected: Uint8Array, what:
   let differing = 0;
   for (let i = at; i < actual.length; i++) if (actual[i] !== expected[i]) differing++;
   const from = Math.max(0, at - 4);
-  throw new Error(`${what}: ${differing} byte(s) differ, the first at guest offset ${baseOffset + at}`
-    + ` (index ${at} of ${actual.length});\n  got      [${baseOffset + from}..]: ${hex(actual, from, 16)}`
-    + `\n  expected [${baseOffset + from}..]: ${hex(expected, from, 16)}`);
+  throw new Error(
+    `${what}: ${differing} byte(s) differ, the first at guest offset ${baseOffset + at}`
+      + ` (index ${at} of ${actual.length});\n  got      [${baseOffset + from}..]: ${hex(actual, from, 16)}`
+      + `\n  expected [${baseOffset + from}..]: ${hex(expected, from, 16)}`,
+  );
 }
 
 /** True when every byte of `bytes` is zero. */

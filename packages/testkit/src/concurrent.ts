@@ -23,10 +23,14 @@ export interface ConcurrentOptions extends ProofOptions {
 
 function describe(op: ConcurrentOp): string {
   switch (op.kind) {
-    case 'write': return `write(${op.offset}, +${op.length}, ${op.fill}#${op.seed})`;
-    case 'read': return `read(${op.offset}, +${op.length})`;
-    case 'status': return `chainStatus(${op.offset}, +${op.length})`;
-    case 'flush': return 'flush()';
+    case 'write':
+      return `write(${op.offset}, +${op.length}, ${op.fill}#${op.seed})`;
+    case 'read':
+      return `read(${op.offset}, +${op.length})`;
+    case 'status':
+      return `chainStatus(${op.offset}, +${op.length})`;
+    case 'flush':
+      return 'flush()';
   }
 }
 
@@ -38,7 +42,14 @@ function describe(op: ConcurrentOp): string {
  */
 export async function drive<T>(s: fc.Scheduler, task: Promise<T>, what: string): Promise<T> {
   let settled = false;
-  task.then(() => { settled = true; }, () => { settled = true; });
+  task.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   let timer: ReturnType<typeof setTimeout> | undefined;
   const watchdog = new Promise<never>((_, reject) => {
     let idleChecks = 0;
@@ -46,8 +57,12 @@ export async function drive<T>(s: fc.Scheduler, task: Promise<T>, what: string):
       if (settled) return;
       idleChecks = s.count() === 0 ? idleChecks + 1 : 0;
       if (idleChecks >= 20) {
-        reject(new Error(`${what}: deadlock: requests are pending with no storage operation scheduled`
-          + `\nscheduler:\n${String(s)}`));
+        reject(
+          new Error(
+            `${what}: deadlock: requests are pending with no storage operation scheduled`
+              + `\nscheduler:\n${String(s)}`,
+          ),
+        );
         return;
       }
       timer = setTimeout(check, 25);
@@ -74,20 +89,36 @@ function concurrentRangeArb(subject: TestSubject, options: ConcurrentOptions): f
   const anywhere = rangeArb(c);
   const count = fc.integer({ min: 1, max: options.maxOps ?? 24 });
   if (alignments.length === 0) return fc.array(anywhere, { minLength: 1, maxLength: options.maxOps ?? 24 });
-  return fc.tuple(fc.constantFrom(...alignments), fc.integer({ min: 0, max: c.size - 1 }), count).chain(([a, hot, n]) => {
-    const base = hot - (hot % a);
-    const near = fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: -3, max: 3 }),
-      fc.oneof(fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 2 }).map((k) => k * a), fc.integer({ min: 1, max: 2 * a })))
-      .map(([slot, d, length]): ByteRange => {
-        const offset = Math.max(0, Math.min(c.size - 1, base + slot * a + d));
-        return { offset, length: Math.max(1, Math.min(length, c.maxLength, c.size - offset)) };
+  return fc
+    .tuple(fc.constantFrom(...alignments), fc.integer({ min: 0, max: c.size - 1 }), count)
+    .chain(([a, hot, n]) => {
+      const base = hot - (hot % a);
+      const near = fc
+        .tuple(
+          fc.integer({ min: 0, max: 7 }),
+          fc.integer({ min: -3, max: 3 }),
+          fc.oneof(
+            fc.integer({ min: 1, max: 16 }),
+            fc.integer({ min: 1, max: 2 }).map((k) => k * a),
+            fc.integer({ min: 1, max: 2 * a }),
+          ),
+        )
+        .map(([slot, d, length]): ByteRange => {
+          const offset = Math.max(0, Math.min(c.size - 1, base + slot * a + d));
+          return { offset, length: Math.max(1, Math.min(length, c.maxLength, c.size - offset)) };
+        });
+      return fc.array(fc.oneof({ arbitrary: anywhere, weight: 1 }, { arbitrary: near, weight: 3 }), {
+        minLength: n,
+        maxLength: n,
       });
-    return fc.array(fc.oneof({ arbitrary: anywhere, weight: 1 }, { arbitrary: near, weight: 3 }), { minLength: n, maxLength: n });
-  });
+    });
 }
 
 function opsArb(subject: TestSubject, options: ConcurrentOptions): fc.Arbitrary<ConcurrentOp[]> {
-  const gap = fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, { arbitrary: fc.integer({ min: 1, max: 4 }), weight: 1 });
+  const gap = fc.oneof(
+    { arbitrary: fc.constant(0), weight: 4 },
+    { arbitrary: fc.integer({ min: 1, max: 4 }), weight: 1 },
+  );
   const kind = fc.tuple(
     fc.oneof(
       { arbitrary: fc.constant('write' as const), weight: 6 },
@@ -95,15 +126,20 @@ function opsArb(subject: TestSubject, options: ConcurrentOptions): fc.Arbitrary<
       { arbitrary: fc.constant('status' as const), weight: 1 },
       { arbitrary: fc.constant('flush' as const), weight: 1 },
     ),
-    seedArb(), fillKindArb(), gap,
+    seedArb(),
+    fillKindArb(),
+    gap,
   );
-  return concurrentRangeArb(subject, options).chain((ranges) => fc.tuple(...ranges.map(() => kind)).map((kinds) =>
-    kinds.map(([k, seed, fill, g], i): ConcurrentOp => {
-      const r = ranges[i]!;
-      if (k === 'write') return { kind: 'write', offset: r.offset, length: r.length, seed, fill, gap: g };
-      if (k === 'flush') return { kind: 'flush', gap: g };
-      return { kind: k, offset: r.offset, length: r.length, gap: g };
-    })));
+  return concurrentRangeArb(subject, options).chain((ranges) =>
+    fc.tuple(...ranges.map(() => kind)).map((kinds) =>
+      kinds.map(([k, seed, fill, g], i): ConcurrentOp => {
+        const r = ranges[i]!;
+        if (k === 'write') return { kind: 'write', offset: r.offset, length: r.length, seed, fill, gap: g };
+        if (k === 'flush') return { kind: 'flush', gap: g };
+        return { kind: k, offset: r.offset, length: r.length, gap: g };
+      }),
+    ),
+  );
 }
 
 /**
@@ -123,54 +159,68 @@ function opsArb(subject: TestSubject, options: ConcurrentOptions): fc.Arbitrary<
 export async function checkConcurrentWrites(subject: TestSubject, options: ConcurrentOptions = {}): Promise<void> {
   const invariants: InvariantOptions = { writesAllocate: options.writesAllocate ?? true };
   const params = fcParameters(options);
-  await assertProperty(`${subject.name}: concurrent requests`, fc.asyncProperty(fc.scheduler(), seedArb(), opsArb(subject, options), async (s, seed, ops) => {
-    const { vfs, instance } = await setUp(subject, seed);
-    const model: ImageModel = { content: instance.initial.slice(), written: new Uint8Array(subject.size) };
-    const scheduledVfs = new ScheduledVfs(vfs, s, { delayCompletion: options.delayCompletion ?? true });
-    let image: Image | undefined;
-    try {
-      image = checkOpened(subject, await drive(s, instance.open({ vfs: scheduledVfs, readOnly: false }), 'open'), false);
-      const failures: string[] = [];
-      const pending: Array<Promise<void>> = [];
-      for (const [index, op] of ops.entries()) {
-        const what = `#${index} ${describe(op)}`;
-        let request: Promise<unknown>;
-        if (op.kind === 'write') {
-          const data = pattern(op.length, op.seed, op.fill);
-          request = image.write(op.offset, data);
-          model.content.set(data, op.offset);
-          model.written.fill(1, op.offset, op.offset + op.length);
-        } else if (op.kind === 'read') {
-          const expected = model.content.slice(op.offset, op.offset + op.length);
-          request = image.read(op.offset, op.length).then((got) => {
-            assertBytesEqual(got, expected, `${what} (expected the content as of its issue)`, op.offset);
-          });
-        } else if (op.kind === 'status') {
-          const { offset, length } = op;
-          const current = image;
-          request = current.chainStatus(offset, length).then((st) => {
-            if (!(st.length > 0 && st.length <= length)) throw new Error(`returned length ${st.length}`);
-            const layers = current.chain().length;
-            if (st.depth !== undefined && !(st.depth >= 0 && st.depth < layers)) throw new Error(`returned depth ${st.depth}`);
-          });
-        } else {
-          request = image.flush();
+  await assertProperty(
+    `${subject.name}: concurrent requests`,
+    fc.asyncProperty(fc.scheduler(), seedArb(), opsArb(subject, options), async (s, seed, ops) => {
+      const { vfs, instance } = await setUp(subject, seed);
+      const model: ImageModel = { content: instance.initial.slice(), written: new Uint8Array(subject.size) };
+      const scheduledVfs = new ScheduledVfs(vfs, s, { delayCompletion: options.delayCompletion ?? true });
+      let image: Image | undefined;
+      try {
+        image = checkOpened(
+          subject,
+          await drive(s, instance.open({ vfs: scheduledVfs, readOnly: false }), 'open'),
+          false,
+        );
+        const failures: string[] = [];
+        const pending: Array<Promise<void>> = [];
+        for (const [index, op] of ops.entries()) {
+          const what = `#${index} ${describe(op)}`;
+          let request: Promise<unknown>;
+          if (op.kind === 'write') {
+            const data = pattern(op.length, op.seed, op.fill);
+            request = image.write(op.offset, data);
+            model.content.set(data, op.offset);
+            model.written.fill(1, op.offset, op.offset + op.length);
+          } else if (op.kind === 'read') {
+            const expected = model.content.slice(op.offset, op.offset + op.length);
+            request = image.read(op.offset, op.length).then((got) => {
+              assertBytesEqual(got, expected, `${what} (expected the content as of its issue)`, op.offset);
+            });
+          } else if (op.kind === 'status') {
+            const { offset, length } = op;
+            const current = image;
+            request = current.chainStatus(offset, length).then((st) => {
+              if (!(st.length > 0 && st.length <= length)) throw new Error(`returned length ${st.length}`);
+              const layers = current.chain().length;
+              if (st.depth !== undefined && !(st.depth >= 0 && st.depth < layers))
+                throw new Error(`returned depth ${st.depth}`);
+            });
+          } else {
+            request = image.flush();
+          }
+          pending.push(
+            request.then(
+              () => undefined,
+              (err: unknown) => {
+                failures.push(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+              },
+            ),
+          );
+          for (let step = 0; step < op.gap && s.count() > 0; step++) await s.waitNext(1);
         }
-        pending.push(request.then(() => undefined, (err: unknown) => {
-          failures.push(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
-        }));
-        for (let step = 0; step < op.gap && s.count() > 0; step++) await s.waitNext(1);
+        await drive(s, Promise.all(pending), `${subject.name}: batch`);
+        if (failures.length > 0) throw new Error(`${subject.name}: ${failures.join('\n')}`);
+        await drive(s, checkContent(image, model, 'content after the batch, before close'), 'full read');
+        await drive(s, image.close(), 'close');
+        image = checkOpened(subject, await instance.open({ vfs, readOnly: true }), true);
+        await checkContent(image, model, 'content after the batch, close and reopen');
+        await checkMap(image, model, invariants);
+      } finally {
+        if (image && !image.isClosed) await drive(s, image.close(), 'close').catch(() => undefined);
+        await instance.dispose?.();
       }
-      await drive(s, Promise.all(pending), `${subject.name}: batch`);
-      if (failures.length > 0) throw new Error(`${subject.name}: ${failures.join('\n')}`);
-      await drive(s, checkContent(image, model, 'content after the batch, before close'), 'full read');
-      await drive(s, image.close(), 'close');
-      image = checkOpened(subject, await instance.open({ vfs, readOnly: true }), true);
-      await checkContent(image, model, 'content after the batch, close and reopen');
-      await checkMap(image, model, invariants);
-    } finally {
-      if (image && !image.isClosed) await drive(s, image.close(), 'close').catch(() => undefined);
-      await instance.dispose?.();
-    }
-  }), params);
+    }),
+    params,
+  );
 }

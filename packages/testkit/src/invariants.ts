@@ -27,8 +27,13 @@ function fail(image: Image, message: string): never {
  * - a run held below the top contains no byte written since the run started;
  * - `isAllocated` agrees: allocated in this layer exactly when depth is 0.
  */
-export async function checkStatusAt(image: Image, model: ImageModel, offset: number, length: number,
-  options: InvariantOptions): Promise<void> {
+export async function checkStatusAt(
+  image: Image,
+  model: ImageModel,
+  offset: number,
+  length: number,
+  options: InvariantOptions,
+): Promise<void> {
   const layers = image.chain().length;
   const own = await image.isAllocated(offset, length);
   if (!(own.length > 0 && own.length <= length)) {
@@ -37,15 +42,25 @@ export async function checkStatusAt(image: Image, model: ImageModel, offset: num
   const st = await image.chainStatus(offset, length);
   checkRun(image, model, offset, st, length, layers, options);
   if ((st.depth === 0) !== own.allocated) {
-    fail(image, `isAllocated(${offset}, ${length}) says allocated=${own.allocated} but chainStatus says depth ${st.depth}`);
+    fail(
+      image,
+      `isAllocated(${offset}, ${length}) says allocated=${own.allocated} but chainStatus says depth ${st.depth}`,
+    );
   }
   if (own.allocated && own.length !== st.length) {
     fail(image, `isAllocated(${offset}, ${length}) length ${own.length} differs from chainStatus length ${st.length}`);
   }
 }
 
-function checkRun(image: Image, model: ImageModel, offset: number, st: ChainStatus, requested: number,
-  layers: number, options: InvariantOptions): void {
+function checkRun(
+  image: Image,
+  model: ImageModel,
+  offset: number,
+  st: ChainStatus,
+  requested: number,
+  layers: number,
+  options: InvariantOptions,
+): void {
   const at = `chainStatus(${offset}, ${requested}) = ${JSON.stringify(st)}`;
   if (!(Number.isSafeInteger(st.length) && st.length > 0 && st.length <= requested)) {
     fail(image, `${at}: length must be in (0, ${requested}]`);
@@ -53,7 +68,8 @@ function checkRun(image: Image, model: ImageModel, offset: number, st: ChainStat
   if (st.depth !== undefined && !(Number.isInteger(st.depth) && st.depth >= 0 && st.depth < layers)) {
     fail(image, `${at}: depth must be undefined or in [0, ${layers})`);
   }
-  if (st.allocated !== (st.depth !== undefined)) fail(image, `${at}: allocated must say whether some layer holds the run (depth)`);
+  if (st.allocated !== (st.depth !== undefined))
+    fail(image, `${at}: allocated must say whether some layer holds the run (depth)`);
   if (st.depth === undefined && st.data) fail(image, `${at}: a run no layer holds is not data`);
   const end = offset + st.length;
   if ((st.depth === undefined || st.zero) && !isAllZero(model.content.subarray(offset, end))) {
@@ -76,10 +92,16 @@ export async function checkMap(image: Image, model: ImageModel, options: Invaria
   for await (const run of image.map()) {
     if (run.start !== pos) fail(image, `map(): run ${JSON.stringify(run)} should start at ${pos}`);
     checkRun(image, model, run.start, run, image.size - run.start, layers, options);
-    if (previous && previous.depth === run.depth && previous.zero === run.zero && previous.data === run.data
+    if (
+      previous
+      && previous.depth === run.depth
+      && previous.zero === run.zero
+      && previous.data === run.data
       && previous.path === run.path
-      && (previous.hostOffset === undefined ? run.hostOffset === undefined
-        : run.hostOffset === previous.hostOffset + previous.length)) {
+      && (previous.hostOffset === undefined
+        ? run.hostOffset === undefined
+        : run.hostOffset === previous.hostOffset + previous.length)
+    ) {
       fail(image, `map(): runs ${JSON.stringify(previous)} and ${JSON.stringify(run)} should have been merged`);
     }
     previous = run;
@@ -114,12 +136,14 @@ export function checkCapabilities(image: Image): void {
   if (caps.fua === 'emulated' && !caps.flush) fail(image, 'FUA emulated without flush');
   if (caps.multiConn && !caps.flush) fail(image, 'multiConn without flush');
   const { requestAlignment, ...rest } = caps.limits;
-  if (!(Number.isSafeInteger(requestAlignment) && requestAlignment >= 1)) fail(image, `requestAlignment ${requestAlignment}`);
+  if (!(Number.isSafeInteger(requestAlignment) && requestAlignment >= 1))
+    fail(image, `requestAlignment ${requestAlignment}`);
   for (const [name, value] of Object.entries(rest)) {
     if (value === undefined) continue;
     if (!(Number.isSafeInteger(value) && value >= 1 && value % requestAlignment === 0)) {
       fail(image, `limits.${name} ${value} is not a positive multiple of the request alignment ${requestAlignment}`);
     }
   }
-  if (image.sectorSize !== requestAlignment) fail(image, `sectorSize ${image.sectorSize} differs from requestAlignment ${requestAlignment}`);
+  if (image.sectorSize !== requestAlignment)
+    fail(image, `sectorSize ${image.sectorSize} differs from requestAlignment ${requestAlignment}`);
 }

@@ -58,7 +58,11 @@ export function fcParameters(options: ProofOptions): Parameters<unknown> {
  * with the subject and the violated expectation, followed by fast-check's
  * report (counterexample, seed, replay path); the original is its `cause`.
  */
-export async function assertProperty(what: string, property: IAsyncProperty<unknown>, params: Parameters<unknown>): Promise<void> {
+export async function assertProperty(
+  what: string,
+  property: IAsyncProperty<unknown>,
+  params: Parameters<unknown>,
+): Promise<void> {
   try {
     await assert(property, params);
   } catch (err) {

@@ -2,7 +2,14 @@ import fc from 'fast-check';
 import { BlockError, MemoryVfs, type Image } from '@blk/core/portable';
 import { fillKindArb, rangeArb, seedArb, type RangeConstraints } from './arbitraries.js';
 import { assertBytesEqual } from './compare.js';
-import { checkCapabilities, checkContent, checkMap, checkStatusAt, type ImageModel, type InvariantOptions } from './invariants.js';
+import {
+  checkCapabilities,
+  checkContent,
+  checkMap,
+  checkStatusAt,
+  type ImageModel,
+  type InvariantOptions,
+} from './invariants.js';
 import { assertProperty, fcParameters, type ProofOptions } from './options.js';
 import { pattern, type FillKind } from './pattern.js';
 import type { SubjectInstance, TestSubject } from './subject.js';
@@ -18,8 +25,13 @@ export interface ImageReal {
 type ImageCommand = fc.AsyncCommand<ImageModel, ImageReal>;
 
 class WriteCommand implements ImageCommand {
-  constructor(readonly offset: number, readonly length: number, readonly seed: number, readonly kind: FillKind,
-    readonly fua = false) {}
+  constructor(
+    readonly offset: number,
+    readonly length: number,
+    readonly seed: number,
+    readonly kind: FillKind,
+    readonly fua = false,
+  ) {}
   check(): boolean {
     return true;
   }
@@ -54,7 +66,11 @@ export interface ZeroFlags {
  * unallocated: the model forgets that it was written.
  */
 class ZeroCommand implements ImageCommand {
-  constructor(readonly offset: number, readonly length: number, readonly flags: ZeroFlags) {}
+  constructor(
+    readonly offset: number,
+    readonly length: number,
+    readonly flags: ZeroFlags,
+  ) {}
   check(): boolean {
     return true;
   }
@@ -69,7 +85,8 @@ class ZeroCommand implements ImageCommand {
       await request;
     } catch (err) {
       // A native zeroing may still decline a range (or its edges need a buffer): refused, nothing written.
-      if (this.flags.noFallback && err instanceof BlockError && err.kind === 'not-supported' && err.code === 'ENOTSUP') return;
+      if (this.flags.noFallback && err instanceof BlockError && err.kind === 'not-supported' && err.code === 'ENOTSUP')
+        return;
       throw err;
     }
     m.content.fill(0, this.offset, this.offset + this.length);
@@ -92,7 +109,10 @@ class ZeroCommand implements ImageCommand {
  * discarded range is no longer "written" (it may be deallocated).
  */
 class DiscardCommand implements ImageCommand {
-  constructor(readonly offset: number, readonly length: number) {}
+  constructor(
+    readonly offset: number,
+    readonly length: number,
+  ) {}
   check(): boolean {
     return true;
   }
@@ -105,7 +125,8 @@ class DiscardCommand implements ImageCommand {
     }
     const unit = caps.limits.discardAlignment;
     const start = Math.ceil(this.offset / unit) * unit;
-    const end = this.offset + this.length === image.size ? image.size : Math.floor((this.offset + this.length) / unit) * unit;
+    const end =
+      this.offset + this.length === image.size ? image.size : Math.floor((this.offset + this.length) / unit) * unit;
     if (!(start < end)) return;
     let expected: Uint8Array | undefined = new Uint8Array(end - start);
     if (caps.discard === 'backing' && image.backing !== undefined) {
@@ -116,7 +137,7 @@ class DiscardCommand implements ImageCommand {
       expected = undefined;
     }
     await image.discard(start, end - start);
-    m.content.set(expected ?? await image.read(start, end - start), start);
+    m.content.set(expected ?? (await image.read(start, end - start)), start);
     m.written.fill(0, start, end);
   }
   toString(): string {
@@ -133,19 +154,28 @@ async function expectNotSupported(request: Promise<void>, what: string): Promise
     error = err;
   }
   if (!(error instanceof BlockError && error.kind === 'not-supported' && error.code === 'ENOTSUP')) {
-    throw new Error(`${what}: expected a not-supported (ENOTSUP) refusal, got ${error === undefined ? 'success' : String(error)}`);
+    throw new Error(
+      `${what}: expected a not-supported (ENOTSUP) refusal, got ${error === undefined ? 'success' : String(error)}`,
+    );
   }
 }
 
 class ReadCommand implements ImageCommand {
-  constructor(readonly offset: number, readonly length: number) {}
+  constructor(
+    readonly offset: number,
+    readonly length: number,
+  ) {}
   check(): boolean {
     return true;
   }
   async run(m: ImageModel, r: ImageReal): Promise<void> {
     const got = await r.image.read(this.offset, this.length);
-    assertBytesEqual(got, m.content.subarray(this.offset, this.offset + this.length),
-      `${r.image.path}: ${this.toString()}`, this.offset);
+    assertBytesEqual(
+      got,
+      m.content.subarray(this.offset, this.offset + this.length),
+      `${r.image.path}: ${this.toString()}`,
+      this.offset,
+    );
   }
   toString(): string {
     return `read(${this.offset}, +${this.length})`;
@@ -177,7 +207,11 @@ class ReopenCommand implements ImageCommand {
 }
 
 class StatusCommand implements ImageCommand {
-  constructor(readonly offset: number, readonly length: number, private readonly options: InvariantOptions) {}
+  constructor(
+    readonly offset: number,
+    readonly length: number,
+    private readonly options: InvariantOptions,
+  ) {}
   check(): boolean {
     return true;
   }
@@ -219,12 +253,14 @@ export function imageCommands(range: RangeConstraints, options: CommandOptions):
   const ranges = rangeArb(range);
   const command = fc.oneof(
     {
-      arbitrary: fc.tuple(ranges, seedArb(), fillKindArb(), fc.integer({ min: 0, max: 3 }))
+      arbitrary: fc
+        .tuple(ranges, seedArb(), fillKindArb(), fc.integer({ min: 0, max: 3 }))
         .map(([r, seed, kind, fua]): ImageCommand => new WriteCommand(r.offset, r.length, seed, kind, fua === 0)),
       weight: 6,
     },
     {
-      arbitrary: fc.tuple(ranges, fc.record({ mayUnmap: fc.boolean(), noFallback: fc.boolean(), fua: fc.boolean() }))
+      arbitrary: fc
+        .tuple(ranges, fc.record({ mayUnmap: fc.boolean(), noFallback: fc.boolean(), fua: fc.boolean() }))
         .map(([r, flags]): ImageCommand => new ZeroCommand(r.offset, r.length, flags)),
       weight: 2,
     },
@@ -256,11 +292,16 @@ export function rangeConstraints(subject: TestSubject, options: ProofOptions): R
 }
 
 /** Runs `subject.setup` for one run and checks what it returns. */
-export async function setUp(subject: TestSubject, seed: number): Promise<{ vfs: MemoryVfs; instance: SubjectInstance }> {
+export async function setUp(
+  subject: TestSubject,
+  seed: number,
+): Promise<{ vfs: MemoryVfs; instance: SubjectInstance }> {
   const vfs = new MemoryVfs('/');
   const instance = await subject.setup({ vfs, seed });
   if (instance.initial.length !== subject.size) {
-    throw new Error(`${subject.name}: setup() returned ${instance.initial.length} initial bytes for a ${subject.size}-byte subject`);
+    throw new Error(
+      `${subject.name}: setup() returned ${instance.initial.length} initial bytes for a ${subject.size}-byte subject`,
+    );
   }
   return { vfs, instance };
 }
@@ -299,26 +340,30 @@ export async function checkReadAfterWrite(subject: TestSubject, options: ProofOp
     maxOps: options.maxOps ?? 50,
     ...(options.replayPath !== undefined ? { replayPath: options.replayPath } : {}),
   });
-  await assertProperty(`${subject.name}: read-after-write`, fc.asyncProperty(seedArb(), commands, async (seed, cmds) => {
-    const { vfs, instance } = await setUp(subject, seed);
-    const model: ImageModel = { content: instance.initial.slice(), written: new Uint8Array(subject.size) };
-    const open = async (readOnly: boolean) => checkOpened(subject, await instance.open({ vfs, readOnly }), readOnly);
-    const real: ImageReal = {
-      image: await open(false),
-      async reopen() {
+  await assertProperty(
+    `${subject.name}: read-after-write`,
+    fc.asyncProperty(seedArb(), commands, async (seed, cmds) => {
+      const { vfs, instance } = await setUp(subject, seed);
+      const model: ImageModel = { content: instance.initial.slice(), written: new Uint8Array(subject.size) };
+      const open = async (readOnly: boolean) => checkOpened(subject, await instance.open({ vfs, readOnly }), readOnly);
+      const real: ImageReal = {
+        image: await open(false),
+        async reopen() {
+          await real.image.close();
+          real.image = await open(false);
+        },
+      };
+      try {
+        await fc.asyncModelRun(() => ({ model, real }), cmds);
         await real.image.close();
-        real.image = await open(false);
-      },
-    };
-    try {
-      await fc.asyncModelRun(() => ({ model, real }), cmds);
-      await real.image.close();
-      real.image = await open(true);
-      await checkContent(real.image, model, 'content after close and read-only reopen');
-      await checkMap(real.image, model, invariants);
-    } finally {
-      await real.image.close().catch(() => undefined);
-      await instance.dispose?.();
-    }
-  }), fcParameters(options));
+        real.image = await open(true);
+        await checkContent(real.image, model, 'content after close and read-only reopen');
+        await checkMap(real.image, model, invariants);
+      } finally {
+        await real.image.close().catch(() => undefined);
+        await instance.dispose?.();
+      }
+    }),
+    fcParameters(options),
+  );
 }

@@ -26,8 +26,11 @@ export interface ScheduledStorageOptions {
 export class ScheduledStorage extends FilterStorage {
   private readonly delayCompletion: boolean;
 
-  constructor(inner: Storage, private readonly scheduler: Scheduler,
-    options: ScheduledStorageOptions = {}) {
+  constructor(
+    inner: Storage,
+    private readonly scheduler: Scheduler,
+    options: ScheduledStorageOptions = {},
+  ) {
     super(inner);
     this.delayCompletion = options.delayCompletion ?? true;
   }
@@ -69,8 +72,11 @@ export class ScheduledStorage extends FilterStorage {
 
 /** A `Vfs` whose storages are `ScheduledStorage`s over the wrapped one's; names and metadata pass straight through. */
 export class ScheduledVfs extends ForwardingVfs {
-  constructor(inner: Vfs, private readonly scheduler: Scheduler,
-    private readonly options: ScheduledStorageOptions = {}) {
+  constructor(
+    inner: Vfs,
+    private readonly scheduler: Scheduler,
+    private readonly options: ScheduledStorageOptions = {},
+  ) {
     super(inner);
   }
 

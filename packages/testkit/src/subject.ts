@@ -1,6 +1,10 @@
 import {
-  MemoryVfs, createImage, openImage,
-  type Image, type OpenImageOptions, type Vfs,
+  type MemoryVfs,
+  createImage,
+  openImage,
+  type Image,
+  type OpenImageOptions,
+  type Vfs,
 } from '@blk/core/portable';
 import { registryOf, type FormatSource } from './options.js';
 import { pattern, prng } from './pattern.js';
@@ -114,7 +118,12 @@ export function chainSubject(options: ChainSubjectOptions): TestSubject {
   }
   const dir = (options.dir ?? '/images').replace(/\/+$/, '');
   const paths = layers.map((layer, i) => `${dir}/layer${i}.${layer.format}`);
-  const name = options.name ?? [...layers].reverse().map((l) => l.format).join('>');
+  const name =
+    options.name
+    ?? [...layers]
+      .reverse()
+      .map((l) => l.format)
+      .join('>');
   const maxExtent = options.maxFillExtent ?? 3 * 4096 + 17;
 
   /** Open options for layer `top` (its backing layers open with their listed formats). */
@@ -141,13 +150,19 @@ export function chainSubject(options: ChainSubjectOptions): TestSubject {
         const size = sizes[i]!;
         if (i === 0) {
           await createImage(paths[0]!, {
-            registry, vfs, format: layer.format, size,
+            registry,
+            vfs,
+            format: layer.format,
+            size,
             ...(layer.driverOptions ? { driverOptions: layer.driverOptions } : {}),
           });
         } else {
           const below = layers[i - 1]!.format;
           await createImage(paths[i]!, {
-            registry, vfs, format: layer.format, size,
+            registry,
+            vfs,
+            format: layer.format,
+            size,
             backing: below === 'raw' ? paths[i - 1]! : { path: paths[i - 1]!, format: below },
             ...(layer.driverOptions ? { driverOptions: layer.driverOptions } : {}),
           });
@@ -182,10 +197,11 @@ export function chainSubject(options: ChainSubjectOptions): TestSubject {
       const openOptions = options.openOptions;
       return {
         initial: content,
-        open: ({ vfs: through, readOnly }) => openImage(paths[top]!, {
-          ...openOptionsFor(top, through, readOnly),
-          ...openOptions,
-        }),
+        open: ({ vfs: through, readOnly }) =>
+          openImage(paths[top]!, {
+            ...openOptionsFor(top, through, readOnly),
+            ...openOptions,
+          }),
       };
     },
   };

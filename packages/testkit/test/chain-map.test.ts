@@ -28,13 +28,15 @@ describe('checkChainMap', () => {
         const status = image.blockStatus.bind(image);
         // Only the middle layer lies (it is the one whose path names layer1).
         if (storage.path.includes('layer1')) {
-          image.blockStatus = async (o, n): Promise<BlockStatus> => ({ ...(await status(o, n)), allocated: false, hostOffset: undefined } as BlockStatus);
+          image.blockStatus = async (o, n): Promise<BlockStatus> =>
+            ({ ...(await status(o, n)), allocated: false, hostOffset: undefined }) as BlockStatus;
         }
         return image;
       },
     };
     const bad = new DriverRegistry([liar, rawDriver]);
-    await expect(checkChainMap({ registry: bad, formats: ['raw', 'ovl', 'ovl'], numRuns: 100, seed: 1 }))
-      .rejects.toThrow(/checkChainMap\(ovl>ovl>raw\): .*map\(\) run .*(reads data|read through the top)/);
+    await expect(
+      checkChainMap({ registry: bad, formats: ['raw', 'ovl', 'ovl'], numRuns: 100, seed: 1 }),
+    ).rejects.toThrow(/checkChainMap\(ovl>ovl>raw\): .*map\(\) run .*(reads data|read through the top)/);
   });
 });

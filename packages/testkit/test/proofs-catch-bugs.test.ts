@@ -39,20 +39,26 @@ function mutant(base: BlockDriver, name: string, patch: (inner: DriverImage) => 
 }
 
 function single(driver: BlockDriver, size: number, fill: 'random' | 'none' = 'random') {
-  return chainSubject({ registry: new DriverRegistry([rawDriver, driver]), layers: [{ format: driver.name, size, fill }] });
+  return chainSubject({
+    registry: new DriverRegistry([rawDriver, driver]),
+    layers: [{ format: driver.name, size, fill }],
+  });
 }
 
 describe('checkReadAfterWrite rejects', () => {
   it('a driver that drops writes past 8 KiB', async () => {
     const lossy = mutant(rawDriver, 'lossy', (inner) => ({
-      write: async (offset, data) => { if (offset < 8192) await inner.write!(offset, data); },
+      write: async (offset, data) => {
+        if (offset < 8192) await inner.write!(offset, data);
+      },
     }));
     await expect(checkReadAfterWrite(single(lossy, 40 * 512), fast)).rejects.toThrow(/differ/);
   });
 
   it('a driver that reads one sector too far for every offset but 0', async () => {
     const shifted = mutant(tinyDriver, 'shifted', (inner) => ({
-      read: (offset, into, below) => inner.read(offset === 0 || offset + into.length >= inner.size ? offset : offset + 4096, into, below),
+      read: (offset, into, below) =>
+        inner.read(offset === 0 || offset + into.length >= inner.size ? offset : offset + 4096, into, below),
     }));
     await expect(checkReadAfterWrite(single(shifted, 8 * 4096), fast)).rejects.toThrow(/differ/);
   });
@@ -64,7 +70,7 @@ describe('checkReadAfterWrite rejects', () => {
       name: 'forgetful',
       probe: () => 0,
       async open(storage, options) {
-        const inner = await tinyDriver.open(storage, options) as DriverImage & { dataEnd: number };
+        const inner = (await tinyDriver.open(storage, options)) as DriverImage & { dataEnd: number };
         inner.dataEnd = 0;
         return inner;
       },
@@ -83,12 +89,15 @@ describe('checkReadAfterWrite rejects', () => {
     await expect(checkReadAfterWrite(single(sticky, 20 * 512), fast)).rejects.toThrow(/differ/);
   });
 
-  it('an overlay whose discarded sectors read zeros instead of the backing file (discard \'backing\')', async () => {
+  it("an overlay whose discarded sectors read zeros instead of the backing file (discard 'backing')", async () => {
     // ovl's discard clears bits (the sectors fall through again); this one also zeroes what they read.
     const zeroing = mutant(overlayDriver, 'zeroing-discard', (inner) => {
       const gone: Array<[number, number]> = [];
       return {
-        discard: async (offset: number, length: number) => { await inner.discard!(offset, length); gone.push([offset, offset + length]); },
+        discard: async (offset: number, length: number) => {
+          await inner.discard!(offset, length);
+          gone.push([offset, offset + length]);
+        },
         write: async (offset: number, data: Uint8Array) => {
           await inner.write!(offset, data);
           for (const g of gone) if (offset < g[1] && offset + data.length > g[0]) g[1] = g[0];
@@ -96,14 +105,18 @@ describe('checkReadAfterWrite rejects', () => {
         read: async (offset: number, into: Uint8Array, below) => {
           await inner.read(offset, into, below);
           for (const [a, b] of gone) {
-            const from = Math.max(a, offset), to = Math.min(b, offset + into.length);
+            const from = Math.max(a, offset),
+              to = Math.min(b, offset + into.length);
             if (from < to) into.fill(0, from - offset, to - offset);
           }
         },
       };
     });
     const registry = new DriverRegistry([rawDriver, overlayDriver, zeroing]);
-    const subject = chainSubject({ registry, layers: [{ format: 'raw', size: 16_384 }, { format: 'zeroing-discard' }] });
+    const subject = chainSubject({
+      registry,
+      layers: [{ format: 'raw', size: 16_384 }, { format: 'zeroing-discard' }],
+    });
     await expect(checkReadAfterWrite(subject, fast)).rejects.toThrow(/differ/);
   });
 
@@ -116,7 +129,10 @@ describe('checkReadAfterWrite rejects', () => {
 
   it('an overlay that reads zeros instead of falling through to its backing file', async () => {
     const opaque = mutant(overlayDriver, 'opaque', (inner) => ({
-      read: (offset, into) => inner.read(offset, into, async (_o, part) => { part.fill(0); }),
+      read: (offset, into) =>
+        inner.read(offset, into, async (_o, part) => {
+          part.fill(0);
+        }),
     }));
     const registry = new DriverRegistry([rawDriver, overlayDriver, opaque]);
     const subject = chainSubject({ registry, layers: [{ format: 'raw', size: 16_384 }, { format: 'opaque' }] });
@@ -129,12 +145,17 @@ describe('checkConcurrentWrites rejects', () => {
     const registry = new DriverRegistry([rawDriver, overlayDriver]);
     const subject = chainSubject({
       registry,
-      layers: [{ format: 'raw', size: 32 * 1024 }, { format: 'ovl', openDriverOptions: { racyBitmap: true } }],
+      layers: [
+        { format: 'raw', size: 32 * 1024 },
+        { format: 'ovl', openDriverOptions: { racyBitmap: true } },
+      ],
     });
     // In sequence the bug cannot show: every bitmap write lands before the next starts...
     await checkReadAfterWrite(subject, { numRuns: 50 });
     // ...but with storage operations completing out of order, a bit set by one write is lost.
     // Packing requests around 512-byte slots finds it in ~1 run of 20; 400 runs make a miss vanishingly rare.
-    await expect(checkConcurrentWrites(subject, { fcParameters: { numRuns: 400, endOnFailure: true }, alignments: [512] })).rejects.toThrow(/differ/);
+    await expect(
+      checkConcurrentWrites(subject, { fcParameters: { numRuns: 400, endOnFailure: true }, alignments: [512] }),
+    ).rejects.toThrow(/differ/);
   });
 });

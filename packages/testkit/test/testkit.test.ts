@@ -3,7 +3,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DriverRegistry, MemoryFile, MemoryStorage, MemoryVfs, createHost, openImage } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import {
-  ScheduledStorage, chainSubject, checkChainMap, checkReadAfterWrite, drive, envRuns, pattern, type TestSubject,
+  ScheduledStorage,
+  chainSubject,
+  checkChainMap,
+  checkReadAfterWrite,
+  drive,
+  envRuns,
+  pattern,
+  type TestSubject,
 } from '@blk/testkit';
 import { overlayDriver } from '../../core/test/fixtures/overlay-driver.js';
 
@@ -12,44 +19,56 @@ const registry = new DriverRegistry([overlayDriver, rawDriver]);
 describe('ScheduledStorage', () => {
   it('lets two writes issued in order land in either order, as the scheduler picks', async () => {
     const outcomes = new Set<number>();
-    await fc.assert(fc.asyncProperty(fc.scheduler(), async (s) => {
-      const file = new MemoryFile(new Uint8Array(1));
-      const storage = new ScheduledStorage(new MemoryStorage(file), s);
-      const both = Promise.all([storage.write(0, new Uint8Array([1])), storage.write(0, new Uint8Array([2]))]);
-      await drive(s, both, 'two writes');
-      outcomes.add(file.snapshot()[0]!);
-    }), { numRuns: 100 });
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), async (s) => {
+        const file = new MemoryFile(new Uint8Array(1));
+        const storage = new ScheduledStorage(new MemoryStorage(file), s);
+        const both = Promise.all([storage.write(0, new Uint8Array([1])), storage.write(0, new Uint8Array([2]))]);
+        await drive(s, both, 'two writes');
+        outcomes.add(file.snapshot()[0]!);
+      }),
+      { numRuns: 100 },
+    );
     expect([...outcomes].sort()).toEqual([1, 2]);
   });
 
   it('takes effect only when the scheduler releases the operation', async () => {
-    await fc.assert(fc.asyncProperty(fc.scheduler(), async (s) => {
-      const file = new MemoryFile(new Uint8Array(1));
-      const write = new ScheduledStorage(new MemoryStorage(file), s).write(0, new Uint8Array([9]));
-      await Promise.resolve();
-      expect(file.snapshot()[0]).toBe(0);
-      await drive(s, write, 'write');
-      expect(file.snapshot()[0]).toBe(9);
-    }), { numRuns: 5 });
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), async (s) => {
+        const file = new MemoryFile(new Uint8Array(1));
+        const write = new ScheduledStorage(new MemoryStorage(file), s).write(0, new Uint8Array([9]));
+        await Promise.resolve();
+        expect(file.snapshot()[0]).toBe(0);
+        await drive(s, write, 'write');
+        expect(file.snapshot()[0]).toBe(9);
+      }),
+      { numRuns: 5 },
+    );
   });
 
   it('copies written data at issue: changing the buffer afterwards changes nothing', async () => {
-    await fc.assert(fc.asyncProperty(fc.scheduler(), async (s) => {
-      const file = new MemoryFile(new Uint8Array(1));
-      const data = new Uint8Array([5]);
-      const write = new ScheduledStorage(new MemoryStorage(file), s).write(0, data);
-      data[0] = 6;
-      await drive(s, write, 'write');
-      expect(file.snapshot()[0]).toBe(5);
-    }), { numRuns: 5 });
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), async (s) => {
+        const file = new MemoryFile(new Uint8Array(1));
+        const data = new Uint8Array([5]);
+        const write = new ScheduledStorage(new MemoryStorage(file), s).write(0, data);
+        data[0] = 6;
+        await drive(s, write, 'write');
+        expect(file.snapshot()[0]).toBe(5);
+      }),
+      { numRuns: 5 },
+    );
   });
 });
 
 describe('drive', () => {
   it('fails as a deadlock when a task waits with nothing scheduled', async () => {
-    await fc.assert(fc.asyncProperty(fc.scheduler(), async (s) => {
-      await expect(drive(s, new Promise(() => undefined), 'stuck')).rejects.toThrow(/stuck: deadlock/);
-    }), { numRuns: 1 });
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), async (s) => {
+        await expect(drive(s, new Promise(() => undefined), 'stuck')).rejects.toThrow(/stuck: deadlock/);
+      }),
+      { numRuns: 1 },
+    );
   });
 });
 
@@ -63,7 +82,17 @@ describe('run counts', () => {
   function counting(): { subject: TestSubject; setups: () => number } {
     const inner = chainSubject({ registry, layers: [{ format: 'raw', size: 1024 }] });
     let n = 0;
-    return { subject: { name: 'counted', size: inner.size, setup: (ctx) => { n++; return inner.setup(ctx); } }, setups: () => n };
+    return {
+      subject: {
+        name: 'counted',
+        size: inner.size,
+        setup: (ctx) => {
+          n++;
+          return inner.setup(ctx);
+        },
+      },
+      setups: () => n,
+    };
   }
 
   it('runs numRuns sequences, each on a fresh setup', async () => {
@@ -88,7 +117,7 @@ describe('run counts', () => {
 });
 
 describe('chainSubject', () => {
-  it("computes the initial content independently, and it matches what the chain reads", async () => {
+  it('computes the initial content independently, and it matches what the chain reads', async () => {
     const subject = chainSubject({
       registry,
       layers: [{ format: 'raw', size: 5000 }, { format: 'ovl', size: 8192, fill: 3 }, { format: 'ovl' }],
@@ -132,7 +161,9 @@ describe('chainSubject', () => {
 describe('where the proofs find formats', () => {
   it('a host (createHost) or a registry, exactly one of them', async () => {
     const host = createHost({ drivers: [overlayDriver, rawDriver], vfs: new MemoryVfs() });
-    await checkReadAfterWrite(chainSubject({ host, layers: [{ format: 'raw', size: 8192 }, { format: 'ovl' }] }), { numRuns: 5 });
+    await checkReadAfterWrite(chainSubject({ host, layers: [{ format: 'raw', size: 8192 }, { format: 'ovl' }] }), {
+      numRuns: 5,
+    });
     const layers = [{ format: 'raw', size: 8192 }];
     expect(() => chainSubject({ layers })).toThrow(/either host or registry/);
     expect(() => chainSubject({ host, registry, layers })).toThrow(/either host or registry/);

@@ -41,7 +41,9 @@ let cliChecked = false;
  */
 export async function blkCli(args: string[], options: RunOptions = {}): Promise<RunResult> {
   if (!existsSync(CLI)) {
-    throw new Error(`${CLI} does not exist: build the CLI first (pnpm -C packages/cli run build, or the root pnpm test)`);
+    throw new Error(
+      `${CLI} does not exist: build the CLI first (pnpm -C packages/cli run build, or the root pnpm test)`,
+    );
   }
   if (!cliChecked) {
     cliChecked = true;
@@ -49,7 +51,10 @@ export async function blkCli(args: string[], options: RunOptions = {}): Promise<
     for (const pkg of ['cli', 'core', 'cow', 'raw', 'images']) {
       const src = newestMtime(join(REPO, 'packages', pkg, 'src'));
       const dist = pkg === 'cli' ? built : newestMtime(join(REPO, 'packages', pkg, 'dist'));
-      if (src > dist) console.warn(`[interop] WARNING: packages/${pkg}/dist is older than its sources; the CLI tests may run stale code (run pnpm run build)`);
+      if (src > dist)
+        console.warn(
+          `[interop] WARNING: packages/${pkg}/dist is older than its sources; the CLI tests may run stale code (run pnpm run build)`,
+        );
     }
   }
   return run(process.execPath, [CLI, ...args], options);
@@ -67,8 +72,12 @@ export async function blkCliOk(args: string[], options: RunOptions = {}): Promis
 export type CowVariant = 'v3' | 'v2-uml' | 'v1' | 'v2-qemu-lp64' | 'v2-qemu-ilp32';
 
 /** Creates a cow overlay of `variant` over the raw file `backing` with blk. */
-export async function createOverlay(path: string, backing: string, variant: CowVariant,
-  backingFormat?: string): Promise<void> {
+export async function createOverlay(
+  path: string,
+  backing: string,
+  variant: CowVariant,
+  backingFormat?: string,
+): Promise<void> {
   const { createImage } = await blk();
   await createImage(path, {
     format: 'cow',

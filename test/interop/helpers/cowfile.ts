@@ -28,7 +28,10 @@ export function cowGeometry(variant: UmlVariant, size: number, alignment = 4096)
       const bitmapOffset = roundUp(4128, alignment);
       const bitmapLen = Math.ceil(Math.ceil(size / SECTOR) / 8);
       return {
-        variant, headerSize: 4128, bitmapOffset, bitmapLen,
+        variant,
+        headerSize: 4128,
+        bitmapOffset,
+        bitmapLen,
         dataOffset: roundUp(bitmapOffset + bitmapLen, alignment),
         mtimeField: { offset: 8, le: false },
       };
@@ -36,7 +39,10 @@ export function cowGeometry(variant: UmlVariant, size: number, alignment = 4096)
     case 'v2-uml': {
       const bitmapLen = Math.floor((size + SECTOR - 1) / (8 * SECTOR));
       return {
-        variant, headerSize: 4120, bitmapOffset: 4120, bitmapLen,
+        variant,
+        headerSize: 4120,
+        bitmapOffset: 4120,
+        bitmapLen,
         dataOffset: roundUp(4120 + bitmapLen, SECTOR),
         mtimeField: { offset: 4104, le: false },
       };
@@ -44,7 +50,10 @@ export function cowGeometry(variant: UmlVariant, size: number, alignment = 4096)
     case 'v1': {
       const bitmapLen = Math.floor((size + SECTOR - 1) / (8 * SECTOR));
       return {
-        variant, headerSize: 280, bitmapOffset: 280, bitmapLen,
+        variant,
+        headerSize: 280,
+        bitmapOffset: 280,
+        bitmapLen,
         dataOffset: roundUp(280 + bitmapLen, SECTOR),
         mtimeField: { offset: 264, le: true },
       };

@@ -40,13 +40,15 @@ export function lineImage(size: number, tag = 0): Buffer {
 export class Prng {
   private s: number;
   constructor(seed: number) {
-    this.s = (seed >>> 0) || 0x9e3779b9;
+    this.s = seed >>> 0 || 0x9e3779b9;
   }
   next(): number {
     let x = this.s;
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     this.s = x;
     return x;
   }
@@ -121,8 +123,10 @@ export function diff(actual: Uint8Array, expected: Uint8Array, label = 'bytes'):
   if (actual.length !== expected.length) parts.push(`length ${actual.length} != expected ${expected.length}`);
   if (first >= 0) {
     const hex = (b: Uint8Array) => Buffer.from(b.subarray(first, Math.min(first + 16, b.length))).toString('hex');
-    parts.push(`${count} byte(s) differ in [${first}, ${last}] (sector ${Math.floor(first / SECTOR)}`
-      + `..${Math.floor(last / SECTOR)}); at ${first}: actual ${hex(actual)} expected ${hex(expected)}`);
+    parts.push(
+      `${count} byte(s) differ in [${first}, ${last}] (sector ${Math.floor(first / SECTOR)}`
+        + `..${Math.floor(last / SECTOR)}); at ${first}: actual ${hex(actual)} expected ${hex(expected)}`,
+    );
   }
   return `${label}: ${parts.join('; ')}`;
 }

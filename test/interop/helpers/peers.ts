@@ -58,8 +58,10 @@ export function missingPeers(...peers: Peer[]): string | undefined {
   const missing = peers.filter((p) => which(p.bin) === undefined);
   if (missing.length === 0) return undefined;
   const pkgs = [...new Set(missing.map((p) => p.pkg))];
-  return `${missing.map((p) => p.bin).join(', ')} not found on PATH: install the Debian package(s) `
-    + `${pkgs.join(' ')} (apt-get install -y ${pkgs.join(' ')})`;
+  return (
+    `${missing.map((p) => p.bin).join(', ')} not found on PATH: install the Debian package(s) `
+    + `${pkgs.join(' ')} (apt-get install -y ${pkgs.join(' ')})`
+  );
 }
 
 /** True when skips must become failures (CI with the peers installed). */
@@ -126,7 +128,9 @@ export function run(cmd: string, args: string[], options: RunOptions = {}): Prom
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({
-        code, signal, ms: Date.now() - t0,
+        code,
+        signal,
+        ms: Date.now() - t0,
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
       });
@@ -146,6 +150,7 @@ export async function runOk(cmd: string, args: string[], options: RunOptions = {
 
 /** Installed version of a Debian package (dpkg-query), or undefined. */
 export function debVersion(pkg: string): string | undefined {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own field syntax, not a template literal
   const r = spawnSync('dpkg-query', ['-W', '-f=${Version}', pkg], { encoding: 'utf8' });
   return r.status === 0 && r.stdout ? r.stdout.trim() : undefined;
 }

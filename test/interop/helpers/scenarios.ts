@@ -20,7 +20,7 @@ export function guestWrites(size: number, seed: number, randomCount = 16): Write
     { offset: 8 * SECTOR, data: p.bytes(4096) },
     { offset: 10_000, data: p.bytes(3000) },
     { offset: Math.min(2 * MiB, size / 4), data: p.bytes(Math.min(MiB, size / 8)) },
-    { offset: 5000 * SECTOR % (size - 8192), data: new Uint8Array(4096) },
+    { offset: (5000 * SECTOR) % (size - 8192), data: new Uint8Array(4096) },
     { offset: size - SECTOR, data: p.bytes(SECTOR) },
     { offset: 12_345, data: p.bytes(1) },
     { offset: 3 * SECTOR + 100, data: p.bytes(50) },

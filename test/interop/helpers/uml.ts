@@ -51,13 +51,19 @@ export const ubd = (i: number) => `/dev/ubd${DEV[i]}`;
  * Boots UML once with the given disks and init script body (POSIX sh,
  * runs as PID 1 with PATH set, /proc and /sys mounted and $OUT mounted).
  */
-export async function bootUml(dir: string, disks: UmlDisk[], body: string,
-  timeoutSec = UML_TIMEOUT_SEC): Promise<UmlRun> {
+export async function bootUml(
+  dir: string,
+  disks: UmlDisk[],
+  body: string,
+  timeoutSec = UML_TIMEOUT_SEC,
+): Promise<UmlRun> {
   const outDir = join(dir, 'out');
   const mnt = join(dir, 'mnt');
   for (const d of ['tmp', 'uml', 'out', 'mnt']) await mkdir(join(dir, d), { recursive: true });
   const init = join(dir, 'init.sh');
-  await writeFile(init, `#!/bin/sh
+  await writeFile(
+    init,
+    `#!/bin/sh
 # PID 1 inside UML; the root fs is the host's / (hostfs, read-only)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
@@ -71,24 +77,41 @@ umount "$OUT"
 echo "UMLINIT: done"
 echo o > /proc/sysrq-trigger   # power off; UML exits
 sleep 30
-`);
+`,
+  );
   await chmod(init, 0o755);
   const ubdArgs = disks.map((d, i) => `ubd${i}${d.readOnly ? 'r' : ''}=${d.file}${d.backing ? `,${d.backing}` : ''}`);
   const args = [
-    '-k', '5', String(timeoutSec), which('linux.uml')!,
-    'mem=64M', `uml_dir=${join(dir, 'uml')}`,
-    'root=/dev/root', 'rootfstype=hostfs', 'rootflags=/', 'ro', `init=${init}`,
+    '-k',
+    '5',
+    String(timeoutSec),
+    which('linux.uml')!,
+    'mem=64M',
+    `uml_dir=${join(dir, 'uml')}`,
+    'root=/dev/root',
+    'rootfstype=hostfs',
+    'rootflags=/',
+    'ro',
+    `init=${init}`,
     ...ubdArgs,
-    'con=null', 'con0=fd:0,fd:1',
+    'con=null',
+    'con0=fd:0,fd:1',
   ];
   const r = await run('timeout', args, {
     env: { ...process.env, TMPDIR: join(dir, 'tmp') },
     timeoutMs: (timeoutSec + 15) * 1000,
   });
   const log = r.stdout + r.stderr;
-  const markers = log.split('\n').filter((l) => l.startsWith('UMLINIT: ')).map((l) => l.slice(9).trim());
+  const markers = log
+    .split('\n')
+    .filter((l) => l.startsWith('UMLINIT: '))
+    .map((l) => l.slice(9).trim());
   return {
-    log, markers, code: r.code, ms: r.ms, outDir,
+    log,
+    markers,
+    code: r.code,
+    ms: r.ms,
+    outDir,
     started: markers.some((m) => m.startsWith('start')),
     finished: markers.includes('done'),
   };

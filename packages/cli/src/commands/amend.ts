@@ -32,14 +32,20 @@ export async function amend(file: string, opts: AmendOpts): Promise<number> {
     }
   }
   const image = await openCli(file, {
-    format: opts.format, readOnly: false, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat, onMismatch: 'accept',
+    format: opts.format,
+    readOnly: false,
+    backingProbe: opts.backingProbe,
+    backingFormat: opts.backingFormat,
+    onMismatch: 'accept',
     ...rulesOf(opts),
   });
   try {
     if (options.has('help')) {
       // The driver says whether it amends anything at all before any help is shown.
       await image.amend(new Map());
-      process.stdout.write(renderOptionHelp(`Amend options for '${image.format}':`, registry.get(image.format)?.amendOptions ?? []));
+      process.stdout.write(
+        renderOptionHelp(`Amend options for '${image.format}':`, registry.get(image.format)?.amendOptions ?? []),
+      );
       return 0;
     }
     // Values of the types the driver declares: sizes reach it in bytes, whatever suffix was typed.
@@ -55,4 +61,3 @@ export async function amend(file: string, opts: AmendOpts): Promise<number> {
   }
   return 0;
 }
-

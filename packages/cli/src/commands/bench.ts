@@ -37,8 +37,10 @@ function sizeArg(text: string | undefined, what: string, max: number): number | 
   if (text === undefined) return undefined;
   const r = parseSizeResult(text);
   if (!r.ok && r.error === 'invalid') {
-    throw new UsageError(`Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for `
-      + 'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.');
+    throw new UsageError(
+      `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for `
+        + 'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.',
+    );
   }
   if (!r.ok || r.value > max) throw new UsageError(`Invalid ${what} specified. Must be between 0 and ${max}.`);
   return r.value;
@@ -85,9 +87,18 @@ export async function bench(file: string, opts: BenchOpts): Promise<number> {
     drainOnFlush: opts.drain,
     backingProbe: opts.backingProbe,
     ...rulesOf(opts),
-    onStart: (p: { write: boolean; count: number; bufferSize: number; depth: number; offset: number; step: number }) => {
-      process.stdout.write(`Sending ${p.count} ${p.write ? 'write' : 'read'} requests, ${p.bufferSize} bytes each, `
-        + `${p.depth} in parallel (starting at offset ${p.offset}, step size ${p.step})\n`);
+    onStart: (p: {
+      write: boolean;
+      count: number;
+      bufferSize: number;
+      depth: number;
+      offset: number;
+      step: number;
+    }) => {
+      process.stdout.write(
+        `Sending ${p.count} ${p.write ? 'write' : 'read'} requests, ${p.bufferSize} bytes each, `
+          + `${p.depth} in parallel (starting at offset ${p.offset}, step size ${p.step})\n`,
+      );
       if (flushInterval) process.stdout.write(`Sending flush every ${flushInterval} requests\n`);
     },
   };

@@ -41,13 +41,14 @@ export interface CheckOpts extends BackingRuleFlags {
   forceShare?: boolean;
 }
 
-
-const CHAIN_NOT_REPAIRED = ' (not repaired: the backing file is not part of this image; restore it, or point the image '
+const CHAIN_NOT_REPAIRED =
+  ' (not repaired: the backing file is not part of this image; restore it, or point the image '
   + 'at the right one with blk rebase -u)';
 /** Why check -r leaves a header it cannot open as it is. */
 const NOT_REPAIRABLE: Record<string, string> = {
   'invalid-header': ' (not repairable: the header says where everything is, and a wrong value cannot be guessed right)',
-  truncated: ' (not repairable: the file ends inside its header or bitmap, and what the missing bytes said cannot be known)',
+  truncated:
+    ' (not repairable: the file ends inside its header or bitmap, and what the missing bytes said cannot be known)',
 };
 const HEADER_KINDS = new Set(['invalid-header', 'truncated']);
 
@@ -73,9 +74,11 @@ export async function check(file: string, opts: CheckOpts): Promise<number> {
   if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${printable(p)}\n`);
   if (r.corruptionsFixed || r.leaksFixed) {
     if (!opts.quiet && opts.output === 'human') {
-      process.stdout.write('The following inconsistencies were found and repaired:\n\n'
-        + `    ${r.leaksFixed} leaked clusters\n    ${r.corruptionsFixed} corruptions\n\n`
-        + 'Double checking the fixed image now...\n');
+      process.stdout.write(
+        'The following inconsistencies were found and repaired:\n\n'
+          + `    ${r.leaksFixed} leaked clusters\n    ${r.corruptionsFixed} corruptions\n\n`
+          + 'Double checking the fixed image now...\n',
+      );
     }
     const fixed = { corruptionsFixed: r.corruptionsFixed, leaksFixed: r.leaksFixed };
     const again = await runCheck(file, opts, NO_REPAIR);
@@ -95,19 +98,30 @@ export async function check(file: string, opts: CheckOpts): Promise<number> {
 async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): Promise<CheckResult | 'unsupported'> {
   const r: CheckResult = {
     format: opts.format ?? 'unknown',
-    corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0, checkErrors: 0, totalClusters: 0, allocatedClusters: 0, problems: [],
+    corruptions: 0,
+    leaks: 0,
+    corruptionsFixed: 0,
+    leaksFixed: 0,
+    checkErrors: 0,
+    totalClusters: 0,
+    allocatedClusters: 0,
+    problems: [],
   };
   const writable = repair.leaks || repair.corruptions;
   let image: Image | undefined;
   try {
     image = await openCli(file, {
-      format: opts.format, readOnly: !writable, backingMode: 'ignore', forceShare: opts.forceShare, onWarning: warn,
+      format: opts.format,
+      readOnly: !writable,
+      backingMode: 'ignore',
+      forceShare: opts.forceShare,
+      onWarning: warn,
     });
   } catch (err) {
     if (!isBlockError(err) || !HEADER_KINDS.has(err.kind)) throw err;
     r.format = err.driver ?? r.format;
     r.corruptions += 1;
-    r.problems.push(`ERROR header: ${err.message}${writable ? NOT_REPAIRABLE[err.kind] ?? '' : ''}`);
+    r.problems.push(`ERROR header: ${err.message}${writable ? (NOT_REPAIRABLE[err.kind] ?? '') : ''}`);
   }
   if (image && image.format === 'raw') {
     await image.close().catch(() => undefined);
@@ -118,7 +132,12 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
       r.format = image.format;
       // The driver checks its own allocation against the file (and repairs it) where it can.
       const before = r.problems.length;
-      await checkAllocation(image, r, Boolean(opts.progress) && !opts.quiet && opts.output === 'human', !image.checkable);
+      await checkAllocation(
+        image,
+        r,
+        Boolean(opts.progress) && !opts.quiet && opts.output === 'human',
+        !image.checkable,
+      );
       if (writable) explainSince(r, before, ` (not repaired: format ${image.format} has no repair)`);
       const own = await image.check(repair);
       if (own) {
@@ -154,14 +173,22 @@ function explainSince(r: CheckResult, from: number, why: string): void {
  * has no check of its own), finds allocated runs whose data lies past the end
  * of the file. Units: the image's sectors.
  */
-async function checkAllocation(image: Image, r: CheckResult, showProgress: boolean, checkPastEof: boolean): Promise<void> {
+async function checkAllocation(
+  image: Image,
+  r: CheckResult,
+  showProgress: boolean,
+  checkPastEof: boolean,
+): Promise<void> {
   const fileSize = fs.statSync(image.path).size;
   const progress = createProgress(showProgress, image.size);
-  const found = await checkAllocationJob(image, { fileSize, checkPastEof, onProgress: (done) => progress.update(done) });
+  const found = await checkAllocationJob(image, {
+    fileSize,
+    checkPastEof,
+    onProgress: (done) => progress.update(done),
+  });
   r.totalClusters = found.totalClusters;
   r.allocatedClusters += found.allocatedClusters;
   r.corruptions += found.corruptions;
   r.problems.push(...found.problems);
   progress.done();
 }
-

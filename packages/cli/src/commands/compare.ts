@@ -35,18 +35,22 @@ export async function compare(a: string, b: string, opts: CompareOpts): Promise<
   const first = await openCli(a, { ...shared, format: opts.format, backingFormat: opts.backingFormat });
   let second: Image | undefined;
   try {
-    second = await openCli(b, { ...shared, format: opts.secondFormat, backingFormat: opts.secondBackingFormat })
-      .catch((err: unknown) => {
+    second = await openCli(b, { ...shared, format: opts.secondFormat, backingFormat: opts.secondBackingFormat }).catch(
+      (err: unknown) => {
         // B's backing format has an option of its own: the advice must name that one.
         if (isBlockError(err, 'backing-format')) Object.assign(err, { option: '--second-backing-format' });
         throw err;
-      });
+      },
+    );
     if (opts.strict && first.size !== second.size) {
       say('Strict mode: Image size mismatch!');
       return 1;
     }
     const progress = createProgress(Boolean(opts.progress) && !opts.quiet, Math.max(first.size, second.size));
-    const result = await compareImages(first, second, { strict: opts.strict, onProgress: (done) => progress.update(done) });
+    const result = await compareImages(first, second, {
+      strict: opts.strict,
+      onProgress: (done) => progress.update(done),
+    });
     progress.done();
     switch (result.kind) {
       case 'size-mismatch': // Answered above, before the progress line.

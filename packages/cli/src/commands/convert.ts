@@ -48,7 +48,8 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
   if (opts.targetIsZero && !inPlace) throw new UsageError('--target-is-zero requires use of -n flag');
   if (inPlace && opts.options.length > 0) throw new UsageError('-o has no effect when skipping image creation');
   if (inPlace && opts.outputFormat !== undefined) registry.require(outFormat, dst);
-  if (!inPlace && !registry.require(outFormat, dst).create) throw new Error(`${dst}: format ${outFormat} cannot create images`);
+  if (!inPlace && !registry.require(outFormat, dst).create)
+    throw new Error(`${dst}: format ${outFormat} cannot create images`);
   const parallel = opts.parallel === undefined ? undefined : parseUnsigned(opts.parallel, 16);
   if (parallel === 0 || (opts.parallel !== undefined && parallel === undefined)) {
     throw new UsageError('Invalid number of coroutines. Allowed number of coroutines is between 1 and 16');
@@ -61,12 +62,15 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
   const cache = cacheArg(opts.cache);
   const sparse = parseSize(opts.sparseSize, 'sparse size');
   if (sparse % 512 !== 0 || sparse > 16 * 1024 * 1024) {
-    throw new UsageError(`invalid sparse size ${opts.sparseSize}: use a multiple of 512 up to 16M (0 writes every byte)`);
+    throw new UsageError(
+      `invalid sparse size ${opts.sparseSize}: use a multiple of 512 up to 16M (0 writes every byte)`,
+    );
   }
   if (o.size !== undefined) throw new UsageError('convert takes the size from the source; -o size= is not allowed');
   const backingArg = opts.backing ?? o.backingFile;
   const backingFormat = opts.backingFormat ?? o.backingFormat;
-  if (backingFormat !== undefined && backingArg === undefined) throw new UsageError('-F (backing format) needs -B (backing file)');
+  if (backingFormat !== undefined && backingArg === undefined)
+    throw new UsageError('-F (backing format) needs -B (backing file)');
 
   // SIGINT, SIGTERM or SIGHUP while the temporary file exists: remove it, then exit 128 + signal.
   const temp = removeTempOnInterrupt(new AbortController());
@@ -95,7 +99,8 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       onProgress: progressListener(Boolean(opts.progress) && !opts.quiet),
     });
     // The rename changed the target's directory (DST's, or its symlink's target's).
-    if (cache !== 'unsafe' && result.method === 'rename') syncDirectory(nodePath.dirname(nodePath.resolve(result.target)));
+    if (cache !== 'unsafe' && result.method === 'rename')
+      syncDirectory(nodePath.dirname(nodePath.resolve(result.target)));
   } finally {
     temp.off();
   }

@@ -52,7 +52,10 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
     if (size === undefined) {
       // Raw only by default: a backing file carrying another format's header is refused, not sized as raw.
       const base = await openImage(backingPath, {
-        format: backingFormat ?? 'raw', formatAssumed: backingFormat === undefined, readOnly: true, backing: { mode: 'ignore' },
+        format: backingFormat ?? 'raw',
+        formatAssumed: backingFormat === undefined,
+        readOnly: true,
+        backing: { mode: 'ignore' },
       });
       size = base.size;
       await base.close();

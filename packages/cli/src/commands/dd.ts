@@ -24,8 +24,10 @@ const INT_MAX = 2 ** 31 - 1;
 function operandSize(name: string, text: string, min: number, max: number): number {
   const r = parseSizeResult(text);
   if (!r.ok && r.error === 'invalid') {
-    throw new UsageError(`Invalid ${name} specified. You may use k, M, G, T, P or E suffixes for `
-      + 'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.');
+    throw new UsageError(
+      `Invalid ${name} specified. You may use k, M, G, T, P or E suffixes for `
+        + 'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.',
+    );
   }
   if (!r.ok || r.value < min || r.value > max) {
     throw new UsageError(`Invalid ${name} specified. Must be between ${min} and ${max}.`);

@@ -26,8 +26,12 @@ export interface InfoOpts extends BackingRuleFlags {
 export async function info(file: string, opts: InfoOpts): Promise<number> {
   const rules = rulesOf(opts);
   const base = {
-    format: opts.format, readOnly: true, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat,
-    forceShare: opts.forceShare, ...rules,
+    format: opts.format,
+    readOnly: true,
+    backingProbe: opts.backingProbe,
+    backingFormat: opts.backingFormat,
+    forceShare: opts.forceShare,
+    ...rules,
   };
   // --backing-chain: the whole chain must open (under the rules); a changed backing file is reported, not refused.
   const image: Image = opts.backingChain
@@ -41,13 +45,15 @@ export async function info(file: string, opts: InfoOpts): Promise<number> {
     for (const [i, layer] of layers.entries()) {
       let verdict: BackingVerdict | undefined = await judgeBacking(hostVfs(), layer, rules);
       if (verdict?.allowed && !explicit) verdict = undefined;
-      entries.push(describeImage(layer, {
-        filename: i === 0 ? file : layer.path,
-        backingProbe: opts.backingProbe,
-        // -F names the top image's backing file only.
-        backingFormat: i === 0 ? opts.backingFormat : undefined,
-        ...(verdict ? { verdict } : {}),
-      }));
+      entries.push(
+        describeImage(layer, {
+          filename: i === 0 ? file : layer.path,
+          backingProbe: opts.backingProbe,
+          // -F names the top image's backing file only.
+          backingFormat: i === 0 ? opts.backingFormat : undefined,
+          ...(verdict ? { verdict } : {}),
+        }),
+      );
     }
     if (opts.output === 'json') {
       const value: QValue = opts.backingChain ? entries : entries[0]!;

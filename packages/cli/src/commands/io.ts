@@ -72,11 +72,19 @@ export function ioOpenOptions(opts: IoOpts): IoOpenOptions {
 
 export async function io(file: string | undefined, opts: IoOpts): Promise<number> {
   const options = ioOpenOptions(opts);
-  const session = new IoSession({
-    out: (text) => { process.stdout.write(text); },
-    err: (text) => { process.stderr.write(text); },
-    drain: () => drained(process.stdout),
-  }, Boolean(opts.backingProbe), rulesOf(opts));
+  const session = new IoSession(
+    {
+      out: (text) => {
+        process.stdout.write(text);
+      },
+      err: (text) => {
+        process.stderr.write(text);
+      },
+      drain: () => drained(process.stdout),
+    },
+    Boolean(opts.backingProbe),
+    rulesOf(opts),
+  );
   if (file !== undefined && !(await session.open(file, options))) return 1;
   let failed = false;
   try {
@@ -87,7 +95,11 @@ export async function io(file: string | undefined, opts: IoOpts): Promise<number
       }
     } else {
       const interactive = Boolean(process.stdin.isTTY);
-      const rl = readline.createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive });
+      const rl = readline.createInterface({
+        input: process.stdin,
+        output: interactive ? process.stdout : undefined,
+        terminal: interactive,
+      });
       if (interactive) {
         rl.setPrompt('qemu-io> ');
         rl.prompt();

@@ -39,7 +39,12 @@ export async function* mapEntries(image: Image, start = 0, length = image.size -
     // "data" and "zero" the flags of the layer that holds the run (a raw hole: zero, not data),
     // "offset" its host offset there; a run no layer holds is reported at the bottom layer, zero.
     const e: MapEntry = {
-      start: run.start, length: run.length, depth: run.depth ?? bottom, present: run.allocated, zero: run.zero, data: run.data,
+      start: run.start,
+      length: run.length,
+      depth: run.depth ?? bottom,
+      present: run.allocated,
+      zero: run.zero,
+      data: run.data,
     };
     if (run.depth !== undefined && run.hostOffset !== undefined) {
       e.offset = run.hostOffset;
@@ -58,7 +63,10 @@ export async function* mapEntries(image: Image, start = 0, length = image.size -
 /** qemu-img's entry_mergeable(). */
 function mergeable(a: MapEntry, b: MapEntry): boolean {
   if (a.zero !== b.zero || a.data !== b.data || a.depth !== b.depth || a.present !== b.present) return false;
-  if ((a.filename === undefined) !== (b.filename === undefined) || (a.offset === undefined) !== (b.offset === undefined)) {
+  if (
+    (a.filename === undefined) !== (b.filename === undefined)
+    || (a.offset === undefined) !== (b.offset === undefined)
+  ) {
     return false;
   }
   if (a.filename !== undefined && a.filename !== b.filename) return false;
@@ -72,7 +80,8 @@ function hex16(n: number): string {
 }
 
 export function jsonEntry(e: MapEntry): string {
-  let s = `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, `
+  let s =
+    `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, `
     + `"zero": ${e.zero}, "data": ${e.data}`;
   if (e.offset !== undefined) s += `, "offset": ${e.offset}`;
   return `${s}}`;
@@ -80,14 +89,20 @@ export function jsonEntry(e: MapEntry): string {
 
 export async function map(file: string, opts: MapOpts): Promise<number> {
   const image = await openCli(file, {
-    format: opts.format, readOnly: true, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat,
-    forceShare: opts.forceShare, onMismatch: 'accept', ...rulesOf(opts),
+    format: opts.format,
+    readOnly: true,
+    backingProbe: opts.backingProbe,
+    backingFormat: opts.backingFormat,
+    forceShare: opts.forceShare,
+    onMismatch: 'accept',
+    ...rulesOf(opts),
   });
   // Output is gathered into large pieces, and waits for a slow reader (memory stays bounded).
   const out = new PieceWriter(process.stdout);
   try {
     const start = opts.startOffset !== undefined ? parseSize(opts.startOffset, 'start offset') : 0;
-    if (start > image.size) throw new UsageError(`${file}: start offset ${start} is past the end of the image (${image.size} bytes)`);
+    if (start > image.size)
+      throw new UsageError(`${file}: start offset ${start} is past the end of the image (${image.size} bytes)`);
     let length = image.size - start;
     if (opts.maxLength !== undefined) length = Math.min(length, parseSize(opts.maxLength, 'length'));
     if (opts.output === 'json') {
@@ -103,8 +118,10 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
       // qemu-img's human format lists data runs only and does not tell zero kinds apart.
       let cur: MapEntry | undefined;
       const flush = () => {
-        if (cur && cur.data && !cur.zero) {
-          return out.write(`${hex16(cur.start)}${hex16(cur.length)}${hex16(cur.offset ?? 0)}${printable(cur.filename ?? '')}\n`);
+        if (cur?.data && !cur.zero) {
+          return out.write(
+            `${hex16(cur.start)}${hex16(cur.length)}${hex16(cur.offset ?? 0)}${printable(cur.filename ?? '')}\n`,
+          );
         }
         return undefined;
       };

@@ -30,8 +30,10 @@ export interface MeasureOpts extends BackingRuleFlags {
 export { dataBytes } from '@blk/jobs';
 
 export async function measure(file: string | undefined, opts: MeasureOpts): Promise<number> {
-  if (opts.size === undefined && file === undefined) throw new UsageError('Either --size N or one filename must be specified.');
-  if (opts.size !== undefined && file !== undefined) throw new UsageError('--size N cannot be used together with a filename.');
+  if (opts.size === undefined && file === undefined)
+    throw new UsageError('Either --size N or one filename must be specified.');
+  if (opts.size !== undefined && file !== undefined)
+    throw new UsageError('--size N cannot be used together with a filename.');
   const format = opts.outputFormat;
   const driver = registry.require(format);
   if (!driver.measure) throw new UsageError(`Format driver '${format}' does not support measure`);
@@ -40,8 +42,12 @@ export async function measure(file: string | undefined, opts: MeasureOpts): Prom
   try {
     if (file !== undefined) {
       image = await openCli(file, {
-        format: opts.format, readOnly: true, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat,
-        forceShare: opts.forceShare, ...rulesOf(opts),
+        format: opts.format,
+        readOnly: true,
+        backingProbe: opts.backingProbe,
+        backingFormat: opts.backingFormat,
+        forceShare: opts.forceShare,
+        ...rulesOf(opts),
       });
     }
     const result = await measureImage(registry, {

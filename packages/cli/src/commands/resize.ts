@@ -33,7 +33,11 @@ export async function resize(file: string, sizeArg: string, opts: ResizeOpts): P
   // file's size check the new size against it. A backing file changed since the overlay
   // was made (grown first, for instance) is no reason to refuse here.
   const image = await openCli(file, {
-    format: opts.format, readOnly: false, backingProbe: opts.backingProbe, backingFormat: opts.backingFormat, onMismatch: 'accept',
+    format: opts.format,
+    readOnly: false,
+    backingProbe: opts.backingProbe,
+    backingFormat: opts.backingFormat,
+    onMismatch: 'accept',
     ...rulesOf(opts),
   });
   try {
@@ -44,9 +48,11 @@ export async function resize(file: string, sizeArg: string, opts: ResizeOpts): P
     if (!Number.isSafeInteger(size)) throw new UsageError(`new size ${size} is beyond 2^53 - 1 bytes`);
     // qemu-img compares with the length in whole sectors too: 2025 bytes to 2025 is a shrink (from 2048).
     if (size < current && !opts.shrink) {
-      process.stderr.write('blk: Use the --shrink option to perform a shrink operation.\n'
-        + 'blk: warning: Shrinking an image will delete all data beyond the shrunken image\'s end. '
-        + 'Before performing such an operation, make sure there is no important data there.\n');
+      process.stderr.write(
+        'blk: Use the --shrink option to perform a shrink operation.\n'
+          + "blk: warning: Shrinking an image will delete all data beyond the shrunken image's end. "
+          + 'Before performing such an operation, make sure there is no important data there.\n',
+      );
       throw new ExitError(1);
     }
     // A raw file may be shorter than its disk (a partial last sector counts whole): qemu-img

@@ -35,7 +35,13 @@ const fills = new Map<number, Uint8Array>();
  * called), so the request keeps its place in issue order against later
  * overlapping aio requests, as one request would. `flags` (FUA) go with every piece.
  */
-export async function writeFilled(image: Image, offset: number, count: number, byte: number, flags: WriteFlags = {}): Promise<void> {
+export async function writeFilled(
+  image: Image,
+  offset: number,
+  count: number,
+  byte: number,
+  flags: WriteFlags = {},
+): Promise<void> {
   const err = rangeError(image, offset, count);
   if (err !== undefined) throw err;
   if (count <= PIECE) {
@@ -64,8 +70,12 @@ export async function writeFilled(image: Image, offset: number, count: number, b
  * after the other: a command waits for its read, so no request is issued in
  * between that the order could matter to.
  */
-export async function readInPieces(image: Image, offset: number, count: number,
-  visit: (piece: Uint8Array, at: number) => void): Promise<void> {
+export async function readInPieces(
+  image: Image,
+  offset: number,
+  count: number,
+  visit: (piece: Uint8Array, at: number) => void,
+): Promise<void> {
   const buf = new Uint8Array(Math.min(count, PIECE));
   for (let done = 0; done < count; done += buf.length) {
     const piece = buf.subarray(0, Math.min(buf.length, count - done));
@@ -99,8 +109,13 @@ export function readPatternInto(file: string, buf: Uint8Array): number {
  * `out`, a piece at a time, waiting for `drain` between pieces: the dump is
  * four times the buffer's size and must not be built as one string.
  */
-export async function dumpInPieces(buf: Uint8Array, offset: number, out: (text: string) => void,
-  drain: () => Promise<void>, dump: (buf: Uint8Array, offset: number) => string): Promise<void> {
+export async function dumpInPieces(
+  buf: Uint8Array,
+  offset: number,
+  out: (text: string) => void,
+  drain: () => Promise<void>,
+  dump: (buf: Uint8Array, offset: number) => string,
+): Promise<void> {
   for (let i = 0; i < buf.length; i += DUMP_PIECE) {
     out(dump(buf.subarray(i, Math.min(i + DUMP_PIECE, buf.length)), offset + i));
     await drain();

@@ -91,7 +91,12 @@ function iovecLengths(ctx: IoSession, args: string[]): number | undefined {
  * The `off len [len..]` operands of readv/writev/aio_read/aio_write: the
  * offset and the total length, or false once a message was printed.
  */
-export function vectorRange(ctx: IoSession, ct: CmdInfo, operands: string[], exactly?: number): { offset: number; count: number } | false {
+export function vectorRange(
+  ctx: IoSession,
+  ct: CmdInfo,
+  operands: string[],
+  exactly?: number,
+): { offset: number; count: number } | false {
   if (operands.length < 2 || (exactly !== undefined && operands.length !== exactly)) return ctx.usage(ct);
   const offset = ctx.num(operands[0]!);
   if (offset === undefined) return false;

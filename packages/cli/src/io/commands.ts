@@ -15,7 +15,12 @@ import { aioWrite, discard, write, writev } from './write-commands.js';
 export { IoSession, type Output } from './session.js';
 
 const help: CmdInfo = {
-  name: 'help', altname: '?', argmin: 0, argmax: 1, args: '[command]', noFile: true,
+  name: 'help',
+  altname: '?',
+  argmin: 0,
+  argmax: 1,
+  args: '[command]',
+  noFile: true,
   oneline: 'help for one or all commands',
   async run(ctx, argv) {
     const line = (c: CmdInfo) => `${c.name} ${c.args !== undefined ? `${c.args} ` : ''}-- ${c.oneline}\n`;
@@ -29,15 +34,31 @@ const help: CmdInfo = {
       return true;
     }
     for (const c of COMMANDS) ctx.out(line(c));
-    ctx.out('\nUse \'help commandname\' for extended help.\n');
+    ctx.out("\nUse 'help commandname' for extended help.\n");
     return true;
   },
 };
 
 /** Sorted by name, as qemu-io keeps its command table. */
 const COMMANDS: CmdInfo[] = [
-  aioFlush, aioRead, aioWrite, alloc, close, discard, flush, help, info, length, mapCmd, open, quit, read, readv, sleep,
-  write, writev,
+  aioFlush,
+  aioRead,
+  aioWrite,
+  alloc,
+  close,
+  discard,
+  flush,
+  help,
+  info,
+  length,
+  mapCmd,
+  open,
+  quit,
+  read,
+  readv,
+  sleep,
+  write,
+  writev,
 ].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
 function findCommand(name: string): CmdInfo | undefined {
@@ -55,7 +76,7 @@ export async function runCommand(session: IoSession, line: string): Promise<bool
     return false;
   }
   if (!ct.noFile && !session.isOpen) {
-    session.io.err('no file open, try \'help open\'\n');
+    session.io.err("no file open, try 'help open'\n");
     return false;
   }
   const n = argv.length - 1;

@@ -3,7 +3,9 @@ import type { CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 
 export const aioFlush: CmdInfo = {
-  name: 'aio_flush', argmin: 0, argmax: 0,
+  name: 'aio_flush',
+  argmin: 0,
+  argmax: 0,
   oneline: 'completes all outstanding aio requests',
   async run(ctx) {
     await ctx.drain();
@@ -12,7 +14,10 @@ export const aioFlush: CmdInfo = {
 };
 
 export const flush: CmdInfo = {
-  name: 'flush', altname: 'f', argmin: 0, argmax: 0,
+  name: 'flush',
+  altname: 'f',
+  argmin: 0,
+  argmax: 0,
   oneline: 'flush all in-core file state to disk',
   async run(ctx) {
     try {
@@ -27,7 +32,10 @@ export const flush: CmdInfo = {
 };
 
 export const sleep: CmdInfo = {
-  name: 'sleep', argmin: 1, argmax: 1, noFile: true,
+  name: 'sleep',
+  argmin: 1,
+  argmax: 1,
+  noFile: true,
   oneline: 'waits for the given value in milliseconds',
   async run(ctx, argv) {
     const ms = Number(argv[1]);
@@ -41,7 +49,11 @@ export const sleep: CmdInfo = {
 };
 
 export const quit: CmdInfo = {
-  name: 'quit', altname: 'q', argmin: 0, argmax: 0, noFile: true,
+  name: 'quit',
+  altname: 'q',
+  argmin: 0,
+  argmax: 0,
+  noFile: true,
   oneline: 'exit the program',
   async run(ctx) {
     ctx.quit = true;

@@ -7,7 +7,11 @@ import { getoptOrUsage, type CmdInfo } from './command.js';
 import { NOCACHE, applyOpenOptions, parseCache, parseDiscard, validAio, type IoOpenOptions } from './open-flags.js';
 
 export const open: CmdInfo = {
-  name: 'open', altname: 'o', argmin: 1, argmax: -1, noFile: true,
+  name: 'open',
+  altname: 'o',
+  argmin: 1,
+  argmax: -1,
+  noFile: true,
   args: '[-rsCnkU] [-t cache] [-d discard] [-o options] [path]',
   oneline: 'open the file specified by path',
   async run(ctx, argv) {
@@ -15,8 +19,12 @@ export const open: CmdInfo = {
     if (!o) return false;
     // open_f's defaults, whatever the command line said: read-write, writethrough, unmap.
     const options: IoOpenOptions = {
-      readOnly: false, snapshot: false, cache: { writethrough: true, noFlush: false, direct: false }, unmap: true,
-      forceShare: false, nativeAio: false,
+      readOnly: false,
+      snapshot: false,
+      cache: { writethrough: true, noFlush: false, direct: false },
+      unmap: true,
+      forceShare: false,
+      nativeAio: false,
     };
     const t = o.flags.get('t');
     const cache = typeof t === 'string' ? parseCache(t) : undefined;
@@ -63,7 +71,10 @@ export const open: CmdInfo = {
 };
 
 export const close: CmdInfo = {
-  name: 'close', altname: 'c', argmin: 0, argmax: 0,
+  name: 'close',
+  altname: 'c',
+  argmin: 0,
+  argmax: 0,
   oneline: 'close the current open file',
   async run(ctx) {
     return ctx.close();

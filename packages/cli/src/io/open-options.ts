@@ -46,38 +46,61 @@ export async function openIoFile(name: string, o: IoOpenOptions): Promise<Opened
   const cache: CoreCacheMode = o.cache.noFlush ? 'unsafe' : o.cache.writethrough ? 'writethrough' : 'writeback';
   // forceShare: the -U open option of @blk/images (shared-lock semantics are its business).
   const base: Parameters<typeof openImage>[1] & { forceShare?: boolean } = {
-    vfs, cache, backing: backingPolicy({ backingProbe: o.backingProbe, backingFormat: o.backingFormat, ...o.rules }),
+    vfs,
+    cache,
+    backing: backingPolicy({ backingProbe: o.backingProbe, backingFormat: o.backingFormat, ...o.rules }),
     onWarning: warn,
   };
   if (o.forceShare) base.forceShare = true;
   if (!o.snapshot) {
-    const image = await openImage(name, { ...base, readOnly: o.readOnly, ...(o.format !== undefined ? { format: o.format } : {}) });
+    const image = await openImage(name, {
+      ...base,
+      readOnly: o.readOnly,
+      ...(o.format !== undefined ? { format: o.format } : {}),
+    });
     return { name, image, options: o, close: () => image.close() };
   }
   // -s: the file opens read-only under a throw-away overlay.
-  const below = await openImage(name, { ...base, readOnly: true, ...(o.format !== undefined ? { format: o.format } : {}) });
+  const below = await openImage(name, {
+    ...base,
+    readOnly: true,
+    ...(o.format !== undefined ? { format: o.format } : {}),
+  });
   const format = below.format;
   const size = below.size;
   await below.close();
   if (size % SNAPSHOT_SECTOR !== 0) {
-    throw new BlockError('not-supported', `-s needs a size that is a multiple of ${SNAPSHOT_SECTOR} bytes (the temporary `
-      + `overlay is a cow image); this image has ${size}`, { path: name });
+    throw new BlockError(
+      'not-supported',
+      `-s needs a size that is a multiple of ${SNAPSHOT_SECTOR} bytes (the temporary `
+        + `overlay is a cow image); this image has ${size}`,
+      { path: name },
+    );
   }
   const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'blk-io-snapshot-'));
   try {
     const overlay = nodePath.join(dir, 'snapshot.cow');
     // QEMU's layout: it records no backing size to check (a raw file of 1000 bytes is a 1024-byte disk).
     await createImage(overlay, {
-      format: 'cow', backing: { path: nodePath.resolve(name), format }, vfs, driverOptions: { variant: 'v2-qemu-lp64' },
+      format: 'cow',
+      backing: { path: nodePath.resolve(name), format },
+      vfs,
+      driverOptions: { variant: 'v2-qemu-lp64' },
     });
     const image = await openImage(overlay, {
-      ...base, format: 'cow', readOnly: o.readOnly, backing: snapshotPolicy(format, o),
+      ...base,
+      format: 'cow',
+      readOnly: o.readOnly,
+      backing: snapshotPolicy(format, o),
     });
     return { name, image, options: o, close: () => image.close() };
   } catch (err) {
     // The overlay is ours, not the user's: say which file the snapshot was for.
     const detail = isBlockError(err) ? err.detail : err instanceof Error ? err.message : String(err);
-    throw new BlockError(isBlockError(err) ? err.kind : 'io', `cannot make the -s overlay: ${detail}`, { path: name, cause: err });
+    throw new BlockError(isBlockError(err) ? err.kind : 'io', `cannot make the -s overlay: ${detail}`, {
+      path: name,
+      cause: err,
+    });
   } finally {
     // The open descriptor keeps the overlay alive until close; nothing is left behind, even after kill -9.
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,13 +1,14 @@
 /** qemu-io's read, readv and aio_read. */
-import {
-  getoptOrUsage, parsePattern, patternFails, vectorRequest, type CmdInfo, type Flags,
-} from './command.js';
+import { getoptOrUsage, parsePattern, patternFails, vectorRequest, type CmdInfo, type Flags } from './command.js';
 import type { IoSession } from './session.js';
 import { elapsed, printReport } from './report.js';
 import { readInPieces } from './bounded.js';
 
 export const read: CmdInfo = {
-  name: 'read', altname: 'r', argmin: 2, argmax: -1,
+  name: 'read',
+  altname: 'r',
+  argmin: 2,
+  argmax: -1,
   args: '[-abCqv] [-P pattern [-s off] [-l len]] off len',
   oneline: 'reads a number of bytes at a specified offset',
   async run(ctx, argv) {
@@ -79,7 +80,9 @@ export const read: CmdInfo = {
 };
 
 export const readv: CmdInfo = {
-  name: 'readv', argmin: 2, argmax: -1,
+  name: 'readv',
+  argmin: 2,
+  argmax: -1,
   args: '[-Cqv] [-P pattern] off len [len..]',
   oneline: 'reads a number of bytes at a specified offset',
   async run(ctx, argv) {
@@ -98,13 +101,20 @@ export const readv: CmdInfo = {
       await ctx.image.readInto(offset, buf);
       check(buf);
     });
-    return secs !== false && await reportVectorRead(ctx, o.flags, offset, count, mismatch, secs, buf);
+    return secs !== false && (await reportVectorRead(ctx, o.flags, offset, count, mismatch, secs, buf));
   },
 };
 
 /** What readv and aio_read print once their data is in: the -P verdict, the -v dump (when kept), the report line. */
-async function reportVectorRead(ctx: IoSession, flags: Flags, offset: number, count: number,
-  mismatch: boolean, secs: number, buf: Uint8Array | undefined): Promise<boolean> {
+async function reportVectorRead(
+  ctx: IoSession,
+  flags: Flags,
+  offset: number,
+  count: number,
+  mismatch: boolean,
+  secs: number,
+  buf: Uint8Array | undefined,
+): Promise<boolean> {
   if (mismatch) ctx.out(`Pattern verification failed at offset ${offset}, ${count} bytes\n`);
   if (flags.has('q')) return !mismatch;
   if (flags.has('v') && buf !== undefined) await ctx.dump(buf, offset);
@@ -113,7 +123,9 @@ async function reportVectorRead(ctx: IoSession, flags: Flags, offset: number, co
 }
 
 export const aioRead: CmdInfo = {
-  name: 'aio_read', argmin: 2, argmax: -1,
+  name: 'aio_read',
+  argmin: 2,
+  argmax: -1,
   args: '[-Ciqv] [-P pattern] off len [len..]',
   oneline: 'asynchronously reads a number of bytes',
   async run(ctx, argv) {
@@ -124,12 +136,17 @@ export const aioRead: CmdInfo = {
     if (!ctx.fits('readv', offset, count)) return true;
     const buf = new Uint8Array(count).fill(0xab);
     const t1 = process.hrtime.bigint();
-    ctx.track(ctx.image.readInto(offset, buf).then(async () => {
-      const mismatch = pattern !== undefined && patternFails(buf, pattern);
-      await reportVectorRead(ctx, o.flags, offset, count, mismatch, elapsed(t1), buf);
-    }, (err: unknown) => {
-      ctx.failed('readv', err);
-    }));
+    ctx.track(
+      ctx.image.readInto(offset, buf).then(
+        async () => {
+          const mismatch = pattern !== undefined && patternFails(buf, pattern);
+          await reportVectorRead(ctx, o.flags, offset, count, mismatch, elapsed(t1), buf);
+        },
+        (err: unknown) => {
+          ctx.failed('readv', err);
+        },
+      ),
+    );
     return true;
   },
 };

@@ -12,14 +12,23 @@ export function elapsed(start: bigint, end: bigint = process.hrtime.bigint()): n
  * `512 bytes, 1 ops; 00.00 sec (4.832 MiB/sec and 9896.0910 ops/sec)`;
  * with -C one line `bytes,ops,time,bytes/sec,ops/sec`.
  */
-export function printReport(op: string, seconds: number, offset: number, count: number, total: number,
-  ops: number, parsable: boolean): string {
+export function printReport(
+  op: string,
+  seconds: number,
+  offset: number,
+  count: number,
+  total: number,
+  ops: number,
+  parsable: boolean,
+): string {
   const rate = (v: number) => (seconds > 0 ? v / seconds : Infinity);
   if (parsable) {
     return `${total},${ops},${timestr(seconds, true)},${cFixed(rate(total), 3)},${cFixed(rate(ops), 3)}\n`;
   }
-  return `${op} ${total}/${count} bytes at offset ${offset}\n`
-    + `${cvtstr(total)}, ${ops} ops; ${timestr(seconds)} (${cvtstr(rate(total))}/sec and ${cFixed(rate(ops), 4)} ops/sec)\n`;
+  return (
+    `${op} ${total}/${count} bytes at offset ${offset}\n`
+    + `${cvtstr(total)}, ${ops} ops; ${timestr(seconds)} (${cvtstr(rate(total))}/sec and ${cFixed(rate(ops), 4)} ops/sec)\n`
+  );
 }
 
 function isAlnum(c: number): boolean {

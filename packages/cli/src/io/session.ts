@@ -30,7 +30,11 @@ export class IoSession {
    * `backingProbe`: --backing-probe of the command line, and `rules` its backing rules
    * (--backing-dir, --forbid-backing, the default rule), for every file this session opens.
    */
-  constructor(readonly io: Output, readonly backingProbe = false, readonly rules?: BackingRules) {}
+  constructor(
+    readonly io: Output,
+    readonly backingProbe = false,
+    readonly rules?: BackingRules,
+  ) {}
 
   get isOpen(): boolean {
     return this.file !== undefined;
@@ -55,12 +59,14 @@ export class IoSession {
   /** Opens `name`; false after printing why not (`blk: NAME: ...`). */
   async open(name: string, options: IoOpenOptions): Promise<boolean> {
     if (this.file) {
-      this.error('file open already, try \'help close\'');
+      this.error("file open already, try 'help close'");
       return false;
     }
     try {
       this.file = await openIoFile(name, {
-        ...options, backingProbe: options.backingProbe ?? this.backingProbe, rules: options.rules ?? this.rules,
+        ...options,
+        backingProbe: options.backingProbe ?? this.backingProbe,
+        rules: options.rules ?? this.rules,
       });
       return true;
     } catch (err) {
@@ -116,7 +122,13 @@ export class IoSession {
 
   /** The -v dump of `buf`, a piece at a time, waiting for a slow reader between pieces. */
   dump(buf: Uint8Array, offset: number): Promise<void> {
-    return dumpInPieces(buf, offset, (text) => this.io.out(text), () => this.outputDrained(), dumpBuffer);
+    return dumpInPieces(
+      buf,
+      offset,
+      (text) => this.io.out(text),
+      () => this.outputDrained(),
+      dumpBuffer,
+    );
   }
 
   /** `blk: FILE: message` on stderr, naming the open file. */
@@ -141,7 +153,7 @@ export class IoSession {
   }
 
   private debug(err: unknown): void {
-    if (debugEnabled()) this.io.err(`blk: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    if (debugEnabled()) this.io.err(`blk: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   }
 
   /** Runs one request and returns how long it took in seconds, or false after printing `what failed: ...`. */

@@ -7,7 +7,10 @@ import type { CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 
 export const alloc: CmdInfo = {
-  name: 'alloc', argmin: 1, argmax: 2, args: 'offset [count]',
+  name: 'alloc',
+  argmin: 1,
+  argmax: 2,
+  args: 'offset [count]',
   oneline: 'checks if offset is allocated in the file',
   async run(ctx, argv) {
     const start = ctx.num(argv[1]!);
@@ -42,7 +45,10 @@ export const alloc: CmdInfo = {
 };
 
 export const mapCmd: CmdInfo = {
-  name: 'map', argmin: 0, argmax: 0, args: '',
+  name: 'map',
+  argmin: 0,
+  argmax: 0,
+  args: '',
   oneline: 'prints the allocated areas of a file',
   async run(ctx) {
     const image = ctx.image;
@@ -57,7 +63,9 @@ export const mapCmd: CmdInfo = {
           num += next.length;
         }
         const what = first.allocated ? '    allocated' : 'not allocated';
-        ctx.out(`${cvtstr(num)} (0x${num.toString(16)}) bytes ${what} at offset ${cvtstr(offset)} (0x${offset.toString(16)})\n`);
+        ctx.out(
+          `${cvtstr(num)} (0x${num.toString(16)}) bytes ${what} at offset ${cvtstr(offset)} (0x${offset.toString(16)})\n`,
+        );
         await ctx.outputDrained(); // a line per run: wait for a slow reader
         offset += num;
       }
@@ -70,7 +78,10 @@ export const mapCmd: CmdInfo = {
 };
 
 export const length: CmdInfo = {
-  name: 'length', altname: 'l', argmin: 0, argmax: 0,
+  name: 'length',
+  altname: 'l',
+  argmin: 0,
+  argmax: 0,
   oneline: 'gets the length of the current file',
   async run(ctx) {
     ctx.out(`${cvtstr(ctx.image.size)}\n`);
@@ -79,7 +90,10 @@ export const length: CmdInfo = {
 };
 
 export const info: CmdInfo = {
-  name: 'info', altname: 'i', argmin: 0, argmax: 0,
+  name: 'info',
+  altname: 'i',
+  argmin: 0,
+  argmax: 0,
   oneline: 'prints information about the current file',
   async run(ctx) {
     const image = ctx.image;

@@ -6,9 +6,7 @@
  * BDRV_REQ_NO_FALLBACK), and `-f` asks for Force Unit Access (the request's
  * `fua` flag: the image's own FUA or a flush after the write), as qemu-io does.
  */
-import {
-  getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, type Flags,
-} from './command.js';
+import { getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, type Flags } from './command.js';
 import { strerror } from './errno.js';
 import type { IoSession } from './session.js';
 import { elapsed, printReport } from './report.js';
@@ -37,7 +35,10 @@ function fillFromFile(ctx: IoSession, buf: Uint8Array, file: string): boolean {
  * default 0xcd: written from a bounded buffer, see `writeFilled`), or zeroes
  * (`-z`, `-u` allowing deallocation).
  */
-type Payload = { data: Uint8Array } | { fill: number; length: number } | { zeroes: number; unmap: boolean; noFallback?: boolean };
+type Payload =
+  | { data: Uint8Array }
+  | { fill: number; length: number }
+  | { zeroes: number; unmap: boolean; noFallback?: boolean };
 
 function payloadLength(p: Payload): number {
   return 'data' in p ? p.data.length : 'fill' in p ? p.length : p.zeroes;
@@ -49,12 +50,23 @@ async function performWrite(ctx: IoSession, offset: number, p: Payload, fua: boo
   const flags = fua ? { fua: true } : {};
   if ('data' in p) await image.write(offset, p.data, flags);
   else if ('fill' in p) await writeFilled(image, offset, p.length, p.fill, flags);
-  else await image.writeZeroes(offset, p.zeroes, { ...flags, mayUnmap: p.unmap && ctx.unmap, noFallback: p.noFallback === true });
+  else
+    await image.writeZeroes(offset, p.zeroes, {
+      ...flags,
+      mayUnmap: p.unmap && ctx.unmap,
+      noFallback: p.noFallback === true,
+    });
   if (!fua) await ctx.afterWrite();
 }
 
 /** write/writev: performs the write and prints qemu-io's `wrote` report unless -q. */
-async function writeAndReport(ctx: IoSession, what: string, flags: Flags, offset: number, p: Payload): Promise<boolean> {
+async function writeAndReport(
+  ctx: IoSession,
+  what: string,
+  flags: Flags,
+  offset: number,
+  p: Payload,
+): Promise<boolean> {
   const secs = await ctx.timed(what, () => performWrite(ctx, offset, p, flags.has('f')));
   if (secs === false) return false;
   const n = payloadLength(p);
@@ -63,7 +75,11 @@ async function writeAndReport(ctx: IoSession, what: string, flags: Flags, offset
 }
 
 export const write: CmdInfo = {
-  name: 'write', altname: 'w', argmin: 2, argmax: -1, write: true,
+  name: 'write',
+  altname: 'w',
+  argmin: 2,
+  argmax: -1,
+  write: true,
   args: '[-bcCfnquz] [-P pattern | -s source_file] off len',
   oneline: 'writes a number of bytes at a specified offset',
   async run(ctx, argv) {
@@ -101,9 +117,15 @@ export const write: CmdInfo = {
       ctx.out('write failed: Operation not supported\n');
       return false;
     }
-    if (z) return writeAndReport(ctx, 'write', o.flags, offset, { zeroes: count, unmap: o.flags.has('u'), noFallback: o.flags.has('n') });
+    if (z)
+      return writeAndReport(ctx, 'write', o.flags, offset, {
+        zeroes: count,
+        unmap: o.flags.has('u'),
+        noFallback: o.flags.has('n'),
+      });
     if (!ctx.fits('write', offset, count)) return false;
-    if (typeof source !== 'string') return writeAndReport(ctx, 'write', o.flags, offset, { fill: pattern ?? 0xcd, length: count });
+    if (typeof source !== 'string')
+      return writeAndReport(ctx, 'write', o.flags, offset, { fill: pattern ?? 0xcd, length: count });
     const buf = new Uint8Array(count);
     if (!fillFromFile(ctx, buf, source)) return false;
     return writeAndReport(ctx, 'write', o.flags, offset, { data: buf });
@@ -111,7 +133,10 @@ export const write: CmdInfo = {
 };
 
 export const writev: CmdInfo = {
-  name: 'writev', argmin: 2, argmax: -1, write: true,
+  name: 'writev',
+  argmin: 2,
+  argmax: -1,
+  write: true,
   args: '[-Cfq] [-P pattern] off len [len..]',
   oneline: 'writes a number of bytes at a specified offset',
   async run(ctx, argv) {
@@ -124,7 +149,10 @@ export const writev: CmdInfo = {
 };
 
 export const aioWrite: CmdInfo = {
-  name: 'aio_write', argmin: 2, argmax: -1, write: true,
+  name: 'aio_write',
+  argmin: 2,
+  argmax: -1,
+  write: true,
   args: '[-Cfiquz] [-P pattern] off len [len..]',
   oneline: 'asynchronously writes a number of bytes',
   async run(ctx, argv) {
@@ -148,19 +176,28 @@ export const aioWrite: CmdInfo = {
     if (!z && !ctx.fits('aio_write', offset, count)) return true;
     const payload: Payload = z ? { zeroes: count, unmap: o.flags.has('u') } : { fill: pattern ?? 0xcd, length: count };
     const t1 = process.hrtime.bigint();
-    ctx.track(performWrite(ctx, offset, payload, o.flags.has('f')).then(() => {
-      const secs = elapsed(t1);
-      if (o.flags.has('q')) return;
-      ctx.out(printReport('wrote', secs, offset, count, count, 1, o.flags.has('C')));
-    }, (err: unknown) => {
-      ctx.failed('aio_write', err);
-    }));
+    ctx.track(
+      performWrite(ctx, offset, payload, o.flags.has('f')).then(
+        () => {
+          const secs = elapsed(t1);
+          if (o.flags.has('q')) return;
+          ctx.out(printReport('wrote', secs, offset, count, count, 1, o.flags.has('C')));
+        },
+        (err: unknown) => {
+          ctx.failed('aio_write', err);
+        },
+      ),
+    );
     return true;
   },
 };
 
 export const discard: CmdInfo = {
-  name: 'discard', altname: 'd', argmin: 2, argmax: -1, write: true,
+  name: 'discard',
+  altname: 'd',
+  argmin: 2,
+  argmax: -1,
+  write: true,
   args: '[-Cq] off len',
   oneline: 'discards a number of bytes at a specified offset',
   async run(ctx, argv) {

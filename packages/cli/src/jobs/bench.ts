@@ -60,7 +60,7 @@ export interface BenchResult extends BenchPlan {
 export function benchPlanErrors(o: BenchOptions): string | undefined {
   const flushInterval = o.flushInterval ?? 0;
   if (!o.write && flushInterval) return '--flush-interval is only available in write tests';
-  if (flushInterval && flushInterval < (o.depth ?? 64)) return 'Flush interval can\'t be smaller than depth';
+  if (flushInterval && flushInterval < (o.depth ?? 64)) return "Flush interval can't be smaller than depth";
   return undefined;
 }
 
@@ -75,7 +75,10 @@ export async function benchImage(file: string, options: BenchOptions = {}): Prom
   const write = options.write ?? false;
   const vfs = cacheVfs(jobVfs(options), options);
   const image = await openOn(vfs, file, {
-    format: options.format, readOnly: !write, backingProbe: options.backingProbe, ...rulesIn(options),
+    format: options.format,
+    readOnly: !write,
+    backingProbe: options.backingProbe,
+    ...rulesIn(options),
   });
   try {
     const plan: BenchPlan = {
@@ -92,8 +95,10 @@ export async function benchImage(file: string, options: BenchOptions = {}): Prom
     // Every request of the run reads into (or writes from) the same buffer: its contents are never
     // looked at, and DEPTH buffers of up to 2 GiB each (qemu-img's) would be a huge allocation.
     if (plan.count > 0 && plan.offset + bufferSize > image.size) {
-      throw new Error(`Failed request: ${file}: request [${plan.offset}, ${plan.offset + bufferSize}) reaches past `
-        + `the end of the image (${image.size} bytes)`);
+      throw new Error(
+        `Failed request: ${file}: request [${plan.offset}, ${plan.offset + bufferSize}) reaches past `
+          + `the end of the image (${image.size} bytes)`,
+      );
     }
     const buf = new Uint8Array(plan.count > 0 ? bufferSize : 0).fill(options.pattern ?? 0);
     const started = performance.now();
@@ -138,7 +143,11 @@ function runRequests(image: Image, plan: BenchPlan, buf: Uint8Array, drainOnFlus
               inFlush = true;
               image.flush().then(completed, fail('Failed request'));
             } else {
-              undrainedFlushes.push(image.flush().catch((err: unknown) => { fail('Failed flush request')(err); }));
+              undrainedFlushes.push(
+                image.flush().catch((err: unknown) => {
+                  fail('Failed flush request')(err);
+                }),
+              );
             }
           }
           if (drainOnFlush) {

@@ -1,7 +1,15 @@
 import type { Storage } from '../storage/storage.js';
 import type { BackingCheck, BackingFacts, BackingReference, BackingSpec } from './backing.js';
 import type { DriverCapabilities, WriteFlags } from './capabilities.js';
-import type { DriverCheckResult, DriverCreateOptions, MeasureInput, MeasureResult, OptionSpec, RepairRequest, ResizeOptions } from './options.js';
+import type {
+  DriverCheckResult,
+  DriverCreateOptions,
+  MeasureInput,
+  MeasureResult,
+  OptionSpec,
+  RepairRequest,
+  ResizeOptions,
+} from './options.js';
 
 export * from './backing.js';
 export * from './options.js';

@@ -37,8 +37,16 @@ export interface OptionSpec {
 
 /** The key as `-o help` lists it: `version=<3|2|1>`. */
 export function optionSynopsis(spec: OptionSpec): string {
-  const byType = spec.type === 'size' ? 'size' : spec.type === 'bool' ? 'on|off'
-    : spec.type === 'enum' ? (spec.values ?? []).join('|') : spec.type === 'number' ? 'n' : 'str';
+  const byType =
+    spec.type === 'size'
+      ? 'size'
+      : spec.type === 'bool'
+        ? 'on|off'
+        : spec.type === 'enum'
+          ? (spec.values ?? []).join('|')
+          : spec.type === 'number'
+            ? 'n'
+            : 'str';
   return `${spec.name}=<${spec.valueName ?? byType}>`;
 }
 
@@ -64,8 +72,11 @@ export function isPreallocationMode(value: unknown): value is PreallocationMode 
  * `mode` (default `off`) when the driver supports it; else throws
  * `not-supported` in qemu's words ("Unsupported preallocation mode: metadata").
  */
-export function supportedPreallocation(mode: PreallocationMode | undefined, supported: readonly PreallocationMode[],
-  context: { path?: string; driver: string }): PreallocationMode {
+export function supportedPreallocation(
+  mode: PreallocationMode | undefined,
+  supported: readonly PreallocationMode[],
+  context: { path?: string; driver: string },
+): PreallocationMode {
   const chosen = mode ?? 'off';
   if (!isPreallocationMode(chosen)) {
     throw new BlockError('invalid-argument', `Invalid preallocation mode '${String(chosen)}'`, context);

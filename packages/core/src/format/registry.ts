@@ -2,7 +2,11 @@ import { BlockError } from '../errors.js';
 import type { BlockDriver, ProbeHint, ProbedBytes } from './driver.js';
 import { checkShortRead, type Storage } from '../storage/storage.js';
 import {
-  SIGNATURE_HEAD_BYTES, SIGNATURE_TAIL_BYTES, findForeignFormat, signatureTail, type ForeignFormat,
+  SIGNATURE_HEAD_BYTES,
+  SIGNATURE_TAIL_BYTES,
+  findForeignFormat,
+  signatureTail,
+  type ForeignFormat,
 } from './signatures.js';
 
 /** Upper bound on how many bytes probing reads, whatever drivers ask for. */
@@ -33,10 +37,12 @@ export const FOREIGN_SIGNATURE_SCORE = 100;
 
 /** The typed error for a file of a format no registered driver reads. */
 export function foreignFormatError(found: ForeignFormat, path: string | undefined): BlockError {
-  return new BlockError('unsupported-format',
+  return new BlockError(
+    'unsupported-format',
     `a ${found.format} image (${found.description}: ${found.evidence}); no registered driver reads ${found.format}, `
-    + 'and it is not guessed to be raw: to read its bytes as a raw disk, name the format (-f raw)',
-    { path, format: found.format });
+      + 'and it is not guessed to be raw: to read its bytes as a raw disk, name the format (-f raw)',
+    { path, format: found.format },
+  );
 }
 
 /**
@@ -71,8 +77,10 @@ export class DriverRegistry {
 
   private checkMutable(what: string): void {
     if (this.frozen_) {
-      throw new BlockError('invalid-argument',
-        `cannot ${what}: this driver registry is frozen (a host's); create a host with the drivers you want instead`);
+      throw new BlockError(
+        'invalid-argument',
+        `cannot ${what}: this driver registry is frozen (a host's); create a host with the drivers you want instead`,
+      );
     }
   }
 
@@ -106,8 +114,11 @@ export class DriverRegistry {
   require(name: string, path?: string): BlockDriver {
     const driver = this.get(name);
     if (!driver) {
-      throw new BlockError('unknown-format',
-        `unknown format '${name}' (known: ${this.names().join(', ') || 'none registered'})`, { path });
+      throw new BlockError(
+        'unknown-format',
+        `unknown format '${name}' (known: ${this.names().join(', ') || 'none registered'})`,
+        { path },
+      );
     }
     return driver;
   }
@@ -205,8 +216,11 @@ export class DriverRegistry {
     const result = this.recogniseBytes(bytes, fileName);
     if (result?.foreign) throw foreignFormatError(result.foreign, path);
     if (!result) {
-      throw new BlockError('unknown-format',
-        `no registered format recognises this file (tried: ${this.names().join(', ') || 'none'})`, { path });
+      throw new BlockError(
+        'unknown-format',
+        `no registered format recognises this file (tried: ${this.names().join(', ') || 'none'})`,
+        { path },
+      );
     }
     return result;
   }

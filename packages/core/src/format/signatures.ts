@@ -102,65 +102,102 @@ const CLOOP_V2_MAGIC = '#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount
 /** Every signature, in the order they are tried (head signatures first, then the trailers). */
 const SIGNATURES: readonly Signature[] = [
   {
-    format: 'qcow2', description: 'QEMU copy-on-write v2/v3',
+    format: 'qcow2',
+    description: 'QEMU copy-on-write v2/v3',
     test: (h) => {
       const version = u32be(h, 4);
       return bytesAt(h, 0, QCOW_MAGIC) && version !== undefined && version >= 2
-        ? `magic 'QFI' 0xfb at offset 0, version ${version}` : undefined;
+        ? `magic 'QFI' 0xfb at offset 0, version ${version}`
+        : undefined;
     },
   },
   {
-    format: 'qcow', description: 'QEMU copy-on-write v1',
+    format: 'qcow',
+    description: 'QEMU copy-on-write v1',
     // Version 1, and also 0 or a file too short to hold a version: the magic alone says "QEMU's".
     test: (h) => {
       const version = u32be(h, 4);
       return bytesAt(h, 0, QCOW_MAGIC) && (version === undefined || version < 2)
-        ? `magic 'QFI' 0xfb at offset 0, version ${version ?? '(missing)'}` : undefined;
+        ? `magic 'QFI' 0xfb at offset 0, version ${version ?? '(missing)'}`
+        : undefined;
     },
   },
-  { format: 'qed', description: 'QEMU enhanced disk', test: (h) => (bytesAt(h, 0, 'QED\0') ? "magic 'QED\\0' at offset 0" : undefined) },
   {
-    format: 'vmdk', description: 'VMware virtual disk',
+    format: 'qed',
+    description: 'QEMU enhanced disk',
+    test: (h) => (bytesAt(h, 0, 'QED\0') ? "magic 'QED\\0' at offset 0" : undefined),
+  },
+  {
+    format: 'vmdk',
+    description: 'VMware virtual disk',
     test: (h) => {
       if (bytesAt(h, 0, 'KDMV')) return "sparse extent magic 'KDMV' at offset 0";
       if (bytesAt(h, 0, 'COWD')) return "VMDK3 extent magic 'COWD' at offset 0";
       return vmdkDescriptor(h) ? "descriptor file ('version=' as its first line)" : undefined;
     },
   },
-  { format: 'vpc', description: 'Virtual PC / VHD', test: (h) => (bytesAt(h, 0, 'conectix') ? "cookie 'conectix' at offset 0" : undefined) },
-  { format: 'vhdx', description: 'Hyper-V VHDX', test: (h) => (bytesAt(h, 0, 'vhdxfile') ? "signature 'vhdxfile' at offset 0" : undefined) },
   {
-    format: 'vdi', description: 'VirtualBox disk image',
+    format: 'vpc',
+    description: 'Virtual PC / VHD',
+    test: (h) => (bytesAt(h, 0, 'conectix') ? "cookie 'conectix' at offset 0" : undefined),
+  },
+  {
+    format: 'vhdx',
+    description: 'Hyper-V VHDX',
+    test: (h) => (bytesAt(h, 0, 'vhdxfile') ? "signature 'vhdxfile' at offset 0" : undefined),
+  },
+  {
+    format: 'vdi',
+    description: 'VirtualBox disk image',
     test: (h) => (u32le(h, 0x40) === 0xbeda107f ? 'signature 0xbeda107f at offset 64' : undefined),
   },
   {
-    format: 'luks', description: 'LUKS encrypted volume',
-    test: (h) => (bytesAt(h, 0, LUKS_MAGIC)
-      ? `magic 'LUKS' 0xba 0xbe at offset 0, version ${u16be(h, 6) ?? '(missing)'}` : undefined),
+    format: 'luks',
+    description: 'LUKS encrypted volume',
+    test: (h) =>
+      bytesAt(h, 0, LUKS_MAGIC)
+        ? `magic 'LUKS' 0xba 0xbe at offset 0, version ${u16be(h, 6) ?? '(missing)'}`
+        : undefined,
   },
   {
-    format: 'parallels', description: 'Parallels disk image',
+    format: 'parallels',
+    description: 'Parallels disk image',
     test: (h) => {
-      const magic = bytesAt(h, 0, 'WithoutFreeSpace') ? 'WithoutFreeSpace' : bytesAt(h, 0, 'WithouFreSpacExt') ? 'WithouFreSpacExt' : undefined;
+      const magic = bytesAt(h, 0, 'WithoutFreeSpace')
+        ? 'WithoutFreeSpace'
+        : bytesAt(h, 0, 'WithouFreSpacExt')
+          ? 'WithouFreSpacExt'
+          : undefined;
       return magic ? `magic '${magic}' at offset 0` : undefined;
     },
   },
   {
-    format: 'bochs', description: 'Bochs disk image',
+    format: 'bochs',
+    description: 'Bochs disk image',
     test: (h) => (cString(h, 0, 'Bochs Virtual HD Image') ? "magic 'Bochs Virtual HD Image' at offset 0" : undefined),
   },
-  { format: 'cloop', description: 'compressed loop image', test: (h) => (bytesAt(h, 0, CLOOP_V2_MAGIC) ? 'cloop v2.0 header script at offset 0' : undefined) },
+  {
+    format: 'cloop',
+    description: 'compressed loop image',
+    test: (h) => (bytesAt(h, 0, CLOOP_V2_MAGIC) ? 'cloop v2.0 header script at offset 0' : undefined),
+  },
   {
     // A fixed VHD is the raw disk followed by this footer; dynamic ones also copy it to offset 0.
-    format: 'vpc', description: 'Virtual PC / VHD',
-    test: (_h, t) => (t.length === SIGNATURE_TAIL_BYTES && bytesAt(t, 0, 'conectix') && u32be(t, 12) === 0x00010000
-      ? "footer cookie 'conectix' in the last 512 bytes" : undefined),
+    format: 'vpc',
+    description: 'Virtual PC / VHD',
+    test: (_h, t) =>
+      t.length === SIGNATURE_TAIL_BYTES && bytesAt(t, 0, 'conectix') && u32be(t, 12) === 0x00010000
+        ? "footer cookie 'conectix' in the last 512 bytes"
+        : undefined,
   },
   {
     // Apple disk images end with a 512-byte 'koly' trailer, version 4.
-    format: 'dmg', description: 'Apple disk image',
-    test: (_h, t) => (t.length === SIGNATURE_TAIL_BYTES && bytesAt(t, 0, 'koly') && u32be(t, 4) === 4 && u32be(t, 8) === 512
-      ? "'koly' trailer in the last 512 bytes" : undefined),
+    format: 'dmg',
+    description: 'Apple disk image',
+    test: (_h, t) =>
+      t.length === SIGNATURE_TAIL_BYTES && bytesAt(t, 0, 'koly') && u32be(t, 4) === 4 && u32be(t, 8) === 512
+        ? "'koly' trailer in the last 512 bytes"
+        : undefined,
   },
 ];
 
@@ -185,8 +222,11 @@ export function signatureTail(head: Uint8Array, tail: Uint8Array | undefined, si
  * `skip` names formats not to report (those a registered driver probes
  * itself).
  */
-export function findForeignFormat(head: Uint8Array, tail: Uint8Array, skip: (format: string) => boolean = () => false):
-ForeignFormat | undefined {
+export function findForeignFormat(
+  head: Uint8Array,
+  tail: Uint8Array,
+  skip: (format: string) => boolean = () => false,
+): ForeignFormat | undefined {
   for (const signature of SIGNATURES) {
     if (skip(signature.format)) continue;
     const evidence = signature.test(head, tail);

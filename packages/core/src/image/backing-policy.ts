@@ -68,7 +68,8 @@ export interface BackingPolicy {
 export async function checkApproval(policy: BackingPolicy, overlay: string, backing: string): Promise<void> {
   if (!policy.approve) return;
   const reason = await policy.approve(overlay, backing);
-  if (reason !== undefined) throw new BlockError('backing-forbidden', `backing file ${backing}: ${reason}`, { path: overlay });
+  if (reason !== undefined)
+    throw new BlockError('backing-forbidden', `backing file ${backing}: ${reason}`, { path: overlay });
 }
 
 /**
@@ -79,11 +80,15 @@ export async function checkApproval(policy: BackingPolicy, overlay: string, back
  */
 export function exactBackingPath(ref: BackingReference, imagePath: string): string {
   if (ref.rawPath !== undefined) {
-    const shown = Array.from(ref.rawPath, (b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
-    throw new BlockError('not-supported',
+    const shown = Array.from(ref.rawPath, (b) =>
+      b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`,
+    ).join('');
+    throw new BlockError(
+      'not-supported',
       `backing file path "${shown}" is not valid UTF-8; blk keeps paths as text and would name a different file, `
-      + 'so it neither opens nor rewrites it (use backing.overridePath, uml_moo -b, or rebase -u onto a UTF-8 name)',
-      { path: imagePath, field: 'backing_file' });
+        + 'so it neither opens nor rewrites it (use backing.overridePath, uml_moo -b, or rebase -u onto a UTF-8 name)',
+      { path: imagePath, field: 'backing_file' },
+    );
   }
   return ref.path;
 }
@@ -98,29 +103,43 @@ export function resolveBackingPath(vfs: Vfs, imagePath: string, stored: string):
     throw new BlockError('invalid-header', 'backing file path is empty', { path: imagePath, field: 'backing_file' });
   }
   if (stored.includes('\0')) {
-    throw new BlockError('invalid-header', 'backing file path contains a NUL byte', { path: imagePath, field: 'backing_file' });
+    throw new BlockError('invalid-header', 'backing file path contains a NUL byte', {
+      path: imagePath,
+      field: 'backing_file',
+    });
   }
   return vfs.resolve(vfs.dirname(imagePath), stored);
 }
 
 /** Throws `backing-forbidden` unless `path` (and its real path) lies inside an allowed directory. */
-export async function checkConfinement(vfs: Vfs, policy: BackingPolicy, imagePath: string, path: string): Promise<void> {
+export async function checkConfinement(
+  vfs: Vfs,
+  policy: BackingPolicy,
+  imagePath: string,
+  path: string,
+): Promise<void> {
   const dirs = policy.allowedDirs;
   if (!dirs) return;
-  const allowed = await Promise.all(dirs.map(async (dir) => {
-    const abs = vfs.resolve(vfs.cwd(), dir);
-    let real = abs;
-    try {
-      real = await vfs.realpath(abs);
-    } catch {
-      // A missing allowed directory allows nothing extra; keep its literal form.
-    }
-    return [abs, real];
-  }));
-  const inside = (candidate: string) => allowed.some(([abs, real]) => within(abs!, candidate) || within(real!, candidate));
+  const allowed = await Promise.all(
+    dirs.map(async (dir) => {
+      const abs = vfs.resolve(vfs.cwd(), dir);
+      let real = abs;
+      try {
+        real = await vfs.realpath(abs);
+      } catch {
+        // A missing allowed directory allows nothing extra; keep its literal form.
+      }
+      return [abs, real];
+    }),
+  );
+  const inside = (candidate: string) =>
+    allowed.some(([abs, real]) => within(abs!, candidate) || within(real!, candidate));
   if (!inside(path)) {
-    throw new BlockError('backing-forbidden',
-      `backing file ${path} lies outside the allowed directories (${dirs.join(', ')})`, { path: imagePath });
+    throw new BlockError(
+      'backing-forbidden',
+      `backing file ${path} lies outside the allowed directories (${dirs.join(', ')})`,
+      { path: imagePath },
+    );
   }
   let real: string;
   try {
@@ -129,8 +148,11 @@ export async function checkConfinement(vfs: Vfs, policy: BackingPolicy, imagePat
     return; // Missing: reported as backing-missing by the caller.
   }
   if (!inside(real)) {
-    throw new BlockError('backing-forbidden',
-      `backing file ${path} is a symlink leading out of the allowed directories (to ${real})`, { path: imagePath });
+    throw new BlockError(
+      'backing-forbidden',
+      `backing file ${path} is a symlink leading out of the allowed directories (to ${real})`,
+      { path: imagePath },
+    );
   }
 }
 
@@ -148,14 +170,17 @@ function within(dir: string, path: string): boolean {
 export function checkBackingNode(policy: BackingPolicy, overlayPath: string, backingPath: string, st: FileStat): void {
   const type = st.type;
   if (type === 'fifo' || type === 'socket' || type === 'char-device' || type === 'directory') {
-    throw new BlockError('special-file',
-      `backing file ${backingPath} is ${fileTypeName(type)}, not an image file`,
-      { path: overlayPath });
+    throw new BlockError('special-file', `backing file ${backingPath} is ${fileTypeName(type)}, not an image file`, {
+      path: overlayPath,
+    });
   }
   if (type === 'block-device' && policy.allowDevices !== true) {
-    throw new BlockError('backing-forbidden',
+    throw new BlockError(
+      'backing-forbidden',
       `backing file ${backingPath} is a block device; an image may name one only when devices are allowed `
-      + `(backing.allowDevices; blk --backing-devices), for images you trust`, { path: overlayPath });
+        + `(backing.allowDevices; blk --backing-devices), for images you trust`,
+      { path: overlayPath },
+    );
   }
 }
 
@@ -165,8 +190,12 @@ export function checkBackingNode(policy: BackingPolicy, overlayPath: string, bac
  * format, and the file's length, mtime and kind from stat. A failing stat
  * throws, unless `lenient` (diagnostics), which leaves those facts out.
  */
-export async function gatherBackingFacts(vfs: Vfs, path: string,
-  image?: { readonly size: number; readonly format: string }, options: { lenient?: boolean } = {}): Promise<BackingFacts> {
+export async function gatherBackingFacts(
+  vfs: Vfs,
+  path: string,
+  image?: { readonly size: number; readonly format: string },
+  options: { lenient?: boolean } = {},
+): Promise<BackingFacts> {
   const facts: BackingFacts = {};
   if (image) {
     facts.size = image.size;

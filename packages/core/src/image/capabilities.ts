@@ -1,6 +1,11 @@
 import { BlockError } from '../errors.js';
 import type {
-  CapabilityMode, DiscardSemantic, DriverCapabilities, DriverImage, ImageCapabilities, ImageLimits,
+  CapabilityMode,
+  DiscardSemantic,
+  DriverCapabilities,
+  DriverImage,
+  ImageCapabilities,
+  ImageLimits,
 } from '../format/driver.js';
 
 /** NBD's usual maximum request (qemu-nbd, nbdkit): what callers are told to split at, by default. */
@@ -15,8 +20,11 @@ const DEFAULT_PREFERRED = 4096;
 export function requestAlignmentOf(driverImage: DriverImage, context: { path: string; format: string }): number {
   const value = driverImage.requestAlignment ?? driverImage.sectorSize;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new BlockError('invalid-argument', `driver ${context.format} reported request alignment (sector size) ${String(value)}`,
-      { path: context.path, driver: context.format });
+    throw new BlockError(
+      'invalid-argument',
+      `driver ${context.format} reported request alignment (sector size) ${String(value)}`,
+      { path: context.path, driver: context.format },
+    );
   }
   return value;
 }
@@ -33,8 +41,11 @@ export function driverCanWrite(driverImage: DriverImage): boolean {
 export function refuseWritableOpen(driverImage: DriverImage, context: { path: string; readOnly: boolean }): void {
   if (context.readOnly || driverCanWrite(driverImage)) return;
   const format = driverImage.driver.name;
-  throw new BlockError('not-supported', `format ${format} cannot be written: open the image read-only`,
-    { path: context.path, driver: format, code: 'ENOTSUP' });
+  throw new BlockError('not-supported', `format ${format} cannot be written: open the image read-only`, {
+    path: context.path,
+    driver: format,
+    code: 'ENOTSUP',
+  });
 }
 
 /**
@@ -56,15 +67,18 @@ export function refuseWritableOpen(driverImage: DriverImage, context: { path: st
  * zero alignment the request alignment; declared values win, rounded up to
  * whole request-alignment units. The result is frozen.
  */
-export function deriveCapabilities(driverImage: DriverImage,
-  context: { path: string; format: string; readOnly: boolean }): ImageCapabilities {
+export function deriveCapabilities(
+  driverImage: DriverImage,
+  context: { path: string; format: string; readOnly: boolean },
+): ImageCapabilities {
   const declared: DriverCapabilities = driverImage.capabilities ?? {};
   const align = requestAlignmentOf(driverImage, context);
   const write = !context.readOnly && driverCanWrite(driverImage);
   const flush = declared.flush !== false;
   const fua: CapabilityMode = !write ? 'none' : declared.fua === 'native' ? 'native' : flush ? 'emulated' : 'none';
-  const writeZeroes: CapabilityMode = !write ? 'none'
-    : declared.writeZeroes ?? (driverImage.writeZeroes !== undefined ? 'native' : 'emulated');
+  const writeZeroes: CapabilityMode = !write
+    ? 'none'
+    : (declared.writeZeroes ?? (driverImage.writeZeroes !== undefined ? 'native' : 'emulated'));
   let discard: DiscardSemantic = 'none';
   if (write && driverImage.discard !== undefined) {
     discard = declared.discard ?? (driverImage.backing !== undefined ? 'backing' : 'zero');
@@ -73,18 +87,26 @@ export function deriveCapabilities(driverImage: DriverImage,
   const unit = (value: number | undefined, name: string, fallback: number): number => {
     if (value === undefined) return fallback;
     if (!Number.isSafeInteger(value) || value < 1) {
-      throw new BlockError('invalid-argument', `driver ${context.format} declared ${name} ${value}`,
-        { path: context.path, driver: context.format });
+      throw new BlockError('invalid-argument', `driver ${context.format} declared ${name} ${value}`, {
+        path: context.path,
+        driver: context.format,
+      });
     }
     return Math.ceil(value / align) * align;
   };
   const clusterSize = given.clusterSize === undefined ? undefined : unit(given.clusterSize, 'clusterSize', align);
-  const preferredTransfer = unit(given.preferredTransfer, 'preferredTransfer',
-    Math.ceil(Math.max(DEFAULT_PREFERRED, clusterSize ?? 0) / align) * align);
+  const preferredTransfer = unit(
+    given.preferredTransfer,
+    'preferredTransfer',
+    Math.ceil(Math.max(DEFAULT_PREFERRED, clusterSize ?? 0) / align) * align,
+  );
   const limits: ImageLimits = {
     requestAlignment: align,
     preferredTransfer,
-    maxTransfer: Math.max(preferredTransfer, unit(given.maxTransfer, 'maxTransfer', Math.ceil(DEFAULT_MAX_TRANSFER / align) * align)),
+    maxTransfer: Math.max(
+      preferredTransfer,
+      unit(given.maxTransfer, 'maxTransfer', Math.ceil(DEFAULT_MAX_TRANSFER / align) * align),
+    ),
     discardAlignment: unit(given.discardAlignment, 'discardAlignment', clusterSize ?? align),
     zeroAlignment: unit(given.zeroAlignment, 'zeroAlignment', align),
     ...(clusterSize !== undefined ? { clusterSize } : {}),

@@ -1,12 +1,30 @@
 import { BlockError, retitle } from '../errors.js';
 import { alignDown, alignUp, checkRange } from '../checks.js';
 import { RequestTracker } from './request-tracker.js';
-import { checkBackingSpec, checkBoolean, checkBytes, checkKnownKeys, checkNumberArg, checkRecord } from '../arguments.js';
+import {
+  checkBackingSpec,
+  checkBoolean,
+  checkBytes,
+  checkKnownKeys,
+  checkNumberArg,
+  checkRecord,
+} from '../arguments.js';
 import { ChainCursor } from './chain-cursor.js';
 import { deriveCapabilities, refuseWritableOpen } from './capabilities.js';
 import type {
-  BackingCheck, BackingFacts, BackingSpec, BlockStatus, DriverCheckResult, DriverImage, ImageCapabilities, PreallocationMode,
-  ReadBelow, RepairRequest, ResizeOptions, WriteFlags, WriteZeroesFlags,
+  BackingCheck,
+  BackingFacts,
+  BackingSpec,
+  BlockStatus,
+  DriverCheckResult,
+  DriverImage,
+  ImageCapabilities,
+  PreallocationMode,
+  ReadBelow,
+  RepairRequest,
+  ResizeOptions,
+  WriteFlags,
+  WriteZeroesFlags,
 } from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
 
@@ -136,7 +154,11 @@ export class Image {
     this.driverImage = parts.driverImage;
     this.format = parts.driverImage.driver.name;
     this.readOnly = parts.readOnly;
-    this.capabilities = deriveCapabilities(parts.driverImage, { path: parts.path, format: this.format, readOnly: parts.readOnly });
+    this.capabilities = deriveCapabilities(parts.driverImage, {
+      path: parts.path,
+      format: this.format,
+      readOnly: parts.readOnly,
+    });
     refuseWritableOpen(parts.driverImage, { path: parts.path, readOnly: parts.readOnly });
     this.alignment = this.capabilities.limits.requestAlignment;
     this.sectorSize = this.alignment;
@@ -149,14 +171,19 @@ export class Image {
     const backing = this.backing;
     this.readBelow = backing
       ? (offset, into) => backing.readPadded(offset, into)
-      : (_offset, into) => { into.fill(0); };
+      : (_offset, into) => {
+          into.fill(0);
+        };
     this.readBelowForWrite = parts.backingIgnored
       ? async (offset) => {
-        throw new BlockError('not-supported',
-          `refusing a write that does not cover whole ${this.alignment}-byte units at offset ${offset}: completing the `
-          + 'sector needs the backing file, which was not opened (backing.mode \'ignore\'); writing zeros there would '
-          + 'destroy its data: open the backing chain, or write whole sectors', { path: this.path, offset });
-      }
+          throw new BlockError(
+            'not-supported',
+            `refusing a write that does not cover whole ${this.alignment}-byte units at offset ${offset}: completing the `
+              + "sector needs the backing file, which was not opened (backing.mode 'ignore'); writing zeros there would "
+              + 'destroy its data: open the backing chain, or write whole sectors',
+            { path: this.path, offset },
+          );
+        }
       : this.readBelow;
   }
 
@@ -299,8 +326,7 @@ export class Image {
     if (data.length === 0) return RESOLVED;
     const ss = this.capabilities.limits.requestAlignment;
     const guard = this.probeGuard;
-    const guarded = guard !== undefined
-      && (offset < guard.window || offset + data.length > this.guardTailZone());
+    const guarded = guard !== undefined && (offset < guard.window || offset + data.length > this.guardTailZone());
     // A guarded write judges the head and tail as they will be: nothing may change them meanwhile.
     const start = guarded ? 0 : alignDown(offset, ss);
     const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
@@ -323,8 +349,11 @@ export class Image {
   /** Refuses FUA where it cannot be honoured (no native FUA and nothing to flush with). */
   private checkFua(): void {
     if (this.capabilities.fua === 'none') {
-      throw new BlockError('not-supported', `format ${this.format} cannot make a write durable on its own (no FUA, no flush)`,
-        { path: this.path, code: 'ENOTSUP' });
+      throw new BlockError(
+        'not-supported',
+        `format ${this.format} cannot make a write durable on its own (no FUA, no flush)`,
+        { path: this.path, code: 'ENOTSUP' },
+      );
     }
   }
 
@@ -343,7 +372,11 @@ export class Image {
    */
   async writeZeroes(offset: number, length: number, flags?: WriteZeroesFlags): Promise<void> {
     this.checkOpen();
-    const { mayUnmap = false, noFallback = false, fua = false } = this.checkFlags(flags, ['mayUnmap', 'noFallback', 'fua']);
+    const {
+      mayUnmap = false,
+      noFallback = false,
+      fua = false,
+    } = this.checkFlags(flags, ['mayUnmap', 'noFallback', 'fua']);
     this.checkWritable();
     if (fua) this.checkFua();
     const admitted = this.queue === undefined ? undefined : await this.admission();
@@ -380,9 +413,12 @@ export class Image {
     }
     const zeroEnd = Math.min(stop, end);
     if (noFallback && (stop <= start || start > offset || end > zeroEnd)) {
-      throw this.noFastZero(offset, stop <= start || start > offset
-        ? `[${offset}, ${end}) does not start on a ${ss}-byte zeroing unit (or lies in the probe-guarded head)`
-        : `[${offset}, ${end}) does not end on a ${ss}-byte zeroing unit (or lies in the probe-guarded tail)`);
+      throw this.noFastZero(
+        offset,
+        stop <= start || start > offset
+          ? `[${offset}, ${end}) does not start on a ${ss}-byte zeroing unit (or lies in the probe-guarded head)`
+          : `[${offset}, ${end}) does not end on a ${ss}-byte zeroing unit (or lies in the probe-guarded tail)`,
+      );
     }
     if (stop <= start) return this.zeroBufferPieces(offset, length, fua);
     return [
@@ -394,8 +430,11 @@ export class Image {
 
   /** The refusal of a `noFallback` zero write that would need a buffer of zeros. */
   private noFastZero(offset: number, why: string): BlockError {
-    return new BlockError('not-supported', `cannot write zeroes without a buffer of zeros (noFallback): ${why}`,
-      { path: this.path, offset, code: 'ENOTSUP' });
+    return new BlockError('not-supported', `cannot write zeroes without a buffer of zeros (noFallback): ${why}`, {
+      path: this.path,
+      offset,
+      code: 'ENOTSUP',
+    });
   }
 
   /**
@@ -403,7 +442,13 @@ export class Image {
    * may pass the (unaligned) end of the image by less than a unit. Outside
    * any probe-guarded range, so it goes to the driver directly.
    */
-  private async zeroAligned(start: number, stop: number, mayUnmap: boolean, noFallback: boolean, fua: boolean): Promise<void> {
+  private async zeroAligned(
+    start: number,
+    stop: number,
+    mayUnmap: boolean,
+    noFallback: boolean,
+    fua: boolean,
+  ): Promise<void> {
     await this.zeroAlignedOnce(start, stop, mayUnmap, noFallback);
     // FUA: the driver's zeroing and discard take no flag; a flush, inside this tracked piece, makes them durable.
     if (fua) await this.driverImage.flush();
@@ -414,15 +459,22 @@ export class Image {
     // Only with nothing below may the driver leave the range unallocated: a backing file that was not
     // opened (backing.mode 'ignore') is still below, and would show through once the chain is opened.
     const nothingBelow = this.backing === undefined && !this.backingIgnored;
-    if (driver.writeZeroes && await driver.writeZeroes(start, stop - start, { mayUnmap: mayUnmap && nothingBelow })) return;
+    if (driver.writeZeroes && (await driver.writeZeroes(start, stop - start, { mayUnmap: mayUnmap && nothingBelow })))
+      return;
     const end = Math.min(stop, this.size);
     // Deallocating is zeroing only where what then shows (the layers below) reads as zeros; never with
     // noFallback (a raw file that cannot punch a hole writes zeros for a discard).
     const { discard, limits } = this.capabilities;
     const discardEnd = alignUp(end, limits.requestAlignment);
-    if (mayUnmap && !noFallback && driver.discard && (discard === 'zero' || discard === 'backing')
-      && start % limits.discardAlignment === 0 && (discardEnd % limits.discardAlignment === 0 || end === this.size)
-      && (discard === 'zero' || await this.belowReadsZeros(start, end))) {
+    if (
+      mayUnmap
+      && !noFallback
+      && driver.discard
+      && (discard === 'zero' || discard === 'backing')
+      && start % limits.discardAlignment === 0
+      && (discardEnd % limits.discardAlignment === 0 || end === this.size)
+      && (discard === 'zero' || (await this.belowReadsZeros(start, end)))
+    ) {
       await driver.discard(start, discardEnd - start);
       return;
     }
@@ -491,9 +543,17 @@ export class Image {
     // run that ends before `offset` (a negative length) and cut map() short. Longer
     // than asked is fine (the caller clamps); past the end of the image is not.
     const wholeSectors = st.length % this.alignment === 0 || start + st.length === this.size;
-    if (!(st.length > 0) || !Number.isSafeInteger(st.length) || !wholeSectors || start + st.length > alignUp(this.size, this.alignment)) {
-      throw new BlockError('io', `driver ${this.format} returned a block status of ${st.length} bytes`,
-        { path: this.path, driver: this.format, offset: start });
+    if (
+      !(st.length > 0)
+      || !Number.isSafeInteger(st.length)
+      || !wholeSectors
+      || start + st.length > alignUp(this.size, this.alignment)
+    ) {
+      throw new BlockError('io', `driver ${this.format} returned a block status of ${st.length} bytes`, {
+        path: this.path,
+        driver: this.format,
+        offset: start,
+      });
     }
     const runEnd = Math.min(start + st.length, options.whole === true ? this.size : offset + length);
     const result: BlockStatus = { allocated: st.allocated, length: runEnd - offset };
@@ -580,16 +640,21 @@ export class Image {
     checkRange(offset, length, this.size, this.path);
     const discard = this.driverImage.discard;
     if (this.capabilities.discard === 'none' || !discard) {
-      throw new BlockError('not-supported', `format ${this.format} cannot discard`, { path: this.path, code: 'ENOTSUP' });
+      throw new BlockError('not-supported', `format ${this.format} cannot discard`, {
+        path: this.path,
+        code: 'ENOTSUP',
+      });
     }
     const { requestAlignment, discardAlignment } = this.capabilities.limits;
     const start = alignUp(offset, discardAlignment);
-    const end = offset + length === this.size ? alignUp(this.size, requestAlignment) : alignDown(offset + length, discardAlignment);
+    const end =
+      offset + length === this.size
+        ? alignUp(this.size, requestAlignment)
+        : alignDown(offset + length, discardAlignment);
     if (end <= start) return RESOLVED;
     // On a guarded image (raw) a discard leaves zeros: judged as a write of zeros, as `write` judges its data.
     const guard = this.probeGuard;
-    const guarded = guard !== undefined
-      && (start < guard.window || Math.min(end, this.size) > this.guardTailZone());
+    const guarded = guard !== undefined && (start < guard.window || Math.min(end, this.size) > this.guardTailZone());
     return this.runWrite(guarded ? 0 : start, guarded ? alignUp(this.size, requestAlignment) : end, async () => {
       if (guarded) await this.checkProbeGuard(this.guardedZeros(start, Math.min(end, this.size)));
       await discard.call(this.driverImage, start, end - start);
@@ -687,15 +752,20 @@ export class Image {
     this.checkOpen();
     this.checkWritable();
     if (!Number.isSafeInteger(size) || size <= 0) {
-      throw new BlockError('invalid-argument', `new size ${size} must be a positive integer below 2^53`, { path: this.path });
+      throw new BlockError('invalid-argument', `new size ${size} must be a positive integer below 2^53`, {
+        path: this.path,
+      });
     }
     if (size < this.size && !options.shrink) {
-      throw new BlockError('invalid-argument',
+      throw new BlockError(
+        'invalid-argument',
         `shrinking from ${this.size} to ${size} bytes deletes the data past the new end; ask for it with shrink`,
-        { path: this.path, field: 'size' });
+        { path: this.path, field: 'size' },
+      );
     }
     const resize = this.driverImage.resize;
-    if (!resize) throw new BlockError('not-supported', `format ${this.format} does not support resize`, { path: this.path });
+    if (!resize)
+      throw new BlockError('not-supported', `format ${this.format} does not support resize`, { path: this.path });
     const context = this.resizeContext(options.preallocation);
     await this.exclusively(async () => {
       // Any size change makes other bytes the file's last (a grow: old bytes followed by zeros;
@@ -764,7 +834,12 @@ export class Image {
     const exclusive = () => this.runWrite(0, Number.MAX_SAFE_INTEGER, work);
     const run = before === undefined ? exclusive() : before.then(exclusive);
     // Whatever is issued from now on waits until this is over (see `queue`).
-    this.enqueue(run.then(() => undefined, () => undefined));
+    this.enqueue(
+      run.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
     return run;
   }
 
@@ -776,7 +851,11 @@ export class Image {
   private async admission(): Promise<() => void> {
     const before = this.queue!;
     let admitted!: () => void;
-    this.enqueue(new Promise<void>((resolve) => { admitted = resolve; }));
+    this.enqueue(
+      new Promise<void>((resolve) => {
+        admitted = resolve;
+      }),
+    );
     await before;
     return admitted;
   }
@@ -787,7 +866,6 @@ export class Image {
       if (this.queue === next) this.queue = undefined;
     });
   }
-
 
   /** Rethrows a driver's error under the name the user gave the image. */
   private readonly retitled = (err: unknown): never => {
@@ -886,7 +964,8 @@ export class Image {
     // A read falls through the chain synchronously until some layer awaits I/O: a few stack
     // frames per layer. Every 64 layers it starts afresh from the microtask queue, so a deep
     // chain (maxDepth raised to 1000s) cannot overflow the stack; ordinary chains never pay for it.
-    if (this.levelsBelow % 64 === 63 || this.closed || this.queue !== undefined) return this.readPaddedLater(offset, part);
+    if (this.levelsBelow % 64 === 63 || this.closed || this.queue !== undefined)
+      return this.readPaddedLater(offset, part);
     return this.readRange(offset, part, true);
   }
 
@@ -930,8 +1009,8 @@ export class Image {
     if (!write) throw new BlockError('not-supported', `format ${this.format} is read-only in blk`, { path: this.path });
     const nativeFua = fua && this.capabilities.fua === 'native';
     const flags = nativeFua ? { fua: true } : undefined;
-    const put = (at: number, bytes: Uint8Array) => (flags
-      ? write.call(this.driverImage, at, bytes, flags) : write.call(this.driverImage, at, bytes));
+    const put = (at: number, bytes: Uint8Array) =>
+      flags ? write.call(this.driverImage, at, bytes, flags) : write.call(this.driverImage, at, bytes);
     const ss = this.capabilities.limits.requestAlignment;
     const dataEnd = offset + data.length;
     const start = alignDown(offset, ss);
@@ -1003,7 +1082,10 @@ export class Image {
    * Refuses `writes` (or a resize to `size`, which makes other bytes the
    * file's last) that would make a guarded image probe as another format.
    */
-  private async checkProbeGuard(writes: ReadonlyArray<{ offset: number; data: Uint8Array }>, size = this.size): Promise<void> {
+  private async checkProbeGuard(
+    writes: ReadonlyArray<{ offset: number; data: Uint8Array }>,
+    size = this.size,
+  ): Promise<void> {
     const guard = this.probeGuard!;
     // The bytes that decide the probe, as they will be after these writes and this resize
     // (what a grow adds reads as zeros).
@@ -1020,7 +1102,8 @@ export class Image {
     const tailLength = Math.min(guard.tail, fileEnd);
     const tailStart = fileEnd - tailLength;
     const tail = new Uint8Array(tailLength);
-    if (tailStart < this.size) await this.readUnaligned(tailStart, tail.subarray(0, Math.min(tailLength, this.size - tailStart)));
+    if (tailStart < this.size)
+      await this.readUnaligned(tailStart, tail.subarray(0, Math.min(tailLength, this.size - tailStart)));
     for (const { offset, data } of writes) {
       overlay(head, 0, offset, data);
       overlay(tail, tailStart, offset, data);
@@ -1029,12 +1112,16 @@ export class Image {
     const becomes = result?.foreign?.format ?? result?.driver?.name;
     if (becomes !== undefined && becomes !== this.format) {
       const offset = writes[0]?.offset ?? tailStart;
-      const what = writes.length > 0 ? `a write at offset ${offset}`
-        : `${size < this.size ? 'shrinking' : 'growing'} the image to ${size} bytes`;
-      throw new BlockError('probe-guard',
+      const what =
+        writes.length > 0
+          ? `a write at offset ${offset}`
+          : `${size < this.size ? 'shrinking' : 'growing'} the image to ${size} bytes`;
+      throw new BlockError(
+        'probe-guard',
         `refusing ${what}: the image's format ${this.format} was probed or assumed, and this `
-        + `would make it probe as ${becomes}; open it with format '${this.format}' to allow it`,
-        { path: this.path, offset, format: becomes });
+          + `would make it probe as ${becomes}; open it with format '${this.format}' to allow it`,
+        { path: this.path, offset, format: becomes },
+      );
     }
   }
 

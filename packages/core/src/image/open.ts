@@ -4,12 +4,26 @@ import { checkOffset } from '../checks.js';
 import { checkCreateOptions, checkOpenOptions } from '../arguments.js';
 import { Image } from './image.js';
 import {
-  DEFAULT_MAX_CHAIN_DEPTH, backingMismatchText, checkApproval, checkBackingNode, checkConfinement, exactBackingPath,
-  gatherBackingFacts, resolveBackingPath, type BackingPolicy,
+  DEFAULT_MAX_CHAIN_DEPTH,
+  backingMismatchText,
+  checkApproval,
+  checkBackingNode,
+  checkConfinement,
+  exactBackingPath,
+  gatherBackingFacts,
+  resolveBackingPath,
+  type BackingPolicy,
 } from './backing-policy.js';
 import type {
-  BackingFacts, BackingReference, BackingSpec, CacheMode, DriverImage, DriverOpenOptions, OpenFileOptions,
-  PreallocationMode, ProbedBytes,
+  BackingFacts,
+  BackingReference,
+  BackingSpec,
+  CacheMode,
+  DriverImage,
+  DriverOpenOptions,
+  OpenFileOptions,
+  PreallocationMode,
+  ProbedBytes,
 } from '../format/driver.js';
 import type { DriverRegistry } from '../format/registry.js';
 import { requireWritable, type Storage, type Vfs, type VfsOpenOptions } from '../storage/storage.js';
@@ -74,9 +88,11 @@ export interface CreateImageOptions {
  */
 function requireVfs(vfs: Vfs | undefined, path: string): Vfs {
   if (vfs === undefined) {
-    throw new BlockError('invalid-argument',
+    throw new BlockError(
+      'invalid-argument',
       'vfs is required (the portable core has no default file system: pass one, or use a host from createHost)',
-      { path, field: 'vfs' });
+      { path, field: 'vfs' },
+    );
   }
   return vfs;
 }
@@ -114,8 +130,13 @@ interface LayerContext {
   rawByDefault?: boolean;
 }
 
-async function openLayer(vfs: Vfs, displayPath: string, absolute: string, options: OpenImageOptions,
-  ctx: LayerContext): Promise<Image> {
+async function openLayer(
+  vfs: Vfs,
+  displayPath: string,
+  absolute: string,
+  options: OpenImageOptions,
+  ctx: LayerContext,
+): Promise<Image> {
   const policy = options.backing ?? {};
   const real = await vfs.realpath(absolute).catch(() => absolute);
   // By path and by identity: a hard link (or a bind mount) is the same file under another real path.
@@ -127,14 +148,18 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
   for (const key of keys) ctx.seen.add(key);
   // The caller named the top image and may mean a device; a backing path comes from an image.
   const blockDevices = ctx.depth === 0 ? options.blockDevices !== false : policy.allowDevices === true;
-  const storage = await vfs.open(absolute, { ...openFlags(ctx.readOnly, options), blockDevices }).catch((err: unknown) => {
-    throw retitle(err, displayPath);
-  });
+  const storage = await vfs
+    .open(absolute, { ...openFlags(ctx.readOnly, options), blockDevices })
+    .catch((err: unknown) => {
+      throw retitle(err, displayPath);
+    });
   if (!ctx.readOnly && !storage.capabilities.write) {
     // Refused up front (not at the first write): a storage that cannot write (HTTP, a read-only medium).
     await storage.close().catch(() => undefined);
-    throw new BlockError('read-only', 'the storage cannot be written; open the image read-only',
-      { path: displayPath, code: 'EROFS' });
+    throw new BlockError('read-only', 'the storage cannot be written; open the image read-only', {
+      path: displayPath,
+      code: 'EROFS',
+    });
   }
   let driverImage: DriverImage | undefined;
   let backing: Image | undefined;
@@ -174,8 +199,11 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
     if (ref) {
       const mode = policy.mode ?? 'open';
       if (mode === 'forbid') {
-        throw new BlockError('backing-forbidden',
-          `image names backing file '${ref.path}' and backing files are forbidden`, { path: displayPath });
+        throw new BlockError(
+          'backing-forbidden',
+          `image names backing file '${ref.path}' and backing files are forbidden`,
+          { path: displayPath },
+        );
       }
       if (ctx.depth === 0 && policy.overridePath !== undefined) {
         backingPath = vfs.resolve(vfs.cwd(), policy.overridePath);
@@ -191,10 +219,17 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
     // Only a format whose guest data starts at file offset 0 (raw) lets guest writes
     // decide how the file probes; only a guessed format needs guarding against that.
     // A format nobody named (rawByDefault) is as much a guess as a probed one.
-    const guard = (probed || ctx.rawByDefault === true) && !ctx.readOnly && driver.guestDataAtFileStart === true
-      ? { registry, window: registry.probeWindow(), tail: registry.probeTail() } : undefined;
+    const guard =
+      (probed || ctx.rawByDefault === true) && !ctx.readOnly && driver.guestDataAtFileStart === true
+        ? { registry, window: registry.probeWindow(), tail: registry.probeTail() }
+        : undefined;
     return new Image({
-      path: displayPath, driverImage, readOnly: ctx.readOnly, backing, backingPath, probeGuard: guard,
+      path: displayPath,
+      driverImage,
+      readOnly: ctx.readOnly,
+      backing,
+      backingPath,
+      probeGuard: guard,
       backingIgnored: ref !== undefined && backing === undefined,
     });
   } catch (err) {
@@ -213,16 +248,25 @@ async function openLayer(vfs: Vfs, displayPath: string, absolute: string, option
  * a FIFO, socket or directory. A relative name is resolved against the
  * image's directory. Never writable under a read-only image.
  */
-async function openNamedFile(vfs: Vfs, imagePath: string, imageAbsolute: string, name: string, o: OpenFileOptions,
-  options: OpenImageOptions, imageReadOnly: boolean): Promise<Storage> {
+async function openNamedFile(
+  vfs: Vfs,
+  imagePath: string,
+  imageAbsolute: string,
+  name: string,
+  o: OpenFileOptions,
+  options: OpenImageOptions,
+  imageReadOnly: boolean,
+): Promise<Storage> {
   const policy = options.backing ?? {};
   const role = typeof o?.role === 'string' && o.role !== '' ? o.role : 'file';
   if (typeof name !== 'string') {
     throw new BlockError('invalid-argument', `${role} name must be a string`, { path: imagePath, field: role });
   }
   if (policy.mode === 'forbid') {
-    throw new BlockError('backing-forbidden',
-      `image names ${role} '${name}' and files named by images are forbidden`, { path: imagePath, field: role });
+    throw new BlockError('backing-forbidden', `image names ${role} '${name}' and files named by images are forbidden`, {
+      path: imagePath,
+      field: role,
+    });
   }
   const path = resolveBackingPath(vfs, imageAbsolute, name);
   await checkConfinement(vfs, policy, imagePath, path);
@@ -234,7 +278,8 @@ async function openNamedFile(vfs: Vfs, imagePath: string, imageAbsolute: string,
   if (!st) throw new BlockError('backing-missing', `${role} ${path} not found`, { path: imagePath, field: role });
   checkBackingNode(policy, imagePath, path, st);
   const readOnly = imageReadOnly || o?.readOnly === true;
-  return vfs.open(path, { ...openFlags(readOnly, options), blockDevices: policy.allowDevices === true })
+  return vfs
+    .open(path, { ...openFlags(readOnly, options), blockDevices: policy.allowDevices === true })
     .catch((err: unknown) => {
       throw retitle(err, path);
     });
@@ -248,14 +293,21 @@ function openFlags(readOnly: boolean, options: OpenImageOptions): VfsOpenOptions
   return flags;
 }
 
-async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, ref: BackingReference,
-  options: OpenImageOptions, ctx: LayerContext): Promise<Image> {
+async function openBacking(
+  vfs: Vfs,
+  overlayPath: string,
+  backingPath: string,
+  ref: BackingReference,
+  options: OpenImageOptions,
+  ctx: LayerContext,
+): Promise<Image> {
   const policy = options.backing ?? {};
   const depth = ctx.depth + 1;
   const maxDepth = policy.maxDepth ?? DEFAULT_MAX_CHAIN_DEPTH;
   if (depth > maxDepth) {
-    throw new BlockError('chain-too-deep',
-      `backing chain is deeper than the limit of ${maxDepth} levels`, { path: overlayPath });
+    throw new BlockError('chain-too-deep', `backing chain is deeper than the limit of ${maxDepth} levels`, {
+      path: overlayPath,
+    });
   }
   await checkConfinement(vfs, policy, overlayPath, backingPath);
   await checkApproval(policy, overlayPath, backingPath);
@@ -274,11 +326,14 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
   checkBackingNode(policy, overlayPath, backingPath, st);
   const chosen = typeof policy.format === 'function' ? policy.format(ref, depth) : policy.format;
   if (chosen !== undefined && (typeof chosen !== 'string' || chosen === '')) {
-    throw new BlockError('invalid-argument',
+    throw new BlockError(
+      'invalid-argument',
       `backing.format returned ${typeof chosen === 'string' ? 'an empty string' : `a ${typeof chosen}`} for depth ${depth}; `
-      + 'return a format name, \'probe\', or undefined for the default', { path: overlayPath, field: 'backing.format' });
+        + "return a format name, 'probe', or undefined for the default",
+      { path: overlayPath, field: 'backing.format' },
+    );
   }
-  const format = chosen === 'probe' ? undefined : chosen ?? ref.format ?? 'raw';
+  const format = chosen === 'probe' ? undefined : (chosen ?? ref.format ?? 'raw');
   const rawByDefault = chosen === undefined && ref.format === undefined;
   return openLayer(vfs, backingPath, backingPath, options, { ...ctx, depth, readOnly: true, format, rawByDefault });
 }
@@ -293,23 +348,32 @@ async function openBacking(vfs: Vfs, overlayPath: string, backingPath: string, r
  * file's level in the chain being opened (undefined: a backing file named to
  * createImage without a format). The error's `format` is the format found.
  */
-function refuseDisguisedBacking(bytes: ProbedBytes, registry: DriverRegistry, path: string,
-  depth: number | undefined): void {
+function refuseDisguisedBacking(
+  bytes: ProbedBytes,
+  registry: DriverRegistry,
+  path: string,
+  depth: number | undefined,
+): void {
   const result = registry.recogniseBytes(bytes, path);
   const where: BlockErrorContext = { path };
   if (depth !== undefined) where.depth = depth;
   if (result?.foreign) {
     const found = result.foreign;
-    throw new BlockError('backing-format',
+    throw new BlockError(
+      'backing-format',
       `backing file is a ${found.format} image (${found.description}: ${found.evidence}), a format no registered driver `
-      + `reads; it is not read as raw unless named: name 'raw' (backing.format 'raw') to read its bytes as a disk`,
-      { ...where, format: found.format });
+        + `reads; it is not read as raw unless named: name 'raw' (backing.format 'raw') to read its bytes as a disk`,
+      { ...where, format: found.format },
+    );
   }
   if (result && result.driver.name !== 'raw') {
     const found = result.driver.name;
-    throw new BlockError('backing-format',
+    throw new BlockError(
+      'backing-format',
       `backing file looks like a ${found} image, but backing files open as raw unless their format `
-      + `is named: name it (backing.format '${found}'), or name 'raw' to read it as raw`, { ...where, format: found });
+        + `is named: name it (backing.format '${found}'), or name 'raw' to read it as raw`,
+      { ...where, format: found },
+    );
   }
 }
 
@@ -318,28 +382,44 @@ function refuseDisguisedBacking(bytes: ProbedBytes, registry: DriverRegistry, pa
  * (UML's size and mtime): the driver compares (`checkBackingFacts`), the
  * core gathers the facts and applies the policy's `onMismatch`.
  */
-async function checkBackingMatch(vfs: Vfs, overlayPath: string, backingPath: string, ref: BackingReference,
-  backing: Image, top: DriverImage, policy: BackingPolicy, readOnly: boolean): Promise<void> {
+async function checkBackingMatch(
+  vfs: Vfs,
+  overlayPath: string,
+  backingPath: string,
+  ref: BackingReference,
+  backing: Image,
+  top: DriverImage,
+  policy: BackingPolicy,
+  readOnly: boolean,
+): Promise<void> {
   if (!top.checkBackingFacts) return;
   const facts = await gatherBackingFacts(vfs, backingPath, backing);
-  const problems = top.checkBackingFacts(facts).filter((c) => !c.matches).map((c) => backingMismatchText(c));
+  const problems = top
+    .checkBackingFacts(facts)
+    .filter((c) => !c.matches)
+    .map((c) => backingMismatchText(c));
   if (problems.length === 0) return;
   const mode = policy.onMismatch ?? 'refuse';
   if (mode === 'accept') return;
   if (mode === 'update') {
     if (ref.rawPath !== undefined) exactBackingPath(ref, overlayPath); // would rewrite the path with other bytes
     if (readOnly || !top.setBacking) {
-      throw new BlockError('backing-mismatch',
-        `backing file ${backingPath}: ${problems.join('; ')}; cannot update a read-only overlay`, { path: overlayPath });
+      throw new BlockError(
+        'backing-mismatch',
+        `backing file ${backingPath}: ${problems.join('; ')}; cannot update a read-only overlay`,
+        { path: overlayPath },
+      );
     }
     const spec: BackingSpec = { path: ref.path, facts };
     if (ref.format !== undefined) spec.format = ref.format;
     await top.setBacking(spec);
     return;
   }
-  throw new BlockError('backing-mismatch',
+  throw new BlockError(
+    'backing-mismatch',
     `backing file ${backingPath}: ${problems.join('; ')} (open with backing.onMismatch 'accept' or 'update' to proceed)`,
-    { path: overlayPath });
+    { path: overlayPath },
+  );
 }
 
 /**
@@ -366,7 +446,11 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
     // the backing file with BDRV_O_NO_BACKING). Under the default policy that chain would
     // open as raw below a non-raw backing file and fail as a size mismatch.
     const image = await openImage(absolute, {
-      registry: options.registry, vfs, format, readOnly: true, backing: { mode: 'ignore' },
+      registry: options.registry,
+      vfs,
+      format,
+      readOnly: true,
+      backing: { mode: 'ignore' },
       // Raw only by default: a backing file carrying another format's header is refused, not sized as raw.
       formatAssumed: spec.format === undefined,
     });
@@ -392,9 +476,11 @@ export async function createImage(path: string, options: CreateImageOptions): Pr
   // never grown). Only a format whose unwritten parts need not read as zeros can live on one: raw.
   const device = existed && (await vfs.stat(path).catch(() => undefined))?.type === 'block-device';
   if (device && driver.guestDataAtFileStart !== true) {
-    throw new BlockError('not-supported',
+    throw new BlockError(
+      'not-supported',
       `a ${driver.name} image cannot be created on a block device (it needs a file that starts zero-filled); use raw`,
-      { path });
+      { path },
+    );
   }
   let storage: Storage | undefined;
   try {

@@ -20,7 +20,9 @@ interface Tracked {
 }
 
 function doneOf(entry: Tracked): Promise<void> {
-  entry.done ??= new Promise<void>((resolve) => { entry.release = resolve; });
+  entry.done ??= new Promise<void>((resolve) => {
+    entry.release = resolve;
+  });
   return entry.done;
 }
 
@@ -57,7 +59,16 @@ export class RequestTracker {
       this.inFlight.delete(entry);
       entry.release?.();
     };
-    return pending.then((value) => { settle(); return value; }, (err: unknown) => { settle(); throw err; });
+    return pending.then(
+      (value) => {
+        settle();
+        return value;
+      },
+      (err: unknown) => {
+        settle();
+        throw err;
+      },
+    );
   }
 
   /** Resolves when every request in flight now has finished. */

@@ -49,7 +49,10 @@ function openFlags(flags: string): number {
   const c = fs.constants;
   // 'w+' truncates after the open (see NodeFileStorage.open); 'rc+' creates a missing file and keeps an existing one.
   const base: Record<string, number> = {
-    r: c.O_RDONLY, 'r+': c.O_RDWR, 'rc+': c.O_RDWR | c.O_CREAT, 'w+': c.O_RDWR | c.O_CREAT,
+    r: c.O_RDONLY,
+    'r+': c.O_RDWR,
+    'rc+': c.O_RDWR | c.O_CREAT,
+    'w+': c.O_RDWR | c.O_CREAT,
     'wx+': c.O_RDWR | c.O_CREAT | c.O_EXCL,
   };
   const value = base[flags];
@@ -64,8 +67,12 @@ function openFlags(flags: string): number {
  * FUSE ones anything).
  */
 function preferredLimits(blockSize: number | undefined): { requestAlignment: number; preferredTransfer?: number } {
-  const sane = blockSize !== undefined && Number.isSafeInteger(blockSize) && blockSize >= 512
-    && blockSize <= 64 * 1024 * 1024 && (blockSize & (blockSize - 1)) === 0;
+  const sane =
+    blockSize !== undefined
+    && Number.isSafeInteger(blockSize)
+    && blockSize >= 512
+    && blockSize <= 64 * 1024 * 1024
+    && (blockSize & (blockSize - 1)) === 0;
   return sane ? { requestAlignment: 1, preferredTransfer: blockSize } : { requestAlignment: 1 };
 }
 
@@ -120,8 +127,15 @@ export class NodeFileStorage implements Storage {
   /** A block device's rdev (for the /sys/dev/block fallback of its size). */
   private readonly rdev: bigint;
 
-  private constructor(readonly path: string, fd: number, readonly readOnly: boolean, io: NodeIoMode,
-    syscalls?: PositionalSyscalls, device?: { rdev: bigint }, blockSize?: number) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    readonly readOnly: boolean,
+    io: NodeIoMode,
+    syscalls?: PositionalSyscalls,
+    device?: { rdev: bigint },
+    blockSize?: number,
+  ) {
     this.fd = fd;
     this.blockDevice = device !== undefined;
     this.rdev = device?.rdev ?? 0n;
@@ -183,7 +197,8 @@ export class NodeFileStorage implements Storage {
       fs.closeSync(fd);
       throw err instanceof BlockError ? err : ioError(path, 'stat', err);
     }
-    return io === 'async' ? new NodeFileStorage(path, fd, readOnly, io, undefined, device, blockSize)
+    return io === 'async'
+      ? new NodeFileStorage(path, fd, readOnly, io, undefined, device, blockSize)
       : new NodeFileStorage(path, fd, readOnly, io, options.syscalls, device, blockSize);
   }
 
@@ -235,7 +250,10 @@ export class NodeFileStorage implements Storage {
     checkOffset(offset, 'offset', this.path);
     checkOffset(length, 'length', this.path);
     if (!Number.isSafeInteger(offset + length)) {
-      throw new BlockError('out-of-range', `allocation end ${offset + length} is beyond 2^53 - 1`, { path: this.path, offset });
+      throw new BlockError('out-of-range', `allocation end ${offset + length} is beyond 2^53 - 1`, {
+        path: this.path,
+        offset,
+      });
     }
     if (length === 0) return;
     this.sync.allocate(offset, length);
@@ -282,7 +300,9 @@ export class NodeFileStorage implements Storage {
     this.checkOpen();
     try {
       if (this.blockDevice) return openDeviceSize(this.fd, this.rdev, this.syscalls);
-      return this.async ? (await this.pool.call<fs.Stats>((cb) => fs.fstat(this.fd, cb))).size : fs.fstatSync(this.fd).size;
+      return this.async
+        ? (await this.pool.call<fs.Stats>((cb) => fs.fstat(this.fd, cb))).size
+        : fs.fstatSync(this.fd).size;
     } catch (err) {
       throw ioError(this.path, 'stat', err);
     }
@@ -299,8 +319,9 @@ export class NodeFileStorage implements Storage {
     if (this.blockDevice) {
       const have = await this.size();
       if (size > have) {
-        throw new BlockError('not-supported', `cannot grow a block device of ${have} bytes to ${size} bytes`,
-          { path: this.path });
+        throw new BlockError('not-supported', `cannot grow a block device of ${have} bytes to ${size} bytes`, {
+          path: this.path,
+        });
       }
       return;
     }

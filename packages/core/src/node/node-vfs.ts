@@ -21,8 +21,13 @@ export class NodeVfs implements Vfs {
   async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
     let flags = options.readOnly ? 'r' : 'r+';
     if (options.create) flags = options.exclusive ? 'wx+' : options.truncate ? 'w+' : 'rc+';
-    return NodeFileStorage.open(path, { readOnly: options.readOnly ?? false, flags, io: this.options.io,
-      syscalls: this.options.syscalls, blockDevices: options.blockDevices ?? false });
+    return NodeFileStorage.open(path, {
+      readOnly: options.readOnly ?? false,
+      flags,
+      io: this.options.io,
+      syscalls: this.options.syscalls,
+      blockDevices: options.blockDevices ?? false,
+    });
   }
 
   async stat(path: string): Promise<FileStat> {

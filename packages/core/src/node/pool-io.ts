@@ -24,7 +24,10 @@ export class PoolIo {
   private inFlight = 0;
   private onIdle: (() => void) | undefined;
 
-  constructor(private readonly path: string, private readonly fd: number) {}
+  constructor(
+    private readonly path: string,
+    private readonly fd: number,
+  ) {}
 
   /**
    * fs.read / fs.write calls on the thread pool until `buf` is
@@ -75,7 +78,9 @@ export class PoolIo {
   /** Resolves once no call is in flight (at once when none is). One waiter at a time (close). */
   whenIdle(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => { this.onIdle = resolve; });
+    return new Promise<void>((resolve) => {
+      this.onIdle = resolve;
+    });
   }
 
   private settled(): void {

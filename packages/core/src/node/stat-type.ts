@@ -23,8 +23,16 @@ export function nodeTypeOf(path: string): FileType | undefined {
 }
 
 /** The `special-file` error for a path that is no image file. */
-export function specialFile(path: string, type: FileType | undefined, devicesAllowed: boolean, cause?: unknown): BlockError {
+export function specialFile(
+  path: string,
+  type: FileType | undefined,
+  devicesAllowed: boolean,
+  cause?: unknown,
+): BlockError {
   const what = fileTypeName(type);
   const wanted = devicesAllowed ? 'a regular file or a block device' : 'a regular file';
-  return new BlockError('special-file', `is ${what.startsWith('not') ? 'something else' : what}, not ${wanted}`, { path, cause });
+  return new BlockError('special-file', `is ${what.startsWith('not') ? 'something else' : what}, not ${wanted}`, {
+    path,
+    cause,
+  });
 }

@@ -11,8 +11,11 @@ import { syscallError, type PositionalSyscalls } from './syscalls.js';
  * checked by the storage.
  */
 export class SyncIo {
-  constructor(private readonly path: string, private readonly fd: number,
-    readonly syscalls: PositionalSyscalls | undefined) {}
+  constructor(
+    private readonly path: string,
+    private readonly fd: number,
+    readonly syscalls: PositionalSyscalls | undefined,
+  ) {}
 
   /** Reads until `into` is full or the end of the file; the bytes read. */
   read(offset: number, into: Uint8Array): number {
@@ -84,8 +87,15 @@ export class SyncIo {
     const result = this.syscalls!.allocate!(this.fd, offset, length);
     if (result === 0) return;
     const errno = -result;
-    if (errno === osConstants.errno.EOPNOTSUPP || errno === osConstants.errno.ENOTSUP || errno === osConstants.errno.ENOSYS) {
-      throw new BlockError('not-supported', 'the file system cannot preallocate (fallocate)', { path: this.path, offset });
+    if (
+      errno === osConstants.errno.EOPNOTSUPP
+      || errno === osConstants.errno.ENOTSUP
+      || errno === osConstants.errno.ENOSYS
+    ) {
+      throw new BlockError('not-supported', 'the file system cannot preallocate (fallocate)', {
+        path: this.path,
+        offset,
+      });
     }
     throw ioError(this.path, 'fallocate', syscallError(result, 'posix_fallocate'), offset);
   }
@@ -95,8 +105,13 @@ export class SyncIo {
     const result = this.syscalls!.zeroRange!(this.fd, offset, length, punch);
     if (result >= 0) return true;
     const errno = -result;
-    if (errno === osConstants.errno.EOPNOTSUPP || errno === osConstants.errno.ENOTSUP
-      || errno === osConstants.errno.ENOSYS || errno === osConstants.errno.EINVAL) return false;
+    if (
+      errno === osConstants.errno.EOPNOTSUPP
+      || errno === osConstants.errno.ENOTSUP
+      || errno === osConstants.errno.ENOSYS
+      || errno === osConstants.errno.EINVAL
+    )
+      return false;
     throw ioError(this.path, 'write', syscallError(result, 'fallocate'), offset);
   }
 
@@ -105,8 +120,12 @@ export class SyncIo {
     if (result >= 0) return result;
     const errno = -result;
     if (errno === osConstants.errno.ENXIO) return 'none';
-    if (errno === osConstants.errno.EINVAL || errno === osConstants.errno.EOPNOTSUPP
-      || errno === osConstants.errno.ENOTSUP) return undefined;
+    if (
+      errno === osConstants.errno.EINVAL
+      || errno === osConstants.errno.EOPNOTSUPP
+      || errno === osConstants.errno.ENOTSUP
+    )
+      return undefined;
     throw ioError(this.path, 'seek', syscallError(result, 'lseek'), offset);
   }
 }

@@ -1,7 +1,12 @@
 import { BlockError } from '../errors.js';
 import {
-  flushStorage, storageCapabilities, truncateTo, writeTo,
-  type Storage, type StorageCapabilities, type StorageExtent,
+  flushStorage,
+  storageCapabilities,
+  truncateTo,
+  writeTo,
+  type Storage,
+  type StorageCapabilities,
+  type StorageExtent,
 } from './storage.js';
 
 /**
@@ -27,12 +32,16 @@ export class FilterStorage implements Storage {
 
   constructor(protected readonly next: Storage) {}
 
-  get path(): string { return this.next.path; }
-  get readOnly(): boolean { return this.next.readOnly; }
+  get path(): string {
+    return this.next.path;
+  }
+  get readOnly(): boolean {
+    return this.next.readOnly;
+  }
 
   /** next's capabilities as this filter changes them (see the class comment); computed once. */
   get capabilities(): StorageCapabilities {
-    return this.caps ??= this.filterCapabilities(this.next.capabilities);
+    return (this.caps ??= this.filterCapabilities(this.next.capabilities));
   }
 
   /**
@@ -54,7 +63,9 @@ export class FilterStorage implements Storage {
     });
   }
 
-  read(offset: number, into: Uint8Array): Promise<number> { return this.next.read(offset, into); }
+  read(offset: number, into: Uint8Array): Promise<number> {
+    return this.next.read(offset, into);
+  }
 
   readSync(offset: number, into: Uint8Array): number {
     if (this.next.readSync === undefined) throw this.missing('readSync');
@@ -76,11 +87,21 @@ export class FilterStorage implements Storage {
     return this.next.zeroRange(offset, length, punch);
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> { return writeTo(this.next, offset, data); }
-  size(): Promise<number> { return this.next.size(); }
-  truncate(size: number): Promise<void> { return truncateTo(this.next, size); }
-  flush(): Promise<void> { return flushStorage(this.next); }
-  close(): Promise<void> { return this.next.close(); }
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return writeTo(this.next, offset, data);
+  }
+  size(): Promise<number> {
+    return this.next.size();
+  }
+  truncate(size: number): Promise<void> {
+    return truncateTo(this.next, size);
+  }
+  flush(): Promise<void> {
+    return flushStorage(this.next);
+  }
+  close(): Promise<void> {
+    return this.next.close();
+  }
 
   private missing(member: string): BlockError {
     return new BlockError('not-supported', `the storage has no ${member}`, { path: this.path });

@@ -97,7 +97,7 @@ export class MemoryFile {
 
   /** The smallest held chunk index above `index`, or Infinity. */
   private nextChunkAfter(index: number): number {
-    const sorted = this.sortedIndexes ??= [...this.chunks.keys()].sort((a, b) => a - b);
+    const sorted = (this.sortedIndexes ??= [...this.chunks.keys()].sort((a, b) => a - b));
     const at = lowerBound(sorted, index + 1);
     return at < sorted.length ? sorted[at]! : Infinity;
   }

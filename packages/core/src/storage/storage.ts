@@ -43,7 +43,13 @@ export interface StorageCapabilities {
 /** A capability record: what is given, every other capability false, byte-granular limits. */
 export function storageCapabilities(given: Partial<StorageCapabilities> = {}): StorageCapabilities {
   const caps: StorageCapabilities = {
-    write: false, flush: false, syncRead: false, extents: false, allocate: false, zeroRange: false, remote: false,
+    write: false,
+    flush: false,
+    syncRead: false,
+    extents: false,
+    allocate: false,
+    zeroRange: false,
+    remote: false,
     ...given,
     limits: Object.freeze({ requestAlignment: 1, ...given.limits }),
   };
@@ -127,8 +133,10 @@ export interface Storage {
 export type WritableStorage = Storage & Required<Pick<Storage, 'write' | 'truncate' | 'flush'>>;
 
 function readOnlyError(storage: Storage, what: string): BlockError {
-  return new BlockError('read-only', `${what}: the storage cannot be written (it is read-only)`,
-    { path: storage.path, code: 'EROFS' });
+  return new BlockError('read-only', `${what}: the storage cannot be written (it is read-only)`, {
+    path: storage.path,
+    code: 'EROFS',
+  });
 }
 
 /**
@@ -186,8 +194,13 @@ export interface FileStat {
 export type FileType = 'file' | 'directory' | 'symlink' | 'block-device' | 'char-device' | 'fifo' | 'socket';
 
 const FILE_TYPE_NAMES: Record<FileType, string> = {
-  file: 'a regular file', directory: 'a directory', symlink: 'a symbolic link', 'block-device': 'a block device',
-  'char-device': 'a character device', fifo: 'a FIFO (named pipe)', socket: 'a socket',
+  file: 'a regular file',
+  directory: 'a directory',
+  symlink: 'a symbolic link',
+  'block-device': 'a block device',
+  'char-device': 'a character device',
+  fifo: 'a FIFO (named pipe)',
+  socket: 'a socket',
 };
 
 /** `a FIFO (named pipe)`, `a block device`, ...: a node type for messages. */
@@ -270,8 +283,13 @@ const ZERO_CHUNK = 1024 * 1024;
  * after filling the disk with zeros (every other process on it too).
  * `signal` stops the zero-writing loop between chunks (it throws the signal's reason).
  */
-export async function preallocate(storage: Storage, offset: number, length: number, mode: 'falloc' | 'full',
-  options: { signal?: AbortSignal } = {}): Promise<void> {
+export async function preallocate(
+  storage: Storage,
+  offset: number,
+  length: number,
+  mode: 'falloc' | 'full',
+  options: { signal?: AbortSignal } = {},
+): Promise<void> {
   if (length <= 0) return;
   options.signal?.throwIfAborted();
   if (storage.capabilities.allocate) {
@@ -309,7 +327,10 @@ export async function checkShortRead(storage: Storage, offset: number, got: numb
   if (got >= wanted) return;
   const size = await storage.size();
   if (offset + got < size) {
-    throw new BlockError('io', `short read: ${got} of ${wanted} bytes at offset ${offset}, inside a file of ${size} bytes`,
-      { path: storage.path, offset: offset + got, code: 'EIO' });
+    throw new BlockError(
+      'io',
+      `short read: ${got} of ${wanted} bytes at offset ${offset}, inside a file of ${size} bytes`,
+      { path: storage.path, offset: offset + got, code: 'EIO' },
+    );
   }
 }
