@@ -38,9 +38,7 @@
  */
 import {
   exactBackingPath,
-  flushStorage,
   gatherBackingFacts,
-  truncateTo,
   type BackingFacts,
   type BackingSpec,
   type Image,
@@ -64,10 +62,10 @@ import { commitImage, commitLinkChange, type CommitOptions, type CommitResult } 
 import {
   commitFiles,
   journalMatches,
-  journalPath,
   readJournal,
   removeJournal,
-  writeJournal,
+  journalThenMark,
+  growFile,
 } from './commit-journal.js';
 
 interface Layer {
@@ -224,21 +222,12 @@ export async function commitIntoBase(file: string, base: string, options: Commit
     // 2. The journal (flushed, its name synced), then the mark: the chain refuses to open normally until
     // step 4 has finished, and every state with the mark has the journal.
     if (files !== undefined && !resuming) {
-      await writeJournal(vfs, files, await gatherBackingFacts(vfs, basePath, target));
-      await options.syncDirectory?.(vfs.dirname(journalPath(files)));
-      await top.markCommitInProgress();
-      await top.flush();
+      await journalThenMark(vfs, files, basePath, target, top, options.syncDirectory);
     }
     if (grow) {
       await target.close();
       target = undefined;
-      const storage = await vfs.open(basePath, { readOnly: false });
-      try {
-        await truncateTo(storage, top.size);
-        await flushStorage(storage);
-      } finally {
-        await storage.close();
-      }
+      await growFile(vfs, basePath, top.size);
       target = await openBase();
       // The grown file has a new tail: check it too before copying (the top is marked by now).
       const guard = target.probeGuardRanges();

@@ -22,9 +22,12 @@ import {
   BlockError,
   isBlockError,
   type BackingFacts,
+  type Image,
   type Storage,
   type Vfs,
   flushStorage,
+  gatherBackingFacts,
+  truncateTo,
   writeTo,
 } from '@blk/core/portable';
 
@@ -179,4 +182,34 @@ export async function writeJournal(vfs: Vfs, files: CommitFiles, facts: BackingF
 /** Removes the journal once the commit is recorded in the overlay (absent already: fine). */
 export async function removeJournal(vfs: Vfs, files: CommitFiles): Promise<void> {
   await vfs.remove(journalPath(files)).catch(() => undefined);
+}
+
+/**
+ * Step 2 of a commit, shared by commit and commit -b: the journal (flushed,
+ * its directory entry synced), then the top's commit mark. Every state that
+ * has the mark has the journal, so a stop from here on can be finished.
+ */
+export async function journalThenMark(
+  vfs: Vfs,
+  files: CommitFiles,
+  basePath: string,
+  base: Image,
+  top: Image,
+  syncDirectory: ((dir: string) => void | Promise<void>) | undefined,
+): Promise<void> {
+  await writeJournal(vfs, files, await gatherBackingFacts(vfs, basePath, base));
+  await syncDirectory?.(vfs.dirname(journalPath(files)));
+  await top.markCommitInProgress();
+  await top.flush();
+}
+
+/** Grows the file at `path` to `size` bytes and makes that durable (the base, closed meanwhile, of a commit into a smaller base). */
+export async function growFile(vfs: Vfs, path: string, size: number): Promise<void> {
+  const storage = await vfs.open(path, { readOnly: false });
+  try {
+    await truncateTo(storage, size);
+    await flushStorage(storage);
+  } finally {
+    await storage.close();
+  }
 }

@@ -37,10 +37,8 @@
  */
 import {
   exactBackingPath,
-  flushStorage,
   gatherBackingFacts,
   isBlockError,
-  truncateTo,
   type BackingFacts,
   type BackingSpec,
   type Image,
@@ -67,7 +65,8 @@ import {
   journalPath,
   readJournal,
   removeJournal,
-  writeJournal,
+  journalThenMark,
+  growFile,
 } from './commit-journal.js';
 
 export interface CommitOptions extends JobOptions {
@@ -225,21 +224,12 @@ export async function commitImage(file: string, options: CommitOptions): Promise
     checkAborted(signal, file);
     if (files !== undefined && !resuming && changesBase) {
       // The journal first (flushed), then the mark: every state with the mark has the journal.
-      await writeJournal(vfs, files, await gatherBackingFacts(vfs, backingPath, base));
-      await options.syncDirectory?.(vfs.dirname(journalPath(files)));
-      await top.markCommitInProgress();
-      await top.flush();
+      await journalThenMark(vfs, files, backingPath, base, top, options.syncDirectory);
     }
     if (grow) {
       await base.close();
       base = undefined;
-      const storage = await vfs.open(backingPath, { readOnly: false });
-      try {
-        await truncateTo(storage, top.size);
-        await flushStorage(storage);
-      } finally {
-        await storage.close();
-      }
+      await growFile(vfs, backingPath, top.size);
       base = await openBase();
       // The grown file has a new tail: check it too before copying (the overlay is marked by now).
       await checkCopyKeepsFormat(base, top, await ownRunsTouching(top, base.probeGuardRanges()));

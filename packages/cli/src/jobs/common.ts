@@ -7,13 +7,16 @@
  */
 import { isBlockError, type BackingPolicy, type Image, type Vfs } from '@blk/core';
 import {
+  backingPolicy as jobBackingPolicy,
   checkBackingAllowed,
+  jobOpenOptions,
   openBackingOf as openBackingOfJob,
   type BackingOpenOptions,
   type BackingRules,
   type BackingVerdict,
   type CacheMode,
   type JobContext,
+  type JobOpenOptions,
   type ProgressEvent,
 } from '@blk/jobs';
 import { hostVfs, openImage, registry } from '../images.js';
@@ -64,57 +67,17 @@ export interface JobOptions extends BackingRules {
   signal?: AbortSignal | undefined;
 }
 
-export interface CliOpenOptions extends BackingRules {
-  /** -f: the top image's format (probed when absent). */
-  format?: string | undefined;
-  /**
-   * `format` is only a default nobody named (raw for a backing file, a
-   * job's output): a file disguised as raw is refused, and writes that would
-   * make it probe as another format are (see OpenImageOptions.formatAssumed).
-   */
-  formatAssumed?: boolean | undefined;
-  readOnly: boolean;
-  /** Format for the top image's direct backing file (rebase/compare -F style). */
-  backingFormat?: string | undefined;
-  /** --backing-probe: guess every backing file's format from its content. */
-  backingProbe?: boolean | undefined;
-  /** What to do when a backing file's size/mtime differ from the overlay's record. */
-  onMismatch?: BackingPolicy['onMismatch'];
-  /** Open the backing chain (default), or ignore it. */
-  backingMode?: BackingPolicy['mode'];
-  /** -U: read an image another process may be writing (force-share=on; read-only opens only). */
-  forceShare?: boolean | undefined;
-  /** Where the Vfs's warnings go (the blk command prints them as `blk: warning: ...`). */
-  onWarning?: ((message: string) => void) | undefined;
-}
+/** The CLI's open options: a job's (see JobOpenOptions), --backing-devices defaulting to the environment's answer. */
+export type CliOpenOptions = JobOpenOptions;
 
 /** openImage's options for the CLI's options (the Vfs aside). */
 export function cliOpenOptions(o: CliOpenOptions): Parameters<typeof openImage>[1] {
-  const options: Parameters<typeof openImage>[1] = { readOnly: o.readOnly, backing: backingPolicy(o) };
-  if (o.format !== undefined) options.format = o.format;
-  if (o.formatAssumed) options.formatAssumed = true;
-  if (o.forceShare) options.forceShare = true;
-  if (o.onWarning) options.onWarning = o.onWarning;
-  return options;
+  return jobOpenOptions(withDeviceDefault(o));
 }
 
+/** A job's BackingPolicy for the CLI's options: --backing-devices defaults to the environment's answer. */
 export function backingPolicy(o: Omit<CliOpenOptions, 'readOnly' | 'format'>): BackingPolicy {
-  const policy: BackingPolicy = {};
-  if (o.backingDevices ?? backingDevicesAllowed()) policy.allowDevices = true;
-  // 'ignore' (describe the image alone) stays possible under --forbid-backing: nothing is opened.
-  const mode = o.backingMode ?? (o.forbidBacking ? 'forbid' : undefined);
-  if (mode) policy.mode = mode;
-  if (o.backingDirs && o.backingDirs.length > 0) policy.allowedDirs = [...o.backingDirs];
-  if (o.approve) policy.approve = o.approve;
-  if (o.onMismatch) policy.onMismatch = o.onMismatch;
-  const first = o.backingFormat;
-  if (o.backingProbe) {
-    policy.format = first ? (_ref, depth) => (depth === 1 ? first : 'probe') : 'probe';
-  } else if (first) {
-    // Below the first level, undefined keeps the default (recorded format, else raw unless it looks like another format).
-    policy.format = (_ref, depth) => (depth === 1 ? first : undefined);
-  }
-  return policy;
+  return jobBackingPolicy(withDeviceDefault(o));
 }
 
 /** Decides whether `image`'s backing file may be opened under `rules`, without opening it. */
