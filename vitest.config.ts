@@ -28,6 +28,8 @@ export default defineConfig({
       { find: /^@blk\/faults$/, replacement: src('faults') },
       { find: /^@blk\/native$/, replacement: src('native') },
       { find: /^@blk\/jobs$/, replacement: src('jobs') },
+      { find: /^@blk\/nbd\/node$/, replacement: src('nbd', 'node') },
+      { find: /^@blk\/nbd$/, replacement: src('nbd') },
     ],
   },
   test: {

@@ -166,6 +166,27 @@ Run 'blk COMMAND --help' for a command's options.`,
     .action(run(async () => (await import('./commands/info.js')).info));
 
   program
+    .command('serve')
+    .description('qemu-nbd: serve an image as an NBD export (until the last client leaves, or -t: until SIGINT/SIGTERM)')
+    .usage('[-f FMT] [-r] [-x NAME] [-D DESC] (-k SOCKET | [-b ADDR] [-p PORT]) [-t] [-e SHARED] [--pid-file FILE] FILE')
+    .addOption(formatOption())
+    .option('-r, --read-only', 'export read-only')
+    .option('-x, --export-name <name>', "export name (default '')")
+    .option('-D, --description <text>', 'export description')
+    .option('-k, --socket <path>', 'listen on this Unix socket')
+    .option('-b, --bind <addr>', 'TCP address to listen on (default 0.0.0.0)')
+    .option('-p, --port <port>', 'TCP port to listen on (default 10809)')
+    .option('-t, --persistent', "don't exit when the last client disconnects")
+    .option('-e, --shared <n>', 'serve up to n clients at once (default 1)')
+    .option('--pid-file <file>', 'write the process id to FILE once clients can connect')
+    .option('--handshake-limit <seconds>', 'drop clients that have not finished the handshake in time (default 10, 0: none)')
+    .addOption(forceShareOption())
+    .addOption(backingDirOption())
+    .addOption(forbidBackingOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/serve.js')).serve));
+
+  program
     .command('map')
     .description("show where the image's data lives, across the backing chain")
     .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] [-U] FILE')

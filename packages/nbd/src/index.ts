@@ -1,0 +1,4 @@
+/** @blk/nbd: an NBD server for @blk/core images over any byte stream (Node sockets: @blk/nbd/node). */
+export * from './protocol.js';
+export { blockSizes, NbdConnection, transmissionFlags, zeroRuns } from './server.js';
+export type { ByteStream, ConnectionOptions, NbdExport } from './server.js';
