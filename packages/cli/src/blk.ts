@@ -167,8 +167,12 @@ Run 'blk COMMAND --help' for a command's options.`,
 
   program
     .command('serve')
-    .description('qemu-nbd: serve an image as an NBD export (until the last client leaves, or -t: until SIGINT/SIGTERM)')
-    .usage('[-f FMT] [-r] [-x NAME] [-D DESC] (-k SOCKET | [-b ADDR] [-p PORT]) [-t] [-e SHARED] [--pid-file FILE] FILE')
+    .description(
+      'qemu-nbd: serve an image as an NBD export (until the last client leaves, or -t: until SIGINT/SIGTERM)',
+    )
+    .usage(
+      '[-f FMT] [-r] [-x NAME] [-D DESC] (-k SOCKET | [-b ADDR] [-p PORT]) [-t] [-e SHARED] [--pid-file FILE] FILE',
+    )
     .addOption(formatOption())
     .option('-r, --read-only', 'export read-only')
     .option('-x, --export-name <name>', "export name (default '')")
@@ -179,7 +183,10 @@ Run 'blk COMMAND --help' for a command's options.`,
     .option('-t, --persistent', "don't exit when the last client disconnects")
     .option('-e, --shared <n>', 'serve up to n clients at once (default 1)')
     .option('--pid-file <file>', 'write the process id to FILE once clients can connect')
-    .option('--handshake-limit <seconds>', 'drop clients that have not finished the handshake in time (default 10, 0: none)')
+    .option(
+      '--handshake-limit <seconds>',
+      'drop clients that have not finished the handshake in time (default 10, 0: none)',
+    )
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())

@@ -417,7 +417,9 @@ export class NbdConnection {
         );
       } else {
         await this.stream.write(encodeChunkHeader(req.cookie, flags, CHUNK.OFFSET_DATA, 8 + run.length));
-        await this.stream.write(concat([u64(req.offset + run.start), data.subarray(run.start, run.start + run.length)]));
+        await this.stream.write(
+          concat([u64(req.offset + run.start), data.subarray(run.start, run.start + run.length)]),
+        );
       }
     }
   }
