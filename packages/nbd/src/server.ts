@@ -168,7 +168,8 @@ export class NbdConnection {
     for (;;) {
       const { option, length } = decodeOptionHeader(await this.read(16));
       if (length > MAX_OPTION_LENGTH) {
-        // Bounded: never buffered; a payload we would not read anyway is skipped in chunks, a huge one drops us.
+        // Bounded: a payload up to 64 KiB is read and thrown away (the client stays in step); a longer one
+        // drops the connection without reading it.
         if (length > 16 * MAX_OPTION_LENGTH) throw new ProtocolError('option too long');
         await this.read(length);
         await this.replyError(option, REP.ERR_TOO_BIG, 'option too long');
@@ -204,7 +205,8 @@ export class NbdConnection {
         if (data.length !== 0) throw new OptionInvalid('NBD_OPT_LIST takes no data');
         for (const e of this.exports) {
           const name = encoder.encode(e.name);
-          await this.reply(option, REP.SERVER, concat([u32(name.length), name]));
+          const description = encoder.encode(e.description ?? '').subarray(0, MAX_STRING);
+          await this.reply(option, REP.SERVER, concat([u32(name.length), name, description]));
         }
         await this.reply(option, REP.ACK);
         return null;
@@ -397,7 +399,11 @@ export class NbdConnection {
       if (data.length > 0) await this.stream.write(data);
       return;
     }
-    if (req.length === 0 || req.flags & CMD_FLAG.DF) {
+    if (req.length === 0) {
+      await this.stream.write(encodeChunkHeader(req.cookie, CHUNK_FLAG_DONE, CHUNK.NONE, 0));
+      return;
+    }
+    if (req.flags & CMD_FLAG.DF) {
       await this.stream.write(encodeChunkHeader(req.cookie, CHUNK_FLAG_DONE, CHUNK.OFFSET_DATA, 8 + data.length));
       await this.stream.write(concat([u64(req.offset), data]));
       return;
@@ -466,16 +472,22 @@ export function zeroRuns(data: Uint8Array, granule: number): Array<{ start: numb
   const runs: Array<{ start: number; length: number; zero: boolean }> = [];
   for (let start = 0; start < data.length; start += granule) {
     const end = Math.min(data.length, start + granule);
-    let zero = true;
-    for (let i = start; i < end; i++) {
-      if (data[i] !== 0) {
-        zero = false;
-        break;
-      }
-    }
+    const zero = isZero(data, start, end);
     const last = runs[runs.length - 1];
     if (last && last.zero === zero) last.length += end - start;
     else runs.push({ start, length: end - start, zero });
   }
   return runs;
+}
+
+/** True when data[start, end) is all zero bytes (four at a time where the buffer is aligned for it). */
+function isZero(data: Uint8Array, start: number, end: number): boolean {
+  let i = start;
+  if ((data.byteOffset + i) % 4 === 0) {
+    const words = new Uint32Array(data.buffer, data.byteOffset + i, Math.floor((end - i) / 4));
+    for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
+    i += words.length * 4;
+  }
+  for (; i < end; i++) if (data[i] !== 0) return false;
+  return true;
 }

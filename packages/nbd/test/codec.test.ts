@@ -183,7 +183,7 @@ describe('handshake', () => {
     await c.write(option(OPT.LIST));
     const s = await optReply(c);
     expect(s.type).toBe(REP.SERVER);
-    expect(new TextDecoder().decode(s.data.subarray(4))).toBe('ex');
+    expect(new TextDecoder().decode(s.data.subarray(4))).toBe('exan export');
     expect((await optReply(c)).type).toBe(REP.ACK);
     // Announces 1 GiB of option data: dropped without reading (or buffering) it.
     const huge = new Uint8Array(16);
@@ -301,6 +301,8 @@ describe('transmission', () => {
     expect(Number(view(r[1]!.data).getBigUint64(0))).toBe(64 * 1024);
     expect(r[1]!.data.length - 8).toBe(8192);
     expect(r[1]!.data.subarray(8).every((b) => b === 0xab)).toBe(true);
+    await c.write(req(CMD.READ, 4096, 0));
+    expect((await chunks(c)).map((x) => x.type)).toEqual([CHUNK.NONE]);
     await c.write(req(CMD.READ, SIZE, 1));
     const e = await chunks(c);
     expect(e[0]!.type).toBe(CHUNK.ERROR);
