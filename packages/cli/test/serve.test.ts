@@ -113,6 +113,38 @@ describe.sequential('blk serve', () => {
     expect(s.stderr()).toBe('');
   });
 
+  it('serves a cow overlay: base:allocation as blk map, qemu:allocation-depth from the chain', async (ctx) => {
+    if (!hasCommand('nbdinfo')) ctx.skip();
+    const dir = tempDir('serve-cow');
+    const base = path.join(dir, 'base.img');
+    const top = path.join(dir, 'top.cow');
+    rawFile(base, 2 * MiB, [[0, MiB, 0x01]]);
+    expect(blk(['create', '-q', '-f', 'cow', '-b', base, top]).code).toBe(0);
+    expect(blk(['io', '-c', 'write -P 2 512k 64k', top]).code).toBe(0);
+    const s = await serve(dir, top, ['-r', '-t']);
+    const url = `nbd+unix:///?socket=${s.sock}`;
+    try {
+      const map = run('nbdinfo', ['--map', url]);
+      expect(map.code, map.stderr).toBe(0);
+      const mine = blk(['map', '--output=json', '-U', top]);
+      expect(nbdinfoRuns(map.stdout)).toEqual(blkMapRuns(mine.stdout));
+      const depth = run('nbdinfo', ['--map=qemu:allocation-depth', url]);
+      expect(depth.code, depth.stderr).toBe(0);
+      const rows = depth.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/).slice(0, 3).map(Number));
+      expect(rows).toEqual([
+        [0, 512 * 1024, 2],
+        [512 * 1024, 64 * 1024, 1],
+        [576 * 1024, 2 * MiB - 576 * 1024, 2],
+      ]);
+    } finally {
+      s.child.kill('SIGINT');
+    }
+    expect(await s.exit).toEqual({ code: 0, signal: null });
+  });
+
   it('takes qemu-io writes (FUA, zeroes, discard) that blk reads back, and exits after the last client', async (ctx) => {
     if (!hasCommand('qemu-io')) ctx.skip();
     const dir = tempDir('serve-rw');
