@@ -193,11 +193,11 @@ describe.sequential('blk serve', () => {
     expect(check.stdout).not.toMatch(/failed|Pattern verification/);
   });
 
-  it('survives a hostile client: oversized option, oversized write, requests past the end', async () => {
+  it('survives hostile clients: oversized option, oversized write, requests past the end, a stalled handshake; -e 1 queues the next client', async () => {
     const dir = tempDir('serve-hostile');
     const file = path.join(dir, 'a.img');
     rawFile(file, 1 * MiB, [[0, 4096, 0x77]]);
-    const s = await serve(dir, file, ['-f', 'raw', '-t']);
+    const s = await serve(dir, file, ['-f', 'raw', '-t', '--handshake-limit', '2']);
     try {
       const socket = net.connect(s.sock);
       await new Promise((r) => socket.once('connect', r));
@@ -220,6 +220,15 @@ describe.sequential('blk serve', () => {
       expect(await reply()).toBe(REP.ERR_TOO_BIG);
       await c.write(option(OPT.GO, concat([u32(0), u16(0)])));
       for (;;) if ((await reply()) === REP.ACK) break;
+      // -e 1: a second client waits, unanswered, until the first leaves.
+      const second = net.connect(s.sock);
+      await new Promise((r) => second.once('connect', r));
+      const w = new SocketStream(second);
+      let greeted = false;
+      const greeting = w.readExactly(18).then((b) => {
+        greeted = true;
+        return b;
+      });
       const simple = async () => {
         const h = (await c.readExactly(16))!;
         expect(view(h).getUint32(0)).toBe(SIMPLE_REPLY_MAGIC);
@@ -241,9 +250,16 @@ describe.sequential('blk serve', () => {
       await c.write(req(CMD.READ, 0, 4));
       expect(await simple()).toBe(0);
       expect([...(await c.readExactly(4))!]).toEqual([0x77, 0x77, 0x77, 0x77]);
+      expect(greeted).toBe(false);
       await c.write(req(CMD.DISC, 0, 0));
       expect(await c.readExactly(1)).toBeNull();
       c.close();
+      expect(new TextDecoder().decode((await greeting)!.subarray(0, 8))).toBe('NBDMAGIC');
+      // --handshake-limit 2: a client that stops negotiating is dropped.
+      const t0 = Date.now();
+      expect(await w.readExactly(1)).toBeNull();
+      expect(Date.now() - t0).toBeGreaterThan(1000);
+      w.close();
     } finally {
       s.child.kill('SIGTERM');
     }

@@ -104,7 +104,7 @@ export interface ListenOptions extends ConnectionOptions {
   socket?: string;
   host?: string;
   port?: number;
-  /** Most clients at once (qemu-nbd -e; default 1); further ones are turned away. */
+  /** Most clients at once (qemu-nbd -e; default 1); further ones wait until one leaves. */
   shared?: number;
   /** Keep serving after the last client leaves (qemu-nbd -t). */
   persistent?: boolean;
@@ -114,6 +114,7 @@ export interface ListenOptions extends ConnectionOptions {
 export class NbdServer {
   private readonly server: net.Server;
   private readonly connections = new Set<NbdConnection>();
+  private readonly waiting: net.Socket[] = [];
   private served = 0;
   private stopping = false;
   readonly closed: Promise<void>;
@@ -153,8 +154,17 @@ export class NbdServer {
   }
 
   private accept(socket: net.Socket): void {
-    if (this.stopping || this.connections.size >= (this.options.shared ?? 1)) {
+    if (this.stopping) {
       socket.destroy();
+      return;
+    }
+    if (this.connections.size >= (this.options.shared ?? 1)) {
+      // As qemu-nbd, which stops accepting: the client waits (unanswered) until a slot frees.
+      this.waiting.push(socket);
+      socket.once('close', () => {
+        const i = this.waiting.indexOf(socket);
+        if (i >= 0) this.waiting.splice(i, 1);
+      });
       return;
     }
     this.served++;
@@ -162,7 +172,9 @@ export class NbdServer {
     this.connections.add(conn);
     void conn.run().then(() => {
       this.connections.delete(conn);
-      if (this.connections.size === 0 && !this.options.persistent && this.served > 0) void this.close();
+      const next = this.waiting.shift();
+      if (next && !this.stopping) this.accept(next);
+      else if (this.connections.size === 0 && !this.options.persistent && this.served > 0) void this.close();
     });
   }
 
@@ -171,6 +183,7 @@ export class NbdServer {
     if (!this.stopping) {
       this.stopping = true;
       for (const c of this.connections) c.close();
+      for (const w of this.waiting.splice(0)) w.destroy();
       await new Promise<void>((r) => this.server.close(() => r()));
       if (this.options.socket !== undefined) fs.rmSync(this.options.socket, { force: true });
       this.resolveClosed();
