@@ -38,7 +38,11 @@ const PORTABLE = [
   ['@blk/cow', 'cow', 'src/index.ts'],
   ['@blk/testkit', 'testkit', 'src/index.ts'],
   ['@blk/jobs', 'jobs', 'src/index.ts'],
+  ['@blk/nbd', 'nbd', 'src/index.ts'],
 ].filter(([, dir]) => existsSync(path.join(REPO, 'packages', dir, 'package.json')));
+
+/** Node-only modules that live in a portable package behind a separate entry (never imported by the portable one). */
+const NODE_ONLY = ['nbd/src/node.ts'];
 
 /** Every @blk/* specifier resolved to its TypeScript source (the Node entries too, so that reaching one is seen). */
 const SOURCES = {
@@ -48,6 +52,8 @@ const SOURCES = {
   '@blk/cow': 'cow/src/index.ts',
   '@blk/testkit': 'testkit/src/index.ts',
   '@blk/jobs': 'jobs/src/index.ts',
+  '@blk/nbd': 'nbd/src/index.ts',
+  '@blk/nbd/node': 'nbd/src/node.ts',
   '@blk/images': 'images/src/index.ts',
   '@blk/faults': 'faults/src/index.ts',
   '@blk/native': 'native/src/index.ts',
@@ -138,6 +144,8 @@ if (types) {
         compilerOptions: { noEmit: true, types: [], lib: ['ES2022', 'WebWorker'], paths, declaration: false },
         files,
         include,
+        // Node-only modules inside portable packages (their own entries, e.g. @blk/nbd/node): not for browsers.
+        exclude: NODE_ONLY.map((f) => path.join(REPO, 'packages', f)),
       },
       null,
       2,
