@@ -9,14 +9,14 @@ import {
   type ProbeHint,
   type Storage,
 } from '@blk/core/portable';
-import { isQcow2, parseHeader, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS } from './header.js';
+import { isQcow2, parseHeader, probeQcow2, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS } from './header.js';
 import { Qcow2Image } from './qcow2-image.js';
 
 export const qcow2Driver: BlockDriver = {
   name: 'qcow2',
   description: 'QEMU copy-on-write v2 (qcow2, compat 0.10 and 1.1); read-only',
   probeBytes: 112,
-  probe: (head: Uint8Array, _hint: ProbeHint) => (isQcow2(head) ? 100 : 0),
+  probe: (head: Uint8Array, _hint: ProbeHint) => probeQcow2(head),
   open: openQcow2,
 };
 

@@ -108,6 +108,18 @@ function u64(dv: DataView, at: number, where: Where, field: string): number {
   return Number(v);
 }
 
+/**
+ * QEMU's qcow2_probe: the magic and a version of at least 2 (1 is the older
+ * qcow format). Versions past 3 are qcow2's to refuse (`unsupported-version`),
+ * never a raw disk.
+ */
+export function probeQcow2(head: Uint8Array): number {
+  if (head.length < 8) return 0;
+  const dv = new DataView(head.buffer, head.byteOffset, 8);
+  return dv.getUint32(0) === QCOW2_MAGIC && dv.getUint32(4) >= 2 ? 100 : 0;
+}
+
+/** The magic and a version this driver reads (2 or 3). */
 export function isQcow2(head: Uint8Array): boolean {
   if (head.length < 8) return false;
   const dv = new DataView(head.buffer, head.byteOffset, 8);

@@ -13,6 +13,7 @@ export {
   MAX_L1_BYTES,
   MAX_REFTABLE_BYTES,
   isQcow2,
+  probeQcow2,
   parseHeader,
   type FeatureName,
   type HeaderExtension,
