@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openImage } from '@blk/images';
+import { isBlockError, openImage } from '@blk/images';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
 
@@ -141,5 +141,25 @@ describe('qcow2 images made by qemu-img read as qemu-img reads them', () => {
       expect(b['backing-filename-format']).toBe(q['backing-filename-format']);
       expect(b['virtual-size']).toBe(q['virtual-size']);
     }
+  });
+
+  it("the stored backing name is untrusted data: relative to the image's directory, under the caller's backing policy", async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const image = await openImage(p('v3-512.qcow2'), { readOnly: true });
+    try {
+      expect(image.backingReference).toMatchObject({ path: 'v2-64k.qcow2', format: 'qcow2' });
+      expect(image.chain().map((i) => i.format)).toEqual(['qcow2', 'qcow2', 'raw']);
+    } finally {
+      await image.close();
+    }
+    const forbidden = await openImage(p('v3-512.qcow2'), { readOnly: true, backing: { mode: 'forbid' } }).catch(
+      (e: unknown) => e,
+    );
+    expect(isBlockError(forbidden, 'backing-forbidden')).toBe(true);
+    const confined = await openImage(p('v3-512.qcow2'), {
+      readOnly: true,
+      backing: { allowedDirs: ['/nonexistent'] },
+    }).catch((e: unknown) => e);
+    expect(isBlockError(confined, 'backing-forbidden')).toBe(true);
   });
 });
