@@ -171,33 +171,96 @@ export class Qcow2Image implements DriverImage {
     return this.withL2(cluster, (lookup) => lookup(cluster));
   }
 
-  async read(offset: number, into: Uint8Array, below: ReadBelow): Promise<void> {
+  /** Guest clusters from `cluster` that continue its run (one kind, contiguous on the host), up to `end` and the table's `stop`. */
+  private runFrom(
+    lookup: (c: number) => ClusterMapping,
+    stop: number,
+    cluster: number,
+    end: number,
+  ): { first: ClusterMapping; runEnd: number } {
+    const cs = this.clusterSize;
+    const first = lookup(cluster);
+    let runEnd = Math.min(end, (cluster + 1) * cs);
+    if (first.kind !== 'compressed') {
+      for (let c = cluster + 1; c < stop && runEnd < end; c++) {
+        if (!sameRun(first, lookup(c), (c - cluster) * cs)) break;
+        runEnd = Math.min(end, (c + 1) * cs);
+      }
+    }
+    return { first, runEnd };
+  }
+
+  /**
+   * The contract's read shape: completes synchronously (returns undefined)
+   * while the L2 tables it needs are cached, the storage reads synchronously,
+   * the layers below complete synchronously and compressed clusters are the
+   * one last decompressed; at the first thing to wait for, a promise for the rest.
+   */
+  read(offset: number, into: Uint8Array, below: ReadBelow): void | Promise<void> {
     const cs = this.clusterSize;
     const end = offset + into.length;
+    const storage = this.storage;
+    const syncRead = storage.capabilities.syncRead && storage.readSync !== undefined;
     let pos = offset;
     while (pos < end) {
       const cluster = Math.floor(pos / cs);
-      // Collect a run of clusters of one kind (contiguous on the host for normal ones), within one L2 table.
-      const run = await this.withL2(cluster, (lookup, stop) => {
-        const first = lookup(cluster);
-        let runEnd = Math.min(end, (cluster + 1) * cs);
-        if (first.kind !== 'compressed') {
-          for (let c = cluster + 1; c < stop && runEnd < end; c++) {
-            const m = lookup(c);
-            if (!sameRun(first, m, (c - cluster) * cs)) break;
-            runEnd = Math.min(end, (c + 1) * cs);
-          }
+      const l1Index = Math.floor(cluster / this.l2Entries);
+      const l2 = this.l2Offset(l1Index);
+      let lookup: (c: number) => ClusterMapping;
+      if (l2 === 0) {
+        lookup = () => UNALLOCATED;
+      } else {
+        const chunk = this.l2Cache.get(l2 / cs);
+        if (chunk === undefined) return this.readFrom(offset, into, below, pos);
+        const dv = chunk.view;
+        lookup = (c) => {
+          const i = (c % this.l2Entries) * 8;
+          return this.decode(dv.getUint32(i), dv.getUint32(i + 4), c);
+        };
+      }
+      const { first: m, runEnd } = this.runFrom(lookup, (l1Index + 1) * this.l2Entries, cluster, end);
+      const part = into.subarray(pos - offset, runEnd - offset);
+      const inCluster = pos - cluster * cs;
+      switch (m.kind) {
+        case 'unallocated': {
+          const pending = below(pos, part);
+          if (pending !== undefined) return pending.then(() => this.readFrom(offset, into, below, runEnd));
+          break;
         }
-        return { first, runEnd };
-      });
+        case 'zero':
+        case 'zero-alloc':
+          part.fill(0);
+          break;
+        case 'normal':
+          if (!syncRead || storage.readSync!(m.host + inCluster, part) !== part.length)
+            return this.readFrom(offset, into, below, pos);
+          break;
+        case 'compressed': {
+          const last = this.lastCompressed;
+          if (last === undefined || last.host !== m.host) return this.readFrom(offset, into, below, pos);
+          part.set(last.data.subarray(inCluster, inCluster + part.length));
+          break;
+        }
+      }
+      pos = runEnd;
+    }
+    return undefined;
+  }
+
+  /** The asynchronous read of `into` (guest `offset`) from guest offset `pos` on. */
+  private async readFrom(offset: number, into: Uint8Array, below: ReadBelow, pos: number): Promise<void> {
+    const cs = this.clusterSize;
+    const end = offset + into.length;
+    while (pos < end) {
+      const cluster = Math.floor(pos / cs);
+      const run = await this.withL2(cluster, (lookup, stop) => this.runFrom(lookup, stop, cluster, end));
       const part = into.subarray(pos - offset, run.runEnd - offset);
       const inCluster = pos - cluster * cs;
       const m = run.first;
       switch (m.kind) {
-        case 'unallocated': {
+        case 'unallocated':
           await below(pos, part); // undefined when the layers below completed synchronously
           break;
-        }
         case 'zero':
         case 'zero-alloc':
           part.fill(0);
