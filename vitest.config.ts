@@ -23,6 +23,7 @@ export default defineConfig({
       { find: /^@blk\/core$/, replacement: src('core') },
       { find: /^@blk\/raw$/, replacement: src('raw') },
       { find: /^@blk\/cow$/, replacement: src('cow') },
+      { find: /^@blk\/qcow2$/, replacement: src('qcow2') },
       { find: /^@blk\/testkit$/, replacement: src('testkit') },
       { find: /^@blk\/images$/, replacement: src('images') },
       { find: /^@blk\/faults$/, replacement: src('faults') },

@@ -3,7 +3,7 @@
 //     Node built-in (fs, node:path, ...), static or dynamic, naming the file that imports it;
 //  2. type-checks them with `types: []` (no @types/node: no process, Buffer, NodeJS.*) and
 //     `lib: ["ES2022", "WebWorker"]`.
-// The packages: @blk/core/portable, @blk/raw, @blk/cow, @blk/testkit, and @blk/jobs when it exists.
+// The packages: @blk/core/portable, @blk/raw, @blk/cow, @blk/qcow2, @blk/testkit, and @blk/jobs when it exists.
 //
 // Usage: node scripts/check-browser.mjs [--dist] [--no-types] [--entry NAME=FILE ...]
 //   (default) bundles the TypeScript sources (@blk/* resolved to packages/*/src, as vitest does);
@@ -36,6 +36,7 @@ const PORTABLE = [
   ['@blk/core/portable', 'core', 'src/portable.ts'],
   ['@blk/raw', 'raw', 'src/index.ts'],
   ['@blk/cow', 'cow', 'src/index.ts'],
+  ['@blk/qcow2', 'qcow2', 'src/index.ts'],
   ['@blk/testkit', 'testkit', 'src/index.ts'],
   ['@blk/jobs', 'jobs', 'src/index.ts'],
   ['@blk/nbd', 'nbd', 'src/index.ts'],
@@ -50,6 +51,7 @@ const SOURCES = {
   '@blk/core/portable': 'core/src/portable.ts',
   '@blk/raw': 'raw/src/index.ts',
   '@blk/cow': 'cow/src/index.ts',
+  '@blk/qcow2': 'qcow2/src/index.ts',
   '@blk/testkit': 'testkit/src/index.ts',
   '@blk/jobs': 'jobs/src/index.ts',
   '@blk/nbd': 'nbd/src/index.ts',

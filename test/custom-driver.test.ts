@@ -54,6 +54,7 @@ describe('a custom driver (tiny)', () => {
     expect(probed.driver.name).toBe('tiny');
     expect(probed.scores).toEqual([
       { name: 'cow', score: 0 },
+      { name: 'qcow2', score: 0 },
       { name: 'raw', score: 1 },
       { name: 'tiny', score: 100 },
     ]);

@@ -95,7 +95,7 @@ describe('blk executable', () => {
     rawFile(img, 4096);
     const r = blk(['info', '-f', 'qcow9', img]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^blk: .*unknown format 'qcow9' \(known: cow, raw\)\n$/);
+    expect(r.stderr).toMatch(/^blk: .*unknown format 'qcow9' \(known: cow, qcow2, raw\)\n$/);
   });
 
   it('loads only the command it runs (commands are separate chunks)', () => {

@@ -28,7 +28,7 @@ const sha = (file: string) => createHash('sha256').update(fs.readFileSync(file))
 const fixtures: Array<[string, string]> = [];
 
 const QEMU_MADE: Array<[string, string, string[]]> = [
-  ['q.qcow2', 'qcow2', ['-f', 'qcow2']],
+  // qcow2 has a driver since issue 13 (@blk/qcow2, read-only): its images are tested in packages/qcow2.
   ['q.qcow', 'qcow', ['-f', 'qcow']],
   ['q.qed', 'qed', ['-f', 'qed']],
   ['q.vmdk', 'vmdk', ['-f', 'vmdk']],

@@ -92,7 +92,9 @@ describe('blk measure', () => {
       code: 1,
       stderr: 'blk: Unsupported preallocation mode: metadata\n',
     });
-    expect(blk(['measure', '-O', 'qcow2', '--size', '1G']).stderr).toMatch(/unknown format 'qcow2'/);
+    expect(blk(['measure', '-O', 'vmdk', '--size', '1G']).stderr).toMatch(/unknown format 'vmdk'/);
+    // qcow2 reads since issue 13 but measures nothing yet.
+    expect(blk(['measure', '-O', 'qcow2', '--size', '1G']).stderr).toMatch(/'qcow2' does not support measure/);
   });
 });
 

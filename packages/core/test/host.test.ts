@@ -119,7 +119,7 @@ describe('@blk/images: no shared mutable registry', () => {
   it('exports no registry to register into; its default host is frozen and holds the built-in formats', () => {
     expect((images as Record<string, unknown>).registry).toBeUndefined();
     const host = images.defaultHost();
-    expect(host.registry.names()).toEqual(['cow', 'raw']);
+    expect(host.registry.names()).toEqual(['cow', 'qcow2', 'raw']);
     expect(() => host.registry.register(magicDriver('mine', 'MINE'))).toThrow(
       expect.objectContaining({ kind: 'invalid-argument' }),
     );
@@ -132,14 +132,14 @@ describe('@blk/images: no shared mutable registry', () => {
     const own = await mine.openImage('/m.img', { readOnly: true });
     expect(own.format).toBe('mine');
     await own.close();
-    expect(images.defaultHost().registry.names()).toEqual(['cow', 'raw']);
+    expect(images.defaultHost().registry.names()).toEqual(['cow', 'qcow2', 'raw']);
     const image = await images.openImage('/m.img', { vfs, readOnly: true });
     expect(image.format).toBe('raw');
     await image.close();
     // builtinDrivers() hands out a new array: changing it changes no host.
     const drivers = images.builtinDrivers();
     drivers.pop();
-    expect(images.builtinDrivers().map((d) => d.name)).toEqual(['cow', 'raw']);
+    expect(images.builtinDrivers().map((d) => d.name)).toEqual(['cow', 'qcow2', 'raw']);
   });
 });
 

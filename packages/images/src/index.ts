@@ -17,16 +17,18 @@ import {
 } from '@blk/core';
 import { cowDriver } from '@blk/cow';
 import { LockingVfs, nativeSyscalls, type LockPolicy } from '@blk/native';
+import { qcow2Driver } from '@blk/qcow2';
 import { rawDriver } from '@blk/raw';
 
 export * from '@blk/core';
 export { cowDriver } from '@blk/cow';
+export { qcow2Driver } from '@blk/qcow2';
 export { rawDriver } from '@blk/raw';
 export type { LockPolicy } from '@blk/native';
 
-/** The built-in formats in probe order: cow first; raw, the last resort, scores 1. A new array each call. */
+/** The built-in formats in probe order: cow, qcow2; raw, the last resort, scores 1. A new array each call. */
 export function builtinDrivers(): BlockDriver[] {
-  return [cowDriver, rawDriver];
+  return [cowDriver, qcow2Driver, rawDriver];
 }
 
 /**

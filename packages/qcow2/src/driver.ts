@@ -1,0 +1,81 @@
+/** The qcow2 BlockDriver: probe and open (read-only in this version: no `write`, no `create`). */
+import {
+  BlockError,
+  readZeroFilled,
+  type BackingReference,
+  type BlockDriver,
+  type DriverImage,
+  type DriverOpenOptions,
+  type ProbeHint,
+  type Storage,
+} from '@blk/core/portable';
+import { isQcow2, parseHeader, probeQcow2, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS } from './header.js';
+import { Qcow2Image } from './qcow2-image.js';
+
+export const qcow2Driver: BlockDriver = {
+  name: 'qcow2',
+  description: 'QEMU copy-on-write v2 (qcow2, compat 0.10 and 1.1); read-only',
+  probeBytes: 112,
+  probe: (head: Uint8Array, _hint: ProbeHint) => probeQcow2(head),
+  open: openQcow2,
+};
+
+async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
+  const where = { path: storage.path, driver: 'qcow2' as const };
+  if (options.driverOptions) {
+    const key = Object.keys(options.driverOptions)[0];
+    if (key !== undefined) {
+      throw new BlockError('invalid-argument', `qcow2 takes no driver option '${key}'`, {
+        ...where,
+        field: `driverOptions.${key}`,
+      });
+    }
+  }
+  const fileSize = options.probe?.size ?? (await storage.size());
+  let head = options.probe?.head;
+  if (head === undefined || head.length < 112) {
+    head = new Uint8Array(112);
+    await readZeroFilled(storage, 0, head);
+  }
+  if (!isQcow2(head)) {
+    const dv = new DataView(head.buffer, head.byteOffset, Math.min(8, head.length));
+    if (head.length >= 8 && dv.getUint32(0) === 0x514649fb) {
+      throw new BlockError('unsupported-version', `Unsupported qcow2 version ${dv.getUint32(4)}`, {
+        ...where,
+        field: 'version',
+      });
+    }
+    throw new BlockError('bad-magic', 'not a qcow2 image', { ...where, field: 'magic' });
+  }
+  // The header cluster holds the extensions and the backing file name.
+  const bits = new DataView(head.buffer, head.byteOffset, head.length).getUint32(20);
+  if (bits < MIN_CLUSTER_BITS || bits > MAX_CLUSTER_BITS) {
+    throw new BlockError('invalid-header', `Unsupported cluster size: 2^${bits}`, { ...where, field: 'cluster_bits' });
+  }
+  const cluster0 = new Uint8Array(2 ** bits);
+  if (head.length >= cluster0.length) cluster0.set(head.subarray(0, cluster0.length));
+  else await readZeroFilled(storage, 0, cluster0);
+  const header = parseHeader(cluster0, fileSize, where);
+
+  const l1 = new Uint8Array(header.l1Size * 8);
+  if (l1.length > 0) await readZeroFilled(storage, header.l1TableOffset, l1);
+
+  let backing: BackingReference | undefined;
+  if (header.backingName !== undefined) {
+    const text = decodeExactly(header.backingName);
+    backing =
+      text !== undefined
+        ? { path: text }
+        : { path: new TextDecoder('utf-8').decode(header.backingName), rawPath: header.backingName };
+    if (header.backingFormat !== undefined) backing.format = header.backingFormat;
+  }
+  return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing);
+}
+
+function decodeExactly(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}

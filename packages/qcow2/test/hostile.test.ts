@@ -1,0 +1,269 @@
+/**
+ * Hostile and unsupported qcow2 images give typed errors (never a crash, a
+ * hang or an allocation sized by the file): QEMU's open-time limits, offsets
+ * past the end of the file, unknown incompatible bits refused by name,
+ * features this version does not read (zstd, extended L2, external data file,
+ * encryption), corrupt metadata found while reading; dirty and corrupt images
+ * still read.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { isBlockError, openImage } from '@blk/images';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasCommand, tempDir } from '../../cli/test/helpers.js';
+
+const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
+const SKIP = 'qemu-img/qemu-io are not installed (apt-get install qemu-utils): the hostile qcow2 tests are skipped';
+
+let dir: string;
+let pristine: Buffer;
+const p = (name: string) => path.join(dir, name);
+
+function run(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+// QEMU 7.2's layout for a fresh 64 KiB-cluster image: refcount table 0x10000, refcount block 0x20000,
+// L1 0x30000, then the first L2 table 0x40000 and the first data cluster 0x50000 after one write at 0.
+const L1 = 0x30000;
+const L2 = 0x40000;
+
+beforeAll(() => {
+  if (!QEMU) return;
+  dir = tempDir('qcow2-hostile');
+  run('qemu-img', ['create', '-q', '-f', 'qcow2', 'h.qcow2', '1M']);
+  run('qemu-io', ['-c', 'write -P 0x5a 0 64k', 'h.qcow2']);
+  pristine = fs.readFileSync(p('h.qcow2'));
+  expect(pristine.readBigUInt64BE(40)).toBe(BigInt(L1));
+  expect(pristine.readBigUInt64BE(L1) & 0x00fffffffffffe00n).toBe(BigInt(L2));
+}, 60_000);
+
+afterAll(() => {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A copy of the pristine image with `patch` applied. */
+function patched(name: string, patch: (b: Buffer) => void): string {
+  const b = Buffer.from(pristine);
+  patch(b);
+  fs.writeFileSync(p(name), b);
+  return p(name);
+}
+
+async function openError(file: string, options: { format?: string; readOnly?: boolean } = {}): Promise<unknown> {
+  try {
+    const image = await openImage(file, { readOnly: true, ...options });
+    await image.close();
+  } catch (err) {
+    return err;
+  }
+  throw new Error(`${file} opened`);
+}
+
+async function readAll(file: string): Promise<Uint8Array> {
+  const image = await openImage(file, { readOnly: true });
+  try {
+    const out = new Uint8Array(image.size);
+    await image.readInto(0, out);
+    return out;
+  } finally {
+    await image.close();
+  }
+}
+
+const HEADER_CASES: Array<[string, (b: Buffer) => void, string, RegExp, string?]> = [
+  ['huge l1_size', (b) => b.writeUInt32BE(0xffffffff, 36), 'invalid-header', /Active L1 table too large/, 'l1_size'],
+  [
+    '32 MiB L1 table past the end of the file',
+    (b) => b.writeUInt32BE(4 * 1024 * 1024, 36),
+    'truncated',
+    /past the end of the file/,
+    'l1_table_offset',
+  ],
+  [
+    'l1_table_offset past EOF',
+    (b) => b.writeBigUInt64BE(1n << 40n, 40),
+    'truncated',
+    /past the end/,
+    'l1_table_offset',
+  ],
+  ['unaligned l1_table_offset', (b) => b.writeBigUInt64BE(BigInt(L1 + 8), 40), 'invalid-header', /offset invalid/],
+  ['l1_size too small for the size', (b) => b.writeUInt32BE(0, 36), 'invalid-header', /L1 table is too small/],
+  ['size beyond 2^53', (b) => b.writeBigUInt64BE(1n << 62n, 24), 'invalid-header', /too large/, 'size'],
+  ['cluster_bits 22', (b) => b.writeUInt32BE(22, 20), 'invalid-header', /Unsupported cluster size/, 'cluster_bits'],
+  ['cluster_bits 8', (b) => b.writeUInt32BE(8, 20), 'invalid-header', /Unsupported cluster size/, 'cluster_bits'],
+  ['no refcount table', (b) => b.writeUInt32BE(0, 56), 'invalid-header', /reference count table/],
+  ['huge refcount table', (b) => b.writeUInt32BE(0xffffffff, 56), 'invalid-header', /too large/],
+  ['refcount table past EOF', (b) => b.writeBigUInt64BE(1n << 45n, 48), 'truncated', /past the end/],
+  ['too many snapshots', (b) => b.writeUInt32BE(70000, 60), 'invalid-header', /Too many snapshots/],
+  ['refcount_order 7', (b) => b.writeUInt32BE(7, 96), 'invalid-header', /may not exceed 64 bits/],
+  ['header_length beyond the cluster', (b) => b.writeUInt32BE(0x20000, 100), 'invalid-header', /exceeds cluster size/],
+  ['header_length 72 in a v3 image', (b) => b.writeUInt32BE(72, 100), 'invalid-header', /too short/],
+  [
+    'backing_file_offset beyond the cluster',
+    (b) => b.writeBigUInt64BE(0x20000n, 8),
+    'invalid-header',
+    /backing file offset/,
+  ],
+  [
+    'backing name longer than 1023',
+    (b) => {
+      b.writeBigUInt64BE(0x1000n, 8);
+      b.writeUInt32BE(2000, 16);
+    },
+    'invalid-header',
+    /Backing file name too long/,
+  ],
+  [
+    'header extension longer than the cluster',
+    (b) => b.writeUInt32BE(0x7fffffff, 112 + 4),
+    'invalid-header',
+    /too large/,
+  ],
+  [
+    'unknown incompatible bit 5, named by the feature table or by number',
+    (b) => b.writeUInt8(b.readUInt8(79) | 0x20, 79),
+    'not-supported',
+    /Unsupported qcow2 feature\(s\): Unknown incompatible feature: 5/,
+    'incompatible_features',
+  ],
+  [
+    'unknown incompatible bit 40',
+    (b) => b.writeUInt8(b.readUInt8(74) | 0x01, 74),
+    'not-supported',
+    /Unknown incompatible feature: 40/,
+  ],
+  ['AES encryption', (b) => b.writeUInt32BE(1, 32), 'not-supported', /encrypted/, 'crypt_method'],
+  [
+    'compression bit without a compression type',
+    (b) => b.writeUInt8(b.readUInt8(79) | 0x08, 79),
+    'invalid-header',
+    /must not be set/,
+  ],
+];
+
+describe('hostile qcow2 headers are typed errors before anything is allocated from them', () => {
+  for (const [what, patch, kind, message, field] of HEADER_CASES) {
+    it(what, async (ctx) => {
+      if (!QEMU) return ctx.skip(SKIP);
+      const file = patched(`${what.replace(/\W+/g, '-')}.qcow2`, patch);
+      const err = await openError(file, { format: 'qcow2' });
+      expect(isBlockError(err, kind as never), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(message);
+      if (field !== undefined) expect((err as { field?: string }).field).toBe(field);
+      // Probed rather than named: the same error (the file is still qcow2's, never raw).
+      const probed = await openError(file);
+      expect((probed as { kind?: string }).kind).toBe(kind);
+    });
+  }
+
+  it('version 4 with the qcow2 magic: unsupported-version, named or probed (never a raw disk)', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const file = patched('v4.qcow2', (b) => b.writeUInt32BE(4, 4));
+    for (const options of [{ format: 'qcow2' }, {}]) {
+      const err = await openError(file, options);
+      expect(isBlockError(err, 'unsupported-version'), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(/Unsupported qcow2 version 4/);
+    }
+  });
+});
+
+describe('qcow2 metadata found corrupt while reading is a typed error', () => {
+  it('an unaligned data cluster offset in an L2 entry', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const file = patched('l2-unaligned.qcow2', (b) => b.writeBigUInt64BE((1n << 63n) | 0x50200n, L2));
+    const image = await openImage(file, { readOnly: true });
+    const err = await image.readInto(0, new Uint8Array(512)).catch((e: unknown) => e);
+    await image.close();
+    expect(isBlockError(err, 'invalid-header')).toBe(true);
+    expect((err as Error).message).toMatch(/unaligned/);
+  });
+
+  it('reserved bits set in an L2 entry', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const file = patched('l2-reserved.qcow2', (b) => b.writeBigUInt64BE((1n << 63n) | 0x50000n | 0x2n, L2));
+    const err = await readAll(file).catch((e: unknown) => e);
+    expect(isBlockError(err, 'invalid-header')).toBe(true);
+    expect((err as Error).message).toMatch(/Invalid cluster entry/);
+  });
+
+  it('an L2 table past the end of the file', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const file = patched('l2-eof.qcow2', (b) => b.writeBigUInt64BE((1n << 63n) | (1n << 40n), L1));
+    const err = await readAll(file).catch((e: unknown) => e);
+    expect(isBlockError(err, 'truncated')).toBe(true);
+  });
+
+  it('a zero flag in a compat=0.10 image', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', 'v2.qcow2', '1M']);
+    run('qemu-io', ['-c', 'write -P 0x5a 0 64k', 'v2.qcow2']);
+    const b = fs.readFileSync(p('v2.qcow2'));
+    const l1 = Number(b.readBigUInt64BE(40));
+    const l2 = Number(b.readBigUInt64BE(l1) & 0x00fffffffffffe00n);
+    b.writeBigUInt64BE(b.readBigUInt64BE(l2) | 1n, l2);
+    fs.writeFileSync(p('v2-zero-flag.qcow2'), b);
+    const err = await readAll(p('v2-zero-flag.qcow2')).catch((e: unknown) => e);
+    expect(isBlockError(err, 'invalid-header')).toBe(true);
+    expect((err as Error).message).toMatch(/pre-v3/);
+  });
+
+  it('a compressed cluster that does not inflate is an io error', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', 'c.qcow2', '1M']);
+    run('qemu-io', ['-c', 'write -c -P 0x5a 0 64k', 'c.qcow2']);
+    const b = fs.readFileSync(p('c.qcow2'));
+    const entry = b.readBigUInt64BE(L2);
+    expect(entry & (1n << 62n)).not.toBe(0n);
+    const host = Number(entry & ((1n << 54n) - 1n));
+    b.fill(0xff, host, host + 64); // an invalid deflate block type
+    fs.writeFileSync(p('c-bad.qcow2'), b);
+    const err = await readAll(p('c-bad.qcow2')).catch((e: unknown) => e);
+    expect(isBlockError(err, 'io')).toBe(true);
+    expect((err as Error).message).toMatch(/does not decompress/);
+  });
+});
+
+describe('dirty and corrupt images read; features this version does not read are refused by name', () => {
+  it('the dirty bit: read-only opens read the data; writable opens are refused (no write support yet)', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const file = patched('dirty.qcow2', (b) => b.writeUInt8(b.readUInt8(79) | 0x01, 79));
+    const data = await readAll(file);
+    expect(data.subarray(0, 65536).every((x) => x === 0x5a)).toBe(true);
+    expect(data.subarray(65536).every((x) => x === 0)).toBe(true);
+    const err = await openError(file, { readOnly: false });
+    expect(isBlockError(err, 'not-supported')).toBe(true);
+  });
+
+  it('the corrupt bit: reads, and info says corrupt: true', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const file = patched('corrupt.qcow2', (b) => b.writeUInt8(b.readUInt8(79) | 0x02, 79));
+    const image = await openImage(file, { readOnly: true });
+    try {
+      expect(image.info().formatSpecific).toMatchObject({ compat: '1.1', corrupt: true, 'extended-l2': false });
+      const out = new Uint8Array(512);
+      await image.readInto(0, out);
+      expect(out.every((x) => x === 0x5a)).toBe(true);
+    } finally {
+      await image.close();
+    }
+  });
+
+  for (const [what, options, message] of [
+    ['zstd compression', ['compression_type=zstd'], /zstd/],
+    ['extended L2 entries', ['extended_l2=on'], /extended L2/],
+    ['an external data file', ['data_file=ext.raw'], /external data file/],
+  ] as const) {
+    it(`${what} is not-supported, saying so`, async (ctx) => {
+      if (!QEMU) return ctx.skip(SKIP);
+      const name = `${what.replace(/\W+/g, '-')}.qcow2`;
+      run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', options.join(','), name, '1M']);
+      const err = await openError(p(name));
+      expect(isBlockError(err, 'not-supported'), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(message);
+    });
+  }
+});
