@@ -1,0 +1,543 @@
+/**
+ * HttpStorage: a read-only `Storage` over one HTTP(S) URL, read with byte
+ * ranges through the global `fetch` (Node 20+ and browsers alike).
+ *
+ * - The first response (a ranged GET of the first block) gives the size (from
+ *   Content-Range) and the validator (a strong ETag, else Last-Modified), and
+ *   its bytes become the first cached block: opening costs one round trip.
+ * - Reads go through a block cache (LRU, `cacheSize` bytes of `blockSize`
+ *   blocks); adjacent missing blocks of one read are fetched in one request,
+ *   and a sequential reader gets a read-ahead window that doubles up to
+ *   `readAhead` bytes (added to the same request).
+ * - At most `maxInFlight` requests are under way at once; a block being
+ *   fetched is awaited, never fetched twice.
+ * - Network errors and 5xx/429 answers are retried `retries` times with
+ *   exponential backoff from `retryDelay` ms.
+ * - Never wrong data: every later request carries `If-Range` and `If-Match`
+ *   (or `If-Unmodified-Since`) with the validator; a 200 instead of 206, a
+ *   412, another ETag or Last-Modified, a Content-Encoding other than
+ *   identity, a Content-Range that is not the one asked for, or a body of
+ *   another length is a BlockError `io` (code `ESTALE` when the object
+ *   changed), and a request slower than `timeout` ms is `io` with code
+ *   `ETIMEDOUT`; the caller's `signal` gives `aborted`.
+ */
+import { BlockError, storageCapabilities, type Storage, type StorageCapabilities } from '@blk/core/portable';
+
+/** Options of `HttpStorage.open` (and of `HttpVfs`, which hands them on). */
+export interface HttpStorageOptions {
+  /** Cache and request granularity in bytes (default 64 KiB, `DEFAULT_BLOCK_SIZE`). */
+  blockSize?: number;
+  /** Bytes of blocks kept (default 32 MiB, `DEFAULT_CACHE_SIZE`); at least one block is kept. */
+  cacheSize?: number;
+  /** Largest read-ahead window of a sequential reader, in bytes (default 1 MiB; 0 turns read-ahead off). */
+  readAhead?: number;
+  /** Largest request in bytes (default 8 MiB); longer runs are split. */
+  maxRequest?: number;
+  /** Requests under way at once (default 4). */
+  maxInFlight?: number;
+  /** Retries of a request after a network error or a 5xx/429 answer (default 3). */
+  retries?: number;
+  /** First retry delay in ms, doubled each retry (default 100). */
+  retryDelay?: number;
+  /** Time limit of one request, response and body, in ms (default 30000). Not retried. */
+  timeout?: number;
+  /** Stops every request: the read fails with `aborted`. */
+  signal?: AbortSignal;
+  /** Extra request headers (authorization, ...). */
+  headers?: Record<string, string>;
+  /** The fetch to use (default the global one). */
+  fetch?: typeof fetch;
+}
+
+export const DEFAULT_BLOCK_SIZE = 64 * 1024;
+export const DEFAULT_CACHE_SIZE = 32 * 1024 * 1024;
+export const DEFAULT_READ_AHEAD = 1024 * 1024;
+export const DEFAULT_MAX_REQUEST = 8 * 1024 * 1024;
+export const DEFAULT_MAX_IN_FLIGHT = 4;
+export const DEFAULT_RETRIES = 3;
+export const DEFAULT_RETRY_DELAY = 100;
+export const DEFAULT_TIMEOUT = 30_000;
+
+/** Request counters, for tests and tuning. */
+export interface HttpStats {
+  /** HTTP requests sent (retries included). */
+  requests: number;
+  /** Blocks served from the cache. */
+  hits: number;
+  /** Blocks fetched. */
+  fetchedBlocks: number;
+  /** Bytes received in bodies. */
+  bytes: number;
+  retries: number;
+}
+
+interface Config {
+  blockSize: number;
+  cacheBlocks: number;
+  readAheadBlocks: number;
+  maxRequestBlocks: number;
+  maxInFlight: number;
+  retries: number;
+  retryDelay: number;
+  timeout: number;
+  signal: AbortSignal | undefined;
+  headers: Record<string, string>;
+  fetch: typeof fetch;
+}
+
+function positiveInt(value: number | undefined, fallback: number, field: string, min = 1): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new BlockError('invalid-argument', `${field} must be an integer >= ${min}, not ${value}`, { field });
+  }
+  return value;
+}
+
+function config(o: HttpStorageOptions): Config {
+  const blockSize = positiveInt(o.blockSize, DEFAULT_BLOCK_SIZE, 'blockSize', 512);
+  const cacheSize = positiveInt(o.cacheSize, DEFAULT_CACHE_SIZE, 'cacheSize', 0);
+  const readAhead = positiveInt(o.readAhead, DEFAULT_READ_AHEAD, 'readAhead', 0);
+  const maxRequest = positiveInt(o.maxRequest, DEFAULT_MAX_REQUEST, 'maxRequest', 1);
+  const f = o.fetch ?? globalThis.fetch;
+  if (typeof f !== 'function') throw new BlockError('not-supported', 'no fetch in this environment: pass `fetch`');
+  return {
+    blockSize,
+    cacheBlocks: Math.max(1, Math.floor(cacheSize / blockSize)),
+    readAheadBlocks: Math.floor(readAhead / blockSize),
+    maxRequestBlocks: Math.max(1, Math.floor(maxRequest / blockSize)),
+    maxInFlight: positiveInt(o.maxInFlight, DEFAULT_MAX_IN_FLIGHT, 'maxInFlight'),
+    retries: positiveInt(o.retries, DEFAULT_RETRIES, 'retries', 0),
+    retryDelay: positiveInt(o.retryDelay, DEFAULT_RETRY_DELAY, 'retryDelay', 0),
+    timeout: positiveInt(o.timeout, DEFAULT_TIMEOUT, 'timeout'),
+    signal: o.signal,
+    headers: { ...o.headers },
+    fetch: f.bind(globalThis),
+  };
+}
+
+/** What the first response told: size, validator, and the bytes it carried (from offset 0). */
+interface Head {
+  size: number;
+  etag: string | undefined;
+  lastModified: string | undefined;
+  first: Uint8Array;
+}
+
+/** An error worth another try (network, 5xx, 429). */
+class Retryable extends Error {}
+
+/** A small counting semaphore: at most `n` holders. */
+class Slots {
+  private free: number;
+  private readonly waiting: Array<() => void> = [];
+  constructor(n: number) {
+    this.free = n;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+const CONTENT_RANGE = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i;
+const UNSATISFIED_RANGE = /^bytes\s+\*\/(\d+)$/i;
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The shared request logic of the first request and the range reads. */
+class Requester {
+  readonly stats: HttpStats = { requests: 0, hits: 0, fetchedBlocks: 0, bytes: 0, retries: 0 };
+  private readonly slots: Slots;
+
+  constructor(
+    readonly url: string,
+    readonly cfg: Config,
+  ) {
+    this.slots = new Slots(cfg.maxInFlight);
+  }
+
+  error(message: string, code: string, cause?: unknown): BlockError {
+    return new BlockError('io', message, { path: this.url, code, ...(cause !== undefined ? { cause } : {}) });
+  }
+
+  /** Sends one GET with these headers, retrying as configured; `check` reads the response (its throw of Retryable retries). */
+  async get<T>(headers: Record<string, string>, check: (res: Response, signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.slots.run(async () => {
+      for (let attempt = 0; ; attempt++) {
+        const user = this.cfg.signal;
+        if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.url });
+        const timer = AbortSignal.timeout(this.cfg.timeout);
+        const signal = user ? AbortSignal.any([user, timer]) : timer;
+        try {
+          this.stats.requests++;
+          let res: Response;
+          try {
+            res = await this.cfg.fetch(this.url, {
+              method: 'GET',
+              headers: { ...this.cfg.headers, 'Accept-Encoding': 'identity', ...headers },
+              signal,
+              redirect: 'follow',
+            });
+          } catch (err) {
+            throw new Retryable('network', { cause: err });
+          }
+          if (res.status >= 500 || res.status === 429) {
+            await res.body?.cancel().catch(() => undefined);
+            throw new Retryable(`HTTP ${res.status}`);
+          }
+          try {
+            return await check(res, signal);
+          } finally {
+            // A body left unread (an error above) must not hold the connection.
+            if (!res.bodyUsed) await res.body?.cancel().catch(() => undefined);
+          }
+        } catch (err) {
+          if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.url, cause: err });
+          if (timer.aborted) {
+            throw this.error(`no complete answer within ${this.cfg.timeout} ms`, 'ETIMEDOUT', err);
+          }
+          if (!(err instanceof Retryable)) {
+            if (err instanceof BlockError) throw err;
+            // The body broke off (connection reset mid-transfer): worth another try.
+            if (attempt >= this.cfg.retries) throw this.error(`request failed: ${String(err)}`, 'EIO', err);
+          } else if (attempt >= this.cfg.retries) {
+            const cause = err.cause ?? err;
+            throw this.error(`request failed after ${attempt + 1} attempts: ${err.message}`, 'EIO', cause);
+          }
+          this.stats.retries++;
+          await sleep(this.cfg.retryDelay * 2 ** attempt, user).catch((reason: unknown) => {
+            throw new BlockError('aborted', 'the request was aborted', { path: this.url, cause: reason });
+          });
+        }
+      }
+    });
+  }
+
+  /** Refuses a compressed body: its bytes are not the object's. */
+  checkEncoding(res: Response): void {
+    const enc = res.headers.get('content-encoding');
+    if (enc !== null && enc.trim().toLowerCase() !== 'identity' && enc.trim() !== '') {
+      throw this.error(
+        `the server sent the body with Content-Encoding ${enc}: ranges of it are not the object's bytes`,
+        'EIO',
+      );
+    }
+  }
+
+  /** A status that is no answer: 404, 403, 412, other 4xx. */
+  checkStatus(res: Response): void {
+    if (res.status === 404 || res.status === 410) throw this.error(`not found (HTTP ${res.status})`, 'ENOENT');
+    if (res.status === 401 || res.status === 403) throw this.error(`access denied (HTTP ${res.status})`, 'EACCES');
+    if (res.status === 412)
+      throw this.error('the object changed (HTTP 412: the validator no longer matches)', 'ESTALE');
+    if (res.status >= 400 && res.status !== 416) throw this.error(`HTTP ${res.status} ${res.statusText}`, 'EIO');
+  }
+
+  async body(res: Response, expected: number): Promise<Uint8Array> {
+    const data = new Uint8Array(await res.arrayBuffer());
+    this.stats.bytes += data.length;
+    if (data.length !== expected) {
+      throw new Retryable(`the body has ${data.length} bytes, not the ${expected} of its Content-Range`);
+    }
+    return data;
+  }
+}
+
+/** The validator of a response: a strong ETag, else Last-Modified. */
+function validatorOf(res: Response): { etag: string | undefined; lastModified: string | undefined } {
+  const etag = res.headers.get('etag') ?? undefined;
+  return {
+    etag: etag !== undefined && !etag.startsWith('W/') ? etag : undefined,
+    lastModified: res.headers.get('last-modified') ?? undefined,
+  };
+}
+
+/** The first request: `bytes=0-(blockSize-1)`; the size from Content-Range. */
+async function fetchHead(req: Requester): Promise<Head> {
+  const want = req.cfg.blockSize;
+  return req.get({ Range: `bytes=0-${want - 1}` }, async (res) => {
+    req.checkStatus(res);
+    req.checkEncoding(res);
+    const { etag, lastModified } = validatorOf(res);
+    const range = res.headers.get('content-range') ?? '';
+    if (res.status === 416) {
+      const m = UNSATISFIED_RANGE.exec(range.trim());
+      if (m && Number(m[1]) === 0) return { size: 0, etag, lastModified, first: new Uint8Array(0) };
+      throw req.error(`HTTP 416 with Content-Range "${range}"`, 'EIO');
+    }
+    if (res.status !== 206) {
+      throw new BlockError(
+        'not-supported',
+        `the server ignores byte ranges (HTTP ${res.status} to a Range request): download the file first`,
+        { path: req.url },
+      );
+    }
+    const m = CONTENT_RANGE.exec(range.trim());
+    if (!m || m[3] === '*' || Number(m[1]) !== 0) {
+      throw req.error(`Content-Range "${range}" is not the range asked for (bytes 0-${want - 1}/size)`, 'EIO');
+    }
+    const size = Number(m[3]);
+    const end = Number(m[2]);
+    if (!Number.isSafeInteger(size) || end !== Math.min(want, size) - 1) {
+      throw req.error(`Content-Range "${range}" is not the range asked for (bytes 0-${want - 1}/size)`, 'EIO');
+    }
+    const first = await req.body(res, end + 1);
+    return { size, etag, lastModified, first };
+  });
+}
+
+/**
+ * A read-only Storage over an HTTP(S) URL. Open with `HttpStorage.open(url,
+ * options)` (one request); `stats` counts what it did.
+ */
+export class HttpStorage implements Storage {
+  readonly readOnly = true;
+  readonly capabilities: StorageCapabilities;
+  readonly path: string;
+  /** The validator every later request must match (ETag, else Last-Modified). */
+  readonly etag: string | undefined;
+  readonly lastModified: string | undefined;
+  private readonly length: number;
+  private readonly req: Requester;
+  private readonly cfg: Config;
+  /** Cached blocks, least recently used first. */
+  private readonly cache = new Map<number, Uint8Array>();
+  /** Blocks being fetched. */
+  private readonly pending = new Map<number, Promise<Uint8Array>>();
+  private closed = false;
+  /** Where the last read ended, and the read-ahead window (blocks) a sequential reader has earned. */
+  private lastEnd = -1;
+  private window = 0;
+
+  private constructor(req: Requester, head: Head) {
+    this.req = req;
+    this.cfg = req.cfg;
+    this.path = req.url;
+    this.length = head.size;
+    this.etag = head.etag;
+    this.lastModified = head.lastModified;
+    const bs = this.cfg.blockSize;
+    this.capabilities = storageCapabilities({
+      remote: true,
+      limits: { requestAlignment: 1, preferredTransfer: bs, maxTransfer: this.cfg.maxRequestBlocks * bs },
+    });
+    for (let i = 0; i * bs < head.first.length; i++) {
+      this.remember(i, head.first.subarray(i * bs, Math.min(head.first.length, (i + 1) * bs)));
+    }
+  }
+
+  /** Opens `url`: one ranged GET, which gives the size, the validator and the first block. */
+  static async open(url: string, options: HttpStorageOptions = {}): Promise<HttpStorage> {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new BlockError('invalid-argument', 'not a URL', { path: url });
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new BlockError('not-supported', `${parsed.protocol} URLs are not HTTP(S)`, { path: url });
+    }
+    const req = new Requester(url, config(options));
+    return new HttpStorage(req, await fetchHead(req));
+  }
+
+  /** Requests made, cache hits, bytes received. */
+  get stats(): Readonly<HttpStats> {
+    return this.req.stats;
+  }
+
+  async size(): Promise<number> {
+    this.checkOpen();
+    return this.length;
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<number> {
+    this.checkOpen();
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new BlockError('out-of-range', `bad read offset ${offset}`, { path: this.path, offset });
+    }
+    const end = Math.min(this.length, offset + into.length);
+    if (end <= offset) return 0;
+    const bs = this.cfg.blockSize;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((end - 1) / bs);
+    // Sequential access earns a read-ahead window that doubles, up to the option's size.
+    if (offset === this.lastEnd && this.cfg.readAheadBlocks > 0) {
+      this.window = Math.min(this.cfg.readAheadBlocks, Math.max(1, this.window * 2));
+    } else {
+      this.window = 0;
+    }
+    this.lastEnd = end;
+    const blocks = this.blocks(first, last);
+    for (let i = first; i <= last; i++) {
+      const data = await blocks.get(i)!;
+      const blockStart = i * bs;
+      const from = Math.max(offset, blockStart);
+      const to = Math.min(end, blockStart + data.length);
+      if (to < from) throw this.req.error(`block ${i} is shorter than the object`, 'EIO');
+      into.set(data.subarray(from - blockStart, to - blockStart), from - offset);
+    }
+    return end - offset;
+  }
+
+  /** A promise per block of [first, last]: cached, pending, or fetched now in coalesced requests. */
+  private blocks(first: number, last: number): Map<number, Promise<Uint8Array>> {
+    const out = new Map<number, Promise<Uint8Array>>();
+    const lastBlock = Math.floor((this.length - 1) / this.cfg.blockSize);
+    let runStart = -1;
+    const flush = (to: number) => {
+      if (runStart < 0) return;
+      let stop = to;
+      // Read-ahead joins the request that reaches the last block asked for.
+      if (to === last) {
+        const limit = Math.min(lastBlock, last + this.window);
+        while (stop < limit && !this.cache.has(stop + 1) && !this.pending.has(stop + 1)) stop++;
+      }
+      this.fetchRun(runStart, stop);
+      runStart = -1;
+    };
+    for (let i = first; i <= last; i++) {
+      const cached = this.cache.get(i);
+      if (cached) {
+        flush(i - 1);
+        this.cache.delete(i);
+        this.cache.set(i, cached);
+        this.req.stats.hits++;
+        out.set(i, Promise.resolve(cached));
+        continue;
+      }
+      const pending = this.pending.get(i);
+      if (pending !== undefined) {
+        flush(i - 1);
+        out.set(i, pending);
+        continue;
+      }
+      if (runStart < 0) runStart = i;
+    }
+    flush(last);
+    for (let i = first; i <= last; i++) if (!out.has(i)) out.set(i, this.pending.get(i)!);
+    return out;
+  }
+
+  /** Fetches blocks [a, b] (split by maxRequest), registering a pending promise for each. */
+  private fetchRun(a: number, b: number): void {
+    for (let start = a; start <= b; start += this.cfg.maxRequestBlocks) {
+      const stop = Math.min(b, start + this.cfg.maxRequestBlocks - 1);
+      const request = this.fetchBlocks(start, stop);
+      for (let i = start; i <= stop; i++) {
+        const p = request.then((blocks) => blocks[i - start]!);
+        p.catch(() => undefined); // awaited by the reader; not an unhandled rejection when only read-ahead
+        this.pending.set(i, p);
+      }
+      request.then(
+        (blocks) => {
+          for (let i = start; i <= stop; i++) {
+            this.pending.delete(i);
+            if (!this.closed) this.remember(i, blocks[i - start]!);
+          }
+        },
+        () => {
+          for (let i = start; i <= stop; i++) this.pending.delete(i);
+        },
+      );
+    }
+  }
+
+  private async fetchBlocks(a: number, b: number): Promise<Uint8Array[]> {
+    const bs = this.cfg.blockSize;
+    const from = a * bs;
+    const to = Math.min(this.length, (b + 1) * bs) - 1;
+    const headers: Record<string, string> = { Range: `bytes=${from}-${to}` };
+    const validator = this.etag ?? this.lastModified;
+    if (validator !== undefined) headers['If-Range'] = validator;
+    if (this.etag !== undefined) headers['If-Match'] = this.etag;
+    else if (this.lastModified !== undefined) headers['If-Unmodified-Since'] = this.lastModified;
+    const data = await this.req.get(headers, async (res) => {
+      this.req.checkStatus(res);
+      if (res.status !== 206) {
+        throw this.req.error(
+          `HTTP ${res.status} instead of 206 to a range request: the object changed or the server ignores ranges`,
+          res.status === 200 ? 'ESTALE' : 'EIO',
+        );
+      }
+      this.req.checkEncoding(res);
+      const { etag, lastModified } = validatorOf(res);
+      if (this.etag !== undefined && etag !== undefined && etag !== this.etag) {
+        throw this.req.error(`the object changed (ETag ${etag}, opened as ${this.etag})`, 'ESTALE');
+      }
+      if (
+        this.etag === undefined
+        && this.lastModified !== undefined
+        && lastModified !== undefined
+        && lastModified !== this.lastModified
+      ) {
+        throw this.req.error(
+          `the object changed (Last-Modified ${lastModified}, opened as ${this.lastModified})`,
+          'ESTALE',
+        );
+      }
+      const range = res.headers.get('content-range') ?? '';
+      const m = CONTENT_RANGE.exec(range.trim());
+      if (!m || Number(m[1]) !== from || Number(m[2]) !== to || (m[3] !== '*' && Number(m[3]) !== this.length)) {
+        const changed = m !== null && m[3] !== '*' && Number(m[3]) !== this.length;
+        throw this.req.error(
+          `Content-Range "${range}" does not match the request (bytes ${from}-${to}/${this.length})`,
+          changed ? 'ESTALE' : 'EIO',
+        );
+      }
+      return this.req.body(res, to - from + 1);
+    });
+    const out: Uint8Array[] = [];
+    for (let i = a; i <= b; i++) out.push(data.subarray((i - a) * bs, Math.min(data.length, (i - a + 1) * bs)));
+    this.req.stats.fetchedBlocks += out.length;
+    return out;
+  }
+
+  private remember(index: number, data: Uint8Array): void {
+    this.cache.delete(index);
+    this.cache.set(index, data);
+    while (this.cache.size > this.cfg.cacheBlocks) {
+      const oldest = this.cache.keys().next().value as number;
+      this.cache.delete(oldest);
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BlockError('closed', 'the storage is closed', { path: this.path });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.cache.clear();
+  }
+}
+
+/** Opens `url` as a read-only storage (`HttpStorage.open`). */
+export function openHttp(url: string, options?: HttpStorageOptions): Promise<HttpStorage> {
+  return HttpStorage.open(url, options);
+}
+
+/** For HttpVfs: a stat's first request, handed to the open that follows it. */
+export async function probeUrl(url: string, options: HttpStorageOptions): Promise<HttpStorage> {
+  return HttpStorage.open(url, options);
+}

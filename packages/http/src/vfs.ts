@@ -1,0 +1,225 @@
+/**
+ * HttpVfs: a read-only Vfs whose paths are http(s) URLs, and `withHttp`, a
+ * Vfs that sends URLs there and every other path to a local Vfs.
+ *
+ * Backing names read from a remote image are resolved against the image's
+ * URL (`base.cow` naming `base.raw` at http://h/d/ opens http://h/d/base.raw).
+ * A remote image can never name a local file: a name resolved against a URL
+ * is a URL, and one of another scheme (`file:`, ...) is refused with
+ * `backing-forbidden`, as is one on another origin (scheme, host, port)
+ * unless `crossOrigin` allows it.
+ */
+import { BlockError, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
+import { HttpStorage, type HttpStorageOptions } from './storage.js';
+
+export interface HttpVfsOptions extends HttpStorageOptions {
+  /** May an image name a backing file on another origin (default false: `backing-forbidden`)? */
+  crossOrigin?: boolean;
+  /** The URL relative paths given by the user resolve against (default none: only absolute URLs). */
+  base?: string;
+}
+
+/** Is `path` an http: or https: URL? */
+export function isHttpUrl(path: string): boolean {
+  return /^https?:\/\//i.test(path);
+}
+
+function readOnly(path: string, what: string): BlockError {
+  return new BlockError('read-only', `${what}: HTTP URLs are read-only`, { path, code: 'EROFS' });
+}
+
+/** Storages opened by `stat`, kept for the `open` of the same URL that follows (one request, not two). */
+const KEPT = 8;
+
+export class HttpVfs implements Vfs {
+  private readonly kept = new Map<string, Promise<HttpStorage>>();
+
+  constructor(private readonly options: HttpVfsOptions = {}) {
+    if (options.base !== undefined && !isHttpUrl(options.base)) {
+      throw new BlockError('invalid-argument', `base ${options.base} is not an http(s) URL`, { field: 'base' });
+    }
+  }
+
+  private storageOptions(): HttpStorageOptions {
+    const { crossOrigin: _c, base: _b, ...rest } = this.options;
+    return rest;
+  }
+
+  private take(path: string): Promise<HttpStorage> {
+    const kept = this.kept.get(path);
+    if (kept !== undefined) {
+      this.kept.delete(path);
+      return kept;
+    }
+    return HttpStorage.open(path, this.storageOptions());
+  }
+
+  async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
+    if (options.create || options.truncate || options.readOnly === false)
+      throw readOnly(path, 'cannot open for writing');
+    return this.take(path);
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    // The first request of the open that follows: kept for it.
+    const storage = this.take(path);
+    this.kept.set(path, storage);
+    while (this.kept.size > KEPT) {
+      const oldest = this.kept.keys().next().value as string;
+      this.kept
+        .get(oldest)
+        ?.then((s) => s.close())
+        .catch(() => undefined);
+      this.kept.delete(oldest);
+    }
+    let s: HttpStorage;
+    try {
+      s = await storage;
+    } catch (err) {
+      this.kept.delete(path);
+      throw err;
+    }
+    const modified = s.lastModified !== undefined ? Date.parse(s.lastModified) : Number.NaN;
+    return {
+      size: await s.size(),
+      mtimeSec: Number.isFinite(modified) ? Math.floor(modified / 1000) : 0,
+      isFile: true,
+      isDirectory: false,
+      isSymbolicLink: false,
+      type: 'file',
+    };
+  }
+
+  lstat(path: string): Promise<FileStat> {
+    return this.stat(path);
+  }
+
+  async realpath(path: string): Promise<string> {
+    return new URL(path).href;
+  }
+
+  resolve(base: string, path: string): string {
+    if (base === this.cwd() || !isHttpUrl(base)) {
+      // A path the user gave: an absolute URL, or relative to `base` when one is configured.
+      if (isHttpUrl(path)) return new URL(path).href;
+      if (this.options.base === undefined) {
+        throw new BlockError('invalid-argument', 'not an http(s) URL', { path });
+      }
+      return new URL(path, this.options.base).href;
+    }
+    // A name read from an image at `base`: data, never instructions.
+    let url: URL;
+    try {
+      url = new URL(path, base.endsWith('/') ? base : `${base}/`);
+    } catch {
+      throw new BlockError('backing-forbidden', `backing name ${path} cannot be resolved against ${base}`, {
+        path: base,
+      });
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new BlockError('backing-forbidden', `a remote image cannot name ${url.protocol} files (${path})`, {
+        path: base,
+      });
+    }
+    const origin = new URL(base).origin;
+    if (url.origin !== origin && this.options.crossOrigin !== true) {
+      throw new BlockError(
+        'backing-forbidden',
+        `backing file ${url.href} is on another origin than ${origin} (allow with crossOrigin)`,
+        { path: base },
+      );
+    }
+    return url.href;
+  }
+
+  dirname(path: string): string {
+    const url = new URL(path);
+    url.search = '';
+    url.hash = '';
+    const href = url.href;
+    return href.slice(0, href.lastIndexOf('/') + 1);
+  }
+
+  cwd(): string {
+    return this.options.base ?? '';
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.stat(path);
+      return true;
+    } catch (err) {
+      if (err instanceof BlockError && err.code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  async remove(path: string): Promise<void> {
+    throw readOnly(path, 'cannot remove');
+  }
+
+  async rename(from: string): Promise<void> {
+    throw readOnly(from, 'cannot rename');
+  }
+}
+
+/**
+ * A Vfs where http(s) URLs go to `http` and every other path to `local`. A
+ * name read from a remote image resolves against its URL (never to a local
+ * path); a local image's names stay local paths.
+ */
+export class UrlRoutingVfs implements Vfs {
+  constructor(
+    readonly local: Vfs,
+    readonly http: Vfs = new HttpVfs(),
+  ) {}
+
+  private of(path: string): Vfs {
+    return isHttpUrl(path) ? this.http : this.local;
+  }
+
+  open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+    return this.of(path).open(path, options);
+  }
+  stat(path: string): Promise<FileStat> {
+    return this.of(path).stat(path);
+  }
+  lstat(path: string): Promise<FileStat> {
+    return this.of(path).lstat(path);
+  }
+  realpath(path: string): Promise<string> {
+    return this.of(path).realpath(path);
+  }
+  resolve(base: string, path: string): string {
+    if (isHttpUrl(base)) return this.http.resolve(base, path);
+    // A URL the user typed (resolved against the current directory) stays a URL.
+    if (base === this.local.cwd() && isHttpUrl(path)) return this.http.resolve(this.http.cwd(), path);
+    return this.local.resolve(base, path);
+  }
+  dirname(path: string): string {
+    return this.of(path).dirname(path);
+  }
+  cwd(): string {
+    return this.local.cwd();
+  }
+  exists(path: string): Promise<boolean> {
+    return this.of(path).exists(path);
+  }
+  remove(path: string): Promise<void> {
+    return this.of(path).remove(path);
+  }
+  rename(from: string, to: string): Promise<void> {
+    if (isHttpUrl(from) || isHttpUrl(to)) return this.http.rename(from, to);
+    return this.local.rename(from, to);
+  }
+  setAttributes(path: string, attributes: Parameters<NonNullable<Vfs['setAttributes']>>[1]): Promise<void> {
+    if (isHttpUrl(path)) return Promise.reject(readOnly(path, 'cannot set attributes'));
+    if (!this.local.setAttributes) return Promise.resolve();
+    return this.local.setAttributes(path, attributes);
+  }
+}
+
+/** `local` with http(s) URLs opened through an HttpVfs made with `options`. */
+export function withHttp(local: Vfs, options: HttpVfsOptions = {}): Vfs {
+  return new UrlRoutingVfs(local, new HttpVfs(options));
+}
