@@ -361,6 +361,11 @@ export class HttpStorage implements Storage {
     return new HttpStorage(req, await fetchHead(req));
   }
 
+  /** The object's size in bytes, as the first response gave it. */
+  get contentLength(): number {
+    return this.length;
+  }
+
   /** Requests made, cache hits, bytes received. */
   get stats(): Readonly<HttpStats> {
     return this.req.stats;

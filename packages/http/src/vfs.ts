@@ -33,6 +33,8 @@ const KEPT = 8;
 
 export class HttpVfs implements Vfs {
   private readonly kept = new Map<string, Promise<HttpStorage>>();
+  /** What the storages this Vfs opened told (a stat after an open costs no request). */
+  private readonly known = new Map<string, FileStat>();
 
   constructor(private readonly options: HttpVfsOptions = {}) {
     if (options.base !== undefined && !isHttpUrl(options.base)) {
@@ -51,7 +53,26 @@ export class HttpVfs implements Vfs {
       this.kept.delete(path);
       return kept;
     }
-    return HttpStorage.open(path, this.storageOptions());
+    return HttpStorage.open(path, this.storageOptions()).then((s) => {
+      this.learn(path, s);
+      return s;
+    });
+  }
+
+  private learn(path: string, s: HttpStorage): FileStat {
+    const modified = s.lastModified !== undefined ? Date.parse(s.lastModified) : Number.NaN;
+    const st: FileStat = {
+      size: s.contentLength,
+      mtimeSec: Number.isFinite(modified) ? Math.floor(modified / 1000) : 0,
+      isFile: true,
+      isDirectory: false,
+      isSymbolicLink: false,
+      type: 'file',
+    };
+    this.known.delete(path);
+    this.known.set(path, st);
+    while (this.known.size > KEPT) this.known.delete(this.known.keys().next().value as string);
+    return st;
   }
 
   async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
@@ -61,6 +82,8 @@ export class HttpVfs implements Vfs {
   }
 
   async stat(path: string): Promise<FileStat> {
+    const known = this.known.get(path);
+    if (known !== undefined) return { ...known };
     // The first request of the open that follows: kept for it.
     const storage = this.take(path);
     this.kept.set(path, storage);
@@ -72,22 +95,12 @@ export class HttpVfs implements Vfs {
         .catch(() => undefined);
       this.kept.delete(oldest);
     }
-    let s: HttpStorage;
     try {
-      s = await storage;
+      return { ...this.learn(path, await storage) };
     } catch (err) {
       this.kept.delete(path);
       throw err;
     }
-    const modified = s.lastModified !== undefined ? Date.parse(s.lastModified) : Number.NaN;
-    return {
-      size: await s.size(),
-      mtimeSec: Number.isFinite(modified) ? Math.floor(modified / 1000) : 0,
-      isFile: true,
-      isDirectory: false,
-      isSymbolicLink: false,
-      type: 'file',
-    };
   }
 
   lstat(path: string): Promise<FileStat> {

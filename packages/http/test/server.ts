@@ -142,3 +142,8 @@ export function pattern(size: number, seed = 1): Uint8Array {
   }
   return out;
 }
+
+/** Byte equality of two arrays (vitest's toEqual walks big typed arrays slowly). */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
