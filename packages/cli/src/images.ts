@@ -15,6 +15,7 @@ import {
   type OpenOptions,
   type Vfs,
 } from '@blk/images';
+import { withHttp } from '@blk/http';
 import { hostOptionsFromEnvironment } from './environment.js';
 
 /**
@@ -26,9 +27,12 @@ export const registry: DriverRegistry = new DriverRegistry(builtinDrivers());
 
 let vfs_: Vfs | undefined;
 
-/** The host file system (with OS locks unless BLK_LOCK=off) that blk opens images on. Made on first use. */
+/**
+ * The host file system (with OS locks unless BLK_LOCK=off) that blk opens images on, with http(s) URLs
+ * read through @blk/http (read-only; a remote image's backing names stay on its origin). Made on first use.
+ */
 export function hostVfs(): Vfs {
-  vfs_ ??= imagesHostVfs(hostOptionsFromEnvironment(process.env));
+  vfs_ ??= withHttp(imagesHostVfs(hostOptionsFromEnvironment(process.env)));
   return vfs_;
 }
 
