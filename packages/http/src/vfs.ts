@@ -179,7 +179,8 @@ export class HttpVfs implements Vfs {
 /**
  * A Vfs where http(s) URLs go to `http` and every other path to `local`. A
  * name read from a remote image resolves against its URL (never to a local
- * path); a local image's names stay local paths.
+ * path); a local image cannot name a URL (`backing-forbidden`): only the
+ * user opens URLs.
  */
 export class UrlRoutingVfs implements Vfs {
   constructor(
@@ -205,15 +206,27 @@ export class UrlRoutingVfs implements Vfs {
   }
   resolve(base: string, path: string): string {
     if (isHttpUrl(base)) return this.http.resolve(base, path);
-    // A URL the user typed (resolved against the current directory) stays a URL.
-    if (base === this.local.cwd() && isHttpUrl(path)) return this.http.resolve(this.http.cwd(), path);
+    if (isHttpUrl(path)) {
+      // A URL the user typed (resolved against cwd()) stays a URL; one read from a local image is refused,
+      // so that an image from a stranger cannot make blk send requests.
+      if (base === this.cwd()) return this.http.resolve(this.http.cwd(), path);
+      throw new BlockError('backing-forbidden', `a local image cannot name a URL (${path}) as a file to open`, {
+        path: base,
+      });
+    }
     return this.local.resolve(base, path);
   }
   dirname(path: string): string {
     return this.of(path).dirname(path);
   }
+  /**
+   * The local current directory, spelled with a final `/.` (the same directory): what the core resolves
+   * paths the user typed against, which no `dirname` of an image returns, so `resolve` tells a URL the
+   * user typed from one a local image names.
+   */
   cwd(): string {
-    return this.local.cwd();
+    const cwd = this.local.cwd();
+    return cwd.endsWith('/') ? `${cwd}.` : `${cwd}/.`;
   }
   exists(path: string): Promise<boolean> {
     return this.of(path).exists(path);

@@ -101,6 +101,24 @@ describe('HttpVfs', () => {
     }
   });
 
+  it('a local image cannot name a URL (only the user opens URLs)', async () => {
+    const local = new MemoryVfs();
+    await local.open('/top.cow', { create: true }).then(async (st) => {
+      await st.write!(0, withBackingName(top, server.url('/d/base.raw')));
+      await st.close();
+    });
+    const vfs = withHttp(local);
+    await expect(openImage('/top.cow', { registry, vfs, readOnly: true })).rejects.toMatchObject({
+      kind: 'backing-forbidden',
+    });
+    expect(server.requests()).toBe(0);
+    // The user may still name URLs, relative paths stay local.
+    const image = await openImage(server.url('/d/top.cow'), { registry, vfs, readOnly: true });
+    expect(sameBytes(await readAll(image), expected)).toBe(true);
+    await image.close();
+    expect(vfs.resolve(vfs.cwd(), 'x.raw')).toBe('/x.raw');
+  });
+
   it('a remote image cannot name another host unless crossOrigin allows it', async () => {
     server.put('/d/cross.cow', withBackingName(top, other.url('/d/base.raw')));
     await expect(
