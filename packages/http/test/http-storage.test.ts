@@ -114,6 +114,14 @@ describe('HttpStorage', () => {
     expect(s.stats.retries).toBe(5);
   });
 
+  it('retries a body broken off mid-transfer, and returns the right bytes', async () => {
+    const s = await open({ readAhead: 0 });
+    server.knobs.dropBodies = 2;
+    const got = await read(s, 70 * BS, 5 * BS);
+    expect(sameBytes(got, DATA.subarray(70 * BS, 75 * BS))).toBe(true);
+    expect(s.stats.retries).toBe(2);
+  });
+
   it('gives up after `retries` with a typed io error', async () => {
     const s = await open({ retries: 2 });
     server.reset();

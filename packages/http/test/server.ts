@@ -26,6 +26,8 @@ export interface Knobs {
   delayMs: number;
   /** Shift the start in Content-Range by this much (a wrong answer). */
   skewRange: number;
+  /** Break the connection in the middle of the next N bodies. */
+  dropBodies: number;
 }
 
 export interface Logged {
@@ -37,7 +39,15 @@ export interface Logged {
 export class TestServer {
   readonly files = new Map<string, Served>();
   readonly log: Logged[] = [];
-  knobs: Knobs = { ignoreRange: false, ignoreConditions: false, gzip: false, fail503: 0, delayMs: 0, skewRange: 0 };
+  knobs: Knobs = {
+    ignoreRange: false,
+    ignoreConditions: false,
+    gzip: false,
+    fail503: 0,
+    delayMs: 0,
+    skewRange: 0,
+    dropBodies: 0,
+  };
   inFlight = 0;
   maxInFlight = 0;
   private server!: http.Server;
@@ -68,7 +78,15 @@ export class TestServer {
   reset(): void {
     this.log.length = 0;
     this.maxInFlight = 0;
-    this.knobs = { ignoreRange: false, ignoreConditions: false, gzip: false, fail503: 0, delayMs: 0, skewRange: 0 };
+    this.knobs = {
+      ignoreRange: false,
+      ignoreConditions: false,
+      gzip: false,
+      fail503: 0,
+      delayMs: 0,
+      skewRange: 0,
+      dropBodies: 0,
+    };
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -109,6 +127,13 @@ export class TestServer {
         const out = this.knobs.gzip ? new Uint8Array(gzipSync(bytes)) : bytes;
         const h: Record<string, string> = { ...validators, ...headers, 'Content-Length': String(out.length) };
         if (this.knobs.gzip) h['Content-Encoding'] = 'gzip';
+        if (this.knobs.dropBodies > 0 && out.length > 1) {
+          this.knobs.dropBodies--;
+          this.log.push({ path, range, status });
+          res.writeHead(status, h);
+          res.write(out.subarray(0, out.length >> 1), () => res.destroy());
+          return;
+        }
         send(status, h, out);
       };
       if (!m || this.knobs.ignoreRange || !rangeOk) return body(file.data, {}, 200);
