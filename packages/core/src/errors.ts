@@ -184,6 +184,8 @@ const ERRNO_TABLE: Readonly<Record<string, readonly [number, string]>> = {
   EOVERFLOW: [75, 'Value too large for defined data type'],
   ENOTSUP: [95, 'Operation not supported'],
   ESHUTDOWN: [108, 'Cannot send after transport endpoint shutdown'],
+  ETIMEDOUT: [110, 'Connection timed out'],
+  ESTALE: [116, 'Stale file handle'],
   EDQUOT: [122, 'Disk quota exceeded'],
 };
 

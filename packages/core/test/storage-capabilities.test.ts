@@ -325,6 +325,9 @@ describe('errnoOf', () => {
       [new BlockError('closed', 'x'), 'EBADF', 9, 'Bad file descriptor'],
       [Object.assign(new Error('x'), { code: 'ENOENT' }), 'ENOENT', 2, 'No such file or directory'],
       [Object.assign(new Error('x'), { code: 'EDQUOT' }), 'EDQUOT', 122, 'Disk quota exceeded'],
+      // A remote object that changed under a reader (@blk/http), and a request that timed out.
+      [new BlockError('io', 'x', { code: 'ESTALE' }), 'ESTALE', 116, 'Stale file handle'],
+      [new BlockError('io', 'x', { code: 'ETIMEDOUT' }), 'ETIMEDOUT', 110, 'Connection timed out'],
       [new Error('plain'), 'EIO', 5, 'Input/output error'],
       ['a string', 'EIO', 5, 'Input/output error'],
       [undefined, 'EIO', 5, 'Input/output error'],
