@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PNPM_VERSION=9.15.9
-PEERS=(uml-utilities user-mode-linux qemu-utils nbdkit libnbd-bin util-linux time nginx-light)
+PEERS=(uml-utilities user-mode-linux qemu-utils nbdkit libnbd-bin util-linux time nginx-light gnutls-bin python3-libnbd libqcow-utils nbd-client fuse3 chromium)
 
 if [ "${1:-}" = "--peers" ]; then
   missing=()
