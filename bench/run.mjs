@@ -1497,6 +1497,53 @@ groups.push({
   },
 });
 
+// ---------------------------------------------------------------- plug-in groups
+// Each bench/groups/*.mjs default-exports `(ctx) => group | group[]`, a group being
+// { id, rows, run() } like the ones above (run may be async). New packages add their rows there, so
+// parallel work does not edit this file; ctx is everything the groups above use.
+const groupsDir = fileURLToPath(new URL('./groups/', import.meta.url));
+if (fs.existsSync(groupsDir)) {
+  const ctx = {
+    S,
+    QUICK,
+    MiB,
+    REQ,
+    opts,
+    dir,
+    have,
+    env,
+    log,
+    node: process.execPath,
+    CLI,
+    fixture,
+    fixturePath,
+    base,
+    prepare,
+    interleave,
+    best,
+    addRow,
+    pending,
+    fmtRatio,
+    fmtRate,
+    fmtBytes,
+    runWorkload,
+    runCommand,
+    blkCli,
+    profArgs,
+    discardLater,
+    warm,
+    dropCaches,
+  };
+  for (const name of fs
+    .readdirSync(groupsDir)
+    .filter((n) => n.endsWith('.mjs'))
+    .sort()) {
+    const mod = await import(new URL(`./groups/${name}`, import.meta.url).href);
+    const made = await mod.default(ctx);
+    groups.push(...(Array.isArray(made) ? made : [made]));
+  }
+}
+
 // ---------------------------------------------------------------- run
 log(
   `blk bench: ${env.mode} mode, ${env.cores} cores, load ${env.loadavgStart.join(' ')}, temp dir ${dir} (${env.fsType})`,
@@ -1512,7 +1559,7 @@ try {
     log(`[${g.id}]`);
     const t = performance.now();
     try {
-      g.run();
+      await g.run();
     } catch (err) {
       log(`  group ${g.id} failed: ${err.stack ?? err}`);
       addRow({ id: g.id, title: g.id, note: `harness error: ${String(err.message ?? err).slice(0, 300)}` });
