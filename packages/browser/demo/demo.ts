@@ -16,7 +16,7 @@ interface Summary {
 
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 let serial = 0;
-const waiting = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 worker.onmessage = (event: MessageEvent) => {
   const { id, value, error } = event.data as {
     id: number;
@@ -32,7 +32,7 @@ worker.onmessage = (event: MessageEvent) => {
 function call<T = unknown>(op: string, ...args: unknown[]): Promise<T> {
   return new Promise((resolve, reject) => {
     const id = ++serial;
-    waiting.set(id, { resolve, reject });
+    waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
     worker.postMessage({ id, op, args });
   });
 }
@@ -116,7 +116,11 @@ async function listOverlays(): Promise<void> {
     open.onclick = () => run(() => show(path));
     const del = document.createElement('button');
     del.textContent = 'delete';
-    del.onclick = () => run(async () => (await call('remove', path), await listOverlays()));
+    del.onclick = () =>
+      run(async () => {
+        await call('remove', path);
+        await listOverlays();
+      });
     li.append(`${path} `, open, ' ', del);
     ul.append(li);
   }
@@ -209,6 +213,6 @@ $('download').addEventListener('click', () =>
   }),
 );
 
-run(listOverlays).then(() => {
+void run(listOverlays).then(() => {
   document.body.dataset.ready = '1';
 });

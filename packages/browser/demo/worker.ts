@@ -62,6 +62,7 @@ async function withImage<T>(path: string, readOnly: boolean, fn: (image: Image) 
   }
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: each operation takes its own arguments from postMessage
 const ops: Record<string, (...args: any[]) => Promise<unknown>> = {
   /** Registers picked files under /files/ (an image and the files it names as backing). */
   async pick(files: File[]) {
