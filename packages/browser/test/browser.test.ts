@@ -272,4 +272,21 @@ describe.skipIf(!haveChromium)('blk in chromium', () => {
       await other.close();
     }
   });
+
+  it('an OPFS overlay over a picked file: needs the file picked again after a reload, then reads its writes', async () => {
+    await page.setInputFiles('#files', files()[0]!);
+    await page.evaluate(() => (window as any).blkCall('pick', (window as any).files()));
+    await ok(page, 'createOverlay', '/opfs/blob/top.cow', '/files/base.raw');
+    await ok(page, 'writePatterns', '/opfs/blob/top.cow', [[4096, 8192, 21]]);
+    await page.reload();
+    await page.waitForFunction(() => document.title === 'ready');
+    const missing = await call(page, 'read', '/opfs/blob/top.cow', 4096, 16);
+    expect(missing.error?.kind).toBe('backing-missing');
+    await page.setInputFiles('#files', files()[0]!);
+    await page.evaluate(() => (window as any).blkCall('pick', (window as any).files()));
+    const got = await ok<number[]>(page, 'read', '/opfs/blob/top.cow', 4096, 8192);
+    expect(Buffer.from(got).equals(Buffer.from(pattern(8192, 21)))).toBe(true);
+    const below = await ok<number[]>(page, 'read', '/opfs/blob/top.cow', 0, 4096);
+    expect(Buffer.from(below).equals(fs.readFileSync(files()[0]!).subarray(0, 4096))).toBe(true);
+  });
 });
