@@ -106,7 +106,11 @@ export function imageReadableStream(image: Image, options: ReadStreamOptions = {
       autoAllocateChunkSize: chunk,
       start(controller) {
         if (signal === undefined) return;
-        if (signal.aborted) throw abortedError(image, signal);
+        if (signal.aborted) {
+          done = true;
+          controller.error(abortedError(image, signal));
+          return;
+        }
         abortListener = onAbort(controller);
         signal.addEventListener('abort', abortListener, { once: true });
       },
@@ -384,10 +388,13 @@ export async function createImageFromStream(
     }
     const result = await writeImageFromStream(image, source, write);
     if (size === undefined && image.size !== result.end) await image.resize(result.end, { shrink: true });
-    await image.flush();
-    return result;
-  } finally {
     await image.close();
+    return result;
+  } catch (err) {
+    // A stream that failed half-way leaves no half-written image behind.
+    await image.close().catch(() => undefined);
+    await host.vfs.remove(path).catch(() => undefined);
+    throw err;
   }
 }
 

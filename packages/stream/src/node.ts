@@ -8,7 +8,7 @@
  * or pipe into `imageNodeWritable`.
  */
 import { Readable, Writable } from 'node:stream';
-import type { Image } from '@blk/core/portable';
+import { BlockError, type Image } from '@blk/core/portable';
 import { imageDataRuns, streamRange, writeImageFromStream, type ReadStreamOptions } from './index.js';
 
 export * from './index.js';
@@ -31,8 +31,16 @@ class ImageReadable extends Readable {
     highWaterMark: number,
     signal: AbortSignal | undefined,
   ) {
-    super(signal ? { highWaterMark, signal } : { highWaterMark });
+    super({ highWaterMark });
     this.pos = start;
+    if (signal) {
+      // The same error as the web stream's: a BlockError `aborted`, not Node's AbortError.
+      const stop = () =>
+        this.destroy(new BlockError('aborted', 'stream aborted', { path: image.path, cause: signal.reason }));
+      if (signal.aborted) stop();
+      else signal.addEventListener('abort', stop, { once: true });
+      this.once('close', () => signal.removeEventListener('abort', stop));
+    }
   }
 
   override _read(): void {

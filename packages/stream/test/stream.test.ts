@@ -280,6 +280,29 @@ describe('writing an image from a stream', () => {
     await top.close();
   });
 
+  it('a source that fails half-way leaves no image behind; an aborted Node stream errors with aborted', async () => {
+    const out = path.join(dir, 'broken.raw');
+    async function* broken() {
+      yield pattern(MiB, 1);
+      throw new Error('source broke');
+    }
+    await expect(createImageFromStream(host, out, broken(), { format: 'raw' })).rejects.toThrow('source broke');
+    expect(fs.existsSync(out)).toBe(false);
+    const image = await host.openImage(path.join(dir, 'top.cow'), chain);
+    try {
+      const ac = new AbortController();
+      const r = imageNodeReadable(image, { chunkSize: 4096, signal: ac.signal });
+      const seen = (async () => {
+        for await (const _ of r) ac.abort();
+      })();
+      await expect(seen).rejects.toMatchObject({ kind: 'aborted' });
+      const web = imageReadableStream(image, { signal: AbortSignal.abort() });
+      await expect(web.getReader().read()).rejects.toMatchObject({ kind: 'aborted' });
+    } finally {
+      await image.close();
+    }
+  });
+
   it('a stream longer than a fixed-size image fails with out-of-range', async () => {
     const p = path.join(dir, 'small.raw');
     await host.createImage(p, { format: 'raw', size: 4096 });
