@@ -178,6 +178,13 @@ describe.skipIf(!haveChromium)('blk in chromium', () => {
     expect(got.value.digests).toEqual(expected.digests);
     expect(got.value.runs).toEqual(expected.runs);
     expect(got.value.chain).toEqual(['/files/top.cow', '/files/mid.cow', '/files/base.raw']);
+    // In a worker a picked file reads synchronously (FileReaderSync): an honest syncRead.
+    expect(await ok(page, 'capabilities', '/files/base.raw')).toMatchObject({
+      syncRead: true,
+      write: false,
+      flush: false,
+      readSyncIsSync: true,
+    });
   });
 
   it('opens the same chain over HTTP (ranges from the static server), backing names resolved against the URL', async () => {
