@@ -100,6 +100,7 @@ async function show(path: string): Promise<void> {
   $<HTMLButtonElement>('download').disabled = false;
   const isOverlay = path.startsWith('/opfs/');
   $<HTMLButtonElement>('write').disabled = !isOverlay;
+  $<HTMLButtonElement>('download-overlay').disabled = !isOverlay;
   $<HTMLButtonElement>('readback').disabled = false;
   status(`opened ${path}${isOverlay ? ' (an overlay in OPFS: writes go here and survive reloads)' : ''}`);
   await listOverlays();
@@ -203,16 +204,36 @@ $('download').addEventListener('click', () =>
     const { name: file, dir } = await call<{ name: string; dir: string }>('exportToOpfs', current);
     const root = await navigator.storage.getDirectory();
     const blob = await (await (await root.getDirectoryHandle(dir)).getFileHandle(file)).getFile();
-    const url = URL.createObjectURL(blob);
-    const a = document.createElement('a');
-    a.href = url;
-    a.download = name;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    download(blob, name);
     status(`downloading ${name} (${human(blob.size)})`);
   }),
 );
 
-void run(listOverlays).then(() => {
+void $('download-overlay').addEventListener('click', () =>
+  run(async () => {
+    if (!current?.startsWith('/opfs/')) return;
+    // The overlay is a file in OPFS already: its File is backed by the disk, downloaded as it is.
+    const names = current
+      .split('/')
+      .filter((n) => n !== '')
+      .slice(1);
+    let dir = await navigator.storage.getDirectory();
+    for (const n of names.slice(0, -1)) dir = await dir.getDirectoryHandle(n);
+    const file = await (await dir.getFileHandle(names[names.length - 1]!)).getFile();
+    download(file, names[names.length - 1]!);
+    status(`downloading ${names[names.length - 1]} (${human(file.size)})`);
+  }),
+);
+
+function download(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+run(listOverlays).then(() => {
   document.body.dataset.ready = '1';
 });

@@ -107,4 +107,20 @@ describe.skipIf(!haveChromium)('the demo page in chromium', () => {
     expect(got.length).toBe(expected.length);
     expect(got.equals(expected)).toBe(true);
   });
+
+  it('downloads the overlay alone: a cow file over the sample URL holding the write', async () => {
+    const download = page.waitForEvent('download');
+    await page.click('#download-overlay');
+    const saved = path.join(dir, 'overlay.cow');
+    await (await download).saveAs(saved);
+    const host = createHost();
+    // Its backing file is the sample's URL: read it with the backing ignored (not opened).
+    const overlay = await host.openImage(saved, { readOnly: true, format: 'cow', backing: { mode: 'ignore' } });
+    try {
+      expect(overlay.backingReference?.path).toBe(`${server.origin}/sample/sample.cow`);
+      expect(Buffer.from(await overlay.read(100000, 24)).toString()).toBe('written by the demo test');
+    } finally {
+      await overlay.close();
+    }
+  });
 });
