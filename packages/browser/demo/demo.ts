@@ -209,7 +209,7 @@ $('download').addEventListener('click', () =>
   }),
 );
 
-void $('download-overlay').addEventListener('click', () =>
+$('download-overlay').addEventListener('click', () =>
   run(async () => {
     if (!current?.startsWith('/opfs/')) return;
     // The overlay is a file in OPFS already: its File is backed by the disk, downloaded as it is.
@@ -234,6 +234,6 @@ function download(blob: Blob, name: string): void {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
-run(listOverlays).then(() => {
+void run(listOverlays).then(() => {
   document.body.dataset.ready = '1';
 });
