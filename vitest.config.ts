@@ -32,6 +32,9 @@ export default defineConfig({
       { find: /^@blk\/nbd\/node$/, replacement: src('nbd', 'node') },
       { find: /^@blk\/nbd$/, replacement: src('nbd') },
       { find: /^@blk\/http$/, replacement: src('http') },
+      { find: /^@blk\/stream\/node$/, replacement: src('stream', 'node') },
+      { find: /^@blk\/stream$/, replacement: src('stream') },
+      { find: /^@blk\/browser$/, replacement: src('browser') },
     ],
   },
   test: {

@@ -3,7 +3,8 @@
 //     Node built-in (fs, node:path, ...), static or dynamic, naming the file that imports it;
 //  2. type-checks them with `types: []` (no @types/node: no process, Buffer, NodeJS.*) and
 //     `lib: ["ES2022", "WebWorker"]`.
-// The packages: @blk/core/portable, @blk/raw, @blk/cow, @blk/qcow2, @blk/testkit, @blk/http, @blk/nbd, and @blk/jobs when it exists.
+// The packages: @blk/core/portable, @blk/raw, @blk/cow, @blk/qcow2, @blk/testkit, @blk/http, @blk/nbd, @blk/stream,
+// @blk/browser, and @blk/jobs when it exists.
 //
 // Usage: node scripts/check-browser.mjs [--dist] [--no-types] [--entry NAME=FILE ...]
 //   (default) bundles the TypeScript sources (@blk/* resolved to packages/*/src, as vitest does);
@@ -41,10 +42,12 @@ const PORTABLE = [
   ['@blk/jobs', 'jobs', 'src/index.ts'],
   ['@blk/nbd', 'nbd', 'src/index.ts'],
   ['@blk/http', 'http', 'src/index.ts'],
+  ['@blk/stream', 'stream', 'src/index.ts'],
+  ['@blk/browser', 'browser', 'src/index.ts'],
 ].filter(([, dir]) => existsSync(path.join(REPO, 'packages', dir, 'package.json')));
 
 /** Node-only modules that live in a portable package behind a separate entry (never imported by the portable one). */
-const NODE_ONLY = ['nbd/src/node.ts'];
+const NODE_ONLY = ['nbd/src/node.ts', 'stream/src/node.ts'];
 
 /** Every @blk/* specifier resolved to its TypeScript source (the Node entries too, so that reaching one is seen). */
 const SOURCES = {
@@ -58,6 +61,9 @@ const SOURCES = {
   '@blk/nbd': 'nbd/src/index.ts',
   '@blk/nbd/node': 'nbd/src/node.ts',
   '@blk/http': 'http/src/index.ts',
+  '@blk/stream': 'stream/src/index.ts',
+  '@blk/stream/node': 'stream/src/node.ts',
+  '@blk/browser': 'browser/src/index.ts',
   '@blk/images': 'images/src/index.ts',
   '@blk/faults': 'faults/src/index.ts',
   '@blk/native': 'native/src/index.ts',

@@ -1,0 +1,135 @@
+/**
+ * `BrowserVfs`: one name space for a page or worker: OPFS under `/opfs`,
+ * picked files (Blobs) under `/files`, and http(s) URLs through @blk/http.
+ *
+ * What an image may name as its backing file (names read from images are
+ * data, never instructions):
+ * - an OPFS image: OPFS files, picked files, and URLs on the origins listed
+ *   in `backingOrigins` (default: the page's own origin); another origin is
+ *   `backing-forbidden`;
+ * - a picked file: only picked files (it cannot reach OPFS or the network);
+ * - a remote image: URLs on its own origin (HttpVfs's rule), never a local file.
+ * The open's `BackingPolicy` (approve, maxDepth, ...) applies on top.
+ */
+import {
+  BlockError,
+  resolvePosix,
+  type FileStat,
+  type Storage,
+  type Vfs,
+  type VfsOpenOptions,
+} from '@blk/core/portable';
+import { HttpVfs, isHttpUrl, type HttpVfsOptions } from '@blk/http';
+import { BlobVfs } from './blob.js';
+import { OpfsVfs } from './opfs.js';
+
+export interface BrowserVfsOptions {
+  /** The OPFS Vfs (default `new OpfsVfs()`, mounted at `/opfs`). */
+  opfs?: OpfsVfs;
+  /** The picked files (default `new BlobVfs()`, mounted at `/files`). */
+  files?: BlobVfs;
+  /** The HTTP Vfs, or options for one (default `new HttpVfs()`). */
+  http?: HttpVfs | HttpVfsOptions;
+  /**
+   * Origins (`https://host:port`) whose URLs an OPFS image may name as its
+   * backing file. Default: the origin of the page (`location.origin`), when
+   * there is one. `'*'` allows any http(s) origin.
+   */
+  backingOrigins?: readonly string[];
+}
+
+function within(mount: string, path: string): boolean {
+  return path === mount || path.startsWith(mount === '/' ? '/' : `${mount}/`);
+}
+
+export class BrowserVfs implements Vfs {
+  readonly opfs: OpfsVfs;
+  readonly files: BlobVfs;
+  readonly http: HttpVfs;
+  readonly backingOrigins: readonly string[];
+
+  constructor(options: BrowserVfsOptions = {}) {
+    this.opfs = options.opfs ?? new OpfsVfs();
+    this.files = options.files ?? new BlobVfs();
+    this.http = options.http instanceof HttpVfs ? options.http : new HttpVfs(options.http ?? {});
+    const here = (globalThis as { location?: { origin?: string } }).location?.origin;
+    this.backingOrigins = options.backingOrigins ?? (here && here !== 'null' ? [here] : []);
+    if (within(this.opfs.mount, this.files.mount) || within(this.files.mount, this.opfs.mount)) {
+      throw new BlockError('invalid-argument', 'the OPFS and file mounts overlap', { field: 'files' });
+    }
+  }
+
+  private of(path: string): Vfs {
+    if (isHttpUrl(path)) return this.http;
+    const abs = resolvePosix('/', path);
+    return within(this.files.mount, abs) ? this.files : this.opfs;
+  }
+
+  open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+    return this.of(path).open(path, options);
+  }
+  stat(path: string): Promise<FileStat> {
+    return this.of(path).stat(path);
+  }
+  lstat(path: string): Promise<FileStat> {
+    return this.of(path).lstat(path);
+  }
+  realpath(path: string): Promise<string> {
+    return this.of(path).realpath(path);
+  }
+
+  private forbidden(base: string, what: string): BlockError {
+    return new BlockError('backing-forbidden', what, { path: base });
+  }
+
+  resolve(base: string, path: string): string {
+    if (isHttpUrl(base)) return this.http.resolve(base, path);
+    const userTyped = base === this.cwd();
+    if (isHttpUrl(path)) {
+      if (userTyped) return this.http.resolve(this.http.cwd(), path);
+      if (within(this.files.mount, resolvePosix('/', base))) {
+        throw this.forbidden(base, `a picked file cannot name a URL (${path})`);
+      }
+      const url = new URL(path);
+      if (!this.backingOrigins.includes('*') && !this.backingOrigins.includes(url.origin)) {
+        throw this.forbidden(
+          base,
+          `backing file ${url.href}: origin ${url.origin} is not allowed (BrowserVfs backingOrigins: ${
+            this.backingOrigins.join(', ') || 'none'
+          })`,
+        );
+      }
+      return url.href;
+    }
+    const resolved = resolvePosix(userTyped ? this.opfs.mount : resolvePosix('/', base), path);
+    if (!userTyped && within(this.files.mount, resolvePosix('/', base)) && !within(this.files.mount, resolved)) {
+      throw this.forbidden(base, `a picked file can only name other picked files, not ${resolved}`);
+    }
+    return resolved;
+  }
+
+  dirname(path: string): string {
+    return this.of(path).dirname(path);
+  }
+
+  /** The OPFS mount spelled with a final `/.`: no image's dirname, so `resolve` knows a path the user typed. */
+  cwd(): string {
+    return `${this.opfs.mount === '/' ? '' : this.opfs.mount}/.`;
+  }
+
+  exists(path: string): Promise<boolean> {
+    return this.of(path).exists(path);
+  }
+  remove(path: string): Promise<void> {
+    return this.of(path).remove(path);
+  }
+  rename(from: string, to: string): Promise<void> {
+    const a = this.of(from);
+    if (a !== this.of(to)) {
+      return Promise.reject(
+        new BlockError('not-supported', `cannot rename across file systems (${to})`, { path: from }),
+      );
+    }
+    return a.rename(from, to);
+  }
+}
