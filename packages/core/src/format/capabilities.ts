@@ -35,6 +35,13 @@ export interface ImageLimits {
   readonly zeroAlignment: number;
   /** Allocation unit of the format (cow: 512, qcow2: its cluster size); undefined where there is none (raw). */
   readonly clusterSize?: number;
+  /**
+   * Writes (and write-zeroes, discards) are serialised against each other, and against reads, in
+   * units of this size: a request waits for every earlier one touching the same units, so a driver
+   * never sees two writes into one unit at once (qcow2: its cluster size, so two writes into one
+   * unallocated cluster do not both allocate it). Undefined: the request alignment.
+   */
+  readonly serialAlignment?: number;
 }
 
 export interface ImageCapabilities {

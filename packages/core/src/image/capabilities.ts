@@ -110,6 +110,9 @@ export function deriveCapabilities(
     discardAlignment: unit(given.discardAlignment, 'discardAlignment', clusterSize ?? align),
     zeroAlignment: unit(given.zeroAlignment, 'zeroAlignment', align),
     ...(clusterSize !== undefined ? { clusterSize } : {}),
+    ...(given.serialAlignment !== undefined
+      ? { serialAlignment: unit(given.serialAlignment, 'serialAlignment', align) }
+      : {}),
   };
   return Object.freeze({
     write,

@@ -817,6 +817,11 @@ export class Image {
    */
   private async runWrite<T>(start: number, end: number, work: () => Promise<T>): Promise<T> {
     this.changes++;
+    const unit = this.capabilities.limits.serialAlignment;
+    if (unit !== undefined) {
+      start = alignDown(start, unit);
+      end = alignUp(end, unit);
+    }
     try {
       return await this.tracker.run(start, end, true, work);
     } finally {
@@ -1009,8 +1014,8 @@ export class Image {
     if (!write) throw new BlockError('not-supported', `format ${this.format} is read-only in blk`, { path: this.path });
     const nativeFua = fua && this.capabilities.fua === 'native';
     const flags = nativeFua ? { fua: true } : undefined;
-    const put = (at: number, bytes: Uint8Array) =>
-      flags ? write.call(this.driverImage, at, bytes, flags) : write.call(this.driverImage, at, bytes);
+    const below = this.readBelowForWrite;
+    const put = (at: number, bytes: Uint8Array) => write.call(this.driverImage, at, bytes, flags, below);
     const ss = this.capabilities.limits.requestAlignment;
     const dataEnd = offset + data.length;
     const start = alignDown(offset, ss);
