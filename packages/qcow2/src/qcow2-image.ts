@@ -45,7 +45,8 @@ import {
   type Qcow2Header,
 } from './header.js';
 import { Mutex, Refcounts } from './refcount.js';
-import { compressedDescriptorBits } from './layout.js';
+import { compressedDescriptorBits, OFLAG_COMPRESSED } from './layout.js';
+import { deflateCluster } from './deflate.js';
 
 export const SECTOR = 512;
 /** Default L2 cache bound, QEMU's default l2-cache-size (1 MiB), at least four tables. */
@@ -72,7 +73,6 @@ export interface Qcow2WriteOptions {
 }
 
 const COPIED_HI = 0x80000000;
-const COMPRESSED_HI = 0x40000000;
 const ZERO_LO = 1;
 /** Refcount blocks kept in memory (QEMU's default refcount cache is a quarter of the L2 cache). */
 const REFCOUNT_CACHE_BYTES = 256 * 1024;
@@ -125,6 +125,7 @@ export class Qcow2Image implements DriverImage {
     const cs = this.clusterSize;
     this.capabilities = {
       blockStatus: true,
+      compress: writable !== undefined,
       // QEMU's discard: v3 leaves zero clusters (never the backing file's data), v2 unallocated ones.
       ...(header.version === 3 || !backing ? { discard: 'zero' as const } : { discard: 'backing' as const }),
       limits: { clusterSize: cs, serialAlignment: cs, zeroAlignment: cs },
@@ -557,15 +558,24 @@ export class Qcow2Image implements DriverImage {
     }
   }
 
-  async write(offset: number, data: Uint8Array, _flags?: WriteFlags, below?: ReadBelow): Promise<void> {
+  async write(offset: number, data: Uint8Array, flags?: WriteFlags, below?: ReadBelow): Promise<void> {
     await this.prepare();
     const cs = this.clusterSize;
     const end = offset + data.length;
+    const compress = flags?.compress === true;
+    if (compress && offset % cs !== 0) {
+      throw new BlockError('invalid-argument', `a compressed write must start on a cluster (offset ${offset})`, {
+        ...this.where,
+        offset,
+        code: 'EINVAL',
+      });
+    }
     const pieces: Promise<void>[] = [];
     for (let pos = offset; pos < end; ) {
       const c = Math.floor(pos / cs);
       const stop = Math.min(end, (c + 1) * cs);
-      pieces.push(this.writeCluster(c, pos - c * cs, data.subarray(pos - offset, stop - offset), below));
+      const piece = data.subarray(pos - offset, stop - offset);
+      pieces.push(compress ? this.writeCompressed(c, piece, below) : this.writeCluster(c, pos - c * cs, piece, below));
       pos = stop;
     }
     await settle(pieces);
@@ -606,6 +616,45 @@ export class Qcow2Image implements DriverImage {
     await this.meta.run(async () => {
       await this.setEntry(plan.l2, c, COPIED_HI | Math.floor(plan.host / TWO32), plan.host >>> 0);
       if (plan.fresh) this.release(plan.m);
+    });
+  }
+
+  /**
+   * Stores guest cluster c compressed (`piece` starts on the cluster; shorter only at the image's
+   * end, where the rest is zeros as in QEMU): deflated with a 4 KiB window (see deflate.ts), packed
+   * after the previous payload (QEMU's qcow2_alloc_bytes), QEMU's descriptor (offset, additional
+   * sectors, bit 62). When it does not shrink the cluster, an ordinary write. Unlike QEMU, which
+   * refuses (EIO) a compressed write over an allocated cluster, the old cluster is freed.
+   */
+  private async writeCompressed(c: number, piece: Uint8Array, below: ReadBelow | undefined): Promise<void> {
+    const cs = this.clusterSize;
+    let whole = piece;
+    if (piece.length < cs) {
+      whole = new Uint8Array(cs);
+      whole.set(piece);
+    }
+    const payload = deflateCluster(whole, cs - 1);
+    if (!payload) return this.writeCluster(c, 0, piece, below);
+    const plan = await this.meta.run(async () => {
+      const l2 = await this.l2For(c, true);
+      const { m } = await this.entryIn(l2, c);
+      const at = await this.rc.allocBytes(payload.length);
+      this.fileSize = Math.max(this.fileSize, this.rc.endCluster * cs);
+      return { l2, m, at };
+    });
+    try {
+      await writeTo(this.storage, plan.at, payload);
+    } catch (err) {
+      this.rc.free(Math.floor(plan.at / cs));
+      throw err;
+    }
+    const { offsetBits } = compressedDescriptorBits(this.header.clusterBits);
+    const nb = Math.floor((plan.at + payload.length - 1) / SECTOR) - Math.floor(plan.at / SECTOR);
+    const desc = BigInt(plan.at) | (BigInt(nb) << BigInt(offsetBits)) | OFLAG_COMPRESSED;
+    await this.meta.run(async () => {
+      await this.setEntry(plan.l2, c, Number(desc >> 32n), Number(desc & 0xffffffffn));
+      this.release(plan.m);
+      if (this.lastCompressed && this.lastCompressed.host === plan.at) this.lastCompressed = undefined;
     });
   }
 

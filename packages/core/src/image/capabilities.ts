@@ -122,6 +122,7 @@ export function deriveCapabilities(
     discard,
     blockStatus: declared.blockStatus ?? true,
     multiConn: flush,
+    ...(write && declared.compress === true ? { compress: true } : {}),
     limits: Object.freeze(limits),
   });
 }
