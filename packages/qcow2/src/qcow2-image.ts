@@ -35,17 +35,23 @@ import {
   type Storage,
   type BlockDriver,
   type WriteFlags,
+  type BackingSpec,
+  type ResizeOptions,
+  supportedPreallocation,
 } from '@blk/core/portable';
 import { inflateCluster } from './inflate.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
+  EXT_BACKING_FORMAT,
+  MAX_BACKING_NAME,
+  MAX_L1_BYTES,
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
   INCOMPAT_EXTENDED_L2,
   type Qcow2Header,
 } from './header.js';
 import { Mutex, Refcounts } from './refcount.js';
-import { compressedDescriptorBits, OFLAG_COMPRESSED } from './layout.js';
+import { compressedDescriptorBits, l1EntriesFor, OFLAG_COMPRESSED } from './layout.js';
 import { deflateCluster } from './deflate.js';
 
 export const SECTOR = 512;
@@ -79,8 +85,8 @@ const REFCOUNT_CACHE_BYTES = 256 * 1024;
 
 export class Qcow2Image implements DriverImage {
   readonly requestAlignment = SECTOR;
-  readonly size: number;
-  readonly backing?: BackingReference;
+  size: number;
+  backing?: BackingReference;
   readonly capabilities: DriverCapabilities;
   private readonly clusterSize: number;
   private readonly l2Entries: number;
@@ -110,7 +116,7 @@ export class Qcow2Image implements DriverImage {
     readonly driver: BlockDriver,
     private readonly storage: Storage,
     readonly header: Qcow2Header,
-    private readonly l1: Uint8Array,
+    private l1: Uint8Array,
     fileSize: number,
     backing: BackingReference | undefined,
     writable?: Qcow2WriteOptions,
@@ -146,8 +152,6 @@ export class Qcow2Image implements DriverImage {
         const l2 = this.l2Offset(i);
         if (l2 !== 0) this.l2Tables.add(l2 / cs);
       }
-      const l1First = header.l1TableOffset / cs;
-      const l1End = Math.ceil((header.l1TableOffset + header.l1Size * 8) / cs);
       this.refcounts = new Refcounts({
         storage,
         clusterBits: header.clusterBits,
@@ -159,7 +163,10 @@ export class Qcow2Image implements DriverImage {
         cacheBytes: REFCOUNT_CACHE_BYTES,
         fileSize,
         writeHeader: (offset, bytes) => this.writeHeader(offset, bytes),
-        isMetadata: (c) => c === 0 || (c >= l1First && c < l1End) || this.l2Tables.has(c),
+        isMetadata: (c) =>
+          c === 0
+          || (c >= header.l1TableOffset / cs && c < Math.ceil((header.l1TableOffset + header.l1Size * 8) / cs))
+          || this.l2Tables.has(c),
       });
     }
   }
@@ -795,6 +802,191 @@ export class Qcow2Image implements DriverImage {
     if (frees.length > 0) {
       await this.meta.run(() => rc.applyFrees(frees));
       await rc.writeBack();
+    }
+  }
+
+  // ---- resize and backing reference --------------------------------------------------------------
+
+  /**
+   * qemu-img resize: growing may need a larger L1 table (allocated contiguously, written and made
+   * durable, then the header's l1_size and l1_table_offset switched in one write, the old table
+   * freed); shrinking discards the clusters past the new end and the L2 tables past the new L1
+   * reach (as QEMU's full discard and qcow2_shrink_l1_table), made durable before the size goes
+   * down. The size field is written last on a grow and after the discards on a shrink. As QEMU:
+   * the size must be a multiple of 512, images with internal snapshots are refused, and only
+   * `preallocation=off`.
+   */
+  async resize(size: number, options: ResizeOptions): Promise<void> {
+    const cs = this.clusterSize;
+    if (size % SECTOR !== 0) {
+      throw new BlockError('invalid-argument', 'The new size must be a multiple of 512', {
+        ...this.where,
+        code: 'EINVAL',
+      });
+    }
+    if (this.header.nbSnapshots > 0) {
+      throw new BlockError('not-supported', "Can't resize an image which has snapshots", {
+        ...this.where,
+        code: 'ENOTSUP',
+      });
+    }
+    supportedPreallocation(options.preallocation, ['off'], this.where);
+    await this.prepare();
+    const old = this.size;
+    if (size === old) return;
+    const needL1 = l1EntriesFor(size, this.header.clusterBits);
+    if (size > old) {
+      if (old % cs !== 0) {
+        // The rest of the old last cluster becomes guest data: it must read as zeros, not stale bytes.
+        const c = Math.floor(old / cs);
+        const m = await this.meta.run(async () => {
+          const l2 = await this.l2For(c, false);
+          return l2 === 0 ? UNALLOCATED : (await this.entryIn(l2, c)).m;
+        });
+        if (m.kind === 'normal' || m.kind === 'compressed') {
+          await this.writeCluster(c, old - c * cs, new Uint8Array((c + 1) * cs - old), undefined);
+        }
+      }
+      if (needL1 > this.header.l1Size) await this.growL1(needL1);
+    } else {
+      const first = Math.ceil(size / cs);
+      const end = Math.ceil(old / cs);
+      for (let c = first; c < end; c++) {
+        await this.meta.run(async () => {
+          const l2 = await this.l2For(c, false);
+          if (l2 === 0) return;
+          const { m } = await this.entryIn(l2, c);
+          if (m.kind === 'unallocated') return;
+          await this.setEntry(l2, c, 0, 0);
+          this.release(m);
+        });
+      }
+      await this.meta.run(() => {
+        for (let i = needL1; i < this.header.l1Size; i++) {
+          const l2 = this.l2Offset(i);
+          if (l2 === 0) continue;
+          const dv = new DataView(this.l1.buffer, this.l1.byteOffset + i * 8, 8);
+          dv.setUint32(0, 0);
+          dv.setUint32(4, 0);
+          this.l1DirtyLo = Math.min(this.l1DirtyLo, i * 8);
+          this.l1DirtyHi = Math.max(this.l1DirtyHi, i * 8 + 8);
+          this.l2Tables.delete(l2 / cs);
+          this.rc.free(l2 / cs);
+        }
+      });
+    }
+    await this.flush();
+    const field = new Uint8Array(8);
+    new DataView(field.buffer).setBigUint64(0, BigInt(size));
+    await this.writeHeader(24, field);
+    if (this.mode !== 'unsafe') await flushStorage(this.storage);
+    this.header.size = size;
+    this.size = size;
+  }
+
+  /** Replaces the L1 table by one of `entries` entries (QEMU's qcow2_grow_l1_table). */
+  private async growL1(entries: number): Promise<void> {
+    const cs = this.clusterSize;
+    if (entries * 8 > MAX_L1_BYTES) {
+      throw new BlockError('invalid-argument', 'Active L1 table too large', { ...this.where, code: 'EFBIG' });
+    }
+    // Everything the old table names goes to disk first: the new table is written from memory.
+    await this.flush();
+    await this.meta.run(async () => {
+      const clusters = Math.ceil((entries * 8) / cs);
+      const at = (await this.rc.allocateRun(clusters)) * cs;
+      this.fileSize = Math.max(this.fileSize, this.rc.endCluster * cs);
+      const table = new Uint8Array(clusters * cs);
+      table.set(this.l1);
+      await writeTo(this.storage, at, table);
+      await flushStorage(this.storage);
+      const fields = new Uint8Array(12);
+      const dv = new DataView(fields.buffer);
+      dv.setUint32(0, entries);
+      dv.setBigUint64(4, BigInt(at));
+      await this.writeHeader(36, fields);
+      await flushStorage(this.storage);
+      const oldAt = this.header.l1TableOffset;
+      const oldClusters = Math.ceil((this.header.l1Size * 8) / cs);
+      this.l1 = table.subarray(0, entries * 8);
+      this.header.l1Size = entries;
+      this.header.l1TableOffset = at;
+      // The header names the new table durably: the old one's clusters are free (applied at the next flush).
+      for (let c = oldAt / cs; c < oldAt / cs + oldClusters; c++) this.rc.free(c);
+    });
+  }
+
+  /**
+   * Rewrites the backing file name and format (rebase, commit): the header cluster is rebuilt as
+   * QEMU's qcow2_update_header lays it out (the fixed header, the extensions in their order with the
+   * backing format one replaced, the end marker, then the name) and written in one write, so a
+   * header of at most one sector changes atomically. qcow2 records no facts of the backing file.
+   */
+  async setBacking(backing: BackingSpec | undefined): Promise<void> {
+    const cs = this.clusterSize;
+    const h = this.header;
+    await this.prepare();
+    const fixed = new Uint8Array(h.headerLength);
+    await readZeroFilled(this.storage, 0, fixed);
+    const name = backing ? new TextEncoder().encode(backing.path) : undefined;
+    if (name && name.length > MAX_BACKING_NAME) {
+      throw new BlockError('invalid-argument', 'Backing file name too long', { ...this.where, field: 'backing_file' });
+    }
+    const format = backing?.format ? new TextEncoder().encode(backing.format) : undefined;
+    if (format && format.length >= 16) {
+      throw new BlockError('invalid-argument', `backing format '${backing!.format}' is too long`, {
+        ...this.where,
+        field: 'backing_fmt',
+      });
+    }
+    const exts: Array<{ type: number; data: Uint8Array }> = [];
+    if (format && name) exts.push({ type: EXT_BACKING_FORMAT, data: format });
+    for (const e of h.extensions) if (e.type !== EXT_BACKING_FORMAT) exts.push({ type: e.type, data: e.data });
+    let length = h.headerLength;
+    for (const e of exts) length += 8 + ((e.data.length + 7) & ~7);
+    length += 8;
+    const nameAt = length;
+    length += name?.length ?? 0;
+    if (length > cs) {
+      throw new BlockError(
+        'invalid-argument',
+        'the header, its extensions and the backing file name do not fit in a cluster',
+        {
+          ...this.where,
+          field: 'backing_file',
+        },
+      );
+    }
+    const out = new Uint8Array(Math.max(length, h.headerLength));
+    out.set(fixed);
+    const dv = new DataView(out.buffer);
+    let at = h.headerLength;
+    for (const e of exts) {
+      dv.setUint32(at, e.type);
+      dv.setUint32(at + 4, e.data.length);
+      out.set(e.data, at + 8);
+      at += 8 + ((e.data.length + 7) & ~7);
+    }
+    if (name) out.set(name, nameAt);
+    dv.setBigUint64(8, BigInt(name ? nameAt : 0));
+    dv.setUint32(16, name?.length ?? 0);
+    // Bytes the old layout used past the new end are cleared in the same write.
+    const oldEnd = h.backingFileOffset !== 0 ? h.backingFileOffset + h.backingFileSize : h.headerLength + 512;
+    const whole = new Uint8Array(Math.min(cs, Math.max(out.length, oldEnd)));
+    whole.set(out);
+    await this.writeHeader(0, whole);
+    if (this.mode !== 'unsafe') await flushStorage(this.storage);
+    h.backingFileOffset = name ? nameAt : 0;
+    h.backingFileSize = name?.length ?? 0;
+    h.extensions = exts.map((e) => ({ type: e.type, offset: 0, data: e.data }));
+    if (name) h.backingName = name;
+    else delete h.backingName;
+    if (format && name) h.backingFormat = backing!.format!;
+    else delete h.backingFormat;
+    if (backing) {
+      this.backing = { path: backing.path, ...(backing.format ? { format: backing.format } : {}) };
+    } else {
+      delete this.backing;
     }
   }
 

@@ -249,6 +249,28 @@ export class Refcounts {
     }
   }
 
+  /**
+   * Allocates `n` contiguous clusters (refcount 1 each) and returns the first: clusters are taken
+   * first fit one by one; where the run breaks (a refcount block placed itself in the way, or a
+   * used cluster), the clusters taken so far are given back once the run is found.
+   */
+  async allocateRun(n: number): Promise<number> {
+    const strays: number[] = [];
+    let first = await this.allocate();
+    let last = first;
+    while (last - first + 1 < n) {
+      const c = await this.allocate();
+      if (c !== last + 1) {
+        for (let x = first; x <= last; x++) strays.push(x);
+        first = c;
+      }
+      last = c;
+    }
+    // Never referenced by anything: their refcounts drop back at once.
+    for (const c of strays) await this.add(c, -1);
+    return first;
+  }
+
   private used(c: number): void {
     this.hint = c + 1;
     if (c + 1 > this.endCluster) this.endCluster = c + 1;
