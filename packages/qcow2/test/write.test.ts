@@ -482,3 +482,82 @@ describe.skipIf(!QEMU)('resize and the backing reference', () => {
     expect(check('rebase.qcow2').status).toBe(0);
   });
 });
+
+describe.skipIf(!QEMU)('hostile images and cache modes while writing', () => {
+  it('a metadata cluster whose refcount is 0 stops the allocation with a typed error and changes nothing', async () => {
+    const v = VARIANTS[0]!;
+    make(v, 'zeroref.qcow2');
+    run('qemu-io', ['-c', 'write -P 0x5a 0 64k', 'zeroref.qcow2']);
+    const file = fs.readFileSync(p('zeroref.qcow2'));
+    // Clusters: 0 header, 1 refcount table, 2 refcount block, 3 L1, 4 L2, 5 data. Zero the L2 table's refcount.
+    const block = Number(file.readBigUInt64BE(Number(file.readBigUInt64BE(48))));
+    file.writeUInt16BE(0, block + 4 * 2);
+    fs.writeFileSync(p('zeroref.qcow2'), file);
+    const image = await openImage(p('zeroref.qcow2'), {});
+    await expect(image.write(65536, new Uint8Array(4096).fill(1))).rejects.toMatchObject({
+      kind: 'invalid-header',
+      message: expect.stringContaining('holds metadata but its refcount is 0'),
+    });
+    await image.close();
+    expect(fs.readFileSync(p('zeroref.qcow2')).equals(file)).toBe(true);
+  });
+
+  it('a refcount table entry with reserved bits refuses the writable open, typed, and leaves the file alone', async () => {
+    const v = VARIANTS[0]!;
+    make(v, 'badtable.qcow2');
+    const file = fs.readFileSync(p('badtable.qcow2'));
+    const table = Number(file.readBigUInt64BE(48));
+    file.writeUInt32BE(file.readUInt32BE(table + 4) | 0x100, table + 4);
+    fs.writeFileSync(p('badtable.qcow2'), file);
+    await expect(openImage(p('badtable.qcow2'), {})).rejects.toMatchObject({ kind: 'invalid-header' });
+    const ro = await openImage(p('badtable.qcow2'), { readOnly: true });
+    await ro.close();
+    expect(fs.readFileSync(p('badtable.qcow2')).equals(file)).toBe(true);
+  });
+
+  it('writethrough: every request is durable and consistent when it resolves (no close, no flush)', async () => {
+    const v = VARIANTS[3]!;
+    const model = make(v, 'wt.qcow2');
+    const image = await openImage(p('wt.qcow2'), { cache: 'writethrough' });
+    const ops: Op[] = [
+      { op: 'write', offset: 1000, length: 9000, seed: 1, compressible: false },
+      { op: 'compress', cluster: 5, count: 2, seed: 2 },
+      { op: 'zero', offset: 4096 * 8, length: 4096 * 3, unmap: true },
+      { op: 'discard', offset: 0, length: 8192 },
+      { op: 'write', offset: 3 << 20, length: 70_000, seed: 3, compressible: true },
+    ];
+    try {
+      for (const [i, op] of ops.entries()) {
+        await applyImage(v, image, op);
+        applyModel(v, model, op);
+        // A copy of the file as it is now: what a crash right after the request would leave.
+        fs.copyFileSync(p('wt.qcow2'), p(`wt-${i}.qcow2`));
+        const c = check(`wt-${i}.qcow2`);
+        expect([0, 3], c.out).toContain(c.status);
+        expect(compare(`wt-${i}.qcow2`, model).status).toBe(0);
+      }
+    } finally {
+      await image.close();
+    }
+    expect(check('wt.qcow2').status).toBe(0);
+  });
+
+  it('more refcount blocks than the cache holds (512 B clusters, 64-bit refcounts, 24 MiB): evictions keep the order', async () => {
+    const v: Variant = { name: 'big', options: 'cluster_size=512,refcount_bits=64', size: 24 << 20, cluster: 512 };
+    const model = make(v, 'big.qcow2');
+    const image = await openImage(p('big.qcow2'), {});
+    const piece = 1 << 20;
+    for (let at = 0; at < v.size; at += 4 * piece) {
+      await Promise.all(
+        [0, 1, 2, 3].map((k) => {
+          const data = bytes(piece, at + k, false);
+          model.set(data, at + k * piece);
+          return image.write(at + k * piece, data);
+        }),
+      );
+    }
+    await image.close();
+    expect(check('big.qcow2').status).toBe(0);
+    expect(compare('big.qcow2', model).status).toBe(0);
+  }, 60_000);
+});
