@@ -170,7 +170,7 @@ describe.skipIf(!QEMU)('crash at a sample of points: qemu-img check 0 or 3, ever
         log: vfs.log,
         from: start,
         statesPerPoint: 2,
-        maxStates: 36,
+        maxStates: 24,
         rng: new Rng(0x51 + vi),
         cwd: '/d',
         check: async (crashed: MemoryVfs) => {
@@ -192,7 +192,7 @@ describe.skipIf(!QEMU)('crash at a sample of points: qemu-img check 0 or 3, ever
         },
       });
       expect(result.violations).toEqual([]);
-      expect(result.states).toBeGreaterThan(20);
+      expect(result.states).toBeGreaterThan(16);
       // After the clean close the image itself is clean (and the dirty bit is off again).
       const final = p(`${v.name}-final.qcow2`);
       fs.writeFileSync(final, vfs.inner.file('/d/img.qcow2').snapshot());
