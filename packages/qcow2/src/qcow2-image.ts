@@ -498,26 +498,33 @@ export class Qcow2Image implements DriverImage {
   }
 
   /**
-   * The L2 table of guest cluster c: its offset, or 0 when it has none and `allocate` is false.
-   * A table shared with an internal snapshot (L1 entry without COPIED) is refused. Call under `meta`.
+   * The L2 table of guest cluster c: its offset, or 0 when it has none. `read`: as it is;
+   * `modify`: a table shared with an internal snapshot (L1 entry without COPIED) is copied first;
+   * `allocate`: the same, and a missing table is allocated. Call under `meta`.
    */
-  private async l2For(c: number, allocate: boolean): Promise<number> {
+  private async l2For(c: number, use: 'read' | 'modify' | 'allocate'): Promise<number> {
     const i = Math.floor(c / this.l2Entries);
     if (i >= this.header.l1Size) {
       throw new BlockError('out-of-range', `guest cluster ${c} lies past the L1 table`, { ...this.where });
     }
     const l2 = this.l2Offset(i);
     if (l2 !== 0) {
-      if ((this.l1Entry(i).hi & COPIED_HI) === 0) {
-        throw new BlockError(
-          'not-supported',
-          `writing into an L2 table shared with an internal snapshot (L1 index ${i}) is not supported`,
-          { ...this.where, offset: l2 },
-        );
-      }
-      return l2;
+      if ((this.l1Entry(i).hi & COPIED_HI) !== 0 || use === 'read') return l2;
+      // Shared with an internal snapshot (refcount > 1): copy it, as QEMU's l2_allocate. The data
+      // clusters keep their refcounts (still reached from both L1 tables); the old table loses the
+      // active L1's reference once the new L1 entry is durable.
+      const copy = await this.l2Cache.use(l2 / this.clusterSize, (chunk) => chunk.bytes.slice());
+      const t = await this.allocCluster();
+      await this.l2Cache.use(t / this.clusterSize, (chunk) => {
+        chunk.bytes.set(copy);
+        this.l2Cache.markDirty(chunk, 0, chunk.bytes.length);
+      });
+      this.l2Tables.add(t / this.clusterSize);
+      this.setL1(i, t);
+      this.rc.free(l2 / this.clusterSize);
+      return t;
     }
-    if (!allocate) return 0;
+    if (use !== 'allocate') return 0;
     const t = await this.allocCluster();
     await this.l2Cache.use(t / this.clusterSize, (chunk) => {
       chunk.bytes.fill(0);
@@ -593,7 +600,7 @@ export class Qcow2Image implements DriverImage {
   private async writeCluster(c: number, inC: number, piece: Uint8Array, below: ReadBelow | undefined): Promise<void> {
     const cs = this.clusterSize;
     const plan = await this.meta.run(async () => {
-      const l2 = await this.l2For(c, true);
+      const l2 = await this.l2For(c, 'allocate');
       const { m, copied } = await this.entryIn(l2, c);
       if (m.kind === 'normal' && copied) return { l2, m, host: m.host, fresh: false, inPlace: true };
       if (m.kind === 'zero-alloc' && copied) return { l2, m, host: m.host, fresh: false, inPlace: false };
@@ -643,7 +650,7 @@ export class Qcow2Image implements DriverImage {
     const payload = deflateCluster(whole, cs - 1);
     if (!payload) return this.writeCluster(c, 0, piece, below);
     const plan = await this.meta.run(async () => {
-      const l2 = await this.l2For(c, true);
+      const l2 = await this.l2For(c, 'allocate');
       const { m } = await this.entryIn(l2, c);
       const at = await this.rc.allocBytes(payload.length);
       this.fileSize = Math.max(this.fileSize, this.rc.endCluster * cs);
@@ -715,7 +722,7 @@ export class Qcow2Image implements DriverImage {
     const unmap = flags.mayUnmap;
     for (let c = offset / cs; c * cs < end; c++) {
       await this.meta.run(async () => {
-        const l2 = await this.l2For(c, v3 && (!unmap || this.backing !== undefined));
+        const l2 = await this.l2For(c, v3 && (!unmap || this.backing !== undefined) ? 'allocate' : 'modify');
         if (l2 === 0) return;
         const { m, copied } = await this.entryIn(l2, c);
         if (!v3) {
@@ -753,7 +760,7 @@ export class Qcow2Image implements DriverImage {
     await this.prepare();
     for (let c = first; c < endC; c++) {
       await this.meta.run(async () => {
-        const l2 = await this.l2For(c, v3 && this.backing !== undefined);
+        const l2 = await this.l2For(c, v3 && this.backing !== undefined ? 'allocate' : 'modify');
         if (l2 === 0) return;
         const { m } = await this.entryIn(l2, c);
         const allocated = m.kind === 'normal' || m.kind === 'compressed' || m.kind === 'zero-alloc';
@@ -840,7 +847,7 @@ export class Qcow2Image implements DriverImage {
         // The rest of the old last cluster becomes guest data: it must read as zeros, not stale bytes.
         const c = Math.floor(old / cs);
         const m = await this.meta.run(async () => {
-          const l2 = await this.l2For(c, false);
+          const l2 = await this.l2For(c, 'read');
           return l2 === 0 ? UNALLOCATED : (await this.entryIn(l2, c)).m;
         });
         if (m.kind === 'normal' || m.kind === 'compressed') {
@@ -853,7 +860,7 @@ export class Qcow2Image implements DriverImage {
       const end = Math.ceil(old / cs);
       for (let c = first; c < end; c++) {
         await this.meta.run(async () => {
-          const l2 = await this.l2For(c, false);
+          const l2 = await this.l2For(c, 'modify');
           if (l2 === 0) return;
           const { m } = await this.entryIn(l2, c);
           if (m.kind === 'unallocated') return;

@@ -70,6 +70,8 @@ interface Variant {
   /** A raw backing file of this image (filled with a pattern). */
   backing?: boolean;
   v2?: boolean;
+  /** Data written by qemu-io, then an internal snapshot taken: every table and cluster is shared. */
+  snapshot?: boolean;
 }
 
 const VARIANTS: Variant[] = [
@@ -93,6 +95,7 @@ const VARIANTS: Variant[] = [
     cluster: 1024,
     backing: true,
   },
+  { name: 'v3-4k-snapshot', options: 'cluster_size=4096', size: 2 << 20, cluster: 4096, snapshot: true },
 ];
 
 /** The backing file's content (a pattern), as the model starts from it. */
@@ -110,7 +113,14 @@ function make(v: Variant, name: string): Uint8Array {
     return backingBytes(v.size);
   }
   img('create', '-q', '-f', 'qcow2', '-o', v.options, file, String(v.size));
-  return new Uint8Array(v.size);
+  const content = new Uint8Array(v.size);
+  if (v.snapshot) {
+    const half = v.size / 2;
+    run('qemu-io', ['-c', `write -P 60 0 ${half}`, '-c', `write -c -P 61 ${half} ${half / 2}`, file]);
+    img('snapshot', '-c', 's1', file);
+    content.fill(60, 0, half).fill(61, half, half + half / 2);
+  }
+  return content;
 }
 
 type Op =
@@ -414,6 +424,38 @@ describe.skipIf(!QEMU)('through the spawned blk io', () => {
     fs.writeFileSync(p('plain.raw'), new Uint8Array(65536));
     const r = blk(['io', '-f', 'raw', '-c', 'write -c 0 64k', p('plain.raw')]);
     expect(r.stdout).toContain('write failed: Operation not supported');
+  });
+});
+
+describe.skipIf(!QEMU)('internal snapshots', () => {
+  it('writes over shared L2 tables and clusters (copies them) and leaves the snapshot intact', async () => {
+    const v = VARIANTS.find((x) => x.snapshot)!;
+    const model = make(v, 'snap.qcow2');
+    const before = model.slice();
+    const image = await openImage(p('snap.qcow2'), {});
+    const ops: Op[] = [
+      { op: 'write', offset: 1000, length: 5000, seed: 1, compressible: false },
+      { op: 'write', offset: 4096 * 300, length: 4096 * 3, seed: 2, compressible: false },
+      { op: 'zero', offset: 4096 * 10, length: 4096 * 2, unmap: false },
+      { op: 'zero', offset: 4096 * 20, length: 4096 * 2, unmap: true },
+      { op: 'discard', offset: 4096 * 30, length: 4096 * 4 },
+      { op: 'compress', cluster: 40, count: 2, seed: 3 },
+      { op: 'write', offset: (1 << 20) + 100, length: 3000, seed: 4, compressible: false },
+    ];
+    for (const op of ops) {
+      await applyImage(v, image, op);
+      applyModel(v, model, op);
+    }
+    await image.close();
+    const c = check('snap.qcow2');
+    expect(c.out).toContain('No errors were found');
+    expect(c.status).toBe(0);
+    expect(compare('snap.qcow2', model).status).toBe(0);
+    // The snapshot still reads as it was taken.
+    fs.copyFileSync(p('snap.qcow2'), p('snap-applied.qcow2'));
+    img('snapshot', '-a', 's1', 'snap-applied.qcow2');
+    expect(compare('snap-applied.qcow2', before).status).toBe(0);
+    expect(check('snap-applied.qcow2').status).toBe(0);
   });
 });
 
