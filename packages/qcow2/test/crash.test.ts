@@ -2,10 +2,10 @@
  * Crash safety and fault injection of the qcow2 writer, judged by the real qemu-img.
  *
  * Crash: a workload (allocating and partial writes, in-place overwrites, write-zeroes with and
- * without unmap, discards, compressed writes, a second L2 table, flushes) runs on images qemu-img
- * made, over @blk/faults' CrashSimVfs; `exploreCrashes` then crashes after a sample of write points
- * with a sample of post-crash states (kill, power loss keeping any subset of the unflushed
- * sectors). Every state must pass `qemu-img check` with exit 0 or 3 (leaks only, never
+ * without unmap, discards, compressed writes, a second L2 table, refcount-table growth, flushes)
+ * runs on images qemu-img made, over @blk/faults' CrashSimVfs; its log is replayed and crashed
+ * after write points sampled over the whole workload, in two post-crash states each (kill, and a
+ * power loss keeping a subset of the unflushed sectors). Every state must pass `qemu-img check` with exit 0 or 3 (leaks only, never
  * corruption), and every guest sector must read (through `qemu-img convert`) as one of the
  * contents it held during the workload: old or new, never anything else.
  *
@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DriverRegistry, MemoryVfs, isBlockError, openImage, type Image, type Vfs } from '@blk/core';
 import { rawDriver } from '@blk/raw';
-import { CrashSimVfs, FaultyVfs, Rng, exploreCrashes } from '@blk/faults';
+import { CrashReplay, CrashSimVfs, FaultyVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
@@ -81,6 +81,8 @@ function workload(cs: number): Array<{ run: Step; apply: (m: Uint8Array) => void
     w(cs * 8 + 100, 200, 6), // partial write into a compressed cluster
     { run: (im: Image) => im.discard(cs * 9, cs), apply: () => {} },
     w(cs * 20, 7000, 7),
+    // 2.5 MiB more: with 512 B clusters and 64-bit refcounts the refcount table has to grow.
+    w(1 << 20, (5 << 20) / 2, 8),
   ];
 }
 
@@ -94,7 +96,8 @@ interface Variant {
 }
 
 const VARIANTS: Variant[] = [
-  { name: 'v3-4k', options: 'cluster_size=4096', cluster: 4096, backing: false, v2: false },
+  // 64 clusters per refcount block, 4096 per table cluster: the big write grows the table.
+  { name: 'v3-512-rc64', options: 'cluster_size=512,refcount_bits=64', cluster: 512, backing: false, v2: false },
   {
     name: 'v3-4k-lazy-rc1-backing',
     options: 'cluster_size=4096,lazy_refcounts=on,refcount_bits=1',
@@ -152,6 +155,7 @@ describe.skipIf(!QEMU)('crash at a sample of points: qemu-img check 0 or 3, ever
         step.apply(model);
         versions.push(model.slice());
       }
+      const closing = vfs.log.length;
       await image.close();
       // The discard step: model it from the image's own semantics (v3 zeros, v2 the backing file).
       const cs = v.cluster;
@@ -166,33 +170,55 @@ describe.skipIf(!QEMU)('crash at a sample of points: qemu-img check 0 or 3, ever
       }
       const statuses = new Set<number>();
       let n = 0;
-      const result = await exploreCrashes({
-        log: vfs.log,
-        from: start,
-        statesPerPoint: 2,
-        maxStates: 24,
-        rng: new Rng(0x51 + vi),
-        cwd: '/d',
-        check: async (crashed: MemoryVfs) => {
-          const file = p(`crash-${v.name}-${n++}.qcow2`);
-          fs.writeFileSync(file, crashed.file('/d/img.qcow2').snapshot());
-          const c = qemuImg(['check', file], [0, 1, 2, 3, 63]);
-          statuses.add(c.status);
-          if (c.status !== 0 && c.status !== 3) return `qemu-img check exit ${c.status}: ${c.out}`;
-          const raw = `${file}.raw`;
-          qemuImg(['convert', '-U', '-O', 'raw', file, raw]);
-          const got = new Uint8Array(fs.readFileSync(raw));
-          fs.rmSync(raw);
-          fs.rmSync(file);
-          for (let s = 0; s < SIZE / SECTOR; s++) {
-            if (!allowed[s]!.has(hash(got.subarray(s * SECTOR, (s + 1) * SECTOR)))) {
-              return `sector ${s} holds neither an old nor a new content`;
-            }
+      const check = async (crashed: MemoryVfs): Promise<string | undefined> => {
+        const file = p(`crash-${v.name}-${n++}.qcow2`);
+        fs.writeFileSync(file, crashed.file('/d/img.qcow2').snapshot());
+        const c = qemuImg(['check', file], [0, 1, 2, 3, 63]);
+        statuses.add(c.status);
+        if (c.status !== 0 && c.status !== 3) return `qemu-img check exit ${c.status}: ${c.out}`;
+        const raw = `${file}.raw`;
+        qemuImg(['convert', '-U', '-O', 'raw', file, raw]);
+        const got = new Uint8Array(fs.readFileSync(raw));
+        fs.rmSync(raw);
+        fs.rmSync(file);
+        for (let s = 0; s < SIZE / SECTOR; s++) {
+          if (!allowed[s]!.has(hash(got.subarray(s * SECTOR, (s + 1) * SECTOR)))) {
+            return `sector ${s} holds neither an old nor a new content`;
           }
-        },
-      });
+        }
+        return undefined;
+      };
+      // A sample of write points spread over the whole workload (not only its first ones), two
+      // post-crash states at each.
+      const points: number[] = [];
+      for (let i = start; i < vfs.log.length; i++) if (isWritePoint(vfs.log[i]!)) points.push(i);
+      // Plus write points of the final flush and close, where the deferred frees are applied.
+      const spread = (from: number[], n: number) =>
+        from.length <= n
+          ? from
+          : Array.from({ length: n }, (_, k) => from[Math.floor((k * (from.length - 1)) / (n - 1))]!);
+      const sample = [
+        ...spread(points, 6),
+        ...spread(
+          points.filter((i) => i >= closing),
+          8,
+        ),
+      ].sort((a, b) => a - b);
+      const result = { states: 0, violations: [] as string[] };
+      // One replay of the log; at each sampled point, the kill state and one power-loss state.
+      const replay = new CrashReplay(vfs.log);
+      const rng = new Rng(0x51 + vi);
+      for (const at of [...new Set(sample)]) {
+        replay.seek(at + 1);
+        for (const state of crashStates(replay.model, rng, 2, '/d')) {
+          result.states++;
+          const message = await check(state.vfs);
+          if (message) result.violations.push(`after event ${at} (${state.label}): ${message}`);
+        }
+      }
       expect(result.violations).toEqual([]);
-      expect(result.states).toBeGreaterThan(16);
+      expect(result.states).toBeGreaterThan(12);
+      expect(points.length).toBeGreaterThan(24);
       // After the clean close the image itself is clean (and the dirty bit is off again).
       const final = p(`${v.name}-final.qcow2`);
       fs.writeFileSync(final, vfs.inner.file('/d/img.qcow2').snapshot());
