@@ -251,7 +251,7 @@ describe.skipIf(!QEMU)('random workloads through the API, judged by qemu-img che
             expect(compare(name, model)).toEqual({ status: 0, out: expect.stringContaining('Images are identical') });
           },
         ),
-        { seed: 0x9c0e + vi, numRuns: v.cluster >= 1 << 20 ? 2 : 4 },
+        { seed: 0x9c0e + vi, numRuns: v.cluster >= 1 << 20 ? 2 : 3 },
       );
     }, 60_000);
   }
