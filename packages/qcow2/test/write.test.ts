@@ -603,3 +603,40 @@ describe.skipIf(!QEMU)('hostile images and cache modes while writing', () => {
     expect(compare('big.qcow2', model).status).toBe(0);
   }, 60_000);
 });
+
+describe.skipIf(!QEMU)('past the L2 cache', () => {
+  it('random writes over more L2 tables than the cache holds (4 KiB clusters, 1 GiB), 16 in flight', async () => {
+    const size = 1 << 30;
+    img('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', 'wide.qcow2', String(size));
+    const raw = p('wide.model.raw');
+    fs.writeFileSync(raw, new Uint8Array(0));
+    fs.truncateSync(raw, size);
+    const fd = fs.openSync(raw, 'r+');
+    const image = await openImage(p('wide.qcow2'), {});
+    let x = 99;
+    const next = () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return x >>> 0;
+    };
+    let batch: Promise<void>[] = [];
+    for (let i = 0; i < 1200; i++) {
+      // 1 GiB / 2 MiB per table = 512 tables; the 1 MiB cache holds 256 of them.
+      const offset = (next() % (size / 512)) * 512;
+      const data = bytes(Math.min(3000, size - offset), i + 1, false);
+      fs.writeSync(fd, data, 0, data.length, offset);
+      batch.push(image.write(offset, data));
+      if (batch.length === 16) {
+        await Promise.all(batch);
+        batch = [];
+      }
+    }
+    await Promise.all(batch);
+    fs.closeSync(fd);
+    await image.close();
+    expect(check('wide.qcow2').status).toBe(0);
+    const r = run('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', 'wide.qcow2', raw], [0, 1]);
+    expect(r.stdout).toContain('Images are identical');
+  }, 60_000);
+});
