@@ -479,9 +479,19 @@ export class Qcow2Image implements DriverImage {
 
   /** Allocates a host cluster; returns its byte offset. Call under `meta`. */
   private async allocCluster(): Promise<number> {
+    return (await this.allocClusterFresh()).host;
+  }
+
+  /**
+   * Allocates a host cluster; `untouched` when it lies past every cluster in use so far (and past
+   * the file's end at open): nothing ever wrote it, so whatever of it is not written reads as
+   * zeros (a hole, or past the end of the file). Call under `meta`.
+   */
+  private async allocClusterFresh(): Promise<{ host: number; untouched: boolean }> {
+    const before = this.rc.endCluster;
     const c = await this.rc.allocate();
     this.fileSize = Math.max(this.fileSize, this.rc.endCluster * this.clusterSize);
-    return c * this.clusterSize;
+    return { host: c * this.clusterSize, untouched: c >= before };
   }
 
   private l1Entry(i: number): { hi: number; lo: number } {
@@ -602,12 +612,34 @@ export class Qcow2Image implements DriverImage {
     const plan = await this.meta.run(async () => {
       const l2 = await this.l2For(c, 'allocate');
       const { m, copied } = await this.entryIn(l2, c);
-      if (m.kind === 'normal' && copied) return { l2, m, host: m.host, fresh: false, inPlace: true };
-      if (m.kind === 'zero-alloc' && copied) return { l2, m, host: m.host, fresh: false, inPlace: false };
-      return { l2, m, host: await this.allocCluster(), fresh: true, inPlace: false };
+      if (m.kind === 'normal' && copied) return { l2, m, host: m.host, fresh: false, inPlace: true, untouched: false };
+      if (m.kind === 'zero-alloc' && copied)
+        return { l2, m, host: m.host, fresh: false, inPlace: false, untouched: false };
+      const { host, untouched } = await this.allocClusterFresh();
+      return { l2, m, host, fresh: true, inPlace: false, untouched };
     });
     if (plan.inPlace) {
       await writeTo(this.storage, plan.host + inC, piece);
+      return;
+    }
+    // A cluster nothing ever wrote reads as zeros where it is not written: when the rest of the
+    // guest cluster reads as zeros too, only the piece is written (QEMU zero-fills the same case
+    // with write-zeroes instead of a buffer).
+    const zerosAround =
+      plan.m.kind === 'zero'
+      || plan.m.kind === 'zero-alloc'
+      || (plan.m.kind === 'unallocated' && (below === undefined || this.backing === undefined));
+    if (plan.untouched && zerosAround && piece.length !== cs) {
+      try {
+        await writeTo(this.storage, plan.host + inC, piece);
+      } catch (err) {
+        this.rc.free(plan.host / cs);
+        throw err;
+      }
+      await this.meta.run(async () => {
+        await this.setEntry(plan.l2, c, COPIED_HI | Math.floor(plan.host / TWO32), plan.host >>> 0);
+        this.release(plan.m);
+      });
       return;
     }
     let buf = piece;
