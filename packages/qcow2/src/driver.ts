@@ -1,4 +1,4 @@
-/** The qcow2 BlockDriver: probe and open (read-only in this version: no `write`, no `create`). */
+/** The qcow2 BlockDriver: probe and open (reading, and writing on writable opens). */
 import {
   BlockError,
   readZeroFilled,
@@ -9,12 +9,20 @@ import {
   type ProbeHint,
   type Storage,
 } from '@blk/core/portable';
-import { isQcow2, parseHeader, probeQcow2, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS } from './header.js';
+import {
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DIRTY,
+  isQcow2,
+  parseHeader,
+  probeQcow2,
+  MAX_CLUSTER_BITS,
+  MIN_CLUSTER_BITS,
+} from './header.js';
 import { Qcow2Image } from './qcow2-image.js';
 
 export const qcow2Driver: BlockDriver = {
   name: 'qcow2',
-  description: 'QEMU copy-on-write v2 (qcow2, compat 0.10 and 1.1); read-only',
+  description: 'QEMU copy-on-write v2 (qcow2, compat 0.10 and 1.1)',
   probeBytes: 112,
   probe: (head: Uint8Array, _hint: ProbeHint) => probeQcow2(head),
   open: openQcow2,
@@ -69,7 +77,27 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
         : { path: new TextDecoder('utf-8').decode(header.backingName), rawPath: header.backingName };
     if (header.backingFormat !== undefined) backing.format = header.backingFormat;
   }
-  return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing);
+  if (options.readOnly) return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing);
+  const incompat = Number(header.incompatibleFeatures & 0xffffffffn);
+  if ((incompat & INCOMPAT_CORRUPT) !== 0) {
+    throw new BlockError(
+      'not-supported',
+      'the image is marked corrupt (qcow2 corrupt bit): it opens read-only; repair it with qemu-img check -r all',
+      { ...where, field: 'incompatible_features', code: 'EACCES' },
+    );
+  }
+  if ((incompat & INCOMPAT_DIRTY) !== 0) {
+    throw new BlockError(
+      'not-supported',
+      'the image is marked dirty (its refcounts may be stale after a crash): it opens read-only; '
+        + 'repair it with qemu-img check -r all',
+      { ...where, field: 'incompatible_features', code: 'EACCES' },
+    );
+  }
+  // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.
+  const refcountTable = new Uint8Array(header.refcountTableClusters * header.clusterSize);
+  await readZeroFilled(storage, header.refcountTableOffset, refcountTable);
+  return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing, { mode: options.cache, refcountTable });
 }
 
 function decodeExactly(bytes: Uint8Array): string | undefined {

@@ -1,8 +1,9 @@
 /**
  * @blk/qcow2: QEMU's qcow2 format (v2 "compat=0.10" and v3 "compat=1.1") for
  * @blk/core. Reads images, their backing files and compressed (deflate)
- * clusters; writing, zstd, extended L2, external data files and encryption
- * are refused with typed errors for now.
+ * clusters, and writes them (exact refcounts, crash-ordered metadata,
+ * zeroing, discard, compressed writes, resize); zstd, extended L2, external
+ * data files and encryption are refused with typed errors for now.
  */
 import { qcow2Driver } from './driver.js';
 
@@ -21,3 +22,5 @@ export {
 } from './header.js';
 export { Qcow2Image, type ClusterKind, type ClusterMapping } from './qcow2-image.js';
 export { inflateCluster } from './inflate.js';
+export { deflateCluster } from './deflate.js';
+export { Refcounts } from './refcount.js';

@@ -1,28 +1,58 @@
 /**
- * An open qcow2 image, read-only: L1 in memory, L2 tables through a bounded
+ * An open qcow2 image: L1 in memory, L2 tables through a bounded
  * MetadataCache (one chunk per cluster), the four L2 entry kinds, deflate
- * through the portable DecompressionStream.
+ * through the portable DecompressionStream; writable opens add the refcount
+ * engine (`refcount.ts`) and the write path below.
+ *
+ * Writing, as QEMU's qcow2 driver (see docs/interop/qcow2.txt):
+ * - a write into a cluster whose L2 entry is normal with the COPIED bit
+ *   (refcount 1) goes in place; anything else gets a new cluster (refcount 1,
+ *   COPIED), filled around the written part from the old cluster, the
+ *   compressed payload, the layer below (`below`) or zeros, and the old host
+ *   cluster is freed (deferred until the new L2 entry is durable);
+ * - the core serialises writes per cluster (`limits.serialAlignment`), and a
+ *   mutex (QEMU's s->lock) covers the metadata steps; data I/O runs outside it;
+ * - ordering, in writeback mode: data, then refcount blocks (and the table
+ *   entries naming new blocks), then L2 tables, then the L1 table and the
+ *   header; each step behind a storage flush. Metadata is held in memory
+ *   until `flush` (or a cache eviction, which follows the same order), so a
+ *   crash leaves old or new sectors and at worst leaked clusters.
+ * - lazy_refcounts: the dirty bit is set (durably) before the first change and
+ *   cleared on a clean close, as QEMU does.
  */
 import {
   BlockError,
   MetadataCache,
+  flushStorage,
   readZeroFilled,
+  writeTo,
   type BackingReference,
   type BlockStatus,
+  type CacheMode,
   type DriverCapabilities,
   type DriverImage,
   type ReadBelow,
   type Storage,
   type BlockDriver,
+  type WriteFlags,
+  type BackingSpec,
+  type ResizeOptions,
+  supportedPreallocation,
 } from '@blk/core/portable';
 import { inflateCluster } from './inflate.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
+  EXT_BACKING_FORMAT,
+  MAX_BACKING_NAME,
+  MAX_L1_BYTES,
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
   INCOMPAT_EXTENDED_L2,
   type Qcow2Header,
 } from './header.js';
+import { Mutex, Refcounts } from './refcount.js';
+import { compressedDescriptorBits, l1EntriesFor, OFLAG_COMPRESSED } from './layout.js';
+import { deflateCluster } from './deflate.js';
 
 export const SECTOR = 512;
 /** Default L2 cache bound, QEMU's default l2-cache-size (1 MiB), at least four tables. */
@@ -42,10 +72,21 @@ export interface ClusterMapping {
 const UNALLOCATED: ClusterMapping = Object.freeze({ kind: 'unallocated', host: 0, csize: 0 });
 const TWO32 = 2 ** 32;
 
+export interface Qcow2WriteOptions {
+  mode: CacheMode;
+  /** The refcount table's bytes (refcount_table_clusters clusters). */
+  refcountTable: Uint8Array;
+}
+
+const COPIED_HI = 0x80000000;
+const ZERO_LO = 1;
+/** Refcount blocks kept in memory (QEMU's default refcount cache is a quarter of the L2 cache). */
+const REFCOUNT_CACHE_BYTES = 256 * 1024;
+
 export class Qcow2Image implements DriverImage {
   readonly requestAlignment = SECTOR;
-  readonly size: number;
-  readonly backing?: BackingReference;
+  size: number;
+  backing?: BackingReference;
   readonly capabilities: DriverCapabilities;
   private readonly clusterSize: number;
   private readonly l2Entries: number;
@@ -53,31 +94,81 @@ export class Qcow2Image implements DriverImage {
   private readonly where: { path: string; driver: 'qcow2' };
   /** The last decompressed cluster, as QEMU keeps one (sequential small reads decompress once). */
   private lastCompressed: { host: number; data: Uint8Array } | undefined;
+  private fileSize: number;
+  /** Writable opens only. */
+  private readonly refcounts: Refcounts | undefined;
+  private readonly mode: CacheMode;
+  /** QEMU's s->lock: the metadata steps of writes, zeroing and discards. */
+  private readonly meta = new Mutex();
+  private readonly flushLock = new Mutex();
+  private readonly headerLock = new Mutex();
+  /** Dirty byte range of the in-memory L1 table. */
+  private l1DirtyLo = Number.POSITIVE_INFINITY;
+  private l1DirtyHi = 0;
+  /** Host clusters holding the active L2 tables (for the allocator's overlap check). */
+  private readonly l2Tables = new Set<number>();
+  /** Set once the image was prepared for its first change (dirty bit, autoclear bits). */
+  private prepared: Promise<void> | undefined;
+  /** We set the dirty bit (lazy refcounts) and clear it on a clean close. */
+  private markedDirty = false;
 
   constructor(
     readonly driver: BlockDriver,
     private readonly storage: Storage,
     readonly header: Qcow2Header,
-    private readonly l1: Uint8Array,
-    private readonly fileSize: number,
+    private l1: Uint8Array,
+    fileSize: number,
     backing: BackingReference | undefined,
+    writable?: Qcow2WriteOptions,
   ) {
+    this.fileSize = fileSize;
     this.size = header.size;
     this.clusterSize = header.clusterSize;
     this.l2Entries = header.clusterSize / 8;
     this.where = { path: storage.path, driver: 'qcow2' };
     if (backing) this.backing = backing;
-    this.capabilities = { blockStatus: true, limits: { clusterSize: header.clusterSize } };
-    const regionLength = Math.ceil(fileSize / this.clusterSize) * this.clusterSize;
+    this.mode = writable?.mode ?? 'writeback';
+    const cs = this.clusterSize;
+    this.capabilities = {
+      blockStatus: true,
+      compress: writable !== undefined,
+      // QEMU's discard: v3 leaves zero clusters (never the backing file's data), v2 unallocated ones.
+      ...(header.version === 3 || !backing ? { discard: 'zero' as const } : { discard: 'backing' as const }),
+      limits: { clusterSize: cs, serialAlignment: cs, zeroAlignment: cs },
+    };
     this.l2Cache = new MetadataCache<DataView>({
       storage,
       offset: 0,
-      length: Math.max(regionLength, this.clusterSize),
-      chunkBytes: this.clusterSize,
-      maxBytes: Math.max(L2_CACHE_BYTES, 4 * this.clusterSize),
-      mode: 'writeback',
+      length: 2 ** 56,
+      chunkBytes: cs,
+      maxBytes: Math.max(L2_CACHE_BYTES, 4 * cs),
+      mode: this.mode === 'unsafe' ? 'unsafe' : 'writeback',
+      // L2 entries publish data and refcounts: those go first (QEMU's cache dependency).
+      barrier: () => (this.refcounts ? this.refcounts.writeBack() : flushStorage(storage)),
       view: (bytes) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
     });
+    if (writable) {
+      for (let i = 0; i < header.l1Size; i++) {
+        const l2 = this.l2Offset(i);
+        if (l2 !== 0) this.l2Tables.add(l2 / cs);
+      }
+      this.refcounts = new Refcounts({
+        storage,
+        clusterBits: header.clusterBits,
+        refcountOrder: header.refcountOrder,
+        tableOffset: header.refcountTableOffset,
+        tableClusters: header.refcountTableClusters,
+        table: writable.refcountTable,
+        mode: this.mode,
+        cacheBytes: REFCOUNT_CACHE_BYTES,
+        fileSize,
+        writeHeader: (offset, bytes) => this.writeHeader(offset, bytes),
+        isMetadata: (c) =>
+          c === 0
+          || (c >= header.l1TableOffset / cs && c < Math.ceil((header.l1TableOffset + header.l1Size * 8) / cs))
+          || this.l2Tables.has(c),
+      });
+    }
   }
 
   private corrupt(message: string, offset?: number): BlockError {
@@ -339,10 +430,622 @@ export class Qcow2Image implements DriverImage {
     });
   }
 
-  async flush(): Promise<void> {}
+  // ---- writing ----------------------------------------------------------------------------------
+
+  private get rc(): Refcounts {
+    const rc = this.refcounts;
+    if (!rc) throw new BlockError('read-only', 'the image was opened read-only', { ...this.where, code: 'EACCES' });
+    return rc;
+  }
+
+  /** Writes header bytes (serialised: the header is one sector other writers share). */
+  private writeHeader(offset: number, bytes: Uint8Array): Promise<void> {
+    return this.headerLock.run(() => writeTo(this.storage, offset, bytes));
+  }
+
+  /**
+   * Before the first change: with lazy refcounts the dirty bit goes on (durably), as QEMU's
+   * qcow2_mark_dirty; autoclear bits this driver does not maintain are cleared, as the spec asks
+   * of a writer that does not understand them.
+   */
+  private prepare(): Promise<void> {
+    this.prepared ??= (async () => {
+      const h = this.header;
+      if (h.version !== 3) return;
+      let changed = false;
+      if ((h.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n && !this.dirty) {
+        h.incompatibleFeatures |= BigInt(INCOMPAT_DIRTY);
+        this.markedDirty = true;
+        changed = true;
+      }
+      if (h.autoclearFeatures !== 0n) {
+        h.autoclearFeatures = 0n;
+        changed = true;
+      }
+      if (!changed) return;
+      const fields = new Uint8Array(24);
+      const dv = new DataView(fields.buffer);
+      dv.setBigUint64(0, h.incompatibleFeatures);
+      dv.setBigUint64(8, h.compatibleFeatures);
+      dv.setBigUint64(16, h.autoclearFeatures);
+      await this.writeHeader(72, fields);
+      if (this.mode !== 'unsafe') await flushStorage(this.storage);
+    })();
+    this.prepared.catch(() => {
+      this.prepared = undefined;
+    });
+    return this.prepared;
+  }
+
+  /** Allocates a host cluster; returns its byte offset. Call under `meta`. */
+  private async allocCluster(): Promise<number> {
+    return (await this.allocClusterFresh()).host;
+  }
+
+  /**
+   * Allocates a host cluster; `untouched` when it lies past every cluster in use so far (and past
+   * the file's end at open): nothing ever wrote it, so whatever of it is not written reads as
+   * zeros (a hole, or past the end of the file). Call under `meta`.
+   */
+  private async allocClusterFresh(): Promise<{ host: number; untouched: boolean }> {
+    const before = this.rc.endCluster;
+    const c = await this.rc.allocate();
+    this.fileSize = Math.max(this.fileSize, this.rc.endCluster * this.clusterSize);
+    return { host: c * this.clusterSize, untouched: c >= before };
+  }
+
+  private l1Entry(i: number): { hi: number; lo: number } {
+    const dv = new DataView(this.l1.buffer, this.l1.byteOffset + i * 8, 8);
+    return { hi: dv.getUint32(0), lo: dv.getUint32(4) };
+  }
+
+  private setL1(i: number, offset: number): void {
+    const dv = new DataView(this.l1.buffer, this.l1.byteOffset + i * 8, 8);
+    dv.setUint32(0, (COPIED_HI | Math.floor(offset / TWO32)) >>> 0);
+    dv.setUint32(4, offset >>> 0);
+    this.l1DirtyLo = Math.min(this.l1DirtyLo, i * 8);
+    this.l1DirtyHi = Math.max(this.l1DirtyHi, i * 8 + 8);
+  }
+
+  /**
+   * The L2 table of guest cluster c: its offset, or 0 when it has none. `read`: as it is;
+   * `modify`: a table shared with an internal snapshot (L1 entry without COPIED) is copied first;
+   * `allocate`: the same, and a missing table is allocated. Call under `meta`.
+   */
+  private async l2For(c: number, use: 'read' | 'modify' | 'allocate'): Promise<number> {
+    const i = Math.floor(c / this.l2Entries);
+    if (i >= this.header.l1Size) {
+      throw new BlockError('out-of-range', `guest cluster ${c} lies past the L1 table`, { ...this.where });
+    }
+    const l2 = this.l2Offset(i);
+    if (l2 !== 0) {
+      if ((this.l1Entry(i).hi & COPIED_HI) !== 0 || use === 'read') return l2;
+      // Shared with an internal snapshot (refcount > 1): copy it, as QEMU's l2_allocate. The data
+      // clusters keep their refcounts (still reached from both L1 tables); the old table loses the
+      // active L1's reference once the new L1 entry is durable.
+      const copy = await this.l2Cache.use(l2 / this.clusterSize, (chunk) => chunk.bytes.slice());
+      const t = await this.allocCluster();
+      await this.l2Cache.use(t / this.clusterSize, (chunk) => {
+        chunk.bytes.set(copy);
+        this.l2Cache.markDirty(chunk, 0, chunk.bytes.length);
+      });
+      this.l2Tables.add(t / this.clusterSize);
+      this.setL1(i, t);
+      this.rc.free(l2 / this.clusterSize);
+      return t;
+    }
+    if (use !== 'allocate') return 0;
+    const t = await this.allocCluster();
+    await this.l2Cache.use(t / this.clusterSize, (chunk) => {
+      chunk.bytes.fill(0);
+      this.l2Cache.markDirty(chunk, 0, chunk.bytes.length);
+    });
+    this.l2Tables.add(t / this.clusterSize);
+    this.setL1(i, t);
+    return t;
+  }
+
+  /** The L2 entry of guest cluster c in table l2: its mapping and COPIED bit. */
+  private entryIn(l2: number, c: number): Promise<{ m: ClusterMapping; copied: boolean }> {
+    return this.l2Cache.use(l2 / this.clusterSize, (chunk) => {
+      const i = (c % this.l2Entries) * 8;
+      const hi = chunk.view.getUint32(i);
+      const lo = chunk.view.getUint32(i + 4);
+      return { m: this.decode(hi, lo, c), copied: (hi & COPIED_HI) !== 0 };
+    });
+  }
+
+  private setEntry(l2: number, c: number, hi: number, lo: number): Promise<void> {
+    return this.l2Cache.use(l2 / this.clusterSize, (chunk) => {
+      const i = (c % this.l2Entries) * 8;
+      chunk.view.setUint32(i, hi >>> 0);
+      chunk.view.setUint32(i + 4, lo >>> 0);
+      this.l2Cache.markDirty(chunk, i, i + 8);
+    });
+  }
+
+  /** Schedules the decrement of every host cluster mapping `m` held. */
+  private release(m: ClusterMapping): void {
+    const cs = this.clusterSize;
+    switch (m.kind) {
+      case 'normal':
+      case 'zero-alloc':
+        this.rc.free(m.host / cs);
+        break;
+      case 'compressed': {
+        const last = Math.floor((m.host + m.csize - 1) / cs);
+        for (let c = Math.floor(m.host / cs); c <= last; c++) this.rc.free(c);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  async write(offset: number, data: Uint8Array, flags?: WriteFlags, below?: ReadBelow): Promise<void> {
+    await this.prepare();
+    const cs = this.clusterSize;
+    const end = offset + data.length;
+    const compress = flags?.compress === true;
+    if (compress && offset % cs !== 0) {
+      throw new BlockError('invalid-argument', `a compressed write must start on a cluster (offset ${offset})`, {
+        ...this.where,
+        offset,
+        code: 'EINVAL',
+      });
+    }
+    const pieces: Promise<void>[] = [];
+    for (let pos = offset; pos < end; ) {
+      const c = Math.floor(pos / cs);
+      const stop = Math.min(end, (c + 1) * cs);
+      const piece = data.subarray(pos - offset, stop - offset);
+      pieces.push(compress ? this.writeCompressed(c, piece, below) : this.writeCluster(c, pos - c * cs, piece, below));
+      pos = stop;
+    }
+    await settle(pieces);
+    if (this.mode === 'writethrough') await this.flush();
+  }
+
+  /** Writes `piece` at byte `inC` of guest cluster c. */
+  private async writeCluster(c: number, inC: number, piece: Uint8Array, below: ReadBelow | undefined): Promise<void> {
+    const cs = this.clusterSize;
+    const plan = await this.meta.run(async () => {
+      const l2 = await this.l2For(c, 'allocate');
+      const { m, copied } = await this.entryIn(l2, c);
+      if (m.kind === 'normal' && copied) return { l2, m, host: m.host, fresh: false, inPlace: true, untouched: false };
+      if (m.kind === 'zero-alloc' && copied)
+        return { l2, m, host: m.host, fresh: false, inPlace: false, untouched: false };
+      const { host, untouched } = await this.allocClusterFresh();
+      return { l2, m, host, fresh: true, inPlace: false, untouched };
+    });
+    if (plan.inPlace) {
+      await writeTo(this.storage, plan.host + inC, piece);
+      return;
+    }
+    // A cluster nothing ever wrote reads as zeros where it is not written: when the rest of the
+    // guest cluster reads as zeros too, only the piece is written (QEMU zero-fills the same case
+    // with write-zeroes instead of a buffer).
+    const zerosAround =
+      plan.m.kind === 'zero'
+      || plan.m.kind === 'zero-alloc'
+      || (plan.m.kind === 'unallocated' && (below === undefined || this.backing === undefined));
+    if (plan.untouched && zerosAround && piece.length !== cs) {
+      try {
+        await writeTo(this.storage, plan.host + inC, piece);
+      } catch (err) {
+        this.rc.free(plan.host / cs);
+        throw err;
+      }
+      await this.meta.run(async () => {
+        await this.setEntry(plan.l2, c, COPIED_HI | Math.floor(plan.host / TWO32), plan.host >>> 0);
+        this.release(plan.m);
+      });
+      return;
+    }
+    let buf = piece;
+    if (piece.length !== cs) {
+      buf = new Uint8Array(cs);
+      try {
+        await this.fillAround(c, plan.m, buf, inC, inC + piece.length, below);
+      } catch (err) {
+        if (plan.fresh) this.rc.free(plan.host / cs);
+        throw err;
+      }
+      buf.set(piece, inC);
+    }
+    try {
+      await writeTo(this.storage, plan.host, buf);
+    } catch (err) {
+      if (plan.fresh) this.rc.free(plan.host / cs); // never referenced: freed at the next flush
+      throw err;
+    }
+    await this.meta.run(async () => {
+      await this.setEntry(plan.l2, c, COPIED_HI | Math.floor(plan.host / TWO32), plan.host >>> 0);
+      if (plan.fresh) this.release(plan.m);
+    });
+  }
+
+  /**
+   * Stores guest cluster c compressed (`piece` starts on the cluster; shorter only at the image's
+   * end, where the rest is zeros as in QEMU): deflated with a 4 KiB window (see deflate.ts), packed
+   * after the previous payload (QEMU's qcow2_alloc_bytes), QEMU's descriptor (offset, additional
+   * sectors, bit 62). When it does not shrink the cluster, an ordinary write. Unlike QEMU, which
+   * refuses (EIO) a compressed write over an allocated cluster, the old cluster is freed.
+   */
+  private async writeCompressed(c: number, piece: Uint8Array, below: ReadBelow | undefined): Promise<void> {
+    const cs = this.clusterSize;
+    let whole = piece;
+    if (piece.length < cs) {
+      whole = new Uint8Array(cs);
+      whole.set(piece);
+    }
+    const payload = deflateCluster(whole, cs - 1);
+    if (!payload) return this.writeCluster(c, 0, piece, below);
+    const plan = await this.meta.run(async () => {
+      const l2 = await this.l2For(c, 'allocate');
+      const { m } = await this.entryIn(l2, c);
+      const at = await this.rc.allocBytes(payload.length);
+      this.fileSize = Math.max(this.fileSize, this.rc.endCluster * cs);
+      return { l2, m, at };
+    });
+    try {
+      await writeTo(this.storage, plan.at, payload);
+    } catch (err) {
+      this.rc.free(Math.floor(plan.at / cs));
+      throw err;
+    }
+    const { offsetBits } = compressedDescriptorBits(this.header.clusterBits);
+    const nb = Math.floor((plan.at + payload.length - 1) / SECTOR) - Math.floor(plan.at / SECTOR);
+    const desc = BigInt(plan.at) | (BigInt(nb) << BigInt(offsetBits)) | OFLAG_COMPRESSED;
+    await this.meta.run(async () => {
+      await this.setEntry(plan.l2, c, Number(desc >> 32n), Number(desc & 0xffffffffn));
+      this.release(plan.m);
+      if (this.lastCompressed && this.lastCompressed.host === plan.at) this.lastCompressed = undefined;
+    });
+  }
+
+  /** Fills `buf` (guest cluster c) outside [from, to) with what the cluster reads now. */
+  private async fillAround(
+    c: number,
+    m: ClusterMapping,
+    buf: Uint8Array,
+    from: number,
+    to: number,
+    below: ReadBelow | undefined,
+  ): Promise<void> {
+    const cs = this.clusterSize;
+    const avail = Math.min(cs, Math.ceil(this.size / SECTOR) * SECTOR - c * cs);
+    const parts: Array<[number, number]> = [];
+    if (from > 0) parts.push([0, from]);
+    if (to < avail) parts.push([to, avail]);
+    if (parts.length === 0) return;
+    switch (m.kind) {
+      case 'zero':
+      case 'zero-alloc':
+        return;
+      case 'unallocated':
+        if (!below) return;
+        for (const [a, b] of parts) await below(c * cs + a, buf.subarray(a, b));
+        return;
+      case 'normal':
+        for (const [a, b] of parts) await readZeroFilled(this.storage, m.host + a, buf.subarray(a, b));
+        return;
+      case 'compressed': {
+        const data = await this.decompress(m, c);
+        for (const [a, b] of parts) buf.set(data.subarray(a, b), a);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Makes whole clusters read as zeros (the core hands whole clusters: `zeroAlignment`). v3: zero
+   * clusters (with `mayUnmap` the host cluster is freed, else a cluster with refcount 1 is kept,
+   * preallocated); v2 has no zero flag: clusters are deallocated when nothing lies below, else
+   * false (the core writes zeros).
+   */
+  async writeZeroes(offset: number, length: number, flags: { mayUnmap: boolean }): Promise<boolean> {
+    const cs = this.clusterSize;
+    const v3 = this.header.version === 3;
+    if (!v3 && (!flags.mayUnmap || this.backing)) return false;
+    const end = offset + length;
+    if (offset % cs !== 0 || (end % cs !== 0 && end < Math.ceil(this.size / SECTOR) * SECTOR)) return false;
+    await this.prepare();
+    const unmap = flags.mayUnmap;
+    for (let c = offset / cs; c * cs < end; c++) {
+      await this.meta.run(async () => {
+        const l2 = await this.l2For(c, v3 && (!unmap || this.backing !== undefined) ? 'allocate' : 'modify');
+        if (l2 === 0) return;
+        const { m, copied } = await this.entryIn(l2, c);
+        if (!v3) {
+          if (m.kind === 'unallocated') return;
+          await this.setEntry(l2, c, 0, 0);
+          this.release(m);
+          return;
+        }
+        if (m.kind === 'zero' || (m.kind === 'zero-alloc' && !unmap)) return;
+        if (m.kind === 'unallocated' && unmap && this.backing === undefined) return;
+        if (!unmap && (m.kind === 'normal' || m.kind === 'zero-alloc') && copied) {
+          await this.setEntry(l2, c, COPIED_HI | Math.floor(m.host / TWO32), (m.host >>> 0) | ZERO_LO);
+          return;
+        }
+        await this.setEntry(l2, c, 0, ZERO_LO);
+        this.release(m);
+      });
+    }
+    if (this.mode === 'writethrough') await this.flush();
+    return true;
+  }
+
+  /**
+   * QEMU's discard: each whole cluster's host cluster is freed; on v3 the cluster then reads as
+   * zeros (a zero cluster where it was allocated or a backing file lies below), on v2 it becomes
+   * unallocated (the backing file shows through: `capabilities.discard` says which).
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    const cs = this.clusterSize;
+    const v3 = this.header.version === 3;
+    const first = Math.ceil(offset / cs);
+    const imageEnd = Math.ceil(this.size / SECTOR) * SECTOR;
+    const endC = offset + length >= imageEnd ? Math.ceil(imageEnd / cs) : Math.floor((offset + length) / cs);
+    if (endC <= first) return;
+    await this.prepare();
+    for (let c = first; c < endC; c++) {
+      await this.meta.run(async () => {
+        const l2 = await this.l2For(c, v3 && this.backing !== undefined ? 'allocate' : 'modify');
+        if (l2 === 0) return;
+        const { m } = await this.entryIn(l2, c);
+        const allocated = m.kind === 'normal' || m.kind === 'compressed' || m.kind === 'zero-alloc';
+        const lo = v3 && (this.backing !== undefined || allocated) ? ZERO_LO : 0;
+        if (m.kind === 'unallocated' && lo === 0) return;
+        if (m.kind === 'zero' && lo === ZERO_LO) return;
+        await this.setEntry(l2, c, 0, lo);
+        this.release(m);
+      });
+    }
+    if (this.mode === 'writethrough') await this.flush();
+  }
+
+  /**
+   * Makes every completed write durable, in order: data, refcount blocks (and the table entries of
+   * new ones), L2 tables, then the L1 table; then the frees that those made safe are applied.
+   */
+  async flush(): Promise<void> {
+    if (!this.refcounts) return;
+    await this.flushLock.run(() => this.flushOnce());
+  }
+
+  private async flushOnce(): Promise<void> {
+    const rc = this.rc;
+    // What this flush publishes is what is in memory now: L1 and frees are taken before the L2 write-back.
+    const frees = rc.takeFrees();
+    const l1Lo = this.l1DirtyLo;
+    const l1Hi = this.l1DirtyHi;
+    const l1Bytes = l1Hi > l1Lo ? this.l1.slice(l1Lo, l1Hi) : undefined;
+    this.l1DirtyLo = Number.POSITIVE_INFINITY;
+    this.l1DirtyHi = 0;
+    try {
+      await this.l2Cache.writeBack(); // its barrier writes the refcounts back, whose barrier flushes the data
+      if (l1Bytes) {
+        await writeTo(this.storage, this.header.l1TableOffset + l1Lo, l1Bytes);
+        if (this.mode !== 'unsafe') await flushStorage(this.storage);
+      }
+    } catch (err) {
+      rc.returnFrees(frees);
+      if (l1Bytes) {
+        this.l1DirtyLo = Math.min(this.l1DirtyLo, l1Lo);
+        this.l1DirtyHi = Math.max(this.l1DirtyHi, l1Hi);
+      }
+      throw err;
+    }
+    if (frees.length > 0) {
+      await this.meta.run(() => rc.applyFrees(frees));
+      await rc.writeBack();
+    }
+  }
+
+  // ---- resize and backing reference --------------------------------------------------------------
+
+  /**
+   * qemu-img resize: growing may need a larger L1 table (allocated contiguously, written and made
+   * durable, then the header's l1_size and l1_table_offset switched in one write, the old table
+   * freed); shrinking discards the clusters past the new end and the L2 tables past the new L1
+   * reach (as QEMU's full discard and qcow2_shrink_l1_table), made durable before the size goes
+   * down. The size field is written last on a grow and after the discards on a shrink. As QEMU:
+   * the size must be a multiple of 512, images with internal snapshots are refused, and only
+   * `preallocation=off`.
+   */
+  async resize(size: number, options: ResizeOptions): Promise<void> {
+    const cs = this.clusterSize;
+    if (size % SECTOR !== 0) {
+      throw new BlockError('invalid-argument', 'The new size must be a multiple of 512', {
+        ...this.where,
+        code: 'EINVAL',
+      });
+    }
+    if (this.header.nbSnapshots > 0) {
+      throw new BlockError('not-supported', "Can't resize an image which has snapshots", {
+        ...this.where,
+        code: 'ENOTSUP',
+      });
+    }
+    supportedPreallocation(options.preallocation, ['off'], this.where);
+    await this.prepare();
+    const old = this.size;
+    if (size === old) return;
+    const needL1 = l1EntriesFor(size, this.header.clusterBits);
+    if (size > old) {
+      if (old % cs !== 0) {
+        // The rest of the old last cluster becomes guest data: it must read as zeros, not stale bytes.
+        const c = Math.floor(old / cs);
+        const m = await this.meta.run(async () => {
+          const l2 = await this.l2For(c, 'read');
+          return l2 === 0 ? UNALLOCATED : (await this.entryIn(l2, c)).m;
+        });
+        if (m.kind === 'normal' || m.kind === 'compressed') {
+          await this.writeCluster(c, old - c * cs, new Uint8Array((c + 1) * cs - old), undefined);
+        }
+      }
+      if (needL1 > this.header.l1Size) await this.growL1(needL1);
+    } else {
+      const first = Math.ceil(size / cs);
+      const end = Math.ceil(old / cs);
+      for (let c = first; c < end; c++) {
+        await this.meta.run(async () => {
+          const l2 = await this.l2For(c, 'modify');
+          if (l2 === 0) return;
+          const { m } = await this.entryIn(l2, c);
+          if (m.kind === 'unallocated') return;
+          await this.setEntry(l2, c, 0, 0);
+          this.release(m);
+        });
+      }
+      await this.meta.run(() => {
+        for (let i = needL1; i < this.header.l1Size; i++) {
+          const l2 = this.l2Offset(i);
+          if (l2 === 0) continue;
+          const dv = new DataView(this.l1.buffer, this.l1.byteOffset + i * 8, 8);
+          dv.setUint32(0, 0);
+          dv.setUint32(4, 0);
+          this.l1DirtyLo = Math.min(this.l1DirtyLo, i * 8);
+          this.l1DirtyHi = Math.max(this.l1DirtyHi, i * 8 + 8);
+          this.l2Tables.delete(l2 / cs);
+          this.rc.free(l2 / cs);
+        }
+      });
+    }
+    await this.flush();
+    const field = new Uint8Array(8);
+    new DataView(field.buffer).setBigUint64(0, BigInt(size));
+    await this.writeHeader(24, field);
+    if (this.mode !== 'unsafe') await flushStorage(this.storage);
+    this.header.size = size;
+    this.size = size;
+  }
+
+  /** Replaces the L1 table by one of `entries` entries (QEMU's qcow2_grow_l1_table). */
+  private async growL1(entries: number): Promise<void> {
+    const cs = this.clusterSize;
+    if (entries * 8 > MAX_L1_BYTES) {
+      throw new BlockError('invalid-argument', 'Active L1 table too large', { ...this.where, code: 'EFBIG' });
+    }
+    // Everything the old table names goes to disk first: the new table is written from memory.
+    await this.flush();
+    await this.meta.run(async () => {
+      const clusters = Math.ceil((entries * 8) / cs);
+      const at = (await this.rc.allocateRun(clusters)) * cs;
+      this.fileSize = Math.max(this.fileSize, this.rc.endCluster * cs);
+      const table = new Uint8Array(clusters * cs);
+      table.set(this.l1);
+      await writeTo(this.storage, at, table);
+      await flushStorage(this.storage);
+      const fields = new Uint8Array(12);
+      const dv = new DataView(fields.buffer);
+      dv.setUint32(0, entries);
+      dv.setBigUint64(4, BigInt(at));
+      await this.writeHeader(36, fields);
+      await flushStorage(this.storage);
+      const oldAt = this.header.l1TableOffset;
+      const oldClusters = Math.ceil((this.header.l1Size * 8) / cs);
+      this.l1 = table.subarray(0, entries * 8);
+      this.header.l1Size = entries;
+      this.header.l1TableOffset = at;
+      // The header names the new table durably: the old one's clusters are free (applied at the next flush).
+      for (let c = oldAt / cs; c < oldAt / cs + oldClusters; c++) this.rc.free(c);
+    });
+  }
+
+  /**
+   * Rewrites the backing file name and format (rebase, commit): the header cluster is rebuilt as
+   * QEMU's qcow2_update_header lays it out (the fixed header, the extensions in their order with the
+   * backing format one replaced, the end marker, then the name) and written in one write, so a
+   * header of at most one sector changes atomically. qcow2 records no facts of the backing file.
+   */
+  async setBacking(backing: BackingSpec | undefined): Promise<void> {
+    const cs = this.clusterSize;
+    const h = this.header;
+    await this.prepare();
+    const fixed = new Uint8Array(h.headerLength);
+    await readZeroFilled(this.storage, 0, fixed);
+    const name = backing ? new TextEncoder().encode(backing.path) : undefined;
+    if (name && name.length > MAX_BACKING_NAME) {
+      throw new BlockError('invalid-argument', 'Backing file name too long', { ...this.where, field: 'backing_file' });
+    }
+    const format = backing?.format ? new TextEncoder().encode(backing.format) : undefined;
+    if (format && format.length >= 16) {
+      throw new BlockError('invalid-argument', `backing format '${backing!.format}' is too long`, {
+        ...this.where,
+        field: 'backing_fmt',
+      });
+    }
+    const exts: Array<{ type: number; data: Uint8Array }> = [];
+    if (format && name) exts.push({ type: EXT_BACKING_FORMAT, data: format });
+    for (const e of h.extensions) if (e.type !== EXT_BACKING_FORMAT) exts.push({ type: e.type, data: e.data });
+    let length = h.headerLength;
+    for (const e of exts) length += 8 + ((e.data.length + 7) & ~7);
+    length += 8;
+    const nameAt = length;
+    length += name?.length ?? 0;
+    if (length > cs) {
+      throw new BlockError(
+        'invalid-argument',
+        'the header, its extensions and the backing file name do not fit in a cluster',
+        {
+          ...this.where,
+          field: 'backing_file',
+        },
+      );
+    }
+    const out = new Uint8Array(Math.max(length, h.headerLength));
+    out.set(fixed);
+    const dv = new DataView(out.buffer);
+    let at = h.headerLength;
+    for (const e of exts) {
+      dv.setUint32(at, e.type);
+      dv.setUint32(at + 4, e.data.length);
+      out.set(e.data, at + 8);
+      at += 8 + ((e.data.length + 7) & ~7);
+    }
+    if (name) out.set(name, nameAt);
+    dv.setBigUint64(8, BigInt(name ? nameAt : 0));
+    dv.setUint32(16, name?.length ?? 0);
+    // Bytes the old layout used past the new end are cleared in the same write.
+    const oldEnd = h.backingFileOffset !== 0 ? h.backingFileOffset + h.backingFileSize : h.headerLength + 512;
+    const whole = new Uint8Array(Math.min(cs, Math.max(out.length, oldEnd)));
+    whole.set(out);
+    await this.writeHeader(0, whole);
+    if (this.mode !== 'unsafe') await flushStorage(this.storage);
+    h.backingFileOffset = name ? nameAt : 0;
+    h.backingFileSize = name?.length ?? 0;
+    h.extensions = exts.map((e) => ({ type: e.type, offset: 0, data: e.data }));
+    if (name) h.backingName = name;
+    else delete h.backingName;
+    if (format && name) h.backingFormat = backing!.format!;
+    else delete h.backingFormat;
+    if (backing) {
+      this.backing = { path: backing.path, ...(backing.format ? { format: backing.format } : {}) };
+    } else {
+      delete this.backing;
+    }
+  }
 
   async close(): Promise<void> {
-    await this.storage.close();
+    try {
+      if (this.refcounts) {
+        await this.flush();
+        if (this.markedDirty) {
+          // A clean close: every refcount is on disk, so the dirty bit goes (QEMU's qcow2_mark_clean).
+          this.header.incompatibleFeatures &= ~BigInt(INCOMPAT_DIRTY);
+          const fields = new Uint8Array(8);
+          new DataView(fields.buffer).setBigUint64(0, this.header.incompatibleFeatures);
+          await this.writeHeader(72, fields);
+          if (this.mode !== 'unsafe') await flushStorage(this.storage);
+          this.markedDirty = false;
+        }
+      }
+    } finally {
+      await this.storage.close();
+    }
   }
 
   /** qemu-img's ImageInfoSpecificQCow2 fields, in its order (v2 images show compat, compression-type, refcount-bits). */
@@ -371,4 +1074,10 @@ function sameRun(first: ClusterMapping, m: ClusterMapping, distance: number): bo
   if (m.kind !== first.kind) return false;
   if (first.kind === 'normal' || first.kind === 'zero-alloc') return m.host === first.host + distance;
   return first.kind !== 'compressed';
+}
+
+/** Waits for every promise, then throws the first failure. */
+async function settle(promises: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }

@@ -25,7 +25,7 @@ describe('qcow2 refcount entry codec', () => {
   it('round-trips every width without touching neighbours', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 6 }), fc.nat(63), fc.nat(), (order, index, raw) => {
-        const block = new Uint8Array(512).fill(0xa5);
+        const block = new Uint8Array(1024).fill(0xa5); // room for entry index + 1 = 64 of 8 bytes
         const before = readRefcount(block, index + 1, order);
         const value = raw % (Math.min(maxRefcount(order), 2 ** 31) + 1);
         writeRefcount(block, index, order, value);

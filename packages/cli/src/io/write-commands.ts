@@ -45,9 +45,16 @@ function payloadLength(p: Payload): number {
 }
 
 /** Performs one write request, with FUA for -f (else the flush the cache mode asks for). */
-async function performWrite(ctx: IoSession, offset: number, p: Payload, fua: boolean): Promise<void> {
+async function performWrite(ctx: IoSession, offset: number, p: Payload, fua: boolean, compress = false): Promise<void> {
   const image = ctx.image;
   const flags = fua ? { fua: true } : {};
+  if (compress && !('zeroes' in p)) {
+    // write -c: whole clusters stored compressed where the format can (else ENOTSUP, as qemu-io).
+    if ('data' in p) await image.write(offset, p.data, { ...flags, compress: true });
+    else await writeFilled(image, offset, p.length, p.fill, { ...flags, compress: true });
+    await ctx.afterWrite();
+    return;
+  }
   if ('data' in p) await image.write(offset, p.data, flags);
   else if ('fill' in p) await writeFilled(image, offset, p.length, p.fill, flags);
   else
@@ -67,7 +74,7 @@ async function writeAndReport(
   offset: number,
   p: Payload,
 ): Promise<boolean> {
-  const secs = await ctx.timed(what, () => performWrite(ctx, offset, p, flags.has('f')));
+  const secs = await ctx.timed(what, () => performWrite(ctx, offset, p, flags.has('f'), flags.has('c')));
   if (secs === false) return false;
   const n = payloadLength(p);
   if (!flags.has('q')) ctx.out(printReport('wrote', secs, offset, n, n, 1, flags.has('C')));
@@ -113,9 +120,21 @@ export const write: CmdInfo = {
     const req = ctx.request(o.operands, { given: o.flags.has('n') });
     if (!req) return false;
     const { offset, count } = req;
-    if (o.flags.has('b') || o.flags.has('c')) {
+    if (o.flags.has('b')) {
       ctx.out('write failed: Operation not supported\n');
       return false;
+    }
+    if (o.flags.has('c') && !z) {
+      // qemu-io: compressed writes take whole sectors.
+      for (const [what, value] of [
+        ['offset', offset],
+        ['count', count],
+      ] as const) {
+        if (value % 512 !== 0) {
+          ctx.out(`${value} is not a sector-aligned value for '${what}'\n`);
+          return false;
+        }
+      }
     }
     if (z)
       return writeAndReport(ctx, 'write', o.flags, offset, {

@@ -35,6 +35,13 @@ export interface ImageLimits {
   readonly zeroAlignment: number;
   /** Allocation unit of the format (cow: 512, qcow2: its cluster size); undefined where there is none (raw). */
   readonly clusterSize?: number;
+  /**
+   * Writes (and write-zeroes, discards) are serialised against each other, and against reads, in
+   * units of this size: a request waits for every earlier one touching the same units, so a driver
+   * never sees two writes into one unit at once (qcow2: its cluster size, so two writes into one
+   * unallocated cluster do not both allocate it). Undefined: the request alignment.
+   */
+  readonly serialAlignment?: number;
 }
 
 export interface ImageCapabilities {
@@ -64,6 +71,11 @@ export interface ImageCapabilities {
    * the handles share one `Image` (its requests meet in one driver) and it can flush.
    */
   readonly multiConn: boolean;
+  /**
+   * `write(..., { compress: true })` stores whole clusters compressed (qemu-io's `write -c`); present
+   * (true) only when the driver declares it on a writable open.
+   */
+  readonly compress?: boolean;
   readonly limits: ImageLimits;
 }
 
@@ -88,6 +100,8 @@ export interface DriverCapabilities {
   readonly discard?: DiscardSemantic;
   /** Default true. */
   readonly blockStatus?: boolean;
+  /** True when `write` takes `flags.compress` (whole clusters, stored compressed). Default false. */
+  readonly compress?: boolean;
   readonly limits?: Partial<Omit<ImageLimits, 'requestAlignment'>>;
 }
 
@@ -95,10 +109,16 @@ export interface DriverCapabilities {
 export interface WriteFlags {
   /** Force unit access: the write is durable when it resolves (NBD_CMD_FLAG_FUA, qemu-io's `write -f`). */
   fua?: boolean;
+  /**
+   * Store the data compressed (qemu-io's `write -c`, QEMU's BDRV_REQ_WRITE_COMPRESSED): the range
+   * must start on a cluster and end on one or at the end of the image; refused (`not-supported`)
+   * where the image cannot (`capabilities.compress`).
+   */
+  compress?: boolean;
 }
 
 /** Flags of `Image.writeZeroes`. */
-export interface WriteZeroesFlags extends WriteFlags {
+export interface WriteZeroesFlags extends Pick<WriteFlags, 'fua'> {
   /** The range may be left deallocated, as long as it reads as zeros (qemu-io's `write -z -u`). */
   mayUnmap?: boolean;
   /**

@@ -250,8 +250,10 @@ export interface DriverImage {
    * write: a writable open is then refused up front. `flags.fua` is set only
    * when the driver declares `capabilities.fua: 'native'` (the write must be
    * durable when it resolves); otherwise the core flushes after the write.
+   * `below` reads the layer below, as in `read`, for formats that copy the
+   * rest of an allocation unit on write (qcow2's partial-cluster copy-on-write).
    */
-  write?(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void>;
+  write?(offset: number, data: Uint8Array, flags?: WriteFlags, below?: ReadBelow): Promise<void>;
   /**
    * Optional: makes the range read as zeros without a data buffer, where the
    * format can (QEMU's bdrv_co_pwrite_zeroes). `mayUnmap`: the range may be

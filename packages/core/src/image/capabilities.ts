@@ -110,6 +110,9 @@ export function deriveCapabilities(
     discardAlignment: unit(given.discardAlignment, 'discardAlignment', clusterSize ?? align),
     zeroAlignment: unit(given.zeroAlignment, 'zeroAlignment', align),
     ...(clusterSize !== undefined ? { clusterSize } : {}),
+    ...(given.serialAlignment !== undefined
+      ? { serialAlignment: unit(given.serialAlignment, 'serialAlignment', align) }
+      : {}),
   };
   return Object.freeze({
     write,
@@ -119,6 +122,7 @@ export function deriveCapabilities(
     discard,
     blockStatus: declared.blockStatus ?? true,
     multiConn: flush,
+    ...(write && declared.compress === true ? { compress: true } : {}),
     limits: Object.freeze(limits),
   });
 }

@@ -307,13 +307,15 @@ export class Image {
     this.checkOpen();
     checkNumberArg(offset, 'offset', this.path);
     checkBytes(data, 'data', this.path);
-    const fua = this.checkFlags(flags, ['fua']).fua === true;
+    const checked = this.checkFlags(flags, ['fua', 'compress']);
+    const fua = checked.fua === true;
     this.checkWritable();
     if (fua) this.checkFua();
+    if (checked.compress === true) this.checkCompress(offset, data.length);
     const admitted = this.queue === undefined ? undefined : await this.admission();
     let done: Promise<void>;
     try {
-      done = this.writeAdmitted(offset, data, fua);
+      done = this.writeAdmitted(offset, data, fua, checked.compress === true);
     } finally {
       admitted?.();
     }
@@ -321,7 +323,7 @@ export class Image {
   }
 
   /** `write` once it is its turn: the range is checked and the request enters the tracker before this returns. */
-  private writeAdmitted(offset: number, data: Uint8Array, fua = false): Promise<void> {
+  private writeAdmitted(offset: number, data: Uint8Array, fua = false, compress = false): Promise<void> {
     checkRange(offset, data.length, this.size, this.path);
     if (data.length === 0) return RESOLVED;
     const ss = this.capabilities.limits.requestAlignment;
@@ -332,8 +334,27 @@ export class Image {
     const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
     return this.runWrite(start, end, async () => {
       if (guarded) await this.checkProbeGuard([{ offset, data }]);
-      await this.writeUnaligned(offset, data, fua);
+      await this.writeUnaligned(offset, data, fua, compress);
     });
+  }
+
+  /** A compressed write: the image must take it, on whole clusters (the last may end at the image's end). */
+  private checkCompress(offset: number, length: number): void {
+    if (this.capabilities.compress !== true) {
+      throw new BlockError('not-supported', `format ${this.format} cannot store compressed data`, {
+        path: this.path,
+        code: 'ENOTSUP',
+      });
+    }
+    const unit = this.capabilities.limits.clusterSize ?? this.capabilities.limits.requestAlignment;
+    const end = offset + length;
+    if (offset % unit !== 0 || (end % unit !== 0 && end !== this.size)) {
+      throw new BlockError(
+        'invalid-argument',
+        `a compressed write must cover whole ${unit}-byte clusters: [${offset}, ${end}) does not`,
+        { path: this.path, offset, code: 'EINVAL' },
+      );
+    }
   }
 
   /** Checks a flags record: an object (or undefined) whose known keys hold booleans; unknown keys are refused. */
@@ -817,6 +838,11 @@ export class Image {
    */
   private async runWrite<T>(start: number, end: number, work: () => Promise<T>): Promise<T> {
     this.changes++;
+    const unit = this.capabilities.limits.serialAlignment;
+    if (unit !== undefined) {
+      start = alignDown(start, unit);
+      end = alignUp(end, unit);
+    }
     try {
       return await this.tracker.run(start, end, true, work);
     } finally {
@@ -1004,13 +1030,14 @@ export class Image {
    * (in bounce buffers of one unit each) and the aligned middle is written
    * from a view of `data`, never copied. With `fua`, durable when it resolves.
    */
-  private async writeUnaligned(offset: number, data: Uint8Array, fua = false): Promise<void> {
+  private async writeUnaligned(offset: number, data: Uint8Array, fua = false, compress = false): Promise<void> {
     const write = this.driverImage.write;
     if (!write) throw new BlockError('not-supported', `format ${this.format} is read-only in blk`, { path: this.path });
     const nativeFua = fua && this.capabilities.fua === 'native';
-    const flags = nativeFua ? { fua: true } : undefined;
-    const put = (at: number, bytes: Uint8Array) =>
-      flags ? write.call(this.driverImage, at, bytes, flags) : write.call(this.driverImage, at, bytes);
+    const flags =
+      nativeFua || compress ? { ...(nativeFua ? { fua: true } : {}), ...(compress ? { compress } : {}) } : undefined;
+    const below = this.readBelowForWrite;
+    const put = (at: number, bytes: Uint8Array) => write.call(this.driverImage, at, bytes, flags, below);
     const ss = this.capabilities.limits.requestAlignment;
     const dataEnd = offset + data.length;
     const start = alignDown(offset, ss);
