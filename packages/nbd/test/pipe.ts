@@ -48,6 +48,10 @@ class Queue {
 
 export interface End extends ByteStream {
   readonly closed: boolean;
+  /** Bytes sent to this end that it has not read yet. */
+  readonly unread: number;
+  /** Ends only the direction from this end to the other (a half close: the other end reads EOF). */
+  endWrites(): void;
 }
 
 export function pipe(): [End, End] {
@@ -59,6 +63,10 @@ export function pipe(): [End, End] {
       get closed() {
         return closed;
       },
+      get unread() {
+        return inq.buffered;
+      },
+      endWrites: () => outq.end(),
       readExactly: (n) => inq.take(n),
       write: async (d) => {
         if (closed) throw new Error('closed');
