@@ -106,6 +106,11 @@ export interface ListenOptions extends ConnectionOptions {
   port?: number;
   /** Most clients at once (qemu-nbd -e; default 1); further ones wait until one leaves. */
   shared?: number;
+  /**
+   * Most clients waiting for a slot at once, over the whole server (default 16); a client past
+   * that is disconnected at once (a waiting client holds a socket and nothing else).
+   */
+  maxQueued?: number;
   /** Keep serving after the last client leaves (qemu-nbd -t). */
   persistent?: boolean;
 }
@@ -159,7 +164,12 @@ export class NbdServer {
       return;
     }
     if (this.connections.size >= (this.options.shared ?? 1)) {
-      // As qemu-nbd, which stops accepting: the client waits (unanswered) until a slot frees.
+      // As qemu-nbd, which stops accepting: the client waits (unanswered) until a slot frees;
+      // but only so many wait (each holds a file descriptor).
+      if (this.waiting.length >= (this.options.maxQueued ?? 16)) {
+        socket.destroy();
+        return;
+      }
       this.waiting.push(socket);
       socket.once('close', () => {
         const i = this.waiting.indexOf(socket);

@@ -198,7 +198,9 @@ export class Transmission {
 
   private async loop(): Promise<void> {
     for (;;) {
-      while (this.inFlight >= this.maxInFlight) await this.wait();
+      while (this.inFlight >= this.maxInFlight && !this.broken) await this.wait();
+      // A reply could not be written: the client is gone; requests it left buffered are not run.
+      if (this.broken) return;
       const head = await this.stream.readExactly(28);
       if (head === null) return;
       const req = decodeRequest(head);
@@ -350,7 +352,10 @@ export class Transmission {
 
   /** Takes `n` bytes of the budget, waiting (not reading the stream) while requests in flight hold too much. */
   private async reserve(n: number): Promise<void> {
-    while (this.bytes > 0 && this.bytes + n > this.maxBytes) await this.wait();
+    while (this.bytes > 0 && this.bytes + n > this.maxBytes) {
+      if (this.broken) throw new ProtocolError('connection broken');
+      await this.wait();
+    }
     this.bytes += n;
   }
 
