@@ -85,7 +85,8 @@ export const MAX_EXTENTS = 4096;
 /** Zero runs shorter than this are sent as data (a hole chunk costs 32 bytes). */
 const MIN_HOLE = 4096;
 /** A write payload longer than this past the maximum is not drained: the connection is dropped. */
-const DRAIN_LIMIT = 2 * MAX_REQUEST;
+/** A refused write payload up to this many times the maximum is drained; a longer one drops the connection. */
+const DRAIN_FACTOR = 2;
 const DRAIN_PIECE = 256 * 1024;
 
 /** The transmission flags of an export, from what its image can do. */
@@ -209,7 +210,8 @@ export class Transmission {
       if (req.type === CMD.WRITE) {
         if (refusal !== undefined) {
           // The payload is not kept: drained in small pieces (up to a bound) to stay in step.
-          if (req.length > DRAIN_LIMIT) throw new ProtocolError('write payload far beyond the maximum');
+          if (req.length > DRAIN_FACTOR * this.maxRequest)
+            throw new ProtocolError('write payload far beyond the maximum');
           await this.drain(req.length);
           this.start(req, () => this.fail(req, refusal));
           continue;
@@ -438,10 +440,14 @@ export class Transmission {
   private async cache(req: Request): Promise<void> {
     const end = req.offset + Math.min(req.length, this.cacheMax);
     const piece = Math.min(this.readPiece, 1024 * 1024);
-    this.scratch ??= new Uint8Array(piece);
-    for (let pos = req.offset; pos < end; pos += piece) {
-      const n = Math.min(piece, end - pos);
-      await this.image.readInto(pos, this.scratch.subarray(0, n));
+    if (end <= req.offset) return;
+    if (this.scratch === undefined || this.scratch.length < Math.min(piece, end - req.offset)) {
+      this.scratch = new Uint8Array(Math.min(piece, end - req.offset));
+    }
+    const step = this.scratch.length;
+    for (let pos = req.offset; pos < end; pos += step) {
+      const n = Math.min(step, end - pos);
+      await this.image.readInto(pos, this.scratch!.subarray(0, n));
       if (pos + n < end) await this.yieldTurn();
     }
   }

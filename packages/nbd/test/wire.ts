@@ -35,16 +35,24 @@ export function req(type: number, offset: number, length: number, cookie: bigint
 export async function structuredReply(c: ByteStream): Promise<Reply | null> {
   const chunks: Chunk[] = [];
   for (;;) {
-    const h = await c.readExactly(20);
-    if (h === null) {
+    const m = await c.readExactly(4);
+    if (m === null) {
       if (chunks.length === 0) return null;
       throw new Error('stream ended inside a reply');
     }
-    const v = new DataView(h.buffer, h.byteOffset, 20);
-    if (v.getUint32(0) !== STRUCTURED_REPLY_MAGIC) throw new Error(`bad reply magic 0x${v.getUint32(0).toString(16)}`);
-    const len = v.getUint32(16);
+    const magic = new DataView(m.buffer, m.byteOffset, 4).getUint32(0);
+    if (magic === SIMPLE_REPLY_MAGIC && chunks.length === 0) {
+      // Allowed after structured replies were negotiated for replies without payload.
+      const rest = (await c.readExactly(12))!;
+      const v = new DataView(rest.buffer, rest.byteOffset, 12);
+      return { cookie: v.getBigUint64(4), error: v.getUint32(0), chunks: [] };
+    }
+    if (magic !== STRUCTURED_REPLY_MAGIC) throw new Error(`bad reply magic 0x${magic.toString(16)}`);
+    const h = (await c.readExactly(16))!;
+    const v = new DataView(h.buffer, h.byteOffset, 16);
+    const len = v.getUint32(12);
     const data = len > 0 ? (await c.readExactly(len))! : new Uint8Array(0);
-    const chunk = { flags: v.getUint16(4), type: v.getUint16(6), cookie: v.getBigUint64(8), data };
+    const chunk = { flags: v.getUint16(0), type: v.getUint16(2), cookie: v.getBigUint64(4), data };
     if (chunks.length > 0 && chunk.cookie !== chunks[0]!.cookie) {
       throw new Error(`chunk of cookie ${chunk.cookie} inside the reply to ${chunks[0]!.cookie}`);
     }
