@@ -13,6 +13,7 @@ export class SocketStream implements ByteStream {
   private ended = false;
   private failure: Error | undefined;
   private waiter: (() => void) | undefined;
+  private drained: Promise<void> | undefined;
 
   constructor(private readonly socket: net.Socket) {
     socket.setNoDelay?.(true);
@@ -71,24 +72,27 @@ export class SocketStream implements ByteStream {
 
   write(data: Uint8Array): Promise<void> {
     if (this.socket.destroyed) return Promise.reject(new Error('connection closed'));
-    return new Promise((resolve, reject) => {
-      const ok = this.socket.write(data, (e) => {
-        if (e) reject(e);
-      });
-      if (ok) resolve();
-      else {
-        const onDrain = () => {
-          this.socket.off('close', onClose);
-          resolve();
-        };
-        const onClose = () => {
-          this.socket.off('drain', onDrain);
-          reject(new Error('connection closed'));
-        };
-        this.socket.once('drain', onDrain);
-        this.socket.once('close', onClose);
-      }
+    const ok = this.socket.write(data, (e) => {
+      if (e) this.failure ??= e;
     });
+    if (ok) return Promise.resolve();
+    // One wait for 'drain' shared by every write made while the socket is full (many replies may
+    // be waiting at once: one listener each would pile up).
+    this.drained ??= new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        this.socket.off('close', onClose);
+        this.drained = undefined;
+        resolve();
+      };
+      const onClose = () => {
+        this.socket.off('drain', onDrain);
+        this.drained = undefined;
+        reject(new Error('connection closed'));
+      };
+      this.socket.once('drain', onDrain);
+      this.socket.once('close', onClose);
+    });
+    return this.drained;
   }
 
   close(): void {
