@@ -32,8 +32,10 @@ import {
   nbdErrorOf,
   ProtocolError,
   type Request,
+  SIMPLE_REPLY_MAGIC,
   STATE_HOLE,
   STATE_ZERO,
+  STRUCTURED_REPLY_MAGIC,
   TFLAG,
 } from './protocol.js';
 
@@ -88,6 +90,8 @@ const MIN_HOLE = 4096;
 /** A refused write payload up to this many times the maximum is drained; a longer one drops the connection. */
 const DRAIN_FACTOR = 2;
 const DRAIN_PIECE = 256 * 1024;
+/** Replies with at most this much payload go out as one buffer (header and data copied together). */
+const SMALL_REPLY = 16 * 1024;
 
 /** The transmission flags of an export, from what its image can do. */
 export function transmissionFlags(image: Image, structured = false): number {
@@ -385,6 +389,7 @@ export class Transmission {
   /** Writes one reply (its parts back to back, nothing of another reply between them). */
   private send(parts: readonly Uint8Array[]): Promise<void> {
     if (this.broken) return Promise.reject(new Error('connection broken'));
+    if (parts.length === 1) return this.stream.write(parts[0]!);
     const all: Promise<void>[] = [];
     for (const p of parts) all.push(this.stream.write(p));
     return Promise.all(all).then(() => undefined);
@@ -453,8 +458,9 @@ export class Transmission {
   }
 
   private async read(req: Request): Promise<void> {
-    const data = new Uint8Array(req.length);
     const sparse = this.state.structured && req.length >= this.sparseReadMin && (req.flags & CMD_FLAG.DF) === 0;
+    if (!sparse && req.length <= SMALL_REPLY && req.length > 0) return this.readSmall(req);
+    const data = new Uint8Array(req.length);
     /** Zero runs to send as holes: [start, end) relative to the request. */
     const holes: Array<[number, number]> = [];
     try {
@@ -511,6 +517,34 @@ export class Transmission {
     }
     if (pos < req.length) dataChunk(pos, req.length, true);
     return this.send(parts);
+  }
+
+  /**
+   * A short read answered with one data chunk (or a simple reply): read straight into the reply
+   * buffer behind its header, one allocation and one write.
+   */
+  private async readSmall(req: Request): Promise<void> {
+    const structured = this.state.structured;
+    const head = structured ? 28 : 16;
+    const b = new Uint8Array(head + req.length);
+    try {
+      await this.image.readInto(req.offset, b.subarray(head));
+    } catch (e) {
+      return this.sendError(req, nbdErrorOf(errnoOf(e).errno), e instanceof Error ? e.message : String(e));
+    }
+    const v = new DataView(b.buffer);
+    if (structured) {
+      v.setUint32(0, STRUCTURED_REPLY_MAGIC);
+      v.setUint16(4, CHUNK_FLAG_DONE);
+      v.setUint16(6, CHUNK.OFFSET_DATA);
+      v.setBigUint64(8, req.cookie);
+      v.setUint32(16, 8 + req.length);
+      v.setBigUint64(20, BigInt(req.offset));
+    } else {
+      v.setUint32(0, SIMPLE_REPLY_MAGIC);
+      v.setBigUint64(8, req.cookie);
+    }
+    return this.send([b]);
   }
 
   /** Adds the zero runs of a mapped read to `holes` ([start, end) relative to the request), merging neighbours. */
