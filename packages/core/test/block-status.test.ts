@@ -280,3 +280,32 @@ describe('map() over a chain: driver calls are linear in runs, not runs x depth'
     }
   });
 });
+
+describe('readMapped: the bytes and their chain status under one tracked read', () => {
+  it('returns the runs of map() and the bytes of read(); zero runs are filled with zeros; a resize waits for it', async () => {
+    const vfs = new MemoryVfs();
+    const file = vfs.put('/a.raw', new Uint8Array(0));
+    file.writeAt(CHUNK, new Uint8Array(CHUNK).fill(5));
+    file.length = 4 * CHUNK;
+    const image = await openImage('/a.raw', { registry: new DriverRegistry([rawDriver]), vfs, format: 'raw' });
+    const into = new Uint8Array(3 * CHUNK - 100).fill(0xee);
+    const runs = await image.readMapped(50, into);
+    const mapped = [];
+    for await (const r of image.map(50, into.length)) mapped.push(r);
+    expect(runs).toEqual(mapped);
+    expect(runs.map((r) => [r.start, r.length, r.zero])).toEqual([
+      [50, CHUNK - 50, true],
+      [CHUNK, CHUNK, false],
+      [2 * CHUNK, CHUNK - 50, true],
+    ]);
+    expect(Buffer.compare(into, await image.read(50, into.length))).toBe(0);
+    // A resize issued while a mapped read waits must not deadlock it (the status skips admission).
+    const a = image.readMapped(0, new Uint8Array(CHUNK));
+    const b = image.resize(8 * CHUNK);
+    const c = image.readMapped(0, new Uint8Array(8 * CHUNK));
+    await Promise.all([a, b, c]);
+    await expect(image.readMapped(4 * CHUNK - 1, new Uint8Array(2))).resolves.toHaveLength(1);
+    await expect(image.readMapped(8 * CHUNK, new Uint8Array(1))).rejects.toMatchObject({ kind: 'out-of-range' });
+    await image.close();
+  });
+});

@@ -1,4 +1,13 @@
 /** @blk/nbd: an NBD server for @blk/core images over any byte stream (Node sockets: @blk/nbd/node). */
 export * from './protocol.js';
-export { blockSizes, NbdConnection, transmissionFlags, zeroRuns } from './server.js';
-export type { ByteStream, ConnectionOptions, NbdExport } from './server.js';
+export { NbdConnection } from './server.js';
+export type { ConnectionOptions, NbdExport } from './server.js';
+export {
+  blockSizes,
+  MAX_EXTENTS,
+  Transmission,
+  transmissionFlags,
+  type ByteStream,
+  type TransmissionOptions,
+  type TransmissionState,
+} from './transmission.js';

@@ -13,6 +13,13 @@ export class SocketStream implements ByteStream {
   private ended = false;
   private failure: Error | undefined;
   private waiter: (() => void) | undefined;
+  private drained: Promise<void> | undefined;
+  /** Writes made in this turn of the event loop. */
+  private turn = 0;
+  private readonly endTurn = () => {
+    if (this.turn >= 2) this.socket.uncork();
+    this.turn = 0;
+  };
 
   constructor(private readonly socket: net.Socket) {
     socket.setNoDelay?.(true);
@@ -54,6 +61,16 @@ export class SocketStream implements ByteStream {
         this.waiter = resolve;
       });
     }
+    const first = this.chunks[0];
+    if (first !== undefined && first.length >= n) {
+      // Inside one received chunk: a view of it, no copy (Node never reuses a chunk it delivered).
+      const view = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      if (this.buffered <= HIGH_WATER) this.socket.resume();
+      return new Uint8Array(view.buffer, view.byteOffset, n);
+    }
     const out = new Uint8Array(n);
     let o = 0;
     while (o < n) {
@@ -71,24 +88,32 @@ export class SocketStream implements ByteStream {
 
   write(data: Uint8Array): Promise<void> {
     if (this.socket.destroyed) return Promise.reject(new Error('connection closed'));
-    return new Promise((resolve, reject) => {
-      const ok = this.socket.write(data, (e) => {
-        if (e) reject(e);
-      });
-      if (ok) resolve();
-      else {
-        const onDrain = () => {
-          this.socket.off('close', onClose);
-          resolve();
-        };
-        const onClose = () => {
-          this.socket.off('drain', onDrain);
-          reject(new Error('connection closed'));
-        };
-        this.socket.once('drain', onDrain);
-        this.socket.once('close', onClose);
-      }
+    // Writes made in one turn (the replies of the requests one 'data' event carried, a reply's
+    // header and payload) leave together: the first goes at once, from the second on the socket is
+    // corked until the turn ends (one writev for the rest, not a system call each).
+    if (this.turn === 0) process.nextTick(this.endTurn);
+    if (++this.turn === 2) this.socket.cork();
+    const ok = this.socket.write(data, (e) => {
+      if (e) this.failure ??= e;
     });
+    if (ok) return Promise.resolve();
+    // One wait for 'drain' shared by every write made while the socket is full (many replies may
+    // be waiting at once: one listener each would pile up).
+    this.drained ??= new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        this.socket.off('close', onClose);
+        this.drained = undefined;
+        resolve();
+      };
+      const onClose = () => {
+        this.socket.off('drain', onDrain);
+        this.drained = undefined;
+        reject(new Error('connection closed'));
+      };
+      this.socket.once('drain', onDrain);
+      this.socket.once('close', onClose);
+    });
+    return this.drained;
   }
 
   close(): void {
@@ -106,6 +131,11 @@ export interface ListenOptions extends ConnectionOptions {
   port?: number;
   /** Most clients at once (qemu-nbd -e; default 1); further ones wait until one leaves. */
   shared?: number;
+  /**
+   * Most clients waiting for a slot at once, over the whole server (default 16); a client past
+   * that is disconnected at once (a waiting client holds a socket and nothing else).
+   */
+  maxQueued?: number;
   /** Keep serving after the last client leaves (qemu-nbd -t). */
   persistent?: boolean;
 }
@@ -159,7 +189,12 @@ export class NbdServer {
       return;
     }
     if (this.connections.size >= (this.options.shared ?? 1)) {
-      // As qemu-nbd, which stops accepting: the client waits (unanswered) until a slot frees.
+      // As qemu-nbd, which stops accepting: the client waits (unanswered) until a slot frees;
+      // but only so many wait (each holds a file descriptor).
+      if (this.waiting.length >= (this.options.maxQueued ?? 16)) {
+        socket.destroy();
+        return;
+      }
       this.waiting.push(socket);
       socket.once('close', () => {
         const i = this.waiting.indexOf(socket);

@@ -48,6 +48,12 @@ class Queue {
 
 export interface End extends ByteStream {
   readonly closed: boolean;
+  /** Bytes sent to this end that it has not read yet. */
+  readonly unread: number;
+  /** Everything sent to this end so far (waits for something, or the end: null). */
+  readAvailable(): Promise<Uint8Array | null>;
+  /** Ends only the direction from this end to the other (a half close: the other end reads EOF). */
+  endWrites(): void;
 }
 
 export function pipe(): [End, End] {
@@ -58,6 +64,19 @@ export function pipe(): [End, End] {
     return {
       get closed() {
         return closed;
+      },
+      get unread() {
+        return inq.buffered;
+      },
+      endWrites: () => outq.end(),
+      readAvailable: async () => {
+        while (inq.buffered === 0) {
+          if (inq.ended) return null;
+          await new Promise<void>((r) => {
+            inq.waiter = r;
+          });
+        }
+        return inq.take(inq.buffered);
       },
       readExactly: (n) => inq.take(n),
       write: async (d) => {

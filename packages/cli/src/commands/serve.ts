@@ -1,8 +1,11 @@
 /** blk serve: qemu-nbd (serves one image as one NBD export). */
 import * as fs from 'node:fs';
 import { NbdServer } from '@blk/nbd/node';
-import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
-import { UsageError } from '../errors.js';
+import { rulesOf, type BackingRuleFlags } from '../common.js';
+import { UsageError, warn } from '../errors.js';
+import { hostServeVfs } from '../host-io.js';
+import { openImage } from '../images.js';
+import { cliOpenOptions } from '../jobs/common.js';
 
 export interface ServeOpts extends BackingRuleFlags {
   format?: string;
@@ -35,11 +38,15 @@ export async function serve(file: string, opts: ServeOpts): Promise<number> {
   const shared = opts.shared !== undefined ? positiveInt(opts.shared, 'shared client count', 1, 1024) : 1;
   const handshakeLimit =
     opts.handshakeLimit !== undefined ? positiveInt(opts.handshakeLimit, 'handshake limit', 0, 86400) : 10;
-  const image = await openCli(file, {
-    format: opts.format,
-    readOnly: opts.readOnly === true,
-    forceShare: opts.forceShare,
-    ...rulesOf(opts),
+  const image = await openImage(file, {
+    ...cliOpenOptions({
+      onWarning: warn,
+      format: opts.format,
+      readOnly: opts.readOnly === true,
+      forceShare: opts.forceShare,
+      ...rulesOf(opts),
+    }),
+    vfs: hostServeVfs(),
   });
   let server: NbdServer;
   try {

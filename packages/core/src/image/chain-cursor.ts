@@ -42,11 +42,15 @@ export class ChainCursor {
    */
   private readonly horizon: number | undefined;
 
+  /** How the top layer's status is asked (default `top.status(..., { whole: true })`). */
+  private readonly topStatus: ((offset: number, length: number) => Promise<BlockStatus>) | undefined;
+
   constructor(
     private readonly top: Image,
-    options: { end?: number } = {},
+    options: { end?: number; topStatus?: (offset: number, length: number) => Promise<BlockStatus> } = {},
   ) {
     this.horizon = options.end;
+    this.topStatus = options.topStatus;
   }
 
   /**
@@ -90,7 +94,10 @@ export class ChainCursor {
     const changeCount = image.changeCount;
     // The rest of the walk's range in this layer, so that the answer covers as much as it can.
     const rest = this.horizon === undefined ? length : Math.max(length, Math.min(this.horizon, image.size) - offset);
-    const status = await image.status(offset, rest, { whole: true });
+    const status =
+      depth === 0 && this.topStatus !== undefined
+        ? await this.topStatus(offset, rest)
+        : await image.status(offset, rest, { whole: true });
     const known: Known = { start: offset, end: offset + status.length, status, changeCount };
     this.known[depth] = known;
     return known;

@@ -555,6 +555,11 @@ export class Image {
     checkBoolean(options.whole, 'options.whole', this.path);
     // Untracked (a status is a hint), but never across a pending resize.
     if (this.queue !== undefined) (await this.admission())();
+    return this.statusAdmitted(offset, length, options.whole === true);
+  }
+
+  /** `status` once it is its turn (also from inside a tracked request, which must not wait for admission). */
+  private async statusAdmitted(offset: number, length: number, whole: boolean): Promise<BlockStatus> {
     checkRange(offset, length, this.size, this.path);
     if (length === 0) return { allocated: false, length: 0 };
     const start = alignDown(offset, this.alignment);
@@ -576,12 +581,73 @@ export class Image {
         offset: start,
       });
     }
-    const runEnd = Math.min(start + st.length, options.whole === true ? this.size : offset + length);
+    const runEnd = Math.min(start + st.length, whole ? this.size : offset + length);
     const result: BlockStatus = { allocated: st.allocated, length: runEnd - offset };
     if (st.zero !== undefined) result.zero = st.zero;
     if (st.data !== undefined && st.data !== (st.allocated && st.zero !== true)) result.data = st.data;
     if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset + (offset - start);
     return result;
+  }
+
+  /**
+   * Reads [offset, offset + into.length) into `into` and returns the chain status of that range
+   * (runs tiling it, as `map` gives them), both under one tracked read: a write overlapping the
+   * range that was issued earlier is over before the status is taken, and one issued later waits
+   * until the bytes are read, so the status describes exactly the bytes in `into` (a run reported
+   * `zero` holds zeros there; it is filled, not read). What an NBD server needs to send hole chunks
+   * that cannot lie while other clients write. Unaligned edges are read-modify-read as `readInto`.
+   */
+  async readMapped(offset: number, into: Uint8Array): Promise<Array<ChainStatus & { start: number }>> {
+    this.checkOpen();
+    checkNumberArg(offset, 'offset', this.path);
+    checkBytes(into, 'into', this.path);
+    const admitted = this.queue === undefined ? undefined : await this.admission();
+    let done: Promise<Array<ChainStatus & { start: number }>>;
+    try {
+      checkRange(offset, into.length, this.size, this.path);
+      if (into.length === 0) return [];
+      const ss = this.alignment;
+      done = this.tracker.run(alignDown(offset, ss), alignUp(offset + into.length, ss), false, () =>
+        this.readMappedTracked(offset, into),
+      );
+    } finally {
+      admitted?.();
+    }
+    return done;
+  }
+
+  private async readMappedTracked(offset: number, into: Uint8Array): Promise<Array<ChainStatus & { start: number }>> {
+    const end = offset + into.length;
+    // This layer's status without admission: this request holds a tracker entry a pending resize waits for.
+    const cursor = new ChainCursor(this, {
+      end,
+      topStatus: (o, l) => this.statusAdmitted(o, l, true),
+    });
+    const runs: Array<ChainStatus & { start: number }> = [];
+    for (let pos = offset; pos < end; ) {
+      const st = await cursor.at(pos, end - pos);
+      if (st.length <= 0) break;
+      const last = runs[runs.length - 1];
+      if (last && sameRun(last, st)) last.length += st.length;
+      else runs.push({ start: pos, ...st });
+      pos += st.length;
+    }
+    // Zero runs are filled; each stretch of other runs is read at once.
+    const ss = this.alignment;
+    for (let i = 0; i < runs.length; ) {
+      const run = runs[i]!;
+      if (run.zero) {
+        into.fill(0, run.start - offset, run.start - offset + run.length);
+        i++;
+        continue;
+      }
+      let stop = run.start + run.length;
+      for (i++; i < runs.length && !runs[i]!.zero; i++) stop = runs[i]!.start + runs[i]!.length;
+      const part = into.subarray(run.start - offset, stop - offset);
+      if (run.start % ss === 0 && stop % ss === 0) await this.driverImage.read(run.start, part, this.readBelow);
+      else await this.readUnaligned(run.start, part);
+    }
+    return runs;
   }
 
   /** Status across the whole chain for the run starting at `offset`: which layer answers. */

@@ -1,0 +1,610 @@
+/**
+ * The NBD transmission phase of one connection (portable: no Node built-ins).
+ *
+ * Requests are read while earlier ones run and answered as they finish (out of order, cookies
+ * echoed). Bounded per connection: requests in flight (`maxInFlight`) and the payload bytes they
+ * hold (`maxBytesInFlight`: write payloads read, read buffers, until the reply is handed to the
+ * stream). At either bound the server stops reading the stream, so a client that floods requests or
+ * never reads its replies meets backpressure (its socket fills), not a growing buffer here. Each
+ * reply is written as one run of `write` calls with no await between them, so the chunks of two
+ * replies never interleave.
+ *
+ * Image calls are issued in the order requests arrive (the core's request tracker then runs
+ * overlapping ones in that order, across connections too). Large reads are done in pieces with a
+ * turn of the event loop between them, so a 32 MiB read on one connection does not hold back the
+ * small reads of another; a write arriving while such a read of an overlapping range is under way
+ * waits for it (the read keeps its place before the write).
+ */
+import { errnoOf, type Image } from '@blk/core/portable';
+import {
+  BASE_ALLOCATION,
+  CHUNK,
+  CHUNK_FLAG_DONE,
+  CMD,
+  CMD_FLAG,
+  decodeRequest,
+  encodeChunkHeader,
+  encodeSimpleReply,
+  encoder,
+  MAX_REQUEST,
+  MAX_STRING,
+  NBD_ERR,
+  nbdErrorOf,
+  ProtocolError,
+  type Request,
+  SIMPLE_REPLY_MAGIC,
+  STATE_HOLE,
+  STATE_ZERO,
+  STRUCTURED_REPLY_MAGIC,
+  TFLAG,
+} from './protocol.js';
+
+/** A duplex byte stream: what a connection is to the server. */
+export interface ByteStream {
+  /** Exactly `n` bytes; null when the stream ended cleanly before the first of them; throws when it ends inside. */
+  readExactly(n: number): Promise<Uint8Array | null>;
+  /**
+   * Queues `data` (calls are sent in call order); resolves when the stream can take more
+   * (backpressure), rejects once the stream is broken.
+   */
+  write(data: Uint8Array): Promise<void>;
+  /** Ends the stream (no more reads or writes). */
+  close(): void;
+}
+
+export interface TransmissionOptions {
+  /** Requests in flight per connection at most (default 16, as qemu-nbd; further ones are not read yet). */
+  maxInFlight?: number;
+  /**
+   * Payload bytes the requests in flight of one connection may hold (default 64 MiB; at least
+   * `maxRequest`): write payloads and read buffers, until their reply is handed to the stream.
+   */
+  maxBytesInFlight?: number;
+  /** The largest READ/WRITE payload (default 32 MiB, `MAX_REQUEST`; the advertised maximum block size). */
+  maxRequest?: number;
+  /**
+   * A read of at least this many bytes is answered with hole chunks for its zero runs, found from
+   * the image's block status (default 64 KiB); shorter ones are one data chunk.
+   */
+  sparseReadMin?: number;
+  /** Reads are done in pieces of this many bytes, a turn of the event loop apart (default 1 MiB). */
+  readPiece?: number;
+  /** CACHE prefetches at most this many bytes per request (default 64 MiB; advisory, the rest is ignored). */
+  cacheMax?: number;
+  /** Lets other work run between two pieces of a large request (default: setImmediate, else setTimeout 0). */
+  yieldTurn?: () => Promise<void>;
+}
+
+/** What the handshake negotiated that transmission needs. */
+export interface TransmissionState {
+  structured: boolean;
+  /** Selected meta contexts (`base:allocation`, `qemu:allocation-depth`); context id = index + 1. */
+  contexts: readonly string[];
+}
+
+/** Extents per BLOCK_STATUS reply at most (the client asks again from where it stopped). */
+export const MAX_EXTENTS = 4096;
+/** Zero runs shorter than this are sent as data (a hole chunk costs 32 bytes). */
+const MIN_HOLE = 4096;
+/** A write payload longer than this past the maximum is not drained: the connection is dropped. */
+/** A refused write payload up to this many times the maximum is drained; a longer one drops the connection. */
+const DRAIN_FACTOR = 2;
+const DRAIN_PIECE = 256 * 1024;
+/** Replies with at most this much payload go out as one buffer (header and data copied together). */
+const SMALL_REPLY = 16 * 1024;
+
+/** The transmission flags of an export, from what its image can do. */
+export function transmissionFlags(image: Image, structured = false): number {
+  const c = image.capabilities;
+  let f = TFLAG.HAS_FLAGS | TFLAG.SEND_CACHE;
+  if (!c.write) f |= TFLAG.READ_ONLY;
+  if (c.write && c.flush) f |= TFLAG.SEND_FLUSH;
+  if (c.fua !== 'none') f |= TFLAG.SEND_FUA;
+  if (c.discard !== 'none') f |= TFLAG.SEND_TRIM;
+  // FAST_ZERO is always answerable: with no native zeroing it fails at once with ENOTSUP, as it should.
+  if (c.writeZeroes !== 'none') f |= TFLAG.SEND_WRITE_ZEROES | TFLAG.SEND_FAST_ZERO;
+  // Every connection to an export shares one Image, so a flush on one covers the writes of all
+  // (ImageCapabilities.multiConn); a read-only export has nothing to flush.
+  if (!c.write || c.multiConn) f |= TFLAG.CAN_MULTI_CONN;
+  if (structured) f |= TFLAG.SEND_DF;
+  return f;
+}
+
+/** NBD_INFO_BLOCK_SIZE: minimum, preferred and maximum request sizes. */
+export function blockSizes(image: Image, maxRequest = MAX_REQUEST): [number, number, number] {
+  const l = image.capabilities.limits;
+  // The image read-modify-writes unaligned requests, so any byte granularity works.
+  const min = 1;
+  let preferred = 1;
+  while (preferred * 2 <= Math.min(l.preferredTransfer, maxRequest)) preferred *= 2;
+  preferred = Math.max(preferred, 512);
+  const max = Math.max(preferred, Math.min(l.maxTransfer, maxRequest));
+  return [min, preferred, max];
+}
+
+/** The flags each command accepts (FUA is accepted on every command, as the spec asks). */
+const KNOWN_FLAGS: Record<number, number> = {
+  [CMD.READ]: CMD_FLAG.FUA | CMD_FLAG.DF,
+  [CMD.WRITE]: CMD_FLAG.FUA,
+  [CMD.DISC]: CMD_FLAG.FUA,
+  [CMD.FLUSH]: CMD_FLAG.FUA,
+  [CMD.TRIM]: CMD_FLAG.FUA,
+  [CMD.CACHE]: CMD_FLAG.FUA,
+  [CMD.WRITE_ZEROES]: CMD_FLAG.FUA | CMD_FLAG.NO_HOLE | CMD_FLAG.FAST_ZERO,
+  [CMD.BLOCK_STATUS]: CMD_FLAG.FUA | CMD_FLAG.REQ_ONE,
+};
+
+/** A request refused before it ran: the reply's error and message. */
+class Refusal {
+  constructor(
+    readonly error: number,
+    readonly message: string,
+  ) {}
+}
+
+function defaultYield(): () => Promise<void> {
+  const g = globalThis as { setImmediate?: (fn: () => void) => unknown };
+  const immediate = g.setImmediate;
+  if (typeof immediate === 'function') return () => new Promise((r) => immediate(r));
+  return () => new Promise((r) => setTimeout(r, 0));
+}
+
+/** The transmission phase of one connection; `run` resolves when it is over (DISC, end of stream, violation). */
+export class Transmission {
+  private readonly maxInFlight: number;
+  private readonly maxBytes: number;
+  private readonly maxRequest: number;
+  private readonly sparseReadMin: number;
+  private readonly readPiece: number;
+  private readonly cacheMax: number;
+  private readonly yieldTurn: () => Promise<void>;
+  private inFlight = 0;
+  private bytes = 0;
+  private waiter: (() => void) | undefined;
+  private idleWaiter: (() => void) | undefined;
+  /** Reads under way in pieces: a later write overlapping one waits for it (see the module comment). */
+  private readonly pieceReads = new Set<{ start: number; end: number; done: Promise<void> }>();
+  private scratch: Uint8Array | undefined;
+  private broken = false;
+
+  constructor(
+    private readonly stream: ByteStream,
+    private readonly image: Image,
+    private readonly state: TransmissionState,
+    options: TransmissionOptions = {},
+  ) {
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? 16);
+    this.maxRequest = options.maxRequest ?? MAX_REQUEST;
+    this.maxBytes = Math.max(this.maxRequest, options.maxBytesInFlight ?? 64 * 1024 * 1024);
+    this.sparseReadMin = options.sparseReadMin ?? 64 * 1024;
+    this.readPiece = Math.max(4096, options.readPiece ?? 1024 * 1024);
+    this.cacheMax = options.cacheMax ?? 64 * 1024 * 1024;
+    this.yieldTurn = options.yieldTurn ?? defaultYield();
+  }
+
+  /** Requests now in flight and the payload bytes they hold (for tests and logs). */
+  get load(): { requests: number; bytes: number } {
+    return { requests: this.inFlight, bytes: this.bytes };
+  }
+
+  /** Reads and runs requests until DISC, the end of the stream or a violation; then waits for those in flight. */
+  async run(): Promise<void> {
+    try {
+      await this.loop();
+    } catch {
+      // A protocol violation or a broken stream: stop reading; what is in flight still finishes.
+    }
+    while (this.inFlight > 0) {
+      await new Promise<void>((r) => {
+        this.idleWaiter = r;
+      });
+    }
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      while (this.inFlight >= this.maxInFlight && !this.broken) await this.wait();
+      // A reply could not be written: the client is gone; requests it left buffered are not run.
+      if (this.broken) return;
+      const head = await this.stream.readExactly(28);
+      if (head === null) return;
+      const req = decodeRequest(head);
+      if (req.type === CMD.DISC) return;
+      const refusal = this.check(req);
+      if (req.type === CMD.WRITE) {
+        if (refusal !== undefined) {
+          // The payload is not kept: drained in small pieces (up to a bound) to stay in step.
+          if (req.length > DRAIN_FACTOR * this.maxRequest)
+            throw new ProtocolError('write payload far beyond the maximum');
+          await this.drain(req.length);
+          this.start(req, () => this.fail(req, refusal));
+          continue;
+        }
+        await this.reserve(req.length);
+        let data: Uint8Array | null;
+        try {
+          data = await this.stream.readExactly(req.length);
+        } catch (e) {
+          this.release(req.length);
+          throw e;
+        }
+        if (data === null && req.length > 0) {
+          this.release(req.length);
+          throw new ProtocolError('end of stream inside a write payload');
+        }
+        await this.waitForPieceReads(req.offset, req.length);
+        const payload = data ?? new Uint8Array(0);
+        this.start(
+          req,
+          () =>
+            this.answer(req, () => this.image.write(req.offset, payload, { fua: (req.flags & CMD_FLAG.FUA) !== 0 })),
+          req.length,
+        );
+        continue;
+      }
+      if (refusal !== undefined) {
+        this.start(req, () => this.fail(req, refusal));
+        continue;
+      }
+      switch (req.type) {
+        case CMD.READ:
+          await this.reserve(req.length);
+          this.start(req, () => this.read(req), req.length);
+          break;
+        case CMD.TRIM:
+        case CMD.WRITE_ZEROES:
+          await this.waitForPieceReads(req.offset, req.length);
+          this.start(req, () => this.answer(req, () => this.effect(req)));
+          break;
+        case CMD.FLUSH:
+          this.start(req, () => this.answer(req, () => this.image.flush()));
+          break;
+        case CMD.CACHE:
+          this.start(req, () => this.answer(req, () => this.cache(req)));
+          break;
+        case CMD.BLOCK_STATUS:
+          this.start(req, () => this.blockStatus(req));
+          break;
+      }
+    }
+  }
+
+  /** What is wrong with a request before anything runs (undefined: nothing). */
+  private check(req: Request): Refusal | undefined {
+    const image = this.image;
+    const c = image.capabilities;
+    const known = KNOWN_FLAGS[req.type];
+    if (known === undefined) return new Refusal(NBD_ERR.EINVAL, `command ${req.type} not supported`);
+    if ((req.flags & ~known) !== 0)
+      return new Refusal(NBD_ERR.EINVAL, `flags 0x${req.flags.toString(16)} not valid here`);
+    const end = req.offset + req.length;
+    const writing = req.type === CMD.WRITE || req.type === CMD.WRITE_ZEROES || req.type === CMD.TRIM;
+    if (writing && !c.write) return new Refusal(NBD_ERR.EPERM, 'export is read-only');
+    if (writing && req.flags & CMD_FLAG.FUA && c.fua === 'none')
+      return new Refusal(NBD_ERR.EINVAL, 'FUA not supported');
+    switch (req.type) {
+      case CMD.READ:
+        if (req.flags & CMD_FLAG.DF && !this.state.structured) {
+          return new Refusal(NBD_ERR.EINVAL, 'DF needs structured replies');
+        }
+        if (req.length > this.maxRequest) return new Refusal(NBD_ERR.EOVERFLOW, 'request too large');
+        if (end > image.size) return new Refusal(NBD_ERR.EINVAL, 'read past the end of the export');
+        return undefined;
+      case CMD.WRITE:
+        if (req.length > this.maxRequest) return new Refusal(NBD_ERR.EOVERFLOW, 'request too large');
+        if (end > image.size) return new Refusal(NBD_ERR.ENOSPC, 'write past the end of the export');
+        return undefined;
+      case CMD.FLUSH:
+        if (!c.write || !c.flush) return new Refusal(NBD_ERR.EINVAL, 'flush not supported');
+        return undefined;
+      case CMD.TRIM:
+        if (c.discard === 'none') return new Refusal(NBD_ERR.EINVAL, 'trim not supported');
+        if (end > image.size) return new Refusal(NBD_ERR.EINVAL, 'trim past the end of the export');
+        return undefined;
+      case CMD.WRITE_ZEROES:
+        if (c.writeZeroes === 'none') return new Refusal(NBD_ERR.EINVAL, 'write zeroes not supported');
+        if (end > image.size) return new Refusal(NBD_ERR.ENOSPC, 'write past the end of the export');
+        return undefined;
+      case CMD.CACHE:
+        if (end > image.size) return new Refusal(NBD_ERR.EINVAL, 'cache past the end of the export');
+        return undefined;
+      case CMD.BLOCK_STATUS:
+        if (!this.state.structured || this.state.contexts.length === 0) {
+          return new Refusal(NBD_ERR.EINVAL, 'no meta context selected');
+        }
+        if (req.length === 0 || end > image.size) return new Refusal(NBD_ERR.EINVAL, 'block status past the end');
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  /** Counts a request in flight (holding `bytes` of the budget) and runs it; the budget returns after its reply. */
+  private start(_req: Request, work: () => Promise<void>, bytes = 0): void {
+    this.inFlight++;
+    let p: Promise<void>;
+    try {
+      p = work();
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    void p
+      .catch(() => {
+        // A reply that could not be written: the stream is gone; the loop sees it at its next read.
+        this.broken = true;
+      })
+      .then(() => {
+        this.inFlight--;
+        this.release(bytes);
+        if (this.inFlight === 0) {
+          const w = this.idleWaiter;
+          this.idleWaiter = undefined;
+          w?.();
+        }
+      });
+  }
+
+  private wait(): Promise<void> {
+    return new Promise((r) => {
+      this.waiter = r;
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+
+  /** Takes `n` bytes of the budget, waiting (not reading the stream) while requests in flight hold too much. */
+  private async reserve(n: number): Promise<void> {
+    while (this.bytes > 0 && this.bytes + n > this.maxBytes) {
+      if (this.broken) throw new ProtocolError('connection broken');
+      await this.wait();
+    }
+    this.bytes += n;
+  }
+
+  private release(n: number): void {
+    this.bytes -= n;
+    this.wake();
+  }
+
+  /** Reads and drops `n` payload bytes, a small piece at a time. */
+  private async drain(n: number): Promise<void> {
+    for (let left = n; left > 0; ) {
+      const take = Math.min(left, DRAIN_PIECE);
+      const b = await this.stream.readExactly(take);
+      if (b === null) throw new ProtocolError('end of stream inside a write payload');
+      left -= take;
+    }
+  }
+
+  private async waitForPieceReads(offset: number, length: number): Promise<void> {
+    for (const r of this.pieceReads) {
+      if (r.start < offset + length && offset < r.end) await r.done;
+    }
+  }
+
+  /** Writes one reply (its parts back to back, nothing of another reply between them). */
+  private send(parts: readonly Uint8Array[]): Promise<void> {
+    if (this.broken) return Promise.reject(new Error('connection broken'));
+    if (parts.length === 1) return this.stream.write(parts[0]!);
+    const all: Promise<void>[] = [];
+    for (const p of parts) all.push(this.stream.write(p));
+    return Promise.all(all).then(() => undefined);
+  }
+
+  private fail(req: Request, r: Refusal): Promise<void> {
+    return this.sendError(req, r.error, r.message);
+  }
+
+  /** Runs an operation and answers with its outcome (a simple reply, allowed for these commands). */
+  private async answer(req: Request, op: () => Promise<void>): Promise<void> {
+    try {
+      await op();
+    } catch (e) {
+      let error = nbdErrorOf(errnoOf(e).errno);
+      // Only a FAST_ZERO request may fail with ENOTSUP (the spec forbids it otherwise).
+      if (error === NBD_ERR.ENOTSUP && !(req.type === CMD.WRITE_ZEROES && req.flags & CMD_FLAG.FAST_ZERO)) {
+        error = NBD_ERR.EINVAL;
+      }
+      return this.sendError(req, error, e instanceof Error ? e.message : String(e));
+    }
+    await this.send([encodeSimpleReply(req.cookie, 0)]);
+  }
+
+  private sendError(req: Request, error: number, message: string): Promise<void> {
+    if (!this.state.structured) return this.send([encodeSimpleReply(req.cookie, error)]);
+    const msg = encoder.encode(message).subarray(0, Math.min(MAX_STRING, 1024));
+    const b = new Uint8Array(20 + 6 + msg.length);
+    b.set(encodeChunkHeader(req.cookie, CHUNK_FLAG_DONE, CHUNK.ERROR, 6 + msg.length));
+    const v = new DataView(b.buffer);
+    v.setUint32(20, error);
+    v.setUint16(24, msg.length);
+    b.set(msg, 26);
+    return this.send([b]);
+  }
+
+  private effect(req: Request): Promise<void> {
+    const fua = (req.flags & CMD_FLAG.FUA) !== 0;
+    if (req.type === CMD.TRIM) {
+      return (async () => {
+        await this.image.discard(req.offset, req.length);
+        if (fua) await this.image.flush();
+      })();
+    }
+    return this.image.writeZeroes(req.offset, req.length, {
+      fua,
+      mayUnmap: (req.flags & CMD_FLAG.NO_HOLE) === 0,
+      noFallback: (req.flags & CMD_FLAG.FAST_ZERO) !== 0,
+    });
+  }
+
+  /** CACHE: reads the range through the image (its caches, the page cache), bounded, and drops the bytes. */
+  private async cache(req: Request): Promise<void> {
+    const end = req.offset + Math.min(req.length, this.cacheMax);
+    const piece = Math.min(this.readPiece, 1024 * 1024);
+    if (end <= req.offset) return;
+    if (this.scratch === undefined || this.scratch.length < Math.min(piece, end - req.offset)) {
+      this.scratch = new Uint8Array(Math.min(piece, end - req.offset));
+    }
+    const step = this.scratch.length;
+    for (let pos = req.offset; pos < end; pos += step) {
+      const n = Math.min(step, end - pos);
+      await this.image.readInto(pos, this.scratch!.subarray(0, n));
+      if (pos + n < end) await this.yieldTurn();
+    }
+  }
+
+  private async read(req: Request): Promise<void> {
+    const sparse = this.state.structured && req.length >= this.sparseReadMin && (req.flags & CMD_FLAG.DF) === 0;
+    if (!sparse && req.length <= SMALL_REPLY && req.length > 0) return this.readSmall(req);
+    const data = new Uint8Array(req.length);
+    /** Zero runs to send as holes: [start, end) relative to the request. */
+    const holes: Array<[number, number]> = [];
+    try {
+      if (req.length <= this.readPiece) {
+        if (sparse) this.collectHoles(await this.image.readMapped(req.offset, data), req.offset, holes);
+        else await this.image.readInto(req.offset, data);
+      } else {
+        let release!: () => void;
+        const entry = {
+          start: req.offset,
+          end: req.offset + req.length,
+          done: new Promise<void>((r) => {
+            release = r;
+          }),
+        };
+        this.pieceReads.add(entry);
+        try {
+          for (let pos = 0; pos < req.length; pos += this.readPiece) {
+            if (pos > 0) await this.yieldTurn();
+            const part = data.subarray(pos, Math.min(req.length, pos + this.readPiece));
+            if (sparse) this.collectHoles(await this.image.readMapped(req.offset + pos, part), req.offset, holes);
+            else await this.image.readInto(req.offset + pos, part);
+          }
+        } finally {
+          this.pieceReads.delete(entry);
+          release();
+        }
+      }
+    } catch (e) {
+      return this.sendError(req, nbdErrorOf(errnoOf(e).errno), e instanceof Error ? e.message : String(e));
+    }
+    if (!this.state.structured) return this.send([encodeSimpleReply(req.cookie, 0), data]);
+    // Short zero runs go as data: a hole chunk costs 32 bytes and a turn of the client's parser.
+    for (let i = holes.length - 1; i >= 0; i--) if (holes[i]![1] - holes[i]![0] < MIN_HOLE) holes.splice(i, 1);
+    if (req.length === 0) return this.send([encodeChunkHeader(req.cookie, CHUNK_FLAG_DONE, CHUNK.NONE, 0)]);
+    const parts: Uint8Array[] = [];
+    let pos = 0;
+    const dataChunk = (from: number, to: number, last: boolean) => {
+      const h = new Uint8Array(28);
+      h.set(encodeChunkHeader(req.cookie, last ? CHUNK_FLAG_DONE : 0, CHUNK.OFFSET_DATA, 8 + to - from));
+      new DataView(h.buffer).setBigUint64(20, BigInt(req.offset + from));
+      parts.push(h, data.subarray(from, to));
+    };
+    for (let i = 0; i < holes.length; i++) {
+      const [hs, he] = holes[i]!;
+      if (hs > pos) dataChunk(pos, hs, false);
+      const h = new Uint8Array(32);
+      h.set(encodeChunkHeader(req.cookie, he === req.length ? CHUNK_FLAG_DONE : 0, CHUNK.OFFSET_HOLE, 12));
+      const v = new DataView(h.buffer);
+      v.setBigUint64(20, BigInt(req.offset + hs));
+      v.setUint32(28, he - hs);
+      parts.push(h);
+      pos = he;
+    }
+    if (pos < req.length) dataChunk(pos, req.length, true);
+    return this.send(parts);
+  }
+
+  /**
+   * A short read answered with one data chunk (or a simple reply): read straight into the reply
+   * buffer behind its header, one allocation and one write.
+   */
+  private async readSmall(req: Request): Promise<void> {
+    const structured = this.state.structured;
+    const head = structured ? 28 : 16;
+    const b = new Uint8Array(head + req.length);
+    try {
+      await this.image.readInto(req.offset, b.subarray(head));
+    } catch (e) {
+      return this.sendError(req, nbdErrorOf(errnoOf(e).errno), e instanceof Error ? e.message : String(e));
+    }
+    const v = new DataView(b.buffer);
+    if (structured) {
+      v.setUint32(0, STRUCTURED_REPLY_MAGIC);
+      v.setUint16(4, CHUNK_FLAG_DONE);
+      v.setUint16(6, CHUNK.OFFSET_DATA);
+      v.setBigUint64(8, req.cookie);
+      v.setUint32(16, 8 + req.length);
+      v.setBigUint64(20, BigInt(req.offset));
+    } else {
+      v.setUint32(0, SIMPLE_REPLY_MAGIC);
+      v.setBigUint64(8, req.cookie);
+    }
+    return this.send([b]);
+  }
+
+  /** Adds the zero runs of a mapped read to `holes` ([start, end) relative to the request), merging neighbours. */
+  private collectHoles(
+    runs: ReadonlyArray<{ start: number; length: number; zero: boolean }>,
+    base: number,
+    holes: Array<[number, number]>,
+  ): void {
+    for (const r of runs) {
+      if (!r.zero || r.length <= 0) continue;
+      const s = r.start - base;
+      const last = holes[holes.length - 1];
+      if (last && last[1] === s) last[1] = s + r.length;
+      else holes.push([s, s + r.length]);
+    }
+  }
+
+  private async blockStatus(req: Request): Promise<void> {
+    const one = (req.flags & CMD_FLAG.REQ_ONE) !== 0;
+    const contexts = this.state.contexts;
+    // One walk of the chain serves every selected context: [length, base flags, depth value].
+    const runs: Array<[number, number, number]> = [];
+    try {
+      for await (const s of this.image.map(req.offset, req.length)) {
+        const flags = (s.data ? 0 : STATE_HOLE) | (s.zero ? STATE_ZERO : 0);
+        const depth = s.depth === undefined ? 0 : s.depth + 1;
+        runs.push([s.length, flags, depth]);
+        if (one || runs.length >= MAX_EXTENTS) break;
+      }
+    } catch (e) {
+      return this.sendError(req, nbdErrorOf(errnoOf(e).errno), e instanceof Error ? e.message : String(e));
+    }
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < contexts.length; i++) {
+      const ctx = contexts[i]!;
+      const value = (r: [number, number, number]) => (ctx === BASE_ALLOCATION ? r[1] : r[2]);
+      const extents: Array<[number, number]> = [];
+      for (const r of runs) {
+        const last = extents[extents.length - 1];
+        if (last && last[1] === value(r) && !one) last[0] += r[0];
+        else extents.push([r[0], value(r)]);
+        if (one) break;
+      }
+      const body = new Uint8Array(20 + 4 + 8 * extents.length);
+      body.set(
+        encodeChunkHeader(
+          req.cookie,
+          i === contexts.length - 1 ? CHUNK_FLAG_DONE : 0,
+          CHUNK.BLOCK_STATUS,
+          4 + 8 * extents.length,
+        ),
+      );
+      const v = new DataView(body.buffer);
+      v.setUint32(20, i + 1);
+      extents.forEach(([len, f], k) => {
+        v.setUint32(24 + 8 * k, len);
+        v.setUint32(28 + 8 * k, f);
+      });
+      parts.push(body);
+    }
+    return this.send(parts);
+  }
+}
