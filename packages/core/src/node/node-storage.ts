@@ -155,6 +155,7 @@ export class NodeFileStorage implements Storage {
       extents: this.extentAt !== undefined,
       allocate: this.allocate !== undefined && !this.blockDevice,
       zeroRange: this.zeroRange !== undefined,
+      pool: true,
       limits: preferredLimits(blockSize),
     });
   }
