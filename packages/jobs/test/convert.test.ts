@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createImage, Image, MemoryVfs, openImage } from '@blk/core';
 import { isBlockError, type BlockErrorKind } from '@blk/core';
-import { convertImage, copyImageData, sparseGranule, targetGranule } from '@blk/jobs';
+import { convertImage, copyImageData, copyOwnRuns, sparseGranule, targetGranule } from '@blk/jobs';
 import { chain as chainOf, contents, firstDifference, KiB, midIsCow, registry, SIZE } from './fixtures/chain.js';
 
 const isBlockErrorKind = (kind: BlockErrorKind) => (err: unknown) => isBlockError(err, kind);
@@ -165,6 +165,44 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
     expect(writes).toHaveLength(1);
     await target.close();
     await source.close();
+  });
+
+  it("packs a window's runs at the start of its buffer: the memory a copy touches follows the data, not the window size", async () => {
+    const vfs = await chain();
+    const top = await openImage('/top.cow', { registry, vfs, readOnly: true, backing: midIsCow });
+    await createImage('/into.raw', { registry, vfs, format: 'raw', size: top.size });
+    const into = await openImage('/into.raw', { registry, vfs, format: 'raw' });
+    // Where in its buffer each read and write of the copy lands (the buffer is the engine's 1 MiB window).
+    const touched: number[] = [];
+    const readInto = Image.prototype.readInto;
+    vi.spyOn(Image.prototype, 'readInto').mockImplementation(function (this: Image, offset, buf, options) {
+      touched.push(buf.byteOffset + buf.length);
+      return readInto.call(this, offset, buf, options);
+    });
+    const write = Image.prototype.write;
+    vi.spyOn(Image.prototype, 'write').mockImplementation(function (this: Image, offset, data, options) {
+      touched.push(data.byteOffset + data.length);
+      return write.call(this, offset, data, options);
+    });
+    let copied = 0;
+    // top.cow's own runs: 4 KiB at 80 KiB, 12 KiB at 300 KiB, 8 KiB at 900 KiB: one 1 MiB window, 24 KiB of data.
+    await copyOwnRuns(top, into, 1024 * KiB, (n) => {
+      copied += n;
+    });
+    expect(copied).toBe(24 * KiB);
+    expect(touched.length).toBeGreaterThanOrEqual(6);
+    expect(Math.max(...touched)).toBeLessThanOrEqual(24 * KiB);
+    const got = await into.read(0, into.size);
+    const want = await top.read(0, top.size);
+    for (const [at, n] of [
+      [80 * KiB, 4 * KiB],
+      [300 * KiB, 12 * KiB],
+      [900 * KiB, 8 * KiB],
+    ] as const) {
+      expect(firstDifference(got.subarray(at, at + n), want.subarray(at, at + n))).toBe(-1);
+    }
+    await into.close();
+    await top.close();
   });
 
   it('sparse granule: the larger of -S and the target allocation unit', async () => {
