@@ -40,22 +40,27 @@ export default function smallJobs(ctx) {
     key,
     ...extra,
     run: () => {
+      // bash's `times` gives the children's user and system time to the millisecond (GNU time: to 10 ms).
+      const rss = `${d}/rss-${process.pid}`;
+      const wrapped = fs.existsSync('/usr/bin/time') ? ['/usr/bin/time', '-f', '%M', '-o', rss, ...argv] : argv;
       const t0 = performance.now();
-      const r = fs.existsSync('/usr/bin/time')
-        ? spawnSync('/usr/bin/time', ['-f', '@@ %U %S %M', ...argv], {
-            encoding: 'utf8',
-            stdio: ['ignore', 'ignore', 'pipe'],
-          })
-        : spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+      const r = spawnSync('bash', ['-c', '"$@" >/dev/null; s=$?; times >&2; exit $s', 'bash', ...wrapped], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       const seconds = (performance.now() - t0) / 1000;
       if (r.status !== 0) throw new Error(`${argv.join(' ')} exited with ${r.status}: ${String(r.stderr).slice(-500)}`);
-      const m = /@@ ([\d.]+) ([\d.]+) (\d+)/.exec(r.stderr ?? '');
-      return {
-        value: seconds,
-        unit: 's',
-        cpu: m ? Number(m[1]) + Number(m[2]) : undefined,
-        maxRssKiB: m ? Number(m[3]) : undefined,
-      };
+      const lines = String(r.stderr).trim().split('\n');
+      const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s/.exec(lines[lines.length - 1] ?? '');
+      const cpu = m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : undefined;
+      let maxRssKiB;
+      try {
+        maxRssKiB = Number(fs.readFileSync(rss, 'utf8').trim().split('\n').pop());
+        fs.rmSync(rss, { force: true });
+      } catch {
+        maxRssKiB = undefined;
+      }
+      return { value: seconds, unit: 's', cpu, maxRssKiB };
     },
   });
   /** The median CPU time of a variant's runs (seconds), for the notes. */

@@ -77,10 +77,17 @@ const header = (key: string, data: Buffer) => `${key}\n${data.length} ${sampleSu
 function readCache(places: string[], key: string): { data: Buffer; file: string } | undefined {
   for (const file of places) {
     let bytes: Buffer;
+    let fd: number | undefined;
     try {
-      bytes = fs.readFileSync(file);
+      // Never block on a FIFO or read a device put where the cache should be: regular files only.
+      fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      const st = fs.fstatSync(fd);
+      if (!st.isFile() || st.size > 64 * 1024 * 1024) continue;
+      bytes = fs.readFileSync(fd);
     } catch {
       continue;
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
     }
     const first = bytes.indexOf(10);
     const second = first < 0 ? -1 : bytes.indexOf(10, first + 1);

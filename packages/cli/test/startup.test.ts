@@ -113,6 +113,13 @@ describe('blk start-up', () => {
       fs.writeFileSync(file!, junk);
       expect(run(['info', img])).toEqual(first);
     }
+    // A FIFO where the cache should be: not opened for reading (it would block), replaced.
+    fs.rmSync(file!);
+    spawnSync('mkfifo', [file!]);
+    if (fs.existsSync(file!)) {
+      expect(run(['info', img])).toEqual(first);
+      expect(fs.statSync(file!).isFile()).toBe(true);
+    }
     // BLK_CODE_CACHE=off neither reads nor writes one.
     fs.rmSync(cacheHome, { recursive: true, force: true });
     expect(run(['info', img], { BLK_CODE_CACHE: 'off' })).toEqual(first);
