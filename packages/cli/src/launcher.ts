@@ -7,9 +7,9 @@
  *
  * The cache is what V8 produced after a previous run (`createCachedData()`
  * once the command has run, so that it holds every function that command
- * compiled), stored in the user's cache directory ($XDG_CACHE_HOME/blk or
- * ~/.cache/blk, one file per install) or, where there is none, beside the
- * bundle (when that directory is writable). A cache
+ * compiled; one cache per command), stored beside the bundle where that
+ * directory is writable, else in the user's cache directory
+ * ($XDG_CACHE_HOME/blk or ~/.cache/blk, one file per install). A cache
  * file starts with a key line (Node and V8 versions, architecture, the
  * bundle's size and mtime) and a line with the data's length and a checksum
  * of it: a file with another key, another length or another checksum is
@@ -39,14 +39,25 @@ type Wrapper = (
 
 const MAIN = path.join(__dirname, 'blk-main.cjs');
 
-/** Where the cache may live: $XDG_CACHE_HOME/blk or ~/.cache/blk, then beside the bundle. */
+/** The commands with a cache of their own (anything else, a typo too, shares 'other'). */
+const COMMANDS = new Set(
+  'create info serve map convert commit rebase compare check resize measure amend bench dd io'.split(' '),
+);
+
+/**
+ * Where the cache may live: beside the bundle (an install the user owns: the repository, a project's
+ * node_modules, where it goes away with the install), then $XDG_CACHE_HOME/blk or ~/.cache/blk (a
+ * system-wide install), one file per install there. One cache per command: each holds the
+ * functions its command compiled (a cache made by `blk --help` would leave `blk info` compiling).
+ */
 function cachePlaces(): string[] {
-  const name = `blk-main.${process.arch}-${process.versions.v8}.cache`;
-  const places: string[] = [];
+  const word = process.argv[2] ?? '';
+  const command = COMMANDS.has(word) ? word : 'other';
+  const name = `blk-main.${command}.${process.arch}-${process.versions.v8}.cache`;
+  const places = [path.join(__dirname, name)];
   const home = process.env.XDG_CACHE_HOME || (process.env.HOME ? path.join(process.env.HOME, '.cache') : undefined);
   // A per-install name in the shared directory: two installs never fight over one file.
   if (home) places.push(path.join(home, 'blk', `${hash(__dirname)}-${name}`));
-  places.push(path.join(__dirname, name));
   return places;
 }
 

@@ -42,13 +42,21 @@ function run(args: string[], env: Record<string, string> = {}, bin = BIN, preloa
   return { args, code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const cacheFiles = () =>
-  fs.existsSync(path.join(cacheHome, 'blk'))
+/** The code caches of `command` beside the bundle in `distDir`, and in the user cache directory. */
+const cacheFiles = (command: string, distDir = path.join(CLI_DIR, 'dist')) => {
+  const beside = fs
+    .readdirSync(distDir)
+    .filter((f) => f.startsWith(`blk-main.${command}.`) && f.endsWith('.cache'))
+    .map((f) => path.join(distDir, f));
+  const home = path.join(cacheHome, 'blk');
+  const inHome = fs.existsSync(home)
     ? fs
-        .readdirSync(path.join(cacheHome, 'blk'))
-        .filter((f) => f.endsWith('.cache'))
-        .map((f) => path.join(cacheHome, 'blk', f))
+        .readdirSync(home)
+        .filter((f) => f.includes(`blk-main.${command}.`))
+        .map((f) => path.join(home, f))
     : [];
+  return { beside, inHome };
+};
 
 describe('blk start-up', () => {
   it('prints the same help and errors as before (fixture), with and without the code cache, through blk.js too', () => {
@@ -75,14 +83,15 @@ describe('blk start-up', () => {
     }
   });
 
-  it('keeps a code cache in the user cache directory, keyed; a stale, corrupt or foreign cache is replaced, never trusted', () => {
-    fs.rmSync(cacheHome, { recursive: true, force: true });
+  it('keeps a code cache per command beside the bundle, keyed; a stale, corrupt or foreign cache is replaced, never trusted', () => {
+    for (const f of cacheFiles('info').beside) fs.rmSync(f);
     const img = path.join(dir, 'c.raw');
     rawFile(img, 1024 * 1024);
     const first = run(['info', img]);
     expect(first.code).toBe(0);
-    const [file, ...more] = cacheFiles();
+    const [file, ...more] = cacheFiles('info').beside;
     expect(more).toEqual([]);
+    expect(cacheFiles('info').inHome).toEqual([]);
     const bytes = fs.readFileSync(file!);
     const key = bytes.subarray(0, bytes.indexOf(10)).toString('latin1');
     expect(key).toContain(process.version);
@@ -121,16 +130,41 @@ describe('blk start-up', () => {
       expect(fs.statSync(file!).isFile()).toBe(true);
     }
     // BLK_CODE_CACHE=off neither reads nor writes one.
-    fs.rmSync(cacheHome, { recursive: true, force: true });
+    fs.rmSync(file!);
     expect(run(['info', img], { BLK_CODE_CACHE: 'off' })).toEqual(first);
-    expect(cacheFiles()).toEqual([]);
+    expect(cacheFiles('info').beside).toEqual([]);
   });
 
-  it('runs where no cache can be written (the output is the same)', () => {
-    const ro = path.join(dir, 'no-such-dir', 'file-not-dir');
-    const r = run(['--help'], { XDG_CACHE_HOME: ro, HOME: ro });
+  it('uses the user cache directory where the bundle directory cannot hold one; runs where neither can', () => {
+    // A copy of the bin whose cache places beside it are directories: reading skips them, writing fails.
+    const copy = path.join(dir, 'copy');
+    fs.mkdirSync(path.join(copy, 'dist'), { recursive: true });
+    for (const f of ['blk.cjs', 'blk-main.cjs'])
+      fs.copyFileSync(path.join(CLI_DIR, 'dist', f), path.join(copy, 'dist', f));
+    fs.symlinkSync(fs.realpathSync(path.join(CLI_DIR, 'build')), path.join(copy, 'build'));
+    const name = `blk-main.--help.${process.arch}-${process.versions.v8}.cache`;
+    const other = `blk-main.other.${process.arch}-${process.versions.v8}.cache`;
+    for (const n of [name, other]) fs.mkdirSync(path.join(copy, 'dist', n, 'x'), { recursive: true });
     const expected = (JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as Case[])[0]!;
-    expect(r).toEqual(expected);
+    fs.rmSync(cacheHome, { recursive: true, force: true });
+    const bin = path.join(copy, 'dist', 'blk.cjs');
+    expect(run(['--help'], {}, bin)).toEqual(expected);
+    expect(run(['--help'], {}, bin)).toEqual(expected);
+    const inHome = fs.readdirSync(path.join(cacheHome, 'blk'));
+    expect(inHome.filter((f) => f.endsWith('.cache'))).toHaveLength(1);
+    // Neither place usable (the cache directory is a file): same output, nothing written.
+    const nowhere = path.join(dir, 'not-a-dir');
+    fs.writeFileSync(nowhere, '');
+    expect(run(['--help'], { XDG_CACHE_HOME: nowhere, HOME: nowhere }, bin)).toEqual(expected);
+  });
+
+  it("gives every command of the program a cache of its own (the launcher's list is blk.ts's commands)", () => {
+    const program = fs.readFileSync(path.join(CLI_DIR, 'src', 'blk.ts'), 'utf8');
+    const launcher = fs.readFileSync(path.join(CLI_DIR, 'src', 'launcher.ts'), 'utf8');
+    const commands = [...program.matchAll(/\.command\('([a-z]+)'\)/g)].map((m) => m[1]!).sort();
+    const listed = /'([a-z ]+)'\.split\(' '\)/.exec(launcher)?.[1]?.split(' ').sort();
+    expect(commands.length).toBeGreaterThan(10);
+    expect(listed).toEqual(commands);
   });
 
   it('loads no Node module its command does not need (child_process, readline, fs/promises, http)', () => {
