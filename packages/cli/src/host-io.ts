@@ -140,9 +140,8 @@ class PoolFlushVfs extends ThreadedIoVfs {
   }
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const storage = await this.base.open(path, options);
-    const s = storage as Storage & Partial<PoolIo>;
-    return typeof s.flushOnPool === 'function'
-      ? new PoolFlushStorage(s as Storage & { flushOnPool(): Promise<void> })
+    return storage.capabilities.pool && storage.flushOnPool
+      ? new PoolFlushStorage(storage as Storage & { flushOnPool(): Promise<void> })
       : storage;
   }
 }
