@@ -124,7 +124,7 @@ export function hostPoolVfs(): Vfs {
 }
 
 /** A storage whose flush (fdatasync) runs on the thread pool; reads and writes stay the storage's own. */
-class PoolFlushStorage extends FilterStorage {
+export class PoolFlushStorage extends FilterStorage {
   constructor(private readonly inner: Storage & { flushOnPool(): Promise<void> }) {
     super(inner);
   }
