@@ -47,6 +47,24 @@ export interface HttpStorageOptions {
   headers?: Record<string, string>;
   /** The fetch to use (default the global one). */
   fetch?: typeof fetch;
+  /**
+   * Called before each request is sent (each retry too) with the method, URL and headers blk
+   * chose; returns the headers to send instead (S3's SigV4 signing uses it). `Accept-Encoding`
+   * is added afterwards and is never part of what it sees.
+   */
+  authorize?: (request: HttpRequestInfo) => Promise<Record<string, string>> | Record<string, string>;
+  /**
+   * Largest object size accepted, in bytes (default 2^50, `DEFAULT_MAX_SIZE`): a server announcing more
+   * (or a size that is no safe integer) is refused with `invalid-header` before anything is allocated.
+   */
+  maxSize?: number;
+}
+
+/** What `authorize` is given. */
+export interface HttpRequestInfo {
+  method: 'GET' | 'HEAD';
+  url: string;
+  headers: Record<string, string>;
 }
 
 export const DEFAULT_BLOCK_SIZE = 64 * 1024;
@@ -57,6 +75,7 @@ export const DEFAULT_MAX_IN_FLIGHT = 4;
 export const DEFAULT_RETRIES = 3;
 export const DEFAULT_RETRY_DELAY = 100;
 export const DEFAULT_TIMEOUT = 30_000;
+export const DEFAULT_MAX_SIZE = 2 ** 50;
 
 /** Request counters, for tests and tuning. */
 export interface HttpStats {
@@ -83,6 +102,8 @@ interface Config {
   signal: AbortSignal | undefined;
   headers: Record<string, string>;
   fetch: typeof fetch;
+  authorize: HttpStorageOptions['authorize'];
+  maxSize: number;
 }
 
 function positiveInt(value: number | undefined, fallback: number, field: string, min = 1): number {
@@ -111,7 +132,9 @@ function config(o: HttpStorageOptions): Config {
     timeout: positiveInt(o.timeout, DEFAULT_TIMEOUT, 'timeout'),
     signal: o.signal,
     headers: { ...o.headers },
-    fetch: f.bind(globalThis),
+    fetch: o.fetch ? o.fetch : f.bind(globalThis),
+    authorize: o.authorize,
+    maxSize: positiveInt(o.maxSize, DEFAULT_MAX_SIZE, 'maxSize', 0),
   };
 }
 
@@ -169,15 +192,20 @@ class Requester {
   readonly stats: HttpStats = { requests: 0, hits: 0, fetchedBlocks: 0, bytes: 0, retries: 0 };
   private readonly slots: Slots;
 
+  /**
+   * @param url what requests go to
+   * @param path what errors name (the URL the user gave: `s3://bucket/key` for S3)
+   */
   constructor(
     readonly url: string,
     readonly cfg: Config,
+    readonly path: string = url,
   ) {
     this.slots = new Slots(cfg.maxInFlight);
   }
 
   error(message: string, code: string, cause?: unknown): BlockError {
-    return new BlockError('io', message, { path: this.url, code, ...(cause !== undefined ? { cause } : {}) });
+    return new BlockError('io', message, { path: this.path, code, ...(cause !== undefined ? { cause } : {}) });
   }
 
   /** Sends one GET with these headers, retrying as configured; `check` reads the response (its throw of Retryable retries). */
@@ -185,16 +213,18 @@ class Requester {
     return this.slots.run(async () => {
       for (let attempt = 0; ; attempt++) {
         const user = this.cfg.signal;
-        if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.url });
+        if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.path });
         const timer = AbortSignal.timeout(this.cfg.timeout);
         const signal = user ? AbortSignal.any([user, timer]) : timer;
         try {
           this.stats.requests++;
           let res: Response;
+          let sent: Record<string, string> = { ...this.cfg.headers, ...headers };
+          if (this.cfg.authorize) sent = await this.cfg.authorize({ method: 'GET', url: this.url, headers: sent });
           try {
             res = await this.cfg.fetch(this.url, {
               method: 'GET',
-              headers: { ...this.cfg.headers, 'Accept-Encoding': 'identity', ...headers },
+              headers: { ...sent, 'Accept-Encoding': 'identity' },
               signal,
               redirect: 'follow',
             });
@@ -212,7 +242,8 @@ class Requester {
             if (!res.bodyUsed) await res.body?.cancel().catch(() => undefined);
           }
         } catch (err) {
-          if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.url, cause: err });
+          if (user?.aborted)
+            throw new BlockError('aborted', 'the request was aborted', { path: this.path, cause: err });
           if (timer.aborted) {
             throw this.error(`no complete answer within ${this.cfg.timeout} ms`, 'ETIMEDOUT', err);
           }
@@ -226,7 +257,7 @@ class Requester {
           }
           this.stats.retries++;
           await sleep(this.cfg.retryDelay * 2 ** attempt, user).catch((reason: unknown) => {
-            throw new BlockError('aborted', 'the request was aborted', { path: this.url, cause: reason });
+            throw new BlockError('aborted', 'the request was aborted', { path: this.path, cause: reason });
           });
         }
       }
@@ -244,13 +275,19 @@ class Requester {
     }
   }
 
-  /** A status that is no answer: 404, 403, 412, other 4xx. */
-  checkStatus(res: Response): void {
-    if (res.status === 404 || res.status === 410) throw this.error(`not found (HTTP ${res.status})`, 'ENOENT');
-    if (res.status === 401 || res.status === 403) throw this.error(`access denied (HTTP ${res.status})`, 'EACCES');
-    if (res.status === 412)
-      throw this.error('the object changed (HTTP 412: the validator no longer matches)', 'ESTALE');
-    if (res.status >= 400 && res.status !== 416) throw this.error(`HTTP ${res.status} ${res.statusText}`, 'EIO');
+  /** A status that is no answer: 404, 403, 412, other 4xx (an S3 error code in the body is named). */
+  async checkStatus(res: Response): Promise<void> {
+    if (res.status < 400 || res.status === 416) return;
+    const code = await errorCode(res);
+    const why = code !== undefined ? `: ${code}` : '';
+    if (res.status === 404 || res.status === 410) throw this.error(`not found (HTTP ${res.status}${why})`, 'ENOENT');
+    if (res.status === 401 || res.status === 403) {
+      throw this.error(`access denied (HTTP ${res.status}${why})`, 'EACCES');
+    }
+    if (res.status === 412) {
+      throw this.error(`the object changed (HTTP 412${why}: the validator no longer matches)`, 'ESTALE');
+    }
+    throw this.error(`HTTP ${res.status} ${res.statusText}${why}`, 'EIO');
   }
 
   async body(res: Response, expected: number): Promise<Uint8Array> {
@@ -261,6 +298,35 @@ class Requester {
     }
     return data;
   }
+}
+
+/** The first 4 KiB of an error body, for an S3-style `<Code>` (the rest is dropped unread). */
+async function errorCode(res: Response): Promise<string | undefined> {
+  const reader = res.body?.getReader();
+  if (!reader) return undefined;
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  try {
+    while (got < 4096) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      got += value.length;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  const all = new Uint8Array(got);
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  const text = new TextDecoder().decode(all.subarray(0, 4096));
+  const m = /<Code>([A-Za-z0-9.]{1,64})<\/Code>/.exec(text);
+  return m?.[1];
 }
 
 /** The validator of a response: a strong ETag, else Last-Modified. */
@@ -276,20 +342,26 @@ function validatorOf(res: Response): { etag: string | undefined; lastModified: s
 async function fetchHead(req: Requester): Promise<Head> {
   const want = req.cfg.blockSize;
   return req.get({ Range: `bytes=0-${want - 1}` }, async (res) => {
-    req.checkStatus(res);
+    await req.checkStatus(res);
     req.checkEncoding(res);
     const { etag, lastModified } = validatorOf(res);
     const range = res.headers.get('content-range') ?? '';
     if (res.status === 416) {
       const m = UNSATISFIED_RANGE.exec(range.trim());
       if (m && Number(m[1]) === 0) return { size: 0, etag, lastModified, first: new Uint8Array(0) };
+      if (m && (!Number.isSafeInteger(Number(m[1])) || Number(m[1]) > req.cfg.maxSize)) {
+        throw new BlockError('invalid-header', `the server announces a size of ${m[1]} bytes, more than accepted`, {
+          path: req.path,
+          field: 'Content-Range',
+        });
+      }
       throw req.error(`HTTP 416 with Content-Range "${range}"`, 'EIO');
     }
     if (res.status !== 206) {
       throw new BlockError(
         'not-supported',
         `the server ignores byte ranges (HTTP ${res.status} to a Range request): download the file first`,
-        { path: req.url },
+        { path: req.path },
       );
     }
     const m = CONTENT_RANGE.exec(range.trim());
@@ -298,7 +370,14 @@ async function fetchHead(req: Requester): Promise<Head> {
     }
     const size = Number(m[3]);
     const end = Number(m[2]);
-    if (!Number.isSafeInteger(size) || end !== Math.min(want, size) - 1) {
+    if (!Number.isSafeInteger(size) || size > req.cfg.maxSize) {
+      throw new BlockError(
+        'invalid-header',
+        `the server announces a size of ${m[3]} bytes, more than the ${req.cfg.maxSize} accepted (option maxSize)`,
+        { path: req.path, field: 'Content-Range' },
+      );
+    }
+    if (end !== Math.min(want, size) - 1) {
       throw req.error(`Content-Range "${range}" is not the range asked for (bytes 0-${want - 1}/size)`, 'EIO');
     }
     const first = await req.body(res, end + 1);
@@ -332,7 +411,7 @@ export class HttpStorage implements Storage {
   private constructor(req: Requester, head: Head) {
     this.req = req;
     this.cfg = req.cfg;
-    this.path = req.url;
+    this.path = req.path;
     this.length = head.size;
     this.etag = head.etag;
     this.lastModified = head.lastModified;
@@ -357,7 +436,15 @@ export class HttpStorage implements Storage {
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
       throw new BlockError('not-supported', `${parsed.protocol} URLs are not HTTP(S)`, { path: url });
     }
-    const req = new Requester(url, config(options));
+    return HttpStorage.openAt(url, url, options);
+  }
+
+  /**
+   * Opens the object at the http(s) URL `url`, naming it `path` in errors and `this.path` (S3Storage
+   * gives the `s3://` URL). No check of `url`'s scheme: for callers that built it.
+   */
+  static async openAt(url: string, path: string, options: HttpStorageOptions = {}): Promise<HttpStorage> {
+    const req = new Requester(url, config(options), path);
     return new HttpStorage(req, await fetchHead(req));
   }
 
@@ -478,7 +565,7 @@ export class HttpStorage implements Storage {
     if (this.etag !== undefined) headers['If-Match'] = this.etag;
     else if (this.lastModified !== undefined) headers['If-Unmodified-Since'] = this.lastModified;
     const data = await this.req.get(headers, async (res) => {
-      this.req.checkStatus(res);
+      await this.req.checkStatus(res);
       if (res.status !== 206) {
         throw this.req.error(
           `HTTP ${res.status} instead of 206 to a range request: the object changed or the server ignores ranges`,

@@ -10,9 +10,11 @@
  * unless `crossOrigin` allows it.
  */
 import { BlockError, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
+import { openS3, isS3Url, type S3Options } from './s3.js';
 import { HttpStorage, type HttpStorageOptions } from './storage.js';
 
-export interface HttpVfsOptions extends HttpStorageOptions {
+/** Options of HttpVfs: those of HttpStorage, and S3's (endpoint, credentials) for `s3://` URLs. */
+export interface HttpVfsOptions extends S3Options {
   /** May an image name a backing file on another origin (default false: `backing-forbidden`)? */
   crossOrigin?: boolean;
   /** The URL relative paths given by the user resolve against (default none: only absolute URLs). */
@@ -22,6 +24,11 @@ export interface HttpVfsOptions extends HttpStorageOptions {
 /** Is `path` an http: or https: URL? */
 export function isHttpUrl(path: string): boolean {
   return /^https?:\/\//i.test(path);
+}
+
+/** Is `path` a URL this package opens (http:, https:, s3:)? */
+export function isRemoteUrl(path: string): boolean {
+  return /^(https?|s3):\/\//i.test(path);
 }
 
 function readOnly(path: string, what: string): BlockError {
@@ -43,8 +50,26 @@ export class HttpVfs implements Vfs {
   }
 
   private storageOptions(): HttpStorageOptions {
-    const { crossOrigin: _c, base: _b, ...rest } = this.options;
+    const {
+      crossOrigin: _c,
+      base: _b,
+      accessKeyId: _a,
+      secretAccessKey: _s,
+      sessionToken: _t,
+      region: _r,
+      endpoint: _e,
+      addressing: _d,
+      ...rest
+    } = this.options;
     return rest;
+  }
+
+  private openUrl(path: string): Promise<HttpStorage> {
+    if (isS3Url(path)) {
+      const { crossOrigin: _c, base: _b, ...rest } = this.options;
+      return openS3(path, rest);
+    }
+    return HttpStorage.open(path, this.storageOptions());
   }
 
   private take(path: string): Promise<HttpStorage> {
@@ -53,7 +78,7 @@ export class HttpVfs implements Vfs {
       this.kept.delete(path);
       return kept;
     }
-    return HttpStorage.open(path, this.storageOptions()).then((s) => {
+    return this.openUrl(path).then((s) => {
       this.learn(path, s);
       return s;
     });
@@ -112,9 +137,9 @@ export class HttpVfs implements Vfs {
   }
 
   resolve(base: string, path: string): string {
-    if (base === this.cwd() || !isHttpUrl(base)) {
+    if (base === this.cwd() || !isRemoteUrl(base)) {
       // A path the user gave: an absolute URL, or relative to `base` when one is configured.
-      if (isHttpUrl(path)) return new URL(path).href;
+      if (isRemoteUrl(path)) return new URL(path).href;
       if (this.options.base === undefined) {
         throw new BlockError('invalid-argument', 'not an http(s) URL', { path });
       }
@@ -189,7 +214,7 @@ export class UrlRoutingVfs implements Vfs {
   ) {}
 
   private of(path: string): Vfs {
-    return isHttpUrl(path) ? this.http : this.local;
+    return isRemoteUrl(path) ? this.http : this.local;
   }
 
   open(path: string, options?: VfsOpenOptions): Promise<Storage> {
@@ -205,8 +230,8 @@ export class UrlRoutingVfs implements Vfs {
     return this.of(path).realpath(path);
   }
   resolve(base: string, path: string): string {
-    if (isHttpUrl(base)) return this.http.resolve(base, path);
-    if (isHttpUrl(path)) {
+    if (isRemoteUrl(base)) return this.http.resolve(base, path);
+    if (isRemoteUrl(path)) {
       // A URL the user typed (resolved against cwd()) stays a URL; one read from a local image is refused,
       // so that an image from a stranger cannot make blk send requests.
       if (base === this.cwd()) return this.http.resolve(this.http.cwd(), path);
@@ -235,11 +260,11 @@ export class UrlRoutingVfs implements Vfs {
     return this.of(path).remove(path);
   }
   rename(from: string, to: string): Promise<void> {
-    if (isHttpUrl(from) || isHttpUrl(to)) return this.http.rename(from, to);
+    if (isRemoteUrl(from) || isRemoteUrl(to)) return this.http.rename(from, to);
     return this.local.rename(from, to);
   }
   setAttributes(path: string, attributes: Parameters<NonNullable<Vfs['setAttributes']>>[1]): Promise<void> {
-    if (isHttpUrl(path)) return Promise.reject(readOnly(path, 'cannot set attributes'));
+    if (isRemoteUrl(path)) return Promise.reject(readOnly(path, 'cannot set attributes'));
     if (!this.local.setAttributes) return Promise.resolve();
     return this.local.setAttributes(path, attributes);
   }
