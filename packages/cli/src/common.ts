@@ -26,7 +26,17 @@ export function rulesOf(opts: BackingRuleFlags): BackingRules {
     backingDirs: opts.backingDir,
     forbidBacking: opts.forbidBacking,
     approve: explicit ? undefined : ownerMayRead,
+    allowOrigins: localImagesMayNameUrls,
   };
+}
+
+/**
+ * blk's origin rule: a local image may name a URL (an overlay over a remote base, `blk create -b
+ * http://...`; the owner rule refuses it for another user's image); a remote image names only files
+ * below its own directory on its own origin (the core's default).
+ */
+export function localImagesMayNameUrls(imageOrigin: string): boolean {
+  return imageOrigin === 'local';
 }
 
 /** Opens an image as the CLI's options say. */

@@ -3,11 +3,11 @@
  * Vfs that sends URLs there and every other path to a local Vfs.
  *
  * Backing names read from a remote image are resolved against the image's
- * URL (`base.cow` naming `base.raw` at http://h/d/ opens http://h/d/base.raw).
- * A remote image can never name a local file: a name resolved against a URL
- * is a URL, and one of another scheme (`file:`, ...) is refused with
- * `backing-forbidden`, as is one on another origin (scheme, host, port)
- * unless `crossOrigin` allows it.
+ * URL (`base.cow` naming `base.raw` at http://h/d/ opens http://h/d/base.raw;
+ * `Vfs.resolveBacking`). Which of them may be opened is the core's backing
+ * policy's call (`BackingPolicy.allowOrigins`): by default a remote image names
+ * only files below its own directory on its own origin, never a local file
+ * or another host, and a local image names no URL.
  */
 import { BlockError, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
 import { openS3, isS3Url, type S3Options } from './s3.js';
@@ -15,8 +15,6 @@ import { HttpStorage, type HttpStorageOptions } from './storage.js';
 
 /** Options of HttpVfs: those of HttpStorage, and S3's (endpoint, credentials) for `s3://` URLs. */
 export interface HttpVfsOptions extends S3Options {
-  /** May an image name a backing file on another origin (default false: `backing-forbidden`)? */
-  crossOrigin?: boolean;
   /** The URL relative paths given by the user resolve against (default none: only absolute URLs). */
   base?: string;
 }
@@ -51,7 +49,6 @@ export class HttpVfs implements Vfs {
 
   private storageOptions(): HttpStorageOptions {
     const {
-      crossOrigin: _c,
       base: _b,
       accessKeyId: _a,
       secretAccessKey: _s,
@@ -66,7 +63,7 @@ export class HttpVfs implements Vfs {
 
   private openUrl(path: string): Promise<HttpStorage> {
     if (isS3Url(path)) {
-      const { crossOrigin: _c, base: _b, ...rest } = this.options;
+      const { base: _b, ...rest } = this.options;
       return openS3(path, rest);
     }
     return HttpStorage.open(path, this.storageOptions());
@@ -136,38 +133,27 @@ export class HttpVfs implements Vfs {
     return new URL(path).href;
   }
 
+  /** A path the caller gave: an absolute URL, or one relative to the `base` option when it is set. */
   resolve(base: string, path: string): string {
-    if (base === this.cwd() || !isRemoteUrl(base)) {
-      // A path the user gave: an absolute URL, or relative to `base` when one is configured.
-      if (isRemoteUrl(path)) return new URL(path).href;
-      if (this.options.base === undefined) {
-        throw new BlockError('invalid-argument', 'not an http(s) URL', { path });
-      }
-      return new URL(path, this.options.base).href;
-    }
-    // A name read from an image at `base`: data, never instructions.
-    let url: URL;
+    if (isRemoteUrl(path)) return new URL(path).href;
+    const against = isRemoteUrl(base) ? base : this.options.base;
+    if (against === undefined) throw new BlockError('invalid-argument', 'not an http(s) or s3 URL', { path });
+    return new URL(path, against.endsWith('/') ? against : `${against}/`).href;
+  }
+
+  /**
+   * A name read from the image at `imagePath` (data, never instructions): resolved against the image's
+   * URL, whatever it names (`/x` is the server's /x, `file:///x` stays a file URL); whether it may be
+   * opened is the backing policy's call (BackingPolicy.allowOrigins).
+   */
+  resolveBacking(imagePath: string, name: string): string {
     try {
-      url = new URL(path, base.endsWith('/') ? base : `${base}/`);
+      return new URL(name, imagePath).href;
     } catch {
-      throw new BlockError('backing-forbidden', `backing name ${path} cannot be resolved against ${base}`, {
-        path: base,
+      throw new BlockError('backing-forbidden', `backing name ${name} cannot be resolved against ${imagePath}`, {
+        path: imagePath,
       });
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new BlockError('backing-forbidden', `a remote image cannot name ${url.protocol} files (${path})`, {
-        path: base,
-      });
-    }
-    const origin = new URL(base).origin;
-    if (url.origin !== origin && this.options.crossOrigin !== true) {
-      throw new BlockError(
-        'backing-forbidden',
-        `backing file ${url.href} is on another origin than ${origin} (allow with crossOrigin)`,
-        { path: base },
-      );
-    }
-    return url.href;
   }
 
   dirname(path: string): string {
@@ -201,6 +187,15 @@ export class HttpVfs implements Vfs {
   }
 }
 
+/** The local path of a `file:` URL (only `file:///...`, no host). */
+function fileUrlPath(href: string, imagePath: string): string {
+  const url = new URL(href);
+  if (url.host !== '' && url.host !== 'localhost') {
+    throw new BlockError('backing-forbidden', `backing name ${href} names a file on another host`, { path: imagePath });
+  }
+  return decodeURIComponent(url.pathname);
+}
+
 /**
  * A Vfs where http(s) URLs go to `http` and every other path to `local`. A
  * name read from a remote image resolves against its URL (never to a local
@@ -229,29 +224,33 @@ export class UrlRoutingVfs implements Vfs {
   realpath(path: string): Promise<string> {
     return this.of(path).realpath(path);
   }
+  /** A path the user gave: a URL stays a URL; any other path is the local Vfs's. */
   resolve(base: string, path: string): string {
-    if (isRemoteUrl(base)) return this.http.resolve(base, path);
-    if (isRemoteUrl(path)) {
-      // A URL the user typed (resolved against cwd()) stays a URL; one read from a local image is refused,
-      // so that an image from a stranger cannot make blk send requests.
-      if (base === this.cwd()) return this.http.resolve(this.http.cwd(), path);
-      throw new BlockError('backing-forbidden', `a local image cannot name a URL (${path}) as a file to open`, {
-        path: base,
-      });
-    }
+    if (isRemoteUrl(path) || isRemoteUrl(base)) return this.http.resolve(base, path);
     return this.local.resolve(base, path);
+  }
+  /**
+   * A name read from an image: against the image's URL for a remote image (a `file:` URL it names
+   * becomes a local path), against its directory for a local one (where a URL stays a URL). The
+   * backing policy decides which origins may be opened (BackingPolicy.allowOrigins).
+   */
+  resolveBacking(imagePath: string, name: string): string {
+    if (isRemoteUrl(imagePath)) {
+      const href = this.http.resolveBacking
+        ? this.http.resolveBacking(imagePath, name)
+        : this.http.resolve(this.http.dirname(imagePath), name);
+      return /^file:\/\//i.test(href) ? fileUrlPath(href, imagePath) : href;
+    }
+    if (isRemoteUrl(name)) return this.http.resolve(this.http.cwd(), name);
+    return this.local.resolveBacking
+      ? this.local.resolveBacking(imagePath, name)
+      : this.local.resolve(this.local.dirname(imagePath), name);
   }
   dirname(path: string): string {
     return this.of(path).dirname(path);
   }
-  /**
-   * The local current directory, spelled with a final `/.` (the same directory): what the core resolves
-   * paths the user typed against, which no `dirname` of an image returns, so `resolve` tells a URL the
-   * user typed from one a local image names.
-   */
   cwd(): string {
-    const cwd = this.local.cwd();
-    return cwd.endsWith('/') ? `${cwd}.` : `${cwd}/.`;
+    return this.local.cwd();
   }
   exists(path: string): Promise<boolean> {
     return this.of(path).exists(path);
