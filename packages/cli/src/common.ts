@@ -6,6 +6,7 @@ import { cliOpenOptions, isZero, type BackingRules, type CliOpenOptions } from '
 import { warn } from './errors.js';
 import { openImage } from './images.js';
 import { ownerMayRead } from './owner-rule.js';
+import { isRemoteUrl } from '@blk/http';
 
 export { CHUNK, backingPolicy, isZero, type CliOpenOptions } from './jobs/common.js';
 
@@ -69,7 +70,7 @@ export function mtimeSec(path: string): number | undefined {
  * to it, not to the current directory.
  */
 export function resolveBackingArg(imagePath: string, backing: string): string {
-  if (nodePath.isAbsolute(backing)) return backing;
+  if (nodePath.isAbsolute(backing) || isRemoteUrl(backing)) return backing;
   return nodePath.resolve(nodePath.dirname(nodePath.resolve(imagePath)), backing);
 }
 
