@@ -229,6 +229,15 @@ class Requester {
               redirect: 'follow',
             });
           } catch (err) {
+            const tls = tlsProblem(err);
+            if (tls !== undefined) {
+              throw this.error(
+                `TLS: the server's certificate is not trusted (${tls}); trust its authority with a fetch that knows it `
+                  + '(tlsFetch({ ca }) from @blk/http/node), or NODE_EXTRA_CA_CERTS=FILE for the blk command',
+                'EPROTO',
+                err,
+              );
+            }
             throw new Retryable('network', { cause: err });
           }
           if (res.status >= 500 || res.status === 429) {
@@ -298,6 +307,32 @@ class Requester {
     }
     return data;
   }
+}
+
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+]);
+
+/** The code of a certificate verification failure in a fetch error's causes (not worth a retry). */
+function tlsProblem(err: unknown): string | undefined {
+  for (
+    let e: unknown = err, i = 0;
+    e !== null && typeof e === 'object' && i < 5;
+    e = (e as { cause?: unknown }).cause, i++
+  ) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_CODES.has(code)) return code;
+  }
+  return undefined;
 }
 
 /** The first 4 KiB of an error body, for an S3-style `<Code>` (the rest is dropped unread). */
