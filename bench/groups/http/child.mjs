@@ -35,19 +35,6 @@ async function pool(count, depth, fn) {
   return (now() - t0) / 1000;
 }
 
-/** Requests nginx logged between two calls (from its access log, when given). */
-const statsOf = (image) => {
-  const out = { requests: 0, bytes: 0 };
-  for (let layer = image; layer; layer = layer.backing) {
-    const s = layer.storage?.stats ?? layer.driverImage?.storage?.stats;
-    if (s) {
-      out.requests += s.requests;
-      out.bytes += s.bytes;
-    }
-  }
-  return out;
-};
-
 async function seq() {
   const image = await open(p.path);
   const buf = new Uint8Array(p.req);

@@ -33,7 +33,7 @@ export interface HttpStorageOptions {
   readAhead?: number;
   /** Largest request in bytes (default 8 MiB); longer runs are split. */
   maxRequest?: number;
-  /** Requests under way at once (default 4). */
+  /** Requests under way at once (default 8). */
   maxInFlight?: number;
   /** Retries of a request after a network error or a 5xx/429 answer (default 3). */
   retries?: number;
@@ -71,7 +71,7 @@ export const DEFAULT_BLOCK_SIZE = 256 * 1024;
 export const DEFAULT_CACHE_SIZE = 64 * 1024 * 1024;
 export const DEFAULT_READ_AHEAD = 8 * 1024 * 1024;
 export const DEFAULT_MAX_REQUEST = 8 * 1024 * 1024;
-export const DEFAULT_MAX_IN_FLIGHT = 4;
+export const DEFAULT_MAX_IN_FLIGHT = 8;
 export const DEFAULT_RETRIES = 3;
 export const DEFAULT_RETRY_DELAY = 100;
 export const DEFAULT_TIMEOUT = 30_000;
@@ -303,11 +303,7 @@ class Requester {
    * The body, read into one buffer of the `expected` length (never more: a longer body is refused once
    * it passes it). Streamed: Response.arrayBuffer() copies its chunks once more, at a third of the speed.
    */
-  async body(
-    res: Response,
-    expected: number,
-    progress?: (got: number, data: Uint8Array) => void,
-  ): Promise<Uint8Array> {
+  async body(res: Response, expected: number, progress?: (got: number, data: Uint8Array) => void): Promise<Uint8Array> {
     const out = new Uint8Array(expected);
     let got = 0;
     const reader = res.body?.getReader();
@@ -331,7 +327,9 @@ class Requester {
     }
     this.stats.bytes += Math.min(got, expected);
     if (got !== expected) {
-      throw new Retryable(`the body has ${got > expected ? 'more than ' : ''}${got} bytes, not the ${expected} of its Content-Range`);
+      throw new Retryable(
+        `the body has ${got > expected ? 'more than ' : ''}${got} bytes, not the ${expected} of its Content-Range`,
+      );
     }
     return out;
   }
