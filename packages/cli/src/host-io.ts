@@ -82,6 +82,10 @@ export class ThreadedIoVfs implements Vfs {
   resolve(base: string, path: string) {
     return this.inner.resolve(base, path);
   }
+  resolveBacking(imagePath: string, name: string) {
+    const inner = this.inner;
+    return inner.resolveBacking ? inner.resolveBacking(imagePath, name) : inner.resolve(inner.dirname(imagePath), name);
+  }
   dirname(path: string) {
     return this.inner.dirname(path);
   }

@@ -150,6 +150,7 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     backingDirs: options.backingDirs,
     forbidBacking: options.forbidBacking,
     approve: options.approve,
+    allowOrigins: options.allowOrigins,
     backingDevices: options.backingDevices,
   });
   let backing: Image | undefined;

@@ -17,9 +17,9 @@
  * This file runs the passes (and the repair); check-chain.ts checks the
  * backing chain, check-report.ts prints the result.
  */
-import * as fs from 'node:fs';
 import { isBlockError, type Image, type RepairRequest } from '@blk/core';
 import { openCli, type BackingRuleFlags } from '../common.js';
+import { hostVfs } from '../images.js';
 import { UsageError, warn } from '../errors.js';
 import { checkAllocation as checkAllocationJob } from '@blk/jobs';
 import { printable } from '../printable.js';
@@ -179,7 +179,7 @@ async function checkAllocation(
   showProgress: boolean,
   checkPastEof: boolean,
 ): Promise<void> {
-  const fileSize = fs.statSync(image.path).size;
+  const fileSize = (await hostVfs().stat(image.path)).size;
   const progress = createProgress(showProgress, image.size);
   const found = await checkAllocationJob(image, {
     fileSize,

@@ -1,10 +1,11 @@
 /** blk create: qemu-img create. */
 import * as fs from 'node:fs';
 import { UsageError } from '../errors.js';
-import { createImage, openImage, registry } from '../images.js';
+import { createImage, hostVfs, openImage, registry } from '../images.js';
 import { formatOptionHelp, parseCreateOptions } from '../options.js';
 import { parseSize, wholeSectors } from '../size.js';
 import { resolveBackingArg } from '../common.js';
+import { isRemoteUrl } from '@blk/http';
 
 export interface CreateOpts {
   format: string;
@@ -41,12 +42,14 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
   if (backingArg !== undefined) {
     if (backingArg === '') throw new UsageError('the backing file name is empty');
     backingPath = resolveBackingArg(file, backingArg);
-    if (!fs.existsSync(backingPath)) {
+    const remote = isRemoteUrl(backingPath);
+    if (remote ? !(await hostVfs().exists(backingPath)) : !fs.existsSync(backingPath)) {
       throw new Error(`${file}: backing file ${backingPath} not found`);
     }
     // FILE is about to be emptied: it must be none of the files the new image will read through
     // (the backing file or, as far as it opens, its chain), compared by device and inode.
-    if (fs.existsSync(file) && (await backingChainIds(backingPath, backingFormat)).has(fileId(file))) {
+    // (A URL is never FILE: blk does not write URLs.)
+    if (!remote && fs.existsSync(file) && (await backingChainIds(backingPath, backingFormat)).has(fileId(file))) {
       throw new UsageError(`${file}: an image cannot be its own backing file, directly or further down the chain`);
     }
     if (size === undefined) {
