@@ -149,7 +149,7 @@ Run 'blk COMMAND --help' for a command's options.`,
       [],
     )
     .option('-q, --quiet', 'print nothing on success')
-    .argument('<file>', 'image to create (an existing file is replaced, as qemu-img does)')
+    .argument('[file]', 'image to create (an existing file is replaced, as qemu-img does)')
     .argument('[size]', "virtual size (default: the backing file's size)")
     .action(run(async () => (await import('./commands/create.js')).create));
 

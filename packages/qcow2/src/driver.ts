@@ -19,6 +19,8 @@ import {
   MIN_CLUSTER_BITS,
 } from './header.js';
 import { Qcow2Image } from './qcow2-image.js';
+import { CREATE_OPTIONS, createQcow2 } from './create.js';
+import { measureQcow2 } from './measure.js';
 
 export const qcow2Driver: BlockDriver = {
   name: 'qcow2',
@@ -26,6 +28,9 @@ export const qcow2Driver: BlockDriver = {
   probeBytes: 112,
   probe: (head: Uint8Array, _hint: ProbeHint) => probeQcow2(head),
   open: openQcow2,
+  create: createQcow2,
+  measure: measureQcow2,
+  createOptions: CREATE_OPTIONS,
 };
 
 async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {

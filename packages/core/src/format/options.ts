@@ -99,6 +99,8 @@ export interface MeasureInput {
    * allocation unit). Undefined when measuring an empty image.
    */
   dataBytes?: (granularity: number) => Promise<number>;
+  /** The source image's format, when measuring a copy of one (qemu-img measure shows bitmaps only for some). */
+  sourceFormat?: string;
 }
 
 export interface MeasureResult {
@@ -106,6 +108,8 @@ export interface MeasureResult {
   required: number;
   /** Host bytes it needs with every block of data allocated ("fully allocated size"). */
   fullyAllocated: number;
+  /** Bytes of persistent dirty bitmaps the copy would carry; absent when either side cannot store them. */
+  bitmaps?: number;
 }
 
 export interface ResizeOptions {
