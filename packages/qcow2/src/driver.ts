@@ -4,6 +4,8 @@ import {
   readZeroFilled,
   type BackingReference,
   type BlockDriver,
+  type DriverCheckResult,
+  type RepairRequest,
   type DriverImage,
   type DriverOpenOptions,
   type ProbeHint,
@@ -21,6 +23,7 @@ import {
 import { Qcow2Image } from './qcow2-image.js';
 import { CREATE_OPTIONS, createQcow2 } from './create.js';
 import { measureQcow2 } from './measure.js';
+import { checkQcow2 } from './check.js';
 
 export const qcow2Driver: BlockDriver = {
   name: 'qcow2',
@@ -82,27 +85,36 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
         : { path: new TextDecoder('utf-8').decode(header.backingName), rawPath: header.backingName };
     if (header.backingFormat !== undefined) backing.format = header.backingFormat;
   }
-  if (options.readOnly) return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing);
-  const incompat = Number(header.incompatibleFeatures & 0xffffffffn);
-  if ((incompat & INCOMPAT_CORRUPT) !== 0) {
-    throw new BlockError(
-      'not-supported',
-      'the image is marked corrupt (qcow2 corrupt bit): it opens read-only; repair it with qemu-img check -r all',
-      { ...where, field: 'incompatible_features', code: 'EACCES' },
-    );
+  let image: Qcow2Image;
+  if (options.readOnly) image = new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing);
+  else image = await openWritable();
+  // qemu-img check (check.ts works on the storage itself; the CLI opens an image just for it).
+  return Object.assign(image, {
+    check: (repair: RepairRequest): Promise<DriverCheckResult> => checkQcow2(storage, header, repair),
+  });
+
+  async function openWritable(): Promise<Qcow2Image> {
+    const incompat = Number(header.incompatibleFeatures & 0xffffffffn);
+    if ((incompat & INCOMPAT_CORRUPT) !== 0) {
+      throw new BlockError(
+        'not-supported',
+        'the image is marked corrupt (qcow2 corrupt bit): it opens read-only; repair it with qemu-img check -r all',
+        { ...where, field: 'incompatible_features', code: 'EACCES' },
+      );
+    }
+    if ((incompat & INCOMPAT_DIRTY) !== 0) {
+      throw new BlockError(
+        'not-supported',
+        'the image is marked dirty (its refcounts may be stale after a crash): it opens read-only; '
+          + 'repair it with qemu-img check -r all',
+        { ...where, field: 'incompatible_features', code: 'EACCES' },
+      );
+    }
+    // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.
+    const refcountTable = new Uint8Array(header.refcountTableClusters * header.clusterSize);
+    await readZeroFilled(storage, header.refcountTableOffset, refcountTable);
+    return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing, { mode: options.cache, refcountTable });
   }
-  if ((incompat & INCOMPAT_DIRTY) !== 0) {
-    throw new BlockError(
-      'not-supported',
-      'the image is marked dirty (its refcounts may be stale after a crash): it opens read-only; '
-        + 'repair it with qemu-img check -r all',
-      { ...where, field: 'incompatible_features', code: 'EACCES' },
-    );
-  }
-  // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.
-  const refcountTable = new Uint8Array(header.refcountTableClusters * header.clusterSize);
-  await readZeroFilled(storage, header.refcountTableOffset, refcountTable);
-  return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing, { mode: options.cache, refcountTable });
 }
 
 function decodeExactly(bytes: Uint8Array): string | undefined {

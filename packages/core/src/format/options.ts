@@ -139,6 +139,20 @@ export interface DriverCheckResult {
   leaksFixed: number;
   /** One line per kind of problem, `ERROR ...` / `Leaked ...` / `Repairing ...`, as qemu-img prints them. */
   messages: string[];
+  /** Parts of the check that could not run (I/O errors): qemu-img's `check-errors`. Default 0. */
+  checkErrors?: number;
+  /** The format's own allocation statistics (qemu-img check's cluster counts); absent: the core counts sectors. */
+  stats?: CheckStats;
+}
+
+/** qemu-img check's BlockFragInfo and image end offset, in the format's clusters. */
+export interface CheckStats {
+  totalClusters: number;
+  allocatedClusters: number;
+  fragmentedClusters: number;
+  compressedClusters: number;
+  /** Host bytes up to the end of the last cluster in use. */
+  imageEndOffset: number;
 }
 
 export interface DriverCreateOptions {
