@@ -27,12 +27,5 @@ export { Refcounts } from './refcount.js';
 export { createQcow2, planCreate, parseFormatOptions, encodeHeader, CREATE_OPTIONS } from './create.js';
 export { measureQcow2 } from './measure.js';
 export { checkQcow2, checkQcow2Storage, type Qcow2CheckResult } from './check.js';
-export {
-  readSnapshotTable,
-  snapshotJson,
-  snapshotList,
-  snapshotRow,
-  sizeToStr,
-  type Qcow2Snapshot,
-  type SnapshotTable,
-} from './snapshots.js';
+export { readSnapshotTable, type Qcow2Snapshot, type SnapshotTable } from './snapshots.js';
+export { findSnapshot } from './driver.js';

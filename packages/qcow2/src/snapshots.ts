@@ -2,8 +2,7 @@
  * The qcow2 snapshot table, read side (docs/interop/qcow2.txt "Snapshots"; QEMU 7.2's
  * qcow2_read_snapshots): every entry checked against QEMU's limits before anything is allocated
  * from it (table at most 64 MiB, at most 65536 entries, id and name lengths, extra data at most
- * 1 KiB, L1 tables aligned and at most 32 MiB), and qemu-img's `snapshot -l` table and `info`
- * JSON rendered from them.
+ * 1 KiB, L1 tables aligned and at most 32 MiB).
  */
 import { BlockError, readZeroFilled, type Storage } from '@blk/core/portable';
 import { MAX_L1_BYTES, MAX_SNAPSHOTS, type Qcow2Header } from './header.js';
@@ -120,9 +119,8 @@ export async function readSnapshotTable(
     let diskSize = header.size;
     let icount = -1;
     if (extraDataSize >= 8) vmStateSize64 = u64(dv, at);
+    // Without it (v2 entries), the image's size, as QEMU reads it.
     if (extraDataSize >= 16) diskSize = u64(dv, at + 8);
-    else if (header.version >= 3)
-      throw bad('Snapshot table entry lacks its disk size (extra data too short)', path, start + entry);
     if (extraDataSize >= 24) {
       const hi = dv.getInt32(at + 16);
       icount = hi === -1 ? -1 : hi * TWO32 + dv.getUint32(at + 20);
@@ -153,65 +151,4 @@ export async function readSnapshotTable(
   }
   if (at > MAX_SNAPSHOTS_BYTES) throw bad('Snapshot table too large', path, start);
   return { snapshots, size: at };
-}
-
-/** qemu-img's `info --output=json` snapshot object (SnapshotInfo), in its field order. */
-export function snapshotJson(s: Qcow2Snapshot): Record<string, unknown> {
-  const o: Record<string, unknown> = {
-    'icount': s.icount,
-    'vm-clock-nsec': s.vmClockNsec % 1e9,
-    'name': s.name,
-    'date-sec': s.dateSec,
-    'date-nsec': s.dateNsec,
-    'vm-clock-sec': Math.floor(s.vmClockNsec / 1e9),
-    'id': s.id,
-    'vm-state-size': s.vmStateSize,
-  };
-  if (s.icount < 0) delete o.icount;
-  return o;
-}
-
-function pad2(n: number): string {
-  return String(n).padStart(2, '0');
-}
-
-/** A size as QEMU's size_to_str prints it ("0 B", "1.39 MiB": %0.3g, switching unit at 1000). */
-export function sizeToStr(bytes: number): string {
-  const suffixes = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
-  const x = bytes / (1000 / 1024);
-  const e = x === 0 ? 0 : Math.floor(Math.log2(x)) + 1; // frexp's exponent
-  const i = Math.max(0, Math.trunc((e - 1) / 10));
-  const v = bytes / 2 ** (i * 10);
-  return `${Number(v.toPrecision(3))} ${suffixes[i]}B`;
-}
-
-/** The date column of qemu-img snapshot -l, in local time (g_date_time_format "%Y-%m-%d %H:%M:%S"). */
-function dateColumn(sec: number): string {
-  const d = new Date(sec * 1000);
-  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-}
-
-function clockColumn(nsec: number): string {
-  const secs = Math.floor(nsec / 1e9);
-  const h = Math.floor(secs / 3600);
-  const m = Math.floor((secs / 60) % 60);
-  const s = secs % 60;
-  const ms = Math.floor((nsec / 1e6) % 1000);
-  return `${pad2(h)}:${pad2(m)}:${pad2(s)}.${String(ms).padStart(3, '0')}`;
-}
-
-/** One row of QEMU's bdrv_snapshot_dump ("%-9s %-17s %8s%20s%13s%11s"; the header row for undefined). */
-export function snapshotRow(s: Qcow2Snapshot | undefined): string {
-  const row = (id: string, tag: string, size: string, date: string, clock: string, icount: string) =>
-    `${id.padEnd(9)} ${tag.padEnd(17)} ${size.padStart(8)}${date.padStart(20)}${clock.padStart(13)}${icount.padStart(11)}`;
-  if (s === undefined) return row('ID', 'TAG', 'VM SIZE', 'DATE', 'VM CLOCK', 'ICOUNT');
-  const icount = s.icount >= 0 ? String(s.icount) : '';
-  return row(s.id, s.name, sizeToStr(s.vmStateSize), dateColumn(s.dateSec), clockColumn(s.vmClockNsec), icount);
-}
-
-/** qemu-img snapshot -l output (also the "Snapshot list:" block of qemu-img info). */
-export function snapshotList(snapshots: readonly Qcow2Snapshot[]): string {
-  let out = `Snapshot list:\n${snapshotRow(undefined)}\n`;
-  for (const s of snapshots) out += `${snapshotRow(s)}\n`;
-  return out;
 }
