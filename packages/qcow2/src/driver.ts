@@ -26,6 +26,7 @@ import { Qcow2Image } from './qcow2-image.js';
 import { CREATE_OPTIONS, createQcow2 } from './create.js';
 import { measureQcow2 } from './measure.js';
 import { checkQcow2 } from './check.js';
+import { AMEND_OPTIONS, amendQcow2 } from './amend.js';
 import { readSnapshotTable, type Qcow2Snapshot } from './snapshots.js';
 
 export const qcow2Driver: BlockDriver = {
@@ -37,6 +38,7 @@ export const qcow2Driver: BlockDriver = {
   create: createQcow2,
   measure: measureQcow2,
   createOptions: CREATE_OPTIONS,
+  amendOptions: AMEND_OPTIONS,
 };
 
 async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
@@ -133,6 +135,8 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
   return Object.assign(image, {
     // qemu-img check (check.ts works on the storage itself; the CLI opens an image just for it).
     check: (repair: RepairRequest): Promise<DriverCheckResult> => checkQcow2(storage, header, repair),
+    // qemu-img amend of what needs no allocation (amend.ts).
+    amend: (opts: ReadonlyMap<string, string>): Promise<void> => amendQcow2(storage, header, opts),
     // qemu-img info's cluster-size, dirty-flag and snapshots.
     infoExtras: (): InfoExtras => {
       return {

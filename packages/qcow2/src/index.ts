@@ -29,3 +29,4 @@ export { measureQcow2 } from './measure.js';
 export { checkQcow2, checkQcow2Storage, type Qcow2CheckResult } from './check.js';
 export { readSnapshotTable, type Qcow2Snapshot, type SnapshotTable } from './snapshots.js';
 export { findSnapshot } from './driver.js';
+export { amendQcow2, AMEND_OPTIONS } from './amend.js';
