@@ -42,17 +42,29 @@ const hex = (hi: number, lo: number) =>
 /** Bits 9..55 of an entry: L1E/L2E_OFFSET_MASK. */
 const offsetOf = (hi: number, lo: number) => (hi & 0x00ffffff) * TWO32 + (lo - (lo % 512));
 
-/** The computed refcounts (QEMU's in-memory refcount table), growable. */
+/**
+ * The computed refcounts (QEMU's in-memory refcount table), growable, in entries as wide as the
+ * image's (2 bytes per cluster for the default 16-bit refcounts, as QEMU's array).
+ */
 class Counts {
-  a: Float64Array;
+  a: Uint8Array | Uint16Array | Uint32Array | Float64Array;
   size: number;
-  constructor(size: number) {
+  constructor(
+    size: number,
+    private readonly order: number,
+  ) {
     this.size = size;
-    this.a = new Float64Array(Math.max(size, 1));
+    this.a = this.make(Math.max(size, 1));
+  }
+  private make(n: number): Uint8Array | Uint16Array | Uint32Array | Float64Array {
+    if (this.order <= 3) return new Uint8Array(n);
+    if (this.order === 4) return new Uint16Array(n);
+    if (this.order === 5) return new Uint32Array(n);
+    return new Float64Array(n);
   }
   grow(n: number): void {
     if (n > this.a.length) {
-      const b = new Float64Array(Math.max(n, this.a.length * 2));
+      const b = this.make(Math.max(n, this.a.length * 2));
       b.set(this.a);
       this.a = b;
     }
@@ -556,6 +568,12 @@ export async function checkQcow2(
   const fixLeaks = repair.leaks || repair.corruptions;
   c.writable = fixLeaks;
   await c.load();
+  // QEMU's limit: the in-memory refcount array is indexed by an int.
+  if (Math.ceil(c.fileSize / c.cs) > 2 ** 31 - 1) {
+    c.out.push('ERROR the image file has too many clusters to check');
+    c.checkErrors++;
+    return finish(c, 0);
+  }
   try {
     const table = await readSnapshotTable(storage, header, c.fileSize);
     c.snapshots = table.snapshots;
@@ -564,7 +582,7 @@ export async function checkQcow2(
     c.out.push(`ERROR reading the snapshot table: ${(err as Error).message}`);
     c.corruptions++;
   }
-  let counts = new Counts(Math.ceil(c.fileSize / c.cs));
+  let counts = new Counts(Math.ceil(c.fileSize / c.cs), c.order);
   let rebuild = await c.calculate(counts, fixErrors);
   const pre = { corruptions: c.corruptions, leaks: c.leaks, checkErrors: c.checkErrors, out: c.out.length };
   let [r, highest] = await c.compare(counts, false, false);
@@ -575,7 +593,7 @@ export async function checkQcow2(
     await c.rebuild(counts);
     c.corruptions = 0;
     c.leaks = 0;
-    counts = new Counts(Math.ceil(c.fileSize / c.cs));
+    counts = new Counts(Math.ceil(c.fileSize / c.cs), c.order);
     const stats = { ...c.stats };
     await c.calculate(counts, false);
     c.stats = stats;

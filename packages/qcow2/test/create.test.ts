@@ -138,15 +138,15 @@ const VARIANTS: [string, string][] = [
   ['1G', 'refcount_bits=8,cluster_size=512'],
   ['1G', 'lazy_refcounts=on'],
   ['100G', ''],
-  ['1T', 'cluster_size=4096'],
+  ['300G', 'cluster_size=4096'],
   ['1G', 'compression_type=zstd'],
-  ['64M', 'preallocation=metadata'],
-  ['64M', 'preallocation=falloc'],
-  ['16M', 'preallocation=full'],
+  ['16M', 'preallocation=metadata'],
+  ['16M', 'preallocation=falloc'],
+  ['4M', 'preallocation=full'],
   ['3G', 'preallocation=metadata,cluster_size=2M'],
-  ['10M', 'preallocation=metadata,cluster_size=512'],
-  ['10M', 'preallocation=falloc,cluster_size=512,refcount_bits=1'],
-  ['8M', 'preallocation=full,cluster_size=1024,refcount_bits=2'],
+  ['3M', 'preallocation=metadata,cluster_size=512'],
+  ['3M', 'preallocation=falloc,cluster_size=512,refcount_bits=1'],
+  ['2M', 'preallocation=full,cluster_size=1024,refcount_bits=2'],
 ];
 
 /** `-o` string → createImage's options (what the CLI's option parser hands the driver). */
