@@ -142,8 +142,21 @@ class Checker {
     this.l1 = await this.read(this.h.l1TableOffset, this.h.l1Size * 8);
   }
 
+  /** The on-disk refcount of cluster `i` when its refcount block is in memory (or there is none); else null. */
+  cachedRefcount(i: number): number | null {
+    const ti = Math.floor(i / this.rbSize);
+    if (ti >= this.reftable.length) return 0;
+    const e = this.reftable[ti]!;
+    const off = e - (e % 512);
+    if (off === 0) return 0;
+    const block = this.refblocks.get(off);
+    return block === undefined ? null : readRefcount(block, i % this.rbSize, this.order);
+  }
+
   /** qcow2_get_refcount: the on-disk refcount of cluster `i` (undefined: the refcount block is unreadable). */
   async refcount(i: number): Promise<number | undefined> {
+    const cached = this.cachedRefcount(i);
+    if (cached !== null) return cached;
     const ti = Math.floor(i / this.rbSize);
     if (ti >= this.reftable.length) return 0;
     const e = this.reftable[ti]!;
@@ -364,7 +377,7 @@ class Checker {
     let highest = 0;
     const n = Math.max(counts.size, Math.ceil(this.fileSize / this.cs));
     for (let i = 0; i < n; i++) {
-      const r1 = await this.refcount(i);
+      const r1 = this.cachedRefcount(i) ?? (await this.refcount(i));
       if (r1 === undefined) {
         this.out.push(`Can't get refcount for cluster ${i}: Input/output error`);
         this.checkErrors++;
@@ -418,7 +431,7 @@ class Checker {
         if ((eh & 0x40000000) !== 0) continue; // compressed
         const data = offsetOf(eh, el);
         if (data === 0) continue;
-        const r = await this.refcount(Math.floor(data / this.cs));
+        const r = this.cachedRefcount(Math.floor(data / this.cs)) ?? (await this.refcount(Math.floor(data / this.cs)));
         if (r === undefined) continue;
         if ((r === 1) !== ((eh & 0x80000000) !== 0)) {
           this.corruptions++;
