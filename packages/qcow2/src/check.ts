@@ -211,12 +211,24 @@ class Checker {
   }
 
   /** check_refcounts_l2. */
-  async checkL2(counts: Counts, l2Offset: number, frag: boolean, state: { next: number }): Promise<void> {
-    const l2 = await this.read(l2Offset, this.cs);
+  /** The last L2 table read (an L1 table may name one table many times: it is read once). */
+  private lastL2: { offset: number; bytes: Uint8Array } | undefined;
+
+  async readL2(offset: number): Promise<Uint8Array> {
+    if (this.lastL2?.offset !== offset) this.lastL2 = { offset, bytes: await this.read(offset, this.cs) };
+    return this.lastL2.bytes;
+  }
+
+  async checkL2(counts: Counts, l2Offset: number, frag: boolean): Promise<void> {
+    const l2 = await this.readL2(l2Offset);
+    const dv = new DataView(l2.buffer, l2.byteOffset, l2.byteLength);
+    // Per table, as QEMU's check_refcounts_l2: the first cluster of a table is never "fragmented".
+    const state = { next: 0 };
     const n = this.cs / 8;
     const x = 62 - (this.bits - 8);
     for (let i = 0; i < n; i++) {
-      let [hi, lo] = entryAt(l2, i);
+      let hi = dv.getUint32(8 * i);
+      const lo = dv.getUint32(8 * i + 4);
       if (hi === 0 && lo === 0) continue;
       if ((hi & 0x40000000) !== 0) {
         if ((hi & 0x80000000) !== 0) {
@@ -273,7 +285,6 @@ class Checker {
     if (l1Size === 0) return;
     this.inc(counts, l1Offset, l1Size * 8);
     const l1 = await this.read(l1Offset, l1Size * 8);
-    const state = { next: 0 };
     for (let i = 0; i < l1Size; i++) {
       const [hi, lo] = entryAt(l1, i);
       if (hi === 0 && lo === 0) continue;
@@ -287,7 +298,7 @@ class Checker {
         this.out.push(`ERROR l2_offset=${l2.toString(16)}: Table is not cluster aligned; L1 entry corrupted`);
         this.corruptions++;
       }
-      await this.checkL2(counts, l2, frag, state);
+      await this.checkL2(counts, l2, frag);
     }
   }
 
@@ -424,10 +435,14 @@ class Checker {
           this.corruptionsFixed++;
         }
       }
-      const l2 = await this.read(l2Offset, this.cs);
+      // Repairs below change this buffer and write it: the cached copy stays the file's.
+      const l2 = await this.readL2(l2Offset);
       let dirty = 0;
+      const l2v = new DataView(l2.buffer, l2.byteOffset, l2.byteLength);
       for (let j = 0; j < this.cs / 8; j++) {
-        const [eh, el] = entryAt(l2, j);
+        const eh = l2v.getUint32(8 * j);
+        const el = l2v.getUint32(8 * j + 4);
+        if (eh === 0 && el === 0) continue;
         if ((eh & 0x40000000) !== 0) continue; // compressed
         const data = offsetOf(eh, el);
         if (data === 0) continue;

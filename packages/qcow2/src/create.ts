@@ -26,7 +26,10 @@ import {
   type HeaderExtension,
 } from './header.js';
 import { AllocatorSim, SimError } from './layout-sim.js';
-import { l1EntriesFor, l2Entries } from './layout.js';
+import { fullyAllocatedSize, l1EntriesFor, l2Entries } from './layout.js';
+
+/** The most preallocated metadata (L2 tables and refcount structures) create lays out in memory. */
+const MAX_PREALLOC_METADATA = 512 * 1024 * 1024;
 
 export const QCOW2_PREALLOCATION: readonly PreallocationMode[] = ['off', 'metadata', 'falloc', 'full'];
 
@@ -312,6 +315,18 @@ export function planCreate(
   where: Where,
 ): CreatePlan {
   checkSize(size, o.clusterBits, where);
+  // Preallocated metadata (L2 tables, refcount blocks) is laid out in memory before it is written.
+  if (prealloc !== 'off') {
+    const cs = 2 ** o.clusterBits;
+    const meta = fullyAllocatedSize(size, cs, o.refcountOrder) - Math.ceil(size / cs) * cs;
+    if (meta > MAX_PREALLOC_METADATA) {
+      throw new BlockError(
+        'not-supported',
+        `preallocation=${prealloc} of this size needs ${meta} bytes of metadata, more than blk lays out (${MAX_PREALLOC_METADATA}); use a larger cluster size or preallocation=off`,
+        { ...where, field: 'preallocation' },
+      );
+    }
+  }
   const sim = new AllocatorSim(o.clusterBits, o.refcountOrder);
   const cs = sim.cs;
   // qcow2_co_create: header at 0, refcount table at cs (entry 0 -> 2cs), an empty refcount block at 2cs.
