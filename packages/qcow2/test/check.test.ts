@@ -140,6 +140,23 @@ describe.skipIf(!QEMU)('blk check judges qcow2 images as qemu-img check does', (
     expect(JSON.parse(b.stdout)).toEqual(JSON.parse(q.stdout));
   });
 
+  it('hostile: every L1 entry of a 2 TiB image names the same L2 table (same report, in bounded time)', () => {
+    ok('qemu-img', 'create', '-q', '-f', 'qcow2', 'wide.qcow2', '2T');
+    ok('qemu-io', '-c', 'write 0 64k', 'wide.qcow2');
+    const s = new Surgery(p('wide.qcow2'));
+    const entry = s.b.readBigUInt64BE(s.l1);
+    const n = s.b.readUInt32BE(36);
+    for (let i = 0; i < n; i++) s.b.writeBigUInt64BE(entry, s.l1 + 8 * i);
+    const file = s.save(p('wide.qcow2'));
+    const q = run('qemu-img', ['check', '--output=json', file]);
+    const started = Date.now();
+    const b = blk(['check', '--output=json', file]);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(b.code).toBe(q.status);
+    expect(lines(b.stderr)).toEqual(lines(q.stderr));
+    expect(JSON.parse(b.stdout)).toEqual(JSON.parse(q.stdout));
+  });
+
   it('a snapshot cluster whose refcount dropped is found in the snapshot walk', () => {
     // The first data cluster is shared by the active L2 and both snapshots: refcount 3 → 1.
     const s = new Surgery(p(SNAP));

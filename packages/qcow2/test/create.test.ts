@@ -252,6 +252,16 @@ describe.skipIf(!QEMU)('blk creates qcow2 images as qemu-img create does', () =>
     expect(fs.existsSync(p('refused.b'))).toBe(false);
   });
 
+  it('refuses preallocated metadata it would have to hold above 512 MiB, creating nothing', async () => {
+    const err = await createImage(p('huge.qcow2'), {
+      format: 'qcow2',
+      size: 40 * 2 ** 40,
+      preallocation: 'metadata',
+    }).catch((e: unknown) => e);
+    expect(isBlockError(err) && err.kind).toBe('not-supported');
+    expect(fs.existsSync(p('huge.qcow2'))).toBe(false);
+  });
+
   it('refuses sizes qemu-img refuses, and a backing file with preallocation', async () => {
     const big = await createImage(p('big.qcow2'), {
       format: 'qcow2',
