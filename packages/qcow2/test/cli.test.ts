@@ -2,7 +2,8 @@
  * The blk command on qcow2 as qemu-img users see it: `map` (human and JSON, offsets, the names of
  * backing layers as qemu-img prints them), `info` of an image left dirty by a killed writer with
  * lazy refcounts (`cleanly shut down: no`, `dirty-flag`), and `check` of that image (stale
- * refcounts: the same errors and exit code 2).
+ * refcounts: the same errors and exit code 2), and `convert -O qcow2` (with -o options) of a raw
+ * file with holes: `qemu-img check` exits 0 and `qemu-img compare` says identical.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -68,4 +69,20 @@ describe.skipIf(!QEMU)('blk on qcow2 prints what qemu-img prints', () => {
     expect(b.stdout).toBe(q.stdout);
     expect(b.stderr).toBe(q.stderr);
   });
+
+  it.each([[''], ['cluster_size=4k,compat=0.10'], ['refcount_bits=1,lazy_refcounts=on']])(
+    'convert -O qcow2 -o %s of a raw file with holes: qemu-img check 0, compare identical',
+    (opts) => {
+      fs.writeFileSync(path.join(dir, 'src.raw'), new Uint8Array(0));
+      ok('qemu-img', 'create', '-q', '-f', 'raw', 'src.raw', '32M');
+      ok('qemu-io', '-f', 'raw', '-c', 'write -P 7 1M 3M', '-c', 'write -P 9 20M 100k', 'src.raw');
+      const r = blk(['convert', '-O', 'qcow2', ...(opts ? ['-o', opts] : []), 'src.raw', 'out.qcow2'], { cwd: dir });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(run('qemu-img', ['check', 'out.qcow2']).status).toBe(0);
+      expect(ok('qemu-img', 'compare', '-f', 'raw', '-F', 'qcow2', 'src.raw', 'out.qcow2')).toContain(
+        'Images are identical.',
+      );
+    },
+  );
 });
