@@ -146,6 +146,8 @@ export interface JobOpenOptions extends BackingRules {
   forceShare?: boolean | undefined;
   /** Where the Vfs's warnings go (the blk command prints them as `blk: warning: ...`). */
   onWarning?: ((message: string) => void) | undefined;
+  /** Options for the top image's driver (qcow2's `snapshot`: open the image as it was then). */
+  driverOptions?: Record<string, unknown> | undefined;
 }
 
 /** The BackingPolicy of a job's options (no environment: `backingDevices` is the caller's answer). */
@@ -176,6 +178,7 @@ export function jobOpenOptions(o: JobOpenOptions): Omit<OpenImageOptions, 'regis
   if (o.formatAssumed) options.formatAssumed = true;
   if (o.forceShare) options.forceShare = true;
   if (o.onWarning) options.onWarning = o.onWarning;
+  if (o.driverOptions) options.driverOptions = o.driverOptions;
   return options;
 }
 

@@ -15,15 +15,22 @@ export interface CreateOpts {
   quiet?: boolean;
 }
 
-export async function create(file: string, sizeArg: string | undefined, opts: CreateOpts): Promise<number> {
+export async function create(
+  fileArg: string | undefined,
+  sizeArg: string | undefined,
+  opts: CreateOpts,
+): Promise<number> {
   const format = opts.format;
-  const driver = registry.require(format, file);
-  if (!driver.create) throw new Error(`${file}: format ${format} cannot create images`);
-  const o = parseCreateOptions(format, opts.options, file);
+  const driver = registry.require(format, fileArg);
+  if (!driver.create) throw new Error(`${fileArg ?? format}: format ${format} cannot create images`);
+  const o = parseCreateOptions(format, opts.options, fileArg);
   if (o.help) {
     process.stdout.write(formatOptionHelp(format));
     return 0;
   }
+  // As qemu-img: `-o help` needs no file name; everything else does.
+  if (fileArg === undefined) throw new UsageError('Expecting image file name');
+  const file = fileArg;
   let size = o.size;
   if (sizeArg !== undefined) {
     if (size !== undefined) throw new UsageError('the size is given both with -o size= and as an argument');
