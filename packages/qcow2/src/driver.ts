@@ -16,6 +16,7 @@ import {
 import {
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
+  INCOMPAT_EXTENDED_L2,
   isQcow2,
   parseHeader,
   probeQcow2,
@@ -162,6 +163,13 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
         'the image is marked dirty (its refcounts may be stale after a crash): it opens read-only; '
           + 'repair it with qemu-img check -r all',
         { ...where, field: 'incompatible_features', code: 'EACCES' },
+      );
+    }
+    if ((incompat & INCOMPAT_EXTENDED_L2) !== 0) {
+      throw new BlockError(
+        'not-supported',
+        'writing qcow2 images with extended L2 entries (subclusters) is not supported: they open read-only',
+        { ...where, field: 'incompatible_features' },
       );
     }
     // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.

@@ -40,6 +40,8 @@ import {
   supportedPreallocation,
 } from '@blk/core/portable';
 import { inflateCluster } from './inflate.js';
+import { zstdCluster } from './zstd.js';
+import { ExtendedL2Reader } from './subclusters.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
   EXT_BACKING_FORMAT,
@@ -111,6 +113,8 @@ export class Qcow2Image implements DriverImage {
   private prepared: Promise<void> | undefined;
   /** We set the dirty bit (lazy refcounts) and clear it on a clean close. */
   private markedDirty = false;
+  /** Reads and block status of images with extended L2 entries (subclusters.ts). */
+  private readonly extended: ExtendedL2Reader | undefined;
 
   constructor(
     readonly driver: BlockDriver,
@@ -124,14 +128,16 @@ export class Qcow2Image implements DriverImage {
     this.fileSize = fileSize;
     this.size = header.size;
     this.clusterSize = header.clusterSize;
-    this.l2Entries = header.clusterSize / 8;
+    const extendedL2 = (header.incompatibleFeatures & BigInt(INCOMPAT_EXTENDED_L2)) !== 0n;
+    this.l2Entries = header.clusterSize / (extendedL2 ? 16 : 8);
     this.where = { path: storage.path, driver: 'qcow2' };
     if (backing) this.backing = backing;
     this.mode = writable?.mode ?? 'writeback';
     const cs = this.clusterSize;
     this.capabilities = {
       blockStatus: true,
-      compress: writable !== undefined,
+      // Compressed writes deflate: not into a zstd image (compression_type=zstd).
+      compress: writable !== undefined && header.compressionType === 0,
       // QEMU's discard: v3 leaves zero clusters (never the backing file's data), v2 unallocated ones.
       ...(header.version === 3 || !backing ? { discard: 'zero' as const } : { discard: 'backing' as const }),
       limits: { clusterSize: cs, serialAlignment: cs, zeroAlignment: cs },
@@ -169,6 +175,20 @@ export class Qcow2Image implements DriverImage {
           || this.l2Tables.has(c),
       });
     }
+    if (extendedL2) this.extended = this.extendedReader();
+  }
+
+  private extendedReader(): ExtendedL2Reader {
+    return new ExtendedL2Reader({
+      storage: this.storage,
+      clusterSize: this.clusterSize,
+      l2Entries: this.l2Entries,
+      l2Offset: (l1Index) => this.l2Offset(l1Index),
+      useL2: (offset, fn) => this.l2Cache.use(offset / this.clusterSize, (chunk) => fn(chunk.view)),
+      decode: (hi, lo, cluster) => this.decode(hi, lo, cluster),
+      decompress: (m, cluster) => this.decompress(m, cluster),
+      corrupt: (message, offset) => this.corrupt(message, offset),
+    });
   }
 
   private corrupt(message: string, offset?: number): BlockError {
@@ -288,6 +308,7 @@ export class Qcow2Image implements DriverImage {
    * one last decompressed; at the first thing to wait for, a promise for the rest.
    */
   read(offset: number, into: Uint8Array, below: ReadBelow): void | Promise<void> {
+    if (this.extended) return this.extended.read(offset, into, below);
     const cs = this.clusterSize;
     const end = offset + into.length;
     const storage = this.storage;
@@ -386,7 +407,10 @@ export class Qcow2Image implements DriverImage {
     await readZeroFilled(this.storage, m.host, payload);
     let data: Uint8Array;
     try {
-      data = await inflateCluster(payload, this.clusterSize);
+      data =
+        this.header.compressionType === 1
+          ? zstdCluster(payload, this.clusterSize)
+          : await inflateCluster(payload, this.clusterSize);
     } catch (cause) {
       throw new BlockError('io', `compressed cluster at ${m.host} (guest cluster ${cluster}) does not decompress`, {
         ...this.where,
@@ -402,6 +426,7 @@ export class Qcow2Image implements DriverImage {
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const cs = this.clusterSize;
     const limit = Math.ceil(this.size / SECTOR) * SECTOR;
+    if (this.extended) return this.extended.blockStatus(offset, length, limit);
     const cluster = Math.floor(offset / cs);
     const inCluster = offset - cluster * cs;
     const want = Math.min(limit, offset + Math.max(length, 1));
