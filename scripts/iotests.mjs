@@ -22,7 +22,10 @@
  * test's source (tests that launch QEMU, the storage daemon or an iotests.VM are left out and
  * counted). `--quick` runs only the `quick` group. `--json FILE` writes the results as JSON.
  * `--real-qemu-io` runs the same tests with the real qemu-io (the reference: what fails there fails
- * for reasons that are not blk's).
+ * for reasons that are not blk's); `--passed-in FILE.json` runs only the tests that passed in such a
+ * run. check's output is logged as it runs (CACHE/check-FMT-{blk,qemu}.log); `--parse LOG` reads
+ * the results of a run from its log (an interrupted run too). A failure's reason is its first
+ * differing line, or `needs-vm`, or that blk io refused to open a qcow2 image writable.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -50,6 +53,8 @@ const fetchOnly = flag('--fetch-only');
 const quick = flag('--quick');
 const realQemuIo = flag('--real-qemu-io');
 const jsonOut = option('--json');
+const parseLog = option('--parse');
+const passedIn = option('--passed-in');
 const raw = flag('-raw');
 flag('-qcow2'); // the default
 const fmt = raw ? 'raw' : 'qcow2';
@@ -194,27 +199,39 @@ function runCheck(iotests, wrappers, fmtName, names) {
     QEMU_IMG_PROG: '/usr/bin/qemu-img',
     QEMU_IO_PROG: realQemuIo ? '/usr/bin/qemu-io' : wrappers.io,
     QEMU_NBD_PROG: '/usr/bin/qemu-nbd',
-    TEST_DIR: path.join(cache, 'scratch'),
-    SOCK_DIR: path.join(cache, 'sock'),
+    TEST_DIR: scratchDir(fmtName),
+    SOCK_DIR: path.join(cache, `sock-${fmtName}-${realQemuIo ? 'qemu' : 'blk'}`),
   };
-  // check takes tests/NAME tests by their bare name.
-  const r = spawnSync('python3', ['check', `-${fmtName}`, ...names.map((n) => n.replace(/^tests\//, ''))], {
-    cwd: iotests,
-    env,
-    encoding: 'utf8',
-    maxBuffer: 256 * 1024 * 1024,
-  });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  // check takes tests/NAME tests by their bare name. Its output goes to a log as it runs, so that an
+  // interrupted run can still be read (--parse LOG).
+  const log = logFile(fmtName);
+  const fd = fs.openSync(log, 'w');
+  try {
+    spawnSync('python3', ['check', `-${fmtName}`, ...names.map((n) => n.replace(/^tests\//, ''))], {
+      cwd: iotests,
+      env,
+      stdio: ['ignore', fd, fd],
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+  return fs.readFileSync(log, 'utf8');
 }
 
+/** check's output of the last run of the format with this qemu-io. */
+const logFile = (fmtName) => path.join(cache, `check-${fmtName}-${realQemuIo ? 'qemu' : 'blk'}.log`);
+
+/** Each format and qemu-io has its own scratch directory, so that runs can go on side by side. */
+const scratchDir = (fmtName) => path.join(cache, `scratch-${fmtName}-${realQemuIo ? 'qemu' : 'blk'}`);
+
 /** check's output → { name: { status, reason } }. */
-export function parseCheck(output, iotests) {
+export function parseCheck(output, iotests, scratch = scratchDir(fmt)) {
   const results = {};
   for (const line of output.split(/[\r\n]+/)) {
     // "001   pass       [20:00:00] [20:00:01]   0.5s", "002   fail ...", "003   not run ..."
-    const m = /^(\S+)\s+(pass|fail|not run)\s(.*)$/.exec(line);
+    const m = /^(\S+)\s+(pass|fail|not run)(?:\s(.*))?$/.exec(line);
     if (!m) continue;
-    const [, name, status, rest] = m;
+    const [, name, status, rest = ''] = m;
     let reason = '';
     if (status === 'not run')
       reason = rest
@@ -223,13 +240,14 @@ export function parseCheck(output, iotests) {
         .trim();
     if (status === 'fail') {
       const bad = path.join(iotests, `${name}.out.bad`);
-      const scratchBad = path.join(cache, 'scratch', `${path.basename(name)}.out.bad`);
+      const scratchBad = path.join(scratch, `${path.basename(name)}.out.bad`);
       for (const f of [bad, scratchBad]) {
         if (!fs.existsSync(f)) continue;
         const text = fs.readFileSync(f, 'utf8');
-        reason = /no VM in blk's iotests run/.test(text)
-          ? 'needs-vm'
-          : firstDiff(path.join(iotests, `${name}.out`), text);
+        if (/no VM in blk's iotests run/.test(text)) reason = 'needs-vm';
+        else if (/format qcow2 cannot be written/.test(text))
+          reason = 'needs qcow2 writes (blk io refuses a writable open)';
+        else reason = firstDiff(path.join(iotests, `${name}.out`), text);
         break;
       }
     }
@@ -258,7 +276,13 @@ async function main() {
   const wrappers = writeWrappers();
   let names = tests;
   let vmCount = 0;
-  if (names.length === 0) {
+  if (passedIn) {
+    // The tests that passed in an earlier run's JSON (the real qemu-io's: what can pass here at all).
+    const earlier = JSON.parse(fs.readFileSync(passedIn, 'utf8')).results;
+    names = Object.entries(earlier)
+      .filter(([, r]) => r.status === 'pass')
+      .map(([n]) => (fs.existsSync(path.join(iotests, 'tests', n)) ? `tests/${n}` : n));
+  } else if (names.length === 0) {
     const all = listTests(iotests).filter((t) => !quick || t.groups.includes('quick'));
     vmCount = all.filter((t) => t.vm).length;
     names = all.filter((t) => !t.vm).map((t) => t.name);
@@ -266,7 +290,7 @@ async function main() {
   process.stderr.write(
     `iotests: check -${fmt} with ${realQemuIo ? 'the real qemu-io' : 'blk io'}: ${names.length} tests${vmCount ? ` (${vmCount} needing a VM left out)` : ''}\n`,
   );
-  const output = runCheck(iotests, wrappers, fmt, names);
+  const output = parseLog ? fs.readFileSync(parseLog, 'utf8') : runCheck(iotests, wrappers, fmt, names);
   const results = parseCheck(output, iotests);
   const by = { pass: [], fail: [], 'not run': [] };
   for (const [name, r] of Object.entries(results)) {

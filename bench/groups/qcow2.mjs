@@ -308,7 +308,9 @@ export default function qcow2Rows(ctx) {
               pending
               ?? errors['blk convert -t unsafe']
               ?? errors['qemu-img convert']
-              ?? (same === false ? 'WRONG RESULT: output differs from qemu-img convert' : 'output identical to qemu-img convert'),
+              ?? (same === false
+                ? 'WRONG RESULT: output differs from qemu-img convert'
+                : 'output identical to qemu-img convert'),
             samples: out,
           });
         }
@@ -319,7 +321,8 @@ export default function qcow2Rows(ctx) {
       rows: ['qcow2-info', 'qcow2-map'],
       run() {
         if (!hasQemu()) {
-          for (const id of ['qcow2-info', 'qcow2-map']) addRow({ id, title: id, unit: 's', note: 'qemu-img is not installed' });
+          for (const id of ['qcow2-info', 'qcow2-map'])
+            addRow({ id, title: id, unit: 's', note: 'qemu-img is not installed' });
           return;
         }
         const q = big();
@@ -338,7 +341,8 @@ export default function qcow2Rows(ctx) {
         const { out, errors } = interleave(S.cliReps, variants);
         const bm = out['blk map']?.[0]?.stdout;
         const qm = out['qemu-img map']?.[0]?.stdout;
-        if (bm !== undefined && qm !== undefined) sameMap = JSON.stringify(JSON.parse(bm)) === JSON.stringify(JSON.parse(qm));
+        if (bm !== undefined && qm !== undefined)
+          sameMap = JSON.stringify(JSON.parse(bm)) === JSON.stringify(JSON.parse(qm));
         for (const list of Object.values(out)) for (const r of list) delete r.stdout;
         const bi = best(out['blk info'], false);
         addRow({
@@ -368,7 +372,9 @@ export default function qcow2Rows(ctx) {
             pending
             ?? errors['blk map']
             ?? errors['qemu-img map']
-            ?? (sameMap === false ? 'WRONG RESULT: output differs from qemu-img map' : 'output identical to qemu-img map'),
+            ?? (sameMap === false
+              ? 'WRONG RESULT: output differs from qemu-img map'
+              : 'output identical to qemu-img map'),
         });
       },
     },
