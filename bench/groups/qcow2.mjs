@@ -20,7 +20,6 @@ import * as fs from 'node:fs';
 import { halfRuns, commitRuns, fillPattern, prng, TAG_BASE, TAG_OVERLAY } from '../lib/util.mjs';
 
 const CLUSTER = 64 * 1024;
-const SECTOR = 512;
 
 /**
  * A qcow2 v3 image of `size` bytes: the guest clusters that meet `runs` (sorted [start, length] byte

@@ -204,7 +204,7 @@ export class Qcow2Image implements DriverImage {
 
   /** The L2 table offset for guest cluster `cluster` (0 when none). */
   private l2Offset(l1Index: number): number {
-    if (l1Index >= this.header.l1Size) return 0;
+    if (l1Index * 8 >= this.l1.length) return 0; // the L1 table holds header.l1Size entries
     const hi = this.l1View.getUint32(l1Index * 8);
     const lo = this.l1View.getUint32(l1Index * 8 + 4);
     const hiOff = hi & 0x00ffffff;
