@@ -92,6 +92,8 @@ export class Qcow2Image implements DriverImage {
   readonly capabilities: DriverCapabilities;
   private readonly clusterSize: number;
   private readonly l2Entries: number;
+  /** Bytes per L2 entry: 8, or 16 with extended L2 (the descriptor, then the subcluster bitmap). */
+  private readonly entryBytes: number;
   private readonly l2Cache: MetadataCache<DataView>;
   private readonly where: { path: string; driver: 'qcow2' };
   /** One view of the L1 table (a DataView per lookup cost 5-6% of a random 4 KiB read). */
@@ -131,7 +133,8 @@ export class Qcow2Image implements DriverImage {
     this.size = header.size;
     this.clusterSize = header.clusterSize;
     const extendedL2 = (header.incompatibleFeatures & BigInt(INCOMPAT_EXTENDED_L2)) !== 0n;
-    this.l2Entries = header.clusterSize / (extendedL2 ? 16 : 8);
+    this.entryBytes = extendedL2 ? 16 : 8;
+    this.l2Entries = header.clusterSize / this.entryBytes;
     this.where = { path: storage.path, driver: 'qcow2' };
     this.l1View = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
     if (backing) this.backing = backing;
@@ -273,7 +276,7 @@ export class Qcow2Image implements DriverImage {
     return this.l2Cache.use(l2 / this.clusterSize, (chunk) => {
       const dv = chunk.view;
       return fn((c) => {
-        const i = (c % this.l2Entries) * 8;
+        const i = (c % this.l2Entries) * this.entryBytes;
         return this.decode(dv.getUint32(i), dv.getUint32(i + 4), c);
       }, stop);
     });
@@ -328,7 +331,7 @@ export class Qcow2Image implements DriverImage {
         if (chunk === undefined) return this.readFrom(offset, into, below, pos);
         const dv = chunk.view;
         lookup = (c) => {
-          const i = (c % this.l2Entries) * 8;
+          const i = (c % this.l2Entries) * this.entryBytes;
           return this.decode(dv.getUint32(i), dv.getUint32(i + 4), c);
         };
       }

@@ -10,7 +10,8 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isBlockError, openImage } from '@blk/images';
+import { NodeVfs, isBlockError, openImage } from '@blk/images';
+import { qcow2Driver, type Qcow2Image } from '../src/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
 
@@ -115,6 +116,29 @@ describe('qcow2 images with extended L2 entries read as qemu-img reads them', ()
       expect(JSON.parse(m.stdout)).toEqual(JSON.parse(img('map', '--output=json', name)));
     });
   }
+});
+
+describe('the cluster mapping of an extended entry (for tools)', () => {
+  it("mapping(cluster) decodes the 16-byte entry's descriptor: the host cluster qemu-img map shows", async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const map = JSON.parse(img('map', '--output=json', 'x16k.qcow2')) as Array<{
+      start: number;
+      offset?: number;
+      data: boolean;
+    }>;
+    const at = map.find((e) => e.start === 20 * 1024 && e.data);
+    expect(at?.offset).toBeDefined();
+    const storage = await new NodeVfs().open(p('x16k.qcow2'), { readOnly: true });
+    const image = (await qcow2Driver.open(storage, { readOnly: true, cache: 'writeback' })) as Qcow2Image;
+    try {
+      const m = await image.mapping(1); // guest cluster 1: 16 KiB..32 KiB
+      expect(m.kind).toBe('normal');
+      expect(m.host).toBe(at!.offset! - 4096);
+      expect((await image.mapping(100)).kind).toBe('unallocated');
+    } finally {
+      await image.close();
+    }
+  });
 });
 
 /** Host offset of the first L2 table of `file` (extended entries are 16 bytes). */
