@@ -13,7 +13,7 @@ interface DecompressionStreamLike {
 }
 type DecompressionStreamCtor = new (format: 'deflate-raw') => DecompressionStreamLike;
 
-type InflateRawSync = (data: Uint8Array, options: { maxOutputLength: number }) => Uint8Array;
+type InflateRawSync = (data: Uint8Array, options: { maxOutputLength: number; chunkSize: number }) => Uint8Array;
 let zlibInflate: InflateRawSync | null | undefined;
 
 /**
@@ -43,7 +43,8 @@ export function inflateClusterSync(payload: Uint8Array, clusterSize: number): Ui
   const inflate = runtimeInflate();
   if (!inflate) return undefined;
   try {
-    const out = inflate(payload, { maxOutputLength: clusterSize });
+    // One output chunk per cluster (zlib's default is 16 KiB chunks, concatenated afterwards).
+    const out = inflate(payload, { maxOutputLength: clusterSize, chunkSize: Math.max(clusterSize, 64) });
     if (out.length === clusterSize) return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   } catch {
     /* the stream path below reports it */

@@ -39,7 +39,7 @@ import {
   type ResizeOptions,
   supportedPreallocation,
 } from '@blk/core/portable';
-import { inflateCluster } from './inflate.js';
+import { inflateCluster, inflateClusterSync } from './inflate.js';
 import { zstdCluster } from './zstd.js';
 import { ExtendedL2Reader } from './subclusters.js';
 import {
@@ -353,9 +353,9 @@ export class Qcow2Image implements DriverImage {
             return this.readFrom(offset, into, below, pos);
           break;
         case 'compressed': {
-          const last = this.lastCompressed;
-          if (last === undefined || last.host !== m.host) return this.readFrom(offset, into, below, pos);
-          part.set(last.data.subarray(inCluster, inCluster + part.length));
+          const data = this.decompressSync(m);
+          if (data === undefined) return this.readFrom(offset, into, below, pos);
+          part.set(data.subarray(inCluster, inCluster + part.length));
           break;
         }
       }
@@ -395,9 +395,37 @@ export class Qcow2Image implements DriverImage {
     }
   }
 
-  private async decompress(m: ClusterMapping, cluster: number): Promise<Uint8Array> {
+  /**
+   * The decompressed cluster without waiting: the last one, or one whose
+   * payload the storage reads synchronously and whose codec decodes it
+   * synchronously (zstd; deflate where the runtime has a synchronous zlib).
+   * Undefined otherwise, and on any failure: the asynchronous path then
+   * decides, with its typed errors.
+   */
+  private decompressSync(m: ClusterMapping): Uint8Array | undefined {
     const last = this.lastCompressed;
     if (last && last.host === m.host) return last.data;
+    const storage = this.storage;
+    if (!storage.capabilities.syncRead || storage.readSync === undefined) return undefined;
+    if (m.host + m.csize > this.fileSize) return undefined; // zero-filled past EOF, or an error: the async path
+    const payload = new Uint8Array(m.csize);
+    if (storage.readSync(m.host, payload) !== payload.length) return undefined;
+    let data: Uint8Array | undefined;
+    try {
+      data =
+        this.header.compressionType === 1
+          ? zstdCluster(payload, this.clusterSize)
+          : inflateClusterSync(payload, this.clusterSize);
+    } catch {
+      return undefined;
+    }
+    if (data !== undefined) this.lastCompressed = { host: m.host, data };
+    return data;
+  }
+
+  private async decompress(m: ClusterMapping, cluster: number): Promise<Uint8Array> {
+    const ready = this.decompressSync(m);
+    if (ready !== undefined) return ready;
     if (m.host + m.csize > this.fileSize + SECTOR) {
       throw new BlockError(
         'truncated',
