@@ -229,7 +229,8 @@ export function parseCheck(output, iotests, scratch = scratchDir(fmt)) {
   const results = {};
   for (const line of output.split(/[\r\n]+/)) {
     // "001   pass       [20:00:00] [20:00:01]   0.5s", "002   fail ...", "003   not run ..."
-    const m = /^(\S+)\s+(pass|fail|not run)(?:\s(.*))?$/.exec(line);
+    // A test's name (not a diff line of a failure's output, which starts with - + or @).
+    const m = /^([0-9A-Za-z][\w.-]*)\s+(pass|fail|not run)(?:\s(.*))?$/.exec(line);
     if (!m) continue;
     const [, name, status, rest = ''] = m;
     let reason = '';
