@@ -97,7 +97,7 @@ export class Qcow2Image implements DriverImage {
   private readonly l2Cache: MetadataCache<DataView>;
   private readonly where: { path: string; driver: 'qcow2' };
   /** One view of the L1 table (a DataView per lookup cost 5-6% of a random 4 KiB read). */
-  private readonly l1View: DataView;
+  private l1View: DataView;
   /** The last decompressed cluster, as QEMU keeps one (sequential small reads decompress once). */
   private lastCompressed: { host: number; data: Uint8Array } | undefined;
   private fileSize: number;
@@ -208,8 +208,12 @@ export class Qcow2Image implements DriverImage {
   /** The L2 table offset for guest cluster `cluster` (0 when none). */
   private l2Offset(l1Index: number): number {
     if (l1Index * 8 >= this.l1.length) return 0; // the L1 table holds header.l1Size entries
-    const hi = this.l1View.getUint32(l1Index * 8);
-    const lo = this.l1View.getUint32(l1Index * 8 + 4);
+    let v = this.l1View;
+    if (v.buffer !== this.l1.buffer || v.byteOffset !== this.l1.byteOffset || v.byteLength !== this.l1.byteLength) {
+      v = this.l1View = new DataView(this.l1.buffer, this.l1.byteOffset, this.l1.byteLength); // the writer grew L1
+    }
+    const hi = v.getUint32(l1Index * 8);
+    const lo = v.getUint32(l1Index * 8 + 4);
     const hiOff = hi & 0x00ffffff;
     const offset = hiOff * TWO32 + (lo >>> 9) * 512;
     if (offset === 0) return 0;

@@ -118,6 +118,17 @@ describe('qcow2 images with extended L2 entries read as qemu-img reads them', ()
   }
 });
 
+describe('extended L2 images open read-only', () => {
+  it('a writable open is refused, saying so, and the image is untouched', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const before = fs.readFileSync(p('x16k.qcow2'));
+    const err = await openImage(p('x16k.qcow2'), { readOnly: false }).catch((e: unknown) => e);
+    expect(isBlockError(err, 'not-supported'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/extended L2 entries \(subclusters\) is not supported: they open read-only/);
+    expect(fs.readFileSync(p('x16k.qcow2')).equals(before)).toBe(true);
+  });
+});
+
 describe('the cluster mapping of an extended entry (for tools)', () => {
   it("mapping(cluster) decodes the 16-byte entry's descriptor: the host cluster qemu-img map shows", async (ctx) => {
     if (!QEMU) return ctx.skip(SKIP);

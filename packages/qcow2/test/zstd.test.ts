@@ -119,6 +119,25 @@ describe('zstd-compressed qcow2 images made by qemu-img read as qemu-img reads t
     );
   });
 
+  it('a zstd image takes plain writes but no compressed ones (the writer deflates)', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    fs.copyFileSync(p('z-64k.qcow2'), p('z-w.qcow2'));
+    const image = await openImage(p('z-w.qcow2'), { readOnly: false });
+    try {
+      await image.write(70000, new Uint8Array(5000).fill(0x77));
+      const err = await image.write(0, new Uint8Array(65536), { compress: true }).catch((e: unknown) => e);
+      expect(isBlockError(err, 'not-supported'), String(err)).toBe(true);
+    } finally {
+      await image.close();
+    }
+    expect(spawnSync('qemu-img', ['check', p('z-w.qcow2')]).status).toBe(0);
+    img('convert', '-q', '-O', 'raw', 'z-w.qcow2', 'z-w.q.raw');
+    const got = fs.readFileSync(p('z-w.q.raw'));
+    const want = fs.readFileSync(p('src.raw'));
+    want.fill(0x77, 70000, 75000);
+    expect(got.equals(want)).toBe(true);
+  });
+
   it('a corrupted zstd payload in an image is an io error naming the cluster', async (ctx) => {
     if (!QEMU) return ctx.skip(SKIP);
     const b = fs.readFileSync(p('z-overlay.qcow2'));
