@@ -129,6 +129,19 @@ describe('extended L2 images open read-only', () => {
   });
 });
 
+describe('blk check refuses extended L2 images rather than misread them', () => {
+  it('check and check -r all fail saying so, and leave the file as it was', (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const before = fs.readFileSync(p('x16k.qcow2'));
+    const r = blk(['check', p('x16k.qcow2')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr + r.stdout).toMatch(/extended L2 entries \(subclusters\) is not supported/);
+    const fix = blk(['check', '-r', 'all', p('x16k.qcow2')]);
+    expect(fix.code).not.toBe(0);
+    expect(fs.readFileSync(p('x16k.qcow2')).equals(before)).toBe(true);
+  });
+});
+
 describe('the cluster mapping of an extended entry (for tools)', () => {
   it("mapping(cluster) decodes the 16-byte entry's descriptor: the host cluster qemu-img map shows", async (ctx) => {
     if (!QEMU) return ctx.skip(SKIP);
