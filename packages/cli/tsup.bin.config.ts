@@ -1,6 +1,6 @@
 /**
  * The `blk` executable as one self-contained program: dist/blk-main.cjs
- * carries @blk/* and commander inside, so that
+ * carries @blk/*, commander and fzstd inside, so that
  *
  * - the CLI tarball alone installs (`npm i -g ./blk-cli-X.tgz`): the @blk
  *   packages are not in the npm registry, and the bin needs none of them;
@@ -59,7 +59,7 @@ export default defineConfig([
   {
     ...common,
     entry: { 'blk-main': 'src/blk.ts' },
-    noExternal: [/^@blk\//, 'commander'],
+    noExternal: [/^@blk\//, 'commander', 'fzstd'], // fzstd: @blk/qcow2's zstd decoder
     // A third of the bytes to read and hand to V8 at every start; function and class names kept
     // (messages and stack traces use them; the source map has the rest).
     minifyWhitespace: true,

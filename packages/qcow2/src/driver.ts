@@ -16,6 +16,7 @@ import {
 import {
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
+  INCOMPAT_EXTENDED_L2,
   isQcow2,
   parseHeader,
   probeQcow2,
@@ -134,7 +135,18 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
   else image = await openWritable();
   return Object.assign(image, {
     // qemu-img check (check.ts works on the storage itself; the CLI opens an image just for it).
-    check: (repair: RepairRequest): Promise<DriverCheckResult> => checkQcow2(storage, header, repair),
+    // check.ts walks standard 8-byte L2 entries: an extended-L2 image would read as corrupt (and
+    // -r would "repair" it), so it is refused until check learns subclusters.
+    check: (repair: RepairRequest): Promise<DriverCheckResult> =>
+      (header.incompatibleFeatures & BigInt(INCOMPAT_EXTENDED_L2)) !== 0n
+        ? Promise.reject(
+            new BlockError(
+              'not-supported',
+              'checking qcow2 images with extended L2 entries (subclusters) is not supported yet',
+              { ...where, field: 'incompatible_features' },
+            ),
+          )
+        : checkQcow2(storage, header, repair),
     // qemu-img amend of what needs no allocation (amend.ts).
     amend: (opts: ReadonlyMap<string, string>): Promise<void> => amendQcow2(storage, header, opts),
     // qemu-img info's cluster-size, dirty-flag and snapshots.
@@ -162,6 +174,13 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
         'the image is marked dirty (its refcounts may be stale after a crash): it opens read-only; '
           + 'repair it with qemu-img check -r all',
         { ...where, field: 'incompatible_features', code: 'EACCES' },
+      );
+    }
+    if ((incompat & INCOMPAT_EXTENDED_L2) !== 0) {
+      throw new BlockError(
+        'not-supported',
+        'writing qcow2 images with extended L2 entries (subclusters) is not supported: they open read-only',
+        { ...where, field: 'incompatible_features' },
       );
     }
     // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.

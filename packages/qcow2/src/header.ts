@@ -28,6 +28,7 @@ export const INCOMPAT_DATA_FILE = 1 << 2;
 export const INCOMPAT_COMPRESSION = 1 << 3;
 export const INCOMPAT_EXTENDED_L2 = 1 << 4;
 export const COMPAT_LAZY_REFCOUNTS = 1;
+export const AUTOCLEAR_DATA_FILE_RAW = 1 << 1;
 
 /** Names QEMU gives the incompatible bits it knows (used when the file has no feature table). */
 const KNOWN_INCOMPAT: Record<number, string> = {
@@ -210,8 +211,6 @@ export function parseHeader(cluster0: Uint8Array, fileSize: number, where: Where
   }
   if (h.compressionType > 1)
     fail('invalid-header', `Unknown compression type ${h.compressionType}`, where, 'compression_type');
-  if (h.compressionType === 1)
-    fail('not-supported', 'qcow2 images compressed with zstd are not supported yet', where, 'compression_type');
   if ((incompat & INCOMPAT_DATA_FILE) !== 0) {
     fail(
       'not-supported',
@@ -220,14 +219,12 @@ export function parseHeader(cluster0: Uint8Array, fileSize: number, where: Where
       'incompatible_features',
     );
   }
-  if ((incompat & INCOMPAT_EXTENDED_L2) !== 0) {
-    fail(
-      'not-supported',
-      'qcow2 images with extended L2 entries (subclusters) are not supported yet',
-      where,
-      'incompatible_features',
-    );
-  }
+  // Extended L2 entries: 32 subclusters per cluster, each at least 512 bytes (QEMU's check).
+  if ((incompat & INCOMPAT_EXTENDED_L2) !== 0 && clusterSize / 32 < 512)
+    fail('invalid-header', `Unsupported subcluster size: ${clusterSize / 32}`, where, 'cluster_bits');
+  // Autoclear bits are ignored by a reader (the spec), except QEMU's check of data-file-raw (bit 1).
+  if ((h.autoclearFeatures & BigInt(AUTOCLEAR_DATA_FILE_RAW)) !== 0n && (incompat & INCOMPAT_DATA_FILE) === 0)
+    fail('invalid-header', 'data-file-raw requires a data file', where, 'autoclear_features');
   if (h.cryptMethod !== 0)
     fail(
       'not-supported',
@@ -248,7 +245,7 @@ export function parseHeader(cluster0: Uint8Array, fileSize: number, where: Where
   if (h.nbSnapshots > 0)
     checkTable(h.snapshotsOffset, 1, clusterSize, fileSize, 'snapshots_offset', 'Snapshot table', where);
   if (h.l1Size * 8 > MAX_L1_BYTES) fail('invalid-header', 'Active L1 table too large', where, 'l1_size');
-  const l2Entries = clusterSize / 8;
+  const l2Entries = clusterSize / ((incompat & INCOMPAT_EXTENDED_L2) !== 0 ? 16 : 8);
   const needed = Math.ceil(h.size / (clusterSize * l2Entries));
   if (needed > MAX_L1_BYTES / 8) fail('invalid-header', 'Image is too big', where, 'size');
   if (h.l1Size < needed) fail('invalid-header', 'L1 table is too small', where, 'l1_size');

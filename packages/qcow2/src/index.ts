@@ -1,9 +1,10 @@
 /**
  * @blk/qcow2: QEMU's qcow2 format (v2 "compat=0.10" and v3 "compat=1.1") for
- * @blk/core. Reads images, their backing files and compressed (deflate)
- * clusters, and writes them (exact refcounts, crash-ordered metadata,
- * zeroing, discard, compressed writes, resize); zstd, extended L2, external
- * data files and encryption are refused with typed errors for now.
+ * @blk/core. Reads images, their backing files, compressed clusters (deflate
+ * and zstd) and extended L2 entries (subclusters), and writes them (exact
+ * refcounts, crash-ordered metadata, zeroing, discard, compressed writes,
+ * resize; extended L2 images open read-only); external data files and
+ * encryption are refused with typed errors for now.
  */
 import { qcow2Driver } from './driver.js';
 
@@ -30,3 +31,4 @@ export { checkQcow2, checkQcow2Storage, type Qcow2CheckResult } from './check.js
 export { readSnapshotTable, type Qcow2Snapshot, type SnapshotTable } from './snapshots.js';
 export { findSnapshot } from './driver.js';
 export { amendQcow2, AMEND_OPTIONS } from './amend.js';
+export { zstdCluster, ZstdPayloadError } from './zstd.js';

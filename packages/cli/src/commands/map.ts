@@ -46,7 +46,7 @@ export async function* mapEntries(image: Image, start = 0, length = image.size -
       zero: run.zero,
       data: run.data,
     };
-    if (run.depth !== undefined && run.hostOffset !== undefined) {
+    if (run.hostOffset !== undefined) {
       e.offset = run.hostOffset;
       if (run.path !== undefined) e.filename = run.path;
     }

@@ -5,7 +5,7 @@
  * Each command lives in the module of its kind.
  */
 import type { CmdInfo } from './command.js';
-import { aioFlush, flush, quit, sleep } from './control-commands.js';
+import { aioFlush, flush, quit, sleep, truncate } from './control-commands.js';
 import { close, open } from './file-commands.js';
 import { aioRead, read, readv } from './read-commands.js';
 import type { IoSession } from './session.js';
@@ -57,6 +57,7 @@ const COMMANDS: CmdInfo[] = [
   read,
   readv,
   sleep,
+  truncate,
   write,
   writev,
 ].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -1,5 +1,6 @@
-/** qemu-io's flush, aio_flush, sleep and quit. */
-import type { CmdInfo } from './command.js';
+/** qemu-io's flush, aio_flush, sleep, quit and truncate. */
+import type { PreallocationMode } from '@blk/core';
+import { getoptOrUsage, type CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 
 export const aioFlush: CmdInfo = {
@@ -60,3 +61,38 @@ export const quit: CmdInfo = {
     return true;
   },
 };
+
+/** qemu-io's truncate_f: blk_truncate(off, exact=false, prealloc): grows or shrinks the image. */
+export const truncate: CmdInfo = {
+  name: 'truncate',
+  altname: 't',
+  argmin: 1,
+  argmax: 3,
+  write: true,
+  args: '[-m prealloc_mode] off',
+  oneline: 'truncates the current file at the given offset',
+  async run(ctx, argv) {
+    const o = getoptOrUsage(ctx, this, argv, 'm:');
+    if (!o) return false;
+    if (o.operands.length !== 1) return ctx.usage(this);
+    const mode = o.flags.get('m');
+    const preallocation = mode === undefined || mode === true ? 'off' : mode;
+    if (!PREALLOC.includes(preallocation as PreallocationMode)) {
+      ctx.error(`Invalid preallocation mode '${preallocation}'`);
+      return false;
+    }
+    const size = ctx.num(o.operands[0]!);
+    if (size === undefined) return false;
+    try {
+      // qemu-io truncates without qemu-img resize's --shrink guard.
+      await ctx.image.resize(size, { shrink: true, preallocation: preallocation as PreallocationMode });
+      await ctx.afterWrite();
+      return true;
+    } catch (err) {
+      ctx.report(err);
+      return false;
+    }
+  },
+};
+
+const PREALLOC: readonly PreallocationMode[] = ['off', 'metadata', 'falloc', 'full'];

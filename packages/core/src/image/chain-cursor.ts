@@ -80,8 +80,16 @@ export class ChainCursor {
         return result;
       }
       const below = image.backing;
-      if (!below || offset >= below.size)
-        return { length: end - offset, depth: undefined, allocated: false, data: false, zero: true };
+      if (!below || offset >= below.size) {
+        const none: ChainStatus = { length: end - offset, depth: undefined, allocated: false, data: false, zero: true };
+        // The bottom layer's host offset for a run it does not hold (a qcow2 subcluster in an allocated
+        // cluster): QEMU keeps OFFSET_VALID there, and qemu-img map prints it.
+        if (!below && st.hostOffset !== undefined) {
+          none.hostOffset = st.hostOffset + (offset - k.start);
+          none.path = image.path;
+        }
+        return none;
+      }
       end = Math.min(end, below.size);
       image = below;
     }

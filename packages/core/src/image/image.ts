@@ -53,9 +53,13 @@ export interface ChainStatus {
   data: boolean;
   /** True when the run is known to read as zeros (always where no layer holds it). */
   zero: boolean;
-  /** Offset of the data in the storage of the layer at `depth`, when known. */
+  /**
+   * Offset of the data in the storage of the layer at `depth`, when known.
+   * Where no layer holds the run, the bottom layer's offset when its driver
+   * gives one (a qcow2 subcluster of an allocated cluster, as QEMU's map).
+   */
   hostOffset?: number;
-  /** The file of the layer at `depth`. */
+  /** The file of the layer at `depth` (of the bottom layer with such a `hostOffset`). */
   path?: string;
 }
 
