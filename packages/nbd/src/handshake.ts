@@ -12,6 +12,7 @@ import {
   encodeGreeting,
   encodeOptionReply,
   encoder,
+  FLAG_FIXED_NEWSTYLE,
   FLAG_NO_ZEROES,
   INFO,
   MAX_OPTION_LENGTH,
@@ -21,12 +22,35 @@ import {
   OptionReader,
   ProtocolError,
   REP,
+  TFLAG,
   u16,
   u32,
   u64,
   view,
 } from './protocol.js';
 import { blockSizes, type ByteStream, type NbdExport, transmissionFlags } from './server.js';
+
+/**
+ * STARTTLS for a connection (the portable part knows no TLS library: @blk/nbd/node supplies Node's).
+ * `upgrade` is called once the server has accepted NBD_OPT_STARTTLS: it must stop reading plaintext,
+ * refuse (reject) if the client already sent bytes behind the option (they would be plaintext injected
+ * into the TLS session, CVE-2021-3716), write `ack` in plaintext, run the TLS server handshake and
+ * resolve with the encrypted stream; it rejects when the handshake fails (the connection is dropped).
+ */
+export interface TlsUpgrade {
+  /** 'require' (qemu-nbd with --tls-creds; the default): nothing but STARTTLS and ABORT before TLS. 'allow': TLS optional. */
+  mode?: 'require' | 'allow';
+  upgrade(stream: ByteStream, ack: Uint8Array): Promise<ByteStream>;
+}
+
+/** How a connection reports what happens to it: 'error' for failures, 'info' for the normal course. */
+export type ConnectionLog = (level: 'error' | 'info', message: string) => void;
+
+export interface HandshakeOptions {
+  /** STARTTLS support; without it STARTTLS gets NBD_REP_ERR_POLICY. */
+  tls?: TlsUpgrade;
+  log?: ConnectionLog;
+}
 
 /** What the handshake settled that the transmission phase depends on. */
 export interface Negotiated {
@@ -40,17 +64,38 @@ export interface Negotiated {
 export interface HandshakeResult {
   export: NbdExport;
   negotiated: Negotiated;
+  /** The stream to go on with: the TLS stream after STARTTLS. */
+  stream: ByteStream;
+  tls: boolean;
+}
+
+/** The transmission flags an export is announced with. */
+export function exportFlags(exp: NbdExport, structured: boolean): number {
+  const f = transmissionFlags(exp.image, structured);
+  return exp.multiConn === false ? f & ~TFLAG.CAN_MULTI_CONN : f;
 }
 
 /** One client's option haggling over `stream`. */
 export class Handshake {
   private neg: Negotiated = { structured: false, contexts: [], contextExport: undefined };
   private noZeroes = false;
+  private fixed = false;
+  private tlsDone = false;
+  /** The current stream (replaced by the TLS stream after STARTTLS). */
+  stream: ByteStream;
 
   constructor(
-    readonly stream: ByteStream,
+    stream: ByteStream,
     private readonly exports: readonly NbdExport[],
-  ) {}
+    private readonly options: HandshakeOptions = {},
+  ) {
+    this.stream = stream;
+  }
+
+  /** TLS is required and not yet in place. */
+  private get tlsPending(): boolean {
+    return this.options.tls !== undefined && (this.options.tls.mode ?? 'require') === 'require' && !this.tlsDone;
+  }
 
   private async read(n: number): Promise<Uint8Array> {
     const b = await this.stream.readExactly(n);
@@ -76,6 +121,7 @@ export class Handshake {
     const clientFlags = view(await this.read(4)).getUint32(0);
     if ((clientFlags & ~CLIENT_FLAGS_KNOWN) !== 0) throw new ProtocolError('unknown client flags');
     this.noZeroes = (clientFlags & FLAG_NO_ZEROES) !== 0;
+    this.fixed = (clientFlags & FLAG_FIXED_NEWSTYLE) !== 0;
     for (;;) {
       const { option, length } = decodeOptionHeader(await this.read(16));
       if (length > MAX_OPTION_LENGTH) {
@@ -89,7 +135,8 @@ export class Handshake {
       const data = length > 0 ? await this.read(length) : new Uint8Array(0);
       try {
         const done = await this.option(option, data);
-        if (done !== null) return done && { export: done, negotiated: this.neg };
+        if (done !== null)
+          return done && { export: done, negotiated: this.neg, stream: this.stream, tls: this.tlsDone };
       } catch (e) {
         if (!(e instanceof OptionInvalid)) throw e;
         await this.replyError(option, REP.ERR_INVALID, e.message);
@@ -99,12 +146,26 @@ export class Handshake {
 
   /** One option: null to go on negotiating, an export to enter transmission, undefined to end. */
   private async option(option: number, data: Uint8Array): Promise<NbdExport | undefined | null> {
+    if (this.tlsPending) {
+      // As qemu-nbd with TLS credentials: a client that cannot do TLS (not fixed newstyle: proto.md keeps it
+      // in NOTLS mode) and EXPORT_NAME (which has no error reply) are dropped; any other option but STARTTLS
+      // and ABORT is refused and haggling goes on.
+      if (!this.fixed) throw new ProtocolError('TLS required, and the client is not fixed newstyle');
+      if (option === OPT.EXPORT_NAME) throw new ProtocolError('NBD_OPT_EXPORT_NAME before TLS, TLS required');
+    }
+    if (this.tlsPending && option !== OPT.STARTTLS && option !== OPT.ABORT) {
+      await this.replyError(option, REP.ERR_TLS_REQD, `option ${option} not permitted before TLS`);
+      return null;
+    }
     switch (option) {
+      case OPT.STARTTLS:
+        await this.startTls(data);
+        return null;
       case OPT.EXPORT_NAME: {
         const name = new OptionReader(data).string(data.length);
         const exp = this.find(name);
         if (!exp) throw new ProtocolError('no such export'); // the protocol's only answer: close
-        const parts = [u64(exp.image.size), u16(transmissionFlags(exp.image, this.neg.structured))];
+        const parts = [u64(exp.image.size), u16(exportFlags(exp, this.neg.structured))];
         if (!this.noZeroes) parts.push(new Uint8Array(124));
         await this.stream.write(concat(parts));
         return exp;
@@ -139,7 +200,7 @@ export class Handshake {
         await this.reply(
           option,
           REP.INFO,
-          concat([u16(INFO.EXPORT), u64(image.size), u16(transmissionFlags(image, this.neg.structured))]),
+          concat([u16(INFO.EXPORT), u64(image.size), u16(exportFlags(exp, this.neg.structured))]),
         );
         if (wanted.includes(INFO.NAME)) {
           await this.reply(option, REP.INFO, concat([u16(INFO.NAME), encoder.encode(exp.name)]));
@@ -168,6 +229,28 @@ export class Handshake {
         await this.replyError(option, REP.ERR_UNSUP, `option ${option} not supported`);
         return null;
     }
+  }
+
+  private async startTls(data: Uint8Array): Promise<void> {
+    const tls = this.options.tls;
+    if (tls === undefined) {
+      await this.replyError(OPT.STARTTLS, REP.ERR_POLICY, 'TLS not configured');
+      return;
+    }
+    if (!this.fixed) throw new ProtocolError('NBD_OPT_STARTTLS from a client that is not fixed newstyle');
+    if (data.length !== 0) throw new OptionInvalid('NBD_OPT_STARTTLS takes no data');
+    if (this.tlsDone) throw new OptionInvalid('TLS already negotiated');
+    let secure: ByteStream;
+    try {
+      secure = await tls.upgrade(this.stream, encodeOptionReply(OPT.STARTTLS, REP.ACK));
+    } catch (e) {
+      throw new ProtocolError(`TLS handshake failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    this.stream = secure;
+    this.tlsDone = true;
+    // Nothing negotiated in plaintext survives STARTTLS (proto.md; CVE-2021-3716).
+    this.neg = { structured: false, contexts: [], contextExport: undefined };
+    this.options.log?.('info', 'TLS negotiated');
   }
 
   private async metaContext(option: number, data: Uint8Array): Promise<void> {

@@ -28,7 +28,7 @@ import {
   u64,
   view,
 } from './protocol.js';
-import { Handshake, type Negotiated } from './handshake.js';
+import { Handshake, type HandshakeOptions, type Negotiated } from './handshake.js';
 
 /** A duplex byte stream: what a connection is to the server. */
 export interface ByteStream {
@@ -45,9 +45,11 @@ export interface NbdExport {
   name: string;
   description?: string;
   image: Image;
+  /** false: never announce NBD_FLAG_CAN_MULTI_CONN (a server taking one client at a time). */
+  multiConn?: boolean;
 }
 
-export interface ConnectionOptions {
+export interface ConnectionOptions extends HandshakeOptions {
   /** Milliseconds the client has to reach transmission (default 10 s; 0: no limit). */
   handshakeTimeoutMs?: number;
   /** Timer functions (defaults: the global ones). */
@@ -91,9 +93,14 @@ export function blockSizes(image: Image): [number, number, number] {
 export class NbdConnection {
   private neg: Negotiated = { structured: false, contexts: [], contextExport: undefined };
   private closed = false;
+  private handshaking: Handshake | undefined;
+  /** Set by stop(): no new request is taken; the current one finishes. */
+  private stopping = false;
+  /** The transmission loop is waiting for the next request header (nothing in flight). */
+  private idle = false;
 
   constructor(
-    private readonly stream: ByteStream,
+    private stream: ByteStream,
     private readonly exports: readonly NbdExport[],
     private readonly options: ConnectionOptions = {},
   ) {}
@@ -102,27 +109,55 @@ export class NbdConnection {
   async run(): Promise<void> {
     const setTimer = this.options.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
     const clearTimer = this.options.clearTimer ?? ((h) => clearTimeout(h as ReturnType<typeof setTimeout>));
+    const log = this.options.log;
     const limit = this.options.handshakeTimeoutMs ?? 10_000;
-    const timer = limit > 0 ? setTimer(() => this.close(), limit) : undefined;
+    let timedOut = false;
+    const timer =
+      limit > 0
+        ? setTimer(() => {
+            timedOut = true;
+            this.close();
+          }, limit)
+        : undefined;
+    let phase = 'option negotiation';
     try {
-      const chosen = await new Handshake(this.stream, this.exports).run();
+      this.handshaking = new Handshake(this.stream, this.exports, this.options);
+      const chosen = await this.handshaking.run();
       if (timer !== undefined) clearTimer(timer);
+      this.stream = this.handshaking.stream;
+      this.handshaking = undefined;
       if (chosen) {
+        log?.('info', `export '${chosen.export.name}' negotiated${chosen.tls ? ' over TLS' : ''}`);
         this.neg = chosen.negotiated;
-        await this.transmission(chosen.export);
+        phase = 'transmission';
+        if (!this.stopping) await this.transmission(chosen.export);
       }
-    } catch {
-      // A protocol violation or a broken stream: drop the connection.
+    } catch (e) {
+      // A protocol violation or a broken stream: drop the connection (and say why).
+      const message = e instanceof Error ? e.message : String(e);
+      if (timedOut) log?.('error', `${phase} failed: handshake time limit (${limit / 1000} s) reached`);
+      else if (this.stopping) log?.('info', `${phase} ended by the server shutting down`);
+      else if (message === 'end of stream' || message === 'closed') log?.('info', `client left during ${phase}`);
+      else log?.(e instanceof ProtocolError ? 'error' : 'info', `${phase} failed: ${message}`);
     } finally {
       if (timer !== undefined) clearTimer(timer);
       this.close();
     }
   }
 
+  /**
+   * Ends the connection gently (server shutdown): a handshake is cut off; in transmission the request
+   * being served finishes and its reply is sent, then the connection closes.
+   */
+  stop(): void {
+    this.stopping = true;
+    if (this.handshaking !== undefined || this.idle) this.close();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.stream.close();
+    (this.handshaking?.stream ?? this.stream).close();
   }
 
   private async read(n: number): Promise<Uint8Array> {
@@ -136,11 +171,14 @@ export class NbdConnection {
     const image = exp.image;
     const contexts = this.neg.contextExport === exp.name ? this.neg.contexts : [];
     for (;;) {
+      this.idle = true;
       const head = await this.stream.readExactly(28);
+      this.idle = false;
       if (head === null) return;
       const req = decodeRequest(head);
       if (req.type === CMD.DISC) return;
       await this.request(image, req, contexts);
+      if (this.stopping) return;
     }
   }
 
