@@ -125,10 +125,10 @@ export class Handshake {
     for (;;) {
       const { option, length } = decodeOptionHeader(await this.read(16));
       if (length > MAX_OPTION_LENGTH) {
-        // Bounded: a payload up to 64 KiB is read and thrown away (the client stays in step); a longer one
-        // drops the connection without reading it.
-        if (length > 16 * MAX_OPTION_LENGTH) throw new ProtocolError('option too long');
-        await this.read(length);
+        // Bounded (CVE-2017-15119): a payload up to 1 MiB is read in pieces and thrown away (the client stays
+        // in step); a longer one drops the connection without reading it.
+        if (length > 16 * MAX_OPTION_LENGTH) throw new ProtocolError(`option ${option} of ${length} bytes`);
+        for (let left = length; left > 0; left -= MAX_OPTION_LENGTH) await this.read(Math.min(left, MAX_OPTION_LENGTH));
         await this.replyError(option, REP.ERR_TOO_BIG, 'option too long');
         continue;
       }
@@ -162,7 +162,13 @@ export class Handshake {
         await this.startTls(data);
         return null;
       case OPT.EXPORT_NAME: {
-        const name = new OptionReader(data).string(data.length);
+        let name: string;
+        try {
+          name = new OptionReader(data).string(data.length);
+        } catch (e) {
+          // EXPORT_NAME has no error reply: a name that is no NBD string ends the connection.
+          throw new ProtocolError(`NBD_OPT_EXPORT_NAME: ${e instanceof Error ? e.message : String(e)}`);
+        }
         const exp = this.find(name);
         if (!exp) throw new ProtocolError('no such export'); // the protocol's only answer: close
         const parts = [u64(exp.image.size), u16(exportFlags(exp, this.neg.structured))];

@@ -171,8 +171,6 @@ export class NbdServer {
   private served = 0;
   private nextId = 1;
   private stopping = false;
-  /** The socket file we created (device and inode), removed at close only if it is still ours. */
-  private socketFile: { dev: number; ino: number } | undefined;
   readonly closed: Promise<void>;
   private resolveClosed!: () => void;
 
@@ -203,10 +201,6 @@ export class NbdServer {
       if (options.socket !== undefined) s.server.listen(options.socket, done);
       else s.server.listen(options.port ?? 10809, options.host, done);
     });
-    if (options.socket !== undefined) {
-      const st = fs.lstatSync(options.socket, { throwIfNoEntry: false });
-      if (st?.isSocket()) s.socketFile = { dev: st.dev, ino: st.ino };
-    }
     return s;
   }
 
@@ -279,7 +273,7 @@ export class NbdServer {
    * Stops the server: no new connection is accepted, waiting ones are dropped, clients in the handshake are
    * disconnected, and each client in transmission gets the reply to the request being served before its
    * connection closes; after `graceMs` (default 10 s) the remaining connections are cut. Removes the socket
-   * file (if it is still the one this server made). Resolves when stopped.
+   * file. Resolves when stopped.
    */
   async close(options: { graceMs?: number } = {}): Promise<void> {
     if (!this.stopping) {
@@ -303,11 +297,10 @@ export class NbdServer {
         clearTimeout(timer);
       }
       await listening;
-      if (this.options.socket !== undefined && this.socketFile !== undefined) {
-        const st = fs.lstatSync(this.options.socket, { throwIfNoEntry: false });
-        if (st?.isSocket() && st.dev === this.socketFile.dev && st.ino === this.socketFile.ino) {
-          fs.rmSync(this.options.socket, { force: true });
-        }
+      // libuv unlinks the socket file when the listener closes (as qemu-nbd unlinks it at exit); whatever
+      // is left at the path is removed only if it is a socket.
+      if (this.options.socket !== undefined) {
+        if (fs.lstatSync(this.options.socket, { throwIfNoEntry: false })?.isSocket()) fs.rmSync(this.options.socket);
       }
       this.resolveClosed();
     }

@@ -119,6 +119,31 @@ async function forkServer(): Promise<number> {
   return code === 0 ? 1 : code;
 }
 
+/**
+ * Writes the pid file atomically: a fresh temporary file (O_EXCL: never through a symlink planted at its
+ * name) renamed over FILE (which replaces a symlink at FILE rather than writing where it points).
+ */
+function writePidFile(file: string): void {
+  const tmp = `${file}.tmp`;
+  fs.rmSync(tmp, { force: true });
+  const fd = fs.openSync(tmp, 'wx', 0o644);
+  try {
+    fs.writeSync(fd, `${process.pid}\n`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+/** Removes the pid file if it still names this process (another server may have taken it over). */
+function removePidFile(file: string): void {
+  try {
+    if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.rmSync(file);
+  } catch {
+    // Gone already.
+  }
+}
+
 export async function serve(file: string | undefined, opts: ServeOpts): Promise<number> {
   const readyFdText = process.env[READY_FD_ENV];
   delete process.env[READY_FD_ENV];
@@ -192,8 +217,7 @@ export async function serve(file: string | undefined, opts: ServeOpts): Promise<
   try {
     // Readiness: the pid file appears (and a --fork parent returns) once clients can connect.
     if (opts.pidFile !== undefined) {
-      fs.writeFileSync(`${opts.pidFile}.tmp`, `${process.pid}\n`);
-      fs.renameSync(`${opts.pidFile}.tmp`, opts.pidFile);
+      writePidFile(opts.pidFile);
       pidWritten = true;
     }
     if (readyFd !== undefined) {
@@ -217,7 +241,7 @@ export async function serve(file: string | undefined, opts: ServeOpts): Promise<
   } finally {
     await closeImages();
     for (const s of SIGNALS) process.off(s, stop);
-    if (pidWritten && opts.pidFile !== undefined) fs.rmSync(opts.pidFile, { force: true });
+    if (pidWritten && opts.pidFile !== undefined) removePidFile(opts.pidFile);
   }
   return 0;
 }
