@@ -2,7 +2,7 @@
  * blk serve and special files. Images open through the CLI's open path, so its special-file checks apply
  * to every export (FILE, --export, --exports-file): FIFOs, character devices, directories and sockets are
  * refused with one line and nothing blocks (a FIFO opened for reading would wait for a writer: every run
- * has a timeout); a symlink to an image serves the image. The files blk serve reads or writes besides
+ * has a timeout); a symlink to an image serves the image, a block device its real size. The files blk serve reads or writes besides
  * images are guarded too: an exports file, TLS credentials or an authz file that is a FIFO is refused; a
  * symlink planted at the pid file's temporary name is not written through; -k never replaces a
  * non-socket.
@@ -124,6 +124,49 @@ describe('blk serve and special files', () => {
         .readFileSync(target)
         .subarray(MiB, MiB + 4)
         .every((b) => b === 0x6e),
+    ).toBe(true);
+  });
+
+  it('a block device (a loop device, root only) is served with its real size; writes reach the device', async (ctx) => {
+    if (!isRoot || !hasCommand('losetup') || !hasCommand('nbdinfo') || !hasCommand('qemu-io')) ctx.skip();
+    const backing = path.join(dir, 'loop-backing.img');
+    rawFile(backing, 4 * MiB, [[0, 4 * MiB, 0xd5]]);
+    const attach = spawnSync('losetup', ['--show', '-f', backing], { encoding: 'utf8' });
+    if (attach.status !== 0) ctx.skip(); // no loop devices in this container
+    const device = attach.stdout.trim();
+    // A node of our own for it, in the temporary directory (nothing under /dev is touched but the loop).
+    const node = path.join(dir, 'loopnode');
+    const st = fs.statSync(device);
+    spawnSync('mknod', [node, 'b', String(Math.floor(st.rdev / 256)), String(st.rdev % 256)]);
+    const sock = path.join(dir, 'blockdev.sock');
+    try {
+      const s = await startServe(dir, ['-t', '-f', 'raw', '-k', sock, node]);
+      try {
+        const size = tool('nbdinfo', ['--size', `nbd+unix:///?socket=${sock}`]);
+        expect(size.stdout.trim(), size.stderr).toBe(String(4 * MiB));
+        const io = tool('qemu-io', [
+          '-f',
+          'raw',
+          '-c',
+          'read -P 0xd5 0 64k',
+          '-c',
+          'write -P 0x17 1M 4k',
+          `nbd+unix:///?socket=${sock}`,
+        ]);
+        expect(io.code, io.stderr).toBe(0);
+        expect(io.stdout).not.toMatch(/Pattern verification|failed/);
+      } finally {
+        await s.stop();
+      }
+    } finally {
+      spawnSync('losetup', ['-d', device]);
+    }
+    expect(fs.lstatSync(node).isBlockDevice()).toBe(true);
+    expect(
+      fs
+        .readFileSync(backing)
+        .subarray(MiB, MiB + 4)
+        .every((b) => b === 0x17),
     ).toBe(true);
   });
 

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
+import { checkExports } from './exports.js';
 import { type ByteStream, type ConnectionOptions, NbdConnection, type NbdExport } from './server.js';
 import type { StartTlsStream } from './tls-node.js';
 
@@ -186,6 +187,7 @@ export class NbdServer {
 
   /** Listens as `options` say; resolves once clients can connect. */
   static async listen(options: ListenOptions): Promise<NbdServer> {
+    checkExports(options.exports);
     const s = new NbdServer(options);
     if (options.socket !== undefined) {
       // A stale socket file of an earlier server is replaced (as QEMU's unix_listen does); nothing else is.

@@ -148,7 +148,10 @@ export async function serve(file: string | undefined, opts: ServeOpts): Promise<
   const readyFdText = process.env[READY_FD_ENV];
   delete process.env[READY_FD_ENV];
   if (opts.fork && readyFdText === undefined) return forkServer();
-  const readyFd = readyFdText !== undefined ? Number(readyFdText) : undefined;
+  // Only the fd --fork set up (3), nothing an environment could point at stdout or stderr.
+  const readyFd = readyFdText === '3' ? 3 : undefined;
+  if (readyFdText !== undefined && readyFd === undefined)
+    throw new UsageError(`${READY_FD_ENV} is for blk serve --fork only`);
 
   if (opts.socket !== undefined && (opts.bind !== undefined || opts.port !== undefined)) {
     throw new UsageError('-k cannot be combined with -b or -p');
@@ -160,6 +163,8 @@ export async function serve(file: string | undefined, opts: ServeOpts): Promise<
     opts.handshakeLimit !== undefined ? positiveInt(opts.handshakeLimit, 'handshake limit', 0, 86400) : 10;
   const specs = exportSpecs(file, opts);
   const tls = tlsOf(opts);
+  // A log line to a stderr that went away (a --fork caller's pipe closed) must not end the server.
+  process.stderr.on('error', () => undefined);
   const log = (level: 'error' | 'info', message: string) => {
     if (opts.quiet || (level === 'info' && !opts.verbose)) return;
     process.stderr.write(`blk serve: ${printable(message)}\n`);
