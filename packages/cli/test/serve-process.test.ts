@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CMD, encodeRequest, INFO, OPT, REP, u32 } from '@blk/nbd';
 import { SocketStream } from '@blk/nbd/node';
-import { nameAndInfos, option, optReplies, simpleReply } from '../../nbd/test/wire.js';
+import { nameAndInfos, option, optReplies, simpleReply } from '../../nbd/test/option-wire.js';
 import { BLK, blk, ensureBuilt, exited, hasCommand, rawFile, tempDir, waitFor } from './helpers.js';
 import { startServe, tool } from './serve-helpers.js';
 

@@ -150,7 +150,7 @@ export interface ListenOptions extends ConnectionOptions {
    * Clients beyond `shared` wait for a free slot, at most this many (default 16) and, with a handshake
    * time limit, at most that long; any other is disconnected at once.
    */
-  maxWaiting?: number;
+  maxQueued?: number;
   /** Keep serving after the last client leaves (qemu-nbd -t). */
   persistent?: boolean;
   /** Hears connections come and go (info) and what went wrong with them (error), one line each. */
@@ -225,7 +225,7 @@ export class NbdServer {
     }
     const peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : 'the socket';
     if (this.connections.size >= (this.options.shared ?? 1)) {
-      if (this.waiting.length >= (this.options.maxWaiting ?? 16)) {
+      if (this.waiting.length >= (this.options.maxQueued ?? 16)) {
         this.log(
           'error',
           `client ${id} from ${peer} refused: ${this.connections.size} served and ${this.waiting.length} waiting`,

@@ -24,7 +24,7 @@ import {
   view,
 } from '../src/index.js';
 import { pipe } from './pipe.js';
-import { nameAndInfos, option, optReplies } from './wire.js';
+import { nameAndInfos, option, optReplies } from './option-wire.js';
 
 describe('export descriptions', () => {
   it('parseKeyval splits on single commas, keeps ",," as a comma, and flags without "="', () => {

@@ -25,7 +25,7 @@ import {
   view,
 } from '../src/index.js';
 import { type End, pipe } from './pipe.js';
-import { metaQuery, nameAndInfos, option, optReplies, optReply } from './wire.js';
+import { metaQuery, nameAndInfos, option, optReplies, optReply } from './option-wire.js';
 
 const registry = new DriverRegistry([rawDriver]);
 const LONG = 'n'.repeat(4096);

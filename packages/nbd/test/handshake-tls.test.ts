@@ -26,7 +26,7 @@ import {
   view,
 } from '../src/index.js';
 import { type End, pipe } from './pipe.js';
-import { metaQuery, nameAndInfos, option, optReplies, optReply, simpleReply } from './wire.js';
+import { metaQuery, nameAndInfos, option, optReplies, optReply, simpleReply } from './option-wire.js';
 
 const registry = new DriverRegistry([rawDriver]);
 

@@ -14,7 +14,7 @@ import { DriverRegistry, type Image, MemoryVfs, openImage } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { CMD, encodeRequest, INFO, OPT, REP, TFLAG, u32, view } from '../src/index.js';
 import { NbdServer, SocketStream } from '../src/node.js';
-import { nameAndInfos, option, optReplies } from './wire.js';
+import { nameAndInfos, option, optReplies } from './option-wire.js';
 
 const registry = new DriverRegistry([rawDriver]);
 
@@ -57,7 +57,7 @@ async function go(s: SocketStream): Promise<number> {
 }
 
 describe('NbdServer limits', () => {
-  it('past `shared`, clients wait (at most maxWaiting, at most the handshake limit); the rest are refused at once', async () => {
+  it('past `shared`, clients wait (at most maxQueued, at most the handshake limit); the rest are refused at once', async () => {
     const img = await image();
     const dir = tmp();
     const sock = path.join(dir, 's.sock');
@@ -66,7 +66,7 @@ describe('NbdServer limits', () => {
       exports: [{ name: '', image: img }],
       socket: sock,
       shared: 1,
-      maxWaiting: 2,
+      maxQueued: 2,
       persistent: true,
       handshakeTimeoutMs: 1500,
       log: (level, m) => logs.push(`${level}: ${m}`),

@@ -27,7 +27,7 @@ import {
   TlsCredentialsError,
 } from '../src/node.js';
 import { makeTlsMaterial, type TlsMaterial, tlsToolsMissing } from './tls-material.js';
-import { metaQuery, nameAndInfos, option, optReplies, optReply, simpleReply, structuredChunks } from './wire.js';
+import { metaQuery, nameAndInfos, option, optReplies, optReply, simpleReply, structuredChunks } from './option-wire.js';
 
 const missing = tlsToolsMissing();
 if (missing) console.warn(`tls-node.test.ts: skipped: ${missing}`);
