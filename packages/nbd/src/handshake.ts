@@ -40,7 +40,7 @@ import { blockSizes, type ByteStream, type NbdExport, transmissionFlags } from '
 export interface TlsUpgrade {
   /** 'require' (qemu-nbd with --tls-creds; the default): nothing but STARTTLS and ABORT before TLS. 'allow': TLS optional. */
   mode?: 'require' | 'allow';
-  upgrade(stream: ByteStream, ack: Uint8Array): Promise<ByteStream>;
+  upgrade(stream: ByteStream, ack: Uint8Array): Promise<ByteStream & { readonly tlsSummary?: string }>;
 }
 
 /** How a connection reports what happens to it: 'error' for failures, 'info' for the normal course. */
@@ -246,7 +246,7 @@ export class Handshake {
     if (!this.fixed) throw new ProtocolError('NBD_OPT_STARTTLS from a client that is not fixed newstyle');
     if (data.length !== 0) throw new OptionInvalid('NBD_OPT_STARTTLS takes no data');
     if (this.tlsDone) throw new OptionInvalid('TLS already negotiated');
-    let secure: ByteStream;
+    let secure: ByteStream & { readonly tlsSummary?: string };
     try {
       secure = await tls.upgrade(this.stream, encodeOptionReply(OPT.STARTTLS, REP.ACK));
     } catch (e) {
@@ -256,7 +256,7 @@ export class Handshake {
     this.tlsDone = true;
     // Nothing negotiated in plaintext survives STARTTLS (proto.md; CVE-2021-3716).
     this.neg = { structured: false, contexts: [], contextExport: undefined };
-    this.options.log?.('info', 'TLS negotiated');
+    this.options.log?.('info', `TLS negotiated${secure.tlsSummary ? ` (${secure.tlsSummary})` : ''}`);
   }
 
   private async metaContext(option: number, data: Uint8Array): Promise<void> {

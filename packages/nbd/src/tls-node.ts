@@ -226,7 +226,10 @@ export function nodeTls(options: NodeTlsOptions): TlsUpgrade {
           throw new Error(`TLS authorization of ${identity ?? 'an anonymous client'} refused: ${refused}`);
         }
       }
-      return stream.wrapTls(secure);
+      const cipher = secure.getCipher();
+      const summary = [`${secure.getProtocol() ?? 'TLS'} ${cipher?.standardName ?? cipher?.name ?? ''}`.trim()];
+      if (identity !== undefined) summary.push(`client ${identity}`);
+      return Object.assign(stream.wrapTls(secure), { tlsSummary: summary.join(', ') });
     },
   };
 }

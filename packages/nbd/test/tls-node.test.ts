@@ -169,6 +169,9 @@ describe.skipIf(missing !== undefined)('TLS with Node (certtool/psktool material
       expect(seen).toEqual([m.clientDn]);
       await waitFor(() => srv.logs.some((l) => l.includes('disconnected')));
       expect(srv.logs).toContain("info: client 1: export 'ex' negotiated over TLS");
+      expect(srv.logs).toContain(
+        `info: client 1: TLS negotiated (TLSv1.3 ${'TLS_AES_256_GCM_SHA384'}, client ${m.clientDn})`,
+      );
     } finally {
       await srv.server.close();
     }
@@ -245,6 +248,8 @@ describe.skipIf(missing !== undefined)('TLS with Node (certtool/psktool material
       const ok = await srv.connect();
       expect(await readOverTls(await startTls(ok.s, pskClient('alice', m.psk)))).toEqual(new Array(8).fill(0xc3));
       expect(seen).toEqual(['alice']);
+      await waitFor(() => srv.logs.some((l) => l.includes('TLS negotiated')));
+      expect(srv.logs.join('\n')).toMatch(/client 1: TLS negotiated \(TLSv1\.3 TLS_\w+_SHA256, client alice\)/);
       const wrong = await srv.connect();
       await expect(startTls(wrong.s, pskClient('alice', m.wrongPsk)).then(readOverTls)).rejects.toThrow();
       const bob = await srv.connect();
