@@ -108,7 +108,7 @@ export function makeTlsMaterial(): TlsMaterial {
     'country = GB',
     'state = London',
     'locality = London',
-    'organization = Example Org',
+    'organization = Example, Org',
     'cn = laptop.example.com',
     'tls_www_client',
   ]);

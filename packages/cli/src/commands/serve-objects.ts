@@ -102,12 +102,14 @@ export function credentialsOf(o: QemuObject): TlsCredentials {
   throw new UsageError(`--tls-creds ${o.id}: '${o.type}' objects are not TLS credentials`);
 }
 
-/** fnmatch(3) without flags, as QEMU's authz-list "glob" rules: * ? and [...] classes. */
+/** fnmatch(3) without flags, as QEMU's authz-list "glob" rules: * ? [...] classes, \ quotes the next character. */
 export function globToRegExp(glob: string): RegExp {
+  const quote = (c: string) => c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
   let re = '';
   for (let i = 0; i < glob.length; i++) {
     const c = glob[i]!;
-    if (c === '*') re += '.*';
+    if (c === '\\' && i + 1 < glob.length) re += quote(glob[++i]!);
+    else if (c === '*') re += '.*';
     else if (c === '?') re += '.';
     else if (c === '[') {
       const end = glob.indexOf(']', i + 2);
@@ -119,7 +121,7 @@ export function globToRegExp(glob: string): RegExp {
         re += `[${negate ? '^' : ''}${body.replace(/[\\\]^]/g, '\\$&')}]`;
         i = end;
       }
-    } else re += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    } else re += quote(c);
   }
   return new RegExp(`^${re}$`, 's');
 }
