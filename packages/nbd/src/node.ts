@@ -147,10 +147,12 @@ export interface ListenOptions extends ConnectionOptions {
   /** Most clients served at once (qemu-nbd -e; default 1). With 1, no export announces multi-conn. */
   shared?: number;
   /**
-   * Clients beyond `shared` wait for a free slot, at most this many (default 16) and, with a handshake
-   * time limit, at most that long; any other is disconnected at once.
+   * Clients beyond `shared` wait for a free slot, at most this many over the whole server (default 16),
+   * each at most `queueTimeoutMs`; any other is disconnected at once.
    */
   maxQueued?: number;
+  /** Milliseconds a client waits for a slot before it is disconnected (default 60 s; 0: no limit). */
+  queueTimeoutMs?: number;
   /** Keep serving after the last client leaves (qemu-nbd -t). */
   persistent?: boolean;
   /** Hears connections come and go (info) and what went wrong with them (error), one line each. */
@@ -234,11 +236,11 @@ export class NbdServer {
         return;
       }
       // As qemu-nbd, which stops accepting: the client waits (unanswered) until a slot frees; not forever.
-      const limit = this.options.handshakeTimeoutMs ?? 10_000;
+      const limit = this.options.queueTimeoutMs ?? 60_000;
       const w: Waiting = { socket, id, timer: undefined };
       if (limit > 0) {
         w.timer = setTimeout(() => {
-          this.log('error', `client ${id} from ${peer} dropped: no free slot within the handshake time limit`);
+          this.log('error', `client ${id} from ${peer} dropped: no free slot within ${limit / 1000} s`);
           socket.destroy();
         }, limit);
       }
