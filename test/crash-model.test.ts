@@ -3,7 +3,17 @@
  * killed process, at what granularity, and how crash states are enumerated.
  */
 import { describe, expect, it } from 'vitest';
-import { CrashReplay, CrashSimVfs, Rng, SectorOracle, crashStates, exploreCrashes, hashSector } from '@blk/faults';
+import { MemoryFile } from '@blk/core';
+import {
+  CrashReplay,
+  CrashSimVfs,
+  Rng,
+  SectorOracle,
+  SparseBytes,
+  crashStates,
+  exploreCrashes,
+  hashSector,
+} from '@blk/faults';
 
 const bytes = (n: number, v: number) => new Uint8Array(n).fill(v);
 
@@ -24,6 +34,22 @@ async function readAll(
 }
 
 describe('CrashSimVfs', () => {
+  it("keeps durable states in the core's MemoryFile store, and a crash state shares them until recovery writes", async () => {
+    expect(SparseBytes.from(bytes(10, 1))).toBeInstanceOf(MemoryFile);
+    const vfs = new CrashSimVfs();
+    vfs.put('/f', bytes(64 * 1024, 3));
+    const s = await vfs.open('/f');
+    await s.write!(0, bytes(512, 9)); // volatile
+    await s.close();
+    const after = vfs.crash({ mode: 'power-loss', keep: 'none' });
+    const file = after.file('/f');
+    // A clone of the durable store (no copy of its 64 KiB): 4 KiB chunks, shared.
+    expect(file).toBeInstanceOf(SparseBytes);
+    expect(file.snapshot()).toEqual(bytes(64 * 1024, 3));
+    file.writeAt(0, bytes(1, 7));
+    expect(vfs.crash({ mode: 'power-loss', keep: 'none' }).file('/f').snapshot()).toEqual(bytes(64 * 1024, 3));
+  });
+
   it('keeps unflushed writes volatile and flushed writes durable', async () => {
     const vfs = new CrashSimVfs();
     vfs.put('/f', bytes(1024, 1));

@@ -41,6 +41,7 @@ class FullStorage extends MemoryStorage {
       extents: true,
       allocate: true,
       zeroRange: true,
+      pool: true,
       limits: { requestAlignment: 1, preferredTransfer: 4096, maxTransfer: 1 << 20 },
     });
   }
@@ -81,14 +82,18 @@ class FullStorage extends MemoryStorage {
     this.calls.push('size');
     return super.size();
   }
-  /** NodeFileStorage's thread-pool calls (what ThreadedIoVfs routes large requests to). */
+  /** The thread-pool calls (`capabilities.pool`, NodeFileStorage's; what ThreadedIoVfs routes large requests to). */
   readOnPool(offset: number, into: Uint8Array): Promise<number> {
-    this.calls.push('read');
+    this.calls.push('readOnPool', 'read');
     return super.read(offset, into);
   }
   writeOnPool(offset: number, data: Uint8Array): Promise<void> {
-    this.calls.push('write');
+    this.calls.push('writeOnPool', 'write');
     return super.write(offset, data);
+  }
+  flushOnPool(): Promise<void> {
+    this.calls.push('flushOnPool', 'flush');
+    return super.flush();
   }
 }
 
@@ -145,7 +150,7 @@ const WRAPPERS: Array<{
     },
   },
   {
-    name: 'cli cache=unsafe storage (flush does nothing)',
+    name: 'jobs UnflushedStorage (cache=unsafe: flush does nothing)',
     narrows: ['flush'],
     wrap: async () => {
       const vfs = new FullVfs();
@@ -166,7 +171,7 @@ const WRAPPERS: Array<{
   },
   {
     name: 'faults FaultyStorage',
-    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'],
+    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange', 'pool'],
     wrap: async () => {
       const vfs = new FullVfs();
       vfs.files.put('/f', new Uint8Array());
@@ -176,7 +181,7 @@ const WRAPPERS: Array<{
   },
   {
     name: 'faults HookedStorage',
-    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'],
+    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange', 'pool'],
     wrap: async () => {
       const vfs = new FullVfs();
       vfs.files.put('/f', new Uint8Array());
@@ -186,7 +191,7 @@ const WRAPPERS: Array<{
   },
   {
     name: 'faults GuardedStorage',
-    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'],
+    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange', 'pool'],
     wrap: async () => {
       const inner = new FullStorage(new MemoryFile(new Uint8Array(4096)), 'f');
       return { outer: new GuardedStorage(inner, { forbidWrites: false }), inner };
@@ -194,7 +199,7 @@ const WRAPPERS: Array<{
   },
   {
     name: 'testkit ScheduledStorage',
-    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange'],
+    narrows: ['syncRead', 'extents', 'allocate', 'zeroRange', 'pool'],
     wrap: async () => {
       const inner = new FullStorage(new MemoryFile(), 'f');
       // A scheduler that lets every task through at once.
@@ -204,29 +209,38 @@ const WRAPPERS: Array<{
   },
 ];
 
-/** Calls the member a capability stands for; the name the FullStorage records for it. */
-async function exercise(storage: Storage, capability: Capability): Promise<string | undefined> {
+/** Calls the members a capability stands for; the names the FullStorage records for them. */
+async function exercise(storage: Storage, capability: Capability): Promise<string[]> {
   switch (capability) {
+    case 'pool': {
+      // The whole group: a wrapper that forwarded only some of it would send the rest to the main thread.
+      await storage.readOnPool!(0, new Uint8Array(1));
+      await storage.writeOnPool!(0, new Uint8Array([4]));
+      // A wrapper whose flush does nothing (cache=unsafe) makes flushOnPool do nothing too.
+      if (!storage.capabilities.flush) return ['readOnPool', 'writeOnPool'];
+      await storage.flushOnPool!();
+      return ['readOnPool', 'writeOnPool', 'flushOnPool'];
+    }
     case 'write':
       await storage.write!(0, new Uint8Array([1, 2, 3]));
-      return 'write';
+      return ['write'];
     case 'flush':
       await storage.flush!();
-      return 'flush';
+      return ['flush'];
     case 'syncRead':
       storage.readSync!(0, new Uint8Array(1));
-      return 'readSync';
+      return ['readSync'];
     case 'extents':
       await storage.extentAt!(0, 1);
-      return 'extentAt';
+      return ['extentAt'];
     case 'allocate':
       await storage.allocate!(0, 4096);
-      return 'allocate';
+      return ['allocate'];
     case 'zeroRange':
       await storage.zeroRange!(0, 1, false);
-      return 'zeroRange';
+      return ['zeroRange'];
     case 'remote':
-      return undefined;
+      return [];
   }
 }
 
@@ -245,8 +259,9 @@ describe('FilterStorage: wrappers forward every capability they do not narrow on
         expect(outer.capabilities[key], `${name}: capabilities.${key}`).toBe(expected);
         if (!outer.capabilities[key]) continue;
         inner.calls.length = 0;
-        const member = await exercise(outer, key);
-        if (member !== undefined) expect(inner.calls, `${name}: ${member} reaches the storage below`).toContain(member);
+        for (const member of await exercise(outer, key)) {
+          expect(inner.calls, `${name}: ${member} reaches the storage below`).toContain(member);
+        }
       }
       // The mandatory members reach it too.
       inner.calls.length = 0;
@@ -259,13 +274,40 @@ describe('FilterStorage: wrappers forward every capability they do not narrow on
     });
   }
 
+  it('every FilterStorage subclass in the packages is one of the wrappers above (a new one must be added there)', () => {
+    const root = path.join(__dirname, '..', 'packages');
+    const found: string[] = [];
+    const walk = (d: string): void => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.ts')) {
+          for (const m of fs.readFileSync(p, 'utf8').matchAll(/class (\w+) extends FilterStorage\b/g))
+            found.push(m[1]!);
+        }
+      }
+    };
+    for (const pkg of fs.readdirSync(root)) {
+      if (fs.existsSync(path.join(root, pkg, 'src'))) walk(path.join(root, pkg, 'src'));
+    }
+    expect(found.length).toBeGreaterThanOrEqual(8);
+    // CrashStorage sits over the crash simulator's own memory storage (its own test is below).
+    const covered = [...WRAPPERS.map((w) => w.name), 'CrashStorage'];
+    for (const cls of found)
+      expect(
+        covered.some((n) => n.includes(cls)),
+        `${cls} is tested here`,
+      ).toBe(true);
+  });
+
   it('a hand-written wrapper that forwards only what it knew of would hide capabilities (what the base prevents)', () => {
     const inner = new FullStorage(new MemoryFile(), 'f');
     // The old way: a wrapper listing the members it forwards; a member it does not list is lost.
     const handWritten = { path: inner.path, readOnly: inner.readOnly, read: inner.read.bind(inner) };
     expect('extentAt' in handWritten).toBe(false);
     const filter = new FilterStorage(inner);
-    for (const member of ['readSync', 'extentAt', 'allocate', 'zeroRange', 'write', 'truncate', 'flush'] as const) {
+    const members = ['readSync', 'extentAt', 'allocate', 'zeroRange', 'write', 'truncate', 'flush'] as const;
+    for (const member of [...members, 'readOnPool', 'writeOnPool', 'flushOnPool'] as const) {
       expect(typeof filter[member], member).toBe('function');
     }
     expect(filter.capabilities).toEqual(inner.capabilities);

@@ -1,11 +1,15 @@
 /**
- * The `blk` executable as one self-contained program: dist/blk.js and its
- * lazily loaded command chunks carry @blk/* and commander inside, so that
+ * The `blk` executable as one self-contained program: dist/blk-main.cjs
+ * carries @blk/* and commander inside, so that
  *
  * - the CLI tarball alone installs (`npm i -g ./blk-cli-X.tgz`): the @blk
  *   packages are not in the npm registry, and the bin needs none of them;
- * - start-up resolves and reads a few files instead of every package's
- *   modules (`blk info` loads dist/blk.js, one command chunk, shared chunks).
+ * - start-up reads one file and resolves no module graph: the bundle is one
+ *   CommonJS function whose commands (imported dynamically in src/blk.ts)
+ *   initialise only when they run, and dist/blk.cjs (src/launcher.ts) runs
+ *   it from V8's code cache, so that nothing is parsed or compiled twice.
+ *   dist/blk.js, the path tests and scripts spawn, only requires blk.cjs;
+ *   the package's bin is blk.cjs itself (no ES module loader at start).
  *
  * The library entry (src/index.ts, built by the package's first tsup call)
  * keeps @blk/* external: a program importing @blk/cli and @blk/images gets
@@ -13,33 +17,87 @@
  * copy never meets a library consumer's objects.
  *
  * The bundled @blk/native code loads its addon from ../build/Release beside
- * the chunk, i.e. this package's build/Release: the packed CLI builds it
+ * the bundle, i.e. this package's build/Release: the packed CLI builds it
  * there at install (scripts/pack.mjs adds @blk/native's sources and install
  * script); in the repository, build/ links to @blk/native's build/.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { defineConfig } from 'tsup';
+import { defineConfig, type Options } from 'tsup';
 
-export default defineConfig({
-  entry: { blk: 'src/blk.ts' },
-  format: ['esm'],
+const version = (JSON.parse(fs.readFileSync('package.json', 'utf8')) as { version?: string }).version ?? 'unknown';
+
+/**
+ * commander requires node:child_process when it loads (for executable subcommands, which blk has
+ * none of), and child_process pulls in net, dgram and the stream modules: milliseconds at every
+ * start. In the bundle that require becomes a proxy that loads the module on first use. The build
+ * fails if commander's line is not found (a new commander: look again).
+ */
+function lazyChildProcess(file: string): void {
+  const text = fs.readFileSync(file, 'utf8');
+  const eager = 'require("child_process")';
+  const count = text.split(eager).length - 1;
+  if (count !== 1) throw new Error(`${file}: expected commander's one require of child_process, found ${count}`);
+  const lazy =
+    'new Proxy({}, { get: (_t, k) => require("node:child_process")[k], '
+    + 'has: (_t, k) => k in require("node:child_process") })';
+  fs.writeFileSync(file, text.replace(eager, lazy));
+}
+
+const common: Options = {
+  format: ['cjs'],
   target: 'node20',
   platform: 'node',
   outDir: 'dist',
   clean: false, // the library build (run first) cleans dist/
   sourcemap: true,
-  splitting: true, // commands stay lazily loaded chunks
-  noExternal: [/^@blk\//, 'commander'],
-  // commander is CommonJS: its require() calls of node: modules need a real require in an ES module.
-  banner: {
-    js: "import { createRequire as __blkCreateRequire } from 'node:module'; const require = __blkCreateRequire(import.meta.url);",
+  splitting: false,
+  outExtension: () => ({ js: '.cjs' }),
+};
+
+export default defineConfig([
+  {
+    ...common,
+    entry: { 'blk-main': 'src/blk.ts' },
+    noExternal: [/^@blk\//, 'commander'],
+    // A third of the bytes to read and hand to V8 at every start; function and class names kept
+    // (messages and stack traces use them; the source map has the rest).
+    minifyWhitespace: true,
+    minifySyntax: true,
+    minifyIdentifiers: true,
+    keepNames: true,
+    async onSuccess() {
+      lazyChildProcess(path.resolve('dist', 'blk-main.cjs'));
+    },
+    // One function expression, which the launcher compiles with vm.Script (and V8's code cache).
+    banner: {
+      js:
+        "(function (exports, require, module, __filename, __dirname) {'use strict';\n"
+        + "const __blkImportMetaUrl = require('node:url').pathToFileURL(__filename).href;",
+    },
+    footer: { js: '})' },
+    define: { 'import.meta.url': '__blkImportMetaUrl', __BLK_VERSION__: JSON.stringify(version) },
   },
-  async onSuccess() {
-    const link = path.resolve('build');
-    const target = path.join('..', 'native', 'build');
-    if (fs.existsSync(path.resolve('..', 'native', 'package.json')) && !fs.lstatSync(link, { throwIfNoEntry: false })) {
-      fs.symlinkSync(target, link);
-    }
+  {
+    ...common,
+    entry: { blk: 'src/launcher.ts' },
+    sourcemap: false,
+    async onSuccess() {
+      // dist/blk.js: the path tests and scripts run (an ES module in this "type": "module" package).
+      fs.writeFileSync(
+        path.resolve('dist', 'blk.js'),
+        "#!/usr/bin/env node\nimport { createRequire } from 'node:module';\ncreateRequire(import.meta.url)('./blk.cjs');\n",
+        { mode: 0o755 },
+      );
+      fs.chmodSync(path.resolve('dist', 'blk.cjs'), 0o755);
+      const link = path.resolve('build');
+      const target = path.join('..', 'native', 'build');
+      if (
+        fs.existsSync(path.resolve('..', 'native', 'package.json'))
+        && !fs.lstatSync(link, { throwIfNoEntry: false })
+      ) {
+        fs.symlinkSync(target, link);
+      }
+    },
   },
-});
+]);

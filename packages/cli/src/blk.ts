@@ -15,7 +15,11 @@ import { allowBackingDevices } from './backing-devices.js';
 /** Exit code of a usage error or a failure, per command (qemu-img's conventions). */
 const FAILURE_CODE: Record<string, number> = { compare: 2 };
 
+/** The package's version, put in by the bin's build (tsup.bin.config.ts): no package.json is read at start. */
+declare const __BLK_VERSION__: string | undefined;
+
 function packageVersion(): string {
+  if (typeof __BLK_VERSION__ === 'string') return __BLK_VERSION__;
   try {
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
     return pkg.version ?? 'unknown';

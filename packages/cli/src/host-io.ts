@@ -22,23 +22,10 @@ import { hostVfs } from './images.js';
 /** Requests at least this long use the thread pool. */
 const THREADED_MIN = 128 * 1024;
 
-/** What NodeFileStorage offers for thread-pool I/O in any io mode (it also makes close() wait for it). */
-interface PoolIo {
-  readOnPool(offset: number, into: Uint8Array): Promise<number>;
-  writeOnPool(offset: number, data: Uint8Array): Promise<void>;
-  /** fdatasync on the pool (absent on older storages: then the storage's own flush). */
-  flushOnPool?(): Promise<void>;
-}
-
-function hasPoolIo(storage: Storage): storage is Storage & PoolIo {
-  const s = storage as Partial<PoolIo>;
-  return typeof s.readOnPool === 'function' && typeof s.writeOnPool === 'function';
-}
-
 /** Sends large reads and writes of a storage to the thread pool; everything else is the storage's own. */
 class ThreadedStorage extends FilterStorage {
   constructor(
-    private readonly inner: Storage & PoolIo,
+    private readonly inner: Storage,
     private readonly min: number,
   ) {
     super(inner);
@@ -46,27 +33,33 @@ class ThreadedStorage extends FilterStorage {
   /**
    * Reads and writes change threads, not content: the inner storage's extents (convert skips
    * holes with them) and zeroing (fallocate, so that write-zeroes stays cheap) stay usable. No
-   * synchronous read (every read here may go to the pool) and no allocate, as before.
+   * synchronous read (every read here may go to the pool) and no allocate, as before. The pool
+   * calls themselves are forwarded (FilterStorage), so `pool` stays.
    */
   protected override filterCapabilities(below: StorageCapabilities): StorageCapabilities {
-    return { ...super.filterCapabilities(below), extents: below.extents, zeroRange: below.zeroRange };
+    return {
+      ...super.filterCapabilities(below),
+      extents: below.extents,
+      zeroRange: below.zeroRange,
+      pool: below.pool,
+    };
   }
   override read(offset: number, into: Uint8Array): Promise<number> {
-    return into.length >= this.min ? this.inner.readOnPool(offset, into) : this.inner.read(offset, into);
+    return into.length >= this.min ? this.inner.readOnPool!(offset, into) : this.inner.read(offset, into);
   }
   override write(offset: number, data: Uint8Array): Promise<void> {
-    return data.length >= this.min ? this.inner.writeOnPool(offset, data) : super.write(offset, data);
+    return data.length >= this.min ? this.inner.writeOnPool!(offset, data) : super.write(offset, data);
   }
   /**
    * fdatasync on the thread pool: the job's pipeline keeps copying while the disk takes what was
    * written before (the copy engine flushes behind itself as it goes; see @blk/jobs' copy.ts).
    */
   override flush(): Promise<void> {
-    return this.inner.flushOnPool ? this.inner.flushOnPool() : super.flush();
+    return this.inner.flushOnPool!();
   }
 }
 
-/** A Vfs whose storages send large reads and writes to the thread pool (when they can: NodeFileStorage). */
+/** A Vfs whose storages send large reads and writes to the thread pool (when they can: `capabilities.pool`). */
 export class ThreadedIoVfs implements Vfs {
   /** `min`: requests at least this long go to the thread pool (0: every read and write). */
   constructor(
@@ -75,7 +68,7 @@ export class ThreadedIoVfs implements Vfs {
   ) {}
   async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const storage = await this.inner.open(path, options);
-    return hasPoolIo(storage) ? new ThreadedStorage(storage, this.min) : storage;
+    return storage.capabilities.pool ? new ThreadedStorage(storage, this.min) : storage;
   }
   stat(path: string) {
     return this.inner.stat(path);
@@ -147,9 +140,8 @@ class PoolFlushVfs extends ThreadedIoVfs {
   }
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const storage = await this.base.open(path, options);
-    const s = storage as Storage & Partial<PoolIo>;
-    return typeof s.flushOnPool === 'function'
-      ? new PoolFlushStorage(s as Storage & { flushOnPool(): Promise<void> })
+    return storage.capabilities.pool && storage.flushOnPool
+      ? new PoolFlushStorage(storage as Storage & { flushOnPool(): Promise<void> })
       : storage;
   }
 }

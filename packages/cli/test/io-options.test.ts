@@ -81,7 +81,7 @@ describe("blk io: qemu-io's command-line options", () => {
   });
 
   it.skipIf(!hasCommand('strace'))(
-    '-t: writethrough/directsync sync after every write request, writeback/none on close, unsafe never',
+    '-t: writethrough/directsync sync after every write request, writeback/none on close, unsafe never (as qemu-io)',
     () => {
       // Five write requests (write, write, aio_write, write -z, discard), then the close.
       const script = [
@@ -122,8 +122,10 @@ describe("blk io: qemu-io's command-line options", () => {
           .split('\n')
           .filter((l) => /\b(fdatasync|fsync)\(/.test(l)).length;
       };
-      expect(syncs('writethrough')).toBe(6);
-      expect(syncs('directsync')).toBe(6);
+      // As qemu-io (strace of QEMU 7.2 with this script: 5, 5, 1, 1, 0): each write request is synced,
+      // and the close has nothing new to sync (a clean storage skips fdatasync, as QEMU's flushed_gen).
+      expect(syncs('writethrough')).toBe(5);
+      expect(syncs('directsync')).toBe(5);
       expect(syncs('writeback')).toBe(1);
       expect(syncs('none')).toBe(1);
       expect(syncs('unsafe')).toBe(0);

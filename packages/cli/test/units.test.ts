@@ -250,6 +250,7 @@ describe("ThreadedIoVfs (the copy jobs' host Vfs)", () => {
       open: async (path: string, o?: Parameters<MemoryVfs['open']>[1]) => {
         const storage = await inner.open(path, o);
         return Object.assign(storage, {
+          capabilities: { ...storage.capabilities, pool: true },
           readOnPool: (offset: number, into: Uint8Array) => storage.read(offset, into),
           writeOnPool: (offset: number, data: Uint8Array) => storage.write!(offset, data),
           flushOnPool: async () => {

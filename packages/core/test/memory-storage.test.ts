@@ -213,3 +213,73 @@ describe('MemoryFile.extentAt: where data and holes are (the in-memory SEEK_DATA
     );
   });
 });
+
+describe('MemoryFile.clone: copy-on-write copies (the store the crash simulator builds its states on)', () => {
+  type Op =
+    | { kind: 'write'; who: number; offset: number; data: Uint8Array }
+    | { kind: 'truncate'; who: number; size: number }
+    | { kind: 'clone'; who: number };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({
+      kind: fc.constant('write' as const),
+      who: fc.nat(3),
+      offset: fc.nat(40_000),
+      data: fc.uint8Array({ minLength: 0, maxLength: 9000 }),
+    }),
+    fc.record({ kind: fc.constant('truncate' as const), who: fc.nat(3), size: fc.nat(50_000) }),
+    fc.record({ kind: fc.constant('clone' as const), who: fc.nat(3) }),
+  );
+
+  it('every clone reads as a flat copy would, whatever is written to it or to the others afterwards (4 KiB and 64 KiB chunks)', () => {
+    for (const chunkSize of [4096, CHUNK, 1000]) {
+      fc.assert(
+        fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+          const files = [new MemoryFile(undefined, 0, { chunkSize })];
+          const models: Uint8Array[] = [new Uint8Array(0)];
+          for (const o of ops) {
+            const i = o.who % files.length;
+            if (o.kind === 'clone') {
+              files.push(files[i]!.clone());
+              models.push(models[i]!.slice());
+            } else if (o.kind === 'write') {
+              files[i]!.writeAt(o.offset, o.data);
+              if (o.data.length === 0) continue;
+              const m = models[i]!;
+              const grown = new Uint8Array(Math.max(m.length, o.offset + o.data.length));
+              grown.set(m);
+              grown.set(o.data, o.offset);
+              models[i] = grown;
+            } else {
+              files[i]!.truncate(o.size);
+              const m = new Uint8Array(o.size);
+              m.set(models[i]!.subarray(0, o.size));
+              models[i] = m;
+            }
+          }
+          files.forEach((f, i) => {
+            expect(f.length).toBe(models[i]!.length);
+            expect(f.snapshot()).toEqual(models[i]);
+          });
+        }),
+        { numRuns: 150 },
+      );
+    }
+  });
+
+  it('a clone holds the same chunks (no bytes copied) until one side writes; then only that chunk is copied', () => {
+    const file = new MemoryFile(undefined, 0, { chunkSize: 4096 });
+    file.writeAt(0, bytes(3 * 4096));
+    const chunkOf = (f: MemoryFile, at: number) => [...f.heldChunks()].find(([o]) => o === at)![1];
+    const copy = file.clone();
+    for (const at of [0, 4096, 8192]) expect(chunkOf(copy, at)).toBe(chunkOf(file, at));
+    copy.writeAt(4096, new Uint8Array([1]));
+    expect(chunkOf(copy, 4096)).not.toBe(chunkOf(file, 4096));
+    expect(chunkOf(copy, 0)).toBe(chunkOf(file, 0));
+    expect(file.snapshot()).toEqual(bytes(3 * 4096));
+  });
+
+  it('refuses a chunk size that is not a positive integer', () => {
+    expect(() => new MemoryFile(undefined, 0, { chunkSize: 0 })).toThrow(/chunk size/);
+    expect(() => new MemoryFile(undefined, 0, { chunkSize: 1.5 })).toThrow(/chunk size/);
+  });
+});

@@ -68,6 +68,7 @@ describe('StorageCapabilities', () => {
       allocate: false,
       zeroRange: false,
       remote: false,
+      pool: false,
       limits: { requestAlignment: 1 },
     });
     const ro = storageCapabilities({ allocate: true, zeroRange: true, extents: true });
@@ -85,6 +86,7 @@ describe('StorageCapabilities', () => {
       allocate: false,
       zeroRange: false,
       remote: false,
+      pool: false,
       limits: { requestAlignment: 1 },
     });
     const ro = new MemoryStorage(new MemoryFile(), 'm', true);
@@ -102,6 +104,7 @@ describe('StorageCapabilities', () => {
       allocate: false,
       zeroRange: false,
       remote: false,
+      pool: true,
       limits: { requestAlignment: 1, preferredTransfer: fs.statSync(file).blksize },
     });
     await plain.close();

@@ -1,7 +1,7 @@
 import {
   FilterStorage,
   ForwardingVfs,
-  MemoryFile,
+  type MemoryFile,
   MemoryVfs,
   type MemoryStorage,
   type Storage,
@@ -203,13 +203,9 @@ function keepTest(keep: KeepSpec): (index: number, piece: PendingPiece) => boole
   return (i) => set.has(i);
 }
 
+/** The file a crash leaves: the durable bytes, shared copy-on-write (recovery writes copy only what they touch). */
 function toMemoryFile(bytes: SparseBytes, mtimeSec: number): MemoryFile {
-  const file = new MemoryFile();
-  for (const [offset, chunk] of bytes.extents()) {
-    if (offset >= bytes.length) continue;
-    file.writeAt(offset, chunk.subarray(0, Math.min(chunk.length, bytes.length - offset)));
-  }
-  file.length = bytes.length;
+  const file = bytes.clone();
   file.mtimeSec = mtimeSec;
   return file;
 }

@@ -377,6 +377,10 @@ class UnflushedStorage extends FilterStorage {
   override async flush(): Promise<void> {
     /* -t unsafe: never flush. */
   }
+  /** The thread-pool flush does nothing either; reads and writes on the pool stay the storage's (`pool` is kept). */
+  override async flushOnPool(): Promise<void> {
+    /* -t unsafe: never flush. */
+  }
 }
 
 /** `storage` whose flush() does nothing; reads, readSync, extentAt and zeroRange are the storage's own. */

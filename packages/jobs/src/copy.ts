@@ -146,19 +146,20 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
     const turn = order?.next();
     await pipeline.start(async ({ buf, bbuf }) => {
       try {
+        // The window's segments are packed from the start of the slot's buffers (in order, so that a
+        // span of contiguous segments stays contiguous): a window holding 1 MiB of a 4 MiB chunk touches
+        // 1 MiB of its buffer, and the process keeps resident only what windows really held.
         let bytes = 0;
+        const spans: Array<{ start: number; end: number; at: number }> = [];
         for (const s of w.segments) {
-          const data = buf.subarray(s.start - w.base, s.start - w.base + s.length);
+          const data = buf.subarray(bytes, bytes + s.length);
           if (s.layer) await s.layer.readInto(s.start, data);
           else data.fill(0);
-          bytes += s.length;
-        }
-        // Contiguous segments (from any layers) make one span, written with one request.
-        const spans: Array<{ start: number; end: number }> = [];
-        for (const s of w.segments) {
+          // Contiguous segments (from any layers) make one span, written with one request.
           const last = spans[spans.length - 1];
           if (last && last.end === s.start) last.end += s.length;
-          else spans.push({ start: s.start, end: s.start + s.length });
+          else spans.push({ start: s.start, end: s.start + s.length, at: bytes });
+          bytes += s.length;
         }
         const bases: Array<Uint8Array | undefined> = [];
         for (const span of spans) {
@@ -167,7 +168,7 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
             continue;
           }
           const n = span.end - span.start;
-          const base = bbuf.subarray(span.start - w.base, span.start - w.base + n);
+          const base = bbuf.subarray(span.at, span.at + n);
           const inside = Math.max(0, Math.min(n, against.size - span.start));
           if (inside < n) base.fill(0, inside);
           if (inside > 0) await against.readInto(span.start, base.subarray(0, inside));
@@ -176,7 +177,7 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
         await turn?.ready;
         for (let i = 0; i < spans.length; i++) {
           const span = spans[i]!;
-          const data = buf.subarray(span.start - w.base, span.end - w.base);
+          const data = buf.subarray(span.at, span.at + span.end - span.start);
           await writeChanged(target, span.start, data, bases[i], granule, writeAll);
         }
         behind.wrote(bytes);

@@ -8,78 +8,25 @@
  * holding layers, and an abort leaves no output.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createImage, DriverRegistry, Image, isBlockError, MemoryVfs, openImage, type BlockErrorKind } from '@blk/core';
-import { cowDriver } from '@blk/cow';
-import { rawDriver } from '@blk/raw';
+import { Image, isBlockError, type MemoryVfs, openImage, type BlockErrorKind } from '@blk/core';
 import { commitImage, commitIntoBase, ddImage, JOURNAL_SUFFIX, rebaseImage } from '@blk/jobs';
+import {
+  chain as chainOf,
+  contents,
+  firstDifference,
+  KiB,
+  MID_RUNS,
+  midIsCow,
+  registry,
+  SIZE,
+  TOP_RUNS,
+  type Range,
+} from './fixtures/chain.js';
 
 const isBlockErrorKind = (kind: BlockErrorKind) => (err: unknown) => isBlockError(err, kind);
 
-const registry = new DriverRegistry([cowDriver, rawDriver]);
-/** cow records no backing format: top.cow's backing file (mid.cow) is named cow. */
-const midIsCow = { format: (_ref: unknown, depth: number) => (depth === 1 ? 'cow' : undefined) };
-const KiB = 1024;
-const SIZE = 1024 * KiB;
-
-function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  for (let i = 0; i < length; i++) out[i] = ((i * 31 + seed * 7) % 251) + 1; // never zero
-  return out;
-}
-
-interface Range {
-  start: number;
-  length: number;
-}
-
-/** The runs each overlay writes (away from the first and last bytes, which a default-raw base's probe guard reads). */
-const MID_RUNS: Range[] = [
-  { start: 64 * KiB, length: 32 * KiB },
-  { start: 700 * KiB, length: 8 * KiB },
-];
-const TOP_RUNS: Range[] = [
-  { start: 80 * KiB, length: 4 * KiB }, // inside mid's run
-  { start: 300 * KiB, length: 12 * KiB },
-  { start: 900 * KiB, length: 8 * KiB },
-];
-
-/** base.raw (`baseSize`) <- mid.cow (1 MiB) <- top.cow, each overlay with scattered runs of its own. */
-async function chain(baseSize = SIZE): Promise<MemoryVfs> {
-  const vfs = new MemoryVfs();
-  vfs.put('/base.raw', pattern(baseSize, 1));
-  await createImage('/mid.cow', {
-    registry,
-    vfs,
-    format: 'cow',
-    backing: '/base.raw',
-    size: SIZE,
-    driverOptions: { variant: 'v2-qemu-lp64' },
-  });
-  const mid = await openImage('/mid.cow', { registry, vfs });
-  for (const [i, r] of MID_RUNS.entries()) await mid.write(r.start, pattern(r.length, 2 + i));
-  await mid.close();
-  await createImage('/top.cow', { registry, vfs, format: 'cow', backing: { path: '/mid.cow', format: 'cow' } });
-  const top = await openImage('/top.cow', { registry, vfs, backing: midIsCow });
-  for (const [i, r] of TOP_RUNS.entries()) await top.write(r.start, pattern(r.length, 5 + i));
-  await top.close();
-  return vfs;
-}
-
-async function contents(vfs: MemoryVfs, path: string, options: Record<string, unknown> = {}): Promise<Uint8Array> {
-  const image = await openImage(path, { registry, vfs, backing: midIsCow, ...options });
-  try {
-    return await image.read(0, image.size);
-  } finally {
-    await image.close();
-  }
-}
-
-/** Index of the first byte where `a` and `b` differ, -1 when equal. */
-function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  if (a.length !== b.length) return Math.min(a.length, b.length);
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return -1;
-}
+/** base.raw (`baseSize`) <- mid.cow (1 MiB) <- top.cow, with MID_RUNS and TOP_RUNS. */
+const chain = (baseSize = SIZE) => chainOf({ baseSize });
 
 /** A file's bytes as they are now. */
 function snapshot(vfs: MemoryVfs, path: string): Uint8Array {

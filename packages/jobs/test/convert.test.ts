@@ -5,66 +5,23 @@
  * job with `aborted` and leaves DST untouched.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createImage, DriverRegistry, Image, MemoryVfs, openImage } from '@blk/core';
-import { cowDriver } from '@blk/cow';
-import { rawDriver } from '@blk/raw';
+import { createImage, Image, MemoryVfs, openImage } from '@blk/core';
 import { isBlockError, type BlockErrorKind } from '@blk/core';
-import { convertImage, copyImageData, sparseGranule, targetGranule } from '@blk/jobs';
+import { convertImage, copyImageData, copyOwnRuns, sparseGranule, targetGranule } from '@blk/jobs';
+import { chain as chainOf, contents, firstDifference, KiB, midIsCow, registry, SIZE } from './fixtures/chain.js';
 
 const isBlockErrorKind = (kind: BlockErrorKind) => (err: unknown) => isBlockError(err, kind);
 
-const registry = new DriverRegistry([cowDriver, rawDriver]);
-/** cow records no backing format: top.cow's backing file (mid.cow) is named cow. */
-const midIsCow = { format: (_ref: unknown, depth: number) => (depth === 1 ? 'cow' : undefined) };
-const KiB = 1024;
-const SIZE = 1024 * KiB;
-
-function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  for (let i = 0; i < length; i++) out[i] = ((i * 31 + seed * 7) % 251) + 1; // never zero
-  return out;
-}
-
-/** base.raw (512 KiB) <- mid.cow (1 MiB) <- top.cow, each overlay with scattered runs of its own. */
-async function chain(): Promise<MemoryVfs> {
-  const vfs = new MemoryVfs();
-  vfs.put('/base.raw', pattern(SIZE / 2, 1)); // shorter than the overlays: [512K, 1M) is held by no layer
-  await createImage('/mid.cow', {
-    registry,
-    vfs,
-    format: 'cow',
-    backing: '/base.raw',
-    size: SIZE,
-    driverOptions: { variant: 'v2-qemu-lp64' },
+/** base.raw (512 KiB) <- mid.cow (1 MiB) <- top.cow; the top holds 8 KiB of zeros (data that is zero) at 900 KiB. */
+const chain = () =>
+  chainOf({
+    baseSize: SIZE / 2, // shorter than the overlays: [512K, 1M) is held by no layer
+    top: [
+      { start: 80 * KiB, length: 4 * KiB, seed: 4 }, // inside mid's run
+      { start: 300 * KiB, length: 12 * KiB, seed: 5 },
+      { start: 900 * KiB, length: 8 * KiB }, // zeros the top holds: data that is zero
+    ],
   });
-  const mid = await openImage('/mid.cow', { registry, vfs });
-  await mid.write(64 * KiB, pattern(32 * KiB, 2));
-  await mid.write(700 * KiB, pattern(8 * KiB, 3));
-  await mid.close();
-  await createImage('/top.cow', { registry, vfs, format: 'cow', backing: { path: '/mid.cow', format: 'cow' } });
-  const top = await openImage('/top.cow', { registry, vfs, backing: midIsCow });
-  await top.write(80 * KiB, pattern(4 * KiB, 4)); // inside mid's run
-  await top.write(300 * KiB, pattern(12 * KiB, 5));
-  await top.write(900 * KiB, new Uint8Array(8 * KiB)); // zeros the top holds: data that is zero
-  await top.close();
-  return vfs;
-}
-
-async function contents(vfs: MemoryVfs, path: string, format?: string): Promise<Uint8Array> {
-  const image = await openImage(path, { registry, vfs, backing: midIsCow, ...(format ? { format } : {}) });
-  try {
-    return await image.read(0, image.size);
-  } finally {
-    await image.close();
-  }
-}
-
-/** Index of the first byte where `a` and `b` differ, -1 when equal (toEqual on 1 MiB arrays is slow). */
-function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  if (a.length !== b.length) return Math.min(a.length, b.length);
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return -1;
-}
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -97,7 +54,7 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
     await convertImage('/top.cow', '/out.raw', { registry, vfs, backingProbe: true, chunkSize: 64 * KiB });
     vi.restoreAllMocks();
 
-    expect(firstDifference(await contents(vfs, '/out.raw', 'raw'), expected)).toBe(-1);
+    expect(firstDifference(await contents(vfs, '/out.raw', { format: 'raw' }), expected)).toBe(-1);
     const sourceReads = reads.filter((r) => ['/top.cow', '/mid.cow', '/base.raw'].includes(r.path));
     // Every read lies inside runs held by the layer it was made on...
     for (const r of sourceReads) {
@@ -147,7 +104,7 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
       existingTarget: true,
       outputFormat: 'raw',
     });
-    expect(firstDifference(await contents(vfs, '/existing.raw', 'raw'), expected)).toBe(-1);
+    expect(firstDifference(await contents(vfs, '/existing.raw', { format: 'raw' }), expected)).toBe(-1);
     expect(zeroed.length).toBeGreaterThan(0);
     expect(zeroed.every((z) => z.offset >= 512 * KiB)).toBe(true);
   });
@@ -208,6 +165,44 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
     expect(writes).toHaveLength(1);
     await target.close();
     await source.close();
+  });
+
+  it("packs a window's runs at the start of its buffer: the memory a copy touches follows the data, not the window size", async () => {
+    const vfs = await chain();
+    const top = await openImage('/top.cow', { registry, vfs, readOnly: true, backing: midIsCow });
+    await createImage('/into.raw', { registry, vfs, format: 'raw', size: top.size });
+    const into = await openImage('/into.raw', { registry, vfs, format: 'raw' });
+    // Where in its buffer each read and write of the copy lands (the buffer is the engine's 1 MiB window).
+    const touched: number[] = [];
+    const readInto = Image.prototype.readInto;
+    vi.spyOn(Image.prototype, 'readInto').mockImplementation(function (this: Image, offset, buf, options) {
+      touched.push(buf.byteOffset + buf.length);
+      return readInto.call(this, offset, buf, options);
+    });
+    const write = Image.prototype.write;
+    vi.spyOn(Image.prototype, 'write').mockImplementation(function (this: Image, offset, data, options) {
+      touched.push(data.byteOffset + data.length);
+      return write.call(this, offset, data, options);
+    });
+    let copied = 0;
+    // top.cow's own runs: 4 KiB at 80 KiB, 12 KiB at 300 KiB, 8 KiB at 900 KiB: one 1 MiB window, 24 KiB of data.
+    await copyOwnRuns(top, into, 1024 * KiB, (n) => {
+      copied += n;
+    });
+    expect(copied).toBe(24 * KiB);
+    expect(touched.length).toBeGreaterThanOrEqual(6);
+    expect(Math.max(...touched)).toBeLessThanOrEqual(24 * KiB);
+    const got = await into.read(0, into.size);
+    const want = await top.read(0, top.size);
+    for (const [at, n] of [
+      [80 * KiB, 4 * KiB],
+      [300 * KiB, 12 * KiB],
+      [900 * KiB, 8 * KiB],
+    ] as const) {
+      expect(firstDifference(got.subarray(at, at + n), want.subarray(at, at + n))).toBe(-1);
+    }
+    await into.close();
+    await top.close();
   });
 
   it('sparse granule: the larger of -S and the target allocation unit', async () => {

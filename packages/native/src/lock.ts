@@ -237,29 +237,13 @@ function warnIfWritten(
   else process.emitWarning(message, { code: 'BLK_FORCE_SHARE' });
 }
 
-/** NodeFileStorage's thread-pool I/O (see @blk/cli's host-io.ts): not part of the Storage contract. */
-interface PoolIo {
-  readOnPool(offset: number, into: Uint8Array): Promise<number>;
-  writeOnPool(offset: number, data: Uint8Array): Promise<void>;
-}
-
 /** A storage with a lock held on a descriptor of its own, released on close; everything else is the storage's. */
 class LockedStorage extends FilterStorage {
-  readonly readOnPool?: PoolIo['readOnPool'];
-  readonly writeOnPool?: PoolIo['writeOnPool'];
-
   constructor(
     inner: Storage,
     private readonly lockFd: number,
   ) {
     super(inner);
-    // Thread-pool I/O (NodeFileStorage's readOnPool/writeOnPool, which the copy jobs' ThreadedIoVfs looks for):
-    // forwarded, or the lock would silently turn every large copy request back into a main-thread one.
-    const pool = inner as Partial<PoolIo>;
-    if (typeof pool.readOnPool === 'function' && typeof pool.writeOnPool === 'function') {
-      this.readOnPool = pool.readOnPool.bind(inner);
-      this.writeOnPool = pool.writeOnPool.bind(inner);
-    }
   }
   override async close(): Promise<void> {
     try {

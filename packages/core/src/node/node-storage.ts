@@ -37,7 +37,6 @@ export interface NodeFileStorageOptions {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
-const ignore = (): void => undefined;
 
 /**
  * The numeric open(2) flags for an fs flag string, with O_NONBLOCK: opening
@@ -87,6 +86,13 @@ export class NodeFileStorage implements Storage {
   /** io: 'sync': the calls on the main thread. */
   private readonly sync: SyncIo;
   private closed = false;
+  /**
+   * Something was changed through this storage since the last flush began (set when a write,
+   * truncate, allocate or zeroRange starts and again when it completes): a flush of a clean storage
+   * has nothing of its own to make durable and skips fdatasync (an image opened writable and closed
+   * without a write costs no disk flush).
+   */
+  private dirty = false;
   readonly io: NodeIoMode;
   /**
    * What this storage can do: write and flush unless read-only; synchronous
@@ -155,6 +161,7 @@ export class NodeFileStorage implements Storage {
       extents: this.extentAt !== undefined,
       allocate: this.allocate !== undefined && !this.blockDevice,
       zeroRange: this.zeroRange !== undefined,
+      pool: true,
       limits: preferredLimits(blockSize),
     });
   }
@@ -256,7 +263,9 @@ export class NodeFileStorage implements Storage {
       });
     }
     if (length === 0) return;
+    this.dirty = true;
     this.sync.allocate(offset, length);
+    this.dirty = true;
   }
 
   /** `zeroRange` over fallocate(2); false where the file system cannot (the caller writes zeros). */
@@ -265,14 +274,19 @@ export class NodeFileStorage implements Storage {
     checkOffset(offset, 'offset', this.path);
     checkOffset(offset + length, 'end offset', this.path);
     if (length === 0) return true;
-    return this.sync.zeroRange(offset, length, punch);
+    this.dirty = true;
+    const done = this.sync.zeroRange(offset, length, punch);
+    this.dirty = true;
+    return done;
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
     if (this.async) return this.writeOnPool(offset, data);
     try {
       this.checkWriteRange(offset, data);
+      this.dirty = true;
       this.sync.write(offset, data);
+      this.dirty = true;
       return RESOLVED;
     } catch (err) {
       return Promise.reject(err);
@@ -286,7 +300,10 @@ export class NodeFileStorage implements Storage {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.pool.transfer(true, offset, data).then(ignore);
+    this.dirty = true;
+    return this.pool.transfer(true, offset, data).then(() => {
+      this.dirty = true;
+    });
   }
 
   private checkWriteRange(offset: number, data: Uint8Array): void {
@@ -326,8 +343,10 @@ export class NodeFileStorage implements Storage {
       return;
     }
     try {
+      this.dirty = true;
       if (this.async) await this.pool.call<void>((cb) => fs.ftruncate(this.fd, size, cb));
       else fs.ftruncateSync(this.fd, size);
+      this.dirty = true;
     } catch (err) {
       throw ioError(this.path, 'truncate', err);
     }
@@ -338,8 +357,11 @@ export class NodeFileStorage implements Storage {
     if (this.readOnly) return;
     if (this.async) return this.flushOnPool();
     try {
+      if (!this.dirty) return;
+      this.dirty = false;
       fs.fdatasyncSync(this.fd);
     } catch (err) {
+      this.dirty = true; // not made durable: the next flush tries again
       throw ioError(this.path, 'flush', err);
     }
   }
@@ -354,8 +376,12 @@ export class NodeFileStorage implements Storage {
     this.checkOpen();
     if (this.readOnly) return;
     try {
+      if (!this.dirty) return;
+      // Cleared before the sync starts: a change completing during it sets it again for the next flush.
+      this.dirty = false;
       await this.pool.call<void>((cb) => fs.fdatasync(this.fd, cb));
     } catch (err) {
+      this.dirty = true; // not made durable: the next flush tries again
       throw ioError(this.path, 'flush', err);
     }
   }

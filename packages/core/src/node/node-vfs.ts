@@ -2,6 +2,9 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { BlockError, ioError } from '../errors.js';
 import { NodeFileStorage, type NodeIoMode } from './node-storage.js';
+// Callbacks, not fs.promises: loading fs/promises (and the readline and stream modules it pulls in)
+// costs every blk command milliseconds at start.
+import { callback } from './pool-io.js';
 import { sysfsDeviceSize } from './device-size.js';
 import { typeOfStats } from './stat-type.js';
 import type { PositionalSyscalls } from './syscalls.js';
@@ -31,16 +34,16 @@ export class NodeVfs implements Vfs {
   }
 
   async stat(path: string): Promise<FileStat> {
-    return toStat(path, () => fs.promises.stat(path, { bigint: true }));
+    return toStat(path, () => callback<fs.BigIntStats>((cb) => fs.stat(path, { bigint: true }, cb)));
   }
 
   async lstat(path: string): Promise<FileStat> {
-    return toStat(path, () => fs.promises.lstat(path, { bigint: true }));
+    return toStat(path, () => callback<fs.BigIntStats>((cb) => fs.lstat(path, { bigint: true }, cb)));
   }
 
   async realpath(path: string): Promise<string> {
     try {
-      return await fs.promises.realpath(path);
+      return await callback<string>((cb) => fs.realpath.native(path, cb));
     } catch (err) {
       throw missingOrIo(path, 'realpath', err);
     }
@@ -60,7 +63,7 @@ export class NodeVfs implements Vfs {
 
   async exists(path: string): Promise<boolean> {
     try {
-      await fs.promises.stat(path);
+      await callback<fs.Stats>((cb) => fs.stat(path, cb));
       return true;
     } catch {
       return false;
@@ -69,7 +72,7 @@ export class NodeVfs implements Vfs {
 
   async remove(path: string): Promise<void> {
     try {
-      await fs.promises.unlink(path);
+      await callback<void>((cb) => fs.unlink(path, cb));
     } catch (err) {
       throw missingOrIo(path, 'remove', err);
     }
@@ -77,7 +80,7 @@ export class NodeVfs implements Vfs {
 
   async rename(from: string, to: string): Promise<void> {
     try {
-      await fs.promises.rename(from, to);
+      await callback<void>((cb) => fs.rename(from, to, cb));
     } catch (err) {
       throw missingOrIo(from, 'rename', err);
     }
@@ -86,8 +89,8 @@ export class NodeVfs implements Vfs {
   async setAttributes(path: string, attributes: FileAttributes): Promise<void> {
     try {
       // Owner first: chown clears the set-user/group-ID bits, which chmod then restores.
-      await fs.promises.chown(path, attributes.uid, attributes.gid);
-      await fs.promises.chmod(path, attributes.mode);
+      await callback<void>((cb) => fs.chown(path, attributes.uid, attributes.gid, cb));
+      await callback<void>((cb) => fs.chmod(path, attributes.mode, cb));
     } catch (err) {
       throw missingOrIo(path, 'chmod', err);
     }

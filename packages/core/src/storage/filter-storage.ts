@@ -24,7 +24,10 @@ import {
  *   unless it overrides `extentAt` (a filter that changes what reads return
  *   must not report the next storage's holes);
  * - a filter that overrides `write` but not `zeroRange` (or `allocate`) loses
- *   that capability: it changes content without passing through `write`.
+ *   that capability: it changes content without passing through `write`;
+ * - a filter that overrides `read`, `write` or `flush` but not its thread-pool
+ *   counterpart (`readOnPool`, `writeOnPool`, `flushOnPool`) loses `pool`:
+ *   requests sent to the pool would skip what the filter does.
  * A filter that knows better overrides `filterCapabilities`.
  */
 export class FilterStorage implements Storage {
@@ -54,12 +57,17 @@ export class FilterStorage implements Storage {
     const base = FilterStorage.prototype;
     const readKept = this.read === base.read;
     const writeKept = this.write === base.write;
+    const poolKept =
+      (readKept || this.readOnPool !== base.readOnPool)
+      && (writeKept || this.writeOnPool !== base.writeOnPool)
+      && (this.flush === base.flush || this.flushOnPool !== base.flushOnPool);
     return storageCapabilities({
       ...below,
       syncRead: below.syncRead && (readKept || this.readSync !== base.readSync),
       extents: below.extents && (readKept || this.extentAt !== base.extentAt),
       allocate: below.allocate && (writeKept || this.allocate !== base.allocate),
       zeroRange: below.zeroRange && (writeKept || this.zeroRange !== base.zeroRange),
+      pool: below.pool && poolKept,
     });
   }
 
@@ -98,6 +106,18 @@ export class FilterStorage implements Storage {
   }
   flush(): Promise<void> {
     return flushStorage(this.next);
+  }
+  readOnPool(offset: number, into: Uint8Array): Promise<number> {
+    if (this.next.readOnPool === undefined) return Promise.reject(this.missing('readOnPool'));
+    return this.next.readOnPool(offset, into);
+  }
+  writeOnPool(offset: number, data: Uint8Array): Promise<void> {
+    if (this.next.writeOnPool === undefined) return Promise.reject(this.missing('writeOnPool'));
+    return this.next.writeOnPool(offset, data);
+  }
+  flushOnPool(): Promise<void> {
+    if (this.next.flushOnPool === undefined) return Promise.reject(this.missing('flushOnPool'));
+    return this.next.flushOnPool();
   }
   close(): Promise<void> {
     return this.next.close();

@@ -11,19 +11,36 @@ const CHUNK = 64 * 1024;
  * written. Shared by every `MemoryStorage` opened on the same `MemoryFile`.
  */
 export class MemoryFile {
-  private readonly chunks = new Map<number, Uint8Array>();
+  private chunks = new Map<number, Uint8Array>();
+  /**
+   * Chunks this file may write in place; undefined: all of them (never cloned). After `clone()`
+   * the chunks are shared and whoever writes one first copies it.
+   */
+  private owned: Set<number> | undefined;
   /** The chunk indexes in ascending order, for extentAt; rebuilt after chunks come or go. */
   private sortedIndexes: number[] | undefined;
+  /** Bytes per chunk (64 KiB unless `options.chunkSize`). */
+  private readonly chunk: number;
   length = 0;
   /** Whole seconds; bumped on every change so that mtime checks behave as on a real file. */
   mtimeSec: number;
 
-  constructor(content?: Uint8Array, mtimeSec = 1_600_000_000) {
+  /**
+   * `options.chunkSize`: bytes per chunk (a positive safe integer; 64 KiB by default). Small chunks
+   * make a copy-on-write after `clone()` cheap (the crash simulator's durable states use 4 KiB).
+   */
+  constructor(content?: Uint8Array, mtimeSec = 1_600_000_000, options: { chunkSize?: number } = {}) {
+    const chunk = options.chunkSize ?? CHUNK;
+    if (!Number.isSafeInteger(chunk) || chunk <= 0) {
+      throw new BlockError('invalid-argument', `chunk size ${chunk} is not a positive integer`);
+    }
+    this.chunk = chunk;
     this.mtimeSec = mtimeSec;
     if (content) this.writeAt(0, content);
   }
 
   readAt(offset: number, into: Uint8Array): number {
+    const CHUNK = this.chunk;
     const end = Math.min(offset + into.length, this.length);
     let pos = offset;
     while (pos < end) {
@@ -41,22 +58,14 @@ export class MemoryFile {
   writeAt(offset: number, data: Uint8Array): void {
     // Like pwrite(2) of 0 bytes: no growth, no change.
     if (data.length === 0) return;
+    const CHUNK = this.chunk;
     let pos = 0;
     while (pos < data.length) {
       const abs = offset + pos;
       const index = Math.floor(abs / CHUNK);
       const within = abs - index * CHUNK;
       const n = Math.min(CHUNK - within, data.length - pos);
-      let chunk = this.chunks.get(index);
-      if (!chunk) {
-        chunk = new Uint8Array(CHUNK);
-        this.chunks.set(index, chunk);
-        if (this.sortedIndexes !== undefined) {
-          // Keep the cache: insert in order (a rebuild per new chunk made writes between lookups quadratic).
-          this.sortedIndexes.splice(lowerBound(this.sortedIndexes, index), 0, index);
-        }
-      }
-      chunk.set(data.subarray(pos, pos + n), within);
+      this.writable(index).set(data.subarray(pos, pos + n), within);
       pos += n;
     }
     this.length = Math.max(this.length, offset + data.length);
@@ -64,17 +73,50 @@ export class MemoryFile {
   }
 
   truncate(size: number): void {
+    const CHUNK = this.chunk;
     if (size < this.length) {
       const firstDropped = Math.ceil(size / CHUNK);
       for (const index of [...this.chunks.keys()]) {
-        if (index >= firstDropped) this.chunks.delete(index);
+        if (index >= firstDropped) {
+          this.chunks.delete(index);
+          this.owned?.delete(index);
+        }
       }
       this.sortedIndexes = undefined;
-      const partial = this.chunks.get(Math.floor(size / CHUNK));
-      if (partial) partial.fill(0, size % CHUNK);
+      const partial = Math.floor(size / CHUNK);
+      if (size % CHUNK !== 0 && this.chunks.has(partial)) this.writable(partial).fill(0, size % CHUNK);
     }
     this.length = size;
     this.touch();
+  }
+
+  /**
+   * A copy of this file that costs only its chunk table: the chunks are shared, and the first
+   * write to one (by either file) copies it. Thousands of post-crash states are built this way.
+   */
+  clone(): MemoryFile {
+    const copy = new MemoryFile(undefined, this.mtimeSec, { chunkSize: this.chunk });
+    copy.shareChunksOf(this);
+    return copy;
+  }
+
+  /** Makes this (empty) file share `other`'s chunks copy-on-write (see `clone`). */
+  protected shareChunksOf(other: MemoryFile): void {
+    if (other.chunk !== this.chunk) {
+      throw new BlockError('invalid-argument', `chunk sizes differ (${other.chunk}, ${this.chunk})`);
+    }
+    // Both sides lose ownership: whoever writes a chunk next copies it.
+    other.owned = new Set();
+    this.owned = new Set();
+    this.chunks = new Map(other.chunks);
+    this.sortedIndexes = undefined;
+    this.length = other.length;
+    this.mtimeSec = other.mtimeSec;
+  }
+
+  /** The held chunks as [offset, bytes] pairs, in no particular order (bytes may reach past `length`). */
+  *heldChunks(): Generator<[number, Uint8Array]> {
+    for (const [index, chunk] of this.chunks) yield [index * this.chunk, chunk];
   }
 
   /**
@@ -83,6 +125,7 @@ export class MemoryFile {
    * counterpart of SEEK_DATA/SEEK_HOLE. Past the end everything is a hole.
    */
   extentAt(offset: number, length: number): StorageExtent {
+    const CHUNK = this.chunk;
     const end = offset + length;
     if (offset >= this.length) return { data: false, length };
     const first = Math.floor(offset / CHUNK);
@@ -102,9 +145,9 @@ export class MemoryFile {
     return at < sorted.length ? sorted[at]! : Infinity;
   }
 
-  /** Bytes of memory really held (for tests of sparse behaviour). */
+  /** Bytes of memory really held (for tests of sparse behaviour; shared chunks count in each clone). */
   get allocatedBytes(): number {
-    return this.chunks.size * CHUNK;
+    return this.chunks.size * this.chunk;
   }
 
   /** A flat copy of the whole content (for tests; avoid on huge files). */
@@ -112,6 +155,21 @@ export class MemoryFile {
     const out = new Uint8Array(this.length);
     this.readAt(0, out);
     return out;
+  }
+
+  /** The chunk at `index`, owned by this file (created, or copied when shared with a clone). */
+  private writable(index: number): Uint8Array {
+    let chunk = this.chunks.get(index);
+    if (chunk !== undefined && (this.owned === undefined || this.owned.has(index))) return chunk;
+    const created = chunk === undefined;
+    chunk = created ? new Uint8Array(this.chunk) : chunk!.slice();
+    this.chunks.set(index, chunk);
+    this.owned?.add(index);
+    if (created && this.sortedIndexes !== undefined) {
+      // Keep the cache: insert in order (a rebuild per new chunk made writes between lookups quadratic).
+      this.sortedIndexes.splice(lowerBound(this.sortedIndexes, index), 0, index);
+    }
+    return chunk;
   }
 
   private touch(): void {

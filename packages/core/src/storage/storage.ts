@@ -37,6 +37,13 @@ export interface StorageCapabilities {
   readonly zeroRange: boolean;
   /** Every read is a round trip (HTTP, S3): callers batch and avoid small reads. */
   readonly remote: boolean;
+  /**
+   * `readOnPool()`, `flushOnPool()` and (with `write`) `writeOnPool()`: the same I/O as `read`,
+   * `flush` and `write`, done on a thread pool (libuv's), so that requests overlap one another and
+   * the caller's event loop whatever the storage's own I/O mode (`NodeFileStorage`). What a copy job
+   * sends its large requests to.
+   */
+  readonly pool: boolean;
   readonly limits: StorageLimits;
 }
 
@@ -50,6 +57,7 @@ export function storageCapabilities(given: Partial<StorageCapabilities> = {}): S
     allocate: false,
     zeroRange: false,
     remote: false,
+    pool: false,
     ...given,
     limits: Object.freeze({ requestAlignment: 1, ...given.limits }),
   };
@@ -126,6 +134,16 @@ export interface Storage {
   truncate?(size: number): Promise<void>;
   /** Makes every completed write durable. Absent on storages with nothing to flush. */
   flush?(): Promise<void>;
+  /**
+   * Usable when `capabilities.pool`: `read` done on a thread pool, so that it
+   * overlaps other requests and the caller's event loop (the same contract
+   * as `read`; `close()` waits for it).
+   */
+  readOnPool?(offset: number, into: Uint8Array): Promise<number>;
+  /** Usable when `capabilities.pool` and `capabilities.write`: `write` on the thread pool. */
+  writeOnPool?(offset: number, data: Uint8Array): Promise<void>;
+  /** Usable when `capabilities.pool`: `flush` on the thread pool (covers every write completed before the call). */
+  flushOnPool?(): Promise<void>;
   close(): Promise<void>;
 }
 
