@@ -31,6 +31,7 @@ export default defineConfig({
       { find: /^@blk\/jobs$/, replacement: src('jobs') },
       { find: /^@blk\/nbd\/node$/, replacement: src('nbd', 'node') },
       { find: /^@blk\/nbd$/, replacement: src('nbd') },
+      { find: /^@blk\/http\/node$/, replacement: src('http', 'node') },
       { find: /^@blk\/http$/, replacement: src('http') },
       { find: /^@blk\/stream\/node$/, replacement: src('stream', 'node') },
       { find: /^@blk\/stream$/, replacement: src('stream') },

@@ -25,7 +25,7 @@ import {
 import { CrashSimVfs, FaultyVfs, GuardedStorage, HookedVfs } from '@blk/faults';
 import { lockStorage } from '@blk/native';
 import { ScheduledStorage } from '@blk/testkit';
-import { ThreadedIoVfs } from '../packages/cli/src/host-io.js';
+import { PoolFlushStorage, ThreadedIoVfs } from '../packages/cli/src/host-io.js';
 import { cacheVfs } from '../packages/cli/src/jobs/common.js';
 
 /** A writable memory storage with every optional member, recording which ones were called. */
@@ -147,6 +147,15 @@ const WRAPPERS: Array<{
       fs.writeFileSync(file, '');
       const inner = new FullStorage(new MemoryFile(), file);
       return { outer: lockStorage(inner), inner };
+    },
+  },
+  {
+    // blk serve's flush on the thread pool: flush is flushOnPool, so pool I/O is no longer offered.
+    name: 'cli PoolFlushStorage (blk serve: flush on the thread pool)',
+    narrows: ['pool'],
+    wrap: async () => {
+      const inner = new FullStorage(new MemoryFile(), 'f');
+      return { outer: new PoolFlushStorage(inner as FullStorage & { flushOnPool(): Promise<void> }), inner };
     },
   },
   {

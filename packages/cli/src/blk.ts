@@ -149,7 +149,7 @@ Run 'blk COMMAND --help' for a command's options.`,
       [],
     )
     .option('-q, --quiet', 'print nothing on success')
-    .argument('<file>', 'image to create (an existing file is replaced, as qemu-img does)')
+    .argument('[file]', 'image to create (an existing file is replaced, as qemu-img does)')
     .argument('[size]', "virtual size (default: the backing file's size)")
     .action(run(async () => (await import('./commands/create.js')).create));
 
@@ -168,6 +168,19 @@ Run 'blk COMMAND --help' for a command's options.`,
     .addOption(forbidBackingOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/info.js')).info));
+
+  program
+    .command('snapshot')
+    .description('list the internal snapshots of an image (qcow2), as qemu-img snapshot -l')
+    .usage('-l [-f FMT] [-U] FILE')
+    .addOption(formatOption())
+    .option('-l, --list', 'list the snapshots')
+    .option('-c, --create <name>', 'create a snapshot (not supported yet)')
+    .option('-a, --apply <name>', 'revert the image to a snapshot (not supported yet)')
+    .option('-d, --delete <name>', 'delete a snapshot (not supported yet)')
+    .addOption(forceShareOption())
+    .argument('<file>')
+    .action(run(async () => (await import('./commands/snapshot.js')).snapshot));
 
   program
     .command('serve')
@@ -247,12 +260,13 @@ Run 'blk COMMAND --help' for a command's options.`,
     .description('copy an image into a new one of any format; all-zero runs stay holes')
     .usage(
       '[-f FMT] [--source-backing-format FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] '
-        + '[-n [--target-is-zero]] [-m N] [-W] [-U] SRC DST',
+        + '[-n [--target-is-zero]] [-m N] [-W] [-U] [-l SNAPSHOT] SRC DST',
     )
     .addOption(formatOption())
     .addOption(imageBackingFormatOption('--source-backing-format <fmt>'))
     .addOption(new Option('-O, --output-format <fmt>', 'format of the output image (default raw; with -n: probed)'))
     .option('-o, --options <list>', 'options for the output format (as for create)', collect, [])
+    .option('-l, --snapshot <name>', 'copy the source as it was at this internal snapshot (qcow2; ID or name)')
     .option(
       '-B, --backing <file>',
       'make the output an overlay on this file; only data that differs from it is written',

@@ -6,6 +6,7 @@ import { cliOpenOptions, isZero, type BackingRules, type CliOpenOptions } from '
 import { warn } from './errors.js';
 import { openImage } from './images.js';
 import { ownerMayRead } from './owner-rule.js';
+import { isRemoteUrl } from '@blk/http';
 
 export { CHUNK, backingPolicy, isZero, type CliOpenOptions } from './jobs/common.js';
 
@@ -26,7 +27,17 @@ export function rulesOf(opts: BackingRuleFlags): BackingRules {
     backingDirs: opts.backingDir,
     forbidBacking: opts.forbidBacking,
     approve: explicit ? undefined : ownerMayRead,
+    allowOrigins: localImagesMayNameUrls,
   };
+}
+
+/**
+ * blk's origin rule: a local image may name a URL (an overlay over a remote base, `blk create -b
+ * http://...`; the owner rule refuses it for another user's image); a remote image names only files
+ * below its own directory on its own origin (the core's default).
+ */
+export function localImagesMayNameUrls(imageOrigin: string): boolean {
+  return imageOrigin === 'local';
 }
 
 /** Opens an image as the CLI's options say. */
@@ -59,7 +70,7 @@ export function mtimeSec(path: string): number | undefined {
  * to it, not to the current directory.
  */
 export function resolveBackingArg(imagePath: string, backing: string): string {
-  if (nodePath.isAbsolute(backing)) return backing;
+  if (nodePath.isAbsolute(backing) || isRemoteUrl(backing)) return backing;
   return nodePath.resolve(nodePath.dirname(nodePath.resolve(imagePath)), backing);
 }
 

@@ -1,11 +1,12 @@
 /** What `blk info` says about an image: qemu-img's ImageInfo fields. */
 import * as fs from 'node:fs';
-import type { BackingFacts, Image } from '@blk/core';
+import type { BackingFacts, Image, SnapshotInfo } from '@blk/core';
 import { allocatedBytes, mtimeSec } from './common.js';
 import { sizeToStr } from './format.js';
 import { qdictOrder, type QValue } from './qjson.js';
 import { printable, printableBytes } from './printable.js';
 import type { BackingVerdict } from './jobs/common.js';
+import { snapshotJson, snapshotTable } from './snapshot-table.js';
 
 export type QDict = { [key: string]: QValue | undefined };
 
@@ -63,7 +64,10 @@ export function describeImage(image: Image, o: DescribeOptions): QDict {
   e['virtual-size'] = info.size;
   const actual = allocatedBytes(image.path);
   if (actual !== undefined) e['actual-size'] = actual;
-  e['dirty-flag'] = false;
+  const extras = info.extras;
+  if (extras?.clusterSize !== undefined) e['cluster-size'] = extras.clusterSize;
+  e['dirty-flag'] = extras?.dirty ?? false;
+  if (extras?.snapshots && extras.snapshots.length > 0) e.snapshots = extras.snapshots.map(snapshotJson);
   const ref = image.backingReference;
   if (info.backing) {
     e['backing-filename'] = info.backing.stored;
@@ -128,6 +132,8 @@ function scalar(v: QValue): string {
 export interface HumanExtras {
   /** The stored backing path bytes when they are not UTF-8 (shown with \xHH escapes). */
   storedBackingBytes?: Uint8Array | undefined;
+  /** Internal snapshots, listed as qemu-img info lists them. */
+  snapshots?: readonly SnapshotInfo[] | undefined;
 }
 
 /** qemu-img info's human output for one image (lines, no trailing newline; names from images escaped). */
@@ -139,6 +145,7 @@ export function humanInfo(e: QDict, extras: HumanExtras = {}): string {
   lines.push(`virtual size: ${sizeToStr(vsize)} (${vsize} bytes)`);
   const actual = e['actual-size'];
   lines.push(`disk size: ${typeof actual === 'number' ? sizeToStr(actual) : 'unavailable'}`);
+  if (typeof e['cluster-size'] === 'number') lines.push(`cluster_size: ${e['cluster-size']}`);
   if (e['dirty-flag'] === true) lines.push('cleanly shut down: no');
   const bf = e['backing-filename'];
   if (typeof bf === 'string') {
@@ -157,6 +164,7 @@ export function humanInfo(e: QDict, extras: HumanExtras = {}): string {
       `backing file allowed: ${e['backing-allowed'] ? 'yes' : `no (${printable(String(e['backing-refusal'] ?? 'refused'))})`}`,
     );
   }
+  if (extras.snapshots && extras.snapshots.length > 0) lines.push(...snapshotTable(extras.snapshots));
   const fs_ = e['format-specific'] as QDict | undefined;
   if (fs_ && typeof fs_.data === 'object' && fs_.data !== null) {
     lines.push('Format specific information:');

@@ -82,6 +82,10 @@ export class ThreadedIoVfs implements Vfs {
   resolve(base: string, path: string) {
     return this.inner.resolve(base, path);
   }
+  resolveBacking(imagePath: string, name: string) {
+    const inner = this.inner;
+    return inner.resolveBacking ? inner.resolveBacking(imagePath, name) : inner.resolve(inner.dirname(imagePath), name);
+  }
   dirname(path: string) {
     return this.inner.dirname(path);
   }
@@ -124,7 +128,7 @@ export function hostPoolVfs(): Vfs {
 }
 
 /** A storage whose flush (fdatasync) runs on the thread pool; reads and writes stay the storage's own. */
-class PoolFlushStorage extends FilterStorage {
+export class PoolFlushStorage extends FilterStorage {
   constructor(private readonly inner: Storage & { flushOnPool(): Promise<void> }) {
     super(inner);
   }

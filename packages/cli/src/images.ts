@@ -16,7 +16,7 @@ import {
   type Vfs,
 } from '@blk/images';
 import { withHttp } from '@blk/http';
-import { hostOptionsFromEnvironment } from './environment.js';
+import { hostOptionsFromEnvironment, s3OptionsFromEnvironment } from './environment.js';
 
 /**
  * The formats the blk command knows, in probe order: the application's own
@@ -28,11 +28,12 @@ export const registry: DriverRegistry = new DriverRegistry(builtinDrivers());
 let vfs_: Vfs | undefined;
 
 /**
- * The host file system (with OS locks unless BLK_LOCK=off) that blk opens images on, with http(s) URLs
- * read through @blk/http (read-only; a remote image's backing names stay on its origin). Made on first use.
+ * The host file system (with OS locks unless BLK_LOCK=off) that blk opens images on, with http(s) and s3
+ * URLs read through @blk/http (read-only; S3 credentials, region and endpoint from the AWS_* variables).
+ * Made on first use.
  */
 export function hostVfs(): Vfs {
-  vfs_ ??= withHttp(imagesHostVfs(hostOptionsFromEnvironment(process.env)));
+  vfs_ ??= withHttp(imagesHostVfs(hostOptionsFromEnvironment(process.env)), s3OptionsFromEnvironment(process.env));
   return vfs_;
 }
 

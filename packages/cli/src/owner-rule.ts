@@ -36,6 +36,18 @@ function modeOf(st: fs.Stats): string {
 /** undefined when `backing` may be read for `overlay`'s owner; else why not. */
 export function ownerMayRead(overlay: string, backing: string): string | undefined {
   const me = process.geteuid?.();
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(backing) && !/^file:/i.test(backing)) {
+    // A URL: only the user's own local images make blk send requests.
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(overlay) || me === undefined) return undefined;
+    let uid: number;
+    try {
+      uid = fs.statSync(overlay).uid;
+    } catch {
+      return undefined;
+    }
+    if (uid === me) return undefined;
+    return `the image belongs to uid ${uid}; blk does not fetch URLs it names on their behalf`;
+  }
   let image: fs.Stats;
   let target: fs.Stats;
   let real: string;

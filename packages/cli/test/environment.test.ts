@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hostOptionsFromEnvironment } from '../src/environment.js';
+import { hostOptionsFromEnvironment, s3OptionsFromEnvironment } from '../src/environment.js';
 import { blk, ensureBuilt, tempDir } from './helpers.js';
 
 let dir: string;
@@ -67,5 +67,35 @@ describe('blk passes its environment down', () => {
     const silent = blk(['info', sparse], { env: { ...missing(), BLK_LOCK: 'off' } });
     expect(silent.code).toBe(0);
     expect(silent.stderr).toBe('');
+  });
+});
+
+describe('S3 settings from the AWS variables', () => {
+  it('reads keys, token, region (AWS_REGION before AWS_DEFAULT_REGION) and endpoint (the S3 one first)', () => {
+    expect(
+      s3OptionsFromEnvironment({
+        AWS_ACCESS_KEY_ID: 'AK',
+        AWS_SECRET_ACCESS_KEY: 'SK',
+        AWS_SESSION_TOKEN: 'TOK',
+        AWS_REGION: 'eu-west-3',
+        AWS_DEFAULT_REGION: 'us-west-2',
+        AWS_ENDPOINT_URL: 'http://general:1',
+        AWS_ENDPOINT_URL_S3: 'http://s3only:2',
+      }),
+    ).toEqual({
+      accessKeyId: 'AK',
+      secretAccessKey: 'SK',
+      sessionToken: 'TOK',
+      region: 'eu-west-3',
+      endpoint: 'http://s3only:2',
+    });
+    expect(
+      s3OptionsFromEnvironment({
+        AWS_DEFAULT_REGION: 'us-west-2',
+        AWS_ENDPOINT_URL: 'http://general:1',
+        AWS_REGION: '',
+      }),
+    ).toEqual({ region: 'us-west-2', endpoint: 'http://general:1' });
+    expect(s3OptionsFromEnvironment({ HOME: '/root' })).toEqual({});
   });
 });

@@ -125,6 +125,7 @@ const POLICY_KEYS: readonly (keyof BackingPolicy)[] = [
   'overridePath',
   'approve',
   'allowDevices',
+  'allowOrigins',
 ];
 // forceShare: qemu-img's -U (force-share=on), passed through for the Vfs's lock layer; onWarning hears the Vfs.
 const OPEN_KEYS = [
@@ -163,6 +164,19 @@ export function checkBackingPolicy(policy: unknown, path?: string): void {
   checkBoolean(policy.allowDevices, 'backing.allowDevices', path);
   if (policy.approve !== undefined && typeof policy.approve !== 'function') {
     throw invalidArgument('backing.approve', `must be a function, not ${describeValue(policy.approve)}`, path);
+  }
+  const origins = policy.allowOrigins;
+  if (origins !== undefined && typeof origins !== 'function') {
+    if (!Array.isArray(origins)) {
+      throw invalidArgument(
+        'backing.allowOrigins',
+        `must be an array of origins or a function, not ${describeValue(origins)}`,
+        path,
+      );
+    }
+    origins.forEach((o: unknown, i) => {
+      checkString(o, `backing.allowOrigins[${i}]`, path);
+    });
   }
 }
 

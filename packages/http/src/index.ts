@@ -4,4 +4,5 @@
  * Node built-ins.
  */
 export * from './storage.js';
+export * from './s3.js';
 export * from './vfs.js';

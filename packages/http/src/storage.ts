@@ -25,15 +25,15 @@ import { BlockError, storageCapabilities, type Storage, type StorageCapabilities
 
 /** Options of `HttpStorage.open` (and of `HttpVfs`, which hands them on). */
 export interface HttpStorageOptions {
-  /** Cache and request granularity in bytes (default 64 KiB, `DEFAULT_BLOCK_SIZE`). */
+  /** Cache and request granularity in bytes (default 256 KiB, `DEFAULT_BLOCK_SIZE`; see the README's sweep). */
   blockSize?: number;
-  /** Bytes of blocks kept (default 32 MiB, `DEFAULT_CACHE_SIZE`); at least one block is kept. */
+  /** Bytes of blocks kept (default 64 MiB, `DEFAULT_CACHE_SIZE`); at least one block is kept. */
   cacheSize?: number;
-  /** Largest read-ahead window of a sequential reader, in bytes (default 1 MiB; 0 turns read-ahead off). */
+  /** Largest read-ahead window of a sequential reader, in bytes (default 8 MiB; 0 turns read-ahead off). */
   readAhead?: number;
   /** Largest request in bytes (default 8 MiB); longer runs are split. */
   maxRequest?: number;
-  /** Requests under way at once (default 4). */
+  /** Requests under way at once (default 8). */
   maxInFlight?: number;
   /** Retries of a request after a network error or a 5xx/429 answer (default 3). */
   retries?: number;
@@ -47,16 +47,35 @@ export interface HttpStorageOptions {
   headers?: Record<string, string>;
   /** The fetch to use (default the global one). */
   fetch?: typeof fetch;
+  /**
+   * Called before each request is sent (each retry too) with the method, URL and headers blk
+   * chose; returns the headers to send instead (S3's SigV4 signing uses it). `Accept-Encoding`
+   * is added afterwards and is never part of what it sees.
+   */
+  authorize?: (request: HttpRequestInfo) => Promise<Record<string, string>> | Record<string, string>;
+  /**
+   * Largest object size accepted, in bytes (default 2^50, `DEFAULT_MAX_SIZE`): a server announcing more
+   * (or a size that is no safe integer) is refused with `invalid-header` before anything is allocated.
+   */
+  maxSize?: number;
 }
 
-export const DEFAULT_BLOCK_SIZE = 64 * 1024;
-export const DEFAULT_CACHE_SIZE = 32 * 1024 * 1024;
-export const DEFAULT_READ_AHEAD = 1024 * 1024;
+/** What `authorize` is given. */
+export interface HttpRequestInfo {
+  method: 'GET' | 'HEAD';
+  url: string;
+  headers: Record<string, string>;
+}
+
+export const DEFAULT_BLOCK_SIZE = 256 * 1024;
+export const DEFAULT_CACHE_SIZE = 64 * 1024 * 1024;
+export const DEFAULT_READ_AHEAD = 8 * 1024 * 1024;
 export const DEFAULT_MAX_REQUEST = 8 * 1024 * 1024;
-export const DEFAULT_MAX_IN_FLIGHT = 4;
+export const DEFAULT_MAX_IN_FLIGHT = 8;
 export const DEFAULT_RETRIES = 3;
 export const DEFAULT_RETRY_DELAY = 100;
 export const DEFAULT_TIMEOUT = 30_000;
+export const DEFAULT_MAX_SIZE = 2 ** 50;
 
 /** Request counters, for tests and tuning. */
 export interface HttpStats {
@@ -83,6 +102,8 @@ interface Config {
   signal: AbortSignal | undefined;
   headers: Record<string, string>;
   fetch: typeof fetch;
+  authorize: HttpStorageOptions['authorize'];
+  maxSize: number;
 }
 
 function positiveInt(value: number | undefined, fallback: number, field: string, min = 1): number {
@@ -111,7 +132,9 @@ function config(o: HttpStorageOptions): Config {
     timeout: positiveInt(o.timeout, DEFAULT_TIMEOUT, 'timeout'),
     signal: o.signal,
     headers: { ...o.headers },
-    fetch: f.bind(globalThis),
+    fetch: o.fetch ? o.fetch : f.bind(globalThis),
+    authorize: o.authorize,
+    maxSize: positiveInt(o.maxSize, DEFAULT_MAX_SIZE, 'maxSize', 0),
   };
 }
 
@@ -169,15 +192,20 @@ class Requester {
   readonly stats: HttpStats = { requests: 0, hits: 0, fetchedBlocks: 0, bytes: 0, retries: 0 };
   private readonly slots: Slots;
 
+  /**
+   * @param url what requests go to
+   * @param path what errors name (the URL the user gave: `s3://bucket/key` for S3)
+   */
   constructor(
     readonly url: string,
     readonly cfg: Config,
+    readonly path: string = url,
   ) {
     this.slots = new Slots(cfg.maxInFlight);
   }
 
   error(message: string, code: string, cause?: unknown): BlockError {
-    return new BlockError('io', message, { path: this.url, code, ...(cause !== undefined ? { cause } : {}) });
+    return new BlockError('io', message, { path: this.path, code, ...(cause !== undefined ? { cause } : {}) });
   }
 
   /** Sends one GET with these headers, retrying as configured; `check` reads the response (its throw of Retryable retries). */
@@ -185,20 +213,31 @@ class Requester {
     return this.slots.run(async () => {
       for (let attempt = 0; ; attempt++) {
         const user = this.cfg.signal;
-        if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.url });
+        if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.path });
         const timer = AbortSignal.timeout(this.cfg.timeout);
         const signal = user ? AbortSignal.any([user, timer]) : timer;
         try {
           this.stats.requests++;
           let res: Response;
+          let sent: Record<string, string> = { ...this.cfg.headers, ...headers };
+          if (this.cfg.authorize) sent = await this.cfg.authorize({ method: 'GET', url: this.url, headers: sent });
           try {
             res = await this.cfg.fetch(this.url, {
               method: 'GET',
-              headers: { ...this.cfg.headers, 'Accept-Encoding': 'identity', ...headers },
+              headers: { ...sent, 'Accept-Encoding': 'identity' },
               signal,
               redirect: 'follow',
             });
           } catch (err) {
+            const tls = tlsProblem(err);
+            if (tls !== undefined) {
+              throw this.error(
+                `TLS: the server's certificate is not trusted (${tls}); trust its authority with a fetch that knows it `
+                  + '(tlsFetch({ ca }) from @blk/http/node), or NODE_EXTRA_CA_CERTS=FILE for the blk command',
+                'EPROTO',
+                err,
+              );
+            }
             throw new Retryable('network', { cause: err });
           }
           if (res.status >= 500 || res.status === 429) {
@@ -212,7 +251,8 @@ class Requester {
             if (!res.bodyUsed) await res.body?.cancel().catch(() => undefined);
           }
         } catch (err) {
-          if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.url, cause: err });
+          if (user?.aborted)
+            throw new BlockError('aborted', 'the request was aborted', { path: this.path, cause: err });
           if (timer.aborted) {
             throw this.error(`no complete answer within ${this.cfg.timeout} ms`, 'ETIMEDOUT', err);
           }
@@ -226,7 +266,7 @@ class Requester {
           }
           this.stats.retries++;
           await sleep(this.cfg.retryDelay * 2 ** attempt, user).catch((reason: unknown) => {
-            throw new BlockError('aborted', 'the request was aborted', { path: this.url, cause: reason });
+            throw new BlockError('aborted', 'the request was aborted', { path: this.path, cause: reason });
           });
         }
       }
@@ -244,23 +284,110 @@ class Requester {
     }
   }
 
-  /** A status that is no answer: 404, 403, 412, other 4xx. */
-  checkStatus(res: Response): void {
-    if (res.status === 404 || res.status === 410) throw this.error(`not found (HTTP ${res.status})`, 'ENOENT');
-    if (res.status === 401 || res.status === 403) throw this.error(`access denied (HTTP ${res.status})`, 'EACCES');
-    if (res.status === 412)
-      throw this.error('the object changed (HTTP 412: the validator no longer matches)', 'ESTALE');
-    if (res.status >= 400 && res.status !== 416) throw this.error(`HTTP ${res.status} ${res.statusText}`, 'EIO');
+  /** A status that is no answer: 404, 403, 412, other 4xx (an S3 error code in the body is named). */
+  async checkStatus(res: Response): Promise<void> {
+    if (res.status < 400 || res.status === 416) return;
+    const code = await errorCode(res);
+    const why = code !== undefined ? `: ${code}` : '';
+    if (res.status === 404 || res.status === 410) throw this.error(`not found (HTTP ${res.status}${why})`, 'ENOENT');
+    if (res.status === 401 || res.status === 403) {
+      throw this.error(`access denied (HTTP ${res.status}${why})`, 'EACCES');
+    }
+    if (res.status === 412) {
+      throw this.error(`the object changed (HTTP 412${why}: the validator no longer matches)`, 'ESTALE');
+    }
+    throw this.error(`HTTP ${res.status} ${res.statusText}${why}`, 'EIO');
   }
 
-  async body(res: Response, expected: number): Promise<Uint8Array> {
-    const data = new Uint8Array(await res.arrayBuffer());
-    this.stats.bytes += data.length;
-    if (data.length !== expected) {
-      throw new Retryable(`the body has ${data.length} bytes, not the ${expected} of its Content-Range`);
+  /**
+   * The body, read into one buffer of the `expected` length (never more: a longer body is refused once
+   * it passes it). Streamed: Response.arrayBuffer() copies its chunks once more, at a third of the speed.
+   */
+  async body(res: Response, expected: number, progress?: (got: number, data: Uint8Array) => void): Promise<Uint8Array> {
+    const out = new Uint8Array(expected);
+    let got = 0;
+    const reader = res.body?.getReader();
+    if (reader) {
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          if (got + value.length > expected) {
+            got += value.length;
+            break;
+          }
+          out.set(value, got);
+          got += value.length;
+          progress?.(got, out);
+        }
+      } finally {
+        if (got > expected) await reader.cancel().catch(() => undefined);
+        reader.releaseLock();
+      }
     }
-    return data;
+    this.stats.bytes += Math.min(got, expected);
+    if (got !== expected) {
+      throw new Retryable(
+        `the body has ${got > expected ? 'more than ' : ''}${got} bytes, not the ${expected} of its Content-Range`,
+      );
+    }
+    return out;
   }
+}
+
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+]);
+
+/** The code of a certificate verification failure in a fetch error's causes (not worth a retry). */
+function tlsProblem(err: unknown): string | undefined {
+  for (
+    let e: unknown = err, i = 0;
+    e !== null && typeof e === 'object' && i < 5;
+    e = (e as { cause?: unknown }).cause, i++
+  ) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+/** The first 4 KiB of an error body, for an S3-style `<Code>` (the rest is dropped unread). */
+async function errorCode(res: Response): Promise<string | undefined> {
+  const reader = res.body?.getReader();
+  if (!reader) return undefined;
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  try {
+    while (got < 4096) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      got += value.length;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  const all = new Uint8Array(got);
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  const text = new TextDecoder().decode(all.subarray(0, 4096));
+  const m = /<Code>([A-Za-z0-9.]{1,64})<\/Code>/.exec(text);
+  return m?.[1];
 }
 
 /** The validator of a response: a strong ETag, else Last-Modified. */
@@ -276,20 +403,26 @@ function validatorOf(res: Response): { etag: string | undefined; lastModified: s
 async function fetchHead(req: Requester): Promise<Head> {
   const want = req.cfg.blockSize;
   return req.get({ Range: `bytes=0-${want - 1}` }, async (res) => {
-    req.checkStatus(res);
+    await req.checkStatus(res);
     req.checkEncoding(res);
     const { etag, lastModified } = validatorOf(res);
     const range = res.headers.get('content-range') ?? '';
     if (res.status === 416) {
       const m = UNSATISFIED_RANGE.exec(range.trim());
       if (m && Number(m[1]) === 0) return { size: 0, etag, lastModified, first: new Uint8Array(0) };
+      if (m && (!Number.isSafeInteger(Number(m[1])) || Number(m[1]) > req.cfg.maxSize)) {
+        throw new BlockError('invalid-header', `the server announces a size of ${m[1]} bytes, more than accepted`, {
+          path: req.path,
+          field: 'Content-Range',
+        });
+      }
       throw req.error(`HTTP 416 with Content-Range "${range}"`, 'EIO');
     }
     if (res.status !== 206) {
       throw new BlockError(
         'not-supported',
         `the server ignores byte ranges (HTTP ${res.status} to a Range request): download the file first`,
-        { path: req.url },
+        { path: req.path },
       );
     }
     const m = CONTENT_RANGE.exec(range.trim());
@@ -298,7 +431,14 @@ async function fetchHead(req: Requester): Promise<Head> {
     }
     const size = Number(m[3]);
     const end = Number(m[2]);
-    if (!Number.isSafeInteger(size) || end !== Math.min(want, size) - 1) {
+    if (!Number.isSafeInteger(size) || size > req.cfg.maxSize) {
+      throw new BlockError(
+        'invalid-header',
+        `the server announces a size of ${m[3]} bytes, more than the ${req.cfg.maxSize} accepted (option maxSize)`,
+        { path: req.path, field: 'Content-Range' },
+      );
+    }
+    if (end !== Math.min(want, size) - 1) {
       throw req.error(`Content-Range "${range}" is not the range asked for (bytes 0-${want - 1}/size)`, 'EIO');
     }
     const first = await req.body(res, end + 1);
@@ -332,7 +472,7 @@ export class HttpStorage implements Storage {
   private constructor(req: Requester, head: Head) {
     this.req = req;
     this.cfg = req.cfg;
-    this.path = req.url;
+    this.path = req.path;
     this.length = head.size;
     this.etag = head.etag;
     this.lastModified = head.lastModified;
@@ -357,7 +497,15 @@ export class HttpStorage implements Storage {
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
       throw new BlockError('not-supported', `${parsed.protocol} URLs are not HTTP(S)`, { path: url });
     }
-    const req = new Requester(url, config(options));
+    return HttpStorage.openAt(url, url, options);
+  }
+
+  /**
+   * Opens the object at the http(s) URL `url`, naming it `path` in errors and `this.path` (S3Storage
+   * gives the `s3://` URL). No check of `url`'s scheme: for callers that built it.
+   */
+  static async openAt(url: string, path: string, options: HttpStorageOptions = {}): Promise<HttpStorage> {
+    const req = new Requester(url, config(options), path);
     return new HttpStorage(req, await fetchHead(req));
   }
 
@@ -393,16 +541,51 @@ export class HttpStorage implements Storage {
       this.window = 0;
     }
     this.lastEnd = end;
-    const blocks = this.blocks(first, last);
-    for (let i = first; i <= last; i++) {
-      const data = await blocks.get(i)!;
-      const blockStart = i * bs;
-      const from = Math.max(offset, blockStart);
-      const to = Math.min(end, blockStart + data.length);
-      if (to < from) throw this.req.error(`block ${i} is shorter than the object`, 'EIO');
-      into.set(data.subarray(from - blockStart, to - blockStart), from - offset);
+    // Fast path: every block cached (a warm cache): copy, no promise per block.
+    let cached = true;
+    for (let i = first; i <= last && cached; i++) cached = this.cache.has(i);
+    if (cached) {
+      for (let i = first; i <= last; i++) {
+        const data = this.cache.get(i)!;
+        this.cache.delete(i);
+        this.cache.set(i, data);
+        this.copyBlock(i, data, offset, end, into);
+      }
+      this.req.stats.hits += last - first + 1;
+      this.readAheadFrom(last);
+      return end - offset;
     }
+    const blocks = this.blocks(first, last);
+    this.readAheadFrom(last);
+    for (let i = first; i <= last; i++) this.copyBlock(i, await blocks.get(i)!, offset, end, into);
     return end - offset;
+  }
+
+  private copyBlock(i: number, data: Uint8Array, offset: number, end: number, into: Uint8Array): void {
+    const blockStart = i * this.cfg.blockSize;
+    const from = Math.max(offset, blockStart);
+    const to = Math.min(end, blockStart + data.length);
+    if (to < from) throw this.req.error(`block ${i} is shorter than the object`, 'EIO');
+    into.set(data.subarray(from - blockStart, to - blockStart), from - offset);
+  }
+
+  /**
+   * A sequential reader's window: blocks after `last` that are neither cached nor being fetched are
+   * fetched now (in runs, not awaited), so that the next reads find them on the way or arrived.
+   */
+  private readAheadFrom(last: number): void {
+    if (this.window <= 0) return;
+    const lastBlock = Math.floor((this.length - 1) / this.cfg.blockSize);
+    // The first block ahead that is neither cached nor coming; fetched (a whole window from there, in
+    // one run) only once the reader is within half a window of it, so that requests stay window-sized.
+    let next = last + 1;
+    const horizon = Math.min(lastBlock, last + this.window);
+    while (next <= horizon && (this.cache.has(next) || this.pending.has(next))) next++;
+    if (next > horizon || next - last > Math.max(1, this.window >> 1)) return;
+    const limit = Math.min(lastBlock, next + this.window - 1);
+    let stop = next;
+    while (stop < limit && !this.cache.has(stop + 1) && !this.pending.has(stop + 1)) stop++;
+    this.fetchRun(next, stop);
   }
 
   /** A promise per block of [first, last]: cached, pending, or fetched now in coalesced requests. */
@@ -448,37 +631,55 @@ export class HttpStorage implements Storage {
   private fetchRun(a: number, b: number): void {
     for (let start = a; start <= b; start += this.cfg.maxRequestBlocks) {
       const stop = Math.min(b, start + this.cfg.maxRequestBlocks - 1);
-      const request = this.fetchBlocks(start, stop);
+      // One promise per block, settled as soon as its bytes have arrived (a reader of the first block
+      // of a long request does not wait for the whole body).
+      const settle: Array<{ resolve: (d: Uint8Array) => void; reject: (e: unknown) => void; done: boolean }> = [];
       for (let i = start; i <= stop; i++) {
-        const p = request.then((blocks) => blocks[i - start]!);
+        let resolve!: (d: Uint8Array) => void;
+        let reject!: (e: unknown) => void;
+        const p = new Promise<Uint8Array>((res, rej) => {
+          resolve = res;
+          reject = rej;
+        });
         p.catch(() => undefined); // awaited by the reader; not an unhandled rejection when only read-ahead
         this.pending.set(i, p);
+        settle.push({ resolve, reject, done: false });
       }
-      request.then(
-        (blocks) => {
+      const onBlock = (i: number, data: Uint8Array) => {
+        const s = settle[i - start]!;
+        if (s.done) return; // a retry delivers it again: the first copy stands (same validator)
+        s.done = true;
+        if (this.pending.get(i) !== undefined) this.pending.delete(i);
+        if (!this.closed) this.remember(i, data);
+        s.resolve(data);
+      };
+      this.fetchBlocks(start, stop, onBlock).then(
+        () => undefined,
+        (err: unknown) => {
           for (let i = start; i <= stop; i++) {
+            const s = settle[i - start]!;
+            if (s.done) continue;
+            s.done = true;
             this.pending.delete(i);
-            if (!this.closed) this.remember(i, blocks[i - start]!);
+            s.reject(err);
           }
-        },
-        () => {
-          for (let i = start; i <= stop; i++) this.pending.delete(i);
         },
       );
     }
   }
 
-  private async fetchBlocks(a: number, b: number): Promise<Uint8Array[]> {
+  private async fetchBlocks(a: number, b: number, onBlock: (i: number, data: Uint8Array) => void): Promise<void> {
     const bs = this.cfg.blockSize;
     const from = a * bs;
     const to = Math.min(this.length, (b + 1) * bs) - 1;
     const headers: Record<string, string> = { Range: `bytes=${from}-${to}` };
+    let next = a;
     const validator = this.etag ?? this.lastModified;
     if (validator !== undefined) headers['If-Range'] = validator;
     if (this.etag !== undefined) headers['If-Match'] = this.etag;
     else if (this.lastModified !== undefined) headers['If-Unmodified-Since'] = this.lastModified;
-    const data = await this.req.get(headers, async (res) => {
-      this.req.checkStatus(res);
+    await this.req.get(headers, async (res) => {
+      await this.req.checkStatus(res);
       if (res.status !== 206) {
         throw this.req.error(
           `HTTP ${res.status} instead of 206 to a range request: the object changed or the server ignores ranges`,
@@ -510,12 +711,16 @@ export class HttpStorage implements Storage {
           changed ? 'ESTALE' : 'EIO',
         );
       }
-      return this.req.body(res, to - from + 1);
+      return this.req.body(res, to - from + 1, (got, data) => {
+        // Blocks complete so far go out now.
+        while (next <= b && (got >= (next - a + 1) * bs || got === data.length)) {
+          const k = next - a;
+          onBlock(next, data.subarray(k * bs, Math.min(data.length, (k + 1) * bs)));
+          next++;
+        }
+      });
     });
-    const out: Uint8Array[] = [];
-    for (let i = a; i <= b; i++) out.push(data.subarray((i - a) * bs, Math.min(data.length, (i - a + 1) * bs)));
-    this.req.stats.fetchedBlocks += out.length;
-    return out;
+    this.req.stats.fetchedBlocks += b - a + 1;
   }
 
   private remember(index: number, data: Uint8Array): void {

@@ -3,18 +3,18 @@
  * Vfs that sends URLs there and every other path to a local Vfs.
  *
  * Backing names read from a remote image are resolved against the image's
- * URL (`base.cow` naming `base.raw` at http://h/d/ opens http://h/d/base.raw).
- * A remote image can never name a local file: a name resolved against a URL
- * is a URL, and one of another scheme (`file:`, ...) is refused with
- * `backing-forbidden`, as is one on another origin (scheme, host, port)
- * unless `crossOrigin` allows it.
+ * URL (`base.cow` naming `base.raw` at http://h/d/ opens http://h/d/base.raw;
+ * `Vfs.resolveBacking`). Which of them may be opened is the core's backing
+ * policy's call (`BackingPolicy.allowOrigins`): by default a remote image names
+ * only files below its own directory on its own origin, never a local file
+ * or another host, and a local image names no URL.
  */
 import { BlockError, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
+import { openS3, isS3Url, type S3Options } from './s3.js';
 import { HttpStorage, type HttpStorageOptions } from './storage.js';
 
-export interface HttpVfsOptions extends HttpStorageOptions {
-  /** May an image name a backing file on another origin (default false: `backing-forbidden`)? */
-  crossOrigin?: boolean;
+/** Options of HttpVfs: those of HttpStorage, and S3's (endpoint, credentials) for `s3://` URLs. */
+export interface HttpVfsOptions extends S3Options {
   /** The URL relative paths given by the user resolve against (default none: only absolute URLs). */
   base?: string;
 }
@@ -22,6 +22,11 @@ export interface HttpVfsOptions extends HttpStorageOptions {
 /** Is `path` an http: or https: URL? */
 export function isHttpUrl(path: string): boolean {
   return /^https?:\/\//i.test(path);
+}
+
+/** Is `path` a URL this package opens (http:, https:, s3:)? */
+export function isRemoteUrl(path: string): boolean {
+  return /^(https?|s3):\/\//i.test(path);
 }
 
 function readOnly(path: string, what: string): BlockError {
@@ -43,8 +48,25 @@ export class HttpVfs implements Vfs {
   }
 
   private storageOptions(): HttpStorageOptions {
-    const { crossOrigin: _c, base: _b, ...rest } = this.options;
+    const {
+      base: _b,
+      accessKeyId: _a,
+      secretAccessKey: _s,
+      sessionToken: _t,
+      region: _r,
+      endpoint: _e,
+      addressing: _d,
+      ...rest
+    } = this.options;
     return rest;
+  }
+
+  private openUrl(path: string): Promise<HttpStorage> {
+    if (isS3Url(path)) {
+      const { base: _b, ...rest } = this.options;
+      return openS3(path, rest);
+    }
+    return HttpStorage.open(path, this.storageOptions());
   }
 
   private take(path: string): Promise<HttpStorage> {
@@ -53,7 +75,7 @@ export class HttpVfs implements Vfs {
       this.kept.delete(path);
       return kept;
     }
-    return HttpStorage.open(path, this.storageOptions()).then((s) => {
+    return this.openUrl(path).then((s) => {
       this.learn(path, s);
       return s;
     });
@@ -111,38 +133,27 @@ export class HttpVfs implements Vfs {
     return new URL(path).href;
   }
 
+  /** A path the caller gave: an absolute URL, or one relative to the `base` option when it is set. */
   resolve(base: string, path: string): string {
-    if (base === this.cwd() || !isHttpUrl(base)) {
-      // A path the user gave: an absolute URL, or relative to `base` when one is configured.
-      if (isHttpUrl(path)) return new URL(path).href;
-      if (this.options.base === undefined) {
-        throw new BlockError('invalid-argument', 'not an http(s) URL', { path });
-      }
-      return new URL(path, this.options.base).href;
-    }
-    // A name read from an image at `base`: data, never instructions.
-    let url: URL;
+    if (isRemoteUrl(path)) return new URL(path).href;
+    const against = isRemoteUrl(base) ? base : this.options.base;
+    if (against === undefined) throw new BlockError('invalid-argument', 'not an http(s) or s3 URL', { path });
+    return new URL(path, against.endsWith('/') ? against : `${against}/`).href;
+  }
+
+  /**
+   * A name read from the image at `imagePath` (data, never instructions): resolved against the image's
+   * URL, whatever it names (`/x` is the server's /x, `file:///x` stays a file URL); whether it may be
+   * opened is the backing policy's call (BackingPolicy.allowOrigins).
+   */
+  resolveBacking(imagePath: string, name: string): string {
     try {
-      url = new URL(path, base.endsWith('/') ? base : `${base}/`);
+      return new URL(name, imagePath).href;
     } catch {
-      throw new BlockError('backing-forbidden', `backing name ${path} cannot be resolved against ${base}`, {
-        path: base,
+      throw new BlockError('backing-forbidden', `backing name ${name} cannot be resolved against ${imagePath}`, {
+        path: imagePath,
       });
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new BlockError('backing-forbidden', `a remote image cannot name ${url.protocol} files (${path})`, {
-        path: base,
-      });
-    }
-    const origin = new URL(base).origin;
-    if (url.origin !== origin && this.options.crossOrigin !== true) {
-      throw new BlockError(
-        'backing-forbidden',
-        `backing file ${url.href} is on another origin than ${origin} (allow with crossOrigin)`,
-        { path: base },
-      );
-    }
-    return url.href;
   }
 
   dirname(path: string): string {
@@ -176,6 +187,15 @@ export class HttpVfs implements Vfs {
   }
 }
 
+/** The local path of a `file:` URL (only `file:///...`, no host). */
+function fileUrlPath(href: string, imagePath: string): string {
+  const url = new URL(href);
+  if (url.host !== '' && url.host !== 'localhost') {
+    throw new BlockError('backing-forbidden', `backing name ${href} names a file on another host`, { path: imagePath });
+  }
+  return decodeURIComponent(url.pathname);
+}
+
 /**
  * A Vfs where http(s) URLs go to `http` and every other path to `local`. A
  * name read from a remote image resolves against its URL (never to a local
@@ -189,7 +209,7 @@ export class UrlRoutingVfs implements Vfs {
   ) {}
 
   private of(path: string): Vfs {
-    return isHttpUrl(path) ? this.http : this.local;
+    return isRemoteUrl(path) ? this.http : this.local;
   }
 
   open(path: string, options?: VfsOpenOptions): Promise<Storage> {
@@ -204,29 +224,33 @@ export class UrlRoutingVfs implements Vfs {
   realpath(path: string): Promise<string> {
     return this.of(path).realpath(path);
   }
+  /** A path the user gave: a URL stays a URL; any other path is the local Vfs's. */
   resolve(base: string, path: string): string {
-    if (isHttpUrl(base)) return this.http.resolve(base, path);
-    if (isHttpUrl(path)) {
-      // A URL the user typed (resolved against cwd()) stays a URL; one read from a local image is refused,
-      // so that an image from a stranger cannot make blk send requests.
-      if (base === this.cwd()) return this.http.resolve(this.http.cwd(), path);
-      throw new BlockError('backing-forbidden', `a local image cannot name a URL (${path}) as a file to open`, {
-        path: base,
-      });
-    }
+    if (isRemoteUrl(path) || isRemoteUrl(base)) return this.http.resolve(base, path);
     return this.local.resolve(base, path);
+  }
+  /**
+   * A name read from an image: against the image's URL for a remote image (a `file:` URL it names
+   * becomes a local path), against its directory for a local one (where a URL stays a URL). The
+   * backing policy decides which origins may be opened (BackingPolicy.allowOrigins).
+   */
+  resolveBacking(imagePath: string, name: string): string {
+    if (isRemoteUrl(imagePath)) {
+      const href = this.http.resolveBacking
+        ? this.http.resolveBacking(imagePath, name)
+        : this.http.resolve(this.http.dirname(imagePath), name);
+      return /^file:\/\//i.test(href) ? fileUrlPath(href, imagePath) : href;
+    }
+    if (isRemoteUrl(name)) return this.http.resolve(this.http.cwd(), name);
+    return this.local.resolveBacking
+      ? this.local.resolveBacking(imagePath, name)
+      : this.local.resolve(this.local.dirname(imagePath), name);
   }
   dirname(path: string): string {
     return this.of(path).dirname(path);
   }
-  /**
-   * The local current directory, spelled with a final `/.` (the same directory): what the core resolves
-   * paths the user typed against, which no `dirname` of an image returns, so `resolve` tells a URL the
-   * user typed from one a local image names.
-   */
   cwd(): string {
-    const cwd = this.local.cwd();
-    return cwd.endsWith('/') ? `${cwd}.` : `${cwd}/.`;
+    return this.local.cwd();
   }
   exists(path: string): Promise<boolean> {
     return this.of(path).exists(path);
@@ -235,11 +259,11 @@ export class UrlRoutingVfs implements Vfs {
     return this.of(path).remove(path);
   }
   rename(from: string, to: string): Promise<void> {
-    if (isHttpUrl(from) || isHttpUrl(to)) return this.http.rename(from, to);
+    if (isRemoteUrl(from) || isRemoteUrl(to)) return this.http.rename(from, to);
     return this.local.rename(from, to);
   }
   setAttributes(path: string, attributes: Parameters<NonNullable<Vfs['setAttributes']>>[1]): Promise<void> {
-    if (isHttpUrl(path)) return Promise.reject(readOnly(path, 'cannot set attributes'));
+    if (isRemoteUrl(path)) return Promise.reject(readOnly(path, 'cannot set attributes'));
     if (!this.local.setAttributes) return Promise.resolve();
     return this.local.setAttributes(path, attributes);
   }

@@ -4,6 +4,7 @@
  * If-Match, counts requests, and misbehaves on demand.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 
@@ -28,6 +29,8 @@ export interface Knobs {
   skewRange: number;
   /** Break the connection in the middle of the next N bodies. */
   dropBodies: number;
+  /** Announce this total size in Content-Range instead of the real one (a lying or huge object). */
+  announceSize: string | undefined;
 }
 
 export interface Logged {
@@ -47,19 +50,22 @@ export class TestServer {
     delayMs: 0,
     skewRange: 0,
     dropBodies: 0,
+    announceSize: undefined,
   };
   inFlight = 0;
   maxInFlight = 0;
   private server!: http.Server;
   origin = '';
 
-  async start(host = '127.0.0.1'): Promise<this> {
-    this.server = http.createServer((req, res) => {
+  /** `tls`: serve HTTPS with this key and certificate (PEM). */
+  async start(host = '127.0.0.1', tls?: { key: string; cert: string }): Promise<this> {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       void this.handle(req, res);
-    });
+    };
+    this.server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
     await new Promise<void>((resolve) => this.server.listen(0, host, resolve));
     const { port } = this.server.address() as AddressInfo;
-    this.origin = `http://${host}:${port}`;
+    this.origin = `${tls ? 'https' : 'http'}://${host}:${port}`;
     return this;
   }
 
@@ -86,6 +92,7 @@ export class TestServer {
       delayMs: 0,
       skewRange: 0,
       dropBodies: 0,
+      announceSize: undefined,
     };
   }
 
@@ -143,7 +150,10 @@ export class TestServer {
       const shown = start + this.knobs.skewRange;
       return body(
         file.data.subarray(start, end + 1),
-        { 'Content-Range': `bytes ${shown}-${end + this.knobs.skewRange}/${size}`, 'Accept-Ranges': 'bytes' },
+        {
+          'Content-Range': `bytes ${shown}-${end + this.knobs.skewRange}/${this.knobs.announceSize ?? size}`,
+          'Accept-Ranges': 'bytes',
+        },
         206,
       );
     } finally {

@@ -77,12 +77,15 @@ export interface BackingRules {
   approve?: BackingPolicy['approve'] | undefined;
   /** --backing-devices: images may name block devices as backing files (BackingPolicy.allowDevices). Default no. */
   backingDevices?: boolean | undefined;
+  /** Origins backing files may come from besides the image's own (BackingPolicy.allowOrigins). */
+  allowOrigins?: BackingPolicy['allowOrigins'] | undefined;
 }
 
 /** Just the backing rules of `o` (to hand a job's rules on to the images it opens). */
 export function rulesIn(o: BackingRules): BackingRules {
   const rules: BackingRules = { backingDirs: o.backingDirs, forbidBacking: o.forbidBacking, approve: o.approve };
   if (o.backingDevices !== undefined) rules.backingDevices = o.backingDevices;
+  if (o.allowOrigins !== undefined) rules.allowOrigins = o.allowOrigins;
   return rules;
 }
 
@@ -143,6 +146,8 @@ export interface JobOpenOptions extends BackingRules {
   forceShare?: boolean | undefined;
   /** Where the Vfs's warnings go (the blk command prints them as `blk: warning: ...`). */
   onWarning?: ((message: string) => void) | undefined;
+  /** Options for the top image's driver (qcow2's `snapshot`: open the image as it was then). */
+  driverOptions?: Record<string, unknown> | undefined;
 }
 
 /** The BackingPolicy of a job's options (no environment: `backingDevices` is the caller's answer). */
@@ -154,6 +159,7 @@ export function backingPolicy(o: Omit<JobOpenOptions, 'readOnly' | 'format'>): B
   if (mode) policy.mode = mode;
   if (o.backingDirs && o.backingDirs.length > 0) policy.allowedDirs = [...o.backingDirs];
   if (o.approve) policy.approve = o.approve;
+  if (o.allowOrigins) policy.allowOrigins = o.allowOrigins;
   if (o.onMismatch) policy.onMismatch = o.onMismatch;
   const first = o.backingFormat;
   if (o.backingProbe) {
@@ -172,6 +178,7 @@ export function jobOpenOptions(o: JobOpenOptions): Omit<OpenImageOptions, 'regis
   if (o.formatAssumed) options.formatAssumed = true;
   if (o.forceShare) options.forceShare = true;
   if (o.onWarning) options.onWarning = o.onWarning;
+  if (o.driverOptions) options.driverOptions = o.driverOptions;
   return options;
 }
 
@@ -366,6 +373,7 @@ export function cacheVfs(vfs: Vfs, options: { cache?: CacheMode | undefined }): 
     rename: (from, to) => vfs.rename(from, to),
   };
   if (vfs.setAttributes) wrapped.setAttributes = (path, attributes) => vfs.setAttributes!(path, attributes);
+  if (vfs.resolveBacking) wrapped.resolveBacking = (image, name) => vfs.resolveBacking!(image, name);
   return wrapped;
 }
 

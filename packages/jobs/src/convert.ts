@@ -59,6 +59,8 @@ export interface ConvertOptions extends JobOptions {
   backingFormat?: string | undefined;
   /** Format of the source's backing file (cow records none; default: recorded, else raw). */
   sourceBackingFormat?: string | undefined;
+  /** Read the source as it was at this internal snapshot (qemu-img convert -l; qcow2). */
+  sourceSnapshot?: string | undefined;
   /** Read the source even while another process writes it (-U, force-share; no conflicting lock). */
   forceShare?: boolean | undefined;
   /** Where warnings go (force-share seeing a writer). */
@@ -147,9 +149,11 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     backingFormat: options.sourceBackingFormat,
     forceShare: options.forceShare,
     onWarning: options.onWarning,
+    driverOptions: options.sourceSnapshot !== undefined ? { snapshot: options.sourceSnapshot } : undefined,
     backingDirs: options.backingDirs,
     forbidBacking: options.forbidBacking,
     approve: options.approve,
+    allowOrigins: options.allowOrigins,
     backingDevices: options.backingDevices,
   });
   let backing: Image | undefined;

@@ -48,6 +48,8 @@ export interface MeasureOptions {
 export interface MeasureResult {
   required: number;
   fullyAllocated: number;
+  /** Persistent bitmap bytes, when both formats carry bitmaps (qemu-img's `bitmaps size`). */
+  bitmaps?: number;
 }
 
 /** What an image of `format` holding `source` (or of `size`) needs on disk, as its driver says. */
@@ -66,9 +68,12 @@ export async function measureImage(registry: DriverRegistry, options: MeasureOpt
   if (source) {
     input.size = source.size;
     input.dataBytes = (granularity) => dataBytes(source, granularity, options.signal);
+    input.sourceFormat = source.format;
   } else {
     input.size = options.size ?? 0;
   }
   const result = await driver.measure(input);
-  return { required: result.required, fullyAllocated: result.fullyAllocated };
+  const out: MeasureResult = { required: result.required, fullyAllocated: result.fullyAllocated };
+  if (result.bitmaps !== undefined) out.bitmaps = result.bitmaps;
+  return out;
 }

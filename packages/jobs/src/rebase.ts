@@ -100,6 +100,7 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
       backingDirs: options.backingDirs,
       forbidBacking: options.forbidBacking,
       approve: options.approve,
+      allowOrigins: options.allowOrigins,
       backingDevices: options.backingDevices,
       backingFormat: options.oldBackingFormat,
     });

@@ -4,6 +4,10 @@ import {
   readZeroFilled,
   type BackingReference,
   type BlockDriver,
+  type DriverCheckResult,
+  type InfoExtras,
+  type SnapshotInfo,
+  type RepairRequest,
   type DriverImage,
   type DriverOpenOptions,
   type ProbeHint,
@@ -19,6 +23,11 @@ import {
   MIN_CLUSTER_BITS,
 } from './header.js';
 import { Qcow2Image } from './qcow2-image.js';
+import { CREATE_OPTIONS, createQcow2 } from './create.js';
+import { measureQcow2 } from './measure.js';
+import { checkQcow2 } from './check.js';
+import { AMEND_OPTIONS, amendQcow2 } from './amend.js';
+import { readSnapshotTable, type Qcow2Snapshot } from './snapshots.js';
 
 export const qcow2Driver: BlockDriver = {
   name: 'qcow2',
@@ -26,17 +35,29 @@ export const qcow2Driver: BlockDriver = {
   probeBytes: 112,
   probe: (head: Uint8Array, _hint: ProbeHint) => probeQcow2(head),
   open: openQcow2,
+  create: createQcow2,
+  measure: measureQcow2,
+  createOptions: CREATE_OPTIONS,
+  amendOptions: AMEND_OPTIONS,
 };
 
 async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
   const where = { path: storage.path, driver: 'qcow2' as const };
+  let snapshotName: string | undefined;
   if (options.driverOptions) {
-    const key = Object.keys(options.driverOptions)[0];
-    if (key !== undefined) {
-      throw new BlockError('invalid-argument', `qcow2 takes no driver option '${key}'`, {
-        ...where,
-        field: `driverOptions.${key}`,
-      });
+    for (const [key, value] of Object.entries(options.driverOptions)) {
+      if (key === 'snapshot' && typeof value === 'string' && value !== '') {
+        snapshotName = value;
+        continue;
+      }
+      throw new BlockError(
+        'invalid-argument',
+        `qcow2 takes no driver option '${key}'${key === 'snapshot' ? ' (a snapshot name or ID)' : ''}`,
+        {
+          ...where,
+          field: `driverOptions.${key}`,
+        },
+      );
     }
   }
   const fileSize = options.probe?.size ?? (await storage.size());
@@ -65,8 +86,38 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
   else await readZeroFilled(storage, 0, cluster0);
   const header = parseHeader(cluster0, fileSize, where);
 
-  const l1 = new Uint8Array(header.l1Size * 8);
-  if (l1.length > 0) await readZeroFilled(storage, header.l1TableOffset, l1);
+  // The snapshot table (QEMU reads it at open too): bounded, every entry checked (snapshots.ts).
+  const snapshots = (await readSnapshotTable(storage, header, fileSize)).snapshots;
+  // `snapshot`: the image as it was at that snapshot (qemu-img convert -l), read-only.
+  let active = header;
+  if (snapshotName !== undefined) {
+    const sn = findSnapshot(snapshots, snapshotName);
+    if (sn === undefined) {
+      throw new BlockError('invalid-argument', `Failed to load snapshot: Can't find snapshot '${snapshotName}'`, {
+        ...where,
+        field: 'driverOptions.snapshot',
+      });
+    }
+    if (!options.readOnly) {
+      throw new BlockError('invalid-argument', 'a snapshot can only be opened read-only', {
+        ...where,
+        field: 'driverOptions.snapshot',
+      });
+    }
+    if (Math.ceil(sn.diskSize / (header.clusterSize * (header.clusterSize / 8))) > sn.l1Size) {
+      throw new BlockError(
+        'invalid-header',
+        `Snapshot L1 table is too small for its disk size (snapshot ${sn.id})`,
+        where,
+      );
+    }
+    if (sn.l1Size > 0 && sn.l1TableOffset + sn.l1Size * 8 > fileSize) {
+      throw new BlockError('truncated', `Snapshot L1 table (snapshot ${sn.id}) lies past the end of the file`, where);
+    }
+    active = { ...header, size: sn.diskSize, l1Size: sn.l1Size, l1TableOffset: sn.l1TableOffset };
+  }
+  const l1 = new Uint8Array(active.l1Size * 8);
+  if (l1.length > 0) await readZeroFilled(storage, active.l1TableOffset, l1);
 
   let backing: BackingReference | undefined;
   if (header.backingName !== undefined) {
@@ -77,27 +128,67 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
         : { path: new TextDecoder('utf-8').decode(header.backingName), rawPath: header.backingName };
     if (header.backingFormat !== undefined) backing.format = header.backingFormat;
   }
-  if (options.readOnly) return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing);
-  const incompat = Number(header.incompatibleFeatures & 0xffffffffn);
-  if ((incompat & INCOMPAT_CORRUPT) !== 0) {
-    throw new BlockError(
-      'not-supported',
-      'the image is marked corrupt (qcow2 corrupt bit): it opens read-only; repair it with qemu-img check -r all',
-      { ...where, field: 'incompatible_features', code: 'EACCES' },
-    );
+  let image: Qcow2Image;
+  // A snapshot opens read-only (refused above otherwise), at the snapshot's L1 table and size.
+  if (options.readOnly) image = new Qcow2Image(qcow2Driver, storage, active, l1, fileSize, backing);
+  else image = await openWritable();
+  return Object.assign(image, {
+    // qemu-img check (check.ts works on the storage itself; the CLI opens an image just for it).
+    check: (repair: RepairRequest): Promise<DriverCheckResult> => checkQcow2(storage, header, repair),
+    // qemu-img amend of what needs no allocation (amend.ts).
+    amend: (opts: ReadonlyMap<string, string>): Promise<void> => amendQcow2(storage, header, opts),
+    // qemu-img info's cluster-size, dirty-flag and snapshots.
+    infoExtras: (): InfoExtras => {
+      return {
+        clusterSize: header.clusterSize,
+        dirty: (header.incompatibleFeatures & BigInt(INCOMPAT_DIRTY)) !== 0n,
+        snapshots: snapshots.map(snapshotInfo),
+      };
+    },
+  });
+
+  async function openWritable(): Promise<Qcow2Image> {
+    const incompat = Number(header.incompatibleFeatures & 0xffffffffn);
+    if ((incompat & INCOMPAT_CORRUPT) !== 0) {
+      throw new BlockError(
+        'not-supported',
+        'the image is marked corrupt (qcow2 corrupt bit): it opens read-only; repair it with qemu-img check -r all',
+        { ...where, field: 'incompatible_features', code: 'EACCES' },
+      );
+    }
+    if ((incompat & INCOMPAT_DIRTY) !== 0) {
+      throw new BlockError(
+        'not-supported',
+        'the image is marked dirty (its refcounts may be stale after a crash): it opens read-only; '
+          + 'repair it with qemu-img check -r all',
+        { ...where, field: 'incompatible_features', code: 'EACCES' },
+      );
+    }
+    // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.
+    const refcountTable = new Uint8Array(header.refcountTableClusters * header.clusterSize);
+    await readZeroFilled(storage, header.refcountTableOffset, refcountTable);
+    return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing, { mode: options.cache, refcountTable });
   }
-  if ((incompat & INCOMPAT_DIRTY) !== 0) {
-    throw new BlockError(
-      'not-supported',
-      'the image is marked dirty (its refcounts may be stale after a crash): it opens read-only; '
-        + 'repair it with qemu-img check -r all',
-      { ...where, field: 'incompatible_features', code: 'EACCES' },
-    );
-  }
-  // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.
-  const refcountTable = new Uint8Array(header.refcountTableClusters * header.clusterSize);
-  await readZeroFilled(storage, header.refcountTableOffset, refcountTable);
-  return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing, { mode: options.cache, refcountTable });
+}
+
+/** qemu's bdrv_snapshot_load_tmp_by_id_or_name: `snapshot.id=ID`, `snapshot.name=NAME`, else an ID, then a name. */
+export function findSnapshot(list: readonly Qcow2Snapshot[], spec: string): Qcow2Snapshot | undefined {
+  if (spec.startsWith('snapshot.id=')) return list.find((s) => s.id === spec.slice(12));
+  if (spec.startsWith('snapshot.name=')) return list.find((s) => s.name === spec.slice(14));
+  return list.find((s) => s.id === spec) ?? list.find((s) => s.name === spec);
+}
+
+function snapshotInfo(s: Qcow2Snapshot): SnapshotInfo {
+  const info: SnapshotInfo = {
+    id: s.id,
+    name: s.name,
+    vmStateSize: s.vmStateSize,
+    dateSec: s.dateSec,
+    dateNsec: s.dateNsec,
+    vmClockNsec: s.vmClockNsec,
+  };
+  if (s.icount >= 0) info.icount = s.icount;
+  return info;
 }
 
 function decodeExactly(bytes: Uint8Array): string | undefined {

@@ -24,3 +24,9 @@ export { Qcow2Image, type ClusterKind, type ClusterMapping } from './qcow2-image
 export { inflateCluster } from './inflate.js';
 export { deflateCluster } from './deflate.js';
 export { Refcounts } from './refcount.js';
+export { createQcow2, planCreate, parseFormatOptions, encodeHeader, CREATE_OPTIONS } from './create.js';
+export { measureQcow2 } from './measure.js';
+export { checkQcow2, checkQcow2Storage, type Qcow2CheckResult } from './check.js';
+export { readSnapshotTable, type Qcow2Snapshot, type SnapshotTable } from './snapshots.js';
+export { findSnapshot } from './driver.js';
+export { amendQcow2, AMEND_OPTIONS } from './amend.js';

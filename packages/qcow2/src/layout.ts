@@ -117,3 +117,62 @@ export function compressedDescriptorBits(clusterBits: number): { offsetBits: num
   const offsetBits = 62 - (clusterBits - 8);
   return { offsetBits, sectorBits: 62 - offsetBits };
 }
+
+/**
+ * QEMU's qcow2_refcount_metadata_size: refcount blocks and refcount table clusters needed to count
+ * `clusters` host clusters plus themselves (the fixed point). `generous` adds room for half the
+ * table again, as QEMU does when it grows the table during writes.
+ */
+export function refcountMetadataSize(
+  clusters: number,
+  clusterSize: number,
+  refcountOrder: number,
+  generous = false,
+): { bytes: number; blocks: number; table: number } {
+  const blocksPerTableCluster = clusterSize / 8;
+  const perBlock = (clusterSize * 8) / 2 ** refcountOrder;
+  let table = 0;
+  let blocks = 0;
+  let last: number;
+  let n = 0;
+  let c = clusters;
+  let more = generous;
+  do {
+    last = n;
+    blocks = Math.ceil((c + table + blocks) / perBlock);
+    table = Math.ceil(blocks / blocksPerTableCluster);
+    n = c + blocks + table;
+    if (n === last && more) {
+      c += Math.ceil(table / 2);
+      n = 0;
+      more = false;
+    }
+  } while (n !== last);
+  return { bytes: (blocks + table) * clusterSize, blocks, table };
+}
+
+/**
+ * QEMU's qcow2_calc_prealloc_size: host bytes of a fully allocated image of `size` virtual bytes
+ * (header, L2 and L1 tables, refcount structures, data).
+ */
+export function fullyAllocatedSize(
+  size: number,
+  clusterSize: number,
+  refcountOrder: number,
+  extendedL2 = false,
+): number {
+  const aligned = Math.ceil(size / clusterSize) * clusterSize;
+  const l2e = extendedL2 ? 16 : 8;
+  let meta = clusterSize;
+  let nl2e = aligned / clusterSize;
+  nl2e = Math.ceil(nl2e / (clusterSize / l2e)) * (clusterSize / l2e);
+  meta += nl2e * l2e;
+  let nl1e = (nl2e * l2e) / clusterSize;
+  nl1e = Math.ceil(nl1e / (clusterSize / 8)) * (clusterSize / 8);
+  meta += nl1e * 8;
+  meta += refcountMetadataSize((meta + aligned) / clusterSize, clusterSize, refcountOrder).bytes;
+  return meta + aligned;
+}
+
+/** Offset mask of refcount table entries (REFT_OFFSET_MASK). */
+export const REFT_OFFSET_MASK = 0xffff_ffff_ffff_fe00n;

@@ -19,6 +19,7 @@ import { commitCommand, describeError, warn } from '../errors.js';
 import { openBackingOf } from '../jobs/common.js';
 import { commitFiles, journalMatches, readJournal } from '@blk/jobs';
 import { hostVfs, registry } from '../images.js';
+import { isRemoteUrl } from '@blk/http';
 import type { CheckOpts } from './check.js';
 import type { CheckResult } from './check-report.js';
 
@@ -52,7 +53,7 @@ export async function checkChain(
         r.problems.push(`ERROR backing chain: deeper than ${MAX_DEPTH} levels`);
         return;
       }
-      if (!fs.existsSync(resolved)) {
+      if (isRemoteUrl(resolved) ? !(await hostVfs().exists(resolved)) : !fs.existsSync(resolved)) {
         r.corruptions += 1;
         r.problems.push(`ERROR ${where}: not found`);
         return;
@@ -144,6 +145,7 @@ function unresolvable(ref: BackingReference, path: string): string {
 }
 
 function realpath(p: string): string {
+  if (isRemoteUrl(p)) return p;
   try {
     return fs.realpathSync(p);
   } catch {
@@ -152,6 +154,7 @@ function realpath(p: string): string {
 }
 
 function fileId(p: string): string | undefined {
+  if (isRemoteUrl(p)) return undefined;
   try {
     const st = fs.statSync(p, { bigint: true });
     return `${st.dev}:${st.ino}`;

@@ -12,22 +12,29 @@ export interface CheckResult {
   checkErrors: number;
   totalClusters: number;
   allocatedClusters: number;
+  /** qcow2's cluster statistics (absent: 0). */
+  fragmentedClusters?: number;
+  compressedClusters?: number;
+  imageEndOffset?: number;
   problems: string[];
 }
 
 /** qemu-img check --output=json: the object, one line. */
 export function jsonReport(file: string, r: CheckResult): string {
-  const obj: { [k: string]: QValue | undefined } = {
-    filename: file,
-    format: r.format,
-    'check-errors': r.checkErrors,
-  };
-  if (r.corruptions) obj.corruptions = r.corruptions;
-  if (r.leaks) obj.leaks = r.leaks;
-  if (r.corruptionsFixed) obj['corruptions-fixed'] = r.corruptionsFixed;
-  if (r.leaksFixed) obj['leaks-fixed'] = r.leaksFixed;
+  // qemu-img prints the members in its QDict's order, and a member only when it is not 0.
+  const obj: { [k: string]: QValue | undefined } = {};
+  if (r.imageEndOffset) obj['image-end-offset'] = r.imageEndOffset;
+  if (r.compressedClusters) obj['compressed-clusters'] = r.compressedClusters;
   if (r.totalClusters) obj['total-clusters'] = r.totalClusters;
+  if (r.corruptions) obj.corruptions = r.corruptions;
+  obj['check-errors'] = r.checkErrors;
+  if (r.leaks) obj.leaks = r.leaks;
+  if (r.leaksFixed) obj['leaks-fixed'] = r.leaksFixed;
+  if (r.corruptionsFixed) obj['corruptions-fixed'] = r.corruptionsFixed;
   if (r.allocatedClusters) obj['allocated-clusters'] = r.allocatedClusters;
+  obj.filename = file;
+  obj.format = r.format;
+  if (r.fragmentedClusters) obj['fragmented-clusters'] = r.fragmentedClusters;
   return `${toQemuJson(obj)}\n`;
 }
 
@@ -47,7 +54,9 @@ export function humanReport(r: CheckResult): string {
   if (r.totalClusters && r.allocatedClusters) {
     out +=
       `${r.allocatedClusters}/${r.totalClusters} = ${cFixed((r.allocatedClusters / r.totalClusters) * 100, 2)}% allocated, `
-      + '0.00% fragmented, 0.00% compressed clusters\n';
+      + `${cFixed(((r.fragmentedClusters ?? 0) / r.allocatedClusters) * 100, 2)}% fragmented, `
+      + `${cFixed(((r.compressedClusters ?? 0) / r.allocatedClusters) * 100, 2)}% compressed clusters\n`;
   }
+  if (r.imageEndOffset) out += `Image end offset: ${r.imageEndOffset}\n`;
   return out;
 }

@@ -17,9 +17,9 @@
  * This file runs the passes (and the repair); check-chain.ts checks the
  * backing chain, check-report.ts prints the result.
  */
-import * as fs from 'node:fs';
 import { isBlockError, type Image, type RepairRequest } from '@blk/core';
 import { openCli, type BackingRuleFlags } from '../common.js';
+import { hostVfs } from '../images.js';
 import { UsageError, warn } from '../errors.js';
 import { checkAllocation as checkAllocationJob } from '@blk/jobs';
 import { printable } from '../printable.js';
@@ -88,7 +88,10 @@ export async function check(file: string, opts: CheckOpts): Promise<number> {
   }
 
   if (!opts.quiet) process.stdout.write(opts.output === 'json' ? jsonReport(file, r) : humanReport(r));
-  if (r.checkErrors) return 1;
+  if (r.checkErrors) {
+    if (!opts.quiet) process.stderr.write('blk: Check failed\n');
+    return 1;
+  }
   if (r.corruptions) return 2;
   if (r.leaks) return 3;
   return 0;
@@ -130,22 +133,34 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
   if (image) {
     try {
       r.format = image.format;
-      // The driver checks its own allocation against the file (and repairs it) where it can.
-      const before = r.problems.length;
-      await checkAllocation(
-        image,
-        r,
-        Boolean(opts.progress) && !opts.quiet && opts.output === 'human',
-        !image.checkable,
-      );
-      if (writable) explainSince(r, before, ` (not repaired: format ${image.format} has no repair)`);
+      // The driver checks its own metadata (and repairs it) where it can; a driver that counts
+      // its own clusters (qcow2) replaces the per-sector walk, which would stop at the first
+      // corrupt table entry it met.
       const own = await image.check(repair);
+      if (own?.stats === undefined) {
+        const before = r.problems.length;
+        await checkAllocation(
+          image,
+          r,
+          Boolean(opts.progress) && !opts.quiet && opts.output === 'human',
+          !image.checkable,
+        );
+        if (writable) explainSince(r, before, ` (not repaired: format ${image.format} has no repair)`);
+      }
       if (own) {
         r.corruptions += own.corruptions;
         r.leaks += own.leaks;
         r.corruptionsFixed += own.corruptionsFixed;
         r.leaksFixed += own.leaksFixed;
+        r.checkErrors += own.checkErrors ?? 0;
         r.problems.push(...own.messages);
+        if (own.stats) {
+          r.totalClusters = own.stats.totalClusters;
+          r.allocatedClusters = own.stats.allocatedClusters;
+          r.fragmentedClusters = own.stats.fragmentedClusters;
+          r.compressedClusters = own.stats.compressedClusters;
+          r.imageEndOffset = own.stats.imageEndOffset;
+        }
       }
       const chainBefore = r.problems.length;
       await checkChain(image, r, opts);
@@ -179,7 +194,7 @@ async function checkAllocation(
   showProgress: boolean,
   checkPastEof: boolean,
 ): Promise<void> {
-  const fileSize = fs.statSync(image.path).size;
+  const fileSize = (await hostVfs().stat(image.path)).size;
   const progress = createProgress(showProgress, image.size);
   const found = await checkAllocationJob(image, {
     fileSize,

@@ -18,6 +18,8 @@ import { parseSize, parseUnsigned } from '../size.js';
 
 export interface ConvertOpts extends BackingRuleFlags {
   format?: string;
+  /** -l: read the source as it was at this internal snapshot. */
+  snapshot?: string;
   /** -O; raw when absent (then the output is guarded as a probed raw image would be; with -n: DST's format is probed). */
   outputFormat?: string;
   /** false with -n (commander's --no-create). */
@@ -92,6 +94,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       backingProbe: opts.backingProbe,
       ...rulesOf(opts),
       sourceBackingFormat: opts.sourceBackingFormat,
+      ...(opts.snapshot !== undefined ? { sourceSnapshot: opts.snapshot } : {}),
       forceShare: opts.forceShare,
       onWarning: warn,
       onTempFile: temp.onTempFile,

@@ -1,10 +1,11 @@
 /** blk create: qemu-img create. */
 import * as fs from 'node:fs';
 import { UsageError } from '../errors.js';
-import { createImage, openImage, registry } from '../images.js';
+import { createImage, hostVfs, openImage, registry } from '../images.js';
 import { formatOptionHelp, parseCreateOptions } from '../options.js';
 import { parseSize, wholeSectors } from '../size.js';
 import { resolveBackingArg } from '../common.js';
+import { isRemoteUrl } from '@blk/http';
 
 export interface CreateOpts {
   format: string;
@@ -14,15 +15,22 @@ export interface CreateOpts {
   quiet?: boolean;
 }
 
-export async function create(file: string, sizeArg: string | undefined, opts: CreateOpts): Promise<number> {
+export async function create(
+  fileArg: string | undefined,
+  sizeArg: string | undefined,
+  opts: CreateOpts,
+): Promise<number> {
   const format = opts.format;
-  const driver = registry.require(format, file);
-  if (!driver.create) throw new Error(`${file}: format ${format} cannot create images`);
-  const o = parseCreateOptions(format, opts.options, file);
+  const driver = registry.require(format, fileArg);
+  if (!driver.create) throw new Error(`${fileArg ?? format}: format ${format} cannot create images`);
+  const o = parseCreateOptions(format, opts.options, fileArg);
   if (o.help) {
     process.stdout.write(formatOptionHelp(format));
     return 0;
   }
+  // As qemu-img: `-o help` needs no file name; everything else does.
+  if (fileArg === undefined) throw new UsageError('Expecting image file name');
+  const file = fileArg;
   let size = o.size;
   if (sizeArg !== undefined) {
     if (size !== undefined) throw new UsageError('the size is given both with -o size= and as an argument');
@@ -41,12 +49,14 @@ export async function create(file: string, sizeArg: string | undefined, opts: Cr
   if (backingArg !== undefined) {
     if (backingArg === '') throw new UsageError('the backing file name is empty');
     backingPath = resolveBackingArg(file, backingArg);
-    if (!fs.existsSync(backingPath)) {
+    const remote = isRemoteUrl(backingPath);
+    if (remote ? !(await hostVfs().exists(backingPath)) : !fs.existsSync(backingPath)) {
       throw new Error(`${file}: backing file ${backingPath} not found`);
     }
     // FILE is about to be emptied: it must be none of the files the new image will read through
     // (the backing file or, as far as it opens, its chain), compared by device and inode.
-    if (fs.existsSync(file) && (await backingChainIds(backingPath, backingFormat)).has(fileId(file))) {
+    // (A URL is never FILE: blk does not write URLs.)
+    if (!remote && fs.existsSync(file) && (await backingChainIds(backingPath, backingFormat)).has(fileId(file))) {
       throw new UsageError(`${file}: an image cannot be its own backing file, directly or further down the chain`);
     }
     if (size === undefined) {

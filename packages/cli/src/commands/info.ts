@@ -59,7 +59,12 @@ export async function info(file: string, opts: InfoOpts): Promise<number> {
       const value: QValue = opts.backingChain ? entries : entries[0]!;
       process.stdout.write(`${toQemuJson(value)}\n`);
     } else {
-      const text = entries.map((e, i) => humanInfo(e, { storedBackingBytes: layers[i]!.backingReference?.rawPath }));
+      const text = entries.map((e, i) =>
+        humanInfo(e, {
+          storedBackingBytes: layers[i]!.backingReference?.rawPath,
+          snapshots: layers[i]!.info().extras?.snapshots,
+        }),
+      );
       process.stdout.write(`${text.join('\n\n')}\n`);
     }
   } finally {

@@ -115,12 +115,13 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
       await out.write(prev ? `${jsonEntry(prev)}]\n` : ']\n');
     } else {
       await out.write(`${'Offset'.padEnd(16)}${'Length'.padEnd(16)}${'Mapped to'.padEnd(16)}File\n`);
+      const names = displayNames(file, image);
       // qemu-img's human format lists data runs only and does not tell zero kinds apart.
       let cur: MapEntry | undefined;
       const flush = () => {
         if (cur?.data && !cur.zero) {
           return out.write(
-            `${hex16(cur.start)}${hex16(cur.length)}${hex16(cur.offset ?? 0)}${printable(cur.filename ?? '')}\n`,
+            `${hex16(cur.start)}${hex16(cur.length)}${hex16(cur.offset ?? 0)}${printable(names.get(cur.filename ?? '') ?? cur.filename ?? '')}\n`,
           );
         }
         return undefined;
@@ -132,7 +133,10 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
           e.zero = true;
         }
         if (e.data && e.offset === undefined) {
-          throw new Error(`${file}: the image has data at offset ${e.start} that is not stored at a known file offset`);
+          // qemu-img's words (compressed clusters have no offset to print).
+          throw new Error(
+            `${file}: File contains external, encrypted or compressed clusters (data at offset ${e.start} is not stored at a known file offset)`,
+          );
         }
         if (cur && mergeable(cur, e)) {
           cur.length += e.length;
@@ -148,4 +152,22 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
     await image.close();
   }
   return 0;
+}
+
+/**
+ * The names qemu-img map prints for the layers of a chain: the top image as named on the command
+ * line, each backing file as its stored name combined with the name of the image that names it
+ * (QEMU's path_combine), keyed by the layer's resolved path.
+ */
+function displayNames(file: string, image: Image): Map<string, string> {
+  const names = new Map<string, string>();
+  let name = file;
+  for (const layer of image.chain()) {
+    if (!names.has(layer.path)) names.set(layer.path, name);
+    const stored = layer.backingReference?.path;
+    if (stored === undefined) break;
+    const slash = name.lastIndexOf('/');
+    name = stored.startsWith('/') || slash < 0 ? stored : name.slice(0, slash + 1) + stored;
+  }
+  return names;
 }

@@ -58,9 +58,12 @@ export async function measure(file: string | undefined, opts: MeasureOpts): Prom
       preallocation: o.preallocation,
     });
     if (opts.output === 'json') {
-      process.stdout.write(`${toQemuJson({ required: result.required, 'fully-allocated': result.fullyAllocated })}\n`);
+      const obj: Record<string, number> = { required: result.required, 'fully-allocated': result.fullyAllocated };
+      if (result.bitmaps !== undefined) obj.bitmaps = result.bitmaps;
+      process.stdout.write(`${toQemuJson(obj)}\n`);
     } else {
       process.stdout.write(`required size: ${result.required}\nfully allocated size: ${result.fullyAllocated}\n`);
+      if (result.bitmaps !== undefined) process.stdout.write(`bitmaps size: ${result.bitmaps}\n`);
     }
   } finally {
     await image?.close();

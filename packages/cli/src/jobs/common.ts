@@ -45,7 +45,12 @@ export {
 
 /** Just the backing rules of `o` (to hand a job's rules on to the images it opens; --backing-devices aside). */
 export function rulesIn(o: BackingRules): BackingRules {
-  return { backingDirs: o.backingDirs, forbidBacking: o.forbidBacking, approve: o.approve };
+  return {
+    backingDirs: o.backingDirs,
+    forbidBacking: o.forbidBacking,
+    approve: o.approve,
+    allowOrigins: o.allowOrigins,
+  };
 }
 
 /** Options every job takes. */

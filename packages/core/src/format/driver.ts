@@ -344,4 +344,33 @@ export interface DriverImage {
   amend?(options: ReadonlyMap<string, string>, context: ResizeOptions): Promise<void>;
   /** Format-specific facts for `info` (version, variant, sector size, ...). */
   info(): Record<string, unknown>;
+  /**
+   * qemu-img info's fields beyond the format-specific ones, for formats that have them:
+   * the cluster size it reports, the dirty flag, internal snapshots. Absent: none.
+   */
+  infoExtras?(): InfoExtras;
+}
+
+/** An internal snapshot as `info` lists it (qemu's SnapshotInfo). */
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  /** Saved VM state bytes (0 for a disk-only snapshot). */
+  vmStateSize: number;
+  dateSec: number;
+  dateNsec: number;
+  /** Guest run time at the snapshot, in nanoseconds. */
+  vmClockNsec: number;
+  /** Instruction count, when recorded. */
+  icount?: number;
+}
+
+/** What `DriverImage.infoExtras` reports (qemu-img info's ImageInfo members). */
+export interface InfoExtras {
+  /** The cluster size qemu-img info shows (`cluster-size`). */
+  clusterSize?: number;
+  /** The image was not closed cleanly (`dirty-flag`). */
+  dirty?: boolean;
+  /** Internal snapshots, in table order. */
+  snapshots?: readonly SnapshotInfo[];
 }

@@ -99,6 +99,8 @@ export interface MeasureInput {
    * allocation unit). Undefined when measuring an empty image.
    */
   dataBytes?: (granularity: number) => Promise<number>;
+  /** The source image's format, when measuring a copy of one (qemu-img measure shows bitmaps only for some). */
+  sourceFormat?: string;
 }
 
 export interface MeasureResult {
@@ -106,6 +108,8 @@ export interface MeasureResult {
   required: number;
   /** Host bytes it needs with every block of data allocated ("fully allocated size"). */
   fullyAllocated: number;
+  /** Bytes of persistent dirty bitmaps the copy would carry; absent when either side cannot store them. */
+  bitmaps?: number;
 }
 
 export interface ResizeOptions {
@@ -135,6 +139,20 @@ export interface DriverCheckResult {
   leaksFixed: number;
   /** One line per kind of problem, `ERROR ...` / `Leaked ...` / `Repairing ...`, as qemu-img prints them. */
   messages: string[];
+  /** Parts of the check that could not run (I/O errors): qemu-img's `check-errors`. Default 0. */
+  checkErrors?: number;
+  /** The format's own allocation statistics (qemu-img check's cluster counts); absent: the core counts sectors. */
+  stats?: CheckStats;
+}
+
+/** qemu-img check's BlockFragInfo and image end offset, in the format's clusters. */
+export interface CheckStats {
+  totalClusters: number;
+  allocatedClusters: number;
+  fragmentedClusters: number;
+  compressedClusters: number;
+  /** Host bytes up to the end of the last cluster in use. */
+  imageEndOffset: number;
 }
 
 export interface DriverCreateOptions {

@@ -18,6 +18,7 @@ import type {
   BlockStatus,
   DriverCheckResult,
   DriverImage,
+  InfoExtras,
   ImageCapabilities,
   PreallocationMode,
   ReadBelow,
@@ -73,6 +74,8 @@ export interface ImageInfo {
   backing?: { stored: string; resolved?: string; format?: string; opened: boolean };
   /** Format-specific facts from the driver. */
   formatSpecific: Record<string, unknown>;
+  /** qemu-img info's other fields the driver reports (cluster size, dirty flag, snapshots). */
+  extras?: InfoExtras;
 }
 
 /** Guards a probed image against writes that would change what it probes as (see `openImage`). */
@@ -988,6 +991,8 @@ export class Image {
       readOnly: this.readOnly,
       formatSpecific: this.driverImage.info(),
     };
+    const extras = this.driverImage.infoExtras?.();
+    if (extras) info.extras = extras;
     if (this.capabilities.limits.clusterSize !== undefined) info.clusterSize = this.capabilities.limits.clusterSize;
     const ref = this.driverImage.backing;
     if (ref) {

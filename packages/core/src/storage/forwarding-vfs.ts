@@ -38,6 +38,11 @@ export class ForwardingVfs implements Vfs {
   rename(from: string, to: string): Promise<void> {
     return this.inner.rename(from, to);
   }
+  /** Present when the inner Vfs has it (see Vfs.resolveBacking). */
+  get resolveBacking(): ((imagePath: string, name: string) => string) | undefined {
+    const inner = this.inner;
+    return inner.resolveBacking ? (imagePath, name) => inner.resolveBacking!(imagePath, name) : undefined;
+  }
   /** Present when the inner Vfs has it (see Vfs.setAttributes). */
   get setAttributes(): ((path: string, attributes: FileAttributes) => Promise<void>) | undefined {
     const inner = this.inner;

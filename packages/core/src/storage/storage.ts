@@ -274,8 +274,15 @@ export interface Vfs {
   lstat(path: string): Promise<FileStat>;
   /** Canonical absolute path with every symlink resolved. */
   realpath(path: string): Promise<string>;
-  /** Absolute form of `path`, resolved against `base` (a directory) when relative. */
+  /** Absolute form of `path`, resolved against `base` (a directory) when relative: a path the caller gave. */
   resolve(base: string, path: string): string;
+  /**
+   * Optional: the absolute form of `name`, a file named inside the image at `imagePath` (a backing
+   * file, a data file): data read from a file, never a path the user typed. Absent:
+   * `resolve(dirname(imagePath), name)`. A Vfs where the two differ defines it (a URL Vfs resolves
+   * an image's names against the image's URL; the backing policy then rules on origins).
+   */
+  resolveBacking?(imagePath: string, name: string): string;
   dirname(path: string): string;
   /** Current directory, for paths given by the user (never for paths read from images). */
   cwd(): string;

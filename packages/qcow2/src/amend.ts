@@ -1,0 +1,200 @@
+/**
+ * qemu-img amend for qcow2, the changes that need no cluster allocation: lazy_refcounts on/off,
+ * compat 0.10 -> 1.1 (QEMU's qcow2_upgrade) and 1.1 -> 0.10 when the image has nothing v2 cannot
+ * say (no zero clusters, 16-bit refcounts, zlib, clean). The header is rewritten as QEMU's
+ * qcow2_update_header writes it (cluster 0, extensions in QEMU's order, unknown ones kept).
+ *
+ * Not here (they allocate clusters, which needs the write engine): refcount_bits changes, size
+ * changes, a downgrade that must expand zero clusters. They are refused with that reason.
+ */
+import { BlockError, readZeroFilled, writeTo, type OptionSpec, type Storage } from '@blk/core/portable';
+import { encodeHeader } from './create.js';
+import {
+  COMPAT_LAZY_REFCOUNTS,
+  EXT_BACKING_FORMAT,
+  EXT_BITMAPS,
+  EXT_CRYPTO,
+  EXT_DATA_FILE,
+  EXT_FEATURE_TABLE,
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DIRTY,
+  type Qcow2Header,
+} from './header.js';
+import { readSnapshotTable } from './snapshots.js';
+
+export const AMEND_OPTIONS: readonly OptionSpec[] = [
+  { name: 'compat', type: 'string', valueName: 'str', help: 'Compatibility level (v2 [0.10] or v3 [1.1])' },
+  { name: 'lazy_refcounts', type: 'bool', help: 'Postpone refcount updates' },
+  {
+    name: 'refcount_bits',
+    type: 'number',
+    valueName: 'num',
+    help: 'Width of a reference count entry in bits (changing it is not supported yet)',
+  },
+];
+
+type Where = { path: string; driver: 'qcow2' };
+
+function refuse(kind: 'invalid-argument' | 'not-supported', message: string, where: Where, field?: string): never {
+  throw new BlockError(kind, message, { ...where, ...(field ? { field } : {}) });
+}
+
+function onOff(v: string, where: Where, key: string): boolean {
+  if (v === 'on' || v === 'true') return true;
+  if (v === 'off' || v === 'false') return false;
+  return refuse('invalid-argument', `Parameter '${key}' expects 'on' or 'off'`, where, key);
+}
+
+/** Whether any L2 table (active or of a snapshot) holds a zero cluster (bit 0 set). */
+async function hasZeroClusters(storage: Storage, h: Qcow2Header, fileSize: number): Promise<boolean> {
+  const tables: [number, number][] = [[h.l1TableOffset, h.l1Size]];
+  for (const s of (await readSnapshotTable(storage, h, fileSize)).snapshots) tables.push([s.l1TableOffset, s.l1Size]);
+  const seen = new Set<number>();
+  const l2 = new Uint8Array(h.clusterSize);
+  const dv = new DataView(l2.buffer);
+  for (const [offset, size] of tables) {
+    if (size === 0) continue;
+    const l1 = new Uint8Array(size * 8);
+    await readZeroFilled(storage, offset, l1);
+    const l1v = new DataView(l1.buffer);
+    for (let i = 0; i < size; i++) {
+      const hi = l1v.getUint32(8 * i) & 0x00ffffff;
+      const lo = l1v.getUint32(8 * i + 4);
+      const l2Offset = hi * 2 ** 32 + (lo - (lo % 512));
+      if (l2Offset === 0 || seen.has(l2Offset)) continue;
+      seen.add(l2Offset);
+      await readZeroFilled(storage, l2Offset, l2);
+      for (let j = 0; j < h.clusterSize / 8; j++) {
+        // Standard (not compressed) entries with the zero flag.
+        if ((dv.getUint32(8 * j) & 0x40000000) === 0 && (dv.getUint32(8 * j + 4) & 1) !== 0) return true;
+      }
+    }
+  }
+  return false;
+}
+
+/** Amends `header` in `storage` (the image must be open for nothing else). Unknown keys are refused. */
+export async function amendQcow2(
+  storage: Storage,
+  header: Qcow2Header,
+  options: ReadonlyMap<string, string>,
+): Promise<void> {
+  const where: Where = { path: storage.path, driver: 'qcow2' };
+  let version = header.version;
+  let lazy = (header.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n;
+  for (const [key, value] of options) {
+    switch (key) {
+      case 'compat':
+        if (value === '0.10' || value === 'v2') version = 2;
+        else if (value === '1.1' || value === 'v3') version = 3;
+        else refuse('invalid-argument', `Parameter 'version' does not accept value '${value}'`, where, key);
+        break;
+      case 'lazy_refcounts':
+        lazy = onOff(value, where, key);
+        break;
+      case 'refcount_bits':
+        if (Number(value) !== 2 ** header.refcountOrder)
+          refuse(
+            'not-supported',
+            'Changing the refcount width is not supported yet (it allocates new refcount structures)',
+            where,
+            key,
+          );
+        break;
+      case 'size':
+        if (Number(value) !== header.size)
+          refuse('not-supported', 'Use blk resize to change the size of a qcow2 image', where, key);
+        break;
+      case 'cluster_size':
+        if (Number(value) !== header.clusterSize)
+          refuse('not-supported', 'Changing the cluster size is not supported', where, key);
+        break;
+      case 'compression_type':
+        if ((value === 'zstd' ? 1 : 0) !== header.compressionType)
+          refuse('not-supported', 'Changing the compression type is not supported', where, key);
+        break;
+      case 'preallocation':
+        refuse('not-supported', 'Changing the preallocation mode is not supported', where, key);
+        break;
+      case 'backing_file':
+      case 'backing_fmt':
+        refuse('not-supported', `Changing ${key} with amend is not supported: use blk rebase -u`, where, key);
+        break;
+      default:
+        refuse('invalid-argument', `Invalid parameter '${key}'`, where, key);
+    }
+  }
+  if (version < 3 && lazy) {
+    if (options.has('lazy_refcounts'))
+      refuse(
+        'invalid-argument',
+        'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)',
+        where,
+        'lazy_refcounts',
+      );
+    lazy = false;
+  }
+  const wasLazy = (header.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n;
+  if (version === header.version && lazy === wasLazy) return; // nothing changes
+  if ((header.incompatibleFeatures & BigInt(INCOMPAT_DIRTY | INCOMPAT_CORRUPT)) !== 0n) {
+    refuse('not-supported', 'the image is dirty or corrupt: run blk check -r all first', where);
+  }
+  if (header.headerLength > 112 && header.version === 3) {
+    refuse(
+      'not-supported',
+      `the header has ${header.headerLength - 112} bytes of unknown fields, which blk does not rewrite`,
+      where,
+    );
+  }
+  if (header.extensions.some((e) => e.type === EXT_CRYPTO || e.type === EXT_DATA_FILE)) {
+    refuse('not-supported', 'encrypted images and images with an external data file are not amended', where);
+  }
+  if (version === 2 && header.version === 3) {
+    // qcow2_downgrade's preconditions.
+    if (header.refcountOrder !== 4) refuse('not-supported', 'compat=0.10 requires refcount_bits=16', where, 'compat');
+    if (header.compressionType !== 0)
+      refuse('not-supported', 'compat=0.10 requires compression_type=zlib', where, 'compat');
+    if (header.incompatibleFeatures !== 0n)
+      refuse('not-supported', 'Cannot downgrade an image with incompatible features', where, 'compat');
+    if (await hasZeroClusters(storage, header, await storage.size()))
+      refuse(
+        'not-supported',
+        'Downgrading an image with zero clusters is not supported yet (they must be expanded, which allocates)',
+        where,
+        'compat',
+      );
+  }
+  const fields = {
+    version,
+    clusterBits: header.clusterBits,
+    size: header.size,
+    l1Size: header.l1Size,
+    l1TableOffset: header.l1TableOffset,
+    refcountTableOffset: header.refcountTableOffset,
+    refcountTableClusters: header.refcountTableClusters,
+    nbSnapshots: header.nbSnapshots,
+    snapshotsOffset: header.snapshotsOffset,
+    // A v2 header has no feature words; an upgrade starts them at zero, as qcow2_upgrade.
+    incompatibleFeatures: version === 3 ? header.incompatibleFeatures : 0n,
+    compatibleFeatures:
+      version === 3
+        ? (header.compatibleFeatures & ~BigInt(COMPAT_LAZY_REFCOUNTS)) | (lazy ? BigInt(COMPAT_LAZY_REFCOUNTS) : 0n)
+        : 0n,
+    autoclearFeatures: version === 3 ? header.autoclearFeatures : 0n,
+    refcountOrder: header.refcountOrder,
+    compressionType: header.compressionType,
+    backingFile: header.backingName,
+    backingFormat: header.backingFormat,
+    // Bitmaps need v3: a downgrade drops them (their autoclear bit is cleared with the rest).
+    unknownExtensions: header.extensions.filter(
+      (e) => e.type !== EXT_BACKING_FORMAT && e.type !== EXT_FEATURE_TABLE && (version === 3 || e.type !== EXT_BITMAPS),
+    ),
+  };
+  const cluster0 = encodeHeader(fields, where);
+  await writeTo(storage, 0, cluster0);
+  await storage.flush?.();
+  header.version = version;
+  header.compatibleFeatures = fields.compatibleFeatures;
+  header.incompatibleFeatures = fields.incompatibleFeatures;
+  header.autoclearFeatures = fields.autoclearFeatures;
+}
