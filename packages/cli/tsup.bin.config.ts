@@ -30,18 +30,23 @@ const version = (JSON.parse(fs.readFileSync('package.json', 'utf8')) as { versio
 /**
  * commander requires node:child_process when it loads (for executable subcommands, which blk has
  * none of), and child_process pulls in net, dgram and the stream modules: milliseconds at every
- * start. In the bundle that require becomes a proxy that loads the module on first use. The build
- * fails if commander's line is not found (a new commander: look again).
+ * start. In the bundle that require becomes a proxy that loads the module on first use. Commander's
+ * require is the one right after its EventEmitter's (lib/command.js); others (blk serve --fork's,
+ * inside a command that initialises only when it runs) stay as they are. The build fails if
+ * commander's line is not found (a new commander: look again).
  */
 function lazyChildProcess(file: string): void {
   const text = fs.readFileSync(file, 'utf8');
-  const eager = 'require("child_process")';
-  const count = text.split(eager).length - 1;
+  const eager = /(require\("events"\)\.EventEmitter,[\w$]+=)require\("child_process"\)/g;
+  const count = text.match(eager)?.length ?? 0;
   if (count !== 1) throw new Error(`${file}: expected commander's one require of child_process, found ${count}`);
   const lazy =
     'new Proxy({}, { get: (_t, k) => require("node:child_process")[k], '
     + 'has: (_t, k) => k in require("node:child_process") })';
-  fs.writeFileSync(file, text.replace(eager, lazy));
+  fs.writeFileSync(
+    file,
+    text.replace(eager, (_m, before: string) => before + lazy),
+  );
 }
 
 const common: Options = {

@@ -184,30 +184,58 @@ Run 'blk COMMAND --help' for a command's options.`,
 
   program
     .command('serve')
-    .description(
-      'qemu-nbd: serve an image as an NBD export (until the last client leaves, or -t: until SIGINT/SIGTERM)',
-    )
+    .description('qemu-nbd: serve images as NBD exports (until the last client leaves, or -t: until SIGINT/SIGTERM)')
     .usage(
-      '[-f FMT] [-r] [-x NAME] [-D DESC] (-k SOCKET | [-b ADDR] [-p PORT]) [-t] [-e SHARED] [--pid-file FILE] FILE',
+      '[-f FMT] [-r] [-x NAME] [-D DESC] (-k SOCKET | [-b ADDR] [-p PORT]) [-t] [-e SHARED] [--fork] [--pid-file FILE]\n'
+        + '       [--object tls-creds-x509|tls-creds-psk,id=ID,dir=DIR,endpoint=server[,verify-peer=on|off] --tls-creds ID\n'
+        + '        [--object authz-simple,id=AUTH,identity=NAME --tls-authz AUTH]]\n'
+        + '       [-v|-q] [FILE] [--export NAME=FILE[,ro][,format=FMT][,description=TEXT]]... [--exports-file JSON]',
     )
     .addOption(formatOption())
-    .option('-r, --read-only', 'export read-only')
-    .option('-x, --export-name <name>', "export name (default '')")
-    .option('-D, --description <text>', 'export description')
+    .option('-r, --read-only', 'export read-only (every export)')
+    .option('-x, --export-name <name>', "export name of FILE (default '')")
+    .option('-D, --description <text>', 'export description of FILE')
+    .option(
+      '--export <spec>',
+      'one more export: NAME=FILE[,ro][,format=FMT][,description=TEXT] (repeatable; ",," is a comma in a value)',
+      collect,
+      [],
+    )
+    .option(
+      '--exports-file <file>',
+      'exports from a JSON file: {"exports": [{"name", "file", "format", "readOnly", "description"}]}',
+    )
     .option('-k, --socket <path>', 'listen on this Unix socket')
     .option('-b, --bind <addr>', 'TCP address to listen on (default 0.0.0.0)')
     .option('-p, --port <port>', 'TCP port to listen on (default 10809)')
     .option('-t, --persistent', "don't exit when the last client disconnects")
     .option('-e, --shared <n>', 'serve up to n clients at once (default 1)')
+    .option('--fork', 'run in the background; return once clients can connect')
     .option('--pid-file <file>', 'write the process id to FILE once clients can connect')
     .option(
       '--handshake-limit <seconds>',
       'drop clients that have not finished the handshake in time (default 10, 0: none)',
     )
+    .option(
+      '--object <definition>',
+      'tls-creds-x509 / tls-creds-psk (endpoint=server) or authz-simple / authz-listfile, as qemu-nbd (repeatable)',
+      collect,
+      [],
+    )
+    .option('--tls-creds <id>', 'require TLS with the credentials of --object ID')
+    .option('--tls-authz <id>', 'admit only TLS clients the authz object ID allows')
+    .option(
+      '--tls-certificates <dir>',
+      'require TLS with X.509 files in DIR (ca-cert.pem, server-cert.pem, server-key.pem)',
+    )
+    .option('--tls-verify-peer', 'with --tls-certificates: require a client certificate from the CA')
+    .option('--tls-psk <file>', 'require TLS with the PSK keys of FILE (psktool format)')
+    .option('-v, --verbose', 'log connections to stderr')
+    .option('-q, --quiet', 'log nothing, not even failed connections')
     .addOption(forceShareOption())
     .addOption(backingDirOption())
     .addOption(forbidBackingOption())
-    .argument('<file>')
+    .argument('[file]')
     .action(run(async () => (await import('./commands/serve.js')).serve));
 
   program

@@ -216,7 +216,7 @@ describe.sequential('blk serve', () => {
         await c.readExactly(view(h).getUint32(16));
         return view(h).getUint32(12);
       };
-      await c.write(option(OPT.GO, new Uint8Array(8000)));
+      await c.write(option(OPT.GO, new Uint8Array(70_000)));
       expect(await reply()).toBe(REP.ERR_TOO_BIG);
       await c.write(option(OPT.GO, concat([u32(0), u16(0)])));
       for (;;) if ((await reply()) === REP.ACK) break;

@@ -11,3 +11,21 @@ export {
   type TransmissionOptions,
   type TransmissionState,
 } from './transmission.js';
+export {
+  checkExports,
+  type ExportSpec,
+  ExportSpecError,
+  parseBool,
+  parseExportSpec,
+  parseExportsConfig,
+  parseKeyval,
+} from './exports.js';
+export {
+  exportFlags,
+  Handshake,
+  type ConnectionLog,
+  type HandshakeOptions,
+  type HandshakeResult,
+  type Negotiated,
+  type TlsUpgrade,
+} from './handshake.js';

@@ -1,13 +1,30 @@
 /** @blk/nbd/node: NBD over Node sockets (a Unix socket or TCP listener). */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import type * as tls from 'node:tls';
+import { checkExports } from './exports.js';
 import { type ByteStream, type ConnectionOptions, NbdConnection, type NbdExport } from './server.js';
+import type { StartTlsStream } from './tls-node.js';
+
+export {
+  distinguishedName,
+  loadPskCredentials,
+  loadX509Credentials,
+  type NodeTlsOptions,
+  nodeTls,
+  type PskCredentials,
+  parsePskKeys,
+  type StartTlsStream,
+  type TlsCredentials,
+  TlsCredentialsError,
+  type X509Credentials,
+} from './tls-node.js';
 
 /** Bytes buffered from a socket before it is paused (backpressure towards the client). */
 const HIGH_WATER = 4 * 1024 * 1024;
 
 /** A `ByteStream` over a Node socket. */
-export class SocketStream implements ByteStream {
+export class SocketStream implements StartTlsStream {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private ended = false;
@@ -21,14 +38,17 @@ export class SocketStream implements ByteStream {
     this.turn = 0;
   };
 
+  private detached = false;
+  private readonly onData = (b: Buffer) => {
+    this.chunks.push(b);
+    this.buffered += b.length;
+    if (this.buffered > HIGH_WATER) this.socket.pause();
+    this.wake();
+  };
+
   constructor(private readonly socket: net.Socket) {
     socket.setNoDelay?.(true);
-    socket.on('data', (b: Buffer) => {
-      this.chunks.push(b);
-      this.buffered += b.length;
-      if (this.buffered > HIGH_WATER) socket.pause();
-      this.wake();
-    });
+    socket.on('data', this.onData);
     socket.on('end', () => {
       this.ended = true;
       this.wake();
@@ -116,7 +136,27 @@ export class SocketStream implements ByteStream {
     return this.drained;
   }
 
+  /** STARTTLS (tls-node.ts): hands the socket over, unread; refused when plaintext is already queued. */
+  detachForTls(): net.Socket {
+    if (this.buffered > 0 || this.socket.readableLength > 0) {
+      throw new Error('data sent behind NBD_OPT_STARTTLS before its reply');
+    }
+    this.detached = true;
+    this.socket.off('data', this.onData);
+    this.socket.pause();
+    return this.socket;
+  }
+
+  wrapTls(secure: tls.TLSSocket): ByteStream {
+    return new SocketStream(secure);
+  }
+
   close(): void {
+    if (this.detached) {
+      // Mid-STARTTLS (or replaced by the TLS stream): nothing of ours to flush.
+      this.socket.destroy();
+      return;
+    }
     this.socket.end();
     this.socket.destroySoon?.();
     setTimeout(() => this.socket.destroy(), 1000).unref();
@@ -129,23 +169,35 @@ export interface ListenOptions extends ConnectionOptions {
   socket?: string;
   host?: string;
   port?: number;
-  /** Most clients at once (qemu-nbd -e; default 1); further ones wait until one leaves. */
+  /** Most clients served at once (qemu-nbd -e; default 1). With 1, no export announces multi-conn. */
   shared?: number;
   /**
-   * Most clients waiting for a slot at once, over the whole server (default 16); a client past
-   * that is disconnected at once (a waiting client holds a socket and nothing else).
+   * Clients beyond `shared` wait for a free slot, at most this many over the whole server (default 16),
+   * each at most `queueTimeoutMs`; any other is disconnected at once.
    */
   maxQueued?: number;
+  /** Milliseconds a client waits for a slot before it is disconnected (default 60 s; 0: no limit). */
+  queueTimeoutMs?: number;
   /** Keep serving after the last client leaves (qemu-nbd -t). */
   persistent?: boolean;
+  /** Hears connections come and go (info) and what went wrong with them (error), one line each. */
+  log?: (level: 'error' | 'info', message: string) => void;
+}
+
+interface Waiting {
+  socket: net.Socket;
+  id: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** A listening NBD server; `closed` resolves once it has stopped (see `close`). */
 export class NbdServer {
   private readonly server: net.Server;
   private readonly connections = new Set<NbdConnection>();
-  private readonly waiting: net.Socket[] = [];
+  private readonly waiting: Waiting[] = [];
+  private readonly exports: readonly NbdExport[];
   private served = 0;
+  private nextId = 1;
   private stopping = false;
   readonly closed: Promise<void>;
   private resolveClosed!: () => void;
@@ -154,11 +206,15 @@ export class NbdServer {
     this.closed = new Promise((r) => {
       this.resolveClosed = r;
     });
+    // As qemu-nbd: multi-conn is announced only where a client may open several connections at once.
+    this.exports =
+      (options.shared ?? 1) > 1 ? options.exports : options.exports.map((e) => ({ ...e, multiConn: false }));
     this.server = net.createServer((socket) => this.accept(socket));
   }
 
   /** Listens as `options` say; resolves once clients can connect. */
   static async listen(options: ListenOptions): Promise<NbdServer> {
+    checkExports(options.exports);
     const s = new NbdServer(options);
     if (options.socket !== undefined) {
       // A stale socket file of an earlier server is replaced (as QEMU's unix_listen does); nothing else is.
@@ -183,46 +239,106 @@ export class NbdServer {
     return typeof a === 'object' && a !== null ? a.port : undefined;
   }
 
-  private accept(socket: net.Socket): void {
+  private log(level: 'error' | 'info', message: string): void {
+    this.options.log?.(level, message);
+  }
+
+  private accept(socket: net.Socket, id = this.nextId++): void {
+    // A socket error (a reset) must never become an uncaught exception; SocketStream reports it once adopted.
+    socket.on('error', () => undefined);
     if (this.stopping) {
       socket.destroy();
       return;
     }
+    const peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : 'the socket';
     if (this.connections.size >= (this.options.shared ?? 1)) {
-      // As qemu-nbd, which stops accepting: the client waits (unanswered) until a slot frees;
-      // but only so many wait (each holds a file descriptor).
       if (this.waiting.length >= (this.options.maxQueued ?? 16)) {
+        this.log(
+          'error',
+          `client ${id} from ${peer} refused: ${this.connections.size} served and ${this.waiting.length} waiting`,
+        );
         socket.destroy();
         return;
       }
-      this.waiting.push(socket);
+      // As qemu-nbd, which stops accepting: the client waits (unanswered) until a slot frees; not forever.
+      const limit = this.options.queueTimeoutMs ?? 60_000;
+      const w: Waiting = { socket, id, timer: undefined };
+      if (limit > 0) {
+        w.timer = setTimeout(() => {
+          this.log('error', `client ${id} from ${peer} dropped: no free slot within ${limit / 1000} s`);
+          socket.destroy();
+        }, limit);
+      }
+      this.waiting.push(w);
       socket.once('close', () => {
-        const i = this.waiting.indexOf(socket);
+        if (w.timer !== undefined) clearTimeout(w.timer);
+        const i = this.waiting.indexOf(w);
         if (i >= 0) this.waiting.splice(i, 1);
       });
       return;
     }
     this.served++;
-    const conn = new NbdConnection(new SocketStream(socket), this.options.exports, this.options);
+    this.log('info', `client ${id} connected from ${peer}`);
+    const conn = new NbdConnection(new SocketStream(socket), this.exports, {
+      ...this.options,
+      log: (level, message) => this.log(level, `client ${id}: ${message}`),
+    });
     this.connections.add(conn);
     void conn.run().then(() => {
       this.connections.delete(conn);
-      const next = this.waiting.shift();
-      if (next && !this.stopping) this.accept(next);
-      else if (this.connections.size === 0 && !this.options.persistent && this.served > 0) void this.close();
+      this.log('info', `client ${id} disconnected`);
+      const next = this.stopping ? undefined : this.waiting.shift();
+      if (next) {
+        if (next.timer !== undefined) clearTimeout(next.timer);
+        this.accept(next.socket, next.id);
+      } else if (this.connections.size === 0 && !this.options.persistent && this.served > 0) void this.close();
+      if (this.stopping && this.connections.size === 0) this.drained?.();
     });
   }
 
-  /** Stops listening, drops every connection, removes the socket file; resolves when stopped. */
-  async close(): Promise<void> {
+  private drained: (() => void) | undefined;
+
+  /**
+   * Stops the server: no new connection is accepted, waiting ones are dropped, clients in the handshake are
+   * disconnected, and each client in transmission gets the reply to the request being served before its
+   * connection closes; after `graceMs` (default 10 s) the remaining connections are cut. Removes the socket
+   * file. Resolves when stopped.
+   */
+  async close(options: { graceMs?: number } = {}): Promise<void> {
     if (!this.stopping) {
       this.stopping = true;
-      for (const c of this.connections) c.close();
-      for (const w of this.waiting.splice(0)) w.destroy();
-      await new Promise<void>((r) => this.server.close(() => r()));
-      if (this.options.socket !== undefined) fs.rmSync(this.options.socket, { force: true });
+      const listening = new Promise<void>((r) => this.server.close(() => r()));
+      for (const w of this.waiting.splice(0)) {
+        if (w.timer !== undefined) clearTimeout(w.timer);
+        w.socket.destroy();
+      }
+      if (this.connections.size > 0) {
+        const drained = new Promise<void>((r) => {
+          this.drained = r;
+        });
+        for (const c of this.connections) c.stop();
+        const grace = options.graceMs ?? 10_000;
+        const timer = setTimeout(() => {
+          if (this.connections.size > 0) this.log('error', `${this.connections.size} client(s) cut off at shutdown`);
+          for (const c of this.connections) c.close();
+        }, grace);
+        await drained;
+        clearTimeout(timer);
+      }
+      await listening;
+      // libuv unlinks the socket file when the listener closes (as qemu-nbd unlinks it at exit); whatever
+      // is left at the path is removed only if it is a socket.
+      if (this.options.socket !== undefined) {
+        if (fs.lstatSync(this.options.socket, { throwIfNoEntry: false })?.isSocket()) fs.rmSync(this.options.socket);
+      }
       this.resolveClosed();
     }
     return this.closed;
+  }
+
+  /** Cuts every connection now (a second SIGINT): in-flight requests are abandoned. */
+  abort(): void {
+    for (const c of this.connections) c.close();
+    void this.close();
   }
 }

@@ -104,8 +104,12 @@ export const NBD_ERR = {
 
 /** NBD_MAX_STRING: the longest name, description or query the protocol lets a peer send. */
 export const MAX_STRING = 4096;
-/** The longest option payload this server reads (longer ones are refused). */
-export const MAX_OPTION_LENGTH = 4096;
+/**
+ * The longest option payload this server acts on: room for a 4096-byte name plus meta context queries.
+ * Longer ones are read (up to 16 times this, in pieces) and refused with NBD_REP_ERR_TOO_BIG; beyond
+ * that the client is dropped without reading them.
+ */
+export const MAX_OPTION_LENGTH = 64 * 1024;
 /** The largest READ/WRITE payload (qemu-nbd's NBD_MAX_BUFFER_SIZE). */
 export const MAX_REQUEST = 32 * 1024 * 1024;
 

@@ -166,6 +166,8 @@ export class Transmission {
   private readonly pieceReads = new Set<{ start: number; end: number; done: Promise<void> }>();
   private scratch: Uint8Array | undefined;
   private broken = false;
+  private stopping = false;
+  private stopSignal: (() => void) | undefined;
 
   constructor(
     private readonly stream: ByteStream,
@@ -187,26 +189,57 @@ export class Transmission {
     return { requests: this.inFlight, bytes: this.bytes };
   }
 
-  /** Reads and runs requests until DISC, the end of the stream or a violation; then waits for those in flight. */
-  async run(): Promise<void> {
+  /**
+   * Reads and runs requests until DISC, the end of the stream, a violation or `stop`; then waits for
+   * those in flight. Resolves with what ended the reading when it was an error (a protocol violation,
+   * a broken stream), else undefined; never rejects.
+   */
+  async run(): Promise<unknown> {
+    let failure: unknown;
     try {
       await this.loop();
-    } catch {
+    } catch (e) {
       // A protocol violation or a broken stream: stop reading; what is in flight still finishes.
+      failure = e;
     }
     while (this.inFlight > 0) {
       await new Promise<void>((r) => {
         this.idleWaiter = r;
       });
     }
+    return failure;
+  }
+
+  /**
+   * Ends the connection gently (server shutdown): no further request is read (one whose header is
+   * already in has its payload read and runs); those in flight finish and are answered; then `run`
+   * resolves and the caller closes the stream.
+   */
+  stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.stopSignal?.();
+    this.wake();
+  }
+
+  /** The next request header, or null at the end of the stream or once `stop` was called. */
+  private nextHeader(): Promise<Uint8Array | null> {
+    const read = this.stream.readExactly(28);
+    const stopped = new Promise<null>((r) => {
+      this.stopSignal = () => r(null);
+    });
+    // A header read cut short by stop() is left pending; the stream's close ends it (its outcome unused).
+    return Promise.race([read, stopped]).finally(() => {
+      this.stopSignal = undefined;
+    });
   }
 
   private async loop(): Promise<void> {
     for (;;) {
-      while (this.inFlight >= this.maxInFlight && !this.broken) await this.wait();
+      while (this.inFlight >= this.maxInFlight && !this.broken && !this.stopping) await this.wait();
       // A reply could not be written: the client is gone; requests it left buffered are not run.
-      if (this.broken) return;
-      const head = await this.stream.readExactly(28);
+      if (this.broken || this.stopping) return;
+      const head = await this.nextHeader();
       if (head === null) return;
       const req = decodeRequest(head);
       if (req.type === CMD.DISC) return;

@@ -141,6 +141,69 @@ describe('pipelining', () => {
     await image.close();
   });
 
+  it('stop(): requests in flight finish and are answered; no further request is read; run resolves', async () => {
+    const gate = new Gate(0, 4096);
+    const vfs = new MemoryVfs();
+    vfs.put('/a.raw', new Uint8Array(MiB).fill(7));
+    const image = await openImage('/a.raw', { registry, vfs: new GatedVfs(vfs, gate), format: 'raw' });
+    gate.closed = true;
+    const { client, server, t, done } = serve(image);
+    await client.write(req(CMD.READ, 0, 512, 1));
+    await client.write(req(CMD.WRITE, 0, 4, 2));
+    await client.write(new Uint8Array([1, 2, 3, 4]));
+    await flush();
+    expect(t.load.requests).toBe(2);
+    t.stop();
+    // Sent after stop(): never read, never run.
+    await client.write(req(CMD.WRITE, 8192, 4, 3));
+    await client.write(new Uint8Array([9, 9, 9, 9]));
+    await flush();
+    expect(server.closed).toBe(false);
+    gate.open();
+    const replies = [await structuredReply(client), await structuredReply(client)];
+    expect(replies.map((r) => r!.cookie).sort()).toEqual([1n, 2n]);
+    expect(replies.every((r) => r!.error === 0)).toBe(true);
+    await done;
+    expect(server.closed).toBe(true);
+    expect(await structuredReply(client)).toBeNull();
+    const back = new Uint8Array(4);
+    await image.readInto(8192, back);
+    expect([...back]).toEqual([7, 7, 7, 7]);
+    await image.readInto(0, back);
+    expect([...back]).toEqual([1, 2, 3, 4]);
+    await image.close();
+  });
+
+  it('stop() while at the maxInFlight bound: the request waiting in the stream is not read', async () => {
+    const gate = new Gate(0, 4096);
+    const vfs = new MemoryVfs();
+    vfs.put('/a.raw', new Uint8Array(MiB).fill(7));
+    const image = await openImage('/a.raw', { registry, vfs: new GatedVfs(vfs, gate), format: 'raw' });
+    gate.closed = true;
+    const { client, server, t, done } = serve(image, {}, { maxInFlight: 1 });
+    await client.write(req(CMD.READ, 0, 512, 1));
+    await client.write(req(CMD.READ, 8192, 512, 2));
+    await flush();
+    expect(server.unread).toBe(28);
+    t.stop();
+    gate.open();
+    expect((await structuredReply(client))!.cookie).toBe(1n);
+    await done;
+    expect(await structuredReply(client)).toBeNull();
+    await image.close();
+  });
+
+  it('stop() with nothing in flight ends run at once (the pending header read is dropped)', async () => {
+    const image = await rawImage(MiB);
+    const { client, t, done } = serve(image);
+    await client.write(req(CMD.READ, 0, 512, 1));
+    expect((await structuredReply(client))!.cookie).toBe(1n);
+    t.stop();
+    await done;
+    expect(await structuredReply(client)).toBeNull();
+    await image.close();
+  });
+
   it('at most maxInFlight requests run; further ones are left unread in the stream (backpressure)', async () => {
     const gate = new Gate(0, MiB);
     const vfs = new MemoryVfs();
