@@ -41,7 +41,7 @@ const MAIN = path.join(__dirname, 'blk-main.cjs');
 
 /** The commands with a cache of their own (anything else, a typo too, shares 'other'). */
 const COMMANDS = new Set(
-  'create info serve map convert commit rebase compare check resize measure amend bench dd io'.split(' '),
+  'create info serve map convert commit rebase compare check resize measure amend bench dd io snapshot'.split(' '),
 );
 
 /**
