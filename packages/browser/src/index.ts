@@ -5,7 +5,7 @@
  * with the raw and cow formats, and the streams of @blk/stream. No Node
  * built-ins; bundles with `platform: 'browser'`.
  */
-import { createHost, type BlockDriver, type Host, type HostOptions } from '@blk/core/portable';
+import { createHost, type BackingPolicy, type BlockDriver, type Host, type HostOptions } from '@blk/core/portable';
 import { cowDriver } from '@blk/cow';
 import { rawDriver } from '@blk/raw';
 import { BrowserVfs, type BrowserVfsOptions } from './vfs.js';
@@ -36,6 +36,22 @@ export function browserHost(options: BrowserHostOptions = {}): Host & { vfs: Bro
   if (http) vfsOptions.http = http;
   if (backingOrigins) vfsOptions.backingOrigins = backingOrigins;
   const theVfs = vfs ?? new BrowserVfs(vfsOptions);
-  const host = createHost({ ...rest, drivers: drivers ?? [cowDriver, rawDriver], vfs: theVfs });
-  return host as Host & { vfs: BrowserVfs };
+  // The core refuses a local (OPFS or picked) image naming a URL unless the backing policy allows its
+  // origin: allow the origins the BrowserVfs allows (default the page's own), also for opens that
+  // bring a backing policy of their own without an allowOrigins.
+  const allowOrigins: BackingPolicy['allowOrigins'] =
+    rest.backing?.allowOrigins
+    ?? ((from, to) => from === 'local' && (theVfs.backingOrigins.includes('*') || theVfs.backingOrigins.includes(to)));
+  const withOrigins = (backing: BackingPolicy | undefined): BackingPolicy =>
+    backing?.allowOrigins !== undefined ? backing : { ...backing, allowOrigins };
+  const host = createHost({
+    ...rest,
+    backing: withOrigins(rest.backing),
+    drivers: drivers ?? [cowDriver, rawDriver],
+    vfs: theVfs,
+  });
+  const browser: Host & { vfs: BrowserVfs } = Object.create(host);
+  browser.openImage = (path, options = {}) =>
+    host.openImage(path, { ...options, backing: withOrigins(options.backing) });
+  return browser;
 }
