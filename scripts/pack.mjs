@@ -123,7 +123,19 @@ if (thirdParty) {
       // (npm pack would run the package's own scripts and check its devEngines).
       const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
       const tarball = path.join(out, `${manifest.name.replace(/^@/, '').replace('/', '-')}-${manifest.version}.tgz`);
-      run('tar', ['-czf', tarball, '--exclude=./node_modules', '--transform', 's,^\\.,package,', '-C', dir, '.'], out);
+      // Its build scripts go: npm treats a tarball with a `prepare` script as source to rebuild
+      // (aws4fetch's) and drops files of the built package when it may not run it.
+      const stage = fs.mkdtempSync(path.join(out, '.stage-'));
+      fs.cpSync(dir, stage, {
+        recursive: true,
+        filter: (src) => path.relative(dir, src).split(path.sep)[0] !== 'node_modules',
+      });
+      if (manifest.scripts) {
+        for (const s of ['prepare', 'prepack', 'postpack', 'prepublish', 'prepublishOnly']) delete manifest.scripts[s];
+        fs.writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+      }
+      run('tar', ['-czf', tarball, '--transform', 's,^\\.,package,', '-C', stage, '.'], out);
+      fs.rmSync(stage, { recursive: true, force: true });
       packed.push({ tarball, dir, manifest });
       queue.push({ deps: manifest.dependencies ?? {}, from: dir });
     }
