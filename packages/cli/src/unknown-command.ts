@@ -8,9 +8,6 @@ import { printable } from './printable.js';
 
 /** qemu-img (and qemu-io) commands blk does not have: why, and the nearest thing blk does. */
 const QEMU_ONLY: Record<string, string> = {
-  snapshot:
-    'cow and raw images have no internal snapshots; the nearest is an overlay, which keeps its base unchanged: '
-    + 'blk create -f cow -b IMAGE OVERLAY (and blk commit / blk rebase to fold or move it)',
   bitmap:
     'cow and raw images have no persistent dirty bitmaps; the nearest is blk map, which shows what an overlay '
     + 'holds (what changed since its base)',
