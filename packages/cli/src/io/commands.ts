@@ -5,7 +5,7 @@
  * Each command lives in the module of its kind.
  */
 import type { CmdInfo } from './command.js';
-import { aioFlush, flush, quit, sleep, truncate } from './control-commands.js';
+import { abort, aioFlush, flush, quit, sigraise, sleep, truncate } from './control-commands.js';
 import { close, open } from './file-commands.js';
 import { aioRead, read, readv } from './read-commands.js';
 import type { IoSession } from './session.js';
@@ -41,6 +41,7 @@ const help: CmdInfo = {
 
 /** Sorted by name, as qemu-io keeps its command table. */
 const COMMANDS: CmdInfo[] = [
+  abort,
   aioFlush,
   aioRead,
   aioWrite,
@@ -56,6 +57,7 @@ const COMMANDS: CmdInfo[] = [
   quit,
   read,
   readv,
+  sigraise,
   sleep,
   truncate,
   write,

@@ -1,4 +1,4 @@
-/** qemu-io's flush, aio_flush, sleep, quit and truncate. */
+/** qemu-io's flush, aio_flush, sleep, quit, truncate, sigraise and abort. */
 import type { PreallocationMode } from '@blk/core';
 import { getoptOrUsage, type CmdInfo } from './command.js';
 import { strerror } from './errno.js';
@@ -96,3 +96,47 @@ export const truncate: CmdInfo = {
 };
 
 const PREALLOC: readonly PreallocationMode[] = ['off', 'metadata', 'falloc', 'full'];
+
+/** Linux's NSIG: qemu-io refuses a signal number above it. */
+const NSIG = 65;
+
+/**
+ * qemu-io's sigraise_f: raise(signal) on this process, after the output is
+ * written (qemu-io flushes stdout and stderr first). iotests use `sigraise 9`
+ * to kill the process mid-session and look at the image it left behind;
+ * nothing is flushed or closed, as with QEMU.
+ */
+export const sigraise: CmdInfo = {
+  name: 'sigraise',
+  argmin: 1,
+  argmax: 1,
+  noFile: true,
+  args: 'signal',
+  oneline: 'raises a signal',
+  async run(ctx, argv) {
+    const sig = ctx.num(argv[1]!);
+    if (sig === undefined) return false;
+    if (sig > NSIG) {
+      ctx.out(`signal argument '${argv[1]}' is too large to be a valid signal\n`);
+      return false;
+    }
+    await ctx.outputDrained();
+    process.kill(process.pid, sig);
+    return true;
+  },
+};
+
+/** qemu-io's abort_f: abort(3), a crash that leaves the image as it is (SIGABRT). */
+export const abort: CmdInfo = {
+  name: 'abort',
+  argmin: 0,
+  argmax: 0,
+  noFile: true,
+  oneline: 'simulate a program crash using abort(3)',
+  async run(ctx) {
+    await ctx.outputDrained();
+    // SIGABRT as abort(3) raises it; process.abort() would also print V8's stack trace.
+    process.kill(process.pid, 'SIGABRT');
+    return true;
+  },
+};
