@@ -30,7 +30,7 @@ export async function writeWithBackpressure(stream: NodeJS.WritableStream, text:
 }
 
 /** Up to this many characters of output are gathered before one write. */
-const OUTPUT_PIECE = 256 * 1024;
+const OUTPUT_PIECE = 8 * 1024;
 
 /**
  * Gathers small pieces of text into large writes to `stream` (one write per
