@@ -112,7 +112,7 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
         if (prev) {
           // Awaited only when a piece was written and the stream is full (no promise per entry otherwise).
           const full = out.write(`${jsonEntry(prev)},\n`);
-          if (full) await full;
+          if (full !== undefined) await full;
         }
         prev = e;
       }
