@@ -158,6 +158,8 @@ export class Qcow2Image implements DriverImage {
       // L2 entries publish data and refcounts: those go first (QEMU's cache dependency).
       barrier: () => (this.refcounts ? this.refcounts.writeBack() : flushStorage(storage)),
       view: (bytes) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      // A map walks every L2 table once: reuse evicted tables' buffers (every use of a chunk here is synchronous).
+      reuseBuffers: true,
     });
     if (writable) {
       for (let i = 0; i < header.l1Size; i++) {
@@ -272,17 +274,40 @@ export class Qcow2Image implements DriverImage {
    * The mappings of guest clusters [first, first + count) that share one L2
    * table (count is cut at the table's end). Calls `each` per cluster.
    */
-  private async withL2<T>(cluster: number, fn: (lookup: (c: number) => ClusterMapping, stop: number) => T): Promise<T> {
+  private async withL2<T>(
+    cluster: number,
+    fn: (lookup: (c: number) => ClusterMapping, stop: number, zeroUntil: (c: number, limit: number) => number) => T,
+  ): Promise<T> {
     const l1Index = Math.floor(cluster / this.l2Entries);
     const stop = (l1Index + 1) * this.l2Entries;
     const l2 = this.l2Offset(l1Index);
-    if (l2 === 0) return fn(() => UNALLOCATED, stop);
+    if (l2 === 0)
+      return fn(
+        () => UNALLOCATED,
+        stop,
+        (_c, limit) => limit,
+      );
     return this.l2Cache.use(l2 / this.clusterSize, (chunk) => {
       const dv = chunk.view;
-      return fn((c) => {
-        const i = (c % this.l2Entries) * this.entryBytes;
-        return this.decode(dv.getUint32(i), dv.getUint32(i + 4), c);
-      }, stop);
+      const entries = this.l2Entries;
+      const stride = this.entryBytes;
+      return fn(
+        (c) => {
+          const i = (c % entries) * stride;
+          return this.decode(dv.getUint32(i), dv.getUint32(i + 4), c);
+        },
+        stop,
+        // The first cluster in [c, limit) whose entry is not all zero bits (integer steps only: no decode, no
+        // byte offsets past 2^31 that would box a number per entry and churn the heap on a scan of a sparse image).
+        (c, limit) => {
+          let i = (c % entries) * stride;
+          while (c < limit && dv.getUint32(i) === 0 && dv.getUint32(i + 4) === 0) {
+            c++;
+            i += stride;
+          }
+          return c;
+        },
+      );
     });
   }
 
@@ -467,11 +492,17 @@ export class Qcow2Image implements DriverImage {
     const cluster = Math.floor(offset / cs);
     const inCluster = offset - cluster * cs;
     const want = Math.min(limit, offset + Math.max(length, 1));
-    return this.withL2(cluster, (lookup, stop) => {
+    return this.withL2(cluster, (lookup, stop, zeroUntil) => {
       const first = lookup(cluster);
       let runEnd = Math.min(limit, (cluster + 1) * cs);
+      let next = cluster + 1;
+      if (first.kind === 'unallocated') {
+        // All-zero entries are unallocated too: skip them in one scan (clusters c with c * cs < want).
+        next = zeroUntil(next, Math.min(stop, Math.ceil(want / cs)));
+        if (next > cluster + 1) runEnd = Math.min(limit, next * cs);
+      }
       if (first.kind !== 'compressed') {
-        for (let c = cluster + 1; c < stop && runEnd < want; c++) {
+        for (let c = next; c < stop && runEnd < want; c++) {
           if (!sameRun(first, lookup(c), (c - cluster) * cs)) break;
           runEnd = Math.min(limit, (c + 1) * cs);
         }

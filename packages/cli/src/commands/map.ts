@@ -109,7 +109,11 @@ export async function map(file: string, opts: MapOpts): Promise<number> {
       let prev: MapEntry | undefined;
       await out.write('[');
       for await (const e of mapEntries(image, start, length)) {
-        if (prev) await out.write(`${jsonEntry(prev)},\n`);
+        if (prev) {
+          // Awaited only when a piece was written and the stream is full (no promise per entry otherwise).
+          const full = out.write(`${jsonEntry(prev)},\n`);
+          if (full !== undefined) await full;
+        }
         prev = e;
       }
       await out.write(prev ? `${jsonEntry(prev)}]\n` : ']\n');

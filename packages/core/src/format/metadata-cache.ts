@@ -35,6 +35,22 @@
  *   the bytes written were copied (a per-chunk generation counter). A failed
  *   write leaves the chunk dirty: the next write-back tries again.
  *
+ * - **Buffer reuse (opt-in, `reuseBuffers`).** A scan that passes through
+ *   many chunks once (a map of a large qcow2 goes through every L2 table)
+ *   would otherwise allocate a fresh buffer per chunk and leave the garbage
+ *   collector hundreds of MiB of dead `ArrayBuffer`s to find. With
+ *   `reuseBuffers`, an evicted chunk's buffer (and its `view`) is kept in a
+ *   small pool and given to the next chunk loaded with the same length. The
+ *   rule that makes this safe: **a chunk's `bytes` and `view` are the
+ *   cache's, valid only while the chunk is cached** — use them inside
+ *   `use`'s callback or synchronously after `get`/`cached`, never keep them
+ *   across an `await` (copy what must outlive that, as `bytes.slice()`). An
+ *   evicted chunk is marked `evicted`; `markDirty` on it throws, so a user
+ *   that broke the rule to change bytes fails loudly instead of writing into
+ *   another chunk's buffer. Only clean chunks are evicted, so no write-back
+ *   ever reads a recycled buffer (`writeLatest` returns on a clean chunk, a
+ *   write-back's snapshot is a copy).
+ *
  * `version` moves whenever a chunk changes in memory or leaves the cache, so
  * a user that read the region around the cache (cow's streaming scans) can
  * tell that what it read may be stale.
@@ -69,7 +85,17 @@ export interface MetadataCacheOptions<V = undefined> {
    * `BigUint64Array` over `bytes.buffer` covers a last partial word.
    */
   view?: (bytes: Uint8Array) => V;
+  /**
+   * Give evicted chunks' buffers (and views) to later loads of the same
+   * length instead of allocating (see the file comment for the rule users
+   * must follow: never hold a chunk's bytes or view across an await).
+   * Default false.
+   */
+  reuseBuffers?: boolean;
 }
+
+/** Evicted buffers kept for reuse (per cache): enough for the loads in flight of a scan, small next to `maxBytes`. */
+const REUSE_POOL_CHUNKS = 4;
 
 /** One cached chunk of the region. */
 export class MetadataChunk<V = undefined> {
@@ -86,14 +112,27 @@ export class MetadataChunk<V = undefined> {
   queue: Promise<void> = Promise.resolve();
   /** Used since the eviction clock last passed it (second-chance replacement instead of LRU reordering). */
   referenced = false;
+  /** Set when the chunk leaves the cache: its bytes may then belong to another chunk (`reuseBuffers`). */
+  evicted = false;
 
-  /** `start`: offset of the chunk's byte 0 inside the region; `makeView` builds `view` (set here, so its type never changes). */
+  /**
+   * `start`: offset of the chunk's byte 0 inside the region; `makeView` builds `view` (set here, so its type never
+   * changes). `reuse`: a buffer and view of an evicted chunk of the same length, taken over instead of allocating.
+   */
   constructor(
     readonly index: number,
     readonly start: number,
     length: number,
     makeView?: (bytes: Uint8Array) => V,
+    reuse?: { bytes: Uint8Array; view: V },
   ) {
+    if (reuse !== undefined && reuse.bytes.length === length) {
+      this.bytes = reuse.bytes;
+      this.view = reuse.view;
+      // The padding past `length` is the user's view's (a last partial word): zeros, as in a fresh buffer.
+      new Uint8Array(reuse.bytes.buffer, reuse.bytes.byteOffset + length, ((length + 7) & ~7) - length).fill(0);
+      return;
+    }
     this.bytes = new Uint8Array(new ArrayBuffer((length + 7) & ~7), 0, length);
     this.view = (makeView === undefined ? undefined : makeView(this.bytes)) as V;
   }
@@ -121,6 +160,8 @@ export class MetadataCache<V = undefined> {
   private readonly maxBytes: number;
   private readonly barrier: () => Promise<void>;
   private readonly makeView: ((bytes: Uint8Array) => V) | undefined;
+  /** Buffers of evicted chunks waiting for a load of the same length (`reuseBuffers` only). */
+  private readonly pool: { bytes: Uint8Array; view: V }[] | undefined;
   /** Cached chunks in load order, revisited by the eviction clock (Map keeps insertion order). */
   private readonly chunks = new Map<number, MetadataChunk<V>>();
   private readonly loading = new Map<number, Promise<void>>();
@@ -145,7 +186,11 @@ export class MetadataCache<V = undefined> {
     const storage = options.storage;
     this.barrier = options.barrier ?? (() => (this.mode === 'unsafe' ? Promise.resolve() : flushStorage(storage)));
     this.makeView = options.view;
+    if (options.reuseBuffers) this.pool = [];
   }
+
+  /** Buffers allocated by loads so far (loads minus reused buffers; for tests and diagnostics). */
+  allocations = 0;
 
   /** Bytes held in memory now. */
   get cachedBytes(): number {
@@ -241,6 +286,10 @@ export class MetadataCache<V = undefined> {
    * be cached: call it from inside `use`, or right after `get`).
    */
   markDirty(chunk: MetadataChunk<V>, start: number, end: number): void {
+    if (chunk.evicted) {
+      // Its bytes may be another chunk's by now (`reuseBuffers`), and the change would never be written anyway.
+      throw new Error(`metadata chunk ${chunk.index} changed after it left the cache (held across an await)`);
+    }
     if (start < chunk.dirtyStart) chunk.dirtyStart = start;
     if (end > chunk.dirtyEnd) chunk.dirtyEnd = end;
     chunk.generation++;
@@ -332,11 +381,21 @@ export class MetadataCache<V = undefined> {
     const length = Math.min(this.chunkBytes, this.length - start);
     if (!(length > 0)) throw new RangeError(`metadata chunk ${index} lies past the region's ${this.length} bytes`);
     await this.makeRoom(length);
-    const chunk = new MetadataChunk<V>(index, start, length, this.makeView);
-    // A region that ends early (past EOF) reads as zeros.
-    await readZeroFilled(this.storage, this.offset + start, chunk.bytes);
+    const reuse = this.takeBuffer(length);
+    if (reuse === undefined) this.allocations++;
+    const chunk = new MetadataChunk<V>(index, start, length, this.makeView, reuse);
+    try {
+      // A region that ends early (past EOF) reads as zeros.
+      await readZeroFilled(this.storage, this.offset + start, chunk.bytes);
+    } catch (err) {
+      this.giveBuffer(chunk); // never seen by any user
+      throw err;
+    }
     this.loads++;
-    if (this.chunks.has(index)) return;
+    if (this.chunks.has(index)) {
+      this.giveBuffer(chunk);
+      return;
+    }
     this.chunks.set(index, chunk);
     this.bytesCached += length;
     this.evictClean(index);
@@ -352,6 +411,29 @@ export class MetadataCache<V = undefined> {
       await this.writeBack();
       if (!this.evictOneClean()) return; // changed again meanwhile: go over the bound a little rather than spin
     }
+  }
+
+  /** A pooled buffer of exactly `length` bytes, if any (`reuseBuffers`). */
+  private takeBuffer(length: number): { bytes: Uint8Array; view: V } | undefined {
+    const pool = this.pool;
+    if (pool === undefined) return undefined;
+    for (let i = pool.length - 1; i >= 0; i--) {
+      if (pool[i]!.bytes.length !== length) continue;
+      const found = pool[i]!;
+      pool[i] = pool[pool.length - 1]!;
+      pool.pop();
+      return found;
+    }
+    return undefined;
+  }
+
+  /** Keeps a clean chunk's buffer for a later load (`reuseBuffers`); the chunk must be out of the cache. */
+  private giveBuffer(chunk: MetadataChunk<V>): void {
+    const pool = this.pool;
+    if (pool === undefined || chunk.dirty) return;
+    chunk.evicted = true;
+    if (pool.length >= REUSE_POOL_CHUNKS) pool.shift();
+    pool.push({ bytes: chunk.bytes, view: chunk.view });
   }
 
   private anyEvictableDirty(): boolean {
@@ -383,6 +465,8 @@ export class MetadataCache<V = undefined> {
       this.chunks.delete(chunk.index);
       this.bytesCached -= chunk.bytes.length;
       this.version++;
+      chunk.evicted = true;
+      this.giveBuffer(chunk);
       return true;
     }
     return false;
