@@ -448,12 +448,70 @@ export class Image {
           : `[${offset}, ${end}) does not end on a ${ss}-byte zeroing unit (or lies in the probe-guarded tail)`,
       );
     }
-    if (stop <= start) return this.zeroBufferPieces(offset, length, fua);
+    if (stop <= start) return this.zeroEdgePieces(offset, length, mayUnmap, fua);
     return [
-      ...(start > offset ? this.zeroBufferPieces(offset, start - offset, fua) : []),
+      ...(start > offset ? this.zeroEdgePieces(offset, start - offset, mayUnmap, fua) : []),
       this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap, noFallback, fua)),
-      ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd, fua) : []),
+      ...(end > zeroEnd ? this.zeroEdgePieces(zeroEnd, end - zeroEnd, mayUnmap, fua) : []),
     ];
+  }
+
+  /**
+   * The edges of `writeZeroes` (pieces smaller than a zeroing unit). For a format with clusters
+   * that zeroes natively, as QEMU's qcow2_co_pwrite_zeroes: where this layer holds nothing or zeros
+   * in the piece's unit and the rest of the unit reads as zeros through the chain, the whole unit is
+   * zeroed (a zero cluster, not a data cluster of zeros); anywhere else a buffer of zeros is written.
+   */
+  private zeroEdgePieces(offset: number, length: number, mayUnmap: boolean, fua: boolean): Array<Promise<void>> {
+    const ss = this.capabilities.limits.zeroAlignment;
+    const { clusterSize } = this.capabilities.limits;
+    if (
+      this.probeGuard !== undefined
+      || this.capabilities.writeZeroes !== 'native'
+      || clusterSize === undefined
+      || clusterSize !== ss
+      || this.driverImage.writeZeroes === undefined
+    )
+      return this.zeroBufferPieces(offset, length, fua);
+    const pieces: Array<Promise<void>> = [];
+    const end = offset + length;
+    for (let at = offset; at < end; ) {
+      const u0 = alignDown(at, ss);
+      const u1 = u0 + ss;
+      const pieceEnd = Math.min(end, u1);
+      const a = at;
+      pieces.push(
+        this.runWrite(u0, u1, async () => {
+          if (await this.unitReadsZeroOutside(u0, u1, a, pieceEnd)) {
+            await this.zeroAlignedOnce(u0, u1, mayUnmap, false);
+            if (fua) await this.driverImage.flush();
+          } else await this.writeUnaligned(a, new Uint8Array(pieceEnd - a), fua);
+        }),
+      );
+      at = pieceEnd;
+    }
+    return pieces;
+  }
+
+  /** The unit [u0, u1) holds no data of this layer, and outside [a, b) it reads as zeros through the chain. */
+  private async unitReadsZeroOutside(u0: number, u1: number, a: number, b: number): Promise<boolean> {
+    const stop = Math.min(u1, this.size);
+    if (b > stop || a < u0) return false;
+    const own = await this.statusAdmitted(u0, stop - u0, false);
+    if (own.length < stop - u0) return false;
+    if (own.allocated) return own.zero === true;
+    // Nothing in this layer: what lies below must read as zeros outside the piece.
+    const below = this.backing;
+    const belowZero = async (from: number, to: number): Promise<boolean> => {
+      if (below === undefined) return !this.backingIgnored;
+      for (let at = from; at < Math.min(to, below.size); ) {
+        const st = await below.chainStatus(at, Math.min(to, below.size) - at);
+        if (!st.zero || !(st.length > 0)) return false;
+        at += st.length;
+      }
+      return true;
+    };
+    return (await belowZero(u0, a)) && (await belowZero(b, stop));
   }
 
   /** The refusal of a `noFallback` zero write that would need a buffer of zeros. */
