@@ -169,7 +169,15 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
         { ...where, field: 'incompatible_features', code: 'EACCES' },
       );
     }
-    if ((incompat & INCOMPAT_DIRTY) !== 0 && !forCheck && (incompat & INCOMPAT_CORRUPT) === 0) {
+    // Before any repair: check.ts walks standard L2 entries only.
+    if ((incompat & INCOMPAT_EXTENDED_L2) !== 0) {
+      throw new BlockError(
+        'not-supported',
+        'writing qcow2 images with extended L2 entries (subclusters) is not supported: they open read-only',
+        { ...where, field: 'incompatible_features' },
+      );
+    }
+    if ((incompat & INCOMPAT_DIRTY) !== 0 && !forCheck) {
       // QEMU's qcow2_do_open: a dirty image opened writable is checked and repaired first (refcounts
       // rebuilt from the L1/L2 tables, leaks freed, the dirty bit cleared), then opened afresh, before
       // the engine has read a refcount.
@@ -188,13 +196,6 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
       const again: DriverOpenOptions = { ...options };
       delete again.probe;
       return (await openQcow2(storage, again)) as Qcow2Image;
-    }
-    if ((incompat & INCOMPAT_EXTENDED_L2) !== 0) {
-      throw new BlockError(
-        'not-supported',
-        'writing qcow2 images with extended L2 entries (subclusters) is not supported: they open read-only',
-        { ...where, field: 'incompatible_features' },
-      );
     }
     // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.
     const refcountTable = new Uint8Array(header.refcountTableClusters * header.clusterSize);
