@@ -71,6 +71,10 @@ const CASES: Array<[string, string[], string[]]> = [
   // Over this layer's own data: written in place; over its zero cluster: unchanged.
   ['own-data', [], ['write -P 1 0 4k', 'write -z 1k 1k', 'write -z 8k 4k', 'write -z 9k 1k']],
   ['spanning', [], ['write -z 3k 3k', 'write -z 30k 7k']],
+  // iotest 154, "spanning two clusters, partially overwriting backing file": both clusters data,
+  // allocated front to back (QEMU's order: the head piece, then the tail piece).
+  ['154-spanning-backing', ['write -P 0x11 2k 4k'], ['write -z 3k 2k']],
+  ['spanning-many', ['write -P 0x11 14k 1k'], ['write -z 3k 14k', 'write -z -u 40k 13k']],
 ];
 
 describe.skipIf(!QEMU)('write -z over a backing file (v3): image bytes and map as QEMU', () => {

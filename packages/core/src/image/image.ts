@@ -448,12 +448,41 @@ export class Image {
           : `[${offset}, ${end}) does not end on a ${ss}-byte zeroing unit (or lies in the probe-guarded tail)`,
       );
     }
-    if (stop <= start) return this.zeroEdgePieces(offset, length, mayUnmap, fua);
+    // Where the edges may become whole zero clusters, the pieces run front to back, as QEMU's
+    // bdrv_co_do_pwrite_zeroes loop (what each allocates lands where QEMU's would), each still in
+    // its own tracker slot taken now.
+    const ordered = this.zeroEdgesWiden();
+    const after = { prev: RESOLVED as Promise<unknown> };
+    const chain = (piece: Promise<void>) => {
+      if (ordered) after.prev = piece.catch(() => undefined);
+      return piece;
+    };
+    if (stop <= start) return this.zeroEdgePieces(offset, length, mayUnmap, fua, after);
+    const head = start > offset ? this.zeroEdgePieces(offset, start - offset, mayUnmap, fua, after) : [];
+    const before = after.prev;
+    const middle = chain(
+      this.runWrite(start, stop, async () => {
+        if (ordered) await before;
+        await this.zeroAligned(start, stop, mayUnmap, noFallback, fua);
+      }),
+    );
     return [
-      ...(start > offset ? this.zeroEdgePieces(offset, start - offset, mayUnmap, fua) : []),
-      this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap, noFallback, fua)),
-      ...(end > zeroEnd ? this.zeroEdgePieces(zeroEnd, end - zeroEnd, mayUnmap, fua) : []),
+      ...head,
+      middle,
+      ...(end > zeroEnd ? this.zeroEdgePieces(zeroEnd, end - zeroEnd, mayUnmap, fua, after) : []),
     ];
+  }
+
+  /** The edges of `writeZeroes` may become whole zeroed units (see `zeroEdgePieces`). */
+  private zeroEdgesWiden(): boolean {
+    const { clusterSize, zeroAlignment } = this.capabilities.limits;
+    return (
+      this.probeGuard === undefined
+      && this.capabilities.writeZeroes === 'native'
+      && clusterSize !== undefined
+      && clusterSize === zeroAlignment
+      && this.driverImage.writeZeroes !== undefined
+    );
   }
 
   /**
@@ -462,17 +491,15 @@ export class Image {
    * in the piece's unit and the rest of the unit reads as zeros through the chain, the whole unit is
    * zeroed (a zero cluster, not a data cluster of zeros); anywhere else a buffer of zeros is written.
    */
-  private zeroEdgePieces(offset: number, length: number, mayUnmap: boolean, fua: boolean): Array<Promise<void>> {
+  private zeroEdgePieces(
+    offset: number,
+    length: number,
+    mayUnmap: boolean,
+    fua: boolean,
+    after: { prev: Promise<unknown> },
+  ): Array<Promise<void>> {
     const ss = this.capabilities.limits.zeroAlignment;
-    const { clusterSize } = this.capabilities.limits;
-    if (
-      this.probeGuard !== undefined
-      || this.capabilities.writeZeroes !== 'native'
-      || clusterSize === undefined
-      || clusterSize !== ss
-      || this.driverImage.writeZeroes === undefined
-    )
-      return this.zeroBufferPieces(offset, length, fua);
+    if (!this.zeroEdgesWiden()) return this.zeroBufferPieces(offset, length, fua);
     const pieces: Array<Promise<void>> = [];
     const end = offset + length;
     for (let at = offset; at < end; ) {
@@ -480,14 +507,16 @@ export class Image {
       const u1 = u0 + ss;
       const pieceEnd = Math.min(end, u1);
       const a = at;
-      pieces.push(
-        this.runWrite(u0, u1, async () => {
-          if (await this.unitReadsZeroOutside(u0, u1, a, pieceEnd)) {
-            await this.zeroAlignedOnce(u0, u1, mayUnmap, false);
-            if (fua) await this.driverImage.flush();
-          } else await this.writeUnaligned(a, new Uint8Array(pieceEnd - a), fua);
-        }),
-      );
+      const before = after.prev;
+      const piece = this.runWrite(u0, u1, async () => {
+        await before;
+        if (await this.unitReadsZeroOutside(u0, u1, a, pieceEnd)) {
+          await this.zeroAlignedOnce(u0, u1, mayUnmap, false);
+          if (fua) await this.driverImage.flush();
+        } else await this.writeUnaligned(a, new Uint8Array(pieceEnd - a), fua);
+      });
+      after.prev = piece.catch(() => undefined);
+      pieces.push(piece);
       at = pieceEnd;
     }
     return pieces;
