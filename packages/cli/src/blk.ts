@@ -259,7 +259,7 @@ Run 'blk COMMAND --help' for a command's options.`,
     .command('convert')
     .description('copy an image into a new one of any format; all-zero runs stay holes')
     .usage(
-      '[-f FMT] [--source-backing-format FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-t CACHE] [-p] [-q] [-S SIZE] '
+      '[-f FMT] [--source-backing-format FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-c] [-t CACHE] [-p] [-q] [-S SIZE] '
         + '[-n [--target-is-zero]] [-m N] [-W] [-U] [-l SNAPSHOT] SRC DST',
     )
     .addOption(formatOption())
@@ -272,6 +272,7 @@ Run 'blk COMMAND --help' for a command's options.`,
       'make the output an overlay on this file; only data that differs from it is written',
     )
     .option('-F, --backing-format <fmt>', 'format of the -B backing file (default raw)')
+    .option('-c, --compress', 'store the output compressed (qcow2: each cluster holding data)')
     .option(
       '-S, --sparse-size <size>',
       'runs of zeros at least this long (aligned) become holes; 0 = write everything',

@@ -140,6 +140,7 @@ const OPEN_KEYS = [
   'forceShare',
   'blockDevices',
   'onWarning',
+  'forCheck',
 ];
 const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'preallocation', 'vfs', 'overwrite'];
 
@@ -199,6 +200,7 @@ export function checkOpenOptions(options: unknown, path: unknown): void {
   checkBoolean(options.formatAssumed, 'formatAssumed', path);
   checkBoolean(options.readOnly, 'readOnly', path);
   checkBoolean(options.forceShare, 'forceShare', path);
+  checkBoolean(options.forCheck, 'forCheck', path);
   checkBoolean(options.blockDevices, 'blockDevices', path);
   if (options.onWarning !== undefined && typeof options.onWarning !== 'function') {
     throw invalidArgument('onWarning', `must be a function, not ${describeValue(options.onWarning)}`, path);

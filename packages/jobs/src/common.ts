@@ -144,6 +144,8 @@ export interface JobOpenOptions extends BackingRules {
   backingMode?: BackingPolicy['mode'];
   /** -U: read an image another process may be writing (force-share=on; read-only opens only). */
   forceShare?: boolean | undefined;
+  /** The top image opens to be checked and repaired (check -r; see `DriverOpenOptions.forCheck`). */
+  forCheck?: boolean | undefined;
   /** Where the Vfs's warnings go (the blk command prints them as `blk: warning: ...`). */
   onWarning?: ((message: string) => void) | undefined;
   /** Options for the top image's driver (qcow2's `snapshot`: open the image as it was then). */
@@ -177,6 +179,7 @@ export function jobOpenOptions(o: JobOpenOptions): Omit<OpenImageOptions, 'regis
   if (o.format !== undefined) options.format = o.format;
   if (o.formatAssumed) options.formatAssumed = true;
   if (o.forceShare) options.forceShare = true;
+  if (o.forCheck) options.forCheck = true;
   if (o.onWarning) options.onWarning = o.onWarning;
   if (o.driverOptions) options.driverOptions = o.driverOptions;
   return options;

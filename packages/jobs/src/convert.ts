@@ -61,6 +61,8 @@ export interface ConvertOptions extends JobOptions {
   sourceBackingFormat?: string | undefined;
   /** Read the source as it was at this internal snapshot (qemu-img convert -l; qcow2). */
   sourceSnapshot?: string | undefined;
+  /** qemu-img convert -c: the output's clusters are stored compressed (a format that can: qcow2). */
+  compress?: boolean | undefined;
   /** Read the source even while another process writes it (-U, force-share; no conflicting lock). */
   forceShare?: boolean | undefined;
   /** Where warnings go (force-share seeing a writer). */
@@ -126,6 +128,9 @@ export { tempNameFor } from './target.js';
 
 /** Converts `src` into a new image `dst` (replacing it atomically when it exists). */
 export async function convertImage(src: string, dst: string, options: ConvertOptions): Promise<ConvertResult> {
+  if (options.compress && (options.existingTarget || options.backing !== undefined)) {
+    throw new RangeError('compressed output (-c) is not supported with -n or -B');
+  }
   if (options.existingTarget) return convertIntoExisting(src, dst, options);
   if (options.targetIsZero) throw new RangeError('--target-is-zero requires use of -n flag');
   const vfs = cacheVfs(options.vfs, options);
@@ -190,13 +195,19 @@ export async function convertImage(src: string, dst: string, options: ConvertOpt
     });
 
     const progress = progressOf(options, source.size);
+    const cluster = out.capabilities.limits.clusterSize;
+    if (options.compress && (out.capabilities.compress !== true || cluster === undefined)) {
+      throw new BlockError('not-supported', `format ${outFormat} cannot store compressed data`, { path: dst });
+    }
     await copyImageData(source, out, {
-      chunk,
+      chunk: options.compress && cluster !== undefined ? Math.ceil(chunk / cluster) * cluster : chunk,
+      ...(options.compress ? { compress: true } : {}),
       depth,
       sparseSize: sparse,
       against: backing,
       // A device keeps what it held: every byte must be written, zeros too.
-      writeAll: (sparse === 0 && backing === undefined) || plan.device,
+      // (A compressed output is a format with clusters: its holes read as zeros wherever it lies.)
+      writeAll: !options.compress && ((sparse === 0 && backing === undefined) || plan.device),
       outOfOrder: options.outOfOrder,
       onProgress: (done) => progress.update(done),
       signal: options.signal,

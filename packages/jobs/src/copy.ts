@@ -77,6 +77,13 @@ export interface CopyOptions {
    * caller flushes at the end). Default WRITE_BEHIND.
    */
   writeBehind?: number | undefined;
+  /**
+   * qemu-img convert -c: every cluster of the target holding data is written compressed
+   * (`WriteFlags.compress`), the last one up to the end of the image; all-zero clusters stay holes.
+   * The target must declare its cluster size, `chunk` must be a multiple of it, and neither
+   * `against` nor `writeAll` nor `ownRunsOnly` may be given.
+   */
+  compress?: boolean | undefined;
 }
 
 /** Default write-behind interval (bytes written between background flushes of the target). */
@@ -117,7 +124,15 @@ interface Segment {
 /** Copies `source` (its whole virtual size) into `target` at the same offsets. */
 export async function copyImageData(source: Image, target: Image, o: CopyOptions): Promise<void> {
   const chunk = o.chunk;
-  const granule = sparseGranule(o.sparseSize, target);
+  const compress = o.compress === true;
+  const cluster = target.capabilities?.limits.clusterSize;
+  if (compress && (cluster === undefined || chunk % cluster !== 0 || o.against || o.writeAll || o.ownRunsOnly)) {
+    throw new RangeError(
+      `${target.path}: a compressed copy needs a target with clusters, a chunk of whole clusters, and no backing, in-place or write-all mode`,
+    );
+  }
+  // Compressed: whole clusters are the unit of the hole test and of every write.
+  const granule = compress && cluster !== undefined ? cluster : sparseGranule(o.sparseSize, target);
   const against = o.against;
   const writeAll = o.writeAll ?? false;
   const signal = o.signal;
@@ -178,7 +193,7 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
         for (let i = 0; i < spans.length; i++) {
           const span = spans[i]!;
           const data = buf.subarray(span.at, span.at + span.end - span.start);
-          await writeChanged(target, span.start, data, bases[i], granule, writeAll);
+          await writeChanged(target, span.start, data, bases[i], granule, writeAll, compress);
         }
         behind.wrote(bytes);
         advance(bytes);
@@ -243,6 +258,14 @@ export async function copyImageData(source: Image, target: Image, o: CopyOptions
         await addData(run.start, runEnd, layers[run.depth!]);
       } else if (writeAll) {
         await addData(run.start, runEnd, undefined);
+      } else if (!against && compress) {
+        // The zeros that share a cluster with data are read into the window with it (a compressed
+        // write covers whole clusters); whole clusters of zeros stay holes.
+        const headEnd = Math.min(runEnd, Math.ceil(run.start / granule) * granule);
+        const tailStart = Math.max(headEnd, runEnd - (runEnd % granule));
+        if (headEnd > run.start) await addData(run.start, headEnd, undefined);
+        advance(tailStart - headEnd);
+        if (runEnd > tailStart) await addData(tailStart, runEnd, undefined);
       } else if (!against) {
         // Reads as zeros in the target already: leave a hole.
         advance(run.length);
@@ -367,7 +390,9 @@ async function writeChanged(
   base: Uint8Array | undefined,
   granule: number,
   writeAll: boolean,
+  compress = false,
 ): Promise<void> {
+  const flags = compress ? { compress: true } : undefined;
   if (writeAll) {
     await out.write(pos, data);
     return;
@@ -385,10 +410,10 @@ async function writeChanged(
     if (!skip) {
       if (pending < 0) pending = g;
     } else if (pending >= 0) {
-      await out.write(pending, data.subarray(pending - pos, g - pos));
+      await out.write(pending, data.subarray(pending - pos, g - pos), flags);
       pending = -1;
     }
     g = gEnd;
   }
-  if (pending >= 0) await out.write(pending, data.subarray(pending - pos));
+  if (pending >= 0) await out.write(pending, data.subarray(pending - pos), flags);
 }

@@ -161,27 +161,41 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
 
   async function openWritable(): Promise<Qcow2Image> {
     const incompat = Number(header.incompatibleFeatures & 0xffffffffn);
-    if ((incompat & INCOMPAT_CORRUPT) !== 0) {
+    const forCheck = options.forCheck === true;
+    if ((incompat & INCOMPAT_CORRUPT) !== 0 && !forCheck) {
       throw new BlockError(
         'not-supported',
         'the image is marked corrupt (qcow2 corrupt bit): it opens read-only; repair it with qemu-img check -r all',
         { ...where, field: 'incompatible_features', code: 'EACCES' },
       );
     }
-    if ((incompat & INCOMPAT_DIRTY) !== 0) {
-      throw new BlockError(
-        'not-supported',
-        'the image is marked dirty (its refcounts may be stale after a crash): it opens read-only; '
-          + 'repair it with qemu-img check -r all',
-        { ...where, field: 'incompatible_features', code: 'EACCES' },
-      );
-    }
+    // Before any repair: check.ts walks standard L2 entries only.
     if ((incompat & INCOMPAT_EXTENDED_L2) !== 0) {
       throw new BlockError(
         'not-supported',
         'writing qcow2 images with extended L2 entries (subclusters) is not supported: they open read-only',
         { ...where, field: 'incompatible_features' },
       );
+    }
+    if ((incompat & INCOMPAT_DIRTY) !== 0 && !forCheck) {
+      // QEMU's qcow2_do_open: a dirty image opened writable is checked and repaired first (refcounts
+      // rebuilt from the L1/L2 tables, leaks freed, the dirty bit cleared), then opened afresh, before
+      // the engine has read a refcount.
+      const repaired = await checkQcow2(storage, header, { leaks: true, corruptions: true });
+      if (
+        repaired.checkErrors > 0
+        || repaired.corruptions > 0
+        || (header.incompatibleFeatures & BigInt(INCOMPAT_DIRTY)) !== 0n
+      ) {
+        throw new BlockError('io', 'Could not repair dirty image', {
+          ...where,
+          field: 'incompatible_features',
+          code: 'EIO',
+        });
+      }
+      const again: DriverOpenOptions = { ...options };
+      delete again.probe;
+      return (await openQcow2(storage, again)) as Qcow2Image;
     }
     // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.
     const refcountTable = new Uint8Array(header.refcountTableClusters * header.clusterSize);

@@ -229,12 +229,22 @@ describe('qcow2 metadata found corrupt while reading is a typed error', () => {
 });
 
 describe('dirty and corrupt images read; features this version does not read are refused by name', () => {
-  it('the dirty bit: read-only opens read the data; writable opens are refused (no write support yet)', async (ctx) => {
+  it('the dirty bit: read-only opens read the data; a writable open repairs first and clears it (as QEMU)', async (ctx) => {
     if (!QEMU) return ctx.skip(SKIP);
     const file = patched('dirty.qcow2', (b) => b.writeUInt8(b.readUInt8(79) | 0x01, 79));
     const data = await readAll(file);
     expect(data.subarray(0, 65536).every((x) => x === 0x5a)).toBe(true);
     expect(data.subarray(65536).every((x) => x === 0)).toBe(true);
+    expect(fs.readFileSync(file)[79]! & 1).toBe(1);
+    const image = await openImage(file, { readOnly: false });
+    await image.close();
+    expect(fs.readFileSync(file)[79]! & 1).toBe(0);
+    expect(await readAll(file)).toEqual(data);
+  });
+
+  it('the corrupt bit: writable opens are refused (as QEMU)', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const file = patched('corrupt-w.qcow2', (b) => b.writeUInt8(b.readUInt8(79) | 0x02, 79));
     const err = await openError(file, { readOnly: false });
     expect(isBlockError(err, 'not-supported')).toBe(true);
   });

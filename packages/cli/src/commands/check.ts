@@ -119,6 +119,8 @@ async function runCheck(file: string, opts: CheckOpts, repair: RepairRequest): P
       backingMode: 'ignore',
       forceShare: opts.forceShare,
       onWarning: warn,
+      // -r: the image opens as it is (a dirty or corrupt-flagged qcow2 too), for the check to repair.
+      ...(writable ? { forCheck: true } : {}),
     });
   } catch (err) {
     if (!isBlockError(err) || !HEADER_KINDS.has(err.kind)) throw err;

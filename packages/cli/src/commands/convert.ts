@@ -40,6 +40,8 @@ export interface ConvertOpts extends BackingRuleFlags {
   cache?: string;
   /** --source-backing-format: the format of SRC's backing file (cow records none). */
   sourceBackingFormat?: string;
+  /** -c: store the output's clusters compressed (qcow2). */
+  compress?: boolean;
   /** -U: read SRC even while another process writes it. */
   forceShare?: boolean;
 }
@@ -52,6 +54,8 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
   if (inPlace && opts.outputFormat !== undefined) registry.require(outFormat, dst);
   if (!inPlace && !registry.require(outFormat, dst).create)
     throw new Error(`${dst}: format ${outFormat} cannot create images`);
+  if (opts.compress && (inPlace || opts.backing !== undefined))
+    throw new UsageError('-c (compressed output) cannot be used with -n or -B');
   const parallel = opts.parallel === undefined ? undefined : parseUnsigned(opts.parallel, 16);
   if (parallel === 0 || (opts.parallel !== undefined && parallel === undefined)) {
     throw new UsageError('Invalid number of coroutines. Allowed number of coroutines is between 1 and 16');
@@ -86,6 +90,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
       targetIsZero: opts.targetIsZero,
       parallel,
       outOfOrder: opts.outOfOrder,
+      ...(opts.compress ? { compress: true } : {}),
       driverOptions: o.driverOptions,
       ...(o.preallocation !== undefined ? { preallocation: o.preallocation } : {}),
       backing: backingArg,

@@ -107,6 +107,12 @@ export interface DriverOpenOptions {
   /** Write-back policy; drivers without metadata may ignore it. See `CacheMode`. */
   cache: CacheMode;
   /**
+   * Opened to be checked and repaired (`check -r`; QEMU's BDRV_O_CHECK): a writable open that the
+   * image's own flags would otherwise refuse or repair first (qcow2's corrupt and dirty bits) goes
+   * ahead as it is, for `check` to examine and repair.
+   */
+  forCheck?: boolean;
+  /**
    * Opens another file the image names (qcow2's external data file), under
    * the same rules as a backing file: the caller's backing policy
    * (`forbid` refuses, `allowedDirs` confines, `approve` is asked, block

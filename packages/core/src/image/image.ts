@@ -448,12 +448,99 @@ export class Image {
           : `[${offset}, ${end}) does not end on a ${ss}-byte zeroing unit (or lies in the probe-guarded tail)`,
       );
     }
-    if (stop <= start) return this.zeroBufferPieces(offset, length, fua);
+    // Where the edges may become whole zero clusters, the pieces run front to back, as QEMU's
+    // bdrv_co_do_pwrite_zeroes loop (what each allocates lands where QEMU's would), each still in
+    // its own tracker slot taken now.
+    const ordered = this.zeroEdgesWiden();
+    const after = { prev: RESOLVED as Promise<unknown> };
+    const chain = (piece: Promise<void>) => {
+      if (ordered) after.prev = piece.catch(() => undefined);
+      return piece;
+    };
+    if (stop <= start) return this.zeroEdgePieces(offset, length, mayUnmap, fua, after);
+    const head = start > offset ? this.zeroEdgePieces(offset, start - offset, mayUnmap, fua, after) : [];
+    const before = after.prev;
+    const middle = chain(
+      this.runWrite(start, stop, async () => {
+        if (ordered) await before;
+        await this.zeroAligned(start, stop, mayUnmap, noFallback, fua);
+      }),
+    );
     return [
-      ...(start > offset ? this.zeroBufferPieces(offset, start - offset, fua) : []),
-      this.runWrite(start, stop, () => this.zeroAligned(start, stop, mayUnmap, noFallback, fua)),
-      ...(end > zeroEnd ? this.zeroBufferPieces(zeroEnd, end - zeroEnd, fua) : []),
+      ...head,
+      middle,
+      ...(end > zeroEnd ? this.zeroEdgePieces(zeroEnd, end - zeroEnd, mayUnmap, fua, after) : []),
     ];
+  }
+
+  /** The edges of `writeZeroes` may become whole zeroed units (see `zeroEdgePieces`). */
+  private zeroEdgesWiden(): boolean {
+    const { clusterSize, zeroAlignment } = this.capabilities.limits;
+    return (
+      this.probeGuard === undefined
+      && this.capabilities.writeZeroes === 'native'
+      && clusterSize !== undefined
+      && clusterSize === zeroAlignment
+      && this.driverImage.writeZeroes !== undefined
+    );
+  }
+
+  /**
+   * The edges of `writeZeroes` (pieces smaller than a zeroing unit). For a format with clusters
+   * that zeroes natively, as QEMU's qcow2_co_pwrite_zeroes: where this layer holds nothing or zeros
+   * in the piece's unit and the rest of the unit reads as zeros through the chain, the whole unit is
+   * zeroed (a zero cluster, not a data cluster of zeros); anywhere else a buffer of zeros is written.
+   */
+  private zeroEdgePieces(
+    offset: number,
+    length: number,
+    mayUnmap: boolean,
+    fua: boolean,
+    after: { prev: Promise<unknown> },
+  ): Array<Promise<void>> {
+    const ss = this.capabilities.limits.zeroAlignment;
+    if (!this.zeroEdgesWiden()) return this.zeroBufferPieces(offset, length, fua);
+    const pieces: Array<Promise<void>> = [];
+    const end = offset + length;
+    for (let at = offset; at < end; ) {
+      const u0 = alignDown(at, ss);
+      const u1 = u0 + ss;
+      const pieceEnd = Math.min(end, u1);
+      const a = at;
+      const before = after.prev;
+      const piece = this.runWrite(u0, u1, async () => {
+        await before;
+        if (await this.unitReadsZeroOutside(u0, u1, a, pieceEnd)) {
+          await this.zeroAlignedOnce(u0, u1, mayUnmap, false);
+          if (fua) await this.driverImage.flush();
+        } else await this.writeUnaligned(a, new Uint8Array(pieceEnd - a), fua);
+      });
+      after.prev = piece.catch(() => undefined);
+      pieces.push(piece);
+      at = pieceEnd;
+    }
+    return pieces;
+  }
+
+  /** The unit [u0, u1) holds no data of this layer, and outside [a, b) it reads as zeros through the chain. */
+  private async unitReadsZeroOutside(u0: number, u1: number, a: number, b: number): Promise<boolean> {
+    const stop = Math.min(u1, this.size);
+    if (b > stop || a < u0) return false;
+    const own = await this.statusAdmitted(u0, stop - u0, false);
+    if (own.length < stop - u0) return false;
+    if (own.allocated) return own.zero === true;
+    // Nothing in this layer: what lies below must read as zeros outside the piece.
+    const below = this.backing;
+    const belowZero = async (from: number, to: number): Promise<boolean> => {
+      if (below === undefined) return !this.backingIgnored;
+      for (let at = from; at < Math.min(to, below.size); ) {
+        const st = await below.chainStatus(at, Math.min(to, below.size) - at);
+        if (!st.zero || !(st.length > 0)) return false;
+        at += st.length;
+      }
+      return true;
+    };
+    return (await belowZero(u0, a)) && (await belowZero(b, stop));
   }
 
   /** The refusal of a `noFallback` zero write that would need a buffer of zeros. */

@@ -63,6 +63,8 @@ export interface OpenImageOptions {
   forceShare?: boolean;
   /** Warnings from the Vfs (see `forceShare`); a locking Vfs emits a process warning without it. */
   onWarning?: (message: string) => void;
+  /** The top image is opened to be checked and repaired (see `DriverOpenOptions.forCheck`). */
+  forCheck?: boolean;
 }
 
 export interface CreateImageOptions {
@@ -188,6 +190,7 @@ async function openLayer(
       readOnly: ctx.readOnly,
       cache: options.cache ?? 'writeback',
       driverOptions: ctx.depth === 0 ? options.driverOptions : undefined,
+      ...(ctx.depth === 0 && options.forCheck === true ? { forCheck: true } : {}),
       openFile: (name, o) => openNamedFile(vfs, displayPath, absolute, name, o, options, ctx.readOnly),
     };
     if (bytes) openOptions.probe = bytes;
