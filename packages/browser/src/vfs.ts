@@ -82,18 +82,32 @@ export class BrowserVfs implements Vfs {
     return new BlockError('backing-forbidden', what, { path: base });
   }
 
+  /** A path the caller gave (Vfs.resolve): URLs as given, relative names under `base` (the OPFS mount from cwd()). */
   resolve(base: string, path: string): string {
     if (isHttpUrl(base)) return this.http.resolve(base, path);
-    const userTyped = base === this.cwd();
-    if (isHttpUrl(path)) {
-      if (userTyped) return this.http.resolve(this.http.cwd(), path);
-      if (within(this.files.mount, resolvePosix('/', base))) {
-        throw this.forbidden(base, `a picked file cannot name a URL (${path})`);
-      }
-      const url = new URL(path);
+    if (isHttpUrl(path)) return this.http.resolve(this.http.cwd(), path);
+    return resolvePosix(resolvePosix('/', base), path);
+  }
+
+  /**
+   * A backing name read from the image at `imagePath` (Vfs.resolveBacking): relative to the image's
+   * directory; a picked file may name only picked files and no URL; an OPFS image may name URLs only
+   * on `backingOrigins` (the core's backing policy checks origins again: browserHost gives it these).
+   */
+  resolveBacking(imagePath: string, name: string): string {
+    if (isHttpUrl(imagePath)) {
+      return this.http.resolveBacking
+        ? this.http.resolveBacking(imagePath, name)
+        : this.http.resolve(this.http.dirname(imagePath), name);
+    }
+    const dir = resolvePosix('/', this.dirname(imagePath));
+    const picked = within(this.files.mount, dir);
+    if (isHttpUrl(name)) {
+      if (picked) throw this.forbidden(imagePath, `a picked file cannot name a URL (${name})`);
+      const url = new URL(name);
       if (!this.backingOrigins.includes('*') && !this.backingOrigins.includes(url.origin)) {
         throw this.forbidden(
-          base,
+          imagePath,
           `backing file ${url.href}: origin ${url.origin} is not allowed (BrowserVfs backingOrigins: ${
             this.backingOrigins.join(', ') || 'none'
           })`,
@@ -101,9 +115,9 @@ export class BrowserVfs implements Vfs {
       }
       return url.href;
     }
-    const resolved = resolvePosix(userTyped ? this.opfs.mount : resolvePosix('/', base), path);
-    if (!userTyped && within(this.files.mount, resolvePosix('/', base)) && !within(this.files.mount, resolved)) {
-      throw this.forbidden(base, `a picked file can only name other picked files, not ${resolved}`);
+    const resolved = resolvePosix(dir, name);
+    if (picked && !within(this.files.mount, resolved)) {
+      throw this.forbidden(imagePath, `a picked file can only name other picked files, not ${resolved}`);
     }
     return resolved;
   }
@@ -112,9 +126,9 @@ export class BrowserVfs implements Vfs {
     return this.of(path).dirname(path);
   }
 
-  /** The OPFS mount spelled with a final `/.`: no image's dirname, so `resolve` knows a path the user typed. */
+  /** Relative paths the caller gives are under the OPFS mount. */
   cwd(): string {
-    return `${this.opfs.mount === '/' ? '' : this.opfs.mount}/.`;
+    return this.opfs.mount;
   }
 
   exists(path: string): Promise<boolean> {

@@ -31,30 +31,36 @@ describe('BlobStorage', () => {
 describe('BrowserVfs backing rules', () => {
   const vfs = new BrowserVfs({ backingOrigins: ['https://disks.example'] });
   it('an OPFS image may name OPFS files, picked files and URLs of allowed origins only', () => {
-    expect(vfs.resolve('/opfs/a', 'base.raw')).toBe('/opfs/a/base.raw');
-    expect(vfs.resolve('/opfs/a', '/files/base.raw')).toBe('/files/base.raw');
-    expect(vfs.resolve('/opfs/a', 'https://disks.example/x/base.raw')).toBe('https://disks.example/x/base.raw');
-    expect(() => vfs.resolve('/opfs/a', 'https://evil.example/base.raw')).toThrow(/not allowed/);
+    expect(vfs.resolveBacking('/opfs/a/top.cow', 'base.raw')).toBe('/opfs/a/base.raw');
+    expect(vfs.resolveBacking('/opfs/a/top.cow', '/files/base.raw')).toBe('/files/base.raw');
+    expect(vfs.resolveBacking('/opfs/a/top.cow', 'https://disks.example/x/base.raw')).toBe(
+      'https://disks.example/x/base.raw',
+    );
+    expect(() => vfs.resolveBacking('/opfs/a/top.cow', 'https://evil.example/base.raw')).toThrow(/not allowed/);
     try {
-      vfs.resolve('/opfs/a', 'http://127.0.0.1:1/x');
+      vfs.resolveBacking('/opfs/a/top.cow', 'http://127.0.0.1:1/x');
       expect.unreachable();
     } catch (err) {
       expect(err).toMatchObject({ kind: 'backing-forbidden' });
     }
   });
   it('a picked file may name only picked files; a remote image only URLs of its origin', () => {
-    expect(vfs.resolve('/files', 'base.raw')).toBe('/files/base.raw');
-    expect(() => vfs.resolve('/files', '../opfs/secret.cow')).toThrow(/only name other picked files/);
-    expect(() => vfs.resolve('/files', '/opfs/secret.cow')).toThrow(/only name other picked files/);
-    expect(() => vfs.resolve('/files', 'https://disks.example/a')).toThrow(/cannot name a URL/);
-    expect(vfs.resolve('https://disks.example/d/', 'base.raw')).toBe('https://disks.example/d/base.raw');
-    expect(() => vfs.resolve('https://disks.example/d/', '/opfs/x')).not.toThrow(); // a path on that server
-    expect(vfs.resolve('https://disks.example/d/', '/opfs/x')).toBe('https://disks.example/opfs/x');
+    expect(vfs.resolveBacking('/files/top.cow', 'base.raw')).toBe('/files/base.raw');
+    expect(() => vfs.resolveBacking('/files/top.cow', '../opfs/secret.cow')).toThrow(/only name other picked files/);
+    expect(() => vfs.resolveBacking('/files/top.cow', '/opfs/secret.cow')).toThrow(/only name other picked files/);
+    expect(() => vfs.resolveBacking('/files/top.cow', 'https://disks.example/a')).toThrow(/cannot name a URL/);
+    expect(vfs.resolveBacking('https://disks.example/d/top.cow', 'base.raw')).toBe('https://disks.example/d/base.raw');
+    expect(() => vfs.resolveBacking('https://disks.example/d/top.cow', '/opfs/x')).not.toThrow(); // a path on that server
+    expect(vfs.resolveBacking('https://disks.example/d/top.cow', '/opfs/x')).toBe('https://disks.example/opfs/x');
     // Another origin named by a remote image resolves; the core's backing policy (checkOrigin) refuses
     // to open it unless allowOrigins says so (packages/http/test/http-vfs.test.ts).
-    expect(vfs.resolve('https://disks.example/d/', 'https://other.example/x')).toBe('https://other.example/x');
+    expect(vfs.resolveBacking('https://disks.example/d/top.cow', 'https://other.example/x')).toBe(
+      'https://other.example/x',
+    );
   });
-  it('paths the user types: URLs as given, others under /opfs', () => {
+  it('paths the user types: URLs as given, others under /opfs, none of the image-name rules', () => {
+    expect(vfs.resolve('/files', '/opfs/a.cow')).toBe('/opfs/a.cow');
+    expect(vfs.resolve('/opfs/a', 'https://evil.example/x')).toBe('https://evil.example/x');
     expect(vfs.resolve(vfs.cwd(), 'https://anywhere.example/a.img')).toBe('https://anywhere.example/a.img');
     expect(vfs.resolve(vfs.cwd(), 'disks/a.cow')).toBe('/opfs/disks/a.cow');
     expect(vfs.resolve(vfs.cwd(), '/files/a.cow')).toBe('/files/a.cow');
