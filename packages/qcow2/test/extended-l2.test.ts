@@ -1,34 +1,16 @@
-/**
- * Extended L2 entries (`extended_l2=on`, 32 subclusters per cluster): images
- * made by qemu-img/qemu-io with data, zero and unallocated subclusters in
- * allocated and unallocated clusters, over raw and qcow2 backing files, with
- * compressed clusters and more than one L2 table, read by blk exactly as
- * `qemu-img convert -O raw` reads them; `blk map --output=json` equals
- * `qemu-img map` (block status per subcluster); corrupt bitmaps are typed
- * errors.
- */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { NodeVfs, isBlockError, openImage } from '@blk/images';
 import { qcow2Driver, type Qcow2Image } from '../src/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { expectReadsAsQemu, qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 const SKIP = 'qemu-img/qemu-io are not installed (apt-get install qemu-utils): the extended L2 tests are skipped';
 if (!QEMU) console.warn(SKIP);
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
-function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-const img = (...args: string[]) => run('qemu-img', args);
-const io = (file: string, ...cmds: string[]) =>
-  run('qemu-io', [...(file.endsWith('.raw') ? ['-f', 'raw'] : []), ...cmds.flatMap((c) => ['-c', c]), file]);
+const { p, img, io } = qemuTools(() => dir);
 
 const IMAGES: Record<string, string> = {
   'x64k.qcow2':
@@ -91,26 +73,22 @@ describe('qcow2 images with extended L2 entries read as qemu-img reads them', ()
       const image = await openImage(p(name), { readOnly: true });
       try {
         expect(image.info().formatSpecific).toMatchObject({ 'extended-l2': true });
-        // Chunks that cross subcluster, cluster and kind boundaries.
-        for (const [off, len] of [
+      } finally {
+        await image.close();
+      }
+      // Chunks that cross subcluster, cluster and kind boundaries.
+      await expectReadsAsQemu(
+        p(name),
+        want,
+        [
           [0, 300 * 1024],
           [2047, 4098],
           [1040 * 1024 - 100, 20 * 1024],
           [2 * 1024 * 1024 - 3, 70 * 1024],
           [want.length - 1024, 1024],
-        ] as const) {
-          if (off + len > want.length) continue;
-          const part = new Uint8Array(len);
-          await image.readInto(off, part);
-          expect(Buffer.from(part).equals(want.subarray(off, off + len)), `${off}+${len}`).toBe(true);
-        }
-      } finally {
-        await image.close();
-      }
-      const r = blk(['convert', '-O', 'raw', p(name), p(`${name}.blk.raw`)]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      expect(fs.readFileSync(p(`${name}.blk.raw`)).equals(want)).toBe(true);
+        ],
+        p(`${name}.blk.raw`),
+      );
       const m = blk(['map', '--output=json', p(name)]);
       expect(m.stderr).toBe('');
       expect(JSON.parse(m.stdout)).toEqual(JSON.parse(img('map', '--output=json', name)));

@@ -1,34 +1,16 @@
-/**
- * qcow2 images made by the real qemu-img/qemu-io in the test (compat 0.10 and
- * 1.1, clusters 512 B / 64 KiB / 2 MiB, raw and qcow2 backing files, data,
- * zero and preallocated-zero clusters, deflate-compressed clusters) read by
- * blk exactly as `qemu-img convert -O raw` reads them, through openImage and
- * through the spawned `blk convert -O raw`; `blk map` against `qemu-img map`;
- * `blk info` against qemu-img's format-specific fields.
- */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { NodeVfs, isBlockError, openImage } from '@blk/images';
 import { qcow2Driver } from '../src/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { expectReadsAsQemu, qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 const SKIP = 'qemu-img/qemu-io are not installed (apt-get install qemu-utils): the qcow2 interop tests are skipped';
 if (!QEMU) console.warn(SKIP);
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
-
-function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-const img = (...args: string[]) => run('qemu-img', args);
-const io = (file: string, ...cmds: string[]) =>
-  run('qemu-io', [...(file.endsWith('.raw') ? ['-f', 'raw'] : []), ...cmds.flatMap((c) => ['-c', c]), file]);
+const { p, img, io } = qemuTools(() => dir);
 
 /** The test images: name → what it exercises. */
 const IMAGES: Record<string, string> = {
@@ -84,32 +66,19 @@ describe('qcow2 images made by qemu-img read as qemu-img reads them', () => {
     it(`${name}: ${what}`, async (ctx) => {
       if (!QEMU) return ctx.skip(SKIP);
       const want = qemuRaw(name);
-      const image = await openImage(p(name), { readOnly: true });
-      try {
-        expect(image.format).toBe('qcow2');
-        expect(image.size).toBe(want.length);
-        const got = new Uint8Array(image.size);
-        await image.readInto(0, got);
-        expect(Buffer.from(got).equals(want)).toBe(true);
-        // Unaligned small reads cross cluster and kind boundaries (the core read-modify-writes them).
-        for (const [off, len] of [
+      // Unaligned small reads cross cluster and kind boundaries (the core read-modify-writes them); the
+      // spawned CLI reads it the same way.
+      await expectReadsAsQemu(
+        p(name),
+        want,
+        [
           [999, 3003],
           [65535, 70000],
           [1048575, 2],
           [want.length - 700, 700],
-        ] as const) {
-          const part = new Uint8Array(len);
-          await image.readInto(off, part);
-          expect(Buffer.from(part).equals(want.subarray(off, off + len)), `${off}+${len}`).toBe(true);
-        }
-      } finally {
-        await image.close();
-      }
-      // The spawned CLI reads it the same way.
-      const r = blk(['convert', '-O', 'raw', p(name), p(`${name}.blk.raw`)]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      expect(fs.readFileSync(p(`${name}.blk.raw`)).equals(want)).toBe(true);
+        ],
+        p(`${name}.blk.raw`),
+      );
     });
   }
 

@@ -8,24 +8,18 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { isBlockError, openImage } from '@blk/images';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ZstdPayloadError, zstdCluster, zstdFrameAt } from '../src/zstd.js';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { expectReadsAsQemu, qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 const SKIP = 'qemu-img/qemu-io are not installed (apt-get install qemu-utils): the zstd interop tests are skipped';
 if (!QEMU) console.warn(SKIP);
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
-function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-const img = (...args: string[]) => run('qemu-img', args);
+const { p, run, img } = qemuTools(() => dir);
 
 /** Deterministic bytes that compress a little (runs and noise), so payloads have odd lengths. */
 function pattern(n: number, seed: number): Buffer {
@@ -83,27 +77,16 @@ describe('zstd-compressed qcow2 images made by qemu-img read as qemu-img reads t
       expect(info['format-specific'].data['compression-type']).toBe('zstd');
       img('convert', '-q', '-O', 'raw', name, `${name}.q.raw`);
       const want = fs.readFileSync(p(`${name}.q.raw`));
-      const image = await openImage(p(name), { readOnly: true });
-      try {
-        const got = new Uint8Array(image.size);
-        await image.readInto(0, got);
-        expect(Buffer.from(got).equals(want)).toBe(true);
-        for (const [off, len] of [
+      await expectReadsAsQemu(
+        p(name),
+        want,
+        [
           [1000, 5000],
           [65000, 140000],
           [want.length - 513, 513],
-        ] as const) {
-          const part = new Uint8Array(len);
-          await image.readInto(off, part);
-          expect(Buffer.from(part).equals(want.subarray(off, off + len)), `${off}+${len}`).toBe(true);
-        }
-      } finally {
-        await image.close();
-      }
-      const r = blk(['convert', '-O', 'raw', p(name), p(`${name}.blk.raw`)]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      expect(fs.readFileSync(p(`${name}.blk.raw`)).equals(want)).toBe(true);
+        ],
+        p(`${name}.blk.raw`),
+      );
       const m = blk(['map', '--output=json', p(name)]);
       expect(m.stderr).toBe('');
       expect(JSON.parse(m.stdout)).toEqual(JSON.parse(img('map', '--output=json', name)));
