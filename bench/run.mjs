@@ -353,6 +353,22 @@ function addRow(row) {
 const fmtRatio = (r) => (r === undefined ? '—' : `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}×`);
 const pending = (what) => `pending: ${what} not built yet`;
 
+/**
+ * A maker of variants that each write a fresh output file `${dir}/${prefix}NAME` and delete it after
+ * every timed run (`remove`: rmSync, or discardLater where unlinking a fragmented file is slow).
+ * `prof` names the CPU profile of blk's variants (and loads --experiment modules); baselines have none.
+ */
+const outputVariant =
+  (prefix, remove = (p) => fs.rmSync(p, { force: true })) =>
+  (key, name, params, prof) => {
+    const path = `${dir}/${prefix}${name}`;
+    return {
+      key,
+      run: () => runWorkload({ ...params, path }, prof ? { nodeArgs: profArgs(prof) } : {}),
+      after: () => remove(path),
+    };
+  };
+
 // ---------------------------------------------------------------- groups
 const groups = [];
 
@@ -554,31 +570,13 @@ groups.push({
   rows: ['seq-write'],
   run() {
     const b = base();
-    const out = (name) => `${dir}/w-${name}`;
-    const rm = (name) => () => fs.rmSync(out(name), { force: true });
+    const variant = outputVariant('w-');
     const common = { task: 'writeSeq', size: S.size, req: REQ };
     const variants = [
-      {
-        key: 'node writeSync',
-        run: () => runWorkload({ ...common, target: 'node-sync', path: out('sync.raw') }),
-        after: rm('sync.raw'),
-      },
-      {
-        key: 'node FileHandle.write',
-        run: () => runWorkload({ ...common, target: 'node-fh', path: out('fh.raw') }),
-        after: rm('fh.raw'),
-      },
+      variant('node writeSync', 'sync.raw', { ...common, target: 'node-sync' }),
+      variant('node FileHandle.write', 'fh.raw', { ...common, target: 'node-fh' }),
     ];
-    if (have.cow)
-      variants.push({
-        key: 'blk cow',
-        run: () =>
-          runWorkload(
-            { ...common, target: 'blk', path: out('seq.cow'), backing: b },
-            { nodeArgs: profArgs('seq-write') },
-          ),
-        after: rm('seq.cow'),
-      });
+    if (have.cow) variants.push(variant('blk cow', 'seq.cow', { ...common, target: 'blk', backing: b }, 'seq-write'));
     for (const v of variants) v.before = () => prepare([b]);
     const { out: res, errors } = interleave(S.reps, variants);
     const bs = best(res['node writeSync'], true),
@@ -609,23 +607,12 @@ groups.push({
   rows: ['unaligned-write'],
   run() {
     const b = base();
-    const out = (name) => `${dir}/uw-${name}`;
-    const rm = (name) => () => fs.rmSync(out(name), { force: true });
+    const variant = outputVariant('uw-');
     const common = { task: 'writeSeq', size: S.size, req: REQ, target: 'blk', backing: b };
     const variants = have.cow
       ? [
-          {
-            key: 'blk cow aligned',
-            run: () =>
-              runWorkload({ ...common, path: out('aligned.cow') }, { nodeArgs: profArgs('unaligned-write-aligned') }),
-            after: rm('aligned.cow'),
-          },
-          {
-            key: 'blk cow offset 1',
-            run: () =>
-              runWorkload({ ...common, path: out('shifted.cow'), shift: 1 }, { nodeArgs: profArgs('unaligned-write') }),
-            after: rm('shifted.cow'),
-          },
+          variant('blk cow aligned', 'aligned.cow', common, 'unaligned-write-aligned'),
+          variant('blk cow offset 1', 'shifted.cow', { ...common, shift: 1 }, 'unaligned-write'),
         ]
       : [];
     for (const v of variants) v.before = () => prepare([b]);
@@ -656,26 +643,10 @@ groups.push({
   rows: ['rand-write'],
   run() {
     const b = base();
-    const out = (name) => `${dir}/rw-${name}`;
-    const rm = (name) => () => discardLater(out(name));
+    const variant = outputVariant('rw-', discardLater);
     const common = { task: 'writeRand', size: S.size, count: S.randWrites, seed: 2 };
-    const variants = [
-      {
-        key: 'node writeSync',
-        run: () => runWorkload({ ...common, target: 'node-sync', path: out('sync.raw') }),
-        after: rm('sync.raw'),
-      },
-    ];
-    if (have.cow)
-      variants.push({
-        key: 'blk cow',
-        run: () =>
-          runWorkload(
-            { ...common, target: 'blk', path: out('rand.cow'), backing: b },
-            { nodeArgs: profArgs('rand-write') },
-          ),
-        after: rm('rand.cow'),
-      });
+    const variants = [variant('node writeSync', 'sync.raw', { ...common, target: 'node-sync' })];
+    if (have.cow) variants.push(variant('blk cow', 'rand.cow', { ...common, target: 'blk', backing: b }, 'rand-write'));
     for (const v of variants) v.before = () => prepare([b]);
     const { out: res, errors } = interleave(S.reps, variants);
     const bl = best(res['node writeSync'], true),

@@ -6,16 +6,14 @@
  */
 import {
   BlockError,
-  dirnamePosix,
-  resolvePosix,
   storageCapabilities,
   type FileStat,
   type Storage,
   type StorageCapabilities,
-  type Vfs,
   type VfsOpenOptions,
 } from '@blk/core/portable';
 import { browserError } from './errors.js';
+import { MountedVfs } from './mounted-vfs.js';
 
 interface FileReaderSyncLike {
   readAsArrayBuffer(blob: Blob): ArrayBuffer;
@@ -112,20 +110,15 @@ export class BlobStorage implements Storage {
  * name, and an image among them can name another as its backing file
  * (resolved against its own directory). Names outside the mount are refused.
  */
-export class BlobVfs implements Vfs {
-  readonly mount: string;
+export class BlobVfs extends MountedVfs {
   private readonly blobs = new Map<string, Blob>();
 
   constructor(options: { mount?: string } = {}) {
-    this.mount = resolvePosix('/', options.mount ?? '/files');
+    super(options.mount ?? '/files');
   }
 
   private abs(path: string): string {
-    const abs = resolvePosix(this.mount, path);
-    if (abs !== this.mount && !abs.startsWith(`${this.mount}/`)) {
-      throw new BlockError('io', `not under ${this.mount}`, { path, code: 'ENOENT' });
-    }
-    return abs;
+    return this.underMount(path, `not under ${this.mount}`);
   }
 
   /** Makes `blob` the file at `path` (under the mount; a bare name goes in the mount). Returns the path. */
@@ -171,34 +164,9 @@ export class BlobVfs implements Vfs {
     return { size: blob.size, mtimeSec: mtime, isFile: true, isDirectory: false, isSymbolicLink: false, type: 'file' };
   }
 
-  lstat(path: string): Promise<FileStat> {
-    return this.stat(path);
-  }
-
   async realpath(path: string): Promise<string> {
     await this.stat(path);
     return this.abs(path);
-  }
-
-  resolve(base: string, path: string): string {
-    return resolvePosix(resolvePosix(this.mount, base), path);
-  }
-
-  dirname(path: string): string {
-    return dirnamePosix(path);
-  }
-
-  cwd(): string {
-    return this.mount;
-  }
-
-  async exists(path: string): Promise<boolean> {
-    try {
-      await this.stat(path);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   async remove(path: string): Promise<void> {

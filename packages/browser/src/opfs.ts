@@ -9,17 +9,15 @@
  */
 import {
   BlockError,
-  dirnamePosix,
-  resolvePosix,
   storageCapabilities,
   type FileStat,
   type Storage,
   type StorageCapabilities,
-  type Vfs,
   type VfsOpenOptions,
 } from '@blk/core/portable';
 import { browserError, domName } from './errors.js';
 import { acquireLock, type HeldLock } from './lock.js';
+import { MountedVfs } from './mounted-vfs.js';
 
 /** The synchronous access handle (DOM `FileSystemSyncAccessHandle`, worker-only). */
 export interface SyncAccessHandle {
@@ -227,14 +225,13 @@ export interface OpfsVfsOptions {
  * `remove` work anywhere). Directories are created on demand by a creating
  * open. Paths outside the mount are `io` ENOENT.
  */
-export class OpfsVfs implements Vfs {
-  readonly mount: string;
+export class OpfsVfs extends MountedVfs {
   private rootHandle: Promise<FileSystemDirectoryHandle> | undefined;
   /** Storages open through this Vfs, by path: `stat` asks their handle for the size (it is exact while writing). */
   private readonly open_ = new Map<string, Set<OpfsStorage>>();
 
   constructor(private readonly options: OpfsVfsOptions = {}) {
-    this.mount = resolvePosix('/', options.mount ?? '/opfs');
+    super(options.mount ?? '/opfs');
     if (options.root) this.rootHandle = Promise.resolve(options.root);
   }
 
@@ -255,10 +252,7 @@ export class OpfsVfs implements Vfs {
 
   /** `path` as an absolute path and its components below the mount. */
   parts(path: string): { abs: string; names: string[] } {
-    const abs = resolvePosix(this.mount, path);
-    if (abs !== this.mount && !abs.startsWith(this.mount === '/' ? '/' : `${this.mount}/`)) {
-      throw new BlockError('io', `not an OPFS path (they start with ${this.mount}/)`, { path, code: 'ENOENT' });
-    }
+    const abs = this.underMount(path, `not an OPFS path (they start with ${this.mount}/)`);
     const names = abs
       .slice(this.mount.length)
       .split('/')
@@ -352,34 +346,13 @@ export class OpfsVfs implements Vfs {
     return { size, mtimeSec, isFile: true, isDirectory: false, isSymbolicLink: false, type: 'file' };
   }
 
-  lstat(path: string): Promise<FileStat> {
-    return this.stat(path);
-  }
-
   async realpath(path: string): Promise<string> {
     return (await this.entry(path)).abs;
   }
 
-  resolve(base: string, path: string): string {
-    return resolvePosix(resolvePosix(this.mount, base), path);
-  }
-
-  dirname(path: string): string {
-    return dirnamePosix(path);
-  }
-
-  cwd(): string {
-    return this.mount;
-  }
-
-  async exists(path: string): Promise<boolean> {
-    try {
-      await this.entry(path);
-      return true;
-    } catch (err) {
-      if (err instanceof BlockError && err.code === 'ENOENT') return false;
-      throw err;
-    }
+  /** `exists` needs only the entry, not the file's size and time. */
+  protected override lookup(path: string): Promise<unknown> {
+    return this.entry(path);
   }
 
   async remove(path: string): Promise<void> {

@@ -11,14 +11,7 @@
  * - a remote image: URLs on its own origin (HttpVfs's rule), never a local file.
  * The open's `BackingPolicy` (approve, maxDepth, ...) applies on top.
  */
-import {
-  BlockError,
-  resolvePosix,
-  type FileStat,
-  type Storage,
-  type Vfs,
-  type VfsOpenOptions,
-} from '@blk/core/portable';
+import { BlockError, RoutingVfs, resolvePosix, type Vfs } from '@blk/core/portable';
 import { HttpVfs, isHttpUrl, type HttpVfsOptions } from '@blk/http';
 import { BlobVfs } from './blob.js';
 import { OpfsVfs } from './opfs.js';
@@ -42,13 +35,14 @@ function within(mount: string, path: string): boolean {
   return path === mount || path.startsWith(mount === '/' ? '/' : `${mount}/`);
 }
 
-export class BrowserVfs implements Vfs {
+export class BrowserVfs extends RoutingVfs {
   readonly opfs: OpfsVfs;
   readonly files: BlobVfs;
   readonly http: HttpVfs;
   readonly backingOrigins: readonly string[];
 
   constructor(options: BrowserVfsOptions = {}) {
+    super();
     this.opfs = options.opfs ?? new OpfsVfs();
     this.files = options.files ?? new BlobVfs();
     this.http = options.http instanceof HttpVfs ? options.http : new HttpVfs(options.http ?? {});
@@ -59,23 +53,10 @@ export class BrowserVfs implements Vfs {
     }
   }
 
-  private of(path: string): Vfs {
+  protected route(path: string): Vfs {
     if (isHttpUrl(path)) return this.http;
     const abs = resolvePosix('/', path);
     return within(this.files.mount, abs) ? this.files : this.opfs;
-  }
-
-  open(path: string, options?: VfsOpenOptions): Promise<Storage> {
-    return this.of(path).open(path, options);
-  }
-  stat(path: string): Promise<FileStat> {
-    return this.of(path).stat(path);
-  }
-  lstat(path: string): Promise<FileStat> {
-    return this.of(path).lstat(path);
-  }
-  realpath(path: string): Promise<string> {
-    return this.of(path).realpath(path);
   }
 
   private forbidden(base: string, what: string): BlockError {
@@ -122,28 +103,8 @@ export class BrowserVfs implements Vfs {
     return resolved;
   }
 
-  dirname(path: string): string {
-    return this.of(path).dirname(path);
-  }
-
   /** Relative paths the caller gives are under the OPFS mount. */
   cwd(): string {
     return this.opfs.mount;
-  }
-
-  exists(path: string): Promise<boolean> {
-    return this.of(path).exists(path);
-  }
-  remove(path: string): Promise<void> {
-    return this.of(path).remove(path);
-  }
-  rename(from: string, to: string): Promise<void> {
-    const a = this.of(from);
-    if (a !== this.of(to)) {
-      return Promise.reject(
-        new BlockError('not-supported', `cannot rename across file systems (${to})`, { path: from }),
-      );
-    }
-    return a.rename(from, to);
   }
 }

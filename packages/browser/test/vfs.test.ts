@@ -74,6 +74,26 @@ describe('BrowserVfs backing rules', () => {
   });
 });
 
+describe('BlobVfs mounts', () => {
+  it('a mount of / holds every path (not only names starting with //)', async () => {
+    const vfs = new BlobVfs({ mount: '/' });
+    expect(vfs.put('/disk.img', new Blob([pattern(1024, 3)]))).toBe('/disk.img');
+    const s = await vfs.open('/disk.img');
+    expect(await s.size()).toBe(1024);
+    await s.close();
+    expect(await vfs.exists('/disk.img')).toBe(true);
+    expect(await vfs.exists('/other.img')).toBe(false);
+    expect(vfs.cwd()).toBe('/');
+  });
+
+  it('names outside a mount are ENOENT, and exists() says false for them', async () => {
+    const vfs = new BlobVfs({ mount: '/files' });
+    await expect(vfs.stat('/filesx/a.img')).rejects.toMatchObject({ kind: 'io', code: 'ENOENT' });
+    expect(await vfs.exists('/elsewhere/a.img')).toBe(false);
+    expect(await vfs.lstat('/files')).toMatchObject({ isDirectory: true });
+  });
+});
+
 describe('acquireLock without Web Locks (Node)', () => {
   it('holds nothing by default, and refuses when locks are required', async () => {
     const l = await acquireLock('/opfs/x', 'exclusive');

@@ -19,6 +19,7 @@ export * from './host/host.js';
 export { MemoryFile, MemoryStorage } from './storage/memory-storage.js';
 export { MemoryVfs } from './storage/memory-vfs.js';
 export { ForwardingVfs } from './storage/forwarding-vfs.js';
+export { RoutingVfs } from './storage/routing-vfs.js';
 export { FilterStorage } from './storage/filter-storage.js';
 export { normalizePosix, resolvePosix, dirnamePosix } from './posix-path.js';
 export { invalidArgument } from './arguments.js';

@@ -9,7 +9,7 @@
  * only files below its own directory on its own origin, never a local file
  * or another host, and a local image names no URL.
  */
-import { BlockError, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
+import { BlockError, RoutingVfs, type FileStat, type Storage, type Vfs, type VfsOpenOptions } from '@blk/core/portable';
 import { openS3, isS3Url, type S3Options } from './s3.js';
 import { HttpStorage, type HttpStorageOptions } from './storage.js';
 
@@ -202,28 +202,18 @@ function fileUrlPath(href: string, imagePath: string): string {
  * path); a local image cannot name a URL (`backing-forbidden`): only the
  * user opens URLs.
  */
-export class UrlRoutingVfs implements Vfs {
+export class UrlRoutingVfs extends RoutingVfs {
   constructor(
     readonly local: Vfs,
     readonly http: Vfs = new HttpVfs(),
-  ) {}
+  ) {
+    super();
+  }
 
-  private of(path: string): Vfs {
+  protected route(path: string): Vfs {
     return isRemoteUrl(path) ? this.http : this.local;
   }
 
-  open(path: string, options?: VfsOpenOptions): Promise<Storage> {
-    return this.of(path).open(path, options);
-  }
-  stat(path: string): Promise<FileStat> {
-    return this.of(path).stat(path);
-  }
-  lstat(path: string): Promise<FileStat> {
-    return this.of(path).lstat(path);
-  }
-  realpath(path: string): Promise<string> {
-    return this.of(path).realpath(path);
-  }
   /** A path the user gave: a URL stays a URL; any other path is the local Vfs's. */
   resolve(base: string, path: string): string {
     if (isRemoteUrl(path) || isRemoteUrl(base)) return this.http.resolve(base, path);
@@ -246,19 +236,11 @@ export class UrlRoutingVfs implements Vfs {
       ? this.local.resolveBacking(imagePath, name)
       : this.local.resolve(this.local.dirname(imagePath), name);
   }
-  dirname(path: string): string {
-    return this.of(path).dirname(path);
-  }
   cwd(): string {
     return this.local.cwd();
   }
-  exists(path: string): Promise<boolean> {
-    return this.of(path).exists(path);
-  }
-  remove(path: string): Promise<void> {
-    return this.of(path).remove(path);
-  }
-  rename(from: string, to: string): Promise<void> {
+  /** A URL is read-only: renaming to or from one is the HTTP Vfs's refusal, not a cross-device one. */
+  override rename(from: string, to: string): Promise<void> {
     if (isRemoteUrl(from) || isRemoteUrl(to)) return this.http.rename(from, to);
     return this.local.rename(from, to);
   }
