@@ -624,6 +624,8 @@ export class Qcow2Image implements DriverImage {
         this.l2Cache.markDirty(chunk, 0, chunk.bytes.length);
       });
       this.l2Tables.add(t / this.clusterSize);
+      // The old table is the snapshots' alone now: once they are deleted it is free, not active metadata.
+      this.l2Tables.delete(l2 / this.clusterSize);
       this.setL1(i, t);
       this.rc.free(l2 / this.clusterSize);
       return t;
