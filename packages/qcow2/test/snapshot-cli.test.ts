@@ -69,6 +69,7 @@ describe.skipIf(!QEMU)('blk snapshot as qemu-img snapshot', () => {
       ['-a', '1'], // -a looks IDs up first
       ['-d', 'one'], // the first with that name: ID 1
       ['-a', 'two'],
+      ['-c', 'n'.repeat(300)], // qemu-img keeps 255 bytes of a name
       ['-l'],
       ['-l', '-c', 'x'],
     ];

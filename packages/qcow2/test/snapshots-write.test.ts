@@ -18,12 +18,14 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DriverRegistry, isBlockError, openImage as openIn, type Image, type MemoryVfs } from '@blk/core';
-import { openImage } from '@blk/images';
+import { NodeVfs, openImage } from '@blk/images';
 import { rawDriver } from '@blk/raw';
 import { CrashReplay, CrashSimVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
+import { parseHeader } from '../src/header.js';
+import { readSnapshotTable } from '../src/snapshots.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 snapshot write tests are skipped');
@@ -312,6 +314,98 @@ describe.skipIf(!QEMU)('snapshots blk makes, applies and deletes: qemu-img agree
     expect(made).toBeGreaterThan(3);
     judge(file, model);
   }, 60_000);
+});
+
+async function tableOf(file: string) {
+  const storage = await new NodeVfs().open(file, { readOnly: true });
+  try {
+    const size = await storage.size();
+    const head = new Uint8Array(65536);
+    await storage.read(0, head);
+    return await readSnapshotTable(storage, parseHeader(head, size, { path: file, driver: 'qcow2' }), size);
+  } finally {
+    await storage.close();
+  }
+}
+
+describe.skipIf(!QEMU)('the snapshot API: lookups, refusals, the table rewritten as QEMU 7.2 writes it', () => {
+  it('typed refusals; apply by ID then name, delete by name or snapshot.id=', async () => {
+    img('create', '-q', '-f', 'qcow2', 'api.qcow2', '1M');
+    const file = p('api.qcow2');
+    await withImage(file, async (im) => {
+      await im.snapshot({ action: 'create', name: '2', dateSec: 1234, dateNsec: 5678 }); // ID 1, named '2'
+      await im.snapshot({ action: 'create', name: 'x' }); // ID 2
+      const unknown = await im.snapshot({ action: 'apply', snapshot: 'nope' }).catch((e: unknown) => e);
+      expect(isBlockError(unknown, 'invalid-argument')).toBe(true);
+      expect([(unknown as { code?: string }).code, (unknown as { field?: string }).field]).toEqual([
+        'ENOENT',
+        'snapshot',
+      ]);
+      // delete '2' means the name: ID 1 goes, ID 2 ('x') stays.
+      await im.snapshot({ action: 'delete', snapshot: '2' });
+      expect(im.info().extras?.snapshots?.map((s) => [s.id, s.name])).toEqual([['2', 'x']]);
+      const byId = await im.snapshot({ action: 'delete', snapshot: '1' }).catch((e: unknown) => e);
+      expect((byId as { code?: string }).code).toBe('ENOENT');
+      await im.snapshot({ action: 'create', name: 'y' }); // IDs go on from the largest: 3
+      await im.snapshot({ action: 'delete', snapshot: 'snapshot.id=2' });
+      expect(im.info().extras?.snapshots?.map((s) => [s.id, s.name])).toEqual([['3', 'y']]);
+    });
+    const ro = await openImage(file, { readOnly: true });
+    try {
+      const err = await ro.snapshot({ action: 'create', name: 'z' }).catch((e: unknown) => e);
+      expect(isBlockError(err, 'read-only')).toBe(true);
+    } finally {
+      await ro.close();
+    }
+    fs.writeFileSync(p('api.raw'), new Uint8Array(4096));
+    const raw = await openImage(p('api.raw'), { format: 'raw' });
+    try {
+      expect(raw.snapshottable).toBe(false);
+      const err = await raw.snapshot({ action: 'create', name: 'z' }).catch((e: unknown) => e);
+      expect(isBlockError(err, 'not-supported')).toBe(true);
+    } finally {
+      await raw.close();
+    }
+    expect(qemu('qemu-img', ['check', 'api.qcow2'], [0, 1, 2, 3]).status).toBe(0);
+  });
+
+  it('extra data QEMU 7.2 does not know is kept; the fields are those qemu-img writes', async () => {
+    img('create', '-q', '-f', 'qcow2', 'extra.qcow2', '1M');
+    img('snapshot', '-c', 'q', 'extra.qcow2');
+    const file = p('extra.qcow2');
+    // The entry gains 8 bytes of extra data past QEMU's 24 (in place: the table stays in its cluster).
+    // QEMU's file ends where the table does: it is padded to its cluster's end first.
+    const read = fs.readFileSync(file);
+    const b = Buffer.concat([read, Buffer.alloc(65536 - (read.length % 65536))]);
+    const at = Number(b.readBigUInt64BE(64));
+    const entry = b.subarray(at, at + 40 + 24 + 2);
+    const grown = Buffer.concat([entry.subarray(0, 64), Buffer.from('UNKNOWN!'), entry.subarray(64)]);
+    grown.writeUInt32BE(32, 36);
+    grown.copy(b, at);
+    fs.writeFileSync(file, b);
+    expect(qemu('qemu-img', ['check', 'extra.qcow2'], [0, 1, 2, 3]).status).toBe(0);
+    await withImage(file, (im) => im.snapshot({ action: 'create', name: 'b', dateSec: 1e9, dateNsec: 123_000 }));
+    const t = await tableOf(file);
+    expect(t.snapshots.map((s) => [s.id, s.name, s.extraDataSize])).toEqual([
+      ['1', 'q', 32],
+      ['2', 'b', 24],
+    ]);
+    expect(Buffer.from(t.snapshots[0]!.unknownExtra!).toString()).toBe('UNKNOWN!');
+    const sn = t.snapshots[1]!;
+    expect([sn.dateSec, sn.dateNsec, sn.vmClockNsec, sn.vmStateSize, sn.diskSize, sn.icount]).toEqual([
+      1e9,
+      123_000,
+      0,
+      0,
+      1 << 20,
+      0,
+    ]);
+    expect(qemuList(file)).toEqual([
+      ['1', 'q'],
+      ['2', 'b'],
+    ]);
+    expect(qemu('qemu-img', ['check', 'extra.qcow2'], [0, 1, 2, 3]).status).toBe(0);
+  });
 });
 
 /** Lines of `qemu-img check` that report a COPIED bit clear on a cluster whose refcount is 1 (harmless). */

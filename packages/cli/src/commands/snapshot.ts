@@ -33,7 +33,7 @@ export async function snapshot(file: string, opts: SnapshotOpts): Promise<number
   try {
     if (opts.create !== undefined) {
       const name = opts.create;
-      await image.snapshot({ action: 'create', name }).catch((err: unknown) => {
+      await image.snapshot({ action: 'create', name: qemuName(name) }).catch((err: unknown) => {
         // qemu-img: "Could not create snapshot 'x': -95 (Operation not supported)"; the detail follows.
         const e = errnoOf(err);
         fail(`Could not create snapshot '${name}': -${e.errno} (${e.message}): ${describeError(err)}`);
@@ -60,6 +60,18 @@ export async function snapshot(file: string, opts: SnapshotOpts): Promise<number
     await image.close();
   }
   return 0;
+}
+
+/**
+ * qemu-img keeps at most 255 bytes of a new snapshot's name (QEMUSnapshotInfo.name is char[256]);
+ * cut here at a character boundary, so the name stays valid UTF-8.
+ */
+function qemuName(name: string): string {
+  const bytes = new TextEncoder().encode(name);
+  if (bytes.length <= 255) return name;
+  let end = 255;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return new TextDecoder().decode(bytes.subarray(0, end));
 }
 
 /** One line on stderr (blk: prefix) and exit 1, as qemu-img. */
