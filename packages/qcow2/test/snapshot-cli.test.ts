@@ -72,6 +72,8 @@ describe.skipIf(!QEMU)('blk snapshot as qemu-img snapshot', () => {
       ['-c', 'n'.repeat(300)], // qemu-img keeps 255 bytes of a name
       ['-l'],
       ['-l', '-c', 'x'],
+      ['-U', '-c', 'x'],
+      ['-c', ''], // an empty name, as qemu-img allows
     ];
     for (const args of steps) {
       const { b, q } = both(args, 'img.qcow2');

@@ -23,7 +23,8 @@ export async function snapshot(file: string, opts: SnapshotOpts): Promise<number
   if (actions.length > 1) throw new UsageError("Cannot mix '-l', '-a', '-c', '-d'");
   // qemu-img with no action lists.
   if (opts.create === undefined && opts.apply === undefined && opts.delete === undefined) return list(file, opts);
-  if (opts.forceShare) throw new UsageError('--force-share/-U can only be used with -l');
+  // qemu-img's words: -U opens shared, which only a read-only open may.
+  if (opts.forceShare) fail(`Could not open '${file}': force-share=on can only be used with read-only images`);
   const image = await openCli(file, {
     format: opts.format,
     readOnly: false,
