@@ -313,6 +313,15 @@ describe.skipIf(!QEMU)('snapshots blk makes, applies and deletes: qemu-img agree
     }
     expect(made).toBeGreaterThan(3);
     judge(file, model);
+    // QEMU takes over blk's snapshots: qemu-img applies one and deletes another.
+    expect(model.snapshots.length).toBeGreaterThan(0);
+    const first = model.snapshots[0]!;
+    img('snapshot', '-a', first.name, 'random.qcow2');
+    model.active = first.data.slice();
+    const last = model.snapshots[model.snapshots.length - 1]!;
+    img('snapshot', '-d', last.name, 'random.qcow2');
+    model.snapshots = model.snapshots.filter((s) => s !== last);
+    judge(file, model);
   }, 60_000);
 });
 
