@@ -151,28 +151,40 @@ export class SnapshotWriter {
   }
 
   /**
-   * Refuses, before anything changes, a tree whose clusters cannot take one more reference
+   * Refuses, before anything changes, a tree whose clusters cannot take one more reference each
    * (refcount_bits=1 images: a cluster in use already has the largest refcount; QEMU fails the
-   * same request with EINVAL after changing some refcounts).
+   * same request with EINVAL after changing some refcounts). A cluster's refcount counts every
+   * reference the tree holds to it, so a cluster the tree names n times has a refcount of at least
+   * n: only clusters above half the largest refcount can overflow by repeats, and only those are
+   * counted (not a map of the whole image).
    */
   private async checkRoom(refs: readonly TableRefs[]): Promise<void> {
     const max = maxRefcount(this.e.header.refcountOrder);
-    const adds = new Map<number, number>();
-    for (const t of refs) {
-      adds.set(t.l2 / this.cs, (adds.get(t.l2 / this.cs) ?? 0) + 1);
-      for (const c of t.data) adds.set(c, (adds.get(c) ?? 0) + 1);
-    }
-    for (const [c, n] of adds) {
+    const high = new Map<number, { now: number; adds: number }>();
+    const visit = async (c: number) => {
+      const seen = high.get(c);
+      if (seen) {
+        seen.adds++;
+        if (seen.now + seen.adds > max) this.refuseRoom(c, max);
+        return;
+      }
       const now = await this.e.rc.get(c);
       if (now === 0) throw this.corrupt(`cluster ${c} is in use but its refcount is 0`, c * this.cs);
-      if (now + n > max) {
-        throw new BlockError(
-          'invalid-argument',
-          `the refcount of cluster ${c} would exceed ${max} (refcount_bits=${2 ** this.e.header.refcountOrder})`,
-          { ...this.where, offset: c * this.cs, field: 'refcount_bits', code: 'EINVAL' },
-        );
-      }
+      if (now + 1 > max) this.refuseRoom(c, max);
+      if (now * 2 > max) high.set(c, { now, adds: 1 });
+    };
+    for (const t of refs) {
+      await visit(t.l2 / this.cs);
+      for (const c of t.data) await visit(c);
     }
+  }
+
+  private refuseRoom(c: number, max: number): never {
+    throw new BlockError(
+      'invalid-argument',
+      `the refcount of cluster ${c} would exceed ${max} (refcount_bits=${2 ** this.e.header.refcountOrder})`,
+      { ...this.where, offset: c * this.cs, field: 'refcount_bits', code: 'EINVAL' },
+    );
   }
 
   private async addAll(refs: readonly TableRefs[], delta: 1 | -1): Promise<void> {
