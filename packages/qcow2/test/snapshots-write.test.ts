@@ -184,6 +184,11 @@ describe.skipIf(!QEMU)('snapshots blk makes, applies and deletes: qemu-img agree
         await o.write(im, cs * 12 + 7, 300, 7); // into a shared compressed cluster
       });
       judge(file, model);
+      // QEMU writing after blk's snapshot: the shared cluster is copied (COPIED was cleared), not overwritten.
+      qemu('qemu-io', ['-c', `write -P 0x5a 1024 512`, '-c', `write -P 0x5b ${cs * 12} 512`, file]);
+      model.active.fill(0x5a, 1024, 1536);
+      model.active.fill(0x5b, cs * 12, cs * 12 + 512);
+      judge(file, model);
       await withImage(file, async (im) => {
         await o.create(im, 'second');
         await o.write(im, cs * 20, cs, 8);
