@@ -171,13 +171,16 @@ Run 'blk COMMAND --help' for a command's options.`,
 
   program
     .command('snapshot')
-    .description('list the internal snapshots of an image (qcow2), as qemu-img snapshot -l')
-    .usage('-l [-f FMT] [-U] FILE')
+    .description(
+      'list, create, apply (revert to) or delete the internal snapshots of an image (qcow2), as qemu-img snapshot',
+    )
+    .usage('[-l | -c NAME | -a NAME|ID | -d NAME] [-f FMT] [-q] [-U] FILE')
     .addOption(formatOption())
-    .option('-l, --list', 'list the snapshots')
-    .option('-c, --create <name>', 'create a snapshot (not supported yet)')
-    .option('-a, --apply <name>', 'revert the image to a snapshot (not supported yet)')
-    .option('-d, --delete <name>', 'delete a snapshot (not supported yet)')
+    .option('-l, --list', 'list the snapshots (the default)')
+    .option('-c, --create <name>', 'create a snapshot of the current state, under the next free numeric ID')
+    .option('-a, --apply <name>', 'revert the image to a snapshot (by ID, then by name), its size too')
+    .option('-d, --delete <name>', 'delete a snapshot (by name; snapshot.id=ID names one by ID)')
+    .option('-q, --quiet', 'print nothing on success')
     .addOption(forceShareOption())
     .argument('<file>')
     .action(run(async () => (await import('./commands/snapshot.js')).snapshot));

@@ -7,6 +7,7 @@ import {
   type DriverCheckResult,
   type InfoExtras,
   type SnapshotInfo,
+  type SnapshotRequest,
   type RepairRequest,
   type DriverImage,
   type DriverOpenOptions,
@@ -29,6 +30,7 @@ import { measureQcow2 } from './measure.js';
 import { checkQcow2 } from './check.js';
 import { AMEND_OPTIONS, amendQcow2 } from './amend.js';
 import { readSnapshotTable, type Qcow2Snapshot } from './snapshots.js';
+import { SnapshotWriter, type SnapshotState } from './snapshot-write.js';
 
 export const qcow2Driver: BlockDriver = {
   name: 'qcow2',
@@ -88,7 +90,8 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
   const header = parseHeader(cluster0, fileSize, where);
 
   // The snapshot table (QEMU reads it at open too): bounded, every entry checked (snapshots.ts).
-  const snapshots = (await readSnapshotTable(storage, header, fileSize)).snapshots;
+  const state: SnapshotState = { table: await readSnapshotTable(storage, header, fileSize) };
+  const snapshots = state.table.snapshots;
   // `snapshot`: the image as it was at that snapshot (qemu-img convert -l), read-only.
   let active = header;
   if (snapshotName !== undefined) {
@@ -154,9 +157,11 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
       return {
         clusterSize: header.clusterSize,
         dirty: (header.incompatibleFeatures & BigInt(INCOMPAT_DIRTY)) !== 0n,
-        snapshots: snapshots.map(snapshotInfo),
+        snapshots: state.table.snapshots.map(snapshotInfo),
       };
     },
+    // qemu-img snapshot -c/-a/-d (snapshot-write.ts), on writable opens.
+    snapshot: (request: SnapshotRequest): Promise<void> => snapshotRequest(image, state, request, storage.path),
   });
 
   async function openWritable(): Promise<Qcow2Image> {
@@ -202,6 +207,43 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
     await readZeroFilled(storage, header.refcountTableOffset, refcountTable);
     return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing, { mode: options.cache, refcountTable });
   }
+}
+
+/** Runs a create, apply or delete request on a writable image (the core drains requests first). */
+async function snapshotRequest(
+  image: Qcow2Image,
+  state: SnapshotState,
+  request: SnapshotRequest,
+  path: string,
+): Promise<void> {
+  const writer = new SnapshotWriter(image.snapshotEngine(), state);
+  const list = state.table.snapshots;
+  if (request.action === 'create') {
+    const now = Date.now();
+    await writer.create(
+      request.name,
+      request.dateSec ?? Math.floor(now / 1000),
+      request.dateNsec ?? (now % 1000) * 1_000_000,
+    );
+    return;
+  }
+  const spec = request.snapshot;
+  // qemu-img snapshot -a looks up an ID, then a name (qcow2_snapshot_goto); -d a name only
+  // (bdrv_snapshot_find). Both take `snapshot.id=ID` and `snapshot.name=NAME` to say which.
+  const sn =
+    request.action === 'apply' || spec.startsWith('snapshot.id=') || spec.startsWith('snapshot.name=')
+      ? findSnapshot(list, spec)
+      : list.find((s) => s.name === spec);
+  if (sn === undefined) {
+    throw new BlockError('invalid-argument', `Can't find snapshot '${spec}'`, {
+      path,
+      driver: 'qcow2',
+      field: 'snapshot',
+      code: 'ENOENT',
+    });
+  }
+  if (request.action === 'apply') await writer.apply(sn);
+  else await writer.delete(sn);
 }
 
 /** qemu's bdrv_snapshot_load_tmp_by_id_or_name: `snapshot.id=ID`, `snapshot.name=NAME`, else an ID, then a name. */

@@ -55,6 +55,7 @@ import {
 import { Mutex, Refcounts } from './refcount.js';
 import { compressedDescriptorBits, l1EntriesFor, OFLAG_COMPRESSED } from './layout.js';
 import { deflateCluster } from './deflate.js';
+import type { SnapshotEngine } from './snapshot-write.js';
 
 export const SECTOR = 512;
 /** Default L2 cache bound, QEMU's default l2-cache-size (1 MiB), at least four tables. */
@@ -623,6 +624,8 @@ export class Qcow2Image implements DriverImage {
         this.l2Cache.markDirty(chunk, 0, chunk.bytes.length);
       });
       this.l2Tables.add(t / this.clusterSize);
+      // The old table is the snapshots' alone now: once they are deleted it is free, not active metadata.
+      this.l2Tables.delete(l2 / this.clusterSize);
       this.setL1(i, t);
       this.rc.free(l2 / this.clusterSize);
       return t;
@@ -935,6 +938,43 @@ export class Qcow2Image implements DriverImage {
       await this.meta.run(() => rc.applyFrees(frees));
       await rc.writeBack();
     }
+  }
+
+  /**
+   * What the snapshot operations (snapshot-write.ts) work through, so that every refcount and L2
+   * change goes through this image's caches and they stay coherent. Call with no request in flight.
+   */
+  snapshotEngine(): SnapshotEngine {
+    const cs = this.clusterSize;
+    return {
+      storage: this.storage,
+      header: this.header,
+      rc: this.rc,
+      unsafe: this.mode === 'unsafe',
+      prepare: () => this.prepare(),
+      flush: () => this.flush(),
+      useL2: (offset, fn) =>
+        this.l2Cache.use(offset / cs, (chunk) => fn(chunk.view, (lo, hi) => this.l2Cache.markDirty(chunk, lo, hi))),
+      writeBackL2: () => this.l2Cache.writeBack(),
+      activeL1: () => this.l1,
+      writeHeader: (offset, bytes) => this.writeHeader(offset, bytes),
+      allocated: () => {
+        this.fileSize = Math.max(this.fileSize, this.rc.endCluster * cs);
+      },
+      setActive: (l1, size) => {
+        // The header names the new table durably (the caller wrote it): the old one's L2 tables
+        // are no longer the active ones, and the last decompressed cluster may be freed soon.
+        this.l1 = l1;
+        this.l2Tables.clear();
+        for (let i = 0; i < this.header.l1Size; i++) {
+          const l2 = this.l2Offset(i);
+          if (l2 !== 0) this.l2Tables.add(l2 / cs);
+        }
+        this.lastCompressed = undefined;
+        this.header.size = size;
+        this.size = size;
+      },
+    };
   }
 
   // ---- resize and backing reference --------------------------------------------------------------

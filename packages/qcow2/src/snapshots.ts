@@ -29,6 +29,8 @@ export interface Qcow2Snapshot {
   /** Instruction count (icount), or -1 when not recorded. */
   icount: number;
   extraDataSize: number;
+  /** Extra data past the 24 bytes QEMU 7.2 defines, kept when the table is rewritten (QEMU's unknown_extra_data). */
+  unknownExtra?: Uint8Array;
 }
 
 export interface SnapshotTable {
@@ -38,6 +40,8 @@ export interface SnapshotTable {
 }
 
 const TWO32 = 2 ** 32;
+/** The extra data QEMU 7.2 writes: vm_state_size_large, disk_size, icount (QCowSnapshotExtraData). */
+export const EXTRA_BYTES = 24;
 
 function bad(message: string, path: string, offset?: number): BlockError {
   return new BlockError('invalid-header', message, {
@@ -125,6 +129,7 @@ export async function readSnapshotTable(
       const hi = dv.getInt32(at + 16);
       icount = hi === -1 ? -1 : hi * TWO32 + dv.getUint32(at + 20);
     }
+    const unknownExtra = extraDataSize > EXTRA_BYTES ? bytes.slice(at + EXTRA_BYTES, at + extraDataSize) : undefined;
     at += extraDataSize;
     const id = dec.decode(bytes.subarray(at, at + idLen));
     at += idLen;
@@ -147,8 +152,63 @@ export async function readSnapshotTable(
       diskSize,
       icount,
       extraDataSize,
+      ...(unknownExtra ? { unknownExtra } : {}),
     });
   }
   if (at > MAX_SNAPSHOTS_BYTES) throw bad('Snapshot table too large', path, start);
   return { snapshots, size: at };
+}
+
+/** One entry's bytes before 8-byte alignment: the fixed part, the extra data, the ID and the name. */
+function entryBytes(
+  s: Qcow2Snapshot,
+  enc: { encode(text: string): Uint8Array },
+): { id: Uint8Array; name: Uint8Array; length: number } {
+  const id = enc.encode(s.id);
+  const name = enc.encode(s.name);
+  return { id, name, length: 40 + EXTRA_BYTES + (s.unknownExtra?.length ?? 0) + id.length + name.length };
+}
+
+/**
+ * The snapshot table as QEMU 7.2's qcow2_write_snapshots writes it: each entry 8-byte aligned, with
+ * the 24 bytes of extra data QEMU defines (a v2 entry without them gains them: its disk size and
+ * icount -1), then any extra data QEMU does not know, kept; the 32-bit VM state size is 0 when the
+ * size needs 64 bits. Returns the bytes (QEMU's snapshots_size: the last entry is not padded).
+ */
+export function encodeSnapshotTable(snapshots: readonly Qcow2Snapshot[]): Uint8Array {
+  const enc = new TextEncoder();
+  const parts = snapshots.map((s) => entryBytes(s, enc));
+  let size = 0;
+  for (const part of parts) size = ((size + 7) & ~7) + part.length;
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  let at = 0;
+  for (const [i, s] of snapshots.entries()) {
+    const { id, name } = parts[i]!;
+    at = (at + 7) & ~7;
+    if (id.length > 0xffff || name.length > 0xffff) throw new RangeError(`snapshot ${s.id}: ID or name too long`);
+    const extra = EXTRA_BYTES + (s.unknownExtra?.length ?? 0);
+    dv.setBigUint64(at, BigInt(s.l1TableOffset));
+    dv.setUint32(at + 8, s.l1Size);
+    dv.setUint16(at + 12, id.length);
+    dv.setUint16(at + 14, name.length);
+    dv.setUint32(at + 16, s.dateSec);
+    dv.setUint32(at + 20, s.dateNsec);
+    dv.setBigUint64(at + 24, BigInt(s.vmClockNsec));
+    dv.setUint32(at + 32, s.vmStateSize <= 0xffffffff ? s.vmStateSize : 0);
+    dv.setUint32(at + 36, extra);
+    dv.setBigUint64(at + 40, BigInt(s.vmStateSize));
+    dv.setBigUint64(at + 48, BigInt(s.diskSize));
+    dv.setBigInt64(at + 56, BigInt(s.icount));
+    at += 40 + EXTRA_BYTES;
+    if (s.unknownExtra) {
+      out.set(s.unknownExtra, at);
+      at += s.unknownExtra.length;
+    }
+    out.set(id, at);
+    at += id.length;
+    out.set(name, at);
+    at += name.length;
+  }
+  return out;
 }

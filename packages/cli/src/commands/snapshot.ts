@@ -1,10 +1,11 @@
 /**
- * blk snapshot: qemu-img snapshot. `-l` lists an image's internal snapshots (qcow2) in
- * qemu-img's table; creating, applying and deleting snapshots are not implemented yet and are
- * refused as such.
+ * blk snapshot: qemu-img snapshot. `-l` lists an image's internal snapshots in qemu-img's table;
+ * `-c NAME` creates one, `-a NAME|ID` reverts the image to one, `-d NAME` deletes one, through the
+ * format's `snapshot` hook (qcow2). Failures print qemu-img's words and exit 1.
  */
+import { errnoOf, isBlockError } from '@blk/core';
 import { openCli } from '../common.js';
-import { UsageError, warn } from '../errors.js';
+import { ExitError, UsageError, describeError, warn } from '../errors.js';
 import { snapshotTable } from '../snapshot-table.js';
 
 export interface SnapshotOpts {
@@ -14,15 +15,72 @@ export interface SnapshotOpts {
   apply?: string;
   delete?: string;
   forceShare?: boolean;
+  quiet?: boolean;
 }
 
 export async function snapshot(file: string, opts: SnapshotOpts): Promise<number> {
   const actions = [opts.list, opts.create, opts.apply, opts.delete].filter((a) => a !== undefined && a !== false);
-  if (actions.length !== 1) throw new UsageError('Cannot mix or omit snapshot actions: give one of -l, -c, -a, -d');
-  if (!opts.list) {
-    const what = opts.create !== undefined ? '-c' : opts.apply !== undefined ? '-a' : '-d';
-    throw new Error(`${file}: snapshot ${what} is not supported yet (blk lists and reads snapshots only)`);
+  if (actions.length > 1) throw new UsageError("Cannot mix '-l', '-a', '-c', '-d'");
+  // qemu-img with no action lists.
+  if (opts.create === undefined && opts.apply === undefined && opts.delete === undefined) return list(file, opts);
+  // qemu-img's words: -U opens shared, which only a read-only open may.
+  if (opts.forceShare) fail(`Could not open '${file}': force-share=on can only be used with read-only images`);
+  const image = await openCli(file, {
+    format: opts.format,
+    readOnly: false,
+    backingMode: 'ignore',
+    onWarning: warn,
+  });
+  try {
+    if (opts.create !== undefined) {
+      const name = opts.create;
+      await image.snapshot({ action: 'create', name: qemuName(name) }).catch((err: unknown) => {
+        // qemu-img: "Could not create snapshot 'x': -95 (Operation not supported)"; the detail follows.
+        const e = errnoOf(err);
+        fail(`Could not create snapshot '${name}': -${e.errno} (${e.message}): ${describeError(err)}`);
+      });
+    } else if (opts.apply !== undefined) {
+      const name = opts.apply;
+      await image.snapshot({ action: 'apply', snapshot: name }).catch((err: unknown) => {
+        if (isBlockError(err) && err.code === 'ENOENT' && err.field === 'snapshot') {
+          fail(`Could not apply snapshot '${name}': Failed to load snapshot: No such file or directory`);
+        }
+        fail(`Could not apply snapshot '${name}': ${describeError(err)}`);
+      });
+    } else {
+      const name = opts.delete!;
+      if (!image.snapshottable) fail(`Could not delete snapshot '${name}': snapshot not found`);
+      await image.snapshot({ action: 'delete', snapshot: name }).catch((err: unknown) => {
+        if (isBlockError(err) && err.code === 'ENOENT' && err.field === 'snapshot') {
+          fail(`Could not delete snapshot '${name}': snapshot not found`);
+        }
+        fail(`Could not delete snapshot '${name}': ${describeError(err)}`);
+      });
+    }
+  } finally {
+    await image.close();
   }
+  return 0;
+}
+
+/**
+ * qemu-img keeps at most 255 bytes of a new snapshot's name (QEMUSnapshotInfo.name is char[256]);
+ * cut here at a character boundary, so the name stays valid UTF-8.
+ */
+function qemuName(name: string): string {
+  const bytes = new TextEncoder().encode(name);
+  if (bytes.length <= 255) return name;
+  let end = 255;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return new TextDecoder().decode(bytes.subarray(0, end));
+}
+
+/** One line on stderr (blk: prefix) and exit 1, as qemu-img. */
+function fail(message: string): never {
+  throw new ExitError(1, message);
+}
+
+async function list(file: string, opts: SnapshotOpts): Promise<number> {
   const image = await openCli(file, {
     format: opts.format,
     readOnly: true,
@@ -31,10 +89,9 @@ export async function snapshot(file: string, opts: SnapshotOpts): Promise<number
     onWarning: warn,
   });
   try {
-    // A format with internal snapshots reports a list; qemu-img prints nothing when it is empty.
-    const list = image.info().extras?.snapshots;
-    if (list === undefined) throw new Error(`${file}: format ${image.format} has no internal snapshots`);
-    if (list.length > 0) process.stdout.write(`${snapshotTable(list).join('\n')}\n`);
+    // qemu-img prints nothing for an image without snapshots, or a format without any.
+    const snapshots = image.info().extras?.snapshots ?? [];
+    if (snapshots.length > 0) process.stdout.write(`${snapshotTable(snapshots).join('\n')}\n`);
   } finally {
     await image.close();
   }

@@ -355,7 +355,27 @@ export interface DriverImage {
    * the cluster size it reports, the dirty flag, internal snapshots. Absent: none.
    */
   infoExtras?(): InfoExtras;
+  /**
+   * Optional: internal snapshots (qemu-img snapshot -c/-a/-d; the list is `infoExtras().snapshots`).
+   * `create` records the image's current state under a new ID; `apply` makes a snapshot's state
+   * (and its virtual size) the current one; `delete` removes a snapshot. Each request names its
+   * snapshot as the format looks them up (qcow2: apply by ID, then name; delete by name, as
+   * qemu-img). Requests are drained before the call and none runs during it.
+   */
+  snapshot?(request: SnapshotRequest): Promise<void>;
 }
+
+/** What `DriverImage.snapshot` is asked to do. */
+export type SnapshotRequest =
+  | {
+      action: 'create';
+      name: string;
+      /** Wall-clock time recorded in the snapshot (default: now). */
+      dateSec?: number;
+      dateNsec?: number;
+    }
+  | { action: 'apply'; snapshot: string }
+  | { action: 'delete'; snapshot: string };
 
 /** An internal snapshot as `info` lists it (qemu's SnapshotInfo). */
 export interface SnapshotInfo {

@@ -24,6 +24,7 @@ import type {
   ReadBelow,
   RepairRequest,
   ResizeOptions,
+  SnapshotRequest,
   WriteFlags,
   WriteZeroesFlags,
 } from '../format/driver.js';
@@ -971,6 +972,28 @@ export class Image {
     }
     const context = this.resizeContext();
     await this.exclusively(() => amend.call(this.driverImage, options, context)).catch(this.retitled);
+  }
+
+  /** True when the format keeps internal snapshots this image can create, apply and delete (`snapshot`). */
+  get snapshottable(): boolean {
+    return this.driverImage.snapshot !== undefined;
+  }
+
+  /**
+   * Creates, applies (reverts the image to) or deletes an internal snapshot (qemu-img snapshot).
+   * Runs after the requests in flight, alone; an apply changes every byte and perhaps the size.
+   */
+  async snapshot(request: SnapshotRequest): Promise<void> {
+    this.checkOpen();
+    this.checkWritable();
+    const snapshot = this.driverImage.snapshot;
+    if (!snapshot) {
+      throw new BlockError('not-supported', `Format driver '${this.format}' does not support snapshots`, {
+        path: this.path,
+        code: 'ENOTSUP',
+      });
+    }
+    await this.exclusively(() => snapshot.call(this.driverImage, request)).catch(this.retitled);
   }
 
   /** True when the driver can check its own metadata (`check`). */
