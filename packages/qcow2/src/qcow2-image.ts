@@ -985,8 +985,8 @@ export class Qcow2Image implements DriverImage {
    * freed); shrinking discards the clusters past the new end and the L2 tables past the new L1
    * reach (as QEMU's full discard and qcow2_shrink_l1_table), made durable before the size goes
    * down. The size field is written last on a grow and after the discards on a shrink. As QEMU:
-   * the size must be a multiple of 512, images with internal snapshots are refused, and only
-   * `preallocation=off`.
+   * the size must be a multiple of 512, v2 images with internal snapshots are refused (v3 ones
+   * resize; their snapshots keep their sizes), and only `preallocation=off`.
    */
   async resize(size: number, options: ResizeOptions): Promise<void> {
     const cs = this.clusterSize;
@@ -996,8 +996,10 @@ export class Qcow2Image implements DriverImage {
         code: 'EINVAL',
       });
     }
-    if (this.header.nbSnapshots > 0) {
-      throw new BlockError('not-supported', "Can't resize an image which has snapshots", {
+    // QEMU 7.2 resizes a v3 image with snapshots (each snapshot keeps its own size in its extra
+    // data, and only the active L1 changes); a v2 entry may lack that size, so v2 is refused.
+    if (this.header.nbSnapshots > 0 && this.header.version < 3) {
+      throw new BlockError('not-supported', "Can't resize a v2 image which has snapshots", {
         ...this.where,
         code: 'ENOTSUP',
       });
