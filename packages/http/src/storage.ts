@@ -600,7 +600,7 @@ export class HttpStorage implements Storage {
         // The head of this read is cached or coming in blocks, the rest is the stream's.
         const split = stream.queued - offset;
         await Promise.all([
-          this.readBlocks(offset, offset + split, into),
+          this.readBlocks(offset, offset + split, into) ?? Promise.resolve(),
           this.readFromStream(stream, stream.queued, into.subarray(split, end - offset)),
         ]);
         return end - offset;
@@ -608,12 +608,16 @@ export class HttpStorage implements Storage {
       // Ahead of the stream, or a reader that is no longer sequential: the stream is of no use.
       if (offset > stream.queued || !sequential) this.endStream(stream);
     }
-    await this.readBlocks(offset, end, into);
+    const slow = this.readBlocks(offset, end, into);
+    if (slow !== undefined) await slow;
     return end - offset;
   }
 
-  /** Bytes [offset, end) through the block cache (fetching what is missing), into `into` from its start. */
-  private async readBlocks(offset: number, end: number, into: Uint8Array): Promise<void> {
+  /**
+   * Bytes [offset, end) through the block cache (fetching what is missing), into `into` from its start.
+   * All cached: done at once (undefined; a warm random reader pays no promise); else a promise.
+   */
+  private readBlocks(offset: number, end: number, into: Uint8Array): Promise<void> | undefined {
     const bs = this.cfg.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
@@ -629,11 +633,13 @@ export class HttpStorage implements Storage {
       }
       this.req.stats.hits += last - first + 1;
       this.readAheadFrom(last);
-      return;
+      return undefined;
     }
     const blocks = this.blocks(first, last);
     this.readAheadFrom(last);
-    for (let i = first; i <= last; i++) this.copyBlock(i, await blocks.get(i)!, offset, end, into);
+    return (async () => {
+      for (let i = first; i <= last; i++) this.copyBlock(i, await blocks.get(i)!, offset, end, into);
+    })();
   }
 
   /**
