@@ -129,3 +129,35 @@ describe('a stream that breaks off', () => {
     await s.close();
   });
 });
+
+describe('a stream that stalls', () => {
+  it('is dropped after `timeout` ms without bytes, and the read goes the block way', async () => {
+    const inner = fetchTransport(globalThis.fetch);
+    let stalled = 0;
+    // Streams deliver their first read, then nothing until the request is aborted.
+    const stalling: RangeTransport = async (request) => {
+      const res = await inner(request);
+      if (!isStream(request.headers.Range)) return res;
+      let reads = 0;
+      return {
+        status: res.status,
+        statusText: res.statusText,
+        header: (n) => res.header(n),
+        discard: () => res.discard(),
+        async readInto(into, progress) {
+          if (++reads === 1) return res.readInto(into, progress);
+          stalled++;
+          return new Promise((_resolve, reject) => {
+            request.signal.addEventListener('abort', () => reject(request.signal.reason), { once: true });
+          });
+        },
+      };
+    };
+    const s = await HttpStorage.open(server.url('/big.img'), { cacheSize: 8 * MiB, transport: stalling, timeout: 300 });
+    const t0 = performance.now();
+    expect(sameBytes(await scan(s), DATA)).toBe(true);
+    expect(stalled).toBe(2); // two streams stalled, then block requests only
+    expect(performance.now() - t0).toBeGreaterThan(550);
+    await s.close();
+  });
+});
