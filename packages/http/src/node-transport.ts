@@ -2,7 +2,7 @@
  * nodeTransport: HTTP/1.1 GETs over node:net / node:tls sockets, kept alive per origin, with the body
  * read by the socket straight into the caller's buffer (`onread` with a buffer chosen before each
  * read), so that a body costs no allocation and no copy in JavaScript. Node's fetch (undici) hands a
- * body over as a web stream of 64 KiB chunks and reaches about a quarter of curl on loopback; this
+ * body over as a web stream of 64 KiB chunks and reaches a third to a half of curl on loopback; this
  * reaches curl (see packages/http/README.md). Bodies framed by Content-Length go straight in;
  * chunked bodies and bodies ended by the connection's close are supported (copied).
  */

@@ -8,7 +8,10 @@
  * - Reads go through a block cache (LRU, `cacheSize` bytes of `blockSize`
  *   blocks); adjacent missing blocks of one read are fetched in one request,
  *   and a sequential reader gets a read-ahead window that doubles up to
- *   `readAhead` bytes (added to the same request).
+ *   `readAhead` bytes (added to the same request). Once the window is whole and the object is
+ *   larger than the cache, the rest comes in one request read straight into the reader's buffers
+ *   (see `startStream`).
+ * - Requests go through a `RangeTransport` (transport.ts): fetch, or on Node sockets (node-transport.ts).
  * - At most `maxInFlight` requests are under way at once; a block being
  *   fetched is awaited, never fetched twice.
  * - Network errors and 5xx/429 answers are retried `retries` times with
