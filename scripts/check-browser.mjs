@@ -47,7 +47,14 @@ const PORTABLE = [
 ].filter(([, dir]) => existsSync(path.join(REPO, 'packages', dir, 'package.json')));
 
 /** Node-only modules that live in a portable package behind a separate entry (never imported by the portable one). */
-const NODE_ONLY = ['nbd/src/node.ts', 'nbd/src/tls-node.ts', 'stream/src/node.ts', 'http/src/node.ts'];
+const NODE_ONLY = [
+  'nbd/src/node.ts',
+  'nbd/src/tls-node.ts',
+  'stream/src/node.ts',
+  'http/src/node.ts',
+  'http/src/node-transport.ts',
+  'http/src/index.node.ts',
+];
 
 /** Every @blk/* specifier resolved to its TypeScript source (the Node entries too, so that reaching one is seen). */
 const SOURCES = {

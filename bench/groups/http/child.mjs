@@ -8,7 +8,8 @@ import { prng } from '../../lib/util.mjs';
 const p = JSON.parse(process.argv[2]);
 const dist = (pkg, file = 'index.js') => pathToFileURL(`${ROOT}packages/${pkg}/dist/${file}`).href;
 const images = await import(dist('images'));
-const blkHttp = await import(dist('http'));
+// The `node` condition's entry, as an application on Node gets it: nodeTransport by default.
+const blkHttp = await import(dist('http', 'index.node.js'));
 const now = () => performance.now();
 
 function offsets(count, size, bs, seed) {

@@ -6,3 +6,4 @@
 export * from './storage.js';
 export * from './s3.js';
 export * from './vfs.js';
+export * from './transport.js';

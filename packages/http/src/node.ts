@@ -84,3 +84,4 @@ export function tlsFetch(options: TlsFetchOptions = {}): typeof fetch {
     }
   }) as typeof fetch;
 }
+export { nodeTransport, type NodeTransportOptions } from './node-transport.js';

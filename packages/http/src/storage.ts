@@ -8,7 +8,10 @@
  * - Reads go through a block cache (LRU, `cacheSize` bytes of `blockSize`
  *   blocks); adjacent missing blocks of one read are fetched in one request,
  *   and a sequential reader gets a read-ahead window that doubles up to
- *   `readAhead` bytes (added to the same request).
+ *   `readAhead` bytes (added to the same request). Once the window is whole and the object is
+ *   larger than the cache, the rest comes in one request read straight into the reader's buffers
+ *   (see `startStream`).
+ * - Requests go through a `RangeTransport` (transport.ts): fetch, or on Node sockets (node-transport.ts).
  * - At most `maxInFlight` requests are under way at once; a block being
  *   fetched is awaited, never fetched twice.
  * - Network errors and 5xx/429 answers are retried `retries` times with
@@ -22,6 +25,7 @@
  *   `ETIMEDOUT`; the caller's `signal` gives `aborted`.
  */
 import { BlockError, storageCapabilities, type Storage, type StorageCapabilities } from '@blk/core/portable';
+import { fetchTransport, type RangeTransport, type TransportResponse } from './transport.js';
 
 /** Options of `HttpStorage.open` (and of `HttpVfs`, which hands them on). */
 export interface HttpStorageOptions {
@@ -45,8 +49,13 @@ export interface HttpStorageOptions {
   signal?: AbortSignal;
   /** Extra request headers (authorization, ...). */
   headers?: Record<string, string>;
-  /** The fetch to use (default the global one). */
+  /** The fetch to use (a transport over it); without `fetch` and `transport`, the platform's default transport. */
   fetch?: typeof fetch;
+  /**
+   * How GETs are sent (default: on Node, `nodeTransport()` of @blk/http/node, set when @blk/http is
+   * imported under the `node` condition; elsewhere a transport over the global fetch).
+   */
+  transport?: RangeTransport;
   /**
    * Called before each request is sent (each retry too) with the method, URL and headers blk
    * chose; returns the headers to send instead (S3's SigV4 signing uses it). `Accept-Encoding`
@@ -101,7 +110,7 @@ interface Config {
   timeout: number;
   signal: AbortSignal | undefined;
   headers: Record<string, string>;
-  fetch: typeof fetch;
+  transport: RangeTransport;
   authorize: HttpStorageOptions['authorize'];
   maxSize: number;
 }
@@ -119,8 +128,12 @@ function config(o: HttpStorageOptions): Config {
   const cacheSize = positiveInt(o.cacheSize, DEFAULT_CACHE_SIZE, 'cacheSize', 0);
   const readAhead = positiveInt(o.readAhead, DEFAULT_READ_AHEAD, 'readAhead', 0);
   const maxRequest = positiveInt(o.maxRequest, DEFAULT_MAX_REQUEST, 'maxRequest', 1);
-  const f = o.fetch ?? globalThis.fetch;
-  if (typeof f !== 'function') throw new BlockError('not-supported', 'no fetch in this environment: pass `fetch`');
+  let transport = o.transport ?? (o.fetch ? fetchTransport(o.fetch) : defaultTransport);
+  if (transport === undefined) {
+    const f = globalThis.fetch;
+    if (typeof f !== 'function') throw new BlockError('not-supported', 'no fetch in this environment: pass `fetch`');
+    transport = fetchTransport(f.bind(globalThis));
+  }
   return {
     blockSize,
     cacheBlocks: Math.max(1, Math.floor(cacheSize / blockSize)),
@@ -132,10 +145,18 @@ function config(o: HttpStorageOptions): Config {
     timeout: positiveInt(o.timeout, DEFAULT_TIMEOUT, 'timeout'),
     signal: o.signal,
     headers: { ...o.headers },
-    fetch: o.fetch ? o.fetch : f.bind(globalThis),
+    transport,
     authorize: o.authorize,
     maxSize: positiveInt(o.maxSize, DEFAULT_MAX_SIZE, 'maxSize', 0),
   };
+}
+
+/** The transport used when the options name none (and no `fetch`): set by @blk/http's Node entry. */
+let defaultTransport: RangeTransport | undefined;
+
+/** Sets the transport HttpStorage uses when the options give neither `transport` nor `fetch` (undefined: fetch). */
+export function setDefaultTransport(transport: RangeTransport | undefined): void {
+  defaultTransport = transport;
 }
 
 /** What the first response told: size, validator, and the bytes it carried (from offset 0). */
@@ -156,17 +177,24 @@ class Slots {
   constructor(n: number) {
     this.free = n;
   }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
+  async enter(): Promise<void> {
     if (this.free > 0) this.free--;
     else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
-    }
   }
+  leave(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+/** A response whose body is read later, piece by piece (a sequential stream); `close` frees its slot. */
+export interface HeldResponse {
+  res: TransportResponse;
+  /** Stops the request (its connection is dropped): a read under way rejects. */
+  abort(reason: Error): void;
+  /** Drops the rest of the body and frees the request's slot (once). */
+  close(): void;
 }
 
 const CONTENT_RANGE = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i;
@@ -209,24 +237,57 @@ class Requester {
   }
 
   /** Sends one GET with these headers, retrying as configured; `check` reads the response (its throw of Retryable retries). */
-  async get<T>(headers: Record<string, string>, check: (res: Response, signal: AbortSignal) => Promise<T>): Promise<T> {
-    return this.slots.run(async () => {
+  async get<T>(headers: Record<string, string>, check: (res: TransportResponse) => Promise<T>): Promise<T> {
+    await this.slots.enter();
+    try {
+      return (await this.attempts(headers, check, false)) as T;
+    } finally {
+      this.slots.leave();
+    }
+  }
+
+  /**
+   * Like `get`, but the answer (checked by `check`, its body unread) is handed over: it keeps its
+   * slot and connection until `close`. The time limit covers the head; the caller times its reads.
+   */
+  async hold(headers: Record<string, string>, check: (res: TransportResponse) => Promise<void>): Promise<HeldResponse> {
+    await this.slots.enter();
+    try {
+      return (await this.attempts(headers, check, true)) as HeldResponse;
+    } catch (err) {
+      this.slots.leave();
+      throw err;
+    }
+  }
+
+  /** Sends the request, retrying as configured; `check` reads the response (its throw of Retryable retries). */
+  private async attempts<T>(
+    headers: Record<string, string>,
+    check: (res: TransportResponse) => Promise<T>,
+    hold: boolean,
+  ): Promise<T | HeldResponse> {
+    {
       for (let attempt = 0; ; attempt++) {
         const user = this.cfg.signal;
         if (user?.aborted) throw new BlockError('aborted', 'the request was aborted', { path: this.path });
-        const timer = AbortSignal.timeout(this.cfg.timeout);
-        const signal = user ? AbortSignal.any([user, timer]) : timer;
+        const stop = new AbortController();
+        let timedOut = false;
+        const timer = setTimeout(() => {
+          timedOut = true;
+          stop.abort(new Error(`no complete answer within ${this.cfg.timeout} ms`));
+        }, this.cfg.timeout);
+        const signal = user ? AbortSignal.any([user, stop.signal]) : stop.signal;
+        let kept = false;
         try {
           this.stats.requests++;
-          let res: Response;
+          let res: TransportResponse;
           let sent: Record<string, string> = { ...this.cfg.headers, ...headers };
           if (this.cfg.authorize) sent = await this.cfg.authorize({ method: 'GET', url: this.url, headers: sent });
           try {
-            res = await this.cfg.fetch(this.url, {
-              method: 'GET',
+            res = await this.cfg.transport({
+              url: this.url,
               headers: { ...sent, 'Accept-Encoding': 'identity' },
               signal,
-              redirect: 'follow',
             });
           } catch (err) {
             const tls = tlsProblem(err);
@@ -241,19 +302,33 @@ class Requester {
             throw new Retryable('network', { cause: err });
           }
           if (res.status >= 500 || res.status === 429) {
-            await res.body?.cancel().catch(() => undefined);
+            await res.discard().catch(() => undefined);
             throw new Retryable(`HTTP ${res.status}`);
           }
           try {
-            return await check(res, signal);
+            const out = await check(res);
+            if (!hold) return out;
+            kept = true;
+            let closed = false;
+            const held: HeldResponse = {
+              res,
+              abort: (reason) => stop.abort(reason),
+              close: () => {
+                if (closed) return;
+                closed = true;
+                res.discard().catch(() => undefined);
+                this.slots.leave();
+              },
+            };
+            return held;
           } finally {
             // A body left unread (an error above) must not hold the connection.
-            if (!res.bodyUsed) await res.body?.cancel().catch(() => undefined);
+            if (!kept) await res.discard().catch(() => undefined);
           }
         } catch (err) {
           if (user?.aborted)
             throw new BlockError('aborted', 'the request was aborted', { path: this.path, cause: err });
-          if (timer.aborted) {
+          if (timedOut) {
             throw this.error(`no complete answer within ${this.cfg.timeout} ms`, 'ETIMEDOUT', err);
           }
           if (!(err instanceof Retryable)) {
@@ -268,14 +343,16 @@ class Requester {
           await sleep(this.cfg.retryDelay * 2 ** attempt, user).catch((reason: unknown) => {
             throw new BlockError('aborted', 'the request was aborted', { path: this.path, cause: reason });
           });
+        } finally {
+          clearTimeout(timer);
         }
       }
-    });
+    }
   }
 
   /** Refuses a compressed body: its bytes are not the object's. */
-  checkEncoding(res: Response): void {
-    const enc = res.headers.get('content-encoding');
+  checkEncoding(res: TransportResponse): void {
+    const enc = res.header('content-encoding');
     if (enc !== null && enc.trim().toLowerCase() !== 'identity' && enc.trim() !== '') {
       throw this.error(
         `the server sent the body with Content-Encoding ${enc}: ranges of it are not the object's bytes`,
@@ -285,7 +362,7 @@ class Requester {
   }
 
   /** A status that is no answer: 404, 403, 412, other 4xx (an S3 error code in the body is named). */
-  async checkStatus(res: Response): Promise<void> {
+  async checkStatus(res: TransportResponse): Promise<void> {
     if (res.status < 400 || res.status === 416) return;
     const code = await errorCode(res);
     const why = code !== undefined ? `: ${code}` : '';
@@ -300,38 +377,18 @@ class Requester {
   }
 
   /**
-   * The body, read into one buffer of the `expected` length (never more: a longer body is refused once
-   * it passes it). Streamed: Response.arrayBuffer() copies its chunks once more, at a third of the speed.
+   * The body, read into `into`, which it must fill exactly (a longer body is refused once it passes
+   * the end; a shorter one too: both are worth another try).
    */
-  async body(res: Response, expected: number, progress?: (got: number, data: Uint8Array) => void): Promise<Uint8Array> {
-    const out = new Uint8Array(expected);
-    let got = 0;
-    const reader = res.body?.getReader();
-    if (reader) {
-      try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          if (got + value.length > expected) {
-            got += value.length;
-            break;
-          }
-          out.set(value, got);
-          got += value.length;
-          progress?.(got, out);
-        }
-      } finally {
-        if (got > expected) await reader.cancel().catch(() => undefined);
-        reader.releaseLock();
-      }
-    }
-    this.stats.bytes += Math.min(got, expected);
-    if (got !== expected) {
+  async body(res: TransportResponse, into: Uint8Array, progress?: (got: number) => void): Promise<Uint8Array> {
+    const { got, more } = await res.readInto(into, progress);
+    this.stats.bytes += got;
+    if (more || got !== into.length) {
       throw new Retryable(
-        `the body has ${got > expected ? 'more than ' : ''}${got} bytes, not the ${expected} of its Content-Range`,
+        `the body has ${more ? 'more than ' : ''}${got} bytes, not the ${into.length} of its Content-Range`,
       );
     }
-    return out;
+    return into;
   }
 }
 
@@ -362,40 +419,25 @@ function tlsProblem(err: unknown): string | undefined {
 }
 
 /** The first 4 KiB of an error body, for an S3-style `<Code>` (the rest is dropped unread). */
-async function errorCode(res: Response): Promise<string | undefined> {
-  const reader = res.body?.getReader();
-  if (!reader) return undefined;
-  const parts: Uint8Array[] = [];
-  let got = 0;
+async function errorCode(res: TransportResponse): Promise<string | undefined> {
+  const buf = new Uint8Array(4096);
+  let got: number;
   try {
-    while (got < 4096) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      parts.push(value);
-      got += value.length;
-    }
+    ({ got } = await res.readInto(buf));
   } catch {
     return undefined;
-  } finally {
-    await reader.cancel().catch(() => undefined);
   }
-  const all = new Uint8Array(got);
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  const text = new TextDecoder().decode(all.subarray(0, 4096));
+  const text = new TextDecoder().decode(buf.subarray(0, got));
   const m = /<Code>([A-Za-z0-9.]{1,64})<\/Code>/.exec(text);
   return m?.[1];
 }
 
 /** The validator of a response: a strong ETag, else Last-Modified. */
-function validatorOf(res: Response): { etag: string | undefined; lastModified: string | undefined } {
-  const etag = res.headers.get('etag') ?? undefined;
+function validatorOf(res: TransportResponse): { etag: string | undefined; lastModified: string | undefined } {
+  const etag = res.header('etag') ?? undefined;
   return {
     etag: etag !== undefined && !etag.startsWith('W/') ? etag : undefined,
-    lastModified: res.headers.get('last-modified') ?? undefined,
+    lastModified: res.header('last-modified') ?? undefined,
   };
 }
 
@@ -406,7 +448,7 @@ async function fetchHead(req: Requester): Promise<Head> {
     await req.checkStatus(res);
     req.checkEncoding(res);
     const { etag, lastModified } = validatorOf(res);
-    const range = res.headers.get('content-range') ?? '';
+    const range = res.header('content-range') ?? '';
     if (res.status === 416) {
       const m = UNSATISFIED_RANGE.exec(range.trim());
       if (m && Number(m[1]) === 0) return { size: 0, etag, lastModified, first: new Uint8Array(0) };
@@ -441,9 +483,22 @@ async function fetchHead(req: Requester): Promise<Head> {
     if (end !== Math.min(want, size) - 1) {
       throw req.error(`Content-Range "${range}" is not the range asked for (bytes 0-${want - 1}/size)`, 'EIO');
     }
-    const first = await req.body(res, end + 1);
+    const first = await req.body(res, new Uint8Array(end + 1));
     return { size, etag, lastModified, first };
   });
+}
+
+/** A sequential reader's stream: one request from `start` to the end of the object. */
+interface SeqStream {
+  start: number;
+  /** The next byte its body delivers. */
+  pos: number;
+  /** Where the last read queued on it ends: a read there is the reader going on. */
+  queued: number;
+  held: Promise<HeldResponse>;
+  /** Its reads, one after another. */
+  chain: Promise<unknown>;
+  dead: boolean;
 }
 
 /**
@@ -465,6 +520,9 @@ export class HttpStorage implements Storage {
   /** Blocks being fetched. */
   private readonly pending = new Map<number, Promise<Uint8Array>>();
   private closed = false;
+  /** A sequential reader's stream (see startStream), and how many broke off (two: no more). */
+  private stream: SeqStream | undefined;
+  private streamFailures = 0;
   /** Where the last read ended, and the read-ahead window (blocks) a sequential reader has earned. */
   private lastEnd = -1;
   private window = 0;
@@ -531,16 +589,41 @@ export class HttpStorage implements Storage {
     }
     const end = Math.min(this.length, offset + into.length);
     if (end <= offset) return 0;
+    // Sequential access earns a read-ahead window that doubles, up to the option's size.
+    const sequential = offset === this.lastEnd && this.cfg.readAheadBlocks > 0;
+    this.window = sequential ? Math.min(this.cfg.readAheadBlocks, Math.max(1, this.window * 2)) : 0;
+    this.lastEnd = end;
+    const stream = this.stream;
+    if (stream !== undefined) {
+      if (offset === stream.queued) {
+        await this.readFromStream(stream, offset, into.subarray(0, end - offset));
+        return end - offset;
+      }
+      if (offset < stream.queued && end > stream.queued) {
+        // The head of this read is cached or coming in blocks, the rest is the stream's.
+        const split = stream.queued - offset;
+        await Promise.all([
+          this.readBlocks(offset, offset + split, into) ?? Promise.resolve(),
+          this.readFromStream(stream, stream.queued, into.subarray(split, end - offset)),
+        ]);
+        return end - offset;
+      }
+      // Ahead of the stream, or a reader that is no longer sequential: the stream is of no use.
+      if (offset > stream.queued || !sequential) this.endStream(stream);
+    }
+    const slow = this.readBlocks(offset, end, into);
+    if (slow !== undefined) await slow;
+    return end - offset;
+  }
+
+  /**
+   * Bytes [offset, end) through the block cache (fetching what is missing), into `into` from its start.
+   * All cached: done at once (undefined; a warm random reader pays no promise); else a promise.
+   */
+  private readBlocks(offset: number, end: number, into: Uint8Array): Promise<void> | undefined {
     const bs = this.cfg.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((end - 1) / bs);
-    // Sequential access earns a read-ahead window that doubles, up to the option's size.
-    if (offset === this.lastEnd && this.cfg.readAheadBlocks > 0) {
-      this.window = Math.min(this.cfg.readAheadBlocks, Math.max(1, this.window * 2));
-    } else {
-      this.window = 0;
-    }
-    this.lastEnd = end;
     // Fast path: every block cached (a warm cache): copy, no promise per block.
     let cached = true;
     for (let i = first; i <= last && cached; i++) cached = this.cache.has(i);
@@ -553,12 +636,76 @@ export class HttpStorage implements Storage {
       }
       this.req.stats.hits += last - first + 1;
       this.readAheadFrom(last);
-      return end - offset;
+      return undefined;
     }
     const blocks = this.blocks(first, last);
     this.readAheadFrom(last);
-    for (let i = first; i <= last; i++) this.copyBlock(i, await blocks.get(i)!, offset, end, into);
-    return end - offset;
+    return (async () => {
+      for (let i = first; i <= last; i++) this.copyBlock(i, await blocks.get(i)!, offset, end, into);
+    })();
+  }
+
+  /**
+   * A sequential reader whose window has grown to `readAhead` gets one request from the first block
+   * after the cached and coming ones to the end of the object, read straight into its buffers as it
+   * asks (no block cache, no copy, no request per window; the socket's flow control holds the server
+   * back while the reader is busy), the way curl reads a file. Not for a reader that has read little.
+   */
+  private startStream(last: number): boolean {
+    if (this.window < this.cfg.readAheadBlocks || this.streamFailures >= 2 || this.closed) return false;
+    // A cache that holds the whole object keeps what a scan reads, for the reads after it (a stream
+    // bypasses the cache); a smaller one would only be flushed by the scan.
+    if (this.cfg.cacheBlocks * this.cfg.blockSize >= this.length) return false;
+    const bs = this.cfg.blockSize;
+    let next = last + 1;
+    while (next * bs < this.length && (this.cache.has(next) || this.pending.has(next))) next++;
+    const from = next * bs;
+    // Too little left to be worth a connection of its own: read-ahead does it.
+    if (this.length - from < 2 * this.cfg.readAheadBlocks * bs) return false;
+    const to = this.length - 1;
+    const held = this.req.hold(this.rangeHeaders(from, to), (res) => this.checkRangeAnswer(res, from, to));
+    held.catch(() => undefined); // the reads that wait for it see the error
+    this.stream = { start: from, pos: from, queued: from, held, chain: Promise.resolve(), dead: false };
+    return true;
+  }
+
+  /** Reads `dst.length` bytes at `offset` (= stream.queued) from the stream, after the reads queued before. */
+  private async readFromStream(stream: SeqStream, offset: number, dst: Uint8Array): Promise<void> {
+    stream.queued = offset + dst.length;
+    const run = stream.chain.then(async () => {
+      if (stream.dead) throw new Error('the stream was closed');
+      const held = await stream.held;
+      const timer = setTimeout(() => held.abort(new Error(`no bytes within ${this.cfg.timeout} ms`)), this.cfg.timeout);
+      try {
+        const { got, more } = await held.res.readInto(dst);
+        this.req.stats.bytes += got;
+        stream.pos += got;
+        if (got !== dst.length) throw new Error(`the body ended ${dst.length - got} bytes early`);
+        if (!more) this.endStream(stream);
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+    stream.chain = run.catch(() => undefined);
+    try {
+      await run;
+    } catch (err) {
+      this.endStream(stream);
+      // A typed error of the request (the object changed, ...) is the reader's; a stream that broke
+      // off (network, a stall) is dropped and this read goes the block way, with its retries.
+      if (err instanceof BlockError) throw err;
+      this.streamFailures++;
+      await this.readBlocks(offset, offset + dst.length, dst);
+    }
+  }
+
+  private endStream(stream: SeqStream): void {
+    stream.dead = true;
+    if (this.stream === stream) this.stream = undefined;
+    stream.held.then(
+      (h) => h.close(),
+      () => undefined,
+    );
   }
 
   private copyBlock(i: number, data: Uint8Array, offset: number, end: number, into: Uint8Array): void {
@@ -574,7 +721,8 @@ export class HttpStorage implements Storage {
    * fetched now (in runs, not awaited), so that the next reads find them on the way or arrived.
    */
   private readAheadFrom(last: number): void {
-    if (this.window <= 0) return;
+    if (this.window <= 0 || this.stream !== undefined) return;
+    if (this.startStream(last)) return;
     const lastBlock = Math.floor((this.length - 1) / this.cfg.blockSize);
     // The first block ahead that is neither cached nor coming; fetched (a whole window from there, in
     // one run) only once the reader is within half a window of it, so that requests stay window-sized.
@@ -597,7 +745,7 @@ export class HttpStorage implements Storage {
       if (runStart < 0) return;
       let stop = to;
       // Read-ahead joins the request that reaches the last block asked for.
-      if (to === last) {
+      if (to === last && this.stream === undefined) {
         const limit = Math.min(lastBlock, last + this.window);
         while (stop < limit && !this.cache.has(stop + 1) && !this.pending.has(stop + 1)) stop++;
       }
@@ -672,46 +820,11 @@ export class HttpStorage implements Storage {
     const bs = this.cfg.blockSize;
     const from = a * bs;
     const to = Math.min(this.length, (b + 1) * bs) - 1;
-    const headers: Record<string, string> = { Range: `bytes=${from}-${to}` };
     let next = a;
-    const validator = this.etag ?? this.lastModified;
-    if (validator !== undefined) headers['If-Range'] = validator;
-    if (this.etag !== undefined) headers['If-Match'] = this.etag;
-    else if (this.lastModified !== undefined) headers['If-Unmodified-Since'] = this.lastModified;
-    await this.req.get(headers, async (res) => {
-      await this.req.checkStatus(res);
-      if (res.status !== 206) {
-        throw this.req.error(
-          `HTTP ${res.status} instead of 206 to a range request: the object changed or the server ignores ranges`,
-          res.status === 200 ? 'ESTALE' : 'EIO',
-        );
-      }
-      this.req.checkEncoding(res);
-      const { etag, lastModified } = validatorOf(res);
-      if (this.etag !== undefined && etag !== undefined && etag !== this.etag) {
-        throw this.req.error(`the object changed (ETag ${etag}, opened as ${this.etag})`, 'ESTALE');
-      }
-      if (
-        this.etag === undefined
-        && this.lastModified !== undefined
-        && lastModified !== undefined
-        && lastModified !== this.lastModified
-      ) {
-        throw this.req.error(
-          `the object changed (Last-Modified ${lastModified}, opened as ${this.lastModified})`,
-          'ESTALE',
-        );
-      }
-      const range = res.headers.get('content-range') ?? '';
-      const m = CONTENT_RANGE.exec(range.trim());
-      if (!m || Number(m[1]) !== from || Number(m[2]) !== to || (m[3] !== '*' && Number(m[3]) !== this.length)) {
-        const changed = m !== null && m[3] !== '*' && Number(m[3]) !== this.length;
-        throw this.req.error(
-          `Content-Range "${range}" does not match the request (bytes ${from}-${to}/${this.length})`,
-          changed ? 'ESTALE' : 'EIO',
-        );
-      }
-      return this.req.body(res, to - from + 1, (got, data) => {
+    await this.req.get(this.rangeHeaders(from, to), async (res) => {
+      await this.checkRangeAnswer(res, from, to);
+      const data = new Uint8Array(to - from + 1);
+      return this.req.body(res, data, (got) => {
         // Blocks complete so far go out now.
         while (next <= b && (got >= (next - a + 1) * bs || got === data.length)) {
           const k = next - a;
@@ -721,6 +834,52 @@ export class HttpStorage implements Storage {
       });
     });
     this.req.stats.fetchedBlocks += b - a + 1;
+  }
+
+  /** A range request's headers: the range and the validator it must still match. */
+  private rangeHeaders(from: number, to: number | undefined): Record<string, string> {
+    const headers: Record<string, string> = { Range: `bytes=${from}-${to ?? ''}` };
+    const validator = this.etag ?? this.lastModified;
+    if (validator !== undefined) headers['If-Range'] = validator;
+    if (this.etag !== undefined) headers['If-Match'] = this.etag;
+    else if (this.lastModified !== undefined) headers['If-Unmodified-Since'] = this.lastModified;
+    return headers;
+  }
+
+  /** Refuses (typed) an answer that is not bytes [from, to] of the object opened. */
+  private async checkRangeAnswer(res: TransportResponse, from: number, to: number): Promise<void> {
+    await this.req.checkStatus(res);
+    if (res.status !== 206) {
+      throw this.req.error(
+        `HTTP ${res.status} instead of 206 to a range request: the object changed or the server ignores ranges`,
+        res.status === 200 ? 'ESTALE' : 'EIO',
+      );
+    }
+    this.req.checkEncoding(res);
+    const { etag, lastModified } = validatorOf(res);
+    if (this.etag !== undefined && etag !== undefined && etag !== this.etag) {
+      throw this.req.error(`the object changed (ETag ${etag}, opened as ${this.etag})`, 'ESTALE');
+    }
+    if (
+      this.etag === undefined
+      && this.lastModified !== undefined
+      && lastModified !== undefined
+      && lastModified !== this.lastModified
+    ) {
+      throw this.req.error(
+        `the object changed (Last-Modified ${lastModified}, opened as ${this.lastModified})`,
+        'ESTALE',
+      );
+    }
+    const range = res.header('content-range') ?? '';
+    const m = CONTENT_RANGE.exec(range.trim());
+    if (!m || Number(m[1]) !== from || Number(m[2]) !== to || (m[3] !== '*' && Number(m[3]) !== this.length)) {
+      const changed = m !== null && m[3] !== '*' && Number(m[3]) !== this.length;
+      throw this.req.error(
+        `Content-Range "${range}" does not match the request (bytes ${from}-${to}/${this.length})`,
+        changed ? 'ESTALE' : 'EIO',
+      );
+    }
   }
 
   private remember(index: number, data: Uint8Array): void {
@@ -738,6 +897,7 @@ export class HttpStorage implements Storage {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.stream) this.endStream(this.stream);
     this.cache.clear();
   }
 }

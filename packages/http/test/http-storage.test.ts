@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { HttpStorage, type HttpStorageOptions } from '@blk/http';
+import { fetchTransport, HttpStorage, type HttpStorageOptions, type RangeTransport } from '@blk/http';
+import { nodeTransport } from '@blk/http/node';
 import { TestServer, pattern, sameBytes } from './server.js';
 
 const SIZE = 1024 * 1024 + 123; // not a multiple of the block size
@@ -11,13 +12,17 @@ beforeAll(async () => {
   server = await new TestServer().start();
 });
 afterAll(() => server.stop());
-beforeEach(() => {
+beforeEach(async () => {
+  // Answers an earlier test left delayed (its timeout test) must not count as this test's requests.
+  for (let i = 0; i < 300 && server.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
   server.reset();
   server.put('/disk.img', DATA);
 });
 
+// Every test runs over both transports: fetch (browsers; Node's undici) and Node's own sockets.
+let transport: RangeTransport;
 const open = (o: HttpStorageOptions = {}) =>
-  HttpStorage.open(server.url('/disk.img'), { blockSize: BS, retryDelay: 1, ...o });
+  HttpStorage.open(server.url('/disk.img'), { blockSize: BS, retryDelay: 1, transport, ...o });
 
 async function read(s: HttpStorage, offset: number, length: number): Promise<Uint8Array> {
   const into = new Uint8Array(length);
@@ -25,7 +30,13 @@ async function read(s: HttpStorage, offset: number, length: number): Promise<Uin
   return into.subarray(0, n);
 }
 
-describe('HttpStorage', () => {
+describe.each([
+  ['fetch', () => fetchTransport(globalThis.fetch)],
+  ['node sockets', () => nodeTransport()],
+])('HttpStorage over %s', (_name, make) => {
+  beforeAll(() => {
+    transport = make();
+  });
   it('opens with one ranged GET: size, validator, capabilities, and the first block cached', async () => {
     const s = await open();
     expect(server.requests()).toBe(1);
@@ -151,7 +162,7 @@ describe('HttpStorage', () => {
 
   it('fails when the object changes with only Last-Modified (If-Range gives 200)', async () => {
     server.files.set('/lm.img', { data: DATA, lastModified: 'Sun, 06 Dec 2026 10:00:00 GMT' });
-    const s = await HttpStorage.open(server.url('/lm.img'), { blockSize: BS, readAhead: 0 });
+    const s = await HttpStorage.open(server.url('/lm.img'), { blockSize: BS, readAhead: 0, transport });
     expect(s.etag).toBeUndefined();
     expect(sameBytes(await read(s, 30 * BS, 4), DATA.subarray(30 * BS, 30 * BS + 4))).toBe(true);
     server.files.set('/lm.img', { data: pattern(SIZE, 9), lastModified: 'Sun, 06 Dec 2026 11:00:00 GMT' });
@@ -196,9 +207,12 @@ describe('HttpStorage', () => {
   });
 
   it('maps 404 to io ENOENT, an empty file to size 0, and refuses use after close', async () => {
-    await expect(HttpStorage.open(server.url('/missing'))).rejects.toMatchObject({ kind: 'io', code: 'ENOENT' });
+    await expect(HttpStorage.open(server.url('/missing'), { transport })).rejects.toMatchObject({
+      kind: 'io',
+      code: 'ENOENT',
+    });
     server.put('/empty', new Uint8Array(0));
-    const e = await HttpStorage.open(server.url('/empty'));
+    const e = await HttpStorage.open(server.url('/empty'), { transport });
     expect(await e.size()).toBe(0);
     const s = await open();
     await s.close();

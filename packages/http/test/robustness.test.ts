@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BlockError } from '@blk/core';
 import { DEFAULT_MAX_SIZE, HttpStorage } from '@blk/http';
-import { tlsFetch } from '@blk/http/node';
+import { nodeTransport, tlsFetch } from '@blk/http/node';
 import { TestServer, pattern, sameBytes } from './server.js';
 
 const CLI = fileURLToPath(new URL('../../cli/dist/blk.js', import.meta.url));
@@ -130,6 +130,20 @@ describe.skipIf(!CERTTOOL)('HTTPS with a private CA (certtool)', () => {
       fetch: tlsFetch({ ca: fs.readFileSync(path.join(dir, 'ca2.pem'), 'utf8') }),
     }).catch((e: unknown) => e);
     expect(other).toMatchObject({ kind: 'io', code: 'EPROTO' });
+  });
+
+  it('read with the CA given to nodeTransport, and refused (EPROTO) without it or with another', async () => {
+    const s = await HttpStorage.open(server.url('/d.img'), { blockSize: 4096, transport: nodeTransport({ ca }) });
+    const into = new Uint8Array(DATA.length);
+    expect(await s.read(0, into)).toBe(DATA.length);
+    expect(sameBytes(into, DATA)).toBe(true);
+    for (const transport of [
+      nodeTransport(),
+      nodeTransport({ ca: fs.readFileSync(path.join(dir, 'ca2.pem'), 'utf8') }),
+    ]) {
+      const err = await HttpStorage.open(server.url('/d.img'), { transport, retryDelay: 1 }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ kind: 'io', code: 'EPROTO' });
+    }
   });
 
   it('blk: refused without the CA, read with NODE_EXTRA_CA_CERTS', async () => {

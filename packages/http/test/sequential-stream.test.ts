@@ -1,0 +1,163 @@
+/**
+ * A sequential reader of an object larger than the cache: once its read-ahead window has grown, the
+ * rest comes in one request read straight into its buffers (few requests, every byte once, at most
+ * two requests in flight), on both transports; a stream that breaks off is replaced by block
+ * requests (right bytes); a reader that jumps away drops the stream; a cache that holds the whole
+ * object keeps the scan (no stream).
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { fetchTransport, HttpStorage, type HttpStorageOptions, type RangeTransport } from '@blk/http';
+import { nodeTransport } from '@blk/http/node';
+import { TestServer, pattern, sameBytes } from './server.js';
+
+const MiB = 1024 * 1024;
+const SIZE = 48 * MiB + 4321;
+const DATA = pattern(SIZE, 3);
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await new TestServer().start();
+});
+afterAll(() => server.stop());
+beforeEach(() => {
+  server.reset();
+  server.put('/big.img', DATA);
+});
+
+/** A stream's range: to the end of the object, longer than any block request (maxRequest, 8 MiB). */
+function isStream(range: string | undefined): boolean {
+  const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? '');
+  return m !== null && Number(m[2]) === SIZE - 1 && Number(m[2]) - Number(m[1]) + 1 > 8 * MiB;
+}
+
+/** Reads the whole object in `req`-byte reads; returns the bytes. */
+async function scan(s: HttpStorage, req = MiB): Promise<Uint8Array> {
+  const out = new Uint8Array(SIZE);
+  for (let off = 0; off < SIZE; off += req) await s.read(off, out.subarray(off, Math.min(SIZE, off + req)));
+  return out;
+}
+
+describe.each([
+  ['fetch', () => fetchTransport(globalThis.fetch)],
+  ['node sockets', () => nodeTransport()],
+])('a sequential scan over %s', (_name, make) => {
+  let transport: RangeTransport;
+  beforeAll(() => {
+    transport = make();
+  });
+  const open = (o: HttpStorageOptions = {}) =>
+    HttpStorage.open(server.url('/big.img'), { cacheSize: 8 * MiB, retryDelay: 1, transport, ...o });
+
+  it('streams the rest in one request once the window has grown: few requests, each byte once', async () => {
+    const s = await open();
+    expect(sameBytes(await scan(s), DATA)).toBe(true);
+    // Open, the read-ahead warm-up (windows of 1, 2, 4, ... blocks up to 8 MiB), then one stream
+    // to the end. A request per 8 MiB window (the old way) takes 11.
+    expect(server.requests()).toBeLessThanOrEqual(8);
+    const last = server.log.at(-1)!;
+    expect(isStream(last.range)).toBe(true);
+    expect(server.log.filter((r) => isStream(r.range))).toHaveLength(1);
+    expect(Number(/^bytes=(\d+)-/.exec(last.range!)![1])).toBeLessThanOrEqual(24 * MiB);
+    expect(server.maxInFlight).toBeLessThanOrEqual(2);
+    expect(s.stats.bytes).toBe(SIZE); // nothing fetched twice, nothing wasted
+    await s.close();
+  });
+
+  it('reads that are not a multiple of the block size, two at a time, still stream and stay right', async () => {
+    const s = await open();
+    const out = new Uint8Array(SIZE);
+    const req = 300_007;
+    for (let off = 0; off < SIZE; off += 2 * req) {
+      await Promise.all([
+        s.read(off, out.subarray(off, Math.min(SIZE, off + req))),
+        off + req < SIZE ? s.read(off + req, out.subarray(off + req, Math.min(SIZE, off + 2 * req))) : 0,
+      ]);
+    }
+    expect(sameBytes(out, DATA)).toBe(true);
+    expect(server.requests()).toBeLessThanOrEqual(10);
+    await s.close();
+  });
+
+  it('a reader that jumps away drops the stream; what it reads there is right', async () => {
+    const s = await open();
+    const out = new Uint8Array(16 * MiB);
+    for (let off = 0; off < out.length; off += MiB) await s.read(off, out.subarray(off, off + MiB));
+    const streamed = server.log.at(-1)!.range!;
+    expect(isStream(streamed)).toBe(true);
+    const far = new Uint8Array(4096);
+    await s.read(40 * MiB + 5, far);
+    expect(sameBytes(far, DATA.subarray(40 * MiB + 5, 40 * MiB + 5 + 4096))).toBe(true);
+    expect(server.log.at(-1)!.range).not.toBe(streamed); // a block request, not the stream
+    await s.close();
+  });
+
+  it('a cache that holds the whole object keeps the scan: no stream, a second scan costs nothing', async () => {
+    const s = await open({ cacheSize: 64 * MiB });
+    expect(sameBytes(await scan(s), DATA)).toBe(true);
+    expect(server.log.filter((r) => isStream(r.range))).toHaveLength(0);
+    server.reset();
+    expect(sameBytes(await scan(s), DATA)).toBe(true);
+    expect(server.requests()).toBe(0);
+    await s.close();
+  });
+});
+
+describe('a stream that breaks off', () => {
+  it('is replaced by block requests: right bytes, and no stream after two breaks', async () => {
+    const inner = fetchTransport(globalThis.fetch);
+    let streams = 0;
+    // A transport whose streams (ranges to the end, after the first) break after 3 reads.
+    const breaking: RangeTransport = async (request) => {
+      const res = await inner(request);
+      if (!isStream(request.headers.Range)) return res;
+      streams++;
+      let reads = 0;
+      return {
+        status: res.status,
+        statusText: res.statusText,
+        header: (n) => res.header(n),
+        discard: () => res.discard(),
+        async readInto(into, progress) {
+          if (++reads > 3) throw new Error('connection reset');
+          return res.readInto(into, progress);
+        },
+      };
+    };
+    const s = await HttpStorage.open(server.url('/big.img'), { cacheSize: 8 * MiB, transport: breaking });
+    expect(sameBytes(await scan(s), DATA)).toBe(true);
+    expect(streams).toBe(2);
+    await s.close();
+  });
+});
+
+describe('a stream that stalls', () => {
+  it('is dropped after `timeout` ms without bytes, and the read goes the block way', async () => {
+    const inner = fetchTransport(globalThis.fetch);
+    let stalled = 0;
+    // Streams deliver their first read, then nothing until the request is aborted.
+    const stalling: RangeTransport = async (request) => {
+      const res = await inner(request);
+      if (!isStream(request.headers.Range)) return res;
+      let reads = 0;
+      return {
+        status: res.status,
+        statusText: res.statusText,
+        header: (n) => res.header(n),
+        discard: () => res.discard(),
+        async readInto(into, progress) {
+          if (++reads === 1) return res.readInto(into, progress);
+          stalled++;
+          return new Promise((_resolve, reject) => {
+            request.signal.addEventListener('abort', () => reject(request.signal.reason), { once: true });
+          });
+        },
+      };
+    };
+    const s = await HttpStorage.open(server.url('/big.img'), { cacheSize: 8 * MiB, transport: stalling, timeout: 300 });
+    const t0 = performance.now();
+    expect(sameBytes(await scan(s), DATA)).toBe(true);
+    expect(stalled).toBe(2); // two streams stalled, then block requests only
+    expect(performance.now() - t0).toBeGreaterThan(550);
+    await s.close();
+  });
+});
