@@ -517,11 +517,13 @@ export class Qcow2Image implements DriverImage {
         next = zeroUntil(next, Math.min(stop, Math.ceil(want / cs)));
         if (next > cluster + 1) runEnd = Math.min(limit, next * cs);
       }
-      if (first.kind !== 'compressed') {
-        for (let c = next; c < stop && runEnd < want; c++) {
-          if (!sameRun(first, lookup(c), (c - cluster) * cs)) break;
-          runEnd = Math.min(limit, (c + 1) * cs);
-        }
+      // Compressed clusters are read one by one, but as status they are one run (data, no host offset: the
+      // entries qemu-img map merges): a copy of a compressed image then walks runs, not clusters.
+      const compressed = first.kind === 'compressed';
+      for (let c = next; c < stop && runEnd < want; c++) {
+        const m = lookup(c);
+        if (compressed ? m.kind !== 'compressed' : !sameRun(first, m, (c - cluster) * cs)) break;
+        runEnd = Math.min(limit, (c + 1) * cs);
       }
       const len = runEnd - offset;
       switch (first.kind) {

@@ -2,7 +2,8 @@
  * How many storage requests a qcow2 read costs: clusters that lie next to each other in the file
  * (as qemu-io's sequential write leaves them) are read with one request, on the synchronous path
  * and on the asynchronous one (a storage without synchronous reads), and a run stops where the
- * host clusters stop being contiguous.
+ * host clusters stop being contiguous. Block status reports consecutive compressed clusters as one
+ * run (a copy of a compressed image walks runs, not clusters), as qemu-img map merges them.
  */
 import * as fs from 'node:fs';
 import { FilterStorage, NodeVfs, openImage, type Storage, type Vfs, type VfsOpenOptions } from '@blk/images';
@@ -72,6 +73,7 @@ beforeAll(() => {
   img('create', '-q', '-f', 'qcow2', 'seq.qcow2', '8M');
   // 0-4M written in order: host clusters in guest order. Then 6M, then 5M: not contiguous with 4M.
   io('seq.qcow2', 'write -P 0x5a 0 4M', 'write -P 0x5b 6M 1M', 'write -P 0x5c 5M 1M');
+  img('convert', '-q', '-c', '-O', 'qcow2', 'seq.qcow2', 'comp.qcow2');
 });
 
 afterAll(() => {
@@ -101,4 +103,27 @@ describe('qcow2 reads of host-contiguous clusters', () => {
       }
     });
   }
+});
+
+describe('qcow2 block status of compressed clusters', () => {
+  it('consecutive compressed clusters are one run (data, no host offset), up to the next kind', async (ctx) => {
+    if (!QEMU) return ctx.skip(SKIP);
+    const image = await openImage(p('comp.qcow2'), { readOnly: true });
+    try {
+      const runs = [];
+      for await (const r of image.map()) runs.push([r.start, r.length, r.data, r.hostOffset]);
+      // 0-4M and 5M-7M hold data (every cluster compressed), 4M-5M and 7M-8M nothing.
+      expect(runs).toEqual([
+        [0, 4 * MiB, true, undefined],
+        [4 * MiB, MiB, false, undefined],
+        [5 * MiB, 2 * MiB, true, undefined],
+        [7 * MiB, MiB, false, undefined],
+      ]);
+      // One answer of the driver covers the run (Image.map merges answers; status is one of them).
+      const status = await image.status(64 * KiB, 7 * MiB);
+      expect(status).toMatchObject({ allocated: true, length: 4 * MiB - 64 * KiB });
+    } finally {
+      await image.close();
+    }
+  });
 });
