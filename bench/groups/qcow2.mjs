@@ -8,6 +8,9 @@
  * - qcow2-convert-raw / -deflate: `blk convert -t unsafe -O raw` of a qcow2 25% allocated (and of the
  *   same image deflate-compressed by `qemu-img convert -c`) vs `qemu-img convert -O raw` (which does
  *   not sync either), goal <= 1.0x its time.
+ * - qcow2-convert-qcow2: `blk convert -t unsafe -O qcow2` of a raw file with 50% holes (the bench's
+ *   half layout: data runs and holes of 4-128 KiB, the holes sparse in the file) vs `qemu-img convert
+ *   -O qcow2`, goal <= 1.0x its time; the output is checked with `qemu-img check` and `qemu-img compare`.
  * - qcow2-info / qcow2-map: `blk info` and `blk map --output=json` of a 1 TiB qcow2 with 8000 data
  *   extents vs qemu-img's, goal <= 1.5x their time and RSS <= 64 MiB.
  *
@@ -165,6 +168,23 @@ export default function qcow2Rows(ctx) {
       execFileSync('qemu-img', ['convert', '-c', '-O', 'qcow2', quarter(), p]);
       return p;
     });
+  const holes = () =>
+    fixture('holes.raw', (path) => {
+      const fd = fs.openSync(path, 'w');
+      try {
+        fs.ftruncateSync(fd, S.size);
+        const buf = Buffer.alloc(128 * 1024);
+        for (const [start, length] of halfRuns(S.size)) {
+          const part = buf.subarray(0, length);
+          fillPattern(part, start, TAG_OVERLAY);
+          fs.writeSync(fd, part, 0, length, start);
+        }
+        fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return path;
+    });
   const big = () =>
     fixture('big.qcow2', (p) => {
       const size = S.mapSize;
@@ -313,6 +333,70 @@ export default function qcow2Rows(ctx) {
             samples: out,
           });
         }
+      },
+    },
+    {
+      id: 'qcow2-convert-qcow2',
+      rows: ['qcow2-convert-qcow2'],
+      run() {
+        const id = 'qcow2-convert-qcow2';
+        if (!hasQemu()) {
+          addRow({ id, title: id, unit: 's', note: 'qemu-img is not installed' });
+          return;
+        }
+        const src = holes();
+        const outBlk = `${ctx.dir}/${id}.blk.qcow2`;
+        const outQemu = `${ctx.dir}/${id}.qemu.qcow2`;
+        let verdict;
+        const variants = [
+          {
+            key: 'qemu-img convert',
+            before: () => prepare([src]),
+            after: () => ctx.discardLater(outQemu),
+            run: () => {
+              const r = runCommand(['qemu-img', 'convert', '-O', 'qcow2', src, outQemu]);
+              return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+            },
+          },
+          {
+            key: 'blk convert -t unsafe',
+            before: () => prepare([src]),
+            after: () => {
+              if (verdict === undefined && fs.existsSync(outBlk)) {
+                const check = spawnSync('qemu-img', ['check', outBlk], { encoding: 'utf8' });
+                const cmp = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', src, outBlk], {
+                  encoding: 'utf8',
+                });
+                verdict =
+                  check.status !== 0
+                    ? `WRONG RESULT: qemu-img check: ${check.stdout}${check.stderr}`
+                    : cmp.status !== 0
+                      ? `WRONG RESULT: qemu-img compare: ${cmp.stdout}${cmp.stderr}`
+                      : 'qemu-img check clean, qemu-img compare identical';
+              }
+              ctx.discardLater(outBlk);
+            },
+            run: () => {
+              const r = runCommand(blkCli('convert', '-t', 'unsafe', '-O', 'qcow2', src, outBlk));
+              return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+            },
+          },
+        ];
+        const { out, errors } = interleave(S.cliReps, variants);
+        const r = best(out['blk convert -t unsafe'], false);
+        addRow({
+          id,
+          title: `\`blk convert -t unsafe -O qcow2\` of a ${ctx.fmtBytes(S.size)} raw file with 50% holes`,
+          unit: 's',
+          blk: r?.value,
+          baseline: best(out['qemu-img convert'], false)?.value,
+          baselineName: '`qemu-img convert -O qcow2` (no sync either)',
+          goal: { max: 1.0 },
+          rssKiB: r?.maxRssKiB,
+          wrong: verdict?.startsWith('WRONG') === true,
+          note: pending ?? errors['blk convert -t unsafe'] ?? errors['qemu-img convert'] ?? verdict,
+          samples: out,
+        });
       },
     },
     {

@@ -24,6 +24,8 @@ class FlatImage implements DriverImage {
   readonly events: string[] = [];
   /** While set, reads wait for it (an asynchronous read, as over a remote storage). */
   gate: Promise<void> | undefined;
+  /** While set, writes wait for it before they write. */
+  writeGate: Promise<void> | undefined;
 
   constructor(
     readonly driver: BlockDriver,
@@ -48,6 +50,7 @@ class FlatImage implements DriverImage {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.events.push(`write ${offset}`);
+    await this.writeGate;
     await this.storage.write(offset, data);
   }
 
@@ -109,6 +112,49 @@ describe('one read shape', () => {
     expect(flat.events).toEqual(['read 0 start', 'read 0 end', `write ${SS}`]);
     expect(into.every((b) => b === 1)).toBe(true); // the read saw the data from before the write
     expect([...(await image.read(SS, 2))]).toEqual([2, 2]);
+  });
+
+  it('reads in flight do not take the synchronous path away from another read (32 readers, one waiting)', async () => {
+    const { image, flat } = flatImage(new Uint8Array(8 * SS).fill(3));
+    let open!: () => void;
+    flat.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const slow = image.readInto(0, new Uint8Array(SS)); // goes asynchronous: in the tracker until it ends
+    flat.gate = undefined;
+    const into = new Uint8Array(SS);
+    let settled = false;
+    const fast = image.readInto(4 * SS, into).then(() => {
+      settled = true;
+    });
+    await Promise.resolve();
+    expect(settled).toBe(true); // untracked: a read has nothing to wait for from another read
+    expect(into.every((b) => b === 3)).toBe(true);
+    // The waiting read still holds back a write to its range issued after it.
+    const write = image.write(0, new Uint8Array(SS).fill(4));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(flat.events).toEqual(['read 0 start', `read ${4 * SS} sync`]);
+    open();
+    await Promise.all([slow, fast, write]);
+    expect(flat.events).toEqual(['read 0 start', `read ${4 * SS} sync`, 'read 0 end', 'write 0']);
+  });
+
+  it('a read issued while a write to its range is in flight waits for it and sees its data', async () => {
+    const { image, flat } = flatImage(new Uint8Array(8 * SS).fill(5));
+    let open!: () => void;
+    flat.writeGate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const write = image.write(SS, new Uint8Array(SS).fill(6));
+    await Promise.resolve();
+    const into = new Uint8Array(2 * SS);
+    const read = image.readInto(0, into);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(flat.events).toEqual([`write ${SS}`]); // the read has not started
+    open();
+    await Promise.all([write, read]);
+    expect([...into.subarray(0, SS)].every((b) => b === 5)).toBe(true);
+    expect([...into.subarray(SS)].every((b) => b === 6)).toBe(true);
   });
 
   it('a driver that throws synchronously rejects the read instead of throwing', async () => {

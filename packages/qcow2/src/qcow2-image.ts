@@ -317,23 +317,43 @@ export class Qcow2Image implements DriverImage {
     return this.withL2(cluster, (lookup) => lookup(cluster));
   }
 
-  /** Guest clusters from `cluster` that continue its run (one kind, contiguous on the host), up to `end` and the table's `stop`. */
+  /** The mapping of guest cluster `c` in the L2 table `dv` (undefined: no table, unallocated). */
+  private mappingIn(dv: DataView | undefined, c: number): ClusterMapping {
+    if (dv === undefined) return UNALLOCATED;
+    const i = (c % this.l2Entries) * this.entryBytes;
+    return this.decode(dv.getUint32(i), dv.getUint32(i + 4), c);
+  }
+
+  /**
+   * Guest clusters from `cluster` that continue its run (one kind, contiguous on the host), up to
+   * `end` and the table's `stop`: a run of host-contiguous clusters is read with one request.
+   * `dv` is the cluster's L2 table (undefined when it has none).
+   */
   private runFrom(
-    lookup: (c: number) => ClusterMapping,
+    dv: DataView | undefined,
     stop: number,
     cluster: number,
     end: number,
   ): { first: ClusterMapping; runEnd: number } {
     const cs = this.clusterSize;
-    const first = lookup(cluster);
+    const first = this.mappingIn(dv, cluster);
     let runEnd = Math.min(end, (cluster + 1) * cs);
     if (first.kind !== 'compressed') {
       for (let c = cluster + 1; c < stop && runEnd < end; c++) {
-        if (!sameRun(first, lookup(c), (c - cluster) * cs)) break;
+        if (!sameRun(first, this.mappingIn(dv, c), (c - cluster) * cs)) break;
         runEnd = Math.min(end, (c + 1) * cs);
       }
     }
     return { first, runEnd };
+  }
+
+  /** The L2 table of guest cluster `cluster` as a view (undefined when it has none), loaded through the cache. */
+  private withL2View<T>(cluster: number, fn: (dv: DataView | undefined, stop: number) => T): Promise<T> {
+    const l1Index = Math.floor(cluster / this.l2Entries);
+    const stop = (l1Index + 1) * this.l2Entries;
+    const l2 = this.l2Offset(l1Index);
+    if (l2 === 0) return Promise.resolve(fn(undefined, stop));
+    return this.l2Cache.use(l2 / this.clusterSize, (chunk) => fn(chunk.view, stop));
   }
 
   /**
@@ -353,20 +373,15 @@ export class Qcow2Image implements DriverImage {
       const cluster = Math.floor(pos / cs);
       const l1Index = Math.floor(cluster / this.l2Entries);
       const l2 = this.l2Offset(l1Index);
-      let lookup: (c: number) => ClusterMapping;
-      if (l2 === 0) {
-        lookup = () => UNALLOCATED;
-      } else {
+      let dv: DataView | undefined;
+      if (l2 !== 0) {
         const chunk = this.l2Cache.get(l2 / cs);
         if (chunk === undefined) return this.readFrom(offset, into, below, pos);
-        const dv = chunk.view;
-        lookup = (c) => {
-          const i = (c % this.l2Entries) * this.entryBytes;
-          return this.decode(dv.getUint32(i), dv.getUint32(i + 4), c);
-        };
+        dv = chunk.view;
       }
-      const { first: m, runEnd } = this.runFrom(lookup, (l1Index + 1) * this.l2Entries, cluster, end);
-      const part = into.subarray(pos - offset, runEnd - offset);
+      const { first: m, runEnd } = this.runFrom(dv, (l1Index + 1) * this.l2Entries, cluster, end);
+      // A request inside one run (every 4 KiB read) is `into` itself: no view to make.
+      const part = pos === offset && runEnd === end ? into : into.subarray(pos - offset, runEnd - offset);
       const inCluster = pos - cluster * cs;
       switch (m.kind) {
         case 'unallocated': {
@@ -400,7 +415,7 @@ export class Qcow2Image implements DriverImage {
     const end = offset + into.length;
     while (pos < end) {
       const cluster = Math.floor(pos / cs);
-      const run = await this.withL2(cluster, (lookup, stop) => this.runFrom(lookup, stop, cluster, end));
+      const run = await this.withL2View(cluster, (dv, stop) => this.runFrom(dv, stop, cluster, end));
       const part = into.subarray(pos - offset, run.runEnd - offset);
       const inCluster = pos - cluster * cs;
       const m = run.first;
@@ -502,11 +517,13 @@ export class Qcow2Image implements DriverImage {
         next = zeroUntil(next, Math.min(stop, Math.ceil(want / cs)));
         if (next > cluster + 1) runEnd = Math.min(limit, next * cs);
       }
-      if (first.kind !== 'compressed') {
-        for (let c = next; c < stop && runEnd < want; c++) {
-          if (!sameRun(first, lookup(c), (c - cluster) * cs)) break;
-          runEnd = Math.min(limit, (c + 1) * cs);
-        }
+      // Compressed clusters are read one by one, but as status they are one run (data, no host offset: the
+      // entries qemu-img map merges): a copy of a compressed image then walks runs, not clusters.
+      const compressed = first.kind === 'compressed';
+      for (let c = next; c < stop && runEnd < want; c++) {
+        const m = lookup(c);
+        if (compressed ? m.kind !== 'compressed' : !sameRun(first, m, (c - cluster) * cs)) break;
+        runEnd = Math.min(limit, (c + 1) * cs);
       }
       const len = runEnd - offset;
       switch (first.kind) {

@@ -223,13 +223,17 @@ export class Image {
   /**
    * Fills `into` from `offset` (no allocation when the request is sector-aligned).
    *
-   * Fast path: a sector-aligned request issued while no other request is in
-   * flight on this image goes straight to the driver, untracked; when the
-   * driver (and, for runs that fall through, every backing image involved)
+   * Fast path: a sector-aligned request issued while no write is in flight
+   * on this image goes straight to the driver, untracked; when the driver
+   * (and, for runs that fall through, every backing image involved)
    * completes it without waiting (`DriverImage.read` returning undefined),
    * the returned promise is already resolved. Such a request cannot
-   * interleave with any other, so it needs no entry in the request tracker;
-   * one that has to wait enters the tracker then (nothing ran in between).
+   * interleave with any other, and reads in flight do not conflict with it,
+   * so it needs no entry in the request tracker; one that has to wait enters
+   * the tracker then (nothing ran in between), where later writes see it.
+   * (Testing for any request in flight instead would send every read through
+   * the tracker once one read had to wait, for as long as many are issued
+   * together: at 32 in flight, all of them.)
    * Anything else takes the tracked path, as does every request with
    * `{ sync: false }`.
    */
@@ -264,7 +268,8 @@ export class Image {
       if (into.length === 0) return RESOLVED;
       // `readRange`'s fast path, inline: this is the hottest path of random reads.
       const ss = this.alignment;
-      if (this.tracker.size === 0 && options?.sync !== false && offset % ss === 0 && into.length % ss === 0) {
+      // No write in flight: nothing this read could have to wait for (reads never block reads).
+      if (this.tracker.writes === 0 && options?.sync !== false && offset % ss === 0 && into.length % ss === 0) {
         const pending = this.driverImage.read(offset, into, this.readBelow);
         return pending === undefined ? RESOLVED : this.tracker.track(offset, offset + into.length, false, pending);
       }
@@ -283,7 +288,7 @@ export class Image {
     if (into.length === 0) return undefined;
     const ss = this.alignment;
     // The fast path first, with as little arithmetic as possible (offsets are often doubles: `%` costs).
-    if (sync && this.tracker.size === 0 && offset % ss === 0 && into.length % ss === 0) {
+    if (sync && this.tracker.writes === 0 && offset % ss === 0 && into.length % ss === 0) {
       const pending = this.driverImage.read(offset, into, this.readBelow);
       return pending === undefined ? undefined : this.tracker.track(offset, offset + into.length, false, pending);
     }

@@ -28,6 +28,8 @@ function doneOf(entry: Tracked): Promise<void> {
 
 export class RequestTracker {
   private readonly inFlight = new Set<Tracked>();
+  /** Writes among `inFlight`: a read that overlaps none of them can go ahead untracked (reads never block reads). */
+  private writesInFlight = 0;
 
   /** Runs `work` once no conflicting earlier request overlaps [start, end). */
   async run<T>(start: number, end: number, write: boolean, work: () => T | Promise<T>): Promise<T> {
@@ -36,13 +38,12 @@ export class RequestTracker {
       if ((write || other.write) && other.start < end && start < other.end) (blockers ??= []).push(doneOf(other));
     }
     const entry: Tracked = { start, end, write };
-    this.inFlight.add(entry);
+    this.add(entry);
     try {
       if (blockers !== undefined) await Promise.all(blockers);
       return await work();
     } finally {
-      this.inFlight.delete(entry);
-      entry.release?.();
+      this.remove(entry);
     }
   }
 
@@ -54,11 +55,8 @@ export class RequestTracker {
    */
   track<T>(start: number, end: number, write: boolean, pending: Promise<T>): Promise<T> {
     const entry: Tracked = { start, end, write };
-    this.inFlight.add(entry);
-    const settle = () => {
-      this.inFlight.delete(entry);
-      entry.release?.();
-    };
+    this.add(entry);
+    const settle = () => this.remove(entry);
     return pending.then(
       (value) => {
         settle();
@@ -71,6 +69,17 @@ export class RequestTracker {
     );
   }
 
+  private add(entry: Tracked): void {
+    this.inFlight.add(entry);
+    if (entry.write) this.writesInFlight++;
+  }
+
+  private remove(entry: Tracked): void {
+    this.inFlight.delete(entry);
+    if (entry.write) this.writesInFlight--;
+    entry.release?.();
+  }
+
   /** Resolves when every request in flight now has finished. */
   async drain(): Promise<void> {
     await Promise.all([...this.inFlight].map(doneOf));
@@ -78,5 +87,10 @@ export class RequestTracker {
 
   get size(): number {
     return this.inFlight.size;
+  }
+
+  /** Writes in flight (a read issued now conflicts with nothing when this is 0). */
+  get writes(): number {
+    return this.writesInFlight;
   }
 }
