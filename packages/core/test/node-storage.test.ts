@@ -239,42 +239,6 @@ describe('NodeVfs', () => {
     expect(await vfs.realpath(link)).toBe(fs.realpathSync(file));
   });
 
-  it.each(['sync', 'async'] as NodeIoMode[])(
-    'runs its metadata calls on the main thread in io: sync mode, on the thread pool in io: async (%s), with the same answers',
-    async (io) => {
-      const file = tempFile(bytes(10));
-      const link = path.join(dir, `link${counter++}`);
-      fs.symlinkSync(file, link);
-      const vfs = new NodeVfs({ io });
-      // A call on the thread pool is an FSReqCallback until it completes; a synchronous one never is.
-      const pending = () => process.getActiveResourcesInfo().filter((r) => r === 'FSReqCallback').length;
-      const before = pending();
-      const calls: Array<[string, Promise<unknown>]> = [
-        ['stat', vfs.stat(link)],
-        ['lstat', vfs.lstat(link)],
-        ['realpath', vfs.realpath(link)],
-        ['exists', vfs.exists(path.join(dir, 'nothing-here'))],
-      ];
-      expect(pending() - before).toBe(io === 'sync' ? 0 : calls.length);
-      const [st, lst, real, exists] = await Promise.all(calls.map(([, p]) => p));
-      expect(st).toMatchObject({ size: 10, isFile: true });
-      expect(lst).toMatchObject({ isSymbolicLink: true });
-      expect(real).toBe(fs.realpathSync(file));
-      expect(exists).toBe(false);
-      const moved = `${file}.moved`;
-      const beforeRename = pending();
-      const rename = vfs.rename(file, moved);
-      expect(pending() - beforeRename).toBe(io === 'sync' ? 0 : 1);
-      await rename;
-      await vfs.setAttributes(moved, { uid: process.getuid!(), gid: process.getgid!(), mode: 0o600 });
-      expect(fs.statSync(moved).mode & 0o7777).toBe(0o600);
-      await vfs.remove(moved);
-      expect(fs.existsSync(moved)).toBe(false);
-      await expect(vfs.stat(moved)).rejects.toMatchObject({ kind: 'io', code: 'ENOENT' });
-      await expect(vfs.realpath(moved)).rejects.toMatchObject({ kind: 'io', code: 'ENOENT' });
-    },
-  );
-
   it("resolves an overlay's relative backing path against the overlay's directory, not process.cwd()", async () => {
     const sub = fs.mkdtempSync(path.join(dir, 'rel-'));
     fs.writeFileSync(path.join(sub, 'base.raw'), bytes(4096, 8));

@@ -17,22 +17,9 @@ export interface NodeVfsOptions {
   syscalls?: PositionalSyscalls;
 }
 
-/**
- * The host's file system. In `io: 'sync'` mode (the default) its metadata
- * calls (stat, realpath, rename, ...) run on the main thread too, as the
- * storages' reads and writes do: the first asynchronous fs call starts
- * libuv's thread pool (four threads), and every one then costs two thread
- * hand-offs, which was a tenth of a short `blk info` or `blk map` (more on a
- * loaded machine, where each hand-off waits for a time slice). In `io:
- * 'async'` mode they go to the thread pool, so that none blocks the event loop.
- */
+/** The host's file system. */
 export class NodeVfs implements Vfs {
-  /** Metadata calls on the main thread (io: 'sync'). */
-  private readonly sync: boolean;
-
-  constructor(private readonly options: NodeVfsOptions = {}) {
-    this.sync = (options.io ?? 'sync') === 'sync';
-  }
+  constructor(private readonly options: NodeVfsOptions = {}) {}
 
   async open(path: string, options: VfsOpenOptions = {}): Promise<Storage> {
     let flags = options.readOnly ? 'r' : 'r+';
@@ -47,24 +34,16 @@ export class NodeVfs implements Vfs {
   }
 
   async stat(path: string): Promise<FileStat> {
-    return toStat(path, () =>
-      this.sync
-        ? fs.statSync(path, { bigint: true })
-        : callback<fs.BigIntStats>((cb) => fs.stat(path, { bigint: true }, cb)),
-    );
+    return toStat(path, () => callback<fs.BigIntStats>((cb) => fs.stat(path, { bigint: true }, cb)));
   }
 
   async lstat(path: string): Promise<FileStat> {
-    return toStat(path, () =>
-      this.sync
-        ? fs.lstatSync(path, { bigint: true })
-        : callback<fs.BigIntStats>((cb) => fs.lstat(path, { bigint: true }, cb)),
-    );
+    return toStat(path, () => callback<fs.BigIntStats>((cb) => fs.lstat(path, { bigint: true }, cb)));
   }
 
   async realpath(path: string): Promise<string> {
     try {
-      return this.sync ? fs.realpathSync.native(path) : await callback<string>((cb) => fs.realpath.native(path, cb));
+      return await callback<string>((cb) => fs.realpath.native(path, cb));
     } catch (err) {
       throw missingOrIo(path, 'realpath', err);
     }
@@ -84,8 +63,7 @@ export class NodeVfs implements Vfs {
 
   async exists(path: string): Promise<boolean> {
     try {
-      if (this.sync) fs.statSync(path);
-      else await callback<fs.Stats>((cb) => fs.stat(path, cb));
+      await callback<fs.Stats>((cb) => fs.stat(path, cb));
       return true;
     } catch {
       return false;
@@ -94,8 +72,7 @@ export class NodeVfs implements Vfs {
 
   async remove(path: string): Promise<void> {
     try {
-      if (this.sync) fs.unlinkSync(path);
-      else await callback<void>((cb) => fs.unlink(path, cb));
+      await callback<void>((cb) => fs.unlink(path, cb));
     } catch (err) {
       throw missingOrIo(path, 'remove', err);
     }
@@ -103,8 +80,7 @@ export class NodeVfs implements Vfs {
 
   async rename(from: string, to: string): Promise<void> {
     try {
-      if (this.sync) fs.renameSync(from, to);
-      else await callback<void>((cb) => fs.rename(from, to, cb));
+      await callback<void>((cb) => fs.rename(from, to, cb));
     } catch (err) {
       throw missingOrIo(from, 'rename', err);
     }
@@ -113,20 +89,15 @@ export class NodeVfs implements Vfs {
   async setAttributes(path: string, attributes: FileAttributes): Promise<void> {
     try {
       // Owner first: chown clears the set-user/group-ID bits, which chmod then restores.
-      if (this.sync) {
-        fs.chownSync(path, attributes.uid, attributes.gid);
-        fs.chmodSync(path, attributes.mode);
-      } else {
-        await callback<void>((cb) => fs.chown(path, attributes.uid, attributes.gid, cb));
-        await callback<void>((cb) => fs.chmod(path, attributes.mode, cb));
-      }
+      await callback<void>((cb) => fs.chown(path, attributes.uid, attributes.gid, cb));
+      await callback<void>((cb) => fs.chmod(path, attributes.mode, cb));
     } catch (err) {
       throw missingOrIo(path, 'chmod', err);
     }
   }
 }
 
-async function toStat(path: string, get: () => fs.BigIntStats | Promise<fs.BigIntStats>): Promise<FileStat> {
+async function toStat(path: string, get: () => Promise<fs.BigIntStats>): Promise<FileStat> {
   try {
     const st = await get();
     return {
