@@ -5,7 +5,7 @@
  * - the CLI tarball alone installs (`npm i -g ./blk-cli-X.tgz`): the @blk
  *   packages are not in the npm registry, and the bin needs none of them;
  * - start-up reads one file and resolves no module graph: the bundle is one
- *   CommonJS function whose commands (imported dynamically in src/blk.ts)
+ *   CommonJS function whose commands (imported dynamically in src/program.ts)
  *   initialise only when they run, and dist/blk.cjs (src/launcher.ts) runs
  *   it from V8's code cache, so that nothing is parsed or compiled twice.
  *   dist/blk.js, the path tests and scripts spawn, only requires blk.cjs;

@@ -2,13 +2,13 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { isBlockError, type Image } from '@blk/core';
-import { cliOpenOptions, isZero, type BackingRules, type CliOpenOptions } from './jobs/common.js';
+import { cliOpenOptions, type BackingRules, type CliOpenOptions } from './jobs/common.js';
 import { warn } from './errors.js';
 import { openImage } from './images.js';
 import { ownerMayRead } from './owner-rule.js';
 import { isRemoteUrl } from '@blk/http';
 
-export { CHUNK, backingPolicy, isZero, type CliOpenOptions } from './jobs/common.js';
+export { CHUNK, backingPolicy, type CliOpenOptions } from './jobs/common.js';
 
 /** The backing-rule flags as commander hands them over (--backing-dir DIR..., --forbid-backing). */
 export interface BackingRuleFlags {
@@ -186,21 +186,4 @@ export async function runInterruptible(job: (signal: AbortSignal) => Promise<unk
   } finally {
     guard.off();
   }
-}
-
-/** Index of the first byte where a and b differ (same length), or -1. */
-export function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  if (Buffer.from(a.buffer, a.byteOffset, n).equals(Buffer.from(b.buffer, b.byteOffset, n))) {
-    return a.length === b.length ? -1 : n;
-  }
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return n;
-}
-
-/** Index of the first non-zero byte, or -1. */
-export function firstNonZero(buf: Uint8Array): number {
-  if (isZero(buf)) return -1;
-  for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return i;
-  return -1;
 }

@@ -68,16 +68,20 @@ function hash(s: string): string {
   return (h >>> 0).toString(16).padStart(8, '0');
 }
 
-/** A checksum of `data`: FNV-1a over 4096 words spread across it and its last 64 words, with the length. */
+/**
+ * A checksum of `data`: FNV-1a over 4096 words spread across it and its last 64 words, with the length.
+ * The words are read through an Int32Array (a copy when `data` is not 4-byte aligned: ~0.1 ms),
+ * not `readInt32LE`: this runs once per start in V8's interpreter, where 4200 `readInt32LE` calls
+ * cost 3-6 ms, more than the code cache's own deserialisation.
+ */
 function sampleSum(data: Buffer): string {
   const words = data.length >>> 2;
+  const aligned = data.byteOffset % 4 === 0 ? data : new Uint8Array(data.subarray(0, words * 4));
+  const w = new Int32Array(aligned.buffer, aligned.byteOffset, words);
   let h = 0x811c9dc5 ^ data.length;
-  const mix = (i: number) => {
-    h = Math.imul(h ^ data.readInt32LE(i * 4), 0x01000193);
-  };
   const stride = Math.max(1, Math.floor(words / 4096));
-  for (let i = 0; i < words; i += stride) mix(i);
-  for (let i = Math.max(0, words - 64); i < words; i++) mix(i);
+  for (let i = 0; i < words; i += stride) h = Math.imul(h ^ w[i]!, 0x01000193);
+  for (let i = Math.max(0, words - 64); i < words; i++) h = Math.imul(h ^ w[i]!, 0x01000193);
   for (let i = words * 4; i < data.length; i++) h = Math.imul(h ^ data[i]!, 0x01000193);
   return (h >>> 0).toString(16).padStart(8, '0');
 }

@@ -166,7 +166,7 @@ describe('blk start-up', () => {
   });
 
   it("gives every command of the program a cache of its own (the launcher's list is blk.ts's commands)", () => {
-    const program = fs.readFileSync(path.join(CLI_DIR, 'src', 'blk.ts'), 'utf8');
+    const program = fs.readFileSync(path.join(CLI_DIR, 'src', 'program.ts'), 'utf8');
     const launcher = fs.readFileSync(path.join(CLI_DIR, 'src', 'launcher.ts'), 'utf8');
     const commands = [...program.matchAll(/\.command\('([a-z]+)'\)/g)].map((m) => m[1]!).sort();
     const listed = /'([a-z ]+)'\.split\(' '\)/.exec(launcher)?.[1]?.split(' ').sort();

@@ -546,30 +546,4 @@ export class EventLoopYielder {
   }
 }
 
-/** True when every byte of `buf` is zero. */
-export function isZero(buf: Uint8Array): boolean {
-  const n = buf.length;
-  let i = 0;
-  if (buf.byteOffset % 4 === 0 && n >= 64) {
-    const words = new Uint32Array(buf.buffer, buf.byteOffset, n >>> 2);
-    for (let w = 0; w < words.length; w++) if (words[w] !== 0) return false;
-    i = words.length << 2;
-  }
-  for (; i < n; i++) if (buf[i] !== 0) return false;
-  return true;
-}
-
-/** True when `a` and `b` hold the same bytes. */
-export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  const n = a.length;
-  if (b.length !== n) return false;
-  let i = 0;
-  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && n >= 64) {
-    const wa = new Uint32Array(a.buffer, a.byteOffset, n >>> 2);
-    const wb = new Uint32Array(b.buffer, b.byteOffset, n >>> 2);
-    for (let w = 0; w < wa.length; w++) if (wa[w] !== wb[w]) return false;
-    i = wa.length << 2;
-  }
-  for (; i < n; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+export { isZero, sameBytes } from './bytes.js';

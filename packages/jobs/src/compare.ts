@@ -10,7 +10,8 @@
  * holds it. The blk command opens the images and prints the result.
  */
 import { ChainCursor, type Image } from '@blk/core/portable';
-import { checkAborted, CHUNK, EventLoopYielder, isZero } from './common.js';
+import { firstDifference, firstNonZero } from './bytes.js';
+import { checkAborted, CHUNK, EventLoopYielder } from './common.js';
 
 export interface CompareOptions {
   /** -s: sizes and block status must match too. */
@@ -106,29 +107,6 @@ async function sameStatus(
 /** Reads [offset, offset + data.length) of `image` from the layer at `depth` (the one that holds it). */
 function readFrom(layers: Image[], depth: number | undefined, offset: number, data: Uint8Array): Promise<void> {
   return (layers[depth ?? 0] ?? layers[0]!).readInto(offset, data);
-}
-
-/** Index of the first byte where `a` and `b` differ (same length), or -1. */
-function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  // Word compare where it can, then the byte that differs.
-  let i = 0;
-  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && n >= 64) {
-    const wa = new Uint32Array(a.buffer, a.byteOffset, n >>> 2);
-    const wb = new Uint32Array(b.buffer, b.byteOffset, n >>> 2);
-    let w = 0;
-    while (w < wa.length && wa[w] === wb[w]) w++;
-    i = w << 2;
-  }
-  for (; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
-}
-
-/** Index of the first non-zero byte, or -1. */
-function firstNonZero(buf: Uint8Array): number {
-  if (isZero(buf)) return -1;
-  for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return i;
-  return -1;
 }
 
 /** Compares `first` and `second` (see CompareResult). */

@@ -134,11 +134,3 @@ export function jobVfs(options: JobOptions): Vfs {
 }
 
 export { cacheVfs } from '@blk/jobs';
-
-let zeros = Buffer.alloc(1024 * 1024);
-
-/** True when every byte of `buf` is zero (memcmp against a zero buffer: the CLI's; @blk/jobs has a portable one). */
-export function isZero(buf: Uint8Array): boolean {
-  if (buf.length > zeros.length) zeros = Buffer.alloc(buf.length);
-  return Buffer.from(buf.buffer, buf.byteOffset, buf.length).equals(zeros.subarray(0, buf.length));
-}
