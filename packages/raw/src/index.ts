@@ -218,7 +218,13 @@ class RawImage implements DriverImage {
   read(offset: number, into: Uint8Array, _below: ReadBelow): void | Promise<void> {
     const storage = this.storage;
     try {
-      if (storage.capabilities.syncRead && storage.readSync!(offset, into) === into.length) return undefined;
+      const caps = storage.capabilities;
+      if (
+        caps.syncRead
+        && into.length <= (caps.limits.syncReadMax ?? Number.POSITIVE_INFINITY)
+        && storage.readSync!(offset, into) === into.length
+      )
+        return undefined;
     } catch (err) {
       return Promise.reject(err);
     }
