@@ -6,8 +6,10 @@
  *   nbd-read-qd1   4 KiB reads, qemu-img bench -d 1: blk / the better of nbdkit file and qemu-nbd (>= 1.5x)
  *   nbd-read-qd16  the same at queue depth 16
  *   nbd-write      4 KiB writes + a flush every 16 (qemu-img bench -w -d 16): blk / qemu-nbd (>= 1.0x)
- *   nbd-fair       4 KiB reads on one connection while another copies the image in 32 MiB requests:
- *                  IOPS beside the copy / IOPS alone (informational: how much a large read holds back small ones)
+ *   nbd-fair       4 KiB reads one at a time on one connection while nbdcopy reads the image in 32 MiB
+ *                  requests on another: p99 latency beside the copy / alone (informational: how much a
+ *                  large read holds back small ones), nbdkit file's figures in the note
+ *   BLK_NBD_ROWS=id,id runs only those rows of this group (each row restarts its servers)
  * qemu-img bench steps through the image 4 KiB at a time (-S 4096): it has no random mode; the image
  * is in the page cache, so the order costs the servers alike.
  * BLK_NBD_SERVE_PROF=DIR runs blk serve with --cpu-prof into DIR.
@@ -16,6 +18,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { writeCow } from '../lib/cowfile.mjs';
+import { connectNbd, quantile, readLatencies } from '../lib/nbd-latency.mjs';
 import { halfRuns } from '../lib/util.mjs';
 
 const ROWS = ['nbd-copy-raw', 'nbd-copy-cow', 'nbd-read-qd1', 'nbd-read-qd16', 'nbd-write', 'nbd-fair'];
@@ -45,6 +48,8 @@ export default (ctx) => ({
       return p;
     });
     const scratch = `${dir}/nbd-write.raw`;
+    const only = process.env.BLK_NBD_ROWS?.split(',').filter(Boolean);
+    const want = (id) => only === undefined || only.includes(id);
     let serial = 0;
 
     /** Starts a server (argv with SOCK for the socket path) and waits until it accepts; returns stop(). */
@@ -150,7 +155,7 @@ export default (ctx) => ({
 
     // nbdcopy of the raw image: blk serve vs nbdkit file.
     ctx.prepare([base]);
-    {
+    if (want('nbd-copy-raw')) {
       const { bestOf, out, errors } = await compare(
         [
           { key: 'blk serve', argv: blkServe(base, ['-r', '-f', 'raw']) },
@@ -172,7 +177,7 @@ export default (ctx) => ({
     }
     // nbdcopy of the cow chain vs blk serving the raw file.
     ctx.prepare([base, chain]);
-    {
+    if (want('nbd-copy-cow')) {
       const { bestOf, out, errors } = await compare(
         [
           { key: 'blk serve cow chain', argv: blkServe(chain, ['-r']) },
@@ -205,7 +210,7 @@ export default (ctx) => ({
       return count / ((performance.now() - t0) / 1000);
     };
     ctx.prepare([base]);
-    for (const depth of [1, 16]) {
+    for (const depth of [1, 16].filter((d) => want(`nbd-read-qd${d}`))) {
       const { bestOf, out, errors } = await compare(
         [
           { key: 'blk serve', argv: blkServe(base, ['-r', '-f', 'raw']) },
@@ -232,7 +237,7 @@ export default (ctx) => ({
       });
     }
     // 4 KiB writes with a flush every 16, into a fresh copy of the raw image each time.
-    {
+    if (want('nbd-write')) {
       const wcount = QUICK ? 20_000 : 100_000;
       const { bestOf, out, errors } = await compare(
         [
@@ -284,69 +289,71 @@ export default (ctx) => ({
       });
       fs.rmSync(scratch, { force: true });
     }
-    // Fairness: 4 KiB reads at qd1 alone, then beside nbdcopy in 32 MiB requests on another connection.
+    // Fairness: the latency of 4 KiB reads, one at a time on one connection, alone and while
+    // nbdcopy reads the image in 32 MiB requests on another; blk serve and nbdkit file alike.
     ctx.prepare([base]);
-    {
-      const server = await start(blkServe(base, ['-r', '-f', 'raw']));
-      try {
-        const fcount = QUICK ? 5_000 : 50_000;
-        const read = () => {
-          const t0 = performance.now();
-          const r = spawnSync(
-            'qemu-img',
-            ['bench', '-f', 'raw', '-c', String(fcount), '-d', '1', '-s', '4096', '-S', '4096', server.uri],
-            {
-              stdio: ['ignore', 'ignore', 'pipe'],
-            },
-          );
-          if (r.status !== 0) throw new Error(`qemu-img bench: ${String(r.stderr).slice(-300)}`);
-          return fcount / ((performance.now() - t0) / 1000);
-        };
-        const alone = read();
-        let copying = true;
-        let copies = 0;
-        const loop = (async () => {
-          while (copying) {
-            await new Promise((res) => {
-              const c = spawn('nbdcopy', ['-C', '1', '-R', '2', '--request-size=32M', server.uri, 'null:'], {
-                stdio: 'ignore',
-              });
-              c.once('exit', res);
-            });
-            copies++;
+    if (want('nbd-fair')) {
+      const fcount = QUICK ? 2_000 : 20_000;
+      const fairness = async (argv) => {
+        const server = await start(argv);
+        const sock = server.uri.slice(server.uri.indexOf('socket=') + 7);
+        try {
+          const client = await connectNbd(sock);
+          try {
+            await readLatencies(client, Math.min(500, fcount)); // warm-up
+            const alone = await readLatencies(client, fcount);
+            let copying = true;
+            let copies = 0;
+            let failures = 0;
+            const loop = (async () => {
+              while (copying) {
+                await new Promise((res) => {
+                  const c = spawn('nbdcopy', ['-C', '1', '-R', '2', '--request-size=33554432', server.uri, 'null:'], {
+                    stdio: 'ignore',
+                  });
+                  c.once('exit', (code) => {
+                    if (code !== 0) failures++;
+                    res();
+                  });
+                });
+                copies++;
+              }
+            })();
+            await new Promise((r) => setTimeout(r, 300));
+            const beside = await readLatencies(client, fcount);
+            copying = false;
+            await loop;
+            if (failures > 0) throw new Error(`nbdcopy failed ${failures} of ${copies} times`);
+            return { alone, beside, copies };
+          } finally {
+            client.close();
           }
-        })();
-        await new Promise((r) => setTimeout(r, 300));
-        // spawnSync would block this process (and the loop above): the reads run in a child while the copy loops.
-        const beside = await new Promise((resolve, reject) => {
-          const t0 = performance.now();
-          const c = spawn(
-            'qemu-img',
-            ['bench', '-f', 'raw', '-c', String(fcount), '-d', '1', '-s', '4096', '-S', '4096', server.uri],
-            {
-              stdio: 'ignore',
-            },
-          );
-          c.once('exit', (code) =>
-            code === 0
-              ? resolve(fcount / ((performance.now() - t0) / 1000))
-              : reject(new Error(`qemu-img bench ${code}`)),
-          );
-        });
-        copying = false;
-        await loop;
-        addRow({
-          id: 'nbd-fair',
-          title: '4 KiB reads at qd1 beside a copy in 32 MiB requests on another connection (blk serve)',
-          unit: 'IOPS',
-          blk: beside,
-          baseline: alone,
-          baselineName: 'the same reads alone',
-          note: `${Math.round(beside)} vs ${Math.round(alone)} IOPS; ${copies} copies of the image ran meanwhile; informational`,
-        });
-      } finally {
-        await server.stop();
+        } finally {
+          await server.stop();
+        }
+      };
+      const fmt = (ms) => (ms >= 1 ? `${ms.toFixed(1)} ms` : `${Math.round(ms * 1000)} µs`);
+      const summary = (r) =>
+        `p50 ${fmt(quantile(r.alone, 0.5))} / p99 ${fmt(quantile(r.alone, 0.99))} alone, `
+        + `p50 ${fmt(quantile(r.beside, 0.5))} / p99 ${fmt(quantile(r.beside, 0.99))} / max ${fmt(Math.max(...r.beside))} beside ${r.copies} copies`;
+      let blk;
+      let nk;
+      let error;
+      try {
+        blk = await fairness(blkServe(base, ['-r', '-f', 'raw']));
+        nk = await fairness(nbdkit(base));
+      } catch (e) {
+        error = String(e?.message ?? e).slice(0, 300);
       }
+      addRow({
+        id: 'nbd-fair',
+        title: `p99 latency of 4 KiB reads (qd1, ${fcount}) on one connection while nbdcopy reads in 32 MiB requests on another (blk serve)`,
+        unit: 'ms',
+        blk: blk && quantile(blk.beside, 0.99),
+        baseline: blk && quantile(blk.alone, 0.99),
+        baselineName: 'the same reads alone',
+        note: error ?? `blk serve: ${summary(blk)}; nbdkit file: ${summary(nk)}; informational (lower is better)`,
+      });
     }
   },
 });

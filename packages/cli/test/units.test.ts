@@ -237,6 +237,48 @@ describe('copy jobs: cache modes and the pipeline', () => {
   });
 });
 
+describe("hostServeVfs (blk serve's host Vfs)", () => {
+  it('a large read runs on the thread pool: the event loop turns before it completes (a small one is read synchronously)', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { openImage } = await import('@blk/images');
+    const { hostServeVfs } = await import('../src/host-io.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-serve-vfs-'));
+    try {
+      const file = path.join(dir, 'disk.raw');
+      fs.writeFileSync(file, new Uint8Array(8 * 1024 * 1024).fill(0x3c));
+      const image = await openImage(file, { format: 'raw', readOnly: true, vfs: hostServeVfs() });
+      try {
+        const turned = async (length: number) => {
+          const into = new Uint8Array(length);
+          let done = false;
+          const read = image.readInto(0, into).then(() => {
+            done = true;
+          });
+          // A read done on the main thread has completed (its promise settles first); one on the pool has not.
+          await new Promise((r) => setImmediate(r));
+          const pending = !done;
+          await read;
+          expect(into.every((b) => b === 0x3c)).toBe(true);
+          return pending;
+        };
+        expect(await turned(8 * 1024 * 1024)).toBe(true);
+        expect(await turned(4096)).toBe(false);
+        // Small reads stay synchronous below (the drivers' fast path); long ones are sent to read().
+        const storage = await hostServeVfs().open(file, { readOnly: true });
+        expect(storage.capabilities.syncRead).toBe(true);
+        expect(storage.capabilities.limits.syncReadMax).toBe(128 * 1024 - 1);
+        await storage.close();
+      } finally {
+        await image.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("ThreadedIoVfs (the copy jobs' host Vfs)", () => {
   it('flushes on the thread pool (flushOnPool), so that a flush behind a copy does not stop its event loop', async () => {
     const { MemoryVfs } = await import('@blk/core');

@@ -187,7 +187,12 @@ export class CowImage implements DriverImage {
       if (run > 0) {
         // No synchronous read, or a short one (a QEMU-created file ends after its bitmap: past EOF
         // reads as zeros, inside the file it is an error): the async path reads this run again.
-        if (!storage.capabilities.syncRead || storage.readSync!(dataOffset + sector * SS, part) !== bytes) {
+        // A storage may want long reads through `read` (limits.syncReadMax: its thread pool).
+        if (
+          !storage.capabilities.syncRead
+          || bytes > (storage.capabilities.limits.syncReadMax ?? Number.POSITIVE_INFINITY)
+          || storage.readSync!(dataOffset + sector * SS, part) !== bytes
+        ) {
           return this.readRunLater(sector, end, into, at, below, run);
         }
       } else {

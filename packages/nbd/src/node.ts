@@ -106,15 +106,17 @@ export class SocketStream implements StartTlsStream {
     return out;
   }
 
-  write(data: Uint8Array): Promise<void> {
+  write(data: Uint8Array, sent?: () => void): Promise<void> {
     if (this.socket.destroyed) return Promise.reject(new Error('connection closed'));
     // Writes made in one turn (the replies of the requests one 'data' event carried, a reply's
     // header and payload) leave together: the first goes at once, from the second on the socket is
     // corked until the turn ends (one writev for the rest, not a system call each).
     if (this.turn === 0) process.nextTick(this.endTurn);
     if (++this.turn === 2) this.socket.cork();
+    // The callback runs once libuv is done with `data` (written, or dropped with the socket).
     const ok = this.socket.write(data, (e) => {
       if (e) this.failure ??= e;
+      sent?.();
     });
     if (ok) return Promise.resolve();
     // One wait for 'drain' shared by every write made while the socket is full (many replies may

@@ -45,9 +45,12 @@ export interface ByteStream {
   readExactly(n: number): Promise<Uint8Array | null>;
   /**
    * Queues `data` (calls are sent in call order); resolves when the stream can take more
-   * (backpressure), rejects once the stream is broken.
+   * (backpressure), rejects once the stream is broken. A stream that keeps `data` until it is sent
+   * (a socket) calls `sent`, when given, once it no longer needs the bytes (sent, or dropped with a
+   * broken stream): the caller may then reuse the buffer. A stream that never calls it is fine too
+   * (the buffer is just not reused).
    */
-  write(data: Uint8Array): Promise<void>;
+  write(data: Uint8Array, sent?: () => void): Promise<void>;
   /** Ends the stream (no more reads or writes). */
   close(): void;
 }
@@ -92,6 +95,49 @@ const DRAIN_FACTOR = 2;
 const DRAIN_PIECE = 256 * 1024;
 /** Replies with at most this much payload go out as one buffer (header and data copied together). */
 const SMALL_REPLY = 16 * 1024;
+/** Reply buffers of large reads kept for reuse per connection, at most (bytes). */
+const SPARE_BYTES = 8 * 1024 * 1024;
+/** The smallest reply buffer kept for reuse. */
+const SPARE_MIN = SMALL_REPLY * 2;
+
+/** The size class of an `n`-byte reply buffer: eight classes per doubling (at most 1/8 wasted). */
+function spareSize(n: number): number {
+  if (n <= SPARE_MIN) return SPARE_MIN;
+  const step = 2 ** Math.floor(Math.log2(n - 1)) / 8;
+  return Math.ceil(n / step) * step;
+}
+
+/**
+ * Reply buffers of large reads, reused once the stream has sent them (`ByteStream.write`'s
+ * `sent`). A fresh buffer per reply costs a zero fill of its whole length (the JS engine clears
+ * every new array) and, at a copy's rate, a garbage collection every few hundred megabytes; a reused
+ * one costs neither. Each buffer only ever holds bytes this connection's client has been sent
+ * already (every read fills its whole range before a reply goes out; a failed one answers with an
+ * error, not the buffer), so nothing leaks between clients.
+ */
+class SpareBuffers {
+  private readonly free = new Map<number, Uint8Array[]>();
+  private bytes = 0;
+
+  /** A buffer of at least `n` bytes (its contents are stale: the caller overwrites what it sends). */
+  take(n: number): Uint8Array {
+    const size = spareSize(n);
+    const list = this.free.get(size);
+    const b = list?.pop();
+    if (b === undefined) return new Uint8Array(size);
+    this.bytes -= size;
+    return b;
+  }
+
+  /** Gives `b` (from `take`) back once nothing refers to its bytes any more. */
+  give(b: Uint8Array): void {
+    if (this.bytes + b.length > SPARE_BYTES) return;
+    let list = this.free.get(b.length);
+    if (list === undefined) this.free.set(b.length, (list = []));
+    list.push(b);
+    this.bytes += b.length;
+  }
+}
 
 /** The transmission flags of an export, from what its image can do. */
 export function transmissionFlags(image: Image, structured = false): number {
@@ -165,6 +211,7 @@ export class Transmission {
   /** Reads under way in pieces: a later write overlapping one waits for it (see the module comment). */
   private readonly pieceReads = new Set<{ start: number; end: number; done: Promise<void> }>();
   private scratch: Uint8Array | undefined;
+  private readonly spare = new SpareBuffers();
   private broken = false;
   private stopping = false;
   private stopSignal: (() => void) | undefined;
@@ -419,12 +466,17 @@ export class Transmission {
     }
   }
 
-  /** Writes one reply (its parts back to back, nothing of another reply between them). */
-  private send(parts: readonly Uint8Array[]): Promise<void> {
+  /**
+   * Writes one reply (its parts back to back, nothing of another reply between them); `sent` is
+   * called once the stream no longer needs any of them (see `ByteStream.write`).
+   */
+  private send(parts: readonly Uint8Array[], sent?: () => void): Promise<void> {
     if (this.broken) return Promise.reject(new Error('connection broken'));
-    if (parts.length === 1) return this.stream.write(parts[0]!);
+    if (parts.length === 1) return this.stream.write(parts[0]!, sent);
     const all: Promise<void>[] = [];
-    for (const p of parts) all.push(this.stream.write(p));
+    // A stream sends in call order: once the last part is out, so are the others.
+    for (let i = 0; i < parts.length; i++)
+      all.push(this.stream.write(parts[i]!, i === parts.length - 1 ? sent : undefined));
     return Promise.all(all).then(() => undefined);
   }
 
@@ -493,7 +545,8 @@ export class Transmission {
   private async read(req: Request): Promise<void> {
     const sparse = this.state.structured && req.length >= this.sparseReadMin && (req.flags & CMD_FLAG.DF) === 0;
     if (!sparse && req.length <= SMALL_REPLY && req.length > 0) return this.readSmall(req);
-    const data = new Uint8Array(req.length);
+    const buffer = this.spare.take(req.length);
+    const data = buffer.subarray(0, req.length);
     /** Zero runs to send as holes: [start, end) relative to the request. */
     const holes: Array<[number, number]> = [];
     try {
@@ -523,12 +576,17 @@ export class Transmission {
         }
       }
     } catch (e) {
+      this.spare.give(buffer);
       return this.sendError(req, nbdErrorOf(errnoOf(e).errno), e instanceof Error ? e.message : String(e));
     }
-    if (!this.state.structured) return this.send([encodeSimpleReply(req.cookie, 0), data]);
+    const sent = () => this.spare.give(buffer);
+    if (!this.state.structured) return this.send([encodeSimpleReply(req.cookie, 0), data], sent);
     // Short zero runs go as data: a hole chunk costs 32 bytes and a turn of the client's parser.
     for (let i = holes.length - 1; i >= 0; i--) if (holes[i]![1] - holes[i]![0] < MIN_HOLE) holes.splice(i, 1);
-    if (req.length === 0) return this.send([encodeChunkHeader(req.cookie, CHUNK_FLAG_DONE, CHUNK.NONE, 0)]);
+    if (req.length === 0) {
+      this.spare.give(buffer);
+      return this.send([encodeChunkHeader(req.cookie, CHUNK_FLAG_DONE, CHUNK.NONE, 0)]);
+    }
     const parts: Uint8Array[] = [];
     let pos = 0;
     const dataChunk = (from: number, to: number, last: boolean) => {
@@ -549,7 +607,7 @@ export class Transmission {
       pos = he;
     }
     if (pos < req.length) dataChunk(pos, req.length, true);
-    return this.send(parts);
+    return this.send(parts, sent);
   }
 
   /**

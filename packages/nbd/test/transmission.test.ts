@@ -268,6 +268,74 @@ describe('pipelining', () => {
   });
 });
 
+describe('reply buffers', () => {
+  /**
+   * A server end that keeps each buffer written until a later turn (as a socket does until the
+   * kernel takes it), checks that nobody changed its bytes meanwhile, then passes them on and
+   * calls `sent`; it records which ArrayBuffers the replies' payloads came in.
+   */
+  function lazyEnd(inner: End) {
+    const seen = new Map<ArrayBufferLike, number>();
+    let changed = 0;
+    const end: End = {
+      get closed() {
+        return inner.closed;
+      },
+      get unread() {
+        return inner.unread;
+      },
+      endWrites: () => inner.endWrites(),
+      readAvailable: () => inner.readAvailable(),
+      readExactly: (n) => inner.readExactly(n),
+      close: () => inner.close(),
+      write(data, sent) {
+        if (data.length >= 64 * 1024) seen.set(data.buffer, (seen.get(data.buffer) ?? 0) + 1);
+        const copy = data.slice();
+        setTimeout(() => {
+          if (Buffer.compare(copy, data) !== 0) changed++;
+          void inner.write(data).finally(() => sent?.());
+        }, 1);
+        return Promise.resolve();
+      },
+    };
+    return { end, seen, changed: () => changed };
+  }
+
+  it('large read replies reuse their buffers once the stream has sent them, never before', async () => {
+    // Each 256 KiB holds its own byte: a reply carrying bytes of another read is caught.
+    const image = await rawImage(16 * MiB, new MemoryVfs(), (b) => {
+      for (let o = 0; o < b.length; o += 256 * 1024) b.fill(1 + ((o >> 18) % 250), o, o + 256 * 1024);
+    });
+    const want = await image.read(0, 16 * MiB);
+    for (const structured of [true, false]) {
+      const [client, server] = pipe();
+      const lazy = lazyEnd(server);
+      const t = new Transmission(lazy.end, image, { structured, contexts: [] });
+      const done = t.run().then(() => server.close());
+      // Rounds of 8 pipelined reads: later rounds find the buffers of earlier ones sent.
+      for (let round = 0; round < 8; round++) {
+        for (let i = 0; i < 8; i++) {
+          const n = (round * 8 + i) % 64;
+          await client.write(req(CMD.READ, n * 256 * 1024, 256 * 1024, n));
+        }
+        for (let i = 0; i < 8; i++) {
+          const r = structured ? (await structuredReply(client))! : (await simpleReply(client, () => 256 * 1024))!;
+          const off = Number(r.cookie) * 256 * 1024;
+          const bytes = structured ? assemble(r, off, 256 * 1024) : r.payload;
+          expect(Buffer.compare(bytes, want.subarray(off, off + 256 * 1024))).toBe(0);
+        }
+      }
+      client.endWrites();
+      await done;
+      expect(lazy.changed()).toBe(0);
+      // 64 replies in far fewer buffers: reused.
+      expect(lazy.seen.size).toBeGreaterThan(0);
+      expect(lazy.seen.size).toBeLessThanOrEqual(16);
+    }
+    await image.close();
+  });
+});
+
 async function simpleReplyOf(c: End): Promise<Reply> {
   return (await simpleReply(c, () => 0))!;
 }

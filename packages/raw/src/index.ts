@@ -152,6 +152,15 @@ class RawImage implements DriverImage {
    * its maximum, when it has one.
    */
   readonly capabilities: DriverCapabilities;
+  /**
+   * The last stretch of the file the storage reported as data, [start, end): status inside it is
+   * answered without asking again (an NBD server asks for every read it answers, a chain walk for
+   * every run of the layer above: two lseeks each). Only data is remembered, never a hole: this
+   * driver's writes only turn holes into data, and its discard, writeZeroes and resize forget it.
+   * Should another process punch a hole meanwhile, the range is reported as data, which reads
+   * true (its zeros are read from the file), just not as sparse.
+   */
+  private knownData: { start: number; end: number } | undefined;
 
   constructor(
     private readonly storage: Storage,
@@ -193,8 +202,13 @@ class RawImage implements DriverImage {
       driver: 'raw',
     });
     const from = await this.storage.size();
-    if (size > from) await growFile(this.storage, from, size, mode);
-    else await truncateTo(this.storage, size);
+    this.knownData = undefined;
+    try {
+      if (size > from) await growFile(this.storage, from, size, mode);
+      else await truncateTo(this.storage, size);
+    } finally {
+      this.knownData = undefined;
+    }
     await flushStorage(this.storage);
     // The file is as long as asked (as qemu-img resize leaves it); the disk is whole sectors.
     this.size = wholeSectors(size);
@@ -204,7 +218,13 @@ class RawImage implements DriverImage {
   read(offset: number, into: Uint8Array, _below: ReadBelow): void | Promise<void> {
     const storage = this.storage;
     try {
-      if (storage.capabilities.syncRead && storage.readSync!(offset, into) === into.length) return undefined;
+      const caps = storage.capabilities;
+      if (
+        caps.syncRead
+        && into.length <= (caps.limits.syncReadMax ?? Number.POSITIVE_INFINITY)
+        && storage.readSync!(offset, into) === into.length
+      )
+        return undefined;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -220,7 +240,11 @@ class RawImage implements DriverImage {
   /** fallocate(2) where the storage offers it: a hole with mayUnmap, zeroed blocks otherwise (as QEMU's file-posix). */
   async writeZeroes(offset: number, length: number, { mayUnmap }: { mayUnmap: boolean }): Promise<boolean> {
     if (!this.storage.capabilities.zeroRange) return false;
-    const done = await this.storage.zeroRange!(offset, length, mayUnmap);
+    // Forgotten before and after: a status taken while the hole is being made must not be kept.
+    this.knownData = undefined;
+    const done = await this.storage.zeroRange!(offset, length, mayUnmap).finally(() => {
+      this.knownData = undefined;
+    });
     // Zeros written into the partial last sector, past the end of the file, extend it to their end
     // (as QEMU's fallocate(FALLOC_FL_ZERO_RANGE) does; a discard keeps the size).
     if (done && !mayUnmap && offset + length > (await this.storage.size()))
@@ -234,7 +258,13 @@ class RawImage implements DriverImage {
    * backing file. Where the file system cannot punch holes, zeros are written.
    */
   async discard(offset: number, length: number): Promise<void> {
-    if (this.storage.capabilities.zeroRange && (await this.storage.zeroRange!(offset, length, true))) return;
+    this.knownData = undefined;
+    if (this.storage.capabilities.zeroRange) {
+      const punched = await this.storage.zeroRange!(offset, length, true).finally(() => {
+        this.knownData = undefined;
+      });
+      if (punched) return;
+    }
     const zeros = new Uint8Array(Math.min(length, DISCARD_CHUNK));
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
@@ -243,19 +273,29 @@ class RawImage implements DriverImage {
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
-    const extent = this.storage.capabilities.extents ? await this.storage.extentAt!(offset, length) : undefined;
-    // A storage answer outside (0, length] says nothing we could use: count the run as data.
+    const known = this.knownData;
+    if (known !== undefined && offset >= known.start && offset < known.end) {
+      return {
+        allocated: true,
+        length: Math.min(length, known.end - offset),
+        data: true,
+        zero: false,
+        hostOffset: offset,
+      };
+    }
+    // Asked up to the end of the disk (the same lseeks), so that the data stretch is remembered whole.
+    const ask = Math.max(length, this.size - offset);
+    const extent = this.storage.capabilities.extents ? await this.storage.extentAt!(offset, ask) : undefined;
+    // A storage answer outside (0, ask] says nothing we could use: count the run as data.
     // As QEMU's file driver: every byte is allocated (a raw image has nothing below it), at
     // its own offset; a hole is not data and reads as zeros, stored bytes are data.
-    if (
-      extent === undefined
-      || !(Number.isSafeInteger(extent.length) && extent.length > 0 && extent.length <= length)
-    ) {
+    if (extent === undefined || !(Number.isSafeInteger(extent.length) && extent.length > 0 && extent.length <= ask)) {
       return { allocated: true, length, data: true, hostOffset: offset };
     }
-    return extent.data
-      ? { allocated: true, length: extent.length, data: true, zero: false, hostOffset: offset }
-      : { allocated: true, length: extent.length, data: false, zero: true, hostOffset: offset };
+    const run = Math.min(length, extent.length);
+    if (!extent.data) return { allocated: true, length: run, data: false, zero: true, hostOffset: offset };
+    this.knownData = { start: offset, end: offset + extent.length };
+    return { allocated: true, length: run, data: true, zero: false, hostOffset: offset };
   }
 
   async flush(): Promise<void> {

@@ -133,6 +133,73 @@ describe('raw images: holes as zero runs', () => {
   });
 });
 
+describe('raw block status: data stretches remembered', () => {
+  /** A MemoryVfs file whose storage counts extentAt calls and punches holes at its tail (zeroRange). */
+  async function counted(chunks: number) {
+    const vfs = new MemoryVfs();
+    const file = new MemoryFile();
+    file.writeAt(0, new Uint8Array(chunks * CHUNK).fill(9));
+    vfs.put('/d.raw', file);
+    const calls = { extentAt: 0 };
+    const wrapped = new (class extends ForwardingVfs {
+      override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+        const s = await this.inner.open(path, options);
+        return {
+          path: s.path,
+          readOnly: s.readOnly,
+          capabilities: { ...s.capabilities, zeroRange: true },
+          read: (o, into) => s.read(o, into),
+          write: (o, d) => s.write!(o, d),
+          size: () => s.size(),
+          truncate: (n) => s.truncate!(n),
+          flush: () => s.flush!(),
+          close: () => s.close(),
+          extentAt: async (o: number, n: number) => {
+            calls.extentAt++;
+            return s.extentAt!(o, n);
+          },
+          // Only a tail can be punched here (truncate and grow back): enough for the test.
+          zeroRange: async (o: number, n: number) => {
+            if (o + n !== file.length) return false;
+            const length = file.length;
+            file.truncate(o);
+            file.truncate(length);
+            return true;
+          },
+        };
+      }
+    })(vfs);
+    const image = await openImage('/d.raw', { vfs: wrapped, format: 'raw' });
+    return { image, calls };
+  }
+
+  it('status inside a data stretch is answered without asking the storage again', async () => {
+    const { image, calls } = await counted(8);
+    for (let i = 0; i < 8; i++) {
+      const st = await image.status(i * CHUNK, CHUNK);
+      expect(st).toMatchObject({ allocated: true, length: CHUNK, zero: false });
+    }
+    expect(calls.extentAt).toBe(1);
+    await image.close();
+  });
+
+  it('discard, writeZeroes and resize forget it: a hole made there is reported as one', async () => {
+    const { image, calls } = await counted(8);
+    expect((await image.status(0, CHUNK)).zero).toBe(false);
+    await image.discard(6 * CHUNK, 2 * CHUNK);
+    expect((await image.status(6 * CHUNK, CHUNK)).zero).toBe(true);
+    expect((await image.status(0, CHUNK)).zero).toBe(false);
+    await image.writeZeroes(4 * CHUNK, 4 * CHUNK, { mayUnmap: true });
+    expect((await image.status(4 * CHUNK, CHUNK)).zero).toBe(true);
+    expect((await image.status(0, CHUNK)).zero).toBe(false);
+    await image.resize(2 * CHUNK, { shrink: true });
+    await image.resize(8 * CHUNK);
+    expect((await image.status(2 * CHUNK, CHUNK)).zero).toBe(true);
+    expect(calls.extentAt).toBeGreaterThanOrEqual(4);
+    await image.close();
+  });
+});
+
 describe('raw sizes are whole 512-byte sectors (as QEMU counts them)', () => {
   it('a file whose length is not a multiple of 512 is a disk of whole sectors: the tail reads as zeros, is a zero run, and a write there grows the file only to its end', async () => {
     const vfs = new MemoryVfs();

@@ -187,7 +187,7 @@ export async function serve(file: string | undefined, opts: ServeOpts): Promise<
   let server: NbdServer;
   try {
     for (const spec of specs) {
-      // Flushes run on the thread pool (hostServeVfs), so one client's FLUSH does not stop the others.
+      // Large reads and writes and every flush run on the thread pool (hostServeVfs): the event loop keeps answering.
       const image = await openImage(spec.file, {
         ...cliOpenOptions({
           onWarning: warn,

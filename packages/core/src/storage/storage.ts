@@ -14,6 +14,12 @@ export interface StorageLimits {
   readonly preferredTransfer?: number;
   /** The largest single read or write the storage takes. */
   readonly maxTransfer?: number;
+  /**
+   * With `syncRead`: `readSync` is for reads up to this many bytes; a longer one goes through
+   * `read`, which sends it to a thread pool (blk serve's host storage: small reads stay on the
+   * main thread, where they cost least, large ones leave its event loop free). Absent: any length.
+   */
+  readonly syncReadMax?: number;
 }
 
 /**
