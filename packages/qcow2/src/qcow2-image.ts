@@ -853,8 +853,8 @@ export class Qcow2Image implements DriverImage {
 
   /**
    * Makes whole clusters read as zeros (the core hands whole clusters: `zeroAlignment`). v3: zero
-   * clusters (with `mayUnmap` the host cluster is freed, else a cluster with refcount 1 is kept,
-   * preallocated); v2 has no zero flag: clusters are deallocated when nothing lies below, else
+   * clusters, unallocated ones too (with `mayUnmap` the host cluster is freed, else a cluster with
+   * refcount 1 is kept, preallocated); v2 has no zero flag: clusters are deallocated when nothing lies below, else
    * false (the core writes zeros).
    */
   async writeZeroes(offset: number, length: number, flags: { mayUnmap: boolean }): Promise<boolean> {
@@ -867,7 +867,7 @@ export class Qcow2Image implements DriverImage {
     const unmap = flags.mayUnmap;
     for (let c = offset / cs; c * cs < end; c++) {
       await this.meta.run(async () => {
-        const l2 = await this.l2For(c, v3 && (!unmap || this.backing !== undefined) ? 'allocate' : 'modify');
+        const l2 = await this.l2For(c, v3 ? 'allocate' : 'modify');
         if (l2 === 0) return;
         const { m, copied } = await this.entryIn(l2, c);
         if (!v3) {
@@ -877,7 +877,8 @@ export class Qcow2Image implements DriverImage {
           return;
         }
         if (m.kind === 'zero' || (m.kind === 'zero-alloc' && !unmap)) return;
-        if (m.kind === 'unallocated' && unmap && this.backing === undefined) return;
+        // An unallocated cluster becomes a zero cluster even with unmap and nothing below, as QEMU's
+        // zero_in_l2_slice (it sets the flag whatever the old entry): qemu-io's map then reports it.
         if (!unmap && (m.kind === 'normal' || m.kind === 'zero-alloc') && copied) {
           await this.setEntry(l2, c, COPIED_HI | Math.floor(m.host / TWO32), (m.host >>> 0) | ZERO_LO);
           return;
