@@ -7,6 +7,8 @@
  *   flag, and QEMU never lets a guest's discard expose the backing file's data).
  * - iotest 179: `write -z -u` over unallocated clusters of an image without a backing file makes
  *   zero clusters (qemu-io's `map` and qemu-img's map see them), as QEMU's zero_in_l2_slice.
+ * - iotest 112: a copy-on-write away from a cluster whose 64-bit refcount has its MSb set
+ *   decrements that refcount (2^63 - 1 afterwards) instead of failing at close.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -89,5 +91,29 @@ describe.skipIf(!QEMU)('blk io against qemu-io on the cases of QEMU iotests', ()
     expect(out.blk).toBe(out.qemu);
     expect(jsonMap(p('z-blk.qcow2'))).toEqual(jsonMap(p('z-qemu.qcow2')));
     qemuImg(['check', '-q', p('z-blk.qcow2')]);
+  });
+
+  it('112: writing through a cluster whose 64-bit refcount is 2^63 (COPIED cleared) works and decrements it', () => {
+    for (const who of ['blk', 'qemu']) {
+      const f = p(`msb-${who}.qcow2`);
+      qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'refcount_bits=64', f, '64M']);
+      qemuIo(['-f', 'qcow2', '-c', 'write 0 512', f]);
+      // The iotest's offsets (64 KiB clusters): the refblock at 0x20000 (cluster 5's entry at +0x28), L2 at 0x40000.
+      expect(jsonMap(f)).toContainEqual(expect.objectContaining({ start: 0, offset: 0x50000 }));
+      const fd = fs.openSync(f, 'r+');
+      fs.writeSync(fd, Buffer.from([0x80, 0, 0, 0, 0, 0, 0, 0]), 0, 8, 0x20028);
+      fs.writeSync(fd, Buffer.from([0, 0, 0, 0, 0, 0x05, 0, 0]), 0, 8, 0x40000);
+      fs.closeSync(fd);
+    }
+    const out = both(['write 0 512'], p('msb-blk.qcow2'), p('msb-qemu.qcow2'));
+    expect(out.blk).toBe(out.qemu);
+    // qemu-img check prints the leaks on stderr and the summary on stdout.
+    const check = (who: string) => {
+      const r = spawnSync('qemu-img', ['check', p(`msb-${who}.qcow2`)], { encoding: 'utf8' });
+      expect(r.status).toBe(3);
+      return `${r.stderr}${r.stdout}`.replace(/Image end offset.*\n?/, '');
+    };
+    expect(check('blk')).toContain('Leaked cluster 5 refcount=9223372036854775807 reference=0');
+    expect(check('blk')).toBe(check('qemu'));
   });
 });
