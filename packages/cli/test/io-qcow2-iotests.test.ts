@@ -9,6 +9,8 @@
  *   zero clusters (qemu-io's `map` and qemu-img's map see them), as QEMU's zero_in_l2_slice.
  * - iotest 112: a copy-on-write away from a cluster whose 64-bit refcount has its MSb set
  *   decrements that refcount (2^63 - 1 afterwards) instead of failing at close.
+ * - iotests 098 and 039: a dirty image (lazy refcounts, writer killed) opened writable is repaired
+ *   first, and blk io prints the repair's lines on stderr as qemu-io does.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -115,5 +117,23 @@ describe.skipIf(!QEMU)('blk io against qemu-io on the cases of QEMU iotests', ()
     };
     expect(check('blk')).toContain('Leaked cluster 5 refcount=9223372036854775807 reference=0');
     expect(check('blk')).toBe(check('qemu'));
+  });
+
+  it('098/039: opening a dirty image writable prints the repair lines qemu-io prints', () => {
+    const dirty = p('dirty.qcow2');
+    qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', dirty, '64M']);
+    // Killed after a writethrough write: the L2 entry is on disk, the data cluster's refcount is not.
+    const killed = spawnSync('qemu-io', ['-t', 'writethrough', '-c', 'write -P 0x5a 0 512', '-c', 'sigraise 9', dirty]);
+    expect(killed.signal).toBe('SIGKILL');
+    fs.copyFileSync(dirty, p('dirty-blk.qcow2'));
+    const q = qemuIo(['-f', 'qcow2', '-c', 'close', dirty]);
+    const b = blk(['io', '-f', 'qcow2', '-c', 'close', p('dirty-blk.qcow2')]);
+    expect(b.code).toBe(0);
+    expect(q.stderr).toContain('Repairing cluster');
+    expect(b.stderr).toBe(q.stderr);
+    qemuImg(['check', '-q', p('dirty-blk.qcow2')]);
+    expect(blk(['io', '-f', 'qcow2', '-c', 'read -P 0x5a 0 512', p('dirty-blk.qcow2')]).stdout).toMatch(
+      /^read 512\/512/,
+    );
   });
 });
