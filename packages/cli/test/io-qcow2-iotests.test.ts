@@ -11,13 +11,15 @@
  *   decrements that refcount (2^63 - 1 afterwards) instead of failing at close.
  * - iotests 098 and 039: a dirty image (lazy refcounts, writer killed) opened writable is repaired
  *   first, and blk io prints the repair's lines on stderr as qemu-io does.
+ * - iotest 039: with lazy refcounts a writethrough write leaves the data cluster's refcount in
+ *   memory (the dirty bit says so): killed then, qemu-img check finds what it finds after qemu-io.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testTimeScale } from '@blk/faults';
-import { blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, tempDir } from './helpers.js';
+import { BLK, blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, tempDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 let dir: string;
@@ -135,5 +137,25 @@ describe.skipIf(!QEMU)('blk io against qemu-io on the cases of QEMU iotests', ()
     expect(blk(['io', '-f', 'qcow2', '-c', 'read -P 0x5a 0 512', p('dirty-blk.qcow2')]).stdout).toMatch(
       /^read 512\/512/,
     );
+  });
+
+  it("039: lazy refcounts, killed after a writethrough write: qemu-img check's findings equal qemu-io's", () => {
+    const findings: Record<string, string> = {};
+    for (const who of ['blk', 'qemu']) {
+      const f = p(`lazy-${who}.qcow2`);
+      qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'compat=1.1,lazy_refcounts=on', f, '128M']);
+      const cmds = ['--cache', 'writethrough', '-c', 'write -P 0x5a 0 512', '-c', 'sigraise 9', f];
+      const r =
+        who === 'blk'
+          ? spawnSync(process.execPath, [BLK, 'io', ...cmds], { encoding: 'utf8' })
+          : spawnSync('qemu-io', ['-t', 'writethrough', ...cmds.slice(2)], { encoding: 'utf8' });
+      expect(r.signal).toBe('SIGKILL');
+      expect(fs.readFileSync(f)[79]! & 1).toBe(1); // the dirty bit
+      const c = spawnSync('qemu-img', ['check', f], { encoding: 'utf8' });
+      expect(c.status).toBe(2);
+      findings[who] = c.stderr;
+    }
+    expect(findings.qemu).toContain('ERROR cluster 5 refcount=0 reference=1');
+    expect(findings.blk).toBe(findings.qemu);
   });
 });
