@@ -140,6 +140,7 @@ const OPEN_KEYS = [
   'forceShare',
   'blockDevices',
   'onWarning',
+  'onRepair',
   'forCheck',
 ];
 const CREATE_KEYS = ['registry', 'format', 'size', 'backing', 'driverOptions', 'preallocation', 'vfs', 'overwrite'];
@@ -204,6 +205,9 @@ export function checkOpenOptions(options: unknown, path: unknown): void {
   checkBoolean(options.blockDevices, 'blockDevices', path);
   if (options.onWarning !== undefined && typeof options.onWarning !== 'function') {
     throw invalidArgument('onWarning', `must be a function, not ${describeValue(options.onWarning)}`, path);
+  }
+  if (options.onRepair !== undefined && typeof options.onRepair !== 'function') {
+    throw invalidArgument('onRepair', `must be a function, not ${describeValue(options.onRepair)}`, path);
   }
   checkOneOf(options.cache, CACHE_MODES, 'cache', path);
   checkRecord(options.driverOptions, 'driverOptions', path);

@@ -58,6 +58,7 @@ describe('openImage and createImage options', () => {
       [{ backing: { overridePath: '' } }, 'backing.overridePath'],
       [{ backing: 'open' }, 'backing'],
       [{ registry: {} }, 'registry'],
+      [{ onRepair: 'print' }, 'onRepair'],
     ];
     for (const [extra, field] of cases) {
       const err = await rejection(openImage('/d/top.ovl', { registry, vfs, ...extra } as never));

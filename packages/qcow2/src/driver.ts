@@ -187,6 +187,7 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
       // rebuilt from the L1/L2 tables, leaks freed, the dirty bit cleared), then opened afresh, before
       // the engine has read a refcount.
       const repaired = await checkQcow2(storage, header, { leaks: true, corruptions: true });
+      for (const line of repaired.messages) options.onRepair?.(line);
       if (
         repaired.checkErrors > 0
         || repaired.corruptions > 0

@@ -285,7 +285,12 @@ function checkTable(
 
 function readExtensions(h: Qcow2Header, cluster0: Uint8Array, dv: DataView, end: number, where: Where): void {
   let at = h.headerLength;
-  while (at + 8 <= end) {
+  while (at < end) {
+    // An extension header that runs past the end of the area is refused, an end marker too, as
+    // QEMU's qcow2_read_extensions (iotest 080: backing_file_offset 4 bytes past the header).
+    if (at + 8 > end) {
+      fail('invalid-header', 'Header extension too large', where, 'header_extension', at);
+    }
     const type = dv.getUint32(at);
     const len = dv.getUint32(at + 4);
     at += 8;

@@ -18,7 +18,10 @@
  *   until `flush` (or a cache eviction, which follows the same order), so a
  *   crash leaves old or new sectors and at worst leaked clusters.
  * - lazy_refcounts: the dirty bit is set (durably) before the first change and
- *   cleared on a clean close, as QEMU does.
+ *   cleared on a clean close, as QEMU does; meanwhile a flush writes data, L2
+ *   and L1 but leaves the refcount blocks in memory (written when an L2 table
+ *   is allocated, on eviction and at close): a crash leaves a dirty image whose
+ *   repair (any writable open, or qemu-img check -r) rebuilds them.
  */
 import {
   BlockError,
@@ -156,8 +159,9 @@ export class Qcow2Image implements DriverImage {
       chunkBytes: cs,
       maxBytes: Math.max(L2_CACHE_BYTES, 4 * cs),
       mode: this.mode === 'unsafe' ? 'unsafe' : 'writeback',
-      // L2 entries publish data and refcounts: those go first (QEMU's cache dependency).
-      barrier: () => (this.refcounts ? this.refcounts.writeBack() : flushStorage(storage)),
+      // L2 entries publish data and refcounts: those go first (QEMU's cache dependency); with lazy
+      // refcounts in effect (the dirty bit set) only the data (qcow2_need_accurate_refcounts).
+      barrier: () => (this.refcounts && !this.markedDirty ? this.refcounts.writeBack() : flushStorage(storage)),
       view: (bytes) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
       // A map walks every L2 table once: reuse evicted tables' buffers (every use of a chunk here is synchronous).
       reuseBuffers: true,
@@ -649,6 +653,10 @@ export class Qcow2Image implements DriverImage {
     }
     if (use !== 'allocate') return 0;
     const t = await this.allocCluster();
+    // QEMU's l2_allocate writes the refcount blocks out once a table is allocated, lazy refcounts
+    // or not: after a crash only the data clusters' refcounts are stale (iotest 039's "ERROR
+    // cluster 5 refcount=0", the L2 table at cluster 4 counted).
+    if (this.markedDirty) await this.rc.writeBack();
     await this.l2Cache.use(t / this.clusterSize, (chunk) => {
       chunk.bytes.fill(0);
       this.l2Cache.markDirty(chunk, 0, chunk.bytes.length);
@@ -853,8 +861,8 @@ export class Qcow2Image implements DriverImage {
 
   /**
    * Makes whole clusters read as zeros (the core hands whole clusters: `zeroAlignment`). v3: zero
-   * clusters (with `mayUnmap` the host cluster is freed, else a cluster with refcount 1 is kept,
-   * preallocated); v2 has no zero flag: clusters are deallocated when nothing lies below, else
+   * clusters, unallocated ones too (with `mayUnmap` the host cluster is freed, else a cluster with
+   * refcount 1 is kept, preallocated); v2 has no zero flag: clusters are deallocated when nothing lies below, else
    * false (the core writes zeros).
    */
   async writeZeroes(offset: number, length: number, flags: { mayUnmap: boolean }): Promise<boolean> {
@@ -867,7 +875,7 @@ export class Qcow2Image implements DriverImage {
     const unmap = flags.mayUnmap;
     for (let c = offset / cs; c * cs < end; c++) {
       await this.meta.run(async () => {
-        const l2 = await this.l2For(c, v3 && (!unmap || this.backing !== undefined) ? 'allocate' : 'modify');
+        const l2 = await this.l2For(c, v3 ? 'allocate' : 'modify');
         if (l2 === 0) return;
         const { m, copied } = await this.entryIn(l2, c);
         if (!v3) {
@@ -877,7 +885,8 @@ export class Qcow2Image implements DriverImage {
           return;
         }
         if (m.kind === 'zero' || (m.kind === 'zero-alloc' && !unmap)) return;
-        if (m.kind === 'unallocated' && unmap && this.backing === undefined) return;
+        // An unallocated cluster becomes a zero cluster even with unmap and nothing below, as QEMU's
+        // zero_in_l2_slice (it sets the flag whatever the old entry): qemu-io's map then reports it.
         if (!unmap && (m.kind === 'normal' || m.kind === 'zero-alloc') && copied) {
           await this.setEntry(l2, c, COPIED_HI | Math.floor(m.host / TWO32), (m.host >>> 0) | ZERO_LO);
           return;
@@ -953,7 +962,7 @@ export class Qcow2Image implements DriverImage {
     }
     if (frees.length > 0) {
       await this.meta.run(() => rc.applyFrees(frees));
-      await rc.writeBack();
+      if (!this.markedDirty) await rc.writeBack();
     }
   }
 
@@ -1186,7 +1195,9 @@ export class Qcow2Image implements DriverImage {
       if (this.refcounts) {
         await this.flush();
         if (this.markedDirty) {
-          // A clean close: every refcount is on disk, so the dirty bit goes (QEMU's qcow2_mark_clean).
+          // A clean close: the refcounts flush left in memory go out, then the dirty bit (QEMU's qcow2_mark_clean).
+          await this.rc.writeBack();
+          if (this.mode !== 'unsafe') await flushStorage(this.storage);
           this.header.incompatibleFeatures &= ~BigInt(INCOMPAT_DIRTY);
           const fields = new Uint8Array(8);
           new DataView(fields.buffer).setBigUint64(0, this.header.incompatibleFeatures);

@@ -24,6 +24,9 @@ import { BlockError, MetadataCache, flushStorage, writeTo, type CacheMode, type 
 import { MAX_REFTABLE_BYTES } from './header.js';
 import { maxRefcount, readRefcount, refcountsPerBlock, writeRefcount } from './layout.js';
 
+/** A refcount block held by the cache. */
+type RefcountChunk = Parameters<MetadataCache<undefined>['markDirty']>[0];
+
 /** Serialises async sections (QEMU's s->lock). */
 export class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
@@ -172,6 +175,7 @@ export class Refcounts {
     return this.cache.use(off / this.cs, (chunk) => {
       const i = c % this.perBlock;
       const now = readRefcount(chunk.bytes, i, this.order);
+      if (this.order === 6 && now + Math.abs(delta) > Number.MAX_SAFE_INTEGER) return this.add64(chunk, i, c, delta);
       const next = now + delta;
       if (next < 0) throw this.corrupt(`refcount of cluster ${c} would drop below zero`, c * this.cs);
       if (next > this.max) {
@@ -188,6 +192,28 @@ export class Refcounts {
       if (next === 0 && c < this.hint) this.hint = c;
       return next;
     });
+  }
+
+  /**
+   * `add` on a 64-bit refcount beyond what a number holds exactly (QEMU accepts any value up to
+   * 2^64 - 1, and iotest 112 writes through a cluster whose refcount has its MSb set): the sum is
+   * taken in bigint. The result comes back as a number >= 2^53 - |delta|, never mistaken for 0 or 1.
+   */
+  private add64(chunk: RefcountChunk, i: number, c: number, delta: number): number {
+    const dv = new DataView(chunk.bytes.buffer, chunk.bytes.byteOffset + 8 * i, 8);
+    const next = dv.getBigUint64(0) + BigInt(delta);
+    if (next < 0n) throw this.corrupt(`refcount of cluster ${c} would drop below zero`, c * this.cs);
+    if (next > 0xffff_ffff_ffff_ffffn) {
+      throw new BlockError('not-supported', `refcount of cluster ${c} would exceed 2^64 - 1`, {
+        path: this.storage.path,
+        driver: 'qcow2',
+        offset: c * this.cs,
+        code: 'ERANGE',
+      });
+    }
+    dv.setBigUint64(0, next);
+    this.cache.markDirty(chunk, 8 * i, 8 * i + 8);
+    return Number(next);
   }
 
   /** The first cluster at or after `from` whose refcount is 0. */

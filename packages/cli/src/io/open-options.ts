@@ -12,6 +12,7 @@ import { BlockError, isBlockError, type BackingPolicy, type CacheMode as CoreCac
 import { backingPolicy, cacheVfs } from '../jobs/common.js';
 import { createImage, hostVfs, openImage } from '../images.js';
 import { warn } from '../errors.js';
+import { printable } from '../printable.js';
 import { openConflict, type IoOpenOptions } from './open-flags.js';
 
 export type { IoOpenOptions } from './open-flags.js';
@@ -50,6 +51,8 @@ export async function openIoFile(name: string, o: IoOpenOptions): Promise<Opened
     cache,
     backing: backingPolicy({ backingProbe: o.backingProbe, backingFormat: o.backingFormat, ...o.rules }),
     onWarning: warn,
+    // A dirty qcow2 image opened writable is repaired first; qemu-io prints the repair's lines bare.
+    onRepair: (line) => process.stderr.write(`${printable(line)}\n`),
   };
   if (o.forceShare) base.forceShare = true;
   if (!o.snapshot) {

@@ -226,10 +226,13 @@ export const discard: CmdInfo = {
     const req = ctx.request(o.operands);
     if (!req) return false;
     const { offset, count } = req;
-    // -d ignore: QEMU accepts the request and does nothing (BDRV_O_UNMAP unset).
+    // -d ignore: QEMU accepts the request and does nothing (BDRV_O_UNMAP unset). Nor does a discard
+    // that would let the backing file's data show through (a qcow2 v2 overlay, which has no zero
+    // flag): qcow2_co_pdiscard answers ENOTSUP there, which bdrv_co_pdiscard takes as done.
     const secs = await ctx.timed('discard', async () => {
-      if (!ctx.unmap) return;
-      await ctx.image.discard(offset, count);
+      const image = ctx.image;
+      if (!ctx.unmap || (image.capabilities.discard === 'backing' && image.backing !== undefined)) return;
+      await image.discard(offset, count);
       await ctx.afterWrite();
     });
     if (secs === false) return false;

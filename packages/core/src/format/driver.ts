@@ -113,6 +113,12 @@ export interface DriverOpenOptions {
    */
   forCheck?: boolean;
   /**
+   * Hears, line by line, a repair the driver makes while opening (qcow2's dirty image opened
+   * writable: its check's `Leaked ...`/`Repairing ...` lines, which QEMU's qcow2_do_open prints on
+   * stderr). Without it the repair is silent.
+   */
+  onRepair?: (line: string) => void;
+  /**
    * Opens another file the image names (qcow2's external data file), under
    * the same rules as a backing file: the caller's backing policy
    * (`forbid` refuses, `allowedDirs` confines, `approve` is asked, block

@@ -65,6 +65,8 @@ export interface OpenImageOptions {
   onWarning?: (message: string) => void;
   /** The top image is opened to be checked and repaired (see `DriverOpenOptions.forCheck`). */
   forCheck?: boolean;
+  /** Hears the lines of a repair the top image's driver makes while opening (see `DriverOpenOptions.onRepair`). */
+  onRepair?: (line: string) => void;
 }
 
 export interface CreateImageOptions {
@@ -191,6 +193,7 @@ async function openLayer(
       cache: options.cache ?? 'writeback',
       driverOptions: ctx.depth === 0 ? options.driverOptions : undefined,
       ...(ctx.depth === 0 && options.forCheck === true ? { forCheck: true } : {}),
+      ...(ctx.depth === 0 && options.onRepair !== undefined ? { onRepair: options.onRepair } : {}),
       openFile: (name, o) => openNamedFile(vfs, displayPath, absolute, name, o, options, ctx.readOnly),
     };
     if (bytes) openOptions.probe = bytes;
