@@ -25,7 +25,7 @@ import {
 import { CrashSimVfs, FaultyVfs, GuardedStorage, HookedVfs } from '@blk/faults';
 import { lockStorage } from '@blk/native';
 import { ScheduledStorage } from '@blk/testkit';
-import { PoolFlushStorage, ThreadedIoVfs } from '../packages/cli/src/host-io.js';
+import { ThreadedIoVfs } from '../packages/cli/src/host-io.js';
 import { cacheVfs } from '../packages/cli/src/jobs/common.js';
 
 /** A writable memory storage with every optional member, recording which ones were called. */
@@ -129,6 +129,8 @@ afterAll(() => {
 const WRAPPERS: Array<{
   name: string;
   narrows: Capability[];
+  /** Limits the wrapper adds on purpose (the rest must be the storage's own). */
+  addsLimits?: Partial<StorageCapabilities['limits']>;
   wrap: () => Promise<{ outer: Storage; inner: FullStorage }>;
 }> = [
   {
@@ -150,12 +152,16 @@ const WRAPPERS: Array<{
     },
   },
   {
-    // blk serve's flush on the thread pool: flush is flushOnPool, so pool I/O is no longer offered.
-    name: 'cli PoolFlushStorage (blk serve: flush on the thread pool)',
-    narrows: ['pool'],
+    // blk serve's storages: large reads, writes and every flush on the thread pool, reads shorter
+    // than the pool threshold synchronous (limits.syncReadMax tells drivers where that ends).
+    name: 'cli ThreadedStorage with small synchronous reads (blk serve)',
+    narrows: ['allocate'],
+    addsLimits: { syncReadMax: 128 * 1024 - 1 },
     wrap: async () => {
-      const inner = new FullStorage(new MemoryFile(), 'f');
-      return { outer: new PoolFlushStorage(inner as FullStorage & { flushOnPool(): Promise<void> }), inner };
+      const vfs = new FullVfs();
+      vfs.files.put('/f', new Uint8Array());
+      const outer = await new ThreadedIoVfs(vfs, 128 * 1024, true).open('/f');
+      return { outer, inner: vfs.last! };
     },
   },
   {
@@ -254,14 +260,14 @@ async function exercise(storage: Storage, capability: Capability): Promise<strin
 }
 
 describe('FilterStorage: wrappers forward every capability they do not narrow on purpose', () => {
-  for (const { name, narrows, wrap } of WRAPPERS) {
+  for (const { name, narrows, addsLimits, wrap } of WRAPPERS) {
     it(`${name}: each capability of the storage below is kept (and reaches it) or narrowed on purpose`, async () => {
       const { outer, inner } = await wrap();
       const below = inner.capabilities;
       // Every key of the record, limits too: a capability added to StorageCapabilities later is covered.
       for (const key of Object.keys(below) as Array<keyof StorageCapabilities>) {
         if (key === 'limits') {
-          expect(outer.capabilities.limits, name).toEqual(below.limits);
+          expect(outer.capabilities.limits, name).toEqual({ ...below.limits, ...addsLimits });
           continue;
         }
         const expected = narrows.includes(key) ? false : below[key];
