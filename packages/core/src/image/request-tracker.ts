@@ -53,12 +53,38 @@ export class RequestTracker {
   private readonly wide = new Set<Tracked>();
   private lookups = 0;
 
-  /** Runs `work` once no conflicting earlier request overlaps [start, end). */
-  async run<T>(start: number, end: number, write: boolean, work: () => T | Promise<T>): Promise<T> {
+  /**
+   * Runs `work` once no conflicting earlier request overlaps [start, end). Not an async function:
+   * a request that waits for nothing starts `work` at once and costs one promise, not a suspended
+   * frame (thousands of small requests in flight are mostly this case).
+   */
+  run<T>(start: number, end: number, write: boolean, work: () => T | Promise<T>): Promise<T> {
     const blockers = this.conflicts(start, end, write);
     const entry = this.enter(start, end, write);
+    if (blockers !== undefined) return this.runAfter(blockers, entry, work);
+    let result: T | Promise<T>;
     try {
-      if (blockers !== undefined) await Promise.all(blockers);
+      result = work();
+    } catch (err) {
+      this.leave(entry);
+      return Promise.reject(err);
+    }
+    return Promise.resolve(result).then(
+      (value) => {
+        this.leave(entry);
+        return value;
+      },
+      (err: unknown) => {
+        this.leave(entry);
+        throw err;
+      },
+    );
+  }
+
+  /** `run` of a request that waits for `blockers` first. */
+  private async runAfter<T>(blockers: Promise<void>[], entry: Tracked, work: () => T | Promise<T>): Promise<T> {
+    try {
+      await Promise.all(blockers);
       return await work();
     } finally {
       this.leave(entry);
