@@ -136,7 +136,7 @@ export class Qcow2Image implements DriverImage {
   private readonly l2Tables = new Set<number>();
   /** Set once the image was prepared for its first change (dirty bit, autoclear bits). */
   private prepared: Promise<void> | undefined;
-  /** `prepared` has completed: writes may take the synchronous path (`writeNow`). */
+  /** `prepared` has completed: writes may take the synchronous path (`planNow`). */
   private ready = false;
   /** We set the dirty bit (lazy refcounts) and clear it on a clean close. */
   private markedDirty = false;
@@ -808,6 +808,8 @@ export class Qcow2Image implements DriverImage {
     let l2 = this.l2Offset(i);
     let chunk: MetadataChunk<DataView> | undefined;
     if (l2 === 0) {
+      // Lazy refcounts in effect: l2For writes the refcount blocks out at a table allocation (as QEMU's l2_allocate).
+      if (this.markedDirty) return undefined;
       // A new table, as l2For's: a cluster whose chunk the cache can take without a write-back.
       const t = this.rc.allocateNow((x) => this.l2Cache.canCreateNow(x));
       if (t < 0) return undefined;
