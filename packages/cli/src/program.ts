@@ -30,7 +30,21 @@ const CACHE_HELP =
   'cache mode of the written image: writeback (default: flush at the end), unsafe (never flush); '
   + 'none, writethrough and directsync act as writeback';
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+/**
+ * A repeatable option's values. Commander hands back what the previous call returned: the first call
+ * copies the default (never changed, it may be shared), later ones append, so 20000 `-c` commands cost
+ * 20000 appends rather than 20000 copies of a growing array.
+ */
+const collected = new WeakSet<string[]>();
+const collect = (value: string, previous: string[]): string[] => {
+  if (collected.has(previous)) {
+    previous.push(value);
+    return previous;
+  }
+  const values = [...previous, value];
+  collected.add(values);
+  return values;
+};
 
 const outputOption = () => new Option('--output <format>', 'output format').choices(['human', 'json']).default('human');
 const formatOption = () => new Option('-f, --format <fmt>', 'image format (probed from the content when omitted)');

@@ -132,4 +132,54 @@ describe('RequestTracker', () => {
     later.gate.resolve();
     await later.done;
   });
+
+  it('finds overlaps across its 64 KiB buckets: edges, requests over many buckets, wide ones', async () => {
+    const tracker = new RequestTracker();
+    const log: string[] = [];
+    const KiB = 1024;
+    const a = held(tracker, log, 'a', 64 * KiB - 512, 64 * KiB + 512, true); // two buckets
+    const b = held(tracker, log, 'b', 64 * KiB, 64 * KiB + 512, true); // overlaps a in its second bucket
+    const c = held(tracker, log, 'c', 128 * KiB, 129 * KiB, true); // next bucket: free
+    const wide = held(tracker, log, 'wide', 512 * KiB, 64 * 1024 * KiB, true); // over 16 buckets
+    const d = held(tracker, log, 'd', 40 * 1024 * KiB, 40 * 1024 * KiB + 4096, false); // inside wide
+    const e = held(tracker, log, 'e', 0, 1024 * 1024 * KiB, true); // wide, overlaps all of them
+    await settle();
+    expect(log).toEqual(['a start', 'c start', 'wide start']);
+    a.gate.resolve();
+    c.gate.resolve();
+    await settle();
+    expect(log).toEqual(['a start', 'c start', 'wide start', 'a end', 'c end', 'b start']);
+    wide.gate.resolve();
+    await settle();
+    expect(log.slice(-2)).toEqual(['wide end', 'd start']);
+    b.gate.resolve();
+    d.gate.resolve();
+    await settle();
+    expect(log.slice(-1)).toEqual(['e start']);
+    e.gate.resolve();
+    await Promise.all([a.done, b.done, c.done, wide.done, d.done, e.done]);
+    expect(tracker.size).toBe(0);
+  });
+
+  it('runs thousands of disjoint requests in flight at once, and a later overlapping one waits for its own', async () => {
+    const tracker = new RequestTracker();
+    const gates = Array.from({ length: 5000 }, (_, i) => {
+      const log: string[] = [];
+      return held(tracker, log, String(i), i * 7919 * 4096, i * 7919 * 4096 + 4096, true);
+    });
+    await settle();
+    expect(tracker.size).toBe(5000);
+    const log: string[] = [];
+    const late = held(tracker, log, 'late', 4321 * 7919 * 4096 + 512, 4321 * 7919 * 4096 + 1024, true);
+    await settle();
+    expect(log).toEqual([]);
+    gates[4321]!.gate.resolve();
+    await gates[4321]!.done;
+    await settle();
+    expect(log).toEqual(['late start']);
+    late.gate.resolve();
+    for (const g of gates) g.gate.resolve();
+    await Promise.all([late.done, ...gates.map((g) => g.done)]);
+    expect(tracker.size).toBe(0);
+  });
 });

@@ -27,18 +27,36 @@ import { maxRefcount, readRefcount, refcountsPerBlock, writeRefcount } from './l
 /** A refcount block held by the cache. */
 type RefcountChunk = Parameters<MetadataCache<undefined>['markDirty']>[0];
 
-/** Serialises async sections (QEMU's s->lock). */
+/**
+ * Serialises async sections (QEMU's s->lock). `idle` says that no section is running: a caller may
+ * then do a synchronous step in place of a section (no await, so nothing can interleave with it),
+ * which is how the write path's common case avoids a promise per step.
+ */
 export class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
+  /** A section started and has not finished (set until the step after it settles). */
+  private running = false;
+  private readonly release = (): void => {
+    this.running = false;
+  };
 
   run<T>(fn: () => T | Promise<T>): Promise<T> {
-    const run = this.tail.then(fn);
-    this.tail = run.then(noop, noop);
+    const run = this.tail.then(() => {
+      this.running = true;
+      return fn();
+    });
+    this.tail = run.then(this.release, this.release);
     return run;
   }
-}
 
-function noop(): void {}
+  /**
+   * No section is running (sections may wait: they have not started, so they see what a synchronous
+   * step does as if it had run before them).
+   */
+  get idle(): boolean {
+    return !this.running;
+  }
+}
 
 /** Host offsets are at most 2^56 (bits 9..55 of an entry). */
 const MAX_HOST_CLUSTER_BYTES = 2 ** 56;
@@ -273,6 +291,42 @@ export class Refcounts {
       this.used(c);
       return c;
     }
+  }
+
+  /**
+   * `allocate` without waiting: the cluster (refcount now 1) when the next free one lies in the
+   * refcount block that covers the free-cluster hint and that block is cached or can be read
+   * synchronously (`MetadataCache.loadNow`); -1, having changed nothing, when it takes more (an
+   * asynchronous read, a range with no block yet, a table to grow, a block full from the hint on),
+   * or when `accept` refuses the cluster: the caller then takes the asynchronous path. The caller
+   * serialises allocations (it runs inside or instead of the image's metadata lock, without awaiting).
+   */
+  allocateNow(accept?: (cluster: number) => boolean): number {
+    const from = this.hint;
+    const per = this.perBlock;
+    const k = Math.floor(from / per);
+    if (k >= this.entries) return -1;
+    const off = this.rawEntry(k);
+    if (off === 0) return -1;
+    const chunk = this.cache.loadNow(off / this.cs);
+    if (chunk === undefined) return -1;
+    const bytes = chunk.bytes;
+    const order = this.order;
+    const first = k * per;
+    const stop = first + per;
+    let c = from;
+    while (c < stop && readRefcount(bytes, c - first, order) !== 0) c++;
+    if (c === stop || (c + 1) * this.cs > MAX_HOST_CLUSTER_BYTES) return -1;
+    if (c === 0 || this.o.isMetadata(c) || this.isRefcountMetadata(c)) {
+      throw this.corrupt(`cluster ${c} holds metadata but its refcount is 0`, c * this.cs);
+    }
+    if (accept !== undefined && !accept(c)) return -1;
+    const i = c - first;
+    writeRefcount(bytes, i, order, 1);
+    const byte = Math.floor((i * 2 ** order) / 8);
+    this.cache.markDirty(chunk, byte, byte + Math.max(1, 2 ** order / 8));
+    this.used(c);
+    return c;
   }
 
   /**

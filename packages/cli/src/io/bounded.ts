@@ -26,11 +26,30 @@ export function rangeError(image: Image, offset: number, count: number): unknown
   }
 }
 
+/** Buffers of one byte value, only ever read (at most two values kept: a session alternating two patterns). */
 const fills = new Map<number, Uint8Array>();
 
 /**
+ * A buffer of at least `count` (at most PIECE) bytes of value `byte`, shared by every request that
+ * writes that value: thousands of small aio_write requests in flight then hold one buffer, not one
+ * each (a fresh 4 KiB ArrayBuffer per request was most of blk io's garbage collection).
+ */
+function filled(byte: number, count: number): Uint8Array {
+  let buf = fills.get(byte);
+  if (buf === undefined || buf.length < count) {
+    let length = 4096;
+    while (length < count) length *= 2;
+    buf = new Uint8Array(Math.min(length, PIECE)).fill(byte);
+    fills.delete(byte);
+    if (fills.size >= 2) fills.delete(fills.keys().next().value!);
+    fills.set(byte, buf);
+  }
+  return buf;
+}
+
+/**
  * Writes `count` bytes of value `byte` at `offset` (write -P, the default
- * 0xcd), from one shared buffer of at most PIECE bytes. Every piece is issued
+ * 0xcd), from a shared buffer of at most PIECE bytes (`filled`). Every piece is issued
  * at once (`Image.write` takes its place among the requests in flight when
  * called), so the request keeps its place in issue order against later
  * overlapping aio requests, as one request would. `flags` (FUA) go with every piece.
@@ -44,15 +63,10 @@ export async function writeFilled(
 ): Promise<void> {
   const err = rangeError(image, offset, count);
   if (err !== undefined) throw err;
+  const piece = filled(byte, Math.min(count, PIECE));
   if (count <= PIECE) {
-    await image.write(offset, new Uint8Array(count).fill(byte), flags);
+    await image.write(offset, piece.subarray(0, count), flags);
     return;
-  }
-  let piece = fills.get(byte);
-  if (piece === undefined) {
-    piece = new Uint8Array(PIECE).fill(byte); // only ever read
-    fills.clear(); // one kept at a time
-    fills.set(byte, piece);
   }
   const writes: Array<Promise<void>> = [];
   for (let done = 0; done < count; done += PIECE) {

@@ -282,6 +282,90 @@ export class MetadataCache<V = undefined> {
   }
 
   /**
+   * Chunk `index` without waiting: cached, or loaded here through the storage's synchronous read
+   * (`capabilities.syncRead`) when room for it can be made by evicting clean chunks. Undefined,
+   * having changed nothing, when that is not possible (an asynchronous storage, a load of the chunk
+   * already under way, only dirty or pinned chunks to evict): then `use`. Counts as a use. For
+   * callers that do a whole metadata step synchronously (a qcow2 allocating write).
+   */
+  loadNow(index: number): MetadataChunk<V> | undefined {
+    const cached = this.get(index);
+    if (cached !== undefined) return cached;
+    const storage = this.storage;
+    if (!storage.capabilities.syncRead || storage.readSync === undefined) return undefined;
+    const chunk = this.newChunkNow(index);
+    if (chunk === undefined) return undefined;
+    let got: number;
+    try {
+      got = storage.readSync(this.offset + chunk.start, chunk.bytes);
+    } catch (err) {
+      this.giveBuffer(chunk); // never seen by any user
+      throw err;
+    }
+    if (got < chunk.bytes.length) chunk.bytes.fill(0, Math.max(0, got)); // past the end of the file: zeros
+    this.loads++;
+    this.admit(chunk);
+    return chunk;
+  }
+
+  /**
+   * Chunk `index` as all zeros and dirty without reading it (a new table in a cluster the caller
+   * just allocated): the cached chunk cleared, or a new one when room can be made by evicting clean
+   * chunks. Undefined, having changed nothing, when that is not possible (a load of the chunk under
+   * way, only dirty or pinned chunks to evict). Counts as a use.
+   */
+  createNow(index: number): MetadataChunk<V> | undefined {
+    let chunk = this.get(index);
+    if (chunk === undefined) {
+      chunk = this.newChunkNow(index);
+      if (chunk === undefined) return undefined;
+      chunk.bytes.fill(0);
+      this.admit(chunk);
+    } else {
+      chunk.bytes.fill(0);
+    }
+    this.markDirty(chunk, 0, chunk.bytes.length);
+    return chunk;
+  }
+
+  /** Whether `createNow(index)` would succeed now (for a caller that must know before it commits to anything). */
+  canCreateNow(index: number): boolean {
+    if (this.chunks.has(index)) return true;
+    if (this.loading.has(index)) return false;
+    const length = this.chunkLength(index);
+    if (this.bytesCached + length <= this.maxBytes) return true;
+    for (const chunk of this.chunks.values()) if (!chunk.dirty && !this.pinned.has(chunk.index)) return true;
+    return false;
+  }
+
+  /** A chunk object for `index`, not cached yet, after evicting clean chunks to make room; undefined when that fails. */
+  private newChunkNow(index: number): MetadataChunk<V> | undefined {
+    if (this.loading.has(index)) return undefined;
+    const length = this.chunkLength(index);
+    while (this.bytesCached + length > this.maxBytes && this.chunks.size > 0) {
+      if (!this.evictOneClean()) return undefined;
+    }
+    const reuse = this.takeBuffer(length);
+    if (reuse === undefined) this.allocations++;
+    return new MetadataChunk<V>(index, index * this.chunkBytes, length, this.makeView, reuse);
+  }
+
+  /** Bytes of chunk `index` (checked against the region). */
+  private chunkLength(index: number): number {
+    const start = index * this.chunkBytes;
+    const length = Math.min(this.chunkBytes, this.length - start);
+    if (!(length > 0)) throw new RangeError(`metadata chunk ${index} lies past the region's ${this.length} bytes`);
+    return length;
+  }
+
+  /** Puts a newly made chunk in the cache. */
+  private admit(chunk: MetadataChunk<V>): void {
+    chunk.referenced = true;
+    this.chunks.set(chunk.index, chunk);
+    this.bytesCached += chunk.bytes.length;
+  }
+
+  /**
    * Records that the user changed bytes [start, end) of `chunk` (which must
    * be cached: call it from inside `use`, or right after `get`).
    */

@@ -316,23 +316,31 @@ export class Image {
    * durable when this resolves (the driver's own FUA, or a flush after it:
    * `capabilities.fua`).
    */
-  async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
-    this.checkOpen();
-    checkNumberArg(offset, 'offset', this.path);
-    checkBytes(data, 'data', this.path);
-    const checked = this.checkFlags(flags, ['fua', 'compress']);
-    const fua = checked.fua === true;
-    this.checkWritable();
-    if (fua) this.checkFua();
-    if (checked.compress === true) this.checkCompress(offset, data.length);
-    const admitted = this.queue === undefined ? undefined : await this.admission();
-    let done: Promise<void>;
+  write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
+    // Not an async function: a write with nothing to wait for is one promise from here to the driver.
+    let fua: boolean;
+    let compress: boolean;
     try {
-      done = this.writeAdmitted(offset, data, fua, checked.compress === true);
-    } finally {
-      admitted?.();
+      this.checkOpen();
+      checkNumberArg(offset, 'offset', this.path);
+      checkBytes(data, 'data', this.path);
+      const checked = this.checkFlags(flags, ['fua', 'compress']);
+      fua = checked.fua === true;
+      compress = checked.compress === true;
+      this.checkWritable();
+      if (fua) this.checkFua();
+      if (compress) this.checkCompress(offset, data.length);
+      if (this.queue === undefined) return this.writeAdmitted(offset, data, fua, compress);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    await done;
+    return this.admission().then((admitted) => {
+      try {
+        return this.writeAdmitted(offset, data, fua, compress);
+      } finally {
+        admitted();
+      }
+    });
   }
 
   /** `write` once it is its turn: the range is checked and the request enters the tracker before this returns. */
@@ -345,8 +353,9 @@ export class Image {
     // A guarded write judges the head and tail as they will be: nothing may change them meanwhile.
     const start = guarded ? 0 : alignDown(offset, ss);
     const end = guarded ? alignUp(this.size, ss) : alignUp(offset + data.length, ss);
+    if (!guarded) return this.runWrite(start, end, () => this.writeUnaligned(offset, data, fua, compress));
     return this.runWrite(start, end, async () => {
-      if (guarded) await this.checkProbeGuard([{ offset, data }]);
+      await this.checkProbeGuard([{ offset, data }]);
       await this.writeUnaligned(offset, data, fua, compress);
     });
   }
@@ -376,7 +385,8 @@ export class Image {
     checkRecord(flags, 'flags', this.path);
     const record = flags as Record<string, unknown>;
     checkKnownKeys(record, known, 'flags', this.path);
-    for (const key of known) checkBoolean(record[key], `flags.${key}`, this.path);
+    // Checked only when set: no message string per request for flags left out (most requests).
+    for (const key of known) if (record[key] !== undefined) checkBoolean(record[key], `flags.${key}`, this.path);
     return record as Partial<Record<K, boolean>>;
   }
 
@@ -1024,18 +1034,23 @@ export class Image {
    * layer (write, zeroing, discard, resize, amend, repair) goes through here,
    * so `changeCount` moves before and after it (see `ChainCursor`).
    */
-  private async runWrite<T>(start: number, end: number, work: () => Promise<T>): Promise<T> {
+  private runWrite<T>(start: number, end: number, work: () => Promise<T>): Promise<T> {
     this.changes++;
     const unit = this.capabilities.limits.serialAlignment;
     if (unit !== undefined) {
       start = alignDown(start, unit);
       end = alignUp(end, unit);
     }
-    try {
-      return await this.tracker.run(start, end, true, work);
-    } finally {
-      this.changes++;
-    }
+    return this.tracker.run(start, end, true, work).then(
+      (value) => {
+        this.changes++;
+        return value;
+      },
+      (err: unknown) => {
+        this.changes++;
+        throw err;
+      },
+    );
   }
 
   /**
@@ -1220,7 +1235,22 @@ export class Image {
    * (in bounce buffers of one unit each) and the aligned middle is written
    * from a view of `data`, never copied. With `fua`, durable when it resolves.
    */
-  private async writeUnaligned(offset: number, data: Uint8Array, fua = false, compress = false): Promise<void> {
+  private writeUnaligned(offset: number, data: Uint8Array, fua = false, compress = false): Promise<void> {
+    const ss = this.capabilities.limits.requestAlignment;
+    const write = this.driverImage.write;
+    if (!fua && !compress && write !== undefined && offset % ss === 0 && data.length % ss === 0) {
+      // Aligned, nothing to flush after: straight to the driver (no promise of our own).
+      try {
+        return write.call(this.driverImage, offset, data, undefined, this.readBelowForWrite);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return this.writeUnalignedSlow(offset, data, fua, compress);
+  }
+
+  /** `writeUnaligned` of the cases with edges to merge or a flush to follow. */
+  private async writeUnalignedSlow(offset: number, data: Uint8Array, fua = false, compress = false): Promise<void> {
     const write = this.driverImage.write;
     if (!write) throw new BlockError('not-supported', `format ${this.format} is read-only in blk`, { path: this.path });
     const nativeFua = fua && this.capabilities.fua === 'native';
