@@ -1,29 +1,15 @@
-/**
- * The blk command on qcow2 as qemu-img users see it: `map` (human and JSON, offsets, the names of
- * backing layers as qemu-img prints them), `info` of an image left dirty by a killed writer with
- * lazy refcounts (`cleanly shut down: no`, `dirty-flag`), and `check` of that image (stale
- * refcounts: the same errors and exit code 2), and `convert -O qcow2` (with -o options) of a raw
- * file with holes: `qemu-img check` exits 0 and `qemu-img compare` says identical.
- */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 CLI parity tests are skipped');
 
 let dir: string;
 
-function run(cmd: string, args: string[]) {
-  return spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-}
-function ok(cmd: string, ...args: string[]): string {
-  const r = run(cmd, args);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { spawn: run, ok } = qemuTools(() => dir);
 
 beforeAll(() => {
   if (!QEMU) return;

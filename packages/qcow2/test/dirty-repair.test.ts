@@ -1,30 +1,15 @@
-/**
- * Dirty and corrupt-flagged images as QEMU treats them. An image left dirty by a writer killed with
- * lazy refcounts on (stale refcounts): a writable open repairs it first (qcow2_do_open runs the
- * check with fixes, then clears the dirty bit), so `blk io` writes into it and the result is what
- * qemu-io leaves; `blk check -r all` on it, and on an image with the corrupt bit set, opens it as
- * it is (QEMU's BDRV_O_CHECK) and prints and exits as `qemu-img check -r all` on a twin. A writable
- * open of a corrupt-flagged image stays refused.
- */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the dirty-image repair tests are skipped');
 
 let dir: string;
 
-function run(cmd: string, args: string[]) {
-  return spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-}
-function ok(cmd: string, ...args: string[]): string {
-  const r = run(cmd, args);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { spawn: run, ok } = qemuTools(() => dir);
 
 /** An image whose writer was killed after allocating writes with lazy refcounts: dirty, refcounts stale. */
 function leftDirty(name: string): string {

@@ -10,15 +10,36 @@ import { expect } from 'vitest';
 import { openImage } from '@blk/images';
 import { blk } from '../../cli/test/helpers.js';
 
-/** qemu-img/qemu-io run in the directory `dir()` returns (called at each run: set in beforeAll). */
-export function qemuTools(dir: () => string) {
+/** What a spawned tool did. */
+export interface ToolRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * qemu-img/qemu-io (or any command) run in the directory `dir()` returns (called at each run: set in
+ * beforeAll), with `env` added to the environment: `spawn` reports, `run`/`ok` throw unless exit 0.
+ */
+export function qemuTools(dir: () => string, env?: Record<string, string>) {
+  const spawn = (cmd: string, args: string[]): ToolRun => {
+    const r = spawnSync(cmd, args, {
+      cwd: dir(),
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: env ? { ...process.env, ...env } : process.env,
+    });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
   const run = (cmd: string, args: string[]): string => {
-    const r = spawnSync(cmd, args, { cwd: dir(), encoding: 'utf8', timeout: 60_000 });
+    const r = spawn(cmd, args);
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
   return {
+    spawn,
     run,
+    ok: (cmd: string, ...args: string[]) => run(cmd, args),
     p: (name: string) => path.join(dir(), name),
     img: (...args: string[]) => run('qemu-img', args),
     io: (file: string, ...cmds: string[]) =>

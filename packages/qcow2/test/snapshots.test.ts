@@ -1,12 +1,3 @@
-/**
- * qcow2 internal snapshots, read side, against images `qemu-img snapshot -c` made: `blk snapshot -l`
- * prints qemu-img's table, `blk info` (human and JSON) lists them as qemu-img info does, and
- * `blk convert -l NAME|ID` (the `snapshot` open option) reads the image as it was at the
- * snapshot, byte for byte as `qemu-img convert -l`. Snapshot tables that break QEMU's limits
- * (too many entries, extra data over 1 KiB, unaligned L1, a table past the end of the file) are
- * refused with typed errors before anything is allocated from them.
- */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isBlockError, NodeVfs, openImage } from '@blk/images';
@@ -14,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSnapshotTable } from '../src/snapshots.js';
 import { parseHeader } from '../src/header.js';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 snapshot interop tests are skipped');
@@ -22,15 +14,7 @@ let dir: string;
 const p = (name: string) => path.join(dir, name);
 const env = { TZ: 'UTC' };
 
-function run(cmd: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-function ok(cmd: string, ...args: string[]): string {
-  const r = run(cmd, args);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { spawn: run, ok } = qemuTools(() => dir, env);
 
 beforeAll(() => {
   if (!QEMU) return;
