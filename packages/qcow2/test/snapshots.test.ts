@@ -14,7 +14,7 @@ let dir: string;
 const p = (name: string) => path.join(dir, name);
 const env = { TZ: 'UTC' };
 
-const { spawn: run, ok } = qemuTools(() => dir, env);
+const { ok } = qemuTools(() => dir, env);
 
 beforeAll(() => {
   if (!QEMU) return;
