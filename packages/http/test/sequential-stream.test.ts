@@ -6,7 +6,14 @@
  * object keeps the scan (no stream).
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { fetchTransport, HttpStorage, type HttpStorageOptions, type RangeTransport } from '@blk/http';
+import {
+  fetchTransport,
+  HttpStorage,
+  type HttpStorageOptions,
+  type RangeTransport,
+  type TransportRequest,
+  type TransportResponse,
+} from '@blk/http';
 import { nodeTransport } from '@blk/http/node';
 import { TestServer, pattern, sameBytes } from './server.js';
 
@@ -102,27 +109,41 @@ describe.each([
   });
 });
 
+/**
+ * A fetch transport whose streams (ranges to the end) read their body through `read`: `n` counts that
+ * stream's reads from 1; `pass()` is the real read, `request` the stream's request.
+ */
+function streamsReading(
+  read: (
+    n: number,
+    pass: () => ReturnType<TransportResponse['readInto']>,
+    request: TransportRequest,
+  ) => ReturnType<TransportResponse['readInto']>,
+): RangeTransport {
+  const inner = fetchTransport(globalThis.fetch);
+  return async (request) => {
+    const res = await inner(request);
+    if (!isStream(request.headers.Range)) return res;
+    let reads = 0;
+    return {
+      status: res.status,
+      statusText: res.statusText,
+      header: (n) => res.header(n),
+      discard: () => res.discard(),
+      readInto: (into, progress) => read(++reads, () => res.readInto(into, progress), request),
+    };
+  };
+}
+
 describe('a stream that breaks off', () => {
   it('is replaced by block requests: right bytes, and no stream after two breaks', async () => {
-    const inner = fetchTransport(globalThis.fetch);
     let streams = 0;
-    // A transport whose streams (ranges to the end, after the first) break after 3 reads.
-    const breaking: RangeTransport = async (request) => {
-      const res = await inner(request);
-      if (!isStream(request.headers.Range)) return res;
-      streams++;
-      let reads = 0;
-      return {
-        status: res.status,
-        statusText: res.statusText,
-        header: (n) => res.header(n),
-        discard: () => res.discard(),
-        async readInto(into, progress) {
-          if (++reads > 3) throw new Error('connection reset');
-          return res.readInto(into, progress);
-        },
-      };
-    };
+    // Streams (ranges to the end, after the first) break after 3 reads.
+    const breaking = streamsReading((n, pass) => {
+      if (n === 1) streams++;
+      if (n > 3) return Promise.reject(new Error('connection reset'));
+      return pass();
+    });
     const s = await HttpStorage.open(server.url('/big.img'), { cacheSize: 8 * MiB, transport: breaking });
     expect(sameBytes(await scan(s), DATA)).toBe(true);
     expect(streams).toBe(2);
@@ -132,27 +153,15 @@ describe('a stream that breaks off', () => {
 
 describe('a stream that stalls', () => {
   it('is dropped after `timeout` ms without bytes, and the read goes the block way', async () => {
-    const inner = fetchTransport(globalThis.fetch);
     let stalled = 0;
     // Streams deliver their first read, then nothing until the request is aborted.
-    const stalling: RangeTransport = async (request) => {
-      const res = await inner(request);
-      if (!isStream(request.headers.Range)) return res;
-      let reads = 0;
-      return {
-        status: res.status,
-        statusText: res.statusText,
-        header: (n) => res.header(n),
-        discard: () => res.discard(),
-        async readInto(into, progress) {
-          if (++reads === 1) return res.readInto(into, progress);
-          stalled++;
-          return new Promise((_resolve, reject) => {
-            request.signal.addEventListener('abort', () => reject(request.signal.reason), { once: true });
-          });
-        },
-      };
-    };
+    const stalling = streamsReading((n, pass, request) => {
+      if (n === 1) return pass();
+      stalled++;
+      return new Promise((_resolve, reject) => {
+        request.signal.addEventListener('abort', () => reject(request.signal.reason), { once: true });
+      });
+    });
     const s = await HttpStorage.open(server.url('/big.img'), { cacheSize: 8 * MiB, transport: stalling, timeout: 300 });
     const t0 = performance.now();
     expect(sameBytes(await scan(s), DATA)).toBe(true);
