@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { DriverRegistry, createImage, openImage, type Image, type MemoryVfs } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { cowDriver } from '@blk/cow';
-import { checkConcurrentWrites, checkReadAfterWrite, type TestSubject } from '@blk/testkit';
+import { checkConcurrentWrites, checkReadAfterWrite, pattern, type TestSubject } from '@blk/testkit';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
@@ -35,18 +35,6 @@ function qemuImage(name: string, options: string, backing?: string): Uint8Array 
   return new Uint8Array(fs.readFileSync(file));
 }
 
-function randomBytes(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
 /** A chain from the base up, e.g. ['raw', 'cow', 'qcow2']; qcow2 layers come from qemu-img. */
 function subject(name: string, layers: readonly string[], qcow2Options: string): TestSubject {
   return {
@@ -60,7 +48,7 @@ function subject(name: string, layers: readonly string[], qcow2Options: string):
         if (format === 'qcow2') {
           vfs.put(paths[i]!, qemuImage(`l${i}-${name.replace(/\W/g, '_')}.qcow2`, qcow2Options, below));
         } else if (format === 'raw') {
-          initial = randomBytes(SIZE, seed);
+          initial = pattern(SIZE, seed);
           vfs.put(paths[i]!, initial);
         } else {
           await createImage(paths[i]!, {

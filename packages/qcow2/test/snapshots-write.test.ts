@@ -26,6 +26,7 @@ import { hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
 import { parseHeader } from '../src/header.js';
 import { readSnapshotTable } from '../src/snapshots.js';
+import { pattern } from '@blk/testkit';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 snapshot write tests are skipped');
@@ -39,18 +40,6 @@ function qemu(cmd: string, args: string[], ok: number[] = [0]): { status: number
   return { status: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 const img = (...args: string[]) => qemu('qemu-img', args).out;
-
-function fill(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 /** `qemu-img snapshot -l`'s rows: [ID, TAG]. */
 function qemuList(file: string): Array<[string, string]> {
@@ -119,7 +108,7 @@ const VARIANTS: Variant[] = [
 function makeImage(v: Variant, name: string): Uint8Array {
   fs.rmSync(p(name), { force: true });
   if (v.backing) {
-    const base = fill(SIZE, 99);
+    const base = pattern(SIZE, 99);
     fs.writeFileSync(p('base.raw'), base);
     img('create', '-q', '-f', 'qcow2', '-o', v.options, '-b', 'base.raw', '-F', 'raw', name, String(SIZE));
     return base.slice();
@@ -142,7 +131,7 @@ function ops(model: Model) {
   let nextId = model.snapshots.reduce((m, s) => Math.max(m, Number(s.id)), 0) + 1;
   return {
     write: async (im: Image, offset: number, length: number, seed: number, compress = false) => {
-      const data = fill(length, seed);
+      const data = pattern(length, seed);
       await im.write(offset, data, compress ? { compress: true } : undefined);
       model.active.set(data, offset);
     },
@@ -279,15 +268,15 @@ describe.skipIf(!QEMU)('snapshots blk makes, applies and deletes: qemu-img agree
       fs.writeFileSync(p('one.raw'), one);
       expect(qemu('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', name, 'one.raw'], [0, 1]).status).toBe(0);
       await withImage(file, async (im) => {
-        await im.write(0, fill(4096, 5));
+        await im.write(0, pattern(4096, 5));
         await im.snapshot({ action: 'delete', snapshot: 'one' });
         await im.snapshot({ action: 'apply', snapshot: '2' }); // by ID
-        await im.write(8192, fill(4096, 6));
+        await im.write(8192, pattern(4096, 6));
       });
       expect(qemu('qemu-img', ['check', name], [0, 1, 2, 3]).status).toBe(0);
       expect(qemuList(file)).toEqual([['2', 'two']]);
       const want = Buffer.from(two);
-      want.set(fill(4096, 6), 8192);
+      want.set(pattern(4096, 6), 8192);
       expect(qemuRaw(file).equals(want)).toBe(true);
       expect(qemuRaw(file, 'two').equals(two)).toBe(true);
       // And QEMU carries on from what blk left: another snapshot, then deleting blk's survivor.
@@ -466,8 +455,8 @@ describe.skipIf(!QEMU)('crashes during snapshot create, apply and delete', () =>
       const versions: Uint8Array[] = [active.slice()];
       const taken = new Map<string, Uint8Array>();
       const write = async (offset: number, length: number, seed: number) => {
-        await image.write(offset, fill(length, seed));
-        active.set(fill(length, seed), offset);
+        await image.write(offset, pattern(length, seed));
+        active.set(pattern(length, seed), offset);
         versions.push(active.slice());
       };
       await write(0, 200_000, 1);
