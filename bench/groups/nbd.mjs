@@ -13,6 +13,8 @@
  * qemu-img bench steps through the image 4 KiB at a time (-S 4096): it has no random mode; the image
  * is in the page cache, so the order costs the servers alike.
  * BLK_NBD_SERVE_PROF=DIR runs blk serve with --cpu-prof into DIR.
+ * The copy and read rows also run the machine's Node floor (bench/lib/nbd-floor-server.mjs: a bare Node
+ * server, no blk code) interleaved and print blk ÷ floor in the note: what any Node server can reach here.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -105,6 +107,16 @@ export default (ctx) => ({
       'SOCK',
       file,
     ];
+    // The machine's Node floor: a bare read-only NBD server with no blk code (bench/lib/nbd-floor-server.mjs).
+    const floorServer = (file) => [
+      node,
+      new URL('../lib/nbd-floor-server.mjs', import.meta.url).pathname,
+      '--multi-conn',
+      'SOCK',
+      file,
+    ];
+    const floorNote = (blk, floor) =>
+      floor ? `; Node floor (bare Node NBD server) ${Math.round(floor)}, blk/floor ${(blk / floor).toFixed(2)}×` : '';
     const nbdkit = (file, ro = true) => ['nbdkit', '-f', ...(ro ? ['-r'] : []), '-U', 'SOCK', 'file', file];
     const qemuNbd = (file, ro = true) => [
       'qemu-nbd',
@@ -160,6 +172,7 @@ export default (ctx) => ({
         [
           { key: 'blk serve', argv: blkServe(base, ['-r', '-f', 'raw']) },
           { key: 'nbdkit file', argv: nbdkit(base) },
+          { key: 'node floor', argv: floorServer(base) },
         ],
         copyMiBs,
       );
@@ -171,7 +184,10 @@ export default (ctx) => ({
         baseline: bestOf('nbdkit file'),
         baselineName: 'nbdkit file',
         goal: { min: 1.0 },
-        note: errors['blk serve'] ?? errors['nbdkit file'] ?? `MiB/s, best of ${S.reps}, interleaved`,
+        note:
+          errors['blk serve']
+          ?? errors['nbdkit file']
+          ?? `MiB/s, best of ${S.reps}, interleaved${floorNote(bestOf('blk serve'), bestOf('node floor'))}`,
         samples: out,
       });
     }
@@ -216,6 +232,7 @@ export default (ctx) => ({
           { key: 'blk serve', argv: blkServe(base, ['-r', '-f', 'raw']) },
           { key: 'nbdkit file', argv: nbdkit(base) },
           { key: 'qemu-nbd', argv: qemuNbd(base) },
+          { key: 'node floor', argv: floorServer(base) },
         ],
         (uri) => benchIops(uri, ['-d', String(depth)]),
       );
@@ -232,7 +249,7 @@ export default (ctx) => ({
         goal: { min: 1.5 },
         note:
           errors['blk serve']
-          ?? `nbdkit ${Math.round(nk ?? 0)} IOPS, qemu-nbd ${Math.round(qn ?? 0)} IOPS; best of ${S.reps}, interleaved`,
+          ?? `nbdkit ${Math.round(nk ?? 0)} IOPS, qemu-nbd ${Math.round(qn ?? 0)} IOPS; best of ${S.reps}, interleaved${floorNote(bestOf('blk serve'), bestOf('node floor'))}`,
         samples: out,
       });
     }

@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+/**
+ * The machine's Node floor for serving NBD: the least a Node program must do to serve a file
+ * read-only over NBD, with no blk code. Fixed newstyle handshake (NBD_OPT_GO/INFO/EXPORT_NAME; every
+ * other option gets ERR_UNSUP, so clients fall back to simple replies and no block status), then
+ * READ answered by one fs.readSync into the reply buffer, FLUSH and DISC; replies of one incoming
+ * chunk are corked into one writev. No promises, no per-request objects beyond the reply buffer.
+ *
+ * It is a bench baseline, not a server: it checks nothing a hostile client could exploit beyond
+ * what keeps the measurement honest (reads past the end get EINVAL).
+ *
+ *   node bench/lib/nbd-floor-server.mjs [--multi-conn] SOCKET FILE
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+
+const args = process.argv.slice(2);
+const multiConn = args[0] === '--multi-conn';
+if (multiConn) args.shift();
+const [sockPath, file] = args;
+if (!sockPath || !file) {
+  process.stderr.write('usage: nbd-floor-server.mjs [--multi-conn] SOCKET FILE\n');
+  process.exit(2);
+}
+
+const fd = fs.openSync(file, 'r');
+const size = BigInt(fs.fstatSync(fd).size);
+
+const IHAVEOPT = 0x49484156454f5054n;
+const REPLY_MAGIC = 0x3e889045565a9n;
+const REQUEST_MAGIC = 0x25609513;
+const SIMPLE_REPLY_MAGIC = 0x67446698;
+const OPT = { EXPORT_NAME: 1, ABORT: 2, INFO: 6, GO: 7 };
+const REP_ACK = 1;
+const REP_INFO = 3;
+const REP_ERR_UNSUP = 0x80000001;
+const EINVAL = 22;
+// HAS_FLAGS | READ_ONLY | SEND_FLUSH, plus CAN_MULTI_CONN when asked (as blk serve -e N announces it).
+const TFLAGS = 1 | 2 | 4 | (multiConn ? 1 << 8 : 0);
+
+function optionReply(sock, opt, type, data = Buffer.alloc(0)) {
+  const h = Buffer.alloc(20);
+  h.writeBigUInt64BE(REPLY_MAGIC, 0);
+  h.writeUInt32BE(opt, 8);
+  h.writeUInt32BE(type, 12);
+  h.writeUInt32BE(data.length, 16);
+  sock.write(Buffer.concat([h, data]));
+}
+
+function serve(sock) {
+  let pending = Buffer.alloc(0);
+  let phase = 'flags'; // flags -> options -> transmission
+  let noZeroes = false;
+  const hello = Buffer.alloc(18);
+  hello.write('NBDMAGIC', 0, 'latin1');
+  hello.writeBigUInt64BE(IHAVEOPT, 8);
+  hello.writeUInt16BE(3, 16); // FIXED_NEWSTYLE | NO_ZEROES
+  sock.write(hello);
+
+  /** Handles one option; returns false when the connection is over. */
+  function option(opt, data) {
+    if (opt === OPT.GO || opt === OPT.INFO) {
+      const info = Buffer.alloc(12);
+      info.writeUInt16BE(0, 0); // NBD_INFO_EXPORT
+      info.writeBigUInt64BE(size, 2);
+      info.writeUInt16BE(TFLAGS, 10);
+      optionReply(sock, opt, REP_INFO, info);
+      optionReply(sock, opt, REP_ACK);
+      if (opt === OPT.GO) phase = 'transmission';
+    } else if (opt === OPT.EXPORT_NAME) {
+      const b = Buffer.alloc(noZeroes ? 10 : 134);
+      b.writeBigUInt64BE(size, 0);
+      b.writeUInt16BE(TFLAGS, 8);
+      sock.write(b);
+      phase = 'transmission';
+    } else if (opt === OPT.ABORT) {
+      optionReply(sock, opt, REP_ACK);
+      sock.end();
+      return false;
+    } else {
+      optionReply(sock, opt, REP_ERR_UNSUP);
+    }
+    void data;
+    return true;
+  }
+
+  function reply(handleHi, handleLo, error, length) {
+    const b = Buffer.allocUnsafe(16 + length);
+    b.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
+    b.writeUInt32BE(error, 4);
+    b.writeUInt32BE(handleHi, 8);
+    b.writeUInt32BE(handleLo, 12);
+    return b;
+  }
+
+  sock.on('data', (chunk) => {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    let p = 0;
+    sock.cork();
+    try {
+      for (;;) {
+        const left = pending.length - p;
+        if (phase === 'flags') {
+          if (left < 4) break;
+          noZeroes = (pending.readUInt32BE(p) & 2) !== 0;
+          p += 4;
+          phase = 'options';
+        } else if (phase === 'options') {
+          if (left < 16) break;
+          const len = pending.readUInt32BE(p + 12);
+          if (left < 16 + len) break;
+          const opt = pending.readUInt32BE(p + 8);
+          const data = pending.subarray(p + 16, p + 16 + len);
+          p += 16 + len;
+          if (!option(opt, data)) return;
+        } else {
+          if (left < 28) break;
+          if (pending.readUInt32BE(p) !== REQUEST_MAGIC) {
+            sock.destroy();
+            return;
+          }
+          const type = pending.readUInt16BE(p + 6);
+          const hHi = pending.readUInt32BE(p + 8);
+          const hLo = pending.readUInt32BE(p + 12);
+          const offset = pending.readBigUInt64BE(p + 16);
+          const length = pending.readUInt32BE(p + 24);
+          if (type === 1) {
+            // WRITE to a read-only export: skip its payload once it is all here.
+            if (left < 28 + length) break;
+            p += 28 + length;
+            sock.write(reply(hHi, hLo, 1 /* EPERM */, 0));
+            continue;
+          }
+          p += 28;
+          if (type === 0) {
+            if (offset + BigInt(length) > size) {
+              sock.write(reply(hHi, hLo, EINVAL, 0));
+              continue;
+            }
+            const b = reply(hHi, hLo, 0, length);
+            fs.readSync(fd, b, 16, length, Number(offset));
+            sock.write(b);
+          } else if (type === 2) {
+            sock.end();
+            return;
+          } else if (type === 3) {
+            sock.write(reply(hHi, hLo, 0, 0));
+          } else {
+            sock.write(reply(hHi, hLo, EINVAL, 0));
+          }
+        }
+      }
+    } finally {
+      pending = p === pending.length ? Buffer.alloc(0) : pending.subarray(p);
+      sock.uncork();
+    }
+  });
+  sock.on('error', () => {});
+}
+
+fs.rmSync(sockPath, { force: true });
+const server = net.createServer(serve);
+server.listen(sockPath);
+const stop = () => {
+  server.close();
+  fs.rmSync(sockPath, { force: true });
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
