@@ -198,26 +198,32 @@ export class CowImage implements DriverImage {
     const caps = storage.capabilities;
     const syncMax = caps.syncRead ? (caps.limits.syncReadMax ?? Number.POSITIVE_INFINITY) : -1;
     let pending: Array<Promise<void>> | undefined;
-    while (sector < end) {
-      const run = bitmap.findRunSync(sector, end - sector);
-      // A bitmap chunk to load first: the rest continues once it is in.
-      if (run === 0) return settleAll(pending, this.readRunLater(sector, end, into, at, below));
-      const count = run > 0 ? run : -run;
-      const bytes = count * SS;
-      const part = at === 0 && bytes === into.length ? into : into.subarray(at, at + bytes);
-      if (run > 0) {
-        // No synchronous read, or a short one (a QEMU-created file ends after its bitmap: past EOF
-        // reads as zeros, inside the file it is an error): the async read reads this run again.
-        // A storage may want long reads through `read` (limits.syncReadMax: its thread pool).
-        if (bytes > syncMax || storage.readSync!(dataOffset + sector * SS, part) !== bytes) {
-          (pending ??= []).push(readZeroFilled(storage, dataOffset + sector * SS, part).then(noop));
+    try {
+      while (sector < end) {
+        const run = bitmap.findRunSync(sector, end - sector);
+        // A bitmap chunk to load first: the rest continues once it is in.
+        if (run === 0) return settleAll(pending, this.readRunLater(sector, end, into, at, below));
+        const count = run > 0 ? run : -run;
+        const bytes = count * SS;
+        const part = at === 0 && bytes === into.length ? into : into.subarray(at, at + bytes);
+        if (run > 0) {
+          // No synchronous read, or a short one (a QEMU-created file ends after its bitmap: past EOF
+          // reads as zeros, inside the file it is an error): the async read reads this run again.
+          // A storage may want long reads through `read` (limits.syncReadMax: its thread pool).
+          if (bytes > syncMax || storage.readSync!(dataOffset + sector * SS, part) !== bytes) {
+            (pending ??= []).push(readZeroFilled(storage, dataOffset + sector * SS, part).then(noop));
+          }
+        } else {
+          const p = below(sector * SS, part);
+          if (p !== undefined) (pending ??= []).push(p);
         }
-      } else {
-        const p = below(sector * SS, part);
-        if (p !== undefined) (pending ??= []).push(p);
+        sector += count;
+        at += bytes;
       }
-      sector += count;
-      at += bytes;
+    } catch (err) {
+      // A synchronous failure (a read error) with reads of this request still running: reported once they are over.
+      if (pending === undefined) throw err;
+      return settleAll(pending, Promise.reject(err));
     }
     return settleAll(pending, undefined);
   }

@@ -37,10 +37,21 @@ interface Started {
 class GatedVfs extends MemoryVfs {
   gated = false;
   readonly started: Started[] = [];
+  /** Files read synchronously instead (never gated); a synchronous read of `failLength` bytes throws. */
+  readonly syncFiles = new Set<string>();
+  failLength = -1;
 
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const vfs = this;
     const inner = await super.open(path, options);
+    if (this.syncFiles.has(path)) {
+      return new (class extends FilterStorage {
+        override readSync(offset: number, into: Uint8Array): number {
+          if (into.length === vfs.failLength) throw new Error(`sync read of ${path} failed`);
+          return inner.readSync!(offset, into);
+        }
+      })(inner);
+    }
     return new (class extends FilterStorage {
       override read(offset: number, into: Uint8Array): Promise<number> {
         if (!vfs.gated) return inner.read(offset, into);
@@ -153,6 +164,32 @@ describe('reads over a chain with alternating runs', () => {
       await image.close();
     });
   }
+
+  it('readInto: a run failing synchronously is reported only once the runs already issued are over', async () => {
+    const { vfs, open } = await chain();
+    vfs.syncFiles.add('/c/top.cow');
+    const image = await open();
+    vfs.gated = true;
+    vfs.failLength = 4 * KiB; // the overlay's second run, [24 KiB, 28 KiB), after a base run that waits
+    let settled = false;
+    const p = image.readInto(0, new Uint8Array(256 * KiB)).then(
+      () => {
+        settled = true;
+      },
+      (e: unknown) => {
+        settled = true;
+        throw e;
+      },
+    );
+    await settle();
+    expect(vfs.started.map((s) => s.path)).toEqual(['/c/base.raw']);
+    expect(settled).toBe(false);
+    for (const s of vfs.started.splice(0)) s.release();
+    await expect(p).rejects.toThrow('sync read of /c/top.cow failed');
+    vfs.gated = false;
+    vfs.failLength = -1;
+    await image.close();
+  });
 
   it('readMapped of any range (unaligned, across layer boundaries) reads the chain and reports its runs', async () => {
     const { model, open } = await chain();

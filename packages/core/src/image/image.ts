@@ -768,10 +768,17 @@ export class Image {
         continue;
       }
       let p: void | Promise<void>;
-      if (run.depth > 0) p = this.layerAt(run.depth).readPadded(run.start, part);
-      else if (run.start % ss === 0 && part.length % ss === 0)
-        p = this.driverImage.read(run.start, part, this.readBelow);
-      else p = this.readUnaligned(run.start, part);
+      try {
+        if (run.depth > 0) p = this.layerAt(run.depth).readPadded(run.start, part);
+        else if (run.start % ss === 0 && part.length % ss === 0)
+          p = this.driverImage.read(run.start, part, this.readBelow);
+        else p = this.readUnaligned(run.start, part);
+      } catch (err) {
+        // A synchronous failure: reported once the reads already issued are over (as a rejection below).
+        if (pending === undefined) throw err;
+        pending.push(Promise.reject(err));
+        break;
+      }
       if (p !== undefined) (pending ??= []).push(p);
     }
     if (pending === undefined) return undefined;
