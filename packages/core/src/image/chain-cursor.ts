@@ -62,43 +62,44 @@ export class ChainCursor {
     let image = this.top;
     let end = offset + length;
     for (let depth = 0; ; depth++) {
-      const k = await this.layerRun(depth, image, offset, end - offset);
+      const k = this.knownAt(depth, image, offset) ?? (await this.ask(depth, image, offset, end - offset));
       end = Math.min(end, k.end);
-      const st = k.status;
-      if (st.allocated) {
-        const zero = st.zero ?? false;
-        const result: ChainStatus = {
-          length: end - offset,
-          depth,
-          allocated: true,
-          data: st.data ?? !zero,
-          zero,
-          path: image.path,
-        };
-        // A status's host offset covers its whole run contiguously (BlockStatus.hostOffset).
-        if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset + (offset - k.start);
-        return result;
-      }
-      const below = image.backing;
-      if (!below || offset >= below.size) {
-        const none: ChainStatus = { length: end - offset, depth: undefined, allocated: false, data: false, zero: true };
-        // The bottom layer's host offset for a run it does not hold (a qcow2 subcluster in an allocated
-        // cluster): QEMU keeps OFFSET_VALID there, and qemu-img map prints it.
-        if (!below && st.hostOffset !== undefined) {
-          none.hostOffset = st.hostOffset + (offset - k.start);
-          none.path = image.path;
-        }
-        return none;
-      }
+      const below = k.status.allocated ? undefined : image.backing;
+      if (k.status.allocated || !below || offset >= below.size) return statusOf(k, depth, image, offset, end);
       end = Math.min(end, below.size);
       image = below;
     }
   }
 
-  /** The run of the layer at `depth` that holds `offset`: its last answer when that still covers `offset`. */
-  private async layerRun(depth: number, image: Image, offset: number, length: number): Promise<Known> {
+  /**
+   * `at` answered from the runs the layers already reported, without a promise; undefined when
+   * some layer must be asked (then call `at`). A walk through a chain whose layers' runs are
+   * known takes no turn of the microtask queue per run.
+   */
+  peek(offset: number, length: number): ChainStatus | undefined {
+    let image = this.top;
+    let end = offset + length;
+    for (let depth = 0; ; depth++) {
+      const k = this.knownAt(depth, image, offset);
+      if (k === undefined) return undefined;
+      end = Math.min(end, k.end);
+      const below = k.status.allocated ? undefined : image.backing;
+      if (k.status.allocated || !below || offset >= below.size) return statusOf(k, depth, image, offset, end);
+      end = Math.min(end, below.size);
+      image = below;
+    }
+  }
+
+  /** The last run the layer at `depth` reported, when it still covers `offset` and the layer did not change since. */
+  private knownAt(depth: number, image: Image, offset: number): Known | undefined {
     const k = this.known[depth];
-    if (k !== undefined && offset >= k.start && offset < k.end && k.changeCount === image.changeCount) return k;
+    return k !== undefined && offset >= k.start && offset < k.end && k.changeCount === image.changeCount
+      ? k
+      : undefined;
+  }
+
+  /** Asks the layer at `depth` for its run at `offset` (and as far on as the walk goes), and keeps it. */
+  private async ask(depth: number, image: Image, offset: number, length: number): Promise<Known> {
     const changeCount = image.changeCount;
     // The rest of the walk's range in this layer, so that the answer covers as much as it can.
     const rest = this.horizon === undefined ? length : Math.max(length, Math.min(this.horizon, image.size) - offset);
@@ -110,4 +111,31 @@ export class ChainCursor {
     this.known[depth] = known;
     return known;
   }
+}
+
+/** The chain status of [offset, end) from the run `k` of the layer at `depth` (`image`), the last layer looked at. */
+function statusOf(k: Known, depth: number, image: Image, offset: number, end: number): ChainStatus {
+  const st = k.status;
+  if (st.allocated) {
+    const zero = st.zero ?? false;
+    const result: ChainStatus = {
+      length: end - offset,
+      depth,
+      allocated: true,
+      data: st.data ?? !zero,
+      zero,
+      path: image.path,
+    };
+    // A status's host offset covers its whole run contiguously (BlockStatus.hostOffset).
+    if (st.hostOffset !== undefined) result.hostOffset = st.hostOffset + (offset - k.start);
+    return result;
+  }
+  const none: ChainStatus = { length: end - offset, depth: undefined, allocated: false, data: false, zero: true };
+  // The bottom layer's host offset for a run it does not hold (a qcow2 subcluster in an allocated
+  // cluster): QEMU keeps OFFSET_VALID there, and qemu-img map prints it.
+  if (!image.backing && st.hostOffset !== undefined) {
+    none.hostOffset = st.hostOffset + (offset - k.start);
+    none.path = image.path;
+  }
+  return none;
 }

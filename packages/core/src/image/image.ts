@@ -735,29 +735,66 @@ export class Image {
     });
     const runs: Array<ChainStatus & { start: number }> = [];
     for (let pos = offset; pos < end; ) {
-      const st = await cursor.at(pos, end - pos);
+      const st = cursor.peek(pos, end - pos) ?? (await cursor.at(pos, end - pos));
       if (st.length <= 0) break;
       const last = runs[runs.length - 1];
       if (last && sameRun(last, st)) last.length += st.length;
       else runs.push({ start: pos, ...st });
       pos += st.length;
     }
-    // Zero runs are filled; each stretch of other runs is read at once.
+    const pending = this.readRuns(offset, into, runs);
+    if (pending !== undefined) await pending;
+    return runs;
+  }
+
+  /**
+   * Fills `into` (at `offset`) from `runs` (its chain status): zero runs are filled, every other
+   * run is read from the layer that holds it, not through the layers above (which would look up
+   * their own allocation again for each run). Reads that must wait are all issued before any is
+   * awaited, so the runs of one request overlap; the promise settles once every read is over
+   * (undefined when all completed synchronously).
+   */
+  private readRuns(
+    offset: number,
+    into: Uint8Array,
+    runs: ReadonlyArray<ChainStatus & { start: number }>,
+  ): void | Promise<void> {
     const ss = this.alignment;
-    for (let i = 0; i < runs.length; ) {
-      const run = runs[i]!;
-      if (run.zero) {
-        into.fill(0, run.start - offset, run.start - offset + run.length);
-        i++;
+    let pending: Array<void | Promise<void>> | undefined;
+    for (const run of runs) {
+      const part = into.subarray(run.start - offset, run.start - offset + run.length);
+      if (run.zero || run.depth === undefined) {
+        part.fill(0);
         continue;
       }
-      let stop = run.start + run.length;
-      for (i++; i < runs.length && !runs[i]!.zero; i++) stop = runs[i]!.start + runs[i]!.length;
-      const part = into.subarray(run.start - offset, stop - offset);
-      if (run.start % ss === 0 && stop % ss === 0) await this.driverImage.read(run.start, part, this.readBelow);
-      else await this.readUnaligned(run.start, part);
+      let p: void | Promise<void>;
+      try {
+        if (run.depth > 0) p = this.layerAt(run.depth).readPadded(run.start, part);
+        else if (run.start % ss === 0 && part.length % ss === 0)
+          p = this.driverImage.read(run.start, part, this.readBelow);
+        else p = this.readUnaligned(run.start, part);
+      } catch (err) {
+        // A synchronous failure: reported once the reads already issued are over (as a rejection below).
+        if (pending === undefined) throw err;
+        pending.push(Promise.reject(err));
+        break;
+      }
+      if (p !== undefined) (pending ??= []).push(p);
     }
-    return runs;
+    if (pending === undefined) return undefined;
+    if (pending.length === 1) return pending[0];
+    // Every read is over before this settles (a failed one must not leave others writing into a
+    // buffer the caller reuses); then the first failure is reported.
+    return Promise.allSettled(pending).then((results) => {
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+    });
+  }
+
+  /** The layer `depth` levels below this one (0: this one); the caller knows the chain is that deep. */
+  private layerAt(depth: number): Image {
+    let image: Image = this;
+    for (let d = 0; d < depth; d++) image = image.backing!;
+    return image;
   }
 
   /** Status across the whole chain for the run starting at `offset`: which layer answers. */
@@ -781,7 +818,7 @@ export class Image {
     let pending: (ChainStatus & { start: number }) | undefined;
     let pos = offset;
     while (pos < end) {
-      const st = await cursor.at(pos, end - pos);
+      const st = cursor.peek(pos, end - pos) ?? (await cursor.at(pos, end - pos));
       if (st.length <= 0) break;
       if (pending && sameRun(pending, st)) {
         pending.length += st.length;
