@@ -76,6 +76,13 @@ function sharedNamespaces(file: string): void {
   );
 }
 
+/** The launcher reads the bundle as latin1 (src/launcher.ts): any byte above 0x7f would be misread. */
+function asciiOnly(file: string): void {
+  const bytes = fs.readFileSync(file);
+  const at = bytes.findIndex((b) => b > 0x7f);
+  if (at >= 0) throw new Error(`${file}: a non-ASCII byte at ${at} (the launcher reads the bundle as latin1)`);
+}
+
 const common: Options = {
   format: ['cjs'],
   target: 'node20',
@@ -101,6 +108,7 @@ export default defineConfig([
     async onSuccess() {
       lazyChildProcess(path.resolve('dist', 'blk-main.cjs'));
       sharedNamespaces(path.resolve('dist', 'blk-main.cjs'));
+      asciiOnly(path.resolve('dist', 'blk-main.cjs'));
     },
     // One function expression, which the launcher compiles with vm.Script (and V8's code cache).
     banner: {
