@@ -14,6 +14,12 @@
  * - qcow2-info / qcow2-map: `blk info` and `blk map --output=json` of a 1 TiB qcow2 with 8000 data
  *   extents vs qemu-img's, goal <= 1.5x their time and RSS <= 64 MiB.
  *
+ * The machine's floor for a Node CLI is measured in the same runs and given in the notes: `node -e 0`
+ * (convert and info), and for convert -O raw of the plainly allocated image a plain-Node copy of its
+ * allocated host data (bench/lib/plain-copy.mjs: readSync into one buffer, writeSync at the guest
+ * offsets of a sparse file, its run list read from the L2 tables before the timed runs), as a whole
+ * process. The goals stay qemu-img's; the notes say how far blk is from what Node itself can do.
+ *
  * The images are written here by a small qcow2 writer (v3, 64 KiB clusters, refcounts 16 bits, every
  * cluster's refcount 1), with the bench's sector patterns so that the workloads verify what they read,
  * and checked once with `qemu-img check`. It does not use blk's qcow2 writer (not part of these rows).
@@ -21,6 +27,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { halfRuns, commitRuns, fillPattern, prng, TAG_BASE, TAG_OVERLAY } from '../lib/util.mjs';
+import { qcow2Runs } from '../lib/plain-copy.mjs';
+
+const PLAIN_COPY = new URL('../lib/plain-copy.mjs', import.meta.url).pathname;
 
 const CLUSTER = 64 * 1024;
 
@@ -139,6 +148,21 @@ function qemuCheck(path) {
 
 const hasQemu = () => spawnSync('qemu-img', ['--version']).status === 0;
 
+const ms = (seconds) => `${(seconds * 1000).toFixed(1)} ms`;
+
+/**
+ * A convert row's floor note: `node -e 0` and the plain-Node copy (whole processes, best runs of the
+ * same interleaved set), and blk's time over the copy's.
+ */
+function convertFloorNote(out, errors, blkSeconds) {
+  const start = out['node -e 0']?.reduce((a, b) => (b.value < a.value ? b : a), out['node -e 0'][0])?.value;
+  const plain = out['plain-Node copy']?.reduce((a, b) => (b.value < a.value ? b : a), out['plain-Node copy'][0])?.value;
+  const failed = errors['node -e 0'] ?? errors['plain-Node copy'];
+  if (failed) return `; floor not measured: ${failed}`;
+  if (start === undefined || plain === undefined || blkSeconds === undefined) return '';
+  return `; floor: node -e 0 ${ms(start)}, plain-Node copy ${ms(plain)} (node start + readSync/writeSync of the allocated data); blk/floor ${(blkSeconds / plain).toFixed(2)}× (target ≤ 1.15×)`;
+}
+
 export default function qcow2Rows(ctx) {
   const { S, fixture, base, prepare, interleave, best, addRow, runWorkload, runCommand, blkCli, profArgs } = ctx;
   const REQ = ctx.REQ;
@@ -196,6 +220,33 @@ export default function qcow2Rows(ctx) {
       if (hasQemu()) qemuCheck(p);
       return p;
     });
+
+  /**
+   * The floor variants of a convert -O raw row: `node -e 0`, and the plain-Node copy of `src`'s
+   * allocated data into `out` (its run list computed here, before any timed run).
+   */
+  const floorVariants = (src, out) => {
+    const runsFile = `${out}.runs.json`;
+    fs.writeFileSync(runsFile, JSON.stringify(qcow2Runs(src)));
+    return [
+      {
+        key: 'node -e 0',
+        run: () => {
+          const r = runCommand([process.execPath, '-e', '0']);
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+        },
+      },
+      {
+        key: 'plain-Node copy',
+        before: () => prepare([src]),
+        after: () => ctx.discardLater(out),
+        run: () => {
+          const r = runCommand([process.execPath, PLAIN_COPY, src, out, runsFile]);
+          return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB };
+        },
+      },
+    ];
+  };
 
   return [
     {
@@ -285,8 +336,12 @@ export default function qcow2Rows(ctx) {
         ]) {
           const outBlk = `${ctx.dir}/${id}.blk.raw`;
           const outQemu = `${ctx.dir}/${id}.qemu.raw`;
+          const outPlain = `${ctx.dir}/${id}.plain.raw`;
           let same;
+          // The floor (plainly allocated image only: the plain copy does not inflate clusters).
+          const floor = id === 'qcow2-convert-raw' ? floorVariants(src, outPlain) : [];
           const variants = [
+            ...floor,
             {
               key: 'qemu-img convert',
               before: () => prepare([src]),
@@ -313,6 +368,7 @@ export default function qcow2Rows(ctx) {
           ];
           const { out, errors } = interleave(S.cliReps, variants);
           const r = best(out['blk convert -t unsafe'], false);
+          const floorNote = floor.length > 0 ? convertFloorNote(out, errors, r?.value) : '';
           addRow({
             id,
             title: `\`blk convert -t unsafe -O raw\` of a ${ctx.fmtBytes(S.size)} qcow2, ${what}`,
@@ -329,7 +385,7 @@ export default function qcow2Rows(ctx) {
               ?? errors['qemu-img convert']
               ?? (same === false
                 ? 'WRONG RESULT: output differs from qemu-img convert'
-                : 'output identical to qemu-img convert'),
+                : `output identical to qemu-img convert${floorNote}`),
             samples: out,
           });
         }
@@ -415,6 +471,7 @@ export default function qcow2Rows(ctx) {
           return { value: r.seconds, unit: 's', maxRssKiB: r.maxRssKiB, stdout: r.stdout };
         };
         const variants = [
+          { key: 'node -e 0', run: cmd([process.execPath, '-e', '0']) },
           { key: 'qemu-img info', run: cmd(['qemu-img', 'info', q]) },
           { key: 'blk info', run: cmd(blkCli('info', q)) },
           { key: 'qemu-img map', run: cmd(['qemu-img', 'map', '--output=json', q]) },
@@ -428,6 +485,11 @@ export default function qcow2Rows(ctx) {
           sameMap = JSON.stringify(JSON.parse(bm)) === JSON.stringify(JSON.parse(qm));
         for (const list of Object.values(out)) for (const r of list) delete r.stdout;
         const bi = best(out['blk info'], false);
+        const nodeStart = best(out['node -e 0'], false)?.value;
+        const infoFloor =
+          bi?.value !== undefined && nodeStart !== undefined
+            ? `floor: node -e 0 ${ms(nodeStart)}; blk/floor ${(bi.value / nodeStart).toFixed(2)}× (target ≤ 1.2×)`
+            : undefined;
         addRow({
           id: 'qcow2-info',
           title: `open + \`info\` of a ${ctx.fmtBytes(S.mapSize)} qcow2 with 8000 data extents`,
@@ -437,7 +499,7 @@ export default function qcow2Rows(ctx) {
           baselineName: '`qemu-img info`',
           goal: { max: 1.5, maxRssKiB: 64 * 1024 },
           rssKiB: bi?.maxRssKiB,
-          note: pending ?? errors['blk info'] ?? errors['qemu-img info'],
+          note: pending ?? errors['blk info'] ?? errors['qemu-img info'] ?? errors['node -e 0'] ?? infoFloor,
           samples: out,
         });
         const bmap = best(out['blk map'], false);

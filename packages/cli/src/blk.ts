@@ -10,6 +10,7 @@ import { writeSync } from 'node:fs';
 import { CommanderError } from 'commander';
 import { describeError, ExitError, reportError } from './errors.js';
 import { buildProgram, COMMAND_NAMES, currentCommand, FAILURE_CODE } from './program.js';
+import { onFirstUse } from './stdio.js';
 
 /**
  * `blk resize FILE -1G` as qemu-img takes it: a size that starts with `-` is
@@ -24,20 +25,23 @@ function withNegativeResizeSize(argv: string[]): string[] {
 }
 
 async function main(): Promise<void> {
-  // `blk ... | head`: a closed pipe ends the output quietly, as for any Unix tool.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-      // Any other failure (a full disk, an I/O error): one line on stderr and exit 1, not a stack trace.
-      if (stream === process.stdout) {
-        try {
-          writeSync(2, `blk: cannot write the output: ${describeError(err)}\n`);
-        } catch {
-          // stderr is gone too: the exit status says it.
+  // `blk ... | head`: a closed pipe ends the output quietly, as for any Unix tool. The handlers go on
+  // each stream when a command first uses it (stdio.ts): a command that prints nothing makes none.
+  for (const name of ['stdout', 'stderr'] as const) {
+    onFirstUse(name, (stream) =>
+      stream.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+        // Any other failure (a full disk, an I/O error): one line on stderr and exit 1, not a stack trace.
+        if (stream === process.stdout) {
+          try {
+            writeSync(2, `blk: cannot write the output: ${describeError(err)}\n`);
+          } catch {
+            // stderr is gone too: the exit status says it.
+          }
         }
-      }
-      process.exit(FAILURE_CODE[currentCommand()] ?? 1); // compare: 2 (an error), not 1 (the images differ)
-    });
+        process.exit(FAILURE_CODE[currentCommand()] ?? 1); // compare: 2 (an error), not 1 (the images differ)
+      }),
+    );
   }
   // The command named first, when it is one (else every command: for the help and the suggestions).
   const word = process.argv[2];

@@ -310,6 +310,34 @@ describe("ThreadedIoVfs (the copy jobs' host Vfs)", () => {
     await storage.close();
   });
 
+  it('hostCopyVfs: under -t unsafe (no flush to overlap) large reads and writes stay synchronous; other modes use the pool', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { hostCopyVfs } = await import('../src/host-io.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'blk-copy-vfs-'));
+    try {
+      const file = path.join(dir, 'f.raw');
+      fs.writeFileSync(file, new Uint8Array(1024 * 1024).fill(7));
+      const unsafe = await hostCopyVfs('unsafe').open(file, { readOnly: true });
+      const pooled = await hostCopyVfs('writeback').open(file, { readOnly: true });
+      try {
+        // The storage reads synchronously (NodeFileStorage's own), even a 1 MiB request: no pool round trip.
+        expect(unsafe.capabilities.syncRead).toBe(true);
+        const into = new Uint8Array(1024 * 1024);
+        expect(unsafe.readSync!(0, into)).toBe(into.length);
+        expect(into[into.length - 1]).toBe(7);
+        // Under writeback the copy's large requests go to the pool: no synchronous read offered.
+        expect(pooled.capabilities.syncRead ?? false).toBe(false);
+      } finally {
+        await unsafe.close();
+        await pooled.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('close() waits for thread-pool reads in flight, so their descriptor number is never reused under them', async () => {
     const fs = await import('node:fs');
     const os = await import('node:os');

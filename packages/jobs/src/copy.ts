@@ -43,6 +43,7 @@
  * `aborted`; every request in flight has settled when it throws.
  */
 import type { Image } from '@blk/core/portable';
+import { firstNonZero } from './bytes.js';
 import { checkAborted, CopyPipeline, COPY_DEPTH, EventLoopYielder, isZero, sameBytes } from './common.js';
 
 export interface CopyOptions {
@@ -400,13 +401,22 @@ async function writeChanged(
   const end = pos + data.length;
   let pending = -1;
   for (let g = pos; g < end; ) {
-    const gEnd = Math.min(g - (g % granule) + granule, end);
+    let gEnd = Math.min(g - (g % granule) + granule, end);
     const from = g - pos,
       to = gEnd - pos;
+    let skip: boolean;
+    if (base) skip = sameBytes(data.subarray(from, to), base.subarray(from, to));
     // Without a base, a non-zero first or last byte settles it without a compare (the usual case for data).
-    const skip = base
-      ? sameBytes(data.subarray(from, to), base.subarray(from, to))
-      : data[from] === 0 && data[to - 1] === 0 && isZero(data.subarray(from, to));
+    else if (data[from] !== 0 || data[to - 1] !== 0) skip = false;
+    else {
+      // A granule that may be zero: one scan finds where the zeros end, and every whole granule before that
+      // is skipped at once (a stretch of zeros between data costs one compare, not one per granule).
+      const nonZero = firstNonZero(data.subarray(from));
+      const zerosEnd = nonZero < 0 ? end : g + nonZero;
+      const stretchEnd = zerosEnd >= end ? end : zerosEnd - (zerosEnd % granule);
+      skip = stretchEnd > g;
+      if (skip) gEnd = stretchEnd;
+    }
     if (!skip) {
       if (pending < 0) pending = g;
     } else if (pending >= 0) {

@@ -205,6 +205,54 @@ describe('convert (@blk/jobs over MemoryVfs)', () => {
     await top.close();
   });
 
+  it('zero detection: stretches of zero granules between data are skipped, the rest written in coalesced requests', async () => {
+    // 2 MiB of data with zero stretches of every shape: several granules long, one granule, shorter than a
+    // granule, crossing a window boundary, at the very start and at the very end, and granules whose
+    // first and last bytes are zero around data.
+    const size = 2048 * KiB;
+    const src = new Uint8Array(size).fill(0x5a);
+    const zero = (start: number, length: number) => src.fill(0, start, start + length);
+    zero(0, 12 * KiB); // the first three granules
+    zero(20 * KiB, 4 * KiB); // one granule
+    zero(30 * KiB + 100, 3 * KiB); // inside one granule only: written
+    zero(100 * KiB + 1, 40 * KiB); // starts one byte into a granule: the granules wholly inside go
+    zero(1020 * KiB, 12 * KiB); // across the 1 MiB window boundary
+    zero(1500 * KiB, 4 * KiB - 1); // a granule whose last byte only is data
+    zero(1600 * KiB + 1, 4 * KiB - 1); // a granule whose first byte only is data
+    zero(1700 * KiB, 8 * KiB);
+    src[1702 * KiB] = 1; // data in the middle of zeros: first and last byte of its granule zero
+    zero(size - 36 * KiB, 36 * KiB); // the end
+    const vfs = new MemoryVfs();
+    vfs.put('/z.raw', src);
+    for (const sparse of [4 * KiB, 16 * KiB]) {
+      const source = await openImage('/z.raw', { registry, vfs, format: 'raw', readOnly: true });
+      const name = `/z-${sparse}.raw`;
+      await createImage(name, { registry, vfs, format: 'raw', size });
+      const target = await openImage(name, { registry, vfs, format: 'raw' });
+      const writes: Array<[number, number]> = [];
+      const write = Image.prototype.write;
+      vi.spyOn(Image.prototype, 'write').mockImplementation(function (this: Image, offset, data, options) {
+        if (this === target) writes.push([offset, data.length]);
+        return write.call(this, offset, data, options);
+      });
+      await copyImageData(source, target, { chunk: 1024 * KiB, depth: 2, sparseSize: sparse });
+      vi.restoreAllMocks();
+      // What a granule-by-granule test gives: every granule holding a non-zero byte written, neighbours in one
+      // write, windows (1 MiB) written separately.
+      const want: Array<[number, number]> = [];
+      for (let g = 0; g < size; g += sparse) {
+        if (src.subarray(g, g + sparse).every((b) => b === 0)) continue;
+        const last = want[want.length - 1];
+        if (last && last[0] + last[1] === g && g % (1024 * KiB) !== 0) last[1] += sparse;
+        else want.push([g, sparse]);
+      }
+      expect(writes).toEqual(want);
+      expect(firstDifference(await target.read(0, size), src)).toBe(-1);
+      await target.close();
+      await source.close();
+    }
+  });
+
   it('sparse granule: the larger of -S and the target allocation unit', async () => {
     const vfs = new MemoryVfs();
     await createImage('/t.cow', { registry, vfs, format: 'cow', size: SIZE });

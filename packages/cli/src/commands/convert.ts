@@ -9,7 +9,7 @@ import * as nodePath from 'node:path';
 import { removeTempOnInterrupt, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError, warn } from '../errors.js';
 import { registry } from '../images.js';
-import { hostJobVfs } from '../host-io.js';
+import { hostCopyVfs } from '../host-io.js';
 import { parseCacheMode } from '../jobs/common.js';
 import { convertImage } from '../jobs/convert.js';
 import { formatOptionHelp, parseCreateOptions } from '../options.js';
@@ -82,7 +82,7 @@ export async function convert(src: string, dst: string, opts: ConvertOpts): Prom
   const temp = removeTempOnInterrupt(new AbortController());
   try {
     const result = await convertImage(src, dst, {
-      vfs: hostJobVfs(),
+      vfs: hostCopyVfs(cache),
       cache,
       format: opts.format,
       outputFormat: opts.outputFormat,

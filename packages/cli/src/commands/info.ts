@@ -11,6 +11,7 @@ import { describeImage, humanInfo, type QDict } from '../describe.js';
 import { hostVfs } from '../images.js';
 import { judgeBacking, type BackingVerdict } from '../jobs/common.js';
 import { toQemuJson, type QValue } from '../qjson.js';
+import { writeStdout } from '../stdio.js';
 
 export interface InfoOpts extends BackingRuleFlags {
   format?: string;
@@ -57,7 +58,7 @@ export async function info(file: string, opts: InfoOpts): Promise<number> {
     }
     if (opts.output === 'json') {
       const value: QValue = opts.backingChain ? entries : entries[0]!;
-      process.stdout.write(`${toQemuJson(value)}\n`);
+      writeStdout(`${toQemuJson(value)}\n`);
     } else {
       const text = entries.map((e, i) =>
         humanInfo(e, {
@@ -65,7 +66,7 @@ export async function info(file: string, opts: InfoOpts): Promise<number> {
           snapshots: layers[i]!.info().extras?.snapshots,
         }),
       );
-      process.stdout.write(`${text.join('\n\n')}\n`);
+      writeStdout(`${text.join('\n\n')}\n`);
     }
   } finally {
     await image.close();
