@@ -58,6 +58,16 @@ const cacheFiles = (command: string, distDir = path.join(CLI_DIR, 'dist')) => {
   return { beside, inHome };
 };
 
+/** A copy of the bin (dist/blk.cjs + its bundle) under the test's directory, so its caches are its own. */
+function privateBin(name: string): string {
+  const copy = path.join(dir, name);
+  fs.mkdirSync(path.join(copy, 'dist'), { recursive: true });
+  for (const f of ['blk.cjs', 'blk-main.cjs'])
+    fs.copyFileSync(path.join(CLI_DIR, 'dist', f), path.join(copy, 'dist', f));
+  fs.symlinkSync(fs.realpathSync(path.join(CLI_DIR, 'build')), path.join(copy, 'build'));
+  return path.join(copy, 'dist', 'blk.cjs');
+}
+
 describe('blk start-up', () => {
   it('prints the same help and errors as before (fixture), with and without the code cache, through blk.js too', () => {
     const expected = JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as Case[];
@@ -91,70 +101,70 @@ describe('blk start-up', () => {
   });
 
   it('keeps a code cache per command beside the bundle, keyed; a stale, corrupt or foreign cache is replaced, never trusted', () => {
-    for (const f of cacheFiles('info').beside) fs.rmSync(f);
+    // A private copy of the bin: other test files run blk (and write the shared dist's caches) meanwhile.
+    const bin = privateBin('private');
+    const distDir = path.dirname(bin);
+    const caches = () => cacheFiles('info', distDir);
+    const runInfo = (args: string[], env: Record<string, string> = {}) => run(args, env, bin);
     const img = path.join(dir, 'c.raw');
     rawFile(img, 1024 * 1024);
-    const first = run(['info', img]);
+    const first = runInfo(['info', img]);
     expect(first.code).toBe(0);
-    const [file, ...more] = cacheFiles('info').beside;
+    const [file, ...more] = caches().beside;
     expect(more).toEqual([]);
-    expect(cacheFiles('info').inHome).toEqual([]);
+    expect(caches().inHome).toEqual([]);
     const bytes = fs.readFileSync(file!);
     const key = bytes.subarray(0, bytes.indexOf(10)).toString('latin1');
     expect(key).toContain(process.version);
     expect(bytes.length).toBeGreaterThan(10_000);
     // A second start reads it and leaves it as it is.
     const mtime = fs.statSync(file!).mtimeMs;
-    expect(run(['info', img])).toEqual(first);
+    expect(runInfo(['info', img])).toEqual(first);
     expect(fs.statSync(file!).mtimeMs).toBe(mtime);
     // Corrupt data (V8's release build would abort on it: the checksum catches it first): same output,
     // and the file is made again. A flipped byte in a sampled word, a truncated tail.
     const corrupt = Buffer.from(bytes);
     for (let i = key.length + 200; i < corrupt.length; i += 97) corrupt[i] ^= 0xff;
     fs.writeFileSync(file!, bytes.subarray(0, bytes.length - 1000));
-    expect(run(['info', img])).toEqual(first);
+    expect(runInfo(['info', img])).toEqual(first);
     expect(fs.readFileSync(file!).length).toBeGreaterThan(bytes.length - 1000);
     fs.writeFileSync(file!, corrupt);
-    expect(run(['info', img])).toEqual(first);
+    expect(runInfo(['info', img])).toEqual(first);
     expect(fs.readFileSync(file!).equals(corrupt)).toBe(false);
     // Another key (another Node, another bundle): ignored and replaced.
     fs.writeFileSync(
       file!,
       Buffer.concat([Buffer.from('blk-code-cache 1 v0.0.0 x\n'), bytes.subarray(key.length + 1)]),
     );
-    expect(run(['info', img])).toEqual(first);
+    expect(runInfo(['info', img])).toEqual(first);
     expect(fs.readFileSync(file!).subarray(0, key.length).toString('latin1')).toBe(key);
     // Garbage, a truncated file, an empty one.
     for (const junk of [Buffer.from('nonsense'), bytes.subarray(0, 100), Buffer.alloc(0)]) {
       fs.writeFileSync(file!, junk);
-      expect(run(['info', img])).toEqual(first);
+      expect(runInfo(['info', img])).toEqual(first);
     }
     // A FIFO where the cache should be: not opened for reading (it would block), replaced.
     fs.rmSync(file!);
     spawnSync('mkfifo', [file!]);
     if (fs.existsSync(file!)) {
-      expect(run(['info', img])).toEqual(first);
+      expect(runInfo(['info', img])).toEqual(first);
       expect(fs.statSync(file!).isFile()).toBe(true);
     }
     // BLK_CODE_CACHE=off neither reads nor writes one.
     fs.rmSync(file!);
-    expect(run(['info', img], { BLK_CODE_CACHE: 'off' })).toEqual(first);
-    expect(cacheFiles('info').beside).toEqual([]);
+    expect(runInfo(['info', img], { BLK_CODE_CACHE: 'off' })).toEqual(first);
+    expect(caches().beside).toEqual([]);
   });
 
   it('uses the user cache directory where the bundle directory cannot hold one; runs where neither can', () => {
     // A copy of the bin whose cache places beside it are directories: reading skips them, writing fails.
-    const copy = path.join(dir, 'copy');
-    fs.mkdirSync(path.join(copy, 'dist'), { recursive: true });
-    for (const f of ['blk.cjs', 'blk-main.cjs'])
-      fs.copyFileSync(path.join(CLI_DIR, 'dist', f), path.join(copy, 'dist', f));
-    fs.symlinkSync(fs.realpathSync(path.join(CLI_DIR, 'build')), path.join(copy, 'build'));
+    const bin = privateBin('copy');
+    const copy = path.dirname(path.dirname(bin));
     const name = `blk-main.--help.${process.arch}-${process.versions.v8}.cache`;
     const other = `blk-main.other.${process.arch}-${process.versions.v8}.cache`;
     for (const n of [name, other]) fs.mkdirSync(path.join(copy, 'dist', n, 'x'), { recursive: true });
     const expected = (JSON.parse(fs.readFileSync(FIXTURE, 'utf8')) as Case[])[0]!;
     fs.rmSync(cacheHome, { recursive: true, force: true });
-    const bin = path.join(copy, 'dist', 'blk.cjs');
     expect(run(['--help'], {}, bin)).toEqual(expected);
     expect(run(['--help'], {}, bin)).toEqual(expected);
     const inHome = fs.readdirSync(path.join(cacheHome, 'blk'));
