@@ -1,11 +1,13 @@
 /**
- * qemu-img amend for qcow2, the changes that need no cluster allocation: lazy_refcounts on/off,
- * compat 0.10 -> 1.1 (QEMU's qcow2_upgrade) and 1.1 -> 0.10 when the image has nothing v2 cannot
- * say (no zero clusters, 16-bit refcounts, zlib, clean). The header is rewritten as QEMU's
- * qcow2_update_header writes it (cluster 0, extensions in QEMU's order, unknown ones kept).
+ * qemu-img amend for qcow2: lazy_refcounts on/off, compat 0.10 -> 1.1 (QEMU's qcow2_upgrade) and
+ * 1.1 -> 0.10 when the image has nothing v2 cannot say (no zero clusters, 16-bit refcounts, zlib,
+ * clean), refcount_bits (QEMU's qcow2_change_refcount_order: new structures past the end of the
+ * file, refcount-order.ts). Everything is checked before anything is written; then the header is
+ * rewritten once, as QEMU's qcow2_update_header writes it (cluster 0, extensions in QEMU's order,
+ * unknown ones kept), naming the new refcount structures if there are any.
  *
- * Not here (they allocate clusters, which needs the write engine): refcount_bits changes, size
- * changes, a downgrade that must expand zero clusters. They are refused with that reason.
+ * Not here: size changes (blk resize), a downgrade that must expand zero clusters. They are
+ * refused with that reason.
  */
 import { BlockError, readZeroFilled, writeTo, type OptionSpec, type Storage } from '@blk/core/portable';
 import { encodeHeader } from './create.js';
@@ -20,6 +22,7 @@ import {
   INCOMPAT_DIRTY,
   type Qcow2Header,
 } from './header.js';
+import { buildRefcountStructures } from './refcount-order.js';
 import { readSnapshotTable } from './snapshots.js';
 
 export const AMEND_OPTIONS: readonly OptionSpec[] = [
@@ -29,9 +32,18 @@ export const AMEND_OPTIONS: readonly OptionSpec[] = [
     name: 'refcount_bits',
     type: 'number',
     valueName: 'num',
-    help: 'Width of a reference count entry in bits (changing it is not supported yet)',
+    help: 'Width of a reference count entry in bits',
   },
 ];
+
+/**
+ * The open image's side of an amend, when one is open (the driver's): what it holds in memory goes
+ * to the file before the refcount structures are rebuilt from it, and it works on the new ones after.
+ */
+export interface AmendEngine {
+  writeBackAll(): Promise<void>;
+  reloadRefcounts(): Promise<void>;
+}
 
 type Where = { path: string; driver: 'qcow2' };
 
@@ -78,9 +90,11 @@ export async function amendQcow2(
   storage: Storage,
   header: Qcow2Header,
   options: ReadonlyMap<string, string>,
+  engine?: AmendEngine,
 ): Promise<void> {
   const where: Where = { path: storage.path, driver: 'qcow2' };
   let version = header.version;
+  let refcountOrder = header.refcountOrder;
   let lazy = (header.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n;
   for (const [key, value] of options) {
     switch (key) {
@@ -92,15 +106,14 @@ export async function amendQcow2(
       case 'lazy_refcounts':
         lazy = onOff(value, where, key);
         break;
-      case 'refcount_bits':
-        if (Number(value) !== 2 ** header.refcountOrder)
-          refuse(
-            'not-supported',
-            'Changing the refcount width is not supported yet (it allocates new refcount structures)',
-            where,
-            key,
-          );
+      case 'refcount_bits': {
+        if (!/^\d+$/.test(value)) refuse('invalid-argument', "Parameter 'refcount_bits' expects a number", where, key);
+        const bits = Number(value);
+        if (bits <= 0 || bits > 64 || (bits & (bits - 1)) !== 0)
+          refuse('invalid-argument', 'Refcount width must be a power of two and may not exceed 64 bits', where, key);
+        refcountOrder = Math.log2(bits);
         break;
+      }
       case 'size':
         if (Number(value) !== header.size)
           refuse('not-supported', 'Use blk resize to change the size of a qcow2 image', where, key);
@@ -134,8 +147,18 @@ export async function amendQcow2(
       );
     lazy = false;
   }
+  const changesOrder = refcountOrder !== header.refcountOrder;
+  // QEMU's order: an upgrade first, then the width, a downgrade last (it needs 16 bits then).
+  if (changesOrder && version < 3 && refcountOrder !== 4) {
+    refuse(
+      'invalid-argument',
+      'Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)',
+      where,
+      'refcount_bits',
+    );
+  }
   const wasLazy = (header.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n;
-  if (version === header.version && lazy === wasLazy) return; // nothing changes
+  if (version === header.version && lazy === wasLazy && !changesOrder) return; // nothing changes
   if ((header.incompatibleFeatures & BigInt(INCOMPAT_DIRTY | INCOMPAT_CORRUPT)) !== 0n) {
     refuse('not-supported', 'the image is dirty or corrupt: run blk check -r all first', where);
   }
@@ -151,7 +174,7 @@ export async function amendQcow2(
   }
   if (version === 2 && header.version === 3) {
     // qcow2_downgrade's preconditions.
-    if (header.refcountOrder !== 4) refuse('not-supported', 'compat=0.10 requires refcount_bits=16', where, 'compat');
+    if (refcountOrder !== 4) refuse('not-supported', 'compat=0.10 requires refcount_bits=16', where, 'compat');
     if (header.compressionType !== 0)
       refuse('not-supported', 'compat=0.10 requires compression_type=zlib', where, 'compat');
     if (header.incompatibleFeatures !== 0n)
@@ -164,14 +187,20 @@ export async function amendQcow2(
         'compat',
       );
   }
+  let refcountTable = { tableOffset: header.refcountTableOffset, tableClusters: header.refcountTableClusters };
+  if (changesOrder) {
+    // Written and flushed past the end of the file; the header below switches to them in one write.
+    await engine?.writeBackAll();
+    refcountTable = await buildRefcountStructures(storage, header, refcountOrder, where);
+  }
   const fields = {
     version,
     clusterBits: header.clusterBits,
     size: header.size,
     l1Size: header.l1Size,
     l1TableOffset: header.l1TableOffset,
-    refcountTableOffset: header.refcountTableOffset,
-    refcountTableClusters: header.refcountTableClusters,
+    refcountTableOffset: refcountTable.tableOffset,
+    refcountTableClusters: refcountTable.tableClusters,
     nbSnapshots: header.nbSnapshots,
     snapshotsOffset: header.snapshotsOffset,
     // A v2 header has no feature words; an upgrade starts them at zero, as qcow2_upgrade.
@@ -181,7 +210,7 @@ export async function amendQcow2(
         ? (header.compatibleFeatures & ~BigInt(COMPAT_LAZY_REFCOUNTS)) | (lazy ? BigInt(COMPAT_LAZY_REFCOUNTS) : 0n)
         : 0n,
     autoclearFeatures: version === 3 ? header.autoclearFeatures : 0n,
-    refcountOrder: header.refcountOrder,
+    refcountOrder,
     compressionType: header.compressionType,
     backingFile: header.backingName,
     backingFormat: header.backingFormat,
@@ -197,4 +226,10 @@ export async function amendQcow2(
   header.compatibleFeatures = fields.compatibleFeatures;
   header.incompatibleFeatures = fields.incompatibleFeatures;
   header.autoclearFeatures = fields.autoclearFeatures;
+  if (changesOrder) {
+    header.refcountOrder = refcountOrder;
+    header.refcountTableOffset = refcountTable.tableOffset;
+    header.refcountTableClusters = refcountTable.tableClusters;
+    await engine?.reloadRefcounts();
+  }
 }

@@ -150,8 +150,9 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
             ),
           )
         : checkQcow2(storage, header, repair),
-    // qemu-img amend of what needs no allocation (amend.ts).
-    amend: (opts: ReadonlyMap<string, string>): Promise<void> => amendQcow2(storage, header, opts),
+    // qemu-img amend (amend.ts); a new refcount width goes through the open image's caches.
+    amend: (opts: ReadonlyMap<string, string>): Promise<void> =>
+      amendQcow2(storage, header, opts, options.readOnly ? undefined : image),
     // qemu-img info's cluster-size, dirty-flag and snapshots.
     infoExtras: (): InfoExtras => {
       return {
