@@ -1,13 +1,16 @@
 /**
  * qemu-img amend for qcow2: lazy_refcounts on/off, compat 0.10 -> 1.1 (QEMU's qcow2_upgrade) and
  * 1.1 -> 0.10 when the image has nothing v2 cannot say (no zero clusters, 16-bit refcounts, zlib,
- * clean), refcount_bits (QEMU's qcow2_change_refcount_order: new structures past the end of the
- * file, refcount-order.ts). Everything is checked before anything is written; then the header is
- * rewritten once, as QEMU's qcow2_update_header writes it (cluster 0, extensions in QEMU's order,
- * unknown ones kept), naming the new refcount structures if there are any.
+ * clean, snapshots of the image's size), refcount_bits (QEMU's qcow2_change_refcount_order: new
+ * structures in free clusters, refcount-order.ts), size (the open image's resize, as qemu-img
+ * resize --shrink), and backing_file/backing_fmt, data_file, data_file_raw as QEMU takes them (only
+ * what the image already says). Everything is checked before anything is written (QEMU checks some
+ * things half-way and may leave the earlier steps done); then the header is rewritten once, as
+ * QEMU's qcow2_update_header writes it (cluster 0, extensions in QEMU's order, unknown ones kept),
+ * naming the new refcount structures if there are any, with a resize before it on a downgrade and
+ * after it otherwise (QEMU's order).
  *
- * Not here: size changes (blk resize), a downgrade that must expand zero clusters. They are
- * refused with that reason.
+ * Not here: a downgrade that must expand zero clusters (it allocates); refused with that reason.
  */
 import { BlockError, readZeroFilled, writeTo, type OptionSpec, type Storage } from '@blk/core/portable';
 import { encodeHeader } from './create.js';
@@ -20,13 +23,19 @@ import {
   EXT_FEATURE_TABLE,
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
+  AUTOCLEAR_DATA_FILE_RAW,
   type Qcow2Header,
 } from './header.js';
 import { buildRefcountStructures } from './refcount-order.js';
 import { readSnapshotTable } from './snapshots.js';
 
+/** qemu-img amend -f qcow2 -o help's options, in its order (the LUKS encrypt.* ones aside: blk opens no encrypted image). */
 export const AMEND_OPTIONS: readonly OptionSpec[] = [
+  { name: 'backing_file', type: 'string', valueName: 'str', help: 'File name of a base image' },
+  { name: 'backing_fmt', type: 'string', valueName: 'str', help: 'Image format of the base image' },
   { name: 'compat', type: 'string', valueName: 'str', help: 'Compatibility level (v2 [0.10] or v3 [1.1])' },
+  { name: 'data_file', type: 'string', valueName: 'str', help: 'File name of an external data file' },
+  { name: 'data_file_raw', type: 'bool', help: 'The external data file must stay valid as a raw image' },
   { name: 'lazy_refcounts', type: 'bool', help: 'Postpone refcount updates' },
   {
     name: 'refcount_bits',
@@ -34,7 +43,13 @@ export const AMEND_OPTIONS: readonly OptionSpec[] = [
     valueName: 'num',
     help: 'Width of a reference count entry in bits',
   },
+  { name: 'size', type: 'size', help: 'Virtual disk size' },
 ];
+
+/** qemu-img create -f qcow2's options that amend does not take: qemu-img names them so. */
+const CREATE_ONLY = new Set(['cluster_size', 'preallocation', 'compression_type', 'extended_l2', 'encryption']);
+/** The LUKS options amend takes (QEMU's qcow2_amend_opts): only for an encrypted image. */
+const ENCRYPT_AMEND = new Set(['new-secret', 'old-secret', 'state', 'keyslot', 'iter-time']);
 
 /**
  * The open image's side of an amend, when one is open (the driver's): what it holds in memory goes
@@ -43,6 +58,8 @@ export const AMEND_OPTIONS: readonly OptionSpec[] = [
 export interface AmendEngine {
   writeBackAll(): Promise<void>;
   reloadRefcounts(): Promise<void>;
+  /** `size=`: as qemu-img resize --shrink (QEMU's amend truncates the image, exact). */
+  resize(size: number): Promise<void>;
 }
 
 type Where = { path: string; driver: 'qcow2' };
@@ -95,6 +112,9 @@ export async function amendQcow2(
   const where: Where = { path: storage.path, driver: 'qcow2' };
   let version = header.version;
   let refcountOrder = header.refcountOrder;
+  let newSize = 0;
+  let backingFile: string | undefined;
+  let backingFormat: string | undefined;
   let lazy = (header.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n;
   for (const [key, value] of options) {
     switch (key) {
@@ -115,26 +135,48 @@ export async function amendQcow2(
         break;
       }
       case 'size':
-        if (Number(value) !== header.size)
-          refuse('not-supported', 'Use blk resize to change the size of a qcow2 image', where, key);
-        break;
-      case 'cluster_size':
-        if (Number(value) !== header.clusterSize)
-          refuse('not-supported', 'Changing the cluster size is not supported', where, key);
-        break;
-      case 'compression_type':
-        if ((value === 'zstd' ? 1 : 0) !== header.compressionType)
-          refuse('not-supported', 'Changing the compression type is not supported', where, key);
-        break;
-      case 'preallocation':
-        refuse('not-supported', 'Changing the preallocation mode is not supported', where, key);
+        // Bytes (the CLI converts suffixes); 0 is "not given", as QEMU's amend.
+        if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
+          refuse('invalid-argument', "Parameter 'size' expects a non-negative number below 2^64", where, key);
+        newSize = Number(value);
         break;
       case 'backing_file':
+        backingFile = value;
+        break;
       case 'backing_fmt':
-        refuse('not-supported', `Changing ${key} with amend is not supported: use blk rebase -u`, where, key);
+        backingFormat = value;
+        break;
+      case 'data_file':
+        // blk amends no image with an external data file (refused below), so any value is this error.
+        refuse('invalid-argument', 'data-file can only be set for images that use an external data file', where, key);
+        break;
+      case 'data_file_raw':
+        if (onOff(value, where, key) && (header.autoclearFeatures & BigInt(AUTOCLEAR_DATA_FILE_RAW)) === 0n)
+          refuse('invalid-argument', 'data-file-raw cannot be set on existing images', where, key);
         break;
       default:
+        if (CREATE_ONLY.has(key) || (key.startsWith('encrypt.') && !ENCRYPT_AMEND.has(key.slice(8))))
+          refuse(
+            'invalid-argument',
+            `Invalid parameter '${key}': this option is only supported for image creation`,
+            where,
+            key,
+          );
+        if (key.startsWith('encrypt.'))
+          refuse('invalid-argument', "Can't amend encryption options - encryption not present", where, key);
         refuse('invalid-argument', `Invalid parameter '${key}'`, where, key);
+    }
+  }
+  // QEMU compares both names with the image's (either may be absent) and refuses any difference.
+  if (backingFile !== undefined || backingFormat !== undefined) {
+    const current = header.backingName !== undefined ? new TextDecoder().decode(header.backingName) : undefined;
+    if (backingFile !== current || backingFormat !== header.backingFormat) {
+      refuse(
+        'invalid-argument',
+        "Cannot amend the backing file: you can use 'blk rebase' instead",
+        where,
+        'backing_file',
+      );
     }
   }
   if (version < 3 && lazy) {
@@ -158,7 +200,17 @@ export async function amendQcow2(
     );
   }
   const wasLazy = (header.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n;
-  if (version === header.version && lazy === wasLazy && !changesOrder) return; // nothing changes
+  const resizes = newSize !== 0 && newSize !== header.size;
+  if (resizes && newSize % 512 !== 0)
+    refuse('invalid-argument', 'The new size must be a multiple of 512', where, 'size');
+  if (resizes && !engine)
+    refuse('not-supported', 'changing the size needs the image open (Image.amend)', where, 'size');
+  const changesHeader = version !== header.version || lazy !== wasLazy || changesOrder;
+  const downgrade = version < header.version;
+  if (!changesHeader) {
+    if (resizes) await engine!.resize(newSize);
+    return;
+  }
   if ((header.incompatibleFeatures & BigInt(INCOMPAT_DIRTY | INCOMPAT_CORRUPT)) !== 0n) {
     refuse('not-supported', 'the image is dirty or corrupt: run blk check -r all first', where);
   }
@@ -179,6 +231,13 @@ export async function amendQcow2(
       refuse('not-supported', 'compat=0.10 requires compression_type=zlib', where, 'compat');
     if (header.incompatibleFeatures !== 0n)
       refuse('not-supported', 'Cannot downgrade an image with incompatible features', where, 'compat');
+    // v2 programs may not know a snapshot's own size or a VM state past 32 bits (the size is the
+    // one after `size=`, which QEMU applies before the downgrade).
+    const finalSize = resizes ? newSize : header.size;
+    for (const sn of (await readSnapshotTable(storage, header, await storage.size())).snapshots) {
+      if (sn.vmStateSize > 0xffffffff || sn.diskSize !== finalSize)
+        refuse('not-supported', 'Internal snapshots prevent downgrade of image', where, 'compat');
+    }
     if (await hasZeroClusters(storage, header, await storage.size()))
       refuse(
         'not-supported',
@@ -187,6 +246,9 @@ export async function amendQcow2(
         'compat',
       );
   }
+  // QEMU resizes before a downgrade (the image is still v3, whose snapshots keep their own sizes) and
+  // after anything else.
+  if (resizes && downgrade) await engine!.resize(newSize);
   let refcountTable = { tableOffset: header.refcountTableOffset, tableClusters: header.refcountTableClusters };
   if (changesOrder) {
     // Written and flushed past the end of the file; the header below switches to them in one write.
@@ -232,4 +294,5 @@ export async function amendQcow2(
     header.refcountTableClusters = refcountTable.tableClusters;
     await engine?.reloadRefcounts();
   }
+  if (resizes && !downgrade) await engine!.resize(newSize);
 }

@@ -93,10 +93,11 @@ describe.skipIf(!QEMU)('qcow2 amend writes what qemu-img amend writes', () => {
 
   it.each([
     [{ refcount_bits: '3' }, 'Refcount width must be a power of two and may not exceed 64 bits'],
-    [{ cluster_size: '4096' }, 'Changing the cluster size is not supported'],
+    [{ cluster_size: '4096' }, "Invalid parameter 'cluster_size': this option is only supported for image creation"],
     [{ compat: '0.9' }, "Parameter 'version' does not accept value '0.9'"],
     [{ nonsense: '1' }, "Invalid parameter 'nonsense'"],
-    [{ backing_file: 'x' }, 'use blk rebase -u'],
+    [{ backing_file: 'x' }, 'Cannot amend the backing file'],
+    [{ size: '8388608' }, 'changing the size needs the image open'],
   ])('refuses %o, leaving the file as it was', async (options, message) => {
     const file = make('r.qcow2', '', false);
     const before = fs.readFileSync(file);
