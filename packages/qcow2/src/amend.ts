@@ -1,8 +1,8 @@
 /**
  * qemu-img amend for qcow2: lazy_refcounts on/off, compat 0.10 -> 1.1 (QEMU's qcow2_upgrade) and
- * 1.1 -> 0.10 when the image has nothing v2 cannot say (no zero clusters, 16-bit refcounts, zlib,
- * clean, snapshots of the image's size), refcount_bits (QEMU's qcow2_change_refcount_order: new
- * structures in free clusters, refcount-order.ts), size (the open image's resize, as qemu-img
+ * 1.1 -> 0.10 when the image has nothing v2 cannot say (16-bit refcounts, zlib, clean, snapshots of
+ * the image's size; zero clusters are expanded first, zero-clusters.ts), refcount_bits (QEMU's
+ * qcow2_change_refcount_order: new structures in free clusters, refcount-order.ts), size (the open image's resize, as qemu-img
  * resize --shrink), and backing_file/backing_fmt, data_file, data_file_raw as QEMU takes them (only
  * what the image already says). Everything is checked before anything is written (QEMU checks some
  * things half-way and may leave the earlier steps done); then the header is rewritten once, as
@@ -10,9 +10,10 @@
  * naming the new refcount structures if there are any, with a resize before it on a downgrade and
  * after it otherwise (QEMU's order).
  *
- * Not here: a downgrade that must expand zero clusters (it allocates); refused with that reason.
+ * Not here: a downgrade that must expand zero clusters over a backing file (each needs a new cluster
+ * of zeros); refused with that reason.
  */
-import { BlockError, readZeroFilled, writeTo, type OptionSpec, type Storage } from '@blk/core/portable';
+import { BlockError, writeTo, type OptionSpec, type Storage } from '@blk/core/portable';
 import { encodeHeader } from './create.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
@@ -27,7 +28,9 @@ import {
   type Qcow2Header,
 } from './header.js';
 import { buildRefcountStructures } from './refcount-order.js';
+import type { SnapshotEngine } from './snapshot-write.js';
 import { readSnapshotTable } from './snapshots.js';
+import { expandZeroClusters, findZeroClusters } from './zero-clusters.js';
 
 /** qemu-img amend -f qcow2 -o help's options, in its order (the LUKS encrypt.* ones aside: blk opens no encrypted image). */
 export const AMEND_OPTIONS: readonly OptionSpec[] = [
@@ -60,6 +63,8 @@ export interface AmendEngine {
   reloadRefcounts(): Promise<void>;
   /** `size=`: as qemu-img resize --shrink (QEMU's amend truncates the image, exact). */
   resize(size: number): Promise<void>;
+  /** The image's caches, for expanding zero clusters on a downgrade (zero-clusters.ts). */
+  snapshotEngine(): SnapshotEngine;
 }
 
 type Where = { path: string; driver: 'qcow2' };
@@ -72,34 +77,6 @@ function onOff(v: string, where: Where, key: string): boolean {
   if (v === 'on' || v === 'true') return true;
   if (v === 'off' || v === 'false') return false;
   return refuse('invalid-argument', `Parameter '${key}' expects 'on' or 'off'`, where, key);
-}
-
-/** Whether any L2 table (active or of a snapshot) holds a zero cluster (bit 0 set). */
-async function hasZeroClusters(storage: Storage, h: Qcow2Header, fileSize: number): Promise<boolean> {
-  const tables: [number, number][] = [[h.l1TableOffset, h.l1Size]];
-  for (const s of (await readSnapshotTable(storage, h, fileSize)).snapshots) tables.push([s.l1TableOffset, s.l1Size]);
-  const seen = new Set<number>();
-  const l2 = new Uint8Array(h.clusterSize);
-  const dv = new DataView(l2.buffer);
-  for (const [offset, size] of tables) {
-    if (size === 0) continue;
-    const l1 = new Uint8Array(size * 8);
-    await readZeroFilled(storage, offset, l1);
-    const l1v = new DataView(l1.buffer);
-    for (let i = 0; i < size; i++) {
-      const hi = l1v.getUint32(8 * i) & 0x00ffffff;
-      const lo = l1v.getUint32(8 * i + 4);
-      const l2Offset = hi * 2 ** 32 + (lo - (lo % 512));
-      if (l2Offset === 0 || seen.has(l2Offset)) continue;
-      seen.add(l2Offset);
-      await readZeroFilled(storage, l2Offset, l2);
-      for (let j = 0; j < h.clusterSize / 8; j++) {
-        // Standard (not compressed) entries with the zero flag.
-        if ((dv.getUint32(8 * j) & 0x40000000) === 0 && (dv.getUint32(8 * j + 4) & 1) !== 0) return true;
-      }
-    }
-  }
-  return false;
 }
 
 /** Amends `header` in `storage` (the image must be open for nothing else). Unknown keys are refused. */
@@ -207,6 +184,7 @@ export async function amendQcow2(
     refuse('not-supported', 'changing the size needs the image open (Image.amend)', where, 'size');
   const changesHeader = version !== header.version || lazy !== wasLazy || changesOrder;
   const downgrade = version < header.version;
+  let expandZeros = false;
   if (!changesHeader) {
     if (resizes) await engine!.resize(newSize);
     return;
@@ -238,17 +216,34 @@ export async function amendQcow2(
       if (sn.vmStateSize > 0xffffffff || sn.diskSize !== finalSize)
         refuse('not-supported', 'Internal snapshots prevent downgrade of image', where, 'compat');
     }
-    if (await hasZeroClusters(storage, header, await storage.size()))
-      refuse(
-        'not-supported',
-        'Downgrading an image with zero clusters is not supported yet (they must be expanded, which allocates)',
-        where,
-        'compat',
-      );
+    // What the image holds in memory first: the tables are read from the file.
+    await engine?.writeBackAll();
+    const zeros = await findZeroClusters(storage, header);
+    if (zeros.any) {
+      if (header.backingName !== undefined)
+        refuse(
+          'not-supported',
+          'Downgrading an image with zero clusters over a backing file is not supported yet (each must become an allocated cluster of zeros)',
+          where,
+          'compat',
+        );
+      if (!engine)
+        refuse('not-supported', 'expanding zero clusters needs the image open (Image.amend)', where, 'compat');
+      if (zeros.sharedWithData !== undefined)
+        refuse(
+          'not-supported',
+          `Cannot downgrade: the zero cluster at host offset 0x${zeros.sharedWithData.toString(16)} shares its data with a snapshot, which expanding it would overwrite`,
+          where,
+          'compat',
+        );
+      expandZeros = true;
+    }
   }
   // QEMU resizes before a downgrade (the image is still v3, whose snapshots keep their own sizes) and
   // after anything else.
   if (resizes && downgrade) await engine!.resize(newSize);
+  // Durable before the header says v2 (QEMU's qcow2_downgrade expands them before its header update).
+  if (expandZeros) await expandZeroClusters(engine!.snapshotEngine(), where);
   let refcountTable = { tableOffset: header.refcountTableOffset, tableClusters: header.refcountTableClusters };
   if (changesOrder) {
     // Written and flushed past the end of the file; the header below switches to them in one write.

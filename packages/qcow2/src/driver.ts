@@ -163,6 +163,7 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
               writeBackAll: () => image.writeBackAll(),
               reloadRefcounts: () => image.reloadRefcounts(),
               resize: (size) => image.resize(size, context),
+              snapshotEngine: () => image.snapshotEngine(),
             },
       ),
     // qemu-img info's cluster-size, dirty-flag and snapshots.
