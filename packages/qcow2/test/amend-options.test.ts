@@ -11,8 +11,12 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DriverRegistry, openImage as openIn, type MemoryVfs } from '@blk/core';
+import { CrashReplay, CrashSimVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
+import { rawDriver } from '@blk/raw';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qcow2Driver } from '../src/index.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 amend option tests are skipped');
@@ -190,4 +194,52 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
     expect(b.stderr).toMatch(/shares its data with a snapshot, which expanding it would overwrite/);
     expect(fs.readFileSync(mine).equals(before)).toBe(true);
   });
+
+  it('crashes at every write point of a downgrade that expands zero clusters: check 0, data as before', async () => {
+    const file = p('zc.qcow2');
+    ok('qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', file, '1M');
+    ok('qemu-io', '-c', 'write -P 1 0 256k', '-c', 'write -z 8k 16k', '-c', 'write -z -u 512k 64k', file);
+    ok('qemu-img', 'convert', '-O', 'raw', file, p('zc-before.raw'));
+    const before = fs.readFileSync(p('zc-before.raw'));
+    const vfs = new CrashSimVfs({ cwd: '/d' });
+    vfs.put('/d/img.qcow2', new Uint8Array(fs.readFileSync(file)));
+    vfs.syncAll();
+    const start = vfs.log.length;
+    const image = await openIn('/d/img.qcow2', {
+      registry: new DriverRegistry([qcow2Driver, rawDriver]),
+      vfs,
+      readOnly: false,
+    });
+    await image.amend(new Map([['compat', '0.10']]));
+    await image.close();
+    const points: number[] = [];
+    for (let i = start; i < vfs.log.length; i++) if (isWritePoint(vfs.log[i]!)) points.push(i);
+    expect(points.length).toBeGreaterThan(3);
+    const replay = new CrashReplay(vfs.log);
+    const rng = new Rng(0x2e50);
+    const violations: string[] = [];
+    const compats = new Set<string>();
+    let n = 0;
+    const inspect = (crashed: MemoryVfs): string | undefined => {
+      const out = p(`zc-crash-${n++}.qcow2`);
+      fs.writeFileSync(out, crashed.file('/d/img.qcow2').snapshot());
+      const c = run('qemu-img', ['check', out]);
+      if (c.code !== 0) return `qemu-img check exit ${c.code}: ${c.out}${c.err}`;
+      compats.add(info(out)['format-specific'].data.compat);
+      ok('qemu-img', 'convert', '-O', 'raw', out, `${out}.raw`);
+      if (!fs.readFileSync(`${out}.raw`).equals(before)) return 'the guest data changed';
+      fs.rmSync(out);
+      fs.rmSync(`${out}.raw`);
+      return undefined;
+    };
+    for (const at of points) {
+      replay.seek(at + 1);
+      for (const state of crashStates(replay.model, rng, 2, '/d')) {
+        const message = inspect(state.vfs);
+        if (message) violations.push(`after event ${at} (${state.label}): ${message}`);
+      }
+    }
+    expect(violations).toEqual([]);
+    expect([...compats].sort()).toEqual(['0.10', '1.1']);
+  }, 120_000);
 });
