@@ -234,7 +234,7 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
     };
     for (const at of points) {
       replay.seek(at + 1);
-      for (const state of crashStates(replay.model, rng, 2, '/d')) {
+      for (const state of crashStates(replay.model, rng, 8, '/d')) {
         const message = inspect(state.vfs);
         if (message) violations.push(`after event ${at} (${state.label}): ${message}`);
       }

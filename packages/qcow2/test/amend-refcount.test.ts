@@ -194,10 +194,11 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
       fs.rmSync(`${out}.raw`);
       return undefined;
     };
-    // Every write point (a change writes a few blocks, the table and the header), two states each.
+    // Every write point (a change writes a few blocks, the table and the header), up to 8 states each:
+    // killed, nothing unflushed kept, and subsets of what was not flushed yet.
     for (const at of points) {
       replay.seek(at + 1);
-      for (const state of crashStates(replay.model, rng, 2, '/d')) {
+      for (const state of crashStates(replay.model, rng, 8, '/d')) {
         const message = inspect(state.vfs);
         if (message) violations.push(`after event ${at} (${state.label}): ${message}`);
       }
