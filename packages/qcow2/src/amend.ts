@@ -24,6 +24,7 @@ import {
   EXT_FEATURE_TABLE,
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
+  INCOMPAT_COMPRESSION,
   AUTOCLEAR_DATA_FILE_RAW,
   type Qcow2Header,
 } from './header.js';
@@ -205,10 +206,15 @@ export async function amendQcow2(
   if (version === 2 && header.version === 3) {
     // qcow2_downgrade's preconditions.
     if (refcountOrder !== 4) refuse('not-supported', 'compat=0.10 requires refcount_bits=16', where, 'compat');
-    if (header.compressionType !== 0)
-      refuse('not-supported', 'compat=0.10 requires compression_type=zlib', where, 'compat');
-    if (header.incompatibleFeatures !== 0n)
-      refuse('not-supported', 'Cannot downgrade an image with incompatible features', where, 'compat');
+    // zstd is an incompatible feature a downgrade may drop when no cluster is compressed (below).
+    const incompatible = header.incompatibleFeatures & ~BigInt(INCOMPAT_COMPRESSION);
+    if (incompatible !== 0n)
+      refuse(
+        'not-supported',
+        `Cannot downgrade an image with incompatible features 0x${incompatible.toString(16)} set`,
+        where,
+        'compat',
+      );
     // v2 programs may not know a snapshot's own size or a VM state past 32 bits (the size is the
     // one after `size=`, which QEMU applies before the downgrade).
     const finalSize = resizes ? newSize : header.size;
@@ -219,6 +225,13 @@ export async function amendQcow2(
     // What the image holds in memory first: the tables are read from the file.
     await engine?.writeBackAll();
     const zeros = await findZeroClusters(storage, header);
+    if (header.compressionType !== 0 && zeros.compressed)
+      refuse(
+        'not-supported',
+        'Cannot downgrade an image with zstd compression type and existing compressed clusters',
+        where,
+        'compat',
+      );
     if (zeros.any) {
       if (header.backingName !== undefined)
         refuse(
@@ -268,7 +281,8 @@ export async function amendQcow2(
         : 0n,
     autoclearFeatures: version === 3 ? header.autoclearFeatures : 0n,
     refcountOrder,
-    compressionType: header.compressionType,
+    // A v2 header has no compression type (deflate): the check above found no zstd cluster.
+    compressionType: version === 3 ? header.compressionType : 0,
     backingFile: header.backingName,
     backingFormat: header.backingFormat,
     // Bitmaps need v3: a downgrade drops them (their autoclear bit is cleared with the rest).
@@ -283,6 +297,7 @@ export async function amendQcow2(
   header.compatibleFeatures = fields.compatibleFeatures;
   header.incompatibleFeatures = fields.incompatibleFeatures;
   header.autoclearFeatures = fields.autoclearFeatures;
+  header.compressionType = fields.compressionType;
   if (changesOrder) {
     header.refcountOrder = refcountOrder;
     header.refcountTableOffset = refcountTable.tableOffset;

@@ -56,22 +56,25 @@ async function l2Tables(storage: Storage, h: Qcow2Header, activeL1?: Uint8Array)
 }
 
 /**
- * The zero clusters of every L2 table (active or of a snapshot): whether there are any, and a host
- * cluster (byte offset) that a zero-alloc entry names and another entry reads as data, if any (a
- * zero write without unmap over a cluster a snapshot shares keeps the cluster).
+ * What a downgrade must know of every L2 table (active or of a snapshot): whether there are zero
+ * clusters (`any`), a host cluster (byte offset) that a zero-alloc entry names and another entry
+ * reads as data (a zero write without unmap over a cluster a snapshot shares keeps the cluster),
+ * and whether there are compressed clusters (v2 reads only deflate).
  */
 export async function findZeroClusters(
   storage: Storage,
   h: Qcow2Header,
-): Promise<{ any: boolean; sharedWithData: number | undefined }> {
+): Promise<{ any: boolean; sharedWithData: number | undefined; compressed: boolean }> {
   const l2 = new Uint8Array(h.clusterSize);
   const dv = new DataView(l2.buffer);
   const tables = await l2Tables(storage, h);
   let any = false;
+  let compressed = false;
   const hosts = new Set<number>();
   for (const offset of tables) {
     await readZeroFilled(storage, offset, l2);
     for (let j = 0; j < l2.length; j += 8) {
+      if ((dv.getUint32(j) & COMPRESSED_HI) !== 0) compressed = true;
       if (!isZero(dv, j)) continue;
       any = true;
       const host = entryOffset(dv, j);
@@ -84,11 +87,11 @@ export async function findZeroClusters(
       for (let j = 0; j < l2.length; j += 8) {
         if ((dv.getUint32(j) & COMPRESSED_HI) !== 0 || isZero(dv, j)) continue;
         const host = entryOffset(dv, j);
-        if (hosts.has(host)) return { any, sharedWithData: host };
+        if (hosts.has(host)) return { any, sharedWithData: host, compressed };
       }
     }
   }
-  return { any, sharedWithData: undefined };
+  return { any, sharedWithData: undefined, compressed };
 }
 
 /**

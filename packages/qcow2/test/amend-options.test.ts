@@ -3,7 +3,7 @@
  * amend` on twin copies: size (grow, shrink, with compat and refcount_bits, in QEMU's order: a
  * resize before a downgrade, after anything else), backing_file/backing_fmt (accepted only when
  * both equal the image's), data_file, data_file_raw, encrypt.*, create-only options, a downgrade
- * over snapshots of another size, and a downgrade over zero clusters (expanded; byte for byte what
+ * over snapshots of another size or a zstd image (allowed without compressed clusters), and a downgrade over zero clusters (expanded; byte for byte what
  * qemu-img writes without snapshots; with snapshots blk stays consistent where qemu-img 7.2 is not). Same exit codes, qemu-img's words, and after a
  * success the same virtual size and guest data, which `qemu-img check` passes; after a refusal
  * blk's file is unchanged (qemu-img sometimes applies the steps before the failing one: noted).
@@ -63,6 +63,11 @@ beforeAll(() => {
   ok('qemu-img', 'snapshot', '-c', 's1', p('snap.qcow2'));
   fs.copyFileSync(p('snap.qcow2'), p('snap-resized.qcow2'));
   ok('qemu-img', 'resize', '-q', p('snap-resized.qcow2'), '2M');
+  // zstd: a downgrade drops it when no cluster is compressed.
+  ok('qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'compression_type=zstd', p('zstd.qcow2'), '1M');
+  ok('qemu-io', '-c', 'write -P 1 0 64k', p('zstd.qcow2'));
+  fs.copyFileSync(p('zstd.qcow2'), p('zstd-c.qcow2'));
+  ok('qemu-io', '-c', 'write -c -P 2 64k 64k', p('zstd-c.qcow2'));
   ok('qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', p('v2snap.qcow2'), '1M');
   ok('qemu-img', 'snapshot', '-c', 's1', p('v2snap.qcow2'));
 }, 60_000);
@@ -102,6 +107,8 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
     // qemu-img resizes, then refuses the downgrade; blk checks first and changes nothing.
     ['snap.qcow2', 'compat=0.10,size=2M', true],
     ['v2snap.qcow2', 'size=2M', false],
+    ['zstd.qcow2', 'compat=0.10', false],
+    ['zstd-c.qcow2', 'compat=0.10', false],
   ])('%s, -o %s', (image, option, qemuPartial) => {
     const mine = p(`b-${image}`);
     const theirs = p(`q-${image}`);
