@@ -3,10 +3,12 @@
  * amend` on twin copies: size (grow, shrink, with compat and refcount_bits, in QEMU's order: a
  * resize before a downgrade, after anything else), backing_file/backing_fmt (accepted only when
  * both equal the image's), data_file, data_file_raw, encrypt.*, create-only options, a downgrade
- * over snapshots of another size or a zstd image (allowed without compressed clusters), and a downgrade over zero clusters (expanded; byte for byte what
- * qemu-img writes without snapshots; with snapshots blk stays consistent where qemu-img 7.2 is not). Same exit codes, qemu-img's words, and after a
- * success the same virtual size and guest data, which `qemu-img check` passes; after a refusal
- * blk's file is unchanged (qemu-img sometimes applies the steps before the failing one: noted).
+ * over snapshots of another size or of a zstd image (allowed without compressed clusters), and a
+ * downgrade over zero clusters (expanded; byte for byte what qemu-img writes without snapshots;
+ * with snapshots blk stays consistent where qemu-img 7.2 is not). Same exit codes, qemu-img's
+ * words, and after a success the same virtual size and guest data, which `qemu-img check` passes;
+ * after a refusal blk's file is unchanged (qemu-img sometimes applies the steps before the failing
+ * one: noted).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
