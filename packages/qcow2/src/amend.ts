@@ -9,9 +9,6 @@
  * QEMU's qcow2_update_header writes it (cluster 0, extensions in QEMU's order, unknown ones kept),
  * naming the new refcount structures if there are any, with a resize before it on a downgrade and
  * after it otherwise (QEMU's order).
- *
- * Not here: a downgrade that must expand zero clusters over a backing file (each needs a new cluster
- * of zeros); refused with that reason.
  */
 import { BlockError, writeTo, type OptionSpec, type Storage } from '@blk/core/portable';
 import { encodeHeader } from './create.js';
@@ -233,13 +230,6 @@ export async function amendQcow2(
         'compat',
       );
     if (zeros.any) {
-      if (header.backingName !== undefined)
-        refuse(
-          'not-supported',
-          'Downgrading an image with zero clusters over a backing file is not supported yet (each must become an allocated cluster of zeros)',
-          where,
-          'compat',
-        );
       if (!engine)
         refuse('not-supported', 'expanding zero clusters needs the image open (Image.amend)', where, 'compat');
       if (zeros.sharedWithData !== undefined)
@@ -256,7 +246,7 @@ export async function amendQcow2(
   // after anything else.
   if (resizes && downgrade) await engine!.resize(newSize);
   // Durable before the header says v2 (QEMU's qcow2_downgrade expands them before its header update).
-  if (expandZeros) await expandZeroClusters(engine!.snapshotEngine(), where);
+  if (expandZeros) await expandZeroClusters(engine!.snapshotEngine());
   let refcountTable = { tableOffset: header.refcountTableOffset, tableClusters: header.refcountTableClusters };
   if (changesOrder) {
     // Written and flushed past the end of the file; the header below switches to them in one write.

@@ -7,14 +7,16 @@
  *   its flag is cleared (a crash in between leaves a zero cluster that reads as zeros too). A host
  *   cluster another entry reads as data (a zero write without unmap over data a snapshot shares)
  *   would change that snapshot, which QEMU 7.2 does; the caller refuses that instead.
- * With a backing file an unallocated entry would read the backing file: QEMU allocates a cluster of
- * zeros for each, which is not done here (the caller refuses).
+ * - over a backing file (where unallocated reads the backing file), a plain zero cluster gets a new
+ *   cluster of zeros, as QEMU: allocated and written, its refcount durable, before the entry names
+ *   it (a crash in between leaks it).
  */
-import { BlockError, flushStorage, readZeroFilled, writeTo, type Storage } from '@blk/core/portable';
+import { flushStorage, readZeroFilled, writeTo, type Storage } from '@blk/core/portable';
 import type { Qcow2Header } from './header.js';
 import type { SnapshotEngine } from './snapshot-write.js';
 import { readSnapshotTable } from './snapshots.js';
 
+const COPIED_HI = 0x80000000;
 const COMPRESSED_HI = 0x40000000;
 const ZERO_LO = 1;
 /** Bits 9..55 of an L1 or L2 entry: the host offset. */
@@ -99,11 +101,9 @@ export async function findZeroClusters(
  * the open image's L2 cache for the tables the active L1 names (the others directly), then makes
  * the tables durable. The caller has written back everything the image held in memory.
  */
-export async function expandZeroClusters(e: SnapshotEngine, where: { path: string; driver: 'qcow2' }): Promise<void> {
+export async function expandZeroClusters(e: SnapshotEngine): Promise<void> {
   const { storage, header: h } = e;
-  if (h.backingName !== undefined) {
-    throw new BlockError('not-supported', 'expanding zero clusters over a backing file allocates clusters', where);
-  }
+  const backed = h.backingName !== undefined;
   const cs = h.clusterSize;
   const active = new Set<number>();
   const l1 = e.activeL1();
@@ -115,39 +115,71 @@ export async function expandZeroClusters(e: SnapshotEngine, where: { path: strin
   const tables = await l2Tables(storage, h, l1.subarray(0, h.l1Size * 8));
   const bytes = new Uint8Array(cs);
   const dv = new DataView(bytes.buffer);
+  const withTable = async <T>(t: number, fn: (view: DataView) => T): Promise<T> => {
+    if (active.has(t)) return e.useL2(t, (view) => fn(view));
+    await readZeroFilled(storage, t, bytes);
+    return fn(dv);
+  };
 
-  // First the data: zeros in every zero-alloc host cluster, durable before any flag is cleared.
+  // First the data: zeros in every zero-alloc host cluster and, over a backing file, in a new
+  // cluster for each plain zero entry (counted once per L1 table sharing its L2 table, as QEMU),
+  // with the refcounts, durable before any entry changes (a crash before: leaked clusters only).
   const hosts = new Set<number>();
+  /** Over a backing file: the new cluster of each plain zero entry, by table and entry offset. */
+  const fresh = new Map<number, Map<number, number>>();
+  /** The refcount of each table that got new clusters (1: their entries get the COPIED bit). */
+  const tableRefs = new Map<number, number>();
   for (const t of tables) {
-    const scan = (view: DataView) => {
+    const plain: number[] = [];
+    await withTable(t, (view) => {
       for (let j = 0; j < cs; j += 8) {
-        if (isZero(view, j)) {
-          const host = entryOffset(view, j);
-          if (host !== 0) hosts.add(host);
-        }
+        if (!isZero(view, j)) continue;
+        const host = entryOffset(view, j);
+        if (host !== 0) hosts.add(host);
+        else if (backed) plain.push(j);
       }
-    };
-    if (active.has(t)) await e.useL2(t, (view) => scan(view));
-    else {
-      await readZeroFilled(storage, t, bytes);
-      scan(dv);
+    });
+    if (plain.length === 0) continue;
+    const refs = await e.rc.get(t / cs);
+    tableRefs.set(t, refs);
+    const map = new Map<number, number>();
+    for (const j of plain) {
+      const c = await e.rc.allocate();
+      if (refs > 1) await e.rc.add(c, refs - 1);
+      map.set(j, c * cs);
+      hosts.add(c * cs);
     }
+    fresh.set(t, map);
   }
+  if (fresh.size > 0) e.allocated();
   if (hosts.size > 0) {
     const zeros = new Uint8Array(cs);
-    for (const host of hosts) await writeTo(storage, host, zeros);
+    const fileSize = await storage.size();
+    for (const host of hosts) {
+      // As QEMU's bdrv_pwrite_zeroes: zeroed in place without a buffer where the file can (the host
+      // file then has no data there, which map reports), else written; past the end, written.
+      const zeroed =
+        storage.capabilities.zeroRange
+        && storage.zeroRange !== undefined
+        && host + cs <= fileSize
+        && (await storage.zeroRange(host, cs, false));
+      if (!zeroed) await writeTo(storage, host, zeros);
+    }
+    await e.rc.writeBack();
     if (!e.unsafe) await flushStorage(storage);
   }
 
   // Then the entries: zero-alloc keeps its cluster (and COPIED bit) without the flag; a plain zero
-  // entry becomes unallocated.
-  const expand = (view: DataView, dirty?: (lo: number, hi: number) => void): boolean => {
+  // entry becomes unallocated, or over a backing file names its new cluster.
+  const expand = (t: number, view: DataView, dirty?: (lo: number, hi: number) => void): boolean => {
     let changed = false;
+    const map = fresh.get(t);
     for (let j = 0; j < cs; j += 8) {
       if (!isZero(view, j)) continue;
       if (entryOffset(view, j) === 0) {
-        view.setUint32(j, 0);
-        view.setUint32(j + 4, 0);
+        const to = map?.get(j) ?? 0;
+        view.setUint32(j, Math.floor(to / 2 ** 32) | (to !== 0 && tableRefs.get(t) === 1 ? COPIED_HI : 0));
+        view.setUint32(j + 4, to >>> 0);
       } else {
         view.setUint32(j + 4, view.getUint32(j + 4) & ~ZERO_LO);
       }
@@ -157,10 +189,10 @@ export async function expandZeroClusters(e: SnapshotEngine, where: { path: strin
     return changed;
   };
   for (const t of tables) {
-    if (active.has(t)) await e.useL2(t, (view, dirty) => expand(view, dirty));
+    if (active.has(t)) await e.useL2(t, (view, dirty) => expand(t, view, dirty));
     else {
       await readZeroFilled(storage, t, bytes);
-      if (expand(dv)) await writeTo(storage, t, bytes);
+      if (expand(t, dv)) await writeTo(storage, t, bytes);
     }
   }
   await e.writeBackL2();
