@@ -12,6 +12,7 @@ import {
   type DriverImage,
   type DriverOpenOptions,
   type ProbeHint,
+  type ResizeOptions,
   type Storage,
 } from '@blk/core/portable';
 import {
@@ -150,8 +151,21 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
             ),
           )
         : checkQcow2(storage, header, repair),
-    // qemu-img amend of what needs no allocation (amend.ts).
-    amend: (opts: ReadonlyMap<string, string>): Promise<void> => amendQcow2(storage, header, opts),
+    // qemu-img amend (amend.ts); a new refcount width goes through the open image's caches.
+    amend: (opts: ReadonlyMap<string, string>, context: ResizeOptions): Promise<void> =>
+      amendQcow2(
+        storage,
+        header,
+        opts,
+        options.readOnly
+          ? undefined
+          : {
+              writeBackAll: () => image.writeBackAll(),
+              reloadRefcounts: () => image.reloadRefcounts(),
+              resize: (size) => image.resize(size, context),
+              snapshotEngine: () => image.snapshotEngine(),
+            },
+      ),
     // qemu-img info's cluster-size, dirty-flag and snapshots.
     infoExtras: (): InfoExtras => {
       return {

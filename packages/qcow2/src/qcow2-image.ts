@@ -122,8 +122,8 @@ export class Qcow2Image implements DriverImage {
   /** The last decompressed cluster, as QEMU keeps one (sequential small reads decompress once). */
   private lastCompressed: { host: number; data: Uint8Array } | undefined;
   private fileSize: number;
-  /** Writable opens only. */
-  private readonly refcounts: Refcounts | undefined;
+  /** Writable opens only (replaced when amend changes the refcount width: `reloadRefcounts`). */
+  private refcounts: Refcounts | undefined;
   private readonly mode: CacheMode;
   /** QEMU's s->lock: the metadata steps of writes, zeroing and discards. */
   private readonly meta = new Mutex();
@@ -190,24 +190,48 @@ export class Qcow2Image implements DriverImage {
         const l2 = this.l2Offset(i);
         if (l2 !== 0) this.l2Tables.add(l2 / cs);
       }
-      this.refcounts = new Refcounts({
-        storage,
-        clusterBits: header.clusterBits,
-        refcountOrder: header.refcountOrder,
-        tableOffset: header.refcountTableOffset,
-        tableClusters: header.refcountTableClusters,
-        table: writable.refcountTable,
-        mode: this.mode,
-        cacheBytes: REFCOUNT_CACHE_BYTES,
-        fileSize,
-        writeHeader: (offset, bytes) => this.writeHeader(offset, bytes),
-        isMetadata: (c) =>
-          c === 0
-          || (c >= header.l1TableOffset / cs && c < Math.ceil((header.l1TableOffset + header.l1Size * 8) / cs))
-          || this.l2Tables.has(c),
-      });
+      this.refcounts = this.openRefcounts(writable.refcountTable, fileSize);
     }
     if (extendedL2) this.extended = this.extendedReader();
+  }
+
+  /** The allocator over the refcount structures the header names (`table`: the refcount table's bytes). */
+  private openRefcounts(table: Uint8Array, fileSize: number): Refcounts {
+    const header = this.header;
+    const cs = this.clusterSize;
+    return new Refcounts({
+      storage: this.storage,
+      clusterBits: header.clusterBits,
+      refcountOrder: header.refcountOrder,
+      tableOffset: header.refcountTableOffset,
+      tableClusters: header.refcountTableClusters,
+      table,
+      mode: this.mode,
+      cacheBytes: REFCOUNT_CACHE_BYTES,
+      fileSize,
+      writeHeader: (offset, bytes) => this.writeHeader(offset, bytes),
+      isMetadata: (c) =>
+        c === 0
+        || (c >= header.l1TableOffset / cs && c < Math.ceil((header.l1TableOffset + header.l1Size * 8) / cs))
+        || this.l2Tables.has(c),
+    });
+  }
+
+  /**
+   * Before amend rebuilds the refcount structures from the file (refcount-order.ts): every change
+   * held in memory (L2 tables, L1, refcount blocks, deferred frees) is written out.
+   */
+  async writeBackAll(): Promise<void> {
+    await this.flush();
+    await this.refcounts?.writeBack();
+  }
+
+  /** After amend switched the header to new refcount structures: the allocator works on those. */
+  async reloadRefcounts(): Promise<void> {
+    if (!this.refcounts) return;
+    const table = new Uint8Array(this.header.refcountTableClusters * this.clusterSize);
+    await readZeroFilled(this.storage, this.header.refcountTableOffset, table);
+    this.refcounts = this.openRefcounts(table, await this.storage.size());
   }
 
   private extendedReader(): ExtendedL2Reader {

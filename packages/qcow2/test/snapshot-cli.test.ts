@@ -117,4 +117,28 @@ describe.skipIf(!QEMU)('blk snapshot as qemu-img snapshot', () => {
       else expect(b.stderr.startsWith(want), `${what}: ${b.stderr} vs ${want}`).toBe(true);
     }
   });
+
+  it('a missing backing file (direct or deeper): qemu-img words, exit 1, file unchanged', () => {
+    // qemu-img create refuses a missing backing file: make the chain, then delete its base.
+    ok('qemu-img', 'create', '-q', '-f', 'qcow2', 'gone.qcow2', '1M');
+    ok('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', 'gone.qcow2', '-F', 'qcow2', 'mid.qcow2');
+    ok('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', 'mid.qcow2', '-F', 'qcow2', 'top.qcow2');
+    for (const f of ['mid.qcow2', 'top.qcow2']) {
+      fs.copyFileSync(p(f), p(`b-${f}`));
+      fs.copyFileSync(p(f), p(`q-${f}`));
+    }
+    fs.rmSync(p('gone.qcow2'));
+    for (const file of ['mid.qcow2', 'top.qcow2']) {
+      const before = fs.readFileSync(p(`b-${file}`));
+      for (const args of [['-l'], ['-c', 'x'], ['-a', 'x'], ['-d', 'x']]) {
+        const { b, q } = both(args, file);
+        const what = `snapshot ${args.join(' ')} ${file}`;
+        expect(q.code, what).toBe(1);
+        expect(b.code, `${what}: ${b.stderr}`).toBe(q.code);
+        expect(b.stderr, what).toBe(asBlk(q.stderr));
+        expect(b.stdout, what).toBe('');
+      }
+      expect(fs.readFileSync(p(`b-${file}`)).equals(before), file).toBe(true);
+    }
+  });
 });

@@ -3,8 +3,10 @@
  * `-c NAME` creates one, `-a NAME|ID` reverts the image to one, `-d NAME` deletes one, through the
  * format's `snapshot` hook (qcow2). Failures print qemu-img's words and exit 1.
  */
-import { errnoOf, isBlockError } from '@blk/core';
-import { openCli } from '../common.js';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { errnoOf, isBlockError, type Image } from '@blk/core';
+import { openCli, type CliOpenOptions } from '../common.js';
 import { ExitError, UsageError, describeError, warn } from '../errors.js';
 import { snapshotTable } from '../snapshot-table.js';
 
@@ -25,12 +27,7 @@ export async function snapshot(file: string, opts: SnapshotOpts): Promise<number
   if (opts.create === undefined && opts.apply === undefined && opts.delete === undefined) return list(file, opts);
   // qemu-img's words: -U opens shared, which only a read-only open may.
   if (opts.forceShare) fail(`Could not open '${file}': force-share=on can only be used with read-only images`);
-  const image = await openCli(file, {
-    format: opts.format,
-    readOnly: false,
-    backingMode: 'ignore',
-    onWarning: warn,
-  });
+  const image = await openChain(file, { format: opts.format, readOnly: false, onWarning: warn });
   try {
     if (opts.create !== undefined) {
       const name = opts.create;
@@ -81,10 +78,9 @@ function fail(message: string): never {
 }
 
 async function list(file: string, opts: SnapshotOpts): Promise<number> {
-  const image = await openCli(file, {
+  const image = await openChain(file, {
     format: opts.format,
     readOnly: true,
-    backingMode: 'ignore',
     forceShare: opts.forceShare,
     onWarning: warn,
   });
@@ -97,3 +93,47 @@ async function list(file: string, opts: SnapshotOpts): Promise<number> {
   }
   return 0;
 }
+
+/**
+ * Opens the image with its backing chain, as qemu-img snapshot does (it has no BDRV_O_NO_BACKING):
+ * an image whose backing file is missing is refused, in qemu-img's words, and left unchanged.
+ */
+async function openChain(file: string, o: CliOpenOptions): Promise<Image> {
+  try {
+    return await openCli(file, o);
+  } catch (err) {
+    if (isBlockError(err) && err.kind === 'backing-missing') {
+      const message = await missingBackingMessage(file, o.format);
+      if (message !== undefined) fail(message);
+    }
+    throw err;
+  }
+}
+
+/**
+ * qemu-img's message for a chain whose file is missing: one "Could not open backing file: " per
+ * level, and the missing file named as QEMU's path_combine names it (the layer's name as given,
+ * up to its last '/', then the name the layer records). Undefined when every layer is there.
+ */
+async function missingBackingMessage(file: string, format: string | undefined): Promise<string | undefined> {
+  let name = file;
+  for (let depth = 1; depth <= MAX_CHAIN; depth++) {
+    const layer = await openCli(name, {
+      format: depth === 1 ? format : undefined,
+      readOnly: true,
+      backingMode: 'ignore',
+    });
+    const stored = layer.info().backing?.stored;
+    await layer.close();
+    if (stored === undefined) return undefined;
+    name = nodePath.isAbsolute(stored) ? stored : name.slice(0, name.lastIndexOf('/') + 1) + stored;
+    if (!fs.existsSync(name)) {
+      const levels = 'Could not open backing file: '.repeat(depth);
+      return `Could not open '${file}': ${levels}Could not open '${name}': No such file or directory`;
+    }
+  }
+  return undefined;
+}
+
+/** Chains deeper than this are the core's to refuse (chain-too-deep). */
+const MAX_CHAIN = 64;
