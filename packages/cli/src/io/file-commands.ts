@@ -4,7 +4,8 @@
  * they mean on blk io's command line, see open-options.ts), `close` closes it.
  */
 import { getoptOrUsage, type CmdInfo } from './command.js';
-import { NOCACHE, applyOpenOptions, parseCache, parseDiscard, validAio, type IoOpenOptions } from './open-flags.js';
+import { NOCACHE, parseCache, parseDiscard, validAio, type IoOpenOptions } from './open-flags.js';
+import { parseOptionList } from './block-options.js';
 
 export const open: CmdInfo = {
   name: 'open',
@@ -59,14 +60,7 @@ export const open: CmdInfo = {
     const list = o.flags.get('o');
     if (o.operands.length !== 1) return ctx.usage(this);
     const name = o.operands[0]!;
-    if (typeof list === 'string') {
-      const problem = applyOpenOptions(list, options);
-      if (problem !== undefined) {
-        ctx.io.err(`blk: ${name}: can't open: ${problem}\n`);
-        return false;
-      }
-    }
-    return ctx.open(name, options);
+    return ctx.open(name, options, typeof list === 'string' ? parseOptionList(list) : undefined);
   },
 };
 

@@ -10,6 +10,7 @@ import { parseSizeResult } from '../size.js';
 import { MAX_REQUEST, type CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 import { openIoFile, type IoOpenOptions, type OpenedFile } from './open-options.js';
+import type { OptionValue } from './block-options.js';
 import type { BackingRules } from '../jobs/common.js';
 import { cvtnumError, dumpBuffer, elapsed } from './report.js';
 import { dumpInPieces, rangeError } from './bounded.js';
@@ -56,23 +57,55 @@ export class IoSession {
     return this.file?.options.unmap ?? true;
   }
 
-  /** Opens `name`; false after printing why not (`blk: NAME: ...`). */
-  async open(name: string, options: IoOpenOptions): Promise<boolean> {
+  /** Opens `name` with the flags `options` and the `-o` options `direct`; false after printing why not. */
+  async open(name: string, options: IoOpenOptions, direct?: ReadonlyMap<string, OptionValue>): Promise<boolean> {
     if (this.file) {
       this.error("file open already, try 'help close'");
       return false;
     }
     try {
-      this.file = await openIoFile(name, {
-        ...options,
-        backingProbe: options.backingProbe ?? this.backingProbe,
-        rules: options.rules ?? this.rules,
-      });
+      this.file = await openIoFile(
+        name,
+        {
+          ...options,
+          backingProbe: options.backingProbe ?? this.backingProbe,
+          rules: options.rules ?? this.rules,
+        },
+        direct,
+      );
       return true;
     } catch (err) {
       this.report(err, name);
       return false;
     }
+  }
+
+  /** The open file as it was opened (reopen starts from it). */
+  get opened(): OpenedFile | undefined {
+    return this.file;
+  }
+
+  /**
+   * Reopens the open file with `options` and the `-o` options `direct` (reopen's): completes the
+   * requests in flight, closes the image (flushing it) and opens it again. When the new open fails
+   * the file is opened again as it was, and false is returned after printing why.
+   */
+  async reopen(options: IoOpenOptions, direct: ReadonlyMap<string, OptionValue>): Promise<boolean> {
+    const file = this.file;
+    if (!file) return false;
+    if (!(await this.close())) return false;
+    try {
+      this.file = await openIoFile(file.name, options, direct);
+      return true;
+    } catch (err) {
+      this.report(err, file.name);
+    }
+    try {
+      this.file = await openIoFile(file.name, file.options, file.direct);
+    } catch (err) {
+      this.report(err, file.name);
+    }
+    return false;
   }
 
   /** Completes the aio requests in flight, then closes the file (flushing it); false after printing a failure. */
