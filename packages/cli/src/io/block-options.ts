@@ -91,14 +91,14 @@ export function applyBlockOptions(
     const b = boolValue(v);
     return b === undefined ? `Parameter '${key}' expects 'on' or 'off'` : b;
   };
-  const text = (key: string, v: OptionValue): string | undefined =>
+  const text = (v: OptionValue): string | undefined =>
     typeof v === 'string' ? v : v instanceof JsonNumber ? v.text : undefined;
   let offset: number | undefined;
   let size: number | undefined;
   for (const [key, v] of options) {
     switch (key) {
       case 'driver': {
-        const f = text(key, v);
+        const f = text(v);
         if (f === undefined) return `Invalid parameter type for 'driver', expected: string`;
         into.format = f;
         break;
@@ -108,7 +108,7 @@ export function applyBlockOptions(
         break;
       case 'file.filename':
       case 'file.aio': {
-        const s = text(key, v);
+        const s = text(v);
         if (s === undefined) {
           return key === 'file.filename'
             ? "The 'file' block driver requires a file name"
@@ -145,7 +145,7 @@ export function applyBlockOptions(
       case 'node-name':
       case 'file.node-name':
       case 'backing.node-name': {
-        const s = text(key, v);
+        const s = text(v);
         if (s === undefined || !nodeNameOk(s)) return `Invalid node-name: '${String(v)}'`;
         extras.nodeNames.set(key, s);
         break;
@@ -155,7 +155,7 @@ export function applyBlockOptions(
         into.noBacking = true;
         break;
       case 'backing.driver': {
-        const s = text(key, v);
+        const s = text(v);
         if (s === undefined) return `Invalid parameter type for 'backing.driver', expected: string`;
         into.backingFormat = s;
         break;
