@@ -73,7 +73,7 @@ export interface BlockOptionExtras {
   nodeNames: Map<string, string>;
 }
 
-const TAKEN =
+export const TAKEN =
   'driver, file.driver, file.filename, read-only, force-share, cache.no-flush, cache.direct, discard, '
   + 'node-name, file.node-name, backing.node-name, backing (null), backing.driver, offset, size, '
   + 'lazy-refcounts, file.aio';

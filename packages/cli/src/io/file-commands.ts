@@ -30,14 +30,14 @@ export const open: CmdInfo = {
     const t = o.flags.get('t');
     const cache = typeof t === 'string' ? parseCache(t) : undefined;
     if (typeof t === 'string' && !cache) {
-      ctx.io.err(`blk: Invalid cache option: ${t}\n`);
+      ctx.error(`Invalid cache option: ${t}`);
       return false;
     }
     if (cache) options.cache = cache;
     if (o.flags.has('n')) options.cache = NOCACHE;
     const i = o.flags.get('i');
     if (typeof i === 'string' && !validAio(i)) {
-      ctx.io.err(`blk: Invalid aio option: ${i}\n`);
+      ctx.error(`Invalid aio option: ${i}`);
       return false;
     }
     options.nativeAio = o.flags.has('k') || i === 'native';
@@ -45,13 +45,13 @@ export const open: CmdInfo = {
     if (typeof d === 'string') {
       const unmap = parseDiscard(d);
       if (unmap === undefined) {
-        ctx.io.err(`blk: Invalid discard option: ${d}\n`);
+        ctx.error(`Invalid discard option: ${d}`);
         return false;
       }
       options.unmap = unmap;
     }
     if (o.flags.has('C')) {
-      ctx.io.err('blk: open: -C (copy-on-read) is not supported by blk\n');
+      ctx.error('open: -C (copy-on-read) is not supported by blk');
       return false;
     }
     options.readOnly = o.flags.has('r');

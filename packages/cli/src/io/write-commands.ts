@@ -19,11 +19,11 @@ function fillFromFile(ctx: IoSession, buf: Uint8Array, file: string): boolean {
   try {
     length = readPatternInto(file, buf);
   } catch (err) {
-    ctx.io.err(`blk: Failed to open file ${printable(file)}: ${strerror(err)}\n`);
+    ctx.error(`Failed to open file ${file}: ${strerror(err)}`);
     return false;
   }
   if (length === 0) {
-    ctx.io.err(`blk: Failed to read pattern file ${file}: it is empty\n`);
+    ctx.error(`Failed to read pattern file ${file}: it is empty`);
     return false;
   }
   for (let i = length; i < buf.length; i += length) buf.copyWithin(i, 0, Math.min(length, buf.length - i));
