@@ -241,7 +241,10 @@ describe('blk io', () => {
       }
     }
     const bad = blk(['io', '-c', 'read 0 1', p('none.img')]);
-    expect(bad).toMatchObject({ code: 1, stdout: '', stderr: `qemu-io: can't open device ${p('none.img')}: Could not open '${p('none.img')}': No such file or directory\n`,
+    expect(bad).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: `qemu-io: can't open device ${p('none.img')}: Could not open '${p('none.img')}': No such file or directory\n`,
     });
   });
 });

@@ -10,7 +10,6 @@ import { getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, t
 import { strerror } from './errno.js';
 import type { IoSession } from './session.js';
 import { elapsed, printReport } from './report.js';
-import { printable } from '../printable.js';
 import { readPatternInto, writeFilled } from './bounded.js';
 
 /** write -s: the buffer repeats the file's contents (qemu_io_alloc_from_file), read no further than it needs. */
