@@ -247,4 +247,23 @@ describe.skipIf(!QEMU)("blk io's open errors in qemu-io's words", () => {
     const missing = both(() => ['-c', 'read 0 1', p('nothing')], p('nothing'), p('nothing'));
     expect(missing.blk).toEqual(missing.qemu);
   });
+
+  it('080: qcow2 header offsets QEMU refuses, in its words', () => {
+    const pokes: Array<[number, string]> = [
+      [8, 'ffffffffffffffff'], // backing_file_offset
+      [48, '1234567890abcdef'], // refcount_table_offset
+      [48, 'ffffffffffff0000'],
+      [40, '1234567890abcdef'], // l1_table_offset
+    ];
+    for (const [at, hex] of pokes) {
+      for (const who of ['blk', 'qemu']) {
+        qemuImg(['create', '-q', '-f', 'qcow2', p(`${who}.qcow2`), '64M']);
+        const fd = fs.openSync(p(`${who}.qcow2`), 'r+');
+        fs.writeSync(fd, Buffer.from(hex, 'hex'), 0, 8, at);
+        fs.closeSync(fd);
+      }
+      const r = both((f) => ['-c', 'read 0 512', f], p('blk.qcow2'), p('qemu.qcow2'));
+      expect(r.blk, `${at}: ${hex}`).toEqual(r.qemu);
+    }
+  });
 });

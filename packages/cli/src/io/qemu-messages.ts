@@ -38,10 +38,32 @@ export function qemuOpenReason(err: unknown, name: string): string {
     const driver = `Unknown driver '${printable(unknown[1]!)}'`;
     return typeof path === 'string' && path !== name ? `Could not open backing file: ${driver}` : driver;
   }
+  const header = qcow2HeaderReason(err.kind, err.field, err.detail);
+  if (header !== undefined) return header;
   if (err.code === 'ENOENT' && typeof path === 'string') {
     return `Could not open '${printable(path)}': No such file or directory`;
   }
   return why;
+}
+
+/** qcow2 header fields whose `FIELD N is too large` is QEMU's qcow2_do_open/qcow2_validate_table text. */
+const QCOW2_OFFSET_WORDS: Record<string, string> = {
+  backing_file_offset: 'Invalid backing file offset',
+  refcount_table_offset: 'Reference count table offset invalid',
+  snapshots_offset: 'Snapshot table offset invalid',
+  l1_table_offset: 'Active L1 table offset invalid',
+};
+
+/** QEMU's words for the qcow2 header checks blk words otherwise (iotest 080); undefined for the rest. */
+function qcow2HeaderReason(kind: string, field: string | undefined, detail: string): string | undefined {
+  if (kind !== 'invalid-header' || field === undefined) return undefined;
+  const words = QCOW2_OFFSET_WORDS[field];
+  if (words !== undefined && new RegExp(`^${field} [0-9]+ is too large$`).test(detail)) return words;
+  if (field === 'nb_snapshots' && detail === 'Too many snapshots') return 'Snapshot table too large';
+  if (field === 'header_extension' && detail.startsWith('Header extension too large')) {
+    return 'Header extension too large';
+  }
+  return undefined;
 }
 
 /** qemu-io's line for a file that did not open. */
