@@ -126,6 +126,9 @@ describe.skipIf(!QEMU)('blk io json: filenames against qemu-io', () => {
       ['-c', `open -o driver=qcow2 json:{"file.filename":"${top}"}`, '-c', 'info'],
       ['-c', `open -o driver=qcow2 json:{"driver":"raw","file.filename":"${top}"}`, '-c', 'info'],
     ];
+    // A path and a file.filename: refused, as qemu-io.
+    const both2 = both(() => ['-c', `open -o file.filename=${top} ${top}`], top, top);
+    expect(both2.blk).toEqual(both2.qemu);
     for (const args of runs) {
       const r = both(() => args, top, top);
       expect(r.blk, args.join(' ')).toEqual(r.qemu);

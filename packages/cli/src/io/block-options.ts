@@ -207,7 +207,10 @@ export function resolveFileOptions(
   }
   const problem = applyBlockOptions(merged, into, extras);
   if (problem !== undefined) return problem;
-  if (!json) return { path: name, extras };
+  if (!json) {
+    if (extras.filename !== undefined) return "Can't specify 'file' and 'filename' options at the same time";
+    return { path: name, extras };
+  }
   if (extras.filename === undefined) return "The 'file' block driver requires a file name";
   return { path: extras.filename, extras };
 }
