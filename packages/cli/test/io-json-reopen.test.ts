@@ -112,6 +112,20 @@ describe.skipIf(!QEMU)('blk io json: filenames against qemu-io', () => {
       expect(r.blk, name).toEqual(r.qemu);
       expect(r.blk.code, name).toBe(1);
     }
+    // The protocol driver alone: the file's bytes.
+    const file = both(
+      () => [
+        '-c',
+        'write -P 0x3c 512 512',
+        '-c',
+        'read -P 0x3c 512 512',
+        `json:{"driver":"file","filename":"${p('c.raw')}"}`,
+      ],
+      p('c.raw'),
+      p('c.raw'),
+    );
+    expect(file.blk).toEqual(file.qemu);
+    expect(file.blk.code).toBe(0);
   });
 
   it("089: qcow2 by json: (nested, dotted, single-quoted), backing: null, -o winning over the name's options", () => {

@@ -4,7 +4,8 @@
  * `file.filename`), and `reopen -o`. Options given directly win over a json: name's (as in QEMU).
  *
  * Taken (QEMU's meanings):
- * - `driver` (the format); `file.driver` only `file`; `file.filename` (the file, in a json: name)
+ * - `driver` (the format); `file.driver` only `file`; `file.filename` (the file, in a json: name);
+ *   a json: name's `"driver":"file","filename":F` is F read as raw (QEMU's protocol node itself)
  * - `read-only`, `force-share`, `cache.no-flush`, `cache.direct`, `discard`
  * - `node-name`, `file.node-name`, `backing.node-name` (checked as QEMU checks them, then only
  *   remembered: blk io has no node graph, but `reopen` refuses to change them)
@@ -195,6 +196,12 @@ export function resolveFileOptions(
   const merged = new Map<string, OptionValue>();
   const json = isJsonFilename(name);
   if (json) for (const [k, v] of parseJsonFilename(name)) merged.set(k, v);
+  // `{"driver":"file","filename":F}` is the host file itself: to blk, F read as raw.
+  if (json && merged.get('driver') === 'file' && !direct.has('driver')) {
+    merged.set('driver', 'raw');
+    if (merged.has('filename')) merged.set('file.filename', merged.get('filename')!);
+    merged.delete('filename');
+  }
   // A plain `filename` in a json: name is QEMU's error for a format driver (it wants `file`).
   if (json && merged.has('filename') && merged.get('driver') !== undefined && !merged.has('file.filename')) {
     return 'A block device must be specified for "file"';
