@@ -283,4 +283,33 @@ describe.skipIf(!QEMU)("blk io's open errors in qemu-io's words", () => {
       expect(r.blk, `${at}: ${hex}`).toEqual(r.qemu);
     }
   });
+
+  it("103: qcow2's cache options are checked as QEMU checks them (and change nothing)", () => {
+    for (const who of ['blk', 'qemu']) {
+      qemuImg(['create', '-q', '-f', 'qcow2', p(`${who}.qcow2`), '64k']);
+      qemuIo(['-c', 'write -P 42 0 64k', p(`${who}.qcow2`)]);
+    }
+    const lists = [
+      'cache-size=1.25M,l2-cache-size=1M,refcount-cache-size=0.25M',
+      'cache-size=1M,l2-cache-size=2M',
+      'cache-size=1M,refcount-cache-size=2M',
+      'cache-size=0,l2-cache-size=0,refcount-cache-size=0',
+      'l2-cache-entry-size=256',
+      'l2-cache-entry-size=4242',
+      'l2-cache-entry-size=128k',
+      'cache-size=0',
+      'l2-cache-size=0',
+      'refcount-cache-size=0',
+      'cache-size=2M',
+      'cache-size=2M,l2-cache-size=1M',
+      'cache-size=2M,refcount-cache-size=1M',
+      'l2-cache-size=1M,refcount-cache-size=0.25M',
+      'refcount-cache-size=256T',
+      'l2-cache-entry-size=512,l2-cache-size=1T',
+    ];
+    for (const list of lists) {
+      const r = both((f) => ['-c', `open -o ${list} ${f}`, '-c', 'read -P 42 0 64k'], p('blk.qcow2'), p('qemu.qcow2'));
+      expect(r.blk, list).toEqual(r.qemu);
+    }
+  });
 });

@@ -12,7 +12,9 @@
  * - `backing`: only `null` (no backing file: what the image does not hold reads as zeros);
  *   `backing.driver` (the backing file's format, as -F)
  * - raw's `offset` and `size` (a window on the file)
- * - qcow2's `lazy-refcounts`
+ * - qcow2's `lazy-refcounts`; its cache sizes (`cache-size`, `l2-cache-size`,
+ *   `refcount-cache-size`, `l2-cache-entry-size`: checked as QEMU checks them, no effect,
+ *   qcow2-cache-options.ts)
  * - `file.aio` (threads, native, io_uring: blk's I/O is the same for all)
  * Anything else is refused by name. A json: filename is accepted only as the file the user names,
  * never as a backing file name read from an image (those stay plain paths, see BackingPolicy).
@@ -20,6 +22,7 @@
 import { JsonNumber, parseJsonFilename, isJsonFilename, type JsonScalar } from '../json-filename.js';
 import { parseSizeResult } from '../size.js';
 import { parseDiscard, validAio, type IoOpenOptions } from './open-flags.js';
+import { QCOW2_CACHE_OPTIONS } from './qcow2-cache-options.js';
 
 /** One option's value: text from `-o`, or a JSON scalar from a json: name. */
 export type OptionValue = string | JsonScalar;
@@ -72,12 +75,14 @@ export interface BlockOptionExtras {
   /** raw's window on the file. */
   window?: { offset: number; size?: number };
   nodeNames: Map<string, string>;
+  /** qcow2's cache sizes as given (checked once the image is open: they depend on its cluster size). */
+  qcow2Cache: Map<string, number>;
 }
 
 export const TAKEN =
   'driver, file.driver, file.filename, read-only, force-share, cache.no-flush, cache.direct, discard, '
   + 'node-name, file.node-name, backing.node-name, backing (null), backing.driver, offset, size, '
-  + 'lazy-refcounts, file.aio';
+  + `lazy-refcounts, ${QCOW2_CACHE_OPTIONS.join(', ')}, file.aio`;
 
 /**
  * Applies `options` to `into` (flags) and `extras`; returns the error message for the first option
@@ -161,6 +166,15 @@ export function applyBlockOptions(
         into.backingFormat = s;
         break;
       }
+      case 'cache-size':
+      case 'l2-cache-size':
+      case 'refcount-cache-size':
+      case 'l2-cache-entry-size': {
+        const n = sizeValue(key, v);
+        if (typeof n === 'string') return n;
+        extras.qcow2Cache.set(key, n);
+        break;
+      }
       case 'offset':
       case 'size': {
         const n = sizeValue(key, v);
@@ -207,7 +221,7 @@ export function resolveFileOptions(
     return 'A block device must be specified for "file"';
   }
   for (const [k, v] of direct) merged.set(k, v);
-  const extras: BlockOptionExtras = { nodeNames: new Map() };
+  const extras: BlockOptionExtras = { nodeNames: new Map(), qcow2Cache: new Map() };
   if (json && !merged.has('file.filename') && merged.has('file')) {
     // "file": "name" refers to a node by name; blk io has no other nodes.
     return `Cannot find device='${String(merged.get('file'))}' nor node-name='${String(merged.get('file'))}'`;

@@ -16,6 +16,7 @@ import { printable } from '../printable.js';
 import { openConflict, type IoOpenOptions } from './open-flags.js';
 import { resolveFileOptions, type OptionValue } from './block-options.js';
 import { WindowVfs } from './window-storage.js';
+import { checkQcow2CacheOptions } from './qcow2-cache-options.js';
 
 export type { IoOpenOptions } from './open-flags.js';
 
@@ -54,6 +55,19 @@ function ioBackingPolicy(o: IoOpenOptions): BackingPolicy {
   });
 }
 
+/** QEMU's objection to qcow2 cache options `given` on `image` (any other format takes none). */
+function cacheOptionsProblem(image: Image, given: ReadonlyMap<string, number>): string | undefined {
+  const first = given.keys().next();
+  if (first.done) return undefined;
+  if (image.format !== 'qcow2') return `Block format '${image.format}' does not support the option '${first.value}'`;
+  const spec = image.info().formatSpecific as Record<string, unknown> | undefined;
+  return checkQcow2CacheOptions(given, {
+    clusterSize: image.capabilities.limits.clusterSize ?? 65536,
+    size: image.size,
+    extendedL2: spec?.['extended-l2'] === true,
+  });
+}
+
 /** The temporary overlay's sector: cow images are whole 512-byte sectors. */
 const SNAPSHOT_SECTOR = 512;
 
@@ -76,14 +90,14 @@ export async function openIoFile(
   if (conflict !== undefined) throw new Error(conflict);
   const host = o.cache.noFlush ? cacheVfs(hostVfs(), { cache: 'unsafe' }) : hostVfs();
   const vfs = extras.window ? new WindowVfs(host, path, extras.window) : host;
-  const opened = (image: Image): OpenedFile => ({
-    name,
-    image,
-    options: o,
-    direct,
-    nodeNames: extras.nodeNames,
-    close: () => image.close(),
-  });
+  const opened = async (image: Image): Promise<OpenedFile> => {
+    const problem = cacheOptionsProblem(image, extras.qcow2Cache);
+    if (problem !== undefined) {
+      await image.close();
+      throw new BlockError('invalid-argument', problem, { path: name });
+    }
+    return { name, image, options: o, direct, nodeNames: extras.nodeNames, close: () => image.close() };
+  };
   const driverOptions = o.lazyRefcounts === undefined ? undefined : { 'lazy-refcounts': o.lazyRefcounts };
   const cache: CoreCacheMode = o.cache.noFlush ? 'unsafe' : o.cache.writethrough ? 'writethrough' : 'writeback';
   // forceShare: the -U open option of @blk/images (shared-lock semantics are its business).
