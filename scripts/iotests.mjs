@@ -244,11 +244,7 @@ export function parseCheck(output, iotests, scratch = scratchDir(fmt)) {
       const scratchBad = path.join(scratch, `${path.basename(name)}.out.bad`);
       for (const f of [bad, scratchBad]) {
         if (!fs.existsSync(f)) continue;
-        const text = fs.readFileSync(f, 'utf8');
-        if (/no VM in blk's iotests run/.test(text)) reason = 'needs-vm';
-        else if (/format qcow2 cannot be written/.test(text))
-          reason = 'needs qcow2 writes (blk io refuses a writable open)';
-        else reason = firstDiff(path.join(iotests, `${name}.out`), text);
+        reason = failureReason(path.join(iotests, `${name}.out`), fs.readFileSync(f, 'utf8'));
         break;
       }
     }
@@ -257,12 +253,23 @@ export function parseCheck(output, iotests, scratch = scratchDir(fmt)) {
   return results;
 }
 
-function firstDiff(expectedFile, actual) {
+/** Why a failed test failed, from its .out.bad text: the VM stand-in, a refused write, blk.js gone, or the first differing line. */
+export function failureReason(expectedFile, text) {
+  if (/no VM in blk's iotests run/.test(text)) return 'needs-vm';
+  if (/format qcow2 cannot be written/.test(text)) return 'needs qcow2 writes (blk io refuses a writable open)';
+  // A build replaced packages/cli/dist while the test ran: not the test's verdict.
+  if (/Cannot find module '[^']*blk\.js'/.test(text))
+    return 'blk.js was missing (rebuilt during the run): run it again';
+  return firstDiff(expectedFile, text);
+}
+
+/** The first line that differs, trailing whitespace ignored as check's file_diff ignores it. */
+export function firstDiff(expectedFile, actual) {
   if (!fs.existsSync(expectedFile)) return '';
   const want = fs.readFileSync(expectedFile, 'utf8').split('\n');
   const got = actual.split('\n');
   for (let i = 0; i < Math.max(want.length, got.length); i++) {
-    if (want[i] !== got[i])
+    if (want[i]?.trimEnd() !== got[i]?.trimEnd())
       return `line ${i + 1}: expected ${JSON.stringify(want[i] ?? '<eof>')}, got ${JSON.stringify(got[i] ?? '<eof>')}`;
   }
   return '';

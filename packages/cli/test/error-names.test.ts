@@ -1,7 +1,9 @@
 /**
  * Every error line names the file it concerns, as qemu-img's
- * `qemu-img: FILE: ...` does, across the commands (io's request failures
- * keep qemu-io's own `write failed: ...` text; its other errors name the file).
+ * `qemu-img: FILE: ...` does, across the commands. blk io stands in for
+ * qemu-io and prints qemu-io's lines: a file that does not open is named
+ * (`qemu-io: can't open device FILE: ...`); the errors of a session, which has
+ * one file, are qemu-io's own texts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -53,11 +55,6 @@ describe('error lines name the file', () => {
     ['compare with a missing file', () => ['compare', p('r.img'), p('gone.img')], () => p('gone.img')],
     ['check of a missing file', () => ['check', p('gone.img')], () => p('gone.img')],
     ['check of a junk file named cow', () => ['check', '-f', 'cow', p('junk.cow')], () => p('junk.cow')],
-    ['io on a missing file', () => ['io', '-c', 'read 0 1', p('gone.img')], () => p('gone.img')],
-    ['io write on a read-only open', () => ['io', '-r', '-f', 'raw', '-c', 'write 0 1', p('r.img')], () => p('r.img')],
-    ['io discard on a read-only open', () => ['io', '-r', '-c', 'discard 0 512', p('o.cow')], () => p('o.cow')],
-    ['io open of a second file', () => ['io', '-f', 'raw', '-c', `open ${p('o.cow')}`, p('r.img')], () => p('r.img')],
-    ['io open with a bad -o', () => ['io', '-c', `open -o colour=blue ${p('r.img')}`], () => p('r.img')],
   ];
   it.each(cases)('%s', (_what, args, file) => {
     const r = blk(args());
@@ -66,5 +63,40 @@ describe('error lines name the file', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^blk: /);
     expect(lines[0]).toContain(file());
+  });
+});
+
+describe("blk io's error lines are qemu-io's", () => {
+  const opens: Array<[string, () => string[], () => string]> = [
+    ['io on a missing file', () => ['io', '-c', 'read 0 1', p('gone.img')], () => p('gone.img')],
+    ['io open with a bad -o', () => ['io', '-c', `open -o colour=blue ${p('r.img')}`], () => p('r.img')],
+  ];
+  it.each(opens)('%s names the file', (_what, args, file) => {
+    const r = blk(args());
+    expect(r.code).not.toBe(0);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^qemu-io: can't open device ${file()}: `));
+  });
+  const session: Array<[string, () => string[], string]> = [
+    [
+      'io write on a read-only open',
+      () => ['io', '-r', '-f', 'raw', '-c', 'write 0 1', p('r.img')],
+      'qemu-io: Block node is read-only',
+    ],
+    [
+      'io discard on a read-only open',
+      () => ['io', '-r', '-c', 'discard 0 512', p('o.cow')],
+      'qemu-io: Block node is read-only',
+    ],
+    [
+      'io open of a second file',
+      () => ['io', '-f', 'raw', '-c', `open ${p('o.cow')}`, p('r.img')],
+      "qemu-io: file open already, try 'help close'",
+    ],
+  ];
+  it.each(session)('%s', (_what, args, line) => {
+    const r = blk(args());
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toBe(`${line}\n`);
   });
 });

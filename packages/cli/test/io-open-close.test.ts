@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
+import { TAKEN } from '../src/io/block-options.js';
 import {
   BLK,
   blk,
@@ -75,9 +76,9 @@ describe('blk io: open and close', () => {
       [
         "no file open, try 'help open'",
         "no file open, try 'help open'",
-        `blk: ${p('b.img')}: file open already, try 'help close'`,
+        "qemu-io: file open already, try 'help close'",
         "no file open, try 'help open'",
-        `blk: ${p('a.img')}: Block node is read-only`,
+        'qemu-io: Block node is read-only',
         '',
       ].join('\n'),
     );
@@ -87,7 +88,7 @@ describe('blk io: open and close', () => {
       rawFile(p('b.img'), 128 * KiB, [[0, 128 * KiB, 0xbb]]);
       const theirs = qemuIo(args);
       expect(filterQemuIo(ours.stdout)).toBe(filterQemuIo(theirs.stdout));
-      expect(ours.stderr.replace(/^blk: [^:]+: /gm, 'qemu-io: ')).toBe(theirs.stderr);
+      expect(ours.stderr).toBe(theirs.stderr);
       expect(ours.code).toBe(theirs.code);
     }
   });
@@ -130,17 +131,20 @@ describe('blk io: open and close', () => {
   it("open failures are one line naming the file; bad open flags get qemu-io's messages", () => {
     rawFile(p('d.img'), 4 * KiB);
     const cases: Array<[string, string]> = [
-      [`open ${p('missing.img')}`, `blk: ${p('missing.img')}: no such file or directory`],
-      [`open -t sometimes ${p('d.img')}`, 'blk: Invalid cache option: sometimes'],
-      [`open -d sometimes ${p('d.img')}`, 'blk: Invalid discard option: sometimes'],
+      [
+        `open ${p('missing.img')}`,
+        `qemu-io: can't open device ${p('missing.img')}: Could not open '${p('missing.img')}': No such file or directory`,
+      ],
+      [`open -t sometimes ${p('d.img')}`, 'qemu-io: Invalid cache option: sometimes'],
+      [`open -d sometimes ${p('d.img')}`, 'qemu-io: Invalid discard option: sometimes'],
       [
         `open -o driver=raw,colour=blue ${p('d.img')}`,
-        `blk: ${p('d.img')}: can't open: option 'colour' is not supported (blk io takes driver, read-only, discard, force-share, cache.no-flush)`,
+        `qemu-io: can't open device ${p('d.img')}: option 'colour' is not supported (blk io takes ${TAKEN})`,
       ],
       [`open -o driver=nosuchformat ${p('d.img')}`, ''],
       [
         `open -U -o driver=raw ${p('d.img')}`,
-        `blk: ${p('d.img')}: force-share=on can only be used with read-only images`,
+        `qemu-io: can't open device ${p('d.img')}: force-share=on can only be used with read-only images`,
       ],
     ];
     for (const [cmd, line] of cases) {
@@ -148,7 +152,7 @@ describe('blk io: open and close', () => {
       expect(r.code, cmd).toBe(1);
       const lines = r.stderr.split('\n');
       if (line) expect(lines[0], cmd).toBe(line);
-      else expect(lines[0], cmd).toMatch(new RegExp(`^blk: ${p('d.img')}: .*nosuchformat`));
+      else expect(lines[0], cmd).toMatch(new RegExp(`^qemu-io: can't open device ${p('d.img')}: .*nosuchformat`));
       expect(lines.slice(1), cmd).toEqual(["no file open, try 'help open'", '']);
       expect(r.stdout, cmd).toBe('');
     }

@@ -144,7 +144,7 @@ describe('blk io', () => {
     rawFile(p('ro.img'), MiB, [[0, 4096, 9]]);
     const r = blk(['io', '-r', '-f', 'raw', '-c', 'write 0 512', '-c', 'read -P 9 0 4k', p('ro.img')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`blk: ${p('ro.img')}: Block node is read-only\n`);
+    expect(r.stderr).toBe('qemu-io: Block node is read-only\n');
     expect(filterQemuIo(r.stdout)).toBe(`read 4096/4096 bytes at offset 0\n4 KiB, ${REPORT}\n`);
   });
 
@@ -241,6 +241,10 @@ describe('blk io', () => {
       }
     }
     const bad = blk(['io', '-c', 'read 0 1', p('none.img')]);
-    expect(bad).toMatchObject({ code: 1, stdout: '', stderr: `blk: ${p('none.img')}: no such file or directory\n` });
+    expect(bad).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: `qemu-io: can't open device ${p('none.img')}: Could not open '${p('none.img')}': No such file or directory\n`,
+    });
   });
 });

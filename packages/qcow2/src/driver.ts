@@ -48,10 +48,16 @@ export const qcow2Driver: BlockDriver = {
 async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<DriverImage> {
   const where = { path: storage.path, driver: 'qcow2' as const };
   let snapshotName: string | undefined;
+  let lazyRefcounts: boolean | undefined;
   if (options.driverOptions) {
     for (const [key, value] of Object.entries(options.driverOptions)) {
       if (key === 'snapshot' && typeof value === 'string' && value !== '') {
         snapshotName = value;
+        continue;
+      }
+      // QEMU's runtime option: use lazy refcounts (or not) whatever the header's bit says.
+      if (key === 'lazy-refcounts' && typeof value === 'boolean') {
+        lazyRefcounts = value;
         continue;
       }
       throw new BlockError(
@@ -89,6 +95,13 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
   if (head.length >= cluster0.length) cluster0.set(head.subarray(0, cluster0.length));
   else await readZeroFilled(storage, 0, cluster0);
   const header = parseHeader(cluster0, fileSize, where);
+  if (lazyRefcounts && header.version < 3) {
+    throw new BlockError(
+      'invalid-argument',
+      'Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level',
+      { ...where, field: 'driverOptions.lazy-refcounts' },
+    );
+  }
 
   // The snapshot table (QEMU reads it at open too): bounded, every entry checked (snapshots.ts).
   const state: SnapshotState = { table: await readSnapshotTable(storage, header, fileSize) };
@@ -220,7 +233,11 @@ async function openQcow2(storage: Storage, options: DriverOpenOptions): Promise<
     // The refcount table (at most 8 MiB, checked by parseHeader) stays in memory while writable.
     const refcountTable = new Uint8Array(header.refcountTableClusters * header.clusterSize);
     await readZeroFilled(storage, header.refcountTableOffset, refcountTable);
-    return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing, { mode: options.cache, refcountTable });
+    return new Qcow2Image(qcow2Driver, storage, header, l1, fileSize, backing, {
+      mode: options.cache,
+      refcountTable,
+      lazyRefcounts,
+    });
   }
 }
 

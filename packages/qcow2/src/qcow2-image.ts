@@ -99,6 +99,8 @@ export interface Qcow2WriteOptions {
   mode: CacheMode;
   /** The refcount table's bytes (refcount_table_clusters clusters). */
   refcountTable: Uint8Array;
+  /** QEMU's `lazy-refcounts` open option: overrides the header's lazy_refcounts bit for this open. */
+  lazyRefcounts?: boolean | undefined;
 }
 
 const COPIED_HI = 0x80000000;
@@ -140,6 +142,8 @@ export class Qcow2Image implements DriverImage {
   private ready = false;
   /** We set the dirty bit (lazy refcounts) and clear it on a clean close. */
   private markedDirty = false;
+  /** Lazy refcounts in use: the header's bit, unless the `lazy-refcounts` open option said otherwise. */
+  private readonly lazyRefcounts: boolean;
   /** Reads and block status of images with extended L2 entries (subclusters.ts). */
   private readonly extended: ExtendedL2Reader | undefined;
 
@@ -162,6 +166,7 @@ export class Qcow2Image implements DriverImage {
     this.l1View = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
     if (backing) this.backing = backing;
     this.mode = writable?.mode ?? 'writeback';
+    this.lazyRefcounts = writable?.lazyRefcounts ?? (header.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n;
     const cs = this.clusterSize;
     this.capabilities = {
       blockStatus: true,
@@ -614,7 +619,7 @@ export class Qcow2Image implements DriverImage {
     }
     this.prepared ??= (async () => {
       const h = this.header;
-      if ((h.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n && !this.dirty) {
+      if (this.lazyRefcounts && !this.dirty) {
         h.incompatibleFeatures |= BigInt(INCOMPAT_DIRTY);
         this.markedDirty = true;
       }
@@ -639,7 +644,7 @@ export class Qcow2Image implements DriverImage {
   private needsPreparing(): boolean {
     const h = this.header;
     if (h.version !== 3) return false;
-    return ((h.compatibleFeatures & BigInt(COMPAT_LAZY_REFCOUNTS)) !== 0n && !this.dirty) || h.autoclearFeatures !== 0n;
+    return (this.lazyRefcounts && !this.dirty) || h.autoclearFeatures !== 0n;
   }
 
   /** Allocates a host cluster; returns its byte offset. Call under `meta`. */

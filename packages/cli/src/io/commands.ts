@@ -7,6 +7,7 @@
 import type { CmdInfo } from './command.js';
 import { abort, aioFlush, flush, quit, sigraise, sleep, truncate } from './control-commands.js';
 import { close, open } from './file-commands.js';
+import { reopen } from './reopen-command.js';
 import { aioRead, read, readv } from './read-commands.js';
 import type { IoSession } from './session.js';
 import { alloc, info, length, mapCmd } from './status-commands.js';
@@ -54,6 +55,7 @@ const COMMANDS: CmdInfo[] = [
   length,
   mapCmd,
   open,
+  reopen,
   quit,
   read,
   readv,

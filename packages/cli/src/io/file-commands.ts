@@ -4,7 +4,8 @@
  * they mean on blk io's command line, see open-options.ts), `close` closes it.
  */
 import { getoptOrUsage, type CmdInfo } from './command.js';
-import { NOCACHE, applyOpenOptions, parseCache, parseDiscard, validAio, type IoOpenOptions } from './open-flags.js';
+import { NOCACHE, parseCache, parseDiscard, validAio, type IoOpenOptions } from './open-flags.js';
+import { parseOptionList } from './block-options.js';
 
 export const open: CmdInfo = {
   name: 'open',
@@ -29,14 +30,14 @@ export const open: CmdInfo = {
     const t = o.flags.get('t');
     const cache = typeof t === 'string' ? parseCache(t) : undefined;
     if (typeof t === 'string' && !cache) {
-      ctx.io.err(`blk: Invalid cache option: ${t}\n`);
+      ctx.error(`Invalid cache option: ${t}`);
       return false;
     }
     if (cache) options.cache = cache;
     if (o.flags.has('n')) options.cache = NOCACHE;
     const i = o.flags.get('i');
     if (typeof i === 'string' && !validAio(i)) {
-      ctx.io.err(`blk: Invalid aio option: ${i}\n`);
+      ctx.error(`Invalid aio option: ${i}`);
       return false;
     }
     options.nativeAio = o.flags.has('k') || i === 'native';
@@ -44,13 +45,13 @@ export const open: CmdInfo = {
     if (typeof d === 'string') {
       const unmap = parseDiscard(d);
       if (unmap === undefined) {
-        ctx.io.err(`blk: Invalid discard option: ${d}\n`);
+        ctx.error(`Invalid discard option: ${d}`);
         return false;
       }
       options.unmap = unmap;
     }
     if (o.flags.has('C')) {
-      ctx.io.err('blk: open: -C (copy-on-read) is not supported by blk\n');
+      ctx.error('open: -C (copy-on-read) is not supported by blk');
       return false;
     }
     options.readOnly = o.flags.has('r');
@@ -59,14 +60,7 @@ export const open: CmdInfo = {
     const list = o.flags.get('o');
     if (o.operands.length !== 1) return ctx.usage(this);
     const name = o.operands[0]!;
-    if (typeof list === 'string') {
-      const problem = applyOpenOptions(list, options);
-      if (problem !== undefined) {
-        ctx.io.err(`blk: ${name}: can't open: ${problem}\n`);
-        return false;
-      }
-    }
-    return ctx.open(name, options);
+    return ctx.open(name, options, typeof list === 'string' ? parseOptionList(list) : undefined);
   },
 };
 

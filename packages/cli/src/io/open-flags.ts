@@ -1,7 +1,7 @@
 /**
  * qemu-io's open flags (`-r -s -n -k -U`, `-t cache`, `-i aio`, `-d discard`,
- * `-o key=value`) parsed with qemu-io's error texts into `IoOpenOptions`
- * (open-options.ts opens a file with them).
+ * `-o key=value`, see block-options.ts) parsed with qemu-io's error texts into
+ * `IoOpenOptions` (open-options.ts opens a file with them).
  *
  * Meanings (qemu-io 7.2's, or blk's equivalent):
  * - `-t` (bdrv_parse_cache_mode): `writethrough` and `directsync` flush after
@@ -33,8 +33,12 @@ export interface IoOpenOptions {
   backingProbe?: boolean | undefined;
   /** --backing-dir, --forbid-backing and the default rule, for the backing files the image names. */
   rules?: BackingRules | undefined;
-  /** -F: the format of the image's backing file (cow records none). */
+  /** -F or `backing.driver`: the format of the image's backing file (cow records none). */
   backingFormat?: string | undefined;
+  /** `backing: null`: open no backing file; what the image does not hold reads as zeros. */
+  noBacking?: boolean | undefined;
+  /** qcow2's `lazy-refcounts` option (undefined: as the image's header says). */
+  lazyRefcounts?: boolean | undefined;
 }
 
 export interface IoCache {
@@ -86,63 +90,5 @@ export function openConflict(o: IoOpenOptions): string | undefined {
 export function parseDiscard(mode: string): boolean | undefined {
   if (mode === 'on' || mode === 'unmap') return true;
   if (mode === 'off' || mode === 'ignore') return false;
-  return undefined;
-}
-
-function onOff(value: string): boolean | undefined {
-  if (value === 'on' || value === 'true' || value === 'yes') return true;
-  if (value === 'off' || value === 'false' || value === 'no') return false;
-  return undefined;
-}
-
-/**
- * `open -o key=value,...` (`,,` is a literal comma): `driver=FMT`,
- * `read-only=on|off`, `discard=unmap|ignore`, `force-share=on|off`,
- * `cache.no-flush=on|off`. Applies them to `into`; returns an error
- * message for anything else.
- */
-export function applyOpenOptions(text: string, into: IoOpenOptions): string | undefined {
-  const items = text
-    .replace(/,,/g, '\0')
-    .split(',')
-    .filter((s) => s !== '')
-    .map((s) => s.replace(/\0/g, ','));
-  for (const item of items) {
-    const eq = item.indexOf('=');
-    const key = eq < 0 ? item : item.slice(0, eq);
-    const value = eq < 0 ? 'on' : item.slice(eq + 1);
-    const bad = `Invalid value '${value}' for option '${key}'`;
-    switch (key) {
-      case 'driver':
-        into.format = value;
-        break;
-      case 'read-only': {
-        const v = onOff(value);
-        if (v === undefined) return bad;
-        into.readOnly = v;
-        break;
-      }
-      case 'force-share': {
-        const v = onOff(value);
-        if (v === undefined) return bad;
-        into.forceShare = v;
-        break;
-      }
-      case 'cache.no-flush': {
-        const v = onOff(value);
-        if (v === undefined) return bad;
-        into.cache = { ...into.cache, noFlush: v };
-        break;
-      }
-      case 'discard': {
-        const v = parseDiscard(value);
-        if (v === undefined) return bad;
-        into.unmap = v;
-        break;
-      }
-      default:
-        return `option '${key}' is not supported (blk io takes driver, read-only, discard, force-share, cache.no-flush)`;
-    }
-  }
   return undefined;
 }

@@ -14,6 +14,9 @@ import { createImage, hostVfs, openImage } from '../images.js';
 import { warn } from '../errors.js';
 import { printable } from '../printable.js';
 import { openConflict, type IoOpenOptions } from './open-flags.js';
+import { resolveFileOptions, type OptionValue } from './block-options.js';
+import { WindowVfs } from './window-storage.js';
+import { checkQcow2CacheOptions } from './qcow2-cache-options.js';
 
 export type { IoOpenOptions } from './open-flags.js';
 
@@ -22,13 +25,18 @@ export interface OpenedFile {
   /** The name the user gave (messages name it, also under -s). */
   name: string;
   image: Image;
+  /** The options it opened with, those of a json: name and `-o` applied. */
   options: IoOpenOptions;
+  /** The `-o` options given with it (reopen keeps them; a json: name's are read again from the name). */
+  direct: ReadonlyMap<string, OptionValue>;
+  /** `node-name`, `file.node-name`, `backing.node-name` as given (reopen may not change them). */
+  nodeNames: ReadonlyMap<string, string>;
   close(): Promise<void>;
 }
 
 /** Below the -s overlay: the file as the format it opened as, its backing file as -F names it (or the default). */
 function snapshotPolicy(format: string, o: IoOpenOptions): BackingPolicy {
-  const policy = backingPolicy({ backingProbe: o.backingProbe, backingFormat: o.backingFormat, ...o.rules });
+  const policy = ioBackingPolicy(o);
   const below = policy.format;
   policy.format = (ref, depth) => {
     if (depth === 1) return format;
@@ -37,34 +45,85 @@ function snapshotPolicy(format: string, o: IoOpenOptions): BackingPolicy {
   return policy;
 }
 
+/** The backing files' policy: --backing-probe, -F or `backing.driver`, the rules, `backing: null`. */
+function ioBackingPolicy(o: IoOpenOptions): BackingPolicy {
+  return backingPolicy({
+    backingProbe: o.backingProbe,
+    backingFormat: o.backingFormat,
+    ...o.rules,
+    ...(o.noBacking ? { backingMode: 'ignore' as const } : {}),
+  });
+}
+
+/** QEMU's objection to qcow2 cache options `given` on `image` (any other format takes none). */
+function cacheOptionsProblem(image: Image, given: ReadonlyMap<string, number>): string | undefined {
+  const first = given.keys().next();
+  if (first.done) return undefined;
+  if (image.format !== 'qcow2') return `Block format '${image.format}' does not support the option '${first.value}'`;
+  const spec = image.info().formatSpecific as Record<string, unknown> | undefined;
+  return checkQcow2CacheOptions(given, {
+    clusterSize: image.capabilities.limits.clusterSize ?? 65536,
+    size: image.size,
+    extendedL2: spec?.['extended-l2'] === true,
+  });
+}
+
 /** The temporary overlay's sector: cow images are whole 512-byte sectors. */
 const SNAPSHOT_SECTOR = 512;
 
-export async function openIoFile(name: string, o: IoOpenOptions): Promise<OpenedFile> {
+/**
+ * Opens `name` (a path, or a json: filename) with the flags `given` and the `-o` options `direct`
+ * (which win over a json: name's; -f counts as a direct `driver`).
+ */
+export async function openIoFile(
+  name: string,
+  given: IoOpenOptions,
+  direct: ReadonlyMap<string, OptionValue> = new Map(),
+): Promise<OpenedFile> {
+  const o: IoOpenOptions = { ...given, cache: { ...given.cache } };
+  const merged = new Map(direct);
+  if (o.format !== undefined && !merged.has('driver')) merged.set('driver', o.format);
+  const resolved = resolveFileOptions(name, merged, o);
+  if (typeof resolved === 'string') throw new BlockError('invalid-argument', resolved, { path: name });
+  const { path, extras } = resolved;
   const conflict = openConflict(o);
   if (conflict !== undefined) throw new Error(conflict);
-  const vfs = o.cache.noFlush ? cacheVfs(hostVfs(), { cache: 'unsafe' }) : hostVfs();
+  const host = o.cache.noFlush ? cacheVfs(hostVfs(), { cache: 'unsafe' }) : hostVfs();
+  const vfs = extras.window ? new WindowVfs(host, path, extras.window) : host;
+  const opened = async (image: Image): Promise<OpenedFile> => {
+    const problem = cacheOptionsProblem(image, extras.qcow2Cache);
+    if (problem !== undefined) {
+      await image.close();
+      throw new BlockError('invalid-argument', problem, { path: name });
+    }
+    return { name, image, options: o, direct, nodeNames: extras.nodeNames, close: () => image.close() };
+  };
+  const driverOptions = o.lazyRefcounts === undefined ? undefined : { 'lazy-refcounts': o.lazyRefcounts };
   const cache: CoreCacheMode = o.cache.noFlush ? 'unsafe' : o.cache.writethrough ? 'writethrough' : 'writeback';
   // forceShare: the -U open option of @blk/images (shared-lock semantics are its business).
   const base: Parameters<typeof openImage>[1] & { forceShare?: boolean } = {
     vfs,
     cache,
-    backing: backingPolicy({ backingProbe: o.backingProbe, backingFormat: o.backingFormat, ...o.rules }),
+    backing: ioBackingPolicy(o),
+    ...(driverOptions ? { driverOptions } : {}),
     onWarning: warn,
     // A dirty qcow2 image opened writable is repaired first; qemu-io prints the repair's lines bare.
     onRepair: (line) => process.stderr.write(`${printable(line)}\n`),
   };
   if (o.forceShare) base.forceShare = true;
   if (!o.snapshot) {
-    const image = await openImage(name, {
+    const image = await openImage(path, {
       ...base,
       readOnly: o.readOnly,
       ...(o.format !== undefined ? { format: o.format } : {}),
     });
-    return { name, image, options: o, close: () => image.close() };
+    return opened(image);
   }
   // -s: the file opens read-only under a throw-away overlay.
-  const below = await openImage(name, {
+  if (extras.window) {
+    throw new BlockError('not-supported', "-s with raw's offset or size options is not supported", { path: name });
+  }
+  const below = await openImage(path, {
     ...base,
     readOnly: true,
     ...(o.format !== undefined ? { format: o.format } : {}),
@@ -86,17 +145,18 @@ export async function openIoFile(name: string, o: IoOpenOptions): Promise<Opened
     // QEMU's layout: it records no backing size to check (a raw file of 1000 bytes is a 1024-byte disk).
     await createImage(overlay, {
       format: 'cow',
-      backing: { path: nodePath.resolve(name), format },
+      backing: { path: nodePath.resolve(path), format },
       vfs,
       driverOptions: { variant: 'v2-qemu-lp64' },
     });
+    const { driverOptions: _top, ...overlayBase } = base;
     const image = await openImage(overlay, {
-      ...base,
+      ...overlayBase,
       format: 'cow',
       readOnly: o.readOnly,
       backing: snapshotPolicy(format, o),
     });
-    return { name, image, options: o, close: () => image.close() };
+    return opened(image);
   } catch (err) {
     // The overlay is ours, not the user's: say which file the snapshot was for.
     const detail = isBlockError(err) ? err.detail : err instanceof Error ? err.message : String(err);

@@ -1,15 +1,17 @@
 /**
  * One qemu-io session: the file open (if any), the aio requests in flight,
- * and how commands print. qemu-io's own report lines go to `out`; blk's
- * error lines (`blk: FILE: ...`) go to `err` and name the file.
+ * and how commands print. qemu-io's own report lines go to `out`; error
+ * lines go to `err` in qemu-io's form (`qemu-io: ...`, see qemu-messages.ts).
  */
 import type { Image } from '@blk/core';
-import { debugEnabled, describeError } from '../errors.js';
+import { debugEnabled } from '../errors.js';
+import { QEMU_IO, cantOpenLine, errorLine } from './qemu-messages.js';
 import { printable } from '../printable.js';
 import { parseSizeResult } from '../size.js';
 import { MAX_REQUEST, type CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 import { openIoFile, type IoOpenOptions, type OpenedFile } from './open-options.js';
+import type { OptionValue } from './block-options.js';
 import type { BackingRules } from '../jobs/common.js';
 import { cvtnumError, dumpBuffer, elapsed } from './report.js';
 import { dumpInPieces, rangeError } from './bounded.js';
@@ -56,23 +58,55 @@ export class IoSession {
     return this.file?.options.unmap ?? true;
   }
 
-  /** Opens `name`; false after printing why not (`blk: NAME: ...`). */
-  async open(name: string, options: IoOpenOptions): Promise<boolean> {
+  /** Opens `name` with the flags `options` and the `-o` options `direct`; false after printing why not. */
+  async open(name: string, options: IoOpenOptions, direct?: ReadonlyMap<string, OptionValue>): Promise<boolean> {
     if (this.file) {
       this.error("file open already, try 'help close'");
       return false;
     }
     try {
-      this.file = await openIoFile(name, {
-        ...options,
-        backingProbe: options.backingProbe ?? this.backingProbe,
-        rules: options.rules ?? this.rules,
-      });
+      this.file = await openIoFile(
+        name,
+        {
+          ...options,
+          backingProbe: options.backingProbe ?? this.backingProbe,
+          rules: options.rules ?? this.rules,
+        },
+        direct,
+      );
       return true;
     } catch (err) {
-      this.report(err, name);
+      this.reportOpen(err, name);
       return false;
     }
+  }
+
+  /** The open file as it was opened (reopen starts from it). */
+  get opened(): OpenedFile | undefined {
+    return this.file;
+  }
+
+  /**
+   * Reopens the open file with `options` and the `-o` options `direct` (reopen's): completes the
+   * requests in flight, closes the image (flushing it) and opens it again. When the new open fails
+   * the file is opened again as it was, and false is returned after printing why.
+   */
+  async reopen(options: IoOpenOptions, direct: ReadonlyMap<string, OptionValue>): Promise<boolean> {
+    const file = this.file;
+    if (!file) return false;
+    if (!(await this.close())) return false;
+    try {
+      this.file = await openIoFile(file.name, options, direct);
+      return true;
+    } catch (err) {
+      this.report(err);
+    }
+    try {
+      this.file = await openIoFile(file.name, file.options, file.direct);
+    } catch (err) {
+      this.reportOpen(err, file.name);
+    }
+    return false;
   }
 
   /** Completes the aio requests in flight, then closes the file (flushing it); false after printing a failure. */
@@ -85,7 +119,7 @@ export class IoSession {
       await file.close();
       return true;
     } catch (err) {
-      this.report(err, file.name);
+      this.report(err);
       return false;
     }
   }
@@ -131,17 +165,20 @@ export class IoSession {
     );
   }
 
-  /** `blk: FILE: message` on stderr, naming the open file. */
+  /** qemu-io's `qemu-io: message` on stderr. */
   error(message: string): void {
-    this.io.err(`blk: ${printable(this.fileName)}: ${printable(message)}\n`);
+    this.io.err(`${QEMU_IO}: ${printable(message)}\n`);
   }
 
-  /** An error thrown by the library, as one line naming `name` (BlockErrors lead with their file already). */
-  report(err: unknown, name = this.fileName): void {
-    const line = describeError(err);
-    const path = (err as { path?: unknown } | null)?.path;
-    const named = typeof path === 'string' && line.startsWith(`${printable(path)}:`);
-    this.io.err(named ? `blk: ${line}\n` : `blk: ${printable(name)}: ${line}\n`);
+  /** An error thrown by the library, as qemu-io's one line (`qemu-io: reason`). */
+  report(err: unknown): void {
+    this.io.err(`${errorLine(err)}\n`);
+    this.debug(err);
+  }
+
+  /** Why `name` did not open, as qemu-io says it (`qemu-io: can't open device NAME: reason`). */
+  reportOpen(err: unknown, name: string): void {
+    this.io.err(`${cantOpenLine(err, name)}\n`);
     this.debug(err);
   }
 

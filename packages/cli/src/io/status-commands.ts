@@ -89,6 +89,23 @@ export const length: CmdInfo = {
   },
 };
 
+/**
+ * Where QEMU keeps a VM's saved state in the image (bdrv_get_info's vm_state_offset): for qcow2 the
+ * first L1 entry past the disk (l1_vm_state_index), so a whole L2 table's coverage past it; 0 for
+ * formats without one.
+ */
+function vmStateOffset(
+  image: { format: string; size: number; capabilities: { limits: { clusterSize?: number } } },
+  spec: unknown,
+): number {
+  const cs = image.capabilities.limits.clusterSize;
+  if (image.format !== 'qcow2' || cs === undefined) return 0;
+  const extended =
+    spec !== null && typeof spec === 'object' && (spec as Record<string, unknown>)['extended-l2'] === true;
+  const coverage = cs * (cs / (extended ? 16 : 8));
+  return Math.ceil(image.size / coverage) * coverage;
+}
+
 export const info: CmdInfo = {
   name: 'info',
   altname: 'i',
@@ -100,8 +117,8 @@ export const info: CmdInfo = {
     ctx.out(`format name: ${image.format}\n`);
     // The format's allocation unit, as QEMU's bdrv_get_info gives it (0 where there is none: raw).
     ctx.out(`cluster size: ${cvtstr(image.capabilities.limits.clusterSize ?? 0)}\n`);
-    ctx.out('vm state offset: 0 bytes\n');
     const spec = toQValue(image.info().formatSpecific);
+    ctx.out(`vm state offset: ${cvtstr(vmStateOffset(image, spec))}\n`);
     if (spec && typeof spec === 'object' && !Array.isArray(spec) && Object.keys(spec).length > 0) {
       ctx.out('Format specific information:\n');
       ctx.out(dumpDict(spec, 1));

@@ -10,7 +10,6 @@ import { getoptOrUsage, patternFlag, vectorRange, vectorRequest, type CmdInfo, t
 import { strerror } from './errno.js';
 import type { IoSession } from './session.js';
 import { elapsed, printReport } from './report.js';
-import { printable } from '../printable.js';
 import { readPatternInto, writeFilled } from './bounded.js';
 
 /** write -s: the buffer repeats the file's contents (qemu_io_alloc_from_file), read no further than it needs. */
@@ -19,11 +18,11 @@ function fillFromFile(ctx: IoSession, buf: Uint8Array, file: string): boolean {
   try {
     length = readPatternInto(file, buf);
   } catch (err) {
-    ctx.io.err(`blk: Failed to open file ${printable(file)}: ${strerror(err)}\n`);
+    ctx.error(`Failed to open file ${file}: ${strerror(err)}`);
     return false;
   }
   if (length === 0) {
-    ctx.io.err(`blk: Failed to read pattern file ${file}: it is empty\n`);
+    ctx.error(`Failed to read pattern file ${file}: it is empty`);
     return false;
   }
   for (let i = length; i < buf.length; i += length) buf.copyWithin(i, 0, Math.min(length, buf.length - i));
