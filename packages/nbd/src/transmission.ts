@@ -14,6 +14,13 @@
  * turn of the event loop between them, so a 32 MiB read on one connection does not hold back the
  * small reads of another; a write arriving while such a read of an overlapping range is under way
  * waits for it (the read keeps its place before the write).
+ *
+ * Small reads have a fast path (src/small-reads.ts) when the stream shows what it has received
+ * (`ByteStream.peek`): the READ requests at the front of the buffered bytes are decoded in place
+ * and issued at once, in order, without a promise per header; while the loop waits for bytes they
+ * are answered from the stream's own arrival callback, replies written in the same turn
+ * (`Image.readIntoNow`). Anything else stops the fast path and goes through the loop, so every
+ * image call is still issued in arrival order.
  */
 import { errnoOf, type Image } from '@blk/core/portable';
 import {
