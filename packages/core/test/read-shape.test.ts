@@ -172,4 +172,40 @@ describe('one read shape', () => {
     expect(thrown).toBeUndefined();
     await expect(p).rejects.toThrow(/EIO/);
   });
+
+  it('readIntoNow: undefined once filled synchronously; a promise when the read waits (a write in flight, a gated driver); errors reject', async () => {
+    const { image, flat } = flatImage(new Uint8Array(8 * SS).fill(8));
+    const into = new Uint8Array(SS);
+    expect(image.readIntoNow(SS, into)).toBeUndefined();
+    expect(into.every((b) => b === 8)).toBe(true);
+    // A write in flight to the range: the read waits for it (tracked) and sees its data.
+    let open!: () => void;
+    flat.writeGate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const write = image.write(SS, new Uint8Array(SS).fill(9));
+    const after = new Uint8Array(SS);
+    const waiting = image.readIntoNow(SS, after);
+    expect(waiting).toBeInstanceOf(Promise);
+    open();
+    await Promise.all([write, waiting]);
+    expect(after.every((b) => b === 9)).toBe(true);
+    flat.writeGate = undefined;
+    // A driver that has to wait: a promise, filled when it settles.
+    let go!: () => void;
+    flat.gate = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    const later = new Uint8Array(SS);
+    const gated = image.readIntoNow(0, later);
+    expect(gated).toBeInstanceOf(Promise);
+    flat.gate = undefined;
+    go();
+    await gated;
+    expect(later.every((b) => b === 8)).toBe(true);
+    // Out of range and closed: rejected promises, never a throw.
+    await expect(image.readIntoNow(8 * SS, new Uint8Array(SS))).rejects.toMatchObject({ kind: 'out-of-range' });
+    await image.close();
+    await expect(image.readIntoNow(0, new Uint8Array(SS))).rejects.toMatchObject({ kind: 'closed' });
+  });
 });

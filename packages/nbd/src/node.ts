@@ -20,6 +20,8 @@ export {
   type X509Credentials,
 } from './tls-node.js';
 
+/** What `write` returns when the socket takes more at once. */
+const RESOLVED: Promise<void> = Promise.resolve();
 /** Bytes buffered from a socket before it is paused (backpressure towards the client). */
 const HIGH_WATER = 4 * 1024 * 1024;
 
@@ -39,28 +41,56 @@ export class SocketStream implements StartTlsStream {
   };
 
   private detached = false;
+  /** `onArrival`'s listener (the transmission's small-read fast path). */
+  private arrival: ((ended: boolean) => void) | undefined;
   private readonly onData = (b: Buffer) => {
     this.chunks.push(b);
     this.buffered += b.length;
     if (this.buffered > HIGH_WATER) this.socket.pause();
     this.wake();
+    const arrival = this.arrival;
+    if (arrival === undefined) return;
+    // The replies the listener writes at once (small reads) leave together, in one system call.
+    this.socket.cork();
+    try {
+      arrival(false);
+    } finally {
+      this.socket.uncork();
+    }
+  };
+  private readonly onEnd = () => {
+    this.ended = true;
+    this.wake();
+    this.arrival?.(true);
   };
 
   constructor(private readonly socket: net.Socket) {
     socket.setNoDelay?.(true);
     socket.on('data', this.onData);
-    socket.on('end', () => {
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.wake();
-    });
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onEnd);
     socket.on('error', (e) => {
       this.failure = e;
       this.wake();
+      this.arrival?.(true);
     });
+  }
+
+  peek(): Uint8Array | undefined {
+    return this.chunks[0];
+  }
+
+  skip(n: number): void {
+    const first = this.chunks[0]!;
+    if (first.length === n) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+    this.buffered -= n;
+    if (this.buffered <= HIGH_WATER && this.socket.isPaused()) this.socket.resume();
+  }
+
+  onArrival(listener: ((ended: boolean) => void) | undefined): void {
+    this.arrival = listener;
+    if (this.ended || this.failure !== undefined) listener?.(true);
   }
 
   private wake(): void {
@@ -118,7 +148,7 @@ export class SocketStream implements StartTlsStream {
       if (e) this.failure ??= e;
       sent?.();
     });
-    if (ok) return Promise.resolve();
+    if (ok) return RESOLVED;
     // One wait for 'drain' shared by every write made while the socket is full (many replies may
     // be waiting at once: one listener each would pile up).
     this.drained ??= new Promise<void>((resolve, reject) => {

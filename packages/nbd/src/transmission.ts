@@ -14,6 +14,13 @@
  * turn of the event loop between them, so a 32 MiB read on one connection does not hold back the
  * small reads of another; a write arriving while such a read of an overlapping range is under way
  * waits for it (the read keeps its place before the write).
+ *
+ * Small reads have a fast path (src/small-reads.ts) when the stream shows what it has received
+ * (`ByteStream.peek`): the READ requests at the front of the buffered bytes are decoded in place
+ * and issued at once, in order, without a promise per header; while the loop waits for bytes they
+ * are answered from the stream's own arrival callback, replies written in the same turn
+ * (`Image.readIntoNow`). Anything else stops the fast path and goes through the loop, so every
+ * image call is still issued in arrival order.
  */
 import { errnoOf, type Image } from '@blk/core/portable';
 import {
@@ -38,6 +45,16 @@ import {
   STRUCTURED_REPLY_MAGIC,
   TFLAG,
 } from './protocol.js';
+import {
+  HEADER,
+  replyCookie,
+  SIMPLE_HEAD,
+  SmallReplyBuffers,
+  type SmallReadRules,
+  STRUCTURED_HEAD,
+  smallReadOffset,
+  writeSmallReplyHeader,
+} from './small-reads.js';
 
 /** A duplex byte stream: what a connection is to the server. */
 export interface ByteStream {
@@ -53,6 +70,20 @@ export interface ByteStream {
   write(data: Uint8Array, sent?: () => void): Promise<void>;
   /** Ends the stream (no more reads or writes). */
   close(): void;
+  /**
+   * Optional, with `skip` and `onArrival` (the small-read fast path, src/small-reads.ts): a view of
+   * the first received chunk not read yet, without waiting (undefined: nothing buffered). A request
+   * may continue in the next chunk: `readExactly` joins them.
+   */
+  peek?(): Uint8Array | undefined;
+  /** Drops the first `n` bytes of what `peek` shows (n at most its length). */
+  skip?(n: number): void;
+  /**
+   * Has `listener` called synchronously each time bytes arrive (`ended` false, after they are
+   * buffered) and once the stream ends or fails (`ended` true; at once when it already has);
+   * undefined removes it.
+   */
+  onArrival?(listener: ((ended: boolean) => void) | undefined): void;
 }
 
 export interface TransmissionOptions {
@@ -76,6 +107,11 @@ export interface TransmissionOptions {
   cacheMax?: number;
   /** Lets other work run between two pieces of a large request (default: setImmediate, else setTimeout 0). */
   yieldTurn?: () => Promise<void>;
+  /**
+   * Small reads straight from the received bytes when the stream can show them (`ByteStream.peek`;
+   * default true; src/small-reads.ts). false: every request takes the general path (tests compare).
+   */
+  smallReadPath?: boolean;
 }
 
 /** What the handshake negotiated that transmission needs. */
@@ -215,6 +251,14 @@ export class Transmission {
   private broken = false;
   private stopping = false;
   private stopSignal: (() => void) | undefined;
+  /** The stream shows its received bytes (`ByteStream.peek`): small reads take the fast path. */
+  private readonly fast: boolean;
+  private readonly smallRules: SmallReadRules;
+  private readonly smallBuffers = new SmallReplyBuffers();
+  /** Set while the loop waits for bytes with nothing buffered: the arrival listener then takes small reads itself. */
+  private parked: (() => void) | undefined;
+  /** The stream ended or failed (from `onArrival`): what is buffered is read by the general path. */
+  private streamEnded = false;
 
   constructor(
     private readonly stream: ByteStream,
@@ -229,6 +273,16 @@ export class Transmission {
     this.readPiece = Math.max(4096, options.readPiece ?? 1024 * 1024);
     this.cacheMax = options.cacheMax ?? 64 * 1024 * 1024;
     this.yieldTurn = options.yieldTurn ?? defaultYield();
+    this.fast =
+      options.smallReadPath !== false
+      && stream.peek !== undefined
+      && stream.skip !== undefined
+      && stream.onArrival !== undefined;
+    this.smallRules = {
+      structured: state.structured,
+      maxLength: Math.min(SMALL_REPLY, this.maxRequest),
+      sparseReadMin: this.sparseReadMin,
+    };
   }
 
   /** Requests now in flight and the payload bytes they hold (for tests and logs). */
@@ -243,11 +297,15 @@ export class Transmission {
    */
   async run(): Promise<unknown> {
     let failure: unknown;
+    if (this.fast) this.stream.onArrival!(this.arrived);
     try {
       await this.loop();
     } catch (e) {
       // A protocol violation or a broken stream: stop reading; what is in flight still finishes.
       failure = e;
+    } finally {
+      if (this.fast) this.stream.onArrival!(undefined);
+      this.parked = undefined;
     }
     while (this.inFlight > 0) {
       await new Promise<void>((r) => {
@@ -266,6 +324,7 @@ export class Transmission {
     if (this.stopping) return;
     this.stopping = true;
     this.stopSignal?.();
+    this.unpark();
     this.wake();
   }
 
@@ -286,6 +345,15 @@ export class Transmission {
       while (this.inFlight >= this.maxInFlight && !this.broken && !this.stopping) await this.wait();
       // A reply could not be written: the client is gone; requests it left buffered are not run.
       if (this.broken || this.stopping) return;
+      if (this.fast && !this.streamEnded) {
+        this.takeSmallReads();
+        if (this.inFlight >= this.maxInFlight || this.broken || this.stopping) continue;
+        if (this.stream.peek!() === undefined) {
+          // Nothing buffered: wait for bytes; the arrival listener answers the small reads they carry.
+          await this.park();
+          continue;
+        }
+      }
       const head = await this.nextHeader();
       if (head === null) return;
       const req = decodeRequest(head);
@@ -413,15 +481,124 @@ export class Transmission {
         // A reply that could not be written: the stream is gone; the loop sees it at its next read.
         this.broken = true;
       })
-      .then(() => {
-        this.inFlight--;
-        this.release(bytes);
-        if (this.inFlight === 0) {
-          const w = this.idleWaiter;
-          this.idleWaiter = undefined;
-          w?.();
+      .then(() => this.finish(bytes));
+  }
+
+  /** A request is over (its reply handed to the stream, or the stream broken): its place and bytes return. */
+  private finish(bytes: number): void {
+    this.inFlight--;
+    this.release(bytes);
+    if (this.inFlight === 0) {
+      const w = this.idleWaiter;
+      this.idleWaiter = undefined;
+      w?.();
+    }
+  }
+
+  /** Waits (the loop) until bytes arrive that the arrival listener leaves, the stream ends, or `stop`. */
+  private park(): Promise<void> {
+    return new Promise((r) => {
+      this.parked = r;
+    });
+  }
+
+  private unpark(): void {
+    const p = this.parked;
+    this.parked = undefined;
+    p?.();
+  }
+
+  /**
+   * The stream's arrival listener. While the loop is parked (nothing was buffered, no request is
+   * half read), the small reads that arrived are answered here, in the stream's own callback, as a
+   * bare server would; the loop wakes only for what they leave (another request, a partial header,
+   * a full in-flight bound) and for the end of the stream. Otherwise the loop is busy with a request
+   * (reading its payload, waiting for room) and takes the bytes in order itself.
+   */
+  private readonly arrived = (ended: boolean): void => {
+    if (ended) this.streamEnded = true;
+    if (this.parked === undefined) return;
+    if (!ended && !this.broken && !this.stopping) {
+      this.takeSmallReads();
+      if (this.stream.peek!() === undefined) return;
+    }
+    this.unpark();
+  };
+
+  /**
+   * Answers the small reads at the front of what the stream has buffered (see src/small-reads.ts),
+   * in order, until a request the fast path does not take (left for the general path), a partial
+   * header, or the in-flight bounds.
+   */
+  private takeSmallReads(): void {
+    const stream = this.stream;
+    for (;;) {
+      const b = stream.peek!();
+      if (b === undefined || b.length < HEADER) return;
+      const v = new DataView(b.buffer, b.byteOffset, b.length);
+      let p = 0;
+      try {
+        while (p + HEADER <= b.length && this.inFlight < this.maxInFlight) {
+          const offset = smallReadOffset(v, p, this.smallRules, this.image.size);
+          if (offset < 0) return;
+          const length = v.getUint32(p + 24);
+          if (this.bytes > 0 && this.bytes + length > this.maxBytes) return;
+          this.smallRead(b, p, offset, length);
+          p += HEADER;
         }
-      });
+        if (p + HEADER <= b.length) return;
+      } finally {
+        if (p > 0) stream.skip!(p);
+      }
+    }
+  }
+
+  /** One small read from the fast path: the header at `request[p]` is decoded (`offset`, `length`). */
+  private smallRead(request: Uint8Array, p: number, offset: number, length: number): void {
+    const structured = this.state.structured;
+    const head = structured ? STRUCTURED_HEAD : SIMPLE_HEAD;
+    const reply = this.smallBuffers.take(head + length);
+    writeSmallReplyHeader(reply, structured, request, p, offset, length);
+    this.inFlight++;
+    this.bytes += length;
+    // Read at once where the image can (its synchronous path): the reply then goes out in this
+    // turn, with the others of the batch; else when the read is done.
+    const pending = this.image.readIntoNow(offset, reply.subarray(head));
+    if (pending === undefined) this.sendSmall(reply, length);
+    else
+      pending.then(
+        () => this.sendSmall(reply, length),
+        (e: unknown) => this.failSmall(reply, length, e),
+      );
+  }
+
+  private sendSmall(reply: Uint8Array, length: number): void {
+    let written: Promise<void>;
+    if (this.broken) {
+      written = Promise.reject(new Error('connection broken'));
+    } else {
+      written = this.stream.write(reply, () => this.smallBuffers.give(reply));
+    }
+    written.then(
+      () => this.finish(length),
+      () => {
+        this.broken = true;
+        this.finish(length);
+      },
+    );
+  }
+
+  private failSmall(reply: Uint8Array, length: number, e: unknown): void {
+    const cookie = replyCookie(reply);
+    this.smallBuffers.give(reply);
+    const req: Request = { type: CMD.READ, flags: 0, cookie, offset: 0, length };
+    this.sendError(req, nbdErrorOf(errnoOf(e).errno), e instanceof Error ? e.message : String(e)).then(
+      () => this.finish(length),
+      () => {
+        this.broken = true;
+        this.finish(length);
+      },
+    );
   }
 
   private wait(): Promise<void> {

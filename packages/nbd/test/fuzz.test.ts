@@ -8,7 +8,9 @@
  * - requests: sessions of pipelined requests, each valid or malformed (unknown commands and flags,
  *   out-of-range and overflowing offsets, zero and oversized lengths, refused writes whose payload
  *   must be drained, FAST_ZERO where zeroing is not cheap, block status without contexts), ending
- *   in DISC, a bad magic, a truncated header or a truncated write payload.
+ *   in DISC, a bad magic, a truncated header or a truncated write payload, all sent in one chunk;
+ *   every other session's server end shows its received bytes (the small-read fast path), the
+ *   others only offer readExactly (the general path).
  *
  * Required for every input: the connection ends (no hang) once the client has sent everything and
  * closed its side, nothing throws out of it, every request before the end of the session is
@@ -102,8 +104,9 @@ async function makeImage(rng: Rng): Promise<{ image: Image; model: Uint8Array; r
   return { image, model, readOnly };
 }
 
-function serve(image: Image) {
-  const [client, server] = pipe();
+/** `peek`: the server end shows its received bytes (the small-read fast path) or only offers readExactly. */
+function serve(image: Image, peek: boolean) {
+  const [client, server] = pipe({ peek });
   const conn = new NbdConnection(server, [{ name: 'ex', description: 'fuzz', image }], {
     handshakeTimeoutMs: 0,
     maxRequest: MAX_REQUEST,
@@ -204,8 +207,8 @@ function mutateBytes(rng: Rng, b: Uint8Array): Uint8Array {
   return out;
 }
 
-async function handshakeInput(rng: Rng, image: Image): Promise<void> {
-  const { client, done } = serve(image);
+async function handshakeInput(rng: Rng, image: Image, peek: boolean): Promise<void> {
+  const { client, done } = serve(image, peek);
   const greeting = await client.readExactly(18);
   check(greeting !== null, 'no greeting');
   await client.write(mutateBytes(rng, validHandshake(rng)));
@@ -232,10 +235,16 @@ interface Expect {
 }
 
 /** One transmission session: returns the number of requests sent. */
-async function requestSession(rng: Rng, image: Image, model: Uint8Array, known: Uint8Array): Promise<number> {
+async function requestSession(
+  rng: Rng,
+  image: Image,
+  model: Uint8Array,
+  known: Uint8Array,
+  peek: boolean,
+): Promise<number> {
   const structured = rng.bool(0.7);
   const contexts = structured && rng.bool(0.7);
-  const { client, done } = serve(image);
+  const { client, done } = serve(image, peek);
   await client.readExactly(18);
   const hs: Uint8Array[] = [u32(3)];
   if (structured) hs.push(option(OPT.STRUCTURED_REPLY));
@@ -512,16 +521,19 @@ describe('NBD protocol fuzzer', () => {
       const known = new Uint8Array(SIZE).fill(1);
       for (let s = 0; s < 8 && inputs < INPUTS; s++, session++) {
         const where = `seed ${SEED} session ${session}`;
+        // Every other session over a stream that shows its received bytes: the small-read fast path.
+        const peek = session % 2 === 0;
         try {
           if (rng.bool(0.35)) {
             const t0 = performance.now();
-            for (let h = 0; h < 10; h++) await withTimeout(handshakeInput(rng, readOnly), 5_000, `${where} handshake`);
+            for (let h = 0; h < 10; h++)
+              await withTimeout(handshakeInput(rng, readOnly, peek), 5_000, `${where} handshake`);
             timing.handshakes += performance.now() - t0;
             handshakes += 10;
             inputs += 10;
           } else {
             const t0 = performance.now();
-            const n = await withTimeout(requestSession(rng, image, model, known), 5_000, `${where} requests`);
+            const n = await withTimeout(requestSession(rng, image, model, known, peek), 5_000, `${where} requests`);
             timing.requests += performance.now() - t0;
             requests += n;
             inputs += n;

@@ -6,15 +6,26 @@ class Queue {
   buffered = 0;
   ended = false;
   waiter: (() => void) | undefined;
+  /** ByteStream.onArrival's listener. */
+  arrival: ((ended: boolean) => void) | undefined;
   push(b: Uint8Array): void {
-    if (this.ended) return;
+    if (this.ended || b.length === 0) return;
     this.chunks.push(b.slice());
     this.buffered += b.length;
     this.wake();
+    this.arrival?.(false);
   }
   end(): void {
+    if (this.ended) return;
     this.ended = true;
     this.wake();
+    this.arrival?.(true);
+  }
+  skip(n: number): void {
+    const c = this.chunks[0]!;
+    if (n === c.length) this.chunks.shift();
+    else this.chunks[0] = c.subarray(n);
+    this.buffered -= n;
   }
   wake(): void {
     const w = this.waiter;
@@ -56,12 +67,30 @@ export interface End extends ByteStream {
   endWrites(): void;
 }
 
-export function pipe(): [End, End] {
+/**
+ * Two connected ends. Each write arrives as one chunk (as one `send` on a socket usually does).
+ * `peek` (default true): the ends show their received chunks (`ByteStream.peek`, `skip`,
+ * `onArrival`), as a socket does, so the transmission's small-read fast path runs; false: they
+ * only offer `readExactly` (the general path).
+ */
+export function pipe(options: { peek?: boolean } = {}): [End, End] {
   const ab = new Queue();
   const ba = new Queue();
   const end = (inq: Queue, outq: Queue): End => {
     let closed = false;
+    const sync =
+      options.peek === false
+        ? {}
+        : {
+            peek: () => inq.chunks[0],
+            skip: (n: number) => inq.skip(n),
+            onArrival: (l: ((ended: boolean) => void) | undefined) => {
+              inq.arrival = l;
+              if (inq.ended) l?.(true);
+            },
+          };
     return {
+      ...sync,
       get closed() {
         return closed;
       },

@@ -280,6 +280,25 @@ export class Image {
   }
 
   /**
+   * `readInto` for a caller that can use an answer at once (an NBD server writes a small read's
+   * reply in the same turn as its request arrived, several replies in one system call): undefined
+   * when `into` was filled before this returned (`readInto`'s synchronous fast path), else a
+   * promise, as `readInto`'s. Never throws: errors reject.
+   */
+  readIntoNow(offset: number, into: Uint8Array): undefined | Promise<void> {
+    if (this.queue !== undefined) return this.readInto(offset, into);
+    try {
+      this.checkOpen();
+      checkNumberArg(offset, 'offset', this.path);
+      checkBytes(into, 'into', this.path);
+      const pending = this.readRange(offset, into, true);
+      return pending === undefined ? undefined : pending;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
    * Checks the range and reads it: undefined when it completed synchronously
    * (only with `sync`), else a promise. May throw the range check's error.
    */
