@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /**
  * The machine's Node floor for serving NBD: the least a Node program must do to serve a file
- * read-only over NBD, with no blk code. Fixed newstyle handshake (NBD_OPT_GO/INFO/EXPORT_NAME; every
- * other option gets ERR_UNSUP, so clients fall back to simple replies and no block status), then
- * READ answered by one fs.readSync into the reply buffer, FLUSH and DISC; replies of one incoming
- * chunk are corked into one writev. No promises, no per-request objects beyond the reply buffer.
+ * read-only over NBD, with no blk code. Fixed newstyle handshake (NBD_OPT_GO/INFO/EXPORT_NAME and
+ * STRUCTURED_REPLY, so that clients do the same work per reply as with blk serve; every other option
+ * gets ERR_UNSUP, so no block status), then READ answered by one fs.readSync into the reply buffer
+ * (one OFFSET_DATA chunk with DONE once structured replies are agreed), FLUSH and DISC; replies of
+ * one incoming chunk are corked into one writev. No promises, no per-request objects beyond the
+ * reply buffer.
  *
  * It is a bench baseline, not a server: it checks nothing a hostile client could exploit beyond
  * what keeps the measurement honest (reads past the end get EINVAL).
@@ -30,7 +32,8 @@ const IHAVEOPT = 0x49484156454f5054n;
 const REPLY_MAGIC = 0x3e889045565a9n;
 const REQUEST_MAGIC = 0x25609513;
 const SIMPLE_REPLY_MAGIC = 0x67446698;
-const OPT = { EXPORT_NAME: 1, ABORT: 2, INFO: 6, GO: 7 };
+const OPT = { EXPORT_NAME: 1, ABORT: 2, INFO: 6, GO: 7, STRUCTURED_REPLY: 8 };
+const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 const REP_ACK = 1;
 const REP_INFO = 3;
 const REP_ERR_UNSUP = 0x80000001;
@@ -51,6 +54,7 @@ function serve(sock) {
   let pending = Buffer.alloc(0);
   let phase = 'flags'; // flags -> options -> transmission
   let noZeroes = false;
+  let structured = false;
   const hello = Buffer.alloc(18);
   hello.write('NBDMAGIC', 0, 'latin1');
   hello.writeBigUInt64BE(IHAVEOPT, 8);
@@ -73,6 +77,9 @@ function serve(sock) {
       b.writeUInt16BE(TFLAGS, 8);
       sock.write(b);
       phase = 'transmission';
+    } else if (opt === OPT.STRUCTURED_REPLY) {
+      structured = true;
+      optionReply(sock, opt, REP_ACK);
     } else if (opt === OPT.ABORT) {
       optionReply(sock, opt, REP_ACK);
       sock.end();
@@ -84,6 +91,21 @@ function serve(sock) {
     return true;
   }
 
+  /** A read's reply with room for `length` bytes of data after its header, and where that data starts. */
+  function readReply(handleHi, handleLo, offset, length) {
+    if (!structured) return [reply(handleHi, handleLo, 0, length), 16];
+    const b = Buffer.allocUnsafe(28 + length);
+    b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
+    b.writeUInt16BE(1, 4); // NBD_REPLY_FLAG_DONE
+    b.writeUInt16BE(1, 6); // NBD_REPLY_TYPE_OFFSET_DATA
+    b.writeUInt32BE(handleHi, 8);
+    b.writeUInt32BE(handleLo, 12);
+    b.writeUInt32BE(8 + length, 16);
+    b.writeBigUInt64BE(offset, 20);
+    return [b, 28];
+  }
+
+  /** A simple reply (errors are simple replies in both modes: the spec allows it for any request). */
   function reply(handleHi, handleLo, error, length) {
     const b = Buffer.allocUnsafe(16 + length);
     b.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
@@ -137,8 +159,8 @@ function serve(sock) {
               sock.write(reply(hHi, hLo, EINVAL, 0));
               continue;
             }
-            const b = reply(hHi, hLo, 0, length);
-            fs.readSync(fd, b, 16, length, Number(offset));
+            const [b, at] = readReply(hHi, hLo, offset, length);
+            fs.readSync(fd, b, at, length, Number(offset));
             sock.write(b);
           } else if (type === 2) {
             sock.end();
