@@ -156,6 +156,18 @@ describe('blk start-up', () => {
     expect(caches().beside).toEqual([]);
   });
 
+  it('a command that runs with V8 flags of its own (map) keeps its cache: V8 rejects a cache made under other flags', () => {
+    const bin = privateBin('flags');
+    const img = path.join(dir, 'f.raw');
+    rawFile(img, 1024 * 1024);
+    const first = run(['map', img], {}, bin);
+    expect(first.code, first.stderr).toBe(0);
+    const [file] = cacheFiles('map', path.dirname(bin)).beside;
+    const made = fs.statSync(file!).mtimeMs;
+    for (let i = 0; i < 2; i++) expect(run(['map', img], {}, bin)).toEqual(first);
+    expect(fs.statSync(file!).mtimeMs, 'the cache was made again: V8 rejected it').toBe(made);
+  });
+
   it('uses the user cache directory where the bundle directory cannot hold one; runs where neither can', () => {
     // A copy of the bin whose cache places beside it are directories: reading skips them, writing fails.
     const bin = privateBin('copy');

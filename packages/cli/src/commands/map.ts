@@ -1,5 +1,4 @@
 /** blk map: qemu-img map. */
-import { setFlagsFromString } from 'node:v8';
 import type { Image } from '@blk/core';
 import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError } from '../errors.js';
@@ -88,18 +87,7 @@ export function jsonEntry(e: MapEntry): string {
   return `${s}}`;
 }
 
-/**
- * A map of a fragmented image makes much short-lived garbage (a status, a run and a line per extent:
- * about 100 MB for 8000 extents of a 1 TiB qcow2) and V8 doubles its young generation as it goes,
- * which is most of map's peak RSS above `blk info` (64 MiB -> 60 MiB with the young generation left
- * at its start size, measured). The flag is read at each scavenge, so it still counts after start.
- */
-function keepYoungGenerationSmall(): void {
-  setFlagsFromString('--semi-space-growth-factor=1');
-}
-
 export async function map(file: string, opts: MapOpts): Promise<number> {
-  keepYoungGenerationSmall();
   const image = await openCli(file, {
     format: opts.format,
     readOnly: true,
