@@ -26,6 +26,7 @@ import { CrashSimVfs, FaultyVfs, GuardedStorage, HookedVfs } from '@blk/faults';
 import { lockStorage } from '@blk/native';
 import { ScheduledStorage } from '@blk/testkit';
 import { ThreadedIoVfs } from '../packages/cli/src/host-io.js';
+import { WindowVfs } from '../packages/cli/src/io/window-storage.js';
 import { cacheVfs } from '../packages/cli/src/jobs/common.js';
 
 /** A writable memory storage with every optional member, recording which ones were called. */
@@ -210,6 +211,17 @@ const WRAPPERS: Array<{
     wrap: async () => {
       const inner = new FullStorage(new MemoryFile(new Uint8Array(4096)), 'f');
       return { outer: new GuardedStorage(inner, { forbidWrites: false }), inner };
+    },
+  },
+  {
+    // blk io's raw offset/size window (json: filenames): every member shifted, nothing narrowed.
+    name: 'cli WindowStorage (raw offset/size)',
+    narrows: [],
+    wrap: async () => {
+      const vfs = new FullVfs();
+      vfs.files.put('/f', new Uint8Array(8192));
+      const outer = await new WindowVfs(vfs, '/f', { offset: 512, size: 4096 }).open('/f');
+      return { outer, inner: vfs.last! };
     },
   },
   {

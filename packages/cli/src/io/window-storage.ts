@@ -78,8 +78,10 @@ class WindowStorage extends FilterStorage {
     const bad = this.outside(offset, length);
     return bad ? Promise.reject(bad) : super.allocate(this.start + offset, length);
   }
-  override size(): Promise<number> {
-    return Promise.resolve(this.length);
+  /** The window's size, less what the file has lost since it was opened (reads there come back short). */
+  override async size(): Promise<number> {
+    const fileSize = await this.next.size();
+    return Math.max(0, Math.min(this.length, fileSize - this.start));
   }
   override truncate(size: number): Promise<void> {
     if (size === this.length) return Promise.resolve();
