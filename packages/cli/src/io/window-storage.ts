@@ -91,7 +91,7 @@ class WindowStorage extends FilterStorage {
   }
 }
 
-/** Opens `path` (exactly as named) as `window`, with QEMU's checks and messages against the file's size. */
+/** Opens `path` (relative or absolute: the same file) as `window`, with QEMU's checks and messages against the file's size. */
 export class WindowVfs extends ForwardingVfs {
   constructor(
     inner: Vfs,
@@ -101,9 +101,15 @@ export class WindowVfs extends ForwardingVfs {
     super(inner);
   }
 
+  /** Whether `path` names the windowed file: the image layer opens it by its absolute name. */
+  private isWindowed(path: string): boolean {
+    const cwd = this.inner.cwd();
+    return this.inner.resolve(cwd, path) === this.inner.resolve(cwd, this.path);
+  }
+
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const storage = await super.open(path, options);
-    if (path !== this.path) return storage;
+    if (!this.isWindowed(path)) return storage;
     try {
       const fileSize = await storage.size();
       const { offset, size } = this.window;
