@@ -5,9 +5,13 @@
  * - raw's window (`offset`/`size` in a json: name) named by a relative file name: the window
  *   must apply exactly as with an absolute name (it was silently dropped: writes landed at the
  *   file's start and the whole file was the disk).
+ * - `amend -o refcount_bits=N` on a hostile qcow2 whose refcount table names the L1 table as a
+ *   refcount block: QEMU's overlap check stops it; blk wrote its new refcount blocks into the
+ *   clusters the bogus counts called free (the L2 tables and data) and said it succeeded.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
 
@@ -46,5 +50,34 @@ describe("raw's window with a relative file name", () => {
     expect(theirs.stdout).toBe('write failed: Input/output error\n');
     const data = fs.readFileSync(p('e.bin'));
     expect(data.every((b) => b === 0xaa)).toBe(true);
+  });
+});
+
+const QEMU_IMG = hasCommand('qemu-img') && hasCommand('qemu-io');
+
+function run(cmd: string, args: string[]): { code: number | null; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw r.error;
+  return { code: r.status, out: r.stdout + r.stderr };
+}
+
+describe.skipIf(!QEMU_IMG)('amend refcount_bits on a refcount table that names other metadata', () => {
+  it('refuses before writing, the data intact', () => {
+    const f = p('overlap.qcow2');
+    expect(run('qemu-img', ['create', '-q', '-f', 'qcow2', f, '4M']).code).toBe(0);
+    expect(run('qemu-io', ['-c', 'write -P 0x33 0 1M', f]).code).toBe(0);
+    const bytes = fs.readFileSync(f);
+    const l1 = bytes.readBigUInt64BE(40);
+    const reftable = Number(bytes.readBigUInt64BE(48));
+    bytes.writeBigUInt64BE(l1, reftable); // refcount block 0 is the L1 table
+    fs.writeFileSync(f, bytes);
+    for (const bits of ['64', '1']) {
+      const r = blk(['amend', '-o', `refcount_bits=${bits}`, f]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/corrupt|Cannot decrease/);
+    }
+    expect(fs.readFileSync(f).equals(bytes)).toBe(true);
+    const read = run('qemu-io', ['-r', '-c', 'read -P 0x33 0 1M', f]);
+    expect(read.out).toMatch(/^read 1048576\/1048576 bytes/);
   });
 });
