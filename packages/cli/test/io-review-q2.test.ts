@@ -8,12 +8,14 @@
  * - `amend -o refcount_bits=N` on a hostile qcow2 whose refcount table names the L1 table as a
  *   refcount block: QEMU's overlap check stops it; blk wrote its new refcount blocks into the
  *   clusters the bogus counts called free (the L2 tables and data) and said it succeeded.
+ * - `reopen` of a file deleted meanwhile: QEMU keeps the image it had (its descriptor) and says why
+ *   the new open failed; blk closed it, could not open the name again, and lost the image.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
+import { BLK, blk, ensureBuilt, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-io');
 let dir: string;
@@ -80,4 +82,52 @@ describe.skipIf(!QEMU_IMG)('amend refcount_bits on a refcount table that names o
     const read = run('qemu-io', ['-r', '-c', 'read -P 0x33 0 1M', f]);
     expect(read.out).toMatch(/^read 1048576\/1048576 bytes/);
   });
+});
+
+/** Runs `cmd args` with commands on stdin: `first`, then (once its output came) `then()`, then `rest`. */
+function interactive(cmd: string, args: string[], first: string, then: () => void, rest: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let stage = 0;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const take = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (stage === 0 && out.includes('read 4096/4096')) {
+        stage = 1;
+        then();
+        child.stdin.end(rest);
+      }
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    child.on('error', reject);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+    child.stdin.write(first);
+  });
+}
+
+describe('reopen of a file deleted meanwhile', () => {
+  const tools: [string, string, string[]][] = [['blk io', process.execPath, [BLK, 'io']]];
+  if (QEMU_IMG) tools.push(['qemu-io', 'qemu-io', []]);
+  for (const [label, cmd, pre] of tools) {
+    it(`${label} keeps the image it had and says why`, async () => {
+      const f = p(`gone-${label.replace(' ', '-')}.raw`);
+      rawFile(f, 1 << 20, [[0, 4096, 0x5]]);
+      const out = await interactive(
+        cmd,
+        [...pre, '-f', 'raw', '-r', f],
+        'read -P 0x5 0 4k\n',
+        () => fs.unlinkSync(f),
+        'reopen -w\nread -P 0x5 0 4k\nquit\n',
+      );
+      const lines = out.replace(/qemu-io> /g, '').split('\n');
+      expect(lines).toContain(`qemu-io: Could not open '${f}': No such file or directory`);
+      // The image is still there: the second read works.
+      expect(lines.filter((l) => l.startsWith('read 4096/4096 bytes at offset 0'))).toHaveLength(2);
+    });
+  }
 });
