@@ -10,6 +10,8 @@
  *   clusters the bogus counts called free (the L2 tables and data) and said it succeeded.
  * - `reopen` of a file deleted meanwhile: QEMU keeps the image it had (its descriptor) and says why
  *   the new open failed; blk closed it, could not open the name again, and lost the image.
+ * - a json: name whose `driver` blk has no driver for: QEMU says `Unknown driver 'X'`; blk said
+ *   `Could not open backing file: Unknown driver 'X'` for an image that has no backing file.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -130,4 +132,16 @@ describe('reopen of a file deleted meanwhile', () => {
       expect(lines.filter((l) => l.startsWith('read 4096/4096 bytes at offset 0'))).toHaveLength(2);
     });
   }
+});
+
+describe('a json: name with a driver blk lacks', () => {
+  it.skipIf(!QEMU)('is an unknown driver of the image, not of a backing file (as qemu-io says)', () => {
+    rawFile(p('d.bin'), 65536);
+    const cmd = ['-c', 'length', 'json:{"driver":"nosuch","file":{"filename":"d.bin"}}'];
+    const ours = blk(['io', ...cmd], { cwd: dir });
+    const theirs = qemuIo(cmd, { cwd: dir });
+    expect(theirs.stderr).toMatch(/: Unknown driver 'nosuch'$/m);
+    expect(ours.stderr).toBe(theirs.stderr);
+    expect(ours.code).toBe(theirs.code);
+  });
 });

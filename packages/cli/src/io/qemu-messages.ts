@@ -6,6 +6,7 @@
  */
 import { isBlockError } from '@blk/core';
 import { describeError } from '../errors.js';
+import { isJsonFilename, parseJsonFilename } from '../json-filename.js';
 import { printable } from '../printable.js';
 
 /** The program name qemu-io's error_report puts before every error line. */
@@ -18,6 +19,18 @@ function reason(err: unknown): string {
   if (typeof path === 'string' && line.startsWith(`${printable(path)}: `))
     return line.slice(printable(path).length + 2);
   return line;
+}
+
+/** The file `name` opens: a json: name's `file.filename` (or `filename`), else `name` itself. */
+function topPath(name: string): string {
+  if (!isJsonFilename(name)) return name;
+  try {
+    const options = parseJsonFilename(name);
+    const file = options.get('file.filename') ?? options.get('filename');
+    return typeof file === 'string' ? file : name;
+  } catch {
+    return name;
+  }
 }
 
 /**
@@ -36,7 +49,9 @@ export function qemuOpenReason(err: unknown, name: string): string {
   if (unknown) {
     // The registry names no file; blk opened the backing file when its path is not the top's.
     const driver = `Unknown driver '${printable(unknown[1]!)}'`;
-    return typeof path === 'string' && path !== name ? `Could not open backing file: ${driver}` : driver;
+    return typeof path === 'string' && path !== name && path !== topPath(name)
+      ? `Could not open backing file: ${driver}`
+      : driver;
   }
   const header = qcow2HeaderReason(err.kind, err.field, err.detail);
   if (header !== undefined) return header;
