@@ -12,6 +12,8 @@
  *   the new open failed; blk closed it, could not open the name again, and lost the image.
  * - a json: name whose `driver` blk has no driver for: QEMU says `Unknown driver 'X'`; blk said
  *   `Could not open backing file: Unknown driver 'X'` for an image that has no backing file.
+ * - a bad size option (`offset=-1`): QEMU's error is three lines; blk printed one line with
+ *   literal `\n`s in it (its escaping of names applied to its own text).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -143,5 +145,21 @@ describe('a json: name with a driver blk lacks', () => {
     expect(theirs.stderr).toMatch(/: Unknown driver 'nosuch'$/m);
     expect(ours.stderr).toBe(theirs.stderr);
     expect(ours.code).toBe(theirs.code);
+  });
+});
+
+describe.skipIf(!QEMU)('a bad size option', () => {
+  it("is QEMU's three lines, at open and at reopen", () => {
+    rawFile(p('s.bin'), 65536);
+    for (const cmd of [
+      ['-c', 'length', 'json:{"driver":"raw","offset":-512,"file":{"filename":"s.bin"}}'],
+      ['-f', 'raw', '-c', 'reopen -o offset=-1', '-c', 'length', 's.bin'],
+    ]) {
+      const ours = blk(['io', ...cmd], { cwd: dir });
+      const theirs = qemuIo(cmd, { cwd: dir });
+      expect(theirs.stderr).toContain('\nOptional suffix k, M, G');
+      expect(ours.stderr).toBe(theirs.stderr);
+      expect(ours.stdout).toBe(theirs.stdout);
+    }
   });
 });

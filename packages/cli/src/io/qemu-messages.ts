@@ -7,6 +7,7 @@
 import { isBlockError } from '@blk/core';
 import { describeError } from '../errors.js';
 import { isJsonFilename, parseJsonFilename } from '../json-filename.js';
+import { SIZE_HINT } from './block-options.js';
 import { printable } from '../printable.js';
 
 /** The program name qemu-io's error_report puts before every error line. */
@@ -81,12 +82,20 @@ function qcow2HeaderReason(kind: string, field: string | undefined, detail: stri
   return undefined;
 }
 
+/**
+ * An escaped (printable) message with QEMU's own multi-line texts, which blk writes itself, put back
+ * as lines: printable() shows every newline as `\n`, right for names, wrong for QEMU's size hint.
+ */
+export function withQemuLines(escaped: string): string {
+  return escaped.replaceAll(printable(SIZE_HINT), SIZE_HINT);
+}
+
 /** qemu-io's line for a file that did not open. */
 export function cantOpenLine(err: unknown, name: string): string {
-  return `${QEMU_IO}: can't open device ${printable(name)}: ${qemuOpenReason(err, name)}`;
+  return `${QEMU_IO}: can't open device ${printable(name)}: ${withQemuLines(qemuOpenReason(err, name))}`;
 }
 
 /** qemu-io's line for any other failure. */
 export function errorLine(err: unknown): string {
-  return `${QEMU_IO}: ${reason(err)}`;
+  return `${QEMU_IO}: ${withQemuLines(reason(err))}`;
 }

@@ -5,7 +5,7 @@
  */
 import type { Image } from '@blk/core';
 import { debugEnabled } from '../errors.js';
-import { QEMU_IO, cantOpenLine, errorLine, qemuOpenReason } from './qemu-messages.js';
+import { QEMU_IO, cantOpenLine, errorLine, qemuOpenReason, withQemuLines } from './qemu-messages.js';
 import { releaseFile } from './same-file.js';
 import { printable } from '../printable.js';
 import { parseSizeResult } from '../size.js';
@@ -104,7 +104,7 @@ export class IoSession {
         this.file = await openIoFile(file.name, options, direct);
         return true;
       } catch (err) {
-        this.io.err(`${QEMU_IO}: ${printable(qemuOpenReason(err, file.name))}\n`);
+        this.io.err(`${QEMU_IO}: ${withQemuLines(qemuOpenReason(err, file.name))}\n`);
         this.debug(err);
       }
       try {
@@ -177,7 +177,7 @@ export class IoSession {
 
   /** qemu-io's `qemu-io: message` on stderr. */
   error(message: string): void {
-    this.io.err(`${QEMU_IO}: ${printable(message)}\n`);
+    this.io.err(`${QEMU_IO}: ${withQemuLines(printable(message))}\n`);
   }
 
   /** An error thrown by the library, as qemu-io's one line (`qemu-io: reason`). */
