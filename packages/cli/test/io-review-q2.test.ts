@@ -14,6 +14,8 @@
  *   `Could not open backing file: Unknown driver 'X'` for an image that has no backing file.
  * - a bad size option (`offset=-1`): QEMU's error is three lines; blk printed one line with
  *   literal `\n`s in it (its escaping of names applied to its own text).
+ * - a file another process holds: qemu-io's `Failed to get "write" lock` / `Failed to get shared
+ *   "write" lock` and `Is another process using the image [F]?` (blk io said it its own way).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -160,6 +162,39 @@ describe.skipIf(!QEMU)('a bad size option', () => {
       expect(theirs.stderr).toContain('\nOptional suffix k, M, G');
       expect(ours.stderr).toBe(theirs.stderr);
       expect(ours.stdout).toBe(theirs.stdout);
+    }
+  });
+});
+
+describe.skipIf(!QEMU)('a file another process holds', () => {
+  it("is refused in qemu-io's words, at open and at reopen", async () => {
+    const f = 'held.qcow2';
+    expect(run('qemu-img', ['create', '-q', '-f', 'qcow2', p(f), '1M']).code).toBe(0);
+    for (const [holderArgs, cases] of [
+      [
+        ['-r'],
+        [
+          ['-c', 'read 0 512', f],
+          ['-r', '-c', 'reopen -w', f],
+        ],
+      ],
+      [[], [['-r', '-c', 'read 0 512', f]]],
+    ] as const) {
+      const holder = spawn('qemu-io', [...holderArgs, f], { cwd: dir, stdio: ['pipe', 'ignore', 'ignore'] });
+      try {
+        // The holder has its lock once a plain open is refused.
+        for (let i = 0; i < 100 && !/lock/.test(qemuIo(['-c', 'read 0 512', f], { cwd: dir }).stderr); i++) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        for (const cmd of cases) {
+          const theirs = qemuIo([...cmd], { cwd: dir });
+          expect(theirs.stderr).toMatch(/Failed to get .*lock\nIs another process using the image \[held.qcow2\]\?/);
+          expect(blk(['io', ...cmd], { cwd: dir }).stderr).toBe(theirs.stderr);
+        }
+      } finally {
+        holder.stdin.end();
+        await new Promise((r) => holder.on('close', r));
+      }
     }
   });
 });

@@ -54,6 +54,12 @@ export function qemuOpenReason(err: unknown, name: string): string {
       ? `Could not open backing file: ${driver}`
       : driver;
   }
+  if (err.kind === 'locked' && typeof path === 'string') {
+    // QEMU's raw_check_lock_bytes: a writer wants the "write" lock; a reader is refused the shared
+    // one (another process writes). blk's lock says which of the two it was asked for.
+    const lock = /will not open it for writing/.test(err.detail) ? '"write" lock' : 'shared "write" lock';
+    return `Failed to get ${lock}\nIs another process using the image [${printable(path)}]?`;
+  }
   const header = qcow2HeaderReason(err.kind, err.field, err.detail);
   if (header !== undefined) return header;
   if (err.code === 'ENOENT' && typeof path === 'string') {
