@@ -7,7 +7,8 @@
  *   file's start and the whole file was the disk).
  * - `amend -o refcount_bits=N` on a hostile qcow2 whose refcount table names the L1 table as a
  *   refcount block: QEMU's overlap check stops it; blk wrote its new refcount blocks into the
- *   clusters the bogus counts called free (the L2 tables and data) and said it succeeded.
+ *   clusters the bogus counts called free (the L2 tables and data) and said it succeeded. A count
+ *   too wide for the new width at offset 0 is `Cluster at offset 0` in QEMU's words (C's %#x), not 0x0.
  * - `reopen` of a file deleted meanwhile: QEMU keeps the image it had (its descriptor) and says why
  *   the new open failed; blk closed it, could not open the name again, and lost the image.
  * - a json: name whose `driver` blk has no driver for: QEMU says `Unknown driver 'X'`; blk said
@@ -196,5 +197,24 @@ describe.skipIf(!QEMU)('a file another process holds', () => {
         await new Promise((r) => holder.on('close', r));
       }
     }
+  });
+});
+
+describe.skipIf(!QEMU_IMG)('amend refcount_bits on counts read from a data cluster', () => {
+  it("names offset 0 as qemu-img does (C's %#x)", () => {
+    const f = p('data-rc.qcow2');
+    expect(run('qemu-img', ['create', '-q', '-f', 'qcow2', f, '4M']).code).toBe(0);
+    expect(run('qemu-io', ['-c', 'write -P 0x33 0 1M', f]).code).toBe(0);
+    const bytes = fs.readFileSync(f);
+    const reftable = Number(bytes.readBigUInt64BE(48));
+    bytes.writeBigUInt64BE(0x50000n, reftable); // refcount block 0 is a data cluster: counts of 0x3333
+    fs.writeFileSync(f, bytes);
+    const twin = p('data-rc-q.qcow2');
+    fs.writeFileSync(twin, bytes);
+    const ours = blk(['amend', '-o', 'refcount_bits=1', f]);
+    const theirs = run('qemu-img', ['amend', '-o', 'refcount_bits=1', twin]);
+    expect(theirs.out).toContain('Cluster at offset 0 has a refcount of 13107');
+    expect(ours.stderr).toContain('Cluster at offset 0 has a refcount of 13107');
+    expect(fs.readFileSync(f).equals(bytes)).toBe(true);
   });
 });

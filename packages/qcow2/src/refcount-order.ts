@@ -33,6 +33,11 @@ function tableEntry(dv: DataView, k: number): number {
   return hi * 2 ** 32 + (lo - (lo % 512));
 }
 
+/** C's `%#x` (QEMU's PRIx64 with `#`): `0x` before every value but zero. */
+function hexC(n: number): string {
+  return n === 0 ? '0' : `0x${n.toString(16)}`;
+}
+
 /** L1 entries (active or a snapshot's): bits 9..55 hold an L2 table's offset. */
 function l1Entry(dv: DataView, k: number): number {
   const hi = dv.getUint32(8 * k) & 0x00ff_ffff;
@@ -188,7 +193,7 @@ export async function buildRefcountStructures(
       if (newBits < 64 && v > newMax) {
         throw new BlockError(
           'invalid-argument',
-          `Cannot decrease refcount entry width to ${newBits} bits: Cluster at offset 0x${(c * cs).toString(16)} has a refcount of ${v}`,
+          `Cannot decrease refcount entry width to ${newBits} bits: Cluster at offset ${hexC(c * cs)} has a refcount of ${v}`,
           { ...where, field: 'refcount_bits', offset: c * cs },
         );
       }
