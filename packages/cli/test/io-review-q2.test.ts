@@ -5,6 +5,8 @@
  * - raw's window (`offset`/`size` in a json: name) named by a relative file name: the window
  *   must apply exactly as with an absolute name (it was silently dropped: writes landed at the
  *   file's start and the whole file was the disk).
+ * - `truncate` of a window: with `size`, QEMU's "Cannot resize fixed-size raw disks"; with only an
+ *   offset, the file resized to offset + size (QEMU's raw_co_truncate). blk refused both in its words.
  * - `amend -o refcount_bits=N` on a hostile qcow2 whose refcount table names the L1 table as a
  *   refcount block: QEMU's overlap check stops it; blk wrote its new refcount blocks into the
  *   clusters the bogus counts called free (the L2 tables and data) and said it succeeded. A count
@@ -216,5 +218,43 @@ describe.skipIf(!QEMU_IMG)('amend refcount_bits on counts read from a data clust
     expect(theirs.out).toContain('Cluster at offset 0 has a refcount of 13107');
     expect(ours.stderr).toContain('Cluster at offset 0 has a refcount of 13107');
     expect(fs.readFileSync(f).equals(bytes)).toBe(true);
+  });
+});
+
+describe.skipIf(!QEMU)('truncate of a window', () => {
+  it('is refused with a size and resizes the file with only an offset, as qemu-io', () => {
+    const cmds = (json: string) => [
+      '-c',
+      'truncate 64k',
+      '-c',
+      'length',
+      '-c',
+      'write -P 1 65536 512',
+      '-c',
+      'truncate 2M',
+      '-c',
+      'length',
+      '-c',
+      'read -P 0 1M 4k',
+      json,
+    ];
+    const files: Record<string, Buffer> = {};
+    for (const [who, runIt] of [
+      ['blk', (args: string[]) => blk(['io', ...args], { cwd: dir })],
+      ['qemu', (args: string[]) => qemuIo(args, { cwd: dir })],
+    ] as const) {
+      const f = `t-${who}.bin`;
+      rawFile(p(f), 1 << 20, [[0, 1 << 20, 0xaa]]);
+      const fixed = runIt(cmds(`json:{"driver":"raw","offset":4096,"size":65536,"file":{"filename":"${f}"}}`));
+      const open = runIt(cmds(`json:{"driver":"raw","offset":4096,"file":{"filename":"${f}"}}`));
+      files[who] = fs.readFileSync(p(f));
+      files[`${who}-out`] = Buffer.from(
+        [fixed.stdout, fixed.stderr, open.stdout, open.stderr].join('|').replace(/ops;.*\n/g, '\n'),
+      );
+    }
+    expect(files['blk-out']!.toString()).toBe(files['qemu-out']!.toString());
+    expect(files['qemu-out']!.toString()).toContain('Cannot resize fixed-size raw disks');
+    expect(files.blk!.length).toBe(4096 + 2 * 1024 * 1024);
+    expect(files.blk!.equals(files.qemu!)).toBe(true);
   });
 });
