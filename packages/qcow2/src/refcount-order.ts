@@ -16,6 +16,7 @@
 import { BlockError, flushStorage, readZeroFilled, writeTo, type Storage } from '@blk/core/portable';
 import { MAX_REFTABLE_BYTES, type Qcow2Header } from './header.js';
 import { maxRefcount, readRefcount, refcountBits, refcountsPerBlock, writeRefcount } from './layout.js';
+import { readSnapshotTable } from './snapshots.js';
 
 type Where = { path: string; driver: 'qcow2' };
 
@@ -30,6 +31,48 @@ function tableEntry(dv: DataView, k: number): number {
   const hi = dv.getUint32(8 * k);
   const lo = dv.getUint32(8 * k + 4);
   return hi * 2 ** 32 + (lo - (lo % 512));
+}
+
+/** C's `%#x` (QEMU's PRIx64 with `#`): `0x` before every value but zero. */
+function hexC(n: number): string {
+  return n === 0 ? '0' : `0x${n.toString(16)}`;
+}
+
+/** L1 entries (active or a snapshot's): bits 9..55 hold an L2 table's offset. */
+function l1Entry(dv: DataView, k: number): number {
+  const hi = dv.getUint32(8 * k) & 0x00ff_ffff;
+  const lo = dv.getUint32(8 * k + 4);
+  return hi * 2 ** 32 + (lo - (lo % 512));
+}
+
+/**
+ * The clusters QEMU's default overlap check guards besides the refcount structures: the header,
+ * the active and every snapshot's L1 table, the L2 tables they name, the snapshot table. A hostile
+ * image whose refcounts call one of them free (or whose refcount block is one of them) must not get
+ * new refcount structures written over it.
+ */
+async function otherMetadata(storage: Storage, h: Qcow2Header, fileSize: number): Promise<Set<number>> {
+  const cs = h.clusterSize;
+  const out = new Set<number>([0]);
+  const span = (offset: number, bytes: number) => {
+    for (let c = Math.floor(offset / cs); c < Math.ceil((offset + bytes) / cs); c++) out.add(c);
+  };
+  const l1 = async (offset: number, entries: number) => {
+    if (entries === 0) return;
+    span(offset, entries * 8);
+    const table = new Uint8Array(entries * 8);
+    await readZeroFilled(storage, offset, table);
+    const dv = new DataView(table.buffer);
+    for (let k = 0; k < entries; k++) {
+      const l2 = l1Entry(dv, k);
+      if (l2 !== 0) span(l2, cs);
+    }
+  };
+  await l1(h.l1TableOffset, h.l1Size);
+  const snapshots = await readSnapshotTable(storage, h, fileSize);
+  if (snapshots.size > 0) span(h.snapshotsOffset, snapshots.size);
+  for (const sn of snapshots.snapshots) await l1(sn.l1TableOffset, sn.l1Size);
+  return out;
 }
 
 /** The old structures, read one block at a time (refcounts are walked in cluster order). */
@@ -112,6 +155,18 @@ export async function buildRefcountStructures(
     const at = old.blockOffset(k);
     if (at !== 0) oldStructures.add(at / cs);
   }
+  // Counts read from a cluster that is also an L1 or L2 table (or the header) are not counts: refuse
+  // (QEMU's overlap check stops the same image half-way); and such clusters are never free space.
+  const metadata = await otherMetadata(storage, h, fileSize);
+  for (const c of oldStructures) {
+    if (metadata.has(c)) {
+      throw new BlockError('invalid-header', 'Image is corrupt (refcount structures overlap other metadata)', {
+        ...where,
+        field: 'refcount_table',
+        offset: c * cs,
+      });
+    }
+  }
 
   // Pass 1: every count fits (QEMU's message names the first that does not), which new blocks have
   // something to count, and the first free clusters inside the file (where the new structures go).
@@ -119,7 +174,7 @@ export async function buildRefcountStructures(
   const used = new Set<number>();
   const holes: number[] = [];
   const hole = (c: number) => {
-    if (holes.length < MAX_HOLES && c < fileEnd && !oldStructures.has(c)) holes.push(c);
+    if (holes.length < MAX_HOLES && c < fileEnd && !oldStructures.has(c) && !metadata.has(c)) holes.push(c);
   };
   let last = -1;
   for (let k = 0; k < Math.max(old.entries, Math.ceil(fileEnd / perOld)); k++) {
@@ -138,7 +193,7 @@ export async function buildRefcountStructures(
       if (newBits < 64 && v > newMax) {
         throw new BlockError(
           'invalid-argument',
-          `Cannot decrease refcount entry width to ${newBits} bits: Cluster at offset 0x${(c * cs).toString(16)} has a refcount of ${v}`,
+          `Cannot decrease refcount entry width to ${newBits} bits: Cluster at offset ${hexC(c * cs)} has a refcount of ${v}`,
           { ...where, field: 'refcount_bits', offset: c * cs },
         );
       }

@@ -52,7 +52,8 @@ export function boolValue(v: OptionValue): boolean | undefined {
   return undefined;
 }
 
-const SIZE_HINT =
+/** QEMU's hint after a bad size option: two more lines of the same error (qemu-messages.ts keeps them lines). */
+export const SIZE_HINT =
   '\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.';
 
 /** A size option (QEMU's QEMU_OPT_SIZE): a non-negative integer or a size with a suffix. */

@@ -16,6 +16,7 @@ import { printable } from '../printable.js';
 import { openConflict, type IoOpenOptions } from './open-flags.js';
 import { resolveFileOptions, type OptionValue } from './block-options.js';
 import { WindowVfs } from './window-storage.js';
+import { HeldFileVfs, holdFile, releaseFile, type HeldFile } from './same-file.js';
 import { checkQcow2CacheOptions } from './qcow2-cache-options.js';
 
 export type { IoOpenOptions } from './open-flags.js';
@@ -31,6 +32,9 @@ export interface OpenedFile {
   direct: ReadonlyMap<string, OptionValue>;
   /** `node-name`, `file.node-name`, `backing.node-name` as given (reopen may not change them). */
   nodeNames: ReadonlyMap<string, string>;
+  /** A descriptor on the file's inode (same-file.ts): reopen's way back to this very file. */
+  held?: HeldFile | undefined;
+  /** Closes the image, then the held descriptor (unless reopen took it). */
   close(): Promise<void>;
 }
 
@@ -79,6 +83,25 @@ export async function openIoFile(
   name: string,
   given: IoOpenOptions,
   direct: ReadonlyMap<string, OptionValue> = new Map(),
+  sameFile?: HeldFile,
+): Promise<OpenedFile> {
+  let held = sameFile;
+  try {
+    const file = await openIoFileAs(name, given, direct, (path) => (held ??= holdFile(path)), sameFile);
+    return file;
+  } catch (err) {
+    // A descriptor taken here is ours to drop; the caller's (`sameFile`) stays the caller's.
+    if (held !== sameFile) releaseFile(held);
+    throw err;
+  }
+}
+
+async function openIoFileAs(
+  name: string,
+  given: IoOpenOptions,
+  direct: ReadonlyMap<string, OptionValue>,
+  hold: (path: string) => HeldFile | undefined,
+  sameFile: HeldFile | undefined,
 ): Promise<OpenedFile> {
   const o: IoOpenOptions = { ...given, cache: { ...given.cache } };
   const merged = new Map(direct);
@@ -88,7 +111,8 @@ export async function openIoFile(
   const { path, extras } = resolved;
   const conflict = openConflict(o);
   if (conflict !== undefined) throw new Error(conflict);
-  const host = o.cache.noFlush ? cacheVfs(hostVfs(), { cache: 'unsafe' }) : hostVfs();
+  const host0 = sameFile ? new HeldFileVfs(hostVfs(), path, sameFile) : hostVfs();
+  const host = o.cache.noFlush ? cacheVfs(host0, { cache: 'unsafe' }) : host0;
   const vfs = extras.window ? new WindowVfs(host, path, extras.window) : host;
   const opened = async (image: Image): Promise<OpenedFile> => {
     const problem = cacheOptionsProblem(image, extras.qcow2Cache);
@@ -96,7 +120,24 @@ export async function openIoFile(
       await image.close();
       throw new BlockError('invalid-argument', problem, { path: name });
     }
-    return { name, image, options: o, direct, nodeNames: extras.nodeNames, close: () => image.close() };
+    // Taken once the image is open (a moment after it: a replacement in between is not noticed).
+    const file: OpenedFile = {
+      name,
+      image,
+      options: o,
+      direct,
+      nodeNames: extras.nodeNames,
+      held: o.snapshot ? undefined : hold(path),
+      close: async () => {
+        try {
+          await image.close();
+        } finally {
+          releaseFile(file.held);
+          file.held = undefined;
+        }
+      },
+    };
+    return file;
   };
   const driverOptions = o.lazyRefcounts === undefined ? undefined : { 'lazy-refcounts': o.lazyRefcounts };
   const cache: CoreCacheMode = o.cache.noFlush ? 'unsafe' : o.cache.writethrough ? 'writethrough' : 'writeback';

@@ -6,6 +6,8 @@
  */
 import { isBlockError } from '@blk/core';
 import { describeError } from '../errors.js';
+import { isJsonFilename, parseJsonFilename } from '../json-filename.js';
+import { SIZE_HINT } from './block-options.js';
 import { printable } from '../printable.js';
 
 /** The program name qemu-io's error_report puts before every error line. */
@@ -18,6 +20,18 @@ function reason(err: unknown): string {
   if (typeof path === 'string' && line.startsWith(`${printable(path)}: `))
     return line.slice(printable(path).length + 2);
   return line;
+}
+
+/** The file `name` opens: a json: name's `file.filename` (or `filename`), else `name` itself. */
+function topPath(name: string): string {
+  if (!isJsonFilename(name)) return name;
+  try {
+    const options = parseJsonFilename(name);
+    const file = options.get('file.filename') ?? options.get('filename');
+    return typeof file === 'string' ? file : name;
+  } catch {
+    return name;
+  }
 }
 
 /**
@@ -36,7 +50,15 @@ export function qemuOpenReason(err: unknown, name: string): string {
   if (unknown) {
     // The registry names no file; blk opened the backing file when its path is not the top's.
     const driver = `Unknown driver '${printable(unknown[1]!)}'`;
-    return typeof path === 'string' && path !== name ? `Could not open backing file: ${driver}` : driver;
+    return typeof path === 'string' && path !== name && path !== topPath(name)
+      ? `Could not open backing file: ${driver}`
+      : driver;
+  }
+  if (err.kind === 'locked' && typeof path === 'string') {
+    // QEMU's raw_check_lock_bytes: a writer wants the "write" lock; a reader is refused the shared
+    // one (another process writes). blk's lock says which of the two it was asked for.
+    const lock = /will not open it for writing/.test(err.detail) ? '"write" lock' : 'shared "write" lock';
+    return `Failed to get ${lock}\nIs another process using the image [${printable(path)}]?`;
   }
   const header = qcow2HeaderReason(err.kind, err.field, err.detail);
   if (header !== undefined) return header;
@@ -66,12 +88,20 @@ function qcow2HeaderReason(kind: string, field: string | undefined, detail: stri
   return undefined;
 }
 
+/**
+ * An escaped (printable) message with QEMU's own multi-line texts, which blk writes itself, put back
+ * as lines: printable() shows every newline as `\n`, right for names, wrong for QEMU's size hint.
+ */
+export function withQemuLines(escaped: string): string {
+  return escaped.replaceAll(printable(SIZE_HINT), SIZE_HINT);
+}
+
 /** qemu-io's line for a file that did not open. */
 export function cantOpenLine(err: unknown, name: string): string {
-  return `${QEMU_IO}: can't open device ${printable(name)}: ${qemuOpenReason(err, name)}`;
+  return `${QEMU_IO}: can't open device ${printable(name)}: ${withQemuLines(qemuOpenReason(err, name))}`;
 }
 
 /** qemu-io's line for any other failure. */
 export function errorLine(err: unknown): string {
-  return `${QEMU_IO}: ${reason(err)}`;
+  return `${QEMU_IO}: ${withQemuLines(reason(err))}`;
 }

@@ -5,7 +5,8 @@
  */
 import type { Image } from '@blk/core';
 import { debugEnabled } from '../errors.js';
-import { QEMU_IO, cantOpenLine, errorLine } from './qemu-messages.js';
+import { QEMU_IO, cantOpenLine, errorLine, qemuOpenReason, withQemuLines } from './qemu-messages.js';
+import { releaseFile } from './same-file.js';
 import { printable } from '../printable.js';
 import { parseSizeResult } from '../size.js';
 import { MAX_REQUEST, type CmdInfo } from './command.js';
@@ -94,19 +95,28 @@ export class IoSession {
   async reopen(options: IoOpenOptions, direct: ReadonlyMap<string, OptionValue>): Promise<boolean> {
     const file = this.file;
     if (!file) return false;
-    if (!(await this.close())) return false;
+    // The descriptor on the file outlives its close: a failed reopen opens this very file again.
+    const held = file.held;
+    file.held = undefined;
     try {
-      this.file = await openIoFile(file.name, options, direct);
-      return true;
-    } catch (err) {
-      this.report(err);
+      if (!(await this.close())) return false;
+      try {
+        this.file = await openIoFile(file.name, options, direct);
+        return true;
+      } catch (err) {
+        this.io.err(`${QEMU_IO}: ${withQemuLines(qemuOpenReason(err, file.name))}\n`);
+        this.debug(err);
+      }
+      try {
+        this.file = await openIoFile(file.name, file.options, file.direct, held);
+        if (this.file.held === held) return false; // adopted: the restored file keeps it
+      } catch (err) {
+        this.reportOpen(err, file.name);
+      }
+      return false;
+    } finally {
+      if (this.file?.held !== held) releaseFile(held);
     }
-    try {
-      this.file = await openIoFile(file.name, file.options, file.direct);
-    } catch (err) {
-      this.reportOpen(err, file.name);
-    }
-    return false;
   }
 
   /** Completes the aio requests in flight, then closes the file (flushing it); false after printing a failure. */
@@ -167,7 +177,7 @@ export class IoSession {
 
   /** qemu-io's `qemu-io: message` on stderr. */
   error(message: string): void {
-    this.io.err(`${QEMU_IO}: ${printable(message)}\n`);
+    this.io.err(`${QEMU_IO}: ${withQemuLines(printable(message))}\n`);
   }
 
   /** An error thrown by the library, as qemu-io's one line (`qemu-io: reason`). */

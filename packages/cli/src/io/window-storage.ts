@@ -3,8 +3,9 @@
  * [offset, offset + size) of the file, `size` defaulting to the rest of the file. A Vfs wrapper
  * opens the one named file as such a window (every other path, such as a backing file, as it is);
  * reads, writes, zeroing and extents are shifted by the offset, and nothing reaches past the
- * window's end: a read there comes back short (the end of the image), a write there is refused,
- * and the window cannot be resized.
+ * window's end: a read there comes back short (the end of the image), a write there is refused.
+ * A window with a `size` cannot be resized (QEMU's "fixed-size raw disks"); one with only an offset
+ * resizes the file to offset + size, as QEMU's raw_co_truncate does.
  */
 import {
   BlockError,
@@ -26,7 +27,9 @@ class WindowStorage extends FilterStorage {
   constructor(
     next: Storage,
     private readonly start: number,
-    private readonly length: number,
+    private length: number,
+    /** The user gave `size`: the image cannot be resized. */
+    private readonly fixed: boolean,
   ) {
     super(next);
   }
@@ -83,15 +86,17 @@ class WindowStorage extends FilterStorage {
     const fileSize = await this.next.size();
     return Math.max(0, Math.min(this.length, fileSize - this.start));
   }
-  override truncate(size: number): Promise<void> {
-    if (size === this.length) return Promise.resolve();
-    return Promise.reject(
-      new BlockError('not-supported', 'an image with an offset or size option cannot be resized', { path: this.path }),
-    );
+  override async truncate(size: number): Promise<void> {
+    if (this.fixed) {
+      throw new BlockError('not-supported', 'Cannot resize fixed-size raw disks', { path: this.path, code: 'ENOTSUP' });
+    }
+    if (size === this.length) return;
+    await super.truncate(this.start + size);
+    this.length = size;
   }
 }
 
-/** Opens `path` (exactly as named) as `window`, with QEMU's checks and messages against the file's size. */
+/** Opens `path` (relative or absolute: the same file) as `window`, with QEMU's checks and messages against the file's size. */
 export class WindowVfs extends ForwardingVfs {
   constructor(
     inner: Vfs,
@@ -101,9 +106,15 @@ export class WindowVfs extends ForwardingVfs {
     super(inner);
   }
 
+  /** Whether `path` names the windowed file: the image layer opens it by its absolute name. */
+  private isWindowed(path: string): boolean {
+    const cwd = this.inner.cwd();
+    return this.inner.resolve(cwd, path) === this.inner.resolve(cwd, this.path);
+  }
+
   override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
     const storage = await super.open(path, options);
-    if (path !== this.path) return storage;
+    if (!this.isWindowed(path)) return storage;
     try {
       const fileSize = await storage.size();
       const { offset, size } = this.window;
@@ -125,7 +136,7 @@ export class WindowVfs extends ForwardingVfs {
       if (size !== undefined && size % 512 !== 0) {
         throw new BlockError('invalid-argument', 'Specified size is not multiple of 512', { path });
       }
-      return new WindowStorage(storage, offset, size ?? fileSize - offset);
+      return new WindowStorage(storage, offset, size ?? fileSize - offset, size !== undefined);
     } catch (err) {
       await storage.close();
       throw err;
