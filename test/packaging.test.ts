@@ -306,9 +306,9 @@ describe('the @blk/cli tarball installed alone (no other @blk package, no regist
     const second = run('sh', ['-c', script], scratch, { env });
     expect(fs.readFileSync(path.join(scratch, 'first.out'), 'utf8')).toMatch(/^wrote 512\/512 bytes at offset 0\n/);
     expect(second.stdout).toBe('second: 1\n');
-    // (blk io prints qemu-io's line for a file that does not open.)
+    // (blk io prints qemu-io's lines for a file that does not open, a lock conflict in qemu-io's words.)
     expect(second.stderr).toMatch(
-      /^qemu-io: can't open device lone\.img: another open file \(an OFD lock, as QEMU or blk take\) holds a write lock/,
+      /^qemu-io: can't open device lone\.img: Failed to get "write" lock\nIs another process using the image \[lone\.img\]\?\n/,
     );
   });
 
