@@ -26,6 +26,7 @@ import { CrashSimVfs, FaultyVfs, GuardedStorage, HookedVfs } from '@blk/faults';
 import { lockStorage } from '@blk/native';
 import { ScheduledStorage } from '@blk/testkit';
 import { ThreadedIoVfs } from '../packages/cli/src/host-io.js';
+import { HeldFileVfs } from '../packages/cli/src/io/same-file.js';
 import { WindowVfs } from '../packages/cli/src/io/window-storage.js';
 import { cacheVfs } from '../packages/cli/src/jobs/common.js';
 
@@ -132,6 +133,8 @@ const WRAPPERS: Array<{
   narrows: Capability[];
   /** Limits the wrapper adds on purpose (the rest must be the storage's own). */
   addsLimits?: Partial<StorageCapabilities['limits']>;
+  /** The path the wrapper reports on purpose (else the storage's own). */
+  path?: string;
   wrap: () => Promise<{ outer: Storage; inner: FullStorage }>;
 }> = [
   {
@@ -225,6 +228,19 @@ const WRAPPERS: Array<{
     },
   },
   {
+    // blk io's restore after a failed reopen: the held descriptor's inode, under the file's own name.
+    name: 'cli NamedStorage (reopen through a held descriptor)',
+    narrows: [],
+    path: '/f',
+    wrap: async () => {
+      const vfs = new FullVfs();
+      vfs.files.put('/f', new Uint8Array());
+      vfs.files.put('/proc/self/fd/7', new Uint8Array());
+      const outer = await new HeldFileVfs(vfs, '/f', { fd: 7 }).open('/f');
+      return { outer, inner: vfs.last! };
+    },
+  },
+  {
     name: 'testkit ScheduledStorage',
     narrows: ['syncRead', 'extents', 'allocate', 'zeroRange', 'pool'],
     wrap: async () => {
@@ -272,7 +288,7 @@ async function exercise(storage: Storage, capability: Capability): Promise<strin
 }
 
 describe('FilterStorage: wrappers forward every capability they do not narrow on purpose', () => {
-  for (const { name, narrows, addsLimits, wrap } of WRAPPERS) {
+  for (const { name, narrows, addsLimits, path: renamed, wrap } of WRAPPERS) {
     it(`${name}: each capability of the storage below is kept (and reaches it) or narrowed on purpose`, async () => {
       const { outer, inner } = await wrap();
       const below = inner.capabilities;
@@ -295,7 +311,7 @@ describe('FilterStorage: wrappers forward every capability they do not narrow on
       await outer.read(0, new Uint8Array(1));
       await outer.size();
       expect(inner.calls).toEqual(expect.arrayContaining(['read', 'size']));
-      expect(outer.path).toBe(inner.path);
+      expect(outer.path).toBe(renamed ?? inner.path);
       expect(outer.readOnly).toBe(inner.readOnly);
       await outer.close();
     });
