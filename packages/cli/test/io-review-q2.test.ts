@@ -183,21 +183,33 @@ describe.skipIf(!QEMU)('a file another process holds', () => {
       ],
       [[], [['-r', '-c', 'read 0 512', f]]],
     ] as const) {
-      const holder = spawn('qemu-io', [...holderArgs, f], { cwd: dir, stdio: ['pipe', 'ignore', 'ignore'] });
+      // The holder has the image open once its OFD locks show in /proc/locks (by inode); no other qemu-io runs
+      // before that, or the two would race for the lock and the holder could be the one refused.
+      const holder = spawn('qemu-io', [...holderArgs, '-c', 'sleep 120000', f], {
+        cwd: dir,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       try {
+        let err = '';
+        holder.stderr.on('data', (b) => {
+          err += b;
+        });
+        const inode = `:${fs.statSync(p(f)).ino} `;
+        for (let t = Date.now(); !fs.readFileSync('/proc/locks', 'utf8').includes(inode); ) {
+          if (holder.exitCode !== null) throw new Error(`the holder exited (${holder.exitCode}): ${err}`);
+          if (Date.now() - t > 30_000) throw new Error('the holder took no lock in 30 s');
+          await new Promise((r) => setTimeout(r, 20));
+        }
         for (const cmd of cases) {
-          // The holder has its lock once the real qemu-io is refused (a loaded machine starts it slowly).
-          let theirs = qemuIo([...cmd], { cwd: dir });
-          for (let t = Date.now(); !/Failed to get/.test(theirs.stderr) && Date.now() - t < 30_000; ) {
-            await new Promise((r) => setTimeout(r, 100));
-            theirs = qemuIo([...cmd], { cwd: dir });
-          }
+          const theirs = qemuIo([...cmd], { cwd: dir });
           expect(theirs.stderr).toMatch(/Failed to get .*lock\nIs another process using the image \[held.qcow2\]\?/);
           expect(blk(['io', ...cmd], { cwd: dir }).stderr).toBe(theirs.stderr);
         }
       } finally {
-        holder.stdin.end();
-        await new Promise((r) => holder.on('close', r));
+        if (holder.exitCode === null && holder.signalCode === null) {
+          holder.kill();
+          await new Promise((r) => holder.on('close', r));
+        }
       }
     }
   });
