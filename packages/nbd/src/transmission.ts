@@ -242,8 +242,10 @@ export class Transmission {
   private readonly yieldTurn: () => Promise<void>;
   private inFlight = 0;
   private bytes = 0;
-  private waiter: (() => void) | undefined;
-  private idleWaiter: (() => void) | undefined;
+  /** Room in the in-flight bounds (requests or bytes) came free. */
+  private readonly roomFreed = new Wakeup();
+  /** The last request in flight finished. */
+  private readonly idle = new Wakeup();
   /** Reads under way in pieces: a later write overlapping one waits for it (see the module comment). */
   private readonly pieceReads = new Set<{ start: number; end: number; done: Promise<void> }>();
   private scratch: Uint8Array | undefined;
@@ -256,7 +258,7 @@ export class Transmission {
   private readonly smallRules: SmallReadRules;
   private readonly smallBuffers = new SmallReplyBuffers();
   /** Set while the loop waits for bytes with nothing buffered: the arrival listener then takes small reads itself. */
-  private parked: (() => void) | undefined;
+  private readonly parked = new Wakeup();
   /** The stream ended or failed (from `onArrival`): what is buffered is read by the general path. */
   private streamEnded = false;
 
@@ -305,13 +307,9 @@ export class Transmission {
       failure = e;
     } finally {
       if (this.fast) this.stream.onArrival!(undefined);
-      this.parked = undefined;
+      this.parked.clear();
     }
-    while (this.inFlight > 0) {
-      await new Promise<void>((r) => {
-        this.idleWaiter = r;
-      });
-    }
+    while (this.inFlight > 0) await this.idle.wait();
     return failure;
   }
 
@@ -324,8 +322,8 @@ export class Transmission {
     if (this.stopping) return;
     this.stopping = true;
     this.stopSignal?.();
-    this.unpark();
-    this.wake();
+    this.parked.fire();
+    this.roomFreed.fire();
   }
 
   /** The next request header, or null at the end of the stream or once `stop` was called. */
@@ -342,7 +340,7 @@ export class Transmission {
 
   private async loop(): Promise<void> {
     for (;;) {
-      while (this.inFlight >= this.maxInFlight && !this.broken && !this.stopping) await this.wait();
+      while (this.inFlight >= this.maxInFlight && !this.broken && !this.stopping) await this.roomFreed.wait();
       // A reply could not be written: the client is gone; requests it left buffered are not run.
       if (this.broken || this.stopping) return;
       if (this.fast && !this.streamEnded) {
@@ -350,7 +348,7 @@ export class Transmission {
         if (this.inFlight >= this.maxInFlight || this.broken || this.stopping) continue;
         if (this.stream.peek!() === undefined) {
           // Nothing buffered: wait for bytes; the arrival listener answers the small reads they carry.
-          await this.park();
+          await this.parked.wait();
           continue;
         }
       }
@@ -489,23 +487,8 @@ export class Transmission {
     this.inFlight--;
     this.release(bytes);
     if (this.inFlight === 0) {
-      const w = this.idleWaiter;
-      this.idleWaiter = undefined;
-      w?.();
+      this.idle.fire();
     }
-  }
-
-  /** Waits (the loop) until bytes arrive that the arrival listener leaves, the stream ends, or `stop`. */
-  private park(): Promise<void> {
-    return new Promise((r) => {
-      this.parked = r;
-    });
-  }
-
-  private unpark(): void {
-    const p = this.parked;
-    this.parked = undefined;
-    p?.();
   }
 
   /**
@@ -517,12 +500,12 @@ export class Transmission {
    */
   private readonly arrived = (ended: boolean): void => {
     if (ended) this.streamEnded = true;
-    if (this.parked === undefined) return;
+    if (!this.parked.waiting) return;
     if (!ended && !this.broken && !this.stopping) {
       this.takeSmallReads();
       if (this.stream.peek!() === undefined) return;
     }
-    this.unpark();
+    this.parked.fire();
   };
 
   /**
@@ -601,30 +584,18 @@ export class Transmission {
     );
   }
 
-  private wait(): Promise<void> {
-    return new Promise((r) => {
-      this.waiter = r;
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
-  }
-
   /** Takes `n` bytes of the budget, waiting (not reading the stream) while requests in flight hold too much. */
   private async reserve(n: number): Promise<void> {
     while (this.bytes > 0 && this.bytes + n > this.maxBytes) {
       if (this.broken) throw new ProtocolError('connection broken');
-      await this.wait();
+      await this.roomFreed.wait();
     }
     this.bytes += n;
   }
 
   private release(n: number): void {
     this.bytes -= n;
-    this.wake();
+    this.roomFreed.fire();
   }
 
   /** Reads and drops `n` payload bytes, a small piece at a time. */
@@ -894,5 +865,30 @@ export class Transmission {
       parts.push(body);
     }
     return this.send(parts);
+  }
+}
+
+/**
+ * One waiter at a time (the connection's loop, or its drain at the end) for one kind of event:
+ * `fire` wakes it, if any; `waiting` tells whether someone waits.
+ */
+class Wakeup {
+  private resolve: (() => void) | undefined;
+  get waiting(): boolean {
+    return this.resolve !== undefined;
+  }
+  wait(): Promise<void> {
+    return new Promise((r) => {
+      this.resolve = r;
+    });
+  }
+  fire(): void {
+    const r = this.resolve;
+    this.resolve = undefined;
+    r?.();
+  }
+  /** Forgets the waiter without waking it. */
+  clear(): void {
+    this.resolve = undefined;
   }
 }
