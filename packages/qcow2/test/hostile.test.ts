@@ -278,7 +278,12 @@ describe('dirty and corrupt images read; features this version does not read are
     ['an external data file', ['-o', 'data_file=ext.raw'], /external data file/, 'incompatible_features'],
     [
       'LUKS encryption',
-      ['--object', 'secret,id=s0,data=123456', '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,encrypt.hash-alg=sha512'],
+      [
+        '--object',
+        'secret,id=s0,data=123456',
+        '-o',
+        'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,encrypt.hash-alg=sha512',
+      ],
       /encrypted qcow2 images are not supported \(crypt_method 2\)/,
       'crypt_method',
     ],
