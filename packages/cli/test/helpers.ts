@@ -243,14 +243,52 @@ export function qemuImgAsBlk(args: string[]): Result {
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.replaceAll('qemu-img:', 'blk:') };
 }
 
-/** Runs the real `qemu-io ARGS...` (tests skip themselves where it is not installed). */
-export function qemuIo(args: string[], o: { cwd?: string; input?: string } = {}): Result {
-  const r = spawnSync('qemu-io', args, {
+export interface ToolOptions {
+  cwd?: string;
+  /** What the tool reads on stdin (default: nothing). */
+  input?: string;
+  /** Added to this process's environment. */
+  env?: Record<string, string | undefined>;
+  /** Milliseconds (default 60 s), stretched by testTimeScale() unless `fixedTimeout`. */
+  timeout?: number;
+  fixedTimeout?: boolean;
+  maxBuffer?: number;
+  /**
+   * A tool that could not run or was stopped (not installed, timed out, output over maxBuffer):
+   * 'throw' (default) throws spawnSync's error; 'ignore' returns what there is; 'stderr' returns
+   * it with the error's text appended to stderr (and null output read as '').
+   */
+  spawnError?: 'throw' | 'ignore' | 'stderr';
+}
+
+/** Runs an installed tool (qemu-img, qemu-io, nbdinfo, ...) and waits for it. */
+export function runTool(cmd: string, args: string[], o: ToolOptions = {}): Result {
+  const timeout = o.timeout ?? 60_000;
+  const r = spawnSync(cmd, args, {
     cwd: o.cwd,
     input: o.input ?? '',
     encoding: 'utf8',
-    timeout: Math.round(60_000 * testTimeScale()),
+    env: o.env ? { ...process.env, ...o.env } : process.env,
+    timeout: o.fixedTimeout ? timeout : Math.round(timeout * testTimeScale()),
+    ...(o.maxBuffer !== undefined ? { maxBuffer: o.maxBuffer } : {}),
   });
-  if (r.error) throw r.error;
+  const spawnError = o.spawnError ?? 'throw';
+  if (r.error && spawnError === 'throw') throw r.error;
+  if (spawnError === 'stderr') {
+    const stderr = `${r.stderr ?? ''}${r.error ? String(r.error) : ''}`;
+    return { code: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr };
+  }
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs the real `qemu-io ARGS...` (tests skip themselves where it is not installed). */
+export function qemuIo(args: string[], o: { cwd?: string; input?: string } = {}): Result {
+  return runTool('qemu-io', args, o);
+}
+
+/** Runs the real `qemu-img ARGS...`: its stdout; throws unless it exits with one of `codes`. */
+export function qemuImg(args: string[], codes = [0]): string {
+  const r = runTool('qemu-img', args);
+  if (!codes.includes(r.code ?? -1)) throw new Error(`qemu-img ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
 }

@@ -15,10 +15,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testTimeScale } from '@blk/faults';
-import { blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
+import { blk, ensureBuilt, filterQemuIo, hasCommand, qemuImg, qemuIo, rawFile, tempDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 let dir: string;
@@ -30,13 +28,6 @@ afterAll(() => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 const p = (name: string) => path.join(dir, name);
-
-function qemuImg(args: string[], codes = [0]): string {
-  const r = spawnSync('qemu-img', args, { encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
-  if (r.error) throw r.error;
-  if (!codes.includes(r.status ?? -1)) throw new Error(`qemu-img ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
 
 interface Run {
   out: string;

@@ -22,9 +22,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
+import { BLK, blk, ensureBuilt, hasCommand, qemuIo, rawFile, runTool, tempDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-io');
 let dir: string;
@@ -67,9 +67,8 @@ describe("raw's window with a relative file name", () => {
 const QEMU_IMG = hasCommand('qemu-img') && hasCommand('qemu-io');
 
 function run(cmd: string, args: string[]): { code: number | null; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
-  if (r.error) throw r.error;
-  return { code: r.status, out: r.stdout + r.stderr };
+  const r = runTool(cmd, args, { fixedTimeout: true });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 describe.skipIf(!QEMU_IMG)('amend refcount_bits on a refcount table that names other metadata', () => {
