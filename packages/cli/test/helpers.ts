@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { testTimeScale } from '@blk/faults';
 
 export const CLI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -112,6 +112,39 @@ export function blkSpawn(args: string[], o: RunOptions = {}): ChildProcess {
 /** A fresh directory under the system's temporary directory. */
 export function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `blk-cli-${label}-`));
+}
+
+/** A test file's scratch directory (see scratchDir). */
+export interface ScratchDir {
+  /** Its path: made in beforeAll, so read it in hooks and tests, not when the file loads. */
+  readonly dir: string;
+  /** `name` inside it. */
+  p(name: string): string;
+}
+
+/**
+ * The set-up most CLI test files share: beforeAll builds the CLI when it is stale (ensureBuilt) and
+ * makes a fresh tempDir(label); afterAll removes it, when it was made.
+ */
+export function scratchDir(label: string): ScratchDir {
+  let dir: string | undefined;
+  beforeAll(() => {
+    ensureBuilt();
+    dir = tempDir(label);
+  });
+  afterAll(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const get = (): string => {
+    if (dir === undefined) throw new Error(`the ${label} scratch directory is made in beforeAll: read it later`);
+    return dir;
+  };
+  return {
+    get dir() {
+      return get();
+    },
+    p: (name) => path.join(get(), name),
+  };
 }
 
 /** qemu-iotests' _filter_qemu_io: hides the timing of the report lines and qemu-io's prompt. */

@@ -14,20 +14,12 @@
  * Every comparison is of stdout and stderr, filtered as the iotests filter them, file names made equal.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, filterQemuIo, hasCommand, qemuImg, qemuIo, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, filterQemuIo, hasCommand, qemuImg, qemuIo, rawFile, scratchDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-json-reopen');
-});
-afterAll(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('io-json-reopen');
+const { p } = scratch;
 
 interface Run {
   out: string;

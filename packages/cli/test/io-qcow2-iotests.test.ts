@@ -15,21 +15,13 @@
  *   memory (the dirty bit says so): killed then, qemu-img check finds what it finds after qemu-io.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, filterQemuIo, hasCommand, qemuImg, qemuIo, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, filterQemuIo, hasCommand, qemuImg, qemuIo, scratchDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-qcow2-iotests');
-});
-afterAll(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('io-qcow2-iotests');
+const { p } = scratch;
 
 /** Runs the same commands with blk io on `ours` and with qemu-io on `theirs`; both outputs, filtered. */
 function both(cmds: string[], ours: string, theirs: string): { blk: string; qemu: string } {
