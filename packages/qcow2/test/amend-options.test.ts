@@ -12,11 +12,12 @@
  */
 import * as fs from 'node:fs';
 import { DriverRegistry, openImage as openIn, type MemoryVfs } from '@blk/core';
-import { CrashReplay, CrashSimVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
+import { CrashSimVfs, Rng } from '@blk/faults';
 import { rawDriver } from '@blk/raw';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
+import { crashAtPoints, writePoints } from './crash-points.js';
 import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
@@ -253,12 +254,8 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
       });
       await image.amend(new Map([['compat', '0.10']]));
       await image.close();
-      const points: number[] = [];
-      for (let i = start; i < vfs.log.length; i++) if (isWritePoint(vfs.log[i]!)) points.push(i);
+      const points = writePoints(vfs.log, start);
       expect(points.length).toBeGreaterThan(3);
-      const replay = new CrashReplay(vfs.log);
-      const rng = new Rng(0x2e50);
-      const violations: string[] = [];
       const compats = new Set<string>();
       let n = 0;
       const inspect = (crashed: MemoryVfs): string | undefined => {
@@ -276,13 +273,7 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
         fs.rmSync(`${out}.raw`);
         return undefined;
       };
-      for (const at of points) {
-        replay.seek(at + 1);
-        for (const state of crashStates(replay.model, rng, 8, '/d')) {
-          const message = inspect(state.vfs);
-          if (message) violations.push(`after event ${at} (${state.label}): ${message}`);
-        }
-      }
+      const { violations } = await crashAtPoints(vfs.log, points, new Rng(0x2e50), 8, inspect);
       expect(violations).toEqual([]);
       expect([...compats].sort()).toEqual(['0.10', '1.1']);
       // The finished downgrade: clean.

@@ -14,11 +14,12 @@ import * as fs from 'node:fs';
 import { DriverRegistry, openImage as openIn, type MemoryVfs } from '@blk/core';
 import { openImage } from '@blk/images';
 import { rawDriver } from '@blk/raw';
-import { CrashReplay, CrashSimVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
+import { CrashSimVfs, Rng } from '@blk/faults';
 import { pattern } from '@blk/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
+import { crashAtPoints, writePoints } from './crash-points.js';
 import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
@@ -163,12 +164,8 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
     const image = await openIn('/d/img.qcow2', { registry, vfs, readOnly: false });
     await image.amend(new Map([['refcount_bits', '4']]));
     await image.close();
-    const points: number[] = [];
-    for (let i = start; i < vfs.log.length; i++) if (isWritePoint(vfs.log[i]!)) points.push(i);
+    const points = writePoints(vfs.log, start);
     expect(points.length).toBeGreaterThan(3);
-    const replay = new CrashReplay(vfs.log);
-    const rng = new Rng(0x5eed);
-    const violations: string[] = [];
     const widths = new Set<number>();
     let n = 0;
     const inspect = (crashed: MemoryVfs): string | undefined => {
@@ -185,13 +182,7 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
     };
     // Every write point (a change writes a few blocks, the table and the header), up to 8 states each:
     // killed, nothing unflushed kept, and subsets of what was not flushed yet.
-    for (const at of points) {
-      replay.seek(at + 1);
-      for (const state of crashStates(replay.model, rng, 8, '/d')) {
-        const message = inspect(state.vfs);
-        if (message) violations.push(`after event ${at} (${state.label}): ${message}`);
-      }
-    }
+    const { violations } = await crashAtPoints(vfs.log, points, new Rng(0x5eed), 8, inspect);
     expect(violations).toEqual([]);
     // Both sides of the switch were seen.
     expect([...widths].sort((a, b) => a - b)).toEqual([4, 16]);
