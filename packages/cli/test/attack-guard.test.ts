@@ -5,12 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, tempDir } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { blk, scratchDir } from './helpers.js';
 
-let dir: string;
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('attack-guard');
+const { p } = scratch;
 const sha = (file: string) =>
   createHash('sha256')
     .update(fs.readFileSync(p(file)))
@@ -18,16 +17,11 @@ const sha = (file: string) =>
 const MiB = 1 << 20;
 
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('attack-guard');
   // The start of a fixed VHD footer: cookie 'conectix', features, version 1.0.
   const footer = Buffer.alloc(16);
   footer.write('conectix', 0, 'latin1');
   footer.writeUInt32BE(0x00010000, 12);
   fs.writeFileSync(p('footer.bin'), footer);
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('blk resize on a probed raw image', () => {

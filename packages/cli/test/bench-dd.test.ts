@@ -1,23 +1,18 @@
 /** blk bench and blk dd, side by side with qemu-img bench and qemu-img dd. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FilterStorage, MemoryVfs, createImage, type Storage, type Vfs } from '@blk/images';
 import { benchImage } from '../src/jobs/bench.js';
-import { blk, ensureBuilt, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
+import { blk, qemuImgAsBlk, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('bench-dd');
-});
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDir('bench-dd');
 
 const timed = (out: string) => out.replace(/Run completed in \d+\.\d{3} seconds\./, 'Run completed in X seconds.');
 
 describe('blk bench', () => {
   it("prints qemu-img bench's lines for the same options", () => {
-    const img = path.join(dir, 'read.raw');
+    const img = path.join(scratch.dir, 'read.raw');
     rawFile(img, 1 << 20, [[0, 65536, 5]]);
     for (const args of [
       ['-c', '100', '-d', '4', '-s', '4k'],
@@ -37,8 +32,8 @@ describe('blk bench', () => {
 
   it('a write test writes the pattern where qemu-img bench writes it (offsets, step, wrap at the end)', () => {
     const args = ['-w', '-c', '40', '-d', '3', '-s', '4k', '-S', '12k', '-o', '8k', '--pattern=0x41'];
-    const a = path.join(dir, 'w-blk.raw');
-    const q = path.join(dir, 'w-qemu.raw');
+    const a = path.join(scratch.dir, 'w-blk.raw');
+    const q = path.join(scratch.dir, 'w-qemu.raw');
     rawFile(a, 256 * 1024, [[0, 256 * 1024, 7]]);
     fs.copyFileSync(a, q);
     expect(qemuImgAsBlk(['bench', '-f', 'raw', ...args, q]).code).toBe(0);
@@ -48,7 +43,7 @@ describe('blk bench', () => {
   });
 
   it("bad options and failing requests: qemu-img's messages and exit code 1", () => {
-    const img = path.join(dir, 'err.raw');
+    const img = path.join(scratch.dir, 'err.raw');
     rawFile(img, 1 << 20);
     for (const args of [
       ['-c', 'x'],
@@ -124,7 +119,7 @@ describe('blk bench', () => {
 
 describe('blk dd', () => {
   it('copies what qemu-img dd copies (bs, count from the start, skip) into a new image', () => {
-    const src = path.join(dir, 'dd-src.raw');
+    const src = path.join(scratch.dir, 'dd-src.raw');
     rawFile(src, 1 << 20, [
       [0, 65536, 5],
       [100000, 3000, 9],
@@ -140,8 +135,8 @@ describe('blk dd', () => {
       ['bs=64k', 'skip=16'],
     ];
     for (const [i, ops] of cases.entries()) {
-      const q = path.join(dir, `dd-q${i}.raw`);
-      const b = path.join(dir, `dd-b${i}.raw`);
+      const q = path.join(scratch.dir, `dd-q${i}.raw`);
+      const b = path.join(scratch.dir, `dd-b${i}.raw`);
       const rq = qemuImgAsBlk(['dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${src}`, `of=${q}`]);
       const rb = blk(['dd', '-f', 'raw', ...ops, `if=${src}`, `of=${b}`]);
       expect({ ops, code: rb.code, out: rb.stdout, err: rb.stderr }).toEqual({
@@ -160,22 +155,22 @@ describe('blk dd', () => {
       'bs=64k',
       'skip=100',
       `if=${src}`,
-      `of=${path.join(dir, 'dd-qe.raw')}`,
+      `of=${path.join(scratch.dir, 'dd-qe.raw')}`,
     ]);
-    const rb = blk(['dd', '-f', 'raw', 'bs=64k', 'skip=100', `if=${src}`, `of=${path.join(dir, 'dd-be.raw')}`]);
-    expect([rb.code, fs.statSync(path.join(dir, 'dd-be.raw')).size]).toEqual([rq.code, 0]);
+    const rb = blk(['dd', '-f', 'raw', 'bs=64k', 'skip=100', `if=${src}`, `of=${path.join(scratch.dir, 'dd-be.raw')}`]);
+    expect([rb.code, fs.statSync(path.join(scratch.dir, 'dd-be.raw')).size]).toEqual([rq.code, 0]);
     expect(rb.stderr).toBe(`blk: warning: ${src}: cannot skip to specified offset\n`);
     expect(rq.stderr).toBe(`blk: ${src}: cannot skip to specified offset\n`);
   });
 
   it('writes the output format: a cow copy of a range reads what qemu-img dd copies', () => {
-    const src = path.join(dir, 'dd-src2.raw');
+    const src = path.join(scratch.dir, 'dd-src2.raw');
     rawFile(src, 1 << 20, [
       [0, 1 << 20, 3],
       [65536, 512, 0],
     ]);
-    const q = path.join(dir, 'dd-q.raw');
-    const b = path.join(dir, 'dd-b.cow');
+    const q = path.join(scratch.dir, 'dd-q.raw');
+    const b = path.join(scratch.dir, 'dd-b.cow');
     expect(qemuImgAsBlk(['dd', '-f', 'raw', 'bs=4k', 'count=64', 'skip=8', `if=${src}`, `of=${q}`]).code).toBe(0);
     // Without a backing file cow is QEMU's layout (v2-qemu-lp64), as QEMU's cow driver made it.
     const r = blk(['dd', '-f', 'raw', '-O', 'cow', 'bs=4k', 'count=64', 'skip=8', `if=${src}`, `of=${b}`]);
@@ -184,13 +179,13 @@ describe('blk dd', () => {
       code: 0,
       stdout: 'Images are identical.\n',
     });
-    expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    expect(fs.readdirSync(scratch.dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 
   it("operand errors: qemu-img's messages, exit 1, no output file", () => {
-    const src = path.join(dir, 'dd-src3.raw');
+    const src = path.join(scratch.dir, 'dd-src3.raw');
     rawFile(src, 65536);
-    const of = path.join(dir, 'dd-none.raw');
+    const of = path.join(scratch.dir, 'dd-none.raw');
     for (const ops of [['bs=0'], ['bs=1x'], ['count=-1'], ['skip=x'], ['foo=1'], ['a']]) {
       const args = ['dd', '-f', 'raw', ...ops, `if=${src}`, `of=${of}`];
       const q = qemuImgAsBlk(args);

@@ -4,19 +4,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { blk, ensureBuilt, hasCommand, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
+import { blk, hasCommand, qemuImgAsBlk, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('repair');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('repair');
+const { p } = scratch;
 
 const BITMAP = 1056; // v2-qemu-lp64: the bitmap follows the 1056-byte header
 const DATA = 1536; // and the data starts at the next 512-byte boundary (257 bitmap bytes)

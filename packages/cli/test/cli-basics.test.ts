@@ -1,17 +1,10 @@
 /** blk as a program: help, version, one-line errors, exit codes, lazy loading. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, CLI_DIR, blk, ensureBuilt, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, CLI_DIR, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('basics');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const scratch = scratchDir('basics');
 
 describe('blk executable', () => {
   it('is an executable node script (the bin: dist/blk.cjs; dist/blk.js runs it too)', () => {
@@ -77,13 +70,13 @@ describe('blk executable', () => {
     r = blk(['info', '--bogus', 'x']);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("blk: unknown option '--bogus'\n");
-    r = blk(['create', '-f', 'raw', path.join(dir, 'x.img'), '12X']);
+    r = blk(['create', '-f', 'raw', path.join(scratch.dir, 'x.img'), '12X']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^blk: invalid image size '12X': .*\n$/);
   });
 
   it('runtime errors: one line naming the file, no stack trace unless BLK_DEBUG', () => {
-    const missing = path.join(dir, 'missing.img');
+    const missing = path.join(scratch.dir, 'missing.img');
     let r = blk(['info', missing]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`blk: ${missing}: no such file or directory\n`);
@@ -94,7 +87,7 @@ describe('blk executable', () => {
   });
 
   it('unknown formats list the known ones', () => {
-    const img = path.join(dir, 'u.img');
+    const img = path.join(scratch.dir, 'u.img');
     rawFile(img, 4096);
     const r = blk(['info', '-f', 'qcow9', img]);
     expect(r.code).toBe(1);

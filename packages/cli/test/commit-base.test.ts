@@ -2,18 +2,13 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryVfs, createImage, openImage, type Storage, type Vfs } from '@blk/images';
 import { commitImage } from '../src/jobs/commit.js';
 import { commitIntoBase } from '../src/jobs/commit.js';
-import { blk, ensureBuilt, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
+import { blk, qemuImgAsBlk, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('commit-b');
-});
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDir('commit-b');
 
 const KiB = 1024;
 const SIZE = 1024 * KiB;
@@ -21,7 +16,7 @@ const P = '--backing-probe'; // a cow over a cow: UML headers record no backing 
 
 /** base (raw, 0x01 over 256k) <- mid (0x02 at 64k+128k) <- top (0x03 at 128k+128k), as blk cow or qemu qcow2 images. */
 function chain(sub: string, kind: 'blk' | 'qemu'): { base: string; mid: string; top: string } {
-  const d = path.join(dir, sub);
+  const d = path.join(scratch.dir, sub);
   fs.mkdirSync(d);
   const base = path.join(d, 'base.raw');
   rawFile(base, SIZE, [[0, 256 * KiB, 1]]);
@@ -49,7 +44,7 @@ function qemuIo(file: string, cmd: string): void {
 describe('blk commit -b', () => {
   it("commits every layer above BASE into it; the top keeps its data and the chain reads the same (qemu-img's result)", () => {
     const b = chain('three', 'blk');
-    const before = path.join(dir, 'three', 'before.raw');
+    const before = path.join(scratch.dir, 'three', 'before.raw');
     expect(blk(['convert', P, b.top, before]).code).toBe(0);
     const midBytes = fs.readFileSync(b.mid);
     const r = blk(['commit', P, '-b', b.base, b.top]);
@@ -88,7 +83,7 @@ describe('blk commit -b', () => {
   it("a BASE outside the chain: qemu-img's message, exit 1, nothing written", () => {
     const b = chain('outside', 'blk');
     const q = chain('outside-q', 'qemu');
-    const other = path.join(dir, 'other.raw');
+    const other = path.join(scratch.dir, 'other.raw');
     rawFile(other, SIZE);
     const stamp = fs.readFileSync(b.base);
     for (const name of ['nothere.raw', 'top', other]) {
@@ -124,9 +119,9 @@ describe('blk commit -b', () => {
 
   it('guest data that would make a default-raw BASE probe as cow is refused before anything is written', () => {
     const b = chain('guest-header', 'blk');
-    const decoy = path.join(dir, 'guest-header', 'decoy.cow');
+    const decoy = path.join(scratch.dir, 'guest-header', 'decoy.cow');
     expect(blk(['create', '-q', '-f', 'cow', '-o', 'version=2', decoy, '1M']).code).toBe(0);
-    const sector = path.join(dir, 'guest-header', 'sector.bin');
+    const sector = path.join(scratch.dir, 'guest-header', 'sector.bin');
     fs.writeFileSync(sector, fs.readFileSync(decoy).subarray(0, 512));
     expect(blk(['io', P, '-c', `write -s ${sector} 0 512`, b.top]).code).toBe(0);
     const baseBytes = fs.readFileSync(b.base);

@@ -1,29 +1,20 @@
 /** blk commit and blk rebase: data lands where it should, and interruptions are recoverable. */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   alternatingExpected,
   alternatingOverlay,
-  expectSameImages,
   blk,
   blkSpawn,
-  ensureBuilt,
   exited,
+  expectSameImages,
   rawFile,
-  tempDir,
+  scratchDir,
   waitFor,
 } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('commit');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('commit');
+const { p } = scratch;
 const MiB = 1 << 20;
 
 const same = expectSameImages;
@@ -192,7 +183,7 @@ describe('blk commit', () => {
 
   it('killed mid-way (SIGKILL): the overlay refuses normal use, check says why, a re-run finishes the commit', async () => {
     const size = 64 * MiB;
-    const { base, overlay } = alternatingOverlay(dir, 'ck', size);
+    const { base, overlay } = alternatingOverlay(scratch.dir, 'ck', size);
     alternatingExpected(p('ck.expected'), size);
     const before = fs.statSync(base).mtimeMs;
     const child = blkSpawn(['commit', overlay]);
@@ -256,7 +247,7 @@ describe('blk rebase', () => {
   it("-u only rewrites the reference (the contents change to the new file's)", () => {
     const ovl = setup('r2');
     const before = layer0(ovl);
-    expect(blk(['rebase', '-u', '-b', 'r2-new.img', ovl], { cwd: dir }).code).toBe(0);
+    expect(blk(['rebase', '-u', '-b', 'r2-new.img', ovl], { cwd: scratch.dir }).code).toBe(0);
     expect(layer0(ovl)).toBe(before);
     expect(JSON.parse(blk(['info', '--output=json', ovl]).stdout)['backing-filename']).toBe(p('r2-new.img'));
     expect(blk(['compare', ovl, p('r2.expected')]).code).toBe(1);

@@ -1,19 +1,11 @@
 /** blk compare (exit 0/1/2) and blk check (exit 0/1/2/3/63). */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, hasCommand, rawFile, shellQuote, tempDir, underPty } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, hasCommand, rawFile, scratchDir, shellQuote, underPty } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('compare');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('compare');
+const { p } = scratch;
 const MiB = 1 << 20;
 
 describe('blk compare', () => {
@@ -79,7 +71,7 @@ describe('blk compare', () => {
       console.warn('SKIP progress on a terminal: util-linux `script` is not installed');
       return;
     }
-    const r = underPty(`${shellQuote(process.execPath)} ${shellQuote(BLK)} compare -p a.img a.cow`, dir);
+    const r = underPty(`${shellQuote(process.execPath)} ${shellQuote(BLK)} compare -p a.img a.cow`, scratch.dir);
     expect(r.stdout).toContain('(100.00/100%)');
     expect(r.stdout).toMatch(/Images are identical\.\r?\n$/);
   });
@@ -91,9 +83,9 @@ describe('blk compare', () => {
       ['long2.img', 'short.img'],
       ['a.img', 'a.img'],
     ]) {
-      const ours = blk(['compare', x!, y!], { cwd: dir });
+      const ours = blk(['compare', x!, y!], { cwd: scratch.dir });
       const theirs = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', x!, y!], {
-        cwd: dir,
+        cwd: scratch.dir,
         encoding: 'utf8',
       });
       expect([ours.code, ours.stdout]).toEqual([theirs.status, theirs.stdout]);

@@ -2,29 +2,24 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryVfs, createImage, openImage, type Storage, type Vfs } from '@blk/images';
 import { convertImage } from '../src/jobs/convert.js';
-import { blk, ensureBuilt, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
+import { blk, qemuImgAsBlk, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('convert-n');
-});
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDir('convert-n');
 
 const MiB = 1 << 20;
 
 function filled(name: string, size: number, byte: number): string {
-  const file = path.join(dir, name);
+  const file = path.join(scratch.dir, name);
   fs.writeFileSync(file, Buffer.alloc(size, byte));
   return file;
 }
 
 describe('blk convert -n', () => {
   it('writes into the existing target in place, zeros over its old data, the tail past the source untouched (as qemu-img)', () => {
-    const src = path.join(dir, 'src.raw');
+    const src = path.join(scratch.dir, 'src.raw');
     rawFile(src, MiB, [
       [0, 65536, 5],
       [300000, 5000, 6],
@@ -54,7 +49,7 @@ describe('blk convert -n', () => {
   });
 
   it("--target-is-zero leaves the target's bytes where the source reads zeros (as qemu-img)", () => {
-    const src = path.join(dir, 'src-z.raw');
+    const src = path.join(scratch.dir, 'src-z.raw');
     rawFile(src, MiB, [[0, 65536, 5]]);
     const q = filled('qz.raw', MiB, 0xaa);
     const b = filled('bz.raw', MiB, 0xaa);
@@ -65,10 +60,10 @@ describe('blk convert -n', () => {
   });
 
   it('into an existing cow overlay (format probed without -O): the overlay reads as the source, over its backing data', () => {
-    const src = path.join(dir, 'src-c.raw');
+    const src = path.join(scratch.dir, 'src-c.raw');
     rawFile(src, MiB, [[4096, 8192, 7]]);
     const base = filled('base-c.raw', MiB, 0x33);
-    const top = path.join(dir, 'top-c.cow');
+    const top = path.join(scratch.dir, 'top-c.cow');
     expect(blk(['create', '-q', '-f', 'cow', '-b', base, top]).code).toBe(0);
     const r = blk(['convert', '-n', src, top]);
     expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
@@ -78,7 +73,7 @@ describe('blk convert -n', () => {
   });
 
   it('a second identical run writes nothing', () => {
-    const src = path.join(dir, 'src-r.raw');
+    const src = path.join(scratch.dir, 'src-r.raw');
     rawFile(src, MiB, [[0, 4096, 1]]);
     const b = filled('br.raw', MiB, 0);
     expect(blk(['convert', '-n', src, b]).code).toBe(0);
@@ -90,7 +85,7 @@ describe('blk convert -n', () => {
   });
 
   it('refuses what qemu-img refuses, with its messages: a smaller or missing target, -o, --target-is-zero without -n', () => {
-    const src = path.join(dir, 'src-e.raw');
+    const src = path.join(scratch.dir, 'src-e.raw');
     rawFile(src, MiB, [[0, 4096, 1]]);
     const small = filled('small.raw', MiB / 2, 0xaa);
     let q = qemuImgAsBlk(['convert', '-n', '-f', 'raw', '-O', 'raw', src, small]);
@@ -100,7 +95,7 @@ describe('blk convert -n', () => {
     expect(q.stderr).toBe('blk: output file is smaller than input file\n');
     expect(fs.readFileSync(small).every((x) => x === 0xaa)).toBe(true);
 
-    const missing = path.join(dir, 'missing.raw');
+    const missing = path.join(scratch.dir, 'missing.raw');
     expect(qemuImgAsBlk(['convert', '-n', '-f', 'raw', '-O', 'raw', src, missing]).code).toBe(1);
     expect(blk(['convert', '-n', '-f', 'raw', '-O', 'raw', src, missing])).toMatchObject({
       code: 1,
@@ -124,9 +119,9 @@ describe('blk convert -n', () => {
   });
 
   it('a target probed as raw is not turned into another format: refused before anything is written', () => {
-    const decoy = path.join(dir, 'decoy.cow');
+    const decoy = path.join(scratch.dir, 'decoy.cow');
     expect(blk(['create', '-q', '-f', 'cow', '-o', 'version=2', decoy, '1M']).code).toBe(0);
-    const src = path.join(dir, 'src-h.raw');
+    const src = path.join(scratch.dir, 'src-h.raw');
     rawFile(src, MiB);
     const fd = fs.openSync(src, 'r+');
     fs.writeSync(fd, fs.readFileSync(decoy).subarray(0, 512), 0, 512, 0);

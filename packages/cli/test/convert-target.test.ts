@@ -13,20 +13,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, hasCommand, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, hasCommand, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('target');
-});
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDir('target');
 
 const isRoot = process.getuid?.() === 0;
 
 function fresh(): string {
-  return fs.mkdtempSync(path.join(dir, 't-'));
+  return fs.mkdtempSync(path.join(scratch.dir, 't-'));
 }
 
 /** A 2 MiB raw source whose first 4 KiB are 0x42. */
@@ -71,7 +66,7 @@ describe('convert keeps what qemu-img keeps of an existing target', () => {
     'run by a user who may write the file but not give it away, convert writes it in place: the owner stays',
     () => {
       const sub = fresh();
-      fs.chmodSync(dir, 0o755);
+      fs.chmodSync(scratch.dir, 0o755);
       fs.chmodSync(sub, 0o777);
       const dst = path.join(sub, 'shared.img');
       rawFile(dst, 4096, [[0, 4096, 0x01]]);

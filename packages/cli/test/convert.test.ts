@@ -1,40 +1,31 @@
 /** blk convert: any format to any, sparse output, progress only on a terminal, atomic output. */
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  BLK,
   alternatingExpected,
   alternatingOverlay,
-  expectSameImages,
   blk,
+  BLK,
   blkSpawn,
   diskUsage,
-  ensureBuilt,
   exited,
+  expectSameImages,
   hasCommand,
   rawFile,
+  scratchDir,
   shellQuote,
-  tempDir,
   underPty,
   waitFor,
 } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('convert');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('convert');
+const { p } = scratch;
 const MiB = 1 << 20;
 
 const same = expectSameImages;
 
-const tmpLeftovers = () => fs.readdirSync(dir).filter((f) => f.includes('.tmp-'));
+const tmpLeftovers = () => fs.readdirSync(scratch.dir).filter((f) => f.includes('.tmp-'));
 
 describe('blk convert', () => {
   it('raw -> cow -> raw round trip keeps the contents and leaves zero runs as holes', () => {
@@ -214,11 +205,17 @@ describe('blk convert', () => {
       console.warn('SKIP progress on a terminal: util-linux `script` is not installed');
       return;
     }
-    const tty = underPty(`${shellQuote(process.execPath)} ${shellQuote(BLK)} convert -p pg.img pg-tty.img`, dir);
+    const tty = underPty(
+      `${shellQuote(process.execPath)} ${shellQuote(BLK)} convert -p pg.img pg-tty.img`,
+      scratch.dir,
+    );
     expect(tty.code).toBe(0);
     expect(tty.stdout).toContain('    (0.00/100%)\r');
     expect(tty.stdout).toContain('    (100.00/100%)\r');
-    const quiet = underPty(`${shellQuote(process.execPath)} ${shellQuote(BLK)} convert pg.img pg-tty2.img`, dir);
+    const quiet = underPty(
+      `${shellQuote(process.execPath)} ${shellQuote(BLK)} convert pg.img pg-tty2.img`,
+      scratch.dir,
+    );
     expect(quiet.stdout).not.toContain('/100%');
     same(p('pg.img'), p('pg-tty.img'));
   });
@@ -241,7 +238,7 @@ describe('blk convert', () => {
 
   it('killed mid-way (SIGKILL): the destination is untouched; a re-run completes it', async () => {
     const size = 64 * MiB;
-    const { overlay } = alternatingOverlay(dir, 'kill', size);
+    const { overlay } = alternatingOverlay(scratch.dir, 'kill', size);
     alternatingExpected(p('kill.expected'), size);
     fs.writeFileSync(p('kill.out'), 'previous contents');
     const child = blkSpawn(['convert', overlay, p('kill.out')]);
@@ -268,7 +265,7 @@ describe('blk convert', () => {
 
   it('interrupted (SIGTERM/SIGINT): the temporary file is removed', async () => {
     const size = 64 * MiB;
-    const { overlay } = alternatingOverlay(dir, 'term', size);
+    const { overlay } = alternatingOverlay(scratch.dir, 'term', size);
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       const child = blkSpawn(['convert', overlay, p('term.out')]);
       let stderr = '';

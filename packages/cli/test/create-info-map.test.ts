@@ -1,20 +1,12 @@
 /** blk create, info and map through the executable. */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, hasCommand, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('info');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const scratch = scratchDir('info');
 
-const p = (name: string) => path.join(dir, name);
+const { p } = scratch;
 const json = (args: string[]) => {
   const r = blk(args);
   expect(r.stderr).toBe('');
@@ -111,7 +103,7 @@ describe('blk create', () => {
   it("a relative -b is relative to the new image's directory (as qemu-img)", () => {
     fs.mkdirSync(p('sub'));
     rawFile(p('sub/base.img'), 1 << 20);
-    const r = blk(['create', '-f', 'cow', '-b', 'base.img', 'sub/rel.cow'], { cwd: dir });
+    const r = blk(['create', '-f', 'cow', '-b', 'base.img', 'sub/rel.cow'], { cwd: scratch.dir });
     expect(r.code).toBe(0);
     expect(json(['info', '--output=json', p('sub/rel.cow')])['backing-filename']).toBe(p('sub/base.img'));
   });
@@ -218,8 +210,11 @@ describe('blk info', () => {
   it.skipIf(!hasCommand('qemu-img'))('raw output is byte-identical to qemu-img info (qemu-img installed)', () => {
     rawFile(p('q1.img'), 3 << 20, [[65536, 65536, 7]]);
     for (const args of [[], ['--output=json']]) {
-      const ours = blk(['info', ...args, 'q1.img'], { cwd: dir });
-      const theirs = spawnSync('qemu-img', ['info', '-f', 'raw', ...args, 'q1.img'], { cwd: dir, encoding: 'utf8' });
+      const ours = blk(['info', ...args, 'q1.img'], { cwd: scratch.dir });
+      const theirs = spawnSync('qemu-img', ['info', '-f', 'raw', ...args, 'q1.img'], {
+        cwd: scratch.dir,
+        encoding: 'utf8',
+      });
       expect(ours.stdout).toBe(theirs.stdout);
     }
   });

@@ -5,22 +5,19 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hostOptionsFromEnvironment, s3OptionsFromEnvironment } from '../src/environment.js';
-import { blk, ensureBuilt, tempDir } from './helpers.js';
+import { blk, scratchDir } from './helpers.js';
 
-let dir: string;
+const scratch = scratchDir('environment');
 let sparse: string;
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('environment');
-  sparse = path.join(dir, 'sparse.raw');
+  sparse = path.join(scratch.dir, 'sparse.raw');
   const fd = fs.openSync(sparse, 'w');
   fs.ftruncateSync(fd, 1024 * 1024);
   fs.writeSync(fd, Buffer.from('abc'), 0, 3, 512 * 1024);
   fs.closeSync(fd);
 });
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('hostOptionsFromEnvironment', () => {
   it('maps the variables to hostVfs options (unset: the defaults)', () => {
@@ -41,7 +38,7 @@ describe('hostOptionsFromEnvironment', () => {
 });
 
 describe('blk passes its environment down', () => {
-  const missing = () => ({ BLK_NATIVE_ADDON: path.join(dir, 'nowhere', 'blk_native.node') });
+  const missing = () => ({ BLK_NATIVE_ADDON: path.join(scratch.dir, 'nowhere', 'blk_native.node') });
 
   it("BLK_NATIVE_IO=off: raw files are read with Node's fs calls (no hole reporting in map)", (ctx) => {
     const native = blk(['map', '--output=json', sparse], { env: { BLK_NATIVE_IO: 'on' } });

@@ -7,21 +7,18 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, rawFile, tempDir } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { blk, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
+const scratch = scratchDir('error-names');
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('error-names');
-  rawFile(path.join(dir, 'r.img'), 1024 * 1024);
-  expect(blk(['create', '-q', '-f', 'cow', '-b', path.join(dir, 'r.img'), path.join(dir, 'o.cow')]).code).toBe(0);
-  fs.writeFileSync(path.join(dir, 'junk.cow'), 'not an image');
+  rawFile(path.join(scratch.dir, 'r.img'), 1024 * 1024);
+  expect(
+    blk(['create', '-q', '-f', 'cow', '-b', path.join(scratch.dir, 'r.img'), path.join(scratch.dir, 'o.cow')]).code,
+  ).toBe(0);
+  fs.writeFileSync(path.join(scratch.dir, 'junk.cow'), 'not an image');
 });
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const { p } = scratch;
 
 describe('error lines name the file', () => {
   const cases: Array<[string, () => string[], () => string]> = [

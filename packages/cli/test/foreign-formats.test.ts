@@ -9,10 +9,9 @@
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { FOREIGN_SAMPLES } from '../../../test/fixtures/foreign-samples.js';
-import { blk, ensureBuilt, hasCommand, tempDir } from './helpers.js';
+import { blk, hasCommand, scratchDir } from './helpers.js';
 
 const QEMU_IMG = hasCommand('qemu-img');
 if (!QEMU_IMG)
@@ -20,8 +19,8 @@ if (!QEMU_IMG)
     'qemu-img is not installed: the foreign-format tests on real qemu-img files are skipped (apt-get install qemu-utils)',
   );
 
-let dir: string;
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('foreign');
+const { p } = scratch;
 const sha = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
 /** [file name, format blk must name]; filled in beforeAll. */
@@ -42,8 +41,6 @@ const QEMU_MADE: Array<[string, string, string[]]> = [
 ];
 
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('foreign');
   if (QEMU_IMG) {
     for (const [name, format, args] of QEMU_MADE) {
       // qemu-img's LUKS key-derivation benchmark sometimes fails on a busy machine ("Unable to get
@@ -62,10 +59,6 @@ beforeAll(() => {
     fixtures.push([`hand.${format}`, format]);
   }
 }, 120_000);
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
 /** One line on stderr, `blk: FILE: a FORMAT image (...)... (-f raw)`, no stack trace. */
 /** `io`: blk io's line is qemu-io's `qemu-io: can't open device FILE: ...`. */
 function expectForeignError(stderr: string, file: string, format: string, io = false): void {
@@ -84,7 +77,7 @@ describe('images of formats without a driver', () => {
 
   it('blk info names the format and -f raw, exit 1, for every fixture', () => {
     for (const [name, format] of fixtures) {
-      const r = blk(['info', name], { cwd: dir });
+      const r = blk(['info', name], { cwd: scratch.dir });
       expect(r.code, name).toBe(1);
       expect(r.stdout).toBe('');
       expectForeignError(r.stderr, name, format);
@@ -96,7 +89,7 @@ describe('images of formats without a driver', () => {
       const before = sha(p(name));
       const size = fs.statSync(p(name)).size;
       const r = blk(['io', '-c', 'write -P 0xab 0 512', '-c', `write -P 0xcd ${Math.max(0, size - 512)} 512`, name], {
-        cwd: dir,
+        cwd: scratch.dir,
       });
       expect(r.code, name).not.toBe(0);
       expectForeignError(r.stderr, name, format, true);
@@ -106,19 +99,19 @@ describe('images of formats without a driver', () => {
 
   it('blk convert -O raw refuses and leaves no output file', () => {
     for (const [name, format] of fixtures) {
-      const r = blk(['convert', '-O', 'raw', name, 'out.img'], { cwd: dir });
+      const r = blk(['convert', '-O', 'raw', name, 'out.img'], { cwd: scratch.dir });
       expect(r.code, name).toBe(1);
       expectForeignError(r.stderr, name, format);
-      expect(fs.readdirSync(dir).filter((f) => f.startsWith('out.img'))).toEqual([]);
+      expect(fs.readdirSync(scratch.dir).filter((f) => f.startsWith('out.img'))).toEqual([]);
     }
   });
 
   it('with -f raw the same commands treat the bytes as a raw disk', () => {
     for (const [name] of fixtures) {
-      const info = blk(['info', '-f', 'raw', name], { cwd: dir });
+      const info = blk(['info', '-f', 'raw', name], { cwd: scratch.dir });
       expect(info.code, name).toBe(0);
       expect(info.stdout).toContain('file format: raw');
-      const conv = blk(['convert', '-f', 'raw', '-O', 'raw', name, 'copy.img'], { cwd: dir });
+      const conv = blk(['convert', '-f', 'raw', '-O', 'raw', name, 'copy.img'], { cwd: scratch.dir });
       expect(conv.code, `${name}: ${conv.stderr}`).toBe(0);
       // The bytes as they are, padded to whole sectors (a raw disk is whole sectors, as in QEMU).
       const bytes = fs.readFileSync(p(name));
@@ -129,7 +122,7 @@ describe('images of formats without a driver', () => {
     const [name] = fixtures[0]!;
     fs.copyFileSync(p(name), p('scratch'));
     const io = blk(['io', '-f', 'raw', '-c', 'write -P 0xab 0 512', '-c', 'read -P 0xab 0 512', 'scratch'], {
-      cwd: dir,
+      cwd: scratch.dir,
     });
     expect(io.stderr).toBe('');
     expect(io.code).toBe(0);
@@ -156,7 +149,7 @@ describe('images of formats without a driver', () => {
         'write -P 3 7 1',
         'guest.img',
       ],
-      { cwd: dir },
+      { cwd: scratch.dir },
     );
     expect(qcow2.stdout + qcow2.stderr).toContain('Operation not permitted');
     // The first three writes land (Q, F, I); the one completing the magic is refused.
@@ -166,7 +159,7 @@ describe('images of formats without a driver', () => {
       p('footer.bin'),
       FOREIGN_SAMPLES.find((s) => s.format === 'vpc' && s.bytes.length > 4096)!.bytes.subarray(-512),
     );
-    const vhd = blk(['io', '-c', `write -s footer.bin ${64 * 1024 - 512} 512`, 'guest.img'], { cwd: dir });
+    const vhd = blk(['io', '-c', `write -s footer.bin ${64 * 1024 - 512} 512`, 'guest.img'], { cwd: scratch.dir });
     expect(vhd.stdout + vhd.stderr).toContain('Operation not permitted');
     expect(sha(p('guest.img'))).toBe(before);
   });
@@ -197,7 +190,7 @@ describe('files with the cow magic that the cow driver cannot read', () => {
         ['io', '-c', 'write -P 1 0 512', name],
         ['convert', name, 'o.raw'],
       ]) {
-        const r = blk(args, { cwd: dir });
+        const r = blk(args, { cwd: scratch.dir });
         expect(r.code, args.join(' ')).not.toBe(0);
         expect(r.stdout).not.toContain('file format: raw');
         expect(r.stderr).toMatch(message);

@@ -9,13 +9,12 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { FOREIGN_SAMPLES } from '../../../test/fixtures/foreign-samples.js';
-import { blk, ensureBuilt, rawFile, tempDir } from './helpers.js';
+import { blk, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('guest-headers');
+const { p } = scratch;
 const sha = (file: string) =>
   createHash('sha256')
     .update(fs.readFileSync(p(file)))
@@ -23,19 +22,14 @@ const sha = (file: string) =>
 const MiB = 1 << 20;
 
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('guest-headers');
   // A cow header naming a host file, as a guest could write into its own sector 0.
   rawFile(p('host-secret'), MiB, [[0, MiB, 0x5e]]);
   expect(blk(['create', '-q', '-f', 'cow', '-b', p('host-secret'), p('evil.cow')]).code).toBe(0);
   fs.writeFileSync(p('evil-head.bin'), fs.readFileSync(p('evil.cow')).subarray(0, 8192));
 });
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
 
 function ok(args: string[]): void {
-  const r = blk(args, { cwd: dir });
+  const r = blk(args, { cwd: scratch.dir });
   expect(r.stderr, args.join(' ')).toBe('');
   expect(r.code, args.join(' ')).toBe(0);
 }
@@ -58,7 +52,7 @@ describe('blk commit into a base that opens as raw by default', () => {
     overlayWithGuestBytes('c1', 'evil-head.bin', 0);
     const base = sha('c1.img');
     const top = sha('c1.cow');
-    const r = blk(['commit', 'c1.cow'], { cwd: dir });
+    const r = blk(['commit', 'c1.cow'], { cwd: scratch.dir });
     expect(r.code).toBe(1);
     expectOneLine(r.stderr, 'c1.img', 'probe as cow', 'nothing was written');
     expect(sha('c1.img')).toBe(base);
@@ -73,7 +67,7 @@ describe('blk commit into a base that opens as raw by default', () => {
     fs.writeFileSync(p('footer.bin'), footer);
     overlayWithGuestBytes('c2', 'footer.bin', MiB - 512);
     const base = sha('c2.img');
-    const r = blk(['commit', 'c2.cow'], { cwd: dir });
+    const r = blk(['commit', 'c2.cow'], { cwd: scratch.dir });
     expect(r.code).toBe(1);
     expectOneLine(r.stderr, 'probe as vpc');
     expect(sha('c2.img')).toBe(base);
@@ -92,7 +86,7 @@ describe('blk commit into a base that opens as raw by default', () => {
     ok(['create', '-q', '-f', 'cow', '-b', 'c4-mid.cow', '-F', 'cow', 'c4-top.cow']);
     ok(['io', '--backing-probe', '-c', 'write -P 0x77 0 64k', 'c4-top.cow']);
     const mid = sha('c4-mid.cow');
-    const r = blk(['commit', 'c4-top.cow'], { cwd: dir });
+    const r = blk(['commit', 'c4-top.cow'], { cwd: scratch.dir });
     expect(r.code).toBe(1);
     expectOneLine(r.stderr, 'c4-mid.cow', 'looks like a cow image');
     expect(sha('c4-mid.cow')).toBe(mid);
@@ -102,10 +96,10 @@ describe('blk commit into a base that opens as raw by default', () => {
 describe('blk convert to a default-raw output', () => {
   it('refuses output whose guest data would make it probe as cow, leaving no file; -O raw writes it', () => {
     overlayWithGuestBytes('v1', 'evil-head.bin', 0);
-    const r = blk(['convert', 'v1.cow', 'v1.out'], { cwd: dir });
+    const r = blk(['convert', 'v1.cow', 'v1.out'], { cwd: scratch.dir });
     expect(r.code).toBe(1);
     expectOneLine(r.stderr, 'v1.out', 'would probe as cow', '-O raw');
-    expect(fs.readdirSync(dir).filter((f) => f.startsWith('v1.out'))).toEqual([]);
+    expect(fs.readdirSync(scratch.dir).filter((f) => f.startsWith('v1.out'))).toEqual([]);
     ok(['convert', '-O', 'raw', 'v1.cow', 'v1.out']);
     expect(fs.readFileSync(p('v1.out')).subarray(0, 8192)).toEqual(fs.readFileSync(p('evil-head.bin')));
   });
@@ -117,7 +111,7 @@ describe('backing files read as raw only by default', () => {
     rawFile(p('r.img'), 4096);
     ok(['create', '-q', '-f', 'cow', '-o', 'version=2', '-b', 'r.img', 'r.cow']);
     const before = sha('r.cow');
-    const r = blk(['rebase', '-b', 'r.qcow2', 'r.cow'], { cwd: dir });
+    const r = blk(['rebase', '-b', 'r.qcow2', 'r.cow'], { cwd: scratch.dir });
     expect(r.code).toBe(1);
     expectOneLine(r.stderr, 'r.qcow2', 'qcow2');
     expect(sha('r.cow')).toBe(before);
@@ -125,7 +119,7 @@ describe('backing files read as raw only by default', () => {
   });
 
   it('create -b with a qcow2 file as the backing file is refused and creates nothing; -F raw sizes it as raw', () => {
-    const r = blk(['create', '-q', '-f', 'cow', '-o', 'version=2', '-b', 'r.qcow2', 'n.cow'], { cwd: dir });
+    const r = blk(['create', '-q', '-f', 'cow', '-o', 'version=2', '-b', 'r.qcow2', 'n.cow'], { cwd: scratch.dir });
     expect(r.code).toBe(1);
     expectOneLine(r.stderr, 'r.qcow2', 'qcow2');
     expect(fs.existsSync(p('n.cow'))).toBe(false);
@@ -134,9 +128,9 @@ describe('backing files read as raw only by default', () => {
 
   it('convert -B with a qcow2 file as the backing file is refused and creates nothing', () => {
     rawFile(p('b.img'), 4096, [[0, 4096, 0x33]]);
-    const r = blk(['convert', '-O', 'cow', '-B', 'r.qcow2', 'b.img', 'b.cow'], { cwd: dir });
+    const r = blk(['convert', '-O', 'cow', '-B', 'r.qcow2', 'b.img', 'b.cow'], { cwd: scratch.dir });
     expect(r.code).toBe(1);
     expectOneLine(r.stderr, 'r.qcow2', 'qcow2');
-    expect(fs.readdirSync(dir).filter((f) => f.startsWith('b.cow'))).toEqual([]);
+    expect(fs.readdirSync(scratch.dir).filter((f) => f.startsWith('b.cow'))).toEqual([]);
   });
 });

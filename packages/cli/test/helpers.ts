@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { testTimeScale } from '@blk/faults';
 
 export const CLI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -112,6 +112,39 @@ export function blkSpawn(args: string[], o: RunOptions = {}): ChildProcess {
 /** A fresh directory under the system's temporary directory. */
 export function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `blk-cli-${label}-`));
+}
+
+/** A test file's scratch directory (see scratchDir). */
+export interface ScratchDir {
+  /** Its path: made in beforeAll, so read it in hooks and tests, not when the file loads. */
+  readonly dir: string;
+  /** `name` inside it. */
+  p(name: string): string;
+}
+
+/**
+ * The set-up most CLI test files share: beforeAll builds the CLI when it is stale (ensureBuilt) and
+ * makes a fresh tempDir(label); afterAll removes it, when it was made.
+ */
+export function scratchDir(label: string): ScratchDir {
+  let dir: string | undefined;
+  beforeAll(() => {
+    ensureBuilt();
+    dir = tempDir(label);
+  });
+  afterAll(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const get = (): string => {
+    if (dir === undefined) throw new Error(`the ${label} scratch directory is made in beforeAll: read it later`);
+    return dir;
+  };
+  return {
+    get dir() {
+      return get();
+    },
+    p: (name) => path.join(get(), name),
+  };
 }
 
 /** qemu-iotests' _filter_qemu_io: hides the timing of the report lines and qemu-io's prompt. */
@@ -243,14 +276,52 @@ export function qemuImgAsBlk(args: string[]): Result {
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.replaceAll('qemu-img:', 'blk:') };
 }
 
-/** Runs the real `qemu-io ARGS...` (tests skip themselves where it is not installed). */
-export function qemuIo(args: string[], o: { cwd?: string; input?: string } = {}): Result {
-  const r = spawnSync('qemu-io', args, {
+export interface ToolOptions {
+  cwd?: string;
+  /** What the tool reads on stdin (default: nothing). */
+  input?: string;
+  /** Added to this process's environment. */
+  env?: Record<string, string | undefined>;
+  /** Milliseconds (default 60 s), stretched by testTimeScale() unless `fixedTimeout`. */
+  timeout?: number;
+  fixedTimeout?: boolean;
+  maxBuffer?: number;
+  /**
+   * A tool that could not run or was stopped (not installed, timed out, output over maxBuffer):
+   * 'throw' (default) throws spawnSync's error; 'ignore' returns what there is; 'stderr' returns
+   * it with the error's text appended to stderr (and null output read as '').
+   */
+  spawnError?: 'throw' | 'ignore' | 'stderr';
+}
+
+/** Runs an installed tool (qemu-img, qemu-io, nbdinfo, ...) and waits for it. */
+export function runTool(cmd: string, args: string[], o: ToolOptions = {}): Result {
+  const timeout = o.timeout ?? 60_000;
+  const r = spawnSync(cmd, args, {
     cwd: o.cwd,
     input: o.input ?? '',
     encoding: 'utf8',
-    timeout: Math.round(60_000 * testTimeScale()),
+    env: o.env ? { ...process.env, ...o.env } : process.env,
+    timeout: o.fixedTimeout ? timeout : Math.round(timeout * testTimeScale()),
+    ...(o.maxBuffer !== undefined ? { maxBuffer: o.maxBuffer } : {}),
   });
-  if (r.error) throw r.error;
+  const spawnError = o.spawnError ?? 'throw';
+  if (r.error && spawnError === 'throw') throw r.error;
+  if (spawnError === 'stderr') {
+    const stderr = `${r.stderr ?? ''}${r.error ? String(r.error) : ''}`;
+    return { code: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr };
+  }
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs the real `qemu-io ARGS...` (tests skip themselves where it is not installed). */
+export function qemuIo(args: string[], o: { cwd?: string; input?: string } = {}): Result {
+  return runTool('qemu-io', args, o);
+}
+
+/** Runs the real `qemu-img ARGS...`: its stdout; throws unless it exits with one of `codes`. */
+export function qemuImg(args: string[], codes = [0]): string {
+  const r = runTool('qemu-img', args);
+  if (!codes.includes(r.code ?? -1)) throw new Error(`qemu-img ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
 }

@@ -8,18 +8,17 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { FOREIGN_SAMPLES } from '../../../test/fixtures/foreign-samples.js';
-import { blk, ensureBuilt, rawFile, tempDir } from './helpers.js';
+import { blk, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('hostile');
+const { p } = scratch;
 
 /** sha256 of every file in the directory, by name. */
 function snapshot(): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const name of fs.readdirSync(dir).sort()) {
+  for (const name of fs.readdirSync(scratch.dir).sort()) {
     out[name] = createHash('sha256')
       .update(fs.readFileSync(p(name)))
       .digest('hex');
@@ -29,7 +28,7 @@ function snapshot(): Record<string, string> {
 
 /** A v3 overlay made by blk, with `patch` applied to its bytes. */
 function patchedOverlay(name: string, patch: (b: Buffer) => void): void {
-  const r = blk(['create', '-q', '-f', 'cow', '-b', 'good.img', name], { cwd: dir });
+  const r = blk(['create', '-q', '-f', 'cow', '-b', 'good.img', name], { cwd: scratch.dir });
   if (r.code !== 0) throw new Error(r.stderr);
   const b = fs.readFileSync(p(name));
   patch(b);
@@ -55,8 +54,6 @@ const HOSTILE: Array<[string, RegExp, 'image' | 'chain']> = [
 ];
 
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('hostile');
   rawFile(p('good.img'), 64 * 1024, [[0, 4096, 0x11]]);
   rawFile(p('other.img'), 64 * 1024);
   // Another mtime than good.img's: rebase must not take other.img for the end of a torn rebase onto it.
@@ -86,10 +83,6 @@ beforeAll(() => {
     b.writeBigUInt64BE(BigInt(fs.statSync(p('foreign.qcow2')).size), 12);
   });
 }, 60_000);
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
 const COMMANDS: Array<[string, (image: string) => string[]]> = [
   ['info', (f) => ['info', f]],
   ['map', (f) => ['map', '--output=json', f]],
@@ -113,7 +106,7 @@ describe('hostile images through every command', () => {
       const before = snapshot();
       for (const [image, mentions, where] of HOSTILE) {
         const argv = args(image);
-        const r = blk(argv, { cwd: dir, timeout: 20_000 });
+        const r = blk(argv, { cwd: scratch.dir, timeout: 20_000 });
         const what = `blk ${argv.join(' ')}`;
         expect(r.signal, what).toBeNull();
         expect(r.stderr, what).not.toMatch(/^\s+at /m);

@@ -6,29 +6,20 @@
  * finishes the commit.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   alternatingExpected,
   alternatingOverlay,
   blk,
   blkSpawn,
-  ensureBuilt,
   exited,
   expectSameImages,
-  tempDir,
+  scratchDir,
   waitFor,
 } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('interrupt-jobs');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('interrupt-jobs');
+const { p } = scratch;
 const MiB = 1 << 20;
 
 describe('blk commit interrupted by a signal', () => {
@@ -39,7 +30,7 @@ describe('blk commit interrupted by a signal', () => {
     it(`${sig}: stops between runs, exits ${code}, leaves the mark and the journal; a re-run finishes`, async () => {
       const size = 64 * MiB;
       const name = `int-${sig}`;
-      const { base, overlay } = alternatingOverlay(dir, name, size);
+      const { base, overlay } = alternatingOverlay(scratch.dir, name, size);
       alternatingExpected(p(`${name}.expected`), size);
       const before = fs.statSync(base).mtimeMs;
       const child = blkSpawn(['commit', overlay]);

@@ -5,31 +5,12 @@
  * supported", nothing written), `-u` may unmap.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as images from '@blk/images';
-import {
-  blk,
-  blkSpawn,
-  ensureBuilt,
-  exited,
-  filterQemuIo,
-  hasCommand,
-  qemuIo,
-  rawFile,
-  tempDir,
-  waitFor,
-} from './helpers.js';
+import { blk, blkSpawn, exited, filterQemuIo, hasCommand, qemuIo, rawFile, scratchDir, waitFor } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-flags');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('io-flags');
+const { p } = scratch;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 

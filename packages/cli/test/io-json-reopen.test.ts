@@ -14,29 +14,12 @@
  * Every comparison is of stdout and stderr, filtered as the iotests filter them, file names made equal.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testTimeScale } from '@blk/faults';
-import { blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, filterQemuIo, hasCommand, qemuImg, qemuIo, rawFile, scratchDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-json-reopen');
-});
-afterAll(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
-
-function qemuImg(args: string[], codes = [0]): string {
-  const r = spawnSync('qemu-img', args, { encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
-  if (r.error) throw r.error;
-  if (!codes.includes(r.status ?? -1)) throw new Error(`qemu-img ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
+const scratch = scratchDir('io-json-reopen');
+const { p } = scratch;
 
 interface Run {
   out: string;

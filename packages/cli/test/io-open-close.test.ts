@@ -4,33 +4,24 @@
  * interactive prompt on a terminal.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { TAKEN } from '../src/io/block-options.js';
 import {
-  BLK,
   blk,
-  ensureBuilt,
+  BLK,
   exited,
   filterQemuIo,
   hasCommand,
   qemuIo,
   rawFile,
+  scratchDir,
   shellQuote,
-  tempDir,
   waitFor,
 } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-open');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('io-open');
+const { p } = scratch;
 const KiB = 1024;
 const REPORT = 'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)';
 

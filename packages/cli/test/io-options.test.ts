@@ -4,20 +4,12 @@
  * and refuses the ones blk cannot honour with one clear line.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { BLK, blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
+import { blk, BLK, filterQemuIo, hasCommand, qemuIo, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-options');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('io-options');
+const { p } = scratch;
 const KiB = 1024;
 const SCRIPT = [
   'write -P 0x5a 0 64k',

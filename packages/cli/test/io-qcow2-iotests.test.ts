@@ -15,29 +15,13 @@
  *   memory (the dirty bit says so): killed then, qemu-img check finds what it finds after qemu-io.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testTimeScale } from '@blk/faults';
-import { BLK, blk, ensureBuilt, filterQemuIo, hasCommand, qemuIo, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, filterQemuIo, hasCommand, qemuImg, qemuIo, scratchDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-qcow2-iotests');
-});
-afterAll(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
-
-function qemuImg(args: string[], codes = [0]): string {
-  const r = spawnSync('qemu-img', args, { encoding: 'utf8', timeout: Math.round(60_000 * testTimeScale()) });
-  if (r.error) throw r.error;
-  if (!codes.includes(r.status ?? -1)) throw new Error(`qemu-img ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
+const scratch = scratchDir('io-qcow2-iotests');
+const { p } = scratch;
 
 /** Runs the same commands with blk io on `ours` and with qemu-io on `theirs`; both outputs, filtered. */
 function both(cmds: string[], ours: string, theirs: string): { blk: string; qemu: string } {

@@ -21,21 +21,13 @@
  *   "write" lock` and `Is another process using the image [F]?` (blk io said it its own way).
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, hasCommand, qemuIo, rawFile, runTool, scratchDir } from './helpers.js';
 
 const QEMU = hasCommand('qemu-io');
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-review-q2');
-});
-afterAll(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('io-review-q2');
+const { p } = scratch;
 
 const windowJson = (file: string) =>
   `json:{"driver":"raw","offset":4096,"size":65536,"file":{"driver":"file","filename":"${file}"}}`;
@@ -43,7 +35,7 @@ const windowJson = (file: string) =>
 describe("raw's window with a relative file name", () => {
   it('applies the offset and size as an absolute name does', () => {
     rawFile(p('w.bin'), 1 << 20, [[0, 1 << 20, 0xaa]]);
-    const r = blk(['io', '-c', 'length', '-c', 'write -P 0x11 0 4096', windowJson('w.bin')], { cwd: dir });
+    const r = blk(['io', '-c', 'length', '-c', 'write -P 0x11 0 4096', windowJson('w.bin')], { cwd: scratch.dir });
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n')[0]).toBe('64 KiB');
     const data = fs.readFileSync(p('w.bin'));
@@ -55,8 +47,8 @@ describe("raw's window with a relative file name", () => {
   it.skipIf(!QEMU)('refuses a write past the window as qemu-io does, touching nothing outside it', () => {
     rawFile(p('e.bin'), 1 << 20, [[0, 1 << 20, 0xaa]]);
     const cmd = ['-c', 'write -P 0x22 61440 8192', windowJson('e.bin')];
-    const theirs = qemuIo(cmd, { cwd: dir });
-    const ours = blk(['io', ...cmd], { cwd: dir });
+    const theirs = qemuIo(cmd, { cwd: scratch.dir });
+    const ours = blk(['io', ...cmd], { cwd: scratch.dir });
     expect(ours.stdout).toBe(theirs.stdout);
     expect(theirs.stdout).toBe('write failed: Input/output error\n');
     const data = fs.readFileSync(p('e.bin'));
@@ -67,9 +59,8 @@ describe("raw's window with a relative file name", () => {
 const QEMU_IMG = hasCommand('qemu-img') && hasCommand('qemu-io');
 
 function run(cmd: string, args: string[]): { code: number | null; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
-  if (r.error) throw r.error;
-  return { code: r.status, out: r.stdout + r.stderr };
+  const r = runTool(cmd, args, { fixedTimeout: true });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 describe.skipIf(!QEMU_IMG)('amend refcount_bits on a refcount table that names other metadata', () => {
@@ -145,8 +136,8 @@ describe('a json: name with a driver blk lacks', () => {
   it.skipIf(!QEMU)('is an unknown driver of the image, not of a backing file (as qemu-io says)', () => {
     rawFile(p('d.bin'), 65536);
     const cmd = ['-c', 'length', 'json:{"driver":"nosuch","file":{"filename":"d.bin"}}'];
-    const ours = blk(['io', ...cmd], { cwd: dir });
-    const theirs = qemuIo(cmd, { cwd: dir });
+    const ours = blk(['io', ...cmd], { cwd: scratch.dir });
+    const theirs = qemuIo(cmd, { cwd: scratch.dir });
     expect(theirs.stderr).toMatch(/: Unknown driver 'nosuch'$/m);
     expect(ours.stderr).toBe(theirs.stderr);
     expect(ours.code).toBe(theirs.code);
@@ -160,8 +151,8 @@ describe.skipIf(!QEMU)('a bad size option', () => {
       ['-c', 'length', 'json:{"driver":"raw","offset":-512,"file":{"filename":"s.bin"}}'],
       ['-f', 'raw', '-c', 'reopen -o offset=-1', '-c', 'length', 's.bin'],
     ]) {
-      const ours = blk(['io', ...cmd], { cwd: dir });
-      const theirs = qemuIo(cmd, { cwd: dir });
+      const ours = blk(['io', ...cmd], { cwd: scratch.dir });
+      const theirs = qemuIo(cmd, { cwd: scratch.dir });
       expect(theirs.stderr).toContain('\nOptional suffix k, M, G');
       expect(ours.stderr).toBe(theirs.stderr);
       expect(ours.stdout).toBe(theirs.stdout);
@@ -186,7 +177,7 @@ describe.skipIf(!QEMU)('a file another process holds', () => {
       // The holder has the image open once its OFD locks show in /proc/locks (by inode); no other qemu-io runs
       // before that, or the two would race for the lock and the holder could be the one refused.
       const holder = spawn('qemu-io', [...holderArgs, '-c', 'sleep 120000', f], {
-        cwd: dir,
+        cwd: scratch.dir,
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       try {
@@ -201,9 +192,9 @@ describe.skipIf(!QEMU)('a file another process holds', () => {
           await new Promise((r) => setTimeout(r, 20));
         }
         for (const cmd of cases) {
-          const theirs = qemuIo([...cmd], { cwd: dir });
+          const theirs = qemuIo([...cmd], { cwd: scratch.dir });
           expect(theirs.stderr).toMatch(/Failed to get .*lock\nIs another process using the image \[held.qcow2\]\?/);
-          expect(blk(['io', ...cmd], { cwd: dir }).stderr).toBe(theirs.stderr);
+          expect(blk(['io', ...cmd], { cwd: scratch.dir }).stderr).toBe(theirs.stderr);
         }
       } finally {
         if (holder.exitCode === null && holder.signalCode === null) {
@@ -253,8 +244,8 @@ describe.skipIf(!QEMU)('truncate of a window', () => {
     ];
     const files: Record<string, Buffer> = {};
     for (const [who, runIt] of [
-      ['blk', (args: string[]) => blk(['io', ...args], { cwd: dir })],
-      ['qemu', (args: string[]) => qemuIo(args, { cwd: dir })],
+      ['blk', (args: string[]) => blk(['io', ...args], { cwd: scratch.dir })],
+      ['qemu', (args: string[]) => qemuIo(args, { cwd: scratch.dir })],
     ] as const) {
       const f = `t-${who}.bin`;
       rawFile(p(f), 1 << 20, [[0, 1 << 20, 0xaa]]);

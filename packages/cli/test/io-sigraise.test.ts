@@ -8,24 +8,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, hasCommand, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-sigraise');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const scratch = scratchDir('io-sigraise');
 
 describe('blk io sigraise and abort', () => {
   it('dies of the signal after printing what came before; later commands do not run', () => {
-    const f = path.join(dir, 'a.raw');
+    const f = path.join(scratch.dir, 'a.raw');
     fs.writeFileSync(f, new Uint8Array(64 * 1024));
     const r = blk(['io', '-f', 'raw', '-c', 'write -P 0x5a 0 512', '-c', 'sigraise 9', '-c', 'read 0 512', f], {
-      cwd: dir,
+      cwd: scratch.dir,
     });
     expect(r.signal).toBe('SIGKILL');
     expect(r.stdout).toMatch(/^wrote 512\/512 bytes at offset 0\n/);
@@ -40,18 +33,18 @@ describe('blk io sigraise and abort', () => {
   });
 
   it('needs no open file, as qemu-io (CMD_NOFILE_OK)', () => {
-    const r = blk(['io', '-c', 'sigraise 15'], { cwd: dir });
+    const r = blk(['io', '-c', 'sigraise 15'], { cwd: scratch.dir });
     expect(r.signal).toBe('SIGTERM');
   });
 
   it('abort raises SIGABRT without a stack trace', () => {
-    const r = blk(['io', '-c', 'abort'], { cwd: dir });
+    const r = blk(['io', '-c', 'abort'], { cwd: scratch.dir });
     expect(r.signal).toBe('SIGABRT');
     expect(r.stderr).not.toMatch(/stack trace/i);
   });
 
   it("refuses a signal above NSIG and a non-number with qemu-io's messages", () => {
-    const big = blk(['io', '-c', 'sigraise 99', '-c', 'sigraise x'], { cwd: dir });
+    const big = blk(['io', '-c', 'sigraise 99', '-c', 'sigraise x'], { cwd: scratch.dir });
     expect(big.signal).toBe(null);
     expect(big.code).toBe(1);
     const expected =

@@ -7,23 +7,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, hasCommand, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-truncate');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const scratch = scratchDir('io-truncate');
 
 const cmds = ['truncate 3M', 'length', 'truncate 512k', 'length', 'truncate -m full 1M', 'length'];
 
 describe('blk io truncate', () => {
   it("grows and shrinks a raw image, with qemu-io's length output", () => {
-    const f = path.join(dir, 'a.raw');
+    const f = path.join(scratch.dir, 'a.raw');
     fs.writeFileSync(f, new Uint8Array(1024 * 1024).fill(7));
     const r = blk(['io', '-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), f]);
     expect(r.stderr).toBe('');
@@ -34,7 +27,7 @@ describe('blk io truncate', () => {
     expect(data.subarray(0, 512 * 1024).every((x) => x === 7)).toBe(true);
     expect(data.subarray(512 * 1024).every((x) => x === 0)).toBe(true);
     if (hasCommand('qemu-io')) {
-      const g = path.join(dir, 'b.raw');
+      const g = path.join(scratch.dir, 'b.raw');
       fs.writeFileSync(g, new Uint8Array(1024 * 1024));
       const q = spawnSync('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), g], { encoding: 'utf8' });
       expect(q.stdout).toBe(r.stdout);
@@ -42,7 +35,7 @@ describe('blk io truncate', () => {
   });
 
   it('an unknown preallocation mode and a read-only image are refused', () => {
-    const f = path.join(dir, 'c.raw');
+    const f = path.join(scratch.dir, 'c.raw');
     fs.writeFileSync(f, new Uint8Array(4096));
     const bad = blk(['io', '-f', 'raw', '-c', 'truncate -m sparse 8k', f]);
     expect(bad.code).toBe(1);

@@ -7,20 +7,12 @@
  * as zeros.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { testTimeScale } from '@blk/faults';
-import { blk, diskUsage, ensureBuilt, filterQemuIo, hasCommand, qemuIo, rawFile, tempDir } from './helpers.js';
+import { blk, diskUsage, filterQemuIo, hasCommand, qemuIo, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io-zeroes');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('io-zeroes');
+const { p } = scratch;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 

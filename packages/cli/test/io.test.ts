@@ -1,19 +1,11 @@
 /** blk io: qemu-io's command language, output lines and exit codes. */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, filterQemuIo, hasCommand, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, filterQemuIo, hasCommand, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('io');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('io');
+const { p } = scratch;
 const MiB = 1 << 20;
 const REPORT = 'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)';
 

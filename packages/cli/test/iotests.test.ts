@@ -9,17 +9,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, filterQemuIo, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, filterQemuIo, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('iotests');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const scratch = scratchDir('iotests');
 
 const REPORT = 'X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)';
 const TEST_OFFSETS = [0, 4294967296];
@@ -163,7 +156,7 @@ const SETUPS: Setup[] = [
 
 describe.each(SETUPS)('qemu-iotests recipes: $name', (setup) => {
   it('017: simple backing file reads', () => {
-    const testImg = path.join(dir, `017-${setup.name.split(' ')[0]}.cow`);
+    const testImg = path.join(scratch.dir, `017-${setup.name.split(' ')[0]}.cow`);
     const base = setup.makeBase(`${testImg}.base`);
     fillBase(base);
     if (base.opts[1] !== 'raw') checkTestImg(base);
@@ -175,7 +168,7 @@ describe.each(SETUPS)('qemu-iotests recipes: $name', (setup) => {
   });
 
   it('020: commit changes to the backing file', () => {
-    const testImg = path.join(dir, `020-${setup.name.split(' ')[0]}.cow`);
+    const testImg = path.join(scratch.dir, `020-${setup.name.split(' ')[0]}.cow`);
     const base = setup.makeBase(`${testImg}.base`);
     fillBase(base);
     const img = setup.makeOverlay(testImg, base);

@@ -13,18 +13,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, rawFile, scratchDir } from './helpers.js';
 
 const hasQemu = spawnSync('qemu-io', ['--version'], { stdio: 'ignore' }).status === 0;
 const hasPython = spawnSync('python3', ['-c', 'import fcntl'], { stdio: 'ignore' }).status === 0;
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('locks');
-});
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDir('locks');
 
 interface Holder {
   /** Writes 512 bytes of `byte` at `offset` through the holder's open image and waits for it (writers only). */
@@ -104,7 +99,7 @@ const holders: Array<[string, boolean, (file: string) => Promise<Holder>]> = [
 
 /** A directory with a busy image (1 MiB, 0x5a at 64 KiB), a source and a base, and the image's holder. */
 async function scene(start: (file: string) => Promise<Holder>) {
-  const sub = fs.mkdtempSync(path.join(dir, 'h-'));
+  const sub = fs.mkdtempSync(path.join(scratch.dir, 'h-'));
   const image = path.join(sub, 'busy.img');
   rawFile(image, 1024 * 1024, [[65536, 4096, 0x5a]]);
   const src = path.join(sub, 'src.img');

@@ -3,20 +3,11 @@
  * base (present, depth 1) but are not data, and read as zeros, with their
  * offsets, as qemu-img map prints a raw backing file's holes.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('map-status');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('map-status');
+const { p } = scratch;
 const K = 1024;
 
 describe('blk map: present, depth, data and zero from the chain status', () => {

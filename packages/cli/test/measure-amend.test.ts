@@ -1,22 +1,14 @@
 /** blk measure and blk amend: qemu-img's commands, side by side with qemu-img where it knows the format. */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, hasCommand, qemuImgAsBlk, rawFile, scratchDir } from './helpers.js';
 
 const HAVE_QEMU = hasCommand('qemu-img');
 if (!HAVE_QEMU)
   console.warn('measure-amend.test.ts: qemu-img is not installed; the side-by-side comparisons are skipped');
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('measure');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('measure');
+const { p } = scratch;
 const KiB = 1024;
 const MiB = 1 << 20;
 

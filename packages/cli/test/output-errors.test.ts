@@ -6,15 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, ensureBuilt, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { BLK, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('output-errors');
-});
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDir('output-errors');
 
 const hasDevFull = fs.existsSync('/dev/full');
 
@@ -22,7 +17,7 @@ describe('an output that cannot be written', () => {
   it.skipIf(!hasDevFull)(
     'stdout on a full device: one line naming the failure, exit 1 (compare: 2), no stack trace',
     () => {
-      const img = path.join(dir, 'img.raw');
+      const img = path.join(scratch.dir, 'img.raw');
       rawFile(img, 1 << 20, [[0, 4096, 0x42]]);
       const full = fs.openSync('/dev/full', 'w');
       try {

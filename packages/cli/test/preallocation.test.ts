@@ -1,23 +1,15 @@
 /** blk create -o preallocation=off|metadata|falloc|full: qemu-img's accept/refuse list for raw; cow reserves space, bits clear. */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, hasCommand, rawFile, scratchDir } from './helpers.js';
 
 const HAVE_QEMU = hasCommand('qemu-img');
 if (!HAVE_QEMU)
   console.warn('preallocation.test.ts: qemu-img is not installed; the side-by-side comparison is skipped');
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('prealloc');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('prealloc');
+const { p } = scratch;
 const used = (file: string) => fs.statSync(file).blocks * 512;
 const MiB = 1 << 20;
 

@@ -1,24 +1,18 @@
 /** -p: progress on a terminal for every long job, silence in pipes. */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, hasCommand, rawFile, shellQuote, tempDir, underPty } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { blk, BLK, hasCommand, rawFile, scratchDir, shellQuote, underPty } from './helpers.js';
 
-let dir: string;
+const scratch = scratchDir('progress');
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('progress');
-  rawFile(path.join(dir, 'base.img'), 4 << 20, [[0, 1 << 20, 1]]);
-  rawFile(path.join(dir, 'other.img'), 4 << 20, [
+  rawFile(path.join(scratch.dir, 'base.img'), 4 << 20, [[0, 1 << 20, 1]]);
+  rawFile(path.join(scratch.dir, 'other.img'), 4 << 20, [
     [0, 1 << 20, 1],
     [2 << 20, 4096, 2],
   ]);
-  const ovl = path.join(dir, 'ovl.cow');
-  expect(blk(['create', '-q', '-f', 'cow', '-b', path.join(dir, 'base.img'), ovl]).code).toBe(0);
+  const ovl = path.join(scratch.dir, 'ovl.cow');
+  expect(blk(['create', '-q', '-f', 'cow', '-b', path.join(scratch.dir, 'base.img'), ovl]).code).toBe(0);
   expect(blk(['io', '-c', 'write -P 7 0 1M', ovl]).code).toBe(0);
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 const JOBS: Array<[string, string[], string]> = [
@@ -31,7 +25,7 @@ const JOBS: Array<[string, string[], string]> = [
 
 describe('progress', () => {
   it.each(JOBS)('%s -p is quiet in a pipe', (_name, args, message) => {
-    const r = blk(args, { cwd: dir });
+    const r = blk(args, { cwd: scratch.dir });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith(message ? `${message}\n` : '')).toBe(true);
@@ -43,7 +37,7 @@ describe('progress', () => {
       const line = [process.execPath, BLK, ...args.map((a) => (a === 'out.img' ? 'out2.img' : a))]
         .map(shellQuote)
         .join(' ');
-      const r = underPty(line, dir);
+      const r = underPty(line, scratch.dir);
       expect(r.code, name).toBe(0);
       expect(r.stdout, name).toContain('    (0.00/100%)\r');
       expect(r.stdout, name).toContain('    (100.00/100%)\r');

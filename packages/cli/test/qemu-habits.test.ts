@@ -6,22 +6,16 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, filterQemuIo, hasCommand, tempDir, type Result } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, filterQemuIo, hasCommand, type Result, scratchDir } from './helpers.js';
 
 const hasQemu = hasCommand('qemu-img') && hasCommand('qemu-io');
 const hasCc = hasCommand('cc');
 const MiB = 1024 * 1024;
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('habits');
-});
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDir('habits');
 
-const p = (name: string) => path.join(dir, name);
+const { p } = scratch;
 const ok = (r: Result) => {
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);

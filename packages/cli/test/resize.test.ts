@@ -1,22 +1,14 @@
 /** blk resize: qemu-img resize on raw (side by side with qemu-img) and in-place resizing of cow overlays. */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, hasCommand, qemuImgAsBlk, rawFile, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, hasCommand, qemuImgAsBlk, rawFile, scratchDir } from './helpers.js';
 
 const HAVE_QEMU = hasCommand('qemu-img');
 if (!HAVE_QEMU) console.warn('resize.test.ts: qemu-img is not installed; the side-by-side comparisons are skipped');
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('resize');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-const p = (name: string) => path.join(dir, name);
+const scratch = scratchDir('resize');
+const { p } = scratch;
 const size = (file: string) => fs.statSync(file).size;
 const KiB = 1024;
 const MiB = 1 << 20;

@@ -8,8 +8,8 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLK, blk, ensureBuilt, exited, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { blk, BLK, exited, scratchDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -17,14 +17,7 @@ const TiB = 1024 * GiB;
 /** Peak resident memory allowed to any command here. */
 const MEMORY_BOUND = 200 * MiB;
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('bounds');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const scratch = scratchDir('bounds');
 
 /** A field of /proc/PID/status in bytes (VmRSS, VmHWM), or undefined once the process is gone. */
 function procStatusBytes(pid: number, field: string): number | undefined {
@@ -60,7 +53,7 @@ interface Measured {
 
 /** Runs blk ARGS, sampling its peak RSS every few ms and killing it past MEMORY_BOUND or `timeout`. */
 async function measured(args: string[], timeout = 60_000): Promise<Measured> {
-  const child = spawn(process.execPath, [BLK, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BLK, ...args], { cwd: scratch.dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => {
@@ -89,8 +82,8 @@ async function measured(args: string[], timeout = 60_000): Promise<Measured> {
 
 /** A cow overlay (`size` bytes) of `base` in which every other sector is allocated: one map entry per sector. */
 function fragmentedOverlay(name: string, size: number): string {
-  const base = path.join(dir, `${name}.raw`);
-  const overlay = path.join(dir, `${name}.cow`);
+  const base = path.join(scratch.dir, `${name}.raw`);
+  const overlay = path.join(scratch.dir, `${name}.cow`);
   fs.closeSync(fs.openSync(base, 'w'));
   fs.truncateSync(base, size);
   expect(blk(['create', '-q', '-f', 'cow', '-b', base, '-F', 'raw', overlay]).code).toBe(0);
@@ -107,8 +100,8 @@ function fragmentedOverlay(name: string, size: number): string {
 
 describe('hangs: concurrency past the bitmap cache', () => {
   it('2100 concurrent aio_writes 16 MiB apart on a 40 GiB overlay (more chunks than the default cache holds) complete', async () => {
-    const base = path.join(dir, 'aio-base.raw');
-    const overlay = path.join(dir, 'aio.cow');
+    const base = path.join(scratch.dir, 'aio-base.raw');
+    const overlay = path.join(scratch.dir, 'aio.cow');
     fs.closeSync(fs.openSync(base, 'w'));
     fs.truncateSync(base, 40 * GiB);
     expect(blk(['create', '-q', '-f', 'cow', '-b', base, '-F', 'raw', overlay]).code).toBe(0);
@@ -123,8 +116,8 @@ describe('hangs: concurrency past the bitmap cache', () => {
 
 describe('cost linear in the runs found', () => {
   it('map, compare and convert of an empty sparse 1 TiB overlay over a 1000-extent sparse base finish in seconds', async () => {
-    const base = path.join(dir, 'tib.raw');
-    const overlay = path.join(dir, 'tib.cow');
+    const base = path.join(scratch.dir, 'tib.raw');
+    const overlay = path.join(scratch.dir, 'tib.cow');
     const fd = fs.openSync(base, 'w');
     fs.ftruncateSync(fd, TiB);
     const extent = Buffer.alloc(4096, 0x5a);
@@ -144,7 +137,7 @@ describe('cost linear in the runs found', () => {
     const compare = await measured(['compare', overlay, base], 30_000);
     expect(compare.signal, 'blk compare did not finish in 30 s').toBeNull();
     expect(compare.stdout).toBe('Images are identical.\n');
-    const out = path.join(dir, 'tib-out.raw');
+    const out = path.join(scratch.dir, 'tib-out.raw');
     const convert = await measured(['convert', '-O', 'raw', overlay, out], 30_000);
     expect(convert.signal, 'blk convert did not finish in 30 s').toBeNull();
     expect(convert.code, convert.stderr).toBe(0);
@@ -190,7 +183,7 @@ describe('memory bounded whatever the image or the arguments', () => {
   }, 90_000);
 
   it('blk io write -s /dev/zero reads no more of the pattern file than the request needs', async () => {
-    const image = path.join(dir, 'small.raw');
+    const image = path.join(scratch.dir, 'small.raw');
     fs.writeFileSync(image, Buffer.alloc(MiB));
     const r = await measured(['io', '-f', 'raw', '-c', 'write -s /dev/zero 0 512', '-c', 'read -P 0 0 512', image]);
     expect(r.overBound, `peak ${r.peak}`).toBe(false);
@@ -199,7 +192,7 @@ describe('memory bounded whatever the image or the arguments', () => {
   }, 60_000);
 
   it('blk io requests past the end of the image fail before their buffers are allocated', async () => {
-    const image = path.join(dir, 'small2.raw');
+    const image = path.join(scratch.dir, 'small2.raw');
     fs.writeFileSync(image, Buffer.alloc(MiB));
     const r = await measured([
       'io',
@@ -231,7 +224,7 @@ describe('memory bounded whatever the image or the arguments', () => {
   }, 60_000);
 
   it('blk io write -z of gigabytes writes zeros from a small buffer', async () => {
-    const image = path.join(dir, 'zeros.raw');
+    const image = path.join(scratch.dir, 'zeros.raw');
     fs.writeFileSync(image, Buffer.alloc(MiB, 0x11));
     fs.truncateSync(image, 1 * GiB);
     const r = await measured(['io', '-f', 'raw', '-c', 'write -z 0 300M', '-c', 'read -q -P 0 0 1M', image]);
@@ -261,7 +254,7 @@ describe('memory bounded whatever the image or the arguments', () => {
   }, 60_000);
 
   it('blk io reads and writes of 250 MB go through a small buffer, with the same pattern checks', async () => {
-    const image = path.join(dir, 'big.raw');
+    const image = path.join(scratch.dir, 'big.raw');
     fs.closeSync(fs.openSync(image, 'w'));
     fs.truncateSync(image, 256 * MiB);
     const r = await measured([
@@ -311,9 +304,9 @@ describe('memory bounded whatever the image or the arguments', () => {
   }, 60_000);
 
   it('blk rebase refuses a reference the overlay cannot record before copying anything', async () => {
-    const oldBase = path.join(dir, 'old.raw');
-    const newBase = path.join(dir, 'new.raw');
-    const overlay = path.join(dir, 'rb.cow');
+    const oldBase = path.join(scratch.dir, 'old.raw');
+    const newBase = path.join(scratch.dir, 'new.raw');
+    const overlay = path.join(scratch.dir, 'rb.cow');
     fs.writeFileSync(oldBase, Buffer.alloc(4 * MiB, 0x33));
     fs.writeFileSync(newBase, Buffer.alloc(8 * MiB)); // another size: a UML (v3) overlay cannot take it
     expect(blk(['create', '-q', '-f', 'cow', '-b', oldBase, '-F', 'raw', overlay]).code).toBe(0);

@@ -6,11 +6,12 @@
  * mounts here); nbdinfo --map and --map=qemu:allocation-depth equal blk map; kill -9 of the server
  * in the middle of writes leaves every sector old or new.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, blkSpawn, ensureBuilt, exited, hasCommand, rawFile, tempDir, waitFor } from './helpers.js';
+import { blk, ensureBuilt, exited, hasCommand, rawFile, tempDir, waitFor } from './helpers.js';
+import { spawnServe, tool } from './serve-helpers.js';
 
 const MiB = 1024 * 1024;
 const dir = tempDir('serve-io');
@@ -20,10 +21,9 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 /** Debian's python3 first: python3-libnbd is installed for it (a pyenv python3 may shadow it). */
 const ENV = { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` };
 
-function run(cmd: string, args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, env: ENV, input, maxBuffer: 256 * MiB });
-  return { code: r.status, stdout: r.stdout ?? '', stderr: `${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
-}
+/** A client tool (tool(): /usr/bin first), 120 s; a tool that cannot run says why on stderr. */
+const run = (cmd: string, args: string[], input?: string) =>
+  tool(cmd, args, { timeout: 120_000, input, maxBuffer: 256 * MiB, spawnError: 'stderr' });
 
 function haveNbdsh(): boolean {
   return hasCommand('nbdsh') && run('nbdsh', ['-c', 'pass']).code === 0;
@@ -34,24 +34,16 @@ let n = 0;
 async function serve(file: string, args: string[] = []) {
   const sock = path.join(dir, `nbd${++n}.sock`);
   const pid = path.join(dir, `serve${n}.pid`);
-  const child = blkSpawn(['serve', '-t', '-e', '8', ...args, '-k', sock, '--pid-file', pid, file]);
-  let stderr = '';
-  child.stderr?.on('data', (b: Buffer) => {
-    stderr += b.toString();
-  });
-  const exit = exited(child);
-  let gone = false;
-  void exit.then(() => {
-    gone = true;
-  });
-  await waitFor(() => fs.existsSync(pid) || gone, 20_000, 'blk serve to listen');
-  if (gone) throw new Error(`blk serve exited: ${stderr}`);
+  const { child, exit, stderr } = await spawnServe(
+    ['serve', '-t', '-e', '8', ...args, '-k', sock, '--pid-file', pid, file],
+    pid,
+  );
   const uri = (name = '') => `nbd+unix:///${name}?socket=${sock}`;
   const stop = async () => {
     child.kill('SIGTERM');
     await exit;
   };
-  return { child, sock, uri, exit, stop, stderr: () => stderr };
+  return { child, sock, uri, exit, stop, stderr };
 }
 
 /** A 24 MiB random raw base with a hole, and a cow overlay over it with writes of its own. */

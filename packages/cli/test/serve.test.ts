@@ -2,42 +2,29 @@
  * blk serve against real NBD clients (qemu-img, qemu-io, nbdinfo) and a hostile one (a raw socket
  * speaking the protocol): the built bin is spawned as qemu-nbd would be.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SocketStream } from '@blk/nbd/node';
 import { CMD, concat, encodeRequest, IHAVEOPT, NBD_ERR, OPT, REP, SIMPLE_REPLY_MAGIC, u16, u32, view } from '@blk/nbd';
-import { blk, blkSpawn, ensureBuilt, exited, hasCommand, rawFile, tempDir, waitFor } from './helpers.js';
+import { blk, ensureBuilt, hasCommand, rawFile, runTool, tempDir } from './helpers.js';
+import { spawnServe } from './serve-helpers.js';
 
 const MiB = 1024 * 1024;
 
 beforeAll(() => ensureBuilt());
 
-function run(cmd: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+/** A client tool (this process's PATH), 60 s not stretched; a tool that cannot run reports (code null). */
+const run = (cmd: string, args: string[]) => runTool(cmd, args, { fixedTimeout: true, spawnError: 'ignore' });
 
 /** Starts `blk serve ARGS -k SOCK --pid-file PID FILE` and waits until it listens. */
 async function serve(dir: string, file: string, args: string[]) {
   const sock = path.join(dir, 'nbd.sock');
   const pid = path.join(dir, 'serve.pid');
-  const child = blkSpawn(['serve', ...args, '-k', sock, '--pid-file', pid, file]);
-  let stderr = '';
-  child.stderr?.on('data', (b: Buffer) => {
-    stderr += b.toString();
-  });
-  const exit = exited(child);
-  let gone = false;
-  void exit.then(() => {
-    gone = true;
-  });
-  await waitFor(() => fs.existsSync(pid) || gone, 20_000, 'blk serve to listen');
-  if (gone) throw new Error(`blk serve exited: ${stderr}`);
+  const { child, exit, stderr } = await spawnServe(['serve', ...args, '-k', sock, '--pid-file', pid, file], pid);
   expect(Number(fs.readFileSync(pid, 'utf8'))).toBe(child.pid);
-  return { child, sock, pid, exit, stderr: () => stderr };
+  return { child, sock, pid, exit, stderr };
 }
 
 /** Merged [start, length, data] runs of `nbdinfo --map` (base:allocation) output. */

@@ -18,7 +18,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, rawFile, tempDir, type Result } from './helpers.js';
+import { blk, rawFile, type Result, scratchDir } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const hasPython = spawnSync('python3', ['-c', 'import socket'], { stdio: 'ignore' }).status === 0;
@@ -26,7 +26,7 @@ const hasPython = spawnSync('python3', ['-c', 'import socket'], { stdio: 'ignore
 const TIMEOUT = 15_000;
 const DEV_SIZE = 4 * 1024 * 1024;
 
-let dir: string;
+const scratch = scratchDir('special');
 let loopFile: string;
 let loopDevice: string | undefined;
 const nodes: Record<string, string> = {};
@@ -36,24 +36,22 @@ function mknod(file: string, ...spec: string[]): void {
 }
 
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('special');
   if (!isRoot) return;
-  nodes.fifo = path.join(dir, 'fifo');
+  nodes.fifo = path.join(scratch.dir, 'fifo');
   mknod(nodes.fifo, 'p');
-  nodes['char device'] = path.join(dir, 'null');
+  nodes['char device'] = path.join(scratch.dir, 'null');
   mknod(nodes['char device'], 'c', '1', '3');
-  nodes.directory = path.join(dir, 'directory');
+  nodes.directory = path.join(scratch.dir, 'directory');
   fs.mkdirSync(nodes.directory);
   if (hasPython) {
-    nodes.socket = path.join(dir, 'socket');
+    nodes.socket = path.join(scratch.dir, 'socket');
     execFileSync('python3', [
       '-c',
       `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(nodes.socket)})`,
     ]);
   }
   // A loop device over a file of 0xd5 bytes, and a node of our own for it.
-  loopFile = path.join(dir, 'loop-backing.img');
+  loopFile = path.join(scratch.dir, 'loop-backing.img');
   rawFile(loopFile, DEV_SIZE, [[0, DEV_SIZE, 0xd5]]);
   try {
     loopDevice = execFileSync('losetup', ['--show', '-f', loopFile], { encoding: 'utf8' }).trim();
@@ -61,15 +59,14 @@ beforeAll(() => {
     return; // No loop devices here: the device tests are skipped.
   }
   const rdev = fs.statSync(loopDevice).rdev;
-  nodes['block device'] = path.join(dir, 'blockdev');
+  nodes['block device'] = path.join(scratch.dir, 'blockdev');
   mknod(nodes['block device'], 'b', String((rdev >> 8) & 0xfff), String((rdev & 0xff) | ((rdev >> 12) & 0xfff00)));
-  nodes['symlink to a block device'] = path.join(dir, 'devlink');
+  nodes['symlink to a block device'] = path.join(scratch.dir, 'devlink');
   fs.symlinkSync(nodes['block device'], nodes['symlink to a block device']);
 });
 
 afterAll(() => {
   if (loopDevice) execFileSync('losetup', ['-d', loopDevice]);
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** blk with a timeout; a hang is a test failure, not a stalled run. */
@@ -91,7 +88,7 @@ function kindOf(file: string): string {
         : st.isSocket()
           ? 'socket'
           : st.isDirectory()
-            ? 'dir'
+            ? 'scratch.dir'
             : st.isSymbolicLink()
               ? 'symlink'
               : 'file';
@@ -133,8 +130,8 @@ describe.skipIf(!isRoot)('a FIFO, socket, character device or directory named as
       const node = nodes[kind];
       if (node === undefined) return; // No python3 for the socket.
       const before = kindOf(node);
-      const out = path.join(dir, `out-${kind.replace(' ', '-')}.img`);
-      const base = path.join(dir, 'plain-base.img');
+      const out = path.join(scratch.dir, `out-${kind.replace(' ', '-')}.img`);
+      const base = path.join(scratch.dir, 'plain-base.img');
       rawFile(base, 1024 * 1024);
       const commands: string[][] = [
         ['info', node],
@@ -169,22 +166,22 @@ describe.skipIf(!isRoot)('a FIFO, socket, character device or directory named as
   it.each(refusedKinds)("%s as convert's target: refused, not replaced by a regular file", (kind) => {
     const node = nodes[kind];
     if (node === undefined) return;
-    const src = path.join(dir, 'plain-src.img');
+    const src = path.join(scratch.dir, 'plain-src.img');
     rawFile(src, 1024 * 1024, [[0, 512, 0x42]]);
     const r = run(['convert', src, node]);
     expect(r.stderr).toMatch(/convert writes only regular files and block devices/);
     expect(r.code).toBe(1);
     expect(kindOf(node)).toBe(
-      kind === 'fifo' ? 'fifo' : kind === 'char device' ? 'char' : kind === 'socket' ? 'socket' : 'dir',
+      kind === 'fifo' ? 'fifo' : kind === 'char device' ? 'char' : kind === 'socket' ? 'socket' : 'scratch.dir',
     );
-    expect(fs.readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    expect(fs.readdirSync(scratch.dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
 });
 
 describe.skipIf(!isRoot)('a special file named as a backing file inside an image', () => {
   /** An overlay whose backing path names `node` (made over a regular file, which the node then replaces). */
   function overlayOver(kind: string): { overlay: string; backingPath: string } {
-    const sub = fs.mkdtempSync(path.join(dir, 'ov-'));
+    const sub = fs.mkdtempSync(path.join(scratch.dir, 'ov-'));
     const backingPath = path.join(sub, 'backing');
     rawFile(backingPath, DEV_SIZE);
     const overlay = path.join(sub, 'top.cow');
@@ -251,7 +248,7 @@ describe.skipIf(!isRoot)('a special file named as a backing file inside an image
     if (!devicesReady()) return ctx.skip(); // no free loop device here
     fillDevice(0xd5);
     // Named on the command line, the device is the user's choice: create takes it.
-    const overlay = path.join(fs.mkdtempSync(path.join(dir, 'uml-')), 'top.cow');
+    const overlay = path.join(fs.mkdtempSync(path.join(scratch.dir, 'uml-')), 'top.cow');
     let r = run(['create', '-q', '-f', 'cow', '-b', nodes['symlink to a block device']!, overlay]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -285,7 +282,7 @@ describe.skipIf(!isRoot)('a block device named on the command line', () => {
       'virtual-size': number;
     };
     expect(fallback['virtual-size']).toBe(DEV_SIZE);
-    const out = path.join(dir, 'from-device.img');
+    const out = path.join(scratch.dir, 'from-device.img');
     const r = run(['convert', dev, out]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -296,7 +293,7 @@ describe.skipIf(!isRoot)('a block device named on the command line', () => {
 
   it('convert onto it (or a symlink to it) writes the device in place, zeros included; the node stays', (ctx) => {
     if (!devicesReady()) return ctx.skip(); // no free loop device here
-    const src = path.join(dir, 'to-device.img');
+    const src = path.join(scratch.dir, 'to-device.img');
     rawFile(src, 1024 * 1024, [
       [0, 4096, 0x42],
       [512 * 1024, 512, 0x43],
@@ -312,7 +309,7 @@ describe.skipIf(!isRoot)('a block device named on the command line', () => {
       expect(got.equals(fs.readFileSync(src))).toBe(true); // The old 0xee under the source's zeros is gone.
       expect(deviceBytes(1024 * 1024, 4096).every((b) => b === 0xee)).toBe(true); // Past the image: untouched.
     }
-    expect(fs.readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    expect(fs.readdirSync(scratch.dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
 
   it('create -f raw fits the image on the device in place (no growing); a cow image on it is refused', (ctx) => {

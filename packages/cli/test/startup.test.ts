@@ -8,8 +8,8 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_DIR, ensureBuilt, rawFile, tempDir } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { CLI_DIR, rawFile, scratchDir } from './helpers.js';
 
 const BIN = path.join(CLI_DIR, 'dist', 'blk.cjs');
 const FIXTURE = path.join(__dirname, 'fixtures', 'start-output.json');
@@ -21,21 +21,16 @@ interface Case {
   stderr: string;
 }
 
-let dir: string;
+const scratch = scratchDir('startup');
 let cacheHome: string;
 beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('startup');
-  cacheHome = path.join(dir, 'cache');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
+  cacheHome = path.join(scratch.dir, 'cache');
 });
 
 function run(args: string[], env: Record<string, string> = {}, bin = BIN, preload?: string): Case {
   const r = spawnSync(process.execPath, [...(preload ? ['-r', preload] : []), bin, ...args], {
     encoding: 'utf8',
-    cwd: dir,
+    cwd: scratch.dir,
     env: { ...process.env, BLK_DEBUG: '', XDG_CACHE_HOME: cacheHome, ...env },
     timeout: 60_000,
   });
@@ -60,7 +55,7 @@ const cacheFiles = (command: string, distDir = path.join(CLI_DIR, 'dist')) => {
 
 /** A copy of the bin (dist/blk.cjs + its bundle) under the test's directory, so its caches are its own. */
 function privateBin(name: string): string {
-  const copy = path.join(dir, name);
+  const copy = path.join(scratch.dir, name);
   fs.mkdirSync(path.join(copy, 'dist'), { recursive: true });
   for (const f of ['blk.cjs', 'blk-main.cjs'])
     fs.copyFileSync(path.join(CLI_DIR, 'dist', f), path.join(copy, 'dist', f));
@@ -106,7 +101,7 @@ describe('blk start-up', () => {
     const distDir = path.dirname(bin);
     const caches = () => cacheFiles('info', distDir);
     const runInfo = (args: string[], env: Record<string, string> = {}) => run(args, env, bin);
-    const img = path.join(dir, 'c.raw');
+    const img = path.join(scratch.dir, 'c.raw');
     rawFile(img, 1024 * 1024);
     const first = runInfo(['info', img]);
     expect(first.code).toBe(0);
@@ -158,7 +153,7 @@ describe('blk start-up', () => {
 
   it('a command that runs with V8 flags of its own (map) keeps its cache: V8 rejects a cache made under other flags', () => {
     const bin = privateBin('flags');
-    const img = path.join(dir, 'f.raw');
+    const img = path.join(scratch.dir, 'f.raw');
     rawFile(img, 1024 * 1024);
     const first = run(['map', img], {}, bin);
     expect(first.code, first.stderr).toBe(0);
@@ -182,7 +177,7 @@ describe('blk start-up', () => {
     const inHome = fs.readdirSync(path.join(cacheHome, 'blk'));
     expect(inHome.filter((f) => f.endsWith('.cache'))).toHaveLength(1);
     // Neither place usable (the cache directory is a file): same output, nothing written.
-    const nowhere = path.join(dir, 'not-a-dir');
+    const nowhere = path.join(scratch.dir, 'not-a-dir');
     fs.writeFileSync(nowhere, '');
     expect(run(['--help'], { XDG_CACHE_HOME: nowhere, HOME: nowhere }, bin)).toEqual(expected);
   });
@@ -197,10 +192,10 @@ describe('blk start-up', () => {
   });
 
   it('loads no Node module its command does not need (child_process, readline, fs/promises, http, tls)', () => {
-    const img = path.join(dir, 'm.raw');
+    const img = path.join(scratch.dir, 'm.raw');
     rawFile(img, 1024 * 1024);
-    const dump = path.join(dir, 'dump.cjs');
-    const list = path.join(dir, 'modules.txt');
+    const dump = path.join(scratch.dir, 'dump.cjs');
+    const list = path.join(scratch.dir, 'modules.txt');
     fs.writeFileSync(
       dump,
       `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')));\n`,
@@ -209,7 +204,7 @@ describe('blk start-up', () => {
       ['info', img],
       ['map', img],
       ['--help'],
-      ['create', '-q', '-f', 'raw', path.join(dir, 'n.raw'), '1M'],
+      ['create', '-q', '-f', 'raw', path.join(scratch.dir, 'n.raw'), '1M'],
     ]) {
       const r = run(args, {}, BIN, dump);
       expect(r.code, r.stderr).toBe(0);

@@ -7,18 +7,11 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { backingPolicy } from '../src/jobs/common.js';
-import { blk, ensureBuilt, hasCommand, rawFile, tempDir } from './helpers.js';
+import { blk, hasCommand, rawFile, scratchDir } from './helpers.js';
 
-let dir: string;
-beforeAll(() => {
-  ensureBuilt();
-  dir = tempDir('untrusted');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const scratch = scratchDir('untrusted');
 // The tests run blk synchronously: let the worker's event loop answer vitest between them (on a loaded
 // machine, back-to-back synchronous tests starve its RPC into a timeout).
 beforeEach(
@@ -27,7 +20,7 @@ beforeEach(
       setTimeout(resolve, 0);
     }),
 );
-const p = (name: string) => path.join(dir, name);
+const { p } = scratch;
 const MiB = 1 << 20;
 
 /** v3 header fields (big-endian): mtime at 8, size at 12, backing path at 32. */
@@ -364,7 +357,7 @@ describe('point 10: the default rule, without flags: an image names only files i
   it.skipIf(process.getuid?.() !== 0)(
     'an image of another user naming a file that user cannot read is refused; --backing-dir allows it',
     () => {
-      fs.chmodSync(dir, 0o755); // the owner can reach the files that are theirs to read
+      fs.chmodSync(scratch.dir, 0o755); // the owner can reach the files that are theirs to read
       const home = p('owner-home');
       const vault = p('owner-vault');
       fs.mkdirSync(home);
@@ -399,7 +392,7 @@ describe('point 10: the default rule, without flags: an image names only files i
   it.skipIf(process.getuid?.() !== 0)(
     'a world-readable file in a directory the owner cannot enter is refused (and one the owner bits deny)',
     () => {
-      fs.chmodSync(dir, 0o755);
+      fs.chmodSync(scratch.dir, 0o755);
       const home = p('locked-home');
       const locked = p('locked-dir');
       fs.mkdirSync(home);

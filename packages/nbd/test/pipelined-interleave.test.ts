@@ -8,20 +8,17 @@
 import { describe, expect, it } from 'vitest';
 import {
   DriverRegistry,
-  ForwardingVfs,
   FilterStorage,
   MemoryVfs,
   openImage,
   type Storage,
   type StorageCapabilities,
   storageCapabilities,
-  type Vfs,
-  type VfsOpenOptions,
 } from '@blk/core';
 import { rawDriver } from '@blk/raw';
-import { CMD, CMD_FLAG, concat, Transmission } from '../src/index.js';
-import { pipe } from './pipe.js';
-import { assemble, req, simpleReply, structuredReply } from './wire.js';
+import { CMD, CMD_FLAG, concat } from '../src/index.js';
+import { FilterVfs } from '../../core/test/fixtures/contract-doc.js';
+import { assemble, req, servePipe, simpleReply, structuredReply } from './wire.js';
 
 const registry = new DriverRegistry([rawDriver]);
 let seed = 1;
@@ -51,17 +48,6 @@ class S extends FilterStorage {
     return storageCapabilities({ ...caps, syncRead: caps.syncRead && this.sync });
   }
 }
-class V extends ForwardingVfs {
-  constructor(
-    inner: Vfs,
-    private sync: boolean,
-  ) {
-    super(inner);
-  }
-  override async open(p: string, o?: VfsOpenOptions): Promise<Storage> {
-    return new S(await this.inner.open(p, o), this.sync);
-  }
-}
 
 describe('pipelined READ/WRITE/WRITE_ZEROES over overlapping ranges, split at random byte offsets', () => {
   for (let round = 0; round < 12; round++) {
@@ -73,21 +59,24 @@ describe('pipelined READ/WRITE/WRITE_ZEROES over overlapping ranges, split at ra
       const vfs = new MemoryVfs();
       vfs.put('/a.raw', model.slice());
       const sync = rnd() < 0.6;
-      const img = await openImage('/a.raw', { registry, vfs: new V(vfs, sync), format: 'raw' });
+      const img = await openImage('/a.raw', {
+        registry,
+        vfs: new FilterVfs(vfs, (s) => new S(s, sync)),
+        format: 'raw',
+      });
       const structured = rnd() < 0.5;
-      const [client, server] = pipe({ peek: rnd() < 0.85 });
-      const t = new Transmission(
-        server,
+      const peek = rnd() < 0.85; // drawn before the options: the rounds keep their random sequences
+      const { client, done } = servePipe(
         img,
-        { structured, contexts: [] },
+        { structured },
         {
           maxInFlight: 1 + ri(20),
           maxBytesInFlight: 64 * 1024 + ri(512 * 1024),
           readPiece: 4096 * (1 + ri(8)),
           sparseReadMin: 4096 * (1 + ri(32)),
         },
+        { peek },
       );
-      const done = t.run().then(() => server.close());
       const parts: Uint8Array[] = [];
       const expect_ = new Map<bigint, { off: number; len: number; data?: Uint8Array }>();
       const N = 300;

@@ -14,15 +14,12 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
   DriverRegistry,
   FilterStorage,
-  ForwardingVfs,
   type Image,
   MemoryVfs,
   openImage,
   type Storage,
   type StorageCapabilities,
   storageCapabilities,
-  type Vfs,
-  type VfsOpenOptions,
 } from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import {
@@ -37,7 +34,8 @@ import {
 } from '../src/index.js';
 import { SocketStream } from '../src/node.js';
 import { type End, pipe } from './pipe.js';
-import { assemble, type Reply, req, simpleReply, structuredReply } from './wire.js';
+import { FilterVfs } from '../../core/test/fixtures/contract-doc.js';
+import { assemble, type Reply, req, servePipe, simpleReply, structuredReply } from './wire.js';
 
 const registry = new DriverRegistry([rawDriver]);
 const KiB = 1024;
@@ -109,18 +107,6 @@ class KnobStorage extends FilterStorage {
   }
 }
 
-class KnobVfs extends ForwardingVfs {
-  constructor(
-    inner: Vfs,
-    private readonly knobs: Knobs,
-  ) {
-    super(inner);
-  }
-  override async open(p: string, options?: VfsOpenOptions): Promise<Storage> {
-    return new KnobStorage(await this.inner.open(p, options), this.knobs);
-  }
-}
-
 /** Byte i of the test image: a pattern that tells offsets apart (a reply from the wrong place shows). */
 const pattern = (i: number) => (i * 7 + (i >> 9) * 13) & 0xff;
 
@@ -129,15 +115,18 @@ async function image(size = MiB, knobs: Knobs = {}): Promise<{ image: Image; wan
   const want = new Uint8Array(size);
   for (let i = 0; i < size; i++) want[i] = pattern(i);
   vfs.put('/a.raw', want.slice());
-  return { image: await openImage('/a.raw', { registry, vfs: new KnobVfs(vfs, knobs), format: 'raw' }), want };
+  return {
+    image: await openImage('/a.raw', {
+      registry,
+      vfs: new FilterVfs(vfs, (s) => new KnobStorage(s, knobs)),
+      format: 'raw',
+    }),
+    want,
+  };
 }
 
-function serve(img: Image, peek: boolean, structured: boolean, options: TransmissionOptions = {}) {
-  const [client, server] = pipe({ peek });
-  const t = new Transmission(server, img, { structured, contexts: [] }, options);
-  const done = t.run().then(() => server.close());
-  return { client, server, t, done };
-}
+const serve = (img: Image, peek: boolean, structured: boolean, options: TransmissionOptions = {}) =>
+  servePipe(img, { structured }, options, { peek });
 
 /** Replies until `n` arrived; `lengthOf` gives a successful simple read reply's payload length. */
 async function replies(c: End, structured: boolean, n: number, lengthOf: (cookie: bigint) => number) {

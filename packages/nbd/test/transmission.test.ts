@@ -33,7 +33,8 @@ import {
   type TransmissionState,
 } from '../src/index.js';
 import { pipe, type End } from './pipe.js';
-import { assemble, req, simpleReply, structuredReply, type Reply } from './wire.js';
+import { FilterVfs } from '../../core/test/fixtures/contract-doc.js';
+import { assemble, req, servePipe, simpleReply, structuredReply, type Reply } from './wire.js';
 
 const registry = new DriverRegistry([cowDriver, rawDriver]);
 const MiB = 1024 * 1024;
@@ -80,17 +81,8 @@ class GatedStorage extends FilterStorage {
   }
 }
 
-class GatedVfs extends ForwardingVfs {
-  constructor(
-    inner: Vfs,
-    private readonly gate: Gate,
-  ) {
-    super(inner);
-  }
-  override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
-    return new GatedStorage(await this.inner.open(path, options), this.gate);
-  }
-}
+/** Every storage opened through `inner` behind the gate. */
+const gatedVfs = (inner: Vfs, gate: Gate) => new FilterVfs(inner, (s) => new GatedStorage(s, gate));
 
 async function rawImage(size: number, vfs: Vfs & { put?: unknown } = new MemoryVfs(), fill?: (b: Uint8Array) => void) {
   const mem = vfs instanceof MemoryVfs ? vfs : undefined;
@@ -108,12 +100,8 @@ async function rawImage(size: number, vfs: Vfs & { put?: unknown } = new MemoryV
   return openImage('/a.raw', { registry, vfs, format: 'raw' });
 }
 
-function serve(image: Image, state: Partial<TransmissionState> = {}, options: TransmissionOptions = {}) {
-  const [client, server] = pipe();
-  const t = new Transmission(server, image, { structured: true, contexts: [], ...state }, options);
-  const done = t.run().then(() => server.close());
-  return { client, server, t, done };
-}
+const serve = (image: Image, state: Partial<TransmissionState> = {}, options: TransmissionOptions = {}) =>
+  servePipe(image, state, options);
 
 const flush = () => new Promise((r) => setTimeout(r, 10));
 
@@ -122,7 +110,7 @@ describe('pipelining', () => {
     const gate = new Gate(0, 4096);
     const vfs = new MemoryVfs();
     vfs.put('/a.raw', new Uint8Array(MiB).fill(7));
-    const image = await openImage('/a.raw', { registry, vfs: new GatedVfs(vfs, gate), format: 'raw' });
+    const image = await openImage('/a.raw', { registry, vfs: gatedVfs(vfs, gate), format: 'raw' });
     gate.closed = true;
     const { client, done } = serve(image);
     await client.write(req(CMD.READ, 0, 512, 1));
@@ -145,7 +133,7 @@ describe('pipelining', () => {
     const gate = new Gate(0, 4096);
     const vfs = new MemoryVfs();
     vfs.put('/a.raw', new Uint8Array(MiB).fill(7));
-    const image = await openImage('/a.raw', { registry, vfs: new GatedVfs(vfs, gate), format: 'raw' });
+    const image = await openImage('/a.raw', { registry, vfs: gatedVfs(vfs, gate), format: 'raw' });
     gate.closed = true;
     const { client, server, t, done } = serve(image);
     await client.write(req(CMD.READ, 0, 512, 1));
@@ -178,7 +166,7 @@ describe('pipelining', () => {
     const gate = new Gate(0, 4096);
     const vfs = new MemoryVfs();
     vfs.put('/a.raw', new Uint8Array(MiB).fill(7));
-    const image = await openImage('/a.raw', { registry, vfs: new GatedVfs(vfs, gate), format: 'raw' });
+    const image = await openImage('/a.raw', { registry, vfs: gatedVfs(vfs, gate), format: 'raw' });
     gate.closed = true;
     const { client, server, t, done } = serve(image, {}, { maxInFlight: 1 });
     await client.write(req(CMD.READ, 0, 512, 1));
@@ -208,7 +196,7 @@ describe('pipelining', () => {
     const gate = new Gate(0, MiB);
     const vfs = new MemoryVfs();
     vfs.put('/a.raw', new Uint8Array(MiB));
-    const image = await openImage('/a.raw', { registry, vfs: new GatedVfs(vfs, gate), format: 'raw' });
+    const image = await openImage('/a.raw', { registry, vfs: gatedVfs(vfs, gate), format: 'raw' });
     gate.closed = true;
     const { client, server, t, done } = serve(image, {}, { maxInFlight: 4 });
     for (let i = 0; i < 40; i++) await client.write(req(CMD.READ, i * 4096, 4096, i));
@@ -228,7 +216,7 @@ describe('pipelining', () => {
     const gate = new Gate(0, 64 * MiB);
     const vfs = new MemoryVfs();
     vfs.put('/a.raw', new Uint8Array(0)).writeAt(64 * MiB - 1, new Uint8Array(1));
-    const image = await openImage('/a.raw', { registry, vfs: new GatedVfs(vfs, gate), format: 'raw' });
+    const image = await openImage('/a.raw', { registry, vfs: gatedVfs(vfs, gate), format: 'raw' });
     gate.closed = true;
     const { client, server, t, done } = serve(image, {}, { maxBytesInFlight: 8 * MiB, maxRequest: 4 * MiB });
     const payload = new Uint8Array(4 * MiB).fill(1);
@@ -347,7 +335,7 @@ describe('hole chunks from block status', () => {
     const gate = new Gate(MiB, MiB + 256 * 1024);
     const vfs = new MemoryVfs();
     vfs.put('/a.raw', new Uint8Array(0)).length = 4 * MiB;
-    const image = await openImage('/a.raw', { registry, vfs: new GatedVfs(vfs, gate), format: 'raw' });
+    const image = await openImage('/a.raw', { registry, vfs: gatedVfs(vfs, gate), format: 'raw' });
     const a = serve(image);
     const b = serve(image);
     gate.closed = true;

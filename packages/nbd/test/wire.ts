@@ -1,12 +1,34 @@
 /** Test helpers: a client side of the transmission phase over a pipe end (requests out, replies parsed). */
+import type { Image } from '@blk/core';
 import {
   CHUNK,
   CHUNK_FLAG_DONE,
   encodeRequest,
   SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC,
+  Transmission,
   type ByteStream,
+  type TransmissionOptions,
+  type TransmissionState,
 } from '../src/index.js';
+import { pipe } from './pipe.js';
+
+/**
+ * Serves `image` over an in-memory pipe (`pipeOptions.peek`: see pipe()): the transmission phase
+ * runs on `server` with `state` (default: structured replies, no meta context); the test speaks on
+ * `client`; `done` settles when the run has ended and the server end is closed.
+ */
+export function servePipe(
+  image: Image,
+  state: Partial<TransmissionState> = {},
+  options: TransmissionOptions = {},
+  pipeOptions: { peek?: boolean } = {},
+) {
+  const [client, server] = pipe(pipeOptions);
+  const t = new Transmission(server, image, { structured: true, contexts: [], ...state }, options);
+  const done = t.run().then(() => server.close());
+  return { client, server, t, done };
+}
 
 export interface Chunk {
   flags: number;

@@ -10,31 +10,21 @@
  * after a refusal blk's file is unchanged (qemu-img sometimes applies the steps before the failing
  * one: noted).
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { DriverRegistry, openImage as openIn, type MemoryVfs } from '@blk/core';
-import { CrashReplay, CrashSimVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
+import { CrashSimVfs, Rng } from '@blk/faults';
 import { rawDriver } from '@blk/raw';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
+import { crashAtPoints, writePoints } from './crash-points.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 amend option tests are skipped');
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
-
-function run(cmd: string, args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
-function ok(cmd: string, ...args: string[]): string {
-  const r = run(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.err}`);
-  return r.out;
-}
+const { spawn: run, ok, p } = qemuTools(() => dir);
 const info = (file: string) => JSON.parse(ok('qemu-img', 'info', '-U', '--output=json', file));
 
 /**
@@ -118,20 +108,20 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
     fs.copyFileSync(p(image), theirs);
     const q = run('qemu-img', ['amend', '-o', option, theirs]);
     const b = blk(['amend', '-f', 'qcow2', '-o', option, mine]);
-    expect(b.code, b.stderr).toBe(q.code);
-    if (q.code !== 0) {
-      expect(b.stderr).toBe(asBlk(q.err, mine));
+    expect(b.code, b.stderr).toBe(q.status);
+    if (q.status !== 0) {
+      expect(b.stderr).toBe(asBlk(q.stderr, mine));
       expect(fs.readFileSync(mine).equals(fs.readFileSync(p(image))), 'blk left the file unchanged').toBe(true);
       if (!qemuPartial) expect(fs.readFileSync(theirs).equals(fs.readFileSync(p(image)))).toBe(true);
       return;
     }
     expect(b.stderr).toBe('');
-    expect(run('qemu-img', ['check', mine]).code).toBe(0);
+    expect(run('qemu-img', ['check', mine]).status).toBe(0);
     const [bi, qi] = [info(mine), info(theirs)];
     expect(bi['virtual-size']).toBe(qi['virtual-size']);
     expect(bi['format-specific']).toEqual(qi['format-specific']);
     expect(bi['backing-filename']).toBe(qi['backing-filename']);
-    expect(run('qemu-img', ['compare', '-q', mine, theirs]).code).toBe(0);
+    expect(run('qemu-img', ['compare', '-q', mine, theirs]).status).toBe(0);
   });
 
   it('-o help lists the options qemu-img amend lists (LUKS ones aside)', () => {
@@ -183,13 +173,13 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
     ok('qemu-img', 'amend', '-o', 'compat=0.10', p('z-q.qcow2'));
     const b = blk(['amend', '-f', 'qcow2', '-o', 'compat=0.10', mine]);
     expect([b.code, b.stderr]).toEqual([0, '']);
-    expect(run('qemu-img', ['check', mine]).code).toBe(0);
+    expect(run('qemu-img', ['check', mine]).status).toBe(0);
     expect(info(mine)['format-specific']).toEqual(info(p('z-q.qcow2'))['format-specific']);
-    expect(run('qemu-img', ['compare', '-q', mine, p('z-0.qcow2')]).code).toBe(0);
+    expect(run('qemu-img', ['compare', '-q', mine, p('z-0.qcow2')]).status).toBe(0);
     // Without a backing file nothing is allocated: the same bytes. Over one, each plain zero cluster
     // gets a new cluster of zeros, which QEMU's allocator may place elsewhere with small clusters.
     if (!backing || cs === '65536') expect(fs.readFileSync(mine).equals(fs.readFileSync(p('z-q.qcow2')))).toBe(true);
-    else expect(run('qemu-img', ['compare', '-q', mine, p('z-q.qcow2')]).code).toBe(0);
+    else expect(run('qemu-img', ['compare', '-q', mine, p('z-q.qcow2')]).status).toBe(0);
   });
 
   it('compat=0.10 over zero clusters a snapshot shares: check 0, the image and the snapshot read as before', () => {
@@ -208,7 +198,7 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
     // its own check then finds errors. blk keeps each entry's bit.)
     const b = blk(['amend', '-f', 'qcow2', '-o', 'compat=0.10', mine]);
     expect([b.code, b.stderr]).toEqual([0, '']);
-    expect(run('qemu-img', ['check', mine]).code).toBe(0);
+    expect(run('qemu-img', ['check', mine]).status).toBe(0);
     expect(info(mine)['format-specific'].data.compat).toBe('0.10');
     expect(raw(mine).equals(active)).toBe(true);
     expect(raw(mine, 's1').equals(s1)).toBe(true);
@@ -264,12 +254,8 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
       });
       await image.amend(new Map([['compat', '0.10']]));
       await image.close();
-      const points: number[] = [];
-      for (let i = start; i < vfs.log.length; i++) if (isWritePoint(vfs.log[i]!)) points.push(i);
+      const points = writePoints(vfs.log, start);
       expect(points.length).toBeGreaterThan(3);
-      const replay = new CrashReplay(vfs.log);
-      const rng = new Rng(0x2e50);
-      const violations: string[] = [];
       const compats = new Set<string>();
       let n = 0;
       const inspect = (crashed: MemoryVfs): string | undefined => {
@@ -278,7 +264,8 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
         const c = run('qemu-img', ['check', out]);
         // New clusters of zeros (over a backing file) are counted before the entries name them: a
         // crash between leaks them (exit 3), never more.
-        if (c.code !== 0 && !(backing && c.code === 3)) return `qemu-img check exit ${c.code}: ${c.out}${c.err}`;
+        if (c.status !== 0 && !(backing && c.status === 3))
+          return `qemu-img check exit ${c.status}: ${c.stdout}${c.stderr}`;
         compats.add(info(out)['format-specific'].data.compat);
         ok('qemu-img', 'convert', '-O', 'raw', out, `${out}.raw`);
         if (!fs.readFileSync(`${out}.raw`).equals(before)) return 'the guest data changed';
@@ -286,18 +273,12 @@ describe.skipIf(!QEMU)('blk amend options as qemu-img amend', () => {
         fs.rmSync(`${out}.raw`);
         return undefined;
       };
-      for (const at of points) {
-        replay.seek(at + 1);
-        for (const state of crashStates(replay.model, rng, 8, '/d')) {
-          const message = inspect(state.vfs);
-          if (message) violations.push(`after event ${at} (${state.label}): ${message}`);
-        }
-      }
+      const { violations } = await crashAtPoints(vfs.log, points, new Rng(0x2e50), 8, inspect);
       expect(violations).toEqual([]);
       expect([...compats].sort()).toEqual(['0.10', '1.1']);
       // The finished downgrade: clean.
       fs.writeFileSync(p('zc-final.qcow2'), vfs.inner.file('/d/img.qcow2').snapshot());
-      expect(run('qemu-img', ['check', p('zc-final.qcow2')]).code).toBe(0);
+      expect(run('qemu-img', ['check', p('zc-final.qcow2')]).status).toBe(0);
     },
     120_000,
   );

@@ -10,33 +10,23 @@
  * - crashes at every write point of the change: `qemu-img check` exits 0 (old or new structures,
  *   never a mix) and the guest data is unchanged.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { DriverRegistry, openImage as openIn, type MemoryVfs } from '@blk/core';
 import { openImage } from '@blk/images';
 import { rawDriver } from '@blk/raw';
-import { CrashReplay, CrashSimVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
+import { CrashSimVfs, Rng } from '@blk/faults';
 import { pattern } from '@blk/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
+import { crashAtPoints, writePoints } from './crash-points.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 refcount_bits amend tests are skipped');
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
-
-function run(cmd: string, args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
-function ok(cmd: string, ...args: string[]): string {
-  const r = run(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.err}`);
-  return r.out;
-}
+const { spawn: run, ok, p } = qemuTools(() => dir);
 const info = (file: string) => JSON.parse(ok('qemu-img', 'info', '-U', '--output=json', file))['format-specific'].data;
 
 /**
@@ -83,9 +73,9 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
         const r = blk(['amend', '-f', 'qcow2', '-o', `refcount_bits=${bits}`, file]);
         expect([r.code, r.stderr], `refcount_bits=${bits}`).toEqual([0, '']);
         const check = run('qemu-img', ['check', file]);
-        expect(check.code, `refcount_bits=${bits}: ${check.out}${check.err}`).toBe(0);
+        expect(check.status, `refcount_bits=${bits}: ${check.stdout}${check.stderr}`).toBe(0);
         expect(info(file)['refcount-bits'], `refcount_bits=${bits}`).toBe(bits);
-        expect(run('qemu-img', ['compare', '-q', file, p('before.qcow2')]).code, `refcount_bits=${bits}`).toBe(0);
+        expect(run('qemu-img', ['compare', '-q', file, p('before.qcow2')]).status, `refcount_bits=${bits}`).toBe(0);
       }
       if (snapshot) {
         // The snapshot reads as it did.
@@ -112,10 +102,10 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
     const before = fs.readFileSync(mine);
     const q = run('qemu-img', ['amend', '-o', option, p('r-q.qcow2')]);
     const b = blk(['amend', '-f', 'qcow2', '-o', option, mine]);
-    expect(q.code).toBe(1);
-    expect(b.code).toBe(q.code);
+    expect(q.status).toBe(1);
+    expect(b.code).toBe(q.status);
     // blk names the file after its name: "blk: FILE: <qemu-img's words>".
-    expect(b.stderr).toBe(q.err.replace('qemu-img: ', `blk: ${mine}: `));
+    expect(b.stderr).toBe(q.stderr.replace('qemu-img: ', `blk: ${mine}: `));
     expect(fs.readFileSync(mine).equals(before)).toBe(true);
     expect(fs.readFileSync(p('r-q.qcow2')).equals(before)).toBe(true);
   });
@@ -132,9 +122,9 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
     ok('qemu-img', 'amend', '-o', option, p('c-q.qcow2'));
     const r = blk(['amend', '-f', 'qcow2', '-o', option, mine]);
     expect([r.code, r.stderr]).toEqual([0, '']);
-    expect(run('qemu-img', ['check', mine]).code).toBe(0);
+    expect(run('qemu-img', ['check', mine]).status).toBe(0);
     expect(info(mine)).toEqual(info(p('c-q.qcow2')));
-    expect(run('qemu-img', ['compare', '-q', mine, p('c-0.qcow2')]).code).toBe(0);
+    expect(run('qemu-img', ['compare', '-q', mine, p('c-0.qcow2')]).status).toBe(0);
   });
 
   it('an open image writes on after the change (its allocator works on the new structures)', async () => {
@@ -149,7 +139,7 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
     } finally {
       await image.close();
     }
-    expect(run('qemu-img', ['check', file]).code).toBe(0);
+    expect(run('qemu-img', ['check', file]).status).toBe(0);
     expect(info(file)['refcount-bits']).toBe(2);
     ok('qemu-img', 'convert', '-O', 'raw', file, p('open.raw'));
     const all = fs.readFileSync(p('open.raw'));
@@ -174,19 +164,15 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
     const image = await openIn('/d/img.qcow2', { registry, vfs, readOnly: false });
     await image.amend(new Map([['refcount_bits', '4']]));
     await image.close();
-    const points: number[] = [];
-    for (let i = start; i < vfs.log.length; i++) if (isWritePoint(vfs.log[i]!)) points.push(i);
+    const points = writePoints(vfs.log, start);
     expect(points.length).toBeGreaterThan(3);
-    const replay = new CrashReplay(vfs.log);
-    const rng = new Rng(0x5eed);
-    const violations: string[] = [];
     const widths = new Set<number>();
     let n = 0;
     const inspect = (crashed: MemoryVfs): string | undefined => {
       const out = p(`crash-${n++}.qcow2`);
       fs.writeFileSync(out, crashed.file('/d/img.qcow2').snapshot());
       const c = run('qemu-img', ['check', out]);
-      if (c.code !== 0) return `qemu-img check exit ${c.code}: ${c.out}${c.err}`;
+      if (c.status !== 0) return `qemu-img check exit ${c.status}: ${c.stdout}${c.stderr}`;
       widths.add(info(out)['refcount-bits']);
       ok('qemu-img', 'convert', '-O', 'raw', out, `${out}.raw`);
       if (!fs.readFileSync(`${out}.raw`).equals(before)) return 'the guest data changed';
@@ -196,13 +182,7 @@ describe.skipIf(!QEMU)('amend refcount_bits as qemu-img amend', () => {
     };
     // Every write point (a change writes a few blocks, the table and the header), up to 8 states each:
     // killed, nothing unflushed kept, and subsets of what was not flushed yet.
-    for (const at of points) {
-      replay.seek(at + 1);
-      for (const state of crashStates(replay.model, rng, 8, '/d')) {
-        const message = inspect(state.vfs);
-        if (message) violations.push(`after event ${at} (${state.label}): ${message}`);
-      }
-    }
+    const { violations } = await crashAtPoints(vfs.log, points, new Rng(0x5eed), 8, inspect);
     expect(violations).toEqual([]);
     // Both sides of the switch were seen.
     expect([...widths].sort((a, b) => a - b)).toEqual([4, 16]);

@@ -4,26 +4,19 @@
  * byte-identical files, which `qemu-img check` passes; a downgrade over zero clusters and what
  * amend cannot change are refused, the file untouched. refcount_bits: amend-refcount.test.ts.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { isBlockError, NodeVfs, openImage } from '@blk/images';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { amendQcow2 } from '../src/amend.js';
 import { parseHeader } from '../src/header.js';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 amend interop tests are skipped');
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
-
-function ok(cmd: string, ...args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { ok, p } = qemuTools(() => dir);
 
 beforeAll(() => {
   if (!QEMU) return;

@@ -7,29 +7,18 @@
  * `-r all`, including the rebuild of a broken refcount structure) fix the same counts as qemu-img's
  * and leave an image `qemu-img check` passes.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { NodeVfs, openImage } from '@blk/images';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkQcow2Storage } from '../src/check.js';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 check interop tests are skipped');
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
-
-function run(cmd: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-function ok(cmd: string, ...args: string[]): string {
-  const r = run(cmd, args);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { spawn: run, ok, p } = qemuTools(() => dir);
 
 /** A 64 MiB image: 256 KiB of data (clusters 5..8), one compressed cluster, an L2 table at cluster 4. */
 const BASE = 'base.qcow2';

@@ -17,10 +17,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DriverRegistry, MemoryVfs, isBlockError, openImage, type Image, type Vfs } from '@blk/core';
 import { rawDriver } from '@blk/raw';
-import { CrashReplay, CrashSimVfs, FaultyVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
+import { CrashSimVfs, FaultyVfs, Rng } from '@blk/faults';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
+import { crashAtPoints, writePoints } from './crash-points.js';
 
 const QEMU = hasCommand('qemu-img');
 if (!QEMU) console.warn('qemu-img is not installed (apt-get install qemu-utils): the qcow2 crash tests are skipped');
@@ -199,8 +200,7 @@ describe.skipIf(!QEMU)('crash at a sample of points: qemu-img check 0 or 3, ever
       };
       // A sample of write points spread over the whole workload (not only its first ones), two
       // post-crash states at each.
-      const points: number[] = [];
-      for (let i = start; i < vfs.log.length; i++) if (isWritePoint(vfs.log[i]!)) points.push(i);
+      const points = writePoints(vfs.log, start);
       // Plus write points of the final flush and close, where the deferred frees are applied.
       const spread = (from: number[], n: number) =>
         from.length <= n
@@ -213,18 +213,8 @@ describe.skipIf(!QEMU)('crash at a sample of points: qemu-img check 0 or 3, ever
           8,
         ),
       ].sort((a, b) => a - b);
-      const result = { states: 0, violations: [] as string[] };
       // One replay of the log; at each sampled point, the kill state and one power-loss state.
-      const replay = new CrashReplay(vfs.log);
-      const rng = new Rng(0x51 + vi);
-      for (const at of [...new Set(sample)]) {
-        replay.seek(at + 1);
-        for (const state of crashStates(replay.model, rng, 2, '/d')) {
-          result.states++;
-          const message = await check(state.vfs);
-          if (message) result.violations.push(`after event ${at} (${state.label}): ${message}`);
-        }
-      }
+      const result = await crashAtPoints(vfs.log, [...new Set(sample)], new Rng(0x51 + vi), 2, check);
       expect(result.violations).toEqual([]);
       expect(result.states).toBeGreaterThan(12);
       expect(points.length).toBeGreaterThan(24);

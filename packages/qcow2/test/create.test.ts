@@ -6,25 +6,20 @@
  * then byte for byte; `qemu-img check` exits 0 on blk's file and `qemu-img info --output=json`
  * says the same of both. Option errors are qemu's. Also `blk create -f qcow2 -o help`.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { createImage, isBlockError } from '@blk/images';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHeader } from '../src/header.js';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img');
 const SKIP = 'qemu-img is not installed (apt-get install qemu-utils): the qcow2 create interop tests are skipped';
 if (!QEMU) console.warn(SKIP);
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
-
-function img(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('qemu-img', args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const { spawn, p } = qemuTools(() => dir);
+const img = (...args: string[]) => spawn('qemu-img', args);
 
 beforeAll(() => {
   if (!QEMU) return;

@@ -11,7 +11,6 @@
  *
  * BLK_QCOW2_FUZZ_INPUTS sets the number of inputs (default 3000), BLK_FUZZ_SEED the seed.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BlockError, MemoryVfs, openImage, type BlockErrorKind } from '@blk/images';
@@ -28,6 +27,7 @@ import {
 } from '@blk/faults';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 const SKIP = 'qemu-img/qemu-io are not installed (apt-get install qemu-utils): the qcow2 fuzzer has no seeds';
@@ -58,10 +58,7 @@ interface Seed {
 let dir: string;
 const seeds: Seed[] = [];
 
-function run(cmd: string, args: string[]): void {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-}
+const { run } = qemuTools(() => dir);
 
 /** The header fields (QEMU's QCowHeader) and the first L1 and L2 entries, as fields to mutate. */
 function fieldsOf(b: Buffer): FieldSpec[] {

@@ -9,23 +9,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { isBlockError, openImage } from '@blk/images';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 const SKIP = 'qemu-img/qemu-io are not installed (apt-get install qemu-utils): the hostile qcow2 tests are skipped';
 
 let dir: string;
 let pristine: Buffer;
-const p = (name: string) => path.join(dir, name);
-
-function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { run, p } = qemuTools(() => dir);
 
 // QEMU 7.2's layout for a fresh 64 KiB-cluster image: refcount table 0x10000, refcount block 0x20000,
 // L1 0x30000, then the first L2 table 0x40000 and the first data cluster 0x50000 after one write at 0.

@@ -3,22 +3,18 @@
  * refcount_bits, compat and preallocation options) and for input images (a qcow2 image with data
  * and zero clusters, the same file read as raw), JSON and human output identical.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 measure interop tests are skipped');
 
 let dir: string;
 
-function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { run } = qemuTools(() => dir);
 
 beforeAll(() => {
   if (!QEMU) return;

@@ -4,28 +4,17 @@
  * `qemu-img:` and the same exit codes, including unknown snapshots, delete by ID (qemu-img looks
  * names up only), duplicate names (allowed, new IDs), a format without snapshots and mixed actions.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the blk snapshot CLI tests are skipped');
 
 let dir: string;
-const p = (name: string) => path.join(dir, name);
 const env = { TZ: 'UTC' };
-
-function run(cmd: string, args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-function ok(cmd: string, ...args: string[]): string {
-  const r = run(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const { spawn: run, ok, p } = qemuTools(() => dir, env);
 
 /** Runs `args` (file names relative to dir) as `blk snapshot` on b-FILE and `qemu-img snapshot` on q-FILE. */
 function both(args: string[], file: string, blkOnly: string[] = []) {
@@ -78,7 +67,7 @@ describe.skipIf(!QEMU)('blk snapshot as qemu-img snapshot', () => {
     for (const args of steps) {
       const { b, q } = both(args, 'img.qcow2');
       const what = `snapshot ${args.join(' ')}`;
-      expect(b.code, `${what}: ${b.stderr}`).toBe(q.code);
+      expect(b.code, `${what}: ${b.stderr}`).toBe(q.status);
       expect(b.stderr.split('\n')[0], what).toBe(asBlk(q.stderr).split('\n')[0]);
       expect(undated(b.stdout), what).toBe(undated(q.stdout));
     }
@@ -86,8 +75,8 @@ describe.skipIf(!QEMU)('blk snapshot as qemu-img snapshot', () => {
     expect(undated(ok('qemu-img', 'snapshot', '-l', 'b-img.qcow2'))).toBe(
       undated(ok('qemu-img', 'snapshot', '-l', 'q-img.qcow2')),
     );
-    expect(run('qemu-img', ['check', 'b-img.qcow2']).code).toBe(0);
-    expect(run('qemu-img', ['compare', 'b-img.qcow2', 'q-img.qcow2']).code).toBe(0);
+    expect(run('qemu-img', ['check', 'b-img.qcow2']).status).toBe(0);
+    expect(run('qemu-img', ['compare', 'b-img.qcow2', 'q-img.qcow2']).status).toBe(0);
   });
 
   it('apply brings the data back, as qemu-io reads it', () => {
@@ -97,7 +86,7 @@ describe.skipIf(!QEMU)('blk snapshot as qemu-img snapshot', () => {
     const r = blk(['snapshot', '-a', 'before', f], { env });
     expect([r.code, r.stdout, r.stderr]).toEqual([0, '', '']);
     expect(ok('qemu-io', '-c', 'read -P 0x11 0 256k', f)).not.toContain('Pattern verification failed');
-    expect(run('qemu-img', ['check', f]).code).toBe(0);
+    expect(run('qemu-img', ['check', f]).status).toBe(0);
   });
 
   it('a format without snapshots: qemu-img words and exit codes; -l lists nothing', () => {
@@ -105,7 +94,7 @@ describe.skipIf(!QEMU)('blk snapshot as qemu-img snapshot', () => {
       // qemu-img snapshot has no -f (it probes, and warns about raw); blk is told.
       const { b, q } = both(args, 'img.raw', ['-f', 'raw']);
       const what = `snapshot ${args.join(' ')}`;
-      expect(b.code, `${what}: ${b.stderr}`).toBe(q.code);
+      expect(b.code, `${what}: ${b.stderr}`).toBe(q.status);
       expect(b.stdout, what).toBe(q.stdout);
       // blk adds the detail after qemu-img's words (create: the errno qemu-img prints).
       const want = asBlk(q.stderr)
@@ -133,8 +122,8 @@ describe.skipIf(!QEMU)('blk snapshot as qemu-img snapshot', () => {
       for (const args of [['-l'], ['-c', 'x'], ['-a', 'x'], ['-d', 'x']]) {
         const { b, q } = both(args, file);
         const what = `snapshot ${args.join(' ')} ${file}`;
-        expect(q.code, what).toBe(1);
-        expect(b.code, `${what}: ${b.stderr}`).toBe(q.code);
+        expect(q.status, what).toBe(1);
+        expect(b.code, `${what}: ${b.stderr}`).toBe(q.status);
         expect(b.stderr, what).toBe(asBlk(q.stderr));
         expect(b.stdout, what).toBe('');
       }

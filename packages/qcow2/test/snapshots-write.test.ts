@@ -20,10 +20,11 @@ import * as path from 'node:path';
 import { DriverRegistry, isBlockError, openImage as openIn, type Image, type MemoryVfs } from '@blk/core';
 import { NodeVfs, openImage } from '@blk/images';
 import { rawDriver } from '@blk/raw';
-import { CrashReplay, CrashSimVfs, Rng, crashStates, isWritePoint } from '@blk/faults';
+import { CrashSimVfs, Rng } from '@blk/faults';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasCommand, tempDir } from '../../cli/test/helpers.js';
 import { qcow2Driver } from '../src/index.js';
+import { crashAtPoints, writePoints } from './crash-points.js';
 import { parseHeader } from '../src/header.js';
 import { readSnapshotTable } from '../src/snapshots.js';
 import { pattern } from '@blk/testkit';
@@ -474,8 +475,7 @@ describe.skipIf(!QEMU)('crashes during snapshot create, apply and delete', () =>
       versions.push(active.slice());
       await image.snapshot({ action: 'delete', snapshot: 'b' });
       await image.close();
-      const points: number[] = [];
-      for (let i = start; i < vfs.log.length; i++) if (isWritePoint(vfs.log[i]!)) points.push(i);
+      const points = writePoints(vfs.log, start);
       expect(points.length).toBeGreaterThan(20);
       const sample = Array.from({ length: 10 }, (_, k) => points[Math.floor((k * (points.length - 1)) / 9)]!);
       const allowed: Array<Set<string>> = [];
@@ -483,7 +483,6 @@ describe.skipIf(!QEMU)('crashes during snapshot create, apply and delete', () =>
       for (let s = 0; s < size / 512; s++) {
         allowed.push(new Set(versions.map((ver) => key(ver.subarray(s * 512, (s + 1) * 512)))));
       }
-      const violations: string[] = [];
       const statuses = new Set<number>();
       let n = 0;
       const inspect = (crashed: MemoryVfs): string | undefined => {
@@ -512,17 +511,7 @@ describe.skipIf(!QEMU)('crashes during snapshot create, apply and delete', () =>
         fs.rmSync(file);
         return undefined;
       };
-      const replay = new CrashReplay(vfs.log);
-      const rng = new Rng(0xc0ffee);
-      let states = 0;
-      for (const at of [...new Set(sample)]) {
-        replay.seek(at + 1);
-        for (const state of crashStates(replay.model, rng, 2, '/d')) {
-          states++;
-          const message = inspect(state.vfs);
-          if (message) violations.push(`after event ${at} (${state.label}): ${message}`);
-        }
-      }
+      const { states, violations } = await crashAtPoints(vfs.log, [...new Set(sample)], new Rng(0xc0ffee), 2, inspect);
       expect(violations).toEqual([]);
       expect(states).toBeGreaterThan(9);
       console.log(`snapshot crash states: ${states}, qemu-img check exit codes seen: ${[...statuses].join(', ')}`);

@@ -10,17 +10,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blk, ensureBuilt, hasCommand, tempDir } from '../../cli/test/helpers.js';
+import { qemuTools } from './qemu-tools.js';
 
 const QEMU = hasCommand('qemu-img') && hasCommand('qemu-io');
 if (!QEMU) console.warn('qemu-img/qemu-io are not installed: the qcow2 write -z over backing tests are skipped');
 
 let dir: string;
 
-function ok(cwd: string, cmd: string, ...args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+/** qemu-img/qemu-io run in `cwd` (each twin chain has a directory of its own). */
+const ok = (cwd: string, cmd: string, ...args: string[]): string => qemuTools(() => cwd).ok(cmd, ...args);
 
 beforeAll(() => {
   if (!QEMU) return;
