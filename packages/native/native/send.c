@@ -103,6 +103,18 @@ static int send_memory(send_job *job, const uint8_t *p, size_t n) {
   return 0;
 }
 
+static const uint8_t zeros[65536];
+
+static int send_zeros(send_job *job, uint64_t n) {
+  while (n > 0) {
+    size_t k = n > sizeof zeros ? sizeof zeros : (size_t) n;
+    int e = send_memory(job, zeros, k);
+    if (e) return e;
+    n -= k;
+  }
+  return 0;
+}
+
 static int send_file(send_job *job, int fd, uint64_t position, uint64_t n) {
 #ifdef __linux__
   off_t at = (off_t) position;
@@ -118,7 +130,7 @@ static int send_file(send_job *job, int fd, uint64_t position, uint64_t n) {
       }
       return errno;
     }
-    if (w == 0) return EIO; /* the file ended before the range did */
+    if (w == 0) return send_zeros(job, n); /* the file ended before the range did */
     n -= (uint64_t) w;
     job->sent += (uint64_t) w;
   }
@@ -134,8 +146,9 @@ static void execute(napi_env env, void *arg) {
   send_job *job = arg;
   for (size_t i = 0; i < job->count && job->err == 0; i++) {
     segment *s = &job->segments[i];
-    job->err = s->fd < 0 ? send_memory(job, job->data + s->position, (size_t) s->length)
-                         : send_file(job, s->fd, s->position, s->length);
+    job->err = s->fd == -1 ? send_memory(job, job->data + s->position, (size_t) s->length)
+               : s->fd == -2 ? send_zeros(job, s->length)
+               : send_file(job, s->fd, s->position, s->length);
   }
 }
 
@@ -195,14 +208,14 @@ static napi_value js_sendv(napi_env env, napi_callback_info info) {
   }
   for (size_t i = 0; i < count; i++) {
     double fd = p[3 * i], position = p[3 * i + 1], length = p[3 * i + 2];
-    int ok = floor(fd) == fd && fd >= -1 && fd <= 2147483647.0
+    int ok = floor(fd) == fd && fd >= -2 && fd <= 2147483647.0
              && position >= 0 && position <= MAX_POSITION && floor(position) == position
              && length >= 0 && length <= MAX_POSITION && floor(length) == length
              && position + length <= MAX_POSITION
-             && (fd >= 0 || position + length <= (double) data_len);
+             && (fd != -1 || position + length <= (double) data_len);
     if (!ok) {
       free(segments);
-      napi_throw_range_error(env, NULL, "sendv: a plan triple is not (fd >= -1, position, length) within its source");
+      napi_throw_range_error(env, NULL, "sendv: a plan triple is not (fd >= -2, position, length) within its source");
       return NULL;
     }
     segments[i] = (segment) { (int) fd, (uint64_t) position, (uint64_t) length };

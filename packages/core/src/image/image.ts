@@ -36,6 +36,17 @@ import type { DriverRegistry } from '../format/registry.js';
  * i.e. what an NBD server answers for `base:allocation` (`data`, `zero`) and
  * `qemu:allocation-depth` (`depth`).
  */
+/**
+ * A run of `Image.readFileRuns`: guest bytes [start, start + length), zeros (`fd` undefined) or
+ * bytes [position, position + length) of the host file `fd` (past the file's end: zeros).
+ */
+export interface HostFileRun {
+  start: number;
+  length: number;
+  fd: number | undefined;
+  position: number;
+}
+
 export interface ChainStatus {
   /** Bytes from the queried offset that share this status (> 0 unless at the end). */
   length: number;
@@ -743,6 +754,68 @@ export class Image {
       admitted?.();
     }
     return done;
+  }
+
+  /**
+   * Where the bytes of [offset, offset + length) are, as host file ranges, for a caller that sends
+   * them without reading them (an NBD server's sendfile): `use` gets runs tiling the range, each
+   * zeros (`fd` undefined) or `length` bytes of host file `fd` from `position`, and its promise is
+   * awaited under one tracked read, as `readMapped`'s: a write overlapping the range issued earlier
+   * is over before the runs are taken, and one issued later waits until `use` is done, so what `use`
+   * sends from the files is exactly what `readInto` would have read. Resolves with false, without
+   * calling `use`, when some data run is not a plain range of a host file (a format that packs or
+   * transforms its data, a storage that is not a local file or is filtered): the caller reads then.
+   */
+  async readFileRuns(
+    offset: number,
+    length: number,
+    use: (runs: ReadonlyArray<HostFileRun>) => Promise<void>,
+  ): Promise<boolean> {
+    this.checkOpen();
+    checkNumberArg(offset, 'offset', this.path);
+    checkNumberArg(length, 'length', this.path);
+    const admitted = this.queue === undefined ? undefined : await this.admission();
+    let done: Promise<boolean>;
+    try {
+      checkRange(offset, length, this.size, this.path);
+      if (length === 0) return false;
+      const ss = this.alignment;
+      done = this.tracker.run(alignDown(offset, ss), alignUp(offset + length, ss), false, async () => {
+        const runs = await this.hostFileRuns(offset, offset + length);
+        if (runs === undefined) return false;
+        await use(runs);
+        return true;
+      });
+    } finally {
+      admitted?.();
+    }
+    return done;
+  }
+
+  /** `readFileRuns`' runs of [offset, end), or undefined when one is not in a host file. */
+  private async hostFileRuns(offset: number, end: number): Promise<HostFileRun[] | undefined> {
+    const cursor = new ChainCursor(this, { end, topStatus: (o, l) => this.statusAdmitted(o, l, true) });
+    const runs: HostFileRun[] = [];
+    for (let pos = offset; pos < end; ) {
+      const st = cursor.peek(pos, end - pos) ?? (await cursor.at(pos, end - pos));
+      if (st.length <= 0) return undefined;
+      const n = Math.min(st.length, end - pos);
+      if (st.zero || st.depth === undefined) {
+        runs.push({ start: pos, length: n, fd: undefined, position: 0 });
+      } else {
+        const layer = this.layerAt(st.depth);
+        // A backing file shorter than the chain reads as zeros past its end (readPadded): not a file range.
+        if (pos + n > layer.size) return undefined;
+        const where = layer.driverImage.storageRange?.(pos, n);
+        const fd = where?.storage.hostFd?.();
+        if (where === undefined || fd === undefined) return undefined;
+        const last = runs[runs.length - 1];
+        if (last !== undefined && last.fd === fd && last.position + last.length === where.position) last.length += n;
+        else runs.push({ start: pos, length: n, fd, position: where.position });
+      }
+      pos += n;
+    }
+    return runs;
   }
 
   private async readMappedTracked(offset: number, into: Uint8Array): Promise<Array<ChainStatus & { start: number }>> {
