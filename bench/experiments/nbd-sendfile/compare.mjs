@@ -38,7 +38,20 @@ if (process.env.BLK_SERVE_CLI) {
   const blk = (key, env) => ({
     key,
     env,
-    argv: [process.execPath, process.env.BLK_SERVE_CLI, 'serve', '-t', '-e', '16', '-r', '-f', 'raw', '-k', 'SOCK', file],
+    argv: [
+      process.execPath,
+      process.env.BLK_SERVE_CLI,
+      'serve',
+      '-t',
+      '-e',
+      '16',
+      '-r',
+      '-f',
+      'raw',
+      '-k',
+      'SOCK',
+      file,
+    ],
   });
   servers.push(blk('blk serve', {}));
   if (process.env.BLK_COMPARE_OFF) servers.push(blk('blk serve native off', { BLK_NATIVE_IO: 'off' }));
@@ -46,14 +59,21 @@ if (process.env.BLK_SERVE_CLI) {
 let serial = 0;
 async function start({ argv, env }) {
   const sock = path.join(dir, `s${++serial}.sock`);
-  const child = spawn(argv[0], argv.slice(1).map((a) => (a === 'SOCK' ? sock : a)), {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, ...env },
-  });
+  const child = spawn(
+    argv[0],
+    argv.slice(1).map((a) => (a === 'SOCK' ? sock : a)),
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, ...env },
+    },
+  );
   for (let i = 0; ; i++) {
     const ok = await new Promise((r) => {
       const s = net.connect(sock);
-      s.once('connect', () => (s.destroy(), r(true)));
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
       s.once('error', () => r(false));
     });
     if (ok) break;
@@ -62,7 +82,11 @@ async function start({ argv, env }) {
   }
   return {
     uri: `nbd+unix:///?socket=${sock}`,
-    stop: () => new Promise((r) => (child.once('exit', r), child.kill('SIGTERM'))),
+    stop: () =>
+      new Promise((r) => {
+        child.once('exit', r);
+        child.kill('SIGTERM');
+      }),
   };
 }
 const samples = Object.fromEntries(servers.map((s) => [s.key, []]));
@@ -79,9 +103,16 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 const base = Math.max(...samples['nbdkit file']);
-console.log(`load: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${sizeMiB} MiB, ${rounds} rounds interleaved`);
+console.log(
+  `load: ${os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}; ${sizeMiB} MiB, ${rounds} rounds interleaved`,
+);
 for (const [k, v] of Object.entries(samples)) {
   const best = Math.max(...v);
-  console.log(`${k.padEnd(22)} best ${best.toFixed(0).padStart(5)} MiB/s  ${(best / base).toFixed(2)}x nbdkit   [${v.map((x) => x.toFixed(0)).join(' ')}]`);
+  console.log(
+    `${k.padEnd(22)} best ${best.toFixed(0).padStart(5)} MiB/s  ${(best / base).toFixed(2)}x nbdkit   [${v.map((x) => x.toFixed(0)).join(' ')}]`,
+  );
 }
 fs.rmSync(dir, { recursive: true, force: true });

@@ -66,7 +66,23 @@ describeLinux('sendv', () => {
     const p = await pair();
     const data = Buffer.from('HEADERtail');
     // header "HEADER", 3 MiB from offset 50, 1000 zeros, "tail", 300 bytes from 100 before the end (200 past it).
-    const plan = Float64Array.from([-1, 0, 6, fileFd, 50, 3 * 1024 * 1024, -2, 0, 1000, -1, 6, 4, fileFd, content.length - 100, 300]);
+    const plan = Float64Array.from([
+      -1,
+      0,
+      6,
+      fileFd,
+      50,
+      3 * 1024 * 1024,
+      -2,
+      0,
+      1000,
+      -1,
+      6,
+      4,
+      fileFd,
+      content.length - 100,
+      300,
+    ]);
     const expected = Buffer.concat([
       Buffer.from('HEADER'),
       content.subarray(50, 50 + 3 * 1024 * 1024),
@@ -123,7 +139,9 @@ describeLinux('sendv', () => {
     expect(() => addon.sendv!(-1, new Uint8Array(1), new Float64Array(0), ok)).toThrow(TypeError);
     expect(() => addon.sendv!(0, [] as unknown as Uint8Array, new Float64Array(0), ok)).toThrow(TypeError);
     expect(() => addon.sendv!(0, new Uint8Array(1), new Float64Array(2), ok)).toThrow(TypeError);
-    expect(() => addon.sendv!(0, new Uint8Array(1), new Float64Array(3), 1 as unknown as () => void)).toThrow(TypeError);
+    expect(() => addon.sendv!(0, new Uint8Array(1), new Float64Array(3), 1 as unknown as () => void)).toThrow(
+      TypeError,
+    );
     // Memory past the data, a fraction, a descriptor below -2, a negative length.
     for (const t of [
       [-1, 0, 2],

@@ -76,7 +76,12 @@ function holesOf(runs: ReadonlyArray<HostFileRun>, base: number): Array<[number,
 }
 
 /** Appends the spans of `runs` covering guest bytes [from, to). */
-function pushSpans(parts: Array<Uint8Array | FileSpan>, runs: ReadonlyArray<HostFileRun>, from: number, to: number): void {
+function pushSpans(
+  parts: Array<Uint8Array | FileSpan>,
+  runs: ReadonlyArray<HostFileRun>,
+  from: number,
+  to: number,
+): void {
   for (const run of runs) {
     const s = Math.max(from, run.start);
     const e = Math.min(to, run.start + run.length);

@@ -810,7 +810,13 @@ export class Transmission {
       return await this.image.readFileRuns(req.offset, req.length, (runs) => {
         sending = true;
         if (this.broken) return Promise.reject(new Error('connection broken'));
-        const shape = { cookie: req.cookie, offset: req.offset, length: req.length, structured: this.state.structured, sparse };
+        const shape = {
+          cookie: req.cookie,
+          offset: req.offset,
+          length: req.length,
+          structured: this.state.structured,
+          sparse,
+        };
         return this.stream.sendParts!(fileReplyParts(shape, runs));
       });
     } catch (e) {

@@ -81,7 +81,10 @@ export class ZeroCopyWriter {
     if (this.socketWrites > 0) return; // trackWrite's callback starts it
     if (this.socket.writableLength > 0) {
       // Bytes Node still holds that did not come through trackWrite: wait until they are out.
-      this.socket.write(EMPTY, this.trackWrite(() => undefined));
+      this.socket.write(
+        EMPTY,
+        this.trackWrite(() => undefined),
+      );
       return;
     }
     const fd = (this.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
