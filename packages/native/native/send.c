@@ -12,10 +12,12 @@
  *   sendv(sockFd, data, plan, done)
  *     plan: a Float64Array of triples (fd, position, length), sent in order.
  *     fd -1: `length` bytes of `data` (a Uint8Array) from byte `position`;
- *     else `length` bytes of file `fd` from `position` (sendfile).
+ *     fd -2: `length` zero bytes (a short zero run inside a data chunk);
+ *     else `length` bytes of file `fd` from `position` (sendfile; past the
+ *     file's end zeros, as raw images read their last partial sector).
  *     done(err, sent): err 0 when everything was sent, else the errno that
- *     stopped it (-EIO: a file ended before its range did; ECANCELED: cancel
- *     was called); sent the bytes written to the socket.
+ *     stopped it (ECANCELED: cancel was called; EAGAIN: the peer read nothing
+ *     for 200 ms, the caller sends the rest later); sent the bytes written.
  *     Returns a job handle for cancel().
  *   cancel(job): makes the job stop at its next wait for the socket
  *     (the socket's peer stopped reading and the connection is closing).
@@ -25,8 +27,9 @@
  * that number. The caller must not write to the socket while a job runs (the
  * bytes would interleave); @blk/nbd hands the socket over only while Node's
  * own write queue for it is empty. The socket is non-blocking (libuv made
- * it so): on EAGAIN the worker waits in poll(2), in slices of 100 ms so that
- * cancel is seen. SIGPIPE: Node ignores it; sends use MSG_NOSIGNAL anyway.
+ * it so): on EAGAIN the worker waits in poll(2), in slices of 50 ms so that
+ * cancel is seen, at most 200 ms (then done(EAGAIN, sent)). SIGPIPE: Node
+ * ignores it; sends use MSG_NOSIGNAL anyway.
  * The caller keeps the file descriptors open until done is called.
  */
 #define _GNU_SOURCE
@@ -66,13 +69,19 @@ typedef struct {
 } send_job;
 
 static const double MAX_POSITION = 9007199254740991.0; /* 2^53 - 1 */
+/* Poll slices of 50 ms a job waits for a peer that reads nothing before it returns EAGAIN. */
+#define WAIT_SLICES 4
 
 /* Waits until the socket takes more bytes; 0, or an errno (ECANCELED, or what poll says). */
 static int wait_writable(send_job *job) {
-  for (;;) {
+  for (int slices = 0;; slices++) {
     if (job->cancelled) return ECANCELED;
+    /* A peer that reads nothing for WAIT_SLICES x 50 ms: give the thread back (EAGAIN; the caller
+       resumes from `sent` later), so that slow or hostile clients cannot hold libuv's few pool
+       threads, which every connection's file I/O shares. */
+    if (slices == WAIT_SLICES) return EAGAIN;
     struct pollfd p = { .fd = job->sock, .events = POLLOUT };
-    int n = poll(&p, 1, 100);
+    int n = poll(&p, 1, 50);
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno;

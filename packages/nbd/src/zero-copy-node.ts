@@ -12,6 +12,7 @@
  * order of the calls, as with `socket.write` alone.
  */
 import type * as net from 'node:net';
+import * as os from 'node:os';
 import type { FileSpan } from './transmission.js';
 
 /** What @blk/native's `nativeSocketSender()` gives (see its send module). */
@@ -30,6 +31,14 @@ interface Item {
 }
 
 const EMPTY = new Uint8Array(0);
+const { EAGAIN } = os.constants.errno;
+/**
+ * A job gives its pool thread back after 200 ms without the peer reading (native/send.c); the rest
+ * is sent after this many ms, doubling (to MAX_RETRY_MS) while the peer still reads nothing, so a
+ * stalled client holds a pool thread a small part of the time, not for good.
+ */
+const FIRST_RETRY_MS = 10;
+const MAX_RETRY_MS = 1000;
 
 export class ZeroCopyWriter {
   private queue: Item[] = [];
@@ -87,8 +96,8 @@ export class ZeroCopyWriter {
       );
       return;
     }
-    const fd = (this.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) {
+    const fd = socketFd(this.socket);
+    if (fd === undefined) {
       this.fail(new Error('connection closed'));
       return;
     }
@@ -117,17 +126,43 @@ export class ZeroCopyWriter {
     const { data, plan } = planOf(items);
     // Their bytes are copied into `data`: the callers may reuse their buffers now.
     for (const item of items) item.sent?.();
-    this.cancelJob = this.sender.sendv(fd, data, plan, (errno) => {
+    this.run(fd, data, plan, items, FIRST_RETRY_MS);
+  }
+
+  /** Runs one job; on EAGAIN (a peer not reading) sends the rest after `retryMs`. */
+  private run(fd: number, data: Uint8Array, plan: Float64Array, items: Item[], retryMs: number): void {
+    this.cancelJob = this.sender.sendv(fd, data, plan, (errno, sent) => {
       this.cancelJob = undefined;
+      if (errno === EAGAIN) {
+        const rest = planAfter(plan, sent);
+        const next = sent > 0 ? FIRST_RETRY_MS : Math.min(MAX_RETRY_MS, retryMs * 2);
+        const timer = setTimeout(() => {
+          this.cancelJob = undefined;
+          const again = socketFd(this.socket);
+          if (again === undefined) this.failItems(items, new Error('connection closed'));
+          else this.run(again, data, rest, items, next);
+        }, retryMs);
+        // Still holding the socket: a close meanwhile fails the job at once.
+        this.cancelJob = () => {
+          clearTimeout(timer);
+          this.cancelJob = undefined;
+          this.failItems(items, new Error('connection closed'));
+        };
+        return;
+      }
       if (errno !== 0) {
-        const e = new Error(`sendfile to the client failed (errno ${errno})`);
-        for (const item of items) item.reject(e);
-        this.fail(e);
+        this.failItems(items, new Error(`sendfile to the client failed (errno ${errno})`));
         return;
       }
       for (const item of items) item.resolve();
       this.start();
     });
+  }
+
+  /** `items` (of a job) could not be sent: they and everything queued fail. */
+  private failItems(items: Item[], e: Error): void {
+    for (const item of items) item.reject(e);
+    this.fail(e);
   }
 
   /** The socket is broken: everything queued fails, and the socket is closed (the client sees a reset). */
@@ -141,6 +176,29 @@ export class ZeroCopyWriter {
     }
     this.socket.destroy();
   }
+}
+
+/** The socket's descriptor (libuv's handle exposes it on Unix), or undefined once closed. */
+function socketFd(socket: net.Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** What is left of `plan` once its first `sent` bytes are out. */
+function planAfter(plan: Float64Array, sent: number): Float64Array {
+  let k = 0;
+  let skip = sent;
+  while (k < plan.length && skip >= plan[k + 2]!) {
+    skip -= plan[k + 2]!;
+    k += 3;
+  }
+  const rest = plan.slice(k);
+  if (rest.length > 0 && skip > 0) {
+    // fd -2 (zeros) ignores its position; memory and files resume inside the triple.
+    rest[1] = rest[1]! + skip;
+    rest[2] = rest[2]! - skip;
+  }
+  return rest;
 }
 
 /** The native plan of `items`: (fd, position, length) triples, fd -1 = bytes of `data`, -2 = zeros. */

@@ -337,6 +337,28 @@ describeNative('clients that go away', () => {
     await image.close();
   });
 
+  it('a client that pauses reading for a second: the job gives its thread back and resumes, every byte right', async () => {
+    const file = path.join(dir, 'pause.raw');
+    const content = Buffer.alloc(32 * MiB);
+    for (let i = 0; i < content.length; i += 4096) content.writeUInt32BE(i, i);
+    fs.writeFileSync(file, content);
+    const image = await openImage(file, { format: 'raw', readOnly: true });
+    const sender = countingSender();
+    const srv = await listen(image, false, sender);
+    const s = await srv.connect();
+    s.pause();
+    const wire = session(s, [req(CMD.READ, 0, 32 * MiB, 1)]);
+    await new Promise((r) => setTimeout(r, 1000));
+    s.resume();
+    const got = await wire;
+    expect(got.length).toBe(16 + 32 * MiB);
+    expect(got.subarray(16).equals(content)).toBe(true);
+    // EAGAIN after 200 ms without progress, then resumed: more than one job for one reply.
+    expect(sender.jobs).toBeGreaterThan(1);
+    await srv.close();
+    await image.close();
+  });
+
   it('a client that stops reading: closing the stream cancels the waiting job and the transmission ends', async () => {
     const file = path.join(dir, 'stall.raw');
     fs.writeFileSync(file, Buffer.alloc(32 * MiB, 4));
