@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hostSocketSender, openImage, type Image } from '@blk/images';
+import { createImage, hostSocketSender, openImage, type Image } from '@blk/images';
 import {
   CMD,
   CMD_FLAG,
@@ -184,6 +184,32 @@ describeNative('zero-copy replies equal the buffered ones byte for byte', () => 
       await image.close();
     });
   }
+
+  it('a cow chain over a sparse raw base (runs alternating between the layers and holes)', async () => {
+    const base = path.join(dir, 'chain-base.raw');
+    fs.copyFileSync(sparseFile('chain-src.raw'), base);
+    fs.truncateSync(base, 8 * MiB);
+    const top = path.join(dir, 'chain-top.cow');
+    await createImage(top, { format: 'cow', backing: { path: base, format: 'raw' } });
+    const writable = await openImage(top);
+    for (let i = 0; i < 40; i++) await writable.write(i * 200 * KiB + 4 * KiB, Buffer.alloc(16 * KiB, i + 1));
+    await writable.write(2 * MiB + 512 * KiB, Buffer.alloc(64 * KiB, 0xee)); // inside the base's hole
+    await writable.close();
+    const image = await openImage(top, { readOnly: true });
+    const reads = readRequests(image.size);
+    const requests = reads.map((r, i) => req(CMD.READ, r.offset, r.length, i + 1, r.flags));
+    const sender = countingSender();
+    const wires: Buffer[] = [];
+    for (const s of [undefined, sender]) {
+      const srv = await listen(image, true, s);
+      wires.push(await session(await srv.connect(), requests));
+      await srv.close();
+    }
+    const [plain, zero] = wires.map((w) => repliesByCookie(w!, () => 0));
+    expect(sender.jobs).toBeGreaterThan(0);
+    for (const [cookie, bytes] of plain!) expect(zero!.get(cookie)?.equals(bytes), `reply ${cookie}`).toBe(true);
+    await image.close();
+  });
 
   it('small reads too (zeroCopyMin 1), each reply equal, the file bytes right', async () => {
     const file = sparseFile('small.raw');
