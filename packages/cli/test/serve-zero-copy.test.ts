@@ -50,7 +50,7 @@ describe.sequential('blk serve zero-copy reads', () => {
         const sock = path.join(dir, `${fmt}-${nativeIo}.sock`);
         const saved = process.env.BLK_NATIVE_IO;
         if (nativeIo === 'off') process.env.BLK_NATIVE_IO = 'off';
-        let served;
+        let served: Awaited<ReturnType<typeof startServe>>;
         try {
           served = await startServe(dir, ['-r', '-f', fmt, '-e', '4', '-k', sock, file]);
         } finally {
