@@ -29,7 +29,7 @@ export interface ReadReplyShape {
 
 /**
  * The reply's parts, in order: headers as bytes, data as spans of `runs` (which tile the range, as
- * `Image.readFileRuns` gives them). Simple: one header and the data. Structured: one data chunk,
+ * `Image.readFileRuns` gives them; runs it read give their bytes). Simple: one header and the data. Structured: one data chunk,
  * or, when sparse and there are long enough zero runs, data and hole chunks, the last with DONE.
  */
 export function fileReplyParts(r: ReadReplyShape, runs: ReadonlyArray<HostFileRun>): Array<Uint8Array | FileSpan> {
@@ -66,7 +66,7 @@ export function fileReplyParts(r: ReadReplyShape, runs: ReadonlyArray<HostFileRu
 function holesOf(runs: ReadonlyArray<HostFileRun>, base: number): Array<[number, number]> {
   const holes: Array<[number, number]> = [];
   for (const run of runs) {
-    if (run.fd !== undefined || run.length <= 0) continue;
+    if (run.fd !== undefined || run.data !== undefined || run.length <= 0) continue;
     const s = run.start - base;
     const last = holes[holes.length - 1];
     if (last && last[1] === s) last[1] = s + run.length;
@@ -86,6 +86,7 @@ function pushSpans(
     const s = Math.max(from, run.start);
     const e = Math.min(to, run.start + run.length);
     if (s >= e) continue;
-    parts.push({ fd: run.fd, position: run.fd === undefined ? 0 : run.position + (s - run.start), length: e - s });
+    if (run.data !== undefined) parts.push(run.data.subarray(s - run.start, e - run.start));
+    else parts.push({ fd: run.fd, position: run.fd === undefined ? 0 : run.position + (s - run.start), length: e - s });
   }
 }

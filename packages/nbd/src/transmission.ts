@@ -708,8 +708,9 @@ export class Transmission {
 
   private async read(req: Request): Promise<void> {
     const sparse = this.state.structured && req.length >= this.sparseReadMin && (req.flags & CMD_FLAG.DF) === 0;
-    if (this.stream.sendParts !== undefined && req.length >= this.zeroCopyMin && (await this.readFiles(req, sparse)))
-      return;
+    // Decided now, in the turn the request arrived: the read takes its tracker place before any later request.
+    if (this.stream.sendParts !== undefined && req.length >= this.zeroCopyMin && this.image.fileRunsPossible)
+      return this.readFiles(req, sparse);
     if (!sparse && req.length <= SMALL_REPLY && req.length > 0) return this.readSmall(req);
     // Room for the reply's header before the data: a reply without holes goes out as one buffer
     // (one write, no header allocated apart, no iovec of two parts).
@@ -797,17 +798,16 @@ export class Transmission {
   }
 
   /**
-   * A read answered from host file ranges (`ByteStream.sendParts`, src/file-replies.ts): true once
-   * answered (or the stream broke: rejects), false when some of its bytes are not plain file ranges
-   * (the caller reads them). The image holds the read in its request tracker until the stream has
-   * sent the ranges, so a write issued after this read (on any connection) changes the file only
-   * afterwards: the reply carries exactly what a buffered read would have, never bytes of a later
-   * write, even when the write's reply would go out first.
+   * A read answered from host file ranges (`ByteStream.sendParts`, src/file-replies.ts). The image
+   * holds the read in its request tracker until the stream has sent the ranges, so a write issued
+   * after this read (on any connection) changes the file only afterwards: the reply carries
+   * exactly what a buffered read would have, never bytes of a later write, even when the write's
+   * reply would go out first. Rejects only when the stream broke.
    */
-  private async readFiles(req: Request, sparse: boolean): Promise<boolean> {
+  private async readFiles(req: Request, sparse: boolean): Promise<void> {
     let sending = false;
     try {
-      return await this.image.readFileRuns(req.offset, req.length, (runs) => {
+      await this.image.readFileRuns(req.offset, req.length, (runs) => {
         sending = true;
         if (this.broken) return Promise.reject(new Error('connection broken'));
         const shape = {
@@ -823,7 +823,6 @@ export class Transmission {
       // The stream broke while sending: as any failed reply (start() marks the connection broken).
       if (sending) throw e;
       await this.sendError(req, nbdErrorOf(errnoOf(e).errno), e instanceof Error ? e.message : String(e));
-      return true;
     }
   }
 
