@@ -123,7 +123,7 @@ if (nodedir) {
     '-fPIC',
     '-shared',
     `-I${path.join(nodedir, 'include', 'node')}`,
-    ...['addon.c', 'lock.c', 'io.c'].map((f) => path.join(here, 'native', f)),
+    ...['addon.c', 'lock.c', 'io.c', 'send.c'].map((f) => path.join(here, 'native', f)),
     '-o',
     out,
     '-lm',

@@ -44,6 +44,10 @@ class ThreadedStorage extends FilterStorage {
       pool: below.pool,
     };
   }
+  /** The same file, read and written on other threads only: its descriptor holds exactly our bytes. */
+  override hostFd(): number | undefined {
+    return this.inner.hostFd?.();
+  }
   override read(offset: number, into: Uint8Array): Promise<number> {
     return into.length >= this.min ? this.inner.readOnPool!(offset, into) : this.inner.read(offset, into);
   }

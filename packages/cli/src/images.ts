@@ -8,7 +8,9 @@ import {
   DriverRegistry,
   builtinDrivers,
   createHost,
+  hostSocketSender as imagesSocketSender,
   hostVfs as imagesHostVfs,
+  type SocketSender,
   type CreateOptions,
   type Host,
   type Image,
@@ -35,6 +37,14 @@ let vfs_: Vfs | undefined;
 export function hostVfs(): Vfs {
   vfs_ ??= withHttp(imagesHostVfs(hostOptionsFromEnvironment(process.env)), s3OptionsFromEnvironment(process.env));
   return vfs_;
+}
+
+/**
+ * The native addon's zero-copy socket sender for blk serve (sendfile from a worker thread), as
+ * BLK_NATIVE_IO and BLK_NATIVE_ADDON choose the addon; undefined without it or with BLK_NATIVE_IO=off.
+ */
+export function hostSocketSender(): SocketSender | undefined {
+  return imagesSocketSender(hostOptionsFromEnvironment(process.env));
 }
 
 /** blk's host: `registry`'s formats (as they are now: a host holds a frozen copy) on `hostVfs()`. */

@@ -181,6 +181,14 @@ export class CowImage implements DriverImage {
    * trip, not one per run); only a bitmap chunk still to load stops the walk.
    * Allocates nothing for a request that is one run read synchronously.
    */
+  /**
+   * The data area is linear: an allocated guest byte i is file byte dataOffset + i (past the end
+   * of the file, zeros, as `read` fills them: a QEMU-created file ends after its bitmap).
+   */
+  storageRange(offset: number, _length: number): { storage: Storage; position: number } {
+    return { storage: this.storage, position: this.layout.dataOffset + offset };
+  }
+
   read(offset: number, into: Uint8Array, below: ReadBelow): void | Promise<void> {
     try {
       this.checkOpen();

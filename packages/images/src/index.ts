@@ -16,7 +16,7 @@ import {
   type Vfs,
 } from '@blk/core';
 import { cowDriver } from '@blk/cow';
-import { LockingVfs, nativeSyscalls, type LockPolicy } from '@blk/native';
+import { LockingVfs, nativeSocketSender, nativeSyscalls, type LockPolicy, type SocketSender } from '@blk/native';
 import { qcow2Driver } from '@blk/qcow2';
 import { rawDriver } from '@blk/raw';
 
@@ -24,7 +24,7 @@ export * from '@blk/core';
 export { cowDriver } from '@blk/cow';
 export { qcow2Driver } from '@blk/qcow2';
 export { rawDriver } from '@blk/raw';
-export type { LockPolicy } from '@blk/native';
+export type { LockPolicy, SocketSender } from '@blk/native';
 
 /** The built-in formats in probe order: cow, qcow2; raw, the last resort, scores 1. A new array each call. */
 export function builtinDrivers(): BlockDriver[] {
@@ -60,6 +60,18 @@ export function hostVfs(options: HostVfsOptions = {}): Vfs {
   if (options.lock !== undefined) lock.policy = options.lock;
   if (options.addon !== undefined) lock.addon = options.addon;
   return new LockingVfs(new NodeVfs({ syscalls: nativeSyscalls(io) }), lock);
+}
+
+/**
+ * The native addon's zero-copy socket sender (sendfile from a worker thread; @blk/nbd's
+ * `ListenOptions.zeroCopy`), as the same options choose the addon: undefined without it or with
+ * `nativeIo: false` (then an NBD server reads and writes replies itself, as before).
+ */
+export function hostSocketSender(options: HostVfsOptions = {}): SocketSender | undefined {
+  return nativeSocketSender({
+    ...(options.nativeIo !== undefined ? { enabled: options.nativeIo } : {}),
+    ...(options.addon !== undefined ? { addon: options.addon } : {}),
+  });
 }
 
 /** createHost's options here: drivers default to the built-in ones, the vfs to `hostVfs(options)`. */

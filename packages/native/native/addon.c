@@ -4,5 +4,6 @@
 NAPI_MODULE_INIT() {
   if (register_lock(env, exports) != napi_ok) return NULL;
   if (register_io(env, exports) != napi_ok) return NULL;
+  if (register_send(env, exports) != napi_ok) return NULL;
   return exports;
 }

@@ -32,5 +32,6 @@ static inline int small_int(napi_env env, napi_value value, int32_t *out) {
 
 napi_status register_lock(napi_env env, napi_value exports); /* lock.c: lock, query */
 napi_status register_io(napi_env env, napi_value exports);   /* io.c: pread, pwrite, seek, fallocate, zeroRange */
+napi_status register_send(napi_env env, napi_value exports); /* send.c: sendv, cancel */
 
 #endif

@@ -18,6 +18,9 @@ export interface NativeAddon {
   fallocate(fd: number, offset: number, length: number): number;
   /** fallocate(2) keeping the size: punch 1 = PUNCH_HOLE, 0 = ZERO_RANGE; 0 or -errno. */
   zeroRange(fd: number, position: number, length: number, punch: number): number;
+  /** native/send.c (see send.ts): a job handle for cancel. */
+  sendv?(sockFd: number, data: Uint8Array, plan: Float64Array, done: (errno: number, sent: number) => void): unknown;
+  cancel?(job: unknown): void;
 }
 
 /** What loading one addon file gave: the addon, or why not. */

@@ -5,7 +5,10 @@ import type * as tls from 'node:tls';
 import { checkExports } from './exports.js';
 import { type ByteStream, type ConnectionOptions, NbdConnection, type NbdExport } from './server.js';
 import type { StartTlsStream } from './tls-node.js';
+import type { FileSpan } from './transmission.js';
+import { type SocketSender, ZeroCopyWriter } from './zero-copy-node.js';
 
+export type { SocketSender } from './zero-copy-node.js';
 export {
   distinguishedName,
   loadPskCredentials,
@@ -64,7 +67,24 @@ export class SocketStream implements StartTlsStream {
     this.arrival?.(true);
   };
 
-  constructor(private readonly socket: net.Socket) {
+  /** Zero-copy replies (zero-copy-node.ts): on plain sockets when a `SocketSender` is given. */
+  private readonly zeroCopy: ZeroCopyWriter | undefined;
+  /**
+   * Present with zero-copy: sends `parts` (bytes, and host file ranges by sendfile from a worker
+   * thread) after everything written before, nothing of another call between them.
+   */
+  readonly sendParts?: (parts: ReadonlyArray<Uint8Array | FileSpan>, sent?: () => void) => Promise<void>;
+
+  /** `sender`: zero-copy replies (@blk/native's `nativeSocketSender()`); never for a TLS socket. */
+  constructor(
+    private readonly socket: net.Socket,
+    sender?: SocketSender,
+  ) {
+    if (sender !== undefined && !('encrypted' in socket)) {
+      const zc = new ZeroCopyWriter(socket, sender);
+      this.zeroCopy = zc;
+      this.sendParts = (parts, sent) => zc.enqueue(parts, sent);
+    }
     socket.setNoDelay?.(true);
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
@@ -138,16 +158,19 @@ export class SocketStream implements StartTlsStream {
 
   write(data: Uint8Array, sent?: () => void): Promise<void> {
     if (this.socket.destroyed) return Promise.reject(new Error('connection closed'));
+    // Behind a zero-copy reply being sent or waiting: queued after it, to keep the wire order.
+    if (this.zeroCopy?.holding) return this.zeroCopy.enqueue([data], sent);
     // Writes made in one turn (the replies of the requests one 'data' event carried, a reply's
     // header and payload) leave together: the first goes at once, from the second on the socket is
     // corked until the turn ends (one writev for the rest, not a system call each).
     if (this.turn === 0) process.nextTick(this.endTurn);
     if (++this.turn === 2) this.socket.cork();
     // The callback runs once libuv is done with `data` (written, or dropped with the socket).
-    const ok = this.socket.write(data, (e) => {
+    const done = (e?: Error | null) => {
       if (e) this.failure ??= e;
       sent?.();
-    });
+    };
+    const ok = this.socket.write(data, this.zeroCopy ? this.zeroCopy.trackWrite(done) : done);
     if (ok) return RESOLVED;
     // One wait for 'drain' shared by every write made while the socket is full (many replies may
     // be waiting at once: one listener each would pile up).
@@ -214,6 +237,12 @@ export interface ListenOptions extends ConnectionOptions {
   persistent?: boolean;
   /** Hears connections come and go (info) and what went wrong with them (error), one line each. */
   log?: (level: 'error' | 'info', message: string) => void;
+  /**
+   * Zero-copy replies on plain (not TLS) connections: large reads of data in host files (raw
+   * images, raw layers of a chain) are sent by sendfile from a worker thread (src/zero-copy-node.ts).
+   * Pass @blk/native's `nativeSocketSender()`; without it, replies are read and written as before.
+   */
+  zeroCopy?: SocketSender;
 }
 
 interface Waiting {
@@ -311,7 +340,7 @@ export class NbdServer {
     }
     this.served++;
     this.log('info', `client ${id} connected from ${peer}`);
-    const conn = new NbdConnection(new SocketStream(socket), this.exports, {
+    const conn = new NbdConnection(new SocketStream(socket, this.options.zeroCopy), this.exports, {
       ...this.options,
       log: (level, message) => this.log(level, `client ${id}: ${message}`),
     });

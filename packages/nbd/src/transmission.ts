@@ -45,6 +45,7 @@ import {
   STRUCTURED_REPLY_MAGIC,
   TFLAG,
 } from './protocol.js';
+import { type FileSpan, fileReplyParts, MIN_HOLE } from './file-replies.js';
 import {
   HEADER,
   replyCookie,
@@ -84,7 +85,16 @@ export interface ByteStream {
    * undefined removes it.
    */
   onArrival?(listener: ((ended: boolean) => void) | undefined): void;
+  /**
+   * Optional (zero-copy; src/zero-copy-node.ts on Node): sends `parts` in order, after everything
+   * written before and with nothing of another call between them, bytes as given and spans from
+   * host files (read by the stream itself, e.g. sendfile); resolves once sent (the file ranges
+   * read), rejects once the stream is broken. Large reads of data in host files use it.
+   */
+  sendParts?(parts: ReadonlyArray<Uint8Array | FileSpan>, sent?: () => void): Promise<void>;
 }
+
+export type { FileSpan } from './file-replies.js';
 
 export interface TransmissionOptions {
   /** Requests in flight per connection at most (default 16, as qemu-nbd; further ones are not read yet). */
@@ -112,6 +122,12 @@ export interface TransmissionOptions {
    * default true; src/small-reads.ts). false: every request takes the general path (tests compare).
    */
   smallReadPath?: boolean;
+  /**
+   * Reads of at least this many bytes go zero-copy when the stream can send file ranges
+   * (`ByteStream.sendParts`) and the image says where the bytes are in host files (default 64 KiB;
+   * smaller ones cost less copied than a worker thread's round trip).
+   */
+  zeroCopyMin?: number;
 }
 
 /** What the handshake negotiated that transmission needs. */
@@ -123,8 +139,6 @@ export interface TransmissionState {
 
 /** Extents per BLOCK_STATUS reply at most (the client asks again from where it stopped). */
 export const MAX_EXTENTS = 4096;
-/** Zero runs shorter than this are sent as data (a hole chunk costs 32 bytes). */
-const MIN_HOLE = 4096;
 /** A write payload longer than this past the maximum is not drained: the connection is dropped. */
 /** A refused write payload up to this many times the maximum is drained; a longer one drops the connection. */
 const DRAIN_FACTOR = 2;
@@ -240,6 +254,7 @@ export class Transmission {
   private readonly readPiece: number;
   private readonly cacheMax: number;
   private readonly yieldTurn: () => Promise<void>;
+  private readonly zeroCopyMin: number;
   private inFlight = 0;
   private bytes = 0;
   /** Room in the in-flight bounds (requests or bytes) came free. */
@@ -275,6 +290,7 @@ export class Transmission {
     this.readPiece = Math.max(4096, options.readPiece ?? 1024 * 1024);
     this.cacheMax = options.cacheMax ?? 64 * 1024 * 1024;
     this.yieldTurn = options.yieldTurn ?? defaultYield();
+    this.zeroCopyMin = Math.max(1, options.zeroCopyMin ?? 64 * 1024);
     this.fast =
       options.smallReadPath !== false
       && stream.peek !== undefined
@@ -692,6 +708,9 @@ export class Transmission {
 
   private async read(req: Request): Promise<void> {
     const sparse = this.state.structured && req.length >= this.sparseReadMin && (req.flags & CMD_FLAG.DF) === 0;
+    // Decided now, in the turn the request arrived: the read takes its tracker place before any later request.
+    if (this.stream.sendParts !== undefined && req.length >= this.zeroCopyMin && this.image.fileRunsPossible)
+      return this.readFiles(req, sparse);
     if (!sparse && req.length <= SMALL_REPLY && req.length > 0) return this.readSmall(req);
     // Room for the reply's header before the data: a reply without holes goes out as one buffer
     // (one write, no header allocated apart, no iovec of two parts).
@@ -776,6 +795,35 @@ export class Transmission {
     }
     if (pos < req.length) dataChunk(pos, req.length, true);
     return this.send(parts, sent);
+  }
+
+  /**
+   * A read answered from host file ranges (`ByteStream.sendParts`, src/file-replies.ts). The image
+   * holds the read in its request tracker until the stream has sent the ranges, so a write issued
+   * after this read (on any connection) changes the file only afterwards: the reply carries
+   * exactly what a buffered read would have, never bytes of a later write, even when the write's
+   * reply would go out first. Rejects only when the stream broke.
+   */
+  private async readFiles(req: Request, sparse: boolean): Promise<void> {
+    let sending = false;
+    try {
+      await this.image.readFileRuns(req.offset, req.length, (runs) => {
+        sending = true;
+        if (this.broken) return Promise.reject(new Error('connection broken'));
+        const shape = {
+          cookie: req.cookie,
+          offset: req.offset,
+          length: req.length,
+          structured: this.state.structured,
+          sparse,
+        };
+        return this.stream.sendParts!(fileReplyParts(shape, runs));
+      });
+    } catch (e) {
+      // The stream broke while sending: as any failed reply (start() marks the connection broken).
+      if (sending) throw e;
+      await this.sendError(req, nbdErrorOf(errnoOf(e).errno), e instanceof Error ? e.message : String(e));
+    }
   }
 
   /**

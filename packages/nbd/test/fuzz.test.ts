@@ -10,7 +10,9 @@
  *   must be drained, FAST_ZERO where zeroing is not cheap, block status without contexts), ending
  *   in DISC, a bad magic, a truncated header or a truncated write payload, all sent in one chunk;
  *   every other session's server end shows its received bytes (the small-read fast path), the
- *   others only offer readExactly (the general path).
+ *   others only offer readExactly (the general path); every other pair of sessions sends reads
+ *   zero-copy (`ByteStream.sendParts` over storages with stand-in host descriptors, whose bytes
+ *   are read a turn late, when the reply goes out, as sendfile reads them).
  *
  * Required for every input: the connection ends (no hang) once the client has sent everything and
  * closed its side, nothing throws out of it, every request before the end of the session is
@@ -23,7 +25,17 @@
  * A failure names the seed and the session to replay.
  */
 import { describe, expect, it } from 'vitest';
-import { createImage, DriverRegistry, MemoryVfs, openImage, type Image } from '@blk/core';
+import {
+  createImage,
+  DriverRegistry,
+  FilterStorage,
+  ForwardingVfs,
+  MemoryVfs,
+  openImage,
+  type Image,
+  type Storage,
+  type VfsOpenOptions,
+} from '@blk/core';
 import { rawDriver } from '@blk/raw';
 import { cowDriver } from '@blk/cow';
 import { HangError, Rng, withTimeout } from '@blk/faults';
@@ -42,6 +54,7 @@ import {
   u16,
   u32,
   view,
+  type FileSpan,
 } from '../src/index.js';
 import { pipe, type End } from './pipe.js';
 import { assemble, req, simpleReply, structuredReply, type Reply } from './wire.js';
@@ -81,12 +94,64 @@ function metaData(name: string, queries: string[]): Uint8Array {
   return concat([str(name), u32(queries.length), ...queries.map(str)]);
 }
 
+/** Storages by stand-in host descriptor (`hostFd`), for the zero-copy sessions' `sendParts`. */
+const fakeFiles = new Map<number, Storage>();
+let nextFakeFd = 1000;
+
+/** A storage that claims a host descriptor (a number only `sendParts` below knows). */
+class FakeFdStorage extends FilterStorage {
+  private readonly fd = nextFakeFd++;
+  constructor(next: Storage) {
+    super(next);
+    fakeFiles.set(this.fd, next);
+  }
+  override hostFd(): number | undefined {
+    return this.fd;
+  }
+  override close(): Promise<void> {
+    fakeFiles.delete(this.fd);
+    return super.close();
+  }
+}
+
+class FakeFdVfs extends ForwardingVfs {
+  override async open(path: string, options?: VfsOpenOptions): Promise<Storage> {
+    return new FakeFdStorage(await this.inner.open(path, options));
+  }
+}
+
+/**
+ * Gives `end` a `sendParts` that reads its file spans a turn late (when the bytes go out, as
+ * sendfile does), and keeps `write`s in order behind it, as the Node stream does.
+ */
+function withZeroCopy(end: End): void {
+  let tail: Promise<unknown> = Promise.resolve();
+  const write = end.write.bind(end);
+  const chain = (step: () => Promise<void>): Promise<void> => {
+    const p = tail.then(step);
+    tail = p.catch(() => undefined);
+    return p;
+  };
+  end.write = (d, sent) => chain(() => write(d, sent));
+  end.sendParts = (parts: ReadonlyArray<Uint8Array | FileSpan>, sent?: () => void) =>
+    chain(async () => {
+      await new Promise((r) => setImmediate(r));
+      const bytes = parts.map((p) => {
+        if (p instanceof Uint8Array) return p;
+        const b = new Uint8Array(p.length);
+        if (p.fd !== undefined) fakeFiles.get(p.fd)!.readSync!(p.position, b); // past the end: zeros
+        return b;
+      });
+      await write(concat(bytes), sent);
+    });
+}
+
 /** A fresh image (raw, or a cow over a raw base with data in both layers) and the model of its bytes. */
 async function makeImage(rng: Rng): Promise<{ image: Image; model: Uint8Array; readOnly: Image }> {
-  const vfs = new MemoryVfs();
+  const vfs = new FakeFdVfs(new MemoryVfs());
   const base = new Uint8Array(SIZE);
   for (let i = 0; i < 4; i++) base.fill(rng.int(256), rng.int(SIZE), rng.int(SIZE));
-  vfs.put('/base.raw', base);
+  (vfs.inner as MemoryVfs).put('/base.raw', base);
   if (rng.bool()) {
     const image = await openImage('/base.raw', { registry, vfs, format: 'raw' });
     const readOnly = await openImage('/base.raw', { registry, vfs, format: 'raw', readOnly: true });
@@ -104,11 +169,16 @@ async function makeImage(rng: Rng): Promise<{ image: Image; model: Uint8Array; r
   return { image, model, readOnly };
 }
 
-/** `peek`: the server end shows its received bytes (the small-read fast path) or only offers readExactly. */
-function serve(image: Image, peek: boolean) {
+/**
+ * `peek`: the server end shows its received bytes (the small-read fast path) or only offers
+ * readExactly; `zeroCopy`: it sends reads of any size as file spans (`withZeroCopy`).
+ */
+function serve(image: Image, peek: boolean, zeroCopy = false) {
   const [client, server] = pipe({ peek });
+  if (zeroCopy) withZeroCopy(server);
   const conn = new NbdConnection(server, [{ name: 'ex', description: 'fuzz', image }], {
     handshakeTimeoutMs: 0,
+    zeroCopyMin: 1,
     maxRequest: MAX_REQUEST,
     maxInFlight: 8,
     maxBytesInFlight: 4 * MAX_REQUEST,
@@ -207,8 +277,8 @@ function mutateBytes(rng: Rng, b: Uint8Array): Uint8Array {
   return out;
 }
 
-async function handshakeInput(rng: Rng, image: Image, peek: boolean): Promise<void> {
-  const { client, done } = serve(image, peek);
+async function handshakeInput(rng: Rng, image: Image, peek: boolean, zeroCopy: boolean): Promise<void> {
+  const { client, done } = serve(image, peek, zeroCopy);
   const greeting = await client.readExactly(18);
   check(greeting !== null, 'no greeting');
   await client.write(mutateBytes(rng, validHandshake(rng)));
@@ -241,10 +311,11 @@ async function requestSession(
   model: Uint8Array,
   known: Uint8Array,
   peek: boolean,
+  zeroCopy: boolean,
 ): Promise<number> {
   const structured = rng.bool(0.7);
   const contexts = structured && rng.bool(0.7);
-  const { client, done } = serve(image, peek);
+  const { client, done } = serve(image, peek, zeroCopy);
   await client.readExactly(18);
   const hs: Uint8Array[] = [u32(3)];
   if (structured) hs.push(option(OPT.STRUCTURED_REPLY));
@@ -523,17 +594,23 @@ describe('NBD protocol fuzzer', () => {
         const where = `seed ${SEED} session ${session}`;
         // Every other session over a stream that shows its received bytes: the small-read fast path.
         const peek = session % 2 === 0;
+        // And every other pair zero-copy (file spans read as the reply goes out).
+        const zeroCopy = session % 4 >= 2;
         try {
           if (rng.bool(0.35)) {
             const t0 = performance.now();
             for (let h = 0; h < 10; h++)
-              await withTimeout(handshakeInput(rng, readOnly, peek), 5_000, `${where} handshake`);
+              await withTimeout(handshakeInput(rng, readOnly, peek, zeroCopy), 5_000, `${where} handshake`);
             timing.handshakes += performance.now() - t0;
             handshakes += 10;
             inputs += 10;
           } else {
             const t0 = performance.now();
-            const n = await withTimeout(requestSession(rng, image, model, known, peek), 5_000, `${where} requests`);
+            const n = await withTimeout(
+              requestSession(rng, image, model, known, peek, zeroCopy),
+              5_000,
+              `${where} requests`,
+            );
             timing.requests += performance.now() - t0;
             requests += n;
             inputs += n;

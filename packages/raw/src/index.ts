@@ -215,6 +215,11 @@ class RawImage implements DriverImage {
   }
 
   /** Synchronous (see `DriverImage.read`) when the storage reads synchronously and the file is long enough. */
+  /** The file is the disk: guest byte i is file byte i (past the file's end, zeros). */
+  storageRange(offset: number, _length: number): { storage: Storage; position: number } {
+    return { storage: this.storage, position: offset };
+  }
+
   read(offset: number, into: Uint8Array, _below: ReadBelow): void | Promise<void> {
     const storage = this.storage;
     try {

@@ -19,7 +19,7 @@ import { NbdServer, nodeTls } from '@blk/nbd/node';
 import { rulesOf, type BackingRuleFlags } from '../common.js';
 import { UsageError, warn } from '../errors.js';
 import { hostServeVfs } from '../host-io.js';
-import { openImage } from '../images.js';
+import { hostSocketSender, openImage } from '../images.js';
 import { cliOpenOptions } from '../jobs/common.js';
 import { printable } from '../printable.js';
 import { type TlsFlags, tlsOf } from './serve-objects.js';
@@ -210,6 +210,9 @@ export async function serve(file: string | undefined, opts: ServeOpts): Promise<
       persistent: opts.persistent === true,
       handshakeTimeoutMs: handshakeLimit * 1000,
       tls: tls !== undefined ? nodeTls(tls) : undefined,
+      // Large reads of raw data by sendfile from a worker thread on plain connections (about 2x
+      // the MiB/s of reading and writing them on the main thread here; BLK_NATIVE_IO=off: not).
+      zeroCopy: hostSocketSender(),
       log,
     });
   } catch (e) {

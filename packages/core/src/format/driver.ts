@@ -251,6 +251,14 @@ export interface DriverImage {
    */
   read(offset: number, into: Uint8Array, below: ReadBelow): void | Promise<void>;
   /**
+   * Optional: where the guest bytes [offset, offset + length) of a run this image holds (its
+   * `blockStatus` says data here) lie in its storage, when they lie there as they are, contiguous:
+   * byte i of the run is byte `position + i` of `storage`, and bytes past the storage's end read as
+   * zeros (raw's last partial sector). Undefined when not (compressed, encrypted, scattered). For
+   * zero-copy transfers (`Image.readFileRuns`).
+   */
+  storageRange?(offset: number, length: number): { storage: Storage; position: number } | undefined;
+  /**
    * Optional, for formats whose guest data starts at file offset 0
    * (`guestDataAtFileStart`): the file's length now, when it can be shorter
    * than `size` (raw counts whole 512-byte sectors). The probe guard judges

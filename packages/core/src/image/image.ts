@@ -36,6 +36,19 @@ import type { DriverRegistry } from '../format/registry.js';
  * i.e. what an NBD server answers for `base:allocation` (`data`, `zero`) and
  * `qemu:allocation-depth` (`depth`).
  */
+/**
+ * A run of `Image.readFileRuns`: guest bytes [start, start + length): bytes [position, position +
+ * length) of the host file `fd` (past the file's end: zeros); or, `fd` undefined, the bytes in
+ * `data` (a layer whose data is not a plain file range), or zeros without `data`.
+ */
+export interface HostFileRun {
+  start: number;
+  length: number;
+  fd: number | undefined;
+  position: number;
+  data?: Uint8Array;
+}
+
 export interface ChainStatus {
   /** Bytes from the queried offset that share this status (> 0 unless at the end). */
   length: number;
@@ -743,6 +756,87 @@ export class Image {
       admitted?.();
     }
     return done;
+  }
+
+  /**
+   * Whether `readFileRuns` can give host file ranges here at all: the top layer's format stores
+   * data as it is (`DriverImage.storageRange`) on a storage that is a host file (`hostFd`).
+   * Synchronous, so that a caller decides between `readFileRuns` and `readInto` in the turn its
+   * request arrived, keeping the request's place among the others.
+   */
+  get fileRunsPossible(): boolean {
+    return !this.closed && this.driverImage.storageRange?.(0, 0)?.storage.hostFd?.() !== undefined;
+  }
+
+  /**
+   * Where the bytes of [offset, offset + length) are, for a caller that sends them without reading
+   * them (an NBD server's sendfile): `use` gets runs tiling the range, each zeros (`fd` and `data`
+   * undefined), `length` bytes of host file `fd` from `position`, or, where a layer's data is not
+   * a plain file range (a qcow2 backing file, a filtered storage), the bytes themselves (`data`,
+   * read here). `use`'s promise is awaited under one tracked read, as `readMapped`'s: a write
+   * overlapping the range issued earlier is over before the runs are taken, and one issued later
+   * waits until `use` is done, so what `use` sends from the files is exactly what `readInto` would
+   * have read. The tracker entry is taken before this returns (unless a resize is queued, as for
+   * every request): a request issued after this call comes after it.
+   */
+  async readFileRuns(
+    offset: number,
+    length: number,
+    use: (runs: ReadonlyArray<HostFileRun>) => Promise<void>,
+  ): Promise<void> {
+    this.checkOpen();
+    checkNumberArg(offset, 'offset', this.path);
+    checkNumberArg(length, 'length', this.path);
+    const admitted = this.queue === undefined ? undefined : await this.admission();
+    let done: Promise<void>;
+    try {
+      checkRange(offset, length, this.size, this.path);
+      if (length === 0) return use([]);
+      const ss = this.alignment;
+      done = this.tracker.run(alignDown(offset, ss), alignUp(offset + length, ss), false, async () =>
+        use(await this.hostFileRuns(offset, offset + length)),
+      );
+    } finally {
+      admitted?.();
+    }
+    return done;
+  }
+
+  /** `readFileRuns`' runs of [offset, end); runs not in a host file are read into `data`. */
+  private async hostFileRuns(offset: number, end: number): Promise<HostFileRun[]> {
+    const cursor = new ChainCursor(this, { end, topStatus: (o, l) => this.statusAdmitted(o, l, true) });
+    const runs: HostFileRun[] = [];
+    const reads: Array<void | Promise<void>> = [];
+    for (let pos = offset; pos < end; ) {
+      const st = cursor.peek(pos, end - pos) ?? (await cursor.at(pos, end - pos));
+      if (st.length <= 0) {
+        throw new BlockError('io', `block status stopped at ${pos}, short of ${end}`, { path: this.path });
+      }
+      const n = Math.min(st.length, end - pos);
+      if (st.zero || st.depth === undefined) {
+        runs.push({ start: pos, length: n, fd: undefined, position: 0 });
+        pos += n;
+        continue;
+      }
+      const layer = this.layerAt(st.depth);
+      // Past a shorter backing file's end the chain reads zeros (readPadded): read, not a file range.
+      const where = pos + n <= layer.size ? layer.driverImage.storageRange?.(pos, n) : undefined;
+      const fd = where?.storage.hostFd?.();
+      if (where === undefined || fd === undefined) {
+        const data = new Uint8Array(n);
+        reads.push(this.readRuns(pos, data, [{ ...st, start: pos, length: n }]));
+        runs.push({ start: pos, length: n, fd: undefined, position: 0, data });
+      } else {
+        const last = runs[runs.length - 1];
+        if (last?.fd === fd && last.position + last.length === where.position) last.length += n;
+        else runs.push({ start: pos, length: n, fd, position: where.position });
+      }
+      pos += n;
+    }
+    // Every read is over before the runs are used (or the first failure is thrown once all are).
+    const results = await Promise.allSettled(reads);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    return runs;
   }
 
   private async readMappedTracked(offset: number, into: Uint8Array): Promise<Array<ChainStatus & { start: number }>> {

@@ -386,6 +386,11 @@ export class NodeFileStorage implements Storage {
     }
   }
 
+  /** The file's descriptor while open (a file holds the storage's bytes at their own offsets). */
+  hostFd(): number | undefined {
+    return this.closed ? undefined : this.fd;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

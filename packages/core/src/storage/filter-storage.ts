@@ -75,6 +75,22 @@ export class FilterStorage implements Storage {
     return this.next.read(offset, into);
   }
 
+  /**
+   * next's descriptor only while this filter changes neither what is read nor what is written
+   * (a file read past the filter would skip it: faults, crash simulation, caches).
+   */
+  hostFd(): number | undefined {
+    const base = FilterStorage.prototype;
+    const plain =
+      this.read === base.read
+      && this.readSync === base.readSync
+      && this.readOnPool === base.readOnPool
+      && this.write === base.write
+      && this.writeOnPool === base.writeOnPool
+      && this.zeroRange === base.zeroRange;
+    return plain ? this.next.hostFd?.() : undefined;
+  }
+
   readSync(offset: number, into: Uint8Array): number {
     if (this.next.readSync === undefined) throw this.missing('readSync');
     return this.next.readSync(offset, into);

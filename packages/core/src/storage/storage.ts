@@ -103,6 +103,14 @@ export interface Storage {
    */
   readSync?(offset: number, into: Uint8Array): number;
   /**
+   * Optional: the descriptor of the host file that holds exactly this storage's bytes (byte i of the
+   * storage is byte i of the file), for transfers the kernel makes without copying through the
+   * process (an NBD server's sendfile). Undefined when there is no such file, or once closed. The
+   * descriptor stays the storage's: the caller never closes it, and uses it only while it holds a
+   * request of the image open on this storage (close waits for requests in flight).
+   */
+  hostFd?(): number | undefined;
+  /**
    * Usable when `capabilities.extents`: what the storage knows of where its
    * data is (on files, lseek SEEK_DATA/SEEK_HOLE; QEMU's protocol-level block
    * status). Returns the extent starting at `offset`, cut at `length`:
