@@ -50,6 +50,7 @@ const PORTABLE = [
 const NODE_ONLY = [
   'nbd/src/node.ts',
   'nbd/src/tls-node.ts',
+  'nbd/src/zero-copy-node.ts',
   'stream/src/node.ts',
   'http/src/node.ts',
   'http/src/node-transport.ts',
