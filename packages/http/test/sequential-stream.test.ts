@@ -15,6 +15,7 @@ import {
   type TransportResponse,
 } from '@blk/http';
 import { nodeTransport } from '@blk/http/node';
+import { testTimeScale } from '@blk/faults';
 import { TestServer, pattern, sameBytes } from './server.js';
 
 const MiB = 1024 * 1024;
@@ -162,11 +163,14 @@ describe('a stream that stalls', () => {
         request.signal.addEventListener('abort', () => reject(request.signal.reason), { once: true });
       });
     });
-    const s = await HttpStorage.open(server.url('/big.img'), { cacheSize: 8 * MiB, transport: stalling, timeout: 300 });
+    // The limit is also the whole time a block request (up to 8 MiB here) may take: at 300 ms one went
+    // past it on a loaded 2-core machine (ETIMEDOUT, measured 0.1-2.7 s per request at a load of 20).
+    const timeout = Math.round(1000 * testTimeScale());
+    const s = await HttpStorage.open(server.url('/big.img'), { cacheSize: 8 * MiB, transport: stalling, timeout });
     const t0 = performance.now();
     expect(sameBytes(await scan(s), DATA)).toBe(true);
     expect(stalled).toBe(2); // two streams stalled, then block requests only
-    expect(performance.now() - t0).toBeGreaterThan(550);
+    expect(performance.now() - t0).toBeGreaterThan(2 * timeout - 50);
     await s.close();
   });
 });
