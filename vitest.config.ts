@@ -40,6 +40,9 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
+    // A turn of the event loop around each test, so that tests which block it do not add up past
+    // vitest's 60 s RPC limit (test/setup/event-loop-turns.ts says why).
+    setupFiles: ['test/setup/event-loop-turns.ts'],
     testTimeout: Math.round(60_000 * timeScale),
     hookTimeout: Math.round(120_000 * timeScale),
     pool: 'forks',

@@ -12,7 +12,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryVfs, createImage, openImage } from '@blk/images';
-import { HookedVfs, taggedData } from '@blk/faults';
+import { HookedVfs, taggedData, testTimeScale } from '@blk/faults';
 import { envInt } from './fixtures/env.js';
 
 const MiB = 1024 * 1024;
@@ -25,8 +25,13 @@ const RUNS = envInt('BLK_CACHE_PRESSURE_RUNS', 40);
 
 class Livelock extends Error {}
 
-/** A hook that fails every storage call once `ms` passed (a livelock spins in microtasks: no timer fires). */
-function deadline(ms: number): () => void {
+/**
+ * A hook that fails every storage call once `ms` passed (a livelock spins in microtasks: no timer fires).
+ * Wall-clock time, so stretched on a busy machine (testTimeScale); a livelock never ends, so a generous
+ * limit costs nothing when all is well.
+ */
+function deadline(idleMs: number): () => void {
+  const ms = Math.round(idleMs * testTimeScale());
   const until = Date.now() + ms;
   return () => {
     if (Date.now() > until) throw new Livelock(`storage still busy after ${ms} ms: livelock`);
@@ -82,7 +87,7 @@ describe('cache pressure: concurrency past every bitmap cache size', () => {
         fc.array(fc.integer({ min: 0, max: 12 }), { minLength: 1, maxLength: 16 }),
         async (ops, cacheChunks, cache, delays) => {
           const { vfs, base } = await overlay();
-          const guard = deadline(2_000);
+          const guard = deadline(10_000); // a run takes 0.1-0.3 s (0.3 s at a load of 17 on 2 cores)
           let calls = 0;
           const hooked = new HookedVfs(vfs, {
             before: async () => {

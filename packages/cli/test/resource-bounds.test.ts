@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { testTimeScale } from '@blk/faults';
 import { blk, BLK, exited, scratchDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -24,6 +25,16 @@ function procStatusBytes(pid: number, field: string): number | undefined {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes a process has passed to write(2) and the like so far (/proc/PID/io wchar), or undefined once it is gone. */
+function bytesWritten(pid: number): number | undefined {
+  try {
+    const m = /^wchar:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
   } catch {
     return undefined;
   }
@@ -155,7 +166,21 @@ describe('memory bounded whatever the image or the arguments', () => {
     });
     try {
       child.stdout.pause(); // a reader that does not read
-      await new Promise((r) => setTimeout(r, 1500));
+      // Until blk has started and filled the pipe (64 KiB at least): its output stops growing. Not a fixed
+      // time: a loaded machine's slow start could outlast it, and the window below then caught the start's CPU.
+      const deadline = Date.now() + 30_000 * testTimeScale();
+      for (let last = -1; ; ) {
+        await new Promise((r) => setTimeout(r, 200));
+        if (cpuTicks(child.pid!) === undefined) break; // gone: said below
+        const written = bytesWritten(child.pid!);
+        if (written === undefined) {
+          await new Promise((r) => setTimeout(r, 1300)); // no /proc/PID/io here: a fixed wait
+          break;
+        }
+        if (written >= 64 * 1024 && written === last) break;
+        if (Date.now() > deadline) throw new Error(`blk map's output still growing after 30 s (${written} bytes)`);
+        last = written;
+      }
       const before = cpuTicks(child.pid!);
       await new Promise((r) => setTimeout(r, 700));
       const after = cpuTicks(child.pid!);

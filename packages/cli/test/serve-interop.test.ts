@@ -306,7 +306,6 @@ describe('kill -9 in the middle of writes', () => {
 import nbd, sys
 h = nbd.NBD()
 h.connect_uri(${JSON.stringify(s.uri())})
-print("ready", flush=True)
 i = 0
 try:
     while True:
@@ -315,6 +314,8 @@ try:
             h.aio_pwrite(bytes([0xa0 + (i % 16)]) * 65536, off)
         while h.aio_in_flight() > 0:
             h.poll(-1)
+        if i == 0:
+            print("ready", flush=True)
         i += 1
 except nbd.Error:
     pass
@@ -324,7 +325,9 @@ except nbd.Error:
       py.stdout.on('data', (b: Buffer) => {
         out += b.toString();
       });
-      await waitFor(() => out.includes('ready'), 20_000, 'the writer to connect');
+      // Once the first writes were answered (so some landed, however slow a loaded machine makes the
+      // start), then more time for writes in flight.
+      await waitFor(() => out.includes('ready'), 20_000, 'the first writes to be answered');
       await new Promise((r) => setTimeout(r, 700));
       s.child.kill('SIGKILL');
       await s.exit;
