@@ -120,7 +120,7 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   let copied = 0;
   try {
     if (newPath !== undefined) {
-      fresh = await openNamedBacking(ctx, newPath, options.backingFormat, options);
+      fresh = await openNamedBacking(ctx, newPath, options.backingFormat, options, [top]);
     }
     let spec: BackingSpec | undefined;
     if (newPath !== undefined && fresh) {
@@ -160,7 +160,7 @@ async function finishInterruptedRebase(
 ): Promise<RebaseResult> {
   const top = await openIgnoringBacking();
   try {
-    const fresh = await openNamedBacking(ctx, newPath, options.backingFormat, options);
+    const fresh = await openNamedBacking(ctx, newPath, options.backingFormat, options, [top]);
     let facts: BackingFacts;
     try {
       facts = await gatherBackingFacts(ctx.vfs, newPath, fresh);
