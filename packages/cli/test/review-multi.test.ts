@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blk, ensureBuilt, qemuIo, tempDir } from './helpers.js';
+import { BLK, blk, ensureBuilt, qemuIo, tempDir } from './helpers.js';
 
 const hasQemu = spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).status === 0;
 
@@ -120,4 +120,74 @@ describe.skipIf(!hasQemu)('a chain that loops back to the image a job writes is 
     }
     expect(snapshot(files)).toEqual(before);
   });
+});
+
+describe('qemu-img cache options: -T SRC_CACHE (convert, compare, rebase, check) and rebase -t', () => {
+  // Before: `blk convert -T none`, `blk compare -T ...`, `blk check -T ...`, `blk rebase -t/-T ...`
+  // (qemu-img's options) failed with "unknown option", so scripts written for qemu-img broke.
+  it('accepts every mode qemu-img takes and refuses another, before touching a file', () => {
+    ok(['create', '-q', '-f', 'raw', 'tc-base.raw', '1M']);
+    ok(['create', '-q', '-f', 'raw', 'tc-new.raw', '1M']);
+    ok(['create', '-q', '-f', 'qcow2', '-b', 'tc-base.raw', '-F', 'raw', 'tc-top.qcow2']);
+    ok(['io', '-c', 'write -P 0x3c 4k 4k', 'tc-top.qcow2']);
+    for (const mode of ['none', 'writeback', 'unsafe', 'writethrough', 'directsync']) {
+      ok(['convert', '-q', '-T', mode, 'tc-top.qcow2', `tc-${mode}.raw`]);
+      expect(ok(['compare', '-T', mode, 'tc-top.qcow2', `tc-${mode}.raw`])).toBe('Images are identical.\n');
+      expect(blk(['check', '-q', '-T', mode, 'tc-top.qcow2'], { cwd: dir }).code).toBe(0);
+    }
+    // rebase -t unsafe: the same guest contents over the new backing file.
+    ok(['rebase', '-q', '-t', 'unsafe', '-T', 'none', '-b', 'tc-new.raw', '-F', 'raw', 'tc-top.qcow2']);
+    expect(ok(['compare', 'tc-top.qcow2', 'tc-none.raw'])).toBe('Images are identical.\n');
+    const before = fs.readFileSync(p('tc-top.qcow2'));
+    for (const args of [
+      ['convert', '-T', 'bogus', 'tc-top.qcow2', 'tc-bogus.raw'],
+      ['compare', '-T', 'bogus', 'tc-top.qcow2', 'tc-none.raw'],
+      ['check', '-T', 'bogus', 'tc-top.qcow2'],
+      ['rebase', '-T', 'bogus', '-b', 'tc-base.raw', '-F', 'raw', 'tc-top.qcow2'],
+      ['rebase', '-t', 'bogus', '-b', 'tc-base.raw', '-F', 'raw', 'tc-top.qcow2'],
+    ]) {
+      const r = blk(args, { cwd: dir });
+      expect(r.stderr).toMatch(/^blk: invalid (source )?cache mode 'bogus': use one of writeback, unsafe, none/);
+      // As qemu-img: compare's errors exit 2, the others' 1.
+      expect(r.code).toBe(args[0] === 'compare' ? 2 : 1);
+    }
+    expect(fs.existsSync(p('tc-bogus.raw'))).toBe(false);
+    expect(fs.readFileSync(p('tc-top.qcow2')).equals(before)).toBe(true);
+  });
+
+  it.skipIf(spawnSync('strace', ['-V'], { stdio: 'ignore' }).status !== 0)(
+    'rebase -t unsafe never syncs; the default does',
+    () => {
+      const syncs = (extra: string[], backing: string) => {
+        const log = p(`strace-${backing}.txt`);
+        const r = spawnSync(
+          'strace',
+          [
+            '-f',
+            '-e',
+            'trace=fsync,fdatasync',
+            '-o',
+            log,
+            process.execPath,
+            BLK,
+            'rebase',
+            ...extra,
+            '-b',
+            backing,
+            '-F',
+            'raw',
+            'tc-top.qcow2',
+          ],
+          { cwd: dir, encoding: 'utf8' },
+        );
+        expect(r.status).toBe(0);
+        return fs
+          .readFileSync(log, 'utf8')
+          .split('\n')
+          .filter((l) => /\bf(data)?sync\(/.test(l)).length;
+      };
+      expect(syncs(['-t', 'unsafe'], 'tc-base.raw')).toBe(0);
+      expect(syncs([], 'tc-new.raw')).toBeGreaterThan(0);
+    },
+  );
 });

@@ -37,6 +37,7 @@ import {
   type Image,
 } from '@blk/core/portable';
 import {
+  cacheVfs,
   checkAborted,
   EventLoopYielder,
   fileId,
@@ -76,7 +77,8 @@ export interface RebaseResult {
 
 /** Points the overlay `file` at a new backing file, keeping its contents unless `unsafe`. */
 export async function rebaseImage(file: string, options: RebaseOptions): Promise<RebaseResult> {
-  const vfs = options.vfs;
+  // -t unsafe: nothing is fsync'ed (the copy-then-header order still holds against a killed process).
+  const vfs = cacheVfs(options.vfs, options);
   const ctx: JobContext = { registry: options.registry, vfs };
   checkAborted(options.signal, file);
   const chunk = jobChunk(options);
