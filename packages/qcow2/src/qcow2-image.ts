@@ -1089,17 +1089,20 @@ export class Qcow2Image implements DriverImage {
     if (endC <= first) return;
     await this.prepare();
     for (let c = first; c < endC; c++) {
-      await this.meta.run(async () => {
+      const skipTo = await this.meta.run(async () => {
         const l2 = await this.l2For(c, !full && v3 && this.backing !== undefined ? 'allocate' : 'modify');
-        if (l2 === 0) return;
+        // No L2 table: nothing to give up in the clusters it would map (a sparse terabyte is few tables).
+        if (l2 === 0) return (Math.floor(c / this.l2Entries) + 1) * this.l2Entries;
         const { m } = await this.entryIn(l2, c);
         const allocated = m.kind === 'normal' || m.kind === 'compressed' || m.kind === 'zero-alloc';
         const lo = !full && v3 && (this.backing !== undefined || allocated) ? ZERO_LO : 0;
-        if (m.kind === 'unallocated' && lo === 0) return;
-        if (m.kind === 'zero' && lo === ZERO_LO) return;
+        if (m.kind === 'unallocated' && lo === 0) return undefined;
+        if (m.kind === 'zero' && lo === ZERO_LO) return undefined;
         await this.setEntry(l2, c, 0, lo);
         this.release(m);
+        return undefined;
       });
+      if (skipTo !== undefined) c = skipTo - 1;
     }
     if (this.mode === 'writethrough') await this.flush();
   }
