@@ -26,6 +26,9 @@ function packageVersion(): string {
   }
 }
 
+const SOURCE_CACHE_HELP =
+  "cache mode of the images only read, as qemu-img's -T (checked; blk reads through the host's page cache in every mode)";
+
 const CACHE_HELP =
   'cache mode of the written image: writeback (default: flush at the end), unsafe (never flush); '
   + 'none, writethrough and directsync act as writeback';
@@ -315,7 +318,7 @@ Run 'blk COMMAND --help' for a command's options.`,
       .command('convert')
       .description('copy an image into a new one of any format; all-zero runs stay holes')
       .usage(
-        '[-f FMT] [--source-backing-format FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-c] [-t CACHE] [-p] [-q] [-S SIZE] '
+        '[-f FMT] [--source-backing-format FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-B BACKING [-F BACKING_FMT]] [-c] [-t CACHE] [-T SRC_CACHE] [-p] [-q] [-S SIZE] '
           + '[-n [--target-is-zero]] [-m N] [-W] [-U] [-l SNAPSHOT] SRC DST',
       )
       .addOption(formatOption())
@@ -335,6 +338,7 @@ Run 'blk COMMAND --help' for a command's options.`,
         '4k',
       )
       .option('-t, --cache <mode>', CACHE_HELP)
+      .option('-T, --source-cache <mode>', SOURCE_CACHE_HELP)
       .option('-n, --no-create', 'DST exists: write into it in place (it must be at least as large as SRC)')
       .option('--target-is-zero', 'with -n: DST reads as zeros already, so zeros are not written')
       .option('-m, --parallel <n>', 'chunks in flight, 1 to 16 (default 4)')
@@ -376,7 +380,9 @@ Run 'blk COMMAND --help' for a command's options.`,
     program
       .command('rebase')
       .description('change the backing file of an image')
-      .usage('[-f FMT] [-F BACKING_FMT] [--old-backing-format FMT] [-u] [-p] [-q] -b NEW FILE')
+      .usage(
+        '[-f FMT] [-F BACKING_FMT] [--old-backing-format FMT] [-u] [-t CACHE] [-T SRC_CACHE] [-p] [-q] -b NEW FILE',
+      )
       .addOption(formatOption())
       .requiredOption('-b, --backing <file>', "the new backing file (relative names are relative to FILE's directory)")
       .option('-F, --backing-format <fmt>', 'format of the new backing file (default raw)')
@@ -385,6 +391,8 @@ Run 'blk COMMAND --help' for a command's options.`,
         "format of the image's current backing file (default: the format the image records, else raw)",
       )
       .option('-u, --unsafe', 'only rewrite the reference in the header; copy no data')
+      .option('-t, --cache <mode>', CACHE_HELP)
+      .option('-T, --source-cache <mode>', SOURCE_CACHE_HELP)
       .option('-p, --progress', 'show progress (on a terminal)')
       .option('-q, --quiet', 'print nothing on success')
       .addOption(backingProbeOption())
@@ -399,7 +407,9 @@ Run 'blk COMMAND --help' for a command's options.`,
     program
       .command('compare')
       .description('compare the guest-visible contents of two images (exit 0 same, 1 different, 2 error)')
-      .usage('[-f FMT] [-F FMT] [--backing-format FMT] [--second-backing-format FMT] [-s] [-p] [-q] [-U] A B')
+      .usage(
+        '[-f FMT] [-F FMT] [--backing-format FMT] [--second-backing-format FMT] [-s] [-T SRC_CACHE] [-p] [-q] [-U] A B',
+      )
       .addOption(new Option('-f, --format <fmt>', 'format of A (probed when omitted)'))
       .addOption(new Option('-F, --second-format <fmt>', 'format of B (probed when omitted)'))
       .addOption(
@@ -412,6 +422,7 @@ Run 'blk COMMAND --help' for a command's options.`,
         ),
       )
       .option('-s, --strict', 'also fail when sizes or allocation differ')
+      .option('-T, --source-cache <mode>', SOURCE_CACHE_HELP)
       .option('-p, --progress', 'show progress (on a terminal)')
       .option('-q, --quiet', 'print nothing; the exit code tells')
       .addOption(backingProbeOption())
@@ -428,7 +439,7 @@ Run 'blk COMMAND --help' for a command's options.`,
     program
       .command('check')
       .description('check an image for consistency (exit 0 ok, 1 not completed, 2 corrupt, 3 leaks, 63 unsupported)')
-      .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [-r leaks|all] [-q] [-U] FILE')
+      .usage('[-f FMT] [-F BACKING_FMT] [--output=human|json] [-r leaks|all] [-T SRC_CACHE] [-q] [-U] FILE')
       .addOption(formatOption())
       .addOption(imageBackingFormatOption())
       .addOption(outputOption())
@@ -437,6 +448,7 @@ Run 'blk COMMAND --help' for a command's options.`,
         'repair what the check finds: leaks (wasted space only) or all (also corruptions); '
           + 'the image is then checked again',
       )
+      .option('-T, --source-cache <mode>', SOURCE_CACHE_HELP)
       .option('-p, --progress', 'show progress (on a terminal)')
       .option('-q, --quiet', 'print nothing; the exit code tells')
       .addOption(backingProbeOption())

@@ -130,6 +130,7 @@ const POLICY_KEYS: readonly (keyof BackingPolicy)[] = [
 // forceShare: qemu-img's -U (force-share=on), passed through for the Vfs's lock layer; onWarning hears the Vfs.
 const OPEN_KEYS = [
   'registry',
+  'heldFiles',
   'format',
   'formatAssumed',
   'readOnly',
@@ -203,6 +204,11 @@ export function checkOpenOptions(options: unknown, path: unknown): void {
   checkBoolean(options.forceShare, 'forceShare', path);
   checkBoolean(options.forCheck, 'forCheck', path);
   checkBoolean(options.blockDevices, 'blockDevices', path);
+  if (options.heldFiles !== undefined) {
+    if (!Array.isArray(options.heldFiles))
+      throw invalidArgument('heldFiles', `must be an array of paths, not ${describeValue(options.heldFiles)}`, path);
+    for (const held of options.heldFiles) checkString(held, 'heldFiles', path);
+  }
   if (options.onWarning !== undefined && typeof options.onWarning !== 'function') {
     throw invalidArgument('onWarning', `must be a function, not ${describeValue(options.onWarning)}`, path);
   }

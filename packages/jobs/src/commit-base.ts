@@ -157,7 +157,7 @@ export async function commitIntoBase(file: string, base: string, options: Commit
     const top = layers[0]!;
     const child = layers[layers.length - 1]!;
     // BASE under the user's backing rules, opened as the chain opens it (raw by default: guarded).
-    const openBase = () => openBackingOf(ctx, child, { ...options, readOnly: false });
+    const openBase = () => openBackingOf(ctx, child, { ...options, readOnly: false }, undefined, layers);
     target = await openBase();
 
     // The mark (the top's driver's commit marker) counts as an interrupted commit -b only with a journal of

@@ -259,7 +259,8 @@ export async function commitImage(file: string, options: CommitOptions): Promise
     let emptied = false;
     if (!options.keep && anyRun) {
       try {
-        await top.discard(0, top.size);
+        // Emptied, not discarded: a qcow2 v3 discard leaves zero clusters that would hide what was committed.
+        await top.makeEmpty();
         await top.flush();
         emptied = true;
       } catch (err) {

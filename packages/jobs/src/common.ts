@@ -269,6 +269,7 @@ export async function openBackingOf(
   top: Image,
   o: BackingOpenOptions,
   named?: string,
+  held: readonly Image[] = [top],
 ): Promise<Image> {
   const resolved = await checkBackingAllowed(ctx.vfs, top, o);
   const ref = top.backingReference!;
@@ -279,6 +280,8 @@ export async function openBackingOf(
     backing: policy,
     // A path from the image: a device only when allowed (checked again on the node actually opened).
     blockDevices: policy.allowDevices === true,
+    // The images the job holds open: a chain that loops back to one is a loop, not another process's lock.
+    heldFiles: held.map((image) => image.path),
   };
   if (o.forceShare) options.forceShare = true;
   if (o.onWarning) options.onWarning = o.onWarning;
@@ -301,12 +304,15 @@ export function openNamedBacking(
   path: string,
   format: string | undefined,
   rules: BackingRules & { backingProbe?: boolean | undefined },
+  held: readonly Image[] = [],
 ): Promise<Image> {
   return openIn(ctx, path, {
     readOnly: true,
     format: format ?? 'raw',
     formatAssumed: format === undefined,
     backing: backingPolicy(rules),
+    // The images the job holds open (rebase's overlay): a chain that reaches one is a loop.
+    heldFiles: held.map((image) => image.path),
   });
 }
 

@@ -37,6 +37,7 @@ import {
   type Image,
 } from '@blk/core/portable';
 import {
+  cacheVfs,
   checkAborted,
   EventLoopYielder,
   fileId,
@@ -76,7 +77,8 @@ export interface RebaseResult {
 
 /** Points the overlay `file` at a new backing file, keeping its contents unless `unsafe`. */
 export async function rebaseImage(file: string, options: RebaseOptions): Promise<RebaseResult> {
-  const vfs = options.vfs;
+  // -t unsafe: nothing is fsync'ed (the copy-then-header order still holds against a killed process).
+  const vfs = cacheVfs(options.vfs, options);
   const ctx: JobContext = { registry: options.registry, vfs };
   checkAborted(options.signal, file);
   const chunk = jobChunk(options);
@@ -120,7 +122,7 @@ export async function rebaseImage(file: string, options: RebaseOptions): Promise
   let copied = 0;
   try {
     if (newPath !== undefined) {
-      fresh = await openNamedBacking(ctx, newPath, options.backingFormat, options);
+      fresh = await openNamedBacking(ctx, newPath, options.backingFormat, options, [top]);
     }
     let spec: BackingSpec | undefined;
     if (newPath !== undefined && fresh) {
@@ -160,7 +162,7 @@ async function finishInterruptedRebase(
 ): Promise<RebaseResult> {
   const top = await openIgnoringBacking();
   try {
-    const fresh = await openNamedBacking(ctx, newPath, options.backingFormat, options);
+    const fresh = await openNamedBacking(ctx, newPath, options.backingFormat, options, [top]);
     let facts: BackingFacts;
     try {
       facts = await gatherBackingFacts(ctx.vfs, newPath, fresh);

@@ -1067,24 +1067,42 @@ export class Qcow2Image implements DriverImage {
    */
   async discard(offset: number, length: number): Promise<void> {
     const cs = this.clusterSize;
-    const v3 = this.header.version === 3;
     const first = Math.ceil(offset / cs);
     const imageEnd = Math.ceil(this.size / SECTOR) * SECTOR;
     const endC = offset + length >= imageEnd ? Math.ceil(imageEnd / cs) : Math.floor((offset + length) / cs);
+    await this.discardClusters(first, endC, false);
+  }
+
+  /**
+   * QEMU's qcow2_make_empty (a full discard of every cluster): each cluster becomes unallocated,
+   * zero clusters included, so the whole image reads through to its backing file again. What
+   * commit leaves in the overlay; `discard` would leave zero clusters on v3 that hide the backing file.
+   */
+  async makeEmpty(): Promise<void> {
+    const imageEnd = Math.ceil(this.size / SECTOR) * SECTOR;
+    await this.discardClusters(0, Math.ceil(imageEnd / this.clusterSize), true);
+  }
+
+  /** Clusters [first, endC) discarded: `full` makes them unallocated, else as `discard` says. */
+  private async discardClusters(first: number, endC: number, full: boolean): Promise<void> {
+    const v3 = this.header.version === 3;
     if (endC <= first) return;
     await this.prepare();
     for (let c = first; c < endC; c++) {
-      await this.meta.run(async () => {
-        const l2 = await this.l2For(c, v3 && this.backing !== undefined ? 'allocate' : 'modify');
-        if (l2 === 0) return;
+      const skipTo = await this.meta.run(async () => {
+        const l2 = await this.l2For(c, !full && v3 && this.backing !== undefined ? 'allocate' : 'modify');
+        // No L2 table: nothing to give up in the clusters it would map (a sparse terabyte is few tables).
+        if (l2 === 0) return (Math.floor(c / this.l2Entries) + 1) * this.l2Entries;
         const { m } = await this.entryIn(l2, c);
         const allocated = m.kind === 'normal' || m.kind === 'compressed' || m.kind === 'zero-alloc';
-        const lo = v3 && (this.backing !== undefined || allocated) ? ZERO_LO : 0;
-        if (m.kind === 'unallocated' && lo === 0) return;
-        if (m.kind === 'zero' && lo === ZERO_LO) return;
+        const lo = !full && v3 && (this.backing !== undefined || allocated) ? ZERO_LO : 0;
+        if (m.kind === 'unallocated' && lo === 0) return undefined;
+        if (m.kind === 'zero' && lo === ZERO_LO) return undefined;
         await this.setEntry(l2, c, 0, lo);
         this.release(m);
+        return undefined;
       });
+      if (skipTo !== undefined) c = skipTo - 1;
     }
     if (this.mode === 'writethrough') await this.flush();
   }

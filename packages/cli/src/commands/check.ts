@@ -25,9 +25,12 @@ import { checkAllocation as checkAllocationJob } from '@blk/jobs';
 import { printable } from '../printable.js';
 import { createProgress } from '../progress.js';
 import { checkChain } from './check-chain.js';
+import { sourceCacheArg } from './convert.js';
 import { humanReport, jsonReport, type CheckResult } from './check-report.js';
 
 export interface CheckOpts extends BackingRuleFlags {
+  /** -T: cache mode of the image (checked only). */
+  sourceCache?: string;
   format?: string;
   output: 'human' | 'json';
   progress?: boolean;
@@ -63,6 +66,7 @@ function parseRepair(value: string | undefined): RepairRequest {
 }
 
 export async function check(file: string, opts: CheckOpts): Promise<number> {
+  sourceCacheArg(opts.sourceCache);
   const repair = parseRepair(opts.repair);
   let r = await runCheck(file, opts, repair);
   if (r === 'unsupported') {

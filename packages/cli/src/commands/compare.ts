@@ -11,8 +11,11 @@ import { isBlockError, type Image } from '@blk/core';
 import { compareImages } from '@blk/jobs';
 import { openCli, rulesOf, type BackingRuleFlags } from '../common.js';
 import { createProgress } from '../progress.js';
+import { sourceCacheArg } from './convert.js';
 
 export interface CompareOpts extends BackingRuleFlags {
+  /** -T: cache mode of the images read (checked only). */
+  sourceCache?: string;
   format?: string;
   secondFormat?: string;
   strict?: boolean;
@@ -28,6 +31,7 @@ export interface CompareOpts extends BackingRuleFlags {
 }
 
 export async function compare(a: string, b: string, opts: CompareOpts): Promise<number> {
+  sourceCacheArg(opts.sourceCache);
   const say = (line: string) => {
     if (!opts.quiet) process.stdout.write(`${line}\n`);
   };

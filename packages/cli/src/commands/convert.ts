@@ -17,6 +17,8 @@ import { progressListener } from '../progress.js';
 import { parseSize, parseUnsigned } from '../size.js';
 
 export interface ConvertOpts extends BackingRuleFlags {
+  /** -T: cache mode of the source images (checked only). */
+  sourceCache?: string;
   format?: string;
   /** -l: read the source as it was at this internal snapshot. */
   snapshot?: string;
@@ -47,6 +49,7 @@ export interface ConvertOpts extends BackingRuleFlags {
 }
 
 export async function convert(src: string, dst: string, opts: ConvertOpts): Promise<number> {
+  sourceCacheArg(opts.sourceCache);
   const inPlace = !opts.create;
   const outFormat = opts.outputFormat ?? 'raw';
   if (opts.targetIsZero && !inPlace) throw new UsageError('--target-is-zero requires use of -n flag');
@@ -121,6 +124,21 @@ export function cacheArg(value: string | undefined): ReturnType<typeof parseCach
     return parseCacheMode(value);
   } catch (err) {
     throw new UsageError((err as Error).message);
+  }
+}
+
+/**
+ * -T SRC_CACHE (qemu-img's cache mode of the images only read), checked as
+ * -t is so that a script's typo is still an error. blk reads every image
+ * through the host's page cache whatever the mode: none and directsync
+ * change nothing read, only how QEMU would bypass that cache.
+ */
+export function sourceCacheArg(value: string | undefined): void {
+  if (value === undefined) return;
+  try {
+    parseCacheMode(value);
+  } catch (err) {
+    throw new UsageError(`invalid source cache mode '${value}': ${(err as Error).message.replace(/^[^:]*: /, '')}`);
   }
 }
 

@@ -5,6 +5,7 @@
 import { rulesOf, runInterruptible, type BackingRuleFlags } from '../common.js';
 import { rebaseImage } from '../jobs/rebase.js';
 import { progressListener } from '../progress.js';
+import { cacheArg, sourceCacheArg } from './convert.js';
 
 export interface RebaseOpts extends BackingRuleFlags {
   format?: string;
@@ -16,14 +17,21 @@ export interface RebaseOpts extends BackingRuleFlags {
   backingProbe?: boolean;
   /** --old-backing-format: the format of the current backing file (cow records none). */
   oldBackingFormat?: string;
+  /** -t: cache mode of the overlay written (writeback, the default, flushes; unsafe never does). */
+  cache?: string;
+  /** -T: cache mode of the backing files read (checked; see sourceCacheArg). */
+  sourceCache?: string;
 }
 
 export async function rebase(file: string, opts: RebaseOpts): Promise<number> {
+  const cache = cacheArg(opts.cache);
+  sourceCacheArg(opts.sourceCache);
   // SIGINT, SIGTERM or SIGHUP stop the copy between two runs: the overlay still reads the same over its old
   // backing file, and a re-run finishes (blk exits 128 + signal).
   const interrupted = await runInterruptible((signal) =>
     rebaseImage(file, {
       signal,
+      cache,
       oldBackingFormat: opts.oldBackingFormat,
       format: opts.format,
       backing: opts.backing,

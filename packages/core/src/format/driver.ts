@@ -345,6 +345,15 @@ export interface DriverImage {
    */
   discard?(offset: number, length: number): Promise<void>;
   /**
+   * Optional (QEMU's bdrv_make_empty): gives up every cluster or sector this
+   * layer holds, so that the whole image reads through to its backing file
+   * again (what commit leaves in the overlay). Needed where `discard` leaves
+   * zeros rather than the backing file's data (qcow2 v3); without it the
+   * core empties an image whose `capabilities.discard` is `backing` with
+   * `discard`. Requests are drained before the call.
+   */
+  makeEmpty?(): Promise<void>;
+  /**
    * Changes the virtual size in place (qemu-img resize); `size` then reads
    * the new value. Growing keeps every byte and the new part reads as the
    * layer below (or zeros); shrinking drops what lies past the new end.

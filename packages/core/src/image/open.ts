@@ -41,6 +41,13 @@ export interface OpenImageOptions {
    * guard, as if its format had been probed.
    */
   formatAssumed?: boolean;
+  /**
+   * Files the caller holds open itself (a job's overlay, opened apart from
+   * its chain): a backing chain that reaches one of them, by any name, is a
+   * `backing-loop`, found before that file is opened again (whose lock, taken
+   * by the caller, would otherwise be reported as another process's).
+   */
+  heldFiles?: readonly string[];
   readOnly?: boolean;
   /** Where files live (required here; `@blk/core`'s Node entry and a host supply a default). */
   vfs: Vfs;
@@ -113,11 +120,15 @@ export async function openImage(path: string, options: OpenImageOptions): Promis
     // qemu's own words for the same mistake.
     throw new BlockError('invalid-argument', 'force-share=on can only be used with read-only images', { path });
   }
+  const seen = new Set<string>();
+  for (const held of options.heldFiles ?? []) {
+    for (const key of await identityKeys(vfs, vfs.resolve(vfs.cwd(), held))) seen.add(key);
+  }
   return openLayer(vfs, path, absolute, options, {
     depth: 0,
     readOnly: options.readOnly ?? false,
     format: options.format,
-    seen: new Set<string>(),
+    seen,
     rawByDefault: options.format !== undefined && options.formatAssumed === true,
   });
 }
@@ -134,6 +145,13 @@ interface LayerContext {
   rawByDefault?: boolean;
 }
 
+/** A file's keys for loop detection: by real path and by identity (a hard link, or a bind mount, is the same file under another real path). */
+async function identityKeys(vfs: Vfs, absolute: string): Promise<string[]> {
+  const real = await vfs.realpath(absolute).catch(() => absolute);
+  const id = (await vfs.stat(absolute).catch(() => undefined))?.id;
+  return id !== undefined ? [real, `id:${id}`] : [real];
+}
+
 async function openLayer(
   vfs: Vfs,
   displayPath: string,
@@ -142,10 +160,7 @@ async function openLayer(
   ctx: LayerContext,
 ): Promise<Image> {
   const policy = options.backing ?? {};
-  const real = await vfs.realpath(absolute).catch(() => absolute);
-  // By path and by identity: a hard link (or a bind mount) is the same file under another real path.
-  const id = (await vfs.stat(absolute).catch(() => undefined))?.id;
-  const keys = id !== undefined ? [real, `id:${id}`] : [real];
+  const keys = await identityKeys(vfs, absolute);
   if (keys.some((key) => ctx.seen.has(key))) {
     throw new BlockError('backing-loop', `backing chain loops back to ${absolute}`, { path: displayPath });
   }
