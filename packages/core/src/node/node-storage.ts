@@ -4,6 +4,7 @@ import { checkOffset } from '../checks.js';
 import { storageCapabilities, type Storage, type StorageCapabilities, type StorageExtent } from '../storage/storage.js';
 import { openDeviceSize } from './device-size.js';
 import { callback, PoolIo } from './pool-io.js';
+import { refusePseudoFile } from './pseudo-fs.js';
 import { nodeTypeOf, specialFile, typeOfStats } from './stat-type.js';
 import { SyncIo } from './sync-io.js';
 import type { PositionalSyscalls } from './syscalls.js';
@@ -199,7 +200,8 @@ export class NodeFileStorage implements Storage {
       blockSize = Number(st.blksize);
       if (st.isBlockDevice() && options.blockDevices) device = { rdev: st.rdev };
       else if (!st.isFile()) throw specialFile(path, typeOfStats(st), options.blockDevices === true);
-      else if (flagName === 'w+') fs.ftruncateSync(fd, 0);
+      else refusePseudoFile(fd, path, !readOnly);
+      if (device === undefined && flagName === 'w+') fs.ftruncateSync(fd, 0);
     } catch (err) {
       fs.closeSync(fd);
       throw err instanceof BlockError ? err : ioError(path, 'stat', err);
