@@ -26,6 +26,7 @@ import { printable } from '../printable.js';
 import { createProgress } from '../progress.js';
 import { checkChain } from './check-chain.js';
 import { humanReport, jsonReport, type CheckResult } from './check-report.js';
+import { nameAsGiven } from '../image-operands.js';
 
 export interface CheckOpts extends BackingRuleFlags {
   format?: string;
@@ -87,7 +88,7 @@ export async function check(file: string, opts: CheckOpts): Promise<number> {
     if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${printable(p)}\n`);
   }
 
-  if (!opts.quiet) process.stdout.write(opts.output === 'json' ? jsonReport(file, r) : humanReport(r));
+  if (!opts.quiet) process.stdout.write(opts.output === 'json' ? jsonReport(nameAsGiven(file), r) : humanReport(r));
   if (r.checkErrors) {
     if (!opts.quiet) process.stderr.write('blk: Check failed\n');
     return 1;
