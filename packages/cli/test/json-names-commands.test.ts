@@ -135,6 +135,24 @@ describe.skipIf(!QEMU)('json: names and --image-opts in the commands, as qemu-im
     }
   });
 
+  it("a json: name whose file is a FIFO or a device: the error names that file (qemu-io's words for a FIFO)", () => {
+    const fifo = path.join(dir, 'pipe');
+    spawnSync('mkfifo', [fifo]);
+    const name = `json:{"driver":"raw","file":{"filename":"${fifo}"}}`;
+    const q = spawnSync('qemu-io', ['-c', 'read 0 512', name], { encoding: 'utf8', timeout: 20_000 });
+    const b = blk(['io', '-c', 'read 0 512', name]);
+    expect(b.stderr).toBe(q.stderr);
+    expect(b.stderr).toContain(`'file' driver requires '${fifo}' to be a regular file`);
+    expect(b.code).toBe(q.status);
+    // qemu-io opens a character device (a 0-byte disk); blk refuses it, naming the file inside the name.
+    const dev = blk(['io', '-c', 'read 0 512', 'json:{"driver":"file","filename":"/dev/null"}']);
+    expect(dev.stderr).toContain(': /dev/null: is a character device');
+    // The commands name the file the json: name holds (qemu-img info would wait on the FIFO forever).
+    expect(blk(['info', name]).stderr).toBe(
+      `blk: ${fifo}: is a FIFO (named pipe), not a regular file or a block device\n`,
+    );
+  });
+
   it("-f given wins over the name's driver, as in qemu-img", () => {
     const r = both(['info', '--output=json', '-f', 'raw', QCOW2[0]!]);
     expect(r.blk).toEqual(r.qemu);

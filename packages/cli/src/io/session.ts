@@ -12,7 +12,7 @@ import { parseSizeResult } from '../size.js';
 import { MAX_REQUEST, type CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 import { openIoFile, type IoOpenOptions, type OpenedFile } from './open-options.js';
-import type { OptionValue } from './block-options.js';
+import { resolveFileOptions, type OptionValue } from './block-options.js';
 import type { BackingRules } from '../jobs/common.js';
 import { cvtnumError, dumpBuffer, elapsed } from './report.js';
 import { dumpInPieces, rangeError } from './bounded.js';
@@ -22,6 +22,13 @@ export interface Output {
   err(text: string): void;
   /** Resolves once `out` has room again (a slow reader of a pipe); absent when output never waits. */
   drain?(): Promise<void>;
+}
+
+/** Whether `name` opened with `options` and the `-o` options `direct` is read-only (they are checked by then). */
+function readOnlyAfter(name: string, options: IoOpenOptions, direct: ReadonlyMap<string, OptionValue>): boolean {
+  const probe: IoOpenOptions = { ...options, cache: { ...options.cache } };
+  resolveFileOptions(name, direct, probe);
+  return probe.readOnly;
 }
 
 export class IoSession {
@@ -103,7 +110,7 @@ export class IoSession {
     try {
       if (!(await this.close())) return false;
       try {
-        if (held && options.readOnly !== file.options.readOnly) checkNameStillHeld(held);
+        if (held && readOnlyAfter(file.name, options, direct) !== file.options.readOnly) checkNameStillHeld(held);
         this.file = await openIoFile(file.name, options, direct, held);
         return true;
       } catch (err) {
