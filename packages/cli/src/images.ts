@@ -47,6 +47,17 @@ export function hostSocketSender(): SocketSender | undefined {
   return imagesSocketSender(hostOptionsFromEnvironment(process.env));
 }
 
+let unlocked_: Vfs | undefined;
+
+/**
+ * The host file system WITHOUT OS locks, for a file whose lock its opener holds on a descriptor of
+ * its own (blk io, io/same-file.ts). Local files only.
+ */
+export function unlockedHostVfs(): Vfs {
+  unlocked_ ??= imagesHostVfs({ ...hostOptionsFromEnvironment(process.env), lock: 'off' });
+  return unlocked_;
+}
+
 /** blk's host: `registry`'s formats (as they are now: a host holds a frozen copy) on `hostVfs()`. */
 export function cliHost(): Host {
   return createHost({ drivers: registry, vfs: hostVfs() });

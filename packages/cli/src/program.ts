@@ -9,6 +9,7 @@ import { ExitError, setCommandContext } from './errors.js';
 import { unknownCommandMessage } from './unknown-command.js';
 import { printable } from './printable.js';
 import { allowBackingDevices } from './backing-devices.js';
+import { IMAGE_OPERANDS, applyImageOperands, hasNamedOptions } from './image-operands.js';
 
 /** Exit code of a usage error or a failure, per command (qemu-img's conventions). */
 export const FAILURE_CODE: Record<string, number> = { compare: 2 };
@@ -149,9 +150,11 @@ export function buildProgram(only?: string): Command {
     .hook('preSubcommand', (_cmd, sub) => {
       current = sub.name();
     })
-    .hook('preAction', (_cmd, action) => {
+    .hook('preAction', async (_cmd, action) => {
       if (action.opts().backingDevices === true) allowBackingDevices();
       setCommandContext(action.name(), action.opts(), action.args);
+      // json: names and --image-opts strings become the paths and options they name.
+      if (hasNamedOptions(action)) await applyImageOperands(action);
     })
     .on('command:*', (operands: string[]) => {
       // qemu-img's "Command not found" (exit 1), naming the nearest thing blk has.
@@ -632,5 +635,14 @@ Run 'blk COMMAND --help' for a command's options.`,
       .action(run(async () => (await import('./commands/io.js')).io));
   }
 
+  // qemu-img's --image-opts, on every command whose image operands may be json: names too.
+  for (const cmd of program.commands) {
+    if (IMAGE_OPERANDS[cmd.name()]) {
+      cmd.option(
+        '--image-opts',
+        "read the image operands as option strings: driver=FMT,file.filename=PATH (qemu-img's)",
+      );
+    }
+  }
   return program;
 }

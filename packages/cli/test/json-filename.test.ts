@@ -79,4 +79,30 @@ describe.skipIf(!hasCommand('qemu-img'))('a json: backing file name inside an im
     expect(io.stdout).not.toContain('read 512/512');
     expect(io.stderr).toContain("Could not open backing file: Could not open '");
   });
+
+  it('is a file name to every other command too (json: operands are read only as the user typed them)', () => {
+    const secret = path.join(dir, 'secret2.raw');
+    rawFile(secret, 65536, [[0, 65536, 0x5e]]);
+    const top = path.join(dir, 'top2.qcow2');
+    const name = `json:{"driver":"raw","file":{"driver":"file","filename":"${secret}"}}`;
+    const r = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', name, '-F', 'raw', top, '64k'], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const named = `json:{"driver":"qcow2","file":{"filename":"${top}"}}`;
+    const runs = [
+      ['map', top],
+      ['convert', '-O', 'raw', top, path.join(dir, 'out.raw')],
+      ['compare', named, secret],
+      ['dd', `if=${named}`, `of=${path.join(dir, 'out2.raw')}`, 'bs=64k', 'count=1'],
+      ['commit', '--image-opts', `driver=qcow2,file.filename=${top}`],
+    ];
+    for (const args of runs) {
+      const b = blk(args);
+      expect(b.code, args.join(' ')).not.toBe(0);
+      // The name is a (missing) file relative to the image's directory, not the secret.
+      expect(b.stderr, args.join(' ')).toContain(`backing file ${dir}/json:{`);
+    }
+    expect(fs.readFileSync(secret).every((x) => x === 0x5e)).toBe(true);
+  });
 });

@@ -24,7 +24,9 @@ export * from '@blk/core';
 export { cowDriver } from '@blk/cow';
 export { qcow2Driver } from '@blk/qcow2';
 export { rawDriver } from '@blk/raw';
-export type { LockPolicy, SocketSender } from '@blk/native';
+export type { LockPolicy, LockMode, SocketSender } from '@blk/native';
+/** For a program that holds a file's lock on a descriptor of its own (blk io's reopen keeps it across the switch). */
+export { lockFd, unlockFd } from '@blk/native';
 
 /** The built-in formats in probe order: cow, qcow2; raw, the last resort, scores 1. A new array each call. */
 export function builtinDrivers(): BlockDriver[] {

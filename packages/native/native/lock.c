@@ -56,14 +56,28 @@ static int set_range(int fd, int cmd, short type, off_t start, off_t len) {
   return fcntl(fd, cmd, &fl) == 0 ? 0 : errno;
 }
 
-/* Applies a lock of `mode` with `cmd` (F_OFD_SETLK or F_SETLK); returns errno or 0. */
+/*
+ * Applies a lock of `mode` with `cmd` (F_OFD_SETLK or F_SETLK); returns errno or 0. A mode change
+ * on a descriptor that holds a lock converts it without letting go at any moment (the kernel checks
+ * a request for conflicts before it changes anything): exclusive is one whole-file write lock over
+ * whatever was held; shared takes its two bytes (as read locks, over a write lock if held) and only
+ * then drops the rest. A refused request leaves the lock held before as it was.
+ */
 static int apply(int fd, int cmd, int mode) {
   if (mode != 1) return set_range(fd, cmd, lock_type(mode), 0, 0);
   int err = set_range(fd, cmd, F_RDLCK, QEMU_PERM_CONSISTENT_READ, 1);
   if (err) return err;
+  /* Refused only when nothing was held (a held lock, shared or exclusive, covers byte 201). */
   err = set_range(fd, cmd, F_RDLCK, QEMU_UNSHARE_WRITE, 1);
-  if (err) set_range(fd, cmd, F_UNLCK, QEMU_PERM_CONSISTENT_READ, 1);
-  return err;
+  if (err) {
+    set_range(fd, cmd, F_UNLCK, QEMU_PERM_CONSISTENT_READ, 1);
+    return err;
+  }
+  /* Everything else this descriptor held (a writer's whole file) goes; the two bytes stay. */
+  set_range(fd, cmd, F_UNLCK, 0, QEMU_PERM_CONSISTENT_READ);
+  set_range(fd, cmd, F_UNLCK, QEMU_PERM_CONSISTENT_READ + 1, QEMU_UNSHARE_WRITE - QEMU_PERM_CONSISTENT_READ - 1);
+  set_range(fd, cmd, F_UNLCK, QEMU_UNSHARE_WRITE + 1, 0);
+  return 0;
 }
 
 static int args(napi_env env, napi_callback_info info, int32_t *fd, int32_t *mode) {
@@ -88,12 +102,6 @@ static napi_value js_lock(napi_env env, napi_callback_info info) {
   if (!args(env, info, &fd, &mode)) {
     napi_throw_type_error(env, NULL, "lock(fd, mode) needs two integers");
     return NULL;
-  }
-  if (mode == 1 || mode == 2) {
-    /* Drop what this descriptor held, so that a mode change does not keep stale ranges. */
-#ifdef F_OFD_SETLK
-    set_range(fd, F_OFD_SETLK, F_UNLCK, 0, 0);
-#endif
   }
 #ifdef F_OFD_SETLK
   int err = apply(fd, F_OFD_SETLK, mode);

@@ -27,6 +27,7 @@ import { createProgress } from '../progress.js';
 import { checkChain } from './check-chain.js';
 import { sourceCacheArg } from './convert.js';
 import { humanReport, jsonReport, type CheckResult } from './check-report.js';
+import { nameAsGiven } from '../image-operands.js';
 
 export interface CheckOpts extends BackingRuleFlags {
   /** -T: cache mode of the image (checked only). */
@@ -91,7 +92,7 @@ export async function check(file: string, opts: CheckOpts): Promise<number> {
     if (!opts.quiet) for (const p of r.problems) process.stderr.write(`${printable(p)}\n`);
   }
 
-  if (!opts.quiet) process.stdout.write(opts.output === 'json' ? jsonReport(file, r) : humanReport(r));
+  if (!opts.quiet) process.stdout.write(opts.output === 'json' ? jsonReport(nameAsGiven(file), r) : humanReport(r));
   if (r.checkErrors) {
     if (!opts.quiet) process.stderr.write('blk: Check failed\n');
     return 1;

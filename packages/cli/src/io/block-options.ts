@@ -207,10 +207,13 @@ export function resolveFileOptions(
   name: string,
   direct: ReadonlyMap<string, OptionValue>,
   into: IoOpenOptions,
+  /** `name` is qemu-img's --image-opts text (`driver=qcow2,file.filename=F`), read as a json: name is. */
+  imageOpts = false,
 ): { path: string; extras: BlockOptionExtras } | string {
   const merged = new Map<string, OptionValue>();
-  const json = isJsonFilename(name);
-  if (json) for (const [k, v] of parseJsonFilename(name)) merged.set(k, v);
+  const json = imageOpts || isJsonFilename(name);
+  const named = imageOpts ? parseOptionList(name) : json ? parseJsonFilename(name) : undefined;
+  if (named) for (const [k, v] of named) merged.set(k, v);
   // `{"driver":"file","filename":F}` is the host file itself: to blk, F read as raw.
   if (json && merged.get('driver') === 'file' && !direct.has('driver')) {
     merged.set('driver', 'raw');

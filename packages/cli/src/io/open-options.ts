@@ -10,13 +10,21 @@ import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { BlockError, isBlockError, type BackingPolicy, type CacheMode as CoreCacheMode, type Image } from '@blk/core';
 import { backingPolicy, cacheVfs } from '../jobs/common.js';
-import { createImage, hostVfs, openImage } from '../images.js';
+import { createImage, hostVfs, openImage, unlockedHostVfs } from '../images.js';
 import { warn } from '../errors.js';
 import { printable } from '../printable.js';
 import { openConflict, type IoOpenOptions } from './open-flags.js';
 import { resolveFileOptions, type OptionValue } from './block-options.js';
 import { WindowVfs } from './window-storage.js';
-import { HeldFileVfs, holdFile, releaseFile, type HeldFile } from './same-file.js';
+import {
+  HeldFileVfs,
+  holdFile,
+  releaseFile,
+  setHeldLock,
+  stronger,
+  type HeldFile,
+  type HeldLock,
+} from './same-file.js';
 import { checkQcow2CacheOptions } from './qcow2-cache-options.js';
 
 export type { IoOpenOptions } from './open-flags.js';
@@ -32,7 +40,7 @@ export interface OpenedFile {
   direct: ReadonlyMap<string, OptionValue>;
   /** `node-name`, `file.node-name`, `backing.node-name` as given (reopen may not change them). */
   nodeNames: ReadonlyMap<string, string>;
-  /** A descriptor on the file's inode (same-file.ts): reopen's way back to this very file. */
+  /** A descriptor on the file's inode holding its lock (same-file.ts): reopen keeps it. */
   held?: HeldFile | undefined;
   /** Closes the image, then the held descriptor (unless reopen took it). */
   close(): Promise<void>;
@@ -86,14 +94,26 @@ export async function openIoFile(
   sameFile?: HeldFile,
 ): Promise<OpenedFile> {
   let held = sameFile;
+  const before = sameFile?.lock;
   try {
-    const file = await openIoFileAs(name, given, direct, (path) => (held ??= holdFile(path)), sameFile);
-    return file;
+    return await openIoFileAs(name, given, direct, (path) => (held ??= holdFile(path)));
   } catch (err) {
-    // A descriptor taken here is ours to drop; the caller's (`sameFile`) stays the caller's.
+    // A descriptor taken here is ours to drop; the caller's (`sameFile`) gets its lock back.
     if (held !== sameFile) releaseFile(held);
+    else if (sameFile && before !== undefined) {
+      try {
+        setHeldLock(sameFile, before); // back to the lock it had: a downgrade, or no change
+      } catch {
+        // The restore's open then reports the lock it cannot have.
+      }
+    }
     throw err;
   }
+}
+
+/** The lock an open with `o` needs: a writer's, a reader's, none for a read-only force-share one. */
+function lockFor(o: IoOpenOptions): HeldLock {
+  return !o.readOnly ? 'exclusive' : o.forceShare ? 'none' : 'shared';
 }
 
 async function openIoFileAs(
@@ -101,7 +121,6 @@ async function openIoFileAs(
   given: IoOpenOptions,
   direct: ReadonlyMap<string, OptionValue>,
   hold: (path: string) => HeldFile | undefined,
-  sameFile: HeldFile | undefined,
 ): Promise<OpenedFile> {
   const o: IoOpenOptions = { ...given, cache: { ...given.cache } };
   const merged = new Map(direct);
@@ -111,7 +130,12 @@ async function openIoFileAs(
   const { path, extras } = resolved;
   const conflict = openConflict(o);
   if (conflict !== undefined) throw new Error(conflict);
-  const host0 = sameFile ? new HeldFileVfs(hostVfs(), path, sameFile) : hostVfs();
+  // The file's lock is taken on the held descriptor before the image opens (a stronger one than
+  // it holds now; a weaker one once the image is open: reopen -w to -r never lets it go).
+  const held = o.snapshot ? undefined : hold(path);
+  const want = lockFor(o);
+  if (held && stronger(want, held.lock)) setHeldLock(held, want);
+  const host0 = held ? new HeldFileVfs(hostVfs(), unlockedHostVfs(), path, held) : hostVfs();
   const host = o.cache.noFlush ? cacheVfs(host0, { cache: 'unsafe' }) : host0;
   const vfs = extras.window ? new WindowVfs(host, path, extras.window) : host;
   const opened = async (image: Image): Promise<OpenedFile> => {
@@ -120,14 +144,15 @@ async function openIoFileAs(
       await image.close();
       throw new BlockError('invalid-argument', problem, { path: name });
     }
-    // Taken once the image is open (a moment after it: a replacement in between is not noticed).
+    // An image that opened read-only of its own accord (a corrupt qcow2) needs only a reader's lock.
+    if (held) setHeldLock(held, image.readOnly && want === 'exclusive' ? 'shared' : want);
     const file: OpenedFile = {
       name,
       image,
       options: o,
       direct,
       nodeNames: extras.nodeNames,
-      held: o.snapshot ? undefined : hold(path),
+      held,
       close: async () => {
         try {
           await image.close();

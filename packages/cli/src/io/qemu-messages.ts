@@ -60,6 +60,12 @@ export function qemuOpenReason(err: unknown, name: string): string {
     const lock = /will not open it for writing/.test(err.detail) ? '"write" lock' : 'shared "write" lock';
     return `Failed to get ${lock}\nIs another process using the image [${printable(path)}]?`;
   }
+  if (err.kind === 'special-file' && typeof path === 'string') {
+    // QEMU's file driver refuses a FIFO naming it (raw_open_common); blk refuses character devices,
+    // sockets and directories too. The file is named: a json: name's inner file is not the name.
+    if (/FIFO/.test(err.detail)) return `'file' driver requires '${printable(path)}' to be a regular file`;
+    if (path !== name) return `${printable(path)}: ${why}`;
+  }
   const header = qcow2HeaderReason(err.kind, err.field, err.detail);
   if (header !== undefined) return header;
   if (err.code === 'ENOENT' && typeof path === 'string') {

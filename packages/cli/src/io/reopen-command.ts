@@ -7,8 +7,10 @@
  * they have is fine), -r/-w cannot be mixed with `read-only`, nor -c with `cache.*`.
  *
  * blk has no in-place reopen: the image is closed (its requests completed, its cache flushed) and
- * opened again, and when that fails it is opened again as it was. The options are checked before
- * the image is closed. A file opened with -s cannot be reopened (its temporary overlay would go).
+ * opened again, and when that fails it is opened again as it was. The file's OS lock stays held
+ * throughout (same-file.ts: a descriptor of the file holds it, converted in place for -r/-w). The
+ * options are checked before the image is closed. A file opened with -s cannot be reopened (its
+ * temporary overlay would go).
  */
 import { getoptOrUsage, type CmdInfo } from './command.js';
 import { parseCache, type IoOpenOptions } from './open-flags.js';

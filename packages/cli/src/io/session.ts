@@ -6,13 +6,13 @@
 import type { Image } from '@blk/core';
 import { debugEnabled } from '../errors.js';
 import { QEMU_IO, cantOpenLine, errorLine, qemuOpenReason, withQemuLines } from './qemu-messages.js';
-import { releaseFile } from './same-file.js';
+import { checkNameStillHeld, releaseFile } from './same-file.js';
 import { printable } from '../printable.js';
 import { parseSizeResult } from '../size.js';
 import { MAX_REQUEST, type CmdInfo } from './command.js';
 import { strerror } from './errno.js';
 import { openIoFile, type IoOpenOptions, type OpenedFile } from './open-options.js';
-import type { OptionValue } from './block-options.js';
+import { resolveFileOptions, type OptionValue } from './block-options.js';
 import type { BackingRules } from '../jobs/common.js';
 import { cvtnumError, dumpBuffer, elapsed } from './report.js';
 import { dumpInPieces, rangeError } from './bounded.js';
@@ -22,6 +22,13 @@ export interface Output {
   err(text: string): void;
   /** Resolves once `out` has room again (a slow reader of a pipe); absent when output never waits. */
   drain?(): Promise<void>;
+}
+
+/** Whether `name` opened with `options` and the `-o` options `direct` is read-only (they are checked by then). */
+function readOnlyAfter(name: string, options: IoOpenOptions, direct: ReadonlyMap<string, OptionValue>): boolean {
+  const probe: IoOpenOptions = { ...options, cache: { ...options.cache } };
+  resolveFileOptions(name, direct, probe);
+  return probe.readOnly;
 }
 
 export class IoSession {
@@ -89,19 +96,22 @@ export class IoSession {
 
   /**
    * Reopens the open file with `options` and the `-o` options `direct` (reopen's): completes the
-   * requests in flight, closes the image (flushing it) and opens it again. When the new open fails
-   * the file is opened again as it was, and false is returned after printing why.
+   * requests in flight, closes the image (flushing it) and opens it again. The file's lock stays
+   * held throughout on the descriptor the file keeps (same-file.ts), changed in place for -r/-w.
+   * When the new open fails the file is opened again as it was (the same inode, with its lock as
+   * it was), and false is returned after printing why.
    */
   async reopen(options: IoOpenOptions, direct: ReadonlyMap<string, OptionValue>): Promise<boolean> {
     const file = this.file;
     if (!file) return false;
-    // The descriptor on the file outlives its close: a failed reopen opens this very file again.
+    // The descriptor outlives the image's close: it holds the lock, and the file opens through it.
     const held = file.held;
     file.held = undefined;
     try {
       if (!(await this.close())) return false;
       try {
-        this.file = await openIoFile(file.name, options, direct);
+        if (held && readOnlyAfter(file.name, options, direct) !== file.options.readOnly) checkNameStillHeld(held);
+        this.file = await openIoFile(file.name, options, direct, held);
         return true;
       } catch (err) {
         this.io.err(`${QEMU_IO}: ${withQemuLines(qemuOpenReason(err, file.name))}\n`);
@@ -109,12 +119,12 @@ export class IoSession {
       }
       try {
         this.file = await openIoFile(file.name, file.options, file.direct, held);
-        if (this.file.held === held) return false; // adopted: the restored file keeps it
       } catch (err) {
         this.reportOpen(err, file.name);
       }
       return false;
     } finally {
+      // Adopted by the file now open, or released with nothing open.
       if (this.file?.held !== held) releaseFile(held);
     }
   }
