@@ -88,8 +88,10 @@ export interface ByteStream {
   /**
    * Optional (zero-copy; src/zero-copy-node.ts on Node): sends `parts` in order, after everything
    * written before and with nothing of another call between them, bytes as given and spans from
-   * host files (read by the stream itself, e.g. sendfile); resolves once sent (the file ranges
-   * read), rejects once the stream is broken. Large reads of data in host files use it.
+   * host files (read by the stream itself, e.g. sendfile); resolves once sent, rejects once the
+   * stream is broken. Calls `sent`, when given, once it needs neither the buffers nor the files
+   * (sent, read into memory, or dropped): a read holds its range until then. Large reads of data
+   * in host files use it.
    */
   sendParts?(parts: ReadonlyArray<Uint8Array | FileSpan>, sent?: () => void): Promise<void>;
 }
@@ -806,6 +808,7 @@ export class Transmission {
    */
   private async readFiles(req: Request, sparse: boolean): Promise<void> {
     let sending = false;
+    let reply: Promise<void> | undefined;
     try {
       await this.image.readFileRuns(req.offset, req.length, (runs) => {
         sending = true;
@@ -817,8 +820,15 @@ export class Transmission {
           structured: this.state.structured,
           sparse,
         };
-        return this.stream.sendParts!(fileReplyParts(shape, runs));
+        // The range is held until the stream no longer needs the files (`sent`: sent, or read into
+        // memory because the client stopped reading), not until the client has read the reply: a
+        // client that reads nothing must not hold writes of others to the range.
+        return new Promise<void>((resolve, reject) => {
+          reply = this.stream.sendParts!(fileReplyParts(shape, runs), resolve);
+          reply.then(resolve, reject);
+        });
       });
+      await reply;
     } catch (e) {
       // The stream broke while sending: as any failed reply (start() marks the connection broken).
       if (sending) throw e;

@@ -11,6 +11,7 @@
  * job (or through `socket.write` once no file range is queued). So the byte order on the wire is the
  * order of the calls, as with `socket.write` alone.
  */
+import * as fs from 'node:fs';
 import type * as net from 'node:net';
 import * as os from 'node:os';
 import type { FileSpan } from './transmission.js';
@@ -27,7 +28,12 @@ interface Item {
   files: boolean;
   resolve: () => void;
   reject: (e: Error) => void;
+  /** Called once the item needs neither its buffers nor its files (sent, read into memory, or dropped). */
   sent?: (() => void) | undefined;
+  /** In a job (its file ranges are being sent, not to be read into memory here). */
+  taken?: boolean;
+  /** Its file ranges are being read into memory (`capture`). */
+  capturing?: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -47,6 +53,12 @@ export class ZeroCopyWriter {
   /** `socket.write` calls not called back yet: a job may start only at 0 (no write of Node's in flight). */
   private socketWrites = 0;
   private failure: Error | undefined;
+  /**
+   * The peer read nothing for 200 ms (a job gave EAGAIN) and has not caught up since: file ranges
+   * are read into memory (`capture`) instead of being held until the peer reads, so a client that
+   * stops reading holds no read's range (and no write of another client to it) for more than that.
+   */
+  private stalled = false;
 
   constructor(
     private readonly socket: net.Socket,
@@ -79,7 +91,9 @@ export class ZeroCopyWriter {
     }
     const files = parts.some((p) => !(p instanceof Uint8Array));
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ parts, files, resolve, reject, sent });
+      const item: Item = { parts, files, resolve, reject, sent };
+      this.queue.push(item);
+      if (this.stalled && files) this.capture(item);
       this.start();
     });
   }
@@ -101,6 +115,8 @@ export class ZeroCopyWriter {
       this.fail(new Error('connection closed'));
       return;
     }
+    // Everything written before is out: the peer reads again, file ranges may wait for it again.
+    this.stalled = false;
     // No file range queued (small replies behind a finished job): Node's own write path, in order.
     if (!this.queue.some((i) => i.files)) {
       const items = this.queue;
@@ -112,7 +128,7 @@ export class ZeroCopyWriter {
             item.parts[k] as Uint8Array,
             this.trackWrite((e) => {
               if (!last) return;
-              item.sent?.();
+              once(item);
               if (e) item.reject(e);
               else item.resolve();
             }),
@@ -124,8 +140,12 @@ export class ZeroCopyWriter {
     const items = this.queue;
     this.queue = [];
     const { data, plan } = planOf(items);
-    // Their bytes are copied into `data`: the callers may reuse their buffers now.
-    for (const item of items) item.sent?.();
+    // Their bytes are copied into `data`: the callers may reuse their buffers now (file ranges:
+    // once sent, or read into memory).
+    for (const item of items) {
+      item.taken = true;
+      if (!item.files) once(item);
+    }
     this.run(fd, data, plan, items, FIRST_RETRY_MS);
   }
 
@@ -134,34 +154,98 @@ export class ZeroCopyWriter {
     this.cancelJob = this.sender.sendv(fd, data, plan, (errno, sent) => {
       this.cancelJob = undefined;
       if (errno === EAGAIN) {
+        if (!this.stalled) {
+          // The peer stopped reading: the file ranges of this job and of those queued are read
+          // into memory now, and their holds end (see `stalled`); the rest goes out later.
+          this.stalled = true;
+          for (const item of this.queue) if (item.files) this.capture(item);
+          this.captureJob(data, planAfter(plan, sent), items, next(sent, retryMs));
+          return;
+        }
         const rest = planAfter(plan, sent);
-        const next = sent > 0 ? FIRST_RETRY_MS : Math.min(MAX_RETRY_MS, retryMs * 2);
-        const timer = setTimeout(() => {
-          this.cancelJob = undefined;
-          const again = socketFd(this.socket);
-          if (again === undefined) this.failItems(items, new Error('connection closed'));
-          else this.run(again, data, rest, items, next);
-        }, retryMs);
-        // Still holding the socket: a close meanwhile fails the job at once.
-        this.cancelJob = () => {
-          clearTimeout(timer);
-          this.cancelJob = undefined;
-          this.failItems(items, new Error('connection closed'));
-        };
+        this.retry(data, rest, items, retryMs, next(sent, retryMs));
         return;
       }
       if (errno !== 0) {
         this.failItems(items, new Error(`sendfile to the client failed (errno ${errno})`));
         return;
       }
-      for (const item of items) item.resolve();
+      for (const item of items) {
+        once(item);
+        item.resolve();
+      }
       this.start();
     });
   }
 
+  /** Sends the rest of a job after `waitMs` (the socket stays held meanwhile). */
+  private retry(data: Uint8Array, rest: Float64Array, items: Item[], waitMs: number, nextMs: number): void {
+    const timer = setTimeout(() => {
+      this.cancelJob = undefined;
+      const again = socketFd(this.socket);
+      if (again === undefined) this.failItems(items, new Error('connection closed'));
+      else this.run(again, data, rest, items, nextMs);
+    }, waitMs);
+    // Still holding the socket: a close meanwhile fails the job at once.
+    this.cancelJob = () => {
+      clearTimeout(timer);
+      this.cancelJob = undefined;
+      this.failItems(items, new Error('connection closed'));
+    };
+  }
+
+  /**
+   * Reads the file ranges left in a stalled job's `rest` into memory, ends the holds of its items
+   * (`sent`), and sends the rest from memory once the peer reads again.
+   */
+  private captureJob(data: Uint8Array, rest: Float64Array, items: Item[], nextMs: number): void {
+    let closed = false;
+    this.cancelJob = () => {
+      closed = true;
+    };
+    void planParts(data, rest)
+      .then(readSpans)
+      .then(
+        (parts) => {
+          this.cancelJob = undefined;
+          for (const item of items) once(item);
+          if (closed) {
+            this.failItems(items, new Error('connection closed'));
+            return;
+          }
+          const job = planOf([{ parts, files: true, resolve: () => undefined, reject: () => undefined }]);
+          this.retry(job.data, job.plan, items, FIRST_RETRY_MS, nextMs);
+        },
+        (e: unknown) => {
+          this.cancelJob = undefined;
+          this.failItems(items, e instanceof Error ? e : new Error(String(e)));
+        },
+      );
+  }
+
+  /** Reads a queued item's file ranges into memory (the peer stalled), ending its hold on them. */
+  private capture(item: Item): void {
+    if (item.capturing || item.taken) return;
+    item.capturing = true;
+    void readSpans(item.parts).then(
+      (parts) => {
+        if (item.taken) return; // a job took it meanwhile: it sends the files itself
+        item.parts = parts;
+        item.files = parts.some((p) => !(p instanceof Uint8Array));
+        once(item);
+      },
+      (e: unknown) => {
+        if (!item.taken) this.fail(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  }
+
   /** `items` (of a job) could not be sent: they and everything queued fail. */
   private failItems(items: Item[], e: Error): void {
-    for (const item of items) item.reject(e);
+    for (const item of items) {
+      once(item);
+      item.reject(e);
+    }
     this.fail(e);
   }
 
@@ -171,11 +255,57 @@ export class ZeroCopyWriter {
     const items = this.queue;
     this.queue = [];
     for (const item of items) {
-      item.sent?.();
+      once(item);
       item.reject(e);
     }
     this.socket.destroy();
   }
+}
+
+/** Calls an item's `sent` once. */
+function once(item: Item): void {
+  const sent = item.sent;
+  item.sent = undefined;
+  sent?.();
+}
+
+/** The wait before the next try of a job that sent `sent` bytes after waiting `retryMs`. */
+function next(sent: number, retryMs: number): number {
+  return sent > 0 ? FIRST_RETRY_MS : Math.min(MAX_RETRY_MS, retryMs * 2);
+}
+
+/** A plan (and its data) as parts again: memory, zero runs, file spans. */
+async function planParts(data: Uint8Array, plan: Float64Array): Promise<Array<Uint8Array | FileSpan>> {
+  const parts: Array<Uint8Array | FileSpan> = [];
+  for (let k = 0; k < plan.length; k += 3) {
+    const fd = plan[k]!;
+    const position = plan[k + 1]!;
+    const length = plan[k + 2]!;
+    if (fd === -1) parts.push(data.subarray(position, position + length));
+    else parts.push({ fd: fd === -2 ? undefined : fd, position, length });
+  }
+  return parts;
+}
+
+/** `parts` with the file spans read into memory (zeros past a file's end, as sendfile sends); zero runs stay. */
+async function readSpans(parts: ReadonlyArray<Uint8Array | FileSpan>): Promise<Array<Uint8Array | FileSpan>> {
+  const out: Array<Uint8Array | FileSpan> = [];
+  for (const p of parts) {
+    if (p instanceof Uint8Array || p.fd === undefined) {
+      out.push(p);
+      continue;
+    }
+    const b = new Uint8Array(p.length);
+    for (let at = 0; at < p.length; ) {
+      const n = await new Promise<number>((resolve, reject) =>
+        fs.read(p.fd!, b, at, p.length - at, p.position + at, (e, bytesRead) => (e ? reject(e) : resolve(bytesRead))),
+      );
+      if (n === 0) break; // the file ended before the span: the rest stays zeros
+      at += n;
+    }
+    out.push(b);
+  }
+  return out;
 }
 
 /** The socket's descriptor (libuv's handle exposes it on Unix), or undefined once closed. */

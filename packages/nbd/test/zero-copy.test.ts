@@ -333,6 +333,34 @@ describeNative('reads and later writes of the same range', () => {
     await fast.close();
     await image.close();
   });
+  it('a client that stops reading holds the range of its read 200 ms, not until it reads: a write of another client goes through', async () => {
+    const len = 32 * MiB;
+    const image = await writableImage('raw-stall-w.raw', len, 0x33);
+    const srv = await listen(image, false, native);
+    const b = await srv.connect();
+    const readB = reader(b);
+    b.pause(); // reads nothing: the job waits for the socket, gives EAGAIN after 200 ms
+    b.write(req(CMD.READ, 0, len, 1));
+    await new Promise((r) => setTimeout(r, 400));
+    const a = await srv.connect();
+    const readA = reader(a);
+    a.write(Buffer.concat([req(CMD.WRITE, 4 * MiB, 64 * KiB, 2), Buffer.alloc(64 * KiB, 0x44)]));
+    // Old code: the write waited for B's read to be sent, i.e. for as long as B reads nothing.
+    const ack = await Promise.race([readA(16), new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
+    expect(ack, 'the write was not acknowledged while the other client stalls').toBeDefined();
+    expect(ack!.readUInt32BE(4)).toBe(0);
+    // B's reply still carries what the range held when its read was issued.
+    b.resume();
+    expect((await readB(16)).readUInt32BE(4)).toBe(0);
+    expect((await readB(len)).equals(Buffer.alloc(len, 0x33))).toBe(true);
+    a.write(req(CMD.READ, 4 * MiB, 64 * KiB, 3));
+    await readA(16);
+    expect((await readA(64 * KiB)).equals(Buffer.alloc(64 * KiB, 0x44))).toBe(true);
+    a.end(req(CMD.DISC, 0, 0, 9));
+    b.end(req(CMD.DISC, 0, 0, 9));
+    await srv.close();
+    await image.close();
+  });
 });
 
 describeNative('clients that go away', () => {
