@@ -236,7 +236,8 @@ const WRAPPERS: Array<{
       const vfs = new FullVfs();
       vfs.files.put('/f', new Uint8Array());
       vfs.files.put('/proc/self/fd/7', new Uint8Array());
-      const outer = await new HeldFileVfs(vfs, '/f', { fd: 7 }).open('/f');
+      const held = { fd: 7, path: '/f', writable: true, lock: 'exclusive' as const };
+      const outer = await new HeldFileVfs(vfs, vfs, '/f', held).open('/f');
       return { outer, inner: vfs.last! };
     },
   },

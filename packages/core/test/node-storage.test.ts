@@ -110,9 +110,10 @@ describe.each<NodeIoMode>(['sync', 'async'])('NodeFileStorage (io: %s)', (io) =>
   });
 
   it('reports a failing read or write as BlockError io with the fs code and the offset', async () => {
-    // /proc/self/mem is a regular file whose unmapped addresses (page 1) fail to read with EIO.
+    // /proc/self/mem is a regular file whose unmapped addresses (page 1) fail to read with EIO
+    // (a pseudo file system's file: refused unless asked for, see pseudo-files.test.ts).
     const mem = '/proc/self/mem';
-    const storage = await NodeFileStorage.open(mem, { io, readOnly: true });
+    const storage = await NodeFileStorage.open(mem, { io, readOnly: true, pseudoFiles: true });
     await expect(storage.read(4096, new Uint8Array(16))).rejects.toMatchObject({
       kind: 'io',
       code: 'EIO',

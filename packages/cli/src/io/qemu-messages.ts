@@ -63,7 +63,10 @@ export function qemuOpenReason(err: unknown, name: string): string {
   if (err.kind === 'special-file' && typeof path === 'string') {
     // QEMU's file driver refuses a FIFO naming it (raw_open_common); blk refuses character devices,
     // sockets and directories too. The file is named: a json: name's inner file is not the name.
-    if (/FIFO/.test(err.detail)) return `'file' driver requires '${printable(path)}' to be a regular file`;
+    // Only for the file itself: a FIFO named as a backing file is reported as blk words it (the
+    // error's path is then the overlay's, which must not be called the FIFO).
+    if (/FIFO/.test(err.detail) && !/^backing file /.test(err.detail))
+      return `'file' driver requires '${printable(path)}' to be a regular file`;
     if (path !== name) return `${printable(path)}: ${why}`;
   }
   const header = qcow2HeaderReason(err.kind, err.field, err.detail);

@@ -32,6 +32,12 @@ export interface NodeFileStorageOptions {
   readOnly?: boolean;
   /** Accept a block device (default: regular files only; see VfsOpenOptions.blockDevices). */
   blockDevices?: boolean;
+  /**
+   * Accept files of kernel pseudo file systems (/proc, /sys, cgroup, ...), which are refused by
+   * default (pseudo-fs.ts): for a caller that opens such a file on purpose, never for paths read
+   * from images. The VFS never sets it.
+   */
+  pseudoFiles?: boolean;
   io?: NodeIoMode;
   /** `io: 'sync'` only: system calls to use instead of Node's fs ones. */
   syscalls?: PositionalSyscalls;
@@ -200,7 +206,7 @@ export class NodeFileStorage implements Storage {
       blockSize = Number(st.blksize);
       if (st.isBlockDevice() && options.blockDevices) device = { rdev: st.rdev };
       else if (!st.isFile()) throw specialFile(path, typeOfStats(st), options.blockDevices === true);
-      else refusePseudoFile(fd, path, !readOnly);
+      else if (options.pseudoFiles !== true) refusePseudoFile(fd, path, !readOnly);
       if (device === undefined && flagName === 'w+') fs.ftruncateSync(fd, 0);
     } catch (err) {
       fs.closeSync(fd);
