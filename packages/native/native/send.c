@@ -93,17 +93,21 @@ static int wait_writable(send_job *job) {
   }
 }
 
+/* After a failed send or sendfile: 0 to try again (interrupted, or the socket has room again), else
+   the error to report (EAGAIN when the peer read nothing for the job's wait). */
+static int retry_after(send_job *job, int err) {
+  if (err == EINTR) return 0;
+  if (err == EAGAIN || err == EWOULDBLOCK) return wait_writable(job);
+  return err;
+}
+
 static int send_memory(send_job *job, const uint8_t *p, size_t n) {
   while (n > 0) {
     ssize_t w = send(job->sock, p, n, MSG_NOSIGNAL);
     if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        int e = wait_writable(job);
-        if (e) return e;
-        continue;
-      }
-      return errno;
+      int e = retry_after(job, errno);
+      if (e) return e;
+      continue;
     }
     p += w;
     n -= (size_t) w;
@@ -131,13 +135,9 @@ static int send_file(send_job *job, int fd, uint64_t position, uint64_t n) {
     size_t want = n > (1u << 30) ? (1u << 30) : (size_t) n;
     ssize_t w = sendfile(job->sock, fd, &at, want);
     if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        int e = wait_writable(job);
-        if (e) return e;
-        continue;
-      }
-      return errno;
+      int e = retry_after(job, errno);
+      if (e) return e;
+      continue;
     }
     if (w == 0) return send_zeros(job, n); /* the file ended before the range did */
     n -= (uint64_t) w;

@@ -5,7 +5,7 @@
  * sends file ranges itself (`ByteStream.sendParts`: sendfile from a worker thread on Node).
  */
 import type { HostFileRun } from '@blk/core/portable';
-import { CHUNK, CHUNK_FLAG_DONE, encodeChunkHeader, encodeSimpleReply } from './protocol.js';
+import { encodeSimpleReply, layOutReadChunks } from './protocol.js';
 
 /** Zero runs shorter than this are sent as data (a hole chunk costs 32 bytes and a turn of the client's parser). */
 export const MIN_HOLE = 4096;
@@ -40,25 +40,14 @@ export function fileReplyParts(r: ReadReplyShape, runs: ReadonlyArray<HostFileRu
     return parts;
   }
   const holes = r.sparse ? holesOf(runs, r.offset) : [];
-  const dataChunk = (from: number, to: number, last: boolean) => {
-    const h = new Uint8Array(28);
-    h.set(encodeChunkHeader(r.cookie, last ? CHUNK_FLAG_DONE : 0, CHUNK.OFFSET_DATA, 8 + to - from));
-    new DataView(h.buffer).setBigUint64(20, BigInt(r.offset + from));
-    parts.push(h);
-    pushSpans(parts, runs, r.offset + from, r.offset + to);
-  };
-  let pos = 0;
-  for (const [hs, he] of holes) {
-    if (hs > pos) dataChunk(pos, hs, false);
-    const h = new Uint8Array(32);
-    h.set(encodeChunkHeader(r.cookie, he === r.length ? CHUNK_FLAG_DONE : 0, CHUNK.OFFSET_HOLE, 12));
-    const v = new DataView(h.buffer);
-    v.setBigUint64(20, BigInt(r.offset + hs));
-    v.setUint32(28, he - hs);
-    parts.push(h);
-    pos = he;
-  }
-  if (pos < r.length) dataChunk(pos, r.length, true);
+  layOutReadChunks(
+    r.cookie,
+    r.offset,
+    r.length,
+    holes,
+    (h) => parts.push(h),
+    (from, to) => pushSpans(parts, runs, r.offset + from, r.offset + to),
+  );
   return parts;
 }
 

@@ -232,6 +232,42 @@ export function encodeChunkHeader(cookie: bigint, flags: number, type: number, l
   return b;
 }
 
+/**
+ * Lays out the chunks of a structured READ reply of `length` bytes at `offset` with `holes` ([start,
+ * end) relative to `offset`, sorted, apart): an OFFSET_DATA chunk for each span between holes, an
+ * OFFSET_HOLE chunk for each hole, DONE on the last. `header` receives each chunk header; `data(from,
+ * to)` is called after a data chunk's header to add its payload. The buffered path and the
+ * file-range path (file-replies.ts) both use it, so their replies are the same bytes.
+ */
+export function layOutReadChunks(
+  cookie: bigint,
+  offset: number,
+  length: number,
+  holes: ReadonlyArray<readonly [number, number]>,
+  header: (h: Uint8Array) => void,
+  data: (from: number, to: number) => void,
+): void {
+  const dataChunk = (from: number, to: number, last: boolean) => {
+    const h = new Uint8Array(28);
+    h.set(encodeChunkHeader(cookie, last ? CHUNK_FLAG_DONE : 0, CHUNK.OFFSET_DATA, 8 + to - from));
+    view(h).setBigUint64(20, BigInt(offset + from));
+    header(h);
+    data(from, to);
+  };
+  let pos = 0;
+  for (const [hs, he] of holes) {
+    if (hs > pos) dataChunk(pos, hs, false);
+    const h = new Uint8Array(32);
+    h.set(encodeChunkHeader(cookie, he === length ? CHUNK_FLAG_DONE : 0, CHUNK.OFFSET_HOLE, 12));
+    const v = view(h);
+    v.setBigUint64(20, BigInt(offset + hs));
+    v.setUint32(28, he - hs);
+    header(h);
+    pos = he;
+  }
+  if (pos < length) dataChunk(pos, length, true);
+}
+
 /** A protocol violation: the connection is dropped. */
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';

@@ -31,6 +31,7 @@ import {
   CMD_FLAG,
   decodeRequest,
   encodeChunkHeader,
+  layOutReadChunks,
   encodeSimpleReply,
   encoder,
   MAX_REQUEST,
@@ -777,25 +778,14 @@ export class Transmission {
       return this.send([whole], sent);
     }
     const parts: Uint8Array[] = [];
-    let pos = 0;
-    const dataChunk = (from: number, to: number, last: boolean) => {
-      const h = new Uint8Array(28);
-      h.set(encodeChunkHeader(req.cookie, last ? CHUNK_FLAG_DONE : 0, CHUNK.OFFSET_DATA, 8 + to - from));
-      new DataView(h.buffer).setBigUint64(20, BigInt(req.offset + from));
-      parts.push(h, data.subarray(from, to));
-    };
-    for (let i = 0; i < holes.length; i++) {
-      const [hs, he] = holes[i]!;
-      if (hs > pos) dataChunk(pos, hs, false);
-      const h = new Uint8Array(32);
-      h.set(encodeChunkHeader(req.cookie, he === req.length ? CHUNK_FLAG_DONE : 0, CHUNK.OFFSET_HOLE, 12));
-      const v = new DataView(h.buffer);
-      v.setBigUint64(20, BigInt(req.offset + hs));
-      v.setUint32(28, he - hs);
-      parts.push(h);
-      pos = he;
-    }
-    if (pos < req.length) dataChunk(pos, req.length, true);
+    layOutReadChunks(
+      req.cookie,
+      req.offset,
+      req.length,
+      holes,
+      (h) => parts.push(h),
+      (from, to) => parts.push(data.subarray(from, to)),
+    );
     return this.send(parts, sent);
   }
 
